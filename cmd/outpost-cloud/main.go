@@ -1,0 +1,76 @@
+// Command outpost-cloud is the fleet cloud: the admin API, the part sync API
+// and the signaling relay.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/logging"
+	"github.com/outpost-robotics/outpost/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "outpost-cloud:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "outpost-cloud",
+		Short:         "The Outpost fleet cloud",
+		Version:       version.String("outpost-cloud"),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(newServe())
+	return root
+}
+
+func newServe() *cobra.Command {
+	var dataDir, listen, certFile, keyFile, level string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the fleet API and the part sync API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lvl, err := logging.ParseLevel(level)
+			if err != nil {
+				return err
+			}
+			if (certFile == "") != (keyFile == "") {
+				return fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
+			}
+			log, _ := logging.New(logging.Options{Level: lvl})
+			defer func() { _ = log.Sync() }()
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return fmt.Errorf("create data folder: %w", err)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			log.Info("outpost-cloud serving", zap.String("addr", ln.Addr().String()), zap.String("data_dir", dataDir), zap.Bool("tls", certFile != ""), zap.String("version", version.Version))
+			return cloud.Serve(cmd.Context(), ln, cloud.Handler(), certFile, keyFile, log)
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve on")
+	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); serves cleartext HTTP/2 without it")
+	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
+	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
