@@ -5,14 +5,28 @@
 // source: outpost/sync/v1/sync.proto
 
 // outpost.sync.v1 is the contract between a robot part (outpostd) and the
-// fleet cloud. The part authenticates with its part id and secret, sent in
-// headers; every document the cloud sends is signed (DESIGN decision 4).
+// fleet cloud.
+//
+// Authentication: every call carries the header
+// `Authorization: Part <part_id>:<part_secret>` (the values of the part's
+// bootstrap file). Credentials never go in URLs.
+//
+// Trust: configs and grant bundles arrive as SignedDocument, signed by the
+// cloud with Ed25519 (DESIGN decision 4). The part verifies them with the
+// keys of its bootstrap file before storing them and again on load.
+//
+// Exactly once (DESIGN decision 6): every record a part uploads is keyed by
+// (part, stream, seq). The cloud stores by that key, so a repeat is a no-op,
+// and answers with the highest sequence it holds contiguously; the part
+// deletes only what that answer covers.
 
 package syncv1
 
 import (
+	v1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -25,6 +39,106 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Role is owner or operator (seeds/003).
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_OPERATOR    Role = 1
+	Role_ROLE_OWNER       Role = 2
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_OPERATOR",
+		2: "ROLE_OWNER",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_OPERATOR":    1,
+		"ROLE_OWNER":       2,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_sync_v1_sync_proto_enumTypes[0].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_outpost_sync_v1_sync_proto_enumTypes[0]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+}
+
+// SubjectKind says whether a principal is a person or an API key.
+type SubjectKind int32
+
+const (
+	SubjectKind_SUBJECT_KIND_UNSPECIFIED SubjectKind = 0
+	SubjectKind_SUBJECT_KIND_USER        SubjectKind = 1
+	SubjectKind_SUBJECT_KIND_API_KEY     SubjectKind = 2
+)
+
+// Enum value maps for SubjectKind.
+var (
+	SubjectKind_name = map[int32]string{
+		0: "SUBJECT_KIND_UNSPECIFIED",
+		1: "SUBJECT_KIND_USER",
+		2: "SUBJECT_KIND_API_KEY",
+	}
+	SubjectKind_value = map[string]int32{
+		"SUBJECT_KIND_UNSPECIFIED": 0,
+		"SUBJECT_KIND_USER":        1,
+		"SUBJECT_KIND_API_KEY":     2,
+	}
+)
+
+func (x SubjectKind) Enum() *SubjectKind {
+	p := new(SubjectKind)
+	*p = x
+	return p
+}
+
+func (x SubjectKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SubjectKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_sync_v1_sync_proto_enumTypes[1].Descriptor()
+}
+
+func (SubjectKind) Type() protoreflect.EnumType {
+	return &file_outpost_sync_v1_sync_proto_enumTypes[1]
+}
+
+func (x SubjectKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SubjectKind.Descriptor instead.
+func (SubjectKind) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
+}
 
 // PullRequest carries the versions the part already holds.
 type PullRequest struct {
@@ -86,12 +200,14 @@ type PullResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cloud's time, which the part's offline clock trusts.
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
-	// How long the part should wait before its next cycle, in seconds.
-	PollIntervalSeconds uint32 `protobuf:"varint,2,opt,name=poll_interval_seconds,json=pollIntervalSeconds,proto3" json:"poll_interval_seconds,omitempty"`
-	// A newer signed config, when there is one.
+	// How long the part should wait before its next cycle.
+	PollInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=poll_interval,json=pollInterval,proto3" json:"poll_interval,omitempty"`
+	// A newer signed ConfigDocument, when there is one.
 	Config *SignedDocument `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
-	// A newer signed grant bundle, when there is one.
-	Grants        *SignedDocument `protobuf:"bytes,4,opt,name=grants,proto3" json:"grants,omitempty"`
+	// A newer signed GrantBundle, when there is one.
+	Grants *SignedDocument `protobuf:"bytes,4,opt,name=grants,proto3" json:"grants,omitempty"`
+	// What became of config revisions the part proposed (offline edits).
+	Proposals     []*ProposalOutcome `protobuf:"bytes,5,rep,name=proposals,proto3" json:"proposals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,11 +249,11 @@ func (x *PullResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *PullResponse) GetPollIntervalSeconds() uint32 {
+func (x *PullResponse) GetPollInterval() *durationpb.Duration {
 	if x != nil {
-		return x.PollIntervalSeconds
+		return x.PollInterval
 	}
-	return 0
+	return nil
 }
 
 func (x *PullResponse) GetConfig() *SignedDocument {
@@ -154,15 +270,27 @@ func (x *PullResponse) GetGrants() *SignedDocument {
 	return nil
 }
 
+func (x *PullResponse) GetProposals() []*ProposalOutcome {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
 // SignedDocument is a serialized protobuf payload with an Ed25519 signature.
+// The signature covers the type and the payload, so a document of one type
+// can never be passed off as another.
 type SignedDocument struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The serialized document; its type is known from the field it arrives in.
-	Payload []byte `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Full protobuf name of the payload's message, such as
+	// "outpost.sync.v1.GrantBundle".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The serialized message.
+	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Which cloud key signed it, so keys can rotate.
-	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	// Ed25519 signature over payload.
-	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	KeyId string `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Ed25519 signature over type, a zero byte, and payload.
+	Signature     []byte `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +325,13 @@ func (*SignedDocument) Descriptor() ([]byte, []int) {
 	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
 }
 
+func (x *SignedDocument) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 func (x *SignedDocument) GetPayload() []byte {
 	if x != nil {
 		return x.Payload
@@ -218,26 +353,2161 @@ func (x *SignedDocument) GetSignature() []byte {
 	return nil
 }
 
+// ConfigDocument is the signed config of one part: its machine's config with
+// the machine's fragments merged in.
+type ConfigDocument struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part it is for; a part refuses a document for another part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The part's machine.
+	MachineId string `protobuf:"bytes,2,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Grows with every change; a part refuses a lower one (rollback).
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// When the cloud issued it.
+	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	// After this the part stops honouring it (60 days by default).
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The merged config.
+	Config *v1.RobotConfig `protobuf:"bytes,6,opt,name=config,proto3" json:"config,omitempty"`
+	// The machine config revision the document was built from; offline edits
+	// are proposed against it.
+	MachineRevision uint64 `protobuf:"varint,7,opt,name=machine_revision,json=machineRevision,proto3" json:"machine_revision,omitempty"`
+	// The fragments merged in, with the versions used.
+	Fragments     []*FragmentVersion `protobuf:"bytes,8,rep,name=fragments,proto3" json:"fragments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigDocument) Reset() {
+	*x = ConfigDocument{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigDocument) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigDocument) ProtoMessage() {}
+
+func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigDocument.ProtoReflect.Descriptor instead.
+func (*ConfigDocument) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConfigDocument) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *ConfigDocument) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ConfigDocument) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ConfigDocument) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
+}
+
+func (x *ConfigDocument) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ConfigDocument) GetConfig() *v1.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConfigDocument) GetMachineRevision() uint64 {
+	if x != nil {
+		return x.MachineRevision
+	}
+	return 0
+}
+
+func (x *ConfigDocument) GetFragments() []*FragmentVersion {
+	if x != nil {
+		return x.Fragments
+	}
+	return nil
+}
+
+// FragmentVersion names one fragment at one version.
+type FragmentVersion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The fragment revision that was merged.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FragmentVersion) Reset() {
+	*x = FragmentVersion{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FragmentVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FragmentVersion) ProtoMessage() {}
+
+func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FragmentVersion.ProtoReflect.Descriptor instead.
+func (*FragmentVersion) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FragmentVersion) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FragmentVersion) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// GrantBundle is everything a part needs to decide control calls offline:
+// the machine's place in the hierarchy, who has access to it and through
+// which grants, and the keys that verify credentials.
+type GrantBundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part it is for.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The part's machine.
+	MachineId string `protobuf:"bytes,2,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Grows with every change to a grant covering the machine.
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// When the cloud issued it.
+	IssuedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	// After this the part refuses remote credentials (60 days by default).
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The machine's ancestry: its location chain up to the organization, the
+	// organizations that chain is shared with, the machine and its parts.
+	Hierarchy *Hierarchy `protobuf:"bytes,6,opt,name=hierarchy,proto3" json:"hierarchy,omitempty"`
+	// The users and API keys with a grant covering the machine.
+	Principals []*Principal `protobuf:"bytes,7,rep,name=principals,proto3" json:"principals,omitempty"`
+	// Public keys that verify user access tokens.
+	TokenKeys     []*PublicKey `protobuf:"bytes,8,rep,name=token_keys,json=tokenKeys,proto3" json:"token_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantBundle) Reset() {
+	*x = GrantBundle{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantBundle) ProtoMessage() {}
+
+func (x *GrantBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantBundle.ProtoReflect.Descriptor instead.
+func (*GrantBundle) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GrantBundle) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *GrantBundle) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *GrantBundle) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GrantBundle) GetIssuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssuedAt
+	}
+	return nil
+}
+
+func (x *GrantBundle) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *GrantBundle) GetHierarchy() *Hierarchy {
+	if x != nil {
+		return x.Hierarchy
+	}
+	return nil
+}
+
+func (x *GrantBundle) GetPrincipals() []*Principal {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *GrantBundle) GetTokenKeys() []*PublicKey {
+	if x != nil {
+		return x.TokenKeys
+	}
+	return nil
+}
+
+// Hierarchy is the part of the organization tree a grant bundle needs.
+type Hierarchy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Organization ids.
+	Orgs []string `protobuf:"bytes,1,rep,name=orgs,proto3" json:"orgs,omitempty"`
+	// Locations, each in one organization.
+	Locations []*HierarchyLocation `protobuf:"bytes,2,rep,name=locations,proto3" json:"locations,omitempty"`
+	// Locations shared with other organizations.
+	Shares []*HierarchyShare `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	// The machine.
+	Machine *HierarchyMachine `protobuf:"bytes,4,opt,name=machine,proto3" json:"machine,omitempty"`
+	// The machine's parts.
+	PartIds       []string `protobuf:"bytes,5,rep,name=part_ids,json=partIds,proto3" json:"part_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hierarchy) Reset() {
+	*x = Hierarchy{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hierarchy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hierarchy) ProtoMessage() {}
+
+func (x *Hierarchy) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hierarchy.ProtoReflect.Descriptor instead.
+func (*Hierarchy) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Hierarchy) GetOrgs() []string {
+	if x != nil {
+		return x.Orgs
+	}
+	return nil
+}
+
+func (x *Hierarchy) GetLocations() []*HierarchyLocation {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+func (x *Hierarchy) GetShares() []*HierarchyShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *Hierarchy) GetMachine() *HierarchyMachine {
+	if x != nil {
+		return x.Machine
+	}
+	return nil
+}
+
+func (x *Hierarchy) GetPartIds() []string {
+	if x != nil {
+		return x.PartIds
+	}
+	return nil
+}
+
+// HierarchyLocation is one location and its parent.
+type HierarchyLocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The organization that owns it.
+	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Its parent location, or empty at the top of the organization.
+	ParentId      string `protobuf:"bytes,3,opt,name=parent_id,json=parentId,proto3" json:"parent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HierarchyLocation) Reset() {
+	*x = HierarchyLocation{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HierarchyLocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HierarchyLocation) ProtoMessage() {}
+
+func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HierarchyLocation.ProtoReflect.Descriptor instead.
+func (*HierarchyLocation) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HierarchyLocation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HierarchyLocation) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *HierarchyLocation) GetParentId() string {
+	if x != nil {
+		return x.ParentId
+	}
+	return ""
+}
+
+// HierarchyShare shares a location with another organization.
+type HierarchyShare struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shared location.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// The organization it is shared with.
+	OrgId         string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HierarchyShare) Reset() {
+	*x = HierarchyShare{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HierarchyShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HierarchyShare) ProtoMessage() {}
+
+func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HierarchyShare.ProtoReflect.Descriptor instead.
+func (*HierarchyShare) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HierarchyShare) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *HierarchyShare) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// HierarchyMachine is the bundle's machine and where it stands.
+type HierarchyMachine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its location.
+	LocationId    string `protobuf:"bytes,2,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HierarchyMachine) Reset() {
+	*x = HierarchyMachine{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HierarchyMachine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HierarchyMachine) ProtoMessage() {}
+
+func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HierarchyMachine.ProtoReflect.Descriptor instead.
+func (*HierarchyMachine) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HierarchyMachine) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HierarchyMachine) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+// Grant is a role on a scope.
+type Grant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The role.
+	Role Role `protobuf:"varint,1,opt,name=role,proto3,enum=outpost.sync.v1.Role" json:"role,omitempty"`
+	// The scope: "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Grant) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *Grant) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// Principal is a user or API key with grants that cover the machine.
+type Principal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User or API key.
+	Kind SubjectKind `protobuf:"varint,1,opt,name=kind,proto3,enum=outpost.sync.v1.SubjectKind" json:"kind,omitempty"`
+	// The user's or key's id.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// A name for people: the user's email or the key's name.
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// For API keys: SHA-256 of the secret. The secret itself never leaves the
+	// cloud's answer to the request that created it.
+	KeySha256 []byte `protobuf:"bytes,4,opt,name=key_sha256,json=keySha256,proto3" json:"key_sha256,omitempty"`
+	// The grants that cover the machine.
+	Grants        []*Grant `protobuf:"bytes,5,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Principal) Reset() {
+	*x = Principal{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principal) ProtoMessage() {}
+
+func (x *Principal) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principal.ProtoReflect.Descriptor instead.
+func (*Principal) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Principal) GetKind() SubjectKind {
+	if x != nil {
+		return x.Kind
+	}
+	return SubjectKind_SUBJECT_KIND_UNSPECIFIED
+}
+
+func (x *Principal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Principal) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Principal) GetKeySha256() []byte {
+	if x != nil {
+		return x.KeySha256
+	}
+	return nil
+}
+
+func (x *Principal) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// PublicKey is an Ed25519 public key with its id.
+type PublicKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key id, as in SignedDocument.key_id and JWT kid headers.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The 32-byte Ed25519 public key.
+	Ed25519       []byte `protobuf:"bytes,2,opt,name=ed25519,proto3" json:"ed25519,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PublicKey) Reset() {
+	*x = PublicKey{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PublicKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PublicKey) ProtoMessage() {}
+
+func (x *PublicKey) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PublicKey.ProtoReflect.Descriptor instead.
+func (*PublicKey) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PublicKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *PublicKey) GetEd25519() []byte {
+	if x != nil {
+		return x.Ed25519
+	}
+	return nil
+}
+
+// Record is one entry of a stream, as the part stored it.
+type Record struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sequence number within (part, stream); assigned once, on the part.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When the part wrote it (the part's clock).
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// The serialized entry: LogEntry, Capture, AuditEvent, GapRecord or
+	// ConfigProposal, according to the stream.
+	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Record) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Record) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Record) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+// UploadRequest is a batch of records of one stream, in sequence order.
+type UploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream: "logs.debug", "logs.info", "logs.warn", "captures",
+	// "audit", "gaps" or "proposals".
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The records; sequence numbers need not be contiguous (evicted ranges are
+	// covered by gap records) but must increase.
+	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadRequest) Reset() {
+	*x = UploadRequest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadRequest) ProtoMessage() {}
+
+func (x *UploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
+func (*UploadRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UploadRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *UploadRequest) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// UploadResponse says what the cloud now holds.
+type UploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The highest sequence of the stream the cloud holds with nothing missing
+	// before it, counting ranges that gap records declared lost. The part may
+	// delete everything up to it.
+	AckedThrough  uint64 `protobuf:"varint,1,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadResponse) Reset() {
+	*x = UploadResponse{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadResponse) ProtoMessage() {}
+
+func (x *UploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
+func (*UploadResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *UploadResponse) GetAckedThrough() uint64 {
+	if x != nil {
+		return x.AckedThrough
+	}
+	return 0
+}
+
+// LogEntry is a record of the logs.* streams.
+type LogEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// debug, info, warn or error.
+	Level string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	// The logger's name (daemon subsystem, module or process).
+	Logger string `protobuf:"bytes,2,opt,name=logger,proto3" json:"logger,omitempty"`
+	// The message.
+	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// Structured fields as a JSON object.
+	FieldsJson    string `protobuf:"bytes,4,opt,name=fields_json,json=fieldsJson,proto3" json:"fields_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogEntry) Reset() {
+	*x = LogEntry{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogEntry) ProtoMessage() {}
+
+func (x *LogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
+func (*LogEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LogEntry) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LogEntry) GetLogger() string {
+	if x != nil {
+		return x.Logger
+	}
+	return ""
+}
+
+func (x *LogEntry) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *LogEntry) GetFieldsJson() string {
+	if x != nil {
+		return x.FieldsJson
+	}
+	return ""
+}
+
+// Capture is a record of the captures stream.
+type Capture struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The component captured.
+	Component string `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
+	// The method polled, such as "readings" or "image".
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// Tags from the capture config.
+	Tags []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	// Eviction priority: lower goes first when the store is over budget.
+	Priority int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The captured data (JSON for readings).
+	Data []byte `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	// The data's media type, such as "application/json" or "image/jpeg".
+	MimeType string `protobuf:"bytes,6,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	// For captures too large for a record: the blob holding the data.
+	BlobId        string `protobuf:"bytes,7,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Capture) Reset() {
+	*x = Capture{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capture) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capture) ProtoMessage() {}
+
+func (x *Capture) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capture.ProtoReflect.Descriptor instead.
+func (*Capture) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Capture) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *Capture) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Capture) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *Capture) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Capture) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Capture) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *Capture) GetBlobId() string {
+	if x != nil {
+		return x.BlobId
+	}
+	return ""
+}
+
+// AuditEvent is a record of the audit stream: a change, or a refusal, on
+// the part's control plane.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user/ID", "apikey/ID" or "local/UID" for the break-glass socket.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The action of ACTIONS.md.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// The resource, such as "machine/ID".
+	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// The procedure called, such as "/outpost.control.v1.ControlService/Status".
+	Procedure string `protobuf:"bytes,4,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	// Whether it was allowed.
+	Allowed bool `protobuf:"varint,5,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// Why, in one sentence.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// "grpc", "webrtc" or "socket".
+	Transport string `protobuf:"bytes,7,opt,name=transport,proto3" json:"transport,omitempty"`
+	// The peer's address.
+	Peer          string `protobuf:"bytes,8,opt,name=peer,proto3" json:"peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AuditEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetProcedure() string {
+	if x != nil {
+		return x.Procedure
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *AuditEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+// GapRecord declares records lost on the part, so loss is never silent
+// (DESIGN decision 7).
+type GapRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream that lost records.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The first sequence lost.
+	FirstSeq uint64 `protobuf:"varint,2,opt,name=first_seq,json=firstSeq,proto3" json:"first_seq,omitempty"`
+	// The last sequence lost.
+	LastSeq uint64 `protobuf:"varint,3,opt,name=last_seq,json=lastSeq,proto3" json:"last_seq,omitempty"`
+	// How many records were lost.
+	Count uint64 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	// How many bytes they held.
+	Bytes uint64 `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Why: "over budget", "store corrupted; moved aside to ...".
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GapRecord) Reset() {
+	*x = GapRecord{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GapRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GapRecord) ProtoMessage() {}
+
+func (x *GapRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GapRecord.ProtoReflect.Descriptor instead.
+func (*GapRecord) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GapRecord) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *GapRecord) GetFirstSeq() uint64 {
+	if x != nil {
+		return x.FirstSeq
+	}
+	return 0
+}
+
+func (x *GapRecord) GetLastSeq() uint64 {
+	if x != nil {
+		return x.LastSeq
+	}
+	return 0
+}
+
+func (x *GapRecord) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *GapRecord) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *GapRecord) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ConfigProposal is a record of the proposals stream: a config a field tech
+// edited on the part, against the revision it was based on.
+type ConfigProposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine config revision the edit started from.
+	BaseRevision uint64 `protobuf:"varint,1,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// The edited config.
+	Config *v1.RobotConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	// Who edited it ("user/ID", "apikey/ID", "local/UID").
+	Author        string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigProposal) Reset() {
+	*x = ConfigProposal{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigProposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigProposal) ProtoMessage() {}
+
+func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
+func (*ConfigProposal) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ConfigProposal) GetBaseRevision() uint64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+func (x *ConfigProposal) GetConfig() *v1.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConfigProposal) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+// ProposalOutcome is what became of one proposal.
+type ProposalOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposals-stream sequence of the proposal.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Whether it became the machine's config.
+	Accepted bool `protobuf:"varint,2,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// The revision it became, or the current revision it conflicts with.
+	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// For people: what happened and what to do.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposalOutcome) Reset() {
+	*x = ProposalOutcome{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposalOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposalOutcome) ProtoMessage() {}
+
+func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposalOutcome.ProtoReflect.Descriptor instead.
+func (*ProposalOutcome) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ProposalOutcome) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ProposalOutcome) GetAccepted() bool {
+	if x != nil {
+		return x.Accepted
+	}
+	return false
+}
+
+func (x *ProposalOutcome) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ProposalOutcome) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// UploadBlobRequest is one chunk of a blob.
+type UploadBlobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The blob's id, assigned by the part.
+	BlobId string `protobuf:"bytes,1,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	// Where this chunk starts; must equal what the cloud has received so far.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The chunk.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// The blob's total size.
+	Size uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	// SHA-256 of the whole blob, checked when the last chunk arrives.
+	Sha256 []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Where the blob came from: a sync folder path relative to the folder, or
+	// a capture.
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// The capture or folder metadata the blob belongs with.
+	Meta          *Capture `protobuf:"bytes,7,opt,name=meta,proto3" json:"meta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadBlobRequest) Reset() {
+	*x = UploadBlobRequest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadBlobRequest) ProtoMessage() {}
+
+func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadBlobRequest.ProtoReflect.Descriptor instead.
+func (*UploadBlobRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UploadBlobRequest) GetBlobId() string {
+	if x != nil {
+		return x.BlobId
+	}
+	return ""
+}
+
+func (x *UploadBlobRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *UploadBlobRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *UploadBlobRequest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *UploadBlobRequest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *UploadBlobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UploadBlobRequest) GetMeta() *Capture {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+// UploadBlobResponse says how much of the blob the cloud holds.
+type UploadBlobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes received so far: where the next chunk starts.
+	Received uint64 `protobuf:"varint,1,opt,name=received,proto3" json:"received,omitempty"`
+	// The whole blob arrived and matched its SHA-256.
+	Complete      bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadBlobResponse) Reset() {
+	*x = UploadBlobResponse{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadBlobResponse) ProtoMessage() {}
+
+func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
+func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UploadBlobResponse) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *UploadBlobResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+// ReportStatusRequest is the part's status.
+type ReportStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The status.
+	Status        *PartStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportStatusRequest) Reset() {
+	*x = ReportStatusRequest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStatusRequest) ProtoMessage() {}
+
+func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
+func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReportStatusRequest) GetStatus() *PartStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ReportStatusResponse is empty.
+type ReportStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportStatusResponse) Reset() {
+	*x = ReportStatusResponse{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStatusResponse) ProtoMessage() {}
+
+func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
+func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
+}
+
+// PartStatus is what the cloud shows about a part.
+type PartStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The daemon's version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Bytes the local store uses.
+	StoreBytes uint64 `protobuf:"varint,2,opt,name=store_bytes,json=storeBytes,proto3" json:"store_bytes,omitempty"`
+	// What waits to be uploaded, per stream.
+	Backlog []*StreamBacklog `protobuf:"bytes,3,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	// When the part last heard from the cloud, by the part's reckoning.
+	LastContact *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
+	// SHA-256 of the control plane's TLS certificate, for clients to pin.
+	ControlCertSha256 []byte `protobuf:"bytes,5,opt,name=control_cert_sha256,json=controlCertSha256,proto3" json:"control_cert_sha256,omitempty"`
+	// The config version the part runs.
+	ConfigVersion uint64 `protobuf:"varint,6,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// The grant bundle version the part holds.
+	GrantsVersion uint64 `protobuf:"varint,7,opt,name=grants_version,json=grantsVersion,proto3" json:"grants_version,omitempty"`
+	// The result of the last config apply, per resource.
+	Resources     []*ResourceStatus `protobuf:"bytes,8,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartStatus) Reset() {
+	*x = PartStatus{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartStatus) ProtoMessage() {}
+
+func (x *PartStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
+func (*PartStatus) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PartStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PartStatus) GetStoreBytes() uint64 {
+	if x != nil {
+		return x.StoreBytes
+	}
+	return 0
+}
+
+func (x *PartStatus) GetBacklog() []*StreamBacklog {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
+func (x *PartStatus) GetLastContact() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastContact
+	}
+	return nil
+}
+
+func (x *PartStatus) GetControlCertSha256() []byte {
+	if x != nil {
+		return x.ControlCertSha256
+	}
+	return nil
+}
+
+func (x *PartStatus) GetConfigVersion() uint64 {
+	if x != nil {
+		return x.ConfigVersion
+	}
+	return 0
+}
+
+func (x *PartStatus) GetGrantsVersion() uint64 {
+	if x != nil {
+		return x.GrantsVersion
+	}
+	return 0
+}
+
+func (x *PartStatus) GetResources() []*ResourceStatus {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// StreamBacklog is one stream's queue on the part.
+type StreamBacklog struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream.
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Records waiting.
+	Records uint64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	// Bytes waiting.
+	Bytes         uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamBacklog) Reset() {
+	*x = StreamBacklog{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamBacklog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamBacklog) ProtoMessage() {}
+
+func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamBacklog.ProtoReflect.Descriptor instead.
+func (*StreamBacklog) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StreamBacklog) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *StreamBacklog) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *StreamBacklog) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// ResourceStatus is how one component, module or process is doing.
+type ResourceStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "component/NAME", "module/NAME" or "process/ID".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "running" or "failed".
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Why it failed.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceStatus) Reset() {
+	*x = ResourceStatus{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceStatus) ProtoMessage() {}
+
+func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
+func (*ResourceStatus) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ResourceStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResourceStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ResourceStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// Bootstrap is the part's bootstrap file, /etc/outpost/outpostd.json,
+// written when the part is provisioned (`outpost part bootstrap PART_ID`),
+// encoded as protobuf JSON. It is the part's only secret; mode 0600.
+type Bootstrap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fleet cloud's base URL.
+	CloudUrl string `protobuf:"bytes,1,opt,name=cloud_url,json=cloudUrl,proto3" json:"cloud_url,omitempty"`
+	// The part's id.
+	PartId string `protobuf:"bytes,2,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The part's secret.
+	PartSecret string `protobuf:"bytes,3,opt,name=part_secret,json=partSecret,proto3" json:"part_secret,omitempty"`
+	// The cloud's signing keys; the part trusts nothing else.
+	CloudKeys []*PublicKey `protobuf:"bytes,4,rep,name=cloud_keys,json=cloudKeys,proto3" json:"cloud_keys,omitempty"`
+	// A PEM file of CA certificates for the cloud's TLS, when it is not signed
+	// by a CA the system trusts.
+	CaFile        string `protobuf:"bytes,5,opt,name=ca_file,json=caFile,proto3" json:"ca_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bootstrap) Reset() {
+	*x = Bootstrap{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bootstrap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bootstrap) ProtoMessage() {}
+
+func (x *Bootstrap) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
+func (*Bootstrap) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Bootstrap) GetCloudUrl() string {
+	if x != nil {
+		return x.CloudUrl
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetPartSecret() string {
+	if x != nil {
+		return x.PartSecret
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetCloudKeys() []*PublicKey {
+	if x != nil {
+		return x.CloudKeys
+	}
+	return nil
+}
+
+func (x *Bootstrap) GetCaFile() string {
+	if x != nil {
+		return x.CaFile
+	}
+	return ""
+}
+
 var File_outpost_sync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x1aoutpost/sync/v1/sync.proto\x12\x0foutpost.sync.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x1aoutpost/sync/v1/sync.proto\x12\x0foutpost.sync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eoutpost/config/v1/config.proto\"[\n" +
 	"\vPullRequest\x12%\n" +
 	"\x0econfig_version\x18\x01 \x01(\x04R\rconfigVersion\x12%\n" +
-	"\x0egrants_version\x18\x02 \x01(\x04R\rgrantsVersion\"\xf1\x01\n" +
+	"\x0egrants_version\x18\x02 \x01(\x04R\rgrantsVersion\"\xbd\x02\n" +
 	"\fPullResponse\x12;\n" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\x122\n" +
-	"\x15poll_interval_seconds\x18\x02 \x01(\rR\x13pollIntervalSeconds\x127\n" +
+	"serverTime\x12>\n" +
+	"\rpoll_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fpollInterval\x127\n" +
 	"\x06config\x18\x03 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\x06config\x127\n" +
-	"\x06grants\x18\x04 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\x06grants\"_\n" +
-	"\x0eSignedDocument\x12\x18\n" +
-	"\apayload\x18\x01 \x01(\fR\apayload\x12\x15\n" +
-	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature2T\n" +
+	"\x06grants\x18\x04 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\x06grants\x12>\n" +
+	"\tproposals\x18\x05 \x03(\v2 .outpost.sync.v1.ProposalOutcomeR\tproposals\"s\n" +
+	"\x0eSignedDocument\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\"\xf9\x02\n" +
+	"\x0eConfigDocument\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x02 \x01(\tR\tmachineId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x127\n" +
+	"\tissued_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x126\n" +
+	"\x06config\x18\x06 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12)\n" +
+	"\x10machine_revision\x18\a \x01(\x04R\x0fmachineRevision\x12>\n" +
+	"\tfragments\x18\b \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\";\n" +
+	"\x0fFragmentVersion\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\x84\x03\n" +
+	"\vGrantBundle\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x02 \x01(\tR\tmachineId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x127\n" +
+	"\tissued_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bissuedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x128\n" +
+	"\thierarchy\x18\x06 \x01(\v2\x1a.outpost.sync.v1.HierarchyR\thierarchy\x12:\n" +
+	"\n" +
+	"principals\x18\a \x03(\v2\x1a.outpost.sync.v1.PrincipalR\n" +
+	"principals\x129\n" +
+	"\n" +
+	"token_keys\x18\b \x03(\v2\x1a.outpost.sync.v1.PublicKeyR\ttokenKeys\"\xf2\x01\n" +
+	"\tHierarchy\x12\x12\n" +
+	"\x04orgs\x18\x01 \x03(\tR\x04orgs\x12@\n" +
+	"\tlocations\x18\x02 \x03(\v2\".outpost.sync.v1.HierarchyLocationR\tlocations\x127\n" +
+	"\x06shares\x18\x03 \x03(\v2\x1f.outpost.sync.v1.HierarchyShareR\x06shares\x12;\n" +
+	"\amachine\x18\x04 \x01(\v2!.outpost.sync.v1.HierarchyMachineR\amachine\x12\x19\n" +
+	"\bpart_ids\x18\x05 \x03(\tR\apartIds\"W\n" +
+	"\x11HierarchyLocation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1b\n" +
+	"\tparent_id\x18\x03 \x01(\tR\bparentId\"H\n" +
+	"\x0eHierarchyShare\x12\x1f\n" +
+	"\vlocation_id\x18\x01 \x01(\tR\n" +
+	"locationId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"C\n" +
+	"\x10HierarchyMachine\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vlocation_id\x18\x02 \x01(\tR\n" +
+	"locationId\"H\n" +
+	"\x05Grant\x12)\n" +
+	"\x04role\x18\x01 \x01(\x0e2\x15.outpost.sync.v1.RoleR\x04role\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"\xbf\x01\n" +
+	"\tPrincipal\x120\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1c.outpost.sync.v1.SubjectKindR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1d\n" +
+	"\n" +
+	"key_sha256\x18\x04 \x01(\fR\tkeySha256\x12.\n" +
+	"\x06grants\x18\x05 \x03(\v2\x16.outpost.sync.v1.GrantR\x06grants\"<\n" +
+	"\tPublicKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
+	"\aed25519\x18\x02 \x01(\fR\aed25519\"d\n" +
+	"\x06Record\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"Z\n" +
+	"\rUploadRequest\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x121\n" +
+	"\arecords\x18\x02 \x03(\v2\x17.outpost.sync.v1.RecordR\arecords\"5\n" +
+	"\x0eUploadResponse\x12#\n" +
+	"\racked_through\x18\x01 \x01(\x04R\fackedThrough\"s\n" +
+	"\bLogEntry\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x16\n" +
+	"\x06logger\x18\x02 \x01(\tR\x06logger\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1f\n" +
+	"\vfields_json\x18\x04 \x01(\tR\n" +
+	"fieldsJson\"\xb9\x01\n" +
+	"\aCapture\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
+	"\x04tags\x18\x03 \x03(\tR\x04tags\x12\x1a\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\x12\x1b\n" +
+	"\tmime_type\x18\x06 \x01(\tR\bmimeType\x12\x17\n" +
+	"\ablob_id\x18\a \x01(\tR\x06blobId\"\xdc\x01\n" +
+	"\n" +
+	"AuditEvent\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1a\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12\x1c\n" +
+	"\tprocedure\x18\x04 \x01(\tR\tprocedure\x12\x18\n" +
+	"\aallowed\x18\x05 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1c\n" +
+	"\ttransport\x18\a \x01(\tR\ttransport\x12\x12\n" +
+	"\x04peer\x18\b \x01(\tR\x04peer\"\x9f\x01\n" +
+	"\tGapRecord\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1b\n" +
+	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +
+	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x85\x01\n" +
+	"\x0eConfigProposal\x12#\n" +
+	"\rbase_revision\x18\x01 \x01(\x04R\fbaseRevision\x126\n" +
+	"\x06config\x18\x02 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12\x16\n" +
+	"\x06author\x18\x03 \x01(\tR\x06author\"u\n" +
+	"\x0fProposalOutcome\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1a\n" +
+	"\baccepted\x18\x02 \x01(\bR\baccepted\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xc6\x01\n" +
+	"\x11UploadBlobRequest\x12\x17\n" +
+	"\ablob_id\x18\x01 \x01(\tR\x06blobId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12,\n" +
+	"\x04meta\x18\a \x01(\v2\x18.outpost.sync.v1.CaptureR\x04meta\"L\n" +
+	"\x12UploadBlobResponse\x12\x1a\n" +
+	"\breceived\x18\x01 \x01(\x04R\breceived\x12\x1a\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"J\n" +
+	"\x13ReportStatusRequest\x123\n" +
+	"\x06status\x18\x01 \x01(\v2\x1b.outpost.sync.v1.PartStatusR\x06status\"\x16\n" +
+	"\x14ReportStatusResponse\"\xfd\x02\n" +
+	"\n" +
+	"PartStatus\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1f\n" +
+	"\vstore_bytes\x18\x02 \x01(\x04R\n" +
+	"storeBytes\x128\n" +
+	"\abacklog\x18\x03 \x03(\v2\x1e.outpost.sync.v1.StreamBacklogR\abacklog\x12=\n" +
+	"\flast_contact\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12.\n" +
+	"\x13control_cert_sha256\x18\x05 \x01(\fR\x11controlCertSha256\x12%\n" +
+	"\x0econfig_version\x18\x06 \x01(\x04R\rconfigVersion\x12%\n" +
+	"\x0egrants_version\x18\a \x01(\x04R\rgrantsVersion\x12=\n" +
+	"\tresources\x18\b \x03(\v2\x1f.outpost.sync.v1.ResourceStatusR\tresources\"W\n" +
+	"\rStreamBacklog\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\"P\n" +
+	"\x0eResourceStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xb6\x01\n" +
+	"\tBootstrap\x12\x1b\n" +
+	"\tcloud_url\x18\x01 \x01(\tR\bcloudUrl\x12\x17\n" +
+	"\apart_id\x18\x02 \x01(\tR\x06partId\x12\x1f\n" +
+	"\vpart_secret\x18\x03 \x01(\tR\n" +
+	"partSecret\x129\n" +
+	"\n" +
+	"cloud_keys\x18\x04 \x03(\v2\x1a.outpost.sync.v1.PublicKeyR\tcloudKeys\x12\x17\n" +
+	"\aca_file\x18\x05 \x01(\tR\x06caFile*?\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rROLE_OPERATOR\x10\x01\x12\x0e\n" +
+	"\n" +
+	"ROLE_OWNER\x10\x02*\\\n" +
+	"\vSubjectKind\x12\x1c\n" +
+	"\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11SUBJECT_KIND_USER\x10\x01\x12\x18\n" +
+	"\x14SUBJECT_KIND_API_KEY\x10\x022\xd9\x02\n" +
 	"\vSyncService\x12E\n" +
-	"\x04Pull\x12\x1c.outpost.sync.v1.PullRequest\x1a\x1d.outpost.sync.v1.PullResponse\"\x00B\xc2\x01\n" +
+	"\x04Pull\x12\x1c.outpost.sync.v1.PullRequest\x1a\x1d.outpost.sync.v1.PullResponse\"\x00\x12K\n" +
+	"\x06Upload\x12\x1e.outpost.sync.v1.UploadRequest\x1a\x1f.outpost.sync.v1.UploadResponse\"\x00\x12W\n" +
+	"\n" +
+	"UploadBlob\x12\".outpost.sync.v1.UploadBlobRequest\x1a#.outpost.sync.v1.UploadBlobResponse\"\x00\x12]\n" +
+	"\fReportStatus\x12$.outpost.sync.v1.ReportStatusRequest\x1a%.outpost.sync.v1.ReportStatusResponse\"\x00B\xc2\x01\n" +
 	"\x13com.outpost.sync.v1B\tSyncProtoP\x01ZBgithub.com/outpost-robotics/outpost/api/gen/outpost/sync/v1;syncv1\xa2\x02\x03OSX\xaa\x02\x0fOutpost.Sync.V1\xca\x02\x0fOutpost\\Sync\\V1\xe2\x02\x1bOutpost\\Sync\\V1\\GPBMetadata\xea\x02\x11Outpost::Sync::V1b\x06proto3"
 
 var (
@@ -252,24 +2522,88 @@ func file_outpost_sync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_outpost_sync_v1_sync_proto_rawDescData
 }
 
-var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_outpost_sync_v1_sync_proto_goTypes = []any{
-	(*PullRequest)(nil),           // 0: outpost.sync.v1.PullRequest
-	(*PullResponse)(nil),          // 1: outpost.sync.v1.PullResponse
-	(*SignedDocument)(nil),        // 2: outpost.sync.v1.SignedDocument
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(Role)(0),                     // 0: outpost.sync.v1.Role
+	(SubjectKind)(0),              // 1: outpost.sync.v1.SubjectKind
+	(*PullRequest)(nil),           // 2: outpost.sync.v1.PullRequest
+	(*PullResponse)(nil),          // 3: outpost.sync.v1.PullResponse
+	(*SignedDocument)(nil),        // 4: outpost.sync.v1.SignedDocument
+	(*ConfigDocument)(nil),        // 5: outpost.sync.v1.ConfigDocument
+	(*FragmentVersion)(nil),       // 6: outpost.sync.v1.FragmentVersion
+	(*GrantBundle)(nil),           // 7: outpost.sync.v1.GrantBundle
+	(*Hierarchy)(nil),             // 8: outpost.sync.v1.Hierarchy
+	(*HierarchyLocation)(nil),     // 9: outpost.sync.v1.HierarchyLocation
+	(*HierarchyShare)(nil),        // 10: outpost.sync.v1.HierarchyShare
+	(*HierarchyMachine)(nil),      // 11: outpost.sync.v1.HierarchyMachine
+	(*Grant)(nil),                 // 12: outpost.sync.v1.Grant
+	(*Principal)(nil),             // 13: outpost.sync.v1.Principal
+	(*PublicKey)(nil),             // 14: outpost.sync.v1.PublicKey
+	(*Record)(nil),                // 15: outpost.sync.v1.Record
+	(*UploadRequest)(nil),         // 16: outpost.sync.v1.UploadRequest
+	(*UploadResponse)(nil),        // 17: outpost.sync.v1.UploadResponse
+	(*LogEntry)(nil),              // 18: outpost.sync.v1.LogEntry
+	(*Capture)(nil),               // 19: outpost.sync.v1.Capture
+	(*AuditEvent)(nil),            // 20: outpost.sync.v1.AuditEvent
+	(*GapRecord)(nil),             // 21: outpost.sync.v1.GapRecord
+	(*ConfigProposal)(nil),        // 22: outpost.sync.v1.ConfigProposal
+	(*ProposalOutcome)(nil),       // 23: outpost.sync.v1.ProposalOutcome
+	(*UploadBlobRequest)(nil),     // 24: outpost.sync.v1.UploadBlobRequest
+	(*UploadBlobResponse)(nil),    // 25: outpost.sync.v1.UploadBlobResponse
+	(*ReportStatusRequest)(nil),   // 26: outpost.sync.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),  // 27: outpost.sync.v1.ReportStatusResponse
+	(*PartStatus)(nil),            // 28: outpost.sync.v1.PartStatus
+	(*StreamBacklog)(nil),         // 29: outpost.sync.v1.StreamBacklog
+	(*ResourceStatus)(nil),        // 30: outpost.sync.v1.ResourceStatus
+	(*Bootstrap)(nil),             // 31: outpost.sync.v1.Bootstrap
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
+	(*v1.RobotConfig)(nil),        // 34: outpost.config.v1.RobotConfig
 }
 var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
-	3, // 0: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	2, // 1: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
-	2, // 2: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
-	0, // 3: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	1, // 4: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	32, // 0: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	33, // 1: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
+	4,  // 2: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
+	4,  // 3: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
+	23, // 4: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
+	32, // 5: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
+	32, // 6: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 7: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
+	6,  // 8: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	32, // 9: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
+	32, // 10: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 11: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
+	13, // 12: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
+	14, // 13: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
+	9,  // 14: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
+	10, // 15: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
+	11, // 16: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
+	0,  // 17: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
+	1,  // 18: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
+	12, // 19: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
+	32, // 20: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	15, // 21: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
+	34, // 22: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	19, // 23: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	28, // 24: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	29, // 25: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	32, // 26: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	30, // 27: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	14, // 28: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	2,  // 29: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	16, // 30: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	24, // 31: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	26, // 32: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	3,  // 33: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	17, // 34: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	25, // 35: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	27, // 36: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	33, // [33:37] is the sub-list for method output_type
+	29, // [29:33] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
@@ -282,13 +2616,14 @@ func file_outpost_sync_v1_sync_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_sync_v1_sync_proto_rawDesc), len(file_outpost_sync_v1_sync_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   3,
+			NumEnums:      2,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_outpost_sync_v1_sync_proto_goTypes,
 		DependencyIndexes: file_outpost_sync_v1_sync_proto_depIdxs,
+		EnumInfos:         file_outpost_sync_v1_sync_proto_enumTypes,
 		MessageInfos:      file_outpost_sync_v1_sync_proto_msgTypes,
 	}.Build()
 	File_outpost_sync_v1_sync_proto = out.File

@@ -3,8 +3,20 @@
 // Source: outpost/sync/v1/sync.proto
 
 // outpost.sync.v1 is the contract between a robot part (outpostd) and the
-// fleet cloud. The part authenticates with its part id and secret, sent in
-// headers; every document the cloud sends is signed (DESIGN decision 4).
+// fleet cloud.
+//
+// Authentication: every call carries the header
+// `Authorization: Part <part_id>:<part_secret>` (the values of the part's
+// bootstrap file). Credentials never go in URLs.
+//
+// Trust: configs and grant bundles arrive as SignedDocument, signed by the
+// cloud with Ed25519 (DESIGN decision 4). The part verifies them with the
+// keys of its bootstrap file before storing them and again on load.
+//
+// Exactly once (DESIGN decision 6): every record a part uploads is keyed by
+// (part, stream, seq). The cloud stores by that key, so a repeat is a no-op,
+// and answers with the highest sequence it holds contiguously; the part
+// deletes only what that answer covers.
 package syncv1connect
 
 import (
@@ -38,13 +50,27 @@ const (
 const (
 	// SyncServicePullProcedure is the fully-qualified name of the SyncService's Pull RPC.
 	SyncServicePullProcedure = "/outpost.sync.v1.SyncService/Pull"
+	// SyncServiceUploadProcedure is the fully-qualified name of the SyncService's Upload RPC.
+	SyncServiceUploadProcedure = "/outpost.sync.v1.SyncService/Upload"
+	// SyncServiceUploadBlobProcedure is the fully-qualified name of the SyncService's UploadBlob RPC.
+	SyncServiceUploadBlobProcedure = "/outpost.sync.v1.SyncService/UploadBlob"
+	// SyncServiceReportStatusProcedure is the fully-qualified name of the SyncService's ReportStatus
+	// RPC.
+	SyncServiceReportStatusProcedure = "/outpost.sync.v1.SyncService/ReportStatus"
 )
 
 // SyncServiceClient is a client for the outpost.sync.v1.SyncService service.
 type SyncServiceClient interface {
 	// Pull tells the cloud which config and grant versions the part holds and
-	// returns newer signed documents only when there are any.
+	// returns newer signed documents only when there are any. One call per
+	// cycle; cheap when nothing changed.
 	Pull(context.Context, *connect.Request[v1.PullRequest]) (*connect.Response[v1.PullResponse], error)
+	// Upload hands over a batch of one stream's records.
+	Upload(context.Context, *connect.Request[v1.UploadRequest]) (*connect.Response[v1.UploadResponse], error)
+	// UploadBlob hands over one chunk of a blob at an offset; resumable.
+	UploadBlob(context.Context, *connect.Request[v1.UploadBlobRequest]) (*connect.Response[v1.UploadBlobResponse], error)
+	// ReportStatus tells the cloud how the part is doing.
+	ReportStatus(context.Context, *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error)
 }
 
 // NewSyncServiceClient constructs a client for the outpost.sync.v1.SyncService service. By default,
@@ -64,12 +90,33 @@ func NewSyncServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(syncServiceMethods.ByName("Pull")),
 			connect.WithClientOptions(opts...),
 		),
+		upload: connect.NewClient[v1.UploadRequest, v1.UploadResponse](
+			httpClient,
+			baseURL+SyncServiceUploadProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("Upload")),
+			connect.WithClientOptions(opts...),
+		),
+		uploadBlob: connect.NewClient[v1.UploadBlobRequest, v1.UploadBlobResponse](
+			httpClient,
+			baseURL+SyncServiceUploadBlobProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("UploadBlob")),
+			connect.WithClientOptions(opts...),
+		),
+		reportStatus: connect.NewClient[v1.ReportStatusRequest, v1.ReportStatusResponse](
+			httpClient,
+			baseURL+SyncServiceReportStatusProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("ReportStatus")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // syncServiceClient implements SyncServiceClient.
 type syncServiceClient struct {
-	pull *connect.Client[v1.PullRequest, v1.PullResponse]
+	pull         *connect.Client[v1.PullRequest, v1.PullResponse]
+	upload       *connect.Client[v1.UploadRequest, v1.UploadResponse]
+	uploadBlob   *connect.Client[v1.UploadBlobRequest, v1.UploadBlobResponse]
+	reportStatus *connect.Client[v1.ReportStatusRequest, v1.ReportStatusResponse]
 }
 
 // Pull calls outpost.sync.v1.SyncService.Pull.
@@ -77,11 +124,33 @@ func (c *syncServiceClient) Pull(ctx context.Context, req *connect.Request[v1.Pu
 	return c.pull.CallUnary(ctx, req)
 }
 
+// Upload calls outpost.sync.v1.SyncService.Upload.
+func (c *syncServiceClient) Upload(ctx context.Context, req *connect.Request[v1.UploadRequest]) (*connect.Response[v1.UploadResponse], error) {
+	return c.upload.CallUnary(ctx, req)
+}
+
+// UploadBlob calls outpost.sync.v1.SyncService.UploadBlob.
+func (c *syncServiceClient) UploadBlob(ctx context.Context, req *connect.Request[v1.UploadBlobRequest]) (*connect.Response[v1.UploadBlobResponse], error) {
+	return c.uploadBlob.CallUnary(ctx, req)
+}
+
+// ReportStatus calls outpost.sync.v1.SyncService.ReportStatus.
+func (c *syncServiceClient) ReportStatus(ctx context.Context, req *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error) {
+	return c.reportStatus.CallUnary(ctx, req)
+}
+
 // SyncServiceHandler is an implementation of the outpost.sync.v1.SyncService service.
 type SyncServiceHandler interface {
 	// Pull tells the cloud which config and grant versions the part holds and
-	// returns newer signed documents only when there are any.
+	// returns newer signed documents only when there are any. One call per
+	// cycle; cheap when nothing changed.
 	Pull(context.Context, *connect.Request[v1.PullRequest]) (*connect.Response[v1.PullResponse], error)
+	// Upload hands over a batch of one stream's records.
+	Upload(context.Context, *connect.Request[v1.UploadRequest]) (*connect.Response[v1.UploadResponse], error)
+	// UploadBlob hands over one chunk of a blob at an offset; resumable.
+	UploadBlob(context.Context, *connect.Request[v1.UploadBlobRequest]) (*connect.Response[v1.UploadBlobResponse], error)
+	// ReportStatus tells the cloud how the part is doing.
+	ReportStatus(context.Context, *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error)
 }
 
 // NewSyncServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -97,10 +166,34 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(syncServiceMethods.ByName("Pull")),
 		connect.WithHandlerOptions(opts...),
 	)
+	syncServiceUploadHandler := connect.NewUnaryHandler(
+		SyncServiceUploadProcedure,
+		svc.Upload,
+		connect.WithSchema(syncServiceMethods.ByName("Upload")),
+		connect.WithHandlerOptions(opts...),
+	)
+	syncServiceUploadBlobHandler := connect.NewUnaryHandler(
+		SyncServiceUploadBlobProcedure,
+		svc.UploadBlob,
+		connect.WithSchema(syncServiceMethods.ByName("UploadBlob")),
+		connect.WithHandlerOptions(opts...),
+	)
+	syncServiceReportStatusHandler := connect.NewUnaryHandler(
+		SyncServiceReportStatusProcedure,
+		svc.ReportStatus,
+		connect.WithSchema(syncServiceMethods.ByName("ReportStatus")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.sync.v1.SyncService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SyncServicePullProcedure:
 			syncServicePullHandler.ServeHTTP(w, r)
+		case SyncServiceUploadProcedure:
+			syncServiceUploadHandler.ServeHTTP(w, r)
+		case SyncServiceUploadBlobProcedure:
+			syncServiceUploadBlobHandler.ServeHTTP(w, r)
+		case SyncServiceReportStatusProcedure:
+			syncServiceReportStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -112,4 +205,16 @@ type UnimplementedSyncServiceHandler struct{}
 
 func (UnimplementedSyncServiceHandler) Pull(context.Context, *connect.Request[v1.PullRequest]) (*connect.Response[v1.PullResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.Pull is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) Upload(context.Context, *connect.Request[v1.UploadRequest]) (*connect.Response[v1.UploadResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.Upload is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) UploadBlob(context.Context, *connect.Request[v1.UploadBlobRequest]) (*connect.Response[v1.UploadBlobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.UploadBlob is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) ReportStatus(context.Context, *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.ReportStatus is not implemented"))
 }
