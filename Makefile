@@ -13,7 +13,10 @@ BINARIES := outpostd outpost outpost-cloud
 CROSS_ARCHES ?= amd64 arm64
 GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
-.PHONY: all build test lint generate check-generate cross bench clean run
+# Debian versions must start with a digit; untagged builds sort before 0.0.1.
+DEB_VERSION ?= $(shell v=$$(git describe --tags --exact-match 2>/dev/null | sed 's/^v//'); echo $${v:-0.0.0~git$(COMMIT)})
+
+.PHONY: all build test lint generate check-generate cross deb bench clean run
 
 all: build
 
@@ -56,6 +59,15 @@ cross:
 	  mkdir -p $(BIN)/linux-$$arch && \
 	  echo "building linux/$$arch" && \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-$$arch/ $(addprefix ./cmd/,$(BINARIES)) || exit 1; \
+	done
+
+# .deb packages for the 64-bit targets, from the binaries `make cross` builds.
+deb: cross
+	@for arch in $(CROSS_ARCHES); do \
+	  rm -rf $(BIN)/deb-stage && mkdir -p $(BIN)/deb-stage && \
+	  cp $(BIN)/linux-$$arch/outpostd $(BIN)/linux-$$arch/outpost $(BIN)/deb-stage/ && \
+	  DEB_ARCH=$$arch DEB_VERSION='$(DEB_VERSION)' \
+	    $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(BIN)/ || exit 1; \
 	done
 
 bench:
