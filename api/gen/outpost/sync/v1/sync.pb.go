@@ -1148,12 +1148,17 @@ func (x *Record) GetPayload() []byte {
 // UploadRequest is a batch of records of one stream, in sequence order.
 type UploadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part's store incarnation, random and fixed when the store is made.
+	// A store moved aside after corruption starts again at sequence 1 under a
+	// new id, so its records are never mistaken for repeats. The cloud keys
+	// records by (part, store_id, stream, seq).
+	StoreId string `protobuf:"bytes,1,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
 	// The stream: "logs.debug", "logs.info", "logs.warn", "captures",
 	// "audit", "gaps" or "proposals".
-	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream string `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
 	// The records; sequence numbers need not be contiguous (evicted ranges are
-	// covered by gap records) but must increase.
-	Records       []*Record `protobuf:"bytes,2,rep,name=records,proto3" json:"records,omitempty"`
+	// covered by gap records, which the part uploads first) but must increase.
+	Records       []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1188,6 +1193,13 @@ func (*UploadRequest) Descriptor() ([]byte, []int) {
 	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
 }
 
+func (x *UploadRequest) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
+}
+
 func (x *UploadRequest) GetStream() string {
 	if x != nil {
 		return x.Stream
@@ -1206,8 +1218,10 @@ func (x *UploadRequest) GetRecords() []*Record {
 type UploadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The highest sequence of the stream the cloud holds with nothing missing
-	// before it, counting ranges that gap records declared lost. The part may
-	// delete everything up to it.
+	// before it, counting ranges that gap records declared lost. The part
+	// deletes records up to the smaller of this and the last sequence of the
+	// batch, so a record inside a declared range that it has not sent yet is
+	// never deleted unsent.
 	AckedThrough  uint64 `protobuf:"varint,1,opt,name=acked_through,json=ackedThrough,proto3" json:"acked_through,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2406,10 +2420,11 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x06Record\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"Z\n" +
-	"\rUploadRequest\x12\x16\n" +
-	"\x06stream\x18\x01 \x01(\tR\x06stream\x121\n" +
-	"\arecords\x18\x02 \x03(\v2\x17.outpost.sync.v1.RecordR\arecords\"5\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"u\n" +
+	"\rUploadRequest\x12\x19\n" +
+	"\bstore_id\x18\x01 \x01(\tR\astoreId\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\tR\x06stream\x121\n" +
+	"\arecords\x18\x03 \x03(\v2\x17.outpost.sync.v1.RecordR\arecords\"5\n" +
 	"\x0eUploadResponse\x12#\n" +
 	"\racked_through\x18\x01 \x01(\x04R\fackedThrough\"s\n" +
 	"\bLogEntry\x12\x14\n" +
