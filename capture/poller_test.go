@@ -1,0 +1,206 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	"github.com/outpost-robotics/outpost/capture"
+	"github.com/outpost-robotics/outpost/capture/capturetest"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/robot/builtin"
+	"github.com/outpost-robotics/outpost/robot/component"
+)
+
+// finder is a fixed set of components.
+type finder map[string]component.Component
+
+func (f finder) Component(name string) (component.Component, component.Type, error) {
+	c, ok := f[name]
+	if !ok {
+		return nil, 0, fmt.Errorf("%w %q", component.ErrNotFound, name)
+	}
+	return c, 0, nil
+}
+
+func fakes(t *testing.T, clk clock.Clock) finder {
+	t.Helper()
+	reg := component.NewRegistry()
+	if err := builtin.Register(reg, builtin.Options{Clock: clk}); err != nil {
+		t.Fatal(err)
+	}
+	f := finder{}
+	for name, typ := range map[string]component.Type{"sensor": component.TypeSensor, "camera": component.TypeCamera, "motor": component.TypeMotor} {
+		c, err := reg.Build(context.Background(), &configv1.Component{Name: name, Type: typ, Model: "fake"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f[name] = c
+	}
+	return f
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestPoll100HzForAMinute runs a simulated minute at 100 Hz. The clock moves
+// in 7 ms steps, out of phase with the 10 ms period: a scheduler that waits
+// "a period after the last read" would drift and lose ticks; absolute ticks
+// hit every one.
+func TestPoll100HzForAMinute(t *testing.T) {
+	ctx := testCtx(t)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sink := capturetest.New()
+	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk)})
+	defer p.Close()
+	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 100, Tags: []string{"bench"}, Priority: 7}})
+	for elapsed := time.Duration(0); elapsed < time.Minute; elapsed += 7 * time.Millisecond {
+		// The collector has armed its next tick (or is still waiting on it).
+		if err := clk.BlockUntil(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(7 * time.Millisecond)
+	}
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	const want = 6000
+	st := p.Stats()[0]
+	if diff := int(st.Captured) - want; diff < -want/100 || diff > want/100 {
+		t.Fatalf("captured %d in a simulated minute at 100 Hz, want %d ± 1%%", st.Captured, want)
+	}
+	if st.Missed != 0 || st.Errors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	caps, err := sink.Captures(capture.StreamCaptures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range caps {
+		if c.Tick != uint64(i+1) || c.Data.(map[string]any)["count"] != float64(i+1) {
+			t.Fatalf("capture %d: tick %d data %v", i, c.Tick, c.Data)
+		}
+	}
+	if c := caps[0]; c.Component != "sensor" || c.Method != "readings" || c.Tags[0] != "bench" || sink.Records(capture.StreamCaptures)[0].Priority != 7 {
+		t.Fatalf("first capture %+v", c)
+	}
+}
+
+// slowSensor blocks its third read until released.
+type slowSensor struct {
+	component.Sensor
+	calls   int
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *slowSensor) Readings(ctx context.Context) (map[string]any, error) {
+	s.calls++
+	if s.calls == 3 {
+		close(s.entered)
+		<-s.release
+	}
+	return map[string]any{"call": float64(s.calls)}, nil
+}
+
+func TestSlowReadSkipsTicksWithoutBunching(t *testing.T) {
+	ctx := testCtx(t)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sink := capturetest.New()
+	slow := &slowSensor{entered: make(chan struct{}), release: make(chan struct{})}
+	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: finder{"slow": slow}})
+	defer p.Close()
+	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "slow", Method: "readings", FrequencyHz: 10}})
+	step := func(d time.Duration) {
+		if err := clk.BlockUntil(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(d)
+	}
+	step(100 * time.Millisecond) // tick 1
+	step(100 * time.Millisecond) // tick 2
+	step(100 * time.Millisecond) // tick 3: the read blocks
+	<-slow.entered
+	clk.Advance(350 * time.Millisecond) // ticks 4, 5, 6 pass during the read
+	close(slow.release)
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// One timer, for tick 7 at 700 ms: not a burst of the missed ticks.
+	if d, _ := clk.NextDeadline(); d != 50*time.Millisecond || clk.Waiters() != 1 {
+		t.Fatalf("next tick in %v with %d timers, want one in 50ms", d, clk.Waiters())
+	}
+	if n := len(sink.Records(capture.StreamCaptures)); n != 3 {
+		t.Fatalf("%d captures before tick 7, want 3", n)
+	}
+	step(50 * time.Millisecond) // tick 7
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	caps, _ := sink.Captures(capture.StreamCaptures)
+	if last := caps[len(caps)-1]; len(caps) != 4 || last.Tick != 7 || last.Missed != 3 {
+		t.Fatalf("captures %+v, want the 4th at tick 7 reporting 3 missed", caps)
+	}
+	if st := p.Stats()[0]; st.Missed != 3 || st.Captured != 4 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPollImagesErrorsAndApply(t *testing.T) {
+	ctx := testCtx(t)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sink := capturetest.New()
+	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk)})
+	defer p.Close()
+	methods := []*configv1.CaptureMethod{
+		{Component: "camera", Method: "image", FrequencyHz: 1},
+		{Component: "ghost", Method: "status", FrequencyHz: 1},
+		{Component: "motor", Method: "is_moving", FrequencyHz: 1},
+	}
+	p.Apply(ctx, methods)
+	for range 2 {
+		if err := clk.BlockUntil(ctx, 3); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	if err := clk.BlockUntil(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if st[0].Component != "camera" || st[0].Captured != 2 {
+		t.Fatalf("camera stats %+v", st[0])
+	}
+	if st[1].Component != "ghost" || st[1].Errors != 2 || !strings.Contains(st[1].LastError, `no such component "ghost"`) {
+		t.Fatalf("ghost stats %+v", st[1])
+	}
+	caps, _ := sink.Captures(capture.StreamCaptures)
+	images := 0
+	for _, c := range caps {
+		if c.Method == "image" {
+			images++
+			img, sealed := sink.Blob(c.BlobID)
+			if !sealed || c.MimeType != "image/png" || len(img) == 0 {
+				t.Fatalf("image capture %+v: blob %d bytes sealed %v", c, len(img), sealed)
+			}
+		}
+		if c.Method == "is_moving" && c.Data.(map[string]any)["moving"] != false {
+			t.Fatalf("is_moving %+v", c)
+		}
+	}
+	if images != 2 {
+		t.Fatalf("%d images", images)
+	}
+	// Re-applying keeps unchanged methods (their counters too) and drops
+	// removed ones.
+	p.Apply(ctx, methods[:1])
+	if st := p.Stats(); len(st) != 1 || st[0].Captured != 2 {
+		t.Fatalf("after re-apply %+v", st)
+	}
+}
