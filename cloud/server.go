@@ -1,5 +1,15 @@
-// Package cloud is outpost-cloud: the fleet API, the part sync API and the
-// signaling relay, with all state behind a storage interface.
+// Package cloud is outpost-cloud: the fleet API, with all state behind the
+// store.Store interface.
+//
+// Every call passes one interceptor (authz.go) that authenticates the
+// caller, reads the method's (outpost.authz.v1.rule) and marked request
+// fields, and asks rbac; handlers never check permissions themselves. Lists
+// are filtered by the rule's list_action through the same interceptor.
+//
+// The cloud-wide admin (created on first start, see Bootstrap) may create
+// users, which no one else may, and acts as owner of every organization:
+// its subject carries an owner grant on each, so rbac decides its calls
+// like anyone's and the audit log names it.
 package cloud
 
 import (
@@ -8,23 +18,109 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/version"
 )
 
+// Limits on requests, so hostile input stays cheap.
+const (
+	maxNameLen     = 100
+	maxEmailLen    = 254
+	maxDepth       = 16 // locations nest at most this deep
+	maxRequestSize = 64 << 10
+	maxLimitTo     = 100
+	inviteTTL      = 7 * 24 * time.Hour
+)
+
+// Config is what a Server needs.
+type Config struct {
+	// Store holds the state.
+	Store store.Store
+	// Signer signs and verifies access tokens.
+	Signer *auth.Signer
+	// Clock is the time source.
+	Clock clock.Clock
+	// Log receives one line per refused or failed call; never a credential.
+	Log *zap.Logger
+}
+
+// Server is the fleet API.
+type Server struct {
+	st       store.Store
+	signer   *auth.Signer
+	clock    clock.Clock
+	log      *zap.Logger
+	rules    map[string]*methodRule
+	snaps    *snapshots
+	throttle *auth.Throttle
+	auditSeq atomic.Uint32
+}
+
+// Services are the fleet API's services, in the order they are served.
+func Services() []protoreflect.ServiceDescriptor {
+	sds := fleetv1.File_outpost_fleet_v1_fleet_proto.Services()
+	out := make([]protoreflect.ServiceDescriptor, sds.Len())
+	for i := range out {
+		out[i] = sds.Get(i)
+	}
+	return out
+}
+
+// New builds the server; it fails if any RPC lacks a valid access rule.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Signer == nil || cfg.Clock == nil || cfg.Log == nil {
+		return nil, errors.New("new cloud server: Store, Signer, Clock and Log are required")
+	}
+	rules, err := rulesFor(Services()...)
+	if err != nil {
+		return nil, fmt.Errorf("new cloud server: %w", err)
+	}
+	return &Server{
+		st: cfg.Store, signer: cfg.Signer, clock: cfg.Clock, log: cfg.Log, rules: rules,
+		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(),
+	}, nil
+}
+
 // Handler returns the cloud's HTTP handler: every connect-go service (gRPC,
-// gRPC-Web and Connect on one mux) and gRPC server reflection.
-func Handler() http.Handler {
+// gRPC-Web and Connect on one mux), each call through the authz
+// interceptor, and gRPC server reflection.
+func (s *Server) Handler() http.Handler {
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(s.interceptor()),
+		connect.WithReadMaxBytes(maxRequestSize),
+	}
 	mux := http.NewServeMux()
-	mux.Handle(fleetv1connect.NewServerServiceHandler(serverInfo{}))
-	reflector := grpcreflect.NewStaticReflector(fleetv1connect.ServerServiceName)
+	mux.Handle(fleetv1connect.NewServerServiceHandler(serverInfo{}, opts...))
+	mux.Handle(fleetv1connect.NewAuthServiceHandler(authService{s}, opts...))
+	mux.Handle(fleetv1connect.NewOrgServiceHandler(orgService{s}, opts...))
+	mux.Handle(fleetv1connect.NewLocationServiceHandler(locationService{s}, opts...))
+	mux.Handle(fleetv1connect.NewMachineServiceHandler(machineService{s}, opts...))
+	mux.Handle(fleetv1connect.NewUserServiceHandler(userService{s}, opts...))
+	mux.Handle(fleetv1connect.NewAPIKeyServiceHandler(apiKeyService{s}, opts...))
+	mux.Handle(fleetv1connect.NewRoleServiceHandler(roleService{s}, opts...))
+	mux.Handle(fleetv1connect.NewAccessServiceHandler(accessService{s}, opts...))
+	mux.Handle(fleetv1connect.NewAuditServiceHandler(auditService{s}, opts...))
+	var names []string
+	for _, sd := range Services() {
+		names = append(names, string(sd.FullName()))
+	}
+	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	return mux
@@ -34,6 +130,126 @@ type serverInfo struct{}
 
 func (serverInfo) GetServerInfo(context.Context, *connect.Request[fleetv1.GetServerInfoRequest]) (*connect.Response[fleetv1.GetServerInfoResponse], error) {
 	return connect.NewResponse(&fleetv1.GetServerInfoResponse{Version: version.Version, Commit: version.Commit}), nil
+}
+
+// update runs fn in a store transaction and, in the same transaction,
+// writes the call's audit event: a change and its record commit together.
+func (s *Server) update(ctx context.Context, fn func(tx store.Tx) error) error {
+	c := callFrom(ctx)
+	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if c != nil && c.audit != nil && !c.audit.written.Load() {
+			e := c.audit.event
+			e.Outcome = "ok"
+			return tx.AppendAudit(ctx, e)
+		}
+		return nil
+	})
+	if err == nil && c != nil && c.audit != nil {
+		c.audit.written.Store(true)
+	}
+	return s.storeErr(err)
+}
+
+// view runs fn in a read-only transaction.
+func (s *Server) view(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.storeErr(s.st.View(ctx, fn))
+}
+
+// storeErr maps store errors to Connect codes; Connect errors pass through.
+func (s *Server) storeErr(err error) error {
+	var ce *connect.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return ce
+	case errors.Is(err, store.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, errors.New("not found: it may have just been deleted"))
+	case errors.Is(err, store.ErrExists):
+		return connect.NewError(connect.CodeAlreadyExists, errors.New("already exists"))
+	case errors.Is(err, store.ErrConflict):
+		return connect.NewError(connect.CodeAborted, errors.New("too many concurrent changes: try again"))
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeCanceled, err)
+	}
+	return internal(s.log, "storage", err)
+}
+
+// auditID orders audit events by time, then by this server's sequence
+// (a clock may repeat a reading); the random tail keeps IDs unique across
+// replicas.
+func (s *Server) auditID() string {
+	return fmt.Sprintf("%016x%08x%s", s.clock.Now().UnixNano(), s.auditSeq.Add(1), auth.NewID()[:8])
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// validName accepts 1 to maxNameLen printable characters without leading
+// or trailing space.
+func validName(field, name string) error {
+	if name == "" {
+		return invalid("%s is required", field)
+	}
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameLen {
+		return invalid("%s: at most %d characters of UTF-8", field, maxNameLen)
+	}
+	if strings.TrimSpace(name) != name {
+		return invalid("%s: no leading or trailing spaces", field)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return invalid("%s: only printable characters", field)
+		}
+	}
+	return nil
+}
+
+// validID accepts the IDs the cloud makes: 32 lowercase hex digits.
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeEmail lowercases and trims an address; comparisons use this form.
+func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+// validEmail accepts one @ with something on each side, no spaces, and a
+// length SMTP allows; delivery is not the cloud's concern.
+func validEmail(e string) error {
+	if e == "" {
+		return invalid("email is required")
+	}
+	local, domain, ok := strings.Cut(e, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(e) > maxEmailLen ||
+		strings.ContainsFunc(e, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) {
+		return invalid("email %q is not an address like name@example.com", e)
+	}
+	return nil
+}
+
+func requireID(field, id string) error {
+	if id == "" {
+		return invalid("%s is required", field)
+	}
+	if !validID(id) {
+		return invalid("%s %q is not an ID (32 hex digits)", field, id)
+	}
+	return nil
 }
 
 // Serve answers on ln until ctx ends, speaking HTTP/1.1 and HTTP/2 (cleartext

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -51,20 +50,10 @@ func newServe() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if (certFile == "") != (keyFile == "") {
-				return fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
-			}
 			log, _ := logging.New(logging.Options{Level: lvl})
 			defer func() { _ = log.Sync() }()
-			if err := os.MkdirAll(dataDir, 0o700); err != nil {
-				return fmt.Errorf("create data folder: %w", err)
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("listen on %s: %w", listen, err)
-			}
-			log.Info("outpost-cloud serving", zap.String("addr", ln.Addr().String()), zap.String("data_dir", dataDir), zap.Bool("tls", certFile != ""), zap.String("version", version.Version))
-			return cloud.Serve(cmd.Context(), ln, cloud.Handler(), certFile, keyFile, log)
+			log.Info("outpost-cloud starting", zap.String("version", version.Version))
+			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")

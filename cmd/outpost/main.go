@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-robotics/outpost/version"
@@ -17,21 +20,44 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "outpost:", err)
+	if err := newRoot(osEnv()).ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "outpost:", describe(err))
 		os.Exit(1)
 	}
 }
 
+// describe puts a Connect error's code after its message, which is written
+// for a person.
+func describe(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("%s [%s]", ce.Message(), ce.Code())
+	}
+	return err.Error()
+}
+
+// env is what the CLI takes from its process, injected so tests run it in-process.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	// stdinTerminal says stdin is a terminal, so a password can be prompted for.
+	stdinTerminal bool
+	// readPassword reads a password from the terminal without echo.
+	readPassword func() (string, error)
+	// configDir holds the saved credentials ("" for the user's config dir).
+	configDir string
+}
+
 // globals are the flags every command shares.
 type globals struct {
+	env   env
 	cloud string
 	token string
 	json  bool
 }
 
-func newRoot() *cobra.Command {
-	g := &globals{}
+func newRoot(e env) *cobra.Command {
+	g := &globals{env: e}
 	root := &cobra.Command{
 		Use:           "outpost",
 		Short:         "Manage an Outpost fleet and the robots in it",
@@ -40,10 +66,14 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetIn(e.stdin)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.cloud, "cloud", os.Getenv("OUTPOST_CLOUD"), "fleet cloud URL (or $OUTPOST_CLOUD)")
-	pf.StringVar(&g.token, "token", os.Getenv("OUTPOST_TOKEN"), "access token (or $OUTPOST_TOKEN)")
+	pf.StringVar(&g.cloud, "cloud", e.getenv("OUTPOST_CLOUD"), "fleet cloud URL (or $OUTPOST_CLOUD; else the one saved by outpost login)")
+	pf.StringVar(&g.token, "token", e.getenv("OUTPOST_TOKEN"), "access token or API key \"<id>:<secret>\" (or $OUTPOST_TOKEN; else the one saved by outpost login)")
 	pf.BoolVar(&g.json, "json", false, "print what the API returns as JSON")
-	root.AddCommand(newCloudCmd(g))
+	root.AddCommand(
+		newCloudCmd(g), newLoginCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
+		newPartCmd(g), newUserCmd(g), newRoleCmd(g), newAPIKeyCmd(g), newAccessCmd(g), newAuditCmd(g),
+	)
 	return root
 }

@@ -6,12 +6,22 @@
 
 // outpost.fleet.v1 is the admin contract of the fleet cloud: organizations,
 // locations, machines, parts, users, API keys and roles.
+//
+// Every RPC declares what it needs with (outpost.authz.v1.rule), and the
+// request field naming its resource with (outpost.authz.v1.field); the cloud
+// decides every call from those declarations with rbac, in one interceptor.
+//
+// Credentials: "Authorization: Bearer <access token>" for a user (from
+// AuthService.SignIn), or "Authorization: Bearer <key id>:<secret>" for an
+// API key (from APIKeyService.CreateAPIKey).
 
 package fleetv1
 
 import (
+	_ "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -116,17 +126,5502 @@ func (x *GetServerInfoResponse) GetCommit() string {
 	return ""
 }
 
+// SignInRequest names the user and their password.
+type SignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's email address.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// The user's password.
+	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// How long the token should live, in seconds: 0 means the default (12
+	// hours); at most 60 days, so a field tech can work offline.
+	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInRequest) Reset() {
+	*x = SignInRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInRequest) ProtoMessage() {}
+
+func (x *SignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
+func (*SignInRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SignInRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *SignInRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *SignInRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// SignInResponse carries the access token.
+type SignInResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The access token: send it as "Authorization: Bearer <token>".
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// When the token stops working.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The signed-in user.
+	User          *User `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInResponse) Reset() {
+	*x = SignInResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInResponse) ProtoMessage() {}
+
+func (x *SignInResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInResponse.ProtoReflect.Descriptor instead.
+func (*SignInResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SignInResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *SignInResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *SignInResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+// WhoAmIRequest takes no arguments.
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
+}
+
+// WhoAmIResponse describes the caller.
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The user's email, for a user.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// Whether the caller is the cloud-wide admin.
+	Admin bool `protobuf:"varint,3,opt,name=admin,proto3" json:"admin,omitempty"`
+	// The grants the caller holds.
+	Grants        []*Grant `protobuf:"bytes,4,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WhoAmIResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *WhoAmIResponse) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// Organization is a tenant of the cloud.
+type Organization struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// When it was created.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Organization) Reset() {
+	*x = Organization{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Organization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Organization) ProtoMessage() {}
+
+func (x *Organization) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Organization.ProtoReflect.Descriptor instead.
+func (*Organization) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Organization) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Organization) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Organization) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// CreateOrgRequest names the new organization.
+type CreateOrgRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name: 1 to 100 printable characters.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOrgRequest) Reset() {
+	*x = CreateOrgRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrgRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrgRequest) ProtoMessage() {}
+
+func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrgRequest.ProtoReflect.Descriptor instead.
+func (*CreateOrgRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CreateOrgRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateOrgResponse returns the organization.
+type CreateOrgResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new organization.
+	Org           *Organization `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOrgResponse) Reset() {
+	*x = CreateOrgResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrgResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrgResponse) ProtoMessage() {}
+
+func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrgResponse.ProtoReflect.Descriptor instead.
+func (*CreateOrgResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CreateOrgResponse) GetOrg() *Organization {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
+// ListOrgsRequest takes no arguments.
+type ListOrgsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrgsRequest) Reset() {
+	*x = ListOrgsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrgsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrgsRequest) ProtoMessage() {}
+
+func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
+func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
+}
+
+// ListOrgsResponse lists organizations.
+type ListOrgsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organizations, by name.
+	Orgs          []*Organization `protobuf:"bytes,1,rep,name=orgs,proto3" json:"orgs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrgsResponse) Reset() {
+	*x = ListOrgsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrgsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrgsResponse) ProtoMessage() {}
+
+func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
+func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListOrgsResponse) GetOrgs() []*Organization {
+	if x != nil {
+		return x.Orgs
+	}
+	return nil
+}
+
+// RenameOrgRequest names the organization and its new name.
+type RenameOrgRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// The new name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameOrgRequest) Reset() {
+	*x = RenameOrgRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameOrgRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameOrgRequest) ProtoMessage() {}
+
+func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameOrgRequest.ProtoReflect.Descriptor instead.
+func (*RenameOrgRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RenameOrgRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *RenameOrgRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RenameOrgResponse returns the organization.
+type RenameOrgResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The renamed organization.
+	Org           *Organization `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameOrgResponse) Reset() {
+	*x = RenameOrgResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameOrgResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameOrgResponse) ProtoMessage() {}
+
+func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameOrgResponse.ProtoReflect.Descriptor instead.
+func (*RenameOrgResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RenameOrgResponse) GetOrg() *Organization {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
+// DeleteOrgRequest names the organization.
+type DeleteOrgRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOrgRequest) Reset() {
+	*x = DeleteOrgRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOrgRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOrgRequest) ProtoMessage() {}
+
+func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
+func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteOrgRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// DeleteOrgResponse is empty.
+type DeleteOrgResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOrgResponse) Reset() {
+	*x = DeleteOrgResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOrgResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOrgResponse) ProtoMessage() {}
+
+func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
+func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
+}
+
+// LeaveOrgRequest names the organization.
+type LeaveOrgRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveOrgRequest) Reset() {
+	*x = LeaveOrgRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveOrgRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveOrgRequest) ProtoMessage() {}
+
+func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveOrgRequest.ProtoReflect.Descriptor instead.
+func (*LeaveOrgRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LeaveOrgRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// LeaveOrgResponse says how many grants were given up.
+type LeaveOrgResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The number of grants removed.
+	Removed       int32 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveOrgResponse) Reset() {
+	*x = LeaveOrgResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveOrgResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveOrgResponse) ProtoMessage() {}
+
+func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveOrgResponse.ProtoReflect.Descriptor instead.
+func (*LeaveOrgResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LeaveOrgResponse) GetRemoved() int32 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
+}
+
+// ListMembersRequest names the organization.
+type ListMembersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersRequest) Reset() {
+	*x = ListMembersRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersRequest) ProtoMessage() {}
+
+func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListMembersRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListMembersRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// ListMembersResponse lists members.
+type ListMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The members, by email.
+	Members       []*Member `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersResponse) Reset() {
+	*x = ListMembersResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersResponse) ProtoMessage() {}
+
+func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListMembersResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListMembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// Member is a user holding at least one role in an organization.
+type Member struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Its grants in the organization.
+	Grants []*Grant `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
+	// When it first received a grant there.
+	JoinedAt      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Member) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *Member) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *Member) GetJoinedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.JoinedAt
+	}
+	return nil
+}
+
+// Location is a place machines are in.
+type Location struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The organization that owns it.
+	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Its parent location, or empty at the top level.
+	ParentLocationId string `protobuf:"bytes,3,opt,name=parent_location_id,json=parentLocationId,proto3" json:"parent_location_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether the support team may access it.
+	SupportAccess bool `protobuf:"varint,5,opt,name=support_access,json=supportAccess,proto3" json:"support_access,omitempty"`
+	// The organizations it is shared with.
+	SharedWith []string `protobuf:"bytes,6,rep,name=shared_with,json=sharedWith,proto3" json:"shared_with,omitempty"`
+	// When it was created.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Location) Reset() {
+	*x = Location{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Location) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Location) ProtoMessage() {}
+
+func (x *Location) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Location.ProtoReflect.Descriptor instead.
+func (*Location) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Location) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Location) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Location) GetParentLocationId() string {
+	if x != nil {
+		return x.ParentLocationId
+	}
+	return ""
+}
+
+func (x *Location) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Location) GetSupportAccess() bool {
+	if x != nil {
+		return x.SupportAccess
+	}
+	return false
+}
+
+func (x *Location) GetSharedWith() []string {
+	if x != nil {
+		return x.SharedWith
+	}
+	return nil
+}
+
+func (x *Location) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// CreateLocationRequest describes the new location.
+type CreateLocationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// The name: 1 to 100 printable characters.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The parent location, in the same organization; empty for the top level.
+	ParentLocationId string `protobuf:"bytes,3,opt,name=parent_location_id,json=parentLocationId,proto3" json:"parent_location_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateLocationRequest) Reset() {
+	*x = CreateLocationRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateLocationRequest) ProtoMessage() {}
+
+func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateLocationRequest.ProtoReflect.Descriptor instead.
+func (*CreateLocationRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CreateLocationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *CreateLocationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateLocationRequest) GetParentLocationId() string {
+	if x != nil {
+		return x.ParentLocationId
+	}
+	return ""
+}
+
+// CreateLocationResponse returns the location.
+type CreateLocationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new location.
+	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateLocationResponse) Reset() {
+	*x = CreateLocationResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateLocationResponse) ProtoMessage() {}
+
+func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateLocationResponse.ProtoReflect.Descriptor instead.
+func (*CreateLocationResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CreateLocationResponse) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+// ListLocationsRequest names the organization.
+type ListLocationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLocationsRequest) Reset() {
+	*x = ListLocationsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLocationsRequest) ProtoMessage() {}
+
+func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListLocationsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListLocationsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// ListLocationsResponse lists locations.
+type ListLocationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The locations, parents before children.
+	Locations     []*Location `protobuf:"bytes,1,rep,name=locations,proto3" json:"locations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLocationsResponse) Reset() {
+	*x = ListLocationsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLocationsResponse) ProtoMessage() {}
+
+func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListLocationsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListLocationsResponse) GetLocations() []*Location {
+	if x != nil {
+		return x.Locations
+	}
+	return nil
+}
+
+// RenameLocationRequest names the location and its new name.
+type RenameLocationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// The new name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameLocationRequest) Reset() {
+	*x = RenameLocationRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameLocationRequest) ProtoMessage() {}
+
+func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameLocationRequest.ProtoReflect.Descriptor instead.
+func (*RenameLocationRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RenameLocationRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *RenameLocationRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RenameLocationResponse returns the location.
+type RenameLocationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The renamed location.
+	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameLocationResponse) Reset() {
+	*x = RenameLocationResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameLocationResponse) ProtoMessage() {}
+
+func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameLocationResponse.ProtoReflect.Descriptor instead.
+func (*RenameLocationResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RenameLocationResponse) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+// MoveLocationRequest names the location and where it goes.
+type MoveLocationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location to move.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// The new parent location, or empty to move to the organization's top level.
+	NewParentLocationId string `protobuf:"bytes,2,opt,name=new_parent_location_id,json=newParentLocationId,proto3" json:"new_parent_location_id,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *MoveLocationRequest) Reset() {
+	*x = MoveLocationRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveLocationRequest) ProtoMessage() {}
+
+func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveLocationRequest.ProtoReflect.Descriptor instead.
+func (*MoveLocationRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MoveLocationRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *MoveLocationRequest) GetNewParentLocationId() string {
+	if x != nil {
+		return x.NewParentLocationId
+	}
+	return ""
+}
+
+// MoveLocationResponse returns the location.
+type MoveLocationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The moved location.
+	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveLocationResponse) Reset() {
+	*x = MoveLocationResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveLocationResponse) ProtoMessage() {}
+
+func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveLocationResponse.ProtoReflect.Descriptor instead.
+func (*MoveLocationResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *MoveLocationResponse) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+// DeleteLocationRequest names the location.
+type DeleteLocationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId    string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationRequest) Reset() {
+	*x = DeleteLocationRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationRequest) ProtoMessage() {}
+
+func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationRequest.ProtoReflect.Descriptor instead.
+func (*DeleteLocationRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeleteLocationRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+// DeleteLocationResponse is empty.
+type DeleteLocationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteLocationResponse) Reset() {
+	*x = DeleteLocationResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteLocationResponse) ProtoMessage() {}
+
+func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteLocationResponse.ProtoReflect.Descriptor instead.
+func (*DeleteLocationResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
+}
+
+// ShareLocationRequest names the location and the organization.
+type ShareLocationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// The organization to share it with.
+	OrgId         string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareLocationRequest) Reset() {
+	*x = ShareLocationRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareLocationRequest) ProtoMessage() {}
+
+func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareLocationRequest.ProtoReflect.Descriptor instead.
+func (*ShareLocationRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ShareLocationRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *ShareLocationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// ShareLocationResponse returns the location.
+type ShareLocationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The shared location.
+	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShareLocationResponse) Reset() {
+	*x = ShareLocationResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShareLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShareLocationResponse) ProtoMessage() {}
+
+func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShareLocationResponse.ProtoReflect.Descriptor instead.
+func (*ShareLocationResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ShareLocationResponse) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+// UnshareLocationRequest names the location and the organization.
+type UnshareLocationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// The organization to stop sharing it with.
+	OrgId         string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnshareLocationRequest) Reset() {
+	*x = UnshareLocationRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnshareLocationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnshareLocationRequest) ProtoMessage() {}
+
+func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnshareLocationRequest.ProtoReflect.Descriptor instead.
+func (*UnshareLocationRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UnshareLocationRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *UnshareLocationRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// UnshareLocationResponse returns the location.
+type UnshareLocationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnshareLocationResponse) Reset() {
+	*x = UnshareLocationResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnshareLocationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnshareLocationResponse) ProtoMessage() {}
+
+func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnshareLocationResponse.ProtoReflect.Descriptor instead.
+func (*UnshareLocationResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *UnshareLocationResponse) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+// SetSupportAccessRequest names the location and the new setting.
+type SetSupportAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// Whether the support team may access it.
+	Enabled       bool `protobuf:"varint,2,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSupportAccessRequest) Reset() {
+	*x = SetSupportAccessRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSupportAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSupportAccessRequest) ProtoMessage() {}
+
+func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSupportAccessRequest.ProtoReflect.Descriptor instead.
+func (*SetSupportAccessRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetSupportAccessRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *SetSupportAccessRequest) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+// SetSupportAccessResponse returns the location.
+type SetSupportAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSupportAccessResponse) Reset() {
+	*x = SetSupportAccessResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSupportAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSupportAccessResponse) ProtoMessage() {}
+
+func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSupportAccessResponse.ProtoReflect.Descriptor instead.
+func (*SetSupportAccessResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SetSupportAccessResponse) GetLocation() *Location {
+	if x != nil {
+		return x.Location
+	}
+	return nil
+}
+
+// Machine is a robot: one or more parts in one location.
+type Machine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The location it is in.
+	LocationId string `protobuf:"bytes,2,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Its parts; the main part first.
+	Parts []*Part `protobuf:"bytes,4,rep,name=parts,proto3" json:"parts,omitempty"`
+	// When a restart was last requested, if ever.
+	RestartRequestedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=restart_requested_at,json=restartRequestedAt,proto3" json:"restart_requested_at,omitempty"`
+	// When it was created.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Machine) Reset() {
+	*x = Machine{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Machine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Machine) ProtoMessage() {}
+
+func (x *Machine) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Machine.ProtoReflect.Descriptor instead.
+func (*Machine) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Machine) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Machine) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *Machine) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Machine) GetParts() []*Part {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *Machine) GetRestartRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestartRequestedAt
+	}
+	return nil
+}
+
+func (x *Machine) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// Part is one computer of a machine, running outpostd.
+type Part struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The machine it belongs to.
+	MachineId string `protobuf:"bytes,2,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether it is the machine's main part.
+	Main bool `protobuf:"varint,4,opt,name=main,proto3" json:"main,omitempty"`
+	// When its secret was last set.
+	SecretRotatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=secret_rotated_at,json=secretRotatedAt,proto3" json:"secret_rotated_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Part) Reset() {
+	*x = Part{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Part) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Part) ProtoMessage() {}
+
+func (x *Part) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Part.ProtoReflect.Descriptor instead.
+func (*Part) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Part) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Part) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *Part) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Part) GetMain() bool {
+	if x != nil {
+		return x.Main
+	}
+	return false
+}
+
+func (x *Part) GetSecretRotatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SecretRotatedAt
+	}
+	return nil
+}
+
+// CreateMachineRequest describes the new machine.
+type CreateMachineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// The name: 1 to 100 printable characters.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The main part's name; "main" when empty.
+	MainPartName  string `protobuf:"bytes,3,opt,name=main_part_name,json=mainPartName,proto3" json:"main_part_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateMachineRequest) Reset() {
+	*x = CreateMachineRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateMachineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateMachineRequest) ProtoMessage() {}
+
+func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
+func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CreateMachineRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *CreateMachineRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateMachineRequest) GetMainPartName() string {
+	if x != nil {
+		return x.MainPartName
+	}
+	return ""
+}
+
+// CreateMachineResponse returns the machine and its main part's secret.
+type CreateMachineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new machine.
+	Machine *Machine `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// The main part's secret: shown once, only its SHA-256 is kept.
+	MainPartSecret string `protobuf:"bytes,2,opt,name=main_part_secret,json=mainPartSecret,proto3" json:"main_part_secret,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CreateMachineResponse) Reset() {
+	*x = CreateMachineResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateMachineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateMachineResponse) ProtoMessage() {}
+
+func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
+func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *CreateMachineResponse) GetMachine() *Machine {
+	if x != nil {
+		return x.Machine
+	}
+	return nil
+}
+
+func (x *CreateMachineResponse) GetMainPartSecret() string {
+	if x != nil {
+		return x.MainPartSecret
+	}
+	return ""
+}
+
+// GetMachineRequest names the machine.
+type GetMachineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineRequest) Reset() {
+	*x = GetMachineRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineRequest) ProtoMessage() {}
+
+func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
+func (*GetMachineRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetMachineRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// GetMachineResponse returns the machine.
+type GetMachineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	Machine       *Machine `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineResponse) Reset() {
+	*x = GetMachineResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineResponse) ProtoMessage() {}
+
+func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
+func (*GetMachineResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetMachineResponse) GetMachine() *Machine {
+	if x != nil {
+		return x.Machine
+	}
+	return nil
+}
+
+// ListMachinesRequest names the location.
+type ListMachinesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The location.
+	LocationId    string `protobuf:"bytes,1,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMachinesRequest) Reset() {
+	*x = ListMachinesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMachinesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMachinesRequest) ProtoMessage() {}
+
+func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
+func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListMachinesRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+// ListMachinesResponse lists machines.
+type ListMachinesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machines, by name.
+	Machines      []*Machine `protobuf:"bytes,1,rep,name=machines,proto3" json:"machines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMachinesResponse) Reset() {
+	*x = ListMachinesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMachinesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMachinesResponse) ProtoMessage() {}
+
+func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
+func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListMachinesResponse) GetMachines() []*Machine {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+// RenameMachineRequest names the machine and its new name.
+type RenameMachineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The new name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameMachineRequest) Reset() {
+	*x = RenameMachineRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameMachineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameMachineRequest) ProtoMessage() {}
+
+func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameMachineRequest.ProtoReflect.Descriptor instead.
+func (*RenameMachineRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RenameMachineRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *RenameMachineRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RenameMachineResponse returns the machine.
+type RenameMachineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The renamed machine.
+	Machine       *Machine `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenameMachineResponse) Reset() {
+	*x = RenameMachineResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenameMachineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenameMachineResponse) ProtoMessage() {}
+
+func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenameMachineResponse.ProtoReflect.Descriptor instead.
+func (*RenameMachineResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RenameMachineResponse) GetMachine() *Machine {
+	if x != nil {
+		return x.Machine
+	}
+	return nil
+}
+
+// DeleteMachineRequest names the machine.
+type DeleteMachineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMachineRequest) Reset() {
+	*x = DeleteMachineRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMachineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMachineRequest) ProtoMessage() {}
+
+func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DeleteMachineRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// DeleteMachineResponse is empty.
+type DeleteMachineResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMachineResponse) Reset() {
+	*x = DeleteMachineResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMachineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMachineResponse) ProtoMessage() {}
+
+func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
+}
+
+// RestartMachineRequest names the machine.
+type RestartMachineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartMachineRequest) Reset() {
+	*x = RestartMachineRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartMachineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartMachineRequest) ProtoMessage() {}
+
+func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartMachineRequest.ProtoReflect.Descriptor instead.
+func (*RestartMachineRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RestartMachineRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// RestartMachineResponse returns the machine.
+type RestartMachineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine, with restart_requested_at set.
+	Machine       *Machine `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartMachineResponse) Reset() {
+	*x = RestartMachineResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartMachineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartMachineResponse) ProtoMessage() {}
+
+func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartMachineResponse.ProtoReflect.Descriptor instead.
+func (*RestartMachineResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RestartMachineResponse) GetMachine() *Machine {
+	if x != nil {
+		return x.Machine
+	}
+	return nil
+}
+
+// AddPartRequest names the machine and the new part.
+type AddPartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The part's name: 1 to 100 printable characters, unique in the machine.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPartRequest) Reset() {
+	*x = AddPartRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPartRequest) ProtoMessage() {}
+
+func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPartRequest.ProtoReflect.Descriptor instead.
+func (*AddPartRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *AddPartRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *AddPartRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// AddPartResponse returns the part and its secret.
+type AddPartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new part.
+	Part *Part `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	// The part's secret: shown once, only its SHA-256 is kept.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddPartResponse) Reset() {
+	*x = AddPartResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddPartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddPartResponse) ProtoMessage() {}
+
+func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddPartResponse.ProtoReflect.Descriptor instead.
+func (*AddPartResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *AddPartResponse) GetPart() *Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *AddPartResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// RenamePartRequest names the part and its new name.
+type RenamePartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The new name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenamePartRequest) Reset() {
+	*x = RenamePartRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenamePartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenamePartRequest) ProtoMessage() {}
+
+func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenamePartRequest.ProtoReflect.Descriptor instead.
+func (*RenamePartRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RenamePartRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *RenamePartRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RenamePartResponse returns the part.
+type RenamePartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The renamed part.
+	Part          *Part `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenamePartResponse) Reset() {
+	*x = RenamePartResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenamePartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenamePartResponse) ProtoMessage() {}
+
+func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenamePartResponse.ProtoReflect.Descriptor instead.
+func (*RenamePartResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RenamePartResponse) GetPart() *Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+// DeletePartRequest names the part.
+type DeletePartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part; not the machine's main part.
+	PartId        string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePartRequest) Reset() {
+	*x = DeletePartRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePartRequest) ProtoMessage() {}
+
+func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePartRequest.ProtoReflect.Descriptor instead.
+func (*DeletePartRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *DeletePartRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+// DeletePartResponse is empty.
+type DeletePartResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePartResponse) Reset() {
+	*x = DeletePartResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePartResponse) ProtoMessage() {}
+
+func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePartResponse.ProtoReflect.Descriptor instead.
+func (*DeletePartResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
+}
+
+// RotatePartSecretRequest names the part.
+type RotatePartSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId        string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotatePartSecretRequest) Reset() {
+	*x = RotatePartSecretRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotatePartSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotatePartSecretRequest) ProtoMessage() {}
+
+func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotatePartSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotatePartSecretRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RotatePartSecretRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+// RotatePartSecretResponse returns the new secret.
+type RotatePartSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	Part *Part `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	// The new secret: shown once, only its SHA-256 is kept.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotatePartSecretResponse) Reset() {
+	*x = RotatePartSecretResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotatePartSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotatePartSecretResponse) ProtoMessage() {}
+
+func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotatePartSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotatePartSecretResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RotatePartSecretResponse) GetPart() *Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *RotatePartSecretResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// User is a person who signs in.
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The user's email address.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// When the user was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Whether the user is the cloud-wide admin.
+	Admin         bool `protobuf:"varint,4,opt,name=admin,proto3" json:"admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *User) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *User) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *User) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *User) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+// CreateUserRequest describes the new user.
+type CreateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The email address.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// The password, 12 to 256 bytes; empty to have the cloud make one.
+	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *CreateUserRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// CreateUserResponse returns the user.
+type CreateUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new user.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The password the cloud made, when none was given; shown once.
+	GeneratedPassword string `protobuf:"bytes,2,opt,name=generated_password,json=generatedPassword,proto3" json:"generated_password,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *CreateUserResponse) Reset() {
+	*x = CreateUserResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserResponse) ProtoMessage() {}
+
+func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
+func (*CreateUserResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *CreateUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *CreateUserResponse) GetGeneratedPassword() string {
+	if x != nil {
+		return x.GeneratedPassword
+	}
+	return ""
+}
+
+// Invite is an invitation to a role on a scope.
+type Invite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitation's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Who is invited.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// The role offered: "owner" or "operator".
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// The scope: "org/ID", "location/ID" or "machine/ID".
+	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	// When the code stops working.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Who invited.
+	InvitedBy     string `protobuf:"bytes,6,opt,name=invited_by,json=invitedBy,proto3" json:"invited_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Invite) Reset() {
+	*x = Invite{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Invite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Invite) ProtoMessage() {}
+
+func (x *Invite) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Invite.ProtoReflect.Descriptor instead.
+func (*Invite) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *Invite) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Invite) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Invite) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Invite) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *Invite) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Invite) GetInvitedBy() string {
+	if x != nil {
+		return x.InvitedBy
+	}
+	return ""
+}
+
+// InviteUserRequest describes the invitation.
+type InviteUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The email address.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// The role: "owner" or "operator".
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The scope: "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteUserRequest) Reset() {
+	*x = InviteUserRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteUserRequest) ProtoMessage() {}
+
+func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
+func (*InviteUserRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *InviteUserRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *InviteUserRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *InviteUserRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// InviteUserResponse returns the invitation and its code.
+type InviteUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitation.
+	Invite *Invite `protobuf:"bytes,1,opt,name=invite,proto3" json:"invite,omitempty"`
+	// The code to give the invitee: shown once, only its SHA-256 is kept.
+	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InviteUserResponse) Reset() {
+	*x = InviteUserResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InviteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InviteUserResponse) ProtoMessage() {}
+
+func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
+func (*InviteUserResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *InviteUserResponse) GetInvite() *Invite {
+	if x != nil {
+		return x.Invite
+	}
+	return nil
+}
+
+func (x *InviteUserResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+// ResendInviteRequest names the invitation.
+type ResendInviteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitation.
+	InviteId      string `protobuf:"bytes,1,opt,name=invite_id,json=inviteId,proto3" json:"invite_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendInviteRequest) Reset() {
+	*x = ResendInviteRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendInviteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendInviteRequest) ProtoMessage() {}
+
+func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendInviteRequest.ProtoReflect.Descriptor instead.
+func (*ResendInviteRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ResendInviteRequest) GetInviteId() string {
+	if x != nil {
+		return x.InviteId
+	}
+	return ""
+}
+
+// ResendInviteResponse returns the invitation and its new code.
+type ResendInviteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitation.
+	Invite *Invite `protobuf:"bytes,1,opt,name=invite,proto3" json:"invite,omitempty"`
+	// The new code; the old one no longer works.
+	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendInviteResponse) Reset() {
+	*x = ResendInviteResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendInviteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendInviteResponse) ProtoMessage() {}
+
+func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendInviteResponse.ProtoReflect.Descriptor instead.
+func (*ResendInviteResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ResendInviteResponse) GetInvite() *Invite {
+	if x != nil {
+		return x.Invite
+	}
+	return nil
+}
+
+func (x *ResendInviteResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+// RevokeInviteRequest names the invitation.
+type RevokeInviteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitation.
+	InviteId      string `protobuf:"bytes,1,opt,name=invite_id,json=inviteId,proto3" json:"invite_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeInviteRequest) Reset() {
+	*x = RevokeInviteRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeInviteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeInviteRequest) ProtoMessage() {}
+
+func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
+func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *RevokeInviteRequest) GetInviteId() string {
+	if x != nil {
+		return x.InviteId
+	}
+	return ""
+}
+
+// RevokeInviteResponse is empty.
+type RevokeInviteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeInviteResponse) Reset() {
+	*x = RevokeInviteResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeInviteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeInviteResponse) ProtoMessage() {}
+
+func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
+func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
+}
+
+// AcceptInviteRequest carries the code and the invitee's password.
+type AcceptInviteRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The invitation code.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The invitee's password: a new one (12 to 256 bytes) for a new account,
+	// the current one for an existing account.
+	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInviteRequest) Reset() {
+	*x = AcceptInviteRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInviteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInviteRequest) ProtoMessage() {}
+
+func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInviteRequest.ProtoReflect.Descriptor instead.
+func (*AcceptInviteRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *AcceptInviteRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *AcceptInviteRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// AcceptInviteResponse returns the user and an access token.
+type AcceptInviteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// An access token for the user.
+	AccessToken string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// The grant received.
+	Grant         *Grant `protobuf:"bytes,3,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptInviteResponse) Reset() {
+	*x = AcceptInviteResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptInviteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptInviteResponse) ProtoMessage() {}
+
+func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptInviteResponse.ProtoReflect.Descriptor instead.
+func (*AcceptInviteResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *AcceptInviteResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *AcceptInviteResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *AcceptInviteResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// APIKey is a credential for programs, holding roles of its own.
+type APIKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The organization it belongs to.
+	OrgId string `protobuf:"bytes,3,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// The scope it was created on.
+	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
+	// Its grants.
+	Grants []*Grant `protobuf:"bytes,5,rep,name=grants,proto3" json:"grants,omitempty"`
+	// When it was created.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Who created it.
+	CreatedBy     string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APIKey) Reset() {
+	*x = APIKey{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APIKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APIKey) ProtoMessage() {}
+
+func (x *APIKey) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
+func (*APIKey) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *APIKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *APIKey) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *APIKey) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *APIKey) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *APIKey) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *APIKey) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *APIKey) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// CreateAPIKeyRequest describes the key.
+type CreateAPIKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name: 1 to 100 printable characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The role: "owner" or "operator".
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// The scope: "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyRequest) Reset() {
+	*x = CreateAPIKeyRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyRequest) ProtoMessage() {}
+
+func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *CreateAPIKeyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateAPIKeyRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// CreateAPIKeyResponse returns the key and its secret.
+type CreateAPIKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key.
+	Key *APIKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// The credential to send as "Authorization: Bearer <token>": "<key id>:<secret>".
+	// Shown once; only the secret's SHA-256 is kept.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPIKeyResponse) Reset() {
+	*x = CreateAPIKeyResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPIKeyResponse) ProtoMessage() {}
+
+func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *CreateAPIKeyResponse) GetKey() *APIKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *CreateAPIKeyResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// ListAPIKeysRequest names the organization.
+type ListAPIKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysRequest) Reset() {
+	*x = ListAPIKeysRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysRequest) ProtoMessage() {}
+
+func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ListAPIKeysRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// ListAPIKeysResponse lists keys.
+type ListAPIKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keys, by name.
+	Keys          []*APIKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPIKeysResponse) Reset() {
+	*x = ListAPIKeysResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPIKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPIKeysResponse) ProtoMessage() {}
+
+func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// RevokeAPIKeyRequest names the key.
+type RevokeAPIKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyRequest) Reset() {
+	*x = RevokeAPIKeyRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyRequest) ProtoMessage() {}
+
+func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *RevokeAPIKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RevokeAPIKeyResponse is empty.
+type RevokeAPIKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPIKeyResponse) Reset() {
+	*x = RevokeAPIKeyResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPIKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPIKeyResponse) ProtoMessage() {}
+
+func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
+}
+
+// Grant is a role held by a subject on a scope.
+type Grant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// "owner" or "operator".
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// "org/ID", "location/ID" or "machine/ID".
+	Scope string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The user's email, for a user.
+	Email string `protobuf:"bytes,4,opt,name=email,proto3" json:"email,omitempty"`
+	// When it was given.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *Grant) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Grant) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Grant) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *Grant) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *Grant) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// GrantRoleRequest describes the grant.
+type GrantRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:EMAIL", "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// "owner" or "operator".
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRoleRequest) Reset() {
+	*x = GrantRoleRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRoleRequest) ProtoMessage() {}
+
+func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
+func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *GrantRoleRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *GrantRoleRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *GrantRoleRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// GrantRoleResponse returns the grant.
+type GrantRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant.
+	Grant         *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRoleResponse) Reset() {
+	*x = GrantRoleResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRoleResponse) ProtoMessage() {}
+
+func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
+func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *GrantRoleResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// ChangeRoleRequest describes the grant and its new role.
+type ChangeRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:EMAIL", "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The new role: "owner" or "operator".
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeRoleRequest) Reset() {
+	*x = ChangeRoleRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeRoleRequest) ProtoMessage() {}
+
+func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
+func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *ChangeRoleRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ChangeRoleRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChangeRoleRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// ChangeRoleResponse returns the grant.
+type ChangeRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The changed grant.
+	Grant         *Grant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeRoleResponse) Reset() {
+	*x = ChangeRoleResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeRoleResponse) ProtoMessage() {}
+
+func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
+func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *ChangeRoleResponse) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// LimitAccessRequest names the grant and the narrower scopes.
+type LimitAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:EMAIL", "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The scope of the grant to narrow.
+	Scope string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The scopes inside it that keep the grant's role (1 to 100).
+	LimitTo       []string `protobuf:"bytes,3,rep,name=limit_to,json=limitTo,proto3" json:"limit_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimitAccessRequest) Reset() {
+	*x = LimitAccessRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimitAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimitAccessRequest) ProtoMessage() {}
+
+func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimitAccessRequest.ProtoReflect.Descriptor instead.
+func (*LimitAccessRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *LimitAccessRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *LimitAccessRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *LimitAccessRequest) GetLimitTo() []string {
+	if x != nil {
+		return x.LimitTo
+	}
+	return nil
+}
+
+// LimitAccessResponse returns the new grants.
+type LimitAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grants that replaced the old one.
+	Grants        []*Grant `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LimitAccessResponse) Reset() {
+	*x = LimitAccessResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LimitAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LimitAccessResponse) ProtoMessage() {}
+
+func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LimitAccessResponse.ProtoReflect.Descriptor instead.
+func (*LimitAccessResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *LimitAccessResponse) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// RemoveRoleRequest names the grant.
+type RemoveRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:EMAIL", "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRoleRequest) Reset() {
+	*x = RemoveRoleRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRoleRequest) ProtoMessage() {}
+
+func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRoleRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRoleRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *RemoveRoleRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *RemoveRoleRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// RemoveRoleResponse is empty.
+type RemoveRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRoleResponse) Reset() {
+	*x = RemoveRoleResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRoleResponse) ProtoMessage() {}
+
+func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRoleResponse.ProtoReflect.Descriptor instead.
+func (*RemoveRoleResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
+}
+
+// ListRolesRequest names the scope.
+type ListRolesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "org/ID", "location/ID" or "machine/ID".
+	Scope         string `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesRequest) Reset() {
+	*x = ListRolesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesRequest) ProtoMessage() {}
+
+func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
+func (*ListRolesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
+}
+
+func (x *ListRolesRequest) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// ListRolesResponse lists grants.
+type ListRolesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grants, the widest scope first.
+	Grants        []*Grant `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesResponse) Reset() {
+	*x = ListRolesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesResponse) ProtoMessage() {}
+
+func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
+func (*ListRolesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
+}
+
+func (x *ListRolesResponse) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+// CheckAccessRequest names the subject, the action and the resource.
+type CheckAccessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:EMAIL", "user:ID" or "apikey:ID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// An ACTIONS.md action, such as "machine.rename".
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// "kind/ID", such as "machine/ID"; empty for org.create.
+	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// For location.move: the destination location ID, or empty for the top level.
+	Destination   string `protobuf:"bytes,4,opt,name=destination,proto3" json:"destination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckAccessRequest) Reset() {
+	*x = CheckAccessRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckAccessRequest) ProtoMessage() {}
+
+func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
+func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *CheckAccessRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *CheckAccessRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *CheckAccessRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *CheckAccessRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+// CheckAccessResponse is the decision.
+type CheckAccessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the action is allowed.
+	Allowed bool `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// A stable code for why, such as "granted" or "out-of-scope".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// One sentence a person can act on.
+	Explanation string `protobuf:"bytes,3,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	// The grant that decided, as "owner of location/ID", if one did.
+	Grant string `protobuf:"bytes,4,opt,name=grant,proto3" json:"grant,omitempty"`
+	// Whether only part of the resource's data is allowed.
+	Partial       bool `protobuf:"varint,5,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckAccessResponse) Reset() {
+	*x = CheckAccessResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckAccessResponse) ProtoMessage() {}
+
+func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
+func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *CheckAccessResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *CheckAccessResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CheckAccessResponse) GetExplanation() string {
+	if x != nil {
+		return x.Explanation
+	}
+	return ""
+}
+
+func (x *CheckAccessResponse) GetGrant() string {
+	if x != nil {
+		return x.Grant
+	}
+	return ""
+}
+
+func (x *CheckAccessResponse) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+// AuditEvent records one decided change.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's ID, increasing with time.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// "user:ID", "apikey:ID", or empty for nobody.
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The RPC called, such as "/outpost.fleet.v1.MachineService/RenameMachine".
+	Procedure string `protobuf:"bytes,4,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	// The action decided.
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// The resource decided on, "kind/ID".
+	Resource string `protobuf:"bytes,6,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Whether it was allowed.
+	Allowed bool `protobuf:"varint,7,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// The decision's explanation.
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The organization the resource belongs to, if any.
+	OrgId string `protobuf:"bytes,9,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Whether the call then succeeded, and its error code if not.
+	Outcome       string `protobuf:"bytes,10,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
+}
+
+func (x *AuditEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetProcedure() string {
+	if x != nil {
+		return x.Procedure
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *AuditEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+// ListAuditEventsRequest names the organization and a page.
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// At most this many events (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the newest.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *ListAuditEventsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAuditEventsResponse lists events.
+type ListAuditEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, newest first.
+	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Pass it to get the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_outpost_fleet_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x1coutpost/fleet/v1/fleet.proto\x12\x10outpost.fleet.v1\"\x16\n" +
+	"\x1coutpost/fleet/v1/fleet.proto\x12\x10outpost.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1coutpost/authz/v1/authz.proto\"\x16\n" +
 	"\x14GetServerInfoRequest\"I\n" +
 	"\x15GetServerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
-	"\x06commit\x18\x02 \x01(\tR\x06commit2v\n" +
-	"\rServerService\x12e\n" +
-	"\rGetServerInfo\x12&.outpost.fleet.v1.GetServerInfoRequest\x1a'.outpost.fleet.v1.GetServerInfoResponse\"\x03\x90\x02\x01B\xca\x01\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\"b\n" +
+	"\rSignInRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
+	"ttlSeconds\"\x9a\x01\n" +
+	"\x0eSignInResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12*\n" +
+	"\x04user\x18\x03 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\"\x0f\n" +
+	"\rWhoAmIRequest\"\x87\x01\n" +
+	"\x0eWhoAmIResponse\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n" +
+	"\x05admin\x18\x03 \x01(\bR\x05admin\x12/\n" +
+	"\x06grants\x18\x04 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"m\n" +
+	"\fOrganization\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"&\n" +
+	"\x10CreateOrgRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
+	"\x11CreateOrgResponse\x120\n" +
+	"\x03org\x18\x01 \x01(\v2\x1e.outpost.fleet.v1.OrganizationR\x03org\"\x11\n" +
+	"\x0fListOrgsRequest\"F\n" +
+	"\x10ListOrgsResponse\x122\n" +
+	"\x04orgs\x18\x01 \x03(\v2\x1e.outpost.fleet.v1.OrganizationR\x04orgs\"H\n" +
+	"\x10RenameOrgRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"E\n" +
+	"\x11RenameOrgResponse\x120\n" +
+	"\x03org\x18\x01 \x01(\v2\x1e.outpost.fleet.v1.OrganizationR\x03org\"4\n" +
+	"\x10DeleteOrgRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\"\x13\n" +
+	"\x11DeleteOrgResponse\"3\n" +
+	"\x0fLeaveOrgRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\",\n" +
+	"\x10LeaveOrgResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\x05R\aremoved\"6\n" +
+	"\x12ListMembersRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\"I\n" +
+	"\x13ListMembersResponse\x122\n" +
+	"\amembers\x18\x01 \x03(\v2\x18.outpost.fleet.v1.MemberR\amembers\"\x9e\x01\n" +
+	"\x06Member\x12*\n" +
+	"\x04user\x18\x01 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\x12/\n" +
+	"\x06grants\x18\x02 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\x127\n" +
+	"\tjoined_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xf6\x01\n" +
+	"\bLocation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12,\n" +
+	"\x12parent_location_id\x18\x03 \x01(\tR\x10parentLocationId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12%\n" +
+	"\x0esupport_access\x18\x05 \x01(\bR\rsupportAccess\x12\x1f\n" +
+	"\vshared_with\x18\x06 \x03(\tR\n" +
+	"sharedWith\x129\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"{\n" +
+	"\x15CreateLocationRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12,\n" +
+	"\x12parent_location_id\x18\x03 \x01(\tR\x10parentLocationId\"P\n" +
+	"\x16CreateLocationResponse\x126\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"-\n" +
+	"\x14ListLocationsRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"Q\n" +
+	"\x15ListLocationsResponse\x128\n" +
+	"\tlocations\x18\x01 \x03(\v2\x1a.outpost.fleet.v1.LocationR\tlocations\"\\\n" +
+	"\x15RenameLocationRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"P\n" +
+	"\x16RenameLocationResponse\x126\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"\x83\x01\n" +
+	"\x13MoveLocationRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\x12;\n" +
+	"\x16new_parent_location_id\x18\x02 \x01(\tB\x06\xca\xda\x18\x02\x10\x01R\x13newParentLocationId\"N\n" +
+	"\x14MoveLocationResponse\x126\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"H\n" +
+	"\x15DeleteLocationRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\"\x18\n" +
+	"\x16DeleteLocationResponse\"^\n" +
+	"\x14ShareLocationRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"O\n" +
+	"\x15ShareLocationResponse\x126\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"`\n" +
+	"\x16UnshareLocationRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"Q\n" +
+	"\x17UnshareLocationResponse\x126\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"d\n" +
+	"\x17SetSupportAccessRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\x12\x18\n" +
+	"\aenabled\x18\x02 \x01(\bR\aenabled\"R\n" +
+	"\x18SetSupportAccessResponse\x126\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"\x85\x02\n" +
+	"\aMachine\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vlocation_id\x18\x02 \x01(\tR\n" +
+	"locationId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12,\n" +
+	"\x05parts\x18\x04 \x03(\v2\x16.outpost.fleet.v1.PartR\x05parts\x12L\n" +
+	"\x14restart_requested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x12restartRequestedAt\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xa5\x01\n" +
+	"\x04Part\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x02 \x01(\tR\tmachineId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
+	"\x04main\x18\x04 \x01(\bR\x04main\x12F\n" +
+	"\x11secret_rotated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsecretRotatedAt\"\x81\x01\n" +
+	"\x14CreateMachineRequest\x12/\n" +
+	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\blocationR\n" +
+	"locationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12$\n" +
+	"\x0emain_part_name\x18\x03 \x01(\tR\fmainPartName\"v\n" +
+	"\x15CreateMachineResponse\x123\n" +
+	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\x12(\n" +
+	"\x10main_part_secret\x18\x02 \x01(\tR\x0emainPartSecret\"A\n" +
+	"\x11GetMachineRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"I\n" +
+	"\x12GetMachineResponse\x123\n" +
+	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\"6\n" +
+	"\x13ListMachinesRequest\x12\x1f\n" +
+	"\vlocation_id\x18\x01 \x01(\tR\n" +
+	"locationId\"M\n" +
+	"\x14ListMachinesResponse\x125\n" +
+	"\bmachines\x18\x01 \x03(\v2\x19.outpost.fleet.v1.MachineR\bmachines\"X\n" +
+	"\x14RenameMachineRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"L\n" +
+	"\x15RenameMachineResponse\x123\n" +
+	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\"D\n" +
+	"\x14DeleteMachineRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"\x17\n" +
+	"\x15DeleteMachineResponse\"E\n" +
+	"\x15RestartMachineRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"M\n" +
+	"\x16RestartMachineResponse\x123\n" +
+	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\"R\n" +
+	"\x0eAddPartRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"U\n" +
+	"\x0fAddPartResponse\x12*\n" +
+	"\x04part\x18\x01 \x01(\v2\x16.outpost.fleet.v1.PartR\x04part\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"L\n" +
+	"\x11RenamePartRequest\x12#\n" +
+	"\apart_id\x18\x01 \x01(\tB\n" +
+	"\xca\xda\x18\x06\n" +
+	"\x04partR\x06partId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"@\n" +
+	"\x12RenamePartResponse\x12*\n" +
+	"\x04part\x18\x01 \x01(\v2\x16.outpost.fleet.v1.PartR\x04part\"8\n" +
+	"\x11DeletePartRequest\x12#\n" +
+	"\apart_id\x18\x01 \x01(\tB\n" +
+	"\xca\xda\x18\x06\n" +
+	"\x04partR\x06partId\"\x14\n" +
+	"\x12DeletePartResponse\">\n" +
+	"\x17RotatePartSecretRequest\x12#\n" +
+	"\apart_id\x18\x01 \x01(\tB\n" +
+	"\xca\xda\x18\x06\n" +
+	"\x04partR\x06partId\"^\n" +
+	"\x18RotatePartSecretResponse\x12*\n" +
+	"\x04part\x18\x01 \x01(\v2\x16.outpost.fleet.v1.PartR\x04part\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"}\n" +
+	"\x04User\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
+	"\x05admin\x18\x04 \x01(\bR\x05admin\"E\n" +
+	"\x11CreateUserRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"o\n" +
+	"\x12CreateUserResponse\x12*\n" +
+	"\x04user\x18\x01 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\x12-\n" +
+	"\x12generated_password\x18\x02 \x01(\tR\x11generatedPassword\"\xb2\x01\n" +
+	"\x06Invite\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x14\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scope\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1d\n" +
+	"\n" +
+	"invited_by\x18\x06 \x01(\tR\tinvitedBy\"h\n" +
+	"\x11InviteUserRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
+	"\x04role\x18\x02 \x01(\tB\x06\xca\xda\x18\x02\x18\x01R\x04role\x12!\n" +
+	"\x05scope\x18\x03 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\"Z\n" +
+	"\x12InviteUserResponse\x120\n" +
+	"\x06invite\x18\x01 \x01(\v2\x18.outpost.fleet.v1.InviteR\x06invite\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"@\n" +
+	"\x13ResendInviteRequest\x12)\n" +
+	"\tinvite_id\x18\x01 \x01(\tB\f\xca\xda\x18\b\n" +
+	"\x06inviteR\binviteId\"\\\n" +
+	"\x14ResendInviteResponse\x120\n" +
+	"\x06invite\x18\x01 \x01(\v2\x18.outpost.fleet.v1.InviteR\x06invite\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"@\n" +
+	"\x13RevokeInviteRequest\x12)\n" +
+	"\tinvite_id\x18\x01 \x01(\tB\f\xca\xda\x18\b\n" +
+	"\x06inviteR\binviteId\"\x16\n" +
+	"\x14RevokeInviteResponse\"E\n" +
+	"\x13AcceptInviteRequest\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x94\x01\n" +
+	"\x14AcceptInviteResponse\x12*\n" +
+	"\x04user\x18\x01 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12-\n" +
+	"\x05grant\x18\x03 \x01(\v2\x17.outpost.fleet.v1.GrantR\x05grant\"\xe4\x01\n" +
+	"\x06APIKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x15\n" +
+	"\x06org_id\x18\x03 \x01(\tR\x05orgId\x12\x14\n" +
+	"\x05scope\x18\x04 \x01(\tR\x05scope\x12/\n" +
+	"\x06grants\x18\x05 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\"h\n" +
+	"\x13CreateAPIKeyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\x04role\x18\x02 \x01(\tB\x06\xca\xda\x18\x02\x18\x01R\x04role\x12!\n" +
+	"\x05scope\x18\x03 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\"X\n" +
+	"\x14CreateAPIKeyResponse\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.outpost.fleet.v1.APIKeyR\x03key\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"+\n" +
+	"\x12ListAPIKeysRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"C\n" +
+	"\x13ListAPIKeysResponse\x12,\n" +
+	"\x04keys\x18\x01 \x03(\v2\x18.outpost.fleet.v1.APIKeyR\x04keys\":\n" +
+	"\x13RevokeAPIKeyRequest\x12#\n" +
+	"\x06key_id\x18\x01 \x01(\tB\f\xca\xda\x18\b\n" +
+	"\x06apikeyR\x05keyId\"\x16\n" +
+	"\x14RevokeAPIKeyResponse\"\x9c\x01\n" +
+	"\x05Grant\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x14\n" +
+	"\x05email\x18\x04 \x01(\tR\x05email\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"s\n" +
+	"\x10GrantRoleRequest\x12 \n" +
+	"\asubject\x18\x01 \x01(\tB\x06\xca\xda\x18\x02 \x01R\asubject\x12\x1a\n" +
+	"\x04role\x18\x02 \x01(\tB\x06\xca\xda\x18\x02\x18\x01R\x04role\x12!\n" +
+	"\x05scope\x18\x03 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\"B\n" +
+	"\x11GrantRoleResponse\x12-\n" +
+	"\x05grant\x18\x01 \x01(\v2\x17.outpost.fleet.v1.GrantR\x05grant\"t\n" +
+	"\x11ChangeRoleRequest\x12 \n" +
+	"\asubject\x18\x01 \x01(\tB\x06\xca\xda\x18\x02 \x01R\asubject\x12\x1a\n" +
+	"\x04role\x18\x02 \x01(\tB\x06\xca\xda\x18\x02\x18\x01R\x04role\x12!\n" +
+	"\x05scope\x18\x03 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\"C\n" +
+	"\x12ChangeRoleResponse\x12-\n" +
+	"\x05grant\x18\x01 \x01(\v2\x17.outpost.fleet.v1.GrantR\x05grant\"\x81\x01\n" +
+	"\x12LimitAccessRequest\x12 \n" +
+	"\asubject\x18\x01 \x01(\tB\x06\xca\xda\x18\x02 \x01R\asubject\x12!\n" +
+	"\x05scope\x18\x02 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\x12&\n" +
+	"\blimit_to\x18\x03 \x03(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\alimitTo\"F\n" +
+	"\x13LimitAccessResponse\x12/\n" +
+	"\x06grants\x18\x01 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"X\n" +
+	"\x11RemoveRoleRequest\x12 \n" +
+	"\asubject\x18\x01 \x01(\tB\x06\xca\xda\x18\x02 \x01R\asubject\x12!\n" +
+	"\x05scope\x18\x02 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\"\x14\n" +
+	"\x12RemoveRoleResponse\"5\n" +
+	"\x10ListRolesRequest\x12!\n" +
+	"\x05scope\x18\x01 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\x05scope\"D\n" +
+	"\x11ListRolesResponse\x12/\n" +
+	"\x06grants\x18\x01 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"\x99\x01\n" +
+	"\x12CheckAccessRequest\x12 \n" +
+	"\asubject\x18\x01 \x01(\tB\x06\xca\xda\x18\x02(\x01R\asubject\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12'\n" +
+	"\bresource\x18\x03 \x01(\tB\v\xca\xda\x18\a\n" +
+	"\x05scopeR\bresource\x12 \n" +
+	"\vdestination\x18\x04 \x01(\tR\vdestination\"\x99\x01\n" +
+	"\x13CheckAccessResponse\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12 \n" +
+	"\vexplanation\x18\x03 \x01(\tR\vexplanation\x12\x14\n" +
+	"\x05grant\x18\x04 \x01(\tR\x05grant\x12\x18\n" +
+	"\apartial\x18\x05 \x01(\bR\apartial\"\x9b\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x1c\n" +
+	"\tprocedure\x18\x04 \x01(\tR\tprocedure\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x1a\n" +
+	"\bresource\x18\x06 \x01(\tR\bresource\x12\x18\n" +
+	"\aallowed\x18\a \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x15\n" +
+	"\x06org_id\x18\t \x01(\tR\x05orgId\x12\x18\n" +
+	"\aoutcome\x18\n" +
+	" \x01(\tR\aoutcome\"v\n" +
+	"\x16ListAuditEventsRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"w\n" +
+	"\x17ListAuditEventsResponse\x124\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.outpost.fleet.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x82\x01\n" +
+	"\rServerService\x12q\n" +
+	"\rGetServerInfo\x12&.outpost.fleet.v1.GetServerInfoRequest\x1a'.outpost.fleet.v1.GetServerInfoResponse\"\x0f\xca\xda\x18\b\n" +
+	"\x06public\x90\x02\x012\xcd\x01\n" +
+	"\vAuthService\x12Y\n" +
+	"\x06SignIn\x12\x1f.outpost.fleet.v1.SignInRequest\x1a .outpost.fleet.v1.SignInResponse\"\f\xca\xda\x18\b\n" +
+	"\x06public\x12c\n" +
+	"\x06WhoAmI\x12\x1f.outpost.fleet.v1.WhoAmIRequest\x1a .outpost.fleet.v1.WhoAmIResponse\"\x16\xca\xda\x18\x0f\n" +
+	"\rauthenticated\x90\x02\x012\xa1\x05\n" +
+	"\n" +
+	"OrgService\x12h\n" +
+	"\tCreateOrg\x12\".outpost.fleet.v1.CreateOrgRequest\x1a#.outpost.fleet.v1.CreateOrgResponse\"\x12\xca\xda\x18\x0e\n" +
+	"\n" +
+	"org.create\x18\x01\x12x\n" +
+	"\bListOrgs\x12!.outpost.fleet.v1.ListOrgsRequest\x1a\".outpost.fleet.v1.ListOrgsResponse\"%\xca\xda\x18\x1e\n" +
+	"\rauthenticated\x12\rrole.view.own\x90\x02\x01\x12h\n" +
+	"\tRenameOrg\x12\".outpost.fleet.v1.RenameOrgRequest\x1a#.outpost.fleet.v1.RenameOrgResponse\"\x12\xca\xda\x18\x0e\n" +
+	"\n" +
+	"org.rename\x18\x01\x12h\n" +
+	"\tDeleteOrg\x12\".outpost.fleet.v1.DeleteOrgRequest\x1a#.outpost.fleet.v1.DeleteOrgResponse\"\x12\xca\xda\x18\x0e\n" +
+	"\n" +
+	"org.delete\x18\x01\x12d\n" +
+	"\bLeaveOrg\x12!.outpost.fleet.v1.LeaveOrgRequest\x1a\".outpost.fleet.v1.LeaveOrgResponse\"\x11\xca\xda\x18\r\n" +
+	"\torg.leave\x18\x01\x12u\n" +
+	"\vListMembers\x12$.outpost.fleet.v1.ListMembersRequest\x1a%.outpost.fleet.v1.ListMembersResponse\"\x19\xca\xda\x18\x12\n" +
+	"\x10org.members.view\x90\x02\x012\x9d\b\n" +
+	"\x0fLocationService\x12|\n" +
+	"\x0eCreateLocation\x12'.outpost.fleet.v1.CreateLocationRequest\x1a(.outpost.fleet.v1.CreateLocationResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0flocation.create\x18\x01\x12\x8a\x01\n" +
+	"\rListLocations\x12&.outpost.fleet.v1.ListLocationsRequest\x1a'.outpost.fleet.v1.ListLocationsResponse\"(\xca\xda\x18!\n" +
+	"\rauthenticated\x12\x10role.view.others\x90\x02\x01\x12z\n" +
+	"\x0eRenameLocation\x12'.outpost.fleet.v1.RenameLocationRequest\x1a(.outpost.fleet.v1.RenameLocationResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rlocation.edit\x18\x01\x12t\n" +
+	"\fMoveLocation\x12%.outpost.fleet.v1.MoveLocationRequest\x1a&.outpost.fleet.v1.MoveLocationResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rlocation.move\x18\x01\x12|\n" +
+	"\x0eDeleteLocation\x12'.outpost.fleet.v1.DeleteLocationRequest\x1a(.outpost.fleet.v1.DeleteLocationResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0flocation.delete\x18\x01\x12|\n" +
+	"\rShareLocation\x12&.outpost.fleet.v1.ShareLocationRequest\x1a'.outpost.fleet.v1.ShareLocationResponse\"\x1a\xca\xda\x18\x16\n" +
+	"\x12location.share.add\x18\x01\x12\x85\x01\n" +
+	"\x0fUnshareLocation\x12(.outpost.fleet.v1.UnshareLocationRequest\x1a).outpost.fleet.v1.UnshareLocationResponse\"\x1d\xca\xda\x18\x19\n" +
+	"\x15location.share.remove\x18\x01\x12\x88\x01\n" +
+	"\x10SetSupportAccess\x12).outpost.fleet.v1.SetSupportAccessRequest\x1a*.outpost.fleet.v1.SetSupportAccessResponse\"\x1d\xca\xda\x18\x19\n" +
+	"\x15location.support.edit\x18\x012\xca\t\n" +
+	"\x0eMachineService\x12x\n" +
+	"\rCreateMachine\x12&.outpost.fleet.v1.CreateMachineRequest\x1a'.outpost.fleet.v1.CreateMachineResponse\"\x16\xca\xda\x18\x12\n" +
+	"\x0emachine.create\x18\x01\x12q\n" +
+	"\n" +
+	"GetMachine\x12#.outpost.fleet.v1.GetMachineRequest\x1a$.outpost.fleet.v1.GetMachineResponse\"\x18\xca\xda\x18\x11\n" +
+	"\x0fmachine.control\x90\x02\x01\x12\x86\x01\n" +
+	"\fListMachines\x12%.outpost.fleet.v1.ListMachinesRequest\x1a&.outpost.fleet.v1.ListMachinesResponse\"'\xca\xda\x18 \n" +
+	"\rauthenticated\x12\x0fmachine.control\x90\x02\x01\x12x\n" +
+	"\rRenameMachine\x12&.outpost.fleet.v1.RenameMachineRequest\x1a'.outpost.fleet.v1.RenameMachineResponse\"\x16\xca\xda\x18\x12\n" +
+	"\x0emachine.rename\x18\x01\x12x\n" +
+	"\rDeleteMachine\x12&.outpost.fleet.v1.DeleteMachineRequest\x1a'.outpost.fleet.v1.DeleteMachineResponse\"\x16\xca\xda\x18\x12\n" +
+	"\x0emachine.delete\x18\x01\x12|\n" +
+	"\x0eRestartMachine\x12'.outpost.fleet.v1.RestartMachineRequest\x1a(.outpost.fleet.v1.RestartMachineResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0fmachine.restart\x18\x01\x12c\n" +
+	"\aAddPart\x12 .outpost.fleet.v1.AddPartRequest\x1a!.outpost.fleet.v1.AddPartResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vpart.create\x18\x01\x12l\n" +
+	"\n" +
+	"RenamePart\x12#.outpost.fleet.v1.RenamePartRequest\x1a$.outpost.fleet.v1.RenamePartResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vpart.rename\x18\x01\x12t\n" +
+	"\n" +
+	"DeletePart\x12#.outpost.fleet.v1.DeletePartRequest\x1a$.outpost.fleet.v1.DeletePartResponse\"\x1b\xca\xda\x18\x17\n" +
+	"\x13machine.config.edit\x18\x01\x12\x86\x01\n" +
+	"\x10RotatePartSecret\x12).outpost.fleet.v1.RotatePartSecretRequest\x1a*.outpost.fleet.v1.RotatePartSecretResponse\"\x1b\xca\xda\x18\x17\n" +
+	"\x13machine.config.edit\x18\x012\xbe\x04\n" +
+	"\vUserService\x12f\n" +
+	"\n" +
+	"CreateUser\x12#.outpost.fleet.v1.CreateUserRequest\x1a$.outpost.fleet.v1.CreateUserResponse\"\r\xca\xda\x18\t\n" +
+	"\x05admin\x18\x01\x12n\n" +
+	"\n" +
+	"InviteUser\x12#.outpost.fleet.v1.InviteUserRequest\x1a$.outpost.fleet.v1.InviteUserResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rinvite.manage\x18\x01\x12t\n" +
+	"\fResendInvite\x12%.outpost.fleet.v1.ResendInviteRequest\x1a&.outpost.fleet.v1.ResendInviteResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rinvite.manage\x18\x01\x12t\n" +
+	"\fRevokeInvite\x12%.outpost.fleet.v1.RevokeInviteRequest\x1a&.outpost.fleet.v1.RevokeInviteResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rinvite.manage\x18\x01\x12k\n" +
+	"\fAcceptInvite\x12%.outpost.fleet.v1.AcceptInviteRequest\x1a&.outpost.fleet.v1.AcceptInviteResponse\"\f\xca\xda\x18\b\n" +
+	"\x06public2\xfe\x02\n" +
+	"\rAPIKeyService\x12r\n" +
+	"\fCreateAPIKey\x12%.outpost.fleet.v1.CreateAPIKeyRequest\x1a&.outpost.fleet.v1.CreateAPIKeyResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vrole.change\x18\x01\x12\x84\x01\n" +
+	"\vListAPIKeys\x12$.outpost.fleet.v1.ListAPIKeysRequest\x1a%.outpost.fleet.v1.ListAPIKeysResponse\"(\xca\xda\x18!\n" +
+	"\rauthenticated\x12\x10role.view.others\x90\x02\x01\x12r\n" +
+	"\fRevokeAPIKey\x12%.outpost.fleet.v1.RevokeAPIKeyRequest\x1a&.outpost.fleet.v1.RevokeAPIKeyResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vrole.change\x18\x012\xb6\x04\n" +
+	"\vRoleService\x12i\n" +
+	"\tGrantRole\x12\".outpost.fleet.v1.GrantRoleRequest\x1a#.outpost.fleet.v1.GrantRoleResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vrole.change\x18\x01\x12l\n" +
+	"\n" +
+	"ChangeRole\x12#.outpost.fleet.v1.ChangeRoleRequest\x1a$.outpost.fleet.v1.ChangeRoleResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vrole.change\x18\x01\x12o\n" +
+	"\vLimitAccess\x12$.outpost.fleet.v1.LimitAccessRequest\x1a%.outpost.fleet.v1.LimitAccessResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vrole.change\x18\x01\x12l\n" +
+	"\n" +
+	"RemoveRole\x12#.outpost.fleet.v1.RemoveRoleRequest\x1a$.outpost.fleet.v1.RemoveRoleResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\vrole.change\x18\x01\x12o\n" +
+	"\tListRoles\x12\".outpost.fleet.v1.ListRolesRequest\x1a#.outpost.fleet.v1.ListRolesResponse\"\x19\xca\xda\x18\x12\n" +
+	"\x10role.view.others\x90\x02\x012\x86\x01\n" +
+	"\rAccessService\x12u\n" +
+	"\vCheckAccess\x12$.outpost.fleet.v1.CheckAccessRequest\x1a%.outpost.fleet.v1.CheckAccessResponse\"\x19\xca\xda\x18\x12\n" +
+	"\x10role.view.others\x90\x02\x012\x8c\x01\n" +
+	"\fAuditService\x12|\n" +
+	"\x0fListAuditEvents\x12(.outpost.fleet.v1.ListAuditEventsRequest\x1a).outpost.fleet.v1.ListAuditEventsResponse\"\x14\xca\xda\x18\r\n" +
+	"\vrole.change\x90\x02\x01B\xca\x01\n" +
 	"\x14com.outpost.fleet.v1B\n" +
 	"FleetProtoP\x01ZDgithub.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1;fleetv1\xa2\x02\x03OFX\xaa\x02\x10Outpost.Fleet.V1\xca\x02\x10Outpost\\Fleet\\V1\xe2\x02\x1cOutpost\\Fleet\\V1\\GPBMetadata\xea\x02\x12Outpost::Fleet::V1b\x06proto3"
 
@@ -142,19 +5637,243 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
-	(*GetServerInfoRequest)(nil),  // 0: outpost.fleet.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil), // 1: outpost.fleet.v1.GetServerInfoResponse
+	(*GetServerInfoRequest)(nil),     // 0: outpost.fleet.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),    // 1: outpost.fleet.v1.GetServerInfoResponse
+	(*SignInRequest)(nil),            // 2: outpost.fleet.v1.SignInRequest
+	(*SignInResponse)(nil),           // 3: outpost.fleet.v1.SignInResponse
+	(*WhoAmIRequest)(nil),            // 4: outpost.fleet.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),           // 5: outpost.fleet.v1.WhoAmIResponse
+	(*Organization)(nil),             // 6: outpost.fleet.v1.Organization
+	(*CreateOrgRequest)(nil),         // 7: outpost.fleet.v1.CreateOrgRequest
+	(*CreateOrgResponse)(nil),        // 8: outpost.fleet.v1.CreateOrgResponse
+	(*ListOrgsRequest)(nil),          // 9: outpost.fleet.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),         // 10: outpost.fleet.v1.ListOrgsResponse
+	(*RenameOrgRequest)(nil),         // 11: outpost.fleet.v1.RenameOrgRequest
+	(*RenameOrgResponse)(nil),        // 12: outpost.fleet.v1.RenameOrgResponse
+	(*DeleteOrgRequest)(nil),         // 13: outpost.fleet.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),        // 14: outpost.fleet.v1.DeleteOrgResponse
+	(*LeaveOrgRequest)(nil),          // 15: outpost.fleet.v1.LeaveOrgRequest
+	(*LeaveOrgResponse)(nil),         // 16: outpost.fleet.v1.LeaveOrgResponse
+	(*ListMembersRequest)(nil),       // 17: outpost.fleet.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),      // 18: outpost.fleet.v1.ListMembersResponse
+	(*Member)(nil),                   // 19: outpost.fleet.v1.Member
+	(*Location)(nil),                 // 20: outpost.fleet.v1.Location
+	(*CreateLocationRequest)(nil),    // 21: outpost.fleet.v1.CreateLocationRequest
+	(*CreateLocationResponse)(nil),   // 22: outpost.fleet.v1.CreateLocationResponse
+	(*ListLocationsRequest)(nil),     // 23: outpost.fleet.v1.ListLocationsRequest
+	(*ListLocationsResponse)(nil),    // 24: outpost.fleet.v1.ListLocationsResponse
+	(*RenameLocationRequest)(nil),    // 25: outpost.fleet.v1.RenameLocationRequest
+	(*RenameLocationResponse)(nil),   // 26: outpost.fleet.v1.RenameLocationResponse
+	(*MoveLocationRequest)(nil),      // 27: outpost.fleet.v1.MoveLocationRequest
+	(*MoveLocationResponse)(nil),     // 28: outpost.fleet.v1.MoveLocationResponse
+	(*DeleteLocationRequest)(nil),    // 29: outpost.fleet.v1.DeleteLocationRequest
+	(*DeleteLocationResponse)(nil),   // 30: outpost.fleet.v1.DeleteLocationResponse
+	(*ShareLocationRequest)(nil),     // 31: outpost.fleet.v1.ShareLocationRequest
+	(*ShareLocationResponse)(nil),    // 32: outpost.fleet.v1.ShareLocationResponse
+	(*UnshareLocationRequest)(nil),   // 33: outpost.fleet.v1.UnshareLocationRequest
+	(*UnshareLocationResponse)(nil),  // 34: outpost.fleet.v1.UnshareLocationResponse
+	(*SetSupportAccessRequest)(nil),  // 35: outpost.fleet.v1.SetSupportAccessRequest
+	(*SetSupportAccessResponse)(nil), // 36: outpost.fleet.v1.SetSupportAccessResponse
+	(*Machine)(nil),                  // 37: outpost.fleet.v1.Machine
+	(*Part)(nil),                     // 38: outpost.fleet.v1.Part
+	(*CreateMachineRequest)(nil),     // 39: outpost.fleet.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),    // 40: outpost.fleet.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),        // 41: outpost.fleet.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),       // 42: outpost.fleet.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),      // 43: outpost.fleet.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),     // 44: outpost.fleet.v1.ListMachinesResponse
+	(*RenameMachineRequest)(nil),     // 45: outpost.fleet.v1.RenameMachineRequest
+	(*RenameMachineResponse)(nil),    // 46: outpost.fleet.v1.RenameMachineResponse
+	(*DeleteMachineRequest)(nil),     // 47: outpost.fleet.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),    // 48: outpost.fleet.v1.DeleteMachineResponse
+	(*RestartMachineRequest)(nil),    // 49: outpost.fleet.v1.RestartMachineRequest
+	(*RestartMachineResponse)(nil),   // 50: outpost.fleet.v1.RestartMachineResponse
+	(*AddPartRequest)(nil),           // 51: outpost.fleet.v1.AddPartRequest
+	(*AddPartResponse)(nil),          // 52: outpost.fleet.v1.AddPartResponse
+	(*RenamePartRequest)(nil),        // 53: outpost.fleet.v1.RenamePartRequest
+	(*RenamePartResponse)(nil),       // 54: outpost.fleet.v1.RenamePartResponse
+	(*DeletePartRequest)(nil),        // 55: outpost.fleet.v1.DeletePartRequest
+	(*DeletePartResponse)(nil),       // 56: outpost.fleet.v1.DeletePartResponse
+	(*RotatePartSecretRequest)(nil),  // 57: outpost.fleet.v1.RotatePartSecretRequest
+	(*RotatePartSecretResponse)(nil), // 58: outpost.fleet.v1.RotatePartSecretResponse
+	(*User)(nil),                     // 59: outpost.fleet.v1.User
+	(*CreateUserRequest)(nil),        // 60: outpost.fleet.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 61: outpost.fleet.v1.CreateUserResponse
+	(*Invite)(nil),                   // 62: outpost.fleet.v1.Invite
+	(*InviteUserRequest)(nil),        // 63: outpost.fleet.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),       // 64: outpost.fleet.v1.InviteUserResponse
+	(*ResendInviteRequest)(nil),      // 65: outpost.fleet.v1.ResendInviteRequest
+	(*ResendInviteResponse)(nil),     // 66: outpost.fleet.v1.ResendInviteResponse
+	(*RevokeInviteRequest)(nil),      // 67: outpost.fleet.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),     // 68: outpost.fleet.v1.RevokeInviteResponse
+	(*AcceptInviteRequest)(nil),      // 69: outpost.fleet.v1.AcceptInviteRequest
+	(*AcceptInviteResponse)(nil),     // 70: outpost.fleet.v1.AcceptInviteResponse
+	(*APIKey)(nil),                   // 71: outpost.fleet.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),      // 72: outpost.fleet.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),     // 73: outpost.fleet.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),       // 74: outpost.fleet.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),      // 75: outpost.fleet.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),      // 76: outpost.fleet.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),     // 77: outpost.fleet.v1.RevokeAPIKeyResponse
+	(*Grant)(nil),                    // 78: outpost.fleet.v1.Grant
+	(*GrantRoleRequest)(nil),         // 79: outpost.fleet.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),        // 80: outpost.fleet.v1.GrantRoleResponse
+	(*ChangeRoleRequest)(nil),        // 81: outpost.fleet.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),       // 82: outpost.fleet.v1.ChangeRoleResponse
+	(*LimitAccessRequest)(nil),       // 83: outpost.fleet.v1.LimitAccessRequest
+	(*LimitAccessResponse)(nil),      // 84: outpost.fleet.v1.LimitAccessResponse
+	(*RemoveRoleRequest)(nil),        // 85: outpost.fleet.v1.RemoveRoleRequest
+	(*RemoveRoleResponse)(nil),       // 86: outpost.fleet.v1.RemoveRoleResponse
+	(*ListRolesRequest)(nil),         // 87: outpost.fleet.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),        // 88: outpost.fleet.v1.ListRolesResponse
+	(*CheckAccessRequest)(nil),       // 89: outpost.fleet.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),      // 90: outpost.fleet.v1.CheckAccessResponse
+	(*AuditEvent)(nil),               // 91: outpost.fleet.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),   // 92: outpost.fleet.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),  // 93: outpost.fleet.v1.ListAuditEventsResponse
+	(*timestamppb.Timestamp)(nil),    // 94: google.protobuf.Timestamp
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	0, // 0: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	1, // 1: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	94, // 0: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 1: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
+	78, // 2: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
+	94, // 3: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 4: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	6,  // 5: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
+	6,  // 6: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	19, // 7: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
+	59, // 8: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
+	78, // 9: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
+	94, // 10: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	94, // 11: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	20, // 12: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	20, // 13: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
+	20, // 14: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	20, // 15: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	20, // 16: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	20, // 17: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	20, // 18: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
+	38, // 19: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
+	94, // 20: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	94, // 21: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	94, // 22: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	37, // 23: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	37, // 24: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	37, // 25: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
+	37, // 26: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	37, // 27: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	38, // 28: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
+	38, // 29: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
+	38, // 30: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
+	94, // 31: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	59, // 32: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
+	94, // 33: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 34: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
+	62, // 35: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
+	59, // 36: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
+	78, // 37: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
+	78, // 38: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
+	94, // 39: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	71, // 40: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
+	71, // 41: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
+	94, // 42: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	78, // 43: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	78, // 44: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	78, // 45: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
+	78, // 46: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
+	94, // 47: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	91, // 48: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
+	0,  // 49: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	2,  // 50: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	4,  // 51: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	7,  // 52: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	9,  // 53: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	11, // 54: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	13, // 55: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	15, // 56: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	17, // 57: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	21, // 58: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	23, // 59: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	25, // 60: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	27, // 61: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	29, // 62: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	31, // 63: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	33, // 64: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	35, // 65: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	39, // 66: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	41, // 67: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	43, // 68: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	45, // 69: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	47, // 70: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	49, // 71: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	51, // 72: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	53, // 73: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	55, // 74: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	57, // 75: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	60, // 76: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	63, // 77: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	65, // 78: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	67, // 79: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	69, // 80: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	72, // 81: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	74, // 82: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	76, // 83: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	79, // 84: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	81, // 85: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	83, // 86: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	85, // 87: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	87, // 88: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	89, // 89: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	92, // 90: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	1,  // 91: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	3,  // 92: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	5,  // 93: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	8,  // 94: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	10, // 95: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	12, // 96: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	14, // 97: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	16, // 98: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	18, // 99: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	22, // 100: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	24, // 101: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	26, // 102: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	28, // 103: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	30, // 104: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	32, // 105: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	34, // 106: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	36, // 107: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	40, // 108: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	42, // 109: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	44, // 110: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	46, // 111: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	48, // 112: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	50, // 113: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	52, // 114: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	54, // 115: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	56, // 116: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	58, // 117: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	61, // 118: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	64, // 119: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	66, // 120: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	68, // 121: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	70, // 122: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	73, // 123: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	75, // 124: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	77, // 125: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	80, // 126: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	82, // 127: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	84, // 128: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	86, // 129: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	88, // 130: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	90, // 131: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	93, // 132: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	91, // [91:133] is the sub-list for method output_type
+	49, // [49:91] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -168,9 +5887,9 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   94,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   10,
 		},
 		GoTypes:           file_outpost_fleet_v1_fleet_proto_goTypes,
 		DependencyIndexes: file_outpost_fleet_v1_fleet_proto_depIdxs,

@@ -4,6 +4,14 @@
 
 // outpost.fleet.v1 is the admin contract of the fleet cloud: organizations,
 // locations, machines, parts, users, API keys and roles.
+//
+// Every RPC declares what it needs with (outpost.authz.v1.rule), and the
+// request field naming its resource with (outpost.authz.v1.field); the cloud
+// decides every call from those declarations with rbac, in one interceptor.
+//
+// Credentials: "Authorization: Bearer <access token>" for a user (from
+// AuthService.SignIn), or "Authorization: Bearer <key id>:<secret>" for an
+// API key (from APIKeyService.CreateAPIKey).
 package fleetv1connect
 
 import (
@@ -25,6 +33,24 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// ServerServiceName is the fully-qualified name of the ServerService service.
 	ServerServiceName = "outpost.fleet.v1.ServerService"
+	// AuthServiceName is the fully-qualified name of the AuthService service.
+	AuthServiceName = "outpost.fleet.v1.AuthService"
+	// OrgServiceName is the fully-qualified name of the OrgService service.
+	OrgServiceName = "outpost.fleet.v1.OrgService"
+	// LocationServiceName is the fully-qualified name of the LocationService service.
+	LocationServiceName = "outpost.fleet.v1.LocationService"
+	// MachineServiceName is the fully-qualified name of the MachineService service.
+	MachineServiceName = "outpost.fleet.v1.MachineService"
+	// UserServiceName is the fully-qualified name of the UserService service.
+	UserServiceName = "outpost.fleet.v1.UserService"
+	// APIKeyServiceName is the fully-qualified name of the APIKeyService service.
+	APIKeyServiceName = "outpost.fleet.v1.APIKeyService"
+	// RoleServiceName is the fully-qualified name of the RoleService service.
+	RoleServiceName = "outpost.fleet.v1.RoleService"
+	// AccessServiceName is the fully-qualified name of the AccessService service.
+	AccessServiceName = "outpost.fleet.v1.AccessService"
+	// AuditServiceName is the fully-qualified name of the AuditService service.
+	AuditServiceName = "outpost.fleet.v1.AuditService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -38,6 +64,113 @@ const (
 	// ServerServiceGetServerInfoProcedure is the fully-qualified name of the ServerService's
 	// GetServerInfo RPC.
 	ServerServiceGetServerInfoProcedure = "/outpost.fleet.v1.ServerService/GetServerInfo"
+	// AuthServiceSignInProcedure is the fully-qualified name of the AuthService's SignIn RPC.
+	AuthServiceSignInProcedure = "/outpost.fleet.v1.AuthService/SignIn"
+	// AuthServiceWhoAmIProcedure is the fully-qualified name of the AuthService's WhoAmI RPC.
+	AuthServiceWhoAmIProcedure = "/outpost.fleet.v1.AuthService/WhoAmI"
+	// OrgServiceCreateOrgProcedure is the fully-qualified name of the OrgService's CreateOrg RPC.
+	OrgServiceCreateOrgProcedure = "/outpost.fleet.v1.OrgService/CreateOrg"
+	// OrgServiceListOrgsProcedure is the fully-qualified name of the OrgService's ListOrgs RPC.
+	OrgServiceListOrgsProcedure = "/outpost.fleet.v1.OrgService/ListOrgs"
+	// OrgServiceRenameOrgProcedure is the fully-qualified name of the OrgService's RenameOrg RPC.
+	OrgServiceRenameOrgProcedure = "/outpost.fleet.v1.OrgService/RenameOrg"
+	// OrgServiceDeleteOrgProcedure is the fully-qualified name of the OrgService's DeleteOrg RPC.
+	OrgServiceDeleteOrgProcedure = "/outpost.fleet.v1.OrgService/DeleteOrg"
+	// OrgServiceLeaveOrgProcedure is the fully-qualified name of the OrgService's LeaveOrg RPC.
+	OrgServiceLeaveOrgProcedure = "/outpost.fleet.v1.OrgService/LeaveOrg"
+	// OrgServiceListMembersProcedure is the fully-qualified name of the OrgService's ListMembers RPC.
+	OrgServiceListMembersProcedure = "/outpost.fleet.v1.OrgService/ListMembers"
+	// LocationServiceCreateLocationProcedure is the fully-qualified name of the LocationService's
+	// CreateLocation RPC.
+	LocationServiceCreateLocationProcedure = "/outpost.fleet.v1.LocationService/CreateLocation"
+	// LocationServiceListLocationsProcedure is the fully-qualified name of the LocationService's
+	// ListLocations RPC.
+	LocationServiceListLocationsProcedure = "/outpost.fleet.v1.LocationService/ListLocations"
+	// LocationServiceRenameLocationProcedure is the fully-qualified name of the LocationService's
+	// RenameLocation RPC.
+	LocationServiceRenameLocationProcedure = "/outpost.fleet.v1.LocationService/RenameLocation"
+	// LocationServiceMoveLocationProcedure is the fully-qualified name of the LocationService's
+	// MoveLocation RPC.
+	LocationServiceMoveLocationProcedure = "/outpost.fleet.v1.LocationService/MoveLocation"
+	// LocationServiceDeleteLocationProcedure is the fully-qualified name of the LocationService's
+	// DeleteLocation RPC.
+	LocationServiceDeleteLocationProcedure = "/outpost.fleet.v1.LocationService/DeleteLocation"
+	// LocationServiceShareLocationProcedure is the fully-qualified name of the LocationService's
+	// ShareLocation RPC.
+	LocationServiceShareLocationProcedure = "/outpost.fleet.v1.LocationService/ShareLocation"
+	// LocationServiceUnshareLocationProcedure is the fully-qualified name of the LocationService's
+	// UnshareLocation RPC.
+	LocationServiceUnshareLocationProcedure = "/outpost.fleet.v1.LocationService/UnshareLocation"
+	// LocationServiceSetSupportAccessProcedure is the fully-qualified name of the LocationService's
+	// SetSupportAccess RPC.
+	LocationServiceSetSupportAccessProcedure = "/outpost.fleet.v1.LocationService/SetSupportAccess"
+	// MachineServiceCreateMachineProcedure is the fully-qualified name of the MachineService's
+	// CreateMachine RPC.
+	MachineServiceCreateMachineProcedure = "/outpost.fleet.v1.MachineService/CreateMachine"
+	// MachineServiceGetMachineProcedure is the fully-qualified name of the MachineService's GetMachine
+	// RPC.
+	MachineServiceGetMachineProcedure = "/outpost.fleet.v1.MachineService/GetMachine"
+	// MachineServiceListMachinesProcedure is the fully-qualified name of the MachineService's
+	// ListMachines RPC.
+	MachineServiceListMachinesProcedure = "/outpost.fleet.v1.MachineService/ListMachines"
+	// MachineServiceRenameMachineProcedure is the fully-qualified name of the MachineService's
+	// RenameMachine RPC.
+	MachineServiceRenameMachineProcedure = "/outpost.fleet.v1.MachineService/RenameMachine"
+	// MachineServiceDeleteMachineProcedure is the fully-qualified name of the MachineService's
+	// DeleteMachine RPC.
+	MachineServiceDeleteMachineProcedure = "/outpost.fleet.v1.MachineService/DeleteMachine"
+	// MachineServiceRestartMachineProcedure is the fully-qualified name of the MachineService's
+	// RestartMachine RPC.
+	MachineServiceRestartMachineProcedure = "/outpost.fleet.v1.MachineService/RestartMachine"
+	// MachineServiceAddPartProcedure is the fully-qualified name of the MachineService's AddPart RPC.
+	MachineServiceAddPartProcedure = "/outpost.fleet.v1.MachineService/AddPart"
+	// MachineServiceRenamePartProcedure is the fully-qualified name of the MachineService's RenamePart
+	// RPC.
+	MachineServiceRenamePartProcedure = "/outpost.fleet.v1.MachineService/RenamePart"
+	// MachineServiceDeletePartProcedure is the fully-qualified name of the MachineService's DeletePart
+	// RPC.
+	MachineServiceDeletePartProcedure = "/outpost.fleet.v1.MachineService/DeletePart"
+	// MachineServiceRotatePartSecretProcedure is the fully-qualified name of the MachineService's
+	// RotatePartSecret RPC.
+	MachineServiceRotatePartSecretProcedure = "/outpost.fleet.v1.MachineService/RotatePartSecret"
+	// UserServiceCreateUserProcedure is the fully-qualified name of the UserService's CreateUser RPC.
+	UserServiceCreateUserProcedure = "/outpost.fleet.v1.UserService/CreateUser"
+	// UserServiceInviteUserProcedure is the fully-qualified name of the UserService's InviteUser RPC.
+	UserServiceInviteUserProcedure = "/outpost.fleet.v1.UserService/InviteUser"
+	// UserServiceResendInviteProcedure is the fully-qualified name of the UserService's ResendInvite
+	// RPC.
+	UserServiceResendInviteProcedure = "/outpost.fleet.v1.UserService/ResendInvite"
+	// UserServiceRevokeInviteProcedure is the fully-qualified name of the UserService's RevokeInvite
+	// RPC.
+	UserServiceRevokeInviteProcedure = "/outpost.fleet.v1.UserService/RevokeInvite"
+	// UserServiceAcceptInviteProcedure is the fully-qualified name of the UserService's AcceptInvite
+	// RPC.
+	UserServiceAcceptInviteProcedure = "/outpost.fleet.v1.UserService/AcceptInvite"
+	// APIKeyServiceCreateAPIKeyProcedure is the fully-qualified name of the APIKeyService's
+	// CreateAPIKey RPC.
+	APIKeyServiceCreateAPIKeyProcedure = "/outpost.fleet.v1.APIKeyService/CreateAPIKey"
+	// APIKeyServiceListAPIKeysProcedure is the fully-qualified name of the APIKeyService's ListAPIKeys
+	// RPC.
+	APIKeyServiceListAPIKeysProcedure = "/outpost.fleet.v1.APIKeyService/ListAPIKeys"
+	// APIKeyServiceRevokeAPIKeyProcedure is the fully-qualified name of the APIKeyService's
+	// RevokeAPIKey RPC.
+	APIKeyServiceRevokeAPIKeyProcedure = "/outpost.fleet.v1.APIKeyService/RevokeAPIKey"
+	// RoleServiceGrantRoleProcedure is the fully-qualified name of the RoleService's GrantRole RPC.
+	RoleServiceGrantRoleProcedure = "/outpost.fleet.v1.RoleService/GrantRole"
+	// RoleServiceChangeRoleProcedure is the fully-qualified name of the RoleService's ChangeRole RPC.
+	RoleServiceChangeRoleProcedure = "/outpost.fleet.v1.RoleService/ChangeRole"
+	// RoleServiceLimitAccessProcedure is the fully-qualified name of the RoleService's LimitAccess RPC.
+	RoleServiceLimitAccessProcedure = "/outpost.fleet.v1.RoleService/LimitAccess"
+	// RoleServiceRemoveRoleProcedure is the fully-qualified name of the RoleService's RemoveRole RPC.
+	RoleServiceRemoveRoleProcedure = "/outpost.fleet.v1.RoleService/RemoveRole"
+	// RoleServiceListRolesProcedure is the fully-qualified name of the RoleService's ListRoles RPC.
+	RoleServiceListRolesProcedure = "/outpost.fleet.v1.RoleService/ListRoles"
+	// AccessServiceCheckAccessProcedure is the fully-qualified name of the AccessService's CheckAccess
+	// RPC.
+	AccessServiceCheckAccessProcedure = "/outpost.fleet.v1.AccessService/CheckAccess"
+	// AuditServiceListAuditEventsProcedure is the fully-qualified name of the AuditService's
+	// ListAuditEvents RPC.
+	AuditServiceListAuditEventsProcedure = "/outpost.fleet.v1.AuditService/ListAuditEvents"
 )
 
 // ServerServiceClient is a client for the outpost.fleet.v1.ServerService service.
@@ -112,4 +245,1606 @@ type UnimplementedServerServiceHandler struct{}
 
 func (UnimplementedServerServiceHandler) GetServerInfo(context.Context, *connect.Request[v1.GetServerInfoRequest]) (*connect.Response[v1.GetServerInfoResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.ServerService.GetServerInfo is not implemented"))
+}
+
+// AuthServiceClient is a client for the outpost.fleet.v1.AuthService service.
+type AuthServiceClient interface {
+	// SignIn checks a user's password and returns an access token. Repeated
+	// failures are slowed down per account and per client address.
+	SignIn(context.Context, *connect.Request[v1.SignInRequest]) (*connect.Response[v1.SignInResponse], error)
+	// WhoAmI returns the caller and every grant it holds.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
+}
+
+// NewAuthServiceClient constructs a client for the outpost.fleet.v1.AuthService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewAuthServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) AuthServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	authServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AuthService").Methods()
+	return &authServiceClient{
+		signIn: connect.NewClient[v1.SignInRequest, v1.SignInResponse](
+			httpClient,
+			baseURL+AuthServiceSignInProcedure,
+			connect.WithSchema(authServiceMethods.ByName("SignIn")),
+			connect.WithClientOptions(opts...),
+		),
+		whoAmI: connect.NewClient[v1.WhoAmIRequest, v1.WhoAmIResponse](
+			httpClient,
+			baseURL+AuthServiceWhoAmIProcedure,
+			connect.WithSchema(authServiceMethods.ByName("WhoAmI")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// authServiceClient implements AuthServiceClient.
+type authServiceClient struct {
+	signIn *connect.Client[v1.SignInRequest, v1.SignInResponse]
+	whoAmI *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
+}
+
+// SignIn calls outpost.fleet.v1.AuthService.SignIn.
+func (c *authServiceClient) SignIn(ctx context.Context, req *connect.Request[v1.SignInRequest]) (*connect.Response[v1.SignInResponse], error) {
+	return c.signIn.CallUnary(ctx, req)
+}
+
+// WhoAmI calls outpost.fleet.v1.AuthService.WhoAmI.
+func (c *authServiceClient) WhoAmI(ctx context.Context, req *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return c.whoAmI.CallUnary(ctx, req)
+}
+
+// AuthServiceHandler is an implementation of the outpost.fleet.v1.AuthService service.
+type AuthServiceHandler interface {
+	// SignIn checks a user's password and returns an access token. Repeated
+	// failures are slowed down per account and per client address.
+	SignIn(context.Context, *connect.Request[v1.SignInRequest]) (*connect.Response[v1.SignInResponse], error)
+	// WhoAmI returns the caller and every grant it holds.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
+}
+
+// NewAuthServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewAuthServiceHandler(svc AuthServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	authServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AuthService").Methods()
+	authServiceSignInHandler := connect.NewUnaryHandler(
+		AuthServiceSignInProcedure,
+		svc.SignIn,
+		connect.WithSchema(authServiceMethods.ByName("SignIn")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceWhoAmIHandler := connect.NewUnaryHandler(
+		AuthServiceWhoAmIProcedure,
+		svc.WhoAmI,
+		connect.WithSchema(authServiceMethods.ByName("WhoAmI")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.AuthService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case AuthServiceSignInProcedure:
+			authServiceSignInHandler.ServeHTTP(w, r)
+		case AuthServiceWhoAmIProcedure:
+			authServiceWhoAmIHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedAuthServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedAuthServiceHandler struct{}
+
+func (UnimplementedAuthServiceHandler) SignIn(context.Context, *connect.Request[v1.SignInRequest]) (*connect.Response[v1.SignInResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuthService.SignIn is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuthService.WhoAmI is not implemented"))
+}
+
+// OrgServiceClient is a client for the outpost.fleet.v1.OrgService service.
+type OrgServiceClient interface {
+	// CreateOrg creates an organization; the caller becomes its owner.
+	CreateOrg(context.Context, *connect.Request[v1.CreateOrgRequest]) (*connect.Response[v1.CreateOrgResponse], error)
+	// ListOrgs lists the organizations the caller holds a role in.
+	ListOrgs(context.Context, *connect.Request[v1.ListOrgsRequest]) (*connect.Response[v1.ListOrgsResponse], error)
+	// RenameOrg renames an organization.
+	RenameOrg(context.Context, *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error)
+	// DeleteOrg deletes an organization; it is refused while the organization
+	// holds locations.
+	DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error)
+	// LeaveOrg removes every grant the caller holds in the organization; the
+	// last owner cannot leave.
+	LeaveOrg(context.Context, *connect.Request[v1.LeaveOrgRequest]) (*connect.Response[v1.LeaveOrgResponse], error)
+	// ListMembers lists every user holding a role in the organization.
+	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
+}
+
+// NewOrgServiceClient constructs a client for the outpost.fleet.v1.OrgService service. By default,
+// it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and
+// sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC()
+// or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewOrgServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) OrgServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	orgServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("OrgService").Methods()
+	return &orgServiceClient{
+		createOrg: connect.NewClient[v1.CreateOrgRequest, v1.CreateOrgResponse](
+			httpClient,
+			baseURL+OrgServiceCreateOrgProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("CreateOrg")),
+			connect.WithClientOptions(opts...),
+		),
+		listOrgs: connect.NewClient[v1.ListOrgsRequest, v1.ListOrgsResponse](
+			httpClient,
+			baseURL+OrgServiceListOrgsProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("ListOrgs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		renameOrg: connect.NewClient[v1.RenameOrgRequest, v1.RenameOrgResponse](
+			httpClient,
+			baseURL+OrgServiceRenameOrgProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("RenameOrg")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteOrg: connect.NewClient[v1.DeleteOrgRequest, v1.DeleteOrgResponse](
+			httpClient,
+			baseURL+OrgServiceDeleteOrgProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("DeleteOrg")),
+			connect.WithClientOptions(opts...),
+		),
+		leaveOrg: connect.NewClient[v1.LeaveOrgRequest, v1.LeaveOrgResponse](
+			httpClient,
+			baseURL+OrgServiceLeaveOrgProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("LeaveOrg")),
+			connect.WithClientOptions(opts...),
+		),
+		listMembers: connect.NewClient[v1.ListMembersRequest, v1.ListMembersResponse](
+			httpClient,
+			baseURL+OrgServiceListMembersProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("ListMembers")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// orgServiceClient implements OrgServiceClient.
+type orgServiceClient struct {
+	createOrg   *connect.Client[v1.CreateOrgRequest, v1.CreateOrgResponse]
+	listOrgs    *connect.Client[v1.ListOrgsRequest, v1.ListOrgsResponse]
+	renameOrg   *connect.Client[v1.RenameOrgRequest, v1.RenameOrgResponse]
+	deleteOrg   *connect.Client[v1.DeleteOrgRequest, v1.DeleteOrgResponse]
+	leaveOrg    *connect.Client[v1.LeaveOrgRequest, v1.LeaveOrgResponse]
+	listMembers *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
+}
+
+// CreateOrg calls outpost.fleet.v1.OrgService.CreateOrg.
+func (c *orgServiceClient) CreateOrg(ctx context.Context, req *connect.Request[v1.CreateOrgRequest]) (*connect.Response[v1.CreateOrgResponse], error) {
+	return c.createOrg.CallUnary(ctx, req)
+}
+
+// ListOrgs calls outpost.fleet.v1.OrgService.ListOrgs.
+func (c *orgServiceClient) ListOrgs(ctx context.Context, req *connect.Request[v1.ListOrgsRequest]) (*connect.Response[v1.ListOrgsResponse], error) {
+	return c.listOrgs.CallUnary(ctx, req)
+}
+
+// RenameOrg calls outpost.fleet.v1.OrgService.RenameOrg.
+func (c *orgServiceClient) RenameOrg(ctx context.Context, req *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error) {
+	return c.renameOrg.CallUnary(ctx, req)
+}
+
+// DeleteOrg calls outpost.fleet.v1.OrgService.DeleteOrg.
+func (c *orgServiceClient) DeleteOrg(ctx context.Context, req *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error) {
+	return c.deleteOrg.CallUnary(ctx, req)
+}
+
+// LeaveOrg calls outpost.fleet.v1.OrgService.LeaveOrg.
+func (c *orgServiceClient) LeaveOrg(ctx context.Context, req *connect.Request[v1.LeaveOrgRequest]) (*connect.Response[v1.LeaveOrgResponse], error) {
+	return c.leaveOrg.CallUnary(ctx, req)
+}
+
+// ListMembers calls outpost.fleet.v1.OrgService.ListMembers.
+func (c *orgServiceClient) ListMembers(ctx context.Context, req *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error) {
+	return c.listMembers.CallUnary(ctx, req)
+}
+
+// OrgServiceHandler is an implementation of the outpost.fleet.v1.OrgService service.
+type OrgServiceHandler interface {
+	// CreateOrg creates an organization; the caller becomes its owner.
+	CreateOrg(context.Context, *connect.Request[v1.CreateOrgRequest]) (*connect.Response[v1.CreateOrgResponse], error)
+	// ListOrgs lists the organizations the caller holds a role in.
+	ListOrgs(context.Context, *connect.Request[v1.ListOrgsRequest]) (*connect.Response[v1.ListOrgsResponse], error)
+	// RenameOrg renames an organization.
+	RenameOrg(context.Context, *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error)
+	// DeleteOrg deletes an organization; it is refused while the organization
+	// holds locations.
+	DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error)
+	// LeaveOrg removes every grant the caller holds in the organization; the
+	// last owner cannot leave.
+	LeaveOrg(context.Context, *connect.Request[v1.LeaveOrgRequest]) (*connect.Response[v1.LeaveOrgResponse], error)
+	// ListMembers lists every user holding a role in the organization.
+	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
+}
+
+// NewOrgServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	orgServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("OrgService").Methods()
+	orgServiceCreateOrgHandler := connect.NewUnaryHandler(
+		OrgServiceCreateOrgProcedure,
+		svc.CreateOrg,
+		connect.WithSchema(orgServiceMethods.ByName("CreateOrg")),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceListOrgsHandler := connect.NewUnaryHandler(
+		OrgServiceListOrgsProcedure,
+		svc.ListOrgs,
+		connect.WithSchema(orgServiceMethods.ByName("ListOrgs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceRenameOrgHandler := connect.NewUnaryHandler(
+		OrgServiceRenameOrgProcedure,
+		svc.RenameOrg,
+		connect.WithSchema(orgServiceMethods.ByName("RenameOrg")),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceDeleteOrgHandler := connect.NewUnaryHandler(
+		OrgServiceDeleteOrgProcedure,
+		svc.DeleteOrg,
+		connect.WithSchema(orgServiceMethods.ByName("DeleteOrg")),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceLeaveOrgHandler := connect.NewUnaryHandler(
+		OrgServiceLeaveOrgProcedure,
+		svc.LeaveOrg,
+		connect.WithSchema(orgServiceMethods.ByName("LeaveOrg")),
+		connect.WithHandlerOptions(opts...),
+	)
+	orgServiceListMembersHandler := connect.NewUnaryHandler(
+		OrgServiceListMembersProcedure,
+		svc.ListMembers,
+		connect.WithSchema(orgServiceMethods.ByName("ListMembers")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.OrgService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case OrgServiceCreateOrgProcedure:
+			orgServiceCreateOrgHandler.ServeHTTP(w, r)
+		case OrgServiceListOrgsProcedure:
+			orgServiceListOrgsHandler.ServeHTTP(w, r)
+		case OrgServiceRenameOrgProcedure:
+			orgServiceRenameOrgHandler.ServeHTTP(w, r)
+		case OrgServiceDeleteOrgProcedure:
+			orgServiceDeleteOrgHandler.ServeHTTP(w, r)
+		case OrgServiceLeaveOrgProcedure:
+			orgServiceLeaveOrgHandler.ServeHTTP(w, r)
+		case OrgServiceListMembersProcedure:
+			orgServiceListMembersHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedOrgServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedOrgServiceHandler struct{}
+
+func (UnimplementedOrgServiceHandler) CreateOrg(context.Context, *connect.Request[v1.CreateOrgRequest]) (*connect.Response[v1.CreateOrgResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.CreateOrg is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) ListOrgs(context.Context, *connect.Request[v1.ListOrgsRequest]) (*connect.Response[v1.ListOrgsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.ListOrgs is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) RenameOrg(context.Context, *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.RenameOrg is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.DeleteOrg is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) LeaveOrg(context.Context, *connect.Request[v1.LeaveOrgRequest]) (*connect.Response[v1.LeaveOrgResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.LeaveOrg is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.ListMembers is not implemented"))
+}
+
+// LocationServiceClient is a client for the outpost.fleet.v1.LocationService service.
+type LocationServiceClient interface {
+	// CreateLocation creates a location at the top level of an organization or
+	// under a parent location of it.
+	CreateLocation(context.Context, *connect.Request[v1.CreateLocationRequest]) (*connect.Response[v1.CreateLocationResponse], error)
+	// ListLocations lists the locations of an organization the caller can reach.
+	ListLocations(context.Context, *connect.Request[v1.ListLocationsRequest]) (*connect.Response[v1.ListLocationsResponse], error)
+	// RenameLocation renames a location.
+	RenameLocation(context.Context, *connect.Request[v1.RenameLocationRequest]) (*connect.Response[v1.RenameLocationResponse], error)
+	// MoveLocation moves a location under another location of the same
+	// organization, or to its top level; never under itself.
+	MoveLocation(context.Context, *connect.Request[v1.MoveLocationRequest]) (*connect.Response[v1.MoveLocationResponse], error)
+	// DeleteLocation deletes an empty location; it is refused while the
+	// location holds machines or child locations.
+	DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error)
+	// ShareLocation shares a location, and everything under it, with another organization.
+	ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error)
+	// UnshareLocation stops sharing a location with an organization.
+	UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error)
+	// SetSupportAccess turns the support team's access to a location on or off.
+	SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error)
+}
+
+// NewLocationServiceClient constructs a client for the outpost.fleet.v1.LocationService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewLocationServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) LocationServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	locationServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("LocationService").Methods()
+	return &locationServiceClient{
+		createLocation: connect.NewClient[v1.CreateLocationRequest, v1.CreateLocationResponse](
+			httpClient,
+			baseURL+LocationServiceCreateLocationProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("CreateLocation")),
+			connect.WithClientOptions(opts...),
+		),
+		listLocations: connect.NewClient[v1.ListLocationsRequest, v1.ListLocationsResponse](
+			httpClient,
+			baseURL+LocationServiceListLocationsProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("ListLocations")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		renameLocation: connect.NewClient[v1.RenameLocationRequest, v1.RenameLocationResponse](
+			httpClient,
+			baseURL+LocationServiceRenameLocationProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("RenameLocation")),
+			connect.WithClientOptions(opts...),
+		),
+		moveLocation: connect.NewClient[v1.MoveLocationRequest, v1.MoveLocationResponse](
+			httpClient,
+			baseURL+LocationServiceMoveLocationProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("MoveLocation")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteLocation: connect.NewClient[v1.DeleteLocationRequest, v1.DeleteLocationResponse](
+			httpClient,
+			baseURL+LocationServiceDeleteLocationProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("DeleteLocation")),
+			connect.WithClientOptions(opts...),
+		),
+		shareLocation: connect.NewClient[v1.ShareLocationRequest, v1.ShareLocationResponse](
+			httpClient,
+			baseURL+LocationServiceShareLocationProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("ShareLocation")),
+			connect.WithClientOptions(opts...),
+		),
+		unshareLocation: connect.NewClient[v1.UnshareLocationRequest, v1.UnshareLocationResponse](
+			httpClient,
+			baseURL+LocationServiceUnshareLocationProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("UnshareLocation")),
+			connect.WithClientOptions(opts...),
+		),
+		setSupportAccess: connect.NewClient[v1.SetSupportAccessRequest, v1.SetSupportAccessResponse](
+			httpClient,
+			baseURL+LocationServiceSetSupportAccessProcedure,
+			connect.WithSchema(locationServiceMethods.ByName("SetSupportAccess")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// locationServiceClient implements LocationServiceClient.
+type locationServiceClient struct {
+	createLocation   *connect.Client[v1.CreateLocationRequest, v1.CreateLocationResponse]
+	listLocations    *connect.Client[v1.ListLocationsRequest, v1.ListLocationsResponse]
+	renameLocation   *connect.Client[v1.RenameLocationRequest, v1.RenameLocationResponse]
+	moveLocation     *connect.Client[v1.MoveLocationRequest, v1.MoveLocationResponse]
+	deleteLocation   *connect.Client[v1.DeleteLocationRequest, v1.DeleteLocationResponse]
+	shareLocation    *connect.Client[v1.ShareLocationRequest, v1.ShareLocationResponse]
+	unshareLocation  *connect.Client[v1.UnshareLocationRequest, v1.UnshareLocationResponse]
+	setSupportAccess *connect.Client[v1.SetSupportAccessRequest, v1.SetSupportAccessResponse]
+}
+
+// CreateLocation calls outpost.fleet.v1.LocationService.CreateLocation.
+func (c *locationServiceClient) CreateLocation(ctx context.Context, req *connect.Request[v1.CreateLocationRequest]) (*connect.Response[v1.CreateLocationResponse], error) {
+	return c.createLocation.CallUnary(ctx, req)
+}
+
+// ListLocations calls outpost.fleet.v1.LocationService.ListLocations.
+func (c *locationServiceClient) ListLocations(ctx context.Context, req *connect.Request[v1.ListLocationsRequest]) (*connect.Response[v1.ListLocationsResponse], error) {
+	return c.listLocations.CallUnary(ctx, req)
+}
+
+// RenameLocation calls outpost.fleet.v1.LocationService.RenameLocation.
+func (c *locationServiceClient) RenameLocation(ctx context.Context, req *connect.Request[v1.RenameLocationRequest]) (*connect.Response[v1.RenameLocationResponse], error) {
+	return c.renameLocation.CallUnary(ctx, req)
+}
+
+// MoveLocation calls outpost.fleet.v1.LocationService.MoveLocation.
+func (c *locationServiceClient) MoveLocation(ctx context.Context, req *connect.Request[v1.MoveLocationRequest]) (*connect.Response[v1.MoveLocationResponse], error) {
+	return c.moveLocation.CallUnary(ctx, req)
+}
+
+// DeleteLocation calls outpost.fleet.v1.LocationService.DeleteLocation.
+func (c *locationServiceClient) DeleteLocation(ctx context.Context, req *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error) {
+	return c.deleteLocation.CallUnary(ctx, req)
+}
+
+// ShareLocation calls outpost.fleet.v1.LocationService.ShareLocation.
+func (c *locationServiceClient) ShareLocation(ctx context.Context, req *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error) {
+	return c.shareLocation.CallUnary(ctx, req)
+}
+
+// UnshareLocation calls outpost.fleet.v1.LocationService.UnshareLocation.
+func (c *locationServiceClient) UnshareLocation(ctx context.Context, req *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error) {
+	return c.unshareLocation.CallUnary(ctx, req)
+}
+
+// SetSupportAccess calls outpost.fleet.v1.LocationService.SetSupportAccess.
+func (c *locationServiceClient) SetSupportAccess(ctx context.Context, req *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error) {
+	return c.setSupportAccess.CallUnary(ctx, req)
+}
+
+// LocationServiceHandler is an implementation of the outpost.fleet.v1.LocationService service.
+type LocationServiceHandler interface {
+	// CreateLocation creates a location at the top level of an organization or
+	// under a parent location of it.
+	CreateLocation(context.Context, *connect.Request[v1.CreateLocationRequest]) (*connect.Response[v1.CreateLocationResponse], error)
+	// ListLocations lists the locations of an organization the caller can reach.
+	ListLocations(context.Context, *connect.Request[v1.ListLocationsRequest]) (*connect.Response[v1.ListLocationsResponse], error)
+	// RenameLocation renames a location.
+	RenameLocation(context.Context, *connect.Request[v1.RenameLocationRequest]) (*connect.Response[v1.RenameLocationResponse], error)
+	// MoveLocation moves a location under another location of the same
+	// organization, or to its top level; never under itself.
+	MoveLocation(context.Context, *connect.Request[v1.MoveLocationRequest]) (*connect.Response[v1.MoveLocationResponse], error)
+	// DeleteLocation deletes an empty location; it is refused while the
+	// location holds machines or child locations.
+	DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error)
+	// ShareLocation shares a location, and everything under it, with another organization.
+	ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error)
+	// UnshareLocation stops sharing a location with an organization.
+	UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error)
+	// SetSupportAccess turns the support team's access to a location on or off.
+	SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error)
+}
+
+// NewLocationServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewLocationServiceHandler(svc LocationServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	locationServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("LocationService").Methods()
+	locationServiceCreateLocationHandler := connect.NewUnaryHandler(
+		LocationServiceCreateLocationProcedure,
+		svc.CreateLocation,
+		connect.WithSchema(locationServiceMethods.ByName("CreateLocation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceListLocationsHandler := connect.NewUnaryHandler(
+		LocationServiceListLocationsProcedure,
+		svc.ListLocations,
+		connect.WithSchema(locationServiceMethods.ByName("ListLocations")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceRenameLocationHandler := connect.NewUnaryHandler(
+		LocationServiceRenameLocationProcedure,
+		svc.RenameLocation,
+		connect.WithSchema(locationServiceMethods.ByName("RenameLocation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceMoveLocationHandler := connect.NewUnaryHandler(
+		LocationServiceMoveLocationProcedure,
+		svc.MoveLocation,
+		connect.WithSchema(locationServiceMethods.ByName("MoveLocation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceDeleteLocationHandler := connect.NewUnaryHandler(
+		LocationServiceDeleteLocationProcedure,
+		svc.DeleteLocation,
+		connect.WithSchema(locationServiceMethods.ByName("DeleteLocation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceShareLocationHandler := connect.NewUnaryHandler(
+		LocationServiceShareLocationProcedure,
+		svc.ShareLocation,
+		connect.WithSchema(locationServiceMethods.ByName("ShareLocation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceUnshareLocationHandler := connect.NewUnaryHandler(
+		LocationServiceUnshareLocationProcedure,
+		svc.UnshareLocation,
+		connect.WithSchema(locationServiceMethods.ByName("UnshareLocation")),
+		connect.WithHandlerOptions(opts...),
+	)
+	locationServiceSetSupportAccessHandler := connect.NewUnaryHandler(
+		LocationServiceSetSupportAccessProcedure,
+		svc.SetSupportAccess,
+		connect.WithSchema(locationServiceMethods.ByName("SetSupportAccess")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.LocationService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case LocationServiceCreateLocationProcedure:
+			locationServiceCreateLocationHandler.ServeHTTP(w, r)
+		case LocationServiceListLocationsProcedure:
+			locationServiceListLocationsHandler.ServeHTTP(w, r)
+		case LocationServiceRenameLocationProcedure:
+			locationServiceRenameLocationHandler.ServeHTTP(w, r)
+		case LocationServiceMoveLocationProcedure:
+			locationServiceMoveLocationHandler.ServeHTTP(w, r)
+		case LocationServiceDeleteLocationProcedure:
+			locationServiceDeleteLocationHandler.ServeHTTP(w, r)
+		case LocationServiceShareLocationProcedure:
+			locationServiceShareLocationHandler.ServeHTTP(w, r)
+		case LocationServiceUnshareLocationProcedure:
+			locationServiceUnshareLocationHandler.ServeHTTP(w, r)
+		case LocationServiceSetSupportAccessProcedure:
+			locationServiceSetSupportAccessHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedLocationServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedLocationServiceHandler struct{}
+
+func (UnimplementedLocationServiceHandler) CreateLocation(context.Context, *connect.Request[v1.CreateLocationRequest]) (*connect.Response[v1.CreateLocationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.CreateLocation is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) ListLocations(context.Context, *connect.Request[v1.ListLocationsRequest]) (*connect.Response[v1.ListLocationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.ListLocations is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) RenameLocation(context.Context, *connect.Request[v1.RenameLocationRequest]) (*connect.Response[v1.RenameLocationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.RenameLocation is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) MoveLocation(context.Context, *connect.Request[v1.MoveLocationRequest]) (*connect.Response[v1.MoveLocationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.MoveLocation is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.DeleteLocation is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.ShareLocation is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.UnshareLocation is not implemented"))
+}
+
+func (UnimplementedLocationServiceHandler) SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.LocationService.SetSupportAccess is not implemented"))
+}
+
+// MachineServiceClient is a client for the outpost.fleet.v1.MachineService service.
+type MachineServiceClient interface {
+	// CreateMachine creates a machine, with its main part, in a location.
+	CreateMachine(context.Context, *connect.Request[v1.CreateMachineRequest]) (*connect.Response[v1.CreateMachineResponse], error)
+	// GetMachine returns a machine and its parts.
+	GetMachine(context.Context, *connect.Request[v1.GetMachineRequest]) (*connect.Response[v1.GetMachineResponse], error)
+	// ListMachines lists the machines of a location the caller can reach.
+	ListMachines(context.Context, *connect.Request[v1.ListMachinesRequest]) (*connect.Response[v1.ListMachinesResponse], error)
+	// RenameMachine renames a machine.
+	RenameMachine(context.Context, *connect.Request[v1.RenameMachineRequest]) (*connect.Response[v1.RenameMachineResponse], error)
+	// DeleteMachine deletes a machine and its parts.
+	DeleteMachine(context.Context, *connect.Request[v1.DeleteMachineRequest]) (*connect.Response[v1.DeleteMachineResponse], error)
+	// RestartMachine asks the machine's parts to restart at their next sync.
+	RestartMachine(context.Context, *connect.Request[v1.RestartMachineRequest]) (*connect.Response[v1.RestartMachineResponse], error)
+	// AddPart adds a part to a machine and returns its secret, once.
+	AddPart(context.Context, *connect.Request[v1.AddPartRequest]) (*connect.Response[v1.AddPartResponse], error)
+	// RenamePart renames a part.
+	RenamePart(context.Context, *connect.Request[v1.RenamePartRequest]) (*connect.Response[v1.RenamePartResponse], error)
+	// DeletePart deletes a part other than the main part. The seed has no row
+	// for it: removing a part edits the machine's config, so it needs
+	// machine.config.edit.
+	DeletePart(context.Context, *connect.Request[v1.DeletePartRequest]) (*connect.Response[v1.DeletePartResponse], error)
+	// RotatePartSecret replaces a part's secret and returns the new one, once.
+	// A part's secret is part of its config, so it needs machine.config.edit.
+	RotatePartSecret(context.Context, *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error)
+}
+
+// NewMachineServiceClient constructs a client for the outpost.fleet.v1.MachineService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewMachineServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) MachineServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	machineServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("MachineService").Methods()
+	return &machineServiceClient{
+		createMachine: connect.NewClient[v1.CreateMachineRequest, v1.CreateMachineResponse](
+			httpClient,
+			baseURL+MachineServiceCreateMachineProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("CreateMachine")),
+			connect.WithClientOptions(opts...),
+		),
+		getMachine: connect.NewClient[v1.GetMachineRequest, v1.GetMachineResponse](
+			httpClient,
+			baseURL+MachineServiceGetMachineProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("GetMachine")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listMachines: connect.NewClient[v1.ListMachinesRequest, v1.ListMachinesResponse](
+			httpClient,
+			baseURL+MachineServiceListMachinesProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("ListMachines")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		renameMachine: connect.NewClient[v1.RenameMachineRequest, v1.RenameMachineResponse](
+			httpClient,
+			baseURL+MachineServiceRenameMachineProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("RenameMachine")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteMachine: connect.NewClient[v1.DeleteMachineRequest, v1.DeleteMachineResponse](
+			httpClient,
+			baseURL+MachineServiceDeleteMachineProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("DeleteMachine")),
+			connect.WithClientOptions(opts...),
+		),
+		restartMachine: connect.NewClient[v1.RestartMachineRequest, v1.RestartMachineResponse](
+			httpClient,
+			baseURL+MachineServiceRestartMachineProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("RestartMachine")),
+			connect.WithClientOptions(opts...),
+		),
+		addPart: connect.NewClient[v1.AddPartRequest, v1.AddPartResponse](
+			httpClient,
+			baseURL+MachineServiceAddPartProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("AddPart")),
+			connect.WithClientOptions(opts...),
+		),
+		renamePart: connect.NewClient[v1.RenamePartRequest, v1.RenamePartResponse](
+			httpClient,
+			baseURL+MachineServiceRenamePartProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("RenamePart")),
+			connect.WithClientOptions(opts...),
+		),
+		deletePart: connect.NewClient[v1.DeletePartRequest, v1.DeletePartResponse](
+			httpClient,
+			baseURL+MachineServiceDeletePartProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("DeletePart")),
+			connect.WithClientOptions(opts...),
+		),
+		rotatePartSecret: connect.NewClient[v1.RotatePartSecretRequest, v1.RotatePartSecretResponse](
+			httpClient,
+			baseURL+MachineServiceRotatePartSecretProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("RotatePartSecret")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// machineServiceClient implements MachineServiceClient.
+type machineServiceClient struct {
+	createMachine    *connect.Client[v1.CreateMachineRequest, v1.CreateMachineResponse]
+	getMachine       *connect.Client[v1.GetMachineRequest, v1.GetMachineResponse]
+	listMachines     *connect.Client[v1.ListMachinesRequest, v1.ListMachinesResponse]
+	renameMachine    *connect.Client[v1.RenameMachineRequest, v1.RenameMachineResponse]
+	deleteMachine    *connect.Client[v1.DeleteMachineRequest, v1.DeleteMachineResponse]
+	restartMachine   *connect.Client[v1.RestartMachineRequest, v1.RestartMachineResponse]
+	addPart          *connect.Client[v1.AddPartRequest, v1.AddPartResponse]
+	renamePart       *connect.Client[v1.RenamePartRequest, v1.RenamePartResponse]
+	deletePart       *connect.Client[v1.DeletePartRequest, v1.DeletePartResponse]
+	rotatePartSecret *connect.Client[v1.RotatePartSecretRequest, v1.RotatePartSecretResponse]
+}
+
+// CreateMachine calls outpost.fleet.v1.MachineService.CreateMachine.
+func (c *machineServiceClient) CreateMachine(ctx context.Context, req *connect.Request[v1.CreateMachineRequest]) (*connect.Response[v1.CreateMachineResponse], error) {
+	return c.createMachine.CallUnary(ctx, req)
+}
+
+// GetMachine calls outpost.fleet.v1.MachineService.GetMachine.
+func (c *machineServiceClient) GetMachine(ctx context.Context, req *connect.Request[v1.GetMachineRequest]) (*connect.Response[v1.GetMachineResponse], error) {
+	return c.getMachine.CallUnary(ctx, req)
+}
+
+// ListMachines calls outpost.fleet.v1.MachineService.ListMachines.
+func (c *machineServiceClient) ListMachines(ctx context.Context, req *connect.Request[v1.ListMachinesRequest]) (*connect.Response[v1.ListMachinesResponse], error) {
+	return c.listMachines.CallUnary(ctx, req)
+}
+
+// RenameMachine calls outpost.fleet.v1.MachineService.RenameMachine.
+func (c *machineServiceClient) RenameMachine(ctx context.Context, req *connect.Request[v1.RenameMachineRequest]) (*connect.Response[v1.RenameMachineResponse], error) {
+	return c.renameMachine.CallUnary(ctx, req)
+}
+
+// DeleteMachine calls outpost.fleet.v1.MachineService.DeleteMachine.
+func (c *machineServiceClient) DeleteMachine(ctx context.Context, req *connect.Request[v1.DeleteMachineRequest]) (*connect.Response[v1.DeleteMachineResponse], error) {
+	return c.deleteMachine.CallUnary(ctx, req)
+}
+
+// RestartMachine calls outpost.fleet.v1.MachineService.RestartMachine.
+func (c *machineServiceClient) RestartMachine(ctx context.Context, req *connect.Request[v1.RestartMachineRequest]) (*connect.Response[v1.RestartMachineResponse], error) {
+	return c.restartMachine.CallUnary(ctx, req)
+}
+
+// AddPart calls outpost.fleet.v1.MachineService.AddPart.
+func (c *machineServiceClient) AddPart(ctx context.Context, req *connect.Request[v1.AddPartRequest]) (*connect.Response[v1.AddPartResponse], error) {
+	return c.addPart.CallUnary(ctx, req)
+}
+
+// RenamePart calls outpost.fleet.v1.MachineService.RenamePart.
+func (c *machineServiceClient) RenamePart(ctx context.Context, req *connect.Request[v1.RenamePartRequest]) (*connect.Response[v1.RenamePartResponse], error) {
+	return c.renamePart.CallUnary(ctx, req)
+}
+
+// DeletePart calls outpost.fleet.v1.MachineService.DeletePart.
+func (c *machineServiceClient) DeletePart(ctx context.Context, req *connect.Request[v1.DeletePartRequest]) (*connect.Response[v1.DeletePartResponse], error) {
+	return c.deletePart.CallUnary(ctx, req)
+}
+
+// RotatePartSecret calls outpost.fleet.v1.MachineService.RotatePartSecret.
+func (c *machineServiceClient) RotatePartSecret(ctx context.Context, req *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error) {
+	return c.rotatePartSecret.CallUnary(ctx, req)
+}
+
+// MachineServiceHandler is an implementation of the outpost.fleet.v1.MachineService service.
+type MachineServiceHandler interface {
+	// CreateMachine creates a machine, with its main part, in a location.
+	CreateMachine(context.Context, *connect.Request[v1.CreateMachineRequest]) (*connect.Response[v1.CreateMachineResponse], error)
+	// GetMachine returns a machine and its parts.
+	GetMachine(context.Context, *connect.Request[v1.GetMachineRequest]) (*connect.Response[v1.GetMachineResponse], error)
+	// ListMachines lists the machines of a location the caller can reach.
+	ListMachines(context.Context, *connect.Request[v1.ListMachinesRequest]) (*connect.Response[v1.ListMachinesResponse], error)
+	// RenameMachine renames a machine.
+	RenameMachine(context.Context, *connect.Request[v1.RenameMachineRequest]) (*connect.Response[v1.RenameMachineResponse], error)
+	// DeleteMachine deletes a machine and its parts.
+	DeleteMachine(context.Context, *connect.Request[v1.DeleteMachineRequest]) (*connect.Response[v1.DeleteMachineResponse], error)
+	// RestartMachine asks the machine's parts to restart at their next sync.
+	RestartMachine(context.Context, *connect.Request[v1.RestartMachineRequest]) (*connect.Response[v1.RestartMachineResponse], error)
+	// AddPart adds a part to a machine and returns its secret, once.
+	AddPart(context.Context, *connect.Request[v1.AddPartRequest]) (*connect.Response[v1.AddPartResponse], error)
+	// RenamePart renames a part.
+	RenamePart(context.Context, *connect.Request[v1.RenamePartRequest]) (*connect.Response[v1.RenamePartResponse], error)
+	// DeletePart deletes a part other than the main part. The seed has no row
+	// for it: removing a part edits the machine's config, so it needs
+	// machine.config.edit.
+	DeletePart(context.Context, *connect.Request[v1.DeletePartRequest]) (*connect.Response[v1.DeletePartResponse], error)
+	// RotatePartSecret replaces a part's secret and returns the new one, once.
+	// A part's secret is part of its config, so it needs machine.config.edit.
+	RotatePartSecret(context.Context, *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error)
+}
+
+// NewMachineServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	machineServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("MachineService").Methods()
+	machineServiceCreateMachineHandler := connect.NewUnaryHandler(
+		MachineServiceCreateMachineProcedure,
+		svc.CreateMachine,
+		connect.WithSchema(machineServiceMethods.ByName("CreateMachine")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceGetMachineHandler := connect.NewUnaryHandler(
+		MachineServiceGetMachineProcedure,
+		svc.GetMachine,
+		connect.WithSchema(machineServiceMethods.ByName("GetMachine")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceListMachinesHandler := connect.NewUnaryHandler(
+		MachineServiceListMachinesProcedure,
+		svc.ListMachines,
+		connect.WithSchema(machineServiceMethods.ByName("ListMachines")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceRenameMachineHandler := connect.NewUnaryHandler(
+		MachineServiceRenameMachineProcedure,
+		svc.RenameMachine,
+		connect.WithSchema(machineServiceMethods.ByName("RenameMachine")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceDeleteMachineHandler := connect.NewUnaryHandler(
+		MachineServiceDeleteMachineProcedure,
+		svc.DeleteMachine,
+		connect.WithSchema(machineServiceMethods.ByName("DeleteMachine")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceRestartMachineHandler := connect.NewUnaryHandler(
+		MachineServiceRestartMachineProcedure,
+		svc.RestartMachine,
+		connect.WithSchema(machineServiceMethods.ByName("RestartMachine")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceAddPartHandler := connect.NewUnaryHandler(
+		MachineServiceAddPartProcedure,
+		svc.AddPart,
+		connect.WithSchema(machineServiceMethods.ByName("AddPart")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceRenamePartHandler := connect.NewUnaryHandler(
+		MachineServiceRenamePartProcedure,
+		svc.RenamePart,
+		connect.WithSchema(machineServiceMethods.ByName("RenamePart")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceDeletePartHandler := connect.NewUnaryHandler(
+		MachineServiceDeletePartProcedure,
+		svc.DeletePart,
+		connect.WithSchema(machineServiceMethods.ByName("DeletePart")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceRotatePartSecretHandler := connect.NewUnaryHandler(
+		MachineServiceRotatePartSecretProcedure,
+		svc.RotatePartSecret,
+		connect.WithSchema(machineServiceMethods.ByName("RotatePartSecret")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.MachineService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case MachineServiceCreateMachineProcedure:
+			machineServiceCreateMachineHandler.ServeHTTP(w, r)
+		case MachineServiceGetMachineProcedure:
+			machineServiceGetMachineHandler.ServeHTTP(w, r)
+		case MachineServiceListMachinesProcedure:
+			machineServiceListMachinesHandler.ServeHTTP(w, r)
+		case MachineServiceRenameMachineProcedure:
+			machineServiceRenameMachineHandler.ServeHTTP(w, r)
+		case MachineServiceDeleteMachineProcedure:
+			machineServiceDeleteMachineHandler.ServeHTTP(w, r)
+		case MachineServiceRestartMachineProcedure:
+			machineServiceRestartMachineHandler.ServeHTTP(w, r)
+		case MachineServiceAddPartProcedure:
+			machineServiceAddPartHandler.ServeHTTP(w, r)
+		case MachineServiceRenamePartProcedure:
+			machineServiceRenamePartHandler.ServeHTTP(w, r)
+		case MachineServiceDeletePartProcedure:
+			machineServiceDeletePartHandler.ServeHTTP(w, r)
+		case MachineServiceRotatePartSecretProcedure:
+			machineServiceRotatePartSecretHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedMachineServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedMachineServiceHandler struct{}
+
+func (UnimplementedMachineServiceHandler) CreateMachine(context.Context, *connect.Request[v1.CreateMachineRequest]) (*connect.Response[v1.CreateMachineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.CreateMachine is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) GetMachine(context.Context, *connect.Request[v1.GetMachineRequest]) (*connect.Response[v1.GetMachineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.GetMachine is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) ListMachines(context.Context, *connect.Request[v1.ListMachinesRequest]) (*connect.Response[v1.ListMachinesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.ListMachines is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) RenameMachine(context.Context, *connect.Request[v1.RenameMachineRequest]) (*connect.Response[v1.RenameMachineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.RenameMachine is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) DeleteMachine(context.Context, *connect.Request[v1.DeleteMachineRequest]) (*connect.Response[v1.DeleteMachineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.DeleteMachine is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) RestartMachine(context.Context, *connect.Request[v1.RestartMachineRequest]) (*connect.Response[v1.RestartMachineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.RestartMachine is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) AddPart(context.Context, *connect.Request[v1.AddPartRequest]) (*connect.Response[v1.AddPartResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.AddPart is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) RenamePart(context.Context, *connect.Request[v1.RenamePartRequest]) (*connect.Response[v1.RenamePartResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.RenamePart is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) DeletePart(context.Context, *connect.Request[v1.DeletePartRequest]) (*connect.Response[v1.DeletePartResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.DeletePart is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) RotatePartSecret(context.Context, *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.RotatePartSecret is not implemented"))
+}
+
+// UserServiceClient is a client for the outpost.fleet.v1.UserService service.
+type UserServiceClient interface {
+	// CreateUser creates a user with a password; only the cloud's admin may.
+	// Without a password the cloud makes one and returns it, once.
+	CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error)
+	// InviteUser invites an email address to a role on a scope and returns the
+	// invitation code, once.
+	InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error)
+	// ResendInvite replaces an invitation's code and expiry and returns the new code, once.
+	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
+	// RevokeInvite withdraws an invitation.
+	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
+	// AcceptInvite takes an invitation code: it creates the user (with the
+	// given password) if the email has no account yet, or checks the password
+	// if it has, gives the invited role, and returns an access token.
+	AcceptInvite(context.Context, *connect.Request[v1.AcceptInviteRequest]) (*connect.Response[v1.AcceptInviteResponse], error)
+}
+
+// NewUserServiceClient constructs a client for the outpost.fleet.v1.UserService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewUserServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) UserServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	userServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("UserService").Methods()
+	return &userServiceClient{
+		createUser: connect.NewClient[v1.CreateUserRequest, v1.CreateUserResponse](
+			httpClient,
+			baseURL+UserServiceCreateUserProcedure,
+			connect.WithSchema(userServiceMethods.ByName("CreateUser")),
+			connect.WithClientOptions(opts...),
+		),
+		inviteUser: connect.NewClient[v1.InviteUserRequest, v1.InviteUserResponse](
+			httpClient,
+			baseURL+UserServiceInviteUserProcedure,
+			connect.WithSchema(userServiceMethods.ByName("InviteUser")),
+			connect.WithClientOptions(opts...),
+		),
+		resendInvite: connect.NewClient[v1.ResendInviteRequest, v1.ResendInviteResponse](
+			httpClient,
+			baseURL+UserServiceResendInviteProcedure,
+			connect.WithSchema(userServiceMethods.ByName("ResendInvite")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeInvite: connect.NewClient[v1.RevokeInviteRequest, v1.RevokeInviteResponse](
+			httpClient,
+			baseURL+UserServiceRevokeInviteProcedure,
+			connect.WithSchema(userServiceMethods.ByName("RevokeInvite")),
+			connect.WithClientOptions(opts...),
+		),
+		acceptInvite: connect.NewClient[v1.AcceptInviteRequest, v1.AcceptInviteResponse](
+			httpClient,
+			baseURL+UserServiceAcceptInviteProcedure,
+			connect.WithSchema(userServiceMethods.ByName("AcceptInvite")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// userServiceClient implements UserServiceClient.
+type userServiceClient struct {
+	createUser   *connect.Client[v1.CreateUserRequest, v1.CreateUserResponse]
+	inviteUser   *connect.Client[v1.InviteUserRequest, v1.InviteUserResponse]
+	resendInvite *connect.Client[v1.ResendInviteRequest, v1.ResendInviteResponse]
+	revokeInvite *connect.Client[v1.RevokeInviteRequest, v1.RevokeInviteResponse]
+	acceptInvite *connect.Client[v1.AcceptInviteRequest, v1.AcceptInviteResponse]
+}
+
+// CreateUser calls outpost.fleet.v1.UserService.CreateUser.
+func (c *userServiceClient) CreateUser(ctx context.Context, req *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error) {
+	return c.createUser.CallUnary(ctx, req)
+}
+
+// InviteUser calls outpost.fleet.v1.UserService.InviteUser.
+func (c *userServiceClient) InviteUser(ctx context.Context, req *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error) {
+	return c.inviteUser.CallUnary(ctx, req)
+}
+
+// ResendInvite calls outpost.fleet.v1.UserService.ResendInvite.
+func (c *userServiceClient) ResendInvite(ctx context.Context, req *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error) {
+	return c.resendInvite.CallUnary(ctx, req)
+}
+
+// RevokeInvite calls outpost.fleet.v1.UserService.RevokeInvite.
+func (c *userServiceClient) RevokeInvite(ctx context.Context, req *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error) {
+	return c.revokeInvite.CallUnary(ctx, req)
+}
+
+// AcceptInvite calls outpost.fleet.v1.UserService.AcceptInvite.
+func (c *userServiceClient) AcceptInvite(ctx context.Context, req *connect.Request[v1.AcceptInviteRequest]) (*connect.Response[v1.AcceptInviteResponse], error) {
+	return c.acceptInvite.CallUnary(ctx, req)
+}
+
+// UserServiceHandler is an implementation of the outpost.fleet.v1.UserService service.
+type UserServiceHandler interface {
+	// CreateUser creates a user with a password; only the cloud's admin may.
+	// Without a password the cloud makes one and returns it, once.
+	CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error)
+	// InviteUser invites an email address to a role on a scope and returns the
+	// invitation code, once.
+	InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error)
+	// ResendInvite replaces an invitation's code and expiry and returns the new code, once.
+	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
+	// RevokeInvite withdraws an invitation.
+	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
+	// AcceptInvite takes an invitation code: it creates the user (with the
+	// given password) if the email has no account yet, or checks the password
+	// if it has, gives the invited role, and returns an access token.
+	AcceptInvite(context.Context, *connect.Request[v1.AcceptInviteRequest]) (*connect.Response[v1.AcceptInviteResponse], error)
+}
+
+// NewUserServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	userServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("UserService").Methods()
+	userServiceCreateUserHandler := connect.NewUnaryHandler(
+		UserServiceCreateUserProcedure,
+		svc.CreateUser,
+		connect.WithSchema(userServiceMethods.ByName("CreateUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceInviteUserHandler := connect.NewUnaryHandler(
+		UserServiceInviteUserProcedure,
+		svc.InviteUser,
+		connect.WithSchema(userServiceMethods.ByName("InviteUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceResendInviteHandler := connect.NewUnaryHandler(
+		UserServiceResendInviteProcedure,
+		svc.ResendInvite,
+		connect.WithSchema(userServiceMethods.ByName("ResendInvite")),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceRevokeInviteHandler := connect.NewUnaryHandler(
+		UserServiceRevokeInviteProcedure,
+		svc.RevokeInvite,
+		connect.WithSchema(userServiceMethods.ByName("RevokeInvite")),
+		connect.WithHandlerOptions(opts...),
+	)
+	userServiceAcceptInviteHandler := connect.NewUnaryHandler(
+		UserServiceAcceptInviteProcedure,
+		svc.AcceptInvite,
+		connect.WithSchema(userServiceMethods.ByName("AcceptInvite")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.UserService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case UserServiceCreateUserProcedure:
+			userServiceCreateUserHandler.ServeHTTP(w, r)
+		case UserServiceInviteUserProcedure:
+			userServiceInviteUserHandler.ServeHTTP(w, r)
+		case UserServiceResendInviteProcedure:
+			userServiceResendInviteHandler.ServeHTTP(w, r)
+		case UserServiceRevokeInviteProcedure:
+			userServiceRevokeInviteHandler.ServeHTTP(w, r)
+		case UserServiceAcceptInviteProcedure:
+			userServiceAcceptInviteHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedUserServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedUserServiceHandler struct{}
+
+func (UnimplementedUserServiceHandler) CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.CreateUser is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.InviteUser is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.ResendInvite is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.RevokeInvite is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) AcceptInvite(context.Context, *connect.Request[v1.AcceptInviteRequest]) (*connect.Response[v1.AcceptInviteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.AcceptInvite is not implemented"))
+}
+
+// APIKeyServiceClient is a client for the outpost.fleet.v1.APIKeyService service.
+type APIKeyServiceClient interface {
+	// CreateAPIKey creates a key holding one role on one scope and returns its
+	// secret, once.
+	CreateAPIKey(context.Context, *connect.Request[v1.CreateAPIKeyRequest]) (*connect.Response[v1.CreateAPIKeyResponse], error)
+	// ListAPIKeys lists the keys of an organization whose scope the caller may see roles on.
+	ListAPIKeys(context.Context, *connect.Request[v1.ListAPIKeysRequest]) (*connect.Response[v1.ListAPIKeysResponse], error)
+	// RevokeAPIKey deletes a key and its grants.
+	RevokeAPIKey(context.Context, *connect.Request[v1.RevokeAPIKeyRequest]) (*connect.Response[v1.RevokeAPIKeyResponse], error)
+}
+
+// NewAPIKeyServiceClient constructs a client for the outpost.fleet.v1.APIKeyService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewAPIKeyServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) APIKeyServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	aPIKeyServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("APIKeyService").Methods()
+	return &aPIKeyServiceClient{
+		createAPIKey: connect.NewClient[v1.CreateAPIKeyRequest, v1.CreateAPIKeyResponse](
+			httpClient,
+			baseURL+APIKeyServiceCreateAPIKeyProcedure,
+			connect.WithSchema(aPIKeyServiceMethods.ByName("CreateAPIKey")),
+			connect.WithClientOptions(opts...),
+		),
+		listAPIKeys: connect.NewClient[v1.ListAPIKeysRequest, v1.ListAPIKeysResponse](
+			httpClient,
+			baseURL+APIKeyServiceListAPIKeysProcedure,
+			connect.WithSchema(aPIKeyServiceMethods.ByName("ListAPIKeys")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		revokeAPIKey: connect.NewClient[v1.RevokeAPIKeyRequest, v1.RevokeAPIKeyResponse](
+			httpClient,
+			baseURL+APIKeyServiceRevokeAPIKeyProcedure,
+			connect.WithSchema(aPIKeyServiceMethods.ByName("RevokeAPIKey")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// aPIKeyServiceClient implements APIKeyServiceClient.
+type aPIKeyServiceClient struct {
+	createAPIKey *connect.Client[v1.CreateAPIKeyRequest, v1.CreateAPIKeyResponse]
+	listAPIKeys  *connect.Client[v1.ListAPIKeysRequest, v1.ListAPIKeysResponse]
+	revokeAPIKey *connect.Client[v1.RevokeAPIKeyRequest, v1.RevokeAPIKeyResponse]
+}
+
+// CreateAPIKey calls outpost.fleet.v1.APIKeyService.CreateAPIKey.
+func (c *aPIKeyServiceClient) CreateAPIKey(ctx context.Context, req *connect.Request[v1.CreateAPIKeyRequest]) (*connect.Response[v1.CreateAPIKeyResponse], error) {
+	return c.createAPIKey.CallUnary(ctx, req)
+}
+
+// ListAPIKeys calls outpost.fleet.v1.APIKeyService.ListAPIKeys.
+func (c *aPIKeyServiceClient) ListAPIKeys(ctx context.Context, req *connect.Request[v1.ListAPIKeysRequest]) (*connect.Response[v1.ListAPIKeysResponse], error) {
+	return c.listAPIKeys.CallUnary(ctx, req)
+}
+
+// RevokeAPIKey calls outpost.fleet.v1.APIKeyService.RevokeAPIKey.
+func (c *aPIKeyServiceClient) RevokeAPIKey(ctx context.Context, req *connect.Request[v1.RevokeAPIKeyRequest]) (*connect.Response[v1.RevokeAPIKeyResponse], error) {
+	return c.revokeAPIKey.CallUnary(ctx, req)
+}
+
+// APIKeyServiceHandler is an implementation of the outpost.fleet.v1.APIKeyService service.
+type APIKeyServiceHandler interface {
+	// CreateAPIKey creates a key holding one role on one scope and returns its
+	// secret, once.
+	CreateAPIKey(context.Context, *connect.Request[v1.CreateAPIKeyRequest]) (*connect.Response[v1.CreateAPIKeyResponse], error)
+	// ListAPIKeys lists the keys of an organization whose scope the caller may see roles on.
+	ListAPIKeys(context.Context, *connect.Request[v1.ListAPIKeysRequest]) (*connect.Response[v1.ListAPIKeysResponse], error)
+	// RevokeAPIKey deletes a key and its grants.
+	RevokeAPIKey(context.Context, *connect.Request[v1.RevokeAPIKeyRequest]) (*connect.Response[v1.RevokeAPIKeyResponse], error)
+}
+
+// NewAPIKeyServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewAPIKeyServiceHandler(svc APIKeyServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	aPIKeyServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("APIKeyService").Methods()
+	aPIKeyServiceCreateAPIKeyHandler := connect.NewUnaryHandler(
+		APIKeyServiceCreateAPIKeyProcedure,
+		svc.CreateAPIKey,
+		connect.WithSchema(aPIKeyServiceMethods.ByName("CreateAPIKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	aPIKeyServiceListAPIKeysHandler := connect.NewUnaryHandler(
+		APIKeyServiceListAPIKeysProcedure,
+		svc.ListAPIKeys,
+		connect.WithSchema(aPIKeyServiceMethods.ByName("ListAPIKeys")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	aPIKeyServiceRevokeAPIKeyHandler := connect.NewUnaryHandler(
+		APIKeyServiceRevokeAPIKeyProcedure,
+		svc.RevokeAPIKey,
+		connect.WithSchema(aPIKeyServiceMethods.ByName("RevokeAPIKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.APIKeyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case APIKeyServiceCreateAPIKeyProcedure:
+			aPIKeyServiceCreateAPIKeyHandler.ServeHTTP(w, r)
+		case APIKeyServiceListAPIKeysProcedure:
+			aPIKeyServiceListAPIKeysHandler.ServeHTTP(w, r)
+		case APIKeyServiceRevokeAPIKeyProcedure:
+			aPIKeyServiceRevokeAPIKeyHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedAPIKeyServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedAPIKeyServiceHandler struct{}
+
+func (UnimplementedAPIKeyServiceHandler) CreateAPIKey(context.Context, *connect.Request[v1.CreateAPIKeyRequest]) (*connect.Response[v1.CreateAPIKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.APIKeyService.CreateAPIKey is not implemented"))
+}
+
+func (UnimplementedAPIKeyServiceHandler) ListAPIKeys(context.Context, *connect.Request[v1.ListAPIKeysRequest]) (*connect.Response[v1.ListAPIKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.APIKeyService.ListAPIKeys is not implemented"))
+}
+
+func (UnimplementedAPIKeyServiceHandler) RevokeAPIKey(context.Context, *connect.Request[v1.RevokeAPIKeyRequest]) (*connect.Response[v1.RevokeAPIKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.APIKeyService.RevokeAPIKey is not implemented"))
+}
+
+// RoleServiceClient is a client for the outpost.fleet.v1.RoleService service.
+type RoleServiceClient interface {
+	// GrantRole gives a subject a role on a scope ("Grant additional access").
+	GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error)
+	// ChangeRole changes the role of a grant the subject already holds on a scope.
+	ChangeRole(context.Context, *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error)
+	// LimitAccess replaces a subject's grant on a scope with the same role on
+	// narrower scopes inside it ("Limit access").
+	LimitAccess(context.Context, *connect.Request[v1.LimitAccessRequest]) (*connect.Response[v1.LimitAccessResponse], error)
+	// RemoveRole removes a subject's grant on a scope. Anyone may give up a grant of their own.
+	RemoveRole(context.Context, *connect.Request[v1.RemoveRoleRequest]) (*connect.Response[v1.RemoveRoleResponse], error)
+	// ListRoles lists the grants that reach a scope: on it and on its ancestors.
+	ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error)
+}
+
+// NewRoleServiceClient constructs a client for the outpost.fleet.v1.RoleService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewRoleServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) RoleServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	roleServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("RoleService").Methods()
+	return &roleServiceClient{
+		grantRole: connect.NewClient[v1.GrantRoleRequest, v1.GrantRoleResponse](
+			httpClient,
+			baseURL+RoleServiceGrantRoleProcedure,
+			connect.WithSchema(roleServiceMethods.ByName("GrantRole")),
+			connect.WithClientOptions(opts...),
+		),
+		changeRole: connect.NewClient[v1.ChangeRoleRequest, v1.ChangeRoleResponse](
+			httpClient,
+			baseURL+RoleServiceChangeRoleProcedure,
+			connect.WithSchema(roleServiceMethods.ByName("ChangeRole")),
+			connect.WithClientOptions(opts...),
+		),
+		limitAccess: connect.NewClient[v1.LimitAccessRequest, v1.LimitAccessResponse](
+			httpClient,
+			baseURL+RoleServiceLimitAccessProcedure,
+			connect.WithSchema(roleServiceMethods.ByName("LimitAccess")),
+			connect.WithClientOptions(opts...),
+		),
+		removeRole: connect.NewClient[v1.RemoveRoleRequest, v1.RemoveRoleResponse](
+			httpClient,
+			baseURL+RoleServiceRemoveRoleProcedure,
+			connect.WithSchema(roleServiceMethods.ByName("RemoveRole")),
+			connect.WithClientOptions(opts...),
+		),
+		listRoles: connect.NewClient[v1.ListRolesRequest, v1.ListRolesResponse](
+			httpClient,
+			baseURL+RoleServiceListRolesProcedure,
+			connect.WithSchema(roleServiceMethods.ByName("ListRoles")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// roleServiceClient implements RoleServiceClient.
+type roleServiceClient struct {
+	grantRole   *connect.Client[v1.GrantRoleRequest, v1.GrantRoleResponse]
+	changeRole  *connect.Client[v1.ChangeRoleRequest, v1.ChangeRoleResponse]
+	limitAccess *connect.Client[v1.LimitAccessRequest, v1.LimitAccessResponse]
+	removeRole  *connect.Client[v1.RemoveRoleRequest, v1.RemoveRoleResponse]
+	listRoles   *connect.Client[v1.ListRolesRequest, v1.ListRolesResponse]
+}
+
+// GrantRole calls outpost.fleet.v1.RoleService.GrantRole.
+func (c *roleServiceClient) GrantRole(ctx context.Context, req *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error) {
+	return c.grantRole.CallUnary(ctx, req)
+}
+
+// ChangeRole calls outpost.fleet.v1.RoleService.ChangeRole.
+func (c *roleServiceClient) ChangeRole(ctx context.Context, req *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error) {
+	return c.changeRole.CallUnary(ctx, req)
+}
+
+// LimitAccess calls outpost.fleet.v1.RoleService.LimitAccess.
+func (c *roleServiceClient) LimitAccess(ctx context.Context, req *connect.Request[v1.LimitAccessRequest]) (*connect.Response[v1.LimitAccessResponse], error) {
+	return c.limitAccess.CallUnary(ctx, req)
+}
+
+// RemoveRole calls outpost.fleet.v1.RoleService.RemoveRole.
+func (c *roleServiceClient) RemoveRole(ctx context.Context, req *connect.Request[v1.RemoveRoleRequest]) (*connect.Response[v1.RemoveRoleResponse], error) {
+	return c.removeRole.CallUnary(ctx, req)
+}
+
+// ListRoles calls outpost.fleet.v1.RoleService.ListRoles.
+func (c *roleServiceClient) ListRoles(ctx context.Context, req *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error) {
+	return c.listRoles.CallUnary(ctx, req)
+}
+
+// RoleServiceHandler is an implementation of the outpost.fleet.v1.RoleService service.
+type RoleServiceHandler interface {
+	// GrantRole gives a subject a role on a scope ("Grant additional access").
+	GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error)
+	// ChangeRole changes the role of a grant the subject already holds on a scope.
+	ChangeRole(context.Context, *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error)
+	// LimitAccess replaces a subject's grant on a scope with the same role on
+	// narrower scopes inside it ("Limit access").
+	LimitAccess(context.Context, *connect.Request[v1.LimitAccessRequest]) (*connect.Response[v1.LimitAccessResponse], error)
+	// RemoveRole removes a subject's grant on a scope. Anyone may give up a grant of their own.
+	RemoveRole(context.Context, *connect.Request[v1.RemoveRoleRequest]) (*connect.Response[v1.RemoveRoleResponse], error)
+	// ListRoles lists the grants that reach a scope: on it and on its ancestors.
+	ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error)
+}
+
+// NewRoleServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewRoleServiceHandler(svc RoleServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	roleServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("RoleService").Methods()
+	roleServiceGrantRoleHandler := connect.NewUnaryHandler(
+		RoleServiceGrantRoleProcedure,
+		svc.GrantRole,
+		connect.WithSchema(roleServiceMethods.ByName("GrantRole")),
+		connect.WithHandlerOptions(opts...),
+	)
+	roleServiceChangeRoleHandler := connect.NewUnaryHandler(
+		RoleServiceChangeRoleProcedure,
+		svc.ChangeRole,
+		connect.WithSchema(roleServiceMethods.ByName("ChangeRole")),
+		connect.WithHandlerOptions(opts...),
+	)
+	roleServiceLimitAccessHandler := connect.NewUnaryHandler(
+		RoleServiceLimitAccessProcedure,
+		svc.LimitAccess,
+		connect.WithSchema(roleServiceMethods.ByName("LimitAccess")),
+		connect.WithHandlerOptions(opts...),
+	)
+	roleServiceRemoveRoleHandler := connect.NewUnaryHandler(
+		RoleServiceRemoveRoleProcedure,
+		svc.RemoveRole,
+		connect.WithSchema(roleServiceMethods.ByName("RemoveRole")),
+		connect.WithHandlerOptions(opts...),
+	)
+	roleServiceListRolesHandler := connect.NewUnaryHandler(
+		RoleServiceListRolesProcedure,
+		svc.ListRoles,
+		connect.WithSchema(roleServiceMethods.ByName("ListRoles")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.RoleService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case RoleServiceGrantRoleProcedure:
+			roleServiceGrantRoleHandler.ServeHTTP(w, r)
+		case RoleServiceChangeRoleProcedure:
+			roleServiceChangeRoleHandler.ServeHTTP(w, r)
+		case RoleServiceLimitAccessProcedure:
+			roleServiceLimitAccessHandler.ServeHTTP(w, r)
+		case RoleServiceRemoveRoleProcedure:
+			roleServiceRemoveRoleHandler.ServeHTTP(w, r)
+		case RoleServiceListRolesProcedure:
+			roleServiceListRolesHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedRoleServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedRoleServiceHandler struct{}
+
+func (UnimplementedRoleServiceHandler) GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.RoleService.GrantRole is not implemented"))
+}
+
+func (UnimplementedRoleServiceHandler) ChangeRole(context.Context, *connect.Request[v1.ChangeRoleRequest]) (*connect.Response[v1.ChangeRoleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.RoleService.ChangeRole is not implemented"))
+}
+
+func (UnimplementedRoleServiceHandler) LimitAccess(context.Context, *connect.Request[v1.LimitAccessRequest]) (*connect.Response[v1.LimitAccessResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.RoleService.LimitAccess is not implemented"))
+}
+
+func (UnimplementedRoleServiceHandler) RemoveRole(context.Context, *connect.Request[v1.RemoveRoleRequest]) (*connect.Response[v1.RemoveRoleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.RoleService.RemoveRole is not implemented"))
+}
+
+func (UnimplementedRoleServiceHandler) ListRoles(context.Context, *connect.Request[v1.ListRolesRequest]) (*connect.Response[v1.ListRolesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.RoleService.ListRoles is not implemented"))
+}
+
+// AccessServiceClient is a client for the outpost.fleet.v1.AccessService service.
+type AccessServiceClient interface {
+	// CheckAccess simulates a decision. Any subject may ask about itself;
+	// asking about others needs role.view.others on the resource (for a part,
+	// its machine; for an org-level object, its organization).
+	CheckAccess(context.Context, *connect.Request[v1.CheckAccessRequest]) (*connect.Response[v1.CheckAccessResponse], error)
+}
+
+// NewAccessServiceClient constructs a client for the outpost.fleet.v1.AccessService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewAccessServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) AccessServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	accessServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AccessService").Methods()
+	return &accessServiceClient{
+		checkAccess: connect.NewClient[v1.CheckAccessRequest, v1.CheckAccessResponse](
+			httpClient,
+			baseURL+AccessServiceCheckAccessProcedure,
+			connect.WithSchema(accessServiceMethods.ByName("CheckAccess")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// accessServiceClient implements AccessServiceClient.
+type accessServiceClient struct {
+	checkAccess *connect.Client[v1.CheckAccessRequest, v1.CheckAccessResponse]
+}
+
+// CheckAccess calls outpost.fleet.v1.AccessService.CheckAccess.
+func (c *accessServiceClient) CheckAccess(ctx context.Context, req *connect.Request[v1.CheckAccessRequest]) (*connect.Response[v1.CheckAccessResponse], error) {
+	return c.checkAccess.CallUnary(ctx, req)
+}
+
+// AccessServiceHandler is an implementation of the outpost.fleet.v1.AccessService service.
+type AccessServiceHandler interface {
+	// CheckAccess simulates a decision. Any subject may ask about itself;
+	// asking about others needs role.view.others on the resource (for a part,
+	// its machine; for an org-level object, its organization).
+	CheckAccess(context.Context, *connect.Request[v1.CheckAccessRequest]) (*connect.Response[v1.CheckAccessResponse], error)
+}
+
+// NewAccessServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewAccessServiceHandler(svc AccessServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	accessServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AccessService").Methods()
+	accessServiceCheckAccessHandler := connect.NewUnaryHandler(
+		AccessServiceCheckAccessProcedure,
+		svc.CheckAccess,
+		connect.WithSchema(accessServiceMethods.ByName("CheckAccess")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.AccessService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case AccessServiceCheckAccessProcedure:
+			accessServiceCheckAccessHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedAccessServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedAccessServiceHandler struct{}
+
+func (UnimplementedAccessServiceHandler) CheckAccess(context.Context, *connect.Request[v1.CheckAccessRequest]) (*connect.Response[v1.CheckAccessResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AccessService.CheckAccess is not implemented"))
+}
+
+// AuditServiceClient is a client for the outpost.fleet.v1.AuditService service.
+type AuditServiceClient interface {
+	// ListAuditEvents lists an organization's audit events, newest first. It
+	// needs role.change on the organization: those who administer access see
+	// the log of who did what.
+	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
+}
+
+// NewAuditServiceClient constructs a client for the outpost.fleet.v1.AuditService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewAuditServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) AuditServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	auditServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AuditService").Methods()
+	return &auditServiceClient{
+		listAuditEvents: connect.NewClient[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse](
+			httpClient,
+			baseURL+AuditServiceListAuditEventsProcedure,
+			connect.WithSchema(auditServiceMethods.ByName("ListAuditEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// auditServiceClient implements AuditServiceClient.
+type auditServiceClient struct {
+	listAuditEvents *connect.Client[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse]
+}
+
+// ListAuditEvents calls outpost.fleet.v1.AuditService.ListAuditEvents.
+func (c *auditServiceClient) ListAuditEvents(ctx context.Context, req *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error) {
+	return c.listAuditEvents.CallUnary(ctx, req)
+}
+
+// AuditServiceHandler is an implementation of the outpost.fleet.v1.AuditService service.
+type AuditServiceHandler interface {
+	// ListAuditEvents lists an organization's audit events, newest first. It
+	// needs role.change on the organization: those who administer access see
+	// the log of who did what.
+	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
+}
+
+// NewAuditServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewAuditServiceHandler(svc AuditServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	auditServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AuditService").Methods()
+	auditServiceListAuditEventsHandler := connect.NewUnaryHandler(
+		AuditServiceListAuditEventsProcedure,
+		svc.ListAuditEvents,
+		connect.WithSchema(auditServiceMethods.ByName("ListAuditEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.AuditService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case AuditServiceListAuditEventsProcedure:
+			auditServiceListAuditEventsHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedAuditServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedAuditServiceHandler struct{}
+
+func (UnimplementedAuditServiceHandler) ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuditService.ListAuditEvents is not implemented"))
 }

@@ -1,0 +1,641 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	authzv1 "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/rbac"
+)
+
+// Rule markers: rule actions that are not ACTIONS.md ids.
+const (
+	markerPublic        = "public"
+	markerAuthenticated = "authenticated"
+	markerAdmin         = "admin"
+)
+
+// methodRule is a method's (outpost.authz.v1.rule) with its marked request
+// fields, read once from the descriptors when the server is built.
+type methodRule struct {
+	procedure    string
+	marker       string      // public, authenticated or admin; "" for an action
+	action       rbac.Action // the ACTIONS.md action, when marker is ""
+	listAction   rbac.Action
+	audit        bool
+	resources    []resourceField
+	destination  protoreflect.FieldDescriptor
+	grantRole    protoreflect.FieldDescriptor
+	grantSubject protoreflect.FieldDescriptor
+	self         protoreflect.FieldDescriptor
+}
+
+type resourceField struct {
+	fd   protoreflect.FieldDescriptor
+	kind string // org, location, machine, part, scope, invite, apikey
+}
+
+// rulesFor reads the rules of every method of the services; a method
+// without a rule, or with a rule naming an unknown action or field kind, is
+// an error, so a new RPC cannot ship undecided.
+func rulesFor(services ...protoreflect.ServiceDescriptor) (map[string]*methodRule, error) {
+	rules := map[string]*methodRule{}
+	for _, sd := range services {
+		methods := sd.Methods()
+		for i := range methods.Len() {
+			md := methods.Get(i)
+			proc := "/" + string(sd.FullName()) + "/" + string(md.Name())
+			mr, err := ruleOf(md)
+			if err != nil {
+				return nil, fmt.Errorf("rule of %s: %w", proc, err)
+			}
+			mr.procedure = proc
+			rules[proc] = mr
+		}
+	}
+	return rules, nil
+}
+
+func ruleOf(md protoreflect.MethodDescriptor) (*methodRule, error) {
+	r, _ := proto.GetExtension(md.Options(), authzv1.E_Rule).(*authzv1.Rule)
+	if r == nil || r.GetAction() == "" {
+		return nil, errors.New("no (outpost.authz.v1.rule) action")
+	}
+	mr := &methodRule{audit: r.GetAudit()}
+	switch a := r.GetAction(); a {
+	case markerPublic, markerAuthenticated, markerAdmin:
+		mr.marker = a
+	default:
+		act, err := rbac.ParseAction(a)
+		if err != nil {
+			return nil, err
+		}
+		mr.action = act
+	}
+	if la := r.GetListAction(); la != "" {
+		act, err := rbac.ParseAction(la)
+		if err != nil {
+			return nil, fmt.Errorf("list_action: %w", err)
+		}
+		mr.listAction = act
+	}
+	fields := md.Input().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		f, _ := proto.GetExtension(fd.Options(), authzv1.E_Field).(*authzv1.Field)
+		if f == nil {
+			continue
+		}
+		if fd.Kind() != protoreflect.StringKind {
+			return nil, fmt.Errorf("field %s: marked fields are strings", fd.Name())
+		}
+		if k := f.GetResource(); k != "" {
+			switch k {
+			case "org", "location", "machine", "part", "scope", "invite", "apikey":
+			default:
+				return nil, fmt.Errorf("field %s: unknown resource kind %q", fd.Name(), k)
+			}
+			mr.resources = append(mr.resources, resourceField{fd: fd, kind: k})
+		}
+		if f.GetDestination() {
+			mr.destination = fd
+		}
+		if f.GetGrantRole() {
+			mr.grantRole = fd
+		}
+		if f.GetGrantSubject() {
+			mr.grantSubject = fd
+		}
+		if f.GetSelf() {
+			mr.self = fd
+		}
+	}
+	if mr.marker == "" && mr.action != rbac.OrgCreate && len(mr.resources) == 0 {
+		return nil, fmt.Errorf("action %s needs a request field marked with a resource", mr.action)
+	}
+	return mr, nil
+}
+
+// principal is who called, as authenticated.
+type principal struct {
+	kind   rbac.SubjectKind
+	id     string
+	email  string
+	admin  bool
+	grants []store.Grant
+}
+
+// ref is "user:ID" or "apikey:ID", the subject form of grants and audit records.
+func (p *principal) ref() string {
+	if p == nil {
+		return ""
+	}
+	return p.kind.String() + ":" + p.id
+}
+
+// call is what the interceptor learned about one call; handlers read it.
+type call struct {
+	principal *principal
+	subject   *rbac.Subject
+	snap      *snapshot
+	rule      *methodRule
+	audit     *auditRecord
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// visible is the list filter of a rule's list_action: may the caller see r?
+func (c *call) visible(r rbac.Resource) bool {
+	if c == nil || c.rule == nil || c.rule.listAction == "" || c.subject == nil {
+		return false
+	}
+	return c.snap.engine.Decide(c.subject, c.rule.listAction, r).Allowed
+}
+
+// setAuditResource names the resource of a call that creates it, once its ID exists.
+func (c *call) setAuditResource(resource, org string) {
+	if c != nil && c.audit != nil {
+		c.audit.event.Resource, c.audit.event.OrgID = resource, org
+	}
+}
+
+// auditRecord is the audit event of a call, written once: by the handler's
+// transaction on success (so the change and its record commit together), or
+// by the interceptor otherwise.
+type auditRecord struct {
+	event   store.AuditEvent
+	written atomic.Bool
+}
+
+// rbacSubject turns a principal into rbac's subject. The admin also holds
+// owner on every organization: it acts as owner everywhere, decided by the
+// same rules as anyone.
+func rbacSubject(p *principal, snap *snapshot) *rbac.Subject {
+	s := &rbac.Subject{Kind: p.kind, ID: p.id}
+	for _, g := range p.grants {
+		if rg, err := toRBACGrant(g); err == nil {
+			s.Grants = append(s.Grants, rg)
+		}
+	}
+	if p.admin {
+		for id := range snap.orgs {
+			s.Grants = append(s.Grants, rbac.Grant{Role: rbac.Owner, Scope: rbac.Org(id)})
+		}
+	}
+	return s
+}
+
+func toRBACGrant(g store.Grant) (rbac.Grant, error) {
+	role, err := rbac.ParseRole(g.Role)
+	if err != nil {
+		return rbac.Grant{}, err
+	}
+	scope, err := rbac.ParseResource(g.Scope)
+	if err != nil {
+		return rbac.Grant{}, err
+	}
+	return rbac.Grant{Role: role, Scope: scope}, nil
+}
+
+// interceptor decides every call from the rules, with rbac.
+func (s *Server) interceptor() connect.Interceptor { return authzInterceptor{s} }
+
+type authzInterceptor struct{ s *Server }
+
+func (i authzInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler refuses streams: the fleet API has none, and a
+// stream would need its own decision per message.
+func (i authzInterceptor) WrapStreamingHandler(connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(context.Context, connect.StreamingHandlerConn) error {
+		return connect.NewError(connect.CodeUnimplemented, errors.New("streaming calls are not served"))
+	}
+}
+
+func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		s := i.s
+		proc := req.Spec().Procedure
+		rule, ok := s.rules[proc]
+		if !ok {
+			// Fail closed: a procedure without a rule is never served.
+			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s has no access rule", proc))
+		}
+		c := &call{rule: rule}
+		if rule.marker != markerPublic {
+			p, err := s.authenticate(ctx, req.Header().Get("Authorization"))
+			if err != nil {
+				s.log.Info("call refused", zap.String("procedure", proc), zap.String("code", "unauthenticated"))
+				return nil, err
+			}
+			c.principal = p
+			snap, err := s.snaps.get(ctx)
+			if err != nil {
+				return nil, internal(s.log, "load hierarchy", err)
+			}
+			c.snap = snap
+			c.subject = rbacSubject(p, snap)
+		}
+		msg, ok := req.Any().(proto.Message)
+		if !ok || msg == nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("empty request"))
+		}
+		v, err := s.authorize(ctx, c, msg)
+		if err != nil {
+			return nil, err
+		}
+		if rule.audit {
+			c.audit = &auditRecord{event: store.AuditEvent{
+				ID: s.auditID(), Time: s.clock.Now().UTC(), Subject: c.principal.ref(), Procedure: proc,
+				Action: v.action, Resource: v.resource, Allowed: v.allowed, Reason: v.reason, OrgID: v.org,
+			}}
+		}
+		if !v.allowed {
+			s.log.Info("call denied", zap.String("procedure", proc), zap.String("subject", c.principal.ref()),
+				zap.String("action", v.action), zap.String("resource", v.resource), zap.String("reason", v.reason))
+			s.writeAudit(ctx, c.audit, "denied")
+			return nil, connect.NewError(v.code, errors.New(v.reason))
+		}
+		res, err := next(context.WithValue(ctx, callKey{}, c), req)
+		if c.audit != nil && !c.audit.written.Load() {
+			outcome := "ok"
+			if err != nil {
+				outcome = connect.CodeOf(err).String()
+			}
+			s.writeAudit(ctx, c.audit, outcome)
+		}
+		code := "ok"
+		if err != nil {
+			code = connect.CodeOf(err).String()
+		}
+		// Only names and codes are logged: never a header, a request or a response.
+		s.log.Debug("call", zap.String("procedure", proc), zap.String("subject", c.principal.ref()), zap.String("code", code))
+		return res, err
+	}
+}
+
+// writeAudit stores an audit event outside the handler's transaction.
+func (s *Server) writeAudit(ctx context.Context, rec *auditRecord, outcome string) {
+	if rec == nil || rec.written.Load() {
+		return
+	}
+	e := rec.event
+	e.Outcome = outcome
+	err := s.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return tx.AppendAudit(ctx, e) })
+	if err != nil {
+		s.log.Error("write audit event", zap.String("procedure", e.Procedure), zap.Error(err))
+		return
+	}
+	rec.written.Store(true)
+}
+
+// verdict is the interceptor's decision on a call.
+type verdict struct {
+	allowed  bool
+	action   string
+	resource string
+	reason   string
+	org      string
+	code     connect.Code
+}
+
+// authorize decides a call by its rule. Errors are for requests that cannot
+// be decided (a malformed or unknown resource); denials are verdicts.
+func (s *Server) authorize(ctx context.Context, c *call, msg proto.Message) (verdict, error) {
+	r := c.rule
+	switch r.marker {
+	case markerPublic:
+		return verdict{allowed: true, action: markerPublic, reason: "public call"}, nil
+	case markerAuthenticated:
+		return verdict{allowed: true, action: markerAuthenticated, reason: "any signed-in subject may"}, nil
+	case markerAdmin:
+		if c.principal.admin {
+			return verdict{allowed: true, action: markerAdmin, reason: "the cloud's admin may"}, nil
+		}
+		return verdict{action: markerAdmin, code: connect.CodePermissionDenied,
+			reason: fmt.Sprintf("denied: %s: only the cloud's admin may do this", c.principal.ref())}, nil
+	}
+	m := msg.ProtoReflect()
+	if r.self != nil {
+		if ref := m.Get(r.self).String(); ref != "" {
+			// An unknown subject is not the caller: the normal decision
+			// follows, so a caller without rights cannot probe which
+			// emails have accounts.
+			subj, err := s.resolveSubject(ctx, ref)
+			if err == nil && subj.Kind == c.principal.kind && subj.ID == c.principal.id {
+				return verdict{allowed: true, action: string(r.action), reason: fmt.Sprintf("allowed: %s asks about itself", c.principal.ref())}, nil
+			}
+		}
+	}
+	engine := c.snap.engine
+	if r.action == rbac.OrgCreate {
+		d := engine.Decide(c.subject, rbac.OrgCreate, rbac.Resource{})
+		return fromDecision(d, ""), nil
+	}
+	var targets []rbac.Resource
+	for _, rf := range r.resources {
+		var values []string
+		if rf.fd.IsList() {
+			l := m.Get(rf.fd).List()
+			if l.Len() > maxLimitTo {
+				return verdict{}, invalid("%s: at most %d entries", rf.fd.Name(), maxLimitTo)
+			}
+			for j := range l.Len() {
+				values = append(values, l.Get(j).String())
+			}
+		} else {
+			values = []string{m.Get(rf.fd).String()}
+		}
+		for _, v := range values {
+			res, err := s.resolveResource(ctx, c.snap, rf, v, r.action)
+			if err != nil {
+				return verdict{}, err
+			}
+			targets = append(targets, res)
+		}
+	}
+	if len(targets) == 0 {
+		return verdict{}, invalid("the request names no resource")
+	}
+	var grantee *rbac.Subject
+	if r.grantSubject != nil {
+		g, err := s.resolveSubject(ctx, m.Get(r.grantSubject).String())
+		if err != nil {
+			// Say "no such subject" only to whoever may change roles here,
+			// so others cannot probe which emails have accounts.
+			for _, t := range targets {
+				if v := fromDecision(engine.Decide(c.subject, r.action, t), c.snap.orgOf(t)); !v.allowed {
+					return v, nil
+				}
+			}
+			return verdict{}, err
+		}
+		grantee = &g
+	} else if r.action != rbac.InviteManage {
+		// A new API key: a subject holding nothing yet.
+		grantee = &rbac.Subject{Kind: rbac.APIKey, ID: "new"}
+	}
+	var role rbac.Role
+	if r.grantRole != nil {
+		var err error
+		if role, err = rbac.ParseRole(m.Get(r.grantRole).String()); err != nil {
+			return verdict{}, invalid("%s: want owner or operator", r.grantRole.Name())
+		}
+	}
+	var last verdict
+	for _, t := range targets {
+		var d rbac.Decision
+		switch {
+		case r.destination != nil:
+			dest := rbac.Org(c.snap.locations[t.ID].OrgID)
+			if v := m.Get(r.destination).String(); v != "" {
+				dest = rbac.Location(v)
+				if !c.snap.exists(dest) {
+					return verdict{}, connect.NewError(connect.CodeNotFound, fmt.Errorf("%s: no location %q", r.destination.Name(), v))
+				}
+			}
+			d = engine.DecideMove(c.subject, t, dest)
+		case r.grantRole != nil:
+			// A nil grantee (an invitation) is decided as invite.manage.
+			d = engine.CanGrant(c.subject, grantee, rbac.Grant{Role: role, Scope: t})
+		case r.grantSubject != nil:
+			d = engine.CanRevoke(c.subject, grantee, rbac.Grant{Role: rbac.Operator, Scope: t})
+		default:
+			d = engine.Decide(c.subject, r.action, t)
+		}
+		last = fromDecision(d, c.snap.orgOf(t))
+		if !last.allowed {
+			return last, nil
+		}
+	}
+	return last, nil
+}
+
+// fromDecision turns rbac's decision into a verdict with the Connect code a
+// person can act on.
+func fromDecision(d rbac.Decision, org string) verdict {
+	v := verdict{allowed: d.Allowed, action: string(d.Action), resource: d.Resource.String(), reason: d.String(), org: org}
+	if d.Resource.IsZero() {
+		v.resource = ""
+	}
+	switch d.Reason {
+	case rbac.ReasonNoSubject:
+		v.code = connect.CodeUnauthenticated
+	case rbac.ReasonUnknownResource, rbac.ReasonBadDestination:
+		v.code = connect.CodeNotFound
+	case rbac.ReasonMoveIntoItself, rbac.ReasonMoveAcrossOrgs:
+		v.code = connect.CodeFailedPrecondition
+	case rbac.ReasonWrongKind, rbac.ReasonUnknownAction, rbac.ReasonBadGrant:
+		v.code = connect.CodeInvalidArgument
+	default:
+		v.code = connect.CodePermissionDenied
+	}
+	return v
+}
+
+// resolveResource turns a marked field's value into the resource to decide
+// on. Resources the action cannot name climb to the nearest kind it can (a
+// part's machine for role.view.others), so a check on a part is a check on
+// its machine.
+func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourceField, v string, action rbac.Action) (rbac.Resource, error) {
+	if v == "" {
+		return rbac.Resource{}, invalid("%s is required", rf.fd.Name())
+	}
+	var res rbac.Resource
+	var err error
+	switch rf.kind {
+	case "scope":
+		res, err = rbac.ParseResource(v)
+		if err != nil {
+			return res, invalid("%s: want kind/ID such as org/ID, location/ID or machine/ID", rf.fd.Name())
+		}
+	case "invite":
+		if !validID(v) {
+			return res, invalid("%s: not an invitation ID", rf.fd.Name())
+		}
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			inv, err := tx.GetInvite(ctx, v)
+			if err != nil {
+				return err
+			}
+			res, err = rbac.ParseResource(inv.Scope)
+			return err
+		})
+	case "apikey":
+		if !validID(v) {
+			return res, invalid("%s: not an API key ID", rf.fd.Name())
+		}
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			k, err := tx.GetAPIKey(ctx, v)
+			if err != nil {
+				return err
+			}
+			res, err = rbac.ParseResource(k.Scope)
+			return err
+		})
+	default:
+		kind, _ := rbac.ParseResourceKind(rf.kind)
+		res = rbac.Resource{Kind: kind, ID: v}
+		if !validID(v) {
+			return res, invalid("%s: not a %s ID", rf.fd.Name(), rf.kind)
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s %q", rf.kind, v))
+	}
+	if err != nil {
+		return res, internal(s.log, "resolve "+rf.kind, err)
+	}
+	if !snap.exists(res) {
+		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s: check the ID (list with `outpost %s list`)", res, res.Kind))
+	}
+	for !accepts(action, res.Kind) {
+		up := snap.parent(res)
+		if up.IsZero() {
+			break
+		}
+		res = up
+	}
+	return res, nil
+}
+
+func accepts(a rbac.Action, k rbac.ResourceKind) bool {
+	for _, x := range a.ResourceKinds() {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveSubject reads "user:EMAIL", "user:ID" or "apikey:ID".
+func (s *Server) resolveSubject(ctx context.Context, ref string) (rbac.Subject, error) {
+	kind, val, ok := strings.Cut(ref, ":")
+	if !ok || val == "" {
+		return rbac.Subject{}, invalid("subject %q: want user:EMAIL, user:ID or apikey:ID", ref)
+	}
+	var out rbac.Subject
+	err := s.st.View(ctx, func(tx store.Tx) error {
+		switch kind {
+		case "user":
+			var u store.User
+			var err error
+			if strings.Contains(val, "@") {
+				u, err = tx.GetUserByEmail(ctx, normalizeEmail(val))
+			} else if validID(val) {
+				u, err = tx.GetUser(ctx, val)
+			} else {
+				return invalid("subject %q: want user:EMAIL or user:ID", ref)
+			}
+			if err != nil {
+				return err
+			}
+			out = rbac.Subject{Kind: rbac.User, ID: u.ID}
+		case "apikey":
+			if !validID(val) {
+				return invalid("subject %q: not an API key ID", ref)
+			}
+			k, err := tx.GetAPIKey(ctx, val)
+			if err != nil {
+				return err
+			}
+			out = rbac.Subject{Kind: rbac.APIKey, ID: k.ID}
+		default:
+			return invalid("subject %q: want user:EMAIL, user:ID or apikey:ID", ref)
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return out, connect.NewError(connect.CodeNotFound, fmt.Errorf("no subject %s: create a user with `outpost user create` or a key with `outpost apikey create`", ref))
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return out, ce
+	}
+	if err != nil {
+		return out, internal(s.log, "resolve subject", err)
+	}
+	return out, nil
+}
+
+// authenticate reads the Authorization header into a principal.
+func (s *Server) authenticate(ctx context.Context, header string) (*principal, error) {
+	cred, err := auth.ParseAuthorization(header)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnauthenticated, err)
+	}
+	switch {
+	case cred.Token != "":
+		claims, err := s.signer.Verify(cred.Token, s.clock.Now())
+		if err != nil {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("access token is invalid or expired: sign in again with `outpost login EMAIL`"))
+		}
+		var p *principal
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			u, err := tx.GetUser(ctx, claims.Subject)
+			if err != nil {
+				return err
+			}
+			gs, err := tx.ListGrantsBySubject(ctx, "user:"+u.ID)
+			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs}
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("the account of this access token no longer exists"))
+		}
+		if err != nil {
+			return nil, internal(s.log, "load user", err)
+		}
+		return p, nil
+	case cred.KeyID != "":
+		var p *principal
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			k, err := tx.GetAPIKey(ctx, cred.KeyID)
+			if err != nil {
+				return err
+			}
+			if !auth.SecretMatches(cred.KeySecret, k.SecretHash) {
+				return store.ErrNotFound
+			}
+			gs, err := tx.ListGrantsBySubject(ctx, "apikey:"+k.ID)
+			p = &principal{kind: rbac.APIKey, id: k.ID, grants: gs}
+			return err
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown API key or wrong secret"))
+		}
+		if err != nil {
+			return nil, internal(s.log, "load API key", err)
+		}
+		return p, nil
+	}
+	return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("no credentials: sign in with `outpost login EMAIL` or pass --token"))
+}
+
+// internal logs an unexpected error and returns a generic Internal error,
+// so storage details never reach a client.
+func internal(log *zap.Logger, what string, err error) error {
+	log.Error(what, zap.Error(err))
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s failed; the cloud's log has the details", what))
+}
+
+func invalid(format string, args ...any) error {
+	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}

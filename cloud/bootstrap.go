@@ -1,0 +1,122 @@
+package cloud
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/store"
+)
+
+// AdminEmail is the cloud-wide admin's account, created on first start.
+const AdminEmail = "admin@localhost"
+
+// AdminTokenFile is the file in the data folder holding the admin's access token.
+const AdminTokenFile = "admin.token"
+
+// Meta keys of the store.
+const (
+	metaSigningKey = "signing-key"
+	metaAdminUser  = "admin-user"
+)
+
+// adminTokenRefresh: a start rewrites admin.token when its token expires sooner.
+const adminTokenRefresh = 7 * 24 * time.Hour
+
+// Bootstrap readies a store for serving and returns the token signer. On an
+// empty store it creates the Ed25519 signing key and the admin account (its
+// password is random and never shown: the admin signs in with the token).
+// It writes the admin's access token (valid 60 days) to dataDir/admin.token,
+// mode 0600, when the file is missing or its token expires within 7 days,
+// and returns that file's path when it wrote it.
+func Bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Clock, log *zap.Logger) (*auth.Signer, string, error) {
+	var seed []byte
+	var adminID string
+	err := st.Update(ctx, func(tx store.Tx) error {
+		var err error
+		seed, err = tx.GetMeta(ctx, metaSigningKey)
+		if errors.Is(err, store.ErrNotFound) {
+			seed = auth.GenerateKey().Seed()
+			err = tx.PutMeta(ctx, metaSigningKey, seed)
+		}
+		if err != nil {
+			return err
+		}
+		id, err := tx.GetMeta(ctx, metaAdminUser)
+		if err == nil {
+			adminID = string(id)
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		adminID = auth.NewID()
+		if err := tx.PutUser(ctx, store.User{ID: adminID, Email: AdminEmail, Admin: true,
+			PasswordHash: auth.HashPassword(auth.NewSecret()), CreatedAt: clk.Now().UTC()}); err != nil {
+			return err
+		}
+		log.Info("created the cloud's admin account", zap.String("email", AdminEmail))
+		return tx.PutMeta(ctx, metaAdminUser, []byte(adminID))
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("bootstrap the cloud store: %w", err)
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, "", fmt.Errorf("bootstrap the cloud store: signing key is %d bytes, want %d", len(seed), ed25519.SeedSize)
+	}
+	signer, err := auth.NewSigner(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		return nil, "", fmt.Errorf("bootstrap the cloud store: %w", err)
+	}
+	path := filepath.Join(dataDir, AdminTokenFile)
+	if old, err := os.ReadFile(path); err == nil {
+		claims, err := signer.Verify(strings.TrimSpace(string(old)), clk.Now())
+		if err == nil && claims.Subject == adminID && claims.ExpiresAt.Sub(clk.Now()) > adminTokenRefresh {
+			return signer, "", nil
+		}
+	}
+	tok, _, err := signer.Issue(adminID, clk.Now(), auth.MaxTokenTTL)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := writeSecretFile(path, tok+"\n"); err != nil {
+		return nil, "", err
+	}
+	return signer, path, nil
+}
+
+// writeSecretFile writes a file only its owner may read, replacing it atomically.
+func writeSecretFile(path, content string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(content); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

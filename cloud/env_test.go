@@ -1,0 +1,249 @@
+package cloud
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+)
+
+// logs collects every log line of every server the tests start, and secrets
+// every credential the tests saw; TestMain fails the run if a log line holds one.
+var logs = &lockedBuffer{}
+var secrets = &secretSet{}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Sync() error { return nil }
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type secretSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+// add records a secret; short strings are skipped, they would match by chance.
+func (s *secretSet) add(vals ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]bool{}
+	}
+	for _, v := range vals {
+		if len(v) >= 12 {
+			s.m[v] = true
+		}
+	}
+}
+
+func (s *secretSet) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for v := range s.m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	text := logs.String()
+	leaked := 0
+	for _, s := range secrets.all() {
+		if strings.Contains(text, s) {
+			fmt.Fprintf(os.Stderr, "a secret (%d bytes, starting %.4q) appears in the server logs\n", len(s), s)
+			leaked++
+		}
+	}
+	if code == 0 && leaked > 0 {
+		code = 1
+	}
+	if code == 0 && loggedServers.Load() && !strings.Contains(text, `"procedure"`) {
+		fmt.Fprintln(os.Stderr, "the log check saw no server log lines: it checked nothing")
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func testLogger() *zap.Logger {
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	return zap.New(zapcore.NewCore(enc, logs, zap.DebugLevel))
+}
+
+// env is a real server on loopback over an in-memory store.
+type env struct {
+	t          testing.TB
+	url        string
+	st         store.Store
+	clk        *clock.Fake
+	srv        *Server
+	adminToken string
+}
+
+var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func newEnv(t testing.TB) *env {
+	loggedServers.Store(true)
+	return newEnvLog(t, testLogger())
+}
+
+// loggedServers says a server logged into logs, so the log check had something to check.
+var loggedServers atomic.Bool
+
+// newEnvLog starts a server logging to log.
+func newEnvLog(t testing.TB, log *zap.Logger) *env {
+	t.Helper()
+	st, err := badgerstore.Open("", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(epoch)
+	dir := t.TempDir()
+	signer, _, err := Bootstrap(context.Background(), st, dir, clk, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(dir + "/" + AdminTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, srv.Handler(), "", "", log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	e := &env{t: t, url: "http://" + ln.Addr().String(), st: st, clk: clk, srv: srv, adminToken: strings.TrimSpace(string(tok))}
+	secrets.add(e.adminToken)
+	return e
+}
+
+// clients are the fleet API's generated clients, sending one credential.
+type clients struct {
+	server fleetv1connect.ServerServiceClient
+	auth   fleetv1connect.AuthServiceClient
+	org    fleetv1connect.OrgServiceClient
+	loc    fleetv1connect.LocationServiceClient
+	mach   fleetv1connect.MachineServiceClient
+	user   fleetv1connect.UserServiceClient
+	key    fleetv1connect.APIKeyServiceClient
+	role   fleetv1connect.RoleServiceClient
+	access fleetv1connect.AccessServiceClient
+	audit  fleetv1connect.AuditServiceClient
+}
+
+func bearer(token string) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if token != "" {
+				req.Header().Set("Authorization", "Bearer "+token)
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
+func (e *env) client(token string, opts ...connect.ClientOption) *clients {
+	hc := http.DefaultClient
+	opts = append(opts, connect.WithInterceptors(bearer(token)))
+	return &clients{
+		server: fleetv1connect.NewServerServiceClient(hc, e.url, opts...),
+		auth:   fleetv1connect.NewAuthServiceClient(hc, e.url, opts...),
+		org:    fleetv1connect.NewOrgServiceClient(hc, e.url, opts...),
+		loc:    fleetv1connect.NewLocationServiceClient(hc, e.url, opts...),
+		mach:   fleetv1connect.NewMachineServiceClient(hc, e.url, opts...),
+		user:   fleetv1connect.NewUserServiceClient(hc, e.url, opts...),
+		key:    fleetv1connect.NewAPIKeyServiceClient(hc, e.url, opts...),
+		role:   fleetv1connect.NewRoleServiceClient(hc, e.url, opts...),
+		access: fleetv1connect.NewAccessServiceClient(hc, e.url, opts...),
+		audit:  fleetv1connect.NewAuditServiceClient(hc, e.url, opts...),
+	}
+}
+
+// token issues an access token for a user directly, as SignIn would.
+func (e *env) token(userID string) string {
+	tok, _, err := e.srv.signer.Issue(userID, e.clk.Now(), 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	secrets.add(tok)
+	return tok
+}
+
+func (e *env) update(fn func(ctx context.Context, tx store.Tx) error) {
+	e.t.Helper()
+	ctx := context.Background()
+	if err := e.st.Update(ctx, func(tx store.Tx) error { return fn(ctx, tx) }); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// check(call(...))(t) fails the test on an error and returns the response.
+func check[T any](res *connect.Response[T], err error) func(testing.TB) *T {
+	return func(t testing.TB) *T {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return res.Msg
+	}
+}
+
+// wantCode fails unless err has code.
+func wantCode(t testing.TB, err error, code connect.Code, contains string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("succeeded, want %v", code)
+	}
+	if connect.CodeOf(err) != code {
+		t.Fatalf("got %v, want %v", err, code)
+	}
+	if !strings.Contains(err.Error(), contains) {
+		t.Fatalf("error %q does not say %q", err, contains)
+	}
+}

@@ -1,0 +1,250 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/rbac"
+)
+
+type machineService struct{ s *Server }
+
+// maxParts bounds a machine's parts.
+const maxParts = 64
+
+func (ms machineService) CreateMachine(ctx context.Context, req *connect.Request[fleetv1.CreateMachineRequest]) (*connect.Response[fleetv1.CreateMachineResponse], error) {
+	s, m := ms.s, req.Msg
+	if err := validName("name", m.GetName()); err != nil {
+		return nil, err
+	}
+	partName := m.GetMainPartName()
+	if partName == "" {
+		partName = "main"
+	}
+	if err := validName("main_part_name", partName); err != nil {
+		return nil, err
+	}
+	now := s.clock.Now().UTC()
+	mach := store.Machine{ID: auth.NewID(), LocationID: m.GetLocationId(), Name: m.GetName(), CreatedAt: now}
+	secret := auth.NewSecret()
+	part := store.Part{ID: auth.NewID(), MachineID: mach.ID, Name: partName, Main: true,
+		SecretHash: auth.HashSecret(secret), SecretRotatedAt: now, CreatedAt: now}
+	err := s.update(ctx, func(tx store.Tx) error {
+		if _, err := tx.GetLocation(ctx, mach.LocationID); err != nil {
+			return err
+		}
+		if err := tx.PutMachine(ctx, mach); err != nil {
+			return err
+		}
+		return tx.PutPart(ctx, part)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.CreateMachineResponse{Machine: machinePB(mach, []store.Part{part}), MainPartSecret: secret}), nil
+}
+
+func (ms machineService) GetMachine(ctx context.Context, req *connect.Request[fleetv1.GetMachineRequest]) (*connect.Response[fleetv1.GetMachineResponse], error) {
+	var pb *fleetv1.Machine
+	err := ms.s.view(ctx, func(tx store.Tx) error {
+		m, err := tx.GetMachine(ctx, req.Msg.GetMachineId())
+		if err != nil {
+			return err
+		}
+		parts, err := tx.ListParts(ctx, m.ID)
+		pb = machinePB(m, parts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.GetMachineResponse{Machine: pb}), nil
+}
+
+func (ms machineService) ListMachines(ctx context.Context, req *connect.Request[fleetv1.ListMachinesRequest]) (*connect.Response[fleetv1.ListMachinesResponse], error) {
+	if err := requireID("location_id", req.Msg.GetLocationId()); err != nil {
+		return nil, err
+	}
+	c := callFrom(ctx)
+	partsOf := map[string][]store.Part{}
+	for _, p := range c.snap.parts {
+		partsOf[p.MachineID] = append(partsOf[p.MachineID], p)
+	}
+	res := &fleetv1.ListMachinesResponse{}
+	for _, m := range c.snap.machines {
+		if m.LocationID == req.Msg.GetLocationId() && c.visible(rbac.Machine(m.ID)) {
+			res.Machines = append(res.Machines, machinePB(m, partsOf[m.ID]))
+		}
+	}
+	slices.SortFunc(res.Machines, func(a, b *fleetv1.Machine) int { return strings.Compare(a.GetName()+a.GetId(), b.GetName()+b.GetId()) })
+	return connect.NewResponse(res), nil
+}
+
+// editMachine applies fn to a machine in a transaction and returns it with its parts.
+func (ms machineService) editMachine(ctx context.Context, id string, fn func(m *store.Machine)) (*fleetv1.Machine, error) {
+	var pb *fleetv1.Machine
+	err := ms.s.update(ctx, func(tx store.Tx) error {
+		m, err := tx.GetMachine(ctx, id)
+		if err != nil {
+			return err
+		}
+		fn(&m)
+		if err := tx.PutMachine(ctx, m); err != nil {
+			return err
+		}
+		parts, err := tx.ListParts(ctx, id)
+		pb = machinePB(m, parts)
+		return err
+	})
+	return pb, err
+}
+
+func (ms machineService) RenameMachine(ctx context.Context, req *connect.Request[fleetv1.RenameMachineRequest]) (*connect.Response[fleetv1.RenameMachineResponse], error) {
+	if err := validName("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
+	m, err := ms.editMachine(ctx, req.Msg.GetMachineId(), func(m *store.Machine) { m.Name = req.Msg.GetName() })
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.RenameMachineResponse{Machine: m}), nil
+}
+
+func (ms machineService) DeleteMachine(ctx context.Context, req *connect.Request[fleetv1.DeleteMachineRequest]) (*connect.Response[fleetv1.DeleteMachineResponse], error) {
+	id := req.Msg.GetMachineId()
+	err := ms.s.update(ctx, func(tx store.Tx) error {
+		parts, err := tx.ListParts(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			if err := tx.DeletePart(ctx, p.ID); err != nil {
+				return err
+			}
+		}
+		if err := deleteGrantsOn(ctx, tx, "machine/"+id); err != nil {
+			return err
+		}
+		return tx.DeleteMachine(ctx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.DeleteMachineResponse{}), nil
+}
+
+func (ms machineService) RestartMachine(ctx context.Context, req *connect.Request[fleetv1.RestartMachineRequest]) (*connect.Response[fleetv1.RestartMachineResponse], error) {
+	now := ms.s.clock.Now().UTC()
+	m, err := ms.editMachine(ctx, req.Msg.GetMachineId(), func(m *store.Machine) { m.RestartRequestedAt = now })
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.RestartMachineResponse{Machine: m}), nil
+}
+
+func (ms machineService) AddPart(ctx context.Context, req *connect.Request[fleetv1.AddPartRequest]) (*connect.Response[fleetv1.AddPartResponse], error) {
+	if err := validName("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
+	now := ms.s.clock.Now().UTC()
+	secret := auth.NewSecret()
+	part := store.Part{ID: auth.NewID(), MachineID: req.Msg.GetMachineId(), Name: req.Msg.GetName(),
+		SecretHash: auth.HashSecret(secret), SecretRotatedAt: now, CreatedAt: now}
+	err := ms.s.update(ctx, func(tx store.Tx) error {
+		parts, err := tx.ListParts(ctx, part.MachineID)
+		if err != nil {
+			return err
+		}
+		if len(parts) >= maxParts {
+			return invalid("machine/%s has %d parts, the most allowed", part.MachineID, maxParts)
+		}
+		for _, p := range parts {
+			if p.Name == part.Name {
+				return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("machine/%s already has a part named %q", part.MachineID, part.Name))
+			}
+		}
+		return tx.PutPart(ctx, part)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.AddPartResponse{Part: partPB(part), Secret: secret}), nil
+}
+
+// editPart applies fn to a part in a transaction and returns it.
+func (ms machineService) editPart(ctx context.Context, id string, fn func(tx store.Tx, p *store.Part) error) (store.Part, error) {
+	var part store.Part
+	err := ms.s.update(ctx, func(tx store.Tx) error {
+		var err error
+		if part, err = tx.GetPart(ctx, id); err != nil {
+			return err
+		}
+		if err := fn(tx, &part); err != nil {
+			return err
+		}
+		return tx.PutPart(ctx, part)
+	})
+	return part, err
+}
+
+func (ms machineService) RenamePart(ctx context.Context, req *connect.Request[fleetv1.RenamePartRequest]) (*connect.Response[fleetv1.RenamePartResponse], error) {
+	name := req.Msg.GetName()
+	if err := validName("name", name); err != nil {
+		return nil, err
+	}
+	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(tx store.Tx, p *store.Part) error {
+		siblings, err := tx.ListParts(ctx, p.MachineID)
+		if err != nil {
+			return err
+		}
+		for _, o := range siblings {
+			if o.ID != p.ID && o.Name == name {
+				return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("machine/%s already has a part named %q", p.MachineID, name))
+			}
+		}
+		p.Name = name
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.RenamePartResponse{Part: partPB(part)}), nil
+}
+
+func (ms machineService) DeletePart(ctx context.Context, req *connect.Request[fleetv1.DeletePartRequest]) (*connect.Response[fleetv1.DeletePartResponse], error) {
+	id := req.Msg.GetPartId()
+	err := ms.s.update(ctx, func(tx store.Tx) error {
+		p, err := tx.GetPart(ctx, id)
+		if err != nil {
+			return err
+		}
+		if p.Main {
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("part/%s is the main part of machine/%s: delete the machine instead", id, p.MachineID))
+		}
+		return tx.DeletePart(ctx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.DeletePartResponse{}), nil
+}
+
+func (ms machineService) RotatePartSecret(ctx context.Context, req *connect.Request[fleetv1.RotatePartSecretRequest]) (*connect.Response[fleetv1.RotatePartSecretResponse], error) {
+	secret := auth.NewSecret()
+	now := ms.s.clock.Now().UTC()
+	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(_ store.Tx, p *store.Part) error {
+		p.SecretHash, p.SecretRotatedAt = auth.HashSecret(secret), now
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.RotatePartSecretResponse{Part: partPB(part), Secret: secret}), nil
+}

@@ -1,0 +1,196 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/rbac"
+)
+
+type orgService struct{ s *Server }
+
+func (o orgService) CreateOrg(ctx context.Context, req *connect.Request[fleetv1.CreateOrgRequest]) (*connect.Response[fleetv1.CreateOrgResponse], error) {
+	s := o.s
+	if err := validName("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
+	c := callFrom(ctx)
+	now := s.clock.Now().UTC()
+	org := store.Org{ID: auth.NewID(), Name: req.Msg.GetName(), CreatedAt: now}
+	c.setAuditResource("org/"+org.ID, org.ID)
+	err := s.update(ctx, func(tx store.Tx) error {
+		if err := tx.PutOrg(ctx, org); err != nil {
+			return err
+		}
+		// The creator owns what it created.
+		return tx.PutGrant(ctx, store.Grant{Subject: c.principal.ref(), Role: "owner", Scope: "org/" + org.ID, OrgID: org.ID, CreatedAt: now})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.CreateOrgResponse{Org: orgPB(org)}), nil
+}
+
+func (o orgService) ListOrgs(ctx context.Context, _ *connect.Request[fleetv1.ListOrgsRequest]) (*connect.Response[fleetv1.ListOrgsResponse], error) {
+	c := callFrom(ctx)
+	res := &fleetv1.ListOrgsResponse{}
+	for _, org := range c.snap.orgs {
+		if c.visible(rbac.Org(org.ID)) {
+			res.Orgs = append(res.Orgs, orgPB(org))
+		}
+	}
+	slices.SortFunc(res.Orgs, func(a, b *fleetv1.Organization) int {
+		return strings.Compare(a.GetName()+a.GetId(), b.GetName()+b.GetId())
+	})
+	return connect.NewResponse(res), nil
+}
+
+func (o orgService) RenameOrg(ctx context.Context, req *connect.Request[fleetv1.RenameOrgRequest]) (*connect.Response[fleetv1.RenameOrgResponse], error) {
+	if err := validName("name", req.Msg.GetName()); err != nil {
+		return nil, err
+	}
+	var org store.Org
+	err := o.s.update(ctx, func(tx store.Tx) error {
+		var err error
+		if org, err = tx.GetOrg(ctx, req.Msg.GetOrgId()); err != nil {
+			return err
+		}
+		org.Name = req.Msg.GetName()
+		return tx.PutOrg(ctx, org)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.RenameOrgResponse{Org: orgPB(org)}), nil
+}
+
+func (o orgService) DeleteOrg(ctx context.Context, req *connect.Request[fleetv1.DeleteOrgRequest]) (*connect.Response[fleetv1.DeleteOrgResponse], error) {
+	id := req.Msg.GetOrgId()
+	err := o.s.update(ctx, func(tx store.Tx) error {
+		locs, err := tx.ListLocations(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(locs) > 0 {
+			return connect.NewError(connect.CodeFailedPrecondition,
+				fmt.Errorf("org/%s still holds %s: delete them first (`outpost location list --org %s`)", id, count(len(locs), "location"), id))
+		}
+		// Its grants, keys and shares go with it, so nothing names a missing org.
+		grants, err := tx.ListGrantsByOrg(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, g := range grants {
+			if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
+				return err
+			}
+		}
+		keys, err := tx.ListAPIKeys(ctx, id)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := deleteAPIKey(ctx, tx, k.ID); err != nil {
+				return err
+			}
+		}
+		all, err := tx.ListLocations(ctx, "")
+		if err != nil {
+			return err
+		}
+		for _, l := range all {
+			if i := slices.Index(l.SharedWith, id); i >= 0 {
+				l.SharedWith = slices.Delete(l.SharedWith, i, i+1)
+				if err := tx.PutLocation(ctx, l); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.DeleteOrg(ctx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.DeleteOrgResponse{}), nil
+}
+
+func (o orgService) LeaveOrg(ctx context.Context, req *connect.Request[fleetv1.LeaveOrgRequest]) (*connect.Response[fleetv1.LeaveOrgResponse], error) {
+	c := callFrom(ctx)
+	id := req.Msg.GetOrgId()
+	var removed int32
+	err := o.s.update(ctx, func(tx store.Tx) error {
+		grants, err := tx.ListGrantsByOrg(ctx, id)
+		if err != nil {
+			return err
+		}
+		owners, mine, iOwn := 0, []store.Grant{}, false
+		for _, g := range grants {
+			if g.Scope == "org/"+id && g.Role == "owner" && strings.HasPrefix(g.Subject, "user:") {
+				owners++
+				iOwn = iOwn || g.Subject == c.principal.ref()
+			}
+			if g.Subject == c.principal.ref() {
+				mine = append(mine, g)
+			}
+		}
+		if len(mine) == 0 {
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("%s holds no role in org/%s", c.principal.ref(), id))
+		}
+		if iOwn && owners == 1 {
+			return connect.NewError(connect.CodeFailedPrecondition,
+				fmt.Errorf("you are the last owner of org/%s: make someone else owner first, or delete the org", id))
+		}
+		for _, g := range mine {
+			if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
+				return err
+			}
+		}
+		removed = int32(len(mine))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.LeaveOrgResponse{Removed: removed}), nil
+}
+
+func (o orgService) ListMembers(ctx context.Context, req *connect.Request[fleetv1.ListMembersRequest]) (*connect.Response[fleetv1.ListMembersResponse], error) {
+	res := &fleetv1.ListMembersResponse{}
+	err := o.s.view(ctx, func(tx store.Tx) error {
+		grants, err := tx.ListGrantsByOrg(ctx, req.Msg.GetOrgId())
+		if err != nil {
+			return err
+		}
+		byUser := map[string]*fleetv1.Member{}
+		for _, g := range grants {
+			id, ok := strings.CutPrefix(g.Subject, "user:")
+			if !ok {
+				continue
+			}
+			m := byUser[id]
+			if m == nil {
+				u, err := tx.GetUser(ctx, id)
+				if err != nil {
+					continue // a user deleted since; its grants are stale
+				}
+				m = &fleetv1.Member{User: userPB(u), JoinedAt: ts(g.CreatedAt)}
+				byUser[id] = m
+				res.Members = append(res.Members, m)
+			}
+			m.Grants = append(m.Grants, grantPB(g, m.GetUser().GetEmail()))
+			if g.CreatedAt.Before(m.GetJoinedAt().AsTime()) {
+				m.JoinedAt = ts(g.CreatedAt)
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(res.Members, func(a, b *fleetv1.Member) int { return strings.Compare(a.GetUser().GetEmail(), b.GetUser().GetEmail()) })
+	return connect.NewResponse(res), err
+}

@@ -1,0 +1,355 @@
+package cloud
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/store"
+)
+
+// The six roles of the seed, plus a signed-in user with no grant and an
+// anonymous caller.
+const (
+	orgOwner     = "org owner"
+	orgOperator  = "org operator"
+	locOwner     = "location owner"
+	locOperator  = "location operator"
+	machOwner    = "machine owner"
+	machOperator = "machine operator"
+	noGrant      = "no grant"
+	anonymous    = "anonymous"
+	// cloudAdmin is the cloud-wide admin: allowed everything, everywhere.
+	cloudAdmin = "cloud admin"
+)
+
+var roles = []string{orgOwner, orgOperator, locOwner, locOperator, machOwner, machOperator, noGrant, anonymous, cloudAdmin}
+
+var (
+	allSix      = []string{orgOwner, orgOperator, locOwner, locOperator, machOwner, machOperator}
+	signedIn    = []string{orgOwner, orgOperator, locOwner, locOperator, machOwner, machOperator, noGrant}
+	everyone    = roles
+	owners      = []string{orgOwner, locOwner, machOwner}
+	locOwners   = []string{orgOwner, locOwner}
+	orgOwnerOnl = []string{orgOwner}
+	orgRoles    = []string{orgOwner, orgOperator}
+	nobody      = []string{}
+)
+
+// side is one organization's tree, made fresh for every case:
+//
+//	org ── L ──┬── L2 ── M (parts P main, P2)
+//	           └── L3
+//
+// with an invitation and an API key on machine/M, user T holding operator
+// on machine/M, user T2 operator on location/L2, and L2 shared with org C.
+type side struct {
+	org, l, l2, l3, m, p, p2, inv, invCode, key, t, t2, c string
+}
+
+func newSide() side {
+	id := auth.NewID
+	return side{org: id(), l: id(), l2: id(), l3: id(), m: id(), p: id(), p2: id(), inv: id(), invCode: auth.NewSecret(),
+		key: id(), t: id(), t2: id(), c: id()}
+}
+
+func (s side) write(ctx context.Context, tx store.Tx) error {
+	now := epoch
+	puts := []error{
+		tx.PutOrg(ctx, store.Org{ID: s.org, Name: "org", CreatedAt: now}),
+		tx.PutOrg(ctx, store.Org{ID: s.c, Name: "c", CreatedAt: now}),
+		tx.PutLocation(ctx, store.Location{ID: s.l, OrgID: s.org, Name: "L"}),
+		tx.PutLocation(ctx, store.Location{ID: s.l2, OrgID: s.org, ParentID: s.l, Name: "L2", SharedWith: []string{s.c}}),
+		tx.PutLocation(ctx, store.Location{ID: s.l3, OrgID: s.org, ParentID: s.l, Name: "L3"}),
+		tx.PutMachine(ctx, store.Machine{ID: s.m, LocationID: s.l2, Name: "M"}),
+		tx.PutPart(ctx, store.Part{ID: s.p, MachineID: s.m, Name: "main", Main: true}),
+		tx.PutPart(ctx, store.Part{ID: s.p2, MachineID: s.m, Name: "second"}),
+		tx.PutInvite(ctx, store.Invite{ID: s.inv, Email: s.inv + "@x.org", Role: "operator", Scope: "machine/" + s.m, OrgID: s.org,
+			CodeHash: auth.HashSecret(s.invCode), ExpiresAt: now.Add(inviteTTL)}),
+		tx.PutAPIKey(ctx, store.APIKey{ID: s.key, Name: "k", OrgID: s.org, Scope: "machine/" + s.m}),
+		tx.PutGrant(ctx, store.Grant{Subject: "apikey:" + s.key, Role: "operator", Scope: "machine/" + s.m, OrgID: s.org}),
+		tx.PutUser(ctx, store.User{ID: s.t, Email: s.t + "@x.org", PasswordHash: fixturePasswordHash()}),
+		tx.PutUser(ctx, store.User{ID: s.t2, Email: s.t2 + "@x.org"}),
+		tx.PutGrant(ctx, store.Grant{Subject: "user:" + s.t, Role: "operator", Scope: "machine/" + s.m, OrgID: s.org}),
+		tx.PutGrant(ctx, store.Grant{Subject: "user:" + s.t2, Role: "operator", Scope: "location/" + s.l2, OrgID: s.org}),
+	}
+	for _, err := range puts {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grantFor is where each role's grant sits on the "in" side.
+func (s side) grantFor(role string) (string, string, bool) {
+	switch role {
+	case orgOwner:
+		return "owner", "org/" + s.org, true
+	case orgOperator:
+		return "operator", "org/" + s.org, true
+	case locOwner:
+		return "owner", "location/" + s.l, true
+	case locOperator:
+		return "operator", "location/" + s.l, true
+	case machOwner:
+		return "owner", "machine/" + s.m, true
+	case machOperator:
+		return "operator", "machine/" + s.m, true
+	}
+	return "", "", false
+}
+
+const fixturePassword = "fixture password 1"
+
+// fixturePasswordHash is hashed once: argon2id is slow on purpose.
+var fixturePasswordHash = sync.OnceValue(func() string { return auth.HashPassword(fixturePassword) })
+
+type rpcCase struct {
+	name string
+	// allowed lists the roles allowed on the "in" side; on the "out" side
+	// only markers (public, authenticated) allow anyone.
+	allowed []string
+	// marker calls are decided without a resource, so both sides agree.
+	marker bool
+	// okCode is what an allowed call returns when not OK (a refusal that
+	// is not about permission, such as deleting a non-empty org).
+	okCode connect.Code
+	call   func(ctx context.Context, c *clients, s side) error
+}
+
+func req[T any](m *T) *connect.Request[T] { return connect.NewRequest(m) }
+
+func discard[T any](_ *connect.Response[T], err error) error { return err }
+
+func matrixCases() []rpcCase {
+	return []rpcCase{
+		{"GetServerInfo", everyone, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.server.GetServerInfo(ctx, req(&fleetv1.GetServerInfoRequest{})))
+		}},
+		{"SignIn", everyone, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: s.t + "@x.org", Password: fixturePassword})))
+		}},
+		{"WhoAmI", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))
+		}},
+		{"CreateOrg", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "new org"})))
+		}},
+		{"ListOrgs", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.ListOrgs(ctx, req(&fleetv1.ListOrgsRequest{})))
+		}},
+		{"RenameOrg", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.RenameOrg(ctx, req(&fleetv1.RenameOrgRequest{OrgId: s.org, Name: "renamed"})))
+		}},
+		{"DeleteOrg", orgOwnerOnl, false, connect.CodeFailedPrecondition, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.DeleteOrg(ctx, req(&fleetv1.DeleteOrgRequest{OrgId: s.org})))
+		}},
+		{"LeaveOrg", allSix, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.LeaveOrg(ctx, req(&fleetv1.LeaveOrgRequest{OrgId: s.org})))
+		}},
+		{"ListMembers", orgRoles, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.ListMembers(ctx, req(&fleetv1.ListMembersRequest{OrgId: s.org})))
+		}},
+		{"CreateLocation", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: s.org, Name: "new", ParentLocationId: s.l2})))
+		}},
+		{"ListLocations", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.ListLocations(ctx, req(&fleetv1.ListLocationsRequest{OrgId: s.org})))
+		}},
+		{"RenameLocation", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.RenameLocation(ctx, req(&fleetv1.RenameLocationRequest{LocationId: s.l2, Name: "renamed"})))
+		}},
+		{"MoveLocation", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.MoveLocation(ctx, req(&fleetv1.MoveLocationRequest{LocationId: s.l2, NewParentLocationId: s.l3})))
+		}},
+		{"DeleteLocation", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.DeleteLocation(ctx, req(&fleetv1.DeleteLocationRequest{LocationId: s.l3})))
+		}},
+		{"ShareLocation", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: s.l3, OrgId: s.c})))
+		}},
+		{"UnshareLocation", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.UnshareLocation(ctx, req(&fleetv1.UnshareLocationRequest{LocationId: s.l2, OrgId: s.c})))
+		}},
+		{"SetSupportAccess", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.loc.SetSupportAccess(ctx, req(&fleetv1.SetSupportAccessRequest{LocationId: s.l2, Enabled: true})))
+		}},
+		{"CreateMachine", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.CreateMachine(ctx, req(&fleetv1.CreateMachineRequest{LocationId: s.l2, Name: "new"})))
+		}},
+		{"GetMachine", allSix, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: s.m})))
+		}},
+		{"ListMachines", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.ListMachines(ctx, req(&fleetv1.ListMachinesRequest{LocationId: s.l2})))
+		}},
+		{"RenameMachine", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.RenameMachine(ctx, req(&fleetv1.RenameMachineRequest{MachineId: s.m, Name: "renamed"})))
+		}},
+		{"DeleteMachine", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.DeleteMachine(ctx, req(&fleetv1.DeleteMachineRequest{MachineId: s.m})))
+		}},
+		{"RestartMachine", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.RestartMachine(ctx, req(&fleetv1.RestartMachineRequest{MachineId: s.m})))
+		}},
+		{"AddPart", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.AddPart(ctx, req(&fleetv1.AddPartRequest{MachineId: s.m, Name: "third"})))
+		}},
+		{"RenamePart", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.RenamePart(ctx, req(&fleetv1.RenamePartRequest{PartId: s.p2, Name: "renamed"})))
+		}},
+		{"DeletePart", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.DeletePart(ctx, req(&fleetv1.DeletePartRequest{PartId: s.p2})))
+		}},
+		{"RotatePartSecret", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.RotatePartSecret(ctx, req(&fleetv1.RotatePartSecretRequest{PartId: s.p})))
+		}},
+		{"CreateUser", nobody, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.user.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: "new-" + s.org + "@x.org"})))
+		}},
+		{"InviteUser", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.user.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: "i@x.org", Role: "operator", Scope: "machine/" + s.m})))
+		}},
+		{"ResendInvite", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.user.ResendInvite(ctx, req(&fleetv1.ResendInviteRequest{InviteId: s.inv})))
+		}},
+		{"RevokeInvite", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.user.RevokeInvite(ctx, req(&fleetv1.RevokeInviteRequest{InviteId: s.inv})))
+		}},
+		{"AcceptInvite", everyone, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: s.invCode, Password: "a long enough password"})))
+		}},
+		{"CreateAPIKey", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: "machine/" + s.m})))
+		}},
+		{"ListAPIKeys", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.key.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: s.org})))
+		}},
+		{"RevokeAPIKey", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: s.key})))
+		}},
+		{"GrantRole", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + s.t2, Role: "operator", Scope: "machine/" + s.m})))
+		}},
+		{"ChangeRole", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: "user:" + s.t, Role: "owner", Scope: "machine/" + s.m})))
+		}},
+		{"LimitAccess", locOwners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.role.LimitAccess(ctx, req(&fleetv1.LimitAccessRequest{Subject: "user:" + s.t2, Scope: "location/" + s.l2, LimitTo: []string{"machine/" + s.m}})))
+		}},
+		{"RemoveRole", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + s.t, Scope: "machine/" + s.m})))
+		}},
+		{"ListRoles", allSix, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.role.ListRoles(ctx, req(&fleetv1.ListRolesRequest{Scope: "machine/" + s.m})))
+		}},
+		{"CheckAccess", allSix, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:" + s.t, Action: "machine.view", Resource: "part/" + s.p})))
+		}},
+		{"ListAuditEvents", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.audit.ListAuditEvents(ctx, req(&fleetv1.ListAuditEventsRequest{OrgId: s.org})))
+		}},
+	}
+}
+
+// TestPermissionMatrix calls every RPC as each role of the seed, as a user
+// with no grant, anonymously and as the cloud's admin (allowed everything), on resources inside the grant's scope
+// ("in") and in another organization ("out"), against a real server on
+// loopback through the generated clients. Every case gets fresh resources,
+// so destructive calls do not disturb each other.
+func TestPermissionMatrix(t *testing.T) {
+	ctx := context.Background()
+	cases := matrixCases()
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		covered[tc.name] = true
+	}
+	rules, err := rulesFor(Services()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for proc := range rules {
+		if name := proc[slices.Index([]byte(proc), '/')+1:]; !covered[name[slices.Index([]byte(name), '/')+1:]] {
+			t.Errorf("%s has no row in the permission matrix", proc)
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// A server per RPC keeps the hierarchy small: it is reloaded
+			// after every change.
+			e := newEnv(t)
+			for _, where := range []string{"in", "out"} {
+				for _, role := range roles {
+					in, out := newSide(), newSide()
+					users := map[string]string{}
+					e.update(func(ctx context.Context, tx store.Tx) error {
+						if err := in.write(ctx, tx); err != nil {
+							return err
+						}
+						if err := out.write(ctx, tx); err != nil {
+							return err
+						}
+						// A second org owner, so the first may leave.
+						other := auth.NewID()
+						if err := tx.PutUser(ctx, store.User{ID: other, Email: other + "@x.org"}); err != nil {
+							return err
+						}
+						if err := tx.PutGrant(ctx, store.Grant{Subject: "user:" + other, Role: "owner", Scope: "org/" + in.org, OrgID: in.org}); err != nil {
+							return err
+						}
+						for _, r := range signedIn {
+							id := auth.NewID()
+							users[r] = id
+							if err := tx.PutUser(ctx, store.User{ID: id, Email: id + "@x.org"}); err != nil {
+								return err
+							}
+							if roleName, scope, ok := in.grantFor(r); ok {
+								if err := tx.PutGrant(ctx, store.Grant{Subject: "user:" + id, Role: roleName, Scope: scope, OrgID: in.org}); err != nil {
+									return err
+								}
+							}
+						}
+						return nil
+					})
+					secrets.add(in.invCode, out.invCode, fixturePassword)
+					tok := ""
+					switch role {
+					case cloudAdmin:
+						tok = e.adminToken
+					case anonymous:
+					default:
+						tok = e.token(users[role])
+					}
+					target := in
+					if where == "out" {
+						target = out
+					}
+					err := tc.call(ctx, e.client(tok), target)
+					want := slices.Contains(tc.allowed, role) && (where == "in" || tc.marker) || role == cloudAdmin
+					label := fmt.Sprintf("%s as %s (%s)", tc.name, role, where)
+					switch {
+					case want && err == nil:
+					// The admin holds no grant of its own to give up.
+					case role == cloudAdmin && tc.name == "LeaveOrg" && connect.CodeOf(err) == connect.CodeFailedPrecondition:
+					case want && tc.okCode != 0 && connect.CodeOf(err) == tc.okCode:
+					case want:
+						t.Errorf("%s: want allowed, got %v", label, err)
+					case role == anonymous:
+						if connect.CodeOf(err) != connect.CodeUnauthenticated {
+							t.Errorf("%s: want Unauthenticated, got %v", label, err)
+						}
+					case connect.CodeOf(err) != connect.CodePermissionDenied:
+						t.Errorf("%s: want PermissionDenied, got %v", label, err)
+					}
+				}
+			}
+		})
+	}
+}

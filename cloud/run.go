@@ -1,0 +1,71 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+)
+
+// RunConfig is what `outpost-cloud serve` passes to Run.
+type RunConfig struct {
+	// DataDir holds the store (DataDir/store) and admin.token.
+	DataDir string
+	// Listen is the HOST:PORT to serve on.
+	Listen string
+	// CertFile and KeyFile turn on TLS; both or neither.
+	CertFile, KeyFile string
+	// Log is the logger.
+	Log *zap.Logger
+	// Ready, if set, is called with the listening address once serving.
+	Ready func(addr string)
+}
+
+// Run opens the embedded store in the data folder, bootstraps it, and serves
+// the fleet API until ctx ends.
+func Run(ctx context.Context, cfg RunConfig) (err error) {
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return errors.New("--tls-cert and --tls-key go together: give both or neither")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	st, err := badgerstore.Open(filepath.Join(cfg.DataDir, "store"), cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	clk := clock.NewReal()
+	signer, tokenPath, err := Bootstrap(ctx, st, cfg.DataDir, clk, cfg.Log)
+	if err != nil {
+		return err
+	}
+	if tokenPath != "" {
+		cfg.Log.Info("wrote the admin's access token (valid 60 days; use it with --token or OUTPOST_TOKEN)", zap.String("path", tokenPath))
+	}
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	cfg.Log.Info("outpost-cloud serving", zap.String("addr", ln.Addr().String()), zap.String("data_dir", cfg.DataDir),
+		zap.Bool("tls", cfg.CertFile != ""), zap.String("signing_key_id", signer.KeyID()))
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+	return Serve(ctx, ln, srv.Handler(), cfg.CertFile, cfg.KeyFile, cfg.Log)
+}

@@ -1,0 +1,574 @@
+// Package badgerstore is the fleet cloud's embedded store: Badger in the
+// cloud's data folder, so outpost-cloud runs with nothing but its binary.
+//
+// DESIGN.md says only the daemon's cache imports badger; this package is the
+// deliberate, documented exception for the cloud binary. Every badger type
+// stays inside it: callers see only store.Store, and the PostgreSQL store of
+// a later issue passes the same storetest suite.
+//
+// Layout: each record is JSON under "<table>\x00<id>"; secondary indexes are
+// "<index>\x00<value>\x00<id>" keys whose value is the record's ID. NUL
+// separators are safe because the store refuses strings containing NUL.
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/cloud/store"
+)
+
+// maxRetries bounds Update's retries on conflicts.
+const maxRetries = 20
+
+// Store is the Badger implementation of store.Store.
+type Store struct {
+	db *badger.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dir. An empty dir opens an
+// in-memory store, for tests.
+func Open(dir string, log *zap.Logger) (*Store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log.Named("badger").Sugar()}).
+		WithSyncWrites(true).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithValueThreshold(1 << 10).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(2 << 20).
+		WithCompression(options.None).
+		WithNumGoroutines(2)
+	if dir == "" {
+		opts = opts.WithInMemory(true)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open cloud store in %q: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close cloud store: %w", err)
+	}
+	return nil
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(txn *badger.Txn) error { return fn(&tx{txn: txn}) })
+}
+
+// Update runs fn in a read-write transaction, retrying on conflicts.
+func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	for range maxRetries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(func(txn *badger.Txn) error {
+			t := &tx{txn: txn}
+			if err := fn(t); err != nil {
+				return err
+			}
+			if t.hierarchyChanged {
+				return t.bumpGeneration()
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("update cloud store: %d attempts: %w", maxRetries, store.ErrConflict)
+}
+
+// Generation returns the hierarchy generation.
+func (s *Store) Generation(ctx context.Context) (uint64, error) {
+	var g uint64
+	err := s.View(ctx, func(st store.Tx) error {
+		var err error
+		g, err = st.(*tx).generation()
+		return err
+	})
+	return g, err
+}
+
+var generationKey = []byte("gen")
+
+type tx struct {
+	txn              *badger.Txn
+	hierarchyChanged bool
+}
+
+func (t *tx) generation() (uint64, error) {
+	item, err := t.txn.Get(generationKey)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read generation: %w", err)
+	}
+	var g uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("generation is %d bytes, want 8", len(v))
+		}
+		g = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return g, err
+}
+
+func (t *tx) bumpGeneration() error {
+	g, err := t.generation()
+	if err != nil {
+		return err
+	}
+	return t.txn.Set(generationKey, binary.BigEndian.AppendUint64(nil, g+1))
+}
+
+// key joins parts with NUL; it refuses empty IDs and strings holding NUL.
+func key(parts ...string) ([]byte, error) {
+	for i, p := range parts {
+		if strings.IndexByte(p, 0) >= 0 {
+			return nil, fmt.Errorf("key part %q holds NUL", p)
+		}
+		if i == len(parts)-1 && p == "" {
+			return nil, fmt.Errorf("empty ID in %q", strings.Join(parts, "/"))
+		}
+	}
+	return []byte(strings.Join(parts, "\x00")), nil
+}
+
+func prefix(parts ...string) ([]byte, error) {
+	for _, p := range parts {
+		if strings.IndexByte(p, 0) >= 0 {
+			return nil, fmt.Errorf("key part %q holds NUL", p)
+		}
+	}
+	return []byte(strings.Join(parts, "\x00") + "\x00"), nil
+}
+
+// table describes one record type: where it lives, its ID, and its indexes.
+type table[T any] struct {
+	name string
+	id   func(T) string
+	// indexes returns index name and value pairs: (name, value...) keys.
+	indexes func(T) [][]string
+	// unique names indexes whose value may map to one ID only.
+	unique map[string]bool
+	// hierarchy says writes change the Generation.
+	hierarchy bool
+}
+
+func get[T any](t *tx, tb table[T], id string) (T, error) {
+	var v T
+	k, err := key(tb.name, id)
+	if err != nil {
+		return v, fmt.Errorf("get %s %q: %w", tb.name, id, store.ErrNotFound)
+	}
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return v, fmt.Errorf("get %s %q: %w", tb.name, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("get %s %q: %w", tb.name, id, err)
+	}
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &v) }); err != nil {
+		return v, fmt.Errorf("decode %s %q: %w", tb.name, id, err)
+	}
+	return v, nil
+}
+
+func indexKeys[T any](tb table[T], v T) ([][]byte, []bool, error) {
+	var keys [][]byte
+	var uniq []bool
+	for _, ix := range tb.indexes(v) {
+		k, err := key(append(ix, tb.id(v))...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if tb.unique[ix[0]] {
+			// A unique index maps its value alone to the ID.
+			k, err = key(ix...)
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		keys = append(keys, k)
+		uniq = append(uniq, tb.unique[ix[0]])
+	}
+	return keys, uniq, nil
+}
+
+func put[T any](t *tx, tb table[T], v T) error {
+	id := tb.id(v)
+	k, err := key(tb.name, id)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", tb.name, err)
+	}
+	newKeys, uniq, err := indexKeys(tb, v)
+	if err != nil {
+		return fmt.Errorf("put %s %q: %w", tb.name, id, err)
+	}
+	old, err := get(t, tb, id)
+	switch {
+	case err == nil:
+		oldKeys, _, err := indexKeys(tb, old)
+		if err != nil {
+			return fmt.Errorf("put %s %q: %w", tb.name, id, err)
+		}
+		for _, ok := range oldKeys {
+			if err := t.txn.Delete(ok); err != nil {
+				return fmt.Errorf("put %s %q: drop index: %w", tb.name, id, err)
+			}
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	for i, ik := range newKeys {
+		if uniq[i] {
+			item, err := t.txn.Get(ik)
+			if err == nil {
+				var owner []byte
+				owner, err = item.ValueCopy(nil)
+				if err != nil {
+					return fmt.Errorf("put %s %q: %w", tb.name, id, err)
+				}
+				if string(owner) != id {
+					return fmt.Errorf("put %s %q: %w", tb.name, id, store.ErrExists)
+				}
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return fmt.Errorf("put %s %q: %w", tb.name, id, err)
+			}
+		}
+		if err := t.txn.Set(ik, []byte(id)); err != nil {
+			return fmt.Errorf("put %s %q: index: %w", tb.name, id, err)
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s %q: %w", tb.name, id, err)
+	}
+	if err := t.txn.Set(k, b); err != nil {
+		return fmt.Errorf("put %s %q: %w", tb.name, id, err)
+	}
+	if tb.hierarchy {
+		t.hierarchyChanged = true
+	}
+	return nil
+}
+
+func del[T any](t *tx, tb table[T], id string) error {
+	old, err := get(t, tb, id)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	keys, _, err := indexKeys(tb, old)
+	if err != nil {
+		return fmt.Errorf("delete %s %q: %w", tb.name, id, err)
+	}
+	k, _ := key(tb.name, id)
+	for _, x := range append(keys, k) {
+		if err := t.txn.Delete(x); err != nil {
+			return fmt.Errorf("delete %s %q: %w", tb.name, id, err)
+		}
+	}
+	if tb.hierarchy {
+		t.hierarchyChanged = true
+	}
+	return nil
+}
+
+// scanIDs returns the values (record IDs) of every key under p, in key order.
+func (t *tx) scanIDs(p []byte) ([]string, error) {
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	var ids []string
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return nil, fmt.Errorf("scan index: %w", err)
+		}
+		ids = append(ids, string(v))
+	}
+	return ids, nil
+}
+
+// list returns the records whose index entry starts with parts, or every
+// record of the table for no parts.
+func list[T any](t *tx, tb table[T], parts ...string) ([]T, error) {
+	var out []T
+	if len(parts) == 0 {
+		p, _ := prefix(tb.name)
+		it := t.txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var v T
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &v) }); err != nil {
+				return nil, fmt.Errorf("decode %s: %w", tb.name, err)
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	}
+	p, err := prefix(parts...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", tb.name, err)
+	}
+	ids, err := t.scanIDs(p)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", tb.name, err)
+	}
+	for _, id := range ids {
+		v, err := get(t, tb, id)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", tb.name, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func one(parts ...string) [][]string { return [][]string{parts} }
+
+var (
+	orgs = table[store.Org]{name: "org", id: func(o store.Org) string { return o.ID },
+		indexes: func(store.Org) [][]string { return nil }, hierarchy: true}
+	locations = table[store.Location]{name: "loc", id: func(l store.Location) string { return l.ID },
+		indexes: func(l store.Location) [][]string {
+			return [][]string{{"loc.org", l.OrgID}, {"loc.parent", l.ParentID}}
+		}, hierarchy: true}
+	machines = table[store.Machine]{name: "mach", id: func(m store.Machine) string { return m.ID },
+		indexes: func(m store.Machine) [][]string { return one("mach.loc", m.LocationID) }, hierarchy: true}
+	parts = table[store.Part]{name: "part", id: func(p store.Part) string { return p.ID },
+		indexes: func(p store.Part) [][]string { return one("part.mach", p.MachineID) }, hierarchy: true}
+	users = table[store.User]{name: "user", id: func(u store.User) string { return u.ID },
+		indexes: func(u store.User) [][]string { return one("user.email", u.Email) },
+		unique:  map[string]bool{"user.email": true}}
+	apikeys = table[store.APIKey]{name: "key", id: func(k store.APIKey) string { return k.ID },
+		indexes: func(k store.APIKey) [][]string { return one("key.org", k.OrgID) }}
+	invites = table[store.Invite]{name: "inv", id: func(i store.Invite) string { return i.ID },
+		indexes: func(i store.Invite) [][]string { return one("inv.code", fmt.Sprintf("%x", i.CodeHash)) },
+		unique:  map[string]bool{"inv.code": true}}
+	// A grant's ID is subject NUL scope: one grant per subject and scope.
+	grants = table[store.Grant]{name: "grant", id: func(g store.Grant) string { return grantID(g.Subject, g.Scope) },
+		indexes: func(g store.Grant) [][]string {
+			return [][]string{{"grant.subj", g.Subject, g.Scope}, {"grant.scope", g.Scope, g.Subject}, {"grant.org", g.OrgID}}
+		}}
+	audits = table[store.AuditEvent]{name: "audit", id: func(e store.AuditEvent) string { return e.ID },
+		indexes: func(e store.AuditEvent) [][]string { return one("audit.org", e.OrgID) }}
+)
+
+// grantID is the grant table's ID; index keys add it as their last part.
+func grantID(subject, scope string) string { return subject + "|" + scope }
+
+func (t *tx) GetOrg(_ context.Context, id string) (store.Org, error) { return get(t, orgs, id) }
+func (t *tx) PutOrg(_ context.Context, o store.Org) error            { return put(t, orgs, o) }
+func (t *tx) DeleteOrg(_ context.Context, id string) error           { return del(t, orgs, id) }
+func (t *tx) ListOrgs(context.Context) ([]store.Org, error)          { return list(t, orgs) }
+
+func (t *tx) GetLocation(_ context.Context, id string) (store.Location, error) {
+	return get(t, locations, id)
+}
+func (t *tx) PutLocation(_ context.Context, l store.Location) error {
+	return put(t, locations, l)
+}
+func (t *tx) DeleteLocation(_ context.Context, id string) error { return del(t, locations, id) }
+func (t *tx) ListLocations(_ context.Context, orgID string) ([]store.Location, error) {
+	if orgID == "" {
+		return list(t, locations)
+	}
+	return list(t, locations, "loc.org", orgID)
+}
+func (t *tx) ListChildLocations(_ context.Context, parentID string) ([]store.Location, error) {
+	return list(t, locations, "loc.parent", parentID)
+}
+
+func (t *tx) GetMachine(_ context.Context, id string) (store.Machine, error) {
+	return get(t, machines, id)
+}
+func (t *tx) PutMachine(_ context.Context, m store.Machine) error { return put(t, machines, m) }
+func (t *tx) DeleteMachine(_ context.Context, id string) error    { return del(t, machines, id) }
+func (t *tx) ListMachines(_ context.Context, locationID string) ([]store.Machine, error) {
+	if locationID == "" {
+		return list(t, machines)
+	}
+	return list(t, machines, "mach.loc", locationID)
+}
+
+func (t *tx) GetPart(_ context.Context, id string) (store.Part, error) { return get(t, parts, id) }
+func (t *tx) PutPart(_ context.Context, p store.Part) error            { return put(t, parts, p) }
+func (t *tx) DeletePart(_ context.Context, id string) error            { return del(t, parts, id) }
+func (t *tx) ListParts(_ context.Context, machineID string) ([]store.Part, error) {
+	if machineID == "" {
+		return list(t, parts)
+	}
+	return list(t, parts, "part.mach", machineID)
+}
+
+func (t *tx) GetUser(_ context.Context, id string) (store.User, error) { return get(t, users, id) }
+func (t *tx) GetUserByEmail(_ context.Context, email string) (store.User, error) {
+	k, err := key("user.email", email)
+	if err != nil {
+		return store.User{}, fmt.Errorf("get user by email: %w", store.ErrNotFound)
+	}
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return store.User{}, fmt.Errorf("get user by email: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("get user by email: %w", err)
+	}
+	id, err := item.ValueCopy(nil)
+	if err != nil {
+		return store.User{}, fmt.Errorf("get user by email: %w", err)
+	}
+	return get(t, users, string(id))
+}
+func (t *tx) PutUser(_ context.Context, u store.User) error   { return put(t, users, u) }
+func (t *tx) ListUsers(context.Context) ([]store.User, error) { return list(t, users) }
+
+func (t *tx) GetAPIKey(_ context.Context, id string) (store.APIKey, error) {
+	return get(t, apikeys, id)
+}
+func (t *tx) PutAPIKey(_ context.Context, k store.APIKey) error { return put(t, apikeys, k) }
+func (t *tx) DeleteAPIKey(_ context.Context, id string) error   { return del(t, apikeys, id) }
+func (t *tx) ListAPIKeys(_ context.Context, orgID string) ([]store.APIKey, error) {
+	return list(t, apikeys, "key.org", orgID)
+}
+
+func (t *tx) GetGrant(_ context.Context, subject, scope string) (store.Grant, error) {
+	return get(t, grants, grantID(subject, scope))
+}
+func (t *tx) PutGrant(_ context.Context, g store.Grant) error {
+	if g.Subject == "" || g.Scope == "" || strings.Contains(g.Subject, "|") {
+		return fmt.Errorf("put grant %q on %q: subject and scope are required and the subject holds no '|'", g.Subject, g.Scope)
+	}
+	return put(t, grants, g)
+}
+func (t *tx) DeleteGrant(_ context.Context, subject, scope string) error {
+	return del(t, grants, grantID(subject, scope))
+}
+func (t *tx) ListGrantsBySubject(_ context.Context, subject string) ([]store.Grant, error) {
+	return list(t, grants, "grant.subj", subject)
+}
+func (t *tx) ListGrantsByScope(_ context.Context, scope string) ([]store.Grant, error) {
+	return list(t, grants, "grant.scope", scope)
+}
+func (t *tx) ListGrantsByOrg(_ context.Context, orgID string) ([]store.Grant, error) {
+	gs, err := list(t, grants, "grant.org", orgID)
+	sort.Slice(gs, func(i, j int) bool { return grantID(gs[i].Subject, gs[i].Scope) < grantID(gs[j].Subject, gs[j].Scope) })
+	return gs, err
+}
+
+func (t *tx) GetInvite(_ context.Context, id string) (store.Invite, error) {
+	return get(t, invites, id)
+}
+func (t *tx) GetInviteByCode(_ context.Context, codeHash []byte) (store.Invite, error) {
+	k, _ := key("inv.code", fmt.Sprintf("%x", codeHash))
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) || len(codeHash) == 0 {
+		return store.Invite{}, fmt.Errorf("get invite by code: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Invite{}, fmt.Errorf("get invite by code: %w", err)
+	}
+	id, err := item.ValueCopy(nil)
+	if err != nil {
+		return store.Invite{}, fmt.Errorf("get invite by code: %w", err)
+	}
+	return get(t, invites, string(id))
+}
+func (t *tx) PutInvite(_ context.Context, inv store.Invite) error { return put(t, invites, inv) }
+func (t *tx) DeleteInvite(_ context.Context, id string) error     { return del(t, invites, id) }
+
+func (t *tx) AppendAudit(_ context.Context, e store.AuditEvent) error {
+	if _, err := get(t, audits, e.ID); err == nil {
+		return fmt.Errorf("append audit %q: %w", e.ID, store.ErrExists)
+	}
+	return put(t, audits, e)
+}
+
+func (t *tx) ListAudit(_ context.Context, orgID, before string, limit int) ([]store.AuditEvent, error) {
+	p, err := prefix("audit.org", orgID)
+	if err != nil {
+		return nil, fmt.Errorf("list audit: %w", err)
+	}
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: p, Reverse: true})
+	defer it.Close()
+	// A reverse scan starts at the greatest key not above the seek key.
+	seek := append(bytes.Clone(p), 0xff)
+	if before != "" {
+		seek = append(bytes.Clone(p), before...)
+	}
+	var out []store.AuditEvent
+	for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
+		id := string(it.Item().Key()[len(p):])
+		if before != "" && id >= before {
+			continue
+		}
+		e, err := get(t, audits, id)
+		if err != nil {
+			return nil, fmt.Errorf("list audit: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (t *tx) GetMeta(_ context.Context, k string) ([]byte, error) {
+	bk, err := key("meta", k)
+	if err != nil {
+		return nil, fmt.Errorf("get meta: %w", store.ErrNotFound)
+	}
+	item, err := t.txn.Get(bk)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("get meta %q: %w", k, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get meta %q: %w", k, err)
+	}
+	return item.ValueCopy(nil)
+}
+
+func (t *tx) PutMeta(_ context.Context, k string, v []byte) error {
+	bk, err := key("meta", k)
+	if err != nil {
+		return fmt.Errorf("put meta: %w", err)
+	}
+	return t.txn.Set(bk, bytes.Clone(v))
+}
+
+// badgerLogger sends badger's own messages to zap; they never hold secrets
+// (badger logs file and table names only).
+type badgerLogger struct{ s *zap.SugaredLogger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpace(f), a...) }

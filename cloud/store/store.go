@@ -1,0 +1,221 @@
+// Package store is the fleet cloud's storage contract: the records the cloud
+// keeps (organizations, locations, machines, parts, users, API keys, grants,
+// invitations, audit events) and the transactional Store interface over them.
+//
+// Implementations: badgerstore (embedded, one process, a data folder) and, in
+// a later issue, PostgreSQL for many stateless replicas. Both must pass the
+// conformance suite in storetest; nothing here names a storage engine.
+//
+// Every read and write happens inside View or Update, so an invariant
+// checked in a transaction (a location is empty before it is deleted, an
+// email is unique) holds when it commits. Update may run its function more
+// than once when transactions conflict, so the function must not have
+// effects outside the transaction.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every implementation returns, wrapped with what was being done.
+var (
+	// ErrNotFound says the record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists says a unique value (an ID, a user's email) is already taken.
+	ErrExists = errors.New("already exists")
+	// ErrConflict says concurrent transactions kept conflicting; the caller may retry later.
+	ErrConflict = errors.New("transaction conflict")
+)
+
+// Store holds the cloud's state.
+type Store interface {
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in a read-write transaction and commits it if fn
+	// returns nil. It retries fn on conflicts with concurrent transactions.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Generation returns a number that changes whenever the hierarchy (orgs,
+	// locations, shares, machines, parts) changes, so replicas can cache a
+	// view of it and rebuild only when it moved.
+	Generation(ctx context.Context) (uint64, error)
+	// Close releases the store.
+	Close() error
+}
+
+// Tx is one transaction. Lists return records sorted by ID unless said otherwise.
+type Tx interface {
+	GetOrg(ctx context.Context, id string) (Org, error)
+	PutOrg(ctx context.Context, o Org) error
+	DeleteOrg(ctx context.Context, id string) error
+	ListOrgs(ctx context.Context) ([]Org, error)
+
+	GetLocation(ctx context.Context, id string) (Location, error)
+	PutLocation(ctx context.Context, l Location) error
+	DeleteLocation(ctx context.Context, id string) error
+	// ListLocations lists an organization's locations, or every location for "".
+	ListLocations(ctx context.Context, orgID string) ([]Location, error)
+	// ListChildLocations lists the locations whose parent is parentID.
+	ListChildLocations(ctx context.Context, parentID string) ([]Location, error)
+
+	GetMachine(ctx context.Context, id string) (Machine, error)
+	PutMachine(ctx context.Context, m Machine) error
+	DeleteMachine(ctx context.Context, id string) error
+	// ListMachines lists a location's machines, or every machine for "".
+	ListMachines(ctx context.Context, locationID string) ([]Machine, error)
+
+	GetPart(ctx context.Context, id string) (Part, error)
+	PutPart(ctx context.Context, p Part) error
+	DeletePart(ctx context.Context, id string) error
+	// ListParts lists a machine's parts, or every part for "".
+	ListParts(ctx context.Context, machineID string) ([]Part, error)
+
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByEmail finds a user by email (compared as stored: callers normalize).
+	GetUserByEmail(ctx context.Context, email string) (User, error)
+	// PutUser creates or replaces a user; another user's email is ErrExists.
+	PutUser(ctx context.Context, u User) error
+	ListUsers(ctx context.Context) ([]User, error)
+
+	GetAPIKey(ctx context.Context, id string) (APIKey, error)
+	PutAPIKey(ctx context.Context, k APIKey) error
+	DeleteAPIKey(ctx context.Context, id string) error
+	// ListAPIKeys lists an organization's keys.
+	ListAPIKeys(ctx context.Context, orgID string) ([]APIKey, error)
+
+	// GetGrant returns the grant of subject on scope.
+	GetGrant(ctx context.Context, subject, scope string) (Grant, error)
+	// PutGrant creates or replaces the grant of g.Subject on g.Scope.
+	PutGrant(ctx context.Context, g Grant) error
+	DeleteGrant(ctx context.Context, subject, scope string) error
+	// ListGrantsBySubject lists a subject's grants, sorted by scope.
+	ListGrantsBySubject(ctx context.Context, subject string) ([]Grant, error)
+	// ListGrantsByScope lists the grants held on exactly scope, sorted by subject.
+	ListGrantsByScope(ctx context.Context, scope string) ([]Grant, error)
+	// ListGrantsByOrg lists the grants on an organization or anything in it.
+	ListGrantsByOrg(ctx context.Context, orgID string) ([]Grant, error)
+
+	GetInvite(ctx context.Context, id string) (Invite, error)
+	// GetInviteByCode finds an invitation by the SHA-256 of its code.
+	GetInviteByCode(ctx context.Context, codeHash []byte) (Invite, error)
+	PutInvite(ctx context.Context, inv Invite) error
+	DeleteInvite(ctx context.Context, id string) error
+
+	// AppendAudit stores an event; its ID must be new.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	// ListAudit lists an organization's events ("" for events outside any
+	// organization), newest first, with IDs below before ("" for the newest),
+	// at most limit of them.
+	ListAudit(ctx context.Context, orgID, before string, limit int) ([]AuditEvent, error)
+
+	// GetMeta and PutMeta keep small cloud-wide values, such as the signing key.
+	GetMeta(ctx context.Context, key string) ([]byte, error)
+	PutMeta(ctx context.Context, key string, value []byte) error
+}
+
+// Org is an organization.
+type Org struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Location is a location; ParentID is "" at the top of its organization.
+type Location struct {
+	ID            string
+	OrgID         string
+	ParentID      string
+	Name          string
+	SupportAccess bool
+	// SharedWith lists the organizations the location is shared with.
+	SharedWith []string
+	CreatedAt  time.Time
+}
+
+// Machine is a machine in a location.
+type Machine struct {
+	ID                 string
+	LocationID         string
+	Name               string
+	RestartRequestedAt time.Time
+	CreatedAt          time.Time
+}
+
+// Part is a part of a machine.
+type Part struct {
+	ID        string
+	MachineID string
+	Name      string
+	Main      bool
+	// SecretHash is the SHA-256 of the part's secret.
+	SecretHash      []byte
+	SecretRotatedAt time.Time
+	CreatedAt       time.Time
+}
+
+// User is a person who signs in.
+type User struct {
+	ID    string
+	Email string
+	// PasswordHash is the encoded argon2id hash of the password.
+	PasswordHash string
+	// Admin marks the cloud-wide admin.
+	Admin     bool
+	CreatedAt time.Time
+}
+
+// APIKey is a key; its grants are Grants with Subject "apikey:ID".
+type APIKey struct {
+	ID    string
+	Name  string
+	OrgID string
+	// Scope is where it was created, "kind/ID".
+	Scope string
+	// SecretHash is the SHA-256 of the secret.
+	SecretHash []byte
+	CreatedBy  string
+	CreatedAt  time.Time
+}
+
+// Grant is a role held by a subject on a scope.
+type Grant struct {
+	// Subject is "user:ID" or "apikey:ID".
+	Subject string
+	// Role is "owner" or "operator".
+	Role string
+	// Scope is "org/ID", "location/ID" or "machine/ID".
+	Scope string
+	// OrgID is the organization the scope belongs to.
+	OrgID     string
+	CreatedAt time.Time
+}
+
+// Invite is an invitation to a role on a scope.
+type Invite struct {
+	ID    string
+	Email string
+	Role  string
+	Scope string
+	OrgID string
+	// CodeHash is the SHA-256 of the invitation code.
+	CodeHash  []byte
+	InvitedBy string
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// AuditEvent records one decided change.
+type AuditEvent struct {
+	// ID orders events by time; see the cloud's audit writer.
+	ID        string
+	Time      time.Time
+	Subject   string
+	Procedure string
+	Action    string
+	Resource  string
+	Allowed   bool
+	Reason    string
+	OrgID     string
+	Outcome   string
+}

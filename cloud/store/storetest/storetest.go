@@ -1,0 +1,471 @@
+// Package storetest is the conformance suite every store.Store
+// implementation runs: the embedded Badger store now, PostgreSQL later.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-robotics/outpost/cloud/store"
+)
+
+// Run runs the suite; open returns a new, empty store for each subtest.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Hierarchy", testHierarchy},
+		{"UsersUniqueEmail", testUsers},
+		{"Grants", testGrants},
+		{"APIKeysAndInvites", testKeysInvites},
+		{"Audit", testAudit},
+		{"Meta", testMeta},
+		{"RollbackOnError", testRollback},
+		{"Generation", testGeneration},
+		{"ConcurrentUpdates", testConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			tc.fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func update(t *testing.T, s store.Store, fn func(ctx context.Context, tx store.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx store.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func view(t *testing.T, s store.Store, fn func(ctx context.Context, tx store.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.View(ctx, func(tx store.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func equal(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+func ids[T any](xs []T, id func(T) string) []string {
+	out := []string{}
+	for _, x := range xs {
+		out = append(out, id(x))
+	}
+	return out
+}
+
+func testHierarchy(t *testing.T, s store.Store) {
+	org := store.Org{ID: "o1", Name: "Acme", CreatedAt: t0}
+	l1 := store.Location{ID: "l1", OrgID: "o1", Name: "Plant", CreatedAt: t0}
+	l2 := store.Location{ID: "l2", OrgID: "o1", ParentID: "l1", Name: "Line", SharedWith: []string{"o2"}, CreatedAt: t0}
+	m := store.Machine{ID: "m1", LocationID: "l2", Name: "arm", CreatedAt: t0}
+	p := store.Part{ID: "p1", MachineID: "m1", Name: "main", Main: true, SecretHash: []byte{1, 2}, CreatedAt: t0}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, err := range []error{tx.PutOrg(ctx, org), tx.PutOrg(ctx, store.Org{ID: "o2", Name: "B"}),
+			tx.PutLocation(ctx, l1), tx.PutLocation(ctx, l2), tx.PutMachine(ctx, m), tx.PutPart(ctx, p)} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.GetOrg(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "org", got.Name, "Acme")
+		if !got.CreatedAt.Equal(t0) {
+			t.Errorf("created at %v, want %v", got.CreatedAt, t0)
+		}
+		gl, err := tx.GetLocation(ctx, "l2")
+		if err != nil {
+			return err
+		}
+		equal(t, "location", gl.SharedWith, []string{"o2"})
+		ls, err := tx.ListLocations(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "locations of o1", ids(ls, func(l store.Location) string { return l.ID }), []string{"l1", "l2"})
+		kids, err := tx.ListChildLocations(ctx, "l1")
+		if err != nil {
+			return err
+		}
+		equal(t, "children of l1", ids(kids, func(l store.Location) string { return l.ID }), []string{"l2"})
+		ms, err := tx.ListMachines(ctx, "l2")
+		if err != nil {
+			return err
+		}
+		equal(t, "machines", ids(ms, func(m store.Machine) string { return m.ID }), []string{"m1"})
+		ps, err := tx.ListParts(ctx, "m1")
+		if err != nil {
+			return err
+		}
+		equal(t, "parts", ps[0].SecretHash, []byte{1, 2})
+		orgsList, err := tx.ListOrgs(ctx)
+		if err != nil {
+			return err
+		}
+		equal(t, "orgs", ids(orgsList, func(o store.Org) string { return o.ID }), []string{"o1", "o2"})
+		if _, err := tx.GetMachine(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("missing machine: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	// Moving a location or machine moves it in the indexes too.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		l2.ParentID = ""
+		m.LocationID = "l1"
+		if err := tx.PutLocation(ctx, l2); err != nil {
+			return err
+		}
+		return tx.PutMachine(ctx, m)
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		kids, err := tx.ListChildLocations(ctx, "l1")
+		if err != nil {
+			return err
+		}
+		equal(t, "children after move", len(kids), 0)
+		top, err := tx.ListChildLocations(ctx, "")
+		if err != nil {
+			return err
+		}
+		equal(t, "top level", ids(top, func(l store.Location) string { return l.ID }), []string{"l1", "l2"})
+		ms, err := tx.ListMachines(ctx, "l2")
+		if err != nil {
+			return err
+		}
+		equal(t, "machines of l2", len(ms), 0)
+		ms, err = tx.ListMachines(ctx, "l1")
+		if err != nil {
+			return err
+		}
+		equal(t, "machines of l1", len(ms), 1)
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.DeletePart(ctx, "p1"); err != nil {
+			return err
+		}
+		if err := tx.DeleteMachine(ctx, "m1"); err != nil {
+			return err
+		}
+		if err := tx.DeleteMachine(ctx, "m1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("second delete: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		ms, err := tx.ListMachines(ctx, "")
+		if err != nil {
+			return err
+		}
+		ps, err := tx.ListParts(ctx, "m1")
+		if err != nil {
+			return err
+		}
+		equal(t, "after delete", len(ms)+len(ps), 0)
+		return nil
+	})
+}
+
+func testUsers(t *testing.T, s store.Store) {
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.PutUser(ctx, store.User{ID: "u1", Email: "a@x.org", PasswordHash: "h", CreatedAt: t0})
+	})
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.PutUser(ctx, store.User{ID: "u2", Email: "a@x.org"})
+	})
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate email: %v, want ErrExists", err)
+	}
+	// Changing one's own email frees the old one.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.PutUser(ctx, store.User{ID: "u1", Email: "b@x.org", PasswordHash: "h"})
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.PutUser(ctx, store.User{ID: "u2", Email: "a@x.org"})
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		u, err := tx.GetUserByEmail(ctx, "b@x.org")
+		if err != nil {
+			return err
+		}
+		equal(t, "by email", u.ID, "u1")
+		if _, err := tx.GetUserByEmail(ctx, "c@x.org"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown email: %v", err)
+		}
+		all, err := tx.ListUsers(ctx)
+		if err != nil {
+			return err
+		}
+		equal(t, "users", ids(all, func(u store.User) string { return u.ID }), []string{"u1", "u2"})
+		return nil
+	})
+}
+
+func testGrants(t *testing.T, s store.Store) {
+	g := func(subj, role, scope, org string) store.Grant {
+		return store.Grant{Subject: subj, Role: role, Scope: scope, OrgID: org, CreatedAt: t0}
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, x := range []store.Grant{
+			g("user:u1", "owner", "org/o1", "o1"),
+			g("user:u1", "operator", "location/l1", "o1"),
+			g("user:u2", "operator", "location/l1", "o1"),
+			g("apikey:k1", "owner", "machine/m9", "o2"),
+		} {
+			if err := tx.PutGrant(ctx, x); err != nil {
+				return err
+			}
+		}
+		// Replacing a grant changes its role, not the number of grants.
+		return tx.PutGrant(ctx, g("user:u2", "owner", "location/l1", "o1"))
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		bySubj, err := tx.ListGrantsBySubject(ctx, "user:u1")
+		if err != nil {
+			return err
+		}
+		equal(t, "by subject", ids(bySubj, func(g store.Grant) string { return g.Scope }), []string{"location/l1", "org/o1"})
+		byScope, err := tx.ListGrantsByScope(ctx, "location/l1")
+		if err != nil {
+			return err
+		}
+		equal(t, "by scope", ids(byScope, func(g store.Grant) string { return g.Subject + "=" + g.Role }), []string{"user:u1=operator", "user:u2=owner"})
+		byOrg, err := tx.ListGrantsByOrg(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "by org", len(byOrg), 3)
+		one, err := tx.GetGrant(ctx, "apikey:k1", "machine/m9")
+		if err != nil {
+			return err
+		}
+		equal(t, "get", one.Role, "owner")
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.DeleteGrant(ctx, "user:u1", "location/l1") })
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		byScope, err := tx.ListGrantsByScope(ctx, "location/l1")
+		if err != nil {
+			return err
+		}
+		equal(t, "after delete", ids(byScope, func(g store.Grant) string { return g.Subject }), []string{"user:u2"})
+		if _, err := tx.GetGrant(ctx, "user:u1", "location/l1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("deleted grant: %v", err)
+		}
+		return nil
+	})
+}
+
+func testKeysInvites(t *testing.T, s store.Store) {
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutAPIKey(ctx, store.APIKey{ID: "k1", Name: "ci", OrgID: "o1", Scope: "org/o1", SecretHash: []byte{9}}); err != nil {
+			return err
+		}
+		if err := tx.PutAPIKey(ctx, store.APIKey{ID: "k2", Name: "other", OrgID: "o2", Scope: "org/o2"}); err != nil {
+			return err
+		}
+		return tx.PutInvite(ctx, store.Invite{ID: "i1", Email: "n@x.org", Role: "operator", Scope: "org/o1", OrgID: "o1", CodeHash: []byte{0xab, 0xcd}, ExpiresAt: t0})
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		ks, err := tx.ListAPIKeys(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "keys", ids(ks, func(k store.APIKey) string { return k.ID }), []string{"k1"})
+		inv, err := tx.GetInviteByCode(ctx, []byte{0xab, 0xcd})
+		if err != nil {
+			return err
+		}
+		equal(t, "invite", inv.ID, "i1")
+		if _, err := tx.GetInviteByCode(ctx, []byte{0xab}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("wrong code: %v", err)
+		}
+		return nil
+	})
+	// A resent invitation has a new code; the old one stops matching.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		inv, err := tx.GetInvite(ctx, "i1")
+		if err != nil {
+			return err
+		}
+		inv.CodeHash = []byte{0xef}
+		return tx.PutInvite(ctx, inv)
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetInviteByCode(ctx, []byte{0xab, 0xcd}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("old code after resend: %v", err)
+		}
+		if err := tx.DeleteAPIKey(ctx, "k1"); err != nil {
+			return err
+		}
+		return tx.DeleteInvite(ctx, "i1")
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetInviteByCode(ctx, []byte{0xef}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("deleted invite by code: %v", err)
+		}
+		ks, err := tx.ListAPIKeys(ctx, "o1")
+		equal(t, "keys after revoke", len(ks), 0)
+		return err
+	})
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for i := range 25 {
+			org := "o1"
+			if i%5 == 0 {
+				org = "o2"
+			}
+			e := store.AuditEvent{ID: fmt.Sprintf("%04d", i), Time: t0.Add(time.Duration(i) * time.Second), OrgID: org, Action: "org.rename", Allowed: i%2 == 0}
+			if err := tx.AppendAudit(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if err := s.Update(ctx, func(tx store.Tx) error { return tx.AppendAudit(ctx, store.AuditEvent{ID: "0003", OrgID: "o1"}) }); !errors.Is(err, store.ErrExists) {
+		t.Errorf("repeated audit ID: %v, want ErrExists", err)
+	}
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		page, err := tx.ListAudit(ctx, "o1", "", 3)
+		if err != nil {
+			return err
+		}
+		equal(t, "newest first", ids(page, func(e store.AuditEvent) string { return e.ID }), []string{"0024", "0023", "0022"})
+		page, err = tx.ListAudit(ctx, "o1", "0022", 3)
+		if err != nil {
+			return err
+		}
+		equal(t, "next page skips o2", ids(page, func(e store.AuditEvent) string { return e.ID }), []string{"0021", "0019", "0018"})
+		all, err := tx.ListAudit(ctx, "o2", "", 100)
+		if err != nil {
+			return err
+		}
+		equal(t, "o2", ids(all, func(e store.AuditEvent) string { return e.ID }), []string{"0020", "0015", "0010", "0005", "0000"})
+		return nil
+	})
+}
+
+func testMeta(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	err := s.View(ctx, func(tx store.Tx) error {
+		_, err := tx.GetMeta(ctx, "signing-key")
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing meta: %v", err)
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.PutMeta(ctx, "signing-key", []byte("k")) })
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		v, err := tx.GetMeta(ctx, "signing-key")
+		equal(t, "meta", string(v), "k")
+		return err
+	})
+}
+
+func testRollback(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := s.Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutOrg(ctx, store.Org{ID: "o1", Name: "x"}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update returned %v, want the function's error", err)
+	}
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetOrg(ctx, "o1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("rolled-back org: %v", err)
+		}
+		return nil
+	})
+}
+
+func testGeneration(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	g0, err := s.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.PutOrg(ctx, store.Org{ID: "o1", Name: "x"}) })
+	g1, err := s.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g1 == g0 {
+		t.Fatal("generation did not change with the hierarchy")
+	}
+	// Users, grants, audit and meta are not the hierarchy.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutUser(ctx, store.User{ID: "u", Email: "u@x"}); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, store.AuditEvent{ID: "1", OrgID: "o1"})
+	})
+	g2, err := s.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "generation after non-hierarchy writes", g2, g1)
+}
+
+// testConcurrent increments one counter from many goroutines: every
+// increment must survive, so conflicts are retried, never lost.
+func testConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			errs <- s.Update(ctx, func(tx store.Tx) error {
+				o, err := tx.GetOrg(ctx, "counter")
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				o.ID = "counter"
+				o.Name += "x"
+				return tx.PutOrg(ctx, o)
+			})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		o, err := tx.GetOrg(ctx, "counter")
+		equal(t, "increments", len(o.Name), n)
+		return err
+	})
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+func locationTable(w io.Writer, locs ...*fleetv1.Location) error {
+	var rows [][]string
+	for _, l := range locs {
+		rows = append(rows, []string{l.GetId(), l.GetName(), orDash(l.GetParentLocationId()), l.GetOrgId(),
+			orDash(strings.Join(l.GetSharedWith(), ",")), fmt.Sprint(l.GetSupportAccess())})
+	}
+	return table(w, []string{"ID", "NAME", "PARENT", "ORG", "SHARED WITH", "SUPPORT"}, rows)
+}
+
+// locationCall runs a call answering one location.
+func (g *globals) locationCall(cmd *cobra.Command, call func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error)) error {
+	return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+		msg, loc, err := call(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		return msg, func(w io.Writer) error { return locationTable(w, loc) }, nil
+	})
+}
+
+func newLocationCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "location", Short: "Manage locations: trees of any depth inside an organization"}
+
+	var org, parent string
+	create := &cobra.Command{
+		Use: "create NAME --org ORG_ID [--parent LOCATION_ID]", Short: "Create a location", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
+				res, err := c.loc.CreateLocation(ctx, connect.NewRequest(&fleetv1.CreateLocationRequest{OrgId: org, Name: args[0], ParentLocationId: parent}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, res.Msg.GetLocation(), nil
+			})
+		},
+	}
+	create.Flags().StringVar(&org, "org", "", "organization ID")
+	create.Flags().StringVar(&parent, "parent", "", "parent location ID (default: the org's top level)")
+	mustRequire(create, "org")
+
+	var listOrg string
+	list := &cobra.Command{
+		Use: "list --org ORG_ID", Short: "List the locations of an organization you can reach", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.loc.ListLocations(ctx, connect.NewRequest(&fleetv1.ListLocationsRequest{OrgId: listOrg}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return locationTable(w, res.Msg.GetLocations()...) }, nil
+			})
+		},
+	}
+	list.Flags().StringVar(&listOrg, "org", "", "organization ID")
+	mustRequire(list, "org")
+
+	rename := &cobra.Command{
+		Use: "rename LOCATION_ID NAME", Short: "Rename a location", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
+				res, err := c.loc.RenameLocation(ctx, connect.NewRequest(&fleetv1.RenameLocationRequest{LocationId: args[0], Name: args[1]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, res.Msg.GetLocation(), nil
+			})
+		},
+	}
+
+	var moveParent string
+	var root bool
+	move := &cobra.Command{
+		Use: "move LOCATION_ID --parent LOCATION_ID | --root", Short: "Move a location under another one, or to the top level", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (moveParent == "") == !root {
+				return errors.New("say where to: --parent LOCATION_ID or --root")
+			}
+			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
+				res, err := c.loc.MoveLocation(ctx, connect.NewRequest(&fleetv1.MoveLocationRequest{LocationId: args[0], NewParentLocationId: moveParent}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, res.Msg.GetLocation(), nil
+			})
+		},
+	}
+	move.Flags().StringVar(&moveParent, "parent", "", "the new parent location")
+	move.Flags().BoolVar(&root, "root", false, "move to the organization's top level")
+	move.MarkFlagsMutuallyExclusive("parent", "root")
+
+	del := &cobra.Command{
+		Use: "delete LOCATION_ID", Short: "Delete a location that holds no machines or child locations", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.loc.DeleteLocation(ctx, connect.NewRequest(&fleetv1.DeleteLocationRequest{LocationId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted location/%s\n", args[0]); return err }, nil
+			})
+		},
+	}
+
+	var shareOrg string
+	share := &cobra.Command{
+		Use: "share LOCATION_ID --org ORG_ID", Short: "Share a location, and everything under it, with another organization", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
+				res, err := c.loc.ShareLocation(ctx, connect.NewRequest(&fleetv1.ShareLocationRequest{LocationId: args[0], OrgId: shareOrg}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, res.Msg.GetLocation(), nil
+			})
+		},
+	}
+	share.Flags().StringVar(&shareOrg, "org", "", "the organization to share with")
+	mustRequire(share, "org")
+
+	var unshareOrg string
+	unshare := &cobra.Command{
+		Use: "unshare LOCATION_ID --org ORG_ID", Short: "Stop sharing a location with an organization", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
+				res, err := c.loc.UnshareLocation(ctx, connect.NewRequest(&fleetv1.UnshareLocationRequest{LocationId: args[0], OrgId: unshareOrg}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, res.Msg.GetLocation(), nil
+			})
+		},
+	}
+	unshare.Flags().StringVar(&unshareOrg, "org", "", "the organization to stop sharing with")
+	mustRequire(unshare, "org")
+
+	support := &cobra.Command{
+		Use: "support LOCATION_ID on|off", Short: "Turn the support team's access to a location on or off", Args: cobra.ExactArgs(2),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 1 {
+				return []string{"on", "off"}, cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[1] != "on" && args[1] != "off" {
+				return fmt.Errorf("support access is on or off, not %q", args[1])
+			}
+			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
+				res, err := c.loc.SetSupportAccess(ctx, connect.NewRequest(&fleetv1.SetSupportAccessRequest{LocationId: args[0], Enabled: args[1] == "on"}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, res.Msg.GetLocation(), nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, rename, move, del, share, unshare, support)
+	return cmd
+}

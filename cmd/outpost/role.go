@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+// grantFlags adds --subject, --role and --scope as asked.
+func grantFlags(cmd *cobra.Command, subject, role, scope *string) {
+	if subject != nil {
+		cmd.Flags().StringVar(subject, "subject", "", "user:EMAIL, user:ID or apikey:KEY_ID")
+		mustRequire(cmd, "subject")
+	}
+	if role != nil {
+		cmd.Flags().StringVar(role, "role", "", "owner or operator")
+		mustRequire(cmd, "role")
+		_ = cmd.RegisterFlagCompletionFunc("role", completeRoles)
+	}
+	if scope != nil {
+		cmd.Flags().StringVar(scope, "scope", "", "org/ID, location/ID or machine/ID")
+		mustRequire(cmd, "scope")
+		_ = cmd.RegisterFlagCompletionFunc("scope", completeScopes)
+	}
+}
+
+func newRoleCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "role", Short: "Grant, change, limit, remove and list roles"}
+
+	var gSubject, gRole, gScope string
+	grant := &cobra.Command{
+		Use: "grant --subject SUBJECT --role ROLE --scope SCOPE", Short: "Give a subject a role on a scope (grant additional access)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: gSubject, Role: gRole, Scope: gScope}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return grantTable(w, []*fleetv1.Grant{res.Msg.GetGrant()}) }, nil
+			})
+		},
+	}
+	grantFlags(grant, &gSubject, &gRole, &gScope)
+
+	var cSubject, cRole, cScope string
+	change := &cobra.Command{
+		Use: "change --subject SUBJECT --role ROLE --scope SCOPE", Short: "Change the role a subject holds on a scope", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.role.ChangeRole(ctx, connect.NewRequest(&fleetv1.ChangeRoleRequest{Subject: cSubject, Role: cRole, Scope: cScope}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return grantTable(w, []*fleetv1.Grant{res.Msg.GetGrant()}) }, nil
+			})
+		},
+	}
+	grantFlags(change, &cSubject, &cRole, &cScope)
+
+	var lSubject, lScope string
+	var lTo []string
+	limit := &cobra.Command{
+		Use:   "limit --subject SUBJECT --scope SCOPE --to SCOPE [--to SCOPE ...]",
+		Short: "Limit access: replace a grant with the same role on narrower scopes inside it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.role.LimitAccess(ctx, connect.NewRequest(&fleetv1.LimitAccessRequest{Subject: lSubject, Scope: lScope, LimitTo: lTo}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return grantTable(w, res.Msg.GetGrants()) }, nil
+			})
+		},
+	}
+	grantFlags(limit, &lSubject, nil, &lScope)
+	limit.Flags().StringArrayVar(&lTo, "to", nil, "a narrower scope inside --scope (repeat for several)")
+	mustRequire(limit, "to")
+
+	var rSubject, rScope string
+	remove := &cobra.Command{
+		Use: "remove --subject SUBJECT --scope SCOPE", Short: "Remove a subject's role on a scope (anyone may remove their own)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.role.RemoveRole(ctx, connect.NewRequest(&fleetv1.RemoveRoleRequest{Subject: rSubject, Scope: rScope}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "removed the role of %s on %s\n", rSubject, rScope)
+					return err
+				}, nil
+			})
+		},
+	}
+	grantFlags(remove, &rSubject, nil, &rScope)
+
+	var listScope string
+	list := &cobra.Command{
+		Use: "list --scope SCOPE", Short: "List the roles that reach a scope: on it and on everything above it", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.role.ListRoles(ctx, connect.NewRequest(&fleetv1.ListRolesRequest{Scope: listScope}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return grantTable(w, res.Msg.GetGrants()) }, nil
+			})
+		},
+	}
+	grantFlags(list, nil, nil, &listScope)
+	cmd.AddCommand(grant, change, limit, remove, list)
+	return cmd
+}
+
+func newAPIKeyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "apikey", Short: "Manage API keys"}
+	var name, role, scope string
+	create := &cobra.Command{
+		Use: "create --name NAME --role ROLE --scope SCOPE", Short: "Create an API key holding one role; its secret is shown once", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.key.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					if err := keyTable(w, res.Msg.GetKey()); err != nil {
+						return err
+					}
+					return secretNote(w, "API key (use as --token or OUTPOST_TOKEN)", res.Msg.GetToken())
+				}, nil
+			})
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "a name for the key")
+	mustRequire(create, "name")
+	grantFlags(create, nil, &role, &scope)
+
+	var org string
+	list := &cobra.Command{
+		Use: "list --org ORG_ID", Short: "List an organization's API keys", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.key.ListAPIKeys(ctx, connect.NewRequest(&fleetv1.ListAPIKeysRequest{OrgId: org}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return keyTable(w, res.Msg.GetKeys()...) }, nil
+			})
+		},
+	}
+	list.Flags().StringVar(&org, "org", "", "organization ID")
+	mustRequire(list, "org")
+
+	revoke := &cobra.Command{
+		Use: "revoke KEY_ID", Short: "Revoke an API key", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.key.RevokeAPIKey(ctx, connect.NewRequest(&fleetv1.RevokeAPIKeyRequest{KeyId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "revoked apikey/%s\n", args[0]); return err }, nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+func keyTable(w io.Writer, keys ...*fleetv1.APIKey) error {
+	var rows [][]string
+	for _, k := range keys {
+		roles := ""
+		for i, gr := range k.GetGrants() {
+			if i > 0 {
+				roles += ","
+			}
+			roles += gr.GetRole() + "@" + gr.GetScope()
+		}
+		rows = append(rows, []string{k.GetId(), k.GetName(), orDash(roles), when(k.GetCreatedAt())})
+	}
+	return table(w, []string{"ID", "NAME", "ROLES", "CREATED"}, rows)
+}

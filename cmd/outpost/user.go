@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+func inviteTable(w io.Writer, inv *fleetv1.Invite) error {
+	return table(w, []string{"ID", "EMAIL", "ROLE", "SCOPE", "EXPIRES"},
+		[][]string{{inv.GetId(), inv.GetEmail(), inv.GetRole(), inv.GetScope(), when(inv.GetExpiresAt())}})
+}
+
+func newUserCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage users and invitations"}
+
+	var pwStdin bool
+	create := &cobra.Command{
+		Use:   "create EMAIL",
+		Short: "Create a user (the cloud's admin only)",
+		Long:  "Create a user. Without --password-stdin the cloud makes a password and shows it once.",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pw := ""
+			if pwStdin {
+				var err error
+				if pw, err = g.readSecret(true, "", cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.user.CreateUser(ctx, connect.NewRequest(&fleetv1.CreateUserRequest{Email: args[0], Password: pw}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					u := res.Msg.GetUser()
+					if err := table(w, []string{"ID", "EMAIL", "CREATED"}, [][]string{{u.GetId(), u.GetEmail(), when(u.GetCreatedAt())}}); err != nil {
+						return err
+					}
+					if p := res.Msg.GetGeneratedPassword(); p != "" {
+						return secretNote(w, "password", p)
+					}
+					return nil
+				}, nil
+			})
+		},
+	}
+	create.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the new user's password from stdin")
+
+	var role, scope string
+	invite := &cobra.Command{
+		Use: "invite EMAIL --role owner|operator --scope org/ID|location/ID|machine/ID", Short: "Invite someone to a role", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.user.InviteUser(ctx, connect.NewRequest(&fleetv1.InviteUserRequest{Email: args[0], Role: role, Scope: scope}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					if err := inviteTable(w, res.Msg.GetInvite()); err != nil {
+						return err
+					}
+					return secretNote(w, "invitation code (accept with `outpost user accept-invite --password-stdin CODE`)", res.Msg.GetCode())
+				}, nil
+			})
+		},
+	}
+	invite.Flags().StringVar(&role, "role", "", "owner or operator")
+	invite.Flags().StringVar(&scope, "scope", "", "org/ID, location/ID or machine/ID")
+	mustRequire(invite, "role", "scope")
+	_ = invite.RegisterFlagCompletionFunc("role", completeRoles)
+	_ = invite.RegisterFlagCompletionFunc("scope", completeScopes)
+
+	resend := &cobra.Command{
+		Use: "resend-invite INVITE_ID", Short: "Make a new code for an invitation; the old one stops working", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.user.ResendInvite(ctx, connect.NewRequest(&fleetv1.ResendInviteRequest{InviteId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					if err := inviteTable(w, res.Msg.GetInvite()); err != nil {
+						return err
+					}
+					return secretNote(w, "new invitation code", res.Msg.GetCode())
+				}, nil
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke-invite INVITE_ID", Short: "Withdraw an invitation", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.user.RevokeInvite(ctx, connect.NewRequest(&fleetv1.RevokeInviteRequest{InviteId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "revoked invitation %s\n", args[0]); return err }, nil
+			})
+		},
+	}
+	var acceptStdin bool
+	accept := &cobra.Command{
+		Use:   "accept-invite CODE",
+		Short: "Accept an invitation: creates your account (or checks your password) and signs you in",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			base, err := g.cloudURL()
+			if err != nil {
+				return err
+			}
+			pw, err := g.readSecret(acceptStdin, "Password (new, or your current one): ", cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.user.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw}))
+				if err != nil {
+					return nil, nil, err
+				}
+				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "welcome %s: you are %s of %s\ntoken saved to %s\n", res.Msg.GetUser().GetEmail(),
+						res.Msg.GetGrant().GetRole(), res.Msg.GetGrant().GetScope(), path)
+					return err
+				}, nil
+			})
+		},
+	}
+	accept.Flags().BoolVar(&acceptStdin, "password-stdin", false, "read the password from stdin")
+	cmd.AddCommand(create, invite, resend, revoke, accept)
+	return cmd
+}
