@@ -1,0 +1,230 @@
+package cache
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Gap is the payload of a StreamGaps record: data the store lost or dropped,
+// said out loud so the cloud knows (DESIGN decision 7).
+type Gap struct {
+	// Stream is the stream that lost records; empty when the whole store was lost.
+	Stream Stream `json:"stream,omitempty"`
+	// From and Through bound the sequence numbers lost (inclusive). For
+	// captures evicted by priority the range can hold survivors: Count says
+	// how many were lost.
+	From    uint64 `json:"from,omitempty"`
+	Through uint64 `json:"through,omitempty"`
+	Count   uint64 `json:"count,omitempty"`
+	Bytes   uint64 `json:"bytes,omitempty"`
+	// Priority is the capture priority evicted, for captures.
+	Priority uint8     `json:"priority,omitempty"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// DecodeGap parses the payload of a StreamGaps record.
+func DecodeGap(payload []byte) (Gap, error) {
+	var g Gap
+	if err := json.Unmarshal(payload, &g); err != nil {
+		return Gap{}, fmt.Errorf("decode gap record: %w", err)
+	}
+	return g, nil
+}
+
+// evictRank orders what may evict what: a record may evict classes of a
+// rank at or below its own. Never-evicted streams rank above everything.
+func evictRank(st Stream) int {
+	switch st {
+	case StreamLogsDebug:
+		return 0
+	case StreamLogsInfo:
+		return 1
+	case StreamCaptures:
+		return 2
+	}
+	return 3
+}
+
+func evictable(st Stream) bool { return evictRank(st) < 3 }
+
+// admitLocked makes room for r within Budget.MaxBytes, evicting what r may
+// evict. adding is what earlier requests of the same group will add.
+func (s *Store) admitLocked(r *appendReq, adding int64) error {
+	maxBytes := s.opts.Budget.MaxBytes
+	if maxBytes <= 0 {
+		return nil
+	}
+	over := s.totalLocked() + adding + r.bytes - maxBytes
+	if over <= 0 {
+		return nil
+	}
+	// Evict a little more than needed (1/64 of the budget) so that a full
+	// store writes a gap record per batch of evictions, not per append.
+	if err := s.evictLocked(over+maxBytes/64, r.stream, r.maxPri); err != nil {
+		s.log.Error("eviction failed", zap.Error(err))
+	}
+	if s.totalLocked()+adding+r.bytes > maxBytes && evictable(r.stream) {
+		return fmt.Errorf("%d bytes in use, budget %d: %w", s.totalLocked(), maxBytes, ErrOverBudget)
+	}
+	return nil
+}
+
+// evictLocked frees at least need bytes if it can, in the documented order,
+// touching only classes that a record of stream st and priority prio may evict.
+func (s *Store) evictLocked(need int64, st Stream, prio uint8) error {
+	rank := evictRank(st)
+	var freed int64
+	for _, victim := range []Stream{StreamLogsDebug, StreamLogsInfo} {
+		if freed >= need || evictRank(victim) > rank {
+			return nil
+		}
+		n, err := s.evictHeadLocked(victim, need-freed)
+		freed += n
+		if err != nil {
+			return err
+		}
+	}
+	if rank < 2 {
+		return nil
+	}
+	maxPrio := 255
+	if st == StreamCaptures {
+		maxPrio = int(prio)
+	}
+	for p := 0; p <= maxPrio && freed < need; p++ {
+		n, err := s.evictCapturesLocked(uint8(p), need-freed)
+		freed += n
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// evictHeadLocked deletes the oldest records of a log stream.
+func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
+	var freed int64
+	for freed < need && s.meta[st].Count > 0 {
+		b := s.newBatch()
+		g := Gap{Stream: st, Reason: fmt.Sprintf("over byte budget (%d bytes): evicted oldest %s", s.opts.Budget.MaxBytes, st)}
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
+			defer it.Close()
+			for it.Seek(recordSeek(st, 0)); it.Valid() && freed < need && !b.full(); it.Next() {
+				item := it.Item()
+				n, err := b.deleteRecord(st, item.KeyCopy(nil), item.UserMeta())
+				if err != nil {
+					return err
+				}
+				seq, _ := seqSize(item.Key())
+				g.note(seq, n)
+				freed += int64(n)
+			}
+			return nil
+		})
+		if err == nil && g.Count == 0 {
+			b.discard()
+			return freed, nil // meta said records exist but none were found
+		}
+		if err == nil {
+			err = s.commitWithGap(b, g)
+		}
+		b.discard()
+		if err != nil {
+			return freed, fmt.Errorf("evict %s: %w", st, err)
+		}
+	}
+	return freed, nil
+}
+
+// evictCapturesLocked deletes the oldest captures of one priority.
+func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
+	var freed int64
+	for freed < need {
+		b := s.newBatch()
+		g := Gap{Stream: StreamCaptures, Priority: prio,
+			Reason: fmt.Sprintf("over byte budget (%d bytes): evicted oldest captures of priority %d", s.opts.Budget.MaxBytes, prio)}
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prioPrefix(prio)})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && freed < need && !b.full(); it.Next() {
+				seq, size := seqSize(it.Item().Key())
+				n, err := b.deleteRecord(StreamCaptures, recordKey(StreamCaptures, seq, size), prio)
+				if err != nil {
+					return err
+				}
+				g.note(seq, n)
+				freed += int64(n)
+			}
+			return nil
+		})
+		if err == nil && g.Count == 0 {
+			b.discard()
+			return freed, nil
+		}
+		if err == nil {
+			err = s.commitWithGap(b, g)
+		}
+		b.discard()
+		if err != nil {
+			return freed, fmt.Errorf("evict captures of priority %d: %w", prio, err)
+		}
+	}
+	return freed, nil
+}
+
+func (g *Gap) note(seq, bytes uint64) {
+	if g.Count == 0 || seq < g.From {
+		g.From = seq
+	}
+	g.Through = max(g.Through, seq)
+	g.Count++
+	g.Bytes += bytes
+}
+
+// commitWithGap adds the gap record to the eviction's own transaction, so
+// the loss and its record are durable together or not at all.
+func (s *Store) commitWithGap(b *batch, g Gap) error {
+	if g.Count == 0 {
+		return nil
+	}
+	g.At = s.clk.Now().UTC()
+	payload, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	if _, err := b.appendRecord(StreamGaps, 0, encodeRecord(Record{Payload: payload, Time: g.At})); err != nil {
+		return err
+	}
+	if err := b.commit(); err != nil {
+		return err
+	}
+	s.log.Warn("evicted records over the byte budget", zap.String("stream", string(g.Stream)),
+		zap.Uint64("from", g.From), zap.Uint64("through", g.Through), zap.Uint64("count", g.Count),
+		zap.Uint64("bytes", g.Bytes), zap.Uint8("priority", g.Priority))
+	return nil
+}
+
+// writeGaps appends gap records outside of an eviction (a corrupted store).
+func (s *Store) writeGaps(gaps []Gap) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.newBatch()
+	defer b.discard()
+	for _, g := range gaps {
+		g.At = s.clk.Now().UTC()
+		payload, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		if _, err := b.appendRecord(StreamGaps, 0, encodeRecord(Record{Payload: payload, Time: g.At})); err != nil {
+			return err
+		}
+	}
+	return b.commit()
+}

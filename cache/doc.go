@@ -1,0 +1,91 @@
+// Package cache is outpostd's durable store: the only package that imports
+// Badger (DESIGN "Packages"), and no Badger type appears in its API.
+//
+// It keeps, through reboots and sixty days offline:
+//
+//   - the signed config and grant bundle as raw bytes with their version and
+//     fetch time (PutDocument, GetDocument); verifying signatures is the sync
+//     package's job, the store only refuses a lower version (ErrStaleVersion);
+//   - small state: cursors, the offline clock of DESIGN decision 5, the
+//     control certificate (PutState, SetCursor, PutOfflineClock, ...);
+//   - append-only streams (logs by level class, captures, audit events, gap
+//     records, proposals): Append assigns the next per-stream sequence number,
+//     Read reads from a cursor, Ack deletes what the cloud confirmed;
+//   - blobs stored in chunks with a resumable upload offset.
+//
+// # Durability
+//
+// Every write that returns nil is on disk. Badger runs with SyncWrites, so a
+// commit returns only after the value log and the memtable write-ahead log
+// have been msync'ed (and Badger syncs a value-log file when it rotates
+// away from it). Appends are group-committed: concurrent Append calls are
+// queued to one committer goroutine that writes everything pending in one
+// transaction and pays one sync round for the whole group, so durability
+// does not cost one sync per record. (The lead's sketch was SyncWrites=false
+// plus DB.Sync after each group. It has two holes under power loss: DB.Sync
+// only syncs the current memtable WAL, so a group written across a memtable
+// rotation would leave its first part unsynced; and value-log GC moves live
+// values with unsynced writes and then deletes the file they came from. A
+// two-stage commit/sync pipeline was also tried and measured slower on the
+// 2-core dev machine.) Reads see a record only once its commit, and so its
+// sync, is complete: nothing reaches the cloud before it is durable.
+//
+// What survives what:
+//
+//   - A process crash (kill -9, panic, OOM kill) loses nothing that was
+//     acknowledged. Appends that had not returned may or may not be present;
+//     if present they are complete and sequence numbers stay contiguous
+//     (Badger replays its logs in order and truncates a torn tail).
+//     TestCrashKill checks this with 50 SIGKILLed processes. It found a
+//     Badger v4.9.6 bug: a log file created but not yet initialised when the
+//     process died makes Open fail; Open first removes such empty files
+//     (they hold no data), holding the directory's lock while it does.
+//   - A power cut loses nothing that was acknowledged, provided the storage
+//     honours flush requests (an SD card whose controller acknowledges
+//     flushes it has not done is beyond what software can promise). Writes
+//     in flight are lost whole or cut at a record boundary by Badger's
+//     recovery, with the metas in the same transactions as their records.
+//   - Ack, eviction, document, state and blob writes are synced the same
+//     way. An Ack lost to a crash only means records are sent again, which
+//     the cloud treats as a no-op (DESIGN decision 6).
+//   - A store Badger cannot open even after its own repair is renamed to
+//     DIR.corrupt-<time> (never deleted), a fresh store starts, and a gap
+//     record plus an error-level log say so. A record that opens but cannot
+//     be read back (damaged on disk) is dropped when Read meets it, with a
+//     gap record, so that the stream does not stall.
+//
+// # Memory
+//
+// Badger is configured for a 1-4 GB Raspberry Pi (see badgerOptions and
+// docs/PERFORMANCE.md): 8 MB memtables (2), 1 KB value threshold, 8 MB block
+// and index caches, 64 MB value-log files, 2 compactors. Badger memory-maps
+// its files, so every page written would stay in the resident set; the
+// store periodically unmaps those pages from the process (they stay in the
+// kernel's page cache), which keeps VmRSS near 40 MB while holding 1 GB.
+//
+// # Byte budget
+//
+// Budget.MaxBytes bounds the live bytes the store accounts for (records and
+// their keys, blob chunks). Disk use may exceed it by space not yet reclaimed
+// by value-log GC (at most a few value-log files). Budget.MinFreeBytes is the
+// free disk the store leaves alone: below it appends fail with ErrDiskFull
+// (errors.Is(err, syscall.ENOSPC) also holds) and reads keep working.
+//
+// Over budget the store evicts, in this order (DESIGN decision 7):
+// debug logs (oldest first), then info logs, then captures (lowest priority
+// first, oldest first within a priority). An incoming record only evicts
+// classes that rank at or below its own (a debug log never pushes out a
+// capture); audit events, gap records, warn logs and proposals may evict any
+// evictable class and are admitted even over budget. Each eviction writes a
+// gap record (stream, sequence range, count, bytes, reason) to StreamGaps in
+// the same synced transaction as the deletion. Config, grants, state,
+// cursors, audit events, warn logs, gap records, proposals and blobs are
+// never evicted; an evictable append that cannot make room fails with
+// ErrOverBudget.
+//
+// # Space
+//
+// Deleted data is reclaimed by value-log GC on a schedule (Options.GCInterval)
+// and after large acks; value-log files are kept small (64 MB) because GC
+// never rewrites the active file.
+package cache

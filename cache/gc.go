@@ -1,0 +1,113 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// gcDiscardRatio: rewrite a value-log file when half of it is garbage, which
+// bounds GC's write amplification at 2 (Badger's recommendation).
+const gcDiscardRatio = 0.5
+
+// gcLoop runs value-log GC on the schedule and after large acks.
+func (s *Store) gcLoop() {
+	defer s.done.Done()
+	var tick <-chan struct{}
+	if s.opts.GCInterval > 0 {
+		t := s.clk.NewTicker(s.opts.GCInterval)
+		defer t.Stop()
+		ch := make(chan struct{})
+		tick = ch
+		go func() {
+			for {
+				select {
+				case <-t.C():
+					select {
+					case ch <- struct{}{}:
+					case <-s.quit:
+						return
+					}
+				case <-s.quit:
+					return
+				}
+			}
+		}()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.quit
+		cancel()
+	}()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-tick:
+		case <-s.gcKick:
+		}
+		if err := s.Reclaim(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("space reclaim failed", zap.Error(err))
+		}
+	}
+}
+
+// Reclaim gives deleted space back to the disk: it flushes the memtable and
+// compacts so that Badger learns what is garbage, then rewrites value-log
+// files that are at least half garbage until none is. It runs on a schedule
+// and after large acks; the daemon may call it too.
+func (s *Store) Reclaim(ctx context.Context) error {
+	s.freedMu.Lock()
+	s.freed = 0
+	s.freedMu.Unlock()
+	if err := s.flushMemtable(); err != nil {
+		return fmt.Errorf("reclaim space: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("reclaim space: %w", err)
+	}
+	// Compaction is what turns deletes into discard statistics, which
+	// value-log GC needs to pick files.
+	if err := s.db.Flatten(1); err != nil {
+		return fmt.Errorf("reclaim space: compact: %w", err)
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("reclaim space: %w", err)
+		}
+		err := s.db.RunValueLogGC(gcDiscardRatio)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+			s.releaseMappedPages()
+			return nil
+		default:
+			return fmt.Errorf("reclaim space: value-log GC: %w", err)
+		}
+	}
+}
+
+// flushMemtable writes the memtable out to a table. Badger has no direct
+// call for it; DropPrefix on a sentinel key flushes all memtables first.
+// DropPrefix refuses concurrent writes, so it runs under Store.mu, which
+// every writer holds.
+func (s *Store) flushMemtable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	sentinel := []byte{nsSentinel}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(sentinel, nil) }); err != nil {
+		return fmt.Errorf("flush memtable: %w", err)
+	}
+	if err := s.db.DropPrefix(sentinel); err != nil {
+		return fmt.Errorf("flush memtable: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,439 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/outpost-robotics/outpost/clock"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func testOptions(t testing.TB) Options {
+	return Options{Clock: clock.NewFake(t0), Logger: zap.NewNop(), GCInterval: -1}
+}
+
+func openTest(t testing.TB, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dir, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func payload(i int) []byte { return []byte(fmt.Sprintf("record-%06d", i)) }
+
+func TestAppendReadAckAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, st := range allStreams {
+		t.Run(string(st), func(t *testing.T) {
+			s := openTest(t, dir, testOptions(t))
+			for i := 1; i <= 10; i++ {
+				seq, err := s.Append(ctx, st, Record{Payload: payload(i), Priority: 3})
+				if err != nil || seq != uint64(i) {
+					t.Fatalf("Append %d = %d, %v", i, seq, err)
+				}
+			}
+			if err := s.Ack(ctx, st, 4); err != nil {
+				t.Fatalf("Ack: %v", err)
+			}
+			if err := s.Ack(ctx, st, 2); err != nil { // idempotent, lower
+				t.Fatalf("Ack lower: %v", err)
+			}
+			if err := s.Ack(ctx, st, 11); !errors.Is(err, ErrAckBeyondHead) {
+				t.Fatalf("Ack beyond head = %v, want ErrAckBeyondHead", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openTest(t, dir, testOptions(t))
+			got, err := s.Read(ctx, st, 0, 100, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 6 || got[0].Seq != 5 || got[5].Seq != 10 {
+				t.Fatalf("Read after restart = %d entries, first %+v", len(got), got[0])
+			}
+			for _, e := range got {
+				if !bytes.Equal(e.Payload, payload(int(e.Seq))) || !e.Time.Equal(t0) {
+					t.Fatalf("entry %d = %q at %v", e.Seq, e.Payload, e.Time)
+				}
+			}
+			// Sequence numbers are never reused, even after ack of everything and restart.
+			if err := s.Ack(ctx, st, 10); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s = openTest(t, dir, testOptions(t))
+			seq, err := s.Append(ctx, st, Record{Payload: payload(11)})
+			if err != nil || seq != 11 {
+				t.Fatalf("Append after full ack and restart = %d, %v; want 11", seq, err)
+			}
+			stats, err := s.Stats(ctx, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := StreamStats{Stream: st, First: 11, Last: 11, AckedThrough: 10, Count: 1, Bytes: stats.Bytes}
+			if stats != want || stats.Bytes == 0 {
+				t.Fatalf("Stats = %+v, want %+v", stats, want)
+			}
+		})
+	}
+}
+
+func TestReadLimits(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), testOptions(t))
+	recs := make([]Record, 20)
+	for i := range recs {
+		recs[i] = Record{Payload: bytes.Repeat([]byte{'x'}, 100)}
+	}
+	first, err := s.AppendBatch(ctx, StreamAudit, recs)
+	if err != nil || first != 1 {
+		t.Fatalf("AppendBatch = %d, %v", first, err)
+	}
+	tests := []struct {
+		name            string
+		after           uint64
+		limit, maxBytes int
+		want            int
+	}{
+		{"count limit", 0, 5, 0, 5},
+		{"byte limit", 0, 100, 250, 2},
+		{"byte limit below one record still returns one", 3, 100, 10, 1},
+		{"from cursor", 15, 100, 0, 5},
+		{"past the end", 20, 100, 0, 0},
+		{"zero limit", 0, 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Read(ctx, StreamAudit, tc.after, tc.limit, tc.maxBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tc.want {
+				t.Fatalf("got %d entries, want %d", len(got), tc.want)
+			}
+			if len(got) > 0 && got[0].Seq != tc.after+1 {
+				t.Fatalf("first seq %d, want %d", got[0].Seq, tc.after+1)
+			}
+		})
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), testOptions(t))
+	if _, err := s.Append(ctx, "nope", Record{}); !errors.Is(err, ErrUnknownStream) {
+		t.Errorf("unknown stream: %v", err)
+	}
+	if _, err := s.Append(ctx, StreamAudit, Record{Payload: make([]byte, MaxRecordBytes+1)}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("huge record: %v", err)
+	}
+	if _, err := s.AppendBatch(ctx, StreamAudit, make([]Record, txnMaxEntries)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("huge batch: %v", err)
+	}
+	if _, err := s.AppendBatch(ctx, StreamAudit, nil); err == nil {
+		t.Errorf("empty batch accepted")
+	}
+	s.Close()
+	if _, err := s.Append(ctx, StreamAudit, Record{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("append after close: %v", err)
+	}
+	if _, err := s.Read(ctx, StreamAudit, 0, 1, 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+}
+
+func TestGroupCommitSharesSyncs(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), testOptions(t))
+	const producers, each = 32, 50
+	var wg sync.WaitGroup
+	seqs := make(chan uint64, producers*each)
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				seq, err := s.Append(ctx, StreamLogsInfo, Record{Payload: make([]byte, 256)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				seqs <- seq
+			}
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	seen := map[uint64]bool{}
+	for seq := range seqs {
+		if seen[seq] {
+			t.Fatalf("seq %d returned twice", seq)
+		}
+		seen[seq] = true
+	}
+	for i := uint64(1); i <= producers*each; i++ {
+		if !seen[i] {
+			t.Fatalf("seq %d missing", i)
+		}
+	}
+	syncs := s.Usage().Syncs
+	t.Logf("%d appends in %d group commits", producers*each, syncs)
+	if syncs >= producers*each {
+		t.Fatalf("%d syncs for %d appends: no group commit", syncs, producers*each)
+	}
+}
+
+func TestDocuments(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions(t))
+	if _, err := s.GetDocument(ctx, KindConfig); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty store: %v", err)
+	}
+	tests := []struct {
+		kind    Kind
+		version uint64
+		wantErr error
+	}{
+		{KindConfig, 5, nil},
+		{KindConfig, 7, nil},
+		{KindConfig, 6, ErrStaleVersion},
+		{KindConfig, 7, nil}, // same version again is not a rollback
+		{KindGrants, 1, nil},
+		{KindGrants, 0, ErrStaleVersion},
+	}
+	for i, tc := range tests {
+		doc := Document{Raw: []byte(fmt.Sprintf("%s-v%d-%d", tc.kind, tc.version, i)), Version: tc.version, FetchedAt: t0.Add(time.Duration(i) * time.Minute)}
+		err := s.PutDocument(ctx, tc.kind, doc)
+		if !errors.Is(err, tc.wantErr) {
+			t.Fatalf("%d: PutDocument(%s v%d) = %v, want %v", i, tc.kind, tc.version, err, tc.wantErr)
+		}
+	}
+	if err := s.PutDocument(ctx, "other", Document{}); err == nil {
+		t.Fatal("unknown kind accepted")
+	}
+	s.Close()
+	s = openTest(t, dir, testOptions(t))
+	got, err := s.GetDocument(ctx, KindConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Document{Raw: []byte("config-v7-3"), Version: 7, FetchedAt: t0.Add(3 * time.Minute)}
+	if !bytes.Equal(got.Raw, want.Raw) || got.Version != want.Version || !got.FetchedAt.Equal(want.FetchedAt) {
+		t.Fatalf("GetDocument = %+v, want %+v", got, want)
+	}
+	g, err := s.GetDocument(ctx, KindGrants)
+	if err != nil || g.Version != 1 {
+		t.Fatalf("grants = %+v, %v", g, err)
+	}
+}
+
+func TestState(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions(t))
+	if c, err := s.Cursor(ctx, "logs"); err != nil || c != 0 {
+		t.Fatalf("unset cursor = %d, %v", c, err)
+	}
+	if _, err := s.GetState(ctx, StateControlCert); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unset state: %v", err)
+	}
+	oc := OfflineClock{LastCloudTime: t0, UptimeSince: 36 * time.Hour}
+	must(t, s.SetCursor(ctx, "logs", 42))
+	must(t, s.PutState(ctx, StateControlCert, []byte("pem")))
+	must(t, s.PutOfflineClock(ctx, oc))
+	if err := s.PutState(ctx, "big", make([]byte, MaxStateBytes+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("big state: %v", err)
+	}
+	s.Close()
+	s = openTest(t, dir, testOptions(t))
+	if c, err := s.Cursor(ctx, "logs"); err != nil || c != 42 {
+		t.Fatalf("cursor = %d, %v", c, err)
+	}
+	if v, err := s.GetState(ctx, StateControlCert); err != nil || string(v) != "pem" {
+		t.Fatalf("state = %q, %v", v, err)
+	}
+	got, err := s.GetOfflineClock(ctx)
+	if err != nil || !got.LastCloudTime.Equal(oc.LastCloudTime) || got.UptimeSince != oc.UptimeSince {
+		t.Fatalf("offline clock = %+v, %v", got, err)
+	}
+}
+
+func TestBlobs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions(t))
+	data := make([]byte, 3000)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	must(t, s.PutBlobChunk(ctx, "cam/1.jpg", 0, data[:1000]))
+	must(t, s.PutBlobChunk(ctx, "cam/1.jpg", 1000, data[1000:2000]))
+	// A writer resuming from an earlier offset: the known part is ignored.
+	must(t, s.PutBlobChunk(ctx, "cam/1.jpg", 500, data[500:2500]))
+	must(t, s.PutBlobChunk(ctx, "cam/1.jpg", 2500, data[2500:]))
+	if err := s.PutBlobChunk(ctx, "cam/1.jpg", 4000, data[:10]); !errors.Is(err, ErrBlobOffset) {
+		t.Fatalf("chunk past the end: %v", err)
+	}
+	must(t, s.SealBlob(ctx, "cam/1.jpg"))
+	if err := s.PutBlobChunk(ctx, "cam/1.jpg", 3000, data[:10]); !errors.Is(err, ErrBlobOffset) {
+		t.Fatalf("chunk after seal: %v", err)
+	}
+	must(t, s.SetBlobUploaded(ctx, "cam/1.jpg", 1200))
+	if err := s.SetBlobUploaded(ctx, "cam/1.jpg", 3001); !errors.Is(err, ErrBlobOffset) {
+		t.Fatalf("upload offset past size: %v", err)
+	}
+	s.Close()
+	s = openTest(t, dir, testOptions(t))
+	bi, err := s.BlobInfo(ctx, "cam/1.jpg")
+	if err != nil || bi.Size != 3000 || bi.Uploaded != 1200 || !bi.Sealed || !bi.Created.Equal(t0) {
+		t.Fatalf("BlobInfo = %+v, %v", bi, err)
+	}
+	if u := s.Usage(); u.BlobBytes != 3000 {
+		t.Fatalf("blob bytes = %d", u.BlobBytes)
+	}
+	for _, tc := range []struct {
+		off   int64
+		limit int
+	}{{0, 3000}, {1200, 700}, {999, 2}, {2999, 10}, {3000, 10}, {0, 0}} {
+		got, err := s.ReadBlob(ctx, "cam/1.jpg", tc.off, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := data[tc.off:min(int64(len(data)), tc.off+int64(tc.limit))]
+		if !bytes.Equal(got, want) {
+			t.Fatalf("ReadBlob(%d, %d) = %d bytes, want %d", tc.off, tc.limit, len(got), len(want))
+		}
+	}
+	list, err := s.Blobs(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != "cam/1.jpg" {
+		t.Fatalf("Blobs = %+v, %v", list, err)
+	}
+	must(t, s.DeleteBlob(ctx, "cam/1.jpg"))
+	must(t, s.DeleteBlob(ctx, "cam/1.jpg"))
+	if _, err := s.BlobInfo(ctx, "cam/1.jpg"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if u := s.Usage(); u.BlobBytes != 0 {
+		t.Fatalf("blob bytes after delete = %d", u.BlobBytes)
+	}
+	if err := s.PutBlobChunk(ctx, "", 0, nil); err == nil {
+		t.Fatal("empty blob id accepted")
+	}
+}
+
+func TestSecondOpenIsInUse(t *testing.T) {
+	dir := t.TempDir()
+	openTest(t, dir, testOptions(t))
+	_, err := Open(context.Background(), dir, testOptions(t))
+	if !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Open = %v, want ErrInUse", err)
+	}
+	t.Log(err)
+}
+
+func TestGCRunsOnSchedule(t *testing.T) {
+	fake := clock.NewFake(t0)
+	core, logs := observer.New(zap.DebugLevel)
+	opts := Options{Clock: fake, Logger: zap.New(core), GCInterval: time.Minute}
+	s := openTest(t, t.TempDir(), opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fake.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Usage().Syncs
+	fake.Advance(time.Minute)
+	// Reclaim writes the flush sentinel, a synced commit that is not a group commit;
+	// wait for the DropPrefix it triggers to be logged.
+	for ctx.Err() == nil && logs.FilterMessageSnippet("DropPrefix").Len() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("no reclaim after the GC interval (syncs %d)", before)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCloseWhileAppending(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, testOptions(t))
+	must(t, err)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for p := 0; p < 16; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				_, err := s.Append(ctx, StreamAudit, Record{Payload: []byte("x")})
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for ok.Load() < 100 {
+		runtime.Gosched()
+	}
+	must(t, s.Close())
+	wg.Wait() // no append is left hanging
+	s = openTest(t, dir, testOptions(t))
+	st, err := s.Stats(ctx, StreamAudit)
+	must(t, err)
+	if int64(st.Count) < ok.Load() {
+		t.Fatalf("%d appends returned nil, %d records present", ok.Load(), st.Count)
+	}
+}
+
+func TestLargeAckStartsReclaim(t *testing.T) {
+	ctx := context.Background()
+	core, logs := observer.New(zap.DebugLevel)
+	opts := testOptions(t)
+	opts.Logger = zap.New(core)
+	opts.GCAfterAckBytes = 1 << 20
+	s := openTest(t, t.TempDir(), opts)
+	batch := make([]Record, 16)
+	for i := range batch {
+		batch[i] = Record{Payload: make([]byte, 64<<10)}
+	}
+	first, err := s.AppendBatch(ctx, StreamCaptures, batch)
+	must(t, err)
+	must(t, s.Ack(ctx, StreamCaptures, first+15))
+	deadline, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for deadline.Err() == nil && logs.FilterMessageSnippet("DropPrefix").Len() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if deadline.Err() != nil {
+		t.Fatal("no reclaim after acking more than GCAfterAckBytes")
+	}
+}

@@ -1,0 +1,620 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Stream names an append-only stream. Sequence numbers are per stream, start
+// at 1 and are never reused, even after ack, eviction or restart.
+type Stream string
+
+// The streams the daemon writes. Log streams are split by level class
+// because eviction drops debug logs before info logs (DESIGN decision 7).
+const (
+	StreamLogsDebug Stream = "logs.debug" // debug logs: evicted first
+	StreamLogsInfo  Stream = "logs.info"  // info logs: evicted second
+	StreamLogsWarn  Stream = "logs.warn"  // warn and above: never evicted
+	StreamCaptures  Stream = "captures"   // data captures: evicted third, lowest priority first
+	StreamAudit     Stream = "audit"      // control audit events: never evicted
+	StreamGaps      Stream = "gaps"       // gap records (payload: Gap as JSON): never evicted
+	StreamProposals Stream = "proposals"  // offline config edits awaiting the cloud: never evicted
+)
+
+var allStreams = []Stream{StreamLogsDebug, StreamLogsInfo, StreamLogsWarn, StreamCaptures, StreamAudit, StreamGaps, StreamProposals}
+
+// Valid reports whether st is one of the Stream constants.
+func (st Stream) Valid() bool {
+	for _, v := range allStreams {
+		if st == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Record is one entry of a stream.
+type Record struct {
+	// Payload is opaque to the store.
+	Payload []byte
+	// Priority orders captures for eviction: lower priorities go first.
+	// It is ignored for other streams.
+	Priority uint8
+	// Time is when the record was made; zero means the store's clock at Append.
+	Time time.Time
+}
+
+// Entry is a record read back with its sequence number.
+type Entry struct {
+	Seq uint64
+	Record
+}
+
+// StreamStats describes a stream for status and metrics.
+type StreamStats struct {
+	Stream       Stream
+	First        uint64 // oldest sequence present; 0 when empty
+	Last         uint64 // last sequence assigned; 0 if none ever was
+	AckedThrough uint64 // highest sequence acknowledged
+	Count        uint64 // records present
+	Bytes        uint64 // bytes of records present (keys and values)
+}
+
+// MaxRecordBytes is the largest payload one record may carry; larger data
+// belongs in a blob.
+const MaxRecordBytes = 4 << 20
+
+// Limits of one Badger transaction, kept well under Badger's own (15% of the
+// 8 MB memtable) so a commit never fails with ErrTxnTooBig.
+const (
+	txnMaxEntries = 4000
+	txnMaxBytes   = 512 << 10
+	valueInline   = 1 << 10 // = ValueThreshold: smaller values live in the LSM tree
+)
+
+// txnCost estimates what one entry costs against Badger's batch limits.
+func txnCost(keyLen, valLen int) int64 {
+	if valLen >= valueInline {
+		valLen = 12 // only a value pointer goes into the LSM tree
+	}
+	return int64(keyLen+valLen) + 2 + 64
+}
+
+type appendReq struct {
+	stream Stream
+	recs   []Record
+	vals   [][]byte
+	bytes  int64 // accounted bytes (keys+values)
+	cost   int64 // transaction cost
+	maxPri uint8
+	first  uint64
+	err    error
+	done   chan struct{}
+}
+
+// Append durably appends rec to stream and returns its sequence number. It
+// returns only after the record is synced to disk; concurrent appends share
+// one sync. Once the record is queued, Append waits for the outcome even if
+// ctx ends, so that a nil error always means durable and an error always
+// means not written.
+func (s *Store) Append(ctx context.Context, st Stream, rec Record) (uint64, error) {
+	return s.AppendBatch(ctx, st, []Record{rec})
+}
+
+// AppendBatch durably and atomically appends recs to stream, which get
+// consecutive sequence numbers starting at the one returned.
+func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint64, error) {
+	if !st.Valid() {
+		return 0, fmt.Errorf("append to %s: %w", st, ErrUnknownStream)
+	}
+	if len(recs) == 0 {
+		return 0, fmt.Errorf("append to %s: no records", st)
+	}
+	// A copy: the store fills in Time and must not write to the caller's slice.
+	recs = append([]Record(nil), recs...)
+	r := &appendReq{stream: st, recs: recs, vals: make([][]byte, len(recs)), done: make(chan struct{})}
+	now := time.Time{}
+	keyLen := len(recordKey(st, 0, 0))
+	for i, rec := range recs {
+		if len(rec.Payload) > MaxRecordBytes {
+			return 0, fmt.Errorf("append to %s: record of %d bytes, max %d: %w", st, len(rec.Payload), MaxRecordBytes, ErrTooLarge)
+		}
+		if rec.Time.IsZero() {
+			if now.IsZero() {
+				now = s.clk.Now()
+			}
+			rec.Time = now
+		}
+		if st != StreamCaptures {
+			rec.Priority = 0
+		}
+		recs[i] = rec
+		r.vals[i] = encodeRecord(rec)
+		r.bytes += int64(keyLen + len(r.vals[i]))
+		r.cost += txnCost(keyLen, len(r.vals[i]))
+		if st == StreamCaptures {
+			r.cost += txnCost(14, 0)
+		}
+		r.maxPri = max(r.maxPri, rec.Priority)
+	}
+	if r.cost > txnMaxBytes || len(recs)*2 > txnMaxEntries {
+		return 0, fmt.Errorf("append %d records to %s: %w", len(recs), st, ErrTooLarge)
+	}
+	// closeMu makes "not closed" and "queued" one step, so nothing is
+	// queued after the committer drained the queue for the last time.
+	s.closeMu.RLock()
+	if s.closed.Load() {
+		s.closeMu.RUnlock()
+		return 0, fmt.Errorf("append to %s: %w", st, ErrClosed)
+	}
+	select {
+	case s.reqs <- r:
+		s.closeMu.RUnlock()
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return 0, fmt.Errorf("append to %s: %w", st, ctx.Err())
+	}
+	<-r.done
+	if r.err != nil {
+		return 0, fmt.Errorf("append to %s: %w", st, r.err)
+	}
+	return r.first, nil
+}
+
+func (r *appendReq) finish(err error) {
+	r.err = err
+	close(r.done)
+}
+
+// Group limits: what one committer round takes from the queue.
+const (
+	groupMaxReqs  = 1024
+	groupMaxBytes = 8 << 20
+)
+
+// committer is the single goroutine that commits appends in groups: it takes
+// everything queued, writes it in as few transactions as possible (usually
+// one), and releases all waiters after the synced commit.
+func (s *Store) committer() {
+	defer s.done.Done()
+	var group []*appendReq
+	for {
+		select {
+		case r := <-s.reqs:
+			group = append(group[:0], r)
+			bytes := r.bytes
+			// Producers released by the previous group are often runnable
+			// but not yet scheduled; yielding a few times lets them join
+			// this group instead of the next, which makes groups larger
+			// without any timer (a lone producer pays four yields, about a microsecond).
+			for yields := 0; yields < 4; {
+				select {
+				case r := <-s.reqs:
+					group = append(group, r)
+					bytes += r.bytes
+				default:
+					runtime.Gosched()
+					yields++
+					continue
+				}
+				if len(group) >= groupMaxReqs || bytes >= groupMaxBytes {
+					break
+				}
+			}
+			s.commitGroup(group)
+			s.noteWritten(bytes)
+			clear(group)
+		case <-s.quit:
+			for {
+				select {
+				case r := <-s.reqs:
+					r.finish(ErrClosed)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (s *Store) commitGroup(group []*appendReq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkDisk(); err != nil {
+		for _, r := range group {
+			r.finish(err)
+		}
+		return
+	}
+	// Admission first: eviction commits its own transactions, so it must
+	// happen before the group's batch takes copies of the stream metas.
+	accepted := group[:0:0]
+	var adding int64
+	for _, r := range group {
+		if err := s.admitLocked(r, adding); err != nil {
+			r.finish(err)
+			continue
+		}
+		adding += r.bytes
+		accepted = append(accepted, r)
+	}
+	b := s.newBatch()
+	var inBatch []*appendReq
+	flush := func() {
+		err := b.commit()
+		for _, r := range inBatch {
+			r.finish(err)
+		}
+		inBatch = inBatch[:0]
+		b = s.newBatch()
+	}
+	for _, r := range accepted {
+		if len(inBatch) > 0 && (b.cost+r.cost > txnMaxBytes || b.entries+2*len(r.recs) > txnMaxEntries) {
+			flush()
+		}
+		r.first = 0
+		for i := range r.recs {
+			seq, err := b.appendRecord(r.stream, r.recs[i].Priority, r.vals[i])
+			if err != nil {
+				// Cannot happen within the limits checked in AppendBatch;
+				// fail the whole batch rather than commit half a request.
+				b.discard()
+				for _, q := range inBatch {
+					q.finish(err)
+				}
+				inBatch = inBatch[:0]
+				r.finish(err)
+				b = s.newBatch()
+				goto next
+			}
+			if r.first == 0 {
+				r.first = seq
+			}
+		}
+		inBatch = append(inBatch, r)
+	next:
+	}
+	if len(inBatch) > 0 {
+		flush()
+	}
+	b.discard()
+}
+
+// batch is one read-write transaction plus working copies of the stream
+// metas it changes; the metas are written in the same transaction and
+// published to the Store only after the commit succeeded.
+type batch struct {
+	s       *Store
+	txn     *badger.Txn
+	metas   map[Stream]*streamMeta
+	entries int
+	cost    int64
+	blobs   int64 // change of blob bytes
+}
+
+func (s *Store) newBatch() *batch {
+	return &batch{s: s, txn: s.db.NewTransaction(true), metas: map[Stream]*streamMeta{}}
+}
+
+func (b *batch) meta(st Stream) *streamMeta {
+	m, ok := b.metas[st]
+	if !ok {
+		c := *b.s.meta[st]
+		m = &c
+		b.metas[st] = m
+	}
+	return m
+}
+
+func (b *batch) set(key, val []byte, userMeta byte) error {
+	b.entries++
+	b.cost += txnCost(len(key), len(val))
+	return b.txn.SetEntry(badger.NewEntry(key, val).WithMeta(userMeta))
+}
+
+func (b *batch) del(key []byte) error {
+	b.entries++
+	b.cost += txnCost(len(key), 0)
+	return b.txn.Delete(key)
+}
+
+// appendRecord assigns the next sequence number of st to the encoded value.
+func (b *batch) appendRecord(st Stream, prio uint8, val []byte) (uint64, error) {
+	m := b.meta(st)
+	seq := m.Last + 1
+	key := recordKey(st, seq, uint32(len(val)))
+	if err := b.set(key, val, prio); err != nil {
+		return 0, err
+	}
+	if st == StreamCaptures {
+		if err := b.set(prioKey(prio, seq, uint32(len(val))), nil, 0); err != nil {
+			return 0, err
+		}
+	}
+	m.Last = seq
+	m.Count++
+	m.Bytes += uint64(len(key) + len(val))
+	return seq, nil
+}
+
+// deleteRecord removes a record known by its key; it returns the bytes freed.
+func (b *batch) deleteRecord(st Stream, key []byte, prio uint8) (uint64, error) {
+	seq, size := seqSize(key)
+	if err := b.del(key); err != nil {
+		return 0, err
+	}
+	if st == StreamCaptures {
+		if err := b.del(prioKey(prio, seq, size)); err != nil {
+			return 0, err
+		}
+	}
+	m := b.meta(st)
+	freed := uint64(len(key)) + uint64(size)
+	m.Count--
+	m.Bytes -= freed
+	return freed, nil
+}
+
+func (b *batch) full() bool {
+	return b.entries+4 >= txnMaxEntries || b.cost >= txnMaxBytes-4096
+}
+
+func (b *batch) commit() error {
+	defer b.txn.Discard()
+	for st, m := range b.metas {
+		if err := b.txn.Set(metaKey(st), encodeMeta(*m)); err != nil {
+			return fmt.Errorf("write meta of %s: %w", st, err)
+		}
+	}
+	if err := mapWriteErr(b.txn.Commit()); err != nil {
+		return err
+	}
+	b.s.syncs.Add(1)
+	for st, m := range b.metas {
+		*b.s.meta[st] = *m
+	}
+	b.s.blobs += b.blobs
+	return nil
+}
+
+func (b *batch) discard() { b.txn.Discard() }
+
+// Read returns up to limit entries of stream with sequence numbers after
+// after, stopping once maxBytes of payload were collected (it always returns
+// at least one entry when one exists). maxBytes <= 0 means no byte limit.
+func (s *Store) Read(ctx context.Context, st Stream, after uint64, limit, maxBytes int) ([]Entry, error) {
+	if !st.Valid() {
+		return nil, fmt.Errorf("read %s: %w", st, ErrUnknownStream)
+	}
+	if s.closed.Load() {
+		return nil, fmt.Errorf("read %s: %w", st, ErrClosed)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []Entry
+	var corrupt []badItem
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 256), Prefix: streamPrefix(st)})
+		defer it.Close()
+		bytes := 0
+		for it.Seek(recordSeek(st, after+1)); it.Valid() && len(out) < limit; it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			seq, _ := seqSize(item.Key())
+			v, err := item.ValueCopy(nil)
+			if errors.Is(err, badger.ErrDBClosed) {
+				return err
+			}
+			var rec Record
+			if err == nil {
+				rec, err = decodeRecord(v)
+			}
+			if err != nil {
+				// Damaged on disk (not by a crash: Badger syncs the value
+				// log before the index that points into it). Skip it so the
+				// stream does not stall, and record the loss below.
+				s.log.Error("unreadable record; dropping it", zap.String("stream", string(st)), zap.Uint64("seq", seq), zap.Error(err))
+				corrupt = append(corrupt, badItem{key: item.KeyCopy(nil), prio: item.UserMeta()})
+				continue
+			}
+			if maxBytes > 0 && len(out) > 0 && bytes+len(rec.Payload) > maxBytes {
+				break
+			}
+			bytes += len(rec.Payload)
+			out = append(out, Entry{Seq: seq, Record: rec})
+		}
+		return nil
+	})
+	if len(corrupt) > 0 {
+		if derr := s.dropCorrupt(st, corrupt); derr != nil {
+			s.log.Error("could not drop unreadable records", zap.String("stream", string(st)), zap.Error(derr))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s after %d: %w", st, after, err)
+	}
+	return out, nil
+}
+
+type badItem struct {
+	key  []byte
+	prio uint8
+}
+
+// dropCorrupt deletes unreadable records and writes a gap record for them.
+func (s *Store) dropCorrupt(st Stream, items []badItem) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	b := s.newBatch()
+	defer b.discard()
+	g := Gap{Stream: st, Reason: "records unreadable (damaged on disk)"}
+	for _, it := range items {
+		n, err := b.deleteRecord(st, it.key, it.prio)
+		if err != nil {
+			return err
+		}
+		seq, _ := seqSize(it.key)
+		g.note(seq, n)
+	}
+	return s.commitWithGap(b, g)
+}
+
+// Ack deletes the records of stream up to and including through, which the
+// cloud confirmed. Acking what was already acked is a no-op; acking beyond
+// the last assigned sequence number is ErrAckBeyondHead.
+func (s *Store) Ack(ctx context.Context, st Stream, through uint64) error {
+	if !st.Valid() {
+		return fmt.Errorf("ack %s: %w", st, ErrUnknownStream)
+	}
+	var freed uint64
+	defer func() { s.noteFreed(int64(freed)) }()
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("ack %s through %d: %w", st, through, err)
+		}
+		done, n, err := s.ackChunk(st, through)
+		freed += n
+		if err != nil {
+			return fmt.Errorf("ack %s through %d: %w", st, through, err)
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// ackChunk deletes one transaction's worth of acknowledged records. The
+// lock is taken per chunk so a large ack does not stall appends.
+func (s *Store) ackChunk(st Stream, through uint64) (done bool, freed uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return false, 0, ErrClosed
+	}
+	m := s.meta[st]
+	if through > m.Last {
+		return false, 0, fmt.Errorf("last assigned is %d: %w", m.Last, ErrAckBeyondHead)
+	}
+	if through <= m.AckedThrough {
+		return true, 0, nil
+	}
+	b := s.newBatch()
+	defer b.discard()
+	ackedTo := through
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
+		defer it.Close()
+		for it.Seek(recordSeek(st, m.AckedThrough+1)); it.Valid(); it.Next() {
+			item := it.Item()
+			seq, _ := seqSize(item.Key())
+			if seq > through {
+				break
+			}
+			if b.full() {
+				ackedTo = seq - 1
+				break
+			}
+			n, err := b.deleteRecord(st, item.KeyCopy(nil), item.UserMeta())
+			if err != nil {
+				return err
+			}
+			freed += n
+		}
+		return nil
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	b.meta(st).AckedThrough = ackedTo
+	if err := b.commit(); err != nil {
+		return false, 0, err
+	}
+	return ackedTo == through, freed, nil
+}
+
+// Stats describes one stream.
+func (s *Store) Stats(ctx context.Context, st Stream) (StreamStats, error) {
+	if !st.Valid() {
+		return StreamStats{}, fmt.Errorf("stats of %s: %w", st, ErrUnknownStream)
+	}
+	s.mu.Lock()
+	m := *s.meta[st]
+	s.mu.Unlock()
+	out := StreamStats{Stream: st, Last: m.Last, AckedThrough: m.AckedThrough, Count: m.Count, Bytes: m.Bytes}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
+		defer it.Close()
+		it.Seek(recordSeek(st, 0))
+		if it.Valid() {
+			out.First, _ = seqSize(it.Item().Key())
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return StreamStats{}, fmt.Errorf("stats of %s: %w", st, err)
+	}
+	return out, nil
+}
+
+// Usage is the store-wide picture for status and metrics.
+type Usage struct {
+	// Bytes is what the budget counts: records and blob chunks.
+	Bytes int64
+	// BlobBytes is the part of Bytes held by blobs.
+	BlobBytes int64
+	// LSMBytes and VLogBytes are Badger's on-disk sizes (updated about once
+	// a minute by Badger).
+	LSMBytes, VLogBytes int64
+	// Syncs counts group commits since Open; each is one sync round
+	// (value log and write-ahead log) however many records it carried.
+	Syncs uint64
+}
+
+// Usage returns the store-wide usage.
+func (s *Store) Usage() Usage {
+	s.mu.Lock()
+	u := Usage{Bytes: s.totalLocked(), BlobBytes: s.blobs}
+	s.mu.Unlock()
+	u.LSMBytes, u.VLogBytes = s.db.Size()
+	u.Syncs = s.syncs.Load()
+	return u
+}
+
+// releaseEvery is how many bytes are written between releases of the
+// store's mapped pages (see releaseMappedPages).
+const releaseEvery = 16 << 20
+
+func (s *Store) noteWritten(n int64) {
+	if s.written.Add(n) >= releaseEvery {
+		s.written.Store(0)
+		s.releaseMappedPages()
+	}
+}
+
+func (s *Store) noteFreed(n int64) {
+	if n <= 0 {
+		return
+	}
+	s.freedMu.Lock()
+	s.freed += n
+	kick := s.freed >= s.opts.GCAfterAckBytes
+	s.freedMu.Unlock()
+	if kick {
+		select {
+		case s.gcKick <- struct{}{}:
+		default:
+		}
+	}
+}

@@ -1,0 +1,846 @@
+// Package badgeringest is the embedded ingest.Store: Badger in the cloud's
+// data folder, so outpost-cloud keeps what parts upload with nothing but its
+// binary and a disk.
+//
+// DESIGN.md says only the daemon's cache imports badger; this package (like
+// cloud/store/badgerstore) is the deliberate, documented exception for the
+// cloud binary. No badger type leaves it: callers see ingest.Store, and a
+// PostgreSQL implementation passes the same storetest suite.
+//
+// Layout (NUL separates key parts; ingest.ValidateID refuses control
+// characters in ids, so a separator can never be part of one):
+//
+//	r\0PART\0STORE\0STREAM\0SEQ   a record: flags, time, payload
+//	m\0PART\0STORE\0STREAM        the stream's meta: watermark and counters
+//	l\0PART\0STORE\0STREAM\0LAST  a lost range, keyed by its last sequence
+//	b\0PART\0BLOB                 a blob's progress (JSON)
+//	s\0PART                       a part's last status
+//
+// SEQ and LAST are 8-byte big-endian, so records sort by sequence.
+//
+// The watermark is kept in the meta and only ever advances: after a put it
+// moves over each next sequence that is stored, and jumps to the end of a
+// lost range that covers the next one. It stops at the first sequence that
+// is neither, so a stream with a hole costs one lookup per put, and filling
+// the hole walks past the records stored beyond it once.
+//
+// Writes to one stream are serialized by a striped lock (this is a single
+// process store), so every existence check and its write see the same
+// state; Badger's conflict detection is off. Every commit is synced before
+// the put returns, so an acknowledged record is durable.
+package badgeringest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+)
+
+// Bounds of one Badger transaction: well under Badger's limit (15% of the
+// 8 MB memtable), so a large batch commits in a few pieces instead of
+// failing with ErrTxnTooBig.
+const (
+	txnMaxBytes   = 512 << 10
+	txnMaxRecords = 2000
+	maxReasonLen  = 1 << 10
+	lockStripes   = 256
+)
+
+// Options configures Open.
+type Options struct {
+	// Dir is the Badger folder; required.
+	Dir string
+	// Blobs receives blob bytes; required.
+	Blobs ingest.BlobStore
+	// Logger receives Badger's messages; nil discards them.
+	Logger *zap.Logger
+}
+
+// Store is the Badger implementation of ingest.Store.
+type Store struct {
+	db    *badger.DB
+	blobs ingest.BlobStore
+	seed  maphash.Seed
+	// streams serializes writes per stream key and blobs per blob key;
+	// striped, so memory stays fixed however many parts there are.
+	streams [lockStripes]sync.Mutex
+	blobMu  [lockStripes]sync.Mutex
+}
+
+var _ ingest.Store = (*Store)(nil)
+
+// Open opens (or creates) the store in opts.Dir.
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" || opts.Blobs == nil {
+		return nil, errors.New("open ingest store: Dir and Blobs are required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{log.Sugar()}).
+		WithSyncWrites(true).
+		WithDetectConflicts(false). // writes to a stream are serialized by Store.streams
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithValueThreshold(1 << 10).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(2 << 20).
+		WithCompression(options.None).
+		WithNumGoroutines(2)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
+	}
+	return &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed()}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close ingest store: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) lock(stripes *[lockStripes]sync.Mutex, parts ...string) func() {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, p := range parts {
+		h.WriteString(p)
+		h.WriteByte(0)
+	}
+	m := &stripes[h.Sum64()%lockStripes]
+	m.Lock()
+	return m.Unlock
+}
+
+// Keys.
+
+func join(kind byte, parts ...string) []byte {
+	n := 1
+	for _, p := range parts {
+		n += 1 + len(p)
+	}
+	b := make([]byte, 0, n+9)
+	b = append(b, kind)
+	for _, p := range parts {
+		b = append(b, 0)
+		b = append(b, p...)
+	}
+	return b
+}
+
+func streamPrefix(kind byte, k ingest.StreamKey) []byte {
+	return append(join(kind, k.PartID, k.StoreID, k.Stream), 0)
+}
+
+func seqKey(prefix []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(slices.Clip(prefix), seq)
+}
+
+// parseRecordKey splits r\0PART\0STORE\0STREAM\0SEQ.
+func parseRecordKey(k []byte) (ingest.StreamKey, uint64, bool) {
+	if len(k) < 2+8 || k[0] != 'r' || k[1] != 0 {
+		return ingest.StreamKey{}, 0, false
+	}
+	seq := binary.BigEndian.Uint64(k[len(k)-8:])
+	rest := k[2 : len(k)-8]
+	if len(rest) == 0 || rest[len(rest)-1] != 0 {
+		return ingest.StreamKey{}, 0, false
+	}
+	parts := strings.Split(string(rest[:len(rest)-1]), "\x00")
+	if len(parts) != 3 {
+		return ingest.StreamKey{}, 0, false
+	}
+	return ingest.StreamKey{PartID: parts[0], StoreID: parts[1], Stream: parts[2]}, seq, true
+}
+
+// Values.
+
+type meta struct {
+	watermark, records, bytes, conflicts uint64
+}
+
+func (m meta) encode() []byte {
+	b := make([]byte, 0, 32)
+	for _, v := range []uint64{m.watermark, m.records, m.bytes, m.conflicts} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+func decodeMeta(b []byte) (meta, error) {
+	if len(b) != 32 {
+		return meta{}, fmt.Errorf("stream meta of %d bytes, want 32", len(b))
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[i*8:]) }
+	return meta{u(0), u(1), u(2), u(3)}, nil
+}
+
+// A record value is a flag byte (1: time is set), the time in Unix
+// nanoseconds, and the payload.
+func encodeRecord(r ingest.Record) []byte {
+	b := make([]byte, 9, 9+len(r.Payload))
+	if !r.Time.IsZero() {
+		b[0] = 1
+		binary.BigEndian.PutUint64(b[1:], uint64(r.Time.UnixNano()))
+	}
+	return append(b, r.Payload...)
+}
+
+func decodeRecord(v []byte) (time.Time, []byte, error) {
+	if len(v) < 9 {
+		return time.Time{}, nil, fmt.Errorf("record value of %d bytes, want at least 9", len(v))
+	}
+	var t time.Time
+	if v[0] == 1 {
+		t = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	}
+	return t, v[9:], nil
+}
+
+// Records.
+
+// PutRecords stores the records not held yet and advances the watermark.
+func (s *Store) PutRecords(ctx context.Context, key ingest.StreamKey, recs []ingest.Record) (ingest.PutResult, error) {
+	if err := key.Validate(); err != nil {
+		return ingest.PutResult{}, fmt.Errorf("put records: %w", err)
+	}
+	for _, r := range recs {
+		if r.Seq == 0 {
+			return ingest.PutResult{}, fmt.Errorf("put records of %s: sequence 0: %w", key, ingest.ErrInvalid)
+		}
+	}
+	defer s.lock(&s.streams, key.PartID, key.StoreID, key.Stream)()
+
+	var res ingest.PutResult
+	m, err := s.meta(key)
+	if err != nil {
+		return res, err
+	}
+	rp := streamPrefix('r', key)
+	mk := join('m', key.PartID, key.StoreID, key.Stream)
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	pendingBytes, pendingN := 0, 0
+	for _, r := range recs {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("put records of %s: %w", key, err)
+		}
+		k := seqKey(rp, r.Seq)
+		item, err := txn.Get(k)
+		switch {
+		case err == nil:
+			same := false
+			if err := item.Value(func(v []byte) error {
+				_, p, err := decodeRecord(v)
+				same = err == nil && bytes.Equal(p, r.Payload)
+				return nil
+			}); err != nil {
+				return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
+			}
+			if same {
+				res.Duplicates++
+			} else {
+				res.Conflicts = append(res.Conflicts, r.Seq)
+				m.conflicts++
+			}
+			continue
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return res, fmt.Errorf("put records of %s: look up seq %d: %w", key, r.Seq, err)
+		}
+		v := encodeRecord(r)
+		if err := txn.Set(k, v); err != nil {
+			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
+		}
+		m.records++
+		m.bytes += uint64(len(r.Payload))
+		res.Stored++
+		pendingBytes += len(k) + len(v)
+		pendingN++
+		if pendingBytes >= txnMaxBytes || pendingN >= txnMaxRecords {
+			// The counters commit with their records, so they never drift.
+			if err := txn.Set(mk, m.encode()); err != nil {
+				return res, fmt.Errorf("put records of %s: %w", key, err)
+			}
+			if err := txn.Commit(); err != nil {
+				return res, fmt.Errorf("put records of %s: commit: %w", key, err)
+			}
+			txn = s.db.NewTransaction(true)
+			pendingBytes, pendingN = 0, 0
+		}
+	}
+	if m.watermark, err = advance(txn, key, m.watermark); err != nil {
+		return res, fmt.Errorf("put records of %s: %w", key, err)
+	}
+	if err := txn.Set(mk, m.encode()); err != nil {
+		return res, fmt.Errorf("put records of %s: %w", key, err)
+	}
+	if err := txn.Commit(); err != nil {
+		return res, fmt.Errorf("put records of %s: commit: %w", key, err)
+	}
+	res.AckedThrough = m.watermark
+	return res, nil
+}
+
+// advance moves the watermark w over stored and declared-lost sequences.
+func advance(txn *badger.Txn, key ingest.StreamKey, w uint64) (uint64, error) {
+	rp := streamPrefix('r', key)
+	lp := streamPrefix('l', key)
+	for w < ^uint64(0) {
+		next := w + 1
+		_, err := txn.Get(seqKey(rp, next))
+		if err == nil {
+			w = next
+			continue
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return w, fmt.Errorf("advance watermark at %d: %w", next, err)
+		}
+		last, ok, err := covering(txn, lp, next)
+		if err != nil || !ok {
+			return w, err
+		}
+		w = last
+	}
+	return w, nil
+}
+
+// covering finds a lost range holding seq: ranges are keyed by their last
+// sequence, so only those ending at or after seq are looked at, and the
+// watermark has passed all but the few declared ahead of it.
+func covering(txn *badger.Txn, lp []byte, seq uint64) (last uint64, ok bool, err error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: lp})
+	defer it.Close()
+	for it.Seek(seqKey(lp, seq)); it.ValidForPrefix(lp); it.Next() {
+		item := it.Item()
+		var first uint64
+		if err := item.Value(func(v []byte) error {
+			if len(v) < 8 {
+				return fmt.Errorf("lost range value of %d bytes", len(v))
+			}
+			first = binary.BigEndian.Uint64(v)
+			return nil
+		}); err != nil {
+			return 0, false, fmt.Errorf("read lost range: %w", err)
+		}
+		if first <= seq {
+			k := item.Key()
+			return binary.BigEndian.Uint64(k[len(k)-8:]), true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func (s *Store) meta(key ingest.StreamKey) (meta, error) {
+	var m meta
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(join('m', key.PartID, key.StoreID, key.Stream))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			m, err = decodeMeta(v)
+			return err
+		})
+	})
+	if err != nil {
+		return meta{}, fmt.Errorf("read meta of %s: %w", key, err)
+	}
+	return m, nil
+}
+
+// DeclareLost keeps a lost range and advances the watermark over it.
+func (s *Store) DeclareLost(ctx context.Context, key ingest.StreamKey, first, last uint64, reason string) (uint64, error) {
+	if err := key.Validate(); err != nil {
+		return 0, fmt.Errorf("declare lost: %w", err)
+	}
+	if first == 0 || first > last {
+		return 0, fmt.Errorf("declare %d..%d of %s lost: want 0 < first <= last: %w", first, last, key, ingest.ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("declare lost of %s: %w", key, err)
+	}
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	defer s.lock(&s.streams, key.PartID, key.StoreID, key.Stream)()
+	m, err := s.meta(key)
+	if err != nil {
+		return 0, err
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		lk := seqKey(streamPrefix('l', key), last)
+		item, err := txn.Get(lk)
+		switch {
+		case err == nil:
+			// Two ranges ending together: keep their union.
+			if err := item.Value(func(v []byte) error {
+				if len(v) >= 8 {
+					first = min(first, binary.BigEndian.Uint64(v))
+					if reason == "" {
+						reason = string(v[8:])
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if err := txn.Set(lk, append(binary.BigEndian.AppendUint64(nil, first), reason...)); err != nil {
+			return err
+		}
+		if m.watermark, err = advance(txn, key, m.watermark); err != nil {
+			return err
+		}
+		return txn.Set(join('m', key.PartID, key.StoreID, key.Stream), m.encode())
+	})
+	if err != nil {
+		return 0, fmt.Errorf("declare %d..%d of %s lost: %w", first, last, key, err)
+	}
+	return m.watermark, nil
+}
+
+// AckedThrough returns the stream's watermark.
+func (s *Store) AckedThrough(_ context.Context, key ingest.StreamKey) (uint64, error) {
+	if err := key.Validate(); err != nil {
+		return 0, fmt.Errorf("read watermark: %w", err)
+	}
+	m, err := s.meta(key)
+	return m.watermark, err
+}
+
+// Lost returns the stream's lost ranges.
+func (s *Store) Lost(_ context.Context, key ingest.StreamKey) ([]ingest.LostRange, error) {
+	if err := key.Validate(); err != nil {
+		return nil, fmt.Errorf("read lost ranges: %w", err)
+	}
+	var out []ingest.LostRange
+	lp := streamPrefix('l', key)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: lp, PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) < 8 {
+					return fmt.Errorf("lost range value of %d bytes", len(v))
+				}
+				out = append(out, ingest.LostRange{First: binary.BigEndian.Uint64(v), Last: binary.BigEndian.Uint64(k[len(k)-8:]), Reason: string(v[8:])})
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read lost ranges of %s: %w", key, err)
+	}
+	return out, nil
+}
+
+// Records pages through stored records in key order.
+func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRecord, string, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = ingest.DefaultLimit
+	}
+	limit = min(limit, ingest.MaxLimit)
+	var after []byte
+	if q.After != "" {
+		b, err := base64.RawURLEncoding.DecodeString(q.After)
+		if _, _, ok := parseRecordKey(b); err != nil || !ok {
+			return nil, "", fmt.Errorf("read records: malformed cursor: %w", ingest.ErrInvalid)
+		}
+		after = b
+	}
+	prefixes := [][]byte{{'r', 0}}
+	if len(q.PartIDs) > 0 {
+		parts := slices.Clone(q.PartIDs)
+		slices.Sort(parts)
+		parts = slices.Compact(parts)
+		prefixes = prefixes[:0]
+		for _, p := range parts {
+			if err := ingest.ValidateID("part id", p); err != nil {
+				return nil, "", fmt.Errorf("read records: %w", err)
+			}
+			prefixes = append(prefixes, append(join('r', p), 0))
+		}
+	}
+	var out []ingest.StoredRecord
+	var lastKey []byte
+	more := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, pp := range prefixes {
+			if after != nil && bytes.Compare(pp, after) < 0 && !bytes.HasPrefix(after, pp) {
+				continue // wholly before the cursor
+			}
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: pp, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+			err := func() error {
+				defer it.Close()
+				start := pp
+				if after != nil && bytes.Compare(after, pp) > 0 {
+					start = after
+				}
+				for it.Seek(start); it.ValidForPrefix(pp); {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					item := it.Item()
+					k := item.KeyCopy(nil)
+					if after != nil && bytes.Equal(k, after) {
+						it.Next()
+						continue
+					}
+					key, seq, ok := parseRecordKey(k)
+					if !ok {
+						return fmt.Errorf("malformed record key %q", k)
+					}
+					if q.Stream != "" && key.Stream != q.Stream {
+						// Skip to the wanted stream of this store, or past the store.
+						if key.Stream < q.Stream {
+							it.Seek(streamPrefix('r', ingest.StreamKey{PartID: key.PartID, StoreID: key.StoreID, Stream: q.Stream}))
+						} else {
+							it.Seek(append(join('r', key.PartID, key.StoreID), 1))
+						}
+						continue
+					}
+					var rec ingest.StoredRecord
+					if err := item.Value(func(v []byte) error {
+						t, p, err := decodeRecord(v)
+						rec = ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: seq, Time: t, Payload: bytes.Clone(p)}}
+						return err
+					}); err != nil {
+						return fmt.Errorf("read record %s/%d: %w", key, seq, err)
+					}
+					it.Next()
+					if (!q.From.IsZero() && rec.Time.Before(q.From)) || (!q.To.IsZero() && !rec.Time.Before(q.To)) {
+						continue
+					}
+					if len(out) == limit {
+						more = true
+						return nil
+					}
+					out = append(out, rec)
+					lastKey = k
+				}
+				return nil
+			}()
+			if err != nil || more {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("read records: %w", err)
+	}
+	next := ""
+	if more {
+		next = base64.RawURLEncoding.EncodeToString(lastKey)
+	}
+	return out, next, nil
+}
+
+// Count sums the stream's counters over the part's stores.
+func (s *Store) Count(_ context.Context, partID, stream string) (ingest.Count, error) {
+	if err := ingest.ValidateID("part id", partID); err != nil {
+		return ingest.Count{}, fmt.Errorf("count records: %w", err)
+	}
+	var c ingest.Count
+	pp := append(join('m', partID), 0)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pp, PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			_, st, ok := strings.Cut(string(k[len(pp):]), "\x00")
+			if !ok || st != stream {
+				continue
+			}
+			if err := it.Item().Value(func(v []byte) error {
+				m, err := decodeMeta(v)
+				c.Records += m.records
+				c.Bytes += m.bytes
+				c.Conflicts += m.conflicts
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return ingest.Count{}, fmt.Errorf("count records of %s/%s: %w", partID, stream, err)
+	}
+	return c, nil
+}
+
+// Blobs.
+
+// blobMeta is a blob's progress. HashState is the SHA-256 state over the
+// bytes received, so completing a blob never reads it back.
+type blobMeta struct {
+	Size      uint64 `json:"size"`
+	SHA256    []byte `json:"sha256"`
+	Name      string `json:"name,omitempty"`
+	Meta      []byte `json:"meta,omitempty"`
+	Received  uint64 `json:"received"`
+	Complete  bool   `json:"complete,omitempty"`
+	HashState []byte `json:"hash_state,omitempty"`
+}
+
+func (s *Store) loadBlob(key ingest.BlobKey) (blobMeta, bool, error) {
+	var m blobMeta
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(join('b', key.PartID, key.BlobID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &m) })
+	})
+	if err != nil {
+		return blobMeta{}, false, fmt.Errorf("read blob %s/%s: %w", key.PartID, key.BlobID, err)
+	}
+	return m, found, nil
+}
+
+func (s *Store) saveBlob(key ingest.BlobKey, m blobMeta) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode blob %s/%s: %w", key.PartID, key.BlobID, err)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(join('b', key.PartID, key.BlobID), v) }); err != nil {
+		return fmt.Errorf("save blob %s/%s: %w", key.PartID, key.BlobID, err)
+	}
+	return nil
+}
+
+func (s *Store) dropBlob(key ingest.BlobKey) error {
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(join('b', key.PartID, key.BlobID)) }); err != nil {
+		return fmt.Errorf("drop blob %s/%s: %w", key.PartID, key.BlobID, err)
+	}
+	return nil
+}
+
+// PutBlobChunk stores one chunk; see ingest.Store.
+func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.BlobProgress, error) {
+	key := ingest.BlobKey{PartID: c.PartID, BlobID: c.BlobID}
+	if err := ingest.ValidateID("part id", c.PartID); err != nil {
+		return ingest.BlobProgress{}, fmt.Errorf("put blob chunk: %w", err)
+	}
+	if err := ingest.ValidateID("blob id", c.BlobID); err != nil {
+		return ingest.BlobProgress{}, fmt.Errorf("put blob chunk: %w", err)
+	}
+	if len(c.SHA256) != sha256.Size {
+		return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: SHA-256 of %d bytes, want 32: %w", c.PartID, c.BlobID, len(c.SHA256), ingest.ErrInvalid)
+	}
+	if c.Offset > c.Size || uint64(len(c.Data)) > c.Size-c.Offset {
+		return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: chunk at %d of %d bytes ends past the blob's %d bytes: %w", c.PartID, c.BlobID, c.Offset, len(c.Data), c.Size, ingest.ErrInvalid)
+	}
+	if err := ctx.Err(); err != nil {
+		return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: %w", c.PartID, c.BlobID, err)
+	}
+	defer s.lock(&s.blobMu, c.PartID, c.BlobID)()
+
+	m, found, err := s.loadBlob(key)
+	if err != nil {
+		return ingest.BlobProgress{}, err
+	}
+	if found && (m.Size != c.Size || !bytes.Equal(m.SHA256, c.SHA256)) {
+		if m.Complete || c.Offset != 0 {
+			return ingest.BlobProgress{Received: m.Received, Complete: m.Complete}, fmt.Errorf("put blob %s/%s: size or SHA-256 differ from the blob's earlier chunks: %w", c.PartID, c.BlobID, ingest.ErrBlobConflict)
+		}
+		// The part started the blob over with other contents.
+		if err := s.blobs.Discard(ctx, key); err != nil {
+			return ingest.BlobProgress{}, err
+		}
+		found = false
+	}
+	if !found {
+		st, err := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
+		}
+		m = blobMeta{Size: c.Size, SHA256: bytes.Clone(c.SHA256), Name: c.Name, Meta: c.Meta, HashState: st}
+	}
+	progress := func() ingest.BlobProgress { return ingest.BlobProgress{Received: m.Received, Complete: m.Complete} }
+	if m.Complete {
+		return progress(), nil
+	}
+	if m.Received < m.Size {
+		end := c.Offset + uint64(len(c.Data))
+		switch {
+		case c.Offset > m.Received:
+			// A gap: store nothing; the answer says where to resume.
+			return progress(), nil
+		case end <= m.Received:
+			return progress(), nil // received before
+		}
+		data := c.Data[m.Received-c.Offset:] // only what is new
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(m.HashState); err != nil {
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
+		}
+		if err := s.blobs.WriteAt(ctx, key, m.Received, data); err != nil {
+			return progress(), err
+		}
+		h.Write(data)
+		if m.HashState, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
+		}
+		m.Received += uint64(len(data))
+		if m.Received == m.Size && !bytes.Equal(h.Sum(nil), m.SHA256) {
+			// Keep nothing of it: the part sends the whole blob again.
+			if err := s.blobs.Discard(ctx, key); err != nil {
+				return ingest.BlobProgress{}, err
+			}
+			if err := s.dropBlob(key); err != nil {
+				return ingest.BlobProgress{}, err
+			}
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: %w; discarded, send it again from the start", c.PartID, c.BlobID, ingest.ErrBlobMismatch)
+		}
+	} else if m.Size == 0 {
+		// An empty blob: nothing to write, but a file to commit.
+		if !bytes.Equal(sha256.New().Sum(nil), m.SHA256) {
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: %w", c.PartID, c.BlobID, ingest.ErrBlobMismatch)
+		}
+		if err := s.blobs.WriteAt(ctx, key, 0, nil); err != nil {
+			return progress(), err
+		}
+	}
+	// Received == Size is saved before the commit, so a retry after a
+	// crash in between finishes the commit instead of writing again.
+	if err := s.saveBlob(key, m); err != nil {
+		return ingest.BlobProgress{}, err
+	}
+	if m.Received == m.Size {
+		if err := s.blobs.Commit(ctx, key); err != nil {
+			return ingest.BlobProgress{Received: m.Received}, err
+		}
+		m.Complete, m.HashState = true, nil
+		if err := s.saveBlob(key, m); err != nil {
+			return ingest.BlobProgress{}, err
+		}
+	}
+	return progress(), nil
+}
+
+// Blob returns a blob's progress.
+func (s *Store) Blob(_ context.Context, partID, blobID string) (ingest.BlobInfo, error) {
+	key := ingest.BlobKey{PartID: partID, BlobID: blobID}
+	if err := ingest.ValidateID("part id", partID); err != nil {
+		return ingest.BlobInfo{}, fmt.Errorf("read blob: %w", err)
+	}
+	if err := ingest.ValidateID("blob id", blobID); err != nil {
+		return ingest.BlobInfo{}, fmt.Errorf("read blob: %w", err)
+	}
+	m, found, err := s.loadBlob(key)
+	if err != nil {
+		return ingest.BlobInfo{}, err
+	}
+	if !found {
+		return ingest.BlobInfo{}, fmt.Errorf("read blob %s/%s: %w", partID, blobID, ingest.ErrNotFound)
+	}
+	return ingest.BlobInfo{
+		BlobKey: key, BlobProgress: ingest.BlobProgress{Received: m.Received, Complete: m.Complete},
+		Size: m.Size, SHA256: m.SHA256, Name: m.Name, Meta: m.Meta,
+	}, nil
+}
+
+// Status.
+
+// PutStatus keeps the part's status: the receive time, then the protobuf.
+func (s *Store) PutStatus(_ context.Context, partID string, st *syncv1.PartStatus, at time.Time) error {
+	if err := ingest.ValidateID("part id", partID); err != nil {
+		return fmt.Errorf("put status: %w", err)
+	}
+	raw, err := proto.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("put status of %s: encode: %w", partID, err)
+	}
+	v := append(binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())), raw...)
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(join('s', partID), v) }); err != nil {
+		return fmt.Errorf("put status of %s: %w", partID, err)
+	}
+	return nil
+}
+
+// Status returns the part's last status.
+func (s *Store) Status(_ context.Context, partID string) (ingest.PartStatus, error) {
+	if err := ingest.ValidateID("part id", partID); err != nil {
+		return ingest.PartStatus{}, fmt.Errorf("read status: %w", err)
+	}
+	var out ingest.PartStatus
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(join('s', partID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ingest.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) < 8 {
+				return fmt.Errorf("status value of %d bytes", len(v))
+			}
+			st := &syncv1.PartStatus{}
+			if err := proto.Unmarshal(v[8:], st); err != nil {
+				return err
+			}
+			out = ingest.PartStatus{Status: st, At: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()}
+			return nil
+		})
+	})
+	if err != nil {
+		return ingest.PartStatus{}, fmt.Errorf("read status of %s: %w", partID, err)
+	}
+	return out, nil
+}
+
+// badgerLogger routes Badger's messages to zap; its Info is chatty (every
+// compaction), so it goes to Debug.
+type badgerLogger struct{ l *zap.SugaredLogger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }
+func (b badgerLogger) Debugf(string, ...any)       {}

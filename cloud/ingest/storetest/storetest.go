@@ -1,0 +1,563 @@
+// Package storetest is the conformance suite of ingest.Store: every
+// implementation (the embedded Badger one, a PostgreSQL one later) runs it,
+// so exactly-once storage means the same thing whatever holds the data.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+)
+
+// Open returns a fresh, empty store and the blob store behind it; the
+// suite closes the store.
+type Open func(t *testing.T) (ingest.Store, ingest.BlobStore)
+
+// Run runs every conformance test against stores from open.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s ingest.Store, b ingest.BlobStore)
+	}{
+		{"ExactlyOnce", testExactlyOnce},
+		{"Watermark", testWatermark},
+		{"LostRanges", testLostRanges},
+		{"Separation", testSeparation},
+		{"LargeBatch", testLargeBatch},
+		{"Concurrent", testConcurrent},
+		{"Records", testRecords},
+		{"Invalid", testInvalid},
+		{"BlobResume", testBlobResume},
+		{"BlobMismatch", testBlobMismatch},
+		{"BlobEdges", testBlobEdges},
+		{"Status", testStatus},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, b := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			})
+			tc.fn(t, s, b)
+		})
+	}
+}
+
+var (
+	t0   = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	keyA = ingest.StreamKey{PartID: "part-a", StoreID: "store-1", Stream: "logs.info"}
+)
+
+func rec(seq uint64) ingest.Record {
+	return ingest.Record{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Payload: fmt.Appendf(nil, "payload %d", seq)}
+}
+
+func recs(seqs ...uint64) []ingest.Record {
+	out := make([]ingest.Record, len(seqs))
+	for i, s := range seqs {
+		out[i] = rec(s)
+	}
+	return out
+}
+
+func span(from, through uint64) []uint64 {
+	var out []uint64
+	for s := from; s <= through; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func put(t *testing.T, s ingest.Store, key ingest.StreamKey, rs []ingest.Record) ingest.PutResult {
+	t.Helper()
+	res, err := s.PutRecords(context.Background(), key, rs)
+	if err != nil {
+		t.Fatalf("PutRecords(%s): %v", key, err)
+	}
+	return res
+}
+
+func lost(t *testing.T, s ingest.Store, key ingest.StreamKey, first, last uint64) uint64 {
+	t.Helper()
+	w, err := s.DeclareLost(context.Background(), key, first, last, fmt.Sprintf("evicted %d..%d", first, last))
+	if err != nil {
+		t.Fatalf("DeclareLost(%s, %d, %d): %v", key, first, last, err)
+	}
+	return w
+}
+
+func all(t *testing.T, s ingest.Store, q ingest.Query) []ingest.StoredRecord {
+	t.Helper()
+	var out []ingest.StoredRecord
+	for page := 0; ; page++ {
+		rs, next, err := s.Records(context.Background(), q)
+		if err != nil {
+			t.Fatalf("Records: %v", err)
+		}
+		out = append(out, rs...)
+		if next == "" {
+			return out
+		}
+		if page > 10000 {
+			t.Fatal("Records never ends")
+		}
+		q.After = next
+	}
+}
+
+func seqsOf(rs []ingest.StoredRecord) []uint64 {
+	out := make([]uint64, len(rs))
+	for i, r := range rs {
+		out[i] = r.Seq
+	}
+	return out
+}
+
+func testExactlyOnce(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	steps := []struct {
+		batch      []ingest.Record
+		stored     int
+		dups       int
+		conflicts  []uint64
+		ackThrough uint64
+	}{
+		{recs(3, 4, 5), 3, 0, nil, 0},    // ahead of a hole
+		{recs(1, 2), 2, 0, nil, 5},       // the hole fills: the watermark walks over 3..5
+		{recs(2, 3), 0, 2, nil, 5},       // a repeated batch
+		{recs(5, 4, 6, 6), 1, 3, nil, 6}, // reordered, and repeated within the batch
+		{recs(8, 7), 2, 0, nil, 8},       // descending
+		{[]ingest.Record{{Seq: 4, Time: t0, Payload: []byte("other bytes")}}, 0, 0, []uint64{4}, 8},
+	}
+	for i, st := range steps {
+		res := put(t, s, keyA, st.batch)
+		if res.Stored != st.stored || res.Duplicates != st.dups || !slices.Equal(res.Conflicts, st.conflicts) || res.AckedThrough != st.ackThrough {
+			t.Fatalf("step %d: got stored %d dups %d conflicts %v acked %d, want %d %d %v %d",
+				i, res.Stored, res.Duplicates, res.Conflicts, res.AckedThrough, st.stored, st.dups, st.conflicts, st.ackThrough)
+		}
+	}
+	got := all(t, s, ingest.Query{PartIDs: []string{keyA.PartID}})
+	if !slices.Equal(seqsOf(got), span(1, 8)) {
+		t.Fatalf("stored seqs %v, want 1..8 once each", seqsOf(got))
+	}
+	for _, r := range got {
+		want := rec(r.Seq)
+		if !bytes.Equal(r.Payload, want.Payload) || !r.Time.Equal(want.Time) || r.StreamKey != keyA {
+			t.Errorf("seq %d: got %s %q at %v, want the first copy %q at %v", r.Seq, r.StreamKey, r.Payload, r.Time, want.Payload, want.Time)
+		}
+	}
+	c, err := s.Count(ctx, keyA.PartID, keyA.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytesWant uint64
+	for _, q := range span(1, 8) {
+		bytesWant += uint64(len(rec(q).Payload))
+	}
+	if c != (ingest.Count{Records: 8, Bytes: bytesWant, Conflicts: 1}) {
+		t.Errorf("Count = %+v, want 8 records, %d bytes, 1 conflict", c, bytesWant)
+	}
+	if w, err := s.AckedThrough(ctx, keyA); err != nil || w != 8 {
+		t.Errorf("AckedThrough = %d, %v; want 8", w, err)
+	}
+}
+
+func testWatermark(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	if w, err := s.AckedThrough(ctx, keyA); err != nil || w != 0 {
+		t.Fatalf("AckedThrough of an unknown stream = %d, %v; want 0", w, err)
+	}
+	type step struct {
+		put         []uint64
+		first, last uint64 // a lost range, when last > 0
+		want        uint64
+	}
+	steps := []step{
+		{put: span(1, 2), want: 2},
+		{first: 3, last: 5, want: 5},    // the range is accounted for
+		{put: []uint64{7}, want: 5},     // 6 is missing
+		{first: 6, last: 6, want: 7},    // and now declared
+		{first: 10, last: 12, want: 7},  // declared ahead of 8, 9
+		{put: span(8, 9), want: 12},     // arrive: the watermark jumps over 10..12
+		{first: 20, last: 30, want: 12}, // nested ranges ahead
+		{first: 22, last: 23, want: 12},
+		{put: span(13, 19), want: 30},
+		{first: 1, last: 3, want: 30}, // a range behind the watermark changes nothing
+		{put: []uint64{32}, want: 30},
+		{first: 31, last: 31, want: 32},
+		{put: []uint64{11}, want: 32}, // a record inside a lost range is still kept
+	}
+	for i, st := range steps {
+		var got uint64
+		if st.last > 0 {
+			got = lost(t, s, keyA, st.first, st.last)
+		} else {
+			got = put(t, s, keyA, recs(st.put...)).AckedThrough
+		}
+		if got != st.want {
+			t.Fatalf("step %d (%+v): watermark %d, want %d", i, st, got, st.want)
+		}
+	}
+	if c, _ := s.Count(ctx, keyA.PartID, keyA.Stream); c.Records != 2+1+2+7+1+1 {
+		t.Errorf("Count.Records = %d, want 14", c.Records)
+	}
+}
+
+func testLostRanges(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	lost(t, s, keyA, 5, 9)
+	lost(t, s, keyA, 5, 9) // again: a no-op
+	lost(t, s, keyA, 2, 9) // same end, wider: the union is kept
+	lost(t, s, keyA, 12, 12)
+	got, err := s.Lost(ctx, keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ingest.LostRange{{First: 2, Last: 9, Reason: "evicted 2..9"}, {First: 12, Last: 12, Reason: "evicted 12..12"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Lost = %+v, want %+v", got, want)
+	}
+	if w := put(t, s, keyA, recs(1, 10, 11)).AckedThrough; w != 12 {
+		t.Fatalf("watermark %d, want 12", w)
+	}
+	for _, bad := range [][2]uint64{{0, 3}, {4, 3}} {
+		if _, err := s.DeclareLost(ctx, keyA, bad[0], bad[1], ""); !errors.Is(err, ingest.ErrInvalid) {
+			t.Errorf("DeclareLost(%d, %d) = %v, want ErrInvalid", bad[0], bad[1], err)
+		}
+	}
+}
+
+func testSeparation(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	otherStore := keyA
+	otherStore.StoreID = "store-2"
+	otherPart := keyA
+	otherPart.PartID = "part-b"
+	otherStream := keyA
+	otherStream.Stream = "captures"
+	put(t, s, keyA, recs(1, 2, 3))
+	lost(t, s, keyA, 4, 10)
+	for _, k := range []ingest.StreamKey{otherStore, otherPart, otherStream} {
+		if w := put(t, s, k, recs(2)).AckedThrough; w != 0 {
+			t.Errorf("%s: watermark %d, want 0: seq 1 of another key must not count", k, w)
+		}
+		if w := put(t, s, k, recs(1)).AckedThrough; w != 2 {
+			t.Errorf("%s: watermark %d, want 2", k, w)
+		}
+		if ls, _ := s.Lost(ctx, k); len(ls) != 0 {
+			t.Errorf("%s: sees another key's lost ranges %v", k, ls)
+		}
+	}
+	c, _ := s.Count(ctx, "part-a", "logs.info")
+	if c.Records != 5 {
+		t.Errorf("part-a logs.info over both stores: %d records, want 5", c.Records)
+	}
+	if got := all(t, s, ingest.Query{PartIDs: []string{"part-b"}}); len(got) != 2 || got[0].PartID != "part-b" {
+		t.Errorf("part-b's records: %+v", got)
+	}
+	if w, _ := s.AckedThrough(ctx, keyA); w != 10 {
+		t.Errorf("keyA watermark %d, want 10", w)
+	}
+}
+
+func testLargeBatch(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	// 4,000 records of 1 KiB: more than one storage transaction's worth.
+	const n = 4000
+	batch := make([]ingest.Record, n)
+	for i := range batch {
+		batch[i] = ingest.Record{Seq: uint64(i + 1), Time: t0, Payload: bytes.Repeat([]byte{byte(i)}, 1024)}
+	}
+	if res := put(t, s, keyA, batch); res.Stored != n || res.AckedThrough != n {
+		t.Fatalf("stored %d acked %d, want %d and %d", res.Stored, res.AckedThrough, n, n)
+	}
+	if res := put(t, s, keyA, batch); res.Stored != 0 || res.Duplicates != n || res.AckedThrough != n {
+		t.Fatalf("again: stored %d dups %d acked %d", res.Stored, res.Duplicates, res.AckedThrough)
+	}
+	c, _ := s.Count(context.Background(), keyA.PartID, keyA.Stream)
+	if c.Records != n || c.Bytes != n*1024 {
+		t.Errorf("Count = %+v", c)
+	}
+}
+
+func testConcurrent(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	// Eight uploaders send overlapping, shuffled batches of 1..400 at once.
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			seqs := span(1, n)
+			rng.Shuffle(len(seqs), func(i, j int) { seqs[i], seqs[j] = seqs[j], seqs[i] })
+			for len(seqs) > 0 {
+				k := min(len(seqs), 1+rng.IntN(50))
+				if _, err := s.PutRecords(context.Background(), keyA, recs(seqs[:k]...)); err != nil {
+					errs <- err
+					return
+				}
+				seqs = seqs[k:]
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c, _ := s.Count(context.Background(), keyA.PartID, keyA.Stream)
+	if c.Records != n || c.Conflicts != 0 {
+		t.Errorf("Count = %+v, want %d records", c, n)
+	}
+	if w, _ := s.AckedThrough(context.Background(), keyA); w != n {
+		t.Errorf("watermark %d, want %d", w, n)
+	}
+	if got := all(t, s, ingest.Query{Limit: 7}); !slices.Equal(seqsOf(got), span(1, n)) {
+		t.Errorf("records %v, want 1..%d once each", seqsOf(got), n)
+	}
+}
+
+func testRecords(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	keys := []ingest.StreamKey{
+		{PartID: "p1", StoreID: "s1", Stream: "audit"},
+		{PartID: "p1", StoreID: "s1", Stream: "logs.info"},
+		{PartID: "p1", StoreID: "s2", Stream: "logs.info"},
+		{PartID: "p2", StoreID: "s1", Stream: "logs.info"},
+		{PartID: "p3", StoreID: "s1", Stream: "logs.info"},
+	}
+	for _, k := range keys {
+		put(t, s, k, recs(span(1, 5)...))
+	}
+	count := func(q ingest.Query) int { return len(all(t, s, q)) }
+	cases := []struct {
+		name string
+		q    ingest.Query
+		want int
+	}{
+		{"all", ingest.Query{}, 25},
+		{"all, small pages", ingest.Query{Limit: 2}, 25},
+		{"one part", ingest.Query{PartIDs: []string{"p1"}, Limit: 3}, 15},
+		{"two parts, repeated", ingest.Query{PartIDs: []string{"p3", "p1", "p3"}, Limit: 4}, 20},
+		{"unknown part", ingest.Query{PartIDs: []string{"nobody"}}, 0},
+		{"stream", ingest.Query{Stream: "logs.info", Limit: 3}, 20},
+		{"stream of one part", ingest.Query{PartIDs: []string{"p1"}, Stream: "logs.info"}, 10},
+		{"audit", ingest.Query{Stream: "audit", Limit: 1}, 5},
+		{"time window", ingest.Query{From: t0.Add(2 * time.Second), To: t0.Add(4 * time.Second), Limit: 3}, 10},
+		{"from", ingest.Query{PartIDs: []string{"p2"}, From: t0.Add(5 * time.Second)}, 1},
+	}
+	for _, tc := range cases {
+		if got := count(tc.q); got != tc.want {
+			t.Errorf("%s: %d records, want %d", tc.name, got, tc.want)
+		}
+	}
+	// Exact pages: the last page says there is no next.
+	rs, next, err := s.Records(ctx, ingest.Query{PartIDs: []string{"p2"}, Limit: 5})
+	if err != nil || len(rs) != 5 || next != "" {
+		t.Errorf("a full last page: %d records, next %q, err %v; want 5, \"\", nil", len(rs), next, err)
+	}
+	if _, _, err := s.Records(ctx, ingest.Query{After: "not a cursor"}); !errors.Is(err, ingest.ErrInvalid) {
+		t.Errorf("a malformed cursor: %v, want ErrInvalid", err)
+	}
+}
+
+func testInvalid(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	bad := []ingest.StreamKey{
+		{PartID: "", StoreID: "s", Stream: "audit"},
+		{PartID: "p", StoreID: "", Stream: "audit"},
+		{PartID: "p", StoreID: "s", Stream: ""},
+		{PartID: "p\x00x", StoreID: "s", Stream: "audit"},
+		{PartID: "p", StoreID: "s\nx", Stream: "audit"},
+		{PartID: string(bytes.Repeat([]byte("x"), ingest.MaxIDLen+1)), StoreID: "s", Stream: "audit"},
+	}
+	for _, k := range bad {
+		if _, err := s.PutRecords(ctx, k, recs(1)); !errors.Is(err, ingest.ErrInvalid) {
+			t.Errorf("PutRecords(%q) = %v, want ErrInvalid", k, err)
+		}
+	}
+	if _, err := s.PutRecords(ctx, keyA, recs(0)); !errors.Is(err, ingest.ErrInvalid) {
+		t.Errorf("sequence 0: %v, want ErrInvalid", err)
+	}
+}
+
+func blobOf(n int) ([]byte, []byte) {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	sum := sha256.Sum256(b)
+	return b, sum[:]
+}
+
+func chunk(part, id string, data []byte, off, n int, size int, sum []byte) ingest.BlobChunk {
+	return ingest.BlobChunk{PartID: part, BlobID: id, Offset: uint64(off), Data: data[off : off+n], Size: uint64(size), SHA256: sum, Name: "cam/" + id}
+}
+
+func readBlob(t *testing.T, b ingest.BlobStore, part, id string) []byte {
+	t.Helper()
+	rc, err := b.Open(context.Background(), ingest.BlobKey{PartID: part, BlobID: id})
+	if err != nil {
+		t.Fatalf("open blob %s/%s: %v", part, id, err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func testBlobResume(t *testing.T, s ingest.Store, b ingest.BlobStore) {
+	ctx := context.Background()
+	data, sum := blobOf(10000)
+	steps := []struct {
+		off, n   int
+		received uint64
+		complete bool
+	}{
+		{0, 3000, 3000, false},
+		{0, 3000, 3000, false},    // a retried chunk: acknowledged, not stored again
+		{6000, 1000, 3000, false}, // past what arrived: not stored, resume at 3000
+		{2000, 3000, 5000, false}, // overlapping: only the new tail is kept
+		{5000, 4999, 9999, false},
+		{9999, 1, 10000, true},
+		{9999, 1, 10000, true}, // the last chunk again, after completion
+		{0, 10, 10000, true},
+	}
+	for i, st := range steps {
+		p, err := s.PutBlobChunk(ctx, chunk("part-a", "blob-1", data, st.off, st.n, len(data), sum))
+		if err != nil || p.Received != st.received || p.Complete != st.complete {
+			t.Fatalf("step %d: %+v, %v; want received %d complete %v", i, p, err, st.received, st.complete)
+		}
+		if i == 0 {
+			if _, err := b.Open(ctx, ingest.BlobKey{PartID: "part-a", BlobID: "blob-1"}); !errors.Is(err, ingest.ErrNotFound) {
+				t.Fatalf("a partial blob is readable: %v", err)
+			}
+		}
+	}
+	if got := readBlob(t, b, "part-a", "blob-1"); !bytes.Equal(got, data) {
+		t.Fatalf("blob read back: %d bytes, differs from the %d sent", len(got), len(data))
+	}
+	info, err := s.Blob(ctx, "part-a", "blob-1")
+	if err != nil || !info.Complete || info.Size != 10000 || !bytes.Equal(info.SHA256, sum) || info.Name != "cam/blob-1" {
+		t.Fatalf("Blob = %+v, %v", info, err)
+	}
+	// The same id for other contents, once complete, is refused.
+	other, osum := blobOf(10)
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "blob-1", other, 0, 10, 10, osum)); !errors.Is(err, ingest.ErrBlobConflict) {
+		t.Errorf("reusing a complete blob's id: %v, want ErrBlobConflict", err)
+	}
+	// Another part's blob of the same id is its own.
+	if _, err := s.Blob(ctx, "part-b", "blob-1"); !errors.Is(err, ingest.ErrNotFound) {
+		t.Errorf("part-b sees part-a's blob: %v", err)
+	}
+	if p, err := s.PutBlobChunk(ctx, chunk("part-b", "blob-1", other, 0, 10, 10, osum)); err != nil || !p.Complete {
+		t.Errorf("part-b's blob-1: %+v, %v", p, err)
+	}
+	if got := readBlob(t, b, "part-a", "blob-1"); !bytes.Equal(got, data) {
+		t.Error("part-b's blob overwrote part-a's")
+	}
+}
+
+func testBlobMismatch(t *testing.T, s ingest.Store, b ingest.BlobStore) {
+	ctx := context.Background()
+	data, sum := blobOf(5000)
+	bad := bytes.Clone(sum)
+	bad[0] ^= 1
+	if p, err := s.PutBlobChunk(ctx, chunk("part-a", "b", data, 0, 3000, 5000, bad)); err != nil || p.Received != 3000 {
+		t.Fatalf("first chunk: %+v, %v", p, err)
+	}
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "b", data, 3000, 2000, 5000, bad)); !errors.Is(err, ingest.ErrBlobMismatch) {
+		t.Fatalf("last chunk with the wrong SHA-256: %v, want ErrBlobMismatch", err)
+	}
+	if _, err := s.Blob(ctx, "part-a", "b"); !errors.Is(err, ingest.ErrNotFound) {
+		t.Fatalf("the mismatched blob is still held: %v", err)
+	}
+	if _, err := b.Open(ctx, ingest.BlobKey{PartID: "part-a", BlobID: "b"}); !errors.Is(err, ingest.ErrNotFound) {
+		t.Fatalf("the mismatched blob is readable: %v", err)
+	}
+	// The part's resumed chunk finds nothing held and starts over.
+	if p, err := s.PutBlobChunk(ctx, chunk("part-a", "b", data, 3000, 2000, 5000, sum)); err != nil || p.Received != 0 {
+		t.Fatalf("resume after a discard: %+v, %v; want received 0", p, err)
+	}
+	for _, off := range []int{0, 2500} {
+		if _, err := s.PutBlobChunk(ctx, chunk("part-a", "b", data, off, 2500, 5000, sum)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readBlob(t, b, "part-a", "b"); !bytes.Equal(got, data) {
+		t.Fatal("the re-sent blob differs")
+	}
+}
+
+func testBlobEdges(t *testing.T, s ingest.Store, b ingest.BlobStore) {
+	ctx := context.Background()
+	empty := sha256.Sum256(nil)
+	if p, err := s.PutBlobChunk(ctx, ingest.BlobChunk{PartID: "p", BlobID: "empty", Size: 0, SHA256: empty[:]}); err != nil || !p.Complete {
+		t.Fatalf("an empty blob: %+v, %v", p, err)
+	}
+	if got := readBlob(t, b, "p", "empty"); len(got) != 0 {
+		t.Fatalf("empty blob reads %d bytes", len(got))
+	}
+	data, sum := blobOf(100)
+	// A part starting a blob over with other contents at offset 0 replaces it.
+	if _, err := s.PutBlobChunk(ctx, chunk("p", "redo", data, 0, 50, 100, bytes.Repeat([]byte{1}, 32))); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.PutBlobChunk(ctx, chunk("p", "redo", data, 0, 100, 100, sum)); err != nil || !p.Complete {
+		t.Fatalf("restarted blob: %+v, %v", p, err)
+	}
+	// ...but not in the middle.
+	if _, err := s.PutBlobChunk(ctx, chunk("p", "mid", data, 0, 50, 100, sum)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBlobChunk(ctx, chunk("p", "mid", data, 50, 50, 100, bytes.Repeat([]byte{1}, 32))); !errors.Is(err, ingest.ErrBlobConflict) {
+		t.Errorf("a chunk declaring another SHA-256 mid-blob: %v, want ErrBlobConflict", err)
+	}
+	invalid := []ingest.BlobChunk{
+		{PartID: "p", BlobID: "", Size: 1, SHA256: sum, Data: []byte{1}},
+		{PartID: "p", BlobID: "../../etc/passwd", Size: 1, SHA256: sum[:5], Data: []byte{1}},
+		{PartID: "p", BlobID: "x", Size: 1, SHA256: sum, Data: []byte{1, 2}},
+		{PartID: "p", BlobID: "x", Offset: 2, Size: 1, SHA256: sum},
+	}
+	for i, c := range invalid {
+		if _, err := s.PutBlobChunk(ctx, c); !errors.Is(err, ingest.ErrInvalid) {
+			t.Errorf("invalid chunk %d: %v, want ErrInvalid", i, err)
+		}
+	}
+}
+
+func testStatus(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	if _, err := s.Status(ctx, "part-a"); !errors.Is(err, ingest.ErrNotFound) {
+		t.Fatalf("Status of a silent part: %v, want ErrNotFound", err)
+	}
+	for i, v := range []string{"1.0.0", "1.1.0"} {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if err := s.PutStatus(ctx, "part-a", &syncv1.PartStatus{Version: v, StoreBytes: 42}, at); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Status(ctx, "part-a")
+		if err != nil || got.Status.GetVersion() != v || got.Status.GetStoreBytes() != 42 || !got.At.Equal(at) {
+			t.Fatalf("Status = %+v, %v; want version %s at %v", got, err, v, at)
+		}
+	}
+	if _, err := s.Status(ctx, "part-b"); !errors.Is(err, ingest.ErrNotFound) {
+		t.Errorf("part-b sees part-a's status: %v", err)
+	}
+}

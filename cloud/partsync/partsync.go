@@ -1,0 +1,354 @@
+// Package partsync is the fleet cloud's side of the part sync API,
+// outpost.sync.v1.SyncService: what every robot part calls each sync cycle.
+//
+// It authenticates the part from its Authorization header (the part id
+// comes from there and nowhere else, so a part reaches only its own data),
+// answers pulls with the cloud's time and any newer signed documents, and
+// hands uploads to an ingest.Store, which stores each record exactly once
+// and answers the watermark the part may delete through (DESIGN decisions
+// 6 and 7). The fleet cloud plugs in through Backend: it knows the parts,
+// their secrets and their documents; this package knows the wire.
+package partsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/outpost-robotics/outpost/api/codec"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+)
+
+// ErrUnknownPart is what Backend.AuthenticatePart wraps when the part does
+// not exist or its secret is wrong; the caller cannot tell which.
+var ErrUnknownPart = errors.New("unknown part or wrong part secret")
+
+// Part is an authenticated part.
+type Part struct {
+	// ID is the part's id, as authenticated.
+	ID string
+	// MachineID is the part's machine.
+	MachineID string
+	// OrgID is the organization that owns the machine.
+	OrgID string
+}
+
+// Backend is what the fleet cloud provides to the sync API.
+type Backend interface {
+	// AuthenticatePart checks a part's secret in constant time and returns
+	// the part. A wrong secret or an unknown part is an error wrapping
+	// ErrUnknownPart; any other error means the check could not be made.
+	// Errors are logged, so they must never contain the secret.
+	AuthenticatePart(ctx context.Context, partID, secret string) (Part, error)
+	// Documents returns the part's signed config and grant bundle when they
+	// are newer than the versions it holds; each is nil when the part holds
+	// the newest (or there is none). Called on every pull, so it must be
+	// cheap when nothing changed.
+	Documents(ctx context.Context, part Part, haveConfig, haveGrants uint64) (config, grants *syncv1.SignedDocument, err error)
+	// HandleProposal receives an offline config edit of the proposals
+	// stream, after it is stored. The part sends it again until its upload
+	// is acknowledged, so this must be idempotent on (part, storeID, seq).
+	HandleProposal(ctx context.Context, part Part, storeID string, seq uint64, p *syncv1.ConfigProposal) error
+	// PollInterval is how long the part should wait between cycles; 0
+	// means Options.PollInterval.
+	PollInterval(part Part) time.Duration
+}
+
+// ProposalOutcomer is optionally implemented by a Backend that reports
+// what became of a part's proposals in each pull.
+type ProposalOutcomer interface {
+	// ProposalOutcomes returns the outcomes the part has not yet been told.
+	ProposalOutcomes(ctx context.Context, part Part) ([]*syncv1.ProposalOutcome, error)
+}
+
+// Options configures NewHandler; the zero value is usable.
+type Options struct {
+	// Clock gives the server time of pulls and the time of statuses, and
+	// paces the authentication limiter; nil means the machine's clock.
+	Clock clock.Clock
+	// Logger receives one line per refused or failed call; never a secret.
+	Logger *zap.Logger
+	// Limits bound requests; zero fields take those of DefaultLimits.
+	Limits Limits
+	// MaxRequestBytes bounds a request's decoded (decompressed) size; 0
+	// means MaxBatchBytes plus 1 MiB for framing.
+	MaxRequestBytes int
+	// PollInterval is the default cycle interval; 0 means 15 s.
+	PollInterval time.Duration
+	// AuthFailureBurst is how many failed authentications an address may
+	// make at once; 0 means 10.
+	AuthFailureBurst int
+	// AuthFailureRefill is how often an address earns another failed
+	// attempt; 0 means 6 s (ten a minute).
+	AuthFailureRefill time.Duration
+	// ClientAddress names the address a call came from, which failed
+	// authentications are counted by; nil means the peer's IP. Behind a
+	// load balancer, set it to read the balancer's forwarding header, or
+	// every part shares the balancer's address and its bucket.
+	ClientAddress func(peer connect.Peer, header http.Header) string
+}
+
+// DefaultLimits returns the limits of a zero Options: a batch is what the
+// daemon sends (1 MiB by default) with ample room, a record is at most a
+// large inline capture, and bigger data goes as blobs.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxRecordBytes:  4 << 20,
+		MaxBatchRecords: 10_000,
+		MaxBatchBytes:   16 << 20,
+		MaxChunkBytes:   8 << 20,
+		MaxBlobBytes:    64 << 30,
+	}
+}
+
+// handler implements syncv1connect.SyncServiceHandler.
+type handler struct {
+	backend Backend
+	store   ingest.Store
+	clock   clock.Clock
+	log     *zap.Logger
+	lim     Limits
+	poll    time.Duration
+	fails   *failLimiter
+	addrOf  func(connect.Peer, http.Header) string
+}
+
+var _ syncv1connect.SyncServiceHandler = (*handler)(nil)
+
+// NewHandler returns the sync API's path and HTTP handler, to mount on the
+// cloud's mux. It accepts gzip-compressed requests and bounds their
+// decoded size. It panics if backend or store is nil, like http.Handle
+// with a nil handler: that is a wiring mistake, not a run-time condition.
+func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http.Handler) {
+	if backend == nil || store == nil {
+		panic("partsync.NewHandler: backend and store are required")
+	}
+	h := &handler{backend: backend, store: store, clock: opts.Clock, log: opts.Logger, lim: opts.Limits, poll: opts.PollInterval}
+	if h.clock == nil {
+		h.clock = clock.NewReal()
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	h.log = h.log.Named("partsync")
+	def := DefaultLimits()
+	h.lim.MaxRecordBytes = cmpOr(h.lim.MaxRecordBytes, def.MaxRecordBytes)
+	h.lim.MaxBatchRecords = cmpOr(h.lim.MaxBatchRecords, def.MaxBatchRecords)
+	h.lim.MaxBatchBytes = cmpOr(h.lim.MaxBatchBytes, def.MaxBatchBytes)
+	h.lim.MaxChunkBytes = cmpOr(h.lim.MaxChunkBytes, def.MaxChunkBytes)
+	h.lim.MaxBlobBytes = cmpOr(h.lim.MaxBlobBytes, def.MaxBlobBytes)
+	h.poll = cmpOr(h.poll, 15*time.Second)
+	h.addrOf = opts.ClientAddress
+	if h.addrOf == nil {
+		h.addrOf = peerIP
+	}
+	h.fails = newFailLimiter(cmpOr(opts.AuthFailureBurst, 10), cmpOr(opts.AuthFailureRefill, 6*time.Second))
+	maxReq := cmpOr(opts.MaxRequestBytes, max(h.lim.MaxBatchBytes, h.lim.MaxChunkBytes)+1<<20)
+	// connect-go's handlers accept gzip by default; the read limit applies
+	// to the decompressed message, so a small bomb cannot inflate past it.
+	// zstd is what parts send (api/codec); gzip stays accepted for other clients.
+	return syncv1connect.NewSyncServiceHandler(h, connect.WithReadMaxBytes(maxReq), codec.HandlerOption())
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// authenticate returns the calling part. Failed attempts drain the remote
+// address's bucket; an empty bucket refuses before any credential is
+// looked at, so guessing costs time whether the guess is right or not.
+func (h *handler) authenticate(ctx context.Context, header http.Header, peer connect.Peer) (Part, error) {
+	addr := h.addrOf(peer, header)
+	now := h.clock.Uptime()
+	if !h.fails.allow(addr, now) {
+		h.log.Warn("refused a part sync call: too many failed authentications from its address", zap.String("remote", addr))
+		return Part{}, connect.NewError(connect.CodeResourceExhausted, errors.New("too many failed authentications from this address; try again later"))
+	}
+	values := header.Values("Authorization")
+	var partID, secret string
+	err := errBadHeader
+	if len(values) == 1 {
+		partID, secret, err = ParseAuthorization(values[0])
+	}
+	if err != nil {
+		h.fails.fail(addr, now)
+		h.log.Warn("refused a part sync call: malformed credentials", zap.String("remote", addr), zap.Int("authorization_headers", len(values)))
+		return Part{}, connect.NewError(connect.CodeUnauthenticated, err)
+	}
+	part, err := h.backend.AuthenticatePart(ctx, partID, secret)
+	switch {
+	case errors.Is(err, ErrUnknownPart):
+		h.fails.fail(addr, now)
+		h.log.Warn("refused a part sync call: unknown part or wrong secret", zap.String("remote", addr), zap.String("part", partID))
+		return Part{}, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown part or wrong part secret"))
+	case err != nil:
+		h.log.Error("could not authenticate a part", zap.String("remote", addr), zap.String("part", partID), zap.Error(err))
+		return Part{}, connect.NewError(connect.CodeUnavailable, errors.New("could not check the part's credentials; try again"))
+	case part.ID != partID:
+		// The backend must answer for the part asked about; anything else
+		// would let one part act as another.
+		h.log.Error("the backend authenticated a different part than asked", zap.String("part", partID), zap.String("got", part.ID))
+		return Part{}, connect.NewError(connect.CodeInternal, errors.New("authentication failed"))
+	}
+	return part, nil
+}
+
+// peerIP is the default Options.ClientAddress: the TCP peer's IP.
+func peerIP(peer connect.Peer, _ http.Header) string {
+	if host, _, err := net.SplitHostPort(peer.Addr); err == nil {
+		return host
+	}
+	return peer.Addr
+}
+
+// storeErr turns a storage error into a connect error, logging the detail.
+func (h *handler) storeErr(what string, part Part, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, fmt.Errorf("%s: %w", what, err))
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%s: %w", what, err))
+	case errors.Is(err, ingest.ErrInvalid):
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %w", what, err))
+	}
+	h.log.Error("part sync storage failed", zap.String("part", part.ID), zap.String("doing", what), zap.Error(err))
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s: the cloud could not store it; keep it and try again", what))
+}
+
+// Pull answers the cloud's time, the poll interval and newer documents.
+func (h *handler) Pull(ctx context.Context, req *connect.Request[syncv1.PullRequest]) (*connect.Response[syncv1.PullResponse], error) {
+	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	if err != nil {
+		return nil, err
+	}
+	cfg, grants, err := h.backend.Documents(ctx, part, req.Msg.GetConfigVersion(), req.Msg.GetGrantsVersion())
+	if err != nil {
+		h.log.Error("could not read a part's documents", zap.String("part", part.ID), zap.Error(err))
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("pull: could not read the part's documents; try again"))
+	}
+	poll := h.backend.PollInterval(part)
+	if poll <= 0 {
+		poll = h.poll
+	}
+	resp := &syncv1.PullResponse{
+		ServerTime:   timestamppb.New(h.clock.Now()),
+		PollInterval: durationpb.New(poll),
+		Config:       cfg,
+		Grants:       grants,
+	}
+	if po, ok := h.backend.(ProposalOutcomer); ok {
+		if resp.Proposals, err = po.ProposalOutcomes(ctx, part); err != nil {
+			h.log.Error("could not read a part's proposal outcomes", zap.String("part", part.ID), zap.Error(err))
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("pull: could not read the part's proposal outcomes; try again"))
+		}
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Upload stores a batch of one stream and answers the watermark.
+func (h *handler) Upload(ctx context.Context, req *connect.Request[syncv1.UploadRequest]) (*connect.Response[syncv1.UploadResponse], error) {
+	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	if err != nil {
+		return nil, err
+	}
+	u, err := validateUpload(req.Msg, h.lim)
+	if err != nil {
+		h.log.Warn("refused an upload", zap.String("part", part.ID), zap.Error(err))
+		return nil, err
+	}
+	storeID, stream := req.Msg.GetStoreId(), req.Msg.GetStream()
+	// Losses are declared before the gap records are stored and acked, so
+	// an acknowledged gap record has always taken effect.
+	for i, g := range u.gaps {
+		if g.GetStream() == "" {
+			continue // the whole store was lost; its successor has a new store id
+		}
+		key := ingest.StreamKey{PartID: part.ID, StoreID: storeID, Stream: g.GetStream()}
+		if _, err := h.store.DeclareLost(ctx, key, g.GetFirstSeq(), g.GetLastSeq(), g.GetReason()); err != nil {
+			return nil, h.storeErr(fmt.Sprintf("declare %d..%d of %s lost (gap record %d)", g.GetFirstSeq(), g.GetLastSeq(), g.GetStream(), u.records[i].Seq), part, err)
+		}
+	}
+	key := ingest.StreamKey{PartID: part.ID, StoreID: storeID, Stream: stream}
+	res, err := h.store.PutRecords(ctx, key, u.records)
+	if err != nil {
+		return nil, h.storeErr(fmt.Sprintf("store %d records of %s", len(u.records), stream), part, err)
+	}
+	if len(res.Conflicts) > 0 {
+		// The first copy stays; a part that reuses a sequence has a bug
+		// or a rolled-back store, and someone should know.
+		h.log.Warn("a part sent records again with different contents; kept the first copies",
+			zap.String("part", part.ID), zap.String("store_id", storeID), zap.String("stream", stream),
+			zap.Int("records", len(res.Conflicts)), zap.Uint64("first_seq", res.Conflicts[0]))
+	}
+	for i, p := range u.proposals {
+		if err := h.backend.HandleProposal(ctx, part, storeID, u.records[i].Seq, p); err != nil {
+			h.log.Error("could not hand a config proposal to the fleet", zap.String("part", part.ID), zap.Uint64("seq", u.records[i].Seq), zap.Error(err))
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("upload of proposals: proposal %d could not be handled; try again", u.records[i].Seq))
+		}
+	}
+	return connect.NewResponse(&syncv1.UploadResponse{AckedThrough: res.AckedThrough}), nil
+}
+
+// UploadBlob stores one blob chunk.
+func (h *handler) UploadBlob(ctx context.Context, req *connect.Request[syncv1.UploadBlobRequest]) (*connect.Response[syncv1.UploadBlobResponse], error) {
+	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	if err != nil {
+		return nil, err
+	}
+	m := req.Msg
+	if err := validateChunk(m, h.lim); err != nil {
+		h.log.Warn("refused a blob chunk", zap.String("part", part.ID), zap.Error(err))
+		return nil, err
+	}
+	var meta []byte
+	if m.GetMeta() != nil {
+		if meta, err = proto.Marshal(m.GetMeta()); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("upload blob %s: meta: %w", m.GetBlobId(), err))
+		}
+	}
+	p, err := h.store.PutBlobChunk(ctx, ingest.BlobChunk{
+		PartID: part.ID, BlobID: m.GetBlobId(), Offset: m.GetOffset(), Data: m.GetData(),
+		Size: m.GetSize(), SHA256: m.GetSha256(), Name: m.GetName(), Meta: meta,
+	})
+	switch {
+	case errors.Is(err, ingest.ErrBlobMismatch):
+		h.log.Warn("a blob did not match its SHA-256; discarded it", zap.String("part", part.ID), zap.String("blob", m.GetBlobId()))
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("upload blob %s: the bytes received do not match the SHA-256; the cloud discarded them: send the blob again from offset 0", m.GetBlobId()))
+	case errors.Is(err, ingest.ErrBlobConflict):
+		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("upload blob %s: the id is in use for a blob of another size or SHA-256", m.GetBlobId()))
+	case err != nil:
+		return nil, h.storeErr(fmt.Sprintf("upload blob %s at %d", m.GetBlobId(), m.GetOffset()), part, err)
+	}
+	return connect.NewResponse(&syncv1.UploadBlobResponse{Received: p.Received, Complete: p.Complete}), nil
+}
+
+// ReportStatus keeps the part's status, stamped with the cloud's time.
+func (h *handler) ReportStatus(ctx context.Context, req *connect.Request[syncv1.ReportStatusRequest]) (*connect.Response[syncv1.ReportStatusResponse], error) {
+	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	if err != nil {
+		return nil, err
+	}
+	if req.Msg.GetStatus() == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("report status: status is required"))
+	}
+	if err := h.store.PutStatus(ctx, part.ID, req.Msg.GetStatus(), h.clock.Now()); err != nil {
+		return nil, h.storeErr("report status", part, err)
+	}
+	return connect.NewResponse(&syncv1.ReportStatusResponse{}), nil
+}

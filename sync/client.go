@@ -1,0 +1,189 @@
+package sync
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/hashicorp/go-retryablehttp"
+	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/api/codec"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+)
+
+// ClientOptions configures the connection to the fleet cloud.
+type ClientOptions struct {
+	// CloudURL is the cloud's base URL from the bootstrap file.
+	CloudURL string
+	// PartID and PartSecret authenticate the part; they travel only in the
+	// Authorization header, never in a URL or a log line.
+	PartID, PartSecret string
+	// CAFile, when set, is a PEM bundle trusted for the cloud's TLS instead of
+	// the system's roots (a private cloud).
+	CAFile string
+	// Logger receives retry and transport messages.
+	Logger *zap.Logger
+	// RetryMax is how many times one call is retried within a cycle; 0 means 4.
+	RetryMax int
+	// RetryWaitMin and RetryWaitMax bound the exponential backoff; zero means
+	// 500 ms and 5 s. A Retry-After from the cloud is honoured up to the max.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// Compression names the request body compression: "zstd" (default),
+	// "gzip" or "identity". zstd won the measurement in docs/PERFORMANCE.md
+	// (sync's BenchmarkCompression).
+	Compression string
+}
+
+// NewClient returns the part's sync API client: connect-go over
+// go-retryablehttp (DESIGN decision 9), with keep-alive, HTTPS_PROXY support,
+// an optional private CA and the part's credentials in a header.
+func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
+	u, err := url.Parse(opts.CloudURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("cloud URL %q: want http(s)://HOST[:PORT]", opts.CloudURL)
+	}
+	if u.User != nil || u.RawQuery != "" {
+		// Credentials in a URL end up in proxies' and servers' logs.
+		return nil, fmt.Errorf("cloud URL must not carry credentials or a query")
+	}
+	if opts.PartID == "" || opts.PartSecret == "" {
+		return nil, errors.New("part id and secret are required")
+	}
+	if strings.ContainsAny(opts.PartID, ": \r\n") {
+		return nil, fmt.Errorf("part id %q has a character not allowed in ids", opts.PartID)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	transport := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read cloud CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("cloud CA file %s holds no PEM certificate", opts.CAFile)
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = &http.Client{Transport: transport}
+	rc.Logger = zapLeveled{log.Named("http")}
+	rc.RetryMax = cmpOr(opts.RetryMax, 4)
+	rc.RetryWaitMin = cmpOr(opts.RetryWaitMin, 500*time.Millisecond)
+	rc.RetryWaitMax = cmpOr(opts.RetryWaitMax, 5*time.Second)
+	rc.Backoff = cappedBackoff
+	// Give connect the last answer rather than retryablehttp's own error, so
+	// the caller sees the cloud's code and message.
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+
+	copts := []connect.ClientOption{
+		connect.WithInterceptors(partAuth{header: "Part " + opts.PartID + ":" + opts.PartSecret}),
+	}
+	switch opts.Compression {
+	case "", codec.Zstd:
+		copts = append(copts, codec.ClientOptions()...)
+	case "gzip":
+		copts = append(copts, connect.WithSendGzip())
+	case "identity":
+	default:
+		return nil, fmt.Errorf("compression %q: want zstd, gzip or identity", opts.Compression)
+	}
+	return syncv1connect.NewSyncServiceClient(rc.StandardClient(), strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
+}
+
+// cappedBackoff is exponential backoff that honours a Retry-After answer, but
+// never waits past max: the cycle has a deadline, and the next cycle retries.
+func cappedBackoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
+	return min(retryablehttp.DefaultBackoff(minWait, maxWait, attempt, resp), maxWait)
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// partAuth puts the part's credentials on every request.
+type partAuth struct{ header string }
+
+func (a partAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", a.header)
+		return next(ctx, req)
+	}
+}
+
+func (a partAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", a.header)
+		return conn
+	}
+}
+
+func (a partAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// zapLeveled adapts zap to retryablehttp's logger. retryablehttp's default
+// logger prints to stderr; this one keeps its messages at debug level in the
+// daemon's own log, and logs URLs only as scheme, host and path.
+type zapLeveled struct{ log *zap.Logger }
+
+func (z zapLeveled) Error(msg string, kv ...any) { z.log.Error(msg, fields(kv)...) }
+func (z zapLeveled) Warn(msg string, kv ...any)  { z.log.Warn(msg, fields(kv)...) }
+func (z zapLeveled) Info(msg string, kv ...any)  { z.log.Debug(msg, fields(kv)...) }
+func (z zapLeveled) Debug(msg string, kv ...any) { z.log.Debug(msg, fields(kv)...) }
+
+func fields(kv []any) []zap.Field {
+	out := make([]zap.Field, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		key, _ := kv[i].(string)
+		if key == "" {
+			continue
+		}
+		val := kv[i+1]
+		if s, ok := val.(string); ok {
+			val = scrubURL(s)
+		}
+		out = append(out, zap.Any(key, val))
+	}
+	return out
+}
+
+// scrubURL drops the user info and query of anything that parses as an
+// absolute URL, so no credential can reach a log line through one.
+func scrubURL(s string) string {
+	for _, word := range strings.Fields(s) {
+		u, err := url.Parse(word)
+		if err != nil || u.Host == "" || (u.User == nil && u.RawQuery == "") {
+			continue
+		}
+		u.User, u.RawQuery = nil, ""
+		s = strings.Replace(s, word, u.String(), 1)
+	}
+	return s
+}

@@ -1,0 +1,86 @@
+package sync
+
+import (
+	gosync "sync"
+	"time"
+
+	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/clock"
+)
+
+// OfflineClock answers "how long since the cloud last confirmed the time?"
+// in a way a bad clock cannot fool (DESIGN decision 5).
+//
+// A Raspberry Pi has no real-time clock: an offline boot may start in 1970,
+// and NTP may later jump the clock years ahead. So the part keeps the last
+// time the cloud confirmed and the uptime accumulated since, across reboots
+// (persisted every minute). The time since contact is the larger of the
+// wall-clock difference and that uptime: setting the clock back never
+// extends validity, and an honest forward jump counts as time offline.
+type OfflineClock struct {
+	clk clock.Clock
+
+	mu    gosync.Mutex
+	state cache.OfflineClock
+	// mark is clk.Uptime() when state.UptimeSince was last brought up to date.
+	mark time.Duration
+}
+
+// NewOfflineClock resumes from the persisted state (zero for a new part).
+func NewOfflineClock(clk clock.Clock, persisted cache.OfflineClock) *OfflineClock {
+	return &OfflineClock{clk: clk, state: persisted, mark: clk.Uptime()}
+}
+
+// Contact records that the cloud said its time is serverTime.
+func (o *OfflineClock) Contact(serverTime time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.state = cache.OfflineClock{LastCloudTime: serverTime}
+	o.mark = o.clk.Uptime()
+}
+
+// Snapshot returns the state to persist, with the uptime brought up to date.
+func (o *OfflineClock) Snapshot() cache.OfflineClock {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.advanceLocked()
+	return o.state
+}
+
+func (o *OfflineClock) advanceLocked() {
+	now := o.clk.Uptime()
+	o.state.UptimeSince += now - o.mark
+	o.mark = now
+}
+
+// Known reports whether the cloud ever confirmed the time.
+func (o *OfflineClock) Known() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.state.LastCloudTime.IsZero()
+}
+
+// SinceContact returns the time since the cloud last confirmed the time: the
+// larger of wall-clock elapsed and accumulated uptime.
+func (o *OfflineClock) SinceContact() time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.advanceLocked()
+	return max(o.clk.Now().Sub(o.state.LastCloudTime), o.state.UptimeSince)
+}
+
+// Now estimates the cloud's current time: the last confirmed time plus the
+// time since. Expiry is judged against it, never against the raw wall clock.
+func (o *OfflineClock) Now() time.Time {
+	since := o.SinceContact()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state.LastCloudTime.Add(since)
+}
+
+// LastContact returns the last time the cloud confirmed.
+func (o *OfflineClock) LastContact() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state.LastCloudTime
+}

@@ -1,0 +1,645 @@
+// Package sync is the daemon's only path to the fleet cloud (DESIGN.md). It
+// brings signed configs and grant bundles in, takes logs, captures, audit
+// events, gap records and blobs out exactly once, and keeps the offline clock
+// that decides when cached grants expire.
+package sync
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	gosync "sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/clock"
+)
+
+// State is where the part stands with the cloud.
+type State int
+
+// The states of DESIGN decision 5.
+const (
+	StateUnknown  State = iota // no cycle has run yet
+	StateOnline                // the last cycle succeeded
+	StateDegraded              // the cloud answered, but some calls failed
+	StateOffline               // the cloud did not answer
+	StateExpired               // no contact for longer than the grants allow
+)
+
+func (s State) String() string {
+	return [...]string{"unknown", "online", "degraded", "offline", "expired"}[s]
+}
+
+// UploadOrder is the order streams go out in each cycle: what matters most
+// for security and for knowing about loss first, bulk data last. Gap records
+// go before the streams they describe, so the cloud knows which ranges are
+// lost before it is asked to count past them.
+var UploadOrder = []cache.Stream{
+	cache.StreamAudit,
+	cache.StreamGaps,
+	cache.StreamProposals,
+	cache.StreamLogsWarn,
+	cache.StreamLogsInfo,
+	cache.StreamLogsDebug,
+	cache.StreamCaptures,
+}
+
+// Options configures a Syncer. Store, Client, Clock, Trust and Offline are
+// required.
+type Options struct {
+	Store   *cache.Store
+	Client  syncv1connect.SyncServiceClient
+	Clock   clock.Clock
+	Logger  *zap.Logger
+	Trust   *Trust
+	Offline *OfflineClock
+	// Interval between cycles; 0 means 15 s. The cloud may change it.
+	Interval time.Duration
+	// Jitter spreads cycles by ±Jitter×Interval so a fleet does not pull in
+	// step; 0 means 0.1.
+	Jitter float64
+	// CycleTimeout bounds one cycle; 0 means 4/5 of Interval, so cycles
+	// never overlap.
+	CycleTimeout time.Duration
+	// CycleBytes bounds what one cycle uploads, so a large backlog never
+	// delays the next pull; 0 means 8 MiB.
+	CycleBytes int
+	// BatchBytes bounds one upload request; 0 means 1 MiB.
+	BatchBytes int
+	// Seed seeds the jitter; cycles of different parts differ by part id.
+	Seed uint64
+	// OnConfig is called with each newly verified config, after it is stored.
+	OnConfig func(context.Context, *syncv1.ConfigDocument)
+	// OnGrants is called with each newly verified grant bundle, after it is stored.
+	OnGrants func(context.Context, *syncv1.GrantBundle)
+	// OnExpired is called once when the held grants or config expire by the
+	// offline clock, so the daemon stops components safely.
+	OnExpired func(context.Context, string)
+	// Status returns what ReportStatus sends; nil sends the sync view only.
+	Status func() *syncv1.PartStatus
+}
+
+// Syncer runs the sync loop.
+type Syncer struct {
+	o   Options
+	log *zap.Logger
+	rng *rand.Rand
+
+	// cycleMu makes cycles mutually exclusive: the loop's and a final one at
+	// shutdown never overlap.
+	cycleMu gosync.Mutex
+
+	mu         gosync.Mutex
+	state      State
+	lastErr    string
+	refused    map[string]string // document kind -> last refusal logged
+	expiredFor string            // non-empty once OnExpired was called
+	interval   time.Duration
+	storeID    string
+}
+
+// New checks the options and returns a Syncer.
+func New(o Options) (*Syncer, error) {
+	if o.Store == nil || o.Client == nil || o.Clock == nil || o.Trust == nil || o.Offline == nil {
+		return nil, errors.New("sync: Store, Client, Clock, Trust and Offline are required")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	o.Interval = cmpOr(o.Interval, 15*time.Second)
+	o.Jitter = cmpOr(o.Jitter, 0.1)
+	o.CycleTimeout = cmpOr(o.CycleTimeout, o.Interval*4/5)
+	o.CycleBytes = cmpOr(o.CycleBytes, 8<<20)
+	o.BatchBytes = cmpOr(o.BatchBytes, 1<<20)
+	return &Syncer{
+		o:        o,
+		log:      o.Logger.Named("sync"),
+		rng:      rand.New(rand.NewPCG(o.Seed, 0x5bd1e995)),
+		refused:  map[string]string{},
+		interval: o.Interval,
+	}, nil
+}
+
+// State returns the current state and the last error, for status.
+func (s *Syncer) State() (State, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.lastErr
+}
+
+// Run pulls at once, then cycles until ctx ends.
+func (s *Syncer) Run(ctx context.Context) error {
+	persist := s.o.Clock.NewTicker(time.Minute)
+	defer persist.Stop()
+	next := s.o.Clock.NewTimer(0)
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.persistClock(context.WithoutCancel(ctx))
+			return nil
+		case <-persist.C():
+			s.persistClock(ctx)
+			s.checkExpiry(ctx)
+		case <-next.C():
+			s.Cycle(ctx)
+			next.Reset(s.nextDelay())
+		}
+	}
+}
+
+func (s *Syncer) nextDelay() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := (s.rng.Float64()*2 - 1) * s.o.Jitter
+	return time.Duration(float64(s.interval) * (1 + j))
+}
+
+func (s *Syncer) persistClock(ctx context.Context) {
+	if err := s.o.Store.PutOfflineClock(ctx, s.o.Offline.Snapshot()); err != nil {
+		s.log.Warn("could not persist the offline clock", zap.Error(err))
+	}
+}
+
+// Result says what one cycle did.
+type Result struct {
+	// Pulled is true when the cloud answered the pull.
+	Pulled bool
+	// NewConfig and NewGrants are the versions newly accepted, or 0.
+	NewConfig, NewGrants uint64
+	// Uploaded counts records acknowledged per stream.
+	Uploaded map[cache.Stream]int
+	// BlobBytes counts blob bytes the cloud confirmed.
+	BlobBytes int64
+	// Err joins every error of the cycle.
+	Err error
+}
+
+// Cycle runs one cycle: pull, then uploads in priority order within the
+// byte budget, then a status report. It never runs concurrently with another.
+func (s *Syncer) Cycle(ctx context.Context) Result {
+	s.cycleMu.Lock()
+	defer s.cycleMu.Unlock()
+	ctx, cancel := s.deadline(ctx, s.o.CycleTimeout)
+	defer cancel()
+
+	res := Result{Uploaded: map[cache.Stream]int{}}
+	var errs []error
+	if err := s.pull(ctx, &res); err != nil {
+		errs = append(errs, err)
+	}
+	if res.Pulled {
+		if err := s.upload(ctx, &res); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.report(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	res.Err = errors.Join(errs...)
+	switch {
+	case !res.Pulled:
+		s.setState(StateOffline, res.Err)
+	case res.Err != nil:
+		s.setState(StateDegraded, res.Err)
+	default:
+		s.setState(StateOnline, nil)
+	}
+	s.checkExpiry(ctx)
+	return res
+}
+
+// deadline is context.WithTimeout on the injected clock, so a test can run a
+// hung cloud into its deadline without waiting for it.
+func (s *Syncer) deadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	t := s.o.Clock.NewTimer(d)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-t.C():
+			cancel(fmt.Errorf("sync cycle deadline of %v passed", d))
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		t.Stop()
+		close(done)
+		cancel(context.Canceled)
+	}
+}
+
+func (s *Syncer) setState(st State, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.expiredFor != "" && st != StateOnline {
+		st = StateExpired
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if st != s.state {
+		// Logged on change only: a part offline for weeks must not fill its
+		// own store with one line per cycle.
+		fields := []zap.Field{zap.Stringer("from", s.state), zap.Stringer("to", st)}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		if st == StateOnline {
+			s.log.Info("cloud sync state changed", fields...)
+		} else {
+			s.log.Warn("cloud sync state changed", fields...)
+		}
+	}
+	s.state, s.lastErr = st, msg
+}
+
+func (s *Syncer) pull(ctx context.Context, res *Result) error {
+	cfg, err := s.o.Store.GetDocument(ctx, cache.KindConfig)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return fmt.Errorf("read held config version: %w", err)
+	}
+	grants, err := s.o.Store.GetDocument(ctx, cache.KindGrants)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return fmt.Errorf("read held grants version: %w", err)
+	}
+	ans, err := s.o.Client.Pull(ctx, connect.NewRequest(&syncv1.PullRequest{ConfigVersion: cfg.Version, GrantsVersion: grants.Version}))
+	if err != nil {
+		return fmt.Errorf("pull: %w", err)
+	}
+	res.Pulled = true
+	msg := ans.Msg
+	if st := msg.GetServerTime(); st.IsValid() {
+		s.o.Offline.Contact(st.AsTime())
+		s.persistClock(ctx)
+	}
+	if d := msg.GetPollInterval().AsDuration(); d >= time.Second && d <= time.Hour {
+		s.mu.Lock()
+		s.interval = d
+		s.mu.Unlock()
+	}
+	var errs []error
+	if doc := msg.GetGrants(); doc != nil {
+		g, err := s.o.Trust.Grants(doc, grants.Version, false)
+		if err = s.accept(ctx, cache.KindGrants, doc, g, err); err != nil {
+			errs = append(errs, err)
+		} else {
+			res.NewGrants = g.GetVersion()
+			if s.o.OnGrants != nil {
+				s.o.OnGrants(ctx, g)
+			}
+		}
+	}
+	if doc := msg.GetConfig(); doc != nil {
+		c, err := s.o.Trust.Config(doc, cfg.Version, false)
+		if err = s.accept(ctx, cache.KindConfig, doc, c, err); err != nil {
+			errs = append(errs, err)
+		} else {
+			res.NewConfig = c.GetVersion()
+			if s.o.OnConfig != nil {
+				s.o.OnConfig(ctx, c)
+			}
+		}
+	}
+	for _, p := range msg.GetProposals() {
+		if p.GetAccepted() {
+			s.log.Info("the cloud accepted an offline config edit", zap.Uint64("proposal", p.GetSeq()), zap.Uint64("revision", p.GetRevision()))
+		} else {
+			s.log.Warn("the cloud kept an offline config edit as a conflict for an owner to resolve", zap.Uint64("proposal", p.GetSeq()), zap.Uint64("current_revision", p.GetRevision()), zap.String("message", p.GetMessage()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// accept stores a verified document, or logs its refusal once. The document
+// already held stays in force either way.
+func (s *Syncer) accept(ctx context.Context, kind cache.Kind, doc *syncv1.SignedDocument, m interface {
+	proto.Message
+	GetVersion() uint64
+}, verr error) error {
+	if verr != nil {
+		s.mu.Lock()
+		first := s.refused[string(kind)] != verr.Error()
+		s.refused[string(kind)] = verr.Error()
+		s.mu.Unlock()
+		if first {
+			s.log.Error("refused a document from the cloud; keeping the one held", zap.String("kind", string(kind)), zap.Error(verr))
+		}
+		return fmt.Errorf("refuse %s: %w", kind, verr)
+	}
+	raw, err := proto.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("encode %s for the store: %w", kind, err)
+	}
+	if err := s.o.Store.PutDocument(ctx, kind, cache.Document{Raw: raw, Version: m.GetVersion(), FetchedAt: s.o.Clock.Now()}); err != nil {
+		return fmt.Errorf("store %s version %d: %w", kind, m.GetVersion(), err)
+	}
+	s.mu.Lock()
+	delete(s.refused, string(kind))
+	if kind == cache.KindGrants {
+		s.expiredFor = ""
+	}
+	s.mu.Unlock()
+	s.log.Info("accepted a document from the cloud", zap.String("kind", string(kind)), zap.Uint64("version", m.GetVersion()))
+	return nil
+}
+
+// LoadGrants returns the held grant bundle, verified again (DESIGN decision
+// 4: on load as well as on receipt), or nil when none is held.
+func (s *Syncer) LoadGrants(ctx context.Context) (*syncv1.GrantBundle, error) {
+	doc, version, err := s.loadDoc(ctx, cache.KindGrants)
+	if doc == nil || err != nil {
+		return nil, err
+	}
+	return s.o.Trust.Grants(doc, version, true)
+}
+
+// LoadConfig returns the held config, verified again, or nil when none is held.
+func (s *Syncer) LoadConfig(ctx context.Context) (*syncv1.ConfigDocument, error) {
+	doc, version, err := s.loadDoc(ctx, cache.KindConfig)
+	if doc == nil || err != nil {
+		return nil, err
+	}
+	return s.o.Trust.Config(doc, version, true)
+}
+
+func (s *Syncer) loadDoc(ctx context.Context, kind cache.Kind) (*syncv1.SignedDocument, uint64, error) {
+	held, err := s.o.Store.GetDocument(ctx, kind)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load %s: %w", kind, err)
+	}
+	var doc syncv1.SignedDocument
+	if err := proto.Unmarshal(held.Raw, &doc); err != nil {
+		return nil, 0, fmt.Errorf("load %s: decode: %w", kind, err)
+	}
+	return &doc, held.Version, nil
+}
+
+// checkExpiry tells the daemon, once, that the held grants or config are past
+// their expiry by the offline clock.
+func (s *Syncer) checkExpiry(ctx context.Context) {
+	s.mu.Lock()
+	already := s.expiredFor != ""
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	var why string
+	for _, load := range []func(context.Context) (time.Time, error){s.grantsExpiry, s.configExpiry} {
+		exp, err := load(ctx)
+		if err != nil || exp.IsZero() || !s.o.Trust.Expired(exp) {
+			continue
+		}
+		why = fmt.Sprintf("the cached grants and config expired at %s: the part has not reached the cloud since %s; reconnect it to the network, or use the break-glass socket on the part",
+			exp.UTC().Format(time.RFC3339), s.o.Offline.LastContact().UTC().Format(time.RFC3339))
+		break
+	}
+	if why == "" {
+		return
+	}
+	s.mu.Lock()
+	s.expiredFor = why
+	prev := s.state
+	s.state = StateExpired
+	s.mu.Unlock()
+	s.log.Error("cached grants and config expired", zap.Stringer("from", prev), zap.String("why", why))
+	if s.o.OnExpired != nil {
+		s.o.OnExpired(ctx, why)
+	}
+}
+
+func (s *Syncer) grantsExpiry(ctx context.Context) (time.Time, error) {
+	doc, _, err := s.loadDoc(ctx, cache.KindGrants)
+	if doc == nil || err != nil {
+		return time.Time{}, err
+	}
+	var g syncv1.GrantBundle
+	if err := proto.Unmarshal(doc.GetPayload(), &g); err != nil {
+		return time.Time{}, err
+	}
+	return g.GetExpiresAt().AsTime(), nil
+}
+
+func (s *Syncer) configExpiry(ctx context.Context) (time.Time, error) {
+	doc, _, err := s.loadDoc(ctx, cache.KindConfig)
+	if doc == nil || err != nil {
+		return time.Time{}, err
+	}
+	var c syncv1.ConfigDocument
+	if err := proto.Unmarshal(doc.GetPayload(), &c); err != nil {
+		return time.Time{}, err
+	}
+	return c.GetExpiresAt().AsTime(), nil
+}
+
+// ExpiredReason returns why remote access is refused, or "" while in force.
+func (s *Syncer) ExpiredReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expiredFor
+}
+
+// StoreID returns the store's incarnation id, making it on first use.
+func (s *Syncer) StoreID(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.storeID != "" {
+		return s.storeID, nil
+	}
+	const key = "sync.store_id"
+	b, err := s.o.Store.GetState(ctx, key)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		return "", fmt.Errorf("read store id: %w", err)
+	}
+	if len(b) == 0 {
+		raw := make([]byte, 16)
+		if _, err := crand.Read(raw); err != nil {
+			return "", fmt.Errorf("make store id: %w", err)
+		}
+		b = []byte(hex.EncodeToString(raw))
+		if err := s.o.Store.PutState(ctx, key, b); err != nil {
+			return "", fmt.Errorf("save store id: %w", err)
+		}
+	}
+	s.storeID = string(b)
+	return s.storeID, nil
+}
+
+// upload sends each stream's backlog in UploadOrder, then blobs, within the
+// cycle's byte budget. It stops at the first failure: a failed batch is sent
+// again, unchanged, next cycle.
+func (s *Syncer) upload(ctx context.Context, res *Result) error {
+	storeID, err := s.StoreID(ctx)
+	if err != nil {
+		return err
+	}
+	budget := s.o.CycleBytes
+	for _, st := range UploadOrder {
+		for budget > 0 {
+			stats, err := s.o.Store.Stats(ctx, st)
+			if err != nil {
+				return fmt.Errorf("upload %s: %w", st, err)
+			}
+			entries, err := s.o.Store.Read(ctx, st, stats.AckedThrough, 1000, min(budget, s.o.BatchBytes))
+			if err != nil {
+				return fmt.Errorf("upload %s: read backlog: %w", st, err)
+			}
+			if len(entries) == 0 {
+				break
+			}
+			req := &syncv1.UploadRequest{StoreId: storeID, Stream: string(st), Records: make([]*syncv1.Record, 0, len(entries))}
+			size := 0
+			for _, e := range entries {
+				payload := e.Payload
+				if st == cache.StreamGaps {
+					if payload, err = gapRecord(e.Payload); err != nil {
+						return fmt.Errorf("upload gaps: record %d: %w", e.Seq, err)
+					}
+				}
+				size += len(payload)
+				req.Records = append(req.Records, &syncv1.Record{Seq: e.Seq, Time: timestamppb.New(e.Time), Payload: payload})
+			}
+			ans, err := s.o.Client.Upload(ctx, connect.NewRequest(req))
+			if err != nil {
+				return fmt.Errorf("upload %d records of %s: %w", len(entries), st, err)
+			}
+			last := entries[len(entries)-1].Seq
+			through := min(ans.Msg.GetAckedThrough(), last)
+			if through <= stats.AckedThrough {
+				// The cloud holds none of it contiguously: something before
+				// this batch is missing there. Stop rather than loop.
+				return fmt.Errorf("upload %s: the cloud acknowledged through %d, nothing past the %d already acknowledged", st, ans.Msg.GetAckedThrough(), stats.AckedThrough)
+			}
+			if err := s.o.Store.Ack(ctx, st, through); err != nil {
+				return fmt.Errorf("upload %s: ack through %d: %w", st, through, err)
+			}
+			for _, e := range entries {
+				if e.Seq <= through {
+					res.Uploaded[st]++
+				}
+			}
+			budget -= size
+		}
+	}
+	if budget > 0 {
+		return s.uploadBlobs(ctx, res, budget)
+	}
+	return nil
+}
+
+// gapRecord turns the store's gap payload into the wire's GapRecord.
+func gapRecord(payload []byte) ([]byte, error) {
+	g, err := cache.DecodeGap(payload)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(&syncv1.GapRecord{
+		Stream: string(g.Stream), FirstSeq: g.From, LastSeq: g.Through,
+		Count: g.Count, Bytes: g.Bytes, Reason: g.Reason,
+	})
+}
+
+func (s *Syncer) uploadBlobs(ctx context.Context, res *Result, budget int) error {
+	blobs, err := s.o.Store.Blobs(ctx)
+	if err != nil {
+		return fmt.Errorf("list blobs: %w", err)
+	}
+	for _, b := range blobs {
+		if !b.Sealed || budget <= 0 {
+			continue
+		}
+		sum, err := s.blobSum(ctx, b)
+		if err != nil {
+			return err
+		}
+		off := b.Uploaded
+		for budget > 0 {
+			chunk, err := s.o.Store.ReadBlob(ctx, b.ID, off, min(budget, s.o.BatchBytes))
+			if err != nil {
+				return fmt.Errorf("read blob %s at %d: %w", b.ID, off, err)
+			}
+			ans, err := s.o.Client.UploadBlob(ctx, connect.NewRequest(&syncv1.UploadBlobRequest{
+				BlobId: b.ID, Offset: uint64(off), Data: chunk, Size: uint64(b.Size), Sha256: sum, Name: b.ID,
+			}))
+			if err != nil {
+				return fmt.Errorf("upload blob %s at %d: %w", b.ID, off, err)
+			}
+			got := int64(ans.Msg.GetReceived())
+			if got > b.Size {
+				return fmt.Errorf("upload blob %s: the cloud says it holds %d of %d bytes", b.ID, got, b.Size)
+			}
+			// Less than was sent means "resume from here": the cloud lost or
+			// discarded part of the blob (a SHA-256 mismatch discards it all).
+			if err := s.o.Store.SetBlobUploaded(ctx, b.ID, got); err != nil {
+				return fmt.Errorf("record blob %s progress: %w", b.ID, err)
+			}
+			if got > off {
+				res.BlobBytes += got - off
+			}
+			budget -= len(chunk)
+			if got <= off && len(chunk) == 0 {
+				return fmt.Errorf("upload blob %s: the cloud did not complete it at %d of %d bytes", b.ID, got, b.Size)
+			}
+			off = got
+			if ans.Msg.GetComplete() {
+				if err := s.o.Store.DeleteBlob(ctx, b.ID); err != nil {
+					return fmt.Errorf("delete uploaded blob %s: %w", b.ID, err)
+				}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Syncer) blobSum(ctx context.Context, b cache.BlobInfo) ([]byte, error) {
+	h := sha256.New()
+	for off := int64(0); off < b.Size; {
+		chunk, err := s.o.Store.ReadBlob(ctx, b.ID, off, 1<<20)
+		if err != nil {
+			return nil, fmt.Errorf("hash blob %s: %w", b.ID, err)
+		}
+		if len(chunk) == 0 {
+			return nil, fmt.Errorf("hash blob %s: short at %d of %d bytes", b.ID, off, b.Size)
+		}
+		h.Write(chunk)
+		off += int64(len(chunk))
+	}
+	return h.Sum(nil), nil
+}
+
+func (s *Syncer) report(ctx context.Context) error {
+	st := &syncv1.PartStatus{}
+	if s.o.Status != nil {
+		st = s.o.Status()
+	}
+	st.LastContact = timestamppb.New(s.o.Offline.LastContact())
+	for _, name := range UploadOrder {
+		stats, err := s.o.Store.Stats(ctx, name)
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		st.Backlog = append(st.Backlog, &syncv1.StreamBacklog{Stream: string(name), Records: stats.Count, Bytes: stats.Bytes})
+	}
+	st.StoreBytes = uint64(s.o.Store.Usage().Bytes)
+	if _, err := s.o.Client.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: st})); err != nil {
+		return fmt.Errorf("report status: %w", err)
+	}
+	return nil
+}
