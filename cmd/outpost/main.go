@@ -75,5 +75,6 @@ func newRoot(e env) *cobra.Command {
 		newCloudCmd(g), newLoginCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
 		newPartCmd(g), newUserCmd(g), newRoleCmd(g), newAPIKeyCmd(g), newAccessCmd(g), newAuditCmd(g),
 	)
+	root.AddCommand(newRobotCmd(g))
 	return root
 }

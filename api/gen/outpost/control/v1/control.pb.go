@@ -5,15 +5,30 @@
 // source: outpost/control/v1/control.proto
 
 // outpost.control.v1 is the contract between a field tech's client and a
-// robot part's daemon, served on the LAN over TLS and over WebRTC data
-// channels. Every call maps to one action of shared/ACTIONS.md.
+// robot part's daemon, served on the LAN over TLS, over WebRTC data
+// channels, and on the break-glass Unix socket. Every call maps to one
+// action of shared/ACTIONS.md, declared with (outpost.authz.v1.rule); the
+// daemon checks it against the part's machine with the cached grant bundle,
+// in one interceptor for every transport.
+//
+// Authentication, in the Authorization header (the fleet cloud's format):
+//
+//	Bearer <key id>:<secret>   an API key
+//	Bearer <JWT>               a user's access token, EdDSA, "kid" header
+//
+// On the daemon the rule markers mean: "public" needs no credential;
+// "authenticated" needs a credential whose subject holds a grant reaching
+// this machine ("anyone with access").
 
 package controlv1
 
 import (
+	_ "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
+	v1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -82,6 +97,89 @@ func (SyncState) EnumDescriptor() ([]byte, []int) {
 	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{0}
 }
 
+// HealthRequest takes no arguments.
+type HealthRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthRequest) Reset() {
+	*x = HealthRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthRequest) ProtoMessage() {}
+
+func (x *HealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
+func (*HealthRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+// HealthResponse says whether the daemon serves.
+type HealthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always true while the daemon answers.
+	Serving       bool `protobuf:"varint,1,opt,name=serving,proto3" json:"serving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthResponse) Reset() {
+	*x = HealthResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthResponse) ProtoMessage() {}
+
+func (x *HealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
+func (*HealthResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HealthResponse) GetServing() bool {
+	if x != nil {
+		return x.Serving
+	}
+	return false
+}
+
 // StatusRequest takes no arguments.
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -91,7 +189,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_outpost_control_v1_control_proto_msgTypes[0]
+	mi := &file_outpost_control_v1_control_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +201,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_control_v1_control_proto_msgTypes[0]
+	mi := &file_outpost_control_v1_control_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +214,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{2}
 }
 
 // StatusResponse describes the part.
@@ -129,14 +227,28 @@ type StatusResponse struct {
 	// Where the part stands with the cloud.
 	SyncState SyncState `protobuf:"varint,3,opt,name=sync_state,json=syncState,proto3,enum=outpost.control.v1.SyncState" json:"sync_state,omitempty"`
 	// How long the cached config and grants stay valid without contact.
-	TimeLeft      *durationpb.Duration `protobuf:"bytes,4,opt,name=time_left,json=timeLeft,proto3" json:"time_left,omitempty"`
+	TimeLeft *durationpb.Duration `protobuf:"bytes,4,opt,name=time_left,json=timeLeft,proto3" json:"time_left,omitempty"`
+	// The part's machine.
+	MachineId string `protobuf:"bytes,5,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// How long since the part last reached the cloud, by the offline clock.
+	OfflineFor *durationpb.Duration `protobuf:"bytes,6,opt,name=offline_for,json=offlineFor,proto3" json:"offline_for,omitempty"`
+	// When the part last reached the cloud.
+	LastContact *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
+	// The grant bundle version the part holds.
+	GrantsVersion uint64 `protobuf:"varint,8,opt,name=grants_version,json=grantsVersion,proto3" json:"grants_version,omitempty"`
+	// When the grant bundle expires.
+	GrantsExpireAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=grants_expire_at,json=grantsExpireAt,proto3" json:"grants_expire_at,omitempty"`
+	// The config version the part runs.
+	ConfigVersion uint64 `protobuf:"varint,10,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// SHA-256 of the control plane's TLS certificate, hex.
+	CertSha256    string `protobuf:"bytes,11,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_outpost_control_v1_control_proto_msgTypes[1]
+	mi := &file_outpost_control_v1_control_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +260,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_control_v1_control_proto_msgTypes[1]
+	mi := &file_outpost_control_v1_control_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +273,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StatusResponse) GetPartId() string {
@@ -192,26 +304,1811 @@ func (x *StatusResponse) GetTimeLeft() *durationpb.Duration {
 	return nil
 }
 
+func (x *StatusResponse) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetOfflineFor() *durationpb.Duration {
+	if x != nil {
+		return x.OfflineFor
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLastContact() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastContact
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetGrantsVersion() uint64 {
+	if x != nil {
+		return x.GrantsVersion
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetGrantsExpireAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GrantsExpireAt
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetConfigVersion() uint64 {
+	if x != nil {
+		return x.ConfigVersion
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCertSha256() string {
+	if x != nil {
+		return x.CertSha256
+	}
+	return ""
+}
+
+// WhoAmIRequest takes no arguments.
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{4}
+}
+
+// WhoAmIResponse describes the caller as this part sees it.
+type WhoAmIResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user/ID", "apikey/ID" or "local/UID".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The user's email or the key's name.
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// "owner" or "operator": the highest role reaching this machine.
+	Role string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	// The grant that gives it, such as "owner of location/ID".
+	Grant string `protobuf:"bytes,4,opt,name=grant,proto3" json:"grant,omitempty"`
+	// How the caller authenticated: "apikey", "token" or "socket".
+	Credential string `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
+	// "grpc", "webrtc" or "socket".
+	Transport string `protobuf:"bytes,6,opt,name=transport,proto3" json:"transport,omitempty"`
+	// The ACTIONS.md actions of this API the caller may do here.
+	AllowedActions []string `protobuf:"bytes,7,rep,name=allowed_actions,json=allowedActions,proto3" json:"allowed_actions,omitempty"`
+	// The grant bundle version the decision used.
+	GrantsVersion uint64 `protobuf:"varint,8,opt,name=grants_version,json=grantsVersion,proto3" json:"grants_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIResponse) Reset() {
+	*x = WhoAmIResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIResponse) ProtoMessage() {}
+
+func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
+func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *WhoAmIResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetGrant() string {
+	if x != nil {
+		return x.Grant
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
+func (x *WhoAmIResponse) GetAllowedActions() []string {
+	if x != nil {
+		return x.AllowedActions
+	}
+	return nil
+}
+
+func (x *WhoAmIResponse) GetGrantsVersion() uint64 {
+	if x != nil {
+		return x.GrantsVersion
+	}
+	return 0
+}
+
+// StopAllRequest takes no arguments.
+type StopAllRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopAllRequest) Reset() {
+	*x = StopAllRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopAllRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopAllRequest) ProtoMessage() {}
+
+func (x *StopAllRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopAllRequest.ProtoReflect.Descriptor instead.
+func (*StopAllRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{6}
+}
+
+// StopAllResponse lists what failed to stop.
+type StopAllResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Components that did not stop, with why.
+	Errors        map[string]string `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopAllResponse) Reset() {
+	*x = StopAllResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopAllResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopAllResponse) ProtoMessage() {}
+
+func (x *StopAllResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopAllResponse.ProtoReflect.Descriptor instead.
+func (*StopAllResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StopAllResponse) GetErrors() map[string]string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+// GetConfigRequest takes no arguments.
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{8}
+}
+
+// GetConfigResponse is the config the part runs.
+type GetConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The config.
+	Config *v1.RobotConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// The signed config version it came from (0 when it is a local edit only).
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The machine config revision it is based on; edits are proposed against it.
+	MachineRevision uint64 `protobuf:"varint,3,opt,name=machine_revision,json=machineRevision,proto3" json:"machine_revision,omitempty"`
+	// Whether it holds local edits the cloud has not accepted yet.
+	LocalEdits    bool `protobuf:"varint,4,opt,name=local_edits,json=localEdits,proto3" json:"local_edits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetConfigResponse) GetConfig() *v1.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *GetConfigResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GetConfigResponse) GetMachineRevision() uint64 {
+	if x != nil {
+		return x.MachineRevision
+	}
+	return 0
+}
+
+func (x *GetConfigResponse) GetLocalEdits() bool {
+	if x != nil {
+		return x.LocalEdits
+	}
+	return false
+}
+
+// EditConfigRequest carries an edited config.
+type EditConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The whole new config.
+	Config *v1.RobotConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// The machine revision the edit started from (GetConfig's machine_revision).
+	BaseRevision  uint64 `protobuf:"varint,2,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditConfigRequest) Reset() {
+	*x = EditConfigRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditConfigRequest) ProtoMessage() {}
+
+func (x *EditConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditConfigRequest.ProtoReflect.Descriptor instead.
+func (*EditConfigRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EditConfigRequest) GetConfig() *v1.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *EditConfigRequest) GetBaseRevision() uint64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+// EditConfigResponse says what became of the edit.
+type EditConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether it was applied on the part.
+	Applied bool `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// The proposals-stream sequence it was queued under for the cloud.
+	ProposalSeq uint64 `protobuf:"varint,2,opt,name=proposal_seq,json=proposalSeq,proto3" json:"proposal_seq,omitempty"`
+	// Non-empty when the base revision is not the part's current one: the edit
+	// is still applied and queued, and the cloud decides; what to do.
+	Conflict      string `protobuf:"bytes,3,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditConfigResponse) Reset() {
+	*x = EditConfigResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditConfigResponse) ProtoMessage() {}
+
+func (x *EditConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditConfigResponse.ProtoReflect.Descriptor instead.
+func (*EditConfigResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *EditConfigResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *EditConfigResponse) GetProposalSeq() uint64 {
+	if x != nil {
+		return x.ProposalSeq
+	}
+	return 0
+}
+
+func (x *EditConfigResponse) GetConflict() string {
+	if x != nil {
+		return x.Conflict
+	}
+	return ""
+}
+
+// LogEntry is one log line.
+type LogEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was written.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// debug, info, warn or error.
+	Level string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	// The logger's name.
+	Logger string `protobuf:"bytes,3,opt,name=logger,proto3" json:"logger,omitempty"`
+	// The message.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// Structured fields as a JSON object.
+	FieldsJson    string `protobuf:"bytes,5,opt,name=fields_json,json=fieldsJson,proto3" json:"fields_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogEntry) Reset() {
+	*x = LogEntry{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogEntry) ProtoMessage() {}
+
+func (x *LogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
+func (*LogEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LogEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *LogEntry) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *LogEntry) GetLogger() string {
+	if x != nil {
+		return x.Logger
+	}
+	return ""
+}
+
+func (x *LogEntry) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *LogEntry) GetFieldsJson() string {
+	if x != nil {
+		return x.FieldsJson
+	}
+	return ""
+}
+
+// TailLogsRequest asks for recent entries.
+type TailLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many entries at most; 0 means 100.
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// The lowest level wanted; empty means all.
+	MinLevel      string `protobuf:"bytes,2,opt,name=min_level,json=minLevel,proto3" json:"min_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailLogsRequest) Reset() {
+	*x = TailLogsRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailLogsRequest) ProtoMessage() {}
+
+func (x *TailLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailLogsRequest.ProtoReflect.Descriptor instead.
+func (*TailLogsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TailLogsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *TailLogsRequest) GetMinLevel() string {
+	if x != nil {
+		return x.MinLevel
+	}
+	return ""
+}
+
+// TailLogsResponse carries entries, oldest first.
+type TailLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries.
+	Entries       []*LogEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TailLogsResponse) Reset() {
+	*x = TailLogsResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TailLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TailLogsResponse) ProtoMessage() {}
+
+func (x *TailLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TailLogsResponse.ProtoReflect.Descriptor instead.
+func (*TailLogsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TailLogsResponse) GetEntries() []*LogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// FollowLogsRequest asks for new entries as they come.
+type FollowLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The lowest level wanted; empty means all.
+	MinLevel      string `protobuf:"bytes,1,opt,name=min_level,json=minLevel,proto3" json:"min_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowLogsRequest) Reset() {
+	*x = FollowLogsRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowLogsRequest) ProtoMessage() {}
+
+func (x *FollowLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowLogsRequest.ProtoReflect.Descriptor instead.
+func (*FollowLogsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FollowLogsRequest) GetMinLevel() string {
+	if x != nil {
+		return x.MinLevel
+	}
+	return ""
+}
+
+// FollowLogsResponse carries one entry.
+type FollowLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry.
+	Entry         *LogEntry `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowLogsResponse) Reset() {
+	*x = FollowLogsResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowLogsResponse) ProtoMessage() {}
+
+func (x *FollowLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowLogsResponse.ProtoReflect.Descriptor instead.
+func (*FollowLogsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FollowLogsResponse) GetEntry() *LogEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+// RestartRequest takes no arguments.
+type RestartRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartRequest) Reset() {
+	*x = RestartRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartRequest) ProtoMessage() {}
+
+func (x *RestartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartRequest.ProtoReflect.Descriptor instead.
+func (*RestartRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{17}
+}
+
+// RestartResponse is empty.
+type RestartResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartResponse) Reset() {
+	*x = RestartResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartResponse) ProtoMessage() {}
+
+func (x *RestartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartResponse.ProtoReflect.Descriptor instead.
+func (*RestartResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{18}
+}
+
+// CaptureInfo describes one capture held on the part.
+type CaptureInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The capture's id (its capture-stream sequence).
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When it was captured.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// The component captured.
+	Component string `protobuf:"bytes,3,opt,name=component,proto3" json:"component,omitempty"`
+	// The method polled.
+	Method string `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
+	// Its tags.
+	Tags []string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	// The data's media type.
+	MimeType string `protobuf:"bytes,6,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	// The data's size in bytes.
+	Size          uint64 `protobuf:"varint,7,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureInfo) Reset() {
+	*x = CaptureInfo{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureInfo) ProtoMessage() {}
+
+func (x *CaptureInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureInfo.ProtoReflect.Descriptor instead.
+func (*CaptureInfo) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CaptureInfo) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CaptureInfo) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *CaptureInfo) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *CaptureInfo) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *CaptureInfo) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *CaptureInfo) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *CaptureInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// ListCapturesRequest filters captures.
+type ListCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this component's; empty means all.
+	Component string `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
+	// At most this many, newest first; 0 means 1000.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCapturesRequest) Reset() {
+	*x = ListCapturesRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCapturesRequest) ProtoMessage() {}
+
+func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCapturesRequest.ProtoReflect.Descriptor instead.
+func (*ListCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListCapturesRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ListCapturesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListCapturesResponse lists captures.
+type ListCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures, newest first.
+	Captures      []*CaptureInfo `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCapturesResponse) Reset() {
+	*x = ListCapturesResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCapturesResponse) ProtoMessage() {}
+
+func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ListCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListCapturesResponse) GetCaptures() []*CaptureInfo {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+// ExportCapturesRequest names captures to export.
+type ExportCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures; empty means every capture of the component filter.
+	Ids []uint64 `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	// Only this component's, when ids is empty; empty means all.
+	Component     string `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCapturesRequest) Reset() {
+	*x = ExportCapturesRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCapturesRequest) ProtoMessage() {}
+
+func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCapturesRequest.ProtoReflect.Descriptor instead.
+func (*ExportCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ExportCapturesRequest) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ExportCapturesRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+// ExportCapturesResponse carries one capture and its data.
+type ExportCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The capture.
+	Info *CaptureInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	// Its data.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCapturesResponse) Reset() {
+	*x = ExportCapturesResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCapturesResponse) ProtoMessage() {}
+
+func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ExportCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ExportCapturesResponse) GetInfo() *CaptureInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *ExportCapturesResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// TagCapturesRequest changes tags.
+type TagCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Ids []uint64 `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	// Tags to add.
+	Add []string `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	// Tags to remove.
+	Remove        []string `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagCapturesRequest) Reset() {
+	*x = TagCapturesRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagCapturesRequest) ProtoMessage() {}
+
+func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagCapturesRequest.ProtoReflect.Descriptor instead.
+func (*TagCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *TagCapturesRequest) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *TagCapturesRequest) GetAdd() []string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *TagCapturesRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+// TagCapturesResponse says how many captures changed.
+type TagCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Captures changed.
+	Changed       uint32 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagCapturesResponse) Reset() {
+	*x = TagCapturesResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagCapturesResponse) ProtoMessage() {}
+
+func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagCapturesResponse.ProtoReflect.Descriptor instead.
+func (*TagCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TagCapturesResponse) GetChanged() uint32 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+// DeleteCapturesRequest names captures to delete.
+type DeleteCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Ids           []uint64 `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCapturesRequest) Reset() {
+	*x = DeleteCapturesRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCapturesRequest) ProtoMessage() {}
+
+func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCapturesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteCapturesRequest) GetIds() []uint64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// DeleteCapturesResponse says how many were deleted.
+type DeleteCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Captures deleted.
+	Deleted       uint32 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCapturesResponse) Reset() {
+	*x = DeleteCapturesResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCapturesResponse) ProtoMessage() {}
+
+func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCapturesResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteCapturesResponse) GetDeleted() uint32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+// OfferRequest carries a WebRTC offer.
+type OfferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SDP offer, with every ICE candidate gathered.
+	Sdp           string `protobuf:"bytes,1,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferRequest) Reset() {
+	*x = OfferRequest{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferRequest) ProtoMessage() {}
+
+func (x *OfferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferRequest.ProtoReflect.Descriptor instead.
+func (*OfferRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *OfferRequest) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+// OfferResponse carries the answer.
+type OfferResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SDP answer, with every ICE candidate gathered.
+	Sdp string `protobuf:"bytes,1,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	// The session's id, for logs.
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferResponse) Reset() {
+	*x = OfferResponse{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferResponse) ProtoMessage() {}
+
+func (x *OfferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferResponse.ProtoReflect.Descriptor instead.
+func (*OfferResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *OfferResponse) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+func (x *OfferResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// ChannelHeader is one HTTP header.
+type ChannelHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The header's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its values.
+	Values        []string `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelHeader) Reset() {
+	*x = ChannelHeader{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelHeader) ProtoMessage() {}
+
+func (x *ChannelHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelHeader.ProtoReflect.Descriptor instead.
+func (*ChannelHeader) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ChannelHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChannelHeader) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// ChannelRequestHead opens a call on the data channel.
+type ChannelRequestHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HTTP method, "POST" (or "GET" for Connect GET calls).
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// The path, such as "/outpost.control.v1.ControlService/Status", with its query.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// The request headers. Authorization is ignored: the session's identity
+	// was fixed at signaling.
+	Headers       []*ChannelHeader `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelRequestHead) Reset() {
+	*x = ChannelRequestHead{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelRequestHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelRequestHead) ProtoMessage() {}
+
+func (x *ChannelRequestHead) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelRequestHead.ProtoReflect.Descriptor instead.
+func (*ChannelRequestHead) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ChannelRequestHead) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ChannelRequestHead) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ChannelRequestHead) GetHeaders() []*ChannelHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// ChannelResponseHead answers a call on the data channel.
+type ChannelResponseHead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HTTP status.
+	Status int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// The response headers.
+	Headers       []*ChannelHeader `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelResponseHead) Reset() {
+	*x = ChannelResponseHead{}
+	mi := &file_outpost_control_v1_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelResponseHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelResponseHead) ProtoMessage() {}
+
+func (x *ChannelResponseHead) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_control_v1_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelResponseHead.ProtoReflect.Descriptor instead.
+func (*ChannelResponseHead) Descriptor() ([]byte, []int) {
+	return file_outpost_control_v1_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ChannelResponseHead) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ChannelResponseHead) GetHeaders() []*ChannelHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
 var File_outpost_control_v1_control_proto protoreflect.FileDescriptor
 
 const file_outpost_control_v1_control_proto_rawDesc = "" +
 	"\n" +
-	" outpost/control/v1/control.proto\x12\x12outpost.control.v1\x1a\x1egoogle/protobuf/duration.proto\"\x0f\n" +
-	"\rStatusRequest\"\xb9\x01\n" +
+	" outpost/control/v1/control.proto\x12\x12outpost.control.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\x0f\n" +
+	"\rHealthRequest\"*\n" +
+	"\x0eHealthResponse\x12\x18\n" +
+	"\aserving\x18\x01 \x01(\bR\aserving\"\x0f\n" +
+	"\rStatusRequest\"\x88\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12<\n" +
 	"\n" +
 	"sync_state\x18\x03 \x01(\x0e2\x1d.outpost.control.v1.SyncStateR\tsyncState\x126\n" +
-	"\ttime_left\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\btimeLeft*\x87\x01\n" +
+	"\ttime_left\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\btimeLeft\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x05 \x01(\tR\tmachineId\x12:\n" +
+	"\voffline_for\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"offlineFor\x12=\n" +
+	"\flast_contact\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12%\n" +
+	"\x0egrants_version\x18\b \x01(\x04R\rgrantsVersion\x12D\n" +
+	"\x10grants_expire_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x0egrantsExpireAt\x12%\n" +
+	"\x0econfig_version\x18\n" +
+	" \x01(\x04R\rconfigVersion\x12\x1f\n" +
+	"\vcert_sha256\x18\v \x01(\tR\n" +
+	"certSha256\"\x0f\n" +
+	"\rWhoAmIRequest\"\x85\x02\n" +
+	"\x0eWhoAmIResponse\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12\x14\n" +
+	"\x05grant\x18\x04 \x01(\tR\x05grant\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x05 \x01(\tR\n" +
+	"credential\x12\x1c\n" +
+	"\ttransport\x18\x06 \x01(\tR\ttransport\x12'\n" +
+	"\x0fallowed_actions\x18\a \x03(\tR\x0eallowedActions\x12%\n" +
+	"\x0egrants_version\x18\b \x01(\x04R\rgrantsVersion\"\x10\n" +
+	"\x0eStopAllRequest\"\x95\x01\n" +
+	"\x0fStopAllResponse\x12G\n" +
+	"\x06errors\x18\x01 \x03(\v2/.outpost.control.v1.StopAllResponse.ErrorsEntryR\x06errors\x1a9\n" +
+	"\vErrorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x12\n" +
+	"\x10GetConfigRequest\"\xb1\x01\n" +
+	"\x11GetConfigResponse\x126\n" +
+	"\x06config\x18\x01 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
+	"\x10machine_revision\x18\x03 \x01(\x04R\x0fmachineRevision\x12\x1f\n" +
+	"\vlocal_edits\x18\x04 \x01(\bR\n" +
+	"localEdits\"p\n" +
+	"\x11EditConfigRequest\x126\n" +
+	"\x06config\x18\x01 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12#\n" +
+	"\rbase_revision\x18\x02 \x01(\x04R\fbaseRevision\"m\n" +
+	"\x12EditConfigResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\x12!\n" +
+	"\fproposal_seq\x18\x02 \x01(\x04R\vproposalSeq\x12\x1a\n" +
+	"\bconflict\x18\x03 \x01(\tR\bconflict\"\xa3\x01\n" +
+	"\bLogEntry\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12\x16\n" +
+	"\x06logger\x18\x03 \x01(\tR\x06logger\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1f\n" +
+	"\vfields_json\x18\x05 \x01(\tR\n" +
+	"fieldsJson\"D\n" +
+	"\x0fTailLogsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x1b\n" +
+	"\tmin_level\x18\x02 \x01(\tR\bminLevel\"J\n" +
+	"\x10TailLogsResponse\x126\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.outpost.control.v1.LogEntryR\aentries\"0\n" +
+	"\x11FollowLogsRequest\x12\x1b\n" +
+	"\tmin_level\x18\x01 \x01(\tR\bminLevel\"H\n" +
+	"\x12FollowLogsResponse\x122\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1c.outpost.control.v1.LogEntryR\x05entry\"\x10\n" +
+	"\x0eRestartRequest\"\x11\n" +
+	"\x0fRestartResponse\"\xc8\x01\n" +
+	"\vCaptureInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1c\n" +
+	"\tcomponent\x18\x03 \x01(\tR\tcomponent\x12\x16\n" +
+	"\x06method\x18\x04 \x01(\tR\x06method\x12\x12\n" +
+	"\x04tags\x18\x05 \x03(\tR\x04tags\x12\x1b\n" +
+	"\tmime_type\x18\x06 \x01(\tR\bmimeType\x12\x12\n" +
+	"\x04size\x18\a \x01(\x04R\x04size\"I\n" +
+	"\x13ListCapturesRequest\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"S\n" +
+	"\x14ListCapturesResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.control.v1.CaptureInfoR\bcaptures\"G\n" +
+	"\x15ExportCapturesRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x04R\x03ids\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\"a\n" +
+	"\x16ExportCapturesResponse\x123\n" +
+	"\x04info\x18\x01 \x01(\v2\x1f.outpost.control.v1.CaptureInfoR\x04info\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"P\n" +
+	"\x12TagCapturesRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x04R\x03ids\x12\x10\n" +
+	"\x03add\x18\x02 \x03(\tR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\"/\n" +
+	"\x13TagCapturesResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\rR\achanged\")\n" +
+	"\x15DeleteCapturesRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x04R\x03ids\"2\n" +
+	"\x16DeleteCapturesResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\rR\adeleted\" \n" +
+	"\fOfferRequest\x12\x10\n" +
+	"\x03sdp\x18\x01 \x01(\tR\x03sdp\"@\n" +
+	"\rOfferResponse\x12\x10\n" +
+	"\x03sdp\x18\x01 \x01(\tR\x03sdp\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\";\n" +
+	"\rChannelHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"}\n" +
+	"\x12ChannelRequestHead\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12;\n" +
+	"\aheaders\x18\x03 \x03(\v2!.outpost.control.v1.ChannelHeaderR\aheaders\"j\n" +
+	"\x13ChannelResponseHead\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12;\n" +
+	"\aheaders\x18\x02 \x03(\v2!.outpost.control.v1.ChannelHeaderR\aheaders*\x87\x01\n" +
 	"\tSyncState\x12\x1a\n" +
 	"\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SYNC_STATE_ONLINE\x10\x01\x12\x17\n" +
 	"\x13SYNC_STATE_DEGRADED\x10\x02\x12\x16\n" +
 	"\x12SYNC_STATE_OFFLINE\x10\x03\x12\x16\n" +
-	"\x12SYNC_STATE_EXPIRED\x10\x042f\n" +
-	"\x0eControlService\x12T\n" +
-	"\x06Status\x12!.outpost.control.v1.StatusRequest\x1a\".outpost.control.v1.StatusResponse\"\x03\x90\x02\x01B\xda\x01\n" +
+	"\x12SYNC_STATE_EXPIRED\x10\x042\xd4\v\n" +
+	"\x0eControlService\x12`\n" +
+	"\x06Health\x12!.outpost.control.v1.HealthRequest\x1a\".outpost.control.v1.HealthResponse\"\x0f\xca\xda\x18\b\n" +
+	"\x06public\x90\x02\x01\x12g\n" +
+	"\x06Status\x12!.outpost.control.v1.StatusRequest\x1a\".outpost.control.v1.StatusResponse\"\x16\xca\xda\x18\x0f\n" +
+	"\rauthenticated\x90\x02\x01\x12g\n" +
+	"\x06WhoAmI\x12!.outpost.control.v1.WhoAmIRequest\x1a\".outpost.control.v1.WhoAmIResponse\"\x16\xca\xda\x18\x0f\n" +
+	"\rauthenticated\x90\x02\x01\x12k\n" +
+	"\aStopAll\x12\".outpost.control.v1.StopAllRequest\x1a#.outpost.control.v1.StopAllResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0fmachine.control\x18\x01\x12o\n" +
+	"\tGetConfig\x12$.outpost.control.v1.GetConfigRequest\x1a%.outpost.control.v1.GetConfigResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x01\x12x\n" +
+	"\n" +
+	"EditConfig\x12%.outpost.control.v1.EditConfigRequest\x1a&.outpost.control.v1.EditConfigResponse\"\x1b\xca\xda\x18\x17\n" +
+	"\x13machine.config.edit\x18\x01\x12l\n" +
+	"\bTailLogs\x12#.outpost.control.v1.TailLogsRequest\x1a$.outpost.control.v1.TailLogsResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x01\x12t\n" +
+	"\n" +
+	"FollowLogs\x12%.outpost.control.v1.FollowLogsRequest\x1a&.outpost.control.v1.FollowLogsResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x010\x01\x12k\n" +
+	"\aRestart\x12\".outpost.control.v1.RestartRequest\x1a#.outpost.control.v1.RestartResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0fmachine.restart\x18\x01\x12u\n" +
+	"\fListCaptures\x12'.outpost.control.v1.ListCapturesRequest\x1a(.outpost.control.v1.ListCapturesResponse\"\x12\xca\xda\x18\v\n" +
+	"\tdata.view\x90\x02\x01\x12\x7f\n" +
+	"\x0eExportCaptures\x12).outpost.control.v1.ExportCapturesRequest\x1a*.outpost.control.v1.ExportCapturesResponse\"\x14\xca\xda\x18\r\n" +
+	"\vdata.export\x90\x02\x010\x01\x12q\n" +
+	"\vTagCaptures\x12&.outpost.control.v1.TagCapturesRequest\x1a'.outpost.control.v1.TagCapturesResponse\"\x11\xca\xda\x18\r\n" +
+	"\tdata.edit\x18\x01\x12z\n" +
+	"\x0eDeleteCaptures\x12).outpost.control.v1.DeleteCapturesRequest\x1a*.outpost.control.v1.DeleteCapturesResponse\"\x11\xca\xda\x18\r\n" +
+	"\tdata.edit\x18\x012u\n" +
+	"\x10SignalingService\x12a\n" +
+	"\x05Offer\x12 .outpost.control.v1.OfferRequest\x1a!.outpost.control.v1.OfferResponse\"\x13\xca\xda\x18\x0f\n" +
+	"\rauthenticatedB\xda\x01\n" +
 	"\x16com.outpost.control.v1B\fControlProtoP\x01ZHgithub.com/outpost-robotics/outpost/api/gen/outpost/control/v1;controlv1\xa2\x02\x03OCX\xaa\x02\x12Outpost.Control.V1\xca\x02\x12Outpost\\Control\\V1\xe2\x02\x1eOutpost\\Control\\V1\\GPBMetadata\xea\x02\x14Outpost::Control::V1b\x06proto3"
 
 var (
@@ -227,23 +2124,97 @@ func file_outpost_control_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_control_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_outpost_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_outpost_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_outpost_control_v1_control_proto_goTypes = []any{
-	(SyncState)(0),              // 0: outpost.control.v1.SyncState
-	(*StatusRequest)(nil),       // 1: outpost.control.v1.StatusRequest
-	(*StatusResponse)(nil),      // 2: outpost.control.v1.StatusResponse
-	(*durationpb.Duration)(nil), // 3: google.protobuf.Duration
+	(SyncState)(0),                 // 0: outpost.control.v1.SyncState
+	(*HealthRequest)(nil),          // 1: outpost.control.v1.HealthRequest
+	(*HealthResponse)(nil),         // 2: outpost.control.v1.HealthResponse
+	(*StatusRequest)(nil),          // 3: outpost.control.v1.StatusRequest
+	(*StatusResponse)(nil),         // 4: outpost.control.v1.StatusResponse
+	(*WhoAmIRequest)(nil),          // 5: outpost.control.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),         // 6: outpost.control.v1.WhoAmIResponse
+	(*StopAllRequest)(nil),         // 7: outpost.control.v1.StopAllRequest
+	(*StopAllResponse)(nil),        // 8: outpost.control.v1.StopAllResponse
+	(*GetConfigRequest)(nil),       // 9: outpost.control.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),      // 10: outpost.control.v1.GetConfigResponse
+	(*EditConfigRequest)(nil),      // 11: outpost.control.v1.EditConfigRequest
+	(*EditConfigResponse)(nil),     // 12: outpost.control.v1.EditConfigResponse
+	(*LogEntry)(nil),               // 13: outpost.control.v1.LogEntry
+	(*TailLogsRequest)(nil),        // 14: outpost.control.v1.TailLogsRequest
+	(*TailLogsResponse)(nil),       // 15: outpost.control.v1.TailLogsResponse
+	(*FollowLogsRequest)(nil),      // 16: outpost.control.v1.FollowLogsRequest
+	(*FollowLogsResponse)(nil),     // 17: outpost.control.v1.FollowLogsResponse
+	(*RestartRequest)(nil),         // 18: outpost.control.v1.RestartRequest
+	(*RestartResponse)(nil),        // 19: outpost.control.v1.RestartResponse
+	(*CaptureInfo)(nil),            // 20: outpost.control.v1.CaptureInfo
+	(*ListCapturesRequest)(nil),    // 21: outpost.control.v1.ListCapturesRequest
+	(*ListCapturesResponse)(nil),   // 22: outpost.control.v1.ListCapturesResponse
+	(*ExportCapturesRequest)(nil),  // 23: outpost.control.v1.ExportCapturesRequest
+	(*ExportCapturesResponse)(nil), // 24: outpost.control.v1.ExportCapturesResponse
+	(*TagCapturesRequest)(nil),     // 25: outpost.control.v1.TagCapturesRequest
+	(*TagCapturesResponse)(nil),    // 26: outpost.control.v1.TagCapturesResponse
+	(*DeleteCapturesRequest)(nil),  // 27: outpost.control.v1.DeleteCapturesRequest
+	(*DeleteCapturesResponse)(nil), // 28: outpost.control.v1.DeleteCapturesResponse
+	(*OfferRequest)(nil),           // 29: outpost.control.v1.OfferRequest
+	(*OfferResponse)(nil),          // 30: outpost.control.v1.OfferResponse
+	(*ChannelHeader)(nil),          // 31: outpost.control.v1.ChannelHeader
+	(*ChannelRequestHead)(nil),     // 32: outpost.control.v1.ChannelRequestHead
+	(*ChannelResponseHead)(nil),    // 33: outpost.control.v1.ChannelResponseHead
+	nil,                            // 34: outpost.control.v1.StopAllResponse.ErrorsEntry
+	(*durationpb.Duration)(nil),    // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
+	(*v1.RobotConfig)(nil),         // 37: outpost.config.v1.RobotConfig
 }
 var file_outpost_control_v1_control_proto_depIdxs = []int32{
-	0, // 0: outpost.control.v1.StatusResponse.sync_state:type_name -> outpost.control.v1.SyncState
-	3, // 1: outpost.control.v1.StatusResponse.time_left:type_name -> google.protobuf.Duration
-	1, // 2: outpost.control.v1.ControlService.Status:input_type -> outpost.control.v1.StatusRequest
-	2, // 3: outpost.control.v1.ControlService.Status:output_type -> outpost.control.v1.StatusResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: outpost.control.v1.StatusResponse.sync_state:type_name -> outpost.control.v1.SyncState
+	35, // 1: outpost.control.v1.StatusResponse.time_left:type_name -> google.protobuf.Duration
+	35, // 2: outpost.control.v1.StatusResponse.offline_for:type_name -> google.protobuf.Duration
+	36, // 3: outpost.control.v1.StatusResponse.last_contact:type_name -> google.protobuf.Timestamp
+	36, // 4: outpost.control.v1.StatusResponse.grants_expire_at:type_name -> google.protobuf.Timestamp
+	34, // 5: outpost.control.v1.StopAllResponse.errors:type_name -> outpost.control.v1.StopAllResponse.ErrorsEntry
+	37, // 6: outpost.control.v1.GetConfigResponse.config:type_name -> outpost.config.v1.RobotConfig
+	37, // 7: outpost.control.v1.EditConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	36, // 8: outpost.control.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	13, // 9: outpost.control.v1.TailLogsResponse.entries:type_name -> outpost.control.v1.LogEntry
+	13, // 10: outpost.control.v1.FollowLogsResponse.entry:type_name -> outpost.control.v1.LogEntry
+	36, // 11: outpost.control.v1.CaptureInfo.time:type_name -> google.protobuf.Timestamp
+	20, // 12: outpost.control.v1.ListCapturesResponse.captures:type_name -> outpost.control.v1.CaptureInfo
+	20, // 13: outpost.control.v1.ExportCapturesResponse.info:type_name -> outpost.control.v1.CaptureInfo
+	31, // 14: outpost.control.v1.ChannelRequestHead.headers:type_name -> outpost.control.v1.ChannelHeader
+	31, // 15: outpost.control.v1.ChannelResponseHead.headers:type_name -> outpost.control.v1.ChannelHeader
+	1,  // 16: outpost.control.v1.ControlService.Health:input_type -> outpost.control.v1.HealthRequest
+	3,  // 17: outpost.control.v1.ControlService.Status:input_type -> outpost.control.v1.StatusRequest
+	5,  // 18: outpost.control.v1.ControlService.WhoAmI:input_type -> outpost.control.v1.WhoAmIRequest
+	7,  // 19: outpost.control.v1.ControlService.StopAll:input_type -> outpost.control.v1.StopAllRequest
+	9,  // 20: outpost.control.v1.ControlService.GetConfig:input_type -> outpost.control.v1.GetConfigRequest
+	11, // 21: outpost.control.v1.ControlService.EditConfig:input_type -> outpost.control.v1.EditConfigRequest
+	14, // 22: outpost.control.v1.ControlService.TailLogs:input_type -> outpost.control.v1.TailLogsRequest
+	16, // 23: outpost.control.v1.ControlService.FollowLogs:input_type -> outpost.control.v1.FollowLogsRequest
+	18, // 24: outpost.control.v1.ControlService.Restart:input_type -> outpost.control.v1.RestartRequest
+	21, // 25: outpost.control.v1.ControlService.ListCaptures:input_type -> outpost.control.v1.ListCapturesRequest
+	23, // 26: outpost.control.v1.ControlService.ExportCaptures:input_type -> outpost.control.v1.ExportCapturesRequest
+	25, // 27: outpost.control.v1.ControlService.TagCaptures:input_type -> outpost.control.v1.TagCapturesRequest
+	27, // 28: outpost.control.v1.ControlService.DeleteCaptures:input_type -> outpost.control.v1.DeleteCapturesRequest
+	29, // 29: outpost.control.v1.SignalingService.Offer:input_type -> outpost.control.v1.OfferRequest
+	2,  // 30: outpost.control.v1.ControlService.Health:output_type -> outpost.control.v1.HealthResponse
+	4,  // 31: outpost.control.v1.ControlService.Status:output_type -> outpost.control.v1.StatusResponse
+	6,  // 32: outpost.control.v1.ControlService.WhoAmI:output_type -> outpost.control.v1.WhoAmIResponse
+	8,  // 33: outpost.control.v1.ControlService.StopAll:output_type -> outpost.control.v1.StopAllResponse
+	10, // 34: outpost.control.v1.ControlService.GetConfig:output_type -> outpost.control.v1.GetConfigResponse
+	12, // 35: outpost.control.v1.ControlService.EditConfig:output_type -> outpost.control.v1.EditConfigResponse
+	15, // 36: outpost.control.v1.ControlService.TailLogs:output_type -> outpost.control.v1.TailLogsResponse
+	17, // 37: outpost.control.v1.ControlService.FollowLogs:output_type -> outpost.control.v1.FollowLogsResponse
+	19, // 38: outpost.control.v1.ControlService.Restart:output_type -> outpost.control.v1.RestartResponse
+	22, // 39: outpost.control.v1.ControlService.ListCaptures:output_type -> outpost.control.v1.ListCapturesResponse
+	24, // 40: outpost.control.v1.ControlService.ExportCaptures:output_type -> outpost.control.v1.ExportCapturesResponse
+	26, // 41: outpost.control.v1.ControlService.TagCaptures:output_type -> outpost.control.v1.TagCapturesResponse
+	28, // 42: outpost.control.v1.ControlService.DeleteCaptures:output_type -> outpost.control.v1.DeleteCapturesResponse
+	30, // 43: outpost.control.v1.SignalingService.Offer:output_type -> outpost.control.v1.OfferResponse
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_outpost_control_v1_control_proto_init() }
@@ -257,9 +2228,9 @@ func file_outpost_control_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_control_v1_control_proto_rawDesc), len(file_outpost_control_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   2,
+			NumMessages:   34,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_outpost_control_v1_control_proto_goTypes,
 		DependencyIndexes: file_outpost_control_v1_control_proto_depIdxs,

@@ -3,8 +3,20 @@
 // Source: outpost/control/v1/control.proto
 
 // outpost.control.v1 is the contract between a field tech's client and a
-// robot part's daemon, served on the LAN over TLS and over WebRTC data
-// channels. Every call maps to one action of shared/ACTIONS.md.
+// robot part's daemon, served on the LAN over TLS, over WebRTC data
+// channels, and on the break-glass Unix socket. Every call maps to one
+// action of shared/ACTIONS.md, declared with (outpost.authz.v1.rule); the
+// daemon checks it against the part's machine with the cached grant bundle,
+// in one interceptor for every transport.
+//
+// Authentication, in the Authorization header (the fleet cloud's format):
+//
+//	Bearer <key id>:<secret>   an API key
+//	Bearer <JWT>               a user's access token, EdDSA, "kid" header
+//
+// On the daemon the rule markers mean: "public" needs no credential;
+// "authenticated" needs a credential whose subject holds a grant reaching
+// this machine ("anyone with access").
 package controlv1connect
 
 import (
@@ -26,6 +38,8 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// ControlServiceName is the fully-qualified name of the ControlService service.
 	ControlServiceName = "outpost.control.v1.ControlService"
+	// SignalingServiceName is the fully-qualified name of the SignalingService service.
+	SignalingServiceName = "outpost.control.v1.SignalingService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -36,14 +50,74 @@ const (
 // reflection-formatted method names, remove the leading slash and convert the remaining slash to a
 // period.
 const (
+	// ControlServiceHealthProcedure is the fully-qualified name of the ControlService's Health RPC.
+	ControlServiceHealthProcedure = "/outpost.control.v1.ControlService/Health"
 	// ControlServiceStatusProcedure is the fully-qualified name of the ControlService's Status RPC.
 	ControlServiceStatusProcedure = "/outpost.control.v1.ControlService/Status"
+	// ControlServiceWhoAmIProcedure is the fully-qualified name of the ControlService's WhoAmI RPC.
+	ControlServiceWhoAmIProcedure = "/outpost.control.v1.ControlService/WhoAmI"
+	// ControlServiceStopAllProcedure is the fully-qualified name of the ControlService's StopAll RPC.
+	ControlServiceStopAllProcedure = "/outpost.control.v1.ControlService/StopAll"
+	// ControlServiceGetConfigProcedure is the fully-qualified name of the ControlService's GetConfig
+	// RPC.
+	ControlServiceGetConfigProcedure = "/outpost.control.v1.ControlService/GetConfig"
+	// ControlServiceEditConfigProcedure is the fully-qualified name of the ControlService's EditConfig
+	// RPC.
+	ControlServiceEditConfigProcedure = "/outpost.control.v1.ControlService/EditConfig"
+	// ControlServiceTailLogsProcedure is the fully-qualified name of the ControlService's TailLogs RPC.
+	ControlServiceTailLogsProcedure = "/outpost.control.v1.ControlService/TailLogs"
+	// ControlServiceFollowLogsProcedure is the fully-qualified name of the ControlService's FollowLogs
+	// RPC.
+	ControlServiceFollowLogsProcedure = "/outpost.control.v1.ControlService/FollowLogs"
+	// ControlServiceRestartProcedure is the fully-qualified name of the ControlService's Restart RPC.
+	ControlServiceRestartProcedure = "/outpost.control.v1.ControlService/Restart"
+	// ControlServiceListCapturesProcedure is the fully-qualified name of the ControlService's
+	// ListCaptures RPC.
+	ControlServiceListCapturesProcedure = "/outpost.control.v1.ControlService/ListCaptures"
+	// ControlServiceExportCapturesProcedure is the fully-qualified name of the ControlService's
+	// ExportCaptures RPC.
+	ControlServiceExportCapturesProcedure = "/outpost.control.v1.ControlService/ExportCaptures"
+	// ControlServiceTagCapturesProcedure is the fully-qualified name of the ControlService's
+	// TagCaptures RPC.
+	ControlServiceTagCapturesProcedure = "/outpost.control.v1.ControlService/TagCaptures"
+	// ControlServiceDeleteCapturesProcedure is the fully-qualified name of the ControlService's
+	// DeleteCaptures RPC.
+	ControlServiceDeleteCapturesProcedure = "/outpost.control.v1.ControlService/DeleteCaptures"
+	// SignalingServiceOfferProcedure is the fully-qualified name of the SignalingService's Offer RPC.
+	SignalingServiceOfferProcedure = "/outpost.control.v1.SignalingService/Offer"
 )
 
 // ControlServiceClient is a client for the outpost.control.v1.ControlService service.
 type ControlServiceClient interface {
+	// Health answers SERVING while the daemon runs; no credential needed, so
+	// load balancers and `outpost robot discover` can probe it.
+	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// Status reports sync state and the offline clock; anyone with access.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
+	// WhoAmI reports the caller's role here and the grant it comes from.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
+	// StopAll brings every component to a safe state.
+	StopAll(context.Context, *connect.Request[v1.StopAllRequest]) (*connect.Response[v1.StopAllResponse], error)
+	// GetConfig returns the config the part runs.
+	GetConfig(context.Context, *connect.Request[v1.GetConfigRequest]) (*connect.Response[v1.GetConfigResponse], error)
+	// EditConfig applies an edited config locally and queues it as a proposed
+	// revision for the cloud, with the revision it was based on. It works
+	// offline; a conflict is reported, never lost.
+	EditConfig(context.Context, *connect.Request[v1.EditConfigRequest]) (*connect.Response[v1.EditConfigResponse], error)
+	// TailLogs returns the most recent log entries.
+	TailLogs(context.Context, *connect.Request[v1.TailLogsRequest]) (*connect.Response[v1.TailLogsResponse], error)
+	// FollowLogs streams log entries as they are written.
+	FollowLogs(context.Context, *connect.Request[v1.FollowLogsRequest]) (*connect.ServerStreamForClient[v1.FollowLogsResponse], error)
+	// Restart restarts the robot (components, modules and processes).
+	Restart(context.Context, *connect.Request[v1.RestartRequest]) (*connect.Response[v1.RestartResponse], error)
+	// ListCaptures lists the data captures held on the part.
+	ListCaptures(context.Context, *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error)
+	// ExportCaptures streams captures with their data.
+	ExportCaptures(context.Context, *connect.Request[v1.ExportCapturesRequest]) (*connect.ServerStreamForClient[v1.ExportCapturesResponse], error)
+	// TagCaptures adds and removes tags on captures.
+	TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error)
+	// DeleteCaptures deletes captures from the part.
+	DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
 }
 
 // NewControlServiceClient constructs a client for the outpost.control.v1.ControlService service. By
@@ -57,6 +131,13 @@ func NewControlServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 	baseURL = strings.TrimRight(baseURL, "/")
 	controlServiceMethods := v1.File_outpost_control_v1_control_proto.Services().ByName("ControlService").Methods()
 	return &controlServiceClient{
+		health: connect.NewClient[v1.HealthRequest, v1.HealthResponse](
+			httpClient,
+			baseURL+ControlServiceHealthProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("Health")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		status: connect.NewClient[v1.StatusRequest, v1.StatusResponse](
 			httpClient,
 			baseURL+ControlServiceStatusProcedure,
@@ -64,12 +145,101 @@ func NewControlServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		whoAmI: connect.NewClient[v1.WhoAmIRequest, v1.WhoAmIResponse](
+			httpClient,
+			baseURL+ControlServiceWhoAmIProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("WhoAmI")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		stopAll: connect.NewClient[v1.StopAllRequest, v1.StopAllResponse](
+			httpClient,
+			baseURL+ControlServiceStopAllProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("StopAll")),
+			connect.WithClientOptions(opts...),
+		),
+		getConfig: connect.NewClient[v1.GetConfigRequest, v1.GetConfigResponse](
+			httpClient,
+			baseURL+ControlServiceGetConfigProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("GetConfig")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		editConfig: connect.NewClient[v1.EditConfigRequest, v1.EditConfigResponse](
+			httpClient,
+			baseURL+ControlServiceEditConfigProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("EditConfig")),
+			connect.WithClientOptions(opts...),
+		),
+		tailLogs: connect.NewClient[v1.TailLogsRequest, v1.TailLogsResponse](
+			httpClient,
+			baseURL+ControlServiceTailLogsProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("TailLogs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		followLogs: connect.NewClient[v1.FollowLogsRequest, v1.FollowLogsResponse](
+			httpClient,
+			baseURL+ControlServiceFollowLogsProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("FollowLogs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		restart: connect.NewClient[v1.RestartRequest, v1.RestartResponse](
+			httpClient,
+			baseURL+ControlServiceRestartProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("Restart")),
+			connect.WithClientOptions(opts...),
+		),
+		listCaptures: connect.NewClient[v1.ListCapturesRequest, v1.ListCapturesResponse](
+			httpClient,
+			baseURL+ControlServiceListCapturesProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("ListCaptures")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		exportCaptures: connect.NewClient[v1.ExportCapturesRequest, v1.ExportCapturesResponse](
+			httpClient,
+			baseURL+ControlServiceExportCapturesProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("ExportCaptures")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		tagCaptures: connect.NewClient[v1.TagCapturesRequest, v1.TagCapturesResponse](
+			httpClient,
+			baseURL+ControlServiceTagCapturesProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("TagCaptures")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteCaptures: connect.NewClient[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse](
+			httpClient,
+			baseURL+ControlServiceDeleteCapturesProcedure,
+			connect.WithSchema(controlServiceMethods.ByName("DeleteCaptures")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // controlServiceClient implements ControlServiceClient.
 type controlServiceClient struct {
-	status *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	health         *connect.Client[v1.HealthRequest, v1.HealthResponse]
+	status         *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	whoAmI         *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
+	stopAll        *connect.Client[v1.StopAllRequest, v1.StopAllResponse]
+	getConfig      *connect.Client[v1.GetConfigRequest, v1.GetConfigResponse]
+	editConfig     *connect.Client[v1.EditConfigRequest, v1.EditConfigResponse]
+	tailLogs       *connect.Client[v1.TailLogsRequest, v1.TailLogsResponse]
+	followLogs     *connect.Client[v1.FollowLogsRequest, v1.FollowLogsResponse]
+	restart        *connect.Client[v1.RestartRequest, v1.RestartResponse]
+	listCaptures   *connect.Client[v1.ListCapturesRequest, v1.ListCapturesResponse]
+	exportCaptures *connect.Client[v1.ExportCapturesRequest, v1.ExportCapturesResponse]
+	tagCaptures    *connect.Client[v1.TagCapturesRequest, v1.TagCapturesResponse]
+	deleteCaptures *connect.Client[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse]
+}
+
+// Health calls outpost.control.v1.ControlService.Health.
+func (c *controlServiceClient) Health(ctx context.Context, req *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error) {
+	return c.health.CallUnary(ctx, req)
 }
 
 // Status calls outpost.control.v1.ControlService.Status.
@@ -77,10 +247,92 @@ func (c *controlServiceClient) Status(ctx context.Context, req *connect.Request[
 	return c.status.CallUnary(ctx, req)
 }
 
+// WhoAmI calls outpost.control.v1.ControlService.WhoAmI.
+func (c *controlServiceClient) WhoAmI(ctx context.Context, req *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return c.whoAmI.CallUnary(ctx, req)
+}
+
+// StopAll calls outpost.control.v1.ControlService.StopAll.
+func (c *controlServiceClient) StopAll(ctx context.Context, req *connect.Request[v1.StopAllRequest]) (*connect.Response[v1.StopAllResponse], error) {
+	return c.stopAll.CallUnary(ctx, req)
+}
+
+// GetConfig calls outpost.control.v1.ControlService.GetConfig.
+func (c *controlServiceClient) GetConfig(ctx context.Context, req *connect.Request[v1.GetConfigRequest]) (*connect.Response[v1.GetConfigResponse], error) {
+	return c.getConfig.CallUnary(ctx, req)
+}
+
+// EditConfig calls outpost.control.v1.ControlService.EditConfig.
+func (c *controlServiceClient) EditConfig(ctx context.Context, req *connect.Request[v1.EditConfigRequest]) (*connect.Response[v1.EditConfigResponse], error) {
+	return c.editConfig.CallUnary(ctx, req)
+}
+
+// TailLogs calls outpost.control.v1.ControlService.TailLogs.
+func (c *controlServiceClient) TailLogs(ctx context.Context, req *connect.Request[v1.TailLogsRequest]) (*connect.Response[v1.TailLogsResponse], error) {
+	return c.tailLogs.CallUnary(ctx, req)
+}
+
+// FollowLogs calls outpost.control.v1.ControlService.FollowLogs.
+func (c *controlServiceClient) FollowLogs(ctx context.Context, req *connect.Request[v1.FollowLogsRequest]) (*connect.ServerStreamForClient[v1.FollowLogsResponse], error) {
+	return c.followLogs.CallServerStream(ctx, req)
+}
+
+// Restart calls outpost.control.v1.ControlService.Restart.
+func (c *controlServiceClient) Restart(ctx context.Context, req *connect.Request[v1.RestartRequest]) (*connect.Response[v1.RestartResponse], error) {
+	return c.restart.CallUnary(ctx, req)
+}
+
+// ListCaptures calls outpost.control.v1.ControlService.ListCaptures.
+func (c *controlServiceClient) ListCaptures(ctx context.Context, req *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error) {
+	return c.listCaptures.CallUnary(ctx, req)
+}
+
+// ExportCaptures calls outpost.control.v1.ControlService.ExportCaptures.
+func (c *controlServiceClient) ExportCaptures(ctx context.Context, req *connect.Request[v1.ExportCapturesRequest]) (*connect.ServerStreamForClient[v1.ExportCapturesResponse], error) {
+	return c.exportCaptures.CallServerStream(ctx, req)
+}
+
+// TagCaptures calls outpost.control.v1.ControlService.TagCaptures.
+func (c *controlServiceClient) TagCaptures(ctx context.Context, req *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error) {
+	return c.tagCaptures.CallUnary(ctx, req)
+}
+
+// DeleteCaptures calls outpost.control.v1.ControlService.DeleteCaptures.
+func (c *controlServiceClient) DeleteCaptures(ctx context.Context, req *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+	return c.deleteCaptures.CallUnary(ctx, req)
+}
+
 // ControlServiceHandler is an implementation of the outpost.control.v1.ControlService service.
 type ControlServiceHandler interface {
+	// Health answers SERVING while the daemon runs; no credential needed, so
+	// load balancers and `outpost robot discover` can probe it.
+	Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error)
 	// Status reports sync state and the offline clock; anyone with access.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
+	// WhoAmI reports the caller's role here and the grant it comes from.
+	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
+	// StopAll brings every component to a safe state.
+	StopAll(context.Context, *connect.Request[v1.StopAllRequest]) (*connect.Response[v1.StopAllResponse], error)
+	// GetConfig returns the config the part runs.
+	GetConfig(context.Context, *connect.Request[v1.GetConfigRequest]) (*connect.Response[v1.GetConfigResponse], error)
+	// EditConfig applies an edited config locally and queues it as a proposed
+	// revision for the cloud, with the revision it was based on. It works
+	// offline; a conflict is reported, never lost.
+	EditConfig(context.Context, *connect.Request[v1.EditConfigRequest]) (*connect.Response[v1.EditConfigResponse], error)
+	// TailLogs returns the most recent log entries.
+	TailLogs(context.Context, *connect.Request[v1.TailLogsRequest]) (*connect.Response[v1.TailLogsResponse], error)
+	// FollowLogs streams log entries as they are written.
+	FollowLogs(context.Context, *connect.Request[v1.FollowLogsRequest], *connect.ServerStream[v1.FollowLogsResponse]) error
+	// Restart restarts the robot (components, modules and processes).
+	Restart(context.Context, *connect.Request[v1.RestartRequest]) (*connect.Response[v1.RestartResponse], error)
+	// ListCaptures lists the data captures held on the part.
+	ListCaptures(context.Context, *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error)
+	// ExportCaptures streams captures with their data.
+	ExportCaptures(context.Context, *connect.Request[v1.ExportCapturesRequest], *connect.ServerStream[v1.ExportCapturesResponse]) error
+	// TagCaptures adds and removes tags on captures.
+	TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error)
+	// DeleteCaptures deletes captures from the part.
+	DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
 }
 
 // NewControlServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -90,6 +342,13 @@ type ControlServiceHandler interface {
 // and JSON codecs. They also support gzip compression.
 func NewControlServiceHandler(svc ControlServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
 	controlServiceMethods := v1.File_outpost_control_v1_control_proto.Services().ByName("ControlService").Methods()
+	controlServiceHealthHandler := connect.NewUnaryHandler(
+		ControlServiceHealthProcedure,
+		svc.Health,
+		connect.WithSchema(controlServiceMethods.ByName("Health")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	controlServiceStatusHandler := connect.NewUnaryHandler(
 		ControlServiceStatusProcedure,
 		svc.Status,
@@ -97,10 +356,106 @@ func NewControlServiceHandler(svc ControlServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	controlServiceWhoAmIHandler := connect.NewUnaryHandler(
+		ControlServiceWhoAmIProcedure,
+		svc.WhoAmI,
+		connect.WithSchema(controlServiceMethods.ByName("WhoAmI")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceStopAllHandler := connect.NewUnaryHandler(
+		ControlServiceStopAllProcedure,
+		svc.StopAll,
+		connect.WithSchema(controlServiceMethods.ByName("StopAll")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceGetConfigHandler := connect.NewUnaryHandler(
+		ControlServiceGetConfigProcedure,
+		svc.GetConfig,
+		connect.WithSchema(controlServiceMethods.ByName("GetConfig")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceEditConfigHandler := connect.NewUnaryHandler(
+		ControlServiceEditConfigProcedure,
+		svc.EditConfig,
+		connect.WithSchema(controlServiceMethods.ByName("EditConfig")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceTailLogsHandler := connect.NewUnaryHandler(
+		ControlServiceTailLogsProcedure,
+		svc.TailLogs,
+		connect.WithSchema(controlServiceMethods.ByName("TailLogs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceFollowLogsHandler := connect.NewServerStreamHandler(
+		ControlServiceFollowLogsProcedure,
+		svc.FollowLogs,
+		connect.WithSchema(controlServiceMethods.ByName("FollowLogs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceRestartHandler := connect.NewUnaryHandler(
+		ControlServiceRestartProcedure,
+		svc.Restart,
+		connect.WithSchema(controlServiceMethods.ByName("Restart")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceListCapturesHandler := connect.NewUnaryHandler(
+		ControlServiceListCapturesProcedure,
+		svc.ListCaptures,
+		connect.WithSchema(controlServiceMethods.ByName("ListCaptures")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceExportCapturesHandler := connect.NewServerStreamHandler(
+		ControlServiceExportCapturesProcedure,
+		svc.ExportCaptures,
+		connect.WithSchema(controlServiceMethods.ByName("ExportCaptures")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceTagCapturesHandler := connect.NewUnaryHandler(
+		ControlServiceTagCapturesProcedure,
+		svc.TagCaptures,
+		connect.WithSchema(controlServiceMethods.ByName("TagCaptures")),
+		connect.WithHandlerOptions(opts...),
+	)
+	controlServiceDeleteCapturesHandler := connect.NewUnaryHandler(
+		ControlServiceDeleteCapturesProcedure,
+		svc.DeleteCaptures,
+		connect.WithSchema(controlServiceMethods.ByName("DeleteCaptures")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.control.v1.ControlService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case ControlServiceHealthProcedure:
+			controlServiceHealthHandler.ServeHTTP(w, r)
 		case ControlServiceStatusProcedure:
 			controlServiceStatusHandler.ServeHTTP(w, r)
+		case ControlServiceWhoAmIProcedure:
+			controlServiceWhoAmIHandler.ServeHTTP(w, r)
+		case ControlServiceStopAllProcedure:
+			controlServiceStopAllHandler.ServeHTTP(w, r)
+		case ControlServiceGetConfigProcedure:
+			controlServiceGetConfigHandler.ServeHTTP(w, r)
+		case ControlServiceEditConfigProcedure:
+			controlServiceEditConfigHandler.ServeHTTP(w, r)
+		case ControlServiceTailLogsProcedure:
+			controlServiceTailLogsHandler.ServeHTTP(w, r)
+		case ControlServiceFollowLogsProcedure:
+			controlServiceFollowLogsHandler.ServeHTTP(w, r)
+		case ControlServiceRestartProcedure:
+			controlServiceRestartHandler.ServeHTTP(w, r)
+		case ControlServiceListCapturesProcedure:
+			controlServiceListCapturesHandler.ServeHTTP(w, r)
+		case ControlServiceExportCapturesProcedure:
+			controlServiceExportCapturesHandler.ServeHTTP(w, r)
+		case ControlServiceTagCapturesProcedure:
+			controlServiceTagCapturesHandler.ServeHTTP(w, r)
+		case ControlServiceDeleteCapturesProcedure:
+			controlServiceDeleteCapturesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -110,6 +465,126 @@ func NewControlServiceHandler(svc ControlServiceHandler, opts ...connect.Handler
 // UnimplementedControlServiceHandler returns CodeUnimplemented from all methods.
 type UnimplementedControlServiceHandler struct{}
 
+func (UnimplementedControlServiceHandler) Health(context.Context, *connect.Request[v1.HealthRequest]) (*connect.Response[v1.HealthResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.Health is not implemented"))
+}
+
 func (UnimplementedControlServiceHandler) Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.Status is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.WhoAmI is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) StopAll(context.Context, *connect.Request[v1.StopAllRequest]) (*connect.Response[v1.StopAllResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.StopAll is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) GetConfig(context.Context, *connect.Request[v1.GetConfigRequest]) (*connect.Response[v1.GetConfigResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.GetConfig is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) EditConfig(context.Context, *connect.Request[v1.EditConfigRequest]) (*connect.Response[v1.EditConfigResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.EditConfig is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) TailLogs(context.Context, *connect.Request[v1.TailLogsRequest]) (*connect.Response[v1.TailLogsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.TailLogs is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) FollowLogs(context.Context, *connect.Request[v1.FollowLogsRequest], *connect.ServerStream[v1.FollowLogsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.FollowLogs is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) Restart(context.Context, *connect.Request[v1.RestartRequest]) (*connect.Response[v1.RestartResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.Restart is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) ListCaptures(context.Context, *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.ListCaptures is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) ExportCaptures(context.Context, *connect.Request[v1.ExportCapturesRequest], *connect.ServerStream[v1.ExportCapturesResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.ExportCaptures is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.TagCaptures is not implemented"))
+}
+
+func (UnimplementedControlServiceHandler) DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.ControlService.DeleteCaptures is not implemented"))
+}
+
+// SignalingServiceClient is a client for the outpost.control.v1.SignalingService service.
+type SignalingServiceClient interface {
+	// Offer takes an SDP offer (ICE gathered, no trickle) and returns the answer.
+	Offer(context.Context, *connect.Request[v1.OfferRequest]) (*connect.Response[v1.OfferResponse], error)
+}
+
+// NewSignalingServiceClient constructs a client for the outpost.control.v1.SignalingService
+// service. By default, it uses the Connect protocol with the binary Protobuf Codec, asks for
+// gzipped responses, and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply
+// the connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewSignalingServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) SignalingServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	signalingServiceMethods := v1.File_outpost_control_v1_control_proto.Services().ByName("SignalingService").Methods()
+	return &signalingServiceClient{
+		offer: connect.NewClient[v1.OfferRequest, v1.OfferResponse](
+			httpClient,
+			baseURL+SignalingServiceOfferProcedure,
+			connect.WithSchema(signalingServiceMethods.ByName("Offer")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// signalingServiceClient implements SignalingServiceClient.
+type signalingServiceClient struct {
+	offer *connect.Client[v1.OfferRequest, v1.OfferResponse]
+}
+
+// Offer calls outpost.control.v1.SignalingService.Offer.
+func (c *signalingServiceClient) Offer(ctx context.Context, req *connect.Request[v1.OfferRequest]) (*connect.Response[v1.OfferResponse], error) {
+	return c.offer.CallUnary(ctx, req)
+}
+
+// SignalingServiceHandler is an implementation of the outpost.control.v1.SignalingService service.
+type SignalingServiceHandler interface {
+	// Offer takes an SDP offer (ICE gathered, no trickle) and returns the answer.
+	Offer(context.Context, *connect.Request[v1.OfferRequest]) (*connect.Response[v1.OfferResponse], error)
+}
+
+// NewSignalingServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewSignalingServiceHandler(svc SignalingServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	signalingServiceMethods := v1.File_outpost_control_v1_control_proto.Services().ByName("SignalingService").Methods()
+	signalingServiceOfferHandler := connect.NewUnaryHandler(
+		SignalingServiceOfferProcedure,
+		svc.Offer,
+		connect.WithSchema(signalingServiceMethods.ByName("Offer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.control.v1.SignalingService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case SignalingServiceOfferProcedure:
+			signalingServiceOfferHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedSignalingServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedSignalingServiceHandler struct{}
+
+func (UnimplementedSignalingServiceHandler) Offer(context.Context, *connect.Request[v1.OfferRequest]) (*connect.Response[v1.OfferResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.control.v1.SignalingService.Offer is not implemented"))
 }

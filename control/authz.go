@@ -1,0 +1,303 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/rbac"
+)
+
+// Transport names, as in AuditEvent.transport.
+const (
+	TransportGRPC   = "grpc"
+	TransportWebRTC = "webrtc"
+	TransportSocket = "socket"
+)
+
+// conn describes how a request reached the handler; each listener (and the
+// WebRTC session) puts one in the request context.
+type conn struct {
+	transport string
+	peer      string
+	// fixedAuth, for WebRTC, is the Authorization header presented at
+	// signaling: the session's identity. Headers sent on the channel are
+	// ignored, and the credential is checked again on every call, against
+	// the bundle current at that call.
+	fixedAuth string
+	// local is set for the break-glass socket, with the peer's uid.
+	local bool
+	uid   uint32
+}
+
+type connKey struct{}
+type callerKey struct{}
+
+func withConn(ctx context.Context, c *conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+func connOf(r *http.Request) *conn {
+	if c, ok := r.Context().Value(connKey{}).(*conn); ok {
+		return c
+	}
+	// Requests with no listener context (tests serving the handler directly)
+	// are network requests from their remote address.
+	return &conn{transport: TransportGRPC, peer: r.RemoteAddr}
+}
+
+// caller is who is calling, as authenticated and authorized for this call.
+type caller struct {
+	ref        string // user/ID, apikey/ID or local/UID
+	display    string
+	credential string // apikey, token or socket
+	transport  string
+	peer       string
+	subject    *rbac.Subject
+	grant      rbac.Grant // the highest-role grant reaching the machine
+	policy     *policy
+	auth       string // the Authorization header that authenticated (WebRTC signaling keeps it)
+}
+
+func callerOf(ctx context.Context) *caller {
+	c, _ := ctx.Value(callerKey{}).(*caller)
+	return c
+}
+
+// authorizer is the one interceptor every transport goes through: it
+// authenticates the caller, decides the procedure's rule with rbac over the
+// current grant bundle, audits, and only then hands the request on. It works
+// at the HTTP layer, under connect, so it covers every protocol (gRPC,
+// gRPC-Web, Connect), every service mounted (the robot's ComponentService
+// included) and the WebRTC channel, whose calls are replayed through the same
+// http.Handler.
+type authorizer struct {
+	clock    clock.Clock
+	log      *zap.Logger
+	grants   Grants
+	audit    Audit
+	rules    map[string]*rule
+	throttle *throttle
+	errw     *connect.ErrorWriter
+
+	mu  sync.Mutex // serializes rebuilding; readers use cur
+	cur atomic.Pointer[policy]
+}
+
+// currentPolicy returns the policy of the current bundle, rebuilding it
+// when the bundle's version changed.
+func (a *authorizer) currentPolicy(ctx context.Context) (*policy, error) {
+	b, err := a.grants.CurrentGrants(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read grant bundle: %w", err)
+	}
+	if p := a.cur.Load(); p != nil && samePolicy(p, b) {
+		return p, nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p := a.cur.Load(); p != nil && samePolicy(p, b) {
+		return p, nil
+	}
+	p := newPolicy(b)
+	if p.err != nil && b != nil {
+		a.log.Error("grant bundle unusable; remote calls are refused", zap.Error(p.err))
+	}
+	a.cur.Store(p)
+	return p, nil
+}
+
+func samePolicy(p *policy, b *syncv1.GrantBundle) bool {
+	if b == nil || p.bundle == nil {
+		return b == nil && p.bundle == nil
+	}
+	return p.bundle == b || (p.version == b.GetVersion() && p.partID == b.GetPartId())
+}
+
+// wrap returns next behind authorization.
+func (a *authorizer) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rl, ok := a.rules[r.URL.Path]
+		if !ok {
+			a.writeError(w, r, connect.NewError(connect.CodeNotFound, fmt.Errorf("no procedure %q on this part", r.URL.Path)))
+			return
+		}
+		if rl.marker == markerPublic {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c, cerr := a.authorize(r.Context(), connOf(r), r.Header.Get("Authorization"), rl)
+		if cerr != nil {
+			a.writeError(w, r, cerr)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	})
+}
+
+func (a *authorizer) writeError(w http.ResponseWriter, r *http.Request, err *connect.Error) {
+	if a.errw.IsSupported(r) {
+		_ = a.errw.Write(w, r, err)
+		return
+	}
+	status := http.StatusForbidden
+	switch err.Code() {
+	case connect.CodeUnauthenticated:
+		status = http.StatusUnauthorized
+	case connect.CodeNotFound:
+		status = http.StatusNotFound
+	case connect.CodeResourceExhausted:
+		status = http.StatusTooManyRequests
+	case connect.CodeUnavailable:
+		status = http.StatusServiceUnavailable
+	}
+	http.Error(w, err.Message(), status)
+}
+
+// authorize decides one call. It returns the caller, or the error to answer.
+func (a *authorizer) authorize(ctx context.Context, cn *conn, header string, rl *rule) (*caller, *connect.Error) {
+	now := a.clock.Now()
+	pol, err := a.currentPolicy(ctx)
+	if err != nil {
+		a.log.Error("authorize", zap.Error(err))
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("the part cannot read its grants; use the break-glass socket"))
+	}
+	if cn.local {
+		return a.authorizeLocal(ctx, cn, pol, rl)
+	}
+	peer := peerHost(cn.peer)
+	ev := &syncv1.AuditEvent{Action: actionName(rl), Resource: pol.machine.String(), Procedure: rl.procedure, Transport: cn.transport, Peer: cn.peer}
+	if wait := a.throttle.wait(peer, now); wait > 0 {
+		// Throttled answers are not audited one by one: a flood would fill
+		// the audit queue, which is never evicted. The log counts them.
+		a.log.Warn("authentication throttled", zap.String("peer", cn.peer), zap.String("procedure", rl.procedure))
+		return nil, connect.NewError(connect.CodeResourceExhausted,
+			fmt.Errorf("too many failed authentications from %s; try again in %s", peer, wait.Round(1e9)))
+	}
+	if cn.fixedAuth != "" {
+		header = cn.fixedAuth
+	}
+	refuse := func(code connect.Code, subject string, err error) (*caller, *connect.Error) {
+		if code == connect.CodeUnauthenticated {
+			a.throttle.fail(peer, now)
+		}
+		ev.Subject, ev.Allowed, ev.Reason = subject, false, err.Error()
+		a.write(ctx, ev)
+		return nil, connect.NewError(code, err)
+	}
+	cred, err := parseAuthorization(header)
+	if err != nil {
+		return refuse(connect.CodeUnauthenticated, "", err)
+	}
+	if cred == (credential{}) {
+		return refuse(connect.CodeUnauthenticated, "", errors.New("this call needs a credential: an API key (Authorization: Bearer <key id>:<secret>) or a user access token (Authorization: Bearer <token>)"))
+	}
+	if pol.err != nil {
+		return refuse(connect.CodeUnauthenticated, "", pol.err)
+	}
+	if pol.expired(now) {
+		return refuse(connect.CodeUnauthenticated, "", errors.New(pol.expiredMessage(now)))
+	}
+	var pr *principal
+	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, auth: header}
+	switch {
+	case cred.keyID != "":
+		c.ref, c.credential = "apikey/"+cred.keyID, "apikey"
+		pr = pol.keys[cred.keyID]
+		var hash []byte
+		if pr != nil {
+			hash = pr.keyHash
+		}
+		// Hash even for an unknown key so timing does not tell which keys exist.
+		if !keyMatches(cred.keySecret, hash) || pr == nil {
+			return refuse(connect.CodeUnauthenticated, c.ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", cred.keyID, pol.version))
+		}
+	default:
+		c.credential = "token"
+		uid, err := pol.verify(cred.token, now)
+		if err != nil {
+			return refuse(connect.CodeUnauthenticated, "", err)
+		}
+		c.ref = "user/" + uid
+		if pr = pol.users[uid]; pr == nil {
+			return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant on %s (grants version %d)", c.ref, pol.machine, pol.version))
+		}
+	}
+	c.subject, c.display = &pr.subject, pr.display
+	ev.Subject = c.ref
+	g, has := pol.access(c.subject)
+	c.grant = g
+	if rl.marker == markerAuthenticated {
+		if !has {
+			return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant reaching %s", c.ref, pol.machine))
+		}
+		return c, nil
+	}
+	d := pol.engine.Decide(c.subject, rl.action, pol.machine)
+	if !d.Allowed {
+		return refuse(connect.CodePermissionDenied, c.ref, errors.New(d.String()))
+	}
+	if rl.audit {
+		ev.Allowed, ev.Reason = true, d.String()
+		if err := a.audit.Append(ctx, ev); err != nil {
+			// A change nobody can account for is refused: fail closed.
+			a.log.Error("audit", zap.Error(err))
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("the part cannot write its audit log, so it refuses changes; use the break-glass socket"))
+		}
+	}
+	return c, nil
+}
+
+// authorizeLocal decides a break-glass call: the socket's peer is an owner
+// of this machine, whatever the bundle says and even after it expired.
+// Every use is audited; a failing audit log is logged but does not lock the
+// owner out (the socket is what is left when things are broken).
+func (a *authorizer) authorizeLocal(ctx context.Context, cn *conn, pol *policy, rl *rule) (*caller, *connect.Error) {
+	uid := strconv.FormatUint(uint64(cn.uid), 10)
+	s := &rbac.Subject{Kind: rbac.User, ID: "local-" + uid, Grants: []rbac.Grant{{Role: rbac.Owner, Scope: pol.machine}}}
+	c := &caller{ref: "local/" + uid, display: "break-glass socket (uid " + uid + ")", credential: "socket",
+		transport: TransportSocket, peer: cn.peer, subject: s, grant: s.Grants[0], policy: pol}
+	ev := &syncv1.AuditEvent{Subject: c.ref, Action: actionName(rl), Resource: pol.machine.String(), Procedure: rl.procedure,
+		Transport: TransportSocket, Peer: "uid " + uid, Allowed: true, Reason: "break-glass socket: owner of this machine"}
+	if rl.marker == "" {
+		if d := pol.engine.Decide(s, rl.action, pol.machine); !d.Allowed {
+			ev.Allowed, ev.Reason = false, d.String()
+			a.write(ctx, ev)
+			return nil, connect.NewError(connect.CodePermissionDenied, errors.New(d.String()))
+		}
+	}
+	a.write(ctx, ev)
+	return c, nil
+}
+
+// write appends an audit event, logging a failure.
+func (a *authorizer) write(ctx context.Context, ev *syncv1.AuditEvent) {
+	if err := a.audit.Append(ctx, ev); err != nil {
+		a.log.Error("audit", zap.Error(err), zap.String("procedure", ev.GetProcedure()))
+	}
+}
+
+func actionName(rl *rule) string {
+	if rl.marker != "" {
+		return rl.marker
+	}
+	return string(rl.action)
+}
+
+// peerHost is the throttling key: the address without its port.
+func peerHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}

@@ -1,0 +1,492 @@
+package control
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/rbac"
+)
+
+// ctl keeps status calls short.
+type ctl = controlv1.StatusRequest
+
+func TestBreakGlassSocket(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		bundle func(e *env)
+	}{
+		{"never provisioned", func(e *env) { e.grants.set(nil) }},
+		{"unusable bundle", func(e *env) {
+			b := e.creds.bundle(2, t0)
+			b.Hierarchy.Machine.LocationId = "nowhere"
+			e.grants.set(b)
+		}},
+		{"offline and expired", func(e *env) { e.clock.Advance(90 * 24 * time.Hour) }},
+		{"valid grants", func(e *env) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			tc.bundle(e)
+			c := socketClient(e.serveSocket())
+			ctx := context.Background()
+			who, err := c.control.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(who.Msg.GetSubject(), "local/") || who.Msg.GetRole() != "owner" || who.Msg.GetTransport() != TransportSocket {
+				t.Fatalf("whoami = %v", who.Msg)
+			}
+			if _, err := c.control.Restart(ctx, connect.NewRequest(&controlv1.RestartRequest{})); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.control.GetConfig(ctx, connect.NewRequest(&controlv1.GetConfigRequest{})); err != nil {
+				t.Fatal(err)
+			}
+			// Every use is audited, reads included.
+			evs := e.audit.all()
+			if len(evs) != 3 {
+				t.Fatalf("%d audit events, want 3: %v", len(evs), evs)
+			}
+			for _, ev := range evs {
+				if ev.GetTransport() != TransportSocket || !ev.GetAllowed() || !strings.HasPrefix(ev.GetSubject(), "local/") {
+					t.Errorf("audit event %v", ev)
+				}
+			}
+			// The remote side is refused meanwhile when grants are missing or expired.
+			_, err = e.grpc(e.creds.key(ownerKey)).control.Restart(ctx, connect.NewRequest(&controlv1.RestartRequest{}))
+			if tc.name != "valid grants" && codeOf(err) != connect.CodeUnauthenticated {
+				t.Fatalf("remote restart: %v", err)
+			}
+		})
+	}
+}
+
+func TestSocketPeerPolicy(t *testing.T) {
+	p := peerPolicy{self: 998, gid: 50, groupsOf: func(uid uint32) []int {
+		if uid == 1001 {
+			return []int{10, 50}
+		}
+		return []int{10}
+	}}
+	for _, tc := range []struct {
+		uid, gid uint32
+		want     bool
+	}{
+		{0, 0, true}, {998, 998, true}, {1000, 50, true}, {1001, 1001, true}, {1002, 1002, false},
+	} {
+		if got := p.allows(tc.uid, tc.gid); got != tc.want {
+			t.Errorf("allows(%d, %d) = %v, want %v", tc.uid, tc.gid, got, tc.want)
+		}
+	}
+	if (peerPolicy{self: 998, gid: -1, groupsOf: groupsOf}).allows(1000, 1000) {
+		t.Error("no group: a stranger is let in")
+	}
+}
+
+func TestAudit(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	op := e.grpc(e.creds.key(opKey))
+	if _, err := op.control.Status(ctx, connect.NewRequest(&ctl{})); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.audit.all()); n != 0 {
+		t.Fatalf("a read was audited: %d events", n)
+	}
+	if _, err := op.control.StopAll(ctx, connect.NewRequest(&controlv1.StopAllRequest{})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := op.control.Restart(ctx, connect.NewRequest(&controlv1.RestartRequest{}))
+	if codeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("operator restart: %v", err)
+	}
+	_, _ = e.grpc("Bearer nonsense").control.Status(ctx, connect.NewRequest(&ctl{}))
+	evs := e.audit.all()
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3 (change, refusal, failed authentication): %v", len(evs), evs)
+	}
+	if ev := evs[0]; !ev.GetAllowed() || ev.GetAction() != "machine.control" || ev.GetSubject() != "apikey/"+opKey ||
+		ev.GetResource() != "machine/m1" || ev.GetTransport() != TransportGRPC || ev.GetProcedure() != controlv1connect.ControlServiceStopAllProcedure {
+		t.Errorf("change event %v", ev)
+	}
+	if ev := evs[1]; ev.GetAllowed() || ev.GetAction() != "machine.restart" || !strings.Contains(ev.GetReason(), "operator") {
+		t.Errorf("refusal event %v", ev)
+	}
+	if ev := evs[2]; ev.GetAllowed() || ev.GetSubject() != "" || !strings.HasPrefix(ev.GetPeer(), "127.0.0.1") {
+		t.Errorf("authentication event %v", ev)
+	}
+	// A change nobody can account for is refused.
+	e.audit.mu.Lock()
+	e.audit.fail = true
+	e.audit.mu.Unlock()
+	if _, err := op.control.StopAll(ctx, connect.NewRequest(&controlv1.StopAllRequest{})); codeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("stop with a broken audit log: %v", err)
+	}
+	if stops, _ := e.robot.counts(); stops != 1 {
+		t.Fatalf("stops = %d, want 1", stops)
+	}
+}
+
+// TestAuthenticationFlood: failed authentications from one address are
+// slowed (ResourceExhausted, without looking at credentials), the daemon
+// stays up and keeps serving others, and the address recovers with time.
+func TestAuthenticationFlood(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	bad := e.grpc("Bearer " + goneKey + ":wrong")
+	var exhausted int
+	for range 200 {
+		_, err := bad.control.Status(ctx, connect.NewRequest(&ctl{}))
+		switch codeOf(err) {
+		case connect.CodeUnauthenticated:
+		case connect.CodeResourceExhausted:
+			exhausted++
+		default:
+			t.Fatalf("flood answer %v", err)
+		}
+	}
+	if exhausted != 200-failBurst {
+		t.Fatalf("%d throttled of 200, want %d", exhausted, 200-failBurst)
+	}
+	if n := len(e.audit.all()); n != failBurst {
+		t.Fatalf("%d audit events for the flood, want %d: throttled answers are not audited one by one", n, failBurst)
+	}
+	good := e.grpc(e.creds.key(ownerKey))
+	if _, err := good.control.Health(ctx, connect.NewRequest(&controlv1.HealthRequest{})); err != nil {
+		t.Fatalf("health during the flood: %v", err)
+	}
+	if _, err := good.control.Status(ctx, connect.NewRequest(&ctl{})); codeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("the flooding address is throttled whatever it presents: %v", err)
+	}
+	e.clock.Advance(failInterval)
+	if _, err := good.control.Status(ctx, connect.NewRequest(&ctl{})); err != nil {
+		t.Fatalf("after the wait: %v", err)
+	}
+}
+
+func TestThrottleMemoryIsBounded(t *testing.T) {
+	th := newThrottle()
+	th.max = 100
+	for i := range 1000 {
+		th.fail(string(rune('a'+i%26))+strings.Repeat("x", i), t0)
+	}
+	if len(th.peers) > th.max {
+		t.Fatalf("%d peers kept, max %d", len(th.peers), th.max)
+	}
+}
+
+func TestGarbageSDP(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sig := e.grpc(e.creds.key(ownerKey)).sig
+	for _, sdp := range []string{"", "garbage", "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n", strings.Repeat("a", maxSDP+1)} {
+		_, err := sig.Offer(ctx, connect.NewRequest(&controlv1.OfferRequest{Sdp: sdp}))
+		if codeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("offer %.20q: %v, want InvalidArgument", sdp, err)
+		}
+	}
+	if _, err := sig.Offer(ctx, connect.NewRequest(&controlv1.OfferRequest{Sdp: validLookingOffer})); codeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("offer with a data section pion refuses: %v, want InvalidArgument", err)
+	}
+	if e.srv.rtc.count() != 0 {
+		t.Fatalf("%d sessions left after bad offers", e.srv.rtc.count())
+	}
+	if _, err := e.grpc("").control.Health(ctx, connect.NewRequest(&controlv1.HealthRequest{})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// validLookingOffer parses as SDP with an application section but lacks
+// what WebRTC needs (ICE credentials, fingerprint).
+const validLookingOffer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"
+
+// TestMalformedFrames sends garbage straight onto a session's channel: bad
+// headers are dropped, an oversized message aborts its stream only, and the
+// session keeps serving calls.
+func TestMalformedFrames(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, rc, err := e.webrtc(ctx, e.creds.key(ownerKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{
+		{1, 2, 3},                              // shorter than a header
+		appendFrame(nil, frame{stream: 0}),     // stream 0
+		{0, 0, 0, 9, 0x80, 0, 0, 0, 0},         // unknown flag
+		{0, 0, 0, 9, flagFirst, 0, 0, 0, 5, 1}, // length lies
+		make([]byte, maxFrame+1),               // over the frame limit
+	} {
+		if err := rc.ch.sendFrame(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An oversized message: frames that never end, past maxJoined.
+	id := uint32(1001)
+	st := &clientStream{head: make(chan *controlv1.ChannelResponseHead, 1), fail: make(chan error, 1), body: newMsgQueue(ctx.Done())}
+	rc.mu.Lock()
+	rc.streams[id] = st
+	rc.mu.Unlock()
+	chunk := make([]byte, maxPayload)
+	for i := 0; i*maxPayload <= maxJoined; i++ {
+		f := frame{stream: id, payload: chunk}
+		if i == 0 {
+			f.flags = flagFirst
+		}
+		if err := rc.ch.sendFrame(appendFrame(nil, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-st.fail:
+		if !strings.Contains(err.Error(), "over") {
+			t.Fatalf("abort reason %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no abort for an oversized message")
+	}
+	// A continuation with no start, and a head that is not a head.
+	_ = rc.ch.sendFrame(appendFrame(nil, frame{stream: 1003, flags: flagLast, payload: []byte("x")}))
+	_ = rc.ch.sendFrame(appendFrame(nil, frame{stream: 1005, flags: flagFirst | flagLast | flagEnd, payload: []byte{0xff, 0xff}}))
+	if _, err := c.control.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{})); err != nil {
+		t.Fatalf("session after garbage: %v", err)
+	}
+	// Enough undecodable frames end the session, and only it.
+	for range maxBadFrames {
+		_ = rc.ch.sendFrame([]byte{1})
+	}
+	select {
+	case <-rc.Done():
+	case <-ctx.Done():
+		t.Fatal("the session survived a stream of garbage")
+	}
+	if n := e.srv.rtc.count(); n != 0 {
+		t.Fatalf("%d sessions after a stream of garbage", n)
+	}
+	if _, err := e.grpc(e.creds.key(ownerKey)).control.Status(ctx, connect.NewRequest(&ctl{})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCertificateIsMadeOnceAndPinned(t *testing.T) {
+	e := newEnv(t)
+	if e.certs.saves != 1 {
+		t.Fatalf("saves = %d", e.certs.saves)
+	}
+	again, err := New(context.Background(), e.srv.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Fingerprint() != e.srv.Fingerprint() || e.certs.saves != 1 {
+		t.Fatal("restart made a new certificate")
+	}
+	got, err := ProbeFingerprint(context.Background(), e.addr)
+	if err != nil || got != e.srv.Fingerprint() {
+		t.Fatalf("probe = %s, %v; want %s", got, err, e.srv.Fingerprint())
+	}
+	// A client pinned to another fingerprint refuses the part.
+	wrong, _ := PinnedTLSConfig(strings.Repeat("ab", 32))
+	hc := newHTTPClientForTest(wrong)
+	_, err = newClients(hc, "https://"+e.addr, "").control.Health(context.Background(), connect.NewRequest(&controlv1.HealthRequest{}))
+	if err == nil || !strings.Contains(err.Error(), "fingerprint") {
+		t.Fatalf("wrong pin: %v", err)
+	}
+	st, err := e.grpc(e.creds.key(opKey)).control.Status(context.Background(), connect.NewRequest(&ctl{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Msg.GetCertSha256() != e.srv.Fingerprint() || st.Msg.GetGrantsVersion() != 1 || st.Msg.GetMachineId() != "m1" ||
+		st.Msg.GetTimeLeft().AsDuration() != 60*24*time.Hour || st.Msg.GetVersion() != "test" {
+		t.Fatalf("status = %v", st.Msg)
+	}
+	for _, in := range []string{"SHA256:" + strings.ToUpper(e.srv.Fingerprint()), colons(e.srv.Fingerprint())} {
+		if n, err := NormalizeFingerprint(in); err != nil || n != e.srv.Fingerprint() {
+			t.Errorf("normalize %q = %q, %v", in, n, err)
+		}
+	}
+}
+
+func colons(h string) string {
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+func TestConfigEditOffline(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.grpc(e.creds.token(ownerUser, tokenKID, e.creds.signer, t0))
+	edited := &configv1.RobotConfig{}
+	res, err := c.control.EditConfig(ctx, connect.NewRequest(&controlv1.EditConfigRequest{Config: edited, BaseRevision: 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Msg.GetApplied() || res.Msg.GetConflict() != "" || res.Msg.GetProposalSeq() != 1 {
+		t.Fatalf("edit = %v", res.Msg)
+	}
+	res, err = c.control.EditConfig(ctx, connect.NewRequest(&controlv1.EditConfigRequest{Config: edited, BaseRevision: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Msg.GetApplied() || !strings.Contains(res.Msg.GetConflict(), "revision 1") || res.Msg.GetProposalSeq() != 2 {
+		t.Fatalf("conflicting edit = %v", res.Msg)
+	}
+	if got := e.config.proposal(1); got.GetAuthor() != "user/"+ownerUser || got.GetBaseRevision() != 1 {
+		t.Fatalf("proposal = %v", got)
+	}
+	if _, err := c.control.EditConfig(ctx, connect.NewRequest(&controlv1.EditConfigRequest{})); codeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("empty edit: %v", err)
+	}
+}
+
+func TestWhoAmI(t *testing.T) {
+	e := newEnv(t)
+	who, err := e.grpc(e.creds.token(opUser, tokenKID, e.creds.signer, t0)).control.WhoAmI(context.Background(), connect.NewRequest(&controlv1.WhoAmIRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := who.Msg
+	if m.GetSubject() != "user/"+opUser || m.GetRole() != "operator" || m.GetGrant() != "operator of location/l1" || m.GetCredential() != "token" ||
+		strings.Join(m.GetAllowedActions(), ",") != "data.export,data.view,machine.control" {
+		t.Fatalf("whoami = %v", m)
+	}
+}
+
+// TestComponentRulesAreMachineControl: components.proto declares
+// machine.control on every ComponentService method, as the seed wants (an
+// operator sees and uses only the CONTROL tab).
+func TestComponentRulesAreMachineControl(t *testing.T) {
+	e := newEnv(t)
+	n := 0
+	for proc, r := range e.srv.auth.rules {
+		if strings.HasPrefix(proc, "/"+componentServiceName+"/") {
+			n++
+			if r.marker != "" || r.action != rbac.MachineControl {
+				t.Errorf("%s: %q", proc, actionName(r))
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no ComponentService rules")
+	}
+	for _, proc := range []string{controlv1connect.ComponentServiceDoCommandProcedure, controlv1connect.ComponentServiceStopProcedure} {
+		if !e.srv.auth.rules[proc].audit {
+			t.Errorf("%s is not audited", proc)
+		}
+	}
+	if e.srv.auth.rules[controlv1connect.ComponentServiceSensorReadingsProcedure].audit {
+		t.Error("a read is audited")
+	}
+}
+
+func TestUnknownProcedureIsRefused(t *testing.T) {
+	e := newEnv(t)
+	resp, err := e.client.Post("https://"+e.addr+"/outpost.control.v1.ModuleService/AddComponent", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}
+
+// TestConnectJSON: the same handler speaks Connect JSON over plain HTTP
+// clients (curl), with the same authorization.
+func TestConnectJSON(t *testing.T) {
+	e := newEnv(t)
+	post := func(auth string) int {
+		req, _ := newJSONRequest("https://"+e.addr+controlv1connect.ControlServiceWhoAmIProcedure, auth)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(e.creds.key(opKey)); got != 200 {
+		t.Fatalf("with a key: %d", got)
+	}
+	if got := post(""); got != 401 {
+		t.Fatalf("without: %d", got)
+	}
+}
+
+// TestTokenExpiryWithCache: a token verified once is cached, but never past
+// its expiry, and a new bundle without its key refuses it at once.
+func TestTokenExpiryWithCache(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.grpc(e.creds.token(ownerUser, tokenKID, e.creds.signer, t0))
+	if _, err := c.control.Status(ctx, connect.NewRequest(&ctl{})); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(12*time.Hour + time.Second)
+	if _, err := c.control.Status(ctx, connect.NewRequest(&ctl{})); codeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("expired token: %v", err)
+	}
+	c = e.grpc(e.creds.token(ownerUser, tokenKID, e.creds.signer, e.clock.Now()))
+	if _, err := c.control.Status(ctx, connect.NewRequest(&ctl{})); err != nil {
+		t.Fatal(err)
+	}
+	b := e.creds.bundle(2, t0)
+	b.TokenKeys = nil // the cloud rotated its token key away
+	e.grants.set(b)
+	if _, err := c.control.Status(ctx, connect.NewRequest(&ctl{})); codeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("token of a retired key: %v", err)
+	}
+}
+
+// TestSessionBudget: partial messages on many streams cannot make the
+// daemon hold more than sessionBudget for one session.
+func TestSessionBudget(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, rc, err := e.webrtc(ctx, e.creds.key(ownerKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, maxPayload)
+	per := 3 << 20 // under maxJoined, so only the session budget can stop it
+	streams := sessionBudget/per + 1
+	var aborted *clientStream
+	for s := range streams {
+		id := uint32(2001 + 2*s)
+		st := &clientStream{head: make(chan *controlv1.ChannelResponseHead, 1), fail: make(chan error, 1), body: newMsgQueue(ctx.Done())}
+		rc.mu.Lock()
+		rc.streams[id] = st
+		rc.mu.Unlock()
+		for i := 0; i*maxPayload < per; i++ {
+			f := frame{stream: id, payload: chunk}
+			if i == 0 {
+				f.flags = flagFirst
+			}
+			if err := rc.ch.sendFrame(appendFrame(nil, f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		aborted = st
+	}
+	select {
+	case err := <-aborted.fail:
+		if !strings.Contains(err.Error(), "not yet handled") {
+			t.Fatalf("abort reason %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("no abort past the session budget")
+	}
+}

@@ -1,0 +1,98 @@
+package control
+
+import (
+	"context"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/mdns"
+	"github.com/miekg/dns"
+)
+
+// The sandbox this was written in has no multicast route, so the tests
+// check the records an announcement answers with and the parsing of
+// browse answers; TestAnnounceAndDiscover runs the real thing where
+// multicast works and skips otherwise.
+
+func testAnnouncement() Announcement {
+	return Announcement{PartID: "p1", Port: DefaultPort, Fingerprint: strings.Repeat("ab", 32), HostName: "robot-7.local", IPs: []net.IP{net.IPv4(192, 0, 2, 7)}}
+}
+
+func TestAnnouncementRecords(t *testing.T) {
+	z, err := testAnnouncement().zone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ptr := z.Records(dns.Question{Name: MDNSService + ".local.", Qtype: dns.TypePTR, Qclass: dns.ClassINET})
+	if len(ptr) == 0 {
+		t.Fatal("no answer to a browse for " + MDNSService)
+	}
+	var sawPTR, sawSRV, sawTXT, sawA bool
+	for _, rr := range ptr {
+		switch r := rr.(type) {
+		case *dns.PTR:
+			sawPTR = r.Ptr == "outpost-p1."+MDNSService+".local."
+		case *dns.SRV:
+			sawSRV = r.Port == DefaultPort && r.Target == "robot-7.local."
+		case *dns.TXT:
+			sawTXT = slices.Contains(r.Txt, "part=p1") && slices.Contains(r.Txt, "sha256="+strings.Repeat("ab", 32))
+		case *dns.A:
+			sawA = r.A.Equal(net.IPv4(192, 0, 2, 7))
+		}
+	}
+	if !sawPTR || !sawSRV || !sawTXT || !sawA {
+		t.Fatalf("records %v: PTR %v SRV %v TXT %v A %v", ptr, sawPTR, sawSRV, sawTXT, sawA)
+	}
+	if _, err := (Announcement{Port: 1}).zone(); err == nil {
+		t.Fatal("an announcement without a part id")
+	}
+}
+
+func TestBrowseParsing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   *mdns.ServiceEntry
+		want DiscoveredPart
+		ok   bool
+	}{
+		{"v4", &mdns.ServiceEntry{Name: "outpost-p1." + MDNSService + ".local.", AddrV4: net.IPv4(192, 0, 2, 7), Port: 8443, InfoFields: []string{"v=1", "part=p1", "sha256=ff"}},
+			DiscoveredPart{Instance: "outpost-p1", Addr: "192.0.2.7:8443", PartID: "p1", Fingerprint: "ff"}, true},
+		{"v6", &mdns.ServiceEntry{Name: "x", AddrV6IPAddr: &net.IPAddr{IP: net.ParseIP("fd00::7")}, Port: 8443},
+			DiscoveredPart{Instance: "x", Addr: "[fd00::7]:8443"}, true},
+		{"no address", &mdns.ServiceEntry{Name: "x", Port: 8443}, DiscoveredPart{}, false},
+		{"bad port", &mdns.ServiceEntry{Name: "x", AddrV4: net.IPv4(192, 0, 2, 7), Port: 70000}, DiscoveredPart{}, false},
+		{"nil", nil, DiscoveredPart{}, false},
+	} {
+		got, ok := partOf(tc.in)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("%s: got %+v %v, want %+v %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestAnnounceAndDiscover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multicast")
+	}
+	a := testAnnouncement()
+	a.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Announce(ctx, a, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("announce: %v", err)
+		}
+	}()
+	parts, err := Discover(context.Background(), 500*time.Millisecond)
+	if err != nil || len(parts) == 0 {
+		t.Skipf("no multicast here (%v, %d parts heard): records and parsing are covered above", err, len(parts))
+	}
+	if parts[0].PartID != "p1" || parts[0].Addr != "127.0.0.1:8443" {
+		t.Fatalf("heard %+v", parts)
+	}
+}

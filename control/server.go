@@ -1,0 +1,208 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
+	"go.uber.org/zap"
+
+	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/clock"
+)
+
+// DefaultPort is the control plane's TCP port on the LAN.
+const DefaultPort = 8443
+
+// maxMessageBytes bounds one request or response message on every transport.
+const maxMessageBytes = 4 << 20
+
+// Options configure a Server. Every dependency is required except Logger.
+type Options struct {
+	// Clock is the injected clock (expiry checks, throttling).
+	Clock clock.Clock
+	// Logger logs; nil logs nothing.
+	Logger *zap.Logger
+	// Version is the daemon's version string, reported by Status.
+	Version string
+	// PartID names the part in its certificate.
+	PartID string
+
+	// Grants is the verified grant bundle; called on every call, so it
+	// should return the bundle held in memory.
+	Grants Grants
+	// Audit stores audit events (cache's audit stream).
+	Audit Audit
+	// Certs keeps the TLS key and certificate (cache).
+	Certs CertStore
+	// Robot serves ComponentService and stops and restarts (*robot.Robot).
+	Robot Robot
+	// Config reads the running config and applies local edits.
+	Config Config
+	// Logs reads and follows the log.
+	Logs Logs
+	// Data lists, exports, tags and deletes captures.
+	Data Data
+	// Status reports the sync state and offline clock.
+	Status Status
+
+	// ICEServers are STUN/TURN URLs for WebRTC ("stun:host:port", ...);
+	// none are needed on a LAN.
+	ICEServers []string
+	// MaxSessions bounds concurrent WebRTC sessions; 0 means 32.
+	MaxSessions int
+}
+
+// Server is the daemon's control plane: one connect handler (ControlService,
+// the robot's ComponentService, WebRTC signaling, reflection and health)
+// behind one authorizer, served over TLS on the LAN, over WebRTC data
+// channels and on the break-glass Unix socket.
+type Server struct {
+	opts        Options
+	log         *zap.Logger
+	cert        tls.Certificate
+	fingerprint string
+	auth        *authorizer
+	handler     http.Handler
+	rtc         *rtcServer
+
+	mu      sync.Mutex
+	servers []*http.Server
+}
+
+// New builds the control plane; on first start it makes the TLS key and
+// certificate and saves them with opts.Certs.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	switch {
+	case opts.Clock == nil, opts.Grants == nil, opts.Audit == nil, opts.Certs == nil, opts.Robot == nil,
+		opts.Config == nil, opts.Logs == nil, opts.Data == nil, opts.Status == nil:
+		return nil, errors.New("control: every dependency of Options must be set")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = 32
+	}
+	s := &Server{opts: opts, log: opts.Logger.Named("control")}
+	cert, err := loadOrCreateCert(ctx, opts.Certs, opts.Clock.Now(), opts.PartID)
+	if err != nil {
+		return nil, err
+	}
+	s.cert = cert
+	s.fingerprint = Fingerprint(cert.Certificate[0])
+
+	rules, err := rulesFor(
+		controlv1.File_outpost_control_v1_control_proto.Services().ByName("ControlService"),
+		controlv1.File_outpost_control_v1_control_proto.Services().ByName("SignalingService"),
+		controlv1.File_outpost_control_v1_components_proto.Services().ByName("ComponentService"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithSendMaxBytes(maxMessageBytes)}
+	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
+		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...)}
+	s.rtc = newRTCServer(s)
+
+	mux := http.NewServeMux()
+	mux.Handle(controlv1connect.NewControlServiceHandler(&service{s: s}, hopts...))
+	mux.Handle(controlv1connect.NewComponentServiceHandler(opts.Robot, hopts...))
+	mux.Handle(controlv1connect.NewSignalingServiceHandler(s.rtc, hopts...))
+	reflector := grpcreflect.NewStaticReflector(controlv1connect.ControlServiceName, controlv1connect.ComponentServiceName, controlv1connect.SignalingServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, hopts...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, hopts...))
+	s.handler = s.auth.wrap(mux)
+	return s, nil
+}
+
+// Handler returns the authorized handler every transport serves. Requests
+// reaching it without a listener of this package are treated as network
+// (gRPC) requests from their RemoteAddr.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Fingerprint returns the SHA-256 of the TLS certificate in hex, to report
+// to the cloud (PartStatus.control_cert_sha256) and show to field techs.
+func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Certificate returns the TLS certificate.
+func (s *Server) Certificate() tls.Certificate { return s.cert }
+
+func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	if h2c {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	} else {
+		srv.Protocols.SetHTTP2(true)
+	}
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		cn := &conn{transport: transport, peer: c.RemoteAddr().String()}
+		if transport == TransportSocket {
+			cn.local, cn.uid = true, peerUID(c)
+			cn.peer = "unix"
+		}
+		return withConn(ctx, cn)
+	}
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	return srv
+}
+
+// ServeTLS serves the control plane over TLS on ln (a TCP listener, port
+// DefaultPort by default) until ctx is done or Close is called.
+func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
+	srv := s.newHTTPServer(TransportGRPC, false)
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
+	return s.serve(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") })
+}
+
+// ServeSocket serves the break-glass socket on ln, a Unix listener made with
+// ListenSocket: every peer is an owner of this machine (the socket's file
+// mode admits root and the outpost group only), every call is audited, and
+// it works without a bundle and after expiry. HTTP/1.1 and unencrypted
+// HTTP/2, so gRPC works too.
+func (s *Server) ServeSocket(ctx context.Context, ln net.Listener) error {
+	srv := s.newHTTPServer(TransportSocket, true)
+	return s.serve(ctx, srv, func() error { return srv.Serve(ln) })
+}
+
+func (s *Server) serve(ctx context.Context, srv *http.Server, run func() error) error {
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	err := run()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops every listener and WebRTC session.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, srv := range servers {
+		errs = append(errs, srv.Close())
+	}
+	s.rtc.closeAll()
+	return errors.Join(errs...)
+}

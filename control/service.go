@@ -1,0 +1,208 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+)
+
+// service implements ControlService. No method checks permissions: the
+// authorizer did before the call reached it, and put the caller in ctx.
+type service struct {
+	controlv1connect.UnimplementedControlServiceHandler
+	s *Server
+}
+
+// Limits of what one call returns.
+const (
+	defaultTail     = 100
+	maxTail         = 10000
+	defaultCaptures = 1000
+	maxCaptures     = 100000
+)
+
+func (v *service) Health(context.Context, *connect.Request[controlv1.HealthRequest]) (*connect.Response[controlv1.HealthResponse], error) {
+	return connect.NewResponse(&controlv1.HealthResponse{Serving: true}), nil
+}
+
+func (v *service) Status(ctx context.Context, _ *connect.Request[controlv1.StatusRequest]) (*connect.Response[controlv1.StatusResponse], error) {
+	st, err := v.s.opts.Status.SyncStatus(ctx)
+	if err != nil {
+		return nil, internal("read sync status", err)
+	}
+	st.Version = v.s.opts.Version
+	st.CertSha256 = v.s.fingerprint
+	if p := callerOf(ctx).policy; p != nil && p.bundle != nil {
+		st.MachineId = p.bundle.GetMachineId()
+		st.GrantsVersion = p.version
+		st.GrantsExpireAt = timestamppb.New(p.expiresAt)
+		if st.PartId == "" {
+			st.PartId = p.partID
+		}
+		if left := p.expiresAt.Sub(v.s.opts.Clock.Now()); st.TimeLeft == nil {
+			st.TimeLeft = durationpb.New(max(left, 0))
+		}
+	}
+	return connect.NewResponse(st), nil
+}
+
+func (v *service) WhoAmI(ctx context.Context, _ *connect.Request[controlv1.WhoAmIRequest]) (*connect.Response[controlv1.WhoAmIResponse], error) {
+	c := callerOf(ctx)
+	resp := &controlv1.WhoAmIResponse{
+		Subject:       c.ref,
+		DisplayName:   c.display,
+		Role:          c.grant.Role.String(),
+		Grant:         c.grant.String(),
+		Credential:    c.credential,
+		Transport:     c.transport,
+		GrantsVersion: c.policy.version,
+	}
+	for _, rl := range v.s.auth.rules {
+		if rl.marker != "" || slices.Contains(resp.AllowedActions, string(rl.action)) {
+			continue
+		}
+		if c.policy.engine.Decide(c.subject, rl.action, c.policy.machine).Allowed {
+			resp.AllowedActions = append(resp.AllowedActions, string(rl.action))
+		}
+	}
+	slices.Sort(resp.AllowedActions)
+	return connect.NewResponse(resp), nil
+}
+
+func (v *service) StopAll(ctx context.Context, _ *connect.Request[controlv1.StopAllRequest]) (*connect.Response[controlv1.StopAllResponse], error) {
+	failed, err := v.s.opts.Robot.StopAll(ctx)
+	if err != nil {
+		return nil, internal("stop all components", err)
+	}
+	return connect.NewResponse(&controlv1.StopAllResponse{Errors: failed}), nil
+}
+
+func (v *service) GetConfig(ctx context.Context, _ *connect.Request[controlv1.GetConfigRequest]) (*connect.Response[controlv1.GetConfigResponse], error) {
+	st, err := v.s.opts.Config.CurrentConfig(ctx)
+	if err != nil {
+		return nil, internal("read config", err)
+	}
+	return connect.NewResponse(&controlv1.GetConfigResponse{Config: st.Config, Version: st.Version, MachineRevision: st.MachineRevision, LocalEdits: st.LocalEdits}), nil
+}
+
+func (v *service) EditConfig(ctx context.Context, req *connect.Request[controlv1.EditConfigRequest]) (*connect.Response[controlv1.EditConfigResponse], error) {
+	if req.Msg.GetConfig() == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("edit config: no config given"))
+	}
+	res, err := v.s.opts.Config.ProposeEdit(ctx, &syncv1.ConfigProposal{
+		BaseRevision: req.Msg.GetBaseRevision(),
+		Config:       req.Msg.GetConfig(),
+		Author:       callerOf(ctx).ref,
+	})
+	if err != nil {
+		return nil, internal("apply config edit", err)
+	}
+	return connect.NewResponse(&controlv1.EditConfigResponse{Applied: res.Applied, ProposalSeq: res.ProposalSeq, Conflict: res.Conflict}), nil
+}
+
+func (v *service) TailLogs(ctx context.Context, req *connect.Request[controlv1.TailLogsRequest]) (*connect.Response[controlv1.TailLogsResponse], error) {
+	n := int(req.Msg.GetLimit())
+	if n <= 0 {
+		n = defaultTail
+	}
+	entries, err := v.s.opts.Logs.Tail(ctx, min(n, maxTail), req.Msg.GetMinLevel())
+	if err != nil {
+		return nil, internal("read logs", err)
+	}
+	return connect.NewResponse(&controlv1.TailLogsResponse{Entries: entries}), nil
+}
+
+func (v *service) FollowLogs(ctx context.Context, req *connect.Request[controlv1.FollowLogsRequest], stream *connect.ServerStream[controlv1.FollowLogsResponse]) error {
+	ch, err := v.s.opts.Logs.Follow(ctx, req.Msg.GetMinLevel())
+	if err != nil {
+		return internal("follow logs", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if err := stream.Send(&controlv1.FollowLogsResponse{Entry: e}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (v *service) Restart(ctx context.Context, _ *connect.Request[controlv1.RestartRequest]) (*connect.Response[controlv1.RestartResponse], error) {
+	if err := v.s.opts.Robot.Restart(ctx); err != nil {
+		return nil, internal("restart", err)
+	}
+	return connect.NewResponse(&controlv1.RestartResponse{}), nil
+}
+
+func (v *service) ListCaptures(ctx context.Context, req *connect.Request[controlv1.ListCapturesRequest]) (*connect.Response[controlv1.ListCapturesResponse], error) {
+	n := int(req.Msg.GetLimit())
+	if n <= 0 {
+		n = defaultCaptures
+	}
+	caps, err := v.s.opts.Data.ListCaptures(ctx, req.Msg.GetComponent(), min(n, maxCaptures))
+	if err != nil {
+		return nil, internal("list captures", err)
+	}
+	return connect.NewResponse(&controlv1.ListCapturesResponse{Captures: caps}), nil
+}
+
+func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[controlv1.ExportCapturesRequest], stream *connect.ServerStream[controlv1.ExportCapturesResponse]) error {
+	ids := req.Msg.GetIds()
+	if len(ids) == 0 {
+		caps, err := v.s.opts.Data.ListCaptures(ctx, req.Msg.GetComponent(), maxCaptures)
+		if err != nil {
+			return internal("list captures", err)
+		}
+		for _, c := range caps {
+			ids = append(ids, c.GetId())
+		}
+	}
+	for _, id := range ids {
+		info, data, err := v.s.opts.Data.ReadCapture(ctx, id)
+		if err != nil {
+			return internal(fmt.Sprintf("read capture %d", id), err)
+		}
+		if err := stream.Send(&controlv1.ExportCapturesResponse{Info: info, Data: data}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *service) TagCaptures(ctx context.Context, req *connect.Request[controlv1.TagCapturesRequest]) (*connect.Response[controlv1.TagCapturesResponse], error) {
+	n, err := v.s.opts.Data.TagCaptures(ctx, req.Msg.GetIds(), req.Msg.GetAdd(), req.Msg.GetRemove())
+	if err != nil {
+		return nil, internal("tag captures", err)
+	}
+	return connect.NewResponse(&controlv1.TagCapturesResponse{Changed: uint32(n)}), nil
+}
+
+func (v *service) DeleteCaptures(ctx context.Context, req *connect.Request[controlv1.DeleteCapturesRequest]) (*connect.Response[controlv1.DeleteCapturesResponse], error) {
+	n, err := v.s.opts.Data.DeleteCaptures(ctx, req.Msg.GetIds())
+	if err != nil {
+		return nil, internal("delete captures", err)
+	}
+	return connect.NewResponse(&controlv1.DeleteCapturesResponse{Deleted: uint32(n)}), nil
+}
+
+// internal wraps a dependency's failure, keeping its connect code when it has one.
+func internal(what string, err error) error {
+	if ce := new(connect.Error); errors.As(err, &ce) {
+		return err
+	}
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s: %w", what, err))
+}
