@@ -15,6 +15,7 @@ import (
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -195,11 +196,11 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, header string, rl 
 		a.write(ctx, ev)
 		return nil, connect.NewError(code, err)
 	}
-	cred, err := parseAuthorization(header)
+	cred, err := credential.Parse(header)
 	if err != nil {
 		return refuse(connect.CodeUnauthenticated, "", err)
 	}
-	if cred == (credential{}) {
+	if cred == (credential.Credential{}) {
 		return refuse(connect.CodeUnauthenticated, "", errors.New("this call needs a credential: an API key (Authorization: Bearer <key id>:<secret>) or a user access token (Authorization: Bearer <token>)"))
 	}
 	if pol.err != nil {
@@ -211,20 +212,20 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, header string, rl 
 	var pr *principal
 	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, auth: header}
 	switch {
-	case cred.keyID != "":
-		c.ref, c.credential = "apikey/"+cred.keyID, "apikey"
-		pr = pol.keys[cred.keyID]
+	case cred.KeyID != "":
+		c.ref, c.credential = "apikey/"+cred.KeyID, "apikey"
+		pr = pol.keys[cred.KeyID]
 		var hash []byte
 		if pr != nil {
 			hash = pr.keyHash
 		}
 		// Hash even for an unknown key so timing does not tell which keys exist.
-		if !keyMatches(cred.keySecret, hash) || pr == nil {
-			return refuse(connect.CodeUnauthenticated, c.ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", cred.keyID, pol.version))
+		if !credential.SecretMatches(cred.KeySecret, hash) || pr == nil {
+			return refuse(connect.CodeUnauthenticated, c.ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", cred.KeyID, pol.version))
 		}
 	default:
 		c.credential = "token"
-		uid, err := pol.verify(cred.token, now)
+		uid, err := pol.verify(cred.Token, now)
 		if err != nil {
 			return refuse(connect.CodeUnauthenticated, "", err)
 		}

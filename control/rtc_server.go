@@ -114,7 +114,7 @@ func (r *rtcServer) answer(ctx context.Context, c *caller, offer string) (*contr
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
 	sess := &session{id: hex.EncodeToString(idb[:]), r: r, pc: pc, log: r.s.log.With(zap.String("session", hex.EncodeToString(idb[:]))),
-		conn: &conn{transport: TransportWebRTC, peer: c.peer, fixedAuth: c.auth}, streams: map[uint32]*serverStream{}, opened: make(chan struct{})}
+		conn: &conn{transport: TransportWebRTC, peer: c.peer, fixedAuth: c.auth}, streams: map[uint32]*serverStream{}, aborted: map[uint32]struct{}{}, opened: make(chan struct{})}
 	// The session outlives the signaling call and carries none of its values.
 	sess.ctx, sess.cancel = context.WithCancel(context.Background())
 	fail := func(what string, err error) (*controlv1.OfferResponse, error) {
@@ -195,10 +195,19 @@ type session struct {
 	mu      sync.Mutex
 	ch      *chanConn
 	streams map[uint32]*serverStream
+	// aborted holds streams this side ended with an error. Frames the client
+	// had already sent for them are dropped quietly: answering each one would
+	// be one more error frame per frame in flight (a 3 MiB message is ~190),
+	// and client stream ids are never reused.
+	aborted map[uint32]struct{}
 	bad     int
 	closed  bool
 	opened  chan struct{}
 }
+
+// maxAborted bounds the aborted set; past it the set starts over, and a late
+// frame of a forgotten stream costs one more error frame, nothing worse.
+const maxAborted = 4 * maxStreams
 
 // serverStream is one call in progress.
 type serverStream struct {
@@ -265,6 +274,9 @@ func (s *session) onFrame(b []byte) {
 		if s.bad >= maxBadFrames {
 			go s.close()
 		}
+		return
+	}
+	if _, dead := s.aborted[f.stream]; dead {
 		return
 	}
 	st := s.streams[f.stream]
@@ -339,8 +351,13 @@ func (s *session) endStream(id uint32, st *serverStream, err error) {
 	delete(s.streams, id)
 }
 
-// abort sends an error frame without blocking the receive path.
+// abort ends stream id with an error frame, without blocking the receive
+// path, and drops the stream's later frames. Callers hold s.mu.
 func (s *session) abort(id uint32, msg string) {
+	if len(s.aborted) >= maxAborted {
+		clear(s.aborted)
+	}
+	s.aborted[id] = struct{}{}
 	ch := s.ch
 	go func() { _ = ch.sendError(id, msg) }()
 }
