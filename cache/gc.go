@@ -50,8 +50,12 @@ func (s *Store) gcLoop() {
 		case <-tick:
 		case <-s.gcKick:
 		}
-		if err := s.Reclaim(ctx); err != nil && ctx.Err() == nil {
+		err := s.Reclaim(ctx)
+		if err != nil && ctx.Err() == nil {
 			s.log.Warn("space reclaim failed", zap.Error(err))
+		}
+		if s.opts.OnReclaim != nil {
+			s.opts.OnReclaim(err)
 		}
 	}
 }

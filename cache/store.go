@@ -75,6 +75,10 @@ type Options struct {
 	// GCAfterAckBytes starts a space reclaim after acks freed this many bytes;
 	// 0 means 64 MB.
 	GCAfterAckBytes int64
+	// OnReclaim, when set, is called after each background space reclaim
+	// (scheduled or after large acks) with its result: for metrics, and for
+	// tests to wait on an event rather than on time.
+	OnReclaim func(error)
 }
 
 // Store is the daemon's durable store. It is safe for concurrent use.

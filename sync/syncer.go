@@ -491,12 +491,13 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 	}
 	budget := s.o.CycleBytes
 	for _, st := range UploadOrder {
+		stats, err := s.o.Store.Stats(ctx, st)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", st, err)
+		}
+		acked := stats.AckedThrough
 		for budget > 0 {
-			stats, err := s.o.Store.Stats(ctx, st)
-			if err != nil {
-				return fmt.Errorf("upload %s: %w", st, err)
-			}
-			entries, err := s.o.Store.Read(ctx, st, stats.AckedThrough, 1000, min(budget, s.o.BatchBytes))
+			entries, err := s.o.Store.Read(ctx, st, acked, 1000, min(budget, s.o.BatchBytes))
 			if err != nil {
 				return fmt.Errorf("upload %s: read backlog: %w", st, err)
 			}
@@ -521,14 +522,15 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 			}
 			last := entries[len(entries)-1].Seq
 			through := min(ans.Msg.GetAckedThrough(), last)
-			if through <= stats.AckedThrough {
+			if through <= acked {
 				// The cloud holds none of it contiguously: something before
 				// this batch is missing there. Stop rather than loop.
-				return fmt.Errorf("upload %s: the cloud acknowledged through %d, nothing past the %d already acknowledged", st, ans.Msg.GetAckedThrough(), stats.AckedThrough)
+				return fmt.Errorf("upload %s: the cloud acknowledged through %d, nothing past the %d already acknowledged", st, ans.Msg.GetAckedThrough(), acked)
 			}
 			if err := s.o.Store.Ack(ctx, st, through); err != nil {
 				return fmt.Errorf("upload %s: ack through %d: %w", st, through, err)
 			}
+			acked = through
 			for _, e := range entries {
 				if e.Seq <= through {
 					res.Uploaded[st]++

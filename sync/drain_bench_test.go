@@ -1,0 +1,229 @@
+package sync_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/signed"
+	outsync "github.com/outpost-robotics/outpost/sync"
+)
+
+// drainBackend is the fleet side of the in-process cloud: one part, nothing
+// to pull. Everything the drain exercises (the part sync handler, the
+// exactly-once ingest store on Badger, the blob store) is the real cloud's.
+type drainBackend struct{ secret string }
+
+func (d drainBackend) AuthenticatePart(_ context.Context, id, secret string) (partsync.Part, error) {
+	if id != "part-1" || secret != d.secret {
+		return partsync.Part{}, partsync.ErrUnknownPart
+	}
+	return partsync.Part{ID: id, MachineID: "m1", OrgID: "o1"}, nil
+}
+
+func (drainBackend) Documents(context.Context, partsync.Part, uint64, uint64) (*syncv1.SignedDocument, *syncv1.SignedDocument, error) {
+	return nil, nil, nil
+}
+
+func (drainBackend) HandleProposal(context.Context, partsync.Part, string, uint64, *syncv1.ConfigProposal) error {
+	return nil
+}
+
+func (drainBackend) PollInterval(partsync.Part) time.Duration { return 0 }
+
+// countingListener counts the bytes the server reads: what crossed the wire.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, n: l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// readingsCapture is one ~1 KiB capture of a part's sensors, as JSON: the
+// bulk of what a robot's backlog holds (images travel as blobs).
+func readingsCapture(rng *rand.Rand, seq int) []byte {
+	var data []byte
+	data = append(data, '[')
+	for i := range 6 {
+		if i > 0 {
+			data = append(data, ',')
+		}
+		data = fmt.Appendf(data, `{"sensor":"imu%d","accel":[%.4f,%.4f,%.4f],"gyro":[%.4f,%.4f,%.4f],"temp_c":%.2f,"seq":%d}`,
+			i, rng.NormFloat64(), rng.NormFloat64(), 9.81+rng.NormFloat64()/10, rng.NormFloat64(), rng.NormFloat64(), rng.NormFloat64(), 35+rng.Float64()*10, seq)
+	}
+	data = append(data, ']')
+	b, _ := proto.Marshal(&syncv1.Capture{Component: "imu", Method: "readings", Tags: []string{"site-a"}, Priority: 5, Data: data, MimeType: "application/json"})
+	return b
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkBacklogDrain drains a backlog of captures from a real store to an
+// in-process cloud on loopback (issue 7). The backlog is 1 GiB; set
+// OUTPOST_DRAIN_MB for a shorter run. Run it with -benchtime 1x. CPU seconds
+// are the whole process's: the part's and the cloud's side together.
+func BenchmarkBacklogDrain(b *testing.B) {
+	mb := 1024
+	if v, err := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	// The timer is managed by drainOnce (filling the store is not timed),
+	// which b.Loop does not allow.
+	for range b.N {
+		raw, wire, secs, cpu := drainOnce(b, int64(mb)<<20)
+		plain := plainPost(b, raw)
+		b.ReportMetric(float64(raw)/1e6/secs, "MB/s")
+		b.ReportMetric(cpu/(float64(raw)/1e9), "cpu-s/GB")
+		b.ReportMetric(float64(wire)/float64(raw), "wire/raw")
+		b.ReportMetric((float64(raw)/secs)/plain, "ratio-to-plain-POST")
+		b.ReportMetric(plain/1e6, "plain-POST-MB/s")
+	}
+}
+
+// drainOnce fills a store with size bytes of captures (untimed) and drains
+// it; it returns the payload bytes, the bytes on the wire, and the drain's
+// wall and CPU seconds.
+func drainOnce(b *testing.B, size int64) (raw, wire int64, secs, cpu float64) {
+	b.StopTimer()
+	ctx := context.Background()
+	clk := clock.NewReal()
+	store, err := cache.Open(ctx, b.TempDir(), cache.Options{Clock: clk, GCInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	rng := rand.New(rand.NewPCG(7, 7))
+	batch := make([]cache.Record, 0, 256)
+	for seq := 0; raw < size; seq++ {
+		p := readingsCapture(rng, seq)
+		raw += int64(len(p))
+		batch = append(batch, cache.Record{Payload: p, Priority: 5})
+		if len(batch) == cap(batch) || raw >= size {
+			if _, err := store.AppendBatch(ctx, cache.StreamCaptures, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+
+	blobs, err := ingest.NewFileBlobStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: b.TempDir(), Blobs: blobs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ing.Close()
+	secret := "drain-secret-0123456789abcdefghijklmnop"
+	path, h := partsync.NewHandler(drainBackend{secret: secret}, ing, partsync.Options{Clock: clk})
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	var wireN atomic.Int64
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = countingListener{Listener: srv.Listener, n: &wireN}
+	srv.Start()
+	defer srv.Close()
+
+	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: srv.URL, PartID: "part-1", PartSecret: secret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer := signed.Signer{KeyID: "k", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
+	offline := outsync.NewOfflineClock(clk, cache.OfflineClock{})
+	s, err := outsync.New(outsync.Options{
+		Store: store, Client: client, Clock: clk, Offline: offline,
+		Trust:      outsync.NewTrust("part-1", signed.Keys{"k": signer.Key.Public().(ed25519.PublicKey)}, offline),
+		CycleBytes: 64 << 20, CycleTimeout: time.Minute,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	cpu0, t0 := cpuSeconds(), time.Now()
+	b.StartTimer()
+	for {
+		res := s.Cycle(ctx)
+		if res.Err != nil {
+			b.Fatal(res.Err)
+		}
+		if res.Uploaded[cache.StreamCaptures] == 0 {
+			break
+		}
+	}
+	b.StopTimer()
+	secs, cpu = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+	if st, _ := store.Stats(ctx, cache.StreamCaptures); st.Count != 0 {
+		b.Fatalf("%d captures left after the drain", st.Count)
+	}
+	if n, _ := ing.Count(ctx, "part-1", "captures"); int64(n.Bytes) < raw {
+		b.Fatalf("the cloud holds %d bytes of %d", n.Bytes, raw)
+	}
+	return raw, wireN.Load(), secs, cpu
+}
+
+// plainPost sends size bytes as 1 MiB POST bodies to a handler that reads and
+// discards them, on the same loopback: the transfer with nothing else, the
+// yardstick for the drain. It returns bytes per second.
+func plainPost(b *testing.B, size int64) float64 {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	t0 := time.Now()
+	for sent := int64(0); sent < size; sent += int64(len(body)) {
+		res, err := srv.Client().Post(srv.URL, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatal(errors.New(res.Status))
+		}
+	}
+	return float64(size) / time.Since(t0).Seconds()
+}
