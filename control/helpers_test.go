@@ -20,8 +20,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/pion/ice/v4"
-	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -388,7 +386,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.rtc.settings = loopbackICE
+	srv.rtc.settings = LoopbackICE
 	e.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -413,15 +411,6 @@ func newEnv(t testing.TB) *env {
 		_ = srv.Close()
 	})
 	return e
-}
-
-// loopbackICE keeps pion on the loopback interface, without mDNS: the
-// sandbox has no multicast and tests must not touch the LAN.
-func loopbackICE(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 }
 
 // authHeader is a client interceptor setting the Authorization header.
@@ -473,7 +462,7 @@ func (e *env) grpc(auth string) clients {
 // webrtc opens a WebRTC session authenticated with auth, over signaling on
 // the TLS port.
 func (e *env) webrtc(ctx context.Context, auth string) (clients, *RTCClient, error) {
-	c, err := dialWebRTC(ctx, newClients(e.client, "https://"+e.addr, auth).sig, nil, loopbackICE)
+	c, err := DialWebRTCWith(ctx, newClients(e.client, "https://"+e.addr, auth).sig, nil, LoopbackICE)
 	if err != nil {
 		return clients{}, nil, err
 	}

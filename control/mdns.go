@@ -46,6 +46,9 @@ type Announcement struct {
 	HostName string
 	// IPs are the addresses announced ("" for every up, non-loopback one).
 	IPs []net.IP
+	// Interface limits the multicast listener to one interface; nil means
+	// every multicast interface (the LAN, as a part wants).
+	Interface *net.Interface
 }
 
 // zone builds the DNS-SD records of an announcement.
@@ -109,7 +112,7 @@ func Announce(ctx context.Context, a Announcement, logger *zap.Logger) error {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	srv, err := mdns.NewServer(&mdns.Config{Zone: z, Logger: zap.NewStdLog(logger.Named("mdns"))})
+	srv, err := mdns.NewServer(&mdns.Config{Zone: z, Iface: a.Interface, Logger: zap.NewStdLog(logger.Named("mdns"))})
 	if err != nil {
 		return fmt.Errorf("announce %s: %w", MDNSService, err)
 	}
@@ -159,6 +162,12 @@ func partOf(e *mdns.ServiceEntry) (DiscoveredPart, bool) {
 
 // Discover listens for parts for wait and lists them, sorted by address.
 func Discover(ctx context.Context, wait time.Duration) ([]DiscoveredPart, error) {
+	return DiscoverOn(ctx, nil, wait)
+}
+
+// DiscoverOn is Discover on one interface; nil means the system's default
+// multicast interface.
+func DiscoverOn(ctx context.Context, iface *net.Interface, wait time.Duration) ([]DiscoveredPart, error) {
 	entries := make(chan *mdns.ServiceEntry, 64)
 	var (
 		heard []*mdns.ServiceEntry
@@ -173,6 +182,7 @@ func Discover(ctx context.Context, wait time.Duration) ([]DiscoveredPart, error)
 		}
 	}()
 	err := mdns.QueryContext(ctx, &mdns.QueryParam{Service: MDNSService, Domain: "local", Timeout: wait, Entries: entries,
+		Interface: iface, DisableIPv6: iface != nil && iface.Flags&net.FlagLoopback != 0,
 		Logger: log.New(io.Discard, "", 0)}) // the library logs every unparsable packet on the LAN
 	close(entries)
 	<-done

@@ -103,7 +103,7 @@ func TestRelayedSignaling(t *testing.T) {
 	}
 	e.clock.Advance(relayRetry)
 
-	rc, err := dialWebRTC(ctx, relay.signaling(e.creds.key(opKey)), nil, loopbackICE)
+	rc, err := DialWebRTCWith(ctx, relay.signaling(e.creds.key(opKey)), nil, LoopbackICE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestRelayedSignaling(t *testing.T) {
 	}
 
 	// Refusals travel back through the relay with their code.
-	_, err = dialWebRTC(ctx, relay.signaling("Bearer "+goneKey+":nope"), nil, loopbackICE)
+	_, err = DialWebRTCWith(ctx, relay.signaling("Bearer "+goneKey+":nope"), nil, LoopbackICE)
 	if codeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("relayed offer with a revoked key: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
 
@@ -48,10 +49,12 @@ type clientStream struct {
 // is the session's identity) and waits for the data channel to open.
 // iceServers are STUN/TURN URLs; none are needed on a LAN.
 func DialWebRTC(ctx context.Context, sig controlv1connect.SignalingServiceClient, iceServers []string) (*RTCClient, error) {
-	return dialWebRTC(ctx, sig, iceServers, nil)
+	return DialWebRTCWith(ctx, sig, iceServers, nil)
 }
 
-func dialWebRTC(ctx context.Context, sig controlv1connect.SignalingServiceClient, ice []string, settings func(*webrtc.SettingEngine)) (*RTCClient, error) {
+// DialWebRTCWith is DialWebRTC with pion's settings adjusted by settings
+// (nil for the defaults), such as LoopbackICE.
+func DialWebRTCWith(ctx context.Context, sig controlv1connect.SignalingServiceClient, ice []string, settings func(*webrtc.SettingEngine)) (*RTCClient, error) {
 	var se webrtc.SettingEngine
 	if settings != nil {
 		settings(&se)
@@ -262,4 +265,14 @@ func (c *RTCClient) onFrame(b []byte) {
 		delete(c.streams, f.stream)
 		st.body.finish(io.EOF)
 	}
+}
+
+// LoopbackICE confines ICE to the loopback interface over UDPv4, with no
+// mDNS candidates: a session that never leaves this machine, for tests and
+// for a client running on the part itself.
+func LoopbackICE(se *webrtc.SettingEngine) {
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 }

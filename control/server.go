@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
@@ -29,6 +30,10 @@ const maxMessageBytes = 4 << 20
 type Options struct {
 	// Clock is the injected clock (expiry checks, throttling).
 	Clock clock.Clock
+	// WebRTCSettings adjusts pion's settings for every session, such as the
+	// interfaces ICE may use; nil keeps pion's defaults. LoopbackICE keeps a
+	// session on this machine.
+	WebRTCSettings func(*webrtc.SettingEngine)
 	// Logger logs; nil logs nothing.
 	Logger *zap.Logger
 	// Version is the daemon's version string, reported by Status.
@@ -112,6 +117,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
 		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...)}
 	s.rtc = newRTCServer(s)
+	s.rtc.settings = opts.WebRTCSettings
 
 	mux := http.NewServeMux()
 	mux.Handle(controlv1connect.NewControlServiceHandler(&service{s: s}, hopts...))

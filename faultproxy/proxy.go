@@ -107,6 +107,7 @@ type Proxy struct {
 	conns  map[net.Conn]struct{}
 	counts [numFaults]int64
 	closed chan struct{}
+	hung   chan struct{}
 }
 
 // New starts a proxy on 127.0.0.1 in front of upstream (a base URL such as
@@ -126,6 +127,7 @@ func New(upstream string, decide Decider) (*Proxy, error) {
 		ln:       ln,
 		conns:    make(map[net.Conn]struct{}),
 		closed:   make(chan struct{}),
+		hung:     make(chan struct{}, 64),
 	}
 	p.SetDecider(decide)
 	protocols := new(http.Protocols)
@@ -167,6 +169,11 @@ func (p *Proxy) Count(f Fault) int64 {
 	defer p.mu.Unlock()
 	return p.counts[f]
 }
+
+// Hung delivers one value each time a request starts hanging (HangAfter),
+// after the upstream answered it: a test on a fake clock can then move the
+// client's deadline instead of waiting for it.
+func (p *Proxy) Hung() <-chan struct{} { return p.hung }
 
 // Requests returns how many requests the proxy has seen.
 func (p *Proxy) Requests() int64 { return p.n.Load() }
@@ -233,6 +240,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hijackReset(w)
 		return
 	case HangAfter:
+		select {
+		case p.hung <- struct{}{}:
+		default: // nobody is listening; the hang goes on all the same
+		}
 		select {
 		case <-r.Context().Done():
 		case <-p.closed:

@@ -153,8 +153,11 @@ func (a partAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connec
 // daemon's own log, and logs URLs only as scheme, host and path.
 type zapLeveled struct{ log *zap.Logger }
 
-func (z zapLeveled) Error(msg string, kv ...any) { z.log.Error(msg, fields(kv)...) }
-func (z zapLeveled) Warn(msg string, kv ...any)  { z.log.Warn(msg, fields(kv)...) }
+// Error and Warn are per attempt; the syncer logs the cycle's outcome once
+// per state change. At error level, a part offline for 60 days would fill
+// its never-evicted warn log stream with one line per retry.
+func (z zapLeveled) Error(msg string, kv ...any) { z.log.Debug(msg, fields(kv)...) }
+func (z zapLeveled) Warn(msg string, kv ...any)  { z.log.Debug(msg, fields(kv)...) }
 func (z zapLeveled) Info(msg string, kv ...any)  { z.log.Debug(msg, fields(kv)...) }
 func (z zapLeveled) Debug(msg string, kv ...any) { z.log.Debug(msg, fields(kv)...) }
 

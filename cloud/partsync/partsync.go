@@ -6,8 +6,10 @@
 // answers pulls with the cloud's time and any newer signed documents, and
 // hands uploads to an ingest.Store, which stores each record exactly once
 // and answers the watermark the part may delete through (DESIGN decisions
-// 6 and 7). The fleet cloud plugs in through Backend: it knows the parts,
-// their secrets and their documents; this package knows the wire.
+// 6 and 7). With Options.Relay it also carries WebRTC signaling relayed to
+// the part (NextOffer, a long poll, and AnswerOffer; see cloud/relay). The
+// fleet cloud plugs in through Backend: it knows the parts, their secrets
+// and their documents; this package knows the wire.
 package partsync
 
 import (
@@ -73,8 +75,23 @@ type ProposalOutcomer interface {
 	ProposalOutcomes(ctx context.Context, part Part) ([]*syncv1.ProposalOutcome, error)
 }
 
+// Relay is the part side of WebRTC signaling relayed by the cloud
+// (cloud/relay's Broker implements it): NextOffer and AnswerOffer are
+// handed to it once the part is authenticated, with the authenticated part
+// id, so a part receives and answers only offers addressed to itself.
+type Relay interface {
+	// NextOffer waits, within the request's bounded wait, for an offer
+	// addressed to partID; an empty response means none came.
+	NextOffer(ctx context.Context, partID string, req *syncv1.NextOfferRequest) (*syncv1.NextOfferResponse, error)
+	// AnswerOffer hands partID's answer or refusal to the waiting client.
+	AnswerOffer(ctx context.Context, partID string, req *syncv1.AnswerOfferRequest) (*syncv1.AnswerOfferResponse, error)
+}
+
 // Options configures NewHandler; the zero value is usable.
 type Options struct {
+	// Relay serves NextOffer and AnswerOffer; nil answers them
+	// Unimplemented (this cloud relays no signaling).
+	Relay Relay
 	// Clock gives the server time of pulls and the time of statuses, and
 	// paces the authentication limiter; nil means the machine's clock.
 	Clock clock.Clock
@@ -123,6 +140,7 @@ type handler struct {
 	poll    time.Duration
 	fails   *failLimiter
 	addrOf  func(connect.Peer, http.Header) string
+	relay   Relay
 }
 
 var _ syncv1connect.SyncServiceHandler = (*handler)(nil)
@@ -135,7 +153,7 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	if backend == nil || store == nil {
 		panic("partsync.NewHandler: backend and store are required")
 	}
-	h := &handler{backend: backend, store: store, clock: opts.Clock, log: opts.Logger, lim: opts.Limits, poll: opts.PollInterval}
+	h := &handler{backend: backend, store: store, clock: opts.Clock, log: opts.Logger, lim: opts.Limits, poll: opts.PollInterval, relay: opts.Relay}
 	if h.clock == nil {
 		h.clock = clock.NewReal()
 	}
@@ -351,4 +369,41 @@ func (h *handler) ReportStatus(ctx context.Context, req *connect.Request[syncv1.
 		return nil, h.storeErr("report status", part, err)
 	}
 	return connect.NewResponse(&syncv1.ReportStatusResponse{}), nil
+}
+
+// errNoRelay answers the relay calls of a cloud that relays no signaling.
+var errNoRelay = errors.New("this cloud does not relay WebRTC signaling")
+
+// NextOffer hands the long poll for relayed offers to the relay, for the
+// authenticated part only.
+func (h *handler) NextOffer(ctx context.Context, req *connect.Request[syncv1.NextOfferRequest]) (*connect.Response[syncv1.NextOfferResponse], error) {
+	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	if err != nil {
+		return nil, err
+	}
+	if h.relay == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errNoRelay)
+	}
+	resp, err := h.relay.NextOffer(ctx, part.ID, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// AnswerOffer hands the part's answer to the relay, for the authenticated
+// part only.
+func (h *handler) AnswerOffer(ctx context.Context, req *connect.Request[syncv1.AnswerOfferRequest]) (*connect.Response[syncv1.AnswerOfferResponse], error) {
+	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	if err != nil {
+		return nil, err
+	}
+	if h.relay == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errNoRelay)
+	}
+	resp, err := h.relay.AnswerOffer(ctx, part.ID, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
 }

@@ -140,6 +140,420 @@ func (SubjectKind) EnumDescriptor() ([]byte, []int) {
 	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
 }
 
+// NextOfferRequest asks for the next offer relayed to the calling part.
+type NextOfferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long the cloud may hold the call waiting for an offer; absent or
+	// zero means the cloud's default (20 s). The cloud caps it (25 s).
+	MaxWait       *durationpb.Duration `protobuf:"bytes,1,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextOfferRequest) Reset() {
+	*x = NextOfferRequest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextOfferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextOfferRequest) ProtoMessage() {}
+
+func (x *NextOfferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextOfferRequest.ProtoReflect.Descriptor instead.
+func (*NextOfferRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *NextOfferRequest) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
+}
+
+// NextOfferResponse carries an offer, or nothing when the wait ended.
+type NextOfferResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The offer; absent when none arrived during the wait.
+	Offer         *RelayedOffer `protobuf:"bytes,1,opt,name=offer,proto3" json:"offer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NextOfferResponse) Reset() {
+	*x = NextOfferResponse{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NextOfferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NextOfferResponse) ProtoMessage() {}
+
+func (x *NextOfferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NextOfferResponse.ProtoReflect.Descriptor instead.
+func (*NextOfferResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NextOfferResponse) GetOffer() *RelayedOffer {
+	if x != nil {
+		return x.Offer
+	}
+	return nil
+}
+
+// RelayedOffer is a client's WebRTC offer as the cloud forwards it.
+type RelayedOffer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the offer for AnswerOffer; 32 hex digits, random.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The client's SDP offer, ICE gathered (no trickle).
+	Sdp string `protobuf:"bytes,2,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	// The Authorization header the client sent the cloud, forwarded as is:
+	// the part authenticates and authorizes the client with it against its
+	// own grant bundle, exactly as for an offer on its LAN port. The part
+	// must never log it.
+	Authorization string `protobuf:"bytes,3,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// The client's address as the cloud saw it, for throttling and audit.
+	Peer          string `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayedOffer) Reset() {
+	*x = RelayedOffer{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayedOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayedOffer) ProtoMessage() {}
+
+func (x *RelayedOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayedOffer.ProtoReflect.Descriptor instead.
+func (*RelayedOffer) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RelayedOffer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RelayedOffer) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+func (x *RelayedOffer) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *RelayedOffer) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+// AnswerOfferRequest answers, or refuses, one relayed offer.
+type AnswerOfferRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The offer's id, from RelayedOffer.id.
+	OfferId string `protobuf:"bytes,1,opt,name=offer_id,json=offerId,proto3" json:"offer_id,omitempty"`
+	// What the client gets.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*AnswerOfferRequest_Answer
+	//	*AnswerOfferRequest_Refusal
+	Result        isAnswerOfferRequest_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerOfferRequest) Reset() {
+	*x = AnswerOfferRequest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerOfferRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerOfferRequest) ProtoMessage() {}
+
+func (x *AnswerOfferRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerOfferRequest.ProtoReflect.Descriptor instead.
+func (*AnswerOfferRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AnswerOfferRequest) GetOfferId() string {
+	if x != nil {
+		return x.OfferId
+	}
+	return ""
+}
+
+func (x *AnswerOfferRequest) GetResult() isAnswerOfferRequest_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *AnswerOfferRequest) GetAnswer() *OfferAnswer {
+	if x != nil {
+		if x, ok := x.Result.(*AnswerOfferRequest_Answer); ok {
+			return x.Answer
+		}
+	}
+	return nil
+}
+
+func (x *AnswerOfferRequest) GetRefusal() *OfferRefusal {
+	if x != nil {
+		if x, ok := x.Result.(*AnswerOfferRequest_Refusal); ok {
+			return x.Refusal
+		}
+	}
+	return nil
+}
+
+type isAnswerOfferRequest_Result interface {
+	isAnswerOfferRequest_Result()
+}
+
+type AnswerOfferRequest_Answer struct {
+	// The session was accepted: the part's SDP answer.
+	Answer *OfferAnswer `protobuf:"bytes,2,opt,name=answer,proto3,oneof"`
+}
+
+type AnswerOfferRequest_Refusal struct {
+	// The offer was refused (credential, grants, throttling, bad SDP).
+	Refusal *OfferRefusal `protobuf:"bytes,3,opt,name=refusal,proto3,oneof"`
+}
+
+func (*AnswerOfferRequest_Answer) isAnswerOfferRequest_Result() {}
+
+func (*AnswerOfferRequest_Refusal) isAnswerOfferRequest_Result() {}
+
+// OfferAnswer is the part's side of an accepted session.
+type OfferAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The SDP answer, ICE gathered.
+	Sdp string `protobuf:"bytes,1,opt,name=sdp,proto3" json:"sdp,omitempty"`
+	// The session's id, for logs.
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferAnswer) Reset() {
+	*x = OfferAnswer{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferAnswer) ProtoMessage() {}
+
+func (x *OfferAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferAnswer.ProtoReflect.Descriptor instead.
+func (*OfferAnswer) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OfferAnswer) GetSdp() string {
+	if x != nil {
+		return x.Sdp
+	}
+	return ""
+}
+
+func (x *OfferAnswer) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// OfferRefusal is why the part refused an offer; the client receives it as
+// the error of its call.
+type OfferRefusal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Connect error code, 1 to 16 (as connectrpc.com/connect numbers
+	// them), such as 16 (unauthenticated) or 7 (permission_denied).
+	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// For the client: what was refused and why. At most 1024 bytes.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfferRefusal) Reset() {
+	*x = OfferRefusal{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfferRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfferRefusal) ProtoMessage() {}
+
+func (x *OfferRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfferRefusal.ProtoReflect.Descriptor instead.
+func (*OfferRefusal) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OfferRefusal) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *OfferRefusal) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// AnswerOfferResponse is empty: the answer reached the waiting client.
+type AnswerOfferResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnswerOfferResponse) Reset() {
+	*x = AnswerOfferResponse{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnswerOfferResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnswerOfferResponse) ProtoMessage() {}
+
+func (x *AnswerOfferResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnswerOfferResponse.ProtoReflect.Descriptor instead.
+func (*AnswerOfferResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{6}
+}
+
 // PullRequest carries the versions the part already holds.
 type PullRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -153,7 +567,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +579,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +592,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PullRequest) GetConfigVersion() uint64 {
@@ -214,7 +628,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +640,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +653,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PullResponse) GetServerTime() *timestamppb.Timestamp {
@@ -297,7 +711,7 @@ type SignedDocument struct {
 
 func (x *SignedDocument) Reset() {
 	*x = SignedDocument{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -309,7 +723,7 @@ func (x *SignedDocument) String() string {
 func (*SignedDocument) ProtoMessage() {}
 
 func (x *SignedDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -322,7 +736,7 @@ func (x *SignedDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedDocument.ProtoReflect.Descriptor instead.
 func (*SignedDocument) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SignedDocument) GetType() string {
@@ -380,7 +794,7 @@ type ConfigDocument struct {
 
 func (x *ConfigDocument) Reset() {
 	*x = ConfigDocument{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +806,7 @@ func (x *ConfigDocument) String() string {
 func (*ConfigDocument) ProtoMessage() {}
 
 func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +819,7 @@ func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigDocument.ProtoReflect.Descriptor instead.
 func (*ConfigDocument) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{3}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConfigDocument) GetPartId() string {
@@ -477,7 +891,7 @@ type FragmentVersion struct {
 
 func (x *FragmentVersion) Reset() {
 	*x = FragmentVersion{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +903,7 @@ func (x *FragmentVersion) String() string {
 func (*FragmentVersion) ProtoMessage() {}
 
 func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +916,7 @@ func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FragmentVersion.ProtoReflect.Descriptor instead.
 func (*FragmentVersion) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{4}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FragmentVersion) GetId() string {
@@ -547,7 +961,7 @@ type GrantBundle struct {
 
 func (x *GrantBundle) Reset() {
 	*x = GrantBundle{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +973,7 @@ func (x *GrantBundle) String() string {
 func (*GrantBundle) ProtoMessage() {}
 
 func (x *GrantBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +986,7 @@ func (x *GrantBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantBundle.ProtoReflect.Descriptor instead.
 func (*GrantBundle) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{5}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GrantBundle) GetPartId() string {
@@ -650,7 +1064,7 @@ type Hierarchy struct {
 
 func (x *Hierarchy) Reset() {
 	*x = Hierarchy{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +1076,7 @@ func (x *Hierarchy) String() string {
 func (*Hierarchy) ProtoMessage() {}
 
 func (x *Hierarchy) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1089,7 @@ func (x *Hierarchy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hierarchy.ProtoReflect.Descriptor instead.
 func (*Hierarchy) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{6}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Hierarchy) GetOrgs() []string {
@@ -728,7 +1142,7 @@ type HierarchyLocation struct {
 
 func (x *HierarchyLocation) Reset() {
 	*x = HierarchyLocation{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +1154,7 @@ func (x *HierarchyLocation) String() string {
 func (*HierarchyLocation) ProtoMessage() {}
 
 func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +1167,7 @@ func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyLocation.ProtoReflect.Descriptor instead.
 func (*HierarchyLocation) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{7}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HierarchyLocation) GetId() string {
@@ -790,7 +1204,7 @@ type HierarchyShare struct {
 
 func (x *HierarchyShare) Reset() {
 	*x = HierarchyShare{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1216,7 @@ func (x *HierarchyShare) String() string {
 func (*HierarchyShare) ProtoMessage() {}
 
 func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1229,7 @@ func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyShare.ProtoReflect.Descriptor instead.
 func (*HierarchyShare) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{8}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HierarchyShare) GetLocationId() string {
@@ -845,7 +1259,7 @@ type HierarchyMachine struct {
 
 func (x *HierarchyMachine) Reset() {
 	*x = HierarchyMachine{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1271,7 @@ func (x *HierarchyMachine) String() string {
 func (*HierarchyMachine) ProtoMessage() {}
 
 func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1284,7 @@ func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyMachine.ProtoReflect.Descriptor instead.
 func (*HierarchyMachine) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HierarchyMachine) GetId() string {
@@ -900,7 +1314,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1326,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1339,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Grant) GetRole() Role {
@@ -962,7 +1376,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1388,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1401,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Principal) GetKind() SubjectKind {
@@ -1038,7 +1452,7 @@ type PublicKey struct {
 
 func (x *PublicKey) Reset() {
 	*x = PublicKey{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1464,7 @@ func (x *PublicKey) String() string {
 func (*PublicKey) ProtoMessage() {}
 
 func (x *PublicKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1477,7 @@ func (x *PublicKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicKey.ProtoReflect.Descriptor instead.
 func (*PublicKey) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PublicKey) GetKeyId() string {
@@ -1096,7 +1510,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1522,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1535,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Record) GetSeq() uint64 {
@@ -1165,7 +1579,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1591,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1604,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UploadRequest) GetStoreId() string {
@@ -1229,7 +1643,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1655,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1668,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UploadResponse) GetAckedThrough() uint64 {
@@ -1281,7 +1695,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1707,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1720,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LogEntry) GetLevel() string {
@@ -1360,7 +1774,7 @@ type Capture struct {
 
 func (x *Capture) Reset() {
 	*x = Capture{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1786,7 @@ func (x *Capture) String() string {
 func (*Capture) ProtoMessage() {}
 
 func (x *Capture) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1799,7 @@ func (x *Capture) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capture.ProtoReflect.Descriptor instead.
 func (*Capture) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Capture) GetComponent() string {
@@ -1463,7 +1877,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1889,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1902,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AuditEvent) GetSubject() string {
@@ -1569,7 +1983,7 @@ type GapRecord struct {
 
 func (x *GapRecord) Reset() {
 	*x = GapRecord{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1995,7 @@ func (x *GapRecord) String() string {
 func (*GapRecord) ProtoMessage() {}
 
 func (x *GapRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +2008,7 @@ func (x *GapRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GapRecord.ProtoReflect.Descriptor instead.
 func (*GapRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GapRecord) GetStream() string {
@@ -1655,7 +2069,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +2081,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +2094,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConfigProposal) GetBaseRevision() uint64 {
@@ -1721,7 +2135,7 @@ type ProposalOutcome struct {
 
 func (x *ProposalOutcome) Reset() {
 	*x = ProposalOutcome{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +2147,7 @@ func (x *ProposalOutcome) String() string {
 func (*ProposalOutcome) ProtoMessage() {}
 
 func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +2160,7 @@ func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposalOutcome.ProtoReflect.Descriptor instead.
 func (*ProposalOutcome) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ProposalOutcome) GetSeq() uint64 {
@@ -1801,7 +2215,7 @@ type UploadBlobRequest struct {
 
 func (x *UploadBlobRequest) Reset() {
 	*x = UploadBlobRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2227,7 @@ func (x *UploadBlobRequest) String() string {
 func (*UploadBlobRequest) ProtoMessage() {}
 
 func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2240,7 @@ func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobRequest.ProtoReflect.Descriptor instead.
 func (*UploadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UploadBlobRequest) GetBlobId() string {
@@ -1891,7 +2305,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2317,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2330,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UploadBlobResponse) GetReceived() uint64 {
@@ -1944,7 +2358,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2370,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2383,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReportStatusRequest) GetStatus() *PartStatus {
@@ -1988,7 +2402,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2414,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2427,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
 }
 
 // PartStatus is what the cloud shows about a part.
@@ -2041,7 +2455,7 @@ type PartStatus struct {
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2467,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2480,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PartStatus) GetVersion() string {
@@ -2140,7 +2554,7 @@ type StreamBacklog struct {
 
 func (x *StreamBacklog) Reset() {
 	*x = StreamBacklog{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2566,7 @@ func (x *StreamBacklog) String() string {
 func (*StreamBacklog) ProtoMessage() {}
 
 func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2579,7 @@ func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBacklog.ProtoReflect.Descriptor instead.
 func (*StreamBacklog) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StreamBacklog) GetStream() string {
@@ -2204,7 +2618,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2630,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2643,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ResourceStatus) GetName() string {
@@ -2275,7 +2689,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2701,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2714,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Bootstrap) GetCloudUrl() string {
@@ -2342,7 +2756,29 @@ var File_outpost_sync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x1aoutpost/sync/v1/sync.proto\x12\x0foutpost.sync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eoutpost/config/v1/config.proto\"[\n" +
+	"\x1aoutpost/sync/v1/sync.proto\x12\x0foutpost.sync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eoutpost/config/v1/config.proto\"H\n" +
+	"\x10NextOfferRequest\x124\n" +
+	"\bmax_wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"H\n" +
+	"\x11NextOfferResponse\x123\n" +
+	"\x05offer\x18\x01 \x01(\v2\x1d.outpost.sync.v1.RelayedOfferR\x05offer\"j\n" +
+	"\fRelayedOffer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03sdp\x18\x02 \x01(\tR\x03sdp\x12$\n" +
+	"\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x12\n" +
+	"\x04peer\x18\x04 \x01(\tR\x04peer\"\xac\x01\n" +
+	"\x12AnswerOfferRequest\x12\x19\n" +
+	"\boffer_id\x18\x01 \x01(\tR\aofferId\x126\n" +
+	"\x06answer\x18\x02 \x01(\v2\x1c.outpost.sync.v1.OfferAnswerH\x00R\x06answer\x129\n" +
+	"\arefusal\x18\x03 \x01(\v2\x1d.outpost.sync.v1.OfferRefusalH\x00R\arefusalB\b\n" +
+	"\x06result\">\n" +
+	"\vOfferAnswer\x12\x10\n" +
+	"\x03sdp\x18\x01 \x01(\tR\x03sdp\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"<\n" +
+	"\fOfferRefusal\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x15\n" +
+	"\x13AnswerOfferResponse\"[\n" +
 	"\vPullRequest\x12%\n" +
 	"\x0econfig_version\x18\x01 \x01(\x04R\rconfigVersion\x12%\n" +
 	"\x0egrants_version\x18\x02 \x01(\x04R\rgrantsVersion\"\xbd\x02\n" +
@@ -2516,13 +2952,15 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\vSubjectKind\x12\x1c\n" +
 	"\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SUBJECT_KIND_USER\x10\x01\x12\x18\n" +
-	"\x14SUBJECT_KIND_API_KEY\x10\x022\xd9\x02\n" +
+	"\x14SUBJECT_KIND_API_KEY\x10\x022\x8b\x04\n" +
 	"\vSyncService\x12E\n" +
 	"\x04Pull\x12\x1c.outpost.sync.v1.PullRequest\x1a\x1d.outpost.sync.v1.PullResponse\"\x00\x12K\n" +
 	"\x06Upload\x12\x1e.outpost.sync.v1.UploadRequest\x1a\x1f.outpost.sync.v1.UploadResponse\"\x00\x12W\n" +
 	"\n" +
 	"UploadBlob\x12\".outpost.sync.v1.UploadBlobRequest\x1a#.outpost.sync.v1.UploadBlobResponse\"\x00\x12]\n" +
-	"\fReportStatus\x12$.outpost.sync.v1.ReportStatusRequest\x1a%.outpost.sync.v1.ReportStatusResponse\"\x00B\xc2\x01\n" +
+	"\fReportStatus\x12$.outpost.sync.v1.ReportStatusRequest\x1a%.outpost.sync.v1.ReportStatusResponse\"\x00\x12T\n" +
+	"\tNextOffer\x12!.outpost.sync.v1.NextOfferRequest\x1a\".outpost.sync.v1.NextOfferResponse\"\x00\x12Z\n" +
+	"\vAnswerOffer\x12#.outpost.sync.v1.AnswerOfferRequest\x1a$.outpost.sync.v1.AnswerOfferResponse\"\x00B\xc2\x01\n" +
 	"\x13com.outpost.sync.v1B\tSyncProtoP\x01ZBgithub.com/outpost-robotics/outpost/api/gen/outpost/sync/v1;syncv1\xa2\x02\x03OSX\xaa\x02\x0fOutpost.Sync.V1\xca\x02\x0fOutpost\\Sync\\V1\xe2\x02\x1bOutpost\\Sync\\V1\\GPBMetadata\xea\x02\x11Outpost::Sync::V1b\x06proto3"
 
 var (
@@ -2538,87 +2976,102 @@ func file_outpost_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_outpost_sync_v1_sync_proto_goTypes = []any{
 	(Role)(0),                     // 0: outpost.sync.v1.Role
 	(SubjectKind)(0),              // 1: outpost.sync.v1.SubjectKind
-	(*PullRequest)(nil),           // 2: outpost.sync.v1.PullRequest
-	(*PullResponse)(nil),          // 3: outpost.sync.v1.PullResponse
-	(*SignedDocument)(nil),        // 4: outpost.sync.v1.SignedDocument
-	(*ConfigDocument)(nil),        // 5: outpost.sync.v1.ConfigDocument
-	(*FragmentVersion)(nil),       // 6: outpost.sync.v1.FragmentVersion
-	(*GrantBundle)(nil),           // 7: outpost.sync.v1.GrantBundle
-	(*Hierarchy)(nil),             // 8: outpost.sync.v1.Hierarchy
-	(*HierarchyLocation)(nil),     // 9: outpost.sync.v1.HierarchyLocation
-	(*HierarchyShare)(nil),        // 10: outpost.sync.v1.HierarchyShare
-	(*HierarchyMachine)(nil),      // 11: outpost.sync.v1.HierarchyMachine
-	(*Grant)(nil),                 // 12: outpost.sync.v1.Grant
-	(*Principal)(nil),             // 13: outpost.sync.v1.Principal
-	(*PublicKey)(nil),             // 14: outpost.sync.v1.PublicKey
-	(*Record)(nil),                // 15: outpost.sync.v1.Record
-	(*UploadRequest)(nil),         // 16: outpost.sync.v1.UploadRequest
-	(*UploadResponse)(nil),        // 17: outpost.sync.v1.UploadResponse
-	(*LogEntry)(nil),              // 18: outpost.sync.v1.LogEntry
-	(*Capture)(nil),               // 19: outpost.sync.v1.Capture
-	(*AuditEvent)(nil),            // 20: outpost.sync.v1.AuditEvent
-	(*GapRecord)(nil),             // 21: outpost.sync.v1.GapRecord
-	(*ConfigProposal)(nil),        // 22: outpost.sync.v1.ConfigProposal
-	(*ProposalOutcome)(nil),       // 23: outpost.sync.v1.ProposalOutcome
-	(*UploadBlobRequest)(nil),     // 24: outpost.sync.v1.UploadBlobRequest
-	(*UploadBlobResponse)(nil),    // 25: outpost.sync.v1.UploadBlobResponse
-	(*ReportStatusRequest)(nil),   // 26: outpost.sync.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),  // 27: outpost.sync.v1.ReportStatusResponse
-	(*PartStatus)(nil),            // 28: outpost.sync.v1.PartStatus
-	(*StreamBacklog)(nil),         // 29: outpost.sync.v1.StreamBacklog
-	(*ResourceStatus)(nil),        // 30: outpost.sync.v1.ResourceStatus
-	(*Bootstrap)(nil),             // 31: outpost.sync.v1.Bootstrap
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
-	(*v1.RobotConfig)(nil),        // 34: outpost.config.v1.RobotConfig
+	(*NextOfferRequest)(nil),      // 2: outpost.sync.v1.NextOfferRequest
+	(*NextOfferResponse)(nil),     // 3: outpost.sync.v1.NextOfferResponse
+	(*RelayedOffer)(nil),          // 4: outpost.sync.v1.RelayedOffer
+	(*AnswerOfferRequest)(nil),    // 5: outpost.sync.v1.AnswerOfferRequest
+	(*OfferAnswer)(nil),           // 6: outpost.sync.v1.OfferAnswer
+	(*OfferRefusal)(nil),          // 7: outpost.sync.v1.OfferRefusal
+	(*AnswerOfferResponse)(nil),   // 8: outpost.sync.v1.AnswerOfferResponse
+	(*PullRequest)(nil),           // 9: outpost.sync.v1.PullRequest
+	(*PullResponse)(nil),          // 10: outpost.sync.v1.PullResponse
+	(*SignedDocument)(nil),        // 11: outpost.sync.v1.SignedDocument
+	(*ConfigDocument)(nil),        // 12: outpost.sync.v1.ConfigDocument
+	(*FragmentVersion)(nil),       // 13: outpost.sync.v1.FragmentVersion
+	(*GrantBundle)(nil),           // 14: outpost.sync.v1.GrantBundle
+	(*Hierarchy)(nil),             // 15: outpost.sync.v1.Hierarchy
+	(*HierarchyLocation)(nil),     // 16: outpost.sync.v1.HierarchyLocation
+	(*HierarchyShare)(nil),        // 17: outpost.sync.v1.HierarchyShare
+	(*HierarchyMachine)(nil),      // 18: outpost.sync.v1.HierarchyMachine
+	(*Grant)(nil),                 // 19: outpost.sync.v1.Grant
+	(*Principal)(nil),             // 20: outpost.sync.v1.Principal
+	(*PublicKey)(nil),             // 21: outpost.sync.v1.PublicKey
+	(*Record)(nil),                // 22: outpost.sync.v1.Record
+	(*UploadRequest)(nil),         // 23: outpost.sync.v1.UploadRequest
+	(*UploadResponse)(nil),        // 24: outpost.sync.v1.UploadResponse
+	(*LogEntry)(nil),              // 25: outpost.sync.v1.LogEntry
+	(*Capture)(nil),               // 26: outpost.sync.v1.Capture
+	(*AuditEvent)(nil),            // 27: outpost.sync.v1.AuditEvent
+	(*GapRecord)(nil),             // 28: outpost.sync.v1.GapRecord
+	(*ConfigProposal)(nil),        // 29: outpost.sync.v1.ConfigProposal
+	(*ProposalOutcome)(nil),       // 30: outpost.sync.v1.ProposalOutcome
+	(*UploadBlobRequest)(nil),     // 31: outpost.sync.v1.UploadBlobRequest
+	(*UploadBlobResponse)(nil),    // 32: outpost.sync.v1.UploadBlobResponse
+	(*ReportStatusRequest)(nil),   // 33: outpost.sync.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),  // 34: outpost.sync.v1.ReportStatusResponse
+	(*PartStatus)(nil),            // 35: outpost.sync.v1.PartStatus
+	(*StreamBacklog)(nil),         // 36: outpost.sync.v1.StreamBacklog
+	(*ResourceStatus)(nil),        // 37: outpost.sync.v1.ResourceStatus
+	(*Bootstrap)(nil),             // 38: outpost.sync.v1.Bootstrap
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*v1.RobotConfig)(nil),        // 41: outpost.config.v1.RobotConfig
 }
 var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
-	32, // 0: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	33, // 1: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
-	4,  // 2: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
-	4,  // 3: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
-	23, // 4: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
-	32, // 5: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
-	32, // 6: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
-	34, // 7: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
-	6,  // 8: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	32, // 9: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
-	32, // 10: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
-	8,  // 11: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
-	13, // 12: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
-	14, // 13: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
-	9,  // 14: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
-	10, // 15: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
-	11, // 16: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
-	0,  // 17: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
-	1,  // 18: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
-	12, // 19: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
-	32, // 20: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
-	15, // 21: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
-	34, // 22: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	19, // 23: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	28, // 24: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	29, // 25: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	32, // 26: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	30, // 27: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	14, // 28: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	2,  // 29: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	16, // 30: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	24, // 31: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	26, // 32: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	3,  // 33: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	17, // 34: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	25, // 35: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	27, // 36: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	33, // [33:37] is the sub-list for method output_type
-	29, // [29:33] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	39, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
+	4,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
+	6,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
+	7,  // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
+	40, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	39, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
+	11, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
+	11, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
+	30, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
+	40, // 9: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
+	40, // 10: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 11: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
+	13, // 12: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	40, // 13: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
+	40, // 14: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 15: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
+	20, // 16: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
+	21, // 17: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
+	16, // 18: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
+	17, // 19: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
+	18, // 20: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
+	0,  // 21: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
+	1,  // 22: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
+	19, // 23: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
+	40, // 24: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	22, // 25: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
+	41, // 26: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	26, // 27: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	35, // 28: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	36, // 29: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	40, // 30: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	37, // 31: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	21, // 32: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	9,  // 33: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	23, // 34: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	31, // 35: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	33, // 36: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	2,  // 37: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	5,  // 38: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	10, // 39: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	24, // 40: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	32, // 41: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	34, // 42: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	3,  // 43: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	8,  // 44: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	39, // [39:45] is the sub-list for method output_type
+	33, // [33:39] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
@@ -2626,13 +3079,17 @@ func file_outpost_sync_v1_sync_proto_init() {
 	if File_outpost_sync_v1_sync_proto != nil {
 		return
 	}
+	file_outpost_sync_v1_sync_proto_msgTypes[3].OneofWrappers = []any{
+		(*AnswerOfferRequest_Answer)(nil),
+		(*AnswerOfferRequest_Refusal)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_sync_v1_sync_proto_rawDesc), len(file_outpost_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -57,6 +57,10 @@ const (
 	// SyncServiceReportStatusProcedure is the fully-qualified name of the SyncService's ReportStatus
 	// RPC.
 	SyncServiceReportStatusProcedure = "/outpost.sync.v1.SyncService/ReportStatus"
+	// SyncServiceNextOfferProcedure is the fully-qualified name of the SyncService's NextOffer RPC.
+	SyncServiceNextOfferProcedure = "/outpost.sync.v1.SyncService/NextOffer"
+	// SyncServiceAnswerOfferProcedure is the fully-qualified name of the SyncService's AnswerOffer RPC.
+	SyncServiceAnswerOfferProcedure = "/outpost.sync.v1.SyncService/AnswerOffer"
 )
 
 // SyncServiceClient is a client for the outpost.sync.v1.SyncService service.
@@ -71,6 +75,18 @@ type SyncServiceClient interface {
 	UploadBlob(context.Context, *connect.Request[v1.UploadBlobRequest]) (*connect.Response[v1.UploadBlobResponse], error)
 	// ReportStatus tells the cloud how the part is doing.
 	ReportStatus(context.Context, *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error)
+	// NextOffer is a long poll for WebRTC signaling relayed by the cloud
+	// (outpost.fleet.v1.RelayService): it returns the next client offer
+	// addressed to this part, or no offer once the wait ends, and the part asks
+	// again. The part only ever dials out, so this is how a field tech off the
+	// robot's LAN reaches it. The wait is bounded (see max_wait) to end well
+	// inside the part's 30 s response timeout and any proxy's idle timeout.
+	NextOffer(context.Context, *connect.Request[v1.NextOfferRequest]) (*connect.Response[v1.NextOfferResponse], error)
+	// AnswerOffer sends the part's answer to an offer NextOffer returned, or
+	// its refusal. The part decides every offer itself, with its cached grant
+	// bundle and the client's own credential: the cloud relays and grants
+	// nothing on the part. A part can answer only offers addressed to it.
+	AnswerOffer(context.Context, *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error)
 }
 
 // NewSyncServiceClient constructs a client for the outpost.sync.v1.SyncService service. By default,
@@ -108,6 +124,18 @@ func NewSyncServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(syncServiceMethods.ByName("ReportStatus")),
 			connect.WithClientOptions(opts...),
 		),
+		nextOffer: connect.NewClient[v1.NextOfferRequest, v1.NextOfferResponse](
+			httpClient,
+			baseURL+SyncServiceNextOfferProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("NextOffer")),
+			connect.WithClientOptions(opts...),
+		),
+		answerOffer: connect.NewClient[v1.AnswerOfferRequest, v1.AnswerOfferResponse](
+			httpClient,
+			baseURL+SyncServiceAnswerOfferProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("AnswerOffer")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -117,6 +145,8 @@ type syncServiceClient struct {
 	upload       *connect.Client[v1.UploadRequest, v1.UploadResponse]
 	uploadBlob   *connect.Client[v1.UploadBlobRequest, v1.UploadBlobResponse]
 	reportStatus *connect.Client[v1.ReportStatusRequest, v1.ReportStatusResponse]
+	nextOffer    *connect.Client[v1.NextOfferRequest, v1.NextOfferResponse]
+	answerOffer  *connect.Client[v1.AnswerOfferRequest, v1.AnswerOfferResponse]
 }
 
 // Pull calls outpost.sync.v1.SyncService.Pull.
@@ -139,6 +169,16 @@ func (c *syncServiceClient) ReportStatus(ctx context.Context, req *connect.Reque
 	return c.reportStatus.CallUnary(ctx, req)
 }
 
+// NextOffer calls outpost.sync.v1.SyncService.NextOffer.
+func (c *syncServiceClient) NextOffer(ctx context.Context, req *connect.Request[v1.NextOfferRequest]) (*connect.Response[v1.NextOfferResponse], error) {
+	return c.nextOffer.CallUnary(ctx, req)
+}
+
+// AnswerOffer calls outpost.sync.v1.SyncService.AnswerOffer.
+func (c *syncServiceClient) AnswerOffer(ctx context.Context, req *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error) {
+	return c.answerOffer.CallUnary(ctx, req)
+}
+
 // SyncServiceHandler is an implementation of the outpost.sync.v1.SyncService service.
 type SyncServiceHandler interface {
 	// Pull tells the cloud which config and grant versions the part holds and
@@ -151,6 +191,18 @@ type SyncServiceHandler interface {
 	UploadBlob(context.Context, *connect.Request[v1.UploadBlobRequest]) (*connect.Response[v1.UploadBlobResponse], error)
 	// ReportStatus tells the cloud how the part is doing.
 	ReportStatus(context.Context, *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error)
+	// NextOffer is a long poll for WebRTC signaling relayed by the cloud
+	// (outpost.fleet.v1.RelayService): it returns the next client offer
+	// addressed to this part, or no offer once the wait ends, and the part asks
+	// again. The part only ever dials out, so this is how a field tech off the
+	// robot's LAN reaches it. The wait is bounded (see max_wait) to end well
+	// inside the part's 30 s response timeout and any proxy's idle timeout.
+	NextOffer(context.Context, *connect.Request[v1.NextOfferRequest]) (*connect.Response[v1.NextOfferResponse], error)
+	// AnswerOffer sends the part's answer to an offer NextOffer returned, or
+	// its refusal. The part decides every offer itself, with its cached grant
+	// bundle and the client's own credential: the cloud relays and grants
+	// nothing on the part. A part can answer only offers addressed to it.
+	AnswerOffer(context.Context, *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error)
 }
 
 // NewSyncServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -184,6 +236,18 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(syncServiceMethods.ByName("ReportStatus")),
 		connect.WithHandlerOptions(opts...),
 	)
+	syncServiceNextOfferHandler := connect.NewUnaryHandler(
+		SyncServiceNextOfferProcedure,
+		svc.NextOffer,
+		connect.WithSchema(syncServiceMethods.ByName("NextOffer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	syncServiceAnswerOfferHandler := connect.NewUnaryHandler(
+		SyncServiceAnswerOfferProcedure,
+		svc.AnswerOffer,
+		connect.WithSchema(syncServiceMethods.ByName("AnswerOffer")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.sync.v1.SyncService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SyncServicePullProcedure:
@@ -194,6 +258,10 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 			syncServiceUploadBlobHandler.ServeHTTP(w, r)
 		case SyncServiceReportStatusProcedure:
 			syncServiceReportStatusHandler.ServeHTTP(w, r)
+		case SyncServiceNextOfferProcedure:
+			syncServiceNextOfferHandler.ServeHTTP(w, r)
+		case SyncServiceAnswerOfferProcedure:
+			syncServiceAnswerOfferHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -217,4 +285,12 @@ func (UnimplementedSyncServiceHandler) UploadBlob(context.Context, *connect.Requ
 
 func (UnimplementedSyncServiceHandler) ReportStatus(context.Context, *connect.Request[v1.ReportStatusRequest]) (*connect.Response[v1.ReportStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.ReportStatus is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) NextOffer(context.Context, *connect.Request[v1.NextOfferRequest]) (*connect.Response[v1.NextOfferResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.NextOffer is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) AnswerOffer(context.Context, *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.AnswerOffer is not implemented"))
 }
