@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
@@ -100,6 +103,8 @@ type world struct {
 	syncer  *outsync.Syncer
 	offline *outsync.OfflineClock
 
+	logs *observer.ObservedLogs
+
 	mu      gosync.Mutex
 	expired int
 	grants  []uint64
@@ -145,8 +150,10 @@ func newWorld(t *testing.T, budget cache.Budget) *world {
 	}
 	w.offline = outsync.NewOfflineClock(w.clk, cache.OfflineClock{})
 	keys := signed.Keys{"k1": signer.Key.Public().(ed25519.PublicKey)}
+	core, logs := observer.New(zapcore.InfoLevel)
+	w.logs = logs
 	w.syncer, err = outsync.New(outsync.Options{
-		Store: w.store, Client: client, Clock: w.clk, Offline: w.offline,
+		Store: w.store, Client: client, Clock: w.clk, Offline: w.offline, Logger: zap.New(core),
 		Trust:      outsync.NewTrust(partID, keys, w.offline),
 		BatchBytes: 16 << 10, CycleBytes: 256 << 10,
 		// A hung answer ends at the cycle deadline, on the fake clock: the
@@ -349,4 +356,57 @@ func mustStoreID(t *testing.T, w *world) string {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestRefusedDocumentsLeaveTheHeldOnesInForce has the cloud send a forged
+// bundle, a replayed older one and an expired one, each with the config it
+// held, and checks the part keeps what it held and logs each refusal once.
+func TestRefusedDocumentsLeaveTheHeldOnesInForce(t *testing.T) {
+	w := newWorld(t, cache.Budget{})
+	ctx := context.Background()
+	held := w.backend.issue(t, 60*day)
+	w.cycle(t)
+	rogue := signed.Signer{KeyID: "k1", Key: ed25519.NewKeyFromSeed([]byte("an attacker's key, 32 bytes long"))}
+	now := w.clk.Now()
+	bundle := func(s signed.Signer, version uint64, expires time.Time) *syncv1.SignedDocument {
+		d, err := s.Sign(&syncv1.GrantBundle{PartId: partID, Version: version, IssuedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(expires)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	tests := []struct {
+		name string
+		doc  *syncv1.SignedDocument
+	}{
+		{"forged", bundle(rogue, held+10, now.Add(60*day))},
+		{"replayed", bundle(w.backend.signer, held-1, now.Add(60*day))},
+		{"expired", bundle(w.backend.signer, held+20, now.Add(-time.Minute))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w.backend.mu.Lock()
+			w.backend.grants = tc.doc
+			w.backend.version = held + 100 // so Documents sends it
+			w.backend.mu.Unlock()
+			// The stale config the backend sends along is refused too, as a
+			// rollback, under its own kind: count the bundle's refusals.
+			refusals := func() int {
+				return w.logs.FilterMessage("refused a document from the cloud; keeping the one held").FilterField(zap.String("kind", "grants")).Len()
+			}
+			before := refusals()
+			for range 3 {
+				if res := w.cycle(t); res.NewGrants != 0 || res.Err == nil {
+					t.Fatalf("%s bundle: %+v", tc.name, res)
+				}
+			}
+			if n := refusals() - before; n != 1 {
+				t.Fatalf("a %s bundle sent 3 times was logged %d times, want once", tc.name, n)
+			}
+			g, err := w.syncer.LoadGrants(ctx)
+			if err != nil || g.GetVersion() != held {
+				t.Fatalf("after a %s bundle: holding %v, %v; want version %d", tc.name, g, err, held)
+			}
+		})
+	}
 }
