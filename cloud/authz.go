@@ -101,7 +101,7 @@ func ruleOf(md protoreflect.MethodDescriptor) (*methodRule, error) {
 		}
 		if k := f.GetResource(); k != "" {
 			switch k {
-			case "org", "location", "machine", "part", "scope", "invite", "apikey":
+			case "org", "location", "machine", "part", "scope", "invite", "apikey", "fragment":
 			default:
 				return nil, fmt.Errorf("field %s: unknown resource kind %q", fd.Name(), k)
 			}
@@ -488,6 +488,17 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 				return err
 			}
 			res, err = rbac.ParseResource(k.Scope)
+			return err
+		})
+	case "fragment":
+		// A fragment is decided on its organization: every fragment row
+		// of the seed is an organization-wide permission.
+		if !validID(v) {
+			return res, invalid("%s: not a fragment ID", rf.fd.Name())
+		}
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			f, err := tx.GetFragment(ctx, v)
+			res = rbac.Org(f.OrgID)
 			return err
 		})
 	default:

@@ -4,13 +4,14 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cloud/store"
 )
 
 func orgPB(o store.Org) *fleetv1.Organization {
-	return &fleetv1.Organization{Id: o.ID, Name: o.Name, CreatedAt: ts(o.CreatedAt)}
+	return &fleetv1.Organization{Id: o.ID, Name: o.Name, CreatedAt: ts(o.CreatedAt), DocumentLifetimeDays: int32(documentTTL(o) / (24 * time.Hour))}
 }
 
 func locationPB(l store.Location) *fleetv1.Location {

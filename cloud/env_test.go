@@ -19,6 +19,9 @@ import (
 
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
@@ -109,6 +112,8 @@ type env struct {
 	clk        *clock.Fake
 	srv        *Server
 	adminToken string
+	ingest     ingest.Store
+	blobs      ingest.BlobStore
 }
 
 var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -138,7 +143,16 @@ func newEnvLog(t testing.TB, log *zap.Logger) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: log})
+	blobs, err := ingest.NewFileBlobStore(dir + "/blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: dir + "/ingest", Blobs: blobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Blobs: blobs,
+		Sync: partsync.Options{AuthFailureBurst: 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +171,12 @@ func newEnvLog(t testing.TB, log *zap.Logger) *env {
 		if err := st.Close(); err != nil {
 			t.Error(err)
 		}
+		if err := ing.Close(); err != nil {
+			t.Error(err)
+		}
 	})
-	e := &env{t: t, url: "http://" + ln.Addr().String(), st: st, clk: clk, srv: srv, adminToken: strings.TrimSpace(string(tok))}
+	e := &env{t: t, url: "http://" + ln.Addr().String(), st: st, clk: clk, srv: srv, adminToken: strings.TrimSpace(string(tok)),
+		ingest: ing, blobs: blobs}
 	secrets.add(e.adminToken)
 	return e
 }
@@ -175,6 +193,10 @@ type clients struct {
 	role   fleetv1connect.RoleServiceClient
 	access fleetv1connect.AccessServiceClient
 	audit  fleetv1connect.AuditServiceClient
+	config fleetv1connect.ConfigServiceClient
+	frag   fleetv1connect.FragmentServiceClient
+	data   fleetv1connect.DataServiceClient
+	relay  fleetv1connect.RelayServiceClient
 }
 
 func bearer(token string) connect.UnaryInterceptorFunc {
@@ -202,6 +224,10 @@ func (e *env) client(token string, opts ...connect.ClientOption) *clients {
 		role:   fleetv1connect.NewRoleServiceClient(hc, e.url, opts...),
 		access: fleetv1connect.NewAccessServiceClient(hc, e.url, opts...),
 		audit:  fleetv1connect.NewAuditServiceClient(hc, e.url, opts...),
+		config: fleetv1connect.NewConfigServiceClient(hc, e.url, opts...),
+		frag:   fleetv1connect.NewFragmentServiceClient(hc, e.url, opts...),
+		data:   fleetv1connect.NewDataServiceClient(hc, e.url, opts...),
+		relay:  fleetv1connect.NewRelayServiceClient(hc, e.url, opts...),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -69,6 +70,26 @@ func (o orgService) RenameOrg(ctx context.Context, req *connect.Request[fleetv1.
 		return nil, err
 	}
 	return connect.NewResponse(&fleetv1.RenameOrgResponse{Org: orgPB(org)}), nil
+}
+
+func (o orgService) SetDocumentLifetime(ctx context.Context, req *connect.Request[fleetv1.SetDocumentLifetimeRequest]) (*connect.Response[fleetv1.SetDocumentLifetimeResponse], error) {
+	days := req.Msg.GetDays()
+	if max := int32(DefaultDocumentTTL / (24 * time.Hour)); days < 1 || days > max {
+		return nil, invalid("days: 1 to %d", max)
+	}
+	var org store.Org
+	err := o.s.update(ctx, func(tx store.Tx) error {
+		var err error
+		if org, err = tx.GetOrg(ctx, req.Msg.GetOrgId()); err != nil {
+			return err
+		}
+		org.BundleTTL = time.Duration(days) * 24 * time.Hour
+		return tx.PutOrg(ctx, org)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.SetDocumentLifetimeResponse{Org: orgPB(org)}), nil
 }
 
 func (o orgService) DeleteOrg(ctx context.Context, req *connect.Request[fleetv1.DeleteOrgRequest]) (*connect.Response[fleetv1.DeleteOrgResponse], error) {

@@ -164,6 +164,9 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		if err := tx.DeleteInvite(ctx, inv.ID); err != nil {
 			return err
 		}
+		if err := s.touchDocs(ctx, tx); err != nil {
+			return err
+		}
 		return tx.AppendAudit(ctx, store.AuditEvent{ID: s.auditID(), Time: now.UTC(), Subject: grant.Subject,
 			Procedure: req.Spec().Procedure, Action: "invite.accept", Resource: inv.Scope, Allowed: true,
 			Reason: "invitation " + inv.ID + " from " + inv.InvitedBy, OrgID: inv.OrgID, Outcome: "ok"})

@@ -40,6 +40,9 @@ var (
 	orgOwnerOnl = []string{orgOwner}
 	orgRoles    = []string{orgOwner, orgOperator}
 	nobody      = []string{}
+	// viewers may see a machine's tabs (machine.view), dataViewers its data (data.view).
+	viewers     = owners
+	dataViewers = allSix
 )
 
 // side is one organization's tree, made fresh for every case:
@@ -50,13 +53,13 @@ var (
 // with an invitation and an API key on machine/M, user T holding operator
 // on machine/M, user T2 operator on location/L2, and L2 shared with org C.
 type side struct {
-	org, l, l2, l3, m, p, p2, inv, invCode, key, t, t2, c string
+	org, l, l2, l3, m, p, p2, inv, invCode, key, t, t2, c, f, prop string
 }
 
 func newSide() side {
 	id := auth.NewID
 	return side{org: id(), l: id(), l2: id(), l3: id(), m: id(), p: id(), p2: id(), inv: id(), invCode: auth.NewSecret(),
-		key: id(), t: id(), t2: id(), c: id()}
+		key: id(), t: id(), t2: id(), c: id(), f: id(), prop: id()}
 }
 
 func (s side) write(ctx context.Context, tx store.Tx) error {
@@ -78,6 +81,9 @@ func (s side) write(ctx context.Context, tx store.Tx) error {
 		tx.PutUser(ctx, store.User{ID: s.t2, Email: s.t2 + "@x.org"}),
 		tx.PutGrant(ctx, store.Grant{Subject: "user:" + s.t, Role: "operator", Scope: "machine/" + s.m, OrgID: s.org}),
 		tx.PutGrant(ctx, store.Grant{Subject: "user:" + s.t2, Role: "operator", Scope: "location/" + s.l2, OrgID: s.org}),
+		tx.PutFragment(ctx, store.Fragment{ID: s.f, OrgID: s.org, Name: "F", Revision: 1}),
+		tx.PutFragmentRevision(ctx, store.FragmentRevision{FragmentID: s.f, Revision: 1}),
+		tx.PutProposal(ctx, store.Proposal{ID: s.prop, PartID: s.p, MachineID: s.m, Seq: 1, BaseRevision: 7, State: "conflict"}),
 	}
 	for _, err := range puts {
 		if err != nil {
@@ -147,6 +153,9 @@ func matrixCases() []rpcCase {
 		}},
 		{"RenameOrg", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.org.RenameOrg(ctx, req(&fleetv1.RenameOrgRequest{OrgId: s.org, Name: "renamed"})))
+		}},
+		{"SetDocumentLifetime", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.org.SetDocumentLifetime(ctx, req(&fleetv1.SetDocumentLifetimeRequest{OrgId: s.org, Days: 7})))
 		}},
 		{"DeleteOrg", orgOwnerOnl, false, connect.CodeFailedPrecondition, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.org.DeleteOrg(ctx, req(&fleetv1.DeleteOrgRequest{OrgId: s.org})))
@@ -255,6 +264,67 @@ func matrixCases() []rpcCase {
 		}},
 		{"ListAuditEvents", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.audit.ListAuditEvents(ctx, req(&fleetv1.ListAuditEventsRequest{OrgId: s.org})))
+		}},
+		{"BootstrapPart", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.BootstrapPart(ctx, req(&fleetv1.BootstrapPartRequest{PartId: s.p, CloudUrl: "https://cloud.example.com"})))
+		}},
+		{"GetMachineStatus", allSix, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.mach.GetMachineStatus(ctx, req(&fleetv1.GetMachineStatusRequest{MachineId: s.m})))
+		}},
+		{"GetMachineConfig", viewers, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.config.GetMachineConfig(ctx, req(&fleetv1.GetMachineConfigRequest{MachineId: s.m})))
+		}},
+		{"UpdateMachineConfig", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.config.UpdateMachineConfig(ctx, req(&fleetv1.UpdateMachineConfigRequest{MachineId: s.m, FragmentIds: []string{s.f}})))
+		}},
+		{"ListConfigRevisions", viewers, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: s.m})))
+		}},
+		{"ListConfigProposals", viewers, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.config.ListConfigProposals(ctx, req(&fleetv1.ListConfigProposalsRequest{MachineId: s.m})))
+		}},
+		{"ResolveConfigProposal", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: s.m, ProposalId: s.prop})))
+		}},
+		{"CreateFragment", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.frag.CreateFragment(ctx, req(&fleetv1.CreateFragmentRequest{OrgId: s.org, Name: "new fragment"})))
+		}},
+		{"GetFragment", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.frag.GetFragment(ctx, req(&fleetv1.GetFragmentRequest{FragmentId: s.f})))
+		}},
+		{"ListFragments", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.frag.ListFragments(ctx, req(&fleetv1.ListFragmentsRequest{OrgId: s.org})))
+		}},
+		{"UpdateFragment", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.frag.UpdateFragment(ctx, req(&fleetv1.UpdateFragmentRequest{FragmentId: s.f, BaseRevision: 1})))
+		}},
+		{"DeleteFragment", orgOwnerOnl, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.frag.DeleteFragment(ctx, req(&fleetv1.DeleteFragmentRequest{FragmentId: s.f})))
+		}},
+		{"ListLogs", viewers, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.data.ListLogs(ctx, req(&fleetv1.ListLogsRequest{MachineId: s.m})))
+		}},
+		{"ListCaptures", dataViewers, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.data.ListCaptures(ctx, req(&fleetv1.ListCapturesRequest{MachineId: s.m})))
+		}},
+		// An allowed caller gets as far as the relay, which refuses the
+		// missing SDP: nothing waits for a part.
+		{"RelayOffer", allSix, false, connect.CodeInvalidArgument, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.relay.RelayOffer(ctx, req(&fleetv1.RelayOfferRequest{PartId: s.p})))
+		}},
+		{"ExportCaptures", dataViewers, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.data.ExportCaptures(ctx, req(&fleetv1.ExportCapturesRequest{MachineId: s.m})))
+		}},
+		// No blob exists: an allowed caller learns that, and only then.
+		{"ReadBlob", dataViewers, false, connect.CodeNotFound, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.data.ReadBlob(ctx, req(&fleetv1.ReadBlobRequest{MachineId: s.m, PartId: s.p, BlobId: "img-1"})))
+		}},
+		{"DeleteCaptures", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.data.DeleteCaptures(ctx, req(&fleetv1.DeleteCapturesRequest{MachineId: s.m, Component: "cam"})))
+		}},
+		{"TagCaptures", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.data.TagCaptures(ctx, req(&fleetv1.TagCapturesRequest{MachineId: s.m,
+				Captures: []*fleetv1.CaptureRef{{PartId: s.p, StoreId: "s1", Seq: 1}}, Add: []string{"reviewed"}})))
 		}},
 	}
 }

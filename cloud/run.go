@@ -11,12 +11,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
 
 // RunConfig is what `outpost-cloud serve` passes to Run.
 type RunConfig struct {
-	// DataDir holds the store (DataDir/store) and admin.token.
+	// DataDir holds the store (DataDir/store), what parts hand over
+	// (DataDir/ingest, blobs in DataDir/blobs) and admin.token.
 	DataDir string
 	// Listen is the HOST:PORT to serve on.
 	Listen string
@@ -28,8 +31,8 @@ type RunConfig struct {
 	Ready func(addr string)
 }
 
-// Run opens the embedded store in the data folder, bootstraps it, and serves
-// the fleet API until ctx ends.
+// Run opens the embedded stores in the data folder, bootstraps them, and
+// serves the fleet API and the part sync API until ctx ends.
 func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")
@@ -54,7 +57,20 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if tokenPath != "" {
 		cfg.Log.Info("wrote the admin's access token (valid 60 days; use it with --token or OUTPOST_TOKEN)", zap.String("path", tokenPath))
 	}
-	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log})
+	blobs, err := ingest.NewFileBlobStore(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(cfg.DataDir, "ingest"), Blobs: blobs, Logger: cfg.Log.Named("ingest")})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := ing.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs})
 	if err != nil {
 		return err
 	}

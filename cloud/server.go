@@ -34,6 +34,9 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/version"
 )
@@ -58,6 +61,15 @@ type Config struct {
 	Clock clock.Clock
 	// Log receives one line per refused or failed call; never a credential.
 	Log *zap.Logger
+	// Ingest keeps what parts hand over; nil serves neither the part sync
+	// API nor the calls that read part data back.
+	Ingest ingest.Store
+	// Blobs holds the blob bytes Ingest keeps the progress of; nil serves
+	// no blob reads.
+	Blobs ingest.BlobStore
+	// Sync configures the part sync API; its Clock and Logger default to
+	// the server's.
+	Sync partsync.Options
 }
 
 // Server is the fleet API.
@@ -70,14 +82,21 @@ type Server struct {
 	snaps    *snapshots
 	throttle *auth.Throttle
 	auditSeq atomic.Uint32
+	ingest   ingest.Store
+	blobs    ingest.BlobStore
+	syncOpts partsync.Options
+	docs     *documents
+	relay    *relay.Broker
 }
 
 // Services are the fleet API's services, in the order they are served.
 func Services() []protoreflect.ServiceDescriptor {
-	sds := fleetv1.File_outpost_fleet_v1_fleet_proto.Services()
-	out := make([]protoreflect.ServiceDescriptor, sds.Len())
-	for i := range out {
-		out[i] = sds.Get(i)
+	var out []protoreflect.ServiceDescriptor
+	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto} {
+		sds := f.Services()
+		for i := range sds.Len() {
+			out = append(out, sds.Get(i))
+		}
 	}
 	return out
 }
@@ -91,10 +110,24 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new cloud server: %w", err)
 	}
-	return &Server{
+	s := &Server{
 		st: cfg.Store, signer: cfg.Signer, clock: cfg.Clock, log: cfg.Log, rules: rules,
-		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(),
-	}, nil
+		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(), ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
+	}
+	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}}
+	if s.syncOpts.Clock == nil {
+		s.syncOpts.Clock = cfg.Clock
+	}
+	if s.syncOpts.Logger == nil {
+		s.syncOpts.Logger = cfg.Log
+	}
+	if cfg.Ingest != nil {
+		// One broker serves both sides: clients' RelayOffer calls below
+		// and parts' NextOffer and AnswerOffer polls through partsync.
+		s.relay = relay.NewBroker(relay.Options{Clock: cfg.Clock, Logger: cfg.Log})
+		s.syncOpts.Relay = s.relay
+	}
+	return s, nil
 }
 
 // Handler returns the cloud's HTTP handler: every connect-go service (gRPC,
@@ -116,6 +149,19 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleetv1connect.NewRoleServiceHandler(roleService{s}, opts...))
 	mux.Handle(fleetv1connect.NewAccessServiceHandler(accessService{s}, opts...))
 	mux.Handle(fleetv1connect.NewAuditServiceHandler(auditService{s}, opts...))
+	mux.Handle(fleetv1connect.NewConfigServiceHandler(configService{s}, opts...))
+	mux.Handle(fleetv1connect.NewFragmentServiceHandler(fragmentService{s}, opts...))
+	mux.Handle(fleetv1connect.NewDataServiceHandler(dataService{s}, opts...))
+	if s.ingest != nil {
+		// The part sync API authenticates parts itself (part id and
+		// secret), so it is mounted without the fleet interceptor.
+		mux.Handle(partsync.NewHandler(s.docs, s.ingest, s.syncOpts))
+	}
+	if s.relay != nil {
+		// Behind the interceptor: RelayOffer needs machine.control on the
+		// part (relay.proto); the part then decides again with its grants.
+		mux.Handle(fleetv1connect.NewRelayServiceHandler(relay.NewService(s.relay, relay.ServiceOptions{}), opts...))
+	}
 	var names []string
 	for _, sd := range Services() {
 		names = append(names, string(sd.FullName()))
@@ -138,6 +184,10 @@ func (s *Server) update(ctx context.Context, fn func(tx store.Tx) error) error {
 	c := callFrom(ctx)
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		if err := fn(tx); err != nil {
+			return err
+		}
+		// Any change may change some part's documents; see documents.
+		if err := s.touchDocs(ctx, tx); err != nil {
 			return err
 		}
 		if c != nil && c.audit != nil && !c.audit.written.Load() {

@@ -21,6 +21,8 @@ type snapshot struct {
 	locations map[string]store.Location
 	machines  map[string]store.Machine
 	parts     map[string]store.Part
+	// partsOf lists each machine's part IDs, sorted.
+	partsOf map[string][]string
 }
 
 // snapshots caches the current snapshot.
@@ -53,7 +55,7 @@ func (s *snapshots) get(ctx context.Context) (*snapshot, error) {
 func loadSnapshot(ctx context.Context, st store.Store) (*snapshot, error) {
 	snap := &snapshot{
 		orgs: map[string]store.Org{}, locations: map[string]store.Location{},
-		machines: map[string]store.Machine{}, parts: map[string]store.Part{},
+		machines: map[string]store.Machine{}, parts: map[string]store.Part{}, partsOf: map[string][]string{},
 	}
 	var h rbac.Hierarchy
 	// The generation is read before the records: a change in between makes
@@ -97,6 +99,7 @@ func loadSnapshot(ctx context.Context, st store.Store) (*snapshot, error) {
 		}
 		for _, p := range ps {
 			snap.parts[p.ID] = p
+			snap.partsOf[p.MachineID] = append(snap.partsOf[p.MachineID], p.ID) // ListParts is sorted by ID
 			h.Parts = append(h.Parts, rbac.PartInfo{ID: p.ID, Machine: p.MachineID})
 		}
 		return nil

@@ -64,6 +64,9 @@ type Options struct {
 	ICEServers []string
 	// MaxSessions bounds concurrent WebRTC sessions; 0 means 32.
 	MaxSessions int
+	// HandlerOptions are added to every service's options, such as the
+	// daemon's metrics interceptor (RPC counts and latency).
+	HandlerOptions []connect.HandlerOption
 }
 
 // Server is the daemon's control plane: one connect handler (ControlService,
@@ -116,6 +119,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithSendMaxBytes(maxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
 		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...)}
+	hopts = append(hopts, opts.HandlerOptions...)
 	s.rtc = newRTCServer(s)
 	s.rtc.settings = opts.WebRTCSettings
 

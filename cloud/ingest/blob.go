@@ -32,6 +32,8 @@ type BlobStore interface {
 	Commit(ctx context.Context, key BlobKey) error
 	// Open reads a committed blob; ErrNotFound when there is none.
 	Open(ctx context.Context, key BlobKey) (io.ReadCloser, error)
+	// Delete removes the blob and any partial copy; a missing one is no error.
+	Delete(ctx context.Context, key BlobKey) error
 }
 
 // FileBlobStore is a BlobStore in a folder: partial copies under
@@ -111,6 +113,20 @@ func (f *FileBlobStore) Discard(_ context.Context, key BlobKey) error {
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("discard blob %s/%s: %w", key.PartID, key.BlobID, err)
+	}
+	return nil
+}
+
+// Delete removes the committed blob and the partial copy.
+func (f *FileBlobStore) Delete(_ context.Context, key BlobKey) error {
+	for _, kind := range []string{"partial", "blobs"} {
+		p, err := f.path(kind, key)
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete blob %s/%s: %w", key.PartID, key.BlobID, err)
+		}
 	}
 	return nil
 }

@@ -221,6 +221,14 @@ type Store interface {
 	Records(ctx context.Context, q Query) (recs []StoredRecord, next string, err error)
 	// Count returns what is held of one stream of one part over all its stores.
 	Count(ctx context.Context, partID, stream string) (Count, error)
+	// DeleteRecords erases records of one stream (people deleting data).
+	// Each erased record's payload is gone, and its key stays as a
+	// tombstone, so a part sending it again (its upload was not yet
+	// acknowledged when the delete ran) is a repeat and a no-op: deleted
+	// data never comes back. Records skips tombstones and Count no longer
+	// counts them; the watermark is unchanged. Sequences not held are
+	// ignored. It returns how many records it erased.
+	DeleteRecords(ctx context.Context, key StreamKey, seqs []uint64) (int, error)
 
 	// PutBlobChunk stores one chunk of a blob. The chunk must start where
 	// the bytes received so far end; a chunk that starts earlier was
@@ -229,8 +237,14 @@ type Store interface {
 	// resume. When the last byte arrives the blob is checked against its
 	// SHA-256: on a mismatch it is discarded and ErrBlobMismatch returned.
 	PutBlobChunk(ctx context.Context, c BlobChunk) (BlobProgress, error)
-	// Blob returns what is held of a blob, or ErrNotFound.
+	// Blob returns what is held of a blob, or ErrNotFound (also for a
+	// deleted blob).
 	Blob(ctx context.Context, partID, blobID string) (BlobInfo, error)
+	// DeleteBlob erases a blob's bytes, whole or partial, and keeps its id
+	// as deleted: chunks sent for it later are acknowledged as complete and
+	// not stored. Deleting an unknown blob marks the id all the same, so a
+	// blob whose capture was deleted before it arrived is never stored.
+	DeleteBlob(ctx context.Context, partID, blobID string) error
 
 	// PutStatus keeps a part's status, received at at, replacing the last.
 	PutStatus(ctx context.Context, partID string, st *syncv1.PartStatus, at time.Time) error

@@ -109,6 +109,38 @@ type Tx interface {
 	// at most limit of them.
 	ListAudit(ctx context.Context, orgID, before string, limit int) ([]AuditEvent, error)
 
+	// GetConfigRevision returns revision rev of a machine config.
+	GetConfigRevision(ctx context.Context, machineID string, rev uint64) (ConfigRevision, error)
+	// PutConfigRevision stores a machine config revision; revisions are
+	// never replaced, so an existing (machine, revision) is ErrExists.
+	PutConfigRevision(ctx context.Context, r ConfigRevision) error
+	// ListConfigRevisions lists a machine's config revisions, oldest first.
+	ListConfigRevisions(ctx context.Context, machineID string) ([]ConfigRevision, error)
+
+	GetFragment(ctx context.Context, id string) (Fragment, error)
+	PutFragment(ctx context.Context, f Fragment) error
+	DeleteFragment(ctx context.Context, id string) error
+	// ListFragments lists an organization's fragments.
+	ListFragments(ctx context.Context, orgID string) ([]Fragment, error)
+	// GetFragmentRevision returns revision rev of a fragment.
+	GetFragmentRevision(ctx context.Context, fragmentID string, rev uint64) (FragmentRevision, error)
+	// PutFragmentRevision stores a fragment revision; an existing one is ErrExists.
+	PutFragmentRevision(ctx context.Context, r FragmentRevision) error
+
+	// GetPartDocuments returns what was last signed for a part.
+	GetPartDocuments(ctx context.Context, partID string) (PartDocuments, error)
+	PutPartDocuments(ctx context.Context, d PartDocuments) error
+
+	// GetProposal returns a config proposal by its ID.
+	GetProposal(ctx context.Context, id string) (Proposal, error)
+	PutProposal(ctx context.Context, p Proposal) error
+	// ListProposals lists a machine's proposals, sorted by ID.
+	ListProposals(ctx context.Context, machineID string) ([]Proposal, error)
+
+	// GetCaptureTags returns the tag edits of one capture, or ErrNotFound.
+	GetCaptureTags(ctx context.Context, id string) (CaptureTags, error)
+	PutCaptureTags(ctx context.Context, t CaptureTags) error
+
 	// GetMeta and PutMeta keep small cloud-wide values, such as the signing key.
 	GetMeta(ctx context.Context, key string) ([]byte, error)
 	PutMeta(ctx context.Context, key string, value []byte) error
@@ -119,6 +151,9 @@ type Org struct {
 	ID        string
 	Name      string
 	CreatedAt time.Time
+	// BundleTTL is how long the signed documents of the organization's
+	// parts stay valid offline; 0 means the cloud's default (60 days).
+	BundleTTL time.Duration
 }
 
 // Location is a location; ParentID is "" at the top of its organization.
@@ -218,4 +253,102 @@ type AuditEvent struct {
 	Reason    string
 	OrgID     string
 	Outcome   string
+}
+
+// ConfigRevision is one revision of a machine's config. Revisions count from
+// 1 per machine and are never changed once written.
+type ConfigRevision struct {
+	MachineID string
+	Revision  uint64
+	// Config is the serialized outpost.config.v1.RobotConfig (binary).
+	Config []byte
+	// Fragments are the IDs of the fragments the machine uses, in the
+	// order the author gave.
+	Fragments []string
+	// Author is "user:ID", "apikey:ID", or "part:ID (AUTHOR)" for an
+	// accepted offline edit.
+	Author    string
+	CreatedAt time.Time
+}
+
+// Fragment is an organization-level config piece; its content is the
+// FragmentRevision named by Revision.
+type Fragment struct {
+	ID       string
+	OrgID    string
+	Name     string
+	Revision uint64
+	// UpdatedBy and UpdatedAt describe the latest revision.
+	UpdatedBy string
+	UpdatedAt time.Time
+	CreatedAt time.Time
+}
+
+// FragmentRevision is one revision of a fragment, never changed once written.
+type FragmentRevision struct {
+	FragmentID string
+	Revision   uint64
+	// Config is the serialized outpost.config.v1.RobotConfig (binary).
+	Config    []byte
+	Author    string
+	CreatedAt time.Time
+}
+
+// PartDocuments is what the cloud last signed for a part: each document's
+// version, a digest of its content (everything but version and times) and
+// the signed bytes. Versions only grow: a new version is issued when the
+// digest changes or the document nears its expiry.
+type PartDocuments struct {
+	PartID         string
+	ConfigVersion  uint64
+	ConfigDigest   []byte
+	ConfigIssuedAt time.Time
+	// ConfigExpiresAt is when the signed config stops being honoured.
+	ConfigExpiresAt time.Time
+	// Config is the serialized outpost.sync.v1.SignedDocument.
+	Config         []byte
+	GrantsVersion  uint64
+	GrantsDigest   []byte
+	GrantsIssuedAt time.Time
+	// GrantsExpiresAt is when the signed grant bundle stops being honoured.
+	GrantsExpiresAt time.Time
+	// Grants is the serialized outpost.sync.v1.SignedDocument.
+	Grants []byte
+}
+
+// Proposal is a config revision a part proposed (an offline edit), and what
+// became of it.
+type Proposal struct {
+	// ID is "PART|STORE_ID|SEQ": one proposal per record of the part's
+	// proposals stream.
+	ID           string
+	PartID       string
+	MachineID    string
+	Seq          uint64
+	BaseRevision uint64
+	// Config is the serialized outpost.config.v1.RobotConfig (binary).
+	Config []byte
+	Author string
+	// State is "accepted", "conflict" or "resolved".
+	State string
+	// Revision is the revision it became (accepted) or the current one it
+	// conflicted with.
+	Revision uint64
+	// Message explains the outcome to people.
+	Message string
+	// Told says the part received the outcome in a pull.
+	Told      bool
+	CreatedAt time.Time
+}
+
+// CaptureTags are the tags people added to and removed from one capture
+// after it arrived; the capture itself, as the part sent it, never changes.
+type CaptureTags struct {
+	// ID is "PART|STORE_ID|SEQ", the capture's key in the captures stream.
+	ID      string
+	Added   []string
+	Removed []string
+	// UpdatedBy and UpdatedAt describe the last edit.
+	UpdatedBy string
+	UpdatedAt time.Time
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
 
@@ -42,7 +44,15 @@ func startCloud(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := cloud.New(cloud.Config{Store: st, Signer: signer, Clock: clk, Log: log})
+	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cloud.New(cloud.Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Blobs: blobs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +69,9 @@ func startCloud(t *testing.T) (string, string) {
 			t.Error(err)
 		}
 		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := ing.Close(); err != nil {
 			t.Error(err)
 		}
 	})

@@ -120,6 +120,11 @@ type api struct {
 	role   fleetv1connect.RoleServiceClient
 	access fleetv1connect.AccessServiceClient
 	audit  fleetv1connect.AuditServiceClient
+	config fleetv1connect.ConfigServiceClient
+	frag   fleetv1connect.FragmentServiceClient
+	data   fleetv1connect.DataServiceClient
+	// base is the cloud URL the clients use.
+	base string
 }
 
 // client connects to the cloud with the credential in an Authorization
@@ -151,6 +156,10 @@ func (g *globals) client() (*api, error) {
 		role:   fleetv1connect.NewRoleServiceClient(hc, base, opts...),
 		access: fleetv1connect.NewAccessServiceClient(hc, base, opts...),
 		audit:  fleetv1connect.NewAuditServiceClient(hc, base, opts...),
+		config: fleetv1connect.NewConfigServiceClient(hc, base, opts...),
+		frag:   fleetv1connect.NewFragmentServiceClient(hc, base, opts...),
+		data:   fleetv1connect.NewDataServiceClient(hc, base, opts...),
+		base:   base,
 	}, nil
 }
 

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -144,7 +146,19 @@ func newMachineCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(create, get, list, rename, restart, del)
+	status := &cobra.Command{
+		Use: "status MACHINE_ID", Short: "Show when each part was last online and what it reported", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.mach.GetMachineStatus(ctx, connect.NewRequest(&fleetv1.GetMachineStatusRequest{MachineId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return statusTable(w, res.Msg) }, nil
+			})
+		},
+	}
+	cmd.AddCommand(create, get, list, rename, restart, del, status)
 	return cmd
 }
 
@@ -211,6 +225,91 @@ func newPartCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(add, rename, del, rotate)
+	var cloudURL, out string
+	bootstrap := &cobra.Command{
+		Use:   "bootstrap PART_ID",
+		Short: "Print the part's bootstrap file for /etc/outpost/outpostd.json; replaces its secret",
+		Long: "Prints the part's bootstrap file: the cloud URL, the part's id and secret, and the cloud's public keys.\n" +
+			"The cloud keeps only a hash of each secret, so it cannot print the current one: bootstrap gives the part a\n" +
+			"new secret, and the old one stops working at once (a running part must get the new file). It needs\n" +
+			"machine.config.edit on the part (an owner of the machine, its location or its organization).\n" +
+			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			u := cloudURL
+			if u == "" {
+				u = c.base
+			}
+			res, err := c.mach.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			if err := writeJSON(&buf, res.Msg.GetBootstrap()); err != nil {
+				return err
+			}
+			if out == "" {
+				_, err = cmd.OutOrStdout().Write(buf.Bytes())
+				return err
+			}
+			if err := writeSecretFile(out, buf.Bytes()); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the bootstrap file of part/%s to %s (mode 0600); its previous secret no longer works\n", args[0], out)
+			return err
+		},
+	}
+	bootstrap.Flags().StringVar(&cloudURL, "cloud-url", "", "the cloud URL as the part reaches it; default: the URL this command uses")
+	bootstrap.Flags().StringVarP(&out, "output", "o", "", "write the file here (mode 0600) instead of printing it")
+	cmd.AddCommand(add, rename, del, rotate, bootstrap)
 	return cmd
+}
+
+// writeSecretFile writes data to a new file readable by its owner only,
+// refusing to replace an existing one.
+func writeSecretFile(path string, data []byte) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write bootstrap file: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("write bootstrap file: %w", cerr)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write bootstrap file: %w", err)
+	}
+	return nil
+}
+
+func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
+	if _, err := fmt.Fprintf(w, "last seen %s\n", when(st.GetLastSeen())); err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, p := range st.GetParts() {
+		s := p.GetStatus()
+		var backlog uint64
+		for _, b := range s.GetBacklog() {
+			backlog += b.GetRecords()
+		}
+		failed := 0
+		for _, r := range s.GetResources() {
+			if r.GetState() == "failed" {
+				failed++
+			}
+		}
+		version, running := "-", "-"
+		if s != nil {
+			version = orDash(s.GetVersion())
+			running = fmt.Sprintf("%d/%d", s.GetConfigVersion(), p.GetIssuedConfigVersion())
+		}
+		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), when(p.GetLastSeen()), version, running, fmt.Sprint(backlog), fmt.Sprint(failed)})
+	}
+	return table(w, []string{"PART", "NAME", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILED"}, rows)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -23,6 +24,28 @@ func orgTable(w io.Writer, orgs ...*fleetv1.Organization) error {
 func newOrgCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "org", Short: "Manage organizations"}
 	cmd.AddCommand(
+		&cobra.Command{
+			Use:   "set-lifetime ORG_ID DAYS",
+			Short: "Set how many days (1 to 60) the organization's parts honour their signed config and grants offline",
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				days, err := strconv.Atoi(args[1])
+				if err != nil {
+					return fmt.Errorf("DAYS %q: want a number of days, 1 to 60", args[1])
+				}
+				return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+					res, err := c.org.SetDocumentLifetime(ctx, connect.NewRequest(&fleetv1.SetDocumentLifetimeRequest{OrgId: args[0], Days: int32(days)}))
+					if err != nil {
+						return nil, nil, err
+					}
+					return res.Msg, func(w io.Writer) error {
+						_, err := fmt.Fprintf(w, "org/%s: parts honour their documents for %d days without cloud contact; they get new ones at their next sync\n",
+							args[0], res.Msg.GetOrg().GetDocumentLifetimeDays())
+						return err
+					}, nil
+				})
+			},
+		},
 		&cobra.Command{
 			Use: "create NAME", Short: "Create an organization; you become its owner", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {

@@ -2,11 +2,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/outpost-robotics/outpost/daemon"
+	"github.com/outpost-robotics/outpost/logging"
 	"github.com/outpost-robotics/outpost/version"
 )
 
@@ -14,22 +18,55 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run parses flags; exit code 2 is a usage or bootstrap-file error, as
-// systemd's RestartPreventExitStatus can then tell it from a crash.
+// run parses flags and runs the daemon. Exit code 2 is a usage or
+// bootstrap-file error, which systemd's RestartPreventExitStatus tells from
+// a crash: restarting will not fix it.
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("outpostd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	fs.String("config", "/etc/outpost/outpostd.json", "bootstrap file written when the part was provisioned")
-	fs.String("data-dir", "/var/lib/outpost", "folder of the local store")
-	fs.String("listen", ":8443", "control plane address")
+	config := fs.String("config", daemon.DefaultConfigPath, "bootstrap file written when the part was provisioned")
+	dataDir := fs.String("data-dir", daemon.DefaultDataDir, "folder of the local store")
+	listen := fs.String("listen", ":8443", "control plane address (TLS)")
+	metrics := fs.String("metrics", daemon.DefaultMetricsListen, "loopback address serving Prometheus /metrics, or - for none")
+	runtimeDir := fs.String("runtime-dir", daemon.DefaultRuntimeDir, "folder of the break-glass socket and module sockets")
+	level := fs.String("log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
+	format := fs.String("log-format", "", "json or console; default: console on a terminal, else json (journald)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "outpostd: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, version.String("outpostd"))
 		return 0
 	}
-	fmt.Fprintln(stderr, "outpostd: the daemon runtime is not part of this build yet; only --version works")
+	lvl, err := logging.ParseLevel(*level)
+	if err != nil {
+		fmt.Fprintf(stderr, "outpostd: --log-level: %v\n", err)
+		return 2
+	}
+	if err := daemon.CheckMetricsListen(*metrics); err != nil {
+		fmt.Fprintf(stderr, "outpostd: --metrics: %v\n", err)
+		return 2
+	}
+	f := logging.Format(*format)
+	if f != logging.FormatAuto && f != logging.FormatJSON && f != logging.FormatConsole {
+		fmt.Fprintf(stderr, "outpostd: --log-format %q: want json or console\n", *format)
+		return 2
+	}
+	err = daemon.Run(context.Background(), daemon.Options{
+		ConfigPath: *config, DataDir: *dataDir, Listen: *listen, MetricsListen: *metrics,
+		RuntimeDir: *runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version,
+	})
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "outpostd:", err)
+	if be := new(daemon.BootstrapError); errors.As(err, &be) {
+		return 2
+	}
 	return 1
 }

@@ -203,8 +203,8 @@ func decodeMeta(b []byte) (meta, error) {
 	return meta{u(0), u(1), u(2), u(3)}, nil
 }
 
-// A record value is a flag byte (1: time is set), the time in Unix
-// nanoseconds, and the payload.
+// A record value is a flag byte (1: time is set; 2: deleted, a tombstone
+// with no payload), the time in Unix nanoseconds, and the payload.
 func encodeRecord(r ingest.Record) []byte {
 	b := make([]byte, 9, 9+len(r.Payload))
 	if !r.Time.IsZero() {
@@ -213,6 +213,13 @@ func encodeRecord(r ingest.Record) []byte {
 	}
 	return append(b, r.Payload...)
 }
+
+// tombstone is the value of a deleted record.
+var tombstone = []byte{flagDeleted, 0, 0, 0, 0, 0, 0, 0, 0}
+
+const flagDeleted = 2
+
+func deleted(v []byte) bool { return len(v) > 0 && v[0] == flagDeleted }
 
 func decodeRecord(v []byte) (time.Time, []byte, error) {
 	if len(v) < 9 {
@@ -260,7 +267,8 @@ func (s *Store) PutRecords(ctx context.Context, key ingest.StreamKey, recs []ing
 			same := false
 			if err := item.Value(func(v []byte) error {
 				_, p, err := decodeRecord(v)
-				same = err == nil && bytes.Equal(p, r.Payload)
+				// A deleted record stays deleted: its repeat is a no-op.
+				same = err == nil && (deleted(v) || bytes.Equal(p, r.Payload))
 				return nil
 			}); err != nil {
 				return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
@@ -307,6 +315,69 @@ func (s *Store) PutRecords(ctx context.Context, key ingest.StreamKey, recs []ing
 	}
 	res.AckedThrough = m.watermark
 	return res, nil
+}
+
+// DeleteRecords replaces records with tombstones; see ingest.Store.
+func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []uint64) (int, error) {
+	if err := key.Validate(); err != nil {
+		return 0, fmt.Errorf("delete records: %w", err)
+	}
+	defer s.lock(&s.streams, key.PartID, key.StoreID, key.Stream)()
+	m, err := s.meta(key)
+	if err != nil {
+		return 0, err
+	}
+	rp := streamPrefix('r', key)
+	mk := join('m', key.PartID, key.StoreID, key.Stream)
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	n, pending := 0, 0
+	for _, seq := range seqs {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("delete records of %s: %w", key, err)
+		}
+		k := seqKey(rp, seq)
+		item, err := txn.Get(k)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("delete records of %s: look up seq %d: %w", key, seq, err)
+		}
+		size, gone := 0, false
+		if err := item.Value(func(v []byte) error {
+			gone, size = deleted(v), len(v)-9
+			return nil
+		}); err != nil {
+			return n, fmt.Errorf("delete records of %s: read seq %d: %w", key, seq, err)
+		}
+		if gone {
+			continue
+		}
+		if err := txn.Set(k, tombstone); err != nil {
+			return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+		}
+		m.records--
+		m.bytes -= uint64(size)
+		n++
+		if pending++; pending >= txnMaxRecords {
+			// The counters commit with their tombstones, so they never drift.
+			if err := txn.Set(mk, m.encode()); err != nil {
+				return n, fmt.Errorf("delete records of %s: %w", key, err)
+			}
+			if err := txn.Commit(); err != nil {
+				return n, fmt.Errorf("delete records of %s: commit: %w", key, err)
+			}
+			txn, pending = s.db.NewTransaction(true), 0
+		}
+	}
+	if err := txn.Set(mk, m.encode()); err != nil {
+		return n, fmt.Errorf("delete records of %s: %w", key, err)
+	}
+	if err := txn.Commit(); err != nil {
+		return n, fmt.Errorf("delete records of %s: commit: %w", key, err)
+	}
+	return n, nil
 }
 
 // advance moves the watermark w over stored and declared-lost sequences.
@@ -539,7 +610,9 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 						continue
 					}
 					var rec ingest.StoredRecord
+					gone := false
 					if err := item.Value(func(v []byte) error {
+						gone = deleted(v)
 						t, p, err := decodeRecord(v)
 						rec = ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: seq, Time: t, Payload: bytes.Clone(p)}}
 						return err
@@ -547,7 +620,7 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 						return fmt.Errorf("read record %s/%d: %w", key, seq, err)
 					}
 					it.Next()
-					if (!q.From.IsZero() && rec.Time.Before(q.From)) || (!q.To.IsZero() && !rec.Time.Before(q.To)) {
+					if gone || (!q.From.IsZero() && rec.Time.Before(q.From)) || (!q.To.IsZero() && !rec.Time.Before(q.To)) {
 						continue
 					}
 					if len(out) == limit {
@@ -621,6 +694,9 @@ type blobMeta struct {
 	Received  uint64 `json:"received"`
 	Complete  bool   `json:"complete,omitempty"`
 	HashState []byte `json:"hash_state,omitempty"`
+	// Deleted says people deleted the blob: its bytes are gone, and chunks
+	// sent for it again are acknowledged and dropped.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 func (s *Store) loadBlob(key ingest.BlobKey) (blobMeta, bool, error) {
@@ -684,6 +760,10 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 	m, found, err := s.loadBlob(key)
 	if err != nil {
 		return ingest.BlobProgress{}, err
+	}
+	if found && m.Deleted {
+		// Deleted data never comes back: the part may forget the blob.
+		return ingest.BlobProgress{Received: c.Size, Complete: true}, nil
 	}
 	if found && (m.Size != c.Size || !bytes.Equal(m.SHA256, c.SHA256)) {
 		if m.Complete || c.Offset != 0 {
@@ -764,6 +844,24 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 	return progress(), nil
 }
 
+// DeleteBlob erases a blob and keeps its id as deleted; see ingest.Store.
+func (s *Store) DeleteBlob(ctx context.Context, partID, blobID string) error {
+	key := ingest.BlobKey{PartID: partID, BlobID: blobID}
+	if err := ingest.ValidateID("part id", partID); err != nil {
+		return fmt.Errorf("delete blob: %w", err)
+	}
+	if err := ingest.ValidateID("blob id", blobID); err != nil {
+		return fmt.Errorf("delete blob: %w", err)
+	}
+	defer s.lock(&s.blobMu, partID, blobID)()
+	// The mark is saved first: a crash before the bytes are gone leaves a
+	// deleted blob whose files the next delete removes, never a readable one.
+	if err := s.saveBlob(key, blobMeta{Deleted: true}); err != nil {
+		return err
+	}
+	return s.blobs.Delete(ctx, key)
+}
+
 // Blob returns a blob's progress.
 func (s *Store) Blob(_ context.Context, partID, blobID string) (ingest.BlobInfo, error) {
 	key := ingest.BlobKey{PartID: partID, BlobID: blobID}
@@ -777,7 +875,7 @@ func (s *Store) Blob(_ context.Context, partID, blobID string) (ingest.BlobInfo,
 	if err != nil {
 		return ingest.BlobInfo{}, err
 	}
-	if !found {
+	if !found || m.Deleted {
 		return ingest.BlobInfo{}, fmt.Errorf("read blob %s/%s: %w", partID, blobID, ingest.ErrNotFound)
 	}
 	return ingest.BlobInfo{

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -42,6 +43,8 @@ func Run(t *testing.T, open Open) {
 		{"BlobMismatch", testBlobMismatch},
 		{"BlobEdges", testBlobEdges},
 		{"Status", testStatus},
+		{"Delete", testDelete},
+		{"DeleteBlob", testDeleteBlob},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -559,5 +562,67 @@ func testStatus(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
 	}
 	if _, err := s.Status(ctx, "part-b"); !errors.Is(err, ingest.ErrNotFound) {
 		t.Errorf("part-b sees part-a's status: %v", err)
+	}
+}
+
+// testDelete erases records: reads and counts skip them, the watermark
+// stays, and a part sending them again stores nothing.
+func testDelete(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	put(t, s, keyA, recs(span(1, 6)...))
+	n, err := s.DeleteRecords(ctx, keyA, []uint64{2, 4, 4, 99})
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteRecords: %d, %v; want 2 (a repeat and an unknown sequence are skipped)", n, err)
+	}
+	if got := seqsOf(all(t, s, ingest.Query{PartIDs: []string{keyA.PartID}})); !reflect.DeepEqual(got, []uint64{1, 3, 5, 6}) {
+		t.Errorf("after deleting 2 and 4: %v", got)
+	}
+	c, err := s.Count(ctx, keyA.PartID, keyA.Stream)
+	if err != nil || c.Records != 4 || c.Bytes != uint64(4*len("payload 1")) {
+		t.Errorf("count %+v, %v", c, err)
+	}
+	res := put(t, s, keyA, recs(span(1, 7)...))
+	if res.Stored != 1 || res.Duplicates != 6 || len(res.Conflicts) != 0 || res.AckedThrough != 7 {
+		t.Errorf("sending deleted records again: %+v; want only 7 stored and no conflicts", res)
+	}
+	if got := seqsOf(all(t, s, ingest.Query{PartIDs: []string{keyA.PartID}})); !reflect.DeepEqual(got, []uint64{1, 3, 5, 6, 7}) {
+		t.Errorf("deleted records came back: %v", got)
+	}
+	if n, err := s.DeleteRecords(ctx, keyA, []uint64{2}); err != nil || n != 0 {
+		t.Errorf("deleting again: %d, %v", n, err)
+	}
+}
+
+// testDeleteBlob erases a blob: it is gone, and chunks sent again are
+// acknowledged as complete without being stored.
+func testDeleteBlob(t *testing.T, s ingest.Store, b ingest.BlobStore) {
+	ctx := context.Background()
+	data, sum := blobOf(5000)
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "blob-1", data, 0, 5000, len(data), sum)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "blob-2", data, 0, 100, len(data), sum)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"blob-1", "blob-2", "never-sent"} {
+		if err := s.DeleteBlob(ctx, "part-a", id); err != nil {
+			t.Fatalf("DeleteBlob(%s): %v", id, err)
+		}
+		if _, err := s.Blob(ctx, "part-a", id); !errors.Is(err, ingest.ErrNotFound) {
+			t.Errorf("%s after delete: %v", id, err)
+		}
+		if _, err := b.Open(ctx, ingest.BlobKey{PartID: "part-a", BlobID: id}); !errors.Is(err, ingest.ErrNotFound) {
+			t.Errorf("%s bytes after delete: %v", id, err)
+		}
+		p, err := s.PutBlobChunk(ctx, chunk("part-a", id, data, 0, 5000, len(data), sum))
+		if err != nil || !p.Complete {
+			t.Errorf("%s sent again: %+v, %v; want acknowledged as complete", id, p, err)
+		}
+		if _, err := b.Open(ctx, ingest.BlobKey{PartID: "part-a", BlobID: id}); !errors.Is(err, ingest.ErrNotFound) {
+			t.Errorf("%s came back: %v", id, err)
+		}
+	}
+	if err := s.DeleteBlob(ctx, "part-a", "blob-1"); err != nil {
+		t.Errorf("deleting twice: %v", err)
 	}
 }

@@ -57,7 +57,9 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		WithCompression(options.None).
 		WithNumGoroutines(2)
 	if dir == "" {
-		opts = opts.WithInMemory(true)
+		// In memory there is no value log: every value lives in the LSM
+		// tree, so the threshold must admit the largest record.
+		opts = opts.WithInMemory(true).WithValueThreshold(1 << 20)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -383,6 +385,84 @@ var (
 	audits = table[store.AuditEvent]{name: "audit", id: func(e store.AuditEvent) string { return e.ID },
 		indexes: func(e store.AuditEvent) [][]string { return one("audit.org", e.OrgID) }}
 )
+
+var (
+	configRevs = table[store.ConfigRevision]{name: "cfgrev", id: func(r store.ConfigRevision) string { return revID(r.MachineID, r.Revision) },
+		indexes: func(r store.ConfigRevision) [][]string { return one("cfgrev.mach", r.MachineID) }}
+	fragments = table[store.Fragment]{name: "frag", id: func(f store.Fragment) string { return f.ID },
+		indexes: func(f store.Fragment) [][]string { return one("frag.org", f.OrgID) }}
+	fragmentRevs = table[store.FragmentRevision]{name: "fragrev", id: func(r store.FragmentRevision) string { return revID(r.FragmentID, r.Revision) },
+		indexes: func(store.FragmentRevision) [][]string { return nil }}
+	partDocs = table[store.PartDocuments]{name: "pdoc", id: func(d store.PartDocuments) string { return d.PartID },
+		indexes: func(store.PartDocuments) [][]string { return nil }}
+	captureTags = table[store.CaptureTags]{name: "ctag", id: func(c store.CaptureTags) string { return c.ID },
+		indexes: func(store.CaptureTags) [][]string { return nil }}
+	proposals = table[store.Proposal]{name: "prop", id: func(p store.Proposal) string { return p.ID },
+		indexes: func(p store.Proposal) [][]string { return one("prop.mach", p.MachineID) }}
+)
+
+// revID orders revisions of one owner by number: the index keys sort as the
+// zero-padded revision.
+func revID(owner string, rev uint64) string { return fmt.Sprintf("%s|%020d", owner, rev) }
+
+func (t *tx) GetConfigRevision(_ context.Context, machineID string, rev uint64) (store.ConfigRevision, error) {
+	return get(t, configRevs, revID(machineID, rev))
+}
+func (t *tx) PutConfigRevision(_ context.Context, r store.ConfigRevision) error {
+	if r.MachineID == "" || r.Revision == 0 || strings.Contains(r.MachineID, "|") {
+		return fmt.Errorf("put config revision %q %d: machine and a revision from 1 are required", r.MachineID, r.Revision)
+	}
+	if _, err := get(t, configRevs, revID(r.MachineID, r.Revision)); err == nil {
+		return fmt.Errorf("put config revision %d of machine %q: %w", r.Revision, r.MachineID, store.ErrExists)
+	}
+	return put(t, configRevs, r)
+}
+func (t *tx) ListConfigRevisions(_ context.Context, machineID string) ([]store.ConfigRevision, error) {
+	return list(t, configRevs, "cfgrev.mach", machineID)
+}
+
+func (t *tx) GetFragment(_ context.Context, id string) (store.Fragment, error) {
+	return get(t, fragments, id)
+}
+func (t *tx) PutFragment(_ context.Context, f store.Fragment) error { return put(t, fragments, f) }
+func (t *tx) DeleteFragment(_ context.Context, id string) error     { return del(t, fragments, id) }
+func (t *tx) ListFragments(_ context.Context, orgID string) ([]store.Fragment, error) {
+	return list(t, fragments, "frag.org", orgID)
+}
+func (t *tx) GetFragmentRevision(_ context.Context, fragmentID string, rev uint64) (store.FragmentRevision, error) {
+	return get(t, fragmentRevs, revID(fragmentID, rev))
+}
+func (t *tx) PutFragmentRevision(_ context.Context, r store.FragmentRevision) error {
+	if r.FragmentID == "" || r.Revision == 0 || strings.Contains(r.FragmentID, "|") {
+		return fmt.Errorf("put fragment revision %q %d: fragment and a revision from 1 are required", r.FragmentID, r.Revision)
+	}
+	if _, err := get(t, fragmentRevs, revID(r.FragmentID, r.Revision)); err == nil {
+		return fmt.Errorf("put fragment revision %d of %q: %w", r.Revision, r.FragmentID, store.ErrExists)
+	}
+	return put(t, fragmentRevs, r)
+}
+
+func (t *tx) GetPartDocuments(_ context.Context, partID string) (store.PartDocuments, error) {
+	return get(t, partDocs, partID)
+}
+func (t *tx) PutPartDocuments(_ context.Context, d store.PartDocuments) error {
+	return put(t, partDocs, d)
+}
+
+func (t *tx) GetCaptureTags(_ context.Context, id string) (store.CaptureTags, error) {
+	return get(t, captureTags, id)
+}
+func (t *tx) PutCaptureTags(_ context.Context, c store.CaptureTags) error {
+	return put(t, captureTags, c)
+}
+
+func (t *tx) GetProposal(_ context.Context, id string) (store.Proposal, error) {
+	return get(t, proposals, id)
+}
+func (t *tx) PutProposal(_ context.Context, p store.Proposal) error { return put(t, proposals, p) }
+func (t *tx) ListProposals(_ context.Context, machineID string) ([]store.Proposal, error) {
+	return list(t, proposals, "prop.mach", machineID)
+}
 
 // grantID is the grant table's ID; index keys add it as their last part.
 func grantID(subject, scope string) string { return subject + "|" + scope }

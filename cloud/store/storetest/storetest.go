@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RollbackOnError", testRollback},
 		{"Generation", testGeneration},
 		{"ConcurrentUpdates", testConcurrent},
+		{"ConfigsAndFragments", testConfigs},
+		{"PartDocumentsAndProposals", testPartDocs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -467,5 +469,138 @@ func testConcurrent(t *testing.T, s store.Store) {
 		o, err := tx.GetOrg(ctx, "counter")
 		equal(t, "increments", len(o.Name), n)
 		return err
+	})
+}
+
+func testConfigs(t *testing.T, s store.Store) {
+	big := make([]byte, 64<<10) // configs are larger than most records
+	for i := range big {
+		big[i] = byte(i)
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for rev := uint64(1); rev <= 11; rev++ {
+			if err := tx.PutConfigRevision(ctx, store.ConfigRevision{MachineID: "m1", Revision: rev, Config: big[:rev], Author: "user:u", CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutConfigRevision(ctx, store.ConfigRevision{MachineID: "m2", Revision: 1, Config: big, Fragments: []string{"f1"}}); err != nil {
+			return err
+		}
+		if err := tx.PutFragment(ctx, store.Fragment{ID: "f1", OrgID: "o1", Name: "drive", Revision: 1}); err != nil {
+			return err
+		}
+		if err := tx.PutFragment(ctx, store.Fragment{ID: "f2", OrgID: "o2", Name: "arm", Revision: 1}); err != nil {
+			return err
+		}
+		return tx.PutFragmentRevision(ctx, store.FragmentRevision{FragmentID: "f1", Revision: 1, Config: big})
+	})
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.PutConfigRevision(ctx, store.ConfigRevision{MachineID: "m1", Revision: 3})
+	})
+	if !errors.Is(err, store.ErrExists) {
+		t.Errorf("rewriting a revision: %v, want ErrExists", err)
+	}
+	err = s.Update(ctx, func(tx store.Tx) error {
+		return tx.PutFragmentRevision(ctx, store.FragmentRevision{FragmentID: "f1", Revision: 1})
+	})
+	if !errors.Is(err, store.ErrExists) {
+		t.Errorf("rewriting a fragment revision: %v, want ErrExists", err)
+	}
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		revs, err := tx.ListConfigRevisions(ctx, "m1")
+		if err != nil {
+			return err
+		}
+		var nums []uint64
+		for _, r := range revs {
+			nums = append(nums, r.Revision)
+		}
+		// Revision 10 sorts after 9, not after 1.
+		equal(t, "revisions in order", nums, []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11})
+		r, err := tx.GetConfigRevision(ctx, "m2", 1)
+		if err != nil {
+			return err
+		}
+		equal(t, "large config", len(r.Config), len(big))
+		equal(t, "fragments", r.Fragments, []string{"f1"})
+		fs, err := tx.ListFragments(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "fragments of o1", ids(fs, func(f store.Fragment) string { return f.ID }), []string{"f1"})
+		fr, err := tx.GetFragmentRevision(ctx, "f1", 1)
+		if err != nil {
+			return err
+		}
+		equal(t, "fragment config", len(fr.Config), len(big))
+		if _, err := tx.GetConfigRevision(ctx, "m1", 12); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("missing revision: %v", err)
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.DeleteFragment(ctx, "f1") })
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetFragment(ctx, "f1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("deleted fragment: %v", err)
+		}
+		fs, err := tx.ListFragments(ctx, "o1")
+		equal(t, "fragments after delete", len(fs), 0)
+		return err
+	})
+}
+
+func testPartDocs(t *testing.T, s store.Store) {
+	doc := store.PartDocuments{PartID: "p1", ConfigVersion: 3, ConfigDigest: []byte{1}, Config: make([]byte, 4096), GrantsVersion: 5,
+		GrantsIssuedAt: t0, GrantsExpiresAt: t0.Add(time.Hour), Grants: []byte{2}}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutPartDocuments(ctx, doc); err != nil {
+			return err
+		}
+		for i, m := range []string{"m1", "m1", "m2"} {
+			p := store.Proposal{ID: fmt.Sprintf("p1|s|%d", i+1), PartID: "p1", MachineID: m, Seq: uint64(i + 1), State: "conflict", CreatedAt: t0}
+			if err := tx.PutProposal(ctx, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	tags := store.CaptureTags{ID: "p1|s|2", Added: []string{"a"}, Removed: []string{"b"}, UpdatedBy: "user:u", UpdatedAt: t0}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.PutCaptureTags(ctx, tags) })
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.GetCaptureTags(ctx, tags.ID)
+		if !reflect.DeepEqual(got, tags) {
+			t.Errorf("capture tags %+v, want %+v", got, tags)
+		}
+		return err
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		p, err := tx.GetProposal(ctx, "p1|s|1")
+		if err != nil {
+			return err
+		}
+		p.State, p.Told = "accepted", true
+		return tx.PutProposal(ctx, p)
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.GetPartDocuments(ctx, "p1")
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, doc) {
+			t.Errorf("part documents %+v, want %+v", got, doc)
+		}
+		if _, err := tx.GetPartDocuments(ctx, "p2"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown part documents: %v", err)
+		}
+		if _, err := tx.GetCaptureTags(ctx, "p1|s|1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("tags never edited: %v", err)
+		}
+		ps, err := tx.ListProposals(ctx, "m1")
+		if err != nil {
+			return err
+		}
+		equal(t, "proposals of m1", ids(ps, func(p store.Proposal) string { return p.ID + " " + p.State }), []string{"p1|s|1 accepted", "p1|s|2 conflict"})
+		return nil
 	})
 }

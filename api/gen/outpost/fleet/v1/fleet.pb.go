@@ -19,6 +19,8 @@ package fleetv1
 
 import (
 	_ "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
+	v11 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	v1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -373,9 +375,11 @@ type Organization struct {
 	// Its name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// When it was created.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// How many days its parts honour their signed documents offline.
+	DocumentLifetimeDays int32 `protobuf:"varint,4,opt,name=document_lifetime_days,json=documentLifetimeDays,proto3" json:"document_lifetime_days,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Organization) Reset() {
@@ -429,6 +433,114 @@ func (x *Organization) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Organization) GetDocumentLifetimeDays() int32 {
+	if x != nil {
+		return x.DocumentLifetimeDays
+	}
+	return 0
+}
+
+// SetDocumentLifetimeRequest names the organization and the lifetime.
+type SetDocumentLifetimeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Days, 1 to 60.
+	Days          int32 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDocumentLifetimeRequest) Reset() {
+	*x = SetDocumentLifetimeRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDocumentLifetimeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDocumentLifetimeRequest) ProtoMessage() {}
+
+func (x *SetDocumentLifetimeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDocumentLifetimeRequest.ProtoReflect.Descriptor instead.
+func (*SetDocumentLifetimeRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SetDocumentLifetimeRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *SetDocumentLifetimeRequest) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+// SetDocumentLifetimeResponse returns the organization.
+type SetDocumentLifetimeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	Org           *Organization `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDocumentLifetimeResponse) Reset() {
+	*x = SetDocumentLifetimeResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDocumentLifetimeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDocumentLifetimeResponse) ProtoMessage() {}
+
+func (x *SetDocumentLifetimeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDocumentLifetimeResponse.ProtoReflect.Descriptor instead.
+func (*SetDocumentLifetimeResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetDocumentLifetimeResponse) GetOrg() *Organization {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
 // CreateOrgRequest names the new organization.
 type CreateOrgRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -440,7 +552,7 @@ type CreateOrgRequest struct {
 
 func (x *CreateOrgRequest) Reset() {
 	*x = CreateOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +564,7 @@ func (x *CreateOrgRequest) String() string {
 func (*CreateOrgRequest) ProtoMessage() {}
 
 func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +577,7 @@ func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrgRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateOrgRequest) GetName() string {
@@ -486,7 +598,7 @@ type CreateOrgResponse struct {
 
 func (x *CreateOrgResponse) Reset() {
 	*x = CreateOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +610,7 @@ func (x *CreateOrgResponse) String() string {
 func (*CreateOrgResponse) ProtoMessage() {}
 
 func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +623,7 @@ func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrgResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateOrgResponse) GetOrg() *Organization {
@@ -530,7 +642,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +654,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +667,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 // ListOrgsResponse lists organizations.
@@ -569,7 +681,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +693,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +706,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Organization {
@@ -617,7 +729,7 @@ type RenameOrgRequest struct {
 
 func (x *RenameOrgRequest) Reset() {
 	*x = RenameOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +741,7 @@ func (x *RenameOrgRequest) String() string {
 func (*RenameOrgRequest) ProtoMessage() {}
 
 func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +754,7 @@ func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameOrgRequest.ProtoReflect.Descriptor instead.
 func (*RenameOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RenameOrgRequest) GetOrgId() string {
@@ -670,7 +782,7 @@ type RenameOrgResponse struct {
 
 func (x *RenameOrgResponse) Reset() {
 	*x = RenameOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +794,7 @@ func (x *RenameOrgResponse) String() string {
 func (*RenameOrgResponse) ProtoMessage() {}
 
 func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +807,7 @@ func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameOrgResponse.ProtoReflect.Descriptor instead.
 func (*RenameOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenameOrgResponse) GetOrg() *Organization {
@@ -716,7 +828,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +840,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +853,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteOrgRequest) GetOrgId() string {
@@ -760,7 +872,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +884,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +897,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 // LeaveOrgRequest names the organization.
@@ -799,7 +911,7 @@ type LeaveOrgRequest struct {
 
 func (x *LeaveOrgRequest) Reset() {
 	*x = LeaveOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +923,7 @@ func (x *LeaveOrgRequest) String() string {
 func (*LeaveOrgRequest) ProtoMessage() {}
 
 func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +936,7 @@ func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveOrgRequest.ProtoReflect.Descriptor instead.
 func (*LeaveOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LeaveOrgRequest) GetOrgId() string {
@@ -845,7 +957,7 @@ type LeaveOrgResponse struct {
 
 func (x *LeaveOrgResponse) Reset() {
 	*x = LeaveOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +969,7 @@ func (x *LeaveOrgResponse) String() string {
 func (*LeaveOrgResponse) ProtoMessage() {}
 
 func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +982,7 @@ func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveOrgResponse.ProtoReflect.Descriptor instead.
 func (*LeaveOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LeaveOrgResponse) GetRemoved() int32 {
@@ -891,7 +1003,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1015,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1028,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListMembersRequest) GetOrgId() string {
@@ -937,7 +1049,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1061,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1074,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -987,7 +1099,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1111,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1124,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Member) GetUser() *User {
@@ -1059,7 +1171,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1183,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1196,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Location) GetId() string {
@@ -1151,7 +1263,7 @@ type CreateLocationRequest struct {
 
 func (x *CreateLocationRequest) Reset() {
 	*x = CreateLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1275,7 @@ func (x *CreateLocationRequest) String() string {
 func (*CreateLocationRequest) ProtoMessage() {}
 
 func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1288,7 @@ func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLocationRequest.ProtoReflect.Descriptor instead.
 func (*CreateLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateLocationRequest) GetOrgId() string {
@@ -1211,7 +1323,7 @@ type CreateLocationResponse struct {
 
 func (x *CreateLocationResponse) Reset() {
 	*x = CreateLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1335,7 @@ func (x *CreateLocationResponse) String() string {
 func (*CreateLocationResponse) ProtoMessage() {}
 
 func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1348,7 @@ func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLocationResponse.ProtoReflect.Descriptor instead.
 func (*CreateLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateLocationResponse) GetLocation() *Location {
@@ -1257,7 +1369,7 @@ type ListLocationsRequest struct {
 
 func (x *ListLocationsRequest) Reset() {
 	*x = ListLocationsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1381,7 @@ func (x *ListLocationsRequest) String() string {
 func (*ListLocationsRequest) ProtoMessage() {}
 
 func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1394,7 @@ func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListLocationsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListLocationsRequest) GetOrgId() string {
@@ -1303,7 +1415,7 @@ type ListLocationsResponse struct {
 
 func (x *ListLocationsResponse) Reset() {
 	*x = ListLocationsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1427,7 @@ func (x *ListLocationsResponse) String() string {
 func (*ListLocationsResponse) ProtoMessage() {}
 
 func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1440,7 @@ func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListLocationsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListLocationsResponse) GetLocations() []*Location {
@@ -1351,7 +1463,7 @@ type RenameLocationRequest struct {
 
 func (x *RenameLocationRequest) Reset() {
 	*x = RenameLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1475,7 @@ func (x *RenameLocationRequest) String() string {
 func (*RenameLocationRequest) ProtoMessage() {}
 
 func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1488,7 @@ func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameLocationRequest.ProtoReflect.Descriptor instead.
 func (*RenameLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RenameLocationRequest) GetLocationId() string {
@@ -1404,7 +1516,7 @@ type RenameLocationResponse struct {
 
 func (x *RenameLocationResponse) Reset() {
 	*x = RenameLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1528,7 @@ func (x *RenameLocationResponse) String() string {
 func (*RenameLocationResponse) ProtoMessage() {}
 
 func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1541,7 @@ func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameLocationResponse.ProtoReflect.Descriptor instead.
 func (*RenameLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RenameLocationResponse) GetLocation() *Location {
@@ -1452,7 +1564,7 @@ type MoveLocationRequest struct {
 
 func (x *MoveLocationRequest) Reset() {
 	*x = MoveLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1576,7 @@ func (x *MoveLocationRequest) String() string {
 func (*MoveLocationRequest) ProtoMessage() {}
 
 func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1589,7 @@ func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLocationRequest.ProtoReflect.Descriptor instead.
 func (*MoveLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MoveLocationRequest) GetLocationId() string {
@@ -1505,7 +1617,7 @@ type MoveLocationResponse struct {
 
 func (x *MoveLocationResponse) Reset() {
 	*x = MoveLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1629,7 @@ func (x *MoveLocationResponse) String() string {
 func (*MoveLocationResponse) ProtoMessage() {}
 
 func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1642,7 @@ func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLocationResponse.ProtoReflect.Descriptor instead.
 func (*MoveLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MoveLocationResponse) GetLocation() *Location {
@@ -1551,7 +1663,7 @@ type DeleteLocationRequest struct {
 
 func (x *DeleteLocationRequest) Reset() {
 	*x = DeleteLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1675,7 @@ func (x *DeleteLocationRequest) String() string {
 func (*DeleteLocationRequest) ProtoMessage() {}
 
 func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1688,7 @@ func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteLocationRequest) GetLocationId() string {
@@ -1595,7 +1707,7 @@ type DeleteLocationResponse struct {
 
 func (x *DeleteLocationResponse) Reset() {
 	*x = DeleteLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1719,7 @@ func (x *DeleteLocationResponse) String() string {
 func (*DeleteLocationResponse) ProtoMessage() {}
 
 func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1732,7 @@ func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
 }
 
 // ShareLocationRequest names the location and the organization.
@@ -1636,7 +1748,7 @@ type ShareLocationRequest struct {
 
 func (x *ShareLocationRequest) Reset() {
 	*x = ShareLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1760,7 @@ func (x *ShareLocationRequest) String() string {
 func (*ShareLocationRequest) ProtoMessage() {}
 
 func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1773,7 @@ func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLocationRequest.ProtoReflect.Descriptor instead.
 func (*ShareLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ShareLocationRequest) GetLocationId() string {
@@ -1689,7 +1801,7 @@ type ShareLocationResponse struct {
 
 func (x *ShareLocationResponse) Reset() {
 	*x = ShareLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1813,7 @@ func (x *ShareLocationResponse) String() string {
 func (*ShareLocationResponse) ProtoMessage() {}
 
 func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1826,7 @@ func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLocationResponse.ProtoReflect.Descriptor instead.
 func (*ShareLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ShareLocationResponse) GetLocation() *Location {
@@ -1737,7 +1849,7 @@ type UnshareLocationRequest struct {
 
 func (x *UnshareLocationRequest) Reset() {
 	*x = UnshareLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1861,7 @@ func (x *UnshareLocationRequest) String() string {
 func (*UnshareLocationRequest) ProtoMessage() {}
 
 func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1874,7 @@ func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareLocationRequest.ProtoReflect.Descriptor instead.
 func (*UnshareLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UnshareLocationRequest) GetLocationId() string {
@@ -1790,7 +1902,7 @@ type UnshareLocationResponse struct {
 
 func (x *UnshareLocationResponse) Reset() {
 	*x = UnshareLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1914,7 @@ func (x *UnshareLocationResponse) String() string {
 func (*UnshareLocationResponse) ProtoMessage() {}
 
 func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1927,7 @@ func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareLocationResponse.ProtoReflect.Descriptor instead.
 func (*UnshareLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnshareLocationResponse) GetLocation() *Location {
@@ -1838,7 +1950,7 @@ type SetSupportAccessRequest struct {
 
 func (x *SetSupportAccessRequest) Reset() {
 	*x = SetSupportAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1962,7 @@ func (x *SetSupportAccessRequest) String() string {
 func (*SetSupportAccessRequest) ProtoMessage() {}
 
 func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1975,7 @@ func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSupportAccessRequest.ProtoReflect.Descriptor instead.
 func (*SetSupportAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetSupportAccessRequest) GetLocationId() string {
@@ -1891,7 +2003,7 @@ type SetSupportAccessResponse struct {
 
 func (x *SetSupportAccessResponse) Reset() {
 	*x = SetSupportAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2015,7 @@ func (x *SetSupportAccessResponse) String() string {
 func (*SetSupportAccessResponse) ProtoMessage() {}
 
 func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2028,7 @@ func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSupportAccessResponse.ProtoReflect.Descriptor instead.
 func (*SetSupportAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SetSupportAccessResponse) GetLocation() *Location {
@@ -1924,6 +2036,291 @@ func (x *SetSupportAccessResponse) GetLocation() *Location {
 		return x.Location
 	}
 	return nil
+}
+
+// BootstrapPartRequest names the part and the URL parts reach the cloud at.
+type BootstrapPartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The cloud's base URL as parts reach it, such as
+	// "https://cloud.example.com"; written into the file as is.
+	CloudUrl      string `protobuf:"bytes,2,opt,name=cloud_url,json=cloudUrl,proto3" json:"cloud_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootstrapPartRequest) Reset() {
+	*x = BootstrapPartRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapPartRequest) ProtoMessage() {}
+
+func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapPartRequest.ProtoReflect.Descriptor instead.
+func (*BootstrapPartRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *BootstrapPartRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *BootstrapPartRequest) GetCloudUrl() string {
+	if x != nil {
+		return x.CloudUrl
+	}
+	return ""
+}
+
+// BootstrapPartResponse is the part's bootstrap file.
+type BootstrapPartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The file's content, for /etc/outpost/outpostd.json (mode 0600).
+	Bootstrap     *v1.Bootstrap `protobuf:"bytes,1,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BootstrapPartResponse) Reset() {
+	*x = BootstrapPartResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BootstrapPartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BootstrapPartResponse) ProtoMessage() {}
+
+func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BootstrapPartResponse.ProtoReflect.Descriptor instead.
+func (*BootstrapPartResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *BootstrapPartResponse) GetBootstrap() *v1.Bootstrap {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return nil
+}
+
+// GetMachineStatusRequest names the machine.
+type GetMachineStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineStatusRequest) Reset() {
+	*x = GetMachineStatusRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineStatusRequest) ProtoMessage() {}
+
+func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetMachineStatusRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetMachineStatusRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// GetMachineStatusResponse is the status of each part.
+type GetMachineStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The parts, main part first.
+	Parts []*PartStatus `protobuf:"bytes,1,rep,name=parts,proto3" json:"parts,omitempty"`
+	// When any part was last seen; absent if none ever reported.
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineStatusResponse) Reset() {
+	*x = GetMachineStatusResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineStatusResponse) ProtoMessage() {}
+
+func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetMachineStatusResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *GetMachineStatusResponse) GetParts() []*PartStatus {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *GetMachineStatusResponse) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+// PartStatus is one part's last report.
+type PartStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	Part *Part `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	// When the cloud received its last status; absent if it never reported.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// What it reported.
+	Status *v1.PartStatus `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// The config version the cloud has signed for it.
+	IssuedConfigVersion uint64 `protobuf:"varint,4,opt,name=issued_config_version,json=issuedConfigVersion,proto3" json:"issued_config_version,omitempty"`
+	// The grant bundle version the cloud has signed for it.
+	IssuedGrantsVersion uint64 `protobuf:"varint,5,opt,name=issued_grants_version,json=issuedGrantsVersion,proto3" json:"issued_grants_version,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *PartStatus) Reset() {
+	*x = PartStatus{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartStatus) ProtoMessage() {}
+
+func (x *PartStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
+func (*PartStatus) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PartStatus) GetPart() *Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *PartStatus) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *PartStatus) GetStatus() *v1.PartStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *PartStatus) GetIssuedConfigVersion() uint64 {
+	if x != nil {
+		return x.IssuedConfigVersion
+	}
+	return 0
+}
+
+func (x *PartStatus) GetIssuedGrantsVersion() uint64 {
+	if x != nil {
+		return x.IssuedGrantsVersion
+	}
+	return 0
 }
 
 // Machine is a robot: one or more parts in one location.
@@ -1947,7 +2344,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2356,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2369,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Machine) GetId() string {
@@ -2036,7 +2433,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2445,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2458,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Part) GetId() string {
@@ -2114,7 +2511,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2523,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2536,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateMachineRequest) GetLocationId() string {
@@ -2176,7 +2573,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2585,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2598,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -2229,7 +2626,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2638,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2651,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetMachineRequest) GetMachineId() string {
@@ -2275,7 +2672,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2684,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2697,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -2321,7 +2718,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2730,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2743,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListMachinesRequest) GetLocationId() string {
@@ -2367,7 +2764,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2776,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2789,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -2415,7 +2812,7 @@ type RenameMachineRequest struct {
 
 func (x *RenameMachineRequest) Reset() {
 	*x = RenameMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2824,7 @@ func (x *RenameMachineRequest) String() string {
 func (*RenameMachineRequest) ProtoMessage() {}
 
 func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2837,7 @@ func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineRequest.ProtoReflect.Descriptor instead.
 func (*RenameMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RenameMachineRequest) GetMachineId() string {
@@ -2468,7 +2865,7 @@ type RenameMachineResponse struct {
 
 func (x *RenameMachineResponse) Reset() {
 	*x = RenameMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2877,7 @@ func (x *RenameMachineResponse) String() string {
 func (*RenameMachineResponse) ProtoMessage() {}
 
 func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2890,7 @@ func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineResponse.ProtoReflect.Descriptor instead.
 func (*RenameMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RenameMachineResponse) GetMachine() *Machine {
@@ -2514,7 +2911,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2526,7 +2923,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2539,7 +2936,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteMachineRequest) GetMachineId() string {
@@ -2558,7 +2955,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2967,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2980,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
 }
 
 // RestartMachineRequest names the machine.
@@ -2597,7 +2994,7 @@ type RestartMachineRequest struct {
 
 func (x *RestartMachineRequest) Reset() {
 	*x = RestartMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +3006,7 @@ func (x *RestartMachineRequest) String() string {
 func (*RestartMachineRequest) ProtoMessage() {}
 
 func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +3019,7 @@ func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineRequest.ProtoReflect.Descriptor instead.
 func (*RestartMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RestartMachineRequest) GetMachineId() string {
@@ -2643,7 +3040,7 @@ type RestartMachineResponse struct {
 
 func (x *RestartMachineResponse) Reset() {
 	*x = RestartMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +3052,7 @@ func (x *RestartMachineResponse) String() string {
 func (*RestartMachineResponse) ProtoMessage() {}
 
 func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +3065,7 @@ func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineResponse.ProtoReflect.Descriptor instead.
 func (*RestartMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RestartMachineResponse) GetMachine() *Machine {
@@ -2691,7 +3088,7 @@ type AddPartRequest struct {
 
 func (x *AddPartRequest) Reset() {
 	*x = AddPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +3100,7 @@ func (x *AddPartRequest) String() string {
 func (*AddPartRequest) ProtoMessage() {}
 
 func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +3113,7 @@ func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartRequest.ProtoReflect.Descriptor instead.
 func (*AddPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AddPartRequest) GetMachineId() string {
@@ -2746,7 +3143,7 @@ type AddPartResponse struct {
 
 func (x *AddPartResponse) Reset() {
 	*x = AddPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3155,7 @@ func (x *AddPartResponse) String() string {
 func (*AddPartResponse) ProtoMessage() {}
 
 func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3168,7 @@ func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartResponse.ProtoReflect.Descriptor instead.
 func (*AddPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AddPartResponse) GetPart() *Part {
@@ -2801,7 +3198,7 @@ type RenamePartRequest struct {
 
 func (x *RenamePartRequest) Reset() {
 	*x = RenamePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +3210,7 @@ func (x *RenamePartRequest) String() string {
 func (*RenamePartRequest) ProtoMessage() {}
 
 func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +3223,7 @@ func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartRequest.ProtoReflect.Descriptor instead.
 func (*RenamePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RenamePartRequest) GetPartId() string {
@@ -2854,7 +3251,7 @@ type RenamePartResponse struct {
 
 func (x *RenamePartResponse) Reset() {
 	*x = RenamePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +3263,7 @@ func (x *RenamePartResponse) String() string {
 func (*RenamePartResponse) ProtoMessage() {}
 
 func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +3276,7 @@ func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartResponse.ProtoReflect.Descriptor instead.
 func (*RenamePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RenamePartResponse) GetPart() *Part {
@@ -2900,7 +3297,7 @@ type DeletePartRequest struct {
 
 func (x *DeletePartRequest) Reset() {
 	*x = DeletePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3309,7 @@ func (x *DeletePartRequest) String() string {
 func (*DeletePartRequest) ProtoMessage() {}
 
 func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3322,7 @@ func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartRequest.ProtoReflect.Descriptor instead.
 func (*DeletePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *DeletePartRequest) GetPartId() string {
@@ -2944,7 +3341,7 @@ type DeletePartResponse struct {
 
 func (x *DeletePartResponse) Reset() {
 	*x = DeletePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3353,7 @@ func (x *DeletePartResponse) String() string {
 func (*DeletePartResponse) ProtoMessage() {}
 
 func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3366,7 @@ func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartResponse.ProtoReflect.Descriptor instead.
 func (*DeletePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
 }
 
 // RotatePartSecretRequest names the part.
@@ -2983,7 +3380,7 @@ type RotatePartSecretRequest struct {
 
 func (x *RotatePartSecretRequest) Reset() {
 	*x = RotatePartSecretRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3392,7 @@ func (x *RotatePartSecretRequest) String() string {
 func (*RotatePartSecretRequest) ProtoMessage() {}
 
 func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3405,7 @@ func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RotatePartSecretRequest) GetPartId() string {
@@ -3031,7 +3428,7 @@ type RotatePartSecretResponse struct {
 
 func (x *RotatePartSecretResponse) Reset() {
 	*x = RotatePartSecretResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3440,7 @@ func (x *RotatePartSecretResponse) String() string {
 func (*RotatePartSecretResponse) ProtoMessage() {}
 
 func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3453,7 @@ func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RotatePartSecretResponse) GetPart() *Part {
@@ -3090,7 +3487,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3102,7 +3499,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3115,7 +3512,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *User) GetId() string {
@@ -3159,7 +3556,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3568,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3581,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateUserRequest) GetEmail() string {
@@ -3214,7 +3611,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3226,7 +3623,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3239,7 +3636,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -3277,7 +3674,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3289,7 +3686,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3302,7 +3699,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Invite) GetId() string {
@@ -3362,7 +3759,7 @@ type InviteUserRequest struct {
 
 func (x *InviteUserRequest) Reset() {
 	*x = InviteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3771,7 @@ func (x *InviteUserRequest) String() string {
 func (*InviteUserRequest) ProtoMessage() {}
 
 func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3784,7 @@ func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
 func (*InviteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *InviteUserRequest) GetEmail() string {
@@ -3424,7 +3821,7 @@ type InviteUserResponse struct {
 
 func (x *InviteUserResponse) Reset() {
 	*x = InviteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3833,7 @@ func (x *InviteUserResponse) String() string {
 func (*InviteUserResponse) ProtoMessage() {}
 
 func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3846,7 @@ func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
 func (*InviteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *InviteUserResponse) GetInvite() *Invite {
@@ -3477,7 +3874,7 @@ type ResendInviteRequest struct {
 
 func (x *ResendInviteRequest) Reset() {
 	*x = ResendInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3489,7 +3886,7 @@ func (x *ResendInviteRequest) String() string {
 func (*ResendInviteRequest) ProtoMessage() {}
 
 func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3502,7 +3899,7 @@ func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteRequest.ProtoReflect.Descriptor instead.
 func (*ResendInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ResendInviteRequest) GetInviteId() string {
@@ -3525,7 +3922,7 @@ type ResendInviteResponse struct {
 
 func (x *ResendInviteResponse) Reset() {
 	*x = ResendInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3934,7 @@ func (x *ResendInviteResponse) String() string {
 func (*ResendInviteResponse) ProtoMessage() {}
 
 func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3947,7 @@ func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteResponse.ProtoReflect.Descriptor instead.
 func (*ResendInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ResendInviteResponse) GetInvite() *Invite {
@@ -3578,7 +3975,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3987,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +4000,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeInviteRequest) GetInviteId() string {
@@ -3622,7 +4019,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +4031,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +4044,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
 }
 
 // AcceptInviteRequest carries the code and the invitee's password.
@@ -3664,7 +4061,7 @@ type AcceptInviteRequest struct {
 
 func (x *AcceptInviteRequest) Reset() {
 	*x = AcceptInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +4073,7 @@ func (x *AcceptInviteRequest) String() string {
 func (*AcceptInviteRequest) ProtoMessage() {}
 
 func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +4086,7 @@ func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *AcceptInviteRequest) GetCode() string {
@@ -3721,7 +4118,7 @@ type AcceptInviteResponse struct {
 
 func (x *AcceptInviteResponse) Reset() {
 	*x = AcceptInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +4130,7 @@ func (x *AcceptInviteResponse) String() string {
 func (*AcceptInviteResponse) ProtoMessage() {}
 
 func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +4143,7 @@ func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *AcceptInviteResponse) GetUser() *User {
@@ -3793,7 +4190,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3805,7 +4202,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3818,7 +4215,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *APIKey) GetId() string {
@@ -3885,7 +4282,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3897,7 +4294,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3910,7 +4307,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -3948,7 +4345,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4357,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4370,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *CreateAPIKeyResponse) GetKey() *APIKey {
@@ -4001,7 +4398,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4013,7 +4410,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4026,7 +4423,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ListAPIKeysRequest) GetOrgId() string {
@@ -4047,7 +4444,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4456,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4469,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
@@ -4093,7 +4490,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4502,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4515,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *RevokeAPIKeyRequest) GetKeyId() string {
@@ -4137,7 +4534,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4546,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4559,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
 }
 
 // Grant is a role held by a subject on a scope.
@@ -4184,7 +4581,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4196,7 +4593,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4209,7 +4606,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *Grant) GetSubject() string {
@@ -4262,7 +4659,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4274,7 +4671,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4287,7 +4684,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GrantRoleRequest) GetSubject() string {
@@ -4322,7 +4719,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4334,7 +4731,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4347,7 +4744,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -4372,7 +4769,7 @@ type ChangeRoleRequest struct {
 
 func (x *ChangeRoleRequest) Reset() {
 	*x = ChangeRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4384,7 +4781,7 @@ func (x *ChangeRoleRequest) String() string {
 func (*ChangeRoleRequest) ProtoMessage() {}
 
 func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4397,7 +4794,7 @@ func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ChangeRoleRequest) GetSubject() string {
@@ -4432,7 +4829,7 @@ type ChangeRoleResponse struct {
 
 func (x *ChangeRoleResponse) Reset() {
 	*x = ChangeRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4444,7 +4841,7 @@ func (x *ChangeRoleResponse) String() string {
 func (*ChangeRoleResponse) ProtoMessage() {}
 
 func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4457,7 +4854,7 @@ func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
 func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ChangeRoleResponse) GetGrant() *Grant {
@@ -4482,7 +4879,7 @@ type LimitAccessRequest struct {
 
 func (x *LimitAccessRequest) Reset() {
 	*x = LimitAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4494,7 +4891,7 @@ func (x *LimitAccessRequest) String() string {
 func (*LimitAccessRequest) ProtoMessage() {}
 
 func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4507,7 +4904,7 @@ func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessRequest.ProtoReflect.Descriptor instead.
 func (*LimitAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *LimitAccessRequest) GetSubject() string {
@@ -4542,7 +4939,7 @@ type LimitAccessResponse struct {
 
 func (x *LimitAccessResponse) Reset() {
 	*x = LimitAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4554,7 +4951,7 @@ func (x *LimitAccessResponse) String() string {
 func (*LimitAccessResponse) ProtoMessage() {}
 
 func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4567,7 +4964,7 @@ func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessResponse.ProtoReflect.Descriptor instead.
 func (*LimitAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *LimitAccessResponse) GetGrants() []*Grant {
@@ -4590,7 +4987,7 @@ type RemoveRoleRequest struct {
 
 func (x *RemoveRoleRequest) Reset() {
 	*x = RemoveRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4602,7 +4999,7 @@ func (x *RemoveRoleRequest) String() string {
 func (*RemoveRoleRequest) ProtoMessage() {}
 
 func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4615,7 +5012,7 @@ func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *RemoveRoleRequest) GetSubject() string {
@@ -4641,7 +5038,7 @@ type RemoveRoleResponse struct {
 
 func (x *RemoveRoleResponse) Reset() {
 	*x = RemoveRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4653,7 +5050,7 @@ func (x *RemoveRoleResponse) String() string {
 func (*RemoveRoleResponse) ProtoMessage() {}
 
 func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4666,7 +5063,7 @@ func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
 }
 
 // ListRolesRequest names the scope.
@@ -4680,7 +5077,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4692,7 +5089,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4705,7 +5102,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ListRolesRequest) GetScope() string {
@@ -4726,7 +5123,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4738,7 +5135,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4751,7 +5148,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ListRolesResponse) GetGrants() []*Grant {
@@ -4778,7 +5175,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4790,7 +5187,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4803,7 +5200,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *CheckAccessRequest) GetSubject() string {
@@ -4853,7 +5250,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4865,7 +5262,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4878,7 +5275,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *CheckAccessResponse) GetAllowed() bool {
@@ -4945,7 +5342,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4957,7 +5354,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4970,7 +5367,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -5058,7 +5455,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5070,7 +5467,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5083,7 +5480,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ListAuditEventsRequest) GetOrgId() string {
@@ -5120,7 +5517,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5132,7 +5529,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5145,7 +5542,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -5162,11 +5559,2465 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ConfigRevision is one revision of a machine config.
+type ConfigRevision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The revision, from 1.
+	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The machine's own config.
+	Config *v11.RobotConfig `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	// The fragments it uses, by ID.
+	FragmentIds []string `protobuf:"bytes,4,rep,name=fragment_ids,json=fragmentIds,proto3" json:"fragment_ids,omitempty"`
+	// Who wrote it: "user:ID", "apikey:ID" or "part:ID (AUTHOR)".
+	Author string `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	// When.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigRevision) Reset() {
+	*x = ConfigRevision{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigRevision) ProtoMessage() {}
+
+func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigRevision.ProtoReflect.Descriptor instead.
+func (*ConfigRevision) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
+}
+
+func (x *ConfigRevision) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ConfigRevision) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ConfigRevision) GetConfig() *v11.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConfigRevision) GetFragmentIds() []string {
+	if x != nil {
+		return x.FragmentIds
+	}
+	return nil
+}
+
+func (x *ConfigRevision) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *ConfigRevision) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// GetMachineConfigRequest names the machine.
+type GetMachineConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineConfigRequest) Reset() {
+	*x = GetMachineConfigRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineConfigRequest) ProtoMessage() {}
+
+func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetMachineConfigRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *GetMachineConfigRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// GetMachineConfigResponse is the current revision and its merged form.
+type GetMachineConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current revision; revision 0 and an empty config before the first edit.
+	Revision *ConfigRevision `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The config the machine's parts receive: fragments in ID order, then the
+	// machine's own config; on a name collision the later one wins.
+	Merged *v11.RobotConfig `protobuf:"bytes,2,opt,name=merged,proto3" json:"merged,omitempty"`
+	// The fragment revisions merged in.
+	Fragments     []*v1.FragmentVersion `protobuf:"bytes,3,rep,name=fragments,proto3" json:"fragments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineConfigResponse) Reset() {
+	*x = GetMachineConfigResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineConfigResponse) ProtoMessage() {}
+
+func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetMachineConfigResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *GetMachineConfigResponse) GetRevision() *ConfigRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+func (x *GetMachineConfigResponse) GetMerged() *v11.RobotConfig {
+	if x != nil {
+		return x.Merged
+	}
+	return nil
+}
+
+func (x *GetMachineConfigResponse) GetFragments() []*v1.FragmentVersion {
+	if x != nil {
+		return x.Fragments
+	}
+	return nil
+}
+
+// UpdateMachineConfigRequest is a new revision.
+type UpdateMachineConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The revision the edit started from (0 for the first).
+	BaseRevision uint64 `protobuf:"varint,2,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// The machine's own config.
+	Config *v11.RobotConfig `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	// The fragments it uses, by ID; at most 32.
+	FragmentIds   []string `protobuf:"bytes,4,rep,name=fragment_ids,json=fragmentIds,proto3" json:"fragment_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMachineConfigRequest) Reset() {
+	*x = UpdateMachineConfigRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMachineConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMachineConfigRequest) ProtoMessage() {}
+
+func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMachineConfigRequest.ProtoReflect.Descriptor instead.
+func (*UpdateMachineConfigRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
+}
+
+func (x *UpdateMachineConfigRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *UpdateMachineConfigRequest) GetBaseRevision() uint64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+func (x *UpdateMachineConfigRequest) GetConfig() *v11.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *UpdateMachineConfigRequest) GetFragmentIds() []string {
+	if x != nil {
+		return x.FragmentIds
+	}
+	return nil
+}
+
+// UpdateMachineConfigResponse returns the new revision.
+type UpdateMachineConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The revision written.
+	Revision      *ConfigRevision `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMachineConfigResponse) Reset() {
+	*x = UpdateMachineConfigResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMachineConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMachineConfigResponse) ProtoMessage() {}
+
+func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMachineConfigResponse.ProtoReflect.Descriptor instead.
+func (*UpdateMachineConfigResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
+}
+
+func (x *UpdateMachineConfigResponse) GetRevision() *ConfigRevision {
+	if x != nil {
+		return x.Revision
+	}
+	return nil
+}
+
+// ListConfigRevisionsRequest names the machine.
+type ListConfigRevisionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigRevisionsRequest) Reset() {
+	*x = ListConfigRevisionsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigRevisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigRevisionsRequest) ProtoMessage() {}
+
+func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigRevisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigRevisionsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
+}
+
+func (x *ListConfigRevisionsRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// ListConfigRevisionsResponse lists revisions.
+type ListConfigRevisionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Revisions     []*ConfigRevision `protobuf:"bytes,1,rep,name=revisions,proto3" json:"revisions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigRevisionsResponse) Reset() {
+	*x = ListConfigRevisionsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigRevisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigRevisionsResponse) ProtoMessage() {}
+
+func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigRevisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigRevisionsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
+}
+
+func (x *ListConfigRevisionsResponse) GetRevisions() []*ConfigRevision {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+// ConfigProposal is an offline edit a part proposed.
+type ConfigProposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The part that sent it.
+	PartId string `protobuf:"bytes,2,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The revision the edit started from.
+	BaseRevision uint64 `protobuf:"varint,3,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// The proposed machine config.
+	Config *v11.RobotConfig `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	// Who edited it on the part.
+	Author string `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
+	// "accepted", "conflict" (waiting for an owner) or "dismissed".
+	State string `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	// The revision it became, or the current revision it conflicted with.
+	Revision uint64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// What happened.
+	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	// When it arrived.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigProposal) Reset() {
+	*x = ConfigProposal{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigProposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigProposal) ProtoMessage() {}
+
+func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
+func (*ConfigProposal) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
+}
+
+func (x *ConfigProposal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConfigProposal) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *ConfigProposal) GetBaseRevision() uint64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+func (x *ConfigProposal) GetConfig() *v11.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConfigProposal) GetAuthor() string {
+	if x != nil {
+		return x.Author
+	}
+	return ""
+}
+
+func (x *ConfigProposal) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ConfigProposal) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ConfigProposal) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ConfigProposal) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// ListConfigProposalsRequest names the machine.
+type ListConfigProposalsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId     string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigProposalsRequest) Reset() {
+	*x = ListConfigProposalsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigProposalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigProposalsRequest) ProtoMessage() {}
+
+func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigProposalsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigProposalsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
+}
+
+func (x *ListConfigProposalsRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// ListConfigProposalsResponse lists proposals.
+type ListConfigProposalsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Proposals     []*ConfigProposal `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigProposalsResponse) Reset() {
+	*x = ListConfigProposalsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigProposalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigProposalsResponse) ProtoMessage() {}
+
+func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigProposalsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigProposalsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
+}
+
+func (x *ListConfigProposalsResponse) GetProposals() []*ConfigProposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+// ResolveConfigProposalRequest settles one conflict.
+type ResolveConfigProposalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The proposal.
+	ProposalId string `protobuf:"bytes,2,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// true makes it the machine's config; false dismisses it.
+	Accept        bool `protobuf:"varint,3,opt,name=accept,proto3" json:"accept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveConfigProposalRequest) Reset() {
+	*x = ResolveConfigProposalRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveConfigProposalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveConfigProposalRequest) ProtoMessage() {}
+
+func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveConfigProposalRequest.ProtoReflect.Descriptor instead.
+func (*ResolveConfigProposalRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
+}
+
+func (x *ResolveConfigProposalRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ResolveConfigProposalRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *ResolveConfigProposalRequest) GetAccept() bool {
+	if x != nil {
+		return x.Accept
+	}
+	return false
+}
+
+// ResolveConfigProposalResponse returns the proposal as settled.
+type ResolveConfigProposalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal.
+	Proposal      *ConfigProposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveConfigProposalResponse) Reset() {
+	*x = ResolveConfigProposalResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveConfigProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveConfigProposalResponse) ProtoMessage() {}
+
+func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveConfigProposalResponse.ProtoReflect.Descriptor instead.
+func (*ResolveConfigProposalResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
+}
+
+func (x *ResolveConfigProposalResponse) GetProposal() *ConfigProposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+// Fragment is an organization-level config piece.
+type Fragment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The organization that owns it.
+	OrgId string `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// The current revision, from 1.
+	Revision uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The current revision's config.
+	Config *v11.RobotConfig `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`
+	// Who wrote the current revision.
+	UpdatedBy string `protobuf:"bytes,6,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	// When.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fragment) Reset() {
+	*x = Fragment{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fragment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fragment) ProtoMessage() {}
+
+func (x *Fragment) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
+func (*Fragment) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
+}
+
+func (x *Fragment) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Fragment) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *Fragment) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Fragment) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Fragment) GetConfig() *v11.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *Fragment) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+func (x *Fragment) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// CreateFragmentRequest describes the fragment.
+type CreateFragmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Its config; it need not be valid alone, only merged into a machine's.
+	Config        *v11.RobotConfig `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFragmentRequest) Reset() {
+	*x = CreateFragmentRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFragmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFragmentRequest) ProtoMessage() {}
+
+func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFragmentRequest.ProtoReflect.Descriptor instead.
+func (*CreateFragmentRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
+}
+
+func (x *CreateFragmentRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *CreateFragmentRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateFragmentRequest) GetConfig() *v11.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// CreateFragmentResponse returns the fragment.
+type CreateFragmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment.
+	Fragment      *Fragment `protobuf:"bytes,1,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateFragmentResponse) Reset() {
+	*x = CreateFragmentResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateFragmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateFragmentResponse) ProtoMessage() {}
+
+func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateFragmentResponse.ProtoReflect.Descriptor instead.
+func (*CreateFragmentResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
+}
+
+func (x *CreateFragmentResponse) GetFragment() *Fragment {
+	if x != nil {
+		return x.Fragment
+	}
+	return nil
+}
+
+// GetFragmentRequest names the fragment.
+type GetFragmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment.
+	FragmentId    string `protobuf:"bytes,1,opt,name=fragment_id,json=fragmentId,proto3" json:"fragment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFragmentRequest) Reset() {
+	*x = GetFragmentRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFragmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFragmentRequest) ProtoMessage() {}
+
+func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFragmentRequest.ProtoReflect.Descriptor instead.
+func (*GetFragmentRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
+}
+
+func (x *GetFragmentRequest) GetFragmentId() string {
+	if x != nil {
+		return x.FragmentId
+	}
+	return ""
+}
+
+// GetFragmentResponse returns the fragment.
+type GetFragmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment.
+	Fragment      *Fragment `protobuf:"bytes,1,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFragmentResponse) Reset() {
+	*x = GetFragmentResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFragmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFragmentResponse) ProtoMessage() {}
+
+func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFragmentResponse.ProtoReflect.Descriptor instead.
+func (*GetFragmentResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
+}
+
+func (x *GetFragmentResponse) GetFragment() *Fragment {
+	if x != nil {
+		return x.Fragment
+	}
+	return nil
+}
+
+// ListFragmentsRequest names the organization.
+type ListFragmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFragmentsRequest) Reset() {
+	*x = ListFragmentsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFragmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFragmentsRequest) ProtoMessage() {}
+
+func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFragmentsRequest.ProtoReflect.Descriptor instead.
+func (*ListFragmentsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
+}
+
+func (x *ListFragmentsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+// ListFragmentsResponse lists fragments.
+type ListFragmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By ID.
+	Fragments     []*Fragment `protobuf:"bytes,1,rep,name=fragments,proto3" json:"fragments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFragmentsResponse) Reset() {
+	*x = ListFragmentsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFragmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFragmentsResponse) ProtoMessage() {}
+
+func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFragmentsResponse.ProtoReflect.Descriptor instead.
+func (*ListFragmentsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
+}
+
+func (x *ListFragmentsResponse) GetFragments() []*Fragment {
+	if x != nil {
+		return x.Fragments
+	}
+	return nil
+}
+
+// UpdateFragmentRequest is a new revision.
+type UpdateFragmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment.
+	FragmentId string `protobuf:"bytes,1,opt,name=fragment_id,json=fragmentId,proto3" json:"fragment_id,omitempty"`
+	// The revision the edit started from.
+	BaseRevision uint64 `protobuf:"varint,2,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// The new config.
+	Config        *v11.RobotConfig `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateFragmentRequest) Reset() {
+	*x = UpdateFragmentRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFragmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFragmentRequest) ProtoMessage() {}
+
+func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFragmentRequest.ProtoReflect.Descriptor instead.
+func (*UpdateFragmentRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
+}
+
+func (x *UpdateFragmentRequest) GetFragmentId() string {
+	if x != nil {
+		return x.FragmentId
+	}
+	return ""
+}
+
+func (x *UpdateFragmentRequest) GetBaseRevision() uint64 {
+	if x != nil {
+		return x.BaseRevision
+	}
+	return 0
+}
+
+func (x *UpdateFragmentRequest) GetConfig() *v11.RobotConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// UpdateFragmentResponse returns the fragment.
+type UpdateFragmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment.
+	Fragment *Fragment `protobuf:"bytes,1,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	// How many machines use it; their parts receive new configs.
+	Machines      int32 `protobuf:"varint,2,opt,name=machines,proto3" json:"machines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateFragmentResponse) Reset() {
+	*x = UpdateFragmentResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateFragmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateFragmentResponse) ProtoMessage() {}
+
+func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateFragmentResponse.ProtoReflect.Descriptor instead.
+func (*UpdateFragmentResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
+}
+
+func (x *UpdateFragmentResponse) GetFragment() *Fragment {
+	if x != nil {
+		return x.Fragment
+	}
+	return nil
+}
+
+func (x *UpdateFragmentResponse) GetMachines() int32 {
+	if x != nil {
+		return x.Machines
+	}
+	return 0
+}
+
+// DeleteFragmentRequest names the fragment.
+type DeleteFragmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fragment.
+	FragmentId    string `protobuf:"bytes,1,opt,name=fragment_id,json=fragmentId,proto3" json:"fragment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFragmentRequest) Reset() {
+	*x = DeleteFragmentRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFragmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFragmentRequest) ProtoMessage() {}
+
+func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFragmentRequest.ProtoReflect.Descriptor instead.
+func (*DeleteFragmentRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
+}
+
+func (x *DeleteFragmentRequest) GetFragmentId() string {
+	if x != nil {
+		return x.FragmentId
+	}
+	return ""
+}
+
+// DeleteFragmentResponse is empty.
+type DeleteFragmentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFragmentResponse) Reset() {
+	*x = DeleteFragmentResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFragmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFragmentResponse) ProtoMessage() {}
+
+func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFragmentResponse.ProtoReflect.Descriptor instead.
+func (*DeleteFragmentResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
+}
+
+// ExportCapturesRequest selects captures, as ListCapturesRequest does.
+type ExportCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Only this component; empty for all.
+	Component string `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"`
+	// Only captures carrying this tag; empty for all.
+	Tag string `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	// Captured at or after this time.
+	From *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// Captured before this time.
+	To *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// At most this many captures (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCapturesRequest) Reset() {
+	*x = ExportCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCapturesRequest) ProtoMessage() {}
+
+func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCapturesRequest.ProtoReflect.Descriptor instead.
+func (*ExportCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
+}
+
+func (x *ExportCapturesRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ExportCapturesRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ExportCapturesRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ExportCapturesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ExportCapturesRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ExportCapturesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ExportCapturesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ExportCapturesResponse is one page of the export.
+type ExportCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Captures []*CaptureRecord `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Pass it to get the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCapturesResponse) Reset() {
+	*x = ExportCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCapturesResponse) ProtoMessage() {}
+
+func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ExportCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
+}
+
+func (x *ExportCapturesResponse) GetCaptures() []*CaptureRecord {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *ExportCapturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteCapturesRequest selects captures to delete, as ListCapturesRequest
+// selects them, optionally narrowed to named captures.
+type DeleteCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Only this component; empty for all.
+	Component string `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"`
+	// Only captures carrying this tag; empty for all.
+	Tag string `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	// Captured at or after this time.
+	From *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// Captured before this time.
+	To *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// Only these captures (at most 1000); empty for every capture selected.
+	Captures      []*CaptureRef `protobuf:"bytes,6,rep,name=captures,proto3" json:"captures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCapturesRequest) Reset() {
+	*x = DeleteCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCapturesRequest) ProtoMessage() {}
+
+func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCapturesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
+}
+
+func (x *DeleteCapturesRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *DeleteCapturesRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *DeleteCapturesRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *DeleteCapturesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *DeleteCapturesRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *DeleteCapturesRequest) GetCaptures() []*CaptureRef {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+// DeleteCapturesResponse says what was deleted.
+type DeleteCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Captures deleted.
+	Deleted int32 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Blobs of those captures deleted.
+	Blobs int32 `protobuf:"varint,2,opt,name=blobs,proto3" json:"blobs,omitempty"`
+	// More captures match: call again (one call deletes at most 10,000).
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCapturesResponse) Reset() {
+	*x = DeleteCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCapturesResponse) ProtoMessage() {}
+
+func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCapturesResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
+}
+
+func (x *DeleteCapturesResponse) GetDeleted() int32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+func (x *DeleteCapturesResponse) GetBlobs() int32 {
+	if x != nil {
+		return x.Blobs
+	}
+	return 0
+}
+
+func (x *DeleteCapturesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+// CaptureRef names one capture: its key in the part's captures stream.
+type CaptureRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The part's store incarnation.
+	StoreId string `protobuf:"bytes,2,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// The capture's sequence.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureRef) Reset() {
+	*x = CaptureRef{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureRef) ProtoMessage() {}
+
+func (x *CaptureRef) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureRef.ProtoReflect.Descriptor instead.
+func (*CaptureRef) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
+}
+
+func (x *CaptureRef) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *CaptureRef) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
+}
+
+func (x *CaptureRef) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// TagCapturesRequest edits the tags of captures.
+type TagCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine the captures belong to.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The captures; at most 1000.
+	Captures []*CaptureRef `protobuf:"bytes,2,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Tags to add.
+	Add []string `protobuf:"bytes,3,rep,name=add,proto3" json:"add,omitempty"`
+	// Tags to remove.
+	Remove        []string `protobuf:"bytes,4,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagCapturesRequest) Reset() {
+	*x = TagCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagCapturesRequest) ProtoMessage() {}
+
+func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagCapturesRequest.ProtoReflect.Descriptor instead.
+func (*TagCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
+}
+
+func (x *TagCapturesRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *TagCapturesRequest) GetCaptures() []*CaptureRef {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *TagCapturesRequest) GetAdd() []string {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *TagCapturesRequest) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+// TagCapturesResponse says how many captures were edited.
+type TagCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Captures whose tags changed.
+	Changed       int32 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagCapturesResponse) Reset() {
+	*x = TagCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagCapturesResponse) ProtoMessage() {}
+
+func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagCapturesResponse.ProtoReflect.Descriptor instead.
+func (*TagCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
+}
+
+func (x *TagCapturesResponse) GetChanged() int32 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+// ReadBlobRequest names a blob and a range.
+type ReadBlobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The part of the machine that uploaded it.
+	PartId string `protobuf:"bytes,2,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The blob's id.
+	BlobId string `protobuf:"bytes,3,opt,name=blob_id,json=blobId,proto3" json:"blob_id,omitempty"`
+	// Where to start.
+	Offset uint64 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
+	// At most this many bytes (up to 4 MiB; 0 means 4 MiB).
+	Length        uint32 `protobuf:"varint,5,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadBlobRequest) Reset() {
+	*x = ReadBlobRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadBlobRequest) ProtoMessage() {}
+
+func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadBlobRequest.ProtoReflect.Descriptor instead.
+func (*ReadBlobRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
+}
+
+func (x *ReadBlobRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ReadBlobRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *ReadBlobRequest) GetBlobId() string {
+	if x != nil {
+		return x.BlobId
+	}
+	return ""
+}
+
+func (x *ReadBlobRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadBlobRequest) GetLength() uint32 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// ReadBlobResponse is a piece of a blob.
+type ReadBlobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bytes from offset.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The blob's size.
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Its SHA-256.
+	Sha256 []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Where it came from (a synced file's path, or the capture).
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadBlobResponse) Reset() {
+	*x = ReadBlobResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadBlobResponse) ProtoMessage() {}
+
+func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadBlobResponse.ProtoReflect.Descriptor instead.
+func (*ReadBlobResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
+}
+
+func (x *ReadBlobResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadBlobResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ReadBlobResponse) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *ReadBlobResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ListLogsRequest selects logs.
+type ListLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// One of its parts; empty for all.
+	PartId string `protobuf:"bytes,2,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The lowest level shown: "debug", "info" (the default), "warn" or "error".
+	Level string `protobuf:"bytes,3,opt,name=level,proto3" json:"level,omitempty"`
+	// Entries written at or after this time.
+	From *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// Entries written before this time.
+	To *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// At most this many entries (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLogsRequest) Reset() {
+	*x = ListLogsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLogsRequest) ProtoMessage() {}
+
+func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLogsRequest.ProtoReflect.Descriptor instead.
+func (*ListLogsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
+}
+
+func (x *ListLogsRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ListLogsRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *ListLogsRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *ListLogsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListLogsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListLogsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListLogsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// LogEntry is one log line of a part.
+type LogEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// When the part wrote it (its clock).
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// The entry.
+	Entry *v1.LogEntry `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	// Its sequence in its stream on the part.
+	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The stream it came in: "logs.debug", "logs.info" or "logs.warn".
+	Stream        string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogEntry) Reset() {
+	*x = LogEntry{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogEntry) ProtoMessage() {}
+
+func (x *LogEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
+func (*LogEntry) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
+}
+
+func (x *LogEntry) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *LogEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *LogEntry) GetEntry() *v1.LogEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *LogEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LogEntry) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+// ListLogsResponse lists entries in part, stream and sequence order.
+type ListLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries.
+	Entries []*LogEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Pass it to get the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLogsResponse) Reset() {
+	*x = ListLogsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLogsResponse) ProtoMessage() {}
+
+func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLogsResponse.ProtoReflect.Descriptor instead.
+func (*ListLogsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
+}
+
+func (x *ListLogsResponse) GetEntries() []*LogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListLogsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ListCapturesRequest selects captures.
+type ListCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine.
+	MachineId string `protobuf:"bytes,1,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Only this component; empty for all.
+	Component string `protobuf:"bytes,2,opt,name=component,proto3" json:"component,omitempty"`
+	// Only captures carrying this tag; empty for all.
+	Tag string `protobuf:"bytes,3,opt,name=tag,proto3" json:"tag,omitempty"`
+	// Captured at or after this time.
+	From *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	// Captured before this time.
+	To *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// At most this many captures (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCapturesRequest) Reset() {
+	*x = ListCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCapturesRequest) ProtoMessage() {}
+
+func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCapturesRequest.ProtoReflect.Descriptor instead.
+func (*ListCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
+}
+
+func (x *ListCapturesRequest) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *ListCapturesRequest) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *ListCapturesRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *ListCapturesRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListCapturesRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListCapturesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCapturesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// CaptureRecord is one capture of a part.
+type CaptureRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// When it was captured (the part's clock).
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// The capture; tags are left out unless the caller may see tags
+	// (data.tags.view).
+	Capture *v1.Capture `protobuf:"bytes,3,opt,name=capture,proto3" json:"capture,omitempty"`
+	// Its sequence in the part's captures stream.
+	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The part's store incarnation it came from; with part_id and seq it
+	// names the capture (CaptureRef).
+	StoreId       string `protobuf:"bytes,5,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureRecord) Reset() {
+	*x = CaptureRecord{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureRecord) ProtoMessage() {}
+
+func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureRecord.ProtoReflect.Descriptor instead.
+func (*CaptureRecord) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
+}
+
+func (x *CaptureRecord) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *CaptureRecord) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *CaptureRecord) GetCapture() *v1.Capture {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
+func (x *CaptureRecord) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *CaptureRecord) GetStoreId() string {
+	if x != nil {
+		return x.StoreId
+	}
+	return ""
+}
+
+// ListCapturesResponse lists captures.
+type ListCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Captures []*CaptureRecord `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Pass it to get the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCapturesResponse) Reset() {
+	*x = ListCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCapturesResponse) ProtoMessage() {}
+
+func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ListCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
+}
+
+func (x *ListCapturesResponse) GetCaptures() []*CaptureRecord {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *ListCapturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_outpost_fleet_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x1coutpost/fleet/v1/fleet.proto\x12\x10outpost.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1coutpost/authz/v1/authz.proto\"\x16\n" +
+	"\x1coutpost/fleet/v1/fleet.proto\x12\x10outpost.fleet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\x1a\x1aoutpost/sync/v1/sync.proto\"\x16\n" +
 	"\x14GetServerInfoRequest\"I\n" +
 	"\x15GetServerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
@@ -5186,12 +8037,19 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n" +
 	"\x05admin\x18\x03 \x01(\bR\x05admin\x12/\n" +
-	"\x06grants\x18\x04 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"m\n" +
+	"\x06grants\x18\x04 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"\xa3\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
 	"\n" +
-	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"&\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x124\n" +
+	"\x16document_lifetime_days\x18\x04 \x01(\x05R\x14documentLifetimeDays\"R\n" +
+	"\x1aSetDocumentLifetimeRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\x05R\x04days\"O\n" +
+	"\x1bSetDocumentLifetimeResponse\x120\n" +
+	"\x03org\x18\x01 \x01(\v2\x1e.outpost.fleet.v1.OrganizationR\x03org\"&\n" +
 	"\x10CreateOrgRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
 	"\x11CreateOrgResponse\x120\n" +
@@ -5289,7 +8147,28 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"locationId\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\"R\n" +
 	"\x18SetSupportAccessResponse\x126\n" +
-	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"\x85\x02\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"X\n" +
+	"\x14BootstrapPartRequest\x12#\n" +
+	"\apart_id\x18\x01 \x01(\tB\n" +
+	"\xca\xda\x18\x06\n" +
+	"\x04partR\x06partId\x12\x1b\n" +
+	"\tcloud_url\x18\x02 \x01(\tR\bcloudUrl\"Q\n" +
+	"\x15BootstrapPartResponse\x128\n" +
+	"\tbootstrap\x18\x01 \x01(\v2\x1a.outpost.sync.v1.BootstrapR\tbootstrap\"G\n" +
+	"\x17GetMachineStatusRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"\x87\x01\n" +
+	"\x18GetMachineStatusResponse\x122\n" +
+	"\x05parts\x18\x01 \x03(\v2\x1c.outpost.fleet.v1.PartStatusR\x05parts\x127\n" +
+	"\tlast_seen\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\x8e\x02\n" +
+	"\n" +
+	"PartStatus\x12*\n" +
+	"\x04part\x18\x01 \x01(\v2\x16.outpost.fleet.v1.PartR\x04part\x127\n" +
+	"\tlast_seen\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x123\n" +
+	"\x06status\x18\x03 \x01(\v2\x1b.outpost.sync.v1.PartStatusR\x06status\x122\n" +
+	"\x15issued_config_version\x18\x04 \x01(\x04R\x13issuedConfigVersion\x122\n" +
+	"\x15issued_grants_version\x18\x05 \x01(\x04R\x13issuedGrantsVersion\"\x85\x02\n" +
 	"\aMachine\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vlocation_id\x18\x02 \x01(\tR\n" +
@@ -5516,6 +8395,203 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"w\n" +
 	"\x17ListAuditEventsResponse\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.outpost.fleet.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf9\x01\n" +
+	"\x0eConfigRevision\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tR\tmachineId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x126\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12!\n" +
+	"\ffragment_ids\x18\x04 \x03(\tR\vfragmentIds\x12\x16\n" +
+	"\x06author\x18\x05 \x01(\tR\x06author\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"G\n" +
+	"\x17GetMachineConfigRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"\xd0\x01\n" +
+	"\x18GetMachineConfigResponse\x12<\n" +
+	"\brevision\x18\x01 \x01(\v2 .outpost.fleet.v1.ConfigRevisionR\brevision\x126\n" +
+	"\x06merged\x18\x02 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06merged\x12>\n" +
+	"\tfragments\x18\x03 \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\"\xca\x01\n" +
+	"\x1aUpdateMachineConfigRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12#\n" +
+	"\rbase_revision\x18\x02 \x01(\x04R\fbaseRevision\x126\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12!\n" +
+	"\ffragment_ids\x18\x04 \x03(\tR\vfragmentIds\"[\n" +
+	"\x1bUpdateMachineConfigResponse\x12<\n" +
+	"\brevision\x18\x01 \x01(\v2 .outpost.fleet.v1.ConfigRevisionR\brevision\"J\n" +
+	"\x1aListConfigRevisionsRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"]\n" +
+	"\x1bListConfigRevisionsResponse\x12>\n" +
+	"\trevisions\x18\x01 \x03(\v2 .outpost.fleet.v1.ConfigRevisionR\trevisions\"\xb5\x02\n" +
+	"\x0eConfigProposal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\apart_id\x18\x02 \x01(\tR\x06partId\x12#\n" +
+	"\rbase_revision\x18\x03 \x01(\x04R\fbaseRevision\x126\n" +
+	"\x06config\x18\x04 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12\x16\n" +
+	"\x06author\x18\x05 \x01(\tR\x06author\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12\x18\n" +
+	"\amessage\x18\b \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"J\n" +
+	"\x1aListConfigProposalsRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\"]\n" +
+	"\x1bListConfigProposalsResponse\x12>\n" +
+	"\tproposals\x18\x01 \x03(\v2 .outpost.fleet.v1.ConfigProposalR\tproposals\"\x85\x01\n" +
+	"\x1cResolveConfigProposalRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x1f\n" +
+	"\vproposal_id\x18\x02 \x01(\tR\n" +
+	"proposalId\x12\x16\n" +
+	"\x06accept\x18\x03 \x01(\bR\x06accept\"]\n" +
+	"\x1dResolveConfigProposalResponse\x12<\n" +
+	"\bproposal\x18\x01 \x01(\v2 .outpost.fleet.v1.ConfigProposalR\bproposal\"\xf3\x01\n" +
+	"\bFragment\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x126\n" +
+	"\x06config\x18\x05 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x06 \x01(\tR\tupdatedBy\x129\n" +
+	"\n" +
+	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x85\x01\n" +
+	"\x15CreateFragmentRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x126\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\"P\n" +
+	"\x16CreateFragmentResponse\x126\n" +
+	"\bfragment\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.FragmentR\bfragment\"E\n" +
+	"\x12GetFragmentRequest\x12/\n" +
+	"\vfragment_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\bfragmentR\n" +
+	"fragmentId\"M\n" +
+	"\x13GetFragmentResponse\x126\n" +
+	"\bfragment\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.FragmentR\bfragment\"8\n" +
+	"\x14ListFragmentsRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\"Q\n" +
+	"\x15ListFragmentsResponse\x128\n" +
+	"\tfragments\x18\x01 \x03(\v2\x1a.outpost.fleet.v1.FragmentR\tfragments\"\xa5\x01\n" +
+	"\x15UpdateFragmentRequest\x12/\n" +
+	"\vfragment_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\bfragmentR\n" +
+	"fragmentId\x12#\n" +
+	"\rbase_revision\x18\x02 \x01(\x04R\fbaseRevision\x126\n" +
+	"\x06config\x18\x03 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\"l\n" +
+	"\x16UpdateFragmentResponse\x126\n" +
+	"\bfragment\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.FragmentR\bfragment\x12\x1a\n" +
+	"\bmachines\x18\x02 \x01(\x05R\bmachines\"H\n" +
+	"\x15DeleteFragmentRequest\x12/\n" +
+	"\vfragment_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
+	"\n" +
+	"\bfragmentR\n" +
+	"fragmentId\"\x18\n" +
+	"\x16DeleteFragmentResponse\"\x8d\x02\n" +
+	"\x15ExportCapturesRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"}\n" +
+	"\x16ExportCapturesResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8b\x02\n" +
+	"\x15DeleteCapturesRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x128\n" +
+	"\bcaptures\x18\x06 \x03(\v2\x1c.outpost.fleet.v1.CaptureRefR\bcaptures\"\\\n" +
+	"\x16DeleteCapturesResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x05R\adeleted\x12\x14\n" +
+	"\x05blobs\x18\x02 \x01(\x05R\x05blobs\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"R\n" +
+	"\n" +
+	"CaptureRef\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x19\n" +
+	"\bstore_id\x18\x02 \x01(\tR\astoreId\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xa6\x01\n" +
+	"\x12TagCapturesRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x128\n" +
+	"\bcaptures\x18\x02 \x03(\v2\x1c.outpost.fleet.v1.CaptureRefR\bcaptures\x12\x10\n" +
+	"\x03add\x18\x03 \x03(\tR\x03add\x12\x16\n" +
+	"\x06remove\x18\x04 \x03(\tR\x06remove\"/\n" +
+	"\x13TagCapturesResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\x05R\achanged\"\xa1\x01\n" +
+	"\x0fReadBlobRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x17\n" +
+	"\apart_id\x18\x02 \x01(\tR\x06partId\x12\x17\n" +
+	"\ablob_id\x18\x03 \x01(\tR\x06blobId\x12\x16\n" +
+	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x16\n" +
+	"\x06length\x18\x05 \x01(\rR\x06length\"f\n" +
+	"\x10ReadBlobResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"\x86\x02\n" +
+	"\x0fListLogsRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x17\n" +
+	"\apart_id\x18\x02 \x01(\tR\x06partId\x12\x14\n" +
+	"\x05level\x18\x03 \x01(\tR\x05level\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xae\x01\n" +
+	"\bLogEntry\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12/\n" +
+	"\x05entry\x18\x03 \x01(\v2\x19.outpost.sync.v1.LogEntryR\x05entry\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06stream\x18\x05 \x01(\tR\x06stream\"p\n" +
+	"\x10ListLogsResponse\x124\n" +
+	"\aentries\x18\x01 \x03(\v2\x1a.outpost.fleet.v1.LogEntryR\aentries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8b\x02\n" +
+	"\x13ListCapturesRequest\x12,\n" +
+	"\n" +
+	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\amachineR\tmachineId\x12\x1c\n" +
+	"\tcomponent\x18\x02 \x01(\tR\tcomponent\x12\x10\n" +
+	"\x03tag\x18\x03 \x01(\tR\x03tag\x12.\n" +
+	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xb9\x01\n" +
+	"\rCaptureRecord\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x122\n" +
+	"\acapture\x18\x03 \x01(\v2\x18.outpost.sync.v1.CaptureR\acapture\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x19\n" +
+	"\bstore_id\x18\x05 \x01(\tR\astoreId\"{\n" +
+	"\x14ListCapturesResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x82\x01\n" +
 	"\rServerService\x12q\n" +
 	"\rGetServerInfo\x12&.outpost.fleet.v1.GetServerInfoRequest\x1a'.outpost.fleet.v1.GetServerInfoResponse\"\x0f\xca\xda\x18\b\n" +
@@ -5524,7 +8600,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x06SignIn\x12\x1f.outpost.fleet.v1.SignInRequest\x1a .outpost.fleet.v1.SignInResponse\"\f\xca\xda\x18\b\n" +
 	"\x06public\x12c\n" +
 	"\x06WhoAmI\x12\x1f.outpost.fleet.v1.WhoAmIRequest\x1a .outpost.fleet.v1.WhoAmIResponse\"\x16\xca\xda\x18\x0f\n" +
-	"\rauthenticated\x90\x02\x012\xa1\x05\n" +
+	"\rauthenticated\x90\x02\x012\xaa\x06\n" +
 	"\n" +
 	"OrgService\x12h\n" +
 	"\tCreateOrg\x12\".outpost.fleet.v1.CreateOrgRequest\x1a#.outpost.fleet.v1.CreateOrgResponse\"\x12\xca\xda\x18\x0e\n" +
@@ -5533,6 +8609,9 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\bListOrgs\x12!.outpost.fleet.v1.ListOrgsRequest\x1a\".outpost.fleet.v1.ListOrgsResponse\"%\xca\xda\x18\x1e\n" +
 	"\rauthenticated\x12\rrole.view.own\x90\x02\x01\x12h\n" +
 	"\tRenameOrg\x12\".outpost.fleet.v1.RenameOrgRequest\x1a#.outpost.fleet.v1.RenameOrgResponse\"\x12\xca\xda\x18\x0e\n" +
+	"\n" +
+	"org.rename\x18\x01\x12\x86\x01\n" +
+	"\x13SetDocumentLifetime\x12,.outpost.fleet.v1.SetDocumentLifetimeRequest\x1a-.outpost.fleet.v1.SetDocumentLifetimeResponse\"\x12\xca\xda\x18\x0e\n" +
 	"\n" +
 	"org.rename\x18\x01\x12h\n" +
 	"\tDeleteOrg\x12\".outpost.fleet.v1.DeleteOrgRequest\x1a#.outpost.fleet.v1.DeleteOrgResponse\"\x12\xca\xda\x18\x0e\n" +
@@ -5558,7 +8637,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x0fUnshareLocation\x12(.outpost.fleet.v1.UnshareLocationRequest\x1a).outpost.fleet.v1.UnshareLocationResponse\"\x1d\xca\xda\x18\x19\n" +
 	"\x15location.share.remove\x18\x01\x12\x88\x01\n" +
 	"\x10SetSupportAccess\x12).outpost.fleet.v1.SetSupportAccessRequest\x1a*.outpost.fleet.v1.SetSupportAccessResponse\"\x1d\xca\xda\x18\x19\n" +
-	"\x15location.support.edit\x18\x012\xca\t\n" +
+	"\x15location.support.edit\x18\x012\xcf\v\n" +
 	"\x0eMachineService\x12x\n" +
 	"\rCreateMachine\x12&.outpost.fleet.v1.CreateMachineRequest\x1a'.outpost.fleet.v1.CreateMachineResponse\"\x16\xca\xda\x18\x12\n" +
 	"\x0emachine.create\x18\x01\x12q\n" +
@@ -5582,7 +8661,11 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"DeletePart\x12#.outpost.fleet.v1.DeletePartRequest\x1a$.outpost.fleet.v1.DeletePartResponse\"\x1b\xca\xda\x18\x17\n" +
 	"\x13machine.config.edit\x18\x01\x12\x86\x01\n" +
 	"\x10RotatePartSecret\x12).outpost.fleet.v1.RotatePartSecretRequest\x1a*.outpost.fleet.v1.RotatePartSecretResponse\"\x1b\xca\xda\x18\x17\n" +
-	"\x13machine.config.edit\x18\x012\xbe\x04\n" +
+	"\x13machine.config.edit\x18\x01\x12}\n" +
+	"\rBootstrapPart\x12&.outpost.fleet.v1.BootstrapPartRequest\x1a'.outpost.fleet.v1.BootstrapPartResponse\"\x1b\xca\xda\x18\x17\n" +
+	"\x13machine.config.edit\x18\x01\x12\x83\x01\n" +
+	"\x10GetMachineStatus\x12).outpost.fleet.v1.GetMachineStatusRequest\x1a*.outpost.fleet.v1.GetMachineStatusResponse\"\x18\xca\xda\x18\x11\n" +
+	"\x0fmachine.control\x90\x02\x012\xbe\x04\n" +
 	"\vUserService\x12f\n" +
 	"\n" +
 	"CreateUser\x12#.outpost.fleet.v1.CreateUserRequest\x1a$.outpost.fleet.v1.CreateUserResponse\"\r\xca\xda\x18\t\n" +
@@ -5621,7 +8704,42 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x10role.view.others\x90\x02\x012\x8c\x01\n" +
 	"\fAuditService\x12|\n" +
 	"\x0fListAuditEvents\x12(.outpost.fleet.v1.ListAuditEventsRequest\x1a).outpost.fleet.v1.ListAuditEventsResponse\"\x14\xca\xda\x18\r\n" +
-	"\vrole.change\x90\x02\x01B\xca\x01\n" +
+	"\vrole.change\x90\x02\x012\xd4\x05\n" +
+	"\rConfigService\x12\x80\x01\n" +
+	"\x10GetMachineConfig\x12).outpost.fleet.v1.GetMachineConfigRequest\x1a*.outpost.fleet.v1.GetMachineConfigResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x01\x12\x8f\x01\n" +
+	"\x13UpdateMachineConfig\x12,.outpost.fleet.v1.UpdateMachineConfigRequest\x1a-.outpost.fleet.v1.UpdateMachineConfigResponse\"\x1b\xca\xda\x18\x17\n" +
+	"\x13machine.config.edit\x18\x01\x12\x89\x01\n" +
+	"\x13ListConfigRevisions\x12,.outpost.fleet.v1.ListConfigRevisionsRequest\x1a-.outpost.fleet.v1.ListConfigRevisionsResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x01\x12\x89\x01\n" +
+	"\x13ListConfigProposals\x12,.outpost.fleet.v1.ListConfigProposalsRequest\x1a-.outpost.fleet.v1.ListConfigProposalsResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x01\x12\x95\x01\n" +
+	"\x15ResolveConfigProposal\x12..outpost.fleet.v1.ResolveConfigProposalRequest\x1a/.outpost.fleet.v1.ResolveConfigProposalResponse\"\x1b\xca\xda\x18\x17\n" +
+	"\x13machine.config.edit\x18\x012\xf3\x04\n" +
+	"\x0fFragmentService\x12|\n" +
+	"\x0eCreateFragment\x12'.outpost.fleet.v1.CreateFragmentRequest\x1a(.outpost.fleet.v1.CreateFragmentResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0ffragment.create\x18\x01\x12q\n" +
+	"\vGetFragment\x12$.outpost.fleet.v1.GetFragmentRequest\x1a%.outpost.fleet.v1.GetFragmentResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\ffragment.use\x90\x02\x01\x12w\n" +
+	"\rListFragments\x12&.outpost.fleet.v1.ListFragmentsRequest\x1a'.outpost.fleet.v1.ListFragmentsResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\ffragment.use\x90\x02\x01\x12z\n" +
+	"\x0eUpdateFragment\x12'.outpost.fleet.v1.UpdateFragmentRequest\x1a(.outpost.fleet.v1.UpdateFragmentResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rfragment.edit\x18\x01\x12z\n" +
+	"\x0eDeleteFragment\x12'.outpost.fleet.v1.DeleteFragmentRequest\x1a(.outpost.fleet.v1.DeleteFragmentResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rfragment.edit\x18\x012\xb5\x05\n" +
+	"\vDataService\x12h\n" +
+	"\bListLogs\x12!.outpost.fleet.v1.ListLogsRequest\x1a\".outpost.fleet.v1.ListLogsResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fmachine.view\x90\x02\x01\x12q\n" +
+	"\fListCaptures\x12%.outpost.fleet.v1.ListCapturesRequest\x1a&.outpost.fleet.v1.ListCapturesResponse\"\x12\xca\xda\x18\v\n" +
+	"\tdata.view\x90\x02\x01\x12y\n" +
+	"\x0eExportCaptures\x12'.outpost.fleet.v1.ExportCapturesRequest\x1a(.outpost.fleet.v1.ExportCapturesResponse\"\x14\xca\xda\x18\r\n" +
+	"\vdata.export\x90\x02\x01\x12g\n" +
+	"\bReadBlob\x12!.outpost.fleet.v1.ReadBlobRequest\x1a\".outpost.fleet.v1.ReadBlobResponse\"\x14\xca\xda\x18\r\n" +
+	"\vdata.export\x90\x02\x01\x12m\n" +
+	"\vTagCaptures\x12$.outpost.fleet.v1.TagCapturesRequest\x1a%.outpost.fleet.v1.TagCapturesResponse\"\x11\xca\xda\x18\r\n" +
+	"\tdata.edit\x18\x01\x12v\n" +
+	"\x0eDeleteCaptures\x12'.outpost.fleet.v1.DeleteCapturesRequest\x1a(.outpost.fleet.v1.DeleteCapturesResponse\"\x11\xca\xda\x18\r\n" +
+	"\tdata.edit\x18\x01B\xca\x01\n" +
 	"\x14com.outpost.fleet.v1B\n" +
 	"FleetProtoP\x01ZDgithub.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1;fleetv1\xa2\x02\x03OFX\xaa\x02\x10Outpost.Fleet.V1\xca\x02\x10Outpost\\Fleet\\V1\xe2\x02\x1cOutpost\\Fleet\\V1\\GPBMetadata\xea\x02\x12Outpost::Fleet::V1b\x06proto3"
 
@@ -5637,243 +8755,376 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 139)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
-	(*GetServerInfoRequest)(nil),     // 0: outpost.fleet.v1.GetServerInfoRequest
-	(*GetServerInfoResponse)(nil),    // 1: outpost.fleet.v1.GetServerInfoResponse
-	(*SignInRequest)(nil),            // 2: outpost.fleet.v1.SignInRequest
-	(*SignInResponse)(nil),           // 3: outpost.fleet.v1.SignInResponse
-	(*WhoAmIRequest)(nil),            // 4: outpost.fleet.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),           // 5: outpost.fleet.v1.WhoAmIResponse
-	(*Organization)(nil),             // 6: outpost.fleet.v1.Organization
-	(*CreateOrgRequest)(nil),         // 7: outpost.fleet.v1.CreateOrgRequest
-	(*CreateOrgResponse)(nil),        // 8: outpost.fleet.v1.CreateOrgResponse
-	(*ListOrgsRequest)(nil),          // 9: outpost.fleet.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),         // 10: outpost.fleet.v1.ListOrgsResponse
-	(*RenameOrgRequest)(nil),         // 11: outpost.fleet.v1.RenameOrgRequest
-	(*RenameOrgResponse)(nil),        // 12: outpost.fleet.v1.RenameOrgResponse
-	(*DeleteOrgRequest)(nil),         // 13: outpost.fleet.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),        // 14: outpost.fleet.v1.DeleteOrgResponse
-	(*LeaveOrgRequest)(nil),          // 15: outpost.fleet.v1.LeaveOrgRequest
-	(*LeaveOrgResponse)(nil),         // 16: outpost.fleet.v1.LeaveOrgResponse
-	(*ListMembersRequest)(nil),       // 17: outpost.fleet.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),      // 18: outpost.fleet.v1.ListMembersResponse
-	(*Member)(nil),                   // 19: outpost.fleet.v1.Member
-	(*Location)(nil),                 // 20: outpost.fleet.v1.Location
-	(*CreateLocationRequest)(nil),    // 21: outpost.fleet.v1.CreateLocationRequest
-	(*CreateLocationResponse)(nil),   // 22: outpost.fleet.v1.CreateLocationResponse
-	(*ListLocationsRequest)(nil),     // 23: outpost.fleet.v1.ListLocationsRequest
-	(*ListLocationsResponse)(nil),    // 24: outpost.fleet.v1.ListLocationsResponse
-	(*RenameLocationRequest)(nil),    // 25: outpost.fleet.v1.RenameLocationRequest
-	(*RenameLocationResponse)(nil),   // 26: outpost.fleet.v1.RenameLocationResponse
-	(*MoveLocationRequest)(nil),      // 27: outpost.fleet.v1.MoveLocationRequest
-	(*MoveLocationResponse)(nil),     // 28: outpost.fleet.v1.MoveLocationResponse
-	(*DeleteLocationRequest)(nil),    // 29: outpost.fleet.v1.DeleteLocationRequest
-	(*DeleteLocationResponse)(nil),   // 30: outpost.fleet.v1.DeleteLocationResponse
-	(*ShareLocationRequest)(nil),     // 31: outpost.fleet.v1.ShareLocationRequest
-	(*ShareLocationResponse)(nil),    // 32: outpost.fleet.v1.ShareLocationResponse
-	(*UnshareLocationRequest)(nil),   // 33: outpost.fleet.v1.UnshareLocationRequest
-	(*UnshareLocationResponse)(nil),  // 34: outpost.fleet.v1.UnshareLocationResponse
-	(*SetSupportAccessRequest)(nil),  // 35: outpost.fleet.v1.SetSupportAccessRequest
-	(*SetSupportAccessResponse)(nil), // 36: outpost.fleet.v1.SetSupportAccessResponse
-	(*Machine)(nil),                  // 37: outpost.fleet.v1.Machine
-	(*Part)(nil),                     // 38: outpost.fleet.v1.Part
-	(*CreateMachineRequest)(nil),     // 39: outpost.fleet.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),    // 40: outpost.fleet.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),        // 41: outpost.fleet.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),       // 42: outpost.fleet.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),      // 43: outpost.fleet.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),     // 44: outpost.fleet.v1.ListMachinesResponse
-	(*RenameMachineRequest)(nil),     // 45: outpost.fleet.v1.RenameMachineRequest
-	(*RenameMachineResponse)(nil),    // 46: outpost.fleet.v1.RenameMachineResponse
-	(*DeleteMachineRequest)(nil),     // 47: outpost.fleet.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),    // 48: outpost.fleet.v1.DeleteMachineResponse
-	(*RestartMachineRequest)(nil),    // 49: outpost.fleet.v1.RestartMachineRequest
-	(*RestartMachineResponse)(nil),   // 50: outpost.fleet.v1.RestartMachineResponse
-	(*AddPartRequest)(nil),           // 51: outpost.fleet.v1.AddPartRequest
-	(*AddPartResponse)(nil),          // 52: outpost.fleet.v1.AddPartResponse
-	(*RenamePartRequest)(nil),        // 53: outpost.fleet.v1.RenamePartRequest
-	(*RenamePartResponse)(nil),       // 54: outpost.fleet.v1.RenamePartResponse
-	(*DeletePartRequest)(nil),        // 55: outpost.fleet.v1.DeletePartRequest
-	(*DeletePartResponse)(nil),       // 56: outpost.fleet.v1.DeletePartResponse
-	(*RotatePartSecretRequest)(nil),  // 57: outpost.fleet.v1.RotatePartSecretRequest
-	(*RotatePartSecretResponse)(nil), // 58: outpost.fleet.v1.RotatePartSecretResponse
-	(*User)(nil),                     // 59: outpost.fleet.v1.User
-	(*CreateUserRequest)(nil),        // 60: outpost.fleet.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 61: outpost.fleet.v1.CreateUserResponse
-	(*Invite)(nil),                   // 62: outpost.fleet.v1.Invite
-	(*InviteUserRequest)(nil),        // 63: outpost.fleet.v1.InviteUserRequest
-	(*InviteUserResponse)(nil),       // 64: outpost.fleet.v1.InviteUserResponse
-	(*ResendInviteRequest)(nil),      // 65: outpost.fleet.v1.ResendInviteRequest
-	(*ResendInviteResponse)(nil),     // 66: outpost.fleet.v1.ResendInviteResponse
-	(*RevokeInviteRequest)(nil),      // 67: outpost.fleet.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),     // 68: outpost.fleet.v1.RevokeInviteResponse
-	(*AcceptInviteRequest)(nil),      // 69: outpost.fleet.v1.AcceptInviteRequest
-	(*AcceptInviteResponse)(nil),     // 70: outpost.fleet.v1.AcceptInviteResponse
-	(*APIKey)(nil),                   // 71: outpost.fleet.v1.APIKey
-	(*CreateAPIKeyRequest)(nil),      // 72: outpost.fleet.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),     // 73: outpost.fleet.v1.CreateAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),       // 74: outpost.fleet.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),      // 75: outpost.fleet.v1.ListAPIKeysResponse
-	(*RevokeAPIKeyRequest)(nil),      // 76: outpost.fleet.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),     // 77: outpost.fleet.v1.RevokeAPIKeyResponse
-	(*Grant)(nil),                    // 78: outpost.fleet.v1.Grant
-	(*GrantRoleRequest)(nil),         // 79: outpost.fleet.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),        // 80: outpost.fleet.v1.GrantRoleResponse
-	(*ChangeRoleRequest)(nil),        // 81: outpost.fleet.v1.ChangeRoleRequest
-	(*ChangeRoleResponse)(nil),       // 82: outpost.fleet.v1.ChangeRoleResponse
-	(*LimitAccessRequest)(nil),       // 83: outpost.fleet.v1.LimitAccessRequest
-	(*LimitAccessResponse)(nil),      // 84: outpost.fleet.v1.LimitAccessResponse
-	(*RemoveRoleRequest)(nil),        // 85: outpost.fleet.v1.RemoveRoleRequest
-	(*RemoveRoleResponse)(nil),       // 86: outpost.fleet.v1.RemoveRoleResponse
-	(*ListRolesRequest)(nil),         // 87: outpost.fleet.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),        // 88: outpost.fleet.v1.ListRolesResponse
-	(*CheckAccessRequest)(nil),       // 89: outpost.fleet.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),      // 90: outpost.fleet.v1.CheckAccessResponse
-	(*AuditEvent)(nil),               // 91: outpost.fleet.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),   // 92: outpost.fleet.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),  // 93: outpost.fleet.v1.ListAuditEventsResponse
-	(*timestamppb.Timestamp)(nil),    // 94: google.protobuf.Timestamp
+	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
+	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
+	(*SignInRequest)(nil),                 // 2: outpost.fleet.v1.SignInRequest
+	(*SignInResponse)(nil),                // 3: outpost.fleet.v1.SignInResponse
+	(*WhoAmIRequest)(nil),                 // 4: outpost.fleet.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),                // 5: outpost.fleet.v1.WhoAmIResponse
+	(*Organization)(nil),                  // 6: outpost.fleet.v1.Organization
+	(*SetDocumentLifetimeRequest)(nil),    // 7: outpost.fleet.v1.SetDocumentLifetimeRequest
+	(*SetDocumentLifetimeResponse)(nil),   // 8: outpost.fleet.v1.SetDocumentLifetimeResponse
+	(*CreateOrgRequest)(nil),              // 9: outpost.fleet.v1.CreateOrgRequest
+	(*CreateOrgResponse)(nil),             // 10: outpost.fleet.v1.CreateOrgResponse
+	(*ListOrgsRequest)(nil),               // 11: outpost.fleet.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),              // 12: outpost.fleet.v1.ListOrgsResponse
+	(*RenameOrgRequest)(nil),              // 13: outpost.fleet.v1.RenameOrgRequest
+	(*RenameOrgResponse)(nil),             // 14: outpost.fleet.v1.RenameOrgResponse
+	(*DeleteOrgRequest)(nil),              // 15: outpost.fleet.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),             // 16: outpost.fleet.v1.DeleteOrgResponse
+	(*LeaveOrgRequest)(nil),               // 17: outpost.fleet.v1.LeaveOrgRequest
+	(*LeaveOrgResponse)(nil),              // 18: outpost.fleet.v1.LeaveOrgResponse
+	(*ListMembersRequest)(nil),            // 19: outpost.fleet.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),           // 20: outpost.fleet.v1.ListMembersResponse
+	(*Member)(nil),                        // 21: outpost.fleet.v1.Member
+	(*Location)(nil),                      // 22: outpost.fleet.v1.Location
+	(*CreateLocationRequest)(nil),         // 23: outpost.fleet.v1.CreateLocationRequest
+	(*CreateLocationResponse)(nil),        // 24: outpost.fleet.v1.CreateLocationResponse
+	(*ListLocationsRequest)(nil),          // 25: outpost.fleet.v1.ListLocationsRequest
+	(*ListLocationsResponse)(nil),         // 26: outpost.fleet.v1.ListLocationsResponse
+	(*RenameLocationRequest)(nil),         // 27: outpost.fleet.v1.RenameLocationRequest
+	(*RenameLocationResponse)(nil),        // 28: outpost.fleet.v1.RenameLocationResponse
+	(*MoveLocationRequest)(nil),           // 29: outpost.fleet.v1.MoveLocationRequest
+	(*MoveLocationResponse)(nil),          // 30: outpost.fleet.v1.MoveLocationResponse
+	(*DeleteLocationRequest)(nil),         // 31: outpost.fleet.v1.DeleteLocationRequest
+	(*DeleteLocationResponse)(nil),        // 32: outpost.fleet.v1.DeleteLocationResponse
+	(*ShareLocationRequest)(nil),          // 33: outpost.fleet.v1.ShareLocationRequest
+	(*ShareLocationResponse)(nil),         // 34: outpost.fleet.v1.ShareLocationResponse
+	(*UnshareLocationRequest)(nil),        // 35: outpost.fleet.v1.UnshareLocationRequest
+	(*UnshareLocationResponse)(nil),       // 36: outpost.fleet.v1.UnshareLocationResponse
+	(*SetSupportAccessRequest)(nil),       // 37: outpost.fleet.v1.SetSupportAccessRequest
+	(*SetSupportAccessResponse)(nil),      // 38: outpost.fleet.v1.SetSupportAccessResponse
+	(*BootstrapPartRequest)(nil),          // 39: outpost.fleet.v1.BootstrapPartRequest
+	(*BootstrapPartResponse)(nil),         // 40: outpost.fleet.v1.BootstrapPartResponse
+	(*GetMachineStatusRequest)(nil),       // 41: outpost.fleet.v1.GetMachineStatusRequest
+	(*GetMachineStatusResponse)(nil),      // 42: outpost.fleet.v1.GetMachineStatusResponse
+	(*PartStatus)(nil),                    // 43: outpost.fleet.v1.PartStatus
+	(*Machine)(nil),                       // 44: outpost.fleet.v1.Machine
+	(*Part)(nil),                          // 45: outpost.fleet.v1.Part
+	(*CreateMachineRequest)(nil),          // 46: outpost.fleet.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),         // 47: outpost.fleet.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),             // 48: outpost.fleet.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),            // 49: outpost.fleet.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),           // 50: outpost.fleet.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),          // 51: outpost.fleet.v1.ListMachinesResponse
+	(*RenameMachineRequest)(nil),          // 52: outpost.fleet.v1.RenameMachineRequest
+	(*RenameMachineResponse)(nil),         // 53: outpost.fleet.v1.RenameMachineResponse
+	(*DeleteMachineRequest)(nil),          // 54: outpost.fleet.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),         // 55: outpost.fleet.v1.DeleteMachineResponse
+	(*RestartMachineRequest)(nil),         // 56: outpost.fleet.v1.RestartMachineRequest
+	(*RestartMachineResponse)(nil),        // 57: outpost.fleet.v1.RestartMachineResponse
+	(*AddPartRequest)(nil),                // 58: outpost.fleet.v1.AddPartRequest
+	(*AddPartResponse)(nil),               // 59: outpost.fleet.v1.AddPartResponse
+	(*RenamePartRequest)(nil),             // 60: outpost.fleet.v1.RenamePartRequest
+	(*RenamePartResponse)(nil),            // 61: outpost.fleet.v1.RenamePartResponse
+	(*DeletePartRequest)(nil),             // 62: outpost.fleet.v1.DeletePartRequest
+	(*DeletePartResponse)(nil),            // 63: outpost.fleet.v1.DeletePartResponse
+	(*RotatePartSecretRequest)(nil),       // 64: outpost.fleet.v1.RotatePartSecretRequest
+	(*RotatePartSecretResponse)(nil),      // 65: outpost.fleet.v1.RotatePartSecretResponse
+	(*User)(nil),                          // 66: outpost.fleet.v1.User
+	(*CreateUserRequest)(nil),             // 67: outpost.fleet.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),            // 68: outpost.fleet.v1.CreateUserResponse
+	(*Invite)(nil),                        // 69: outpost.fleet.v1.Invite
+	(*InviteUserRequest)(nil),             // 70: outpost.fleet.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),            // 71: outpost.fleet.v1.InviteUserResponse
+	(*ResendInviteRequest)(nil),           // 72: outpost.fleet.v1.ResendInviteRequest
+	(*ResendInviteResponse)(nil),          // 73: outpost.fleet.v1.ResendInviteResponse
+	(*RevokeInviteRequest)(nil),           // 74: outpost.fleet.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),          // 75: outpost.fleet.v1.RevokeInviteResponse
+	(*AcceptInviteRequest)(nil),           // 76: outpost.fleet.v1.AcceptInviteRequest
+	(*AcceptInviteResponse)(nil),          // 77: outpost.fleet.v1.AcceptInviteResponse
+	(*APIKey)(nil),                        // 78: outpost.fleet.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),           // 79: outpost.fleet.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 80: outpost.fleet.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),            // 81: outpost.fleet.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 82: outpost.fleet.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),           // 83: outpost.fleet.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 84: outpost.fleet.v1.RevokeAPIKeyResponse
+	(*Grant)(nil),                         // 85: outpost.fleet.v1.Grant
+	(*GrantRoleRequest)(nil),              // 86: outpost.fleet.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 87: outpost.fleet.v1.GrantRoleResponse
+	(*ChangeRoleRequest)(nil),             // 88: outpost.fleet.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),            // 89: outpost.fleet.v1.ChangeRoleResponse
+	(*LimitAccessRequest)(nil),            // 90: outpost.fleet.v1.LimitAccessRequest
+	(*LimitAccessResponse)(nil),           // 91: outpost.fleet.v1.LimitAccessResponse
+	(*RemoveRoleRequest)(nil),             // 92: outpost.fleet.v1.RemoveRoleRequest
+	(*RemoveRoleResponse)(nil),            // 93: outpost.fleet.v1.RemoveRoleResponse
+	(*ListRolesRequest)(nil),              // 94: outpost.fleet.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 95: outpost.fleet.v1.ListRolesResponse
+	(*CheckAccessRequest)(nil),            // 96: outpost.fleet.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),           // 97: outpost.fleet.v1.CheckAccessResponse
+	(*AuditEvent)(nil),                    // 98: outpost.fleet.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 99: outpost.fleet.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 100: outpost.fleet.v1.ListAuditEventsResponse
+	(*ConfigRevision)(nil),                // 101: outpost.fleet.v1.ConfigRevision
+	(*GetMachineConfigRequest)(nil),       // 102: outpost.fleet.v1.GetMachineConfigRequest
+	(*GetMachineConfigResponse)(nil),      // 103: outpost.fleet.v1.GetMachineConfigResponse
+	(*UpdateMachineConfigRequest)(nil),    // 104: outpost.fleet.v1.UpdateMachineConfigRequest
+	(*UpdateMachineConfigResponse)(nil),   // 105: outpost.fleet.v1.UpdateMachineConfigResponse
+	(*ListConfigRevisionsRequest)(nil),    // 106: outpost.fleet.v1.ListConfigRevisionsRequest
+	(*ListConfigRevisionsResponse)(nil),   // 107: outpost.fleet.v1.ListConfigRevisionsResponse
+	(*ConfigProposal)(nil),                // 108: outpost.fleet.v1.ConfigProposal
+	(*ListConfigProposalsRequest)(nil),    // 109: outpost.fleet.v1.ListConfigProposalsRequest
+	(*ListConfigProposalsResponse)(nil),   // 110: outpost.fleet.v1.ListConfigProposalsResponse
+	(*ResolveConfigProposalRequest)(nil),  // 111: outpost.fleet.v1.ResolveConfigProposalRequest
+	(*ResolveConfigProposalResponse)(nil), // 112: outpost.fleet.v1.ResolveConfigProposalResponse
+	(*Fragment)(nil),                      // 113: outpost.fleet.v1.Fragment
+	(*CreateFragmentRequest)(nil),         // 114: outpost.fleet.v1.CreateFragmentRequest
+	(*CreateFragmentResponse)(nil),        // 115: outpost.fleet.v1.CreateFragmentResponse
+	(*GetFragmentRequest)(nil),            // 116: outpost.fleet.v1.GetFragmentRequest
+	(*GetFragmentResponse)(nil),           // 117: outpost.fleet.v1.GetFragmentResponse
+	(*ListFragmentsRequest)(nil),          // 118: outpost.fleet.v1.ListFragmentsRequest
+	(*ListFragmentsResponse)(nil),         // 119: outpost.fleet.v1.ListFragmentsResponse
+	(*UpdateFragmentRequest)(nil),         // 120: outpost.fleet.v1.UpdateFragmentRequest
+	(*UpdateFragmentResponse)(nil),        // 121: outpost.fleet.v1.UpdateFragmentResponse
+	(*DeleteFragmentRequest)(nil),         // 122: outpost.fleet.v1.DeleteFragmentRequest
+	(*DeleteFragmentResponse)(nil),        // 123: outpost.fleet.v1.DeleteFragmentResponse
+	(*ExportCapturesRequest)(nil),         // 124: outpost.fleet.v1.ExportCapturesRequest
+	(*ExportCapturesResponse)(nil),        // 125: outpost.fleet.v1.ExportCapturesResponse
+	(*DeleteCapturesRequest)(nil),         // 126: outpost.fleet.v1.DeleteCapturesRequest
+	(*DeleteCapturesResponse)(nil),        // 127: outpost.fleet.v1.DeleteCapturesResponse
+	(*CaptureRef)(nil),                    // 128: outpost.fleet.v1.CaptureRef
+	(*TagCapturesRequest)(nil),            // 129: outpost.fleet.v1.TagCapturesRequest
+	(*TagCapturesResponse)(nil),           // 130: outpost.fleet.v1.TagCapturesResponse
+	(*ReadBlobRequest)(nil),               // 131: outpost.fleet.v1.ReadBlobRequest
+	(*ReadBlobResponse)(nil),              // 132: outpost.fleet.v1.ReadBlobResponse
+	(*ListLogsRequest)(nil),               // 133: outpost.fleet.v1.ListLogsRequest
+	(*LogEntry)(nil),                      // 134: outpost.fleet.v1.LogEntry
+	(*ListLogsResponse)(nil),              // 135: outpost.fleet.v1.ListLogsResponse
+	(*ListCapturesRequest)(nil),           // 136: outpost.fleet.v1.ListCapturesRequest
+	(*CaptureRecord)(nil),                 // 137: outpost.fleet.v1.CaptureRecord
+	(*ListCapturesResponse)(nil),          // 138: outpost.fleet.v1.ListCapturesResponse
+	(*timestamppb.Timestamp)(nil),         // 139: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 140: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 141: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 142: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 143: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 144: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 145: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	94, // 0: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 1: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
-	78, // 2: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	94, // 3: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 4: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
-	6,  // 5: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
-	6,  // 6: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
-	19, // 7: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
-	59, // 8: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
-	78, // 9: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	94, // 10: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	94, // 11: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
-	20, // 12: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	20, // 13: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
-	20, // 14: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	20, // 15: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	20, // 16: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	20, // 17: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	20, // 18: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
-	38, // 19: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	94, // 20: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	94, // 21: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	94, // 22: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
-	37, // 23: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	37, // 24: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	37, // 25: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
-	37, // 26: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	37, // 27: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	38, // 28: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
-	38, // 29: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
-	38, // 30: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	94, // 31: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	59, // 32: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
-	94, // 33: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 34: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
-	62, // 35: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
-	59, // 36: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
-	78, // 37: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
-	78, // 38: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	94, // 39: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	71, // 40: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
-	71, // 41: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	94, // 42: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	78, // 43: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	78, // 44: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	78, // 45: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
-	78, // 46: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	94, // 47: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	91, // 48: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	0,  // 49: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	2,  // 50: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	4,  // 51: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	7,  // 52: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	9,  // 53: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	11, // 54: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	13, // 55: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	15, // 56: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	17, // 57: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	21, // 58: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	23, // 59: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	25, // 60: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	27, // 61: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	29, // 62: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	31, // 63: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	33, // 64: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	35, // 65: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	39, // 66: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	41, // 67: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	43, // 68: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	45, // 69: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	47, // 70: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	49, // 71: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	51, // 72: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	53, // 73: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	55, // 74: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	57, // 75: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	60, // 76: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	63, // 77: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	65, // 78: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	67, // 79: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	69, // 80: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	72, // 81: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	74, // 82: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	76, // 83: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	79, // 84: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	81, // 85: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	83, // 86: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	85, // 87: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	87, // 88: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	89, // 89: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	92, // 90: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	1,  // 91: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	3,  // 92: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	5,  // 93: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	8,  // 94: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	10, // 95: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	12, // 96: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	14, // 97: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	16, // 98: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	18, // 99: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	22, // 100: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	24, // 101: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	26, // 102: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	28, // 103: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	30, // 104: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	32, // 105: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	34, // 106: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	36, // 107: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	40, // 108: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	42, // 109: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	44, // 110: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	46, // 111: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	48, // 112: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	50, // 113: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	52, // 114: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	54, // 115: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	56, // 116: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	58, // 117: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	61, // 118: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	64, // 119: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	66, // 120: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	68, // 121: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	70, // 122: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	73, // 123: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	75, // 124: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	77, // 125: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	80, // 126: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	82, // 127: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	84, // 128: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	86, // 129: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	88, // 130: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	90, // 131: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	93, // 132: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	91, // [91:133] is the sub-list for method output_type
-	49, // [49:91] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	139, // 0: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	66,  // 1: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
+	85,  // 2: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
+	139, // 3: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	6,   // 4: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
+	6,   // 5: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	6,   // 6: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
+	6,   // 7: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	21,  // 8: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
+	66,  // 9: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
+	85,  // 10: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
+	139, // 11: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	139, // 12: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	22,  // 13: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	22,  // 14: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
+	22,  // 15: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	22,  // 16: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	22,  // 17: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	22,  // 18: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	22,  // 19: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
+	140, // 20: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	43,  // 21: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
+	139, // 22: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	45,  // 23: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
+	139, // 24: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	141, // 25: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	45,  // 26: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
+	139, // 27: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	139, // 28: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	139, // 29: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	44,  // 30: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	44,  // 31: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	44,  // 32: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
+	44,  // 33: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	44,  // 34: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	45,  // 35: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
+	45,  // 36: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
+	45,  // 37: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
+	139, // 38: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	66,  // 39: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
+	139, // 40: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	69,  // 41: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
+	69,  // 42: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
+	66,  // 43: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
+	85,  // 44: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
+	85,  // 45: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
+	139, // 46: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 47: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
+	78,  // 48: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
+	139, // 49: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	85,  // 50: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	85,  // 51: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	85,  // 52: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
+	85,  // 53: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
+	139, // 54: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	98,  // 55: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
+	142, // 56: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	139, // 57: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	101, // 58: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	142, // 59: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	143, // 60: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	142, // 61: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	101, // 62: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	101, // 63: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
+	142, // 64: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	139, // 65: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	108, // 66: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
+	108, // 67: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
+	142, // 68: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	139, // 69: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	142, // 70: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	113, // 71: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	113, // 72: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	113, // 73: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
+	142, // 74: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	113, // 75: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	139, // 76: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	139, // 77: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	137, // 78: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	139, // 79: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	139, // 80: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	128, // 81: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	128, // 82: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	139, // 83: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	139, // 84: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	139, // 85: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	144, // 86: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	134, // 87: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	139, // 88: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	139, // 89: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	139, // 90: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	145, // 91: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	137, // 92: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	0,   // 93: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	2,   // 94: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	4,   // 95: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	9,   // 96: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	11,  // 97: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	13,  // 98: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	7,   // 99: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	15,  // 100: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	17,  // 101: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	19,  // 102: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	23,  // 103: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	25,  // 104: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	27,  // 105: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	29,  // 106: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	31,  // 107: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	33,  // 108: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	35,  // 109: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	37,  // 110: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	46,  // 111: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	48,  // 112: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	50,  // 113: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	52,  // 114: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	54,  // 115: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	56,  // 116: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	58,  // 117: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	60,  // 118: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	62,  // 119: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	64,  // 120: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	39,  // 121: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	41,  // 122: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	67,  // 123: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	70,  // 124: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	72,  // 125: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	74,  // 126: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	76,  // 127: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	79,  // 128: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	81,  // 129: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	83,  // 130: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	86,  // 131: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	88,  // 132: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	90,  // 133: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	92,  // 134: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	94,  // 135: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	96,  // 136: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	99,  // 137: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	102, // 138: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	104, // 139: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	106, // 140: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	109, // 141: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	111, // 142: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	114, // 143: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	116, // 144: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	118, // 145: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	120, // 146: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	122, // 147: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	133, // 148: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	136, // 149: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	124, // 150: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	131, // 151: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	129, // 152: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	126, // 153: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	1,   // 154: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	3,   // 155: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	5,   // 156: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	10,  // 157: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	12,  // 158: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	14,  // 159: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	8,   // 160: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	16,  // 161: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	18,  // 162: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	20,  // 163: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	24,  // 164: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	26,  // 165: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	28,  // 166: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	30,  // 167: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	32,  // 168: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	34,  // 169: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	36,  // 170: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	38,  // 171: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	47,  // 172: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	49,  // 173: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	51,  // 174: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	53,  // 175: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	55,  // 176: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	57,  // 177: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	59,  // 178: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	61,  // 179: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	63,  // 180: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	65,  // 181: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	40,  // 182: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	42,  // 183: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	68,  // 184: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	71,  // 185: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	73,  // 186: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	75,  // 187: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	77,  // 188: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	80,  // 189: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	82,  // 190: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	84,  // 191: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	87,  // 192: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	89,  // 193: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	91,  // 194: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	93,  // 195: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	95,  // 196: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	97,  // 197: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	100, // 198: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	103, // 199: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	105, // 200: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	107, // 201: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	110, // 202: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	112, // 203: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	115, // 204: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	117, // 205: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	119, // 206: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	121, // 207: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	123, // 208: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	135, // 209: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	138, // 210: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	125, // 211: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	132, // 212: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	130, // 213: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	127, // 214: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	154, // [154:215] is the sub-list for method output_type
+	93,  // [93:154] is the sub-list for method input_type
+	93,  // [93:93] is the sub-list for extension type_name
+	93,  // [93:93] is the sub-list for extension extendee
+	0,   // [0:93] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -5887,9 +9138,9 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   94,
+			NumMessages:   139,
 			NumExtensions: 0,
-			NumServices:   10,
+			NumServices:   13,
 		},
 		GoTypes:           file_outpost_fleet_v1_fleet_proto_goTypes,
 		DependencyIndexes: file_outpost_fleet_v1_fleet_proto_depIdxs,

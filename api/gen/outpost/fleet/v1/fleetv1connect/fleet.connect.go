@@ -51,6 +51,12 @@ const (
 	AccessServiceName = "outpost.fleet.v1.AccessService"
 	// AuditServiceName is the fully-qualified name of the AuditService service.
 	AuditServiceName = "outpost.fleet.v1.AuditService"
+	// ConfigServiceName is the fully-qualified name of the ConfigService service.
+	ConfigServiceName = "outpost.fleet.v1.ConfigService"
+	// FragmentServiceName is the fully-qualified name of the FragmentService service.
+	FragmentServiceName = "outpost.fleet.v1.FragmentService"
+	// DataServiceName is the fully-qualified name of the DataService service.
+	DataServiceName = "outpost.fleet.v1.DataService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -74,6 +80,9 @@ const (
 	OrgServiceListOrgsProcedure = "/outpost.fleet.v1.OrgService/ListOrgs"
 	// OrgServiceRenameOrgProcedure is the fully-qualified name of the OrgService's RenameOrg RPC.
 	OrgServiceRenameOrgProcedure = "/outpost.fleet.v1.OrgService/RenameOrg"
+	// OrgServiceSetDocumentLifetimeProcedure is the fully-qualified name of the OrgService's
+	// SetDocumentLifetime RPC.
+	OrgServiceSetDocumentLifetimeProcedure = "/outpost.fleet.v1.OrgService/SetDocumentLifetime"
 	// OrgServiceDeleteOrgProcedure is the fully-qualified name of the OrgService's DeleteOrg RPC.
 	OrgServiceDeleteOrgProcedure = "/outpost.fleet.v1.OrgService/DeleteOrg"
 	// OrgServiceLeaveOrgProcedure is the fully-qualified name of the OrgService's LeaveOrg RPC.
@@ -133,6 +142,12 @@ const (
 	// MachineServiceRotatePartSecretProcedure is the fully-qualified name of the MachineService's
 	// RotatePartSecret RPC.
 	MachineServiceRotatePartSecretProcedure = "/outpost.fleet.v1.MachineService/RotatePartSecret"
+	// MachineServiceBootstrapPartProcedure is the fully-qualified name of the MachineService's
+	// BootstrapPart RPC.
+	MachineServiceBootstrapPartProcedure = "/outpost.fleet.v1.MachineService/BootstrapPart"
+	// MachineServiceGetMachineStatusProcedure is the fully-qualified name of the MachineService's
+	// GetMachineStatus RPC.
+	MachineServiceGetMachineStatusProcedure = "/outpost.fleet.v1.MachineService/GetMachineStatus"
 	// UserServiceCreateUserProcedure is the fully-qualified name of the UserService's CreateUser RPC.
 	UserServiceCreateUserProcedure = "/outpost.fleet.v1.UserService/CreateUser"
 	// UserServiceInviteUserProcedure is the fully-qualified name of the UserService's InviteUser RPC.
@@ -171,6 +186,51 @@ const (
 	// AuditServiceListAuditEventsProcedure is the fully-qualified name of the AuditService's
 	// ListAuditEvents RPC.
 	AuditServiceListAuditEventsProcedure = "/outpost.fleet.v1.AuditService/ListAuditEvents"
+	// ConfigServiceGetMachineConfigProcedure is the fully-qualified name of the ConfigService's
+	// GetMachineConfig RPC.
+	ConfigServiceGetMachineConfigProcedure = "/outpost.fleet.v1.ConfigService/GetMachineConfig"
+	// ConfigServiceUpdateMachineConfigProcedure is the fully-qualified name of the ConfigService's
+	// UpdateMachineConfig RPC.
+	ConfigServiceUpdateMachineConfigProcedure = "/outpost.fleet.v1.ConfigService/UpdateMachineConfig"
+	// ConfigServiceListConfigRevisionsProcedure is the fully-qualified name of the ConfigService's
+	// ListConfigRevisions RPC.
+	ConfigServiceListConfigRevisionsProcedure = "/outpost.fleet.v1.ConfigService/ListConfigRevisions"
+	// ConfigServiceListConfigProposalsProcedure is the fully-qualified name of the ConfigService's
+	// ListConfigProposals RPC.
+	ConfigServiceListConfigProposalsProcedure = "/outpost.fleet.v1.ConfigService/ListConfigProposals"
+	// ConfigServiceResolveConfigProposalProcedure is the fully-qualified name of the ConfigService's
+	// ResolveConfigProposal RPC.
+	ConfigServiceResolveConfigProposalProcedure = "/outpost.fleet.v1.ConfigService/ResolveConfigProposal"
+	// FragmentServiceCreateFragmentProcedure is the fully-qualified name of the FragmentService's
+	// CreateFragment RPC.
+	FragmentServiceCreateFragmentProcedure = "/outpost.fleet.v1.FragmentService/CreateFragment"
+	// FragmentServiceGetFragmentProcedure is the fully-qualified name of the FragmentService's
+	// GetFragment RPC.
+	FragmentServiceGetFragmentProcedure = "/outpost.fleet.v1.FragmentService/GetFragment"
+	// FragmentServiceListFragmentsProcedure is the fully-qualified name of the FragmentService's
+	// ListFragments RPC.
+	FragmentServiceListFragmentsProcedure = "/outpost.fleet.v1.FragmentService/ListFragments"
+	// FragmentServiceUpdateFragmentProcedure is the fully-qualified name of the FragmentService's
+	// UpdateFragment RPC.
+	FragmentServiceUpdateFragmentProcedure = "/outpost.fleet.v1.FragmentService/UpdateFragment"
+	// FragmentServiceDeleteFragmentProcedure is the fully-qualified name of the FragmentService's
+	// DeleteFragment RPC.
+	FragmentServiceDeleteFragmentProcedure = "/outpost.fleet.v1.FragmentService/DeleteFragment"
+	// DataServiceListLogsProcedure is the fully-qualified name of the DataService's ListLogs RPC.
+	DataServiceListLogsProcedure = "/outpost.fleet.v1.DataService/ListLogs"
+	// DataServiceListCapturesProcedure is the fully-qualified name of the DataService's ListCaptures
+	// RPC.
+	DataServiceListCapturesProcedure = "/outpost.fleet.v1.DataService/ListCaptures"
+	// DataServiceExportCapturesProcedure is the fully-qualified name of the DataService's
+	// ExportCaptures RPC.
+	DataServiceExportCapturesProcedure = "/outpost.fleet.v1.DataService/ExportCaptures"
+	// DataServiceReadBlobProcedure is the fully-qualified name of the DataService's ReadBlob RPC.
+	DataServiceReadBlobProcedure = "/outpost.fleet.v1.DataService/ReadBlob"
+	// DataServiceTagCapturesProcedure is the fully-qualified name of the DataService's TagCaptures RPC.
+	DataServiceTagCapturesProcedure = "/outpost.fleet.v1.DataService/TagCaptures"
+	// DataServiceDeleteCapturesProcedure is the fully-qualified name of the DataService's
+	// DeleteCaptures RPC.
+	DataServiceDeleteCapturesProcedure = "/outpost.fleet.v1.DataService/DeleteCaptures"
 )
 
 // ServerServiceClient is a client for the outpost.fleet.v1.ServerService service.
@@ -359,6 +419,12 @@ type OrgServiceClient interface {
 	ListOrgs(context.Context, *connect.Request[v1.ListOrgsRequest]) (*connect.Response[v1.ListOrgsResponse], error)
 	// RenameOrg renames an organization.
 	RenameOrg(context.Context, *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error)
+	// SetDocumentLifetime sets how long the organization's parts honour their
+	// signed config and grant bundle without cloud contact: 1 to 60 days (the
+	// default). A shorter lifetime re-issues every part's documents at its
+	// next pull. The seed has no row for it: it is the organization's own
+	// setting, so it needs what editing the organization needs (org.rename).
+	SetDocumentLifetime(context.Context, *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error)
 	// DeleteOrg deletes an organization; it is refused while the organization
 	// holds locations.
 	DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error)
@@ -399,6 +465,12 @@ func NewOrgServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(orgServiceMethods.ByName("RenameOrg")),
 			connect.WithClientOptions(opts...),
 		),
+		setDocumentLifetime: connect.NewClient[v1.SetDocumentLifetimeRequest, v1.SetDocumentLifetimeResponse](
+			httpClient,
+			baseURL+OrgServiceSetDocumentLifetimeProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("SetDocumentLifetime")),
+			connect.WithClientOptions(opts...),
+		),
 		deleteOrg: connect.NewClient[v1.DeleteOrgRequest, v1.DeleteOrgResponse](
 			httpClient,
 			baseURL+OrgServiceDeleteOrgProcedure,
@@ -423,12 +495,13 @@ func NewOrgServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 
 // orgServiceClient implements OrgServiceClient.
 type orgServiceClient struct {
-	createOrg   *connect.Client[v1.CreateOrgRequest, v1.CreateOrgResponse]
-	listOrgs    *connect.Client[v1.ListOrgsRequest, v1.ListOrgsResponse]
-	renameOrg   *connect.Client[v1.RenameOrgRequest, v1.RenameOrgResponse]
-	deleteOrg   *connect.Client[v1.DeleteOrgRequest, v1.DeleteOrgResponse]
-	leaveOrg    *connect.Client[v1.LeaveOrgRequest, v1.LeaveOrgResponse]
-	listMembers *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
+	createOrg           *connect.Client[v1.CreateOrgRequest, v1.CreateOrgResponse]
+	listOrgs            *connect.Client[v1.ListOrgsRequest, v1.ListOrgsResponse]
+	renameOrg           *connect.Client[v1.RenameOrgRequest, v1.RenameOrgResponse]
+	setDocumentLifetime *connect.Client[v1.SetDocumentLifetimeRequest, v1.SetDocumentLifetimeResponse]
+	deleteOrg           *connect.Client[v1.DeleteOrgRequest, v1.DeleteOrgResponse]
+	leaveOrg            *connect.Client[v1.LeaveOrgRequest, v1.LeaveOrgResponse]
+	listMembers         *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
 }
 
 // CreateOrg calls outpost.fleet.v1.OrgService.CreateOrg.
@@ -444,6 +517,11 @@ func (c *orgServiceClient) ListOrgs(ctx context.Context, req *connect.Request[v1
 // RenameOrg calls outpost.fleet.v1.OrgService.RenameOrg.
 func (c *orgServiceClient) RenameOrg(ctx context.Context, req *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error) {
 	return c.renameOrg.CallUnary(ctx, req)
+}
+
+// SetDocumentLifetime calls outpost.fleet.v1.OrgService.SetDocumentLifetime.
+func (c *orgServiceClient) SetDocumentLifetime(ctx context.Context, req *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error) {
+	return c.setDocumentLifetime.CallUnary(ctx, req)
 }
 
 // DeleteOrg calls outpost.fleet.v1.OrgService.DeleteOrg.
@@ -469,6 +547,12 @@ type OrgServiceHandler interface {
 	ListOrgs(context.Context, *connect.Request[v1.ListOrgsRequest]) (*connect.Response[v1.ListOrgsResponse], error)
 	// RenameOrg renames an organization.
 	RenameOrg(context.Context, *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error)
+	// SetDocumentLifetime sets how long the organization's parts honour their
+	// signed config and grant bundle without cloud contact: 1 to 60 days (the
+	// default). A shorter lifetime re-issues every part's documents at its
+	// next pull. The seed has no row for it: it is the organization's own
+	// setting, so it needs what editing the organization needs (org.rename).
+	SetDocumentLifetime(context.Context, *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error)
 	// DeleteOrg deletes an organization; it is refused while the organization
 	// holds locations.
 	DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error)
@@ -505,6 +589,12 @@ func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(orgServiceMethods.ByName("RenameOrg")),
 		connect.WithHandlerOptions(opts...),
 	)
+	orgServiceSetDocumentLifetimeHandler := connect.NewUnaryHandler(
+		OrgServiceSetDocumentLifetimeProcedure,
+		svc.SetDocumentLifetime,
+		connect.WithSchema(orgServiceMethods.ByName("SetDocumentLifetime")),
+		connect.WithHandlerOptions(opts...),
+	)
 	orgServiceDeleteOrgHandler := connect.NewUnaryHandler(
 		OrgServiceDeleteOrgProcedure,
 		svc.DeleteOrg,
@@ -532,6 +622,8 @@ func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) 
 			orgServiceListOrgsHandler.ServeHTTP(w, r)
 		case OrgServiceRenameOrgProcedure:
 			orgServiceRenameOrgHandler.ServeHTTP(w, r)
+		case OrgServiceSetDocumentLifetimeProcedure:
+			orgServiceSetDocumentLifetimeHandler.ServeHTTP(w, r)
 		case OrgServiceDeleteOrgProcedure:
 			orgServiceDeleteOrgHandler.ServeHTTP(w, r)
 		case OrgServiceLeaveOrgProcedure:
@@ -557,6 +649,10 @@ func (UnimplementedOrgServiceHandler) ListOrgs(context.Context, *connect.Request
 
 func (UnimplementedOrgServiceHandler) RenameOrg(context.Context, *connect.Request[v1.RenameOrgRequest]) (*connect.Response[v1.RenameOrgResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.RenameOrg is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) SetDocumentLifetime(context.Context, *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.SetDocumentLifetime is not implemented"))
 }
 
 func (UnimplementedOrgServiceHandler) DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error) {
@@ -872,6 +968,17 @@ type MachineServiceClient interface {
 	// RotatePartSecret replaces a part's secret and returns the new one, once.
 	// A part's secret is part of its config, so it needs machine.config.edit.
 	RotatePartSecret(context.Context, *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error)
+	// BootstrapPart replaces a part's secret and returns the part's bootstrap
+	// file (the cloud never keeps a secret, so it cannot print the current
+	// one): the old secret stops working at once. Like RotatePartSecret it
+	// needs machine.config.edit.
+	BootstrapPart(context.Context, *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error)
+	// GetMachineStatus returns what each part of a machine last reported and
+	// when (its last seen). Anyone with access to the machine may, like
+	// GetMachine (machine.control, which both roles hold): an operator needs
+	// to know whether the robot is online. Logs and configs stay
+	// machine.view (the LOGS and CONFIGURE tabs).
+	GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error)
 }
 
 // NewMachineServiceClient constructs a client for the outpost.fleet.v1.MachineService service. By
@@ -947,6 +1054,19 @@ func NewMachineServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(machineServiceMethods.ByName("RotatePartSecret")),
 			connect.WithClientOptions(opts...),
 		),
+		bootstrapPart: connect.NewClient[v1.BootstrapPartRequest, v1.BootstrapPartResponse](
+			httpClient,
+			baseURL+MachineServiceBootstrapPartProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("BootstrapPart")),
+			connect.WithClientOptions(opts...),
+		),
+		getMachineStatus: connect.NewClient[v1.GetMachineStatusRequest, v1.GetMachineStatusResponse](
+			httpClient,
+			baseURL+MachineServiceGetMachineStatusProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("GetMachineStatus")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -962,6 +1082,8 @@ type machineServiceClient struct {
 	renamePart       *connect.Client[v1.RenamePartRequest, v1.RenamePartResponse]
 	deletePart       *connect.Client[v1.DeletePartRequest, v1.DeletePartResponse]
 	rotatePartSecret *connect.Client[v1.RotatePartSecretRequest, v1.RotatePartSecretResponse]
+	bootstrapPart    *connect.Client[v1.BootstrapPartRequest, v1.BootstrapPartResponse]
+	getMachineStatus *connect.Client[v1.GetMachineStatusRequest, v1.GetMachineStatusResponse]
 }
 
 // CreateMachine calls outpost.fleet.v1.MachineService.CreateMachine.
@@ -1014,6 +1136,16 @@ func (c *machineServiceClient) RotatePartSecret(ctx context.Context, req *connec
 	return c.rotatePartSecret.CallUnary(ctx, req)
 }
 
+// BootstrapPart calls outpost.fleet.v1.MachineService.BootstrapPart.
+func (c *machineServiceClient) BootstrapPart(ctx context.Context, req *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error) {
+	return c.bootstrapPart.CallUnary(ctx, req)
+}
+
+// GetMachineStatus calls outpost.fleet.v1.MachineService.GetMachineStatus.
+func (c *machineServiceClient) GetMachineStatus(ctx context.Context, req *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error) {
+	return c.getMachineStatus.CallUnary(ctx, req)
+}
+
 // MachineServiceHandler is an implementation of the outpost.fleet.v1.MachineService service.
 type MachineServiceHandler interface {
 	// CreateMachine creates a machine, with its main part, in a location.
@@ -1039,6 +1171,17 @@ type MachineServiceHandler interface {
 	// RotatePartSecret replaces a part's secret and returns the new one, once.
 	// A part's secret is part of its config, so it needs machine.config.edit.
 	RotatePartSecret(context.Context, *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error)
+	// BootstrapPart replaces a part's secret and returns the part's bootstrap
+	// file (the cloud never keeps a secret, so it cannot print the current
+	// one): the old secret stops working at once. Like RotatePartSecret it
+	// needs machine.config.edit.
+	BootstrapPart(context.Context, *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error)
+	// GetMachineStatus returns what each part of a machine last reported and
+	// when (its last seen). Anyone with access to the machine may, like
+	// GetMachine (machine.control, which both roles hold): an operator needs
+	// to know whether the robot is online. Logs and configs stay
+	// machine.view (the LOGS and CONFIGURE tabs).
+	GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error)
 }
 
 // NewMachineServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1110,6 +1253,19 @@ func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.Handler
 		connect.WithSchema(machineServiceMethods.ByName("RotatePartSecret")),
 		connect.WithHandlerOptions(opts...),
 	)
+	machineServiceBootstrapPartHandler := connect.NewUnaryHandler(
+		MachineServiceBootstrapPartProcedure,
+		svc.BootstrapPart,
+		connect.WithSchema(machineServiceMethods.ByName("BootstrapPart")),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceGetMachineStatusHandler := connect.NewUnaryHandler(
+		MachineServiceGetMachineStatusProcedure,
+		svc.GetMachineStatus,
+		connect.WithSchema(machineServiceMethods.ByName("GetMachineStatus")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.fleet.v1.MachineService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case MachineServiceCreateMachineProcedure:
@@ -1132,6 +1288,10 @@ func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.Handler
 			machineServiceDeletePartHandler.ServeHTTP(w, r)
 		case MachineServiceRotatePartSecretProcedure:
 			machineServiceRotatePartSecretHandler.ServeHTTP(w, r)
+		case MachineServiceBootstrapPartProcedure:
+			machineServiceBootstrapPartHandler.ServeHTTP(w, r)
+		case MachineServiceGetMachineStatusProcedure:
+			machineServiceGetMachineStatusHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1179,6 +1339,14 @@ func (UnimplementedMachineServiceHandler) DeletePart(context.Context, *connect.R
 
 func (UnimplementedMachineServiceHandler) RotatePartSecret(context.Context, *connect.Request[v1.RotatePartSecretRequest]) (*connect.Response[v1.RotatePartSecretResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.RotatePartSecret is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) BootstrapPart(context.Context, *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.BootstrapPart is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.GetMachineStatus is not implemented"))
 }
 
 // UserServiceClient is a client for the outpost.fleet.v1.UserService service.
@@ -1847,4 +2015,638 @@ type UnimplementedAuditServiceHandler struct{}
 
 func (UnimplementedAuditServiceHandler) ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuditService.ListAuditEvents is not implemented"))
+}
+
+// ConfigServiceClient is a client for the outpost.fleet.v1.ConfigService service.
+type ConfigServiceClient interface {
+	// GetMachineConfig returns a machine's current config revision and the
+	// merged config its parts receive.
+	GetMachineConfig(context.Context, *connect.Request[v1.GetMachineConfigRequest]) (*connect.Response[v1.GetMachineConfigResponse], error)
+	// UpdateMachineConfig writes a new revision. It is refused when
+	// base_revision is no longer current (someone else edited first), when a
+	// fragment is not in the machine's organization, or when the merged
+	// config is one the daemon could not apply: the message names the field.
+	UpdateMachineConfig(context.Context, *connect.Request[v1.UpdateMachineConfigRequest]) (*connect.Response[v1.UpdateMachineConfigResponse], error)
+	// ListConfigRevisions lists a machine's revisions, newest first.
+	ListConfigRevisions(context.Context, *connect.Request[v1.ListConfigRevisionsRequest]) (*connect.Response[v1.ListConfigRevisionsResponse], error)
+	// ListConfigProposals lists the offline edits parts proposed for a
+	// machine, with what became of them; conflicts wait for an owner.
+	ListConfigProposals(context.Context, *connect.Request[v1.ListConfigProposalsRequest]) (*connect.Response[v1.ListConfigProposalsResponse], error)
+	// ResolveConfigProposal settles a conflict: accept makes the proposed
+	// config a new revision (validated like any edit), otherwise it is
+	// dismissed. Either way it is recorded.
+	ResolveConfigProposal(context.Context, *connect.Request[v1.ResolveConfigProposalRequest]) (*connect.Response[v1.ResolveConfigProposalResponse], error)
+}
+
+// NewConfigServiceClient constructs a client for the outpost.fleet.v1.ConfigService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewConfigServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ConfigServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	configServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("ConfigService").Methods()
+	return &configServiceClient{
+		getMachineConfig: connect.NewClient[v1.GetMachineConfigRequest, v1.GetMachineConfigResponse](
+			httpClient,
+			baseURL+ConfigServiceGetMachineConfigProcedure,
+			connect.WithSchema(configServiceMethods.ByName("GetMachineConfig")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		updateMachineConfig: connect.NewClient[v1.UpdateMachineConfigRequest, v1.UpdateMachineConfigResponse](
+			httpClient,
+			baseURL+ConfigServiceUpdateMachineConfigProcedure,
+			connect.WithSchema(configServiceMethods.ByName("UpdateMachineConfig")),
+			connect.WithClientOptions(opts...),
+		),
+		listConfigRevisions: connect.NewClient[v1.ListConfigRevisionsRequest, v1.ListConfigRevisionsResponse](
+			httpClient,
+			baseURL+ConfigServiceListConfigRevisionsProcedure,
+			connect.WithSchema(configServiceMethods.ByName("ListConfigRevisions")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listConfigProposals: connect.NewClient[v1.ListConfigProposalsRequest, v1.ListConfigProposalsResponse](
+			httpClient,
+			baseURL+ConfigServiceListConfigProposalsProcedure,
+			connect.WithSchema(configServiceMethods.ByName("ListConfigProposals")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		resolveConfigProposal: connect.NewClient[v1.ResolveConfigProposalRequest, v1.ResolveConfigProposalResponse](
+			httpClient,
+			baseURL+ConfigServiceResolveConfigProposalProcedure,
+			connect.WithSchema(configServiceMethods.ByName("ResolveConfigProposal")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// configServiceClient implements ConfigServiceClient.
+type configServiceClient struct {
+	getMachineConfig      *connect.Client[v1.GetMachineConfigRequest, v1.GetMachineConfigResponse]
+	updateMachineConfig   *connect.Client[v1.UpdateMachineConfigRequest, v1.UpdateMachineConfigResponse]
+	listConfigRevisions   *connect.Client[v1.ListConfigRevisionsRequest, v1.ListConfigRevisionsResponse]
+	listConfigProposals   *connect.Client[v1.ListConfigProposalsRequest, v1.ListConfigProposalsResponse]
+	resolveConfigProposal *connect.Client[v1.ResolveConfigProposalRequest, v1.ResolveConfigProposalResponse]
+}
+
+// GetMachineConfig calls outpost.fleet.v1.ConfigService.GetMachineConfig.
+func (c *configServiceClient) GetMachineConfig(ctx context.Context, req *connect.Request[v1.GetMachineConfigRequest]) (*connect.Response[v1.GetMachineConfigResponse], error) {
+	return c.getMachineConfig.CallUnary(ctx, req)
+}
+
+// UpdateMachineConfig calls outpost.fleet.v1.ConfigService.UpdateMachineConfig.
+func (c *configServiceClient) UpdateMachineConfig(ctx context.Context, req *connect.Request[v1.UpdateMachineConfigRequest]) (*connect.Response[v1.UpdateMachineConfigResponse], error) {
+	return c.updateMachineConfig.CallUnary(ctx, req)
+}
+
+// ListConfigRevisions calls outpost.fleet.v1.ConfigService.ListConfigRevisions.
+func (c *configServiceClient) ListConfigRevisions(ctx context.Context, req *connect.Request[v1.ListConfigRevisionsRequest]) (*connect.Response[v1.ListConfigRevisionsResponse], error) {
+	return c.listConfigRevisions.CallUnary(ctx, req)
+}
+
+// ListConfigProposals calls outpost.fleet.v1.ConfigService.ListConfigProposals.
+func (c *configServiceClient) ListConfigProposals(ctx context.Context, req *connect.Request[v1.ListConfigProposalsRequest]) (*connect.Response[v1.ListConfigProposalsResponse], error) {
+	return c.listConfigProposals.CallUnary(ctx, req)
+}
+
+// ResolveConfigProposal calls outpost.fleet.v1.ConfigService.ResolveConfigProposal.
+func (c *configServiceClient) ResolveConfigProposal(ctx context.Context, req *connect.Request[v1.ResolveConfigProposalRequest]) (*connect.Response[v1.ResolveConfigProposalResponse], error) {
+	return c.resolveConfigProposal.CallUnary(ctx, req)
+}
+
+// ConfigServiceHandler is an implementation of the outpost.fleet.v1.ConfigService service.
+type ConfigServiceHandler interface {
+	// GetMachineConfig returns a machine's current config revision and the
+	// merged config its parts receive.
+	GetMachineConfig(context.Context, *connect.Request[v1.GetMachineConfigRequest]) (*connect.Response[v1.GetMachineConfigResponse], error)
+	// UpdateMachineConfig writes a new revision. It is refused when
+	// base_revision is no longer current (someone else edited first), when a
+	// fragment is not in the machine's organization, or when the merged
+	// config is one the daemon could not apply: the message names the field.
+	UpdateMachineConfig(context.Context, *connect.Request[v1.UpdateMachineConfigRequest]) (*connect.Response[v1.UpdateMachineConfigResponse], error)
+	// ListConfigRevisions lists a machine's revisions, newest first.
+	ListConfigRevisions(context.Context, *connect.Request[v1.ListConfigRevisionsRequest]) (*connect.Response[v1.ListConfigRevisionsResponse], error)
+	// ListConfigProposals lists the offline edits parts proposed for a
+	// machine, with what became of them; conflicts wait for an owner.
+	ListConfigProposals(context.Context, *connect.Request[v1.ListConfigProposalsRequest]) (*connect.Response[v1.ListConfigProposalsResponse], error)
+	// ResolveConfigProposal settles a conflict: accept makes the proposed
+	// config a new revision (validated like any edit), otherwise it is
+	// dismissed. Either way it is recorded.
+	ResolveConfigProposal(context.Context, *connect.Request[v1.ResolveConfigProposalRequest]) (*connect.Response[v1.ResolveConfigProposalResponse], error)
+}
+
+// NewConfigServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewConfigServiceHandler(svc ConfigServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	configServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("ConfigService").Methods()
+	configServiceGetMachineConfigHandler := connect.NewUnaryHandler(
+		ConfigServiceGetMachineConfigProcedure,
+		svc.GetMachineConfig,
+		connect.WithSchema(configServiceMethods.ByName("GetMachineConfig")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	configServiceUpdateMachineConfigHandler := connect.NewUnaryHandler(
+		ConfigServiceUpdateMachineConfigProcedure,
+		svc.UpdateMachineConfig,
+		connect.WithSchema(configServiceMethods.ByName("UpdateMachineConfig")),
+		connect.WithHandlerOptions(opts...),
+	)
+	configServiceListConfigRevisionsHandler := connect.NewUnaryHandler(
+		ConfigServiceListConfigRevisionsProcedure,
+		svc.ListConfigRevisions,
+		connect.WithSchema(configServiceMethods.ByName("ListConfigRevisions")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	configServiceListConfigProposalsHandler := connect.NewUnaryHandler(
+		ConfigServiceListConfigProposalsProcedure,
+		svc.ListConfigProposals,
+		connect.WithSchema(configServiceMethods.ByName("ListConfigProposals")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	configServiceResolveConfigProposalHandler := connect.NewUnaryHandler(
+		ConfigServiceResolveConfigProposalProcedure,
+		svc.ResolveConfigProposal,
+		connect.WithSchema(configServiceMethods.ByName("ResolveConfigProposal")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.ConfigService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ConfigServiceGetMachineConfigProcedure:
+			configServiceGetMachineConfigHandler.ServeHTTP(w, r)
+		case ConfigServiceUpdateMachineConfigProcedure:
+			configServiceUpdateMachineConfigHandler.ServeHTTP(w, r)
+		case ConfigServiceListConfigRevisionsProcedure:
+			configServiceListConfigRevisionsHandler.ServeHTTP(w, r)
+		case ConfigServiceListConfigProposalsProcedure:
+			configServiceListConfigProposalsHandler.ServeHTTP(w, r)
+		case ConfigServiceResolveConfigProposalProcedure:
+			configServiceResolveConfigProposalHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedConfigServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedConfigServiceHandler struct{}
+
+func (UnimplementedConfigServiceHandler) GetMachineConfig(context.Context, *connect.Request[v1.GetMachineConfigRequest]) (*connect.Response[v1.GetMachineConfigResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.ConfigService.GetMachineConfig is not implemented"))
+}
+
+func (UnimplementedConfigServiceHandler) UpdateMachineConfig(context.Context, *connect.Request[v1.UpdateMachineConfigRequest]) (*connect.Response[v1.UpdateMachineConfigResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.ConfigService.UpdateMachineConfig is not implemented"))
+}
+
+func (UnimplementedConfigServiceHandler) ListConfigRevisions(context.Context, *connect.Request[v1.ListConfigRevisionsRequest]) (*connect.Response[v1.ListConfigRevisionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.ConfigService.ListConfigRevisions is not implemented"))
+}
+
+func (UnimplementedConfigServiceHandler) ListConfigProposals(context.Context, *connect.Request[v1.ListConfigProposalsRequest]) (*connect.Response[v1.ListConfigProposalsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.ConfigService.ListConfigProposals is not implemented"))
+}
+
+func (UnimplementedConfigServiceHandler) ResolveConfigProposal(context.Context, *connect.Request[v1.ResolveConfigProposalRequest]) (*connect.Response[v1.ResolveConfigProposalResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.ConfigService.ResolveConfigProposal is not implemented"))
+}
+
+// FragmentServiceClient is a client for the outpost.fleet.v1.FragmentService service.
+type FragmentServiceClient interface {
+	// CreateFragment creates a fragment at revision 1.
+	CreateFragment(context.Context, *connect.Request[v1.CreateFragmentRequest]) (*connect.Response[v1.CreateFragmentResponse], error)
+	// GetFragment returns a fragment's current revision.
+	GetFragment(context.Context, *connect.Request[v1.GetFragmentRequest]) (*connect.Response[v1.GetFragmentResponse], error)
+	// ListFragments lists an organization's fragments.
+	ListFragments(context.Context, *connect.Request[v1.ListFragmentsRequest]) (*connect.Response[v1.ListFragmentsResponse], error)
+	// UpdateFragment writes a new revision, refused when base_revision is not
+	// current or when any machine using it would get a config the daemon
+	// could not apply.
+	UpdateFragment(context.Context, *connect.Request[v1.UpdateFragmentRequest]) (*connect.Response[v1.UpdateFragmentResponse], error)
+	// DeleteFragment deletes a fragment no machine uses.
+	DeleteFragment(context.Context, *connect.Request[v1.DeleteFragmentRequest]) (*connect.Response[v1.DeleteFragmentResponse], error)
+}
+
+// NewFragmentServiceClient constructs a client for the outpost.fleet.v1.FragmentService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewFragmentServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) FragmentServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	fragmentServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("FragmentService").Methods()
+	return &fragmentServiceClient{
+		createFragment: connect.NewClient[v1.CreateFragmentRequest, v1.CreateFragmentResponse](
+			httpClient,
+			baseURL+FragmentServiceCreateFragmentProcedure,
+			connect.WithSchema(fragmentServiceMethods.ByName("CreateFragment")),
+			connect.WithClientOptions(opts...),
+		),
+		getFragment: connect.NewClient[v1.GetFragmentRequest, v1.GetFragmentResponse](
+			httpClient,
+			baseURL+FragmentServiceGetFragmentProcedure,
+			connect.WithSchema(fragmentServiceMethods.ByName("GetFragment")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listFragments: connect.NewClient[v1.ListFragmentsRequest, v1.ListFragmentsResponse](
+			httpClient,
+			baseURL+FragmentServiceListFragmentsProcedure,
+			connect.WithSchema(fragmentServiceMethods.ByName("ListFragments")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		updateFragment: connect.NewClient[v1.UpdateFragmentRequest, v1.UpdateFragmentResponse](
+			httpClient,
+			baseURL+FragmentServiceUpdateFragmentProcedure,
+			connect.WithSchema(fragmentServiceMethods.ByName("UpdateFragment")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteFragment: connect.NewClient[v1.DeleteFragmentRequest, v1.DeleteFragmentResponse](
+			httpClient,
+			baseURL+FragmentServiceDeleteFragmentProcedure,
+			connect.WithSchema(fragmentServiceMethods.ByName("DeleteFragment")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// fragmentServiceClient implements FragmentServiceClient.
+type fragmentServiceClient struct {
+	createFragment *connect.Client[v1.CreateFragmentRequest, v1.CreateFragmentResponse]
+	getFragment    *connect.Client[v1.GetFragmentRequest, v1.GetFragmentResponse]
+	listFragments  *connect.Client[v1.ListFragmentsRequest, v1.ListFragmentsResponse]
+	updateFragment *connect.Client[v1.UpdateFragmentRequest, v1.UpdateFragmentResponse]
+	deleteFragment *connect.Client[v1.DeleteFragmentRequest, v1.DeleteFragmentResponse]
+}
+
+// CreateFragment calls outpost.fleet.v1.FragmentService.CreateFragment.
+func (c *fragmentServiceClient) CreateFragment(ctx context.Context, req *connect.Request[v1.CreateFragmentRequest]) (*connect.Response[v1.CreateFragmentResponse], error) {
+	return c.createFragment.CallUnary(ctx, req)
+}
+
+// GetFragment calls outpost.fleet.v1.FragmentService.GetFragment.
+func (c *fragmentServiceClient) GetFragment(ctx context.Context, req *connect.Request[v1.GetFragmentRequest]) (*connect.Response[v1.GetFragmentResponse], error) {
+	return c.getFragment.CallUnary(ctx, req)
+}
+
+// ListFragments calls outpost.fleet.v1.FragmentService.ListFragments.
+func (c *fragmentServiceClient) ListFragments(ctx context.Context, req *connect.Request[v1.ListFragmentsRequest]) (*connect.Response[v1.ListFragmentsResponse], error) {
+	return c.listFragments.CallUnary(ctx, req)
+}
+
+// UpdateFragment calls outpost.fleet.v1.FragmentService.UpdateFragment.
+func (c *fragmentServiceClient) UpdateFragment(ctx context.Context, req *connect.Request[v1.UpdateFragmentRequest]) (*connect.Response[v1.UpdateFragmentResponse], error) {
+	return c.updateFragment.CallUnary(ctx, req)
+}
+
+// DeleteFragment calls outpost.fleet.v1.FragmentService.DeleteFragment.
+func (c *fragmentServiceClient) DeleteFragment(ctx context.Context, req *connect.Request[v1.DeleteFragmentRequest]) (*connect.Response[v1.DeleteFragmentResponse], error) {
+	return c.deleteFragment.CallUnary(ctx, req)
+}
+
+// FragmentServiceHandler is an implementation of the outpost.fleet.v1.FragmentService service.
+type FragmentServiceHandler interface {
+	// CreateFragment creates a fragment at revision 1.
+	CreateFragment(context.Context, *connect.Request[v1.CreateFragmentRequest]) (*connect.Response[v1.CreateFragmentResponse], error)
+	// GetFragment returns a fragment's current revision.
+	GetFragment(context.Context, *connect.Request[v1.GetFragmentRequest]) (*connect.Response[v1.GetFragmentResponse], error)
+	// ListFragments lists an organization's fragments.
+	ListFragments(context.Context, *connect.Request[v1.ListFragmentsRequest]) (*connect.Response[v1.ListFragmentsResponse], error)
+	// UpdateFragment writes a new revision, refused when base_revision is not
+	// current or when any machine using it would get a config the daemon
+	// could not apply.
+	UpdateFragment(context.Context, *connect.Request[v1.UpdateFragmentRequest]) (*connect.Response[v1.UpdateFragmentResponse], error)
+	// DeleteFragment deletes a fragment no machine uses.
+	DeleteFragment(context.Context, *connect.Request[v1.DeleteFragmentRequest]) (*connect.Response[v1.DeleteFragmentResponse], error)
+}
+
+// NewFragmentServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewFragmentServiceHandler(svc FragmentServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	fragmentServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("FragmentService").Methods()
+	fragmentServiceCreateFragmentHandler := connect.NewUnaryHandler(
+		FragmentServiceCreateFragmentProcedure,
+		svc.CreateFragment,
+		connect.WithSchema(fragmentServiceMethods.ByName("CreateFragment")),
+		connect.WithHandlerOptions(opts...),
+	)
+	fragmentServiceGetFragmentHandler := connect.NewUnaryHandler(
+		FragmentServiceGetFragmentProcedure,
+		svc.GetFragment,
+		connect.WithSchema(fragmentServiceMethods.ByName("GetFragment")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	fragmentServiceListFragmentsHandler := connect.NewUnaryHandler(
+		FragmentServiceListFragmentsProcedure,
+		svc.ListFragments,
+		connect.WithSchema(fragmentServiceMethods.ByName("ListFragments")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	fragmentServiceUpdateFragmentHandler := connect.NewUnaryHandler(
+		FragmentServiceUpdateFragmentProcedure,
+		svc.UpdateFragment,
+		connect.WithSchema(fragmentServiceMethods.ByName("UpdateFragment")),
+		connect.WithHandlerOptions(opts...),
+	)
+	fragmentServiceDeleteFragmentHandler := connect.NewUnaryHandler(
+		FragmentServiceDeleteFragmentProcedure,
+		svc.DeleteFragment,
+		connect.WithSchema(fragmentServiceMethods.ByName("DeleteFragment")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.FragmentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case FragmentServiceCreateFragmentProcedure:
+			fragmentServiceCreateFragmentHandler.ServeHTTP(w, r)
+		case FragmentServiceGetFragmentProcedure:
+			fragmentServiceGetFragmentHandler.ServeHTTP(w, r)
+		case FragmentServiceListFragmentsProcedure:
+			fragmentServiceListFragmentsHandler.ServeHTTP(w, r)
+		case FragmentServiceUpdateFragmentProcedure:
+			fragmentServiceUpdateFragmentHandler.ServeHTTP(w, r)
+		case FragmentServiceDeleteFragmentProcedure:
+			fragmentServiceDeleteFragmentHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedFragmentServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedFragmentServiceHandler struct{}
+
+func (UnimplementedFragmentServiceHandler) CreateFragment(context.Context, *connect.Request[v1.CreateFragmentRequest]) (*connect.Response[v1.CreateFragmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.FragmentService.CreateFragment is not implemented"))
+}
+
+func (UnimplementedFragmentServiceHandler) GetFragment(context.Context, *connect.Request[v1.GetFragmentRequest]) (*connect.Response[v1.GetFragmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.FragmentService.GetFragment is not implemented"))
+}
+
+func (UnimplementedFragmentServiceHandler) ListFragments(context.Context, *connect.Request[v1.ListFragmentsRequest]) (*connect.Response[v1.ListFragmentsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.FragmentService.ListFragments is not implemented"))
+}
+
+func (UnimplementedFragmentServiceHandler) UpdateFragment(context.Context, *connect.Request[v1.UpdateFragmentRequest]) (*connect.Response[v1.UpdateFragmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.FragmentService.UpdateFragment is not implemented"))
+}
+
+func (UnimplementedFragmentServiceHandler) DeleteFragment(context.Context, *connect.Request[v1.DeleteFragmentRequest]) (*connect.Response[v1.DeleteFragmentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.FragmentService.DeleteFragment is not implemented"))
+}
+
+// DataServiceClient is a client for the outpost.fleet.v1.DataService service.
+type DataServiceClient interface {
+	// ListLogs lists the logs of a machine (all its parts) or of one part,
+	// filtered by level and time. Logs are on the LOGS tab: machine.view.
+	ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
+	// ListCaptures lists the captures of a machine, filtered by component,
+	// time and tag: data.view.
+	ListCaptures(context.Context, *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error)
+	// ExportCaptures is ListCaptures for export (`outpost data export`):
+	// the same selection and pages, under data.export.
+	ExportCaptures(context.Context, *connect.Request[v1.ExportCapturesRequest]) (*connect.Response[v1.ExportCapturesResponse], error)
+	// ReadBlob reads a piece of a blob a part of the machine uploaded (a large
+	// capture or a synced file), for export: data.export.
+	ReadBlob(context.Context, *connect.Request[v1.ReadBlobRequest]) (*connect.Response[v1.ReadBlobResponse], error)
+	// TagCaptures adds tags to and removes tags from captures of the machine:
+	// data.edit. The capture as the part sent it is kept; the edits apply
+	// on top, in ListCaptures, its tag filter and exports.
+	TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error)
+	// DeleteCaptures deletes captures of the machine and their blobs:
+	// data.edit. Deleted data never comes back: a part that sends a deleted
+	// capture or blob again (its upload was not yet acknowledged) is
+	// answered as if it were stored, and nothing is kept.
+	DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
+}
+
+// NewDataServiceClient constructs a client for the outpost.fleet.v1.DataService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewDataServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) DataServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	dataServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("DataService").Methods()
+	return &dataServiceClient{
+		listLogs: connect.NewClient[v1.ListLogsRequest, v1.ListLogsResponse](
+			httpClient,
+			baseURL+DataServiceListLogsProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ListLogs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listCaptures: connect.NewClient[v1.ListCapturesRequest, v1.ListCapturesResponse](
+			httpClient,
+			baseURL+DataServiceListCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ListCaptures")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		exportCaptures: connect.NewClient[v1.ExportCapturesRequest, v1.ExportCapturesResponse](
+			httpClient,
+			baseURL+DataServiceExportCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ExportCaptures")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		readBlob: connect.NewClient[v1.ReadBlobRequest, v1.ReadBlobResponse](
+			httpClient,
+			baseURL+DataServiceReadBlobProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ReadBlob")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		tagCaptures: connect.NewClient[v1.TagCapturesRequest, v1.TagCapturesResponse](
+			httpClient,
+			baseURL+DataServiceTagCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("TagCaptures")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteCaptures: connect.NewClient[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse](
+			httpClient,
+			baseURL+DataServiceDeleteCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("DeleteCaptures")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// dataServiceClient implements DataServiceClient.
+type dataServiceClient struct {
+	listLogs       *connect.Client[v1.ListLogsRequest, v1.ListLogsResponse]
+	listCaptures   *connect.Client[v1.ListCapturesRequest, v1.ListCapturesResponse]
+	exportCaptures *connect.Client[v1.ExportCapturesRequest, v1.ExportCapturesResponse]
+	readBlob       *connect.Client[v1.ReadBlobRequest, v1.ReadBlobResponse]
+	tagCaptures    *connect.Client[v1.TagCapturesRequest, v1.TagCapturesResponse]
+	deleteCaptures *connect.Client[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse]
+}
+
+// ListLogs calls outpost.fleet.v1.DataService.ListLogs.
+func (c *dataServiceClient) ListLogs(ctx context.Context, req *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error) {
+	return c.listLogs.CallUnary(ctx, req)
+}
+
+// ListCaptures calls outpost.fleet.v1.DataService.ListCaptures.
+func (c *dataServiceClient) ListCaptures(ctx context.Context, req *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error) {
+	return c.listCaptures.CallUnary(ctx, req)
+}
+
+// ExportCaptures calls outpost.fleet.v1.DataService.ExportCaptures.
+func (c *dataServiceClient) ExportCaptures(ctx context.Context, req *connect.Request[v1.ExportCapturesRequest]) (*connect.Response[v1.ExportCapturesResponse], error) {
+	return c.exportCaptures.CallUnary(ctx, req)
+}
+
+// ReadBlob calls outpost.fleet.v1.DataService.ReadBlob.
+func (c *dataServiceClient) ReadBlob(ctx context.Context, req *connect.Request[v1.ReadBlobRequest]) (*connect.Response[v1.ReadBlobResponse], error) {
+	return c.readBlob.CallUnary(ctx, req)
+}
+
+// TagCaptures calls outpost.fleet.v1.DataService.TagCaptures.
+func (c *dataServiceClient) TagCaptures(ctx context.Context, req *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error) {
+	return c.tagCaptures.CallUnary(ctx, req)
+}
+
+// DeleteCaptures calls outpost.fleet.v1.DataService.DeleteCaptures.
+func (c *dataServiceClient) DeleteCaptures(ctx context.Context, req *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+	return c.deleteCaptures.CallUnary(ctx, req)
+}
+
+// DataServiceHandler is an implementation of the outpost.fleet.v1.DataService service.
+type DataServiceHandler interface {
+	// ListLogs lists the logs of a machine (all its parts) or of one part,
+	// filtered by level and time. Logs are on the LOGS tab: machine.view.
+	ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
+	// ListCaptures lists the captures of a machine, filtered by component,
+	// time and tag: data.view.
+	ListCaptures(context.Context, *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error)
+	// ExportCaptures is ListCaptures for export (`outpost data export`):
+	// the same selection and pages, under data.export.
+	ExportCaptures(context.Context, *connect.Request[v1.ExportCapturesRequest]) (*connect.Response[v1.ExportCapturesResponse], error)
+	// ReadBlob reads a piece of a blob a part of the machine uploaded (a large
+	// capture or a synced file), for export: data.export.
+	ReadBlob(context.Context, *connect.Request[v1.ReadBlobRequest]) (*connect.Response[v1.ReadBlobResponse], error)
+	// TagCaptures adds tags to and removes tags from captures of the machine:
+	// data.edit. The capture as the part sent it is kept; the edits apply
+	// on top, in ListCaptures, its tag filter and exports.
+	TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error)
+	// DeleteCaptures deletes captures of the machine and their blobs:
+	// data.edit. Deleted data never comes back: a part that sends a deleted
+	// capture or blob again (its upload was not yet acknowledged) is
+	// answered as if it were stored, and nothing is kept.
+	DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
+}
+
+// NewDataServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	dataServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("DataService").Methods()
+	dataServiceListLogsHandler := connect.NewUnaryHandler(
+		DataServiceListLogsProcedure,
+		svc.ListLogs,
+		connect.WithSchema(dataServiceMethods.ByName("ListLogs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceListCapturesHandler := connect.NewUnaryHandler(
+		DataServiceListCapturesProcedure,
+		svc.ListCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("ListCaptures")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceExportCapturesHandler := connect.NewUnaryHandler(
+		DataServiceExportCapturesProcedure,
+		svc.ExportCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("ExportCaptures")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceReadBlobHandler := connect.NewUnaryHandler(
+		DataServiceReadBlobProcedure,
+		svc.ReadBlob,
+		connect.WithSchema(dataServiceMethods.ByName("ReadBlob")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceTagCapturesHandler := connect.NewUnaryHandler(
+		DataServiceTagCapturesProcedure,
+		svc.TagCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("TagCaptures")),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceDeleteCapturesHandler := connect.NewUnaryHandler(
+		DataServiceDeleteCapturesProcedure,
+		svc.DeleteCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("DeleteCaptures")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.DataService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case DataServiceListLogsProcedure:
+			dataServiceListLogsHandler.ServeHTTP(w, r)
+		case DataServiceListCapturesProcedure:
+			dataServiceListCapturesHandler.ServeHTTP(w, r)
+		case DataServiceExportCapturesProcedure:
+			dataServiceExportCapturesHandler.ServeHTTP(w, r)
+		case DataServiceReadBlobProcedure:
+			dataServiceReadBlobHandler.ServeHTTP(w, r)
+		case DataServiceTagCapturesProcedure:
+			dataServiceTagCapturesHandler.ServeHTTP(w, r)
+		case DataServiceDeleteCapturesProcedure:
+			dataServiceDeleteCapturesHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedDataServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedDataServiceHandler struct{}
+
+func (UnimplementedDataServiceHandler) ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ListLogs is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) ListCaptures(context.Context, *connect.Request[v1.ListCapturesRequest]) (*connect.Response[v1.ListCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ListCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) ExportCaptures(context.Context, *connect.Request[v1.ExportCapturesRequest]) (*connect.Response[v1.ExportCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ExportCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) ReadBlob(context.Context, *connect.Request[v1.ReadBlobRequest]) (*connect.Response[v1.ReadBlobResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ReadBlob is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.TagCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.DeleteCaptures is not implemented"))
 }

@@ -1,0 +1,578 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/rbac"
+)
+
+// maxScanPages bounds how many store pages one filtered list reads before
+// answering with what it found and a token to continue.
+const maxScanPages = 20
+
+func (ms machineService) BootstrapPart(ctx context.Context, req *connect.Request[fleetv1.BootstrapPartRequest]) (*connect.Response[fleetv1.BootstrapPartResponse], error) {
+	u, err := url.Parse(req.Msg.GetCloudUrl())
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+		return nil, invalid("cloud_url: want the cloud's base URL as parts reach it, such as https://cloud.example.com")
+	}
+	secret := auth.NewSecret()
+	now := ms.s.clock.Now().UTC()
+	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(_ store.Tx, p *store.Part) error {
+		p.SecretHash, p.SecretRotatedAt = auth.HashSecret(secret), now
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.BootstrapPartResponse{Bootstrap: &syncv1.Bootstrap{
+		CloudUrl: strings.TrimRight(u.String(), "/"), PartId: part.ID, PartSecret: secret,
+		CloudKeys: []*syncv1.PublicKey{ms.s.signer.Documents().PublicKey()},
+	}}), nil
+}
+
+// machineParts returns a machine's parts, main part first, or the one named
+// by partID, which must be the machine's.
+func machineParts(snap *snapshot, machineID, partID string) ([]store.Part, error) {
+	var out []store.Part
+	for _, p := range snap.parts {
+		if p.MachineID == machineID && (partID == "" || p.ID == partID) {
+			out = append(out, p)
+		}
+	}
+	if partID != "" && len(out) == 0 {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("machine/%s has no part %q", machineID, partID))
+	}
+	slices.SortFunc(out, func(a, b store.Part) int {
+		if a.Main != b.Main {
+			if a.Main {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+func (s *Server) ingestStore() (ingest.Store, error) {
+	if s.ingest == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this cloud keeps no part data (it was started without an ingest store)"))
+	}
+	return s.ingest, nil
+}
+
+func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Request[fleetv1.GetMachineStatusRequest]) (*connect.Response[fleetv1.GetMachineStatusResponse], error) {
+	ing, err := ms.s.ingestStore()
+	if err != nil {
+		return nil, err
+	}
+	parts, err := machineParts(callFrom(ctx).snap, req.Msg.GetMachineId(), "")
+	if err != nil {
+		return nil, err
+	}
+	out := &fleetv1.GetMachineStatusResponse{}
+	var last time.Time
+	for _, p := range parts {
+		ps := &fleetv1.PartStatus{Part: partPB(p)}
+		st, err := ing.Status(ctx, p.ID)
+		switch {
+		case err == nil:
+			ps.LastSeen, ps.Status = ts(st.At), st.Status
+			if st.At.After(last) {
+				last = st.At
+			}
+		case !errors.Is(err, ingest.ErrNotFound):
+			return nil, internal(ms.s.log, "part status", err)
+		}
+		err = ms.s.view(ctx, func(tx store.Tx) error {
+			d, err := tx.GetPartDocuments(ctx, p.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			ps.IssuedConfigVersion, ps.IssuedGrantsVersion = d.ConfigVersion, d.GrantsVersion
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out.Parts = append(out.Parts, ps)
+	}
+	out.LastSeen = ts(last)
+	return connect.NewResponse(out), nil
+}
+
+type dataService struct{ s *Server }
+
+// logStreams are the streams holding logs at or above a level, and the
+// levels shown.
+func logStreams(level string) ([]string, map[string]bool, error) {
+	order := []string{"debug", "info", "warn", "error"}
+	if level == "" {
+		level = "info"
+	}
+	i := slices.Index(order, level)
+	if i < 0 {
+		return nil, nil, invalid("level: want debug, info, warn or error")
+	}
+	show := map[string]bool{}
+	for _, l := range order[i:] {
+		show[l] = true
+	}
+	streams := []string{"logs.debug", "logs.info", "logs.warn"}[min(i, 2):]
+	return streams, show, nil
+}
+
+// pageQuery reads the common paging and time fields.
+func pageQuery(size int32, from, to *timestamppb.Timestamp) (ingest.Query, error) {
+	if size < 0 || size > ingest.MaxLimit {
+		return ingest.Query{}, invalid("page_size: 1 to %d, or 0 for %d", ingest.MaxLimit, ingest.DefaultLimit)
+	}
+	q := ingest.Query{Limit: int(size)}
+	if q.Limit == 0 {
+		q.Limit = ingest.DefaultLimit
+	}
+	if from != nil {
+		q.From = from.AsTime()
+	}
+	if to != nil {
+		q.To = to.AsTime()
+	}
+	return q, nil
+}
+
+// parsePageToken reads a token scan returned: "INDEX:CURSOR", the stream
+// index and the store's cursor within it. It comes from the caller, so it
+// is checked, never trusted.
+func parsePageToken(token string, streams int) (idx int, cursor string, err error) {
+	if token == "" {
+		return 0, "", nil
+	}
+	i, c, ok := strings.Cut(token, ":")
+	n, err := strconv.Atoi(i)
+	if !ok || err != nil || n < 0 || n >= streams || len(token) > 1024 || strconv.Itoa(n) != i {
+		return 0, "", invalid("page_token: not a token this list returned")
+	}
+	return n, c, nil
+}
+
+// scan pages through streams in order from token, handing each record to
+// keep, which says whether it counted, until q.Limit counted, maxScanPages
+// were read, or the streams ended; it returns the token to continue from,
+// empty at the end.
+func scan(ctx context.Context, ing ingest.Store, q ingest.Query, streams []string, token string, keep func(ingest.StoredRecord) bool) (string, error) {
+	idx, cursor, err := parsePageToken(token, len(streams))
+	if err != nil {
+		return "", err
+	}
+	limit, found := q.Limit, 0
+	for pages := 0; idx < len(streams) && found < limit && pages < maxScanPages; pages++ {
+		q.Stream, q.After, q.Limit = streams[idx], cursor, limit-found
+		recs, next, err := ing.Records(ctx, q)
+		if errors.Is(err, ingest.ErrInvalid) {
+			return "", invalid("page_token: not a token this list returned")
+		}
+		if err != nil {
+			return "", err
+		}
+		for _, r := range recs {
+			if keep(r) {
+				found++
+			}
+		}
+		cursor = next
+		if next == "" {
+			idx++
+		}
+	}
+	if idx >= len(streams) {
+		return "", nil
+	}
+	return strconv.Itoa(idx) + ":" + cursor, nil
+}
+
+func partIDs(ps []store.Part) []string {
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
+	}
+	return ids
+}
+
+func (ds dataService) ListLogs(ctx context.Context, req *connect.Request[fleetv1.ListLogsRequest]) (*connect.Response[fleetv1.ListLogsResponse], error) {
+	ing, err := ds.s.ingestStore()
+	if err != nil {
+		return nil, err
+	}
+	msg := req.Msg
+	streams, show, err := logStreams(msg.GetLevel())
+	if err != nil {
+		return nil, err
+	}
+	q, err := pageQuery(msg.GetPageSize(), msg.GetFrom(), msg.GetTo())
+	if err != nil {
+		return nil, err
+	}
+	parts, err := machineParts(callFrom(ctx).snap, msg.GetMachineId(), msg.GetPartId())
+	if err != nil {
+		return nil, err
+	}
+	if len(parts) == 0 {
+		return connect.NewResponse(&fleetv1.ListLogsResponse{}), nil
+	}
+	q.PartIDs = partIDs(parts)
+	out := &fleetv1.ListLogsResponse{}
+	next, err := scan(ctx, ing, q, streams, msg.GetPageToken(), func(r ingest.StoredRecord) bool {
+		e := &syncv1.LogEntry{}
+		if proto.Unmarshal(r.Payload, e) != nil || !show[e.GetLevel()] && !(e.GetLevel() == "" && show["info"]) {
+			return false
+		}
+		out.Entries = append(out.Entries, &fleetv1.LogEntry{PartId: r.PartID, Time: ts(r.Time), Entry: e, Seq: r.Seq, Stream: r.Stream})
+		return true
+	})
+	if err != nil {
+		var ce *connect.Error
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, internal(ds.s.log, "list logs", err)
+	}
+	out.NextPageToken = next
+	return connect.NewResponse(out), nil
+}
+
+// captureSelection is what ListCaptures and ExportCaptures select.
+type captureSelection struct {
+	machine, component, tag, token string
+	from, to                       *timestamppb.Timestamp
+	size                           int32
+}
+
+// tagsEdited applies people's tag edits to the tags a part sent.
+func tagsEdited(orig []string, t store.CaptureTags) []string {
+	var out []string
+	for _, tag := range append(slices.Clone(orig), t.Added...) {
+		if !slices.Contains(out, tag) && !slices.Contains(t.Removed, tag) {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+func captureID(partID, storeID string, seq uint64) string {
+	return partID + "|" + storeID + "|" + strconv.FormatUint(seq, 10)
+}
+
+func (ds dataService) listCaptures(ctx context.Context, sel captureSelection) ([]*fleetv1.CaptureRecord, string, error) {
+	ing, err := ds.s.ingestStore()
+	if err != nil {
+		return nil, "", err
+	}
+	q, err := pageQuery(sel.size, sel.from, sel.to)
+	if err != nil {
+		return nil, "", err
+	}
+	c := callFrom(ctx)
+	parts, err := machineParts(c.snap, sel.machine, "")
+	if err != nil {
+		return nil, "", err
+	}
+	if len(parts) == 0 {
+		return nil, "", nil
+	}
+	q.PartIDs = partIDs(parts)
+	// Tags are shown only to who may see them (data.tags.view), and a tag
+	// filter is refused to others, so it cannot probe hidden tags.
+	tagsOK := c.snap.engine.Decide(c.subject, rbac.DataTagsView, rbac.Machine(sel.machine)).Allowed
+	if sel.tag != "" && !tagsOK {
+		return nil, "", connect.NewError(connect.CodePermissionDenied, fmt.Errorf("tag: %s may not see the tags of machine/%s (data.tags.view)", c.principal.ref(), sel.machine))
+	}
+	var out []*fleetv1.CaptureRecord
+	var serr error
+	next, err := scan(ctx, ing, q, []string{"captures"}, sel.token, func(r ingest.StoredRecord) bool {
+		if serr != nil {
+			return false
+		}
+		cp := &syncv1.Capture{}
+		if proto.Unmarshal(r.Payload, cp) != nil || sel.component != "" && cp.GetComponent() != sel.component {
+			return false
+		}
+		serr = ds.s.st.View(ctx, func(tx store.Tx) error {
+			t, err := tx.GetCaptureTags(ctx, captureID(r.PartID, r.StoreID, r.Seq))
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			cp.Tags = tagsEdited(cp.GetTags(), t)
+			return err
+		})
+		if serr != nil || sel.tag != "" && !slices.Contains(cp.GetTags(), sel.tag) {
+			return false
+		}
+		if !tagsOK {
+			cp.Tags = nil
+		}
+		out = append(out, &fleetv1.CaptureRecord{PartId: r.PartID, StoreId: r.StoreID, Time: ts(r.Time), Capture: cp, Seq: r.Seq})
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		var ce *connect.Error
+		if errors.As(err, &ce) {
+			return nil, "", err
+		}
+		return nil, "", internal(ds.s.log, "list captures", err)
+	}
+	return out, next, nil
+}
+
+func (ds dataService) ListCaptures(ctx context.Context, req *connect.Request[fleetv1.ListCapturesRequest]) (*connect.Response[fleetv1.ListCapturesResponse], error) {
+	m := req.Msg
+	caps, next, err := ds.listCaptures(ctx, captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(),
+		token: m.GetPageToken(), from: m.GetFrom(), to: m.GetTo(), size: m.GetPageSize()})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.ListCapturesResponse{Captures: caps, NextPageToken: next}), nil
+}
+
+func (ds dataService) ExportCaptures(ctx context.Context, req *connect.Request[fleetv1.ExportCapturesRequest]) (*connect.Response[fleetv1.ExportCapturesResponse], error) {
+	m := req.Msg
+	caps, next, err := ds.listCaptures(ctx, captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(),
+		token: m.GetPageToken(), from: m.GetFrom(), to: m.GetTo(), size: m.GetPageSize()})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.ExportCapturesResponse{Captures: caps, NextPageToken: next}), nil
+}
+
+// Bounds of tag edits.
+const (
+	maxTagLen        = 64
+	maxTagsPerEdit   = 32
+	maxCapturesPerOp = 1000
+	maxReadBlob      = 4 << 20
+)
+
+func validTags(field string, tags []string) error {
+	if len(tags) > maxTagsPerEdit {
+		return invalid("%s: at most %d tags", field, maxTagsPerEdit)
+	}
+	for i, t := range tags {
+		if t == "" || len(t) > maxTagLen || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return !unicode.IsPrint(r) || r == ',' }) {
+			return invalid("%s[%d]: a tag is 1 to %d printable characters without commas", field, i, maxTagLen)
+		}
+	}
+	return nil
+}
+
+func (ds dataService) TagCaptures(ctx context.Context, req *connect.Request[fleetv1.TagCapturesRequest]) (*connect.Response[fleetv1.TagCapturesResponse], error) {
+	m := req.Msg
+	if err := validTags("add", m.GetAdd()); err != nil {
+		return nil, err
+	}
+	if err := validTags("remove", m.GetRemove()); err != nil {
+		return nil, err
+	}
+	if len(m.GetAdd())+len(m.GetRemove()) == 0 {
+		return nil, invalid("add or remove at least one tag")
+	}
+	if n := len(m.GetCaptures()); n == 0 || n > maxCapturesPerOp {
+		return nil, invalid("captures: 1 to %d", maxCapturesPerOp)
+	}
+	c := callFrom(ctx)
+	for i, ref := range m.GetCaptures() {
+		p, ok := c.snap.parts[ref.GetPartId()]
+		if !ok || p.MachineID != m.GetMachineId() {
+			return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("captures[%d]: machine/%s has no part %q", i, m.GetMachineId(), ref.GetPartId()))
+		}
+		if ingest.ValidateID("store id", ref.GetStoreId()) != nil || ref.GetSeq() == 0 {
+			return nil, invalid("captures[%d]: a store id and a sequence from 1 are required", i)
+		}
+	}
+	now := ds.s.clock.Now().UTC()
+	changed := 0
+	err := ds.s.update(ctx, func(tx store.Tx) error {
+		changed = 0
+		for _, ref := range m.GetCaptures() {
+			id := captureID(ref.GetPartId(), ref.GetStoreId(), ref.GetSeq())
+			t, err := tx.GetCaptureTags(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				t = store.CaptureTags{ID: id}
+			} else if err != nil {
+				return err
+			}
+			before := fmt.Sprint(t.Added, t.Removed)
+			for _, tag := range m.GetAdd() {
+				t.Removed = slices.DeleteFunc(t.Removed, func(x string) bool { return x == tag })
+				if !slices.Contains(t.Added, tag) {
+					t.Added = append(t.Added, tag)
+				}
+			}
+			for _, tag := range m.GetRemove() {
+				t.Added = slices.DeleteFunc(t.Added, func(x string) bool { return x == tag })
+				if !slices.Contains(t.Removed, tag) {
+					t.Removed = append(t.Removed, tag)
+				}
+			}
+			if fmt.Sprint(t.Added, t.Removed) == before {
+				continue
+			}
+			changed++
+			t.UpdatedBy, t.UpdatedAt = c.principal.ref(), now
+			if err := tx.PutCaptureTags(ctx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.TagCapturesResponse{Changed: int32(changed)}), nil
+}
+
+func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1.ReadBlobRequest]) (*connect.Response[fleetv1.ReadBlobResponse], error) {
+	m := req.Msg
+	ing, err := ds.s.ingestStore()
+	if err != nil {
+		return nil, err
+	}
+	if ds.s.blobs == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this cloud keeps no blobs"))
+	}
+	if p, ok := callFrom(ctx).snap.parts[m.GetPartId()]; !ok || p.MachineID != m.GetMachineId() {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("machine/%s has no part %q", m.GetMachineId(), m.GetPartId()))
+	}
+	if ingest.ValidateID("blob id", m.GetBlobId()) != nil {
+		return nil, invalid("blob_id: not a blob id")
+	}
+	info, err := ing.Blob(ctx, m.GetPartId(), m.GetBlobId())
+	if errors.Is(err, ingest.ErrNotFound) || err == nil && !info.Complete {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("part/%s has no complete blob %q", m.GetPartId(), m.GetBlobId()))
+	}
+	if err != nil {
+		return nil, internal(ds.s.log, "read blob", err)
+	}
+	if m.GetOffset() > info.Size {
+		return nil, invalid("offset: the blob has %d bytes", info.Size)
+	}
+	length := uint64(m.GetLength())
+	if length == 0 || length > maxReadBlob {
+		length = maxReadBlob
+	}
+	length = min(length, info.Size-m.GetOffset())
+	rc, err := ds.s.blobs.Open(ctx, ingest.BlobKey{PartID: m.GetPartId(), BlobID: m.GetBlobId()})
+	if err != nil {
+		return nil, internal(ds.s.log, "open blob", err)
+	}
+	defer rc.Close()
+	if sk, ok := rc.(io.Seeker); ok {
+		_, err = sk.Seek(int64(m.GetOffset()), io.SeekStart)
+	} else {
+		_, err = io.CopyN(io.Discard, rc, int64(m.GetOffset()))
+	}
+	data := make([]byte, length)
+	if err == nil {
+		_, err = io.ReadFull(rc, data)
+	}
+	if err != nil {
+		return nil, internal(ds.s.log, "read blob", err)
+	}
+	return connect.NewResponse(&fleetv1.ReadBlobResponse{Data: data, Size: info.Size, Sha256: info.SHA256, Name: info.Name}), nil
+}
+
+// maxDeletePerCall bounds one DeleteCaptures call; the caller repeats it.
+const maxDeletePerCall = 10_000
+
+func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[fleetv1.DeleteCapturesRequest]) (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
+	m := req.Msg
+	ing, err := ds.s.ingestStore()
+	if err != nil {
+		return nil, err
+	}
+	if len(m.GetCaptures()) > maxCapturesPerOp {
+		return nil, invalid("captures: at most %d", maxCapturesPerOp)
+	}
+	only := map[string]bool{}
+	for _, r := range m.GetCaptures() {
+		only[captureID(r.GetPartId(), r.GetStoreId(), r.GetSeq())] = true
+	}
+	sel := captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(), from: m.GetFrom(), to: m.GetTo(), size: ingest.MaxLimit}
+	type target struct {
+		key  ingest.StreamKey
+		seqs []uint64
+	}
+	var targets []*target
+	byKey := map[ingest.StreamKey]*target{}
+	var blobs []ingest.BlobKey
+	n, more := 0, false
+	for {
+		caps, next, err := ds.listCaptures(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range caps {
+			if len(only) > 0 && !only[captureID(c.GetPartId(), c.GetStoreId(), c.GetSeq())] {
+				continue
+			}
+			if n == maxDeletePerCall {
+				more = true
+				break
+			}
+			k := ingest.StreamKey{PartID: c.GetPartId(), StoreID: c.GetStoreId(), Stream: "captures"}
+			if byKey[k] == nil {
+				byKey[k] = &target{key: k}
+				targets = append(targets, byKey[k])
+			}
+			byKey[k].seqs = append(byKey[k].seqs, c.GetSeq())
+			if id := c.GetCapture().GetBlobId(); id != "" {
+				blobs = append(blobs, ingest.BlobKey{PartID: c.GetPartId(), BlobID: id})
+			}
+			n++
+		}
+		if more || next == "" {
+			break
+		}
+		sel.token = next
+	}
+	// The records go first: a capture is never listed without its blob
+	// having been readable, and a blob deleted after its record is just
+	// bytes no capture names.
+	out := &fleetv1.DeleteCapturesResponse{More: more}
+	for _, t := range targets {
+		d, err := ing.DeleteRecords(ctx, t.key, t.seqs)
+		out.Deleted += int32(d)
+		if err != nil {
+			return nil, internal(ds.s.log, "delete captures", err)
+		}
+	}
+	for _, b := range blobs {
+		if err := ing.DeleteBlob(ctx, b.PartID, b.BlobID); err != nil {
+			return nil, internal(ds.s.log, "delete blob", err)
+		}
+		out.Blobs++
+	}
+	// The deletion is in the ingest store, so the interceptor writes the
+	// call's audit event after it, with its outcome.
+	return connect.NewResponse(out), nil
+}

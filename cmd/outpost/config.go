@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/config"
+)
+
+// readConfig reads a RobotConfig written as protobuf JSON from path, or
+// from stdin for "-". Unknown fields are refused so a typo never passes
+// silently; validity is the cloud's to judge, on the merged config.
+func (g *globals) readConfig(path string) (*configv1.RobotConfig, error) {
+	var r io.Reader = g.env.stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, config.MaxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(b) > config.MaxConfigBytes {
+		return nil, fmt.Errorf("read config: more than %d bytes", config.MaxConfigBytes)
+	}
+	c := &configv1.RobotConfig{}
+	if err := protojson.Unmarshal(b, c); err != nil {
+		// protojson randomly puts a no-break space in its messages, on
+		// purpose, so nobody matches them; print a plain one.
+		return nil, fmt.Errorf("read config %s: %s", path, strings.ReplaceAll(err.Error(), "\u00a0", " "))
+	}
+	return c, nil
+}
+
+// writeJSON prints a message as indented protobuf JSON with proto names.
+func writeJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+func revisionTable(w io.Writer, revs ...*fleetv1.ConfigRevision) error {
+	var rows [][]string
+	for _, r := range revs {
+		rows = append(rows, []string{fmt.Sprint(r.GetRevision()), r.GetAuthor(), when(r.GetCreatedAt()), orDash(strings.Join(r.GetFragmentIds(), ","))})
+	}
+	return table(w, []string{"REVISION", "AUTHOR", "CREATED", "FRAGMENTS"}, rows)
+}
+
+func newConfigCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Read and edit machine configs"}
+
+	var own bool
+	get := &cobra.Command{
+		Use: "get MACHINE_ID", Short: "Print the config a machine's parts receive (fragments merged in)", Args: cobra.ExactArgs(1),
+		Long: "Prints the merged config as JSON: the machine's fragments in ID order, then the machine's own config,\n" +
+			"a later entry replacing an earlier one of the same name. --own prints the machine's own config, to edit and set.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.config.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				m := res.Msg
+				return m, func(w io.Writer) error {
+					if own {
+						return writeJSON(w, m.GetRevision().GetConfig())
+					}
+					var frags []string
+					for _, f := range m.GetFragments() {
+						frags = append(frags, fmt.Sprintf("%s@%d", f.GetId(), f.GetVersion()))
+					}
+					if _, err := fmt.Fprintf(w, "revision %d by %s at %s; fragments %s\n", m.GetRevision().GetRevision(),
+						orDash(m.GetRevision().GetAuthor()), when(m.GetRevision().GetCreatedAt()), orDash(strings.Join(frags, ","))); err != nil {
+						return err
+					}
+					return writeJSON(w, m.GetMerged())
+				}, nil
+			})
+		},
+	}
+	get.Flags().BoolVar(&own, "own", false, "print the machine's own config, without fragments")
+
+	var file string
+	var fragments []string
+	var base int64
+	set := &cobra.Command{
+		Use: "set MACHINE_ID --file CONFIG.json", Short: "Write a new revision of a machine's config", Args: cobra.ExactArgs(1),
+		Long: "Writes the machine's own config (protobuf JSON, - for stdin) and the fragments it uses as a new revision.\n" +
+			"--base is the revision the edit started from; without it the current one is used, so a concurrent edit may be\n" +
+			"overwritten. The cloud refuses a merged config the daemon could not apply, naming the field.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.readConfig(file)
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				b := uint64(base)
+				frags := fragments
+				if base < 0 || !cmd.Flags().Changed("fragment") {
+					cur, err := c.config.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: args[0]}))
+					if err != nil {
+						return nil, nil, err
+					}
+					if base < 0 {
+						b = cur.Msg.GetRevision().GetRevision()
+					}
+					if !cmd.Flags().Changed("fragment") {
+						frags = cur.Msg.GetRevision().GetFragmentIds()
+					}
+				}
+				res, err := c.config.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{
+					MachineId: args[0], BaseRevision: b, Config: cfg, FragmentIds: frags}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return revisionTable(w, res.Msg.GetRevision()) }, nil
+			})
+		},
+	}
+	set.Flags().StringVar(&file, "file", "", "the machine's own config as protobuf JSON; - reads stdin")
+	set.Flags().StringSliceVar(&fragments, "fragment", nil, "fragment IDs the machine uses (repeat or comma-separate; --fragment= for none); default: unchanged")
+	set.Flags().Int64Var(&base, "base", -1, "the revision the edit started from; default: the current one")
+	mustRequire(set, "file")
+
+	history := &cobra.Command{
+		Use: "history MACHINE_ID", Short: "List a machine's config revisions, newest first", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.config.ListConfigRevisions(ctx, connect.NewRequest(&fleetv1.ListConfigRevisionsRequest{MachineId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return revisionTable(w, res.Msg.GetRevisions()...) }, nil
+			})
+		},
+	}
+
+	proposals := &cobra.Command{
+		Use: "proposals MACHINE_ID", Short: "List offline edits parts proposed, and conflicts waiting for an owner", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.config.ListConfigProposals(ctx, connect.NewRequest(&fleetv1.ListConfigProposalsRequest{MachineId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return proposalTable(w, res.Msg.GetProposals()...) }, nil
+			})
+		},
+	}
+
+	var accept, dismiss bool
+	resolve := &cobra.Command{
+		Use: "resolve MACHINE_ID PROPOSAL_ID --accept|--dismiss", Short: "Settle a conflicting offline edit", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if accept == dismiss {
+				return fmt.Errorf("give one of --accept or --dismiss")
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.config.ResolveConfigProposal(ctx, connect.NewRequest(&fleetv1.ResolveConfigProposalRequest{MachineId: args[0], ProposalId: args[1], Accept: accept}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return proposalTable(w, res.Msg.GetProposal()) }, nil
+			})
+		},
+	}
+	resolve.Flags().BoolVar(&accept, "accept", false, "make the proposed config a new revision")
+	resolve.Flags().BoolVar(&dismiss, "dismiss", false, "keep the current config")
+
+	cmd.AddCommand(get, set, history, proposals, resolve)
+	return cmd
+}
+
+func proposalTable(w io.Writer, ps ...*fleetv1.ConfigProposal) error {
+	var rows [][]string
+	for _, p := range ps {
+		rows = append(rows, []string{p.GetId(), p.GetState(), fmt.Sprint(p.GetBaseRevision()), fmt.Sprint(p.GetRevision()), orDash(p.GetAuthor()), when(p.GetCreatedAt()), p.GetMessage()})
+	}
+	return table(w, []string{"ID", "STATE", "BASE", "REVISION", "AUTHOR", "RECEIVED", "MESSAGE"}, rows)
+}
+
+func fragmentTable(w io.Writer, fs ...*fleetv1.Fragment) error {
+	var rows [][]string
+	for _, f := range fs {
+		rows = append(rows, []string{f.GetId(), f.GetName(), fmt.Sprint(f.GetRevision()), f.GetUpdatedBy(), when(f.GetUpdatedAt())})
+	}
+	return table(w, []string{"ID", "NAME", "REVISION", "UPDATED BY", "UPDATED"}, rows)
+}
+
+func newFragmentCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "fragment", Short: "Manage an organization's config fragments"}
+
+	var org, file string
+	create := &cobra.Command{
+		Use: "create NAME --org ORG_ID --file CONFIG.json", Short: "Create a fragment", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.readConfig(file)
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.frag.CreateFragment(ctx, connect.NewRequest(&fleetv1.CreateFragmentRequest{OrgId: org, Name: args[0], Config: cfg}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return fragmentTable(w, res.Msg.GetFragment()) }, nil
+			})
+		},
+	}
+	create.Flags().StringVar(&org, "org", "", "organization ID")
+	create.Flags().StringVar(&file, "file", "", "the fragment's config as protobuf JSON; - reads stdin")
+	mustRequire(create, "org", "file")
+
+	list := &cobra.Command{
+		Use: "list --org ORG_ID", Short: "List an organization's fragments", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.frag.ListFragments(ctx, connect.NewRequest(&fleetv1.ListFragmentsRequest{OrgId: org}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { return fragmentTable(w, res.Msg.GetFragments()...) }, nil
+			})
+		},
+	}
+	list.Flags().StringVar(&org, "org", "", "organization ID")
+	mustRequire(list, "org")
+
+	get := &cobra.Command{
+		Use: "get FRAGMENT_ID", Short: "Print a fragment's config", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.frag.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					if err := fragmentTable(w, res.Msg.GetFragment()); err != nil {
+						return err
+					}
+					return writeJSON(w, res.Msg.GetFragment().GetConfig())
+				}, nil
+			})
+		},
+	}
+
+	var base int64
+	update := &cobra.Command{
+		Use: "update FRAGMENT_ID --file CONFIG.json", Short: "Write a new revision; every machine using it gets a new config", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.readConfig(file)
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				b := uint64(base)
+				if base < 0 {
+					cur, err := c.frag.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
+					if err != nil {
+						return nil, nil, err
+					}
+					b = cur.Msg.GetFragment().GetRevision()
+				}
+				res, err := c.frag.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: args[0], BaseRevision: b, Config: cfg}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					if err := fragmentTable(w, res.Msg.GetFragment()); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(w, "%d machines use it; their parts get the new config at their next sync\n", res.Msg.GetMachines())
+					return err
+				}, nil
+			})
+		},
+	}
+	update.Flags().StringVar(&file, "file", "", "the fragment's config as protobuf JSON; - reads stdin")
+	update.Flags().Int64Var(&base, "base", -1, "the revision the edit started from; default: the current one")
+	mustRequire(update, "file")
+
+	del := &cobra.Command{
+		Use: "delete FRAGMENT_ID", Short: "Delete a fragment no machine uses", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.frag.DeleteFragment(ctx, connect.NewRequest(&fleetv1.DeleteFragmentRequest{FragmentId: args[0]}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted fragment/%s\n", args[0]); return err }, nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, get, update, del)
+	return cmd
+}

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+// timeFlags are --from and --to, as RFC 3339 times or durations before now
+// ("15m" is a quarter of an hour ago).
+type timeFlags struct{ from, to string }
+
+func (t *timeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&t.from, "from", "", `only from this time: RFC 3339, or a duration before now such as "15m"`)
+	cmd.Flags().StringVar(&t.to, "to", "", "only before this time: RFC 3339, or a duration before now")
+}
+
+func parseWhen(flag, v string, now time.Time) (*timestamppb.Timestamp, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		return timestamppb.New(now.Add(-d)), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return nil, fmt.Errorf("--%s %q: want an RFC 3339 time such as 2026-11-22T12:00:00Z or a duration such as 15m", flag, v)
+	}
+	return timestamppb.New(t), nil
+}
+
+func (t *timeFlags) parse(now time.Time) (from, to *timestamppb.Timestamp, err error) {
+	if from, err = parseWhen("from", t.from, now); err != nil {
+		return nil, nil, err
+	}
+	to, err = parseWhen("to", t.to, now)
+	return from, to, err
+}
+
+func logLine(w io.Writer, e *fleetv1.LogEntry) error {
+	en := e.GetEntry()
+	line := fmt.Sprintf("%s %s %-5s %s %s", when(e.GetTime()), e.GetPartId(), orDash(en.GetLevel()), orDash(en.GetLogger()), en.GetMessage())
+	if f := en.GetFieldsJson(); f != "" && f != "{}" {
+		line += " " + f
+	}
+	_, err := fmt.Fprintln(w, strings.ReplaceAll(line, "\n", `\n`))
+	return err
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var machine, part, level string
+	var limit int32
+	var follow bool
+	var interval, window time.Duration
+	var tf timeFlags
+	cmd := &cobra.Command{
+		Use:   "logs --machine MACHINE_ID",
+		Short: "Print the logs a machine's parts uploaded",
+		Long: "Prints the logs of a machine (or one --part) at --level and above, in part, stream and sequence order.\n" +
+			"--follow keeps polling and prints entries as they arrive, stopping on Ctrl-C; it shows entries the parts\n" +
+			"wrote within --window of each poll, so a backlog a part uploads after a long time offline is shown by\n" +
+			"`outpost logs --from ...`, not by --follow. Logs need machine.view (the LOGS tab).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			from, to, err := tf.parse(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			list := func(from *timestamppb.Timestamp, token string) (*fleetv1.ListLogsResponse, error) {
+				res, err := c.data.ListLogs(ctx, connect.NewRequest(&fleetv1.ListLogsRequest{MachineId: machine, PartId: part, Level: level,
+					From: from, To: to, PageSize: limit, PageToken: token}))
+				if err != nil {
+					return nil, err
+				}
+				return res.Msg, nil
+			}
+			if !follow {
+				res, err := list(from, "")
+				if err != nil {
+					return err
+				}
+				return g.output(cmd.OutOrStdout(), res, func(w io.Writer) error {
+					for _, e := range res.GetEntries() {
+						if err := logLine(w, e); err != nil {
+							return err
+						}
+					}
+					if res.GetNextPageToken() != "" {
+						_, err := fmt.Fprintln(cmd.ErrOrStderr(), "(more entries: narrow --from/--to or raise --limit)")
+						return err
+					}
+					return nil
+				})
+			}
+			return g.followLogs(ctx, cmd.OutOrStdout(), list, from, interval, window)
+		},
+	}
+	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&part, "part", "", "only this part of the machine")
+	cmd.Flags().StringVar(&level, "level", "info", "lowest level shown: debug, info, warn or error")
+	cmd.Flags().Int32Var(&limit, "limit", 1000, "at most this many entries per request (1 to 1000)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing entries as they arrive")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --follow, how often to poll")
+	cmd.Flags().DurationVar(&window, "window", 10*time.Minute, "with --follow, how far back each poll looks")
+	tf.add(cmd)
+	mustRequire(cmd, "machine")
+	return cmd
+}
+
+// followLogs polls until ctx ends, printing each entry once. Entries are
+// known by part, stream, sequence and time (a part's store that was reset
+// starts its sequences again, at a later time).
+func (g *globals) followLogs(ctx context.Context, w io.Writer, list func(*timestamppb.Timestamp, string) (*fleetv1.ListLogsResponse, error),
+	from *timestamppb.Timestamp, interval, window time.Duration) error {
+	seen := map[string]time.Time{}
+	for {
+		since := timestamppb.New(time.Now().Add(-window))
+		if from != nil && from.AsTime().After(since.AsTime()) {
+			since = from
+		}
+		token := ""
+		for {
+			res, err := list(since, token)
+			if err != nil {
+				return err
+			}
+			for _, e := range res.GetEntries() {
+				k := fmt.Sprintf("%s|%s|%d|%d", e.GetPartId(), e.GetStream(), e.GetSeq(), e.GetTime().AsTime().UnixNano())
+				if _, ok := seen[k]; ok {
+					continue
+				}
+				seen[k] = e.GetTime().AsTime()
+				if g.json {
+					err = writeJSON(w, e)
+				} else {
+					err = logLine(w, e)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if token = res.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		// Forget what no poll can return again, so memory stays bounded.
+		for k, t := range seen {
+			if t.Before(since.AsTime()) {
+				delete(seen, k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+func captureTable(w io.Writer, cs []*fleetv1.CaptureRecord) error {
+	var rows [][]string
+	for _, c := range cs {
+		cp := c.GetCapture()
+		size := fmt.Sprintf("%d B", len(cp.GetData()))
+		if cp.GetBlobId() != "" {
+			size = "blob " + cp.GetBlobId()
+		}
+		ref := fmt.Sprintf("%s:%s:%d", c.GetPartId(), c.GetStoreId(), c.GetSeq())
+		rows = append(rows, []string{when(c.GetTime()), ref, cp.GetComponent(), cp.GetMethod(), orDash(cp.GetMimeType()), size, orDash(strings.Join(cp.GetTags(), ","))})
+	}
+	return table(w, []string{"TIME", "CAPTURE", "COMPONENT", "METHOD", "TYPE", "DATA", "TAGS"}, rows)
+}
+
+func newDataCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "data", Short: "Read the data machines captured"}
+	var machine, component, tag, page string
+	var limit int32
+	var tf timeFlags
+	captures := &cobra.Command{
+		Use: "captures --machine MACHINE_ID", Short: "List a machine's captures (data.view; tags need data.tags.view)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			from, to, err := tf.parse(time.Now())
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.data.ListCaptures(ctx, connect.NewRequest(&fleetv1.ListCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+					From: from, To: to, PageSize: limit, PageToken: page}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					if err := captureTable(w, res.Msg.GetCaptures()); err != nil {
+						return err
+					}
+					if t := res.Msg.GetNextPageToken(); t != "" {
+						_, err := fmt.Fprintf(w, "more: --page %s\n", t)
+						return err
+					}
+					return nil
+				}, nil
+			})
+		},
+	}
+	captures.Flags().StringVar(&machine, "machine", "", "machine ID")
+	captures.Flags().StringVar(&component, "component", "", "only this component")
+	captures.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
+	captures.Flags().Int32Var(&limit, "limit", 100, "at most this many captures (1 to 1000)")
+	captures.Flags().StringVar(&page, "page", "", "continue from where a previous list stopped")
+	tf.add(captures)
+	mustRequire(captures, "machine")
+	cmd.AddCommand(captures, newTagCmd(g), newExportCmd(g), newDeleteDataCmd(g))
+	return cmd
+}
+
+func newDeleteDataCmd(g *globals) *cobra.Command {
+	var machine, component, tag string
+	var yes bool
+	var tf timeFlags
+	cmd := &cobra.Command{
+		Use:   "delete --machine MACHINE_ID [PART_ID:STORE_ID:SEQ...] [--component C] [--tag T] [--from F] [--to T] --yes",
+		Short: "Delete captures and their blobs for good (data.edit)",
+		Long: "Deletes the captures selected like `outpost data captures` does (narrowed to the captures named, if any)\n" +
+			"and their blobs. Deleted data never comes back, even when a part sends it again. --yes confirms.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("this deletes data for good: add --yes")
+			}
+			var refs []*fleetv1.CaptureRef
+			for _, a := range args {
+				r, err := parseCaptureRef(a)
+				if err != nil {
+					return err
+				}
+				refs = append(refs, r)
+			}
+			from, to, err := tf.parse(time.Now())
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				total := &fleetv1.DeleteCapturesResponse{}
+				for {
+					res, err := c.data.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+						From: from, To: to, Captures: refs}))
+					if err != nil {
+						return nil, nil, err
+					}
+					total.Deleted += res.Msg.GetDeleted()
+					total.Blobs += res.Msg.GetBlobs()
+					if !res.Msg.GetMore() {
+						break
+					}
+				}
+				return total, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "deleted %d captures and %d blobs of machine/%s\n", total.GetDeleted(), total.GetBlobs(), machine)
+					return err
+				}, nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&component, "component", "", "only this component")
+	cmd.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the data is deleted for good")
+	tf.add(cmd)
+	mustRequire(cmd, "machine")
+	return cmd
+}
+
+// parseCaptureRef reads PART_ID:STORE_ID:SEQ, as `data captures --json` names captures.
+func parseCaptureRef(s string) (*fleetv1.CaptureRef, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("capture %q: want PART_ID:STORE_ID:SEQ", s)
+	}
+	seq, err := strconv.ParseUint(parts[2], 10, 64)
+	if err != nil || seq == 0 {
+		return nil, fmt.Errorf("capture %q: the sequence must be a number from 1", s)
+	}
+	return &fleetv1.CaptureRef{PartId: parts[0], StoreId: parts[1], Seq: seq}, nil
+}
+
+func newTagCmd(g *globals) *cobra.Command {
+	var machine string
+	var add, remove []string
+	cmd := &cobra.Command{
+		Use:   "tag PART_ID:STORE_ID:SEQ... --machine MACHINE_ID [--add TAG] [--remove TAG]",
+		Short: "Add or remove tags of captures (data.edit)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var refs []*fleetv1.CaptureRef
+			for _, a := range args {
+				r, err := parseCaptureRef(a)
+				if err != nil {
+					return err
+				}
+				refs = append(refs, r)
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.data.TagCaptures(ctx, connect.NewRequest(&fleetv1.TagCapturesRequest{MachineId: machine, Captures: refs, Add: add, Remove: remove}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "tags changed on %d of %d captures\n", res.Msg.GetChanged(), len(refs))
+					return err
+				}, nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringSliceVar(&add, "add", nil, "tags to add (repeat or comma-separate)")
+	cmd.Flags().StringSliceVar(&remove, "remove", nil, "tags to remove (repeat or comma-separate)")
+	mustRequire(cmd, "machine")
+	return cmd
+}

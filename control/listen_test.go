@@ -1,0 +1,38 @@
+package control
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+)
+
+func TestListenLocalServesOnlyLoopback(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	for _, addr := range []string{"0.0.0.0:0", ":0", "localhost:0", "192.0.2.1:9464", "nonsense"} {
+		if l, err := ListenLocal(addr, h, nil); err == nil {
+			l.Close()
+			t.Errorf("ListenLocal(%q) accepted an address the network could reach", addr)
+		}
+	}
+	l, err := ListenLocal("127.0.0.1:0", h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Serve(ctx) }()
+	res, err := http.Get("http://" + l.Addr() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve after cancel: %v", err)
+	}
+}
