@@ -79,7 +79,7 @@ func startChild(b *testing.B, bin string, p *part) *child {
 		b.Fatal(err)
 	}
 	defer ns.Close()
-	cmd := exec.Command(bin, "--config", p.BootPath, "--data-dir", p.DataDir, "--runtime-dir", p.RunDir, "--listen", "127.0.0.1:0", "--metrics", "-", "--log-level", "warn")
+	cmd := exec.Command(bin, "--config", p.BootPath, "--data-dir", p.DataDir, "--runtime-dir", p.RunDir, "--listen", "127.0.0.1:0", "--metrics", "-", "--mdns", "-", "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -80,6 +81,11 @@ type Options struct {
 	Listen string
 	// MetricsListen is the loopback address of /metrics; "-" turns it off.
 	MetricsListen string
+	// MDNSInterface is where the part announces _outpost._tcp for
+	// `outpost robot discover`: "*" on every multicast interface, an
+	// interface name for one, "" for none (the zero value: a library or a
+	// test announces nothing on the network unless it asks).
+	MDNSInterface string
 	// RuntimeDir holds the break-glass socket (control.sock) and module
 	// sockets (modules/); systemd's RuntimeDirectory.
 	RuntimeDir string
@@ -382,6 +388,12 @@ func (d *daemon) newSyncer(b *Bootstrap) error {
 		OnGrants:  func(_ context.Context, g *syncv1.GrantBundle) { d.grants.cur.Store(g) },
 		OnExpired: d.onExpired,
 		Status:    d.partStatus,
+		OnBlobUploaded: func(_ context.Context, id string) {
+			// Deletes the user's file only where its folder opted in.
+			if err := d.files.Confirmed(id); err != nil {
+				d.log.Warn("could not delete a synced file after the cloud confirmed it", zap.String("blob", id), zap.Error(err))
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("start sync: %w", err)
@@ -473,6 +485,11 @@ func (d *daemon) startControl(ctx context.Context) error {
 		return err
 	}
 	d.endpoints.Control, d.endpoints.Socket = ln.Addr().String(), sockPath
+	if err := d.announce(ctx, ln.Addr()); err != nil {
+		ln.Close()
+		sock.Close()
+		return err
+	}
 	go func() {
 		if err := ctl.ServeTLS(context.WithoutCancel(ctx), ln); err != nil {
 			d.fatal <- fmt.Errorf("control plane on %s: %w", d.endpoints.Control, err)
@@ -484,6 +501,40 @@ func (d *daemon) startControl(ctx context.Context) error {
 		}
 	}()
 	d.onCleanup(func() { _ = ctl.Close() })
+	return nil
+}
+
+// announce starts the mDNS announcement of the control port, unless
+// MDNSInterface is "". A network without multicast is no reason to stop the
+// daemon: a failure to announce is logged.
+func (d *daemon) announce(ctx context.Context, addr net.Addr) error {
+	if d.o.MDNSInterface == "" {
+		return nil
+	}
+	var iface *net.Interface
+	if d.o.MDNSInterface != "*" {
+		var err error
+		if iface, err = net.InterfaceByName(d.o.MDNSInterface); err != nil {
+			return fmt.Errorf("mDNS interface %q: %w", d.o.MDNSInterface, err)
+		}
+	}
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("mDNS: control address %v is not TCP", addr)
+	}
+	a := control.Announcement{PartID: d.partID, Port: tcp.Port, Fingerprint: d.ctl.Fingerprint(), Interface: iface}
+	if iface != nil && iface.Flags&net.FlagLoopback != 0 {
+		a.IPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := control.Announce(actx, a, d.log); err != nil {
+			d.log.Warn("mDNS announcement failed; `outpost robot discover` will not find this part", zap.Error(err))
+		}
+	}()
+	d.onCleanup(func() { cancel(); <-done })
 	return nil
 }
 

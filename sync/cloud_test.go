@@ -3,6 +3,7 @@ package sync_test
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -110,7 +111,7 @@ type world struct {
 	grants  []uint64
 }
 
-func newWorld(t *testing.T, budget cache.Budget) *world {
+func newWorld(t *testing.T, budget cache.Budget, extra ...func(*outsync.Options)) *world {
 	t.Helper()
 	ctx := context.Background()
 	w := &world{clk: clock.NewFake(epoch)}
@@ -152,7 +153,7 @@ func newWorld(t *testing.T, budget cache.Budget) *world {
 	keys := signed.Keys{"k1": signer.Key.Public().(ed25519.PublicKey)}
 	core, logs := observer.New(zapcore.InfoLevel)
 	w.logs = logs
-	w.syncer, err = outsync.New(outsync.Options{
+	opts := outsync.Options{
 		Store: w.store, Client: client, Clock: w.clk, Offline: w.offline, Logger: zap.New(core),
 		Trust:      outsync.NewTrust(partID, keys, w.offline),
 		BatchBytes: 16 << 10, CycleBytes: 256 << 10,
@@ -169,7 +170,11 @@ func newWorld(t *testing.T, budget cache.Budget) *world {
 			w.grants = append(w.grants, g.GetVersion())
 			w.mu.Unlock()
 		},
-	})
+	}
+	for _, f := range extra {
+		f(&opts)
+	}
+	w.syncer, err = outsync.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,5 +413,49 @@ func TestRefusedDocumentsLeaveTheHeldOnesInForce(t *testing.T) {
 				t.Fatalf("after a %s bundle: holding %v, %v; want version %d", tc.name, g, err, held)
 			}
 		})
+	}
+}
+
+// TestBlobConfirmedOnceTheCloudHoldsIt uploads a blob through the real
+// cloud and checks the confirmation reaches file sync exactly when the
+// cloud holds it whole, and the store's copy is gone after.
+func TestBlobConfirmedOnceTheCloudHoldsIt(t *testing.T) {
+	ctx := context.Background()
+	var confirmed []string
+	var w *world
+	w = newWorld(t, cache.Budget{}, func(o *outsync.Options) {
+		o.OnBlobUploaded = func(_ context.Context, id string) {
+			if info, err := w.store.BlobInfo(ctx, id); err != nil || !info.Sealed {
+				t.Errorf("confirmed %s without the store's copy (%v)", id, err)
+			}
+			confirmed = append(confirmed, id)
+		}
+	})
+	data := make([]byte, 100<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := w.store.PutBlobChunk(ctx, "folder-file-1", 0, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.store.SealBlob(ctx, "folder-file-1"); err != nil {
+		t.Fatal(err)
+	}
+	w.proxy.SetDecider(faultproxy.Random(9, map[faultproxy.Fault]float64{faultproxy.ResetAfter: 0.3}))
+	for i := 0; ; i++ {
+		if i == 50 {
+			t.Fatal("the blob never completed")
+		}
+		w.cycle(t)
+		if _, err := w.store.BlobInfo(ctx, "folder-file-1"); errors.Is(err, cache.ErrNotFound) {
+			break
+		}
+	}
+	if len(confirmed) != 1 || confirmed[0] != "folder-file-1" {
+		t.Fatalf("confirmed %v, want the blob once", confirmed)
+	}
+	b, err := w.ingest.Blob(ctx, partID, "folder-file-1")
+	if err != nil || !b.Complete {
+		t.Fatalf("cloud blob %+v, %v", b, err)
 	}
 }

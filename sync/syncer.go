@@ -89,6 +89,11 @@ type Options struct {
 	OnExpired func(context.Context, string)
 	// Status returns what ReportStatus sends; nil sends the sync view only.
 	Status func() *syncv1.PartStatus
+	// OnBlobUploaded is called when the cloud confirms it holds a whole
+	// blob, before the store's copy is deleted: file sync then deletes the
+	// user's file where its folder opted in. A crash in between costs a
+	// repeated upload, never a lost confirmation.
+	OnBlobUploaded func(ctx context.Context, blobID string)
 }
 
 // Syncer runs the sync loop.
@@ -600,6 +605,9 @@ func (s *Syncer) uploadBlobs(ctx context.Context, res *Result, budget int) error
 			}
 			off = got
 			if ans.Msg.GetComplete() {
+				if s.o.OnBlobUploaded != nil {
+					s.o.OnBlobUploaded(ctx, b.ID)
+				}
 				if err := s.o.Store.DeleteBlob(ctx, b.ID); err != nil {
 					return fmt.Errorf("delete uploaded blob %s: %w", b.ID, err)
 				}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
@@ -29,6 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", daemon.DefaultDataDir, "folder of the local store")
 	listen := fs.String("listen", ":8443", "control plane address (TLS)")
 	metrics := fs.String("metrics", daemon.DefaultMetricsListen, "loopback address serving Prometheus /metrics, or - for none")
+	mdns := fs.String("mdns", "*", "announce the control port with mDNS on this interface (* for every one, - for none)")
 	runtimeDir := fs.String("runtime-dir", daemon.DefaultRuntimeDir, "folder of the break-glass socket and module sockets")
 	level := fs.String("log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
 	format := fs.String("log-format", "", "json or console; default: console on a terminal, else json (journald)")
@@ -58,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	err = daemon.Run(context.Background(), daemon.Options{
-		ConfigPath: *config, DataDir: *dataDir, Listen: *listen, MetricsListen: *metrics,
+		ConfigPath: *config, DataDir: *dataDir, Listen: *listen, MetricsListen: *metrics, MDNSInterface: strings.TrimPrefix(*mdns, "-"),
 		RuntimeDir: *runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version,
 	})
 	if err == nil {
