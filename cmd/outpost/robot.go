@@ -26,6 +26,8 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/control"
 )
 
@@ -39,6 +41,7 @@ type robotFlags struct {
 	fingerprint string
 	socket      string
 	ice         []string
+	viaCloud    string
 }
 
 // robotConn is a connection to a part: typed clients and what to close.
@@ -67,6 +70,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	pf.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 of the part's certificate (default: from outpost robot trust)")
 	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+control.DefaultSocketPath+")")
 	pf.StringSliceVar(&f.ice, "ice", nil, "STUN/TURN server URLs for --webrtc (none are needed on a LAN)")
+	pf.StringVar(&f.viaCloud, "via-cloud", "", "reach part PART_ID off this network: WebRTC signaled through the fleet cloud (--cloud); the part still decides with its own grants")
 
 	cmd.AddCommand(
 		f.statusCmd(), f.whoamiCmd(), f.componentsCmd(), f.doCmd(), f.readingsCmd(), f.stopCmd(),
@@ -173,6 +177,9 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 			close:   tr.CloseIdleConnections,
 		}, nil
 	}
+	if f.viaCloud != "" {
+		return f.connectViaCloud(ctx)
+	}
 	if f.robot == "" {
 		return nil, errors.New("give --robot HOST:PORT (or $OUTPOST_ROBOT); `outpost robot discover` lists the parts on this network")
 	}
@@ -215,6 +222,34 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
 		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
 		close:   func() { _ = rc.Close(); tr.CloseIdleConnections() },
+	}, nil
+}
+
+// connectViaCloud opens a WebRTC session signaled through the fleet cloud's
+// relay, for a part that is online but not on this network. The cloud checks
+// the credential for machine.control on the part and forwards it; the part
+// authenticates and authorizes it again with its cached grants, and every
+// call on the channel too.
+func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
+	base, err := f.g.cloudURL()
+	if err != nil {
+		return nil, err
+	}
+	auth, err := f.authorization()
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 60 * time.Second}
+	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(bearer(auth)))
+	sess, err := control.DialWebRTC(ctx, relay.Signaling(rc, f.viaCloud), f.ice)
+	if err != nil {
+		return nil, fmt.Errorf("open a WebRTC session with part %s through %s: %w", f.viaCloud, base, err)
+	}
+	rhc := sess.HTTPClient()
+	return &robotConn{
+		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
+		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
+		close:   func() { _ = sess.Close(); hc.CloseIdleConnections() },
 	}, nil
 }
 
