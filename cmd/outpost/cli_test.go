@@ -257,3 +257,24 @@ func TestLoginPrompts(t *testing.T) {
 		t.Fatalf("no terminal: %v", err)
 	}
 }
+
+// TestHelpNeverPrintsSecrets: cobra prints flag defaults in --help, so no
+// secret may come from the environment as a default.
+func TestHelpNeverPrintsSecrets(t *testing.T) {
+	const token, key = "eyJhbGciOi.secret-token.sig", "0123456789abcdef0123456789abcdef:secret-key"
+	t.Setenv("OUTPOST_TOKEN", token)
+	t.Setenv("OUTPOST_API_KEY", key)
+	for _, args := range [][]string{{"--help"}, {"robot", "--help"}, {"robot", "status", "--help"}, {"org", "create", "--help"}} {
+		root := newRoot(osEnv())
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(args)
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if strings.Contains(out.String(), token) || strings.Contains(out.String(), key) {
+			t.Fatalf("outpost %v printed a secret from the environment:\n%s", args, out.String())
+		}
+	}
+}

@@ -102,10 +102,18 @@ func (g *globals) cloudURL() (string, error) {
 }
 
 func (g *globals) bearer() string {
+	if t := g.tokenValue(); t != "" {
+		return t
+	}
+	return g.loadSaved().Token
+}
+
+// tokenValue is --token, else $OUTPOST_TOKEN.
+func (g *globals) tokenValue() string {
 	if g.token != "" {
 		return g.token
 	}
-	return g.loadSaved().Token
+	return g.env.getenv("OUTPOST_TOKEN")
 }
 
 // api holds the fleet API's clients for one command.

@@ -69,7 +69,9 @@ func newRoot(e env) *cobra.Command {
 	root.SetIn(e.stdin)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.cloud, "cloud", e.getenv("OUTPOST_CLOUD"), "fleet cloud URL (or $OUTPOST_CLOUD; else the one saved by outpost login)")
-	pf.StringVar(&g.token, "token", e.getenv("OUTPOST_TOKEN"), "access token or API key \"<id>:<secret>\" (or $OUTPOST_TOKEN; else the one saved by outpost login)")
+	// No default from the environment: --help prints flag defaults, and a
+	// token must never be printed. tokenValue reads $OUTPOST_TOKEN instead.
+	pf.StringVar(&g.token, "token", "", "access token or API key \"<id>:<secret>\" (or $OUTPOST_TOKEN; else the one saved by outpost login)")
 	pf.BoolVar(&g.json, "json", false, "print what the API returns as JSON")
 	root.AddCommand(
 		newCloudCmd(g), newLoginCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),

@@ -65,7 +65,8 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.robot, "robot", os.Getenv("OUTPOST_ROBOT"), "the part's control address HOST:PORT (or $OUTPOST_ROBOT; port 8443 when omitted)")
-	pf.StringVar(&f.apiKey, "api-key", os.Getenv("OUTPOST_API_KEY"), "API key KEY_ID:SECRET (or $OUTPOST_API_KEY)")
+	// Secrets get no default from the environment: --help would print it.
+	pf.StringVar(&f.apiKey, "api-key", "", "API key KEY_ID:SECRET (or $OUTPOST_API_KEY)")
 	pf.BoolVar(&f.webrtc, "webrtc", false, "carry the calls over a WebRTC data channel (signaled over the TLS port)")
 	pf.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 of the part's certificate (default: from outpost robot trust)")
 	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+control.DefaultSocketPath+")")
@@ -90,16 +91,22 @@ func robotAddr(s string) string {
 // authorization is the Authorization header of the flags: the cloud's
 // format, so one key or token works against the cloud and the part.
 func (f *robotFlags) authorization() (string, error) {
+	// Flags beat the environment; within each, a key and a token together
+	// are ambiguous.
+	key, token := f.apiKey, f.g.token
+	if key == "" && token == "" {
+		key, token = f.g.env.getenv("OUTPOST_API_KEY"), f.g.env.getenv("OUTPOST_TOKEN")
+	}
 	switch {
-	case f.apiKey != "" && f.g.token != "":
-		return "", errors.New("give --api-key or --token, not both")
-	case f.apiKey != "":
-		if !strings.Contains(f.apiKey, ":") {
+	case key != "" && token != "":
+		return "", errors.New("give --api-key or --token, not both (or only one of $OUTPOST_API_KEY and $OUTPOST_TOKEN)")
+	case key != "":
+		if !strings.Contains(key, ":") {
 			return "", errors.New("--api-key is KEY_ID:SECRET")
 		}
-		return "Bearer " + f.apiKey, nil
-	case f.g.token != "":
-		return "Bearer " + f.g.token, nil
+		return "Bearer " + key, nil
+	case token != "":
+		return "Bearer " + token, nil
 	}
 	return "", errors.New("give --api-key KEY_ID:SECRET or --token TOKEN (or use --socket on the robot)")
 }
