@@ -112,10 +112,14 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 	for freed < need && s.meta[st].Count > 0 {
 		b := s.newBatch()
 		g := Gap{Stream: st, Reason: fmt.Sprintf("over byte budget (%d bytes): evicted oldest %s", s.opts.Budget.MaxBytes, st)}
+		// Everything through the ack cursor and through the last record
+		// evicted here is deleted: seeking from 0 would walk their
+		// tombstones on every eviction of a long-lived backlog.
+		from := max(s.meta[st].AckedThrough, s.evictedHead[st]) + 1
 		err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
 			defer it.Close()
-			for it.Seek(recordSeek(st, 0)); it.Valid() && freed < need && !b.full(); it.Next() {
+			for it.Seek(recordSeek(st, from)); it.Valid() && freed < need && !b.full(); it.Next() {
 				item := it.Item()
 				n, err := b.deleteRecord(st, item.KeyCopy(nil), item.UserMeta())
 				if err != nil {
@@ -138,6 +142,7 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 		if err != nil {
 			return freed, fmt.Errorf("evict %s: %w", st, err)
 		}
+		s.evictedHead[st] = g.Through
 	}
 	return freed, nil
 }
@@ -204,6 +209,8 @@ func (s *Store) commitWithGap(b *batch, g Gap) error {
 	if err := b.commit(); err != nil {
 		return err
 	}
+	s.evictedRecords.Add(g.Count)
+	s.evictedBytes.Add(g.Bytes)
 	s.log.Warn("evicted records over the byte budget", zap.String("stream", string(g.Stream)),
 		zap.Uint64("from", g.From), zap.Uint64("through", g.Through), zap.Uint64("count", g.Count),
 		zap.Uint64("bytes", g.Bytes), zap.Uint8("priority", g.Priority))

@@ -137,6 +137,9 @@ func TestBudgetEvictsInOrderWithGapRecords(t *testing.T) {
 	if lost["logs.debug"] != 150 || lost["logs.info"] != 150 || lost["captures/0"] != 100 || lost["captures/1"] != 100 {
 		t.Fatalf("gap counts %v", lost)
 	}
+	if u := s.Usage(); u.EvictedRecords != 500 || u.EvictedBytes == 0 {
+		t.Fatalf("usage counts %d records (%d bytes) evicted, want the gap records' 500", u.EvictedRecords, u.EvictedBytes)
+	}
 	// A debug log cannot push out audit events: over budget it is refused,
 	// while never-evicted streams keep being accepted.
 	for s.Usage().Bytes <= budget {

@@ -96,9 +96,14 @@ type Store struct {
 	closeMu sync.RWMutex // see AppendBatch and Close
 	gcKick  chan struct{}
 	syncs   atomic.Uint64 // group commits (each one sync round)
-	written atomic.Int64  // bytes written since the last releaseMappedPages
-	freedMu sync.Mutex
-	freed   int64 // bytes acked since the last reclaim
+	// evictedHead is, per log stream, the last sequence head eviction
+	// deleted (guarded by mu); evictedRecords and evictedBytes count what
+	// eviction removed since Open, for metrics.
+	evictedHead                  map[Stream]uint64
+	evictedRecords, evictedBytes atomic.Uint64
+	written                      atomic.Int64 // bytes written since the last releaseMappedPages
+	freedMu                      sync.Mutex
+	freed                        int64 // bytes acked since the last reclaim
 
 	// mu serialises every write to Badger: the committer, Ack, eviction,
 	// documents, state and blobs. Holding it is also what lets reclaim call
@@ -176,6 +181,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		quit:   make(chan struct{}),
 		gcKick: make(chan struct{}, 1),
 		meta:   make(map[Stream]*streamMeta),
+
+		evictedHead: make(map[Stream]uint64),
 	}
 	if err := s.load(); err != nil {
 		_ = db.Close()

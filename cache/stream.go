@@ -583,6 +583,9 @@ type Usage struct {
 	// Syncs counts group commits since Open; each is one sync round
 	// (value log and write-ahead log) however many records it carried.
 	Syncs uint64
+	// EvictedRecords and EvictedBytes count what the byte budget evicted
+	// since Open (each eviction also wrote a gap record).
+	EvictedRecords, EvictedBytes uint64
 }
 
 // Usage returns the store-wide usage.
@@ -592,6 +595,7 @@ func (s *Store) Usage() Usage {
 	s.mu.Unlock()
 	u.LSMBytes, u.VLogBytes = s.db.Size()
 	u.Syncs = s.syncs.Load()
+	u.EvictedRecords, u.EvictedBytes = s.evictedRecords.Load(), s.evictedBytes.Load()
 	return u
 }
 

@@ -95,6 +95,8 @@ var (
 	descBlobs = prometheus.NewDesc("outpost_store_blob_bytes", "Bytes of blobs in the store.", nil, nil)
 	descDisk  = prometheus.NewDesc("outpost_store_disk_bytes", "Bytes the store's files take on disk.", nil, nil)
 	descSyncs = prometheus.NewDesc("outpost_store_syncs_total", "Group commits (fsync rounds) since start.", nil, nil)
+	descEvRec = prometheus.NewDesc("outpost_store_evicted_records_total", "Records evicted over the byte budget since start.", nil, nil)
+	descEvB   = prometheus.NewDesc("outpost_store_evicted_bytes_total", "Bytes evicted over the byte budget since start.", nil, nil)
 	descComp  = prometheus.NewDesc("outpost_component_up", "1 when the component is running.", []string{"component"}, nil)
 	descGaps  = prometheus.NewDesc("outpost_store_gaps_total", "Gap records ever written: each is a range of records lost to eviction over budget, dropped log lines or a lost store.", nil, nil)
 	descDrop  = prometheus.NewDesc("outpost_log_lines_dropped", "Log lines dropped (queue full) not yet reported in a gap record.", nil, nil)
@@ -104,7 +106,7 @@ var (
 type collector struct{ src MetricSources }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descAge, descBRec, descBByte, descStore, descBlobs, descDisk, descSyncs, descComp, descGaps, descDrop} {
+	for _, d := range []*prometheus.Desc{descState, descAge, descBRec, descBByte, descStore, descBlobs, descDisk, descSyncs, descEvRec, descEvB, descComp, descGaps, descDrop} {
 		ch <- d
 	}
 }
@@ -144,6 +146,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBlobs, prometheus.GaugeValue, float64(u.BlobBytes))
 		ch <- prometheus.MustNewConstMetric(descDisk, prometheus.GaugeValue, float64(u.LSMBytes+u.VLogBytes))
 		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(u.Syncs))
+		ch <- prometheus.MustNewConstMetric(descEvRec, prometheus.CounterValue, float64(u.EvictedRecords))
+		ch <- prometheus.MustNewConstMetric(descEvB, prometheus.CounterValue, float64(u.EvictedBytes))
 	}
 	if c.src.LogsDropped != nil {
 		ch <- prometheus.MustNewConstMetric(descDrop, prometheus.GaugeValue, float64(c.src.LogsDropped()))

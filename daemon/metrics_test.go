@@ -43,6 +43,7 @@ func TestMetricsScrape(t *testing.T) {
 		`outpost_component_up{component="motor1"} 1`,
 		`outpost_component_up{component="cam"} 0`,
 		`outpost_store_syncs_total`,
+		`outpost_store_evicted_records_total 0`,
 		`outpost_store_gaps_total 0`,
 		`outpost_log_lines_dropped 7`,
 		`process_resident_memory_bytes`,
