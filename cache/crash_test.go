@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,13 +20,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/qemutest"
 )
 
 const crashChildEnv = "OUTPOST_CACHE_CRASH_CHILD"
-
-// execWrapperEnv names a program to start child processes with, such as
-// qemu-aarch64-static when the tests run emulated (see qemu_test.go).
-const execWrapperEnv = "OUTPOST_TEST_EXEC_WRAPPER"
 
 var crashStreams = []Stream{StreamLogsInfo, StreamCaptures, StreamAudit}
 
@@ -96,12 +92,8 @@ func TestCrashKill(t *testing.T) {
 	var total, unreported int
 	start := time.Now()
 	for k := 0; k < kills; k++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKill$", "-test.v=false")
-		if w := os.Getenv(execWrapperEnv); w != "" {
-			// Under qemu-user without binfmt_misc the child must be started
-			// through the emulator too; SIGKILL to it kills the guest.
-			cmd = exec.Command(w, os.Args[0], "-test.run=^TestCrashKill$", "-test.v=false")
-		}
+		// Through the emulator when these tests run emulated (qemutest).
+		cmd := qemutest.Command(os.Args[0], "-test.run=^TestCrashKill$", "-test.v=false")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildEnv+"_RUN="+strconv.Itoa(k))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,22 +22,10 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/qemutest"
 )
 
 const childEnv = "OUTPOSTD_TEST_CHILD"
-
-// wrapperEnv names a program child processes are started through, such as
-// qemu-aarch64-static when the test binary is arm64 and the kernel has no
-// binfmt_misc entry for it (see TestArm64UnderQemu).
-const wrapperEnv = "OUTPOST_TEST_EXEC_WRAPPER"
-
-// childCommand runs bin with args, through $OUTPOST_TEST_EXEC_WRAPPER if set.
-func childCommand(bin string, args ...string) *exec.Cmd {
-	if w := os.Getenv(wrapperEnv); w != "" {
-		return exec.Command(w, append([]string{bin}, args...)...)
-	}
-	return exec.Command(bin, args...)
-}
 
 // ackSink reports every append the store acknowledged on stdout, as
 // "ack SEQ SHA256", after Append returned nil: what the daemon promised.
@@ -91,7 +78,7 @@ func TestSIGTERMDuringHeavyCaptureLosesNothing(t *testing.T) {
 	p.hold(t, epoch, sensorConfig(1000, "s1", "s2", "s3", "s4"))
 	spec, _ := json.Marshal(p)
 
-	cmd := childCommand(os.Args[0], "-test.run=^TestSIGTERMDuringHeavyCaptureLosesNothing$", "-test.v=false")
+	cmd := qemutest.Command(os.Args[0], "-test.run=^TestSIGTERMDuringHeavyCaptureLosesNothing$", "-test.v=false")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
 	var stderr syncBuffer
 	cmd.Stderr = &stderr

@@ -174,7 +174,7 @@ func (g *globals) client() (*api, error) {
 // output prints msg as indented JSON with --json, and otherwise calls
 // plain to print it for a person.
 func (g *globals) output(w io.Writer, msg proto.Message, plain func(w io.Writer) error) error {
-	if g.json {
+	if g.json || plain == nil {
 		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(msg)
 		if err != nil {
 			return fmt.Errorf("encode answer: %w", err)

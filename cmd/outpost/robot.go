@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
@@ -271,32 +269,10 @@ func (f *robotFlags) run(cmd *cobra.Command, fn func(ctx context.Context, c *rob
 	return fn(ctx, c, cmd.OutOrStdout())
 }
 
-// print writes msg as JSON with --json, else calls plain.
+// print writes msg as JSON with --json (or when it has no plain form),
+// else calls plain.
 func (f *robotFlags) print(w io.Writer, msg proto.Message, plain func(w io.Writer) error) error {
-	if f.g.json || plain == nil {
-		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(msg)
-		if err != nil {
-			return fmt.Errorf("encode answer: %w", err)
-		}
-		// protojson varies its spacing on purpose; re-indent for stable output.
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, b, "", "  "); err != nil {
-			return fmt.Errorf("encode answer: %w", err)
-		}
-		buf.WriteByte('\n')
-		_, err = w.Write(buf.Bytes())
-		return err
-	}
-	return plain(w)
-}
-
-func robotTable(w io.Writer, header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	return tw.Flush()
+	return f.g.output(w, msg, plain)
 }
 
 func (f *robotFlags) statusCmd() *cobra.Command {
@@ -310,7 +286,7 @@ func (f *robotFlags) statusCmd() *cobra.Command {
 				}
 				m := r.Msg
 				return f.print(w, m, func(w io.Writer) error {
-					return robotTable(w, []string{"FIELD", "VALUE"}, [][]string{
+					return table(w, []string{"FIELD", "VALUE"}, [][]string{
 						{"part", m.GetPartId()}, {"machine", m.GetMachineId()}, {"version", m.GetVersion()},
 						{"sync", strings.ToLower(strings.TrimPrefix(m.GetSyncState().String(), "SYNC_STATE_"))},
 						{"offline for", m.GetOfflineFor().AsDuration().Round(time.Second).String()},
@@ -335,7 +311,7 @@ func (f *robotFlags) whoamiCmd() *cobra.Command {
 				}
 				m := r.Msg
 				return f.print(w, m, func(w io.Writer) error {
-					return robotTable(w, []string{"FIELD", "VALUE"}, [][]string{
+					return table(w, []string{"FIELD", "VALUE"}, [][]string{
 						{"subject", m.GetSubject()}, {"name", m.GetDisplayName()}, {"role", m.GetRole()}, {"through", m.GetGrant()},
 						{"credential", m.GetCredential()}, {"transport", m.GetTransport()}, {"may", strings.Join(m.GetAllowedActions(), ", ")},
 					})
@@ -363,7 +339,7 @@ func (f *robotFlags) componentsCmd() *cobra.Command {
 							strconv.Itoa(int(s.GetRestarts())), s.GetError(),
 						})
 					}
-					return robotTable(w, []string{"KIND", "NAME", "STATE", "RESTARTS", "ERROR"}, rows)
+					return table(w, []string{"KIND", "NAME", "STATE", "RESTARTS", "ERROR"}, rows)
 				})
 			})
 		},
@@ -426,7 +402,7 @@ func (f *robotFlags) stopCmd() *cobra.Command {
 					for name, why := range r.Msg.GetErrors() {
 						rows = append(rows, []string{name, why})
 					}
-					return robotTable(w, []string{"DID NOT STOP", "WHY"}, rows)
+					return table(w, []string{"DID NOT STOP", "WHY"}, rows)
 				})
 			})
 		},
@@ -580,7 +556,7 @@ func (f *robotFlags) dataCmd() *cobra.Command {
 						rows = append(rows, []string{strconv.FormatUint(c.GetId(), 10), c.GetTime().AsTime().UTC().Format(time.RFC3339),
 							c.GetComponent(), c.GetMethod(), c.GetMimeType(), strconv.FormatUint(c.GetSize(), 10), strings.Join(c.GetTags(), ",")})
 					}
-					return robotTable(w, []string{"ID", "TIME", "COMPONENT", "METHOD", "TYPE", "BYTES", "TAGS"}, rows)
+					return table(w, []string{"ID", "TIME", "COMPONENT", "METHOD", "TYPE", "BYTES", "TAGS"}, rows)
 				})
 			})
 		},
@@ -719,7 +695,7 @@ func (f *robotFlags) discoverCmd() *cobra.Command {
 			for _, p := range parts {
 				rows = append(rows, []string{p.Instance, p.Addr, p.PartID, p.Fingerprint})
 			}
-			return robotTable(cmd.OutOrStdout(), []string{"NAME", "ADDRESS", "PART", "FINGERPRINT"}, rows)
+			return table(cmd.OutOrStdout(), []string{"NAME", "ADDRESS", "PART", "FINGERPRINT"}, rows)
 		},
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 3*time.Second, "how long to listen")
