@@ -40,6 +40,7 @@ func TestUnitIsHardened(t *testing.T) {
 	for _, want := range []string{
 		"Type=notify", "WatchdogSec=30s", "Restart=on-failure", "ProtectSystem=strict",
 		"ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes", "StateDirectory=outpost", "User=outpost",
+		"ReadWritePaths=-/srv/outpost -/mnt -/media",
 	} {
 		if !bytes.Contains(Unit, []byte("\n"+want+"\n")) {
 			t.Errorf("unit lacks %q", want)
