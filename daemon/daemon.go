@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,15 +131,15 @@ type Endpoints struct {
 }
 
 func (o *Options) defaults() {
-	o.ConfigPath = cmpOr(o.ConfigPath, DefaultConfigPath)
-	o.DataDir = cmpOr(o.DataDir, DefaultDataDir)
-	o.Listen = cmpOr(o.Listen, fmt.Sprintf(":%d", control.DefaultPort))
-	o.MetricsListen = cmpOr(o.MetricsListen, DefaultMetricsListen)
-	o.RuntimeDir = cmpOr(o.RuntimeDir, DefaultRuntimeDir)
-	o.SocketGroup = cmpOr(o.SocketGroup, control.DefaultSocketGroup)
-	o.LevelFile = cmpOr(o.LevelFile, filepath.Join(filepath.Dir(o.ConfigPath), "log-level"))
-	o.FinalSync = cmpOr(o.FinalSync, DefaultFinalSync)
-	o.Version = cmpOr(o.Version, "dev")
+	o.ConfigPath = cmp.Or(o.ConfigPath, DefaultConfigPath)
+	o.DataDir = cmp.Or(o.DataDir, DefaultDataDir)
+	o.Listen = cmp.Or(o.Listen, fmt.Sprintf(":%d", control.DefaultPort))
+	o.MetricsListen = cmp.Or(o.MetricsListen, DefaultMetricsListen)
+	o.RuntimeDir = cmp.Or(o.RuntimeDir, DefaultRuntimeDir)
+	o.SocketGroup = cmp.Or(o.SocketGroup, control.DefaultSocketGroup)
+	o.LevelFile = cmp.Or(o.LevelFile, filepath.Join(filepath.Dir(o.ConfigPath), "log-level"))
+	o.FinalSync = cmp.Or(o.FinalSync, DefaultFinalSync)
+	o.Version = cmp.Or(o.Version, "dev")
 	if o.Clock == nil {
 		o.Clock = clock.NewReal()
 	}
@@ -148,14 +149,6 @@ func (o *Options) defaults() {
 	if o.Notifier == nil {
 		o.Notifier = systemd.Notifier{}
 	}
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // daemon is one run of outpostd: what Run started, in start order.

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -89,9 +90,9 @@ func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient = &http.Client{Transport: transport}
 	rc.Logger = zapLeveled{log.Named("http")}
-	rc.RetryMax = cmpOr(opts.RetryMax, 4)
-	rc.RetryWaitMin = cmpOr(opts.RetryWaitMin, 500*time.Millisecond)
-	rc.RetryWaitMax = cmpOr(opts.RetryWaitMax, 5*time.Second)
+	rc.RetryMax = cmp.Or(opts.RetryMax, 4)
+	rc.RetryWaitMin = cmp.Or(opts.RetryWaitMin, 500*time.Millisecond)
+	rc.RetryWaitMax = cmp.Or(opts.RetryWaitMax, 5*time.Second)
 	rc.Backoff = cappedBackoff
 	// Give connect the last answer rather than retryablehttp's own error, so
 	// the caller sees the cloud's code and message.
@@ -116,14 +117,6 @@ func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 // never waits past max: the cycle has a deadline, and the next cycle retries.
 func cappedBackoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
 	return min(retryablehttp.DefaultBackoff(minWait, maxWait, attempt, resp), maxWait)
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // partAuth puts the part's credentials on every request.

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -63,7 +64,7 @@ func NewRelay(opts RelayOptions) (*Relay, error) {
 		return nil, errors.New("new relay: a sync client is required")
 	}
 	r := &Relay{client: opts.Client, clock: opts.Clock, wait: opts.PollWait,
-		minPoll: cmpOr(opts.MinPoll, time.Second), unsupported: cmpOr(opts.UnsupportedPause, 10*time.Minute)}
+		minPoll: cmp.Or(opts.MinPoll, time.Second), unsupported: cmp.Or(opts.UnsupportedPause, 10*time.Minute)}
 	if r.clock == nil {
 		r.clock = clock.NewReal()
 	}

@@ -5,6 +5,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
@@ -123,11 +124,11 @@ func New(o Options) (*Syncer, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	o.Interval = cmpOr(o.Interval, 15*time.Second)
-	o.Jitter = cmpOr(o.Jitter, 0.1)
-	o.CycleTimeout = cmpOr(o.CycleTimeout, o.Interval*4/5)
-	o.CycleBytes = cmpOr(o.CycleBytes, 8<<20)
-	o.BatchBytes = cmpOr(o.BatchBytes, 1<<20)
+	o.Interval = cmp.Or(o.Interval, 15*time.Second)
+	o.Jitter = cmp.Or(o.Jitter, 0.1)
+	o.CycleTimeout = cmp.Or(o.CycleTimeout, o.Interval*4/5)
+	o.CycleBytes = cmp.Or(o.CycleBytes, 8<<20)
+	o.BatchBytes = cmp.Or(o.BatchBytes, 1<<20)
 	return &Syncer{
 		o:        o,
 		log:      o.Logger.Named("sync"),

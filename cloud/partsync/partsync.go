@@ -13,6 +13,7 @@
 package partsync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -162,30 +163,22 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	}
 	h.log = h.log.Named("partsync")
 	def := DefaultLimits()
-	h.lim.MaxRecordBytes = cmpOr(h.lim.MaxRecordBytes, def.MaxRecordBytes)
-	h.lim.MaxBatchRecords = cmpOr(h.lim.MaxBatchRecords, def.MaxBatchRecords)
-	h.lim.MaxBatchBytes = cmpOr(h.lim.MaxBatchBytes, def.MaxBatchBytes)
-	h.lim.MaxChunkBytes = cmpOr(h.lim.MaxChunkBytes, def.MaxChunkBytes)
-	h.lim.MaxBlobBytes = cmpOr(h.lim.MaxBlobBytes, def.MaxBlobBytes)
-	h.poll = cmpOr(h.poll, 15*time.Second)
+	h.lim.MaxRecordBytes = cmp.Or(h.lim.MaxRecordBytes, def.MaxRecordBytes)
+	h.lim.MaxBatchRecords = cmp.Or(h.lim.MaxBatchRecords, def.MaxBatchRecords)
+	h.lim.MaxBatchBytes = cmp.Or(h.lim.MaxBatchBytes, def.MaxBatchBytes)
+	h.lim.MaxChunkBytes = cmp.Or(h.lim.MaxChunkBytes, def.MaxChunkBytes)
+	h.lim.MaxBlobBytes = cmp.Or(h.lim.MaxBlobBytes, def.MaxBlobBytes)
+	h.poll = cmp.Or(h.poll, 15*time.Second)
 	h.addrOf = opts.ClientAddress
 	if h.addrOf == nil {
 		h.addrOf = peerIP
 	}
-	h.fails = newFailLimiter(cmpOr(opts.AuthFailureBurst, 10), cmpOr(opts.AuthFailureRefill, 6*time.Second))
-	maxReq := cmpOr(opts.MaxRequestBytes, max(h.lim.MaxBatchBytes, h.lim.MaxChunkBytes)+1<<20)
+	h.fails = newFailLimiter(cmp.Or(opts.AuthFailureBurst, 10), cmp.Or(opts.AuthFailureRefill, 6*time.Second))
+	maxReq := cmp.Or(opts.MaxRequestBytes, max(h.lim.MaxBatchBytes, h.lim.MaxChunkBytes)+1<<20)
 	// connect-go's handlers accept gzip by default; the read limit applies
 	// to the decompressed message, so a small bomb cannot inflate past it.
 	// zstd is what parts send (api/codec); gzip stays accepted for other clients.
 	return syncv1connect.NewSyncServiceHandler(h, connect.WithReadMaxBytes(maxReq), codec.HandlerOption())
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // authenticate returns the calling part. Failed attempts drain the remote

@@ -22,6 +22,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -122,13 +123,13 @@ func NewBroker(opts Options) *Broker {
 	b := &Broker{
 		clock:         opts.Clock,
 		log:           opts.Logger,
-		maxPerPart:    cmpOr(opts.MaxOffersPerPart, 8),
-		maxOffers:     cmpOr(opts.MaxOffers, 1024),
-		maxPolls:      cmpOr(opts.MaxPollsPerPart, 4),
-		pickupTimeout: cmpOr(opts.PickupTimeout, 10*time.Second),
-		timeout:       cmpOr(opts.Timeout, 30*time.Second),
-		pollWait:      cmpOr(opts.PollWait, 20*time.Second),
-		maxPollWait:   cmpOr(opts.MaxPollWait, 25*time.Second),
+		maxPerPart:    cmp.Or(opts.MaxOffersPerPart, 8),
+		maxOffers:     cmp.Or(opts.MaxOffers, 1024),
+		maxPolls:      cmp.Or(opts.MaxPollsPerPart, 4),
+		pickupTimeout: cmp.Or(opts.PickupTimeout, 10*time.Second),
+		timeout:       cmp.Or(opts.Timeout, 30*time.Second),
+		pollWait:      cmp.Or(opts.PollWait, 20*time.Second),
+		maxPollWait:   cmp.Or(opts.MaxPollWait, 25*time.Second),
 		parts:         map[string]*partQueue{},
 		offers:        map[string]*offer{},
 	}
@@ -142,14 +143,6 @@ func NewBroker(opts Options) *Broker {
 	b.timeout = max(b.timeout, b.pickupTimeout)
 	b.pollWait = min(b.pollWait, b.maxPollWait)
 	return b
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Offer is a client's offer as the client side hands it to the broker.
