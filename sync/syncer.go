@@ -407,8 +407,12 @@ func (s *Syncer) checkExpiry(ctx context.Context) {
 		return
 	}
 	var why string
-	for _, load := range []func(context.Context) (time.Time, error){s.grantsExpiry, s.configExpiry} {
-		exp, err := load(ctx)
+	held := []struct {
+		kind cache.Kind
+		into expiring
+	}{{cache.KindGrants, &syncv1.GrantBundle{}}, {cache.KindConfig, &syncv1.ConfigDocument{}}}
+	for _, h := range held {
+		exp, err := s.heldExpiry(ctx, h.kind, h.into)
 		if err != nil || exp.IsZero() || !s.o.Trust.Expired(exp) {
 			continue
 		}
@@ -430,28 +434,23 @@ func (s *Syncer) checkExpiry(ctx context.Context) {
 	}
 }
 
-func (s *Syncer) grantsExpiry(ctx context.Context) (time.Time, error) {
-	doc, _, err := s.loadDoc(ctx, cache.KindGrants)
-	if doc == nil || err != nil {
-		return time.Time{}, err
-	}
-	var g syncv1.GrantBundle
-	if err := proto.Unmarshal(doc.GetPayload(), &g); err != nil {
-		return time.Time{}, err
-	}
-	return g.GetExpiresAt().AsTime(), nil
+// expiring is a signed document with an expiry: a grant bundle or a config.
+type expiring interface {
+	proto.Message
+	GetExpiresAt() *timestamppb.Timestamp
 }
 
-func (s *Syncer) configExpiry(ctx context.Context) (time.Time, error) {
-	doc, _, err := s.loadDoc(ctx, cache.KindConfig)
+// heldExpiry returns when the held document of kind expires, decoding it
+// into into; the zero time when none is held.
+func (s *Syncer) heldExpiry(ctx context.Context, kind cache.Kind, into expiring) (time.Time, error) {
+	doc, _, err := s.loadDoc(ctx, kind)
 	if doc == nil || err != nil {
 		return time.Time{}, err
 	}
-	var c syncv1.ConfigDocument
-	if err := proto.Unmarshal(doc.GetPayload(), &c); err != nil {
-		return time.Time{}, err
+	if err := proto.Unmarshal(doc.GetPayload(), into); err != nil {
+		return time.Time{}, fmt.Errorf("decode held %s: %w", kind, err)
 	}
-	return c.GetExpiresAt().AsTime(), nil
+	return into.GetExpiresAt().AsTime(), nil
 }
 
 // ExpiredReason returns why remote access is refused, or "" while in force.
