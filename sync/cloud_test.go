@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	gosync "sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,6 +94,31 @@ func (b *signingBackend) HandleProposal(context.Context, partsync.Part, string, 
 
 func (b *signingBackend) PollInterval(partsync.Part) time.Duration { return 0 }
 
+// startCloud serves the real part sync handler over a real Badger ingest
+// store on loopback until tb ends: the cloud a part talks to, with backend
+// as its fleet side. wire counts the bytes the server reads.
+func startCloud(tb testing.TB, backend partsync.Backend, clk clock.Clock) (url string, ing ingest.Store, wire *atomic.Int64) {
+	tb.Helper()
+	blobs, err := ingest.NewFileBlobStore(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	store, err := badgeringest.Open(badgeringest.Options{Dir: tb.TempDir(), Blobs: blobs})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	path, h := partsync.NewHandler(backend, store, partsync.Options{Clock: clk})
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	wire = new(atomic.Int64)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Listener = countingListener{Listener: srv.Listener, n: wire}
+	srv.Start()
+	tb.Cleanup(srv.Close)
+	return srv.URL, store, wire
+}
+
 // world is a part (real store, real syncer) and an in-process cloud (real
 // part sync handler and ingest store) with the fault proxy between them.
 type world struct {
@@ -118,22 +144,10 @@ func newWorld(t *testing.T, budget cache.Budget, extra ...func(*outsync.Options)
 	signer := signed.Signer{KeyID: "k1", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
 	w.backend = &signingBackend{signer: signer, clk: w.clk}
 
-	blobs, err := ingest.NewFileBlobStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: t.TempDir(), Blobs: blobs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ing.Close() })
+	url, ing, _ := startCloud(t, w.backend, w.clk)
 	w.ingest = ing
-	path, h := partsync.NewHandler(w.backend, ing, partsync.Options{Clock: w.clk})
-	mux := http.NewServeMux()
-	mux.Handle(path, h)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	w.proxy, err = faultproxy.New(srv.URL, nil)
+	var err error
+	w.proxy, err = faultproxy.New(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,34 +23,9 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/clock"
-	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/signed"
 	outsync "github.com/outpost-robotics/outpost/sync"
 )
-
-// drainBackend is the fleet side of the in-process cloud: one part, nothing
-// to pull. Everything the drain exercises (the part sync handler, the
-// exactly-once ingest store on Badger, the blob store) is the real cloud's.
-type drainBackend struct{ secret string }
-
-func (d drainBackend) AuthenticatePart(_ context.Context, id, secret string) (partsync.Part, error) {
-	if id != "part-1" || secret != d.secret {
-		return partsync.Part{}, partsync.ErrUnknownPart
-	}
-	return partsync.Part{ID: id, MachineID: "m1", OrgID: "o1"}, nil
-}
-
-func (drainBackend) Documents(context.Context, partsync.Part, uint64, uint64) (*syncv1.SignedDocument, *syncv1.SignedDocument, error) {
-	return nil, nil, nil
-}
-
-func (drainBackend) HandleProposal(context.Context, partsync.Part, string, uint64, *syncv1.ConfigProposal) error {
-	return nil
-}
-
-func (drainBackend) PollInterval(partsync.Part) time.Duration { return 0 }
 
 // countingListener counts the bytes the server reads: what crossed the wire.
 type countingListener struct {
@@ -148,34 +123,17 @@ func drainOnce(b *testing.B, size int64) (raw, wire int64, secs, cpu float64) {
 		}
 	}
 
-	blobs, err := ingest.NewFileBlobStore(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: b.TempDir(), Blobs: blobs})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ing.Close()
-	secret := "drain-secret-0123456789abcdefghijklmnop"
-	path, h := partsync.NewHandler(drainBackend{secret: secret}, ing, partsync.Options{Clock: clk})
-	mux := http.NewServeMux()
-	mux.Handle(path, h)
-	var wireN atomic.Int64
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener = countingListener{Listener: srv.Listener, n: &wireN}
-	srv.Start()
-	defer srv.Close()
+	backend := &signingBackend{signer: signed.Signer{KeyID: "k", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}, clk: clk}
+	url, ing, wireN := startCloud(b, backend, clk)
 
-	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: srv.URL, PartID: "part-1", PartSecret: secret})
+	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: url, PartID: partID, PartSecret: partSecret})
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer := signed.Signer{KeyID: "k", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}
 	offline := outsync.NewOfflineClock(clk, cache.OfflineClock{})
 	s, err := outsync.New(outsync.Options{
 		Store: store, Client: client, Clock: clk, Offline: offline,
-		Trust:      outsync.NewTrust("part-1", signed.Keys{"k": signer.Key.Public().(ed25519.PublicKey)}, offline),
+		Trust:      outsync.NewTrust("part-1", signed.Keys{"k": backend.signer.Key.Public().(ed25519.PublicKey)}, offline),
 		CycleBytes: 64 << 20, CycleTimeout: time.Minute,
 	})
 	if err != nil {
@@ -198,7 +156,7 @@ func drainOnce(b *testing.B, size int64) (raw, wire int64, secs, cpu float64) {
 	if st, _ := store.Stats(ctx, cache.StreamCaptures); st.Count != 0 {
 		b.Fatalf("%d captures left after the drain", st.Count)
 	}
-	if n, _ := ing.Count(ctx, "part-1", "captures"); int64(n.Bytes) < raw {
+	if n, _ := ing.Count(ctx, partID, "captures"); int64(n.Bytes) < raw {
 		b.Fatalf("the cloud holds %d bytes of %d", n.Bytes, raw)
 	}
 	return raw, wireN.Load(), secs, cpu
