@@ -19,7 +19,6 @@ import (
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
-	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
@@ -34,12 +33,7 @@ func (ms machineService) BootstrapPart(ctx context.Context, req *connect.Request
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 		return nil, invalid("cloud_url: want the cloud's base URL as parts reach it, such as https://cloud.example.com")
 	}
-	secret := auth.NewSecret()
-	now := ms.s.clock.Now().UTC()
-	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(_ store.Tx, p *store.Part) error {
-		p.SecretHash, p.SecretRotatedAt = auth.HashSecret(secret), now
-		return nil
-	})
+	part, secret, err := ms.replacePartSecret(ctx, req.Msg.GetPartId())
 	if err != nil {
 		return nil, err
 	}

@@ -237,14 +237,25 @@ func (ms machineService) DeletePart(ctx context.Context, req *connect.Request[fl
 }
 
 func (ms machineService) RotatePartSecret(ctx context.Context, req *connect.Request[fleetv1.RotatePartSecretRequest]) (*connect.Response[fleetv1.RotatePartSecretResponse], error) {
-	secret := auth.NewSecret()
-	now := ms.s.clock.Now().UTC()
-	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(_ store.Tx, p *store.Part) error {
-		p.SecretHash, p.SecretRotatedAt = auth.HashSecret(secret), now
-		return nil
-	})
+	part, secret, err := ms.replacePartSecret(ctx, req.Msg.GetPartId())
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&fleetv1.RotatePartSecretResponse{Part: partPB(part), Secret: secret}), nil
+}
+
+// replacePartSecret gives a part a new random secret, keeping only its hash
+// and when it changed; the old secret stops working at once. The secret is
+// returned to show once.
+func (ms machineService) replacePartSecret(ctx context.Context, partID string) (store.Part, string, error) {
+	secret := auth.NewSecret()
+	now := ms.s.clock.Now().UTC()
+	part, err := ms.editPart(ctx, partID, func(_ store.Tx, p *store.Part) error {
+		p.SecretHash, p.SecretRotatedAt = auth.HashSecret(secret), now
+		return nil
+	})
+	if err != nil {
+		return store.Part{}, "", err
+	}
+	return part, secret, nil
 }

@@ -54,10 +54,7 @@ func NewSecret() string {
 
 // HashSecret returns the SHA-256 of a secret: all the cloud keeps of API key
 // secrets, part secrets and invitation codes.
-func HashSecret(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
-}
+func HashSecret(secret string) []byte { return credential.SecretHash(secret) }
 
 // SecretMatches compares a presented secret with a stored hash in constant time.
 func SecretMatches(secret string, hash []byte) bool { return credential.SecretMatches(secret, hash) }
