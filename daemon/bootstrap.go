@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/signed"
+	psync "github.com/outpost-robotics/outpost/sync"
 )
 
 // MaxBootstrapBytes bounds the bootstrap file: it holds a URL, two ids, a
@@ -87,14 +87,8 @@ func ParseBootstrap(path string, data []byte) (*Bootstrap, error) {
 	fail := func(field, format string, args ...any) (*Bootstrap, error) {
 		return nil, &BootstrapError{Path: path, Field: field, Err: fmt.Errorf(format, args...)}
 	}
-	u, err := url.Parse(b.GetCloudUrl())
-	switch {
-	case b.GetCloudUrl() == "":
-		return fail("cloud_url", "missing")
-	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
-		return fail("cloud_url", "%q is not an http(s) URL", b.GetCloudUrl())
-	case u.User != nil || u.RawQuery != "":
-		return fail("cloud_url", "must not carry credentials or a query")
+	if err := psync.CheckCloudURL(b.GetCloudUrl()); err != nil {
+		return fail("cloud_url", "%v", err)
 	}
 	if msg := checkID(b.GetPartId()); msg != "" {
 		return fail("part_id", "%s", msg)

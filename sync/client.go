@@ -48,13 +48,8 @@ type ClientOptions struct {
 // go-retryablehttp (DESIGN decision 9), with keep-alive, HTTPS_PROXY support,
 // an optional private CA and the part's credentials in a header.
 func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
-	u, err := url.Parse(opts.CloudURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("cloud URL %q: want http(s)://HOST[:PORT]", opts.CloudURL)
-	}
-	if u.User != nil || u.RawQuery != "" {
-		// Credentials in a URL end up in proxies' and servers' logs.
-		return nil, fmt.Errorf("cloud URL must not carry credentials or a query")
+	if err := CheckCloudURL(opts.CloudURL); err != nil {
+		return nil, fmt.Errorf("cloud URL: %w", err)
 	}
 	if opts.PartID == "" || opts.PartSecret == "" {
 		return nil, errors.New("part id and secret are required")
@@ -111,6 +106,24 @@ func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 		return nil, fmt.Errorf("compression %q: want zstd, gzip or identity", opts.Compression)
 	}
 	return syncv1connect.NewSyncServiceClient(rc.StandardClient(), strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
+}
+
+// CheckCloudURL checks the cloud's base URL from a bootstrap file: http or
+// https with a host, and no user info or query, because credentials in a URL
+// end up in proxies' and servers' logs. Its errors never quote the URL, which
+// may hold exactly such a credential.
+func CheckCloudURL(raw string) error {
+	if raw == "" {
+		return errors.New("missing")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return errors.New("not an http(s)://HOST[:PORT] URL")
+	case u.User != nil || u.RawQuery != "":
+		return errors.New("must not carry credentials or a query")
+	}
+	return nil
 }
 
 // cappedBackoff is exponential backoff that honours a Retry-After answer, but
