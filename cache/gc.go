@@ -65,6 +65,10 @@ func (s *Store) gcLoop() {
 // files that are at least half garbage until none is. It runs on a schedule
 // and after large acks; the daemon may call it too.
 func (s *Store) Reclaim(ctx context.Context) error {
+	// One reclaim at a time: a large ack kicks one in the background while
+	// the daemon (or a test) may run its own.
+	s.reclaimMu.Lock()
+	defer s.reclaimMu.Unlock()
 	s.freedMu.Lock()
 	s.freed = 0
 	s.freedMu.Unlock()
@@ -83,7 +87,7 @@ func (s *Store) Reclaim(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("reclaim space: %w", err)
 		}
-		err := s.db.RunValueLogGC(gcDiscardRatio)
+		err := s.gcOnce()
 		switch {
 		case err == nil:
 			continue
@@ -94,6 +98,20 @@ func (s *Store) Reclaim(ctx context.Context) error {
 			return fmt.Errorf("reclaim space: value-log GC: %w", err)
 		}
 	}
+}
+
+// gcOnce rewrites at most one value-log file, under Store.mu so that no
+// write of ours runs meanwhile: Badger v4.9.6 reads its memtables'
+// maxVersion during a rewrite without the lock its writers take, and
+// versions the values it moves by what it read. Writers wait for one file's
+// rewrite at a time, never for a whole reclaim.
+func (s *Store) gcOnce() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.db.RunValueLogGC(gcDiscardRatio)
 }
 
 // flushMemtable writes the memtable out to a table. Badger has no direct

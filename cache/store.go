@@ -102,8 +102,10 @@ type Store struct {
 	evictedHead                  map[Stream]uint64
 	evictedRecords, evictedBytes atomic.Uint64
 	written                      atomic.Int64 // bytes written since the last releaseMappedPages
-	freedMu                      sync.Mutex
-	freed                        int64 // bytes acked since the last reclaim
+	// reclaimMu makes reclaims one at a time.
+	reclaimMu sync.Mutex
+	freedMu   sync.Mutex
+	freed     int64 // bytes acked since the last reclaim
 
 	// mu serialises every write to Badger: the committer, Ack, eviction,
 	// documents, state and blobs. Holding it is also what lets reclaim call
