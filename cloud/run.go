@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
 
@@ -27,6 +29,9 @@ type RunConfig struct {
 	CertFile, KeyFile string
 	// Log is the logger.
 	Log *zap.Logger
+	// PollInterval is how long parts wait between sync cycles; 0 means
+	// partsync's default (15 s). Demos and test runs shorten it.
+	PollInterval time.Duration
 	// Ready, if set, is called with the listening address once serving.
 	Ready func(addr string)
 }
@@ -70,7 +75,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 			err = cerr
 		}
 	}()
-	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs})
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Sync: partsync.Options{PollInterval: cfg.PollInterval}})
 	if err != nil {
 		return err
 	}

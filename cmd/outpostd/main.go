@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
@@ -32,6 +33,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	metrics := fs.String("metrics", daemon.DefaultMetricsListen, "loopback address serving Prometheus /metrics, or - for none")
 	mdns := fs.String("mdns", "*", "announce the control port with mDNS on this interface (* for every one, - for none)")
 	runtimeDir := fs.String("runtime-dir", daemon.DefaultRuntimeDir, "folder of the break-glass socket and module sockets")
+	syncEvery := fs.Duration("sync-interval", 0, "time between sync cycles until the cloud sets one (default 15s; 1s to 1h)")
 	level := fs.String("log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
 	format := fs.String("log-format", "", "json or console; default: console on a terminal, else json (journald)")
 	if err := fs.Parse(args); err != nil {
@@ -50,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpostd: --log-level: %v\n", err)
 		return 2
 	}
+	if *syncEvery != 0 && (*syncEvery < time.Second || *syncEvery > time.Hour) {
+		fmt.Fprintf(stderr, "outpostd: --sync-interval %s: want between 1s and 1h\n", *syncEvery)
+		return 2
+	}
 	if err := daemon.CheckMetricsListen(*metrics); err != nil {
 		fmt.Fprintf(stderr, "outpostd: --metrics: %v\n", err)
 		return 2
@@ -61,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	err = daemon.Run(context.Background(), daemon.Options{
 		ConfigPath: *config, DataDir: *dataDir, Listen: *listen, MetricsListen: *metrics, MDNSInterface: strings.TrimPrefix(*mdns, "-"),
-		RuntimeDir: *runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version,
+		RuntimeDir: *runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version, SyncInterval: *syncEvery,
 	})
 	if err == nil {
 		return 0

@@ -29,6 +29,7 @@ func TestExitCodes(t *testing.T) {
 		{"version", []string{"--version"}, 0, "outpostd "},
 		{"unknown flag", []string{"--bogus"}, 2, "flag provided but not defined"},
 		{"bad log level", []string{"--log-level", "loud"}, 2, "--log-level"},
+		{"sync interval too short", []string{"--sync-interval", "10ms"}, 2, "--sync-interval 10ms: want between 1s and 1h"},
 		{"metrics on the network", []string{"--metrics", "0.0.0.0:9464"}, 2, "must be a loopback IP"},
 		{"missing bootstrap", []string{"--config", filepath.Join(dir, "none.json")}, 2, "none.json: does not exist"},
 		{"malformed field", []string{"--config", malformed}, 2, "malformed.json: field part_id: "},
