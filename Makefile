@@ -4,6 +4,8 @@
 SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin
+# The name of this machine in the benchmark table (docs/PERFORMANCE.md).
+BENCH_MACHINE ?= $(shell hostname)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/outpost-robotics/outpost/version.Version=$(VERSION) \
@@ -70,8 +72,16 @@ deb: cross
 	    $(GO) tool nfpm package --config packaging/nfpm.yaml --packager deb --target $(BIN)/ || exit 1; \
 	done
 
+# Every package's benchmarks (BenchmarkDaemon too: it builds outpostd and
+# writes 1 GB), then the headline table of each figure beside its goal,
+# printed and written into docs/PERFORMANCE.md with the machine it ran on.
+# BENCH_FLAGS adds go test flags (-count 3); the benchmarks' own knobs
+# (OUTPOST_DRAIN_MB, OUTPOSTD_BENCH_BACKLOG_MB, ...) pass through. The table
+# is written even when a benchmark fails, and make still fails then.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p $(BIN)
+	@set -o pipefail; OUTPOSTD_BENCH=1 $(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(BENCH_FLAGS) ./... 2>&1 | tee $(BIN)/bench.txt; \
+	  status=$$?; $(GO) run ./scripts/benchtable -in $(BIN)/bench.txt -doc docs/PERFORMANCE.md -machine "$(BENCH_MACHINE)" && exit $$status
 
 # Until the demo exists, the run command starts the fleet cloud alone.
 run: build
