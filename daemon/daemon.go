@@ -713,11 +713,13 @@ func (d *daemon) applyLevel() {
 // level and store budget.
 func (d *daemon) applyConfig(ctx context.Context, doc *syncv1.ConfigDocument, source string) {
 	state := control.ConfigState{Config: doc.GetConfig(), Version: doc.GetVersion(), MachineRevision: doc.GetMachineRevision()}
-	_, err := d.apply(ctx, state)
+	res, err := d.apply(ctx, state)
 	if err != nil {
 		d.log.Error("config not applied; the running one stays", zap.String("source", source), zap.Uint64("version", doc.GetVersion()), zap.Error(err))
 	} else {
-		d.log.Info("config applied", zap.String("source", source), zap.Uint64("version", doc.GetVersion()))
+		// The one line saying a config runs; robot logs the details at debug.
+		d.log.Info("config applied", zap.String("source", source), zap.Uint64("version", doc.GetVersion()),
+			zap.Strings("built", res.Built), zap.Strings("removed", res.Removed), zap.Int("kept", len(res.Kept)), zap.Int("failed", len(res.Failed())))
 	}
 	if d.o.afterApply != nil {
 		d.o.afterApply(source, err)

@@ -257,7 +257,7 @@ func (r *Robot) apply(ctx context.Context, cfg *configv1.RobotConfig) (*Result, 
 	r.cfg = cfg
 	r.mu.Unlock()
 	res.Resources = r.Resources()
-	r.log.Info("config applied", zap.Strings("built", res.Built), zap.Strings("removed", res.Removed), zap.Int("kept", len(res.Kept)), zap.Int("failed", len(res.Failed())))
+	r.log.Debug("config applied", zap.Strings("built", res.Built), zap.Strings("removed", res.Removed), zap.Int("kept", len(res.Kept)), zap.Int("failed", len(res.Failed())))
 	return res, nil
 }
 
