@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-retryablehttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/outpost-robotics/outpost/api/codec"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
@@ -42,12 +44,24 @@ type ClientOptions struct {
 	// "gzip" or "identity". zstd won the measurement in docs/PERFORMANCE.md
 	// (sync's BenchmarkCompression).
 	Compression string
+	// Getenv reads the proxy settings: HTTPS_PROXY, HTTP_PROXY and
+	// NO_PROXY (or their lower-case forms, which win, as in Go's
+	// golang.org/x/net/http/httpproxy). nil
+	// means the process environment. They are read once, by NewClient, for
+	// this client alone; see proxyFunc.
+	Getenv func(string) string
 }
 
 // NewClient returns the part's sync API client: connect-go over
 // go-retryablehttp (DESIGN decision 9), with keep-alive, HTTPS_PROXY support,
 // an optional private CA and the part's credentials in a header.
 func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
+	return newClient(opts, nil)
+}
+
+// newClient is NewClient with the transport's dialer replaced when dial is
+// not nil: a test reaches a cloud by a name no DNS knows that way.
+func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (syncv1connect.SyncServiceClient, error) {
 	if err := CheckCloudURL(opts.CloudURL); err != nil {
 		return nil, fmt.Errorf("cloud URL: %w", err)
 	}
@@ -61,8 +75,23 @@ func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	proxy, err := proxyFunc(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if u, _ := url.Parse(opts.CloudURL); u != nil {
+		if via, err := proxy(&http.Request{URL: u}); err == nil && via != nil {
+			// Once per client, and never with the proxy's credentials.
+			log.Info("cloud connections go through a proxy", zap.String("proxy", via.Scheme+"://"+via.Host))
+		}
+	}
 	transport := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxy,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4,
 		MaxIdleConnsPerHost:   4,
@@ -106,6 +135,65 @@ func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 		return nil, fmt.Errorf("compression %q: want zstd, gzip or identity", opts.Compression)
 	}
 	return syncv1connect.NewSyncServiceClient(rc.StandardClient(), strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
+}
+
+// proxyFunc resolves the proxy for each request from the proxy settings
+// getenv reads, as curl and Go's own http.ProxyFromEnvironment do, with two
+// differences. The settings are read per client rather than once per
+// process, so a daemon's next client (and a test) sees a changed
+// environment. And a setting that is not a URL is an error here, not a
+// silent direct connection; the error names the variable but never its
+// value, which may hold a user name and password. Requests to localhost
+// and loopback addresses never go through a proxy.
+func proxyFunc(getenv func(string) string) (func(*http.Request) (*url.URL, error), error) {
+	get := func(names ...string) (string, string) {
+		for _, n := range names {
+			if v := strings.TrimSpace(getenv(n)); v != "" {
+				return n, v
+			}
+		}
+		return "", ""
+	}
+	cfg := httpproxy.Config{CGI: getenv("REQUEST_METHOD") != ""}
+	var err error
+	if cfg.HTTPSProxy, err = checkProxyURL(get("https_proxy", "HTTPS_PROXY")); err != nil {
+		return nil, err
+	}
+	if cfg.HTTPProxy, err = checkProxyURL(get("http_proxy", "HTTP_PROXY")); err != nil {
+		return nil, err
+	}
+	_, cfg.NoProxy = get("no_proxy", "NO_PROXY")
+	resolve := cfg.ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) {
+		u, err := resolve(r.URL)
+		if err != nil {
+			// httpproxy's errors may quote the setting; this one cannot.
+			return nil, errors.New("the proxy settings do not apply to this request")
+		}
+		return u, nil
+	}, nil
+}
+
+// checkProxyURL checks the setting v of variable name, a URL or host[:port]
+// meaning http://host[:port], with a scheme Go's transport can speak, and
+// returns it as a URL. httpproxy alone would take a malformed URL for a
+// host[:port] and quietly use nonsense.
+func checkProxyURL(name, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if !strings.Contains(v, "://") {
+		v = "http://" + v
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("proxy setting %s is not a URL such as http://proxy.example.com:3128", name)
+	}
+	switch u.Scheme {
+	case "http", "https", "socks5", "socks5h":
+		return v, nil
+	}
+	return "", fmt.Errorf("proxy setting %s: the scheme is not http, https, socks5 or socks5h", name)
 }
 
 // CheckCloudURL checks the cloud's base URL from a bootstrap file: http or

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,4 +104,100 @@ func TestCheckCloudURLNeverQuotesTheURL(t *testing.T) {
 			t.Errorf("%q refused: %v", ok, err)
 		}
 	}
+}
+
+// TestProxySettings checks which requests go through which proxy, per the
+// environment each client was given.
+func TestProxySettings(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		cloud string
+		want  string // proxy host, "" for direct
+	}{
+		{"HTTPS_PROXY for an https cloud", map[string]string{"HTTPS_PROXY": "http://proxy:3128"}, "https://cloud.example.com", "proxy:3128"},
+		{"HTTPS_PROXY without a scheme", map[string]string{"HTTPS_PROXY": "proxy:3128"}, "https://cloud.example.com", "proxy:3128"},
+		{"HTTPS_PROXY is not for an http cloud", map[string]string{"HTTPS_PROXY": "http://proxy:3128"}, "http://cloud.example.com", ""},
+		{"HTTP_PROXY for an http cloud", map[string]string{"HTTP_PROXY": "http://proxy:3128"}, "http://cloud.example.com", "proxy:3128"},
+		{"lower case wins", map[string]string{"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"}, "https://cloud.example.com", "lower:2"},
+		{"NO_PROXY names the cloud", map[string]string{"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "cloud.example.com"}, "https://cloud.example.com", ""},
+		{"NO_PROXY names its domain", map[string]string{"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "other.org, .example.com"}, "https://cloud.example.com", ""},
+		{"NO_PROXY names another host", map[string]string{"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "example.org"}, "https://cloud.example.com", "proxy:3128"},
+		{"NO_PROXY names another port", map[string]string{"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "cloud.example.com:8443"}, "https://cloud.example.com", "proxy:3128"},
+		{"NO_PROXY is a star", map[string]string{"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"}, "https://cloud.example.com", ""},
+		{"loopback is never proxied", map[string]string{"HTTPS_PROXY": "http://proxy:3128"}, "https://127.0.0.1:8443", ""},
+		{"no settings", nil, "https://cloud.example.com", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resolve, err := proxyFunc(func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(tc.cloud)
+			via, err := resolve(&http.Request{URL: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if via != nil {
+				got = via.Host
+			}
+			if got != tc.want {
+				t.Fatalf("proxy %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestBadProxySettingsNeverQuoteThem refuses settings that are not proxy
+// URLs, naming the variable and never its value, which may hold a password.
+func TestBadProxySettingsNeverQuoteThem(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"HTTPS_PROXY": "http://user:hunter2@[::1"},
+		{"https_proxy": "ftp://user:hunter2@proxy:21"},
+		{"HTTP_PROXY": "http://user:hunter2@proxy:bad port"},
+	} {
+		_, err := NewClient(ClientOptions{CloudURL: "https://cloud.example.com", PartID: "p", PartSecret: "s", Getenv: func(k string) string { return env[k] }})
+		if err == nil {
+			t.Errorf("%v accepted", env)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "user") {
+			t.Errorf("error quotes the setting: %v", err)
+		}
+		for k := range env {
+			if !strings.Contains(err.Error(), k) {
+				t.Errorf("error %q does not name %s", err, k)
+			}
+		}
+	}
+	// In a CGI environment HTTP_PROXY may come from a request header
+	// (httpoxy): it is refused per request, again without quoting it.
+	resolve, err := proxyFunc(func(k string) string {
+		return map[string]string{"HTTP_PROXY": "http://user:hunter2@proxy:3128", "REQUEST_METHOD": "GET"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("http://cloud.example.com")
+	if _, err := resolve(&http.Request{URL: u}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("CGI HTTP_PROXY: %v", err)
+	}
+}
+
+// FuzzProxySettings feeds arbitrary proxy settings to NewClient: it must
+// never panic, and an error must never quote the setting, which may hold
+// a password.
+func FuzzProxySettings(f *testing.F) {
+	for _, s := range []string{"http://proxy:3128", "proxy:3128", "http://u:secretpass@proxy:3128", "ftp://u:secretpass@p", "http://u:secretpass@[::1", "socks5h://u:secretpass@p:1080", "%zz", ""} {
+		f.Add(s, "cloud.example.com")
+	}
+	f.Fuzz(func(t *testing.T, setting, noProxy string) {
+		env := map[string]string{"HTTPS_PROXY": setting, "NO_PROXY": noProxy}
+		_, err := NewClient(ClientOptions{CloudURL: "https://cloud.example.com", PartID: "p", PartSecret: "s", Getenv: func(k string) string { return env[k] }})
+		if err != nil && len(setting) >= 8 && strings.Contains(err.Error(), setting) {
+			t.Fatalf("error quotes the setting: %v", err)
+		}
+	})
 }

@@ -3,17 +3,16 @@ package sync_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,34 +22,9 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/clock"
-	"github.com/outpost-robotics/outpost/signed"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	outsync "github.com/outpost-robotics/outpost/sync"
 )
-
-// countingListener counts the bytes the server reads: what crossed the wire.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{Conn: c, n: l.n}, nil
-}
-
-type countingConn struct {
-	net.Conn
-	n *atomic.Int64
-}
-
-func (c countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
 
 // readingsCapture is one ~1 KiB capture of a part's sensors, as JSON: the
 // bulk of what a robot's backlog holds (images travel as blobs).
@@ -75,19 +49,25 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-// BenchmarkBacklogDrain drains a backlog of captures from a real store to an
-// in-process cloud on loopback (issue 7). The backlog is 1 GiB; set
-// OUTPOST_DRAIN_MB for a shorter run. Run it with -benchtime 1x. CPU seconds
-// are the whole process's: the part's and the cloud's side together.
+// BenchmarkBacklogDrain drains a backlog of captures from a real store to
+// the real outpost-cloud in process (cloudtest) on loopback (issue 7). The
+// backlog is 1 GiB; set OUTPOST_DRAIN_MB for a shorter run,
+// OUTPOST_DRAIN_INFLIGHT to compare Options.InFlight settings (1 is the
+// one-batch-at-a-time drain), and OUTPOST_DRAIN_RTT_MS to put that much
+// round-trip time between the part and the cloud, as a robot's uplink
+// has. Run it with -benchtime 1x. CPU seconds are the whole process's: the
+// part's and the cloud's side together.
 func BenchmarkBacklogDrain(b *testing.B) {
 	mb := 1024
 	if v, err := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_MB")); err == nil && v > 0 {
 		mb = v
 	}
+	inFlight, _ := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_INFLIGHT"))
+	rttMS, _ := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_RTT_MS"))
 	// The timer is managed by drainOnce (filling the store is not timed),
 	// which b.Loop does not allow.
 	for range b.N {
-		raw, wire, secs, cpu := drainOnce(b, int64(mb)<<20)
+		raw, wire, secs, cpu := drainOnce(b, int64(mb)<<20, inFlight, time.Duration(rttMS)*time.Millisecond)
 		plain := plainPost(b, raw)
 		b.ReportMetric(float64(raw)/1e6/secs, "MB/s")
 		b.ReportMetric(cpu/(float64(raw)/1e9), "cpu-s/GB")
@@ -98,9 +78,10 @@ func BenchmarkBacklogDrain(b *testing.B) {
 }
 
 // drainOnce fills a store with size bytes of captures (untimed) and drains
-// it; it returns the payload bytes, the bytes on the wire, and the drain's
-// wall and CPU seconds.
-func drainOnce(b *testing.B, size int64) (raw, wire int64, secs, cpu float64) {
+// it with inFlight uploads at once (0: the default) over a path with rtt
+// round-trip time; it returns the payload bytes, the bytes on the wire, and
+// the drain's wall and CPU seconds.
+func drainOnce(b *testing.B, size int64, inFlight int, rtt time.Duration) (raw, wire int64, secs, cpu float64) {
 	b.StopTimer()
 	ctx := context.Background()
 	clk := clock.NewReal()
@@ -123,24 +104,28 @@ func drainOnce(b *testing.B, size int64) (raw, wire int64, secs, cpu float64) {
 		}
 	}
 
-	backend := &signingBackend{signer: signed.Signer{KeyID: "k", Key: ed25519.NewKeyFromSeed(make([]byte, 32))}, clk: clk}
-	url, ing, wireN := startCloud(b, backend, clk)
-
-	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: url, PartID: partID, PartSecret: partSecret})
+	cloud := cloudtest.New(b, cloudtest.Options{Clock: clk})
+	url := cloud.URL
+	if rtt > 0 {
+		url = slowPath(b, url, rtt)
+	}
+	part := cloud.Provision(b, cloudtest.PartOptions{CloudURL: url})
+	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret})
 	if err != nil {
 		b.Fatal(err)
 	}
 	offline := outsync.NewOfflineClock(clk, cache.OfflineClock{})
 	s, err := outsync.New(outsync.Options{
 		Store: store, Client: client, Clock: clk, Offline: offline,
-		Trust:      outsync.NewTrust("part-1", signed.Keys{"k": backend.signer.Key.Public().(ed25519.PublicKey)}, offline),
+		Trust:      outsync.NewTrust(part.ID, part.Keys, offline),
 		CycleBytes: 64 << 20, CycleTimeout: time.Minute,
+		InFlight: inFlight,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 
-	cpu0, t0 := cpuSeconds(), time.Now()
+	wire0, cpu0, t0 := cloud.WireBytes(), cpuSeconds(), time.Now()
 	b.StartTimer()
 	for {
 		res := s.Cycle(ctx)
@@ -156,10 +141,32 @@ func drainOnce(b *testing.B, size int64) (raw, wire int64, secs, cpu float64) {
 	if st, _ := store.Stats(ctx, cache.StreamCaptures); st.Count != 0 {
 		b.Fatalf("%d captures left after the drain", st.Count)
 	}
-	if n, _ := ing.Count(ctx, partID, "captures"); int64(n.Bytes) < raw {
-		b.Fatalf("the cloud holds %d bytes of %d", n.Bytes, raw)
+	if n := cloud.Ingested(b, part.ID)["captures"]; int64(n.Bytes) < raw || n.Conflicts != 0 {
+		b.Fatalf("the cloud holds %d bytes of %d (%d conflicting records)", n.Bytes, raw, n.Conflicts)
 	}
-	return raw, wireN.Load(), secs, cpu
+	return raw, cloud.WireBytes() - wire0, secs, cpu
+}
+
+// slowPath serves a reverse proxy to upstream that holds each request for
+// rtt before forwarding it: the round trip of a robot's uplink, whose
+// bandwidth is left out. The pause is real, as a network's is; no result
+// depends on its length being exact.
+func slowPath(b *testing.B, upstream string, rtt time.Duration) string {
+	target, err := url.Parse(upstream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(rtt):
+		case <-r.Context().Done():
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	b.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // plainPost sends size bytes as 1 MiB POST bodies to a handler that reads and

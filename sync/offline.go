@@ -17,6 +17,16 @@ import (
 // (persisted every minute). The time since contact is the larger of the
 // wall-clock difference and that uptime: setting the clock back never
 // extends validity, and an honest forward jump counts as time offline.
+//
+// The wall-clock difference is taken from the cloud's time at contact, and
+// also, while the process that made the contact runs, from the part's own
+// wall clock at that moment; the smaller counts. A part whose clock was
+// already wrong when it reached the cloud therefore does not count that
+// error as time offline, in either direction: a clock a year ahead (a bad
+// NTP server) does not expire every document on arrival, and a Pi that
+// reached the cloud while still in 1970 does not expire when NTP then sets
+// the right year. Uptime stays the floor, so neither can make the time
+// offline shorter than the time the part has run since.
 type OfflineClock struct {
 	clk clock.Clock
 
@@ -24,6 +34,10 @@ type OfflineClock struct {
 	state cache.OfflineClock
 	// mark is clk.Uptime() when state.UptimeSince was last brought up to date.
 	mark time.Duration
+	// wallAtContact is clk.Now() at the last Contact, or zero after a
+	// restart: it is not persisted, so a part resumes counting from the
+	// cloud's time alone until its next contact.
+	wallAtContact time.Time
 }
 
 // NewOfflineClock resumes from the persisted state (zero for a new part).
@@ -37,6 +51,7 @@ func (o *OfflineClock) Contact(serverTime time.Time) {
 	defer o.mu.Unlock()
 	o.state = cache.OfflineClock{LastCloudTime: serverTime}
 	o.mark = o.clk.Uptime()
+	o.wallAtContact = o.clk.Now()
 }
 
 // Snapshot returns the state to persist, with the uptime brought up to date.
@@ -66,7 +81,12 @@ func (o *OfflineClock) SinceContact() time.Duration {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.advanceLocked()
-	return max(o.clk.Now().Sub(o.state.LastCloudTime), o.state.UptimeSince)
+	now := o.clk.Now()
+	wall := now.Sub(o.state.LastCloudTime)
+	if !o.wallAtContact.IsZero() {
+		wall = min(wall, now.Sub(o.wallAtContact))
+	}
+	return max(wall, o.state.UptimeSince)
 }
 
 // Now estimates the cloud's current time: the last confirmed time plus the

@@ -78,3 +78,55 @@ func TestOfflineClockSurvivesARebootInto1970(t *testing.T) {
 		t.Fatalf("after contact SinceContact = %v, want 0", got)
 	}
 }
+
+// TestOfflineClockForgivesAClockWrongAtContact checks that an error the
+// part's clock already had when it reached the cloud is not time offline,
+// while time that really passes still is.
+func TestOfflineClockForgivesAClockWrongAtContact(t *testing.T) {
+	const day = 24 * time.Hour
+	tests := []struct {
+		name string
+		wall time.Time // the part's wall clock at contact
+		live func(f *clock.Fake)
+		want time.Duration
+	}{
+		{"a year ahead at contact", cloudEpoch.AddDate(1, 0, 0), func(f *clock.Fake) {}, 0},
+		{"a year ahead at contact, then a day", cloudEpoch.AddDate(1, 0, 0), func(f *clock.Fake) { f.Advance(day) }, day},
+		{"in 1970 at contact, then NTP an hour later", time.Unix(0, 0), func(f *clock.Fake) {
+			f.Advance(time.Hour)
+			f.SetWall(cloudEpoch.Add(time.Hour))
+		}, time.Hour},
+		{"a year ahead at contact, then another year", cloudEpoch.AddDate(1, 0, 0), func(f *clock.Fake) {
+			f.Advance(time.Hour)
+			f.SetWall(f.Now().Add(365 * day))
+		}, 365*day + time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := clock.NewFake(tc.wall)
+			o := NewOfflineClock(f, cache.OfflineClock{})
+			o.Contact(cloudEpoch)
+			tc.live(f)
+			if got := o.SinceContact(); got != tc.want {
+				t.Fatalf("SinceContact = %v, want %v", got, tc.want)
+			}
+			if got, want := o.Now(), cloudEpoch.Add(tc.want); !got.Equal(want) {
+				t.Fatalf("Now = %v, want %v", got, want)
+			}
+		})
+	}
+
+	// The part's reading at contact is not persisted: after a restart with
+	// the clock still a year ahead, the year counts until the next contact.
+	f := clock.NewFake(cloudEpoch.AddDate(1, 0, 0))
+	o := NewOfflineClock(f, cache.OfflineClock{})
+	o.Contact(cloudEpoch)
+	restarted := NewOfflineClock(f, o.Snapshot())
+	if got := restarted.SinceContact(); got != 365*day {
+		t.Fatalf("after a restart SinceContact = %v, want the year the clock is ahead", got)
+	}
+	restarted.Contact(cloudEpoch.Add(time.Minute))
+	if got := restarted.SinceContact(); got != 0 {
+		t.Fatalf("after the next contact SinceContact = %v, want 0", got)
+	}
+}

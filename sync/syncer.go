@@ -79,11 +79,18 @@ type Options struct {
 	CycleBytes int
 	// BatchBytes bounds one upload request; 0 means 1 MiB.
 	BatchBytes int
+	// InFlight bounds the upload requests of a stream on their way to the
+	// cloud at once; 0 means 2 (see uploadStream). 1 sends one batch at a
+	// time and reads the next only after the answer.
+	InFlight int
 	// Seed seeds the jitter; cycles of different parts differ by part id.
 	Seed uint64
-	// OnConfig is called with each newly verified config, after it is stored.
+	// OnConfig is called with each newly verified config, after it is
+	// stored, and again with the held one when it comes back into force
+	// after an expiry the cloud's time disproved (see restore).
 	OnConfig func(context.Context, *syncv1.ConfigDocument)
-	// OnGrants is called with each newly verified grant bundle, after it is stored.
+	// OnGrants is called with each newly verified grant bundle, after it
+	// is stored, and again with the held one as OnConfig is.
 	OnGrants func(context.Context, *syncv1.GrantBundle)
 	// OnExpired is called once when the held grants or config expire by the
 	// offline clock, so the daemon stops components safely.
@@ -129,6 +136,7 @@ func New(o Options) (*Syncer, error) {
 	o.CycleTimeout = cmp.Or(o.CycleTimeout, o.Interval*4/5)
 	o.CycleBytes = cmp.Or(o.CycleBytes, 8<<20)
 	o.BatchBytes = cmp.Or(o.BatchBytes, 1<<20)
+	o.InFlight = cmp.Or(o.InFlight, 2)
 	return &Syncer{
 		o:        o,
 		log:      o.Logger.Named("sync"),
@@ -207,6 +215,7 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 		errs = append(errs, err)
 	}
 	if res.Pulled {
+		s.restore(ctx, res)
 		if err := s.upload(ctx, &res); err != nil {
 			errs = append(errs, err)
 		}
@@ -453,6 +462,43 @@ func (s *Syncer) heldExpiry(ctx context.Context, kind cache.Kind, into expiring)
 	return into.GetExpiresAt().AsTime(), nil
 }
 
+// restore takes the held grants and config back into force after an
+// expiry that contact disproved. A wall clock that jumps ahead counts as
+// time offline (DESIGN decision 5: the part cannot tell a bad NTP step from
+// a long absence), so it can expire documents that the cloud's time, once
+// it answers, shows are still valid. The cloud then has nothing newer to
+// send, and without this the part would stay expired, components stopped,
+// until the cloud renews its documents at half their lifetime, weeks later.
+// Both are verified again on the corrected offline clock; if either is
+// really expired, nothing changes.
+func (s *Syncer) restore(ctx context.Context, res Result) {
+	s.mu.Lock()
+	expired := s.expiredFor != ""
+	s.mu.Unlock()
+	if !expired {
+		return
+	}
+	g, err := s.LoadGrants(ctx)
+	if err != nil || g == nil {
+		return
+	}
+	c, err := s.LoadConfig(ctx)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.expiredFor = ""
+	s.mu.Unlock()
+	s.log.Info("the cloud's time shows the held grants and config are still valid: they are in force again",
+		zap.Uint64("grants_version", g.GetVersion()), zap.Uint64("config_version", c.GetVersion()))
+	if res.NewGrants == 0 && s.o.OnGrants != nil {
+		s.o.OnGrants(ctx, g)
+	}
+	if c != nil && res.NewConfig == 0 && s.o.OnConfig != nil {
+		s.o.OnConfig(ctx, c)
+	}
+}
+
 // ExpiredReason returns why remote access is refused, or "" while in force.
 func (s *Syncer) ExpiredReason() string {
 	s.mu.Lock()
@@ -486,6 +532,11 @@ func (s *Syncer) StoreID(ctx context.Context) (string, error) {
 	return s.storeID, nil
 }
 
+// maxBatchRecords bounds the records of one upload request: well within
+// the cloud's limit (partsync.DefaultLimits allows 10,000), and large enough
+// that a batch of short log lines still fills most of BatchBytes.
+const maxBatchRecords = 4000
+
 // upload sends each stream's backlog in UploadOrder, then blobs, within the
 // cycle's byte budget. It stops at the first failure: a failed batch is sent
 // again, unchanged, next cycle.
@@ -496,58 +547,164 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 	}
 	budget := s.o.CycleBytes
 	for _, st := range UploadOrder {
-		stats, err := s.o.Store.Stats(ctx, st)
-		if err != nil {
-			return fmt.Errorf("upload %s: %w", st, err)
-		}
-		acked := stats.AckedThrough
-		for budget > 0 {
-			entries, err := s.o.Store.Read(ctx, st, acked, 1000, min(budget, s.o.BatchBytes))
-			if err != nil {
-				return fmt.Errorf("upload %s: read backlog: %w", st, err)
-			}
-			if len(entries) == 0 {
-				break
-			}
-			req := &syncv1.UploadRequest{StoreId: storeID, Stream: string(st), Records: make([]*syncv1.Record, 0, len(entries))}
-			size := 0
-			for _, e := range entries {
-				payload := e.Payload
-				if st == cache.StreamGaps {
-					if payload, err = gapRecord(e.Payload); err != nil {
-						return fmt.Errorf("upload gaps: record %d: %w", e.Seq, err)
-					}
-				}
-				size += len(payload)
-				req.Records = append(req.Records, &syncv1.Record{Seq: e.Seq, Time: timestamppb.New(e.Time), Payload: payload})
-			}
-			ans, err := s.o.Client.Upload(ctx, connect.NewRequest(req))
-			if err != nil {
-				return fmt.Errorf("upload %d records of %s: %w", len(entries), st, err)
-			}
-			last := entries[len(entries)-1].Seq
-			through := min(ans.Msg.GetAckedThrough(), last)
-			if through <= acked {
-				// The cloud holds none of it contiguously: something before
-				// this batch is missing there. Stop rather than loop.
-				return fmt.Errorf("upload %s: the cloud acknowledged through %d, nothing past the %d already acknowledged", st, ans.Msg.GetAckedThrough(), acked)
-			}
-			if err := s.o.Store.Ack(ctx, st, through); err != nil {
-				return fmt.Errorf("upload %s: ack through %d: %w", st, through, err)
-			}
-			acked = through
-			for _, e := range entries {
-				if e.Seq <= through {
-					res.Uploaded[st]++
-				}
-			}
-			budget -= size
+		if budget, err = s.uploadStream(ctx, res, storeID, st, budget); err != nil {
+			return err
 		}
 	}
 	if budget > 0 {
 		return s.uploadBlobs(ctx, res, budget)
 	}
 	return nil
+}
+
+// inflight is one upload request on its way to the cloud.
+type inflight struct {
+	seqs []uint64 // the batch's sequence numbers, ascending
+	done chan uploadAnswer
+}
+
+type uploadAnswer struct {
+	ackedThrough uint64
+	err          error
+}
+
+// uploadStream sends the backlog of one stream within budget and returns
+// what is left of it.
+//
+// Up to InFlight batches are on their way at once: while the cloud stores
+// one, the next is read from the store and encoded, and the part deletes
+// what the previous answer acknowledged. Answers are handled strictly in
+// the order the batches were sent, and the part deletes only through the
+// cloud's watermark (the highest sequence it holds with nothing missing
+// before it), so exactly-once does not depend on the order in which the
+// cloud stores concurrent batches: whichever of batches 1..i it stores
+// last answers with a watermark covering all of them, and that answer is
+// handled no later than batch i's. The window is empty before the next
+// stream starts, so streams still reach the cloud in UploadOrder (gap
+// records before the ranges they declare lost).
+func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, st cache.Stream, budget int) (int, error) {
+	stats, err := s.o.Store.Stats(ctx, st)
+	if err != nil {
+		return budget, fmt.Errorf("upload %s: %w", st, err)
+	}
+	acked := stats.AckedThrough // the cloud's watermark, as far as the part knows
+	next := acked               // the last sequence read
+	var sent uint64             // the highest sequence sent
+	ctx, cancel := context.WithCancel(ctx)
+	var window []*inflight
+	defer func() {
+		// A failure leaves the rest of the window unanswered: end those
+		// calls, and wait, so none outlives the cycle.
+		cancel()
+		for _, f := range window {
+			<-f.done
+		}
+	}()
+	// apply acts on an answer: the part deletes through the cloud's
+	// watermark and counts what that confirmed among the batches sent.
+	apply := func(a uploadAnswer, batches ...*inflight) error {
+		// The cloud cannot hold what was never sent; the clamp keeps a
+		// confused cloud from making the part delete unsent records.
+		through := min(a.ackedThrough, sent)
+		if a.err != nil || through <= acked {
+			return nil
+		}
+		if err := s.o.Store.Ack(ctx, st, through); err != nil {
+			return fmt.Errorf("upload %s: ack through %d: %w", st, through, err)
+		}
+		for _, b := range batches {
+			for _, seq := range b.seqs {
+				if seq > acked && seq <= through {
+					res.Uploaded[st]++
+				}
+			}
+		}
+		acked = through
+		return nil
+	}
+	for {
+		for len(window) < s.o.InFlight && budget > 0 {
+			entries, err := s.o.Store.Read(ctx, st, next, maxBatchRecords, min(budget, s.o.BatchBytes))
+			if err != nil {
+				return budget, fmt.Errorf("upload %s: read backlog: %w", st, err)
+			}
+			if len(entries) == 0 {
+				break
+			}
+			req, size, err := uploadRequest(storeID, st, entries)
+			if err != nil {
+				return budget, err
+			}
+			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1)}
+			for i, e := range entries {
+				f.seqs[i] = e.Seq
+			}
+			go func() {
+				ans, err := s.o.Client.Upload(ctx, connect.NewRequest(req))
+				if err != nil {
+					f.done <- uploadAnswer{err: err}
+					return
+				}
+				f.done <- uploadAnswer{ackedThrough: ans.Msg.GetAckedThrough()}
+			}()
+			window = append(window, f)
+			next = f.seqs[len(f.seqs)-1]
+			sent = max(sent, next)
+			budget -= size
+		}
+		if len(window) == 0 {
+			return budget, nil
+		}
+		f := window[0]
+		ans := <-f.done
+		window = window[1:]
+		if ans.err != nil {
+			return budget, fmt.Errorf("upload %d records of %s: %w", len(f.seqs), st, ans.err)
+		}
+		if err := apply(ans, append([]*inflight{f}, window...)...); err != nil {
+			return budget, err
+		}
+		first, last := f.seqs[0], f.seqs[len(f.seqs)-1]
+		switch {
+		case acked >= last:
+		case acked < first:
+			// The cloud holds none of it contiguously: something before
+			// this batch is missing there. Stop rather than loop.
+			return budget, fmt.Errorf("upload %s: the cloud acknowledged through %d, nothing of %d..%d", st, ans.ackedThrough, first, last)
+		default:
+			// It holds the batch in part: wait for what else is on its
+			// way (it may cover the rest), then send again from the
+			// watermark. Repeats are no-ops in the cloud.
+			for len(window) > 0 {
+				g := window[0]
+				a := <-g.done
+				window = window[1:]
+				if err := apply(a, append([]*inflight{g}, window...)...); err != nil {
+					return budget, err
+				}
+			}
+			next = acked
+		}
+	}
+}
+
+// uploadRequest turns entries of st into an upload request and returns it
+// with the payload bytes it carries.
+func uploadRequest(storeID string, st cache.Stream, entries []cache.Entry) (*syncv1.UploadRequest, int, error) {
+	req := &syncv1.UploadRequest{StoreId: storeID, Stream: string(st), Records: make([]*syncv1.Record, 0, len(entries))}
+	size := 0
+	for _, e := range entries {
+		payload := e.Payload
+		if st == cache.StreamGaps {
+			var err error
+			if payload, err = gapRecord(e.Payload); err != nil {
+				return nil, 0, fmt.Errorf("upload gaps: record %d: %w", e.Seq, err)
+			}
+		}
+		size += len(payload)
+		req.Records = append(req.Records, &syncv1.Record{Seq: e.Seq, Time: timestamppb.New(e.Time), Payload: payload})
+	}
+	return req, size, nil
 }
 
 // gapRecord turns the store's gap payload into the wire's GapRecord.

@@ -1,0 +1,557 @@
+// Package cloudtest runs the real outpost-cloud in process for tests, the way
+// tailscale's tests run a test control server: cloud.New over real Badger
+// stores in the test's temporary folder, on an httptest server on loopback,
+// on the clock the test injects. Tests of the daemon, its sync loop and the
+// reliability suite use it instead of building the cloud by hand or faking it.
+//
+// Everything a test does through it goes through the real fleet API with the
+// admin's credentials (provisioning, configs, API keys), so what the cloud
+// signs and sends a part is what production would. What it reads back
+// (Ingested, Ingest) comes from the cloud's own ingest store.
+//
+// Every credential it hands out is remembered; when the test ends, the
+// cloud's log is checked for each of them, and the test fails if a log line
+// holds one (no secret in any log line).
+package cloudtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/signed"
+)
+
+// Options configures New; the zero value is a plain-HTTP cloud on the
+// machine's clock.
+type Options struct {
+	// Clock is the cloud's clock; nil means the machine's. A test that moves
+	// a part's fake clock passes its own fake here (or a second one, when
+	// the part's wall clock is to be wrong while the cloud's is right).
+	Clock clock.Clock
+	// TLS serves HTTPS with a certificate from a private CA made for this
+	// cloud; CAFile is that CA, for the part's ca_file.
+	TLS bool
+	// Hostnames are DNS names the certificate is valid for besides
+	// localhost and the loopback addresses, such as "cloud.outpost.test"
+	// for a test that reaches the cloud by name through a proxy.
+	Hostnames []string
+	// Sync configures the part sync API (poll interval, limits); its Clock
+	// and Logger default to the cloud's.
+	Sync partsync.Options
+	// Log also receives the cloud's log lines; nil keeps them only in
+	// memory, for the secret check and Logs.
+	Log *zap.Logger
+}
+
+// Cloud is a running outpost-cloud. Its fields are set by New and must not
+// be changed.
+type Cloud struct {
+	// URL is the cloud's base URL: http:// or https://127.0.0.1:PORT.
+	URL string
+	// CAFile is a PEM file of the CA that signed the cloud's certificate,
+	// or "" without TLS.
+	CAFile string
+	// Clock is the cloud's clock.
+	Clock clock.Clock
+	// Server is the fleet API server.
+	Server *cloud.Server
+
+	srv     *httptest.Server
+	hc      *http.Client
+	signer  *auth.Signer
+	adminID string
+	ingest  ingest.Store
+	wire    atomic.Int64
+	names   atomic.Int64
+	logs    *lockedBuffer
+	secrets sync.Map // string -> struct{}
+}
+
+// New starts a cloud that stops when tb ends.
+func New(tb testing.TB, opts Options) *Cloud {
+	tb.Helper()
+	ctx := context.Background()
+	c := &Cloud{Clock: opts.Clock, logs: &lockedBuffer{}}
+	if c.Clock == nil {
+		c.Clock = clock.NewReal()
+	}
+	// Registered first, so it runs last: after the server and the stores
+	// have stopped and written their last line.
+	tb.Cleanup(func() { c.checkLogs(tb) })
+
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), c.logs, zap.DebugLevel))
+	if opts.Log != nil {
+		log = zap.New(zapcore.NewTee(log.Core(), opts.Log.Core()))
+	}
+	dir := tb.TempDir()
+	st, err := badgerstore.Open(filepath.Join(dir, "fleet"), log)
+	if err != nil {
+		tb.Fatalf("cloudtest: open the fleet store: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			tb.Errorf("cloudtest: close the fleet store: %v", err)
+		}
+	})
+	signer, _, err := cloud.Bootstrap(ctx, st, dir, c.Clock, log)
+	if err != nil {
+		tb.Fatalf("cloudtest: %v", err)
+	}
+	c.signer = signer
+	tok, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
+	if err != nil {
+		tb.Fatalf("cloudtest: read the admin token: %v", err)
+	}
+	c.remember(strings.TrimSpace(string(tok)))
+	claims, err := signer.Verify(strings.TrimSpace(string(tok)), c.Clock.Now())
+	if err != nil {
+		tb.Fatalf("cloudtest: the admin token Bootstrap wrote does not verify: %v", err)
+	}
+	c.adminID = claims.Subject
+
+	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
+	if err != nil {
+		tb.Fatalf("cloudtest: %v", err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
+	if err != nil {
+		tb.Fatalf("cloudtest: open the ingest store: %v", err)
+	}
+	c.ingest = ing
+	tb.Cleanup(func() {
+		if err := ing.Close(); err != nil {
+			tb.Errorf("cloudtest: close the ingest store: %v", err)
+		}
+	})
+	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync})
+	if err != nil {
+		tb.Fatalf("cloudtest: %v", err)
+	}
+
+	c.srv = httptest.NewUnstartedServer(c.Server.Handler())
+	c.srv.Listener = countingListener{Listener: c.srv.Listener, n: &c.wire}
+	c.srv.Config.ErrorLog = zap.NewStdLog(log.Named("http"))
+	if opts.TLS {
+		pair, caPEM, err := newCertificate(opts.Hostnames)
+		if err != nil {
+			tb.Fatalf("cloudtest: %v", err)
+		}
+		c.CAFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(c.CAFile, caPEM, 0o644); err != nil {
+			tb.Fatalf("cloudtest: write the CA file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		c.srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		c.srv.EnableHTTP2 = true
+		c.srv.StartTLS()
+		c.hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}}
+	} else {
+		c.srv.Start()
+		c.hc = &http.Client{Transport: &http.Transport{}}
+	}
+	c.URL = c.srv.URL
+	tb.Cleanup(func() {
+		c.hc.CloseIdleConnections()
+		// A long poll (a relay's NextOffer on a fake clock) would keep
+		// Close waiting: cut every connection first.
+		c.srv.CloseClientConnections()
+		c.srv.Close()
+	})
+	return c
+}
+
+// Addr is the cloud's host:port on loopback.
+func (c *Cloud) Addr() string { return c.srv.Listener.Addr().String() }
+
+// HTTPClient returns a client that trusts the cloud's certificate.
+func (c *Cloud) HTTPClient() *http.Client { return c.hc }
+
+// Ingest is the cloud's ingest store, for reading back what parts uploaded
+// beyond Ingested's counts (watermarks, lost ranges, blobs).
+func (c *Cloud) Ingest() ingest.Store { return c.ingest }
+
+// WireBytes is how many bytes the cloud has read from its connections:
+// what crossed the wire towards it, after compression (and TLS).
+func (c *Cloud) WireBytes() int64 { return c.wire.Load() }
+
+// DocumentSigner is the key the cloud signs configs and grant bundles with.
+// Only a test that must make what a broken or compromised cloud would send
+// (an expired bundle with a valid signature) has a use for it.
+func (c *Cloud) DocumentSigner() signed.Signer { return c.signer.Documents() }
+
+// AdminToken returns a fresh access token of the cloud's admin, issued now
+// on the cloud's clock, so it is valid however far a fake clock has moved.
+func (c *Cloud) AdminToken(tb testing.TB) string {
+	tb.Helper()
+	tok, _, err := c.signer.Issue(c.adminID, c.Clock.Now(), time.Hour)
+	if err != nil {
+		tb.Fatalf("cloudtest: issue an admin token: %v", err)
+	}
+	c.remember(tok)
+	return tok
+}
+
+// Logs returns the cloud's log so far, one JSON object per line.
+func (c *Cloud) Logs() string { return c.logs.String() }
+
+// Clients are the fleet API's clients, each call carrying one credential.
+type Clients struct {
+	Org      fleetv1connect.OrgServiceClient
+	Location fleetv1connect.LocationServiceClient
+	Machine  fleetv1connect.MachineServiceClient
+	Config   fleetv1connect.ConfigServiceClient
+	APIKey   fleetv1connect.APIKeyServiceClient
+	Role     fleetv1connect.RoleServiceClient
+	Data     fleetv1connect.DataServiceClient
+	Access   fleetv1connect.AccessServiceClient
+	Audit    fleetv1connect.AuditServiceClient
+}
+
+// Admin returns clients acting as the cloud's admin, with a fresh token on
+// every call.
+func (c *Cloud) Admin(tb testing.TB) *Clients {
+	return c.clients(func() string { return c.AdminToken(tb) })
+}
+
+// As returns clients sending token as the bearer: an API key's
+// "ID:SECRET" or a user's access token.
+func (c *Cloud) As(token string) *Clients {
+	c.remember(token)
+	return c.clients(func() string { return token })
+}
+
+func (c *Cloud) clients(token func() string) *Clients {
+	bearer := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token())
+			return next(ctx, req)
+		}
+	}))
+	return &Clients{
+		Org:      fleetv1connect.NewOrgServiceClient(c.hc, c.URL, bearer),
+		Location: fleetv1connect.NewLocationServiceClient(c.hc, c.URL, bearer),
+		Machine:  fleetv1connect.NewMachineServiceClient(c.hc, c.URL, bearer),
+		Config:   fleetv1connect.NewConfigServiceClient(c.hc, c.URL, bearer),
+		APIKey:   fleetv1connect.NewAPIKeyServiceClient(c.hc, c.URL, bearer),
+		Role:     fleetv1connect.NewRoleServiceClient(c.hc, c.URL, bearer),
+		Data:     fleetv1connect.NewDataServiceClient(c.hc, c.URL, bearer),
+		Access:   fleetv1connect.NewAccessServiceClient(c.hc, c.URL, bearer),
+		Audit:    fleetv1connect.NewAuditServiceClient(c.hc, c.URL, bearer),
+	}
+}
+
+// PartOptions describes the part Provision makes.
+type PartOptions struct {
+	// CloudURL is the URL written into the bootstrap file, as the part
+	// reaches the cloud: through a fault proxy, or by a name on the TLS
+	// certificate. Empty means URL.
+	CloudURL string
+	// Config, when set, is the machine's first config revision.
+	Config *configv1.RobotConfig
+}
+
+// Part is a provisioned part: what `outpost part bootstrap` writes for it,
+// and where it sits in the fleet.
+type Part struct {
+	// ID and Secret are the part's credentials.
+	ID, Secret string
+	// MachineID, LocationID and OrgID place it in the fleet.
+	MachineID, LocationID, OrgID string
+	// CloudURL is the cloud's URL from the bootstrap file.
+	CloudURL string
+	// Keys are the cloud's signing keys from the bootstrap file, ready to
+	// verify documents with.
+	Keys signed.Keys
+	// Bootstrap is the bootstrap file's content, with ca_file set to
+	// CAFile on a TLS cloud.
+	Bootstrap *syncv1.Bootstrap
+}
+
+// Provision creates an organization, a location and a machine through the
+// fleet API, optionally gives the machine a config, and bootstraps the
+// machine's main part, as an admin would before installing a robot.
+func (c *Cloud) Provision(tb testing.TB, opts PartOptions) Part {
+	tb.Helper()
+	ctx := context.Background()
+	admin := c.Admin(tb)
+	n := c.names.Add(1)
+	org := must(tb, "create an organization", func() (*fleetv1.CreateOrgResponse, error) {
+		return unwrap(admin.Org.CreateOrg(ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: fmt.Sprintf("org %d", n)})))
+	}).GetOrg()
+	loc := must(tb, "create a location", func() (*fleetv1.CreateLocationResponse, error) {
+		return unwrap(admin.Location.CreateLocation(ctx, connect.NewRequest(&fleetv1.CreateLocationRequest{OrgId: org.GetId(), Name: fmt.Sprintf("site %d", n)})))
+	}).GetLocation()
+	mres := must(tb, "create a machine", func() (*fleetv1.CreateMachineResponse, error) {
+		return unwrap(admin.Machine.CreateMachine(ctx, connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc.GetId(), Name: fmt.Sprintf("robot %d", n)})))
+	})
+	c.remember(mres.GetMainPartSecret())
+	m := mres.GetMachine()
+	if len(m.GetParts()) == 0 {
+		tb.Fatalf("cloudtest: machine/%s was created without a main part", m.GetId())
+	}
+	if opts.Config != nil {
+		c.SetMachineConfig(tb, m.GetId(), opts.Config)
+	}
+	url := opts.CloudURL
+	if url == "" {
+		url = c.URL
+	}
+	boot := must(tb, "bootstrap the main part", func() (*fleetv1.BootstrapPartResponse, error) {
+		return unwrap(admin.Machine.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m.GetParts()[0].GetId(), CloudUrl: url})))
+	}).GetBootstrap()
+	c.remember(boot.GetPartSecret())
+	boot.CaFile = c.CAFile
+	keys, err := signed.KeysFromProto(boot.GetCloudKeys())
+	if err != nil {
+		tb.Fatalf("cloudtest: the bootstrap file's cloud keys: %v", err)
+	}
+	return Part{
+		ID: boot.GetPartId(), Secret: boot.GetPartSecret(),
+		MachineID: m.GetId(), LocationID: loc.GetId(), OrgID: org.GetId(),
+		CloudURL: boot.GetCloudUrl(), Keys: keys, Bootstrap: boot,
+	}
+}
+
+// WriteBootstrap writes the part's bootstrap file into dir as
+// `outpost part bootstrap` output installed with mode 0600, and returns its path.
+func (p Part) WriteBootstrap(tb testing.TB, dir string) string {
+	tb.Helper()
+	raw, err := protojson.Marshal(p.Bootstrap)
+	if err != nil {
+		tb.Fatalf("cloudtest: encode the bootstrap file: %v", err)
+	}
+	path := filepath.Join(dir, "outpostd.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		tb.Fatalf("cloudtest: write the bootstrap file: %v", err)
+	}
+	return path
+}
+
+// SetMachineConfig writes cfg as the machine's next config revision and
+// returns the revision number.
+func (c *Cloud) SetMachineConfig(tb testing.TB, machineID string, cfg *configv1.RobotConfig) uint64 {
+	tb.Helper()
+	ctx := context.Background()
+	admin := c.Admin(tb)
+	cur := must(tb, "read machine/"+machineID+"'s config", func() (*fleetv1.GetMachineConfigResponse, error) {
+		return unwrap(admin.Config.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: machineID})))
+	})
+	rev := must(tb, "update machine/"+machineID+"'s config", func() (*fleetv1.UpdateMachineConfigResponse, error) {
+		return unwrap(admin.Config.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{
+			MachineId: machineID, BaseRevision: cur.GetRevision().GetRevision(), Config: cfg,
+		})))
+	})
+	return rev.GetRevision().GetRevision()
+}
+
+// APIKey is a created API key.
+type APIKey struct {
+	// ID is the key's id.
+	ID string
+	// Token is the credential, "ID:SECRET", sent as a bearer token.
+	Token string
+}
+
+// CreateAPIKey creates a key holding role ("owner" or "operator") on scope
+// ("org/ID", "location/ID" or "machine/ID").
+func (c *Cloud) CreateAPIKey(tb testing.TB, role, scope string) APIKey {
+	tb.Helper()
+	res := must(tb, "create an API key", func() (*fleetv1.CreateAPIKeyResponse, error) {
+		return unwrap(c.Admin(tb).APIKey.CreateAPIKey(context.Background(), connect.NewRequest(&fleetv1.CreateAPIKeyRequest{
+			Name: fmt.Sprintf("key %d", c.names.Add(1)), Role: role, Scope: scope,
+		})))
+	})
+	c.remember(res.GetToken())
+	if _, secret, ok := strings.Cut(res.GetToken(), ":"); ok {
+		c.remember(secret)
+	}
+	return APIKey{ID: res.GetKey().GetId(), Token: res.GetToken()}
+}
+
+// RevokeAPIKey deletes a key and its grants.
+func (c *Cloud) RevokeAPIKey(tb testing.TB, id string) {
+	tb.Helper()
+	must(tb, "revoke API key "+id, func() (*fleetv1.RevokeAPIKeyResponse, error) {
+		return unwrap(c.Admin(tb).APIKey.RevokeAPIKey(context.Background(), connect.NewRequest(&fleetv1.RevokeAPIKeyRequest{KeyId: id})))
+	})
+}
+
+// Streams returns the streams a part uploads, as the cloud names them.
+func Streams() []string {
+	return []string{
+		partsync.StreamAudit, partsync.StreamGaps, partsync.StreamProposals, partsync.StreamLogsWarn,
+		partsync.StreamLogsInfo, partsync.StreamLogsDebug, partsync.StreamCaptures,
+	}
+}
+
+// Ingested returns what the cloud holds of each stream of the part, over
+// all its store incarnations; streams it holds nothing of are left out.
+func (c *Cloud) Ingested(tb testing.TB, partID string) map[string]ingest.Count {
+	tb.Helper()
+	out := map[string]ingest.Count{}
+	for _, st := range Streams() {
+		n, err := c.ingest.Count(context.Background(), partID, st)
+		if err != nil {
+			tb.Fatalf("cloudtest: count %s of part/%s: %v", st, partID, err)
+		}
+		if n != (ingest.Count{}) {
+			out[st] = n
+		}
+	}
+	return out
+}
+
+// remember notes a credential the log must never hold.
+func (c *Cloud) remember(secret string) {
+	// Short strings would match by chance; no credential here is short.
+	if len(secret) >= 12 {
+		c.secrets.Store(secret, struct{}{})
+	}
+}
+
+// checkLogs fails the test if a log line holds a credential it handed out.
+func (c *Cloud) checkLogs(tb testing.TB) {
+	text := c.logs.String()
+	c.secrets.Range(func(k, _ any) bool {
+		if s := k.(string); strings.Contains(text, s) {
+			// Never print the secret itself: this message is a log line too.
+			tb.Errorf("cloudtest: a credential (%d bytes) appears in the cloud's log", len(s))
+		}
+		return true
+	})
+}
+
+func unwrap[T any](res *connect.Response[T], err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+func must[T any](tb testing.TB, what string, call func() (*T, error)) *T {
+	tb.Helper()
+	v, err := call()
+	if err != nil {
+		tb.Fatalf("cloudtest: %s: %v", what, err)
+	}
+	return v
+}
+
+// newCertificate makes a CA and a server certificate it signs for
+// localhost, the loopback addresses and names; it returns the server's key
+// pair and the CA's certificate as PEM. The validity is fixed and wide:
+// the TLS stack checks it against the machine's clock, not the test's.
+func newCertificate(names []string) (tls.Certificate, []byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("make the CA key: %w", err)
+	}
+	notBefore, notAfter := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cloudtest CA"},
+		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("make the CA certificate: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("make the server key: %w", err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "outpost-cloud"},
+		NotBefore: notBefore, NotAfter: notAfter,
+		DNSNames:    append([]string{"localhost"}, names...),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("make the server certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}
+
+// countingListener counts the bytes the server reads.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: conn, n: l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// lockedBuffer is a zap sink several goroutines write to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) Sync() error { return nil }
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
