@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,9 @@ type BlobInfo struct {
 	// Sealed is true once the writer said the blob is complete.
 	Sealed  bool
 	Created time.Time
+	// deleted: the capture naming the blob was deleted on the part; the
+	// blob is invisible and its chunks are being removed (purgeBlobLocked).
+	deleted bool
 }
 
 // MaxChunkBytes bounds one blob chunk.
@@ -58,13 +62,15 @@ func (s *Store) PutBlobChunk(ctx context.Context, id string, offset int64, data 
 	if err := s.checkDisk(); err != nil {
 		return fmt.Errorf("put blob %s chunk: %w", id, err)
 	}
-	bi, err := s.blobInfo(id)
+	bi, err := s.rawBlobInfo(id)
 	if errors.Is(err, ErrNotFound) {
 		bi = BlobInfo{ID: id, Created: s.clk.Now().UTC()}
 	} else if err != nil {
 		return fmt.Errorf("put blob %s chunk: %w", id, err)
 	}
 	switch {
+	case bi.deleted:
+		return fmt.Errorf("put blob %s chunk: the blob was deleted and is being removed: %w", id, ErrBlobOffset)
 	case offset < 0 || offset > bi.Size:
 		return fmt.Errorf("put blob %s chunk at %d, size %d: %w", id, offset, bi.Size, ErrBlobOffset)
 	case offset+int64(len(data)) <= bi.Size:
@@ -156,12 +162,21 @@ func (s *Store) DeleteBlob(ctx context.Context, id string) error {
 	if s.closed.Load() {
 		return fmt.Errorf("delete blob %s: %w", id, ErrClosed)
 	}
-	bi, err := s.blobInfo(id)
+	if err := s.purgeBlobLocked(id); err != nil {
+		return fmt.Errorf("delete blob %s: %w", id, err)
+	}
+	return nil
+}
+
+// purgeBlobLocked removes blob id's chunks and then its meta; a blob that
+// does not exist is a no-op. The caller holds s.mu.
+func (s *Store) purgeBlobLocked(id string) error {
+	bi, err := s.rawBlobInfo(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("delete blob %s: %w", id, err)
+		return err
 	}
 	// Chunks first, in as many transactions as needed, the meta last: a
 	// crash in between leaves a blob whose size still counts what remains.
@@ -175,28 +190,28 @@ func (s *Store) DeleteBlob(ctx context.Context, id string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("delete blob %s: %w", id, err)
+		return err
 	}
 	b := s.newBatch()
 	for _, k := range keys {
 		if b.full() {
 			if err := b.commit(); err != nil {
-				return fmt.Errorf("delete blob %s: %w", id, err)
+				return err
 			}
 			b = s.newBatch()
 		}
 		if err := b.del(k); err != nil {
 			b.discard()
-			return fmt.Errorf("delete blob %s: %w", id, err)
+			return err
 		}
 	}
 	if err := b.del(blobMetaKey(id)); err != nil {
 		b.discard()
-		return fmt.Errorf("delete blob %s: %w", id, err)
+		return err
 	}
 	b.blobs = -bi.Size
 	if err := b.commit(); err != nil {
-		return fmt.Errorf("delete blob %s: %w", id, err)
+		return err
 	}
 	s.noteFreed(bi.Size)
 	return nil
@@ -214,7 +229,17 @@ func (s *Store) BlobInfo(ctx context.Context, id string) (BlobInfo, error) {
 	return bi, nil
 }
 
+// blobInfo is rawBlobInfo without deleted blobs.
 func (s *Store) blobInfo(id string) (BlobInfo, error) {
+	bi, err := s.rawBlobInfo(id)
+	if err == nil && bi.deleted {
+		return BlobInfo{}, ErrNotFound
+	}
+	return bi, err
+}
+
+// rawBlobInfo reads blob id's meta, deleted or not.
+func (s *Store) rawBlobInfo(id string) (BlobInfo, error) {
 	if s.closed.Load() {
 		return BlobInfo{}, ErrClosed
 	}
@@ -241,7 +266,9 @@ func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
 			id := string(item.Key()[1:])
 			err := item.Value(func(v []byte) error {
 				bi, err := decodeBlobMeta(id, v)
-				out = append(out, bi)
+				if !bi.deleted {
+					out = append(out, bi)
+				}
 				return err
 			})
 			if err != nil {
@@ -264,8 +291,12 @@ func (s *Store) ReadBlob(ctx context.Context, id string, offset int64, limit int
 	}
 	var out []byte
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		if _, err := getValue(txn, blobMetaKey(id)); err != nil {
+		v, err := getValue(txn, blobMetaKey(id))
+		if err != nil {
 			return err
+		}
+		if bi, err := decodeBlobMeta(id, v); err != nil || bi.deleted {
+			return cmp.Or(err, ErrNotFound)
 		}
 		// The chunk holding offset is the last one starting at or before it.
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: chunkPrefix(id)})

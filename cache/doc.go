@@ -11,6 +11,10 @@
 //   - append-only streams (logs by level class, captures, audit events, gap
 //     records, proposals): Append assigns the next per-stream sequence number,
 //     Read reads from a cursor, Ack deletes what the cloud confirmed;
+//   - captures still on the part can be tagged or deleted on a person's
+//     request (EditCaptures, DeleteCaptures; see edit.go): an edit rewrites
+//     the record in place, keeping its sequence, and a delete writes a gap
+//     record in the same transaction, so the cloud still counts past it;
 //   - blobs stored in chunks with a resumable upload offset.
 //
 // # Durability
@@ -45,9 +49,10 @@
 //     flushes it has not done is beyond what software can promise). Writes
 //     in flight are lost whole or cut at a record boundary by Badger's
 //     recovery, with the metas in the same transactions as their records.
-//   - Ack, eviction, document, state and blob writes are synced the same
-//     way. An Ack lost to a crash only means records are sent again, which
-//     the cloud treats as a no-op (DESIGN decision 6).
+//   - Ack, eviction, edit, delete, document, state and blob writes are
+//     synced the same way. An Ack lost to a crash only means records are
+//     sent again, which the cloud treats as a no-op (DESIGN decision 6).
+//     TestCrashDuringEdits kills a process that tags, deletes and acks.
 //   - A store Badger cannot open even after its own repair is renamed to
 //     DIR.corrupt-<time> (never deleted), a fresh store starts, and a gap
 //     record plus an error-level log say so. A record that opens but cannot

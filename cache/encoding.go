@@ -178,16 +178,20 @@ func decodeDocument(b []byte) (Document, error) {
 	return d, nil
 }
 
-// blobMeta: version:1 | size uvarint | uploaded uvarint | sealed:1 | reserved:1 | created varint ns
+// blobMeta: version:1 | size uvarint | uploaded uvarint | sealed:1 | deleted:1 | created varint ns
+// (the deleted byte was reserved, always 0, before captures could be deleted)
 func encodeBlobMeta(bi BlobInfo) []byte {
 	b := []byte{encVersion1}
 	b = binary.AppendUvarint(b, uint64(bi.Size))
 	b = binary.AppendUvarint(b, uint64(bi.Uploaded))
-	var sealed byte
+	var sealed, deleted byte
 	if bi.Sealed {
 		sealed = 1
 	}
-	b = append(b, sealed, 0)
+	if bi.deleted {
+		deleted = 1
+	}
+	b = append(b, sealed, deleted)
 	var ns int64
 	if !bi.Created.IsZero() {
 		ns = bi.Created.UnixNano()
@@ -213,7 +217,7 @@ func decodeBlobMeta(id string, b []byte) (BlobInfo, error) {
 	if len(b) < 2 {
 		return BlobInfo{}, fmt.Errorf("%w: blob flags", ErrCorruptRecord)
 	}
-	bi := BlobInfo{ID: id, Size: int64(size), Uploaded: int64(up), Sealed: b[0] == 1}
+	bi := BlobInfo{ID: id, Size: int64(size), Uploaded: int64(up), Sealed: b[0] == 1, deleted: b[1] == 1}
 	ns, n := binary.Varint(b[2:])
 	if n <= 0 {
 		return BlobInfo{}, fmt.Errorf("%w: blob time", ErrCorruptRecord)

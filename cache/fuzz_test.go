@@ -57,6 +57,7 @@ func FuzzDecodeDocument(f *testing.F) {
 func FuzzDecodeBlobMeta(f *testing.F) {
 	f.Add(encodeBlobMeta(BlobInfo{Size: 100, Uploaded: 50, Sealed: true, Created: t0}))
 	f.Add([]byte{1, 5, 6, 0, 0, 0})
+	f.Add(encodeBlobMeta(BlobInfo{Size: 7, Sealed: true, deleted: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		bi, err := decodeBlobMeta("id", b)
 		if err != nil {
@@ -66,7 +67,7 @@ func FuzzDecodeBlobMeta(f *testing.F) {
 			t.Fatalf("decoded impossible blob %+v", bi)
 		}
 		bi2, err := decodeBlobMeta("id", encodeBlobMeta(bi))
-		if err != nil || bi2.Size != bi.Size || bi2.Uploaded != bi.Uploaded || bi2.Sealed != bi.Sealed || !bi2.Created.Equal(bi.Created) {
+		if err != nil || bi2.Size != bi.Size || bi2.Uploaded != bi.Uploaded || bi2.Sealed != bi.Sealed || bi2.deleted != bi.deleted || !bi2.Created.Equal(bi.Created) {
 			t.Fatalf("round trip: %+v -> %+v, %v", bi, bi2, err)
 		}
 	})

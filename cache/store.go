@@ -112,7 +112,8 @@ type Store struct {
 	// DropPrefix, which refuses concurrent writes.
 	mu    sync.Mutex
 	meta  map[Stream]*streamMeta
-	blobs int64 // bytes of blob chunks present
+	blobs int64    // bytes of blob chunks present
+	purge []string // deleted blobs found by load, removed by Open
 }
 
 // Open opens (or creates) the store in dir. A directory held by another
@@ -190,6 +191,18 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
+	// Blobs of captures deleted just before a crash lost their chunks
+	// only in part; the chunks go now.
+	for _, id := range s.purge {
+		// A failure leaves the blob invisible and counted; the next Open
+		// tries again. It is no reason to stay down.
+		if err := s.purgeBlobLocked(id); err != nil {
+			log.Warn("could not remove the chunks of a deleted blob", zap.String("blob", id), zap.Error(err))
+			continue
+		}
+		log.Info("removed the rest of a blob deleted before a restart", zap.String("blob", id))
+	}
+	s.purge = nil
 	if movedTo != "" {
 		if err := s.writeGaps([]Gap{{
 			Reason: "store corrupted; moved aside to " + movedTo,
@@ -365,6 +378,9 @@ func (s *Store) load() error {
 			err := it.Item().Value(func(v []byte) error {
 				bi, err := decodeBlobMeta(string(it.Item().Key()[1:]), v)
 				s.blobs += bi.Size
+				if bi.deleted {
+					s.purge = append(s.purge, bi.ID)
+				}
 				return err
 			})
 			if err != nil {

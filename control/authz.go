@@ -75,6 +75,17 @@ func callerOf(ctx context.Context) *caller {
 	return c
 }
 
+// CallerRef names who makes the call ctx belongs to: "user/ID",
+// "apikey/ID", or "local/UID" for the break-glass socket. Dependencies use
+// it to record who did something, such as the gap record of a deletion;
+// it is "" outside a call the authorizer let through.
+func CallerRef(ctx context.Context) string {
+	if c := callerOf(ctx); c != nil {
+		return c.ref
+	}
+	return ""
+}
+
 // authorizer is the one interceptor every transport goes through: it
 // authenticates the caller, decides the procedure's rule with rbac over the
 // current grant bundle, audits, and only then hands the request on. It works

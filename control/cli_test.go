@@ -60,6 +60,8 @@ func TestCLI(t *testing.T) {
 		{[]string{"restart"}, "restarting"},
 		{[]string{"data", "ls"}, "cam"},
 		{[]string{"data", "export", "--out", filepath.Join(home, "export")}, "exported 2 captures"},
+		{[]string{"data", "tag", "1", "--add", "checked"}, "tags changed on 1 of 1 captures"},
+		{[]string{"data", "rm", "2", "--yes"}, "deleted 1 of 1 captures"},
 		{[]string{"--webrtc", "whoami"}, "webrtc"},
 	} {
 		if out := run(false, append([]string{"robot", owner}, tc.args...)...); !strings.Contains(out, tc.want) {
@@ -71,5 +73,8 @@ func TestCLI(t *testing.T) {
 	}
 	if out := run(true, "robot", operator, "--webrtc", "config"); !strings.Contains(out, "permission_denied") {
 		t.Errorf("operator config over webrtc: %s", out)
+	}
+	if out := run(true, "robot", operator, "data", "rm", "1", "--yes"); !strings.Contains(out, "may not data.edit") {
+		t.Errorf("operator deletes a capture: %s", out)
 	}
 }

@@ -2,6 +2,10 @@ package control
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -488,5 +492,111 @@ func TestSessionBudget(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("no abort past the session budget")
+	}
+}
+
+// TestCaptureEdits: tags and deletions are data.edit, for owners: an
+// operator is refused with the seed's reason and the refusal is audited;
+// an owner's edit is audited and reaches Data with who made it; requests
+// out of bounds never reach Data.
+func TestCaptureEdits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	op, owner := e.grpc(e.creds.key(opKey)), e.grpc(e.creds.key(ownerKey))
+	tag := &controlv1.TagCapturesRequest{Ids: []uint64{1, 2}, Add: []string{"reviewed"}}
+	_, err := op.control.TagCaptures(ctx, connect.NewRequest(tag))
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodePermissionDenied ||
+		!strings.Contains(ce.Message(), "apikey/"+opKey+" may not data.edit machine/m1: as operator") {
+		t.Fatalf("operator tags: %v", err)
+	}
+	_, err = op.control.DeleteCaptures(ctx, connect.NewRequest(&controlv1.DeleteCapturesRequest{Ids: []uint64{1}}))
+	if codeOf(err) != connect.CodePermissionDenied {
+		t.Fatalf("operator deletes: %v", err)
+	}
+	// state reads what Data holds: tags of capture 1, captures, deleters.
+	state := func() (int, int, []string) {
+		e.data.mu.Lock()
+		defer e.data.mu.Unlock()
+		return len(e.data.caps[1].GetTags()), len(e.data.caps), slices.Clone(e.data.deletedBy)
+	}
+	if tags, n, _ := state(); n != 2 || tags != 0 {
+		t.Fatal("a refused edit changed the data")
+	}
+
+	res, err := owner.control.TagCaptures(ctx, connect.NewRequest(tag))
+	if err != nil || res.Msg.GetChanged() != 2 {
+		t.Fatalf("owner tags: %v, %v", res, err)
+	}
+	del, err := owner.control.DeleteCaptures(ctx, connect.NewRequest(&controlv1.DeleteCapturesRequest{Ids: []uint64{2, 3}}))
+	if err != nil || del.Msg.GetDeleted() != 1 {
+		t.Fatalf("owner deletes: %v, %v", del, err)
+	}
+	if _, _, by := state(); !slices.Equal(by, []string{"apikey/" + ownerKey}) {
+		t.Fatalf("Data was told the deletion was by %q", by)
+	}
+	var got []string
+	for _, ev := range e.audit.all() {
+		got = append(got, fmt.Sprintf("%s %s %v", ev.GetSubject(), path.Base(ev.GetProcedure()), ev.GetAllowed()))
+	}
+	want := []string{"apikey/" + opKey + " TagCaptures false", "apikey/" + opKey + " DeleteCaptures false",
+		"apikey/" + ownerKey + " TagCaptures true", "apikey/" + ownerKey + " DeleteCaptures true"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("audit events %q, want %q", got, want)
+	}
+
+	many := make([]uint64, maxCapturesPerEdit+1)
+	for i := range many {
+		many[i] = uint64(i + 1)
+	}
+	for _, bad := range []*controlv1.TagCapturesRequest{
+		{Ids: []uint64{1}},
+		{Ids: []uint64{0}, Add: []string{"x"}},
+		{Add: []string{"x"}},
+		{Ids: many, Add: []string{"x"}},
+		{Ids: []uint64{1}, Add: []string{"a,b"}},
+		{Ids: []uint64{1}, Remove: []string{""}},
+		{Ids: []uint64{1}, Add: []string{strings.Repeat("x", maxTagLen+1)}},
+		{Ids: []uint64{1}, Add: []string{"bell\a"}},
+		{Ids: []uint64{1}, Add: make([]string, maxTagsPerEdit+1)},
+	} {
+		if _, err := owner.control.TagCaptures(ctx, connect.NewRequest(bad)); codeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("TagCaptures(%v): %v, want invalid_argument", bad, err)
+		}
+	}
+	for _, ids := range [][]uint64{nil, {0}, many} {
+		if _, err := owner.control.DeleteCaptures(ctx, connect.NewRequest(&controlv1.DeleteCapturesRequest{Ids: ids})); codeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("DeleteCaptures of %d ids: %v, want invalid_argument", len(ids), err)
+		}
+	}
+	if tags, _, by := state(); len(by) != 1 || tags != 1 {
+		t.Fatal("a request out of bounds reached Data")
+	}
+}
+
+// TestExportSkipsCapturesGoneSinceTheListing: exporting "every capture"
+// exports those still on the part when each is read; one uploaded or
+// deleted meanwhile is skipped, while one named by id is an error.
+func TestExportSkipsCapturesGoneSinceTheListing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.data.mu.Lock()
+	e.data.vanish = []uint64{2}
+	e.data.mu.Unlock()
+	owner := e.grpc(e.creds.key(ownerKey))
+	s, err := owner.control.ExportCaptures(ctx, connect.NewRequest(&controlv1.ExportCapturesRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for s.Receive() {
+		got = append(got, s.Msg().GetInfo().GetId())
+	}
+	if err := s.Err(); err != nil || !slices.Equal(got, []uint64{1}) {
+		t.Fatalf("export of every capture: %v, %v; want capture 1 only", got, err)
+	}
+	err = drain(owner.control.ExportCaptures(ctx, connect.NewRequest(&controlv1.ExportCapturesRequest{Ids: []uint64{1, 2}})))
+	if codeOf(err) != connect.CodeNotFound {
+		t.Fatalf("export of a capture named but gone: %v, want not_found", err)
 	}
 }

@@ -98,9 +98,14 @@ type Data interface {
 	ListCaptures(ctx context.Context, component string, limit int) ([]*controlv1.CaptureInfo, error)
 	// ReadCapture returns one capture and its data.
 	ReadCapture(ctx context.Context, id uint64) (*controlv1.CaptureInfo, []byte, error)
-	// TagCaptures adds and removes tags, returning how many captures changed.
+	// TagCaptures adds and removes tags (a tag in both is removed) on the
+	// captures still on the part, returning how many changed. The ids (1 to
+	// 1000, none 0) and tags were validated. The changed captures go to the
+	// cloud with their new tags.
 	TagCaptures(ctx context.Context, ids []uint64, add, remove []string) (int, error)
-	// DeleteCaptures deletes captures, returning how many were deleted.
+	// DeleteCaptures deletes captures still on the part, returning how many
+	// were deleted; the ids were validated. The cloud is told they are gone
+	// (a gap record naming who deleted them: CallerRef(ctx)), never the data.
 	DeleteCaptures(ctx context.Context, ids []uint64) (int, error)
 }
 

@@ -3,7 +3,10 @@ package control
 import (
 	"bytes"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -115,6 +118,37 @@ func FuzzRequestHead(f *testing.F) {
 		}
 		if req.Header.Get("Authorization") != "" {
 			t.Fatal("a channel request kept an Authorization header")
+		}
+	})
+}
+
+// FuzzValidTagEdit: tag edits are outside input; whatever validTagEdit
+// accepts is within the cloud's bounds, and it never panics.
+func FuzzValidTagEdit(f *testing.F) {
+	f.Add(uint64(1), "reviewed", "", 1)
+	f.Add(uint64(0), "", "a,b", 2000)
+	f.Add(uint64(7), "\x00", "é", 3)
+	f.Fuzz(func(t *testing.T, id uint64, add, remove string, n int) {
+		m := &controlv1.TagCapturesRequest{}
+		for i := range min(max(n, 0), 1100) {
+			m.Ids = append(m.Ids, id+uint64(i))
+		}
+		if add != "" {
+			m.Add = strings.Split(add, "|")
+		}
+		if remove != "" {
+			m.Remove = strings.Split(remove, "|")
+		}
+		if validTagEdit(m) != nil {
+			return
+		}
+		if len(m.Ids) == 0 || len(m.Ids) > maxCapturesPerEdit || slices.Contains(m.Ids, 0) {
+			t.Fatalf("accepted ids %d..(%d)", id, len(m.Ids))
+		}
+		for _, tag := range append(m.Add, m.Remove...) {
+			if tag == "" || len(tag) > maxTagLen || !utf8.ValidString(tag) || strings.Contains(tag, ",") {
+				t.Fatalf("accepted tag %q", tag)
+			}
 		}
 	})
 }

@@ -216,9 +216,11 @@ func (l *memLogs) Follow(ctx context.Context, _ string) (<-chan *controlv1.LogEn
 }
 
 type memData struct {
-	mu   sync.Mutex
-	caps map[uint64]*controlv1.CaptureInfo
-	data map[uint64][]byte
+	mu        sync.Mutex
+	caps      map[uint64]*controlv1.CaptureInfo
+	data      map[uint64][]byte
+	deletedBy []string // CallerRef of each DeleteCaptures call
+	vanish    []uint64 // captures ListCaptures lists and then removes (an upload in between)
 }
 
 func (d *memData) ListCaptures(_ context.Context, component string, limit int) ([]*controlv1.CaptureInfo, error) {
@@ -231,6 +233,9 @@ func (d *memData) ListCaptures(_ context.Context, component string, limit int) (
 		}
 	}
 	slices.SortFunc(out, func(a, b *controlv1.CaptureInfo) int { return int(b.GetId()) - int(a.GetId()) })
+	for _, id := range d.vanish {
+		delete(d.caps, id)
+	}
 	return out[:min(limit, len(out))], nil
 }
 
@@ -257,9 +262,10 @@ func (d *memData) TagCaptures(_ context.Context, ids []uint64, add, remove []str
 	return n, nil
 }
 
-func (d *memData) DeleteCaptures(_ context.Context, ids []uint64) (int, error) {
+func (d *memData) DeleteCaptures(ctx context.Context, ids []uint64) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.deletedBy = append(d.deletedBy, CallerRef(ctx))
 	n := 0
 	for _, id := range ids {
 		if _, ok := d.caps[id]; ok {

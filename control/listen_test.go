@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,15 @@ func TestListenLocalServesOnlyLoopback(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve after cancel: %v", err)
+	}
+}
+
+// TestListenSocketPathTooLong: a runtime folder too deep for a Unix socket
+// is refused with what to do, not the kernel's bare "invalid argument".
+func TestListenSocketPathTooLong(t *testing.T) {
+	path := "/tmp/" + strings.Repeat("d", 120) + "/control.sock"
+	_, err := ListenSocket(path, DefaultSocketGroup)
+	if err == nil || !strings.Contains(err.Error(), "choose a shorter --runtime-dir") {
+		t.Fatalf("ListenSocket(%d-byte path) = %v, want the path-length error", len(path), err)
 	}
 }

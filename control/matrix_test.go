@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +119,17 @@ func calls() []call {
 	}
 }
 
+// actionOf is each call's rule, written out by hand from control.proto and
+// components.proto: a refusal names it (rbac's reason quotes the seed).
+var actionOf = map[string]string{
+	"Health": "public", "Status": "authenticated", "WhoAmI": "authenticated", "Offer": "authenticated",
+	"ListResources": "machine.control", "GetStatus": "machine.control", "DoCommand": "machine.control",
+	"SensorReadings": "machine.control", "CameraImage": "machine.control", "Stop": "machine.control",
+	"StopAll": "machine.control", "GetConfig": "machine.view", "EditConfig": "machine.config.edit",
+	"TailLogs": "machine.view", "FollowLogs": "machine.view", "Restart": "machine.restart",
+	"ListCaptures": "data.view", "ExportCaptures": "data.export", "TagCaptures": "data.edit", "DeleteCaptures": "data.edit",
+}
+
 // operatorMay is the seed's operator column for this API, written out by
 // hand (not computed with rbac): "see and use only the CONTROL tab", plus
 // the data rows where the operator cell says Yes (view, export).
@@ -184,6 +196,13 @@ func runCalls(t *testing.T, e *env, c clients, want func(string) connect.Code) {
 		cancel()
 		if got := codeOf(err); got != want(cl.name) {
 			t.Errorf("%s: got %v (%v), want %v", cl.name, got, err, want(cl.name))
+		} else if got == connect.CodePermissionDenied {
+			// A subject holding a role is told the action it may not take
+			// and who may (the seed's columns); one holding none, that.
+			msg := err.(*connect.Error).Message()
+			if !strings.Contains(msg, "holds no grant") && (!strings.Contains(msg, "may not "+actionOf[cl.name]) || !strings.Contains(msg, "owner")) {
+				t.Errorf("%s: refused with %q, which does not say that %s is not allowed to the caller and who may", cl.name, msg, actionOf[cl.name])
+			}
 		}
 		e.clock.Advance(time.Minute)
 	}

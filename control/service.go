@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -162,7 +165,8 @@ func (v *service) ListCaptures(ctx context.Context, req *connect.Request[control
 
 func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[controlv1.ExportCapturesRequest], stream *connect.ServerStream[controlv1.ExportCapturesResponse]) error {
 	ids := req.Msg.GetIds()
-	if len(ids) == 0 {
+	listed := len(ids) == 0
+	if listed {
 		caps, err := v.s.opts.Data.ListCaptures(ctx, req.Msg.GetComponent(), maxCaptures)
 		if err != nil {
 			return internal("list captures", err)
@@ -173,6 +177,11 @@ func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[contr
 	}
 	for _, id := range ids {
 		info, data, err := v.s.opts.Data.ReadCapture(ctx, id)
+		if listed && connect.CodeOf(err) == connect.CodeNotFound {
+			// Uploaded, evicted or deleted since the listing: "every
+			// capture" means every one still on the part.
+			continue
+		}
 		if err != nil {
 			return internal(fmt.Sprintf("read capture %d", id), err)
 		}
@@ -184,6 +193,9 @@ func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[contr
 }
 
 func (v *service) TagCaptures(ctx context.Context, req *connect.Request[controlv1.TagCapturesRequest]) (*connect.Response[controlv1.TagCapturesResponse], error) {
+	if err := validTagEdit(req.Msg); err != nil {
+		return nil, err
+	}
 	n, err := v.s.opts.Data.TagCaptures(ctx, req.Msg.GetIds(), req.Msg.GetAdd(), req.Msg.GetRemove())
 	if err != nil {
 		return nil, internal("tag captures", err)
@@ -192,11 +204,57 @@ func (v *service) TagCaptures(ctx context.Context, req *connect.Request[controlv
 }
 
 func (v *service) DeleteCaptures(ctx context.Context, req *connect.Request[controlv1.DeleteCapturesRequest]) (*connect.Response[controlv1.DeleteCapturesResponse], error) {
+	if err := validCaptureIDs(req.Msg.GetIds()); err != nil {
+		return nil, err
+	}
 	n, err := v.s.opts.Data.DeleteCaptures(ctx, req.Msg.GetIds())
 	if err != nil {
 		return nil, internal("delete captures", err)
 	}
 	return connect.NewResponse(&controlv1.DeleteCapturesResponse{Deleted: uint32(n)}), nil
+}
+
+// Bounds of tag and delete requests. They are the cloud's (its data API
+// takes the same tags), so a tag the part accepts is one the cloud keeps.
+const (
+	maxTagLen          = 64
+	maxTagsPerEdit     = 32
+	maxCapturesPerEdit = 1000
+)
+
+// validTagEdit checks a TagCaptures request.
+func validTagEdit(m *controlv1.TagCapturesRequest) error {
+	if err := validCaptureIDs(m.GetIds()); err != nil {
+		return err
+	}
+	if len(m.GetAdd())+len(m.GetRemove()) == 0 {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("tag captures: add or remove at least one tag"))
+	}
+	for _, f := range []struct {
+		name string
+		tags []string
+	}{{"add", m.GetAdd()}, {"remove", m.GetRemove()}} {
+		if len(f.tags) > maxTagsPerEdit {
+			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("tag captures: %s: at most %d tags", f.name, maxTagsPerEdit))
+		}
+		for i, t := range f.tags {
+			if t == "" || len(t) > maxTagLen || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return !unicode.IsPrint(r) || r == ',' }) {
+				return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("tag captures: %s[%d]: a tag is 1 to %d printable characters without commas", f.name, i, maxTagLen))
+			}
+		}
+	}
+	return nil
+}
+
+// validCaptureIDs checks the capture ids of a tag or delete request.
+func validCaptureIDs(ids []uint64) error {
+	if len(ids) == 0 || len(ids) > maxCapturesPerEdit {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("name 1 to %d captures by id (%d given)", maxCapturesPerEdit, len(ids)))
+	}
+	if slices.Contains(ids, 0) {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("capture ids start at 1"))
+	}
+	return nil
 }
 
 // internal wraps a dependency's failure, keeping its connect code when it has one.

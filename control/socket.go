@@ -14,6 +14,10 @@ import (
 // DefaultSocketPath is the break-glass socket (systemd's RuntimeDirectory).
 const DefaultSocketPath = "/run/outpost/control.sock"
 
+// maxSocketPath is the longest Unix socket path Linux takes: sun_path is
+// 108 bytes, one of them the terminating NUL.
+const maxSocketPath = 107
+
 // DefaultSocketGroup is the group whose members may use the socket.
 const DefaultSocketGroup = "outpost"
 
@@ -23,6 +27,10 @@ const DefaultSocketGroup = "outpost"
 // accept, because a socket can be passed around: root, the daemon's own
 // user, and members of group are let in; others are closed at once.
 func ListenSocket(path, group string) (net.Listener, error) {
+	// The kernel's answer to a long path is a bare EINVAL; say what to do.
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("break-glass socket %s: the path is %d bytes, and a Unix socket's may be at most %d: choose a shorter --runtime-dir", path, len(path), maxSocketPath)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
 	}

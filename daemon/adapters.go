@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -252,22 +254,100 @@ func (d captureData) ReadCapture(ctx context.Context, id uint64) (*controlv1.Cap
 		return nil, nil, fmt.Errorf("read capture %d: %w", id, err)
 	}
 	if len(es) == 0 || es[0].Seq != id {
-		return nil, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("capture %d is not on the part: it was uploaded and acknowledged, evicted, or never existed", id))
+		return nil, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("capture %d is not on the part: it was uploaded and acknowledged, evicted, deleted, or never existed", id))
 	}
 	info, data := captureInfo(es[0])
 	return info, data, nil
 }
 
-// errEditCaptures is why tag and delete are refused: the store's streams
-// are append-only (package cache has no in-place edit or single delete).
-var errEditCaptures = connect.NewError(connect.CodeUnimplemented, errors.New("tagging and deleting captures on the part is not supported yet: the store's capture stream is append-only"))
+// maxCaptureTags bounds the tags one capture carries after edits on the
+// part, so repeated edits cannot grow a record without limit.
+const maxCaptureTags = 256
 
-func (d captureData) TagCaptures(context.Context, []uint64, []string, []string) (int, error) {
-	return 0, errEditCaptures
+// TagCaptures rewrites the captures' syncv1.Capture with the new tags, in
+// the store, so the upload carries them (the tags field of the sync
+// contract; the captured data itself is left as it was). Tags are added in
+// order, and a tag both added and removed is removed, as the cloud does.
+func (d captureData) TagCaptures(ctx context.Context, ids []uint64, add, remove []string) (int, error) {
+	res, err := d.store.EditCaptures(ctx, ids, func(seq uint64, payload []byte) ([]byte, error) {
+		var cp syncv1.Capture
+		if err := proto.Unmarshal(payload, &cp); err != nil {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("capture %d is not a readable capture record, so it cannot be tagged: %w", seq, err))
+		}
+		tags := editTags(cp.GetTags(), add, remove)
+		if slices.Equal(tags, cp.GetTags()) {
+			return payload, nil
+		}
+		if len(tags) > maxCaptureTags {
+			return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("capture %d would carry %d tags; at most %d", seq, len(tags), maxCaptureTags))
+		}
+		cp.Tags = tags
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&cp)
+		if err != nil {
+			return nil, fmt.Errorf("encode capture %d: %w", seq, err)
+		}
+		return b, nil
+	})
+	if err != nil {
+		return len(res.Changed), fmt.Errorf("tag captures (%d changed before the failure): %w", len(res.Changed), err)
+	}
+	if noneOnPart(res, ids) {
+		return 0, notOnPart(res.Missing)
+	}
+	return len(res.Changed), nil
 }
 
-func (d captureData) DeleteCaptures(context.Context, []uint64) (int, error) {
-	return 0, errEditCaptures
+// editTags applies an edit to a capture's tags.
+func editTags(orig, add, remove []string) []string {
+	out := make([]string, 0, len(orig)+len(add))
+	for _, t := range append(slices.Clone(orig), add...) {
+		if !slices.Contains(out, t) && !slices.Contains(remove, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// DeleteCaptures deletes captures and their blobs from the store; its gap
+// record tells the cloud they were deleted on the part, and by whom.
+func (d captureData) DeleteCaptures(ctx context.Context, ids []uint64) (int, error) {
+	by := cmp.Or(control.CallerRef(ctx), "an unknown caller")
+	res, err := d.store.DeleteCaptures(ctx, ids, "deleted on the part by "+by, func(payload []byte) string {
+		var cp syncv1.Capture
+		if proto.Unmarshal(payload, &cp) != nil {
+			return ""
+		}
+		return cp.GetBlobId()
+	})
+	if err != nil {
+		return len(res.Changed), fmt.Errorf("delete captures (%d deleted before the failure): %w", len(res.Changed), err)
+	}
+	if noneOnPart(res, ids) {
+		return 0, notOnPart(res.Missing)
+	}
+	return len(res.Changed), nil
+}
+
+// noneOnPart says none of ids is on the part.
+func noneOnPart(res cache.EditResult, ids []uint64) bool {
+	u := slices.Clone(ids)
+	slices.Sort(u)
+	return len(res.Changed) == 0 && len(res.Missing) == len(slices.Compact(u))
+}
+
+// notOnPart is the answer when none of the captures named is on the part.
+func notOnPart(ids []uint64) error {
+	shown := ids[:min(len(ids), 10)]
+	more := ""
+	if len(ids) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(ids)-len(shown))
+	}
+	what := "captures %s%s are"
+	if len(ids) == 1 {
+		what = "capture %s%s is"
+	}
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf(what+" not on the part: uploaded and acknowledged, evicted, deleted, or never made",
+		strings.Trim(fmt.Sprint(shown), "[]"), more))
 }
 
 // syncStateProto maps sync's states to the control API's.

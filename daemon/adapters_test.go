@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,8 +161,116 @@ func TestCaptureData(t *testing.T) {
 			t.Errorf("ReadCapture(%d): %v, want not_found", id, err)
 		}
 	}
-	if _, err := d.TagCaptures(ctx, []uint64{300}, []string{"x"}, nil); connect.CodeOf(err) != connect.CodeUnimplemented {
-		t.Errorf("TagCaptures: %v, want unimplemented", err)
+}
+
+// TestCaptureDataTagsAndDeletes edits captures in a real store: tags
+// travel in the record (what the upload reads), list and export show them,
+// deleted captures and their blobs are gone and a gap record declares
+// them, and ids no longer on the part are said to be so.
+func TestCaptureDataTagsAndDeletes(t *testing.T) {
+	st := openStore(t, clock.NewFake(epoch))
+	ctx := context.Background()
+	sink := CaptureSink{st}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(sink.PutBlobChunk(ctx, "image/cam/1", 0, []byte("jpeg bytes")))
+	must(sink.SealBlob(ctx, "image/cam/1"))
+	for i := 1; i <= 6; i++ {
+		c := capture.Capture{Kind: "method", Component: "imu", Method: "readings", Tick: uint64(i), Tags: []string{"field"}, Data: map[string]any{"x": i}}
+		if i == 3 {
+			c = capture.Capture{Kind: "method", Component: "cam", Method: "image", Tick: 3, BlobID: "image/cam/1", MimeType: "image/jpeg"}
+		}
+		b, _ := json.Marshal(c)
+		_, err := sink.Append(ctx, capture.StreamCaptures, capture.Record{Payload: b, Priority: 2})
+		must(err)
+	}
+	must(st.Ack(ctx, cache.StreamCaptures, 1)) // capture 1 is in the cloud
+	d := captureData{st}
+
+	n, err := d.TagCaptures(ctx, []uint64{1, 2, 3, 4}, []string{"reviewed", "field", "bad"}, []string{"bad", "field"})
+	if err != nil || n != 3 {
+		t.Fatalf("TagCaptures = %d, %v; want 3 changed", n, err)
+	}
+	if n, err := d.TagCaptures(ctx, []uint64{2, 3}, []string{"reviewed"}, nil); err != nil || n != 0 {
+		t.Fatalf("tagging again = %d, %v; want 0 changed", n, err)
+	}
+	if _, err := d.TagCaptures(ctx, []uint64{1, 1, 99}, []string{"x"}, nil); connect.CodeOf(err) != connect.CodeNotFound ||
+		!strings.Contains(err.Error(), "1 99 are not on the part") {
+		t.Fatalf("tagging captures not on the part: %v", err)
+	}
+	n, err = d.DeleteCaptures(ctx, []uint64{3, 4, 50})
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteCaptures = %d, %v; want 2", n, err)
+	}
+	if _, err := d.DeleteCaptures(ctx, []uint64{3, 4}); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("deleting again: %v, want not_found", err)
+	}
+
+	list, err := d.ListCaptures(ctx, "", 100)
+	must(err)
+	var got []string
+	for _, c := range list {
+		got = append(got, fmt.Sprintf("%d %s %v", c.GetId(), c.GetComponent(), c.GetTags()))
+	}
+	if want := []string{"6 imu [field]", "5 imu [field]", "2 imu [reviewed]"}; !slices.Equal(got, want) {
+		t.Fatalf("list %q, want %q", got, want)
+	}
+	info, data, err := d.ReadCapture(ctx, 2)
+	var c capture.Capture
+	if err != nil || !slices.Equal(info.GetTags(), []string{"reviewed"}) || json.Unmarshal(data, &c) != nil || c.Tick != 2 {
+		t.Fatalf("ReadCapture(2) = %v, %s, %v", info, data, err)
+	}
+	if _, _, err := d.ReadCapture(ctx, 3); connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("ReadCapture of a deleted capture: %v", err)
+	}
+	// The upload reads the tagged record: the wire's syncv1.Capture.
+	es, err := st.Read(ctx, cache.StreamCaptures, 1, 1, 0)
+	must(err)
+	var cp syncv1.Capture
+	must(proto.Unmarshal(es[0].Payload, &cp))
+	if es[0].Seq != 2 || !slices.Equal(cp.GetTags(), []string{"reviewed"}) || cp.GetComponent() != "imu" || cp.GetPriority() != 2 {
+		t.Fatalf("the record uploaded for capture 2 is %v", &cp)
+	}
+	// The cloud is told, and the blob of the image will never be sent.
+	gs, err := st.Read(ctx, cache.StreamGaps, 0, 10, 0)
+	must(err)
+	if len(gs) != 1 {
+		t.Fatalf("%d gap records, want 1", len(gs))
+	}
+	g, err := cache.DecodeGap(gs[0].Payload)
+	if err != nil || g.Stream != cache.StreamCaptures || g.From != 3 || g.Through != 4 || g.Count != 2 ||
+		g.Reason != "deleted on the part by an unknown caller" {
+		t.Fatalf("gap record %+v, %v", g, err)
+	}
+	if blobs, _ := st.Blobs(ctx); len(blobs) != 0 {
+		t.Fatalf("blobs %v left after deleting the capture naming them", blobs)
+	}
+}
+
+// TestTagLimitPerCapture: edits cannot grow a capture's tags without end.
+func TestTagLimitPerCapture(t *testing.T) {
+	st := openStore(t, clock.NewFake(epoch))
+	ctx := context.Background()
+	b, _ := json.Marshal(capture.Capture{Kind: "method", Component: "imu", Method: "readings"})
+	if _, err := (CaptureSink{st}).Append(ctx, capture.StreamCaptures, capture.Record{Payload: b}); err != nil {
+		t.Fatal(err)
+	}
+	d := captureData{st}
+	for i := 0; i < maxCaptureTags; i += 32 {
+		var add []string
+		for j := range 32 {
+			add = append(add, fmt.Sprint("t", i+j))
+		}
+		if _, err := d.TagCaptures(ctx, []uint64{1}, add, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.TagCaptures(ctx, []uint64{1}, []string{"one-more"}, nil); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("tag %d on one capture: %v, want invalid_argument", maxCaptureTags+1, err)
 	}
 }
 

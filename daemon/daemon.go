@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/proto"
@@ -113,6 +114,11 @@ type Options struct {
 	FinalSync time.Duration
 	// SyncInterval is the time between sync cycles; 0 means sync's default.
 	SyncInterval time.Duration
+	// WebRTCSettings adjusts pion's settings for every WebRTC session the
+	// control plane answers, on the LAN or relayed by the cloud; nil keeps
+	// pion's defaults. control.LoopbackICE keeps sessions on this machine
+	// (tests).
+	WebRTCSettings func(*webrtc.SettingEngine)
 	// OnReady is called once the daemon told systemd it is ready, with the
 	// addresses it listens on (tests use it to find ports chosen by the OS).
 	OnReady func(Endpoints)
@@ -460,7 +466,7 @@ func (d *daemon) startControl(ctx context.Context) error {
 	ctl, err := control.New(ctx, control.Options{
 		Clock: offlineTime{Clock: d.clk, offline: d.offline}, Logger: d.log, Version: d.o.Version, PartID: d.partID,
 		Grants: &d.grants, Audit: auditLog{d.store}, Certs: certStore{d.store}, Robot: d.robot,
-		Config: configAPI{d}, Logs: d.sink, Data: captureData{d.store}, Status: statusAPI{d},
+		Config: configAPI{d}, Logs: d.sink, Data: captureData{d.store}, Status: statusAPI{d}, WebRTCSettings: d.o.WebRTCSettings,
 		HandlerOptions: []connect.HandlerOption{connect.WithInterceptors(d.metrics.Interceptor())},
 	})
 	if err != nil {

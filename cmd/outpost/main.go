@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"connectrpc.com/connect"
+	"github.com/pion/webrtc/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-robotics/outpost/version"
@@ -46,6 +47,9 @@ type env struct {
 	readPassword func() (string, error)
 	// configDir holds the saved credentials ("" for the user's config dir).
 	configDir string
+	// webrtcSettings adjusts pion's settings for `outpost robot` sessions;
+	// nil keeps pion's defaults. Tests pass control.LoopbackICE.
+	webrtcSettings func(*webrtc.SettingEngine)
 }
 
 // globals are the flags every command shares.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -62,7 +63,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 (root and the outpost group; every use is audited; works after expiry).`,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.robot, "robot", os.Getenv("OUTPOST_ROBOT"), "the part's control address HOST:PORT (or $OUTPOST_ROBOT; port 8443 when omitted)")
+	pf.StringVar(&f.robot, "robot", g.env.getenv("OUTPOST_ROBOT"), "the part's control address HOST:PORT (or $OUTPOST_ROBOT; port 8443 when omitted)")
 	// Secrets get no default from the environment: --help would print it.
 	pf.StringVar(&f.apiKey, "api-key", "", "API key KEY_ID:SECRET (or $OUTPOST_API_KEY)")
 	pf.BoolVar(&f.webrtc, "webrtc", false, "carry the calls over a WebRTC data channel (signaled over the TLS port)")
@@ -72,7 +73,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	pf.StringVar(&f.viaCloud, "via-cloud", "", "reach part PART_ID off this network: WebRTC signaled through the fleet cloud (--cloud); the part still decides with its own grants")
 
 	cmd.AddCommand(
-		f.statusCmd(), f.whoamiCmd(), f.componentsCmd(), f.doCmd(), f.readingsCmd(), f.stopCmd(),
+		f.statusCmd(), f.whoamiCmd(), f.componentsCmd(), f.doCmd(), f.motorCmd(), f.readingsCmd(), f.stopCmd(),
 		f.configCmd(), f.logsCmd(), f.restartCmd(), f.dataCmd(), f.trustCmd(), f.discoverCmd(),
 	)
 	return cmd
@@ -218,7 +219,7 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		}, nil
 	}
 	sig := controlv1connect.NewSignalingServiceClient(hc, base, opts...)
-	rc, err := control.DialWebRTC(ctx, sig, f.ice)
+	rc, err := control.DialWebRTCWith(ctx, sig, f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open WebRTC session with %s: %w", addr, err)
 	}
@@ -246,7 +247,7 @@ func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 	}
 	hc := &http.Client{Timeout: 60 * time.Second}
 	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(bearer(auth)))
-	sess, err := control.DialWebRTC(ctx, relay.Signaling(rc, f.viaCloud), f.ice)
+	sess, err := control.DialWebRTCWith(ctx, relay.Signaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open a WebRTC session with part %s through %s: %w", f.viaCloud, base, err)
 	}
@@ -367,6 +368,57 @@ func (f *robotFlags) doCmd() *cobra.Command {
 			})
 		},
 	}
+}
+
+// motorCmd drives a motor with the motor API (rather than a model's own
+// DoCommand), so it works the same for every motor model.
+func (f *robotFlags) motorCmd() *cobra.Command {
+	var power, rpm, revolutions float64
+	cmd := &cobra.Command{
+		Use:   "motor MOTOR [--power P | --rpm R [--revolutions N]]",
+		Short: "Set a motor's power or speed, then show whether it moves",
+		Long: "Sets a motor's power (-1 full reverse to 1 full forward; 0 stops it), or turns it at --rpm for\n" +
+			"--revolutions (0: until stopped), then shows whether it is moving. With neither, only shows that.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			setPower, setRPM := cmd.Flags().Changed("power"), cmd.Flags().Changed("rpm")
+			switch {
+			case setPower && setRPM:
+				return errors.New("give --power or --rpm, not both")
+			case cmd.Flags().Changed("revolutions") && !setRPM:
+				return errors.New("--revolutions goes with --rpm")
+			case setPower && (math.IsNaN(power) || power < -1 || power > 1):
+				return fmt.Errorf("--power %v: want a number from -1 to 1", power)
+			case setRPM && (math.IsNaN(rpm) || math.IsInf(rpm, 0) || math.IsNaN(revolutions) || math.IsInf(revolutions, 0)):
+				return errors.New("--rpm and --revolutions take finite numbers")
+			}
+			name := args[0]
+			return f.run(cmd, func(ctx context.Context, c *robotConn, w io.Writer) error {
+				var err error
+				switch {
+				case setPower:
+					_, err = c.comp.MotorSetPower(ctx, connect.NewRequest(&controlv1.MotorSetPowerRequest{Name: name, Power: power}))
+				case setRPM:
+					_, err = c.comp.MotorGoFor(ctx, connect.NewRequest(&controlv1.MotorGoForRequest{Name: name, Rpm: rpm, Revolutions: revolutions}))
+				}
+				if err != nil {
+					return err
+				}
+				r, err := c.comp.MotorIsMoving(ctx, connect.NewRequest(&controlv1.MotorIsMovingRequest{Name: name}))
+				if err != nil {
+					return err
+				}
+				return f.print(w, r.Msg, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "%s moving: %t\n", name, r.Msg.GetMoving())
+					return err
+				})
+			})
+		},
+	}
+	cmd.Flags().Float64Var(&power, "power", 0, "power from -1 (full reverse) to 1 (full forward); 0 stops the motor")
+	cmd.Flags().Float64Var(&rpm, "rpm", 0, "speed in revolutions per minute; negative turns backwards")
+	cmd.Flags().Float64Var(&revolutions, "revolutions", 0, "with --rpm: how many revolutions (0: until stopped)")
+	return cmd
 }
 
 func (f *robotFlags) readingsCmd() *cobra.Command {
@@ -539,7 +591,7 @@ func (f *robotFlags) restartCmd() *cobra.Command {
 }
 
 func (f *robotFlags) dataCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "data", Short: "List and export the captures held on the part"}
+	cmd := &cobra.Command{Use: "data", Short: "List, export, tag and delete the captures held on the part"}
 	var component string
 	var limit uint32
 	ls := &cobra.Command{
@@ -601,7 +653,118 @@ func (f *robotFlags) dataCmd() *cobra.Command {
 	export.Flags().StringVar(&out, "out", ".", "folder to write the captures into")
 	export.Flags().UintSliceVar(&ids, "id", nil, "capture ids (default: every capture, or --component's)")
 	export.Flags().StringVar(&component, "component", "", "only this component's captures")
-	cmd.AddCommand(ls, export)
+	cmd.AddCommand(ls, export, f.dataTagCmd(), f.dataRmCmd())
+	return cmd
+}
+
+// captureIDs reads capture ids (as `outpost robot data ls` shows them).
+func captureIDs(args []string) ([]uint64, error) {
+	out := make([]uint64, 0, len(args))
+	for _, a := range args {
+		id, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || id == 0 {
+			return nil, fmt.Errorf("capture %q: an id is a number from 1, as `outpost robot data ls` shows", a)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
+// editBatch is how many captures one tag or delete call names: the part's
+// limit per call.
+const editBatch = 1000
+
+// inBatches calls fn with ids editBatch at a time and sums what it returns.
+func inBatches(ids []uint64, fn func(batch []uint64) (uint32, error)) (uint32, error) {
+	var n uint32
+	for len(ids) > 0 {
+		b := ids[:min(len(ids), editBatch)]
+		ids = ids[len(b):]
+		k, err := fn(b)
+		if err != nil {
+			return n, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+func (f *robotFlags) dataTagCmd() *cobra.Command {
+	var add, remove []string
+	cmd := &cobra.Command{
+		Use:   "tag ID... [--add TAG] [--remove TAG]",
+		Short: "Add or remove tags of captures still on the part (data.edit); the tags go to the cloud with them",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids, err := captureIDs(args)
+			if err != nil {
+				return err
+			}
+			if len(add)+len(remove) == 0 {
+				return errors.New("give --add TAG or --remove TAG")
+			}
+			return f.run(cmd, func(ctx context.Context, c *robotConn, w io.Writer) error {
+				n, err := inBatches(ids, func(b []uint64) (uint32, error) {
+					r, err := c.control.TagCaptures(ctx, connect.NewRequest(&controlv1.TagCapturesRequest{Ids: b, Add: add, Remove: remove}))
+					if err != nil {
+						return 0, err
+					}
+					return r.Msg.GetChanged(), nil
+				})
+				if err != nil {
+					return err
+				}
+				return f.print(w, &controlv1.TagCapturesResponse{Changed: n}, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "tags changed on %d of %d captures\n", n, len(ids))
+					return err
+				})
+			})
+		},
+	}
+	cmd.Flags().StringSliceVar(&add, "add", nil, "tags to add (repeat or comma-separate)")
+	cmd.Flags().StringSliceVar(&remove, "remove", nil, "tags to remove (repeat or comma-separate)")
+	return cmd
+}
+
+func (f *robotFlags) dataRmCmd() *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:     "rm ID... --yes",
+		Aliases: []string{"delete"},
+		Short:   "Delete captures from the part before they are uploaded (data.edit)",
+		Long: `Deletes captures still on the part, and their images or files, so they never
+reach the cloud. The cloud is told that they were deleted on the part and by
+whom (a gap record), so the loss is known, not silent. A capture already
+uploaded (or being uploaded at that moment) is deleted in the cloud: see
+"outpost data delete". --yes confirms.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids, err := captureIDs(args)
+			if err != nil {
+				return err
+			}
+			if !yes {
+				return errors.New("this deletes data for good: add --yes")
+			}
+			return f.run(cmd, func(ctx context.Context, c *robotConn, w io.Writer) error {
+				n, err := inBatches(ids, func(b []uint64) (uint32, error) {
+					r, err := c.control.DeleteCaptures(ctx, connect.NewRequest(&controlv1.DeleteCapturesRequest{Ids: b}))
+					if err != nil {
+						return 0, err
+					}
+					return r.Msg.GetDeleted(), nil
+				})
+				if err != nil {
+					return err
+				}
+				return f.print(w, &controlv1.DeleteCapturesResponse{Deleted: n}, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "deleted %d of %d captures from the part\n", n, len(ids))
+					return err
+				})
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the captures are deleted for good")
 	return cmd
 }
 
