@@ -18,7 +18,7 @@ GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -p
 # Debian versions must start with a digit; untagged builds sort before 0.0.1.
 DEB_VERSION ?= $(shell v=$$(git describe --tags --exact-match 2>/dev/null | sed 's/^v//'); echo $${v:-0.0.0~git$(COMMIT)})
 
-.PHONY: all build test lint generate check-generate cross deb bench clean run
+.PHONY: all build test lint generate check-generate cross deb bench clean run demo
 
 all: build
 
@@ -83,9 +83,23 @@ bench:
 	@set -o pipefail; OUTPOSTD_BENCH=1 $(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(BENCH_FLAGS) ./... 2>&1 | tee $(BIN)/bench.txt; \
 	  status=$$?; $(GO) run ./scripts/benchtable -in $(BIN)/bench.txt -doc docs/PERFORMANCE.md -machine "$(BENCH_MACHINE)" && exit $$status
 
-# Until the demo exists, the run command starts the fleet cloud alone.
-run: build
-	@dir=$$(mktemp -d) && echo "outpost-cloud data in $$dir" && $(BIN)/outpost-cloud serve --data-dir "$$dir" --listen 127.0.0.1:8080
+# The README's run command: the one-command demo (package demo). It starts
+# outpost-cloud and two parts' outpostd on loopback from bin/ and drives them
+# through the outpost CLI; DEMO_FLAGS=--keep keeps its temporary folder.
+DEMO_FLAGS ?=
+demo: build
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/outpost-demo
+	$(BIN)/outpost-demo --bin $(BIN) $(DEMO_FLAGS)
+
+# An alias of demo; the fleet cloud alone is `bin/outpost-cloud serve`.
+run: demo
+
+# The reliability suite's long run (issue 11, package reliability): the
+# real binaries SIGKILLed, partitioned and over budget on loopback, one
+# result line per scenario. `make test` includes its CI-sized run.
+.PHONY: reliability
+reliability:
+	$(GO) test -count=1 -timeout 60m -v ./reliability -args -long
 
 clean:
 	rm -rf $(BIN)

@@ -88,5 +88,11 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
+	if srv.relay != nil {
+		// Parts' long polls for relayed offers would hold the graceful
+		// shutdown until they time out (20 s, past Serve's 10 s): end
+		// them when serving ends.
+		defer context.AfterFunc(ctx, srv.relay.Close)()
+	}
 	return Serve(ctx, ln, srv.Handler(), cfg.CertFile, cfg.KeyFile, cfg.Log)
 }

@@ -88,6 +88,9 @@ type Broker struct {
 	pollWait      time.Duration
 	maxPollWait   time.Duration
 
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
+
 	mu          sync.Mutex
 	parts       map[string]*partQueue // parts with offers outstanding or polls waiting
 	offers      map[string]*offer     // offers a part may still answer, by id
@@ -132,6 +135,7 @@ func NewBroker(opts Options) *Broker {
 		maxPollWait:   cmp.Or(opts.MaxPollWait, 25*time.Second),
 		parts:         map[string]*partQueue{},
 		offers:        map[string]*offer{},
+		closed:        make(chan struct{}),
 	}
 	if b.clock == nil {
 		b.clock = clock.NewReal()
@@ -143,6 +147,17 @@ func NewBroker(opts Options) *Broker {
 	b.timeout = max(b.timeout, b.pickupTimeout)
 	b.pollWait = min(b.pollWait, b.maxPollWait)
 	return b
+}
+
+// Close ends every wait at once, and every later one: a part's poll gets
+// no offer, a client's offer is refused as Unavailable. The cloud calls it
+// when it shuts down, so its graceful shutdown does not wait out parts'
+// long polls (up to PollWait) and clients' offers (up to Timeout).
+func (b *Broker) Close() { b.closeOnce.Do(func() { close(b.closed) }) }
+
+// closing is the refusal of an offer while the cloud shuts down.
+func closing(partID string) error {
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("relay offer to part %s: the cloud is shutting down; try again shortly", partID))
 }
 
 // Offer is a client's offer as the client side hands it to the broker.
@@ -165,6 +180,11 @@ type Offer struct {
 func (b *Broker) Relay(ctx context.Context, o Offer) (*fleetv1.RelayOfferResponse, error) {
 	if err := validateOffer(o); err != nil {
 		return nil, err
+	}
+	select {
+	case <-b.closed:
+		return nil, closing(o.PartID)
+	default:
 	}
 	off, err := b.enqueue(o)
 	if err != nil {
@@ -207,6 +227,8 @@ func (b *Broker) Relay(ctx context.Context, o Offer) (*fleetv1.RelayOfferRespons
 		return unanswered()
 	case <-ctx.Done():
 		return nil, ctxErr("relay offer to part "+o.PartID+": waiting for the part to take it", ctx.Err())
+	case <-b.closed:
+		return nil, closing(o.PartID)
 	}
 	pickup.Stop()
 	select {
@@ -216,6 +238,8 @@ func (b *Broker) Relay(ctx context.Context, o Offer) (*fleetv1.RelayOfferRespons
 		return unanswered()
 	case <-ctx.Done():
 		return nil, ctxErr("relay offer to part "+o.PartID+": waiting for the part's answer", ctx.Err())
+	case <-b.closed:
+		return nil, closing(o.PartID)
 	}
 }
 
@@ -351,6 +375,10 @@ func (b *Broker) NextOffer(ctx context.Context, partID string, req *syncv1.NextO
 			return &syncv1.NextOfferResponse{}, nil
 		case <-ctx.Done():
 			return nil, ctxErr("next offer", ctx.Err())
+		case <-b.closed:
+			// No offer: the part polls again after its pause, and finds
+			// the cloud gone or back.
+			return &syncv1.NextOfferResponse{}, nil
 		}
 	}
 }

@@ -248,3 +248,47 @@ func TestTimeouts(t *testing.T) {
 func answerTo(id string) *syncv1.AnswerOfferRequest {
 	return &syncv1.AnswerOfferRequest{OfferId: id, Result: &syncv1.AnswerOfferRequest_Answer{Answer: &syncv1.OfferAnswer{Sdp: "v=0 answer"}}}
 }
+
+// TestCloseEndsWaits: Close ends a part's waiting poll with no offer and a
+// client's waiting offer with Unavailable, at once (the fake clock never
+// moves), and later calls too, so a shutting-down cloud is not held by
+// long polls.
+func TestCloseEndsWaits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clk := clock.NewFake(t0)
+	b := relay.NewBroker(relay.Options{Clock: clk})
+	var polled *syncv1.NextOfferResponse
+	var bg background
+	bg.run(func() (err error) { polled, err = b.NextOffer(ctx, "p1", &syncv1.NextOfferRequest{}); return err })
+	bg.run(func() error { return relayErr(ctx, b, "p2") })
+	if err := clk.BlockUntil(ctx, 3); err != nil { // the poll's timer and the offer's two
+		t.Fatal(err)
+	}
+	b.Close()
+	b.Close() // twice is harmless
+	errs := bg.wait()
+	if polled.GetOffer() != nil {
+		t.Fatalf("the poll got offer %v", polled.GetOffer())
+	}
+	var unavailable int
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case connect.CodeOf(err) == connect.CodeUnavailable && strings.Contains(err.Error(), "shutting down"):
+			unavailable++
+		default:
+			t.Fatalf("a wait ended with %v", err)
+		}
+	}
+	if unavailable != 1 {
+		t.Fatalf("errors %v, want the offer refused as Unavailable", errs)
+	}
+	if res, err := b.NextOffer(ctx, "p1", &syncv1.NextOfferRequest{}); err != nil || res.GetOffer() != nil {
+		t.Fatalf("a poll after Close: %v %v", res, err)
+	}
+	if err := relayErr(ctx, b, "p1"); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("an offer after Close: %v", err)
+	}
+	assertEmpty(t, b)
+}
