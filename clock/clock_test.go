@@ -154,6 +154,31 @@ func TestFakeTimerResetAndStop(t *testing.T) {
 	}
 }
 
+// TestFakeTimerResetToZeroFiresNow: as with a real timer, a timer reset to
+// a duration of zero or less is due at once and fires without an Advance.
+func TestFakeTimerResetToZeroFiresNow(t *testing.T) {
+	f := NewFake(epoch)
+	tm := f.NewTimer(time.Hour)
+	if !tm.Reset(0) {
+		t.Fatal("Reset of an armed timer reported inactive")
+	}
+	select {
+	case got := <-tm.C():
+		if !got.Equal(epoch) {
+			t.Fatalf("fired with %v, want the fake's wall time %v", got, epoch)
+		}
+	default:
+		t.Fatal("a timer reset to 0 did not fire")
+	}
+	if _, ok := f.NextDeadline(); ok {
+		t.Fatal("a fired timer is still scheduled")
+	}
+	if tm.Reset(-time.Second) {
+		t.Fatal("Reset of a fired timer reported active")
+	}
+	<-tm.C()
+}
+
 func TestRealClockMovesForward(t *testing.T) {
 	c := NewReal()
 	a := c.Uptime()

@@ -221,6 +221,17 @@ func (t *fakeTimer) Reset(d time.Duration) bool {
 	defer t.f.mu.Unlock()
 	was := t.w.active
 	t.w.at = t.f.uptime + max(d, 0)
+	if d <= 0 {
+		// As a real timer: due now, so it fires now, without an Advance.
+		select {
+		case t.w.ch <- t.f.wall:
+		default: // a value not yet received stands for this firing too
+		}
+		t.w.active = false
+		t.f.pruneLocked()
+		t.f.signalLocked()
+		return was
+	}
 	if !t.w.active {
 		t.w.active = true
 		t.f.waiters = append(t.f.waiters, t.w)

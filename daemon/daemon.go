@@ -373,7 +373,12 @@ func (d *daemon) newSyncer(b *Bootstrap) error {
 	f := b.File
 	client, err := psync.NewClient(psync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log})
 	if err != nil {
-		return &BootstrapError{Path: d.o.ConfigPath, Field: "ca_file", Err: err}
+		if errors.Is(err, psync.ErrCAFile) {
+			return &BootstrapError{Path: d.o.ConfigPath, Field: "ca_file", Err: err}
+		}
+		// The bootstrap file was checked whole before this; what is left
+		// comes from the environment (HTTPS_PROXY and the like).
+		return fmt.Errorf("set up the cloud client: %w", err)
 	}
 	seed := uint64(0)
 	for _, c := range f.GetPartId() {

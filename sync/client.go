@@ -52,6 +52,10 @@ type ClientOptions struct {
 	Getenv func(string) string
 }
 
+// ErrCAFile marks NewClient's errors about ClientOptions.CAFile, which the
+// daemon reports against the bootstrap file's field.
+var ErrCAFile = errors.New("cloud CA file")
+
 // NewClient returns the part's sync API client: connect-go over
 // go-retryablehttp (DESIGN decision 9), with keep-alive, HTTPS_PROXY support,
 // an optional private CA and the part's credentials in a header.
@@ -102,11 +106,11 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("read cloud CA file: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrCAFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("cloud CA file %s holds no PEM certificate", opts.CAFile)
+			return nil, fmt.Errorf("%w %s holds no PEM certificate", ErrCAFile, opts.CAFile)
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

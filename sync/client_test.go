@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -66,6 +67,10 @@ func TestClientTrustsOnlyTheConfiguredCA(t *testing.T) {
 }
 
 func TestNewClientRefusesBadOptions(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	good := ClientOptions{CloudURL: "https://cloud.example.com", PartID: "p", PartSecret: "s"}
 	tests := []struct {
 		name string
@@ -77,13 +82,23 @@ func TestNewClientRefusesBadOptions(t *testing.T) {
 		{"no secret", func(o *ClientOptions) { o.PartSecret = "" }},
 		{"colon in the part id", func(o *ClientOptions) { o.PartID = "a:b" }},
 		{"missing CA file", func(o *ClientOptions) { o.CAFile = "/nonexistent/ca.pem" }},
+		{"CA file without a certificate", func(o *ClientOptions) { o.CAFile = notPEM }},
 		{"unknown compression", func(o *ClientOptions) { o.Compression = "brotli" }},
+		{"bad proxy setting", func(o *ClientOptions) {
+			o.Getenv = func(k string) string { return map[string]string{"HTTPS_PROXY": "http://[::1"}[k] }
+		}},
 	}
 	for _, tc := range tests {
 		o := good
 		tc.edit(&o)
-		if _, err := NewClient(o); err == nil {
+		_, err := NewClient(o)
+		if err == nil {
 			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		// The daemon blames the bootstrap file's ca_file for these only.
+		if isCA := strings.HasPrefix(tc.name, "missing CA") || strings.HasPrefix(tc.name, "CA file"); errors.Is(err, ErrCAFile) != isCA {
+			t.Errorf("%s: errors.Is(%v, ErrCAFile) = %v, want %v", tc.name, err, !isCA, isCA)
 		}
 	}
 }

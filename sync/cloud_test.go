@@ -836,3 +836,28 @@ func TestBlobConfirmedOnceTheCloudHoldsIt(t *testing.T) {
 		t.Fatalf("cloud blob %+v, %v", b, err)
 	}
 }
+
+// TestBacklogDrainsInCyclesBackToBack: a cycle that spends its byte budget
+// with uploads still waiting says so, and Run starts the next cycle at once
+// instead of after the interval, so a backlog drains at the link's speed
+// (each cycle still pulls first). The fake clock never moves here: every
+// cycle after the first ran back to back.
+func TestBacklogDrainsInCyclesBackToBack(t *testing.T) {
+	w := newWorld(t, cache.Budget{})
+	want := w.fill(t, []cache.Stream{cache.StreamCaptures}, 20000)
+	if res := w.cycle(t); res.Err != nil || !res.More {
+		t.Fatalf("the first cycle of a backlog of %d records: More %v, error %v; want More and no error", want[cache.StreamCaptures], res.More, res.Err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- w.syncer.Run(runCtx) }()
+	waitFor(t, "the backlog drained with the clock standing still", func() bool { return w.backlog(t) == 0 })
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	w.checkExactlyOnce(t, want)
+	if res := w.cycle(t); res.Err != nil || res.More {
+		t.Fatalf("a cycle with nothing waiting: More %v, error %v; want neither", res.More, res.Err)
+	}
+}

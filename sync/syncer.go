@@ -168,8 +168,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.persistClock(ctx)
 			s.checkExpiry(ctx)
 		case <-next.C():
-			s.Cycle(ctx)
-			next.Reset(s.nextDelay())
+			if res := s.Cycle(ctx); res.More && res.Err == nil {
+				next.Reset(0)
+			} else {
+				next.Reset(s.nextDelay())
+			}
 		}
 	}
 }
@@ -197,6 +200,11 @@ type Result struct {
 	Uploaded map[cache.Stream]int
 	// BlobBytes counts blob bytes the cloud confirmed.
 	BlobBytes int64
+	// More is true when the cycle's byte budget ran out with uploads still
+	// waiting: Run starts the next cycle at once rather than after the
+	// interval, so a backlog drains at the link's speed while every cycle
+	// still pulls config and grants first.
+	More bool
 	// Err joins every error of the cycle.
 	Err error
 }
@@ -551,10 +559,11 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 			return err
 		}
 	}
-	if budget > 0 {
-		return s.uploadBlobs(ctx, res, budget)
+	if budget <= 0 {
+		res.More = true
+		return nil
 	}
-	return nil
+	return s.uploadBlobs(ctx, res, budget)
 }
 
 // inflight is one upload request on its way to the cloud.
@@ -725,15 +734,19 @@ func (s *Syncer) uploadBlobs(ctx context.Context, res *Result, budget int) error
 		return fmt.Errorf("list blobs: %w", err)
 	}
 	for _, b := range blobs {
-		if !b.Sealed || budget <= 0 {
+		if !b.Sealed {
 			continue
+		}
+		if budget <= 0 {
+			res.More = true
+			break
 		}
 		sum, err := s.blobSum(ctx, b)
 		if err != nil {
 			return err
 		}
-		off := b.Uploaded
-		for budget > 0 {
+		off, complete := b.Uploaded, false
+		for budget > 0 && !complete {
 			chunk, err := s.o.Store.ReadBlob(ctx, b.ID, off, min(budget, s.o.BatchBytes))
 			if err != nil {
 				return fmt.Errorf("read blob %s at %d: %w", b.ID, off, err)
@@ -768,8 +781,11 @@ func (s *Syncer) uploadBlobs(ctx context.Context, res *Result, budget int) error
 				if err := s.o.Store.DeleteBlob(ctx, b.ID); err != nil {
 					return fmt.Errorf("delete uploaded blob %s: %w", b.ID, err)
 				}
-				break
+				complete = true
 			}
+		}
+		if !complete {
+			res.More = true // the budget ran out inside this blob
 		}
 	}
 	return nil
