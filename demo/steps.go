@@ -335,16 +335,14 @@ func (r *run) operatorDrives(ctx context.Context) error {
 }
 
 func (r *run) driveMotor(ctx context.Context, p *part, power float64) error {
-	cmd := fmt.Sprintf(`{"set_power":%g}`, power)
-	var res structpb.Struct
-	if err := r.outpostJSON(ctx, r.operator(), &res, robot(p, "do", "motor", cmd)...); err != nil {
+	var res controlv1.MotorIsMovingResponse
+	if err := r.outpostJSON(ctx, r.operator(), &res, robot(p, "motor", "motor", "--power", fmt.Sprint(power))...); err != nil {
 		return err
 	}
-	echo := res.GetFields()["echo"].GetStructValue().GetFields()["set_power"]
-	if echo == nil || echo.GetNumberValue() != power {
-		return fmt.Errorf("the fake motor answered %s, want the command echoed", compactJSON(&res))
+	if res.GetMoving() != (power != 0) {
+		return fmt.Errorf("after power %g the motor says moving=%t", power, res.GetMoving())
 	}
-	r.rep.result(fmt.Sprintf("part %s: %s", p.name, compactJSON(&res)))
+	r.rep.result(fmt.Sprintf("part %s: motor at power %g, moving: %t", p.name, power, res.GetMoving()))
 	return nil
 }
 
