@@ -179,16 +179,19 @@ type OfflineClock struct {
 	LastCloudTime time.Time
 	// UptimeSince is the uptime accumulated since LastCloudTime, across reboots.
 	UptimeSince time.Duration
+	// PartWallAtContact is the part's own wall clock when the cloud last
+	// confirmed the time (zero when unknown, as in stores written before
+	// it was kept).
+	PartWallAtContact time.Time
 }
 
 // PutOfflineClock durably stores the offline clock.
 func (s *Store) PutOfflineClock(ctx context.Context, c OfflineClock) error {
-	var ns int64
-	if !c.LastCloudTime.IsZero() {
-		ns = c.LastCloudTime.UnixNano()
-	}
-	b := binary.AppendVarint([]byte{encVersion1}, ns)
+	b := binary.AppendVarint([]byte{encVersion1}, unixNanoOrZero(c.LastCloudTime))
 	b = binary.AppendVarint(b, int64(c.UptimeSince))
+	// A third field, after the two every version wrote: older stores end
+	// here, and read back as "unknown".
+	b = binary.AppendVarint(b, unixNanoOrZero(c.PartWallAtContact))
 	return s.PutState(ctx, stateOfflineClock, b)
 }
 
@@ -212,9 +215,29 @@ func (s *Store) GetOfflineClock(ctx context.Context) (OfflineClock, error) {
 	if m <= 0 {
 		return OfflineClock{}, fmt.Errorf("offline clock: %w", ErrCorruptRecord)
 	}
-	c := OfflineClock{UptimeSince: time.Duration(up)}
-	if ns != 0 {
-		c.LastCloudTime = time.Unix(0, ns).UTC()
+	c := OfflineClock{UptimeSince: time.Duration(up), LastCloudTime: timeOrZero(ns)}
+	if rest := v[1+n+m:]; len(rest) > 0 {
+		wall, k := binary.Varint(rest)
+		if k != len(rest) {
+			return OfflineClock{}, fmt.Errorf("offline clock: %w", ErrCorruptRecord)
+		}
+		c.PartWallAtContact = timeOrZero(wall)
 	}
 	return c, nil
+}
+
+// unixNanoOrZero and timeOrZero encode a time as Unix nanoseconds, the zero
+// time as 0.
+func unixNanoOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func timeOrZero(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -253,7 +254,7 @@ func TestState(t *testing.T) {
 	if _, err := s.GetState(ctx, StateControlCert); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unset state: %v", err)
 	}
-	oc := OfflineClock{LastCloudTime: t0, UptimeSince: 36 * time.Hour}
+	oc := OfflineClock{LastCloudTime: t0, UptimeSince: 36 * time.Hour, PartWallAtContact: t0.Add(365 * 24 * time.Hour)}
 	must(t, s.SetCursor(ctx, "logs", 42))
 	must(t, s.PutState(ctx, StateControlCert, []byte("pem")))
 	must(t, s.PutOfflineClock(ctx, oc))
@@ -269,8 +270,19 @@ func TestState(t *testing.T) {
 		t.Fatalf("state = %q, %v", v, err)
 	}
 	got, err := s.GetOfflineClock(ctx)
-	if err != nil || !got.LastCloudTime.Equal(oc.LastCloudTime) || got.UptimeSince != oc.UptimeSince {
+	if err != nil || !got.LastCloudTime.Equal(oc.LastCloudTime) || got.UptimeSince != oc.UptimeSince || !got.PartWallAtContact.Equal(oc.PartWallAtContact) {
 		t.Fatalf("offline clock = %+v, %v", got, err)
+	}
+	// A store written before the part's wall reading was kept has two
+	// fields; it reads back with that reading unknown.
+	old := binary.AppendVarint(binary.AppendVarint([]byte{encVersion1}, t0.UnixNano()), int64(time.Hour))
+	must(t, s.PutState(ctx, stateOfflineClock, old))
+	if got, err := s.GetOfflineClock(ctx); err != nil || !got.LastCloudTime.Equal(t0) || got.UptimeSince != time.Hour || !got.PartWallAtContact.IsZero() {
+		t.Fatalf("two-field offline clock = %+v, %v", got, err)
+	}
+	must(t, s.PutState(ctx, stateOfflineClock, append(old, 0x80)))
+	if _, err := s.GetOfflineClock(ctx); !errors.Is(err, ErrCorruptRecord) {
+		t.Fatalf("a truncated third field: %v, want ErrCorruptRecord", err)
 	}
 }
 

@@ -19,8 +19,8 @@ import (
 // extends validity, and an honest forward jump counts as time offline.
 //
 // The wall-clock difference is taken from the cloud's time at contact, and
-// also, while the process that made the contact runs, from the part's own
-// wall clock at that moment; the smaller counts. A part whose clock was
+// also from the part's own wall clock at that moment (persisted with the
+// rest); the smaller counts. A part whose clock was
 // already wrong when it reached the cloud therefore does not count that
 // error as time offline, in either direction: a clock a year ahead (a bad
 // NTP server) does not expire every document on arrival, and a Pi that
@@ -34,10 +34,6 @@ type OfflineClock struct {
 	state cache.OfflineClock
 	// mark is clk.Uptime() when state.UptimeSince was last brought up to date.
 	mark time.Duration
-	// wallAtContact is clk.Now() at the last Contact, or zero after a
-	// restart: it is not persisted, so a part resumes counting from the
-	// cloud's time alone until its next contact.
-	wallAtContact time.Time
 }
 
 // NewOfflineClock resumes from the persisted state (zero for a new part).
@@ -49,9 +45,8 @@ func NewOfflineClock(clk clock.Clock, persisted cache.OfflineClock) *OfflineCloc
 func (o *OfflineClock) Contact(serverTime time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.state = cache.OfflineClock{LastCloudTime: serverTime}
+	o.state = cache.OfflineClock{LastCloudTime: serverTime, PartWallAtContact: o.clk.Now()}
 	o.mark = o.clk.Uptime()
-	o.wallAtContact = o.clk.Now()
 }
 
 // Snapshot returns the state to persist, with the uptime brought up to date.
@@ -83,8 +78,8 @@ func (o *OfflineClock) SinceContact() time.Duration {
 	o.advanceLocked()
 	now := o.clk.Now()
 	wall := now.Sub(o.state.LastCloudTime)
-	if !o.wallAtContact.IsZero() {
-		wall = min(wall, now.Sub(o.wallAtContact))
+	if !o.state.PartWallAtContact.IsZero() {
+		wall = min(wall, now.Sub(o.state.PartWallAtContact))
 	}
 	return max(wall, o.state.UptimeSince)
 }

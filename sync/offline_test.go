@@ -116,17 +116,27 @@ func TestOfflineClockForgivesAClockWrongAtContact(t *testing.T) {
 		})
 	}
 
-	// The part's reading at contact is not persisted: after a restart with
-	// the clock still a year ahead, the year counts until the next contact.
+	// The part's reading at contact is persisted with the rest: after a
+	// restart with the clock still a year ahead, that year is still not
+	// time offline, and a day that passes while down still is.
 	f := clock.NewFake(cloudEpoch.AddDate(1, 0, 0))
 	o := NewOfflineClock(f, cache.OfflineClock{})
 	o.Contact(cloudEpoch)
-	restarted := NewOfflineClock(f, o.Snapshot())
-	if got := restarted.SinceContact(); got != 365*day {
-		t.Fatalf("after a restart SinceContact = %v, want the year the clock is ahead", got)
+	persisted := o.Snapshot()
+	f.SetWall(f.Now().Add(day)) // powered off for a day
+	restarted := NewOfflineClock(f, persisted)
+	if got := restarted.SinceContact(); got != day {
+		t.Fatalf("after a restart SinceContact = %v, want the day it was down", got)
 	}
-	restarted.Contact(cloudEpoch.Add(time.Minute))
-	if got := restarted.SinceContact(); got != 0 {
+	// A store from before the reading was kept: the year counts until the
+	// next contact.
+	persisted.PartWallAtContact = time.Time{}
+	old := NewOfflineClock(f, persisted)
+	if got := old.SinceContact(); got != 365*day+day {
+		t.Fatalf("without the reading SinceContact = %v, want the year ahead and the day down", got)
+	}
+	old.Contact(cloudEpoch.Add(day))
+	if got := old.SinceContact(); got != 0 {
 		t.Fatalf("after the next contact SinceContact = %v, want 0", got)
 	}
 }
