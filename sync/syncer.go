@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	gosync "sync"
 	"time"
 
@@ -598,7 +599,13 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	}
 	acked := stats.AckedThrough // the cloud's watermark, as far as the part knows
 	next := acked               // the last sequence read
-	var sent uint64             // the highest sequence sent
+	// A cycle sends what the stream held when its turn came. Records
+	// appended meanwhile wait for the next cycle: each upload request
+	// logs a debug line, and at debug level chasing those lines kept the
+	// cycle on logs.debug until its deadline, starving the captures after
+	// it (found by the reliability suite's byte-budget scenario).
+	end := stats.Last
+	var sent uint64 // the highest sequence sent
 	ctx, cancel := context.WithCancel(ctx)
 	var window []*inflight
 	defer func() {
@@ -636,6 +643,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 			entries, err := s.o.Store.Read(ctx, st, next, maxBatchRecords, min(budget, s.o.BatchBytes))
 			if err != nil {
 				return budget, fmt.Errorf("upload %s: read backlog: %w", st, err)
+			}
+			if i := slices.IndexFunc(entries, func(e cache.Entry) bool { return e.Seq > end }); i >= 0 {
+				entries = entries[:i]
 			}
 			if len(entries) == 0 {
 				break

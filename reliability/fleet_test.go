@@ -1,0 +1,198 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+)
+
+// fleet is the admin's view of the cloud: the generated fleet API clients,
+// with the admin's token in a header.
+type fleet struct {
+	orgs     fleetv1connect.OrgServiceClient
+	locs     fleetv1connect.LocationServiceClient
+	machines fleetv1connect.MachineServiceClient
+	configs  fleetv1connect.ConfigServiceClient
+	keys     fleetv1connect.APIKeyServiceClient
+	data     fleetv1connect.DataServiceClient
+}
+
+func newFleet(url, token string) *fleet {
+	bearer := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	}))
+	hc := http.DefaultClient
+	return &fleet{
+		orgs:     fleetv1connect.NewOrgServiceClient(hc, url, bearer),
+		locs:     fleetv1connect.NewLocationServiceClient(hc, url, bearer),
+		machines: fleetv1connect.NewMachineServiceClient(hc, url, bearer),
+		configs:  fleetv1connect.NewConfigServiceClient(hc, url, bearer),
+		keys:     fleetv1connect.NewAPIKeyServiceClient(hc, url, bearer),
+		data:     fleetv1connect.NewDataServiceClient(hc, url, bearer),
+	}
+}
+
+// machine is what provision made.
+type machine struct {
+	orgID, machineID, partID string
+	revision                 uint64
+}
+
+// provision creates an organization, a location and a machine with cfg,
+// and writes the main part's bootstrap file to bootPath with partURL as the
+// cloud's address (the fault proxy's, so the part reaches the cloud
+// through it), exactly as `outpost part bootstrap --cloud-url` does.
+func (f *fleet) provision(ctx context.Context, cfg *configv1.RobotConfig, bootPath, partURL string) (machine, error) {
+	var m machine
+	org, err := f.orgs.CreateOrg(ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: "Acme"}))
+	if err != nil {
+		return m, fmt.Errorf("create org: %w", err)
+	}
+	m.orgID = org.Msg.GetOrg().GetId()
+	loc, err := f.locs.CreateLocation(ctx, connect.NewRequest(&fleetv1.CreateLocationRequest{OrgId: m.orgID, Name: "Plant"}))
+	if err != nil {
+		return m, fmt.Errorf("create location: %w", err)
+	}
+	mc, err := f.machines.CreateMachine(ctx, connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc.Msg.GetLocation().GetId(), Name: "rover"}))
+	if err != nil {
+		return m, fmt.Errorf("create machine: %w", err)
+	}
+	m.machineID, m.partID = mc.Msg.GetMachine().GetId(), mc.Msg.GetMachine().GetParts()[0].GetId()
+	if err := f.setConfig(ctx, &m, cfg); err != nil {
+		return m, err
+	}
+	boot, err := f.machines.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m.partID, CloudUrl: partURL}))
+	if err != nil {
+		return m, fmt.Errorf("bootstrap part: %w", err)
+	}
+	raw, err := protojson.Marshal(boot.Msg.GetBootstrap())
+	if err != nil {
+		return m, fmt.Errorf("encode the bootstrap file: %w", err)
+	}
+	if err := os.WriteFile(bootPath, raw, 0o600); err != nil {
+		return m, fmt.Errorf("write the bootstrap file: %w", err)
+	}
+	return m, nil
+}
+
+// setConfig writes the machine's next config revision.
+func (f *fleet) setConfig(ctx context.Context, m *machine, cfg *configv1.RobotConfig) error {
+	res, err := f.configs.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{MachineId: m.machineID, BaseRevision: m.revision, Config: cfg}))
+	if err != nil {
+		return fmt.Errorf("update the machine config: %w", err)
+	}
+	m.revision = res.Msg.GetRevision().GetRevision()
+	return nil
+}
+
+// sensors is a config of fake sensors, each captured at hz with the given
+// priority; pad makes each reading about that many bytes bigger.
+func sensors(hz float64, pad int, prio map[string]uint32) *configv1.RobotConfig {
+	cfg := &configv1.RobotConfig{LogLevel: "info"}
+	// A stable order, so a config written twice is the same config.
+	names := slices.Sorted(maps.Keys(prio))
+	for _, n := range names {
+		c := &configv1.Component{Name: n, Type: configv1.ComponentType_COMPONENT_TYPE_SENSOR, Model: "fake"}
+		if pad > 0 {
+			attrs, err := structpb.NewStruct(map[string]any{"readings": map[string]any{"pad": strings.Repeat("x", pad)}})
+			if err != nil {
+				panic(err) // a literal map of strings always converts
+			}
+			c.Attributes = attrs
+		}
+		cfg.Components = append(cfg.Components, c)
+		cfg.Captures = append(cfg.Captures, &configv1.CaptureMethod{Component: n, Method: "readings", FrequencyHz: hz, Priority: prio[n]})
+	}
+	return cfg
+}
+
+// withoutCaptures is cfg with capture turned off: the way a test stops new
+// records so that the part can drain.
+func withoutCaptures(cfg *configv1.RobotConfig) *configv1.RobotConfig {
+	return &configv1.RobotConfig{Components: cfg.GetComponents(), LogLevel: cfg.GetLogLevel(), StoreBudget: cfg.GetStoreBudget()}
+}
+
+// socketClient talks HTTP over the break-glass Unix socket.
+func socketClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+}
+
+// breakGlass is the control API over the part's break-glass socket.
+func breakGlass(path string) controlv1connect.ControlServiceClient {
+	return controlv1connect.NewControlServiceClient(socketClient(path), "http://outpostd")
+}
+
+// runningRevision is the machine revision the part runs, over the
+// break-glass socket; 0 before it applied any config.
+func runningRevision(ctx context.Context, sock string) (uint64, error) {
+	res, err := breakGlass(sock).GetConfig(ctx, connect.NewRequest(&controlv1.GetConfigRequest{}))
+	if err != nil {
+		return 0, err
+	}
+	return res.Msg.GetMachineRevision(), nil
+}
+
+// drain stops capture through the cloud and waits until the part has
+// uploaded everything but the log lines that keep coming, then stops the
+// daemon (its final sync takes what is left). It returns the daemon's last
+// metrics before the stop.
+func drain(ctx context.Context, f *fleet, m *machine, p *partProc, cfg *configv1.RobotConfig) (map[string]float64, error) {
+	if err := f.setConfig(ctx, m, withoutCaptures(cfg)); err != nil {
+		return nil, err
+	}
+	want := m.revision
+	if err := waitFor(waitDeadline, func() (bool, error) {
+		rev, err := runningRevision(ctx, p.socket())
+		return err == nil && rev >= want, nil
+	}); err != nil {
+		return nil, fmt.Errorf("the part did not apply revision %d (capture off): %w", want, err)
+	}
+	var last map[string]float64
+	if err := waitFor(waitDeadline, func() (bool, error) {
+		m, err := p.scrape(ctx)
+		if err != nil {
+			return false, nil
+		}
+		last = m
+		for _, st := range []string{"captures", "gaps", "audit", "proposals"} {
+			if m[`outpost_backlog_records{stream="`+st+`"}`] != 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return nil, fmt.Errorf("the part did not drain its backlog (last metrics %v): %w", backlogOf(last), err)
+	}
+	return last, p.stop()
+}
+
+// backlogOf picks the backlog figures out of a scrape, for messages.
+func backlogOf(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if strings.HasPrefix(k, "outpost_backlog_records") {
+			out[strings.TrimSuffix(strings.TrimPrefix(k, `outpost_backlog_records{stream="`), `"}`)] = v
+		}
+	}
+	return out
+}
