@@ -340,6 +340,9 @@ func TestCorruptStoreIsMovedAside(t *testing.T) {
 	if _, err := s.Append(ctx, StreamAudit, Record{Payload: []byte("before")}); err != nil {
 		t.Fatal(err)
 	}
+	if got := s.MovedAside(); got != "" {
+		t.Fatalf("MovedAside of a sound store = %q, want none", got)
+	}
 	must(t, s.Close())
 	must(t, os.WriteFile(filepath.Join(dir, "MANIFEST"), []byte("this is not a manifest at all"), 0o600))
 
@@ -354,6 +357,9 @@ func TestCorruptStoreIsMovedAside(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(aside[0], "MANIFEST")); err != nil {
 		t.Fatalf("the corrupted store was not kept: %v", err)
+	}
+	if got := s.MovedAside(); got != aside[0] {
+		t.Fatalf("MovedAside = %q, want %q", got, aside[0])
 	}
 	if logs.Len() == 0 || !strings.Contains(logs.All()[0].Message, "corrupted") {
 		t.Fatalf("no loud log: %v", logs.All())

@@ -88,6 +88,8 @@ type Store struct {
 	clk  clock.Clock
 	log  *zap.Logger
 	opts Options
+	// movedAside is where Open moved a corrupted store ("" if none).
+	movedAside string
 
 	reqs    chan *appendReq
 	quit    chan struct{} // closed by Close
@@ -179,7 +181,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		}
 	}
 	s := &Store{
-		db: db, dir: dir, clk: opts.Clock, log: log, opts: opts,
+		db: db, dir: dir, clk: opts.Clock, log: log, opts: opts, movedAside: movedTo,
 		reqs:   make(chan *appendReq, 1024),
 		quit:   make(chan struct{}),
 		gcKick: make(chan struct{}, 1),
@@ -216,6 +218,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	go s.gcLoop()
 	return s, nil
 }
+
+// MovedAside returns where Open moved a store corrupted beyond repair
+// before starting a fresh one, or "" when it opened the store it found. The
+// loss is declared in a gap record either way; the daemon also logs it once
+// its log streams exist, so it reaches the cloud's logs.
+func (s *Store) MovedAside() string { return s.movedAside }
 
 // Close stops the store; appends waiting to be committed fail with ErrClosed.
 // It is safe to call more than once.

@@ -278,6 +278,12 @@ func (d *daemon) start(ctx context.Context) error {
 	go func() { d.sinkDone <- d.sink.Run(sinkCtx) }()
 	d.onCleanup(func() { sinkCancel(); <-d.sinkDone })
 	d.applyLevel()
+	if moved := d.store.MovedAside(); moved != "" {
+		// The store said so on stderr before the log streams existed; this
+		// line goes to the cloud too, beside the gap record.
+		d.log.Error("the store was corrupted beyond repair and moved aside; this part started a fresh one, and what it held that the cloud had not acknowledged is lost",
+			zap.String("moved_to", moved))
+	}
 
 	persisted, err := d.store.GetOfflineClock(ctx)
 	if err != nil {

@@ -123,8 +123,8 @@ func TestCorruptStore(t *testing.T) {
 	for _, st := range psync.UploadOrder {
 		cloudHadOld += cv.watermark[old.id][st]
 	}
-	// The store's loud error line goes to stderr (journald) only: the
-	// store's logger is not teed into the log streams. Is it in the cloud?
+	// The store says so on stderr before the log streams exist; the
+	// daemon says it again once they do, so the loss is in the cloud's logs.
 	logInCloud := false
 	for _, st := range []cache.Stream{cache.StreamLogsWarn} {
 		for _, r := range cv.records[sv.id][st] {
@@ -153,6 +153,7 @@ func TestCorruptStore(t *testing.T) {
 	rep.check(sv.id != "" && sv.id != old.id, "no fresh store: store id %q before, %q after", old.id, sv.id)
 	rep.check(ready <= maxReady, "READY took %s on a wrecked store", ready)
 	rep.check(reported, "no gap record in the cloud reports the lost store")
+	rep.check(logInCloud, "the loss never reached the cloud's logs")
 	rep.check(unsynced > 0, "the scenario lost nothing it could report (the old store was fully synced)")
 	rep.check(tl.ok() && sv.stats[cache.StreamCaptures].Last > 0, "the fresh store does not sync exactly once: %s", strings.Join(tl.problems, "; "))
 }
