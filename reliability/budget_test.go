@@ -51,14 +51,6 @@ func TestByteBudgetExhausted(t *testing.T) {
 		evictTarget = 40 * budgetBytes
 	}
 
-	cl := newCloud(t)
-	token, err := cl.adminToken()
-	if err != nil {
-		rep.fatal("%v", err)
-	}
-	f := newFleet(cl.URL(), token)
-	ln := newLink(t, cl.URL())
-	p := newPart(t)
 	cfg := sensors(40, 6000, map[string]uint32{"low": 1, "high": 5})
 	// The low-priority sensor is the slower one: once the high one filled
 	// the store, its captures find nothing they may evict and are refused.
@@ -69,10 +61,8 @@ func TestByteBudgetExhausted(t *testing.T) {
 	}
 	cfg.LogLevel = "debug"
 	cfg.StoreBudget = &configv1.StoreBudget{MaxBytes: budgetBytes}
-	m, err := f.provision(ctx, cfg, p.boot, ln.URL())
-	if err != nil {
-		rep.fatal("provision: %v", err)
-	}
+	r := newRig(ctx, t, rep, cfg)
+	cl, f, ln, p, m := r.cloud, r.fleet, r.link, r.part, r.m
 
 	// The budget from a config takes effect at the next start (the store
 	// takes it at open), so the part starts, takes its config, restarts.
@@ -139,17 +129,7 @@ func TestByteBudgetExhausted(t *testing.T) {
 	}
 	t.Logf("drained in %s", time.Since(healed))
 	sameProcess := p.c == daemon
-	sv, err := inspectStore(ctx, p.data, true)
-	if err != nil {
-		rep.fatal("final inspection: %v", err)
-	}
-	if err := cl.stop(); err != nil {
-		rep.fatal("%v", err)
-	}
-	cv, err := readCloud(ctx, cl.dir, m.partID, sv.id)
-	if err != nil {
-		rep.fatal("%v", err)
-	}
+	sv, cv := r.settle(ctx, rep)
 	tl := account(cv, sv, nil)
 	gaps, err := gapsIn(cv, sv.id)
 	if err != nil {

@@ -25,19 +25,9 @@ func TestCorruptStore(t *testing.T) {
 	rep := newReport(t, "corrupt-store")
 	ctx := context.Background()
 
-	cl := newCloud(t)
-	token, err := cl.adminToken()
-	if err != nil {
-		rep.fatal("%v", err)
-	}
-	f := newFleet(cl.URL(), token)
-	ln := newLink(t, cl.URL())
-	p := newPart(t)
 	cfg := sensors(20, 0, map[string]uint32{"imu": 5})
-	m, err := f.provision(ctx, cfg, p.boot, ln.URL())
-	if err != nil {
-		rep.fatal("provision: %v", err)
-	}
+	r := newRig(ctx, t, rep, cfg)
+	f, ln, p, m := r.fleet, r.link, r.part, r.m
 	if _, err := p.start(); err != nil {
 		rep.fatal("start: %v", err)
 	}
@@ -95,17 +85,7 @@ func TestCorruptStore(t *testing.T) {
 	if _, err := drain(ctx, f, &m, p, cfg); err != nil {
 		rep.fatal("drain: %v", err)
 	}
-	sv, err := inspectStore(ctx, p.data, true)
-	if err != nil {
-		rep.fatal("final inspection: %v", err)
-	}
-	if err := cl.stop(); err != nil {
-		rep.fatal("%v", err)
-	}
-	cv, err := readCloud(ctx, cl.dir, m.partID, old.id, sv.id)
-	if err != nil {
-		rep.fatal("%v", err)
-	}
+	sv, cv := r.settle(ctx, rep, old.id)
 	gaps, err := gapsIn(cv, sv.id)
 	if err != nil {
 		rep.fatal("%v", err)

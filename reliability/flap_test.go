@@ -28,19 +28,9 @@ func TestCloudKillAndFlappingPartition(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 12))
 
-	cl := newCloud(t)
-	token, err := cl.adminToken()
-	if err != nil {
-		rep.fatal("%v", err)
-	}
-	f := newFleet(cl.URL(), token)
-	ln := newLink(t, cl.URL())
-	p := newPart(t)
 	cfg := sensors(50, 0, map[string]uint32{"imu": 5, "gps": 3})
-	m, err := f.provision(ctx, cfg, p.boot, ln.URL())
-	if err != nil {
-		rep.fatal("provision: %v", err)
-	}
+	r := newRig(ctx, t, rep, cfg)
+	cl, f, ln, p, m := r.cloud, r.fleet, r.link, r.part, r.m
 	if _, err := p.start(); err != nil {
 		rep.fatal("start: %v", err)
 	}
@@ -92,17 +82,7 @@ func TestCloudKillAndFlappingPartition(t *testing.T) {
 		rep.fatal("drain: %v", err)
 	}
 	converged := time.Since(calm)
-	sv, err := inspectStore(ctx, p.data, true)
-	if err != nil {
-		rep.fatal("final inspection: %v", err)
-	}
-	if err := cl.stop(); err != nil {
-		rep.fatal("%v", err)
-	}
-	cv, err := readCloud(ctx, cl.dir, m.partID, sv.id)
-	if err != nil {
-		rep.fatal("%v", err)
-	}
+	sv, cv := r.settle(ctx, rep)
 	tl := account(cv, sv, nil)
 	rep.set("flaps", flaps)
 	rep.set("cloud_kills", cloudKills)

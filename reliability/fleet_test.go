@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"testing"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -195,4 +196,47 @@ func backlogOf(m map[string]float64) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// rig is what a process scenario runs on: the cloud as a child process, the
+// fleet API as its admin, the link (fault proxy) the part reaches it by, and
+// one part provisioned on a machine with cfg, not yet started.
+type rig struct {
+	cloud *cloudProc
+	fleet *fleet
+	link  *link
+	part  *partProc
+	m     machine
+}
+
+// newRig starts the cloud and provisions a part with cfg; a failure ends
+// the scenario.
+func newRig(ctx context.Context, t *testing.T, rep *report, cfg *configv1.RobotConfig) *rig {
+	cl := newCloud(t)
+	token, err := cl.adminToken()
+	if err != nil {
+		rep.fatal("%v", err)
+	}
+	r := &rig{cloud: cl, fleet: newFleet(cl.URL(), token), link: newLink(t, cl.URL()), part: newPart(t)}
+	if r.m, err = r.fleet.provision(ctx, cfg, r.part.boot, r.link.URL()); err != nil {
+		rep.fatal("provision: %v", err)
+	}
+	return r
+}
+
+// settle reads the drained part's store, stops the cloud and reads what it
+// holds of the part's current store and of the earlier ones named.
+func (r *rig) settle(ctx context.Context, rep *report, earlier ...string) (storeView, *cloudView) {
+	sv, err := inspectStore(ctx, r.part.data, true)
+	if err != nil {
+		rep.fatal("final inspection: %v", err)
+	}
+	if err := r.cloud.stop(); err != nil {
+		rep.fatal("%v", err)
+	}
+	cv, err := readCloud(ctx, r.cloud.dir, r.m.partID, append(earlier, sv.id)...)
+	if err != nil {
+		rep.fatal("%v", err)
+	}
+	return sv, cv
 }

@@ -31,19 +31,9 @@ func TestSigkillStorm(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 11))
 
-	cl := newCloud(t)
-	token, err := cl.adminToken()
-	if err != nil {
-		rep.fatal("%v", err)
-	}
-	f := newFleet(cl.URL(), token)
-	ln := newLink(t, cl.URL())
-	p := newPart(t)
 	cfg := sensors(50, 0, map[string]uint32{"imu": 5, "gps": 3})
-	m, err := f.provision(ctx, cfg, p.boot, ln.URL())
-	if err != nil {
-		rep.fatal("provision: %v", err)
-	}
+	r := newRig(ctx, t, rep, cfg)
+	f, ln, p, m := r.fleet, r.link, r.part, r.m
 
 	var readies []time.Duration
 	start := func() {
@@ -102,17 +92,7 @@ func TestSigkillStorm(t *testing.T) {
 	if _, err := drain(ctx, f, &m, p, cfg); err != nil {
 		rep.fatal("drain: %v", err)
 	}
-	sv, err := inspectStore(ctx, p.data, true)
-	if err != nil {
-		rep.fatal("final inspection: %v", err)
-	}
-	if err := cl.stop(); err != nil {
-		rep.fatal("%v", err)
-	}
-	cv, err := readCloud(ctx, cl.dir, m.partID, sv.id)
-	if err != nil {
-		rep.fatal("%v", err)
-	}
+	sv, cv := r.settle(ctx, rep)
 	tl := account(cv, sv, maxSeen)
 
 	slow, maxR := 0, time.Duration(0)
