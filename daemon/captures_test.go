@@ -71,29 +71,13 @@ func (b bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 func waitForGrants(t *testing.T, socket string) {
 	t.Helper()
 	local := controlv1connect.NewControlServiceClient(socketClient(socket), "http://socket")
-	eventually(t, "the part holds grants", func() error {
+	cloudtest.Eventually(t, "the part holds grants", func() error {
 		st, err := local.Status(context.Background(), connect.NewRequest(&controlv1.StatusRequest{}))
 		if err == nil && st.Msg.GetGrantsVersion() == 0 {
 			err = errors.New("no grants yet")
 		}
 		return err
 	})
-}
-
-// eventually polls cond until it holds, failing after a generous deadline.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestCaptureEditsReachTheCloud is data.edit on the part end to end: a

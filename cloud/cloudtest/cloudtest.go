@@ -457,6 +457,25 @@ func (c *Cloud) checkLogs(tb testing.TB) {
 	})
 }
 
+// Eventually polls cond until it returns nil, failing tb with what and
+// cond's last error after a generous deadline. It is for waiting on the
+// cloud and parts converging, which has no event to wait on; it asserts
+// what happened, never how fast.
+func Eventually(tb testing.TB, what string, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func unwrap[T any](res *connect.Response[T], err error) (*T, error) {
 	if err != nil {
 		return nil, err

@@ -344,7 +344,7 @@ func TestRobotViaCloud(t *testing.T) {
 	rp := startRobot(t, cl, robotOptions{syncEvery: 200 * time.Millisecond})
 	s := newRobotSession(t, map[string]string{"OUTPOST_CLOUD": cl.URL, "OUTPOST_API_KEY": rp.operator.Token})
 	via := "--via-cloud=" + rp.part.ID
-	waitFor(t, "the part online", func() error {
+	cloudtest.Eventually(t, "the part online", func() error {
 		if st := rp.status(t).GetSyncState(); st != controlv1.SyncState_SYNC_STATE_ONLINE {
 			return fmt.Errorf("sync state %v", st)
 		}
@@ -370,7 +370,7 @@ func TestRobotViaCloud(t *testing.T) {
 	}
 	// The refusal is the part's: it is in the part's audit stream, which
 	// the next syncs bring to the cloud, with the transport it came by.
-	waitFor(t, "the part's audit event of the refused config", func() error {
+	cloudtest.Eventually(t, "the part's audit event of the refused config", func() error {
 		recs, _, err := cl.Ingest().Records(context.Background(), ingest.Query{PartIDs: []string{rp.part.ID}, Stream: "audit"})
 		if err != nil {
 			return err
@@ -408,22 +408,6 @@ func TestRobotViaCloud(t *testing.T) {
 	}
 	// A new session with the revoked key is refused by the cloud already.
 	s.fails(connect.CodeUnauthenticated, "robot", via, "status")
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline.
-func waitFor(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestRobotMotor drives the fake motor through the motor API as the
