@@ -1758,7 +1758,7 @@ type Capture struct {
 	Component string `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
 	// The method polled, such as "readings" or "image".
 	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
-	// Tags from the capture config.
+	// Tags: from the capture config, as edited on the part (data.edit) before upload.
 	Tags []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
 	// Eviction priority: lower goes first when the store is over budget.
 	Priority int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
