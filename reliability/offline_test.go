@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.uber.org/zap"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
@@ -23,10 +22,8 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud"
-	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
-	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
@@ -49,7 +46,8 @@ func TestSixtyDaysOffline(t *testing.T) {
 	rep := newReport(t, "sixty-days-offline")
 	ctx := context.Background()
 	clk := clock.NewFake(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
-	url, token := inProcessCloud(t, clk)
+	cl := cloudtest.New(t, cloudtest.Options{Clock: clk, Sync: partsync.Options{PollInterval: offlineSync}})
+	url, token := cl.URL, cl.AdminToken(t)
 	f := newFleet(url, token)
 	ln := newLink(t, url)
 	dir := shortDir(t)
@@ -200,56 +198,6 @@ func TestSixtyDaysOffline(t *testing.T) {
 	_, err = tech.MotorSetPower(ctx, connect.NewRequest(&controlv1.MotorSetPowerRequest{Name: "wheel", Power: 0.3}))
 	rep.set("control_back", err == nil)
 	rep.check(err == nil, "the tech cannot drive the wheel after reconnecting: %v", err)
-}
-
-// inProcessCloud serves a real cloud (cloud.New over the embedded stores)
-// on loopback, on the given clock, and returns its URL and admin token.
-func inProcessCloud(t *testing.T, clk clock.Clock) (string, string) {
-	t.Helper()
-	ctx := context.Background()
-	log := zap.NewNop()
-	dir := t.TempDir()
-	st, err := badgerstore.Open(filepath.Join(dir, "store"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _, err := cloud.Bootstrap(ctx, st, dir, clk, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := cloud.New(cloud.Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Blobs: blobs,
-		Sync: partsync.Options{PollInterval: offlineSync}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- cloud.Serve(sctx, ln, srv.Handler(), "", "", log) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("cloud: %v", err)
-		}
-		ing.Close()
-		st.Close()
-	})
-	tok, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + ln.Addr().String(), strings.TrimSpace(string(tok))
 }
 
 // runDaemon runs outpostd in this process on clk and returns its endpoints
