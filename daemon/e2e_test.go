@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,18 +10,13 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
-	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/clock"
-	"github.com/outpost-robotics/outpost/cloud"
-	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
-	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
 
 // firstAck signals the first capture the store acknowledged.
@@ -51,63 +44,12 @@ func (f *firstAck) Append(ctx context.Context, st capture.Stream, rec capture.Re
 // lines in the cloud, where the fleet API reads them back.
 func TestEndToEndWithTheCloud(t *testing.T) {
 	ctx := context.Background()
-	log := zap.NewNop()
-	clk := clock.NewReal()
-	dir := t.TempDir()
-	st, err := badgerstore.Open("", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	signer, _, err := cloud.Bootstrap(ctx, st, dir, clk, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ing.Close()
-	srv, err := cloud.New(cloud.Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Sync: partsync.Options{PollInterval: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- cloud.Serve(cctx, ln, srv.Handler(), "", "", log) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("cloud: %v", err)
-		}
-	}()
-	url := "http://" + ln.Addr().String()
+	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: time.Second}})
+	url := cl.URL
 
 	// The admin provisions a machine with a config and bootstraps its part.
-	bearer := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-			return next(ctx, req)
-		}
-	}))
-	hc := http.DefaultClient
-	orgs := fleetv1connect.NewOrgServiceClient(hc, url, bearer)
-	locs := fleetv1connect.NewLocationServiceClient(hc, url, bearer)
-	machines := fleetv1connect.NewMachineServiceClient(hc, url, bearer)
-	configs := fleetv1connect.NewConfigServiceClient(hc, url, bearer)
-	data := fleetv1connect.NewDataServiceClient(hc, url, bearer)
+	admin := cl.Admin(t)
+	orgs, locs, machines, configs, data := admin.Org, admin.Location, admin.Machine, admin.Config, admin.Data
 	org, err := orgs.CreateOrg(ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: "Acme"}))
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +83,7 @@ func TestEndToEndWithTheCloud(t *testing.T) {
 	// The part starts with an empty store and gets everything from the cloud.
 	fromCloud := make(chan error, 1)
 	captured := make(chan struct{})
-	r := run(t, p, clk, func(o *Options) {
+	r := run(t, p, clock.NewReal(), func(o *Options) {
 		o.afterApply = func(source string, err error) {
 			if source == "cloud" {
 				fromCloud <- err
