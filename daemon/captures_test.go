@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +24,6 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/control"
-	"github.com/outpost-robotics/outpost/faultproxy"
 )
 
 // controlClient is a field tech's client of a part's control plane over
@@ -90,19 +88,8 @@ func waitForGrants(t *testing.T, socket string) {
 func TestCaptureEditsReachTheCloud(t *testing.T) {
 	ctx := context.Background()
 	cl := cloudtest.New(t, cloudtest.Options{})
-	var hold atomic.Bool
-	hold.Store(true)
-	proxy, err := faultproxy.New(cl.URL, func(_ int64, r *http.Request) faultproxy.Fault {
-		if hold.Load() && strings.Contains(r.URL.Path, "/Upload") {
-			return faultproxy.Status503
-		}
-		return faultproxy.Pass
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
-	cp := cl.Provision(t, cloudtest.PartOptions{CloudURL: proxy.URL(), Config: &configv1.RobotConfig{LogLevel: "info"}})
+	proxyURL, release := cl.HoldUploads(t)
+	cp := cl.Provision(t, cloudtest.PartOptions{CloudURL: proxyURL, Config: &configv1.RobotConfig{LogLevel: "info"}})
 	owner := cl.CreateAPIKey(t, "owner", "machine/"+cp.MachineID)
 	operator := cl.CreateAPIKey(t, "operator", "machine/"+cp.MachineID)
 
@@ -187,7 +174,7 @@ func TestCaptureEditsReachTheCloud(t *testing.T) {
 	}
 
 	// The network heals; the final sync at shutdown uploads everything.
-	hold.Store(false)
+	release()
 	r.sig <- syscall.SIGTERM
 	if err := <-r.errc; err != nil {
 		t.Fatalf("Run: %v", err)

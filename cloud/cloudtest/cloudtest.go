@@ -53,6 +53,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -455,6 +456,27 @@ func (c *Cloud) checkLogs(tb testing.TB) {
 		}
 		return true
 	})
+}
+
+// HoldUploads puts a fault proxy in front of the cloud that answers every
+// upload with 503 until release is called; pulls go through. A part given
+// the returned URL as its cloud keeps what it captured, as one on a
+// flaky uplink would, and sends it once released.
+func (c *Cloud) HoldUploads(tb testing.TB) (url string, release func()) {
+	tb.Helper()
+	var hold atomic.Bool
+	hold.Store(true)
+	proxy, err := faultproxy.New(c.URL, func(_ int64, r *http.Request) faultproxy.Fault {
+		if hold.Load() && strings.Contains(r.URL.Path, "/Upload") {
+			return faultproxy.Status503
+		}
+		return faultproxy.Pass
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = proxy.Close() })
+	return proxy.URL(), func() { hold.Store(false) }
 }
 
 // Eventually polls cond until it returns nil, failing tb with what and

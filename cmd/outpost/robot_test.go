@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,7 +33,6 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/daemon"
-	"github.com/outpost-robotics/outpost/faultproxy"
 )
 
 // robotPart is a real robot part for the robot commands: the fleet cloud
@@ -272,19 +270,8 @@ func heldCaptures(t *testing.T, st *cache.Store) {
 // the tags, and never the deleted captures.
 func TestRobotDataGolden(t *testing.T) {
 	cl := cloudtest.New(t, cloudtest.Options{})
-	var hold atomic.Bool
-	hold.Store(true)
-	proxy, err := faultproxy.New(cl.URL, func(_ int64, r *http.Request) faultproxy.Fault {
-		if hold.Load() && strings.Contains(r.URL.Path, "/Upload") {
-			return faultproxy.Status503
-		}
-		return faultproxy.Pass
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
-	rp := startRobot(t, cl, robotOptions{cloudURL: proxy.URL(), syncEvery: time.Hour, prepare: heldCaptures})
+	proxyURL, release := cl.HoldUploads(t)
+	rp := startRobot(t, cl, robotOptions{cloudURL: proxyURL, syncEvery: time.Hour, prepare: heldCaptures})
 	s := newRobotSession(t, map[string]string{"OUTPOST_ROBOT": rp.ep.Control, "OUTPOST_API_KEY": rp.owner.Token})
 	export := filepath.Join(t.TempDir(), "export")
 
@@ -313,7 +300,7 @@ func TestRobotDataGolden(t *testing.T) {
 	}
 
 	// The network heals; the final sync at shutdown uploads what is left.
-	hold.Store(false)
+	release()
 	rp.stop()
 	delete(s.vars, "OUTPOST_API_KEY")
 	s.vars["OUTPOST_CLOUD"], s.vars["OUTPOST_TOKEN"] = cl.URL, cl.AdminToken(t)
