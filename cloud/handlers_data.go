@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -21,6 +19,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -260,17 +259,6 @@ type captureSelection struct {
 	size                           int32
 }
 
-// tagsEdited applies people's tag edits to the tags a part sent.
-func tagsEdited(orig []string, t store.CaptureTags) []string {
-	var out []string
-	for _, tag := range append(slices.Clone(orig), t.Added...) {
-		if !slices.Contains(out, tag) && !slices.Contains(t.Removed, tag) {
-			out = append(out, tag)
-		}
-	}
-	return out
-}
-
 func captureID(partID, storeID string, seq uint64) string {
 	return partID + "|" + storeID + "|" + strconv.FormatUint(seq, 10)
 }
@@ -314,7 +302,7 @@ func (ds dataService) listCaptures(ctx context.Context, sel captureSelection) ([
 			if errors.Is(err, store.ErrNotFound) {
 				return nil
 			}
-			cp.Tags = tagsEdited(cp.GetTags(), t)
+			cp.Tags = config.EditTags(cp.GetTags(), t.Added, t.Removed)
 			return err
 		})
 		if serr != nil || sel.tag != "" && !slices.Contains(cp.GetTags(), sel.tag) {
@@ -361,20 +349,13 @@ func (ds dataService) ExportCaptures(ctx context.Context, req *connect.Request[f
 
 // Bounds of tag edits.
 const (
-	maxTagLen        = 64
-	maxTagsPerEdit   = 32
 	maxCapturesPerOp = 1000
 	maxReadBlob      = 4 << 20
 )
 
 func validTags(field string, tags []string) error {
-	if len(tags) > maxTagsPerEdit {
-		return invalid("%s: at most %d tags", field, maxTagsPerEdit)
-	}
-	for i, t := range tags {
-		if t == "" || len(t) > maxTagLen || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return !unicode.IsPrint(r) || r == ',' }) {
-			return invalid("%s[%d]: a tag is 1 to %d printable characters without commas", field, i, maxTagLen)
-		}
+	if err := config.CheckEditTags(field, tags); err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -556,9 +557,9 @@ func TestCaptureEdits(t *testing.T) {
 		{Ids: many, Add: []string{"x"}},
 		{Ids: []uint64{1}, Add: []string{"a,b"}},
 		{Ids: []uint64{1}, Remove: []string{""}},
-		{Ids: []uint64{1}, Add: []string{strings.Repeat("x", maxTagLen+1)}},
+		{Ids: []uint64{1}, Add: []string{strings.Repeat("x", config.MaxEditTagLen+1)}},
 		{Ids: []uint64{1}, Add: []string{"bell\a"}},
-		{Ids: []uint64{1}, Add: make([]string, maxTagsPerEdit+1)},
+		{Ids: []uint64{1}, Add: make([]string, config.MaxTagsPerEdit+1)},
 	} {
 		if _, err := owner.control.TagCaptures(ctx, connect.NewRequest(bad)); codeOf(err) != connect.CodeInvalidArgument {
 			t.Errorf("TagCaptures(%v): %v, want invalid_argument", bad, err)

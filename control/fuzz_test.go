@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/config"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -146,7 +147,7 @@ func FuzzValidTagEdit(f *testing.F) {
 			t.Fatalf("accepted ids %d..(%d)", id, len(m.Ids))
 		}
 		for _, tag := range append(m.Add, m.Remove...) {
-			if tag == "" || len(tag) > maxTagLen || !utf8.ValidString(tag) || strings.Contains(tag, ",") {
+			if tag == "" || len(tag) > config.MaxEditTagLen || !utf8.ValidString(tag) || strings.Contains(tag, ",") {
 				t.Fatalf("accepted tag %q", tag)
 			}
 		}

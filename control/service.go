@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -16,6 +13,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/config"
 )
 
 // service implements ControlService. No method checks permissions: the
@@ -214,13 +212,9 @@ func (v *service) DeleteCaptures(ctx context.Context, req *connect.Request[contr
 	return connect.NewResponse(&controlv1.DeleteCapturesResponse{Deleted: uint32(n)}), nil
 }
 
-// Bounds of tag and delete requests. They are the cloud's (its data API
-// takes the same tags), so a tag the part accepts is one the cloud keeps.
-const (
-	maxTagLen          = 64
-	maxTagsPerEdit     = 32
-	maxCapturesPerEdit = 1000
-)
+// maxCapturesPerEdit bounds a tag or delete request, as the cloud's data
+// API does; the tags themselves follow config.CheckEditTags, the cloud's rule.
+const maxCapturesPerEdit = 1000
 
 // validTagEdit checks a TagCaptures request.
 func validTagEdit(m *controlv1.TagCapturesRequest) error {
@@ -234,13 +228,8 @@ func validTagEdit(m *controlv1.TagCapturesRequest) error {
 		name string
 		tags []string
 	}{{"add", m.GetAdd()}, {"remove", m.GetRemove()}} {
-		if len(f.tags) > maxTagsPerEdit {
-			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("tag captures: %s: at most %d tags", f.name, maxTagsPerEdit))
-		}
-		for i, t := range f.tags {
-			if t == "" || len(t) > maxTagLen || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return !unicode.IsPrint(r) || r == ',' }) {
-				return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("tag captures: %s[%d]: a tag is 1 to %d printable characters without commas", f.name, i, maxTagLen))
-			}
+		if err := config.CheckEditTags(f.name, f.tags); err != nil {
+			return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("tag captures: %w", err))
 		}
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/control"
 	psync "github.com/outpost-robotics/outpost/sync"
 )
@@ -274,7 +275,7 @@ func (d captureData) TagCaptures(ctx context.Context, ids []uint64, add, remove 
 		if err := proto.Unmarshal(payload, &cp); err != nil {
 			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("capture %d is not a readable capture record, so it cannot be tagged: %w", seq, err))
 		}
-		tags := editTags(cp.GetTags(), add, remove)
+		tags := config.EditTags(cp.GetTags(), add, remove)
 		if slices.Equal(tags, cp.GetTags()) {
 			return payload, nil
 		}
@@ -295,17 +296,6 @@ func (d captureData) TagCaptures(ctx context.Context, ids []uint64, add, remove 
 		return 0, notOnPart(res.Missing)
 	}
 	return len(res.Changed), nil
-}
-
-// editTags applies an edit to a capture's tags.
-func editTags(orig, add, remove []string) []string {
-	out := make([]string, 0, len(orig)+len(add))
-	for _, t := range append(slices.Clone(orig), add...) {
-		if !slices.Contains(out, t) && !slices.Contains(remove, t) {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // DeleteCaptures deletes captures and their blobs from the store; its gap
