@@ -139,7 +139,7 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 			return freed, nil // meta said records exist but none were found
 		}
 		if err == nil {
-			err = s.commitWithGap(b, g)
+			err = s.commitEviction(b, g)
 		}
 		b.discard()
 		if err != nil {
@@ -176,7 +176,7 @@ func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
 			return freed, nil
 		}
 		if err == nil {
-			err = s.commitWithGap(b, g)
+			err = s.commitEviction(b, g)
 		}
 		b.discard()
 		if err != nil {
@@ -218,6 +218,91 @@ func (s *Store) commitWithGap(b *batch, g Gap) error {
 		zap.Uint64("from", g.From), zap.Uint64("through", g.Through), zap.Uint64("count", g.Count),
 		zap.Uint64("bytes", g.Bytes), zap.Uint8("priority", g.Priority))
 	return nil
+}
+
+// gapClass is what eviction gap records merge by: one stream and, for
+// captures, one priority.
+type gapClass struct {
+	stream Stream
+	prio   uint8
+}
+
+// openGap is an eviction gap record that later evictions of its class may
+// still extend in place.
+type openGap struct {
+	seq  uint64 // its sequence in StreamGaps
+	size uint32 // its value's length, part of its key
+	gap  Gap
+}
+
+// commitEviction commits an eviction together with its gap record, as
+// commitWithGap does, but extends the open gap record of the same class
+// instead of appending another: its range grows to the union, and Count
+// and Bytes add up. A part offline for weeks with a small budget evicts
+// thousands of times; one record per stream and priority keeps both its
+// store and the upload after reconnecting small, and the cloud's
+// watermark only needs the union (for captures evicted by priority the
+// range may hold survivors, as one eviction's already may: they are
+// still sent, in sequence order, before the part deletes through the
+// cloud's watermark). A gap record that may have been read for upload
+// (gapsFrozen) is never rewritten: the cloud could already hold it with
+// the shorter range, keep that first copy, and never learn of the rest.
+// The open records are known only to this process, so a restart starts
+// new ones.
+func (s *Store) commitEviction(b *batch, g Gap) error {
+	if g.Count == 0 {
+		return nil
+	}
+	class := gapClass{g.Stream, g.Priority}
+	open, merge := s.openGaps[class]
+	merge = merge && open.seq > s.gapsFrozen
+	rec := g
+	if merge {
+		rec = open.gap
+		rec.From, rec.Through = min(rec.From, g.From), max(rec.Through, g.Through)
+		rec.Count += g.Count
+		rec.Bytes += g.Bytes
+	} else {
+		rec.At = s.clk.Now().UTC()
+	}
+	payload, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	val := encodeRecord(Record{Payload: payload, Time: rec.At})
+	seq := open.seq
+	if merge {
+		err = b.replaceRecord(StreamGaps, recordKey(StreamGaps, seq, open.size), 0, val)
+	} else {
+		seq, err = b.appendRecord(StreamGaps, 0, val)
+	}
+	if err != nil {
+		return err
+	}
+	if err := b.commit(); err != nil {
+		return err
+	}
+	s.openGaps[class] = openGap{seq: seq, size: uint32(len(val)), gap: rec}
+	s.evictedRecords.Add(g.Count)
+	s.evictedBytes.Add(g.Bytes)
+	fields := []zap.Field{zap.String("stream", string(g.Stream)), zap.Uint64("from", rec.From), zap.Uint64("through", rec.Through),
+		zap.Uint64("count", rec.Count), zap.Uint64("bytes", rec.Bytes), zap.Uint8("priority", g.Priority)}
+	if merge {
+		// One warning per gap record, not per eviction: a long outage
+		// must not fill the never-evicted warn stream with these lines.
+		s.log.Debug("evicted more records over the byte budget; their gap record grew", fields...)
+	} else {
+		s.log.Warn("evicted records over the byte budget", fields...)
+	}
+	return nil
+}
+
+// freezeGaps marks every gap record held now as possibly read for upload,
+// so none of them is extended any more (see commitEviction).
+func (s *Store) freezeGaps() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gapsFrozen = s.meta[StreamGaps].Last
 }
 
 // writeGaps appends gap records outside of an eviction (a corrupted store).

@@ -378,3 +378,72 @@ func TestCorruptStoreIsMovedAside(t *testing.T) {
 		t.Fatalf("append to the fresh store = %d, %v", seq, err)
 	}
 }
+
+// TestEvictionsMergeIntoOneGapRecord checks that a long spell over budget
+// leaves one gap record per stream (and capture priority), extended by
+// each eviction until it is read for upload, and that the records' counts
+// and bytes add up to what was evicted.
+func TestEvictionsMergeIntoOneGapRecord(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	opts.Budget.MaxBytes = 64 << 10
+	s := openTest(t, t.TempDir(), opts)
+	appendN := func(st Stream, n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			if _, err := s.Append(ctx, st, Record{Payload: make([]byte, 200)}); err != nil {
+				t.Fatalf("append %s: %v", st, err)
+			}
+		}
+	}
+	gaps := func() []Gap {
+		t.Helper()
+		es, err := s.Read(ctx, StreamGaps, 0, 1<<20, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]Gap, len(es))
+		for i, e := range es {
+			if out[i], err = DecodeGap(e.Payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	// Thousands of captures through a budget of a few hundred: hundreds of
+	// evictions, one open gap record.
+	appendN(StreamCaptures, 3000)
+	evicted := s.evictedRecords.Load()
+	if evicted < 2000 {
+		t.Fatalf("only %d evictions: the test needs many", evicted)
+	}
+	got := gaps()
+	if len(got) != 1 {
+		t.Fatalf("%d gap records after %d evictions, want 1: %+v", len(got), evicted, got)
+	}
+	if g := got[0]; g.Stream != StreamCaptures || g.From != 1 || g.Count != evicted || g.Through < evicted || g.Bytes != s.evictedBytes.Load() {
+		t.Errorf("merged gap record %+v; want captures from 1, count %d, bytes %d", g, evicted, s.evictedBytes.Load())
+	}
+	// Reading the gaps (as an upload does) freezes that record: the next
+	// evictions start a second one, and it starts where the first ended.
+	appendN(StreamCaptures, 1000)
+	got = gaps()
+	if len(got) != 2 {
+		t.Fatalf("%d gap records after a read and more evictions, want 2: %+v", len(got), got)
+	}
+	if got[1].From <= got[0].Through || got[0].Count+got[1].Count != s.evictedRecords.Load() {
+		t.Errorf("gap records %+v do not continue one another or do not add up to %d", got, s.evictedRecords.Load())
+	}
+	// Each stream has its own record: debug logs evicted by captures.
+	appendN(StreamLogsDebug, 50)
+	appendN(StreamCaptures, 500)
+	var debug int
+	for _, g := range gaps() {
+		if g.Stream == StreamLogsDebug {
+			debug++
+		}
+	}
+	if debug != 1 {
+		t.Errorf("%d gap records for debug logs, want 1", debug)
+	}
+}

@@ -75,6 +75,11 @@ type Options struct {
 	// GCAfterAckBytes starts a space reclaim after acks freed this many bytes;
 	// 0 means 64 MB.
 	GCAfterAckBytes int64
+	// AfterSync, when set, is called after each synced commit. It is for
+	// fault injection only: the reliability suite makes it wait to model a
+	// slow disk's flush (an SD card's), since Badger has no file-system
+	// hook. Nil in production.
+	AfterSync func()
 	// OnReclaim, when set, is called after each background space reclaim
 	// (scheduled or after large acks) with its result: for metrics, and for
 	// tests to wait on an event rather than on time.
@@ -103,7 +108,13 @@ type Store struct {
 	// eviction removed since Open, for metrics.
 	evictedHead                  map[Stream]uint64
 	evictedRecords, evictedBytes atomic.Uint64
-	written                      atomic.Int64 // bytes written since the last releaseMappedPages
+	// openGaps are the gap records of evictions that later evictions of the
+	// same class extend in place, and gapsFrozen the last gap record that
+	// may have been read for upload, which is never rewritten (both
+	// guarded by mu; see mergeGap).
+	openGaps   map[gapClass]openGap
+	gapsFrozen uint64
+	written    atomic.Int64 // bytes written since the last releaseMappedPages
 	// reclaimMu makes reclaims one at a time.
 	reclaimMu sync.Mutex
 	freedMu   sync.Mutex
@@ -188,6 +199,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		meta:   make(map[Stream]*streamMeta),
 
 		evictedHead: make(map[Stream]uint64),
+		openGaps:    make(map[gapClass]openGap),
 	}
 	if err := s.load(); err != nil {
 		_ = db.Close()
@@ -436,5 +448,16 @@ func mapWriteErr(err error) error {
 
 // update runs fn in one synced read-write transaction.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
-	return mapWriteErr(s.db.Update(fn))
+	if err := mapWriteErr(s.db.Update(fn)); err != nil {
+		return err
+	}
+	s.synced()
+	return nil
+}
+
+// synced runs the fault-injection hook after a synced commit.
+func (s *Store) synced() {
+	if s.opts.AfterSync != nil {
+		s.opts.AfterSync()
+	}
 }

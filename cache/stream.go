@@ -376,6 +376,7 @@ func (b *batch) commit() error {
 		return err
 	}
 	b.s.syncs.Add(1)
+	b.s.synced()
 	for st, m := range b.metas {
 		*b.s.meta[st] = *m
 	}
@@ -397,6 +398,9 @@ func (s *Store) Read(ctx context.Context, st Stream, after uint64, limit, maxByt
 	}
 	if limit <= 0 {
 		return nil, nil
+	}
+	if st == StreamGaps {
+		s.freezeGaps()
 	}
 	var out []Entry
 	var corrupt []badItem

@@ -556,6 +556,7 @@ func (d *daemon) buildMetrics() {
 		SinceContact: func() (time.Duration, bool) { return d.offline.SinceContact(), d.offline.Known() },
 		Components:   d.componentHealth,
 		LogsDropped:  d.sink.Dropped,
+		SyncStalled:  func() map[cache.Stream]int { return d.currentSyncer().Stalled() },
 	})
 }
 

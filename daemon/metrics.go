@@ -29,6 +29,9 @@ type MetricSources struct {
 	Components func() map[string]bool
 	// LogsDropped returns log lines dropped and not yet in a gap record.
 	LogsDropped func() uint64
+	// SyncStalled returns the streams reported as stalled and for how many
+	// cycles in a row they had records to send and none acknowledged.
+	SyncStalled func() map[cache.Stream]int
 }
 
 // Metrics is the daemon's Prometheus registry: its own, not the process
@@ -100,13 +103,14 @@ var (
 	descComp  = prometheus.NewDesc("outpost_component_up", "1 when the component is running.", []string{"component"}, nil)
 	descGaps  = prometheus.NewDesc("outpost_store_gaps_total", "Gap records ever written: each is a range of records lost to eviction over budget, dropped log lines or a lost store.", nil, nil)
 	descDrop  = prometheus.NewDesc("outpost_log_lines_dropped", "Log lines dropped (queue full) not yet reported in a gap record.", nil, nil)
+	descStall = prometheus.NewDesc("outpost_sync_stream_stalled_cycles", "Cycles in a row a stream had records to send and none acknowledged, for streams reported as stalled.", []string{"stream"}, nil)
 )
 
 // collector reads MetricSources at scrape time.
 type collector struct{ src MetricSources }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descState, descAge, descBRec, descBByte, descStore, descBlobs, descDisk, descSyncs, descEvRec, descEvB, descComp, descGaps, descDrop} {
+	for _, d := range []*prometheus.Desc{descState, descAge, descBRec, descBByte, descStore, descBlobs, descDisk, descSyncs, descEvRec, descEvB, descComp, descGaps, descDrop, descStall} {
 		ch <- d
 	}
 }
@@ -148,6 +152,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(u.Syncs))
 		ch <- prometheus.MustNewConstMetric(descEvRec, prometheus.CounterValue, float64(u.EvictedRecords))
 		ch <- prometheus.MustNewConstMetric(descEvB, prometheus.CounterValue, float64(u.EvictedBytes))
+	}
+	if c.src.SyncStalled != nil {
+		for st, n := range c.src.SyncStalled() {
+			ch <- prometheus.MustNewConstMetric(descStall, prometheus.GaugeValue, float64(n), string(st))
+		}
 	}
 	if c.src.LogsDropped != nil {
 		ch <- prometheus.MustNewConstMetric(descDrop, prometheus.GaugeValue, float64(c.src.LogsDropped()))

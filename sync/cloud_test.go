@@ -83,6 +83,10 @@ type worldOptions struct {
 	// own: another thing on the wire between the proxy and the cloud.
 	front func(t *testing.T, upstream string) string
 	extra []func(*outsync.Options)
+	// slowDisk is what each synced commit of the cloud's ingest costs the
+	// part's fake clock: a slow disk's flush, paid within the part's
+	// deadlines, deterministically however loaded the machine is.
+	slowDisk time.Duration
 }
 
 func newWorld(t *testing.T, budget cache.Budget, extra ...func(*outsync.Options)) *world {
@@ -93,7 +97,11 @@ func newWorld(t *testing.T, budget cache.Budget, extra ...func(*outsync.Options)
 func newWorldWith(t *testing.T, o worldOptions) *world {
 	t.Helper()
 	w := &world{clk: clock.NewFake(epoch), cloudClk: clock.NewFake(epoch), opts: o.extra, dir: t.TempDir(), budget: o.budget}
-	w.cloud = cloudtest.New(t, cloudtest.Options{Clock: w.cloudClk})
+	co := cloudtest.Options{Clock: w.cloudClk}
+	if o.slowDisk > 0 {
+		co.IngestAfterSync = func() { w.clk.Advance(o.slowDisk) }
+	}
+	w.cloud = cloudtest.New(t, co)
 	upstream := w.cloud.URL
 	if o.tamper {
 		w.tamper = &tamperer{}

@@ -84,6 +84,10 @@ type Options struct {
 	// cloud at once; 0 means 2 (see uploadStream). 1 sends one batch at a
 	// time and reads the next only after the answer.
 	InFlight int
+	// StallCycles is how many consecutive cycles a stream may have records
+	// to send and none acknowledged before it is reported as stalled (a
+	// warning once, Stalled, the status and the metrics); 0 means 3.
+	StallCycles int
 	// Seed seeds the jitter; cycles of different parts differ by part id.
 	Seed uint64
 	// OnConfig is called with each newly verified config, after it is
@@ -122,6 +126,41 @@ type Syncer struct {
 	expiredFor string            // non-empty once OnExpired was called
 	interval   time.Duration
 	storeID    string
+	// stalled counts, per stream, the cycles in a row that it had records
+	// to send and got none acknowledged (guarded by mu).
+	stalled map[cache.Stream]int
+
+	// batch is each stream's current upload request size; only cycles
+	// touch it, and they hold cycleMu.
+	batch map[cache.Stream]batchSize
+}
+
+// batchSize bounds one upload request of a stream. A turn that fails (a
+// missed deadline, usually: a slow link, or a cloud slow to commit) halves
+// the next request from the largest it sent, down to a single record, and
+// each answered request doubles it again up to the full size, so no batch
+// is retried unchanged forever: every attempt either makes progress or
+// makes itself smaller, and a stream back on a fast link is back to full
+// batches within a few requests.
+type batchSize struct {
+	records, bytes int
+}
+
+func (b batchSize) shrink() batchSize {
+	return batchSize{records: max(b.records/2, 1), bytes: max(b.bytes/2, 1)}
+}
+
+// min2 is the smaller of two sizes, field by field, ignoring a zero one
+// (no request was made).
+func min2(a, b batchSize) batchSize {
+	if b.records == 0 {
+		return a
+	}
+	return batchSize{records: min(a.records, b.records), bytes: min(a.bytes, b.bytes)}
+}
+
+func (b batchSize) grow(full batchSize) batchSize {
+	return batchSize{records: min(b.records*2, full.records), bytes: min(b.bytes*2, full.bytes)}
 }
 
 // New checks the options and returns a Syncer.
@@ -138,13 +177,54 @@ func New(o Options) (*Syncer, error) {
 	o.CycleBytes = cmp.Or(o.CycleBytes, 8<<20)
 	o.BatchBytes = cmp.Or(o.BatchBytes, 1<<20)
 	o.InFlight = cmp.Or(o.InFlight, 2)
+	o.StallCycles = cmp.Or(o.StallCycles, 3)
 	return &Syncer{
 		o:        o,
 		log:      o.Logger.Named("sync"),
 		rng:      rand.New(rand.NewPCG(o.Seed, 0x5bd1e995)),
 		refused:  map[string]string{},
 		interval: o.Interval,
+		stalled:  map[cache.Stream]int{},
+		batch:    map[cache.Stream]batchSize{},
 	}, nil
+}
+
+// Stalled returns, for each stream reported as stalled, the cycles in a
+// row it had records to send and got none acknowledged.
+func (s *Syncer) Stalled() map[cache.Stream]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[cache.Stream]int{}
+	for st, n := range s.stalled {
+		if n >= s.o.StallCycles {
+			out[st] = n
+		}
+	}
+	return out
+}
+
+// noteProgress counts a stream's turn: a turn with records to send and
+// none acknowledged extends its stall, which is logged once when it
+// reaches StallCycles (with the error, when there was one); any progress
+// ends it, logged too when it had been reported.
+func (s *Syncer) noteProgress(st cache.Stream, acked int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if acked > 0 {
+		if s.stalled[st] >= s.o.StallCycles {
+			s.log.Info("stream is moving again", zap.String("stream", string(st)), zap.Int("stalled_cycles", s.stalled[st]))
+		}
+		delete(s.stalled, st)
+		return
+	}
+	s.stalled[st]++
+	if s.stalled[st] == s.o.StallCycles {
+		fields := []zap.Field{zap.String("stream", string(st)), zap.Int("cycles", s.stalled[st]), zap.Int("batch_records", s.batch[st].records)}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		s.log.Warn("stream has made no progress; the other streams keep going", fields...)
+	}
 }
 
 // State returns the current state and the last error, for status.
@@ -215,7 +295,7 @@ type Result struct {
 func (s *Syncer) Cycle(ctx context.Context) Result {
 	s.cycleMu.Lock()
 	defer s.cycleMu.Unlock()
-	ctx, cancel := s.deadline(ctx, s.o.CycleTimeout)
+	ctx, cancel := s.deadline(ctx, "sync cycle", s.o.CycleTimeout)
 	defer cancel()
 
 	res := Result{Uploaded: map[cache.Stream]int{}}
@@ -246,15 +326,17 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 }
 
 // deadline is context.WithTimeout on the injected clock, so a test can run a
-// hung cloud into its deadline without waiting for it.
-func (s *Syncer) deadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+// hung cloud into its deadline without waiting for it. The deadline itself
+// is kept as the context's (by the injected clock), for requestTimeout.
+func (s *Syncer) deadline(ctx context.Context, what string, d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
+	ctx = context.WithValue(ctx, deadlineKey{}, s.o.Clock.Uptime()+d)
 	t := s.o.Clock.NewTimer(d)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case <-t.C():
-			cancel(fmt.Errorf("sync cycle deadline of %v passed", d))
+			cancel(fmt.Errorf("%s deadline of %v passed", what, d))
 		case <-done:
 		}
 	}()
@@ -263,6 +345,20 @@ func (s *Syncer) deadline(ctx context.Context, d time.Duration) (context.Context
 		close(done)
 		cancel(context.Canceled)
 	}
+}
+
+// deadlineKey keys the injected clock's uptime at which a context made by
+// deadline ends.
+type deadlineKey struct{}
+
+// requestTimeout is half of what is left of ctx's deadline (the cycle's),
+// at least 1 ms.
+func (s *Syncer) requestTimeout(ctx context.Context) time.Duration {
+	end, ok := ctx.Value(deadlineKey{}).(time.Duration)
+	if !ok {
+		return s.o.CycleTimeout / 2
+	}
+	return max((end-s.o.Clock.Uptime())/2, time.Millisecond)
 }
 
 func (s *Syncer) setState(st State, err error) {
@@ -547,24 +643,36 @@ func (s *Syncer) StoreID(ctx context.Context) (string, error) {
 const maxBatchRecords = 4000
 
 // upload sends each stream's backlog in UploadOrder, then blobs, within the
-// cycle's byte budget. It stops at the first failure: a failed batch is sent
-// again, unchanged, next cycle.
+// cycle's byte budget. A stream whose upload fails gives up its turn (its
+// next request is smaller) and the streams after it still have theirs, so
+// one stuck stream never holds the others back; the cycle reports every
+// failure.
 func (s *Syncer) upload(ctx context.Context, res *Result) error {
 	storeID, err := s.StoreID(ctx)
 	if err != nil {
 		return err
 	}
 	budget := s.o.CycleBytes
+	var errs []error
 	for _, st := range UploadOrder {
+		if ctx.Err() != nil {
+			break
+		}
 		if budget, err = s.uploadStream(ctx, res, storeID, st, budget); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if budget <= 0 {
 		res.More = true
-		return nil
+		return errors.Join(errs...)
 	}
-	return s.uploadBlobs(ctx, res, budget)
+	if ctx.Err() != nil {
+		return errors.Join(errs...)
+	}
+	if err := s.uploadBlobs(ctx, res, budget); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // inflight is one upload request on its way to the cloud.
@@ -592,11 +700,29 @@ type uploadAnswer struct {
 // handled no later than batch i's. The window is empty before the next
 // stream starts, so streams still reach the cloud in UploadOrder (gap
 // records before the ranges they declare lost).
-func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, st cache.Stream, budget int) (int, error) {
+func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, st cache.Stream, budget int) (left int, err error) {
 	stats, err := s.o.Store.Stats(ctx, st)
 	if err != nil {
 		return budget, fmt.Errorf("upload %s: %w", st, err)
 	}
+	if stats.Last <= stats.AckedThrough || budget <= 0 {
+		return budget, nil // nothing to send, or no turn this cycle
+	}
+	full := batchSize{records: maxBatchRecords, bytes: s.o.BatchBytes}
+	size, ok := s.batch[st]
+	if !ok {
+		size = full
+	}
+	before := res.Uploaded[st]
+	var sentMax batchSize // the largest request of this turn
+	defer func() {
+		if err != nil {
+			s.batch[st] = min2(size, sentMax).shrink()
+		} else {
+			s.batch[st] = size
+		}
+		s.noteProgress(st, res.Uploaded[st]-before, err)
+	}()
 	acked := stats.AckedThrough // the cloud's watermark, as far as the part knows
 	next := acked               // the last sequence read
 	// A cycle sends what the stream held when its turn came. Records
@@ -640,7 +766,7 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	}
 	for {
 		for len(window) < s.o.InFlight && budget > 0 {
-			entries, err := s.o.Store.Read(ctx, st, next, maxBatchRecords, min(budget, s.o.BatchBytes))
+			entries, err := s.o.Store.Read(ctx, st, next, size.records, min(budget, size.bytes))
 			if err != nil {
 				return budget, fmt.Errorf("upload %s: read backlog: %w", st, err)
 			}
@@ -650,16 +776,21 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 			if len(entries) == 0 {
 				break
 			}
-			req, size, err := uploadRequest(storeID, st, entries)
+			req, n, err := uploadRequest(storeID, st, entries)
 			if err != nil {
 				return budget, err
 			}
+			sentMax = batchSize{records: max(sentMax.records, len(entries)), bytes: max(sentMax.bytes, n)}
 			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1)}
 			for i, e := range entries {
 				f.seqs[i] = e.Seq
 			}
 			go func() {
-				ans, err := s.o.Client.Upload(ctx, connect.NewRequest(req))
+				// A request gets half of what is left of the cycle, so one
+				// that hangs leaves the other streams their turn.
+				rctx, cancel := s.deadline(ctx, "upload request", s.requestTimeout(ctx))
+				defer cancel()
+				ans, err := s.o.Client.Upload(rctx, connect.NewRequest(req))
 				if err != nil {
 					f.done <- uploadAnswer{err: err}
 					return
@@ -669,7 +800,7 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 			window = append(window, f)
 			next = f.seqs[len(f.seqs)-1]
 			sent = max(sent, next)
-			budget -= size
+			budget -= n
 		}
 		if len(window) == 0 {
 			return budget, nil
@@ -683,6 +814,7 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 		if err := apply(ans, append([]*inflight{f}, window...)...); err != nil {
 			return budget, err
 		}
+		size = size.grow(full)
 		first, last := f.seqs[0], f.seqs[len(f.seqs)-1]
 		switch {
 		case acked >= last:
@@ -823,12 +955,13 @@ func (s *Syncer) report(ctx context.Context) error {
 		st = s.o.Status()
 	}
 	st.LastContact = timestamppb.New(s.o.Offline.LastContact())
+	stalled := s.Stalled()
 	for _, name := range UploadOrder {
 		stats, err := s.o.Store.Stats(ctx, name)
 		if err != nil {
 			return fmt.Errorf("status: %w", err)
 		}
-		st.Backlog = append(st.Backlog, &syncv1.StreamBacklog{Stream: string(name), Records: stats.Count, Bytes: stats.Bytes})
+		st.Backlog = append(st.Backlog, &syncv1.StreamBacklog{Stream: string(name), Records: stats.Count, Bytes: stats.Bytes, StalledCycles: uint32(stalled[name])})
 	}
 	st.StoreBytes = uint64(s.o.Store.Usage().Bytes)
 	if _, err := s.o.Client.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: st})); err != nil {

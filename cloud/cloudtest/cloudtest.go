@@ -77,6 +77,9 @@ type Options struct {
 	// Log also receives the cloud's log lines; nil keeps them only in
 	// memory, for the secret check and Logs.
 	Log *zap.Logger
+	// IngestAfterSync is called after each synced commit of the ingest
+	// store, to model a slow disk (badgeringest.Options.AfterSync).
+	IngestAfterSync func()
 }
 
 // Cloud is a running outpost-cloud. Its fields are set by New and must not
@@ -149,7 +152,7 @@ func New(tb testing.TB, opts Options) *Cloud {
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs, AfterSync: opts.IngestAfterSync})
 	if err != nil {
 		tb.Fatalf("cloudtest: open the ingest store: %v", err)
 	}

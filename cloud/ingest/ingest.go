@@ -112,6 +112,17 @@ type PutResult struct {
 	Conflicts []uint64
 }
 
+// Loss is a range of one stream that a part declared lost: what one gap
+// record says. It comes with a put of the same part and store.
+type Loss struct {
+	// Stream is the stream that lost the range.
+	Stream string
+	// First and Last bound the range, inclusive: 0 < First <= Last.
+	First, Last uint64
+	// Reason is the part's explanation, for people.
+	Reason string
+}
+
 // LostRange is a range of sequences a part declared lost.
 type LostRange struct {
 	// First and Last bound the range, inclusive.
@@ -208,6 +219,15 @@ type Store interface {
 	// repeat earlier puts; a repeated (key, seq) is never stored twice.
 	// When it returns without error, the stored records are durable.
 	PutRecords(ctx context.Context, key StreamKey, recs []Record) (PutResult, error)
+	// PutBatch is PutRecords with losses of streams of the same part and
+	// store declared with it (the ranges the gap records among recs
+	// declare). The losses take effect no later than the records are
+	// stored, so an acknowledged gap record has always taken effect. A
+	// batch costs one durable commit, not one per record or loss, so a
+	// part back from a long outage is answered within its deadline even
+	// on a slow disk. A batch that changes nothing (every record and loss
+	// already held) writes nothing.
+	PutBatch(ctx context.Context, key StreamKey, recs []Record, losses []Loss) (PutResult, error)
 	// DeclareLost records that first..last of the stream will never arrive
 	// and returns the watermark, which counts the range as accounted for.
 	// Declaring a range again is a no-op.

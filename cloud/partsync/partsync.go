@@ -284,19 +284,21 @@ func (h *handler) Upload(ctx context.Context, req *connect.Request[syncv1.Upload
 		return nil, err
 	}
 	storeID, stream := req.Msg.GetStoreId(), req.Msg.GetStream()
-	// Losses are declared before the gap records are stored and acked, so
-	// an acknowledged gap record has always taken effect.
-	for i, g := range u.gaps {
+	// The gap records' losses go with the records, in one durable commit,
+	// and take effect no later than the records are stored and acked.
+	var losses []ingest.Loss
+	for _, g := range u.gaps {
 		if g.GetStream() == "" {
 			continue // the whole store was lost; its successor has a new store id
 		}
-		key := ingest.StreamKey{PartID: part.ID, StoreID: storeID, Stream: g.GetStream()}
-		if _, err := h.store.DeclareLost(ctx, key, g.GetFirstSeq(), g.GetLastSeq(), g.GetReason()); err != nil {
-			return nil, h.storeErr(fmt.Sprintf("declare %d..%d of %s lost (gap record %d)", g.GetFirstSeq(), g.GetLastSeq(), g.GetStream(), u.records[i].Seq), part, err)
-		}
+		losses = append(losses, ingest.Loss{Stream: g.GetStream(), First: g.GetFirstSeq(), Last: g.GetLastSeq(), Reason: g.GetReason()})
 	}
+	// What the cloud stores, it finishes storing even when the part gave
+	// up waiting: the part's next attempt is then a repeat, answered with
+	// the watermark at once, so a slow commit is paid once and never
+	// livelocks a part that keeps resending the same batch.
 	key := ingest.StreamKey{PartID: part.ID, StoreID: storeID, Stream: stream}
-	res, err := h.store.PutRecords(ctx, key, u.records)
+	res, err := h.store.PutBatch(context.WithoutCancel(ctx), key, u.records, losses)
 	if err != nil {
 		return nil, h.storeErr(fmt.Sprintf("store %d records of %s", len(u.records), stream), part, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -295,8 +296,16 @@ func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
 	for _, p := range st.GetParts() {
 		s := p.GetStatus()
 		var backlog uint64
+		var stalled []string
 		for _, b := range s.GetBacklog() {
 			backlog += b.GetRecords()
+			if b.GetStalledCycles() > 0 {
+				stalled = append(stalled, fmt.Sprintf("%s for %d cycles", b.GetStream(), b.GetStalledCycles()))
+			}
+		}
+		backlogCell := fmt.Sprint(backlog)
+		if len(stalled) > 0 {
+			backlogCell += " (stalled: " + strings.Join(stalled, ", ") + ")"
 		}
 		failed := 0
 		for _, r := range s.GetResources() {
@@ -309,7 +318,7 @@ func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
 			version = orDash(s.GetVersion())
 			running = fmt.Sprintf("%d/%d", s.GetConfigVersion(), p.GetIssuedConfigVersion())
 		}
-		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), when(p.GetLastSeen()), version, running, fmt.Sprint(backlog), fmt.Sprint(failed)})
+		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), when(p.GetLastSeen()), version, running, backlogCell, fmt.Sprint(failed)})
 	}
 	return table(w, []string{"PART", "NAME", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILED"}, rows)
 }

@@ -44,6 +44,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -56,11 +57,13 @@ import (
 )
 
 // Bounds of one Badger transaction: well under Badger's limit (15% of the
-// 8 MB memtable), so a large batch commits in a few pieces instead of
-// failing with ErrTxnTooBig.
+// 32 MB memtable, 4.8 MB), so every batch a part sends (1 MiB and 4,000
+// records by default) commits once, and a larger one commits in a few
+// pieces instead of failing with ErrTxnTooBig.
 const (
-	txnMaxBytes   = 512 << 10
-	txnMaxRecords = 2000
+	memTableSize  = 32 << 20
+	txnMaxBytes   = 4 << 20
+	txnMaxRecords = 20_000
 	maxReasonLen  = 1 << 10
 	lockStripes   = 256
 )
@@ -73,6 +76,11 @@ type Options struct {
 	Blobs ingest.BlobStore
 	// Logger receives Badger's messages; nil discards them.
 	Logger *zap.Logger
+	// AfterSync, when set, is called after each synced commit of records
+	// or losses. It is for fault injection only: a test or the reliability
+	// suite makes it wait (or move a fake clock) to model a slow disk's
+	// flush, since Badger has no file-system hook. Nil in production.
+	AfterSync func()
 }
 
 // Store is the Badger implementation of ingest.Store.
@@ -84,6 +92,9 @@ type Store struct {
 	// striped, so memory stays fixed however many parts there are.
 	streams [lockStripes]sync.Mutex
 	blobMu  [lockStripes]sync.Mutex
+	// commits counts synced commits of records and losses.
+	commits   atomic.Uint64
+	afterSync func()
 }
 
 var _ ingest.Store = (*Store)(nil)
@@ -101,7 +112,7 @@ func Open(opts Options) (*Store, error) {
 		WithLogger(badgerLogger{log.Sugar()}).
 		WithSyncWrites(true).
 		WithDetectConflicts(false). // writes to a stream are serialized by Store.streams
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithValueThreshold(1 << 10).
 		WithBlockCacheSize(8 << 20).
@@ -117,7 +128,19 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}
-	return &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed()}, nil
+	return &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), afterSync: opts.AfterSync}, nil
+}
+
+// Commits returns how many synced commits of records and declared losses
+// the store has made since Open: what a put costs the disk.
+func (s *Store) Commits() uint64 { return s.commits.Load() }
+
+// synced counts a synced commit and runs the fault-injection hook.
+func (s *Store) synced() {
+	s.commits.Add(1)
+	if s.afterSync != nil {
+		s.afterSync()
+	}
 }
 
 // Close closes the database.
@@ -129,15 +152,38 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) lock(stripes *[lockStripes]sync.Mutex, parts ...string) func() {
+	m := &stripes[s.stripe(parts...)]
+	m.Lock()
+	return m.Unlock
+}
+
+func (s *Store) stripe(parts ...string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	for _, p := range parts {
 		h.WriteString(p)
 		h.WriteByte(0)
 	}
-	m := &stripes[h.Sum64()%lockStripes]
-	m.Lock()
-	return m.Unlock
+	return h.Sum64() % lockStripes
+}
+
+// lockStreams locks the stripes of several streams, each once and in
+// stripe order, so two puts that share streams cannot deadlock.
+func (s *Store) lockStreams(keys []ingest.StreamKey) func() {
+	idx := make([]uint64, 0, len(keys))
+	for _, k := range keys {
+		idx = append(idx, s.stripe(k.PartID, k.StoreID, k.Stream))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		s.streams[i].Lock()
+	}
+	return func() {
+		for _, i := range slices.Backward(idx) {
+			s.streams[i].Unlock()
+		}
+	}
 }
 
 // Keys.
@@ -236,6 +282,13 @@ func decodeRecord(v []byte) (time.Time, []byte, error) {
 
 // PutRecords stores the records not held yet and advances the watermark.
 func (s *Store) PutRecords(ctx context.Context, key ingest.StreamKey, recs []ingest.Record) (ingest.PutResult, error) {
+	return s.PutBatch(ctx, key, recs, nil)
+}
+
+// PutBatch declares the losses, stores the records not held yet and
+// advances the watermarks, in one synced commit when the batch fits in a
+// transaction (see txnMaxBytes); see ingest.Store.
+func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []ingest.Record, losses []ingest.Loss) (ingest.PutResult, error) {
 	if err := key.Validate(); err != nil {
 		return ingest.PutResult{}, fmt.Errorf("put records: %w", err)
 	}
@@ -244,24 +297,37 @@ func (s *Store) PutRecords(ctx context.Context, key ingest.StreamKey, recs []ing
 			return ingest.PutResult{}, fmt.Errorf("put records of %s: sequence 0: %w", key, ingest.ErrInvalid)
 		}
 	}
-	defer s.lock(&s.streams, key.PartID, key.StoreID, key.Stream)()
-
-	var res ingest.PutResult
-	m, err := s.meta(key)
-	if err != nil {
-		return res, err
+	keys := []ingest.StreamKey{key}
+	for _, l := range losses {
+		lk := ingest.StreamKey{PartID: key.PartID, StoreID: key.StoreID, Stream: l.Stream}
+		if err := checkLoss(lk, l.First, l.Last); err != nil {
+			return ingest.PutResult{}, err
+		}
+		keys = append(keys, lk)
 	}
+	defer s.lockStreams(keys)()
+
+	w := s.newWriter()
+	defer func() { w.txn.Discard() }()
+	// Losses first: they commit no later than the records they come with.
+	for _, l := range losses {
+		lk := ingest.StreamKey{PartID: key.PartID, StoreID: key.StoreID, Stream: l.Stream}
+		if err := w.declare(lk, l.First, l.Last, l.Reason); err != nil {
+			return ingest.PutResult{}, fmt.Errorf("put records of %s: declare %d..%d of %s lost: %w", key, l.First, l.Last, l.Stream, err)
+		}
+	}
+	m, err := w.meta(key)
+	if err != nil {
+		return ingest.PutResult{}, fmt.Errorf("put records of %s: %w", key, err)
+	}
+	var res ingest.PutResult
 	rp := streamPrefix('r', key)
-	mk := join('m', key.PartID, key.StoreID, key.Stream)
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	pendingBytes, pendingN := 0, 0
 	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("put records of %s: %w", key, err)
 		}
 		k := seqKey(rp, r.Seq)
-		item, err := txn.Get(k)
+		item, err := w.txn.Get(k)
 		switch {
 		case err == nil:
 			same := false
@@ -278,43 +344,168 @@ func (s *Store) PutRecords(ctx context.Context, key ingest.StreamKey, recs []ing
 			} else {
 				res.Conflicts = append(res.Conflicts, r.Seq)
 				m.conflicts++
+				w.dirty[key] = true
 			}
 			continue
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return res, fmt.Errorf("put records of %s: look up seq %d: %w", key, r.Seq, err)
 		}
-		v := encodeRecord(r)
-		if err := txn.Set(k, v); err != nil {
+		if err := w.set(k, encodeRecord(r)); err != nil {
 			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
 		}
 		m.records++
 		m.bytes += uint64(len(r.Payload))
+		w.dirty[key] = true
 		res.Stored++
-		pendingBytes += len(k) + len(v)
-		pendingN++
-		if pendingBytes >= txnMaxBytes || pendingN >= txnMaxRecords {
+		if w.full() {
 			// The counters commit with their records, so they never drift.
-			if err := txn.Set(mk, m.encode()); err != nil {
+			if err := w.commit(); err != nil {
 				return res, fmt.Errorf("put records of %s: %w", key, err)
 			}
-			if err := txn.Commit(); err != nil {
-				return res, fmt.Errorf("put records of %s: commit: %w", key, err)
-			}
-			txn = s.db.NewTransaction(true)
-			pendingBytes, pendingN = 0, 0
 		}
 	}
-	if m.watermark, err = advance(txn, key, m.watermark); err != nil {
+	if err := w.advance(key); err != nil {
 		return res, fmt.Errorf("put records of %s: %w", key, err)
 	}
-	if err := txn.Set(mk, m.encode()); err != nil {
+	if err := w.commit(); err != nil {
 		return res, fmt.Errorf("put records of %s: %w", key, err)
-	}
-	if err := txn.Commit(); err != nil {
-		return res, fmt.Errorf("put records of %s: commit: %w", key, err)
 	}
 	res.AckedThrough = m.watermark
 	return res, nil
+}
+
+// checkLoss validates a declared-lost range.
+func checkLoss(key ingest.StreamKey, first, last uint64) error {
+	if err := key.Validate(); err != nil {
+		return fmt.Errorf("declare lost: %w", err)
+	}
+	if first == 0 || first > last {
+		return fmt.Errorf("declare %d..%d of %s lost: want 0 < first <= last: %w", first, last, key, ingest.ErrInvalid)
+	}
+	return nil
+}
+
+// writer is one put's read-write transaction with working copies of the
+// stream metas it changes; a meta is written with the records it counts,
+// and a commit that would write nothing is skipped, so a repeated batch
+// costs no sync.
+type writer struct {
+	s       *Store
+	txn     *badger.Txn
+	metas   map[ingest.StreamKey]*meta
+	dirty   map[ingest.StreamKey]bool
+	pending int // entries set since the last commit
+	cost    int // their bytes
+}
+
+func (s *Store) newWriter() *writer {
+	return &writer{s: s, txn: s.db.NewTransaction(true), metas: map[ingest.StreamKey]*meta{}, dirty: map[ingest.StreamKey]bool{}}
+}
+
+func (w *writer) meta(key ingest.StreamKey) (*meta, error) {
+	if m, ok := w.metas[key]; ok {
+		return m, nil
+	}
+	m := &meta{}
+	item, err := w.txn.Get(join('m', key.PartID, key.StoreID, key.Stream))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read meta of %s: %w", key, err)
+	default:
+		if err := item.Value(func(v []byte) error {
+			*m, err = decodeMeta(v)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("read meta of %s: %w", key, err)
+		}
+	}
+	w.metas[key] = m
+	return m, nil
+}
+
+func (w *writer) set(k, v []byte) error {
+	w.pending++
+	w.cost += len(k) + len(v)
+	return w.txn.Set(k, v)
+}
+
+func (w *writer) full() bool { return w.cost >= txnMaxBytes || w.pending >= txnMaxRecords }
+
+// advance moves key's watermark over what is now held or declared lost.
+func (w *writer) advance(key ingest.StreamKey) error {
+	m, err := w.meta(key)
+	if err != nil {
+		return err
+	}
+	wm, err := advance(w.txn, key, m.watermark)
+	if err != nil {
+		return err
+	}
+	if wm != m.watermark {
+		m.watermark = wm
+		w.dirty[key] = true
+	}
+	return nil
+}
+
+// declare keeps first..last of key as lost and advances its watermark.
+func (w *writer) declare(key ingest.StreamKey, first, last uint64, reason string) error {
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	lk := seqKey(streamPrefix('l', key), last)
+	item, err := w.txn.Get(lk)
+	switch {
+	case err == nil:
+		// Two ranges ending together: keep their union.
+		held := first
+		if err := item.Value(func(v []byte) error {
+			if len(v) >= 8 {
+				held = binary.BigEndian.Uint64(v)
+				if reason == "" {
+					reason = string(v[8:])
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if held <= first {
+			return w.advance(key) // declared already: nothing to write
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return err
+	}
+	if err := w.set(lk, append(binary.BigEndian.AppendUint64(nil, first), reason...)); err != nil {
+		return err
+	}
+	if _, err := w.meta(key); err != nil {
+		return err
+	}
+	w.dirty[key] = true
+	return w.advance(key)
+}
+
+// commit writes the changed metas and commits, synced, then starts the
+// next transaction; it writes nothing when nothing changed.
+func (w *writer) commit() error {
+	if w.pending == 0 && len(w.dirty) == 0 {
+		return nil
+	}
+	for key := range w.dirty {
+		if err := w.txn.Set(join('m', key.PartID, key.StoreID, key.Stream), w.metas[key].encode()); err != nil {
+			return err
+		}
+	}
+	if err := w.txn.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	w.s.synced()
+	w.txn = w.s.db.NewTransaction(true)
+	w.pending, w.cost = 0, 0
+	clear(w.dirty)
+	return nil
 }
 
 // DeleteRecords replaces records with tombstones; see ingest.Store.
@@ -452,55 +643,22 @@ func (s *Store) meta(key ingest.StreamKey) (meta, error) {
 
 // DeclareLost keeps a lost range and advances the watermark over it.
 func (s *Store) DeclareLost(ctx context.Context, key ingest.StreamKey, first, last uint64, reason string) (uint64, error) {
-	if err := key.Validate(); err != nil {
-		return 0, fmt.Errorf("declare lost: %w", err)
-	}
-	if first == 0 || first > last {
-		return 0, fmt.Errorf("declare %d..%d of %s lost: want 0 < first <= last: %w", first, last, key, ingest.ErrInvalid)
+	if err := checkLoss(key, first, last); err != nil {
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("declare lost of %s: %w", key, err)
 	}
-	if len(reason) > maxReasonLen {
-		reason = reason[:maxReasonLen]
-	}
-	defer s.lock(&s.streams, key.PartID, key.StoreID, key.Stream)()
-	m, err := s.meta(key)
-	if err != nil {
-		return 0, err
-	}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		lk := seqKey(streamPrefix('l', key), last)
-		item, err := txn.Get(lk)
-		switch {
-		case err == nil:
-			// Two ranges ending together: keep their union.
-			if err := item.Value(func(v []byte) error {
-				if len(v) >= 8 {
-					first = min(first, binary.BigEndian.Uint64(v))
-					if reason == "" {
-						reason = string(v[8:])
-					}
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
-		}
-		if err := txn.Set(lk, append(binary.BigEndian.AppendUint64(nil, first), reason...)); err != nil {
-			return err
-		}
-		if m.watermark, err = advance(txn, key, m.watermark); err != nil {
-			return err
-		}
-		return txn.Set(join('m', key.PartID, key.StoreID, key.Stream), m.encode())
-	})
-	if err != nil {
+	defer s.lockStreams([]ingest.StreamKey{key})()
+	w := s.newWriter()
+	defer func() { w.txn.Discard() }()
+	if err := w.declare(key, first, last, reason); err != nil {
 		return 0, fmt.Errorf("declare %d..%d of %s lost: %w", first, last, key, err)
 	}
-	return m.watermark, nil
+	if err := w.commit(); err != nil {
+		return 0, fmt.Errorf("declare %d..%d of %s lost: %w", first, last, key, err)
+	}
+	return w.metas[key].watermark, nil
 }
 
 // AckedThrough returns the stream's watermark.

@@ -59,6 +59,54 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestOneCommitPerBatch checks what a batch costs the disk: one synced
+// commit for thousands of gap records and their losses, and none for a
+// repeat, whose answer the part may have missed.
+func TestOneCommitPerBatch(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t, t.TempDir())
+	defer s.Close()
+	gaps := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "gaps"}
+	var recs []ingest.Record
+	var losses []ingest.Loss
+	for i := uint64(1); i <= 4000; i++ {
+		recs = append(recs, ingest.Record{Seq: i, Payload: bytes.Repeat([]byte("g"), 60)})
+		losses = append(losses, ingest.Loss{Stream: "captures", First: 2*i - 1, Last: 2 * i, Reason: "over byte budget"})
+	}
+	before := s.Commits()
+	res, err := s.PutBatch(ctx, gaps, recs, losses)
+	if err != nil || res.AckedThrough != 4000 {
+		t.Fatalf("PutBatch = %+v, %v", res, err)
+	}
+	if n := s.Commits() - before; n != 1 {
+		t.Errorf("4,000 gap records and their losses took %d synced commits, want 1", n)
+	}
+	if w, err := s.AckedThrough(ctx, ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}); err != nil || w != 8000 {
+		t.Errorf("captures watermark = %d, %v; want 8000", w, err)
+	}
+	before = s.Commits()
+	if _, err := s.PutBatch(ctx, gaps, recs, losses); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Commits() - before; n != 0 {
+		t.Errorf("a repeated batch took %d synced commits, want 0", n)
+	}
+	// A default-sized batch of captures (1 MiB of 1 KiB records) is one
+	// commit as well.
+	caps := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
+	var capRecs []ingest.Record
+	for i := uint64(8001); i <= 9024; i++ {
+		capRecs = append(capRecs, ingest.Record{Seq: i, Payload: bytes.Repeat([]byte("c"), 1024)})
+	}
+	before = s.Commits()
+	if _, err := s.PutRecords(ctx, caps, capRecs); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Commits() - before; n != 1 {
+		t.Errorf("1 MiB of captures took %d synced commits, want 1", n)
+	}
+}
+
 // BenchmarkPutRecords measures storing 1 MiB batches of 1 KiB records,
 // each batch synced to disk before it is acknowledged.
 func BenchmarkPutRecords(b *testing.B) {

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Open) {
 		{"ExactlyOnce", testExactlyOnce},
 		{"Watermark", testWatermark},
 		{"LostRanges", testLostRanges},
+		{"BatchWithLosses", testBatchWithLosses},
 		{"Separation", testSeparation},
 		{"LargeBatch", testLargeBatch},
 		{"Concurrent", testConcurrent},
@@ -624,5 +625,70 @@ func testDeleteBlob(t *testing.T, s ingest.Store, b ingest.BlobStore) {
 	}
 	if err := s.DeleteBlob(ctx, "part-a", "blob-1"); err != nil {
 		t.Errorf("deleting twice: %v", err)
+	}
+}
+
+// testBatchWithLosses checks PutBatch: the losses a batch of gap records
+// declares take effect with it, on the streams they name; thousands of
+// them go in one call; a repeat changes nothing; a bad loss refuses the
+// whole batch.
+func testBatchWithLosses(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	ctx := context.Background()
+	gaps := ingest.StreamKey{PartID: keyA.PartID, StoreID: keyA.StoreID, Stream: "gaps"}
+	caps := ingest.StreamKey{PartID: keyA.PartID, StoreID: keyA.StoreID, Stream: "captures"}
+	// Captures 1, 3, 5, ... 6001 are held; every even one was lost, each
+	// declared by its own gap record, and logs.info lost 1..10.
+	var held []uint64
+	for seq := uint64(1); seq <= 6001; seq += 2 {
+		held = append(held, seq)
+	}
+	if res := put(t, s, caps, recs(held...)); res.AckedThrough != 1 {
+		t.Fatalf("captures before the gaps: watermark %d, want 1", res.AckedThrough)
+	}
+	var losses []ingest.Loss
+	var gapRecs []ingest.Record
+	for seq := uint64(2); seq <= 6000; seq += 2 {
+		losses = append(losses, ingest.Loss{Stream: "captures", First: seq, Last: seq, Reason: "evicted"})
+		gapRecs = append(gapRecs, rec(uint64(len(gapRecs)+1)))
+	}
+	losses = append(losses, ingest.Loss{Stream: keyA.Stream, First: 1, Last: 10, Reason: "evicted"})
+	gapRecs = append(gapRecs, rec(uint64(len(gapRecs)+1)))
+	res, err := s.PutBatch(ctx, gaps, gapRecs, losses)
+	if err != nil {
+		t.Fatalf("PutBatch: %v", err)
+	}
+	if res.Stored != len(gapRecs) || res.AckedThrough != uint64(len(gapRecs)) {
+		t.Fatalf("PutBatch: %+v, want %d stored and acked", res, len(gapRecs))
+	}
+	for _, c := range []struct {
+		key  ingest.StreamKey
+		want uint64
+	}{{caps, 6001}, {keyA, 10}, {gaps, uint64(len(gapRecs))}} {
+		if w, err := s.AckedThrough(ctx, c.key); err != nil || w != c.want {
+			t.Errorf("watermark of %s = %d, %v; want %d", c.key, w, err, c.want)
+		}
+	}
+	// A repeat (the part did not see the answer) is answered the same.
+	res, err = s.PutBatch(ctx, gaps, gapRecs, losses)
+	if err != nil || res.Stored != 0 || res.Duplicates != len(gapRecs) || res.AckedThrough != uint64(len(gapRecs)) {
+		t.Fatalf("repeated PutBatch: %+v, %v", res, err)
+	}
+	// A bad loss refuses the batch: none of its records is stored.
+	for _, bad := range []ingest.Loss{
+		{Stream: "captures", First: 0, Last: 3},
+		{Stream: "captures", First: 9, Last: 8},
+		{Stream: "", First: 1, Last: 1},
+		{Stream: "bad\x00stream", First: 1, Last: 1},
+	} {
+		next := rec(uint64(len(gapRecs) + 1))
+		if _, err := s.PutBatch(ctx, gaps, []ingest.Record{next}, []ingest.Loss{bad}); !errors.Is(err, ingest.ErrInvalid) {
+			t.Errorf("PutBatch with loss %+v = %v, want ErrInvalid", bad, err)
+		}
+		if w, _ := s.AckedThrough(ctx, gaps); w != uint64(len(gapRecs)) {
+			t.Errorf("after a refused batch the gaps watermark is %d, want %d", w, len(gapRecs))
+		}
+	}
+	if got, err := s.Lost(ctx, keyA); err != nil || len(got) != 1 || got[0].First != 1 || got[0].Last != 10 {
+		t.Errorf("Lost(%s) = %+v, %v", keyA, got, err)
 	}
 }

@@ -2547,7 +2547,10 @@ type StreamBacklog struct {
 	// Records waiting.
 	Records uint64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
 	// Bytes waiting.
-	Bytes         uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Bytes uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// Consecutive sync cycles in which the stream had records to send and
+	// the cloud acknowledged none of them; 0 while it moves.
+	StalledCycles uint32 `protobuf:"varint,4,opt,name=stalled_cycles,json=stalledCycles,proto3" json:"stalled_cycles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2599,6 +2602,13 @@ func (x *StreamBacklog) GetRecords() uint64 {
 func (x *StreamBacklog) GetBytes() uint64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *StreamBacklog) GetStalledCycles() uint32 {
+	if x != nil {
+		return x.StalledCycles
 	}
 	return 0
 }
@@ -2927,11 +2937,12 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x13control_cert_sha256\x18\x05 \x01(\fR\x11controlCertSha256\x12%\n" +
 	"\x0econfig_version\x18\x06 \x01(\x04R\rconfigVersion\x12%\n" +
 	"\x0egrants_version\x18\a \x01(\x04R\rgrantsVersion\x12=\n" +
-	"\tresources\x18\b \x03(\v2\x1f.outpost.sync.v1.ResourceStatusR\tresources\"W\n" +
+	"\tresources\x18\b \x03(\v2\x1f.outpost.sync.v1.ResourceStatusR\tresources\"~\n" +
 	"\rStreamBacklog\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x14\n" +
-	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\"P\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes\x12%\n" +
+	"\x0estalled_cycles\x18\x04 \x01(\rR\rstalledCycles\"P\n" +
 	"\x0eResourceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +

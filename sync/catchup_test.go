@@ -1,0 +1,176 @@
+package sync_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	outsync "github.com/outpost-robotics/outpost/sync"
+)
+
+// appendGaps writes n gap records to the part's store, the i-th declaring
+// debug log lines 2i-1 and 2i lost.
+func appendGaps(t *testing.T, w *world, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		payload, err := json.Marshal(cache.Gap{Stream: cache.StreamLogsDebug, From: uint64(2*i - 1), Through: uint64(2 * i), Count: 2, Bytes: 200,
+			Reason: "over byte budget", At: epoch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.store.Append(context.Background(), cache.StreamGaps, cache.Record{Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestGapBacklogFitsOneCycleOnSlowDisk is the catch-up livelock: a part
+// back from a long outage holds thousands of gap records, and the cloud
+// stores them on a disk whose every flush takes 20 ms. Stored one commit
+// per record, the upload took longer than the cycle's deadline, the part
+// never saw the answer and sent the same batch again forever. One commit
+// per batch answers within the deadline.
+func TestGapBacklogFitsOneCycleOnSlowDisk(t *testing.T) {
+	const n = 3300
+	w := newWorldWith(t, worldOptions{slowDisk: 20 * time.Millisecond, extra: []func(*outsync.Options){func(o *outsync.Options) {
+		o.CycleTimeout = 800 * time.Millisecond
+		o.BatchBytes, o.CycleBytes = 1<<20, 8<<20
+	}}})
+	appendGaps(t, w, n)
+	res := w.cycle(t)
+	if res.Err != nil {
+		t.Fatalf("cycle: %v", res.Err)
+	}
+	if res.Uploaded[cache.StreamGaps] != n {
+		t.Fatalf("one cycle acknowledged %d of %d gap records", res.Uploaded[cache.StreamGaps], n)
+	}
+	key := ingest.StreamKey{PartID: w.part.ID, StoreID: storeID(t, w), Stream: string(cache.StreamLogsDebug)}
+	if got, err := w.cloud.Ingest().AckedThrough(context.Background(), key); err != nil || got != 2*n {
+		t.Errorf("the cloud counts logs.debug through %d (%v), want %d: every declared loss took effect", got, err, 2*n)
+	}
+	if st, _ := w.store.Stats(context.Background(), cache.StreamGaps); st.Count != 0 {
+		t.Errorf("the part still holds %d gap records", st.Count)
+	}
+}
+
+func storeID(t *testing.T, w *world) string {
+	t.Helper()
+	id, err := w.syncer.StoreID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// slowGaps is a sync client whose uploads of the gaps stream never finish
+// while they carry more than fit records (a cloud or link that cannot take
+// the batch the part first tries in time): each such upload says so on
+// hung and waits for its deadline.
+type slowGaps struct {
+	syncv1connect.SyncServiceClient
+	fit   int
+	hung  chan struct{}
+	tried []int // records per gaps upload, in order
+}
+
+func (c *slowGaps) Upload(ctx context.Context, req *connect.Request[syncv1.UploadRequest]) (*connect.Response[syncv1.UploadResponse], error) {
+	if req.Msg.GetStream() == string(cache.StreamGaps) {
+		c.tried = append(c.tried, len(req.Msg.GetRecords()))
+		if len(req.Msg.GetRecords()) > c.fit {
+			c.hung <- struct{}{}
+			<-ctx.Done()
+			return nil, connect.NewError(connect.CodeDeadlineExceeded, context.Cause(ctx))
+		}
+	}
+	return c.SyncServiceClient.Upload(ctx, req)
+}
+
+// TestStuckStreamShrinksAndOthersMove checks that no batch is retried
+// unchanged: a gaps upload that misses its deadline halves the next until
+// one fits, the backlog then drains and the size grows back; meanwhile the
+// streams after gaps keep their turn, and a stream that makes no progress
+// for StallCycles cycles is reported once, in Stalled and the log.
+func TestStuckStreamShrinksAndOthersMove(t *testing.T) {
+	const cycleTimeout = 10 * time.Second
+	slow := &slowGaps{fit: 100, hung: make(chan struct{}, 1)}
+	w := newWorld(t, cache.Budget{}, func(o *outsync.Options) {
+		slow.SyncServiceClient = o.Client
+		o.Client = slow
+		o.StallCycles = 2
+		o.InFlight = 1
+		o.CycleTimeout = cycleTimeout
+		o.BatchBytes, o.CycleBytes = 1<<20, 8<<20
+	})
+	// A hung gaps upload ends at its own deadline, half of the cycle's
+	// (none of which has passed on the fake clock when gaps take their
+	// turn), leaving the other half to the streams after it.
+	cycle := func() outsync.Result {
+		done := make(chan outsync.Result, 1)
+		go func() { done <- w.syncer.Cycle(context.Background()) }()
+		for {
+			select {
+			case res := <-done:
+				return res
+			case <-slow.hung:
+				w.advance(cycleTimeout / 2)
+			}
+		}
+	}
+	appendGaps(t, w, 1000)
+	w.fill(t, []cache.Stream{cache.StreamLogsWarn}, 50)
+	var stalledSeen bool
+	for i := 0; i < 20; i++ {
+		res := cycle()
+		if i == 0 {
+			if res.Err == nil || connect.CodeOf(res.Err) != connect.CodeDeadlineExceeded {
+				t.Fatalf("first cycle: err %v, want the gaps upload's missed deadline", res.Err)
+			}
+			if res.Uploaded[cache.StreamLogsWarn] != 50 {
+				t.Fatalf("first cycle: %d warn logs acknowledged behind the stuck gaps, want 50 (%+v)", res.Uploaded[cache.StreamLogsWarn], res)
+			}
+		}
+		if _, ok := w.syncer.Stalled()[cache.StreamGaps]; ok {
+			stalledSeen = true
+		}
+		if st, _ := w.store.Stats(context.Background(), cache.StreamGaps); st.Count == 0 {
+			break
+		}
+	}
+	if st, _ := w.store.Stats(context.Background(), cache.StreamGaps); st.Count != 0 {
+		t.Fatalf("gaps never drained; sizes tried: %v", slow.tried)
+	}
+	for i := 1; i < len(slow.tried); i++ {
+		if prev, cur := slow.tried[i-1], slow.tried[i]; prev > slow.fit && cur >= prev {
+			t.Errorf("after a missed deadline with %d records the next try had %d: retried without shrinking (tries %v)", prev, cur, slow.tried)
+		}
+	}
+	if !stalledSeen {
+		t.Errorf("gaps were stuck for several cycles and never reported stalled (tries %v)", slow.tried)
+	}
+	if n := w.logs.FilterMessage("stream has made no progress; the other streams keep going").Len(); n != 1 {
+		t.Errorf("%d stall warnings, want 1", n)
+	}
+	if n := w.logs.FilterMessage("stream is moving again").Len(); n != 1 {
+		t.Errorf("%d recovery lines, want 1", n)
+	}
+	if len(w.syncer.Stalled()) != 0 {
+		t.Errorf("still reported stalled after draining: %v", w.syncer.Stalled())
+	}
+	// Once one fits, it grows back: the next backlog is tried larger.
+	slow.tried = nil
+	appendGaps(t, w, 1000)
+	for range 3 {
+		cycle()
+	}
+	if slices.Max(slow.tried) <= slow.fit {
+		t.Errorf("the batch never grew back past %d after succeeding: tries %v", slow.fit, slow.tried)
+	}
+}
