@@ -35,9 +35,15 @@ test: lint check-generate
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability$$')
 	$(GO) test -race -count=1 -v ./reliability
 
+# `go mod tidy -diff` changes nothing; it fails, showing the diff, when the
+# requirements are not what the imports need (a direct one marked indirect,
+# one missing or unused).
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@if ! out=$$($(GO) mod tidy -diff 2>&1); then \
+	  echo "go.mod or go.sum is not tidy: run 'go mod tidy' and commit the result"; echo "$$out" | head -40; exit 1; \
+	fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) tool buf lint
