@@ -45,8 +45,9 @@ const (
 	DefaultDataDir       = partfile.DefaultDataDir
 	DefaultRuntimeDir    = "/run/outpost"
 	DefaultMetricsListen = "127.0.0.1:9464"
-	// DefaultFinalSync bounds the sync cycle run at shutdown (issue 10: 5 s),
-	// well inside the unit's TimeoutStopSec of 20 s.
+	// DefaultFinalSync bounds the sync cycle run at shutdown, so a stop
+	// hands over what it can yet ends well inside the unit's TimeoutStopSec
+	// of 20 s.
 	DefaultFinalSync = 5 * time.Second
 	// robotStopTimeout bounds stopping components, modules and processes.
 	robotStopTimeout = 10 * time.Second
@@ -196,7 +197,8 @@ type daemon struct {
 
 // Run runs outpostd until a SIGTERM or SIGINT (returning nil: exit 0) or a
 // failure (an error; a *partfile.BootstrapError means exit code 2). The order is
-// DESIGN decision 11's: store, control, READY, cached config, sync.
+// store, control, READY, cached config, sync: READY=1 means the part
+// answers its control port, and a part that boots offline is useful at once.
 func Run(ctx context.Context, opts Options) (err error) {
 	opts.defaults()
 	d := &daemon{o: opts, clk: opts.Clock, fatal: make(chan error, 4)}

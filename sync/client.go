@@ -58,8 +58,9 @@ type ClientOptions struct {
 var ErrCAFile = errors.New("cloud CA file")
 
 // NewClient returns the part's sync API client: connect-go over
-// go-retryablehttp (DESIGN decision 9), with keep-alive, HTTPS_PROXY support,
-// an optional private CA and the part's credentials in a header.
+// go-retryablehttp (with zap as its logger: the default one prints URLs to
+// stderr), with keep-alive, HTTPS_PROXY support, an optional private CA and
+// the part's credentials in a header.
 func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 	return newClient(opts, nil)
 }
