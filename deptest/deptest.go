@@ -106,6 +106,19 @@ func (g *Graph) lookup(rel string) (*Package, error) {
 	return p, nil
 }
 
+// lookupAll is lookup for each of rels, as a set of import paths.
+func (g *Graph) lookupAll(rels []string) (map[string]bool, error) {
+	set := map[string]bool{}
+	for _, rel := range rels {
+		p, err := g.lookup(rel)
+		if err != nil {
+			return nil, err
+		}
+		set[p.ImportPath] = true
+	}
+	return set, nil
+}
+
 // within reports whether path is prefix or one of its subpackages.
 func within(path, prefix string) bool {
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
@@ -173,45 +186,37 @@ type PureRule struct {
 // does not have, or source that does not parse.
 func (r Rules) Check(g *Graph) ([]Violation, error) {
 	var out []Violation
-	for _, rule := range r.Imports {
-		v, err := rule.check(g)
+	for _, err := range []error{
+		checkAll(g, r.Imports, &out),
+		checkAll(g, r.Links, &out),
+		checkAll(g, r.Listen, &out),
+		checkAll(g, r.Pure, &out),
+	} {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, v...)
-	}
-	for _, rule := range r.Links {
-		v, err := rule.check(g)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v...)
-	}
-	for _, rule := range r.Listen {
-		v, err := rule.check(g)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v...)
-	}
-	for _, rule := range r.Pure {
-		v, err := rule.check(g)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v...)
 	}
 	return out, nil
 }
 
-func (r ImportRule) check(g *Graph) ([]Violation, error) {
-	allowed := map[string]bool{}
-	for _, rel := range r.Only {
-		p, err := g.lookup(rel)
+// checkAll appends what each rule finds to out.
+func checkAll[R interface {
+	check(*Graph) ([]Violation, error)
+}](g *Graph, rules []R, out *[]Violation) error {
+	for _, rule := range rules {
+		v, err := rule.check(g)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		allowed[p.ImportPath] = true
+		*out = append(*out, v...)
+	}
+	return nil
+}
+
+func (r ImportRule) check(g *Graph) ([]Violation, error) {
+	allowed, err := g.lookupAll(r.Only)
+	if err != nil {
+		return nil, err
 	}
 	var out []Violation
 	for _, p := range sortedPackages(g) {
@@ -287,13 +292,9 @@ func (r ListenRule) check(g *Graph) ([]Violation, error) {
 	if err != nil {
 		return nil, err
 	}
-	allowed := map[string]bool{}
-	for _, rel := range r.Only {
-		p, err := g.lookup(rel)
-		if err != nil {
-			return nil, err
-		}
-		allowed[p.ImportPath] = true
+	allowed, err := g.lookupAll(r.Only)
+	if err != nil {
+		return nil, err
 	}
 	var out []Violation
 	for _, path := range append([]string{main.ImportPath}, main.Deps...) {
@@ -317,14 +318,11 @@ func (r PureRule) check(g *Graph) ([]Violation, error) {
 	if err != nil {
 		return nil, err
 	}
-	checked := map[string]bool{p.ImportPath: true}
-	for _, rel := range r.Also {
-		q, err := g.lookup(rel)
-		if err != nil {
-			return nil, err
-		}
-		checked[q.ImportPath] = true
+	checked, err := g.lookupAll(r.Also)
+	if err != nil {
+		return nil, err
 	}
+	checked[p.ImportPath] = true
 	std := map[string]bool{}
 	for _, s := range r.Std {
 		std[s] = true
