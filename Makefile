@@ -11,7 +11,8 @@ COMMIT  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/outpost-robotics/outpost/version.Version=$(VERSION) \
            -X github.com/outpost-robotics/outpost/version.Commit=$(COMMIT)
 BINARIES := outpostd outpost outpost-cloud
-# DESIGN decision 1: Badger corrupts data on 32-bit builds, so only these.
+# Badger corrupts data on 32-bit builds (docs/ARCHITECTURE.md, decision 1),
+# so only these.
 CROSS_ARCHES ?= amd64 arm64
 GOFILES = $(shell git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 
@@ -29,15 +30,21 @@ build:
 # The README's test command runs this: lint, every test with the race
 # detector, and a check that the generated code is what `make generate` makes.
 # The reliability suite's CI-sized run goes last, on its own: it times
-# start to READY after SIGKILLs (at most 2 s, the issue's bound), which
+# start to READY after SIGKILLs (at most 2 s), which
 # other packages' fsync-heavy tests on the same cores would distort.
 test: lint check-generate
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability$$')
 	$(GO) test -race -count=1 -v ./reliability
 
+# `go mod tidy -diff` changes nothing; it fails, showing the diff, when the
+# requirements are not what the imports need (a direct one marked indirect,
+# one missing or unused).
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@if ! out=$$($(GO) mod tidy -diff 2>&1); then \
+	  echo "go.mod or go.sum is not tidy: run 'go mod tidy' and commit the result"; echo "$$out" | head -40; exit 1; \
+	fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	$(GO) tool buf lint
@@ -59,7 +66,7 @@ cross:
 	  case $$arch in \
 	    amd64|arm64) ;; \
 	    *) echo "refusing linux/$$arch: Outpost builds for 64-bit only (amd64, arm64)."; \
-	       echo "Badger, the daemon's store, returns wrong results or panics on 32-bit builds (DESIGN decision 1)."; \
+	       echo "Badger, the daemon's store, returns wrong results or panics on 32-bit builds (docs/ARCHITECTURE.md, decision 1)."; \
 	       echo "Every Raspberry Pi from the 3 on and every Jetson runs a 64-bit OS: install that."; exit 1 ;; \
 	  esac; \
 	  mkdir -p $(BIN)/linux-$$arch && \
@@ -98,7 +105,7 @@ demo: build
 # An alias of demo; the fleet cloud alone is `bin/outpost-cloud serve`.
 run: demo
 
-# The reliability suite's long run (issue 11, package reliability): the
+# The reliability suite's long run (package reliability): the
 # real binaries SIGKILLed, partitioned and over budget on loopback, one
 # result line per scenario. `make test` includes its CI-sized run.
 .PHONY: reliability

@@ -10,7 +10,7 @@ import (
 )
 
 // Gap is the payload of a StreamGaps record: data the store lost or dropped,
-// said out loud so the cloud knows (DESIGN decision 7).
+// said out loud so the cloud knows: loss is never silent.
 type Gap struct {
 	// Stream is the stream that lost records; empty when the whole store was lost.
 	Stream Stream `json:"stream,omitempty"`

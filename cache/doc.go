@@ -1,12 +1,14 @@
 // Package cache is outpostd's durable store: the only package that imports
-// Badger (DESIGN "Packages"), and no Badger type appears in its API.
+// Badger in the daemon (docs/ARCHITECTURE.md, checked by deptest), and no
+// Badger type appears in its API.
 //
 // It keeps, through reboots and sixty days offline:
 //
 //   - the signed config and grant bundle as raw bytes with their version and
 //     fetch time (PutDocument, GetDocument); verifying signatures is the sync
 //     package's job, the store only refuses a lower version (ErrStaleVersion);
-//   - small state: cursors, the offline clock of DESIGN decision 5, the
+//   - small state: cursors, the offline clock (the last time the
+//     cloud confirmed, and the uptime since), the
 //     control certificate (PutState, SetCursor, PutOfflineClock, ...);
 //   - append-only streams (logs by level class, captures, audit events, gap
 //     records, proposals): Append assigns the next per-stream sequence number,
@@ -25,13 +27,12 @@
 // away from it). Appends are group-committed: concurrent Append calls are
 // queued to one committer goroutine that writes everything pending in one
 // transaction and pays one sync round for the whole group, so durability
-// does not cost one sync per record. (The lead's sketch was SyncWrites=false
-// plus DB.Sync after each group. It has two holes under power loss: DB.Sync
+// does not cost one sync per record. (SyncWrites=false plus DB.Sync after
+// each group would be cheaper but has two holes under power loss: DB.Sync
 // only syncs the current memtable WAL, so a group written across a memtable
 // rotation would leave its first part unsynced; and value-log GC moves live
 // values with unsynced writes and then deletes the file they came from. A
-// two-stage commit/sync pipeline was also tried and measured slower on the
-// 2-core dev machine.) Reads see a record only once its commit, and so its
+// two-stage commit/sync pipeline measured slower on two cores.) Reads see a record only once its commit, and so its
 // sync, is complete: nothing reaches the cloud before it is durable.
 //
 // What survives what:
@@ -51,7 +52,8 @@
 //     recovery, with the metas in the same transactions as their records.
 //   - Ack, eviction, edit, delete, document, state and blob writes are
 //     synced the same way. An Ack lost to a crash only means records are
-//     sent again, which the cloud treats as a no-op (DESIGN decision 6).
+//     sent again, which the cloud treats as a no-op, since it
+//     stores records by (part, store, stream, sequence).
 //     TestCrashDuringEdits kills a process that tags, deletes and acks.
 //   - A store Badger cannot open even after its own repair is renamed to
 //     DIR.corrupt-<time> (never deleted), a fresh store starts, and a gap
@@ -76,7 +78,7 @@
 // free disk the store leaves alone: below it appends fail with ErrDiskFull
 // (errors.Is(err, syscall.ENOSPC) also holds) and reads keep working.
 //
-// Over budget the store evicts, in this order (DESIGN decision 7):
+// Over budget the store evicts, in this order:
 // debug logs (oldest first), then info logs, then captures (lowest priority
 // first, oldest first within a priority). An incoming record only evicts
 // classes that rank at or below its own (a debug log never pushes out a

@@ -23,7 +23,7 @@ import (
 // changes. A delete removes the record (and the blob it names) and, in the
 // same synced transaction, writes a gap record for each run of consecutive
 // sequences it removed, so the cloud's contiguous watermark still passes
-// them and the loss is declared, never silent (DESIGN decisions 6 and 7).
+// them and the loss is declared, never silent.
 //
 // An edit or delete that lands while an upload of the same record is in
 // flight cannot recall what was sent: the cloud keeps the first copy of a

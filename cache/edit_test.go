@@ -282,8 +282,8 @@ func readGaps(t *testing.T, s *Store) []Gap {
 	return out
 }
 
-// checkAccounted is the cloud's view of the captures stream (DESIGN
-// decisions 6 and 7): every sequence from 1 to the last is acknowledged,
+// checkAccounted is the cloud's view of the captures stream (exactly once,
+// and no silent loss): every sequence from 1 to the last is acknowledged,
 // still to be uploaded, or declared lost by a gap record, exactly one of
 // the last two when it is past the acknowledged ones; no sequence is
 // declared twice. Gap records here are never acknowledged.

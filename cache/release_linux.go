@@ -13,7 +13,7 @@ import (
 
 // releaseMappedPages drops this process's page-table mappings of the
 // store's files, so that the resident set stays small while the store holds
-// gigabytes (issue: ≤ 60 MB RSS holding 1 GB of captures).
+// gigabytes (the goal: at most 60 MB resident holding 1 GB of captures).
 //
 // Badger memory-maps its value-log, WAL and table files; every page it
 // wrote or read stays mapped and counts in VmRSS (as RssFile) although it

@@ -172,7 +172,8 @@ func (s *Store) Cursor(ctx context.Context, name string) (uint64, error) {
 	return binary.BigEndian.Uint64(v), nil
 }
 
-// OfflineClock is the persisted state of DESIGN decision 5; the logic that
+// OfflineClock is the persisted state of the offline clock, which judges
+// expiry in a way setting the part's clock back cannot fool; the logic that
 // uses it lives in the sync package.
 type OfflineClock struct {
 	// LastCloudTime is the last wall time the cloud confirmed.

@@ -50,7 +50,8 @@ type diskFullError struct{}
 func (diskFullError) Error() string        { return "not enough free disk (below the store's minimum)" }
 func (diskFullError) Is(target error) bool { return target == syscall.ENOSPC }
 
-// Budget bounds the store's size (DESIGN decision 7). Zero fields mean no limit.
+// Budget bounds the store's size, so a full disk never stops the part: over
+// it the store evicts in a fixed order and says so. Zero fields mean no limit.
 type Budget struct {
 	// MaxBytes bounds the live bytes of records and blobs.
 	MaxBytes int64

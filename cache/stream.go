@@ -16,7 +16,7 @@ import (
 type Stream string
 
 // The streams the daemon writes. Log streams are split by level class
-// because eviction drops debug logs before info logs (DESIGN decision 7).
+// because eviction drops debug logs before info logs.
 const (
 	StreamLogsDebug Stream = "logs.debug" // debug logs: evicted first
 	StreamLogsInfo  Stream = "logs.info"  // info logs: evicted second

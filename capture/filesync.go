@@ -107,7 +107,7 @@ type pendingFile struct {
 	changed time.Duration // uptime of the last change seen
 }
 
-// FolderWatcher syncs one folder (DESIGN decision 10). fsnotify is not
+// FolderWatcher syncs one folder. fsnotify is not
 // recursive: every directory gets its own watch, new directories are
 // watched (and scanned, for files made before the watch) as they appear,
 // and the whole tree is rescanned on start and when the kernel's event queue

@@ -1,4 +1,4 @@
-// Package clock injects time into Outpost's logic (DESIGN decision 8).
+// Package clock injects time into Outpost's logic.
 //
 // Nothing outside this package calls time.Now, time.Sleep, time.After or
 // time.NewTicker directly: it takes a Clock. Real is the clock of the machine;
@@ -9,7 +9,7 @@
 // wall clock, which on a Raspberry Pi without a real-time clock may start in
 // 1970 and jump years when NTP arrives. Uptime is monotonic: it only grows
 // while the process runs and never jumps, so it measures how long something
-// really lasted (DESIGN decision 5).
+// really lasted, which is what judges how long a part has been offline.
 package clock
 
 import (

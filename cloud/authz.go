@@ -18,7 +18,7 @@ import (
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
-// Rule markers: rule actions that are not ACTIONS.md ids.
+// Rule markers: rule actions that are not actions of docs/ACTIONS.md.
 const (
 	markerPublic        = "public"
 	markerAuthenticated = "authenticated"
@@ -30,7 +30,7 @@ const (
 type methodRule struct {
 	procedure    string
 	marker       string      // public, authenticated or admin; "" for an action
-	action       rbac.Action // the ACTIONS.md action, when marker is ""
+	action       rbac.Action // the docs/ACTIONS.md action, when marker is ""
 	listAction   rbac.Action
 	audit        bool
 	resources    []resourceField

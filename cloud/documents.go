@@ -33,7 +33,8 @@ const DefaultDocumentTTL = 60 * 24 * time.Hour
 // cached document is known current while the token is unchanged.
 const metaDocsToken = "docs-token"
 
-// Bundle versions (DESIGN decision 4), content-addressed generations:
+// Bundle versions (a part refuses a lower version than it holds, so a
+// replayed old document cannot roll it back), content-addressed generations:
 //
 // For each part the store keeps what was last signed (store.PartDocuments):
 // each document's version, a SHA-256 digest of its content without version

@@ -257,7 +257,7 @@ func (as accessService) CheckAccess(ctx context.Context, req *connect.Request[fl
 	c := callFrom(ctx)
 	action, err := rbac.ParseAction(m.GetAction())
 	if err != nil {
-		return nil, invalid("action %q is not in the vocabulary (ACTIONS.md), such as machine.rename or location.move", m.GetAction())
+		return nil, invalid("action %q is not in the vocabulary (docs/ACTIONS.md), such as machine.rename or location.move", m.GetAction())
 	}
 	var res rbac.Resource
 	if m.GetResource() != "" {

@@ -14,7 +14,7 @@ import (
 // Listen opens the control plane's TCP listener on addr (":8443" for every
 // interface of the part). It is here, with every other listener of the
 // daemon, because control is the only daemon package that listens
-// (DESIGN.md): the network surface of a robot is one package to audit.
+// (deptest checks it): the network surface of a robot is one package to audit.
 func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

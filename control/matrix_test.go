@@ -36,7 +36,7 @@ func drain[T any](s *connect.ServerStreamForClient[T], err error) error {
 	return s.Close()
 }
 
-// calls lists every call of the issue: status, whoami, components (list,
+// calls lists every call a field tech makes: status, whoami, components (list,
 // status, command, readings, image, stop), stop-all, config read and edit,
 // logs (tail and follow), restart, captures list, export, tags, deletion.
 func calls() []call {

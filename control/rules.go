@@ -12,7 +12,7 @@ import (
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
-// Rule markers: rule actions that are not ACTIONS.md ids. On the part,
+// Rule markers: rule actions that are not actions of docs/ACTIONS.md. On the part,
 // "authenticated" means a verified credential whose subject holds a grant
 // reaching this machine ("anyone with access"); "admin" (cloud-wide admin)
 // has no meaning here and is refused when building the rules.

@@ -69,7 +69,7 @@ func newCert(now time.Time, partID string) (certPEM, keyPEM []byte, err error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             now.Add(-time.Hour), // a Pi's clock may lag (DESIGN decision 5)
+		NotBefore:             now.Add(-time.Hour), // a Pi without a battery clock may lag
 		NotAfter:              now.Add(certLifetime),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

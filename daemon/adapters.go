@@ -156,8 +156,7 @@ func (c certStore) SaveCert(ctx context.Context, certPEM, keyPEM []byte) error {
 }
 
 // offlineTime is the clock control judges grant expiry by: once the cloud
-// has confirmed the time, "now" is the offline clock's estimate (DESIGN
-// decision 5), so setting the part's clock back never extends a bundle.
+// has confirmed the time, "now" is the offline clock's estimate, so setting the part's clock back never extends a bundle.
 type offlineTime struct {
 	clock.Clock
 	offline *psync.OfflineClock

@@ -131,7 +131,8 @@ func (c *child) stop(b *testing.B) {
 	}
 }
 
-// BenchmarkDaemon measures the real outpostd binary (issue 10's goals):
+// BenchmarkDaemon measures the real outpostd binary against its goals
+// (docs/PERFORMANCE.md):
 // stripped size, start to READY with an empty store and with a 1 GB
 // backlog, and resident memory idle and under 1,000 captures/s with sync
 // running. It builds the binary and writes 1 GB, so it runs only when

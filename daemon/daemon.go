@@ -3,7 +3,6 @@ package daemon
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +31,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/logging"
+	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/robot"
 	"github.com/outpost-robotics/outpost/robot/builtin"
 	"github.com/outpost-robotics/outpost/robot/component"
@@ -41,12 +41,13 @@ import (
 
 // Defaults of the daemon's options; cmd/outpostd uses them for its flags.
 const (
-	DefaultConfigPath    = "/etc/outpost/outpostd.json"
-	DefaultDataDir       = "/var/lib/outpost"
+	DefaultConfigPath    = partfile.DefaultBootstrapPath
+	DefaultDataDir       = partfile.DefaultDataDir
 	DefaultRuntimeDir    = "/run/outpost"
 	DefaultMetricsListen = "127.0.0.1:9464"
-	// DefaultFinalSync bounds the sync cycle run at shutdown (issue 10: 5 s),
-	// well inside the unit's TimeoutStopSec of 20 s.
+	// DefaultFinalSync bounds the sync cycle run at shutdown, so a stop
+	// hands over what it can yet ends well inside the unit's TimeoutStopSec
+	// of 20 s.
 	DefaultFinalSync = 5 * time.Second
 	// robotStopTimeout bounds stopping components, modules and processes.
 	robotStopTimeout = 10 * time.Second
@@ -56,10 +57,6 @@ const (
 	// logQueueDepth bounds log entries waiting for the store.
 	logQueueDepth = 4096
 )
-
-// DefaultBudget is the store budget until a config sets one: a Raspberry
-// Pi's SD card is small, and what matters most is never filling it.
-var DefaultBudget = cache.Budget{MaxBytes: 2 << 30, MinFreeBytes: 256 << 20}
 
 // Notifier is what the daemon tells its service manager; systemd.Notifier
 // is the real one.
@@ -161,8 +158,8 @@ func (o *Options) defaults() {
 type daemon struct {
 	o      Options
 	clk    clock.Clock
-	boot   *Bootstrap // the main loop's (reload swaps it)
-	partID string     // fixed for the run: a reload cannot change it
+	boot   *partfile.Bootstrap // the main loop's (reload swaps it)
+	partID string              // fixed for the run: a reload cannot change it
 
 	baseLog, log        *zap.Logger
 	baseLevel, teeLevel zap.AtomicLevel
@@ -199,8 +196,9 @@ type daemon struct {
 }
 
 // Run runs outpostd until a SIGTERM or SIGINT (returning nil: exit 0) or a
-// failure (an error; a *BootstrapError means exit code 2). The order is
-// DESIGN decision 11's: store, control, READY, cached config, sync.
+// failure (an error; a *partfile.BootstrapError means exit code 2). The order is
+// store, control, READY, cached config, sync: READY=1 means the part
+// answers its control port, and a part that boots offline is useful at once.
 func Run(ctx context.Context, opts Options) (err error) {
 	opts.defaults()
 	d := &daemon{o: opts, clk: opts.Clock, fatal: make(chan error, 4)}
@@ -250,7 +248,7 @@ func (d *daemon) start(ctx context.Context) error {
 	if err := CheckMetricsListen(o.MetricsListen); err != nil {
 		return err
 	}
-	boot, err := LoadBootstrap(o.ConfigPath)
+	boot, err := partfile.LoadBootstrap(o.ConfigPath)
 	if err != nil {
 		return err
 	}
@@ -375,12 +373,12 @@ func (d *daemon) startRobot(ctx context.Context) error {
 }
 
 // newSyncer builds the sync client and syncer for a bootstrap file.
-func (d *daemon) newSyncer(b *Bootstrap) error {
+func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	f := b.File
 	client, err := psync.NewClient(psync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log})
 	if err != nil {
 		if errors.Is(err, psync.ErrCAFile) {
-			return &BootstrapError{Path: d.o.ConfigPath, Field: "ca_file", Err: err}
+			return &partfile.BootstrapError{Path: d.o.ConfigPath, Field: "ca_file", Err: err}
 		}
 		// The bootstrap file was checked whole before this; what is left
 		// comes from the environment (HTTPS_PROXY and the like).
@@ -664,7 +662,7 @@ func (d *daemon) reload(ctx context.Context) {
 	}
 	defer func() { _ = d.o.Notifier.Ready(d.lastStatus) }()
 	d.applyLevel()
-	b, err := LoadBootstrap(d.o.ConfigPath)
+	b, err := partfile.LoadBootstrap(d.o.ConfigPath)
 	if err != nil {
 		d.log.Error("reload: keeping the running bootstrap file", zap.Error(err))
 		return
@@ -791,38 +789,25 @@ func (d *daemon) onExpired(ctx context.Context, why string) {
 	_ = d.o.Notifier.Status("EXPIRED: " + why)
 }
 
-// budgetFile keeps the budget the last config set, read before the store
-// opens (the store takes its budget at Open).
-func (d *daemon) budgetFile() string { return filepath.Join(d.o.DataDir, "budget.json") }
-
+// loadBudget reads the budget the last config set: the store takes its
+// budget at Open, before any config is read.
 func (d *daemon) loadBudget() cache.Budget {
-	b, err := os.ReadFile(d.budgetFile())
+	b, err := partfile.ReadBudget(d.o.DataDir)
 	if err != nil {
-		return DefaultBudget
+		d.baseLog.Warn("ignoring an unreadable budget file", zap.Error(err))
 	}
-	var bu cache.Budget
-	if err := json.Unmarshal(b, &bu); err != nil {
-		d.baseLog.Warn("ignoring an unreadable budget file", zap.String("file", d.budgetFile()), zap.Error(err))
-		return DefaultBudget
-	}
-	return bu
+	return cache.Budget(b)
 }
 
 func (d *daemon) saveBudget(sb *configv1.StoreBudget) {
-	want := DefaultBudget
+	want := partfile.DefaultBudget()
 	if sb != nil {
-		want = cache.Budget{MaxBytes: int64(min(sb.GetMaxBytes(), 1<<62)), MinFreeBytes: int64(min(sb.GetMinFreeBytes(), 1<<62))}
+		want = partfile.Budget{MaxBytes: int64(min(sb.GetMaxBytes(), 1<<62)), MinFreeBytes: int64(min(sb.GetMinFreeBytes(), 1<<62))}
 	}
-	if want == d.budget {
+	if cache.Budget(want) == d.budget {
 		return
 	}
-	b, _ := json.Marshal(want)
-	tmp := d.budgetFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		d.log.Warn("could not save the store budget", zap.Error(err))
-		return
-	}
-	if err := os.Rename(tmp, d.budgetFile()); err != nil {
+	if err := partfile.WriteBudget(d.o.DataDir, want); err != nil {
 		d.log.Warn("could not save the store budget", zap.Error(err))
 		return
 	}

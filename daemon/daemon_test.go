@@ -29,6 +29,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -50,6 +51,9 @@ func newPart(t testing.TB) *part {
 	t.Cleanup(cloud.Close)
 	return newPartOf(t, cloud.URL)
 }
+
+// secret is the test part's secret in its bootstrap file.
+const secret = "s3cr3t-0123456789abcdef0123456789abcdef"
 
 // newPartOf is newPart with a cloud of the test's own.
 func newPartOf(t testing.TB, cloudURL string) *part {
@@ -397,7 +401,7 @@ func TestBadBootstrapIsABootstrapError(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := Run(context.Background(), Options{ConfigPath: p.BootPath, DataDir: p.DataDir, RuntimeDir: p.RunDir, Clock: clock.NewFake(epoch), Stderr: io.Discard, Signals: make(chan os.Signal)})
-	var be *BootstrapError
+	var be *partfile.BootstrapError
 	if !errors.As(err, &be) || be.Field != "cloud_url" {
 		t.Fatalf("Run with a bad bootstrap file: %v, want a BootstrapError on cloud_url", err)
 	}

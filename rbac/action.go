@@ -5,10 +5,11 @@ import (
 	"fmt"
 )
 
-// Action is one permission row of the seed tables, named as in ACTIONS.md.
+// Action is one permission row of the seed tables, named as in
+// docs/ACTIONS.md.
 type Action string
 
-// The action vocabulary of ACTIONS.md, one constant per seed row.
+// The action vocabulary of docs/ACTIONS.md, one constant per seed row.
 const (
 	// MachineControl is "Control the machine from the CONTROL tab".
 	MachineControl Action = "machine.control"

@@ -386,7 +386,7 @@ func TestParseAction(t *testing.T) {
 		}
 	}
 	if len(AllActions()) != 49 {
-		t.Fatalf("%d actions, want the 49 rows of ACTIONS.md", len(AllActions()))
+		t.Fatalf("%d actions, want the 49 rows of docs/ACTIONS.md", len(AllActions()))
 	}
 	for _, bad := range []string{"", "machine", "MACHINE.CONTROL", "machine.control ", "org.create\x00"} {
 		_, err := ParseAction(bad)

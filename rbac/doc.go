@@ -1,9 +1,10 @@
 // Package rbac decides "may this subject do this action on this resource?"
-// with the permission tables of the role-based access control seed page
-// (seeds/003; where the older 002 differs, 003 stands). It is pure: no I/O,
-// no clock, no package-level mutable state. The cloud uses it for every API
-// call over whole organization trees; the daemon uses it for every control
-// call over the cached grant bundle of its one machine.
+// with the permission tables of the role-based access control page
+// (docs/ACTIONS.md; where its two versions differ, the newer stands). It is
+// pure: no I/O, no clock, no package-level mutable state (deptest checks its
+// imports). The cloud uses it for every API call over whole organization
+// trees; the daemon uses it for every control call over the cached grant
+// bundle of its one machine.
 //
 // # Model
 //
@@ -14,7 +15,7 @@
 // An Engine is built from a Hierarchy: orgs; locations (a tree of any depth
 // inside one org, possibly shared with other orgs); machines in locations;
 // parts in machines; fragments, datasets, packages and modules in orgs.
-// Every Action (ACTIONS.md, one per seed row) has the six cells of its row
+// Every Action (docs/ACTIONS.md, one per seed row) has the six cells of its row
 // (org owner, org operator, location owner, location operator, machine
 // owner, machine operator) and a rule relating a grant's scope to the
 // resource named:

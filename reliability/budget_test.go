@@ -36,7 +36,7 @@ const commitSlack = time.Second
 // the part drains. The daemon must stay up throughout; every eviction must
 // reach the cloud as a gap record that declares its range lost; every
 // record the part wrote must be in the cloud or declared lost; the
-// evictions must follow DESIGN decision 7's order: a class is evicted only
+// evictions must follow the documented order: a class is evicted only
 // when no record of a lower class was waiting (debug logs, then info logs,
 // then captures from the lowest priority), oldest first within a class;
 // and the store must stay within its budget, which the records that are
@@ -195,7 +195,7 @@ func TestByteBudgetExhausted(t *testing.T) {
 	rep.check(tl.lost > 0, "nothing was declared lost, yet %d records were evicted", evicted)
 }
 
-// evictClass is what eviction ranks (DESIGN decision 7): debug logs (0),
+// evictClass is what eviction ranks: debug logs (0),
 // info logs (1), captures (2) by priority.
 type evictClass struct {
 	rank int

@@ -1,4 +1,4 @@
-// Package reliability is the reliability suite of issue 11: scenarios that
+// Package reliability is the reliability suite: scenarios that
 // run the real binaries (outpostd and outpost-cloud, built once per test
 // run) as children on loopback, break them on purpose, and assert the
 // invariants the design promises rather than log lines:
@@ -10,7 +10,7 @@
 //     between part and cloud (package faultproxy) flaps every few seconds;
 //     the part converges with the cloud exactly once.
 //   - byte-budget: the store's byte budget exhausted while the part is cut
-//     off; eviction goes in the documented order (DESIGN decision 7), every
+//     off; eviction goes in the documented order, every
 //     eviction reaches the cloud as a gap record, and the daemon stays up.
 //   - corrupt-store: a store Badger cannot open is moved aside, a fresh one
 //     starts, and the loss reaches the cloud as a gap record.

@@ -162,7 +162,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 	}
 	rep.set("break_glass", breakGlassOK)
 	rep.check(breakGlassOK, "the break-glass socket after expiry: status %v, %v", st, err)
-	// DESIGN: expired, the machine is brought to a safe state.
+	// Expired, the machine is brought to a safe state.
 	comps := controlv1connect.NewComponentServiceClient(socketClient(ep.Socket), "http://outpostd")
 	moving, err := comps.MotorIsMoving(ctx, connect.NewRequest(&controlv1.MotorIsMovingRequest{Name: "wheel"}))
 	safe := err == nil && !moving.Msg.GetMoving()

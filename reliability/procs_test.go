@@ -30,7 +30,8 @@ const (
 	waitDeadline  = 90 * time.Second
 )
 
-// maxReady is the bound on start to READY=1, after any kill.
+// maxReady bounds start to READY=1 after any kill: a restarted part must
+// answer again at once, whatever its store held.
 const maxReady = 2 * time.Second
 
 // child is a process the suite started; its output goes to a file.

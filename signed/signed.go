@@ -1,5 +1,5 @@
-// Package signed signs and verifies the documents the cloud sends to parts
-// (DESIGN decision 4): a serialized protobuf message, its type name, the id
+// Package signed signs and verifies the documents the cloud sends to parts,
+// which trust nothing from the cloud unsigned: a serialized protobuf message, its type name, the id
 // of the key that signed it, and an Ed25519 signature over type and payload.
 //
 // The cloud signs; the daemon's sync package verifies before it stores a

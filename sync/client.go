@@ -21,6 +21,7 @@ import (
 
 	"github.com/outpost-robotics/outpost/api/codec"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/partfile"
 )
 
 // ClientOptions configures the connection to the fleet cloud.
@@ -57,8 +58,9 @@ type ClientOptions struct {
 var ErrCAFile = errors.New("cloud CA file")
 
 // NewClient returns the part's sync API client: connect-go over
-// go-retryablehttp (DESIGN decision 9), with keep-alive, HTTPS_PROXY support,
-// an optional private CA and the part's credentials in a header.
+// go-retryablehttp (with zap as its logger: the default one prints URLs to
+// stderr), with keep-alive, HTTPS_PROXY support, an optional private CA and
+// the part's credentials in a header.
 func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 	return newClient(opts, nil)
 }
@@ -66,7 +68,7 @@ func NewClient(opts ClientOptions) (syncv1connect.SyncServiceClient, error) {
 // newClient is NewClient with the transport's dialer replaced when dial is
 // not nil: a test reaches a cloud by a name no DNS knows that way.
 func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (syncv1connect.SyncServiceClient, error) {
-	if err := CheckCloudURL(opts.CloudURL); err != nil {
+	if err := partfile.CheckCloudURL(opts.CloudURL); err != nil {
 		return nil, fmt.Errorf("cloud URL: %w", err)
 	}
 	if opts.PartID == "" || opts.PartSecret == "" {
@@ -198,24 +200,6 @@ func checkProxyURL(name, v string) (string, error) {
 		return v, nil
 	}
 	return "", fmt.Errorf("proxy setting %s: the scheme is not http, https, socks5 or socks5h", name)
-}
-
-// CheckCloudURL checks the cloud's base URL from a bootstrap file: http or
-// https with a host, and no user info or query, because credentials in a URL
-// end up in proxies' and servers' logs. Its errors never quote the URL, which
-// may hold exactly such a credential.
-func CheckCloudURL(raw string) error {
-	if raw == "" {
-		return errors.New("missing")
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return errors.New("not an http(s)://HOST[:PORT] URL")
-	case u.User != nil || u.RawQuery != "":
-		return errors.New("must not carry credentials or a query")
-	}
-	return nil
 }
 
 // cappedBackoff is exponential backoff that honours a Retry-After answer, but

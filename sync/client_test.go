@@ -103,24 +103,6 @@ func TestNewClientRefusesBadOptions(t *testing.T) {
 	}
 }
 
-func TestCheckCloudURLNeverQuotesTheURL(t *testing.T) {
-	for _, raw := range []string{"", "ftp://user:hunter2@cloud.example.com", "https://user:hunter2@cloud.example.com", "https://cloud.example.com/?token=hunter2", "hunter2"} {
-		err := CheckCloudURL(raw)
-		if err == nil {
-			t.Errorf("%q accepted", raw)
-			continue
-		}
-		if strings.Contains(err.Error(), "hunter2") {
-			t.Errorf("error for %q quotes it: %v", raw, err)
-		}
-	}
-	for _, ok := range []string{"https://cloud.example.com", "http://127.0.0.1:8080", "https://cloud.example.com/outpost/"} {
-		if err := CheckCloudURL(ok); err != nil {
-			t.Errorf("%q refused: %v", ok, err)
-		}
-	}
-}
-
 // TestProxySettings checks which requests go through which proxy, per the
 // environment each client was given.
 func TestProxySettings(t *testing.T) {

@@ -50,7 +50,7 @@ func cpuSeconds() float64 {
 }
 
 // BenchmarkBacklogDrain drains a backlog of captures from a real store to
-// the real outpost-cloud in process (cloudtest) on loopback (issue 7). The
+// the real outpost-cloud in process (cloudtest) on loopback. The
 // backlog is 1 GiB; set OUTPOST_DRAIN_MB for a shorter run,
 // OUTPOST_DRAIN_INFLIGHT to compare Options.InFlight settings (1 is the
 // one-batch-at-a-time drain), and OUTPOST_DRAIN_RTT_MS to put that much

@@ -9,7 +9,7 @@ import (
 )
 
 // OfflineClock answers "how long since the cloud last confirmed the time?"
-// in a way a bad clock cannot fool (DESIGN decision 5).
+// in a way a bad clock cannot fool.
 //
 // A Raspberry Pi has no real-time clock: an offline boot may start in 1970,
 // and NTP may later jump the clock years ahead. So the part keeps the last

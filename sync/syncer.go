@@ -1,4 +1,4 @@
-// Package sync is the daemon's only path to the fleet cloud (DESIGN.md). It
+// Package sync is the daemon's only path to the fleet cloud. It
 // brings signed configs and grant bundles in, takes logs, captures, audit
 // events, gap records and blobs out exactly once, and keeps the offline clock
 // that decides when cached grants expire.
@@ -31,7 +31,7 @@ import (
 // State is where the part stands with the cloud.
 type State int
 
-// The states of DESIGN decision 5.
+// The states a part reports of its contact with the cloud.
 const (
 	StateUnknown  State = iota // no cycle has run yet
 	StateOnline                // the last cycle succeeded
@@ -477,8 +477,9 @@ func (s *Syncer) accept(ctx context.Context, kind cache.Kind, doc *syncv1.Signed
 	return nil
 }
 
-// LoadGrants returns the held grant bundle, verified again (DESIGN decision
-// 4: on load as well as on receipt), or nil when none is held.
+// LoadGrants returns the held grant bundle, verified again (on load as well
+// as on receipt, so a store edited on disk grants nothing), or nil when none
+// is held.
 func (s *Syncer) LoadGrants(ctx context.Context) (*syncv1.GrantBundle, error) {
 	doc, version, err := s.loadDoc(ctx, cache.KindGrants)
 	if doc == nil || err != nil {
@@ -569,8 +570,7 @@ func (s *Syncer) heldExpiry(ctx context.Context, kind cache.Kind, into expiring)
 
 // restore takes the held grants and config back into force after an
 // expiry that contact disproved. A wall clock that jumps ahead counts as
-// time offline (DESIGN decision 5: the part cannot tell a bad NTP step from
-// a long absence), so it can expire documents that the cloud's time, once
+// time offline (the part cannot tell a bad NTP step from a long absence), so it can expire documents that the cloud's time, once
 // it answers, shows are still valid. The cloud then has nothing newer to
 // send, and without this the part would stay expired, components stopped,
 // until the cloud renews its documents at half their lifetime, weeks later.

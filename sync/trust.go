@@ -20,7 +20,7 @@ var (
 )
 
 // Trust decides whether a signed document from the cloud may be stored and
-// used (DESIGN decision 4): it must verify with a pinned cloud key, be for
+// used: it must verify with a pinned cloud key, be for
 // this part, be newer than what is held, and not be past its expiry by the
 // offline clock. A refused document changes nothing: the one held stays.
 type Trust struct {

@@ -1,5 +1,5 @@
-// Package systemd speaks the sd_notify protocol for outpostd (DESIGN decision
-// 11) and holds its unit file.
+// Package systemd speaks the sd_notify protocol for outpostd and holds its
+// unit file.
 //
 // The daemon runs as Type=notify: it says READY=1 only once its store is
 // open and its control port listens, WATCHDOG=1 from its main loop at half of

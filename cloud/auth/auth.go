@@ -28,7 +28,7 @@ import (
 )
 
 // MaxTokenTTL is the longest an access token lives: a field tech works
-// offline with it for up to 60 days (DESIGN.md, offline expiry).
+// offline with it for up to 60 days, as long as a part's grants last.
 const MaxTokenTTL = credential.MaxTokenTTL
 
 // DefaultTokenTTL is the lifetime of a token when none is asked for.

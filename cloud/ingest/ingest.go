@@ -3,11 +3,12 @@
 // config proposals), the ranges their gap records declare lost, their blobs
 // and their last status.
 //
-// It is the storage half of DESIGN decision 6 (exactly once, end to end): a
+// It is the storage half of exactly once, end to end: a
 // record is keyed by (part, store_id, stream, seq); the first copy stored
 // wins and every repeat is a no-op, in any order; and each put answers the
 // stream's watermark, the highest sequence held with nothing missing before
-// it, counting ranges declared lost (DESIGN decision 7). The part deletes
+// it, counting ranges declared lost (evicted or deleted on the part and
+// said so with a gap record). The part deletes
 // only what the watermark covers, so a record is never lost between them.
 //
 // Store is the interface; badgeringest is the embedded implementation and a

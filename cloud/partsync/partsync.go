@@ -5,8 +5,8 @@
 // comes from there and nowhere else, so a part reaches only its own data),
 // answers pulls with the cloud's time and any newer signed documents, and
 // hands uploads to an ingest.Store, which stores each record exactly once
-// and answers the watermark the part may delete through (DESIGN decisions
-// 6 and 7). With Options.Relay it also carries WebRTC signaling relayed to
+// and answers the watermark the part may delete through, ranges declared
+// lost included. With Options.Relay it also carries WebRTC signaling relayed to
 // the part (NextOffer, a long poll, and AnswerOffer; see cloud/relay). The
 // fleet cloud plugs in through Backend: it knows the parts, their secrets
 // and their documents; this package knows the wire.

@@ -164,7 +164,7 @@ func startPart(t *testing.T, c *cloud, secret string) *partAudit {
 	return audit
 }
 
-// TestRelayedSession is issue 9's path end to end: a pion client off the
+// TestRelayedSession is the relayed path end to end: a pion client off the
 // LAN signals through the cloud, the part's real control plane takes the
 // offer over its sync client and decides it with its own grants.
 func TestRelayedSession(t *testing.T) {

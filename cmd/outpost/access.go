@@ -18,7 +18,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 	check := &cobra.Command{
 		Use:   "check --subject SUBJECT --action ACTION --resource KIND/ID",
 		Short: "Simulate a decision: allowed or denied, and why",
-		Long: "Ask the cloud whether a subject may do an action (see ACTIONS.md) on a resource, without doing it.\n" +
+		Long: "Ask the cloud whether a subject may do an action (docs/ACTIONS.md in the Outpost repository) on a resource, without doing it.\n" +
 			"You may always ask about yourself; asking about others needs the right to see their roles there.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -39,7 +39,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 		},
 	}
 	check.Flags().StringVar(&subject, "subject", "", "user:EMAIL, user:ID or apikey:KEY_ID")
-	check.Flags().StringVar(&action, "action", "", "an action of ACTIONS.md, such as machine.rename")
+	check.Flags().StringVar(&action, "action", "", "an action of docs/ACTIONS.md, such as machine.rename")
 	check.Flags().StringVar(&resource, "resource", "", "KIND/ID, such as machine/ID (none for org.create)")
 	check.Flags().StringVar(&dest, "destination", "", "for location.move: the destination location ID (none: the top level)")
 	mustRequire(check, "subject", "action")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +21,8 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
-	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/control"
-	"github.com/outpost-robotics/outpost/daemon"
+	"github.com/outpost-robotics/outpost/partfile"
 )
 
 // doctorOptions are where `outpost doctor` looks; the defaults are the
@@ -65,8 +63,8 @@ what to do about it. The exit code is 1 when something failed.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.config, "config", daemon.DefaultConfigPath, "the part's bootstrap file")
-	f.StringVar(&o.dataDir, "data-dir", daemon.DefaultDataDir, "the daemon's data folder")
+	f.StringVar(&o.config, "config", partfile.DefaultBootstrapPath, "the part's bootstrap file")
+	f.StringVar(&o.dataDir, "data-dir", partfile.DefaultDataDir, "the daemon's data folder")
 	f.StringVar(&o.socket, "socket", control.DefaultSocketPath, "the daemon's break-glass socket")
 	f.StringVar(&o.controlAddr, "control", fmt.Sprintf("127.0.0.1:%d", control.DefaultPort), "the daemon's control port")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long each network check may take")
@@ -95,7 +93,7 @@ func runDoctor(ctx context.Context, o doctorOptions) []doctorResult {
 		out = append(out, doctorResult{level: level, name: name, detail: detail, fix: fix})
 	}
 
-	boot, err := daemon.LoadBootstrap(o.config)
+	boot, err := partfile.LoadBootstrap(o.config)
 	if err != nil {
 		fix := "write it with `outpost part bootstrap PART_ID | sudo install -m 0640 -g outpost /dev/stdin " + o.config + "`, then `sudo systemctl restart outpostd`"
 		if errors.Is(err, fs.ErrPermission) {
@@ -139,7 +137,7 @@ func syncStateName(s controlv1.SyncState) string {
 
 // checkCloud connects to the cloud as the daemon does (system roots, or the
 // bootstrap file's CA) and returns the cloud's time from its Date header.
-func checkCloud(ctx context.Context, o doctorOptions, boot *daemon.Bootstrap) (doctorResult, time.Time) {
+func checkCloud(ctx context.Context, o doctorOptions, boot *partfile.Bootstrap) (doctorResult, time.Time) {
 	name := "cloud " + boot.File.GetCloudUrl()
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca := boot.File.GetCaFile(); ca != "" {
@@ -228,13 +226,7 @@ func checkClock(o doctorOptions, cloudTime time.Time, st *controlv1.StatusRespon
 
 // checkDisk compares the store with its budget and the disk's free space.
 func checkDisk(o doctorOptions) []doctorResult {
-	budget := daemon.DefaultBudget
-	if b, err := os.ReadFile(filepath.Join(o.dataDir, "budget.json")); err == nil {
-		var bu cache.Budget
-		if json.Unmarshal(b, &bu) == nil {
-			budget = bu
-		}
-	}
+	budget, _ := partfile.ReadBudget(o.dataDir) // the default when unreadable, as the daemon does
 	var sfs syscall.Statfs_t
 	if err := syscall.Statfs(o.dataDir, &sfs); err != nil {
 		return []doctorResult{{"FAIL", "disk", fmt.Sprintf("cannot read %s: %v", o.dataDir, err), "the data folder should exist once outpostd has started: `sudo systemctl start outpostd`"}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
+	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/version"
 )
 
@@ -73,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, "outpostd:", err)
-	if be := new(daemon.BootstrapError); errors.As(err, &be) {
+	if be := new(partfile.BootstrapError); errors.As(err, &be) {
 		return 2
 	}
 	return 1

@@ -1,5 +1,5 @@
 // Command benchtable turns `go test -bench` output into the headline table
-// of issue 11: each figure beside its goal, with the machine it ran on. It
+// of docs/PERFORMANCE.md: each figure beside its goal, with the machine it ran on. It
 // prints the table and, with -doc, writes it into docs/PERFORMANCE.md
 // between the benchtable markers. `make bench` runs it.
 package main

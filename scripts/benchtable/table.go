@@ -12,7 +12,7 @@ import (
 )
 
 // A headline is one row of the table: a figure read from one benchmark's
-// metric, and the goal the issues set for it.
+// metric, and the goal set for it.
 type headline struct {
 	Figure string
 	// Pkg and Bench name the benchmark (Bench without the -GOMAXPROCS suffix).
@@ -23,15 +23,15 @@ type headline struct {
 	Unit  string
 	Scale float64
 	// Goal is the bound; AtMost tells a ceiling from a floor. Goal 0 means
-	// the issues set none and the figure is recorded.
+	// none is set and the figure is recorded.
 	Goal   float64
 	AtMost bool
 }
 
 const module = "github.com/outpost-robotics/outpost/"
 
-// headlines are the figures issue 11 asks for, in its order, each with the
-// goal its own issue set.
+// headlines are the figures that say whether Outpost meets its goals, each
+// with its goal.
 var headlines = []headline{
 	{Figure: "durable ingest, 64 producers", Pkg: "cache", Bench: "BenchmarkAppend/producers=64", Metric: "records/s", Unit: "records/s", Scale: 1, Goal: 100_000},
 	{Figure: "backlog drain", Pkg: "sync", Bench: "BenchmarkBacklogDrain", Metric: "MB/s", Unit: "MB/s", Scale: 1},

@@ -2,10 +2,10 @@
 // data folder, so outpost-cloud keeps what parts upload with nothing but its
 // binary and a disk.
 //
-// DESIGN.md says only the daemon's cache imports badger; this package (like
-// cloud/store/badgerstore) is the deliberate, documented exception for the
-// cloud binary. No badger type leaves it: callers see ingest.Store, and a
-// PostgreSQL implementation passes the same storetest suite.
+// It is one of the store packages, the only ones that may import badger
+// (docs/ARCHITECTURE.md; deptest checks it). No badger type leaves it:
+// callers see ingest.Store, so another engine passes the same storetest
+// suite and nothing else changes.
 //
 // Layout (NUL separates key parts; ingest.ValidateID refuses control
 // characters in ids, so a separator can never be part of one):

@@ -1,10 +1,10 @@
 // Package badgerstore is the fleet cloud's embedded store: Badger in the
 // cloud's data folder, so outpost-cloud runs with nothing but its binary.
 //
-// DESIGN.md says only the daemon's cache imports badger; this package is the
-// deliberate, documented exception for the cloud binary. Every badger type
-// stays inside it: callers see only store.Store, and the PostgreSQL store of
-// a later issue passes the same storetest suite.
+// It is one of the store packages, the only ones that may import badger
+// (docs/ARCHITECTURE.md; deptest checks it). Every badger type stays inside
+// it: callers see only store.Store, so another engine passes the same
+// storetest suite and nothing else changes.
 //
 // Layout: each record is JSON under "<table>\x00<id>"; secondary indexes are
 // "<index>\x00<value>\x00<id>" keys whose value is the record's ID. NUL

@@ -5,7 +5,7 @@
 // source: outpost/authz/v1/authz.proto
 
 // outpost.authz.v1 declares, in the contracts themselves, what every RPC needs
-// to be allowed: the action it performs (an ACTIONS.md id) and which request
+// to be allowed: the action it performs (docs/ACTIONS.md) and which request
 // field names the resource it acts on. One interceptor reads these options
 // and asks rbac; handlers never check permissions themselves. The fleet API
 // uses them, and the daemon's control API can reuse them unchanged.
@@ -31,10 +31,11 @@ const (
 // Rule is what a method needs to be allowed.
 type Rule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// action is an ACTIONS.md id (such as "machine.rename"), or one of the
-	// markers: "public" (no credentials: sign-in, server info, accepting an
-	// invite), "authenticated" (any signed-in subject; org.create-like calls and
-	// calls about the caller itself), "admin" (the cloud-wide admin only).
+	// action is an action of docs/ACTIONS.md (such as "machine.rename"), or
+	// one of the markers: "public" (no credentials: sign-in, server info,
+	// accepting an invite), "authenticated" (any signed-in subject;
+	// org.create-like calls and calls about the caller itself), "admin" (the
+	// cloud-wide admin only).
 	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
 	// list_action, on a list call, is the action each returned item must allow
 	// for the caller (such as "machine.control"): the interceptor hands the

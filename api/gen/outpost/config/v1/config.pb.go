@@ -667,7 +667,8 @@ func (x *SyncFolder) GetPriority() uint32 {
 	return 0
 }
 
-// StoreBudget bounds the daemon's local store (DESIGN decision 7).
+// StoreBudget bounds the daemon's local store, so a full disk never stops
+// the part: over it the daemon evicts in a documented order and says so.
 type StoreBudget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Most bytes the store keeps; 0 means the daemon's default.

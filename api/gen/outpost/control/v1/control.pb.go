@@ -7,7 +7,7 @@
 // outpost.control.v1 is the contract between a field tech's client and a
 // robot part's daemon, served on the LAN over TLS, over WebRTC data
 // channels, and on the break-glass Unix socket. Every call maps to one
-// action of shared/ACTIONS.md, declared with (outpost.authz.v1.rule); the
+// action of docs/ACTIONS.md, declared with (outpost.authz.v1.rule); the
 // daemon checks it against the part's machine with the cached grant bundle,
 // in one interceptor for every transport.
 //
@@ -41,7 +41,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// SyncState is where the part stands with the cloud (DESIGN decision 5).
+// SyncState is where the part stands with the cloud; expiry is judged by
+// time since the cloud last confirmed, which setting the clock back cannot
+// shorten.
 type SyncState int32
 
 const (
@@ -405,7 +407,7 @@ type WhoAmIResponse struct {
 	Credential string `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
 	// "grpc", "webrtc" or "socket".
 	Transport string `protobuf:"bytes,6,opt,name=transport,proto3" json:"transport,omitempty"`
-	// The ACTIONS.md actions of this API the caller may do here.
+	// The actions (docs/ACTIONS.md) of this API the caller may do here.
 	AllowedActions []string `protobuf:"bytes,7,rep,name=allowed_actions,json=allowedActions,proto3" json:"allowed_actions,omitempty"`
 	// The grant bundle version the decision used.
 	GrantsVersion uint64 `protobuf:"varint,8,opt,name=grants_version,json=grantsVersion,proto3" json:"grants_version,omitempty"`

@@ -5163,7 +5163,7 @@ type CheckAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "user:EMAIL", "user:ID" or "apikey:ID".
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// An ACTIONS.md action, such as "machine.rename".
+	// An action of docs/ACTIONS.md, such as "machine.rename".
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// "kind/ID", such as "machine/ID"; empty for org.create.
 	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`

@@ -12,10 +12,11 @@
 // bootstrap file). Credentials never go in URLs.
 //
 // Trust: configs and grant bundles arrive as SignedDocument, signed by the
-// cloud with Ed25519 (DESIGN decision 4). The part verifies them with the
-// keys of its bootstrap file before storing them and again on load.
+// cloud with Ed25519: nothing the cloud says is trusted unsigned. The part
+// verifies them with the keys of its bootstrap file before storing them and
+// again on load.
 //
-// Exactly once (DESIGN decision 6): every record a part uploads is keyed by
+// Exactly once: every record a part uploads is keyed by
 // (part, stream, seq). The cloud stores by that key, so a repeat is a no-op,
 // and answers with the highest sequence it holds contiguously; the part
 // deletes only what that answer covers.
@@ -40,7 +41,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Role is owner or operator (seeds/003).
+// Role is owner or operator (docs/ACTIONS.md).
 type Role int32
 
 const (
@@ -1857,7 +1858,7 @@ type AuditEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "user/ID", "apikey/ID" or "local/UID" for the break-glass socket.
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	// The action of ACTIONS.md.
+	// The action (docs/ACTIONS.md).
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// The resource, such as "machine/ID".
 	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
@@ -1961,8 +1962,7 @@ func (x *AuditEvent) GetPeer() string {
 	return ""
 }
 
-// GapRecord declares records lost on the part, so loss is never silent
-// (DESIGN decision 7).
+// GapRecord declares records lost on the part, so loss is never silent.
 type GapRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The stream that lost records.

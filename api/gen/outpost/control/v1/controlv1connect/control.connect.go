@@ -5,7 +5,7 @@
 // outpost.control.v1 is the contract between a field tech's client and a
 // robot part's daemon, served on the LAN over TLS, over WebRTC data
 // channels, and on the break-glass Unix socket. Every call maps to one
-// action of shared/ACTIONS.md, declared with (outpost.authz.v1.rule); the
+// action of docs/ACTIONS.md, declared with (outpost.authz.v1.rule); the
 // daemon checks it against the part's machine with the cached grant bundle,
 // in one interceptor for every transport.
 //

@@ -10,10 +10,11 @@
 // bootstrap file). Credentials never go in URLs.
 //
 // Trust: configs and grant bundles arrive as SignedDocument, signed by the
-// cloud with Ed25519 (DESIGN decision 4). The part verifies them with the
-// keys of its bootstrap file before storing them and again on load.
+// cloud with Ed25519: nothing the cloud says is trusted unsigned. The part
+// verifies them with the keys of its bootstrap file before storing them and
+// again on load.
 //
-// Exactly once (DESIGN decision 6): every record a part uploads is keyed by
+// Exactly once: every record a part uploads is keyed by
 // (part, stream, seq). The cloud stores by that key, so a repeat is a no-op,
 // and answers with the highest sequence it holds contiguously; the part
 // deletes only what that answer covers.

@@ -1,4 +1,4 @@
-package daemon
+package partfile
 
 import (
 	"crypto/ed25519"
@@ -126,4 +126,22 @@ func FuzzParseBootstrap(f *testing.F) {
 			t.Fatalf("error quotes the secret: %q", msg)
 		}
 	})
+}
+
+func TestCheckCloudURLNeverQuotesTheURL(t *testing.T) {
+	for _, raw := range []string{"", "ftp://user:hunter2@cloud.example.com", "https://user:hunter2@cloud.example.com", "https://cloud.example.com/?token=hunter2", "hunter2"} {
+		err := CheckCloudURL(raw)
+		if err == nil {
+			t.Errorf("%q accepted", raw)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error for %q quotes it: %v", raw, err)
+		}
+	}
+	for _, ok := range []string{"https://cloud.example.com", "http://127.0.0.1:8080", "https://cloud.example.com/outpost/"} {
+		if err := CheckCloudURL(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
 }

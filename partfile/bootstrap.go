@@ -1,13 +1,11 @@
-// Package daemon is outpostd's composition root: it opens the store, starts
-// the control plane, applies the cached config, runs sync, capture and the
-// robot, and speaks to systemd, in that order.
-package daemon
+package partfile
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 
@@ -15,7 +13,6 @@ import (
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/signed"
-	psync "github.com/outpost-robotics/outpost/sync"
 )
 
 // MaxBootstrapBytes bounds the bootstrap file: it holds a URL, two ids, a
@@ -87,7 +84,7 @@ func ParseBootstrap(path string, data []byte) (*Bootstrap, error) {
 	fail := func(field, format string, args ...any) (*Bootstrap, error) {
 		return nil, &BootstrapError{Path: path, Field: field, Err: fmt.Errorf(format, args...)}
 	}
-	if err := psync.CheckCloudURL(b.GetCloudUrl()); err != nil {
+	if err := CheckCloudURL(b.GetCloudUrl()); err != nil {
 		return fail("cloud_url", "%v", err)
 	}
 	if msg := checkID(b.GetPartId()); msg != "" {
@@ -111,6 +108,24 @@ func ParseBootstrap(path string, data []byte) (*Bootstrap, error) {
 		return fail("ca_file", "%q must be an absolute path", ca)
 	}
 	return &Bootstrap{File: &b, Keys: keys}, nil
+}
+
+// CheckCloudURL checks the cloud's base URL from a bootstrap file: http or
+// https with a host, and no user info or query, because credentials in a URL
+// end up in proxies' and servers' logs. Its errors never quote the URL, which
+// may hold exactly such a credential.
+func CheckCloudURL(raw string) error {
+	if raw == "" {
+		return errors.New("missing")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return errors.New("not an http(s)://HOST[:PORT] URL")
+	case u.User != nil || u.RawQuery != "":
+		return errors.New("must not carry credentials or a query")
+	}
+	return nil
 }
 
 func checkID(id string) string {

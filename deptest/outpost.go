@@ -1,0 +1,35 @@
+package deptest
+
+// Badger is the store engine's module path.
+const Badger = "github.com/dgraph-io/badger"
+
+// Outpost returns Outpost's package boundaries (docs/ARCHITECTURE.md,
+// "Packages and who may do what"). Changing one is changing the
+// architecture: say why there too.
+func Outpost() Rules {
+	return Rules{
+		Imports: []ImportRule{{
+			Path: Badger,
+			Only: []string{"cache", "cloud/store/badgerstore", "cloud/ingest/badgeringest"},
+			Why:  "the store packages are the only ones that know Badger: everything else sees their interfaces, so the engine can change in one place",
+		}},
+		Links: []LinkRule{{
+			Main: "cmd/outpost",
+			Path: Badger,
+			Why:  "the CLI runs on technicians' laptops and needs no store; reach daemon files through partfile, the daemon through its control API",
+		}},
+		Listen: []ListenRule{{
+			Main: "cmd/outpostd",
+			Only: []string{"control"},
+			Why:  "control is the daemon's only package that listens, so a robot's network surface is one package to audit",
+		}},
+		Pure: []PureRule{{
+			Package: "rbac",
+			Std: []string{
+				"bytes", "cmp", "errors", "fmt", "iter", "maps", "math", "math/bits", "slices",
+				"sort", "strconv", "strings", "sync", "sync/atomic", "unicode", "unicode/utf16", "unicode/utf8",
+			},
+			Why: "rbac decides from what it is given, the same on the cloud and the part, and is tested exhaustively only because it does no I/O",
+		}},
+	}
+}

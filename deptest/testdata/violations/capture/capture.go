@@ -1,0 +1,5 @@
+// Package capture imports Badger in its tests: a violation.
+package capture
+
+// Name is the package's name.
+const Name = "capture"

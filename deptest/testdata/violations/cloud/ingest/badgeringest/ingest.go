@@ -1,0 +1,2 @@
+// Package badgeringest may import Badger, here in its tests only.
+package badgeringest

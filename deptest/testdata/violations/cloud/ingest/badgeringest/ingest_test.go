@@ -1,0 +1,9 @@
+package badgeringest
+
+import (
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func TestOpen(t *testing.T) { _ = badger.Open(t.TempDir()) }
