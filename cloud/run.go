@@ -32,6 +32,10 @@ type RunConfig struct {
 	// PollInterval is how long parts wait between sync cycles; 0 means
 	// partsync's default (15 s). Demos and test runs shorten it.
 	PollInterval time.Duration
+	// FaultFsyncDelay is fault injection for the reliability suite: each
+	// synced commit of the ingest store waits this long more, as on a slow
+	// disk. 0 in production.
+	FaultFsyncDelay time.Duration
 	// Ready, if set, is called with the listening address once serving.
 	Ready func(addr string)
 }
@@ -66,7 +70,11 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(cfg.DataDir, "ingest"), Blobs: blobs, Logger: cfg.Log.Named("ingest")})
+	iopts := badgeringest.Options{Dir: filepath.Join(cfg.DataDir, "ingest"), Blobs: blobs, Logger: cfg.Log.Named("ingest")}
+	if delay := cfg.FaultFsyncDelay; delay > 0 {
+		iopts.AfterSync = func() { _ = clk.Sleep(context.Background(), delay) }
+	}
+	ing, err := badgeringest.Open(iopts)
 	if err != nil {
 		return err
 	}

@@ -111,6 +111,10 @@ type Options struct {
 	FinalSync time.Duration
 	// SyncInterval is the time between sync cycles; 0 means sync's default.
 	SyncInterval time.Duration
+	// FaultFsyncDelay is fault injection for the reliability suite: each
+	// synced commit of the store waits this long more, as on a slow SD
+	// card. 0 in production.
+	FaultFsyncDelay time.Duration
 	// WebRTCSettings adjusts pion's settings for every WebRTC session the
 	// control plane answers, on the LAN or relayed by the cloud; nil keeps
 	// pion's defaults. control.LoopbackICE keeps sessions on this machine
@@ -259,7 +263,11 @@ func (d *daemon) start(ctx context.Context) error {
 	d.baseLog, d.baseLevel = logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Now: d.clk.Now})
 	d.budget = d.loadBudget()
 	storeDir := filepath.Join(o.DataDir, "store")
-	d.store, err = cache.Open(ctx, storeDir, cache.Options{Clock: d.clk, Logger: d.baseLog.Named("cache"), Budget: d.budget})
+	copts := cache.Options{Clock: d.clk, Logger: d.baseLog.Named("cache"), Budget: d.budget}
+	if delay := o.FaultFsyncDelay; delay > 0 {
+		copts.AfterSync = func() { _ = d.clk.Sleep(context.Background(), delay) }
+	}
+	d.store, err = cache.Open(ctx, storeDir, copts)
 	if err != nil {
 		if errors.Is(err, cache.ErrInUse) {
 			return fmt.Errorf("open the store in %s: another outpostd is running on it: %w", storeDir, err)

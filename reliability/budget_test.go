@@ -3,8 +3,6 @@ package reliability
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,31 +62,7 @@ func TestByteBudgetExhausted(t *testing.T) {
 	r := newRig(ctx, t, rep, cfg)
 	cl, f, ln, p, m := r.cloud, r.fleet, r.link, r.part, r.m
 
-	// The budget from a config takes effect at the next start (the store
-	// takes it at open), so the part starts, takes its config, restarts.
-	if _, err := p.start(); err != nil {
-		rep.fatal("start: %v", err)
-	}
-	if err := waitFor(waitDeadline, func() (bool, error) {
-		_, err := os.Stat(filepath.Join(p.data, "budget.json"))
-		return err == nil, nil
-	}); err != nil {
-		rep.fatal("the part never saved the config's budget: %v", err)
-	}
-	if err := p.stop(); err != nil {
-		rep.fatal("%v", err)
-	}
-	if _, err := p.start(); err != nil {
-		rep.fatal("restart with the budget: %v", err)
-	}
-	daemon := p.c
-	if err := waitFor(waitDeadline, func() (bool, error) {
-		mt, err := p.scrape(ctx)
-		return err == nil && mt[`outpost_sync_state{state="online"}`] == 1, nil
-	}); err != nil {
-		rep.fatal("the part did not get online: %v", err)
-	}
-
+	daemon := r.startWithBudget(ctx, rep)
 	// Cut off: nothing leaves the part, so the store fills and evicts.
 	t.Logf("online with the budget after %s", time.Since(begin))
 	ln.setDown(true)

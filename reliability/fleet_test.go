@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -212,16 +213,52 @@ type rig struct {
 // newRig starts the cloud and provisions a part with cfg; a failure ends
 // the scenario.
 func newRig(ctx context.Context, t *testing.T, rep *report, cfg *configv1.RobotConfig) *rig {
-	cl := newCloud(t)
+	return newRigWith(ctx, t, rep, cfg)
+}
+
+// newRigWith is newRig with args added to the flags of both binaries.
+func newRigWith(ctx context.Context, t *testing.T, rep *report, cfg *configv1.RobotConfig, args ...string) *rig {
+	cl := newCloud(t, args...)
 	token, err := cl.adminToken()
 	if err != nil {
 		rep.fatal("%v", err)
 	}
 	r := &rig{cloud: cl, fleet: newFleet(cl.URL(), token), link: newLink(t, cl.URL()), part: newPart(t)}
+	r.part.args = args
 	if r.m, err = r.fleet.provision(ctx, cfg, r.part.boot, r.link.URL()); err != nil {
 		rep.fatal("provision: %v", err)
 	}
 	return r
+}
+
+// startWithBudget starts the part so that its config's store budget is in
+// force: the store takes a budget at open, so the part starts, saves the
+// budget its config sets, and restarts; then it waits until the part is
+// online. It returns the daemon that runs.
+func (r *rig) startWithBudget(ctx context.Context, rep *report) *child {
+	p := r.part
+	if _, err := p.start(); err != nil {
+		rep.fatal("start: %v", err)
+	}
+	if err := waitFor(waitDeadline, func() (bool, error) {
+		_, err := os.Stat(filepath.Join(p.data, "budget.json"))
+		return err == nil, nil
+	}); err != nil {
+		rep.fatal("the part never saved the config's budget: %v", err)
+	}
+	if err := p.stop(); err != nil {
+		rep.fatal("%v", err)
+	}
+	if _, err := p.start(); err != nil {
+		rep.fatal("restart with the budget: %v", err)
+	}
+	if err := waitFor(waitDeadline, func() (bool, error) {
+		mt, err := p.scrape(ctx)
+		return err == nil && mt[`outpost_sync_state{state="online"}`] == 1, nil
+	}); err != nil {
+		rep.fatal("the part did not get online: %v", err)
+	}
+	return p.c
 }
 
 // settle reads the drained part's store, stops the cloud and reads what it

@@ -157,14 +157,16 @@ func shortDir(t *testing.T) string {
 // address, so a restart comes back where the proxy points.
 type cloudProc struct {
 	dir, addr, log string
+	args           []string // more flags for every start
 	c              *child
 }
 
-// newCloud starts outpost-cloud on an empty data folder.
-func newCloud(t *testing.T) *cloudProc {
+// newCloud starts outpost-cloud on an empty data folder, with args added
+// to its flags at every start.
+func newCloud(t *testing.T, args ...string) *cloudProc {
 	t.Helper()
 	dir := t.TempDir()
-	cp := &cloudProc{dir: filepath.Join(dir, "data"), addr: fixedAddr(t), log: filepath.Join(dir, "outpost-cloud.log")}
+	cp := &cloudProc{dir: filepath.Join(dir, "data"), addr: fixedAddr(t), log: filepath.Join(dir, "outpost-cloud.log"), args: args}
 	if err := cp.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +183,8 @@ func (cp *cloudProc) URL() string { return "http://" + cp.addr }
 
 // start runs the cloud and waits until its fleet API answers.
 func (cp *cloudProc) start() error {
-	c, err := startChild("outpost-cloud", cp.log, nil, suite.cloud, "serve", "--data-dir", cp.dir, "--listen", cp.addr,
-		"--poll-interval", "1s", "--log-level", "warn")
+	c, err := startChild("outpost-cloud", cp.log, nil, suite.cloud, append([]string{"serve", "--data-dir", cp.dir, "--listen", cp.addr,
+		"--poll-interval", "1s", "--log-level", "warn"}, cp.args...)...)
 	if err != nil {
 		return err
 	}
@@ -231,7 +233,8 @@ func (cp *cloudProc) adminToken() (string, error) {
 // partProc is a provisioned part on disk, run as outpostd children.
 type partProc struct {
 	dir, boot, data, run, log string
-	metrics                   string // the loopback metrics address
+	metrics                   string   // the loopback metrics address
+	args                      []string // more flags for every start
 	starts                    int
 	c                         *child
 }
@@ -265,8 +268,8 @@ func (p *partProc) start() (time.Duration, error) {
 	defer func() { ns.Close(); os.Remove(sock) }()
 	begin := time.Now()
 	c, err := startChild("outpostd", p.log, []string{"NOTIFY_SOCKET=" + sock}, suite.outpostd,
-		"--config", p.boot, "--data-dir", p.data, "--runtime-dir", p.run, "--listen", "127.0.0.1:0",
-		"--metrics", p.metrics, "--mdns", "-", "--sync-interval", "1s", "--log-format", "json")
+		append([]string{"--config", p.boot, "--data-dir", p.data, "--runtime-dir", p.run, "--listen", "127.0.0.1:0",
+			"--metrics", p.metrics, "--mdns", "-", "--sync-interval", "1s", "--log-format", "json"}, p.args...)...)
 	if err != nil {
 		return 0, err
 	}

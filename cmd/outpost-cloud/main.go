@@ -42,7 +42,7 @@ func newRoot() *cobra.Command {
 
 func newServe() *cobra.Command {
 	var dataDir, listen, certFile, keyFile, level string
-	var poll time.Duration
+	var poll, fsyncDelay time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -55,10 +55,13 @@ func newServe() *cobra.Command {
 			if poll != 0 && (poll < time.Second || poll > time.Hour) {
 				return fmt.Errorf("--poll-interval %s: want between 1s and 1h", poll)
 			}
+			if fsyncDelay < 0 || fsyncDelay > time.Second {
+				return fmt.Errorf("--fault-fsync-delay %s: want between 0 and 1s", fsyncDelay)
+			}
 			log, _ := logging.New(logging.Options{Level: lvl})
 			defer func() { _ = log.Sync() }()
 			log.Info("outpost-cloud starting", zap.String("version", version.Version))
-			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll})
+			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll, FaultFsyncDelay: fsyncDelay})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")
@@ -67,5 +70,7 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
 	cmd.Flags().DurationVar(&poll, "poll-interval", 0, "how long parts wait between sync cycles (default 15s; 1s to 1h)")
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().DurationVar(&fsyncDelay, "fault-fsync-delay", 0, "fault injection for tests: each synced commit of the ingest store waits this long more, as on a slow disk")
+	_ = cmd.Flags().MarkHidden("fault-fsync-delay")
 	return cmd
 }

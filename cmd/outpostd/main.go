@@ -37,6 +37,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	syncEvery := fs.Duration("sync-interval", 0, "time between sync cycles until the cloud sets one (default 15s; 1s to 1h)")
 	level := fs.String("log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
 	format := fs.String("log-format", "", "json or console; default: console on a terminal, else json (journald)")
+	fsyncDelay := fs.Duration("fault-fsync-delay", 0, "fault injection for tests: each synced commit of the store waits this long more, as on a slow SD card (never in production; at most 1s)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -57,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpostd: --sync-interval %s: want between 1s and 1h\n", *syncEvery)
 		return 2
 	}
+	if *fsyncDelay < 0 || *fsyncDelay > time.Second {
+		fmt.Fprintf(stderr, "outpostd: --fault-fsync-delay %s: want between 0 and 1s\n", *fsyncDelay)
+		return 2
+	}
 	if err := daemon.CheckMetricsListen(*metrics); err != nil {
 		fmt.Fprintf(stderr, "outpostd: --metrics: %v\n", err)
 		return 2
@@ -69,6 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	err = daemon.Run(context.Background(), daemon.Options{
 		ConfigPath: *config, DataDir: *dataDir, Listen: *listen, MetricsListen: *metrics, MDNSInterface: strings.TrimPrefix(*mdns, "-"),
 		RuntimeDir: *runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version, SyncInterval: *syncEvery,
+		FaultFsyncDelay: *fsyncDelay,
 	})
 	if err == nil {
 		return 0
