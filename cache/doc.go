@@ -85,7 +85,9 @@
 // capture); audit events, gap records, warn logs and proposals may evict any
 // evictable class and are admitted even over budget. Each eviction writes a
 // gap record (stream, sequence range, count, bytes, reason) to StreamGaps in
-// the same synced transaction as the deletion. Config, grants, state,
+// the same synced transaction as the deletion; consecutive evictions of one
+// stream and priority extend the same gap record until an upload reads it
+// (see commitEviction), so a long outage leaves a few, not thousands. Config, grants, state,
 // cursors, audit events, warn logs, gap records, proposals and blobs are
 // never evicted; an evictable append that cannot make room fails with
 // ErrOverBudget.

@@ -12,6 +12,11 @@
 //   - byte-budget: the store's byte budget exhausted while the part is cut
 //     off; eviction goes in the documented order, every
 //     eviction reaches the cloud as a gap record, and the daemon stays up.
+//   - slow-disk-catch-up: the part's store and the cloud's ingest on a slow
+//     disk (--fault-fsync-delay 20ms on both binaries), 100,000 evictions
+//     (5,000 in the CI-sized run) while cut off; the backlog drains exactly
+//     once after the link heals, a handful of gap records declare every
+//     eviction, and the time to drain is reported.
 //   - corrupt-store: a store Badger cannot open is moved aside, a fresh one
 //     starts, and the loss reaches the cloud as a gap record.
 //   - sixty-days-offline: in-process on a fake clock, grants are honoured

@@ -109,40 +109,48 @@ func TestStuckStreamShrinksAndOthersMove(t *testing.T) {
 		o.CycleTimeout = cycleTimeout
 		o.BatchBytes, o.CycleBytes = 1<<20, 8<<20
 	})
-	// A hung gaps upload ends at its own deadline, half of the cycle's
-	// (none of which has passed on the fake clock when gaps take their
-	// turn), leaving the other half to the streams after it.
+	// A hung gaps upload ends at the cycle's deadline while the stream is
+	// healthy, and at its own, half of the cycle (none of which has passed
+	// on the fake clock when gaps take their turn), once its last turn
+	// failed: the streams after it then have the other half.
+	prevHung := false
 	cycle := func() outsync.Result {
 		done := make(chan outsync.Result, 1)
 		go func() { done <- w.syncer.Cycle(context.Background()) }()
+		hung := false
 		for {
 			select {
 			case res := <-done:
+				prevHung = hung
 				return res
 			case <-slow.hung:
-				w.advance(cycleTimeout / 2)
+				if prevHung {
+					w.advance(cycleTimeout / 2)
+				} else {
+					w.advance(cycleTimeout)
+				}
+				hung = true
 			}
 		}
 	}
 	appendGaps(t, w, 1000)
+	if res := cycle(); res.Err == nil {
+		t.Fatal("first cycle: no error, want the gaps upload's missed deadline")
+	}
+	// Behind the stuck stream, the others still move.
 	w.fill(t, []cache.Stream{cache.StreamLogsWarn}, 50)
+	if res := cycle(); res.Uploaded[cache.StreamLogsWarn] != 50 || connect.CodeOf(res.Err) != connect.CodeDeadlineExceeded {
+		t.Fatalf("second cycle: %d warn logs acknowledged behind the stuck gaps, want 50; err %v", res.Uploaded[cache.StreamLogsWarn], res.Err)
+	}
 	var stalledSeen bool
 	for i := 0; i < 20; i++ {
-		res := cycle()
-		if i == 0 {
-			if res.Err == nil || connect.CodeOf(res.Err) != connect.CodeDeadlineExceeded {
-				t.Fatalf("first cycle: err %v, want the gaps upload's missed deadline", res.Err)
-			}
-			if res.Uploaded[cache.StreamLogsWarn] != 50 {
-				t.Fatalf("first cycle: %d warn logs acknowledged behind the stuck gaps, want 50 (%+v)", res.Uploaded[cache.StreamLogsWarn], res)
-			}
-		}
 		if _, ok := w.syncer.Stalled()[cache.StreamGaps]; ok {
 			stalledSeen = true
 		}
 		if st, _ := w.store.Stats(context.Background(), cache.StreamGaps); st.Count == 0 {
 			break
 		}
+		cycle()
 	}
 	if st, _ := w.store.Stats(context.Background(), cache.StreamGaps); st.Count != 0 {
 		t.Fatalf("gaps never drained; sizes tried: %v", slow.tried)

@@ -130,9 +130,10 @@ type Syncer struct {
 	// to send and got none acknowledged (guarded by mu).
 	stalled map[cache.Stream]int
 
-	// batch is each stream's current upload request size; only cycles
-	// touch it, and they hold cycleMu.
-	batch map[cache.Stream]batchSize
+	// batch is each stream's current upload request size, and failedTurn
+	// says whose last turn failed; only cycles touch them, holding cycleMu.
+	batch      map[cache.Stream]batchSize
+	failedTurn map[cache.Stream]bool
 }
 
 // batchSize bounds one upload request of a stream. A turn that fails (a
@@ -186,6 +187,8 @@ func New(o Options) (*Syncer, error) {
 		interval: o.Interval,
 		stalled:  map[cache.Stream]int{},
 		batch:    map[cache.Stream]batchSize{},
+
+		failedTurn: map[cache.Stream]bool{},
 	}, nil
 }
 
@@ -644,9 +647,9 @@ const maxBatchRecords = 4000
 
 // upload sends each stream's backlog in UploadOrder, then blobs, within the
 // cycle's byte budget. A stream whose upload fails gives up its turn (its
-// next request is smaller) and the streams after it still have theirs, so
-// one stuck stream never holds the others back; the cycle reports every
-// failure.
+// next request is smaller, and has half of what is left of the cycle) and
+// the streams after it still have theirs, so one stuck stream never holds
+// the others back for more than a cycle; the cycle reports every failure.
 func (s *Syncer) upload(ctx context.Context, res *Result) error {
 	storeID, err := s.StoreID(ctx)
 	if err != nil {
@@ -715,7 +718,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	}
 	before := res.Uploaded[st]
 	var sentMax batchSize // the largest request of this turn
+	probation := s.failedTurn[st]
 	defer func() {
+		s.failedTurn[st] = err != nil
 		if err != nil {
 			s.batch[st] = min2(size, sentMax).shrink()
 		} else {
@@ -786,10 +791,17 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				f.seqs[i] = e.Seq
 			}
 			go func() {
-				// A request gets half of what is left of the cycle, so one
-				// that hangs leaves the other streams their turn.
-				rctx, cancel := s.deadline(ctx, "upload request", s.requestTimeout(ctx))
-				defer cancel()
+				// A stream whose last turn failed is on probation: each of
+				// its requests gets half of what is left of the cycle, so
+				// one that hangs again leaves the other streams their turn.
+				// A healthy stream's requests have the whole cycle, as a
+				// slow but working link needs.
+				rctx := ctx
+				if probation {
+					var cancel context.CancelFunc
+					rctx, cancel = s.deadline(ctx, "upload request", s.requestTimeout(ctx))
+					defer cancel()
+				}
 				ans, err := s.o.Client.Upload(rctx, connect.NewRequest(req))
 				if err != nil {
 					f.done <- uploadAnswer{err: err}
