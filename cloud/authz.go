@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -369,6 +370,15 @@ func (s *Server) authorize(ctx context.Context, c *call, msg proto.Message) (ver
 				return verdict{}, err
 			}
 			targets = append(targets, res)
+			if rf.kind == "apikey" {
+				// Revoking a key takes away every grant it holds, not only
+				// the one it was created with: each is decided.
+				more, err := s.keyGrantScopes(ctx, c.snap, v, r.action)
+				if err != nil {
+					return verdict{}, err
+				}
+				targets = append(targets, more...)
+			}
 		}
 	}
 	if len(targets) == 0 {
@@ -525,6 +535,39 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 		res = up
 	}
 	return res, nil
+}
+
+// keyGrantScopes returns the scopes of an API key's grants, each climbed
+// to a kind the action names. Grants on scopes that no longer exist reach
+// nothing and are left out.
+func (s *Server) keyGrantScopes(ctx context.Context, snap *snapshot, keyID string, action rbac.Action) ([]rbac.Resource, error) {
+	var gs []store.Grant
+	err := s.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		gs, err = tx.ListGrantsBySubject(ctx, "apikey:"+keyID)
+		return err
+	})
+	if err != nil {
+		return nil, internal(s.log, "resolve apikey", err)
+	}
+	var out []rbac.Resource
+	for _, g := range gs {
+		res, err := rbac.ParseResource(g.Scope)
+		if err != nil || !snap.exists(res) {
+			continue
+		}
+		for !accepts(action, res.Kind) {
+			up := snap.parent(res)
+			if up.IsZero() {
+				break
+			}
+			res = up
+		}
+		if !slices.Contains(out, res) {
+			out = append(out, res)
+		}
+	}
+	return out, nil
 }
 
 func accepts(a rbac.Action, k rbac.ResourceKind) bool {

@@ -1,0 +1,74 @@
+package cloud
+
+import (
+	"context"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+// secFleet is an org with a location, a machine in it, and helpers to add
+// users holding a role somewhere, all made through the fleet API as the
+// cloud's admin.
+type secFleet struct {
+	e                 *env
+	admin             *clients
+	org, loc, machine string
+}
+
+func newSecFleet(t *testing.T, e *env) *secFleet {
+	t.Helper()
+	ctx := context.Background()
+	f := &secFleet{e: e, admin: e.client(e.adminToken)}
+	f.org = check(f.admin.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
+	f.loc = check(f.admin.loc.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: f.org, Name: "Plant"})))(t).GetLocation().GetId()
+	f.machine = check(f.admin.mach.CreateMachine(ctx, req(&fleetv1.CreateMachineRequest{LocationId: f.loc, Name: "rover"})))(t).GetMachine().GetId()
+	return f
+}
+
+// newUser creates a user holding role on scope ("" for none) and returns its
+// ID and a client signed in as it.
+func (f *secFleet) newUser(t *testing.T, email, role, scope string) (string, *clients) {
+	t.Helper()
+	ctx := context.Background()
+	u := check(f.admin.user.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: email, Password: fixturePassword})))(t).GetUser()
+	if role != "" {
+		check(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))(t)
+	}
+	return u.GetId(), f.e.client(f.e.token(u.GetId()))
+}
+
+// newKey creates an API key as the admin and returns its ID.
+func (f *secFleet) newKey(t *testing.T, role, scope string) string {
+	t.Helper()
+	res := check(f.admin.key.CreateAPIKey(context.Background(), req(&fleetv1.CreateAPIKeyRequest{Name: "robot key", Role: role, Scope: scope})))(t)
+	secrets.add(res.GetToken())
+	return res.GetKey().GetId()
+}
+
+// TestRevokeAPIKeyIsDecidedOnEveryGrant: revoking a key takes all its
+// grants away, so the caller must be allowed to take each: a machine owner
+// may revoke a key made on the machine, but not once the key also holds a
+// role on the whole org.
+func TestRevokeAPIKeyIsDecidedOnEveryGrant(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newSecFleet(t, e)
+	_, owner := f.newUser(t, "machine-owner@example.com", "owner", "machine/"+f.machine)
+
+	plain := f.newKey(t, "operator", "machine/"+f.machine)
+	check(owner.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: plain})))(t)
+
+	wide := f.newKey(t, "operator", "machine/"+f.machine)
+	check(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "apikey:" + wide, Role: "operator", Scope: "org/" + f.org})))(t)
+	_, err := owner.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide}))
+	wantCode(t, err, connect.CodePermissionDenied, "org/"+f.org)
+	keys := check(f.admin.key.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: f.org})))(t).GetKeys()
+	if len(keys) != 1 || keys[0].GetId() != wide || len(keys[0].GetGrants()) != 2 {
+		t.Fatalf("after the refused revocation the org holds keys %v, want the wide key with both grants", keys)
+	}
+	// Whoever may take every grant may revoke it.
+	check(f.admin.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide})))(t)
+}
