@@ -72,3 +72,47 @@ func TestRevokeAPIKeyIsDecidedOnEveryGrant(t *testing.T) {
 	// Whoever may take every grant may revoke it.
 	check(f.admin.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide})))(t)
 }
+
+// TestOrgKeepsAnOwner: the last owner of an org can neither demote nor
+// remove its own grant, nor narrow it, and neither can anyone else take it;
+// with a second owner, either may go.
+func TestOrgKeepsAnOwner(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newSecFleet(t, e)
+	aliceID, alice := f.newUser(t, "alice@example.com", "", "")
+	org := check(alice.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Alice's"})))(t).GetOrg().GetId()
+	loc := check(alice.loc.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: org, Name: "Yard"})))(t).GetLocation().GetId()
+	self, scope := "user:"+aliceID, "org/"+org
+	// The admin's own owner grant on f.org must not count for Alice's org.
+	for name, call := range map[string]func(c *clients) error{
+		"change her own role": func(c *clients) error {
+			return discard(c.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: self, Role: "operator", Scope: scope})))
+		},
+		"remove her own role": func(c *clients) error {
+			return discard(c.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: self, Scope: scope})))
+		},
+		"limit her own access": func(c *clients) error {
+			return discard(c.role.LimitAccess(ctx, req(&fleetv1.LimitAccessRequest{Subject: self, Scope: scope, LimitTo: []string{"location/" + loc}})))
+		},
+	} {
+		for who, c := range map[string]*clients{"alice": alice, "the admin": f.admin} {
+			t.Run(who+" may not "+name, func(t *testing.T) {
+				wantCode(t, call(c), connect.CodeFailedPrecondition, "last owner of org/"+org)
+			})
+		}
+	}
+	if got := check(alice.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants(); len(got) != 1 || got[0].GetRole() != "owner" || got[0].GetScope() != scope {
+		t.Fatalf("alice holds %v after the refusals, want owner of %s", got, scope)
+	}
+	// An API key holding owner is no one to ask: it does not count.
+	check(alice.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "ci", Role: "owner", Scope: scope})))(t)
+	_, err := alice.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: self, Scope: scope}))
+	wantCode(t, err, connect.CodeFailedPrecondition, "last owner")
+
+	bobID, _ := f.newUser(t, "bob@example.com", "", "")
+	check(alice.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + bobID, Role: "owner", Scope: scope})))(t)
+	check(alice.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: self, Role: "operator", Scope: scope})))(t)
+	_, err = f.admin.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + bobID, Scope: scope}))
+	wantCode(t, err, connect.CodeFailedPrecondition, "last owner")
+}
