@@ -365,6 +365,11 @@ func (s *Server) authorize(ctx context.Context, c *call, msg proto.Message) (ver
 			values = []string{m.Get(rf.fd).String()}
 		}
 		for _, v := range values {
+			if rf.kind == "scope" && r.grantRole != nil {
+				if err := grantScope(rf, v); err != nil {
+					return verdict{}, err
+				}
+			}
 			res, err := s.resolveResource(ctx, c.snap, rf, v, r.action)
 			if err != nil {
 				return verdict{}, err
@@ -535,6 +540,23 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 		res = up
 	}
 	return res, nil
+}
+
+// grantScope refuses a scope a role cannot be given on. Roles are held on
+// an org, a location or a machine; a part has no grants of its own (its
+// machine's reach it), so a grant on it would be stored and never match.
+func grantScope(rf resourceField, v string) error {
+	res, err := rbac.ParseResource(v)
+	if err != nil {
+		return nil // resolveResource says what is wrong with it
+	}
+	switch res.Kind {
+	case rbac.KindOrg, rbac.KindLocation, rbac.KindMachine:
+		return nil
+	case rbac.KindPart:
+		return invalid("%s %s: roles are given on an org, location or machine, never on a part: give it on the part's machine (machine/ID, see `outpost machine get`)", rf.fd.Name(), res)
+	}
+	return invalid("%s %s: roles are given on an org, location or machine (org/ID, location/ID or machine/ID)", rf.fd.Name(), res)
 }
 
 // keyGrantScopes returns the scopes of an API key's grants, each climbed

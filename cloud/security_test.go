@@ -116,3 +116,46 @@ func TestOrgKeepsAnOwner(t *testing.T) {
 	_, err = f.admin.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + bobID, Scope: scope}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "last owner")
 }
+
+// TestNoRolesOnParts: a role is held on an org, location or machine; a
+// grant, key or invitation on a part would be stored and match nothing, so
+// each is refused, saying where to give it instead.
+func TestNoRolesOnParts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newSecFleet(t, e)
+	part := check(f.admin.mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: f.machine})))(t).GetMachine().GetParts()[0].GetId()
+	userID, _ := f.newUser(t, "carol@example.com", "operator", "machine/"+f.machine)
+	for _, tc := range []struct {
+		scope, says string
+	}{
+		{"part/" + part, "never on a part: give it on the part's machine"},
+		{"fragment/" + part, "roles are given on an org, location or machine"},
+		{"dataset/" + part, "roles are given on an org, location or machine"},
+	} {
+		calls := map[string]func() error{
+			"GrantRole": func() error {
+				return discard(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + userID, Role: "operator", Scope: tc.scope})))
+			},
+			"ChangeRole": func() error {
+				return discard(f.admin.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: "user:" + userID, Role: "owner", Scope: tc.scope})))
+			},
+			"CreateAPIKey": func() error {
+				return discard(f.admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: tc.scope})))
+			},
+			"InviteUser": func() error {
+				return discard(f.admin.user.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: "dave@example.com", Role: "operator", Scope: tc.scope})))
+			},
+		}
+		for name, call := range calls {
+			t.Run(name+" on "+tc.scope[:4], func(t *testing.T) {
+				wantCode(t, call(), connect.CodeInvalidArgument, tc.says)
+			})
+		}
+	}
+	if keys := check(f.admin.key.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: f.org})))(t).GetKeys(); len(keys) != 0 {
+		t.Fatalf("keys were made: %v", keys)
+	}
+	// Asking about a part stays possible: it is decided on its machine.
+	check(f.admin.access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:" + userID, Action: "machine.control", Resource: "part/" + part})))(t)
+}
