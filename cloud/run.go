@@ -37,11 +37,14 @@ type RunConfig struct {
 }
 
 // Run opens the embedded stores in the data folder, bootstraps them, and
-// serves the fleet API and the part sync API until ctx ends.
+// serves the fleet API and the part sync API until ctx ends. It sets the
+// process's umask to 077 first: every file the cloud writes (the stores
+// with the signing key, admin.token, blobs) is readable by its user alone.
 func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")
 	}
+	ownerOnlyFiles()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}

@@ -2,6 +2,11 @@ package cloud
 
 import (
 	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -158,4 +163,67 @@ func TestNoRolesOnParts(t *testing.T) {
 	}
 	// Asking about a part stays possible: it is decided on its machine.
 	check(f.admin.access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:" + userID, Action: "machine.control", Resource: "part/" + part})))(t)
+}
+
+// TestDataFilesAreOwnerOnly runs the cloud as `outpost-cloud serve` does,
+// changes some state, and finds every file of its data folder readable by
+// its user alone: the fleet store holds the signing key and credential
+// hashes, which Badger would otherwise write 0644.
+func TestDataFilesAreOwnerOnly(t *testing.T) {
+	// Run sets the process's umask; the test's other files keep theirs.
+	old := syscall.Umask(0o022)
+	syscall.Umask(old)
+	t.Cleanup(func() { syscall.Umask(old) })
+
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, RunConfig{DataDir: dir, Listen: "127.0.0.1:0", Log: testLogger(), Ready: func(a string) { addr <- a }})
+	}()
+	var url string
+	select {
+	case a := <-addr:
+		url = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets.add(strings.TrimSpace(string(tok)))
+	e := &env{t: t, url: url}
+	admin := e.client(strings.TrimSpace(string(tok)))
+	org := check(admin.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
+	res := check(admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "owner", Scope: "org/" + org})))(t)
+	secrets.add(res.GetToken())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v: others may read it", strings.TrimPrefix(path, dir), fi.Mode().Perm())
+		}
+		if fi.Mode().IsRegular() {
+			files++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 5 {
+		t.Fatalf("only %d files in the data folder: the check saw too little", files)
+	}
 }
