@@ -28,9 +28,13 @@ func (us userService) CreateUser(ctx context.Context, req *connect.Request[fleet
 	} else if err := auth.ValidatePassword(pw); err != nil {
 		return nil, invalid("password: %v", err)
 	}
-	u := store.User{ID: auth.NewID(), Email: email, PasswordHash: auth.HashPassword(pw), CreatedAt: s.clock.Now().UTC()}
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		return nil, passwordErr(err)
+	}
+	u := store.User{ID: auth.NewID(), Email: email, PasswordHash: hash, CreatedAt: s.clock.Now().UTC()}
 	callFrom(ctx).setAuditResource("user/"+u.ID, "")
-	err := s.update(ctx, func(tx store.Tx) error { return tx.PutUser(ctx, u) })
+	err = s.update(ctx, func(tx store.Tx) error { return tx.PutUser(ctx, u) })
 	if connect.CodeOf(err) == connect.CodeAlreadyExists {
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("a user with email %s already exists", email))
 	}
@@ -92,8 +96,9 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if m.GetCode() == "" || len(m.GetCode()) > 128 {
 		return nil, invalid("code: the invitation code you were given")
 	}
-	addrKeys := throttleKeys("", req.Peer().Addr)[1:]
-	if err := s.throttled(addrKeys); err != nil {
+	peer := req.Peer().Addr
+	addrKeys := s.signInKeys("", peer)
+	if err := s.beginAttempt(addrKeys); err != nil {
 		return nil, err
 	}
 	now := s.clock.Now()
@@ -104,18 +109,14 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		return err
 	})
 	if connect.CodeOf(err) == connect.CodeNotFound {
-		s.failed(addrKeys)
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no invitation has this code: it may have been revoked or resent"))
 	}
+	s.throttle.Cancel(addrKeys) // a real code: the attempt is not a guess
 	if err != nil {
 		return nil, err
 	}
 	if !now.Before(inv.ExpiresAt) {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this invitation has expired: ask for it to be resent"))
-	}
-	keys := throttleKeys(inv.Email, req.Peer().Addr)
-	if err := s.throttled(keys); err != nil {
-		return nil, err
 	}
 	var u store.User
 	var existing bool
@@ -131,16 +132,29 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, err
 	}
+	var keys []auth.Key
 	if existing {
-		if auth.CheckPassword(u.PasswordHash, m.GetPassword()) != nil {
-			s.failed(keys)
+		keys = s.signInKeys(inv.Email, peer)
+		if err := s.beginAttempt(keys); err != nil {
+			return nil, err
+		}
+		err := s.hasher.Check(ctx, u.PasswordHash, m.GetPassword())
+		if errors.Is(err, auth.ErrBusy) || ctx.Err() != nil {
+			s.throttle.Cancel(keys)
+			return nil, passwordErr(err)
+		}
+		if err != nil {
 			return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%s has an account: give its current password", inv.Email))
 		}
 	} else {
 		if err := auth.ValidatePassword(m.GetPassword()); err != nil {
 			return nil, invalid("password for the new account: %v", err)
 		}
-		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: auth.HashPassword(m.GetPassword()), CreatedAt: now.UTC()}
+		hash, err := s.hasher.Hash(ctx, m.GetPassword())
+		if err != nil {
+			return nil, passwordErr(err)
+		}
+		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: hash, CreatedAt: now.UTC()}
 	}
 	grant := store.Grant{Subject: "user:" + u.ID, Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC()}
 	err = s.st.Update(ctx, func(tx store.Tx) error {
@@ -174,7 +188,9 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, s.storeErr(err)
 	}
-	s.throttle.Succeed(keys[0])
+	if existing {
+		s.signedIn(inv.Email, peer, keys)
+	}
 	tok, _, err := s.signer.Issue(u.ID, now, 0)
 	if err != nil {
 		return nil, internal(s.log, "accept invitation", err)

@@ -2,16 +2,23 @@ package cloud
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 )
 
 // secFleet is an org with a location, a machine in it, and helpers to add
@@ -225,5 +232,84 @@ func TestDataFilesAreOwnerOnly(t *testing.T) {
 	}
 	if files < 5 {
 		t.Fatalf("only %d files in the data folder: the check saw too little", files)
+	}
+}
+
+// from returns clients of the fleet API that connect from ip, a loopback
+// address other than 127.0.0.1, so the cloud sees another client address.
+func (e *env) from(t *testing.T, ip string) *clients {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	hc := &http.Client{Transport: tr}
+	return &clients{auth: fleetv1connect.NewAuthServiceClient(hc, e.url), user: fleetv1connect.NewUserServiceClient(hc, e.url)}
+}
+
+// TestSignInThrottleHoldsUnderConcurrency: 60 wrong passwords sent at once
+// from one address are checked at most Free (5) times, the rest refused
+// before any hashing. The attack goes on from that address for hours, and
+// still the account's owner signs in: at once from an address it signed in
+// from before, and after at most a minute from a new one.
+func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	admin := e.client(e.adminToken)
+	const email, password = "erin@example.com", "erin password 12"
+	check(admin.user.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: email, Password: password})))(t)
+	secrets.add(password)
+	home, attacker, travel := e.from(t, "127.0.0.3"), e.from(t, "127.0.0.1"), e.from(t, "127.0.0.2")
+	signIn := func(c *clients, pw string) error {
+		res, err := c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: email, Password: pw}))
+		if err == nil {
+			secrets.add(res.Msg.GetAccessToken())
+		}
+		return err
+	}
+	if err := signIn(home, password); err != nil {
+		t.Fatal(err)
+	}
+
+	attack := func() (checked int) {
+		var wg sync.WaitGroup
+		var n atomic.Int64
+		for range 60 {
+			wg.Go(func() {
+				switch err := signIn(attacker, "wrong password 1"); connect.CodeOf(err) {
+				case connect.CodeUnauthenticated:
+					n.Add(1)
+				case connect.CodeResourceExhausted:
+				default:
+					t.Errorf("a wrong password: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		return int(n.Load())
+	}
+	if n := attack(); n > 5 {
+		t.Fatalf("%d of 60 concurrent wrong passwords were checked, want at most 5", n)
+	}
+	// The attacker comes back whenever its address may try again.
+	for range 12 {
+		e.clk.Advance(15 * time.Minute)
+		if n := attack(); n > 5 {
+			t.Fatalf("%d of 60 concurrent wrong passwords were checked, want at most 5", n)
+		}
+	}
+	if err := signIn(home, password); err != nil {
+		t.Fatalf("from an address known to the account: %v", err)
+	}
+	err := signIn(travel, password)
+	if connect.CodeOf(err) == connect.CodeResourceExhausted {
+		var secs int
+		if _, scanErr := fmt.Sscanf(err.(*connect.Error).Message(), "too many failed attempts: try again in %d seconds", &secs); scanErr != nil || secs > 60 {
+			t.Fatalf("a new address must wait %q, want at most a minute", err)
+		}
+		e.clk.Advance(time.Duration(secs) * time.Second)
+		err = signIn(travel, password)
+	}
+	if err != nil {
+		t.Fatalf("the right password from a new address: %v", err)
 	}
 }

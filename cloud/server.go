@@ -70,6 +70,9 @@ type Config struct {
 	// Sync configures the part sync API; its Clock and Logger default to
 	// the server's.
 	Sync partsync.Options
+	// PasswordMemory bounds the memory password hashing (argon2id) may use
+	// at once, in bytes; 0 means auth.DefaultHashMemory.
+	PasswordMemory int64
 }
 
 // Server is the fleet API.
@@ -81,6 +84,7 @@ type Server struct {
 	rules    map[string]*methodRule
 	snaps    *snapshots
 	throttle *auth.Throttle
+	hasher   *auth.Hasher
 	auditSeq atomic.Uint32
 	ingest   ingest.Store
 	blobs    ingest.BlobStore
@@ -112,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		st: cfg.Store, signer: cfg.Signer, clock: cfg.Clock, log: cfg.Log, rules: rules,
-		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(), ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
+		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(), hasher: auth.NewHasher(cfg.PasswordMemory), ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
 	}
 	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}}
 	if s.syncOpts.Clock == nil {
