@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
@@ -134,6 +135,9 @@ type principal struct {
 	email  string
 	admin  bool
 	grants []store.Grant
+	// tokenID and tokenExpires describe a user's access token, for SignOut.
+	tokenID      string
+	tokenExpires time.Time
 }
 
 // ref is "user:ID" or "apikey:ID", the subject form of grants and audit records.
@@ -651,6 +655,8 @@ func (s *Server) resolveSubject(ctx context.Context, ref string) (rbac.Subject, 
 	return out, nil
 }
 
+var errTokenRevoked = errors.New("access token revoked")
+
 // authenticate reads the Authorization header into a principal.
 func (s *Server) authenticate(ctx context.Context, header string) (*principal, error) {
 	cred, err := auth.ParseAuthorization(header)
@@ -669,12 +675,19 @@ func (s *Server) authenticate(ctx context.Context, header string) (*principal, e
 			if err != nil {
 				return err
 			}
+			if tokenRevoked(u, claims) {
+				return errTokenRevoked
+			}
 			gs, err := tx.ListGrantsBySubject(ctx, "user:"+u.ID)
-			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs}
+			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs,
+				tokenID: claims.ID, tokenExpires: claims.ExpiresAt.Time}
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("the account of this access token no longer exists"))
+		}
+		if errors.Is(err, errTokenRevoked) {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("this access token was revoked (signed out, or the password changed): sign in again with `outpost login EMAIL`"))
 		}
 		if err != nil {
 			return nil, internal(s.log, "load user", err)

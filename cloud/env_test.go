@@ -241,6 +241,15 @@ func (e *env) token(userID string) string {
 	return tok
 }
 
+// adminID is the user ID of the cloud's admin.
+func (e *env) adminID() string {
+	c, err := e.srv.signer.Verify(e.adminToken, e.clk.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c.Subject
+}
+
 func (e *env) update(fn func(ctx context.Context, tx store.Tx) error) {
 	e.t.Helper()
 	ctx := context.Background()

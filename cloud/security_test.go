@@ -313,3 +313,92 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 		t.Fatalf("the right password from a new address: %v", err)
 	}
 }
+
+// TestSessionsEnd: signing out revokes the token the call carries, and only
+// it; a password change revokes every older token and returns a new one;
+// the admin's deletion of a user ends all of its tokens. The cloud refuses
+// each revoked token at once.
+func TestSessionsEnd(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newSecFleet(t, e)
+	const email, password, newPassword = "alice@example.com", fixturePassword, "alice's new password"
+	secrets.add(newPassword)
+	aliceID, _ := f.newUser(t, email, "operator", "machine/"+f.machine)
+	anon := e.client("")
+	signIn := func(pw string) (*clients, error) {
+		res, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: email, Password: pw}))
+		if err != nil {
+			return nil, err
+		}
+		secrets.add(res.Msg.GetAccessToken())
+		return e.client(res.Msg.GetAccessToken()), nil
+	}
+	whoami := func(c *clients) error { return discard(c.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{}))) }
+	laptop, err := signIn(password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := signIn(password)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	check(laptop.auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))(t)
+	wantCode(t, whoami(laptop), connect.CodeUnauthenticated, "revoked")
+	wantCode(t, discard(laptop.auth.SignOut(ctx, req(&fleetv1.SignOutRequest{}))), connect.CodeUnauthenticated, "revoked")
+	if err := whoami(phone); err != nil {
+		t.Fatalf("another session of the same user: %v", err)
+	}
+
+	e.clk.Advance(time.Second)
+	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: "not the password", NewPassword: newPassword}))
+	wantCode(t, err, connect.CodePermissionDenied, "current_password is wrong")
+	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: password, NewPassword: "short"}))
+	wantCode(t, err, connect.CodeInvalidArgument, "new_password")
+	res := check(phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: password, NewPassword: newPassword})))(t)
+	secrets.add(res.GetAccessToken())
+	wantCode(t, whoami(phone), connect.CodeUnauthenticated, "revoked")
+	fresh := e.client(res.GetAccessToken())
+	if err := whoami(fresh); err != nil {
+		t.Fatalf("the token ChangePassword returned: %v", err)
+	}
+	if _, err := signIn(password); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("the old password: %v", err)
+	}
+	again, err := signIn(newPassword)
+	if err != nil {
+		t.Fatalf("the new password: %v", err)
+	}
+
+	// Sessions are users': an API key is revoked, not signed out.
+	key := check(f.admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: "machine/" + f.machine})))(t)
+	secrets.add(key.GetToken())
+	wantCode(t, discard(e.client(key.GetToken()).auth.SignOut(ctx, req(&fleetv1.SignOutRequest{}))), connect.CodeFailedPrecondition, "outpost apikey revoke")
+
+	// Deletion: only the admin, never itself, hostile names refused.
+	wantCode(t, discard(fresh.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + email}))), connect.CodePermissionDenied, "admin")
+	for _, bad := range []string{"", "user:", "apikey:" + key.GetKey().GetId(), email, "user:\x00@x", "user:" + strings.Repeat("a", 300)} {
+		if _, err := f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: bad})); connect.CodeOf(err) != connect.CodeInvalidArgument && connect.CodeOf(err) != connect.CodeNotFound {
+			t.Errorf("DeleteUser(%q): %v", bad, err)
+		}
+	}
+	wantCode(t, discard(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + e.adminID()}))), connect.CodeFailedPrecondition, "admin account")
+	del := check(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + email})))(t)
+	if del.GetUser().GetId() != aliceID || del.GetGrantsRemoved() != 1 {
+		t.Fatalf("deleted %v", del)
+	}
+	for _, c := range []*clients{fresh, again} {
+		wantCode(t, whoami(c), connect.CodeUnauthenticated, "no longer exists")
+	}
+	if _, err := signIn(newPassword); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("a deleted user signs in: %v", err)
+	}
+	// The email is free for a new account.
+	f.newUser(t, email, "", "")
+
+	// The last owner of an org is not deleted from under it.
+	bobID, bob := f.newUser(t, "bob@example.com", "", "")
+	org := check(bob.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Bob's"})))(t).GetOrg().GetId()
+	wantCode(t, discard(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + bobID}))), connect.CodeFailedPrecondition, "last owner of org/"+org)
+}

@@ -139,6 +139,6 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 	accept.Flags().BoolVar(&acceptStdin, "password-stdin", false, "read the password from stdin")
-	cmd.AddCommand(create, invite, resend, revoke, accept)
+	cmd.AddCommand(create, invite, resend, revoke, accept, newUserPasswdCmd(g), newUserDeleteCmd(g))
 	return cmd
 }
