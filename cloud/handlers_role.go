@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,8 @@ func (ks apiKeyService) CreateAPIKey(ctx context.Context, req *connect.Request[f
 	now := s.clock.Now().UTC()
 	secret := auth.NewSecret()
 	key := store.APIKey{ID: auth.NewID(), Name: m.GetName(), OrgID: c.snap.orgOf(scope), Scope: scope.String(),
-		SecretHash: auth.HashSecret(secret), CreatedBy: c.principal.ref(), CreatedAt: now}
-	grant := store.Grant{Subject: "apikey:" + key.ID, Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now}
+		SecretHash: auth.HashSecret(secret), CreatedBy: c.principal.ref(), CreatedAt: now, ViaOrg: c.viaShare(scope)}
+	grant := store.Grant{Subject: "apikey:" + key.ID, Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now, ViaOrg: key.ViaOrg}
 	err := s.update(ctx, func(tx store.Tx) error {
 		if err := tx.PutAPIKey(ctx, key); err != nil {
 			return err
@@ -124,7 +125,8 @@ func (rs roleService) GrantRole(ctx context.Context, req *connect.Request[fleetv
 	if err != nil {
 		return nil, err
 	}
-	g := store.Grant{Subject: subj, Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC()}
+	g := store.Grant{Subject: subj, Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC(),
+		ViaOrg: callFrom(ctx).viaShare(scope)}
 	err = rs.s.update(ctx, func(tx store.Tx) error {
 		if old, err := tx.GetGrant(ctx, subj, g.Scope); err == nil {
 			return connect.NewError(connect.CodeAlreadyExists,
@@ -158,6 +160,10 @@ func (rs roleService) ChangeRole(ctx context.Context, req *connect.Request[fleet
 			}
 		}
 		g.Role = m.GetRole()
+		if via := callFrom(ctx).viaShare(scope); via != "" {
+			// The role is now one given through the share.
+			g.ViaOrg = via
+		}
 		return tx.PutGrant(ctx, g)
 	})
 	if err != nil {
@@ -203,7 +209,7 @@ func (rs roleService) LimitAccess(ctx context.Context, req *connect.Request[flee
 			return err
 		}
 		for _, r := range narrower {
-			g := store.Grant{Subject: subj, Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now}
+			g := store.Grant{Subject: subj, Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now, ViaOrg: cmp.Or(callFrom(ctx).viaShare(r), old.ViaOrg)}
 			if err := tx.PutGrant(ctx, g); err != nil {
 				return err
 			}

@@ -55,7 +55,7 @@ func (us userService) InviteUser(ctx context.Context, req *connect.Request[fleet
 	now := s.clock.Now().UTC()
 	code := auth.NewSecret()
 	inv := store.Invite{ID: auth.NewID(), Email: email, Role: m.GetRole(), Scope: scope.String(), OrgID: c.snap.orgOf(scope),
-		CodeHash: auth.HashSecret(code), InvitedBy: c.principal.ref(), ExpiresAt: now.Add(inviteTTL), CreatedAt: now}
+		CodeHash: auth.HashSecret(code), InvitedBy: c.principal.ref(), ExpiresAt: now.Add(inviteTTL), CreatedAt: now, ViaOrg: c.viaShare(scope)}
 	if err := s.update(ctx, func(tx store.Tx) error { return tx.PutInvite(ctx, inv) }); err != nil {
 		return nil, err
 	}
@@ -156,13 +156,18 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		}
 		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: hash, CreatedAt: now.UTC()}
 	}
-	grant := store.Grant{Subject: "user:" + u.ID, Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC()}
+	grant := store.Grant{Subject: "user:" + u.ID, Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC(), ViaOrg: inv.ViaOrg}
 	err = s.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetInvite(ctx, inv.ID); err != nil {
 			return err // revoked meanwhile
 		}
 		if !scopeExists(ctx, tx, inv.Scope) {
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the invitation was to %s, which has been deleted since", inv.Scope))
+		}
+		if inv.ViaOrg != "" {
+			if ok, err := sharedWith(ctx, tx, inv.Scope, inv.ViaOrg); err != nil || !ok {
+				return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the invitation was made through a share of %s with org/%s, which has ended: ask for a new one", inv.Scope, inv.ViaOrg))
+			}
 		}
 		if !existing {
 			if err := tx.PutUser(ctx, u); err != nil {

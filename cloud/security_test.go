@@ -402,3 +402,68 @@ func TestSessionsEnd(t *testing.T) {
 	org := check(bob.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Bob's"})))(t).GetOrg().GetId()
 	wantCode(t, discard(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + bobID}))), connect.CodeFailedPrecondition, "last owner of org/"+org)
 }
+
+// TestUnshareEndsWhatTheShareMade: the owners of org B, with whom a
+// location of org A is shared, give roles and make keys there; unsharing
+// removes exactly those (audited), not what A's own owners gave there, nor
+// what B made before on its own. Sharing again does not bring them back.
+func TestUnshareEndsWhatTheShareMade(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newSecFleet(t, e) // org A: f.org, f.loc holding f.machine
+	_, bob := f.newUser(t, "bob@example.com", "", "")
+	orgB := check(bob.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Integrator"})))(t).GetOrg().GetId()
+	check(f.admin.loc.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
+
+	carolID, carol := f.newUser(t, "carol@example.com", "", "")
+	erinID, erin := f.newUser(t, "erin@example.com", "", "")
+	// Through the share: a role on the location, a role on the machine, a key.
+	check(bob.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "location/" + f.loc})))(t)
+	check(bob.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "owner", Scope: "machine/" + f.machine})))(t)
+	key := check(bob.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "integrator ci", Role: "operator", Scope: "machine/" + f.machine})))(t)
+	secrets.add(key.GetToken())
+	keyClient := e.client(key.GetToken())
+	// By A's own owner: stays.
+	check(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + erinID, Role: "operator", Scope: "location/" + f.loc})))(t)
+	// In B itself: stays.
+	check(bob.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "org/" + orgB})))(t)
+
+	getMachine := func(c *clients) error {
+		return discard(c.mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: f.machine})))
+	}
+	for name, c := range map[string]*clients{"carol": carol, "the key": keyClient, "erin": erin} {
+		if err := getMachine(c); err != nil {
+			t.Fatalf("%s before the unshare: %v", name, err)
+		}
+	}
+
+	res := check(f.admin.loc.UnshareLocation(ctx, req(&fleetv1.UnshareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
+	if res.GetGrantsRemoved() != 2 || res.GetApiKeysRemoved() != 1 {
+		t.Fatalf("unshare removed %d grants and %d keys, want carol's 2 and bob's key", res.GetGrantsRemoved(), res.GetApiKeysRemoved())
+	}
+	wantCode(t, getMachine(carol), connect.CodePermissionDenied, "")
+	wantCode(t, getMachine(keyClient), connect.CodeUnauthenticated, "")
+	if err := getMachine(erin); err != nil {
+		t.Fatalf("a role A's owner gave: %v", err)
+	}
+	who := check(carol.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants()
+	if len(who) != 1 || who[0].GetScope() != "org/"+orgB {
+		t.Fatalf("carol holds %v, want only her role in org B", who)
+	}
+	// Each removal is in A's audit log, naming the share.
+	evs := check(f.admin.audit.ListAuditEvents(ctx, req(&fleetv1.ListAuditEventsRequest{OrgId: f.org})))(t).GetEvents()
+	removals := 0
+	for _, ev := range evs {
+		if strings.Contains(ev.GetReason(), "made through the share of location/"+f.loc+" with org/"+orgB) {
+			removals++
+		}
+	}
+	if removals != 3 {
+		t.Fatalf("%d audited removals, want 3", removals)
+	}
+	check(f.admin.loc.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
+	if who := check(carol.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants(); len(who) != 1 {
+		t.Fatalf("sharing again brought back %v", who)
+	}
+	wantCode(t, getMachine(keyClient), connect.CodeUnauthenticated, "")
+}

@@ -115,3 +115,66 @@ func TestPartRefusesEndedSessions(t *testing.T) {
 		t.Fatalf("a deleted user's token on the part: %v", err)
 	}
 }
+
+// TestPartForgetsWhatAShareMade: the owner of org B, with whom the part's
+// location is shared, makes an API key and gives a user a role there; both
+// work on the part. Once the location is unshared, the part refuses both
+// from the grant bundle its next sync brings.
+func TestPartForgetsWhatAShareMade(t *testing.T) {
+	ctx := context.Background()
+	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: 200 * time.Millisecond}})
+	cp := cl.Provision(t, cloudtest.PartOptions{Config: &configv1.RobotConfig{LogLevel: "info"}})
+	admin := cl.Admin(t)
+
+	// Bob owns org B; the part's location is shared with it.
+	cl.CreateUser(t, "bob@example.com", "bob password 12", "operator", "machine/"+cp.MachineID)
+	bob := cl.As(cl.SignIn(t, "bob@example.com", "bob password 12"))
+	orgB, err := bob.Org.CreateOrg(ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: "Integrator"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := orgB.Msg.GetOrg().GetId()
+	if _, err := admin.Location.ShareLocation(ctx, connect.NewRequest(&fleetv1.ShareLocationRequest{LocationId: cp.LocationID, OrgId: b})); err != nil {
+		t.Fatal(err)
+	}
+	// Through the share: a key, and a role for Carol (who holds nothing else).
+	key, err := bob.APIKey.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: "integrator", Role: "operator", Scope: "machine/" + cp.MachineID}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyToken := key.Msg.GetToken()
+	cl.As(keyToken) // remembered: it must not reach a log
+	carolID := cl.CreateUser(t, "carol@example.com", "carol password 1", "", "")
+	if _, err := bob.Role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "location/" + cp.LocationID})); err != nil {
+		t.Fatal(err)
+	}
+	carol := cl.SignIn(t, "carol@example.com", "carol password 1")
+
+	p := &part{Dir: t.TempDir()}
+	p.DataDir, p.RunDir = p.Dir+"/data", p.Dir+"/run"
+	p.BootPath = cp.WriteBootstrap(t, p.Dir)
+	r := run(t, p, clock.NewReal(), func(o *Options) { o.SyncInterval = 200 * time.Millisecond })
+	ep := <-r.ready
+	waitForGrants(t, ep.Socket)
+	whoami := func(token string) error {
+		_, err := controlClient(t, ep.Control, token).WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
+		return err
+	}
+	for _, tok := range []string{keyToken, carol} {
+		if err := whoami(tok); err != nil {
+			t.Fatalf("a credential made through the share, on the part: %v", err)
+		}
+	}
+
+	afterNextGrants(t, ep.Socket, func() {
+		if _, err := admin.Location.UnshareLocation(ctx, connect.NewRequest(&fleetv1.UnshareLocationRequest{LocationId: cp.LocationID, OrgId: b})); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := whoami(keyToken); connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "unknown to this part or revoked") {
+		t.Fatalf("the share's key on the part after the unshare: %v", err)
+	}
+	if err := whoami(carol); connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "holds no grant") {
+		t.Fatalf("the share's role on the part after the unshare: %v", err)
+	}
+}

@@ -409,8 +409,8 @@ func (c *Cloud) CreateAPIKey(tb testing.TB, role, scope string) APIKey {
 	return APIKey{ID: res.GetKey().GetId(), Token: res.GetToken()}
 }
 
-// CreateUser creates a user with password holding role on scope, as the
-// admin, and returns its ID.
+// CreateUser creates a user with password holding role on scope (none for
+// ""), as the admin, and returns its ID.
 func (c *Cloud) CreateUser(tb testing.TB, email, password, role, scope string) string {
 	tb.Helper()
 	c.remember(password)
@@ -419,9 +419,11 @@ func (c *Cloud) CreateUser(tb testing.TB, email, password, role, scope string) s
 	u := must(tb, "create user "+email, func() (*fleetv1.CreateUserResponse, error) {
 		return unwrap(admin.User.CreateUser(ctx, connect.NewRequest(&fleetv1.CreateUserRequest{Email: email, Password: password})))
 	}).GetUser()
-	must(tb, "grant "+email+" "+role+" on "+scope, func() (*fleetv1.GrantRoleResponse, error) {
-		return unwrap(admin.Role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))
-	})
+	if role != "" {
+		must(tb, "grant "+email+" "+role+" on "+scope, func() (*fleetv1.GrantRoleResponse, error) {
+			return unwrap(admin.Role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))
+		})
+	}
 	return u.GetId()
 }
 

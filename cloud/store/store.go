@@ -226,6 +226,11 @@ type APIKey struct {
 	SecretHash []byte
 	CreatedBy  string
 	CreatedAt  time.Time
+	// ViaOrg is the organization whose share of a location let the creator
+	// make it: its owners' authority here came only through that share.
+	// Ending the share ends what it made. "" when made with authority in
+	// the scope's own organization.
+	ViaOrg string
 }
 
 // Grant is a role held by a subject on a scope.
@@ -239,6 +244,11 @@ type Grant struct {
 	// OrgID is the organization the scope belongs to.
 	OrgID     string
 	CreatedAt time.Time
+	// ViaOrg is the organization whose share of a location let the creator
+	// make it: its owners' authority here came only through that share.
+	// Ending the share ends what it made. "" when made with authority in
+	// the scope's own organization.
+	ViaOrg string
 }
 
 // Invite is an invitation to a role on a scope.
@@ -253,6 +263,11 @@ type Invite struct {
 	InvitedBy string
 	ExpiresAt time.Time
 	CreatedAt time.Time
+	// ViaOrg is the organization whose share of a location let the creator
+	// make it: its owners' authority here came only through that share.
+	// Ending the share ends what it made. "" when made with authority in
+	// the scope's own organization.
+	ViaOrg string
 }
 
 // AuditEvent records one decided change.

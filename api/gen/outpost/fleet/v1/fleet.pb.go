@@ -2088,9 +2088,15 @@ func (x *UnshareLocationRequest) GetOrgId() string {
 type UnshareLocationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The location.
-	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Location *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	// Grants that the organization's owners gave through the share, on the
+	// location or anything in it, removed with it (each in the audit log).
+	GrantsRemoved int32 `protobuf:"varint,2,opt,name=grants_removed,json=grantsRemoved,proto3" json:"grants_removed,omitempty"`
+	// API keys that the organization's owners made through the share,
+	// removed with it (each in the audit log).
+	ApiKeysRemoved int32 `protobuf:"varint,3,opt,name=api_keys_removed,json=apiKeysRemoved,proto3" json:"api_keys_removed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UnshareLocationResponse) Reset() {
@@ -2128,6 +2134,20 @@ func (x *UnshareLocationResponse) GetLocation() *Location {
 		return x.Location
 	}
 	return nil
+}
+
+func (x *UnshareLocationResponse) GetGrantsRemoved() int32 {
+	if x != nil {
+		return x.GrantsRemoved
+	}
+	return 0
+}
+
+func (x *UnshareLocationResponse) GetApiKeysRemoved() int32 {
+	if x != nil {
+		return x.ApiKeysRemoved
+	}
+	return 0
 }
 
 // SetSupportAccessRequest names the location and the new setting.
@@ -8442,9 +8462,11 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
 	"\blocationR\n" +
 	"locationId\x12\x15\n" +
-	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"Q\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"\xa2\x01\n" +
 	"\x17UnshareLocationResponse\x126\n" +
-	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"d\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\x12%\n" +
+	"\x0egrants_removed\x18\x02 \x01(\x05R\rgrantsRemoved\x12(\n" +
+	"\x10api_keys_removed\x18\x03 \x01(\x05R\x0eapiKeysRemoved\"d\n" +
 	"\x17SetSupportAccessRequest\x12/\n" +
 	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
 	"\n" +

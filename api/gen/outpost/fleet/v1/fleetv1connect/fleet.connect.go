@@ -759,7 +759,12 @@ type LocationServiceClient interface {
 	DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error)
 	// ShareLocation shares a location, and everything under it, with another organization.
 	ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error)
-	// UnshareLocation stops sharing a location with an organization.
+	// UnshareLocation stops sharing a location with an organization, and ends
+	// all access that came through the share: the grants and API keys that
+	// organization's owners made on the location or anything in it (with
+	// authority they held only through the share) are removed, and its
+	// pending invitations there can no longer be accepted. Parts refuse them
+	// from their next grant bundle.
 	UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error)
 	// SetSupportAccess turns the support team's access to a location on or off.
 	SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error)
@@ -897,7 +902,12 @@ type LocationServiceHandler interface {
 	DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error)
 	// ShareLocation shares a location, and everything under it, with another organization.
 	ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error)
-	// UnshareLocation stops sharing a location with an organization.
+	// UnshareLocation stops sharing a location with an organization, and ends
+	// all access that came through the share: the grants and API keys that
+	// organization's owners made on the location or anything in it (with
+	// authority they held only through the share) are removed, and its
+	// pending invitations there can no longer be accepted. Parts refuse them
+	// from their next grant bundle.
 	UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error)
 	// SetSupportAccess turns the support team's access to a location on or off.
 	SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error)
