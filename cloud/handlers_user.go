@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"connectrpc.com/connect"
+	"go.uber.org/zap"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cloud/auth"
@@ -51,6 +52,9 @@ func (us userService) InviteUser(ctx context.Context, req *connect.Request[fleet
 	if err := validEmail(email); err != nil {
 		return nil, err
 	}
+	if err := s.canMail(); err != nil {
+		return nil, err
+	}
 	scope, _ := rbac.ParseResource(m.GetScope()) // the interceptor parsed it already
 	now := s.clock.Now().UTC()
 	code := auth.NewSecret()
@@ -59,11 +63,46 @@ func (us userService) InviteUser(ctx context.Context, req *connect.Request[fleet
 	if err := s.update(ctx, func(tx store.Tx) error { return tx.PutInvite(ctx, inv) }); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.InviteUserResponse{Invite: invitePB(inv), Code: code}), nil
+	if err := s.mailInvite(ctx, inv, code); err != nil {
+		// An invitation nobody received is withdrawn.
+		if derr := s.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return tx.DeleteInvite(ctx, inv.ID) }); derr != nil {
+			s.log.Error("withdraw an unsent invitation", zap.String("invite", inv.ID), zap.Error(derr))
+		}
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.InviteUserResponse{Invite: invitePB(inv)}), nil
+}
+
+// canMail refuses invitations on a cloud that cannot send mail: the code
+// must reach only the invited mailbox.
+func (s *Server) canMail() error {
+	if s.mailer == nil {
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("this cloud sends no mail, and an invitation code goes only to the invited mailbox: "+
+			"the cloud's admin creates the account instead (`outpost user create EMAIL`, then `outpost role grant`), "+
+			"or starts outpost-cloud with an SMTP relay (--smtp-host, --smtp-from)"))
+	}
+	return nil
+}
+
+// mailInvite sends an invitation's code to its address.
+func (s *Server) mailInvite(ctx context.Context, inv store.Invite, code string) error {
+	by := inv.InvitedBy
+	if p := callFrom(ctx).principal; p != nil && p.email != "" {
+		by = p.email
+	}
+	err := s.mailer.SendInvite(ctx, InviteMail{To: inv.Email, InvitedBy: by, Role: inv.Role, Scope: inv.Scope, Code: code, ExpiresAt: inv.ExpiresAt})
+	if err != nil {
+		s.log.Warn("send an invitation mail", zap.String("invite", inv.ID), zap.Error(err))
+		return connect.NewError(connect.CodeUnavailable, errors.New("the invitation mail could not be sent (the cloud's log says why): try again later"))
+	}
+	return nil
 }
 
 func (us userService) ResendInvite(ctx context.Context, req *connect.Request[fleetv1.ResendInviteRequest]) (*connect.Response[fleetv1.ResendInviteResponse], error) {
 	s := us.s
+	if err := s.canMail(); err != nil {
+		return nil, err
+	}
 	code := auth.NewSecret()
 	now := s.clock.Now().UTC()
 	var inv store.Invite
@@ -78,7 +117,10 @@ func (us userService) ResendInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.ResendInviteResponse{Invite: invitePB(inv), Code: code}), nil
+	if err := s.mailInvite(ctx, inv, code); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.ResendInviteResponse{Invite: invitePB(inv)}), nil
 }
 
 func (us userService) RevokeInvite(ctx context.Context, req *connect.Request[fleetv1.RevokeInviteRequest]) (*connect.Response[fleetv1.RevokeInviteResponse], error) {

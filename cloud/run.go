@@ -32,6 +32,9 @@ type RunConfig struct {
 	// PollInterval is how long parts wait between sync cycles; 0 means
 	// partsync's default (15 s). Demos and test runs shorten it.
 	PollInterval time.Duration
+	// SMTP is the relay invitation codes are mailed through; nil sends no
+	// mail, and the cloud refuses invitations (its admin creates users).
+	SMTP *SMTPConfig
 	// Ready, if set, is called with the listening address once serving.
 	Ready func(addr string)
 }
@@ -78,7 +81,16 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 			err = cerr
 		}
 	}()
-	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Sync: partsync.Options{PollInterval: cfg.PollInterval}})
+	var mailer Mailer
+	if cfg.SMTP != nil {
+		if mailer, err = NewSMTPMailer(*cfg.SMTP); err != nil {
+			return err
+		}
+	} else {
+		cfg.Log.Info("no SMTP relay (--smtp-host): invitations are refused; the admin creates users with `outpost user create`")
+	}
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Mailer: mailer,
+		Sync: partsync.Options{PollInterval: cfg.PollInterval}})
 	if err != nil {
 		return err
 	}

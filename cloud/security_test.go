@@ -467,3 +467,95 @@ func TestUnshareEndsWhatTheShareMade(t *testing.T) {
 	}
 	wantCode(t, getMachine(keyClient), connect.CodeUnauthenticated, "")
 }
+
+// TestInvitationsGoOnlyToTheMailbox: an invitation's code is mailed through
+// the SMTP relay to the invited address and never returned to the inviter,
+// so a user inviting an address without an account cannot accept it and
+// own that account. A cloud without a relay refuses to invite, naming what
+// to do instead; a relay that fails withdraws the invitation.
+func TestInvitationsGoOnlyToTheMailbox(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	f := newSecFleet(t, e)
+	_, mallory := f.newUser(t, "mallory@example.com", "", "")
+	org := check(mallory.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Mallory's"})))(t).GetOrg().GetId()
+	const victim = "victim@example.com"
+	invite := func(c *clients, email string) (*fleetv1.InviteUserResponse, error) {
+		res, err := c.user.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: email, Role: "owner", Scope: "org/" + org}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	}
+
+	res, err := invite(mallory, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.GetCode() != "" {
+		t.Fatal("the invitation code was returned to the inviter")
+	}
+	m := e.mail.Wait(t, victim, 0)
+	code := e.inviteCode(t, victim, 0)
+	if len(m.To) != 1 || !strings.Contains(m.Data, "mallory@example.com invited you") || strings.Contains(m.Data, e.adminToken) {
+		t.Fatalf("the mail went to %v and says:\n%s", m.To, m.Data)
+	}
+	for _, guess := range []string{"", strings.Repeat("A", 43), res.GetInvite().GetId()} {
+		if _, err := mallory.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: guess, Password: "mallory's choice"})); err == nil {
+			t.Fatalf("accepted with %q", guess)
+		}
+	}
+	acc := check(e.client("").user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: code, Password: "victim's own password"})))(t)
+	secrets.add(acc.GetAccessToken())
+	if acc.GetUser().GetEmail() != victim {
+		t.Fatalf("accepted as %v", acc.GetUser())
+	}
+
+	// Hostile addresses never reach the relay.
+	sent := len(e.mail.Messages())
+	for _, bad := range []string{"a@example.com\r\nBcc: x@evil.example", "a@example.com>,<b@evil.example", "<a@example.com>", "a@b@c"} {
+		if _, err := invite(mallory, bad); connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("invite %q: %v", bad, err)
+		}
+	}
+	if n := len(e.mail.Messages()); n != sent {
+		t.Fatalf("%d mails sent for hostile addresses", n-sent)
+	}
+
+	pending, err := invite(mallory, "pending@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.inviteCode(t, "pending@example.com", 0)
+
+	// A relay that refuses: nothing is kept that nobody received.
+	broken, err := NewSMTPMailer(SMTPConfig{Host: e.mail.Host, Port: e.mail.Port, From: "outpost@example.com",
+		Username: e.mail.Username, Password: "not the relay's password", TLSConfig: e.mail.TLSConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := e.srv.mailer
+	e.srv.mailer = broken
+	_, err = invite(mallory, "later@example.com")
+	wantCode(t, err, connect.CodeUnavailable, "could not be sent")
+
+	// Without a relay: refused, saying what to do.
+	e.srv.mailer = nil
+	_, err = invite(mallory, "later@example.com")
+	wantCode(t, err, connect.CodeFailedPrecondition, "outpost user create")
+	_, err = mallory.user.ResendInvite(ctx, req(&fleetv1.ResendInviteRequest{InviteId: pending.GetInvite().GetId()}))
+	wantCode(t, err, connect.CodeFailedPrecondition, "--smtp-host")
+	e.srv.mailer = good
+
+	// Cleartext relays only on loopback; bad settings are refused.
+	for _, cfg := range []SMTPConfig{
+		{Host: "mail.example.com", From: "outpost@example.com", TLS: "none"},
+		{Host: "mail.example.com", From: "not an address"},
+		{Host: "", From: "outpost@example.com"},
+		{Host: "mail.example.com", From: "outpost@example.com", TLS: "ssl3"},
+	} {
+		if _, err := NewSMTPMailer(cfg); err == nil {
+			t.Errorf("NewSMTPMailer(%+v) accepted", cfg)
+		}
+	}
+}

@@ -51,6 +51,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/faultproxy"
@@ -91,6 +92,8 @@ type Cloud struct {
 	Clock clock.Clock
 	// Server is the fleet API server.
 	Server *cloud.Server
+	// Mail is the SMTP relay the cloud mails invitation codes through.
+	Mail *mailtest.Server
 
 	srv     *httptest.Server
 	hc      *http.Client
@@ -159,7 +162,14 @@ func New(tb testing.TB, opts Options) *Cloud {
 			tb.Errorf("cloudtest: close the ingest store: %v", err)
 		}
 	})
-	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync})
+	c.Mail = mailtest.New(tb)
+	c.remember(c.Mail.Password)
+	mailer, err := cloud.NewSMTPMailer(cloud.SMTPConfig{Host: c.Mail.Host, Port: c.Mail.Port, From: "outpost@cloudtest.example",
+		Username: c.Mail.Username, Password: c.Mail.Password, TLSConfig: c.Mail.TLSConfig})
+	if err != nil {
+		tb.Fatalf("cloudtest: %v", err)
+	}
+	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer})
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +44,8 @@ func newRoot() *cobra.Command {
 func newServe() *cobra.Command {
 	var dataDir, listen, certFile, keyFile, level string
 	var poll time.Duration
+	var smtpCfg cloud.SMTPConfig
+	var smtpPasswordFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -58,7 +61,14 @@ func newServe() *cobra.Command {
 			log, _ := logging.New(logging.Options{Level: lvl})
 			defer func() { _ = log.Sync() }()
 			log.Info("outpost-cloud starting", zap.String("version", version.Version))
-			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll})
+			rc := cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll}
+			if smtpCfg.Host != "" {
+				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
+					return err
+				}
+				rc.SMTP = &smtpCfg
+			}
+			return cloud.Run(cmd.Context(), rc)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")
@@ -67,5 +77,25 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
 	cmd.Flags().DurationVar(&poll, "poll-interval", 0, "how long parts wait between sync cycles (default 15s; 1s to 1h)")
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&smtpCfg.Host, "smtp-host", "", "SMTP relay that mails invitation codes; without it invitations are refused and the admin creates users")
+	cmd.Flags().IntVar(&smtpCfg.Port, "smtp-port", 0, "SMTP relay port (default 587, or 465 with --smtp-tls tls)")
+	cmd.Flags().StringVar(&smtpCfg.From, "smtp-from", "", "sender address of invitation mails")
+	cmd.Flags().StringVar(&smtpCfg.Username, "smtp-user", "", "SMTP user name; its password comes from $OUTPOST_SMTP_PASSWORD or --smtp-password-file, never a flag")
+	cmd.Flags().StringVar(&smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP password")
+	cmd.Flags().StringVar(&smtpCfg.TLS, "smtp-tls", "starttls", "starttls (required), tls (from the first byte) or none (only to a relay on loopback)")
+	cmd.Flags().StringVar(&smtpCfg.CloudURL, "public-url", "", "the cloud's URL as users reach it, named in invitation mails")
 	return cmd
+}
+
+// smtpPassword reads the SMTP password from a file, else from
+// $OUTPOST_SMTP_PASSWORD: a command line is visible to every user of the machine.
+func smtpPassword(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--smtp-password-file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return os.Getenv("OUTPOST_SMTP_PASSWORD"), nil
 }

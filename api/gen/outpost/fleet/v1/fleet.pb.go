@@ -4127,7 +4127,8 @@ type InviteUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The invitation.
 	Invite *Invite `protobuf:"bytes,1,opt,name=invite,proto3" json:"invite,omitempty"`
-	// The code to give the invitee: shown once, only its SHA-256 is kept.
+	// Always empty: the code is mailed to the invited address only. Only its
+	// SHA-256 is kept.
 	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4228,7 +4229,8 @@ type ResendInviteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The invitation.
 	Invite *Invite `protobuf:"bytes,1,opt,name=invite,proto3" json:"invite,omitempty"`
-	// The new code; the old one no longer works.
+	// Always empty: the new code is mailed to the invited address only; the
+	// old one no longer works.
 	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

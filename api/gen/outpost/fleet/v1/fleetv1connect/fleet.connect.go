@@ -1439,10 +1439,13 @@ type UserServiceClient interface {
 	// CreateUser creates a user with a password; only the cloud's admin may.
 	// Without a password the cloud makes one and returns it, once.
 	CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error)
-	// InviteUser invites an email address to a role on a scope and returns the
-	// invitation code, once.
+	// InviteUser invites an email address to a role on a scope and mails the
+	// invitation code to that address, and only there: nobody else, the
+	// inviter included, ever sees it. A cloud without an SMTP relay refuses
+	// (FailedPrecondition): its admin creates the user instead.
 	InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error)
-	// ResendInvite replaces an invitation's code and expiry and returns the new code, once.
+	// ResendInvite replaces an invitation's code and expiry and mails the new
+	// code to the invited address; the old code stops working.
 	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
 	// RevokeInvite withdraws an invitation.
 	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
@@ -1552,10 +1555,13 @@ type UserServiceHandler interface {
 	// CreateUser creates a user with a password; only the cloud's admin may.
 	// Without a password the cloud makes one and returns it, once.
 	CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error)
-	// InviteUser invites an email address to a role on a scope and returns the
-	// invitation code, once.
+	// InviteUser invites an email address to a role on a scope and mails the
+	// invitation code to that address, and only there: nobody else, the
+	// inviter included, ever sees it. A cloud without an SMTP relay refuses
+	// (FailedPrecondition): its admin creates the user instead.
 	InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error)
-	// ResendInvite replaces an invitation's code and expiry and returns the new code, once.
+	// ResendInvite replaces an invitation's code and expiry and mails the new
+	// code to the invited address; the old code stops working.
 	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
 	// RevokeInvite withdraws an invitation.
 	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
