@@ -32,6 +32,9 @@ type RunConfig struct {
 	// PollInterval is how long parts wait between sync cycles; 0 means
 	// partsync's default (15 s). Demos and test runs shorten it.
 	PollInterval time.Duration
+	// PasswordMemory bounds the memory password hashing uses at once, in
+	// bytes; 0 means auth.DefaultHashMemory (six sign-ins at a time).
+	PasswordMemory int64
 	// SMTP is the relay invitation codes are mailed through; nil sends no
 	// mail, and the cloud refuses invitations (its admin creates users).
 	SMTP *SMTPConfig
@@ -90,7 +93,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		cfg.Log.Info("no SMTP relay (--smtp-host): invitations are refused; the admin creates users with `outpost user create`")
 	}
 	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Mailer: mailer,
-		Sync: partsync.Options{PollInterval: cfg.PollInterval}})
+		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}})
 	if err != nil {
 		return err
 	}

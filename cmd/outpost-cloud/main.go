@@ -46,6 +46,7 @@ func newServe() *cobra.Command {
 	var poll time.Duration
 	var smtpCfg cloud.SMTPConfig
 	var smtpPasswordFile string
+	var passwordMiB int64
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -61,7 +62,11 @@ func newServe() *cobra.Command {
 			log, _ := logging.New(logging.Options{Level: lvl})
 			defer func() { _ = log.Sync() }()
 			log.Info("outpost-cloud starting", zap.String("version", version.Version))
-			rc := cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll}
+			if passwordMiB < 0 || passwordMiB > 1<<16 {
+				return fmt.Errorf("--password-memory %d: want 0 (the default) to 65536 MiB", passwordMiB)
+			}
+			rc := cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
+				PasswordMemory: passwordMiB << 20}
 			if smtpCfg.Host != "" {
 				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
 					return err
@@ -77,6 +82,7 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
 	cmd.Flags().DurationVar(&poll, "poll-interval", 0, "how long parts wait between sync cycles (default 15s; 1s to 1h)")
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().Int64Var(&passwordMiB, "password-memory", 0, "MiB password hashing may use at once (argon2id, 19 MiB a sign-in; default 114: six at a time)")
 	cmd.Flags().StringVar(&smtpCfg.Host, "smtp-host", "", "SMTP relay that mails invitation codes; without it invitations are refused and the admin creates users")
 	cmd.Flags().IntVar(&smtpCfg.Port, "smtp-port", 0, "SMTP relay port (default 587, or 465 with --smtp-tls tls)")
 	cmd.Flags().StringVar(&smtpCfg.From, "smtp-from", "", "sender address of invitation mails")

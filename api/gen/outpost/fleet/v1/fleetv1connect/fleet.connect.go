@@ -1449,8 +1449,7 @@ type UserServiceClient interface {
 	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
 	// RevokeInvite withdraws an invitation.
 	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
-	// DeleteUser deletes a user, its grants and its pending invitations;
-	// its tokens stop working at once on the cloud and on parts from their
+	// DeleteUser deletes a user and its grants; its tokens stop working at once on the cloud and on parts from their
 	// next sync. Only the cloud's admin may, never on itself, and never on
 	// the last owner of an organization.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
@@ -1565,8 +1564,7 @@ type UserServiceHandler interface {
 	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
 	// RevokeInvite withdraws an invitation.
 	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
-	// DeleteUser deletes a user, its grants and its pending invitations;
-	// its tokens stop working at once on the cloud and on parts from their
+	// DeleteUser deletes a user and its grants; its tokens stop working at once on the cloud and on parts from their
 	// next sync. Only the cloud's admin may, never on itself, and never on
 	// the last owner of an organization.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
