@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
@@ -133,6 +135,9 @@ type principal struct {
 	email  string
 	admin  bool
 	grants []store.Grant
+	// tokenID and tokenExpires describe a user's access token, for SignOut.
+	tokenID      string
+	tokenExpires time.Time
 }
 
 // ref is "user:ID" or "apikey:ID", the subject form of grants and audit records.
@@ -364,11 +369,25 @@ func (s *Server) authorize(ctx context.Context, c *call, msg proto.Message) (ver
 			values = []string{m.Get(rf.fd).String()}
 		}
 		for _, v := range values {
+			if rf.kind == "scope" && r.grantRole != nil {
+				if err := grantScope(rf, v); err != nil {
+					return verdict{}, err
+				}
+			}
 			res, err := s.resolveResource(ctx, c.snap, rf, v, r.action)
 			if err != nil {
 				return verdict{}, err
 			}
 			targets = append(targets, res)
+			if rf.kind == "apikey" {
+				// Revoking a key takes away every grant it holds, not only
+				// the one it was created with: each is decided.
+				more, err := s.keyGrantScopes(ctx, c.snap, v, r.action)
+				if err != nil {
+					return verdict{}, err
+				}
+				targets = append(targets, more...)
+			}
 		}
 	}
 	if len(targets) == 0 {
@@ -527,6 +546,56 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 	return res, nil
 }
 
+// grantScope refuses a scope a role cannot be given on. Roles are held on
+// an org, a location or a machine; a part has no grants of its own (its
+// machine's reach it), so a grant on it would be stored and never match.
+func grantScope(rf resourceField, v string) error {
+	res, err := rbac.ParseResource(v)
+	if err != nil {
+		return nil // resolveResource says what is wrong with it
+	}
+	switch res.Kind {
+	case rbac.KindOrg, rbac.KindLocation, rbac.KindMachine:
+		return nil
+	case rbac.KindPart:
+		return invalid("%s %s: roles are given on an org, location or machine, never on a part: give it on the part's machine (machine/ID, see `outpost machine get`)", rf.fd.Name(), res)
+	}
+	return invalid("%s %s: roles are given on an org, location or machine (org/ID, location/ID or machine/ID)", rf.fd.Name(), res)
+}
+
+// keyGrantScopes returns the scopes of an API key's grants, each climbed
+// to a kind the action names. Grants on scopes that no longer exist reach
+// nothing and are left out.
+func (s *Server) keyGrantScopes(ctx context.Context, snap *snapshot, keyID string, action rbac.Action) ([]rbac.Resource, error) {
+	var gs []store.Grant
+	err := s.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		gs, err = tx.ListGrantsBySubject(ctx, "apikey:"+keyID)
+		return err
+	})
+	if err != nil {
+		return nil, internal(s.log, "resolve apikey", err)
+	}
+	var out []rbac.Resource
+	for _, g := range gs {
+		res, err := rbac.ParseResource(g.Scope)
+		if err != nil || !snap.exists(res) {
+			continue
+		}
+		for !accepts(action, res.Kind) {
+			up := snap.parent(res)
+			if up.IsZero() {
+				break
+			}
+			res = up
+		}
+		if !slices.Contains(out, res) {
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
 func accepts(a rbac.Action, k rbac.ResourceKind) bool {
 	for _, x := range a.ResourceKinds() {
 		if x == k {
@@ -586,6 +655,8 @@ func (s *Server) resolveSubject(ctx context.Context, ref string) (rbac.Subject, 
 	return out, nil
 }
 
+var errTokenRevoked = errors.New("access token revoked")
+
 // authenticate reads the Authorization header into a principal.
 func (s *Server) authenticate(ctx context.Context, header string) (*principal, error) {
 	cred, err := auth.ParseAuthorization(header)
@@ -604,12 +675,19 @@ func (s *Server) authenticate(ctx context.Context, header string) (*principal, e
 			if err != nil {
 				return err
 			}
+			if tokenRevoked(u, claims) {
+				return errTokenRevoked
+			}
 			gs, err := tx.ListGrantsBySubject(ctx, "user:"+u.ID)
-			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs}
+			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs,
+				tokenID: claims.ID, tokenExpires: claims.ExpiresAt.Time}
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("the account of this access token no longer exists"))
+		}
+		if errors.Is(err, errTokenRevoked) {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("this access token was revoked (signed out, or the password changed): sign in again with `outpost login EMAIL`"))
 		}
 		if err != nil {
 			return nil, internal(s.log, "load user", err)

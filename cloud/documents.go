@@ -366,7 +366,14 @@ func principalOf(ctx context.Context, tx store.Tx, subject string) (*syncv1.Prin
 		if err != nil {
 			return nil, err
 		}
-		return &syncv1.Principal{Kind: syncv1.SubjectKind_SUBJECT_KIND_USER, Id: u.ID, DisplayName: u.Email}, nil
+		pr := &syncv1.Principal{Kind: syncv1.SubjectKind_SUBJECT_KIND_USER, Id: u.ID, DisplayName: u.Email}
+		if !u.TokensNotBefore.IsZero() {
+			pr.TokensNotBefore = timestamppb.New(u.TokensNotBefore.Truncate(time.Second))
+		}
+		for _, r := range u.RevokedTokens {
+			pr.RevokedTokenIds = append(pr.RevokedTokenIds, r.ID)
+		}
+		return pr, nil
 	case "apikey":
 		k, err := tx.GetAPIKey(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {

@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
@@ -114,6 +115,22 @@ type env struct {
 	adminToken string
 	ingest     ingest.Store
 	blobs      ingest.BlobStore
+	// mail is the SMTP relay invitations go through.
+	mail *mailtest.Server
+}
+
+// inviteCode waits for the n-th (from 0) invitation mail to rcpt and
+// returns its code.
+func (e *env) inviteCode(t testing.TB, rcpt string, n int) string {
+	t.Helper()
+	m := e.mail.Wait(t, rcpt, n)
+	_, rest, ok := strings.Cut(m.Data, "Code: ")
+	code, _, _ := strings.Cut(rest, "\r\n")
+	if !ok || len(code) != 43 {
+		t.Fatalf("invitation mail to %s without a code:\n%s", rcpt, m.Data)
+	}
+	secrets.add(code)
+	return code
 }
 
 var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -151,8 +168,15 @@ func newEnvLog(t testing.TB, log *zap.Logger) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mail := mailtest.New(t)
+	secrets.add(mail.Password)
+	mailer, err := NewSMTPMailer(SMTPConfig{Host: mail.Host, Port: mail.Port, From: "outpost@example.com",
+		Username: mail.Username, Password: mail.Password, TLSConfig: mail.TLSConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Blobs: blobs,
-		Sync: partsync.Options{AuthFailureBurst: 1000}})
+		Sync: partsync.Options{AuthFailureBurst: 1000}, Mailer: mailer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +200,7 @@ func newEnvLog(t testing.TB, log *zap.Logger) *env {
 		}
 	})
 	e := &env{t: t, url: "http://" + ln.Addr().String(), st: st, clk: clk, srv: srv, adminToken: strings.TrimSpace(string(tok)),
-		ingest: ing, blobs: blobs}
+		ingest: ing, blobs: blobs, mail: mail}
 	secrets.add(e.adminToken)
 	return e
 }
@@ -239,6 +263,15 @@ func (e *env) token(userID string) string {
 	}
 	secrets.add(tok)
 	return tok
+}
+
+// adminID is the user ID of the cloud's admin.
+func (e *env) adminID() string {
+	c, err := e.srv.signer.Verify(e.adminToken, e.clk.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c.Subject
 }
 
 func (e *env) update(fn func(ctx context.Context, tx store.Tx) error) {

@@ -17,34 +17,60 @@ import (
 
 type authService struct{ s *Server }
 
-// throttleKeys are the sign-in throttle's keys for an account and a client address.
-func throttleKeys(email, peer string) []string {
-	host, _, err := net.SplitHostPort(peer)
-	if err != nil {
-		host = peer
+// How long the sign-in throttle may make a key wait. A client address
+// guessing gets slowed to one try per 15 minutes, whatever accounts it
+// tries. An account under attack from many addresses is slowed to one try
+// a minute, never more: the attacker cannot lock its owner out, who waits
+// at most a minute from a new address, and not at all from an address
+// that signed in to the account within the last 30 days.
+const (
+	addressMaxWait = 15 * time.Minute
+	accountMaxWait = time.Minute
+)
+
+// signInKeys are the sign-in throttle's keys for an attempt on the account
+// email ("" for none known yet) from peer.
+func (s *Server) signInKeys(email, peer string) []auth.Key {
+	host := peerHost(peer)
+	keys := []auth.Key{{Name: "address:" + host, Max: addressMaxWait}}
+	if email != "" && !s.throttle.Knows(email+"|"+host, s.clock.Now()) {
+		keys = append(keys, auth.Key{Name: "account:" + email, Max: accountMaxWait, ClearOnSuccess: true})
 	}
-	return []string{"account:" + email, "address:" + host}
+	return keys
 }
 
-// throttled refuses an attempt while any of keys must wait.
-func (s *Server) throttled(keys []string) error {
-	now := s.clock.Now()
-	var wait time.Duration
-	for _, k := range keys {
-		wait = max(wait, s.throttle.Wait(k, now))
+func peerHost(peer string) string {
+	host, _, err := net.SplitHostPort(peer)
+	if err != nil {
+		return peer
 	}
-	if wait > 0 {
+	return host
+}
+
+// beginAttempt refuses an attempt while any of keys must wait, and
+// otherwise counts it, in one step: concurrent attempts cannot all pass
+// the check before any fails.
+func (s *Server) beginAttempt(keys []auth.Key) error {
+	if wait := s.throttle.Begin(keys, s.clock.Now()); wait > 0 {
 		return connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("too many failed attempts: try again in %d seconds", int(math.Ceil(wait.Seconds()))))
 	}
 	return nil
 }
 
-func (s *Server) failed(keys []string) {
-	now := s.clock.Now()
-	for _, k := range keys {
-		s.throttle.Fail(k, now)
+// signedIn ends a counted attempt that succeeded: the address becomes
+// known to the account.
+func (s *Server) signedIn(email, peer string, keys []auth.Key) {
+	s.throttle.Succeed(keys)
+	s.throttle.Remember(email+"|"+peerHost(peer), s.clock.Now())
+}
+
+// passwordErr maps an error of the password hasher that is not a mismatch.
+func passwordErr(err error) error {
+	if errors.Is(err, auth.ErrBusy) {
+		return connect.NewError(connect.CodeResourceExhausted, err)
 	}
+	return connect.NewError(connect.CodeCanceled, err)
 }
 
 func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.SignInRequest]) (*connect.Response[fleetv1.SignInResponse], error) {
@@ -59,8 +85,9 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	if m.GetTtlSeconds() < 0 || m.GetTtlSeconds() > int64(auth.MaxTokenTTL/time.Second) {
 		return nil, invalid("ttl_seconds: 0 for the default, at most %d (60 days)", int64(auth.MaxTokenTTL/time.Second))
 	}
-	keys := throttleKeys(email, req.Peer().Addr)
-	if err := s.throttled(keys); err != nil {
+	peer := req.Peer().Addr
+	keys := s.signInKeys(email, peer)
+	if err := s.beginAttempt(keys); err != nil {
 		return nil, err
 	}
 	var u store.User
@@ -71,17 +98,21 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	})
 	switch {
 	case err == nil:
-		err = auth.CheckPassword(u.PasswordHash, m.GetPassword())
+		err = s.hasher.Check(ctx, u.PasswordHash, m.GetPassword())
 	case connect.CodeOf(err) == connect.CodeNotFound:
-		err = auth.CheckNoPassword(m.GetPassword())
+		err = s.hasher.CheckNone(ctx, m.GetPassword())
 	default:
+		s.throttle.Cancel(keys)
 		return nil, err
 	}
+	if errors.Is(err, auth.ErrBusy) || ctx.Err() != nil {
+		s.throttle.Cancel(keys)
+		return nil, passwordErr(err)
+	}
 	if err != nil {
-		s.failed(keys)
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("wrong email or password"))
 	}
-	s.throttle.Succeed(keys[0])
+	s.signedIn(email, peer, keys)
 	tok, exp, err := s.signer.Issue(u.ID, s.clock.Now(), time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
 		return nil, internal(s.log, "sign in", err)

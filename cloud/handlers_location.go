@@ -266,18 +266,29 @@ func (l locationService) UnshareLocation(ctx context.Context, req *connect.Reque
 	if err := requireID("org_id", with); err != nil {
 		return nil, err
 	}
-	loc, err := l.editLocation(ctx, req.Msg.GetLocationId(), func(_ store.Tx, loc *store.Location) error {
+	var loc store.Location
+	var grants, keys int
+	err := l.s.update(ctx, func(tx store.Tx) error {
+		var err error
+		if loc, err = tx.GetLocation(ctx, req.Msg.GetLocationId()); err != nil {
+			return err
+		}
 		i := slices.Index(loc.SharedWith, with)
 		if i < 0 {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("location/%s is not shared with org/%s", loc.ID, with))
 		}
 		loc.SharedWith = slices.Delete(loc.SharedWith, i, i+1)
-		return nil
+		if err := tx.PutLocation(ctx, loc); err != nil {
+			return err
+		}
+		// What org/with's owners made through the share goes with it.
+		grants, keys, err = l.s.endShares(ctx, tx, loc.OrgID, with, fmt.Sprintf("made through the share of location/%s with org/%s, which ended", loc.ID, with))
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.UnshareLocationResponse{Location: loc}), nil
+	return connect.NewResponse(&fleetv1.UnshareLocationResponse{Location: locationPB(loc), GrantsRemoved: int32(grants), ApiKeysRemoved: int32(keys)}), nil
 }
 
 func (l locationService) SetSupportAccess(ctx context.Context, req *connect.Request[fleetv1.SetSupportAccessRequest]) (*connect.Response[fleetv1.SetSupportAccessResponse], error) {

@@ -126,12 +126,20 @@ func (o orgService) DeleteOrg(ctx context.Context, req *connect.Request[fleetv1.
 		if err != nil {
 			return err
 		}
+		homes := map[string]bool{}
 		for _, l := range all {
 			if i := slices.Index(l.SharedWith, id); i >= 0 {
 				l.SharedWith = slices.Delete(l.SharedWith, i, i+1)
 				if err := tx.PutLocation(ctx, l); err != nil {
 					return err
 				}
+				homes[l.OrgID] = true
+			}
+		}
+		// What its owners made through those shares goes with them.
+		for home := range homes {
+			if _, _, err := o.s.endShares(ctx, tx, home, id, "made through a share with org/"+id+", which was deleted"); err != nil {
+				return err
 			}
 		}
 		return tx.DeleteOrg(ctx, id)

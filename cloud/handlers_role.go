@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,8 @@ func (ks apiKeyService) CreateAPIKey(ctx context.Context, req *connect.Request[f
 	now := s.clock.Now().UTC()
 	secret := auth.NewSecret()
 	key := store.APIKey{ID: auth.NewID(), Name: m.GetName(), OrgID: c.snap.orgOf(scope), Scope: scope.String(),
-		SecretHash: auth.HashSecret(secret), CreatedBy: c.principal.ref(), CreatedAt: now}
-	grant := store.Grant{Subject: "apikey:" + key.ID, Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now}
+		SecretHash: auth.HashSecret(secret), CreatedBy: c.principal.ref(), CreatedAt: now, ViaOrg: c.viaShare(scope)}
+	grant := store.Grant{Subject: "apikey:" + key.ID, Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now, ViaOrg: key.ViaOrg}
 	err := s.update(ctx, func(tx store.Tx) error {
 		if err := tx.PutAPIKey(ctx, key); err != nil {
 			return err
@@ -124,7 +125,8 @@ func (rs roleService) GrantRole(ctx context.Context, req *connect.Request[fleetv
 	if err != nil {
 		return nil, err
 	}
-	g := store.Grant{Subject: subj, Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC()}
+	g := store.Grant{Subject: subj, Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC(),
+		ViaOrg: callFrom(ctx).viaShare(scope)}
 	err = rs.s.update(ctx, func(tx store.Tx) error {
 		if old, err := tx.GetGrant(ctx, subj, g.Scope); err == nil {
 			return connect.NewError(connect.CodeAlreadyExists,
@@ -152,7 +154,16 @@ func (rs roleService) ChangeRole(ctx context.Context, req *connect.Request[fleet
 		if g, err = tx.GetGrant(ctx, subj, scope.String()); err != nil {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s: use `outpost role grant`", subj, scope))
 		}
+		if m.GetRole() != "owner" {
+			if err := keepsAnOwner(ctx, tx, g); err != nil {
+				return err
+			}
+		}
 		g.Role = m.GetRole()
+		if via := callFrom(ctx).viaShare(scope); via != "" {
+			// The role is now one given through the share.
+			g.ViaOrg = via
+		}
 		return tx.PutGrant(ctx, g)
 	})
 	if err != nil {
@@ -191,11 +202,14 @@ func (rs roleService) LimitAccess(ctx context.Context, req *connect.Request[flee
 		if err != nil {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s to limit", subj, scope))
 		}
+		if err := keepsAnOwner(ctx, tx, old); err != nil {
+			return err
+		}
 		if err := tx.DeleteGrant(ctx, subj, old.Scope); err != nil {
 			return err
 		}
 		for _, r := range narrower {
-			g := store.Grant{Subject: subj, Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now}
+			g := store.Grant{Subject: subj, Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now, ViaOrg: cmp.Or(callFrom(ctx).viaShare(r), old.ViaOrg)}
 			if err := tx.PutGrant(ctx, g); err != nil {
 				return err
 			}
@@ -219,8 +233,12 @@ func (rs roleService) RemoveRole(ctx context.Context, req *connect.Request[fleet
 		return nil, err
 	}
 	err = rs.s.update(ctx, func(tx store.Tx) error {
-		if _, err := tx.GetGrant(ctx, subj, scope.String()); err != nil {
+		g, err := tx.GetGrant(ctx, subj, scope.String())
+		if err != nil {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s", subj, scope))
+		}
+		if err := keepsAnOwner(ctx, tx, g); err != nil {
+			return err
 		}
 		return tx.DeleteGrant(ctx, subj, scope.String())
 	})
@@ -228,6 +246,28 @@ func (rs roleService) RemoveRole(ctx context.Context, req *connect.Request[fleet
 		return nil, err
 	}
 	return connect.NewResponse(&fleetv1.RemoveRoleResponse{}), nil
+}
+
+// keepsAnOwner refuses to take away g when it is the last person's owner
+// grant on its organization: an organization always keeps an owner who can
+// manage it, whoever asks (the owner itself included). API keys do not
+// count: a key is not someone who can be asked.
+func keepsAnOwner(ctx context.Context, tx store.Tx, g store.Grant) error {
+	org, isOrg := strings.CutPrefix(g.Scope, "org/")
+	if !isOrg || g.Role != "owner" || !strings.HasPrefix(g.Subject, "user:") {
+		return nil
+	}
+	gs, err := tx.ListGrantsByScope(ctx, g.Scope)
+	if err != nil {
+		return err
+	}
+	for _, o := range gs {
+		if o.Subject != g.Subject && o.Role == "owner" && strings.HasPrefix(o.Subject, "user:") {
+			return nil
+		}
+	}
+	return connect.NewError(connect.CodeFailedPrecondition,
+		fmt.Errorf("%s is the last owner of org/%s, which must keep one: make someone else owner first (`outpost role grant`), or delete the org", g.Subject, org))
 }
 
 func (rs roleService) ListRoles(ctx context.Context, req *connect.Request[fleetv1.ListRolesRequest]) (*connect.Response[fleetv1.ListRolesResponse], error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"connectrpc.com/connect"
+	"go.uber.org/zap"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cloud/auth"
@@ -28,9 +29,13 @@ func (us userService) CreateUser(ctx context.Context, req *connect.Request[fleet
 	} else if err := auth.ValidatePassword(pw); err != nil {
 		return nil, invalid("password: %v", err)
 	}
-	u := store.User{ID: auth.NewID(), Email: email, PasswordHash: auth.HashPassword(pw), CreatedAt: s.clock.Now().UTC()}
+	hash, err := s.hasher.Hash(ctx, pw)
+	if err != nil {
+		return nil, passwordErr(err)
+	}
+	u := store.User{ID: auth.NewID(), Email: email, PasswordHash: hash, CreatedAt: s.clock.Now().UTC()}
 	callFrom(ctx).setAuditResource("user/"+u.ID, "")
-	err := s.update(ctx, func(tx store.Tx) error { return tx.PutUser(ctx, u) })
+	err = s.update(ctx, func(tx store.Tx) error { return tx.PutUser(ctx, u) })
 	if connect.CodeOf(err) == connect.CodeAlreadyExists {
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("a user with email %s already exists", email))
 	}
@@ -47,19 +52,57 @@ func (us userService) InviteUser(ctx context.Context, req *connect.Request[fleet
 	if err := validEmail(email); err != nil {
 		return nil, err
 	}
+	if err := s.canMail(); err != nil {
+		return nil, err
+	}
 	scope, _ := rbac.ParseResource(m.GetScope()) // the interceptor parsed it already
 	now := s.clock.Now().UTC()
 	code := auth.NewSecret()
 	inv := store.Invite{ID: auth.NewID(), Email: email, Role: m.GetRole(), Scope: scope.String(), OrgID: c.snap.orgOf(scope),
-		CodeHash: auth.HashSecret(code), InvitedBy: c.principal.ref(), ExpiresAt: now.Add(inviteTTL), CreatedAt: now}
+		CodeHash: auth.HashSecret(code), InvitedBy: c.principal.ref(), ExpiresAt: now.Add(inviteTTL), CreatedAt: now, ViaOrg: c.viaShare(scope)}
 	if err := s.update(ctx, func(tx store.Tx) error { return tx.PutInvite(ctx, inv) }); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.InviteUserResponse{Invite: invitePB(inv), Code: code}), nil
+	if err := s.mailInvite(ctx, inv, code); err != nil {
+		// An invitation nobody received is withdrawn.
+		if derr := s.st.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return tx.DeleteInvite(ctx, inv.ID) }); derr != nil {
+			s.log.Error("withdraw an unsent invitation", zap.String("invite", inv.ID), zap.Error(derr))
+		}
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.InviteUserResponse{Invite: invitePB(inv)}), nil
+}
+
+// canMail refuses invitations on a cloud that cannot send mail: the code
+// must reach only the invited mailbox.
+func (s *Server) canMail() error {
+	if s.mailer == nil {
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("this cloud sends no mail, and an invitation code goes only to the invited mailbox: "+
+			"the cloud's admin creates the account instead (`outpost user create EMAIL`, then `outpost role grant`), "+
+			"or starts outpost-cloud with an SMTP relay (--smtp-host, --smtp-from)"))
+	}
+	return nil
+}
+
+// mailInvite sends an invitation's code to its address.
+func (s *Server) mailInvite(ctx context.Context, inv store.Invite, code string) error {
+	by := inv.InvitedBy
+	if p := callFrom(ctx).principal; p != nil && p.email != "" {
+		by = p.email
+	}
+	err := s.mailer.SendInvite(ctx, InviteMail{To: inv.Email, InvitedBy: by, Role: inv.Role, Scope: inv.Scope, Code: code, ExpiresAt: inv.ExpiresAt})
+	if err != nil {
+		s.log.Warn("send an invitation mail", zap.String("invite", inv.ID), zap.Error(err))
+		return connect.NewError(connect.CodeUnavailable, errors.New("the invitation mail could not be sent (the cloud's log says why): try again later"))
+	}
+	return nil
 }
 
 func (us userService) ResendInvite(ctx context.Context, req *connect.Request[fleetv1.ResendInviteRequest]) (*connect.Response[fleetv1.ResendInviteResponse], error) {
 	s := us.s
+	if err := s.canMail(); err != nil {
+		return nil, err
+	}
 	code := auth.NewSecret()
 	now := s.clock.Now().UTC()
 	var inv store.Invite
@@ -74,7 +117,10 @@ func (us userService) ResendInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.ResendInviteResponse{Invite: invitePB(inv), Code: code}), nil
+	if err := s.mailInvite(ctx, inv, code); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.ResendInviteResponse{Invite: invitePB(inv)}), nil
 }
 
 func (us userService) RevokeInvite(ctx context.Context, req *connect.Request[fleetv1.RevokeInviteRequest]) (*connect.Response[fleetv1.RevokeInviteResponse], error) {
@@ -92,8 +138,9 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if m.GetCode() == "" || len(m.GetCode()) > 128 {
 		return nil, invalid("code: the invitation code you were given")
 	}
-	addrKeys := throttleKeys("", req.Peer().Addr)[1:]
-	if err := s.throttled(addrKeys); err != nil {
+	peer := req.Peer().Addr
+	addrKeys := s.signInKeys("", peer)
+	if err := s.beginAttempt(addrKeys); err != nil {
 		return nil, err
 	}
 	now := s.clock.Now()
@@ -104,18 +151,14 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		return err
 	})
 	if connect.CodeOf(err) == connect.CodeNotFound {
-		s.failed(addrKeys)
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no invitation has this code: it may have been revoked or resent"))
 	}
+	s.throttle.Cancel(addrKeys) // a real code: the attempt is not a guess
 	if err != nil {
 		return nil, err
 	}
 	if !now.Before(inv.ExpiresAt) {
 		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("this invitation has expired: ask for it to be resent"))
-	}
-	keys := throttleKeys(inv.Email, req.Peer().Addr)
-	if err := s.throttled(keys); err != nil {
-		return nil, err
 	}
 	var u store.User
 	var existing bool
@@ -131,24 +174,42 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, err
 	}
+	var keys []auth.Key
 	if existing {
-		if auth.CheckPassword(u.PasswordHash, m.GetPassword()) != nil {
-			s.failed(keys)
+		keys = s.signInKeys(inv.Email, peer)
+		if err := s.beginAttempt(keys); err != nil {
+			return nil, err
+		}
+		err := s.hasher.Check(ctx, u.PasswordHash, m.GetPassword())
+		if errors.Is(err, auth.ErrBusy) || ctx.Err() != nil {
+			s.throttle.Cancel(keys)
+			return nil, passwordErr(err)
+		}
+		if err != nil {
 			return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%s has an account: give its current password", inv.Email))
 		}
 	} else {
 		if err := auth.ValidatePassword(m.GetPassword()); err != nil {
 			return nil, invalid("password for the new account: %v", err)
 		}
-		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: auth.HashPassword(m.GetPassword()), CreatedAt: now.UTC()}
+		hash, err := s.hasher.Hash(ctx, m.GetPassword())
+		if err != nil {
+			return nil, passwordErr(err)
+		}
+		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: hash, CreatedAt: now.UTC()}
 	}
-	grant := store.Grant{Subject: "user:" + u.ID, Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC()}
+	grant := store.Grant{Subject: "user:" + u.ID, Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC(), ViaOrg: inv.ViaOrg}
 	err = s.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetInvite(ctx, inv.ID); err != nil {
 			return err // revoked meanwhile
 		}
 		if !scopeExists(ctx, tx, inv.Scope) {
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the invitation was to %s, which has been deleted since", inv.Scope))
+		}
+		if inv.ViaOrg != "" {
+			if ok, err := sharedWith(ctx, tx, inv.Scope, inv.ViaOrg); err != nil || !ok {
+				return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the invitation was made through a share of %s with org/%s, which has ended: ask for a new one", inv.Scope, inv.ViaOrg))
+			}
 		}
 		if !existing {
 			if err := tx.PutUser(ctx, u); err != nil {
@@ -174,7 +235,9 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, s.storeErr(err)
 	}
-	s.throttle.Succeed(keys[0])
+	if existing {
+		s.signedIn(inv.Email, peer, keys)
+	}
 	tok, _, err := s.signer.Issue(u.ID, now, 0)
 	if err != nil {
 		return nil, internal(s.log, "accept invitation", err)

@@ -232,6 +232,17 @@ func matrixCases() []rpcCase {
 		{"RevokeInvite", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.user.RevokeInvite(ctx, req(&fleetv1.RevokeInviteRequest{InviteId: s.inv})))
 		}},
+		{"DeleteUser", nobody, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + s.t})))
+		}},
+		{"SignOut", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))
+		}},
+		// Let through, the call is refused on its too short new password:
+		// the matrix's users have none to give.
+		{"ChangePassword", signedIn, true, connect.CodeInvalidArgument, func(ctx context.Context, c *clients, s side) error {
+			return discard(c.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: "x", NewPassword: "short"})))
+		}},
 		{"AcceptInvite", everyone, true, 0, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: s.invCode, Password: "a long enough password"})))
 		}},
@@ -392,7 +403,8 @@ func TestPermissionMatrix(t *testing.T) {
 					tok := ""
 					switch role {
 					case cloudAdmin:
-						tok = e.adminToken
+						// Fresh every time: SignOut revokes the token it carries.
+						tok = e.token(e.adminID())
 					case anonymous:
 					default:
 						tok = e.token(users[role])

@@ -36,16 +36,25 @@ type RunConfig struct {
 	// synced commit of the ingest store waits this long more, as on a slow
 	// disk. 0 in production.
 	FaultFsyncDelay time.Duration
+	// PasswordMemory bounds the memory password hashing uses at once, in
+	// bytes; 0 means auth.DefaultHashMemory (six sign-ins at a time).
+	PasswordMemory int64
+	// SMTP is the relay invitation codes are mailed through; nil sends no
+	// mail, and the cloud refuses invitations (its admin creates users).
+	SMTP *SMTPConfig
 	// Ready, if set, is called with the listening address once serving.
 	Ready func(addr string)
 }
 
 // Run opens the embedded stores in the data folder, bootstraps them, and
-// serves the fleet API and the part sync API until ctx ends.
+// serves the fleet API and the part sync API until ctx ends. It sets the
+// process's umask to 077 first: every file the cloud writes (the stores
+// with the signing key, admin.token, blobs) is readable by its user alone.
 func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both or neither")
 	}
+	ownerOnlyFiles()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -83,7 +92,16 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 			err = cerr
 		}
 	}()
-	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Sync: partsync.Options{PollInterval: cfg.PollInterval}})
+	var mailer Mailer
+	if cfg.SMTP != nil {
+		if mailer, err = NewSMTPMailer(*cfg.SMTP); err != nil {
+			return err
+		}
+	} else {
+		cfg.Log.Info("no SMTP relay (--smtp-host): invitations are refused; the admin creates users with `outpost user create`")
+	}
+	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Mailer: mailer,
+		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}})
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,12 @@ type Config struct {
 	// Sync configures the part sync API; its Clock and Logger default to
 	// the server's.
 	Sync partsync.Options
+	// Mailer sends invitation codes to the invited mailbox; nil refuses
+	// invitations (the cloud's admin creates users directly instead).
+	Mailer Mailer
+	// PasswordMemory bounds the memory password hashing (argon2id) may use
+	// at once, in bytes; 0 means auth.DefaultHashMemory.
+	PasswordMemory int64
 }
 
 // Server is the fleet API.
@@ -81,6 +87,8 @@ type Server struct {
 	rules    map[string]*methodRule
 	snaps    *snapshots
 	throttle *auth.Throttle
+	hasher   *auth.Hasher
+	mailer   Mailer
 	auditSeq atomic.Uint32
 	ingest   ingest.Store
 	blobs    ingest.BlobStore
@@ -112,7 +120,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		st: cfg.Store, signer: cfg.Signer, clock: cfg.Clock, log: cfg.Log, rules: rules,
-		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(), ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
+		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(), hasher: auth.NewHasher(cfg.PasswordMemory), mailer: cfg.Mailer, ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
 	}
 	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}}
 	if s.syncOpts.Clock == nil {
@@ -278,15 +286,17 @@ func validID(id string) bool {
 // normalizeEmail lowercases and trims an address; comparisons use this form.
 func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
 
-// validEmail accepts one @ with something on each side, no spaces, and a
-// length SMTP allows; delivery is not the cloud's concern.
+// validEmail accepts one @ with something on each side, no spaces and no
+// mail syntax, and a length SMTP allows; invitation codes are mailed to it.
 func validEmail(e string) error {
 	if e == "" {
 		return invalid("email is required")
 	}
 	local, domain, ok := strings.Cut(e, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(e) > maxEmailLen ||
-		strings.ContainsFunc(e, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) {
+		strings.ContainsFunc(e, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }) ||
+		// Mail syntax (a display name, a list, a route) is no address of one mailbox.
+		strings.ContainsAny(e, `<>,;:"()[]\`) {
 		return invalid("email %q is not an address like name@example.com", e)
 	}
 	return nil

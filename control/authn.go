@@ -16,14 +16,11 @@ import (
 //	Authorization: Bearer <JWT>               a user access token: EdDSA, "kid" header, sub = user ID
 
 // verifyToken checks a user token offline with the bundle's token keys and
-// returns the user ID and the token's expiry.
-func verifyToken(token string, keys map[string]ed25519.PublicKey, now time.Time) (string, time.Time, error) {
+// returns its claims: the user ID, expiry, issue time and token ID.
+func verifyToken(token string, keys map[string]ed25519.PublicKey, now time.Time) (*credential.Claims, error) {
 	c, err := credential.VerifyToken(token, keys, now)
 	if errors.Is(err, credential.ErrUnknownKey) {
-		return "", time.Time{}, fmt.Errorf("%w (this part's grants may be out of date)", err)
+		return nil, fmt.Errorf("%w (this part's grants may be out of date)", err)
 	}
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return c.Subject, c.ExpiresAt.Time, nil
+	return c, err
 }

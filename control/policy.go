@@ -53,10 +53,14 @@ func (p *policy) verify(token string, now time.Time) (string, error) {
 	if ok && now.Before(v.exp) {
 		return v.user, nil
 	}
-	user, exp, err := verifyToken(token, p.tokenKeys, now)
+	c, err := verifyToken(token, p.tokenKeys, now)
 	if err != nil {
 		return "", err
 	}
+	if err := p.tokenRevoked(c); err != nil {
+		return "", err
+	}
+	user, exp := c.Subject, c.ExpiresAt.Time
 	p.mu.Lock()
 	if len(p.verified) >= maxVerified {
 		clear(p.verified)
@@ -71,6 +75,10 @@ type principal struct {
 	subject rbac.Subject
 	display string
 	keyHash []byte
+	// For users: tokens issued before notBefore, and those in revoked, were
+	// revoked at the cloud (password change, sign-out).
+	notBefore time.Time
+	revoked   map[string]bool
 }
 
 // unprovisioned names the machine a part without any grant bundle decides
@@ -115,6 +123,15 @@ func newPolicy(b *syncv1.GrantBundle) *policy {
 			continue
 		}
 		s.subject.ID = pr.GetId()
+		if nb := pr.GetTokensNotBefore(); nb != nil {
+			s.notBefore = nb.AsTime()
+		}
+		for _, id := range pr.GetRevokedTokenIds() {
+			if s.revoked == nil {
+				s.revoked = map[string]bool{}
+			}
+			s.revoked[id] = true
+		}
 		for _, g := range pr.GetGrants() {
 			if rg, ok := grantOf(g); ok {
 				s.subject.Grants = append(s.subject.Grants, rg)

@@ -1,10 +1,17 @@
 package auth
 
 import (
+	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -129,35 +136,119 @@ func TestSecrets(t *testing.T) {
 func TestThrottle(t *testing.T) {
 	th := NewThrottle()
 	at := now
+	k := []Key{{Name: "k", Max: 15 * time.Minute, ClearOnSuccess: true}}
 	for range th.Free {
-		if w := th.Wait("k", at); w != 0 {
+		if w := th.Begin(k, at); w != 0 {
 			t.Fatalf("waited %v within the free failures", w)
 		}
-		th.Fail("k", at)
 	}
-	th.Fail("k", at)
-	if w := th.Wait("k", at); w != time.Second {
-		t.Fatalf("after 6 failures wait %v, want 1s", w)
+	if w := th.Begin(k, at); w != time.Second {
+		t.Fatalf("after %d failures wait %v, want 1s", th.Free, w)
 	}
-	th.Fail("k", at)
-	if w := th.Wait("k", at); w != 2*time.Second {
-		t.Fatalf("after 7 failures wait %v, want 2s", w)
-	}
-	if w := th.Wait("other", at); w != 0 {
-		t.Fatalf("other key waits %v", w)
-	}
-	for range 40 {
-		th.Fail("k", at)
-	}
-	if w := th.Wait("k", at); w != th.Max {
-		t.Fatalf("capped wait %v", w)
-	}
-	if w := th.Wait("k", at.Add(th.Max)); w != 0 {
+	if w := th.Begin(k, at.Add(time.Second)); w != 0 {
 		t.Fatalf("after the wait: %v", w)
 	}
-	th.Succeed("k")
-	if w := th.Wait("k", at); w != 0 {
+	if w := th.Begin(k, at.Add(time.Second)); w != 2*time.Second {
+		t.Fatalf("after %d failures wait %v, want 2s", th.Free+1, w)
+	}
+	if w := th.Begin([]Key{{Name: "other", Max: time.Minute}}, at); w != 0 {
+		t.Fatalf("other key waits %v", w)
+	}
+	// A refused attempt names every key; none is counted.
+	if w := th.Begin(append(k, Key{Name: "other", Max: time.Minute}), at.Add(time.Second)); w != 2*time.Second {
+		t.Fatalf("two keys wait %v", w)
+	}
+	for i := range 40 {
+		th.Begin(k, at.Add(time.Duration(i)*time.Hour))
+	}
+	last := at.Add(39 * time.Hour)
+	if w := th.Begin(k, last); w != 15*time.Minute {
+		t.Fatalf("capped wait %v", w)
+	}
+	if w := th.Begin([]Key{{Name: "k", Max: time.Minute}}, last); w != 15*time.Minute {
+		t.Fatalf("a wait already set stands: %v", w)
+	}
+	th.Succeed(k)
+	if w := th.Begin(k, last); w != 0 {
 		t.Fatalf("after success: %v", w)
+	}
+	// Without ClearOnSuccess a success takes back only its own attempt.
+	a := []Key{{Name: "a", Max: time.Minute}}
+	for range th.Free {
+		th.Begin(a, at)
+	}
+	th.Succeed(a)
+	if w := th.Begin(a, at); w != 0 {
+		t.Fatalf("a success did not take back its attempt: %v", w)
+	}
+	if w := th.Begin(a, at); w != time.Second {
+		t.Fatalf("a success cleared the other failures: %v", w)
+	}
+	th.Remember("pair", at)
+	if !th.Knows("pair", at.Add(th.Known-time.Second)) || th.Knows("pair", at.Add(th.Known)) || th.Knows("other", at) {
+		t.Fatal("Knows")
+	}
+}
+
+// TestThrottleIsAtomic: of many concurrent attempts at one instant, at
+// most Free are let through.
+func TestThrottleIsAtomic(t *testing.T) {
+	th := NewThrottle()
+	var passed atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			if th.Begin([]Key{{Name: "k", Max: time.Minute}}, now) == 0 {
+				passed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if passed.Load() != int64(th.Free) {
+		t.Fatalf("%d of 200 concurrent attempts went through, want %d", passed.Load(), th.Free)
+	}
+}
+
+// TestHasherBoundsMemory: concurrent checks never use more than the budget
+// at once; those that cannot wait fail with ErrBusy, never otherwise.
+func TestHasherBoundsMemory(t *testing.T) {
+	// Cheap parameters (64 KiB, one pass) keep the test fast; the budget
+	// is two of them.
+	salt := []byte("0123456789abcdef")
+	key := argon2.IDKey([]byte("correct horse battery"), salt, 1, 64, 1, 32)
+	enc := base64.RawStdEncoding
+	hash := fmt.Sprintf("$argon2id$v=%d$m=64,t=1,p=1$%s$%s", argon2.Version, enc.EncodeToString(salt), enc.EncodeToString(key))
+	h := NewHasher(2 * 64 * 1024)
+	var wg sync.WaitGroup
+	var ok, busy, other atomic.Int64
+	for range 40 {
+		wg.Go(func() {
+			switch err := h.Check(context.Background(), hash, "correct horse battery"); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrBusy):
+				busy.Add(1)
+			default:
+				other.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if p := h.peak.Load(); p > 2 || p < 1 {
+		t.Fatalf("%d hashes ran at once, want at most 2", p)
+	}
+	if other.Load() != 0 || ok.Load() < 2 || ok.Load()+busy.Load() != 40 {
+		t.Fatalf("ok %d busy %d other %d", ok.Load(), busy.Load(), other.Load())
+	}
+	// A hash whose memory passes the whole budget still runs, alone.
+	big := strings.Replace(hash, "m=64", "m=1024", 1)
+	if err := h.Check(context.Background(), big, "x"); !errors.Is(err, ErrPasswordMismatch) {
+		t.Fatalf("a larger hash: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Hash(ctx, "correct horse battery"); err != nil {
+		t.Fatalf("a free slot is taken without waiting, whatever the context: %v", err)
 	}
 }
 

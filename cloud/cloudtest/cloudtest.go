@@ -51,6 +51,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/faultproxy"
@@ -94,6 +95,8 @@ type Cloud struct {
 	Clock clock.Clock
 	// Server is the fleet API server.
 	Server *cloud.Server
+	// Mail is the SMTP relay the cloud mails invitation codes through.
+	Mail *mailtest.Server
 
 	srv     *httptest.Server
 	hc      *http.Client
@@ -162,7 +165,14 @@ func New(tb testing.TB, opts Options) *Cloud {
 			tb.Errorf("cloudtest: close the ingest store: %v", err)
 		}
 	})
-	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync})
+	c.Mail = mailtest.New(tb)
+	c.remember(c.Mail.Password)
+	mailer, err := cloud.NewSMTPMailer(cloud.SMTPConfig{Host: c.Mail.Host, Port: c.Mail.Port, From: "outpost@cloudtest.example",
+		Username: c.Mail.Username, Password: c.Mail.Password, TLSConfig: c.Mail.TLSConfig})
+	if err != nil {
+		tb.Fatalf("cloudtest: %v", err)
+	}
+	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer})
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
@@ -245,6 +255,8 @@ type Clients struct {
 	Data     fleetv1connect.DataServiceClient
 	Access   fleetv1connect.AccessServiceClient
 	Audit    fleetv1connect.AuditServiceClient
+	Auth     fleetv1connect.AuthServiceClient
+	User     fleetv1connect.UserServiceClient
 }
 
 // Admin returns clients acting as the cloud's admin, with a fresh token on
@@ -277,6 +289,8 @@ func (c *Cloud) clients(token func() string) *Clients {
 		Data:     fleetv1connect.NewDataServiceClient(c.hc, c.URL, bearer),
 		Access:   fleetv1connect.NewAccessServiceClient(c.hc, c.URL, bearer),
 		Audit:    fleetv1connect.NewAuditServiceClient(c.hc, c.URL, bearer),
+		Auth:     fleetv1connect.NewAuthServiceClient(c.hc, c.URL, bearer),
+		User:     fleetv1connect.NewUserServiceClient(c.hc, c.URL, bearer),
 	}
 }
 
@@ -406,6 +420,35 @@ func (c *Cloud) CreateAPIKey(tb testing.TB, role, scope string) APIKey {
 		c.remember(secret)
 	}
 	return APIKey{ID: res.GetKey().GetId(), Token: res.GetToken()}
+}
+
+// CreateUser creates a user with password holding role on scope (none for
+// ""), as the admin, and returns its ID.
+func (c *Cloud) CreateUser(tb testing.TB, email, password, role, scope string) string {
+	tb.Helper()
+	c.remember(password)
+	ctx := context.Background()
+	admin := c.Admin(tb)
+	u := must(tb, "create user "+email, func() (*fleetv1.CreateUserResponse, error) {
+		return unwrap(admin.User.CreateUser(ctx, connect.NewRequest(&fleetv1.CreateUserRequest{Email: email, Password: password})))
+	}).GetUser()
+	if role != "" {
+		must(tb, "grant "+email+" "+role+" on "+scope, func() (*fleetv1.GrantRoleResponse, error) {
+			return unwrap(admin.Role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))
+		})
+	}
+	return u.GetId()
+}
+
+// SignIn signs a user in and returns its access token.
+func (c *Cloud) SignIn(tb testing.TB, email, password string) string {
+	tb.Helper()
+	res := must(tb, "sign in as "+email, func() (*fleetv1.SignInResponse, error) {
+		return unwrap(fleetv1connect.NewAuthServiceClient(c.hc, c.URL).SignIn(context.Background(),
+			connect.NewRequest(&fleetv1.SignInRequest{Email: email, Password: password})))
+	})
+	c.remember(res.GetAccessToken())
+	return res.GetAccessToken()
 }
 
 // RevokeAPIKey deletes a key and its grants.

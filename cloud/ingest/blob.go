@@ -49,7 +49,7 @@ var _ BlobStore = (*FileBlobStore)(nil)
 // NewFileBlobStore returns a FileBlobStore rooted at root, creating it.
 func NewFileBlobStore(root string) (*FileBlobStore, error) {
 	for _, sub := range []string{"partial", "blobs"} {
-		if err := os.MkdirAll(filepath.Join(root, sub), 0o750); err != nil {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("create blob folder: %w", err)
 		}
 	}
@@ -73,10 +73,10 @@ func (f *FileBlobStore) WriteAt(_ context.Context, key BlobKey, offset uint64, d
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return fmt.Errorf("write blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
-	fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o640)
+	fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("write blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
@@ -138,7 +138,7 @@ func (f *FileBlobStore) Commit(_ context.Context, key BlobKey) error {
 		return err
 	}
 	to, _ := f.path("blobs", key)
-	if err := os.MkdirAll(filepath.Dir(to), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 		return fmt.Errorf("commit blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	if err := os.Rename(from, to); err != nil {

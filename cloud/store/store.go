@@ -76,6 +76,8 @@ type Tx interface {
 	GetUserByEmail(ctx context.Context, email string) (User, error)
 	// PutUser creates or replaces a user; another user's email is ErrExists.
 	PutUser(ctx context.Context, u User) error
+	// DeleteUser removes a user and frees its email; its grants are the caller's.
+	DeleteUser(ctx context.Context, id string) error
 	ListUsers(ctx context.Context) ([]User, error)
 
 	GetAPIKey(ctx context.Context, id string) (APIKey, error)
@@ -198,6 +200,19 @@ type User struct {
 	// Admin marks the cloud-wide admin.
 	Admin     bool
 	CreatedAt time.Time
+	// TokensNotBefore revokes every access token of the user issued
+	// before it (a password change); zero revokes none.
+	TokensNotBefore time.Time
+	// RevokedTokens are tokens of the user revoked one by one (sign-out),
+	// each kept until it would have expired anyway.
+	RevokedTokens []RevokedToken
+}
+
+// RevokedToken is one revoked access token: its ID (the JWT's jti) and
+// when it expires, after which it need not be remembered.
+type RevokedToken struct {
+	ID        string
+	ExpiresAt time.Time
 }
 
 // APIKey is a key; its grants are Grants with Subject "apikey:ID".
@@ -211,6 +226,11 @@ type APIKey struct {
 	SecretHash []byte
 	CreatedBy  string
 	CreatedAt  time.Time
+	// ViaOrg is the organization whose share of a location let the creator
+	// make it: its owners' authority here came only through that share.
+	// Ending the share ends what it made. "" when made with authority in
+	// the scope's own organization.
+	ViaOrg string
 }
 
 // Grant is a role held by a subject on a scope.
@@ -224,6 +244,11 @@ type Grant struct {
 	// OrgID is the organization the scope belongs to.
 	OrgID     string
 	CreatedAt time.Time
+	// ViaOrg is the organization whose share of a location let the creator
+	// make it: its owners' authority here came only through that share.
+	// Ending the share ends what it made. "" when made with authority in
+	// the scope's own organization.
+	ViaOrg string
 }
 
 // Invite is an invitation to a role on a scope.
@@ -238,6 +263,11 @@ type Invite struct {
 	InvitedBy string
 	ExpiresAt time.Time
 	CreatedAt time.Time
+	// ViaOrg is the organization whose share of a location let the creator
+	// make it: its owners' authority here came only through that share.
+	// Ending the share ends what it made. "" when made with authority in
+	// the scope's own organization.
+	ViaOrg string
 }
 
 // AuditEvent records one decided change.

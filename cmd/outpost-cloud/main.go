@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +44,9 @@ func newRoot() *cobra.Command {
 func newServe() *cobra.Command {
 	var dataDir, listen, certFile, keyFile, level string
 	var poll, fsyncDelay time.Duration
+	var smtpCfg cloud.SMTPConfig
+	var smtpPasswordFile string
+	var passwordMiB int64
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -61,7 +65,18 @@ func newServe() *cobra.Command {
 			log, _ := logging.New(logging.Options{Level: lvl})
 			defer func() { _ = log.Sync() }()
 			log.Info("outpost-cloud starting", zap.String("version", version.Version))
-			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll, FaultFsyncDelay: fsyncDelay})
+			if passwordMiB < 0 || passwordMiB > 1<<16 {
+				return fmt.Errorf("--password-memory %d: want 0 (the default) to 65536 MiB", passwordMiB)
+			}
+			rc := cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
+				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay}
+			if smtpCfg.Host != "" {
+				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
+					return err
+				}
+				rc.SMTP = &smtpCfg
+			}
+			return cloud.Run(cmd.Context(), rc)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")
@@ -72,5 +87,26 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().DurationVar(&fsyncDelay, "fault-fsync-delay", 0, "fault injection for tests: each synced commit of the ingest store waits this long more, as on a slow disk")
 	_ = cmd.Flags().MarkHidden("fault-fsync-delay")
+	cmd.Flags().Int64Var(&passwordMiB, "password-memory", 0, "MiB password hashing may use at once (argon2id, 19 MiB a sign-in; default 114: six at a time)")
+	cmd.Flags().StringVar(&smtpCfg.Host, "smtp-host", "", "SMTP relay that mails invitation codes; without it invitations are refused and the admin creates users")
+	cmd.Flags().IntVar(&smtpCfg.Port, "smtp-port", 0, "SMTP relay port (default 587, or 465 with --smtp-tls tls)")
+	cmd.Flags().StringVar(&smtpCfg.From, "smtp-from", "", "sender address of invitation mails")
+	cmd.Flags().StringVar(&smtpCfg.Username, "smtp-user", "", "SMTP user name; its password comes from $OUTPOST_SMTP_PASSWORD or --smtp-password-file, never a flag")
+	cmd.Flags().StringVar(&smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP password")
+	cmd.Flags().StringVar(&smtpCfg.TLS, "smtp-tls", "starttls", "starttls (required), tls (from the first byte) or none (only to a relay on loopback)")
+	cmd.Flags().StringVar(&smtpCfg.CloudURL, "public-url", "", "the cloud's URL as users reach it, named in invitation mails")
 	return cmd
+}
+
+// smtpPassword reads the SMTP password from a file, else from
+// $OUTPOST_SMTP_PASSWORD: a command line is visible to every user of the machine.
+func smtpPassword(file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--smtp-password-file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return os.Getenv("OUTPOST_SMTP_PASSWORD"), nil
 }

@@ -78,7 +78,7 @@ func newRoot(e env) *cobra.Command {
 	pf.StringVar(&g.token, "token", "", "access token or API key \"<id>:<secret>\" (or $OUTPOST_TOKEN; else the one saved by outpost login)")
 	pf.BoolVar(&g.json, "json", false, "print what the API returns as JSON")
 	root.AddCommand(
-		newCloudCmd(g), newLoginCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
+		newCloudCmd(g), newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
 		newPartCmd(g), newUserCmd(g), newRoleCmd(g), newAPIKeyCmd(g), newAccessCmd(g), newAuditCmd(g),
 		newConfigCmd(g), newFragmentCmd(g), newLogsCmd(g), newDataCmd(g),
 	)

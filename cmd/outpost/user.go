@@ -56,7 +56,7 @@ func newUserCmd(g *globals) *cobra.Command {
 
 	var role, scope string
 	invite := &cobra.Command{
-		Use: "invite EMAIL --role owner|operator --scope org/ID|location/ID|machine/ID", Short: "Invite someone to a role", Args: cobra.ExactArgs(1),
+		Use: "invite EMAIL --role owner|operator --scope org/ID|location/ID|machine/ID", Short: "Invite someone to a role; the code is mailed to them, and only to them", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
 				res, err := c.user.InviteUser(ctx, connect.NewRequest(&fleetv1.InviteUserRequest{Email: args[0], Role: role, Scope: scope}))
@@ -67,7 +67,8 @@ func newUserCmd(g *globals) *cobra.Command {
 					if err := inviteTable(w, res.Msg.GetInvite()); err != nil {
 						return err
 					}
-					return secretNote(w, "invitation code (accept with `outpost user accept-invite --password-stdin CODE`)", res.Msg.GetCode())
+					_, err := fmt.Fprintf(w, "the invitation code was mailed to %s, and only there\n", res.Msg.GetInvite().GetEmail())
+					return err
 				}, nil
 			})
 		},
@@ -90,7 +91,8 @@ func newUserCmd(g *globals) *cobra.Command {
 					if err := inviteTable(w, res.Msg.GetInvite()); err != nil {
 						return err
 					}
-					return secretNote(w, "new invitation code", res.Msg.GetCode())
+					_, err := fmt.Fprintf(w, "a new code was mailed to %s; the old one no longer works\n", res.Msg.GetInvite().GetEmail())
+					return err
 				}, nil
 			})
 		},
@@ -139,6 +141,6 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 	accept.Flags().BoolVar(&acceptStdin, "password-stdin", false, "read the password from stdin")
-	cmd.AddCommand(create, invite, resend, revoke, accept)
+	cmd.AddCommand(create, invite, resend, revoke, accept, newUserPasswdCmd(g), newUserDeleteCmd(g))
 	return cmd
 }

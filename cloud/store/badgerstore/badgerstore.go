@@ -531,6 +531,7 @@ func (t *tx) GetUserByEmail(_ context.Context, email string) (store.User, error)
 	return get(t, users, string(id))
 }
 func (t *tx) PutUser(_ context.Context, u store.User) error   { return put(t, users, u) }
+func (t *tx) DeleteUser(_ context.Context, id string) error   { return del(t, users, id) }
 func (t *tx) ListUsers(context.Context) ([]store.User, error) { return list(t, users) }
 
 func (t *tx) GetAPIKey(_ context.Context, id string) (store.APIKey, error) {

@@ -224,6 +224,28 @@ func testUsers(t *testing.T, s store.Store) {
 		equal(t, "users", ids(all, func(u store.User) string { return u.ID }), []string{"u1", "u2"})
 		return nil
 	})
+	// A deleted user's email is free again; revocations round-trip.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.DeleteUser(ctx, "u1"); err != nil {
+			return err
+		}
+		return tx.PutUser(ctx, store.User{ID: "u3", Email: "b@x.org", TokensNotBefore: t0,
+			RevokedTokens: []store.RevokedToken{{ID: "t1", ExpiresAt: t0}}})
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.GetUser(ctx, "u1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("deleted user: %v", err)
+		}
+		u, err := tx.GetUserByEmail(ctx, "b@x.org")
+		if err != nil {
+			return err
+		}
+		equal(t, "email of the new user", u.ID, "u3")
+		if !u.TokensNotBefore.Equal(t0) || len(u.RevokedTokens) != 1 || u.RevokedTokens[0].ID != "t1" || !u.RevokedTokens[0].ExpiresAt.Equal(t0) {
+			t.Errorf("revocations %v %v", u.TokensNotBefore, u.RevokedTokens)
+		}
+		return nil
+	})
 }
 
 func testGrants(t *testing.T, s store.Store) {

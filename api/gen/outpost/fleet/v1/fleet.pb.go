@@ -128,6 +128,199 @@ func (x *GetServerInfoResponse) GetCommit() string {
 	return ""
 }
 
+// SignOutRequest takes no arguments: the token of the call is revoked.
+type SignOutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignOutRequest) Reset() {
+	*x = SignOutRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignOutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignOutRequest) ProtoMessage() {}
+
+func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignOutRequest.ProtoReflect.Descriptor instead.
+func (*SignOutRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
+}
+
+// SignOutResponse is empty.
+type SignOutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignOutResponse) Reset() {
+	*x = SignOutResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignOutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignOutResponse) ProtoMessage() {}
+
+func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignOutResponse.ProtoReflect.Descriptor instead.
+func (*SignOutResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
+}
+
+// ChangePasswordRequest carries the current and the new password.
+type ChangePasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current password.
+	CurrentPassword string `protobuf:"bytes,1,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	// The new password, 12 to 256 bytes.
+	NewPassword string `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	// How long the new token should live, in seconds, as in SignInRequest.
+	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ChangePasswordRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// ChangePasswordResponse carries a new access token: the old ones are revoked.
+type ChangePasswordResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new access token.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// When it stops working.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordResponse) Reset() {
+	*x = ChangePasswordResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordResponse) ProtoMessage() {}
+
+func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
+func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ChangePasswordResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *ChangePasswordResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // SignInRequest names the user and their password.
 type SignInRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -144,7 +337,7 @@ type SignInRequest struct {
 
 func (x *SignInRequest) Reset() {
 	*x = SignInRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[2]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +349,7 @@ func (x *SignInRequest) String() string {
 func (*SignInRequest) ProtoMessage() {}
 
 func (x *SignInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[2]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +362,7 @@ func (x *SignInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
 func (*SignInRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{2}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SignInRequest) GetEmail() string {
@@ -208,7 +401,7 @@ type SignInResponse struct {
 
 func (x *SignInResponse) Reset() {
 	*x = SignInResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[3]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +413,7 @@ func (x *SignInResponse) String() string {
 func (*SignInResponse) ProtoMessage() {}
 
 func (x *SignInResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[3]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +426,7 @@ func (x *SignInResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInResponse.ProtoReflect.Descriptor instead.
 func (*SignInResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{3}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignInResponse) GetAccessToken() string {
@@ -266,7 +459,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[4]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +471,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[4]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +484,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{4}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
 }
 
 // WhoAmIResponse describes the caller.
@@ -311,7 +504,7 @@ type WhoAmIResponse struct {
 
 func (x *WhoAmIResponse) Reset() {
 	*x = WhoAmIResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[5]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +516,7 @@ func (x *WhoAmIResponse) String() string {
 func (*WhoAmIResponse) ProtoMessage() {}
 
 func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[5]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +529,7 @@ func (x *WhoAmIResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIResponse.ProtoReflect.Descriptor instead.
 func (*WhoAmIResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{5}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WhoAmIResponse) GetSubject() string {
@@ -384,7 +577,7 @@ type Organization struct {
 
 func (x *Organization) Reset() {
 	*x = Organization{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[6]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +589,7 @@ func (x *Organization) String() string {
 func (*Organization) ProtoMessage() {}
 
 func (x *Organization) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[6]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +602,7 @@ func (x *Organization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Organization.ProtoReflect.Descriptor instead.
 func (*Organization) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{6}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Organization) GetId() string {
@@ -453,7 +646,7 @@ type SetDocumentLifetimeRequest struct {
 
 func (x *SetDocumentLifetimeRequest) Reset() {
 	*x = SetDocumentLifetimeRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +658,7 @@ func (x *SetDocumentLifetimeRequest) String() string {
 func (*SetDocumentLifetimeRequest) ProtoMessage() {}
 
 func (x *SetDocumentLifetimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[7]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +671,7 @@ func (x *SetDocumentLifetimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDocumentLifetimeRequest.ProtoReflect.Descriptor instead.
 func (*SetDocumentLifetimeRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{7}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetDocumentLifetimeRequest) GetOrgId() string {
@@ -506,7 +699,7 @@ type SetDocumentLifetimeResponse struct {
 
 func (x *SetDocumentLifetimeResponse) Reset() {
 	*x = SetDocumentLifetimeResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +711,7 @@ func (x *SetDocumentLifetimeResponse) String() string {
 func (*SetDocumentLifetimeResponse) ProtoMessage() {}
 
 func (x *SetDocumentLifetimeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[8]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +724,7 @@ func (x *SetDocumentLifetimeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDocumentLifetimeResponse.ProtoReflect.Descriptor instead.
 func (*SetDocumentLifetimeResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{8}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetDocumentLifetimeResponse) GetOrg() *Organization {
@@ -552,7 +745,7 @@ type CreateOrgRequest struct {
 
 func (x *CreateOrgRequest) Reset() {
 	*x = CreateOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +757,7 @@ func (x *CreateOrgRequest) String() string {
 func (*CreateOrgRequest) ProtoMessage() {}
 
 func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[9]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +770,7 @@ func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrgRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{9}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateOrgRequest) GetName() string {
@@ -598,7 +791,7 @@ type CreateOrgResponse struct {
 
 func (x *CreateOrgResponse) Reset() {
 	*x = CreateOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +803,7 @@ func (x *CreateOrgResponse) String() string {
 func (*CreateOrgResponse) ProtoMessage() {}
 
 func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[10]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +816,7 @@ func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrgResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{10}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateOrgResponse) GetOrg() *Organization {
@@ -642,7 +835,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -654,7 +847,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[11]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -667,7 +860,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{11}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 // ListOrgsResponse lists organizations.
@@ -681,7 +874,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +886,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[12]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +899,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{12}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Organization {
@@ -729,7 +922,7 @@ type RenameOrgRequest struct {
 
 func (x *RenameOrgRequest) Reset() {
 	*x = RenameOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +934,7 @@ func (x *RenameOrgRequest) String() string {
 func (*RenameOrgRequest) ProtoMessage() {}
 
 func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +947,7 @@ func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameOrgRequest.ProtoReflect.Descriptor instead.
 func (*RenameOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RenameOrgRequest) GetOrgId() string {
@@ -782,7 +975,7 @@ type RenameOrgResponse struct {
 
 func (x *RenameOrgResponse) Reset() {
 	*x = RenameOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +987,7 @@ func (x *RenameOrgResponse) String() string {
 func (*RenameOrgResponse) ProtoMessage() {}
 
 func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +1000,7 @@ func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameOrgResponse.ProtoReflect.Descriptor instead.
 func (*RenameOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenameOrgResponse) GetOrg() *Organization {
@@ -828,7 +1021,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1033,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1046,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteOrgRequest) GetOrgId() string {
@@ -872,7 +1065,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1077,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1090,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 // LeaveOrgRequest names the organization.
@@ -911,7 +1104,7 @@ type LeaveOrgRequest struct {
 
 func (x *LeaveOrgRequest) Reset() {
 	*x = LeaveOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1116,7 @@ func (x *LeaveOrgRequest) String() string {
 func (*LeaveOrgRequest) ProtoMessage() {}
 
 func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1129,7 @@ func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveOrgRequest.ProtoReflect.Descriptor instead.
 func (*LeaveOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaveOrgRequest) GetOrgId() string {
@@ -957,7 +1150,7 @@ type LeaveOrgResponse struct {
 
 func (x *LeaveOrgResponse) Reset() {
 	*x = LeaveOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1162,7 @@ func (x *LeaveOrgResponse) String() string {
 func (*LeaveOrgResponse) ProtoMessage() {}
 
 func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1175,7 @@ func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveOrgResponse.ProtoReflect.Descriptor instead.
 func (*LeaveOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaveOrgResponse) GetRemoved() int32 {
@@ -1003,7 +1196,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1208,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1221,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListMembersRequest) GetOrgId() string {
@@ -1049,7 +1242,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1254,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1267,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -1099,7 +1292,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1304,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1317,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Member) GetUser() *User {
@@ -1171,7 +1364,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1376,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1389,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Location) GetId() string {
@@ -1263,7 +1456,7 @@ type CreateLocationRequest struct {
 
 func (x *CreateLocationRequest) Reset() {
 	*x = CreateLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1468,7 @@ func (x *CreateLocationRequest) String() string {
 func (*CreateLocationRequest) ProtoMessage() {}
 
 func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1481,7 @@ func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLocationRequest.ProtoReflect.Descriptor instead.
 func (*CreateLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateLocationRequest) GetOrgId() string {
@@ -1323,7 +1516,7 @@ type CreateLocationResponse struct {
 
 func (x *CreateLocationResponse) Reset() {
 	*x = CreateLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1528,7 @@ func (x *CreateLocationResponse) String() string {
 func (*CreateLocationResponse) ProtoMessage() {}
 
 func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1541,7 @@ func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLocationResponse.ProtoReflect.Descriptor instead.
 func (*CreateLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateLocationResponse) GetLocation() *Location {
@@ -1369,7 +1562,7 @@ type ListLocationsRequest struct {
 
 func (x *ListLocationsRequest) Reset() {
 	*x = ListLocationsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1574,7 @@ func (x *ListLocationsRequest) String() string {
 func (*ListLocationsRequest) ProtoMessage() {}
 
 func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1587,7 @@ func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListLocationsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListLocationsRequest) GetOrgId() string {
@@ -1415,7 +1608,7 @@ type ListLocationsResponse struct {
 
 func (x *ListLocationsResponse) Reset() {
 	*x = ListLocationsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1620,7 @@ func (x *ListLocationsResponse) String() string {
 func (*ListLocationsResponse) ProtoMessage() {}
 
 func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1633,7 @@ func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListLocationsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListLocationsResponse) GetLocations() []*Location {
@@ -1463,7 +1656,7 @@ type RenameLocationRequest struct {
 
 func (x *RenameLocationRequest) Reset() {
 	*x = RenameLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1668,7 @@ func (x *RenameLocationRequest) String() string {
 func (*RenameLocationRequest) ProtoMessage() {}
 
 func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1681,7 @@ func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameLocationRequest.ProtoReflect.Descriptor instead.
 func (*RenameLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RenameLocationRequest) GetLocationId() string {
@@ -1516,7 +1709,7 @@ type RenameLocationResponse struct {
 
 func (x *RenameLocationResponse) Reset() {
 	*x = RenameLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1721,7 @@ func (x *RenameLocationResponse) String() string {
 func (*RenameLocationResponse) ProtoMessage() {}
 
 func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1734,7 @@ func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameLocationResponse.ProtoReflect.Descriptor instead.
 func (*RenameLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RenameLocationResponse) GetLocation() *Location {
@@ -1564,7 +1757,7 @@ type MoveLocationRequest struct {
 
 func (x *MoveLocationRequest) Reset() {
 	*x = MoveLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1769,7 @@ func (x *MoveLocationRequest) String() string {
 func (*MoveLocationRequest) ProtoMessage() {}
 
 func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1782,7 @@ func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLocationRequest.ProtoReflect.Descriptor instead.
 func (*MoveLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MoveLocationRequest) GetLocationId() string {
@@ -1617,7 +1810,7 @@ type MoveLocationResponse struct {
 
 func (x *MoveLocationResponse) Reset() {
 	*x = MoveLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1822,7 @@ func (x *MoveLocationResponse) String() string {
 func (*MoveLocationResponse) ProtoMessage() {}
 
 func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1835,7 @@ func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLocationResponse.ProtoReflect.Descriptor instead.
 func (*MoveLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MoveLocationResponse) GetLocation() *Location {
@@ -1663,7 +1856,7 @@ type DeleteLocationRequest struct {
 
 func (x *DeleteLocationRequest) Reset() {
 	*x = DeleteLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1868,7 @@ func (x *DeleteLocationRequest) String() string {
 func (*DeleteLocationRequest) ProtoMessage() {}
 
 func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1881,7 @@ func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteLocationRequest) GetLocationId() string {
@@ -1707,7 +1900,7 @@ type DeleteLocationResponse struct {
 
 func (x *DeleteLocationResponse) Reset() {
 	*x = DeleteLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1912,7 @@ func (x *DeleteLocationResponse) String() string {
 func (*DeleteLocationResponse) ProtoMessage() {}
 
 func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1925,7 @@ func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
 }
 
 // ShareLocationRequest names the location and the organization.
@@ -1748,7 +1941,7 @@ type ShareLocationRequest struct {
 
 func (x *ShareLocationRequest) Reset() {
 	*x = ShareLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1953,7 @@ func (x *ShareLocationRequest) String() string {
 func (*ShareLocationRequest) ProtoMessage() {}
 
 func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1966,7 @@ func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLocationRequest.ProtoReflect.Descriptor instead.
 func (*ShareLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ShareLocationRequest) GetLocationId() string {
@@ -1801,7 +1994,7 @@ type ShareLocationResponse struct {
 
 func (x *ShareLocationResponse) Reset() {
 	*x = ShareLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2006,7 @@ func (x *ShareLocationResponse) String() string {
 func (*ShareLocationResponse) ProtoMessage() {}
 
 func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2019,7 @@ func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLocationResponse.ProtoReflect.Descriptor instead.
 func (*ShareLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ShareLocationResponse) GetLocation() *Location {
@@ -1849,7 +2042,7 @@ type UnshareLocationRequest struct {
 
 func (x *UnshareLocationRequest) Reset() {
 	*x = UnshareLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +2054,7 @@ func (x *UnshareLocationRequest) String() string {
 func (*UnshareLocationRequest) ProtoMessage() {}
 
 func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +2067,7 @@ func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareLocationRequest.ProtoReflect.Descriptor instead.
 func (*UnshareLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnshareLocationRequest) GetLocationId() string {
@@ -1895,14 +2088,20 @@ func (x *UnshareLocationRequest) GetOrgId() string {
 type UnshareLocationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The location.
-	Location      *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Location *Location `protobuf:"bytes,1,opt,name=location,proto3" json:"location,omitempty"`
+	// Grants that the organization's owners gave through the share, on the
+	// location or anything in it, removed with it (each in the audit log).
+	GrantsRemoved int32 `protobuf:"varint,2,opt,name=grants_removed,json=grantsRemoved,proto3" json:"grants_removed,omitempty"`
+	// API keys that the organization's owners made through the share,
+	// removed with it (each in the audit log).
+	ApiKeysRemoved int32 `protobuf:"varint,3,opt,name=api_keys_removed,json=apiKeysRemoved,proto3" json:"api_keys_removed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UnshareLocationResponse) Reset() {
 	*x = UnshareLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1914,7 +2113,7 @@ func (x *UnshareLocationResponse) String() string {
 func (*UnshareLocationResponse) ProtoMessage() {}
 
 func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1927,7 +2126,7 @@ func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareLocationResponse.ProtoReflect.Descriptor instead.
 func (*UnshareLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnshareLocationResponse) GetLocation() *Location {
@@ -1935,6 +2134,20 @@ func (x *UnshareLocationResponse) GetLocation() *Location {
 		return x.Location
 	}
 	return nil
+}
+
+func (x *UnshareLocationResponse) GetGrantsRemoved() int32 {
+	if x != nil {
+		return x.GrantsRemoved
+	}
+	return 0
+}
+
+func (x *UnshareLocationResponse) GetApiKeysRemoved() int32 {
+	if x != nil {
+		return x.ApiKeysRemoved
+	}
+	return 0
 }
 
 // SetSupportAccessRequest names the location and the new setting.
@@ -1950,7 +2163,7 @@ type SetSupportAccessRequest struct {
 
 func (x *SetSupportAccessRequest) Reset() {
 	*x = SetSupportAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2175,7 @@ func (x *SetSupportAccessRequest) String() string {
 func (*SetSupportAccessRequest) ProtoMessage() {}
 
 func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2188,7 @@ func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSupportAccessRequest.ProtoReflect.Descriptor instead.
 func (*SetSupportAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SetSupportAccessRequest) GetLocationId() string {
@@ -2003,7 +2216,7 @@ type SetSupportAccessResponse struct {
 
 func (x *SetSupportAccessResponse) Reset() {
 	*x = SetSupportAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2228,7 @@ func (x *SetSupportAccessResponse) String() string {
 func (*SetSupportAccessResponse) ProtoMessage() {}
 
 func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2241,7 @@ func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSupportAccessResponse.ProtoReflect.Descriptor instead.
 func (*SetSupportAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetSupportAccessResponse) GetLocation() *Location {
@@ -2052,7 +2265,7 @@ type BootstrapPartRequest struct {
 
 func (x *BootstrapPartRequest) Reset() {
 	*x = BootstrapPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2277,7 @@ func (x *BootstrapPartRequest) String() string {
 func (*BootstrapPartRequest) ProtoMessage() {}
 
 func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2290,7 @@ func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapPartRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BootstrapPartRequest) GetPartId() string {
@@ -2105,7 +2318,7 @@ type BootstrapPartResponse struct {
 
 func (x *BootstrapPartResponse) Reset() {
 	*x = BootstrapPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2330,7 @@ func (x *BootstrapPartResponse) String() string {
 func (*BootstrapPartResponse) ProtoMessage() {}
 
 func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2343,7 @@ func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapPartResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *BootstrapPartResponse) GetBootstrap() *v1.Bootstrap {
@@ -2151,7 +2364,7 @@ type GetMachineStatusRequest struct {
 
 func (x *GetMachineStatusRequest) Reset() {
 	*x = GetMachineStatusRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2376,7 @@ func (x *GetMachineStatusRequest) String() string {
 func (*GetMachineStatusRequest) ProtoMessage() {}
 
 func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2389,7 @@ func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetMachineStatusRequest) GetMachineId() string {
@@ -2199,7 +2412,7 @@ type GetMachineStatusResponse struct {
 
 func (x *GetMachineStatusResponse) Reset() {
 	*x = GetMachineStatusResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2424,7 @@ func (x *GetMachineStatusResponse) String() string {
 func (*GetMachineStatusResponse) ProtoMessage() {}
 
 func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2437,7 @@ func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetMachineStatusResponse) GetParts() []*PartStatus {
@@ -2260,7 +2473,7 @@ type PartStatus struct {
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2485,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2498,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PartStatus) GetPart() *Part {
@@ -2344,7 +2557,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2569,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2582,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Machine) GetId() string {
@@ -2433,7 +2646,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2445,7 +2658,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2458,7 +2671,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Part) GetId() string {
@@ -2511,7 +2724,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2736,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2749,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CreateMachineRequest) GetLocationId() string {
@@ -2573,7 +2786,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2798,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2811,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -2626,7 +2839,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2851,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2864,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetMachineRequest) GetMachineId() string {
@@ -2672,7 +2885,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2897,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2910,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -2718,7 +2931,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2730,7 +2943,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2743,7 +2956,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListMachinesRequest) GetLocationId() string {
@@ -2764,7 +2977,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2989,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +3002,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -2812,7 +3025,7 @@ type RenameMachineRequest struct {
 
 func (x *RenameMachineRequest) Reset() {
 	*x = RenameMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +3037,7 @@ func (x *RenameMachineRequest) String() string {
 func (*RenameMachineRequest) ProtoMessage() {}
 
 func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +3050,7 @@ func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineRequest.ProtoReflect.Descriptor instead.
 func (*RenameMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RenameMachineRequest) GetMachineId() string {
@@ -2865,7 +3078,7 @@ type RenameMachineResponse struct {
 
 func (x *RenameMachineResponse) Reset() {
 	*x = RenameMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2877,7 +3090,7 @@ func (x *RenameMachineResponse) String() string {
 func (*RenameMachineResponse) ProtoMessage() {}
 
 func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2890,7 +3103,7 @@ func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineResponse.ProtoReflect.Descriptor instead.
 func (*RenameMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RenameMachineResponse) GetMachine() *Machine {
@@ -2911,7 +3124,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3136,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3149,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *DeleteMachineRequest) GetMachineId() string {
@@ -2955,7 +3168,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3180,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3193,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
 }
 
 // RestartMachineRequest names the machine.
@@ -2994,7 +3207,7 @@ type RestartMachineRequest struct {
 
 func (x *RestartMachineRequest) Reset() {
 	*x = RestartMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3219,7 @@ func (x *RestartMachineRequest) String() string {
 func (*RestartMachineRequest) ProtoMessage() {}
 
 func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3232,7 @@ func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineRequest.ProtoReflect.Descriptor instead.
 func (*RestartMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RestartMachineRequest) GetMachineId() string {
@@ -3040,7 +3253,7 @@ type RestartMachineResponse struct {
 
 func (x *RestartMachineResponse) Reset() {
 	*x = RestartMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3265,7 @@ func (x *RestartMachineResponse) String() string {
 func (*RestartMachineResponse) ProtoMessage() {}
 
 func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3278,7 @@ func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineResponse.ProtoReflect.Descriptor instead.
 func (*RestartMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RestartMachineResponse) GetMachine() *Machine {
@@ -3088,7 +3301,7 @@ type AddPartRequest struct {
 
 func (x *AddPartRequest) Reset() {
 	*x = AddPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3313,7 @@ func (x *AddPartRequest) String() string {
 func (*AddPartRequest) ProtoMessage() {}
 
 func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3326,7 @@ func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartRequest.ProtoReflect.Descriptor instead.
 func (*AddPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AddPartRequest) GetMachineId() string {
@@ -3143,7 +3356,7 @@ type AddPartResponse struct {
 
 func (x *AddPartResponse) Reset() {
 	*x = AddPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3155,7 +3368,7 @@ func (x *AddPartResponse) String() string {
 func (*AddPartResponse) ProtoMessage() {}
 
 func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3168,7 +3381,7 @@ func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartResponse.ProtoReflect.Descriptor instead.
 func (*AddPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AddPartResponse) GetPart() *Part {
@@ -3198,7 +3411,7 @@ type RenamePartRequest struct {
 
 func (x *RenamePartRequest) Reset() {
 	*x = RenamePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3423,7 @@ func (x *RenamePartRequest) String() string {
 func (*RenamePartRequest) ProtoMessage() {}
 
 func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3436,7 @@ func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartRequest.ProtoReflect.Descriptor instead.
 func (*RenamePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RenamePartRequest) GetPartId() string {
@@ -3251,7 +3464,7 @@ type RenamePartResponse struct {
 
 func (x *RenamePartResponse) Reset() {
 	*x = RenamePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3476,7 @@ func (x *RenamePartResponse) String() string {
 func (*RenamePartResponse) ProtoMessage() {}
 
 func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,7 +3489,7 @@ func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartResponse.ProtoReflect.Descriptor instead.
 func (*RenamePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RenamePartResponse) GetPart() *Part {
@@ -3297,7 +3510,7 @@ type DeletePartRequest struct {
 
 func (x *DeletePartRequest) Reset() {
 	*x = DeletePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3309,7 +3522,7 @@ func (x *DeletePartRequest) String() string {
 func (*DeletePartRequest) ProtoMessage() {}
 
 func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3322,7 +3535,7 @@ func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartRequest.ProtoReflect.Descriptor instead.
 func (*DeletePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeletePartRequest) GetPartId() string {
@@ -3341,7 +3554,7 @@ type DeletePartResponse struct {
 
 func (x *DeletePartResponse) Reset() {
 	*x = DeletePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3566,7 @@ func (x *DeletePartResponse) String() string {
 func (*DeletePartResponse) ProtoMessage() {}
 
 func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3579,7 @@ func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartResponse.ProtoReflect.Descriptor instead.
 func (*DeletePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
 }
 
 // RotatePartSecretRequest names the part.
@@ -3380,7 +3593,7 @@ type RotatePartSecretRequest struct {
 
 func (x *RotatePartSecretRequest) Reset() {
 	*x = RotatePartSecretRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3392,7 +3605,7 @@ func (x *RotatePartSecretRequest) String() string {
 func (*RotatePartSecretRequest) ProtoMessage() {}
 
 func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3405,7 +3618,7 @@ func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RotatePartSecretRequest) GetPartId() string {
@@ -3428,7 +3641,7 @@ type RotatePartSecretResponse struct {
 
 func (x *RotatePartSecretResponse) Reset() {
 	*x = RotatePartSecretResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3440,7 +3653,7 @@ func (x *RotatePartSecretResponse) String() string {
 func (*RotatePartSecretResponse) ProtoMessage() {}
 
 func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3453,7 +3666,7 @@ func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RotatePartSecretResponse) GetPart() *Part {
@@ -3487,7 +3700,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3499,7 +3712,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3512,7 +3725,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *User) GetId() string {
@@ -3556,7 +3769,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3568,7 +3781,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3581,7 +3794,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateUserRequest) GetEmail() string {
@@ -3611,7 +3824,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3836,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3849,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -3651,6 +3864,107 @@ func (x *CreateUserResponse) GetGeneratedPassword() string {
 		return x.GeneratedPassword
 	}
 	return ""
+}
+
+// DeleteUserRequest names the user.
+type DeleteUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user:EMAIL" or "user:ID".
+	User          string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *DeleteUserRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+// DeleteUserResponse says what went with the user.
+type DeleteUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The deleted user.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// How many grants it held.
+	GrantsRemoved int32 `protobuf:"varint,2,opt,name=grants_removed,json=grantsRemoved,proto3" json:"grants_removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *DeleteUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *DeleteUserResponse) GetGrantsRemoved() int32 {
+	if x != nil {
+		return x.GrantsRemoved
+	}
+	return 0
 }
 
 // Invite is an invitation to a role on a scope.
@@ -3674,7 +3988,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3686,7 +4000,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3699,7 +4013,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Invite) GetId() string {
@@ -3759,7 +4073,7 @@ type InviteUserRequest struct {
 
 func (x *InviteUserRequest) Reset() {
 	*x = InviteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3771,7 +4085,7 @@ func (x *InviteUserRequest) String() string {
 func (*InviteUserRequest) ProtoMessage() {}
 
 func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3784,7 +4098,7 @@ func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
 func (*InviteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *InviteUserRequest) GetEmail() string {
@@ -3813,7 +4127,8 @@ type InviteUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The invitation.
 	Invite *Invite `protobuf:"bytes,1,opt,name=invite,proto3" json:"invite,omitempty"`
-	// The code to give the invitee: shown once, only its SHA-256 is kept.
+	// Always empty: the code is mailed to the invited address only. Only its
+	// SHA-256 is kept.
 	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3821,7 +4136,7 @@ type InviteUserResponse struct {
 
 func (x *InviteUserResponse) Reset() {
 	*x = InviteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3833,7 +4148,7 @@ func (x *InviteUserResponse) String() string {
 func (*InviteUserResponse) ProtoMessage() {}
 
 func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3846,7 +4161,7 @@ func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
 func (*InviteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *InviteUserResponse) GetInvite() *Invite {
@@ -3874,7 +4189,7 @@ type ResendInviteRequest struct {
 
 func (x *ResendInviteRequest) Reset() {
 	*x = ResendInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3886,7 +4201,7 @@ func (x *ResendInviteRequest) String() string {
 func (*ResendInviteRequest) ProtoMessage() {}
 
 func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3899,7 +4214,7 @@ func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteRequest.ProtoReflect.Descriptor instead.
 func (*ResendInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ResendInviteRequest) GetInviteId() string {
@@ -3914,7 +4229,8 @@ type ResendInviteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The invitation.
 	Invite *Invite `protobuf:"bytes,1,opt,name=invite,proto3" json:"invite,omitempty"`
-	// The new code; the old one no longer works.
+	// Always empty: the new code is mailed to the invited address only; the
+	// old one no longer works.
 	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3922,7 +4238,7 @@ type ResendInviteResponse struct {
 
 func (x *ResendInviteResponse) Reset() {
 	*x = ResendInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3934,7 +4250,7 @@ func (x *ResendInviteResponse) String() string {
 func (*ResendInviteResponse) ProtoMessage() {}
 
 func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3947,7 +4263,7 @@ func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteResponse.ProtoReflect.Descriptor instead.
 func (*ResendInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ResendInviteResponse) GetInvite() *Invite {
@@ -3975,7 +4291,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3987,7 +4303,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4000,7 +4316,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *RevokeInviteRequest) GetInviteId() string {
@@ -4019,7 +4335,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4031,7 +4347,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4044,7 +4360,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
 }
 
 // AcceptInviteRequest carries the code and the invitee's password.
@@ -4061,7 +4377,7 @@ type AcceptInviteRequest struct {
 
 func (x *AcceptInviteRequest) Reset() {
 	*x = AcceptInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4073,7 +4389,7 @@ func (x *AcceptInviteRequest) String() string {
 func (*AcceptInviteRequest) ProtoMessage() {}
 
 func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4086,7 +4402,7 @@ func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *AcceptInviteRequest) GetCode() string {
@@ -4118,7 +4434,7 @@ type AcceptInviteResponse struct {
 
 func (x *AcceptInviteResponse) Reset() {
 	*x = AcceptInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +4446,7 @@ func (x *AcceptInviteResponse) String() string {
 func (*AcceptInviteResponse) ProtoMessage() {}
 
 func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +4459,7 @@ func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *AcceptInviteResponse) GetUser() *User {
@@ -4190,7 +4506,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4202,7 +4518,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4215,7 +4531,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *APIKey) GetId() string {
@@ -4282,7 +4598,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4294,7 +4610,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4307,7 +4623,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -4345,7 +4661,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4673,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4686,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *CreateAPIKeyResponse) GetKey() *APIKey {
@@ -4398,7 +4714,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +4726,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +4739,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ListAPIKeysRequest) GetOrgId() string {
@@ -4444,7 +4760,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4456,7 +4772,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4469,7 +4785,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
@@ -4490,7 +4806,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4502,7 +4818,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4515,7 +4831,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *RevokeAPIKeyRequest) GetKeyId() string {
@@ -4534,7 +4850,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4546,7 +4862,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4559,7 +4875,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
 }
 
 // Grant is a role held by a subject on a scope.
@@ -4581,7 +4897,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4909,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4922,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *Grant) GetSubject() string {
@@ -4659,7 +4975,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +4987,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +5000,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *GrantRoleRequest) GetSubject() string {
@@ -4719,7 +5035,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4731,7 +5047,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4744,7 +5060,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -4769,7 +5085,7 @@ type ChangeRoleRequest struct {
 
 func (x *ChangeRoleRequest) Reset() {
 	*x = ChangeRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4781,7 +5097,7 @@ func (x *ChangeRoleRequest) String() string {
 func (*ChangeRoleRequest) ProtoMessage() {}
 
 func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4794,7 +5110,7 @@ func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *ChangeRoleRequest) GetSubject() string {
@@ -4829,7 +5145,7 @@ type ChangeRoleResponse struct {
 
 func (x *ChangeRoleResponse) Reset() {
 	*x = ChangeRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +5157,7 @@ func (x *ChangeRoleResponse) String() string {
 func (*ChangeRoleResponse) ProtoMessage() {}
 
 func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +5170,7 @@ func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
 func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *ChangeRoleResponse) GetGrant() *Grant {
@@ -4879,7 +5195,7 @@ type LimitAccessRequest struct {
 
 func (x *LimitAccessRequest) Reset() {
 	*x = LimitAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4891,7 +5207,7 @@ func (x *LimitAccessRequest) String() string {
 func (*LimitAccessRequest) ProtoMessage() {}
 
 func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4904,7 +5220,7 @@ func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessRequest.ProtoReflect.Descriptor instead.
 func (*LimitAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *LimitAccessRequest) GetSubject() string {
@@ -4939,7 +5255,7 @@ type LimitAccessResponse struct {
 
 func (x *LimitAccessResponse) Reset() {
 	*x = LimitAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4951,7 +5267,7 @@ func (x *LimitAccessResponse) String() string {
 func (*LimitAccessResponse) ProtoMessage() {}
 
 func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4964,7 +5280,7 @@ func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessResponse.ProtoReflect.Descriptor instead.
 func (*LimitAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *LimitAccessResponse) GetGrants() []*Grant {
@@ -4987,7 +5303,7 @@ type RemoveRoleRequest struct {
 
 func (x *RemoveRoleRequest) Reset() {
 	*x = RemoveRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4999,7 +5315,7 @@ func (x *RemoveRoleRequest) String() string {
 func (*RemoveRoleRequest) ProtoMessage() {}
 
 func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5012,7 +5328,7 @@ func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *RemoveRoleRequest) GetSubject() string {
@@ -5038,7 +5354,7 @@ type RemoveRoleResponse struct {
 
 func (x *RemoveRoleResponse) Reset() {
 	*x = RemoveRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5050,7 +5366,7 @@ func (x *RemoveRoleResponse) String() string {
 func (*RemoveRoleResponse) ProtoMessage() {}
 
 func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5063,7 +5379,7 @@ func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
 }
 
 // ListRolesRequest names the scope.
@@ -5077,7 +5393,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5089,7 +5405,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5102,7 +5418,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ListRolesRequest) GetScope() string {
@@ -5123,7 +5439,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5135,7 +5451,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5148,7 +5464,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *ListRolesResponse) GetGrants() []*Grant {
@@ -5175,7 +5491,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5187,7 +5503,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5200,7 +5516,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *CheckAccessRequest) GetSubject() string {
@@ -5250,7 +5566,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5262,7 +5578,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5275,7 +5591,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *CheckAccessResponse) GetAllowed() bool {
@@ -5342,7 +5658,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5354,7 +5670,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5367,7 +5683,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -5455,7 +5771,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5467,7 +5783,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5480,7 +5796,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ListAuditEventsRequest) GetOrgId() string {
@@ -5517,7 +5833,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5529,7 +5845,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5542,7 +5858,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -5580,7 +5896,7 @@ type ConfigRevision struct {
 
 func (x *ConfigRevision) Reset() {
 	*x = ConfigRevision{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5592,7 +5908,7 @@ func (x *ConfigRevision) String() string {
 func (*ConfigRevision) ProtoMessage() {}
 
 func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5605,7 +5921,7 @@ func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRevision.ProtoReflect.Descriptor instead.
 func (*ConfigRevision) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *ConfigRevision) GetMachineId() string {
@@ -5661,7 +5977,7 @@ type GetMachineConfigRequest struct {
 
 func (x *GetMachineConfigRequest) Reset() {
 	*x = GetMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5673,7 +5989,7 @@ func (x *GetMachineConfigRequest) String() string {
 func (*GetMachineConfigRequest) ProtoMessage() {}
 
 func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5686,7 +6002,7 @@ func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *GetMachineConfigRequest) GetMachineId() string {
@@ -5712,7 +6028,7 @@ type GetMachineConfigResponse struct {
 
 func (x *GetMachineConfigResponse) Reset() {
 	*x = GetMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5724,7 +6040,7 @@ func (x *GetMachineConfigResponse) String() string {
 func (*GetMachineConfigResponse) ProtoMessage() {}
 
 func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5737,7 +6053,7 @@ func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *GetMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -5778,7 +6094,7 @@ type UpdateMachineConfigRequest struct {
 
 func (x *UpdateMachineConfigRequest) Reset() {
 	*x = UpdateMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5790,7 +6106,7 @@ func (x *UpdateMachineConfigRequest) String() string {
 func (*UpdateMachineConfigRequest) ProtoMessage() {}
 
 func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5803,7 +6119,7 @@ func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *UpdateMachineConfigRequest) GetMachineId() string {
@@ -5845,7 +6161,7 @@ type UpdateMachineConfigResponse struct {
 
 func (x *UpdateMachineConfigResponse) Reset() {
 	*x = UpdateMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5857,7 +6173,7 @@ func (x *UpdateMachineConfigResponse) String() string {
 func (*UpdateMachineConfigResponse) ProtoMessage() {}
 
 func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5870,7 +6186,7 @@ func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *UpdateMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -5891,7 +6207,7 @@ type ListConfigRevisionsRequest struct {
 
 func (x *ListConfigRevisionsRequest) Reset() {
 	*x = ListConfigRevisionsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5903,7 +6219,7 @@ func (x *ListConfigRevisionsRequest) String() string {
 func (*ListConfigRevisionsRequest) ProtoMessage() {}
 
 func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5916,7 +6232,7 @@ func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ListConfigRevisionsRequest) GetMachineId() string {
@@ -5937,7 +6253,7 @@ type ListConfigRevisionsResponse struct {
 
 func (x *ListConfigRevisionsResponse) Reset() {
 	*x = ListConfigRevisionsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5949,7 +6265,7 @@ func (x *ListConfigRevisionsResponse) String() string {
 func (*ListConfigRevisionsResponse) ProtoMessage() {}
 
 func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5962,7 +6278,7 @@ func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *ListConfigRevisionsResponse) GetRevisions() []*ConfigRevision {
@@ -5999,7 +6315,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6011,7 +6327,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6024,7 +6340,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *ConfigProposal) GetId() string {
@@ -6101,7 +6417,7 @@ type ListConfigProposalsRequest struct {
 
 func (x *ListConfigProposalsRequest) Reset() {
 	*x = ListConfigProposalsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6113,7 +6429,7 @@ func (x *ListConfigProposalsRequest) String() string {
 func (*ListConfigProposalsRequest) ProtoMessage() {}
 
 func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6126,7 +6442,7 @@ func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ListConfigProposalsRequest) GetMachineId() string {
@@ -6147,7 +6463,7 @@ type ListConfigProposalsResponse struct {
 
 func (x *ListConfigProposalsResponse) Reset() {
 	*x = ListConfigProposalsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6159,7 +6475,7 @@ func (x *ListConfigProposalsResponse) String() string {
 func (*ListConfigProposalsResponse) ProtoMessage() {}
 
 func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6172,7 +6488,7 @@ func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ListConfigProposalsResponse) GetProposals() []*ConfigProposal {
@@ -6197,7 +6513,7 @@ type ResolveConfigProposalRequest struct {
 
 func (x *ResolveConfigProposalRequest) Reset() {
 	*x = ResolveConfigProposalRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6209,7 +6525,7 @@ func (x *ResolveConfigProposalRequest) String() string {
 func (*ResolveConfigProposalRequest) ProtoMessage() {}
 
 func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6222,7 +6538,7 @@ func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalRequest.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ResolveConfigProposalRequest) GetMachineId() string {
@@ -6257,7 +6573,7 @@ type ResolveConfigProposalResponse struct {
 
 func (x *ResolveConfigProposalResponse) Reset() {
 	*x = ResolveConfigProposalResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6269,7 +6585,7 @@ func (x *ResolveConfigProposalResponse) String() string {
 func (*ResolveConfigProposalResponse) ProtoMessage() {}
 
 func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6282,7 +6598,7 @@ func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalResponse.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ResolveConfigProposalResponse) GetProposal() *ConfigProposal {
@@ -6315,7 +6631,7 @@ type Fragment struct {
 
 func (x *Fragment) Reset() {
 	*x = Fragment{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6327,7 +6643,7 @@ func (x *Fragment) String() string {
 func (*Fragment) ProtoMessage() {}
 
 func (x *Fragment) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6340,7 +6656,7 @@ func (x *Fragment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
 func (*Fragment) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *Fragment) GetId() string {
@@ -6407,7 +6723,7 @@ type CreateFragmentRequest struct {
 
 func (x *CreateFragmentRequest) Reset() {
 	*x = CreateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6419,7 +6735,7 @@ func (x *CreateFragmentRequest) String() string {
 func (*CreateFragmentRequest) ProtoMessage() {}
 
 func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6432,7 +6748,7 @@ func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *CreateFragmentRequest) GetOrgId() string {
@@ -6467,7 +6783,7 @@ type CreateFragmentResponse struct {
 
 func (x *CreateFragmentResponse) Reset() {
 	*x = CreateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6479,7 +6795,7 @@ func (x *CreateFragmentResponse) String() string {
 func (*CreateFragmentResponse) ProtoMessage() {}
 
 func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6492,7 +6808,7 @@ func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*CreateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *CreateFragmentResponse) GetFragment() *Fragment {
@@ -6513,7 +6829,7 @@ type GetFragmentRequest struct {
 
 func (x *GetFragmentRequest) Reset() {
 	*x = GetFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6525,7 +6841,7 @@ func (x *GetFragmentRequest) String() string {
 func (*GetFragmentRequest) ProtoMessage() {}
 
 func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6538,7 +6854,7 @@ func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentRequest.ProtoReflect.Descriptor instead.
 func (*GetFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *GetFragmentRequest) GetFragmentId() string {
@@ -6559,7 +6875,7 @@ type GetFragmentResponse struct {
 
 func (x *GetFragmentResponse) Reset() {
 	*x = GetFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6571,7 +6887,7 @@ func (x *GetFragmentResponse) String() string {
 func (*GetFragmentResponse) ProtoMessage() {}
 
 func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6584,7 +6900,7 @@ func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentResponse.ProtoReflect.Descriptor instead.
 func (*GetFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *GetFragmentResponse) GetFragment() *Fragment {
@@ -6605,7 +6921,7 @@ type ListFragmentsRequest struct {
 
 func (x *ListFragmentsRequest) Reset() {
 	*x = ListFragmentsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6617,7 +6933,7 @@ func (x *ListFragmentsRequest) String() string {
 func (*ListFragmentsRequest) ProtoMessage() {}
 
 func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6630,7 +6946,7 @@ func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListFragmentsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ListFragmentsRequest) GetOrgId() string {
@@ -6651,7 +6967,7 @@ type ListFragmentsResponse struct {
 
 func (x *ListFragmentsResponse) Reset() {
 	*x = ListFragmentsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6663,7 +6979,7 @@ func (x *ListFragmentsResponse) String() string {
 func (*ListFragmentsResponse) ProtoMessage() {}
 
 func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6676,7 +6992,7 @@ func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListFragmentsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ListFragmentsResponse) GetFragments() []*Fragment {
@@ -6701,7 +7017,7 @@ type UpdateFragmentRequest struct {
 
 func (x *UpdateFragmentRequest) Reset() {
 	*x = UpdateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6713,7 +7029,7 @@ func (x *UpdateFragmentRequest) String() string {
 func (*UpdateFragmentRequest) ProtoMessage() {}
 
 func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6726,7 +7042,7 @@ func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *UpdateFragmentRequest) GetFragmentId() string {
@@ -6763,7 +7079,7 @@ type UpdateFragmentResponse struct {
 
 func (x *UpdateFragmentResponse) Reset() {
 	*x = UpdateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6775,7 +7091,7 @@ func (x *UpdateFragmentResponse) String() string {
 func (*UpdateFragmentResponse) ProtoMessage() {}
 
 func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6788,7 +7104,7 @@ func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *UpdateFragmentResponse) GetFragment() *Fragment {
@@ -6816,7 +7132,7 @@ type DeleteFragmentRequest struct {
 
 func (x *DeleteFragmentRequest) Reset() {
 	*x = DeleteFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6828,7 +7144,7 @@ func (x *DeleteFragmentRequest) String() string {
 func (*DeleteFragmentRequest) ProtoMessage() {}
 
 func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6841,7 +7157,7 @@ func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *DeleteFragmentRequest) GetFragmentId() string {
@@ -6860,7 +7176,7 @@ type DeleteFragmentResponse struct {
 
 func (x *DeleteFragmentResponse) Reset() {
 	*x = DeleteFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6872,7 +7188,7 @@ func (x *DeleteFragmentResponse) String() string {
 func (*DeleteFragmentResponse) ProtoMessage() {}
 
 func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6885,7 +7201,7 @@ func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
 }
 
 // ExportCapturesRequest selects captures, as ListCapturesRequest does.
@@ -6911,7 +7227,7 @@ type ExportCapturesRequest struct {
 
 func (x *ExportCapturesRequest) Reset() {
 	*x = ExportCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6923,7 +7239,7 @@ func (x *ExportCapturesRequest) String() string {
 func (*ExportCapturesRequest) ProtoMessage() {}
 
 func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6936,7 +7252,7 @@ func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ExportCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *ExportCapturesRequest) GetMachineId() string {
@@ -7001,7 +7317,7 @@ type ExportCapturesResponse struct {
 
 func (x *ExportCapturesResponse) Reset() {
 	*x = ExportCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7013,7 +7329,7 @@ func (x *ExportCapturesResponse) String() string {
 func (*ExportCapturesResponse) ProtoMessage() {}
 
 func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7026,7 +7342,7 @@ func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ExportCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *ExportCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -7065,7 +7381,7 @@ type DeleteCapturesRequest struct {
 
 func (x *DeleteCapturesRequest) Reset() {
 	*x = DeleteCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7077,7 +7393,7 @@ func (x *DeleteCapturesRequest) String() string {
 func (*DeleteCapturesRequest) ProtoMessage() {}
 
 func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7090,7 +7406,7 @@ func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *DeleteCapturesRequest) GetMachineId() string {
@@ -7150,7 +7466,7 @@ type DeleteCapturesResponse struct {
 
 func (x *DeleteCapturesResponse) Reset() {
 	*x = DeleteCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7162,7 +7478,7 @@ func (x *DeleteCapturesResponse) String() string {
 func (*DeleteCapturesResponse) ProtoMessage() {}
 
 func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7175,7 +7491,7 @@ func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *DeleteCapturesResponse) GetDeleted() int32 {
@@ -7214,7 +7530,7 @@ type CaptureRef struct {
 
 func (x *CaptureRef) Reset() {
 	*x = CaptureRef{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7226,7 +7542,7 @@ func (x *CaptureRef) String() string {
 func (*CaptureRef) ProtoMessage() {}
 
 func (x *CaptureRef) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7239,7 +7555,7 @@ func (x *CaptureRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRef.ProtoReflect.Descriptor instead.
 func (*CaptureRef) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *CaptureRef) GetPartId() string {
@@ -7280,7 +7596,7 @@ type TagCapturesRequest struct {
 
 func (x *TagCapturesRequest) Reset() {
 	*x = TagCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7292,7 +7608,7 @@ func (x *TagCapturesRequest) String() string {
 func (*TagCapturesRequest) ProtoMessage() {}
 
 func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7305,7 +7621,7 @@ func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesRequest.ProtoReflect.Descriptor instead.
 func (*TagCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *TagCapturesRequest) GetMachineId() string {
@@ -7347,7 +7663,7 @@ type TagCapturesResponse struct {
 
 func (x *TagCapturesResponse) Reset() {
 	*x = TagCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7359,7 +7675,7 @@ func (x *TagCapturesResponse) String() string {
 func (*TagCapturesResponse) ProtoMessage() {}
 
 func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7372,7 +7688,7 @@ func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesResponse.ProtoReflect.Descriptor instead.
 func (*TagCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
 }
 
 func (x *TagCapturesResponse) GetChanged() int32 {
@@ -7401,7 +7717,7 @@ type ReadBlobRequest struct {
 
 func (x *ReadBlobRequest) Reset() {
 	*x = ReadBlobRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7413,7 +7729,7 @@ func (x *ReadBlobRequest) String() string {
 func (*ReadBlobRequest) ProtoMessage() {}
 
 func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7426,7 +7742,7 @@ func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobRequest.ProtoReflect.Descriptor instead.
 func (*ReadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *ReadBlobRequest) GetMachineId() string {
@@ -7481,7 +7797,7 @@ type ReadBlobResponse struct {
 
 func (x *ReadBlobResponse) Reset() {
 	*x = ReadBlobResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7493,7 +7809,7 @@ func (x *ReadBlobResponse) String() string {
 func (*ReadBlobResponse) ProtoMessage() {}
 
 func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7506,7 +7822,7 @@ func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobResponse.ProtoReflect.Descriptor instead.
 func (*ReadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *ReadBlobResponse) GetData() []byte {
@@ -7560,7 +7876,7 @@ type ListLogsRequest struct {
 
 func (x *ListLogsRequest) Reset() {
 	*x = ListLogsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7572,7 +7888,7 @@ func (x *ListLogsRequest) String() string {
 func (*ListLogsRequest) ProtoMessage() {}
 
 func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7585,7 +7901,7 @@ func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
 }
 
 func (x *ListLogsRequest) GetMachineId() string {
@@ -7656,7 +7972,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7668,7 +7984,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7681,7 +7997,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *LogEntry) GetPartId() string {
@@ -7732,7 +8048,7 @@ type ListLogsResponse struct {
 
 func (x *ListLogsResponse) Reset() {
 	*x = ListLogsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7744,7 +8060,7 @@ func (x *ListLogsResponse) String() string {
 func (*ListLogsResponse) ProtoMessage() {}
 
 func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7757,7 +8073,7 @@ func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *ListLogsResponse) GetEntries() []*LogEntry {
@@ -7797,7 +8113,7 @@ type ListCapturesRequest struct {
 
 func (x *ListCapturesRequest) Reset() {
 	*x = ListCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7809,7 +8125,7 @@ func (x *ListCapturesRequest) String() string {
 func (*ListCapturesRequest) ProtoMessage() {}
 
 func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7822,7 +8138,7 @@ func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ListCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *ListCapturesRequest) GetMachineId() string {
@@ -7895,7 +8211,7 @@ type CaptureRecord struct {
 
 func (x *CaptureRecord) Reset() {
 	*x = CaptureRecord{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7907,7 +8223,7 @@ func (x *CaptureRecord) String() string {
 func (*CaptureRecord) ProtoMessage() {}
 
 func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7920,7 +8236,7 @@ func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRecord.ProtoReflect.Descriptor instead.
 func (*CaptureRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
 }
 
 func (x *CaptureRecord) GetPartId() string {
@@ -7971,7 +8287,7 @@ type ListCapturesResponse struct {
 
 func (x *ListCapturesResponse) Reset() {
 	*x = ListCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7983,7 +8299,7 @@ func (x *ListCapturesResponse) String() string {
 func (*ListCapturesResponse) ProtoMessage() {}
 
 func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7996,7 +8312,7 @@ func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ListCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
 }
 
 func (x *ListCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -8021,7 +8337,18 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x14GetServerInfoRequest\"I\n" +
 	"\x15GetServerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
-	"\x06commit\x18\x02 \x01(\tR\x06commit\"b\n" +
+	"\x06commit\x18\x02 \x01(\tR\x06commit\"\x10\n" +
+	"\x0eSignOutRequest\"\x11\n" +
+	"\x0fSignOutResponse\"\x86\x01\n" +
+	"\x15ChangePasswordRequest\x12)\n" +
+	"\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n" +
+	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
+	"ttlSeconds\"v\n" +
+	"\x16ChangePasswordResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"b\n" +
 	"\rSignInRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1f\n" +
@@ -8137,9 +8464,11 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
 	"\blocationR\n" +
 	"locationId\x12\x15\n" +
-	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"Q\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\"\xa2\x01\n" +
 	"\x17UnshareLocationResponse\x126\n" +
-	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"d\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\x12%\n" +
+	"\x0egrants_removed\x18\x02 \x01(\x05R\rgrantsRemoved\x12(\n" +
+	"\x10api_keys_removed\x18\x03 \x01(\x05R\x0eapiKeysRemoved\"d\n" +
 	"\x17SetSupportAccessRequest\x12/\n" +
 	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
 	"\n" +
@@ -8262,7 +8591,12 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\"o\n" +
 	"\x12CreateUserResponse\x12*\n" +
 	"\x04user\x18\x01 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\x12-\n" +
-	"\x12generated_password\x18\x02 \x01(\tR\x11generatedPassword\"\xb2\x01\n" +
+	"\x12generated_password\x18\x02 \x01(\tR\x11generatedPassword\"'\n" +
+	"\x11DeleteUserRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\"g\n" +
+	"\x12DeleteUserResponse\x12*\n" +
+	"\x04user\x18\x01 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\x12%\n" +
+	"\x0egrants_removed\x18\x02 \x01(\x05R\rgrantsRemoved\"\xb2\x01\n" +
 	"\x06Invite\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x12\n" +
@@ -8595,12 +8929,16 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x82\x01\n" +
 	"\rServerService\x12q\n" +
 	"\rGetServerInfo\x12&.outpost.fleet.v1.GetServerInfoRequest\x1a'.outpost.fleet.v1.GetServerInfoResponse\"\x0f\xca\xda\x18\b\n" +
-	"\x06public\x90\x02\x012\xcd\x01\n" +
+	"\x06public\x90\x02\x012\xb0\x03\n" +
 	"\vAuthService\x12Y\n" +
 	"\x06SignIn\x12\x1f.outpost.fleet.v1.SignInRequest\x1a .outpost.fleet.v1.SignInResponse\"\f\xca\xda\x18\b\n" +
 	"\x06public\x12c\n" +
 	"\x06WhoAmI\x12\x1f.outpost.fleet.v1.WhoAmIRequest\x1a .outpost.fleet.v1.WhoAmIResponse\"\x16\xca\xda\x18\x0f\n" +
-	"\rauthenticated\x90\x02\x012\xaa\x06\n" +
+	"\rauthenticated\x90\x02\x01\x12e\n" +
+	"\aSignOut\x12 .outpost.fleet.v1.SignOutRequest\x1a!.outpost.fleet.v1.SignOutResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rauthenticated\x18\x01\x12z\n" +
+	"\x0eChangePassword\x12'.outpost.fleet.v1.ChangePasswordRequest\x1a(.outpost.fleet.v1.ChangePasswordResponse\"\x15\xca\xda\x18\x11\n" +
+	"\rauthenticated\x18\x012\xaa\x06\n" +
 	"\n" +
 	"OrgService\x12h\n" +
 	"\tCreateOrg\x12\".outpost.fleet.v1.CreateOrgRequest\x1a#.outpost.fleet.v1.CreateOrgResponse\"\x12\xca\xda\x18\x0e\n" +
@@ -8665,7 +9003,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\rBootstrapPart\x12&.outpost.fleet.v1.BootstrapPartRequest\x1a'.outpost.fleet.v1.BootstrapPartResponse\"\x1b\xca\xda\x18\x17\n" +
 	"\x13machine.config.edit\x18\x01\x12\x83\x01\n" +
 	"\x10GetMachineStatus\x12).outpost.fleet.v1.GetMachineStatusRequest\x1a*.outpost.fleet.v1.GetMachineStatusResponse\"\x18\xca\xda\x18\x11\n" +
-	"\x0fmachine.control\x90\x02\x012\xbe\x04\n" +
+	"\x0fmachine.control\x90\x02\x012\xa6\x05\n" +
 	"\vUserService\x12f\n" +
 	"\n" +
 	"CreateUser\x12#.outpost.fleet.v1.CreateUserRequest\x1a$.outpost.fleet.v1.CreateUserResponse\"\r\xca\xda\x18\t\n" +
@@ -8676,7 +9014,10 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\fResendInvite\x12%.outpost.fleet.v1.ResendInviteRequest\x1a&.outpost.fleet.v1.ResendInviteResponse\"\x15\xca\xda\x18\x11\n" +
 	"\rinvite.manage\x18\x01\x12t\n" +
 	"\fRevokeInvite\x12%.outpost.fleet.v1.RevokeInviteRequest\x1a&.outpost.fleet.v1.RevokeInviteResponse\"\x15\xca\xda\x18\x11\n" +
-	"\rinvite.manage\x18\x01\x12k\n" +
+	"\rinvite.manage\x18\x01\x12f\n" +
+	"\n" +
+	"DeleteUser\x12#.outpost.fleet.v1.DeleteUserRequest\x1a$.outpost.fleet.v1.DeleteUserResponse\"\r\xca\xda\x18\t\n" +
+	"\x05admin\x18\x01\x12k\n" +
 	"\fAcceptInvite\x12%.outpost.fleet.v1.AcceptInviteRequest\x1a&.outpost.fleet.v1.AcceptInviteResponse\"\f\xca\xda\x18\b\n" +
 	"\x06public2\xfe\x02\n" +
 	"\rAPIKeyService\x12r\n" +
@@ -8755,376 +9096,390 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 139)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 145)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
-	(*SignInRequest)(nil),                 // 2: outpost.fleet.v1.SignInRequest
-	(*SignInResponse)(nil),                // 3: outpost.fleet.v1.SignInResponse
-	(*WhoAmIRequest)(nil),                 // 4: outpost.fleet.v1.WhoAmIRequest
-	(*WhoAmIResponse)(nil),                // 5: outpost.fleet.v1.WhoAmIResponse
-	(*Organization)(nil),                  // 6: outpost.fleet.v1.Organization
-	(*SetDocumentLifetimeRequest)(nil),    // 7: outpost.fleet.v1.SetDocumentLifetimeRequest
-	(*SetDocumentLifetimeResponse)(nil),   // 8: outpost.fleet.v1.SetDocumentLifetimeResponse
-	(*CreateOrgRequest)(nil),              // 9: outpost.fleet.v1.CreateOrgRequest
-	(*CreateOrgResponse)(nil),             // 10: outpost.fleet.v1.CreateOrgResponse
-	(*ListOrgsRequest)(nil),               // 11: outpost.fleet.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),              // 12: outpost.fleet.v1.ListOrgsResponse
-	(*RenameOrgRequest)(nil),              // 13: outpost.fleet.v1.RenameOrgRequest
-	(*RenameOrgResponse)(nil),             // 14: outpost.fleet.v1.RenameOrgResponse
-	(*DeleteOrgRequest)(nil),              // 15: outpost.fleet.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),             // 16: outpost.fleet.v1.DeleteOrgResponse
-	(*LeaveOrgRequest)(nil),               // 17: outpost.fleet.v1.LeaveOrgRequest
-	(*LeaveOrgResponse)(nil),              // 18: outpost.fleet.v1.LeaveOrgResponse
-	(*ListMembersRequest)(nil),            // 19: outpost.fleet.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),           // 20: outpost.fleet.v1.ListMembersResponse
-	(*Member)(nil),                        // 21: outpost.fleet.v1.Member
-	(*Location)(nil),                      // 22: outpost.fleet.v1.Location
-	(*CreateLocationRequest)(nil),         // 23: outpost.fleet.v1.CreateLocationRequest
-	(*CreateLocationResponse)(nil),        // 24: outpost.fleet.v1.CreateLocationResponse
-	(*ListLocationsRequest)(nil),          // 25: outpost.fleet.v1.ListLocationsRequest
-	(*ListLocationsResponse)(nil),         // 26: outpost.fleet.v1.ListLocationsResponse
-	(*RenameLocationRequest)(nil),         // 27: outpost.fleet.v1.RenameLocationRequest
-	(*RenameLocationResponse)(nil),        // 28: outpost.fleet.v1.RenameLocationResponse
-	(*MoveLocationRequest)(nil),           // 29: outpost.fleet.v1.MoveLocationRequest
-	(*MoveLocationResponse)(nil),          // 30: outpost.fleet.v1.MoveLocationResponse
-	(*DeleteLocationRequest)(nil),         // 31: outpost.fleet.v1.DeleteLocationRequest
-	(*DeleteLocationResponse)(nil),        // 32: outpost.fleet.v1.DeleteLocationResponse
-	(*ShareLocationRequest)(nil),          // 33: outpost.fleet.v1.ShareLocationRequest
-	(*ShareLocationResponse)(nil),         // 34: outpost.fleet.v1.ShareLocationResponse
-	(*UnshareLocationRequest)(nil),        // 35: outpost.fleet.v1.UnshareLocationRequest
-	(*UnshareLocationResponse)(nil),       // 36: outpost.fleet.v1.UnshareLocationResponse
-	(*SetSupportAccessRequest)(nil),       // 37: outpost.fleet.v1.SetSupportAccessRequest
-	(*SetSupportAccessResponse)(nil),      // 38: outpost.fleet.v1.SetSupportAccessResponse
-	(*BootstrapPartRequest)(nil),          // 39: outpost.fleet.v1.BootstrapPartRequest
-	(*BootstrapPartResponse)(nil),         // 40: outpost.fleet.v1.BootstrapPartResponse
-	(*GetMachineStatusRequest)(nil),       // 41: outpost.fleet.v1.GetMachineStatusRequest
-	(*GetMachineStatusResponse)(nil),      // 42: outpost.fleet.v1.GetMachineStatusResponse
-	(*PartStatus)(nil),                    // 43: outpost.fleet.v1.PartStatus
-	(*Machine)(nil),                       // 44: outpost.fleet.v1.Machine
-	(*Part)(nil),                          // 45: outpost.fleet.v1.Part
-	(*CreateMachineRequest)(nil),          // 46: outpost.fleet.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),         // 47: outpost.fleet.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),             // 48: outpost.fleet.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),            // 49: outpost.fleet.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),           // 50: outpost.fleet.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),          // 51: outpost.fleet.v1.ListMachinesResponse
-	(*RenameMachineRequest)(nil),          // 52: outpost.fleet.v1.RenameMachineRequest
-	(*RenameMachineResponse)(nil),         // 53: outpost.fleet.v1.RenameMachineResponse
-	(*DeleteMachineRequest)(nil),          // 54: outpost.fleet.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),         // 55: outpost.fleet.v1.DeleteMachineResponse
-	(*RestartMachineRequest)(nil),         // 56: outpost.fleet.v1.RestartMachineRequest
-	(*RestartMachineResponse)(nil),        // 57: outpost.fleet.v1.RestartMachineResponse
-	(*AddPartRequest)(nil),                // 58: outpost.fleet.v1.AddPartRequest
-	(*AddPartResponse)(nil),               // 59: outpost.fleet.v1.AddPartResponse
-	(*RenamePartRequest)(nil),             // 60: outpost.fleet.v1.RenamePartRequest
-	(*RenamePartResponse)(nil),            // 61: outpost.fleet.v1.RenamePartResponse
-	(*DeletePartRequest)(nil),             // 62: outpost.fleet.v1.DeletePartRequest
-	(*DeletePartResponse)(nil),            // 63: outpost.fleet.v1.DeletePartResponse
-	(*RotatePartSecretRequest)(nil),       // 64: outpost.fleet.v1.RotatePartSecretRequest
-	(*RotatePartSecretResponse)(nil),      // 65: outpost.fleet.v1.RotatePartSecretResponse
-	(*User)(nil),                          // 66: outpost.fleet.v1.User
-	(*CreateUserRequest)(nil),             // 67: outpost.fleet.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),            // 68: outpost.fleet.v1.CreateUserResponse
-	(*Invite)(nil),                        // 69: outpost.fleet.v1.Invite
-	(*InviteUserRequest)(nil),             // 70: outpost.fleet.v1.InviteUserRequest
-	(*InviteUserResponse)(nil),            // 71: outpost.fleet.v1.InviteUserResponse
-	(*ResendInviteRequest)(nil),           // 72: outpost.fleet.v1.ResendInviteRequest
-	(*ResendInviteResponse)(nil),          // 73: outpost.fleet.v1.ResendInviteResponse
-	(*RevokeInviteRequest)(nil),           // 74: outpost.fleet.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),          // 75: outpost.fleet.v1.RevokeInviteResponse
-	(*AcceptInviteRequest)(nil),           // 76: outpost.fleet.v1.AcceptInviteRequest
-	(*AcceptInviteResponse)(nil),          // 77: outpost.fleet.v1.AcceptInviteResponse
-	(*APIKey)(nil),                        // 78: outpost.fleet.v1.APIKey
-	(*CreateAPIKeyRequest)(nil),           // 79: outpost.fleet.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 80: outpost.fleet.v1.CreateAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),            // 81: outpost.fleet.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 82: outpost.fleet.v1.ListAPIKeysResponse
-	(*RevokeAPIKeyRequest)(nil),           // 83: outpost.fleet.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 84: outpost.fleet.v1.RevokeAPIKeyResponse
-	(*Grant)(nil),                         // 85: outpost.fleet.v1.Grant
-	(*GrantRoleRequest)(nil),              // 86: outpost.fleet.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 87: outpost.fleet.v1.GrantRoleResponse
-	(*ChangeRoleRequest)(nil),             // 88: outpost.fleet.v1.ChangeRoleRequest
-	(*ChangeRoleResponse)(nil),            // 89: outpost.fleet.v1.ChangeRoleResponse
-	(*LimitAccessRequest)(nil),            // 90: outpost.fleet.v1.LimitAccessRequest
-	(*LimitAccessResponse)(nil),           // 91: outpost.fleet.v1.LimitAccessResponse
-	(*RemoveRoleRequest)(nil),             // 92: outpost.fleet.v1.RemoveRoleRequest
-	(*RemoveRoleResponse)(nil),            // 93: outpost.fleet.v1.RemoveRoleResponse
-	(*ListRolesRequest)(nil),              // 94: outpost.fleet.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 95: outpost.fleet.v1.ListRolesResponse
-	(*CheckAccessRequest)(nil),            // 96: outpost.fleet.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),           // 97: outpost.fleet.v1.CheckAccessResponse
-	(*AuditEvent)(nil),                    // 98: outpost.fleet.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 99: outpost.fleet.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 100: outpost.fleet.v1.ListAuditEventsResponse
-	(*ConfigRevision)(nil),                // 101: outpost.fleet.v1.ConfigRevision
-	(*GetMachineConfigRequest)(nil),       // 102: outpost.fleet.v1.GetMachineConfigRequest
-	(*GetMachineConfigResponse)(nil),      // 103: outpost.fleet.v1.GetMachineConfigResponse
-	(*UpdateMachineConfigRequest)(nil),    // 104: outpost.fleet.v1.UpdateMachineConfigRequest
-	(*UpdateMachineConfigResponse)(nil),   // 105: outpost.fleet.v1.UpdateMachineConfigResponse
-	(*ListConfigRevisionsRequest)(nil),    // 106: outpost.fleet.v1.ListConfigRevisionsRequest
-	(*ListConfigRevisionsResponse)(nil),   // 107: outpost.fleet.v1.ListConfigRevisionsResponse
-	(*ConfigProposal)(nil),                // 108: outpost.fleet.v1.ConfigProposal
-	(*ListConfigProposalsRequest)(nil),    // 109: outpost.fleet.v1.ListConfigProposalsRequest
-	(*ListConfigProposalsResponse)(nil),   // 110: outpost.fleet.v1.ListConfigProposalsResponse
-	(*ResolveConfigProposalRequest)(nil),  // 111: outpost.fleet.v1.ResolveConfigProposalRequest
-	(*ResolveConfigProposalResponse)(nil), // 112: outpost.fleet.v1.ResolveConfigProposalResponse
-	(*Fragment)(nil),                      // 113: outpost.fleet.v1.Fragment
-	(*CreateFragmentRequest)(nil),         // 114: outpost.fleet.v1.CreateFragmentRequest
-	(*CreateFragmentResponse)(nil),        // 115: outpost.fleet.v1.CreateFragmentResponse
-	(*GetFragmentRequest)(nil),            // 116: outpost.fleet.v1.GetFragmentRequest
-	(*GetFragmentResponse)(nil),           // 117: outpost.fleet.v1.GetFragmentResponse
-	(*ListFragmentsRequest)(nil),          // 118: outpost.fleet.v1.ListFragmentsRequest
-	(*ListFragmentsResponse)(nil),         // 119: outpost.fleet.v1.ListFragmentsResponse
-	(*UpdateFragmentRequest)(nil),         // 120: outpost.fleet.v1.UpdateFragmentRequest
-	(*UpdateFragmentResponse)(nil),        // 121: outpost.fleet.v1.UpdateFragmentResponse
-	(*DeleteFragmentRequest)(nil),         // 122: outpost.fleet.v1.DeleteFragmentRequest
-	(*DeleteFragmentResponse)(nil),        // 123: outpost.fleet.v1.DeleteFragmentResponse
-	(*ExportCapturesRequest)(nil),         // 124: outpost.fleet.v1.ExportCapturesRequest
-	(*ExportCapturesResponse)(nil),        // 125: outpost.fleet.v1.ExportCapturesResponse
-	(*DeleteCapturesRequest)(nil),         // 126: outpost.fleet.v1.DeleteCapturesRequest
-	(*DeleteCapturesResponse)(nil),        // 127: outpost.fleet.v1.DeleteCapturesResponse
-	(*CaptureRef)(nil),                    // 128: outpost.fleet.v1.CaptureRef
-	(*TagCapturesRequest)(nil),            // 129: outpost.fleet.v1.TagCapturesRequest
-	(*TagCapturesResponse)(nil),           // 130: outpost.fleet.v1.TagCapturesResponse
-	(*ReadBlobRequest)(nil),               // 131: outpost.fleet.v1.ReadBlobRequest
-	(*ReadBlobResponse)(nil),              // 132: outpost.fleet.v1.ReadBlobResponse
-	(*ListLogsRequest)(nil),               // 133: outpost.fleet.v1.ListLogsRequest
-	(*LogEntry)(nil),                      // 134: outpost.fleet.v1.LogEntry
-	(*ListLogsResponse)(nil),              // 135: outpost.fleet.v1.ListLogsResponse
-	(*ListCapturesRequest)(nil),           // 136: outpost.fleet.v1.ListCapturesRequest
-	(*CaptureRecord)(nil),                 // 137: outpost.fleet.v1.CaptureRecord
-	(*ListCapturesResponse)(nil),          // 138: outpost.fleet.v1.ListCapturesResponse
-	(*timestamppb.Timestamp)(nil),         // 139: google.protobuf.Timestamp
-	(*v1.Bootstrap)(nil),                  // 140: outpost.sync.v1.Bootstrap
-	(*v1.PartStatus)(nil),                 // 141: outpost.sync.v1.PartStatus
-	(*v11.RobotConfig)(nil),               // 142: outpost.config.v1.RobotConfig
-	(*v1.FragmentVersion)(nil),            // 143: outpost.sync.v1.FragmentVersion
-	(*v1.LogEntry)(nil),                   // 144: outpost.sync.v1.LogEntry
-	(*v1.Capture)(nil),                    // 145: outpost.sync.v1.Capture
+	(*SignOutRequest)(nil),                // 2: outpost.fleet.v1.SignOutRequest
+	(*SignOutResponse)(nil),               // 3: outpost.fleet.v1.SignOutResponse
+	(*ChangePasswordRequest)(nil),         // 4: outpost.fleet.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),        // 5: outpost.fleet.v1.ChangePasswordResponse
+	(*SignInRequest)(nil),                 // 6: outpost.fleet.v1.SignInRequest
+	(*SignInResponse)(nil),                // 7: outpost.fleet.v1.SignInResponse
+	(*WhoAmIRequest)(nil),                 // 8: outpost.fleet.v1.WhoAmIRequest
+	(*WhoAmIResponse)(nil),                // 9: outpost.fleet.v1.WhoAmIResponse
+	(*Organization)(nil),                  // 10: outpost.fleet.v1.Organization
+	(*SetDocumentLifetimeRequest)(nil),    // 11: outpost.fleet.v1.SetDocumentLifetimeRequest
+	(*SetDocumentLifetimeResponse)(nil),   // 12: outpost.fleet.v1.SetDocumentLifetimeResponse
+	(*CreateOrgRequest)(nil),              // 13: outpost.fleet.v1.CreateOrgRequest
+	(*CreateOrgResponse)(nil),             // 14: outpost.fleet.v1.CreateOrgResponse
+	(*ListOrgsRequest)(nil),               // 15: outpost.fleet.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),              // 16: outpost.fleet.v1.ListOrgsResponse
+	(*RenameOrgRequest)(nil),              // 17: outpost.fleet.v1.RenameOrgRequest
+	(*RenameOrgResponse)(nil),             // 18: outpost.fleet.v1.RenameOrgResponse
+	(*DeleteOrgRequest)(nil),              // 19: outpost.fleet.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),             // 20: outpost.fleet.v1.DeleteOrgResponse
+	(*LeaveOrgRequest)(nil),               // 21: outpost.fleet.v1.LeaveOrgRequest
+	(*LeaveOrgResponse)(nil),              // 22: outpost.fleet.v1.LeaveOrgResponse
+	(*ListMembersRequest)(nil),            // 23: outpost.fleet.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),           // 24: outpost.fleet.v1.ListMembersResponse
+	(*Member)(nil),                        // 25: outpost.fleet.v1.Member
+	(*Location)(nil),                      // 26: outpost.fleet.v1.Location
+	(*CreateLocationRequest)(nil),         // 27: outpost.fleet.v1.CreateLocationRequest
+	(*CreateLocationResponse)(nil),        // 28: outpost.fleet.v1.CreateLocationResponse
+	(*ListLocationsRequest)(nil),          // 29: outpost.fleet.v1.ListLocationsRequest
+	(*ListLocationsResponse)(nil),         // 30: outpost.fleet.v1.ListLocationsResponse
+	(*RenameLocationRequest)(nil),         // 31: outpost.fleet.v1.RenameLocationRequest
+	(*RenameLocationResponse)(nil),        // 32: outpost.fleet.v1.RenameLocationResponse
+	(*MoveLocationRequest)(nil),           // 33: outpost.fleet.v1.MoveLocationRequest
+	(*MoveLocationResponse)(nil),          // 34: outpost.fleet.v1.MoveLocationResponse
+	(*DeleteLocationRequest)(nil),         // 35: outpost.fleet.v1.DeleteLocationRequest
+	(*DeleteLocationResponse)(nil),        // 36: outpost.fleet.v1.DeleteLocationResponse
+	(*ShareLocationRequest)(nil),          // 37: outpost.fleet.v1.ShareLocationRequest
+	(*ShareLocationResponse)(nil),         // 38: outpost.fleet.v1.ShareLocationResponse
+	(*UnshareLocationRequest)(nil),        // 39: outpost.fleet.v1.UnshareLocationRequest
+	(*UnshareLocationResponse)(nil),       // 40: outpost.fleet.v1.UnshareLocationResponse
+	(*SetSupportAccessRequest)(nil),       // 41: outpost.fleet.v1.SetSupportAccessRequest
+	(*SetSupportAccessResponse)(nil),      // 42: outpost.fleet.v1.SetSupportAccessResponse
+	(*BootstrapPartRequest)(nil),          // 43: outpost.fleet.v1.BootstrapPartRequest
+	(*BootstrapPartResponse)(nil),         // 44: outpost.fleet.v1.BootstrapPartResponse
+	(*GetMachineStatusRequest)(nil),       // 45: outpost.fleet.v1.GetMachineStatusRequest
+	(*GetMachineStatusResponse)(nil),      // 46: outpost.fleet.v1.GetMachineStatusResponse
+	(*PartStatus)(nil),                    // 47: outpost.fleet.v1.PartStatus
+	(*Machine)(nil),                       // 48: outpost.fleet.v1.Machine
+	(*Part)(nil),                          // 49: outpost.fleet.v1.Part
+	(*CreateMachineRequest)(nil),          // 50: outpost.fleet.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),         // 51: outpost.fleet.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),             // 52: outpost.fleet.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),            // 53: outpost.fleet.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),           // 54: outpost.fleet.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),          // 55: outpost.fleet.v1.ListMachinesResponse
+	(*RenameMachineRequest)(nil),          // 56: outpost.fleet.v1.RenameMachineRequest
+	(*RenameMachineResponse)(nil),         // 57: outpost.fleet.v1.RenameMachineResponse
+	(*DeleteMachineRequest)(nil),          // 58: outpost.fleet.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),         // 59: outpost.fleet.v1.DeleteMachineResponse
+	(*RestartMachineRequest)(nil),         // 60: outpost.fleet.v1.RestartMachineRequest
+	(*RestartMachineResponse)(nil),        // 61: outpost.fleet.v1.RestartMachineResponse
+	(*AddPartRequest)(nil),                // 62: outpost.fleet.v1.AddPartRequest
+	(*AddPartResponse)(nil),               // 63: outpost.fleet.v1.AddPartResponse
+	(*RenamePartRequest)(nil),             // 64: outpost.fleet.v1.RenamePartRequest
+	(*RenamePartResponse)(nil),            // 65: outpost.fleet.v1.RenamePartResponse
+	(*DeletePartRequest)(nil),             // 66: outpost.fleet.v1.DeletePartRequest
+	(*DeletePartResponse)(nil),            // 67: outpost.fleet.v1.DeletePartResponse
+	(*RotatePartSecretRequest)(nil),       // 68: outpost.fleet.v1.RotatePartSecretRequest
+	(*RotatePartSecretResponse)(nil),      // 69: outpost.fleet.v1.RotatePartSecretResponse
+	(*User)(nil),                          // 70: outpost.fleet.v1.User
+	(*CreateUserRequest)(nil),             // 71: outpost.fleet.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),            // 72: outpost.fleet.v1.CreateUserResponse
+	(*DeleteUserRequest)(nil),             // 73: outpost.fleet.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),            // 74: outpost.fleet.v1.DeleteUserResponse
+	(*Invite)(nil),                        // 75: outpost.fleet.v1.Invite
+	(*InviteUserRequest)(nil),             // 76: outpost.fleet.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),            // 77: outpost.fleet.v1.InviteUserResponse
+	(*ResendInviteRequest)(nil),           // 78: outpost.fleet.v1.ResendInviteRequest
+	(*ResendInviteResponse)(nil),          // 79: outpost.fleet.v1.ResendInviteResponse
+	(*RevokeInviteRequest)(nil),           // 80: outpost.fleet.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),          // 81: outpost.fleet.v1.RevokeInviteResponse
+	(*AcceptInviteRequest)(nil),           // 82: outpost.fleet.v1.AcceptInviteRequest
+	(*AcceptInviteResponse)(nil),          // 83: outpost.fleet.v1.AcceptInviteResponse
+	(*APIKey)(nil),                        // 84: outpost.fleet.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),           // 85: outpost.fleet.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 86: outpost.fleet.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),            // 87: outpost.fleet.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 88: outpost.fleet.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),           // 89: outpost.fleet.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 90: outpost.fleet.v1.RevokeAPIKeyResponse
+	(*Grant)(nil),                         // 91: outpost.fleet.v1.Grant
+	(*GrantRoleRequest)(nil),              // 92: outpost.fleet.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 93: outpost.fleet.v1.GrantRoleResponse
+	(*ChangeRoleRequest)(nil),             // 94: outpost.fleet.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),            // 95: outpost.fleet.v1.ChangeRoleResponse
+	(*LimitAccessRequest)(nil),            // 96: outpost.fleet.v1.LimitAccessRequest
+	(*LimitAccessResponse)(nil),           // 97: outpost.fleet.v1.LimitAccessResponse
+	(*RemoveRoleRequest)(nil),             // 98: outpost.fleet.v1.RemoveRoleRequest
+	(*RemoveRoleResponse)(nil),            // 99: outpost.fleet.v1.RemoveRoleResponse
+	(*ListRolesRequest)(nil),              // 100: outpost.fleet.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 101: outpost.fleet.v1.ListRolesResponse
+	(*CheckAccessRequest)(nil),            // 102: outpost.fleet.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),           // 103: outpost.fleet.v1.CheckAccessResponse
+	(*AuditEvent)(nil),                    // 104: outpost.fleet.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 105: outpost.fleet.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 106: outpost.fleet.v1.ListAuditEventsResponse
+	(*ConfigRevision)(nil),                // 107: outpost.fleet.v1.ConfigRevision
+	(*GetMachineConfigRequest)(nil),       // 108: outpost.fleet.v1.GetMachineConfigRequest
+	(*GetMachineConfigResponse)(nil),      // 109: outpost.fleet.v1.GetMachineConfigResponse
+	(*UpdateMachineConfigRequest)(nil),    // 110: outpost.fleet.v1.UpdateMachineConfigRequest
+	(*UpdateMachineConfigResponse)(nil),   // 111: outpost.fleet.v1.UpdateMachineConfigResponse
+	(*ListConfigRevisionsRequest)(nil),    // 112: outpost.fleet.v1.ListConfigRevisionsRequest
+	(*ListConfigRevisionsResponse)(nil),   // 113: outpost.fleet.v1.ListConfigRevisionsResponse
+	(*ConfigProposal)(nil),                // 114: outpost.fleet.v1.ConfigProposal
+	(*ListConfigProposalsRequest)(nil),    // 115: outpost.fleet.v1.ListConfigProposalsRequest
+	(*ListConfigProposalsResponse)(nil),   // 116: outpost.fleet.v1.ListConfigProposalsResponse
+	(*ResolveConfigProposalRequest)(nil),  // 117: outpost.fleet.v1.ResolveConfigProposalRequest
+	(*ResolveConfigProposalResponse)(nil), // 118: outpost.fleet.v1.ResolveConfigProposalResponse
+	(*Fragment)(nil),                      // 119: outpost.fleet.v1.Fragment
+	(*CreateFragmentRequest)(nil),         // 120: outpost.fleet.v1.CreateFragmentRequest
+	(*CreateFragmentResponse)(nil),        // 121: outpost.fleet.v1.CreateFragmentResponse
+	(*GetFragmentRequest)(nil),            // 122: outpost.fleet.v1.GetFragmentRequest
+	(*GetFragmentResponse)(nil),           // 123: outpost.fleet.v1.GetFragmentResponse
+	(*ListFragmentsRequest)(nil),          // 124: outpost.fleet.v1.ListFragmentsRequest
+	(*ListFragmentsResponse)(nil),         // 125: outpost.fleet.v1.ListFragmentsResponse
+	(*UpdateFragmentRequest)(nil),         // 126: outpost.fleet.v1.UpdateFragmentRequest
+	(*UpdateFragmentResponse)(nil),        // 127: outpost.fleet.v1.UpdateFragmentResponse
+	(*DeleteFragmentRequest)(nil),         // 128: outpost.fleet.v1.DeleteFragmentRequest
+	(*DeleteFragmentResponse)(nil),        // 129: outpost.fleet.v1.DeleteFragmentResponse
+	(*ExportCapturesRequest)(nil),         // 130: outpost.fleet.v1.ExportCapturesRequest
+	(*ExportCapturesResponse)(nil),        // 131: outpost.fleet.v1.ExportCapturesResponse
+	(*DeleteCapturesRequest)(nil),         // 132: outpost.fleet.v1.DeleteCapturesRequest
+	(*DeleteCapturesResponse)(nil),        // 133: outpost.fleet.v1.DeleteCapturesResponse
+	(*CaptureRef)(nil),                    // 134: outpost.fleet.v1.CaptureRef
+	(*TagCapturesRequest)(nil),            // 135: outpost.fleet.v1.TagCapturesRequest
+	(*TagCapturesResponse)(nil),           // 136: outpost.fleet.v1.TagCapturesResponse
+	(*ReadBlobRequest)(nil),               // 137: outpost.fleet.v1.ReadBlobRequest
+	(*ReadBlobResponse)(nil),              // 138: outpost.fleet.v1.ReadBlobResponse
+	(*ListLogsRequest)(nil),               // 139: outpost.fleet.v1.ListLogsRequest
+	(*LogEntry)(nil),                      // 140: outpost.fleet.v1.LogEntry
+	(*ListLogsResponse)(nil),              // 141: outpost.fleet.v1.ListLogsResponse
+	(*ListCapturesRequest)(nil),           // 142: outpost.fleet.v1.ListCapturesRequest
+	(*CaptureRecord)(nil),                 // 143: outpost.fleet.v1.CaptureRecord
+	(*ListCapturesResponse)(nil),          // 144: outpost.fleet.v1.ListCapturesResponse
+	(*timestamppb.Timestamp)(nil),         // 145: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 146: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 147: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 148: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 149: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 150: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 151: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	139, // 0: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
-	66,  // 1: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
-	85,  // 2: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	139, // 3: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
-	6,   // 4: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
-	6,   // 5: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
-	6,   // 6: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
-	6,   // 7: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
-	21,  // 8: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
-	66,  // 9: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
-	85,  // 10: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	139, // 11: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	139, // 12: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
-	22,  // 13: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	22,  // 14: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
-	22,  // 15: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	22,  // 16: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	22,  // 17: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	22,  // 18: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	22,  // 19: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
-	140, // 20: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
-	43,  // 21: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
-	139, // 22: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
-	45,  // 23: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
-	139, // 24: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
-	141, // 25: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
-	45,  // 26: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	139, // 27: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	139, // 28: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	139, // 29: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
-	44,  // 30: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	44,  // 31: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	44,  // 32: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
-	44,  // 33: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	44,  // 34: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	45,  // 35: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
-	45,  // 36: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
-	45,  // 37: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	139, // 38: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	66,  // 39: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
-	139, // 40: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
-	69,  // 41: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
-	69,  // 42: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
-	66,  // 43: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
-	85,  // 44: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
-	85,  // 45: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	139, // 46: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	78,  // 47: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
-	78,  // 48: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	139, // 49: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	85,  // 50: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	85,  // 51: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	85,  // 52: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
-	85,  // 53: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	139, // 54: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	98,  // 55: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	142, // 56: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
-	139, // 57: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
-	101, // 58: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	142, // 59: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
-	143, // 60: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	142, // 61: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
-	101, // 62: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	101, // 63: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
-	142, // 64: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	139, // 65: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	108, // 66: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
-	108, // 67: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	142, // 68: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	139, // 69: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	142, // 70: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	113, // 71: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	113, // 72: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	113, // 73: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	142, // 74: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	113, // 75: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	139, // 76: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	139, // 77: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	137, // 78: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	139, // 79: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	139, // 80: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	128, // 81: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	128, // 82: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	139, // 83: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	139, // 84: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	139, // 85: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	144, // 86: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
-	134, // 87: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	139, // 88: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	139, // 89: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	139, // 90: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	145, // 91: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
-	137, // 92: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	0,   // 93: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	2,   // 94: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	4,   // 95: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	9,   // 96: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	11,  // 97: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	13,  // 98: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	7,   // 99: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	15,  // 100: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	17,  // 101: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	19,  // 102: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	23,  // 103: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	25,  // 104: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	27,  // 105: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	29,  // 106: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	31,  // 107: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	33,  // 108: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	35,  // 109: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	37,  // 110: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	46,  // 111: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	48,  // 112: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	50,  // 113: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	52,  // 114: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	54,  // 115: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	56,  // 116: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	58,  // 117: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	60,  // 118: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	62,  // 119: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	64,  // 120: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	39,  // 121: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	41,  // 122: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	67,  // 123: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	70,  // 124: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	72,  // 125: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	74,  // 126: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	76,  // 127: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	79,  // 128: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	81,  // 129: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	83,  // 130: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	86,  // 131: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	88,  // 132: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	90,  // 133: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	92,  // 134: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	94,  // 135: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	96,  // 136: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	99,  // 137: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	102, // 138: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	104, // 139: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	106, // 140: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	109, // 141: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	111, // 142: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	114, // 143: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	116, // 144: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	118, // 145: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	120, // 146: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	122, // 147: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	133, // 148: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	136, // 149: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	124, // 150: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	131, // 151: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	129, // 152: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	126, // 153: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	1,   // 154: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	3,   // 155: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	5,   // 156: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	10,  // 157: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	12,  // 158: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	14,  // 159: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	8,   // 160: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	16,  // 161: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	18,  // 162: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	20,  // 163: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	24,  // 164: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	26,  // 165: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	28,  // 166: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	30,  // 167: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	32,  // 168: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	34,  // 169: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	36,  // 170: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	38,  // 171: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	47,  // 172: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	49,  // 173: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	51,  // 174: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	53,  // 175: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	55,  // 176: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	57,  // 177: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	59,  // 178: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	61,  // 179: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	63,  // 180: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	65,  // 181: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	40,  // 182: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	42,  // 183: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	68,  // 184: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	71,  // 185: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	73,  // 186: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	75,  // 187: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	77,  // 188: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	80,  // 189: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	82,  // 190: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	84,  // 191: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	87,  // 192: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	89,  // 193: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	91,  // 194: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	93,  // 195: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	95,  // 196: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	97,  // 197: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	100, // 198: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	103, // 199: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	105, // 200: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	107, // 201: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	110, // 202: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	112, // 203: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	115, // 204: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	117, // 205: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	119, // 206: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	121, // 207: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	123, // 208: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	135, // 209: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	138, // 210: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	125, // 211: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	132, // 212: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	130, // 213: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	127, // 214: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	154, // [154:215] is the sub-list for method output_type
-	93,  // [93:154] is the sub-list for method input_type
-	93,  // [93:93] is the sub-list for extension type_name
-	93,  // [93:93] is the sub-list for extension extendee
-	0,   // [0:93] is the sub-list for field type_name
+	145, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
+	145, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	70,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
+	91,  // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
+	145, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	10,  // 5: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
+	10,  // 6: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	10,  // 7: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
+	10,  // 8: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	25,  // 9: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
+	70,  // 10: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
+	91,  // 11: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
+	145, // 12: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	145, // 13: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	26,  // 14: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	26,  // 15: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
+	26,  // 16: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	26,  // 17: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	26,  // 18: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	26,  // 19: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	26,  // 20: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
+	146, // 21: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	47,  // 22: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
+	145, // 23: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	49,  // 24: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
+	145, // 25: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	147, // 26: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	49,  // 27: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
+	145, // 28: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	145, // 29: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	145, // 30: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	48,  // 31: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	48,  // 32: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	48,  // 33: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
+	48,  // 34: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	48,  // 35: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	49,  // 36: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
+	49,  // 37: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
+	49,  // 38: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
+	145, // 39: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	70,  // 40: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
+	70,  // 41: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
+	145, // 42: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	75,  // 43: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
+	75,  // 44: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
+	70,  // 45: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
+	91,  // 46: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
+	91,  // 47: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
+	145, // 48: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	84,  // 49: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
+	84,  // 50: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
+	145, // 51: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	91,  // 52: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	91,  // 53: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	91,  // 54: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
+	91,  // 55: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
+	145, // 56: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	104, // 57: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
+	148, // 58: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	145, // 59: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	107, // 60: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	148, // 61: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	149, // 62: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	148, // 63: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	107, // 64: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	107, // 65: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
+	148, // 66: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	145, // 67: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	114, // 68: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
+	114, // 69: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
+	148, // 70: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	145, // 71: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	148, // 72: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	119, // 73: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	119, // 74: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	119, // 75: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
+	148, // 76: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	119, // 77: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	145, // 78: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	145, // 79: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	143, // 80: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	145, // 81: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	145, // 82: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	134, // 83: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	134, // 84: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	145, // 85: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	145, // 86: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	145, // 87: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	150, // 88: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	140, // 89: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	145, // 90: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	145, // 91: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	145, // 92: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	151, // 93: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	143, // 94: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	0,   // 95: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 96: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 97: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 98: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 99: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	13,  // 100: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	15,  // 101: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	17,  // 102: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 103: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	19,  // 104: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	21,  // 105: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	23,  // 106: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	27,  // 107: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	29,  // 108: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	31,  // 109: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	33,  // 110: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	35,  // 111: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	37,  // 112: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	39,  // 113: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	41,  // 114: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	50,  // 115: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	52,  // 116: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	54,  // 117: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	56,  // 118: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	58,  // 119: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	60,  // 120: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	62,  // 121: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	64,  // 122: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	66,  // 123: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	68,  // 124: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	43,  // 125: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	45,  // 126: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	71,  // 127: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	76,  // 128: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	78,  // 129: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	80,  // 130: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	73,  // 131: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	82,  // 132: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	85,  // 133: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	87,  // 134: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	89,  // 135: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	92,  // 136: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	94,  // 137: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	96,  // 138: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	98,  // 139: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	100, // 140: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	102, // 141: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	105, // 142: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	108, // 143: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	110, // 144: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	112, // 145: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	115, // 146: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	117, // 147: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	120, // 148: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	122, // 149: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	124, // 150: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	126, // 151: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	128, // 152: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	139, // 153: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	142, // 154: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	130, // 155: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	137, // 156: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	135, // 157: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	132, // 158: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	1,   // 159: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 160: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 161: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 162: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 163: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	14,  // 164: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	16,  // 165: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	18,  // 166: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 167: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	20,  // 168: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	22,  // 169: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	24,  // 170: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	28,  // 171: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	30,  // 172: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	32,  // 173: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	34,  // 174: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	36,  // 175: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	38,  // 176: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	40,  // 177: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	42,  // 178: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	51,  // 179: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	53,  // 180: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	55,  // 181: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	57,  // 182: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	59,  // 183: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	61,  // 184: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	63,  // 185: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	65,  // 186: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	67,  // 187: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	69,  // 188: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	44,  // 189: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	46,  // 190: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	72,  // 191: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	77,  // 192: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	79,  // 193: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	81,  // 194: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	74,  // 195: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	83,  // 196: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	86,  // 197: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	88,  // 198: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	90,  // 199: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	93,  // 200: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	95,  // 201: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	97,  // 202: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	99,  // 203: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	101, // 204: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	103, // 205: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	106, // 206: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	109, // 207: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	111, // 208: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	113, // 209: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	116, // 210: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	118, // 211: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	121, // 212: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	123, // 213: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	125, // 214: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	127, // 215: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	129, // 216: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	141, // 217: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	144, // 218: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	131, // 219: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	138, // 220: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	136, // 221: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	133, // 222: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	159, // [159:223] is the sub-list for method output_type
+	95,  // [95:159] is the sub-list for method input_type
+	95,  // [95:95] is the sub-list for extension type_name
+	95,  // [95:95] is the sub-list for extension extendee
+	0,   // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -9138,7 +9493,7 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   139,
+			NumMessages:   145,
 			NumExtensions: 0,
 			NumServices:   13,
 		},

@@ -1370,9 +1370,16 @@ type Principal struct {
 	// cloud's answer to the request that created it.
 	KeySha256 []byte `protobuf:"bytes,4,opt,name=key_sha256,json=keySha256,proto3" json:"key_sha256,omitempty"`
 	// The grants that cover the machine.
-	Grants        []*Grant `protobuf:"bytes,5,rep,name=grants,proto3" json:"grants,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Grants []*Grant `protobuf:"bytes,5,rep,name=grants,proto3" json:"grants,omitempty"`
+	// For users: access tokens issued before this are revoked (the user
+	// changed its password). Unset revokes none.
+	TokensNotBefore *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=tokens_not_before,json=tokensNotBefore,proto3" json:"tokens_not_before,omitempty"`
+	// For users: IDs (jti) of access tokens revoked one by one (signed out)
+	// that have not expired yet; at most 64, the cloud moves
+	// tokens_not_before forward rather than list more.
+	RevokedTokenIds []string `protobuf:"bytes,7,rep,name=revoked_token_ids,json=revokedTokenIds,proto3" json:"revoked_token_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Principal) Reset() {
@@ -1436,6 +1443,20 @@ func (x *Principal) GetKeySha256() []byte {
 func (x *Principal) GetGrants() []*Grant {
 	if x != nil {
 		return x.Grants
+	}
+	return nil
+}
+
+func (x *Principal) GetTokensNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TokensNotBefore
+	}
+	return nil
+}
+
+func (x *Principal) GetRevokedTokenIds() []string {
+	if x != nil {
+		return x.RevokedTokenIds
 	}
 	return nil
 }
@@ -2852,14 +2873,16 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"locationId\"H\n" +
 	"\x05Grant\x12)\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x15.outpost.sync.v1.RoleR\x04role\x12\x14\n" +
-	"\x05scope\x18\x02 \x01(\tR\x05scope\"\xbf\x01\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"\xb3\x02\n" +
 	"\tPrincipal\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.outpost.sync.v1.SubjectKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1d\n" +
 	"\n" +
 	"key_sha256\x18\x04 \x01(\fR\tkeySha256\x12.\n" +
-	"\x06grants\x18\x05 \x03(\v2\x16.outpost.sync.v1.GrantR\x06grants\"<\n" +
+	"\x06grants\x18\x05 \x03(\v2\x16.outpost.sync.v1.GrantR\x06grants\x12F\n" +
+	"\x11tokens_not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokensNotBefore\x12*\n" +
+	"\x11revoked_token_ids\x18\a \x03(\tR\x0frevokedTokenIds\"<\n" +
 	"\tPublicKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\aed25519\x18\x02 \x01(\fR\aed25519\"d\n" +
@@ -3057,32 +3080,33 @@ var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
 	0,  // 21: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
 	1,  // 22: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
 	19, // 23: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
-	40, // 24: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
-	22, // 25: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
-	41, // 26: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	26, // 27: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	35, // 28: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	36, // 29: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	40, // 30: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	37, // 31: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	21, // 32: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	9,  // 33: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	23, // 34: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	31, // 35: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	33, // 36: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	2,  // 37: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
-	5,  // 38: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
-	10, // 39: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	24, // 40: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	32, // 41: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	34, // 42: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	3,  // 43: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
-	8,  // 44: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
-	39, // [39:45] is the sub-list for method output_type
-	33, // [33:39] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	40, // 24: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
+	40, // 25: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	22, // 26: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
+	41, // 27: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	26, // 28: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	35, // 29: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	36, // 30: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	40, // 31: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	37, // 32: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	21, // 33: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	9,  // 34: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	23, // 35: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	31, // 36: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	33, // 37: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	2,  // 38: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	5,  // 39: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	10, // 40: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	24, // 41: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	32, // 42: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	34, // 43: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	3,  // 44: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	8,  // 45: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	40, // [40:46] is the sub-list for method output_type
+	34, // [34:40] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }

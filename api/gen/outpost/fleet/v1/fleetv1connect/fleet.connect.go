@@ -74,6 +74,11 @@ const (
 	AuthServiceSignInProcedure = "/outpost.fleet.v1.AuthService/SignIn"
 	// AuthServiceWhoAmIProcedure is the fully-qualified name of the AuthService's WhoAmI RPC.
 	AuthServiceWhoAmIProcedure = "/outpost.fleet.v1.AuthService/WhoAmI"
+	// AuthServiceSignOutProcedure is the fully-qualified name of the AuthService's SignOut RPC.
+	AuthServiceSignOutProcedure = "/outpost.fleet.v1.AuthService/SignOut"
+	// AuthServiceChangePasswordProcedure is the fully-qualified name of the AuthService's
+	// ChangePassword RPC.
+	AuthServiceChangePasswordProcedure = "/outpost.fleet.v1.AuthService/ChangePassword"
 	// OrgServiceCreateOrgProcedure is the fully-qualified name of the OrgService's CreateOrg RPC.
 	OrgServiceCreateOrgProcedure = "/outpost.fleet.v1.OrgService/CreateOrg"
 	// OrgServiceListOrgsProcedure is the fully-qualified name of the OrgService's ListOrgs RPC.
@@ -158,6 +163,8 @@ const (
 	// UserServiceRevokeInviteProcedure is the fully-qualified name of the UserService's RevokeInvite
 	// RPC.
 	UserServiceRevokeInviteProcedure = "/outpost.fleet.v1.UserService/RevokeInvite"
+	// UserServiceDeleteUserProcedure is the fully-qualified name of the UserService's DeleteUser RPC.
+	UserServiceDeleteUserProcedure = "/outpost.fleet.v1.UserService/DeleteUser"
 	// UserServiceAcceptInviteProcedure is the fully-qualified name of the UserService's AcceptInvite
 	// RPC.
 	UserServiceAcceptInviteProcedure = "/outpost.fleet.v1.UserService/AcceptInvite"
@@ -314,6 +321,16 @@ type AuthServiceClient interface {
 	SignIn(context.Context, *connect.Request[v1.SignInRequest]) (*connect.Response[v1.SignInResponse], error)
 	// WhoAmI returns the caller and every grant it holds.
 	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
+	// SignOut revokes the access token the call carries: the cloud refuses it
+	// from now on, and parts from the grant bundle their next sync brings.
+	// Any signed-in user may end its own session; an API key is revoked with
+	// RevokeAPIKey instead.
+	SignOut(context.Context, *connect.Request[v1.SignOutRequest]) (*connect.Response[v1.SignOutResponse], error)
+	// ChangePassword replaces the caller's password, given the current one,
+	// and revokes every access token of the caller issued before (the cloud
+	// at once, parts from their next sync); it returns a new token. Any
+	// signed-in user may change its own password, and only its own.
+	ChangePassword(context.Context, *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error)
 }
 
 // NewAuthServiceClient constructs a client for the outpost.fleet.v1.AuthService service. By
@@ -340,13 +357,27 @@ func NewAuthServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		signOut: connect.NewClient[v1.SignOutRequest, v1.SignOutResponse](
+			httpClient,
+			baseURL+AuthServiceSignOutProcedure,
+			connect.WithSchema(authServiceMethods.ByName("SignOut")),
+			connect.WithClientOptions(opts...),
+		),
+		changePassword: connect.NewClient[v1.ChangePasswordRequest, v1.ChangePasswordResponse](
+			httpClient,
+			baseURL+AuthServiceChangePasswordProcedure,
+			connect.WithSchema(authServiceMethods.ByName("ChangePassword")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // authServiceClient implements AuthServiceClient.
 type authServiceClient struct {
-	signIn *connect.Client[v1.SignInRequest, v1.SignInResponse]
-	whoAmI *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
+	signIn         *connect.Client[v1.SignInRequest, v1.SignInResponse]
+	whoAmI         *connect.Client[v1.WhoAmIRequest, v1.WhoAmIResponse]
+	signOut        *connect.Client[v1.SignOutRequest, v1.SignOutResponse]
+	changePassword *connect.Client[v1.ChangePasswordRequest, v1.ChangePasswordResponse]
 }
 
 // SignIn calls outpost.fleet.v1.AuthService.SignIn.
@@ -359,6 +390,16 @@ func (c *authServiceClient) WhoAmI(ctx context.Context, req *connect.Request[v1.
 	return c.whoAmI.CallUnary(ctx, req)
 }
 
+// SignOut calls outpost.fleet.v1.AuthService.SignOut.
+func (c *authServiceClient) SignOut(ctx context.Context, req *connect.Request[v1.SignOutRequest]) (*connect.Response[v1.SignOutResponse], error) {
+	return c.signOut.CallUnary(ctx, req)
+}
+
+// ChangePassword calls outpost.fleet.v1.AuthService.ChangePassword.
+func (c *authServiceClient) ChangePassword(ctx context.Context, req *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error) {
+	return c.changePassword.CallUnary(ctx, req)
+}
+
 // AuthServiceHandler is an implementation of the outpost.fleet.v1.AuthService service.
 type AuthServiceHandler interface {
 	// SignIn checks a user's password and returns an access token. Repeated
@@ -366,6 +407,16 @@ type AuthServiceHandler interface {
 	SignIn(context.Context, *connect.Request[v1.SignInRequest]) (*connect.Response[v1.SignInResponse], error)
 	// WhoAmI returns the caller and every grant it holds.
 	WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error)
+	// SignOut revokes the access token the call carries: the cloud refuses it
+	// from now on, and parts from the grant bundle their next sync brings.
+	// Any signed-in user may end its own session; an API key is revoked with
+	// RevokeAPIKey instead.
+	SignOut(context.Context, *connect.Request[v1.SignOutRequest]) (*connect.Response[v1.SignOutResponse], error)
+	// ChangePassword replaces the caller's password, given the current one,
+	// and revokes every access token of the caller issued before (the cloud
+	// at once, parts from their next sync); it returns a new token. Any
+	// signed-in user may change its own password, and only its own.
+	ChangePassword(context.Context, *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error)
 }
 
 // NewAuthServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -388,12 +439,28 @@ func NewAuthServiceHandler(svc AuthServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	authServiceSignOutHandler := connect.NewUnaryHandler(
+		AuthServiceSignOutProcedure,
+		svc.SignOut,
+		connect.WithSchema(authServiceMethods.ByName("SignOut")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authServiceChangePasswordHandler := connect.NewUnaryHandler(
+		AuthServiceChangePasswordProcedure,
+		svc.ChangePassword,
+		connect.WithSchema(authServiceMethods.ByName("ChangePassword")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.fleet.v1.AuthService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthServiceSignInProcedure:
 			authServiceSignInHandler.ServeHTTP(w, r)
 		case AuthServiceWhoAmIProcedure:
 			authServiceWhoAmIHandler.ServeHTTP(w, r)
+		case AuthServiceSignOutProcedure:
+			authServiceSignOutHandler.ServeHTTP(w, r)
+		case AuthServiceChangePasswordProcedure:
+			authServiceChangePasswordHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -409,6 +476,14 @@ func (UnimplementedAuthServiceHandler) SignIn(context.Context, *connect.Request[
 
 func (UnimplementedAuthServiceHandler) WhoAmI(context.Context, *connect.Request[v1.WhoAmIRequest]) (*connect.Response[v1.WhoAmIResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuthService.WhoAmI is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) SignOut(context.Context, *connect.Request[v1.SignOutRequest]) (*connect.Response[v1.SignOutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuthService.SignOut is not implemented"))
+}
+
+func (UnimplementedAuthServiceHandler) ChangePassword(context.Context, *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AuthService.ChangePassword is not implemented"))
 }
 
 // OrgServiceClient is a client for the outpost.fleet.v1.OrgService service.
@@ -684,7 +759,12 @@ type LocationServiceClient interface {
 	DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error)
 	// ShareLocation shares a location, and everything under it, with another organization.
 	ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error)
-	// UnshareLocation stops sharing a location with an organization.
+	// UnshareLocation stops sharing a location with an organization, and ends
+	// all access that came through the share: the grants and API keys that
+	// organization's owners made on the location or anything in it (with
+	// authority they held only through the share) are removed, and its
+	// pending invitations there can no longer be accepted. Parts refuse them
+	// from their next grant bundle.
 	UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error)
 	// SetSupportAccess turns the support team's access to a location on or off.
 	SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error)
@@ -822,7 +902,12 @@ type LocationServiceHandler interface {
 	DeleteLocation(context.Context, *connect.Request[v1.DeleteLocationRequest]) (*connect.Response[v1.DeleteLocationResponse], error)
 	// ShareLocation shares a location, and everything under it, with another organization.
 	ShareLocation(context.Context, *connect.Request[v1.ShareLocationRequest]) (*connect.Response[v1.ShareLocationResponse], error)
-	// UnshareLocation stops sharing a location with an organization.
+	// UnshareLocation stops sharing a location with an organization, and ends
+	// all access that came through the share: the grants and API keys that
+	// organization's owners made on the location or anything in it (with
+	// authority they held only through the share) are removed, and its
+	// pending invitations there can no longer be accepted. Parts refuse them
+	// from their next grant bundle.
 	UnshareLocation(context.Context, *connect.Request[v1.UnshareLocationRequest]) (*connect.Response[v1.UnshareLocationResponse], error)
 	// SetSupportAccess turns the support team's access to a location on or off.
 	SetSupportAccess(context.Context, *connect.Request[v1.SetSupportAccessRequest]) (*connect.Response[v1.SetSupportAccessResponse], error)
@@ -1354,13 +1439,20 @@ type UserServiceClient interface {
 	// CreateUser creates a user with a password; only the cloud's admin may.
 	// Without a password the cloud makes one and returns it, once.
 	CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error)
-	// InviteUser invites an email address to a role on a scope and returns the
-	// invitation code, once.
+	// InviteUser invites an email address to a role on a scope and mails the
+	// invitation code to that address, and only there: nobody else, the
+	// inviter included, ever sees it. A cloud without an SMTP relay refuses
+	// (FailedPrecondition): its admin creates the user instead.
 	InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error)
-	// ResendInvite replaces an invitation's code and expiry and returns the new code, once.
+	// ResendInvite replaces an invitation's code and expiry and mails the new
+	// code to the invited address; the old code stops working.
 	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
 	// RevokeInvite withdraws an invitation.
 	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
+	// DeleteUser deletes a user and its grants; its tokens stop working at once on the cloud and on parts from their
+	// next sync. Only the cloud's admin may, never on itself, and never on
+	// the last owner of an organization.
+	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 	// AcceptInvite takes an invitation code: it creates the user (with the
 	// given password) if the email has no account yet, or checks the password
 	// if it has, gives the invited role, and returns an access token.
@@ -1402,6 +1494,12 @@ func NewUserServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(userServiceMethods.ByName("RevokeInvite")),
 			connect.WithClientOptions(opts...),
 		),
+		deleteUser: connect.NewClient[v1.DeleteUserRequest, v1.DeleteUserResponse](
+			httpClient,
+			baseURL+UserServiceDeleteUserProcedure,
+			connect.WithSchema(userServiceMethods.ByName("DeleteUser")),
+			connect.WithClientOptions(opts...),
+		),
 		acceptInvite: connect.NewClient[v1.AcceptInviteRequest, v1.AcceptInviteResponse](
 			httpClient,
 			baseURL+UserServiceAcceptInviteProcedure,
@@ -1417,6 +1515,7 @@ type userServiceClient struct {
 	inviteUser   *connect.Client[v1.InviteUserRequest, v1.InviteUserResponse]
 	resendInvite *connect.Client[v1.ResendInviteRequest, v1.ResendInviteResponse]
 	revokeInvite *connect.Client[v1.RevokeInviteRequest, v1.RevokeInviteResponse]
+	deleteUser   *connect.Client[v1.DeleteUserRequest, v1.DeleteUserResponse]
 	acceptInvite *connect.Client[v1.AcceptInviteRequest, v1.AcceptInviteResponse]
 }
 
@@ -1440,6 +1539,11 @@ func (c *userServiceClient) RevokeInvite(ctx context.Context, req *connect.Reque
 	return c.revokeInvite.CallUnary(ctx, req)
 }
 
+// DeleteUser calls outpost.fleet.v1.UserService.DeleteUser.
+func (c *userServiceClient) DeleteUser(ctx context.Context, req *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
+	return c.deleteUser.CallUnary(ctx, req)
+}
+
 // AcceptInvite calls outpost.fleet.v1.UserService.AcceptInvite.
 func (c *userServiceClient) AcceptInvite(ctx context.Context, req *connect.Request[v1.AcceptInviteRequest]) (*connect.Response[v1.AcceptInviteResponse], error) {
 	return c.acceptInvite.CallUnary(ctx, req)
@@ -1450,13 +1554,20 @@ type UserServiceHandler interface {
 	// CreateUser creates a user with a password; only the cloud's admin may.
 	// Without a password the cloud makes one and returns it, once.
 	CreateUser(context.Context, *connect.Request[v1.CreateUserRequest]) (*connect.Response[v1.CreateUserResponse], error)
-	// InviteUser invites an email address to a role on a scope and returns the
-	// invitation code, once.
+	// InviteUser invites an email address to a role on a scope and mails the
+	// invitation code to that address, and only there: nobody else, the
+	// inviter included, ever sees it. A cloud without an SMTP relay refuses
+	// (FailedPrecondition): its admin creates the user instead.
 	InviteUser(context.Context, *connect.Request[v1.InviteUserRequest]) (*connect.Response[v1.InviteUserResponse], error)
-	// ResendInvite replaces an invitation's code and expiry and returns the new code, once.
+	// ResendInvite replaces an invitation's code and expiry and mails the new
+	// code to the invited address; the old code stops working.
 	ResendInvite(context.Context, *connect.Request[v1.ResendInviteRequest]) (*connect.Response[v1.ResendInviteResponse], error)
 	// RevokeInvite withdraws an invitation.
 	RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error)
+	// DeleteUser deletes a user and its grants; its tokens stop working at once on the cloud and on parts from their
+	// next sync. Only the cloud's admin may, never on itself, and never on
+	// the last owner of an organization.
+	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 	// AcceptInvite takes an invitation code: it creates the user (with the
 	// given password) if the email has no account yet, or checks the password
 	// if it has, gives the invited role, and returns an access token.
@@ -1494,6 +1605,12 @@ func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(userServiceMethods.ByName("RevokeInvite")),
 		connect.WithHandlerOptions(opts...),
 	)
+	userServiceDeleteUserHandler := connect.NewUnaryHandler(
+		UserServiceDeleteUserProcedure,
+		svc.DeleteUser,
+		connect.WithSchema(userServiceMethods.ByName("DeleteUser")),
+		connect.WithHandlerOptions(opts...),
+	)
 	userServiceAcceptInviteHandler := connect.NewUnaryHandler(
 		UserServiceAcceptInviteProcedure,
 		svc.AcceptInvite,
@@ -1510,6 +1627,8 @@ func NewUserServiceHandler(svc UserServiceHandler, opts ...connect.HandlerOption
 			userServiceResendInviteHandler.ServeHTTP(w, r)
 		case UserServiceRevokeInviteProcedure:
 			userServiceRevokeInviteHandler.ServeHTTP(w, r)
+		case UserServiceDeleteUserProcedure:
+			userServiceDeleteUserHandler.ServeHTTP(w, r)
 		case UserServiceAcceptInviteProcedure:
 			userServiceAcceptInviteHandler.ServeHTTP(w, r)
 		default:
@@ -1535,6 +1654,10 @@ func (UnimplementedUserServiceHandler) ResendInvite(context.Context, *connect.Re
 
 func (UnimplementedUserServiceHandler) RevokeInvite(context.Context, *connect.Request[v1.RevokeInviteRequest]) (*connect.Response[v1.RevokeInviteResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.RevokeInvite is not implemented"))
+}
+
+func (UnimplementedUserServiceHandler) DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.UserService.DeleteUser is not implemented"))
 }
 
 func (UnimplementedUserServiceHandler) AcceptInvite(context.Context, *connect.Request[v1.AcceptInviteRequest]) (*connect.Response[v1.AcceptInviteResponse], error) {
