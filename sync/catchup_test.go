@@ -1,7 +1,9 @@
 package sync_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	outsync "github.com/outpost-robotics/outpost/sync"
 )
@@ -180,5 +183,46 @@ func TestStuckStreamShrinksAndOthersMove(t *testing.T) {
 	}
 	if slices.Max(slow.tried) <= slow.fit {
 		t.Errorf("the batch never grew back past %d after succeeding: tries %v", slow.fit, slow.tried)
+	}
+}
+
+// TestCloudFinishesWhatThePartStoppedWaitingFor checks the acks a part can
+// use: a batch the cloud is still storing when the part's deadline passes
+// is stored whole all the same, and the part's next attempt, a repeat,
+// writes nothing and is acknowledged at once. Each synced commit of the
+// cloud's ingest costs the part 1 s of its 800 ms cycle, and the batch
+// takes two: had the cloud given up with the part, it would have stored
+// half, and the repeat would have paid another commit and missed its
+// deadline again, forever.
+func TestCloudFinishesWhatThePartStoppedWaitingFor(t *testing.T) {
+	w := newWorldWith(t, worldOptions{slowDisk: time.Second, extra: []func(*outsync.Options){func(o *outsync.Options) {
+		o.CycleTimeout = 800 * time.Millisecond
+		o.BatchBytes, o.CycleBytes = 16<<20, 32<<20
+	}}})
+	ctx := context.Background()
+	const n = 100
+	for i := range n {
+		if _, err := w.store.Append(ctx, cache.StreamCaptures, cache.Record{Payload: bytes.Repeat([]byte{byte(i)}, 64<<10), Priority: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := ingest.StreamKey{PartID: w.part.ID, StoreID: storeID(t, w), Stream: string(cache.StreamCaptures)}
+	res := w.cycle(t)
+	if res.Err == nil || res.Uploaded[cache.StreamCaptures] != 0 {
+		t.Fatalf("first cycle: %+v; want its deadline to pass while the cloud stores the batch", res)
+	}
+	// The cloud goes on storing after the part's cycle ended.
+	cloudtest.Eventually(t, "the cloud holds the whole batch", func() error {
+		if got, err := w.cloud.Ingest().AckedThrough(ctx, key); err != nil || got != n {
+			return fmt.Errorf("it holds captures through %d (%v), want %d", got, err, n)
+		}
+		return nil
+	})
+	res = w.cycle(t)
+	if res.Err != nil || res.Uploaded[cache.StreamCaptures] != n {
+		t.Fatalf("second cycle: %+v; want the repeat acknowledged at once", res)
+	}
+	if st, _ := w.store.Stats(ctx, cache.StreamCaptures); st.Count != 0 {
+		t.Errorf("the part still holds %d captures", st.Count)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -509,5 +510,40 @@ func TestClientAddress(t *testing.T) {
 		if got := call(st.from, st.auth); got != st.want {
 			t.Errorf("step %d from %s: HTTP %d, want %d", i, st.from, got, st.want)
 		}
+	}
+}
+
+// cancelOnPut is an ingest store whose puts begin just as the part gives
+// up waiting: it cancels the request's context, then stores.
+type cancelOnPut struct {
+	ingest.Store
+	cancel context.CancelFunc
+}
+
+func (c cancelOnPut) PutBatch(ctx context.Context, key ingest.StreamKey, recs []ingest.Record, losses []ingest.Loss) (ingest.PutResult, error) {
+	c.cancel()
+	return c.Store.PutBatch(ctx, key, recs, losses)
+}
+
+// TestUploadOutlivesItsCaller checks that what the cloud starts storing it
+// stores whole even when the part stops waiting (its deadline passed), so
+// the part's next attempt is a repeat the watermark answers at once.
+func TestUploadOutlivesItsCaller(t *testing.T) {
+	e := newEnv(t, partsync.Options{})
+	secret := e.backend.provision("part-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, h := partsync.NewHandler(e.backend, cancelOnPut{Store: e.store, cancel: cancel}, partsync.Options{Clock: e.clock})
+	body, err := proto.Marshal(&syncv1.UploadRequest{StoreId: "s1", Stream: "captures", Records: records("captures", span(1, 50)...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/outpost.sync.v1.SyncService/Upload", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/proto")
+	req.Header.Set("Authorization", "Part part-a:"+secret)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	key := ingest.StreamKey{PartID: "part-a", StoreID: "s1", Stream: "captures"}
+	if got, err := e.store.AckedThrough(context.Background(), key); err != nil || got != 50 {
+		t.Fatalf("after the part stopped waiting the cloud holds through %d (%v), want 50", got, err)
 	}
 }
