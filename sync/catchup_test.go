@@ -3,8 +3,8 @@ package sync_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
