@@ -130,10 +130,9 @@ type Syncer struct {
 	// to send and got none acknowledged (guarded by mu).
 	stalled map[cache.Stream]int
 
-	// batch is each stream's current upload request size, and failedTurn
-	// says whose last turn failed; only cycles touch them, holding cycleMu.
-	batch      map[cache.Stream]batchSize
-	failedTurn map[cache.Stream]bool
+	// batch is each stream's current upload request size; only cycles
+	// touch it, and they hold cycleMu.
+	batch map[cache.Stream]batchSize
 }
 
 // batchSize bounds one upload request of a stream. A turn that fails (a
@@ -187,8 +186,6 @@ func New(o Options) (*Syncer, error) {
 		interval: o.Interval,
 		stalled:  map[cache.Stream]int{},
 		batch:    map[cache.Stream]batchSize{},
-
-		failedTurn: map[cache.Stream]bool{},
 	}, nil
 }
 
@@ -647,9 +644,10 @@ const maxBatchRecords = 4000
 
 // upload sends each stream's backlog in UploadOrder, then blobs, within the
 // cycle's byte budget. A stream whose upload fails gives up its turn (its
-// next request is smaller, and has half of what is left of the cycle) and
-// the streams after it still have theirs, so one stuck stream never holds
-// the others back for more than a cycle; the cycle reports every failure.
+// next request is smaller) and the streams after it still have theirs; once
+// it is reported stalled its requests have half of what is left of the
+// cycle, so one stuck stream never holds the others back for long. The
+// cycle reports every failure.
 func (s *Syncer) upload(ctx context.Context, res *Result) error {
 	storeID, err := s.StoreID(ctx)
 	if err != nil {
@@ -718,9 +716,8 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	}
 	before := res.Uploaded[st]
 	var sentMax batchSize // the largest request of this turn
-	probation := s.failedTurn[st]
+	_, probation := s.Stalled()[st]
 	defer func() {
-		s.failedTurn[st] = err != nil
 		if err != nil {
 			s.batch[st] = min2(size, sentMax).shrink()
 		} else {
@@ -791,11 +788,12 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				f.seqs[i] = e.Seq
 			}
 			go func() {
-				// A stream whose last turn failed is on probation: each of
-				// its requests gets half of what is left of the cycle, so
-				// one that hangs again leaves the other streams their turn.
-				// A healthy stream's requests have the whole cycle, as a
-				// slow but working link needs.
+				// A stalled stream is on probation: each of its requests
+				// gets half of what is left of the cycle, so one that hangs
+				// again leaves the other streams their turn. Any other
+				// stream's requests have the whole cycle, as a slow but
+				// working link (or a loaded machine) needs: one failure is
+				// no reason to cut what the next attempt may take.
 				rctx := ctx
 				if probation {
 					var cancel context.CancelFunc
