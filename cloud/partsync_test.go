@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -140,7 +142,7 @@ func newFleet(t *testing.T, e *env) fleet {
 	f.user = u.GetUser().GetId()
 	check(admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + f.user, Role: "operator", Scope: "machine/" + f.machine})))(t)
 	k := check(admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "robot key", Role: "operator", Scope: "machine/" + f.machine})))(t)
-	secrets.add(k.GetToken())
+	secrets.add(k.GetToken(), k.GetToken()[len(k.GetToken())-43:])
 	f.key, f.keySecret = k.GetKey().GetId(), k.GetToken()
 	f.frag = check(admin.frag.CreateFragment(ctx, req(&fleetv1.CreateFragmentRequest{OrgId: f.org, Name: "drive",
 		Config: &configv1.RobotConfig{Components: []*configv1.Component{motor("left"), motor("right")}, LogLevel: "debug"}})))(t).GetFragment().GetId()
@@ -207,9 +209,9 @@ func TestPartSync(t *testing.T) {
 		}
 		for _, pr := range gb.GetPrincipals() {
 			if pr.GetId() == f.key {
-				_, secret, _ := strings.Cut(f.keySecret, ":")
-				if sum := sha256.Sum256([]byte(secret)); string(pr.GetKeySha256()) != string(sum[:]) {
-					t.Error("the key's SHA-256 is not the secret's")
+				k, err := credential.ParseKey(f.keySecret)
+				if err != nil || !k.PublicKey().Equal(ed25519.PublicKey(pr.GetPublicKey())) {
+					t.Errorf("the key's public key is not the one it proves with (%v)", err)
 				}
 			}
 			for _, g := range pr.GetGrants() {

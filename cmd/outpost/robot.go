@@ -28,6 +28,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // robotFlags are the flags of `outpost robot`, the field tech's commands
@@ -57,7 +58,8 @@ func newRobotCmd(g *globals) *cobra.Command {
 		Short: "Drive a robot part over its local control plane (gRPC over TLS, or WebRTC)",
 		Long: `Drive a robot part's daemon directly, with or without the cloud, with the
 permissions the cloud last granted. Authenticate with an API key
-(--api-key KEY_ID:SECRET) or a user access token (--token). The part's TLS
+(--api-key opk_...) or a user session (--token ops_..., else the one saved by
+outpost login); only proofs made for that part leave this machine. The part's TLS
 certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 --fingerprint. On the robot itself, --socket uses the break-glass socket
 (root and the outpost group; every use is audited; works after expiry).`,
@@ -65,7 +67,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.robot, "robot", g.env.getenv("OUTPOST_ROBOT"), "the part's control address HOST:PORT (or $OUTPOST_ROBOT; port 8443 when omitted)")
 	// Secrets get no default from the environment: --help would print it.
-	pf.StringVar(&f.apiKey, "api-key", "", "API key KEY_ID:SECRET (or $OUTPOST_API_KEY)")
+	pf.StringVar(&f.apiKey, "api-key", "", "API key opk_... as `outpost apikey create` printed it (or $OUTPOST_API_KEY)")
 	pf.BoolVar(&f.webrtc, "webrtc", false, "carry the calls over a WebRTC data channel (signaled over the TLS port)")
 	pf.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 of the part's certificate (default: from outpost robot trust)")
 	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+control.DefaultSocketPath+")")
@@ -87,9 +89,11 @@ func robotAddr(s string) string {
 	return s
 }
 
-// authorization is the Authorization header of the flags: the cloud's
-// format, so one key or token works against the cloud and the part.
-func (f *robotFlags) authorization() (string, error) {
+// key is the credential of the flags: an API key (--api-key opk_...) or a
+// user's session (--token ops_..., else the one saved by outpost login).
+// Its private key never leaves this machine: each part gets proofs made
+// for it alone.
+func (f *robotFlags) key() (*credential.Key, error) {
 	// Flags beat the environment; within each, a key and a token together
 	// are ambiguous.
 	key, token := f.apiKey, f.g.token
@@ -98,16 +102,16 @@ func (f *robotFlags) authorization() (string, error) {
 	}
 	switch {
 	case key != "" && token != "":
-		return "", errors.New("give --api-key or --token, not both (or only one of $OUTPOST_API_KEY and $OUTPOST_TOKEN)")
+		return nil, errors.New("give --api-key or --token, not both (or only one of $OUTPOST_API_KEY and $OUTPOST_TOKEN)")
 	case key != "":
-		if !strings.Contains(key, ":") {
-			return "", errors.New("--api-key is KEY_ID:SECRET")
-		}
-		return "Bearer " + key, nil
+		return credential.ParseKey(key)
 	case token != "":
-		return "Bearer " + token, nil
+		return credential.ParseKey(token)
 	}
-	return "", errors.New("give --api-key KEY_ID:SECRET or --token TOKEN (or use --socket on the robot)")
+	if saved := f.g.loadSaved().Token; saved != "" {
+		return credential.ParseKey(saved)
+	}
+	return nil, errors.New("give --api-key opk_... or --token ops_... (or sign in with outpost login; or use --socket on the robot)")
 }
 
 // knownRobotsPath is where trusted fingerprints are kept, one "HOST:PORT
@@ -144,31 +148,6 @@ func knownFingerprint(addr string) (string, error) {
 	return fp, sc.Err()
 }
 
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if b != "" {
-			req.Header().Set("Authorization", string(b))
-		}
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		c := next(ctx, spec)
-		if b != "" {
-			c.RequestHeader().Set("Authorization", string(b))
-		}
-		return c
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // connect opens the connection the flags ask for.
 func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	if f.socket != "" {
@@ -190,7 +169,7 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		return nil, errors.New("give --robot HOST:PORT (or $OUTPOST_ROBOT); `outpost robot discover` lists the parts on this network")
 	}
 	addr := robotAddr(f.robot)
-	auth, err := f.authorization()
+	key, err := f.key()
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +182,9 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	if fp == "" {
 		return nil, fmt.Errorf("%s is not a trusted robot: run `outpost robot trust %s`, check the fingerprint it shows, or pass --fingerprint", addr, addr)
 	}
+	if fp, err = control.NormalizeFingerprint(fp); err != nil {
+		return nil, err
+	}
 	tlsConf, err := control.PinnedTLSConfig(fp)
 	if err != nil {
 		return nil, err
@@ -210,7 +192,9 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	tr := &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true}
 	hc := &http.Client{Transport: tr}
 	base := "https://" + addr
-	opts := []connect.ClientOption{connect.WithInterceptors(bearer(auth))}
+	// Proofs name the pinned certificate as their audience: a part cannot
+	// pass one on to another part, nor to the cloud.
+	opts := []connect.ClientOption{connect.WithInterceptors(credential.NewPartProver(key, fp, f.g.now, control.HealthNonce(hc, base)))}
 	if !f.webrtc {
 		return &robotConn{
 			control: controlv1connect.NewControlServiceClient(hc, base, opts...),
@@ -233,20 +217,20 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 
 // connectViaCloud opens a WebRTC session signaled through the fleet cloud's
 // relay, for a part that is online but not on this network. The cloud checks
-// the credential for machine.control on the part and forwards it; the part
-// authenticates and authorizes it again with its cached grants, and every
-// call on the channel too.
+// the credential for machine.control on the part and forwards only its own
+// assertion of who is calling; the part authorizes that subject again with
+// its cached grants, and every call on the channel too.
 func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 	base, err := f.g.cloudURL()
 	if err != nil {
 		return nil, err
 	}
-	auth, err := f.authorization()
+	key, err := f.key()
 	if err != nil {
 		return nil, err
 	}
 	hc := &http.Client{Timeout: 60 * time.Second}
-	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(bearer(auth)))
+	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(credential.NewCloudProver(key, f.g.now)))
 	sess, err := control.DialWebRTCWith(ctx, relay.Signaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open a WebRTC session with part %s through %s: %w", f.viaCloud, base, err)
