@@ -315,11 +315,13 @@ func TestPartSync(t *testing.T) {
 	t.Run("offline proposals: accepted when current, kept as conflicts otherwise", func(t *testing.T) {
 		edit := &configv1.RobotConfig{Components: []*configv1.Component{motor("lift"), motor("winch")}}
 		at := e.clk.Now()
-		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0"}))
+		signed := endorse(t, e.adminToken, f.machine, 1, edit)
+		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0", Endorsement: signed}))
 		// The same record again (a retry) changes nothing.
-		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0"}))
+		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0", Endorsement: signed}))
 		// A second edit against the old base conflicts.
-		p.upload(t, "proposals", record(t, 2, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: &configv1.RobotConfig{LogLevel: "error"}, Author: "local/0"}))
+		second := &configv1.RobotConfig{LogLevel: "error"}
+		p.upload(t, "proposals", record(t, 2, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: second, Author: "local/0", Endorsement: endorse(t, e.adminToken, f.machine, 1, second)}))
 		res, err := p.client.Pull(ctx, connect.NewRequest(&syncv1.PullRequest{ConfigVersion: p.cfg, GrantsVersion: p.grants}))
 		if err != nil {
 			t.Fatal(err)
@@ -337,7 +339,7 @@ func TestPartSync(t *testing.T) {
 			t.Fatalf("proposals %v", props)
 		}
 		revs := check(admin.config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
-		if len(revs) != 2 || !strings.HasPrefix(revs[0].GetAuthor(), "part:"+f.boot.GetPartId()) {
+		if len(revs) != 2 || !strings.HasPrefix(revs[0].GetAuthor(), "user:") || !strings.Contains(revs[0].GetAuthor(), "part:"+f.boot.GetPartId()) {
 			t.Errorf("revisions %v", revs)
 		}
 		r := check(admin.config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: f.machine, ProposalId: props[1].GetId(), Accept: true})))(t)

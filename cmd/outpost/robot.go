@@ -26,6 +26,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/credential"
@@ -49,6 +50,8 @@ type robotConn struct {
 	control controlv1connect.ControlServiceClient
 	comp    controlv1connect.ComponentServiceClient
 	close   func()
+	// key is the credential the calls are made with; nil on the socket.
+	key *credential.Key
 }
 
 func newRobotCmd(g *globals) *cobra.Command {
@@ -200,6 +203,7 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 			control: controlv1connect.NewControlServiceClient(hc, base, opts...),
 			comp:    controlv1connect.NewComponentServiceClient(hc, base, opts...),
 			close:   tr.CloseIdleConnections,
+			key:     key,
 		}, nil
 	}
 	sig := controlv1connect.NewSignalingServiceClient(hc, base, opts...)
@@ -212,6 +216,7 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
 		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
 		close:   func() { _ = rc.Close(); tr.CloseIdleConnections() },
+		key:     key,
 	}, nil
 }
 
@@ -240,6 +245,7 @@ func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
 		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
 		close:   func() { _ = sess.Close(); hc.CloseIdleConnections() },
+		key:     key,
 	}, nil
 }
 
@@ -469,7 +475,10 @@ func (f *robotFlags) configCmd() *cobra.Command {
 		Short: "Apply an edited config (JSON) on the part and propose it to the cloud",
 		Long: `Apply an edited config on the part; it works offline. The edit is queued as a
 proposed revision with the revision it was based on (--base, default the
-revision the part runs now); the cloud accepts it or reports a conflict.`,
+revision the part runs now), signed with your key: the cloud accepts it if
+you may edit the machine's config and the base is current, or keeps it for an
+owner (outpost config proposals). Edits made on the break-glass socket carry
+no signature and always wait for an owner.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
@@ -489,7 +498,15 @@ revision the part runs now); the cloud accepts it or reports a conflict.`,
 					}
 					rev = cur.Msg.GetMachineRevision()
 				}
-				r, err := c.control.EditConfig(ctx, connect.NewRequest(&controlv1.EditConfigRequest{Config: cfg, BaseRevision: rev}))
+				ereq := &controlv1.EditConfigRequest{Config: cfg, BaseRevision: rev}
+				if c.key != nil {
+					// The cloud makes the edit a revision only with this
+					// signature, by someone who may edit the machine's config.
+					if ereq.Endorsement, err = f.endorse(ctx, c, cfg, rev); err != nil {
+						return err
+					}
+				}
+				r, err := c.control.EditConfig(ctx, connect.NewRequest(ereq))
 				if err != nil {
 					return err
 				}
@@ -847,4 +864,24 @@ func (f *robotFlags) discoverCmd() *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 3*time.Second, "how long to listen")
 	return cmd
+}
+
+// endorse signs an edit of the part's machine config from revision base
+// with the connection's key, for the cloud to verify (credential.Endorse).
+// The machine is the one the part names; a part naming another only makes
+// the signature fail at the cloud, which checks it against the part's own.
+func (f *robotFlags) endorse(ctx context.Context, c *robotConn, cfg *configv1.RobotConfig, base uint64) (*syncv1.Endorsement, error) {
+	st, err := c.control.Status(ctx, connect.NewRequest(&controlv1.StatusRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode the config: %w", err)
+	}
+	e, err := c.key.Endorse(st.Msg.GetMachineId(), base, raw, f.g.now())
+	if err != nil {
+		return nil, err
+	}
+	return &syncv1.Endorsement{KeyId: e.KeyID, AccessToken: e.Token, Signature: e.Signature}, nil
 }
