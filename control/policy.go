@@ -7,6 +7,7 @@ import (
 	"time"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -27,7 +28,7 @@ type policy struct {
 
 	// verified caches proofs this policy verified (authn.go).
 	mu       sync.Mutex
-	verified map[[32]byte]verifiedProof
+	verified map[credential.Presented]verifiedProof
 }
 
 // principal is one subject of the bundle.
@@ -44,7 +45,7 @@ const unprovisioned = "unprovisioned"
 // newPolicy builds the decision state of b (nil: no bundle yet).
 func newPolicy(b *syncv1.GrantBundle) *policy {
 	p := &policy{bundle: b, users: map[string]*principal{}, keys: map[string]*principal{}, tokenKeys: map[string]ed25519.PublicKey{},
-		verified: map[[32]byte]verifiedProof{}}
+		verified: map[credential.Presented]verifiedProof{}}
 	if b == nil {
 		p.machine, p.engine = rbac.Machine(unprovisioned), fallbackEngine()
 		p.err = fmt.Errorf("the part holds no grants yet: connect it to the cloud once, or use the break-glass socket")
