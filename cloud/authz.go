@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,8 +16,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	authzv1 "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
-	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -245,7 +246,7 @@ func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		c := &call{rule: rule}
 		if rule.marker != markerPublic {
-			p, err := s.authenticate(ctx, req.Header().Get("Authorization"))
+			p, err := s.authenticate(ctx, req.Header())
 			if err != nil {
 				s.log.Info("call refused", zap.String("procedure", proc), zap.String("code", "unauthenticated"))
 				return nil, err
@@ -657,17 +658,32 @@ func (s *Server) resolveSubject(ctx context.Context, ref string) (rbac.Subject, 
 
 var errTokenRevoked = errors.New("access token revoked")
 
-// authenticate reads the Authorization header into a principal.
-func (s *Server) authenticate(ctx context.Context, header string) (*principal, error) {
-	cred, err := auth.ParseAuthorization(header)
+// authenticate reads the Authorization and DPoP headers into a principal:
+// an API key or a user's session, each proving possession of its private
+// key with a proof whose audience is the cloud, so a proof made for a part
+// is refused here.
+func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, error) {
+	pr, err := credential.Parse(h.Get("Authorization"), h.Get(credential.ProofHeader))
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnauthenticated, err)
 	}
+	now := s.clock.Now()
+	refuse := func(err error) error { return connect.NewError(connect.CodeUnauthenticated, err) }
 	switch {
-	case cred.Token != "":
-		claims, err := s.signer.Verify(cred.Token, s.clock.Now())
+	case pr.Token != "":
+		claims, err := s.signer.Verify(pr.Token, now)
+		if errors.Is(err, credential.ErrLegacyToken) {
+			return nil, refuse(err)
+		}
 		if err != nil {
-			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("access token is invalid or expired: sign in again with `outpost login EMAIL`"))
+			return nil, refuse(errors.New("access token is invalid or expired: sign in again with `outpost login EMAIL`"))
+		}
+		pc, err := credential.VerifySessionProof(pr.Proof, pr.Token, claims, credential.AudienceCloud)
+		if err == nil {
+			err = pc.Fresh(now)
+		}
+		if err != nil {
+			return nil, refuse(err)
 		}
 		var p *principal
 		err = s.st.View(ctx, func(tx store.Tx) error {
@@ -684,7 +700,7 @@ func (s *Server) authenticate(ctx context.Context, header string) (*principal, e
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("the account of this access token no longer exists"))
+			return nil, refuse(errors.New("the account of this access token no longer exists"))
 		}
 		if errors.Is(err, errTokenRevoked) {
 			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("this access token was revoked (signed out, or the password changed): sign in again with `outpost login EMAIL`"))
@@ -693,29 +709,38 @@ func (s *Server) authenticate(ctx context.Context, header string) (*principal, e
 			return nil, internal(s.log, "load user", err)
 		}
 		return p, nil
-	case cred.KeyID != "":
+	case pr.KeyID != "":
 		var p *principal
+		var perr error
 		err = s.st.View(ctx, func(tx store.Tx) error {
-			k, err := tx.GetAPIKey(ctx, cred.KeyID)
+			k, err := tx.GetAPIKey(ctx, pr.KeyID)
 			if err != nil {
 				return err
 			}
-			if !auth.SecretMatches(cred.KeySecret, k.SecretHash) {
-				return store.ErrNotFound
+			pc, err := credential.VerifyKeyProof(pr.Proof, k.ID, k.PublicKey, credential.AudienceCloud)
+			if err == nil {
+				err = pc.Fresh(now)
+			}
+			if err != nil {
+				perr = err
+				return nil
 			}
 			gs, err := tx.ListGrantsBySubject(ctx, "apikey:"+k.ID)
 			p = &principal{kind: rbac.APIKey, id: k.ID, grants: gs}
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown API key or wrong secret"))
+			return nil, refuse(errors.New("unknown or revoked API key"))
 		}
 		if err != nil {
 			return nil, internal(s.log, "load API key", err)
 		}
+		if perr != nil {
+			return nil, refuse(perr)
+		}
 		return p, nil
 	}
-	return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("no credentials: sign in with `outpost login EMAIL` or pass --token"))
+	return nil, refuse(errors.New("no credentials: sign in with `outpost login EMAIL`, or pass --token or --api-key"))
 }
 
 // internal logs an unexpected error and returns a generic Internal error,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,12 +14,15 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // AdminEmail is the cloud-wide admin's account, created on first start.
 const AdminEmail = "admin@localhost"
 
-// AdminTokenFile is the file in the data folder holding the admin's access token.
+// AdminTokenFile is the file in the data folder holding the admin's session:
+// its private key and access token, in the printed form of credential.Key
+// ("ops_..."), which the CLI takes as --token or $OUTPOST_TOKEN.
 const AdminTokenFile = "admin.token"
 
 // Meta keys of the store.
@@ -35,7 +37,8 @@ const adminTokenRefresh = 7 * 24 * time.Hour
 // Bootstrap readies a store for serving and returns the token signer. On an
 // empty store it creates the Ed25519 signing key and the admin account (its
 // password is random and never shown: the admin signs in with the token).
-// It writes the admin's access token (valid 60 days) to dataDir/admin.token,
+// It writes the admin's session (a token valid 60 days and the private key
+// it is bound to) to dataDir/admin.token,
 // mode 0600, when the file is missing or its token expires within 7 days,
 // and returns that file's path when it wrote it.
 func Bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Clock, log *zap.Logger) (*auth.Signer, string, error) {
@@ -79,16 +82,21 @@ func Bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Cl
 	}
 	path := filepath.Join(dataDir, AdminTokenFile)
 	if old, err := os.ReadFile(path); err == nil {
-		claims, err := signer.Verify(strings.TrimSpace(string(old)), clk.Now())
-		if err == nil && claims.Subject == adminID && claims.ExpiresAt.Sub(clk.Now()) > adminTokenRefresh {
-			return signer, "", nil
+		if k, err := credential.ParseKey(string(old)); err == nil && k.Token != "" {
+			claims, err := signer.Verify(k.Token, clk.Now())
+			if err == nil && claims.Subject == adminID && claims.ExpiresAt.Sub(clk.Now()) > adminTokenRefresh {
+				return signer, "", nil
+			}
 		}
 	}
-	tok, _, err := signer.Issue(adminID, clk.Now(), auth.MaxTokenTTL)
+	// The file holds a session: the private key and the token bound to it,
+	// in the printed form the CLI takes (--token, $OUTPOST_TOKEN).
+	sk := credential.NewPrivateKey()
+	tok, _, err := signer.Issue(adminID, sk.Public().(ed25519.PublicKey), clk.Now(), auth.MaxTokenTTL)
 	if err != nil {
 		return nil, "", err
 	}
-	if err := writeSecretFile(path, tok+"\n"); err != nil {
+	if err := writeSecretFile(path, credential.Session(tok, sk).String()+"\n"); err != nil {
 		return nil, "", err
 	}
 	return signer, path, nil

@@ -382,7 +382,7 @@ func principalOf(ctx context.Context, tx store.Tx, subject string) (*syncv1.Prin
 		if err != nil {
 			return nil, err
 		}
-		return &syncv1.Principal{Kind: syncv1.SubjectKind_SUBJECT_KIND_API_KEY, Id: k.ID, DisplayName: k.Name, KeySha256: k.SecretHash}, nil
+		return &syncv1.Principal{Kind: syncv1.SubjectKind_SUBJECT_KIND_API_KEY, Id: k.ID, DisplayName: k.Name, PublicKey: k.PublicKey}, nil
 	}
 	return nil, nil
 }

@@ -3,6 +3,7 @@ package cloud
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // logs collects every log line of every server the tests start, and secrets
@@ -223,20 +225,30 @@ type clients struct {
 	relay  fleetv1connect.RelayServiceClient
 }
 
-func bearer(token string) connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
+// bearer authenticates calls with token: a printed key ("opk_..." or
+// "ops_...") proves possession for the cloud, on the cloud's clock, as a
+// real client does; anything else is sent as the Authorization header.
+func (e *env) bearer(token string) connect.Interceptor {
+	if k, err := credential.ParseKey(token); err == nil {
+		now := time.Now
+		if e.clk != nil {
+			now = e.clk.Now
+		}
+		return credential.NewCloudProver(k, now)
+	}
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			if token != "" {
-				req.Header().Set("Authorization", "Bearer "+token)
+				req.Header().Set("Authorization", token)
 			}
 			return next(ctx, req)
 		}
-	}
+	})
 }
 
 func (e *env) client(token string, opts ...connect.ClientOption) *clients {
 	hc := http.DefaultClient
-	opts = append(opts, connect.WithInterceptors(bearer(token)))
+	opts = append(opts, connect.WithInterceptors(e.bearer(token)))
 	return &clients{
 		server: fleetv1connect.NewServerServiceClient(hc, e.url, opts...),
 		auth:   fleetv1connect.NewAuthServiceClient(hc, e.url, opts...),
@@ -255,14 +267,26 @@ func (e *env) client(token string, opts ...connect.ClientOption) *clients {
 	}
 }
 
-// token issues an access token for a user directly, as SignIn would.
+// sessionKey is the session key the tests sign in with; session makes the
+// printed session of a token bound to it.
+var (
+	sessionKey = credential.NewPrivateKey()
+	sessionPub = sessionKey.Public().(ed25519.PublicKey)
+)
+
+func session(token string) string { return credential.Session(token, sessionKey).String() }
+
+// token makes a session for a user directly, as SignIn would: a session
+// key and a token bound to it, in the printed form.
 func (e *env) token(userID string) string {
-	tok, _, err := e.srv.signer.Issue(userID, e.clk.Now(), 0)
+	sk := credential.NewPrivateKey()
+	tok, _, err := e.srv.signer.Issue(userID, sk.Public().(ed25519.PublicKey), e.clk.Now(), 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	secrets.add(tok)
-	return tok
+	s := credential.Session(tok, sk).String()
+	secrets.add(s, s[:4+43])
+	return s
 }
 
 // adminID is the user ID of the cloud's admin.

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math"
@@ -82,6 +83,9 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	if m.GetPassword() == "" {
 		return nil, invalid("password is required")
 	}
+	if len(m.GetSessionPublicKey()) != ed25519.PublicKeySize {
+		return nil, invalid("session_public_key: want the session's Ed25519 public key (%d bytes): the token is bound to it; update the client", ed25519.PublicKeySize)
+	}
 	if m.GetTtlSeconds() < 0 || m.GetTtlSeconds() > int64(auth.MaxTokenTTL/time.Second) {
 		return nil, invalid("ttl_seconds: 0 for the default, at most %d (60 days)", int64(auth.MaxTokenTTL/time.Second))
 	}
@@ -113,7 +117,7 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("wrong email or password"))
 	}
 	s.signedIn(email, peer, keys)
-	tok, exp, err := s.signer.Issue(u.ID, s.clock.Now(), time.Duration(m.GetTtlSeconds())*time.Second)
+	tok, exp, err := s.signer.Issue(u.ID, m.GetSessionPublicKey(), s.clock.Now(), time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
 		return nil, internal(s.log, "sign in", err)
 	}

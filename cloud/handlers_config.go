@@ -2,18 +2,22 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -224,12 +228,17 @@ func (cs configService) ResolveConfigProposal(ctx context.Context, req *connect.
 }
 
 // HandleProposal keeps a part's offline config edit: it becomes the next
-// revision when its base is still current and the merged result is valid;
-// otherwise it is kept as a conflict for an owner (ListConfigProposals,
-// ResolveConfigProposal), never dropped. A repeat is a no-op.
+// revision when it carries the endorsement of someone who may edit the
+// machine's config (verified here, decided by rbac now), its base is still
+// current and the merged result is valid; otherwise it is kept as a
+// conflict for an owner (ListConfigProposals, ResolveConfigProposal), never
+// dropped. The part's secret alone never changes the config, and the
+// author recorded is the verified signer, never the part's text. A repeat
+// is a no-op.
 func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, storeID string, seq uint64, p *syncv1.ConfigProposal) error {
 	s := d.s
 	id := part.ID + "|" + storeID + "|" + strconv.FormatUint(seq, 10)
+	signer, held := s.endorsement(ctx, part, p)
 	return s.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetProposal(ctx, id); err == nil {
 			return nil
@@ -245,8 +254,12 @@ func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, stor
 			b = nil
 		}
 		now := s.clock.Now().UTC()
+		author := "part:" + part.ID
+		if signer != "" {
+			author = signer
+		}
 		prop := store.Proposal{ID: id, PartID: part.ID, MachineID: part.MachineID, Seq: seq, BaseRevision: p.GetBaseRevision(),
-			Config: b, Author: p.GetAuthor(), CreatedAt: now}
+			Config: b, Author: author, CreatedAt: now}
 		revs, err := tx.ListConfigRevisions(ctx, part.MachineID)
 		if err != nil {
 			return err
@@ -255,8 +268,11 @@ func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, stor
 		if len(revs) > 0 {
 			frags = revs[len(revs)-1].Fragments
 		}
-		author := fmt.Sprintf("part:%s (%s)", part.ID, p.GetAuthor())
-		rev, rerr := s.nextRevision(ctx, tx, part.MachineID, p.GetBaseRevision(), own, frags, author)
+		var rev store.ConfigRevision
+		rerr := held
+		if rerr == nil {
+			rev, rerr = s.nextRevision(ctx, tx, part.MachineID, p.GetBaseRevision(), own, frags, fmt.Sprintf("%s (edited on part:%s)", author, part.ID))
+		}
 		var ce *connect.Error
 		switch {
 		case rerr == nil:
@@ -275,10 +291,10 @@ func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, stor
 		if err := tx.PutProposal(ctx, prop); err != nil {
 			return err
 		}
-		if err := tx.AppendAudit(ctx, store.AuditEvent{ID: s.auditID(), Time: now, Subject: "part:" + part.ID,
+		if err := tx.AppendAudit(ctx, store.AuditEvent{ID: s.auditID(), Time: now, Subject: author,
 			Procedure: "/outpost.sync.v1.SyncService/Upload", Action: string(rbac.MachineConfigEdit),
-			Resource: "machine/" + part.MachineID, Allowed: true, OrgID: part.OrgID,
-			Reason: "an offline config edit proposed by the part", Outcome: prop.State}); err != nil {
+			Resource: "machine/" + part.MachineID, Allowed: held == nil, OrgID: part.OrgID,
+			Reason: "an offline config edit proposed by part:" + part.ID + ": " + prop.Message, Outcome: prop.State}); err != nil {
 			return err
 		}
 		return s.touchDocs(ctx, tx)
@@ -341,4 +357,80 @@ func (d *documents) ProposalOutcomes(ctx context.Context, part partsync.Part) ([
 // checked again on its next pull.
 func (s *Server) touchDocs(ctx context.Context, tx store.Tx) error {
 	return tx.PutMeta(ctx, metaDocsToken, []byte(s.auditID()))
+}
+
+// endorsement decides whether a part's proposal may become a revision on
+// its own: it must carry an endorsement that verifies (credential.
+// VerifyEndorsement: signed by an API key the cloud knows, or by a session
+// bound to a token the cloud issued, over this machine, this base and these
+// config bytes) from a subject that rbac lets edit the machine's config now.
+// It returns the signer ("user:ID" or "apikey:ID", "" when none verified)
+// and, when the proposal must wait for an owner, why, as a Connect error.
+func (s *Server) endorsement(ctx context.Context, part partsync.Part, p *syncv1.ConfigProposal) (string, error) {
+	wait := func(format string, a ...any) error {
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf(format, a...))
+	}
+	e := p.GetEndorsement()
+	if e == nil {
+		return "", wait("the edit carries no editor's signature (made on the robot without a key, or by an older client)")
+	}
+	cfg := p.GetConfig()
+	if cfg == nil {
+		cfg = &configv1.RobotConfig{}
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(cfg)
+	if err != nil {
+		return "", wait("the config does not encode")
+	}
+	keyOf := func(id string) ed25519.PublicKey {
+		var pub ed25519.PublicKey
+		_ = s.st.View(ctx, func(tx store.Tx) error {
+			k, err := tx.GetAPIKey(ctx, id)
+			if err == nil {
+				pub = k.PublicKey
+			}
+			return nil
+		})
+		return pub
+	}
+	ref, err := credential.VerifyEndorsement(credential.Endorsement{KeyID: e.GetKeyId(), Token: e.GetAccessToken(), Signature: e.GetSignature()},
+		keyOf, s.signer.Keys(), part.MachineID, p.GetBaseRevision(), raw)
+	if err != nil {
+		return "", wait("the editor's signature does not verify: %v", err)
+	}
+	kind, id, _ := strings.Cut(ref, "/")
+	signer := kind + ":" + id
+	pr := &principal{id: id}
+	err = s.st.View(ctx, func(tx store.Tx) error {
+		switch kind {
+		case "user":
+			u, err := tx.GetUser(ctx, id)
+			if err != nil {
+				return err
+			}
+			pr.kind, pr.admin = rbac.User, u.Admin
+		default:
+			if _, err := tx.GetAPIKey(ctx, id); err != nil {
+				return err
+			}
+			pr.kind = rbac.APIKey
+		}
+		pr.grants, err = tx.ListGrantsBySubject(ctx, signer)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return signer, wait("%s no longer exists", signer)
+	}
+	if err != nil {
+		return signer, err
+	}
+	snap, err := s.snaps.get(ctx)
+	if err != nil {
+		return signer, err
+	}
+	d := snap.engine.Decide(rbacSubject(pr, snap), rbac.MachineConfigEdit, rbac.Machine(part.MachineID))
+	if !d.Allowed {
+		return signer, wait("%s", d.String())
+	}
+	return signer, nil
 }

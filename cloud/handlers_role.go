@@ -3,6 +3,7 @@ package cloud
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -26,9 +28,22 @@ func (ks apiKeyService) CreateAPIKey(ctx context.Context, req *connect.Request[f
 	c := callFrom(ctx)
 	scope, _ := rbac.ParseResource(m.GetScope()) // the interceptor parsed it already
 	now := s.clock.Now().UTC()
-	secret := auth.NewSecret()
-	key := store.APIKey{ID: auth.NewID(), Name: m.GetName(), OrgID: c.snap.orgOf(scope), Scope: scope.String(),
-		SecretHash: auth.HashSecret(secret), CreatedBy: c.principal.ref(), CreatedAt: now, ViaOrg: c.viaShare(scope)}
+	// The client makes the key pair and sends the public key; a client
+	// that cannot gets a pair made here, whose private key is returned
+	// once and not kept.
+	pub := m.GetPublicKey()
+	var made *credential.Key
+	id := auth.NewID()
+	switch len(pub) {
+	case 0:
+		made = credential.APIKey(id, credential.NewPrivateKey())
+		pub = made.PublicKey()
+	case ed25519.PublicKeySize:
+	default:
+		return nil, invalid("public_key: %d bytes, want an Ed25519 public key (%d bytes) or none", len(pub), ed25519.PublicKeySize)
+	}
+	key := store.APIKey{ID: id, Name: m.GetName(), OrgID: c.snap.orgOf(scope), Scope: scope.String(),
+		PublicKey: pub, CreatedBy: c.principal.ref(), CreatedAt: now, ViaOrg: c.viaShare(scope)}
 	grant := store.Grant{Subject: "apikey:" + key.ID, Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now, ViaOrg: key.ViaOrg}
 	err := s.update(ctx, func(tx store.Tx) error {
 		if err := tx.PutAPIKey(ctx, key); err != nil {
@@ -39,7 +54,11 @@ func (ks apiKeyService) CreateAPIKey(ctx context.Context, req *connect.Request[f
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.CreateAPIKeyResponse{Key: apiKeyPB(key, []store.Grant{grant}), Token: key.ID + ":" + secret}), nil
+	res := &fleetv1.CreateAPIKeyResponse{Key: apiKeyPB(key, []store.Grant{grant})}
+	if made != nil {
+		res.Token = made.String()
+	}
+	return connect.NewResponse(res), nil
 }
 
 func (ks apiKeyService) ListAPIKeys(ctx context.Context, req *connect.Request[fleetv1.ListAPIKeysRequest]) (*connect.Response[fleetv1.ListAPIKeysResponse], error) {

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -83,6 +84,9 @@ func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fl
 	if err := auth.ValidatePassword(m.GetNewPassword()); err != nil {
 		return nil, invalid("new_password: %v", err)
 	}
+	if len(m.GetSessionPublicKey()) != ed25519.PublicKeySize {
+		return nil, invalid("session_public_key: want the new session's Ed25519 public key (%d bytes)", ed25519.PublicKeySize)
+	}
 	c.setAuditResource("user/"+id, "")
 	// The current password is a guess like a sign-in's: a stolen token
 	// must not make guessing it cheaper.
@@ -125,7 +129,7 @@ func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fl
 	if err != nil {
 		return nil, err
 	}
-	tok, exp, err := s.signer.Issue(id, now, time.Duration(m.GetTtlSeconds())*time.Second)
+	tok, exp, err := s.signer.Issue(id, m.GetSessionPublicKey(), now, time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
 		return nil, internal(s.log, "change password", err)
 	}

@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -238,9 +239,12 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if existing {
 		s.signedIn(inv.Email, peer, keys)
 	}
-	tok, _, err := s.signer.Issue(u.ID, now, 0)
-	if err != nil {
-		return nil, internal(s.log, "accept invitation", err)
+	res := &fleetv1.AcceptInviteResponse{User: userPB(u), Grant: grantPB(grant, u.Email)}
+	// A token is bound to a session key: without one the invitee signs in.
+	if sk := m.GetSessionPublicKey(); len(sk) == ed25519.PublicKeySize {
+		if res.AccessToken, _, err = s.signer.Issue(u.ID, sk, now, 0); err != nil {
+			return nil, internal(s.log, "accept invitation", err)
+		}
 	}
-	return connect.NewResponse(&fleetv1.AcceptInviteResponse{User: userPB(u), AccessToken: tok, Grant: grantPB(grant, u.Email)}), nil
+	return connect.NewResponse(res), nil
 }

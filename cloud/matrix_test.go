@@ -140,7 +140,7 @@ func matrixCases() []rpcCase {
 			return discard(c.server.GetServerInfo(ctx, req(&fleetv1.GetServerInfoRequest{})))
 		}},
 		{"SignIn", everyone, true, 0, func(ctx context.Context, c *clients, s side) error {
-			return discard(c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: s.t + "@x.org", Password: fixturePassword})))
+			return discard(c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: s.t + "@x.org", Password: fixturePassword})))
 		}},
 		{"WhoAmI", signedIn, true, 0, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))
@@ -244,7 +244,7 @@ func matrixCases() []rpcCase {
 			return discard(c.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: "x", NewPassword: "short"})))
 		}},
 		{"AcceptInvite", everyone, true, 0, func(ctx context.Context, c *clients, s side) error {
-			return discard(c.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: s.invCode, Password: "a long enough password"})))
+			return discard(c.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: s.invCode, Password: "a long enough password"})))
 		}},
 		{"CreateAPIKey", owners, false, 0, func(ctx context.Context, c *clients, s side) error {
 			return discard(c.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: "machine/" + s.m})))

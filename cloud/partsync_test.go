@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -140,7 +142,7 @@ func newFleet(t *testing.T, e *env) fleet {
 	f.user = u.GetUser().GetId()
 	check(admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + f.user, Role: "operator", Scope: "machine/" + f.machine})))(t)
 	k := check(admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "robot key", Role: "operator", Scope: "machine/" + f.machine})))(t)
-	secrets.add(k.GetToken())
+	secrets.add(k.GetToken(), k.GetToken()[len(k.GetToken())-43:])
 	f.key, f.keySecret = k.GetKey().GetId(), k.GetToken()
 	f.frag = check(admin.frag.CreateFragment(ctx, req(&fleetv1.CreateFragmentRequest{OrgId: f.org, Name: "drive",
 		Config: &configv1.RobotConfig{Components: []*configv1.Component{motor("left"), motor("right")}, LogLevel: "debug"}})))(t).GetFragment().GetId()
@@ -207,9 +209,9 @@ func TestPartSync(t *testing.T) {
 		}
 		for _, pr := range gb.GetPrincipals() {
 			if pr.GetId() == f.key {
-				_, secret, _ := strings.Cut(f.keySecret, ":")
-				if sum := sha256.Sum256([]byte(secret)); string(pr.GetKeySha256()) != string(sum[:]) {
-					t.Error("the key's SHA-256 is not the secret's")
+				k, err := credential.ParseKey(f.keySecret)
+				if err != nil || !k.PublicKey().Equal(ed25519.PublicKey(pr.GetPublicKey())) {
+					t.Errorf("the key's public key is not the one it proves with (%v)", err)
 				}
 			}
 			for _, g := range pr.GetGrants() {
@@ -313,11 +315,13 @@ func TestPartSync(t *testing.T) {
 	t.Run("offline proposals: accepted when current, kept as conflicts otherwise", func(t *testing.T) {
 		edit := &configv1.RobotConfig{Components: []*configv1.Component{motor("lift"), motor("winch")}}
 		at := e.clk.Now()
-		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0"}))
+		signed := endorse(t, e.adminToken, f.machine, 1, edit)
+		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0", Endorsement: signed}))
 		// The same record again (a retry) changes nothing.
-		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0"}))
+		p.upload(t, "proposals", record(t, 1, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: edit, Author: "local/0", Endorsement: signed}))
 		// A second edit against the old base conflicts.
-		p.upload(t, "proposals", record(t, 2, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: &configv1.RobotConfig{LogLevel: "error"}, Author: "local/0"}))
+		second := &configv1.RobotConfig{LogLevel: "error"}
+		p.upload(t, "proposals", record(t, 2, at, &syncv1.ConfigProposal{BaseRevision: 1, Config: second, Author: "local/0", Endorsement: endorse(t, e.adminToken, f.machine, 1, second)}))
 		res, err := p.client.Pull(ctx, connect.NewRequest(&syncv1.PullRequest{ConfigVersion: p.cfg, GrantsVersion: p.grants}))
 		if err != nil {
 			t.Fatal(err)
@@ -335,7 +339,7 @@ func TestPartSync(t *testing.T) {
 			t.Fatalf("proposals %v", props)
 		}
 		revs := check(admin.config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
-		if len(revs) != 2 || !strings.HasPrefix(revs[0].GetAuthor(), "part:"+f.boot.GetPartId()) {
+		if len(revs) != 2 || !strings.HasPrefix(revs[0].GetAuthor(), "user:") || !strings.Contains(revs[0].GetAuthor(), "part:"+f.boot.GetPartId()) {
 			t.Errorf("revisions %v", revs)
 		}
 		r := check(admin.config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: f.machine, ProposalId: props[1].GetId(), Accept: true})))(t)

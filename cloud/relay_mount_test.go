@@ -11,6 +11,7 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // TestRelayBehindTheInterceptor: RelayOffer needs machine.control on the
@@ -22,9 +23,9 @@ func TestRelayBehindTheInterceptor(t *testing.T) {
 	f := newFleet(t, e)
 	p := e.part(t, f.boot)
 	relayAs := func(token string) fleetv1connect.RelayServiceClient {
-		return fleetv1connect.NewRelayServiceClient(http.DefaultClient, e.url, connect.WithInterceptors(bearer(token)))
+		return fleetv1connect.NewRelayServiceClient(http.DefaultClient, e.url, connect.WithInterceptors(e.bearer(token)))
 	}
-	keyAuth := f.keySecret // "<key id>:<secret>"
+	keyAuth := f.keySecret // "opk_<key id>_<private key>"
 
 	_, err := relayAs("").RelayOffer(ctx, connect.NewRequest(&fleetv1.RelayOfferRequest{PartId: f.boot.GetPartId(), Sdp: "v=0"}))
 	wantCode(t, err, connect.CodeUnauthenticated, "")
@@ -50,8 +51,14 @@ func TestRelayBehindTheInterceptor(t *testing.T) {
 		t.Fatal(err)
 	}
 	off := next.Msg.GetOffer()
-	if off == nil || off.GetAuthorization() != "Bearer "+keyAuth || off.GetSdp() != "v=0 offer" {
+	if off == nil || off.GetSdp() != "v=0 offer" {
 		t.Fatalf("the part received %v", off)
+	}
+	// The part gets the cloud's assertion, for it and this offer, naming
+	// the caller; nothing of the caller's credential.
+	ac, err := credential.VerifyAssertion(off.GetAssertion(), e.srv.signer.Keys(), f.boot.GetPartId(), "v=0 offer", e.clk.Now())
+	if err != nil || ac.Subject != "apikey/"+f.key {
+		t.Fatalf("assertion %v %v", ac, err)
 	}
 	if _, err := p.client.AnswerOffer(ctx, connect.NewRequest(&syncv1.AnswerOfferRequest{OfferId: off.GetId(),
 		Result: &syncv1.AnswerOfferRequest_Answer{Answer: &syncv1.OfferAnswer{Sdp: "v=0 answer"}}})); err != nil {

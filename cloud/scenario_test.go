@@ -13,6 +13,7 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // TestFleetLifecycle walks the API as a new admin would: users, an org, a
@@ -39,14 +40,14 @@ func TestFleetLifecycle(t *testing.T) {
 	wantCode(t, err, connect.CodeInvalidArgument, "not an address")
 
 	anon := e.client("")
-	signIn := check(anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: "alice@example.com", Password: "alice password 1", TtlSeconds: 30 * 86400})))(t)
+	signIn := check(anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: "alice@example.com", Password: "alice password 1", TtlSeconds: 30 * 86400})))(t)
 	secrets.add(signIn.GetAccessToken())
 	if got := signIn.GetExpiresAt().AsTime().Sub(e.clk.Now()); got != 30*24*time.Hour {
 		t.Fatalf("token lifetime %v", got)
 	}
-	_, err = anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: "alice@example.com", Password: "x", TtlSeconds: 61 * 86400}))
+	_, err = anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: "alice@example.com", Password: "x", TtlSeconds: 61 * 86400}))
 	wantCode(t, err, connect.CodeInvalidArgument, "60 days")
-	a := e.client(signIn.GetAccessToken())
+	a := e.client(session(signIn.GetAccessToken()))
 
 	// Alice creates an org and owns it.
 	org := check(a.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme Robotics"})))(t).GetOrg()
@@ -135,13 +136,18 @@ func TestFleetLifecycle(t *testing.T) {
 	_, err = a.role.LimitAccess(ctx, req(&fleetv1.LimitAccessRequest{Subject: "user:bob@example.com", Scope: "machine/" + m.GetMachine().GetId(), LimitTo: []string{"location/" + plant.GetId()}}))
 	wantCode(t, err, connect.CodeInvalidArgument, "not inside")
 
-	// API keys authenticate as "<id>:<secret>" and hold their own grants.
+	// API keys are key pairs: a proof by the private key authenticates,
+	// and the key holds its own grants. Here the cloud made the pair (as
+	// for a client that cannot) and returned the private key once.
 	k := check(a.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "ci", Role: "operator", Scope: "machine/" + m.GetMachine().GetId()})))(t)
-	secrets.add(k.GetToken(), strings.SplitN(k.GetToken(), ":", 2)[1])
+	secrets.add(k.GetToken(), k.GetToken()[len(k.GetToken())-43:])
 	kc := e.client(k.GetToken())
 	check(kc.mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: m.GetMachine().GetId()})))(t)
-	_, err = e.client(k.GetKey().GetId()+":wrong").mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: m.GetMachine().GetId()}))
-	wantCode(t, err, connect.CodeUnauthenticated, "wrong secret")
+	impostor := credential.APIKey(k.GetKey().GetId(), credential.NewPrivateKey()).String()
+	_, err = e.client(impostor).mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: m.GetMachine().GetId()}))
+	wantCode(t, err, connect.CodeUnauthenticated, "verify API key proof")
+	_, err = e.client("Bearer "+k.GetKey().GetId()+":secret").mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: m.GetMachine().GetId()}))
+	wantCode(t, err, connect.CodeUnauthenticated, "outpost apikey create")
 	keys := check(a.key.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: org.GetId()})))(t).GetKeys()
 	if len(keys) != 1 || len(keys[0].GetGrants()) != 1 {
 		t.Fatalf("keys %v", keys)
@@ -156,14 +162,14 @@ func TestFleetLifecycle(t *testing.T) {
 	check(a.user.ResendInvite(ctx, req(&fleetv1.ResendInviteRequest{InviteId: inv.GetInvite().GetId()})))(t)
 	second := e.inviteCode(t, "carol@example.com", 1)
 	secrets.add("carol password 1")
-	_, err = anon.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: first, Password: "carol password 1"}))
+	_, err = anon.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: first, Password: "carol password 1"}))
 	wantCode(t, err, connect.CodeNotFound, "no invitation")
-	acc := check(anon.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: second, Password: "carol password 1"})))(t)
+	acc := check(anon.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: second, Password: "carol password 1"})))(t)
 	secrets.add(acc.GetAccessToken())
 	if acc.GetGrant().GetRole() != "owner" {
 		t.Fatalf("accepted %v", acc)
 	}
-	carol := e.client(acc.GetAccessToken())
+	carol := e.client(session(acc.GetAccessToken()))
 	check(carol.mach.RenameMachine(ctx, req(&fleetv1.RenameMachineRequest{MachineId: m.GetMachine().GetId(), Name: "arm-one"})))(t)
 
 	// Roles: the list shows grants reaching a scope, widest first.
@@ -211,20 +217,20 @@ func TestSignInThrottle(t *testing.T) {
 	secrets.add("dan password 12")
 	anon := e.client("")
 	for range 5 {
-		_, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: "dan@example.com", Password: "wrong password"}))
+		_, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: "dan@example.com", Password: "wrong password"}))
 		wantCode(t, err, connect.CodeUnauthenticated, "wrong email or password")
 	}
-	_, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: "dan@example.com", Password: "dan password 12"}))
+	_, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: "dan@example.com", Password: "dan password 12"}))
 	wantCode(t, err, connect.CodeResourceExhausted, "try again in 1 seconds")
 	// The address is throttled too, for any account.
-	_, err = anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: "nobody@example.com", Password: "whatever password"}))
+	_, err = anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: "nobody@example.com", Password: "whatever password"}))
 	wantCode(t, err, connect.CodeResourceExhausted, "try again")
 	e.clk.Advance(time.Second)
-	res := check(anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: "dan@example.com", Password: "dan password 12"})))(t)
+	res := check(anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: "dan@example.com", Password: "dan password 12"})))(t)
 	secrets.add(res.GetAccessToken())
 	// An expired token is refused with what to do.
 	e.clk.Advance(13 * time.Hour)
-	_, err = e.client(res.GetAccessToken()).auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{}))
+	_, err = e.client(session(res.GetAccessToken())).auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{}))
 	wantCode(t, err, connect.CodeUnauthenticated, "outpost login")
 }
 

@@ -167,8 +167,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.relay != nil {
 		// Behind the interceptor: RelayOffer needs machine.control on the
-		// part (relay.proto); the part then decides again with its grants.
-		mux.Handle(fleetv1connect.NewRelayServiceHandler(relay.NewService(s.relay, relay.ServiceOptions{}), opts...))
+		// part (relay.proto); the part then decides again with its grants,
+		// on the cloud's assertion of who the caller is.
+		mux.Handle(fleetv1connect.NewRelayServiceHandler(relay.NewService(s.relay, relay.ServiceOptions{Assert: s.relayAssertion}), opts...))
 	}
 	var names []string
 	for _, sd := range Services() {
@@ -178,6 +179,21 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	return mux
+}
+
+// relayAssertion signs what the part gets with a relayed offer instead of
+// the caller's credential: the caller the interceptor authenticated, this
+// part, this offer.
+func (s *Server) relayAssertion(ctx context.Context, partID, sdp string) (string, error) {
+	c := callFrom(ctx)
+	if c == nil || c.principal == nil {
+		return "", connect.NewError(connect.CodeUnauthenticated, errors.New("relay offer: no authenticated caller"))
+	}
+	a, err := s.signer.Assert(c.principal.kind.String()+"/"+c.principal.id, partID, sdp, s.clock.Now())
+	if err != nil {
+		return "", internal(s.log, "sign relay assertion", err)
+	}
+	return a, nil
 }
 
 type serverInfo struct{}

@@ -36,7 +36,7 @@ func TestServeAnswersEveryProtocol(t *testing.T) {
 		})
 	}
 	// An authenticated call over gRPC too.
-	c := fleetv1connect.NewAuthServiceClient(h2c, e.url, connect.WithGRPC(), connect.WithInterceptors(bearer(e.adminToken)))
+	c := fleetv1connect.NewAuthServiceClient(h2c, e.url, connect.WithGRPC(), connect.WithInterceptors(e.bearer(e.adminToken)))
 	who, err := c.WhoAmI(context.Background(), connect.NewRequest(&fleetv1.WhoAmIRequest{}))
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -31,11 +32,10 @@ const (
 type conn struct {
 	transport string
 	peer      string
-	// fixedAuth, for WebRTC, is the Authorization header presented at
-	// signaling: the session's identity. Headers sent on the channel are
-	// ignored, and the credential is checked again on every call, against
-	// the bundle current at that call.
-	fixedAuth string
+	// fixed, for WebRTC, is the identity proved at signaling: the
+	// session's. Headers sent on the channel are ignored, and every call is
+	// decided again, against the bundle current at that call.
+	fixed *proved
 	// local is set for the break-glass socket, with the peer's uid.
 	local bool
 	uid   uint32
@@ -67,7 +67,7 @@ type caller struct {
 	subject    *rbac.Subject
 	grant      rbac.Grant // the highest-role grant reaching the machine
 	policy     *policy
-	auth       string // the Authorization header that authenticated (WebRTC signaling keeps it)
+	id         proved // what authenticated (WebRTC signaling keeps it)
 }
 
 func callerOf(ctx context.Context) *caller {
@@ -102,8 +102,27 @@ type authorizer struct {
 	throttle *throttle
 	errw     *connect.ErrorWriter
 
+	// aud is this part's audience for proofs: its certificate's.
+	aud string
+	// nonces makes and checks the nonces proofs must carry.
+	nonces *credential.NonceIssuer
+
 	mu  sync.Mutex // serializes rebuilding; readers use cur
 	cur atomic.Pointer[policy]
+}
+
+// presented is what a call carries to authenticate: its headers, or a
+// relayed offer's assertion and SDP.
+type presented struct {
+	headers        credential.Presented
+	err            error // why the headers did not parse
+	assertion, sdp string
+}
+
+// presentedOf reads a request's credential headers.
+func presentedOf(h http.Header) presented {
+	p, err := credential.Parse(h.Get("Authorization"), h.Get(credential.ProofHeader))
+	return presented{headers: p, err: err}
 }
 
 // currentPolicy returns the policy of the current bundle, rebuilding it
@@ -145,10 +164,13 @@ func (a *authorizer) wrap(next http.Handler) http.Handler {
 			return
 		}
 		if rl.marker == markerPublic {
+			// A nonce for the client's next proof, so that a stream
+			// (which cannot be tried again) can start with one.
+			w.Header().Set(credential.NonceHeader, a.nonces.Issue(a.clock.Now()))
 			next.ServeHTTP(w, r)
 			return
 		}
-		c, cerr := a.authorize(r.Context(), connOf(r), r.Header.Get("Authorization"), rl)
+		c, cerr := a.authorize(r.Context(), connOf(r), presentedOf(r.Header), rl)
 		if cerr != nil {
 			a.writeError(w, r, cerr)
 			return
@@ -177,7 +199,7 @@ func (a *authorizer) writeError(w http.ResponseWriter, r *http.Request, err *con
 }
 
 // authorize decides one call. It returns the caller, or the error to answer.
-func (a *authorizer) authorize(ctx context.Context, cn *conn, header string, rl *rule) (*caller, *connect.Error) {
+func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *rule) (*caller, *connect.Error) {
 	now := a.clock.Now()
 	pol, err := a.currentPolicy(ctx)
 	if err != nil {
@@ -196,23 +218,32 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, header string, rl 
 		return nil, connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("too many failed authentications from %s; try again in %s", peer, wait.Round(1e9)))
 	}
-	if cn.fixedAuth != "" {
-		header = cn.fixedAuth
-	}
 	refuse := func(code connect.Code, subject string, err error) (*caller, *connect.Error) {
+		ce := connect.NewError(code, err)
+		if errors.Is(err, errNonce) {
+			// The challenge: the client proved its key, and tries again
+			// at once with this fresh nonce.
+			ce.Meta().Set(credential.NonceHeader, a.nonces.Issue(now))
+			return nil, ce
+		}
 		if code == connect.CodeUnauthenticated {
 			a.throttle.fail(peer, now)
 		}
 		ev.Subject, ev.Allowed, ev.Reason = subject, false, err.Error()
 		a.write(ctx, ev)
-		return nil, connect.NewError(code, err)
+		return nil, ce
 	}
-	cred, err := credential.Parse(header)
-	if err != nil {
-		return refuse(connect.CodeUnauthenticated, "", err)
-	}
-	if cred == (credential.Credential{}) {
-		return refuse(connect.CodeUnauthenticated, "", errors.New("this call needs a credential: an API key (Authorization: Bearer <key id>:<secret>) or a user access token (Authorization: Bearer <token>)"))
+	var id proved
+	switch {
+	case cn.fixed != nil:
+		id = *cn.fixed
+		if !id.until.IsZero() && !now.Before(id.until) {
+			return refuse(connect.CodeUnauthenticated, id.ref, errors.New("the access token this session opened with has expired: sign in again and open a new session"))
+		}
+	case in.err != nil:
+		return refuse(connect.CodeUnauthenticated, "", in.err)
+	case in.assertion == "" && in.headers.IsZero():
+		return refuse(connect.CodeUnauthenticated, "", errors.New("this call needs a credential: an API key (outpost robot --api-key opk_...) or a user session (outpost login, or --token ops_...)"))
 	}
 	if pol.err != nil {
 		return refuse(connect.CodeUnauthenticated, "", pol.err)
@@ -220,30 +251,27 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, header string, rl 
 	if pol.expired(now) {
 		return refuse(connect.CodeUnauthenticated, "", errors.New(pol.expiredMessage(now)))
 	}
-	var pr *principal
-	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, auth: header}
-	switch {
-	case cred.KeyID != "":
-		c.ref, c.credential = "apikey/"+cred.KeyID, "apikey"
-		pr = pol.keys[cred.KeyID]
-		var hash []byte
-		if pr != nil {
-			hash = pr.keyHash
+	if cn.fixed == nil {
+		if in.assertion != "" {
+			id, err = pol.assert(in.assertion, in.sdp, now)
+		} else {
+			id, err = pol.prove(in.headers, a.aud, a.nonces, now)
 		}
-		// Hash even for an unknown key so timing does not tell which keys exist.
-		if !credential.SecretMatches(cred.KeySecret, hash) || pr == nil {
-			return refuse(connect.CodeUnauthenticated, c.ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", cred.KeyID, pol.version))
-		}
-	default:
-		c.credential = "token"
-		uid, err := pol.verify(cred.Token, now)
 		if err != nil {
-			return refuse(connect.CodeUnauthenticated, "", err)
+			return refuse(connect.CodeUnauthenticated, id.ref, err)
 		}
-		c.ref = "user/" + uid
-		if pr = pol.users[uid]; pr == nil {
-			return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant on %s (grants version %d)", c.ref, pol.machine, pol.version))
-		}
+	}
+	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, id: id, ref: id.ref, credential: id.credential}
+	kind, subjectID, _ := strings.Cut(id.ref, "/")
+	pr := pol.users[subjectID]
+	if kind == "apikey" {
+		pr = pol.keys[subjectID]
+	}
+	if pr == nil && kind == "apikey" {
+		return refuse(connect.CodeUnauthenticated, c.ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", subjectID, pol.version))
+	}
+	if pr == nil {
+		return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant on %s (grants version %d)", c.ref, pol.machine, pol.version))
 	}
 	c.subject, c.display = &pr.subject, pr.display
 	ev.Subject = c.ref

@@ -30,8 +30,8 @@ func TestCLI(t *testing.T) {
 		}
 		return string(out)
 	}
-	owner := "--api-key=" + strings.TrimPrefix(e.creds.key(ownerKey), "Bearer ")
-	operator := "--api-key=" + strings.TrimPrefix(e.creds.key(opKey), "Bearer ")
+	owner := "--api-key=" + e.creds.key(ownerKey)
+	operator := "--api-key=" + e.creds.key(opKey)
 	if out := run(true, "robot", owner, "status"); !strings.Contains(out, "not a trusted robot") {
 		t.Fatalf("untrusted: %s", out)
 	}

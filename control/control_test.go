@@ -300,7 +300,7 @@ func TestCertificateIsMadeOnceAndPinned(t *testing.T) {
 	// A client pinned to another fingerprint refuses the part.
 	wrong, _ := PinnedTLSConfig(strings.Repeat("ab", 32))
 	hc := newHTTPClientForTest(wrong)
-	_, err = newClients(hc, "https://"+e.addr, "").control.Health(context.Background(), connect.NewRequest(&controlv1.HealthRequest{}))
+	_, err = newClients(hc, "https://"+e.addr).control.Health(context.Background(), connect.NewRequest(&controlv1.HealthRequest{}))
 	if err == nil || !strings.Contains(err.Error(), "fingerprint") {
 		t.Fatalf("wrong pin: %v", err)
 	}
@@ -413,8 +413,8 @@ func TestUnknownProcedureIsRefused(t *testing.T) {
 // clients (curl), with the same authorization.
 func TestConnectJSON(t *testing.T) {
 	e := newEnv(t)
-	post := func(auth string) int {
-		req, _ := newJSONRequest("https://"+e.addr+controlv1connect.ControlServiceWhoAmIProcedure, auth)
+	post := func(auth, proof string) int {
+		req, _ := newJSONRequest("https://"+e.addr+controlv1connect.ControlServiceWhoAmIProcedure, auth, proof)
 		resp, err := e.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -422,10 +422,10 @@ func TestConnectJSON(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if got := post(e.creds.key(opKey)); got != 200 {
+	if got := post(e.headers(e.creds.key(opKey))); got != 200 {
 		t.Fatalf("with a key: %d", got)
 	}
-	if got := post(""); got != 401 {
+	if got := post("", ""); got != 401 {
 		t.Fatalf("without: %d", got)
 	}
 }

@@ -22,10 +22,14 @@
 //
 // # Authentication and authorization
 //
-// Credentials are the cloud's: "Authorization: Bearer <key id>:<secret>"
-// (an API key, checked in constant time against the SHA-256 in the grant
-// bundle) and "Authorization: Bearer <JWT>" (a user access token, EdDSA,
-// verified offline with the bundle's token keys by its "kid").
+// Credentials are package credential's (docs/CREDENTIALS.md): an API key
+// ("Authorization: APIKey <key id>", its public key in the grant bundle) or
+// a user's session ("Authorization: DPoP <JWT>", an access token verified
+// offline with the bundle's token keys and bound to a session key), each
+// with a proof of possession in the DPoP header whose audience is this
+// part's certificate and which carries a nonce this part issued. Nothing a
+// client sends a part works anywhere else. A relayed offer carries instead
+// the cloud's assertion for this part and that offer.
 //
 // One authorizer, at the HTTP layer under connect, decides every call of
 // every transport with rbac over the current grant bundle: the rule of each
@@ -34,7 +38,7 @@
 // once the bundle expired, saying why and what to do; slows failed
 // authentications per peer address; and writes an audit event for every
 // call that changes something and every refusal. A WebRTC session keeps the
-// credential it signaled with and every call on it is authorized again
+// identity it signaled with and every call on it is authorized again
 // against the bundle of that moment, so a revocation cuts in at the next
 // sync.
 //

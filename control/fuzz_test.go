@@ -12,6 +12,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/config"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -117,8 +118,8 @@ func FuzzRequestHead(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if req.Header.Get("Authorization") != "" {
-			t.Fatal("a channel request kept an Authorization header")
+		if req.Header.Get("Authorization") != "" || req.Header.Get(credential.ProofHeader) != "" {
+			t.Fatal("a channel request kept a credential header")
 		}
 	})
 }

@@ -3,10 +3,7 @@ package control
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -19,7 +16,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -28,6 +24,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // Small, honest in-memory dependencies: the tests run real rbac, real TLS,
@@ -295,40 +292,37 @@ const (
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
-// creds are the fixture's credentials, as Authorization header values.
+// creds are the fixture's credentials: the cloud's signing key (and a
+// stranger's), the API keys' private keys and the users' session key. key
+// and token return printed forms (credential.Key.String), which the test
+// clients send with proofs for the part.
 type creds struct {
 	signer, other ed25519.PrivateKey
-	secrets       map[string]string
+	keys          map[string]ed25519.PrivateKey
+	session       ed25519.PrivateKey
 }
 
 func newCreds() *creds {
-	_, signer, _ := ed25519.GenerateKey(rand.Reader)
-	_, other, _ := ed25519.GenerateKey(rand.Reader)
-	c := &creds{signer: signer, other: other, secrets: map[string]string{}}
+	c := &creds{signer: credential.NewPrivateKey(), other: credential.NewPrivateKey(), session: credential.NewPrivateKey(),
+		keys: map[string]ed25519.PrivateKey{}}
 	for _, k := range []string{ownerKey, opKey, goneKey} {
-		var b [32]byte
-		_, _ = rand.Read(b[:])
-		c.secrets[k] = hex.EncodeToString(b[:])
+		c.keys[k] = credential.NewPrivateKey()
 	}
 	return c
 }
 
-func (c *creds) key(id string) string { return "Bearer " + id + ":" + c.secrets[id] }
+func (c *creds) key(id string) string { return credential.APIKey(id, c.keys[id]).String() }
 
+// token is a session of user whose token is signed by key under kid.
 func (c *creds) token(user, kid string, key ed25519.PrivateKey, now time.Time) string {
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
-		Subject: user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(12 * time.Hour)),
-	})
-	tok.Header["kid"] = kid
-	s, err := tok.SignedString(key)
+	tok, _, err := credential.IssueToken(key, kid, user, c.session.Public().(ed25519.PublicKey), now, 12*time.Hour)
 	if err != nil {
 		panic(err)
 	}
-	return "Bearer " + s
+	return credential.Session(tok, c.session).String()
 }
 
 func (c *creds) bundle(version uint64, issued time.Time, withoutKeys ...string) *syncv1.GrantBundle {
-	hash := func(id string) []byte { h := sha256.Sum256([]byte(c.secrets[id])); return h[:] }
 	b := &syncv1.GrantBundle{
 		PartId: "p1", MachineId: "m1", Version: version,
 		IssuedAt: timestamppb.New(issued), ExpiresAt: timestamppb.New(issued.Add(60 * 24 * time.Hour)),
@@ -346,7 +340,7 @@ func (c *creds) bundle(version uint64, issued time.Time, withoutKeys ...string) 
 		}
 		p := &syncv1.Principal{Kind: kind, Id: id, DisplayName: id, Grants: []*syncv1.Grant{{Role: role, Scope: scope}}}
 		if kind == syncv1.SubjectKind_SUBJECT_KIND_API_KEY {
-			p.KeySha256 = hash(id)
+			p.PublicKey = c.keys[id].Public().(ed25519.PublicKey)
 		}
 		b.Principals = append(b.Principals, p)
 	}
@@ -376,18 +370,28 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, clock: clock.NewFake(t0), creds: newCreds(), grants: &memGrants{}, audit: &memAudit{}, certs: &memCerts{},
+	return newEnvOf(t, newCreds(), "p1")
+}
+
+// newEnvOf starts a part partID, with its own certificate, whose bundle
+// holds c's keys: the fixture's subjects, as another part of the fleet
+// knows them.
+func newEnvOf(t testing.TB, c *creds, partID string) *env {
+	t.Helper()
+	e := &env{t: t, clock: clock.NewFake(t0), creds: c, grants: &memGrants{}, audit: &memAudit{}, certs: &memCerts{},
 		robot:  &fakeRobot{image: make([]byte, 300<<10)},
 		config: &memConfig{state: ConfigState{Config: &configv1.RobotConfig{}, Version: 7, MachineRevision: 3}},
 		logs:   &memLogs{entries: []*controlv1.LogEntry{{Level: "info", Message: "hello"}, {Level: "warn", Message: "careful"}}},
 		data: &memData{caps: map[uint64]*controlv1.CaptureInfo{1: {Id: 1, Component: "cam"}, 2: {Id: 2, Component: "cam"}},
 			data: map[uint64][]byte{1: []byte("one"), 2: []byte("two")}},
 	}
-	e.grants.set(e.creds.bundle(1, t0))
+	b := e.creds.bundle(1, t0)
+	b.PartId = partID
+	e.grants.set(b)
 	for i := range e.robot.image {
 		e.robot.image[i] = byte(i * 7)
 	}
-	srv, err := New(context.Background(), Options{Clock: e.clock, Version: "test", PartID: "p1", Grants: e.grants, Audit: e.audit,
+	srv, err := New(context.Background(), Options{Clock: e.clock, Version: "test", PartID: partID, Grants: e.grants, Audit: e.audit,
 		Certs: e.certs, Robot: e.robot, Config: e.config, Logs: e.logs, Data: e.data, Status: memStatus{}})
 	if err != nil {
 		t.Fatal(err)
@@ -419,29 +423,25 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-// authHeader is a client interceptor setting the Authorization header.
-type authHeader string
+// rawAuth is a client interceptor setting the Authorization header as is.
+type rawAuth string
 
-func (a authHeader) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+func (a rawAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if a != "" {
-			req.Header().Set("Authorization", string(a))
-		}
+		req.Header().Set("Authorization", string(a))
 		return next(ctx, req)
 	}
 }
 
-func (a authHeader) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (a rawAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
 		c := next(ctx, spec)
-		if a != "" {
-			c.RequestHeader().Set("Authorization", string(a))
-		}
+		c.RequestHeader().Set("Authorization", string(a))
 		return c
 	}
 }
 
-func (a authHeader) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+func (a rawAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
 }
 
@@ -452,8 +452,7 @@ type clients struct {
 	sig     controlv1connect.SignalingServiceClient
 }
 
-func newClients(hc connect.HTTPClient, base, auth string, opts ...connect.ClientOption) clients {
-	opts = append(opts, connect.WithInterceptors(authHeader(auth)))
+func newClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption) clients {
 	return clients{
 		control: controlv1connect.NewControlServiceClient(hc, base, opts...),
 		comp:    controlv1connect.NewComponentServiceClient(hc, base, opts...),
@@ -461,19 +460,53 @@ func newClients(hc connect.HTTPClient, base, auth string, opts ...connect.Client
 	}
 }
 
+// authed returns clients presenting auth: a key's printed form, sent with
+// proofs for this part as a real client does (credential.Prover), or
+// anything else, sent as the Authorization header.
+func (e *env) authed(hc connect.HTTPClient, base, auth string, opts ...connect.ClientOption) clients {
+	return newClients(hc, base, append(opts, connect.WithInterceptors(e.interceptor(hc, base, auth)))...)
+}
+
+func (e *env) interceptor(hc connect.HTTPClient, base, auth string) connect.Interceptor {
+	k, err := credential.ParseKey(auth)
+	if err != nil {
+		return rawAuth(auth)
+	}
+	return credential.NewPartProver(k, e.srv.Fingerprint(), e.clock.Now, HealthNonce(hc, base))
+}
+
+// headers returns the Authorization and DPoP values a client with the
+// printed key auth sends, with a nonce fresh from the part.
+func (e *env) headers(auth string) (string, string) {
+	e.t.Helper()
+	k, err := credential.ParseKey(auth)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	nonce, err := HealthNonce(e.client, "https://"+e.addr)(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a, proof, err := k.Headers(credential.TLSAudience(e.srv.Fingerprint()), nonce, e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a, proof
+}
+
 func (e *env) grpc(auth string) clients {
-	return newClients(e.client, "https://"+e.addr, auth, connect.WithGRPC())
+	return e.authed(e.client, "https://"+e.addr, auth, connect.WithGRPC())
 }
 
 // webrtc opens a WebRTC session authenticated with auth, over signaling on
 // the TLS port.
 func (e *env) webrtc(ctx context.Context, auth string) (clients, *RTCClient, error) {
-	c, err := DialWebRTCWith(ctx, newClients(e.client, "https://"+e.addr, auth).sig, nil, LoopbackICE)
+	c, err := DialWebRTCWith(ctx, e.authed(e.client, "https://"+e.addr, auth).sig, nil, LoopbackICE)
 	if err != nil {
 		return clients{}, nil, err
 	}
 	e.t.Cleanup(func() { _ = c.Close() })
-	return newClients(c.HTTPClient(), RTCBaseURL, ""), c, nil
+	return newClients(c.HTTPClient(), RTCBaseURL), c, nil
 }
 
 // socketClient returns clients on a break-glass socket at path.
@@ -482,7 +515,7 @@ func socketClient(path string) clients {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
 	}}
-	return newClients(&http.Client{Transport: tr}, "http://socket", "")
+	return newClients(&http.Client{Transport: tr}, "http://socket")
 }
 
 func (e *env) serveSocket() string {
@@ -504,7 +537,7 @@ func newHTTPClientForTest(conf *tls.Config) *http.Client {
 }
 
 // newJSONRequest is a Connect unary call as curl makes it.
-func newJSONRequest(url, auth string) (*http.Request, error) {
+func newJSONRequest(url, auth, proof string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader("{}"))
 	if err != nil {
 		return nil, err
@@ -512,6 +545,7 @@ func newJSONRequest(url, auth string) (*http.Request, error) {
 	req.Header.Set("Content-Type", "application/json")
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
+		req.Header.Set(credential.ProofHeader, proof)
 	}
 	return req, nil
 }

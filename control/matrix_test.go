@@ -175,6 +175,10 @@ func identities() []identity {
 			func(e *env) { e.grants.set(e.creds.bundle(3, e.clock.Now().Add(-61*24*time.Hour))) }, refusedWith(connect.CodeUnauthenticated)},
 		{"forged token", func(e *env) string { return e.creds.token(ownerUser, tokenKID, e.creds.other, e.clock.Now()) }, valid, refusedWith(connect.CodeUnauthenticated)},
 		{"token of an unknown key", func(e *env) string { return e.creds.token(ownerUser, "kid-unknown", e.creds.other, e.clock.Now()) }, valid, refusedWith(connect.CodeUnauthenticated)},
+		{"api key from before key pairs", func(e *env) string { return "Bearer " + ownerKey + ":secret" }, valid, refusedWith(connect.CodeUnauthenticated)},
+		{"bearer token", func(e *env) string {
+			return "Bearer " + e.creds.token(ownerUser, tokenKID, e.creds.signer, e.clock.Now())
+		}, valid, refusedWith(connect.CodeUnauthenticated)},
 	}
 }
 

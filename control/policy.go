@@ -2,12 +2,12 @@ package control
 
 import (
 	"crypto/ed25519"
-	"crypto/sha256"
 	"fmt"
 	"sync"
 	"time"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -26,55 +26,16 @@ type policy struct {
 	keys      map[string]*principal
 	tokenKeys map[string]ed25519.PublicKey
 
-	// verified caches tokens this policy's keys verified: an Ed25519 check
-	// is most of a call's authorization cost, and a WebRTC session presents
-	// the same token on every call. It lives in the policy, so a new bundle
-	// (say, a rotated token key) starts empty; expiry is checked on each use.
+	// verified caches proofs this policy verified (authn.go).
 	mu       sync.Mutex
-	verified map[[32]byte]verifiedToken
-}
-
-// verifiedToken is a token that verified, with its expiry.
-type verifiedToken struct {
-	user string
-	exp  time.Time
-}
-
-// maxVerified bounds the token cache; past it the cache starts over.
-const maxVerified = 1024
-
-// verify checks a user token with the bundle's keys, from the cache when
-// it verified before and has not expired since.
-func (p *policy) verify(token string, now time.Time) (string, error) {
-	key := sha256.Sum256([]byte(token))
-	p.mu.Lock()
-	v, ok := p.verified[key]
-	p.mu.Unlock()
-	if ok && now.Before(v.exp) {
-		return v.user, nil
-	}
-	c, err := verifyToken(token, p.tokenKeys, now)
-	if err != nil {
-		return "", err
-	}
-	if err := p.tokenRevoked(c); err != nil {
-		return "", err
-	}
-	user, exp := c.Subject, c.ExpiresAt.Time
-	p.mu.Lock()
-	if len(p.verified) >= maxVerified {
-		clear(p.verified)
-	}
-	p.verified[key] = verifiedToken{user: user, exp: exp}
-	p.mu.Unlock()
-	return user, nil
+	verified map[credential.Presented]verifiedProof
 }
 
 // principal is one subject of the bundle.
 type principal struct {
-	subject rbac.Subject
-	display string
-	keyHash []byte
+	subject   rbac.Subject
+	display   string
+	publicKey ed25519.PublicKey // API keys: empty for keys from before key pairs
 	// For users: tokens issued before notBefore, and those in revoked, were
 	// revoked at the cloud (password change, sign-out).
 	notBefore time.Time
@@ -88,7 +49,7 @@ const unprovisioned = "unprovisioned"
 // newPolicy builds the decision state of b (nil: no bundle yet).
 func newPolicy(b *syncv1.GrantBundle) *policy {
 	p := &policy{bundle: b, users: map[string]*principal{}, keys: map[string]*principal{}, tokenKeys: map[string]ed25519.PublicKey{},
-		verified: map[[32]byte]verifiedToken{}}
+		verified: map[credential.Presented]verifiedProof{}}
 	if b == nil {
 		p.machine, p.engine = rbac.Machine(unprovisioned), fallbackEngine()
 		p.err = fmt.Errorf("the part holds no grants yet: connect it to the cloud once, or use the break-glass socket")
@@ -113,7 +74,10 @@ func newPolicy(b *syncv1.GrantBundle) *policy {
 		return p
 	}
 	for _, pr := range b.GetPrincipals() {
-		s := &principal{display: pr.GetDisplayName(), keyHash: pr.GetKeySha256()}
+		s := &principal{display: pr.GetDisplayName()}
+		if k := pr.GetPublicKey(); len(k) == ed25519.PublicKeySize {
+			s.publicKey = ed25519.PublicKey(k)
+		}
 		switch pr.GetKind() {
 		case syncv1.SubjectKind_SUBJECT_KIND_USER:
 			s.subject.Kind = rbac.User

@@ -32,10 +32,12 @@ type RelayedOffer struct {
 	ID string
 	// SDP is the client's offer.
 	SDP string
-	// Authorization is the client's Authorization header, forwarded as is:
-	// the part authenticates the client itself, with its cached grants, so
-	// the cloud relays but grants nothing.
-	Authorization string
+	// Assertion is the cloud's signed statement of who the client is, for
+	// this part and this SDP (credential.VerifyAssertion); the part
+	// authorizes that subject itself, with its cached grants, so the cloud
+	// relays but grants nothing, and never sees the client's credential
+	// pass to the part.
+	Assertion string
 	// Peer is the client's address as the cloud saw it (throttling, audit).
 	Peer string
 }
@@ -80,7 +82,7 @@ func (s *Server) ServeRelay(ctx context.Context, r Relay) error {
 func (s *Server) answerRelayed(ctx context.Context, r Relay, rule *rule, off *RelayedOffer) {
 	cn := &conn{transport: TransportWebRTC, peer: "relay:" + off.Peer}
 	var resp *controlv1.OfferResponse
-	c, refusal := s.auth.authorize(ctx, cn, off.Authorization, rule)
+	c, refusal := s.auth.authorize(ctx, cn, presented{assertion: off.Assertion, sdp: off.SDP}, rule)
 	if refusal == nil {
 		var err error
 		if resp, err = s.rtc.answer(ctx, c, off.SDP); err != nil {

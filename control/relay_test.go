@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // memRelay stands in for the cloud's relay: offers in, answers out.
@@ -59,12 +61,18 @@ func (m *memRelay) Answer(_ context.Context, id string, resp *controlv1.OfferRes
 	return nil
 }
 
-// signaling is a client's SignalingServiceClient through the relay.
-func (m *memRelay) signaling(auth string) relaySignaling { return relaySignaling{m, auth} }
+// signaling is a client's SignalingServiceClient through the relay: the
+// relay (the cloud) vouches for subject with an assertion signed by key,
+// made at now() for this part and each offer's SDP.
+func (m *memRelay) signaling(subject string, key ed25519.PrivateKey, now func() time.Time) relaySignaling {
+	return relaySignaling{m, subject, key, now}
+}
 
 type relaySignaling struct {
-	m    *memRelay
-	auth string
+	m       *memRelay
+	subject string
+	key     ed25519.PrivateKey
+	now     func() time.Time
 }
 
 func (r relaySignaling) Offer(ctx context.Context, req *connect.Request[controlv1.OfferRequest]) (*connect.Response[controlv1.OfferResponse], error) {
@@ -74,8 +82,12 @@ func (r relaySignaling) Offer(ctx context.Context, req *connect.Request[controlv
 	ch := make(chan relayAnswer, 1)
 	r.m.waiting[id] = ch
 	r.m.mu.Unlock()
+	a, err := credential.SignAssertion(r.key, tokenKID, r.subject, "p1", req.Msg.GetSdp(), r.now())
+	if err != nil {
+		return nil, err
+	}
 	select {
-	case r.m.offers <- &RelayedOffer{ID: id, SDP: req.Msg.GetSdp(), Authorization: r.auth, Peer: "203.0.113.9:4242"}:
+	case r.m.offers <- &RelayedOffer{ID: id, SDP: req.Msg.GetSdp(), Assertion: a, Peer: "203.0.113.9:4242"}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -103,12 +115,12 @@ func TestRelayedSignaling(t *testing.T) {
 	}
 	e.clock.Advance(relayRetry)
 
-	rc, err := DialWebRTCWith(ctx, relay.signaling(e.creds.key(opKey)), nil, LoopbackICE)
+	rc, err := DialWebRTCWith(ctx, relay.signaling("apikey/"+opKey, e.creds.signer, e.clock.Now), nil, LoopbackICE)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	c := newClients(rc.HTTPClient(), RTCBaseURL, "")
+	c := newClients(rc.HTTPClient(), RTCBaseURL)
 	runCalls(t, e, c, operator)
 	who, err := c.control.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
 	if err != nil || who.Msg.GetTransport() != TransportWebRTC {
@@ -123,11 +135,15 @@ func TestRelayedSignaling(t *testing.T) {
 	}
 
 	// Refusals travel back through the relay with their code.
-	_, err = DialWebRTCWith(ctx, relay.signaling("Bearer "+goneKey+":nope"), nil, LoopbackICE)
+	_, err = DialWebRTCWith(ctx, relay.signaling("apikey/"+goneKey, e.creds.signer, e.clock.Now), nil, LoopbackICE)
 	if codeOf(err) != connect.CodeUnauthenticated {
-		t.Fatalf("relayed offer with a revoked key: %v", err)
+		t.Fatalf("relayed offer for a revoked key: %v", err)
 	}
-	_, err = relay.signaling(e.creds.key(opKey)).Offer(ctx, connect.NewRequest(&controlv1.OfferRequest{Sdp: "garbage"}))
+	_, err = DialWebRTCWith(ctx, relay.signaling("apikey/"+opKey, e.creds.other, e.clock.Now), nil, LoopbackICE)
+	if codeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("relayed offer with an assertion the cloud did not sign: %v", err)
+	}
+	_, err = relay.signaling("apikey/"+opKey, e.creds.signer, e.clock.Now).Offer(ctx, connect.NewRequest(&controlv1.OfferRequest{Sdp: "garbage"}))
 	if codeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("relayed garbage: %v", err)
 	}

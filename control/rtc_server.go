@@ -22,6 +22,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // maxSDP bounds an offer; real ones are a few KiB.
@@ -114,7 +115,7 @@ func (r *rtcServer) answer(ctx context.Context, c *caller, offer string) (*contr
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])
 	sess := &session{id: hex.EncodeToString(idb[:]), r: r, pc: pc, log: r.s.log.With(zap.String("session", hex.EncodeToString(idb[:]))),
-		conn: &conn{transport: TransportWebRTC, peer: c.peer, fixedAuth: c.auth}, streams: map[uint32]*serverStream{}, aborted: map[uint32]struct{}{}, opened: make(chan struct{})}
+		conn: &conn{transport: TransportWebRTC, peer: c.peer, fixed: new(c.id)}, streams: map[uint32]*serverStream{}, aborted: map[uint32]struct{}{}, opened: make(chan struct{})}
 	// The session outlives the signaling call and carries none of its values.
 	sess.ctx, sess.cancel = context.WithCancel(context.Background())
 	fail := func(what string, err error) (*controlv1.OfferResponse, error) {
@@ -414,6 +415,7 @@ func requestOf(h *controlv1.ChannelRequestHead) (*http.Request, error) {
 	}
 	req.Header = headerOf(h.GetHeaders())
 	req.Header.Del("Authorization") // the session's identity is fixed at signaling
+	req.Header.Del(credential.ProofHeader)
 	return req, nil
 }
 

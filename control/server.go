@@ -18,6 +18,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // DefaultPort is the control plane's TCP port on the LAN.
@@ -118,7 +119,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithSendMaxBytes(maxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
-		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...)}
+		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...),
+		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now())}
 	hopts = append(hopts, opts.HandlerOptions...)
 	s.rtc = newRTCServer(s)
 	s.rtc.settings = opts.WebRTCSettings

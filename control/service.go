@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/config"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // service implements ControlService. No method checks permissions: the
@@ -99,10 +100,16 @@ func (v *service) EditConfig(ctx context.Context, req *connect.Request[controlv1
 	if req.Msg.GetConfig() == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("edit config: no config given"))
 	}
+	// The endorsement is for the cloud, which verifies it; the part only
+	// bounds what it keeps and passes on.
+	if e := req.Msg.GetEndorsement(); len(e.GetKeyId()) > 64 || len(e.GetAccessToken()) > credential.MaxHeaderLen || len(e.GetSignature()) > credential.MaxHeaderLen {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("edit config: endorsement fields over %d bytes", credential.MaxHeaderLen))
+	}
 	res, err := v.s.opts.Config.ProposeEdit(ctx, &syncv1.ConfigProposal{
 		BaseRevision: req.Msg.GetBaseRevision(),
 		Config:       req.Msg.GetConfig(),
 		Author:       callerOf(ctx).ref,
+		Endorsement:  req.Msg.GetEndorsement(),
 	})
 	if err != nil {
 		return nil, internal("apply config edit", err)

@@ -1,22 +1,45 @@
 // Package credential is the one definition of how callers prove who they
-// are to Outpost's cloud and to its daemons: the Authorization header, API
-// key secrets checked against their SHA-256 in constant time, and user
-// access tokens (EdDSA JWTs) verified with a set of public keys. The cloud
-// issues credentials; the cloud and every part verify them with this code, so
-// the two can never disagree about what a valid credential is.
+// are to Outpost's cloud and to its parts. The cloud issues credentials; the
+// cloud and every part verify them with this code, so the two can never
+// disagree about what a valid credential is.
+//
+// No request carries a secret that works anywhere else. A client holds an
+// Ed25519 private key that never leaves it, and every request carries a
+// proof signed with it (a JWT in the style of RFC 9449, DPoP) whose audience
+// names the one server it is for:
+//
+//	Authorization: APIKey <key id>    an API key: the cloud and the grant bundle hold its public key
+//	Authorization: DPoP <token>       a user's access token, bound (cnf.jkt, RFC 7800) to a session key
+//	DPoP: <proof>                     the proof: typ dpop+jwt, aud, iat, exp, jti, and for a part its nonce
+//
+// Audiences are AudienceCloud for the fleet API and TLSAudience(fingerprint)
+// for a part on its LAN (the fingerprint the client pinned, so a part cannot
+// lie about who it is). A part also demands a nonce it issued (NonceIssuer,
+// HMAC over its monotonic time), which makes its proofs expire on the part's
+// own clock whatever the client's or the part's wall clock say.
+//
+// A client off the LAN reaches a part through the cloud's relay; the cloud
+// authenticates it and forwards only an Assertion it signs: subject, the
+// part as audience, the SHA-256 of the offer's SDP, about a minute of life.
+//
+// A config edit made on a part is signed by the editor's key (Endorsement),
+// so the cloud accepts it only from someone it can verify, whatever the part
+// says.
+//
+// Credentials from before key pairs ("Bearer <key id>:<secret>", unbound
+// tokens) are refused everywhere with ErrLegacyKey or ErrLegacyToken, whose
+// messages name the fix.
 package credential
 
 import (
-	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // ErrBad is wrapped by every error about a malformed, forged, unknown or
@@ -27,6 +50,14 @@ var ErrBad = errors.New("bad credential")
 // the keys given: on a part it usually means the grants are out of date.
 var ErrUnknownKey = errors.New("token signed with an unknown key")
 
+// ErrLegacyKey is wrapped, with ErrBad, when an API key of the old
+// "<key id>:<secret>" form is presented.
+var ErrLegacyKey = errors.New("this API key predates key pairs: create a new one with `outpost apikey create` and revoke this one with `outpost apikey revoke`")
+
+// ErrLegacyToken is wrapped, with ErrBad, when a bearer access token (one not
+// bound to a session key) is presented.
+var ErrLegacyToken = errors.New("this access token predates session keys: sign in again with `outpost login EMAIL`")
+
 // MaxHeaderLen bounds what is parsed from a header.
 const MaxHeaderLen = 4096
 
@@ -34,41 +65,77 @@ const MaxHeaderLen = 4096
 // was not issued by an Outpost cloud. Sixty days is the offline limit.
 const MaxTokenTTL = 60 * 24 * time.Hour
 
-// maxSecretLen bounds an API key secret (the cloud makes 43-character ones).
-const maxSecretLen = 128
+// Header names.
+const (
+	// ProofHeader carries the proof of possession.
+	ProofHeader = "DPoP"
+	// NonceHeader carries a part's nonce in its answers: every refusal
+	// for want of a fresh proof, and every public call.
+	NonceHeader = "Outpost-Nonce"
+)
 
-// Credential is what an Authorization header carried: a user's token, or an
-// API key's id and secret, or nothing.
-type Credential struct {
-	// Token is a user's JWT, or "".
+// Audiences.
+const (
+	// AudienceCloud is the audience of proofs for the fleet API.
+	AudienceCloud = "cloud"
+)
+
+// TLSAudience is the audience of proofs for the part whose control
+// certificate has this SHA-256 fingerprint (lower-case hex): the client
+// pinned it, so it knows whom it is talking to.
+func TLSAudience(fingerprint string) string { return "tls/" + fingerprint }
+
+// PartAudience is the audience of relay assertions for a part.
+func PartAudience(partID string) string { return "part/" + partID }
+
+// Presented is what a request's headers carried.
+type Presented struct {
+	// KeyID is an API key's id, or "".
+	KeyID string
+	// Token is a user's access token, or "".
 	Token string
-	// KeyID and KeySecret are an API key's, or "".
-	KeyID, KeySecret string
+	// Proof is the DPoP header.
+	Proof string
 }
 
-// Parse reads "Bearer <JWT>" or "Bearer <key id>:<secret>". An empty header
-// is the zero Credential and no error.
-func Parse(header string) (Credential, error) {
-	if header == "" {
-		return Credential{}, nil
+// IsZero reports whether nothing was presented.
+func (p Presented) IsZero() bool { return p == Presented{} }
+
+// Parse reads the Authorization and DPoP headers. No headers at all are the
+// zero Presented and no error; old bearer credentials are refused with
+// ErrLegacyKey or ErrLegacyToken.
+func Parse(authorization, proof string) (Presented, error) {
+	if authorization == "" && proof == "" {
+		return Presented{}, nil
 	}
-	if len(header) > MaxHeaderLen {
-		return Credential{}, fmt.Errorf("authorization header longer than %d bytes: %w", MaxHeaderLen, ErrBad)
+	if len(authorization) > MaxHeaderLen || len(proof) > MaxHeaderLen {
+		return Presented{}, fmt.Errorf("credential headers longer than %d bytes: %w", MaxHeaderLen, ErrBad)
 	}
-	scheme, rest, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || rest == "" {
-		return Credential{}, fmt.Errorf("authorization header is not \"Bearer <token>\" or \"Bearer <key id>:<secret>\": %w", ErrBad)
-	}
-	if id, secret, ok := strings.Cut(rest, ":"); ok {
-		if !IsID(id) || secret == "" || len(secret) > maxSecretLen {
-			return Credential{}, fmt.Errorf("API key credential is not \"<key id>:<secret>\": %w", ErrBad)
+	scheme, rest, _ := strings.Cut(authorization, " ")
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		if _, _, ok := strings.Cut(rest, ":"); ok {
+			return Presented{}, fmt.Errorf("%w: %w", ErrLegacyKey, ErrBad)
 		}
-		return Credential{KeyID: id, KeySecret: secret}, nil
+		return Presented{}, fmt.Errorf("%w: %w", ErrLegacyToken, ErrBad)
+	case strings.EqualFold(scheme, "APIKey"):
+		if !IsID(rest) {
+			return Presented{}, fmt.Errorf("authorization is not \"APIKey <key id>\": %w", ErrBad)
+		}
+		if proof == "" {
+			return Presented{}, fmt.Errorf("an API key needs a proof in the %s header: %w", ProofHeader, ErrBad)
+		}
+		return Presented{KeyID: rest, Proof: proof}, nil
+	case strings.EqualFold(scheme, "DPoP"):
+		if strings.Count(rest, ".") != 2 {
+			return Presented{}, fmt.Errorf("authorization is not \"DPoP <access token>\": %w", ErrBad)
+		}
+		if proof == "" {
+			return Presented{}, fmt.Errorf("an access token needs a proof in the %s header: %w", ProofHeader, ErrBad)
+		}
+		return Presented{Token: rest, Proof: proof}, nil
 	}
-	if strings.Count(rest, ".") != 2 {
-		return Credential{}, fmt.Errorf("bearer value is neither an access token nor \"<key id>:<secret>\": %w", ErrBad)
-	}
-	return Credential{Token: rest}, nil
+	return Presented{}, fmt.Errorf("authorization is neither \"APIKey <key id>\" nor \"DPoP <access token>\": %w", ErrBad)
 }
 
 // IsID reports whether s looks like a cloud id: 128 bits in hex.
@@ -80,8 +147,9 @@ func IsID(s string) bool {
 	return err == nil
 }
 
-// SecretHash returns what is stored for a secret: its SHA-256. Secrets are
-// at least 256 random bits, so a fast hash is enough.
+// SecretHash returns what is stored for a secret (a part's secret, an
+// invitation code): its SHA-256. Secrets are at least 256 random bits, so a
+// fast hash is enough.
 func SecretHash(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
@@ -94,40 +162,8 @@ func SecretMatches(secret string, hash []byte) bool {
 	return len(hash) == sha256.Size && subtle.ConstantTimeCompare(h[:], hash) == 1
 }
 
-// Claims are an access token's claims: Subject is the user's id.
-type Claims = jwt.RegisteredClaims
-
-// VerifyToken checks a token's algorithm (EdDSA only), its signature with the
-// key its "kid" names among keys, its expiry at now, and that its claims are
-// within what the cloud issues; it returns the claims.
-func VerifyToken(token string, keys map[string]ed25519.PublicKey, now time.Time) (*Claims, error) {
-	claims := &Claims{}
-	parser := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
-		jwt.WithTimeFunc(func() time.Time { return now }),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-	)
-	unknown := false
-	_, err := parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		k, ok := keys[kid]
-		if !ok {
-			unknown = true
-			return nil, ErrUnknownKey
-		}
-		return k, nil
-	})
-	if err != nil {
-		if unknown {
-			return nil, fmt.Errorf("verify access token: %w: %w", ErrUnknownKey, ErrBad)
-		}
-		// jwt's errors describe the failure, never the token.
-		return nil, fmt.Errorf("verify access token: %v: %w", err, ErrBad)
-	}
-	if claims.Subject == "" || claims.ExpiresAt == nil || claims.IssuedAt == nil ||
-		claims.ExpiresAt.Sub(claims.IssuedAt.Time) > MaxTokenTTL+time.Minute {
-		return nil, fmt.Errorf("verify access token: claims out of bounds: %w", ErrBad)
-	}
-	return claims, nil
+// hash64 is the base64url SHA-256 of b, as DPoP's ath.
+func hash64(b []byte) string {
+	h := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(h[:])
 }

@@ -40,29 +40,8 @@ func controlClient(t *testing.T, addr, apiKey string) controlv1connect.ControlSe
 	}
 	tr := &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	return controlv1connect.NewControlServiceClient(&http.Client{Transport: tr}, "https://"+addr, connect.WithGRPC(), connect.WithInterceptors(bearerAuth("Bearer "+apiKey)))
-}
-
-// bearerAuth sets the Authorization header of unary and streaming calls.
-type bearerAuth string
-
-func (b bearerAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", string(b))
-		return next(ctx, req)
-	}
-}
-
-func (b bearerAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		c := next(ctx, spec)
-		c.RequestHeader().Set("Authorization", string(b))
-		return c
-	}
-}
-
-func (b bearerAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+	hc, base := &http.Client{Transport: tr}, "https://"+addr
+	return controlv1connect.NewControlServiceClient(hc, base, connect.WithGRPC(), connect.WithInterceptors(cloudtest.PartAuth(apiKey, fp, hc, base, time.Now)))
 }
 
 // waitForGrants waits until the part at socket holds a grant bundle.

@@ -166,7 +166,7 @@ func TestDemo(t *testing.T) {
 			}
 		}
 		for _, m := range regexp.MustCompile(`OUTPOST_API_KEY=(\S+)`).FindAllStringSubmatch(text, -1) {
-			if id, sec, _ := strings.Cut(m[1], ":"); !isHexID(id) || sec != mask {
+			if visible, sec, ok := apiKeyParts(m[1]); !ok || len(visible) != len("opk__")+32 || sec != mask {
 				t.Errorf("an API key printed as %q", m[1])
 			}
 		}

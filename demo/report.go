@@ -24,8 +24,8 @@ type report struct {
 func newReport(w io.Writer) *report { return &report{w: w} }
 
 // secret registers s to be masked in everything printed from now on. An
-// API key "<id>:<secret>" keeps its id visible: the id names the key and
-// is no credential.
+// API key "opk_<id>_<private key>" keeps its id visible: the id names the
+// key and is no credential.
 func (r *report) secret(s string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -33,7 +33,7 @@ func (r *report) secret(s string) {
 		return
 	}
 	add := []string{s}
-	if id, sec, ok := strings.Cut(s, ":"); ok && isHexID(id) && len(sec) >= 4 {
+	if _, sec, ok := apiKeyParts(s); ok {
 		add = append(add, sec)
 	}
 	for _, a := range add {
@@ -53,8 +53,8 @@ func (r *report) redact(s string) string {
 
 func redactWith(secrets []string, s string) string {
 	for _, sec := range secrets {
-		if id, rest, ok := strings.Cut(sec, ":"); ok && isHexID(id) && len(rest) >= 4 {
-			s = strings.ReplaceAll(s, sec, id+":"+mask)
+		if visible, _, ok := apiKeyParts(sec); ok {
+			s = strings.ReplaceAll(s, sec, visible+mask)
 			continue
 		}
 		s = strings.ReplaceAll(s, sec, mask)
@@ -150,4 +150,18 @@ func isHexID(s string) bool {
 		}
 	}
 	return true
+}
+
+// apiKeyParts splits a printed API key "opk_<id>_<private key>" into what
+// may be shown ("opk_<id>_") and the private key.
+func apiKeyParts(s string) (visible, private string, ok bool) {
+	rest, ok := strings.CutPrefix(s, "opk_")
+	if !ok {
+		return "", "", false
+	}
+	id, private, ok := strings.Cut(rest, "_")
+	if !ok || !isHexID(id) || len(private) < 4 {
+		return "", "", false
+	}
+	return "opk_" + id + "_", private, true
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestRedact(t *testing.T) {
-	const key = "0fca7ed80e7df13670c75ea4f7cf36ee:s1R2u0WiXDS8DnIJ6x9NmvGfwgL_-H4Yecr0JKfU__E"
+	const key = "opk_0fca7ed80e7df13670c75ea4f7cf36ee_s1R2u0WiXDS8DnIJ6x9NmvGfwgL_-H4Yecr0JKfU__E"
 	const token = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJl"
 	for _, tc := range []struct {
 		name    string
@@ -17,7 +17,7 @@ func TestRedact(t *testing.T) {
 	}{
 		{"nothing registered", nil, "OUTPOST_TOKEN=abc", "OUTPOST_TOKEN=abc"},
 		{"a token", []string{token}, "OUTPOST_TOKEN=" + token + " outpost robot", "OUTPOST_TOKEN=**** outpost robot"},
-		{"an API key keeps its id", []string{key}, "OUTPOST_API_KEY=" + key, "OUTPOST_API_KEY=0fca7ed80e7df13670c75ea4f7cf36ee:****"},
+		{"an API key keeps its id", []string{key}, "OUTPOST_API_KEY=" + key, "OUTPOST_API_KEY=opk_0fca7ed80e7df13670c75ea4f7cf36ee_****"},
 		{"an API key's secret alone", []string{key}, "secret s1R2u0WiXDS8DnIJ6x9NmvGfwgL_-H4Yecr0JKfU__E here", "secret **** here"},
 		{"twice in a line", []string{token}, token + " and " + token, "**** and ****"},
 		{"several lines", []string{token}, "a\n" + token + "\nb", "a\n****\nb"},

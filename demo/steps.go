@@ -190,8 +190,8 @@ func (r *run) createOperator(ctx context.Context) error {
 	if err := needID("the new API key", r.keyID); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(r.apiKey, r.keyID+":") {
-		return errors.New("the new API key is not KEY_ID:SECRET")
+	if !strings.HasPrefix(r.apiKey, "opk_"+r.keyID+"_") {
+		return errors.New("the new API key is not opk_<key id>_<private key>")
 	}
 	r.rep.result(fmt.Sprintf("API key %s, operator of %s (its secret is shown once; masked here)", r.apiKey, scope))
 	return nil

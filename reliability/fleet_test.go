@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -21,6 +22,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 )
 
 // fleet is the admin's view of the cloud: the generated fleet API clients,
@@ -34,13 +36,8 @@ type fleet struct {
 	data     fleetv1connect.DataServiceClient
 }
 
-func newFleet(url, token string) *fleet {
-	bearer := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+token)
-			return next(ctx, req)
-		}
-	}))
+func newFleet(url, token string, now func() time.Time) *fleet {
+	bearer := connect.WithInterceptors(cloudtest.CloudAuth(token, now))
 	hc := http.DefaultClient
 	return &fleet{
 		orgs:     fleetv1connect.NewOrgServiceClient(hc, url, bearer),
@@ -223,7 +220,7 @@ func newRigWith(ctx context.Context, t *testing.T, rep *report, cfg *configv1.Ro
 	if err != nil {
 		rep.fatal("%v", err)
 	}
-	r := &rig{cloud: cl, fleet: newFleet(cl.URL(), token), link: newLink(t, cl.URL()), part: newPart(t)}
+	r := &rig{cloud: cl, fleet: newFleet(cl.URL(), token, time.Now), link: newLink(t, cl.URL()), part: newPart(t)}
 	r.part.args = args
 	if r.m, err = r.fleet.provision(ctx, cfg, r.part.boot, r.link.URL()); err != nil {
 		rep.fatal("provision: %v", err)

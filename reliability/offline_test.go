@@ -48,7 +48,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
 	cl := cloudtest.New(t, cloudtest.Options{Clock: clk, Sync: partsync.Options{PollInterval: offlineSync}})
 	url, token := cl.URL, cl.AdminToken(t)
-	f := newFleet(url, token)
+	f := newFleet(url, token, clk.Now)
 	ln := newLink(t, url)
 	dir := shortDir(t)
 	boot := filepath.Join(dir, "outpostd.json")
@@ -95,7 +95,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 	}); err != nil {
 		rep.fatal("the cloud never learnt the part's certificate: %v", err)
 	}
-	tech, err := techClient(ep.Control, pin, key.Msg.GetToken())
+	tech, err := techClient(ep.Control, pin, key.Msg.GetToken(), clk.Now)
 	if err != nil {
 		rep.fatal("%v", err)
 	}
@@ -291,20 +291,16 @@ func (n *notifySocket) find(prefix string) (string, bool) {
 }
 
 // techClient is a field tech's component client: TLS pinned to the part's
-// certificate, an API key in the Authorization header.
-func techClient(addr, pin, token string) (controlv1connect.ComponentServiceClient, error) {
+// certificate, proofs of an API key's possession made for that part.
+func techClient(addr, pin, token string, now func() time.Time) (controlv1connect.ComponentServiceClient, error) {
 	tlsCfg, err := control.PinnedTLSConfig(pin)
 	if err != nil {
 		return nil, fmt.Errorf("pin the part's certificate: %w", err)
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
-	bearer := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+token)
-			return next(ctx, req)
-		}
-	}))
-	return controlv1connect.NewComponentServiceClient(hc, "https://"+addr, bearer), nil
+	base := "https://" + addr
+	bearer := connect.WithInterceptors(cloudtest.PartAuth(token, pin, hc, base, now))
+	return controlv1connect.NewComponentServiceClient(hc, base, bearer), nil
 }
 
 // countCalls takes the calls reported so far and counts those of method.

@@ -96,7 +96,7 @@ func (r *Relay) NextOffer(ctx context.Context) (*control.RelayedOffer, error) {
 			if o.GetId() == "" {
 				return nil, errors.New("ask the cloud for relayed offers: the cloud sent an offer without an id")
 			}
-			return &control.RelayedOffer{ID: o.GetId(), SDP: o.GetSdp(), Authorization: o.GetAuthorization(), Peer: o.GetPeer()}, nil
+			return &control.RelayedOffer{ID: o.GetId(), SDP: o.GetSdp(), Assertion: o.GetAssertion(), Peer: o.GetPeer()}, nil
 		}
 		// The wait ended with no offer: ask again, but never faster than
 		// MinPoll.

@@ -103,9 +103,9 @@ func TestRelayNextOffer(t *testing.T) {
 	}
 	clk.Advance(time.Second)
 	<-cloud.asked
-	cloud.polls <- pollReply{resp: &syncv1.NextOfferResponse{Offer: &syncv1.RelayedOffer{Id: "o1", Sdp: "v=0", Authorization: "Bearer k:s", Peer: "192.0.2.9:1"}}}
+	cloud.polls <- pollReply{resp: &syncv1.NextOfferResponse{Offer: &syncv1.RelayedOffer{Id: "o1", Sdp: "v=0", Assertion: "a.b.c", Peer: "192.0.2.9:1"}}}
 	g := <-res
-	if g.err != nil || *g.off != (control.RelayedOffer{ID: "o1", SDP: "v=0", Authorization: "Bearer k:s", Peer: "192.0.2.9:1"}) {
+	if g.err != nil || *g.off != (control.RelayedOffer{ID: "o1", SDP: "v=0", Assertion: "a.b.c", Peer: "192.0.2.9:1"}) {
 		t.Fatalf("NextOffer = %+v, %v", g.off, g.err)
 	}
 

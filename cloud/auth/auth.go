@@ -1,15 +1,11 @@
 // Package auth holds the fleet cloud's credentials: the Ed25519 signing key
-// and the access tokens it signs (JWT, EdDSA), argon2id password hashes, API
-// key secrets, random IDs, and the sign-in throttle.
+// and what it signs (access tokens bound to session keys, relay
+// assertions), argon2id password hashes, secrets, random IDs, and the
+// sign-in throttle.
 //
 // The wire format of credentials, and their verification, are package
-// credential's, shared with the daemons:
-//
-//	Bearer <JWT>                 a user's access token (three base64url parts)
-//	Bearer <key id>:<secret>     an API key; the secret is 43 base64url chars (256 bits)
-//
-// Neither form appears in a log line: errors name the form that was wrong,
-// never the value.
+// credential's, shared with the daemons. No credential appears in a log
+// line: errors name the form that was wrong, never the value.
 package auth
 
 import (
@@ -20,8 +16,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/signed"
@@ -58,13 +52,6 @@ func HashSecret(secret string) []byte { return credential.SecretHash(secret) }
 
 // SecretMatches compares a presented secret with a stored hash in constant time.
 func SecretMatches(secret string, hash []byte) bool { return credential.SecretMatches(secret, hash) }
-
-// Credential is what an Authorization header carried.
-type Credential = credential.Credential
-
-// ParseAuthorization reads "Bearer <JWT>" or "Bearer <key id>:<secret>". An
-// empty header is the zero Credential and no error.
-func ParseAuthorization(header string) (Credential, error) { return credential.Parse(header) }
 
 // Signer signs and verifies access tokens with one Ed25519 key.
 type Signer struct {
@@ -104,30 +91,28 @@ func (s *Signer) PublicKey() ed25519.PublicKey { return s.pub }
 // Claims are an access token's claims: sub is the user ID.
 type Claims = credential.Claims
 
-// Issue signs a token for userID valid from now for ttl (capped at MaxTokenTTL).
-func (s *Signer) Issue(userID string, now time.Time, ttl time.Duration) (string, time.Time, error) {
+// Issue signs a token for userID bound to the session key sessionKey,
+// valid from now for ttl (0 means DefaultTokenTTL; capped at MaxTokenTTL).
+func (s *Signer) Issue(userID string, sessionKey ed25519.PublicKey, now time.Time, ttl time.Duration) (string, time.Time, error) {
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
 	}
-	ttl = min(ttl, MaxTokenTTL)
-	exp := now.Add(ttl).Truncate(time.Second)
-	claims := Claims{
-		Subject:   userID,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(exp),
-		ID:        NewID(),
-	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
-	tok.Header["kid"] = s.keyID
-	signed, err := tok.SignedString(s.priv)
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign access token: %w", err)
-	}
-	return signed, exp, nil
+	return credential.IssueToken(s.priv, s.keyID, userID, sessionKey, now, ttl)
+}
+
+// Assert signs the relay's assertion that subject ("user/ID" or
+// "apikey/ID") offers sdp to partID.
+func (s *Signer) Assert(subject, partID, sdp string, now time.Time) (string, error) {
+	return credential.SignAssertion(s.priv, s.keyID, subject, partID, sdp, now)
+}
+
+// Keys returns the verification keys by key id.
+func (s *Signer) Keys() map[string]ed25519.PublicKey {
+	return map[string]ed25519.PublicKey{s.keyID: s.pub}
 }
 
 // Verify checks a token's signature, algorithm, key ID and expiry at now,
 // and returns its claims.
 func (s *Signer) Verify(token string, now time.Time) (*Claims, error) {
-	return credential.VerifyToken(token, map[string]ed25519.PublicKey{s.keyID: s.pub}, now)
+	return credential.VerifyToken(token, s.Keys(), now)
 }

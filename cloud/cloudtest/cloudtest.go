@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -54,6 +55,8 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/signed"
 )
@@ -140,12 +143,16 @@ func New(tb testing.TB, opts Options) *Cloud {
 		tb.Fatalf("cloudtest: %v", err)
 	}
 	c.signer = signer
-	tok, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
+	raw, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
 	if err != nil {
 		tb.Fatalf("cloudtest: read the admin token: %v", err)
 	}
-	c.remember(strings.TrimSpace(string(tok)))
-	claims, err := signer.Verify(strings.TrimSpace(string(tok)), c.Clock.Now())
+	c.remember(strings.TrimSpace(string(raw)))
+	adminKey, err := credential.ParseKey(string(raw))
+	if err != nil {
+		tb.Fatalf("cloudtest: the admin session Bootstrap wrote does not parse: %v", err)
+	}
+	claims, err := signer.Verify(adminKey.Token, c.Clock.Now())
 	if err != nil {
 		tb.Fatalf("cloudtest: the admin token Bootstrap wrote does not verify: %v", err)
 	}
@@ -229,16 +236,31 @@ func (c *Cloud) WireBytes() int64 { return c.wire.Load() }
 // (an expired bundle with a valid signature) has a use for it.
 func (c *Cloud) DocumentSigner() signed.Signer { return c.signer.Documents() }
 
-// AdminToken returns a fresh access token of the cloud's admin, issued now
-// on the cloud's clock, so it is valid however far a fake clock has moved.
+// AdminToken returns a fresh session of the cloud's admin, issued now on
+// the cloud's clock (so it is valid however far a fake clock has moved), in
+// the printed form the CLI takes as --token: "ops_<private key>_<token>".
 func (c *Cloud) AdminToken(tb testing.TB) string {
 	tb.Helper()
-	tok, _, err := c.signer.Issue(c.adminID, c.Clock.Now(), time.Hour)
+	return c.UserSession(tb, c.adminID)
+}
+
+// AdminID is the cloud admin's user id.
+func (c *Cloud) AdminID() string { return c.adminID }
+
+// UserSession returns a fresh session of the user userID, as `outpost
+// login` would get, in its printed form: a new session key and an access
+// token bound to it, valid for an hour of the cloud's clock.
+func (c *Cloud) UserSession(tb testing.TB, userID string) string {
+	tb.Helper()
+	sk := credential.NewPrivateKey()
+	tok, _, err := c.signer.Issue(userID, sk.Public().(ed25519.PublicKey), c.Clock.Now(), time.Hour)
 	if err != nil {
-		tb.Fatalf("cloudtest: issue an admin token: %v", err)
+		tb.Fatalf("cloudtest: issue a session: %v", err)
 	}
-	c.remember(tok)
-	return tok
+	s := credential.Session(tok, sk).String()
+	c.remember(s)
+	c.remember(s[:4+43]) // the private key
+	return s
 }
 
 // Logs returns the cloud's log so far, one JSON object per line.
@@ -257,28 +279,67 @@ type Clients struct {
 	Audit    fleetv1connect.AuditServiceClient
 	Auth     fleetv1connect.AuthServiceClient
 	User     fleetv1connect.UserServiceClient
+	Relay    fleetv1connect.RelayServiceClient
 }
 
-// Admin returns clients acting as the cloud's admin, with a fresh token on
-// every call.
+// Admin returns clients acting as the cloud's admin.
 func (c *Cloud) Admin(tb testing.TB) *Clients {
-	return c.clients(func() string { return c.AdminToken(tb) })
+	return c.As(c.AdminToken(tb))
 }
 
-// As returns clients sending token as the bearer: an API key's
-// "ID:SECRET" or a user's access token.
-func (c *Cloud) As(token string) *Clients {
-	c.remember(token)
-	return c.clients(func() string { return token })
+// As returns clients presenting key: a printed API key or session
+// ("opk_..." or "ops_..."), with a fresh proof for the cloud on every
+// call, as a real client does. Anything else is sent as the Authorization
+// header as is, for tests of hostile or old credentials.
+func (c *Cloud) As(key string) *Clients {
+	c.remember(key)
+	return c.clients(CloudAuth(key, c.Clock.Now))
 }
 
-func (c *Cloud) clients(token func() string) *Clients {
-	bearer := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Bearer "+token())
-			return next(ctx, req)
-		}
-	}))
+// CloudAuth is the interceptor a client holding the printed key uses with
+// the fleet API; see As.
+func CloudAuth(key string, now func() time.Time) connect.Interceptor {
+	if k, err := credential.ParseKey(key); err == nil {
+		return credential.NewCloudProver(k, now)
+	}
+	return rawAuthorization(key)
+}
+
+// PartAuth is the interceptor a client holding the printed key uses with
+// the part whose control port is base (reached by hc) and whose
+// certificate has the given fingerprint: proofs for that part, with its
+// nonce. Anything but a printed key is sent as the Authorization header.
+func PartAuth(key, fingerprint string, hc connect.HTTPClient, base string, now func() time.Time) connect.Interceptor {
+	if k, err := credential.ParseKey(key); err == nil {
+		return credential.NewPartProver(k, fingerprint, now, control.HealthNonce(hc, base))
+	}
+	return rawAuthorization(key)
+}
+
+// rawAuthorization sets the Authorization header as is.
+type rawAuthorization string
+
+func (a rawAuthorization) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", string(a))
+		return next(ctx, req)
+	}
+}
+
+func (a rawAuthorization) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", string(a))
+		return conn
+	}
+}
+
+func (a rawAuthorization) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+func (c *Cloud) clients(auth connect.Interceptor) *Clients {
+	bearer := connect.WithInterceptors(auth)
 	return &Clients{
 		Org:      fleetv1connect.NewOrgServiceClient(c.hc, c.URL, bearer),
 		Location: fleetv1connect.NewLocationServiceClient(c.hc, c.URL, bearer),
@@ -291,6 +352,7 @@ func (c *Cloud) clients(token func() string) *Clients {
 		Audit:    fleetv1connect.NewAuditServiceClient(c.hc, c.URL, bearer),
 		Auth:     fleetv1connect.NewAuthServiceClient(c.hc, c.URL, bearer),
 		User:     fleetv1connect.NewUserServiceClient(c.hc, c.URL, bearer),
+		Relay:    fleetv1connect.NewRelayServiceClient(c.hc, c.URL, bearer),
 	}
 }
 
@@ -402,7 +464,9 @@ func (c *Cloud) SetMachineConfig(tb testing.TB, machineID string, cfg *configv1.
 type APIKey struct {
 	// ID is the key's id.
 	ID string
-	// Token is the credential, "ID:SECRET", sent as a bearer token.
+	// Token is the key's printed form, "opk_<key id>_<private key>": the
+	// key pair was made here, as `outpost apikey create` makes it, and the
+	// cloud holds only the public key.
 	Token string
 }
 
@@ -410,16 +474,16 @@ type APIKey struct {
 // ("org/ID", "location/ID" or "machine/ID").
 func (c *Cloud) CreateAPIKey(tb testing.TB, role, scope string) APIKey {
 	tb.Helper()
+	priv := credential.NewPrivateKey()
 	res := must(tb, "create an API key", func() (*fleetv1.CreateAPIKeyResponse, error) {
 		return unwrap(c.Admin(tb).APIKey.CreateAPIKey(context.Background(), connect.NewRequest(&fleetv1.CreateAPIKeyRequest{
-			Name: fmt.Sprintf("key %d", c.names.Add(1)), Role: role, Scope: scope,
+			Name: fmt.Sprintf("key %d", c.names.Add(1)), Role: role, Scope: scope, PublicKey: priv.Public().(ed25519.PublicKey),
 		})))
 	})
-	c.remember(res.GetToken())
-	if _, secret, ok := strings.Cut(res.GetToken(), ":"); ok {
-		c.remember(secret)
-	}
-	return APIKey{ID: res.GetKey().GetId(), Token: res.GetToken()}
+	k := credential.APIKey(res.GetKey().GetId(), priv).String()
+	c.remember(k)
+	c.remember(k[len(k)-43:]) // the private key
+	return APIKey{ID: res.GetKey().GetId(), Token: k}
 }
 
 // CreateUser creates a user with password holding role on scope (none for

@@ -6,11 +6,14 @@
 // offer; the Broker queues the offer for the part, which long-polls for it
 // (outpost.sync.v1.SyncService.NextOffer, served by cloud/partsync) and
 // sends back its answer or refusal (SyncService.AnswerOffer); the client's
-// call returns that. The client's Authorization header travels with the
-// offer, so the part authenticates and authorizes the client itself with
-// its cached grants: the cloud relays, it grants nothing on the part. The
-// cloud's own interceptor still requires machine.control on the part before
-// RelayOffer runs, so the relay is not open to anyone.
+// call returns that. The cloud authenticates the client (its interceptor
+// requires machine.control on the part before RelayOffer runs) and sends
+// the part, with the offer, only an assertion it signs: the subject, the
+// part as audience, the offer's SDP hash, a minute of life. The client's
+// credential never reaches the part, so a compromised part learns nothing
+// it could use elsewhere; the part verifies the assertion with the cloud's
+// keys and authorizes the subject itself with its cached grants: the cloud
+// relays, it grants nothing on the part.
 //
 // Everything is in memory and bounded: a part has at most
 // Options.MaxOffersPerPart offers outstanding and Options.MaxPollsPerPart
@@ -166,8 +169,10 @@ type Offer struct {
 	PartID string
 	// SDP is the client's offer.
 	SDP string
-	// Authorization is the client's Authorization header, forwarded as is.
-	Authorization string
+	// Assertion is the cloud's signed assertion of who the client is
+	// (credential.SignAssertion), bound to the part and to SDP: never the
+	// client's own credential.
+	Assertion string
 	// Peer is the client's address, for the part's throttling and audit.
 	Peer string
 }
@@ -265,7 +270,7 @@ func (b *Broker) enqueue(o Offer) (*offer, error) {
 			"relay offer to part %s: the cloud's relay is busy; try again shortly", o.PartID))
 	}
 	off := &offer{
-		msg:    &syncv1.RelayedOffer{Id: id, Sdp: o.SDP, Authorization: o.Authorization, Peer: o.Peer},
+		msg:    &syncv1.RelayedOffer{Id: id, Sdp: o.SDP, Assertion: o.Assertion, Peer: o.Peer},
 		partID: o.PartID,
 		taken:  make(chan struct{}),
 		answer: make(chan result, 1),

@@ -38,7 +38,7 @@ func (bg *background) wait() []error {
 }
 
 func offerTo(part string) relay.Offer {
-	return relay.Offer{PartID: part, SDP: "v=0", Authorization: "Bearer x.y.z", Peer: "192.0.2.7:5000"}
+	return relay.Offer{PartID: part, SDP: "v=0", Assertion: "a.b.c", Peer: "192.0.2.7:5000"}
 }
 
 func relayErr(ctx context.Context, b *relay.Broker, part string) error {

@@ -2,7 +2,7 @@ package relay_test
 
 import (
 	"context"
-	"crypto/sha256"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"sync"
@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/credential"
 	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
@@ -30,16 +31,15 @@ import (
 const (
 	ownerKey    = "a0000000000000000000000000000001"
 	strangerKey = "a0000000000000000000000000000009"
-	ownerSecret = "owner-secret-Zq8xLw3Kd"
+	// The callers' Authorization headers, as the gate knows them.
+	ownerAuth    = "APIKey " + ownerKey
+	strangerAuth = "APIKey " + strangerKey
 )
 
-var (
-	ownerAuth    = "Bearer " + ownerKey + ":" + ownerSecret
-	strangerAuth = "Bearer " + strangerKey + ":stranger-secret"
-)
+// gate lets both callers through, as the subjects they are.
+var gate = cloudGate{ownerAuth: "apikey/" + ownerKey, strangerAuth: "apikey/" + strangerKey}
 
 func bundle() *syncv1.GrantBundle {
-	sum := sha256.Sum256([]byte(ownerSecret))
 	return &syncv1.GrantBundle{
 		PartId: "p1", MachineId: "m1", Version: 1,
 		IssuedAt: timestamppb.New(t0), ExpiresAt: timestamppb.New(t0.Add(60 * 24 * time.Hour)),
@@ -50,9 +50,10 @@ func bundle() *syncv1.GrantBundle {
 			PartIds:   []string{"p1"},
 		},
 		Principals: []*syncv1.Principal{{
-			Kind: syncv1.SubjectKind_SUBJECT_KIND_API_KEY, Id: ownerKey, DisplayName: "owner's key", KeySha256: sum[:],
+			Kind: syncv1.SubjectKind_SUBJECT_KIND_API_KEY, Id: ownerKey, DisplayName: "owner's key",
 			Grants: []*syncv1.Grant{{Role: syncv1.Role_ROLE_OWNER, Scope: "machine/m1"}},
 		}},
+		TokenKeys: []*syncv1.PublicKey{{KeyId: cloudKID, Ed25519: cloudKey.Public().(ed25519.PublicKey)}},
 	}
 }
 
@@ -168,7 +169,7 @@ func startPart(t *testing.T, c *cloud, secret string) *partAudit {
 // LAN signals through the cloud, the part's real control plane takes the
 // offer over its sync client and decides it with its own grants.
 func TestRelayedSession(t *testing.T) {
-	c := newCloud(t, cloudGate{ownerAuth: true, strangerAuth: true}, relay.Options{})
+	c := newCloud(t, gate, relay.Options{})
 	audit := startPart(t, c, c.provision("p1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -220,7 +221,7 @@ func TestRelayedSession(t *testing.T) {
 // TestPartOffline: a part that is not polling leaves the client with a
 // clear Unavailable once the bounded wait ends, and nothing behind.
 func TestPartOffline(t *testing.T) {
-	c := newCloud(t, cloudGate{ownerAuth: true}, relay.Options{PickupTimeout: 10 * time.Second})
+	c := newCloud(t, cloudGate{ownerAuth: gate[ownerAuth]}, relay.Options{PickupTimeout: 10 * time.Second})
 	c.provision("p1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -243,7 +244,7 @@ func TestPartOffline(t *testing.T) {
 // TestOffersReachOnlyTheirPart: the part id comes from the part's
 // credentials, so a part never receives, nor answers, another's offer.
 func TestOffersReachOnlyTheirPart(t *testing.T) {
-	c := newCloud(t, cloudGate{ownerAuth: true}, relay.Options{})
+	c := newCloud(t, cloudGate{ownerAuth: gate[ownerAuth]}, relay.Options{})
 	p1, p2 := c.part("p1", c.provision("p1")), c.part("p2", c.provision("p2"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -287,8 +288,17 @@ func TestOffersReachOnlyTheirPart(t *testing.T) {
 		t.Fatalf("p2 polls: %v", err)
 	}
 	off := next.Msg.GetOffer()
-	if off.GetSdp() != "v=0 offer" || off.GetAuthorization() != ownerAuth || !strings.HasPrefix(off.GetPeer(), "127.0.0.1:") {
+	if off.GetSdp() != "v=0 offer" || !strings.HasPrefix(off.GetPeer(), "127.0.0.1:") {
 		t.Fatalf("p2 received %v", off)
+	}
+	// The part gets the cloud's assertion for it and this offer, never the
+	// caller's credential.
+	keys := map[string]ed25519.PublicKey{cloudKID: cloudKey.Public().(ed25519.PublicKey)}
+	if ac, err := credential.VerifyAssertion(off.GetAssertion(), keys, "p2", "v=0 offer", c.clock.Now()); err != nil || ac.Subject != "apikey/"+ownerKey {
+		t.Fatalf("p2's assertion: %v %v", ac, err)
+	}
+	if _, err := credential.VerifyAssertion(off.GetAssertion(), keys, "p1", "v=0 offer", c.clock.Now()); err == nil {
+		t.Fatal("p2's assertion works on p1")
 	}
 	reply := func(to string) *connect.Request[syncv1.AnswerOfferRequest] {
 		return connect.NewRequest(&syncv1.AnswerOfferRequest{OfferId: off.GetId(),

@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/relay"
+	"github.com/outpost-robotics/outpost/credential"
 	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
@@ -58,16 +59,20 @@ var _ partsync.Relay = (*relay.Broker)(nil)
 type noIngest struct{ ingest.Store }
 
 // cloudGate stands in for the cloud's authz interceptor in front of
-// RelayService: it lets through the credentials it was given (the real one
-// requires machine.control on the part) and refuses the rest.
-type cloudGate map[string]bool
+// RelayService: it lets through the Authorization headers it was given, as
+// the subjects they map to (the real one authenticates proofs and requires
+// machine.control on the part), and refuses the rest.
+type cloudGate map[string]string
+
+type subjectKey struct{}
 
 func (g cloudGate) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if !g[req.Header().Get("Authorization")] {
+		sub, ok := g[req.Header().Get("Authorization")]
+		if !ok {
 			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("the cloud refuses this caller"))
 		}
-		return next(ctx, req)
+		return next(context.WithValue(ctx, subjectKey{}, sub), req)
 	}
 }
 
@@ -77,6 +82,18 @@ func (g cloudGate) WrapStreamingClient(next connect.StreamingClientFunc) connect
 
 func (g cloudGate) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// cloudKey is the stand-in cloud's signing key, which the parts' bundles hold.
+var cloudKey = credential.NewPrivateKey()
+
+const cloudKID = "kid-cloud"
+
+// assert signs the assertion the cloud sends with an offer: for the
+// subject the gate let through, on the cloud's clock.
+func (c *cloud) assert(ctx context.Context, partID, sdp string) (string, error) {
+	sub, _ := ctx.Value(subjectKey{}).(string)
+	return credential.SignAssertion(cloudKey, cloudKID, sub, partID, sdp, c.clock.Now())
 }
 
 // cloud is the relay's two sides served on loopback: RelayService behind
@@ -96,7 +113,7 @@ func newCloud(t testing.TB, gate cloudGate, opts relay.Options) *cloud {
 	c.broker = relay.NewBroker(opts)
 	mux := http.NewServeMux()
 	mux.Handle(partsync.NewHandler(c.backend, noIngest{}, partsync.Options{Clock: c.clock, Relay: c.broker}))
-	mux.Handle(fleetv1connect.NewRelayServiceHandler(relay.NewService(c.broker, relay.ServiceOptions{}), connect.WithInterceptors(gate)))
+	mux.Handle(fleetv1connect.NewRelayServiceHandler(relay.NewService(c.broker, relay.ServiceOptions{Assert: c.assert}), connect.WithInterceptors(gate)))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	c.url = srv.URL

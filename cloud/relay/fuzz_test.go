@@ -66,20 +66,20 @@ func FuzzAnswerResult(f *testing.F) {
 
 // FuzzValidateOffer: an accepted offer is within every bound.
 func FuzzValidateOffer(f *testing.F) {
-	f.Add("p1", "v=0", "Bearer x.y.z", "192.0.2.1:1")
-	f.Add("", "v=0", "Bearer x.y.z", "")
-	f.Add("p1", "", "Bearer x.y.z", "")
+	f.Add("p1", "v=0", "a.b.c", "192.0.2.1:1")
+	f.Add("", "v=0", "a.b.c", "")
+	f.Add("p1", "", "a.b.c", "")
 	f.Add("p1", "v=0", "", "")
-	f.Add("p1", "\xff", "Bearer x", "")
+	f.Add("p1", "\xff", "a", "")
 	f.Fuzz(func(t *testing.T, part, sdp, auth, peer string) {
-		err := validateOffer(Offer{PartID: part, SDP: sdp, Authorization: auth, Peer: peer})
+		err := validateOffer(Offer{PartID: part, SDP: sdp, Assertion: auth, Peer: peer})
 		if err != nil {
 			if c := connect.CodeOf(err); c != connect.CodeInvalidArgument && c != connect.CodeUnauthenticated {
 				t.Fatalf("refused with %v", err)
 			}
 			return
 		}
-		if part == "" || len(part) > maxPartID || sdp == "" || len(sdp) > maxSDP || auth == "" || len(auth) > maxAuthorization || len(peer) > maxPeer {
+		if part == "" || len(part) > maxPartID || sdp == "" || len(sdp) > maxSDP || auth == "" || len(auth) > maxAssertion || len(peer) > maxPeer {
 			t.Fatalf("accepted part %d, sdp %d, auth %d, peer %d bytes", len(part), len(sdp), len(auth), len(peer))
 		}
 	})

@@ -12,8 +12,12 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 )
 
-// ServiceOptions configures NewService; the zero value is usable.
+// ServiceOptions configures NewService.
 type ServiceOptions struct {
+	// Assert returns the cloud's signed assertion that the caller of ctx
+	// offers sdp to partID (credential.SignAssertion): what the part gets
+	// instead of the caller's credential. Required.
+	Assert func(ctx context.Context, partID, sdp string) (string, error)
 	// ClientAddress names the client's address, which the part throttles
 	// and audits by; nil means the TCP peer's. Behind a load balancer, set
 	// it to read the balancer's forwarding header.
@@ -22,14 +26,14 @@ type ServiceOptions struct {
 
 // NewService returns the client side of the relay, RelayService, to mount
 // with fleetv1connect.NewRelayServiceHandler behind the cloud's authz
-// interceptor: that interceptor requires machine.control on the part
-// (relay.proto's rule), this handler only relays. The caller's own
-// Authorization header goes to the part with the offer.
+// interceptor: that interceptor authenticates the caller and requires
+// machine.control on the part (relay.proto's rule); this handler relays the
+// offer with opts.Assert's assertion, never the caller's credential.
 func NewService(b *Broker, opts ServiceOptions) fleetv1connect.RelayServiceHandler {
-	if b == nil {
-		panic("relay.NewService: a Broker is required")
+	if b == nil || opts.Assert == nil {
+		panic("relay.NewService: a Broker and ServiceOptions.Assert are required")
 	}
-	s := service{b: b, addrOf: opts.ClientAddress}
+	s := service{b: b, assert: opts.Assert, addrOf: opts.ClientAddress}
 	if s.addrOf == nil {
 		s.addrOf = func(p connect.Peer, _ http.Header) string { return p.Addr }
 	}
@@ -38,21 +42,22 @@ func NewService(b *Broker, opts ServiceOptions) fleetv1connect.RelayServiceHandl
 
 type service struct {
 	b      *Broker
+	assert func(ctx context.Context, partID, sdp string) (string, error)
 	addrOf func(connect.Peer, http.Header) string
 }
 
 // RelayOffer relays the offer and returns the part's answer.
 func (s service) RelayOffer(ctx context.Context, req *connect.Request[fleetv1.RelayOfferRequest]) (*connect.Response[fleetv1.RelayOfferResponse], error) {
-	auth := req.Header().Values("Authorization")
-	if len(auth) != 1 {
-		return nil, connect.NewError(connect.CodeUnauthenticated, errNoCredentials)
+	o := Offer{PartID: req.Msg.GetPartId(), SDP: req.Msg.GetSdp(), Peer: s.addrOf(req.Peer(), req.Header())}
+	if err := validateOffer(Offer{PartID: o.PartID, SDP: o.SDP, Peer: o.Peer, Assertion: "-"}); err != nil {
+		return nil, err
 	}
-	resp, err := s.b.Relay(ctx, Offer{
-		PartID:        req.Msg.GetPartId(),
-		SDP:           req.Msg.GetSdp(),
-		Authorization: auth[0],
-		Peer:          s.addrOf(req.Peer(), req.Header()),
-	})
+	a, err := s.assert(ctx, o.PartID, o.SDP)
+	if err != nil {
+		return nil, err
+	}
+	o.Assertion = a
+	resp, err := s.b.Relay(ctx, o)
 	if err != nil {
 		return nil, err
 	}
@@ -61,9 +66,9 @@ func (s service) RelayOffer(ctx context.Context, req *connect.Request[fleetv1.Re
 
 // Signaling adapts a RelayService client to the part's signaling API, so
 // control.DialWebRTC can open a session through the cloud: offers go to
-// partID by RelayOffer. Build c with the caller's credentials (an
-// interceptor setting Authorization): they are the session's identity on
-// the part. An Authorization header set on a request passes on too.
+// partID by RelayOffer. Build c with the caller's credentials for the
+// cloud (credential.Interceptor): the cloud vouches for the caller to the
+// part, which makes that subject the session's identity.
 func Signaling(c fleetv1connect.RelayServiceClient, partID string) controlv1connect.SignalingServiceClient {
 	return signaling{c: c, partID: partID}
 }
@@ -75,9 +80,6 @@ type signaling struct {
 
 func (s signaling) Offer(ctx context.Context, req *connect.Request[controlv1.OfferRequest]) (*connect.Response[controlv1.OfferResponse], error) {
 	out := connect.NewRequest(&fleetv1.RelayOfferRequest{PartId: s.partID, Sdp: req.Msg.GetSdp()})
-	if a := req.Header().Get("Authorization"); a != "" {
-		out.Header().Set("Authorization", a)
-	}
 	resp, err := s.c.RelayOffer(ctx, out)
 	if err != nil {
 		return nil, err

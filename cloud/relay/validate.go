@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -16,13 +15,13 @@ import (
 // few KiB; the part accepts up to 64 KiB, the fleet API's requests are 64
 // KiB in all, so 32 KiB leaves room and keeps a full relay small.
 const (
-	maxSDP           = 32 << 10
-	maxAuthorization = credential.MaxHeaderLen // what a part parses
-	maxPeer          = 256
-	maxPartID        = 128
-	maxSessionID     = 128
-	maxRefusal       = 1024
-	offerIDLen       = 32
+	maxSDP       = 32 << 10
+	maxAssertion = credential.MaxHeaderLen // what a part parses
+	maxPeer      = 256
+	maxPartID    = 128
+	maxSessionID = 128
+	maxRefusal   = 1024
+	offerIDLen   = 32
 )
 
 func invalid(format string, a ...any) error {
@@ -38,11 +37,11 @@ func validateOffer(o Offer) error {
 		return invalid("relay offer to part %s: sdp of %d bytes: want 1 to %d", o.PartID, len(o.SDP), maxSDP)
 	case !utf8.ValidString(o.SDP):
 		return invalid("relay offer to part %s: sdp is not UTF-8", o.PartID)
-	case o.Authorization == "":
+	case o.Assertion == "":
 		// The part would refuse it; refusing here spares it the work.
-		return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("relay offer to part %s: no credentials: the part decides with the caller's own", o.PartID))
-	case len(o.Authorization) > maxAuthorization:
-		return invalid("relay offer to part %s: the Authorization header is over %d bytes", o.PartID, maxAuthorization)
+		return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("relay offer to part %s: no assertion of the caller", o.PartID))
+	case len(o.Assertion) > maxAssertion:
+		return invalid("relay offer to part %s: the assertion is over %d bytes", o.PartID, maxAssertion)
 	case len(o.Peer) > maxPeer:
 		return invalid("relay offer to part %s: peer address over %d bytes", o.PartID, maxPeer)
 	}
@@ -95,10 +94,6 @@ func answerResult(partID string, req *syncv1.AnswerOfferRequest) (result, error)
 		return result{}, invalid("answer offer %s: an answer or a refusal is required", id)
 	}
 }
-
-// errNoCredentials is RelayOffer's refusal of a call without exactly one
-// Authorization header.
-var errNoCredentials = errors.New("relay offer: exactly one Authorization header is required: the part decides with the caller's own credentials")
 
 // truncate shortens s for an error message, on a rune boundary.
 func truncate(s string, n int) string {

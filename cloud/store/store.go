@@ -222,7 +222,12 @@ type APIKey struct {
 	OrgID string
 	// Scope is where it was created, "kind/ID".
 	Scope string
-	// SecretHash is the SHA-256 of the secret.
+	// PublicKey is the key's Ed25519 public key: its private key never
+	// reaches the cloud.
+	PublicKey []byte
+	// SecretHash is the SHA-256 of the secret of a key from before key
+	// pairs; such keys are refused, and kept only so they can be listed
+	// and revoked.
 	SecretHash []byte
 	CreatedBy  string
 	CreatedAt  time.Time

@@ -27,6 +27,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // startCloud runs a real cloud on loopback over an in-memory store and a
 // fake clock, and returns its URL and the admin's token.
+// cliTestTime is the time of startCloud's cloud, whose fake clock never
+// moves: the CLI dates its proofs by it.
+var cliTestTime = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
 func startCloud(t *testing.T) (string, string) {
 	t.Helper()
 	log := zap.NewNop()
@@ -34,7 +38,7 @@ func startCloud(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clock.NewFake(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
+	clk := clock.NewFake(cliTestTime)
 	dir := t.TempDir()
 	signer, _, err := cloud.Bootstrap(context.Background(), st, dir, clk, log)
 	if err != nil {
@@ -94,6 +98,7 @@ func (s *session) run(stdin string, args ...string) string {
 		getenv:    func(k string) string { return s.vars[k] },
 		stdin:     strings.NewReader(stdin),
 		configDir: s.configDir,
+		now:       func() time.Time { return cliTestTime },
 	}
 	root := newRoot(e)
 	var stdout, stderr bytes.Buffer
@@ -134,6 +139,7 @@ var (
 	reJWT    = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+`)
 	reSecret = regexp.MustCompile(`(^|[^A-Za-z0-9_-])[A-Za-z0-9_-]{43}($|[^A-Za-z0-9_-])`)
 	reID     = regexp.MustCompile(`[0-9a-f]{32}`)
+	reKey    = regexp.MustCompile(`(opk_[0-9a-f]{32}_|ops_)[A-Za-z0-9_-]{43}`)
 )
 
 // normalize replaces what differs between runs: IDs (numbered in order of
@@ -143,6 +149,7 @@ func normalize(text, cloudURL, configDir string) string {
 	text = strings.ReplaceAll(text, cloudURL, "http://CLOUD")
 	text = strings.ReplaceAll(text, configDir, "CONFIG")
 	text = reJWT.ReplaceAllString(text, "<token>")
+	text = reKey.ReplaceAllString(text, "$1<private key>")
 	ids := map[string]string{}
 	text = reID.ReplaceAllStringFunc(text, func(id string) string {
 		if _, ok := ids[id]; !ok {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // osEnv is the real process environment.
@@ -37,7 +38,8 @@ func osEnv() env {
 	}
 }
 
-// saved is what `outpost login` keeps between runs: the cloud and the token.
+// saved is what `outpost login` keeps between runs: the cloud and the
+// session (its private key and token, credential.Key's printed form).
 type saved struct {
 	Cloud string `json:"cloud"`
 	Token string `json:"token"`
@@ -135,23 +137,33 @@ type api struct {
 	base string
 }
 
-// client connects to the cloud with the credential in an Authorization
-// header (never in a URL).
+// credentialKey is the key of --token, $OUTPOST_TOKEN or the saved
+// session: nil without one. A key that does not parse (one from before key
+// pairs, say) is an error naming the fix.
+func (g *globals) credentialKey() (*credential.Key, error) {
+	s := g.bearer()
+	if s == "" {
+		return nil, nil
+	}
+	return credential.ParseKey(s)
+}
+
+// client connects to the cloud proving possession of the credential's key
+// on every call (credential.NewCloudProver): the key never leaves this
+// machine, and no proof made for the cloud works on a part.
 func (g *globals) client() (*api, error) {
 	base, err := g.cloudURL()
 	if err != nil {
 		return nil, err
 	}
-	tok := g.bearer()
 	hc := &http.Client{Timeout: 30 * time.Second}
-	auth := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			if tok != "" {
-				req.Header().Set("Authorization", "Bearer "+tok)
-			}
-			return next(ctx, req)
-		}
-	})
+	var auth connect.Interceptor
+	key, kerr := g.credentialKey()
+	if key != nil {
+		auth = credential.NewCloudProver(key, g.now)
+	} else {
+		auth = noCredential{kerr}
+	}
 	opts := []connect.ClientOption{connect.WithInterceptors(auth)}
 	return &api{
 		server: fleetv1connect.NewServerServiceClient(hc, base, opts...),
@@ -235,4 +247,26 @@ func (g *globals) readSecret(fromStdin bool, prompt string, stderr io.Writer) (s
 		return "", fmt.Errorf("read password: %w", err)
 	}
 	return pw, nil
+}
+
+// noCredential sends calls without a credential (signing in needs none); a
+// refusal for want of one names why the credential given was not usable.
+type noCredential struct{ why error }
+
+func (n noCredential) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		res, err := next(ctx, req)
+		if n.why != nil && connect.CodeOf(err) == connect.CodeUnauthenticated {
+			return nil, connect.NewError(connect.CodeUnauthenticated, n.why)
+		}
+		return res, err
+	}
+}
+
+func (n noCredential) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (n noCredential) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 func newLoginCmd(g *globals) *cobra.Command {
@@ -33,10 +35,17 @@ func newLoginCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.auth.SignIn(ctx, connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw, TtlSeconds: int64(ttl / time.Second)}))
+				// The session's private key stays here; the token the cloud
+				// returns is bound to its public key.
+				sk := credential.NewPrivateKey()
+				res, err := c.auth.SignIn(ctx, connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw,
+					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 				if err != nil {
 					return nil, nil, err
 				}
+				// What is saved, and shown with --json, is the session: the
+				// token with its private key, as --token takes it.
+				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
 				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
 				if err != nil {
 					return nil, nil, err

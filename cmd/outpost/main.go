@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/pion/webrtc/v4"
@@ -50,6 +51,9 @@ type env struct {
 	// webrtcSettings adjusts pion's settings for `outpost robot` sessions;
 	// nil keeps pion's defaults. Tests pass control.LoopbackICE.
 	webrtcSettings func(*webrtc.SettingEngine)
+	// now is the clock proofs of possession are dated by; nil is the
+	// machine's. Tests against a cloud on a fake clock pass its time.
+	now func() time.Time
 }
 
 // globals are the flags every command shares.
@@ -75,7 +79,7 @@ func newRoot(e env) *cobra.Command {
 	pf.StringVar(&g.cloud, "cloud", e.getenv("OUTPOST_CLOUD"), "fleet cloud URL (or $OUTPOST_CLOUD; else the one saved by outpost login)")
 	// No default from the environment: --help prints flag defaults, and a
 	// token must never be printed. tokenValue reads $OUTPOST_TOKEN instead.
-	pf.StringVar(&g.token, "token", "", "access token or API key \"<id>:<secret>\" (or $OUTPOST_TOKEN; else the one saved by outpost login)")
+	pf.StringVar(&g.token, "token", "", "session (ops_..., as outpost login saves and outpost-cloud writes to admin.token) or API key (opk_...) (or $OUTPOST_TOKEN; else the one saved by outpost login)")
 	pf.BoolVar(&g.json, "json", false, "print what the API returns as JSON")
 	root.AddCommand(
 		newCloudCmd(g), newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
@@ -85,4 +89,12 @@ func newRoot(e env) *cobra.Command {
 	root.AddCommand(newDoctorCmd(g))
 	root.AddCommand(newRobotCmd(g))
 	return root
+}
+
+// now is the time proofs are dated by: env.now, else the machine's clock.
+func (g *globals) now() time.Time {
+	if g.env.now != nil {
+		return g.env.now()
+	}
+	return time.Now()
 }

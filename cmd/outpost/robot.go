@@ -26,8 +26,10 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // robotFlags are the flags of `outpost robot`, the field tech's commands
@@ -48,6 +50,8 @@ type robotConn struct {
 	control controlv1connect.ControlServiceClient
 	comp    controlv1connect.ComponentServiceClient
 	close   func()
+	// key is the credential the calls are made with; nil on the socket.
+	key *credential.Key
 }
 
 func newRobotCmd(g *globals) *cobra.Command {
@@ -57,7 +61,8 @@ func newRobotCmd(g *globals) *cobra.Command {
 		Short: "Drive a robot part over its local control plane (gRPC over TLS, or WebRTC)",
 		Long: `Drive a robot part's daemon directly, with or without the cloud, with the
 permissions the cloud last granted. Authenticate with an API key
-(--api-key KEY_ID:SECRET) or a user access token (--token). The part's TLS
+(--api-key opk_...) or a user session (--token ops_..., else the one saved by
+outpost login); only proofs made for that part leave this machine. The part's TLS
 certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 --fingerprint. On the robot itself, --socket uses the break-glass socket
 (root and the outpost group; every use is audited; works after expiry).`,
@@ -65,7 +70,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.robot, "robot", g.env.getenv("OUTPOST_ROBOT"), "the part's control address HOST:PORT (or $OUTPOST_ROBOT; port 8443 when omitted)")
 	// Secrets get no default from the environment: --help would print it.
-	pf.StringVar(&f.apiKey, "api-key", "", "API key KEY_ID:SECRET (or $OUTPOST_API_KEY)")
+	pf.StringVar(&f.apiKey, "api-key", "", "API key opk_... as `outpost apikey create` printed it (or $OUTPOST_API_KEY)")
 	pf.BoolVar(&f.webrtc, "webrtc", false, "carry the calls over a WebRTC data channel (signaled over the TLS port)")
 	pf.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 of the part's certificate (default: from outpost robot trust)")
 	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+control.DefaultSocketPath+")")
@@ -87,9 +92,11 @@ func robotAddr(s string) string {
 	return s
 }
 
-// authorization is the Authorization header of the flags: the cloud's
-// format, so one key or token works against the cloud and the part.
-func (f *robotFlags) authorization() (string, error) {
+// key is the credential of the flags: an API key (--api-key opk_...) or a
+// user's session (--token ops_..., else the one saved by outpost login).
+// Its private key never leaves this machine: each part gets proofs made
+// for it alone.
+func (f *robotFlags) key() (*credential.Key, error) {
 	// Flags beat the environment; within each, a key and a token together
 	// are ambiguous.
 	key, token := f.apiKey, f.g.token
@@ -98,16 +105,16 @@ func (f *robotFlags) authorization() (string, error) {
 	}
 	switch {
 	case key != "" && token != "":
-		return "", errors.New("give --api-key or --token, not both (or only one of $OUTPOST_API_KEY and $OUTPOST_TOKEN)")
+		return nil, errors.New("give --api-key or --token, not both (or only one of $OUTPOST_API_KEY and $OUTPOST_TOKEN)")
 	case key != "":
-		if !strings.Contains(key, ":") {
-			return "", errors.New("--api-key is KEY_ID:SECRET")
-		}
-		return "Bearer " + key, nil
+		return credential.ParseKey(key)
 	case token != "":
-		return "Bearer " + token, nil
+		return credential.ParseKey(token)
 	}
-	return "", errors.New("give --api-key KEY_ID:SECRET or --token TOKEN (or use --socket on the robot)")
+	if saved := f.g.loadSaved().Token; saved != "" {
+		return credential.ParseKey(saved)
+	}
+	return nil, errors.New("give --api-key opk_... or --token ops_... (or sign in with outpost login; or use --socket on the robot)")
 }
 
 // knownRobotsPath is where trusted fingerprints are kept, one "HOST:PORT
@@ -144,31 +151,6 @@ func knownFingerprint(addr string) (string, error) {
 	return fp, sc.Err()
 }
 
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if b != "" {
-			req.Header().Set("Authorization", string(b))
-		}
-		return next(ctx, req)
-	}
-}
-
-func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		c := next(ctx, spec)
-		if b != "" {
-			c.RequestHeader().Set("Authorization", string(b))
-		}
-		return c
-	}
-}
-
-func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // connect opens the connection the flags ask for.
 func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	if f.socket != "" {
@@ -190,7 +172,7 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		return nil, errors.New("give --robot HOST:PORT (or $OUTPOST_ROBOT); `outpost robot discover` lists the parts on this network")
 	}
 	addr := robotAddr(f.robot)
-	auth, err := f.authorization()
+	key, err := f.key()
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +185,9 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	if fp == "" {
 		return nil, fmt.Errorf("%s is not a trusted robot: run `outpost robot trust %s`, check the fingerprint it shows, or pass --fingerprint", addr, addr)
 	}
+	if fp, err = control.NormalizeFingerprint(fp); err != nil {
+		return nil, err
+	}
 	tlsConf, err := control.PinnedTLSConfig(fp)
 	if err != nil {
 		return nil, err
@@ -210,12 +195,15 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	tr := &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true}
 	hc := &http.Client{Transport: tr}
 	base := "https://" + addr
-	opts := []connect.ClientOption{connect.WithInterceptors(bearer(auth))}
+	// Proofs name the pinned certificate as their audience: a part cannot
+	// pass one on to another part, nor to the cloud.
+	opts := []connect.ClientOption{connect.WithInterceptors(credential.NewPartProver(key, fp, f.g.now, control.HealthNonce(hc, base)))}
 	if !f.webrtc {
 		return &robotConn{
 			control: controlv1connect.NewControlServiceClient(hc, base, opts...),
 			comp:    controlv1connect.NewComponentServiceClient(hc, base, opts...),
 			close:   tr.CloseIdleConnections,
+			key:     key,
 		}, nil
 	}
 	sig := controlv1connect.NewSignalingServiceClient(hc, base, opts...)
@@ -228,25 +216,26 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
 		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
 		close:   func() { _ = rc.Close(); tr.CloseIdleConnections() },
+		key:     key,
 	}, nil
 }
 
 // connectViaCloud opens a WebRTC session signaled through the fleet cloud's
 // relay, for a part that is online but not on this network. The cloud checks
-// the credential for machine.control on the part and forwards it; the part
-// authenticates and authorizes it again with its cached grants, and every
-// call on the channel too.
+// the credential for machine.control on the part and forwards only its own
+// assertion of who is calling; the part authorizes that subject again with
+// its cached grants, and every call on the channel too.
 func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 	base, err := f.g.cloudURL()
 	if err != nil {
 		return nil, err
 	}
-	auth, err := f.authorization()
+	key, err := f.key()
 	if err != nil {
 		return nil, err
 	}
 	hc := &http.Client{Timeout: 60 * time.Second}
-	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(bearer(auth)))
+	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(credential.NewCloudProver(key, f.g.now)))
 	sess, err := control.DialWebRTCWith(ctx, relay.Signaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open a WebRTC session with part %s through %s: %w", f.viaCloud, base, err)
@@ -256,6 +245,7 @@ func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
 		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
 		close:   func() { _ = sess.Close(); hc.CloseIdleConnections() },
+		key:     key,
 	}, nil
 }
 
@@ -485,7 +475,10 @@ func (f *robotFlags) configCmd() *cobra.Command {
 		Short: "Apply an edited config (JSON) on the part and propose it to the cloud",
 		Long: `Apply an edited config on the part; it works offline. The edit is queued as a
 proposed revision with the revision it was based on (--base, default the
-revision the part runs now); the cloud accepts it or reports a conflict.`,
+revision the part runs now), signed with your key: the cloud accepts it if
+you may edit the machine's config and the base is current, or keeps it for an
+owner (outpost config proposals). Edits made on the break-glass socket carry
+no signature and always wait for an owner.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
@@ -505,7 +498,15 @@ revision the part runs now); the cloud accepts it or reports a conflict.`,
 					}
 					rev = cur.Msg.GetMachineRevision()
 				}
-				r, err := c.control.EditConfig(ctx, connect.NewRequest(&controlv1.EditConfigRequest{Config: cfg, BaseRevision: rev}))
+				ereq := &controlv1.EditConfigRequest{Config: cfg, BaseRevision: rev}
+				if c.key != nil {
+					// The cloud makes the edit a revision only with this
+					// signature, by someone who may edit the machine's config.
+					if ereq.Endorsement, err = f.endorse(ctx, c, cfg, rev); err != nil {
+						return err
+					}
+				}
+				r, err := c.control.EditConfig(ctx, connect.NewRequest(ereq))
 				if err != nil {
 					return err
 				}
@@ -863,4 +864,24 @@ func (f *robotFlags) discoverCmd() *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&wait, "wait", 3*time.Second, "how long to listen")
 	return cmd
+}
+
+// endorse signs an edit of the part's machine config from revision base
+// with the connection's key, for the cloud to verify (credential.Endorse).
+// The machine is the one the part names; a part naming another only makes
+// the signature fail at the cloud, which checks it against the part's own.
+func (f *robotFlags) endorse(ctx context.Context, c *robotConn, cfg *configv1.RobotConfig, base uint64) (*syncv1.Endorsement, error) {
+	st, err := c.control.Status(ctx, connect.NewRequest(&controlv1.StatusRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode the config: %w", err)
+	}
+	e, err := c.key.Endorse(st.Msg.GetMachineId(), base, raw, f.g.now())
+	if err != nil {
+		return nil, err
+	}
+	return &syncv1.Endorsement{KeyId: e.KeyID, AccessToken: e.Token, Signature: e.Signature}, nil
 }

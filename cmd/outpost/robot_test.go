@@ -24,6 +24,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/capture"
@@ -44,6 +45,7 @@ type robotPart struct {
 	ep              daemon.Endpoints
 	owner, operator cloudtest.APIKey
 	stop            func() // SIGTERM: the final sync runs; idempotent
+	logs            *lockedLog
 }
 
 // robotOptions shape startRobot's part.
@@ -85,6 +87,7 @@ func startRobot(t *testing.T, cl *cloudtest.Cloud, o robotOptions) *robotPart {
 	errc := make(chan error, 1)
 	ready := make(chan daemon.Endpoints, 1)
 	logs := &lockedLog{}
+	rp.logs = logs
 	go func() {
 		errc <- daemon.Run(ctx, daemon.Options{
 			ConfigPath: boot, DataDir: filepath.Join(dir, "data"), RuntimeDir: filepath.Join(dir, "run"),
@@ -101,7 +104,7 @@ func startRobot(t *testing.T, cl *cloudtest.Cloud, o robotOptions) *robotPart {
 				t.Errorf("daemon.Run: %v\n%s", err, logs.String())
 			}
 			for _, k := range []cloudtest.APIKey{rp.owner, rp.operator} {
-				if _, secret, _ := strings.Cut(k.Token, ":"); strings.Contains(logs.String(), secret) {
+				if secret := k.Token[len(k.Token)-43:]; strings.Contains(logs.String(), secret) {
 					t.Error("an API key's secret appears in the daemon's log")
 				}
 			}
@@ -436,4 +439,63 @@ func TestRobotMotor(t *testing.T) {
 		}
 	}
 	s.fails(connect.CodeNotFound, "robot", "motor", "wheel", "--power", "1")
+}
+
+// TestRobotConfigEditIsSigned: `outpost robot config edit` signs the edit
+// with the caller's key, so an owner's edit made on the part becomes the
+// machine's next revision, authored by that key; an edit made on the
+// break-glass socket carries no signature and waits for an owner, authored
+// by the part, whatever the part claims.
+func TestRobotConfigEditIsSigned(t *testing.T) {
+	ctx := context.Background()
+	cl := cloudtest.New(t, cloudtest.Options{})
+	// Cycles long enough that an upload fits in one on a loaded machine.
+	rp := startRobot(t, cl, robotOptions{syncEvery: 3 * time.Second})
+	s := newRobotSession(t, map[string]string{"OUTPOST_ROBOT": rp.ep.Control, "OUTPOST_API_KEY": rp.owner.Token})
+	s.ok("robot", "trust", rp.ep.Control, "--yes")
+	dir := t.TempDir()
+	write := func(name, level string) string {
+		cfg := proto.Clone(robotConfig).(*configv1.RobotConfig)
+		cfg.LogLevel = level
+		b, err := protojson.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	proposals := func(n int) []*fleetv1.ConfigProposal {
+		var out []*fleetv1.ConfigProposal
+		defer func() {
+			if t.Failed() {
+				t.Logf("daemon log:\n%s", rp.logs.String())
+			}
+		}()
+		cloudtest.Eventually(t, fmt.Sprintf("%d proposals at the cloud", n), func() error {
+			res, err := cl.Admin(t).Config.ListConfigProposals(ctx, connect.NewRequest(&fleetv1.ListConfigProposalsRequest{MachineId: rp.part.MachineID}))
+			if err != nil {
+				return err
+			}
+			if out = res.Msg.GetProposals(); len(out) < n {
+				return fmt.Errorf("%d proposals", len(out))
+			}
+			return nil
+		})
+		return out
+	}
+
+	s.ok("robot", "config", "edit", write("owner.json", "debug"))
+	got := proposals(1)[0]
+	if got.GetState() != "accepted" || got.GetAuthor() != "apikey:"+rp.owner.ID {
+		t.Fatalf("the owner's signed edit: %v", got)
+	}
+	s2 := newRobotSession(t, map[string]string{})
+	s2.ok("robot", "--socket", rp.ep.Socket, "config", "edit", write("socket.json", "warn"))
+	got = proposals(2)[1]
+	if got.GetState() != "conflict" || got.GetAuthor() != "part:"+rp.part.ID {
+		t.Fatalf("the socket's unsigned edit: %v", got)
+	}
 }

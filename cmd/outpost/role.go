@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 // grantFlags adds --subject, --role and --scope as asked.
@@ -123,18 +125,23 @@ func newAPIKeyCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "apikey", Short: "Manage API keys"}
 	var name, role, scope string
 	create := &cobra.Command{
-		Use: "create --name NAME --role ROLE --scope SCOPE", Short: "Create an API key holding one role; its secret is shown once", Args: cobra.NoArgs,
+		Use: "create --name NAME --role ROLE --scope SCOPE", Short: "Create an API key holding one role; its private key is made here and shown once", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.key.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope}))
+				// The key pair is made here: the cloud gets the public key
+				// only, and the private key is printed once, never sent.
+				priv := credential.NewPrivateKey()
+				res, err := c.key.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
+					PublicKey: priv.Public().(ed25519.PublicKey)}))
 				if err != nil {
 					return nil, nil, err
 				}
+				res.Msg.Token = credential.APIKey(res.Msg.GetKey().GetId(), priv).String()
 				return res.Msg, func(w io.Writer) error {
 					if err := keyTable(w, res.Msg.GetKey()); err != nil {
 						return err
 					}
-					return secretNote(w, "API key (use as --token or OUTPOST_TOKEN)", res.Msg.GetToken())
+					return secretNote(w, "API key (use as --api-key or OUTPOST_API_KEY for robots, --token or OUTPOST_TOKEN for the cloud)", res.Msg.GetToken())
 				}, nil
 			})
 		},

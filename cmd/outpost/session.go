@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/outpost-robotics/outpost/credential"
 	"io"
 	"os"
 	"strings"
@@ -76,10 +78,15 @@ func newUserPasswdCmd(g *globals) *cobra.Command {
 			}
 			fromSaved := g.tokenValue() == ""
 			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next, TtlSeconds: int64(ttl / time.Second)}))
+				// A new session: its private key stays here, and the new
+				// token is bound to its public key, as at sign-in.
+				sk := credential.NewPrivateKey()
+				res, err := c.auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
+					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 				if err != nil {
 					return nil, nil, err
 				}
+				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
 				note := "the new token is in the answer (--json); the one you passed no longer works"
 				if fromSaved {
 					path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})

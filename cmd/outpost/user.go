@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/credential"
 )
 
 func inviteTable(w io.Writer, inv *fleetv1.Invite) error {
@@ -124,10 +126,15 @@ func newUserCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw}))
+				sk := credential.NewPrivateKey()
+				res, err := c.user.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw,
+					SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 				if err != nil {
 					return nil, nil, err
 				}
+				// What is saved, and shown with --json, is the session: the
+				// token with its private key, as --token takes it.
+				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
 				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
 				if err != nil {
 					return nil, nil, err

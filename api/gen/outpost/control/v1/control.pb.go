@@ -11,10 +11,13 @@
 // daemon checks it against the part's machine with the cached grant bundle,
 // in one interceptor for every transport.
 //
-// Authentication, in the Authorization header (the fleet cloud's format):
+// Authentication (package credential; docs/CREDENTIALS.md): proof of
+// possession of the caller's private key, for this part alone:
 //
-//	Bearer <key id>:<secret>   an API key
-//	Bearer <JWT>               a user's access token, EdDSA, "kid" header
+//	Authorization: APIKey <key id>   an API key, its public key in the grant bundle
+//	Authorization: DPoP <JWT>        a user's access token, bound to a session key
+//	DPoP: <proof>                    audience "tls/<this part's certificate SHA-256>",
+//	                                 with a nonce of this part (Outpost-Nonce header)
 //
 // On the daemon the rule markers mean: "public" needs no credential;
 // "authenticated" needs a credential whose subject holds a grant reaching
@@ -25,6 +28,7 @@ package controlv1
 import (
 	_ "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
 	v1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	v11 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -700,7 +704,10 @@ type EditConfigRequest struct {
 	// The whole new config.
 	Config *v1.RobotConfig `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
 	// The machine revision the edit started from (GetConfig's machine_revision).
-	BaseRevision  uint64 `protobuf:"varint,2,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	BaseRevision uint64 `protobuf:"varint,2,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
+	// The editor's signature on the edit, for the cloud: without it the edit
+	// applies on the part but waits for an owner at the cloud.
+	Endorsement   *v11.Endorsement `protobuf:"bytes,3,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -747,6 +754,13 @@ func (x *EditConfigRequest) GetBaseRevision() uint64 {
 		return x.BaseRevision
 	}
 	return 0
+}
+
+func (x *EditConfigRequest) GetEndorsement() *v11.Endorsement {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
 }
 
 // EditConfigResponse says what became of the edit.
@@ -1956,7 +1970,7 @@ var File_outpost_control_v1_control_proto protoreflect.FileDescriptor
 
 const file_outpost_control_v1_control_proto_rawDesc = "" +
 	"\n" +
-	" outpost/control/v1/control.proto\x12\x12outpost.control.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\x0f\n" +
+	" outpost/control/v1/control.proto\x12\x12outpost.control.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\x1a\x1aoutpost/sync/v1/sync.proto\"\x0f\n" +
 	"\rHealthRequest\"*\n" +
 	"\x0eHealthResponse\x12\x18\n" +
 	"\aserving\x18\x01 \x01(\bR\aserving\"\x0f\n" +
@@ -2002,10 +2016,11 @@ const file_outpost_control_v1_control_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
 	"\x10machine_revision\x18\x03 \x01(\x04R\x0fmachineRevision\x12\x1f\n" +
 	"\vlocal_edits\x18\x04 \x01(\bR\n" +
-	"localEdits\"p\n" +
+	"localEdits\"\xb0\x01\n" +
 	"\x11EditConfigRequest\x126\n" +
 	"\x06config\x18\x01 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12#\n" +
-	"\rbase_revision\x18\x02 \x01(\x04R\fbaseRevision\"m\n" +
+	"\rbase_revision\x18\x02 \x01(\x04R\fbaseRevision\x12>\n" +
+	"\vendorsement\x18\x03 \x01(\v2\x1c.outpost.sync.v1.EndorsementR\vendorsement\"m\n" +
 	"\x12EditConfigResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\bR\aapplied\x12!\n" +
 	"\fproposal_seq\x18\x02 \x01(\x04R\vproposalSeq\x12\x1a\n" +
@@ -2166,6 +2181,7 @@ var file_outpost_control_v1_control_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),    // 35: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),  // 36: google.protobuf.Timestamp
 	(*v1.RobotConfig)(nil),         // 37: outpost.config.v1.RobotConfig
+	(*v11.Endorsement)(nil),        // 38: outpost.sync.v1.Endorsement
 }
 var file_outpost_control_v1_control_proto_depIdxs = []int32{
 	0,  // 0: outpost.control.v1.StatusResponse.sync_state:type_name -> outpost.control.v1.SyncState
@@ -2176,47 +2192,48 @@ var file_outpost_control_v1_control_proto_depIdxs = []int32{
 	34, // 5: outpost.control.v1.StopAllResponse.errors:type_name -> outpost.control.v1.StopAllResponse.ErrorsEntry
 	37, // 6: outpost.control.v1.GetConfigResponse.config:type_name -> outpost.config.v1.RobotConfig
 	37, // 7: outpost.control.v1.EditConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
-	36, // 8: outpost.control.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	13, // 9: outpost.control.v1.TailLogsResponse.entries:type_name -> outpost.control.v1.LogEntry
-	13, // 10: outpost.control.v1.FollowLogsResponse.entry:type_name -> outpost.control.v1.LogEntry
-	36, // 11: outpost.control.v1.CaptureInfo.time:type_name -> google.protobuf.Timestamp
-	20, // 12: outpost.control.v1.ListCapturesResponse.captures:type_name -> outpost.control.v1.CaptureInfo
-	20, // 13: outpost.control.v1.ExportCapturesResponse.info:type_name -> outpost.control.v1.CaptureInfo
-	31, // 14: outpost.control.v1.ChannelRequestHead.headers:type_name -> outpost.control.v1.ChannelHeader
-	31, // 15: outpost.control.v1.ChannelResponseHead.headers:type_name -> outpost.control.v1.ChannelHeader
-	1,  // 16: outpost.control.v1.ControlService.Health:input_type -> outpost.control.v1.HealthRequest
-	3,  // 17: outpost.control.v1.ControlService.Status:input_type -> outpost.control.v1.StatusRequest
-	5,  // 18: outpost.control.v1.ControlService.WhoAmI:input_type -> outpost.control.v1.WhoAmIRequest
-	7,  // 19: outpost.control.v1.ControlService.StopAll:input_type -> outpost.control.v1.StopAllRequest
-	9,  // 20: outpost.control.v1.ControlService.GetConfig:input_type -> outpost.control.v1.GetConfigRequest
-	11, // 21: outpost.control.v1.ControlService.EditConfig:input_type -> outpost.control.v1.EditConfigRequest
-	14, // 22: outpost.control.v1.ControlService.TailLogs:input_type -> outpost.control.v1.TailLogsRequest
-	16, // 23: outpost.control.v1.ControlService.FollowLogs:input_type -> outpost.control.v1.FollowLogsRequest
-	18, // 24: outpost.control.v1.ControlService.Restart:input_type -> outpost.control.v1.RestartRequest
-	21, // 25: outpost.control.v1.ControlService.ListCaptures:input_type -> outpost.control.v1.ListCapturesRequest
-	23, // 26: outpost.control.v1.ControlService.ExportCaptures:input_type -> outpost.control.v1.ExportCapturesRequest
-	25, // 27: outpost.control.v1.ControlService.TagCaptures:input_type -> outpost.control.v1.TagCapturesRequest
-	27, // 28: outpost.control.v1.ControlService.DeleteCaptures:input_type -> outpost.control.v1.DeleteCapturesRequest
-	29, // 29: outpost.control.v1.SignalingService.Offer:input_type -> outpost.control.v1.OfferRequest
-	2,  // 30: outpost.control.v1.ControlService.Health:output_type -> outpost.control.v1.HealthResponse
-	4,  // 31: outpost.control.v1.ControlService.Status:output_type -> outpost.control.v1.StatusResponse
-	6,  // 32: outpost.control.v1.ControlService.WhoAmI:output_type -> outpost.control.v1.WhoAmIResponse
-	8,  // 33: outpost.control.v1.ControlService.StopAll:output_type -> outpost.control.v1.StopAllResponse
-	10, // 34: outpost.control.v1.ControlService.GetConfig:output_type -> outpost.control.v1.GetConfigResponse
-	12, // 35: outpost.control.v1.ControlService.EditConfig:output_type -> outpost.control.v1.EditConfigResponse
-	15, // 36: outpost.control.v1.ControlService.TailLogs:output_type -> outpost.control.v1.TailLogsResponse
-	17, // 37: outpost.control.v1.ControlService.FollowLogs:output_type -> outpost.control.v1.FollowLogsResponse
-	19, // 38: outpost.control.v1.ControlService.Restart:output_type -> outpost.control.v1.RestartResponse
-	22, // 39: outpost.control.v1.ControlService.ListCaptures:output_type -> outpost.control.v1.ListCapturesResponse
-	24, // 40: outpost.control.v1.ControlService.ExportCaptures:output_type -> outpost.control.v1.ExportCapturesResponse
-	26, // 41: outpost.control.v1.ControlService.TagCaptures:output_type -> outpost.control.v1.TagCapturesResponse
-	28, // 42: outpost.control.v1.ControlService.DeleteCaptures:output_type -> outpost.control.v1.DeleteCapturesResponse
-	30, // 43: outpost.control.v1.SignalingService.Offer:output_type -> outpost.control.v1.OfferResponse
-	30, // [30:44] is the sub-list for method output_type
-	16, // [16:30] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	38, // 8: outpost.control.v1.EditConfigRequest.endorsement:type_name -> outpost.sync.v1.Endorsement
+	36, // 9: outpost.control.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	13, // 10: outpost.control.v1.TailLogsResponse.entries:type_name -> outpost.control.v1.LogEntry
+	13, // 11: outpost.control.v1.FollowLogsResponse.entry:type_name -> outpost.control.v1.LogEntry
+	36, // 12: outpost.control.v1.CaptureInfo.time:type_name -> google.protobuf.Timestamp
+	20, // 13: outpost.control.v1.ListCapturesResponse.captures:type_name -> outpost.control.v1.CaptureInfo
+	20, // 14: outpost.control.v1.ExportCapturesResponse.info:type_name -> outpost.control.v1.CaptureInfo
+	31, // 15: outpost.control.v1.ChannelRequestHead.headers:type_name -> outpost.control.v1.ChannelHeader
+	31, // 16: outpost.control.v1.ChannelResponseHead.headers:type_name -> outpost.control.v1.ChannelHeader
+	1,  // 17: outpost.control.v1.ControlService.Health:input_type -> outpost.control.v1.HealthRequest
+	3,  // 18: outpost.control.v1.ControlService.Status:input_type -> outpost.control.v1.StatusRequest
+	5,  // 19: outpost.control.v1.ControlService.WhoAmI:input_type -> outpost.control.v1.WhoAmIRequest
+	7,  // 20: outpost.control.v1.ControlService.StopAll:input_type -> outpost.control.v1.StopAllRequest
+	9,  // 21: outpost.control.v1.ControlService.GetConfig:input_type -> outpost.control.v1.GetConfigRequest
+	11, // 22: outpost.control.v1.ControlService.EditConfig:input_type -> outpost.control.v1.EditConfigRequest
+	14, // 23: outpost.control.v1.ControlService.TailLogs:input_type -> outpost.control.v1.TailLogsRequest
+	16, // 24: outpost.control.v1.ControlService.FollowLogs:input_type -> outpost.control.v1.FollowLogsRequest
+	18, // 25: outpost.control.v1.ControlService.Restart:input_type -> outpost.control.v1.RestartRequest
+	21, // 26: outpost.control.v1.ControlService.ListCaptures:input_type -> outpost.control.v1.ListCapturesRequest
+	23, // 27: outpost.control.v1.ControlService.ExportCaptures:input_type -> outpost.control.v1.ExportCapturesRequest
+	25, // 28: outpost.control.v1.ControlService.TagCaptures:input_type -> outpost.control.v1.TagCapturesRequest
+	27, // 29: outpost.control.v1.ControlService.DeleteCaptures:input_type -> outpost.control.v1.DeleteCapturesRequest
+	29, // 30: outpost.control.v1.SignalingService.Offer:input_type -> outpost.control.v1.OfferRequest
+	2,  // 31: outpost.control.v1.ControlService.Health:output_type -> outpost.control.v1.HealthResponse
+	4,  // 32: outpost.control.v1.ControlService.Status:output_type -> outpost.control.v1.StatusResponse
+	6,  // 33: outpost.control.v1.ControlService.WhoAmI:output_type -> outpost.control.v1.WhoAmIResponse
+	8,  // 34: outpost.control.v1.ControlService.StopAll:output_type -> outpost.control.v1.StopAllResponse
+	10, // 35: outpost.control.v1.ControlService.GetConfig:output_type -> outpost.control.v1.GetConfigResponse
+	12, // 36: outpost.control.v1.ControlService.EditConfig:output_type -> outpost.control.v1.EditConfigResponse
+	15, // 37: outpost.control.v1.ControlService.TailLogs:output_type -> outpost.control.v1.TailLogsResponse
+	17, // 38: outpost.control.v1.ControlService.FollowLogs:output_type -> outpost.control.v1.FollowLogsResponse
+	19, // 39: outpost.control.v1.ControlService.Restart:output_type -> outpost.control.v1.RestartResponse
+	22, // 40: outpost.control.v1.ControlService.ListCaptures:output_type -> outpost.control.v1.ListCapturesResponse
+	24, // 41: outpost.control.v1.ControlService.ExportCaptures:output_type -> outpost.control.v1.ExportCapturesResponse
+	26, // 42: outpost.control.v1.ControlService.TagCaptures:output_type -> outpost.control.v1.TagCapturesResponse
+	28, // 43: outpost.control.v1.ControlService.DeleteCaptures:output_type -> outpost.control.v1.DeleteCapturesResponse
+	30, // 44: outpost.control.v1.SignalingService.Offer:output_type -> outpost.control.v1.OfferResponse
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_outpost_control_v1_control_proto_init() }

@@ -11,9 +11,12 @@
 // request field naming its resource with (outpost.authz.v1.field); the cloud
 // decides every call from those declarations with rbac, in one interceptor.
 //
-// Credentials: "Authorization: Bearer <access token>" for a user (from
-// AuthService.SignIn), or "Authorization: Bearer <key id>:<secret>" for an
-// API key (from APIKeyService.CreateAPIKey).
+// Credentials (package credential; docs/CREDENTIALS.md): proof of
+// possession of the caller's private key, for the audience "cloud":
+// "Authorization: DPoP <access token>" for a user's session (the token from
+// AuthService.SignIn, bound to the session key), or "Authorization: APIKey
+// <key id>" for an API key (APIKeyService.CreateAPIKey), each with a proof
+// in the DPoP header.
 
 package fleetv1
 
@@ -210,9 +213,12 @@ type ChangePasswordRequest struct {
 	// The new password, 12 to 256 bytes.
 	NewPassword string `protobuf:"bytes,2,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
 	// How long the new token should live, in seconds, as in SignInRequest.
-	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TtlSeconds int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// The new session's Ed25519 public key (32 bytes), as in SignInRequest:
+	// the new token is bound to it. Required.
+	SessionPublicKey []byte `protobuf:"bytes,4,opt,name=session_public_key,json=sessionPublicKey,proto3" json:"session_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ChangePasswordRequest) Reset() {
@@ -264,6 +270,13 @@ func (x *ChangePasswordRequest) GetTtlSeconds() int64 {
 		return x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *ChangePasswordRequest) GetSessionPublicKey() []byte {
+	if x != nil {
+		return x.SessionPublicKey
+	}
+	return nil
 }
 
 // ChangePasswordResponse carries a new access token: the old ones are revoked.
@@ -330,9 +343,13 @@ type SignInRequest struct {
 	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
 	// How long the token should live, in seconds: 0 means the default (12
 	// hours); at most 60 days, so a field tech can work offline.
-	TtlSeconds    int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TtlSeconds int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// The session's 32-byte Ed25519 public key: the client keeps the private
+	// key and the token is bound to this one (cnf.jkt), so every request
+	// must carry a proof signed by it (see package credential).
+	SessionPublicKey []byte `protobuf:"bytes,4,opt,name=session_public_key,json=sessionPublicKey,proto3" json:"session_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SignInRequest) Reset() {
@@ -386,10 +403,18 @@ func (x *SignInRequest) GetTtlSeconds() int64 {
 	return 0
 }
 
+func (x *SignInRequest) GetSessionPublicKey() []byte {
+	if x != nil {
+		return x.SessionPublicKey
+	}
+	return nil
+}
+
 // SignInResponse carries the access token.
 type SignInResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The access token: send it as "Authorization: Bearer <token>".
+	// The access token, bound to the session key: send it as
+	// "Authorization: DPoP <token>" with a proof in the DPoP header.
 	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
 	// When the token stops working.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
@@ -4370,9 +4395,12 @@ type AcceptInviteRequest struct {
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	// The invitee's password: a new one (12 to 256 bytes) for a new account,
 	// the current one for an existing account.
-	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// The session's public key, as in SignInRequest; without one no access
+	// token is returned (sign in afterwards).
+	SessionPublicKey []byte `protobuf:"bytes,3,opt,name=session_public_key,json=sessionPublicKey,proto3" json:"session_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AcceptInviteRequest) Reset() {
@@ -4417,6 +4445,13 @@ func (x *AcceptInviteRequest) GetPassword() string {
 		return x.Password
 	}
 	return ""
+}
+
+func (x *AcceptInviteRequest) GetSessionPublicKey() []byte {
+	if x != nil {
+		return x.SessionPublicKey
+	}
+	return nil
 }
 
 // AcceptInviteResponse returns the user and an access token.
@@ -4591,7 +4626,11 @@ type CreateAPIKeyRequest struct {
 	// The role: "owner" or "operator".
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
 	// The scope: "org/ID", "location/ID" or "machine/ID".
-	Scope         string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	Scope string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The key's 32-byte Ed25519 public key, made by the client, which keeps
+	// the private key. Empty asks the cloud to make the pair and return the
+	// private key once (for clients that cannot make keys).
+	PublicKey     []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4647,13 +4686,21 @@ func (x *CreateAPIKeyRequest) GetScope() string {
 	return ""
 }
 
-// CreateAPIKeyResponse returns the key and its secret.
+func (x *CreateAPIKeyRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+// CreateAPIKeyResponse returns the key.
 type CreateAPIKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The key.
 	Key *APIKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// The credential to send as "Authorization: Bearer <token>": "<key id>:<secret>".
-	// Shown once; only the secret's SHA-256 is kept.
+	// Only when the cloud made the key pair: the key's printed form
+	// "opk_<key id>_<private key>", shown once; the cloud keeps only the
+	// public key.
 	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -8339,21 +8386,23 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x16\n" +
 	"\x06commit\x18\x02 \x01(\tR\x06commit\"\x10\n" +
 	"\x0eSignOutRequest\"\x11\n" +
-	"\x0fSignOutResponse\"\x86\x01\n" +
+	"\x0fSignOutResponse\"\xb4\x01\n" +
 	"\x15ChangePasswordRequest\x12)\n" +
 	"\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n" +
 	"\fnew_password\x18\x02 \x01(\tR\vnewPassword\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
-	"ttlSeconds\"v\n" +
+	"ttlSeconds\x12,\n" +
+	"\x12session_public_key\x18\x04 \x01(\fR\x10sessionPublicKey\"v\n" +
 	"\x16ChangePasswordResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"b\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x90\x01\n" +
 	"\rSignInRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
-	"ttlSeconds\"\x9a\x01\n" +
+	"ttlSeconds\x12,\n" +
+	"\x12session_public_key\x18\x04 \x01(\fR\x10sessionPublicKey\"\x9a\x01\n" +
 	"\x0eSignInResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
 	"\n" +
@@ -8623,10 +8672,11 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x13RevokeInviteRequest\x12)\n" +
 	"\tinvite_id\x18\x01 \x01(\tB\f\xca\xda\x18\b\n" +
 	"\x06inviteR\binviteId\"\x16\n" +
-	"\x14RevokeInviteResponse\"E\n" +
+	"\x14RevokeInviteResponse\"s\n" +
 	"\x13AcceptInviteRequest\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x94\x01\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\x12,\n" +
+	"\x12session_public_key\x18\x03 \x01(\fR\x10sessionPublicKey\"\x94\x01\n" +
 	"\x14AcceptInviteResponse\x12*\n" +
 	"\x04user\x18\x01 \x01(\v2\x16.outpost.fleet.v1.UserR\x04user\x12!\n" +
 	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12-\n" +
@@ -8640,12 +8690,14 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\a \x01(\tR\tcreatedBy\"h\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\"\x87\x01\n" +
 	"\x13CreateAPIKeyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\x04role\x18\x02 \x01(\tB\x06\xca\xda\x18\x02\x18\x01R\x04role\x12!\n" +
 	"\x05scope\x18\x03 \x01(\tB\v\xca\xda\x18\a\n" +
-	"\x05scopeR\x05scope\"X\n" +
+	"\x05scopeR\x05scope\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x04 \x01(\fR\tpublicKey\"X\n" +
 	"\x14CreateAPIKeyResponse\x12*\n" +
 	"\x03key\x18\x01 \x01(\v2\x18.outpost.fleet.v1.APIKeyR\x03key\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\"+\n" +

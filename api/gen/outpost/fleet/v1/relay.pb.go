@@ -13,13 +13,14 @@
 // Two decisions guard a relayed session. The cloud's interceptor requires
 // machine.control on the part (rule below), so the cloud is not an open
 // relay: a stranger cannot make a robot do WebRTC work or learn whether it
-// is online. The client's Authorization header is then forwarded to the part
-// as is, and the part decides again, with its own cached grant bundle,
-// exactly as for an offer on its LAN port: the cloud relays and grants
-// nothing on the part.
+// is online. The part then gets, with the offer, the cloud's signed
+// assertion of who the caller is (for that part and that offer, for about a
+// minute; never the caller's credential) and decides again, with its own
+// cached grant bundle, exactly as for an offer on its LAN port: the cloud
+// relays and grants nothing on the part.
 //
-// Credentials: as for every fleet call, "Authorization: Bearer <access
-// token>" or "Authorization: Bearer <key id>:<secret>".
+// Credentials: as for every fleet call, a proof of possession for the
+// cloud (package credential).
 
 package fleetv1
 

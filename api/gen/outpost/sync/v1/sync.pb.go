@@ -241,13 +241,15 @@ type RelayedOffer struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The client's SDP offer, ICE gathered (no trickle).
 	Sdp string `protobuf:"bytes,2,opt,name=sdp,proto3" json:"sdp,omitempty"`
-	// The Authorization header the client sent the cloud, forwarded as is:
-	// the part authenticates and authorizes the client with it against its
-	// own grant bundle, exactly as for an offer on its LAN port. The part
-	// must never log it.
-	Authorization string `protobuf:"bytes,3,opt,name=authorization,proto3" json:"authorization,omitempty"`
 	// The client's address as the cloud saw it, for throttling and audit.
-	Peer          string `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
+	Peer string `protobuf:"bytes,4,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The cloud's assertion of who the client is (credential.Assertion: a
+	// JWT of typ outpost-relay+jwt, signed with the cloud's key): the
+	// subject, this part as audience, the SHA-256 of sdp, about a minute of
+	// life. The part verifies it with the cloud's keys and then authorizes
+	// the subject with its own grant bundle, exactly as for an offer on its
+	// LAN port. The client's own credential never reaches the part.
+	Assertion     string `protobuf:"bytes,5,opt,name=assertion,proto3" json:"assertion,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -296,16 +298,16 @@ func (x *RelayedOffer) GetSdp() string {
 	return ""
 }
 
-func (x *RelayedOffer) GetAuthorization() string {
+func (x *RelayedOffer) GetPeer() string {
 	if x != nil {
-		return x.Authorization
+		return x.Peer
 	}
 	return ""
 }
 
-func (x *RelayedOffer) GetPeer() string {
+func (x *RelayedOffer) GetAssertion() string {
 	if x != nil {
-		return x.Peer
+		return x.Assertion
 	}
 	return ""
 }
@@ -1366,9 +1368,6 @@ type Principal struct {
 	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// A name for people: the user's email or the key's name.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// For API keys: SHA-256 of the secret. The secret itself never leaves the
-	// cloud's answer to the request that created it.
-	KeySha256 []byte `protobuf:"bytes,4,opt,name=key_sha256,json=keySha256,proto3" json:"key_sha256,omitempty"`
 	// The grants that cover the machine.
 	Grants []*Grant `protobuf:"bytes,5,rep,name=grants,proto3" json:"grants,omitempty"`
 	// For users: access tokens issued before this are revoked (the user
@@ -1378,8 +1377,11 @@ type Principal struct {
 	// that have not expired yet; at most 64, the cloud moves
 	// tokens_not_before forward rather than list more.
 	RevokedTokenIds []string `protobuf:"bytes,7,rep,name=revoked_token_ids,json=revokedTokenIds,proto3" json:"revoked_token_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// For API keys: the 32-byte Ed25519 public key whose proofs the part
+	// accepts. Empty for a key from before key pairs, which is refused.
+	PublicKey     []byte `protobuf:"bytes,8,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Principal) Reset() {
@@ -1433,13 +1435,6 @@ func (x *Principal) GetDisplayName() string {
 	return ""
 }
 
-func (x *Principal) GetKeySha256() []byte {
-	if x != nil {
-		return x.KeySha256
-	}
-	return nil
-}
-
 func (x *Principal) GetGrants() []*Grant {
 	if x != nil {
 		return x.Grants
@@ -1457,6 +1452,13 @@ func (x *Principal) GetTokensNotBefore() *timestamppb.Timestamp {
 func (x *Principal) GetRevokedTokenIds() []string {
 	if x != nil {
 		return x.RevokedTokenIds
+	}
+	return nil
+}
+
+func (x *Principal) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
 	}
 	return nil
 }
@@ -2082,8 +2084,13 @@ type ConfigProposal struct {
 	BaseRevision uint64 `protobuf:"varint,1,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
 	// The edited config.
 	Config *v1.RobotConfig `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
-	// Who edited it ("user/ID", "apikey/ID", "local/UID").
-	Author        string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	// Who edited it ("user/ID", "apikey/ID", "local/UID"), as the part saw
+	// it: for the part's log only. The cloud names the endorsement's signer.
+	Author string `protobuf:"bytes,3,opt,name=author,proto3" json:"author,omitempty"`
+	// The editor's signature on the edit, made by the editor's client and
+	// passed on by the part: without one that the cloud verifies, from
+	// someone who may edit the machine's config, the edit waits for an owner.
+	Endorsement   *Endorsement `protobuf:"bytes,4,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2139,6 +2146,81 @@ func (x *ConfigProposal) GetAuthor() string {
 	return ""
 }
 
+func (x *ConfigProposal) GetEndorsement() *Endorsement {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+// Endorsement is an editor's signature on a config edit
+// (credential.Endorsement): a JWT of typ outpost-proposal+jwt over the
+// machine id, the base revision and the SHA-256 of the config's
+// deterministic protobuf encoding.
+type Endorsement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signing API key's id; empty for a user's session.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The signing session's access token; empty for an API key. It is bound
+	// to the session's key, so it is useless without it.
+	AccessToken string `protobuf:"bytes,2,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// The signed statement.
+	Signature     string `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endorsement) Reset() {
+	*x = Endorsement{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endorsement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endorsement) ProtoMessage() {}
+
+func (x *Endorsement) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endorsement.ProtoReflect.Descriptor instead.
+func (*Endorsement) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Endorsement) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Endorsement) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *Endorsement) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
 // ProposalOutcome is what became of one proposal.
 type ProposalOutcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2156,7 +2238,7 @@ type ProposalOutcome struct {
 
 func (x *ProposalOutcome) Reset() {
 	*x = ProposalOutcome{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2250,7 @@ func (x *ProposalOutcome) String() string {
 func (*ProposalOutcome) ProtoMessage() {}
 
 func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2263,7 @@ func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposalOutcome.ProtoReflect.Descriptor instead.
 func (*ProposalOutcome) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ProposalOutcome) GetSeq() uint64 {
@@ -2236,7 +2318,7 @@ type UploadBlobRequest struct {
 
 func (x *UploadBlobRequest) Reset() {
 	*x = UploadBlobRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2330,7 @@ func (x *UploadBlobRequest) String() string {
 func (*UploadBlobRequest) ProtoMessage() {}
 
 func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2343,7 @@ func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobRequest.ProtoReflect.Descriptor instead.
 func (*UploadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UploadBlobRequest) GetBlobId() string {
@@ -2326,7 +2408,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2420,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2433,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UploadBlobResponse) GetReceived() uint64 {
@@ -2379,7 +2461,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2473,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2486,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReportStatusRequest) GetStatus() *PartStatus {
@@ -2423,7 +2505,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2517,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2530,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
 }
 
 // PartStatus is what the cloud shows about a part.
@@ -2476,7 +2558,7 @@ type PartStatus struct {
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2570,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2583,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PartStatus) GetVersion() string {
@@ -2578,7 +2660,7 @@ type StreamBacklog struct {
 
 func (x *StreamBacklog) Reset() {
 	*x = StreamBacklog{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2672,7 @@ func (x *StreamBacklog) String() string {
 func (*StreamBacklog) ProtoMessage() {}
 
 func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2685,7 @@ func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBacklog.ProtoReflect.Descriptor instead.
 func (*StreamBacklog) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StreamBacklog) GetStream() string {
@@ -2649,7 +2731,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2743,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2756,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResourceStatus) GetName() string {
@@ -2720,7 +2802,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2814,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2827,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Bootstrap) GetCloudUrl() string {
@@ -2791,12 +2873,12 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x10NextOfferRequest\x124\n" +
 	"\bmax_wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"H\n" +
 	"\x11NextOfferResponse\x123\n" +
-	"\x05offer\x18\x01 \x01(\v2\x1d.outpost.sync.v1.RelayedOfferR\x05offer\"j\n" +
+	"\x05offer\x18\x01 \x01(\v2\x1d.outpost.sync.v1.RelayedOfferR\x05offer\"w\n" +
 	"\fRelayedOffer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
-	"\x03sdp\x18\x02 \x01(\tR\x03sdp\x12$\n" +
-	"\rauthorization\x18\x03 \x01(\tR\rauthorization\x12\x12\n" +
-	"\x04peer\x18\x04 \x01(\tR\x04peer\"\xac\x01\n" +
+	"\x03sdp\x18\x02 \x01(\tR\x03sdp\x12\x12\n" +
+	"\x04peer\x18\x04 \x01(\tR\x04peer\x12\x1c\n" +
+	"\tassertion\x18\x05 \x01(\tR\tassertionJ\x04\b\x03\x10\x04R\rauthorization\"\xac\x01\n" +
 	"\x12AnswerOfferRequest\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x126\n" +
 	"\x06answer\x18\x02 \x01(\v2\x1c.outpost.sync.v1.OfferAnswerH\x00R\x06answer\x129\n" +
@@ -2873,16 +2955,17 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"locationId\"H\n" +
 	"\x05Grant\x12)\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x15.outpost.sync.v1.RoleR\x04role\x12\x14\n" +
-	"\x05scope\x18\x02 \x01(\tR\x05scope\"\xb3\x02\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\"\xc5\x02\n" +
 	"\tPrincipal\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.outpost.sync.v1.SubjectKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x1d\n" +
-	"\n" +
-	"key_sha256\x18\x04 \x01(\fR\tkeySha256\x12.\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12.\n" +
 	"\x06grants\x18\x05 \x03(\v2\x16.outpost.sync.v1.GrantR\x06grants\x12F\n" +
 	"\x11tokens_not_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftokensNotBefore\x12*\n" +
-	"\x11revoked_token_ids\x18\a \x03(\tR\x0frevokedTokenIds\"<\n" +
+	"\x11revoked_token_ids\x18\a \x03(\tR\x0frevokedTokenIds\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\b \x01(\fR\tpublicKeyJ\x04\b\x04\x10\x05R\n" +
+	"key_sha256\"<\n" +
 	"\tPublicKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\aed25519\x18\x02 \x01(\fR\aed25519\"d\n" +
@@ -2926,11 +3009,16 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x14\n" +
 	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x85\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xc5\x01\n" +
 	"\x0eConfigProposal\x12#\n" +
 	"\rbase_revision\x18\x01 \x01(\x04R\fbaseRevision\x126\n" +
 	"\x06config\x18\x02 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12\x16\n" +
-	"\x06author\x18\x03 \x01(\tR\x06author\"u\n" +
+	"\x06author\x18\x03 \x01(\tR\x06author\x12>\n" +
+	"\vendorsement\x18\x04 \x01(\v2\x1c.outpost.sync.v1.EndorsementR\vendorsement\"e\n" +
+	"\vEndorsement\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n" +
+	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\tR\tsignature\"u\n" +
 	"\x0fProposalOutcome\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\bR\baccepted\x12\x1a\n" +
@@ -3010,7 +3098,7 @@ func file_outpost_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_outpost_sync_v1_sync_proto_goTypes = []any{
 	(Role)(0),                     // 0: outpost.sync.v1.Role
 	(SubjectKind)(0),              // 1: outpost.sync.v1.SubjectKind
@@ -3042,35 +3130,36 @@ var file_outpost_sync_v1_sync_proto_goTypes = []any{
 	(*AuditEvent)(nil),            // 27: outpost.sync.v1.AuditEvent
 	(*GapRecord)(nil),             // 28: outpost.sync.v1.GapRecord
 	(*ConfigProposal)(nil),        // 29: outpost.sync.v1.ConfigProposal
-	(*ProposalOutcome)(nil),       // 30: outpost.sync.v1.ProposalOutcome
-	(*UploadBlobRequest)(nil),     // 31: outpost.sync.v1.UploadBlobRequest
-	(*UploadBlobResponse)(nil),    // 32: outpost.sync.v1.UploadBlobResponse
-	(*ReportStatusRequest)(nil),   // 33: outpost.sync.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),  // 34: outpost.sync.v1.ReportStatusResponse
-	(*PartStatus)(nil),            // 35: outpost.sync.v1.PartStatus
-	(*StreamBacklog)(nil),         // 36: outpost.sync.v1.StreamBacklog
-	(*ResourceStatus)(nil),        // 37: outpost.sync.v1.ResourceStatus
-	(*Bootstrap)(nil),             // 38: outpost.sync.v1.Bootstrap
-	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
-	(*v1.RobotConfig)(nil),        // 41: outpost.config.v1.RobotConfig
+	(*Endorsement)(nil),           // 30: outpost.sync.v1.Endorsement
+	(*ProposalOutcome)(nil),       // 31: outpost.sync.v1.ProposalOutcome
+	(*UploadBlobRequest)(nil),     // 32: outpost.sync.v1.UploadBlobRequest
+	(*UploadBlobResponse)(nil),    // 33: outpost.sync.v1.UploadBlobResponse
+	(*ReportStatusRequest)(nil),   // 34: outpost.sync.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),  // 35: outpost.sync.v1.ReportStatusResponse
+	(*PartStatus)(nil),            // 36: outpost.sync.v1.PartStatus
+	(*StreamBacklog)(nil),         // 37: outpost.sync.v1.StreamBacklog
+	(*ResourceStatus)(nil),        // 38: outpost.sync.v1.ResourceStatus
+	(*Bootstrap)(nil),             // 39: outpost.sync.v1.Bootstrap
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(*v1.RobotConfig)(nil),        // 42: outpost.config.v1.RobotConfig
 }
 var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
-	39, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
+	40, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
 	4,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
 	6,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
 	7,  // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
-	40, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	39, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
+	41, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	40, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
 	11, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
 	11, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
-	30, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
-	40, // 9: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
-	40, // 10: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
-	41, // 11: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
+	31, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
+	41, // 9: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
+	41, // 10: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
+	42, // 11: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
 	13, // 12: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	40, // 13: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
-	40, // 14: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 13: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
+	41, // 14: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 15: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
 	20, // 16: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
 	21, // 17: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
@@ -3080,33 +3169,34 @@ var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
 	0,  // 21: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
 	1,  // 22: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
 	19, // 23: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
-	40, // 24: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
-	40, // 25: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	41, // 24: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
+	41, // 25: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
 	22, // 26: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
-	41, // 27: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	26, // 28: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	35, // 29: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	36, // 30: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	40, // 31: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	37, // 32: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	21, // 33: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	9,  // 34: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	23, // 35: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	31, // 36: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	33, // 37: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	2,  // 38: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
-	5,  // 39: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
-	10, // 40: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	24, // 41: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	32, // 42: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	34, // 43: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	3,  // 44: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
-	8,  // 45: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	42, // 27: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	30, // 28: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
+	26, // 29: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	36, // 30: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	37, // 31: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	41, // 32: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	38, // 33: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	21, // 34: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	9,  // 35: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	23, // 36: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	32, // 37: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	34, // 38: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	2,  // 39: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	5,  // 40: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	10, // 41: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	24, // 42: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	33, // 43: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	35, // 44: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	3,  // 45: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	8,  // 46: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	41, // [41:47] is the sub-list for method output_type
+	35, // [35:41] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
@@ -3124,7 +3214,7 @@ func file_outpost_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_sync_v1_sync_proto_rawDesc), len(file_outpost_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

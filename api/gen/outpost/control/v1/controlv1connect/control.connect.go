@@ -9,10 +9,13 @@
 // daemon checks it against the part's machine with the cached grant bundle,
 // in one interceptor for every transport.
 //
-// Authentication, in the Authorization header (the fleet cloud's format):
+// Authentication (package credential; docs/CREDENTIALS.md): proof of
+// possession of the caller's private key, for this part alone:
 //
-//	Bearer <key id>:<secret>   an API key
-//	Bearer <JWT>               a user's access token, EdDSA, "kid" header
+//	Authorization: APIKey <key id>   an API key, its public key in the grant bundle
+//	Authorization: DPoP <JWT>        a user's access token, bound to a session key
+//	DPoP: <proof>                    audience "tls/<this part's certificate SHA-256>",
+//	                                 with a nonce of this part (Outpost-Nonce header)
 //
 // On the daemon the rule markers mean: "public" needs no credential;
 // "authenticated" needs a credential whose subject holds a grant reaching

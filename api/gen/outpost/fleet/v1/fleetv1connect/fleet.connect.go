@@ -9,9 +9,12 @@
 // request field naming its resource with (outpost.authz.v1.field); the cloud
 // decides every call from those declarations with rbac, in one interceptor.
 //
-// Credentials: "Authorization: Bearer <access token>" for a user (from
-// AuthService.SignIn), or "Authorization: Bearer <key id>:<secret>" for an
-// API key (from APIKeyService.CreateAPIKey).
+// Credentials (package credential; docs/CREDENTIALS.md): proof of
+// possession of the caller's private key, for the audience "cloud":
+// "Authorization: DPoP <access token>" for a user's session (the token from
+// AuthService.SignIn, bound to the session key), or "Authorization: APIKey
+// <key id>" for an API key (APIKeyService.CreateAPIKey), each with a proof
+// in the DPoP header.
 package fleetv1connect
 
 import (
