@@ -2,8 +2,8 @@ package auth
 
 import (
 	"context"
-	"encoding/base64"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/argon2"
 	"github.com/outpost-robotics/outpost/credential"
+	"golang.org/x/crypto/argon2"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
