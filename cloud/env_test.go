@@ -291,7 +291,11 @@ func (e *env) token(userID string) string {
 
 // adminID is the user ID of the cloud's admin.
 func (e *env) adminID() string {
-	c, err := e.srv.signer.Verify(e.adminToken, e.clk.Now())
+	k, err := credential.ParseKey(e.adminToken)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c, err := e.srv.signer.Verify(k.Token, e.clk.Now())
 	if err != nil {
 		e.t.Fatal(err)
 	}

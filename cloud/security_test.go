@@ -260,7 +260,7 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 	secrets.add(password)
 	home, attacker, travel := e.from(t, "127.0.0.3"), e.from(t, "127.0.0.1"), e.from(t, "127.0.0.2")
 	signIn := func(c *clients, pw string) error {
-		res, err := c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: email, Password: pw}))
+		res, err := c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: email, Password: pw}))
 		if err == nil {
 			secrets.add(res.Msg.GetAccessToken())
 		}
@@ -327,12 +327,12 @@ func TestSessionsEnd(t *testing.T) {
 	aliceID, _ := f.newUser(t, email, "operator", "machine/"+f.machine)
 	anon := e.client("")
 	signIn := func(pw string) (*clients, error) {
-		res, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{Email: email, Password: pw}))
+		res, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: email, Password: pw}))
 		if err != nil {
 			return nil, err
 		}
 		secrets.add(res.Msg.GetAccessToken())
-		return e.client(res.Msg.GetAccessToken()), nil
+		return e.client(session(res.Msg.GetAccessToken())), nil
 	}
 	whoami := func(c *clients) error { return discard(c.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{}))) }
 	laptop, err := signIn(password)
@@ -352,14 +352,14 @@ func TestSessionsEnd(t *testing.T) {
 	}
 
 	e.clk.Advance(time.Second)
-	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: "not the password", NewPassword: newPassword}))
+	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: "not the password", NewPassword: newPassword}))
 	wantCode(t, err, connect.CodePermissionDenied, "current_password is wrong")
-	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: password, NewPassword: "short"}))
+	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: password, NewPassword: "short"}))
 	wantCode(t, err, connect.CodeInvalidArgument, "new_password")
-	res := check(phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{CurrentPassword: password, NewPassword: newPassword})))(t)
+	res := check(phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: password, NewPassword: newPassword})))(t)
 	secrets.add(res.GetAccessToken())
 	wantCode(t, whoami(phone), connect.CodeUnauthenticated, "revoked")
-	fresh := e.client(res.GetAccessToken())
+	fresh := e.client(session(res.GetAccessToken()))
 	if err := whoami(fresh); err != nil {
 		t.Fatalf("the token ChangePassword returned: %v", err)
 	}
@@ -501,11 +501,11 @@ func TestInvitationsGoOnlyToTheMailbox(t *testing.T) {
 		t.Fatalf("the mail went to %v and says:\n%s", m.To, m.Data)
 	}
 	for _, guess := range []string{"", strings.Repeat("A", 43), res.GetInvite().GetId()} {
-		if _, err := mallory.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: guess, Password: "mallory's choice"})); err == nil {
+		if _, err := mallory.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: guess, Password: "mallory's choice"})); err == nil {
 			t.Fatalf("accepted with %q", guess)
 		}
 	}
-	acc := check(e.client("").user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{Code: code, Password: "victim's own password"})))(t)
+	acc := check(e.client("").user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: code, Password: "victim's own password"})))(t)
 	secrets.add(acc.GetAccessToken())
 	if acc.GetUser().GetEmail() != victim {
 		t.Fatalf("accepted as %v", acc.GetUser())

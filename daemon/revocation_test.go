@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
+	"github.com/outpost-robotics/outpost/credential"
 	"strings"
 	"testing"
 	"time"
@@ -92,11 +94,13 @@ func TestPartRefusesEndedSessions(t *testing.T) {
 	cloudClk.Advance(time.Second)
 	var fresh string
 	afterNextGrants(t, ep.Socket, func() {
-		res, err := cl.As(phone).Auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: password, NewPassword: newPassword}))
+		sk := credential.NewPrivateKey()
+		res, err := cl.As(phone).Auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: password, NewPassword: newPassword,
+			SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		fresh = res.Msg.GetAccessToken()
+		fresh = credential.Session(res.Msg.GetAccessToken(), sk).String()
 		cl.As(fresh) // remembered: it must not reach a log
 	})
 	if err := whoami(phone); connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "password changed") {

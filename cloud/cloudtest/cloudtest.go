@@ -504,15 +504,19 @@ func (c *Cloud) CreateUser(tb testing.TB, email, password, role, scope string) s
 	return u.GetId()
 }
 
-// SignIn signs a user in and returns its access token.
+// SignIn signs a user in with a new session key and returns the session
+// (the token with its private key, as `outpost login` saves it; As takes it).
 func (c *Cloud) SignIn(tb testing.TB, email, password string) string {
 	tb.Helper()
+	sk := credential.NewPrivateKey()
 	res := must(tb, "sign in as "+email, func() (*fleetv1.SignInResponse, error) {
 		return unwrap(fleetv1connect.NewAuthServiceClient(c.hc, c.URL).SignIn(context.Background(),
-			connect.NewRequest(&fleetv1.SignInRequest{Email: email, Password: password})))
+			connect.NewRequest(&fleetv1.SignInRequest{Email: email, Password: password, SessionPublicKey: sk.Public().(ed25519.PublicKey)})))
 	})
+	session := credential.Session(res.GetAccessToken(), sk).String()
 	c.remember(res.GetAccessToken())
-	return res.GetAccessToken()
+	c.remember(session)
+	return session
 }
 
 // RevokeAPIKey deletes a key and its grants.
