@@ -394,7 +394,18 @@ func (s *Server) endorsement(ctx context.Context, part partsync.Part, p *syncv1.
 		return pub
 	}
 	ref, err := credential.VerifyEndorsement(credential.Endorsement{KeyID: e.GetKeyId(), Token: e.GetAccessToken(), Signature: e.GetSignature()},
-		keyOf, s.signer.Keys(), part.MachineID, p.GetBaseRevision(), raw)
+		keyOf, s.signer.Keys(), part.MachineID, p.GetBaseRevision(), raw, func(c *credential.Claims) error {
+			return s.st.View(ctx, func(tx store.Tx) error {
+				u, err := tx.GetUser(ctx, c.Subject)
+				if err != nil {
+					return err
+				}
+				if tokenRevoked(u, c) {
+					return errors.New("revoked at the cloud (signed out, or the password changed)")
+				}
+				return nil
+			})
+		})
 	if err != nil {
 		return "", wait("the editor's signature does not verify: %v", err)
 	}

@@ -103,6 +103,17 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 			}
 		})
 	}
+	// An owner's session signed out since it signed endorses nothing.
+	t.Run("an owner's session signed out since", func(t *testing.T) {
+		b := cur()
+		session := e.token(e.adminID())
+		en := endorse(t, session, f.machine, b, root)
+		check(e.client(session).auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))(t)
+		got := propose(root, b, en)
+		if got.GetState() != "conflict" || cur() != b {
+			t.Fatalf("proposal %v; revision %d, want %d", got, cur(), b)
+		}
+	})
 	// A waiting proposal is an owner's to accept.
 	props := check(admin.config.ListConfigProposals(ctx, req(&fleetv1.ListConfigProposalsRequest{MachineId: f.machine})))(t).GetProposals()
 	r := check(admin.config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: f.machine, ProposalId: props[0].GetId(), Accept: false})))(t)

@@ -271,7 +271,7 @@ func TestEndorsement(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub, err := VerifyEndorsement(e, keyOf, f.keys, machine, 3, cfg)
+		sub, err := VerifyEndorsement(e, keyOf, f.keys, machine, 3, cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestEndorsement(t *testing.T) {
 			base uint64
 			cfg  []byte
 		}{{"m2", 3, cfg}, {machine, 4, cfg}, {machine, 3, []byte("other")}} {
-			if _, err := VerifyEndorsement(e, keyOf, f.keys, tc.m, tc.base, tc.cfg); !errors.Is(err, ErrBad) {
+			if _, err := VerifyEndorsement(e, keyOf, f.keys, tc.m, tc.base, tc.cfg, nil); !errors.Is(err, ErrBad) {
 				t.Errorf("endorsement moved to %v: %v", tc, err)
 			}
 		}
@@ -294,7 +294,7 @@ func TestEndorsement(t *testing.T) {
 	both := late
 	both.KeyID = keyID
 	for name, e := range map[string]Endorsement{"late": late, "stranger": stranger, "both": both, "none": {}} {
-		if _, err := VerifyEndorsement(e, keyOf, f.keys, machine, 3, cfg); !errors.Is(err, ErrBad) {
+		if _, err := VerifyEndorsement(e, keyOf, f.keys, machine, 3, cfg, nil); !errors.Is(err, ErrBad) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

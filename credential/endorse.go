@@ -52,9 +52,11 @@ func (k *Key) Endorse(machineID string, base uint64, config []byte, now time.Tim
 // config. keyOf returns an API key's public key (nil if unknown or
 // revoked); tokenKeys are the cloud's, for a session's token. It returns the
 // signer: "apikey/ID", or "user/ID" for a session whose token was valid when
-// it signed.
+// it signed and that revoked (nil: none is) does not refuse: a token
+// revoked since (signed out, password changed) endorses nothing, however
+// early the edit says it was made.
 func VerifyEndorsement(e Endorsement, keyOf func(keyID string) ed25519.PublicKey, tokenKeys map[string]ed25519.PublicKey,
-	machineID string, base uint64, config []byte) (string, error) {
+	machineID string, base uint64, config []byte, revoked func(*Claims) error) (string, error) {
 	if len(e.Signature) > MaxHeaderLen || len(e.Token) > MaxHeaderLen {
 		return "", fmt.Errorf("endorsement too long: %w", ErrBad)
 	}
@@ -106,6 +108,11 @@ func VerifyEndorsement(e Endorsement, keyOf func(keyID string) ed25519.PublicKey
 		}
 		if at.Before(tc.IssuedAt.Time) {
 			return "", fmt.Errorf("endorsement predates its token: %w", ErrBad)
+		}
+		if revoked != nil {
+			if err := revoked(tc); err != nil {
+				return "", fmt.Errorf("endorsement's token: %v: %w", err, ErrBad)
+			}
 		}
 		subject = "user/" + tc.Subject
 	default:

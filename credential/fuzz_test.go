@@ -80,7 +80,7 @@ func FuzzVerifyEndorsement(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sig, token, kid string) {
 		keyOf := func(string) ed25519.PublicKey { return fx.apiKey.PublicKey() }
 		got := Endorsement{KeyID: kid, Token: token, Signature: sig}
-		if _, err := VerifyEndorsement(got, keyOf, fx.keys, "m", 1, []byte("c")); err == nil && got != e {
+		if _, err := VerifyEndorsement(got, keyOf, fx.keys, "m", 1, []byte("c"), nil); err == nil && got != e {
 			t.Fatal("accepted an endorsement nobody made")
 		}
 	})
