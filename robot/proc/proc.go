@@ -233,7 +233,14 @@ func (s *Supervisor) run() {
 			}
 		}
 		restart := s.spec.Restart == Always || (s.spec.Restart == OnFailure && err != nil)
-		s.setState(func(st *Status) { st.PID, st.LastErr = 0, err })
+		// The state is final before the event goes out, so whoever acts on
+		// the event reads the status it announces.
+		s.setState(func(st *Status) {
+			st.PID, st.LastErr = 0, err
+			if !restart {
+				st.State = StateExited
+			}
+		})
 		if err != nil {
 			s.log.Warn("process failed", zap.Error(err), zap.Bool("restarting", restart))
 		} else {
@@ -241,7 +248,6 @@ func (s *Supervisor) run() {
 		}
 		s.emit(Event{Kind: EventExited, PID: pid, Err: err, Restarting: restart, Restarts: s.Status().Restarts})
 		if !restart {
-			s.setState(func(st *Status) { st.State = StateExited })
 			<-s.stop
 			s.setState(func(st *Status) { st.State = StateStopped })
 			return
