@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/netlimit"
 )
 
 // RunConfig is what `outpost-cloud serve` passes to Run.
@@ -34,6 +35,9 @@ type RunConfig struct {
 	PollInterval time.Duration
 	// Ready, if set, is called with the listening address once serving.
 	Ready func(addr string)
+	// Limits bound connections and slow clients; zero fields take the
+	// values of Limits().
+	Limits netlimit.Limits
 }
 
 // Run opens the embedded stores in the data folder, bootstraps them, and
@@ -94,5 +98,9 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		// them when serving ends.
 		defer context.AfterFunc(ctx, srv.relay.Close)()
 	}
-	return Serve(ctx, ln, srv.Handler(), cfg.CertFile, cfg.KeyFile, cfg.Log)
+	lim := cfg.Limits
+	if lim.MaxConns == 0 {
+		lim.MaxConns = Limits().MaxConns
+	}
+	return ServeLimited(ctx, ln, srv.Handler(), cfg.CertFile, cfg.KeyFile, lim, cfg.Log)
 }

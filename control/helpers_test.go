@@ -376,6 +376,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with edit applied to the server's options.
+func newEnvWith(t testing.TB, edit func(*Options)) *env {
+	t.Helper()
 	e := &env{t: t, clock: clock.NewFake(t0), creds: newCreds(), grants: &memGrants{}, audit: &memAudit{}, certs: &memCerts{},
 		robot:  &fakeRobot{image: make([]byte, 300<<10)},
 		config: &memConfig{state: ConfigState{Config: &configv1.RobotConfig{}, Version: 7, MachineRevision: 3}},
@@ -387,8 +393,12 @@ func newEnv(t testing.TB) *env {
 	for i := range e.robot.image {
 		e.robot.image[i] = byte(i * 7)
 	}
-	srv, err := New(context.Background(), Options{Clock: e.clock, Version: "test", PartID: "p1", Grants: e.grants, Audit: e.audit,
-		Certs: e.certs, Robot: e.robot, Config: e.config, Logs: e.logs, Data: e.data, Status: memStatus{}})
+	opts := Options{Clock: e.clock, Version: "test", PartID: "p1", Grants: e.grants, Audit: e.audit,
+		Certs: e.certs, Robot: e.robot, Config: e.config, Logs: e.logs, Data: e.data, Status: memStatus{}}
+	if edit != nil {
+		edit(&opts)
+	}
+	srv, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/netlimit"
 )
 
 // DefaultPort is the control plane's TCP port on the LAN.
@@ -67,6 +68,19 @@ type Options struct {
 	// HandlerOptions are added to every service's options, such as the
 	// daemon's metrics interceptor (RPC counts and latency).
 	HandlerOptions []connect.HandlerOption
+	// Limits bound the connections of each listener (the TLS port and the
+	// socket) and cut off clients that send slowly; zero fields take the
+	// values of DefaultLimits.
+	Limits netlimit.Limits
+}
+
+// DefaultLimits are a part's connection limits: a few field techs and
+// tools at once, each with a handful of connections.
+func DefaultLimits() netlimit.Limits {
+	l := netlimit.Defaults()
+	l.MaxConns = 64
+	l.IdleTimeout = 5 * time.Minute
+	return l
 }
 
 // Server is the daemon's control plane: one connect handler (ControlService,
@@ -99,6 +113,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = 32
+	}
+	if opts.Limits.MaxConns == 0 {
+		opts.Limits.MaxConns = DefaultLimits().MaxConns
+	}
+	if opts.Limits.IdleTimeout == 0 {
+		opts.Limits.IdleTimeout = DefaultLimits().IdleTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger.Named("control")}
 	cert, err := loadOrCreateCert(ctx, opts.Certs, opts.Clock.Now(), opts.PartID)
@@ -148,13 +168,11 @@ func (s *Server) Certificate() tls.Certificate { return s.cert }
 
 func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
 	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
-		Protocols:         new(http.Protocols),
+		Handler:   s.handler,
+		ErrorLog:  zap.NewStdLog(s.log.Named("http")),
+		Protocols: new(http.Protocols),
 	}
+	s.opts.Limits.Apply(srv)
 	srv.Protocols.SetHTTP1(true)
 	if h2c {
 		srv.Protocols.SetUnencryptedHTTP2(true)
@@ -180,6 +198,7 @@ func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 	srv := s.newHTTPServer(TransportGRPC, false)
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
+	ln = s.opts.Limits.Listener(ln)
 	return s.serve(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") })
 }
 
@@ -190,6 +209,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // HTTP/2, so gRPC works too.
 func (s *Server) ServeSocket(ctx context.Context, ln net.Listener) error {
 	srv := s.newHTTPServer(TransportSocket, true)
+	ln = s.opts.Limits.Listener(ln)
 	return s.serve(ctx, srv, func() error { return srv.Serve(ln) })
 }
 

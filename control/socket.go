@@ -112,8 +112,16 @@ func (l *socketListener) Accept() (net.Conn, error) {
 	}
 }
 
-// peerCred reads the peer's uid and gid of a Unix connection.
+// peerCred reads the peer's uid and gid of a Unix connection, through
+// wrappers that give the connection they wrap (netlimit's).
 func peerCred(c net.Conn) (uid, gid uint32, ok bool) {
+	for {
+		w, wraps := c.(interface{ NetConn() net.Conn })
+		if !wraps {
+			break
+		}
+		c = w.NetConn()
+	}
 	uc, isUnix := c.(*net.UnixConn)
 	if !isUnix {
 		return 0, 0, false

@@ -43,6 +43,7 @@ func newRoot() *cobra.Command {
 func newServe() *cobra.Command {
 	var dataDir, listen, certFile, keyFile, level string
 	var poll time.Duration
+	var maxConns int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -58,7 +59,13 @@ func newServe() *cobra.Command {
 			log, _ := logging.New(logging.Options{Level: lvl})
 			defer func() { _ = log.Sync() }()
 			log.Info("outpost-cloud starting", zap.String("version", version.Version))
-			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll})
+			if maxConns < 1 {
+				return fmt.Errorf("--max-conns %d: want at least 1", maxConns)
+			}
+			lim := cloud.Limits()
+			lim.MaxConns = maxConns
+			return cloud.Run(cmd.Context(), cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
+				Limits: lim})
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")
@@ -67,5 +74,6 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
 	cmd.Flags().DurationVar(&poll, "poll-interval", 0, "how long parts wait between sync cycles (default 15s; 1s to 1h)")
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().IntVar(&maxConns, "max-conns", cloud.Limits().MaxConns, "connections served at once (each part holds one; keep the open-file limit above it)")
 	return cmd
 }
