@@ -83,6 +83,14 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepPartialBlobs(sweepCtx, clk, ing, cfg.Log.Named("ingest"))
+	}()
+	// The sweep ends before the ingest store closes (deferred above).
+	defer func() { stopSweep(); <-swept }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

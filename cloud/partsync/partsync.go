@@ -379,6 +379,9 @@ func (h *handler) UploadBlob(ctx context.Context, req *connect.Request[syncv1.Up
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("upload blob %s: the bytes received do not match the SHA-256; the cloud discarded them: send the blob again from offset 0", m.GetBlobId()))
 	case errors.Is(err, ingest.ErrBlobConflict):
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("upload blob %s: the id is in use for a blob of another size or SHA-256", m.GetBlobId()))
+	case errors.Is(err, ingest.ErrBlobQuota):
+		h.log.Warn("refused a blob past the part's quota of incomplete blobs", zap.String("part", part.ID), zap.String("blob", m.GetBlobId()), zap.Uint64("size", m.GetSize()))
+		return nil, connect.NewError(connect.CodeResourceExhausted, err)
 	case err != nil:
 		return nil, h.storeErr(fmt.Sprintf("upload blob %s at %d", m.GetBlobId(), m.GetOffset()), part, err)
 	}
