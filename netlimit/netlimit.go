@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/outpost-robotics/outpost/clock"
 )
 
 // Limits bound a server. A zero field takes the value of d.
@@ -144,15 +146,16 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 // taken longer than BodyTimeout plus one second per MinBodyRate bytes.
 func (l Limits) Handler(h http.Handler) http.Handler {
 	l = l.WithDefaults()
+	// Network deadlines are wall-clock times by nature (the poller
+	// measures them), so the machine's clock, never a fake one.
+	clk := clock.NewReal()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			h.ServeHTTP(w, r)
 			return
 		}
 		rc := http.NewResponseController(w)
-		// Network deadlines are wall-clock times by nature: the poller
-		// measures them, not an injected clock.
-		start := time.Now()
+		start := clk.Now()
 		if err := rc.SetReadDeadline(start.Add(l.BodyTimeout)); err != nil {
 			// A writer without deadlines (a test recorder) reads without one.
 			h.ServeHTTP(w, r)
