@@ -98,6 +98,11 @@ type Server struct {
 
 	mu      sync.Mutex
 	servers []*http.Server
+
+	// stopFlush ends the goroutine writing aggregated refusals, which
+	// closes flushed once it wrote the last of them.
+	stopFlush, flushed chan struct{}
+	closeOnce          sync.Once
 }
 
 // New builds the control plane; on first start it makes the TLS key and
@@ -138,7 +143,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithSendMaxBytes(maxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
-		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...)}
+		throttle: newThrottle(), denied: newThrottle(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...)}
+	s.stopFlush = make(chan struct{})
+	s.flushed = make(chan struct{})
+	go s.auth.flushRefusalsEvery(s.stopFlush, s.flushed)
 	hopts = append(hopts, opts.HandlerOptions...)
 	s.rtc = newRTCServer(s)
 	s.rtc.settings = opts.WebRTCSettings
@@ -223,7 +231,8 @@ func (s *Server) serve(ctx context.Context, srv *http.Server, run func() error) 
 	return err
 }
 
-// Close stops every listener and WebRTC session.
+// Close stops every listener and WebRTC session, and writes the refusals
+// still being counted to the audit log.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	servers := s.servers
@@ -234,5 +243,10 @@ func (s *Server) Close() error {
 		errs = append(errs, srv.Close())
 	}
 	s.rtc.closeAll()
+	// After the listeners: no refusal comes in after the last count.
+	s.closeOnce.Do(func() {
+		close(s.stopFlush)
+		<-s.flushed
+	})
 	return errors.Join(errs...)
 }
