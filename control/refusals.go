@@ -62,8 +62,6 @@ func (r *refusals) signal() {
 	}
 }
 
-var overflowKind = refusalKind{peer: "*", action: "*", procedure: "*"}
-
 // note counts a refusal at now. It returns true when ev opens a window:
 // the caller writes it, with a count of 1.
 func (r *refusals) note(ev *syncv1.AuditEvent, now time.Time) bool {
