@@ -330,7 +330,7 @@ func (a *authorizer) flushRefusals(ctx context.Context, now time.Time, all bool)
 	evs := a.refusals.due(now, all)
 	for i, ev := range evs {
 		if err := a.audit.Append(ctx, ev); err != nil {
-			a.log.Warn("audit: aggregated refusals are counted for later", zap.Error(err))
+			a.log.Warn("audit: aggregated refusals are counted for later", zap.Error(err), zap.Uint64("refusals", ev.GetCount()))
 			a.refusals.keep(evs[i:], now)
 			return
 		}
