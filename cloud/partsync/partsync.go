@@ -196,9 +196,12 @@ func (h *handler) authenticated(next http.Handler, errw *connect.ErrorWriter) ht
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		part, err := h.authenticate(r.Context(), r.Header, connect.Peer{Addr: r.RemoteAddr})
 		if err != nil {
-			// Nothing more will be read: tell HTTP/1.1 clients to stop
-			// sending rather than have the server drain the body.
-			w.Header().Set("Connection", "close")
+			// Nothing more will be read: tell an HTTP/1.1 client to stop
+			// sending rather than have the server drain the body. (On
+			// HTTP/2 the stream alone ends; the connection may carry others.)
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
 			_ = errw.Write(w, r, err)
 			return
 		}
