@@ -52,6 +52,14 @@ func evictRank(st Stream) int {
 
 func evictable(st Stream) bool { return evictRank(st) < 3 }
 
+// AuditSharePercent is the share of Budget.MaxBytes the audit stream may
+// take by evicting: an audit event that finds the store full evicts logs
+// and captures only while the audit stream holds at most this percentage
+// of the budget. Past it an audit event is stored only if it fits the
+// budget as it is, and is refused with ErrOverBudget otherwise, so that
+// calls refused on the part, however many, cannot push captures out.
+const AuditSharePercent = 10
+
 // admitLocked makes room for r within Budget.MaxBytes, evicting what r may
 // evict. adding is what earlier requests of the same group will add.
 func (s *Store) admitLocked(r *appendReq, adding int64) error {
@@ -62,6 +70,9 @@ func (s *Store) admitLocked(r *appendReq, adding int64) error {
 	over := s.totalLocked() + adding + r.bytes - maxBytes
 	if over <= 0 {
 		return nil
+	}
+	if r.stream == StreamAudit && int64(s.meta[StreamAudit].Bytes)+r.bytes > maxBytes*AuditSharePercent/100 {
+		return fmt.Errorf("budget of %d bytes, of which audit events may take %d%% by evicting: %w", maxBytes, AuditSharePercent, ErrOverBudget)
 	}
 	// Evict a little more than needed (1/64 of the budget) so that a full
 	// store writes a gap record per batch of evictions, not per append.

@@ -71,11 +71,12 @@ func TestBudgetEvictsInOrderWithGapRecords(t *testing.T) {
 		t.Fatalf("evicted while under budget: %v (usage %d)", c, s.Usage().Bytes)
 	}
 	start := counts(t, s)
-	// Audit events are never evicted and may evict anything: push until all
-	// evictable data is gone, checking the order at every step.
+	// Warn logs are never evicted and may evict anything: push until all
+	// evictable data is gone, checking the order at every step. (Audit
+	// events may evict only within their share: TestAuditShareOfTheBudget.)
 	for i := 0; ; i++ {
-		if _, err := s.Append(ctx, StreamAudit, rec(0)); err != nil {
-			t.Fatalf("audit append %d: %v", i, err)
+		if _, err := s.Append(ctx, StreamLogsWarn, rec(0)); err != nil {
+			t.Fatalf("warn append %d: %v", i, err)
 		}
 		c := counts(t, s)
 		prios := capturesByPriority(t, s)
@@ -96,8 +97,8 @@ func TestBudgetEvictsInOrderWithGapRecords(t *testing.T) {
 		if c[StreamCaptures] > 0 && s.Usage().Bytes > budget {
 			t.Fatalf("step %d: %d bytes over budget %d while evictable data remains", i, s.Usage().Bytes, budget)
 		}
-		if c[StreamAudit] != start[StreamAudit]+uint64(i)+1 {
-			t.Fatalf("step %d: audit events lost: %v", i, c)
+		if c[StreamLogsWarn] != start[StreamLogsWarn]+uint64(i)+1 {
+			t.Fatalf("step %d: warn logs lost: %v", i, c)
 		}
 		if c[StreamLogsDebug]+c[StreamLogsInfo]+c[StreamCaptures] == 0 {
 			break
@@ -140,18 +141,18 @@ func TestBudgetEvictsInOrderWithGapRecords(t *testing.T) {
 	if u := s.Usage(); u.EvictedRecords != 500 || u.EvictedBytes == 0 {
 		t.Fatalf("usage counts %d records (%d bytes) evicted, want the gap records' 500", u.EvictedRecords, u.EvictedBytes)
 	}
-	// A debug log cannot push out audit events: over budget it is refused,
+	// A debug log cannot push out warn logs: over budget it is refused,
 	// while never-evicted streams keep being accepted.
 	for s.Usage().Bytes <= budget {
-		if _, err := s.Append(ctx, StreamAudit, rec(0)); err != nil {
+		if _, err := s.Append(ctx, StreamLogsWarn, rec(0)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, err := s.Append(ctx, StreamLogsDebug, rec(0)); !errors.Is(err, ErrOverBudget) {
 		t.Fatalf("debug append over budget = %v, want ErrOverBudget", err)
 	}
-	if _, err := s.Append(ctx, StreamAudit, rec(0)); err != nil {
-		t.Fatalf("audit append over budget: %v", err)
+	if _, err := s.Append(ctx, StreamLogsWarn, rec(0)); err != nil {
+		t.Fatalf("warn append over budget: %v", err)
 	}
 }
 

@@ -83,7 +83,11 @@
 // first, oldest first within a priority). An incoming record only evicts
 // classes that rank at or below its own (a debug log never pushes out a
 // capture); audit events, gap records, warn logs and proposals may evict any
-// evictable class and are admitted even over budget. Each eviction writes a
+// evictable class and are admitted even over budget, except that audit
+// events evict only while the audit stream holds at most AuditSharePercent
+// of the budget: past that share an audit event that does not fit is
+// refused with ErrOverBudget (control counts refusals it could not record
+// and writes them, aggregated, once there is room). Each eviction writes a
 // gap record (stream, sequence range, count, bytes, reason) to StreamGaps in
 // the same synced transaction as the deletion; consecutive evictions of one
 // stream and priority extend the same gap record until an upload reads it

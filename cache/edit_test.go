@@ -174,7 +174,7 @@ func TestEditCaptures(t *testing.T) {
 		s.mu.Unlock()
 	}
 	setBudget(1)
-	if _, err := s.Append(ctx, StreamAudit, Record{Payload: []byte("audit")}); err != nil {
+	if _, err := s.Append(ctx, StreamLogsWarn, Record{Payload: []byte("warn")}); err != nil {
 		t.Fatal(err)
 	}
 	setBudget(0)

@@ -27,6 +27,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/netlimit"
 )
 
 // logs collects every log line of every server the tests start, and secrets
@@ -148,6 +149,12 @@ var loggedServers atomic.Bool
 // newEnvLog starts a server logging to log.
 func newEnvLog(t testing.TB, log *zap.Logger) *env {
 	t.Helper()
+	return newEnvLimits(t, log, Limits())
+}
+
+// newEnvLimits starts a server logging to log, serving within lim.
+func newEnvLimits(t testing.TB, log *zap.Logger, lim netlimit.Limits) *env {
+	t.Helper()
 	st, err := badgerstore.Open("", log)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +195,7 @@ func newEnvLog(t testing.TB, log *zap.Logger) *env {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, srv.Handler(), "", "", log) }()
+	go func() { done <- ServeLimited(ctx, ln, srv.Handler(), "", "", lim, log) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

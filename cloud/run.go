@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/netlimit"
 )
 
 // RunConfig is what `outpost-cloud serve` passes to Run.
@@ -44,6 +45,9 @@ type RunConfig struct {
 	SMTP *SMTPConfig
 	// Ready, if set, is called with the listening address once serving.
 	Ready func(addr string)
+	// Limits bound connections and slow clients; zero fields take the
+	// values of Limits().
+	Limits netlimit.Limits
 }
 
 // Run opens the embedded stores in the data folder, bootstraps them, and
@@ -105,6 +109,14 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepPartialBlobs(sweepCtx, clk, ing, cfg.Log.Named("ingest"))
+	}()
+	// The sweep ends before the ingest store closes (deferred above).
+	defer func() { stopSweep(); <-swept }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -120,5 +132,9 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		// them when serving ends.
 		defer context.AfterFunc(ctx, srv.relay.Close)()
 	}
-	return Serve(ctx, ln, srv.Handler(), cfg.CertFile, cfg.KeyFile, cfg.Log)
+	lim := cfg.Limits
+	if lim.MaxConns == 0 {
+		lim.MaxConns = Limits().MaxConns
+	}
+	return ServeLimited(ctx, ln, srv.Handler(), cfg.CertFile, cfg.KeyFile, lim, cfg.Log)
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/netlimit"
 	"github.com/outpost-robotics/outpost/version"
 )
 
@@ -328,9 +329,26 @@ func requireID(field, id string) error {
 	return nil
 }
 
+// Limits are the cloud's connection limits when RunConfig says nothing:
+// netlimit's defaults, with room for every part's long poll for relayed
+// offers (one connection each).
+func Limits() netlimit.Limits {
+	l := netlimit.Defaults()
+	l.MaxConns = 16384
+	return l
+}
+
 // Serve answers on ln until ctx ends, speaking HTTP/1.1 and HTTP/2 (cleartext
 // h2c unless certFile and keyFile are given), then shuts down gracefully.
+// It serves within Limits().
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, certFile, keyFile string, log *zap.Logger) error {
+	return ServeLimited(ctx, ln, h, certFile, keyFile, Limits(), log)
+}
+
+// ServeLimited is Serve within lim (a zero field: netlimit's default): a
+// capped number of connections, and header, body and idle timeouts that
+// cut off clients holding a connection by sending slowly.
+func ServeLimited(ctx context.Context, ln net.Listener, h http.Handler, certFile, keyFile string, lim netlimit.Limits, log *zap.Logger) error {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
@@ -338,18 +356,19 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, certFile, keyFi
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	srv := &http.Server{
-		Handler:           h,
-		Protocols:         protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		Handler:   h,
+		Protocols: protocols,
+		ErrorLog:  zap.NewStdLog(log.Named("http")),
 	}
+	lim.Apply(srv)
+	limited := lim.Listener(ln)
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {
-			errc <- srv.ServeTLS(ln, certFile, keyFile)
+			errc <- srv.ServeTLS(limited, certFile, keyFile)
 			return
 		}
-		errc <- srv.Serve(ln)
+		errc <- srv.Serve(limited)
 	}()
 	select {
 	case err := <-errc:

@@ -43,6 +43,15 @@ const (
 	MaxConfigBytes = 4 << 20
 )
 
+// The slowest capture: its period must fit a time.Duration exactly, since a
+// frequency near zero would otherwise overflow into a 1 ns busy loop.
+const (
+	// MaxCapturePeriod bounds the time between two reads of a capture.
+	MaxCapturePeriod = 7 * 24 * time.Hour
+	// MinFrequencyHz is the lowest capture frequency: one read per MaxCapturePeriod.
+	MinFrequencyHz = float64(time.Second) / float64(MaxCapturePeriod)
+)
+
 // Built-in model names. A model with a colon ("acme:servo") is served by a
 // module and is checked when the module's handshake declares it.
 const (
@@ -433,9 +442,9 @@ func (c *checker) captures(cfg *configv1.RobotConfig, types map[string]configv1.
 		} else {
 			seen[key] = i
 		}
-		// !(f > 0) also catches NaN.
-		if f := cp.GetFrequencyHz(); !(f > 0) || f > MaxFrequencyHz {
-			c.addf(p+".frequency_hz", "%v: want above 0 and at most %d", f, MaxFrequencyHz)
+		// The negated comparisons also catch NaN.
+		if f := cp.GetFrequencyHz(); !(f >= MinFrequencyHz) || !(f <= MaxFrequencyHz) {
+			c.addf(p+".frequency_hz", "%v: want from %.3g (one read every %v) to %d", f, MinFrequencyHz, MaxCapturePeriod, MaxFrequencyHz)
 		}
 		c.tags(p+".tags", cp.GetTags())
 		if cp.GetPriority() > MaxPriority {

@@ -2,9 +2,12 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -94,6 +97,14 @@ func TestValidateProblems(t *testing.T) {
 				&configv1.CaptureMethod{Component: "ghost", Method: "status", FrequencyHz: 5000, Priority: 300},
 				&configv1.CaptureMethod{Component: "m", Method: "dance", FrequencyHz: 1, Tags: []string{""}})
 		}, []string{"captures[0].method: a motor has no readings", "captures[0].frequency_hz", `captures[1].component: unknown component "ghost"`, "captures[1].frequency_hz: 5000", "captures[1].priority", `captures[2].method: unknown method "dance"`, "captures[2].tags[0]"}},
+		{"frequencies a period cannot express", func(c *configv1.RobotConfig) {
+			c.Components = append(c.Components, comp("m"))
+			for i, f := range []float64{1e-300, math.SmallestNonzeroFloat64, math.NaN(), math.Inf(1), math.Inf(-1), -1, 1e300, MinFrequencyHz / 2} {
+				c.Captures = append(c.Captures, &configv1.CaptureMethod{Component: "m", Method: fmt.Sprintf("m%d", i), FrequencyHz: f})
+			}
+		}, []string{"captures[0].frequency_hz: 1e-300: want from", "captures[1].frequency_hz: 5e-324", "captures[2].frequency_hz: NaN",
+			"captures[3].frequency_hz: +Inf", "captures[4].frequency_hz: -Inf", "captures[5].frequency_hz: -1", "captures[6].frequency_hz: 1e+300",
+			"captures[7].frequency_hz", "one read every 168h0m0s"}},
 		{"sync folder problems", func(c *configv1.RobotConfig) {
 			c.SyncFolders = append(c.SyncFolders, &configv1.SyncFolder{Path: "/data"}, &configv1.SyncFolder{Path: "/data/x"},
 				&configv1.SyncFolder{Path: "rel", QuietPeriod: durationpb.New(0)})
@@ -128,6 +139,21 @@ func TestValidateProblems(t *testing.T) {
 	}
 }
 
+// TestFrequencyBoundsAccepted: the bounds themselves are valid, and the
+// lowest one still has a period a time.Duration holds.
+func TestFrequencyBoundsAccepted(t *testing.T) {
+	for _, f := range []float64{MinFrequencyHz, 1, MaxFrequencyHz} {
+		cfg := loadValid(t)
+		cfg.Captures[0].FrequencyHz = f
+		if err := Validate(cfg); err != nil {
+			t.Errorf("Validate at %v Hz = %v", f, err)
+		}
+	}
+	if p := time.Duration(float64(time.Second) / MinFrequencyHz); p <= 0 || p > MaxCapturePeriod+time.Second {
+		t.Errorf("period at MinFrequencyHz = %v, want about %v", p, MaxCapturePeriod)
+	}
+}
+
 func TestParseRefusesUnknownJSONField(t *testing.T) {
 	if _, err := ParseJSON([]byte(`{"componentz": []}`)); err == nil {
 		t.Fatal("unknown field accepted")
@@ -151,11 +177,21 @@ func FuzzValidate(f *testing.F) {
 	f.Add(j)
 	f.Add([]byte(`{"components":[{"name":"a","type":"COMPONENT_TYPE_MOTOR","model":"fake","dependsOn":["a","b"]}]}`))
 	f.Add([]byte(`{"captures":[{"component":"x","method":"readings","frequencyHz":"NaN"}]}`))
+	for _, hz := range []string{"1e-300", `"Infinity"`, "-1", "1e300", "1.6534e-06", "1000"} {
+		f.Add([]byte(`{"components":[{"name":"x","type":"COMPONENT_TYPE_SENSOR","model":"fake"}],"captures":[{"component":"x","method":"readings","frequencyHz":` + hz + `}]}`))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, parse := range []func([]byte) (*configv1.RobotConfig, error){Parse, ParseJSON} {
 			cfg, err := parse(data)
 			if err != nil {
 				continue
+			}
+			for i, cp := range cfg.GetCaptures() {
+				// The same arithmetic as capture.Period, which cannot be
+				// imported here.
+				if p := time.Duration(float64(time.Second) / cp.GetFrequencyHz()); p <= 0 || p > MaxCapturePeriod+time.Second {
+					t.Fatalf("accepted captures[%d] at %v Hz has period %v", i, cp.GetFrequencyHz(), p)
+				}
 			}
 			again, err := proto.Marshal(cfg)
 			if err != nil {

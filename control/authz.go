@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
@@ -100,6 +102,12 @@ type authorizer struct {
 	audit    Audit
 	rules    map[string]*rule
 	throttle *throttle
+	// denied slows refusals per credential and peer: a credential that
+	// keeps calling what it may not is answered ResourceExhausted for a
+	// while, whatever it calls.
+	denied *throttle
+	// refusals aggregates refused calls into few audit records.
+	refusals *refusals
 	errw     *connect.ErrorWriter
 
 	// aud is this part's audience for proofs: its certificate's.
@@ -212,11 +220,13 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 	peer := peerHost(cn.peer)
 	ev := &syncv1.AuditEvent{Action: actionName(rl), Resource: pol.machine.String(), Procedure: rl.procedure, Transport: cn.transport, Peer: cn.peer}
 	if wait := a.throttle.wait(peer, now); wait > 0 {
-		// Throttled answers are not audited one by one: a flood would fill
-		// the audit queue, which is never evicted. The log counts them.
-		a.log.Warn("authentication throttled", zap.String("peer", cn.peer), zap.String("procedure", rl.procedure))
-		return nil, connect.NewError(connect.CodeResourceExhausted,
-			fmt.Errorf("too many failed authentications from %s; try again in %s", peer, wait.Round(1e9)))
+		// Throttled answers are audited in aggregate, like every refusal:
+		// a flood would otherwise fill the audit stream, which is never
+		// evicted.
+		err := fmt.Errorf("too many failed authentications from %s; try again in %s", peer, wait.Round(1e9))
+		ev.Reason = err.Error()
+		a.refused(ctx, ev, now)
+		return nil, connect.NewError(connect.CodeResourceExhausted, err)
 	}
 	refuse := func(code connect.Code, subject string, err error) (*caller, *connect.Error) {
 		ce := connect.NewError(code, err)
@@ -226,11 +236,14 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 			ce.Meta().Set(credential.NonceHeader, a.nonces.Issue(now))
 			return nil, ce
 		}
-		if code == connect.CodeUnauthenticated {
+		switch code {
+		case connect.CodeUnauthenticated:
 			a.throttle.fail(peer, now)
+		case connect.CodePermissionDenied:
+			a.denied.fail(subject+" "+peer, now)
 		}
 		ev.Subject, ev.Allowed, ev.Reason = subject, false, err.Error()
-		a.write(ctx, ev)
+		a.refused(ctx, ev, now)
 		return nil, ce
 	}
 	var id proved
@@ -273,6 +286,9 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 	if pr == nil {
 		return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant on %s (grants version %d)", c.ref, pol.machine, pol.version))
 	}
+	if wait := a.denied.wait(c.ref+" "+peer, now); wait > 0 {
+		return refuse(connect.CodeResourceExhausted, c.ref, fmt.Errorf("too many refused calls by %s from %s; try again in %s", c.ref, peer, wait.Round(1e9)))
+	}
 	c.subject, c.display = &pr.subject, pr.display
 	ev.Subject = c.ref
 	g, has := pol.access(c.subject)
@@ -312,12 +328,68 @@ func (a *authorizer) authorizeLocal(ctx context.Context, cn *conn, pol *policy, 
 	if rl.marker == "" {
 		if d := pol.engine.Decide(s, rl.action, pol.machine); !d.Allowed {
 			ev.Allowed, ev.Reason = false, d.String()
-			a.write(ctx, ev)
+			a.refused(ctx, ev, a.clock.Now())
 			return nil, connect.NewError(connect.CodePermissionDenied, errors.New(d.String()))
 		}
 	}
 	a.write(ctx, ev)
 	return c, nil
+}
+
+// refused audits a refused call in aggregate: the first of its kind in a
+// window is written at once, the others are counted and written as one
+// record when the window ends (flushRefusals). A record that cannot be
+// written (the store's audit share is full) keeps its count for the next.
+func (a *authorizer) refused(ctx context.Context, ev *syncv1.AuditEvent, now time.Time) {
+	if a.refusals.note(ev, now) {
+		first := proto.CloneOf(ev)
+		first.Count = 1
+		if err := a.audit.Append(ctx, first); err != nil {
+			a.log.Warn("audit: a refusal is counted for later", zap.Error(err), zap.String("procedure", ev.GetProcedure()))
+			a.refusals.keep([]*syncv1.AuditEvent{first}, now)
+		}
+	}
+	a.flushRefusals(ctx, now, false)
+}
+
+// flushRefusals writes the aggregated refusals whose window ended (all of
+// them when all is set).
+func (a *authorizer) flushRefusals(ctx context.Context, now time.Time, all bool) {
+	evs := a.refusals.due(now, all)
+	for i, ev := range evs {
+		if err := a.audit.Append(ctx, ev); err != nil {
+			a.log.Warn("audit: aggregated refusals are counted for later", zap.Error(err), zap.Uint64("refusals", ev.GetCount()))
+			a.refusals.keep(evs[i:], now)
+			return
+		}
+	}
+}
+
+// flushRefusalsEvery writes aggregated refusals once their window ends,
+// until stop is closed; then it writes every count left and closes done.
+// It arms a timer only while refusals are being counted.
+func (a *authorizer) flushRefusalsEvery(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	final := func() { a.flushRefusals(context.Background(), a.clock.Now(), true) }
+	for {
+		select {
+		case <-a.refusals.counting:
+		case <-stop:
+			final()
+			return
+		}
+		// The window that started counting began at most now: a window
+		// from now it has ended.
+		t := a.clock.NewTimer(refusalWindow)
+		select {
+		case <-t.C():
+			a.flushRefusals(context.Background(), a.clock.Now(), false)
+		case <-stop:
+			t.Stop()
+			final()
+			return
+		}
+	}
 }
 
 // write appends an audit event, logging a failure.

@@ -370,13 +370,19 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	return newEnvOf(t, newCreds(), "p1")
+	return newEnvOf(t, newCreds(), "p1", nil)
+}
+
+// newEnvWith is newEnv with edit applied to the server's options.
+func newEnvWith(t testing.TB, edit func(*Options)) *env {
+	t.Helper()
+	return newEnvOf(t, newCreds(), "p1", edit)
 }
 
 // newEnvOf starts a part partID, with its own certificate, whose bundle
 // holds c's keys: the fixture's subjects, as another part of the fleet
-// knows them.
-func newEnvOf(t testing.TB, c *creds, partID string) *env {
+// knows them; edit, when set, changes the server's options.
+func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, clock: clock.NewFake(t0), creds: c, grants: &memGrants{}, audit: &memAudit{}, certs: &memCerts{},
 		robot:  &fakeRobot{image: make([]byte, 300<<10)},
@@ -391,8 +397,12 @@ func newEnvOf(t testing.TB, c *creds, partID string) *env {
 	for i := range e.robot.image {
 		e.robot.image[i] = byte(i * 7)
 	}
-	srv, err := New(context.Background(), Options{Clock: e.clock, Version: "test", PartID: partID, Grants: e.grants, Audit: e.audit,
-		Certs: e.certs, Robot: e.robot, Config: e.config, Logs: e.logs, Data: e.data, Status: memStatus{}})
+	opts := Options{Clock: e.clock, Version: "test", PartID: partID, Grants: e.grants, Audit: e.audit,
+		Certs: e.certs, Robot: e.robot, Config: e.config, Logs: e.logs, Data: e.data, Status: memStatus{}}
+	if edit != nil {
+		edit(&opts)
+	}
+	srv, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

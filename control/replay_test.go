@@ -64,7 +64,7 @@ func replay(t *testing.T, e *env, h http.Header) error {
 // wall clock is set.
 func TestCapturedProofIsUselessElsewhere(t *testing.T) {
 	a := newEnv(t)
-	b := newEnvOf(t, a.creds, "p2")
+	b := newEnvOf(t, a.creds, "p2", nil)
 	for _, tc := range []struct{ name, key string }{
 		{"api key", a.creds.key(ownerKey)},
 		{"session", a.creds.token(ownerUser, tokenKID, a.creds.signer, t0)},
@@ -103,7 +103,7 @@ func TestCapturedProofIsUselessElsewhere(t *testing.T) {
 // after it expired, and is no credential on the LAN.
 func TestRelayAssertionIsBoundToItsPartAndOffer(t *testing.T) {
 	a := newEnv(t)
-	b := newEnvOf(t, a.creds, "p2")
+	b := newEnvOf(t, a.creds, "p2", nil)
 	rule := a.srv.auth.rules[controlv1connect.SignalingServiceOfferProcedure]
 	cn := &conn{transport: TransportWebRTC, peer: "relay:192.0.2.1:1"}
 	const sdp = "v=0 offer"

@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/netlimit"
 )
 
 // DefaultPort is the control plane's TCP port on the LAN.
@@ -68,6 +69,19 @@ type Options struct {
 	// HandlerOptions are added to every service's options, such as the
 	// daemon's metrics interceptor (RPC counts and latency).
 	HandlerOptions []connect.HandlerOption
+	// Limits bound the connections of each listener (the TLS port and the
+	// socket) and cut off clients that send slowly; zero fields take the
+	// values of DefaultLimits.
+	Limits netlimit.Limits
+}
+
+// DefaultLimits are a part's connection limits: a few field techs and
+// tools at once, each with a handful of connections.
+func DefaultLimits() netlimit.Limits {
+	l := netlimit.Defaults()
+	l.MaxConns = 64
+	l.IdleTimeout = 5 * time.Minute
+	return l
 }
 
 // Server is the daemon's control plane: one connect handler (ControlService,
@@ -85,6 +99,11 @@ type Server struct {
 
 	mu      sync.Mutex
 	servers []*http.Server
+
+	// stopFlush ends the goroutine writing aggregated refusals, which
+	// closes flushed once it wrote the last of them.
+	stopFlush, flushed chan struct{}
+	closeOnce          sync.Once
 }
 
 // New builds the control plane; on first start it makes the TLS key and
@@ -100,6 +119,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = 32
+	}
+	if opts.Limits.MaxConns == 0 {
+		opts.Limits.MaxConns = DefaultLimits().MaxConns
+	}
+	if opts.Limits.IdleTimeout == 0 {
+		opts.Limits.IdleTimeout = DefaultLimits().IdleTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger.Named("control")}
 	cert, err := loadOrCreateCert(ctx, opts.Certs, opts.Clock.Now(), opts.PartID)
@@ -119,8 +144,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithSendMaxBytes(maxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
-		throttle: newThrottle(), errw: connect.NewErrorWriter(hopts...),
+		throttle: newThrottle(), denied: newThrottle(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
 		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now())}
+	s.stopFlush = make(chan struct{})
+	s.flushed = make(chan struct{})
+	go s.auth.flushRefusalsEvery(s.stopFlush, s.flushed)
 	hopts = append(hopts, opts.HandlerOptions...)
 	s.rtc = newRTCServer(s)
 	s.rtc.settings = opts.WebRTCSettings
@@ -150,13 +178,11 @@ func (s *Server) Certificate() tls.Certificate { return s.cert }
 
 func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
 	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
-		Protocols:         new(http.Protocols),
+		Handler:   s.handler,
+		ErrorLog:  zap.NewStdLog(s.log.Named("http")),
+		Protocols: new(http.Protocols),
 	}
+	s.opts.Limits.Apply(srv)
 	srv.Protocols.SetHTTP1(true)
 	if h2c {
 		srv.Protocols.SetUnencryptedHTTP2(true)
@@ -182,6 +208,7 @@ func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 	srv := s.newHTTPServer(TransportGRPC, false)
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
+	ln = s.opts.Limits.Listener(ln)
 	return s.serve(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") })
 }
 
@@ -192,6 +219,7 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 // HTTP/2, so gRPC works too.
 func (s *Server) ServeSocket(ctx context.Context, ln net.Listener) error {
 	srv := s.newHTTPServer(TransportSocket, true)
+	ln = s.opts.Limits.Listener(ln)
 	return s.serve(ctx, srv, func() error { return srv.Serve(ln) })
 }
 
@@ -205,7 +233,8 @@ func (s *Server) serve(ctx context.Context, srv *http.Server, run func() error) 
 	return err
 }
 
-// Close stops every listener and WebRTC session.
+// Close stops every listener and WebRTC session, and writes the refusals
+// still being counted to the audit log.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	servers := s.servers
@@ -216,5 +245,10 @@ func (s *Server) Close() error {
 		errs = append(errs, srv.Close())
 	}
 	s.rtc.closeAll()
+	// After the listeners: no refusal comes in after the last count.
+	s.closeOnce.Do(func() {
+		close(s.stopFlush)
+		<-s.flushed
+	})
 	return errors.Join(errs...)
 }

@@ -1,13 +1,16 @@
 package control
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -26,6 +29,16 @@ const DefaultSocketGroup = "outpost"
 // group. The listener checks each peer's credentials (SO_PEERCRED) again on
 // accept, because a socket can be passed around: root, the daemon's own
 // user, and members of group are let in; others are closed at once.
+//
+// Processes the daemon started are refused whatever their credentials:
+// modules, configured processes and command sensors run as the daemon's
+// user (under the hardened unit it has no capability to give them
+// another), and the socket must not make them owners of the machine. A
+// peer is the daemon's when its process descends from the daemon's, or,
+// when the daemon runs as a systemd service, when it is in the service's
+// cgroup, which a child cannot leave (forking twice leaves the process
+// tree, not the cgroup; the unit makes the cgroup file system read-only).
+// The daemon's own process (tests serve and call in one process) is let in.
 func ListenSocket(path, group string) (net.Listener, error) {
 	// The kernel's answer to a long path is a bare EINVAL; say what to do.
 	if len(path) > maxSocketPath {
@@ -54,7 +67,8 @@ func ListenSocket(path, group string) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("restrict socket %s: %w", path, err)
 	}
-	return &socketListener{Listener: ln, allowed: peerPolicy{self: uint32(os.Geteuid()), gid: gid, groupsOf: groupsOf}}, nil
+	return &socketListener{Listener: ln, allowed: peerPolicy{self: uint32(os.Geteuid()), gid: gid, groupsOf: groupsOf},
+		startedByUs: startedByDaemon(int32(os.Getpid()), "/proc")}, nil
 }
 
 // peerPolicy says who may use the socket.
@@ -96,6 +110,8 @@ func groupsOf(uid uint32) []int {
 type socketListener struct {
 	net.Listener
 	allowed peerPolicy
+	// startedByUs says a peer process is one the daemon started.
+	startedByUs func(pid int32) bool
 }
 
 func (l *socketListener) Accept() (net.Conn, error) {
@@ -104,8 +120,8 @@ func (l *socketListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		uid, gid, ok := peerCred(c)
-		if ok && l.allowed.allows(uid, gid) {
+		cred, ok := peerUcred(c)
+		if ok && l.allowed.allows(cred.Uid, cred.Gid) && !l.startedByUs(cred.Pid) {
 			return c, nil
 		}
 		c.Close()
@@ -114,22 +130,108 @@ func (l *socketListener) Accept() (net.Conn, error) {
 
 // peerCred reads the peer's uid and gid of a Unix connection.
 func peerCred(c net.Conn) (uid, gid uint32, ok bool) {
+	cred, ok := peerUcred(c)
+	return cred.Uid, cred.Gid, ok
+}
+
+// peerUcred reads the peer's credentials of a Unix connection, through
+// wrappers that give the connection they wrap (netlimit's).
+func peerUcred(c net.Conn) (syscall.Ucred, bool) {
+	for {
+		w, wraps := c.(interface{ NetConn() net.Conn })
+		if !wraps {
+			break
+		}
+		c = w.NetConn()
+	}
 	uc, isUnix := c.(*net.UnixConn)
 	if !isUnix {
-		return 0, 0, false
+		return syscall.Ucred{}, false
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return 0, 0, false
+		return syscall.Ucred{}, false
 	}
 	var cred *syscall.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil || cerr != nil {
-		return 0, 0, false
+		return syscall.Ucred{}, false
 	}
-	return cred.Uid, cred.Gid, true
+	return *cred, true
+}
+
+// maxAncestry bounds the walk up the process tree.
+const maxAncestry = 128
+
+// startedByDaemon returns whether a process, read from procfs at proc, was
+// started by the daemon of process self: it descends from self, or self
+// runs in a systemd service's cgroup and so does it. A process it cannot
+// read (gone already) counts as started by the daemon: refused.
+func startedByDaemon(self int32, proc string) func(pid int32) bool {
+	ownCgroup := cgroupOf(proc, self)
+	service := strings.HasSuffix(ownCgroup, ".service")
+	return func(pid int32) bool {
+		if pid == self {
+			return false
+		}
+		if service && cgroupOf(proc, pid) == ownCgroup {
+			return true
+		}
+		p := pid
+		for range maxAncestry {
+			pp, ok := parentOf(proc, p)
+			if !ok {
+				return true
+			}
+			if pp == self {
+				return true
+			}
+			if pp <= 1 {
+				return false
+			}
+			p = pp
+		}
+		return true
+	}
+}
+
+// parentOf reads a process's parent from procfs's stat: the fourth field,
+// after the command name in parentheses (which may itself hold spaces and
+// parentheses, so the last ")" ends it).
+func parentOf(proc string, pid int32) (int32, bool) {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(int(pid)), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	pp, err := strconv.ParseInt(f[1], 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int32(pp), true
+}
+
+// cgroupOf returns a process's cgroup v2 path ("" when unknown).
+func cgroupOf(proc string, pid int32) string {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(int(pid)), "cgroup"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			return path
+		}
+	}
+	return ""
 }
 
 // peerUID returns a socket peer's uid for audit records (the listener has

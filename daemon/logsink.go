@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,10 @@ func (s *LogSink) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		}
 		fj = string(b)
 	}
+	// A process's output is logged as it comes, and protobuf strings must
+	// be UTF-8: without this, a line with one bad byte would be lost.
+	e.Message = strings.ToValidUTF8(e.Message, "\uFFFD")
+	e.LoggerName = strings.ToValidUTF8(e.LoggerName, "\uFFFD")
 	payload, err := proto.Marshal(&syncv1.LogEntry{Level: e.Level.String(), Logger: e.LoggerName, Message: e.Message, FieldsJson: fj})
 	if err != nil {
 		return fmt.Errorf("encode log entry: %w", err)

@@ -58,6 +58,7 @@ import (
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/faultproxy"
+	"github.com/outpost-robotics/outpost/netlimit"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -84,6 +85,9 @@ type Options struct {
 	// IngestAfterSync is called after each synced commit of the ingest
 	// store, to model a slow disk (badgeringest.Options.AfterSync).
 	IngestAfterSync func()
+	// Limits bound connections and slow clients as outpost-cloud serve
+	// does; zero fields take the values of cloud.Limits().
+	Limits netlimit.Limits
 }
 
 // Cloud is a running outpost-cloud. Its fields are set by New and must not
@@ -185,7 +189,12 @@ func New(tb testing.TB, opts Options) *Cloud {
 	}
 
 	c.srv = httptest.NewUnstartedServer(c.Server.Handler())
-	c.srv.Listener = countingListener{Listener: c.srv.Listener, n: &c.wire}
+	lim := opts.Limits
+	if lim.MaxConns == 0 {
+		lim.MaxConns = cloud.Limits().MaxConns
+	}
+	lim.Apply(c.srv.Config)
+	c.srv.Listener = lim.Listener(countingListener{Listener: c.srv.Listener, n: &c.wire})
 	c.srv.Config.ErrorLog = zap.NewStdLog(log.Named("http"))
 	if opts.TLS {
 		pair, caPEM, err := newCertificate(opts.Hostnames)

@@ -2,7 +2,9 @@
 // outpost.sync.v1.SyncService: what every robot part calls each sync cycle.
 //
 // It authenticates the part from its Authorization header (the part id
-// comes from there and nowhere else, so a part reaches only its own data),
+// comes from there and nowhere else, so a part reaches only its own data)
+// before reading a byte of the request body, so a caller without a part's
+// credential costs no decompression or parsing,
 // answers pulls with the cloud's time and any newer signed documents, and
 // hands uploads to an ingest.Store, which stores each record exactly once
 // and answers the watermark the part may delete through, ranges declared
@@ -178,7 +180,44 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	// connect-go's handlers accept gzip by default; the read limit applies
 	// to the decompressed message, so a small bomb cannot inflate past it.
 	// zstd is what parts send (api/codec); gzip stays accepted for other clients.
-	return syncv1connect.NewSyncServiceHandler(h, connect.WithReadMaxBytes(maxReq), codec.HandlerOption())
+	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxReq), codec.HandlerOption()}
+	path, rpc := syncv1connect.NewSyncServiceHandler(h, hopts...)
+	return path, h.authenticated(rpc, connect.NewErrorWriter(hopts...))
+}
+
+// partKey carries the authenticated Part in a request's context.
+type partKey struct{}
+
+// authenticated checks the caller's credentials from the headers before
+// next reads a byte of the body: an unauthenticated caller costs the
+// cloud no decompression and no parsing, whatever it sends. A refusal is
+// written in the caller's protocol; the body is left unread.
+func (h *handler) authenticated(next http.Handler, errw *connect.ErrorWriter) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		part, err := h.authenticate(r.Context(), r.Header, connect.Peer{Addr: r.RemoteAddr})
+		if err != nil {
+			// Nothing more will be read: tell an HTTP/1.1 client to stop
+			// sending rather than have the server drain the body. (On
+			// HTTP/2 the stream alone ends; the connection may carry others.)
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			_ = errw.Write(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), partKey{}, part)))
+	})
+}
+
+// caller returns the part authenticated before the call was decoded.
+func (h *handler) caller(ctx context.Context) (Part, error) {
+	part, ok := ctx.Value(partKey{}).(Part)
+	if !ok {
+		// Only NewHandler's wrapper reaches the methods; anything else is
+		// a wiring mistake, refused rather than served unauthenticated.
+		return Part{}, connect.NewError(connect.CodeInternal, errors.New("authentication failed"))
+	}
+	return part, nil
 }
 
 // authenticate returns the calling part. Failed attempts drain the remote
@@ -244,7 +283,7 @@ func (h *handler) storeErr(what string, part Part, err error) error {
 
 // Pull answers the cloud's time, the poll interval and newer documents.
 func (h *handler) Pull(ctx context.Context, req *connect.Request[syncv1.PullRequest]) (*connect.Response[syncv1.PullResponse], error) {
-	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	part, err := h.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +313,7 @@ func (h *handler) Pull(ctx context.Context, req *connect.Request[syncv1.PullRequ
 
 // Upload stores a batch of one stream and answers the watermark.
 func (h *handler) Upload(ctx context.Context, req *connect.Request[syncv1.UploadRequest]) (*connect.Response[syncv1.UploadResponse], error) {
-	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	part, err := h.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +359,7 @@ func (h *handler) Upload(ctx context.Context, req *connect.Request[syncv1.Upload
 
 // UploadBlob stores one blob chunk.
 func (h *handler) UploadBlob(ctx context.Context, req *connect.Request[syncv1.UploadBlobRequest]) (*connect.Response[syncv1.UploadBlobResponse], error) {
-	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	part, err := h.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +384,9 @@ func (h *handler) UploadBlob(ctx context.Context, req *connect.Request[syncv1.Up
 		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("upload blob %s: the bytes received do not match the SHA-256; the cloud discarded them: send the blob again from offset 0", m.GetBlobId()))
 	case errors.Is(err, ingest.ErrBlobConflict):
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("upload blob %s: the id is in use for a blob of another size or SHA-256", m.GetBlobId()))
+	case errors.Is(err, ingest.ErrBlobQuota):
+		h.log.Warn("refused a blob past the part's quota of incomplete blobs", zap.String("part", part.ID), zap.String("blob", m.GetBlobId()), zap.Uint64("size", m.GetSize()))
+		return nil, connect.NewError(connect.CodeResourceExhausted, err)
 	case err != nil:
 		return nil, h.storeErr(fmt.Sprintf("upload blob %s at %d", m.GetBlobId(), m.GetOffset()), part, err)
 	}
@@ -353,7 +395,7 @@ func (h *handler) UploadBlob(ctx context.Context, req *connect.Request[syncv1.Up
 
 // ReportStatus keeps the part's status, stamped with the cloud's time.
 func (h *handler) ReportStatus(ctx context.Context, req *connect.Request[syncv1.ReportStatusRequest]) (*connect.Response[syncv1.ReportStatusResponse], error) {
-	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	part, err := h.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +414,7 @@ var errNoRelay = errors.New("this cloud does not relay WebRTC signaling")
 // NextOffer hands the long poll for relayed offers to the relay, for the
 // authenticated part only.
 func (h *handler) NextOffer(ctx context.Context, req *connect.Request[syncv1.NextOfferRequest]) (*connect.Response[syncv1.NextOfferResponse], error) {
-	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	part, err := h.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +431,7 @@ func (h *handler) NextOffer(ctx context.Context, req *connect.Request[syncv1.Nex
 // AnswerOffer hands the part's answer to the relay, for the authenticated
 // part only.
 func (h *handler) AnswerOffer(ctx context.Context, req *connect.Request[syncv1.AnswerOfferRequest]) (*connect.Response[syncv1.AnswerOfferResponse], error) {
-	part, err := h.authenticate(ctx, req.Header(), req.Peer())
+	part, err := h.caller(ctx)
 	if err != nil {
 		return nil, err
 	}

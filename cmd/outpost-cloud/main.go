@@ -47,6 +47,7 @@ func newServe() *cobra.Command {
 	var smtpCfg cloud.SMTPConfig
 	var smtpPasswordFile string
 	var passwordMiB int64
+	var maxConns int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -68,8 +69,13 @@ func newServe() *cobra.Command {
 			if passwordMiB < 0 || passwordMiB > 1<<16 {
 				return fmt.Errorf("--password-memory %d: want 0 (the default) to 65536 MiB", passwordMiB)
 			}
+			if maxConns < 1 {
+				return fmt.Errorf("--max-conns %d: want at least 1", maxConns)
+			}
+			lim := cloud.Limits()
+			lim.MaxConns = maxConns
 			rc := cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
-				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay}
+				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay, Limits: lim}
 			if smtpCfg.Host != "" {
 				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
 					return err
@@ -95,6 +101,7 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP password")
 	cmd.Flags().StringVar(&smtpCfg.TLS, "smtp-tls", "starttls", "starttls (required), tls (from the first byte) or none (only to a relay on loopback)")
 	cmd.Flags().StringVar(&smtpCfg.CloudURL, "public-url", "", "the cloud's URL as users reach it, named in invitation mails")
+	cmd.Flags().IntVar(&maxConns, "max-conns", cloud.Limits().MaxConns, "connections served at once (each part holds one; keep the open-file limit above it)")
 	return cmd
 }
 

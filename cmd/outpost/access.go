@@ -32,7 +32,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 					if res.Msg.GetAllowed() {
 						verdict = "ALLOWED"
 					}
-					_, err := fmt.Fprintf(w, "%s (%s)\n%s\n", verdict, res.Msg.GetReason(), res.Msg.GetExplanation())
+					_, err := fmt.Fprintf(w, "%s (%s)\n%s\n", verdict, printable(res.Msg.GetReason()), printable(res.Msg.GetExplanation()))
 					return err
 				}, nil
 			})

@@ -197,7 +197,7 @@ func (g *globals) output(w io.Writer, msg proto.Message, plain func(w io.Writer)
 			return fmt.Errorf("encode answer: %w", err)
 		}
 		buf.WriteByte('\n')
-		_, err = w.Write(buf.Bytes())
+		_, err = w.Write(printableJSON(buf.Bytes()))
 		return err
 	}
 	return plain(w)
@@ -208,7 +208,7 @@ func table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		fmt.Fprintln(tw, strings.Join(printableAll(r), "\t"))
 	}
 	return tw.Flush()
 }

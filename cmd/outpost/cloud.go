@@ -27,7 +27,7 @@ func newCloudCmd(g *globals) *cobra.Command {
 			}
 			base, _ := g.cloudURL()
 			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "cloud %s\nversion %s\ncommit  %s\n", base, res.Msg.GetVersion(), res.Msg.GetCommit())
+				_, err := fmt.Fprintf(w, "cloud %s\nversion %s\ncommit  %s\n", printable(base), printable(res.Msg.GetVersion()), printable(res.Msg.GetCommit()))
 				return err
 			})
 		},

@@ -59,7 +59,7 @@ func writeJSON(w io.Writer, m proto.Message) error {
 		return fmt.Errorf("encode: %w", err)
 	}
 	buf.WriteByte('\n')
-	_, err = w.Write(buf.Bytes())
+	_, err = w.Write(printableJSON(buf.Bytes()))
 	return err
 }
 
@@ -95,7 +95,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 						frags = append(frags, fmt.Sprintf("%s@%d", f.GetId(), f.GetVersion()))
 					}
 					if _, err := fmt.Fprintf(w, "revision %d by %s at %s; fragments %s\n", m.GetRevision().GetRevision(),
-						orDash(m.GetRevision().GetAuthor()), when(m.GetRevision().GetCreatedAt()), orDash(strings.Join(frags, ","))); err != nil {
+						printable(orDash(m.GetRevision().GetAuthor())), when(m.GetRevision().GetCreatedAt()), printable(orDash(strings.Join(frags, ",")))); err != nil {
 						return err
 					}
 					return writeJSON(w, m.GetMerged())

@@ -53,7 +53,7 @@ func logLine(w io.Writer, e *fleetv1.LogEntry) error {
 	if f := en.GetFieldsJson(); f != "" && f != "{}" {
 		line += " " + f
 	}
-	_, err := fmt.Fprintln(w, strings.ReplaceAll(line, "\n", `\n`))
+	_, err := fmt.Fprintln(w, printable(line))
 	return err
 }
 

@@ -74,7 +74,7 @@ what to do about it. The exit code is 1 when something failed.`,
 
 func printDoctor(w io.Writer, results []doctorResult) (failed int) {
 	for _, r := range results {
-		fmt.Fprintf(w, "%-4s  %s: %s\n", r.level, r.name, r.detail)
+		fmt.Fprintf(w, "%-4s  %s: %s\n", r.level, r.name, printable(r.detail))
 		if r.fix != "" {
 			fmt.Fprintf(w, "      fix: %s\n", r.fix)
 		}

@@ -51,7 +51,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 					return nil, nil, err
 				}
 				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "signed in to %s as %s until %s\ntoken saved to %s\n", base, res.Msg.GetUser().GetEmail(), when(res.Msg.GetExpiresAt()), path)
+					_, err := fmt.Fprintf(w, "signed in to %s as %s until %s\ntoken saved to %s\n", printable(base), printable(res.Msg.GetUser().GetEmail()), when(res.Msg.GetExpiresAt()), printable(path))
 					return err
 				}, nil
 			})
@@ -82,7 +82,7 @@ func newWhoamiCmd(g *globals) *cobra.Command {
 					if m.GetAdmin() {
 						who += ", the cloud's admin"
 					}
-					fmt.Fprintln(w, who)
+					fmt.Fprintln(w, printable(who))
 					return grantTable(w, m.GetGrants())
 				}, nil
 			})

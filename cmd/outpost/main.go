@@ -33,9 +33,9 @@ func main() {
 func describe(err error) string {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		return fmt.Sprintf("%s [%s]", ce.Message(), ce.Code())
+		return printable(fmt.Sprintf("%s [%s]", ce.Message(), ce.Code()))
 	}
-	return err.Error()
+	return printable(err.Error())
 }
 
 // env is what the CLI takes from its process, injected so tests run it in-process.

@@ -513,7 +513,7 @@ no signature and always wait for an owner.`,
 				return f.print(w, r.Msg, func(w io.Writer) error {
 					fmt.Fprintf(w, "applied: %v; proposed to the cloud as proposal %d (based on revision %d)\n", r.Msg.GetApplied(), r.Msg.GetProposalSeq(), rev)
 					if r.Msg.GetConflict() != "" {
-						fmt.Fprintln(w, "conflict:", r.Msg.GetConflict())
+						fmt.Fprintln(w, "conflict:", printable(r.Msg.GetConflict()))
 					}
 					return nil
 				})
@@ -530,7 +530,7 @@ func robotLogLine(w io.Writer, e *controlv1.LogEntry) {
 	if e.GetTime() != nil {
 		t = e.GetTime().AsTime().UTC().Format(time.RFC3339Nano)
 	}
-	fmt.Fprintf(w, "%s %-5s %s %s %s\n", t, e.GetLevel(), e.GetLogger(), e.GetMessage(), e.GetFieldsJson())
+	fmt.Fprintln(w, printable(fmt.Sprintf("%s %-5s %s %s %s", t, e.GetLevel(), e.GetLogger(), e.GetMessage(), e.GetFieldsJson())))
 }
 
 func (f *robotFlags) logsCmd() *cobra.Command {
@@ -815,7 +815,7 @@ part presenting another certificate.`,
 				}
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s presents certificate SHA-256 %s\n", addr, fp)
+			fmt.Fprintf(w, "%s presents certificate SHA-256 %s\n", printable(addr), fp)
 			if !yes {
 				_, err := fmt.Fprintf(w, "if it matches the part's fingerprint, pin it with: outpost robot trust %s --yes\n", addr)
 				return err

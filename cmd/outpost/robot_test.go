@@ -57,6 +57,8 @@ type robotOptions struct {
 	syncEvery time.Duration
 	// prepare writes into the part's store before the daemon opens it.
 	prepare func(t *testing.T, st *cache.Store)
+	// config is the machine's config; nil means robotConfig.
+	config *configv1.RobotConfig
 }
 
 // robotConfig is the machine's config: one fake motor, nothing captured.
@@ -68,7 +70,11 @@ func startRobot(t *testing.T, cl *cloudtest.Cloud, o robotOptions) *robotPart {
 	t.Helper()
 	ctx := context.Background()
 	rp := &robotPart{cloud: cl}
-	rp.part = cl.Provision(t, cloudtest.PartOptions{CloudURL: o.cloudURL, Config: robotConfig})
+	cfg := robotConfig
+	if o.config != nil {
+		cfg = o.config
+	}
+	rp.part = cl.Provision(t, cloudtest.PartOptions{CloudURL: o.cloudURL, Config: cfg})
 	rp.owner = cl.CreateAPIKey(t, "owner", "machine/"+rp.part.MachineID)
 	rp.operator = cl.CreateAPIKey(t, "operator", "machine/"+rp.part.MachineID)
 	dir := t.TempDir()

@@ -95,7 +95,7 @@ func newRoleCmd(g *globals) *cobra.Command {
 					return nil, nil, err
 				}
 				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "removed the role of %s on %s\n", rSubject, rScope)
+					_, err := fmt.Fprintf(w, "removed the role of %s on %s\n", printable(rSubject), printable(rScope))
 					return err
 				}, nil
 			})

@@ -140,8 +140,8 @@ func newUserCmd(g *globals) *cobra.Command {
 					return nil, nil, err
 				}
 				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "welcome %s: you are %s of %s\ntoken saved to %s\n", res.Msg.GetUser().GetEmail(),
-						res.Msg.GetGrant().GetRole(), res.Msg.GetGrant().GetScope(), path)
+					_, err := fmt.Fprintf(w, "welcome %s: you are %s of %s\ntoken saved to %s\n", printable(res.Msg.GetUser().GetEmail()),
+						printable(res.Msg.GetGrant().GetRole()), printable(res.Msg.GetGrant().GetScope()), printable(path))
 					return err
 				}, nil
 			})

@@ -14,6 +14,7 @@
 //	m\0PART\0STORE\0STREAM        the stream's meta: watermark and counters
 //	l\0PART\0STORE\0STREAM\0LAST  a lost range, keyed by its last sequence
 //	b\0PART\0BLOB                 a blob's progress (JSON)
+//	p\0PART\0BLOB                 an incomplete blob: declared size, last chunk time
 //	s\0PART                       a part's last status
 //
 // SEQ and LAST are 8-byte big-endian, so records sort by sequence.
@@ -53,6 +54,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 )
 
@@ -81,6 +83,18 @@ type Options struct {
 	// suite makes it wait (or move a fake clock) to model a slow disk's
 	// flush, since Badger has no file-system hook. Nil in production.
 	AfterSync func()
+	// Clock dates blob chunks, for expiring abandoned incomplete blobs;
+	// nil means the machine's clock.
+	Clock clock.Clock
+	// PartialBlobQuota bounds the declared bytes of one part's incomplete
+	// blobs; 0 means ingest.DefaultPartialBlobQuota.
+	PartialBlobQuota uint64
+	// MaxPartialBlobs bounds how many incomplete blobs one part has; 0
+	// means ingest.DefaultMaxPartialBlobs.
+	MaxPartialBlobs int
+	// PartialBlobTTL is how long an incomplete blob is kept without a
+	// chunk; 0 means ingest.DefaultPartialBlobTTL.
+	PartialBlobTTL time.Duration
 }
 
 // Store is the Badger implementation of ingest.Store.
@@ -95,9 +109,13 @@ type Store struct {
 	// commits counts synced commits of records and losses.
 	commits   atomic.Uint64
 	afterSync func()
+	partial   *partialLimits
 }
 
-var _ ingest.Store = (*Store)(nil)
+var (
+	_ ingest.Store        = (*Store)(nil)
+	_ ingest.PartialBlobs = (*Store)(nil)
+)
 
 // Open opens (or creates) the store in opts.Dir.
 func Open(opts Options) (*Store, error) {
@@ -128,7 +146,7 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}
-	return &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), afterSync: opts.AfterSync}, nil
+	return &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync}, nil
 }
 
 // Commits returns how many synced commits of records and declared losses
@@ -877,19 +895,36 @@ func (s *Store) loadBlob(key ingest.BlobKey) (blobMeta, bool, error) {
 	return m, found, nil
 }
 
+// saveBlob saves a blob's progress and, in the same transaction, its entry
+// among the part's incomplete blobs (dated now) or its removal from them.
 func (s *Store) saveBlob(key ingest.BlobKey, m blobMeta) error {
 	v, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(join('b', key.PartID, key.BlobID), v) }); err != nil {
+	err = s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(join('b', key.PartID, key.BlobID), v); err != nil {
+			return err
+		}
+		if m.Complete || m.Deleted {
+			return txn.Delete(join('p', key.PartID, key.BlobID))
+		}
+		return txn.Set(join('p', key.PartID, key.BlobID), encodePartial(m.Size, s.partial.clock.Now()))
+	})
+	if err != nil {
 		return fmt.Errorf("save blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	return nil
 }
 
 func (s *Store) dropBlob(key ingest.BlobKey) error {
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(join('b', key.PartID, key.BlobID)) }); err != nil {
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(join('b', key.PartID, key.BlobID)); err != nil {
+			return err
+		}
+		return txn.Delete(join('p', key.PartID, key.BlobID))
+	})
+	if err != nil {
 		return fmt.Errorf("drop blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	return nil
@@ -934,6 +969,9 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 		found = false
 	}
 	if !found {
+		if err := s.reservePartial(key, c.Size); err != nil {
+			return ingest.BlobProgress{}, err
+		}
 		st, err := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)

@@ -13,11 +13,13 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 )
 
@@ -690,5 +692,154 @@ func testBatchWithLosses(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
 	}
 	if got, err := s.Lost(ctx, keyA); err != nil || len(got) != 1 || got[0].First != 1 || got[0].Last != 10 {
 		t.Errorf("Lost(%s) = %+v, %v", keyA, got, err)
+	}
+}
+
+// OpenPartial returns a fresh, empty store whose incomplete blobs are
+// bounded by quota declared bytes and maxCount blobs per part, and expire
+// after ttl without a chunk on clk; the suite closes the store.
+type OpenPartial func(t *testing.T, quota uint64, maxCount int, ttl time.Duration, clk clock.Clock) (ingest.Store, ingest.BlobStore)
+
+// RunPartialBlobs checks the bounds on incomplete blobs (ingest.PartialBlobs)
+// against stores from open.
+func RunPartialBlobs(t *testing.T, open OpenPartial) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open OpenPartial)
+	}{
+		{"Quota", testPartialQuota},
+		{"Expiry", testPartialExpiry},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+	}
+}
+
+func openPartial(t *testing.T, open OpenPartial, quota uint64, maxCount int, ttl time.Duration, clk clock.Clock) (ingest.Store, ingest.PartialBlobs, ingest.BlobStore) {
+	t.Helper()
+	s, b := open(t, quota, maxCount, ttl, clk)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	pb, ok := s.(ingest.PartialBlobs)
+	if !ok {
+		t.Fatalf("%T does not implement ingest.PartialBlobs", s)
+	}
+	return s, pb, b
+}
+
+// testPartialQuota: a part sends 8 MiB chunks of blobs declaring 64 GiB
+// each; past the quota of declared bytes every new blob is refused with
+// ErrBlobQuota, naming the quota, while the blobs already started go on
+// and other parts are not affected. Finishing a blob frees its room, and
+// so does the count bound.
+func testPartialQuota(t *testing.T, open OpenPartial) {
+	ctx := context.Background()
+	const huge = 64 << 30
+	s, pb, _ := openPartial(t, open, 2*huge, 3, 7*24*time.Hour, clock.NewFake(t0))
+	chunk8 := make([]byte, 8<<20)
+	sum := sha256.Sum256([]byte("never sent whole"))
+	put := func(part, id string, off uint64, size uint64) error {
+		_, err := s.PutBlobChunk(ctx, ingest.BlobChunk{PartID: part, BlobID: id, Offset: off, Data: chunk8, Size: size, SHA256: sum[:]})
+		return err
+	}
+	for i := range 5 {
+		err := put("part-a", fmt.Sprint("huge-", i), 0, huge)
+		switch {
+		case i < 2 && err != nil:
+			t.Fatalf("blob %d of 64 GiB within a 128 GiB quota: %v", i, err)
+		case i >= 2 && !errors.Is(err, ingest.ErrBlobQuota):
+			t.Fatalf("blob %d of 64 GiB past a 128 GiB quota: %v, want ErrBlobQuota", i, err)
+		case i >= 2 && !strings.Contains(err.Error(), "137438953472-byte quota"):
+			t.Errorf("the refusal does not name the quota: %v", err)
+		}
+	}
+	if n, declared, err := pb.PartialBlobUsage(ctx, "part-a"); err != nil || n != 2 || declared != 2*huge {
+		t.Errorf("usage = %d blobs, %d bytes, %v; want 2 and 128 GiB", n, declared, err)
+	}
+	if err := put("part-a", "huge-0", 8<<20, huge); err != nil {
+		t.Errorf("the next chunk of a started blob: %v", err)
+	}
+	if err := put("part-b", "huge-0", 0, huge); err != nil {
+		t.Errorf("another part's blob: %v", err)
+	}
+	if _, err := s.PutBlobChunk(ctx, ingest.BlobChunk{PartID: "part-a", BlobID: "huge-0", Size: huge + 1, SHA256: sum[:], Data: chunk8}); !errors.Is(err, ingest.ErrBlobQuota) {
+		t.Errorf("restarting a blob larger, past the quota: %v, want ErrBlobQuota", err)
+	}
+
+	// Deleting frees the room; the count bound holds too.
+	if err := s.DeleteBlob(ctx, "part-a", "huge-1"); err != nil {
+		t.Fatal(err)
+	}
+	data, small := blobOf(100)
+	if p, err := s.PutBlobChunk(ctx, chunk("part-a", "small-done", data, 0, 100, 100, small)); err != nil || !p.Complete {
+		t.Fatalf("a small whole blob: %+v, %v", p, err)
+	}
+	for i := range 2 {
+		if _, err := s.PutBlobChunk(ctx, chunk("part-a", fmt.Sprint("small-", i), data, 0, 10, 100, small)); err != nil {
+			t.Fatalf("small incomplete blob %d: %v", i, err)
+		}
+	}
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "small-2", data, 0, 10, 100, small)); !errors.Is(err, ingest.ErrBlobQuota) {
+		t.Errorf("a fourth incomplete blob past a bound of 3: %v, want ErrBlobQuota", err)
+	}
+	if p, err := s.PutBlobChunk(ctx, chunk("part-a", "small-0", data, 10, 90, 100, small)); err != nil || !p.Complete {
+		t.Fatalf("finishing a blob: %+v, %v", p, err)
+	}
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "small-2", data, 0, 10, 100, small)); err != nil {
+		t.Errorf("a new blob once another finished: %v", err)
+	}
+}
+
+// testPartialExpiry: an incomplete blob that receives no chunk for the TTL
+// is discarded, bytes and progress, and its room freed; one still
+// receiving chunks, and complete blobs, stay.
+func testPartialExpiry(t *testing.T, open OpenPartial) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	ttl := 7 * 24 * time.Hour
+	s, pb, b := openPartial(t, open, 1<<20, 10, ttl, clk)
+	data, sum := blobOf(1000)
+	for _, id := range []string{"abandoned", "active", "done"} {
+		n := 100
+		if id == "done" {
+			n = 1000
+		}
+		if _, err := s.PutBlobChunk(ctx, chunk("part-a", id, data, 0, n, 1000, sum)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := pb.ExpirePartialBlobs(ctx); err != nil || n != 0 {
+		t.Fatalf("ExpirePartialBlobs at once = %d, %v; want 0", n, err)
+	}
+	clk.Advance(ttl / 2)
+	if _, err := s.PutBlobChunk(ctx, chunk("part-a", "active", data, 100, 100, 1000, sum)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(ttl/2 + time.Second)
+	if n, err := pb.ExpirePartialBlobs(ctx); err != nil || n != 1 {
+		t.Fatalf("ExpirePartialBlobs after the TTL = %d, %v; want 1", n, err)
+	}
+	if _, err := s.Blob(ctx, "part-a", "abandoned"); !errors.Is(err, ingest.ErrNotFound) {
+		t.Errorf("the abandoned blob after expiry: %v, want ErrNotFound", err)
+	}
+	// Its partial copy is gone: the blob store refuses to extend it.
+	if err := b.WriteAt(ctx, ingest.BlobKey{PartID: "part-a", BlobID: "abandoned"}, 100, data[100:200]); !errors.Is(err, ingest.ErrInvalid) {
+		t.Errorf("the abandoned blob's bytes after expiry: WriteAt past its old end = %v, want ErrInvalid (no partial copy)", err)
+	}
+	if info, err := s.Blob(ctx, "part-a", "active"); err != nil || info.Received != 200 {
+		t.Errorf("the active blob: %+v, %v", info, err)
+	}
+	if info, err := s.Blob(ctx, "part-a", "done"); err != nil || !info.Complete {
+		t.Errorf("the complete blob: %+v, %v", info, err)
+	}
+	if n, declared, err := pb.PartialBlobUsage(ctx, "part-a"); err != nil || n != 1 || declared != 1000 {
+		t.Errorf("usage after expiry = %d, %d, %v; want only the active blob", n, declared, err)
+	}
+	// The part, back, sends the rest of the abandoned blob: told to start over.
+	if p, err := s.PutBlobChunk(ctx, chunk("part-a", "abandoned", data, 100, 900, 1000, sum)); err != nil || p.Received != 0 {
+		t.Errorf("a chunk of an expired blob: %+v, %v; want to resume at 0", p, err)
 	}
 }

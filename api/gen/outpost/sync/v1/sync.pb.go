@@ -1894,7 +1894,12 @@ type AuditEvent struct {
 	// "grpc", "webrtc" or "socket".
 	Transport string `protobuf:"bytes,7,opt,name=transport,proto3" json:"transport,omitempty"`
 	// The peer's address.
-	Peer          string `protobuf:"bytes,8,opt,name=peer,proto3" json:"peer,omitempty"`
+	Peer string `protobuf:"bytes,8,opt,name=peer,proto3" json:"peer,omitempty"`
+	// How many calls this record stands for: refusals of one subject from
+	// one peer address for one action within a minute are written once,
+	// with their count (the first at once, the rest when the minute ends).
+	// 0 means 1.
+	Count         uint64 `protobuf:"varint,9,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1983,6 +1988,13 @@ func (x *AuditEvent) GetPeer() string {
 		return x.Peer
 	}
 	return ""
+}
+
+func (x *AuditEvent) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 // GapRecord declares records lost on the part, so loss is never silent.
@@ -2992,7 +3004,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\x12\x1b\n" +
 	"\tmime_type\x18\x06 \x01(\tR\bmimeType\x12\x17\n" +
-	"\ablob_id\x18\a \x01(\tR\x06blobId\"\xdc\x01\n" +
+	"\ablob_id\x18\a \x01(\tR\x06blobId\"\xf2\x01\n" +
 	"\n" +
 	"AuditEvent\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x16\n" +
@@ -3002,7 +3014,8 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\aallowed\x18\x05 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1c\n" +
 	"\ttransport\x18\a \x01(\tR\ttransport\x12\x12\n" +
-	"\x04peer\x18\b \x01(\tR\x04peer\"\x9f\x01\n" +
+	"\x04peer\x18\b \x01(\tR\x04peer\x12\x14\n" +
+	"\x05count\x18\t \x01(\x04R\x05count\"\x9f\x01\n" +
 	"\tGapRecord\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1b\n" +
 	"\tfirst_seq\x18\x02 \x01(\x04R\bfirstSeq\x12\x19\n" +

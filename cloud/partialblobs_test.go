@@ -1,0 +1,62 @@
+package cloud
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+)
+
+// TestSweepExpiresAbandonedBlobs: the cloud's sweep, on its clock,
+// discards an incomplete blob nobody has sent a chunk of for the TTL.
+func TestSweepExpiresAbandonedBlobs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	clk := clock.NewFake(epoch)
+	dir := t.TempDir()
+	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ing.Close()
+	sum := sha256.Sum256([]byte("whole"))
+	if _, err := ing.PutBlobChunk(ctx, ingest.BlobChunk{PartID: "p", BlobID: "b", Data: []byte("wh"), Size: 5, SHA256: sum[:]}); err != nil {
+		t.Fatal(err)
+	}
+	sweepCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); sweepPartialBlobs(sweepCtx, clk, ing, zap.NewNop()) }()
+	defer func() { stop(); <-done }()
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	for clk.Now().Before(epoch.Add(ingest.DefaultPartialBlobTTL + partialBlobSweep)) {
+		clk.Advance(partialBlobSweep)
+	}
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		_, err := ing.Blob(ctx, "p", "b")
+		if errors.Is(err, ingest.ErrNotFound) {
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("the abandoned blob is still held after its TTL: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		clk.Advance(partialBlobSweep)
+	}
+}
