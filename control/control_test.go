@@ -161,9 +161,11 @@ func TestAuthenticationFlood(t *testing.T) {
 		t.Fatalf("%d throttled of 200, want %d", exhausted, 200-failBurst)
 	}
 	// Refusals are audited in aggregate: the first of each kind at once
-	// (the failed authentication, the throttled answer), the rest counted.
-	if n := len(e.audit.all()); n != 2 {
-		t.Fatalf("%d audit events for the flood, want 2: refusals are not audited one by one", n)
+	// (the failed authentication and the throttled answer, one kind when
+	// neither names a subject, as for a credential that does not parse),
+	// the rest counted.
+	if n := len(e.audit.all()); n < 1 || n > 2 {
+		t.Fatalf("%d audit events for the flood, want 1 or 2: refusals are not audited one by one", n)
 	}
 	good := e.grpc(e.creds.key(ownerKey))
 	if _, err := good.control.Health(ctx, connect.NewRequest(&controlv1.HealthRequest{})); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	outsync "github.com/outpost-robotics/outpost/sync"
 )
@@ -38,7 +39,8 @@ func assertNoEscapes(t *testing.T, what, out string, shown ...string) {
 // the terminal of whoever reads them; `outpost logs`, in text and in JSON,
 // shows them escaped, and so does the part's status in `machine status`.
 func TestLogsEscapePartText(t *testing.T) {
-	cl := cloudtest.New(t, cloudtest.Options{})
+	// The CLI dates its proofs by cliTestTime; the cloud's clock agrees.
+	cl := cloudtest.New(t, cloudtest.Options{Clock: clock.NewFake(cliTestTime)})
 	part := cl.Provision(t, cloudtest.PartOptions{})
 	owner := cl.CreateAPIKey(t, "owner", "machine/"+part.MachineID)
 	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret,
