@@ -63,16 +63,7 @@ func TestPartRefusesEndedSessions(t *testing.T) {
 	cl.CreateUser(t, email, password, "operator", "machine/"+cp.MachineID)
 	laptop, phone := cl.SignIn(t, email, password), cl.SignIn(t, email, password)
 
-	p := &part{Dir: t.TempDir()}
-	p.DataDir, p.RunDir = p.Dir+"/data", p.Dir+"/run"
-	p.BootPath = cp.WriteBootstrap(t, p.Dir)
-	r := run(t, p, clock.NewReal(), func(o *Options) { o.SyncInterval = 200 * time.Millisecond })
-	ep := <-r.ready
-	waitForGrants(t, ep.Socket)
-	whoami := func(token string) error {
-		_, err := controlClient(t, ep.Control, token).WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
-		return err
-	}
+	ep, whoami := startSyncingPart(t, cp)
 	for _, tok := range []string{laptop, phone} {
 		if err := whoami(tok); err != nil {
 			t.Fatalf("a signed-in token on the part: %v", err)
@@ -154,16 +145,7 @@ func TestPartForgetsWhatAShareMade(t *testing.T) {
 	}
 	carol := cl.SignIn(t, "carol@example.com", "carol password 1")
 
-	p := &part{Dir: t.TempDir()}
-	p.DataDir, p.RunDir = p.Dir+"/data", p.Dir+"/run"
-	p.BootPath = cp.WriteBootstrap(t, p.Dir)
-	r := run(t, p, clock.NewReal(), func(o *Options) { o.SyncInterval = 200 * time.Millisecond })
-	ep := <-r.ready
-	waitForGrants(t, ep.Socket)
-	whoami := func(token string) error {
-		_, err := controlClient(t, ep.Control, token).WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
-		return err
-	}
+	ep, whoami := startSyncingPart(t, cp)
 	for _, tok := range []string{keyToken, carol} {
 		if err := whoami(tok); err != nil {
 			t.Fatalf("a credential made through the share, on the part: %v", err)
@@ -180,5 +162,22 @@ func TestPartForgetsWhatAShareMade(t *testing.T) {
 	}
 	if err := whoami(carol); connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "holds no grant") {
 		t.Fatalf("the share's role on the part after the unshare: %v", err)
+	}
+}
+
+// startSyncingPart runs provisioned part cp syncing every 200 ms, waits
+// until it holds grants, and returns its endpoints and a WhoAmI call on
+// its control port with a credential.
+func startSyncingPart(t *testing.T, cp cloudtest.Part) (Endpoints, func(credential string) error) {
+	t.Helper()
+	p := &part{Dir: t.TempDir()}
+	p.DataDir, p.RunDir = p.Dir+"/data", p.Dir+"/run"
+	p.BootPath = cp.WriteBootstrap(t, p.Dir)
+	r := run(t, p, clock.NewReal(), func(o *Options) { o.SyncInterval = 200 * time.Millisecond })
+	ep := <-r.ready
+	waitForGrants(t, ep.Socket)
+	return ep, func(credential string) error {
+		_, err := controlClient(t, ep.Control, credential).WhoAmI(context.Background(), connect.NewRequest(&controlv1.WhoAmIRequest{}))
+		return err
 	}
 }
