@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -183,35 +182,15 @@ func TestDataFilesAreOwnerOnly(t *testing.T) {
 	t.Cleanup(func() { syscall.Umask(old) })
 
 	dir := filepath.Join(t.TempDir(), "data")
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, RunConfig{DataDir: dir, Listen: "127.0.0.1:0", Log: testLogger(), Ready: func(a string) { addr <- a }})
-	}()
-	var url string
-	select {
-	case a := <-addr:
-		url = "http://" + a
-	case err := <-done:
-		t.Fatal(err)
-	}
-	tok, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	secrets.add(strings.TrimSpace(string(tok)))
-	e := &env{t: t, url: url}
-	admin := e.client(strings.TrimSpace(string(tok)))
-	org := check(admin.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
-	res := check(admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "owner", Scope: "org/" + org})))(t)
+	r := startRun(t, dir)
+	org := check(r.admin.org.CreateOrg(r.ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
+	res := check(r.admin.key.CreateAPIKey(r.ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "owner", Scope: "org/" + org})))(t)
 	secrets.add(res.GetToken())
-	cancel()
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
 	files := 0
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
