@@ -424,20 +424,11 @@ func (w *writer) meta(key ingest.StreamKey) (*meta, error) {
 	if m, ok := w.metas[key]; ok {
 		return m, nil
 	}
-	m := &meta{}
-	item, err := w.txn.Get(join('m', key.PartID, key.StoreID, key.Stream))
-	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("read meta of %s: %w", key, err)
-	default:
-		if err := item.Value(func(v []byte) error {
-			*m, err = decodeMeta(v)
-			return err
-		}); err != nil {
-			return nil, fmt.Errorf("read meta of %s: %w", key, err)
-		}
+	v, err := readMeta(w.txn, key)
+	if err != nil {
+		return nil, err
 	}
+	m := &v
 	w.metas[key] = m
 	return m, nil
 }
@@ -641,18 +632,26 @@ func covering(txn *badger.Txn, lp []byte, seq uint64) (last uint64, ok bool, err
 func (s *Store) meta(key ingest.StreamKey) (meta, error) {
 	var m meta
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(join('m', key.PartID, key.StoreID, key.Stream))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
+		var err error
+		m, err = readMeta(txn, key)
+		return err
+	})
+	return m, err
+}
+
+// readMeta reads key's meta in txn; a stream never written has a zero one.
+func readMeta(txn *badger.Txn, key ingest.StreamKey) (meta, error) {
+	var m meta
+	item, err := txn.Get(join('m', key.PartID, key.StoreID, key.Stream))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return m, nil
+	}
+	if err == nil {
+		err = item.Value(func(v []byte) error {
 			m, err = decodeMeta(v)
 			return err
 		})
-	})
+	}
 	if err != nil {
 		return meta{}, fmt.Errorf("read meta of %s: %w", key, err)
 	}
