@@ -150,7 +150,7 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 			return freed, nil // meta said records exist but none were found
 		}
 		if err == nil {
-			err = s.commitEviction(b, g)
+			err = s.commitWithGap(b, g, true)
 		}
 		b.discard()
 		if err != nil {
@@ -187,7 +187,7 @@ func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
 			return freed, nil
 		}
 		if err == nil {
-			err = s.commitEviction(b, g)
+			err = s.commitWithGap(b, g, true)
 		}
 		b.discard()
 		if err != nil {
@@ -206,31 +206,6 @@ func (g *Gap) note(seq, bytes uint64) {
 	g.Bytes += bytes
 }
 
-// commitWithGap adds the gap record to the eviction's own transaction, so
-// the loss and its record are durable together or not at all.
-func (s *Store) commitWithGap(b *batch, g Gap) error {
-	if g.Count == 0 {
-		return nil
-	}
-	g.At = s.clk.Now().UTC()
-	payload, err := json.Marshal(g)
-	if err != nil {
-		return err
-	}
-	if _, err := b.appendRecord(StreamGaps, 0, encodeRecord(Record{Payload: payload, Time: g.At})); err != nil {
-		return err
-	}
-	if err := b.commit(); err != nil {
-		return err
-	}
-	s.evictedRecords.Add(g.Count)
-	s.evictedBytes.Add(g.Bytes)
-	s.log.Warn("evicted records over the byte budget", zap.String("stream", string(g.Stream)),
-		zap.Uint64("from", g.From), zap.Uint64("through", g.Through), zap.Uint64("count", g.Count),
-		zap.Uint64("bytes", g.Bytes), zap.Uint8("priority", g.Priority))
-	return nil
-}
-
 // gapClass is what eviction gap records merge by: one stream and, for
 // captures, one priority.
 type gapClass struct {
@@ -246,29 +221,31 @@ type openGap struct {
 	gap  Gap
 }
 
-// commitEviction commits an eviction together with its gap record, as
-// commitWithGap does, but extends the open gap record of the same class
-// instead of appending another: its range grows to the union, and Count
-// and Bytes add up. A part offline for weeks with a small budget evicts
-// thousands of times; one record per stream and priority keeps both its
-// store and the upload after reconnecting small, and the cloud's
-// watermark only needs the union (for captures evicted by priority the
-// range may hold survivors, as one eviction's already may: they are
+// commitWithGap adds the gap record to the eviction's own transaction, so
+// the loss and its record are durable together or not at all.
+//
+// With merge (evictions over the budget) it extends the open gap record of
+// the same class instead of appending another: its range grows to the
+// union, and Count and Bytes add up. A part offline for weeks with a small
+// budget evicts thousands of times; one record per stream and priority
+// keeps both its store and the upload after reconnecting small, and the
+// cloud's watermark only needs the union (for captures evicted by priority
+// the range may hold survivors, as one eviction's already may: they are
 // still sent, in sequence order, before the part deletes through the
 // cloud's watermark). A gap record that may have been read for upload
 // (gapsFrozen) is never rewritten: the cloud could already hold it with
 // the shorter range, keep that first copy, and never learn of the rest.
 // The open records are known only to this process, so a restart starts
-// new ones.
-func (s *Store) commitEviction(b *batch, g Gap) error {
+// new ones. Without merge (records found damaged) the record stands alone.
+func (s *Store) commitWithGap(b *batch, g Gap, merge bool) error {
 	if g.Count == 0 {
 		return nil
 	}
 	class := gapClass{g.Stream, g.Priority}
-	open, merge := s.openGaps[class]
-	merge = merge && open.seq > s.gapsFrozen
+	open, ok := s.openGaps[class]
+	extend := merge && ok && open.seq > s.gapsFrozen
 	rec := g
-	if merge {
+	if extend {
 		rec = open.gap
 		rec.From, rec.Through = min(rec.From, g.From), max(rec.Through, g.Through)
 		rec.Count += g.Count
@@ -282,7 +259,7 @@ func (s *Store) commitEviction(b *batch, g Gap) error {
 	}
 	val := encodeRecord(Record{Payload: payload, Time: rec.At})
 	seq := open.seq
-	if merge {
+	if extend {
 		err = b.replaceRecord(StreamGaps, recordKey(StreamGaps, seq, open.size), 0, val)
 	} else {
 		seq, err = b.appendRecord(StreamGaps, 0, val)
@@ -293,12 +270,14 @@ func (s *Store) commitEviction(b *batch, g Gap) error {
 	if err := b.commit(); err != nil {
 		return err
 	}
-	s.openGaps[class] = openGap{seq: seq, size: uint32(len(val)), gap: rec}
+	if merge {
+		s.openGaps[class] = openGap{seq: seq, size: uint32(len(val)), gap: rec}
+	}
 	s.evictedRecords.Add(g.Count)
 	s.evictedBytes.Add(g.Bytes)
 	fields := []zap.Field{zap.String("stream", string(g.Stream)), zap.Uint64("from", rec.From), zap.Uint64("through", rec.Through),
 		zap.Uint64("count", rec.Count), zap.Uint64("bytes", rec.Bytes), zap.Uint8("priority", g.Priority)}
-	if merge {
+	if extend {
 		// One warning per gap record, not per eviction: a long outage
 		// must not fill the never-evicted warn stream with these lines.
 		s.log.Debug("evicted more records over the byte budget; their gap record grew", fields...)
@@ -309,7 +288,7 @@ func (s *Store) commitEviction(b *batch, g Gap) error {
 }
 
 // freezeGaps marks every gap record held now as possibly read for upload,
-// so none of them is extended any more (see commitEviction).
+// so none of them is extended any more (see commitWithGap).
 func (s *Store) freezeGaps() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -91,10 +91,10 @@
 // gap record (stream, sequence range, count, bytes, reason) to StreamGaps in
 // the same synced transaction as the deletion; consecutive evictions of one
 // stream and priority extend the same gap record until an upload reads it
-// (see commitEviction), so a long outage leaves a few, not thousands. Config, grants, state,
-// cursors, audit events, warn logs, gap records, proposals and blobs are
-// never evicted; an evictable append that cannot make room fails with
-// ErrOverBudget.
+// (see commitWithGap), so a long outage leaves a few, not thousands.
+// Config, grants, state, cursors, audit events, warn logs, gap records,
+// proposals and blobs are never evicted; an evictable append that cannot
+// make room fails with ErrOverBudget.
 //
 // # Space
 //

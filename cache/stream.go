@@ -472,7 +472,7 @@ func (s *Store) dropCorrupt(st Stream, items []badItem) error {
 		seq, _ := seqSize(it.key)
 		g.note(seq, n)
 	}
-	return s.commitWithGap(b, g)
+	return s.commitWithGap(b, g, false)
 }
 
 // Ack deletes the records of stream up to and including through, which the

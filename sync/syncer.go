@@ -570,8 +570,9 @@ func (s *Syncer) heldExpiry(ctx context.Context, kind cache.Kind, into expiring)
 
 // restore takes the held grants and config back into force after an
 // expiry that contact disproved. A wall clock that jumps ahead counts as
-// time offline (the part cannot tell a bad NTP step from a long absence), so it can expire documents that the cloud's time, once
-// it answers, shows are still valid. The cloud then has nothing newer to
+// time offline (the part cannot tell a bad NTP step from a long absence),
+// so it can expire documents that the cloud's time, once it answers, shows
+// are still valid. The cloud then has nothing newer to
 // send, and without this the part would stay expired, components stopped,
 // until the cloud renews its documents at half their lifetime, weeks later.
 // Both are verified again on the corrected offline clock; if either is
@@ -663,15 +664,13 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 			errs = append(errs, err)
 		}
 	}
-	if budget <= 0 {
+	switch {
+	case budget <= 0:
 		res.More = true
-		return errors.Join(errs...)
-	}
-	if ctx.Err() != nil {
-		return errors.Join(errs...)
-	}
-	if err := s.uploadBlobs(ctx, res, budget); err != nil {
-		errs = append(errs, err)
+	case ctx.Err() == nil:
+		if err := s.uploadBlobs(ctx, res, budget); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
