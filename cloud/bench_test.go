@@ -17,7 +17,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	authpkg "github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
-	outsync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // BenchmarkAccessCheck measures CheckAccess end to end over loopback: HTTP
@@ -200,7 +200,7 @@ func pullFleet(b *testing.B, n int) (*env, []string) {
 func BenchmarkUploadCaptures(b *testing.B) {
 	e, auth := pullFleet(b, 1)
 	id, secret, _ := strings.Cut(strings.TrimPrefix(auth[0], "Part "), ":")
-	c, err := outsync.NewClient(outsync.ClientOptions{CloudURL: e.url, PartID: id, PartSecret: secret, Compression: "identity", RetryMax: 1})
+	c, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: e.url, PartID: id, PartSecret: secret, Compression: "identity", RetryMax: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/signed"
-	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
 // TestDaemonSyncer runs the daemon's own Syncer, with a real cache, against
@@ -32,7 +32,7 @@ func TestDaemonSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: b.GetCloudUrl(), PartID: b.GetPartId(), PartSecret: b.GetPartSecret(), Compression: "gzip", RetryMax: 1})
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: b.GetCloudUrl(), PartID: b.GetPartId(), PartSecret: b.GetPartSecret(), Compression: "gzip", RetryMax: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +40,12 @@ func TestDaemonSyncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offline := outsync.NewOfflineClock(e.clk, cache.OfflineClock{})
-	syncer, err := outsync.New(outsync.Options{Store: st, Client: client, Clock: e.clk, Trust: outsync.NewTrust(b.GetPartId(), keys, offline), Offline: offline})
+	offline := cloudsync.NewOfflineClock(e.clk, cache.OfflineClock{})
+	syncer, err := cloudsync.New(cloudsync.Options{Store: st, Client: client, Clock: e.clk, Trust: cloudsync.NewTrust(b.GetPartId(), keys, offline), Offline: offline})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cycle := func() outsync.Result {
+	cycle := func() cloudsync.Result {
 		t.Helper()
 		res := syncer.Cycle(ctx)
 		if res.Err != nil {

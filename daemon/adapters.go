@@ -22,9 +22,9 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/control"
-	psync "github.com/outpost-robotics/outpost/sync"
 )
 
 // This file adapts the store, the syncer and the robot to the small
@@ -159,7 +159,7 @@ func (c certStore) SaveCert(ctx context.Context, certPEM, keyPEM []byte) error {
 // has confirmed the time, "now" is the offline clock's estimate, so setting the part's clock back never extends a bundle.
 type offlineTime struct {
 	clock.Clock
-	offline *psync.OfflineClock
+	offline *cloudsync.OfflineClock
 }
 
 func (o offlineTime) Now() time.Time {
@@ -340,15 +340,15 @@ func notOnPart(ids []uint64) error {
 }
 
 // syncStateProto maps sync's states to the control API's.
-func syncStateProto(s psync.State) controlv1.SyncState {
+func syncStateProto(s cloudsync.State) controlv1.SyncState {
 	switch s {
-	case psync.StateOnline:
+	case cloudsync.StateOnline:
 		return controlv1.SyncState_SYNC_STATE_ONLINE
-	case psync.StateDegraded:
+	case cloudsync.StateDegraded:
 		return controlv1.SyncState_SYNC_STATE_DEGRADED
-	case psync.StateOffline:
+	case cloudsync.StateOffline:
 		return controlv1.SyncState_SYNC_STATE_OFFLINE
-	case psync.StateExpired:
+	case cloudsync.StateExpired:
 		return controlv1.SyncState_SYNC_STATE_EXPIRED
 	}
 	return controlv1.SyncState_SYNC_STATE_UNSPECIFIED
@@ -371,7 +371,7 @@ func ttl(d time.Duration) *durationpb.Duration { return durationpb.New(max(d, 0)
 // part offline for weeks would fill its never-evicted warn log with that.
 // Failing polls back off from 1 s to 10 minutes; an offer resets it.
 type quietRelay struct {
-	*psync.Relay
+	*cloudsync.Relay
 	clk     clock.Clock
 	backoff time.Duration // only NextOffer's caller, one goroutine, uses it
 }

@@ -29,13 +29,13 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/logging"
 	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/robot"
 	"github.com/outpost-robotics/outpost/robot/builtin"
 	"github.com/outpost-robotics/outpost/robot/component"
-	psync "github.com/outpost-robotics/outpost/sync"
 	"github.com/outpost-robotics/outpost/systemd"
 )
 
@@ -174,14 +174,14 @@ type daemon struct {
 	robot               *robot.Robot
 	poller              *capture.Poller
 	files               *capture.FileSync
-	offline             *psync.OfflineClock
+	offline             *cloudsync.OfflineClock
 	grants              grantSource
 	ctl                 *control.Server
 	metrics             *Metrics
 	metricsSrv          *control.LocalServer
 	fatal               chan error
 	syncMu              sync.Mutex // guards syncer, syncCancel, syncDone
-	syncer              *psync.Syncer
+	syncer              *cloudsync.Syncer
 	relay               *quietRelay
 	syncCancel          context.CancelFunc
 	syncDone            chan struct{}
@@ -295,7 +295,7 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the offline clock: %w", err)
 	}
-	d.offline = psync.NewOfflineClock(d.clk, persisted)
+	d.offline = cloudsync.NewOfflineClock(d.clk, persisted)
 
 	if err := d.startRobot(ctx); err != nil {
 		return err
@@ -383,9 +383,9 @@ func (d *daemon) startRobot(ctx context.Context) error {
 // newSyncer builds the sync client and syncer for a bootstrap file.
 func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	f := b.File
-	client, err := psync.NewClient(psync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log})
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log})
 	if err != nil {
-		if errors.Is(err, psync.ErrCAFile) {
+		if errors.Is(err, cloudsync.ErrCAFile) {
 			return &partfile.BootstrapError{Path: d.o.ConfigPath, Field: "ca_file", Err: err}
 		}
 		// The bootstrap file was checked whole before this; what is left
@@ -396,9 +396,9 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	for _, c := range f.GetPartId() {
 		seed = seed*31 + uint64(c)
 	}
-	s, err := psync.New(psync.Options{
+	s, err := cloudsync.New(cloudsync.Options{
 		Store: d.store, Client: client, Clock: d.clk, Logger: d.log,
-		Trust: psync.NewTrust(f.GetPartId(), b.Keys, d.offline), Offline: d.offline,
+		Trust: cloudsync.NewTrust(f.GetPartId(), b.Keys, d.offline), Offline: d.offline,
 		Interval: d.o.SyncInterval, Seed: seed,
 		OnConfig:  func(ctx context.Context, doc *syncv1.ConfigDocument) { d.applyConfig(ctx, doc, "cloud") },
 		OnGrants:  func(_ context.Context, g *syncv1.GrantBundle) { d.grants.cur.Store(g) },
@@ -414,7 +414,7 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	if err != nil {
 		return fmt.Errorf("start sync: %w", err)
 	}
-	relay, err := psync.NewRelay(psync.RelayOptions{Client: client, Clock: d.clk})
+	relay, err := cloudsync.NewRelay(cloudsync.RelayOptions{Client: client, Clock: d.clk})
 	if err != nil {
 		return fmt.Errorf("start the signaling relay: %w", err)
 	}
@@ -424,7 +424,7 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	return nil
 }
 
-func (d *daemon) currentSyncer() *psync.Syncer {
+func (d *daemon) currentSyncer() *cloudsync.Syncer {
 	d.syncMu.Lock()
 	defer d.syncMu.Unlock()
 	return d.syncer
@@ -649,10 +649,10 @@ func (d *daemon) healthy(ctx context.Context) error {
 func (d *daemon) updateStatus() {
 	st, msg := d.currentSyncer().State()
 	s := fmt.Sprintf("control on %s; cloud %s", d.endpoints.Control, st)
-	if d.offline.Known() && st != psync.StateOnline {
+	if d.offline.Known() && st != cloudsync.StateOnline {
 		s += fmt.Sprintf(" (last contact %s ago)", d.offline.SinceContact().Truncate(time.Second))
 	}
-	if msg != "" && st != psync.StateOnline {
+	if msg != "" && st != cloudsync.StateOnline {
 		s += ": " + firstLineOf(msg)
 	}
 	if s != d.lastStatus {

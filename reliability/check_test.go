@@ -17,7 +17,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	psync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // storeIDKey is where sync keeps the store's incarnation id (sync.StoreID).
@@ -48,7 +48,7 @@ func inspectStore(ctx context.Context, dataDir string, withPresent bool) (storeV
 		return v, fmt.Errorf("read the store id: %w", err)
 	}
 	v.id = string(id)
-	for _, s := range psync.UploadOrder {
+	for _, s := range cloudsync.UploadOrder {
 		stats, err := st.Stats(ctx, s)
 		if err != nil {
 			return v, fmt.Errorf("stats of %s: %w", s, err)
@@ -139,7 +139,7 @@ func readCloud(ctx context.Context, cloudDir, partID string, storeIDs ...string)
 	}
 	for id := range ids {
 		cv.lost[id], cv.watermark[id] = map[cache.Stream][]ingest.LostRange{}, map[cache.Stream]uint64{}
-		for _, st := range psync.UploadOrder {
+		for _, st := range cloudsync.UploadOrder {
 			key := ingest.StreamKey{PartID: partID, StoreID: id, Stream: string(st)}
 			if cv.lost[id][st], err = ing.Lost(ctx, key); err != nil {
 				return nil, fmt.Errorf("read the ranges declared lost of %s: %w", key, err)
@@ -149,7 +149,7 @@ func readCloud(ctx context.Context, cloudDir, partID string, storeIDs ...string)
 			}
 		}
 	}
-	for _, st := range psync.UploadOrder {
+	for _, st := range cloudsync.UploadOrder {
 		c, err := ing.Count(ctx, partID, string(st))
 		if err != nil {
 			return nil, fmt.Errorf("count %s: %w", st, err)
@@ -193,7 +193,7 @@ func (t *tally) problem(format string, args ...any) {
 // maxSeen are the highest sequences seen in earlier inspections.
 func account(cv *cloudView, sv storeView, maxSeen map[cache.Stream]uint64) tally {
 	var t tally
-	for _, st := range psync.UploadOrder {
+	for _, st := range cloudsync.UploadOrder {
 		last := sv.stats[st].Last
 		t.acked += last
 		if maxSeen[st] > last {
@@ -297,7 +297,7 @@ func explainStuck(ctx context.Context, t interface{ Logf(string, ...any) }, p *p
 		t.Logf("stuck: %v", err)
 		return
 	}
-	for _, st := range psync.UploadOrder {
+	for _, st := range cloudsync.UploadOrder {
 		s := sv.stats[st]
 		if s.Count == 0 {
 			continue

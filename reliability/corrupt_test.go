@@ -11,7 +11,7 @@ import (
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cache"
-	psync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // TestCorruptStore kills a part that holds records the cloud has not got
@@ -55,7 +55,7 @@ func TestCorruptStore(t *testing.T) {
 		rep.fatal("inspect the store before wrecking it: %v", err)
 	}
 	var unsynced uint64
-	for _, st := range psync.UploadOrder {
+	for _, st := range cloudsync.UploadOrder {
 		unsynced += old.stats[st].Last - old.stats[st].AckedThrough
 	}
 	storeDir := filepath.Join(p.data, "store")
@@ -100,7 +100,7 @@ func TestCorruptStore(t *testing.T) {
 	}
 	// The cloud's own view of the old store: what it acknowledged.
 	var cloudHadOld uint64
-	for _, st := range psync.UploadOrder {
+	for _, st := range cloudsync.UploadOrder {
 		cloudHadOld += cv.watermark[old.id][st]
 	}
 	// The store says so on stderr before the log streams exist; the

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-robotics/outpost/cache"
-	psync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // TestSigkillStorm kills outpostd with SIGKILL at least 30 times while it
@@ -77,7 +77,7 @@ func TestSigkillStorm(t *testing.T) {
 			rep.fatal("after kill %d: %v", i, err)
 		}
 		inspected++
-		for _, st := range psync.UploadOrder {
+		for _, st := range cloudsync.UploadOrder {
 			last := v.stats[st].Last
 			if last < maxSeen[st] {
 				rep.fail("after kill %d: %s went back from sequence %d to %d: acknowledged records were lost", i, st, maxSeen[st], last)

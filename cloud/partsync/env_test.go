@@ -26,8 +26,8 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/signed"
-	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -204,7 +204,7 @@ func newEnv(t testing.TB, opts partsync.Options) *env {
 // credentials in the header, gzip bodies, retryablehttp with short waits.
 func (e *env) client(url, partID, secret string) syncv1connect.SyncServiceClient {
 	e.t.Helper()
-	c, err := outsync.NewClient(outsync.ClientOptions{
+	c, err := cloudsync.NewClient(cloudsync.ClientOptions{
 		CloudURL: url, PartID: partID, PartSecret: secret,
 		RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond,
 	})
@@ -266,7 +266,7 @@ func codeOf(err error) connect.Code {
 
 // outsyncClient is sync.NewClient with a chosen body compression.
 func outsyncClient(url, partID, secret, compression string) (syncv1connect.SyncServiceClient, error) {
-	return outsync.NewClient(outsync.ClientOptions{
+	return cloudsync.NewClient(cloudsync.ClientOptions{
 		CloudURL: url, PartID: partID, PartSecret: secret, Compression: compression,
 		RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond,
 	})

@@ -13,8 +13,8 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/signed"
-	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
 // TestDaemonSyncer runs the daemon's own Syncer, with its cache over a
@@ -65,9 +65,9 @@ func TestDaemonSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys, _ := signed.KeysFromProto([]*syncv1.PublicKey{e.backend.signer.PublicKey()})
-	offline := outsync.NewOfflineClock(e.clock, cache.OfflineClock{})
-	syncer, err := outsync.New(outsync.Options{
-		Store: st, Client: client, Clock: e.clock, Trust: outsync.NewTrust("part-a", keys, offline), Offline: offline,
+	offline := cloudsync.NewOfflineClock(e.clock, cache.OfflineClock{})
+	syncer, err := cloudsync.New(cloudsync.Options{
+		Store: st, Client: client, Clock: e.clock, Trust: cloudsync.NewTrust("part-a", keys, offline), Offline: offline,
 		CycleBytes: 64 << 10, BatchBytes: 16 << 10, // many small batches
 	})
 	if err != nil {
@@ -79,7 +79,7 @@ func TestDaemonSyncer(t *testing.T) {
 			t.Fatalf("cycle %d: %v", cycle, res.Err)
 		}
 		done := true
-		for _, s := range outsync.UploadOrder {
+		for _, s := range cloudsync.UploadOrder {
 			stats, _ := st.Stats(ctx, s)
 			done = done && stats.Count == 0
 		}

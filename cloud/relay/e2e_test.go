@@ -19,9 +19,9 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/relay"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/credential"
-	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
 // The part's fixture: machine m1 with part p1 in location l1 of org o1; the
@@ -148,7 +148,7 @@ func startPart(t *testing.T, c *cloud, secret string) *partAudit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := outsync.NewRelay(outsync.RelayOptions{Client: c.part("p1", secret)})
+	r, err := cloudsync.NewRelay(cloudsync.RelayOptions{Client: c.part("p1", secret)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/relay"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/credential"
-	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -132,7 +132,7 @@ func (c *cloud) provision(id string) string {
 // part returns a part's sync client, as the daemon makes it.
 func (c *cloud) part(id, secret string) syncv1connect.SyncServiceClient {
 	c.t.Helper()
-	sc, err := outsync.NewClient(outsync.ClientOptions{CloudURL: c.url, PartID: id, PartSecret: secret})
+	sc, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: c.url, PartID: id, PartSecret: secret})
 	if err != nil {
 		c.t.Fatal(err)
 	}

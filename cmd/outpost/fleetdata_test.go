@@ -20,7 +20,7 @@ import (
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
-	outsync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 var (
@@ -85,7 +85,7 @@ func TestCLIFleetDataGolden(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(boot), &b); err != nil {
 		t.Fatalf("the bootstrap file is not protobuf JSON: %v\n%s", err, boot)
 	}
-	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: b.GetCloudUrl(), PartID: b.GetPartId(), PartSecret: b.GetPartSecret(), RetryMax: 1})
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: b.GetCloudUrl(), PartID: b.GetPartId(), PartSecret: b.GetPartSecret(), RetryMax: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

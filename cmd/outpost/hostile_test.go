@@ -16,7 +16,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
-	outsync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // assertNoEscapes fails when out holds anything a terminal acts on, and
@@ -43,7 +43,7 @@ func TestLogsEscapePartText(t *testing.T) {
 	cl := cloudtest.New(t, cloudtest.Options{Clock: clock.NewFake(cliTestTime)})
 	part := cl.Provision(t, cloudtest.PartOptions{})
 	owner := cl.CreateAPIKey(t, "owner", "machine/"+part.MachineID)
-	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret,
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret,
 		RetryMax: 1})
 	if err != nil {
 		t.Fatal(err)

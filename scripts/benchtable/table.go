@@ -34,8 +34,8 @@ const module = "github.com/outpost-robotics/outpost/"
 // with its goal.
 var headlines = []headline{
 	{Figure: "durable ingest, 64 producers", Pkg: "cache", Bench: "BenchmarkAppend/producers=64", Metric: "records/s", Unit: "records/s", Scale: 1, Goal: 100_000},
-	{Figure: "backlog drain", Pkg: "sync", Bench: "BenchmarkBacklogDrain", Metric: "MB/s", Unit: "MB/s", Scale: 1},
-	{Figure: "backlog drain / plain HTTP POST", Pkg: "sync", Bench: "BenchmarkBacklogDrain", Metric: "ratio-to-plain-POST", Unit: "", Scale: 1, Goal: 0.7},
+	{Figure: "backlog drain", Pkg: "cloudsync", Bench: "BenchmarkBacklogDrain", Metric: "MB/s", Unit: "MB/s", Scale: 1},
+	{Figure: "backlog drain / plain HTTP POST", Pkg: "cloudsync", Bench: "BenchmarkBacklogDrain", Metric: "ratio-to-plain-POST", Unit: "", Scale: 1, Goal: 0.7},
 	{Figure: "control RPC p99, gRPC", Pkg: "control", Bench: "BenchmarkControlRPC/grpc", Metric: "p99-µs", Unit: "ms", Scale: 1e-3, Goal: 1, AtMost: true},
 	{Figure: "control RPC p99, WebRTC", Pkg: "control", Bench: "BenchmarkControlRPC/webrtc", Metric: "p99-µs", Unit: "ms", Scale: 1e-3, Goal: 5, AtMost: true},
 	{Figure: "control RPC p99, gRPC, 100 clients", Pkg: "control", Bench: "BenchmarkControlRPC/grpc-100clients", Metric: "p99-µs", Unit: "ms", Scale: 1e-3, Goal: 1, AtMost: true},

@@ -10,7 +10,7 @@ import (
 
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/storetest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/ingesttest"
 )
 
 func open(t testing.TB, dir string) (*badgeringest.Store, ingest.BlobStore) {
@@ -27,7 +27,7 @@ func open(t testing.TB, dir string) (*badgeringest.Store, ingest.BlobStore) {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) (ingest.Store, ingest.BlobStore) {
+	ingesttest.Run(t, func(t *testing.T) (ingest.Store, ingest.BlobStore) {
 		return open(t, t.TempDir())
 	})
 }

@@ -11,11 +11,11 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/storetest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/ingesttest"
 )
 
 func TestPartialBlobs(t *testing.T) {
-	storetest.RunPartialBlobs(t, func(t *testing.T, quota uint64, maxCount int, ttl time.Duration, clk clock.Clock) (ingest.Store, ingest.BlobStore) {
+	ingesttest.RunPartialBlobs(t, func(t *testing.T, quota uint64, maxCount int, ttl time.Duration, clk clock.Clock) (ingest.Store, ingest.BlobStore) {
 		dir := t.TempDir()
 		blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package storetest is the conformance suite of ingest.Store: every
 // implementation (the embedded Badger one, a PostgreSQL one later) runs it,
 // so exactly-once storage means the same thing whatever holds the data.
-package storetest
+package ingesttest
 
 import (
 	"bytes"

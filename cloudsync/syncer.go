@@ -2,7 +2,7 @@
 // brings signed configs and grant bundles in, takes logs, captures, audit
 // events, gap records and blobs out exactly once, and keeps the offline clock
 // that decides when cached grants expire.
-package sync
+package cloudsync
 
 import (
 	"cmp"

@@ -1,4 +1,4 @@
-package sync_test
+package cloudsync_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
-	outsync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // appendGaps writes n gap records to the part's store, the i-th declaring
@@ -43,7 +43,7 @@ func appendGaps(t *testing.T, w *world, n int) {
 // per batch answers within the deadline.
 func TestGapBacklogFitsOneCycleOnSlowDisk(t *testing.T) {
 	const n = 3300
-	w := newWorldWith(t, worldOptions{slowDisk: 20 * time.Millisecond, extra: []func(*outsync.Options){func(o *outsync.Options) {
+	w := newWorldWith(t, worldOptions{slowDisk: 20 * time.Millisecond, extra: []func(*cloudsync.Options){func(o *cloudsync.Options) {
 		o.CycleTimeout = 800 * time.Millisecond
 		o.BatchBytes, o.CycleBytes = 1<<20, 8<<20
 	}}})
@@ -104,7 +104,7 @@ func (c *slowGaps) Upload(ctx context.Context, req *connect.Request[syncv1.Uploa
 func TestStuckStreamShrinksAndOthersMove(t *testing.T) {
 	const cycleTimeout = 10 * time.Second
 	slow := &slowGaps{fit: 100, hung: make(chan struct{}, 1)}
-	w := newWorld(t, cache.Budget{}, func(o *outsync.Options) {
+	w := newWorld(t, cache.Budget{}, func(o *cloudsync.Options) {
 		slow.SyncServiceClient = o.Client
 		o.Client = slow
 		o.StallCycles = 2
@@ -116,9 +116,9 @@ func TestStuckStreamShrinksAndOthersMove(t *testing.T) {
 	// reported stalled, and then at its own, half of the cycle (none of
 	// which has passed on the fake clock when gaps take their turn): the
 	// streams after it have the other half.
-	cycle := func() outsync.Result {
+	cycle := func() cloudsync.Result {
 		_, stalled := w.syncer.Stalled()[cache.StreamGaps]
-		done := make(chan outsync.Result, 1)
+		done := make(chan cloudsync.Result, 1)
 		go func() { done <- w.syncer.Cycle(context.Background()) }()
 		for {
 			select {
@@ -190,7 +190,7 @@ func TestStuckStreamShrinksAndOthersMove(t *testing.T) {
 // half, and the repeat would have paid another commit and missed its
 // deadline again, forever.
 func TestCloudFinishesWhatThePartStoppedWaitingFor(t *testing.T) {
-	w := newWorldWith(t, worldOptions{slowDisk: time.Second, extra: []func(*outsync.Options){func(o *outsync.Options) {
+	w := newWorldWith(t, worldOptions{slowDisk: time.Second, extra: []func(*cloudsync.Options){func(o *cloudsync.Options) {
 		o.CycleTimeout = 800 * time.Millisecond
 		o.BatchBytes, o.CycleBytes = 16<<20, 32<<20
 	}}})

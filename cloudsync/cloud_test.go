@@ -1,4 +1,4 @@
-package sync_test
+package cloudsync_test
 
 import (
 	"bytes"
@@ -30,9 +30,9 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/signed"
-	outsync "github.com/outpost-robotics/outpost/sync"
 )
 
 const day = 24 * time.Hour
@@ -60,12 +60,12 @@ type world struct {
 	tamper   *tamperer // nil unless the world was made with one
 	proxy    *faultproxy.Proxy
 	client   syncv1connect.SyncServiceClient
-	opts     []func(*outsync.Options)
+	opts     []func(*cloudsync.Options)
 	dir      string // the part's store
 	budget   cache.Budget
 	store    *cache.Store
-	syncer   *outsync.Syncer
-	offline  *outsync.OfflineClock
+	syncer   *cloudsync.Syncer
+	offline  *cloudsync.OfflineClock
 
 	log  *zap.Logger
 	logs *observer.ObservedLogs
@@ -82,14 +82,14 @@ type worldOptions struct {
 	// front, when set, serves in front of the cloud's URL and returns its
 	// own: another thing on the wire between the proxy and the cloud.
 	front func(t *testing.T, upstream string) string
-	extra []func(*outsync.Options)
+	extra []func(*cloudsync.Options)
 	// slowDisk is what each synced commit of the cloud's ingest costs the
 	// part's fake clock: a slow disk's flush, paid within the part's
 	// deadlines, deterministically however loaded the machine is.
 	slowDisk time.Duration
 }
 
-func newWorld(t *testing.T, budget cache.Budget, extra ...func(*outsync.Options)) *world {
+func newWorld(t *testing.T, budget cache.Budget, extra ...func(*cloudsync.Options)) *world {
 	t.Helper()
 	return newWorldWith(t, worldOptions{budget: budget, extra: extra})
 }
@@ -118,7 +118,7 @@ func newWorldWith(t *testing.T, o worldOptions) *world {
 	t.Cleanup(func() { w.proxy.Close() })
 	// The bootstrap file names the proxy: it is where this part reaches the cloud.
 	w.part = w.cloud.Provision(t, cloudtest.PartOptions{CloudURL: w.proxy.URL(), Config: robotConfig()})
-	w.client, err = outsync.NewClient(outsync.ClientOptions{CloudURL: w.part.CloudURL, PartID: w.part.ID, PartSecret: w.part.Secret,
+	w.client, err = cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: w.part.CloudURL, PartID: w.part.ID, PartSecret: w.part.Secret,
 		RetryMax: 2, RetryWaitMin: time.Millisecond, RetryWaitMax: 4 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -140,10 +140,10 @@ func (w *world) boot(t *testing.T, persisted cache.OfflineClock) {
 	}
 	store := w.store
 	t.Cleanup(func() { store.Close() })
-	w.offline = outsync.NewOfflineClock(w.clk, persisted)
-	opts := outsync.Options{
+	w.offline = cloudsync.NewOfflineClock(w.clk, persisted)
+	opts := cloudsync.Options{
 		Store: w.store, Client: w.client, Clock: w.clk, Offline: w.offline, Logger: w.log,
-		Trust:      outsync.NewTrust(w.part.ID, w.part.Keys, w.offline),
+		Trust:      cloudsync.NewTrust(w.part.ID, w.part.Keys, w.offline),
 		BatchBytes: 16 << 10, CycleBytes: 256 << 10,
 		// A hung answer ends at the cycle deadline, on the fake clock: the
 		// test advances it only while a cycle waits (see cycle).
@@ -162,7 +162,7 @@ func (w *world) boot(t *testing.T, persisted cache.OfflineClock) {
 	for _, f := range w.opts {
 		f(&opts)
 	}
-	w.syncer, err = outsync.New(opts)
+	w.syncer, err = cloudsync.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,9 +199,9 @@ func (w *world) expiredCount() int {
 
 // cycle runs one sync cycle. A cycle stuck on a hung answer is released by
 // advancing the fake clock past its deadline once the cycle has armed it.
-func (w *world) cycle(t *testing.T) outsync.Result {
+func (w *world) cycle(t *testing.T) cloudsync.Result {
 	t.Helper()
-	done := make(chan outsync.Result, 1)
+	done := make(chan cloudsync.Result, 1)
 	armed := w.clk.Waiters()
 	go func() { done <- w.syncer.Cycle(context.Background()) }()
 	for {
@@ -236,7 +236,7 @@ func (w *world) fill(t *testing.T, streams []cache.Stream, n int) map[cache.Stre
 func (w *world) backlog(t *testing.T) uint64 {
 	t.Helper()
 	var n uint64
-	for _, st := range outsync.UploadOrder {
+	for _, st := range cloudsync.UploadOrder {
 		s, err := w.store.Stats(context.Background(), st)
 		if err != nil {
 			t.Fatal(err)
@@ -347,7 +347,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 			t.Fatal("day 60: grants still in force")
 		}
 	}
-	if st, _ := w.syncer.State(); st != outsync.StateExpired || w.expiredCount() != 1 {
+	if st, _ := w.syncer.State(); st != cloudsync.StateExpired || w.expiredCount() != 1 {
 		t.Fatalf("after 60 days: state %v, OnExpired called %d times; want expired, once", st, w.expiredCount())
 	}
 	gaps, _ := w.store.Stats(ctx, cache.StreamGaps)
@@ -362,7 +362,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 	if res.NewGrants <= first || res.NewConfig <= firstConfig {
 		t.Fatalf("reconnect: first cycle took grants %d and config %d, want newer than %d and %d", res.NewGrants, res.NewConfig, first, firstConfig)
 	}
-	if st, _ := w.syncer.State(); st == outsync.StateExpired {
+	if st, _ := w.syncer.State(); st == cloudsync.StateExpired {
 		t.Fatal("still expired after fresh grants arrived")
 	}
 	g := w.heldGrants(t)
@@ -435,7 +435,7 @@ func TestClockSetBackAYear(t *testing.T) {
 	if res.Err != nil || res.NewGrants <= first {
 		t.Fatalf("reconnect: %+v", res)
 	}
-	if st, _ := w.syncer.State(); st != outsync.StateOnline || w.syncer.ExpiredReason() != "" {
+	if st, _ := w.syncer.State(); st != cloudsync.StateOnline || w.syncer.ExpiredReason() != "" {
 		t.Fatalf("after reconnect: state %v, expired because %q", st, w.syncer.ExpiredReason())
 	}
 	if got := w.offline.LastContact(); !got.Equal(w.cloudClk.Now()) {
@@ -452,7 +452,7 @@ func TestClockSetBackAYear(t *testing.T) {
 // time, come back into force even though the cloud has nothing newer.
 func TestClockJumpedAheadAYear(t *testing.T) {
 	var configs []uint64
-	w := newWorldWith(t, worldOptions{extra: []func(*outsync.Options){func(o *outsync.Options) {
+	w := newWorldWith(t, worldOptions{extra: []func(*cloudsync.Options){func(o *cloudsync.Options) {
 		o.OnConfig = func(_ context.Context, c *syncv1.ConfigDocument) { configs = append(configs, c.GetVersion()) }
 	}}})
 	res := w.cycle(t)
@@ -468,7 +468,7 @@ func TestClockJumpedAheadAYear(t *testing.T) {
 	if _, err := w.syncer.LoadGrants(context.Background()); err == nil || w.expiredCount() != 1 {
 		t.Fatalf("a year ahead: grants load (%v), expired %d times; want refused, once", err, w.expiredCount())
 	}
-	if st, _ := w.syncer.State(); st != outsync.StateExpired {
+	if st, _ := w.syncer.State(); st != cloudsync.StateExpired {
 		t.Fatalf("a year ahead: state %v", st)
 	}
 
@@ -477,7 +477,7 @@ func TestClockJumpedAheadAYear(t *testing.T) {
 	if res.Err != nil || res.NewGrants != 0 || res.NewConfig != 0 {
 		t.Fatalf("reconnect: %+v; want no new documents, the held ones are current", res)
 	}
-	if st, _ := w.syncer.State(); st != outsync.StateOnline || w.syncer.ExpiredReason() != "" {
+	if st, _ := w.syncer.State(); st != cloudsync.StateOnline || w.syncer.ExpiredReason() != "" {
 		t.Fatalf("after reconnect: state %v, expired because %q", st, w.syncer.ExpiredReason())
 	}
 	if g := w.heldGrants(t); g.GetVersion() != first {
@@ -774,7 +774,7 @@ func TestUploadsStoredOutOfOrderAreAckedOnce(t *testing.T) {
 	for _, inFlight := range []int{2, 3} {
 		t.Run(fmt.Sprintf("%d-in-flight", inFlight), func(t *testing.T) {
 			ro := &reorderer{hold: 1, until: inFlight}
-			w := newWorldWith(t, worldOptions{front: ro.start, extra: []func(*outsync.Options){func(o *outsync.Options) { o.InFlight = inFlight }}})
+			w := newWorldWith(t, worldOptions{front: ro.start, extra: []func(*cloudsync.Options){func(o *cloudsync.Options) { o.InFlight = inFlight }}})
 			// 16 KiB batches: a few thousand short records make several.
 			want := w.fill(t, []cache.Stream{cache.StreamCaptures}, 3000)
 			uploaded := 0
@@ -808,7 +808,7 @@ func TestBlobConfirmedOnceTheCloudHoldsIt(t *testing.T) {
 	ctx := context.Background()
 	var confirmed []string
 	var w *world
-	w = newWorld(t, cache.Budget{}, func(o *outsync.Options) {
+	w = newWorld(t, cache.Budget{}, func(o *cloudsync.Options) {
 		o.OnBlobUploaded = func(_ context.Context, id string) {
 			if info, err := w.store.BlobInfo(ctx, id); err != nil || !info.Sealed {
 				t.Errorf("confirmed %s without the store's copy (%v)", id, err)

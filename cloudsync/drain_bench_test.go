@@ -1,4 +1,4 @@
-package sync_test
+package cloudsync_test
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
-	outsync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // readingsCapture is one ~1 KiB capture of a part's sensors, as JSON: the
@@ -110,14 +110,14 @@ func drainOnce(b *testing.B, size int64, inFlight int, rtt time.Duration) (raw, 
 		url = slowPath(b, url, rtt)
 	}
 	part := cloud.Provision(b, cloudtest.PartOptions{CloudURL: url})
-	client, err := outsync.NewClient(outsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret})
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret})
 	if err != nil {
 		b.Fatal(err)
 	}
-	offline := outsync.NewOfflineClock(clk, cache.OfflineClock{})
-	s, err := outsync.New(outsync.Options{
+	offline := cloudsync.NewOfflineClock(clk, cache.OfflineClock{})
+	s, err := cloudsync.New(cloudsync.Options{
 		Store: store, Client: client, Clock: clk, Offline: offline,
-		Trust:      outsync.NewTrust(part.ID, part.Keys, offline),
+		Trust:      cloudsync.NewTrust(part.ID, part.Keys, offline),
 		CycleBytes: 64 << 20, CycleTimeout: time.Minute,
 		InFlight: inFlight,
 	})

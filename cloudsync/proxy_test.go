@@ -1,4 +1,4 @@
-package sync_test
+package cloudsync_test
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
-	outsync "github.com/outpost-robotics/outpost/sync"
+	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
 // connectProxy is an HTTPS proxy on loopback, as a site's egress proxy
@@ -165,9 +165,9 @@ func (pw *proxyWorld) syncOnce(t *testing.T, client syncv1connect.SyncServiceCli
 			t.Fatal(err)
 		}
 	}
-	offline := outsync.NewOfflineClock(clk, cache.OfflineClock{})
-	s, err := outsync.New(outsync.Options{Store: store, Client: client, Clock: clk, Offline: offline,
-		Trust: outsync.NewTrust(pw.part.ID, pw.part.Keys, offline), CycleTimeout: time.Minute})
+	offline := cloudsync.NewOfflineClock(clk, cache.OfflineClock{})
+	s, err := cloudsync.New(cloudsync.Options{Store: store, Client: client, Clock: clk, Offline: offline,
+		Trust: cloudsync.NewTrust(pw.part.ID, pw.part.Keys, offline), CycleTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestSyncThroughAnHTTPSProxy(t *testing.T) {
 	proxy := newConnectProxy(t, map[string]string{pw.name: pw.cloud.Addr()})
 	env := map[string]string{"HTTPS_PROXY": "http://site-user:proxy-pass-1234@" + proxy.ln.Addr().String()}
 	core, logs := observer.New(zapcore.DebugLevel)
-	client, err := outsync.NewClient(outsync.ClientOptions{
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{
 		CloudURL: pw.part.CloudURL, PartID: pw.part.ID, PartSecret: pw.part.Secret, CAFile: pw.part.Bootstrap.GetCaFile(),
 		Getenv: func(k string) string { return env[k] }, Logger: zap.New(core),
 		RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond,
@@ -241,7 +241,7 @@ func TestNoProxyBypassesTheProxy(t *testing.T) {
 	for _, noProxy := range []string{"cloud.outpost.test", ".outpost.test", "*"} {
 		t.Run(noProxy, func(t *testing.T) {
 			env := map[string]string{"https_proxy": "http://" + proxy.ln.Addr().String(), "no_proxy": noProxy}
-			client, err := outsync.NewClientWithDial(outsync.ClientOptions{
+			client, err := cloudsync.NewClientWithDial(cloudsync.ClientOptions{
 				CloudURL: pw.part.CloudURL, PartID: pw.part.ID, PartSecret: pw.part.Secret, CAFile: pw.part.Bootstrap.GetCaFile(),
 				Getenv: func(k string) string { return env[k] }, RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond,
 			}, dial)
