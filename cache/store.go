@@ -14,9 +14,9 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
+	"github.com/outpost-robotics/outpost/badgerdb"
 	"github.com/outpost-robotics/outpost/clock"
 )
 
@@ -261,26 +261,11 @@ func (s *Store) Close() error {
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
-// badgerOptions are tuned for a 1-4 GB Raspberry Pi; see docs/PERFORMANCE.md.
+// badgerOptions are the shared ones (package badgerdb), whose synced
+// commits the committer groups (see package doc), with conflict detection
+// off: every write is serialised by Store.mu.
 func badgerOptions(dir string, log *zap.Logger) badger.Options {
-	return badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log.Sugar()}).
-		// Durability comes from Badger syncing each commit; the committer
-		// makes that one sync per group of appends (see package doc).
-		WithSyncWrites(true).
-		WithDetectConflicts(false). // every write is serialised by Store.mu
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithValueThreshold(1 << 10). // ≤ 15% of MemTableSize, or Open fails
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(8 << 20).
-		WithValueLogFileSize(64 << 20). // GC never rewrites the active file
-		WithNumCompactors(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(2 << 20).
-		WithCompression(options.None). // records are usually compressed already (images) or tiny
-		WithNumGoroutines(2)
+	return badgerdb.Options(dir, log).WithDetectConflicts(false)
 }
 
 func openBadger(dir string, log *zap.Logger) (db *badger.DB, err error) {
@@ -350,15 +335,6 @@ func statfsFree(path string) (uint64, error) {
 	}
 	return st.Bavail * uint64(st.Bsize), nil
 }
-
-// badgerLogger routes Badger's messages to zap. Badger's Info is chatty
-// (every compaction), so it goes to Debug.
-type badgerLogger struct{ l *zap.SugaredLogger }
-
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Debugf(f string, a ...any)   {}
 
 // load reads the stream metas and blob totals, and makes sure no sequence
 // number can be reused even if a meta were behind its records.

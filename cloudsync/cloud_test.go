@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	gosync "sync"
 	"testing"
 	"time"
@@ -867,5 +868,57 @@ func TestBacklogDrainsInCyclesBackToBack(t *testing.T) {
 	w.checkExactlyOnce(t, want)
 	if res := w.cycle(t); res.Err != nil || res.More {
 		t.Fatalf("a cycle with nothing waiting: More %v, error %v; want neither", res.More, res.Err)
+	}
+}
+
+// TestOneLostCycleIsNotOffline: a part that reached the cloud reports a
+// cycle that reached nobody as degraded, saying when the cloud last
+// answered, and offline only once the cloud has been silent for three
+// intervals; the next answer makes it online again. A part that never
+// reached the cloud is offline at once.
+func TestOneLostCycleIsNotOffline(t *testing.T) {
+	w := newWorld(t, cache.Budget{})
+	w.proxy.SetDown(true)
+	if res := w.cycle(t); res.Pulled {
+		t.Fatal("pulled through a partition")
+	}
+	if st, _ := w.syncer.State(); st != cloudsync.StateOffline {
+		t.Fatalf("never reached the cloud: state %v, want offline", st)
+	}
+	w.proxy.SetDown(false)
+	if res := w.cycle(t); !res.Pulled {
+		t.Fatalf("first cycle: %+v", res)
+	}
+	w.proxy.SetDown(true)
+	var elapsed time.Duration
+	for _, step := range []struct {
+		after time.Duration // since the last answer
+		want  cloudsync.State
+	}{
+		{0, cloudsync.StateDegraded},
+		{15 * time.Second, cloudsync.StateDegraded},
+		{44 * time.Second, cloudsync.StateDegraded},
+		{45 * time.Second, cloudsync.StateOffline},
+		{10 * time.Minute, cloudsync.StateOffline},
+	} {
+		w.advance(step.after - elapsed)
+		elapsed = step.after
+		if res := w.cycle(t); res.Pulled {
+			t.Fatal("pulled through a partition")
+		}
+		st, msg := w.syncer.State()
+		if st != step.want {
+			t.Fatalf("%v after the last answer: state %v (%s), want %v", step.after, st, msg, step.want)
+		}
+		if st == cloudsync.StateDegraded && !strings.Contains(msg, "the cloud did not answer this cycle (last answer") {
+			t.Fatalf("degraded without saying why: %q", msg)
+		}
+	}
+	w.proxy.SetDown(false)
+	if res := w.cycle(t); !res.Pulled {
+		t.Fatalf("cycle after the partition: %+v", res)
+	}
+	if st, msg := w.syncer.State(); st != cloudsync.StateOnline {
+		t.Fatalf("after the cloud answered again: state %v (%s)", st, msg)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/clock"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // RelayOptions configures NewRelay; only Client is required.
@@ -41,7 +41,7 @@ type RelayOptions struct {
 	UnsupportedPause time.Duration
 }
 
-// Relay is control.Relay over the part's sync client: NextOffer long-polls
+// Relay is the control server's relay (control.Relay) over the part's sync client: NextOffer long-polls
 // the cloud (SyncService.NextOffer) and Answer sends the control plane's
 // answer or refusal back (SyncService.AnswerOffer). The part decides each
 // offer itself, with its cached grants; the cloud only carries it.
@@ -52,8 +52,6 @@ type Relay struct {
 	minPoll     time.Duration
 	unsupported time.Duration
 }
-
-var _ control.Relay = (*Relay)(nil)
 
 // maxRefusalMessage is the cloud's bound on a refusal's message.
 const maxRefusalMessage = 1024
@@ -73,7 +71,7 @@ func NewRelay(opts RelayOptions) (*Relay, error) {
 
 // NextOffer polls the cloud until it relays an offer for this part, ctx
 // ends, or a poll fails (the control plane retries).
-func (r *Relay) NextOffer(ctx context.Context) (*control.RelayedOffer, error) {
+func (r *Relay) NextOffer(ctx context.Context) (*controlwire.RelayedOffer, error) {
 	req := &syncv1.NextOfferRequest{}
 	if r.wait > 0 {
 		req.MaxWait = durationpb.New(r.wait)
@@ -96,7 +94,7 @@ func (r *Relay) NextOffer(ctx context.Context) (*control.RelayedOffer, error) {
 			if o.GetId() == "" {
 				return nil, errors.New("ask the cloud for relayed offers: the cloud sent an offer without an id")
 			}
-			return &control.RelayedOffer{ID: o.GetId(), SDP: o.GetSdp(), Assertion: o.GetAssertion(), Peer: o.GetPeer()}, nil
+			return &controlwire.RelayedOffer{ID: o.GetId(), SDP: o.GetSdp(), Assertion: o.GetAssertion(), Peer: o.GetPeer()}, nil
 		}
 		// The wait ended with no offer: ask again, but never faster than
 		// MinPoll.

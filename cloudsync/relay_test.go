@@ -17,7 +17,7 @@ import (
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/clock"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // relayCloud is a cloud whose relay calls the test answers one by one.
@@ -83,7 +83,7 @@ func TestRelayNextOffer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	type got struct {
-		off *control.RelayedOffer
+		off *controlwire.RelayedOffer
 		err error
 	}
 	next := func() <-chan got {
@@ -105,7 +105,7 @@ func TestRelayNextOffer(t *testing.T) {
 	<-cloud.asked
 	cloud.polls <- pollReply{resp: &syncv1.NextOfferResponse{Offer: &syncv1.RelayedOffer{Id: "o1", Sdp: "v=0", Assertion: "a.b.c", Peer: "192.0.2.9:1"}}}
 	g := <-res
-	if g.err != nil || *g.off != (control.RelayedOffer{ID: "o1", SDP: "v=0", Assertion: "a.b.c", Peer: "192.0.2.9:1"}) {
+	if g.err != nil || *g.off != (controlwire.RelayedOffer{ID: "o1", SDP: "v=0", Assertion: "a.b.c", Peer: "192.0.2.9:1"}) {
 		t.Fatalf("NextOffer = %+v, %v", g.off, g.err)
 	}
 

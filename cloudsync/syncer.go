@@ -35,8 +35,8 @@ type State int
 const (
 	StateUnknown  State = iota // no cycle has run yet
 	StateOnline                // the last cycle succeeded
-	StateDegraded              // the cloud answered, but some calls failed
-	StateOffline               // the cloud did not answer
+	StateDegraded              // the cloud answered, but some calls failed; or it did not answer one cycle, within OfflineAfter of the last contact
+	StateOffline               // the cloud has not answered for OfflineAfter (or ever, since start)
 	StateExpired               // no contact for longer than the grants allow
 )
 
@@ -84,6 +84,13 @@ type Options struct {
 	// cloud at once; 0 means 2 (see uploadStream). 1 sends one batch at a
 	// time and reads the next only after the answer.
 	InFlight int
+	// OfflineAfter is how long the cloud may go unanswered, since the last
+	// cycle it answered, before the part reports itself offline; a cycle
+	// that reaches nobody within it reports degraded. 0 means three
+	// intervals. One lost cycle — a loaded part missing its own cycle
+	// deadline, a cloud slow for a moment, a blip on the link — is not what
+	// a technician reading "offline" in status should be told.
+	OfflineAfter time.Duration
 	// StallCycles is how many consecutive cycles a stream may have records
 	// to send and none acknowledged before it is reported as stalled (a
 	// warning once, Stalled, the status and the metrics); 0 means 3.
@@ -133,6 +140,10 @@ type Syncer struct {
 	// batch is each stream's current upload request size; only cycles
 	// touch it, and they hold cycleMu.
 	batch map[cache.Stream]batchSize
+	// lastContact is the uptime of the last cycle whose pull the cloud
+	// answered, and contacted whether there was one; cycles hold cycleMu.
+	lastContact time.Duration
+	contacted   bool
 }
 
 // batchSize bounds one upload request of a stream. A turn that fails (a
@@ -313,7 +324,13 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 		}
 	}
 	res.Err = errors.Join(errs...)
-	switch {
+	now := s.o.Clock.Uptime()
+	if res.Pulled {
+		s.lastContact, s.contacted = now, true
+	}
+	switch since := now - s.lastContact; {
+	case !res.Pulled && s.contacted && since < s.offlineAfter():
+		s.setState(StateDegraded, fmt.Errorf("the cloud did not answer this cycle (last answer %v ago): %w", since.Round(time.Millisecond), res.Err))
 	case !res.Pulled:
 		s.setState(StateOffline, res.Err)
 	case res.Err != nil:
@@ -323,6 +340,16 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 	}
 	s.checkExpiry(ctx)
 	return res
+}
+
+// offlineAfter is Options.OfflineAfter, or three of the current intervals.
+func (s *Syncer) offlineAfter() time.Duration {
+	if s.o.OfflineAfter > 0 {
+		return s.o.OfflineAfter
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return 3 * s.interval
 }
 
 // deadline is context.WithTimeout on the injected clock, so a test can run a

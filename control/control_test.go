@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/config"
+	"github.com/outpost-robotics/outpost/controlclient"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
@@ -242,50 +245,47 @@ func TestMalformedFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	aborts := watchAborts(rc)
 	for _, b := range [][]byte{
-		{1, 2, 3},                              // shorter than a header
-		appendFrame(nil, frame{stream: 0}),     // stream 0
-		{0, 0, 0, 9, 0x80, 0, 0, 0, 0},         // unknown flag
-		{0, 0, 0, 9, flagFirst, 0, 0, 0, 5, 1}, // length lies
-		make([]byte, maxFrame+1),               // over the frame limit
+		{1, 2, 3}, // shorter than a header
+		controlwire.AppendFrame(nil, controlwire.Frame{Stream: 0}), // stream 0
+		{0, 0, 0, 9, 0x80, 0, 0, 0, 0},                             // unknown flag
+		{0, 0, 0, 9, controlwire.FlagFirst, 0, 0, 0, 5, 1},         // length lies
+		make([]byte, controlwire.MaxFrame+1),                       // over the frame limit
 	} {
-		if err := rc.ch.sendFrame(b); err != nil {
+		if err := rc.Conn().SendFrame(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// An oversized message: frames that never end, past maxJoined.
+	// An oversized message: frames that never end, past MaxJoined.
 	id := uint32(1001)
-	st := &clientStream{head: make(chan *controlv1.ChannelResponseHead, 1), fail: make(chan error, 1), body: newMsgQueue(ctx.Done())}
-	rc.mu.Lock()
-	rc.streams[id] = st
-	rc.mu.Unlock()
-	chunk := make([]byte, maxPayload)
-	for i := 0; i*maxPayload <= maxJoined; i++ {
-		f := frame{stream: id, payload: chunk}
+	chunk := make([]byte, controlwire.MaxPayload)
+	for i := 0; i*controlwire.MaxPayload <= controlwire.MaxJoined; i++ {
+		f := controlwire.Frame{Stream: id, Payload: chunk}
 		if i == 0 {
-			f.flags = flagFirst
+			f.Flags = controlwire.FlagFirst
 		}
-		if err := rc.ch.sendFrame(appendFrame(nil, f)); err != nil {
+		if err := rc.Conn().SendFrame(controlwire.AppendFrame(nil, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	select {
-	case err := <-st.fail:
-		if !strings.Contains(err.Error(), "over") {
+	case err := <-aborts.of(id):
+		if !strings.Contains(err, "over") {
 			t.Fatalf("abort reason %v", err)
 		}
 	case <-ctx.Done():
 		t.Fatal("no abort for an oversized message")
 	}
 	// A continuation with no start, and a head that is not a head.
-	_ = rc.ch.sendFrame(appendFrame(nil, frame{stream: 1003, flags: flagLast, payload: []byte("x")}))
-	_ = rc.ch.sendFrame(appendFrame(nil, frame{stream: 1005, flags: flagFirst | flagLast | flagEnd, payload: []byte{0xff, 0xff}}))
+	_ = rc.Conn().SendFrame(controlwire.AppendFrame(nil, controlwire.Frame{Stream: 1003, Flags: controlwire.FlagLast, Payload: []byte("x")}))
+	_ = rc.Conn().SendFrame(controlwire.AppendFrame(nil, controlwire.Frame{Stream: 1005, Flags: controlwire.FlagFirst | controlwire.FlagLast | controlwire.FlagEnd, Payload: []byte{0xff, 0xff}}))
 	if _, err := c.control.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{})); err != nil {
 		t.Fatalf("session after garbage: %v", err)
 	}
 	// Enough undecodable frames end the session, and only it.
 	for range maxBadFrames {
-		_ = rc.ch.sendFrame([]byte{1})
+		_ = rc.Conn().SendFrame([]byte{1})
 	}
 	select {
 	case <-rc.Done():
@@ -312,12 +312,12 @@ func TestCertificateIsMadeOnceAndPinned(t *testing.T) {
 	if again.Fingerprint() != e.srv.Fingerprint() || e.certs.saves != 1 {
 		t.Fatal("restart made a new certificate")
 	}
-	got, err := ProbeFingerprint(context.Background(), e.addr)
+	got, err := controlclient.ProbeFingerprint(context.Background(), e.addr)
 	if err != nil || got != e.srv.Fingerprint() {
 		t.Fatalf("probe = %s, %v; want %s", got, err, e.srv.Fingerprint())
 	}
 	// A client pinned to another fingerprint refuses the part.
-	wrong, _ := PinnedTLSConfig(strings.Repeat("ab", 32))
+	wrong, _ := controlclient.PinnedTLSConfig(strings.Repeat("ab", 32))
 	hc := newHTTPClientForTest(wrong)
 	_, err = newClients(hc, "https://"+e.addr).control.Health(context.Background(), connect.NewRequest(&controlv1.HealthRequest{}))
 	if err == nil || !strings.Contains(err.Error(), "fingerprint") {
@@ -332,7 +332,7 @@ func TestCertificateIsMadeOnceAndPinned(t *testing.T) {
 		t.Fatalf("status = %v", st.Msg)
 	}
 	for _, in := range []string{"SHA256:" + strings.ToUpper(e.srv.Fingerprint()), colons(e.srv.Fingerprint())} {
-		if n, err := NormalizeFingerprint(in); err != nil || n != e.srv.Fingerprint() {
+		if n, err := controlwire.NormalizeFingerprint(in); err != nil || n != e.srv.Fingerprint() {
 			t.Errorf("normalize %q = %q, %v", in, n, err)
 		}
 	}
@@ -484,35 +484,64 @@ func TestSessionBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunk := make([]byte, maxPayload)
-	per := 3 << 20 // under maxJoined, so only the session budget can stop it
+	aborts := watchAborts(rc)
+	chunk := make([]byte, controlwire.MaxPayload)
+	per := 3 << 20 // under MaxJoined, so only the session budget can stop it
 	streams := sessionBudget/per + 1
-	var aborted *clientStream
+	var last uint32
 	for s := range streams {
 		id := uint32(2001 + 2*s)
-		st := &clientStream{head: make(chan *controlv1.ChannelResponseHead, 1), fail: make(chan error, 1), body: newMsgQueue(ctx.Done())}
-		rc.mu.Lock()
-		rc.streams[id] = st
-		rc.mu.Unlock()
-		for i := 0; i*maxPayload < per; i++ {
-			f := frame{stream: id, payload: chunk}
+		for i := 0; i*controlwire.MaxPayload < per; i++ {
+			f := controlwire.Frame{Stream: id, Payload: chunk}
 			if i == 0 {
-				f.flags = flagFirst
+				f.Flags = controlwire.FlagFirst
 			}
-			if err := rc.ch.sendFrame(appendFrame(nil, f)); err != nil {
+			if err := rc.Conn().SendFrame(controlwire.AppendFrame(nil, f)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		aborted = st
+		last = id
 	}
 	select {
-	case err := <-aborted.fail:
-		if !strings.Contains(err.Error(), "not yet handled") {
+	case err := <-aborts.of(last):
+		if !strings.Contains(err, "not yet handled") {
 			t.Fatalf("abort reason %v", err)
 		}
 	case <-ctx.Done():
 		t.Fatal("no abort past the session budget")
 	}
+}
+
+// aborts collects the reasons the part ended streams with an error frame.
+type aborts struct {
+	mu sync.Mutex
+	ch map[uint32]chan string
+}
+
+// watchAborts watches rc's session for error frames. The streams the tests
+// forge use odd ids from 1001, which the few calls a test makes itself
+// (ids 1, 3, 5, ...) never reach.
+func watchAborts(rc *controlclient.RTCClient) *aborts {
+	a := &aborts{ch: map[uint32]chan string{}}
+	rc.Observe(func(f controlwire.Frame) {
+		if f.Flags&controlwire.FlagError != 0 {
+			select {
+			case a.of(f.Stream) <- string(f.Payload):
+			default:
+			}
+		}
+	})
+	return a
+}
+
+// of returns the channel that receives stream id's abort reason.
+func (a *aborts) of(id uint32) chan string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ch[id] == nil {
+		a.ch[id] = make(chan string, 1)
+	}
+	return a.ch[id]
 }
 
 // TestCaptureEdits: tags and deletions are data.edit, for owners: an

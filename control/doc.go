@@ -8,13 +8,13 @@
 // outpost.control.v1.ControlService, the robot's ComponentService and
 // SignalingService. It is reached:
 //
-//   - over TLS on the LAN (port DefaultPort): a self-signed ECDSA P-256
+//   - over TLS on the LAN (port controlwire.DefaultPort): a self-signed ECDSA P-256
 //     certificate made on first start and kept with a CertStore; clients pin
 //     its SHA-256 (Server.Fingerprint, reported to the cloud);
 //   - over a WebRTC data channel (pion/webrtc v4): an authenticated offer
 //     in, an answer out (SignalingService.Offer on the TLS port, or relayed
 //     by the cloud for clients off the LAN: ServeRelay with a Relay); the
-//     channel carries the same HTTP exchanges, framed (frame.go,
+//     channel carries the same HTTP exchanges, framed (package controlwire,
 //     control.proto);
 //   - on the break-glass Unix socket (ListenSocket, ServeSocket): root, the
 //     daemon's user and the outpost group, owner of this machine, every use
@@ -44,7 +44,7 @@
 //
 // # Discovery
 //
-// Announce answers mDNS (DNS-SD) for MDNSService; Discover browses.
+// Announce answers mDNS (DNS-SD) for controlwire.MDNSService; controlclient.Discover browses.
 //
 // The daemon provides the dependencies (Grants, Audit, CertStore, Robot,
 // Config, Logs, Data, Status) and a clock; nothing here reads the time but

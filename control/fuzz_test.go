@@ -1,8 +1,6 @@
 package control
 
 import (
-	"bytes"
-	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -14,86 +12,6 @@ import (
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/credential"
 )
-
-func TestFrameRoundTrip(t *testing.T) {
-	for _, n := range []int{0, 1, maxPayload - 1, maxPayload, maxPayload + 1, 64 << 10, 300 << 10} {
-		msg := make([]byte, n)
-		for i := range msg {
-			msg[i] = byte(i)
-		}
-		var frames [][]byte
-		if err := splitMessage(7, msg, true, func(b []byte) error { frames = append(frames, b); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if want := max(1, (n+maxPayload-1)/maxPayload); len(frames) != want {
-			t.Fatalf("%d bytes: %d frames, want %d", n, len(frames), want)
-		}
-		var j joiner
-		for i, b := range frames {
-			if len(b) > maxFrame {
-				t.Fatalf("frame of %d bytes", len(b))
-			}
-			f, err := decodeFrame(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, done, err := j.add(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			last := i == len(frames)-1
-			if done != last || (f.flags&flagEnd != 0) != last {
-				t.Fatalf("frame %d of %d: done %v, flags %#x", i, len(frames), done, f.flags)
-			}
-			if done && !bytes.Equal(got, msg) {
-				t.Fatalf("%d bytes joined wrong", n)
-			}
-		}
-	}
-}
-
-func FuzzDecodeFrame(f *testing.F) {
-	f.Add(appendFrame(nil, frame{stream: 1, flags: flagFirst | flagLast, payload: []byte("hi")}))
-	f.Add([]byte{0, 0, 0, 1, 0xff, 0, 0, 0, 0})
-	f.Add([]byte{0, 0, 0, 1, 1, 0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := decodeFrame(b)
-		if err != nil {
-			if !errors.Is(err, errBadFrame) {
-				t.Fatalf("error %v does not wrap errBadFrame", err)
-			}
-			return
-		}
-		if again := appendFrame(nil, fr); !bytes.Equal(again, b) {
-			t.Fatalf("re-encoding differs")
-		}
-	})
-}
-
-// FuzzJoiner feeds a sequence of frames (as a byte string cut at 0xFE
-// markers) into one joiner: it must never panic, and never return more
-// than maxJoined.
-func FuzzJoiner(f *testing.F) {
-	f.Add([]byte{flagFirst, 'a', 0xfe, flagLast | flagEnd, 'b'})
-	f.Add([]byte{flagLast, 'x'})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var j joiner
-		for _, part := range bytes.Split(b, []byte{0xfe}) {
-			if len(part) == 0 {
-				continue
-			}
-			msg, done, err := j.add(frame{stream: 1, flags: part[0] & flagsKnown, payload: part[1:]})
-			if err != nil {
-				j = joiner{}
-				continue
-			}
-			if done && len(msg) > maxJoined {
-				t.Fatal("joined past the limit")
-			}
-		}
-	})
-}
 
 func FuzzValidateOffer(f *testing.F) {
 	f.Add(validLookingOffer)

@@ -24,6 +24,8 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/controlclient"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -406,7 +408,7 @@ func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.rtc.settings = LoopbackICE
+	srv.rtc.settings = controlwire.LoopbackICE
 	e.srv = srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -416,7 +418,7 @@ func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeTLS(ctx, ln) }()
-	tlsConf, err := PinnedTLSConfig(srv.Fingerprint())
+	tlsConf, err := controlclient.PinnedTLSConfig(srv.Fingerprint())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +484,7 @@ func (e *env) interceptor(hc connect.HTTPClient, base, auth string) connect.Inte
 	if err != nil {
 		return rawAuth(auth)
 	}
-	return credential.NewPartProver(k, e.srv.Fingerprint(), e.clock.Now, HealthNonce(hc, base))
+	return credential.NewPartProver(k, e.srv.Fingerprint(), e.clock.Now, controlclient.HealthNonce(hc, base))
 }
 
 // headers returns the Authorization and DPoP values a client with the
@@ -493,7 +495,7 @@ func (e *env) headers(auth string) (string, string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	nonce, err := HealthNonce(e.client, "https://"+e.addr)(context.Background())
+	nonce, err := controlclient.HealthNonce(e.client, "https://"+e.addr)(context.Background())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -510,13 +512,13 @@ func (e *env) grpc(auth string) clients {
 
 // webrtc opens a WebRTC session authenticated with auth, over signaling on
 // the TLS port.
-func (e *env) webrtc(ctx context.Context, auth string) (clients, *RTCClient, error) {
-	c, err := DialWebRTCWith(ctx, e.authed(e.client, "https://"+e.addr, auth).sig, nil, LoopbackICE)
+func (e *env) webrtc(ctx context.Context, auth string) (clients, *controlclient.RTCClient, error) {
+	c, err := controlclient.DialWebRTCWith(ctx, e.authed(e.client, "https://"+e.addr, auth).sig, nil, controlwire.LoopbackICE)
 	if err != nil {
 		return clients{}, nil, err
 	}
 	e.t.Cleanup(func() { _ = c.Close() })
-	return newClients(c.HTTPClient(), RTCBaseURL), c, nil
+	return newClients(c.HTTPClient(), controlclient.RTCBaseURL), c, nil
 }
 
 // socketClient returns clients on a break-glass socket at path.

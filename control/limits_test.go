@@ -12,6 +12,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/netlimit"
 	"github.com/outpost-robotics/outpost/netlimit/netlimittest"
 )
@@ -27,7 +28,7 @@ var shortLimits = netlimit.Limits{MaxConns: 4, ReadHeaderTimeout: 300 * time.Mil
 // timeout.
 func TestSlowClientsCannotHoldThePort(t *testing.T) {
 	e := newEnvWith(t, func(o *Options) { o.Limits = shortLimits })
-	conf, err := PinnedTLSConfig(e.srv.Fingerprint())
+	conf, err := controlclient.PinnedTLSConfig(e.srv.Fingerprint())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/mdns"
 	"github.com/miekg/dns"
+	"github.com/outpost-robotics/outpost/controlclient"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // The sandbox this was written in has no multicast route, so the tests
@@ -18,7 +19,7 @@ import (
 // multicast works and skips otherwise.
 
 func testAnnouncement() Announcement {
-	return Announcement{PartID: "p1", Port: DefaultPort, Fingerprint: strings.Repeat("ab", 32), HostName: "robot-7.local", IPs: []net.IP{net.IPv4(192, 0, 2, 7)}}
+	return Announcement{PartID: "p1", Port: controlwire.DefaultPort, Fingerprint: strings.Repeat("ab", 32), HostName: "robot-7.local", IPs: []net.IP{net.IPv4(192, 0, 2, 7)}}
 }
 
 func TestAnnouncementRecords(t *testing.T) {
@@ -26,17 +27,17 @@ func TestAnnouncementRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ptr := z.Records(dns.Question{Name: MDNSService + ".local.", Qtype: dns.TypePTR, Qclass: dns.ClassINET})
+	ptr := z.Records(dns.Question{Name: controlwire.MDNSService + ".local.", Qtype: dns.TypePTR, Qclass: dns.ClassINET})
 	if len(ptr) == 0 {
-		t.Fatal("no answer to a browse for " + MDNSService)
+		t.Fatal("no answer to a browse for " + controlwire.MDNSService)
 	}
 	var sawPTR, sawSRV, sawTXT, sawA bool
 	for _, rr := range ptr {
 		switch r := rr.(type) {
 		case *dns.PTR:
-			sawPTR = r.Ptr == "outpost-p1."+MDNSService+".local."
+			sawPTR = r.Ptr == "outpost-p1."+controlwire.MDNSService+".local."
 		case *dns.SRV:
-			sawSRV = r.Port == DefaultPort && r.Target == "robot-7.local."
+			sawSRV = r.Port == controlwire.DefaultPort && r.Target == "robot-7.local."
 		case *dns.TXT:
 			sawTXT = slices.Contains(r.Txt, "part=p1") && slices.Contains(r.Txt, "sha256="+strings.Repeat("ab", 32))
 		case *dns.A:
@@ -48,28 +49,6 @@ func TestAnnouncementRecords(t *testing.T) {
 	}
 	if _, err := (Announcement{Port: 1}).zone(); err == nil {
 		t.Fatal("an announcement without a part id")
-	}
-}
-
-func TestBrowseParsing(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		in   *mdns.ServiceEntry
-		want DiscoveredPart
-		ok   bool
-	}{
-		{"v4", &mdns.ServiceEntry{Name: "outpost-p1." + MDNSService + ".local.", AddrV4: net.IPv4(192, 0, 2, 7), Port: 8443, InfoFields: []string{"v=1", "part=p1", "sha256=ff"}},
-			DiscoveredPart{Instance: "outpost-p1", Addr: "192.0.2.7:8443", PartID: "p1", Fingerprint: "ff"}, true},
-		{"v6", &mdns.ServiceEntry{Name: "x", AddrV6IPAddr: &net.IPAddr{IP: net.ParseIP("fd00::7")}, Port: 8443},
-			DiscoveredPart{Instance: "x", Addr: "[fd00::7]:8443"}, true},
-		{"no address", &mdns.ServiceEntry{Name: "x", Port: 8443}, DiscoveredPart{}, false},
-		{"bad port", &mdns.ServiceEntry{Name: "x", AddrV4: net.IPv4(192, 0, 2, 7), Port: 70000}, DiscoveredPart{}, false},
-		{"nil", nil, DiscoveredPart{}, false},
-	} {
-		got, ok := partOf(tc.in)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("%s: got %+v %v, want %+v %v", tc.name, got, ok, tc.want, tc.ok)
-		}
 	}
 }
 
@@ -93,7 +72,7 @@ func TestAnnounceAndDiscover(t *testing.T) {
 			t.Logf("announce: %v", err)
 		}
 	}()
-	parts, err := DiscoverOn(context.Background(), lo, 500*time.Millisecond)
+	parts, err := controlclient.DiscoverOn(context.Background(), lo, 500*time.Millisecond)
 	if err != nil || len(parts) == 0 {
 		t.Skipf("no multicast here (%v, %d parts heard): records and parsing are covered above", err, len(parts))
 	}

@@ -11,6 +11,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // Relay carries WebRTC signaling through the fleet cloud, so a client
@@ -20,26 +21,10 @@ import (
 // servers of Options.ICEServers.
 type Relay interface {
 	// NextOffer blocks until a client's offer arrives, or ctx is done.
-	NextOffer(ctx context.Context) (*RelayedOffer, error)
+	NextOffer(ctx context.Context) (*controlwire.RelayedOffer, error)
 	// Answer sends the answer to the offer's client; with refusal set, the
 	// refusal instead (its connect code and message are for the client).
 	Answer(ctx context.Context, offerID string, answer *controlv1.OfferResponse, refusal *connect.Error) error
-}
-
-// RelayedOffer is a client's offer as the cloud forwards it.
-type RelayedOffer struct {
-	// ID names the offer for Answer.
-	ID string
-	// SDP is the client's offer.
-	SDP string
-	// Assertion is the cloud's signed statement of who the client is, for
-	// this part and this SDP (credential.VerifyAssertion); the part
-	// authorizes that subject itself, with its cached grants, so the cloud
-	// relays but grants nothing, and never sees the client's credential
-	// pass to the part.
-	Assertion string
-	// Peer is the client's address as the cloud saw it (throttling, audit).
-	Peer string
 }
 
 // relayRetry is the pause after the relay failed, before asking again.
@@ -79,7 +64,7 @@ func (s *Server) ServeRelay(ctx context.Context, r Relay) error {
 	}
 }
 
-func (s *Server) answerRelayed(ctx context.Context, r Relay, rule *rule, off *RelayedOffer) {
+func (s *Server) answerRelayed(ctx context.Context, r Relay, rule *rule, off *controlwire.RelayedOffer) {
 	cn := &conn{transport: TransportWebRTC, peer: "relay:" + off.Peer}
 	var resp *controlv1.OfferResponse
 	c, refusal := s.auth.authorize(ctx, cn, presented{assertion: off.Assertion, sdp: off.SDP}, rule)

@@ -13,12 +13,14 @@ import (
 	"connectrpc.com/connect"
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/controlclient"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
 // memRelay stands in for the cloud's relay: offers in, answers out.
 type memRelay struct {
-	offers chan *RelayedOffer
+	offers chan *controlwire.RelayedOffer
 	fail   chan error // errors NextOffer returns first
 
 	mu      sync.Mutex
@@ -32,10 +34,10 @@ type relayAnswer struct {
 }
 
 func newMemRelay() *memRelay {
-	return &memRelay{offers: make(chan *RelayedOffer), fail: make(chan error, 1), waiting: map[string]chan relayAnswer{}}
+	return &memRelay{offers: make(chan *controlwire.RelayedOffer), fail: make(chan error, 1), waiting: map[string]chan relayAnswer{}}
 }
 
-func (m *memRelay) NextOffer(ctx context.Context) (*RelayedOffer, error) {
+func (m *memRelay) NextOffer(ctx context.Context) (*controlwire.RelayedOffer, error) {
 	select {
 	case err := <-m.fail:
 		return nil, err
@@ -87,7 +89,7 @@ func (r relaySignaling) Offer(ctx context.Context, req *connect.Request[controlv
 		return nil, err
 	}
 	select {
-	case r.m.offers <- &RelayedOffer{ID: id, SDP: req.Msg.GetSdp(), Assertion: a, Peer: "203.0.113.9:4242"}:
+	case r.m.offers <- &controlwire.RelayedOffer{ID: id, SDP: req.Msg.GetSdp(), Assertion: a, Peer: "203.0.113.9:4242"}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -115,12 +117,12 @@ func TestRelayedSignaling(t *testing.T) {
 	}
 	e.clock.Advance(relayRetry)
 
-	rc, err := DialWebRTCWith(ctx, relay.signaling("apikey/"+opKey, e.creds.signer, e.clock.Now), nil, LoopbackICE)
+	rc, err := controlclient.DialWebRTCWith(ctx, relay.signaling("apikey/"+opKey, e.creds.signer, e.clock.Now), nil, controlwire.LoopbackICE)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	c := newClients(rc.HTTPClient(), RTCBaseURL)
+	c := newClients(rc.HTTPClient(), controlclient.RTCBaseURL)
 	runCalls(t, e, c, operator)
 	who, err := c.control.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
 	if err != nil || who.Msg.GetTransport() != TransportWebRTC {
@@ -135,11 +137,11 @@ func TestRelayedSignaling(t *testing.T) {
 	}
 
 	// Refusals travel back through the relay with their code.
-	_, err = DialWebRTCWith(ctx, relay.signaling("apikey/"+goneKey, e.creds.signer, e.clock.Now), nil, LoopbackICE)
+	_, err = controlclient.DialWebRTCWith(ctx, relay.signaling("apikey/"+goneKey, e.creds.signer, e.clock.Now), nil, controlwire.LoopbackICE)
 	if codeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("relayed offer for a revoked key: %v", err)
 	}
-	_, err = DialWebRTCWith(ctx, relay.signaling("apikey/"+opKey, e.creds.other, e.clock.Now), nil, LoopbackICE)
+	_, err = controlclient.DialWebRTCWith(ctx, relay.signaling("apikey/"+opKey, e.creds.other, e.clock.Now), nil, controlwire.LoopbackICE)
 	if codeOf(err) != connect.CodeUnauthenticated {
 		t.Fatalf("relayed offer with an assertion the cloud did not sign: %v", err)
 	}

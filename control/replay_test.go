@@ -11,6 +11,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -41,7 +42,7 @@ func (r *recorder) last() http.Header {
 // replay calls WhoAmI on e with exactly the headers h, on a new connection.
 func replay(t *testing.T, e *env, h http.Header) error {
 	t.Helper()
-	tlsConf, err := PinnedTLSConfig(e.srv.Fingerprint())
+	tlsConf, err := controlclient.PinnedTLSConfig(e.srv.Fingerprint())
 	if err != nil {
 		t.Fatal(err)
 	}

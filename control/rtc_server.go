@@ -22,6 +22,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -75,13 +76,6 @@ func (r *rtcServer) newAPI() *webrtc.API {
 	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
 }
 
-func iceServers(urls []string) []webrtc.ICEServer {
-	if len(urls) == 0 {
-		return nil
-	}
-	return []webrtc.ICEServer{{URLs: urls}}
-}
-
 // Offer answers an authenticated offer. The session's identity is the
 // credential that authenticated this call; every call on its channel is
 // authorized again, against the bundle current at that call.
@@ -108,7 +102,7 @@ func (r *rtcServer) answer(ctx context.Context, c *caller, offer string) (*contr
 	if full {
 		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("the part serves %d WebRTC sessions already; close one or use gRPC", r.s.opts.MaxSessions))
 	}
-	pc, err := r.newAPI().NewPeerConnection(webrtc.Configuration{ICEServers: iceServers(r.s.opts.ICEServers)})
+	pc, err := r.newAPI().NewPeerConnection(webrtc.Configuration{ICEServers: controlwire.ICEServers(r.s.opts.ICEServers)})
 	if err != nil {
 		return nil, internal("create peer connection", err)
 	}
@@ -132,7 +126,7 @@ func (r *rtcServer) answer(ctx context.Context, c *caller, offer string) (*contr
 		}
 	})
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		if dc.Label() != ChannelLabel {
+		if dc.Label() != controlwire.ChannelLabel {
 			_ = dc.Close()
 			return
 		}
@@ -194,7 +188,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	ch      *chanConn
+	ch      *controlwire.Conn
 	streams map[uint32]*serverStream
 	// aborted holds streams this side ended with an error. Frames the client
 	// had already sent for them are dropped quietly: answering each one would
@@ -206,14 +200,24 @@ type session struct {
 	opened  chan struct{}
 }
 
+// Limits on what one session may make the daemon hold.
+const (
+	// maxStreams bounds concurrent calls on one channel.
+	maxStreams = 32
+	// sessionBudget bounds what one session holds received but not yet
+	// handled, across its streams (partial messages and unread bodies), so
+	// a peer cannot make the daemon hold streams × controlwire.MaxJoined.
+	sessionBudget = 16 << 20
+)
+
 // maxAborted bounds the aborted set; past it the set starts over, and a late
 // frame of a forgotten stream costs one more error frame, nothing worse.
 const maxAborted = 4 * maxStreams
 
 // serverStream is one call in progress.
 type serverStream struct {
-	j      joiner
-	body   *msgQueue // nil until the head arrived
+	j      controlwire.Joiner
+	body   *controlwire.Queue // nil until the head arrived
 	cancel context.CancelFunc
 }
 
@@ -237,7 +241,7 @@ func (s *session) attach(dc *webrtc.DataChannel) {
 		_ = dc.Close()
 		return
 	}
-	s.ch = newChanConn(dc)
+	s.ch = controlwire.NewConn(dc)
 	close(s.opened)
 	s.mu.Unlock()
 	dc.OnClose(s.close)
@@ -255,7 +259,7 @@ func (s *session) close() {
 	s.mu.Unlock()
 	s.cancel()
 	if ch != nil {
-		ch.close()
+		ch.Close()
 	}
 	go func() { _ = s.pc.Close() }() // Close waits for callbacks, which may be running this
 	s.r.mu.Lock()
@@ -266,7 +270,7 @@ func (s *session) close() {
 // onFrame handles one channel message. It never blocks on a handler: bodies
 // are queued, handlers run on their own goroutines.
 func (s *session) onFrame(b []byte) {
-	f, err := decodeFrame(b)
+	f, err := controlwire.DecodeFrame(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -277,54 +281,54 @@ func (s *session) onFrame(b []byte) {
 		}
 		return
 	}
-	if _, dead := s.aborted[f.stream]; dead {
+	if _, dead := s.aborted[f.Stream]; dead {
 		return
 	}
-	st := s.streams[f.stream]
-	if f.flags&flagError != 0 {
+	st := s.streams[f.Stream]
+	if f.Flags&controlwire.FlagError != 0 {
 		if st != nil {
-			s.endStream(f.stream, st, context.Canceled)
+			s.endStream(f.Stream, st, context.Canceled)
 		}
 		return
 	}
 	if st == nil {
-		if f.stream%2 == 0 {
-			s.abort(f.stream, "client streams are odd")
+		if f.Stream%2 == 0 {
+			s.abort(f.Stream, "client streams are odd")
 			return
 		}
 		if len(s.streams) >= maxStreams {
-			s.abort(f.stream, fmt.Sprintf("more than %d concurrent calls on one channel", maxStreams))
+			s.abort(f.Stream, fmt.Sprintf("more than %d concurrent calls on one channel", maxStreams))
 			return
 		}
 		st = &serverStream{}
-		s.streams[f.stream] = st
+		s.streams[f.Stream] = st
 	}
-	if s.pendingLocked()+len(f.payload) > sessionBudget {
-		s.endStream(f.stream, st, errors.New("session buffer full"))
-		s.abort(f.stream, fmt.Sprintf("the session holds over %d bytes not yet handled", sessionBudget))
+	if s.pendingLocked()+len(f.Payload) > sessionBudget {
+		s.endStream(f.Stream, st, errors.New("session buffer full"))
+		s.abort(f.Stream, fmt.Sprintf("the session holds over %d bytes not yet handled", sessionBudget))
 		return
 	}
-	msg, done, err := st.j.add(f)
+	msg, done, err := st.j.Add(f)
 	if err != nil {
-		s.endStream(f.stream, st, err)
-		s.abort(f.stream, err.Error())
+		s.endStream(f.Stream, st, err)
+		s.abort(f.Stream, err.Error())
 		return
 	}
 	if done {
 		if st.body == nil {
-			if err := s.start(f.stream, st, msg); err != nil {
-				delete(s.streams, f.stream)
-				s.abort(f.stream, err.Error())
+			if err := s.start(f.Stream, st, msg); err != nil {
+				delete(s.streams, f.Stream)
+				s.abort(f.Stream, err.Error())
 				return
 			}
-		} else if !st.body.push(bytes.Clone(msg)) {
-			s.endStream(f.stream, st, errors.New("request body over the limit"))
-			s.abort(f.stream, "request body over the limit")
+		} else if !st.body.Push(bytes.Clone(msg)) {
+			s.endStream(f.Stream, st, errors.New("request body over the limit"))
+			s.abort(f.Stream, "request body over the limit")
 			return
 		}
 	}
-	if f.flags&flagEnd != 0 && st.body != nil {
-		st.body.finish(io.EOF)
+	if f.Flags&controlwire.FlagEnd != 0 && st.body != nil {
+		st.body.Finish(io.EOF)
 	}
 }
 
@@ -333,9 +337,9 @@ func (s *session) onFrame(b []byte) {
 func (s *session) pendingLocked() int {
 	n := 0
 	for _, st := range s.streams {
-		n += len(st.j.buf)
+		n += st.j.Pending()
 		if st.body != nil {
-			n += st.body.queued()
+			n += st.body.Queued()
 		}
 	}
 	return n
@@ -344,7 +348,7 @@ func (s *session) pendingLocked() int {
 // endStream forgets a stream, cancelling its handler. Callers hold s.mu.
 func (s *session) endStream(id uint32, st *serverStream, err error) {
 	if st.body != nil {
-		st.body.finish(err)
+		st.body.Finish(err)
 	}
 	if st.cancel != nil {
 		st.cancel()
@@ -360,7 +364,7 @@ func (s *session) abort(id uint32, msg string) {
 	}
 	s.aborted[id] = struct{}{}
 	ch := s.ch
-	go func() { _ = ch.sendError(id, msg) }()
+	go func() { _ = ch.SendError(id, msg) }()
 }
 
 // start decodes a request head and runs the call through the server's
@@ -376,7 +380,7 @@ func (s *session) start(id uint32, st *serverStream, head []byte) error {
 	}
 	ctx, cancel := context.WithCancel(withConn(s.ctx, s.conn))
 	st.cancel = cancel
-	st.body = newMsgQueue(ctx.Done())
+	st.body = controlwire.NewQueue(ctx.Done())
 	req = req.WithContext(ctx)
 	req.Body = st.body
 	req.RemoteAddr = s.conn.peer
@@ -385,7 +389,7 @@ func (s *session) start(id uint32, st *serverStream, head []byte) error {
 		defer cancel()
 		w := &chanResponseWriter{ch: ch, stream: id, header: http.Header{}}
 		s.r.s.handler.ServeHTTP(w, req)
-		if err := w.finish(); err != nil && !errors.Is(err, errChannelClosed) {
+		if err := w.finish(); err != nil && !errors.Is(err, controlwire.ErrChannelClosed) {
 			s.log.Debug("send response", zap.Error(err))
 		}
 		s.mu.Lock()
@@ -413,7 +417,7 @@ func requestOf(h *controlv1.ChannelRequestHead) (*http.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("request head: %w", err)
 	}
-	req.Header = headerOf(h.GetHeaders())
+	req.Header = controlwire.HeaderOf(h.GetHeaders())
 	req.Header.Del("Authorization") // the session's identity is fixed at signaling
 	req.Header.Del(credential.ProofHeader)
 	return req, nil
@@ -422,7 +426,7 @@ func requestOf(h *controlv1.ChannelRequestHead) (*http.Request, error) {
 // chanResponseWriter writes a handler's response as channel messages: the
 // head before the first body byte, then one message per flush.
 type chanResponseWriter struct {
-	ch       *chanConn
+	ch       *controlwire.Conn
 	stream   uint32
 	header   http.Header
 	status   int
@@ -447,9 +451,9 @@ func (w *chanResponseWriter) sendHead() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	b, err := proto.Marshal(&controlv1.ChannelResponseHead{Status: int32(w.status), Headers: headersOf(w.header)})
+	b, err := proto.Marshal(&controlv1.ChannelResponseHead{Status: int32(w.status), Headers: controlwire.HeadersOf(w.header)})
 	if err == nil {
-		err = w.ch.sendMessage(w.stream, b, false)
+		err = w.ch.SendMessage(w.stream, b, false)
 	}
 	w.err = err
 }
@@ -460,7 +464,7 @@ func (w *chanResponseWriter) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	w.buf = append(w.buf, p...)
-	if len(w.buf) >= maxJoined/2 {
+	if len(w.buf) >= controlwire.MaxJoined/2 {
 		w.Flush()
 	}
 	return len(p), w.err
@@ -472,7 +476,7 @@ func (w *chanResponseWriter) Flush() {
 	if w.err != nil || len(w.buf) == 0 {
 		return
 	}
-	w.err = w.ch.sendMessage(w.stream, w.buf, false)
+	w.err = w.ch.SendMessage(w.stream, w.buf, false)
 	w.buf = w.buf[:0]
 }
 
@@ -481,5 +485,5 @@ func (w *chanResponseWriter) finish() error {
 	if w.err != nil {
 		return w.err
 	}
-	return w.ch.sendMessage(w.stream, w.buf, true)
+	return w.ch.SendMessage(w.stream, w.buf, true)
 }

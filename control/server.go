@@ -18,22 +18,17 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/netlimit"
 )
-
-// DefaultPort is the control plane's TCP port on the LAN.
-const DefaultPort = 8443
-
-// maxMessageBytes bounds one request or response message on every transport.
-const maxMessageBytes = 4 << 20
 
 // Options configure a Server. Every dependency is required except Logger.
 type Options struct {
 	// Clock is the injected clock (expiry checks, throttling).
 	Clock clock.Clock
 	// WebRTCSettings adjusts pion's settings for every session, such as the
-	// interfaces ICE may use; nil keeps pion's defaults. LoopbackICE keeps a
+	// interfaces ICE may use; nil keeps pion's defaults. controlwire.LoopbackICE keeps a
 	// session on this machine.
 	WebRTCSettings func(*webrtc.SettingEngine)
 	// Logger logs; nil logs nothing.
@@ -132,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.cert = cert
-	s.fingerprint = Fingerprint(cert.Certificate[0])
+	s.fingerprint = controlwire.Fingerprint(cert.Certificate[0])
 
 	rules, err := rulesFor(
 		controlv1.File_outpost_control_v1_control_proto.Services().ByName("ControlService"),
@@ -142,7 +137,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
-	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessageBytes), connect.WithSendMaxBytes(maxMessageBytes)}
+	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(controlwire.MaxMessageBytes), connect.WithSendMaxBytes(controlwire.MaxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
 		throttle: newThrottle(), denied: newThrottle(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
 		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now())}
@@ -204,7 +199,7 @@ func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
 }
 
 // ServeTLS serves the control plane over TLS on ln (a TCP listener, port
-// DefaultPort by default) until ctx is done or Close is called.
+// controlwire.DefaultPort by default) until ctx is done or Close is called.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 	srv := s.newHTTPServer(TransportGRPC, false)
 	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}

@@ -14,9 +14,6 @@ import (
 	"syscall"
 )
 
-// DefaultSocketPath is the break-glass socket (systemd's RuntimeDirectory).
-const DefaultSocketPath = "/run/outpost/control.sock"
-
 // maxSocketPath is the longest Unix socket path Linux takes: sun_path is
 // 108 bytes, one of them the terminating NUL.
 const maxSocketPath = 107

@@ -5,16 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
 )
 
@@ -86,65 +83,4 @@ func newCert(now time.Time, partID string) (certPEM, keyPEM []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), nil
-}
-
-// Fingerprint returns the SHA-256 of a DER certificate in lower-case hex:
-// what the cloud is told, `outpost robot trust` shows and clients pin.
-func Fingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	return hex.EncodeToString(sum[:])
-}
-
-// NormalizeFingerprint accepts hex with or without colons, any case, and
-// an optional "sha256:" prefix, and returns lower-case hex.
-func NormalizeFingerprint(s string) (string, error) {
-	s = strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "sha256:")
-	s = strings.ReplaceAll(s, ":", "")
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("fingerprint %q is not 64 hex digits (SHA-256)", s)
-	}
-	return s, nil
-}
-
-// PinnedTLSConfig returns a client TLS config that accepts exactly the
-// certificate with the given fingerprint. Names and CAs are not checked:
-// the part's certificate is self-signed and the pin is the trust.
-func PinnedTLSConfig(fingerprint string) (*tls.Config, error) {
-	want, err := NormalizeFingerprint(fingerprint)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by VerifyConnection's pin check below
-		NextProtos:         []string{"h2", "http/1.1"},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("robot presented no certificate")
-			}
-			got := Fingerprint(cs.PeerCertificates[0].Raw)
-			if got != want {
-				return fmt.Errorf("robot certificate fingerprint is %s, pinned %s: it is not the robot you trusted (or it was reinstalled: check with `outpost robot trust`)", got, want)
-			}
-			return nil
-		},
-	}, nil
-}
-
-// ProbeFingerprint connects to addr and returns the fingerprint of the
-// certificate it presents, trusting nothing: for `outpost robot trust`,
-// which shows it for the user to confirm.
-func ProbeFingerprint(ctx context.Context, addr string) (string, error) {
-	d := tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}} // only reads the certificate
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("connect to %s: %w", addr, err)
-	}
-	defer c.Close()
-	certs := c.(*tls.Conn).ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return "", fmt.Errorf("%s presented no certificate", addr)
-	}
-	return Fingerprint(certs[0].Raw), nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // This file adapts the store, the syncer and the robot to the small
@@ -381,11 +382,11 @@ const (
 	relayBackoffMax = 10 * time.Minute
 )
 
-func (q *quietRelay) NextOffer(ctx context.Context) (*control.RelayedOffer, error) {
+func (q *quietRelay) NextOffer(ctx context.Context) (*controlwire.RelayedOffer, error) {
 	return q.next(ctx, q.Relay.NextOffer)
 }
 
-func (q *quietRelay) next(ctx context.Context, inner func(context.Context) (*control.RelayedOffer, error)) (*control.RelayedOffer, error) {
+func (q *quietRelay) next(ctx context.Context, inner func(context.Context) (*controlwire.RelayedOffer, error)) (*controlwire.RelayedOffer, error) {
 	off, err := inner(ctx)
 	if err == nil || ctx.Err() != nil {
 		q.backoff = 0

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/controlwire"
 
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/capture"
@@ -319,8 +320,10 @@ func TestQuietRelayBacksOff(t *testing.T) {
 	clk := clock.NewFake(epoch)
 	q := &quietRelay{clk: clk}
 	ctx := context.Background()
-	fail := func(context.Context) (*control.RelayedOffer, error) { return nil, errors.New("cloud unreachable") }
-	offer := func(context.Context) (*control.RelayedOffer, error) { return &control.RelayedOffer{ID: "o1"}, nil }
+	fail := func(context.Context) (*controlwire.RelayedOffer, error) { return nil, errors.New("cloud unreachable") }
+	offer := func(context.Context) (*controlwire.RelayedOffer, error) {
+		return &controlwire.RelayedOffer{ID: "o1"}, nil
+	}
 	for _, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		done := make(chan error, 1)
 		go func() { _, err := q.next(ctx, fail); done <- err }()

@@ -23,18 +23,18 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
 )
 
 // controlClient is a field tech's client of a part's control plane over
 // TLS (the certificate pinned on first use) with an API key.
 func controlClient(t *testing.T, addr, apiKey string) controlv1connect.ControlServiceClient {
 	t.Helper()
-	fp, err := control.ProbeFingerprint(context.Background(), addr)
+	fp, err := controlclient.ProbeFingerprint(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf, err := control.PinnedTLSConfig(fp)
+	conf, err := controlclient.PinnedTLSConfig(fp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/logging"
 	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/robot"
@@ -117,7 +118,7 @@ type Options struct {
 	FaultFsyncDelay time.Duration
 	// WebRTCSettings adjusts pion's settings for every WebRTC session the
 	// control plane answers, on the LAN or relayed by the cloud; nil keeps
-	// pion's defaults. control.LoopbackICE keeps sessions on this machine
+	// pion's defaults. controlwire.LoopbackICE keeps sessions on this machine
 	// (tests).
 	WebRTCSettings func(*webrtc.SettingEngine)
 	// OnReady is called once the daemon told systemd it is ready, with the
@@ -140,7 +141,7 @@ type Endpoints struct {
 func (o *Options) defaults() {
 	o.ConfigPath = cmp.Or(o.ConfigPath, DefaultConfigPath)
 	o.DataDir = cmp.Or(o.DataDir, DefaultDataDir)
-	o.Listen = cmp.Or(o.Listen, fmt.Sprintf(":%d", control.DefaultPort))
+	o.Listen = cmp.Or(o.Listen, fmt.Sprintf(":%d", controlwire.DefaultPort))
 	o.MetricsListen = cmp.Or(o.MetricsListen, DefaultMetricsListen)
 	o.RuntimeDir = cmp.Or(o.RuntimeDir, DefaultRuntimeDir)
 	o.SocketGroup = cmp.Or(o.SocketGroup, control.DefaultSocketGroup)

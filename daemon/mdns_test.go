@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-robotics/outpost/clock"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
 )
 
 // TestAnnouncesItsControlPort runs the daemon announcing on loopback only
@@ -25,7 +25,7 @@ func TestAnnouncesItsControlPort(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ep.Control)
 	want := "127.0.0.1:" + port
 	for range 3 { // the announcer may still be joining the group
-		parts, err := control.DiscoverOn(context.Background(), lo, 500*time.Millisecond)
+		parts, err := controlclient.DiscoverOn(context.Background(), lo, 500*time.Millisecond)
 		if err != nil {
 			t.Skipf("no multicast on loopback here: %v", err)
 		}

@@ -49,9 +49,11 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 		"import": {
 			"capture: imports in its tests github.com/dgraph-io/badger/v4",
 			"robot: imports github.com/dgraph-io/badger/v4",
+			"sync: imports github.com/outpost-robotics/outpost/control",
 		},
 		"link": {
 			"cmd/outpost: links github.com/dgraph-io/badger through cmd/outpost → daemon → cache → github.com/dgraph-io/badger/v4",
+			"cmd/outpost: links github.com/outpost-robotics/outpost/control through cmd/outpost → daemon → control",
 		},
 		"listen": {
 			"robot: uses net.Listen at robot/robot.go:15",

@@ -3,6 +3,9 @@ package deptest
 // Badger is the store engine's module path.
 const Badger = "github.com/dgraph-io/badger"
 
+// Server is the package of a part's control server.
+const Server = "github.com/outpost-robotics/outpost/control"
+
 // Outpost returns Outpost's package boundaries (docs/ARCHITECTURE.md,
 // "Packages and who may do what"). Changing one is changing the
 // architecture: say why there too.
@@ -10,13 +13,25 @@ func Outpost() Rules {
 	return Rules{
 		Imports: []ImportRule{{
 			Path: Badger,
-			Only: []string{"cache", "cloud/store/badgerstore", "cloud/ingest/badgeringest"},
+			Only: []string{"badgerdb", "cache", "cloud/store/badgerstore", "cloud/ingest/badgeringest"},
 			Why:  "the store packages are the only ones that know Badger: everything else sees their interfaces, so the engine can change in one place",
+		}, {
+			Path: Server,
+			Only: []string{"daemon", "cmd/outpost", "cloud/relay"},
+			Why:  "only the daemon serves the control plane; clients (the CLI, the sync loop's relay) speak to it through controlclient and controlwire. The CLI's and the relay's tests start a real part server; the link rules keep it out of their binaries",
 		}},
 		Links: []LinkRule{{
 			Main: "cmd/outpost",
 			Path: Badger,
 			Why:  "the CLI runs on technicians' laptops and needs no store; reach daemon files through partfile, the daemon through its control API",
+		}, {
+			Main: "cmd/outpost",
+			Path: Server,
+			Why:  "the CLI is a client of the control plane: it links controlclient, never the server",
+		}, {
+			Main: "cmd/outpost-cloud",
+			Path: Server,
+			Why:  "the cloud relays signaling and never serves a part's control plane",
 		}},
 		Listen: []ListenRule{{
 			Main: "cmd/outpostd",

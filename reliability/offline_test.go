@@ -24,7 +24,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
 )
@@ -293,7 +293,7 @@ func (n *notifySocket) find(prefix string) (string, bool) {
 // techClient is a field tech's component client: TLS pinned to the part's
 // certificate, proofs of an API key's possession made for that part.
 func techClient(addr, pin, token string, now func() time.Time) (controlv1connect.ComponentServiceClient, error) {
-	tlsCfg, err := control.PinnedTLSConfig(pin)
+	tlsCfg, err := controlclient.PinnedTLSConfig(pin)
 	if err != nil {
 		return nil, fmt.Errorf("pin the part's certificate: %w", err)
 	}

@@ -55,7 +55,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/netlimit"
@@ -320,7 +320,7 @@ func CloudAuth(key string, now func() time.Time) connect.Interceptor {
 // nonce. Anything but a printed key is sent as the Authorization header.
 func PartAuth(key, fingerprint string, hc connect.HTTPClient, base string, now func() time.Time) connect.Interceptor {
 	if k, err := credential.ParseKey(key); err == nil {
-		return credential.NewPartProver(k, fingerprint, now, control.HealthNonce(hc, base))
+		return credential.NewPartProver(k, fingerprint, now, controlclient.HealthNonce(hc, base))
 	}
 	return rawAuthorization(key)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -142,7 +144,7 @@ func startPart(t *testing.T, c *cloud, secret string) *partAudit {
 	t.Helper()
 	audit := &partAudit{}
 	srv, err := control.New(context.Background(), control.Options{
-		Clock: clock.NewFake(t0), WebRTCSettings: control.LoopbackICE, Version: "test", PartID: "p1", Grants: partGrants{}, Audit: audit,
+		Clock: clock.NewFake(t0), WebRTCSettings: controlwire.LoopbackICE, Version: "test", PartID: "p1", Grants: partGrants{}, Audit: audit,
 		Certs: &partCerts{}, Robot: partRobot{}, Config: partConfig{}, Logs: partLogs{}, Data: partData{}, Status: partStatus{},
 	})
 	if err != nil {
@@ -174,12 +176,12 @@ func TestRelayedSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	rc, err := control.DialWebRTCWith(ctx, relay.Signaling(c.relayClient(ownerAuth), "p1"), nil, control.LoopbackICE)
+	rc, err := controlclient.DialWebRTCWith(ctx, relay.Signaling(c.relayClient(ownerAuth), "p1"), nil, controlwire.LoopbackICE)
 	if err != nil {
 		t.Fatalf("dial through the relay: %v", err)
 	}
 	defer rc.Close()
-	ctl := controlv1connect.NewControlServiceClient(rc.HTTPClient(), control.RTCBaseURL)
+	ctl := controlv1connect.NewControlServiceClient(rc.HTTPClient(), controlclient.RTCBaseURL)
 	who, err := ctl.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
 	if err != nil {
 		t.Fatalf("WhoAmI over the relayed session: %v", err)
@@ -195,7 +197,7 @@ func TestRelayedSession(t *testing.T) {
 	// The cloud lets the stranger's offer through; the part, which does
 	// not know the key, refuses it, and the refusal reaches the client
 	// with the part's code.
-	_, err = control.DialWebRTCWith(ctx, relay.Signaling(c.relayClient(strangerAuth), "p1"), nil, control.LoopbackICE)
+	_, err = controlclient.DialWebRTCWith(ctx, relay.Signaling(c.relayClient(strangerAuth), "p1"), nil, controlwire.LoopbackICE)
 	if code := connect.CodeOf(err); code != connect.CodeUnauthenticated {
 		t.Fatalf("a key the part does not know: %v (%v), want unauthenticated", err, code)
 	}

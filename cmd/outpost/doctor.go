@@ -21,7 +21,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/partfile"
 )
 
@@ -65,8 +65,8 @@ what to do about it. The exit code is 1 when something failed.`,
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", partfile.DefaultBootstrapPath, "the part's bootstrap file")
 	f.StringVar(&o.dataDir, "data-dir", partfile.DefaultDataDir, "the daemon's data folder")
-	f.StringVar(&o.socket, "socket", control.DefaultSocketPath, "the daemon's break-glass socket")
-	f.StringVar(&o.controlAddr, "control", fmt.Sprintf("127.0.0.1:%d", control.DefaultPort), "the daemon's control port")
+	f.StringVar(&o.socket, "socket", controlwire.DefaultSocketPath, "the daemon's break-glass socket")
+	f.StringVar(&o.controlAddr, "control", fmt.Sprintf("127.0.0.1:%d", controlwire.DefaultPort), "the daemon's control port")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long each network check may take")
 	_ = g // doctor runs on the part: it needs no cloud login
 	return cmd
@@ -283,9 +283,9 @@ func checkControlCert(ctx context.Context, o doctorOptions, st *controlv1.Status
 	if len(certs) == 0 {
 		return doctorResult{"FAIL", name, "the control port presented no certificate", "restart outpostd"}
 	}
-	fp := control.Fingerprint(certs[0].Raw)
-	want, _ := control.NormalizeFingerprint(st.GetCertSha256())
-	if got, _ := control.NormalizeFingerprint(fp); want != "" && got != want {
+	fp := controlwire.Fingerprint(certs[0].Raw)
+	want, _ := controlwire.NormalizeFingerprint(st.GetCertSha256())
+	if got, _ := controlwire.NormalizeFingerprint(fp); want != "" && got != want {
 		return doctorResult{"FAIL", name, fmt.Sprintf("%s serves %s but the daemon reports %s", o.controlAddr, fp, st.GetCertSha256()), "another program answers on that port: stop it, or give outpostd another --listen"}
 	}
 	now := o.now()

@@ -28,7 +28,8 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/relay"
-	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -73,7 +74,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	pf.StringVar(&f.apiKey, "api-key", "", "API key opk_... as `outpost apikey create` printed it (or $OUTPOST_API_KEY)")
 	pf.BoolVar(&f.webrtc, "webrtc", false, "carry the calls over a WebRTC data channel (signaled over the TLS port)")
 	pf.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 of the part's certificate (default: from outpost robot trust)")
-	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+control.DefaultSocketPath+")")
+	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+controlwire.DefaultSocketPath+")")
 	pf.StringSliceVar(&f.ice, "ice", nil, "STUN/TURN server URLs for --webrtc (none are needed on a LAN)")
 	pf.StringVar(&f.viaCloud, "via-cloud", "", "reach part PART_ID off this network: WebRTC signaled through the fleet cloud (--cloud); the part still decides with its own grants")
 
@@ -87,7 +88,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 // robotAddr adds the default port.
 func robotAddr(s string) string {
 	if _, _, err := net.SplitHostPort(s); err != nil {
-		return net.JoinHostPort(s, strconv.Itoa(control.DefaultPort))
+		return net.JoinHostPort(s, strconv.Itoa(controlwire.DefaultPort))
 	}
 	return s
 }
@@ -185,10 +186,10 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	if fp == "" {
 		return nil, fmt.Errorf("%s is not a trusted robot: run `outpost robot trust %s`, check the fingerprint it shows, or pass --fingerprint", addr, addr)
 	}
-	if fp, err = control.NormalizeFingerprint(fp); err != nil {
+	if fp, err = controlwire.NormalizeFingerprint(fp); err != nil {
 		return nil, err
 	}
-	tlsConf, err := control.PinnedTLSConfig(fp)
+	tlsConf, err := controlclient.PinnedTLSConfig(fp)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +198,7 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 	base := "https://" + addr
 	// Proofs name the pinned certificate as their audience: a part cannot
 	// pass one on to another part, nor to the cloud.
-	opts := []connect.ClientOption{connect.WithInterceptors(credential.NewPartProver(key, fp, f.g.now, control.HealthNonce(hc, base)))}
+	opts := []connect.ClientOption{connect.WithInterceptors(credential.NewPartProver(key, fp, f.g.now, controlclient.HealthNonce(hc, base)))}
 	if !f.webrtc {
 		return &robotConn{
 			control: controlv1connect.NewControlServiceClient(hc, base, opts...),
@@ -207,14 +208,14 @@ func (f *robotFlags) connect(ctx context.Context) (*robotConn, error) {
 		}, nil
 	}
 	sig := controlv1connect.NewSignalingServiceClient(hc, base, opts...)
-	rc, err := control.DialWebRTCWith(ctx, sig, f.ice, f.g.env.webrtcSettings)
+	rc, err := controlclient.DialWebRTCWith(ctx, sig, f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open WebRTC session with %s: %w", addr, err)
 	}
 	rhc := rc.HTTPClient()
 	return &robotConn{
-		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
-		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
+		control: controlv1connect.NewControlServiceClient(rhc, controlclient.RTCBaseURL),
+		comp:    controlv1connect.NewComponentServiceClient(rhc, controlclient.RTCBaseURL),
 		close:   func() { _ = rc.Close(); tr.CloseIdleConnections() },
 		key:     key,
 	}, nil
@@ -236,14 +237,14 @@ func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 	}
 	hc := &http.Client{Timeout: 60 * time.Second}
 	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(credential.NewCloudProver(key, f.g.now)))
-	sess, err := control.DialWebRTCWith(ctx, relay.Signaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
+	sess, err := controlclient.DialWebRTCWith(ctx, relay.Signaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open a WebRTC session with part %s through %s: %w", f.viaCloud, base, err)
 	}
 	rhc := sess.HTTPClient()
 	return &robotConn{
-		control: controlv1connect.NewControlServiceClient(rhc, control.RTCBaseURL),
-		comp:    controlv1connect.NewComponentServiceClient(rhc, control.RTCBaseURL),
+		control: controlv1connect.NewControlServiceClient(rhc, controlclient.RTCBaseURL),
+		comp:    controlv1connect.NewComponentServiceClient(rhc, controlclient.RTCBaseURL),
 		close:   func() { _ = sess.Close(); hc.CloseIdleConnections() },
 		key:     key,
 	}, nil
@@ -810,7 +811,7 @@ part presenting another certificate.`,
 			fp := f.fingerprint
 			if fp == "" {
 				var err error
-				if fp, err = control.ProbeFingerprint(cmd.Context(), addr); err != nil {
+				if fp, err = controlclient.ProbeFingerprint(cmd.Context(), addr); err != nil {
 					return err
 				}
 			}
@@ -849,9 +850,9 @@ part presenting another certificate.`,
 func (f *robotFlags) discoverCmd() *cobra.Command {
 	var wait time.Duration
 	cmd := &cobra.Command{
-		Use: "discover", Short: "List the robot parts announcing " + control.MDNSService + " on this network", Args: cobra.NoArgs,
+		Use: "discover", Short: "List the robot parts announcing " + controlwire.MDNSService + " on this network", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			parts, err := control.Discover(cmd.Context(), wait)
+			parts, err := controlclient.Discover(cmd.Context(), wait)
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/daemon"
 )
 
@@ -98,7 +99,7 @@ func startRobot(t *testing.T, cl *cloudtest.Cloud, o robotOptions) *robotPart {
 		errc <- daemon.Run(ctx, daemon.Options{
 			ConfigPath: boot, DataDir: filepath.Join(dir, "data"), RuntimeDir: filepath.Join(dir, "run"),
 			Listen: "127.0.0.1:0", MetricsListen: "-", Clock: clock.NewReal(), Stderr: logs, Signals: sig, LogFormat: "json",
-			SyncInterval: o.syncEvery, WebRTCSettings: control.LoopbackICE,
+			SyncInterval: o.syncEvery, WebRTCSettings: controlwire.LoopbackICE,
 			OnReady: func(e daemon.Endpoints) { ready <- e },
 		})
 	}()
@@ -201,7 +202,7 @@ func (s *robotSession) run(args ...string) (string, error) {
 	s.t.Helper()
 	root := newRoot(env{
 		getenv: func(k string) string { return s.vars[k] }, stdin: strings.NewReader(""),
-		configDir: s.configDir, webrtcSettings: control.LoopbackICE,
+		configDir: s.configDir, webrtcSettings: controlwire.LoopbackICE,
 	})
 	var stdout, stderr bytes.Buffer
 	root.SetOut(&stdout)
@@ -383,7 +384,7 @@ func TestRobotViaCloud(t *testing.T) {
 
 	// A session through the cloud, opened the way every robot command
 	// opens one; then the key is revoked at the cloud.
-	f := &robotFlags{g: &globals{env: env{getenv: func(string) string { return "" }, webrtcSettings: control.LoopbackICE}, cloud: cl.URL},
+	f := &robotFlags{g: &globals{env: env{getenv: func(string) string { return "" }, webrtcSettings: controlwire.LoopbackICE}, cloud: cl.URL},
 		apiKey: rp.operator.Token, viaCloud: rp.part.ID}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

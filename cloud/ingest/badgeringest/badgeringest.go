@@ -49,11 +49,11 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/badgerdb"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 )
@@ -126,22 +126,9 @@ func Open(opts Options) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	bo := badger.DefaultOptions(opts.Dir).
-		WithLogger(badgerLogger{log.Sugar()}).
-		WithSyncWrites(true).
+	bo := badgerdb.Options(opts.Dir, log).
 		WithDetectConflicts(false). // writes to a stream are serialized by Store.streams
-		WithMemTableSize(memTableSize).
-		WithNumMemtables(2).
-		WithValueThreshold(1 << 10).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(8 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(2 << 20).
-		WithCompression(options.None).
-		WithNumGoroutines(2)
+		WithMemTableSize(memTableSize)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
@@ -1128,12 +1115,3 @@ func (s *Store) Status(_ context.Context, partID string) (ingest.PartStatus, err
 	}
 	return out, nil
 }
-
-// badgerLogger routes Badger's messages to zap; its Info is chatty (every
-// compaction), so it goes to Debug.
-type badgerLogger struct{ l *zap.SugaredLogger }
-
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Errorf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warnf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debugf("badger: "+strings.TrimSpace(f), a...) }
-func (b badgerLogger) Debugf(string, ...any)       {}

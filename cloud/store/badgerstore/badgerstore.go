@@ -22,9 +22,9 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
+	"github.com/outpost-robotics/outpost/badgerdb"
 	"github.com/outpost-robotics/outpost/cloud/store"
 )
 
@@ -41,21 +41,7 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating if needed) the store in dir. An empty dir opens an
 // in-memory store, for tests.
 func Open(dir string, log *zap.Logger) (*Store, error) {
-	opts := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log.Named("badger").Sugar()}).
-		WithSyncWrites(true).
-		WithMemTableSize(8 << 20).
-		WithNumMemtables(2).
-		WithValueThreshold(1 << 10).
-		WithBlockCacheSize(8 << 20).
-		WithIndexCacheSize(4 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
-		WithBaseTableSize(2 << 20).
-		WithCompression(options.None).
-		WithNumGoroutines(2)
+	opts := badgerdb.Options(dir, log).WithIndexCacheSize(4 << 20)
 	if dir == "" {
 		// In memory there is no value log: every value lives in the LSM
 		// tree, so the threshold must admit the largest record.
@@ -644,12 +630,3 @@ func (t *tx) PutMeta(_ context.Context, k string, v []byte) error {
 	}
 	return t.txn.Set(bk, bytes.Clone(v))
 }
-
-// badgerLogger sends badger's own messages to zap; they never hold secrets
-// (badger logs file and table names only).
-type badgerLogger struct{ s *zap.SugaredLogger }
-
-func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(strings.TrimSpace(f), a...) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(strings.TrimSpace(f), a...) }
-func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(strings.TrimSpace(f), a...) }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpace(f), a...) }

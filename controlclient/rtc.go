@@ -1,4 +1,4 @@
-package control
+package controlclient
 
 import (
 	"bytes"
@@ -10,12 +10,12 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // RTCBaseURL is the base URL for connect clients using an RTCClient's
@@ -27,19 +27,20 @@ const RTCBaseURL = "http://webrtc"
 // channel.
 type RTCClient struct {
 	pc *webrtc.PeerConnection
-	ch *chanConn
+	ch *controlwire.Conn
 
 	mu      sync.Mutex
 	next    uint32
 	streams map[uint32]*clientStream
 	err     error
 	done    chan struct{}
+	observe func(controlwire.Frame)
 }
 
 type clientStream struct {
-	j    joiner
+	j    controlwire.Joiner
 	head chan *controlv1.ChannelResponseHead
-	body *msgQueue
+	body *controlwire.Queue
 	fail chan error
 	got  bool
 }
@@ -59,7 +60,7 @@ func DialWebRTCWith(ctx context.Context, sig controlv1connect.SignalingServiceCl
 	if settings != nil {
 		settings(&se)
 	}
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{ICEServers: iceServers(ice)})
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{ICEServers: controlwire.ICEServers(ice)})
 	if err != nil {
 		return nil, fmt.Errorf("create peer connection: %w", err)
 	}
@@ -68,14 +69,14 @@ func DialWebRTCWith(ctx context.Context, sig controlv1connect.SignalingServiceCl
 		_ = pc.Close()
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	dc, err := pc.CreateDataChannel(ChannelLabel, nil)
+	dc, err := pc.CreateDataChannel(controlwire.ChannelLabel, nil)
 	if err != nil {
 		return fail("create data channel", err)
 	}
-	c.ch = newChanConn(dc)
+	c.ch = controlwire.NewConn(dc)
 	opened := make(chan struct{})
 	dc.OnOpen(func() { close(opened) })
-	dc.OnClose(func() { c.shutdown(errChannelClosed) })
+	dc.OnClose(func() { c.shutdown(controlwire.ErrChannelClosed) })
 	dc.OnMessage(func(m webrtc.DataChannelMessage) { c.onFrame(m.Data) })
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
@@ -111,8 +112,23 @@ func (c *RTCClient) HTTPClient() *http.Client { return &http.Client{Transport: c
 
 // Close ends the session.
 func (c *RTCClient) Close() error {
-	c.shutdown(errChannelClosed)
+	c.shutdown(controlwire.ErrChannelClosed)
 	return c.pc.Close()
+}
+
+// Conn is the session's frame connection, for tools that exercise a part's
+// handling of the protocol itself; frames sent on it interleave with the
+// client's own calls, so a stream id must be one RoundTrip never uses
+// (RoundTrip uses odd ids counting up from 1).
+func (c *RTCClient) Conn() *controlwire.Conn { return c.ch }
+
+// Observe makes f see every well-formed frame the part sends, before the
+// client handles it (f runs with the client's lock held and must not call
+// back into it). For protocol tools and tests.
+func (c *RTCClient) Observe(f func(controlwire.Frame)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe = f
 }
 
 // Done is closed when the session ended (closed by either side).
@@ -127,7 +143,7 @@ func (c *RTCClient) shutdown(err error) {
 	streams := c.streams
 	c.streams = map[uint32]*clientStream{}
 	c.mu.Unlock()
-	c.ch.close()
+	c.ch.Close()
 	for _, st := range streams {
 		st.abort(err)
 	}
@@ -139,7 +155,7 @@ func (st *clientStream) abort(err error) {
 	default:
 	}
 	if st.body != nil {
-		st.body.finish(err)
+		st.body.Finish(err)
 	}
 }
 
@@ -147,7 +163,7 @@ func (st *clientStream) abort(err error) {
 // head arrived; the body streams as it comes.
 func (c *RTCClient) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	head, err := proto.Marshal(&controlv1.ChannelRequestHead{Method: req.Method, Path: req.URL.RequestURI(), Headers: headersOf(req.Header)})
+	head, err := proto.Marshal(&controlv1.ChannelRequestHead{Method: req.Method, Path: req.URL.RequestURI(), Headers: controlwire.HeadersOf(req.Header)})
 	if err != nil {
 		return nil, fmt.Errorf("encode request head: %w", err)
 	}
@@ -158,24 +174,24 @@ func (c *RTCClient) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	id := c.next
 	c.next += 2
-	st := &clientStream{head: make(chan *controlv1.ChannelResponseHead, 1), fail: make(chan error, 1), body: newMsgQueue(ctx.Done())}
+	st := &clientStream{head: make(chan *controlv1.ChannelResponseHead, 1), fail: make(chan error, 1), body: controlwire.NewQueue(ctx.Done())}
 	c.streams[id] = st
 	c.mu.Unlock()
 	done := func(err error) (*http.Response, error) {
 		c.mu.Lock()
 		delete(c.streams, id)
 		c.mu.Unlock()
-		_ = c.ch.sendError(id, "cancelled")
+		_ = c.ch.SendError(id, "cancelled")
 		return nil, err
 	}
-	if err := c.ch.sendMessage(id, head, false); err != nil {
+	if err := c.ch.SendMessage(id, head, false); err != nil {
 		return done(err)
 	}
 	body := req.Body
 	if body == nil {
 		body = http.NoBody
 	}
-	err = copyBody(c.ch, id, body)
+	err = controlwire.CopyBody(c.ch, id, body)
 	body.Close()
 	if err != nil {
 		return done(fmt.Errorf("send request body: %w", err))
@@ -186,7 +202,7 @@ func (c *RTCClient) RoundTrip(req *http.Request) (*http.Response, error) {
 			Status:     http.StatusText(int(h.GetStatus())),
 			StatusCode: int(h.GetStatus()),
 			Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-			Header:        headerOf(h.GetHeaders()),
+			Header:        controlwire.HeaderOf(h.GetHeaders()),
 			Body:          &streamBody{q: st.body, c: c, id: id},
 			ContentLength: -1,
 			Request:       req,
@@ -200,7 +216,7 @@ func (c *RTCClient) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // streamBody is a response body; closing it early cancels the stream.
 type streamBody struct {
-	q    *msgQueue
+	q    *controlwire.Queue
 	c    *RTCClient
 	id   uint32
 	once sync.Once
@@ -215,33 +231,36 @@ func (b *streamBody) Close() error {
 		delete(b.c.streams, b.id)
 		b.c.mu.Unlock()
 		if live {
-			_ = b.c.ch.sendError(b.id, "cancelled")
+			_ = b.c.ch.SendError(b.id, "cancelled")
 		}
-		b.q.finish(io.EOF)
+		b.q.Finish(io.EOF)
 	})
 	return nil
 }
 
 func (c *RTCClient) onFrame(b []byte) {
-	f, err := decodeFrame(b)
+	f, err := controlwire.DecodeFrame(b)
 	if err != nil {
 		c.shutdown(fmt.Errorf("part sent a bad frame: %w", err))
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.streams[f.stream]
+	if c.observe != nil {
+		c.observe(f)
+	}
+	st := c.streams[f.Stream]
 	if st == nil {
 		return // a stream this side already gave up
 	}
-	if f.flags&flagError != 0 {
-		delete(c.streams, f.stream)
-		st.abort(fmt.Errorf("part aborted the call: %s", f.payload))
+	if f.Flags&controlwire.FlagError != 0 {
+		delete(c.streams, f.Stream)
+		st.abort(fmt.Errorf("part aborted the call: %s", f.Payload))
 		return
 	}
-	msg, done, err := st.j.add(f)
+	msg, done, err := st.j.Add(f)
 	if err != nil {
-		delete(c.streams, f.stream)
+		delete(c.streams, f.Stream)
 		st.abort(err)
 		return
 	}
@@ -249,30 +268,20 @@ func (c *RTCClient) onFrame(b []byte) {
 		if !st.got {
 			var h controlv1.ChannelResponseHead
 			if err := proto.Unmarshal(msg, &h); err != nil {
-				delete(c.streams, f.stream)
+				delete(c.streams, f.Stream)
 				st.abort(fmt.Errorf("response head: %w", err))
 				return
 			}
 			st.got = true
 			st.head <- &h
-		} else if !st.body.push(bytes.Clone(msg)) {
-			delete(c.streams, f.stream)
+		} else if !st.body.Push(bytes.Clone(msg)) {
+			delete(c.streams, f.Stream)
 			st.abort(errors.New("response body over the limit"))
 			return
 		}
 	}
-	if f.flags&flagEnd != 0 {
-		delete(c.streams, f.stream)
-		st.body.finish(io.EOF)
+	if f.Flags&controlwire.FlagEnd != 0 {
+		delete(c.streams, f.Stream)
+		st.body.Finish(io.EOF)
 	}
-}
-
-// LoopbackICE confines ICE to the loopback interface over UDPv4, with no
-// mDNS candidates: a session that never leaves this machine, for tests and
-// for a client running on the part itself.
-func LoopbackICE(se *webrtc.SettingEngine) {
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 }

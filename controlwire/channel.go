@@ -1,4 +1,4 @@
-package control
+package controlwire
 
 import (
 	"context"
@@ -12,9 +12,6 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 )
 
-// ChannelLabel is the label of the control data channel.
-const ChannelLabel = "outpost-control"
-
 // Send-side flow control: above sendHigh bytes queued in the channel a
 // sender waits until it drains to sendLow, so one log stream cannot make the
 // daemon buffer without bound.
@@ -23,19 +20,14 @@ const (
 	sendLow  = 256 << 10
 	// maxQueued bounds what one stream's receiver holds unread; a peer that
 	// sends more is aborted (it ignored the protocol's one-message-at-a-time use).
-	maxQueued = maxJoined
-	// maxStreams bounds concurrent calls on one channel.
-	maxStreams = 32
-	// sessionBudget bounds what one session holds received but not yet
-	// handled, across its streams (partial messages and unread bodies), so
-	// a peer cannot make the daemon hold streams × maxJoined.
-	sessionBudget = 16 << 20
+	maxQueued = MaxJoined
 )
 
-var errChannelClosed = errors.New("data channel closed")
+// ErrChannelClosed is the error of a send on a closed channel.
+var ErrChannelClosed = errors.New("data channel closed")
 
-// chanConn sends frames on a data channel with flow control.
-type chanConn struct {
+// Conn sends frames on a data channel with flow control.
+type Conn struct {
 	dc     *webrtc.DataChannel
 	mu     sync.Mutex // one frame at a time
 	low    chan struct{}
@@ -43,8 +35,9 @@ type chanConn struct {
 	once   sync.Once
 }
 
-func newChanConn(dc *webrtc.DataChannel) *chanConn {
-	c := &chanConn{dc: dc, low: make(chan struct{}, 1), closed: make(chan struct{})}
+// NewConn wraps dc, which must not be used to send otherwise.
+func NewConn(dc *webrtc.DataChannel) *Conn {
+	c := &Conn{dc: dc, low: make(chan struct{}, 1), closed: make(chan struct{})}
 	dc.SetBufferedAmountLowThreshold(sendLow)
 	dc.OnBufferedAmountLow(func() {
 		select {
@@ -55,47 +48,51 @@ func newChanConn(dc *webrtc.DataChannel) *chanConn {
 	return c
 }
 
-func (c *chanConn) close() {
+// Close makes every later send fail with ErrChannelClosed and wakes a
+// sender waiting for the channel to drain.
+func (c *Conn) Close() {
 	c.once.Do(func() { close(c.closed) })
 }
 
-// sendFrame sends one encoded frame, waiting while the channel is full.
-func (c *chanConn) sendFrame(b []byte) error {
+// SendFrame sends one encoded frame, waiting while the channel is full.
+func (c *Conn) SendFrame(b []byte) error {
 	for c.dc.BufferedAmount() > sendHigh {
 		select {
 		case <-c.low:
 		case <-c.closed:
-			return errChannelClosed
+			return ErrChannelClosed
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	select {
 	case <-c.closed:
-		return errChannelClosed
+		return ErrChannelClosed
 	default:
 	}
 	if err := c.dc.Send(b); err != nil {
-		return errors.Join(errChannelClosed, err)
+		return errors.Join(ErrChannelClosed, err)
 	}
 	return nil
 }
 
-func (c *chanConn) sendMessage(stream uint32, msg []byte, end bool) error {
-	return splitMessage(stream, msg, end, c.sendFrame)
+// SendMessage sends msg on stream as frames; end ends the stream.
+func (c *Conn) SendMessage(stream uint32, msg []byte, end bool) error {
+	return SplitMessage(stream, msg, end, c.SendFrame)
 }
 
-func (c *chanConn) sendError(stream uint32, msg string) error {
+// SendError ends stream with msg as the reason.
+func (c *Conn) SendError(stream uint32, msg string) error {
 	p := []byte(msg)
-	if len(p) > maxPayload {
-		p = p[:maxPayload]
+	if len(p) > MaxPayload {
+		p = p[:MaxPayload]
 	}
-	return c.sendFrame(appendFrame(nil, frame{stream: stream, flags: flagFirst | flagLast | flagEnd | flagError, payload: p}))
+	return c.SendFrame(AppendFrame(nil, Frame{Stream: stream, Flags: FlagFirst | FlagLast | FlagEnd | FlagError, Payload: p}))
 }
 
-// msgQueue is one stream's received body: messages are queued as they
+// Queue is one stream's received body: messages are queued as they
 // arrive and read as a byte stream.
-type msgQueue struct {
+type Queue struct {
 	mu     sync.Mutex
 	bufs   [][]byte
 	size   int
@@ -104,19 +101,21 @@ type msgQueue struct {
 	done   <-chan struct{} // the reader's context
 }
 
-func newMsgQueue(done <-chan struct{}) *msgQueue {
-	return &msgQueue{notify: make(chan struct{}, 1), done: done}
+// NewQueue returns an empty queue whose reads give up when done is closed.
+func NewQueue(done <-chan struct{}) *Queue {
+	return &Queue{notify: make(chan struct{}, 1), done: done}
 }
 
-func (q *msgQueue) signal() {
+func (q *Queue) signal() {
 	select {
 	case q.notify <- struct{}{}:
 	default:
 	}
 }
 
-// push queues a message; false when the stream's unread bytes are over maxQueued.
-func (q *msgQueue) push(b []byte) bool {
+// Push queues a message; false when the stream's unread bytes would be
+// over MaxJoined (the peer ignored the one-message-at-a-time protocol).
+func (q *Queue) Push(b []byte) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err != nil {
@@ -133,8 +132,8 @@ func (q *msgQueue) push(b []byte) bool {
 	return true
 }
 
-// finish ends the stream with err (io.EOF for a clean end).
-func (q *msgQueue) finish(err error) {
+// Finish ends the stream with err (io.EOF for a clean end).
+func (q *Queue) Finish(err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err == nil {
@@ -143,7 +142,9 @@ func (q *msgQueue) finish(err error) {
 	q.signal()
 }
 
-func (q *msgQueue) Read(p []byte) (int, error) {
+// Read reads the queued bytes, blocking until there are some, the stream
+// finished or the reader's done channel closed.
+func (q *Queue) Read(p []byte) (int, error) {
 	for {
 		q.mu.Lock()
 		if len(q.bufs) > 0 {
@@ -170,20 +171,21 @@ func (q *msgQueue) Read(p []byte) (int, error) {
 	}
 }
 
-// queued returns the unread bytes.
-func (q *msgQueue) queued() int {
+// Queued returns the unread bytes.
+func (q *Queue) Queued() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.size
 }
 
-func (q *msgQueue) Close() error {
-	q.finish(context.Canceled)
+// Close ends the stream as cancelled.
+func (q *Queue) Close() error {
+	q.Finish(context.Canceled)
 	return nil
 }
 
-// headersOf and headerOf convert between http.Header and the channel's.
-func headersOf(h http.Header) []*controlv1.ChannelHeader {
+// HeadersOf converts an http.Header to the channel's headers.
+func HeadersOf(h http.Header) []*controlv1.ChannelHeader {
 	out := make([]*controlv1.ChannelHeader, 0, len(h))
 	for k, v := range h {
 		out = append(out, &controlv1.ChannelHeader{Name: k, Values: v})
@@ -191,7 +193,8 @@ func headersOf(h http.Header) []*controlv1.ChannelHeader {
 	return out
 }
 
-func headerOf(hs []*controlv1.ChannelHeader) http.Header {
+// HeaderOf converts the channel's headers to an http.Header.
+func HeaderOf(hs []*controlv1.ChannelHeader) http.Header {
 	h := make(http.Header, len(hs))
 	for _, e := range hs {
 		for _, v := range e.GetValues() {
@@ -201,9 +204,9 @@ func headerOf(hs []*controlv1.ChannelHeader) http.Header {
 	return h
 }
 
-// copyBody sends r as messages on stream, ending the stream.
-func copyBody(c *chanConn, stream uint32, r io.Reader) error {
-	buf := make([]byte, maxPayload)
+// CopyBody sends r as messages on stream, ending the stream.
+func CopyBody(c *Conn, stream uint32, r io.Reader) error {
+	buf := make([]byte, MaxPayload)
 	for {
 		n, err := io.ReadFull(r, buf)
 		end := err == io.EOF || err == io.ErrUnexpectedEOF
@@ -211,7 +214,7 @@ func copyBody(c *chanConn, stream uint32, r io.Reader) error {
 			return err
 		}
 		if n > 0 || end {
-			if serr := c.sendMessage(stream, buf[:n], end); serr != nil {
+			if serr := c.SendMessage(stream, buf[:n], end); serr != nil {
 				return serr
 			}
 		}
