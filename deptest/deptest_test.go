@@ -51,7 +51,8 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 			"robot: imports github.com/dgraph-io/badger/v4",
 		},
 		"link": {
-			"cmd/outpost: links github.com/dgraph-io/badger through cmd/outpost → daemon → cache → github.com/dgraph-io/badger/v4",
+			"cmd/outpost: links github.com/dgraph-io/badger through cmd/outpost → cli → daemon → cache → github.com/dgraph-io/badger/v4",
+			"cli: links github.com/dgraph-io/badger through cli → daemon → cache → github.com/dgraph-io/badger/v4",
 		},
 		"listen": {
 			"robot: uses net.Listen at robot/robot.go:15",

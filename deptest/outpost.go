@@ -17,6 +17,10 @@ func Outpost() Rules {
 			Main: "cmd/outpost",
 			Path: Badger,
 			Why:  "the CLI runs on technicians' laptops and needs no store; reach daemon files through partfile, the daemon through its control API",
+		}, {
+			Main: "cli",
+			Path: Badger,
+			Why:  "cli is the CLI's code: checked on its own so a command that reaches the store is caught where it is written",
 		}},
 		Listen: []ListenRule{{
 			Main: "cmd/outpostd",
