@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/pion/webrtc/v4"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/outpost-robotics/outpost/version"
 )
@@ -59,6 +60,20 @@ type env struct {
 	// now is the clock proofs of possession are dated by; nil is the
 	// machine's. Tests against a cloud on a fake clock pass its time.
 	now func() time.Time
+}
+
+// osEnv is the real process environment.
+func osEnv() env {
+	fd := int(os.Stdin.Fd())
+	return env{
+		getenv:        os.Getenv,
+		stdin:         os.Stdin,
+		stdinTerminal: term.IsTerminal(fd),
+		readPassword: func() (string, error) {
+			b, err := term.ReadPassword(fd)
+			return string(b), err
+		},
+	}
 }
 
 // globals are the flags every command shares.

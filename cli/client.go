@@ -1,95 +1,17 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"connectrpc.com/connect"
-	"golang.org/x/term"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/credential"
 )
-
-// osEnv is the real process environment.
-func osEnv() env {
-	fd := int(os.Stdin.Fd())
-	return env{
-		getenv:        os.Getenv,
-		stdin:         os.Stdin,
-		stdinTerminal: term.IsTerminal(fd),
-		readPassword: func() (string, error) {
-			b, err := term.ReadPassword(fd)
-			return string(b), err
-		},
-	}
-}
-
-// saved is what `outpost login` keeps between runs: the cloud and the
-// session (its private key and token, credential.Key's printed form).
-type saved struct {
-	Cloud string `json:"cloud"`
-	Token string `json:"token"`
-}
-
-func (g *globals) credentialsPath() (string, error) {
-	dir := g.env.configDir
-	if dir == "" {
-		base, err := os.UserConfigDir()
-		if err != nil {
-			return "", fmt.Errorf("find the config folder: %w", err)
-		}
-		dir = filepath.Join(base, "outpost")
-	}
-	return filepath.Join(dir, "credentials.json"), nil
-}
-
-func (g *globals) loadSaved() saved {
-	var s saved
-	path, err := g.credentialsPath()
-	if err != nil {
-		return s
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return s
-	}
-	_ = json.Unmarshal(b, &s) // a damaged file is the same as none: log in again
-	return s
-}
-
-// save writes the credentials readable by the user only.
-func (g *globals) save(s saved) (string, error) {
-	path, err := g.credentialsPath()
-	if err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	b, _ := json.Marshal(s)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	return path, nil
-}
 
 // cloudURL is --cloud, $OUTPOST_CLOUD, or the saved one.
 func (g *globals) cloudURL() (string, error) {
@@ -181,72 +103,6 @@ func (g *globals) client() (*api, error) {
 		data:   fleetv1connect.NewDataServiceClient(hc, base, opts...),
 		base:   base,
 	}, nil
-}
-
-// output prints msg as indented JSON with --json, and otherwise calls
-// plain to print it for a person.
-func (g *globals) output(w io.Writer, msg proto.Message, plain func(w io.Writer) error) error {
-	if g.json || plain == nil {
-		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(msg)
-		if err != nil {
-			return fmt.Errorf("encode answer: %w", err)
-		}
-		// protojson varies its spacing on purpose; re-indent for stable output.
-		var buf bytes.Buffer
-		if err := json.Indent(&buf, b, "", "  "); err != nil {
-			return fmt.Errorf("encode answer: %w", err)
-		}
-		buf.WriteByte('\n')
-		_, err = w.Write(printableJSON(buf.Bytes()))
-		return err
-	}
-	return plain(w)
-}
-
-// table prints rows under a header, aligned.
-func table(w io.Writer, header []string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(printableAll(r), "\t"))
-	}
-	return tw.Flush()
-}
-
-func when(t *timestamppb.Timestamp) string {
-	if t == nil {
-		return "-"
-	}
-	return t.AsTime().UTC().Format(time.RFC3339)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// readSecret reads a password from stdin (--password-stdin) or prompts for
-// it on a terminal without echo.
-func (g *globals) readSecret(fromStdin bool, prompt string, stderr io.Writer) (string, error) {
-	if fromStdin {
-		b, err := io.ReadAll(io.LimitReader(g.env.stdin, 4096))
-		if err != nil {
-			return "", fmt.Errorf("read password from stdin: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	if !g.env.stdinTerminal || g.env.readPassword == nil {
-		return "", errors.New("no terminal to ask for a password: pipe it in with --password-stdin")
-	}
-	fmt.Fprint(stderr, prompt)
-	pw, err := g.env.readPassword()
-	fmt.Fprintln(stderr)
-	if err != nil {
-		return "", fmt.Errorf("read password: %w", err)
-	}
-	return pw, nil
 }
 
 // noCredential sends calls without a credential (signing in needs none); a

@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -25,20 +23,6 @@ func machineTable(w io.Writer, ms ...*fleetv1.Machine) error {
 		rows = append(rows, []string{m.GetId(), m.GetName(), m.GetLocationId(), fmt.Sprint(len(m.GetParts())), main, when(m.GetRestartRequestedAt())})
 	}
 	return table(w, []string{"ID", "NAME", "LOCATION", "PARTS", "MAIN PART", "RESTART REQUESTED"}, rows)
-}
-
-func partTable(w io.Writer, ps ...*fleetv1.Part) error {
-	var rows [][]string
-	for _, p := range ps {
-		rows = append(rows, []string{p.GetId(), p.GetName(), p.GetMachineId(), fmt.Sprint(p.GetMain()), when(p.GetSecretRotatedAt())})
-	}
-	return table(w, []string{"ID", "NAME", "MACHINE", "MAIN", "SECRET SET"}, rows)
-}
-
-// secretNote tells where a one-time secret is and that it is shown once.
-func secretNote(w io.Writer, what, secret string) error {
-	_, err := fmt.Fprintf(w, "\n%s (shown once, keep it safe):\n%s\n", what, secret)
-	return err
 }
 
 func (g *globals) machineCall(cmd *cobra.Command, call func(ctx context.Context, c *api) (proto.Message, *fleetv1.Machine, error)) error {
@@ -161,131 +145,6 @@ func newMachineCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(create, get, list, rename, restart, del, status)
 	return cmd
-}
-
-func newPartCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "part", Short: "Manage a machine's parts"}
-	var machine string
-	add := &cobra.Command{
-		Use: "add NAME --machine MACHINE_ID", Short: "Add a part to a machine", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.AddPart(ctx, connect.NewRequest(&fleetv1.AddPartRequest{MachineId: machine, Name: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := partTable(w, res.Msg.GetPart()); err != nil {
-						return err
-					}
-					return secretNote(w, "part secret", res.Msg.GetSecret())
-				}, nil
-			})
-		},
-	}
-	add.Flags().StringVar(&machine, "machine", "", "machine ID")
-	mustRequire(add, "machine")
-	rename := &cobra.Command{
-		Use: "rename PART_ID NAME", Short: "Rename a part", Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.RenamePart(ctx, connect.NewRequest(&fleetv1.RenamePartRequest{PartId: args[0], Name: args[1]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return partTable(w, res.Msg.GetPart()) }, nil
-			})
-		},
-	}
-	del := &cobra.Command{
-		Use: "delete PART_ID", Short: "Delete a part (not the main part)", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.DeletePart(ctx, connect.NewRequest(&fleetv1.DeletePartRequest{PartId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted part/%s\n", args[0]); return err }, nil
-			})
-		},
-	}
-	rotate := &cobra.Command{
-		Use: "rotate-secret PART_ID", Short: "Replace a part's secret; the old one stops working", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.RotatePartSecret(ctx, connect.NewRequest(&fleetv1.RotatePartSecretRequest{PartId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := partTable(w, res.Msg.GetPart()); err != nil {
-						return err
-					}
-					return secretNote(w, "new part secret", res.Msg.GetSecret())
-				}, nil
-			})
-		},
-	}
-	var cloudURL, out string
-	bootstrap := &cobra.Command{
-		Use:   "bootstrap PART_ID",
-		Short: "Print the part's bootstrap file for /etc/outpost/outpostd.json; replaces its secret",
-		Long: "Prints the part's bootstrap file: the cloud URL, the part's id and secret, and the cloud's public keys.\n" +
-			"The cloud keeps only a hash of each secret, so it cannot print the current one: bootstrap gives the part a\n" +
-			"new secret, and the old one stops working at once (a running part must get the new file). It needs\n" +
-			"machine.config.edit on the part (an owner of the machine, its location or its organization).\n" +
-			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.",
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			u := cloudURL
-			if u == "" {
-				u = c.base
-			}
-			res, err := c.mach.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
-			if err != nil {
-				return err
-			}
-			var buf bytes.Buffer
-			if err := writeJSON(&buf, res.Msg.GetBootstrap()); err != nil {
-				return err
-			}
-			if out == "" {
-				_, err = cmd.OutOrStdout().Write(buf.Bytes())
-				return err
-			}
-			if err := writeSecretFile(out, buf.Bytes()); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the bootstrap file of part/%s to %s (mode 0600); its previous secret no longer works\n", args[0], out)
-			return err
-		},
-	}
-	bootstrap.Flags().StringVar(&cloudURL, "cloud-url", "", "the cloud URL as the part reaches it; default: the URL this command uses")
-	bootstrap.Flags().StringVarP(&out, "output", "o", "", "write the file here (mode 0600) instead of printing it")
-	cmd.AddCommand(add, rename, del, rotate, bootstrap)
-	return cmd
-}
-
-// writeSecretFile writes data to a new file readable by its owner only,
-// refusing to replace an existing one.
-func writeSecretFile(path string, data []byte) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write bootstrap file: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("write bootstrap file: %w", cerr)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write bootstrap file: %w", err)
-	}
-	return nil
 }
 
 func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"io"
 
@@ -11,26 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
-	"github.com/outpost-robotics/outpost/credential"
 )
-
-// grantFlags adds --subject, --role and --scope as asked.
-func grantFlags(cmd *cobra.Command, subject, role, scope *string) {
-	if subject != nil {
-		cmd.Flags().StringVar(subject, "subject", "", "user:EMAIL, user:ID or apikey:KEY_ID")
-		mustRequire(cmd, "subject")
-	}
-	if role != nil {
-		cmd.Flags().StringVar(role, "role", "", "owner or operator")
-		mustRequire(cmd, "role")
-		_ = cmd.RegisterFlagCompletionFunc("role", completeRoles)
-	}
-	if scope != nil {
-		cmd.Flags().StringVar(scope, "scope", "", "org/ID, location/ID or machine/ID")
-		mustRequire(cmd, "scope")
-		_ = cmd.RegisterFlagCompletionFunc("scope", completeScopes)
-	}
-}
 
 func newRoleCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "role", Short: "Grant, change, limit, remove and list roles"}
@@ -121,78 +101,10 @@ func newRoleCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newAPIKeyCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "apikey", Short: "Manage API keys"}
-	var name, role, scope string
-	create := &cobra.Command{
-		Use: "create --name NAME --role ROLE --scope SCOPE", Short: "Create an API key holding one role; its private key is made here and shown once", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				// The key pair is made here: the cloud gets the public key
-				// only, and the private key is printed once, never sent.
-				priv := credential.NewPrivateKey()
-				res, err := c.key.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
-					PublicKey: priv.Public().(ed25519.PublicKey)}))
-				if err != nil {
-					return nil, nil, err
-				}
-				res.Msg.Token = credential.APIKey(res.Msg.GetKey().GetId(), priv).String()
-				return res.Msg, func(w io.Writer) error {
-					if err := keyTable(w, res.Msg.GetKey()); err != nil {
-						return err
-					}
-					return secretNote(w, "API key (use as --api-key or OUTPOST_API_KEY for robots, --token or OUTPOST_TOKEN for the cloud)", res.Msg.GetToken())
-				}, nil
-			})
-		},
-	}
-	create.Flags().StringVar(&name, "name", "", "a name for the key")
-	mustRequire(create, "name")
-	grantFlags(create, nil, &role, &scope)
-
-	var org string
-	list := &cobra.Command{
-		Use: "list --org ORG_ID", Short: "List an organization's API keys", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.key.ListAPIKeys(ctx, connect.NewRequest(&fleetv1.ListAPIKeysRequest{OrgId: org}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return keyTable(w, res.Msg.GetKeys()...) }, nil
-			})
-		},
-	}
-	list.Flags().StringVar(&org, "org", "", "organization ID")
-	mustRequire(list, "org")
-
-	revoke := &cobra.Command{
-		Use: "revoke KEY_ID", Short: "Revoke an API key", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.key.RevokeAPIKey(ctx, connect.NewRequest(&fleetv1.RevokeAPIKeyRequest{KeyId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "revoked apikey/%s\n", args[0]); return err }, nil
-			})
-		},
-	}
-	cmd.AddCommand(create, list, revoke)
-	return cmd
-}
-
-func keyTable(w io.Writer, keys ...*fleetv1.APIKey) error {
+func grantTable(w io.Writer, gs []*fleetv1.Grant) error {
 	var rows [][]string
-	for _, k := range keys {
-		roles := ""
-		for i, gr := range k.GetGrants() {
-			if i > 0 {
-				roles += ","
-			}
-			roles += gr.GetRole() + "@" + gr.GetScope()
-		}
-		rows = append(rows, []string{k.GetId(), k.GetName(), orDash(roles), when(k.GetCreatedAt())})
+	for _, g := range gs {
+		rows = append(rows, []string{g.GetSubject(), orDash(g.GetEmail()), g.GetRole(), g.GetScope()})
 	}
-	return table(w, []string{"ID", "NAME", "ROLES", "CREATED"}, rows)
+	return table(w, []string{"SUBJECT", "EMAIL", "ROLE", "SCOPE"}, rows)
 }

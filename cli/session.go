@@ -5,10 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"github.com/outpost-robotics/outpost/credential"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -16,7 +14,55 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/credential"
 )
+
+func newLoginCmd(g *globals) *cobra.Command {
+	var fromStdin bool
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "login EMAIL",
+		Short: "Sign in to the cloud and save the access token for later commands",
+		Long: "Sign in with your password (asked for on the terminal, or read from stdin with --password-stdin).\n" +
+			"The token is saved, readable only by you, with the cloud's URL; later commands use both.\n" +
+			"A token lives 12 hours by default and up to 60 days (--ttl), for work offline.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			base, err := g.cloudURL()
+			if err != nil {
+				return err
+			}
+			pw, err := g.readSecret(fromStdin, "Password for "+args[0]+": ", cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				// The session's private key stays here; the token the cloud
+				// returns is bound to its public key.
+				sk := credential.NewPrivateKey()
+				res, err := c.auth.SignIn(ctx, connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw,
+					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
+				if err != nil {
+					return nil, nil, err
+				}
+				// What is saved, and shown with --json, is the session: the
+				// token with its private key, as --token takes it.
+				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
+				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "signed in to %s as %s until %s\ntoken saved to %s\n", printable(base), printable(res.Msg.GetUser().GetEmail()), when(res.Msg.GetExpiresAt()), printable(path))
+					return err
+				}, nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the password from stdin")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "token lifetime, such as 720h (default 12h, at most 1440h)")
+	return cmd
+}
 
 func newLogoutCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -56,109 +102,28 @@ func newLogoutCmd(g *globals) *cobra.Command {
 	}
 }
 
-func newUserPasswdCmd(g *globals) *cobra.Command {
-	var fromStdin bool
-	var ttl time.Duration
-	cmd := &cobra.Command{
-		Use:   "passwd",
-		Short: "Change your password; every older token of yours stops working",
-		Long: "Change your password: the current one and the new one are asked for on the terminal, or read from\n" +
-			"stdin with --password-stdin (the current on the first line, the new on the second). Every token\n" +
-			"issued to you before stops working at the cloud, and on parts from their next sync; the new token\n" +
-			"replaces the saved one.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cur, next, err := readPasswordChange(g, fromStdin, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			base, err := g.cloudURL()
-			if err != nil {
-				return err
-			}
-			fromSaved := g.tokenValue() == ""
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				// A new session: its private key stays here, and the new
-				// token is bound to its public key, as at sign-in.
-				sk := credential.NewPrivateKey()
-				res, err := c.auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
-					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
-				if err != nil {
-					return nil, nil, err
-				}
-				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
-				note := "the new token is in the answer (--json); the one you passed no longer works"
-				if fromSaved {
-					path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
-					if err != nil {
-						return nil, nil, err
-					}
-					note = "new token saved to " + path
-				}
-				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "password changed; every older token of yours is revoked\n%s, valid until %s\n", note, when(res.Msg.GetExpiresAt()))
-					return err
-				}, nil
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the current and the new password from stdin, one a line")
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "new token lifetime, such as 720h (default 12h, at most 1440h)")
-	return cmd
-}
-
-// readPasswordChange reads the current and the new password.
-func readPasswordChange(g *globals, fromStdin bool, stderr io.Writer) (string, string, error) {
-	if fromStdin {
-		all, err := g.readSecret(true, "", stderr)
-		if err != nil {
-			return "", "", err
-		}
-		cur, next, ok := strings.Cut(all, "\n")
-		next = strings.TrimRight(next, "\r\n")
-		if !ok || next == "" || strings.Contains(next, "\n") {
-			return "", "", errors.New("--password-stdin: give the current password on the first line and the new one on the second")
-		}
-		return strings.TrimRight(cur, "\r"), next, nil
-	}
-	cur, err := g.readSecret(false, "Current password: ", stderr)
-	if err != nil {
-		return "", "", err
-	}
-	next, err := g.readSecret(false, "New password: ", stderr)
-	if err != nil {
-		return "", "", err
-	}
-	again, err := g.readSecret(false, "New password again: ", stderr)
-	if err != nil {
-		return "", "", err
-	}
-	if again != next {
-		return "", "", errors.New("the new passwords differ: nothing changed")
-	}
-	return cur, next, nil
-}
-
-func newUserDeleteCmd(g *globals) *cobra.Command {
+func newWhoamiCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete EMAIL|ID",
-		Short: "Delete a user and its grants; its tokens stop working (the cloud's admin only)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ref := args[0]
-			if !strings.HasPrefix(ref, "user:") {
-				ref = "user:" + ref
-			}
+		Use:   "whoami",
+		Short: "Show who the credential belongs to and its roles",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.DeleteUser(ctx, connect.NewRequest(&fleetv1.DeleteUserRequest{User: ref}))
+				res, err := c.auth.WhoAmI(ctx, connect.NewRequest(&fleetv1.WhoAmIRequest{}))
 				if err != nil {
 					return nil, nil, err
 				}
-				return res.Msg, func(w io.Writer) error {
-					u := res.Msg.GetUser()
-					_, err := fmt.Fprintf(w, "deleted user %s (%s) and its %d grants; its tokens no longer work, on parts from their next sync\n",
-						u.GetEmail(), u.GetId(), res.Msg.GetGrantsRemoved())
-					return err
+				m := res.Msg
+				return m, func(w io.Writer) error {
+					who := m.GetSubject()
+					if m.GetEmail() != "" {
+						who += " (" + m.GetEmail() + ")"
+					}
+					if m.GetAdmin() {
+						who += ", the cloud's admin"
+					}
+					fmt.Fprintln(w, printable(who))
+					return grantTable(w, m.GetGrants())
 				}, nil
 			})
 		},

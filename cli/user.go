@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -150,4 +152,81 @@ func newUserCmd(g *globals) *cobra.Command {
 	accept.Flags().BoolVar(&acceptStdin, "password-stdin", false, "read the password from stdin")
 	cmd.AddCommand(create, invite, resend, revoke, accept, newUserPasswdCmd(g), newUserDeleteCmd(g))
 	return cmd
+}
+
+func newUserPasswdCmd(g *globals) *cobra.Command {
+	var fromStdin bool
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "passwd",
+		Short: "Change your password; every older token of yours stops working",
+		Long: "Change your password: the current one and the new one are asked for on the terminal, or read from\n" +
+			"stdin with --password-stdin (the current on the first line, the new on the second). Every token\n" +
+			"issued to you before stops working at the cloud, and on parts from their next sync; the new token\n" +
+			"replaces the saved one.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cur, next, err := readPasswordChange(g, fromStdin, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			base, err := g.cloudURL()
+			if err != nil {
+				return err
+			}
+			fromSaved := g.tokenValue() == ""
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				// A new session: its private key stays here, and the new
+				// token is bound to its public key, as at sign-in.
+				sk := credential.NewPrivateKey()
+				res, err := c.auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
+					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
+				if err != nil {
+					return nil, nil, err
+				}
+				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
+				note := "the new token is in the answer (--json); the one you passed no longer works"
+				if fromSaved {
+					path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
+					if err != nil {
+						return nil, nil, err
+					}
+					note = "new token saved to " + path
+				}
+				return res.Msg, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "password changed; every older token of yours is revoked\n%s, valid until %s\n", note, when(res.Msg.GetExpiresAt()))
+					return err
+				}, nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&fromStdin, "password-stdin", false, "read the current and the new password from stdin, one a line")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "new token lifetime, such as 720h (default 12h, at most 1440h)")
+	return cmd
+}
+
+func newUserDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete EMAIL|ID",
+		Short: "Delete a user and its grants; its tokens stop working (the cloud's admin only)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := args[0]
+			if !strings.HasPrefix(ref, "user:") {
+				ref = "user:" + ref
+			}
+			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
+				res, err := c.user.DeleteUser(ctx, connect.NewRequest(&fleetv1.DeleteUserRequest{User: ref}))
+				if err != nil {
+					return nil, nil, err
+				}
+				return res.Msg, func(w io.Writer) error {
+					u := res.Msg.GetUser()
+					_, err := fmt.Fprintf(w, "deleted user %s (%s) and its %d grants; its tokens no longer work, on parts from their next sync\n",
+						u.GetEmail(), u.GetId(), res.Msg.GetGrantsRemoved())
+					return err
+				}, nil
+			})
+		},
+	}
 }
