@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -22,20 +19,15 @@ func newAccessCmd(g *globals) *cobra.Command {
 			"You may always ask about yourself; asking about others needs the right to see their roles there.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.access.CheckAccess(ctx, connect.NewRequest(&fleetv1.CheckAccessRequest{Subject: subject, Action: action, Resource: resource, Destination: dest}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
+			return call(g, cmd, (*api).CheckAccess, &fleetv1.CheckAccessRequest{Subject: subject, Action: action, Resource: resource, Destination: dest},
+				func(w io.Writer, res *fleetv1.CheckAccessResponse) error {
 					verdict := "DENIED"
-					if res.Msg.GetAllowed() {
+					if res.GetAllowed() {
 						verdict = "ALLOWED"
 					}
-					_, err := fmt.Fprintf(w, "%s (%s)\n%s\n", verdict, printable(res.Msg.GetReason()), printable(res.Msg.GetExplanation()))
+					_, err := fmt.Fprintf(w, "%s (%s)\n%s\n", verdict, printable(res.GetReason()), printable(res.GetExplanation()))
 					return err
-				}, nil
-			})
+				})
 		},
 	}
 	check.Flags().StringVar(&subject, "subject", "", "user:EMAIL, user:ID or apikey:KEY_ID")

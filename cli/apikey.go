@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"context"
 	"crypto/ed25519"
 	"fmt"
 	"io"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/credential"
@@ -20,22 +18,25 @@ func newAPIKeyCmd(g *globals) *cobra.Command {
 	create := &cobra.Command{
 		Use: "create --name NAME --role ROLE --scope SCOPE", Short: "Create an API key holding one role; its private key is made here and shown once", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				// The key pair is made here: the cloud gets the public key
-				// only, and the private key is printed once, never sent.
-				priv := credential.NewPrivateKey()
-				res, err := c.key.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
-					PublicKey: priv.Public().(ed25519.PublicKey)}))
-				if err != nil {
-					return nil, nil, err
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// The key pair is made here: the cloud gets the public key
+			// only, and the private key is printed once, never sent.
+			priv := credential.NewPrivateKey()
+			res, err := c.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
+				PublicKey: priv.Public().(ed25519.PublicKey)}))
+			if err != nil {
+				return err
+			}
+			res.Msg.Token = credential.APIKey(res.Msg.GetKey().GetId(), priv).String()
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				if err := keyTable(w, res.Msg.GetKey()); err != nil {
+					return err
 				}
-				res.Msg.Token = credential.APIKey(res.Msg.GetKey().GetId(), priv).String()
-				return res.Msg, func(w io.Writer) error {
-					if err := keyTable(w, res.Msg.GetKey()); err != nil {
-						return err
-					}
-					return secretNote(w, "API key (use as --api-key or OUTPOST_API_KEY for robots, --token or OUTPOST_TOKEN for the cloud)", res.Msg.GetToken())
-				}, nil
+				return secretNote(w, "API key (use as --api-key or OUTPOST_API_KEY for robots, --token or OUTPOST_TOKEN for the cloud)", res.Msg.GetToken())
 			})
 		},
 	}
@@ -47,13 +48,8 @@ func newAPIKeyCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --org ORG_ID", Short: "List an organization's API keys", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.key.ListAPIKeys(ctx, connect.NewRequest(&fleetv1.ListAPIKeysRequest{OrgId: org}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return keyTable(w, res.Msg.GetKeys()...) }, nil
-			})
+			return call(g, cmd, (*api).ListAPIKeys, &fleetv1.ListAPIKeysRequest{OrgId: org},
+				func(w io.Writer, res *fleetv1.ListAPIKeysResponse) error { return keyTable(w, res.GetKeys()...) })
 		},
 	}
 	list.Flags().StringVar(&org, "org", "", "organization ID")
@@ -62,13 +58,11 @@ func newAPIKeyCmd(g *globals) *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke KEY_ID", Short: "Revoke an API key", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.key.RevokeAPIKey(ctx, connect.NewRequest(&fleetv1.RevokeAPIKeyRequest{KeyId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "revoked apikey/%s\n", args[0]); return err }, nil
-			})
+			return call(g, cmd, (*api).RevokeAPIKey, &fleetv1.RevokeAPIKeyRequest{KeyId: args[0]},
+				func(w io.Writer, _ *fleetv1.RevokeAPIKeyResponse) error {
+					_, err := fmt.Fprintf(w, "revoked apikey/%s\n", args[0])
+					return err
+				})
 		},
 	}
 	cmd.AddCommand(create, list, revoke)

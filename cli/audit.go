@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -19,14 +16,10 @@ func newAuditCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --org ORG_ID", Short: "List an organization's audit events, newest first", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.audit.ListAuditEvents(ctx, connect.NewRequest(&fleetv1.ListAuditEventsRequest{OrgId: org, PageSize: limit, PageToken: page}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
+			return call(g, cmd, (*api).ListAuditEvents, &fleetv1.ListAuditEventsRequest{OrgId: org, PageSize: limit, PageToken: page},
+				func(w io.Writer, res *fleetv1.ListAuditEventsResponse) error {
 					var rows [][]string
-					for _, e := range res.Msg.GetEvents() {
+					for _, e := range res.GetEvents() {
 						d := "denied"
 						if e.GetAllowed() {
 							d = "allowed"
@@ -36,13 +29,12 @@ func newAuditCmd(g *globals) *cobra.Command {
 					if err := table(w, []string{"TIME", "SUBJECT", "ACTION", "RESOURCE", "DECISION", "OUTCOME"}, rows); err != nil {
 						return err
 					}
-					if t := res.Msg.GetNextPageToken(); t != "" {
+					if t := res.GetNextPageToken(); t != "" {
 						_, err := fmt.Fprintf(w, "more: --page %s\n", t)
 						return err
 					}
 					return nil
-				}, nil
-			})
+				})
 		},
 	}
 	list.Flags().StringVar(&org, "org", "", "organization ID")

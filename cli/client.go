@@ -40,21 +40,23 @@ func (g *globals) tokenValue() string {
 	return g.env.getenv("OUTPOST_TOKEN")
 }
 
-// api holds the fleet API's clients for one command.
+// api holds the fleet API's clients for one command. They are embedded, so
+// every method of the API is a method of api, and (*api).CreateOrg names
+// one for call.
 type api struct {
-	server fleetv1connect.ServerServiceClient
-	auth   fleetv1connect.AuthServiceClient
-	org    fleetv1connect.OrgServiceClient
-	loc    fleetv1connect.LocationServiceClient
-	mach   fleetv1connect.MachineServiceClient
-	user   fleetv1connect.UserServiceClient
-	key    fleetv1connect.APIKeyServiceClient
-	role   fleetv1connect.RoleServiceClient
-	access fleetv1connect.AccessServiceClient
-	audit  fleetv1connect.AuditServiceClient
-	config fleetv1connect.ConfigServiceClient
-	frag   fleetv1connect.FragmentServiceClient
-	data   fleetv1connect.DataServiceClient
+	fleetv1connect.ServerServiceClient
+	fleetv1connect.AuthServiceClient
+	fleetv1connect.OrgServiceClient
+	fleetv1connect.LocationServiceClient
+	fleetv1connect.MachineServiceClient
+	fleetv1connect.UserServiceClient
+	fleetv1connect.APIKeyServiceClient
+	fleetv1connect.RoleServiceClient
+	fleetv1connect.AccessServiceClient
+	fleetv1connect.AuditServiceClient
+	fleetv1connect.ConfigServiceClient
+	fleetv1connect.FragmentServiceClient
+	fleetv1connect.DataServiceClient
 	// base is the cloud URL the clients use.
 	base string
 }
@@ -88,20 +90,20 @@ func (g *globals) client() (*api, error) {
 	}
 	opts := []connect.ClientOption{connect.WithInterceptors(auth)}
 	return &api{
-		server: fleetv1connect.NewServerServiceClient(hc, base, opts...),
-		auth:   fleetv1connect.NewAuthServiceClient(hc, base, opts...),
-		org:    fleetv1connect.NewOrgServiceClient(hc, base, opts...),
-		loc:    fleetv1connect.NewLocationServiceClient(hc, base, opts...),
-		mach:   fleetv1connect.NewMachineServiceClient(hc, base, opts...),
-		user:   fleetv1connect.NewUserServiceClient(hc, base, opts...),
-		key:    fleetv1connect.NewAPIKeyServiceClient(hc, base, opts...),
-		role:   fleetv1connect.NewRoleServiceClient(hc, base, opts...),
-		access: fleetv1connect.NewAccessServiceClient(hc, base, opts...),
-		audit:  fleetv1connect.NewAuditServiceClient(hc, base, opts...),
-		config: fleetv1connect.NewConfigServiceClient(hc, base, opts...),
-		frag:   fleetv1connect.NewFragmentServiceClient(hc, base, opts...),
-		data:   fleetv1connect.NewDataServiceClient(hc, base, opts...),
-		base:   base,
+		ServerServiceClient:   fleetv1connect.NewServerServiceClient(hc, base, opts...),
+		AuthServiceClient:     fleetv1connect.NewAuthServiceClient(hc, base, opts...),
+		OrgServiceClient:      fleetv1connect.NewOrgServiceClient(hc, base, opts...),
+		LocationServiceClient: fleetv1connect.NewLocationServiceClient(hc, base, opts...),
+		MachineServiceClient:  fleetv1connect.NewMachineServiceClient(hc, base, opts...),
+		UserServiceClient:     fleetv1connect.NewUserServiceClient(hc, base, opts...),
+		APIKeyServiceClient:   fleetv1connect.NewAPIKeyServiceClient(hc, base, opts...),
+		RoleServiceClient:     fleetv1connect.NewRoleServiceClient(hc, base, opts...),
+		AccessServiceClient:   fleetv1connect.NewAccessServiceClient(hc, base, opts...),
+		AuditServiceClient:    fleetv1connect.NewAuditServiceClient(hc, base, opts...),
+		ConfigServiceClient:   fleetv1connect.NewConfigServiceClient(hc, base, opts...),
+		FragmentServiceClient: fleetv1connect.NewFragmentServiceClient(hc, base, opts...),
+		DataServiceClient:     fleetv1connect.NewDataServiceClient(hc, base, opts...),
+		base:                  base,
 	}, nil
 }
 

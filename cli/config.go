@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
@@ -63,13 +61,8 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Long: "Prints the merged config as JSON: the machine's fragments in ID order, then the machine's own config,\n" +
 			"a later entry replacing an earlier one of the same name. --own prints the machine's own config, to edit and set.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.config.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				m := res.Msg
-				return m, func(w io.Writer) error {
+			return call(g, cmd, (*api).GetMachineConfig, &fleetv1.GetMachineConfigRequest{MachineId: args[0]},
+				func(w io.Writer, m *fleetv1.GetMachineConfigResponse) error {
 					if own {
 						return writeJSON(w, m.GetRevision().GetConfig())
 					}
@@ -82,8 +75,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 						return err
 					}
 					return writeJSON(w, m.GetMerged())
-				}, nil
-			})
+				})
 		},
 	}
 	get.Flags().BoolVar(&own, "own", false, "print the machine's own config, without fragments")
@@ -101,28 +93,31 @@ func newConfigCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				b := uint64(base)
-				frags := fragments
-				if base < 0 || !cmd.Flags().Changed("fragment") {
-					cur, err := c.config.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: args[0]}))
-					if err != nil {
-						return nil, nil, err
-					}
-					if base < 0 {
-						b = cur.Msg.GetRevision().GetRevision()
-					}
-					if !cmd.Flags().Changed("fragment") {
-						frags = cur.Msg.GetRevision().GetFragmentIds()
-					}
-				}
-				res, err := c.config.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{
-					MachineId: args[0], BaseRevision: b, Config: cfg, FragmentIds: frags}))
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			b := uint64(base)
+			frags := fragments
+			if base < 0 || !cmd.Flags().Changed("fragment") {
+				cur, err := c.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: args[0]}))
 				if err != nil {
-					return nil, nil, err
+					return err
 				}
-				return res.Msg, func(w io.Writer) error { return revisionTable(w, res.Msg.GetRevision()) }, nil
-			})
+				if base < 0 {
+					b = cur.Msg.GetRevision().GetRevision()
+				}
+				if !cmd.Flags().Changed("fragment") {
+					frags = cur.Msg.GetRevision().GetFragmentIds()
+				}
+			}
+			res, err := c.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{
+				MachineId: args[0], BaseRevision: b, Config: cfg, FragmentIds: frags}))
+			if err != nil {
+				return err
+			}
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error { return revisionTable(w, res.Msg.GetRevision()) })
 		},
 	}
 	set.Flags().StringVar(&file, "file", "", "the machine's own config as protobuf JSON; - reads stdin")
@@ -133,26 +128,20 @@ func newConfigCmd(g *globals) *cobra.Command {
 	history := &cobra.Command{
 		Use: "history MACHINE_ID", Short: "List a machine's config revisions, newest first", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.config.ListConfigRevisions(ctx, connect.NewRequest(&fleetv1.ListConfigRevisionsRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return revisionTable(w, res.Msg.GetRevisions()...) }, nil
-			})
+			return call(g, cmd, (*api).ListConfigRevisions, &fleetv1.ListConfigRevisionsRequest{MachineId: args[0]},
+				func(w io.Writer, res *fleetv1.ListConfigRevisionsResponse) error {
+					return revisionTable(w, res.GetRevisions()...)
+				})
 		},
 	}
 
 	proposals := &cobra.Command{
 		Use: "proposals MACHINE_ID", Short: "List offline edits parts proposed, and conflicts waiting for an owner", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.config.ListConfigProposals(ctx, connect.NewRequest(&fleetv1.ListConfigProposalsRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return proposalTable(w, res.Msg.GetProposals()...) }, nil
-			})
+			return call(g, cmd, (*api).ListConfigProposals, &fleetv1.ListConfigProposalsRequest{MachineId: args[0]},
+				func(w io.Writer, res *fleetv1.ListConfigProposalsResponse) error {
+					return proposalTable(w, res.GetProposals()...)
+				})
 		},
 	}
 
@@ -163,13 +152,10 @@ func newConfigCmd(g *globals) *cobra.Command {
 			if accept == dismiss {
 				return fmt.Errorf("give one of --accept or --dismiss")
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.config.ResolveConfigProposal(ctx, connect.NewRequest(&fleetv1.ResolveConfigProposalRequest{MachineId: args[0], ProposalId: args[1], Accept: accept}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return proposalTable(w, res.Msg.GetProposal()) }, nil
-			})
+			return call(g, cmd, (*api).ResolveConfigProposal, &fleetv1.ResolveConfigProposalRequest{MachineId: args[0], ProposalId: args[1], Accept: accept},
+				func(w io.Writer, res *fleetv1.ResolveConfigProposalResponse) error {
+					return proposalTable(w, res.GetProposal())
+				})
 		},
 	}
 	resolve.Flags().BoolVar(&accept, "accept", false, "make the proposed config a new revision")

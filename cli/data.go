@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -41,23 +39,18 @@ func newDataCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.data.ListCaptures(ctx, connect.NewRequest(&fleetv1.ListCapturesRequest{MachineId: machine, Component: component, Tag: tag,
-					From: from, To: to, PageSize: limit, PageToken: page}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := captureTable(w, res.Msg.GetCaptures()); err != nil {
+			return call(g, cmd, (*api).ListCaptures, &fleetv1.ListCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+				From: from, To: to, PageSize: limit, PageToken: page},
+				func(w io.Writer, res *fleetv1.ListCapturesResponse) error {
+					if err := captureTable(w, res.GetCaptures()); err != nil {
 						return err
 					}
-					if t := res.Msg.GetNextPageToken(); t != "" {
+					if t := res.GetNextPageToken(); t != "" {
 						_, err := fmt.Fprintf(w, "more: --page %s\n", t)
 						return err
 					}
 					return nil
-				}, nil
-			})
+				})
 		},
 	}
 	captures.Flags().StringVar(&machine, "machine", "", "machine ID")
@@ -96,24 +89,27 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				total := &fleetv1.DeleteCapturesResponse{}
-				for {
-					res, err := c.data.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
-						From: from, To: to, Captures: refs}))
-					if err != nil {
-						return nil, nil, err
-					}
-					total.Deleted += res.Msg.GetDeleted()
-					total.Blobs += res.Msg.GetBlobs()
-					if !res.Msg.GetMore() {
-						break
-					}
-				}
-				return total, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "deleted %d captures and %d blobs of machine/%s\n", total.GetDeleted(), total.GetBlobs(), machine)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			total := &fleetv1.DeleteCapturesResponse{}
+			for {
+				res, err := c.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+					From: from, To: to, Captures: refs}))
+				if err != nil {
 					return err
-				}, nil
+				}
+				total.Deleted += res.Msg.GetDeleted()
+				total.Blobs += res.Msg.GetBlobs()
+				if !res.Msg.GetMore() {
+					break
+				}
+			}
+			return g.output(cmd.OutOrStdout(), total, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "deleted %d captures and %d blobs of machine/%s\n", total.GetDeleted(), total.GetBlobs(), machine)
+				return err
 			})
 		},
 	}
@@ -155,16 +151,11 @@ func newTagCmd(g *globals) *cobra.Command {
 				}
 				refs = append(refs, r)
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.data.TagCaptures(ctx, connect.NewRequest(&fleetv1.TagCapturesRequest{MachineId: machine, Captures: refs, Add: add, Remove: remove}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "tags changed on %d of %d captures\n", res.Msg.GetChanged(), len(refs))
+			return call(g, cmd, (*api).TagCaptures, &fleetv1.TagCapturesRequest{MachineId: machine, Captures: refs, Add: add, Remove: remove},
+				func(w io.Writer, res *fleetv1.TagCapturesResponse) error {
+					_, err := fmt.Fprintf(w, "tags changed on %d of %d captures\n", res.GetChanged(), len(refs))
 					return err
-				}, nil
-			})
+				})
 		},
 	}
 	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")

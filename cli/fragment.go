@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -31,13 +29,10 @@ func newFragmentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.frag.CreateFragment(ctx, connect.NewRequest(&fleetv1.CreateFragmentRequest{OrgId: org, Name: args[0], Config: cfg}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return fragmentTable(w, res.Msg.GetFragment()) }, nil
-			})
+			return call(g, cmd, (*api).CreateFragment, &fleetv1.CreateFragmentRequest{OrgId: org, Name: args[0], Config: cfg},
+				func(w io.Writer, res *fleetv1.CreateFragmentResponse) error {
+					return fragmentTable(w, res.GetFragment())
+				})
 		},
 	}
 	create.Flags().StringVar(&org, "org", "", "organization ID")
@@ -47,13 +42,10 @@ func newFragmentCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --org ORG_ID", Short: "List an organization's fragments", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.frag.ListFragments(ctx, connect.NewRequest(&fleetv1.ListFragmentsRequest{OrgId: org}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return fragmentTable(w, res.Msg.GetFragments()...) }, nil
-			})
+			return call(g, cmd, (*api).ListFragments, &fleetv1.ListFragmentsRequest{OrgId: org},
+				func(w io.Writer, res *fleetv1.ListFragmentsResponse) error {
+					return fragmentTable(w, res.GetFragments()...)
+				})
 		},
 	}
 	list.Flags().StringVar(&org, "org", "", "organization ID")
@@ -62,18 +54,13 @@ func newFragmentCmd(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get FRAGMENT_ID", Short: "Print a fragment's config", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.frag.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := fragmentTable(w, res.Msg.GetFragment()); err != nil {
+			return call(g, cmd, (*api).GetFragment, &fleetv1.GetFragmentRequest{FragmentId: args[0]},
+				func(w io.Writer, res *fleetv1.GetFragmentResponse) error {
+					if err := fragmentTable(w, res.GetFragment()); err != nil {
 						return err
 					}
-					return writeJSON(w, res.Msg.GetFragment().GetConfig())
-				}, nil
-			})
+					return writeJSON(w, res.GetFragment().GetConfig())
+				})
 		},
 	}
 
@@ -85,26 +72,29 @@ func newFragmentCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				b := uint64(base)
-				if base < 0 {
-					cur, err := c.frag.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
-					if err != nil {
-						return nil, nil, err
-					}
-					b = cur.Msg.GetFragment().GetRevision()
-				}
-				res, err := c.frag.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: args[0], BaseRevision: b, Config: cfg}))
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			b := uint64(base)
+			if base < 0 {
+				cur, err := c.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
 				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := fragmentTable(w, res.Msg.GetFragment()); err != nil {
-						return err
-					}
-					_, err := fmt.Fprintf(w, "%d machines use it; their parts get the new config at their next sync\n", res.Msg.GetMachines())
 					return err
-				}, nil
+				}
+				b = cur.Msg.GetFragment().GetRevision()
+			}
+			res, err := c.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: args[0], BaseRevision: b, Config: cfg}))
+			if err != nil {
+				return err
+			}
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				if err := fragmentTable(w, res.Msg.GetFragment()); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintf(w, "%d machines use it; their parts get the new config at their next sync\n", res.Msg.GetMachines())
+				return err
 			})
 		},
 	}
@@ -115,13 +105,11 @@ func newFragmentCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete FRAGMENT_ID", Short: "Delete a fragment no machine uses", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.frag.DeleteFragment(ctx, connect.NewRequest(&fleetv1.DeleteFragmentRequest{FragmentId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted fragment/%s\n", args[0]); return err }, nil
-			})
+			return call(g, cmd, (*api).DeleteFragment, &fleetv1.DeleteFragmentRequest{FragmentId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeleteFragmentResponse) error {
+					_, err := fmt.Fprintf(w, "deleted fragment/%s\n", args[0])
+					return err
+				})
 		},
 	}
 	cmd.AddCommand(create, list, get, update, del)

@@ -48,7 +48,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			list := func(from *timestamppb.Timestamp, token string) (*fleetv1.ListLogsResponse, error) {
-				res, err := c.data.ListLogs(ctx, connect.NewRequest(&fleetv1.ListLogsRequest{MachineId: machine, PartId: part, Level: level,
+				res, err := c.ListLogs(ctx, connect.NewRequest(&fleetv1.ListLogsRequest{MachineId: machine, PartId: part, Level: level,
 					From: from, To: to, PageSize: limit, PageToken: token}))
 				if err != nil {
 					return nil, err

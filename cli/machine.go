@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -25,14 +22,9 @@ func machineTable(w io.Writer, ms ...*fleetv1.Machine) error {
 	return table(w, []string{"ID", "NAME", "LOCATION", "PARTS", "MAIN PART", "RESTART REQUESTED"}, rows)
 }
 
-func (g *globals) machineCall(cmd *cobra.Command, call func(ctx context.Context, c *api) (proto.Message, *fleetv1.Machine, error)) error {
-	return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-		msg, m, err := call(ctx, c)
-		if err != nil {
-			return nil, nil, err
-		}
-		return msg, func(w io.Writer) error { return machineTable(w, m) }, nil
-	})
+// showMachine prints the machine an answer holds.
+func showMachine[M interface{ GetMachine() *fleetv1.Machine }](w io.Writer, res M) error {
+	return machineTable(w, res.GetMachine())
 }
 
 func newMachineCmd(g *globals) *cobra.Command {
@@ -42,18 +34,13 @@ func newMachineCmd(g *globals) *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME --location LOCATION_ID", Short: "Create a machine with its main part", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.CreateMachine(ctx, connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := machineTable(w, res.Msg.GetMachine()); err != nil {
+			return call(g, cmd, (*api).CreateMachine, &fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart},
+				func(w io.Writer, res *fleetv1.CreateMachineResponse) error {
+					if err := machineTable(w, res.GetMachine()); err != nil {
 						return err
 					}
-					return secretNote(w, "main part secret", res.Msg.GetMainPartSecret())
-				}, nil
-			})
+					return secretNote(w, "main part secret", res.GetMainPartSecret())
+				})
 		},
 	}
 	create.Flags().StringVar(&loc, "location", "", "location ID")
@@ -63,19 +50,14 @@ func newMachineCmd(g *globals) *cobra.Command {
 	get := &cobra.Command{
 		Use: "get MACHINE_ID", Short: "Show a machine and its parts", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.GetMachine(ctx, connect.NewRequest(&fleetv1.GetMachineRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := machineTable(w, res.Msg.GetMachine()); err != nil {
+			return call(g, cmd, (*api).GetMachine, &fleetv1.GetMachineRequest{MachineId: args[0]},
+				func(w io.Writer, res *fleetv1.GetMachineResponse) error {
+					if err := machineTable(w, res.GetMachine()); err != nil {
 						return err
 					}
 					fmt.Fprintln(w)
-					return partTable(w, res.Msg.GetMachine().GetParts()...)
-				}, nil
-			})
+					return partTable(w, res.GetMachine().GetParts()...)
+				})
 		},
 	}
 
@@ -83,13 +65,10 @@ func newMachineCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --location LOCATION_ID", Short: "List the machines of a location", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.ListMachines(ctx, connect.NewRequest(&fleetv1.ListMachinesRequest{LocationId: listLoc}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return machineTable(w, res.Msg.GetMachines()...) }, nil
-			})
+			return call(g, cmd, (*api).ListMachines, &fleetv1.ListMachinesRequest{LocationId: listLoc},
+				func(w io.Writer, res *fleetv1.ListMachinesResponse) error {
+					return machineTable(w, res.GetMachines()...)
+				})
 		},
 	}
 	list.Flags().StringVar(&listLoc, "location", "", "location ID")
@@ -98,49 +77,30 @@ func newMachineCmd(g *globals) *cobra.Command {
 	rename := &cobra.Command{
 		Use: "rename MACHINE_ID NAME", Short: "Rename a machine", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.machineCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Machine, error) {
-				res, err := c.mach.RenameMachine(ctx, connect.NewRequest(&fleetv1.RenameMachineRequest{MachineId: args[0], Name: args[1]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetMachine(), nil
-			})
+			return call(g, cmd, (*api).RenameMachine, &fleetv1.RenameMachineRequest{MachineId: args[0], Name: args[1]}, showMachine)
 		},
 	}
 	restart := &cobra.Command{
 		Use: "restart MACHINE_ID", Short: "Ask a machine's parts to restart at their next sync", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.machineCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Machine, error) {
-				res, err := c.mach.RestartMachine(ctx, connect.NewRequest(&fleetv1.RestartMachineRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetMachine(), nil
-			})
+			return call(g, cmd, (*api).RestartMachine, &fleetv1.RestartMachineRequest{MachineId: args[0]}, showMachine)
 		},
 	}
 	del := &cobra.Command{
 		Use: "delete MACHINE_ID", Short: "Delete a machine and its parts", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.DeleteMachine(ctx, connect.NewRequest(&fleetv1.DeleteMachineRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted machine/%s\n", args[0]); return err }, nil
-			})
+			return call(g, cmd, (*api).DeleteMachine, &fleetv1.DeleteMachineRequest{MachineId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeleteMachineResponse) error {
+					_, err := fmt.Fprintf(w, "deleted machine/%s\n", args[0])
+					return err
+				})
 		},
 	}
 	status := &cobra.Command{
 		Use: "status MACHINE_ID", Short: "Show when each part was last online and what it reported", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.GetMachineStatus(ctx, connect.NewRequest(&fleetv1.GetMachineStatusRequest{MachineId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return statusTable(w, res.Msg) }, nil
-			})
+			return call(g, cmd, (*api).GetMachineStatus, &fleetv1.GetMachineStatusRequest{MachineId: args[0]},
+				func(w io.Writer, res *fleetv1.GetMachineStatusResponse) error { return statusTable(w, res) })
 		},
 	}
 	cmd.AddCommand(create, get, list, rename, restart, del, status)

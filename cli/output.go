@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,28 +9,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// printer prints an answer for a person.
-type printer = func(w io.Writer) error
-
-// do runs one API call: it connects, calls fn, and prints the answer as
-// JSON (--json) or with fn's printer.
-func (g *globals) do(cmd *cobra.Command, fn func(ctx context.Context, c *api) (proto.Message, printer, error)) error {
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	msg, plain, err := fn(cmd.Context(), c)
-	if err != nil {
-		return err
-	}
-	return g.output(cmd.OutOrStdout(), msg, plain)
-}
 
 // output prints msg as indented JSON with --json, and otherwise calls
 // plain to print it for a person.

@@ -2,14 +2,12 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -28,18 +26,13 @@ func newPartCmd(g *globals) *cobra.Command {
 	add := &cobra.Command{
 		Use: "add NAME --machine MACHINE_ID", Short: "Add a part to a machine", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.AddPart(ctx, connect.NewRequest(&fleetv1.AddPartRequest{MachineId: machine, Name: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := partTable(w, res.Msg.GetPart()); err != nil {
+			return call(g, cmd, (*api).AddPart, &fleetv1.AddPartRequest{MachineId: machine, Name: args[0]},
+				func(w io.Writer, res *fleetv1.AddPartResponse) error {
+					if err := partTable(w, res.GetPart()); err != nil {
 						return err
 					}
-					return secretNote(w, "part secret", res.Msg.GetSecret())
-				}, nil
-			})
+					return secretNote(w, "part secret", res.GetSecret())
+				})
 		},
 	}
 	add.Flags().StringVar(&machine, "machine", "", "machine ID")
@@ -47,42 +40,30 @@ func newPartCmd(g *globals) *cobra.Command {
 	rename := &cobra.Command{
 		Use: "rename PART_ID NAME", Short: "Rename a part", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.RenamePart(ctx, connect.NewRequest(&fleetv1.RenamePartRequest{PartId: args[0], Name: args[1]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return partTable(w, res.Msg.GetPart()) }, nil
-			})
+			return call(g, cmd, (*api).RenamePart, &fleetv1.RenamePartRequest{PartId: args[0], Name: args[1]},
+				func(w io.Writer, res *fleetv1.RenamePartResponse) error { return partTable(w, res.GetPart()) })
 		},
 	}
 	del := &cobra.Command{
 		Use: "delete PART_ID", Short: "Delete a part (not the main part)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.DeletePart(ctx, connect.NewRequest(&fleetv1.DeletePartRequest{PartId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted part/%s\n", args[0]); return err }, nil
-			})
+			return call(g, cmd, (*api).DeletePart, &fleetv1.DeletePartRequest{PartId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeletePartResponse) error {
+					_, err := fmt.Fprintf(w, "deleted part/%s\n", args[0])
+					return err
+				})
 		},
 	}
 	rotate := &cobra.Command{
 		Use: "rotate-secret PART_ID", Short: "Replace a part's secret; the old one stops working", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.mach.RotatePartSecret(ctx, connect.NewRequest(&fleetv1.RotatePartSecretRequest{PartId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := partTable(w, res.Msg.GetPart()); err != nil {
+			return call(g, cmd, (*api).RotatePartSecret, &fleetv1.RotatePartSecretRequest{PartId: args[0]},
+				func(w io.Writer, res *fleetv1.RotatePartSecretResponse) error {
+					if err := partTable(w, res.GetPart()); err != nil {
 						return err
 					}
-					return secretNote(w, "new part secret", res.Msg.GetSecret())
-				}, nil
-			})
+					return secretNote(w, "new part secret", res.GetSecret())
+				})
 		},
 	}
 	var cloudURL, out string
@@ -104,7 +85,7 @@ func newPartCmd(g *globals) *cobra.Command {
 			if u == "" {
 				u = c.base
 			}
-			res, err := c.mach.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
+			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
 			if err != nil {
 				return err
 			}

@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -19,13 +16,10 @@ func newRoleCmd(g *globals) *cobra.Command {
 	grant := &cobra.Command{
 		Use: "grant --subject SUBJECT --role ROLE --scope SCOPE", Short: "Give a subject a role on a scope (grant additional access)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: gSubject, Role: gRole, Scope: gScope}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return grantTable(w, []*fleetv1.Grant{res.Msg.GetGrant()}) }, nil
-			})
+			return call(g, cmd, (*api).GrantRole, &fleetv1.GrantRoleRequest{Subject: gSubject, Role: gRole, Scope: gScope},
+				func(w io.Writer, res *fleetv1.GrantRoleResponse) error {
+					return grantTable(w, []*fleetv1.Grant{res.GetGrant()})
+				})
 		},
 	}
 	grantFlags(grant, &gSubject, &gRole, &gScope)
@@ -34,13 +28,10 @@ func newRoleCmd(g *globals) *cobra.Command {
 	change := &cobra.Command{
 		Use: "change --subject SUBJECT --role ROLE --scope SCOPE", Short: "Change the role a subject holds on a scope", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.role.ChangeRole(ctx, connect.NewRequest(&fleetv1.ChangeRoleRequest{Subject: cSubject, Role: cRole, Scope: cScope}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return grantTable(w, []*fleetv1.Grant{res.Msg.GetGrant()}) }, nil
-			})
+			return call(g, cmd, (*api).ChangeRole, &fleetv1.ChangeRoleRequest{Subject: cSubject, Role: cRole, Scope: cScope},
+				func(w io.Writer, res *fleetv1.ChangeRoleResponse) error {
+					return grantTable(w, []*fleetv1.Grant{res.GetGrant()})
+				})
 		},
 	}
 	grantFlags(change, &cSubject, &cRole, &cScope)
@@ -52,13 +43,8 @@ func newRoleCmd(g *globals) *cobra.Command {
 		Short: "Limit access: replace a grant with the same role on narrower scopes inside it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.role.LimitAccess(ctx, connect.NewRequest(&fleetv1.LimitAccessRequest{Subject: lSubject, Scope: lScope, LimitTo: lTo}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return grantTable(w, res.Msg.GetGrants()) }, nil
-			})
+			return call(g, cmd, (*api).LimitAccess, &fleetv1.LimitAccessRequest{Subject: lSubject, Scope: lScope, LimitTo: lTo},
+				func(w io.Writer, res *fleetv1.LimitAccessResponse) error { return grantTable(w, res.GetGrants()) })
 		},
 	}
 	grantFlags(limit, &lSubject, nil, &lScope)
@@ -69,16 +55,11 @@ func newRoleCmd(g *globals) *cobra.Command {
 	remove := &cobra.Command{
 		Use: "remove --subject SUBJECT --scope SCOPE", Short: "Remove a subject's role on a scope (anyone may remove their own)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.role.RemoveRole(ctx, connect.NewRequest(&fleetv1.RemoveRoleRequest{Subject: rSubject, Scope: rScope}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
+			return call(g, cmd, (*api).RemoveRole, &fleetv1.RemoveRoleRequest{Subject: rSubject, Scope: rScope},
+				func(w io.Writer, _ *fleetv1.RemoveRoleResponse) error {
 					_, err := fmt.Fprintf(w, "removed the role of %s on %s\n", printable(rSubject), printable(rScope))
 					return err
-				}, nil
-			})
+				})
 		},
 	}
 	grantFlags(remove, &rSubject, nil, &rScope)
@@ -87,13 +68,8 @@ func newRoleCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --scope SCOPE", Short: "List the roles that reach a scope: on it and on everything above it", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.role.ListRoles(ctx, connect.NewRequest(&fleetv1.ListRolesRequest{Scope: listScope}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return grantTable(w, res.Msg.GetGrants()) }, nil
-			})
+			return call(g, cmd, (*api).ListRoles, &fleetv1.ListRolesRequest{Scope: listScope},
+				func(w io.Writer, res *fleetv1.ListRolesResponse) error { return grantTable(w, res.GetGrants()) })
 		},
 	}
 	grantFlags(list, nil, nil, &listScope)

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/credential"
@@ -36,26 +34,29 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				// The session's private key stays here; the token the cloud
-				// returns is bound to its public key.
-				sk := credential.NewPrivateKey()
-				res, err := c.auth.SignIn(ctx, connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw,
-					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
-				if err != nil {
-					return nil, nil, err
-				}
-				// What is saved, and shown with --json, is the session: the
-				// token with its private key, as --token takes it.
-				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
-				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "signed in to %s as %s until %s\ntoken saved to %s\n", printable(base), printable(res.Msg.GetUser().GetEmail()), when(res.Msg.GetExpiresAt()), printable(path))
-					return err
-				}, nil
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// The session's private key stays here; the token the cloud
+			// returns is bound to its public key.
+			sk := credential.NewPrivateKey()
+			res, err := c.SignIn(ctx, connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw,
+				TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
+			if err != nil {
+				return err
+			}
+			// What is saved, and shown with --json, is the session: the
+			// token with its private key, as --token takes it.
+			res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
+			path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
+			if err != nil {
+				return err
+			}
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "signed in to %s as %s until %s\ntoken saved to %s\n", printable(base), printable(res.Msg.GetUser().GetEmail()), when(res.Msg.GetExpiresAt()), printable(path))
+				return err
 			})
 		},
 	}
@@ -73,30 +74,33 @@ func newLogoutCmd(g *globals) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fromSaved := g.tokenValue() == ""
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.auth.SignOut(ctx, connect.NewRequest(&fleetv1.SignOutRequest{}))
-				removed := ""
-				if fromSaved && (err == nil || connect.CodeOf(err) == connect.CodeUnauthenticated) {
-					// A token the cloud no longer takes is as good as signed out.
-					path, ferr := g.credentialsPath()
-					if ferr == nil {
-						if ferr = os.Remove(path); ferr == nil {
-							removed = path
-						} else if !errors.Is(ferr, os.ErrNotExist) {
-							return nil, nil, fmt.Errorf("forget the saved token: %w", ferr)
-						}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			res, err := c.SignOut(ctx, connect.NewRequest(&fleetv1.SignOutRequest{}))
+			removed := ""
+			if fromSaved && (err == nil || connect.CodeOf(err) == connect.CodeUnauthenticated) {
+				// A token the cloud no longer takes is as good as signed out.
+				path, ferr := g.credentialsPath()
+				if ferr == nil {
+					if ferr = os.Remove(path); ferr == nil {
+						removed = path
+					} else if !errors.Is(ferr, os.ErrNotExist) {
+						return fmt.Errorf("forget the saved token: %w", ferr)
 					}
 				}
-				if err != nil {
-					return nil, nil, err
+			}
+			if err != nil {
+				return err
+			}
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				fmt.Fprintln(w, "signed out: the token no longer works at the cloud, nor on parts after their next sync")
+				if removed != "" {
+					fmt.Fprintf(w, "removed %s\n", removed)
 				}
-				return res.Msg, func(w io.Writer) error {
-					fmt.Fprintln(w, "signed out: the token no longer works at the cloud, nor on parts after their next sync")
-					if removed != "" {
-						fmt.Fprintf(w, "removed %s\n", removed)
-					}
-					return nil
-				}, nil
+				return nil
 			})
 		},
 	}
@@ -108,13 +112,8 @@ func newWhoamiCmd(g *globals) *cobra.Command {
 		Short: "Show who the credential belongs to and its roles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.auth.WhoAmI(ctx, connect.NewRequest(&fleetv1.WhoAmIRequest{}))
-				if err != nil {
-					return nil, nil, err
-				}
-				m := res.Msg
-				return m, func(w io.Writer) error {
+			return call(g, cmd, (*api).WhoAmI, &fleetv1.WhoAmIRequest{},
+				func(w io.Writer, m *fleetv1.WhoAmIResponse) error {
 					who := m.GetSubject()
 					if m.GetEmail() != "" {
 						who += " (" + m.GetEmail() + ")"
@@ -124,8 +123,7 @@ func newWhoamiCmd(g *globals) *cobra.Command {
 					}
 					fmt.Fprintln(w, printable(who))
 					return grantTable(w, m.GetGrants())
-				}, nil
-			})
+				})
 		},
 	}
 }

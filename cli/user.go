@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"crypto/ed25519"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/credential"
@@ -38,22 +36,17 @@ func newUserCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.CreateUser(ctx, connect.NewRequest(&fleetv1.CreateUserRequest{Email: args[0], Password: pw}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					u := res.Msg.GetUser()
+			return call(g, cmd, (*api).CreateUser, &fleetv1.CreateUserRequest{Email: args[0], Password: pw},
+				func(w io.Writer, res *fleetv1.CreateUserResponse) error {
+					u := res.GetUser()
 					if err := table(w, []string{"ID", "EMAIL", "CREATED"}, [][]string{{u.GetId(), u.GetEmail(), when(u.GetCreatedAt())}}); err != nil {
 						return err
 					}
-					if p := res.Msg.GetGeneratedPassword(); p != "" {
+					if p := res.GetGeneratedPassword(); p != "" {
 						return secretNote(w, "password", p)
 					}
 					return nil
-				}, nil
-			})
+				})
 		},
 	}
 	create.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the new user's password from stdin")
@@ -62,19 +55,14 @@ func newUserCmd(g *globals) *cobra.Command {
 	invite := &cobra.Command{
 		Use: "invite EMAIL --role owner|operator --scope org/ID|location/ID|machine/ID", Short: "Invite someone to a role; the code is mailed to them, and only to them", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.InviteUser(ctx, connect.NewRequest(&fleetv1.InviteUserRequest{Email: args[0], Role: role, Scope: scope}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := inviteTable(w, res.Msg.GetInvite()); err != nil {
+			return call(g, cmd, (*api).InviteUser, &fleetv1.InviteUserRequest{Email: args[0], Role: role, Scope: scope},
+				func(w io.Writer, res *fleetv1.InviteUserResponse) error {
+					if err := inviteTable(w, res.GetInvite()); err != nil {
 						return err
 					}
-					_, err := fmt.Fprintf(w, "the invitation code was mailed to %s, and only there\n", res.Msg.GetInvite().GetEmail())
+					_, err := fmt.Fprintf(w, "the invitation code was mailed to %s, and only there\n", res.GetInvite().GetEmail())
 					return err
-				}, nil
-			})
+				})
 		},
 	}
 	invite.Flags().StringVar(&role, "role", "", "owner or operator")
@@ -86,31 +74,24 @@ func newUserCmd(g *globals) *cobra.Command {
 	resend := &cobra.Command{
 		Use: "resend-invite INVITE_ID", Short: "Make a new code for an invitation; the old one stops working", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.ResendInvite(ctx, connect.NewRequest(&fleetv1.ResendInviteRequest{InviteId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					if err := inviteTable(w, res.Msg.GetInvite()); err != nil {
+			return call(g, cmd, (*api).ResendInvite, &fleetv1.ResendInviteRequest{InviteId: args[0]},
+				func(w io.Writer, res *fleetv1.ResendInviteResponse) error {
+					if err := inviteTable(w, res.GetInvite()); err != nil {
 						return err
 					}
-					_, err := fmt.Fprintf(w, "a new code was mailed to %s; the old one no longer works\n", res.Msg.GetInvite().GetEmail())
+					_, err := fmt.Fprintf(w, "a new code was mailed to %s; the old one no longer works\n", res.GetInvite().GetEmail())
 					return err
-				}, nil
-			})
+				})
 		},
 	}
 	revoke := &cobra.Command{
 		Use: "revoke-invite INVITE_ID", Short: "Withdraw an invitation", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.RevokeInvite(ctx, connect.NewRequest(&fleetv1.RevokeInviteRequest{InviteId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "revoked invitation %s\n", args[0]); return err }, nil
-			})
+			return call(g, cmd, (*api).RevokeInvite, &fleetv1.RevokeInviteRequest{InviteId: args[0]},
+				func(w io.Writer, _ *fleetv1.RevokeInviteResponse) error {
+					_, err := fmt.Fprintf(w, "revoked invitation %s\n", args[0])
+					return err
+				})
 		},
 	}
 	var acceptStdin bool
@@ -127,25 +108,28 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				sk := credential.NewPrivateKey()
-				res, err := c.user.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw,
-					SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
-				if err != nil {
-					return nil, nil, err
-				}
-				// What is saved, and shown with --json, is the session: the
-				// token with its private key, as --token takes it.
-				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
-				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "welcome %s: you are %s of %s\ntoken saved to %s\n", printable(res.Msg.GetUser().GetEmail()),
-						printable(res.Msg.GetGrant().GetRole()), printable(res.Msg.GetGrant().GetScope()), printable(path))
-					return err
-				}, nil
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			sk := credential.NewPrivateKey()
+			res, err := c.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw,
+				SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
+			if err != nil {
+				return err
+			}
+			// What is saved, and shown with --json, is the session: the
+			// token with its private key, as --token takes it.
+			res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
+			path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
+			if err != nil {
+				return err
+			}
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "welcome %s: you are %s of %s\ntoken saved to %s\n", printable(res.Msg.GetUser().GetEmail()),
+					printable(res.Msg.GetGrant().GetRole()), printable(res.Msg.GetGrant().GetScope()), printable(path))
+				return err
 			})
 		},
 	}
@@ -175,28 +159,31 @@ func newUserPasswdCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fromSaved := g.tokenValue() == ""
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				// A new session: its private key stays here, and the new
-				// token is bound to its public key, as at sign-in.
-				sk := credential.NewPrivateKey()
-				res, err := c.auth.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
-					TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// A new session: its private key stays here, and the new
+			// token is bound to its public key, as at sign-in.
+			sk := credential.NewPrivateKey()
+			res, err := c.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
+				TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
+			if err != nil {
+				return err
+			}
+			res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
+			note := "the new token is in the answer (--json); the one you passed no longer works"
+			if fromSaved {
+				path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
 				if err != nil {
-					return nil, nil, err
-				}
-				res.Msg.AccessToken = credential.Session(res.Msg.GetAccessToken(), sk).String()
-				note := "the new token is in the answer (--json); the one you passed no longer works"
-				if fromSaved {
-					path, err := g.save(saved{Cloud: base, Token: res.Msg.GetAccessToken()})
-					if err != nil {
-						return nil, nil, err
-					}
-					note = "new token saved to " + path
-				}
-				return res.Msg, func(w io.Writer) error {
-					_, err := fmt.Fprintf(w, "password changed; every older token of yours is revoked\n%s, valid until %s\n", note, when(res.Msg.GetExpiresAt()))
 					return err
-				}, nil
+				}
+				note = "new token saved to " + path
+			}
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "password changed; every older token of yours is revoked\n%s, valid until %s\n", note, when(res.Msg.GetExpiresAt()))
+				return err
 			})
 		},
 	}
@@ -215,18 +202,13 @@ func newUserDeleteCmd(g *globals) *cobra.Command {
 			if !strings.HasPrefix(ref, "user:") {
 				ref = "user:" + ref
 			}
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.user.DeleteUser(ctx, connect.NewRequest(&fleetv1.DeleteUserRequest{User: ref}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error {
-					u := res.Msg.GetUser()
+			return call(g, cmd, (*api).DeleteUser, &fleetv1.DeleteUserRequest{User: ref},
+				func(w io.Writer, res *fleetv1.DeleteUserResponse) error {
+					u := res.GetUser()
 					_, err := fmt.Fprintf(w, "deleted user %s (%s) and its %d grants; its tokens no longer work, on parts from their next sync\n",
-						u.GetEmail(), u.GetId(), res.Msg.GetGrantsRemoved())
+						u.GetEmail(), u.GetId(), res.GetGrantsRemoved())
 					return err
-				}, nil
-			})
+				})
 		},
 	}
 }
