@@ -22,11 +22,10 @@ func newAPIKeyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			// The key pair is made here: the cloud gets the public key
 			// only, and the private key is printed once, never sent.
 			priv := credential.NewPrivateKey()
-			res, err := c.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
+			res, err := c.CreateAPIKey(cmd.Context(), connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
 				PublicKey: priv.Public().(ed25519.PublicKey)}))
 			if err != nil {
 				return err

@@ -38,11 +38,10 @@ func newLoginCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			// The session's private key stays here; the token the cloud
 			// returns is bound to its public key.
 			sk := credential.NewPrivateKey()
-			res, err := c.SignIn(ctx, connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw,
+			res, err := c.SignIn(cmd.Context(), connect.NewRequest(&fleetv1.SignInRequest{Email: args[0], Password: pw,
 				TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 			if err != nil {
 				return err
@@ -78,8 +77,7 @@ func newLogoutCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			res, err := c.SignOut(ctx, connect.NewRequest(&fleetv1.SignOutRequest{}))
+			res, err := c.SignOut(cmd.Context(), connect.NewRequest(&fleetv1.SignOutRequest{}))
 			removed := ""
 			if fromSaved && (err == nil || connect.CodeOf(err) == connect.CodeUnauthenticated) {
 				// A token the cloud no longer takes is as good as signed out.

@@ -112,9 +112,8 @@ func newUserCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			sk := credential.NewPrivateKey()
-			res, err := c.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw,
+			res, err := c.AcceptInvite(cmd.Context(), connect.NewRequest(&fleetv1.AcceptInviteRequest{Code: args[0], Password: pw,
 				SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 			if err != nil {
 				return err
@@ -163,11 +162,10 @@ func newUserPasswdCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
 			// A new session: its private key stays here, and the new
 			// token is bound to its public key, as at sign-in.
 			sk := credential.NewPrivateKey()
-			res, err := c.ChangePassword(ctx, connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
+			res, err := c.ChangePassword(cmd.Context(), connect.NewRequest(&fleetv1.ChangePasswordRequest{CurrentPassword: cur, NewPassword: next,
 				TtlSeconds: int64(ttl / time.Second), SessionPublicKey: sk.Public().(ed25519.PublicKey)}))
 			if err != nil {
 				return err
