@@ -158,7 +158,8 @@ type ImportRule struct {
 	Why  string
 }
 
-// LinkRule forbids Main, a binary, to link Path (or a subpackage) at all.
+// LinkRule forbids Main, a binary or a package binaries are built from, to
+// link Path (or a subpackage) at all.
 type LinkRule struct {
 	Main, Path, Why string
 }

@@ -52,8 +52,10 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 			"sync: imports github.com/outpost-robotics/outpost/control",
 		},
 		"link": {
-			"cmd/outpost: links github.com/dgraph-io/badger through cmd/outpost → daemon → cache → github.com/dgraph-io/badger/v4",
-			"cmd/outpost: links github.com/outpost-robotics/outpost/control through cmd/outpost → daemon → control",
+			"cmd/outpost: links github.com/dgraph-io/badger through cmd/outpost → cli → daemon → cache → github.com/dgraph-io/badger/v4",
+			"cli: links github.com/dgraph-io/badger through cli → daemon → cache → github.com/dgraph-io/badger/v4",
+			"cmd/outpost: links github.com/outpost-robotics/outpost/control through cmd/outpost → cli → daemon → control",
+			"cli: links github.com/outpost-robotics/outpost/control through cli → daemon → control",
 		},
 		"listen": {
 			"robot: uses net.Listen at robot/robot.go:15",

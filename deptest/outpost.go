@@ -17,7 +17,7 @@ func Outpost() Rules {
 			Why:  "the store packages are the only ones that know Badger: everything else sees their interfaces, so the engine can change in one place",
 		}, {
 			Path: Server,
-			Only: []string{"daemon", "cmd/outpost", "cloud/relay"},
+			Only: []string{"daemon", "cli", "cloud/relay"},
 			Why:  "only the daemon serves the control plane; clients (the CLI, the sync loop's relay) speak to it through controlclient and controlwire. The CLI's and the relay's tests start a real part server; the link rules keep it out of their binaries",
 		}},
 		Links: []LinkRule{{
@@ -25,7 +25,15 @@ func Outpost() Rules {
 			Path: Badger,
 			Why:  "the CLI runs on technicians' laptops and needs no store; reach daemon files through partfile, the daemon through its control API",
 		}, {
+			Main: "cli",
+			Path: Badger,
+			Why:  "cli is the CLI's code: checked on its own so a command that reaches the store is caught where it is written",
+		}, {
 			Main: "cmd/outpost",
+			Path: Server,
+			Why:  "the CLI is a client of the control plane: it links controlclient, never the server",
+		}, {
+			Main: "cli",
 			Path: Server,
 			Why:  "the CLI is a client of the control plane: it links controlclient, never the server",
 		}, {

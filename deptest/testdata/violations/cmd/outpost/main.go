@@ -1,7 +1,7 @@
-// Command outpost is the CLI, which links the daemon and so Badger: a
-// violation.
+// Command outpost is the CLI, which links package cli and through it the
+// daemon and Badger: a violation.
 package main
 
-import "github.com/outpost-robotics/outpost/daemon"
+import "github.com/outpost-robotics/outpost/cli"
 
-func main() { _ = daemon.Run }
+func main() { _ = cli.Main }

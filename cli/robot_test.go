@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -352,7 +352,10 @@ func TestRobotViaCloud(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(s.ok("robot", via, "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.GetPartId() != rp.part.ID || st.GetMachineId() != rp.part.MachineID || st.GetSyncState() != controlv1.SyncState_SYNC_STATE_ONLINE {
+	// The status is this part's. Its sync state is whatever the part's
+	// last cycle left (a loaded part may have missed one since: degraded,
+	// docs/ARCHITECTURE.md decision 33); that it has run one is certain.
+	if st.GetPartId() != rp.part.ID || st.GetMachineId() != rp.part.MachineID || st.GetSyncState() == controlv1.SyncState_SYNC_STATE_UNSPECIFIED {
 		t.Fatalf("status through the cloud: %v", &st)
 	}
 	if out := s.ok("robot", via, "whoami"); !strings.Contains(out, "webrtc") || !strings.Contains(out, "apikey/"+rp.operator.ID) || !strings.Contains(out, "operator") {

@@ -1,15 +1,12 @@
-package main
+package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 )
@@ -23,15 +20,9 @@ func locationTable(w io.Writer, locs ...*fleetv1.Location) error {
 	return table(w, []string{"ID", "NAME", "PARENT", "ORG", "SHARED WITH", "SUPPORT"}, rows)
 }
 
-// locationCall runs a call answering one location.
-func (g *globals) locationCall(cmd *cobra.Command, call func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error)) error {
-	return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-		msg, loc, err := call(ctx, c)
-		if err != nil {
-			return nil, nil, err
-		}
-		return msg, func(w io.Writer) error { return locationTable(w, loc) }, nil
-	})
+// showLocation prints the location an answer holds.
+func showLocation[M interface{ GetLocation() *fleetv1.Location }](w io.Writer, res M) error {
+	return locationTable(w, res.GetLocation())
 }
 
 func newLocationCmd(g *globals) *cobra.Command {
@@ -41,13 +32,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME --org ORG_ID [--parent LOCATION_ID]", Short: "Create a location", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
-				res, err := c.loc.CreateLocation(ctx, connect.NewRequest(&fleetv1.CreateLocationRequest{OrgId: org, Name: args[0], ParentLocationId: parent}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetLocation(), nil
-			})
+			return call(g, cmd, (*api).CreateLocation, &fleetv1.CreateLocationRequest{OrgId: org, Name: args[0], ParentLocationId: parent}, showLocation)
 		},
 	}
 	create.Flags().StringVar(&org, "org", "", "organization ID")
@@ -58,13 +43,10 @@ func newLocationCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list --org ORG_ID", Short: "List the locations of an organization you can reach", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.loc.ListLocations(ctx, connect.NewRequest(&fleetv1.ListLocationsRequest{OrgId: listOrg}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { return locationTable(w, res.Msg.GetLocations()...) }, nil
-			})
+			return call(g, cmd, (*api).ListLocations, &fleetv1.ListLocationsRequest{OrgId: listOrg},
+				func(w io.Writer, res *fleetv1.ListLocationsResponse) error {
+					return locationTable(w, res.GetLocations()...)
+				})
 		},
 	}
 	list.Flags().StringVar(&listOrg, "org", "", "organization ID")
@@ -73,13 +55,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 	rename := &cobra.Command{
 		Use: "rename LOCATION_ID NAME", Short: "Rename a location", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
-				res, err := c.loc.RenameLocation(ctx, connect.NewRequest(&fleetv1.RenameLocationRequest{LocationId: args[0], Name: args[1]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetLocation(), nil
-			})
+			return call(g, cmd, (*api).RenameLocation, &fleetv1.RenameLocationRequest{LocationId: args[0], Name: args[1]}, showLocation)
 		},
 	}
 
@@ -91,13 +67,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 			if (moveParent == "") == !root {
 				return errors.New("say where to: --parent LOCATION_ID or --root")
 			}
-			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
-				res, err := c.loc.MoveLocation(ctx, connect.NewRequest(&fleetv1.MoveLocationRequest{LocationId: args[0], NewParentLocationId: moveParent}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetLocation(), nil
-			})
+			return call(g, cmd, (*api).MoveLocation, &fleetv1.MoveLocationRequest{LocationId: args[0], NewParentLocationId: moveParent}, showLocation)
 		},
 	}
 	move.Flags().StringVar(&moveParent, "parent", "", "the new parent location")
@@ -107,13 +77,11 @@ func newLocationCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete LOCATION_ID", Short: "Delete a location that holds no machines or child locations", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.do(cmd, func(ctx context.Context, c *api) (proto.Message, printer, error) {
-				res, err := c.loc.DeleteLocation(ctx, connect.NewRequest(&fleetv1.DeleteLocationRequest{LocationId: args[0]}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, func(w io.Writer) error { _, err := fmt.Fprintf(w, "deleted location/%s\n", args[0]); return err }, nil
-			})
+			return call(g, cmd, (*api).DeleteLocation, &fleetv1.DeleteLocationRequest{LocationId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeleteLocationResponse) error {
+					_, err := fmt.Fprintf(w, "deleted location/%s\n", args[0])
+					return err
+				})
 		},
 	}
 
@@ -121,13 +89,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 	share := &cobra.Command{
 		Use: "share LOCATION_ID --org ORG_ID", Short: "Share a location, and everything under it, with another organization", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
-				res, err := c.loc.ShareLocation(ctx, connect.NewRequest(&fleetv1.ShareLocationRequest{LocationId: args[0], OrgId: shareOrg}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetLocation(), nil
-			})
+			return call(g, cmd, (*api).ShareLocation, &fleetv1.ShareLocationRequest{LocationId: args[0], OrgId: shareOrg}, showLocation)
 		},
 	}
 	share.Flags().StringVar(&shareOrg, "org", "", "the organization to share with")
@@ -137,13 +99,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 	unshare := &cobra.Command{
 		Use: "unshare LOCATION_ID --org ORG_ID", Short: "Stop sharing a location with an organization", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
-				res, err := c.loc.UnshareLocation(ctx, connect.NewRequest(&fleetv1.UnshareLocationRequest{LocationId: args[0], OrgId: unshareOrg}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetLocation(), nil
-			})
+			return call(g, cmd, (*api).UnshareLocation, &fleetv1.UnshareLocationRequest{LocationId: args[0], OrgId: unshareOrg}, showLocation)
 		},
 	}
 	unshare.Flags().StringVar(&unshareOrg, "org", "", "the organization to stop sharing with")
@@ -161,13 +117,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 			if args[1] != "on" && args[1] != "off" {
 				return fmt.Errorf("support access is on or off, not %q", args[1])
 			}
-			return g.locationCall(cmd, func(ctx context.Context, c *api) (proto.Message, *fleetv1.Location, error) {
-				res, err := c.loc.SetSupportAccess(ctx, connect.NewRequest(&fleetv1.SetSupportAccessRequest{LocationId: args[0], Enabled: args[1] == "on"}))
-				if err != nil {
-					return nil, nil, err
-				}
-				return res.Msg, res.Msg.GetLocation(), nil
-			})
+			return call(g, cmd, (*api).SetSupportAccess, &fleetv1.SetSupportAccessRequest{LocationId: args[0], Enabled: args[1] == "on"}, showLocation)
 		},
 	}
 	cmd.AddCommand(create, list, rename, move, del, share, unshare, support)

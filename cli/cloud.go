@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -21,7 +21,7 @@ func newCloudCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.server.GetServerInfo(cmd.Context(), connect.NewRequest(&fleetv1.GetServerInfoRequest{}))
+			res, err := c.GetServerInfo(cmd.Context(), connect.NewRequest(&fleetv1.GetServerInfoRequest{}))
 			if err != nil {
 				return fmt.Errorf("ask the cloud for its version: %w", err)
 			}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"archive/tar"
@@ -79,7 +79,7 @@ func newExportCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			var caps []*fleetv1.CaptureRecord
 			for token := ""; ; {
-				res, err := c.data.ExportCaptures(ctx, connect.NewRequest(&fleetv1.ExportCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+				res, err := c.ExportCaptures(ctx, connect.NewRequest(&fleetv1.ExportCapturesRequest{MachineId: machine, Component: component, Tag: tag,
 					From: from, To: to, PageSize: 1000, PageToken: token}))
 				if err != nil {
 					return err
@@ -220,7 +220,7 @@ func exportTar(ctx context.Context, c *api, w io.Writer, machine string, caps []
 // exportBlob copies one blob into the tar piece by piece and checks its SHA-256.
 func exportBlob(ctx context.Context, c *api, tw *tar.Writer, machine, part, blob string, now time.Time) (int64, error) {
 	read := func(off uint64) (*fleetv1.ReadBlobResponse, error) {
-		res, err := c.data.ReadBlob(ctx, connect.NewRequest(&fleetv1.ReadBlobRequest{MachineId: machine, PartId: part, BlobId: blob, Offset: off}))
+		res, err := c.ReadBlob(ctx, connect.NewRequest(&fleetv1.ReadBlobRequest{MachineId: machine, PartId: part, BlobId: blob, Offset: off}))
 		if err != nil {
 			return nil, fmt.Errorf("export blob %s of part/%s: %w", blob, part, err)
 		}

@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+func captureTable(w io.Writer, cs []*fleetv1.CaptureRecord) error {
+	var rows [][]string
+	for _, c := range cs {
+		cp := c.GetCapture()
+		size := fmt.Sprintf("%d B", len(cp.GetData()))
+		if cp.GetBlobId() != "" {
+			size = "blob " + cp.GetBlobId()
+		}
+		ref := fmt.Sprintf("%s:%s:%d", c.GetPartId(), c.GetStoreId(), c.GetSeq())
+		rows = append(rows, []string{when(c.GetTime()), ref, cp.GetComponent(), cp.GetMethod(), orDash(cp.GetMimeType()), size, orDash(strings.Join(cp.GetTags(), ","))})
+	}
+	return table(w, []string{"TIME", "CAPTURE", "COMPONENT", "METHOD", "TYPE", "DATA", "TAGS"}, rows)
+}
+
+func newDataCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "data", Short: "Read the data machines captured"}
+	var machine, component, tag, page string
+	var limit int32
+	var tf timeFlags
+	captures := &cobra.Command{
+		Use: "captures --machine MACHINE_ID", Short: "List a machine's captures (data.view; tags need data.tags.view)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			from, to, err := tf.parse(time.Now())
+			if err != nil {
+				return err
+			}
+			return call(g, cmd, (*api).ListCaptures, &fleetv1.ListCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+				From: from, To: to, PageSize: limit, PageToken: page},
+				func(w io.Writer, res *fleetv1.ListCapturesResponse) error {
+					if err := captureTable(w, res.GetCaptures()); err != nil {
+						return err
+					}
+					if t := res.GetNextPageToken(); t != "" {
+						_, err := fmt.Fprintf(w, "more: --page %s\n", t)
+						return err
+					}
+					return nil
+				})
+		},
+	}
+	captures.Flags().StringVar(&machine, "machine", "", "machine ID")
+	captures.Flags().StringVar(&component, "component", "", "only this component")
+	captures.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
+	captures.Flags().Int32Var(&limit, "limit", 100, "at most this many captures (1 to 1000)")
+	captures.Flags().StringVar(&page, "page", "", "continue from where a previous list stopped")
+	tf.add(captures)
+	mustRequire(captures, "machine")
+	cmd.AddCommand(captures, newTagCmd(g), newExportCmd(g), newDeleteDataCmd(g))
+	return cmd
+}
+
+func newDeleteDataCmd(g *globals) *cobra.Command {
+	var machine, component, tag string
+	var yes bool
+	var tf timeFlags
+	cmd := &cobra.Command{
+		Use:   "delete --machine MACHINE_ID [PART_ID:STORE_ID:SEQ...] [--component C] [--tag T] [--from F] [--to T] --yes",
+		Short: "Delete captures and their blobs for good (data.edit)",
+		Long: "Deletes the captures selected like `outpost data captures` does (narrowed to the captures named, if any)\n" +
+			"and their blobs. Deleted data never comes back, even when a part sends it again. --yes confirms.",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return fmt.Errorf("this deletes data for good: add --yes")
+			}
+			var refs []*fleetv1.CaptureRef
+			for _, a := range args {
+				r, err := parseCaptureRef(a)
+				if err != nil {
+					return err
+				}
+				refs = append(refs, r)
+			}
+			from, to, err := tf.parse(time.Now())
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			total := &fleetv1.DeleteCapturesResponse{}
+			for {
+				res, err := c.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+					From: from, To: to, Captures: refs}))
+				if err != nil {
+					return err
+				}
+				total.Deleted += res.Msg.GetDeleted()
+				total.Blobs += res.Msg.GetBlobs()
+				if !res.Msg.GetMore() {
+					break
+				}
+			}
+			return g.output(cmd.OutOrStdout(), total, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "deleted %d captures and %d blobs of machine/%s\n", total.GetDeleted(), total.GetBlobs(), machine)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&component, "component", "", "only this component")
+	cmd.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the data is deleted for good")
+	tf.add(cmd)
+	mustRequire(cmd, "machine")
+	return cmd
+}
+
+// parseCaptureRef reads PART_ID:STORE_ID:SEQ, as `data captures --json` names captures.
+func parseCaptureRef(s string) (*fleetv1.CaptureRef, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("capture %q: want PART_ID:STORE_ID:SEQ", s)
+	}
+	seq, err := strconv.ParseUint(parts[2], 10, 64)
+	if err != nil || seq == 0 {
+		return nil, fmt.Errorf("capture %q: the sequence must be a number from 1", s)
+	}
+	return &fleetv1.CaptureRef{PartId: parts[0], StoreId: parts[1], Seq: seq}, nil
+}
+
+func newTagCmd(g *globals) *cobra.Command {
+	var machine string
+	var add, remove []string
+	cmd := &cobra.Command{
+		Use:   "tag PART_ID:STORE_ID:SEQ... --machine MACHINE_ID [--add TAG] [--remove TAG]",
+		Short: "Add or remove tags of captures (data.edit)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var refs []*fleetv1.CaptureRef
+			for _, a := range args {
+				r, err := parseCaptureRef(a)
+				if err != nil {
+					return err
+				}
+				refs = append(refs, r)
+			}
+			return call(g, cmd, (*api).TagCaptures, &fleetv1.TagCapturesRequest{MachineId: machine, Captures: refs, Add: add, Remove: remove},
+				func(w io.Writer, res *fleetv1.TagCapturesResponse) error {
+					_, err := fmt.Fprintf(w, "tags changed on %d of %d captures\n", res.GetChanged(), len(refs))
+					return err
+				})
+		},
+	}
+	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringSliceVar(&add, "add", nil, "tags to add (repeat or comma-separate)")
+	cmd.Flags().StringSliceVar(&remove, "remove", nil, "tags to remove (repeat or comma-separate)")
+	mustRequire(cmd, "machine")
+	return cmd
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+func logLine(w io.Writer, e *fleetv1.LogEntry) error {
+	en := e.GetEntry()
+	line := fmt.Sprintf("%s %s %-5s %s %s", when(e.GetTime()), e.GetPartId(), orDash(en.GetLevel()), orDash(en.GetLogger()), en.GetMessage())
+	if f := en.GetFieldsJson(); f != "" && f != "{}" {
+		line += " " + f
+	}
+	_, err := fmt.Fprintln(w, printable(line))
+	return err
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var machine, part, level string
+	var limit int32
+	var follow bool
+	var interval, window time.Duration
+	var tf timeFlags
+	cmd := &cobra.Command{
+		Use:   "logs --machine MACHINE_ID",
+		Short: "Print the logs a machine's parts uploaded",
+		Long: "Prints the logs of a machine (or one --part) at --level and above, in part, stream and sequence order.\n" +
+			"--follow keeps polling and prints entries as they arrive, stopping on Ctrl-C; it shows entries the parts\n" +
+			"wrote within --window of each poll, so a backlog a part uploads after a long time offline is shown by\n" +
+			"`outpost logs --from ...`, not by --follow. Logs need machine.view (the LOGS tab).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			from, to, err := tf.parse(time.Now())
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			list := func(from *timestamppb.Timestamp, token string) (*fleetv1.ListLogsResponse, error) {
+				res, err := c.ListLogs(ctx, connect.NewRequest(&fleetv1.ListLogsRequest{MachineId: machine, PartId: part, Level: level,
+					From: from, To: to, PageSize: limit, PageToken: token}))
+				if err != nil {
+					return nil, err
+				}
+				return res.Msg, nil
+			}
+			if !follow {
+				res, err := list(from, "")
+				if err != nil {
+					return err
+				}
+				return g.output(cmd.OutOrStdout(), res, func(w io.Writer) error {
+					for _, e := range res.GetEntries() {
+						if err := logLine(w, e); err != nil {
+							return err
+						}
+					}
+					if res.GetNextPageToken() != "" {
+						_, err := fmt.Fprintln(cmd.ErrOrStderr(), "(more entries: narrow --from/--to or raise --limit)")
+						return err
+					}
+					return nil
+				})
+			}
+			return g.followLogs(ctx, cmd.OutOrStdout(), list, from, interval, window)
+		},
+	}
+	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&part, "part", "", "only this part of the machine")
+	cmd.Flags().StringVar(&level, "level", "info", "lowest level shown: debug, info, warn or error")
+	cmd.Flags().Int32Var(&limit, "limit", 1000, "at most this many entries per request (1 to 1000)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing entries as they arrive")
+	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --follow, how often to poll")
+	cmd.Flags().DurationVar(&window, "window", 10*time.Minute, "with --follow, how far back each poll looks")
+	tf.add(cmd)
+	mustRequire(cmd, "machine")
+	return cmd
+}
+
+// followLogs polls until ctx ends, printing each entry once. Entries are
+// known by part, stream, sequence and time (a part's store that was reset
+// starts its sequences again, at a later time).
+func (g *globals) followLogs(ctx context.Context, w io.Writer, list func(*timestamppb.Timestamp, string) (*fleetv1.ListLogsResponse, error),
+	from *timestamppb.Timestamp, interval, window time.Duration) error {
+	seen := map[string]time.Time{}
+	for {
+		since := timestamppb.New(time.Now().Add(-window))
+		if from != nil && from.AsTime().After(since.AsTime()) {
+			since = from
+		}
+		token := ""
+		for {
+			res, err := list(since, token)
+			if err != nil {
+				return err
+			}
+			for _, e := range res.GetEntries() {
+				k := fmt.Sprintf("%s|%s|%d|%d", e.GetPartId(), e.GetStream(), e.GetSeq(), e.GetTime().AsTime().UnixNano())
+				if _, ok := seen[k]; ok {
+					continue
+				}
+				seen[k] = e.GetTime().AsTime()
+				if g.json {
+					err = writeJSON(w, e)
+				} else {
+					err = logLine(w, e)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if token = res.GetNextPageToken(); token == "" {
+				break
+			}
+		}
+		// Forget what no poll can return again, so memory stays bounded.
+		for k, t := range seen {
+			if t.Before(since.AsTime()) {
+				delete(seen, k)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}

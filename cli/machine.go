@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+func machineTable(w io.Writer, ms ...*fleetv1.Machine) error {
+	var rows [][]string
+	for _, m := range ms {
+		main := "-"
+		if ps := m.GetParts(); len(ps) > 0 {
+			main = ps[0].GetId()
+		}
+		rows = append(rows, []string{m.GetId(), m.GetName(), m.GetLocationId(), fmt.Sprint(len(m.GetParts())), main, when(m.GetRestartRequestedAt())})
+	}
+	return table(w, []string{"ID", "NAME", "LOCATION", "PARTS", "MAIN PART", "RESTART REQUESTED"}, rows)
+}
+
+// showMachine prints the machine an answer holds.
+func showMachine[M interface{ GetMachine() *fleetv1.Machine }](w io.Writer, res M) error {
+	return machineTable(w, res.GetMachine())
+}
+
+func newMachineCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "machine", Short: "Manage machines"}
+
+	var loc, mainPart string
+	create := &cobra.Command{
+		Use: "create NAME --location LOCATION_ID", Short: "Create a machine with its main part", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).CreateMachine, &fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart},
+				func(w io.Writer, res *fleetv1.CreateMachineResponse) error {
+					if err := machineTable(w, res.GetMachine()); err != nil {
+						return err
+					}
+					return secretNote(w, "main part secret", res.GetMainPartSecret())
+				})
+		},
+	}
+	create.Flags().StringVar(&loc, "location", "", "location ID")
+	create.Flags().StringVar(&mainPart, "main-part", "", "the main part's name (default main)")
+	mustRequire(create, "location")
+
+	get := &cobra.Command{
+		Use: "get MACHINE_ID", Short: "Show a machine and its parts", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).GetMachine, &fleetv1.GetMachineRequest{MachineId: args[0]},
+				func(w io.Writer, res *fleetv1.GetMachineResponse) error {
+					if err := machineTable(w, res.GetMachine()); err != nil {
+						return err
+					}
+					fmt.Fprintln(w)
+					return partTable(w, res.GetMachine().GetParts()...)
+				})
+		},
+	}
+
+	var listLoc string
+	list := &cobra.Command{
+		Use: "list --location LOCATION_ID", Short: "List the machines of a location", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(g, cmd, (*api).ListMachines, &fleetv1.ListMachinesRequest{LocationId: listLoc},
+				func(w io.Writer, res *fleetv1.ListMachinesResponse) error {
+					return machineTable(w, res.GetMachines()...)
+				})
+		},
+	}
+	list.Flags().StringVar(&listLoc, "location", "", "location ID")
+	mustRequire(list, "location")
+
+	rename := &cobra.Command{
+		Use: "rename MACHINE_ID NAME", Short: "Rename a machine", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).RenameMachine, &fleetv1.RenameMachineRequest{MachineId: args[0], Name: args[1]}, showMachine)
+		},
+	}
+	restart := &cobra.Command{
+		Use: "restart MACHINE_ID", Short: "Ask a machine's parts to restart at their next sync", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).RestartMachine, &fleetv1.RestartMachineRequest{MachineId: args[0]}, showMachine)
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete MACHINE_ID", Short: "Delete a machine and its parts", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).DeleteMachine, &fleetv1.DeleteMachineRequest{MachineId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeleteMachineResponse) error {
+					_, err := fmt.Fprintf(w, "deleted machine/%s\n", args[0])
+					return err
+				})
+		},
+	}
+	status := &cobra.Command{
+		Use: "status MACHINE_ID", Short: "Show when each part was last online and what it reported", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).GetMachineStatus, &fleetv1.GetMachineStatusRequest{MachineId: args[0]},
+				func(w io.Writer, res *fleetv1.GetMachineStatusResponse) error { return statusTable(w, res) })
+		},
+	}
+	cmd.AddCommand(create, get, list, rename, restart, del, status)
+	return cmd
+}
+
+func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
+	if _, err := fmt.Fprintf(w, "last seen %s\n", when(st.GetLastSeen())); err != nil {
+		return err
+	}
+	var rows [][]string
+	for _, p := range st.GetParts() {
+		s := p.GetStatus()
+		var backlog uint64
+		var stalled []string
+		for _, b := range s.GetBacklog() {
+			backlog += b.GetRecords()
+			if b.GetStalledCycles() > 0 {
+				stalled = append(stalled, fmt.Sprintf("%s for %d cycles", b.GetStream(), b.GetStalledCycles()))
+			}
+		}
+		backlogCell := fmt.Sprint(backlog)
+		if len(stalled) > 0 {
+			backlogCell += " (stalled: " + strings.Join(stalled, ", ") + ")"
+		}
+		failed := 0
+		for _, r := range s.GetResources() {
+			if r.GetState() == "failed" {
+				failed++
+			}
+		}
+		version, running := "-", "-"
+		if s != nil {
+			version = orDash(s.GetVersion())
+			running = fmt.Sprintf("%d/%d", s.GetConfigVersion(), p.GetIssuedConfigVersion())
+		}
+		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), when(p.GetLastSeen()), version, running, backlogCell, fmt.Sprint(failed)})
+	}
+	return table(w, []string{"PART", "NAME", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILED"}, rows)
+}

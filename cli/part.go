@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+)
+
+func partTable(w io.Writer, ps ...*fleetv1.Part) error {
+	var rows [][]string
+	for _, p := range ps {
+		rows = append(rows, []string{p.GetId(), p.GetName(), p.GetMachineId(), fmt.Sprint(p.GetMain()), when(p.GetSecretRotatedAt())})
+	}
+	return table(w, []string{"ID", "NAME", "MACHINE", "MAIN", "SECRET SET"}, rows)
+}
+
+func newPartCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "part", Short: "Manage a machine's parts"}
+	var machine string
+	add := &cobra.Command{
+		Use: "add NAME --machine MACHINE_ID", Short: "Add a part to a machine", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).AddPart, &fleetv1.AddPartRequest{MachineId: machine, Name: args[0]},
+				func(w io.Writer, res *fleetv1.AddPartResponse) error {
+					if err := partTable(w, res.GetPart()); err != nil {
+						return err
+					}
+					return secretNote(w, "part secret", res.GetSecret())
+				})
+		},
+	}
+	add.Flags().StringVar(&machine, "machine", "", "machine ID")
+	mustRequire(add, "machine")
+	rename := &cobra.Command{
+		Use: "rename PART_ID NAME", Short: "Rename a part", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).RenamePart, &fleetv1.RenamePartRequest{PartId: args[0], Name: args[1]},
+				func(w io.Writer, res *fleetv1.RenamePartResponse) error { return partTable(w, res.GetPart()) })
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete PART_ID", Short: "Delete a part (not the main part)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).DeletePart, &fleetv1.DeletePartRequest{PartId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeletePartResponse) error {
+					_, err := fmt.Fprintf(w, "deleted part/%s\n", args[0])
+					return err
+				})
+		},
+	}
+	rotate := &cobra.Command{
+		Use: "rotate-secret PART_ID", Short: "Replace a part's secret; the old one stops working", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).RotatePartSecret, &fleetv1.RotatePartSecretRequest{PartId: args[0]},
+				func(w io.Writer, res *fleetv1.RotatePartSecretResponse) error {
+					if err := partTable(w, res.GetPart()); err != nil {
+						return err
+					}
+					return secretNote(w, "new part secret", res.GetSecret())
+				})
+		},
+	}
+	var cloudURL, out string
+	bootstrap := &cobra.Command{
+		Use:   "bootstrap PART_ID",
+		Short: "Print the part's bootstrap file for /etc/outpost/outpostd.json; replaces its secret",
+		Long: "Prints the part's bootstrap file: the cloud URL, the part's id and secret, and the cloud's public keys.\n" +
+			"The cloud keeps only a hash of each secret, so it cannot print the current one: bootstrap gives the part a\n" +
+			"new secret, and the old one stops working at once (a running part must get the new file). It needs\n" +
+			"machine.config.edit on the part (an owner of the machine, its location or its organization).\n" +
+			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			u := cloudURL
+			if u == "" {
+				u = c.base
+			}
+			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			if err := writeJSON(&buf, res.Msg.GetBootstrap()); err != nil {
+				return err
+			}
+			if out == "" {
+				_, err = cmd.OutOrStdout().Write(buf.Bytes())
+				return err
+			}
+			if err := writeSecretFile(out, buf.Bytes()); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "wrote the bootstrap file of part/%s to %s (mode 0600); its previous secret no longer works\n", args[0], out)
+			return err
+		},
+	}
+	bootstrap.Flags().StringVar(&cloudURL, "cloud-url", "", "the cloud URL as the part reaches it; default: the URL this command uses")
+	bootstrap.Flags().StringVarP(&out, "output", "o", "", "write the file here (mode 0600) instead of printing it")
+	cmd.AddCommand(add, rename, del, rotate, bootstrap)
+	return cmd
+}
+
+// writeSecretFile writes data to a new file readable by its owner only,
+// refusing to replace an existing one.
+func writeSecretFile(path string, data []byte) (err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write bootstrap file: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("write bootstrap file: %w", cerr)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write bootstrap file: %w", err)
+	}
+	return nil
+}
