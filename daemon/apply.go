@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
@@ -36,49 +37,81 @@ func (d *daemon) applyConfig(ctx context.Context, doc *syncv1.ConfigDocument, so
 
 var errClosing = errors.New("outpostd is stopping")
 
+// applyState is the running config. Applies, expiry and the start of
+// shutdown each change the robot and capture whole; mu makes them take
+// turns.
+type applyState struct {
+	mu      sync.Mutex // held for a whole change; guards the fields below
+	closing bool       // shutdown began: nothing changes any more
+	expired bool       // the documents expired offline and the machine was stopped
+	running control.ConfigState
+}
+
+// current is the running config.
+func (a *applyState) current() control.ConfigState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running
+}
+
+// change runs f alone; f changes the robot and capture and may read and
+// set a's fields. Once shutdown began it refuses with errClosing.
+func (a *applyState) change(f func() error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return errClosing
+	}
+	return f()
+}
+
+// close refuses every change from now on, after the one in progress.
+func (a *applyState) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closing = true
+}
+
 func (d *daemon) apply(ctx context.Context, state control.ConfigState) (*robot.Result, error) {
-	d.applyMu.Lock()
-	defer d.applyMu.Unlock()
-	if d.closing {
-		return nil, errClosing
-	}
-	cfg := state.Config
-	res, err := d.robot.Apply(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	for name, why := range res.Failed() {
-		d.log.Warn("resource failed to start", zap.String("resource", name), zap.String("why", why))
-	}
-	d.poller.Apply(ctx, cfg.GetCaptures())
-	if err := d.files.Apply(ctx, cfg.GetSyncFolders()); err != nil {
-		d.log.Warn("some sync folders are not synced", zap.Error(err))
-	}
-	d.levelMu.Lock()
-	d.cfgLevel = cfg.GetLogLevel()
-	d.levelMu.Unlock()
-	d.applyLevel()
-	d.saveBudget(cfg.GetStoreBudget())
-	d.running = state
-	d.expired = false
-	return res, nil
+	var res *robot.Result
+	err := d.applied.change(func() error {
+		cfg := state.Config
+		r, err := d.robot.Apply(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		for name, why := range r.Failed() {
+			d.log.Warn("resource failed to start", zap.String("resource", name), zap.String("why", why))
+		}
+		d.poller.Apply(ctx, cfg.GetCaptures())
+		if err := d.files.Apply(ctx, cfg.GetSyncFolders()); err != nil {
+			d.log.Warn("some sync folders are not synced", zap.Error(err))
+		}
+		d.level.setConfig(cfg.GetLogLevel())
+		d.saveBudget(cfg.GetStoreBudget())
+		d.applied.running, d.applied.expired = state, false
+		res = r
+		return nil
+	})
+	return res, err
 }
 
 // onExpired stops components safely and capture when the grants and
 // config expire offline; control refuses remote credentials by itself,
 // judging expiry on the offline clock.
 func (d *daemon) onExpired(ctx context.Context, why string) {
-	d.applyMu.Lock()
-	defer d.applyMu.Unlock()
-	if d.closing || d.expired {
-		return
-	}
-	d.expired = true
-	failed, err := d.robot.StopAll(ctx)
-	d.poller.Apply(ctx, nil)
-	_ = d.files.Apply(ctx, nil)
-	d.log.Error("config and grants expired: components stopped, capture stopped", zap.String("why", why), zap.Any("failed_to_stop", failed), zap.Error(err))
-	_ = d.o.Notifier.Status("EXPIRED: " + why)
+	_ = d.applied.change(func() error {
+		if d.applied.expired {
+			return nil
+		}
+		d.applied.expired = true
+		failed, err := d.robot.StopAll(ctx)
+		d.poller.Apply(ctx, nil)
+		_ = d.files.Apply(ctx, nil)
+		d.log.Error("config and grants expired: components stopped, capture stopped", zap.String("why", why), zap.Any("failed_to_stop", failed), zap.Error(err))
+		_ = d.o.Notifier.Status("EXPIRED: " + why)
+		return nil
+	})
 }
 
 // loadBudget reads the budget the last config set: the store takes its
@@ -110,18 +143,14 @@ func (d *daemon) saveBudget(sb *configv1.StoreBudget) {
 type configAPI struct{ d *daemon }
 
 func (c configAPI) CurrentConfig(context.Context) (control.ConfigState, error) {
-	c.d.applyMu.Lock()
-	defer c.d.applyMu.Unlock()
-	return c.d.running, nil
+	return c.d.applied.current(), nil
 }
 
 // ProposeEdit applies the edit at once (it works offline) and queues it
 // for the cloud, which decides whether it becomes a revision.
 func (c configAPI) ProposeEdit(ctx context.Context, p *syncv1.ConfigProposal) (control.EditResult, error) {
 	d := c.d
-	d.applyMu.Lock()
-	base := d.running
-	d.applyMu.Unlock()
+	base := d.applied.current()
 	state := control.ConfigState{Config: p.GetConfig(), Version: base.Version, MachineRevision: base.MachineRevision, LocalEdits: true}
 	if _, err := d.apply(ctx, state); err != nil {
 		if errors.Is(err, errClosing) || errors.Is(err, robot.ErrClosed) {

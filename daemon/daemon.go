@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -146,45 +145,43 @@ func (o *Options) defaults() {
 	}
 }
 
-// daemon is one run of outpostd: what Run started, in start order.
+// daemon is one run of outpostd. Its state falls in three kinds: what start
+// sets and nothing changes after; what only the main loop touches; and three
+// small structs, each with its mutex and the fields that mutex guards.
 type daemon struct {
-	o      Options
-	clk    clock.Clock
-	boot   *partfile.Bootstrap // the main loop's (reload swaps it)
-	partID string              // fixed for the run: a reload cannot change it
+	o     Options
+	clk   clock.Clock
+	fatal chan error // a failed component says so here; the main loop stops
 
-	baseLog, log        *zap.Logger
-	baseLevel, teeLevel zap.AtomicLevel
-	store               *cache.Store
-	sink                *LogSink
-	sinkCancel          context.CancelFunc
-	sinkDone            chan error
-	robot               *robot.Robot
-	poller              *capture.Poller
-	files               *capture.FileSync
-	offline             *psync.OfflineClock
-	grants              grantSource
-	ctl                 *control.Server
-	metrics             *Metrics
-	metricsSrv          *control.LocalServer
-	fatal               chan error
-	syncMu              sync.Mutex // guards syncer, syncCancel, syncDone
-	syncer              *psync.Syncer
-	relay               *quietRelay
-	syncCancel          context.CancelFunc
-	syncDone            chan struct{}
-	applyMu             sync.Mutex // serialises config applies, expiry and shutdown
-	closing             bool
-	expired             bool
-	running             control.ConfigState
-	cfgLevel            string // the running config's log_level (levelMu)
-	budget              cache.Budget
-	endpoints           Endpoints
-	cleanups            []func()
-	lastStatus          string
-	watchdog            clock.Ticker // the main loop's tick: watchdog pings and status
-	pinging             bool         // systemd set a watchdog for this process
-	levelMu             sync.Mutex   // guards cfgLevel and level changes
+	// Set by start; read-only once it returned.
+	partID     string      // a reload cannot change it
+	baseLog    *zap.Logger // stderr only: the store's own lines, and lines once the log sink stopped
+	log        *zap.Logger // stderr and the store's log streams
+	budget     cache.Budget
+	store      *cache.Store
+	sink       *LogSink
+	sinkCancel context.CancelFunc
+	sinkDone   chan error
+	offline    *psync.OfflineClock
+	robot      *robot.Robot
+	poller     *capture.Poller
+	files      *capture.FileSync
+	metrics    *Metrics
+	ctl        *control.Server
+	metricsSrv *control.LocalServer
+	endpoints  Endpoints
+	grants     grantSource // swapped atomically by sync, read by control
+	cleanups   []func()
+
+	// The main loop's (and start's, before the loop runs).
+	boot       *partfile.Bootstrap // reload swaps it
+	lastStatus string
+	watchdog   clock.Ticker // the main loop's tick: watchdog pings and status
+	pinging    bool         // systemd set a watchdog for this process
+
+	level    logLevel   // the log level and the config's part of it
+	syncLoop syncSlot   // the sync loop, which a reload replaces
+	applied  applyState // the running config, and the turns to change it
 }
 
 // Run runs outpostd until a SIGTERM or SIGINT (returning nil: exit 0) or a

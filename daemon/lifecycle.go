@@ -48,7 +48,8 @@ func (d *daemon) start(ctx context.Context) error {
 
 	// The store's own logger writes to stderr only: teeing it into the log
 	// stream would have the store log about writing its own log lines.
-	d.baseLog, d.baseLevel = logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Now: d.clk.Now})
+	var baseLevel zap.AtomicLevel
+	d.baseLog, baseLevel = logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Now: d.clk.Now})
 	d.budget = d.loadBudget()
 	storeDir := filepath.Join(o.DataDir, "store")
 	copts := cache.Options{Clock: d.clk, Logger: d.baseLog.Named("cache"), Budget: d.budget}
@@ -65,13 +66,14 @@ func (d *daemon) start(ctx context.Context) error {
 	d.onCleanup(func() { _ = d.store.Close() })
 
 	d.sink = NewLogSink(d.store, d.clk, logQueueDepth)
-	d.log, d.teeLevel = logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Tee: d.sink, Now: d.clk.Now})
-	d.log = d.log.With(zap.String("part", d.partID))
+	log, teeLevel := logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Tee: d.sink, Now: d.clk.Now})
+	d.log = log.With(zap.String("part", d.partID))
 	sinkCtx, sinkCancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.sinkCancel, d.sinkDone = sinkCancel, make(chan error, 1)
 	go func() { d.sinkDone <- d.sink.Run(sinkCtx) }()
 	d.onCleanup(func() { sinkCancel(); <-d.sinkDone })
-	d.applyLevel()
+	d.level = logLevel{start: o.LogLevel, file: o.LevelFile, base: baseLevel, tee: teeLevel, log: d.log}
+	d.level.reread()
 	if moved := d.store.MovedAside(); moved != "" {
 		// The store said so on stderr before the log streams existed; this
 		// line goes to the cloud too, beside the gap record.
@@ -93,7 +95,7 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	// Grants load before control serves, so a part that boots offline
 	// authorizes field techs from its first request.
-	if g, err := d.syncer.LoadGrants(ctx); err != nil {
+	if g, err := d.syncLoop.current().LoadGrants(ctx); err != nil {
 		d.log.Error("the held grant bundle is refused; remote calls are refused until the cloud sends a new one", zap.Error(err))
 	} else {
 		d.grants.cur.Store(g)
@@ -247,11 +249,11 @@ func (d *daemon) announce(ctx context.Context, addr net.Addr) error {
 func (d *daemon) buildMetrics() {
 	d.metrics = NewMetrics(d.clk, MetricSources{
 		Store:        d.store,
-		SyncState:    func() string { st, _ := d.currentSyncer().State(); return st.String() },
+		SyncState:    func() string { st, _ := d.syncLoop.current().State(); return st.String() },
 		SinceContact: func() (time.Duration, bool) { return d.offline.SinceContact(), d.offline.Known() },
 		Components:   d.componentHealth,
 		LogsDropped:  d.sink.Dropped,
-		SyncStalled:  func() map[cache.Stream]int { return d.currentSyncer().Stalled() },
+		SyncStalled:  func() map[cache.Stream]int { return d.syncLoop.current().Stalled() },
 	})
 }
 
@@ -349,10 +351,8 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	_ = d.o.Notifier.Stopping()
 	ctx = context.WithoutCancel(ctx)
 	_ = d.ctl.Close()
-	d.stopSync() // also interrupts a cached-config apply in progress
-	d.applyMu.Lock()
-	d.closing = true
-	d.applyMu.Unlock()
+	d.syncLoop.stop() // also interrupts a cached-config apply in progress
+	d.applied.close()
 	// Close waits for every poll and folder goroutine, so an append in
 	// flight completes (durable and acknowledged) or fails before the store
 	// closes.
@@ -364,7 +364,7 @@ func (d *daemon) shutdown(ctx context.Context) error {
 	}
 	cancel()
 	fctx, cancel := d.timeout(ctx, d.o.FinalSync)
-	res := d.currentSyncer().Cycle(fctx)
+	res := d.syncLoop.current().Cycle(fctx)
 	cancel()
 	if res.Err != nil {
 		d.log.Info("final sync incomplete; the rest goes at the next start", zap.Bool("reached_cloud", res.Pulled), zap.Error(res.Err))

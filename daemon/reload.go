@@ -17,27 +17,25 @@ func (d *daemon) reload(ctx context.Context) {
 		d.log.Warn("could not tell systemd about the reload", zap.Error(err))
 	}
 	defer func() { _ = d.o.Notifier.Ready(d.lastStatus) }()
-	d.applyLevel()
+	d.level.reread()
 	b, err := partfile.LoadBootstrap(d.o.ConfigPath)
 	if err != nil {
 		d.log.Error("reload: keeping the running bootstrap file", zap.Error(err))
 		return
 	}
 	if proto.Equal(b.File, d.boot.File) {
-		d.log.Info("reloaded: bootstrap file unchanged", zap.Stringer("level", d.teeLevel.Level()))
+		d.log.Info("reloaded: bootstrap file unchanged", zap.Stringer("level", d.level.current()))
 		return
 	}
 	if b.File.GetPartId() != d.boot.File.GetPartId() {
 		d.log.Error("reload: the bootstrap file names another part; restart the daemon to become it", zap.String("new_part", b.File.GetPartId()))
 		return
 	}
-	d.stopSync()
-	old := d.currentSyncer()
+	d.syncLoop.stop()
 	if err := d.newSyncer(b); err != nil {
+		// newSyncer installs nothing when it fails: the loop restarts on
+		// the running file's syncer.
 		d.log.Error("reload: keeping the running bootstrap file", zap.Error(err))
-		d.syncMu.Lock()
-		d.syncer = old
-		d.syncMu.Unlock()
 		d.startSync(ctx, false)
 		return
 	}

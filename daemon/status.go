@@ -15,7 +15,7 @@ import (
 
 // updateStatus keeps systemctl status's line current, sending only changes.
 func (d *daemon) updateStatus() {
-	st, msg := d.currentSyncer().State()
+	st, msg := d.syncLoop.current().State()
 	s := fmt.Sprintf("control on %s; cloud %s", d.endpoints.Control, st)
 	if d.offline.Known() && st != psync.StateOnline {
 		s += fmt.Sprintf(" (last contact %s ago)", d.offline.SinceContact().Truncate(time.Second))
@@ -44,10 +44,8 @@ type statusAPI struct{ d *daemon }
 
 func (s statusAPI) SyncStatus(context.Context) (*controlv1.StatusResponse, error) {
 	d := s.d
-	st, _ := d.currentSyncer().State()
-	d.applyMu.Lock()
-	version := d.running.Version
-	d.applyMu.Unlock()
+	st, _ := d.syncLoop.current().State()
+	version := d.applied.current().Version
 	resp := &controlv1.StatusResponse{PartId: d.partID, SyncState: syncStateProto(st), ConfigVersion: version}
 	if d.offline.Known() {
 		resp.LastContact = timestamppb.New(d.offline.LastContact())
@@ -61,9 +59,7 @@ func (s statusAPI) SyncStatus(context.Context) (*controlv1.StatusResponse, error
 
 // partStatus is what each sync cycle reports to the cloud.
 func (d *daemon) partStatus() *syncv1.PartStatus {
-	d.applyMu.Lock()
-	version := d.running.Version
-	d.applyMu.Unlock()
+	version := d.applied.current().Version
 	st := &syncv1.PartStatus{Version: d.o.Version, ConfigVersion: version}
 	if d.ctl != nil {
 		st.ControlCertSha256 = certSHA256(d.ctl.Fingerprint())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -11,6 +12,52 @@ import (
 	"github.com/outpost-robotics/outpost/partfile"
 	psync "github.com/outpost-robotics/outpost/sync"
 )
+
+// syncSlot is the sync loop and what it runs. A reload replaces them from
+// the main loop while metrics, status and control read the syncer from
+// their own goroutines.
+type syncSlot struct {
+	mu     sync.Mutex // guards every field
+	syncer *psync.Syncer
+	relay  *quietRelay        // the relay on the syncer's client
+	cancel context.CancelFunc // stops the running loop; nil when none runs
+	done   chan struct{}      // closed once the running loop has returned
+}
+
+// current is the syncer the loop runs, or ran last.
+func (s *syncSlot) current() *psync.Syncer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.syncer
+}
+
+// install makes syncer and relay the ones the next loop runs.
+func (s *syncSlot) install(syncer *psync.Syncer, relay *quietRelay) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncer, s.relay = syncer, relay
+}
+
+// begin records a loop that cancel stops and that closes done when it
+// returns, and says what it runs.
+func (s *syncSlot) begin(cancel context.CancelFunc, done chan struct{}) (*psync.Syncer, *quietRelay) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancel, s.done = cancel, done
+	return s.syncer, s.relay
+}
+
+// stop stops the running loop, if one runs, and waits for it.
+func (s *syncSlot) stop() {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.cancel, s.done = nil, nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
 
 // newSyncer builds the sync client and syncer for a bootstrap file.
 func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
@@ -50,16 +97,8 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	if err != nil {
 		return fmt.Errorf("start the signaling relay: %w", err)
 	}
-	d.syncMu.Lock()
-	d.syncer, d.relay = s, &quietRelay{Relay: relay, clk: d.clk}
-	d.syncMu.Unlock()
+	d.syncLoop.install(s, &quietRelay{Relay: relay, clk: d.clk})
 	return nil
-}
-
-func (d *daemon) currentSyncer() *psync.Syncer {
-	d.syncMu.Lock()
-	defer d.syncMu.Unlock()
-	return d.syncer
 }
 
 // startSync runs the sync loop, and the WebRTC signaling relay through the
@@ -68,10 +107,7 @@ func (d *daemon) currentSyncer() *psync.Syncer {
 func (d *daemon) startSync(ctx context.Context, applyCached bool) {
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
-	d.syncMu.Lock()
-	s, relay := d.syncer, d.relay
-	d.syncCancel, d.syncDone = cancel, done
-	d.syncMu.Unlock()
+	s, relay := d.syncLoop.begin(cancel, done)
 	relayed := make(chan struct{})
 	go func() {
 		defer close(relayed)
@@ -97,16 +133,4 @@ func (d *daemon) startSync(ctx context.Context, applyCached bool) {
 			d.fatal <- fmt.Errorf("sync: %w", err)
 		}
 	}()
-}
-
-// stopSync stops the sync loop and waits for it.
-func (d *daemon) stopSync() {
-	d.syncMu.Lock()
-	cancel, done := d.syncCancel, d.syncDone
-	d.syncCancel, d.syncDone = nil, nil
-	d.syncMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
 }
