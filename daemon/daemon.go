@@ -152,26 +152,23 @@ type daemon struct {
 	o     Options
 	clk   clock.Clock
 	fatal chan error // a failed component says so here; the main loop stops
+	stops stopList   // start pushes, a failed start or shutdown runs
 
 	// Set by start; read-only once it returned.
-	partID     string      // a reload cannot change it
-	baseLog    *zap.Logger // stderr only: the store's own lines, and lines once the log sink stopped
-	log        *zap.Logger // stderr and the store's log streams
-	budget     cache.Budget
-	store      *cache.Store
-	sink       *LogSink
-	sinkCancel context.CancelFunc
-	sinkDone   chan error
-	offline    *psync.OfflineClock
-	robot      *robot.Robot
-	poller     *capture.Poller
-	files      *capture.FileSync
-	metrics    *Metrics
-	ctl        *control.Server
-	metricsSrv *control.LocalServer
-	endpoints  Endpoints
-	grants     grantSource // swapped atomically by sync, read by control
-	cleanups   []func()
+	partID    string      // a reload cannot change it
+	baseLog   *zap.Logger // stderr only: the store's own lines, and lines once the log sink stopped
+	log       *zap.Logger // stderr and the store's log streams
+	budget    cache.Budget
+	store     *cache.Store
+	sink      *LogSink
+	offline   *psync.OfflineClock
+	robot     *robot.Robot
+	poller    *capture.Poller
+	files     *capture.FileSync
+	metrics   *Metrics
+	ctl       *control.Server
+	endpoints Endpoints
+	grants    grantSource // swapped atomically by sync, read by control
 
 	// The main loop's (and start's, before the loop runs).
 	boot       *partfile.Bootstrap // reload swaps it
@@ -188,14 +185,9 @@ type daemon struct {
 // failure (an error; a *partfile.BootstrapError means exit code 2). The order is
 // store, control, READY, cached config, sync: READY=1 means the part
 // answers its control port, and a part that boots offline is useful at once.
-func Run(ctx context.Context, opts Options) (err error) {
+func Run(ctx context.Context, opts Options) error {
 	opts.defaults()
 	d := &daemon{o: opts, clk: opts.Clock, fatal: make(chan error, 4)}
-	defer func() {
-		if err != nil {
-			d.cleanup()
-		}
-	}()
 	signals := opts.Signals
 	if signals == nil {
 		// Subscribed first, so a SIGTERM during start is not lost.
@@ -205,6 +197,7 @@ func Run(ctx context.Context, opts Options) (err error) {
 		signals = ch
 	}
 	if err := d.start(ctx); err != nil {
+		_ = d.stops.run(context.WithoutCancel(ctx), false)
 		return err
 	}
 	return d.loop(ctx, signals)

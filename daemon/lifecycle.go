@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -25,16 +26,53 @@ import (
 	psync "github.com/outpost-robotics/outpost/sync"
 )
 
-func (d *daemon) onCleanup(f func()) { d.cleanups = append(d.cleanups, f) }
-
-// cleanup undoes a start that failed, newest first.
-func (d *daemon) cleanup() {
-	for i := len(d.cleanups) - 1; i >= 0; i-- {
-		d.cleanups[i]()
-	}
-	d.cleanups = nil
+// stopStep is how one started piece of the daemon stops.
+type stopStep struct {
+	// name says what the step does; it prefixes the step's error.
+	name string
+	// shutdownOnly marks a step a failed start skips: the final sync and
+	// the last log line are for a daemon that ran.
+	shutdownOnly bool
+	// stop logs what goes wrong itself, and returns an error only when Run
+	// should fail with it.
+	stop func(context.Context) error
 }
 
+// stopList is the one teardown order: start pushes each piece's step as
+// the piece starts, and a failed start and shutdown both run the steps
+// newest first. Only the goroutine running Run touches it.
+type stopList []stopStep
+
+func (l *stopList) push(name string, stop func(context.Context) error) {
+	*l = append(*l, stopStep{name: name, stop: stop})
+}
+
+func (l *stopList) pushShutdownOnly(name string, stop func(context.Context) error) {
+	*l = append(*l, stopStep{name: name, shutdownOnly: true, stop: stop})
+}
+
+// run runs the steps newest first and empties the list; shutdown says the
+// daemon ran, so the steps for a daemon that ran run too.
+func (l *stopList) run(ctx context.Context, shutdown bool) error {
+	var errs []error
+	for _, s := range slices.Backward(*l) {
+		if s.shutdownOnly && !shutdown {
+			continue
+		}
+		if err := s.stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+		}
+	}
+	*l = nil
+	return errors.Join(errs...)
+}
+
+// start brings the pieces up in order, each pushing its stop step as it
+// starts, so the teardown is the start reversed: the watchdog tick,
+// metrics, the mDNS announcement and control (no new remote commands),
+// the sync loop, capture (its pending appends finished), the robot
+// (components safe), one bounded final sync, the offline clock saved, the
+// log sink drained, the store closed.
 func (d *daemon) start(ctx context.Context) error {
 	o := d.o
 	if err := CheckMetricsListen(o.MetricsListen); err != nil {
@@ -63,15 +101,26 @@ func (d *daemon) start(ctx context.Context) error {
 		}
 		return fmt.Errorf("open the store in %s: %w", storeDir, err)
 	}
-	d.onCleanup(func() { _ = d.store.Close() })
+	d.stops.push("close the store", func(context.Context) error { return d.store.Close() })
 
 	d.sink = NewLogSink(d.store, d.clk, logQueueDepth)
 	log, teeLevel := logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Tee: d.sink, Now: d.clk.Now})
 	d.log = log.With(zap.String("part", d.partID))
 	sinkCtx, sinkCancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.sinkCancel, d.sinkDone = sinkCancel, make(chan error, 1)
-	go func() { d.sinkDone <- d.sink.Run(sinkCtx) }()
-	d.onCleanup(func() { sinkCancel(); <-d.sinkDone })
+	sinkDone := make(chan error, 1)
+	go func() { sinkDone <- d.sink.Run(sinkCtx) }()
+	d.stops.push("drain the log sink", func(context.Context) error {
+		sinkCancel()
+		if err := <-sinkDone; err != nil {
+			d.baseLog.Warn("log lines were not all stored", zap.Error(err))
+		}
+		return nil
+	})
+	// The last line the store keeps.
+	d.stops.pushShutdownOnly("log the stop", func(context.Context) error {
+		d.log.Info("stopped")
+		return nil
+	})
 	d.level = logLevel{start: o.LogLevel, file: o.LevelFile, base: baseLevel, tee: teeLevel, log: d.log}
 	d.level.reread()
 	if moved := d.store.MovedAside(); moved != "" {
@@ -86,13 +135,19 @@ func (d *daemon) start(ctx context.Context) error {
 		return fmt.Errorf("read the offline clock: %w", err)
 	}
 	d.offline = psync.NewOfflineClock(d.clk, persisted)
+	d.stops.push("persist the offline clock", func(ctx context.Context) error {
+		if err := d.store.PutOfflineClock(ctx, d.offline.Snapshot()); err != nil {
+			d.log.Warn("could not persist the offline clock", zap.Error(err))
+		}
+		return nil
+	})
 
-	if err := d.startRobot(ctx); err != nil {
-		return err
-	}
+	// The syncer is built before the robot and capture, so its final cycle
+	// runs after they stopped and hands over what they made last.
 	if err := d.newSyncer(boot); err != nil {
 		return err
 	}
+	d.stops.pushShutdownOnly("final sync", d.finalSync)
 	// Grants load before control serves, so a part that boots offline
 	// authorizes field techs from its first request.
 	if g, err := d.syncLoop.current().LoadGrants(ctx); err != nil {
@@ -100,6 +155,17 @@ func (d *daemon) start(ctx context.Context) error {
 	} else {
 		d.grants.cur.Store(g)
 	}
+	if err := d.startRobot(ctx); err != nil {
+		return err
+	}
+	// The sync loop starts last, after READY; its step stands here so that
+	// it stops after control and before capture and the robot, whose
+	// config it applies. Stopping also interrupts a cached-config apply in
+	// progress.
+	d.stops.push("stop the sync loop", func(context.Context) error {
+		d.syncLoop.stop()
+		return nil
+	})
 	// The registry first: control counts its calls into it.
 	d.buildMetrics()
 	if err := d.startControl(ctx); err != nil {
@@ -123,7 +189,10 @@ func (d *daemon) start(ctx context.Context) error {
 		every = statusEvery
 	}
 	d.watchdog = d.clk.NewTicker(every)
-	d.onCleanup(d.watchdog.Stop)
+	d.stops.push("stop the main loop's ticker", func(context.Context) error {
+		d.watchdog.Stop()
+		return nil
+	})
 	status := "control on " + d.endpoints.Control + ", applying the cached config"
 	if err := d.o.Notifier.Ready(status); err != nil {
 		d.log.Warn("could not tell systemd the daemon is ready", zap.Error(err))
@@ -155,10 +224,13 @@ func (d *daemon) startRobot(ctx context.Context) error {
 		return fmt.Errorf("start the robot runtime: %w", err)
 	}
 	d.robot = r
-	d.onCleanup(func() {
-		cctx, cancel := d.timeout(context.Background(), robotStopTimeout)
+	d.stops.push("stop the robot", func(ctx context.Context) error {
+		rctx, cancel := d.timeout(ctx, robotStopTimeout)
 		defer cancel()
-		_ = r.Close(cctx)
+		if err := r.Close(rctx); err != nil {
+			d.log.Error("some components did not stop cleanly", zap.Error(err))
+		}
+		return nil
 	})
 	var sink capture.Sink = CaptureSink{Store: d.store}
 	if d.o.wrapSink != nil {
@@ -166,7 +238,17 @@ func (d *daemon) startRobot(ctx context.Context) error {
 	}
 	d.poller = capture.NewPoller(capture.PollerOptions{Clock: d.clk, Log: d.log, Sink: sink, Finder: r})
 	d.files = capture.NewFileSync(capture.FileSyncOptions{Clock: d.clk, Log: d.log, Sink: sink})
-	d.onCleanup(func() { d.poller.Close(); d.files.Close() })
+	d.stops.push("stop capture", func(context.Context) error {
+		// No apply restarts capture once it stopped: a control call in
+		// flight when control closed may still try.
+		d.applied.close()
+		// Close waits for every poll and folder goroutine, so an append in
+		// flight completes (durable and acknowledged) or fails before the
+		// store closes.
+		d.poller.Close()
+		d.files.Close()
+		return nil
+	})
 	return nil
 }
 
@@ -181,6 +263,10 @@ func (d *daemon) startControl(ctx context.Context) error {
 		return fmt.Errorf("start the control plane: %w", err)
 	}
 	d.ctl = ctl
+	d.stops.push("close the control plane", func(context.Context) error {
+		_ = ctl.Close()
+		return nil
+	})
 	ln, err := control.Listen(d.o.Listen)
 	if err != nil {
 		return err
@@ -207,7 +293,6 @@ func (d *daemon) startControl(ctx context.Context) error {
 			d.fatal <- fmt.Errorf("break-glass socket %s: %w", sockPath, err)
 		}
 	}()
-	d.onCleanup(func() { _ = ctl.Close() })
 	return nil
 }
 
@@ -241,7 +326,11 @@ func (d *daemon) announce(ctx context.Context, addr net.Addr) error {
 			d.log.Warn("mDNS announcement failed; `outpost robot discover` will not find this part", zap.Error(err))
 		}
 	}()
-	d.onCleanup(func() { cancel(); <-done })
+	d.stops.push("stop the mDNS announcement", func(context.Context) error {
+		cancel()
+		<-done
+		return nil
+	})
 	return nil
 }
 
@@ -269,21 +358,22 @@ func (d *daemon) startMetrics(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	d.metricsSrv = srv
 	d.endpoints.Metrics = srv.Addr()
 	go func() {
 		if err := srv.Serve(context.WithoutCancel(ctx)); err != nil {
 			d.fatal <- fmt.Errorf("metrics: %w", err)
 		}
 	}()
-	d.onCleanup(func() { _ = srv.Close() })
+	d.stops.push("close the metrics listener", func(context.Context) error {
+		_ = srv.Close()
+		return nil
+	})
 	return nil
 }
 
 // loop is the main loop: the only goroutine that pings the watchdog, so
 // if it wedges, systemd restarts the daemon.
 func (d *daemon) loop(ctx context.Context, signals <-chan os.Signal) error {
-	defer d.watchdog.Stop()
 	tick := d.watchdog.C()
 	for {
 		select {
@@ -343,26 +433,15 @@ func (d *daemon) timeout(ctx context.Context, dur time.Duration) (context.Contex
 	return ctx, func() { t.Stop(); close(stop); cancel(context.Canceled) }
 }
 
-// shutdown is SIGTERM: no new remote commands, capture stopped with its
-// pending appends finished, components safe, one bounded final sync, logs
-// drained, store closed.
+// shutdown is SIGTERM: STOPPING=1, then the whole stop list.
 func (d *daemon) shutdown(ctx context.Context) error {
-	d.cleanups = nil // shutdown undoes everything itself, in its own order
 	_ = d.o.Notifier.Stopping()
-	ctx = context.WithoutCancel(ctx)
-	_ = d.ctl.Close()
-	d.syncLoop.stop() // also interrupts a cached-config apply in progress
-	d.applied.close()
-	// Close waits for every poll and folder goroutine, so an append in
-	// flight completes (durable and acknowledged) or fails before the store
-	// closes.
-	d.poller.Close()
-	d.files.Close()
-	rctx, cancel := d.timeout(ctx, robotStopTimeout)
-	if err := d.robot.Close(rctx); err != nil {
-		d.log.Error("some components did not stop cleanly", zap.Error(err))
-	}
-	cancel()
+	return d.stops.run(context.WithoutCancel(ctx), true)
+}
+
+// finalSync runs one sync cycle, bounded by FinalSync, to hand over what
+// the store holds before the daemon stops.
+func (d *daemon) finalSync(ctx context.Context) error {
 	fctx, cancel := d.timeout(ctx, d.o.FinalSync)
 	res := d.syncLoop.current().Cycle(fctx)
 	cancel()
@@ -370,21 +449,6 @@ func (d *daemon) shutdown(ctx context.Context) error {
 		d.log.Info("final sync incomplete; the rest goes at the next start", zap.Bool("reached_cloud", res.Pulled), zap.Error(res.Err))
 	} else {
 		d.log.Info("final sync done", zap.Any("uploaded", res.Uploaded))
-	}
-	if d.metricsSrv != nil {
-		_ = d.metricsSrv.Close()
-	}
-	if err := d.store.PutOfflineClock(ctx, d.offline.Snapshot()); err != nil {
-		d.log.Warn("could not persist the offline clock", zap.Error(err))
-	}
-	d.log.Info("stopped")
-	d.sinkCancel()
-	sinkErr := <-d.sinkDone
-	if err := d.store.Close(); err != nil {
-		return fmt.Errorf("close the store: %w", err)
-	}
-	if sinkErr != nil {
-		d.baseLog.Warn("log lines were not all stored", zap.Error(sinkErr))
 	}
 	return nil
 }
