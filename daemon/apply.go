@@ -109,7 +109,7 @@ func (d *daemon) onExpired(ctx context.Context, why string) {
 		d.poller.Apply(ctx, nil)
 		_ = d.files.Apply(ctx, nil)
 		d.log.Error("config and grants expired: components stopped, capture stopped", zap.String("why", why), zap.Any("failed_to_stop", failed), zap.Error(err))
-		_ = d.o.Notifier.Status("EXPIRED: " + why)
+		_ = d.o.notifier.Status("EXPIRED: " + why)
 		return nil
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -32,10 +31,10 @@ const (
 	DefaultDataDir       = partfile.DefaultDataDir
 	DefaultRuntimeDir    = "/run/outpost"
 	DefaultMetricsListen = "127.0.0.1:9464"
-	// DefaultFinalSync bounds the sync cycle run at shutdown, so a stop
+	// defaultFinalSync bounds the sync cycle run at shutdown, so a stop
 	// hands over what it can yet ends well inside the unit's TimeoutStopSec
 	// of 20 s.
-	DefaultFinalSync = 5 * time.Second
+	defaultFinalSync = 5 * time.Second
 	// robotStopTimeout bounds stopping components, modules and processes.
 	robotStopTimeout = 10 * time.Second
 	// statusEvery is how often the status line is refreshed when systemd
@@ -45,9 +44,9 @@ const (
 	logQueueDepth = 4096
 )
 
-// Notifier is what the daemon tells its service manager; systemd.Notifier
+// notifier is what the daemon tells its service manager; systemd.Notifier
 // is the real one.
-type Notifier interface {
+type notifier interface {
 	Ready(status string) error
 	Reloading(uptime time.Duration) error
 	Stopping() error
@@ -75,27 +74,20 @@ type Options struct {
 	// RuntimeDir holds the break-glass socket (control.sock) and module
 	// sockets (modules/); systemd's RuntimeDirectory.
 	RuntimeDir string
-	// SocketGroup may use the break-glass socket besides root.
-	SocketGroup string
 	// LogLevel is the level until a config or the override file says
-	// otherwise; LogFormat picks JSON (journald) or console lines.
+	// otherwise; LogFormat picks JSON (journald) or console lines. The
+	// override file is "log-level" next to ConfigPath; when it exists it
+	// overrides the config's level, and SIGHUP re-reads it.
 	LogLevel  zapcore.Level
 	LogFormat logging.Format
-	// LevelFile, when it exists, overrides the config's log level; SIGHUP
-	// re-reads it. Empty means "log-level" next to ConfigPath.
-	LevelFile string
 	// Version is reported to the cloud and by the control plane.
 	Version string
 	// Clock is the injected clock; nil means the machine's.
 	Clock clock.Clock
 	// Stderr receives log lines (journald under systemd); nil means os.Stderr.
 	Stderr io.Writer
-	// Notifier speaks to systemd; nil means systemd.Notifier.
-	Notifier Notifier
 	// Signals delivers SIGHUP, SIGTERM and SIGINT; nil means the process's.
 	Signals <-chan os.Signal
-	// FinalSync bounds the sync cycle at shutdown; 0 means DefaultFinalSync.
-	FinalSync time.Duration
 	// SyncInterval is the time between sync cycles; 0 means sync's default.
 	SyncInterval time.Duration
 	// FaultFsyncDelay is fault injection for the reliability suite: each
@@ -110,6 +102,11 @@ type Options struct {
 	// OnReady is called once the daemon told systemd it is ready, with the
 	// addresses it listens on (tests use it to find ports chosen by the OS).
 	OnReady func(Endpoints)
+
+	// notifier speaks to systemd; nil means systemd.Notifier.
+	notifier notifier
+	// finalSync bounds the sync cycle at shutdown; 0 means defaultFinalSync.
+	finalSync time.Duration
 
 	// Test hooks: wrapSink wraps capture's sink (to observe acknowledged
 	// appends); beforeWatchdog runs in the main loop before each ping, so a
@@ -130,9 +127,7 @@ func (o *Options) defaults() {
 	o.Listen = cmp.Or(o.Listen, fmt.Sprintf(":%d", control.DefaultPort))
 	o.MetricsListen = cmp.Or(o.MetricsListen, DefaultMetricsListen)
 	o.RuntimeDir = cmp.Or(o.RuntimeDir, DefaultRuntimeDir)
-	o.SocketGroup = cmp.Or(o.SocketGroup, control.DefaultSocketGroup)
-	o.LevelFile = cmp.Or(o.LevelFile, filepath.Join(filepath.Dir(o.ConfigPath), "log-level"))
-	o.FinalSync = cmp.Or(o.FinalSync, DefaultFinalSync)
+	o.finalSync = cmp.Or(o.finalSync, defaultFinalSync)
 	o.Version = cmp.Or(o.Version, "dev")
 	if o.Clock == nil {
 		o.Clock = clock.NewReal()
@@ -140,8 +135,8 @@ func (o *Options) defaults() {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	if o.Notifier == nil {
-		o.Notifier = systemd.Notifier{}
+	if o.notifier == nil {
+		o.notifier = systemd.Notifier{}
 	}
 }
 
@@ -160,12 +155,12 @@ type daemon struct {
 	log       *zap.Logger // stderr and the store's log streams
 	budget    cache.Budget
 	store     *cache.Store
-	sink      *LogSink
+	sink      *logSink
 	offline   *psync.OfflineClock
 	robot     *robot.Robot
 	poller    *capture.Poller
 	files     *capture.FileSync
-	metrics   *Metrics
+	metrics   *metrics
 	ctl       *control.Server
 	endpoints Endpoints
 	grants    grantSource // swapped atomically by sync, read by control

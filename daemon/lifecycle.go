@@ -103,7 +103,7 @@ func (d *daemon) start(ctx context.Context) error {
 	}
 	d.stops.push("close the store", func(context.Context) error { return d.store.Close() })
 
-	d.sink = NewLogSink(d.store, d.clk, logQueueDepth)
+	d.sink = newLogSink(d.store, d.clk, logQueueDepth)
 	log, teeLevel := logging.New(logging.Options{Level: o.LogLevel, Format: o.LogFormat, Writer: o.Stderr, Tee: d.sink, Now: d.clk.Now})
 	d.log = log.With(zap.String("part", d.partID))
 	sinkCtx, sinkCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -121,7 +121,7 @@ func (d *daemon) start(ctx context.Context) error {
 		d.log.Info("stopped")
 		return nil
 	})
-	d.level = logLevel{start: o.LogLevel, file: o.LevelFile, base: baseLevel, tee: teeLevel, log: d.log}
+	d.level = logLevel{start: o.LogLevel, file: filepath.Join(filepath.Dir(o.ConfigPath), "log-level"), base: baseLevel, tee: teeLevel, log: d.log}
 	d.level.reread()
 	if moved := d.store.MovedAside(); moved != "" {
 		// The store said so on stderr before the log streams existed; this
@@ -178,7 +178,7 @@ func (d *daemon) start(ctx context.Context) error {
 	// The main loop's ticker starts before READY, as systemd counts
 	// WatchdogSec from READY=1. Without a watchdog the same tick only
 	// refreshes the status line.
-	every, ok, err := d.o.Notifier.WatchdogInterval()
+	every, ok, err := d.o.notifier.WatchdogInterval()
 	if err != nil {
 		d.log.Warn("watchdog setting unreadable; not pinging", zap.Error(err))
 	}
@@ -194,7 +194,7 @@ func (d *daemon) start(ctx context.Context) error {
 		return nil
 	})
 	status := "control on " + d.endpoints.Control + ", applying the cached config"
-	if err := d.o.Notifier.Ready(status); err != nil {
+	if err := d.o.notifier.Ready(status); err != nil {
 		d.log.Warn("could not tell systemd the daemon is ready", zap.Error(err))
 	}
 	d.lastStatus = status
@@ -272,7 +272,7 @@ func (d *daemon) startControl(ctx context.Context) error {
 		return err
 	}
 	sockPath := filepath.Join(d.o.RuntimeDir, "control.sock")
-	sock, err := control.ListenSocket(sockPath, d.o.SocketGroup)
+	sock, err := control.ListenSocket(sockPath, control.DefaultSocketGroup)
 	if err != nil {
 		ln.Close()
 		return err
@@ -336,7 +336,7 @@ func (d *daemon) announce(ctx context.Context, addr net.Addr) error {
 
 // buildMetrics makes the Prometheus registry over the daemon's sources.
 func (d *daemon) buildMetrics() {
-	d.metrics = NewMetrics(d.clk, MetricSources{
+	d.metrics = newMetrics(d.clk, metricSources{
 		Store:        d.store,
 		SyncState:    func() string { st, _ := d.syncLoop.current().State(); return st.String() },
 		SinceContact: func() (time.Duration, bool) { return d.offline.SinceContact(), d.offline.Known() },
@@ -400,7 +400,7 @@ func (d *daemon) loop(ctx context.Context, signals <-chan os.Signal) error {
 				continue
 			}
 			if d.pinging {
-				if err := d.o.Notifier.Watchdog(); err != nil {
+				if err := d.o.notifier.Watchdog(); err != nil {
 					d.log.Warn("watchdog ping failed", zap.Error(err))
 				}
 			}
@@ -435,14 +435,14 @@ func (d *daemon) timeout(ctx context.Context, dur time.Duration) (context.Contex
 
 // shutdown is SIGTERM: STOPPING=1, then the whole stop list.
 func (d *daemon) shutdown(ctx context.Context) error {
-	_ = d.o.Notifier.Stopping()
+	_ = d.o.notifier.Stopping()
 	return d.stops.run(context.WithoutCancel(ctx), true)
 }
 
-// finalSync runs one sync cycle, bounded by FinalSync, to hand over what
+// finalSync runs one sync cycle, bounded by finalSync, to hand over what
 // the store holds before the daemon stops.
 func (d *daemon) finalSync(ctx context.Context) error {
-	fctx, cancel := d.timeout(ctx, d.o.FinalSync)
+	fctx, cancel := d.timeout(ctx, d.o.finalSync)
 	res := d.syncLoop.current().Cycle(fctx)
 	cancel()
 	if res.Err != nil {

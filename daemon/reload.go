@@ -13,10 +13,10 @@ import (
 // bootstrap file is logged and the running one kept: a reload never stops
 // a working robot.
 func (d *daemon) reload(ctx context.Context) {
-	if err := d.o.Notifier.Reloading(d.clk.Uptime()); err != nil {
+	if err := d.o.notifier.Reloading(d.clk.Uptime()); err != nil {
 		d.log.Warn("could not tell systemd about the reload", zap.Error(err))
 	}
-	defer func() { _ = d.o.Notifier.Ready(d.lastStatus) }()
+	defer func() { _ = d.o.notifier.Ready(d.lastStatus) }()
 	d.level.reread()
 	b, err := partfile.LoadBootstrap(d.o.ConfigPath)
 	if err != nil {

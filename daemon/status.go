@@ -25,7 +25,7 @@ func (d *daemon) updateStatus() {
 	}
 	if s != d.lastStatus {
 		d.lastStatus = s
-		_ = d.o.Notifier.Status(s)
+		_ = d.o.notifier.Status(s)
 	}
 }
 
