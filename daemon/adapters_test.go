@@ -277,14 +277,14 @@ func TestTagLimitPerCapture(t *testing.T) {
 
 func TestLogSinkTailAndFollow(t *testing.T) {
 	clk := clock.NewFake(epoch)
-	sink := NewLogSink(openStore(t, clk), clk, 16)
+	sink := newLogSink(openStore(t, clk), clk, 16)
 	log := zap.New(sink)
 	ctx, cancel := context.WithCancel(context.Background())
 	follow, err := sink.Follow(ctx, "warn")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range RecentLogs + 10 {
+	for i := range recentLogs + 10 {
 		log.Info(fmt.Sprintf("info %d", i))
 	}
 	log.Warn("careful", zap.Int("n", 1))
@@ -294,7 +294,7 @@ func TestLogSinkTailAndFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0].GetMessage() != fmt.Sprintf("info %d", RecentLogs+9) || got[1].GetMessage() != "careful" || got[2].GetMessage() != "detail" {
+	if len(got) != 3 || got[0].GetMessage() != fmt.Sprintf("info %d", recentLogs+9) || got[1].GetMessage() != "careful" || got[2].GetMessage() != "detail" {
 		t.Fatalf("Tail(3) = %v", got)
 	}
 	warn, _ := sink.Tail(ctx, 100, "warn")
@@ -302,8 +302,8 @@ func TestLogSinkTailAndFollow(t *testing.T) {
 		t.Fatalf("Tail(warn) = %v", warn)
 	}
 	all, _ := sink.Tail(ctx, 5000, "")
-	if len(all) != RecentLogs {
-		t.Fatalf("Tail keeps %d entries, want %d", len(all), RecentLogs)
+	if len(all) != recentLogs {
+		t.Fatalf("Tail keeps %d entries, want %d", len(all), recentLogs)
 	}
 	if _, err := sink.Tail(ctx, 1, "loud"); connect.CodeOf(err) != connect.CodeInvalidArgument {
 		t.Fatalf("Tail with a bad level: %v", err)

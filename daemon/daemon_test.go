@@ -579,7 +579,7 @@ func TestWithoutAWatchdogOnlyTheStatusIsRefreshed(t *testing.T) {
 }
 
 // TestFinalSyncIsBounded stops a daemon whose cloud accepts connections and
-// never answers: the final sync gives up at FinalSync on the injected
+// never answers: the final sync gives up at finalSync on the injected
 // clock, and the daemon still exits cleanly.
 func TestFinalSyncIsBounded(t *testing.T) {
 	ns := notifySocket(t)
@@ -610,13 +610,13 @@ func TestFinalSyncIsBounded(t *testing.T) {
 	expect(t, ns, "STOPPING=1")
 	nextPull() // the final sync's pull, its deadline armed before it
 	start := clk.Uptime()
-	clk.Advance(DefaultFinalSync)
+	clk.Advance(defaultFinalSync)
 	if err := <-r.errc; err != nil {
 		t.Fatalf("Run after a final sync into a hung cloud: %v", err)
 	}
 	r.errc <- nil
-	if d := clk.Uptime() - start; d != DefaultFinalSync {
-		t.Errorf("stopping took %v of the clock, want the final sync's %v", d, DefaultFinalSync)
+	if d := clk.Uptime() - start; d != defaultFinalSync {
+		t.Errorf("stopping took %v of the clock, want the final sync's %v", d, defaultFinalSync)
 	}
 	if !strings.Contains(r.stderr.String(), "final sync incomplete") {
 		t.Errorf("no word of the incomplete final sync:\n%s", tail(r.stderr.String()))

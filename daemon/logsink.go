@@ -22,14 +22,14 @@ import (
 	"github.com/outpost-robotics/outpost/logging"
 )
 
-// LogSink is a zapcore.Core that queues every log entry into the store's
+// logSink is a zapcore.Core that queues every log entry into the store's
 // log streams, from which sync takes them to the cloud.
 //
 // Logging must never wait for a disk: an entry is handed to a bounded queue
 // and written by Run in batches (the store's group commit then syncs them
 // together). When the queue is full the entry is dropped and counted, and the
 // count is written as a gap record, so the loss is visible in the cloud.
-type LogSink struct {
+type logSink struct {
 	q      *sinkQueue
 	fields []zapcore.Field
 }
@@ -67,32 +67,32 @@ type queued struct {
 	rec    cache.Record
 }
 
-// RecentLogs is how many recent entries a LogSink keeps in memory for
+// recentLogs is how many recent entries a logSink keeps in memory for
 // TailLogs.
-const RecentLogs = 1000
+const recentLogs = 1000
 
-// NewLogSink returns a sink writing into store, holding at most depth
+// newLogSink returns a sink writing into store, holding at most depth
 // entries not yet written.
-func NewLogSink(store *cache.Store, clk clock.Clock, depth int) *LogSink {
-	return &LogSink{q: &sinkQueue{store: store, clk: clk, entries: make(chan queued, depth),
-		recent: make([]recentEntry, RecentLogs), followers: map[*follower]struct{}{}}}
+func newLogSink(store *cache.Store, clk clock.Clock, depth int) *logSink {
+	return &logSink{q: &sinkQueue{store: store, clk: clk, entries: make(chan queued, depth),
+		recent: make([]recentEntry, recentLogs), followers: map[*follower]struct{}{}}}
 }
 
 // Enabled accepts every level; the logger's run-time level filters first.
-func (s *LogSink) Enabled(zapcore.Level) bool { return true }
+func (s *logSink) Enabled(zapcore.Level) bool { return true }
 
 // With returns a sink whose entries carry fields too.
-func (s *LogSink) With(fields []zapcore.Field) zapcore.Core {
-	return &LogSink{q: s.q, fields: append(append([]zapcore.Field(nil), s.fields...), fields...)}
+func (s *logSink) With(fields []zapcore.Field) zapcore.Core {
+	return &logSink{q: s.q, fields: append(append([]zapcore.Field(nil), s.fields...), fields...)}
 }
 
 // Check adds the sink to the entry's cores.
-func (s *LogSink) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+func (s *logSink) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	return ce.AddCore(e, s)
 }
 
 // Write queues the entry, or counts it as dropped when the queue is full.
-func (s *LogSink) Write(e zapcore.Entry, fields []zapcore.Field) error {
+func (s *logSink) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	enc := zapcore.NewMapObjectEncoder()
 	for _, f := range s.fields {
 		f.AddTo(enc)
@@ -117,7 +117,7 @@ func (s *LogSink) Write(e zapcore.Entry, fields []zapcore.Field) error {
 		return fmt.Errorf("encode log entry: %w", err)
 	}
 	select {
-	case s.q.entries <- queued{stream: LogStream(e.Level), rec: cache.Record{Payload: payload, Time: e.Time}}:
+	case s.q.entries <- queued{stream: logStream(e.Level), rec: cache.Record{Payload: payload, Time: e.Time}}:
 	default:
 		s.q.dropped.Add(1)
 	}
@@ -168,7 +168,7 @@ func parseMinLevel(s string) (zapcore.Level, error) {
 
 // Tail returns up to limit recent entries at minLevel or above, oldest
 // first (control.Logs).
-func (s *LogSink) Tail(_ context.Context, limit int, minLevel string) ([]*controlv1.LogEntry, error) {
+func (s *logSink) Tail(_ context.Context, limit int, minLevel string) ([]*controlv1.LogEntry, error) {
 	min, err := parseMinLevel(minLevel)
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func (s *LogSink) Tail(_ context.Context, limit int, minLevel string) ([]*contro
 // Follow delivers new entries at minLevel or above until ctx ends, then
 // closes the channel (control.Logs). A reader that falls more than a few
 // hundred entries behind misses entries rather than slowing the daemon.
-func (s *LogSink) Follow(ctx context.Context, minLevel string) (<-chan *controlv1.LogEntry, error) {
+func (s *logSink) Follow(ctx context.Context, minLevel string) (<-chan *controlv1.LogEntry, error) {
 	min, err := parseMinLevel(minLevel)
 	if err != nil {
 		return nil, err
@@ -214,11 +214,11 @@ func (s *LogSink) Follow(ctx context.Context, minLevel string) (<-chan *controlv
 }
 
 // Sync does nothing: entries reach the disk through Run.
-func (s *LogSink) Sync() error { return nil }
+func (s *logSink) Sync() error { return nil }
 
-// LogStream is the store stream for a level: debug and info logs are evicted
+// logStream is the store stream for a level: debug and info logs are evicted
 // first when the store is over budget, warnings and errors never.
-func LogStream(l zapcore.Level) cache.Stream {
+func logStream(l zapcore.Level) cache.Stream {
 	switch {
 	case l <= zapcore.DebugLevel:
 		return cache.StreamLogsDebug
@@ -230,7 +230,7 @@ func LogStream(l zapcore.Level) cache.Stream {
 }
 
 // Run writes queued entries until ctx ends, then writes what is left.
-func (s *LogSink) Run(ctx context.Context) error {
+func (s *logSink) Run(ctx context.Context) error {
 	// Writes outlive ctx: an entry taken off the queue is written even when
 	// shutdown begins at that moment.
 	wctx := context.WithoutCancel(ctx)
@@ -247,7 +247,7 @@ func (s *LogSink) Run(ctx context.Context) error {
 }
 
 // flush writes everything queued now; the daemon calls it at shutdown.
-func (s *LogSink) flush(ctx context.Context) error {
+func (s *logSink) flush(ctx context.Context) error {
 	for {
 		select {
 		case q := <-s.q.entries:
@@ -261,7 +261,7 @@ func (s *LogSink) flush(ctx context.Context) error {
 }
 
 // write appends q and whatever else is queued, one batch per stream.
-func (s *LogSink) write(ctx context.Context, first queued) error {
+func (s *logSink) write(ctx context.Context, first queued) error {
 	batches := map[cache.Stream][]cache.Record{first.stream: {first.rec}}
 	for n := 1; n < 512; n++ {
 		select {
@@ -282,7 +282,7 @@ func (s *LogSink) write(ctx context.Context, first queued) error {
 	return s.writeDropped(ctx)
 }
 
-func (s *LogSink) writeDropped(ctx context.Context) error {
+func (s *logSink) writeDropped(ctx context.Context) error {
 	n := s.q.dropped.Swap(0)
 	if n == 0 {
 		return nil
@@ -300,4 +300,4 @@ func (s *LogSink) writeDropped(ctx context.Context) error {
 
 // Dropped returns how many entries are counted as dropped and not yet
 // reported in a gap record.
-func (s *LogSink) Dropped() uint64 { return s.q.dropped.Load() }
+func (s *logSink) Dropped() uint64 { return s.q.dropped.Load() }

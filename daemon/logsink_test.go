@@ -45,7 +45,7 @@ func readLogs(t *testing.T, st *cache.Store, stream cache.Stream) []*syncv1.LogE
 func TestLogSinkWritesEachLevelToItsStream(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	st := openStore(t, clk)
-	sink := NewLogSink(st, clk, 64)
+	sink := newLogSink(st, clk, 64)
 	log, _ := logging.New(logging.Options{Level: zapcore.DebugLevel, Format: logging.FormatJSON, Writer: discard{}, Tee: sink})
 	log = log.Named("robot").With(zap.String("component", "motor1"))
 
@@ -87,7 +87,7 @@ func TestLogSinkWritesEachLevelToItsStream(t *testing.T) {
 func TestLogSinkReportsDropsAsAGap(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
 	st := openStore(t, clk)
-	sink := NewLogSink(st, clk, 2)
+	sink := newLogSink(st, clk, 2)
 	log := zap.New(sink)
 	for range 5 {
 		log.Info("burst")

@@ -14,10 +14,10 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 )
 
-// MetricSources are where the daemon's metrics come from at scrape time.
+// metricSources are where the daemon's metrics come from at scrape time.
 // Reading them on scrape, rather than pushing updates, keeps the hot paths
 // free of metric calls.
-type MetricSources struct {
+type metricSources struct {
 	// Store gives backlog per stream and store size.
 	Store *cache.Store
 	// SyncState returns the sync state's name ("online", "offline", ...).
@@ -34,9 +34,9 @@ type MetricSources struct {
 	SyncStalled func() map[cache.Stream]int
 }
 
-// Metrics is the daemon's Prometheus registry: its own, not the process
+// metrics is the daemon's Prometheus registry: its own, not the process
 // default, so nothing global is shared.
-type Metrics struct {
+type metrics struct {
 	reg      *prometheus.Registry
 	clk      clock.Clock
 	rpcs     *prometheus.CounterVec
@@ -45,9 +45,9 @@ type Metrics struct {
 
 var syncStates = []string{"unknown", "online", "degraded", "offline", "expired"}
 
-// NewMetrics builds the registry over src.
-func NewMetrics(clk clock.Clock, src MetricSources) *Metrics {
-	m := &Metrics{
+// newMetrics builds the registry over src.
+func newMetrics(clk clock.Clock, src metricSources) *metrics {
+	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		clk: clk,
 		rpcs: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,13 +66,13 @@ func NewMetrics(clk clock.Clock, src MetricSources) *Metrics {
 
 // Handler serves the Prometheus text format. The control plane mounts it on
 // localhost, and for owners on the control port.
-func (m *Metrics) Handler() http.Handler {
+func (m *metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // Interceptor counts control plane calls and their latency; latency is
 // measured on the injected clock's monotonic reading.
-func (m *Metrics) Interceptor() connect.Interceptor {
+func (m *metrics) Interceptor() connect.Interceptor {
 	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := m.clk.Uptime()
@@ -106,8 +106,8 @@ var (
 	descStall = prometheus.NewDesc("outpost_sync_stream_stalled_cycles", "Cycles in a row a stream had records to send and none acknowledged, for streams reported as stalled.", []string{"stream"}, nil)
 )
 
-// collector reads MetricSources at scrape time.
-type collector struct{ src MetricSources }
+// collector reads metricSources at scrape time.
+type collector struct{ src metricSources }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descAge, descBRec, descBByte, descStore, descBlobs, descDisk, descSyncs, descEvRec, descEvB, descComp, descGaps, descDrop, descStall} {

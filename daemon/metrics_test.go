@@ -20,7 +20,7 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := NewMetrics(clk, MetricSources{
+	m := newMetrics(clk, metricSources{
 		Store:        st,
 		SyncState:    func() string { return "offline" },
 		SinceContact: func() (time.Duration, bool) { return 90 * time.Second, true },
@@ -56,7 +56,7 @@ func TestMetricsScrape(t *testing.T) {
 
 func TestNoContactAgeBeforeTheFirstContact(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
-	m := NewMetrics(clk, MetricSources{SinceContact: func() (time.Duration, bool) { return 1 << 62, false }})
+	m := newMetrics(clk, metricSources{SinceContact: func() (time.Duration, bool) { return 1 << 62, false }})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	res, err := srv.Client().Get(srv.URL)

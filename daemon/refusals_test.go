@@ -57,7 +57,7 @@ func TestRefusalFloodKeepsCaptures(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := run(t, p, clock.NewReal(), func(o *Options) { o.SyncInterval = time.Hour; o.FinalSync = time.Millisecond })
+	r := run(t, p, clock.NewReal(), func(o *Options) { o.SyncInterval = time.Hour; o.finalSync = time.Millisecond })
 	ep := <-r.ready
 	waitForGrants(t, ep.Socket)
 	op := controlClient(t, ep.Control, operator.Token)
