@@ -395,3 +395,9 @@ func validateMerged(what string, m merged) error {
 	}
 	return nil
 }
+
+// touchDocs replaces the documents token: every parts' cached documents are
+// checked again on its next pull.
+func (s *Server) touchDocs(ctx context.Context, tx store.Tx) error {
+	return tx.PutMeta(ctx, metaDocsToken, []byte(s.auditID()))
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
@@ -247,4 +248,46 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		}
 	}
 	return connect.NewResponse(res), nil
+}
+
+func (us userService) DeleteUser(ctx context.Context, req *connect.Request[fleetv1.DeleteUserRequest]) (*connect.Response[fleetv1.DeleteUserResponse], error) {
+	s, c := us.s, callFrom(ctx)
+	ref := req.Msg.GetUser()
+	if !strings.HasPrefix(ref, "user:") {
+		return nil, invalid("user %q: want user:EMAIL or user:ID", ref)
+	}
+	subj, err := s.resolveSubject(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	c.setAuditResource("user/"+subj.ID, "")
+	var u store.User
+	var removed int32
+	err = s.update(ctx, func(tx store.Tx) error {
+		var err error
+		if u, err = tx.GetUser(ctx, subj.ID); err != nil {
+			return err
+		}
+		if u.Admin {
+			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the cloud's admin account cannot be deleted"))
+		}
+		gs, err := tx.ListGrantsBySubject(ctx, "user:"+u.ID)
+		if err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if err := keepsAnOwner(ctx, tx, g); err != nil {
+				return err
+			}
+			if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
+				return err
+			}
+		}
+		removed = int32(len(gs))
+		return tx.DeleteUser(ctx, u.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.DeleteUserResponse{User: userPB(u), GrantsRemoved: removed}), nil
 }

@@ -39,7 +39,6 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/netlimit"
-	"github.com/outpost-robotics/outpost/version"
 )
 
 // Limits on requests, so hostile input stays cheap.
@@ -195,12 +194,6 @@ func (s *Server) relayAssertion(ctx context.Context, partID, sdp string) (string
 		return "", internal(s.log, "sign relay assertion", err)
 	}
 	return a, nil
-}
-
-type serverInfo struct{}
-
-func (serverInfo) GetServerInfo(context.Context, *connect.Request[fleetv1.GetServerInfoRequest]) (*connect.Response[fleetv1.GetServerInfoResponse], error) {
-	return connect.NewResponse(&fleetv1.GetServerInfoResponse{Version: version.Version, Commit: version.Commit}), nil
 }
 
 // update runs fn in a store transaction and, in the same transaction,
