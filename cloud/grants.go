@@ -2,11 +2,14 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 )
 
@@ -22,10 +25,10 @@ func deleteGrantsOn(ctx context.Context, tx store.Tx, scope string) error {
 		if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
 			return err
 		}
-		if id, ok := strings.CutPrefix(g.Subject, "apikey:"); ok {
-			k, err := tx.GetAPIKey(ctx, id)
+		if subj := subjectOf(g); subj.Kind == authz.KindAPIKey {
+			k, err := tx.GetAPIKey(ctx, subj.ID)
 			if err == nil && k.Scope == scope {
-				if err := deleteAPIKey(ctx, tx, id); err != nil {
+				if err := deleteAPIKey(ctx, tx, subj.ID); err != nil {
 					return err
 				}
 			}
@@ -61,7 +64,7 @@ func count(n int, noun string) string {
 
 // deleteAPIKey removes a key and its grants.
 func deleteAPIKey(ctx context.Context, tx store.Tx, id string) error {
-	gs, err := tx.ListGrantsBySubject(ctx, "apikey:"+id)
+	gs, err := grantsOf(ctx, tx, authz.APIKey(id))
 	if err != nil {
 		return err
 	}
@@ -79,7 +82,8 @@ func deleteAPIKey(ctx context.Context, tx store.Tx, id string) error {
 // count: a key is not someone who can be asked.
 func keepsAnOwner(ctx context.Context, tx store.Tx, g store.Grant) error {
 	org, isOrg := strings.CutPrefix(g.Scope, "org/")
-	if !isOrg || g.Role != "owner" || !strings.HasPrefix(g.Subject, "user:") {
+	who := subjectOf(g)
+	if !isOrg || g.Role != "owner" || who.Kind != authz.KindUser {
 		return nil
 	}
 	gs, err := tx.ListGrantsByScope(ctx, g.Scope)
@@ -87,10 +91,44 @@ func keepsAnOwner(ctx context.Context, tx store.Tx, g store.Grant) error {
 		return err
 	}
 	for _, o := range gs {
-		if o.Subject != g.Subject && o.Role == "owner" && strings.HasPrefix(o.Subject, "user:") {
+		if other := subjectOf(o); other != who && o.Role == "owner" && other.Kind == authz.KindUser {
 			return nil
 		}
 	}
 	return connect.NewError(connect.CodeFailedPrecondition,
-		fmt.Errorf("%s is the last owner of org/%s, which must keep one: make someone else owner first (`outpost role grant`), or delete the org", g.Subject, org))
+		fmt.Errorf("%s is the last owner of org/%s, which must keep one: make someone else owner first (`outpost role grant`), or delete the org", who, org))
+}
+
+// grantsOf lists subj's grants, sorted by scope, whichever spelling they
+// were stored under: grants written before there was one spelling are
+// keyed by subj.Legacy() and are read, never rewritten.
+func grantsOf(ctx context.Context, tx store.Tx, subj authz.Subject) ([]store.Grant, error) {
+	gs, err := tx.ListGrantsBySubject(ctx, subj.String())
+	if err != nil {
+		return nil, err
+	}
+	old, err := tx.ListGrantsBySubject(ctx, subj.Legacy())
+	if err != nil || len(old) == 0 {
+		return gs, err
+	}
+	gs = append(gs, old...)
+	slices.SortStableFunc(gs, func(a, b store.Grant) int { return strings.Compare(a.Scope, b.Scope) })
+	return gs, nil
+}
+
+// grantOf returns subj's grant on scope, whichever spelling it was stored
+// under; its Subject is the key to replace or delete it by.
+func grantOf(ctx context.Context, tx store.Tx, subj authz.Subject, scope string) (store.Grant, error) {
+	g, err := tx.GetGrant(ctx, subj.String(), scope)
+	if errors.Is(err, store.ErrNotFound) {
+		return tx.GetGrant(ctx, subj.Legacy(), scope)
+	}
+	return g, err
+}
+
+// subjectOf is the subject a stored grant is held by, whichever spelling
+// it was stored under (the zero Subject for a row that names none).
+func subjectOf(g store.Grant) authz.Subject {
+	s, _ := authz.Parse(g.Subject)
+	return s
 }

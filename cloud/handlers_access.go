@@ -6,6 +6,7 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
 )
@@ -33,10 +34,9 @@ func (as accessService) CheckAccess(ctx context.Context, req *connect.Request[fl
 	}
 	var p principal
 	err = s.view(ctx, func(tx store.Tx) error {
-		ref := target.Kind.String() + ":" + target.ID
-		gs, err := tx.ListGrantsBySubject(ctx, ref)
-		p = principal{kind: target.Kind, id: target.ID, grants: gs}
-		if target.Kind == rbac.User {
+		gs, err := grantsOf(ctx, tx, target)
+		p = principal{kind: target.RBACKind(), id: target.ID, grants: gs}
+		if target.Kind == authz.KindUser {
 			u, err := tx.GetUser(ctx, target.ID)
 			if err != nil {
 				return err

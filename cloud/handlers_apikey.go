@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/credential"
@@ -41,7 +42,7 @@ func (ks apiKeyService) CreateAPIKey(ctx context.Context, req *connect.Request[f
 	}
 	key := store.APIKey{ID: id, Name: m.GetName(), OrgID: c.snap.orgOf(scope), Scope: scope.String(),
 		PublicKey: pub, CreatedBy: c.principal.ref(), CreatedAt: now, ViaOrg: c.viaShare(scope)}
-	grant := store.Grant{Subject: "apikey:" + key.ID, Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now, ViaOrg: key.ViaOrg}
+	grant := store.Grant{Subject: authz.APIKey(key.ID).String(), Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now, ViaOrg: key.ViaOrg}
 	err := s.update(ctx, func(tx store.Tx) error {
 		if err := tx.PutAPIKey(ctx, key); err != nil {
 			return err
@@ -74,7 +75,7 @@ func (ks apiKeyService) ListAPIKeys(ctx context.Context, req *connect.Request[fl
 			if err != nil || !c.visible(scope) {
 				continue
 			}
-			gs, err := tx.ListGrantsBySubject(ctx, "apikey:"+k.ID)
+			gs, err := grantsOf(ctx, tx, authz.APIKey(k.ID))
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
 )
@@ -60,7 +61,7 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	s.signedIn(email, peer, keys)
 	tok, exp, err := s.signer.Issue(u.ID, m.GetSessionPublicKey(), s.clock.Now(), time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
-		return nil, internal(s.log, "sign in", err)
+		return nil, s.errs.Internal("sign in", err)
 	}
 	return connect.NewResponse(&fleetv1.SignInResponse{AccessToken: tok, ExpiresAt: ts(exp), User: userPB(u)}), nil
 }
@@ -81,7 +82,7 @@ func (a authService) SignOut(ctx context.Context, _ *connect.Request[fleetv1.Sig
 	if err != nil {
 		return nil, err
 	}
-	c.setAuditResource("user/"+id, "")
+	c.setAuditResource(authz.User(id).String(), "")
 	now := s.clock.Now().UTC()
 	err = s.update(ctx, func(tx store.Tx) error {
 		u, err := tx.GetUser(ctx, id)
@@ -116,7 +117,7 @@ func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fl
 	if len(m.GetSessionPublicKey()) != ed25519.PublicKeySize {
 		return nil, invalid("session_public_key: want the new session's Ed25519 public key (%d bytes)", ed25519.PublicKeySize)
 	}
-	c.setAuditResource("user/"+id, "")
+	c.setAuditResource(authz.User(id).String(), "")
 	// The current password is a guess like a sign-in's: a stolen token
 	// must not make guessing it cheaper.
 	peer := req.Peer().Addr
@@ -160,7 +161,7 @@ func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fl
 	}
 	tok, exp, err := s.signer.Issue(id, m.GetSessionPublicKey(), now, time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
-		return nil, internal(s.log, "change password", err)
+		return nil, s.errs.Internal("change password", err)
 	}
 	return connect.NewResponse(&fleetv1.ChangePasswordResponse{AccessToken: tok, ExpiresAt: ts(exp)}), nil
 }

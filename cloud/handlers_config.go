@@ -184,7 +184,7 @@ func (cs configService) ResolveConfigProposal(ctx context.Context, req *connect.
 	}
 	pb, err := proposalPB(p)
 	if err != nil {
-		return nil, internal(cs.s.log, "proposal", err)
+		return nil, cs.s.errs.Internal("proposal", err)
 	}
 	return connect.NewResponse(&fleetv1.ResolveConfigProposalResponse{Proposal: pb}), nil
 }

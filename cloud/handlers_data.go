@@ -158,7 +158,7 @@ func (ds dataService) ListLogs(ctx context.Context, req *connect.Request[fleetv1
 		if errors.As(err, &ce) {
 			return nil, err
 		}
-		return nil, internal(ds.s.log, "list logs", err)
+		return nil, ds.s.errs.Internal("list logs", err)
 	}
 	out.NextPageToken = next
 	return connect.NewResponse(out), nil
@@ -234,7 +234,7 @@ func (ds dataService) listCaptures(ctx context.Context, sel captureSelection) ([
 		if errors.As(err, &ce) {
 			return nil, "", err
 		}
-		return nil, "", internal(ds.s.log, "list captures", err)
+		return nil, "", ds.s.errs.Internal("list captures", err)
 	}
 	return out, next, nil
 }
@@ -358,7 +358,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("part/%s has no complete blob %q", m.GetPartId(), m.GetBlobId()))
 	}
 	if err != nil {
-		return nil, internal(ds.s.log, "read blob", err)
+		return nil, ds.s.errs.Internal("read blob", err)
 	}
 	if m.GetOffset() > info.Size {
 		return nil, invalid("offset: the blob has %d bytes", info.Size)
@@ -370,7 +370,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 	length = min(length, info.Size-m.GetOffset())
 	rc, err := ds.s.blobs.Open(ctx, ingest.BlobKey{PartID: m.GetPartId(), BlobID: m.GetBlobId()})
 	if err != nil {
-		return nil, internal(ds.s.log, "open blob", err)
+		return nil, ds.s.errs.Internal("open blob", err)
 	}
 	defer rc.Close()
 	if sk, ok := rc.(io.Seeker); ok {
@@ -383,7 +383,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 		_, err = io.ReadFull(rc, data)
 	}
 	if err != nil {
-		return nil, internal(ds.s.log, "read blob", err)
+		return nil, ds.s.errs.Internal("read blob", err)
 	}
 	return connect.NewResponse(&fleetv1.ReadBlobResponse{Data: data, Size: info.Size, Sha256: info.SHA256, Name: info.Name}), nil
 }
@@ -450,12 +450,12 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 		d, err := ing.DeleteRecords(ctx, t.key, t.seqs)
 		out.Deleted += int32(d)
 		if err != nil {
-			return nil, internal(ds.s.log, "delete captures", err)
+			return nil, ds.s.errs.Internal("delete captures", err)
 		}
 	}
 	for _, b := range blobs {
 		if err := ing.DeleteBlob(ctx, b.PartID, b.BlobID); err != nil {
-			return nil, internal(ds.s.log, "delete blob", err)
+			return nil, ds.s.errs.Internal("delete blob", err)
 		}
 		out.Blobs++
 	}

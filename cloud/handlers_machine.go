@@ -301,7 +301,7 @@ func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Requ
 				last = st.At
 			}
 		case !errors.Is(err, ingest.ErrNotFound):
-			return nil, internal(ms.s.log, "part status", err)
+			return nil, ms.s.errs.Internal("part status", err)
 		}
 		err = ms.s.view(ctx, func(tx store.Tx) error {
 			d, err := tx.GetPartDocuments(ctx, p.ID)

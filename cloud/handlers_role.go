@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
 )
@@ -17,17 +18,17 @@ import (
 type roleService struct{ s *Server }
 
 // grantTarget resolves a request's subject and scope (already checked by the
-// interceptor) into the store's forms.
-func (rs roleService) grantTarget(ctx context.Context, subject, scope string) (string, rbac.Resource, string, error) {
+// interceptor): the subject, the scope and the scope's organization.
+func (rs roleService) grantTarget(ctx context.Context, subject, scope string) (authz.Subject, rbac.Resource, string, error) {
 	subj, err := rs.s.resolveSubject(ctx, subject)
 	if err != nil {
-		return "", rbac.Resource{}, "", err
+		return authz.Subject{}, rbac.Resource{}, "", err
 	}
 	res, err := rbac.ParseResource(scope)
 	if err != nil {
-		return "", rbac.Resource{}, "", invalid("scope: %v", err)
+		return authz.Subject{}, rbac.Resource{}, "", invalid("scope: %v", err)
 	}
-	return subj.Kind.String() + ":" + subj.ID, res, callFrom(ctx).snap.orgOf(res), nil
+	return subj, res, callFrom(ctx).snap.orgOf(res), nil
 }
 
 // withEmail converts a grant, naming its user's email.
@@ -48,10 +49,10 @@ func (rs roleService) GrantRole(ctx context.Context, req *connect.Request[fleetv
 	if err != nil {
 		return nil, err
 	}
-	g := store.Grant{Subject: subj, Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC(),
+	g := store.Grant{Subject: subj.String(), Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC(),
 		ViaOrg: callFrom(ctx).viaShare(scope)}
 	err = rs.s.update(ctx, func(tx store.Tx) error {
-		if old, err := tx.GetGrant(ctx, subj, g.Scope); err == nil {
+		if old, err := grantOf(ctx, tx, subj, g.Scope); err == nil {
 			return connect.NewError(connect.CodeAlreadyExists,
 				fmt.Errorf("%s already holds %s on %s: use `outpost role change` to change it", subj, old.Role, g.Scope))
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -74,7 +75,7 @@ func (rs roleService) ChangeRole(ctx context.Context, req *connect.Request[fleet
 	var g store.Grant
 	err = rs.s.update(ctx, func(tx store.Tx) error {
 		var err error
-		if g, err = tx.GetGrant(ctx, subj, scope.String()); err != nil {
+		if g, err = grantOf(ctx, tx, subj, scope.String()); err != nil {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s: use `outpost role grant`", subj, scope))
 		}
 		if m.GetRole() != "owner" {
@@ -121,18 +122,18 @@ func (rs roleService) LimitAccess(ctx context.Context, req *connect.Request[flee
 	now := rs.s.clock.Now().UTC()
 	var out []store.Grant
 	err = rs.s.update(ctx, func(tx store.Tx) error {
-		old, err := tx.GetGrant(ctx, subj, scope.String())
+		old, err := grantOf(ctx, tx, subj, scope.String())
 		if err != nil {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s to limit", subj, scope))
 		}
 		if err := keepsAnOwner(ctx, tx, old); err != nil {
 			return err
 		}
-		if err := tx.DeleteGrant(ctx, subj, old.Scope); err != nil {
+		if err := tx.DeleteGrant(ctx, old.Subject, old.Scope); err != nil {
 			return err
 		}
 		for _, r := range narrower {
-			g := store.Grant{Subject: subj, Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now, ViaOrg: cmp.Or(callFrom(ctx).viaShare(r), old.ViaOrg)}
+			g := store.Grant{Subject: subj.String(), Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now, ViaOrg: cmp.Or(callFrom(ctx).viaShare(r), old.ViaOrg)}
 			if err := tx.PutGrant(ctx, g); err != nil {
 				return err
 			}
@@ -156,14 +157,14 @@ func (rs roleService) RemoveRole(ctx context.Context, req *connect.Request[fleet
 		return nil, err
 	}
 	err = rs.s.update(ctx, func(tx store.Tx) error {
-		g, err := tx.GetGrant(ctx, subj, scope.String())
+		g, err := grantOf(ctx, tx, subj, scope.String())
 		if err != nil {
 			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s", subj, scope))
 		}
 		if err := keepsAnOwner(ctx, tx, g); err != nil {
 			return err
 		}
-		return tx.DeleteGrant(ctx, subj, scope.String())
+		return tx.DeleteGrant(ctx, g.Subject, g.Scope)
 	})
 	if err != nil {
 		return nil, err

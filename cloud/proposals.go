@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/credential"
@@ -150,7 +150,7 @@ func (d *documents) ProposalOutcomes(ctx context.Context, part partsync.Part) ([
 // VerifyEndorsement: signed by an API key the cloud knows, or by a session
 // bound to a token the cloud issued, over this machine, this base and these
 // config bytes) from a subject that rbac lets edit the machine's config now.
-// It returns the signer ("user:ID" or "apikey:ID", "" when none verified)
+// It returns the signer (its subject's spelling, "" when none verified)
 // and, when the proposal must wait for an owner, why, as a Connect error.
 func (s *Server) endorsement(ctx context.Context, part partsync.Part, p *syncv1.ConfigProposal) (string, error) {
 	wait := func(format string, a ...any) error {
@@ -195,24 +195,24 @@ func (s *Server) endorsement(ctx context.Context, part partsync.Part, p *syncv1.
 	if err != nil {
 		return "", wait("the editor's signature does not verify: %v", err)
 	}
-	kind, id, _ := strings.Cut(ref, "/")
-	signer := kind + ":" + id
-	pr := &principal{id: id}
+	subj, err := authz.Parse(ref)
+	if err != nil {
+		return "", wait("the editor's signature names no subject: %v", err)
+	}
+	signer := subj.String()
+	pr := &principal{kind: subj.RBACKind(), id: subj.ID}
 	err = s.st.View(ctx, func(tx store.Tx) error {
-		switch kind {
-		case "user":
-			u, err := tx.GetUser(ctx, id)
+		if subj.Kind == authz.KindUser {
+			u, err := tx.GetUser(ctx, subj.ID)
 			if err != nil {
 				return err
 			}
-			pr.kind, pr.admin = rbac.User, u.Admin
-		default:
-			if _, err := tx.GetAPIKey(ctx, id); err != nil {
-				return err
-			}
-			pr.kind = rbac.APIKey
+			pr.admin = u.Admin
+		} else if _, err := tx.GetAPIKey(ctx, subj.ID); err != nil {
+			return err
 		}
-		pr.grants, err = tx.ListGrantsBySubject(ctx, signer)
+		var err error
+		pr.grants, err = grantsOf(ctx, tx, subj)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {

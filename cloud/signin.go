@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 )
 
@@ -25,11 +26,11 @@ const (
 
 // signInKeys are the sign-in throttle's keys for an attempt on the account
 // email ("" for none known yet) from peer.
-func (s *Server) signInKeys(email, peer string) []auth.Key {
+func (s *Server) signInKeys(email, peer string) []authz.Key {
 	host := peerHost(peer)
-	keys := []auth.Key{{Name: "address:" + host, Max: addressMaxWait}}
+	keys := []authz.Key{{Name: "address:" + host, Max: addressMaxWait}}
 	if email != "" && !s.throttle.Knows(email+"|"+host, s.clock.Now()) {
-		keys = append(keys, auth.Key{Name: "account:" + email, Max: accountMaxWait, ClearOnSuccess: true})
+		keys = append(keys, authz.Key{Name: "account:" + email, Max: accountMaxWait, ClearOnSuccess: true})
 	}
 	return keys
 }
@@ -45,7 +46,7 @@ func peerHost(peer string) string {
 // beginAttempt refuses an attempt while any of keys must wait, and
 // otherwise counts it, in one step: concurrent attempts cannot all pass
 // the check before any fails.
-func (s *Server) beginAttempt(keys []auth.Key) error {
+func (s *Server) beginAttempt(keys []authz.Key) error {
 	if wait := s.throttle.Begin(keys, s.clock.Now()); wait > 0 {
 		return connect.NewError(connect.CodeResourceExhausted,
 			fmt.Errorf("too many failed attempts: try again in %d seconds", int(math.Ceil(wait.Seconds()))))
@@ -55,7 +56,7 @@ func (s *Server) beginAttempt(keys []auth.Key) error {
 
 // signedIn ends a counted attempt that succeeded: the address becomes
 // known to the account.
-func (s *Server) signedIn(email, peer string, keys []auth.Key) {
+func (s *Server) signedIn(email, peer string, keys []authz.Key) {
 	s.throttle.Succeed(keys)
 	s.throttle.Remember(email+"|"+peerHost(peer), s.clock.Now())
 }
