@@ -86,7 +86,6 @@ func TestThrottleIsAtomic(t *testing.T) {
 	}
 }
 
-
 // TestCredentialsLimiter: Wait and Fail check and count separately; Free
 // failures pass, then the key waits Base, doubling to Max; a success
 // counts nothing; a key quiet for Forget starts over.
