@@ -499,7 +499,7 @@ func TestRobotConfigEditIsSigned(t *testing.T) {
 
 	s.ok("robot", "config", "edit", write("owner.json", "debug"))
 	got := proposals(1)[0]
-	if got.GetState() != "accepted" || got.GetAuthor() != "apikey:"+rp.owner.ID {
+	if got.GetState() != "accepted" || got.GetAuthor() != "apikey/"+rp.owner.ID {
 		t.Fatalf("the owner's signed edit: %v", got)
 	}
 	s2 := newRobotSession(t, map[string]string{})

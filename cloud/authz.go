@@ -15,118 +15,27 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	authzv1 "github.com/outpost-robotics/outpost/api/gen/outpost/authz/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
 
-// Rule markers: rule actions that are not actions of docs/ACTIONS.md.
-const (
-	markerPublic        = "public"
-	markerAuthenticated = "authenticated"
-	markerAdmin         = "admin"
-)
-
-// methodRule is a method's (outpost.authz.v1.rule) with its marked request
-// fields, read once from the descriptors when the server is built.
-type methodRule struct {
-	procedure    string
-	marker       string      // public, authenticated or admin; "" for an action
-	action       rbac.Action // the docs/ACTIONS.md action, when marker is ""
-	listAction   rbac.Action
-	audit        bool
-	resources    []resourceField
-	destination  protoreflect.FieldDescriptor
-	grantRole    protoreflect.FieldDescriptor
-	grantSubject protoreflect.FieldDescriptor
-	self         protoreflect.FieldDescriptor
-}
-
-type resourceField struct {
-	fd   protoreflect.FieldDescriptor
-	kind string // org, location, machine, part, scope, invite, apikey
-}
-
-// rulesFor reads the rules of every method of the services; a method
-// without a rule, or with a rule naming an unknown action or field kind, is
-// an error, so a new RPC cannot ship undecided.
-func rulesFor(services ...protoreflect.ServiceDescriptor) (map[string]*methodRule, error) {
-	rules := map[string]*methodRule{}
-	for _, sd := range services {
-		methods := sd.Methods()
-		for i := range methods.Len() {
-			md := methods.Get(i)
-			proc := "/" + string(sd.FullName()) + "/" + string(md.Name())
-			mr, err := ruleOf(md)
-			if err != nil {
-				return nil, fmt.Errorf("rule of %s: %w", proc, err)
-			}
-			mr.procedure = proc
-			rules[proc] = mr
+// rulesFor reads the rules of every method of the services (authz.Read).
+// On the cloud an action other than org.create also needs a request field
+// naming its resource: a rule it could not decide on is an error, so a new
+// RPC cannot ship undecided.
+func rulesFor(services ...protoreflect.ServiceDescriptor) (authz.Rules, error) {
+	rules, err := authz.Read(services...)
+	if err != nil {
+		return nil, err
+	}
+	for proc, r := range rules {
+		if r.Marker == authz.NoMarker && r.Action != rbac.OrgCreate && len(r.Resources) == 0 {
+			return nil, fmt.Errorf("rule of %s: action %s needs a request field marked with a resource", proc, r.Action)
 		}
 	}
 	return rules, nil
-}
-
-func ruleOf(md protoreflect.MethodDescriptor) (*methodRule, error) {
-	r, _ := proto.GetExtension(md.Options(), authzv1.E_Rule).(*authzv1.Rule)
-	if r == nil || r.GetAction() == "" {
-		return nil, errors.New("no (outpost.authz.v1.rule) action")
-	}
-	mr := &methodRule{audit: r.GetAudit()}
-	switch a := r.GetAction(); a {
-	case markerPublic, markerAuthenticated, markerAdmin:
-		mr.marker = a
-	default:
-		act, err := rbac.ParseAction(a)
-		if err != nil {
-			return nil, err
-		}
-		mr.action = act
-	}
-	if la := r.GetListAction(); la != "" {
-		act, err := rbac.ParseAction(la)
-		if err != nil {
-			return nil, fmt.Errorf("list_action: %w", err)
-		}
-		mr.listAction = act
-	}
-	fields := md.Input().Fields()
-	for i := range fields.Len() {
-		fd := fields.Get(i)
-		f, _ := proto.GetExtension(fd.Options(), authzv1.E_Field).(*authzv1.Field)
-		if f == nil {
-			continue
-		}
-		if fd.Kind() != protoreflect.StringKind {
-			return nil, fmt.Errorf("field %s: marked fields are strings", fd.Name())
-		}
-		if k := f.GetResource(); k != "" {
-			switch k {
-			case "org", "location", "machine", "part", "scope", "invite", "apikey", "fragment":
-			default:
-				return nil, fmt.Errorf("field %s: unknown resource kind %q", fd.Name(), k)
-			}
-			mr.resources = append(mr.resources, resourceField{fd: fd, kind: k})
-		}
-		if f.GetDestination() {
-			mr.destination = fd
-		}
-		if f.GetGrantRole() {
-			mr.grantRole = fd
-		}
-		if f.GetGrantSubject() {
-			mr.grantSubject = fd
-		}
-		if f.GetSelf() {
-			mr.self = fd
-		}
-	}
-	if mr.marker == "" && mr.action != rbac.OrgCreate && len(mr.resources) == 0 {
-		return nil, fmt.Errorf("action %s needs a request field marked with a resource", mr.action)
-	}
-	return mr, nil
 }
 
 // principal is who called, as authenticated.
@@ -141,20 +50,23 @@ type principal struct {
 	tokenExpires time.Time
 }
 
-// ref is "user:ID" or "apikey:ID", the subject form of grants and audit records.
-func (p *principal) ref() string {
+// subject is the principal's subject; the zero Subject for nobody.
+func (p *principal) subject() authz.Subject {
 	if p == nil {
-		return ""
+		return authz.Subject{}
 	}
-	return p.kind.String() + ":" + p.id
+	return authz.FromRBAC(p.kind, p.id)
 }
+
+// ref is the principal's subject as grants and audit records spell it.
+func (p *principal) ref() string { return p.subject().String() }
 
 // call is what the interceptor learned about one call; handlers read it.
 type call struct {
 	principal *principal
 	subject   *rbac.Subject
 	snap      *snapshot
-	rule      *methodRule
+	rule      *authz.Rule
 	audit     *auditRecord
 }
 
@@ -167,10 +79,10 @@ func callFrom(ctx context.Context) *call {
 
 // visible is the list filter of a rule's list_action: may the caller see r?
 func (c *call) visible(r rbac.Resource) bool {
-	if c == nil || c.rule == nil || c.rule.listAction == "" || c.subject == nil {
+	if c == nil || c.rule == nil || c.rule.ListAction == "" || c.subject == nil {
 		return false
 	}
-	return c.snap.engine.Decide(c.subject, c.rule.listAction, r).Allowed
+	return c.snap.engine.Decide(c.subject, c.rule.ListAction, r).Allowed
 }
 
 // setAuditResource names the resource of a call that creates it, once its ID exists.
@@ -245,7 +157,7 @@ func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			return nil, connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%s has no access rule", proc))
 		}
 		c := &call{rule: rule}
-		if rule.marker != markerPublic {
+		if rule.Marker != authz.Public {
 			p, err := s.authenticate(ctx, req.Header())
 			if err != nil {
 				s.log.Info("call refused", zap.String("procedure", proc), zap.String("code", "unauthenticated"))
@@ -254,7 +166,7 @@ func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			c.principal = p
 			snap, err := s.snaps.get(ctx)
 			if err != nil {
-				return nil, internal(s.log, "load hierarchy", err)
+				return nil, s.errs.Internal("load hierarchy", err)
 			}
 			c.snap = snap
 			c.subject = rbacSubject(p, snap)
@@ -267,7 +179,7 @@ func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if err != nil {
 			return nil, err
 		}
-		if rule.audit {
+		if rule.Audit {
 			c.audit = &auditRecord{event: store.AuditEvent{
 				ID: s.auditID(), Time: s.clock.Now().UTC(), Subject: c.principal.ref(), Procedure: proc,
 				Action: v.action, Resource: v.resource, Allowed: v.allowed, Reason: v.reason, OrgID: v.org,
@@ -326,64 +238,64 @@ type verdict struct {
 // be decided (a malformed or unknown resource); denials are verdicts.
 func (s *Server) authorize(ctx context.Context, c *call, msg proto.Message) (verdict, error) {
 	r := c.rule
-	switch r.marker {
-	case markerPublic:
-		return verdict{allowed: true, action: markerPublic, reason: "public call"}, nil
-	case markerAuthenticated:
-		return verdict{allowed: true, action: markerAuthenticated, reason: "any signed-in subject may"}, nil
-	case markerAdmin:
+	switch r.Marker {
+	case authz.Public:
+		return verdict{allowed: true, action: r.Name(), reason: "public call"}, nil
+	case authz.Authenticated:
+		return verdict{allowed: true, action: r.Name(), reason: "any signed-in subject may"}, nil
+	case authz.Admin:
 		if c.principal.admin {
-			return verdict{allowed: true, action: markerAdmin, reason: "the cloud's admin may"}, nil
+			return verdict{allowed: true, action: r.Name(), reason: "the cloud's admin may"}, nil
 		}
-		return verdict{action: markerAdmin, code: connect.CodePermissionDenied,
+		return verdict{action: r.Name(), code: connect.CodePermissionDenied,
 			reason: fmt.Sprintf("denied: %s: only the cloud's admin may do this", c.principal.ref())}, nil
 	}
 	m := msg.ProtoReflect()
-	if r.self != nil {
-		if ref := m.Get(r.self).String(); ref != "" {
+	if r.Self != nil {
+		if ref := m.Get(r.Self).String(); ref != "" {
 			// An unknown subject is not the caller: the normal decision
 			// follows, so a caller without rights cannot probe which
 			// emails have accounts.
 			subj, err := s.resolveSubject(ctx, ref)
-			if err == nil && subj.Kind == c.principal.kind && subj.ID == c.principal.id {
-				return verdict{allowed: true, action: string(r.action), reason: fmt.Sprintf("allowed: %s asks about itself", c.principal.ref())}, nil
+			if err == nil && subj == c.principal.subject() {
+				return verdict{allowed: true, action: string(r.Action), reason: fmt.Sprintf("allowed: %s asks about itself", c.principal.ref())}, nil
 			}
 		}
 	}
 	engine := c.snap.engine
-	if r.action == rbac.OrgCreate {
+	if r.Action == rbac.OrgCreate {
 		d := engine.Decide(c.subject, rbac.OrgCreate, rbac.Resource{})
 		return fromDecision(d, ""), nil
 	}
 	var targets []rbac.Resource
-	for _, rf := range r.resources {
+	for _, rf := range r.Resources {
 		var values []string
-		if rf.fd.IsList() {
-			l := m.Get(rf.fd).List()
+		if rf.Field.IsList() {
+			l := m.Get(rf.Field).List()
 			if l.Len() > maxLimitTo {
-				return verdict{}, invalid("%s: at most %d entries", rf.fd.Name(), maxLimitTo)
+				return verdict{}, invalid("%s: at most %d entries", rf.Field.Name(), maxLimitTo)
 			}
 			for j := range l.Len() {
 				values = append(values, l.Get(j).String())
 			}
 		} else {
-			values = []string{m.Get(rf.fd).String()}
+			values = []string{m.Get(rf.Field).String()}
 		}
 		for _, v := range values {
-			if rf.kind == "scope" && r.grantRole != nil {
+			if rf.Kind == "scope" && r.GrantRole != nil {
 				if err := grantScope(rf, v); err != nil {
 					return verdict{}, err
 				}
 			}
-			res, err := s.resolveResource(ctx, c.snap, rf, v, r.action)
+			res, err := s.resolveResource(ctx, c.snap, rf, v, r.Action)
 			if err != nil {
 				return verdict{}, err
 			}
 			targets = append(targets, res)
-			if rf.kind == "apikey" {
+			if rf.Kind == "apikey" {
 				// Revoking a key takes away every grant it holds, not only
 				// the one it was created with: each is decided.
-				more, err := s.keyGrantScopes(ctx, c.snap, v, r.action)
+				more, err := s.keyGrantScopes(ctx, c.snap, v, r.Action)
 				if err != nil {
 					return verdict{}, err
 				}
@@ -395,50 +307,50 @@ func (s *Server) authorize(ctx context.Context, c *call, msg proto.Message) (ver
 		return verdict{}, invalid("the request names no resource")
 	}
 	var grantee *rbac.Subject
-	if r.grantSubject != nil {
-		g, err := s.resolveSubject(ctx, m.Get(r.grantSubject).String())
+	if r.GrantSubject != nil {
+		g, err := s.resolveSubject(ctx, m.Get(r.GrantSubject).String())
 		if err != nil {
 			// Say "no such subject" only to whoever may change roles here,
 			// so others cannot probe which emails have accounts.
 			for _, t := range targets {
-				if v := fromDecision(engine.Decide(c.subject, r.action, t), c.snap.orgOf(t)); !v.allowed {
+				if v := fromDecision(engine.Decide(c.subject, r.Action, t), c.snap.orgOf(t)); !v.allowed {
 					return v, nil
 				}
 			}
 			return verdict{}, err
 		}
-		grantee = &g
-	} else if r.action != rbac.InviteManage {
+		grantee = &rbac.Subject{Kind: g.RBACKind(), ID: g.ID}
+	} else if r.Action != rbac.InviteManage {
 		// A new API key: a subject holding nothing yet.
 		grantee = &rbac.Subject{Kind: rbac.APIKey, ID: "new"}
 	}
 	var role rbac.Role
-	if r.grantRole != nil {
+	if r.GrantRole != nil {
 		var err error
-		if role, err = rbac.ParseRole(m.Get(r.grantRole).String()); err != nil {
-			return verdict{}, invalid("%s: want owner or operator", r.grantRole.Name())
+		if role, err = rbac.ParseRole(m.Get(r.GrantRole).String()); err != nil {
+			return verdict{}, invalid("%s: want owner or operator", r.GrantRole.Name())
 		}
 	}
 	var last verdict
 	for _, t := range targets {
 		var d rbac.Decision
 		switch {
-		case r.destination != nil:
+		case r.Destination != nil:
 			dest := rbac.Org(c.snap.locations[t.ID].OrgID)
-			if v := m.Get(r.destination).String(); v != "" {
+			if v := m.Get(r.Destination).String(); v != "" {
 				dest = rbac.Location(v)
 				if !c.snap.exists(dest) {
-					return verdict{}, connect.NewError(connect.CodeNotFound, fmt.Errorf("%s: no location %q", r.destination.Name(), v))
+					return verdict{}, connect.NewError(connect.CodeNotFound, fmt.Errorf("%s: no location %q", r.Destination.Name(), v))
 				}
 			}
 			d = engine.DecideMove(c.subject, t, dest)
-		case r.grantRole != nil:
+		case r.GrantRole != nil:
 			// A nil grantee (an invitation) is decided as invite.manage.
 			d = engine.CanGrant(c.subject, grantee, rbac.Grant{Role: role, Scope: t})
-		case r.grantSubject != nil:
+		case r.GrantSubject != nil:
 			d = engine.CanRevoke(c.subject, grantee, rbac.Grant{Role: rbac.Operator, Scope: t})
 		default:
-			d = engine.Decide(c.subject, r.action, t)
+			d = engine.Decide(c.subject, r.Action, t)
 		}
 		last = fromDecision(d, c.snap.orgOf(t))
 		if !last.allowed {
@@ -474,21 +386,21 @@ func fromDecision(d rbac.Decision, org string) verdict {
 // on. Resources the action cannot name climb to the nearest kind it can (a
 // part's machine for role.view.others), so a check on a part is a check on
 // its machine.
-func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourceField, v string, action rbac.Action) (rbac.Resource, error) {
+func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf authz.ResourceField, v string, action rbac.Action) (rbac.Resource, error) {
 	if v == "" {
-		return rbac.Resource{}, invalid("%s is required", rf.fd.Name())
+		return rbac.Resource{}, invalid("%s is required", rf.Field.Name())
 	}
 	var res rbac.Resource
 	var err error
-	switch rf.kind {
+	switch rf.Kind {
 	case "scope":
 		res, err = rbac.ParseResource(v)
 		if err != nil {
-			return res, invalid("%s: want kind/ID such as org/ID, location/ID or machine/ID", rf.fd.Name())
+			return res, invalid("%s: want kind/ID such as org/ID, location/ID or machine/ID", rf.Field.Name())
 		}
 	case "invite":
 		if !validID(v) {
-			return res, invalid("%s: not an invitation ID", rf.fd.Name())
+			return res, invalid("%s: not an invitation ID", rf.Field.Name())
 		}
 		err = s.st.View(ctx, func(tx store.Tx) error {
 			inv, err := tx.GetInvite(ctx, v)
@@ -500,7 +412,7 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 		})
 	case "apikey":
 		if !validID(v) {
-			return res, invalid("%s: not an API key ID", rf.fd.Name())
+			return res, invalid("%s: not an API key ID", rf.Field.Name())
 		}
 		err = s.st.View(ctx, func(tx store.Tx) error {
 			k, err := tx.GetAPIKey(ctx, v)
@@ -514,7 +426,7 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 		// A fragment is decided on its organization: every fragment row
 		// of the seed is an organization-wide permission.
 		if !validID(v) {
-			return res, invalid("%s: not a fragment ID", rf.fd.Name())
+			return res, invalid("%s: not a fragment ID", rf.Field.Name())
 		}
 		err = s.st.View(ctx, func(tx store.Tx) error {
 			f, err := tx.GetFragment(ctx, v)
@@ -522,17 +434,17 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 			return err
 		})
 	default:
-		kind, _ := rbac.ParseResourceKind(rf.kind)
+		kind, _ := rbac.ParseResourceKind(rf.Kind)
 		res = rbac.Resource{Kind: kind, ID: v}
 		if !validID(v) {
-			return res, invalid("%s: not a %s ID", rf.fd.Name(), rf.kind)
+			return res, invalid("%s: not a %s ID", rf.Field.Name(), rf.Kind)
 		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s %q", rf.kind, v))
+		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s %q", rf.Kind, v))
 	}
 	if err != nil {
-		return res, internal(s.log, "resolve "+rf.kind, err)
+		return res, s.errs.Internal("resolve "+rf.Kind, err)
 	}
 	if !snap.exists(res) {
 		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s: check the ID (list with `outpost %s list`)", res, res.Kind))
@@ -550,7 +462,7 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf resourc
 // grantScope refuses a scope a role cannot be given on. Roles are held on
 // an org, a location or a machine; a part has no grants of its own (its
 // machine's reach it), so a grant on it would be stored and never match.
-func grantScope(rf resourceField, v string) error {
+func grantScope(rf authz.ResourceField, v string) error {
 	res, err := rbac.ParseResource(v)
 	if err != nil {
 		return nil // resolveResource says what is wrong with it
@@ -559,9 +471,9 @@ func grantScope(rf resourceField, v string) error {
 	case rbac.KindOrg, rbac.KindLocation, rbac.KindMachine:
 		return nil
 	case rbac.KindPart:
-		return invalid("%s %s: roles are given on an org, location or machine, never on a part: give it on the part's machine (machine/ID, see `outpost machine get`)", rf.fd.Name(), res)
+		return invalid("%s %s: roles are given on an org, location or machine, never on a part: give it on the part's machine (machine/ID, see `outpost machine get`)", rf.Field.Name(), res)
 	}
-	return invalid("%s %s: roles are given on an org, location or machine (org/ID, location/ID or machine/ID)", rf.fd.Name(), res)
+	return invalid("%s %s: roles are given on an org, location or machine (org/ID, location/ID or machine/ID)", rf.Field.Name(), res)
 }
 
 // keyGrantScopes returns the scopes of an API key's grants, each climbed
@@ -571,11 +483,11 @@ func (s *Server) keyGrantScopes(ctx context.Context, snap *snapshot, keyID strin
 	var gs []store.Grant
 	err := s.st.View(ctx, func(tx store.Tx) error {
 		var err error
-		gs, err = tx.ListGrantsBySubject(ctx, "apikey:"+keyID)
+		gs, err = grantsOf(ctx, tx, authz.APIKey(keyID))
 		return err
 	})
 	if err != nil {
-		return nil, internal(s.log, "resolve apikey", err)
+		return nil, s.errs.Internal("resolve apikey", err)
 	}
 	var out []rbac.Resource
 	for _, g := range gs {
@@ -606,40 +518,40 @@ func accepts(a rbac.Action, k rbac.ResourceKind) bool {
 	return false
 }
 
-// resolveSubject reads "user:EMAIL", "user:ID" or "apikey:ID".
-func (s *Server) resolveSubject(ctx context.Context, ref string) (rbac.Subject, error) {
-	kind, val, ok := strings.Cut(ref, ":")
-	if !ok || val == "" {
-		return rbac.Subject{}, invalid("subject %q: want user:EMAIL, user:ID or apikey:ID", ref)
+// resolveSubject reads a subject a request names: user/EMAIL, user/ID or
+// apikey/ID (or the old spelling with ':'), as the subject it is.
+func (s *Server) resolveSubject(ctx context.Context, ref string) (authz.Subject, error) {
+	const want = "want user/EMAIL, user/ID or apikey/ID"
+	subj, err := authz.Parse(ref)
+	if err != nil || subj.Kind == authz.KindLocal {
+		return authz.Subject{}, invalid("subject %q: %s", ref, want)
 	}
-	var out rbac.Subject
-	err := s.st.View(ctx, func(tx store.Tx) error {
-		switch kind {
-		case "user":
+	var out authz.Subject
+	err = s.st.View(ctx, func(tx store.Tx) error {
+		switch subj.Kind {
+		case authz.KindUser:
 			var u store.User
 			var err error
-			if strings.Contains(val, "@") {
-				u, err = tx.GetUserByEmail(ctx, normalizeEmail(val))
-			} else if validID(val) {
-				u, err = tx.GetUser(ctx, val)
+			if strings.Contains(subj.ID, "@") {
+				u, err = tx.GetUserByEmail(ctx, normalizeEmail(subj.ID))
+			} else if validID(subj.ID) {
+				u, err = tx.GetUser(ctx, subj.ID)
 			} else {
-				return invalid("subject %q: want user:EMAIL or user:ID", ref)
+				return invalid("subject %q: want user/EMAIL or user/ID", ref)
 			}
 			if err != nil {
 				return err
 			}
-			out = rbac.Subject{Kind: rbac.User, ID: u.ID}
-		case "apikey":
-			if !validID(val) {
+			out = authz.User(u.ID)
+		default:
+			if !validID(subj.ID) {
 				return invalid("subject %q: not an API key ID", ref)
 			}
-			k, err := tx.GetAPIKey(ctx, val)
+			k, err := tx.GetAPIKey(ctx, subj.ID)
 			if err != nil {
 				return err
 			}
-			out = rbac.Subject{Kind: rbac.APIKey, ID: k.ID}
-		default:
-			return invalid("subject %q: want user:EMAIL, user:ID or apikey:ID", ref)
+			out = authz.APIKey(k.ID)
 		}
 		return nil
 	})
@@ -651,7 +563,7 @@ func (s *Server) resolveSubject(ctx context.Context, ref string) (rbac.Subject, 
 		return out, ce
 	}
 	if err != nil {
-		return out, internal(s.log, "resolve subject", err)
+		return out, s.errs.Internal("resolve subject", err)
 	}
 	return out, nil
 }
@@ -694,7 +606,7 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 			if tokenRevoked(u, claims) {
 				return errTokenRevoked
 			}
-			gs, err := tx.ListGrantsBySubject(ctx, "user:"+u.ID)
+			gs, err := grantsOf(ctx, tx, authz.User(u.ID))
 			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs,
 				tokenID: claims.ID, tokenExpires: claims.ExpiresAt.Time}
 			return err
@@ -706,7 +618,7 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("this access token was revoked (signed out, or the password changed): sign in again with `outpost login EMAIL`"))
 		}
 		if err != nil {
-			return nil, internal(s.log, "load user", err)
+			return nil, s.errs.Internal("load user", err)
 		}
 		return p, nil
 	case pr.KeyID != "":
@@ -725,7 +637,7 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 				perr = err
 				return nil
 			}
-			gs, err := tx.ListGrantsBySubject(ctx, "apikey:"+k.ID)
+			gs, err := grantsOf(ctx, tx, authz.APIKey(k.ID))
 			p = &principal{kind: rbac.APIKey, id: k.ID, grants: gs}
 			return err
 		})
@@ -733,7 +645,7 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 			return nil, refuse(errors.New("unknown or revoked API key"))
 		}
 		if err != nil {
-			return nil, internal(s.log, "load API key", err)
+			return nil, s.errs.Internal("load API key", err)
 		}
 		if perr != nil {
 			return nil, refuse(perr)
@@ -741,13 +653,6 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 		return p, nil
 	}
 	return nil, refuse(errors.New("no credentials: sign in with `outpost login EMAIL`, or pass --token or --api-key"))
-}
-
-// internal logs an unexpected error and returns a generic Internal error,
-// so storage details never reach a client.
-func internal(log *zap.Logger, what string, err error) error {
-	log.Error(what, zap.Error(err))
-	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s failed; the cloud's log has the details", what))
 }
 
 func invalid(format string, args ...any) error {

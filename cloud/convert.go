@@ -1,12 +1,14 @@
 package cloud
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
 	"time"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 )
 
@@ -59,7 +61,7 @@ func apiKeyPB(k store.APIKey, grants []store.Grant) *fleetv1.APIKey {
 }
 
 func grantPB(g store.Grant, email string) *fleetv1.Grant {
-	return &fleetv1.Grant{Subject: g.Subject, Role: g.Role, Scope: g.Scope, Email: email, CreatedAt: ts(g.CreatedAt)}
+	return &fleetv1.Grant{Subject: cmp.Or(subjectOf(g).String(), g.Subject), Role: g.Role, Scope: g.Scope, Email: email, CreatedAt: ts(g.CreatedAt)}
 }
 
 // grantsPB converts grants, looking up the emails of users.
@@ -67,8 +69,8 @@ func grantsPB(ctx context.Context, tx store.Tx, gs []store.Grant) []*fleetv1.Gra
 	out := make([]*fleetv1.Grant, 0, len(gs))
 	for _, g := range gs {
 		email := ""
-		if id, ok := strings.CutPrefix(g.Subject, "user:"); ok {
-			if u, err := tx.GetUser(ctx, id); err == nil {
+		if subj := subjectOf(g); subj.Kind == authz.KindUser {
+			if u, err := tx.GetUser(ctx, subj.ID); err == nil {
 				email = u.Email
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
@@ -318,15 +319,18 @@ func (d *documents) grantBundle(ctx context.Context, tx store.Tx, snap *snapshot
 			if err != nil || !snap.engine.Covers(rg, target) {
 				continue
 			}
-			pr := bySubject[g.Subject]
+			// Keyed by the subject, not the stored spelling: a subject
+			// may hold grants stored under both.
+			who := subjectOf(g)
+			pr := bySubject[who.String()]
 			if pr == nil {
-				if pr, err = principalOf(ctx, tx, g.Subject); err != nil {
+				if pr, err = principalOf(ctx, tx, who); err != nil {
 					return nil, err
 				}
 				if pr == nil {
 					continue // the subject is gone; its grants go with it
 				}
-				bySubject[g.Subject] = pr
+				bySubject[who.String()] = pr
 			}
 			role := syncv1.Role_ROLE_OPERATOR
 			if rg.Role == rbac.Owner {
@@ -355,11 +359,10 @@ func (d *documents) grantBundle(ctx context.Context, tx store.Tx, snap *snapshot
 }
 
 // principalOf describes a grant's subject, or nil when it no longer exists.
-func principalOf(ctx context.Context, tx store.Tx, subject string) (*syncv1.Principal, error) {
-	kind, id, _ := strings.Cut(subject, ":")
-	switch kind {
-	case "user":
-		u, err := tx.GetUser(ctx, id)
+func principalOf(ctx context.Context, tx store.Tx, subject authz.Subject) (*syncv1.Principal, error) {
+	switch subject.Kind {
+	case authz.KindUser:
+		u, err := tx.GetUser(ctx, subject.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
@@ -374,8 +377,8 @@ func principalOf(ctx context.Context, tx store.Tx, subject string) (*syncv1.Prin
 			pr.RevokedTokenIds = append(pr.RevokedTokenIds, r.ID)
 		}
 		return pr, nil
-	case "apikey":
-		k, err := tx.GetAPIKey(ctx, id)
+	case authz.KindAPIKey:
+		k, err := tx.GetAPIKey(ctx, subject.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
@@ -394,4 +397,10 @@ func validateMerged(what string, m merged) error {
 		return invalid("%s: %v", what, err)
 	}
 	return nil
+}
+
+// touchDocs replaces the documents token: every parts' cached documents are
+// checked again on its next pull.
+func (s *Server) touchDocs(ctx context.Context, tx store.Tx) error {
+	return tx.PutMeta(ctx, metaDocsToken, []byte(s.auditID()))
 }

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -26,92 +24,6 @@ import (
 // maxScanPages bounds how many store pages one filtered list reads before
 // answering with what it found and a token to continue.
 const maxScanPages = 20
-
-func (ms machineService) BootstrapPart(ctx context.Context, req *connect.Request[fleetv1.BootstrapPartRequest]) (*connect.Response[fleetv1.BootstrapPartResponse], error) {
-	u, err := url.Parse(req.Msg.GetCloudUrl())
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
-		return nil, invalid("cloud_url: want the cloud's base URL as parts reach it, such as https://cloud.example.com")
-	}
-	part, secret, err := ms.replacePartSecret(ctx, req.Msg.GetPartId())
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.BootstrapPartResponse{Bootstrap: &syncv1.Bootstrap{
-		CloudUrl: strings.TrimRight(u.String(), "/"), PartId: part.ID, PartSecret: secret,
-		CloudKeys: []*syncv1.PublicKey{ms.s.signer.Documents().PublicKey()},
-	}}), nil
-}
-
-// machineParts returns a machine's parts, main part first, or the one named
-// by partID, which must be the machine's.
-func machineParts(snap *snapshot, machineID, partID string) ([]store.Part, error) {
-	var out []store.Part
-	for _, p := range snap.parts {
-		if p.MachineID == machineID && (partID == "" || p.ID == partID) {
-			out = append(out, p)
-		}
-	}
-	if partID != "" && len(out) == 0 {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("machine/%s has no part %q", machineID, partID))
-	}
-	slices.SortFunc(out, func(a, b store.Part) int {
-		if a.Main != b.Main {
-			if a.Main {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out, nil
-}
-
-func (s *Server) ingestStore() (ingest.Store, error) {
-	if s.ingest == nil {
-		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this cloud keeps no part data (it was started without an ingest store)"))
-	}
-	return s.ingest, nil
-}
-
-func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Request[fleetv1.GetMachineStatusRequest]) (*connect.Response[fleetv1.GetMachineStatusResponse], error) {
-	ing, err := ms.s.ingestStore()
-	if err != nil {
-		return nil, err
-	}
-	parts, err := machineParts(callFrom(ctx).snap, req.Msg.GetMachineId(), "")
-	if err != nil {
-		return nil, err
-	}
-	out := &fleetv1.GetMachineStatusResponse{}
-	var last time.Time
-	for _, p := range parts {
-		ps := &fleetv1.PartStatus{Part: partPB(p)}
-		st, err := ing.Status(ctx, p.ID)
-		switch {
-		case err == nil:
-			ps.LastSeen, ps.Status = ts(st.At), st.Status
-			if st.At.After(last) {
-				last = st.At
-			}
-		case !errors.Is(err, ingest.ErrNotFound):
-			return nil, internal(ms.s.log, "part status", err)
-		}
-		err = ms.s.view(ctx, func(tx store.Tx) error {
-			d, err := tx.GetPartDocuments(ctx, p.ID)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			ps.IssuedConfigVersion, ps.IssuedGrantsVersion = d.ConfigVersion, d.GrantsVersion
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		out.Parts = append(out.Parts, ps)
-	}
-	out.LastSeen = ts(last)
-	return connect.NewResponse(out), nil
-}
 
 type dataService struct{ s *Server }
 
@@ -246,7 +158,7 @@ func (ds dataService) ListLogs(ctx context.Context, req *connect.Request[fleetv1
 		if errors.As(err, &ce) {
 			return nil, err
 		}
-		return nil, internal(ds.s.log, "list logs", err)
+		return nil, ds.s.errs.Internal("list logs", err)
 	}
 	out.NextPageToken = next
 	return connect.NewResponse(out), nil
@@ -322,7 +234,7 @@ func (ds dataService) listCaptures(ctx context.Context, sel captureSelection) ([
 		if errors.As(err, &ce) {
 			return nil, "", err
 		}
-		return nil, "", internal(ds.s.log, "list captures", err)
+		return nil, "", ds.s.errs.Internal("list captures", err)
 	}
 	return out, next, nil
 }
@@ -446,7 +358,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("part/%s has no complete blob %q", m.GetPartId(), m.GetBlobId()))
 	}
 	if err != nil {
-		return nil, internal(ds.s.log, "read blob", err)
+		return nil, ds.s.errs.Internal("read blob", err)
 	}
 	if m.GetOffset() > info.Size {
 		return nil, invalid("offset: the blob has %d bytes", info.Size)
@@ -458,7 +370,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 	length = min(length, info.Size-m.GetOffset())
 	rc, err := ds.s.blobs.Open(ctx, ingest.BlobKey{PartID: m.GetPartId(), BlobID: m.GetBlobId()})
 	if err != nil {
-		return nil, internal(ds.s.log, "open blob", err)
+		return nil, ds.s.errs.Internal("open blob", err)
 	}
 	defer rc.Close()
 	if sk, ok := rc.(io.Seeker); ok {
@@ -471,7 +383,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 		_, err = io.ReadFull(rc, data)
 	}
 	if err != nil {
-		return nil, internal(ds.s.log, "read blob", err)
+		return nil, ds.s.errs.Internal("read blob", err)
 	}
 	return connect.NewResponse(&fleetv1.ReadBlobResponse{Data: data, Size: info.Size, Sha256: info.SHA256, Name: info.Name}), nil
 }
@@ -538,12 +450,12 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 		d, err := ing.DeleteRecords(ctx, t.key, t.seqs)
 		out.Deleted += int32(d)
 		if err != nil {
-			return nil, internal(ds.s.log, "delete captures", err)
+			return nil, ds.s.errs.Internal("delete captures", err)
 		}
 	}
 	for _, b := range blobs {
 		if err := ing.DeleteBlob(ctx, b.PartID, b.BlobID); err != nil {
-			return nil, internal(ds.s.log, "delete blob", err)
+			return nil, ds.s.errs.Internal("delete blob", err)
 		}
 		out.Blobs++
 	}

@@ -192,47 +192,6 @@ func (l locationService) DeleteLocation(ctx context.Context, req *connect.Reques
 	return connect.NewResponse(&fleetv1.DeleteLocationResponse{}), nil
 }
 
-// deleteGrantsOn removes every grant held on scope when scope goes away,
-// and the API keys created on it: a key whose scope is gone could be
-// neither used nor revoked.
-func deleteGrantsOn(ctx context.Context, tx store.Tx, scope string) error {
-	gs, err := tx.ListGrantsByScope(ctx, scope)
-	if err != nil {
-		return err
-	}
-	for _, g := range gs {
-		if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
-			return err
-		}
-		if id, ok := strings.CutPrefix(g.Subject, "apikey:"); ok {
-			k, err := tx.GetAPIKey(ctx, id)
-			if err == nil && k.Scope == scope {
-				if err := deleteAPIKey(ctx, tx, id); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// scopeExists reports whether a grant scope ("kind/ID") still exists.
-func scopeExists(ctx context.Context, tx store.Tx, scope string) bool {
-	kind, id, _ := strings.Cut(scope, "/")
-	var err error
-	switch kind {
-	case "org":
-		_, err = tx.GetOrg(ctx, id)
-	case "location":
-		_, err = tx.GetLocation(ctx, id)
-	case "machine":
-		_, err = tx.GetMachine(ctx, id)
-	default:
-		return false
-	}
-	return err == nil
-}
-
 func (l locationService) ShareLocation(ctx context.Context, req *connect.Request[fleetv1.ShareLocationRequest]) (*connect.Response[fleetv1.ShareLocationResponse], error) {
 	with := req.Msg.GetOrgId()
 	if err := requireID("org_id", with); err != nil {
@@ -300,12 +259,4 @@ func (l locationService) SetSupportAccess(ctx context.Context, req *connect.Requ
 		return nil, err
 	}
 	return connect.NewResponse(&fleetv1.SetSupportAccessResponse{Location: loc}), nil
-}
-
-// count says "1 machine" or "2 machines".
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

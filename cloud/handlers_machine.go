@@ -2,14 +2,19 @@ package cloud
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
 )
@@ -258,4 +263,59 @@ func (ms machineService) replacePartSecret(ctx context.Context, partID string) (
 		return store.Part{}, "", err
 	}
 	return part, secret, nil
+}
+
+func (ms machineService) BootstrapPart(ctx context.Context, req *connect.Request[fleetv1.BootstrapPartRequest]) (*connect.Response[fleetv1.BootstrapPartResponse], error) {
+	u, err := url.Parse(req.Msg.GetCloudUrl())
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+		return nil, invalid("cloud_url: want the cloud's base URL as parts reach it, such as https://cloud.example.com")
+	}
+	part, secret, err := ms.replacePartSecret(ctx, req.Msg.GetPartId())
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.BootstrapPartResponse{Bootstrap: &syncv1.Bootstrap{
+		CloudUrl: strings.TrimRight(u.String(), "/"), PartId: part.ID, PartSecret: secret,
+		CloudKeys: []*syncv1.PublicKey{ms.s.signer.Documents().PublicKey()},
+	}}), nil
+}
+
+func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Request[fleetv1.GetMachineStatusRequest]) (*connect.Response[fleetv1.GetMachineStatusResponse], error) {
+	ing, err := ms.s.ingestStore()
+	if err != nil {
+		return nil, err
+	}
+	parts, err := machineParts(callFrom(ctx).snap, req.Msg.GetMachineId(), "")
+	if err != nil {
+		return nil, err
+	}
+	out := &fleetv1.GetMachineStatusResponse{}
+	var last time.Time
+	for _, p := range parts {
+		ps := &fleetv1.PartStatus{Part: partPB(p)}
+		st, err := ing.Status(ctx, p.ID)
+		switch {
+		case err == nil:
+			ps.LastSeen, ps.Status = ts(st.At), st.Status
+			if st.At.After(last) {
+				last = st.At
+			}
+		case !errors.Is(err, ingest.ErrNotFound):
+			return nil, ms.s.errs.Internal("part status", err)
+		}
+		err = ms.s.view(ctx, func(tx store.Tx) error {
+			d, err := tx.GetPartDocuments(ctx, p.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			ps.IssuedConfigVersion, ps.IssuedGrantsVersion = d.ConfigVersion, d.GrantsVersion
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out.Parts = append(out.Parts, ps)
+	}
+	out.LastSeen = ts(last)
+	return connect.NewResponse(out), nil
 }

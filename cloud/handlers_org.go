@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
@@ -161,11 +162,12 @@ func (o orgService) LeaveOrg(ctx context.Context, req *connect.Request[fleetv1.L
 		}
 		owners, mine, iOwn := 0, []store.Grant{}, false
 		for _, g := range grants {
-			if g.Scope == "org/"+id && g.Role == "owner" && strings.HasPrefix(g.Subject, "user:") {
+			who := subjectOf(g)
+			if g.Scope == "org/"+id && g.Role == "owner" && who.Kind == authz.KindUser {
 				owners++
-				iOwn = iOwn || g.Subject == c.principal.ref()
+				iOwn = iOwn || who == c.principal.subject()
 			}
-			if g.Subject == c.principal.ref() {
+			if who == c.principal.subject() {
 				mine = append(mine, g)
 			}
 		}
@@ -199,10 +201,11 @@ func (o orgService) ListMembers(ctx context.Context, req *connect.Request[fleetv
 		}
 		byUser := map[string]*fleetv1.Member{}
 		for _, g := range grants {
-			id, ok := strings.CutPrefix(g.Subject, "user:")
-			if !ok {
+			who := subjectOf(g)
+			if who.Kind != authz.KindUser {
 				continue
 			}
+			id := who.ID
 			m := byUser[id]
 			if m == nil {
 				u, err := tx.GetUser(ctx, id)

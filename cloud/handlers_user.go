@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
@@ -35,7 +36,7 @@ func (us userService) CreateUser(ctx context.Context, req *connect.Request[fleet
 		return nil, passwordErr(err)
 	}
 	u := store.User{ID: auth.NewID(), Email: email, PasswordHash: hash, CreatedAt: s.clock.Now().UTC()}
-	callFrom(ctx).setAuditResource("user/"+u.ID, "")
+	callFrom(ctx).setAuditResource(authz.User(u.ID).String(), "")
 	err = s.update(ctx, func(tx store.Tx) error { return tx.PutUser(ctx, u) })
 	if connect.CodeOf(err) == connect.CodeAlreadyExists {
 		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("a user with email %s already exists", email))
@@ -175,7 +176,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	if err != nil {
 		return nil, err
 	}
-	var keys []auth.Key
+	var keys []authz.Key
 	if existing {
 		keys = s.signInKeys(inv.Email, peer)
 		if err := s.beginAttempt(keys); err != nil {
@@ -199,7 +200,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		}
 		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: hash, CreatedAt: now.UTC()}
 	}
-	grant := store.Grant{Subject: "user:" + u.ID, Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC(), ViaOrg: inv.ViaOrg}
+	grant := store.Grant{Subject: authz.User(u.ID).String(), Role: inv.Role, Scope: inv.Scope, OrgID: inv.OrgID, CreatedAt: now.UTC(), ViaOrg: inv.ViaOrg}
 	err = s.st.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetInvite(ctx, inv.ID); err != nil {
 			return err // revoked meanwhile
@@ -218,7 +219,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 			}
 		}
 		// An invitation never lowers a role already held on the scope.
-		if old, err := tx.GetGrant(ctx, grant.Subject, grant.Scope); err == nil && old.Role == "owner" {
+		if old, err := grantOf(ctx, tx, authz.User(u.ID), grant.Scope); err == nil && old.Role == "owner" {
 			grant = old
 		} else if err := tx.PutGrant(ctx, grant); err != nil {
 			return err
@@ -243,8 +244,50 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	// A token is bound to a session key: without one the invitee signs in.
 	if sk := m.GetSessionPublicKey(); len(sk) == ed25519.PublicKeySize {
 		if res.AccessToken, _, err = s.signer.Issue(u.ID, sk, now, 0); err != nil {
-			return nil, internal(s.log, "accept invitation", err)
+			return nil, s.errs.Internal("accept invitation", err)
 		}
 	}
 	return connect.NewResponse(res), nil
+}
+
+func (us userService) DeleteUser(ctx context.Context, req *connect.Request[fleetv1.DeleteUserRequest]) (*connect.Response[fleetv1.DeleteUserResponse], error) {
+	s, c := us.s, callFrom(ctx)
+	ref := req.Msg.GetUser()
+	if subj, err := authz.Parse(ref); err != nil || subj.Kind != authz.KindUser {
+		return nil, invalid("user %q: want user/EMAIL or user/ID", ref)
+	}
+	subj, err := s.resolveSubject(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	c.setAuditResource(subj.String(), "")
+	var u store.User
+	var removed int32
+	err = s.update(ctx, func(tx store.Tx) error {
+		var err error
+		if u, err = tx.GetUser(ctx, subj.ID); err != nil {
+			return err
+		}
+		if u.Admin {
+			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the cloud's admin account cannot be deleted"))
+		}
+		gs, err := grantsOf(ctx, tx, authz.User(u.ID))
+		if err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if err := keepsAnOwner(ctx, tx, g); err != nil {
+				return err
+			}
+			if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
+				return err
+			}
+		}
+		removed = int32(len(gs))
+		return tx.DeleteUser(ctx, u.ID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.DeleteUserResponse{User: userPB(u), GrantsRemoved: removed}), nil
 }

@@ -339,7 +339,7 @@ func TestPartSync(t *testing.T) {
 			t.Fatalf("proposals %v", props)
 		}
 		revs := check(admin.config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
-		if len(revs) != 2 || !strings.HasPrefix(revs[0].GetAuthor(), "user:") || !strings.Contains(revs[0].GetAuthor(), "part:"+f.boot.GetPartId()) {
+		if len(revs) != 2 || !strings.HasPrefix(revs[0].GetAuthor(), "user/") || !strings.Contains(revs[0].GetAuthor(), "part:"+f.boot.GetPartId()) {
 			t.Errorf("revisions %v", revs)
 		}
 		r := check(admin.config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: f.machine, ProposalId: props[1].GetId(), Accept: true})))(t)

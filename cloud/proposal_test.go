@@ -71,7 +71,7 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 		author string
 	}{
 		{"the part's secret alone", nil, "part:" + f.boot.GetPartId()},
-		{"an operator's signature", endorse(t, operator, f.machine, base, root), "user:" + f.user},
+		{"an operator's signature", endorse(t, operator, f.machine, base, root), "user/" + f.user},
 		{"an owner's signature on another config", endorse(t, e.adminToken, f.machine, base, other), "part:" + f.boot.GetPartId()},
 		{"an owner's signature for another machine", endorse(t, e.adminToken, f.other, base, root), "part:" + f.boot.GetPartId()},
 		{"an owner's signature on another base", endorse(t, e.adminToken, f.machine, base+1, root), "part:" + f.boot.GetPartId()},
@@ -88,8 +88,8 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 		})
 	}
 	for _, tc := range []struct{ name, key, author string }{
-		{"an owner's session", e.adminToken, "user:"},
-		{"an owner's API key", ownerKey, "apikey:"},
+		{"an owner's session", e.adminToken, "user/"},
+		{"an owner's API key", ownerKey, "apikey/"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := cur()

@@ -194,7 +194,7 @@ func TestFleetLifecycle(t *testing.T) {
 	evs := check(a.audit.ListAuditEvents(ctx, req(&fleetv1.ListAuditEventsRequest{OrgId: org.GetId(), PageSize: 1000})))(t).GetEvents()
 	var denied, renamed bool
 	for _, ev := range evs {
-		denied = denied || (!ev.GetAllowed() && ev.GetAction() == "machine.rename" && strings.HasPrefix(ev.GetSubject(), "user:"))
+		denied = denied || (!ev.GetAllowed() && ev.GetAction() == "machine.rename" && strings.HasPrefix(ev.GetSubject(), "user/"))
 		renamed = renamed || (ev.GetAllowed() && ev.GetAction() == "machine.rename" && ev.GetOutcome() == "ok")
 	}
 	if !denied || !renamed || len(evs) < 15 {

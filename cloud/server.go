@@ -32,6 +32,7 @@ import (
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
@@ -39,7 +40,6 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/netlimit"
-	"github.com/outpost-robotics/outpost/version"
 )
 
 // Limits on requests, so hostile input stays cheap.
@@ -85,9 +85,10 @@ type Server struct {
 	signer   *auth.Signer
 	clock    clock.Clock
 	log      *zap.Logger
-	rules    map[string]*methodRule
+	rules    authz.Rules
+	errs     *authz.Errors
 	snaps    *snapshots
-	throttle *auth.Throttle
+	throttle *authz.Limiter
 	hasher   *auth.Hasher
 	mailer   Mailer
 	auditSeq atomic.Uint32
@@ -121,7 +122,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		st: cfg.Store, signer: cfg.Signer, clock: cfg.Clock, log: cfg.Log, rules: rules,
-		snaps: &snapshots{st: cfg.Store}, throttle: auth.NewThrottle(), hasher: auth.NewHasher(cfg.PasswordMemory), mailer: cfg.Mailer, ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
+		errs:  newErrors(cfg.Log),
+		snaps: &snapshots{st: cfg.Store}, throttle: authz.SignIn(), hasher: auth.NewHasher(cfg.PasswordMemory), mailer: cfg.Mailer, ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
 	}
 	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}}
 	if s.syncOpts.Clock == nil {
@@ -190,17 +192,11 @@ func (s *Server) relayAssertion(ctx context.Context, partID, sdp string) (string
 	if c == nil || c.principal == nil {
 		return "", connect.NewError(connect.CodeUnauthenticated, errors.New("relay offer: no authenticated caller"))
 	}
-	a, err := s.signer.Assert(c.principal.kind.String()+"/"+c.principal.id, partID, sdp, s.clock.Now())
+	a, err := s.signer.Assert(c.principal.ref(), partID, sdp, s.clock.Now())
 	if err != nil {
-		return "", internal(s.log, "sign relay assertion", err)
+		return "", s.errs.Internal("sign relay assertion", err)
 	}
 	return a, nil
-}
-
-type serverInfo struct{}
-
-func (serverInfo) GetServerInfo(context.Context, *connect.Request[fleetv1.GetServerInfoRequest]) (*connect.Response[fleetv1.GetServerInfoResponse], error) {
-	return connect.NewResponse(&fleetv1.GetServerInfoResponse{Version: version.Version, Commit: version.Commit}), nil
 }
 
 // update runs fn in a store transaction and, in the same transaction,
@@ -233,24 +229,22 @@ func (s *Server) view(ctx context.Context, fn func(tx store.Tx) error) error {
 	return s.storeErr(s.st.View(ctx, fn))
 }
 
-// storeErr maps store errors to Connect codes; Connect errors pass through.
-func (s *Server) storeErr(err error) error {
-	var ce *connect.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ce):
-		return ce
-	case errors.Is(err, store.ErrNotFound):
-		return connect.NewError(connect.CodeNotFound, errors.New("not found: it may have just been deleted"))
-	case errors.Is(err, store.ErrExists):
-		return connect.NewError(connect.CodeAlreadyExists, errors.New("already exists"))
-	case errors.Is(err, store.ErrConflict):
-		return connect.NewError(connect.CodeAborted, errors.New("too many concurrent changes: try again"))
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeCanceled, err)
-	}
-	return internal(s.log, "storage", err)
+// storeErr answers an error of a store transaction by the cloud's error
+// policy (newErrors); Connect errors pass through.
+func (s *Server) storeErr(err error) error { return s.errs.Answer("storage", err) }
+
+// newErrors is the cloud's error policy: the store's sentinels, a busy
+// password hasher, and a caller that went away have codes a client can act
+// on; anything else is Internal with an error id in the log.
+func newErrors(log *zap.Logger) *authz.Errors {
+	return &authz.Errors{Log: log, Where: "the cloud's log", Table: []authz.Sentinel{
+		{Err: store.ErrNotFound, Code: connect.CodeNotFound, Message: "not found: it may have just been deleted"},
+		{Err: store.ErrExists, Code: connect.CodeAlreadyExists, Message: "already exists"},
+		{Err: store.ErrConflict, Code: connect.CodeAborted, Message: "too many concurrent changes: try again"},
+		{Err: auth.ErrBusy, Code: connect.CodeResourceExhausted},
+		{Err: context.Canceled, Code: connect.CodeCanceled},
+		{Err: context.DeadlineExceeded, Code: connect.CodeCanceled},
+	}}
 }
 
 // auditID orders audit events by time, then by this server's sequence

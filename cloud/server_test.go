@@ -9,6 +9,7 @@ import (
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/rbac"
 	"github.com/outpost-robotics/outpost/version"
 )
@@ -67,16 +68,16 @@ func TestEveryRPCDeclaresARule(t *testing.T) {
 		t.Fatalf("%d rules for %d methods", len(rules), n)
 	}
 	for proc, r := range rules {
-		if r.marker != "" {
+		if r.Marker != authz.NoMarker {
 			continue
 		}
-		for _, rf := range r.resources {
-			switch rf.kind {
+		for _, rf := range r.Resources {
+			switch rf.Kind {
 			case "scope", "invite", "apikey":
 				continue
 			}
-			if !accepts(r.action, mustKind(t, rf.kind)) {
-				t.Errorf("%s: %s cannot name a %s (field %s)", proc, r.action, rf.kind, rf.fd.Name())
+			if !accepts(r.Action, mustKind(t, rf.Kind)) {
+				t.Errorf("%s: %s cannot name a %s (field %s)", proc, r.Action, rf.Kind, rf.Field.Name())
 			}
 		}
 	}

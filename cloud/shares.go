@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
 )
@@ -81,7 +82,7 @@ func (s *Server) endShares(ctx context.Context, tx store.Tx, home, via, why stri
 	audit := func(subject, resource string) error {
 		c := callFrom(ctx)
 		return tx.AppendAudit(ctx, store.AuditEvent{ID: s.auditID(), Time: s.clock.Now().UTC(), Subject: c.principal.ref(),
-			Procedure: c.rule.procedure, Action: string(rbac.RoleChange), Resource: resource, Allowed: true,
+			Procedure: c.rule.Procedure, Action: string(rbac.RoleChange), Resource: resource, Allowed: true,
 			Reason: "removed " + subject + ": " + why, OrgID: home, Outcome: "ok"})
 	}
 	ks, err := tx.ListAPIKeys(ctx, home)
@@ -98,7 +99,7 @@ func (s *Server) endShares(ctx context.Context, tx store.Tx, home, via, why stri
 		if err := deleteAPIKey(ctx, tx, k.ID); err != nil {
 			return 0, 0, err
 		}
-		if err := audit("apikey:"+k.ID, k.Scope); err != nil {
+		if err := audit(authz.APIKey(k.ID).String(), k.Scope); err != nil {
 			return 0, 0, err
 		}
 		keys++
@@ -117,7 +118,7 @@ func (s *Server) endShares(ctx context.Context, tx store.Tx, home, via, why stri
 		if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return 0, 0, err
 		}
-		if err := audit(g.Subject+"'s "+g.Role+" grant", g.Scope); err != nil {
+		if err := audit(subjectOf(g).String()+"'s "+g.Role+" grant", g.Scope); err != nil {
 			return 0, 0, err
 		}
 		grants++

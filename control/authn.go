@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -22,8 +23,8 @@ import (
 
 // proved is who a call or a session proved to be.
 type proved struct {
-	ref        string // user/ID or apikey/ID
-	credential string // apikey, token or relay
+	who        authz.Subject // a user or an API key
+	credential string        // apikey, token or relay
 	// until is when the proof stops counting on its own (a user token's
 	// expiry); zero means the bundle alone decides.
 	until time.Time
@@ -64,7 +65,7 @@ func (p *policy) prove(pr credential.Presented, aud string, nonces *credential.N
 	var err error
 	switch {
 	case pr.KeyID != "":
-		id = proved{ref: "apikey/" + pr.KeyID, credential: "apikey"}
+		id = proved{who: authz.APIKey(pr.KeyID), credential: "apikey"}
 		k := p.keys[pr.KeyID]
 		if k == nil {
 			return id, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d): %w", pr.KeyID, p.version, credential.ErrBad)
@@ -84,7 +85,7 @@ func (p *policy) prove(pr credential.Presented, aud string, nonces *credential.N
 		if err := p.tokenRevoked(tc); err != nil {
 			return id, err
 		}
-		id.ref, id.until = "user/"+tc.Subject, tc.ExpiresAt.Time
+		id.who, id.until = authz.User(tc.Subject), tc.ExpiresAt.Time
 		if pc, err = credential.VerifySessionProof(pr.Proof, pr.Token, tc, aud); err != nil {
 			return id, err
 		}
@@ -113,5 +114,9 @@ func (p *policy) assert(assertion, sdp string, now time.Time) (proved, error) {
 	if err != nil {
 		return proved{}, err
 	}
-	return proved{ref: c.Subject, credential: "relay"}, nil
+	who, err := authz.Parse(c.Subject)
+	if err != nil || who.Kind == authz.KindLocal {
+		return proved{}, fmt.Errorf("the cloud's assertion names no user or API key: %w", credential.ErrBad)
+	}
+	return proved{who: who, credential: "relay"}, nil
 }

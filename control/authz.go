@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
@@ -61,7 +60,7 @@ func connOf(r *http.Request) *conn {
 
 // caller is who is calling, as authenticated and authorized for this call.
 type caller struct {
-	ref        string // user/ID, apikey/ID or local/UID
+	who        authz.Subject
 	display    string
 	credential string // apikey, token or socket
 	transport  string
@@ -83,7 +82,7 @@ func callerOf(ctx context.Context) *caller {
 // it is "" outside a call the authorizer let through.
 func CallerRef(ctx context.Context) string {
 	if c := callerOf(ctx); c != nil {
-		return c.ref
+		return c.who.String()
 	}
 	return ""
 }
@@ -96,16 +95,17 @@ func CallerRef(ctx context.Context) string {
 // included) and the WebRTC channel, whose calls are replayed through the same
 // http.Handler.
 type authorizer struct {
-	clock    clock.Clock
-	log      *zap.Logger
-	grants   Grants
-	audit    Audit
-	rules    map[string]*rule
-	throttle *throttle
+	clock  clock.Clock
+	log    *zap.Logger
+	grants Grants
+	audit  Audit
+	rules  map[string]*rule
+	// throttle slows failed authentications per peer address.
+	throttle *authz.Limiter
 	// denied slows refusals per credential and peer: a credential that
 	// keeps calling what it may not is answered ResourceExhausted for a
 	// while, whatever it calls.
-	denied *throttle
+	denied *authz.Limiter
 	// refusals aggregates refused calls into few audit records.
 	refusals *refusals
 	errw     *connect.ErrorWriter
@@ -171,7 +171,7 @@ func (a *authorizer) wrap(next http.Handler) http.Handler {
 			a.writeError(w, r, connect.NewError(connect.CodeNotFound, fmt.Errorf("no procedure %q on this part", r.URL.Path)))
 			return
 		}
-		if rl.marker == markerPublic {
+		if rl.Marker == authz.Public {
 			// A nonce for the client's next proof, so that a stream
 			// (which cannot be tried again) can start with one.
 			w.Header().Set(credential.NonceHeader, a.nonces.Issue(a.clock.Now()))
@@ -218,8 +218,8 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 		return a.authorizeLocal(ctx, cn, pol, rl)
 	}
 	peer := peerHost(cn.peer)
-	ev := &syncv1.AuditEvent{Action: actionName(rl), Resource: pol.machine.String(), Procedure: rl.procedure, Transport: cn.transport, Peer: cn.peer}
-	if wait := a.throttle.wait(peer, now); wait > 0 {
+	ev := &syncv1.AuditEvent{Action: rl.Name(), Resource: pol.machine.String(), Procedure: rl.Procedure, Transport: cn.transport, Peer: cn.peer}
+	if wait := a.throttle.Wait(peerKey(peer), now); wait > 0 {
 		// Throttled answers are audited in aggregate, like every refusal:
 		// a flood would otherwise fill the audit stream, which is never
 		// evicted.
@@ -238,9 +238,9 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 		}
 		switch code {
 		case connect.CodeUnauthenticated:
-			a.throttle.fail(peer, now)
+			a.throttle.Fail(peerKey(peer), now)
 		case connect.CodePermissionDenied:
-			a.denied.fail(subject+" "+peer, now)
+			a.denied.Fail(deniedKey(subject, peer), now)
 		}
 		ev.Subject, ev.Allowed, ev.Reason = subject, false, err.Error()
 		a.refused(ctx, ev, now)
@@ -251,7 +251,7 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 	case cn.fixed != nil:
 		id = *cn.fixed
 		if !id.until.IsZero() && !now.Before(id.until) {
-			return refuse(connect.CodeUnauthenticated, id.ref, errors.New("the access token this session opened with has expired: sign in again and open a new session"))
+			return refuse(connect.CodeUnauthenticated, id.who.String(), errors.New("the access token this session opened with has expired: sign in again and open a new session"))
 		}
 	case in.err != nil:
 		return refuse(connect.CodeUnauthenticated, "", in.err)
@@ -271,37 +271,39 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 			id, err = pol.prove(in.headers, a.aud, a.nonces, now)
 		}
 		if err != nil {
-			return refuse(connect.CodeUnauthenticated, id.ref, err)
+			return refuse(connect.CodeUnauthenticated, id.who.String(), err)
 		}
 	}
-	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, id: id, ref: id.ref, credential: id.credential}
-	kind, subjectID, _ := strings.Cut(id.ref, "/")
-	pr := pol.users[subjectID]
-	if kind == "apikey" {
-		pr = pol.keys[subjectID]
-	}
-	if pr == nil && kind == "apikey" {
-		return refuse(connect.CodeUnauthenticated, c.ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", subjectID, pol.version))
+	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, id: id, who: id.who, credential: id.credential}
+	ref := c.who.String()
+	var pr *principal
+	switch c.who.Kind {
+	case authz.KindUser:
+		pr = pol.users[c.who.ID]
+	case authz.KindAPIKey:
+		if pr = pol.keys[c.who.ID]; pr == nil {
+			return refuse(connect.CodeUnauthenticated, ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", c.who.ID, pol.version))
+		}
 	}
 	if pr == nil {
-		return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant on %s (grants version %d)", c.ref, pol.machine, pol.version))
+		return refuse(connect.CodePermissionDenied, ref, fmt.Errorf("%s holds no grant on %s (grants version %d)", ref, pol.machine, pol.version))
 	}
-	if wait := a.denied.wait(c.ref+" "+peer, now); wait > 0 {
-		return refuse(connect.CodeResourceExhausted, c.ref, fmt.Errorf("too many refused calls by %s from %s; try again in %s", c.ref, peer, wait.Round(1e9)))
+	if wait := a.denied.Wait(deniedKey(ref, peer), now); wait > 0 {
+		return refuse(connect.CodeResourceExhausted, ref, fmt.Errorf("too many refused calls by %s from %s; try again in %s", ref, peer, wait.Round(1e9)))
 	}
 	c.subject, c.display = &pr.subject, pr.display
-	ev.Subject = c.ref
+	ev.Subject = ref
 	g, has := pol.access(c.subject)
 	c.grant = g
-	if rl.marker == markerAuthenticated {
+	if rl.Marker == authz.Authenticated {
 		if !has {
-			return refuse(connect.CodePermissionDenied, c.ref, fmt.Errorf("%s holds no grant reaching %s", c.ref, pol.machine))
+			return refuse(connect.CodePermissionDenied, ref, fmt.Errorf("%s holds no grant reaching %s", ref, pol.machine))
 		}
 		return c, nil
 	}
-	d := pol.engine.Decide(c.subject, rl.action, pol.machine)
+	d := pol.engine.Decide(c.subject, rl.Action, pol.machine)
 	if !d.Allowed {
-		return refuse(connect.CodePermissionDenied, c.ref, errors.New(d.String()))
+		return refuse(connect.CodePermissionDenied, ref, errors.New(d.String()))
 	}
 	if rl.audit {
 		ev.Allowed, ev.Reason = true, d.String()
@@ -319,14 +321,14 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 // Every use is audited; a failing audit log is logged but does not lock the
 // owner out (the socket is what is left when things are broken).
 func (a *authorizer) authorizeLocal(ctx context.Context, cn *conn, pol *policy, rl *rule) (*caller, *connect.Error) {
-	uid := strconv.FormatUint(uint64(cn.uid), 10)
-	s := &rbac.Subject{Kind: rbac.User, ID: "local-" + uid, Grants: []rbac.Grant{{Role: rbac.Owner, Scope: pol.machine}}}
-	c := &caller{ref: "local/" + uid, display: "break-glass socket (uid " + uid + ")", credential: "socket",
+	who := authz.Local(cn.uid)
+	s := &rbac.Subject{Kind: rbac.User, ID: "local-" + who.ID, Grants: []rbac.Grant{{Role: rbac.Owner, Scope: pol.machine}}}
+	c := &caller{who: who, display: "break-glass socket (uid " + who.ID + ")", credential: "socket",
 		transport: TransportSocket, peer: cn.peer, subject: s, grant: s.Grants[0], policy: pol}
-	ev := &syncv1.AuditEvent{Subject: c.ref, Action: actionName(rl), Resource: pol.machine.String(), Procedure: rl.procedure,
-		Transport: TransportSocket, Peer: "uid " + uid, Allowed: true, Reason: "break-glass socket: owner of this machine"}
-	if rl.marker == "" {
-		if d := pol.engine.Decide(s, rl.action, pol.machine); !d.Allowed {
+	ev := &syncv1.AuditEvent{Subject: who.String(), Action: rl.Name(), Resource: pol.machine.String(), Procedure: rl.Procedure,
+		Transport: TransportSocket, Peer: "uid " + who.ID, Allowed: true, Reason: "break-glass socket: owner of this machine"}
+	if rl.Marker == authz.NoMarker {
+		if d := pol.engine.Decide(s, rl.Action, pol.machine); !d.Allowed {
 			ev.Allowed, ev.Reason = false, d.String()
 			a.refused(ctx, ev, a.clock.Now())
 			return nil, connect.NewError(connect.CodePermissionDenied, errors.New(d.String()))
@@ -399,12 +401,11 @@ func (a *authorizer) write(ctx context.Context, ev *syncv1.AuditEvent) {
 	}
 }
 
-func actionName(rl *rule) string {
-	if rl.marker != "" {
-		return rl.marker
-	}
-	return string(rl.action)
-}
+// peerKey is the key failed authentications from peer are limited by.
+func peerKey(peer string) []authz.Key { return []authz.Key{{Name: peer}} }
+
+// deniedKey is the key refusals of subject from peer are limited by.
+func deniedKey(subject, peer string) []authz.Key { return []authz.Key{{Name: subject + " " + peer}} }
 
 // peerHost is the throttling key: the address without its port.
 func peerHost(addr string) string {

@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
@@ -71,9 +70,9 @@ func (s *Server) answerRelayed(ctx context.Context, r Relay, rule *rule, off *co
 	if refusal == nil {
 		var err error
 		if resp, err = s.rtc.answer(ctx, c, off.SDP); err != nil {
-			if !errors.As(err, &refusal) {
-				refusal = connect.NewError(connect.CodeInternal, fmt.Errorf("answer relayed offer: %w", err))
-			}
+			// The error policy answers a connect.Error as it is, and
+			// anything else as Internal with an id in the part's log.
+			errors.As(s.errs.Answer("answer relayed offer", err), &refusal)
 		}
 	}
 	if err := r.Answer(ctx, off.ID, resp, refusal); err != nil {

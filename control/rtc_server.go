@@ -104,7 +104,7 @@ func (r *rtcServer) answer(ctx context.Context, c *caller, offer string) (*contr
 	}
 	pc, err := r.newAPI().NewPeerConnection(webrtc.Configuration{ICEServers: controlwire.ICEServers(r.s.opts.ICEServers)})
 	if err != nil {
-		return nil, internal("create peer connection", err)
+		return nil, r.s.errs.Answer("create peer connection", err)
 	}
 	var idb [8]byte
 	_, _ = rand.Read(idb[:])

@@ -17,6 +17,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
@@ -86,6 +87,7 @@ func DefaultLimits() netlimit.Limits {
 type Server struct {
 	opts        Options
 	log         *zap.Logger
+	errs        *authz.Errors
 	cert        tls.Certificate
 	fingerprint string
 	auth        *authorizer
@@ -122,6 +124,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		opts.Limits.IdleTimeout = DefaultLimits().IdleTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger.Named("control")}
+	// The part's error policy: a dependency's connect.Error is its answer;
+	// anything else is Internal with an error id in the part's log.
+	s.errs = &authz.Errors{Log: s.log, Where: "the part's log"}
 	cert, err := loadOrCreateCert(ctx, opts.Certs, opts.Clock.Now(), opts.PartID)
 	if err != nil {
 		return nil, err
@@ -139,7 +144,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(controlwire.MaxMessageBytes), connect.WithSendMaxBytes(controlwire.MaxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
-		throttle: newThrottle(), denied: newThrottle(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
+		throttle: authz.Credentials(), denied: authz.Credentials(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
 		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now())}
 	s.stopFlush = make(chan struct{})
 	s.flushed = make(chan struct{})

@@ -13,6 +13,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/credential"
 )
@@ -39,7 +40,7 @@ func (v *service) Health(context.Context, *connect.Request[controlv1.HealthReque
 func (v *service) Status(ctx context.Context, _ *connect.Request[controlv1.StatusRequest]) (*connect.Response[controlv1.StatusResponse], error) {
 	st, err := v.s.opts.Status.SyncStatus(ctx)
 	if err != nil {
-		return nil, internal("read sync status", err)
+		return nil, v.s.errs.Answer("read sync status", err)
 	}
 	st.Version = v.s.opts.Version
 	st.CertSha256 = v.s.fingerprint
@@ -60,7 +61,7 @@ func (v *service) Status(ctx context.Context, _ *connect.Request[controlv1.Statu
 func (v *service) WhoAmI(ctx context.Context, _ *connect.Request[controlv1.WhoAmIRequest]) (*connect.Response[controlv1.WhoAmIResponse], error) {
 	c := callerOf(ctx)
 	resp := &controlv1.WhoAmIResponse{
-		Subject:       c.ref,
+		Subject:       c.who.String(),
 		DisplayName:   c.display,
 		Role:          c.grant.Role.String(),
 		Grant:         c.grant.String(),
@@ -69,11 +70,11 @@ func (v *service) WhoAmI(ctx context.Context, _ *connect.Request[controlv1.WhoAm
 		GrantsVersion: c.policy.version,
 	}
 	for _, rl := range v.s.auth.rules {
-		if rl.marker != "" || slices.Contains(resp.AllowedActions, string(rl.action)) {
+		if rl.Marker != authz.NoMarker || slices.Contains(resp.AllowedActions, string(rl.Action)) {
 			continue
 		}
-		if c.policy.engine.Decide(c.subject, rl.action, c.policy.machine).Allowed {
-			resp.AllowedActions = append(resp.AllowedActions, string(rl.action))
+		if c.policy.engine.Decide(c.subject, rl.Action, c.policy.machine).Allowed {
+			resp.AllowedActions = append(resp.AllowedActions, string(rl.Action))
 		}
 	}
 	slices.Sort(resp.AllowedActions)
@@ -83,7 +84,7 @@ func (v *service) WhoAmI(ctx context.Context, _ *connect.Request[controlv1.WhoAm
 func (v *service) StopAll(ctx context.Context, _ *connect.Request[controlv1.StopAllRequest]) (*connect.Response[controlv1.StopAllResponse], error) {
 	failed, err := v.s.opts.Robot.StopAll(ctx)
 	if err != nil {
-		return nil, internal("stop all components", err)
+		return nil, v.s.errs.Answer("stop all components", err)
 	}
 	return connect.NewResponse(&controlv1.StopAllResponse{Errors: failed}), nil
 }
@@ -91,7 +92,7 @@ func (v *service) StopAll(ctx context.Context, _ *connect.Request[controlv1.Stop
 func (v *service) GetConfig(ctx context.Context, _ *connect.Request[controlv1.GetConfigRequest]) (*connect.Response[controlv1.GetConfigResponse], error) {
 	st, err := v.s.opts.Config.CurrentConfig(ctx)
 	if err != nil {
-		return nil, internal("read config", err)
+		return nil, v.s.errs.Answer("read config", err)
 	}
 	return connect.NewResponse(&controlv1.GetConfigResponse{Config: st.Config, Version: st.Version, MachineRevision: st.MachineRevision, LocalEdits: st.LocalEdits}), nil
 }
@@ -108,11 +109,11 @@ func (v *service) EditConfig(ctx context.Context, req *connect.Request[controlv1
 	res, err := v.s.opts.Config.ProposeEdit(ctx, &syncv1.ConfigProposal{
 		BaseRevision: req.Msg.GetBaseRevision(),
 		Config:       req.Msg.GetConfig(),
-		Author:       callerOf(ctx).ref,
+		Author:       callerOf(ctx).who.String(),
 		Endorsement:  req.Msg.GetEndorsement(),
 	})
 	if err != nil {
-		return nil, internal("apply config edit", err)
+		return nil, v.s.errs.Answer("apply config edit", err)
 	}
 	return connect.NewResponse(&controlv1.EditConfigResponse{Applied: res.Applied, ProposalSeq: res.ProposalSeq, Conflict: res.Conflict}), nil
 }
@@ -124,7 +125,7 @@ func (v *service) TailLogs(ctx context.Context, req *connect.Request[controlv1.T
 	}
 	entries, err := v.s.opts.Logs.Tail(ctx, min(n, maxTail), req.Msg.GetMinLevel())
 	if err != nil {
-		return nil, internal("read logs", err)
+		return nil, v.s.errs.Answer("read logs", err)
 	}
 	return connect.NewResponse(&controlv1.TailLogsResponse{Entries: entries}), nil
 }
@@ -132,7 +133,7 @@ func (v *service) TailLogs(ctx context.Context, req *connect.Request[controlv1.T
 func (v *service) FollowLogs(ctx context.Context, req *connect.Request[controlv1.FollowLogsRequest], stream *connect.ServerStream[controlv1.FollowLogsResponse]) error {
 	ch, err := v.s.opts.Logs.Follow(ctx, req.Msg.GetMinLevel())
 	if err != nil {
-		return internal("follow logs", err)
+		return v.s.errs.Answer("follow logs", err)
 	}
 	for {
 		select {
@@ -151,7 +152,7 @@ func (v *service) FollowLogs(ctx context.Context, req *connect.Request[controlv1
 
 func (v *service) Restart(ctx context.Context, _ *connect.Request[controlv1.RestartRequest]) (*connect.Response[controlv1.RestartResponse], error) {
 	if err := v.s.opts.Robot.Restart(ctx); err != nil {
-		return nil, internal("restart", err)
+		return nil, v.s.errs.Answer("restart", err)
 	}
 	return connect.NewResponse(&controlv1.RestartResponse{}), nil
 }
@@ -163,7 +164,7 @@ func (v *service) ListCaptures(ctx context.Context, req *connect.Request[control
 	}
 	caps, err := v.s.opts.Data.ListCaptures(ctx, req.Msg.GetComponent(), min(n, maxCaptures))
 	if err != nil {
-		return nil, internal("list captures", err)
+		return nil, v.s.errs.Answer("list captures", err)
 	}
 	return connect.NewResponse(&controlv1.ListCapturesResponse{Captures: caps}), nil
 }
@@ -174,7 +175,7 @@ func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[contr
 	if listed {
 		caps, err := v.s.opts.Data.ListCaptures(ctx, req.Msg.GetComponent(), maxCaptures)
 		if err != nil {
-			return internal("list captures", err)
+			return v.s.errs.Answer("list captures", err)
 		}
 		for _, c := range caps {
 			ids = append(ids, c.GetId())
@@ -188,7 +189,7 @@ func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[contr
 			continue
 		}
 		if err != nil {
-			return internal(fmt.Sprintf("read capture %d", id), err)
+			return v.s.errs.Answer(fmt.Sprintf("read capture %d", id), err)
 		}
 		if err := stream.Send(&controlv1.ExportCapturesResponse{Info: info, Data: data}); err != nil {
 			return err
@@ -203,7 +204,7 @@ func (v *service) TagCaptures(ctx context.Context, req *connect.Request[controlv
 	}
 	n, err := v.s.opts.Data.TagCaptures(ctx, req.Msg.GetIds(), req.Msg.GetAdd(), req.Msg.GetRemove())
 	if err != nil {
-		return nil, internal("tag captures", err)
+		return nil, v.s.errs.Answer("tag captures", err)
 	}
 	return connect.NewResponse(&controlv1.TagCapturesResponse{Changed: uint32(n)}), nil
 }
@@ -214,7 +215,7 @@ func (v *service) DeleteCaptures(ctx context.Context, req *connect.Request[contr
 	}
 	n, err := v.s.opts.Data.DeleteCaptures(ctx, req.Msg.GetIds())
 	if err != nil {
-		return nil, internal("delete captures", err)
+		return nil, v.s.errs.Answer("delete captures", err)
 	}
 	return connect.NewResponse(&controlv1.DeleteCapturesResponse{Deleted: uint32(n)}), nil
 }
@@ -251,12 +252,4 @@ func validCaptureIDs(ids []uint64) error {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("capture ids start at 1"))
 	}
 	return nil
-}
-
-// internal wraps a dependency's failure, keeping its connect code when it has one.
-func internal(what string, err error) error {
-	if ce := new(connect.Error); errors.As(err, &ce) {
-		return err
-	}
-	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s: %w", what, err))
 }

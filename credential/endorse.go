@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/outpost-robotics/outpost/authz"
 )
 
 // Endorsement is an editor's signature on a config edit made on a part: the
@@ -81,7 +83,7 @@ func VerifyEndorsement(e Endorsement, keyOf func(keyID string) ed25519.PublicKey
 		if err != nil {
 			return "", fmt.Errorf("verify endorsement: %v: %w", err, ErrBad)
 		}
-		subject = "apikey/" + e.KeyID
+		subject = authz.APIKey(e.KeyID).String()
 	case e.Token != "" && e.KeyID == "":
 		// The token is checked at the time it signed: an edit made
 		// offline reaches the cloud when the part does, maybe after the
@@ -114,7 +116,7 @@ func VerifyEndorsement(e Endorsement, keyOf func(keyID string) ed25519.PublicKey
 				return "", fmt.Errorf("endorsement's token: %v: %w", err, ErrBad)
 			}
 		}
-		subject = "user/" + tc.Subject
+		subject = authz.User(tc.Subject).String()
 	default:
 		return "", fmt.Errorf("endorsement names neither one API key nor one session: %w", ErrBad)
 	}

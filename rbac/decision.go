@@ -132,7 +132,7 @@ func (e *DeniedError) Error() string { return e.Decision.String() }
 
 // String explains the decision in one sentence, for `outpost access check`, errors and audit.
 func (d Decision) String() string {
-	who := d.SubjectKind.String() + "/" + d.SubjectID
+	who := (&Subject{Kind: d.SubjectKind, ID: d.SubjectID}).String()
 	if d.SubjectID == "" && d.SubjectKind == 0 {
 		who = "nobody"
 	}

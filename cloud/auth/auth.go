@@ -1,7 +1,7 @@
 // Package auth holds the fleet cloud's credentials: the Ed25519 signing key
 // and what it signs (access tokens bound to session keys, relay
-// assertions), argon2id password hashes, secrets, random IDs, and the
-// sign-in throttle.
+// assertions), argon2id password hashes, secrets and random IDs. The
+// sign-in throttle is an authz.Limiter.
 //
 // The wire format of credentials, and their verification, are package
 // credential's, shared with the daemons. No credential appears in a log

@@ -3,8 +3,6 @@ package partsync
 import (
 	"errors"
 	"strings"
-	"sync"
-	"time"
 )
 
 // Bounds of the Authorization header's parts.
@@ -61,68 +59,4 @@ func validSecret(s string) bool {
 		}
 	}
 	return true
-}
-
-// failLimiter is a token bucket per remote address that only failed
-// authentications drain: an address may fail burst times at once, then once
-// per refill. Time is the injected clock's uptime, which never jumps.
-type failLimiter struct {
-	burst  float64
-	refill time.Duration
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Duration
-}
-
-// maxBuckets bounds the limiter's memory under a flood from many addresses;
-// past it, buckets that have refilled completely are dropped.
-const maxBuckets = 100_000
-
-func newFailLimiter(burst int, refill time.Duration) *failLimiter {
-	return &failLimiter{burst: float64(burst), refill: refill, buckets: map[string]*bucket{}}
-}
-
-// refilled returns addr's bucket brought up to now, or nil if it is full.
-func (l *failLimiter) refilledLocked(addr string, now time.Duration) *bucket {
-	b := l.buckets[addr]
-	if b == nil {
-		return nil
-	}
-	b.tokens = min(l.burst, b.tokens+float64(now-b.at)/float64(l.refill))
-	b.at = now
-	if b.tokens >= l.burst {
-		delete(l.buckets, addr)
-		return nil
-	}
-	return b
-}
-
-// allow reports whether addr may try to authenticate at now.
-func (l *failLimiter) allow(addr string, now time.Duration) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.refilledLocked(addr, now)
-	return b == nil || b.tokens >= 1
-}
-
-// fail takes a token from addr's bucket.
-func (l *failLimiter) fail(addr string, now time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.refilledLocked(addr, now)
-	if b == nil {
-		if len(l.buckets) >= maxBuckets {
-			for a := range l.buckets {
-				l.refilledLocked(a, now)
-			}
-		}
-		b = &bucket{tokens: l.burst, at: now}
-		l.buckets[addr] = b
-	}
-	b.tokens = max(0, b.tokens-1)
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/codec"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 )
@@ -108,10 +109,10 @@ type Options struct {
 	// PollInterval is the default cycle interval; 0 means 15 s.
 	PollInterval time.Duration
 	// AuthFailureBurst is how many failed authentications an address may
-	// make at once; 0 means 10.
+	// make before it waits (the authz.Limiter's Free); 0 means 10.
 	AuthFailureBurst int
-	// AuthFailureRefill is how often an address earns another failed
-	// attempt; 0 means 6 s (ten a minute).
+	// AuthFailureRefill is the first wait after them, doubling with each
+	// further failure to at most a minute (the Limiter's Base); 0 means 6 s.
 	AuthFailureRefill time.Duration
 	// ClientAddress names the address a call came from, which failed
 	// authentications are counted by; nil means the peer's IP. Behind a
@@ -141,7 +142,7 @@ type handler struct {
 	log     *zap.Logger
 	lim     Limits
 	poll    time.Duration
-	fails   *failLimiter
+	fails   *authz.Limiter
 	addrOf  func(connect.Peer, http.Header) string
 	relay   Relay
 }
@@ -175,7 +176,8 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	if h.addrOf == nil {
 		h.addrOf = peerIP
 	}
-	h.fails = newFailLimiter(cmp.Or(opts.AuthFailureBurst, 10), cmp.Or(opts.AuthFailureRefill, 6*time.Second))
+	h.fails = authz.Credentials()
+	h.fails.Free, h.fails.Base = cmp.Or(opts.AuthFailureBurst, h.fails.Free), cmp.Or(opts.AuthFailureRefill, h.fails.Base)
 	maxReq := cmp.Or(opts.MaxRequestBytes, max(h.lim.MaxBatchBytes, h.lim.MaxChunkBytes)+1<<20)
 	// connect-go's handlers accept gzip by default; the read limit applies
 	// to the decompressed message, so a small bomb cannot inflate past it.
@@ -220,13 +222,16 @@ func (h *handler) caller(ctx context.Context) (Part, error) {
 	return part, nil
 }
 
-// authenticate returns the calling part. Failed attempts drain the remote
-// address's bucket; an empty bucket refuses before any credential is
-// looked at, so guessing costs time whether the guess is right or not.
+// authenticate returns the calling part. Failed attempts count against the
+// remote address (authz.Limiter); an address that must wait is refused
+// before any credential is looked at, so guessing costs time whether the
+// guess is right or not.
 func (h *handler) authenticate(ctx context.Context, header http.Header, peer connect.Peer) (Part, error) {
 	addr := h.addrOf(peer, header)
-	now := h.clock.Uptime()
-	if !h.fails.allow(addr, now) {
+	// The limiter runs on the clock's uptime, which never jumps.
+	now := time.Unix(0, 0).Add(h.clock.Uptime())
+	key := []authz.Key{{Name: addr}}
+	if h.fails.Wait(key, now) > 0 {
 		h.log.Warn("refused a part sync call: too many failed authentications from its address", zap.String("remote", addr))
 		return Part{}, connect.NewError(connect.CodeResourceExhausted, errors.New("too many failed authentications from this address; try again later"))
 	}
@@ -237,14 +242,14 @@ func (h *handler) authenticate(ctx context.Context, header http.Header, peer con
 		partID, secret, err = ParseAuthorization(values[0])
 	}
 	if err != nil {
-		h.fails.fail(addr, now)
+		h.fails.Fail(key, now)
 		h.log.Warn("refused a part sync call: malformed credentials", zap.String("remote", addr), zap.Int("authorization_headers", len(values)))
 		return Part{}, connect.NewError(connect.CodeUnauthenticated, err)
 	}
 	part, err := h.backend.AuthenticatePart(ctx, partID, secret)
 	switch {
 	case errors.Is(err, ErrUnknownPart):
-		h.fails.fail(addr, now)
+		h.fails.Fail(key, now)
 		h.log.Warn("refused a part sync call: unknown part or wrong secret", zap.String("remote", addr), zap.String("part", partID))
 		return Part{}, connect.NewError(connect.CodeUnauthenticated, errors.New("unknown part or wrong part secret"))
 	case err != nil:
