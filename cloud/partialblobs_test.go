@@ -15,6 +15,8 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 )
 
+var epoch = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
 // TestSweepExpiresAbandonedBlobs: the cloud's sweep, on its clock,
 // discards an incomplete blob nobody has sent a chunk of for the TTL.
 func TestSweepExpiresAbandonedBlobs(t *testing.T) {

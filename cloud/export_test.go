@@ -1,0 +1,20 @@
+package cloud
+
+// What the package's API-level tests (package cloud_test) need of its
+// insides: bounds they test at, and the two seams a test of a failing mail
+// relay and of the relay's bookkeeping reach.
+
+// MaxDepth is how deep locations nest.
+const MaxDepth = maxDepth
+
+// InviteTTL is how long an invitation's code holds.
+const InviteTTL = inviteTTL
+
+// Mailer returns the mailer invitations go through.
+func (s *Server) Mailer() Mailer { return s.mailer }
+
+// SetMailer replaces the mailer, for a relay that fails or is missing.
+func (s *Server) SetMailer(m Mailer) { s.mailer = m }
+
+// RelayLen is how many offers and waiting parts the relay holds.
+func (s *Server) RelayLen() (offers, parts int) { return s.relay.Len() }
