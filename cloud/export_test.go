@@ -1,8 +1,8 @@
 package cloud
 
-// What the package's API-level tests (package cloud_test) need of its
-// insides: bounds they test at, and the two seams a test of a failing mail
-// relay and of the relay's bookkeeping reach.
+// What the package's external tests (package cloud_test) need of its
+// insides: bounds they test at, the seams a test of a failing mail relay
+// and of the relay's bookkeeping reach, and the partial-blob sweep.
 
 // MaxDepth is how deep locations nest.
 const MaxDepth = maxDepth
@@ -18,3 +18,9 @@ func (s *Server) SetMailer(m Mailer) { s.mailer = m }
 
 // RelayLen is how many offers and waiting parts the relay holds.
 func (s *Server) RelayLen() (offers, parts int) { return s.relay.Len() }
+
+// SweepPartialBlobs is the sweep Run starts, every PartialBlobSweep.
+var SweepPartialBlobs = sweepPartialBlobs
+
+// PartialBlobSweep is how often the sweep runs.
+const PartialBlobSweep = partialBlobSweep
