@@ -1,9 +1,10 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 )
@@ -37,26 +40,19 @@ func TestSweepExpiresAbandonedBlobs(t *testing.T) {
 	}
 	sweepCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); sweepPartialBlobs(sweepCtx, clk, ing, zap.NewNop()) }()
+	go func() { defer close(done); cloud.SweepPartialBlobs(sweepCtx, clk, ing, zap.NewNop()) }()
 	defer func() { stop(); <-done }()
 	if err := clk.BlockUntil(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	for clk.Now().Before(epoch.Add(ingest.DefaultPartialBlobTTL + partialBlobSweep)) {
-		clk.Advance(partialBlobSweep)
+	for clk.Now().Before(epoch.Add(ingest.DefaultPartialBlobTTL + cloud.PartialBlobSweep)) {
+		clk.Advance(cloud.PartialBlobSweep)
 	}
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for {
-		_, err := ing.Blob(ctx, "p", "b")
-		if errors.Is(err, ingest.ErrNotFound) {
-			return
+	cloudtest.Eventually(t, "the abandoned blob is dropped after its TTL", func() error {
+		if _, err := ing.Blob(ctx, "p", "b"); !errors.Is(err, ingest.ErrNotFound) {
+			clk.Advance(cloud.PartialBlobSweep)
+			return fmt.Errorf("still held: %v", err)
 		}
-		select {
-		case <-deadline.C:
-			t.Fatalf("the abandoned blob is still held after its TTL: %v", err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		clk.Advance(partialBlobSweep)
-	}
+		return nil
+	})
 }

@@ -1,4 +1,4 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
@@ -46,12 +46,12 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 	admin := e.client(e.adminToken)
 	p := e.part(t, f.boot)
 	p.pull(t)
-	ownerKey := check(admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "owner key", Role: "owner", Scope: "machine/" + f.machine})))(t).GetToken()
-	secrets.add(ownerKey, ownerKey[len(ownerKey)-43:])
+	ownerKey := check(admin.APIKey.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "owner key", Role: "owner", Scope: "machine/" + f.machine})))(t).GetToken()
+	e.Remember(ownerKey, ownerKey[len(ownerKey)-43:])
 	operator := e.token(f.user) // operator of the machine
 
 	cur := func() uint64 {
-		revs := check(admin.config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
+		revs := check(admin.Config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
 		return revs[0].GetRevision()
 	}
 	root := &configv1.RobotConfig{LogLevel: "debug", Components: []*configv1.Component{motor("winch")}}
@@ -61,7 +61,7 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 		t.Helper()
 		seq++
 		p.upload(t, "proposals", record(t, seq, e.clk.Now(), &syncv1.ConfigProposal{BaseRevision: base, Config: cfg, Author: "user/admin (trust me)", Endorsement: en}))
-		props := check(admin.config.ListConfigProposals(ctx, req(&fleetv1.ListConfigProposalsRequest{MachineId: f.machine})))(t).GetProposals()
+		props := check(admin.Config.ListConfigProposals(ctx, req(&fleetv1.ListConfigProposalsRequest{MachineId: f.machine})))(t).GetProposals()
 		return props[len(props)-1]
 	}
 	base := cur()
@@ -97,7 +97,7 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 			if got.GetState() != "accepted" || cur() != b+1 || !strings.HasPrefix(got.GetAuthor(), tc.author) {
 				t.Fatalf("proposal %v; revision %d, want %d", got, cur(), b+1)
 			}
-			revs := check(admin.config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
+			revs := check(admin.Config.ListConfigRevisions(ctx, req(&fleetv1.ListConfigRevisionsRequest{MachineId: f.machine})))(t).GetRevisions()
 			if a := revs[0].GetAuthor(); !strings.HasPrefix(a, got.GetAuthor()) || strings.Contains(a, "trust me") {
 				t.Errorf("revision author %q", a)
 			}
@@ -106,17 +106,17 @@ func TestProposalsNeedAnEditorsSignature(t *testing.T) {
 	// An owner's session signed out since it signed endorses nothing.
 	t.Run("an owner's session signed out since", func(t *testing.T) {
 		b := cur()
-		session := e.token(e.adminID())
+		session := e.token(e.AdminID())
 		en := endorse(t, session, f.machine, b, root)
-		check(e.client(session).auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))(t)
+		check(e.client(session).Auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))(t)
 		got := propose(root, b, en)
 		if got.GetState() != "conflict" || cur() != b {
 			t.Fatalf("proposal %v; revision %d, want %d", got, cur(), b)
 		}
 	})
 	// A waiting proposal is an owner's to accept.
-	props := check(admin.config.ListConfigProposals(ctx, req(&fleetv1.ListConfigProposalsRequest{MachineId: f.machine})))(t).GetProposals()
-	r := check(admin.config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: f.machine, ProposalId: props[0].GetId(), Accept: false})))(t)
+	props := check(admin.Config.ListConfigProposals(ctx, req(&fleetv1.ListConfigProposalsRequest{MachineId: f.machine})))(t).GetProposals()
+	r := check(admin.Config.ResolveConfigProposal(ctx, req(&fleetv1.ResolveConfigProposalRequest{MachineId: f.machine, ProposalId: props[0].GetId(), Accept: false})))(t)
 	if r.GetProposal().GetState() != "dismissed" {
 		t.Errorf("dismissed %v", r.GetProposal())
 	}

@@ -1,4 +1,4 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -23,7 +24,7 @@ func TestRelayBehindTheInterceptor(t *testing.T) {
 	f := newFleet(t, e)
 	p := e.part(t, f.boot)
 	relayAs := func(token string) fleetv1connect.RelayServiceClient {
-		return fleetv1connect.NewRelayServiceClient(http.DefaultClient, e.url, connect.WithInterceptors(e.bearer(token)))
+		return fleetv1connect.NewRelayServiceClient(http.DefaultClient, e.URL, connect.WithInterceptors(cloudtest.CloudAuth(token, e.clk.Now)))
 	}
 	keyAuth := f.keySecret // "opk_<key id>_<private key>"
 
@@ -33,7 +34,7 @@ func TestRelayBehindTheInterceptor(t *testing.T) {
 	wantCode(t, err, connect.CodePermissionDenied, "machine.control")
 	_, err = relayAs(keyAuth).RelayOffer(ctx, connect.NewRequest(&fleetv1.RelayOfferRequest{PartId: "0123456789abcdef0123456789abcdef", Sdp: "v=0"}))
 	wantCode(t, err, connect.CodeNotFound, "")
-	if n, _ := e.srv.relay.Len(); n != 0 {
+	if n, _ := e.Server.RelayLen(); n != 0 {
 		t.Fatalf("refused offers left %d behind", n)
 	}
 
@@ -56,7 +57,7 @@ func TestRelayBehindTheInterceptor(t *testing.T) {
 	}
 	// The part gets the cloud's assertion, for it and this offer, naming
 	// the caller; nothing of the caller's credential.
-	ac, err := credential.VerifyAssertion(off.GetAssertion(), e.srv.signer.Keys(), f.boot.GetPartId(), "v=0 offer", e.clk.Now())
+	ac, err := credential.VerifyAssertion(off.GetAssertion(), e.Keys(), f.boot.GetPartId(), "v=0 offer", e.clk.Now())
 	if err != nil || ac.Subject != "apikey/"+f.key {
 		t.Fatalf("assertion %v %v", ac, err)
 	}

@@ -1,4 +1,4 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
@@ -11,28 +11,9 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/credential"
 )
-
-// headers is an interceptor sending exactly h.
-type headers http.Header
-
-func (h headers) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		for k, v := range h {
-			req.Header()[k] = v
-		}
-		return next(ctx, req)
-	}
-}
-
-func (h headers) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (h headers) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
 
 // TestWhatAPartSeesIsUselessAtTheCloud: a compromised part keeps what it
 // receives (a relayed offer's assertion, read from the real relay path
@@ -50,7 +31,7 @@ func TestWhatAPartSeesIsUselessAtTheCloud(t *testing.T) {
 	// came with the offer.
 	done := make(chan error, 1)
 	go func() {
-		relay := fleetv1connect.NewRelayServiceClient(http.DefaultClient, e.url, connect.WithInterceptors(e.bearer(e.adminToken)))
+		relay := fleetv1connect.NewRelayServiceClient(http.DefaultClient, e.URL, connect.WithInterceptors(cloudtest.CloudAuth(e.adminToken, e.clk.Now)))
 		_, err := relay.RelayOffer(ctx, connect.NewRequest(&fleetv1.RelayOfferRequest{PartId: f.boot.GetPartId(), Sdp: "v=0 offer"}))
 		done <- err
 	}()
@@ -72,10 +53,10 @@ func TestWhatAPartSeesIsUselessAtTheCloud(t *testing.T) {
 
 	// What clients send the part on its LAN: proofs for its certificate.
 	partAud := credential.TLSAudience("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
-	captured := map[string]http.Header{
-		"relay assertion as a token":  {"Authorization": {"DPoP " + assertion}, credential.ProofHeader: {assertion}},
-		"relay assertion as a bearer": {"Authorization": {"Bearer " + assertion}},
-		"part secret":                 {"Authorization": {"Bearer " + f.boot.GetPartId() + ":" + f.boot.GetPartSecret()}},
+	captured := map[string]credential.Bearer{
+		"relay assertion as a token":  {Authorization: "DPoP " + assertion, Proof: assertion},
+		"relay assertion as a bearer": {Authorization: "Bearer " + assertion},
+		"part secret":                 {Authorization: "Bearer " + f.boot.GetPartId() + ":" + f.boot.GetPartSecret()},
 	}
 	for name, key := range map[string]string{"admin session": e.adminToken, "operator session": e.token(f.user), "api key": f.keySecret} {
 		k, err := credential.ParseKey(key)
@@ -86,18 +67,18 @@ func TestWhatAPartSeesIsUselessAtTheCloud(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		captured[name+" proof for a part"] = http.Header{"Authorization": {a}, credential.ProofHeader: {proof}}
-		captured[name+" token alone"] = http.Header{"Authorization": {"Bearer " + k.Token}}
+		captured[name+" proof for a part"] = credential.Bearer{Authorization: a, Proof: proof}
+		captured[name+" token alone"] = credential.Bearer{Authorization: "Bearer " + k.Token}
 	}
-	for name, h := range captured {
+	for name, b := range captured {
 		t.Run(name, func(t *testing.T) {
-			c := fleetv1connect.NewOrgServiceClient(http.DefaultClient, e.url, connect.WithInterceptors(headers(h)))
+			c := fleetv1connect.NewOrgServiceClient(http.DefaultClient, e.URL, connect.WithInterceptors(b))
 			_, err := c.RenameOrg(ctx, connect.NewRequest(&fleetv1.RenameOrgRequest{OrgId: f.org, Name: "owned"}))
 			wantCode(t, err, connect.CodeUnauthenticated, "")
 		})
 	}
 	// Nothing changed.
-	orgs := check(e.client(e.adminToken).org.ListOrgs(ctx, connect.NewRequest(&fleetv1.ListOrgsRequest{})))(t)
+	orgs := check(e.client(e.adminToken).Org.ListOrgs(ctx, connect.NewRequest(&fleetv1.ListOrgsRequest{})))(t)
 	for _, o := range orgs.GetOrgs() {
 		if o.GetName() == "owned" {
 			t.Fatal("a captured credential renamed the org")

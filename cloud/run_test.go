@@ -1,15 +1,19 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 )
 
 // TestRun starts the cloud as `outpost-cloud serve` does, on an empty data
@@ -17,14 +21,14 @@ import (
 func TestRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	r := startRun(t, dir)
-	who, err := r.admin.auth.WhoAmI(r.ctx, connect.NewRequest(&fleetv1.WhoAmIRequest{}))
+	who, err := r.admin.Auth.WhoAmI(r.ctx, connect.NewRequest(&fleetv1.WhoAmIRequest{}))
 	if err != nil || !who.Msg.GetAdmin() {
 		t.Fatalf("whoami: %v %v", who, err)
 	}
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := Run(context.Background(), RunConfig{DataDir: dir, Listen: "127.0.0.1:0", CertFile: "x", Log: testLogger()}); err == nil || !strings.Contains(err.Error(), "go together") {
+	if err := cloud.Run(context.Background(), cloud.RunConfig{DataDir: dir, Listen: "127.0.0.1:0", CertFile: "x", Log: r.log.Logger()}); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Fatalf("a certificate without a key: %v", err)
 	}
 }
@@ -33,7 +37,8 @@ func TestRun(t *testing.T) {
 // serve` runs it, with clients acting as its admin.
 type running struct {
 	ctx    context.Context
-	admin  *clients
+	admin  *cloudtest.Clients
+	log    *cloudtest.Log
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -43,10 +48,10 @@ type running struct {
 func startRun(t *testing.T, dir string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{ctx: ctx, cancel: cancel, done: make(chan error, 1)}
+	r := &running{ctx: ctx, cancel: cancel, done: make(chan error, 1), log: cloudtest.NewLog(t)}
 	addr := make(chan string, 1)
 	go func() {
-		r.done <- Run(ctx, RunConfig{DataDir: dir, Listen: "127.0.0.1:0", Log: testLogger(), Ready: func(a string) { addr <- a }})
+		r.done <- cloud.Run(ctx, cloud.RunConfig{DataDir: dir, Listen: "127.0.0.1:0", Log: r.log.Logger(), Ready: func(a string) { addr <- a }})
 	}()
 	var url string
 	select {
@@ -55,12 +60,13 @@ func startRun(t *testing.T, dir string) *running {
 	case err := <-r.done:
 		t.Fatal(err)
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	tok, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets.add(strings.TrimSpace(string(tok)))
-	r.admin = (&env{t: t, url: url}).client(strings.TrimSpace(string(tok)))
+	admin := strings.TrimSpace(string(tok))
+	r.log.Remember(admin)
+	r.admin = cloudtest.NewClients(http.DefaultClient, url, connect.WithInterceptors(cloudtest.CloudAuth(admin, time.Now)))
 	return r
 }
 

@@ -1,4 +1,4 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
@@ -17,7 +17,9 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
-	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
+	"github.com/outpost-robotics/outpost/cloud/store"
 )
 
 // secFleet is an org with a location, a machine in it, and helpers to add
@@ -25,7 +27,7 @@ import (
 // cloud's admin.
 type secFleet struct {
 	e                 *env
-	admin             *clients
+	admin             *cloudtest.Clients
 	org, loc, machine string
 }
 
@@ -33,20 +35,20 @@ func newSecFleet(t *testing.T, e *env) *secFleet {
 	t.Helper()
 	ctx := context.Background()
 	f := &secFleet{e: e, admin: e.client(e.adminToken)}
-	f.org = check(f.admin.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
-	f.loc = check(f.admin.loc.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: f.org, Name: "Plant"})))(t).GetLocation().GetId()
-	f.machine = check(f.admin.mach.CreateMachine(ctx, req(&fleetv1.CreateMachineRequest{LocationId: f.loc, Name: "rover"})))(t).GetMachine().GetId()
+	f.org = check(f.admin.Org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
+	f.loc = check(f.admin.Location.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: f.org, Name: "Plant"})))(t).GetLocation().GetId()
+	f.machine = check(f.admin.Machine.CreateMachine(ctx, req(&fleetv1.CreateMachineRequest{LocationId: f.loc, Name: "rover"})))(t).GetMachine().GetId()
 	return f
 }
 
 // newUser creates a user holding role on scope ("" for none) and returns its
 // ID and a client signed in as it.
-func (f *secFleet) newUser(t *testing.T, email, role, scope string) (string, *clients) {
+func (f *secFleet) newUser(t *testing.T, email, role, scope string) (string, *cloudtest.Clients) {
 	t.Helper()
 	ctx := context.Background()
-	u := check(f.admin.user.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: email, Password: fixturePassword})))(t).GetUser()
+	u := check(f.admin.User.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: email, Password: fixturePassword})))(t).GetUser()
 	if role != "" {
-		check(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))(t)
+		check(f.admin.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))(t)
 	}
 	return u.GetId(), f.e.client(f.e.token(u.GetId()))
 }
@@ -54,8 +56,8 @@ func (f *secFleet) newUser(t *testing.T, email, role, scope string) (string, *cl
 // newKey creates an API key as the admin and returns its ID.
 func (f *secFleet) newKey(t *testing.T, role, scope string) string {
 	t.Helper()
-	res := check(f.admin.key.CreateAPIKey(context.Background(), req(&fleetv1.CreateAPIKeyRequest{Name: "robot key", Role: role, Scope: scope})))(t)
-	secrets.add(res.GetToken())
+	res := check(f.admin.APIKey.CreateAPIKey(context.Background(), req(&fleetv1.CreateAPIKeyRequest{Name: "robot key", Role: role, Scope: scope})))(t)
+	f.e.Remember(res.GetToken())
 	return res.GetKey().GetId()
 }
 
@@ -70,18 +72,18 @@ func TestRevokeAPIKeyIsDecidedOnEveryGrant(t *testing.T) {
 	_, owner := f.newUser(t, "machine-owner@example.com", "owner", "machine/"+f.machine)
 
 	plain := f.newKey(t, "operator", "machine/"+f.machine)
-	check(owner.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: plain})))(t)
+	check(owner.APIKey.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: plain})))(t)
 
 	wide := f.newKey(t, "operator", "machine/"+f.machine)
-	check(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "apikey:" + wide, Role: "operator", Scope: "org/" + f.org})))(t)
-	_, err := owner.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide}))
+	check(f.admin.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "apikey:" + wide, Role: "operator", Scope: "org/" + f.org})))(t)
+	_, err := owner.APIKey.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide}))
 	wantCode(t, err, connect.CodePermissionDenied, "org/"+f.org)
-	keys := check(f.admin.key.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: f.org})))(t).GetKeys()
+	keys := check(f.admin.APIKey.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: f.org})))(t).GetKeys()
 	if len(keys) != 1 || keys[0].GetId() != wide || len(keys[0].GetGrants()) != 2 {
 		t.Fatalf("after the refused revocation the org holds keys %v, want the wide key with both grants", keys)
 	}
 	// Whoever may take every grant may revoke it.
-	check(f.admin.key.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide})))(t)
+	check(f.admin.APIKey.RevokeAPIKey(ctx, req(&fleetv1.RevokeAPIKeyRequest{KeyId: wide})))(t)
 }
 
 // TestOrgKeepsAnOwner: the last owner of an org can neither demote nor
@@ -92,39 +94,39 @@ func TestOrgKeepsAnOwner(t *testing.T) {
 	ctx := context.Background()
 	f := newSecFleet(t, e)
 	aliceID, alice := f.newUser(t, "alice@example.com", "", "")
-	org := check(alice.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Alice's"})))(t).GetOrg().GetId()
-	loc := check(alice.loc.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: org, Name: "Yard"})))(t).GetLocation().GetId()
+	org := check(alice.Org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Alice's"})))(t).GetOrg().GetId()
+	loc := check(alice.Location.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: org, Name: "Yard"})))(t).GetLocation().GetId()
 	self, scope := "user:"+aliceID, "org/"+org
 	// The admin's own owner grant on f.org must not count for Alice's org.
-	for name, call := range map[string]func(c *clients) error{
-		"change her own role": func(c *clients) error {
-			return discard(c.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: self, Role: "operator", Scope: scope})))
+	for name, call := range map[string]func(c *cloudtest.Clients) error{
+		"change her own role": func(c *cloudtest.Clients) error {
+			return discard(c.Role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: self, Role: "operator", Scope: scope})))
 		},
-		"remove her own role": func(c *clients) error {
-			return discard(c.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: self, Scope: scope})))
+		"remove her own role": func(c *cloudtest.Clients) error {
+			return discard(c.Role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: self, Scope: scope})))
 		},
-		"limit her own access": func(c *clients) error {
-			return discard(c.role.LimitAccess(ctx, req(&fleetv1.LimitAccessRequest{Subject: self, Scope: scope, LimitTo: []string{"location/" + loc}})))
+		"limit her own access": func(c *cloudtest.Clients) error {
+			return discard(c.Role.LimitAccess(ctx, req(&fleetv1.LimitAccessRequest{Subject: self, Scope: scope, LimitTo: []string{"location/" + loc}})))
 		},
 	} {
-		for who, c := range map[string]*clients{"alice": alice, "the admin": f.admin} {
+		for who, c := range map[string]*cloudtest.Clients{"alice": alice, "the admin": f.admin} {
 			t.Run(who+" may not "+name, func(t *testing.T) {
 				wantCode(t, call(c), connect.CodeFailedPrecondition, "last owner of org/"+org)
 			})
 		}
 	}
-	if got := check(alice.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants(); len(got) != 1 || got[0].GetRole() != "owner" || got[0].GetScope() != scope {
+	if got := check(alice.Auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants(); len(got) != 1 || got[0].GetRole() != "owner" || got[0].GetScope() != scope {
 		t.Fatalf("alice holds %v after the refusals, want owner of %s", got, scope)
 	}
 	// An API key holding owner is no one to ask: it does not count.
-	check(alice.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "ci", Role: "owner", Scope: scope})))(t)
-	_, err := alice.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: self, Scope: scope}))
+	check(alice.APIKey.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "ci", Role: "owner", Scope: scope})))(t)
+	_, err := alice.Role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: self, Scope: scope}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "last owner")
 
 	bobID, _ := f.newUser(t, "bob@example.com", "", "")
-	check(alice.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + bobID, Role: "owner", Scope: scope})))(t)
-	check(alice.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: self, Role: "operator", Scope: scope})))(t)
-	_, err = f.admin.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + bobID, Scope: scope}))
+	check(alice.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + bobID, Role: "owner", Scope: scope})))(t)
+	check(alice.Role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: self, Role: "operator", Scope: scope})))(t)
+	_, err = f.admin.Role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + bobID, Scope: scope}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "last owner")
 }
 
@@ -135,7 +137,7 @@ func TestNoRolesOnParts(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	f := newSecFleet(t, e)
-	part := check(f.admin.mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: f.machine})))(t).GetMachine().GetParts()[0].GetId()
+	part := check(f.admin.Machine.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: f.machine})))(t).GetMachine().GetParts()[0].GetId()
 	userID, _ := f.newUser(t, "carol@example.com", "operator", "machine/"+f.machine)
 	for _, tc := range []struct {
 		scope, says string
@@ -146,16 +148,16 @@ func TestNoRolesOnParts(t *testing.T) {
 	} {
 		calls := map[string]func() error{
 			"GrantRole": func() error {
-				return discard(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + userID, Role: "operator", Scope: tc.scope})))
+				return discard(f.admin.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + userID, Role: "operator", Scope: tc.scope})))
 			},
 			"ChangeRole": func() error {
-				return discard(f.admin.role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: "user:" + userID, Role: "owner", Scope: tc.scope})))
+				return discard(f.admin.Role.ChangeRole(ctx, req(&fleetv1.ChangeRoleRequest{Subject: "user:" + userID, Role: "owner", Scope: tc.scope})))
 			},
 			"CreateAPIKey": func() error {
-				return discard(f.admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: tc.scope})))
+				return discard(f.admin.APIKey.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: tc.scope})))
 			},
 			"InviteUser": func() error {
-				return discard(f.admin.user.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: "dave@example.com", Role: "operator", Scope: tc.scope})))
+				return discard(f.admin.User.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: "dave@example.com", Role: "operator", Scope: tc.scope})))
 			},
 		}
 		for name, call := range calls {
@@ -164,11 +166,11 @@ func TestNoRolesOnParts(t *testing.T) {
 			})
 		}
 	}
-	if keys := check(f.admin.key.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: f.org})))(t).GetKeys(); len(keys) != 0 {
+	if keys := check(f.admin.APIKey.ListAPIKeys(ctx, req(&fleetv1.ListAPIKeysRequest{OrgId: f.org})))(t).GetKeys(); len(keys) != 0 {
 		t.Fatalf("keys were made: %v", keys)
 	}
 	// Asking about a part stays possible: it is decided on its machine.
-	check(f.admin.access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:" + userID, Action: "machine.control", Resource: "part/" + part})))(t)
+	check(f.admin.Access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:" + userID, Action: "machine.control", Resource: "part/" + part})))(t)
 }
 
 // TestDataFilesAreOwnerOnly runs the cloud as `outpost-cloud serve` does,
@@ -183,9 +185,9 @@ func TestDataFilesAreOwnerOnly(t *testing.T) {
 
 	dir := filepath.Join(t.TempDir(), "data")
 	r := startRun(t, dir)
-	org := check(r.admin.org.CreateOrg(r.ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
-	res := check(r.admin.key.CreateAPIKey(r.ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "owner", Scope: "org/" + org})))(t)
-	secrets.add(res.GetToken())
+	org := check(r.admin.Org.CreateOrg(r.ctx, req(&fleetv1.CreateOrgRequest{Name: "Acme"})))(t).GetOrg().GetId()
+	res := check(r.admin.APIKey.CreateAPIKey(r.ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "owner", Scope: "org/" + org})))(t)
+	r.log.Remember(res.GetToken())
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -216,13 +218,13 @@ func TestDataFilesAreOwnerOnly(t *testing.T) {
 
 // from returns clients of the fleet API that connect from ip, a loopback
 // address other than 127.0.0.1, so the cloud sees another client address.
-func (e *env) from(t *testing.T, ip string) *clients {
+func (e *env) from(t *testing.T, ip string) *cloudtest.Clients {
 	t.Helper()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	tr := &http.Transport{DialContext: d.DialContext}
 	t.Cleanup(tr.CloseIdleConnections)
 	hc := &http.Client{Transport: tr}
-	return &clients{auth: fleetv1connect.NewAuthServiceClient(hc, e.url), user: fleetv1connect.NewUserServiceClient(hc, e.url)}
+	return cloudtest.NewClients(hc, e.URL)
 }
 
 // TestSignInThrottleHoldsUnderConcurrency: 60 wrong passwords sent at once
@@ -235,13 +237,13 @@ func TestSignInThrottleHoldsUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
 	admin := e.client(e.adminToken)
 	const email, password = "erin@example.com", "erin password 12"
-	check(admin.user.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: email, Password: password})))(t)
-	secrets.add(password)
+	check(admin.User.CreateUser(ctx, req(&fleetv1.CreateUserRequest{Email: email, Password: password})))(t)
+	e.Remember(password)
 	home, attacker, travel := e.from(t, "127.0.0.3"), e.from(t, "127.0.0.1"), e.from(t, "127.0.0.2")
-	signIn := func(c *clients, pw string) error {
-		res, err := c.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: email, Password: pw}))
+	signIn := func(c *cloudtest.Clients, pw string) error {
+		res, err := c.Auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: email, Password: pw}))
 		if err == nil {
-			secrets.add(res.Msg.GetAccessToken())
+			e.Remember(res.Msg.GetAccessToken())
 		}
 		return err
 	}
@@ -302,18 +304,18 @@ func TestSessionsEnd(t *testing.T) {
 	ctx := context.Background()
 	f := newSecFleet(t, e)
 	const email, password, newPassword = "alice@example.com", fixturePassword, "alice's new password"
-	secrets.add(newPassword)
+	e.Remember(newPassword)
 	aliceID, _ := f.newUser(t, email, "operator", "machine/"+f.machine)
 	anon := e.client("")
-	signIn := func(pw string) (*clients, error) {
-		res, err := anon.auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: email, Password: pw}))
+	signIn := func(pw string) (*cloudtest.Clients, error) {
+		res, err := anon.Auth.SignIn(ctx, req(&fleetv1.SignInRequest{SessionPublicKey: sessionPub, Email: email, Password: pw}))
 		if err != nil {
 			return nil, err
 		}
-		secrets.add(res.Msg.GetAccessToken())
+		e.Remember(res.Msg.GetAccessToken())
 		return e.client(session(res.Msg.GetAccessToken())), nil
 	}
-	whoami := func(c *clients) error { return discard(c.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{}))) }
+	whoami := func(c *cloudtest.Clients) error { return discard(c.Auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{}))) }
 	laptop, err := signIn(password)
 	if err != nil {
 		t.Fatal(err)
@@ -323,20 +325,20 @@ func TestSessionsEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	check(laptop.auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))(t)
+	check(laptop.Auth.SignOut(ctx, req(&fleetv1.SignOutRequest{})))(t)
 	wantCode(t, whoami(laptop), connect.CodeUnauthenticated, "revoked")
-	wantCode(t, discard(laptop.auth.SignOut(ctx, req(&fleetv1.SignOutRequest{}))), connect.CodeUnauthenticated, "revoked")
+	wantCode(t, discard(laptop.Auth.SignOut(ctx, req(&fleetv1.SignOutRequest{}))), connect.CodeUnauthenticated, "revoked")
 	if err := whoami(phone); err != nil {
 		t.Fatalf("another session of the same user: %v", err)
 	}
 
 	e.clk.Advance(time.Second)
-	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: "not the password", NewPassword: newPassword}))
+	_, err = phone.Auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: "not the password", NewPassword: newPassword}))
 	wantCode(t, err, connect.CodePermissionDenied, "current_password is wrong")
-	_, err = phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: password, NewPassword: "short"}))
+	_, err = phone.Auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: password, NewPassword: "short"}))
 	wantCode(t, err, connect.CodeInvalidArgument, "new_password")
-	res := check(phone.auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: password, NewPassword: newPassword})))(t)
-	secrets.add(res.GetAccessToken())
+	res := check(phone.Auth.ChangePassword(ctx, req(&fleetv1.ChangePasswordRequest{SessionPublicKey: sessionPub, CurrentPassword: password, NewPassword: newPassword})))(t)
+	e.Remember(res.GetAccessToken())
 	wantCode(t, whoami(phone), connect.CodeUnauthenticated, "revoked")
 	fresh := e.client(session(res.GetAccessToken()))
 	if err := whoami(fresh); err != nil {
@@ -351,23 +353,23 @@ func TestSessionsEnd(t *testing.T) {
 	}
 
 	// Sessions are users': an API key is revoked, not signed out.
-	key := check(f.admin.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: "machine/" + f.machine})))(t)
-	secrets.add(key.GetToken())
-	wantCode(t, discard(e.client(key.GetToken()).auth.SignOut(ctx, req(&fleetv1.SignOutRequest{}))), connect.CodeFailedPrecondition, "outpost apikey revoke")
+	key := check(f.admin.APIKey.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "k", Role: "operator", Scope: "machine/" + f.machine})))(t)
+	e.Remember(key.GetToken())
+	wantCode(t, discard(e.client(key.GetToken()).Auth.SignOut(ctx, req(&fleetv1.SignOutRequest{}))), connect.CodeFailedPrecondition, "outpost apikey revoke")
 
 	// Deletion: only the admin, never itself, hostile names refused.
-	wantCode(t, discard(fresh.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + email}))), connect.CodePermissionDenied, "admin")
+	wantCode(t, discard(fresh.User.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + email}))), connect.CodePermissionDenied, "admin")
 	for _, bad := range []string{"", "user:", "apikey:" + key.GetKey().GetId(), email, "user:\x00@x", "user:" + strings.Repeat("a", 300)} {
-		if _, err := f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: bad})); connect.CodeOf(err) != connect.CodeInvalidArgument && connect.CodeOf(err) != connect.CodeNotFound {
+		if _, err := f.admin.User.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: bad})); connect.CodeOf(err) != connect.CodeInvalidArgument && connect.CodeOf(err) != connect.CodeNotFound {
 			t.Errorf("DeleteUser(%q): %v", bad, err)
 		}
 	}
-	wantCode(t, discard(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + e.adminID()}))), connect.CodeFailedPrecondition, "admin account")
-	del := check(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + email})))(t)
+	wantCode(t, discard(f.admin.User.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + e.AdminID()}))), connect.CodeFailedPrecondition, "admin account")
+	del := check(f.admin.User.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + email})))(t)
 	if del.GetUser().GetId() != aliceID || del.GetGrantsRemoved() != 1 {
 		t.Fatalf("deleted %v", del)
 	}
-	for _, c := range []*clients{fresh, again} {
+	for _, c := range []*cloudtest.Clients{fresh, again} {
 		wantCode(t, whoami(c), connect.CodeUnauthenticated, "no longer exists")
 	}
 	if _, err := signIn(newPassword); connect.CodeOf(err) != connect.CodeUnauthenticated {
@@ -378,8 +380,8 @@ func TestSessionsEnd(t *testing.T) {
 
 	// The last owner of an org is not deleted from under it.
 	bobID, bob := f.newUser(t, "bob@example.com", "", "")
-	org := check(bob.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Bob's"})))(t).GetOrg().GetId()
-	wantCode(t, discard(f.admin.user.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + bobID}))), connect.CodeFailedPrecondition, "last owner of org/"+org)
+	org := check(bob.Org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Bob's"})))(t).GetOrg().GetId()
+	wantCode(t, discard(f.admin.User.DeleteUser(ctx, req(&fleetv1.DeleteUserRequest{User: "user:" + bobID}))), connect.CodeFailedPrecondition, "last owner of org/"+org)
 }
 
 // TestUnshareEndsWhatTheShareMade: the owners of org B, with whom a
@@ -391,32 +393,32 @@ func TestUnshareEndsWhatTheShareMade(t *testing.T) {
 	ctx := context.Background()
 	f := newSecFleet(t, e) // org A: f.org, f.loc holding f.machine
 	_, bob := f.newUser(t, "bob@example.com", "", "")
-	orgB := check(bob.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Integrator"})))(t).GetOrg().GetId()
-	check(f.admin.loc.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
+	orgB := check(bob.Org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Integrator"})))(t).GetOrg().GetId()
+	check(f.admin.Location.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
 
 	carolID, carol := f.newUser(t, "carol@example.com", "", "")
 	erinID, erin := f.newUser(t, "erin@example.com", "", "")
 	// Through the share: a role on the location, a role on the machine, a key.
-	check(bob.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "location/" + f.loc})))(t)
-	check(bob.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "owner", Scope: "machine/" + f.machine})))(t)
-	key := check(bob.key.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "integrator ci", Role: "operator", Scope: "machine/" + f.machine})))(t)
-	secrets.add(key.GetToken())
+	check(bob.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "location/" + f.loc})))(t)
+	check(bob.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "owner", Scope: "machine/" + f.machine})))(t)
+	key := check(bob.APIKey.CreateAPIKey(ctx, req(&fleetv1.CreateAPIKeyRequest{Name: "integrator ci", Role: "operator", Scope: "machine/" + f.machine})))(t)
+	e.Remember(key.GetToken())
 	keyClient := e.client(key.GetToken())
 	// By A's own owner: stays.
-	check(f.admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + erinID, Role: "operator", Scope: "location/" + f.loc})))(t)
+	check(f.admin.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + erinID, Role: "operator", Scope: "location/" + f.loc})))(t)
 	// In B itself: stays.
-	check(bob.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "org/" + orgB})))(t)
+	check(bob.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:" + carolID, Role: "operator", Scope: "org/" + orgB})))(t)
 
-	getMachine := func(c *clients) error {
-		return discard(c.mach.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: f.machine})))
+	getMachine := func(c *cloudtest.Clients) error {
+		return discard(c.Machine.GetMachine(ctx, req(&fleetv1.GetMachineRequest{MachineId: f.machine})))
 	}
-	for name, c := range map[string]*clients{"carol": carol, "the key": keyClient, "erin": erin} {
+	for name, c := range map[string]*cloudtest.Clients{"carol": carol, "the key": keyClient, "erin": erin} {
 		if err := getMachine(c); err != nil {
 			t.Fatalf("%s before the unshare: %v", name, err)
 		}
 	}
 
-	res := check(f.admin.loc.UnshareLocation(ctx, req(&fleetv1.UnshareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
+	res := check(f.admin.Location.UnshareLocation(ctx, req(&fleetv1.UnshareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
 	if res.GetGrantsRemoved() != 2 || res.GetApiKeysRemoved() != 1 {
 		t.Fatalf("unshare removed %d grants and %d keys, want carol's 2 and bob's key", res.GetGrantsRemoved(), res.GetApiKeysRemoved())
 	}
@@ -425,12 +427,12 @@ func TestUnshareEndsWhatTheShareMade(t *testing.T) {
 	if err := getMachine(erin); err != nil {
 		t.Fatalf("a role A's owner gave: %v", err)
 	}
-	who := check(carol.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants()
+	who := check(carol.Auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants()
 	if len(who) != 1 || who[0].GetScope() != "org/"+orgB {
 		t.Fatalf("carol holds %v, want only her role in org B", who)
 	}
 	// Each removal is in A's audit log, naming the share.
-	evs := check(f.admin.audit.ListAuditEvents(ctx, req(&fleetv1.ListAuditEventsRequest{OrgId: f.org})))(t).GetEvents()
+	evs := check(f.admin.Audit.ListAuditEvents(ctx, req(&fleetv1.ListAuditEventsRequest{OrgId: f.org})))(t).GetEvents()
 	removals := 0
 	for _, ev := range evs {
 		if strings.Contains(ev.GetReason(), "made through the share of location/"+f.loc+" with org/"+orgB) {
@@ -440,8 +442,8 @@ func TestUnshareEndsWhatTheShareMade(t *testing.T) {
 	if removals != 3 {
 		t.Fatalf("%d audited removals, want 3", removals)
 	}
-	check(f.admin.loc.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
-	if who := check(carol.auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants(); len(who) != 1 {
+	check(f.admin.Location.ShareLocation(ctx, req(&fleetv1.ShareLocationRequest{LocationId: f.loc, OrgId: orgB})))(t)
+	if who := check(carol.Auth.WhoAmI(ctx, req(&fleetv1.WhoAmIRequest{})))(t).GetGrants(); len(who) != 1 {
 		t.Fatalf("sharing again brought back %v", who)
 	}
 	wantCode(t, getMachine(keyClient), connect.CodeUnauthenticated, "")
@@ -457,10 +459,10 @@ func TestInvitationsGoOnlyToTheMailbox(t *testing.T) {
 	ctx := context.Background()
 	f := newSecFleet(t, e)
 	_, mallory := f.newUser(t, "mallory@example.com", "", "")
-	org := check(mallory.org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Mallory's"})))(t).GetOrg().GetId()
+	org := check(mallory.Org.CreateOrg(ctx, req(&fleetv1.CreateOrgRequest{Name: "Mallory's"})))(t).GetOrg().GetId()
 	const victim = "victim@example.com"
-	invite := func(c *clients, email string) (*fleetv1.InviteUserResponse, error) {
-		res, err := c.user.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: email, Role: "owner", Scope: "org/" + org}))
+	invite := func(c *cloudtest.Clients, email string) (*fleetv1.InviteUserResponse, error) {
+		res, err := c.User.InviteUser(ctx, req(&fleetv1.InviteUserRequest{Email: email, Role: "owner", Scope: "org/" + org}))
 		if err != nil {
 			return nil, err
 		}
@@ -474,30 +476,30 @@ func TestInvitationsGoOnlyToTheMailbox(t *testing.T) {
 	if res.GetCode() != "" {
 		t.Fatal("the invitation code was returned to the inviter")
 	}
-	m := e.mail.Wait(t, victim, 0)
+	m := e.Mail.Wait(t, victim, 0)
 	code := e.inviteCode(t, victim, 0)
 	if len(m.To) != 1 || !strings.Contains(m.Data, "mallory@example.com invited you") || strings.Contains(m.Data, e.adminToken) {
 		t.Fatalf("the mail went to %v and says:\n%s", m.To, m.Data)
 	}
 	for _, guess := range []string{"", strings.Repeat("A", 43), res.GetInvite().GetId()} {
-		if _, err := mallory.user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: guess, Password: "mallory's choice"})); err == nil {
+		if _, err := mallory.User.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: guess, Password: "mallory's choice"})); err == nil {
 			t.Fatalf("accepted with %q", guess)
 		}
 	}
-	acc := check(e.client("").user.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: code, Password: "victim's own password"})))(t)
-	secrets.add(acc.GetAccessToken())
+	acc := check(e.client("").User.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: code, Password: "victim's own password"})))(t)
+	e.Remember(acc.GetAccessToken())
 	if acc.GetUser().GetEmail() != victim {
 		t.Fatalf("accepted as %v", acc.GetUser())
 	}
 
 	// Hostile addresses never reach the relay.
-	sent := len(e.mail.Messages())
+	sent := len(e.Mail.Messages())
 	for _, bad := range []string{"a@example.com\r\nBcc: x@evil.example", "a@example.com>,<b@evil.example", "<a@example.com>", "a@b@c"} {
 		if _, err := invite(mallory, bad); connect.CodeOf(err) != connect.CodeInvalidArgument {
 			t.Errorf("invite %q: %v", bad, err)
 		}
 	}
-	if n := len(e.mail.Messages()); n != sent {
+	if n := len(e.Mail.Messages()); n != sent {
 		t.Fatalf("%d mails sent for hostile addresses", n-sent)
 	}
 
@@ -508,33 +510,53 @@ func TestInvitationsGoOnlyToTheMailbox(t *testing.T) {
 	e.inviteCode(t, "pending@example.com", 0)
 
 	// A relay that refuses: nothing is kept that nobody received.
-	broken, err := NewSMTPMailer(SMTPConfig{Host: e.mail.Host, Port: e.mail.Port, From: "outpost@example.com",
-		Username: e.mail.Username, Password: "not the relay's password", TLSConfig: e.mail.TLSConfig})
+	broken, err := cloud.NewSMTPMailer(cloud.SMTPConfig{Host: e.Mail.Host, Port: e.Mail.Port, From: "outpost@example.com",
+		Username: e.Mail.Username, Password: "not the relay's password", TLSConfig: e.Mail.TLSConfig})
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := e.srv.mailer
-	e.srv.mailer = broken
+	good := e.Server.Mailer()
+	e.Server.SetMailer(broken)
 	_, err = invite(mallory, "later@example.com")
 	wantCode(t, err, connect.CodeUnavailable, "could not be sent")
 
 	// Without a relay: refused, saying what to do.
-	e.srv.mailer = nil
+	e.Server.SetMailer(nil)
 	_, err = invite(mallory, "later@example.com")
 	wantCode(t, err, connect.CodeFailedPrecondition, "outpost user create")
-	_, err = mallory.user.ResendInvite(ctx, req(&fleetv1.ResendInviteRequest{InviteId: pending.GetInvite().GetId()}))
+	_, err = mallory.User.ResendInvite(ctx, req(&fleetv1.ResendInviteRequest{InviteId: pending.GetInvite().GetId()}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "--smtp-host")
-	e.srv.mailer = good
+	e.Server.SetMailer(good)
 
 	// Cleartext relays only on loopback; bad settings are refused.
-	for _, cfg := range []SMTPConfig{
+	for _, cfg := range []cloud.SMTPConfig{
 		{Host: "mail.example.com", From: "outpost@example.com", TLS: "none"},
 		{Host: "mail.example.com", From: "not an address"},
 		{Host: "", From: "outpost@example.com"},
 		{Host: "mail.example.com", From: "outpost@example.com", TLS: "ssl3"},
 	} {
-		if _, err := NewSMTPMailer(cfg); err == nil {
-			t.Errorf("NewSMTPMailer(%+v) accepted", cfg)
+		if _, err := cloud.NewSMTPMailer(cfg); err == nil {
+			t.Errorf("cloud.NewSMTPMailer(%+v) accepted", cfg)
 		}
 	}
+}
+
+// TestNoEmailProbing: a caller who may not change roles learns nothing
+// about which emails have accounts.
+func TestNoEmailProbing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	s := newSide()
+	e.update(func(ctx context.Context, tx store.Tx) error { return s.write(ctx, tx) })
+	op := e.client(e.token(s.t)) // operator of machine M
+	for _, subject := range []string{"user:nobody@example.com", "user:" + s.t2 + "@x.org"} {
+		_, err := op.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: subject, Role: "operator", Scope: "machine/" + s.m}))
+		wantCode(t, err, connect.CodePermissionDenied, "")
+		_, err = op.Access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: subject, Action: "machine.view", Resource: "location/" + s.l}))
+		wantCode(t, err, connect.CodePermissionDenied, "")
+	}
+	// An owner is told the subject does not exist.
+	admin := e.client(e.adminToken)
+	_, err := admin.Role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:nobody@example.com", Role: "operator", Scope: "machine/" + s.m}))
+	wantCode(t, err, connect.CodeNotFound, "outpost user create")
 }

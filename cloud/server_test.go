@@ -1,16 +1,18 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"testing"
 
 	"connectrpc.com/connect"
+	"go.uber.org/zap"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
-	"github.com/outpost-robotics/outpost/authz"
-	"github.com/outpost-robotics/outpost/rbac"
+	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/version"
 )
 
@@ -18,12 +20,13 @@ import (
 // with Connect, gRPC (HTTP/2 cleartext) and gRPC-Web clients.
 func TestServeAnswersEveryProtocol(t *testing.T) {
 	e := newEnv(t)
+	url := "http://" + serve(t, e, "", "")
 	h2c := &http.Client{Transport: &http.Transport{Protocols: unencryptedHTTP2()}}
 	clients := map[string]fleetv1connect.ServerServiceClient{
-		"connect":      fleetv1connect.NewServerServiceClient(http.DefaultClient, e.url),
-		"connect-json": fleetv1connect.NewServerServiceClient(http.DefaultClient, e.url, connect.WithProtoJSON()),
-		"grpc":         fleetv1connect.NewServerServiceClient(h2c, e.url, connect.WithGRPC()),
-		"grpc-web":     fleetv1connect.NewServerServiceClient(http.DefaultClient, e.url, connect.WithGRPCWeb()),
+		"connect":      fleetv1connect.NewServerServiceClient(http.DefaultClient, url),
+		"connect-json": fleetv1connect.NewServerServiceClient(http.DefaultClient, url, connect.WithProtoJSON()),
+		"grpc":         fleetv1connect.NewServerServiceClient(h2c, url, connect.WithGRPC()),
+		"grpc-web":     fleetv1connect.NewServerServiceClient(http.DefaultClient, url, connect.WithGRPCWeb()),
 	}
 	for name, c := range clients {
 		t.Run(name, func(t *testing.T) {
@@ -37,12 +40,12 @@ func TestServeAnswersEveryProtocol(t *testing.T) {
 		})
 	}
 	// An authenticated call over gRPC too.
-	c := fleetv1connect.NewAuthServiceClient(h2c, e.url, connect.WithGRPC(), connect.WithInterceptors(e.bearer(e.adminToken)))
+	c := fleetv1connect.NewAuthServiceClient(h2c, url, connect.WithGRPC(), connect.WithInterceptors(cloudtest.CloudAuth(e.adminToken, e.clk.Now)))
 	who, err := c.WhoAmI(context.Background(), connect.NewRequest(&fleetv1.WhoAmIRequest{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !who.Msg.GetAdmin() || who.Msg.GetEmail() != AdminEmail {
+	if !who.Msg.GetAdmin() || who.Msg.GetEmail() != cloud.AdminEmail {
 		t.Fatalf("whoami %v", who.Msg)
 	}
 }
@@ -53,41 +56,23 @@ func unencryptedHTTP2() *http.Protocols {
 	return p
 }
 
-// TestEveryRPCDeclaresARule is the contract's guard: every method of every
-// fleet service has an (outpost.authz.v1.rule) the interceptor understands.
-func TestEveryRPCDeclaresARule(t *testing.T) {
-	rules, err := rulesFor(Services()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, sd := range Services() {
-		n += sd.Methods().Len()
-	}
-	if len(rules) != n || n < 40 {
-		t.Fatalf("%d rules for %d methods", len(rules), n)
-	}
-	for proc, r := range rules {
-		if r.Marker != authz.NoMarker {
-			continue
-		}
-		for _, rf := range r.Resources {
-			switch rf.Kind {
-			case "scope", "invite", "apikey":
-				continue
-			}
-			if !accepts(r.Action, mustKind(t, rf.Kind)) {
-				t.Errorf("%s: %s cannot name a %s (field %s)", proc, r.Action, rf.Kind, rf.Field.Name())
-			}
-		}
-	}
-}
-
-func mustKind(t *testing.T, k string) rbac.ResourceKind {
+// serve serves e's cloud again as outpost-cloud serve does (cloud.Serve:
+// HTTP/1.1 and HTTP/2, cleartext without a certificate), on loopback until
+// the test ends, and returns its host:port.
+func serve(t *testing.T, e *env, certFile, keyFile string) string {
 	t.Helper()
-	kind, err := rbac.ParseResourceKind(k)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kind
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cloud.Serve(ctx, ln, e.Server.Handler(), certFile, keyFile, zap.NewNop()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return ln.Addr().String()
 }

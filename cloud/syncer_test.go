@@ -1,4 +1,4 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func TestDaemonSyncer(t *testing.T) {
 	f := newFleet(t, e)
 	admin := e.client(e.adminToken)
 	b := f.boot
-	secrets.add(b.GetPartSecret())
+	e.Remember(b.GetPartSecret())
 
 	st, err := cache.Open(ctx, filepath.Join(t.TempDir(), "cache"), cache.Options{Clock: e.clk, GCInterval: -1})
 	if err != nil {
@@ -75,7 +75,7 @@ func TestDaemonSyncer(t *testing.T) {
 	if _, err := st.Append(ctx, cache.StreamCaptures, cache.Record{Payload: capture}); err != nil {
 		t.Fatal(err)
 	}
-	check(admin.role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + f.user, Scope: "machine/" + f.machine})))(t)
+	check(admin.Role.RemoveRole(ctx, req(&fleetv1.RemoveRoleRequest{Subject: "user:" + f.user, Scope: "machine/" + f.machine})))(t)
 	if res := cycle(); res.NewGrants == 0 || res.Uploaded[cache.StreamCaptures] != 1 {
 		t.Errorf("cycle after a revocation: %+v", res)
 	}
@@ -88,12 +88,12 @@ func TestDaemonSyncer(t *testing.T) {
 			t.Error("the revoked user is still in the held bundle")
 		}
 	}
-	logs := check(admin.data.ListLogs(ctx, req(&fleetv1.ListLogsRequest{MachineId: f.machine})))(t).GetEntries()
-	caps := check(admin.data.ListCaptures(ctx, req(&fleetv1.ListCapturesRequest{MachineId: f.machine, Tag: "t1"})))(t).GetCaptures()
+	logs := check(admin.Data.ListLogs(ctx, req(&fleetv1.ListLogsRequest{MachineId: f.machine})))(t).GetEntries()
+	caps := check(admin.Data.ListCaptures(ctx, req(&fleetv1.ListCapturesRequest{MachineId: f.machine, Tag: "t1"})))(t).GetCaptures()
 	if len(logs) != 2 || len(caps) != 1 {
 		t.Errorf("the cloud holds %d logs and %d captures, want 2 and 1", len(logs), len(caps))
 	}
-	status := check(admin.mach.GetMachineStatus(ctx, req(&fleetv1.GetMachineStatusRequest{MachineId: f.machine})))(t)
+	status := check(admin.Machine.GetMachineStatus(ctx, req(&fleetv1.GetMachineStatusRequest{MachineId: f.machine})))(t)
 	if status.GetLastSeen() == nil || status.GetParts()[0].GetIssuedGrantsVersion() != gb.GetVersion() {
 		t.Errorf("status %v", status)
 	}

@@ -1,4 +1,4 @@
-package cloud
+package cloud_test
 
 import (
 	"context"
@@ -19,10 +19,10 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
-	"go.uber.org/zap"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
+	"github.com/outpost-robotics/outpost/cloud"
 )
 
 // TestServeTLS serves with a certificate and calls over gRPC (HTTP/2 by
@@ -31,21 +31,9 @@ func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 	e := newEnv(t) // for its server; served again below over TLS
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, e.srv.Handler(), certFile, keyFile, zap.NewNop()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	addr := serve(t, e, certFile, keyFile)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
-	url := "https://" + ln.Addr().String()
+	url := "https://" + addr
 	c := fleetv1connect.NewServerServiceClient(hc, url, connect.WithGRPC())
 	if _, err := c.GetServerInfo(context.Background(), connect.NewRequest(&fleetv1.GetServerInfoRequest{})); err != nil {
 		t.Fatal(err)
@@ -57,7 +45,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]bool{}
-	for _, sd := range Services() {
+	for _, sd := range cloud.Services() {
 		want[string(sd.FullName())] = true
 	}
 	for _, n := range names {

@@ -1,15 +1,9 @@
 package cloud
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"connectrpc.com/connect"
-
-	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
-	"github.com/outpost-robotics/outpost/cloud/store"
 )
 
 func TestValidators(t *testing.T) {
@@ -57,24 +51,4 @@ func FuzzValidators(f *testing.F) {
 			t.Fatalf("accepted ID %q", s)
 		}
 	})
-}
-
-// TestNoEmailProbing: a caller who may not change roles learns nothing
-// about which emails have accounts.
-func TestNoEmailProbing(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	s := newSide()
-	e.update(func(ctx context.Context, tx store.Tx) error { return s.write(ctx, tx) })
-	op := e.client(e.token(s.t)) // operator of machine M
-	for _, subject := range []string{"user:nobody@example.com", "user:" + s.t2 + "@x.org"} {
-		_, err := op.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: subject, Role: "operator", Scope: "machine/" + s.m}))
-		wantCode(t, err, connect.CodePermissionDenied, "")
-		_, err = op.access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: subject, Action: "machine.view", Resource: "location/" + s.l}))
-		wantCode(t, err, connect.CodePermissionDenied, "")
-	}
-	// An owner is told the subject does not exist.
-	admin := e.client(e.adminToken)
-	_, err := admin.role.GrantRole(ctx, req(&fleetv1.GrantRoleRequest{Subject: "user:nobody@example.com", Role: "operator", Scope: "machine/" + s.m}))
-	wantCode(t, err, connect.CodeNotFound, "outpost user create")
 }

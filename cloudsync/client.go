@@ -21,6 +21,7 @@ import (
 
 	"github.com/outpost-robotics/outpost/api/codec"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/partfile"
 )
 
@@ -129,7 +130,7 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 
 	copts := []connect.ClientOption{
-		connect.WithInterceptors(partAuth{header: "Part " + opts.PartID + ":" + opts.PartSecret}),
+		connect.WithInterceptors(credential.Bearer{Authorization: "Part " + opts.PartID + ":" + opts.PartSecret}),
 	}
 	switch opts.Compression {
 	case "", codec.Zstd:
@@ -206,28 +207,6 @@ func checkProxyURL(name, v string) (string, error) {
 // never waits past max: the cycle has a deadline, and the next cycle retries.
 func cappedBackoff(minWait, maxWait time.Duration, attempt int, resp *http.Response) time.Duration {
 	return min(retryablehttp.DefaultBackoff(minWait, maxWait, attempt, resp), maxWait)
-}
-
-// partAuth puts the part's credentials on every request.
-type partAuth struct{ header string }
-
-func (a partAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", a.header)
-		return next(ctx, req)
-	}
-}
-
-func (a partAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", a.header)
-		return conn
-	}
-}
-
-func (a partAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }
 
 // zapLeveled adapts zap to retryablehttp's logger. retryablehttp's default

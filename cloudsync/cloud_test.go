@@ -510,10 +510,13 @@ func TestRebootInto1970(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- w.syncer.Run(runCtx) }()
-	waitFor(t, "the first contact", func() bool {
+	cloudtest.Eventually(t, "the first contact", func() error {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return len(w.grants) == 1
+		if len(w.grants) != 1 {
+			return fmt.Errorf("the cloud sent %d grant bundles, want 1", len(w.grants))
+		}
+		return nil
 	})
 	first := w.heldGrants(t).GetVersion()
 	storeID := mustStoreID(t, w)
@@ -523,9 +526,12 @@ func TestRebootInto1970(t *testing.T) {
 	w.advance(10 * day)
 	// The loop persists the offline clock every minute; a power cut
 	// loses at most the last one.
-	waitFor(t, "the offline clock persisted", func() bool {
+	cloudtest.Eventually(t, "the offline clock persisted", func() error {
 		c, err := w.store.GetOfflineClock(ctx)
-		return err == nil && c.UptimeSince >= 10*day
+		if err == nil && c.UptimeSince < 10*day {
+			err = fmt.Errorf("held uptime since contact %v, want at least %v", c.UptimeSince, 10*day)
+		}
+		return err
 	})
 	stop()
 	if err := <-ran; err != nil {
@@ -565,17 +571,6 @@ func TestRebootInto1970(t *testing.T) {
 	}
 	w.drain(t, 20)
 	w.checkExactlyOnce(t, want)
-}
-
-// waitFor polls cond until it holds, failing after a generous deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // tamperer is a man in the middle between the part and the real cloud. It
@@ -860,7 +855,12 @@ func TestBacklogDrainsInCyclesBackToBack(t *testing.T) {
 	runCtx, stop := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- w.syncer.Run(runCtx) }()
-	waitFor(t, "the backlog drained with the clock standing still", func() bool { return w.backlog(t) == 0 })
+	cloudtest.Eventually(t, "the backlog drained with the clock standing still", func() error {
+		if n := w.backlog(t); n != 0 {
+			return fmt.Errorf("%d records held", n)
+		}
+		return nil
+	})
 	stop()
 	if err := <-ran; err != nil {
 		t.Fatal(err)

@@ -435,28 +435,6 @@ func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	return e
 }
 
-// rawAuth is a client interceptor setting the Authorization header as is.
-type rawAuth string
-
-func (a rawAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", string(a))
-		return next(ctx, req)
-	}
-}
-
-func (a rawAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		c := next(ctx, spec)
-		c.RequestHeader().Set("Authorization", string(a))
-		return c
-	}
-}
-
-func (a rawAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
 // clients are typed clients over one transport.
 type clients struct {
 	control controlv1connect.ControlServiceClient
@@ -482,7 +460,7 @@ func (e *env) authed(hc connect.HTTPClient, base, auth string, opts ...connect.C
 func (e *env) interceptor(hc connect.HTTPClient, base, auth string) connect.Interceptor {
 	k, err := credential.ParseKey(auth)
 	if err != nil {
-		return rawAuth(auth)
+		return credential.Bearer{Authorization: auth}
 	}
 	return credential.NewPartProver(k, e.srv.Fingerprint(), e.clock.Now, controlclient.HealthNonce(hc, base))
 }

@@ -34,7 +34,7 @@ func TestCorruptStore(t *testing.T) {
 	// Some captures reach the cloud, then the network goes down and more
 	// pile up on the part only.
 	if err := waitFor(waitDeadline, func() (bool, error) {
-		res, err := f.data.ListCaptures(ctx, connect.NewRequest(&fleetv1.ListCapturesRequest{MachineId: m.machineID}))
+		res, err := f.Data.ListCaptures(ctx, connect.NewRequest(&fleetv1.ListCapturesRequest{MachineId: m.machineID}))
 		return err == nil && len(res.Msg.GetCaptures()) > 0, nil
 	}); err != nil {
 		rep.fatal("no capture reached the cloud: %v", err)

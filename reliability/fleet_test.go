@@ -21,32 +21,15 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
-	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 )
 
-// fleet is the admin's view of the cloud: the generated fleet API clients,
-// with the admin's token in a header.
-type fleet struct {
-	orgs     fleetv1connect.OrgServiceClient
-	locs     fleetv1connect.LocationServiceClient
-	machines fleetv1connect.MachineServiceClient
-	configs  fleetv1connect.ConfigServiceClient
-	keys     fleetv1connect.APIKeyServiceClient
-	data     fleetv1connect.DataServiceClient
-}
+// fleet is the admin's view of the cloud: the fleet API's clients, each
+// call proving the admin's token.
+type fleet struct{ *cloudtest.Clients }
 
 func newFleet(url, token string, now func() time.Time) *fleet {
-	bearer := connect.WithInterceptors(cloudtest.CloudAuth(token, now))
-	hc := http.DefaultClient
-	return &fleet{
-		orgs:     fleetv1connect.NewOrgServiceClient(hc, url, bearer),
-		locs:     fleetv1connect.NewLocationServiceClient(hc, url, bearer),
-		machines: fleetv1connect.NewMachineServiceClient(hc, url, bearer),
-		configs:  fleetv1connect.NewConfigServiceClient(hc, url, bearer),
-		keys:     fleetv1connect.NewAPIKeyServiceClient(hc, url, bearer),
-		data:     fleetv1connect.NewDataServiceClient(hc, url, bearer),
-	}
+	return &fleet{cloudtest.NewClients(http.DefaultClient, url, connect.WithInterceptors(cloudtest.CloudAuth(token, now)))}
 }
 
 // machine is what provision made.
@@ -61,16 +44,16 @@ type machine struct {
 // through it), exactly as `outpost part bootstrap --cloud-url` does.
 func (f *fleet) provision(ctx context.Context, cfg *configv1.RobotConfig, bootPath, partURL string) (machine, error) {
 	var m machine
-	org, err := f.orgs.CreateOrg(ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: "Acme"}))
+	org, err := f.Org.CreateOrg(ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: "Acme"}))
 	if err != nil {
 		return m, fmt.Errorf("create org: %w", err)
 	}
 	m.orgID = org.Msg.GetOrg().GetId()
-	loc, err := f.locs.CreateLocation(ctx, connect.NewRequest(&fleetv1.CreateLocationRequest{OrgId: m.orgID, Name: "Plant"}))
+	loc, err := f.Location.CreateLocation(ctx, connect.NewRequest(&fleetv1.CreateLocationRequest{OrgId: m.orgID, Name: "Plant"}))
 	if err != nil {
 		return m, fmt.Errorf("create location: %w", err)
 	}
-	mc, err := f.machines.CreateMachine(ctx, connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc.Msg.GetLocation().GetId(), Name: "rover"}))
+	mc, err := f.Machine.CreateMachine(ctx, connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc.Msg.GetLocation().GetId(), Name: "rover"}))
 	if err != nil {
 		return m, fmt.Errorf("create machine: %w", err)
 	}
@@ -78,7 +61,7 @@ func (f *fleet) provision(ctx context.Context, cfg *configv1.RobotConfig, bootPa
 	if err := f.setConfig(ctx, &m, cfg); err != nil {
 		return m, err
 	}
-	boot, err := f.machines.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m.partID, CloudUrl: partURL}))
+	boot, err := f.Machine.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m.partID, CloudUrl: partURL}))
 	if err != nil {
 		return m, fmt.Errorf("bootstrap part: %w", err)
 	}
@@ -94,7 +77,7 @@ func (f *fleet) provision(ctx context.Context, cfg *configv1.RobotConfig, bootPa
 
 // setConfig writes the machine's next config revision.
 func (f *fleet) setConfig(ctx context.Context, m *machine, cfg *configv1.RobotConfig) error {
-	res, err := f.configs.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{MachineId: m.machineID, BaseRevision: m.revision, Config: cfg}))
+	res, err := f.Config.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{MachineId: m.machineID, BaseRevision: m.revision, Config: cfg}))
 	if err != nil {
 		return fmt.Errorf("update the machine config: %w", err)
 	}

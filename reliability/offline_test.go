@@ -58,7 +58,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 	if err != nil {
 		rep.fatal("provision: %v", err)
 	}
-	key, err := f.keys.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: "field-tech", Role: "operator", Scope: "machine/" + m.machineID}))
+	key, err := f.APIKey.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: "field-tech", Role: "operator", Scope: "machine/" + m.machineID}))
 	if err != nil {
 		rep.fatal("create an API key: %v", err)
 	}
@@ -86,7 +86,7 @@ func TestSixtyDaysOffline(t *testing.T) {
 	// The tech pins the certificate the cloud reports for the part.
 	var pin string
 	if err := waitFor(waitDeadline, func() (bool, error) {
-		res, err := f.machines.GetMachineStatus(ctx, connect.NewRequest(&fleetv1.GetMachineStatusRequest{MachineId: m.machineID}))
+		res, err := f.Machine.GetMachineStatus(ctx, connect.NewRequest(&fleetv1.GetMachineStatusRequest{MachineId: m.machineID}))
 		if err != nil || len(res.Msg.GetParts()) == 0 {
 			return false, nil
 		}

@@ -54,6 +54,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/credential"
@@ -88,6 +89,9 @@ type Options struct {
 	// Limits bound connections and slow clients as outpost-cloud serve
 	// does; zero fields take the values of cloud.Limits().
 	Limits netlimit.Limits
+	// DiscardLog keeps none of the cloud's log, so checks none of it: for
+	// benchmarks, whose calls by the million would fill memory with it.
+	DiscardLog bool
 }
 
 // Cloud is a running outpost-cloud. Its fields are set by New and must not
@@ -109,26 +113,27 @@ type Cloud struct {
 	hc      *http.Client
 	signer  *auth.Signer
 	adminID string
+	store   store.Store
 	ingest  ingest.Store
 	wire    atomic.Int64
 	names   atomic.Int64
-	logs    *lockedBuffer
-	secrets sync.Map // string -> struct{}
+	log     *Log
 }
 
 // New starts a cloud that stops when tb ends.
 func New(tb testing.TB, opts Options) *Cloud {
 	tb.Helper()
 	ctx := context.Background()
-	c := &Cloud{Clock: opts.Clock, logs: &lockedBuffer{}}
+	// Made first, so its check runs last: after the server and the stores
+	// have stopped and written their last line.
+	c := &Cloud{Clock: opts.Clock, log: NewLog(tb)}
 	if c.Clock == nil {
 		c.Clock = clock.NewReal()
 	}
-	// Registered first, so it runs last: after the server and the stores
-	// have stopped and written their last line.
-	tb.Cleanup(func() { c.checkLogs(tb) })
-
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), c.logs, zap.DebugLevel))
+	log := c.log.Logger()
+	if opts.DiscardLog {
+		log = zap.NewNop()
+	}
 	if opts.Log != nil {
 		log = zap.New(zapcore.NewTee(log.Core(), opts.Log.Core()))
 	}
@@ -146,7 +151,7 @@ func New(tb testing.TB, opts Options) *Cloud {
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
-	c.signer = signer
+	c.signer, c.store = signer, st
 	raw, err := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
 	if err != nil {
 		tb.Fatalf("cloudtest: read the admin token: %v", err)
@@ -273,14 +278,30 @@ func (c *Cloud) UserSession(tb testing.TB, userID string) string {
 }
 
 // Logs returns the cloud's log so far, one JSON object per line.
-func (c *Cloud) Logs() string { return c.logs.String() }
+func (c *Cloud) Logs() string { return c.log.String() }
+
+// Remember notes credentials the test came by itself (a generated
+// password, a token SignIn returned, an invitation's code): like those
+// handed out here, the cloud's log must never hold them.
+func (c *Cloud) Remember(secrets ...string) { c.log.Remember(secrets...) }
+
+// Store is the cloud's fleet store, for fixtures too many to make through
+// the fleet API (the permission matrix makes thousands); the cloud sees
+// what is written as it sees its own changes.
+func (c *Cloud) Store() store.Store { return c.store }
+
+// Keys are the cloud's public keys, by key ID, as parts and clients verify
+// its documents, tokens and relay assertions with.
+func (c *Cloud) Keys() signed.Keys { return c.signer.Keys() }
 
 // Clients are the fleet API's clients, each call carrying one credential.
 type Clients struct {
+	Server   fleetv1connect.ServerServiceClient
 	Org      fleetv1connect.OrgServiceClient
 	Location fleetv1connect.LocationServiceClient
 	Machine  fleetv1connect.MachineServiceClient
 	Config   fleetv1connect.ConfigServiceClient
+	Fragment fleetv1connect.FragmentServiceClient
 	APIKey   fleetv1connect.APIKeyServiceClient
 	Role     fleetv1connect.RoleServiceClient
 	Data     fleetv1connect.DataServiceClient
@@ -289,6 +310,29 @@ type Clients struct {
 	Auth     fleetv1connect.AuthServiceClient
 	User     fleetv1connect.UserServiceClient
 	Relay    fleetv1connect.RelayServiceClient
+}
+
+// NewClients returns the fleet API's clients for the cloud at base,
+// reached by hc, every call made with opts: an interceptor carrying a
+// credential (CloudAuth, credential.Bearer), a protocol. It serves a test
+// holding only a URL, such as one of a cloud that cloud.Run serves.
+func NewClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption) *Clients {
+	return &Clients{
+		Server:   fleetv1connect.NewServerServiceClient(hc, base, opts...),
+		Org:      fleetv1connect.NewOrgServiceClient(hc, base, opts...),
+		Location: fleetv1connect.NewLocationServiceClient(hc, base, opts...),
+		Machine:  fleetv1connect.NewMachineServiceClient(hc, base, opts...),
+		Config:   fleetv1connect.NewConfigServiceClient(hc, base, opts...),
+		Fragment: fleetv1connect.NewFragmentServiceClient(hc, base, opts...),
+		APIKey:   fleetv1connect.NewAPIKeyServiceClient(hc, base, opts...),
+		Role:     fleetv1connect.NewRoleServiceClient(hc, base, opts...),
+		Data:     fleetv1connect.NewDataServiceClient(hc, base, opts...),
+		Access:   fleetv1connect.NewAccessServiceClient(hc, base, opts...),
+		Audit:    fleetv1connect.NewAuditServiceClient(hc, base, opts...),
+		Auth:     fleetv1connect.NewAuthServiceClient(hc, base, opts...),
+		User:     fleetv1connect.NewUserServiceClient(hc, base, opts...),
+		Relay:    fleetv1connect.NewRelayServiceClient(hc, base, opts...),
+	}
 }
 
 // Admin returns clients acting as the cloud's admin.
@@ -302,7 +346,7 @@ func (c *Cloud) Admin(tb testing.TB) *Clients {
 // header as is, for tests of hostile or old credentials.
 func (c *Cloud) As(key string) *Clients {
 	c.remember(key)
-	return c.clients(CloudAuth(key, c.Clock.Now))
+	return NewClients(c.hc, c.URL, connect.WithInterceptors(CloudAuth(key, c.Clock.Now)))
 }
 
 // CloudAuth is the interceptor a client holding the printed key uses with
@@ -311,7 +355,7 @@ func CloudAuth(key string, now func() time.Time) connect.Interceptor {
 	if k, err := credential.ParseKey(key); err == nil {
 		return credential.NewCloudProver(k, now)
 	}
-	return rawAuthorization(key)
+	return credential.Bearer{Authorization: key}
 }
 
 // PartAuth is the interceptor a client holding the printed key uses with
@@ -322,47 +366,7 @@ func PartAuth(key, fingerprint string, hc connect.HTTPClient, base string, now f
 	if k, err := credential.ParseKey(key); err == nil {
 		return credential.NewPartProver(k, fingerprint, now, controlclient.HealthNonce(hc, base))
 	}
-	return rawAuthorization(key)
-}
-
-// rawAuthorization sets the Authorization header as is.
-type rawAuthorization string
-
-func (a rawAuthorization) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", string(a))
-		return next(ctx, req)
-	}
-}
-
-func (a rawAuthorization) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
-		conn := next(ctx, spec)
-		conn.RequestHeader().Set("Authorization", string(a))
-		return conn
-	}
-}
-
-func (a rawAuthorization) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
-
-func (c *Cloud) clients(auth connect.Interceptor) *Clients {
-	bearer := connect.WithInterceptors(auth)
-	return &Clients{
-		Org:      fleetv1connect.NewOrgServiceClient(c.hc, c.URL, bearer),
-		Location: fleetv1connect.NewLocationServiceClient(c.hc, c.URL, bearer),
-		Machine:  fleetv1connect.NewMachineServiceClient(c.hc, c.URL, bearer),
-		Config:   fleetv1connect.NewConfigServiceClient(c.hc, c.URL, bearer),
-		APIKey:   fleetv1connect.NewAPIKeyServiceClient(c.hc, c.URL, bearer),
-		Role:     fleetv1connect.NewRoleServiceClient(c.hc, c.URL, bearer),
-		Data:     fleetv1connect.NewDataServiceClient(c.hc, c.URL, bearer),
-		Access:   fleetv1connect.NewAccessServiceClient(c.hc, c.URL, bearer),
-		Audit:    fleetv1connect.NewAuditServiceClient(c.hc, c.URL, bearer),
-		Auth:     fleetv1connect.NewAuthServiceClient(c.hc, c.URL, bearer),
-		User:     fleetv1connect.NewUserServiceClient(c.hc, c.URL, bearer),
-		Relay:    fleetv1connect.NewRelayServiceClient(c.hc, c.URL, bearer),
-	}
+	return credential.Bearer{Authorization: key}
 }
 
 // PartOptions describes the part Provision makes.
@@ -562,17 +566,47 @@ func (c *Cloud) Ingested(tb testing.TB, partID string) map[string]ingest.Count {
 }
 
 // remember notes a credential the log must never hold.
-func (c *Cloud) remember(secret string) {
-	// Short strings would match by chance; no credential here is short.
-	if len(secret) >= 12 {
-		c.secrets.Store(secret, struct{}{})
+func (c *Cloud) remember(secret string) { c.log.Remember(secret) }
+
+// Log is a cloud's log, kept in memory and checked when the test ends: the
+// test fails if a line holds a credential given to Remember. New keeps one
+// for the cloud it starts; a test starting the cloud another way (cloud.Run,
+// as outpost-cloud serve does) makes its own.
+type Log struct {
+	buf     lockedBuffer
+	secrets sync.Map // string -> struct{}
+}
+
+// NewLog returns a log checked when tb ends, after the cleanups registered
+// later than this call (a cloud's shutdown among them) have run.
+func NewLog(tb testing.TB) *Log {
+	l := &Log{}
+	tb.Cleanup(func() { l.check(tb) })
+	return l
+}
+
+// Logger returns a logger writing JSON lines, every level, into l.
+func (l *Log) Logger() *zap.Logger {
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), &l.buf, zap.DebugLevel))
+}
+
+// Remember notes credentials the log must never hold.
+func (l *Log) Remember(secrets ...string) {
+	for _, s := range secrets {
+		// Short strings would match by chance; no credential here is short.
+		if len(s) >= 12 {
+			l.secrets.Store(s, struct{}{})
+		}
 	}
 }
 
-// checkLogs fails the test if a log line holds a credential it handed out.
-func (c *Cloud) checkLogs(tb testing.TB) {
-	text := c.logs.String()
-	c.secrets.Range(func(k, _ any) bool {
+// String returns the log so far, one JSON object per line.
+func (l *Log) String() string { return l.buf.String() }
+
+// check fails the test if a log line holds a remembered credential.
+func (l *Log) check(tb testing.TB) {
+	text := l.buf.String()
+	l.secrets.Range(func(k, _ any) bool {
 		if s := k.(string); strings.Contains(text, s) {
 			// Never print the secret itself: this message is a log line too.
 			tb.Errorf("cloudtest: a credential (%d bytes) appears in the cloud's log", len(s))

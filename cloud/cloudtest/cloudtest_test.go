@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -31,12 +32,7 @@ var epoch = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 // partClient is a part's sync client as the wire sees it: connect over
 // the given HTTP client, with the part's credentials in the header.
 func partClient(hc *http.Client, url string, p cloudtest.Part) syncv1connect.SyncServiceClient {
-	auth := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set("Authorization", "Part "+p.ID+":"+p.Secret)
-			return next(ctx, req)
-		}
-	}))
+	auth := connect.WithInterceptors(credential.Bearer{Authorization: "Part " + p.ID + ":" + p.Secret})
 	return syncv1connect.NewSyncServiceClient(hc, url, append(codec.ClientOptions(), auth)...)
 }
 

@@ -141,25 +141,7 @@ func (c *cloud) part(id, secret string) syncv1connect.SyncServiceClient {
 
 // relayClient is a field tech's RelayService client with its credential.
 func (c *cloud) relayClient(auth string) fleetv1connect.RelayServiceClient {
-	return fleetv1connect.NewRelayServiceClient(http.DefaultClient, c.url, connect.WithInterceptors(bearer(auth)))
-}
-
-// bearer sets the Authorization header of every call.
-type bearer string
-
-func (a bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", string(a))
-		return next(ctx, req)
-	}
-}
-
-func (a bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (a bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+	return fleetv1connect.NewRelayServiceClient(http.DefaultClient, c.url, connect.WithInterceptors(credential.Bearer{Authorization: auth}))
 }
 
 // assertEmpty checks the broker let go of every offer and part.
