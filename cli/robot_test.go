@@ -335,10 +335,12 @@ func TestRobotDataGolden(t *testing.T) {
 // revoked at the cloud the part refuses it on a session the cloud had
 // let through, from the sync that brings the new grants.
 func TestRobotViaCloud(t *testing.T) {
-	// The cloud sets the parts' sync interval; a short one makes "the next
-	// sync" come soon.
-	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: 200 * time.Millisecond}})
-	rp := startRobot(t, cl, robotOptions{syncEvery: 200 * time.Millisecond})
+	// A short sync interval makes "the next sync" come soon. One second,
+	// not less: a cycle's deadline is 4/5 of the interval, and on a loaded
+	// machine a 160 ms deadline (a 200 ms interval) is missed cycle after
+	// cycle, so nothing the test waits for ever reaches the cloud.
+	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: time.Second}})
+	rp := startRobot(t, cl, robotOptions{syncEvery: time.Second})
 	s := newRobotSession(t, map[string]string{"OUTPOST_CLOUD": cl.URL, "OUTPOST_API_KEY": rp.operator.Token})
 	via := "--via-cloud=" + rp.part.ID
 	cloudtest.Eventually(t, "the part online", func() error {
