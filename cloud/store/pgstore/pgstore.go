@@ -412,9 +412,11 @@ func (t *tx) ListMachines(ctx context.Context, locationID string) ([]store.Machi
 	return list(ctx, t, machines, "location_id", locationID)
 }
 
-func (t *tx) GetPart(ctx context.Context, id string) (store.Part, error) { return get(ctx, t, parts, id) }
-func (t *tx) PutPart(ctx context.Context, p store.Part) error            { return put(ctx, t, parts, p, false) }
-func (t *tx) DeletePart(ctx context.Context, id string) error            { return del(ctx, t, parts, id) }
+func (t *tx) GetPart(ctx context.Context, id string) (store.Part, error) {
+	return get(ctx, t, parts, id)
+}
+func (t *tx) PutPart(ctx context.Context, p store.Part) error { return put(ctx, t, parts, p, false) }
+func (t *tx) DeletePart(ctx context.Context, id string) error { return del(ctx, t, parts, id) }
 func (t *tx) ListParts(ctx context.Context, machineID string) ([]store.Part, error) {
 	if machineID == "" {
 		return list(ctx, t, parts, "", nil)
@@ -422,7 +424,9 @@ func (t *tx) ListParts(ctx context.Context, machineID string) ([]store.Part, err
 	return list(ctx, t, parts, "machine_id", machineID)
 }
 
-func (t *tx) GetUser(ctx context.Context, id string) (store.User, error) { return get(ctx, t, users, id) }
+func (t *tx) GetUser(ctx context.Context, id string) (store.User, error) {
+	return get(ctx, t, users, id)
+}
 func (t *tx) GetUserByEmail(ctx context.Context, email string) (store.User, error) {
 	out, err := t.usersWhere(ctx, "email = $1", email)
 	if err != nil {
@@ -455,14 +459,18 @@ func (t *tx) PutUser(ctx context.Context, u store.User) error {
 	}
 	return put(ctx, t, users, u, false)
 }
-func (t *tx) DeleteUser(ctx context.Context, id string) error     { return del(ctx, t, users, id) }
-func (t *tx) ListUsers(ctx context.Context) ([]store.User, error) { return list(ctx, t, users, "", nil) }
+func (t *tx) DeleteUser(ctx context.Context, id string) error { return del(ctx, t, users, id) }
+func (t *tx) ListUsers(ctx context.Context) ([]store.User, error) {
+	return list(ctx, t, users, "", nil)
+}
 
 func (t *tx) GetAPIKey(ctx context.Context, id string) (store.APIKey, error) {
 	return get(ctx, t, apikeys, id)
 }
-func (t *tx) PutAPIKey(ctx context.Context, k store.APIKey) error { return put(ctx, t, apikeys, k, false) }
-func (t *tx) DeleteAPIKey(ctx context.Context, id string) error   { return del(ctx, t, apikeys, id) }
+func (t *tx) PutAPIKey(ctx context.Context, k store.APIKey) error {
+	return put(ctx, t, apikeys, k, false)
+}
+func (t *tx) DeleteAPIKey(ctx context.Context, id string) error { return del(ctx, t, apikeys, id) }
 func (t *tx) ListAPIKeys(ctx context.Context, orgID string) ([]store.APIKey, error) {
 	return list(ctx, t, apikeys, "org_id", orgID)
 }
