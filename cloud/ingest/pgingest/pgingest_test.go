@@ -67,22 +67,6 @@ func TestBlobStore(t *testing.T) {
 	ingesttest.RunBlobStore(t, func(t *testing.T) ingest.BlobStore { return openBlobs(t, pgtest.Database(t)) })
 }
 
-// TestBlobStoreWithFiles: the ingest store runs as well over blobs in a
-// folder as over blobs in the database.
-func TestBlobStoreWithFiles(t *testing.T) {
-	ingesttest.Run(t, func(t *testing.T) (ingest.Store, ingest.BlobStore) {
-		blobs, err := ingest.NewFileBlobStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := pgingest.Open(context.Background(), pgingest.Options{URL: pgtest.Database(t), Blobs: blobs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, blobs
-	})
-}
-
 // TestReplicas: two stores on one database are one store: uploaders
 // spread over both store each record once, and either answers the same.
 func TestReplicas(t *testing.T) {
