@@ -135,13 +135,20 @@ func sharedServer(tb testing.TB) *Server {
 // NewServer starts a server that the test owns, in a new folder, and stops
 // it and removes the folder when the test ends: for a test that stops and
 // restarts PostgreSQL under a store.
-func NewServer(tb testing.TB) *Server {
+func NewServer(tb testing.TB) *Server { return newServer(tb, false) }
+
+// NewDurableServer is NewServer with every commit synced to disk, as in
+// production, for benchmarks: the other servers skip syncing, which tests
+// do not need and which would make them crawl.
+func NewDurableServer(tb testing.TB) *Server { return newServer(tb, true) }
+
+func newServer(tb testing.TB, durable bool) *Server {
 	tb.Helper()
 	dir, err := newDir()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := Start(context.Background(), dir)
+	srv, err := start(context.Background(), dir, durable)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		tb.Fatal(err)
@@ -157,9 +164,10 @@ func NewServer(tb testing.TB) *Server {
 // Server is one running PostgreSQL cluster.
 type Server struct {
 	// Dir holds the cluster (Dir/data), its log and its socket.
-	Dir string
-	bin string
-	cmd *exec.Cmd
+	Dir     string
+	bin     string
+	durable bool
+	cmd     *exec.Cmd
 	// exited is closed when the server process has exited; waitErr is why.
 	exited  chan struct{}
 	waitErr error
@@ -244,7 +252,9 @@ func serverCredential() (*syscall.Credential, error) {
 // Start runs a server on the cluster in dir, creating the cluster when
 // dir has none; dir must belong to the account the server runs as (see
 // the package comment). The server listens only on a Unix socket in dir.
-func Start(ctx context.Context, dir string) (*Server, error) {
+func Start(ctx context.Context, dir string) (*Server, error) { return start(ctx, dir, false) }
+
+func start(ctx context.Context, dir string, durable bool) (*Server, error) {
 	initdb, postgres, err := binaries()
 	if err != nil {
 		return nil, err
@@ -253,7 +263,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, bin: postgres}
+	s := &Server{Dir: dir, bin: postgres, durable: durable}
 	data := filepath.Join(dir, "data")
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
 		// C collation: text sorts by byte, as the stores' contracts say.
@@ -283,18 +293,20 @@ func (s *Server) start(cred *syscall.Credential) error {
 	if err != nil {
 		return fmt.Errorf("pgtest: open the server's log: %w", err)
 	}
-	cmd := exec.Command(s.bin, "-D", filepath.Join(s.Dir, "data"),
+	args := []string{"-D", filepath.Join(s.Dir, "data"),
 		"-k", s.Dir, // the socket's folder
 		"-c", "listen_addresses=", // no TCP
 		"-c", "unix_socket_permissions=0700",
 		"-c", "max_connections=200",
+		"-c", "log_min_messages=warning",
+	}
+	if !s.durable {
 		// Durability against the machine crashing is not what tests
 		// check, and syncing every commit makes them crawl; a server
 		// killed with the machine up loses nothing either way.
-		"-c", "fsync=off",
-		"-c", "full_page_writes=off",
-		"-c", "log_min_messages=warning",
-	)
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.Dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
 	cmd.Stdout, cmd.Stderr = logFile, logFile

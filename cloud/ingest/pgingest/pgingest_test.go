@@ -222,3 +222,35 @@ func TestMigrations(t *testing.T) {
 		t.Fatalf("after reopening: %d, %v", w, err)
 	}
 }
+
+// BenchmarkPutRecords measures storing 1 MiB batches of 1 KiB records,
+// each batch committed durably (a server that syncs, as in production)
+// before it is acknowledged: badgeringest's benchmark of the same name,
+// for comparison.
+func BenchmarkPutRecords(b *testing.B) {
+	ctx := context.Background()
+	srv := pgtest.NewDurableServer(b)
+	if err := srv.CreateDatabase(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	s, _ := open(b, srv.URL("bench"), pgingest.Options{})
+	defer s.Close()
+	key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
+	const perBatch = 1024
+	payload := bytes.Repeat([]byte("x"), 1024)
+	seq := uint64(0)
+	b.SetBytes(perBatch * 1024)
+	start := time.Now()
+	for b.Loop() {
+		batch := make([]ingest.Record, perBatch)
+		for i := range batch {
+			seq++
+			batch[i] = ingest.Record{Seq: seq, Payload: payload}
+		}
+		res, err := s.PutRecords(ctx, key, batch)
+		if err != nil || res.AckedThrough != seq {
+			b.Fatal(fmt.Sprint(res.AckedThrough, err))
+		}
+	}
+	b.ReportMetric(float64(seq)*1024/(1<<20)/time.Since(start).Seconds(), "MB/s")
+}
