@@ -3,6 +3,9 @@ package deptest
 // Badger is the store engine's module path.
 const Badger = "github.com/dgraph-io/badger"
 
+// Postgres is PostgreSQL's driver's module path.
+const Postgres = "github.com/jackc/pgx"
+
 // Server is the package of a part's control server.
 const Server = "github.com/outpost-robotics/outpost/control"
 
@@ -15,6 +18,10 @@ func Outpost() Rules {
 			Path: Badger,
 			Only: []string{"badgerdb", "cache", "cloud/store/badgerstore", "cloud/ingest/badgeringest"},
 			Why:  "the store packages are the only ones that know Badger: everything else sees their interfaces, so the engine can change in one place",
+		}, {
+			Path: Postgres,
+			Only: []string{"cloud/store/pgstore", "cloud/ingest/pgingest", "cloud/pgmigrate", "cloud/pgtest"},
+			Why:  "the PostgreSQL packages are the only ones that know its driver: everything else sees the stores' interfaces, so the engine can change in one place",
 		}, {
 			Path: Server,
 			Only: []string{"daemon", "cli", "cloud/relay"},

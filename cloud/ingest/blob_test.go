@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/ingesttest"
 )
 
 func TestFileBlobStore(t *testing.T) {
@@ -53,41 +54,24 @@ func TestFileBlobStore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	key := ingest.BlobKey{PartID: "p", BlobID: "b"}
-	steps := []struct {
-		off  uint64
-		data string
-		ok   bool
-	}{
-		{0, "hello", true},
-		{9, "past the end", false}, // no holes
-		{5, " world, and a tail never recorded", true},
-		{5, " world", true}, // the store rewrites from its offset: the tail goes
+	if err := b.WriteAt(ctx, ingest.BlobKey{PartID: "p", BlobID: ""}, 0, nil); !errors.Is(err, ingest.ErrInvalid) {
+		t.Fatalf("empty blob id: %v", err)
 	}
-	for _, st := range steps {
-		err := b.WriteAt(ctx, key, st.off, []byte(st.data))
-		if (err == nil) != st.ok || (err != nil && !errors.Is(err, ingest.ErrInvalid)) {
-			t.Fatalf("WriteAt(%d, %q) = %v", st.off, st.data, err)
-		}
-	}
-	if _, err := b.Open(ctx, key); !errors.Is(err, ingest.ErrNotFound) {
-		t.Fatalf("a partial blob opens: %v", err)
-	}
-	for range 2 { // committing again is a no-op
-		if err := b.Commit(ctx, key); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := read(key); got != "hello world" {
-		t.Fatalf("blob reads %q", got)
-	}
+	// Discarding nothing leaves the folder of partial copies in place.
 	if err := b.Discard(ctx, ingest.BlobKey{PartID: "p", BlobID: "never"}); err != nil {
 		t.Fatalf("discarding nothing: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "partial")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.WriteAt(ctx, ingest.BlobKey{PartID: "p", BlobID: ""}, 0, nil); !errors.Is(err, ingest.ErrInvalid) {
-		t.Fatalf("empty blob id: %v", err)
-	}
+}
+
+func TestFileBlobStoreConformance(t *testing.T) {
+	ingesttest.RunBlobStore(t, func(t *testing.T) ingest.BlobStore {
+		b, err := ingest.NewFileBlobStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 }

@@ -11,10 +11,11 @@
 // said so with a gap record). The part deletes
 // only what the watermark covers, so a record is never lost between them.
 //
-// Store is the interface; badgeringest is the embedded implementation and a
-// PostgreSQL one can follow, both checked by the storetest conformance
-// suite. Blob bytes go to a BlobStore (FileBlobStore here; S3-compatible
-// later), while the Store keeps each blob's progress.
+// Store is the interface; badgeringest is the embedded implementation and
+// pgingest the PostgreSQL one, both checked by the ingesttest conformance
+// suite. Blob bytes go to a BlobStore (FileBlobStore here, pgingest's in
+// the database; S3-compatible later), while the Store keeps each blob's
+// progress.
 package ingest
 
 import (

@@ -2,9 +2,9 @@
 // keeps (organizations, locations, machines, parts, users, API keys, grants,
 // invitations, audit events) and the transactional Store interface over them.
 //
-// Implementations: badgerstore (embedded, one process, a data folder); one
-// for PostgreSQL, for many stateless replicas, would be another. Each must
-// pass the conformance suite in storetest; nothing here names a storage engine.
+// Implementations: badgerstore (embedded, one process, a data folder) and
+// pgstore (PostgreSQL, for many stateless replicas). Each must pass the
+// conformance suite in storetest; nothing here names a storage engine.
 //
 // Every read and write happens inside View or Update, so an invariant
 // checked in a transaction (a location is empty before it is deleted, an

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of ingest.Store: every
-// implementation (the embedded Badger one, a PostgreSQL one later) runs it,
+// implementation (the embedded Badger one, the PostgreSQL one) runs it,
 // so exactly-once storage means the same thing whatever holds the data.
 package ingesttest
 

@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite every store.Store
-// implementation runs: the embedded Badger store now, PostgreSQL later.
+// implementation runs: the embedded Badger store and the PostgreSQL one.
 package storetest
 
 import (
