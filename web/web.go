@@ -265,7 +265,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest := strings.TrimPrefix(p, h.cfg.BasePath)
-	if strings.HasPrefix(rest, "assets/") || strings.Contains(path.Base(rest), ".") {
+	if strings.HasPrefix(rest, "assets/") || (rest != "" && strings.Contains(path.Base(rest), ".")) {
 		h.notFound(w)
 		return
 	}
