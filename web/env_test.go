@@ -216,7 +216,11 @@ type gate struct{}
 
 type subjectKey struct{}
 
-var gateSubjects = map[string]string{"Test owner": "apikey/" + ownerKey, "Test operator": "apikey/" + operatorKey}
+var gateSubjects = map[string]string{
+	"Test owner": "apikey/" + ownerKey, "Test operator": "apikey/" + operatorKey,
+	// A key the cloud vouches for that the part's bundle does not hold yet.
+	"Test stranger": "apikey/a0000000000000000000000000000009",
+}
 
 func (gate) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {

@@ -17,10 +17,11 @@
 //		...
 //	}
 //
-// Every tab collects the page's console errors, uncaught exceptions and
-// Content-Security-Policy violations, and the test fails at its end when
-// there are any it did not take with TakeCSPViolations or
-// TakeConsoleErrors. Every wait is a condition the browser checks as the
+// Every tab collects the page's console errors, uncaught exceptions, failed
+// loads and Content-Security-Policy violations, and the test fails at its
+// end when there are any it did not take with TakeCSPViolations or
+// TakeConsoleErrors. A Connect call answered with an error status is not
+// one: that is how the protocol carries a refusal, which the page shows. Every wait is a condition the browser checks as the
 // page changes, bounded by the test's deadline (or Wait when the test has
 // none): nothing sleeps.
 //
@@ -40,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,7 +141,7 @@ func allocatorOptions(path, profile string) []chromedp.ExecAllocatorOption {
 		// candidates from a part whose ICE is confined to loopback.
 		chromedp.Flag("disable-features", "Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns,MediaRouter,OptimizationHints,AutofillServerCommunication"),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost"),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]"),
 		chromedp.Flag("no-proxy-server", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-domain-reliability", true),
@@ -173,9 +175,15 @@ func (b *Browser) start() error {
 	}
 	allocCtx, alloc := chromedp.NewExecAllocator(context.Background(), allocatorOptions(path, b.profile)...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
-	startCtx, stop := context.WithTimeout(ctx, Wait)
-	defer stop()
-	v, err := chromedp.CallBrowser(startCtx, browser.GetVersion, cdp.Empty{})
+	// The first action on ctx itself starts the browser: its life is tied
+	// to the context it starts with, so that one must not be a shorter one.
+	err = chromedp.Do(ctx)
+	var v browser.GetVersionResult
+	if err == nil {
+		startCtx, stop := context.WithTimeout(ctx, Wait)
+		v, err = chromedp.CallBrowser(startCtx, browser.GetVersion, cdp.Empty{})
+		stop()
+	}
 	if err != nil {
 		cancel()
 		alloc()
@@ -281,10 +289,28 @@ func (tab *Tab) onEvent(ev any) {
 			tab.console = append(tab.console, "console.error: "+strings.Join(parts, " "))
 		}
 	case *log.EventEntryAdded:
-		if e.Entry != nil && e.Entry.Level == log.EntryLevelError {
+		if e.Entry != nil && e.Entry.Level == log.EntryLevelError && !expectedLogError(e.Entry) {
 			tab.console = append(tab.console, fmt.Sprintf("log (%s): %s %s", e.Entry.Source, e.Entry.Text, e.Entry.URL))
 		}
 	}
+}
+
+// connectProcedure matches the path of a Connect call.
+var connectProcedure = regexp.MustCompile(`/[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*\.[A-Za-z0-9_]+Service/[A-Za-z0-9_]+$`)
+
+// expectedLogError reports the browser log's errors that are not the
+// page's: a CSP violation (the violation listener reports each one, with
+// its details), and the HTTP status of a Connect call, which is how the
+// protocol carries a refusal that the page then shows.
+func expectedLogError(e *log.Entry) bool {
+	switch e.Source {
+	case log.EntrySourceSecurity:
+		return strings.Contains(e.Text, "Content Security Policy") || strings.Contains(e.Text, "Trusted")
+	case log.EntrySourceNetwork:
+		u, err := url.Parse(e.URL)
+		return err == nil && strings.Contains(e.Text, "the server responded with a status of") && connectProcedure.MatchString(u.Path)
+	}
+	return false
 }
 
 // check fails the test with the problems no one took.
