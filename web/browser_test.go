@@ -216,7 +216,7 @@ func TestConnectClient(t *testing.T) {
 	if got.Anon.Code != "unauthenticated" || !strings.Contains(got.Anon.Message, "this call needs a credential") {
 		t.Errorf("the part's Status without a credential = %+v", got.Anon)
 	}
-	if got.Bad.Code != "unimplemented" {
+	if got.Bad.Code != "not_found" || !strings.Contains(got.Bad.Message, "Nope") {
 		t.Errorf("an unknown method = %+v", got.Bad)
 	}
 }
@@ -348,7 +348,9 @@ func TestWebRTCRefusals(t *testing.T) {
 	tab := chromium.NewTab(t)
 	tab.Navigate(e.url + "/")
 	tab.WaitVisible("#signin")
-	var got struct{ Cloud, Part struct{ Code, Message string } }
+	var got struct {
+		Cloud, Part struct{ Code, Message string }
+	}
 	tab.Eval(e.script(t, `
   const errOf = async (p) => { try { await p; return {code: 'none'}; } catch (err) { return {code: err.code, message: err.message}; } };
   const dial = (auth) => rtc.dialControl({signaling: rtc.relaySignaling(connect.createClient({headers: {Authorization: auth}}), 'p1'), candidates: rtc.loopbackOnly});
