@@ -37,6 +37,16 @@ func TestShellLoadsUnderCSP(t *testing.T) {
 	if len(res) < 4 {
 		t.Fatalf("the page loaded %d resources: %+v", len(res), res)
 	}
+	var page float64
+	tab.Eval(`performance.getEntriesByType('navigation')[0].encodedBodySize`, &page)
+	total := page
+	for _, r := range res {
+		total += r.Encoded
+	}
+	t.Logf("the browser loaded %d files, %.0f bytes compressed", len(res)+1, total)
+	if want := shellBytes(t, e.web); total != float64(want) {
+		t.Errorf("the browser loaded %.0f bytes; the shell's files are %d (BenchmarkShellBytes counts what the page loads)", total, want)
+	}
 	for _, r := range res {
 		if !strings.HasPrefix(r.Name, e.url+"/assets/") {
 			t.Errorf("the page loaded %s, not one of its assets", r.Name)

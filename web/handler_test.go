@@ -36,15 +36,15 @@ func get(t *testing.T, h http.Handler, method, path, acceptEncoding string, head
 	return resp, b
 }
 
-func gunzip(t *testing.T, b []byte) []byte {
-	t.Helper()
+func gunzip(tb testing.TB, b []byte) []byte {
+	tb.Helper()
 	r, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
-		t.Fatalf("gunzip: %v", err)
+		tb.Fatalf("gunzip: %v", err)
 	}
 	out, err := io.ReadAll(r)
 	if err != nil {
-		t.Fatalf("gunzip: %v", err)
+		tb.Fatalf("gunzip: %v", err)
 	}
 	return out
 }
@@ -285,4 +285,41 @@ func TestConfigRefused(t *testing.T) {
 			t.Errorf("New(%+v) accepted it", cfg)
 		}
 	}
+}
+
+// FuzzServe: whatever path and headers a client sends, the handler answers
+// with one of its statuses and, for a 200, the bytes of the encoding it
+// names.
+func FuzzServe(f *testing.F) {
+	h, err := web.New(web.Config{App: web.AppFleet})
+	if err != nil {
+		f.Fatal(err)
+	}
+	js, _ := h.AssetURL("js/app.js")
+	f.Add("/", "gzip", "")
+	f.Add(js, "gzip;q=0.001, *;q=0", `"x"`)
+	f.Add("/assets/../index.html", "*;q=1.0000", "*")
+	f.Add("/a.b/c", "gzip;q=", "W/")
+	f.Fuzz(func(t *testing.T, path, accept, match string) {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.URL.Path = path
+		req.Header.Set("Accept-Encoding", accept)
+		req.Header.Set("If-None-Match", match)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		switch w.Code {
+		case 200:
+			if w.Header().Get("Content-Encoding") == "gzip" {
+				if _, err := gzip.NewReader(bytes.NewReader(w.Body.Bytes())); err != nil {
+					t.Fatalf("a gzip answer that does not gunzip: %v", err)
+				}
+			}
+		case 304, 404:
+		default:
+			t.Fatalf("GET %q: status %d", path, w.Code)
+		}
+		if w.Header().Get("Content-Security-Policy") != web.CSP {
+			t.Fatal("an answer without the CSP")
+		}
+	})
 }

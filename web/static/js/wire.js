@@ -194,6 +194,8 @@ class Reader {
     for (let i = 0; i < 10; i++) {
       if (this.pos >= this.b.byteLength) throw new Error('bad head: a varint runs past the end');
       const x = this.b[this.pos++];
+      // The tenth byte holds bit 63 alone: more is past 64 bits.
+      if (i === 9 && x > 1) throw new Error('bad head: a varint overflows 64 bits');
       if (i < 4) low += (x & 0x7f) * 2 ** (7 * i);
       else if (i === 4) {
         low += (x & 0x0f) * 2 ** 28;
