@@ -120,6 +120,9 @@ func (b *Browser) Close() {
 // (Debian's name) or chromium-browser on PATH.
 func ChromiumPath() (string, error) {
 	if p := os.Getenv(ChromiumEnv); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			return "", fmt.Errorf("webtest: %s=%s is not a program (%v): unset it and run scripts/deps, which installs Debian's chromium package", ChromiumEnv, p, err)
+		}
 		return p, nil
 	}
 	for _, name := range []string{"chromium", "chromium-browser"} {
