@@ -9,6 +9,10 @@ const Postgres = "github.com/jackc/pgx"
 // Server is the package of a part's control server.
 const Server = "github.com/outpost-robotics/outpost/control"
 
+// Chromedp is the module path prefix of the browser driver webtest uses
+// (chromedp and its protocol types, cdproto).
+const Chromedp = "github.com/chromedp"
+
 // Outpost returns Outpost's package boundaries (docs/ARCHITECTURE.md,
 // "Packages and who may do what"). Changing one is changing the
 // architecture: say why there too.
@@ -24,8 +28,8 @@ func Outpost() Rules {
 			Why:  "the PostgreSQL packages are the only ones that know its driver: everything else sees the stores' interfaces, so the engine can change in one place",
 		}, {
 			Path: Server,
-			Only: []string{"daemon", "cli", "cloud/relay"},
-			Why:  "only the daemon serves the control plane; clients (the CLI, the sync loop's relay) speak to it through controlclient and controlwire. The CLI's and the relay's tests start a real part server; the link rules keep it out of their binaries",
+			Only: []string{"daemon", "cli", "cloud/relay", "web"},
+			Why:  "only the daemon serves the control plane; clients (the CLI, the sync loop's relay) speak to it through controlclient and controlwire. The CLI's, the relay's and the front end's tests start a real part server; the link rules keep it out of their binaries",
 		}},
 		Links: []LinkRule{{
 			Main: "cmd/outpost",
@@ -47,6 +51,18 @@ func Outpost() Rules {
 			Main: "cmd/outpost-cloud",
 			Path: Server,
 			Why:  "the cloud relays signaling and never serves a part's control plane",
+		}, {
+			Main: "cmd/outpost-cloud",
+			Path: Chromedp,
+			Why:  "webtest drives a browser for tests: only tests import it, and no binary links it or its driver",
+		}, {
+			Main: "cmd/outpostd",
+			Path: Chromedp,
+			Why:  "webtest drives a browser for tests: only tests import it, and no binary links it or its driver",
+		}, {
+			Main: "cmd/outpost",
+			Path: Chromedp,
+			Why:  "webtest drives a browser for tests: only tests import it, and no binary links it or its driver",
 		}},
 		Listen: []ListenRule{{
 			Main: "cmd/outpostd",
