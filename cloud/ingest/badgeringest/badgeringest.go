@@ -944,19 +944,27 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 		// Deleted data never comes back: the part may forget the blob.
 		return ingest.BlobProgress{Received: c.Size, Complete: true}, nil
 	}
+	reserved := false
 	if found && (m.Size != c.Size || !bytes.Equal(m.SHA256, c.SHA256)) {
 		if m.Complete || c.Offset != 0 {
 			return ingest.BlobProgress{Received: m.Received, Complete: m.Complete}, fmt.Errorf("put blob %s/%s: size or SHA-256 differ from the blob's earlier chunks: %w", c.PartID, c.BlobID, ingest.ErrBlobConflict)
 		}
-		// The part started the blob over with other contents.
+		// The part started the blob over with other contents. The new size
+		// is admitted before the old bytes go, so a refusal leaves the blob
+		// as its progress says.
+		if err := s.reservePartial(key, c.Size); err != nil {
+			return ingest.BlobProgress{}, err
+		}
 		if err := s.blobs.Discard(ctx, key); err != nil {
 			return ingest.BlobProgress{}, err
 		}
-		found = false
+		found, reserved = false, true
 	}
 	if !found {
-		if err := s.reservePartial(key, c.Size); err != nil {
-			return ingest.BlobProgress{}, err
+		if !reserved {
+			if err := s.reservePartial(key, c.Size); err != nil {
+				return ingest.BlobProgress{}, err
+			}
 		}
 		st, err := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {

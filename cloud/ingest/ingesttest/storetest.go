@@ -708,6 +708,7 @@ func RunPartialBlobs(t *testing.T, open OpenPartial) {
 		fn   func(t *testing.T, open OpenPartial)
 	}{
 		{"Quota", testPartialQuota},
+		{"RestartOverQuota", testPartialRestartOverQuota},
 		{"Expiry", testPartialExpiry},
 	}
 	for _, tc := range tests {
@@ -728,6 +729,31 @@ func openPartial(t *testing.T, open OpenPartial, quota uint64, maxCount int, ttl
 		t.Fatalf("%T does not implement ingest.PartialBlobs", s)
 	}
 	return s, pb, b
+}
+
+// testPartialRestartOverQuota: a part that starts a blob over with other
+// contents (offset 0, another size) past its quota is refused with
+// ErrBlobQuota, and the blob it had begun is untouched: its progress still
+// says what the store holds, and the next chunk of the old contents is
+// taken where it left off.
+func testPartialRestartOverQuota(t *testing.T, open OpenPartial) {
+	ctx := context.Background()
+	s, _, _ := openPartial(t, open, 1<<20, 3, 7*24*time.Hour, clock.NewFake(t0))
+	old := bytes.Repeat([]byte("o"), 64<<10)
+	oldSum := sha256.Sum256(old)
+	p, err := s.PutBlobChunk(ctx, ingest.BlobChunk{PartID: "p1", BlobID: "b", Offset: 0, Data: old[:32<<10], Size: uint64(len(old)), SHA256: oldSum[:]})
+	if err != nil || p.Received != 32<<10 {
+		t.Fatalf("first half: %+v, %v", p, err)
+	}
+	bigSum := sha256.Sum256([]byte("too big"))
+	_, err = s.PutBlobChunk(ctx, ingest.BlobChunk{PartID: "p1", BlobID: "b", Offset: 0, Data: []byte("x"), Size: 2 << 20, SHA256: bigSum[:]})
+	if !errors.Is(err, ingest.ErrBlobQuota) {
+		t.Fatalf("a restart declaring twice the quota: %v, want ErrBlobQuota", err)
+	}
+	p, err = s.PutBlobChunk(ctx, ingest.BlobChunk{PartID: "p1", BlobID: "b", Offset: 32 << 10, Data: old[32<<10:], Size: uint64(len(old)), SHA256: oldSum[:]})
+	if err != nil || !p.Complete || p.Received != uint64(len(old)) {
+		t.Fatalf("the old blob's second half after the refused restart: %+v, %v", p, err)
+	}
 }
 
 // testPartialQuota: a part sends 8 MiB chunks of blobs declaring 64 GiB

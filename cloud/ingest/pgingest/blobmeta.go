@@ -168,25 +168,31 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 		// Deleted data never comes back: the part may forget the blob.
 		return ingest.BlobProgress{Received: c.Size, Complete: true}, nil
 	}
+	restart := false
 	if found && (m.Size != c.Size || !bytes.Equal(m.SHA256, c.SHA256)) {
 		if m.Complete || c.Offset != 0 {
 			return ingest.BlobProgress{Received: m.Received, Complete: m.Complete}, fmt.Errorf("put blob %s/%s: size or SHA-256 differ from the blob's earlier chunks: %w", c.PartID, c.BlobID, ingest.ErrBlobConflict)
 		}
-		// The part started the blob over with other contents.
-		if err := s.blobs.Discard(ctx, key); err != nil {
-			return ingest.BlobProgress{}, err
-		}
-		found = false
+		// The part started the blob over with other contents. The new size
+		// is admitted before the old bytes go, so a refusal leaves the blob
+		// as its progress says.
+		found, restart = false, true
 	}
 	if !found {
 		st, err := hashState()
 		if err != nil {
 			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
 		}
-		m = blobMeta{Size: c.Size, SHA256: bytes.Clone(c.SHA256), Name: c.Name, Meta: c.Meta, HashState: st}
-		if err := s.reservePartial(ctx, conn, key, m); err != nil {
+		started := blobMeta{Size: c.Size, SHA256: bytes.Clone(c.SHA256), Name: c.Name, Meta: c.Meta, HashState: st}
+		if err := s.reservePartial(ctx, conn, key, started); err != nil {
 			return ingest.BlobProgress{}, err
 		}
+		if restart {
+			if err := s.blobs.Discard(ctx, key); err != nil {
+				return ingest.BlobProgress{}, err
+			}
+		}
+		m = started
 	}
 	progress := func() ingest.BlobProgress { return ingest.BlobProgress{Received: m.Received, Complete: m.Complete} }
 	if m.Complete {
