@@ -14,16 +14,24 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/cloud/store/pgstore"
 	"github.com/outpost-robotics/outpost/netlimit"
 )
 
 // RunConfig is what `outpost-cloud serve` passes to Run.
 type RunConfig struct {
 	// DataDir holds the store (DataDir/store), what parts hand over
-	// (DataDir/ingest, blobs in DataDir/blobs) and admin.token.
+	// (DataDir/ingest, blobs in DataDir/blobs) and admin.token; with
+	// Database, only admin.token.
 	DataDir string
+	// Database, a postgres:// URL, keeps every store in PostgreSQL instead
+	// of the data folder: the fleet store (signing key included), what
+	// parts hand over, and blobs.
+	Database string
 	// Listen is the HOST:PORT to serve on.
 	Listen string
 	// CertFile and KeyFile turn on TLS; both or neither.
@@ -50,7 +58,63 @@ type RunConfig struct {
 	Limits netlimit.Limits
 }
 
-// Run opens the embedded stores in the data folder, bootstraps them, and
+// storeCloser closes what openStores opened.
+type storeCloser func() error
+
+// openStores opens the fleet store, the ingest store and its blob store:
+// embedded in the data folder, or in PostgreSQL when cfg.Database is set.
+func openStores(ctx context.Context, cfg RunConfig, clk clock.Clock) (store.Store, ingest.Store, ingest.BlobStore, storeCloser, error) {
+	var closers []func() error
+	closeAll := func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (store.Store, ingest.Store, ingest.BlobStore, storeCloser, error) {
+		return nil, nil, nil, nil, errors.Join(err, closeAll())
+	}
+	var afterSync func()
+	if delay := cfg.FaultFsyncDelay; delay > 0 {
+		afterSync = func() { _ = clk.Sleep(context.Background(), delay) }
+	}
+	if cfg.Database != "" {
+		st, err := pgstore.Open(ctx, cfg.Database)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, st.Close)
+		blobs, err := pgingest.OpenBlobStore(ctx, cfg.Database)
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, blobs.Close)
+		ing, err := pgingest.Open(ctx, pgingest.Options{URL: cfg.Database, Blobs: blobs, Clock: clk})
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, ing.Close)
+		return st, ing, blobs, closeAll, nil
+	}
+	st, err := badgerstore.Open(filepath.Join(cfg.DataDir, "store"), cfg.Log)
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, st.Close)
+	blobs, err := ingest.NewFileBlobStore(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return fail(err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(cfg.DataDir, "ingest"), Blobs: blobs, Logger: cfg.Log.Named("ingest"), AfterSync: afterSync})
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, ing.Close)
+	return st, ing, blobs, closeAll, nil
+}
+
+// Run opens the stores (embedded in the data folder, or PostgreSQL), bootstraps them, and
 // serves the fleet API and the part sync API until ctx ends. It sets the
 // process's umask to 077 first: every file the cloud writes (the stores
 // with the signing key, admin.token, blobs) is readable by its user alone.
@@ -62,16 +126,16 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
-	st, err := badgerstore.Open(filepath.Join(cfg.DataDir, "store"), cfg.Log)
+	clk := clock.NewReal()
+	st, ing, blobs, closeStores, err := openStores(ctx, cfg, clk)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := st.Close(); cerr != nil && err == nil {
+		if cerr := closeStores(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	clk := clock.NewReal()
 	signer, tokenPath, err := Bootstrap(ctx, st, cfg.DataDir, clk, cfg.Log)
 	if err != nil {
 		return err
@@ -79,23 +143,6 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if tokenPath != "" {
 		cfg.Log.Info("wrote the admin's access token (valid 60 days; use it with --token or OUTPOST_TOKEN)", zap.String("path", tokenPath))
 	}
-	blobs, err := ingest.NewFileBlobStore(filepath.Join(cfg.DataDir, "blobs"))
-	if err != nil {
-		return err
-	}
-	iopts := badgeringest.Options{Dir: filepath.Join(cfg.DataDir, "ingest"), Blobs: blobs, Logger: cfg.Log.Named("ingest")}
-	if delay := cfg.FaultFsyncDelay; delay > 0 {
-		iopts.AfterSync = func() { _ = clk.Sleep(context.Background(), delay) }
-	}
-	ing, err := badgeringest.Open(iopts)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := ing.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
 	var mailer Mailer
 	if cfg.SMTP != nil {
 		if mailer, err = NewSMTPMailer(*cfg.SMTP); err != nil {
@@ -121,7 +168,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	cfg.Log.Info("outpost-cloud serving", zap.String("addr", ln.Addr().String()), zap.String("data_dir", cfg.DataDir),
+	cfg.Log.Info("outpost-cloud serving", zap.String("addr", ln.Addr().String()), zap.String("data_dir", cfg.DataDir), zap.Bool("postgresql", cfg.Database != ""),
 		zap.Bool("tls", cfg.CertFile != ""), zap.String("signing_key_id", signer.KeyID()))
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())

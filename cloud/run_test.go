@@ -14,6 +14,7 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cloud"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
+	"github.com/outpost-robotics/outpost/cloud/pgtest"
 )
 
 // TestRun starts the cloud as `outpost-cloud serve` does, on an empty data
@@ -33,6 +34,38 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunOnPostgreSQL serves the cloud from PostgreSQL, as `outpost-cloud
+// serve --database` does: what the admin makes survives a restart of the
+// cloud, the signing key comes from the database (a second start writes no
+// new admin token and signs with the same key), and the data folder holds
+// nothing but the admin's token.
+func TestRunOnPostgreSQL(t *testing.T) {
+	db := pgtest.Database(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	r := startRunWith(t, cloud.RunConfig{DataDir: dir, Database: db})
+	if _, err := r.admin.Org.CreateOrg(r.ctx, connect.NewRequest(&fleetv1.CreateOrgRequest{Name: "Acme"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != cloud.AdminTokenFile {
+		t.Fatalf("the data folder of a cloud on PostgreSQL holds %v, want only %s", entries, cloud.AdminTokenFile)
+	}
+	// The admin's token from the first start still works: the key that
+	// signed it came back from the database.
+	r = startRunWith(t, cloud.RunConfig{DataDir: dir, Database: db})
+	defer r.stop()
+	orgs, err := r.admin.Org.ListOrgs(r.ctx, connect.NewRequest(&fleetv1.ListOrgsRequest{}))
+	if err != nil || len(orgs.Msg.GetOrgs()) != 1 || orgs.Msg.GetOrgs()[0].GetName() != "Acme" {
+		t.Fatalf("the orgs after a restart: %v, %v", orgs, err)
+	}
+}
+
 // running is a cloud that Run serves on a data folder, as `outpost-cloud
 // serve` runs it, with clients acting as its admin.
 type running struct {
@@ -47,11 +80,19 @@ type running struct {
 // comes from the admin.token it wrote.
 func startRun(t *testing.T, dir string) *running {
 	t.Helper()
+	return startRunWith(t, cloud.RunConfig{DataDir: dir})
+}
+
+// startRunWith is startRun with more of the configuration.
+func startRunWith(t *testing.T, cfg cloud.RunConfig) *running {
+	t.Helper()
+	dir := cfg.DataDir
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{ctx: ctx, cancel: cancel, done: make(chan error, 1), log: cloudtest.NewLog(t)}
 	addr := make(chan string, 1)
 	go func() {
-		r.done <- cloud.Run(ctx, cloud.RunConfig{DataDir: dir, Listen: "127.0.0.1:0", Log: r.log.Logger(), Ready: func(a string) { addr <- a }})
+		cfg.Listen, cfg.Log, cfg.Ready = "127.0.0.1:0", r.log.Logger(), func(a string) { addr <- a }
+		r.done <- cloud.Run(ctx, cfg)
 	}()
 	var url string
 	select {

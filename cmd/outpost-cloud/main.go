@@ -42,7 +42,7 @@ func newRoot() *cobra.Command {
 }
 
 func newServe() *cobra.Command {
-	var dataDir, listen, certFile, keyFile, level string
+	var dataDir, listen, certFile, keyFile, level, database string
 	var poll, fsyncDelay time.Duration
 	var smtpCfg cloud.SMTPConfig
 	var smtpPasswordFile string
@@ -74,7 +74,10 @@ func newServe() *cobra.Command {
 			}
 			lim := cloud.Limits()
 			lim.MaxConns = maxConns
-			rc := cloud.RunConfig{DataDir: dataDir, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
+			if database == "" {
+				database = os.Getenv("OUTPOST_DATABASE_URL")
+			}
+			rc := cloud.RunConfig{DataDir: dataDir, Database: database, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
 				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay, Limits: lim}
 			if smtpCfg.Host != "" {
 				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
@@ -86,6 +89,7 @@ func newServe() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/outpost-cloud", "folder holding the cloud's state")
+	cmd.Flags().StringVar(&database, "database", "", "postgres:// URL of a PostgreSQL database that keeps every store instead of --data-dir (default $OUTPOST_DATABASE_URL, which keeps a password out of ps)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to serve on")
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "TLS certificate file (PEM); serves cleartext HTTP/2 without it")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
