@@ -20,7 +20,6 @@ import (
 
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
-	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/credential"
@@ -230,7 +229,7 @@ func (f *robotFlags) connectViaCloud(ctx context.Context) (*robotConn, error) {
 	}
 	hc := &http.Client{Timeout: 60 * time.Second}
 	rc := fleetv1connect.NewRelayServiceClient(hc, base, connect.WithInterceptors(credential.NewCloudProver(key, f.g.now)))
-	sess, err := controlclient.DialWebRTCWith(ctx, relay.Signaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
+	sess, err := controlclient.DialWebRTCWith(ctx, controlclient.RelaySignaling(rc, f.viaCloud), f.ice, f.g.env.webrtcSettings)
 	if err != nil {
 		return nil, fmt.Errorf("open a WebRTC session with part %s through %s: %w", f.viaCloud, base, err)
 	}

@@ -57,6 +57,7 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 			"cli: links github.com/dgraph-io/badger through cli → daemon → cache → github.com/dgraph-io/badger/v4",
 			"cmd/outpost: links github.com/outpost-robotics/outpost/control through cmd/outpost → cli → daemon → control",
 			"cli: links github.com/outpost-robotics/outpost/control through cli → daemon → control",
+			"cli: links github.com/outpost-robotics/outpost/cloud through cli → cloud/relay",
 			"cmd/outpost-cloud: links github.com/chromedp through cmd/outpost-cloud → web → github.com/chromedp/chromedp",
 		},
 		"listen": {

@@ -48,6 +48,10 @@ func Outpost() Rules {
 			Path: Server,
 			Why:  "the CLI is a client of the control plane: it links controlclient, never the server",
 		}, {
+			Main: "cli",
+			Path: "github.com/outpost-robotics/outpost/cloud",
+			Why:  "the CLI is a client of the cloud: it speaks the fleet API and links none of the cloud's own packages",
+		}, {
 			Main: "cmd/outpost-cloud",
 			Path: Server,
 			Why:  "the cloud relays signaling and never serves a part's control plane",

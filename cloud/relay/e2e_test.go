@@ -176,7 +176,7 @@ func TestRelayedSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	rc, err := controlclient.DialWebRTCWith(ctx, relay.Signaling(c.relayClient(ownerAuth), "p1"), nil, controlwire.LoopbackICE)
+	rc, err := controlclient.DialWebRTCWith(ctx, controlclient.RelaySignaling(c.relayClient(ownerAuth), "p1"), nil, controlwire.LoopbackICE)
 	if err != nil {
 		t.Fatalf("dial through the relay: %v", err)
 	}
@@ -197,7 +197,7 @@ func TestRelayedSession(t *testing.T) {
 	// The cloud lets the stranger's offer through; the part, which does
 	// not know the key, refuses it, and the refusal reaches the client
 	// with the part's code.
-	_, err = controlclient.DialWebRTCWith(ctx, relay.Signaling(c.relayClient(strangerAuth), "p1"), nil, controlwire.LoopbackICE)
+	_, err = controlclient.DialWebRTCWith(ctx, controlclient.RelaySignaling(c.relayClient(strangerAuth), "p1"), nil, controlwire.LoopbackICE)
 	if code := connect.CodeOf(err); code != connect.CodeUnauthenticated {
 		t.Fatalf("a key the part does not know: %v (%v), want unauthenticated", err, code)
 	}
@@ -214,7 +214,7 @@ func TestRelayedSession(t *testing.T) {
 	}
 
 	// The gate still applies: a caller the cloud refuses never reaches the part.
-	_, err = relay.Signaling(c.relayClient("Bearer nobody"), "p1").Offer(ctx, connect.NewRequest(&controlv1.OfferRequest{Sdp: "v=0"}))
+	_, err = controlclient.RelaySignaling(c.relayClient("Bearer nobody"), "p1").Offer(ctx, connect.NewRequest(&controlv1.OfferRequest{Sdp: "v=0"}))
 	if connect.CodeOf(err) != connect.CodePermissionDenied {
 		t.Fatalf("a caller the cloud refuses: %v", err)
 	}

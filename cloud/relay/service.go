@@ -6,8 +6,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
-	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 )
@@ -62,27 +60,4 @@ func (s service) RelayOffer(ctx context.Context, req *connect.Request[fleetv1.Re
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
-}
-
-// Signaling adapts a RelayService client to the part's signaling API, so
-// control.DialWebRTC can open a session through the cloud: offers go to
-// partID by RelayOffer. Build c with the caller's credentials for the
-// cloud (credential.Interceptor): the cloud vouches for the caller to the
-// part, which makes that subject the session's identity.
-func Signaling(c fleetv1connect.RelayServiceClient, partID string) controlv1connect.SignalingServiceClient {
-	return signaling{c: c, partID: partID}
-}
-
-type signaling struct {
-	c      fleetv1connect.RelayServiceClient
-	partID string
-}
-
-func (s signaling) Offer(ctx context.Context, req *connect.Request[controlv1.OfferRequest]) (*connect.Response[controlv1.OfferResponse], error) {
-	out := connect.NewRequest(&fleetv1.RelayOfferRequest{PartId: s.partID, Sdp: req.Msg.GetSdp()})
-	resp, err := s.c.RelayOffer(ctx, out)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&controlv1.OfferResponse{Sdp: resp.Msg.GetSdp(), SessionId: resp.Msg.GetSessionId()}), nil
 }
