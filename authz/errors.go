@@ -26,7 +26,8 @@ type Sentinel struct {
 //
 //   - a *connect.Error is an answer already: it passes unchanged;
 //   - an error matching a row of Table is answered with the row's code
-//     and message (the first row that matches);
+//     and message (the first row that matches), or with the message
+//     Explain gave it for that sentinel;
 //   - a canceled or expired context is Canceled or DeadlineExceeded;
 //   - anything else is Internal: the error is logged with a fresh error
 //     id, and the caller is told only what failed and that id, never the
@@ -51,13 +52,16 @@ func (p *Errors) Answer(what string, err error) error {
 		return ce
 	}
 	for _, row := range p.Table {
-		if errors.Is(err, row.Err) {
-			msg := row.Message
-			if msg == "" {
-				msg = err.Error()
-			}
-			return connect.NewError(row.Code, errors.New(msg))
+		if !errors.Is(err, row.Err) {
+			continue
 		}
+		msg := row.Message
+		if ex := new(explained); errors.As(err, &ex) && errors.Is(ex.sentinel, row.Err) {
+			msg = ex.msg
+		} else if msg == "" {
+			msg = err.Error()
+		}
+		return connect.NewError(row.Code, errors.New(msg))
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -83,6 +87,27 @@ func (p *Errors) Internal(what string, err error) error {
 	}
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s failed (error %s); %s has the details", what, id, where))
 }
+
+// Explain gives err, when it matches sentinel, the message the caller
+// reads in place of the table row's: what was missing or taken, in the
+// caller's terms. The code stays the table's, and any other err is
+// returned as it is (nil stays nil), so an unexpected failure is still
+// Internal rather than answered with a message that does not fit it.
+func Explain(err, sentinel error, format string, args ...any) error {
+	if err == nil || !errors.Is(err, sentinel) {
+		return err
+	}
+	return &explained{err: err, sentinel: sentinel, msg: fmt.Sprintf(format, args...)}
+}
+
+// explained is an error Explain gave a message for the caller.
+type explained struct {
+	err, sentinel error
+	msg           string
+}
+
+func (e *explained) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *explained) Unwrap() error { return e.err }
 
 // errorID is 8 random bytes in hex: enough to find one log line.
 func errorID() string {

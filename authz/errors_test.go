@@ -75,3 +75,47 @@ func TestErrorPolicy(t *testing.T) {
 		t.Fatal("two failures share an error id")
 	}
 }
+
+// TestExplain: an explained sentinel keeps the table's code and tells the
+// caller the explanation; an error that is not the sentinel named is
+// answered as if Explain had not seen it, so a failure never reads as the
+// explained condition.
+func TestExplain(t *testing.T) {
+	p := &Errors{Log: zap.NewNop(), Table: []Sentinel{
+		{Err: errMissing, Code: connect.CodeNotFound, Message: "not found"},
+		{Err: errBusy, Code: connect.CodeResourceExhausted},
+	}}
+	secret := errors.New("read block 7: secret=hunter2")
+	for _, tc := range []struct {
+		name    string
+		err     error
+		code    connect.Code
+		message string // "" for an Internal answer
+	}{
+		{"the sentinel explained", Explain(fmt.Errorf("get org o1: %w", errMissing), errMissing, "org/%s does not exist", "o1"), connect.CodeNotFound, "org/o1 does not exist"},
+		{"explained, then wrapped", fmt.Errorf("in tx: %w", Explain(errMissing, errMissing, "no such part")), connect.CodeNotFound, "no such part"},
+		{"another sentinel keeps its row", Explain(errBusy, errMissing, "no such part"), connect.CodeResourceExhausted, errBusy.Error()},
+		{"a failure stays Internal", Explain(secret, errMissing, "no such part"), connect.CodeInternal, ""},
+		{"a connect error passes", Explain(connect.NewError(connect.CodeAborted, errors.New("again")), errMissing, "no such part"), connect.CodeAborted, "again"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := p.Answer("storage", tc.err)
+			var ce *connect.Error
+			if !errors.As(got, &ce) || ce.Code() != tc.code {
+				t.Fatalf("Answer(%v) = %v, want code %v", tc.err, got, tc.code)
+			}
+			if tc.message == "" {
+				if strings.Contains(ce.Message(), "hunter2") || strings.Contains(ce.Message(), "no such part") {
+					t.Fatalf("the caller is told %q", ce.Message())
+				}
+				return
+			}
+			if ce.Message() != tc.message {
+				t.Fatalf("message %q, want %q", ce.Message(), tc.message)
+			}
+		})
+	}
+	if Explain(nil, errMissing, "x") != nil {
+		t.Fatal("nil is no error")
+	}
+}

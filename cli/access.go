@@ -30,7 +30,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
-	check.Flags().StringVar(&subject, "subject", "", "user:EMAIL, user:ID or apikey:KEY_ID")
+	check.Flags().StringVar(&subject, "subject", "", "user/EMAIL, user/ID or apikey/KEY_ID")
 	check.Flags().StringVar(&action, "action", "", "an action of docs/ACTIONS.md, such as machine.rename")
 	check.Flags().StringVar(&resource, "resource", "", "KIND/ID, such as machine/ID (none for org.create)")
 	check.Flags().StringVar(&dest, "destination", "", "for location.move: the destination location ID (none: the top level)")

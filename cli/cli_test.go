@@ -215,6 +215,28 @@ func TestCLIGolden(t *testing.T) {
 	}
 }
 
+// TestSubjectSpellings: --subject and user delete take a subject in its one
+// spelling, user/EMAIL, and still in the old user:EMAIL; both name the same
+// user, and user delete sends the one spelling.
+func TestSubjectSpellings(t *testing.T) {
+	url, adminToken := startCloud(t)
+	s := &session{t: t, configDir: t.TempDir(), vars: map[string]string{"OUTPOST_CLOUD": url, "OUTPOST_TOKEN": adminToken}}
+	s.run("", "user", "create", "bob@example.com")
+	org := s.field(s.run("", "org", "create", "Acme Robotics", "--json"), "org", "id")
+	line := s.field(s.run("", "location", "create", "Line 1", "--org", org, "--json"), "location", "id")
+	machine := s.field(s.run("", "machine", "create", "arm-1", "--location", line, "--json"), "machine", "id")
+	granted := s.run("", "role", "grant", "--subject", "user/bob@example.com", "--role", "operator", "--scope", "location/"+line)
+	check := func(subject string) string {
+		return s.run("", "access", "check", "--subject", subject, "--action", "machine.control", "--resource", "machine/"+machine, "--json")
+	}
+	canonical, old := check("user/bob@example.com"), check("user:bob@example.com")
+	deleted := s.run("", "user", "delete", "user/bob@example.com")
+	if !strings.Contains(granted, "bob@example.com") || !strings.Contains(canonical, `"allowed": true`) || canonical != old ||
+		!strings.HasPrefix(deleted, "deleted user bob@example.com") {
+		t.Fatalf("the spellings do not name the same user:\n%s", s.out.String())
+	}
+}
+
 func TestCompletion(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		root := newRoot(env{getenv: func(string) string { return "" }, stdin: strings.NewReader("")})

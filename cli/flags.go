@@ -23,7 +23,7 @@ func mustRequire(cmd *cobra.Command, names ...string) {
 // grantFlags adds --subject, --role and --scope as asked.
 func grantFlags(cmd *cobra.Command, subject, role, scope *string) {
 	if subject != nil {
-		cmd.Flags().StringVar(subject, "subject", "", "user:EMAIL, user:ID or apikey:KEY_ID")
+		cmd.Flags().StringVar(subject, "subject", "", "user/EMAIL, user/ID or apikey/KEY_ID")
 		mustRequire(cmd, "subject")
 	}
 	if role != nil {

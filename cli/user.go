@@ -4,13 +4,13 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -196,11 +196,11 @@ func newUserDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a user and its grants; its tokens stop working (the cloud's admin only)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref := args[0]
-			if !strings.HasPrefix(ref, "user:") {
-				ref = "user:" + ref
+			subj, err := authz.Parse(args[0])
+			if err != nil {
+				subj = authz.User(args[0]) // a bare EMAIL or ID
 			}
-			return call(g, cmd, (*api).DeleteUser, &fleetv1.DeleteUserRequest{User: ref},
+			return call(g, cmd, (*api).DeleteUser, &fleetv1.DeleteUserRequest{User: subj.String()},
 				func(w io.Writer, res *fleetv1.DeleteUserResponse) error {
 					u := res.GetUser()
 					_, err := fmt.Fprintf(w, "deleted user %s (%s) and its %d grants; its tokens no longer work, on parts from their next sync\n",

@@ -192,6 +192,11 @@ func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 			return nil, connect.NewError(v.code, errors.New(v.reason))
 		}
 		res, err := next(context.WithValue(ctx, callKey{}, c), req)
+		if err != nil {
+			// The one place a handler's error is answered: by the
+			// error policy, named by the method that failed.
+			res, err = nil, s.errs.Answer(proc[strings.LastIndexByte(proc, '/')+1:], err)
+		}
 		if c.audit != nil && !c.audit.written.Load() {
 			outcome := "ok"
 			if err != nil {
@@ -440,11 +445,8 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf authz.R
 			return res, invalid("%s: not a %s ID", rf.Field.Name(), rf.Kind)
 		}
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s %q", rf.Kind, v))
-	}
 	if err != nil {
-		return res, s.errs.Internal("resolve "+rf.Kind, err)
+		return res, s.errs.Answer("resolve "+rf.Kind, authz.Explain(err, store.ErrNotFound, "no %s %q", rf.Kind, v))
 	}
 	if !snap.exists(res) {
 		return res, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s: check the ID (list with `outpost %s list`)", res, res.Kind))
@@ -555,17 +557,8 @@ func (s *Server) resolveSubject(ctx context.Context, ref string) (authz.Subject,
 		}
 		return nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return out, connect.NewError(connect.CodeNotFound, fmt.Errorf("no subject %s: create a user with `outpost user create` or a key with `outpost apikey create`", ref))
-	}
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return out, ce
-	}
-	if err != nil {
-		return out, s.errs.Internal("resolve subject", err)
-	}
-	return out, nil
+	return out, s.errs.Answer("resolve subject", authz.Explain(err, store.ErrNotFound,
+		"no subject %s: create a user with `outpost user create` or a key with `outpost apikey create`", ref))
 }
 
 var errTokenRevoked = errors.New("access token revoked")

@@ -43,20 +43,16 @@ func (ks apiKeyService) CreateAPIKey(ctx context.Context, req *connect.Request[f
 	key := store.APIKey{ID: id, Name: m.GetName(), OrgID: c.snap.orgOf(scope), Scope: scope.String(),
 		PublicKey: pub, CreatedBy: c.principal.ref(), CreatedAt: now, ViaOrg: c.viaShare(scope)}
 	grant := store.Grant{Subject: authz.APIKey(key.ID).String(), Role: m.GetRole(), Scope: key.Scope, OrgID: key.OrgID, CreatedAt: now, ViaOrg: key.ViaOrg}
-	err := s.update(ctx, func(tx store.Tx) error {
-		if err := tx.PutAPIKey(ctx, key); err != nil {
-			return err
-		}
-		return tx.PutGrant(ctx, grant)
-	})
-	if err != nil {
-		return nil, err
-	}
 	res := &fleetv1.CreateAPIKeyResponse{Key: apiKeyPB(key, []store.Grant{grant})}
 	if made != nil {
 		res.Token = made.String()
 	}
-	return connect.NewResponse(res), nil
+	return reply(res, s.update(ctx, func(tx store.Tx) error {
+		if err := tx.PutAPIKey(ctx, key); err != nil {
+			return err
+		}
+		return tx.PutGrant(ctx, grant)
+	}))
 }
 
 func (ks apiKeyService) ListAPIKeys(ctx context.Context, req *connect.Request[fleetv1.ListAPIKeysRequest]) (*connect.Response[fleetv1.ListAPIKeysResponse], error) {
@@ -84,12 +80,9 @@ func (ks apiKeyService) ListAPIKeys(ctx context.Context, req *connect.Request[fl
 		return nil
 	})
 	slices.SortFunc(res.Keys, func(a, b *fleetv1.APIKey) int { return strings.Compare(a.GetName()+a.GetId(), b.GetName()+b.GetId()) })
-	return connect.NewResponse(res), err
+	return reply(res, err)
 }
 
 func (ks apiKeyService) RevokeAPIKey(ctx context.Context, req *connect.Request[fleetv1.RevokeAPIKeyRequest]) (*connect.Response[fleetv1.RevokeAPIKeyResponse], error) {
-	if err := ks.s.update(ctx, func(tx store.Tx) error { return deleteAPIKey(ctx, tx, req.Msg.GetKeyId()) }); err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RevokeAPIKeyResponse{}), nil
+	return reply(&fleetv1.RevokeAPIKeyResponse{}, ks.s.update(ctx, func(tx store.Tx) error { return deleteAPIKey(ctx, tx, req.Msg.GetKeyId()) }))
 }

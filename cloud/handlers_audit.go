@@ -37,5 +37,5 @@ func (as auditService) ListAuditEvents(ctx context.Context, req *connect.Request
 		}
 		return nil
 	})
-	return connect.NewResponse(res), err
+	return reply(res, err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
@@ -45,7 +46,7 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	switch {
 	case err == nil:
 		err = s.hasher.Check(ctx, u.PasswordHash, m.GetPassword())
-	case connect.CodeOf(err) == connect.CodeNotFound:
+	case errors.Is(err, store.ErrNotFound):
 		err = s.hasher.CheckNone(ctx, m.GetPassword())
 	default:
 		s.throttle.Cancel(keys)
@@ -53,7 +54,7 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	}
 	if errors.Is(err, auth.ErrBusy) || ctx.Err() != nil {
 		s.throttle.Cancel(keys)
-		return nil, passwordErr(err)
+		return nil, passwordErr(ctx, err)
 	}
 	if err != nil {
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("wrong email or password"))
@@ -61,19 +62,16 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	s.signedIn(email, peer, keys)
 	tok, exp, err := s.signer.Issue(u.ID, m.GetSessionPublicKey(), s.clock.Now(), time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
-		return nil, s.errs.Internal("sign in", err)
+		return nil, fmt.Errorf("issue an access token: %w", err)
 	}
 	return connect.NewResponse(&fleetv1.SignInResponse{AccessToken: tok, ExpiresAt: ts(exp), User: userPB(u)}), nil
 }
 
 func (a authService) WhoAmI(ctx context.Context, _ *connect.Request[fleetv1.WhoAmIRequest]) (*connect.Response[fleetv1.WhoAmIResponse], error) {
 	p := callFrom(ctx).principal
-	res := &fleetv1.WhoAmIResponse{Subject: p.ref(), Email: p.email, Admin: p.admin}
-	err := a.s.view(ctx, func(tx store.Tx) error {
-		res.Grants = grantsPB(ctx, tx, p.grants)
-		return nil
+	return respond(ctx, a.s.view, func(tx store.Tx) (*fleetv1.WhoAmIResponse, error) {
+		return &fleetv1.WhoAmIResponse{Subject: p.ref(), Email: p.email, Admin: p.admin, Grants: grantsPB(ctx, tx, p.grants)}, nil
 	})
-	return connect.NewResponse(res), err
 }
 
 func (a authService) SignOut(ctx context.Context, _ *connect.Request[fleetv1.SignOutRequest]) (*connect.Response[fleetv1.SignOutResponse], error) {
@@ -84,22 +82,15 @@ func (a authService) SignOut(ctx context.Context, _ *connect.Request[fleetv1.Sig
 	}
 	c.setAuditResource(authz.User(id).String(), "")
 	now := s.clock.Now().UTC()
-	err = s.update(ctx, func(tx store.Tx) error {
-		u, err := tx.GetUser(ctx, id)
-		if err != nil {
-			return err
-		}
+	_, err = edit(ctx, s, id, store.Tx.GetUser, store.Tx.PutUser, func(_ store.Tx, u *store.User) error {
 		u.RevokedTokens = append(pruneRevoked(u.RevokedTokens, now), store.RevokedToken{ID: c.principal.tokenID, ExpiresAt: c.principal.tokenExpires})
 		if len(u.RevokedTokens) > maxRevokedTokens {
 			// Too many to list: every token issued up to this second goes.
 			u.TokensNotBefore, u.RevokedTokens = now.Truncate(time.Second).Add(time.Second), nil
 		}
-		return tx.PutUser(ctx, u)
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.SignOutResponse{}), nil
+	return reply(&fleetv1.SignOutResponse{}, err)
 }
 
 func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fleetv1.ChangePasswordRequest]) (*connect.Response[fleetv1.ChangePasswordResponse], error) {
@@ -137,7 +128,7 @@ func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fl
 	err = s.hasher.Check(ctx, u.PasswordHash, m.GetCurrentPassword())
 	if errors.Is(err, auth.ErrBusy) || ctx.Err() != nil {
 		s.throttle.Cancel(keys)
-		return nil, passwordErr(err)
+		return nil, passwordErr(ctx, err)
 	}
 	if err != nil {
 		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("current_password is wrong"))
@@ -145,23 +136,19 @@ func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fl
 	s.signedIn(u.Email, peer, keys)
 	hash, err := s.hasher.Hash(ctx, m.GetNewPassword())
 	if err != nil {
-		return nil, passwordErr(err)
+		return nil, err
 	}
 	now := s.clock.Now().UTC()
-	err = s.update(ctx, func(tx store.Tx) error {
-		u, err := tx.GetUser(ctx, id)
-		if err != nil {
-			return err
-		}
+	_, err = edit(ctx, s, id, store.Tx.GetUser, store.Tx.PutUser, func(_ store.Tx, u *store.User) error {
 		u.PasswordHash, u.TokensNotBefore, u.RevokedTokens = hash, now.Truncate(time.Second), pruneRevoked(u.RevokedTokens, now)
-		return tx.PutUser(ctx, u)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	tok, exp, err := s.signer.Issue(id, m.GetSessionPublicKey(), now, time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
-		return nil, s.errs.Internal("change password", err)
+		return nil, fmt.Errorf("issue an access token: %w", err)
 	}
 	return connect.NewResponse(&fleetv1.ChangePasswordResponse{AccessToken: tok, ExpiresAt: ts(exp)}), nil
 }

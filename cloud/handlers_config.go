@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -10,6 +9,7 @@ import (
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
 )
@@ -30,18 +30,15 @@ func revisionPB(r store.ConfigRevision, c *configv1.RobotConfig) *fleetv1.Config
 
 func (cs configService) GetMachineConfig(ctx context.Context, req *connect.Request[fleetv1.GetMachineConfigRequest]) (*connect.Response[fleetv1.GetMachineConfigResponse], error) {
 	id := req.Msg.GetMachineId()
-	var m merged
-	err := cs.s.view(ctx, func(tx store.Tx) error {
-		var err error
-		m, err = mergeMachine(ctx, tx, id, nil, nil)
-		return err
+	return respond(ctx, cs.s.view, func(tx store.Tx) (*fleetv1.GetMachineConfigResponse, error) {
+		m, err := mergeMachine(ctx, tx, id, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		rev := revisionPB(m.rev, m.own)
+		rev.MachineId = id
+		return &fleetv1.GetMachineConfigResponse{Revision: rev, Merged: m.config, Fragments: m.fragments}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	rev := revisionPB(m.rev, m.own)
-	rev.MachineId = id
-	return connect.NewResponse(&fleetv1.GetMachineConfigResponse{Revision: rev, Merged: m.config, Fragments: m.fragments}), nil
 }
 
 // checkFragments refuses fragment lists that are too long or name fragments
@@ -55,11 +52,11 @@ func checkFragments(ctx context.Context, tx store.Tx, org string, ids []string) 
 			return invalid("fragment_ids[%d]: %q is not a fragment ID", i, id)
 		}
 		f, err := tx.GetFragment(ctx, id)
-		if errors.Is(err, store.ErrNotFound) || err == nil && f.OrgID != org {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("fragment_ids[%d]: no fragment %q in the machine's organization", i, id))
+		if err == nil && f.OrgID != org {
+			err = store.ErrNotFound // another org's fragment is not there for this machine
 		}
 		if err != nil {
-			return err
+			return authz.Explain(err, store.ErrNotFound, "fragment_ids[%d]: no fragment %q in the machine's organization", i, id)
 		}
 	}
 	return nil
@@ -73,19 +70,13 @@ func (cs configService) UpdateMachineConfig(ctx context.Context, req *connect.Re
 	if own == nil {
 		own = &configv1.RobotConfig{}
 	}
-	var rev store.ConfigRevision
-	err := cs.s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, cs.s.update, func(tx store.Tx) (*fleetv1.UpdateMachineConfigResponse, error) {
 		if err := checkFragments(ctx, tx, org, msg.GetFragmentIds()); err != nil {
-			return err
+			return nil, err
 		}
-		var err error
-		rev, err = cs.s.nextRevision(ctx, tx, msg.GetMachineId(), msg.GetBaseRevision(), own, msg.GetFragmentIds(), c.principal.ref())
-		return err
+		rev, err := cs.s.nextRevision(ctx, tx, msg.GetMachineId(), msg.GetBaseRevision(), own, msg.GetFragmentIds(), c.principal.ref())
+		return &fleetv1.UpdateMachineConfigResponse{Revision: revisionPB(rev, own)}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.UpdateMachineConfigResponse{Revision: revisionPB(rev, own)}), nil
 }
 
 func (cs configService) ListConfigRevisions(ctx context.Context, req *connect.Request[fleetv1.ListConfigRevisionsRequest]) (*connect.Response[fleetv1.ListConfigRevisionsResponse], error) {
@@ -104,10 +95,7 @@ func (cs configService) ListConfigRevisions(ctx context.Context, req *connect.Re
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(out), nil
+	return reply(out, err)
 }
 
 func proposalPB(p store.Proposal) (*fleetv1.ConfigProposal, error) {
@@ -136,10 +124,7 @@ func (cs configService) ListConfigProposals(ctx context.Context, req *connect.Re
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(out), nil
+	return reply(out, err)
 }
 
 func (cs configService) ResolveConfigProposal(ctx context.Context, req *connect.Request[fleetv1.ResolveConfigProposalRequest]) (*connect.Response[fleetv1.ResolveConfigProposalResponse], error) {
@@ -148,8 +133,12 @@ func (cs configService) ResolveConfigProposal(ctx context.Context, req *connect.
 	var p store.Proposal
 	err := cs.s.update(ctx, func(tx store.Tx) error {
 		var err error
-		if p, err = tx.GetProposal(ctx, msg.GetProposalId()); err != nil || p.MachineID != msg.GetMachineId() {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("machine/%s has no proposal %q", msg.GetMachineId(), msg.GetProposalId()))
+		p, err = tx.GetProposal(ctx, msg.GetProposalId())
+		if err == nil && p.MachineID != msg.GetMachineId() {
+			err = store.ErrNotFound // another machine's proposal is not this one's
+		}
+		if err != nil {
+			return authz.Explain(err, store.ErrNotFound, "machine/%s has no proposal %q", msg.GetMachineId(), msg.GetProposalId())
 		}
 		if p.State != proposalConflict {
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("proposal %q is %s, not a conflict", p.ID, p.State))
@@ -183,8 +172,5 @@ func (cs configService) ResolveConfigProposal(ctx context.Context, req *connect.
 		return nil, err
 	}
 	pb, err := proposalPB(p)
-	if err != nil {
-		return nil, cs.s.errs.Internal("proposal", err)
-	}
-	return connect.NewResponse(&fleetv1.ResolveConfigProposalResponse{Proposal: pb}), nil
+	return reply(&fleetv1.ResolveConfigProposalResponse{Proposal: pb}, err)
 }

@@ -15,6 +15,7 @@ import (
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/config"
@@ -92,11 +93,8 @@ func scan(ctx context.Context, ing ingest.Store, q ingest.Query, streams []strin
 	for pages := 0; idx < len(streams) && found < limit && pages < maxScanPages; pages++ {
 		q.Stream, q.After, q.Limit = streams[idx], cursor, limit-found
 		recs, next, err := ing.Records(ctx, q)
-		if errors.Is(err, ingest.ErrInvalid) {
-			return "", invalid("page_token: not a token this list returned")
-		}
 		if err != nil {
-			return "", err
+			return "", authz.Explain(err, ingest.ErrInvalid, "page_token: not a token this list returned")
 		}
 		for _, r := range recs {
 			if keep(r) {
@@ -153,15 +151,8 @@ func (ds dataService) ListLogs(ctx context.Context, req *connect.Request[fleetv1
 		out.Entries = append(out.Entries, &fleetv1.LogEntry{PartId: r.PartID, Time: ts(r.Time), Entry: e, Seq: r.Seq, Stream: r.Stream})
 		return true
 	})
-	if err != nil {
-		var ce *connect.Error
-		if errors.As(err, &ce) {
-			return nil, err
-		}
-		return nil, ds.s.errs.Internal("list logs", err)
-	}
 	out.NextPageToken = next
-	return connect.NewResponse(out), nil
+	return reply(out, err)
 }
 
 // captureSelection is what ListCaptures and ExportCaptures select.
@@ -229,34 +220,21 @@ func (ds dataService) listCaptures(ctx context.Context, sel captureSelection) ([
 	if err == nil {
 		err = serr
 	}
-	if err != nil {
-		var ce *connect.Error
-		if errors.As(err, &ce) {
-			return nil, "", err
-		}
-		return nil, "", ds.s.errs.Internal("list captures", err)
-	}
-	return out, next, nil
+	return out, next, err
 }
 
 func (ds dataService) ListCaptures(ctx context.Context, req *connect.Request[fleetv1.ListCapturesRequest]) (*connect.Response[fleetv1.ListCapturesResponse], error) {
 	m := req.Msg
 	caps, next, err := ds.listCaptures(ctx, captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(),
 		token: m.GetPageToken(), from: m.GetFrom(), to: m.GetTo(), size: m.GetPageSize()})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.ListCapturesResponse{Captures: caps, NextPageToken: next}), nil
+	return reply(&fleetv1.ListCapturesResponse{Captures: caps, NextPageToken: next}, err)
 }
 
 func (ds dataService) ExportCaptures(ctx context.Context, req *connect.Request[fleetv1.ExportCapturesRequest]) (*connect.Response[fleetv1.ExportCapturesResponse], error) {
 	m := req.Msg
 	caps, next, err := ds.listCaptures(ctx, captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(),
 		token: m.GetPageToken(), from: m.GetFrom(), to: m.GetTo(), size: m.GetPageSize()})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.ExportCapturesResponse{Captures: caps, NextPageToken: next}), nil
+	return reply(&fleetv1.ExportCapturesResponse{Captures: caps, NextPageToken: next}, err)
 }
 
 // Bounds of tag edits.
@@ -297,16 +275,15 @@ func (ds dataService) TagCaptures(ctx context.Context, req *connect.Request[flee
 		}
 	}
 	now := ds.s.clock.Now().UTC()
-	changed := 0
-	err := ds.s.update(ctx, func(tx store.Tx) error {
-		changed = 0
+	return respond(ctx, ds.s.update, func(tx store.Tx) (*fleetv1.TagCapturesResponse, error) {
+		changed := 0
 		for _, ref := range m.GetCaptures() {
 			id := captureID(ref.GetPartId(), ref.GetStoreId(), ref.GetSeq())
 			t, err := tx.GetCaptureTags(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
 				t = store.CaptureTags{ID: id}
 			} else if err != nil {
-				return err
+				return nil, err
 			}
 			before := fmt.Sprint(t.Added, t.Removed)
 			for _, tag := range m.GetAdd() {
@@ -327,15 +304,11 @@ func (ds dataService) TagCaptures(ctx context.Context, req *connect.Request[flee
 			changed++
 			t.UpdatedBy, t.UpdatedAt = c.principal.ref(), now
 			if err := tx.PutCaptureTags(ctx, t); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		return nil
+		return &fleetv1.TagCapturesResponse{Changed: int32(changed)}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.TagCapturesResponse{Changed: int32(changed)}), nil
 }
 
 func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1.ReadBlobRequest]) (*connect.Response[fleetv1.ReadBlobResponse], error) {
@@ -354,11 +327,11 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 		return nil, invalid("blob_id: not a blob id")
 	}
 	info, err := ing.Blob(ctx, m.GetPartId(), m.GetBlobId())
-	if errors.Is(err, ingest.ErrNotFound) || err == nil && !info.Complete {
-		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("part/%s has no complete blob %q", m.GetPartId(), m.GetBlobId()))
+	if err == nil && !info.Complete {
+		err = ingest.ErrNotFound // a blob still arriving is not there to read
 	}
 	if err != nil {
-		return nil, ds.s.errs.Internal("read blob", err)
+		return nil, authz.Explain(err, ingest.ErrNotFound, "part/%s has no complete blob %q", m.GetPartId(), m.GetBlobId())
 	}
 	if m.GetOffset() > info.Size {
 		return nil, invalid("offset: the blob has %d bytes", info.Size)
@@ -370,7 +343,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 	length = min(length, info.Size-m.GetOffset())
 	rc, err := ds.s.blobs.Open(ctx, ingest.BlobKey{PartID: m.GetPartId(), BlobID: m.GetBlobId()})
 	if err != nil {
-		return nil, ds.s.errs.Internal("open blob", err)
+		return nil, fmt.Errorf("open blob %s of part/%s: %w", m.GetBlobId(), m.GetPartId(), err)
 	}
 	defer rc.Close()
 	if sk, ok := rc.(io.Seeker); ok {
@@ -383,7 +356,7 @@ func (ds dataService) ReadBlob(ctx context.Context, req *connect.Request[fleetv1
 		_, err = io.ReadFull(rc, data)
 	}
 	if err != nil {
-		return nil, ds.s.errs.Internal("read blob", err)
+		return nil, fmt.Errorf("read blob %s of part/%s: %w", m.GetBlobId(), m.GetPartId(), err)
 	}
 	return connect.NewResponse(&fleetv1.ReadBlobResponse{Data: data, Size: info.Size, Sha256: info.SHA256, Name: info.Name}), nil
 }
@@ -450,12 +423,12 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 		d, err := ing.DeleteRecords(ctx, t.key, t.seqs)
 		out.Deleted += int32(d)
 		if err != nil {
-			return nil, ds.s.errs.Internal("delete captures", err)
+			return nil, fmt.Errorf("delete captures of %v: %w", t.key, err)
 		}
 	}
 	for _, b := range blobs {
 		if err := ing.DeleteBlob(ctx, b.PartID, b.BlobID); err != nil {
-			return nil, ds.s.errs.Internal("delete blob", err)
+			return nil, fmt.Errorf("delete blob %s of part/%s: %w", b.BlobID, b.PartID, err)
 		}
 		out.Blobs++
 	}

@@ -46,46 +46,36 @@ func (fs fragmentService) CreateFragment(ctx context.Context, req *connect.Reque
 	f := store.Fragment{ID: auth.NewID(), OrgID: msg.GetOrgId(), Name: msg.GetName(), Revision: 1,
 		UpdatedBy: call.principal.ref(), UpdatedAt: now, CreatedAt: now}
 	call.setAuditResource("fragment/"+f.ID, f.OrgID)
-	var out *fleetv1.Fragment
-	err = fs.s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, fs.s.update, func(tx store.Tx) (*fleetv1.CreateFragmentResponse, error) {
 		existing, err := tx.ListFragments(ctx, f.OrgID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, o := range existing {
 			if o.Name == f.Name {
-				return connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("org/%s already has a fragment named %q", f.OrgID, f.Name))
+				return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("org/%s already has a fragment named %q", f.OrgID, f.Name))
 			}
 		}
 		if err := tx.PutFragment(ctx, f); err != nil {
-			return err
+			return nil, err
 		}
 		if err := tx.PutFragmentRevision(ctx, store.FragmentRevision{FragmentID: f.ID, Revision: 1, Config: b, Author: f.UpdatedBy, CreatedAt: now}); err != nil {
-			return err
+			return nil, err
 		}
-		out, err = fragmentPB(ctx, tx, f)
-		return err
+		out, err := fragmentPB(ctx, tx, f)
+		return &fleetv1.CreateFragmentResponse{Fragment: out}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.CreateFragmentResponse{Fragment: out}), nil
 }
 
 func (fs fragmentService) GetFragment(ctx context.Context, req *connect.Request[fleetv1.GetFragmentRequest]) (*connect.Response[fleetv1.GetFragmentResponse], error) {
-	var out *fleetv1.Fragment
-	err := fs.s.view(ctx, func(tx store.Tx) error {
+	return respond(ctx, fs.s.view, func(tx store.Tx) (*fleetv1.GetFragmentResponse, error) {
 		f, err := tx.GetFragment(ctx, req.Msg.GetFragmentId())
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out, err = fragmentPB(ctx, tx, f)
-		return err
+		out, err := fragmentPB(ctx, tx, f)
+		return &fleetv1.GetFragmentResponse{Fragment: out}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.GetFragmentResponse{Fragment: out}), nil
 }
 
 func (fs fragmentService) ListFragments(ctx context.Context, req *connect.Request[fleetv1.ListFragmentsRequest]) (*connect.Response[fleetv1.ListFragmentsResponse], error) {
@@ -104,10 +94,7 @@ func (fs fragmentService) ListFragments(ctx context.Context, req *connect.Reques
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(out), nil
+	return reply(out, err)
 }
 
 // machinesUsing lists the machines of an organization whose current config
@@ -142,50 +129,45 @@ func (fs fragmentService) UpdateFragment(ctx context.Context, req *connect.Reque
 	}
 	call := callFrom(ctx)
 	now := fs.s.clock.Now().UTC()
-	var out *fleetv1.Fragment
-	var users []string
-	err = fs.s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, fs.s.update, func(tx store.Tx) (*fleetv1.UpdateFragmentResponse, error) {
 		f, err := tx.GetFragment(ctx, msg.GetFragmentId())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if msg.GetBaseRevision() != f.Revision {
-			return connect.NewError(connect.CodeAborted, fmt.Errorf("base_revision %d is not current: fragment/%s is at revision %d; start again from it", msg.GetBaseRevision(), f.ID, f.Revision))
+			return nil, connect.NewError(connect.CodeAborted, fmt.Errorf("base_revision %d is not current: fragment/%s is at revision %d; start again from it", msg.GetBaseRevision(), f.ID, f.Revision))
 		}
 		// Every machine using the fragment must still get a config the
 		// daemon can apply.
-		if users, err = machinesUsing(ctx, tx, call.snap, f.OrgID, f.ID); err != nil {
-			return err
+		users, err := machinesUsing(ctx, tx, call.snap, f.OrgID, f.ID)
+		if err != nil {
+			return nil, err
 		}
 		for _, m := range users {
 			merged, err := mergeMachine(ctx, tx, m, nil, map[string]*configv1.RobotConfig{f.ID: c})
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if err := validateMerged("merged into machine/"+m, merged); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		f.Revision++
 		f.UpdatedBy, f.UpdatedAt = call.principal.ref(), now
 		if err := tx.PutFragmentRevision(ctx, store.FragmentRevision{FragmentID: f.ID, Revision: f.Revision, Config: b, Author: f.UpdatedBy, CreatedAt: now}); err != nil {
-			return err
+			return nil, err
 		}
 		if err := tx.PutFragment(ctx, f); err != nil {
-			return err
+			return nil, err
 		}
-		out, err = fragmentPB(ctx, tx, f)
-		return err
+		out, err := fragmentPB(ctx, tx, f)
+		return &fleetv1.UpdateFragmentResponse{Fragment: out, Machines: int32(len(users))}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.UpdateFragmentResponse{Fragment: out, Machines: int32(len(users))}), nil
 }
 
 func (fs fragmentService) DeleteFragment(ctx context.Context, req *connect.Request[fleetv1.DeleteFragmentRequest]) (*connect.Response[fleetv1.DeleteFragmentResponse], error) {
 	call := callFrom(ctx)
-	err := fs.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.DeleteFragmentResponse{}, fs.s.update(ctx, func(tx store.Tx) error {
 		f, err := tx.GetFragment(ctx, req.Msg.GetFragmentId())
 		if err != nil {
 			return err
@@ -198,9 +180,5 @@ func (fs fragmentService) DeleteFragment(ctx context.Context, req *connect.Reque
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("fragment/%s is used by %d machines (machine/%s first): remove it from their configs first", f.ID, len(users), users[0]))
 		}
 		return tx.DeleteFragment(ctx, f.ID)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.DeleteFragmentResponse{}), nil
+	}))
 }

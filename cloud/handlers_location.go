@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/rbac"
@@ -46,13 +47,13 @@ func (l locationService) CreateLocation(ctx context.Context, req *connect.Reques
 		}
 	}
 	loc := store.Location{ID: auth.NewID(), OrgID: m.GetOrgId(), ParentID: m.GetParentLocationId(), Name: m.GetName(), CreatedAt: s.clock.Now().UTC()}
-	err := s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.CreateLocationResponse{Location: locationPB(loc)}, s.update(ctx, func(tx store.Tx) error {
 		if loc.ParentID == "" {
 			return tx.PutLocation(ctx, loc)
 		}
 		parent, err := tx.GetLocation(ctx, loc.ParentID)
 		if err != nil {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("parent location/%s does not exist", loc.ParentID))
+			return authz.Explain(err, store.ErrNotFound, "parent location/%s does not exist", loc.ParentID)
 		}
 		if parent.OrgID != loc.OrgID {
 			return invalid("parent location/%s is in org/%s, not org/%s: a location's parent is in its own org", parent.ID, parent.OrgID, loc.OrgID)
@@ -65,11 +66,7 @@ func (l locationService) CreateLocation(ctx context.Context, req *connect.Reques
 			return invalid("locations nest at most %d deep; location/%s is already at depth %d", maxDepth, parent.ID, len(chain))
 		}
 		return tx.PutLocation(ctx, loc)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.CreateLocationResponse{Location: locationPB(loc)}), nil
+	}))
 }
 
 func (l locationService) ListLocations(ctx context.Context, req *connect.Request[fleetv1.ListLocationsRequest]) (*connect.Response[fleetv1.ListLocationsResponse], error) {
@@ -97,43 +94,21 @@ func (l locationService) ListLocations(ctx context.Context, req *connect.Request
 	return connect.NewResponse(res), nil
 }
 
-// editLocation applies fn to a location in a transaction and returns it.
-func (l locationService) editLocation(ctx context.Context, id string, fn func(tx store.Tx, loc *store.Location) error) (*fleetv1.Location, error) {
-	var loc store.Location
-	err := l.s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if loc, err = tx.GetLocation(ctx, id); err != nil {
-			return err
-		}
-		if err := fn(tx, &loc); err != nil {
-			return err
-		}
-		return tx.PutLocation(ctx, loc)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return locationPB(loc), nil
-}
-
 func (l locationService) RenameLocation(ctx context.Context, req *connect.Request[fleetv1.RenameLocationRequest]) (*connect.Response[fleetv1.RenameLocationResponse], error) {
 	if err := validName("name", req.Msg.GetName()); err != nil {
 		return nil, err
 	}
-	loc, err := l.editLocation(ctx, req.Msg.GetLocationId(), func(_ store.Tx, loc *store.Location) error {
+	loc, err := edit(ctx, l.s, req.Msg.GetLocationId(), store.Tx.GetLocation, store.Tx.PutLocation, func(_ store.Tx, loc *store.Location) error {
 		loc.Name = req.Msg.GetName()
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RenameLocationResponse{Location: loc}), nil
+	return reply(&fleetv1.RenameLocationResponse{Location: locationPB(loc)}, err)
 }
 
 func (l locationService) MoveLocation(ctx context.Context, req *connect.Request[fleetv1.MoveLocationRequest]) (*connect.Response[fleetv1.MoveLocationResponse], error) {
 	c := callFrom(ctx)
 	id, dest := req.Msg.GetLocationId(), req.Msg.GetNewParentLocationId()
-	loc, err := l.editLocation(ctx, id, func(tx store.Tx, loc *store.Location) error {
+	loc, err := edit(ctx, l.s, id, store.Tx.GetLocation, store.Tx.PutLocation, func(tx store.Tx, loc *store.Location) error {
 		if dest == "" {
 			loc.ParentID = ""
 			return nil
@@ -160,15 +135,12 @@ func (l locationService) MoveLocation(ctx context.Context, req *connect.Request[
 		loc.ParentID = dest
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.MoveLocationResponse{Location: loc}), nil
+	return reply(&fleetv1.MoveLocationResponse{Location: locationPB(loc)}, err)
 }
 
 func (l locationService) DeleteLocation(ctx context.Context, req *connect.Request[fleetv1.DeleteLocationRequest]) (*connect.Response[fleetv1.DeleteLocationResponse], error) {
 	id := req.Msg.GetLocationId()
-	err := l.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.DeleteLocationResponse{}, l.s.update(ctx, func(tx store.Tx) error {
 		kids, err := tx.ListChildLocations(ctx, id)
 		if err != nil {
 			return err
@@ -185,11 +157,7 @@ func (l locationService) DeleteLocation(ctx context.Context, req *connect.Reques
 			return err
 		}
 		return tx.DeleteLocation(ctx, id)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.DeleteLocationResponse{}), nil
+	}))
 }
 
 func (l locationService) ShareLocation(ctx context.Context, req *connect.Request[fleetv1.ShareLocationRequest]) (*connect.Response[fleetv1.ShareLocationResponse], error) {
@@ -197,9 +165,9 @@ func (l locationService) ShareLocation(ctx context.Context, req *connect.Request
 	if err := requireID("org_id", with); err != nil {
 		return nil, err
 	}
-	loc, err := l.editLocation(ctx, req.Msg.GetLocationId(), func(tx store.Tx, loc *store.Location) error {
+	loc, err := edit(ctx, l.s, req.Msg.GetLocationId(), store.Tx.GetLocation, store.Tx.PutLocation, func(tx store.Tx, loc *store.Location) error {
 		if _, err := tx.GetOrg(ctx, with); err != nil {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("org/%s does not exist", with))
+			return authz.Explain(err, store.ErrNotFound, "org/%s does not exist", with)
 		}
 		if with == loc.OrgID {
 			return invalid("location/%s already belongs to org/%s", loc.ID, with)
@@ -214,10 +182,7 @@ func (l locationService) ShareLocation(ctx context.Context, req *connect.Request
 		slices.Sort(loc.SharedWith)
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.ShareLocationResponse{Location: loc}), nil
+	return reply(&fleetv1.ShareLocationResponse{Location: locationPB(loc)}, err)
 }
 
 func (l locationService) UnshareLocation(ctx context.Context, req *connect.Request[fleetv1.UnshareLocationRequest]) (*connect.Response[fleetv1.UnshareLocationResponse], error) {
@@ -225,38 +190,28 @@ func (l locationService) UnshareLocation(ctx context.Context, req *connect.Reque
 	if err := requireID("org_id", with); err != nil {
 		return nil, err
 	}
-	var loc store.Location
-	var grants, keys int
-	err := l.s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if loc, err = tx.GetLocation(ctx, req.Msg.GetLocationId()); err != nil {
-			return err
-		}
-		i := slices.Index(loc.SharedWith, with)
-		if i < 0 {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("location/%s is not shared with org/%s", loc.ID, with))
-		}
-		loc.SharedWith = slices.Delete(loc.SharedWith, i, i+1)
-		if err := tx.PutLocation(ctx, loc); err != nil {
-			return err
+	return respond(ctx, l.s.update, func(tx store.Tx) (*fleetv1.UnshareLocationResponse, error) {
+		loc, err := modify(ctx, tx, req.Msg.GetLocationId(), store.Tx.GetLocation, store.Tx.PutLocation, func(loc *store.Location) error {
+			i := slices.Index(loc.SharedWith, with)
+			if i < 0 {
+				return connect.NewError(connect.CodeNotFound, fmt.Errorf("location/%s is not shared with org/%s", loc.ID, with))
+			}
+			loc.SharedWith = slices.Delete(loc.SharedWith, i, i+1)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		// What org/with's owners made through the share goes with it.
-		grants, keys, err = l.s.endShares(ctx, tx, loc.OrgID, with, fmt.Sprintf("made through the share of location/%s with org/%s, which ended", loc.ID, with))
-		return err
+		grants, keys, err := l.s.endShares(ctx, tx, loc.OrgID, with, fmt.Sprintf("made through the share of location/%s with org/%s, which ended", loc.ID, with))
+		return &fleetv1.UnshareLocationResponse{Location: locationPB(loc), GrantsRemoved: int32(grants), ApiKeysRemoved: int32(keys)}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.UnshareLocationResponse{Location: locationPB(loc), GrantsRemoved: int32(grants), ApiKeysRemoved: int32(keys)}), nil
 }
 
 func (l locationService) SetSupportAccess(ctx context.Context, req *connect.Request[fleetv1.SetSupportAccessRequest]) (*connect.Response[fleetv1.SetSupportAccessResponse], error) {
-	loc, err := l.editLocation(ctx, req.Msg.GetLocationId(), func(_ store.Tx, loc *store.Location) error {
+	loc, err := edit(ctx, l.s, req.Msg.GetLocationId(), store.Tx.GetLocation, store.Tx.PutLocation, func(_ store.Tx, loc *store.Location) error {
 		loc.SupportAccess = req.Msg.GetEnabled()
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.SetSupportAccessResponse{Location: loc}), nil
+	return reply(&fleetv1.SetSupportAccessResponse{Location: locationPB(loc)}, err)
 }

@@ -41,7 +41,7 @@ func (ms machineService) CreateMachine(ctx context.Context, req *connect.Request
 	secret := auth.NewSecret()
 	part := store.Part{ID: auth.NewID(), MachineID: mach.ID, Name: partName, Main: true,
 		SecretHash: auth.HashSecret(secret), SecretRotatedAt: now, CreatedAt: now}
-	err := s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.CreateMachineResponse{Machine: machinePB(mach, []store.Part{part}), MainPartSecret: secret}, s.update(ctx, func(tx store.Tx) error {
 		if _, err := tx.GetLocation(ctx, mach.LocationID); err != nil {
 			return err
 		}
@@ -49,28 +49,18 @@ func (ms machineService) CreateMachine(ctx context.Context, req *connect.Request
 			return err
 		}
 		return tx.PutPart(ctx, part)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.CreateMachineResponse{Machine: machinePB(mach, []store.Part{part}), MainPartSecret: secret}), nil
+	}))
 }
 
 func (ms machineService) GetMachine(ctx context.Context, req *connect.Request[fleetv1.GetMachineRequest]) (*connect.Response[fleetv1.GetMachineResponse], error) {
-	var pb *fleetv1.Machine
-	err := ms.s.view(ctx, func(tx store.Tx) error {
+	return respond(ctx, ms.s.view, func(tx store.Tx) (*fleetv1.GetMachineResponse, error) {
 		m, err := tx.GetMachine(ctx, req.Msg.GetMachineId())
 		if err != nil {
-			return err
+			return nil, err
 		}
 		parts, err := tx.ListParts(ctx, m.ID)
-		pb = machinePB(m, parts)
-		return err
+		return &fleetv1.GetMachineResponse{Machine: machinePB(m, parts)}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.GetMachineResponse{Machine: pb}), nil
 }
 
 func (ms machineService) ListMachines(ctx context.Context, req *connect.Request[fleetv1.ListMachinesRequest]) (*connect.Response[fleetv1.ListMachinesResponse], error) {
@@ -96,12 +86,8 @@ func (ms machineService) ListMachines(ctx context.Context, req *connect.Request[
 func (ms machineService) editMachine(ctx context.Context, id string, fn func(m *store.Machine)) (*fleetv1.Machine, error) {
 	var pb *fleetv1.Machine
 	err := ms.s.update(ctx, func(tx store.Tx) error {
-		m, err := tx.GetMachine(ctx, id)
+		m, err := modify(ctx, tx, id, store.Tx.GetMachine, store.Tx.PutMachine, func(m *store.Machine) error { fn(m); return nil })
 		if err != nil {
-			return err
-		}
-		fn(&m)
-		if err := tx.PutMachine(ctx, m); err != nil {
 			return err
 		}
 		parts, err := tx.ListParts(ctx, id)
@@ -116,15 +102,12 @@ func (ms machineService) RenameMachine(ctx context.Context, req *connect.Request
 		return nil, err
 	}
 	m, err := ms.editMachine(ctx, req.Msg.GetMachineId(), func(m *store.Machine) { m.Name = req.Msg.GetName() })
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RenameMachineResponse{Machine: m}), nil
+	return reply(&fleetv1.RenameMachineResponse{Machine: m}, err)
 }
 
 func (ms machineService) DeleteMachine(ctx context.Context, req *connect.Request[fleetv1.DeleteMachineRequest]) (*connect.Response[fleetv1.DeleteMachineResponse], error) {
 	id := req.Msg.GetMachineId()
-	err := ms.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.DeleteMachineResponse{}, ms.s.update(ctx, func(tx store.Tx) error {
 		parts, err := tx.ListParts(ctx, id)
 		if err != nil {
 			return err
@@ -138,20 +121,13 @@ func (ms machineService) DeleteMachine(ctx context.Context, req *connect.Request
 			return err
 		}
 		return tx.DeleteMachine(ctx, id)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.DeleteMachineResponse{}), nil
+	}))
 }
 
 func (ms machineService) RestartMachine(ctx context.Context, req *connect.Request[fleetv1.RestartMachineRequest]) (*connect.Response[fleetv1.RestartMachineResponse], error) {
 	now := ms.s.clock.Now().UTC()
 	m, err := ms.editMachine(ctx, req.Msg.GetMachineId(), func(m *store.Machine) { m.RestartRequestedAt = now })
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RestartMachineResponse{Machine: m}), nil
+	return reply(&fleetv1.RestartMachineResponse{Machine: m}, err)
 }
 
 func (ms machineService) AddPart(ctx context.Context, req *connect.Request[fleetv1.AddPartRequest]) (*connect.Response[fleetv1.AddPartResponse], error) {
@@ -162,7 +138,7 @@ func (ms machineService) AddPart(ctx context.Context, req *connect.Request[fleet
 	secret := auth.NewSecret()
 	part := store.Part{ID: auth.NewID(), MachineID: req.Msg.GetMachineId(), Name: req.Msg.GetName(),
 		SecretHash: auth.HashSecret(secret), SecretRotatedAt: now, CreatedAt: now}
-	err := ms.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.AddPartResponse{Part: partPB(part), Secret: secret}, ms.s.update(ctx, func(tx store.Tx) error {
 		parts, err := tx.ListParts(ctx, part.MachineID)
 		if err != nil {
 			return err
@@ -176,27 +152,7 @@ func (ms machineService) AddPart(ctx context.Context, req *connect.Request[fleet
 			}
 		}
 		return tx.PutPart(ctx, part)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.AddPartResponse{Part: partPB(part), Secret: secret}), nil
-}
-
-// editPart applies fn to a part in a transaction and returns it.
-func (ms machineService) editPart(ctx context.Context, id string, fn func(tx store.Tx, p *store.Part) error) (store.Part, error) {
-	var part store.Part
-	err := ms.s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if part, err = tx.GetPart(ctx, id); err != nil {
-			return err
-		}
-		if err := fn(tx, &part); err != nil {
-			return err
-		}
-		return tx.PutPart(ctx, part)
-	})
-	return part, err
+	}))
 }
 
 func (ms machineService) RenamePart(ctx context.Context, req *connect.Request[fleetv1.RenamePartRequest]) (*connect.Response[fleetv1.RenamePartResponse], error) {
@@ -204,7 +160,7 @@ func (ms machineService) RenamePart(ctx context.Context, req *connect.Request[fl
 	if err := validName("name", name); err != nil {
 		return nil, err
 	}
-	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(tx store.Tx, p *store.Part) error {
+	part, err := edit(ctx, ms.s, req.Msg.GetPartId(), store.Tx.GetPart, store.Tx.PutPart, func(tx store.Tx, p *store.Part) error {
 		siblings, err := tx.ListParts(ctx, p.MachineID)
 		if err != nil {
 			return err
@@ -217,15 +173,12 @@ func (ms machineService) RenamePart(ctx context.Context, req *connect.Request[fl
 		p.Name = name
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RenamePartResponse{Part: partPB(part)}), nil
+	return reply(&fleetv1.RenamePartResponse{Part: partPB(part)}, err)
 }
 
 func (ms machineService) DeletePart(ctx context.Context, req *connect.Request[fleetv1.DeletePartRequest]) (*connect.Response[fleetv1.DeletePartResponse], error) {
 	id := req.Msg.GetPartId()
-	err := ms.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.DeletePartResponse{}, ms.s.update(ctx, func(tx store.Tx) error {
 		p, err := tx.GetPart(ctx, id)
 		if err != nil {
 			return err
@@ -234,19 +187,12 @@ func (ms machineService) DeletePart(ctx context.Context, req *connect.Request[fl
 			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("part/%s is the main part of machine/%s: delete the machine instead", id, p.MachineID))
 		}
 		return tx.DeletePart(ctx, id)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.DeletePartResponse{}), nil
+	}))
 }
 
 func (ms machineService) RotatePartSecret(ctx context.Context, req *connect.Request[fleetv1.RotatePartSecretRequest]) (*connect.Response[fleetv1.RotatePartSecretResponse], error) {
 	part, secret, err := ms.replacePartSecret(ctx, req.Msg.GetPartId())
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RotatePartSecretResponse{Part: partPB(part), Secret: secret}), nil
+	return reply(&fleetv1.RotatePartSecretResponse{Part: partPB(part), Secret: secret}, err)
 }
 
 // replacePartSecret gives a part a new random secret, keeping only its hash
@@ -255,7 +201,7 @@ func (ms machineService) RotatePartSecret(ctx context.Context, req *connect.Requ
 func (ms machineService) replacePartSecret(ctx context.Context, partID string) (store.Part, string, error) {
 	secret := auth.NewSecret()
 	now := ms.s.clock.Now().UTC()
-	part, err := ms.editPart(ctx, partID, func(_ store.Tx, p *store.Part) error {
+	part, err := edit(ctx, ms.s, partID, store.Tx.GetPart, store.Tx.PutPart, func(_ store.Tx, p *store.Part) error {
 		p.SecretHash, p.SecretRotatedAt = auth.HashSecret(secret), now
 		return nil
 	})
@@ -301,7 +247,7 @@ func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Requ
 				last = st.At
 			}
 		case !errors.Is(err, ingest.ErrNotFound):
-			return nil, ms.s.errs.Internal("part status", err)
+			return nil, fmt.Errorf("status of part/%s: %w", p.ID, err)
 		}
 		err = ms.s.view(ctx, func(tx store.Tx) error {
 			d, err := tx.GetPartDocuments(ctx, p.ID)

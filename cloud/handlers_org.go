@@ -27,17 +27,14 @@ func (o orgService) CreateOrg(ctx context.Context, req *connect.Request[fleetv1.
 	now := s.clock.Now().UTC()
 	org := store.Org{ID: auth.NewID(), Name: req.Msg.GetName(), CreatedAt: now}
 	c.setAuditResource("org/"+org.ID, org.ID)
-	err := s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, s.update, func(tx store.Tx) (*fleetv1.CreateOrgResponse, error) {
 		if err := tx.PutOrg(ctx, org); err != nil {
-			return err
+			return nil, err
 		}
 		// The creator owns what it created.
-		return tx.PutGrant(ctx, store.Grant{Subject: c.principal.ref(), Role: "owner", Scope: "org/" + org.ID, OrgID: org.ID, CreatedAt: now})
+		grant := store.Grant{Subject: c.principal.ref(), Role: "owner", Scope: "org/" + org.ID, OrgID: org.ID, CreatedAt: now}
+		return &fleetv1.CreateOrgResponse{Org: orgPB(org)}, tx.PutGrant(ctx, grant)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.CreateOrgResponse{Org: orgPB(org)}), nil
 }
 
 func (o orgService) ListOrgs(ctx context.Context, _ *connect.Request[fleetv1.ListOrgsRequest]) (*connect.Response[fleetv1.ListOrgsResponse], error) {
@@ -58,19 +55,11 @@ func (o orgService) RenameOrg(ctx context.Context, req *connect.Request[fleetv1.
 	if err := validName("name", req.Msg.GetName()); err != nil {
 		return nil, err
 	}
-	var org store.Org
-	err := o.s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if org, err = tx.GetOrg(ctx, req.Msg.GetOrgId()); err != nil {
-			return err
-		}
+	org, err := edit(ctx, o.s, req.Msg.GetOrgId(), store.Tx.GetOrg, store.Tx.PutOrg, func(_ store.Tx, org *store.Org) error {
 		org.Name = req.Msg.GetName()
-		return tx.PutOrg(ctx, org)
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RenameOrgResponse{Org: orgPB(org)}), nil
+	return reply(&fleetv1.RenameOrgResponse{Org: orgPB(org)}, err)
 }
 
 func (o orgService) SetDocumentLifetime(ctx context.Context, req *connect.Request[fleetv1.SetDocumentLifetimeRequest]) (*connect.Response[fleetv1.SetDocumentLifetimeResponse], error) {
@@ -78,24 +67,16 @@ func (o orgService) SetDocumentLifetime(ctx context.Context, req *connect.Reques
 	if max := int32(DefaultDocumentTTL / (24 * time.Hour)); days < 1 || days > max {
 		return nil, invalid("days: 1 to %d", max)
 	}
-	var org store.Org
-	err := o.s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if org, err = tx.GetOrg(ctx, req.Msg.GetOrgId()); err != nil {
-			return err
-		}
+	org, err := edit(ctx, o.s, req.Msg.GetOrgId(), store.Tx.GetOrg, store.Tx.PutOrg, func(_ store.Tx, org *store.Org) error {
 		org.BundleTTL = time.Duration(days) * 24 * time.Hour
-		return tx.PutOrg(ctx, org)
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.SetDocumentLifetimeResponse{Org: orgPB(org)}), nil
+	return reply(&fleetv1.SetDocumentLifetimeResponse{Org: orgPB(org)}, err)
 }
 
 func (o orgService) DeleteOrg(ctx context.Context, req *connect.Request[fleetv1.DeleteOrgRequest]) (*connect.Response[fleetv1.DeleteOrgResponse], error) {
 	id := req.Msg.GetOrgId()
-	err := o.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.DeleteOrgResponse{}, o.s.update(ctx, func(tx store.Tx) error {
 		locs, err := tx.ListLocations(ctx, id)
 		if err != nil {
 			return err
@@ -144,21 +125,16 @@ func (o orgService) DeleteOrg(ctx context.Context, req *connect.Request[fleetv1.
 			}
 		}
 		return tx.DeleteOrg(ctx, id)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.DeleteOrgResponse{}), nil
+	}))
 }
 
 func (o orgService) LeaveOrg(ctx context.Context, req *connect.Request[fleetv1.LeaveOrgRequest]) (*connect.Response[fleetv1.LeaveOrgResponse], error) {
 	c := callFrom(ctx)
 	id := req.Msg.GetOrgId()
-	var removed int32
-	err := o.s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, o.s.update, func(tx store.Tx) (*fleetv1.LeaveOrgResponse, error) {
 		grants, err := tx.ListGrantsByOrg(ctx, id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		owners, mine, iOwn := 0, []store.Grant{}, false
 		for _, g := range grants {
@@ -172,24 +148,19 @@ func (o orgService) LeaveOrg(ctx context.Context, req *connect.Request[fleetv1.L
 			}
 		}
 		if len(mine) == 0 {
-			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("%s holds no role in org/%s", c.principal.ref(), id))
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("%s holds no role in org/%s", c.principal.ref(), id))
 		}
 		if iOwn && owners == 1 {
-			return connect.NewError(connect.CodeFailedPrecondition,
+			return nil, connect.NewError(connect.CodeFailedPrecondition,
 				fmt.Errorf("you are the last owner of org/%s: make someone else owner first, or delete the org", id))
 		}
 		for _, g := range mine {
 			if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		removed = int32(len(mine))
-		return nil
+		return &fleetv1.LeaveOrgResponse{Removed: int32(len(mine))}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.LeaveOrgResponse{Removed: removed}), nil
 }
 
 func (o orgService) ListMembers(ctx context.Context, req *connect.Request[fleetv1.ListMembersRequest]) (*connect.Response[fleetv1.ListMembersResponse], error) {
@@ -224,5 +195,5 @@ func (o orgService) ListMembers(ctx context.Context, req *connect.Request[fleetv
 		return nil
 	})
 	slices.SortFunc(res.Members, func(a, b *fleetv1.Member) int { return strings.Compare(a.GetUser().GetEmail(), b.GetUser().GetEmail()) })
-	return connect.NewResponse(res), err
+	return reply(res, err)
 }

@@ -31,18 +31,6 @@ func (rs roleService) grantTarget(ctx context.Context, subject, scope string) (a
 	return subj, res, callFrom(ctx).snap.orgOf(res), nil
 }
 
-// withEmail converts a grant, naming its user's email.
-func (rs roleService) withEmail(ctx context.Context, g store.Grant) *fleetv1.Grant {
-	var out *fleetv1.Grant
-	if err := rs.s.view(ctx, func(tx store.Tx) error {
-		out = grantsPB(ctx, tx, []store.Grant{g})[0]
-		return nil
-	}); err != nil {
-		return grantPB(g, "")
-	}
-	return out
-}
-
 func (rs roleService) GrantRole(ctx context.Context, req *connect.Request[fleetv1.GrantRoleRequest]) (*connect.Response[fleetv1.GrantRoleResponse], error) {
 	m := req.Msg
 	subj, scope, org, err := rs.grantTarget(ctx, m.GetSubject(), m.GetScope())
@@ -51,19 +39,15 @@ func (rs roleService) GrantRole(ctx context.Context, req *connect.Request[fleetv
 	}
 	g := store.Grant{Subject: subj.String(), Role: m.GetRole(), Scope: scope.String(), OrgID: org, CreatedAt: rs.s.clock.Now().UTC(),
 		ViaOrg: callFrom(ctx).viaShare(scope)}
-	err = rs.s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, rs.s.update, func(tx store.Tx) (*fleetv1.GrantRoleResponse, error) {
 		if old, err := grantOf(ctx, tx, subj, g.Scope); err == nil {
-			return connect.NewError(connect.CodeAlreadyExists,
+			return nil, connect.NewError(connect.CodeAlreadyExists,
 				fmt.Errorf("%s already holds %s on %s: use `outpost role change` to change it", subj, old.Role, g.Scope))
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+			return nil, err
 		}
-		return tx.PutGrant(ctx, g)
+		return &fleetv1.GrantRoleResponse{Grant: grantsPB(ctx, tx, []store.Grant{g})[0]}, tx.PutGrant(ctx, g)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.GrantRoleResponse{Grant: rs.withEmail(ctx, g)}), nil
 }
 
 func (rs roleService) ChangeRole(ctx context.Context, req *connect.Request[fleetv1.ChangeRoleRequest]) (*connect.Response[fleetv1.ChangeRoleResponse], error) {
@@ -72,15 +56,14 @@ func (rs roleService) ChangeRole(ctx context.Context, req *connect.Request[fleet
 	if err != nil {
 		return nil, err
 	}
-	var g store.Grant
-	err = rs.s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if g, err = grantOf(ctx, tx, subj, scope.String()); err != nil {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s: use `outpost role grant`", subj, scope))
+	return respond(ctx, rs.s.update, func(tx store.Tx) (*fleetv1.ChangeRoleResponse, error) {
+		g, err := grantOf(ctx, tx, subj, scope.String())
+		if err != nil {
+			return nil, authz.Explain(err, store.ErrNotFound, "%s holds no role on %s: use `outpost role grant`", subj, scope)
 		}
 		if m.GetRole() != "owner" {
 			if err := keepsAnOwner(ctx, tx, g); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		g.Role = m.GetRole()
@@ -88,12 +71,8 @@ func (rs roleService) ChangeRole(ctx context.Context, req *connect.Request[fleet
 			// The role is now one given through the share.
 			g.ViaOrg = via
 		}
-		return tx.PutGrant(ctx, g)
+		return &fleetv1.ChangeRoleResponse{Grant: grantsPB(ctx, tx, []store.Grant{g})[0]}, tx.PutGrant(ctx, g)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.ChangeRoleResponse{Grant: rs.withEmail(ctx, g)}), nil
 }
 
 func (rs roleService) LimitAccess(ctx context.Context, req *connect.Request[fleetv1.LimitAccessRequest]) (*connect.Response[fleetv1.LimitAccessResponse], error) {
@@ -120,35 +99,27 @@ func (rs roleService) LimitAccess(ctx context.Context, req *connect.Request[flee
 		}
 	}
 	now := rs.s.clock.Now().UTC()
-	var out []store.Grant
-	err = rs.s.update(ctx, func(tx store.Tx) error {
+	return respond(ctx, rs.s.update, func(tx store.Tx) (*fleetv1.LimitAccessResponse, error) {
 		old, err := grantOf(ctx, tx, subj, scope.String())
 		if err != nil {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s to limit", subj, scope))
+			return nil, authz.Explain(err, store.ErrNotFound, "%s holds no role on %s to limit", subj, scope)
 		}
 		if err := keepsAnOwner(ctx, tx, old); err != nil {
-			return err
+			return nil, err
 		}
 		if err := tx.DeleteGrant(ctx, old.Subject, old.Scope); err != nil {
-			return err
+			return nil, err
 		}
+		var out []store.Grant
 		for _, r := range narrower {
 			g := store.Grant{Subject: subj.String(), Role: old.Role, Scope: r.String(), OrgID: org, CreatedAt: now, ViaOrg: cmp.Or(callFrom(ctx).viaShare(r), old.ViaOrg)}
 			if err := tx.PutGrant(ctx, g); err != nil {
-				return err
+				return nil, err
 			}
 			out = append(out, g)
 		}
-		return nil
+		return &fleetv1.LimitAccessResponse{Grants: grantsPB(ctx, tx, out)}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	res := &fleetv1.LimitAccessResponse{}
-	for _, g := range out {
-		res.Grants = append(res.Grants, rs.withEmail(ctx, g))
-	}
-	return connect.NewResponse(res), nil
 }
 
 func (rs roleService) RemoveRole(ctx context.Context, req *connect.Request[fleetv1.RemoveRoleRequest]) (*connect.Response[fleetv1.RemoveRoleResponse], error) {
@@ -156,20 +127,16 @@ func (rs roleService) RemoveRole(ctx context.Context, req *connect.Request[fleet
 	if err != nil {
 		return nil, err
 	}
-	err = rs.s.update(ctx, func(tx store.Tx) error {
+	return reply(&fleetv1.RemoveRoleResponse{}, rs.s.update(ctx, func(tx store.Tx) error {
 		g, err := grantOf(ctx, tx, subj, scope.String())
 		if err != nil {
-			return connect.NewError(connect.CodeNotFound, fmt.Errorf("%s holds no role on %s", subj, scope))
+			return authz.Explain(err, store.ErrNotFound, "%s holds no role on %s", subj, scope)
 		}
 		if err := keepsAnOwner(ctx, tx, g); err != nil {
 			return err
 		}
 		return tx.DeleteGrant(ctx, g.Subject, g.Scope)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RemoveRoleResponse{}), nil
+	}))
 }
 
 func (rs roleService) ListRoles(ctx context.Context, req *connect.Request[fleetv1.ListRolesRequest]) (*connect.Response[fleetv1.ListRolesResponse], error) {
@@ -187,5 +154,5 @@ func (rs roleService) ListRoles(ctx context.Context, req *connect.Request[fleetv
 		}
 		return nil
 	})
-	return connect.NewResponse(res), err
+	return reply(res, err)
 }

@@ -33,18 +33,14 @@ func (us userService) CreateUser(ctx context.Context, req *connect.Request[fleet
 	}
 	hash, err := s.hasher.Hash(ctx, pw)
 	if err != nil {
-		return nil, passwordErr(err)
+		return nil, err
 	}
 	u := store.User{ID: auth.NewID(), Email: email, PasswordHash: hash, CreatedAt: s.clock.Now().UTC()}
 	callFrom(ctx).setAuditResource(authz.User(u.ID).String(), "")
-	err = s.update(ctx, func(tx store.Tx) error { return tx.PutUser(ctx, u) })
-	if connect.CodeOf(err) == connect.CodeAlreadyExists {
-		return nil, connect.NewError(connect.CodeAlreadyExists, fmt.Errorf("a user with email %s already exists", email))
-	}
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.CreateUserResponse{User: userPB(u), GeneratedPassword: generated}), nil
+	err = s.update(ctx, func(tx store.Tx) error {
+		return authz.Explain(tx.PutUser(ctx, u), store.ErrExists, "a user with email %s already exists", email)
+	})
+	return reply(&fleetv1.CreateUserResponse{User: userPB(u), GeneratedPassword: generated}, err)
 }
 
 func (us userService) InviteUser(ctx context.Context, req *connect.Request[fleetv1.InviteUserRequest]) (*connect.Response[fleetv1.InviteUserResponse], error) {
@@ -107,29 +103,18 @@ func (us userService) ResendInvite(ctx context.Context, req *connect.Request[fle
 	}
 	code := auth.NewSecret()
 	now := s.clock.Now().UTC()
-	var inv store.Invite
-	err := s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if inv, err = tx.GetInvite(ctx, req.Msg.GetInviteId()); err != nil {
-			return err
-		}
+	inv, err := edit(ctx, s, req.Msg.GetInviteId(), store.Tx.GetInvite, store.Tx.PutInvite, func(_ store.Tx, inv *store.Invite) error {
 		inv.CodeHash, inv.ExpiresAt = auth.HashSecret(code), now.Add(inviteTTL)
-		return tx.PutInvite(ctx, inv)
+		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = s.mailInvite(ctx, inv, code)
 	}
-	if err := s.mailInvite(ctx, inv, code); err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.ResendInviteResponse{Invite: invitePB(inv)}), nil
+	return reply(&fleetv1.ResendInviteResponse{Invite: invitePB(inv)}, err)
 }
 
 func (us userService) RevokeInvite(ctx context.Context, req *connect.Request[fleetv1.RevokeInviteRequest]) (*connect.Response[fleetv1.RevokeInviteResponse], error) {
-	if err := us.s.update(ctx, func(tx store.Tx) error { return tx.DeleteInvite(ctx, req.Msg.GetInviteId()) }); err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.RevokeInviteResponse{}), nil
+	return reply(&fleetv1.RevokeInviteResponse{}, us.s.update(ctx, func(tx store.Tx) error { return tx.DeleteInvite(ctx, req.Msg.GetInviteId()) }))
 }
 
 // AcceptInvite is public: the code is the credential. Wrong codes count
@@ -152,8 +137,8 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		inv, err = tx.GetInviteByCode(ctx, auth.HashSecret(m.GetCode()))
 		return err
 	})
-	if connect.CodeOf(err) == connect.CodeNotFound {
-		return nil, connect.NewError(connect.CodeNotFound, errors.New("no invitation has this code: it may have been revoked or resent"))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, authz.Explain(err, store.ErrNotFound, "no invitation has this code: it may have been revoked or resent")
 	}
 	s.throttle.Cancel(addrKeys) // a real code: the attempt is not a guess
 	if err != nil {
@@ -185,7 +170,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		err := s.hasher.Check(ctx, u.PasswordHash, m.GetPassword())
 		if errors.Is(err, auth.ErrBusy) || ctx.Err() != nil {
 			s.throttle.Cancel(keys)
-			return nil, passwordErr(err)
+			return nil, passwordErr(ctx, err)
 		}
 		if err != nil {
 			return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("%s has an account: give its current password", inv.Email))
@@ -196,7 +181,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 		}
 		hash, err := s.hasher.Hash(ctx, m.GetPassword())
 		if err != nil {
-			return nil, passwordErr(err)
+			return nil, err
 		}
 		u = store.User{ID: auth.NewID(), Email: inv.Email, PasswordHash: hash, CreatedAt: now.UTC()}
 	}
@@ -235,7 +220,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 			Reason: "invitation " + inv.ID + " from " + inv.InvitedBy, OrgID: inv.OrgID, Outcome: "ok"})
 	})
 	if err != nil {
-		return nil, s.storeErr(err)
+		return nil, err
 	}
 	if existing {
 		s.signedIn(inv.Email, peer, keys)
@@ -244,7 +229,7 @@ func (us userService) AcceptInvite(ctx context.Context, req *connect.Request[fle
 	// A token is bound to a session key: without one the invitee signs in.
 	if sk := m.GetSessionPublicKey(); len(sk) == ed25519.PublicKeySize {
 		if res.AccessToken, _, err = s.signer.Issue(u.ID, sk, now, 0); err != nil {
-			return nil, s.errs.Internal("accept invitation", err)
+			return nil, fmt.Errorf("issue an access token: %w", err)
 		}
 	}
 	return connect.NewResponse(res), nil
@@ -261,33 +246,26 @@ func (us userService) DeleteUser(ctx context.Context, req *connect.Request[fleet
 		return nil, err
 	}
 	c.setAuditResource(subj.String(), "")
-	var u store.User
-	var removed int32
-	err = s.update(ctx, func(tx store.Tx) error {
-		var err error
-		if u, err = tx.GetUser(ctx, subj.ID); err != nil {
-			return err
+	return respond(ctx, s.update, func(tx store.Tx) (*fleetv1.DeleteUserResponse, error) {
+		u, err := tx.GetUser(ctx, subj.ID)
+		if err != nil {
+			return nil, err
 		}
 		if u.Admin {
-			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the cloud's admin account cannot be deleted"))
+			return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("the cloud's admin account cannot be deleted"))
 		}
 		gs, err := grantsOf(ctx, tx, authz.User(u.ID))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, g := range gs {
 			if err := keepsAnOwner(ctx, tx, g); err != nil {
-				return err
+				return nil, err
 			}
 			if err := tx.DeleteGrant(ctx, g.Subject, g.Scope); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		removed = int32(len(gs))
-		return tx.DeleteUser(ctx, u.ID)
+		return &fleetv1.DeleteUserResponse{User: userPB(u), GrantsRemoved: int32(len(gs))}, tx.DeleteUser(ctx, u.ID)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&fleetv1.DeleteUserResponse{User: userPB(u), GrantsRemoved: removed}), nil
 }

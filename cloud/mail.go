@@ -23,7 +23,7 @@ type Mailer interface {
 type InviteMail struct {
 	// To is the invited address.
 	To string
-	// InvitedBy names who invited: an email or "apikey:ID".
+	// InvitedBy names who invited: an email or "apikey/ID".
 	InvitedBy string
 	// Role and Scope are the role offered.
 	Role, Scope string

@@ -201,6 +201,8 @@ func (s *Server) relayAssertion(ctx context.Context, partID, sdp string) (string
 
 // update runs fn in a store transaction and, in the same transaction,
 // writes the call's audit event: a change and its record commit together.
+// Its error is the store's, which the interceptor answers by the error
+// policy.
 func (s *Server) update(ctx context.Context, fn func(tx store.Tx) error) error {
 	c := callFrom(ctx)
 	err := s.st.Update(ctx, func(tx store.Tx) error {
@@ -221,26 +223,26 @@ func (s *Server) update(ctx context.Context, fn func(tx store.Tx) error) error {
 	if err == nil && c != nil && c.audit != nil {
 		c.audit.written.Store(true)
 	}
-	return s.storeErr(err)
+	return err
 }
 
 // view runs fn in a read-only transaction.
 func (s *Server) view(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.storeErr(s.st.View(ctx, fn))
+	return s.st.View(ctx, fn)
 }
-
-// storeErr answers an error of a store transaction by the cloud's error
-// policy (newErrors); Connect errors pass through.
-func (s *Server) storeErr(err error) error { return s.errs.Answer("storage", err) }
 
 // newErrors is the cloud's error policy: the store's sentinels, a busy
 // password hasher, and a caller that went away have codes a client can act
-// on; anything else is Internal with an error id in the log.
+// on; anything else is Internal with an error id in the log. The
+// interceptor answers every fleet API call's error by it, so this table is
+// the one place a sentinel becomes a code.
 func newErrors(log *zap.Logger) *authz.Errors {
 	return &authz.Errors{Log: log, Where: "the cloud's log", Table: []authz.Sentinel{
 		{Err: store.ErrNotFound, Code: connect.CodeNotFound, Message: "not found: it may have just been deleted"},
 		{Err: store.ErrExists, Code: connect.CodeAlreadyExists, Message: "already exists"},
 		{Err: store.ErrConflict, Code: connect.CodeAborted, Message: "too many concurrent changes: try again"},
+		{Err: ingest.ErrNotFound, Code: connect.CodeNotFound, Message: "not found: it may have just been deleted"},
+		{Err: ingest.ErrInvalid, Code: connect.CodeInvalidArgument, Message: "the data store refuses this request"},
 		{Err: auth.ErrBusy, Code: connect.CodeResourceExhausted},
 		{Err: context.Canceled, Code: connect.CodeCanceled},
 		{Err: context.DeadlineExceeded, Code: connect.CodeCanceled},

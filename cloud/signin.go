@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -61,10 +62,11 @@ func (s *Server) signedIn(email, peer string, keys []authz.Key) {
 	s.throttle.Remember(email+"|"+peerHost(peer), s.clock.Now())
 }
 
-// passwordErr maps an error of the password hasher that is not a mismatch.
-func passwordErr(err error) error {
+// passwordErr is why a password check decided nothing: the hasher was
+// busy (err), or the caller went away; the error policy answers either.
+func passwordErr(ctx context.Context, err error) error {
 	if errors.Is(err, auth.ErrBusy) {
-		return connect.NewError(connect.CodeResourceExhausted, err)
+		return err
 	}
-	return connect.NewError(connect.CodeCanceled, err)
+	return ctx.Err()
 }

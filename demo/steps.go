@@ -173,7 +173,7 @@ func (r *run) createMachine(ctx context.Context) error {
 func (r *run) createOperator(ctx context.Context) error {
 	scope := "machine/" + r.machineID
 	var g fleetv1.GrantRoleResponse
-	if err := r.outpostJSON(ctx, r.owner(), &g, "role", "grant", "--subject", "user:bob@example.com", "--role", "operator", "--scope", scope); err != nil {
+	if err := r.outpostJSON(ctx, r.owner(), &g, "role", "grant", "--subject", "user/bob@example.com", "--role", "operator", "--scope", scope); err != nil {
 		return err
 	}
 	if g.GetGrant().GetRole() != "operator" {

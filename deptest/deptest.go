@@ -3,7 +3,8 @@
 // program's packages may listen on the network, and which packages must do
 // no I/O. It reads the package graph with `go list -deps -json` and, for the
 // rules about what code does rather than what it imports, the source with
-// go/parser. Outpost's own boundaries are Outpost(); its test runs them over
+// go/parser; and which packages are leaves, importing only a few of the
+// module's packages. Outpost's own boundaries are Outpost(); its test runs them over
 // this module, and over a synthetic module in testdata that breaks each one.
 package deptest
 
@@ -126,7 +127,7 @@ func within(path, prefix string) bool {
 
 // Violation is one boundary crossed.
 type Violation struct {
-	// Rule is "import", "link", "listen" or "pure".
+	// Rule is "import", "link", "listen", "pure" or "leaf".
 	Rule string
 	// Package is the package at fault, relative to the module.
 	Package string
@@ -148,6 +149,7 @@ type Rules struct {
 	Links   []LinkRule
 	Listen  []ListenRule
 	Pure    []PureRule
+	Leaves  []LeafRule
 }
 
 // ImportRule limits who may import Path (or a subpackage of it).
@@ -183,6 +185,17 @@ type PureRule struct {
 	Why     string
 }
 
+// LeafRule says Package imports, of the module's packages, only those
+// within Only (a package, or a folder of packages such as "api/gen"), in its
+// code and its tests. What those link is their own rules' business: the
+// rule keeps a shared package from growing a dependency on either of the
+// sides that share it.
+type LeafRule struct {
+	Package string
+	Only    []string
+	Why     string
+}
+
 // Check runs every rule over g. An error is a rule that names a package g
 // does not have, or source that does not parse.
 func (r Rules) Check(g *Graph) ([]Violation, error) {
@@ -192,6 +205,7 @@ func (r Rules) Check(g *Graph) ([]Violation, error) {
 		checkAll(g, r.Links, &out),
 		checkAll(g, r.Listen, &out),
 		checkAll(g, r.Pure, &out),
+		checkAll(g, r.Leaves, &out),
 	} {
 		if err != nil {
 			return nil, err
@@ -350,6 +364,35 @@ func (r PureRule) check(g *Graph) ([]Violation, error) {
 		}
 		for _, what := range found {
 			add(path, what)
+		}
+	}
+	return out, nil
+}
+
+func (r LeafRule) check(g *Graph) ([]Violation, error) {
+	p, err := g.lookup(r.Package)
+	if err != nil {
+		return nil, err
+	}
+	allowed := []string{p.ImportPath}
+	for _, rel := range r.Only {
+		path := g.path(rel)
+		if !slices.ContainsFunc(sortedPackages(g), func(q *Package) bool { return inModule(q) && within(q.ImportPath, path) }) {
+			return nil, fmt.Errorf("a rule names %s, which %s does not have: update the rule", rel, g.Module)
+		}
+		allowed = append(allowed, path)
+	}
+	var out []Violation
+	for _, set := range []struct {
+		how     string
+		imports []string
+	}{{"imports", p.Imports}, {"imports in its tests", append(slices.Clone(p.TestImports), p.XTestImports...)}} {
+		for _, imp := range uniq(set.imports) {
+			q := g.Packages[imp]
+			if q == nil || !inModule(q) || slices.ContainsFunc(allowed, func(a string) bool { return within(imp, a) }) {
+				continue
+			}
+			out = append(out, Violation{Rule: "leaf", Package: r.Package, What: set.how + " " + g.rel(imp), Why: r.Why})
 		}
 	}
 	return out, nil

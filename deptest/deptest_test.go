@@ -38,7 +38,8 @@ func loadViolations(t *testing.T) *Graph {
 // module: each rule must report exactly what that module does wrong, and
 // none of what it does right (the store packages and their tests importing
 // Badger, the PostgreSQL packages importing pgx, control listening, a Unix
-// socket, tests listening, dialing, Sprintf in rbac).
+// socket, tests listening, dialing, Sprintf in rbac, authz importing rbac
+// and the contracts).
 func TestEachRuleCatchesItsViolations(t *testing.T) {
 	g := loadViolations(t)
 	vs, err := Outpost().Check(g)
@@ -72,8 +73,12 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 			"rbac: uses fmt.Println at rbac/rbac.go:15",
 			"rbac: calls the builtin println at rbac/rbac.go:16",
 		},
+		"leaf": {
+			"authz: imports clock",
+			"authz: imports in its tests capture",
+		},
 	}
-	for _, rule := range []string{"import", "link", "listen", "pure"} {
+	for _, rule := range []string{"import", "link", "listen", "pure", "leaf"} {
 		t.Run(rule, func(t *testing.T) {
 			var got []string
 			for _, v := range vs {
@@ -103,8 +108,10 @@ func TestRuleNamingAMissingPackage(t *testing.T) {
 		{"link main", Rules{Links: []LinkRule{{Main: "cmd/gone", Path: Badger}}}},
 		{"listen main", Rules{Listen: []ListenRule{{Main: "cmd/gone"}}}},
 		{"listen allow list", Rules{Listen: []ListenRule{{Main: "cmd/outpostd", Only: []string{"server"}}}}},
-		{"pure package", Rules{Pure: []PureRule{{Package: "authz"}}}},
+		{"pure package", Rules{Pure: []PureRule{{Package: "subject"}}}},
 		{"pure also", Rules{Pure: []PureRule{{Package: "rbac", Also: []string{"subject"}}}}},
+		{"leaf package", Rules{Leaves: []LeafRule{{Package: "subject"}}}},
+		{"leaf allow list", Rules{Leaves: []LeafRule{{Package: "authz", Only: []string{"api/contracts"}}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -81,5 +81,11 @@ func Outpost() Rules {
 			},
 			Why: "rbac decides from what it is given, the same on the cloud and the part, and is tested exhaustively only because it does no I/O",
 		}},
+		Leaves: []LeafRule{{
+			Package: "authz",
+			Only:    []string{"rbac", "api/gen"},
+			Why: "authz is what the cloud and the parts share about who calls and how a call is answered: it reads the contracts' rules and spells rbac's subjects, " +
+				"and imports nothing else of the module, so both sides link it without linking each other's code, and it cannot come to depend on either side's store or transport",
+		}},
 	}
 }

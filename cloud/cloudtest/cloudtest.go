@@ -47,6 +47,7 @@ import (
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud"
 	"github.com/outpost-robotics/outpost/cloud/auth"
@@ -511,7 +512,7 @@ func (c *Cloud) CreateUser(tb testing.TB, email, password, role, scope string) s
 	}).GetUser()
 	if role != "" {
 		must(tb, "grant "+email+" "+role+" on "+scope, func() (*fleetv1.GrantRoleResponse, error) {
-			return unwrap(admin.Role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: "user:" + u.GetId(), Role: role, Scope: scope})))
+			return unwrap(admin.Role.GrantRole(ctx, connect.NewRequest(&fleetv1.GrantRoleRequest{Subject: authz.User(u.GetId()).String(), Role: role, Scope: scope})))
 		})
 	}
 	return u.GetId()

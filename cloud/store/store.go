@@ -215,7 +215,7 @@ type RevokedToken struct {
 	ExpiresAt time.Time
 }
 
-// APIKey is a key; its grants are Grants with Subject "apikey:ID".
+// APIKey is a key; its grants are Grants with Subject "apikey/ID".
 type APIKey struct {
 	ID    string
 	Name  string
@@ -240,7 +240,8 @@ type APIKey struct {
 
 // Grant is a role held by a subject on a scope.
 type Grant struct {
-	// Subject is "user:ID" or "apikey:ID".
+	// Subject is "user/ID" or "apikey/ID" (authz.Subject); grants written
+	// before there was one spelling are keyed "user:ID" or "apikey:ID".
 	Subject string
 	// Role is "owner" or "operator".
 	Role string
@@ -300,8 +301,9 @@ type ConfigRevision struct {
 	// Fragments are the IDs of the fragments the machine uses, in the
 	// order the author gave.
 	Fragments []string
-	// Author is "user:ID", "apikey:ID", or "part:ID (AUTHOR)" for an
-	// accepted offline edit.
+	// Author is "user/ID", "apikey/ID", or "part:ID (AUTHOR)" for an
+	// accepted offline edit; revisions written before there was one
+	// subject spelling say "user:ID" or "apikey:ID".
 	Author    string
 	CreatedAt time.Time
 }

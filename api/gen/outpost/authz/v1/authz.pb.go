@@ -113,11 +113,11 @@ type Field struct {
 	// grant_role says the field is the role of a grant being given: the
 	// caller must be allowed to give that role on the resource (rbac CanGrant).
 	GrantRole bool `protobuf:"varint,3,opt,name=grant_role,json=grantRole,proto3" json:"grant_role,omitempty"`
-	// grant_subject says the field is the subject ("user:EMAIL",
-	// "user:ID" or "apikey:ID") receiving or losing a grant.
+	// grant_subject says the field is the subject ("user/EMAIL",
+	// "user/ID" or "apikey/ID") receiving or losing a grant.
 	GrantSubject bool `protobuf:"varint,4,opt,name=grant_subject,json=grantSubject,proto3" json:"grant_subject,omitempty"`
 	// self says the call is also allowed, with no further check, when this
-	// field names the caller itself ("user:EMAIL", "user:ID" or "apikey:ID").
+	// field names the caller itself ("user/EMAIL", "user/ID" or "apikey/ID").
 	Self          bool `protobuf:"varint,5,opt,name=self,proto3" json:"self,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -515,7 +515,7 @@ func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
 // WhoAmIResponse describes the caller.
 type WhoAmIResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:ID" or "apikey:ID".
+	// "user/ID" or "apikey/ID".
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The user's email, for a user.
 	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
@@ -3894,7 +3894,7 @@ func (x *CreateUserResponse) GetGeneratedPassword() string {
 // DeleteUserRequest names the user.
 type DeleteUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:EMAIL" or "user:ID".
+	// "user/EMAIL" or "user/ID" (the old "user:..." is still read).
 	User          string `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4928,7 +4928,7 @@ func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
 // Grant is a role held by a subject on a scope.
 type Grant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:ID" or "apikey:ID".
+	// "user/ID" or "apikey/ID".
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// "owner" or "operator".
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
@@ -5010,7 +5010,7 @@ func (x *Grant) GetCreatedAt() *timestamppb.Timestamp {
 // GrantRoleRequest describes the grant.
 type GrantRoleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:EMAIL", "user:ID" or "apikey:ID".
+	// "user/EMAIL", "user/ID" or "apikey/ID" (the old "kind:..." is still read).
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// "owner" or "operator".
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
@@ -5120,7 +5120,7 @@ func (x *GrantRoleResponse) GetGrant() *Grant {
 // ChangeRoleRequest describes the grant and its new role.
 type ChangeRoleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:EMAIL", "user:ID" or "apikey:ID".
+	// "user/EMAIL", "user/ID" or "apikey/ID" (the old "kind:..." is still read).
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The new role: "owner" or "operator".
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
@@ -5230,7 +5230,7 @@ func (x *ChangeRoleResponse) GetGrant() *Grant {
 // LimitAccessRequest names the grant and the narrower scopes.
 type LimitAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:EMAIL", "user:ID" or "apikey:ID".
+	// "user/EMAIL", "user/ID" or "apikey/ID" (the old "kind:..." is still read).
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The scope of the grant to narrow.
 	Scope string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
@@ -5340,7 +5340,7 @@ func (x *LimitAccessResponse) GetGrants() []*Grant {
 // RemoveRoleRequest names the grant.
 type RemoveRoleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:EMAIL", "user:ID" or "apikey:ID".
+	// "user/EMAIL", "user/ID" or "apikey/ID" (the old "kind:..." is still read).
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// "org/ID", "location/ID" or "machine/ID".
 	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
@@ -5524,7 +5524,7 @@ func (x *ListRolesResponse) GetGrants() []*Grant {
 // CheckAccessRequest names the subject, the action and the resource.
 type CheckAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "user:EMAIL", "user:ID" or "apikey:ID".
+	// "user/EMAIL", "user/ID" or "apikey/ID" (the old "kind:..." is still read).
 	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// An action of docs/ACTIONS.md, such as "machine.rename".
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
@@ -5683,7 +5683,8 @@ type AuditEvent struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// When it happened.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// "user:ID", "apikey:ID", or empty for nobody.
+	// "user/ID", "apikey/ID", or empty for nobody; events recorded before
+	// there was one spelling say "user:ID" or "apikey:ID".
 	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The RPC called, such as "/outpost.fleet.v1.MachineService/RenameMachine".
 	Procedure string `protobuf:"bytes,4,opt,name=procedure,proto3" json:"procedure,omitempty"`
@@ -5933,7 +5934,8 @@ type ConfigRevision struct {
 	Config *v11.RobotConfig `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
 	// The fragments it uses, by ID.
 	FragmentIds []string `protobuf:"bytes,4,rep,name=fragment_ids,json=fragmentIds,proto3" json:"fragment_ids,omitempty"`
-	// Who wrote it: "user:ID", "apikey:ID" or "part:ID (AUTHOR)".
+	// Who wrote it: "user/ID", "apikey/ID" or "part:ID (AUTHOR)"; revisions
+	// written before there was one spelling say "user:ID" or "apikey:ID".
 	Author string `protobuf:"bytes,5,opt,name=author,proto3" json:"author,omitempty"`
 	// When.
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
