@@ -145,13 +145,50 @@ func (ms machineService) DeleteMachine(ctx context.Context, req *connect.Request
 	return connect.NewResponse(&fleetv1.DeleteMachineResponse{}), nil
 }
 
+// RestartMachine asks each part of the machine to restart; each gets the
+// request with its next pull (see restart.go).
 func (ms machineService) RestartMachine(ctx context.Context, req *connect.Request[fleetv1.RestartMachineRequest]) (*connect.Response[fleetv1.RestartMachineResponse], error) {
-	now := ms.s.clock.Now().UTC()
-	m, err := ms.editMachine(ctx, req.Msg.GetMachineId(), func(m *store.Machine) { m.RestartRequestedAt = now })
+	now, by, id := ms.s.clock.Now().UTC(), requester(ctx), req.Msg.GetMachineId()
+	var pb *fleetv1.Machine
+	err := ms.s.update(ctx, func(tx store.Tx) error {
+		m, err := tx.GetMachine(ctx, id)
+		if err != nil {
+			return err
+		}
+		m.RestartRequestedAt = now
+		if err := tx.PutMachine(ctx, m); err != nil {
+			return err
+		}
+		parts, err := tx.ListParts(ctx, id)
+		if err != nil {
+			return err
+		}
+		for i := range parts {
+			parts[i].Restart = askRestart(parts[i].Restart, now, by)
+			if err := tx.PutPart(ctx, parts[i]); err != nil {
+				return err
+			}
+		}
+		pb = machinePB(m, parts)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&fleetv1.RestartMachineResponse{Machine: m}), nil
+	return connect.NewResponse(&fleetv1.RestartMachineResponse{Machine: pb}), nil
+}
+
+// RestartPart asks one part to restart at its next pull.
+func (ms machineService) RestartPart(ctx context.Context, req *connect.Request[fleetv1.RestartPartRequest]) (*connect.Response[fleetv1.RestartPartResponse], error) {
+	now, by := ms.s.clock.Now().UTC(), requester(ctx)
+	part, err := ms.editPart(ctx, req.Msg.GetPartId(), func(_ store.Tx, p *store.Part) error {
+		p.Restart = askRestart(p.Restart, now, by)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.RestartPartResponse{Part: partPB(part)}), nil
 }
 
 func (ms machineService) AddPart(ctx context.Context, req *connect.Request[fleetv1.AddPartRequest]) (*connect.Response[fleetv1.AddPartResponse], error) {
