@@ -1020,9 +1020,19 @@ func (s *Syncer) report(ctx context.Context) error {
 		st.Backlog = append(st.Backlog, &syncv1.StreamBacklog{Stream: string(name), Records: stats.Count, Bytes: stats.Bytes, StalledCycles: uint32(stalled[name])})
 	}
 	st.StoreBytes = uint64(s.o.Store.Usage().Bytes)
+	// An unreadable restart record leaves the field out rather than the
+	// whole status: the rest still tells the cloud how the part is doing.
+	// An unreadable restart record leaves the field out rather than the
+	// whole status, logged once per distinct error, not once per cycle.
 	last, err := s.LastRestart(ctx)
+	s.mu.Lock()
+	first := err != nil && s.refused["restart record"] != err.Error()
 	if err != nil {
-		return fmt.Errorf("status: %w", err)
+		s.refused["restart record"] = err.Error()
+	}
+	s.mu.Unlock()
+	if first {
+		s.log.Warn("the status goes without the last restart handled", zap.Error(err))
 	}
 	st.Restart = last
 	if _, err := s.o.Client.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: st})); err != nil {
