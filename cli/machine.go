@@ -82,6 +82,9 @@ func newMachineCmd(g *globals) *cobra.Command {
 	}
 	restart := &cobra.Command{
 		Use: "restart MACHINE_ID", Short: "Ask a machine's parts to restart at their next sync", Args: cobra.ExactArgs(1),
+		Long: "Asks every part of the machine to restart its robot at its next sync with the cloud, once; a part that\n" +
+			"is offline restarts when it is back, unless the request lapsed first (after 24 hours). `outpost machine\n" +
+			"status` shows each part's restart pending, then done. `outpost part restart` asks one part.",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(g, cmd, (*api).RestartMachine, &fleetv1.RestartMachineRequest{MachineId: args[0]}, showMachine)
 		},
@@ -139,5 +142,39 @@ func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
 		}
 		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), when(p.GetLastSeen()), version, running, backlogCell, fmt.Sprint(failed)})
 	}
-	return table(w, []string{"PART", "NAME", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILED"}, rows)
+	if err := table(w, []string{"PART", "NAME", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILED"}, rows); err != nil {
+		return err
+	}
+	return restartTable(w, st.GetParts())
+}
+
+// restartTable shows each part's restart asked from the cloud: the pending
+// request, and the last one the part reported handled. Nothing when no
+// restart was ever asked of these parts.
+func restartTable(w io.Writer, parts []*fleetv1.PartStatus) error {
+	var rows [][]string
+	for _, p := range parts {
+		r := p.GetPart().GetRestart()
+		if r == nil {
+			continue
+		}
+		pending, last := "-", "-"
+		if r.GetRequestedAt() != nil {
+			pending = fmt.Sprintf("asked %s by %s, lapses %s", when(r.GetRequestedAt()), orDash(r.GetRequestedBy()), when(r.GetExpiresAt()))
+		}
+		if r.GetHandledAt() != nil {
+			last = when(r.GetHandledAt()) + " " + r.GetOutcome()
+			if r.GetError() != "" {
+				last += ": " + r.GetError()
+			}
+		}
+		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), pending, last})
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	return table(w, []string{"PART", "NAME", "RESTART PENDING", "LAST RESTART"}, rows)
 }

@@ -66,6 +66,26 @@ func newPartCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	restart := &cobra.Command{
+		Use:   "restart PART_ID",
+		Short: "Ask one part to restart its robot at its next sync",
+		Long: "Asks the part to restart its robot (components, modules and processes stop, and its config starts\n" +
+			"again) at its next sync with the cloud, once. A part that is offline restarts when it is back, unless\n" +
+			"the request lapsed first (after 24 hours). `outpost machine status` shows it pending, then done.\n" +
+			"It needs machine.restart on the part (an owner of the machine, its location or its organization).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(g, cmd, (*api).RestartPart, &fleetv1.RestartPartRequest{PartId: args[0]},
+				func(w io.Writer, res *fleetv1.RestartPartResponse) error {
+					if err := partTable(w, res.GetPart()); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(w, "part/%s restarts at its next sync, unless the request lapses first, at %s\n",
+						res.GetPart().GetId(), when(res.GetPart().GetRestart().GetExpiresAt()))
+					return err
+				})
+		},
+	}
 	var cloudURL, out string
 	bootstrap := &cobra.Command{
 		Use:   "bootstrap PART_ID",
@@ -106,7 +126,7 @@ func newPartCmd(g *globals) *cobra.Command {
 	}
 	bootstrap.Flags().StringVar(&cloudURL, "cloud-url", "", "the cloud URL as the part reaches it; default: the URL this command uses")
 	bootstrap.Flags().StringVarP(&out, "output", "o", "", "write the file here (mode 0600) instead of printing it")
-	cmd.AddCommand(add, rename, del, rotate, bootstrap)
+	cmd.AddCommand(add, rename, del, rotate, restart, bootstrap)
 	return cmd
 }
 

@@ -60,6 +60,9 @@ type robotOptions struct {
 	prepare func(t *testing.T, st *cache.Store)
 	// config is the machine's config; nil means robotConfig.
 	config *configv1.RobotConfig
+	// addTo is a machine to add the part to, instead of provisioning a
+	// new machine; its config stays as it is.
+	addTo string
 }
 
 // robotConfig is the machine's config: one fake motor, nothing captured.
@@ -75,7 +78,11 @@ func startRobot(t *testing.T, cl *cloudtest.Cloud, o robotOptions) *robotPart {
 	if o.config != nil {
 		cfg = o.config
 	}
-	rp.part = cl.Provision(t, cloudtest.PartOptions{CloudURL: o.cloudURL, Config: cfg})
+	if o.addTo != "" {
+		rp.part = addPart(t, cl, o.addTo, o.cloudURL)
+	} else {
+		rp.part = cl.Provision(t, cloudtest.PartOptions{CloudURL: o.cloudURL, Config: cfg})
+	}
 	rp.owner = cl.CreateAPIKey(t, "owner", "machine/"+rp.part.MachineID)
 	rp.operator = cl.CreateAPIKey(t, "operator", "machine/"+rp.part.MachineID)
 	dir := t.TempDir()

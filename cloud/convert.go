@@ -22,7 +22,7 @@ func locationPB(l store.Location) *fleetv1.Location {
 }
 
 func partPB(p store.Part) *fleetv1.Part {
-	return &fleetv1.Part{Id: p.ID, MachineId: p.MachineID, Name: p.Name, Main: p.Main, SecretRotatedAt: ts(p.SecretRotatedAt)}
+	return &fleetv1.Part{Id: p.ID, MachineId: p.MachineID, Name: p.Name, Main: p.Main, SecretRotatedAt: ts(p.SecretRotatedAt), Restart: partRestartPB(p.Restart)}
 }
 
 // machinePB puts the main part first, then the others by name.

@@ -124,10 +124,41 @@ func (ms machineService) DeleteMachine(ctx context.Context, req *connect.Request
 	}))
 }
 
+// RestartMachine asks each part of the machine to restart; each gets the
+// request with its next pull (see restart.go).
 func (ms machineService) RestartMachine(ctx context.Context, req *connect.Request[fleetv1.RestartMachineRequest]) (*connect.Response[fleetv1.RestartMachineResponse], error) {
-	now := ms.s.clock.Now().UTC()
-	m, err := ms.editMachine(ctx, req.Msg.GetMachineId(), func(m *store.Machine) { m.RestartRequestedAt = now })
-	return reply(&fleetv1.RestartMachineResponse{Machine: m}, err)
+	now, by, id := ms.s.clock.Now().UTC(), requester(ctx), req.Msg.GetMachineId()
+	return respond(ctx, ms.s.update, func(tx store.Tx) (*fleetv1.RestartMachineResponse, error) {
+		m, err := tx.GetMachine(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		m.RestartRequestedAt = now
+		if err := tx.PutMachine(ctx, m); err != nil {
+			return nil, err
+		}
+		parts, err := tx.ListParts(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		for i := range parts {
+			parts[i].Restart = askRestart(parts[i].Restart, now, by)
+			if err := tx.PutPart(ctx, parts[i]); err != nil {
+				return nil, err
+			}
+		}
+		return &fleetv1.RestartMachineResponse{Machine: machinePB(m, parts)}, nil
+	})
+}
+
+// RestartPart asks one part to restart at its next pull.
+func (ms machineService) RestartPart(ctx context.Context, req *connect.Request[fleetv1.RestartPartRequest]) (*connect.Response[fleetv1.RestartPartResponse], error) {
+	now, by := ms.s.clock.Now().UTC(), requester(ctx)
+	part, err := edit(ctx, ms.s, req.Msg.GetPartId(), store.Tx.GetPart, store.Tx.PutPart, func(_ store.Tx, p *store.Part) error {
+		p.Restart = askRestart(p.Restart, now, by)
+		return nil
+	})
+	return reply(&fleetv1.RestartPartResponse{Part: partPB(part)}, err)
 }
 
 func (ms machineService) AddPart(ctx context.Context, req *connect.Request[fleetv1.AddPartRequest]) (*connect.Response[fleetv1.AddPartResponse], error) {

@@ -210,6 +210,9 @@ func matrixCases() []rpcCase {
 		{"RestartMachine", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.RestartMachine(ctx, req(&fleetv1.RestartMachineRequest{MachineId: s.m})))
 		}},
+		{"RestartPart", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Machine.RestartPart(ctx, req(&fleetv1.RestartPartRequest{PartId: s.p2})))
+		}},
 		{"AddPart", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.AddPart(ctx, req(&fleetv1.AddPartRequest{MachineId: s.m, Name: "third"})))
 		}},

@@ -579,11 +579,14 @@ func TestRebootInto1970(t *testing.T) {
 // network (or a broken cloud) sends, and the real cloud never signs the
 // latter two for a part. It forwards every call, keeps each grant bundle
 // the cloud sends in a pull answer, and while armed puts a document of the
-// test's making into every pull answer as the grant bundle.
+// test's making into every pull answer as the grant bundle; it does the
+// same with restart orders (seenRestarts, sendRestart).
 type tamperer struct {
-	mu   gosync.Mutex
-	seen []*syncv1.SignedDocument
-	send *syncv1.SignedDocument
+	mu           gosync.Mutex
+	seen         []*syncv1.SignedDocument
+	send         *syncv1.SignedDocument
+	seenRestarts []*syncv1.SignedDocument
+	sendRestart  *syncv1.SignedDocument
 }
 
 // start serves the tamperer in front of upstream until t ends.
@@ -637,6 +640,12 @@ func (tp *tamperer) rewrite(res *http.Response) error {
 	}
 	if tp.send != nil {
 		ans.Grants = tp.send
+	}
+	if r := ans.GetRestart(); r != nil {
+		tp.seenRestarts = append(tp.seenRestarts, r)
+	}
+	if tp.sendRestart != nil {
+		ans.Restart = tp.sendRestart
 	}
 	tp.mu.Unlock()
 	if body, err = proto.Marshal(&ans); err != nil {

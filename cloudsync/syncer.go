@@ -109,6 +109,13 @@ type Options struct {
 	OnExpired func(context.Context, string)
 	// Status returns what ReportStatus sends; nil sends the sync view only.
 	Status func() *syncv1.PartStatus
+	// OnRestart restarts the robot for a verified restart order from the
+	// cloud; the syncer calls it once per order (see restart), after the
+	// order is recorded, in the cycle whose pull brought it. An error
+	// wrapping ErrRestartDeferred leaves the order for the next start; any
+	// other is reported as the restart's failure. nil ignores restart
+	// orders: the cloud keeps them pending until they expire.
+	OnRestart func(context.Context, *syncv1.RestartOrder) error
 	// OnBlobUploaded is called when the cloud confirms it holds a whole
 	// blob, before the store's copy is deleted: file sync then deletes the
 	// user's file where its folder opted in. A crash in between costs a
@@ -292,6 +299,9 @@ type Result struct {
 	Uploaded map[cache.Stream]int
 	// BlobBytes counts blob bytes the cloud confirmed.
 	BlobBytes int64
+	// Restart is what the part did with a restart order in this cycle;
+	// nil when it acted on none.
+	Restart *syncv1.RestartReport
 	// More is true when the cycle's byte budget ran out with uploads still
 	// waiting: Run starts the next cycle at once rather than after the
 	// interval, so a backlog drains at the link's speed while every cycle
@@ -299,6 +309,9 @@ type Result struct {
 	More bool
 	// Err joins every error of the cycle.
 	Err error
+
+	// restartOrder is the signed restart order the pull carried.
+	restartOrder *syncv1.SignedDocument
 }
 
 // Cycle runs one cycle: pull, then uploads in priority order within the
@@ -316,6 +329,12 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 	}
 	if res.Pulled {
 		s.restore(ctx, res)
+		// After restore, so a restart starts the config in force, and
+		// before uploads, so this cycle's status reports it.
+		var err error
+		if res.Restart, err = s.restart(ctx, res.restartOrder); err != nil {
+			errs = append(errs, err)
+		}
 		if err := s.upload(ctx, &res); err != nil {
 			errs = append(errs, err)
 		}
@@ -438,6 +457,7 @@ func (s *Syncer) pull(ctx context.Context, res *Result) error {
 		s.interval = d
 		s.mu.Unlock()
 	}
+	res.restartOrder = msg.GetRestart()
 	var errs []error
 	if doc := msg.GetGrants(); doc != nil {
 		g, err := s.o.Trust.Grants(doc, grants.Version, false)
@@ -1000,6 +1020,21 @@ func (s *Syncer) report(ctx context.Context) error {
 		st.Backlog = append(st.Backlog, &syncv1.StreamBacklog{Stream: string(name), Records: stats.Count, Bytes: stats.Bytes, StalledCycles: uint32(stalled[name])})
 	}
 	st.StoreBytes = uint64(s.o.Store.Usage().Bytes)
+	// An unreadable restart record leaves the field out rather than the
+	// whole status: the rest still tells the cloud how the part is doing.
+	// An unreadable restart record leaves the field out rather than the
+	// whole status, logged once per distinct error, not once per cycle.
+	last, err := s.LastRestart(ctx)
+	s.mu.Lock()
+	first := err != nil && s.refused["restart record"] != err.Error()
+	if err != nil {
+		s.refused["restart record"] = err.Error()
+	}
+	s.mu.Unlock()
+	if first {
+		s.log.Warn("the status goes without the last restart handled", zap.Error(err))
+	}
+	st.Restart = last
 	if _, err := s.o.Client.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: st})); err != nil {
 		return fmt.Errorf("report status: %w", err)
 	}

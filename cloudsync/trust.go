@@ -53,6 +53,28 @@ func (t *Trust) Grants(doc *syncv1.SignedDocument, held uint64, reload bool) (*s
 	return &g, nil
 }
 
+// Restart verifies a signed restart order: it must verify with a pinned
+// key and name this part. An order past its expiry by the offline clock is
+// returned with an error wrapping ErrExpired, so the part can report it
+// expired; any other refusal returns no order.
+func (t *Trust) Restart(doc *syncv1.SignedDocument) (*syncv1.RestartOrder, error) {
+	var o syncv1.RestartOrder
+	if err := signed.Verify(t.keys, doc, &o); err != nil {
+		return nil, fmt.Errorf("restart order: %w", err)
+	}
+	if p := o.GetPartId(); p != t.partID {
+		return nil, fmt.Errorf("restart order: for part %q, this is %q: %w", p, t.partID, ErrWrongPart)
+	}
+	if len(o.GetId()) == 0 || len(o.GetId()) > 64 || o.GetRequestedAt().CheckValid() != nil || o.GetExpiresAt().CheckValid() != nil {
+		return nil, errors.New("restart order: want an id of at most 64 bytes, and valid requested_at and expires_at")
+	}
+	if exp := o.GetExpiresAt().AsTime(); t.Expired(exp) {
+		return &o, fmt.Errorf("restart order %s expired at %s (cloud time now about %s): %w", o.GetId(),
+			exp.UTC().Format(time.RFC3339), t.clock.Now().UTC().Format(time.RFC3339), ErrExpired)
+	}
+	return &o, nil
+}
+
 // Expired reports whether a document expiring at exp is past it by the
 // offline clock.
 func (t *Trust) Expired(exp time.Time) bool {

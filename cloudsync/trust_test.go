@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
@@ -83,4 +84,47 @@ func TestTrust(t *testing.T) {
 	if _, err := tr.Grants(doc, 0, false); !errors.Is(err, ErrExpired) {
 		t.Fatalf("day 60 with the clock set back: %v, want expired", err)
 	}
+}
+
+// FuzzTrustRestart feeds Trust.Restart documents signed with the cloud's
+// key over any payload: it never panics, and returns an order only for
+// this part, with an id and valid times, with ErrExpired exactly when the
+// order is past its expiry.
+func FuzzTrustRestart(f *testing.F) {
+	cloud := seededSigner("k1", 1)
+	keys := signed.Keys{"k1": cloud.Key.Public().(ed25519.PublicKey)}
+	oc := NewOfflineClock(clock.NewFake(cloudEpoch), cache.OfflineClock{})
+	oc.Contact(cloudEpoch)
+	tr := NewTrust("part-1", keys, oc)
+	seed := func(o *syncv1.RestartOrder) {
+		b, err := proto.Marshal(o)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	at := timestamppb.New(cloudEpoch)
+	seed(&syncv1.RestartOrder{PartId: "part-1", Id: "0123456789abcdef0123456789abcdef", RequestedAt: at, ExpiresAt: timestamppb.New(cloudEpoch.Add(time.Hour))})
+	seed(&syncv1.RestartOrder{PartId: "part-1", Id: "x", RequestedAt: at, ExpiresAt: at})
+	seed(&syncv1.RestartOrder{PartId: "part-2", Id: "x"})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		// The fuzzed payload, signed by the cloud as a restart order: what
+		// the signature covers is the type, a zero byte and the payload.
+		typ := "outpost.sync.v1.RestartOrder"
+		doc := &syncv1.SignedDocument{Type: typ, Payload: payload, KeyId: "k1",
+			Signature: ed25519.Sign(cloud.Key, append([]byte(typ+"\x00"), payload...))}
+		o, err := tr.Restart(doc)
+		if o == nil {
+			if err == nil {
+				t.Fatal("no order and no error")
+			}
+			return
+		}
+		if o.GetPartId() != "part-1" || o.GetId() == "" || o.GetRequestedAt().CheckValid() != nil || o.GetExpiresAt().CheckValid() != nil {
+			t.Fatalf("accepted %v", o)
+		}
+		if expired := !cloudEpoch.Before(o.GetExpiresAt().AsTime()); expired != errors.Is(err, ErrExpired) || (err != nil && !expired) {
+			t.Fatalf("order expiring at %v: %v", o.GetExpiresAt().AsTime(), err)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/robot"
@@ -112,6 +113,24 @@ func (d *daemon) onExpired(ctx context.Context, why string) {
 		_ = d.o.notifier.Status("EXPIRED: " + why)
 		return nil
 	})
+}
+
+// restartRobot restarts the robot for a restart order from the cloud: the
+// runtime, not the daemon (docs/ARCHITECTURE.md, decision 35). It takes its
+// turn with applies, so a config arriving in the same pull runs first and
+// the restart starts it afresh. A daemon that is stopping defers it to its
+// next start; one whose documents expired keeps its components stopped.
+func (d *daemon) restartRobot(ctx context.Context, _ *syncv1.RestartOrder) error {
+	err := d.applied.change(func() error {
+		if d.applied.expired {
+			return errors.New("the part's config and grants expired: its components stay stopped until the cloud renews them")
+		}
+		return d.robot.Restart(ctx)
+	})
+	if errors.Is(err, errClosing) || errors.Is(err, robot.ErrClosed) {
+		return fmt.Errorf("%w: %w", cloudsync.ErrRestartDeferred, err)
+	}
+	return err
 }
 
 // loadBudget reads the budget the last config set: the store takes its

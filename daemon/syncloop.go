@@ -82,6 +82,7 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 		OnConfig:  func(ctx context.Context, doc *syncv1.ConfigDocument) { d.applyConfig(ctx, doc, "cloud") },
 		OnGrants:  func(_ context.Context, g *syncv1.GrantBundle) { d.grants.cur.Store(g) },
 		OnExpired: d.onExpired,
+		OnRestart: d.restartRobot,
 		Status:    d.partStatus,
 		OnBlobUploaded: func(_ context.Context, id string) {
 			// Deletes the user's file only where its folder opted in.

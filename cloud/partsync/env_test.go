@@ -42,6 +42,8 @@ type backend struct {
 	proposals map[string]*syncv1.ConfigProposal // "part/store/seq" -> proposal
 	handled   int                               // HandleProposal calls
 	outcomes  map[string][]*syncv1.ProposalOutcome
+	restarts  map[string]*syncv1.SignedDocument // part -> pending restart order
+	reports   map[string][]*syncv1.RestartReport
 }
 
 type bpart struct {
@@ -63,6 +65,8 @@ func newBackend(t testing.TB) *backend {
 		parts:     map[string]*bpart{},
 		proposals: map[string]*syncv1.ConfigProposal{},
 		outcomes:  map[string][]*syncv1.ProposalOutcome{},
+		restarts:  map[string]*syncv1.SignedDocument{},
+		reports:   map[string][]*syncv1.RestartReport{},
 	}
 }
 
@@ -143,6 +147,38 @@ func (b *backend) ProposalOutcomes(_ context.Context, part partsync.Part) ([]*sy
 }
 
 func (b *backend) PollInterval(partsync.Part) time.Duration { return 20 * time.Second }
+
+// askRestart makes a restart order pending for a part.
+func (b *backend) askRestart(t testing.TB, id, orderID string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	doc, err := b.signer.Sign(&syncv1.RestartOrder{PartId: id, Id: orderID, RequestedAt: timestamppb.New(t0), ExpiresAt: timestamppb.New(t0.Add(24 * time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.restarts[id] = doc
+}
+
+func (b *backend) PendingRestart(_ context.Context, part partsync.Part) (*syncv1.SignedDocument, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.restarts[part.ID], nil
+}
+
+func (b *backend) RestartHandled(_ context.Context, part partsync.Part, r *syncv1.RestartReport) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reports[part.ID] = append(b.reports[part.ID], r)
+	delete(b.restarts, part.ID)
+	return nil
+}
+
+func (b *backend) restartReports(id string) []*syncv1.RestartReport {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reports[id]
+}
 
 // logBuffer collects every log line, so a test can check that no secret
 // reached one.

@@ -3,8 +3,11 @@ package partsync
 import (
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 )
@@ -94,6 +97,35 @@ func FuzzValidateUpload(f *testing.F) {
 			if len(u.proposals) != len(u.records) {
 				t.Fatalf("%d proposals for %d records", len(u.proposals), len(u.records))
 			}
+		}
+	})
+}
+
+func FuzzValidateRestartReport(f *testing.F) {
+	seed := func(m *syncv1.RestartReport) {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	now := timestamppb.New(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC))
+	seed(&syncv1.RestartReport{Id: strings.Repeat("ab", 16), Outcome: syncv1.RestartOutcome_RESTART_OUTCOME_RESTARTED, At: now, RequestedAt: now})
+	seed(&syncv1.RestartReport{Id: strings.Repeat("AB", 16), Outcome: 9, At: now, Error: "é"})
+	seed(&syncv1.RestartReport{Id: "x", Outcome: syncv1.RestartOutcome_RESTART_OUTCOME_FAILED, Error: strings.Repeat("e", 2000)})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r := &syncv1.RestartReport{}
+		if proto.Unmarshal(raw, r) != nil {
+			return
+		}
+		if validateRestartReport(r) != nil {
+			return
+		}
+		if len(r.GetId()) != 32 || strings.Trim(r.GetId(), "0123456789abcdef") != "" {
+			t.Fatalf("accepted id %q", r.GetId())
+		}
+		if r.GetOutcome() < 1 || r.GetOutcome() > 3 || r.GetAt().CheckValid() != nil || len(r.GetError()) > maxRestartError || !utf8.ValidString(r.GetError()) {
+			t.Fatalf("accepted %v", r)
 		}
 	})
 }

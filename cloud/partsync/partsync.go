@@ -79,6 +79,21 @@ type ProposalOutcomer interface {
 	ProposalOutcomes(ctx context.Context, part Part) ([]*syncv1.ProposalOutcome, error)
 }
 
+// Restarter is optionally implemented by a Backend that carries restart
+// requests to parts: a pending request goes out with every pull as a
+// signed RestartOrder until the part reports it handled.
+type Restarter interface {
+	// PendingRestart returns the signed RestartOrder the part is to act on,
+	// or nil when none is pending or it expired by the cloud's time. Called
+	// on every pull, so it must be cheap when none is pending.
+	PendingRestart(ctx context.Context, part Part) (*syncv1.SignedDocument, error)
+	// RestartHandled receives what the part reports it did with an order,
+	// validated, after its status is stored; the backend clears the pending
+	// request the report names. Every status carries the last report, so
+	// this must be idempotent and cheap for one already cleared.
+	RestartHandled(ctx context.Context, part Part, r *syncv1.RestartReport) error
+}
+
 // Relay is the part side of WebRTC signaling relayed by the cloud
 // (cloud/relay's Broker implements it): NextOffer and AnswerOffer are
 // handed to it once the part is authenticated, with the authenticated part
@@ -307,6 +322,12 @@ func (h *handler) Pull(ctx context.Context, req *connect.Request[syncv1.PullRequ
 		Config:       cfg,
 		Grants:       grants,
 	}
+	if rs, ok := h.backend.(Restarter); ok {
+		if resp.Restart, err = rs.PendingRestart(ctx, part); err != nil {
+			h.log.Error("could not read a part's pending restart", zap.String("part", part.ID), zap.Error(err))
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("pull: could not read the part's pending restart; try again"))
+		}
+	}
 	if po, ok := h.backend.(ProposalOutcomer); ok {
 		if resp.Proposals, err = po.ProposalOutcomes(ctx, part); err != nil {
 			h.log.Error("could not read a part's proposal outcomes", zap.String("part", part.ID), zap.Error(err))
@@ -407,8 +428,21 @@ func (h *handler) ReportStatus(ctx context.Context, req *connect.Request[syncv1.
 	if req.Msg.GetStatus() == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("report status: status is required"))
 	}
+	restart := req.Msg.GetStatus().GetRestart()
+	if restart != nil {
+		if err := validateRestartReport(restart); err != nil {
+			h.log.Warn("refused a status report", zap.String("part", part.ID), zap.Error(err))
+			return nil, err
+		}
+	}
 	if err := h.store.PutStatus(ctx, part.ID, req.Msg.GetStatus(), h.clock.Now()); err != nil {
 		return nil, h.storeErr("report status", part, err)
+	}
+	if rs, ok := h.backend.(Restarter); ok && restart != nil {
+		if err := rs.RestartHandled(ctx, part, restart); err != nil {
+			h.log.Error("could not clear a part's handled restart", zap.String("part", part.ID), zap.String("restart", restart.GetId()), zap.Error(err))
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("report status: the restart it reports could not be recorded; try again"))
+		}
 	}
 	return connect.NewResponse(&syncv1.ReportStatusResponse{}), nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
@@ -545,5 +546,66 @@ func TestUploadOutlivesItsCaller(t *testing.T) {
 	key := ingest.StreamKey{PartID: "part-a", StoreID: "s1", Stream: "captures"}
 	if got, err := e.store.AckedThrough(context.Background(), key); err != nil || got != 50 {
 		t.Fatalf("after the part stopped waiting the cloud holds through %d (%v), want 50", got, err)
+	}
+}
+
+// TestRestartOrdersAndReports: a part's pull carries its own pending
+// restart order and no other part's; the restart report of its status
+// reaches the backend for that part; a hostile report is refused whole,
+// status included, and never reaches the backend.
+func TestRestartOrdersAndReports(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, partsync.Options{})
+	a, b := e.part("part-a"), e.part("part-b")
+	if r := pull(t, a, 0, 0).GetRestart(); r != nil {
+		t.Fatalf("a pull with nothing pending carried %v", r)
+	}
+	id := strings.Repeat("0f", 16)
+	e.backend.askRestart(t, "part-a", id)
+	keys, err := signed.KeysFromProto([]*syncv1.PublicKey{e.backend.signer.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order syncv1.RestartOrder
+	if err := signed.Verify(keys, pull(t, a, 0, 0).GetRestart(), &order); err != nil || order.GetId() != id {
+		t.Fatalf("part-a's pull: order %v, %v", &order, err)
+	}
+	if r := pull(t, b, 0, 0).GetRestart(); r != nil {
+		t.Fatalf("part-b's pull carried part-a's order %v", r)
+	}
+
+	at := timestamppb.New(t0)
+	good := &syncv1.RestartReport{Id: id, Outcome: syncv1.RestartOutcome_RESTART_OUTCOME_RESTARTED, At: at, RequestedAt: at}
+	hostile := map[string]*syncv1.RestartReport{
+		"short id":        {Id: "0f", Outcome: 1, At: at},
+		"upper-case id":   {Id: strings.ToUpper(id), Outcome: 1, At: at},
+		"64-digit id":     {Id: id + id, Outcome: 1, At: at},
+		"non-hex id":      {Id: strings.Repeat("zz", 16), Outcome: 1, At: at},
+		"no outcome":      {Id: id, At: at},
+		"unknown outcome": {Id: id, Outcome: 99, At: at},
+		"no time":         {Id: id, Outcome: 1},
+		"invalid time":    {Id: id, Outcome: 1, At: &timestamppb.Timestamp{Seconds: -1 << 62}},
+		"long error":      {Id: id, Outcome: 3, At: at, Error: strings.Repeat("x", 1025)},
+	}
+	for name, r := range hostile {
+		_, err := b.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: &syncv1.PartStatus{Version: name, Restart: r}}))
+		if codeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "restart.") {
+			t.Errorf("%s: %v, want InvalidArgument naming the field", name, err)
+		}
+	}
+	if _, err := e.store.Status(ctx, "part-b"); err == nil {
+		t.Error("a refused status was stored")
+	}
+	if got := e.backend.restartReports("part-b"); len(got) != 0 {
+		t.Errorf("refused reports reached the backend: %v", got)
+	}
+	if _, err := a.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: &syncv1.PartStatus{Restart: good}})); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.backend.restartReports("part-a"); len(got) != 1 || !proto.Equal(got[0], good) {
+		t.Fatalf("the backend got %v for part-a, want the report", got)
+	}
+	if r := pull(t, a, 0, 0).GetRestart(); r != nil {
+		t.Fatalf("after the report, the pull still carried %v", r)
 	}
 }

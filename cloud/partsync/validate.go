@@ -2,7 +2,9 @@ package partsync
 
 import (
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -151,4 +153,27 @@ func clip(s string) string {
 		return s[:64] + "..."
 	}
 	return s
+}
+
+// maxRestartError bounds RestartReport.error.
+const maxRestartError = 1024
+
+// validateRestartReport checks the restart report of a status: an order id
+// as the cloud makes them (32 hex digits), a known outcome, a valid time and
+// a bounded error.
+func validateRestartReport(r *syncv1.RestartReport) error {
+	id := r.GetId()
+	if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return invalid("report status: restart.id: want the 32 hex digits of a restart order")
+	}
+	if _, ok := syncv1.RestartOutcome_name[int32(r.GetOutcome())]; !ok || r.GetOutcome() == syncv1.RestartOutcome_RESTART_OUTCOME_UNSPECIFIED {
+		return invalid("report status: restart.outcome: unknown outcome %d", r.GetOutcome())
+	}
+	if r.GetAt() == nil || r.GetAt().CheckValid() != nil {
+		return invalid("report status: restart.at: want a valid time")
+	}
+	if len(r.GetError()) > maxRestartError || !utf8.ValidString(r.GetError()) {
+		return invalid("report status: restart.error: want at most %d bytes of UTF-8", maxRestartError)
+	}
+	return nil
 }

@@ -189,6 +189,24 @@ type Part struct {
 	SecretHash      []byte
 	SecretRotatedAt time.Time
 	CreatedAt       time.Time
+	// Restart is the part's restart asked from the cloud, and the last one
+	// it reported handled.
+	Restart PartRestart
+}
+
+// PartRestart is where a part stands with restarts asked from the cloud.
+type PartRestart struct {
+	// ID names the pending request (32 hex digits); "" when none is pending.
+	ID          string
+	RequestedAt time.Time
+	// RequestedBy is "user/ID" or "apikey/ID".
+	RequestedBy string
+	// The last request the part reported handled: its ID, when, what it
+	// did ("restarted", "expired" or "failed") and why it failed.
+	HandledID string
+	HandledAt time.Time
+	Outcome   string
+	Error     string
 }
 
 // User is a person who signs in.

@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,7 +79,9 @@ func testHierarchy(t *testing.T, s store.Store) {
 	l1 := store.Location{ID: "l1", OrgID: "o1", Name: "Plant", CreatedAt: t0}
 	l2 := store.Location{ID: "l2", OrgID: "o1", ParentID: "l1", Name: "Line", SharedWith: []string{"o2"}, CreatedAt: t0}
 	m := store.Machine{ID: "m1", LocationID: "l2", Name: "arm", CreatedAt: t0}
-	p := store.Part{ID: "p1", MachineID: "m1", Name: "main", Main: true, SecretHash: []byte{1, 2}, CreatedAt: t0}
+	p := store.Part{ID: "p1", MachineID: "m1", Name: "main", Main: true, SecretHash: []byte{1, 2}, CreatedAt: t0,
+		Restart: store.PartRestart{ID: "0123456789abcdef0123456789abcdef", RequestedAt: t0, RequestedBy: "user/u1",
+			HandledID: "fedcba9876543210fedcba9876543210", HandledAt: t0, Outcome: "failed", Error: "robot: stop timed out"}}
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
 		for _, err := range []error{tx.PutOrg(ctx, org), tx.PutOrg(ctx, store.Org{ID: "o2", Name: "B"}),
 			tx.PutLocation(ctx, l1), tx.PutLocation(ctx, l2), tx.PutMachine(ctx, m), tx.PutPart(ctx, p)} {
@@ -89,6 +92,15 @@ func testHierarchy(t *testing.T, s store.Store) {
 		return nil
 	})
 	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		gp, err := tx.GetPart(ctx, "p1")
+		if err != nil {
+			return err
+		}
+		if gp.Restart.ID != p.Restart.ID || !gp.Restart.RequestedAt.Equal(t0) || gp.Restart.RequestedBy != p.Restart.RequestedBy ||
+			gp.Restart.HandledID != p.Restart.HandledID || !gp.Restart.HandledAt.Equal(t0) || gp.Restart.Outcome != p.Restart.Outcome ||
+			gp.Restart.Error != p.Restart.Error || !gp.Main || !bytes.Equal(gp.SecretHash, p.SecretHash) {
+			t.Errorf("part read back as %+v, want %+v", gp, p)
+		}
 		got, err := tx.GetOrg(ctx, "o1")
 		if err != nil {
 			return err

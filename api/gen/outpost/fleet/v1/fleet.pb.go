@@ -2665,8 +2665,10 @@ type Part struct {
 	Main bool `protobuf:"varint,4,opt,name=main,proto3" json:"main,omitempty"`
 	// When its secret was last set.
 	SecretRotatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=secret_rotated_at,json=secretRotatedAt,proto3" json:"secret_rotated_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Its restarts asked from the cloud; absent when none was ever asked.
+	Restart       *PartRestart `protobuf:"bytes,6,opt,name=restart,proto3" json:"restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Part) Reset() {
@@ -2734,6 +2736,108 @@ func (x *Part) GetSecretRotatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Part) GetRestart() *PartRestart {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+// PartRestart is where a part stands with restarts asked from the cloud.
+// A request reaches the part with its next pull; the part restarts once,
+// reports it, and the request is cleared. A request the part has not
+// picked up by expires_at lapses.
+type PartRestart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the pending request was asked; absent when none is pending.
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// When the pending request lapses.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Who asked it: "user/ID" or "apikey/ID".
+	RequestedBy string `protobuf:"bytes,3,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// When the part last handled a request, as it reported; absent if never.
+	HandledAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=handled_at,json=handledAt,proto3" json:"handled_at,omitempty"`
+	// What it did then: "restarted", "expired" (it came back after the
+	// request lapsed) or "failed".
+	Outcome string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Why it failed.
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartRestart) Reset() {
+	*x = PartRestart{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartRestart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartRestart) ProtoMessage() {}
+
+func (x *PartRestart) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartRestart.ProtoReflect.Descriptor instead.
+func (*PartRestart) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PartRestart) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *PartRestart) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *PartRestart) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *PartRestart) GetHandledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HandledAt
+	}
+	return nil
+}
+
+func (x *PartRestart) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *PartRestart) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // CreateMachineRequest describes the new machine.
 type CreateMachineRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2749,7 +2853,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2865,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2878,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreateMachineRequest) GetLocationId() string {
@@ -2811,7 +2915,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2823,7 +2927,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2836,7 +2940,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -2864,7 +2968,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2980,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2993,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetMachineRequest) GetMachineId() string {
@@ -2910,7 +3014,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3026,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3039,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -2956,7 +3060,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2968,7 +3072,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2981,7 +3085,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListMachinesRequest) GetLocationId() string {
@@ -3002,7 +3106,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3118,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3131,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -3050,7 +3154,7 @@ type RenameMachineRequest struct {
 
 func (x *RenameMachineRequest) Reset() {
 	*x = RenameMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3166,7 @@ func (x *RenameMachineRequest) String() string {
 func (*RenameMachineRequest) ProtoMessage() {}
 
 func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3179,7 @@ func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineRequest.ProtoReflect.Descriptor instead.
 func (*RenameMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RenameMachineRequest) GetMachineId() string {
@@ -3103,7 +3207,7 @@ type RenameMachineResponse struct {
 
 func (x *RenameMachineResponse) Reset() {
 	*x = RenameMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3115,7 +3219,7 @@ func (x *RenameMachineResponse) String() string {
 func (*RenameMachineResponse) ProtoMessage() {}
 
 func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3128,7 +3232,7 @@ func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineResponse.ProtoReflect.Descriptor instead.
 func (*RenameMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RenameMachineResponse) GetMachine() *Machine {
@@ -3149,7 +3253,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3265,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3278,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *DeleteMachineRequest) GetMachineId() string {
@@ -3193,7 +3297,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3309,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3322,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
 }
 
 // RestartMachineRequest names the machine.
@@ -3232,7 +3336,7 @@ type RestartMachineRequest struct {
 
 func (x *RestartMachineRequest) Reset() {
 	*x = RestartMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3348,7 @@ func (x *RestartMachineRequest) String() string {
 func (*RestartMachineRequest) ProtoMessage() {}
 
 func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3361,7 @@ func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineRequest.ProtoReflect.Descriptor instead.
 func (*RestartMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RestartMachineRequest) GetMachineId() string {
@@ -3270,7 +3374,7 @@ func (x *RestartMachineRequest) GetMachineId() string {
 // RestartMachineResponse returns the machine.
 type RestartMachineResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The machine, with restart_requested_at set.
+	// The machine, with restart_requested_at set, and each part's restart.
 	Machine       *Machine `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3278,7 +3382,7 @@ type RestartMachineResponse struct {
 
 func (x *RestartMachineResponse) Reset() {
 	*x = RestartMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3394,7 @@ func (x *RestartMachineResponse) String() string {
 func (*RestartMachineResponse) ProtoMessage() {}
 
 func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,12 +3407,104 @@ func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineResponse.ProtoReflect.Descriptor instead.
 func (*RestartMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RestartMachineResponse) GetMachine() *Machine {
 	if x != nil {
 		return x.Machine
+	}
+	return nil
+}
+
+// RestartPartRequest names the part.
+type RestartPartRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId        string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartPartRequest) Reset() {
+	*x = RestartPartRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPartRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPartRequest) ProtoMessage() {}
+
+func (x *RestartPartRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPartRequest.ProtoReflect.Descriptor instead.
+func (*RestartPartRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *RestartPartRequest) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+// RestartPartResponse returns the part.
+type RestartPartResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part, with its pending restart.
+	Part          *Part `protobuf:"bytes,1,opt,name=part,proto3" json:"part,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartPartResponse) Reset() {
+	*x = RestartPartResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartPartResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartPartResponse) ProtoMessage() {}
+
+func (x *RestartPartResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartPartResponse.ProtoReflect.Descriptor instead.
+func (*RestartPartResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RestartPartResponse) GetPart() *Part {
+	if x != nil {
+		return x.Part
 	}
 	return nil
 }
@@ -3326,7 +3522,7 @@ type AddPartRequest struct {
 
 func (x *AddPartRequest) Reset() {
 	*x = AddPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3338,7 +3534,7 @@ func (x *AddPartRequest) String() string {
 func (*AddPartRequest) ProtoMessage() {}
 
 func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3351,7 +3547,7 @@ func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartRequest.ProtoReflect.Descriptor instead.
 func (*AddPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AddPartRequest) GetMachineId() string {
@@ -3381,7 +3577,7 @@ type AddPartResponse struct {
 
 func (x *AddPartResponse) Reset() {
 	*x = AddPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3393,7 +3589,7 @@ func (x *AddPartResponse) String() string {
 func (*AddPartResponse) ProtoMessage() {}
 
 func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3406,7 +3602,7 @@ func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartResponse.ProtoReflect.Descriptor instead.
 func (*AddPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AddPartResponse) GetPart() *Part {
@@ -3436,7 +3632,7 @@ type RenamePartRequest struct {
 
 func (x *RenamePartRequest) Reset() {
 	*x = RenamePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3448,7 +3644,7 @@ func (x *RenamePartRequest) String() string {
 func (*RenamePartRequest) ProtoMessage() {}
 
 func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3461,7 +3657,7 @@ func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartRequest.ProtoReflect.Descriptor instead.
 func (*RenamePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RenamePartRequest) GetPartId() string {
@@ -3489,7 +3685,7 @@ type RenamePartResponse struct {
 
 func (x *RenamePartResponse) Reset() {
 	*x = RenamePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3501,7 +3697,7 @@ func (x *RenamePartResponse) String() string {
 func (*RenamePartResponse) ProtoMessage() {}
 
 func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3514,7 +3710,7 @@ func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartResponse.ProtoReflect.Descriptor instead.
 func (*RenamePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RenamePartResponse) GetPart() *Part {
@@ -3535,7 +3731,7 @@ type DeletePartRequest struct {
 
 func (x *DeletePartRequest) Reset() {
 	*x = DeletePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3743,7 @@ func (x *DeletePartRequest) String() string {
 func (*DeletePartRequest) ProtoMessage() {}
 
 func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3756,7 @@ func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartRequest.ProtoReflect.Descriptor instead.
 func (*DeletePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeletePartRequest) GetPartId() string {
@@ -3579,7 +3775,7 @@ type DeletePartResponse struct {
 
 func (x *DeletePartResponse) Reset() {
 	*x = DeletePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3787,7 @@ func (x *DeletePartResponse) String() string {
 func (*DeletePartResponse) ProtoMessage() {}
 
 func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3800,7 @@ func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartResponse.ProtoReflect.Descriptor instead.
 func (*DeletePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
 }
 
 // RotatePartSecretRequest names the part.
@@ -3618,7 +3814,7 @@ type RotatePartSecretRequest struct {
 
 func (x *RotatePartSecretRequest) Reset() {
 	*x = RotatePartSecretRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +3826,7 @@ func (x *RotatePartSecretRequest) String() string {
 func (*RotatePartSecretRequest) ProtoMessage() {}
 
 func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +3839,7 @@ func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RotatePartSecretRequest) GetPartId() string {
@@ -3666,7 +3862,7 @@ type RotatePartSecretResponse struct {
 
 func (x *RotatePartSecretResponse) Reset() {
 	*x = RotatePartSecretResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3678,7 +3874,7 @@ func (x *RotatePartSecretResponse) String() string {
 func (*RotatePartSecretResponse) ProtoMessage() {}
 
 func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3691,7 +3887,7 @@ func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RotatePartSecretResponse) GetPart() *Part {
@@ -3725,7 +3921,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3737,7 +3933,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3750,7 +3946,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *User) GetId() string {
@@ -3794,7 +3990,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +4002,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +4015,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateUserRequest) GetEmail() string {
@@ -3849,7 +4045,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3861,7 +4057,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3874,7 +4070,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -3902,7 +4098,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3914,7 +4110,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3927,7 +4123,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DeleteUserRequest) GetUser() string {
@@ -3950,7 +4146,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3962,7 +4158,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3975,7 +4171,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *DeleteUserResponse) GetUser() *User {
@@ -4013,7 +4209,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4221,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4234,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Invite) GetId() string {
@@ -4098,7 +4294,7 @@ type InviteUserRequest struct {
 
 func (x *InviteUserRequest) Reset() {
 	*x = InviteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4110,7 +4306,7 @@ func (x *InviteUserRequest) String() string {
 func (*InviteUserRequest) ProtoMessage() {}
 
 func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4123,7 +4319,7 @@ func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
 func (*InviteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *InviteUserRequest) GetEmail() string {
@@ -4161,7 +4357,7 @@ type InviteUserResponse struct {
 
 func (x *InviteUserResponse) Reset() {
 	*x = InviteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4173,7 +4369,7 @@ func (x *InviteUserResponse) String() string {
 func (*InviteUserResponse) ProtoMessage() {}
 
 func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4186,7 +4382,7 @@ func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
 func (*InviteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *InviteUserResponse) GetInvite() *Invite {
@@ -4214,7 +4410,7 @@ type ResendInviteRequest struct {
 
 func (x *ResendInviteRequest) Reset() {
 	*x = ResendInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4226,7 +4422,7 @@ func (x *ResendInviteRequest) String() string {
 func (*ResendInviteRequest) ProtoMessage() {}
 
 func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4239,7 +4435,7 @@ func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteRequest.ProtoReflect.Descriptor instead.
 func (*ResendInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ResendInviteRequest) GetInviteId() string {
@@ -4263,7 +4459,7 @@ type ResendInviteResponse struct {
 
 func (x *ResendInviteResponse) Reset() {
 	*x = ResendInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4275,7 +4471,7 @@ func (x *ResendInviteResponse) String() string {
 func (*ResendInviteResponse) ProtoMessage() {}
 
 func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4288,7 +4484,7 @@ func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteResponse.ProtoReflect.Descriptor instead.
 func (*ResendInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ResendInviteResponse) GetInvite() *Invite {
@@ -4316,7 +4512,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4328,7 +4524,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4341,7 +4537,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *RevokeInviteRequest) GetInviteId() string {
@@ -4360,7 +4556,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4372,7 +4568,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4385,7 +4581,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
 }
 
 // AcceptInviteRequest carries the code and the invitee's password.
@@ -4405,7 +4601,7 @@ type AcceptInviteRequest struct {
 
 func (x *AcceptInviteRequest) Reset() {
 	*x = AcceptInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4417,7 +4613,7 @@ func (x *AcceptInviteRequest) String() string {
 func (*AcceptInviteRequest) ProtoMessage() {}
 
 func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4430,7 +4626,7 @@ func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *AcceptInviteRequest) GetCode() string {
@@ -4469,7 +4665,7 @@ type AcceptInviteResponse struct {
 
 func (x *AcceptInviteResponse) Reset() {
 	*x = AcceptInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4481,7 +4677,7 @@ func (x *AcceptInviteResponse) String() string {
 func (*AcceptInviteResponse) ProtoMessage() {}
 
 func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4494,7 +4690,7 @@ func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *AcceptInviteResponse) GetUser() *User {
@@ -4541,7 +4737,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4749,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4762,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *APIKey) GetId() string {
@@ -4637,7 +4833,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4649,7 +4845,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4662,7 +4858,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -4708,7 +4904,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4720,7 +4916,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4733,7 +4929,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *CreateAPIKeyResponse) GetKey() *APIKey {
@@ -4761,7 +4957,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4773,7 +4969,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4786,7 +4982,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ListAPIKeysRequest) GetOrgId() string {
@@ -4807,7 +5003,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4819,7 +5015,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4832,7 +5028,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
@@ -4853,7 +5049,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4865,7 +5061,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4878,7 +5074,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *RevokeAPIKeyRequest) GetKeyId() string {
@@ -4897,7 +5093,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4909,7 +5105,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4922,7 +5118,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
 }
 
 // Grant is a role held by a subject on a scope.
@@ -4944,7 +5140,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4956,7 +5152,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4969,7 +5165,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *Grant) GetSubject() string {
@@ -5022,7 +5218,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5034,7 +5230,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5047,7 +5243,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *GrantRoleRequest) GetSubject() string {
@@ -5082,7 +5278,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5094,7 +5290,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5107,7 +5303,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -5132,7 +5328,7 @@ type ChangeRoleRequest struct {
 
 func (x *ChangeRoleRequest) Reset() {
 	*x = ChangeRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5144,7 +5340,7 @@ func (x *ChangeRoleRequest) String() string {
 func (*ChangeRoleRequest) ProtoMessage() {}
 
 func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5157,7 +5353,7 @@ func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ChangeRoleRequest) GetSubject() string {
@@ -5192,7 +5388,7 @@ type ChangeRoleResponse struct {
 
 func (x *ChangeRoleResponse) Reset() {
 	*x = ChangeRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5204,7 +5400,7 @@ func (x *ChangeRoleResponse) String() string {
 func (*ChangeRoleResponse) ProtoMessage() {}
 
 func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5217,7 +5413,7 @@ func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
 func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ChangeRoleResponse) GetGrant() *Grant {
@@ -5242,7 +5438,7 @@ type LimitAccessRequest struct {
 
 func (x *LimitAccessRequest) Reset() {
 	*x = LimitAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5254,7 +5450,7 @@ func (x *LimitAccessRequest) String() string {
 func (*LimitAccessRequest) ProtoMessage() {}
 
 func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5267,7 +5463,7 @@ func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessRequest.ProtoReflect.Descriptor instead.
 func (*LimitAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *LimitAccessRequest) GetSubject() string {
@@ -5302,7 +5498,7 @@ type LimitAccessResponse struct {
 
 func (x *LimitAccessResponse) Reset() {
 	*x = LimitAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5314,7 +5510,7 @@ func (x *LimitAccessResponse) String() string {
 func (*LimitAccessResponse) ProtoMessage() {}
 
 func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5327,7 +5523,7 @@ func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessResponse.ProtoReflect.Descriptor instead.
 func (*LimitAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *LimitAccessResponse) GetGrants() []*Grant {
@@ -5350,7 +5546,7 @@ type RemoveRoleRequest struct {
 
 func (x *RemoveRoleRequest) Reset() {
 	*x = RemoveRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5362,7 +5558,7 @@ func (x *RemoveRoleRequest) String() string {
 func (*RemoveRoleRequest) ProtoMessage() {}
 
 func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5375,7 +5571,7 @@ func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *RemoveRoleRequest) GetSubject() string {
@@ -5401,7 +5597,7 @@ type RemoveRoleResponse struct {
 
 func (x *RemoveRoleResponse) Reset() {
 	*x = RemoveRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5413,7 +5609,7 @@ func (x *RemoveRoleResponse) String() string {
 func (*RemoveRoleResponse) ProtoMessage() {}
 
 func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5426,7 +5622,7 @@ func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
 }
 
 // ListRolesRequest names the scope.
@@ -5440,7 +5636,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5452,7 +5648,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5465,7 +5661,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *ListRolesRequest) GetScope() string {
@@ -5486,7 +5682,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5498,7 +5694,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5511,7 +5707,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ListRolesResponse) GetGrants() []*Grant {
@@ -5538,7 +5734,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5550,7 +5746,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5563,7 +5759,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *CheckAccessRequest) GetSubject() string {
@@ -5613,7 +5809,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5625,7 +5821,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5638,7 +5834,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *CheckAccessResponse) GetAllowed() bool {
@@ -5706,7 +5902,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5718,7 +5914,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5731,7 +5927,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -5819,7 +6015,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5831,7 +6027,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5844,7 +6040,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *ListAuditEventsRequest) GetOrgId() string {
@@ -5881,7 +6077,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5893,7 +6089,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5906,7 +6102,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -5945,7 +6141,7 @@ type ConfigRevision struct {
 
 func (x *ConfigRevision) Reset() {
 	*x = ConfigRevision{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5957,7 +6153,7 @@ func (x *ConfigRevision) String() string {
 func (*ConfigRevision) ProtoMessage() {}
 
 func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5970,7 +6166,7 @@ func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRevision.ProtoReflect.Descriptor instead.
 func (*ConfigRevision) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ConfigRevision) GetMachineId() string {
@@ -6026,7 +6222,7 @@ type GetMachineConfigRequest struct {
 
 func (x *GetMachineConfigRequest) Reset() {
 	*x = GetMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6038,7 +6234,7 @@ func (x *GetMachineConfigRequest) String() string {
 func (*GetMachineConfigRequest) ProtoMessage() {}
 
 func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6051,7 +6247,7 @@ func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *GetMachineConfigRequest) GetMachineId() string {
@@ -6077,7 +6273,7 @@ type GetMachineConfigResponse struct {
 
 func (x *GetMachineConfigResponse) Reset() {
 	*x = GetMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6089,7 +6285,7 @@ func (x *GetMachineConfigResponse) String() string {
 func (*GetMachineConfigResponse) ProtoMessage() {}
 
 func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6102,7 +6298,7 @@ func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *GetMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -6143,7 +6339,7 @@ type UpdateMachineConfigRequest struct {
 
 func (x *UpdateMachineConfigRequest) Reset() {
 	*x = UpdateMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6155,7 +6351,7 @@ func (x *UpdateMachineConfigRequest) String() string {
 func (*UpdateMachineConfigRequest) ProtoMessage() {}
 
 func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6168,7 +6364,7 @@ func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *UpdateMachineConfigRequest) GetMachineId() string {
@@ -6210,7 +6406,7 @@ type UpdateMachineConfigResponse struct {
 
 func (x *UpdateMachineConfigResponse) Reset() {
 	*x = UpdateMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6222,7 +6418,7 @@ func (x *UpdateMachineConfigResponse) String() string {
 func (*UpdateMachineConfigResponse) ProtoMessage() {}
 
 func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6235,7 +6431,7 @@ func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *UpdateMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -6256,7 +6452,7 @@ type ListConfigRevisionsRequest struct {
 
 func (x *ListConfigRevisionsRequest) Reset() {
 	*x = ListConfigRevisionsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6268,7 +6464,7 @@ func (x *ListConfigRevisionsRequest) String() string {
 func (*ListConfigRevisionsRequest) ProtoMessage() {}
 
 func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6281,7 +6477,7 @@ func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ListConfigRevisionsRequest) GetMachineId() string {
@@ -6302,7 +6498,7 @@ type ListConfigRevisionsResponse struct {
 
 func (x *ListConfigRevisionsResponse) Reset() {
 	*x = ListConfigRevisionsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6314,7 +6510,7 @@ func (x *ListConfigRevisionsResponse) String() string {
 func (*ListConfigRevisionsResponse) ProtoMessage() {}
 
 func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6327,7 +6523,7 @@ func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ListConfigRevisionsResponse) GetRevisions() []*ConfigRevision {
@@ -6364,7 +6560,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6376,7 +6572,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6389,7 +6585,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ConfigProposal) GetId() string {
@@ -6466,7 +6662,7 @@ type ListConfigProposalsRequest struct {
 
 func (x *ListConfigProposalsRequest) Reset() {
 	*x = ListConfigProposalsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6478,7 +6674,7 @@ func (x *ListConfigProposalsRequest) String() string {
 func (*ListConfigProposalsRequest) ProtoMessage() {}
 
 func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6491,7 +6687,7 @@ func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ListConfigProposalsRequest) GetMachineId() string {
@@ -6512,7 +6708,7 @@ type ListConfigProposalsResponse struct {
 
 func (x *ListConfigProposalsResponse) Reset() {
 	*x = ListConfigProposalsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6524,7 +6720,7 @@ func (x *ListConfigProposalsResponse) String() string {
 func (*ListConfigProposalsResponse) ProtoMessage() {}
 
 func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6537,7 +6733,7 @@ func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ListConfigProposalsResponse) GetProposals() []*ConfigProposal {
@@ -6562,7 +6758,7 @@ type ResolveConfigProposalRequest struct {
 
 func (x *ResolveConfigProposalRequest) Reset() {
 	*x = ResolveConfigProposalRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6574,7 +6770,7 @@ func (x *ResolveConfigProposalRequest) String() string {
 func (*ResolveConfigProposalRequest) ProtoMessage() {}
 
 func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6587,7 +6783,7 @@ func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalRequest.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ResolveConfigProposalRequest) GetMachineId() string {
@@ -6622,7 +6818,7 @@ type ResolveConfigProposalResponse struct {
 
 func (x *ResolveConfigProposalResponse) Reset() {
 	*x = ResolveConfigProposalResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6634,7 +6830,7 @@ func (x *ResolveConfigProposalResponse) String() string {
 func (*ResolveConfigProposalResponse) ProtoMessage() {}
 
 func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6647,7 +6843,7 @@ func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalResponse.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ResolveConfigProposalResponse) GetProposal() *ConfigProposal {
@@ -6680,7 +6876,7 @@ type Fragment struct {
 
 func (x *Fragment) Reset() {
 	*x = Fragment{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6692,7 +6888,7 @@ func (x *Fragment) String() string {
 func (*Fragment) ProtoMessage() {}
 
 func (x *Fragment) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6705,7 +6901,7 @@ func (x *Fragment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
 func (*Fragment) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *Fragment) GetId() string {
@@ -6772,7 +6968,7 @@ type CreateFragmentRequest struct {
 
 func (x *CreateFragmentRequest) Reset() {
 	*x = CreateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6784,7 +6980,7 @@ func (x *CreateFragmentRequest) String() string {
 func (*CreateFragmentRequest) ProtoMessage() {}
 
 func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6797,7 +6993,7 @@ func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *CreateFragmentRequest) GetOrgId() string {
@@ -6832,7 +7028,7 @@ type CreateFragmentResponse struct {
 
 func (x *CreateFragmentResponse) Reset() {
 	*x = CreateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6844,7 +7040,7 @@ func (x *CreateFragmentResponse) String() string {
 func (*CreateFragmentResponse) ProtoMessage() {}
 
 func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6857,7 +7053,7 @@ func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*CreateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *CreateFragmentResponse) GetFragment() *Fragment {
@@ -6878,7 +7074,7 @@ type GetFragmentRequest struct {
 
 func (x *GetFragmentRequest) Reset() {
 	*x = GetFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6890,7 +7086,7 @@ func (x *GetFragmentRequest) String() string {
 func (*GetFragmentRequest) ProtoMessage() {}
 
 func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6903,7 +7099,7 @@ func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentRequest.ProtoReflect.Descriptor instead.
 func (*GetFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *GetFragmentRequest) GetFragmentId() string {
@@ -6924,7 +7120,7 @@ type GetFragmentResponse struct {
 
 func (x *GetFragmentResponse) Reset() {
 	*x = GetFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6936,7 +7132,7 @@ func (x *GetFragmentResponse) String() string {
 func (*GetFragmentResponse) ProtoMessage() {}
 
 func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6949,7 +7145,7 @@ func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentResponse.ProtoReflect.Descriptor instead.
 func (*GetFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *GetFragmentResponse) GetFragment() *Fragment {
@@ -6970,7 +7166,7 @@ type ListFragmentsRequest struct {
 
 func (x *ListFragmentsRequest) Reset() {
 	*x = ListFragmentsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6982,7 +7178,7 @@ func (x *ListFragmentsRequest) String() string {
 func (*ListFragmentsRequest) ProtoMessage() {}
 
 func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6995,7 +7191,7 @@ func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListFragmentsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *ListFragmentsRequest) GetOrgId() string {
@@ -7016,7 +7212,7 @@ type ListFragmentsResponse struct {
 
 func (x *ListFragmentsResponse) Reset() {
 	*x = ListFragmentsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7028,7 +7224,7 @@ func (x *ListFragmentsResponse) String() string {
 func (*ListFragmentsResponse) ProtoMessage() {}
 
 func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7041,7 +7237,7 @@ func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListFragmentsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *ListFragmentsResponse) GetFragments() []*Fragment {
@@ -7066,7 +7262,7 @@ type UpdateFragmentRequest struct {
 
 func (x *UpdateFragmentRequest) Reset() {
 	*x = UpdateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7078,7 +7274,7 @@ func (x *UpdateFragmentRequest) String() string {
 func (*UpdateFragmentRequest) ProtoMessage() {}
 
 func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7091,7 +7287,7 @@ func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *UpdateFragmentRequest) GetFragmentId() string {
@@ -7128,7 +7324,7 @@ type UpdateFragmentResponse struct {
 
 func (x *UpdateFragmentResponse) Reset() {
 	*x = UpdateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7140,7 +7336,7 @@ func (x *UpdateFragmentResponse) String() string {
 func (*UpdateFragmentResponse) ProtoMessage() {}
 
 func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7153,7 +7349,7 @@ func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *UpdateFragmentResponse) GetFragment() *Fragment {
@@ -7181,7 +7377,7 @@ type DeleteFragmentRequest struct {
 
 func (x *DeleteFragmentRequest) Reset() {
 	*x = DeleteFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7193,7 +7389,7 @@ func (x *DeleteFragmentRequest) String() string {
 func (*DeleteFragmentRequest) ProtoMessage() {}
 
 func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7206,7 +7402,7 @@ func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *DeleteFragmentRequest) GetFragmentId() string {
@@ -7225,7 +7421,7 @@ type DeleteFragmentResponse struct {
 
 func (x *DeleteFragmentResponse) Reset() {
 	*x = DeleteFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7237,7 +7433,7 @@ func (x *DeleteFragmentResponse) String() string {
 func (*DeleteFragmentResponse) ProtoMessage() {}
 
 func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7250,7 +7446,7 @@ func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
 }
 
 // ExportCapturesRequest selects captures, as ListCapturesRequest does.
@@ -7276,7 +7472,7 @@ type ExportCapturesRequest struct {
 
 func (x *ExportCapturesRequest) Reset() {
 	*x = ExportCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7288,7 +7484,7 @@ func (x *ExportCapturesRequest) String() string {
 func (*ExportCapturesRequest) ProtoMessage() {}
 
 func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7301,7 +7497,7 @@ func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ExportCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *ExportCapturesRequest) GetMachineId() string {
@@ -7366,7 +7562,7 @@ type ExportCapturesResponse struct {
 
 func (x *ExportCapturesResponse) Reset() {
 	*x = ExportCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7378,7 +7574,7 @@ func (x *ExportCapturesResponse) String() string {
 func (*ExportCapturesResponse) ProtoMessage() {}
 
 func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7391,7 +7587,7 @@ func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ExportCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *ExportCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -7430,7 +7626,7 @@ type DeleteCapturesRequest struct {
 
 func (x *DeleteCapturesRequest) Reset() {
 	*x = DeleteCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7442,7 +7638,7 @@ func (x *DeleteCapturesRequest) String() string {
 func (*DeleteCapturesRequest) ProtoMessage() {}
 
 func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7455,7 +7651,7 @@ func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *DeleteCapturesRequest) GetMachineId() string {
@@ -7515,7 +7711,7 @@ type DeleteCapturesResponse struct {
 
 func (x *DeleteCapturesResponse) Reset() {
 	*x = DeleteCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7527,7 +7723,7 @@ func (x *DeleteCapturesResponse) String() string {
 func (*DeleteCapturesResponse) ProtoMessage() {}
 
 func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7540,7 +7736,7 @@ func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
 }
 
 func (x *DeleteCapturesResponse) GetDeleted() int32 {
@@ -7579,7 +7775,7 @@ type CaptureRef struct {
 
 func (x *CaptureRef) Reset() {
 	*x = CaptureRef{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7591,7 +7787,7 @@ func (x *CaptureRef) String() string {
 func (*CaptureRef) ProtoMessage() {}
 
 func (x *CaptureRef) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7604,7 +7800,7 @@ func (x *CaptureRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRef.ProtoReflect.Descriptor instead.
 func (*CaptureRef) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *CaptureRef) GetPartId() string {
@@ -7645,7 +7841,7 @@ type TagCapturesRequest struct {
 
 func (x *TagCapturesRequest) Reset() {
 	*x = TagCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7657,7 +7853,7 @@ func (x *TagCapturesRequest) String() string {
 func (*TagCapturesRequest) ProtoMessage() {}
 
 func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7670,7 +7866,7 @@ func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesRequest.ProtoReflect.Descriptor instead.
 func (*TagCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *TagCapturesRequest) GetMachineId() string {
@@ -7712,7 +7908,7 @@ type TagCapturesResponse struct {
 
 func (x *TagCapturesResponse) Reset() {
 	*x = TagCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7724,7 +7920,7 @@ func (x *TagCapturesResponse) String() string {
 func (*TagCapturesResponse) ProtoMessage() {}
 
 func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7737,7 +7933,7 @@ func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesResponse.ProtoReflect.Descriptor instead.
 func (*TagCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
 }
 
 func (x *TagCapturesResponse) GetChanged() int32 {
@@ -7766,7 +7962,7 @@ type ReadBlobRequest struct {
 
 func (x *ReadBlobRequest) Reset() {
 	*x = ReadBlobRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7778,7 +7974,7 @@ func (x *ReadBlobRequest) String() string {
 func (*ReadBlobRequest) ProtoMessage() {}
 
 func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7791,7 +7987,7 @@ func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobRequest.ProtoReflect.Descriptor instead.
 func (*ReadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *ReadBlobRequest) GetMachineId() string {
@@ -7846,7 +8042,7 @@ type ReadBlobResponse struct {
 
 func (x *ReadBlobResponse) Reset() {
 	*x = ReadBlobResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7858,7 +8054,7 @@ func (x *ReadBlobResponse) String() string {
 func (*ReadBlobResponse) ProtoMessage() {}
 
 func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7871,7 +8067,7 @@ func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobResponse.ProtoReflect.Descriptor instead.
 func (*ReadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *ReadBlobResponse) GetData() []byte {
@@ -7925,7 +8121,7 @@ type ListLogsRequest struct {
 
 func (x *ListLogsRequest) Reset() {
 	*x = ListLogsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7937,7 +8133,7 @@ func (x *ListLogsRequest) String() string {
 func (*ListLogsRequest) ProtoMessage() {}
 
 func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7950,7 +8146,7 @@ func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *ListLogsRequest) GetMachineId() string {
@@ -8021,7 +8217,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8033,7 +8229,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8046,7 +8242,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
 }
 
 func (x *LogEntry) GetPartId() string {
@@ -8097,7 +8293,7 @@ type ListLogsResponse struct {
 
 func (x *ListLogsResponse) Reset() {
 	*x = ListLogsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8109,7 +8305,7 @@ func (x *ListLogsResponse) String() string {
 func (*ListLogsResponse) ProtoMessage() {}
 
 func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8122,7 +8318,7 @@ func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
 }
 
 func (x *ListLogsResponse) GetEntries() []*LogEntry {
@@ -8162,7 +8358,7 @@ type ListCapturesRequest struct {
 
 func (x *ListCapturesRequest) Reset() {
 	*x = ListCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8174,7 +8370,7 @@ func (x *ListCapturesRequest) String() string {
 func (*ListCapturesRequest) ProtoMessage() {}
 
 func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8187,7 +8383,7 @@ func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ListCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{145}
 }
 
 func (x *ListCapturesRequest) GetMachineId() string {
@@ -8260,7 +8456,7 @@ type CaptureRecord struct {
 
 func (x *CaptureRecord) Reset() {
 	*x = CaptureRecord{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8272,7 +8468,7 @@ func (x *CaptureRecord) String() string {
 func (*CaptureRecord) ProtoMessage() {}
 
 func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8285,7 +8481,7 @@ func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRecord.ProtoReflect.Descriptor instead.
 func (*CaptureRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{146}
 }
 
 func (x *CaptureRecord) GetPartId() string {
@@ -8336,7 +8532,7 @@ type ListCapturesResponse struct {
 
 func (x *ListCapturesResponse) Reset() {
 	*x = ListCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8348,7 +8544,7 @@ func (x *ListCapturesResponse) String() string {
 func (*ListCapturesResponse) ProtoMessage() {}
 
 func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8361,7 +8557,7 @@ func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ListCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{147}
 }
 
 func (x *ListCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -8557,14 +8753,24 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x05parts\x18\x04 \x03(\v2\x16.outpost.fleet.v1.PartR\x05parts\x12L\n" +
 	"\x14restart_requested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x12restartRequestedAt\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xa5\x01\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xde\x01\n" +
 	"\x04Part\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"machine_id\x18\x02 \x01(\tR\tmachineId\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n" +
 	"\x04main\x18\x04 \x01(\bR\x04main\x12F\n" +
-	"\x11secret_rotated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsecretRotatedAt\"\x81\x01\n" +
+	"\x11secret_rotated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0fsecretRotatedAt\x127\n" +
+	"\arestart\x18\x06 \x01(\v2\x1d.outpost.fleet.v1.PartRestartR\arestart\"\x95\x02\n" +
+	"\vPartRestart\x12=\n" +
+	"\frequested_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12!\n" +
+	"\frequested_by\x18\x03 \x01(\tR\vrequestedBy\x129\n" +
+	"\n" +
+	"handled_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\thandledAt\x12\x18\n" +
+	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\x81\x01\n" +
 	"\x14CreateMachineRequest\x12/\n" +
 	"\vlocation_id\x18\x01 \x01(\tB\x0e\xca\xda\x18\n" +
 	"\n" +
@@ -8603,7 +8809,13 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
 	"\amachineR\tmachineId\"M\n" +
 	"\x16RestartMachineResponse\x123\n" +
-	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\"R\n" +
+	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\"9\n" +
+	"\x12RestartPartRequest\x12#\n" +
+	"\apart_id\x18\x01 \x01(\tB\n" +
+	"\xca\xda\x18\x06\n" +
+	"\x04partR\x06partId\"A\n" +
+	"\x13RestartPartResponse\x12*\n" +
+	"\x04part\x18\x01 \x01(\v2\x16.outpost.fleet.v1.PartR\x04part\"R\n" +
 	"\x0eAddPartRequest\x12,\n" +
 	"\n" +
 	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
@@ -9029,7 +9241,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x0fUnshareLocation\x12(.outpost.fleet.v1.UnshareLocationRequest\x1a).outpost.fleet.v1.UnshareLocationResponse\"\x1d\xca\xda\x18\x19\n" +
 	"\x15location.share.remove\x18\x01\x12\x88\x01\n" +
 	"\x10SetSupportAccess\x12).outpost.fleet.v1.SetSupportAccessRequest\x1a*.outpost.fleet.v1.SetSupportAccessResponse\"\x1d\xca\xda\x18\x19\n" +
-	"\x15location.support.edit\x18\x012\xcf\v\n" +
+	"\x15location.support.edit\x18\x012\xc4\f\n" +
 	"\x0eMachineService\x12x\n" +
 	"\rCreateMachine\x12&.outpost.fleet.v1.CreateMachineRequest\x1a'.outpost.fleet.v1.CreateMachineResponse\"\x16\xca\xda\x18\x12\n" +
 	"\x0emachine.create\x18\x01\x12q\n" +
@@ -9055,7 +9267,9 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x10RotatePartSecret\x12).outpost.fleet.v1.RotatePartSecretRequest\x1a*.outpost.fleet.v1.RotatePartSecretResponse\"\x1b\xca\xda\x18\x17\n" +
 	"\x13machine.config.edit\x18\x01\x12}\n" +
 	"\rBootstrapPart\x12&.outpost.fleet.v1.BootstrapPartRequest\x1a'.outpost.fleet.v1.BootstrapPartResponse\"\x1b\xca\xda\x18\x17\n" +
-	"\x13machine.config.edit\x18\x01\x12\x83\x01\n" +
+	"\x13machine.config.edit\x18\x01\x12s\n" +
+	"\vRestartPart\x12$.outpost.fleet.v1.RestartPartRequest\x1a%.outpost.fleet.v1.RestartPartResponse\"\x17\xca\xda\x18\x13\n" +
+	"\x0fmachine.restart\x18\x01\x12\x83\x01\n" +
 	"\x10GetMachineStatus\x12).outpost.fleet.v1.GetMachineStatusRequest\x1a*.outpost.fleet.v1.GetMachineStatusResponse\"\x18\xca\xda\x18\x11\n" +
 	"\x0fmachine.control\x90\x02\x012\xa6\x05\n" +
 	"\vUserService\x12f\n" +
@@ -9150,7 +9364,7 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 145)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 148)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
@@ -9202,124 +9416,127 @@ var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*PartStatus)(nil),                    // 47: outpost.fleet.v1.PartStatus
 	(*Machine)(nil),                       // 48: outpost.fleet.v1.Machine
 	(*Part)(nil),                          // 49: outpost.fleet.v1.Part
-	(*CreateMachineRequest)(nil),          // 50: outpost.fleet.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),         // 51: outpost.fleet.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),             // 52: outpost.fleet.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),            // 53: outpost.fleet.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),           // 54: outpost.fleet.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),          // 55: outpost.fleet.v1.ListMachinesResponse
-	(*RenameMachineRequest)(nil),          // 56: outpost.fleet.v1.RenameMachineRequest
-	(*RenameMachineResponse)(nil),         // 57: outpost.fleet.v1.RenameMachineResponse
-	(*DeleteMachineRequest)(nil),          // 58: outpost.fleet.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),         // 59: outpost.fleet.v1.DeleteMachineResponse
-	(*RestartMachineRequest)(nil),         // 60: outpost.fleet.v1.RestartMachineRequest
-	(*RestartMachineResponse)(nil),        // 61: outpost.fleet.v1.RestartMachineResponse
-	(*AddPartRequest)(nil),                // 62: outpost.fleet.v1.AddPartRequest
-	(*AddPartResponse)(nil),               // 63: outpost.fleet.v1.AddPartResponse
-	(*RenamePartRequest)(nil),             // 64: outpost.fleet.v1.RenamePartRequest
-	(*RenamePartResponse)(nil),            // 65: outpost.fleet.v1.RenamePartResponse
-	(*DeletePartRequest)(nil),             // 66: outpost.fleet.v1.DeletePartRequest
-	(*DeletePartResponse)(nil),            // 67: outpost.fleet.v1.DeletePartResponse
-	(*RotatePartSecretRequest)(nil),       // 68: outpost.fleet.v1.RotatePartSecretRequest
-	(*RotatePartSecretResponse)(nil),      // 69: outpost.fleet.v1.RotatePartSecretResponse
-	(*User)(nil),                          // 70: outpost.fleet.v1.User
-	(*CreateUserRequest)(nil),             // 71: outpost.fleet.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),            // 72: outpost.fleet.v1.CreateUserResponse
-	(*DeleteUserRequest)(nil),             // 73: outpost.fleet.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),            // 74: outpost.fleet.v1.DeleteUserResponse
-	(*Invite)(nil),                        // 75: outpost.fleet.v1.Invite
-	(*InviteUserRequest)(nil),             // 76: outpost.fleet.v1.InviteUserRequest
-	(*InviteUserResponse)(nil),            // 77: outpost.fleet.v1.InviteUserResponse
-	(*ResendInviteRequest)(nil),           // 78: outpost.fleet.v1.ResendInviteRequest
-	(*ResendInviteResponse)(nil),          // 79: outpost.fleet.v1.ResendInviteResponse
-	(*RevokeInviteRequest)(nil),           // 80: outpost.fleet.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),          // 81: outpost.fleet.v1.RevokeInviteResponse
-	(*AcceptInviteRequest)(nil),           // 82: outpost.fleet.v1.AcceptInviteRequest
-	(*AcceptInviteResponse)(nil),          // 83: outpost.fleet.v1.AcceptInviteResponse
-	(*APIKey)(nil),                        // 84: outpost.fleet.v1.APIKey
-	(*CreateAPIKeyRequest)(nil),           // 85: outpost.fleet.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 86: outpost.fleet.v1.CreateAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),            // 87: outpost.fleet.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 88: outpost.fleet.v1.ListAPIKeysResponse
-	(*RevokeAPIKeyRequest)(nil),           // 89: outpost.fleet.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 90: outpost.fleet.v1.RevokeAPIKeyResponse
-	(*Grant)(nil),                         // 91: outpost.fleet.v1.Grant
-	(*GrantRoleRequest)(nil),              // 92: outpost.fleet.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 93: outpost.fleet.v1.GrantRoleResponse
-	(*ChangeRoleRequest)(nil),             // 94: outpost.fleet.v1.ChangeRoleRequest
-	(*ChangeRoleResponse)(nil),            // 95: outpost.fleet.v1.ChangeRoleResponse
-	(*LimitAccessRequest)(nil),            // 96: outpost.fleet.v1.LimitAccessRequest
-	(*LimitAccessResponse)(nil),           // 97: outpost.fleet.v1.LimitAccessResponse
-	(*RemoveRoleRequest)(nil),             // 98: outpost.fleet.v1.RemoveRoleRequest
-	(*RemoveRoleResponse)(nil),            // 99: outpost.fleet.v1.RemoveRoleResponse
-	(*ListRolesRequest)(nil),              // 100: outpost.fleet.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 101: outpost.fleet.v1.ListRolesResponse
-	(*CheckAccessRequest)(nil),            // 102: outpost.fleet.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),           // 103: outpost.fleet.v1.CheckAccessResponse
-	(*AuditEvent)(nil),                    // 104: outpost.fleet.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 105: outpost.fleet.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 106: outpost.fleet.v1.ListAuditEventsResponse
-	(*ConfigRevision)(nil),                // 107: outpost.fleet.v1.ConfigRevision
-	(*GetMachineConfigRequest)(nil),       // 108: outpost.fleet.v1.GetMachineConfigRequest
-	(*GetMachineConfigResponse)(nil),      // 109: outpost.fleet.v1.GetMachineConfigResponse
-	(*UpdateMachineConfigRequest)(nil),    // 110: outpost.fleet.v1.UpdateMachineConfigRequest
-	(*UpdateMachineConfigResponse)(nil),   // 111: outpost.fleet.v1.UpdateMachineConfigResponse
-	(*ListConfigRevisionsRequest)(nil),    // 112: outpost.fleet.v1.ListConfigRevisionsRequest
-	(*ListConfigRevisionsResponse)(nil),   // 113: outpost.fleet.v1.ListConfigRevisionsResponse
-	(*ConfigProposal)(nil),                // 114: outpost.fleet.v1.ConfigProposal
-	(*ListConfigProposalsRequest)(nil),    // 115: outpost.fleet.v1.ListConfigProposalsRequest
-	(*ListConfigProposalsResponse)(nil),   // 116: outpost.fleet.v1.ListConfigProposalsResponse
-	(*ResolveConfigProposalRequest)(nil),  // 117: outpost.fleet.v1.ResolveConfigProposalRequest
-	(*ResolveConfigProposalResponse)(nil), // 118: outpost.fleet.v1.ResolveConfigProposalResponse
-	(*Fragment)(nil),                      // 119: outpost.fleet.v1.Fragment
-	(*CreateFragmentRequest)(nil),         // 120: outpost.fleet.v1.CreateFragmentRequest
-	(*CreateFragmentResponse)(nil),        // 121: outpost.fleet.v1.CreateFragmentResponse
-	(*GetFragmentRequest)(nil),            // 122: outpost.fleet.v1.GetFragmentRequest
-	(*GetFragmentResponse)(nil),           // 123: outpost.fleet.v1.GetFragmentResponse
-	(*ListFragmentsRequest)(nil),          // 124: outpost.fleet.v1.ListFragmentsRequest
-	(*ListFragmentsResponse)(nil),         // 125: outpost.fleet.v1.ListFragmentsResponse
-	(*UpdateFragmentRequest)(nil),         // 126: outpost.fleet.v1.UpdateFragmentRequest
-	(*UpdateFragmentResponse)(nil),        // 127: outpost.fleet.v1.UpdateFragmentResponse
-	(*DeleteFragmentRequest)(nil),         // 128: outpost.fleet.v1.DeleteFragmentRequest
-	(*DeleteFragmentResponse)(nil),        // 129: outpost.fleet.v1.DeleteFragmentResponse
-	(*ExportCapturesRequest)(nil),         // 130: outpost.fleet.v1.ExportCapturesRequest
-	(*ExportCapturesResponse)(nil),        // 131: outpost.fleet.v1.ExportCapturesResponse
-	(*DeleteCapturesRequest)(nil),         // 132: outpost.fleet.v1.DeleteCapturesRequest
-	(*DeleteCapturesResponse)(nil),        // 133: outpost.fleet.v1.DeleteCapturesResponse
-	(*CaptureRef)(nil),                    // 134: outpost.fleet.v1.CaptureRef
-	(*TagCapturesRequest)(nil),            // 135: outpost.fleet.v1.TagCapturesRequest
-	(*TagCapturesResponse)(nil),           // 136: outpost.fleet.v1.TagCapturesResponse
-	(*ReadBlobRequest)(nil),               // 137: outpost.fleet.v1.ReadBlobRequest
-	(*ReadBlobResponse)(nil),              // 138: outpost.fleet.v1.ReadBlobResponse
-	(*ListLogsRequest)(nil),               // 139: outpost.fleet.v1.ListLogsRequest
-	(*LogEntry)(nil),                      // 140: outpost.fleet.v1.LogEntry
-	(*ListLogsResponse)(nil),              // 141: outpost.fleet.v1.ListLogsResponse
-	(*ListCapturesRequest)(nil),           // 142: outpost.fleet.v1.ListCapturesRequest
-	(*CaptureRecord)(nil),                 // 143: outpost.fleet.v1.CaptureRecord
-	(*ListCapturesResponse)(nil),          // 144: outpost.fleet.v1.ListCapturesResponse
-	(*timestamppb.Timestamp)(nil),         // 145: google.protobuf.Timestamp
-	(*v1.Bootstrap)(nil),                  // 146: outpost.sync.v1.Bootstrap
-	(*v1.PartStatus)(nil),                 // 147: outpost.sync.v1.PartStatus
-	(*v11.RobotConfig)(nil),               // 148: outpost.config.v1.RobotConfig
-	(*v1.FragmentVersion)(nil),            // 149: outpost.sync.v1.FragmentVersion
-	(*v1.LogEntry)(nil),                   // 150: outpost.sync.v1.LogEntry
-	(*v1.Capture)(nil),                    // 151: outpost.sync.v1.Capture
+	(*PartRestart)(nil),                   // 50: outpost.fleet.v1.PartRestart
+	(*CreateMachineRequest)(nil),          // 51: outpost.fleet.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),         // 52: outpost.fleet.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),             // 53: outpost.fleet.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),            // 54: outpost.fleet.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),           // 55: outpost.fleet.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),          // 56: outpost.fleet.v1.ListMachinesResponse
+	(*RenameMachineRequest)(nil),          // 57: outpost.fleet.v1.RenameMachineRequest
+	(*RenameMachineResponse)(nil),         // 58: outpost.fleet.v1.RenameMachineResponse
+	(*DeleteMachineRequest)(nil),          // 59: outpost.fleet.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),         // 60: outpost.fleet.v1.DeleteMachineResponse
+	(*RestartMachineRequest)(nil),         // 61: outpost.fleet.v1.RestartMachineRequest
+	(*RestartMachineResponse)(nil),        // 62: outpost.fleet.v1.RestartMachineResponse
+	(*RestartPartRequest)(nil),            // 63: outpost.fleet.v1.RestartPartRequest
+	(*RestartPartResponse)(nil),           // 64: outpost.fleet.v1.RestartPartResponse
+	(*AddPartRequest)(nil),                // 65: outpost.fleet.v1.AddPartRequest
+	(*AddPartResponse)(nil),               // 66: outpost.fleet.v1.AddPartResponse
+	(*RenamePartRequest)(nil),             // 67: outpost.fleet.v1.RenamePartRequest
+	(*RenamePartResponse)(nil),            // 68: outpost.fleet.v1.RenamePartResponse
+	(*DeletePartRequest)(nil),             // 69: outpost.fleet.v1.DeletePartRequest
+	(*DeletePartResponse)(nil),            // 70: outpost.fleet.v1.DeletePartResponse
+	(*RotatePartSecretRequest)(nil),       // 71: outpost.fleet.v1.RotatePartSecretRequest
+	(*RotatePartSecretResponse)(nil),      // 72: outpost.fleet.v1.RotatePartSecretResponse
+	(*User)(nil),                          // 73: outpost.fleet.v1.User
+	(*CreateUserRequest)(nil),             // 74: outpost.fleet.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),            // 75: outpost.fleet.v1.CreateUserResponse
+	(*DeleteUserRequest)(nil),             // 76: outpost.fleet.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),            // 77: outpost.fleet.v1.DeleteUserResponse
+	(*Invite)(nil),                        // 78: outpost.fleet.v1.Invite
+	(*InviteUserRequest)(nil),             // 79: outpost.fleet.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),            // 80: outpost.fleet.v1.InviteUserResponse
+	(*ResendInviteRequest)(nil),           // 81: outpost.fleet.v1.ResendInviteRequest
+	(*ResendInviteResponse)(nil),          // 82: outpost.fleet.v1.ResendInviteResponse
+	(*RevokeInviteRequest)(nil),           // 83: outpost.fleet.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),          // 84: outpost.fleet.v1.RevokeInviteResponse
+	(*AcceptInviteRequest)(nil),           // 85: outpost.fleet.v1.AcceptInviteRequest
+	(*AcceptInviteResponse)(nil),          // 86: outpost.fleet.v1.AcceptInviteResponse
+	(*APIKey)(nil),                        // 87: outpost.fleet.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),           // 88: outpost.fleet.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 89: outpost.fleet.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),            // 90: outpost.fleet.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 91: outpost.fleet.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),           // 92: outpost.fleet.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 93: outpost.fleet.v1.RevokeAPIKeyResponse
+	(*Grant)(nil),                         // 94: outpost.fleet.v1.Grant
+	(*GrantRoleRequest)(nil),              // 95: outpost.fleet.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 96: outpost.fleet.v1.GrantRoleResponse
+	(*ChangeRoleRequest)(nil),             // 97: outpost.fleet.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),            // 98: outpost.fleet.v1.ChangeRoleResponse
+	(*LimitAccessRequest)(nil),            // 99: outpost.fleet.v1.LimitAccessRequest
+	(*LimitAccessResponse)(nil),           // 100: outpost.fleet.v1.LimitAccessResponse
+	(*RemoveRoleRequest)(nil),             // 101: outpost.fleet.v1.RemoveRoleRequest
+	(*RemoveRoleResponse)(nil),            // 102: outpost.fleet.v1.RemoveRoleResponse
+	(*ListRolesRequest)(nil),              // 103: outpost.fleet.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 104: outpost.fleet.v1.ListRolesResponse
+	(*CheckAccessRequest)(nil),            // 105: outpost.fleet.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),           // 106: outpost.fleet.v1.CheckAccessResponse
+	(*AuditEvent)(nil),                    // 107: outpost.fleet.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 108: outpost.fleet.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 109: outpost.fleet.v1.ListAuditEventsResponse
+	(*ConfigRevision)(nil),                // 110: outpost.fleet.v1.ConfigRevision
+	(*GetMachineConfigRequest)(nil),       // 111: outpost.fleet.v1.GetMachineConfigRequest
+	(*GetMachineConfigResponse)(nil),      // 112: outpost.fleet.v1.GetMachineConfigResponse
+	(*UpdateMachineConfigRequest)(nil),    // 113: outpost.fleet.v1.UpdateMachineConfigRequest
+	(*UpdateMachineConfigResponse)(nil),   // 114: outpost.fleet.v1.UpdateMachineConfigResponse
+	(*ListConfigRevisionsRequest)(nil),    // 115: outpost.fleet.v1.ListConfigRevisionsRequest
+	(*ListConfigRevisionsResponse)(nil),   // 116: outpost.fleet.v1.ListConfigRevisionsResponse
+	(*ConfigProposal)(nil),                // 117: outpost.fleet.v1.ConfigProposal
+	(*ListConfigProposalsRequest)(nil),    // 118: outpost.fleet.v1.ListConfigProposalsRequest
+	(*ListConfigProposalsResponse)(nil),   // 119: outpost.fleet.v1.ListConfigProposalsResponse
+	(*ResolveConfigProposalRequest)(nil),  // 120: outpost.fleet.v1.ResolveConfigProposalRequest
+	(*ResolveConfigProposalResponse)(nil), // 121: outpost.fleet.v1.ResolveConfigProposalResponse
+	(*Fragment)(nil),                      // 122: outpost.fleet.v1.Fragment
+	(*CreateFragmentRequest)(nil),         // 123: outpost.fleet.v1.CreateFragmentRequest
+	(*CreateFragmentResponse)(nil),        // 124: outpost.fleet.v1.CreateFragmentResponse
+	(*GetFragmentRequest)(nil),            // 125: outpost.fleet.v1.GetFragmentRequest
+	(*GetFragmentResponse)(nil),           // 126: outpost.fleet.v1.GetFragmentResponse
+	(*ListFragmentsRequest)(nil),          // 127: outpost.fleet.v1.ListFragmentsRequest
+	(*ListFragmentsResponse)(nil),         // 128: outpost.fleet.v1.ListFragmentsResponse
+	(*UpdateFragmentRequest)(nil),         // 129: outpost.fleet.v1.UpdateFragmentRequest
+	(*UpdateFragmentResponse)(nil),        // 130: outpost.fleet.v1.UpdateFragmentResponse
+	(*DeleteFragmentRequest)(nil),         // 131: outpost.fleet.v1.DeleteFragmentRequest
+	(*DeleteFragmentResponse)(nil),        // 132: outpost.fleet.v1.DeleteFragmentResponse
+	(*ExportCapturesRequest)(nil),         // 133: outpost.fleet.v1.ExportCapturesRequest
+	(*ExportCapturesResponse)(nil),        // 134: outpost.fleet.v1.ExportCapturesResponse
+	(*DeleteCapturesRequest)(nil),         // 135: outpost.fleet.v1.DeleteCapturesRequest
+	(*DeleteCapturesResponse)(nil),        // 136: outpost.fleet.v1.DeleteCapturesResponse
+	(*CaptureRef)(nil),                    // 137: outpost.fleet.v1.CaptureRef
+	(*TagCapturesRequest)(nil),            // 138: outpost.fleet.v1.TagCapturesRequest
+	(*TagCapturesResponse)(nil),           // 139: outpost.fleet.v1.TagCapturesResponse
+	(*ReadBlobRequest)(nil),               // 140: outpost.fleet.v1.ReadBlobRequest
+	(*ReadBlobResponse)(nil),              // 141: outpost.fleet.v1.ReadBlobResponse
+	(*ListLogsRequest)(nil),               // 142: outpost.fleet.v1.ListLogsRequest
+	(*LogEntry)(nil),                      // 143: outpost.fleet.v1.LogEntry
+	(*ListLogsResponse)(nil),              // 144: outpost.fleet.v1.ListLogsResponse
+	(*ListCapturesRequest)(nil),           // 145: outpost.fleet.v1.ListCapturesRequest
+	(*CaptureRecord)(nil),                 // 146: outpost.fleet.v1.CaptureRecord
+	(*ListCapturesResponse)(nil),          // 147: outpost.fleet.v1.ListCapturesResponse
+	(*timestamppb.Timestamp)(nil),         // 148: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 149: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 150: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 151: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 152: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 153: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 154: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	145, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
-	145, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
-	70,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
-	91,  // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	145, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	148, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
+	148, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	73,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
+	94,  // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
+	148, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
 	10,  // 5: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 6: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 7: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
 	10,  // 8: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
 	25,  // 9: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
-	70,  // 10: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
-	91,  // 11: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	145, // 12: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	145, // 13: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 10: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
+	94,  // 11: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
+	148, // 12: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	148, // 13: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
 	26,  // 14: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	26,  // 15: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
 	26,  // 16: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
@@ -9327,213 +9544,220 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	26,  // 18: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	26,  // 19: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	26,  // 20: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
-	146, // 21: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	149, // 21: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
 	47,  // 22: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
-	145, // 23: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	148, // 23: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
 	49,  // 24: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
-	145, // 25: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
-	147, // 26: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	148, // 25: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	150, // 26: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
 	49,  // 27: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	145, // 28: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	145, // 29: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	145, // 30: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
-	48,  // 31: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 32: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 33: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
-	48,  // 34: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 35: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	49,  // 36: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 37: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 38: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	145, // 39: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	70,  // 40: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
-	70,  // 41: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
-	145, // 42: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
-	75,  // 43: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
-	75,  // 44: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
-	70,  // 45: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
-	91,  // 46: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
-	91,  // 47: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	145, // 48: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	84,  // 49: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
-	84,  // 50: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	145, // 51: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	91,  // 52: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	91,  // 53: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	91,  // 54: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
-	91,  // 55: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	145, // 56: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	104, // 57: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	148, // 58: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
-	145, // 59: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
-	107, // 60: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	148, // 61: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
-	149, // 62: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	148, // 63: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
-	107, // 64: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	107, // 65: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
-	148, // 66: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	145, // 67: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	114, // 68: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
-	114, // 69: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	148, // 70: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	145, // 71: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	148, // 72: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	119, // 73: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	119, // 74: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	119, // 75: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	148, // 76: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	119, // 77: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	145, // 78: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	145, // 79: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	143, // 80: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	145, // 81: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	145, // 82: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	134, // 83: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	134, // 84: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	145, // 85: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	145, // 86: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	145, // 87: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	150, // 88: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
-	140, // 89: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	145, // 90: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	145, // 91: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	145, // 92: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	151, // 93: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
-	143, // 94: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	0,   // 95: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	6,   // 96: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	8,   // 97: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	2,   // 98: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
-	4,   // 99: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
-	13,  // 100: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	15,  // 101: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	17,  // 102: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	11,  // 103: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	19,  // 104: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	21,  // 105: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	23,  // 106: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	27,  // 107: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	29,  // 108: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	31,  // 109: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	33,  // 110: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	35,  // 111: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	37,  // 112: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	39,  // 113: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	41,  // 114: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	50,  // 115: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	52,  // 116: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	54,  // 117: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	56,  // 118: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	58,  // 119: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	60,  // 120: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	62,  // 121: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	64,  // 122: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	66,  // 123: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	68,  // 124: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	43,  // 125: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	45,  // 126: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	71,  // 127: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	76,  // 128: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	78,  // 129: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	80,  // 130: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	73,  // 131: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
-	82,  // 132: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	85,  // 133: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	87,  // 134: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	89,  // 135: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	92,  // 136: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	94,  // 137: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	96,  // 138: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	98,  // 139: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	100, // 140: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	102, // 141: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	105, // 142: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	108, // 143: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	110, // 144: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	112, // 145: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	115, // 146: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	117, // 147: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	120, // 148: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	122, // 149: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	124, // 150: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	126, // 151: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	128, // 152: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	139, // 153: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	142, // 154: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	130, // 155: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	137, // 156: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	135, // 157: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	132, // 158: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	1,   // 159: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	7,   // 160: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	9,   // 161: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	3,   // 162: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
-	5,   // 163: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
-	14,  // 164: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	16,  // 165: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	18,  // 166: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	12,  // 167: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	20,  // 168: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	22,  // 169: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	24,  // 170: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	28,  // 171: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	30,  // 172: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	32,  // 173: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	34,  // 174: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	36,  // 175: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	38,  // 176: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	40,  // 177: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	42,  // 178: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	51,  // 179: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	53,  // 180: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	55,  // 181: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	57,  // 182: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	59,  // 183: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	61,  // 184: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	63,  // 185: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	65,  // 186: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	67,  // 187: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	69,  // 188: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	44,  // 189: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	46,  // 190: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	72,  // 191: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	77,  // 192: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	79,  // 193: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	81,  // 194: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	74,  // 195: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
-	83,  // 196: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	86,  // 197: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	88,  // 198: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	90,  // 199: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	93,  // 200: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	95,  // 201: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	97,  // 202: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	99,  // 203: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	101, // 204: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	103, // 205: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	106, // 206: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	109, // 207: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	111, // 208: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	113, // 209: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	116, // 210: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	118, // 211: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	121, // 212: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	123, // 213: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	125, // 214: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	127, // 215: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	129, // 216: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	141, // 217: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	144, // 218: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	131, // 219: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	138, // 220: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	136, // 221: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	133, // 222: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	159, // [159:223] is the sub-list for method output_type
-	95,  // [95:159] is the sub-list for method input_type
-	95,  // [95:95] is the sub-list for extension type_name
-	95,  // [95:95] is the sub-list for extension extendee
-	0,   // [0:95] is the sub-list for field type_name
+	148, // 28: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	148, // 29: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	148, // 30: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	50,  // 31: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
+	148, // 32: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
+	148, // 33: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
+	148, // 34: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
+	48,  // 35: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	48,  // 36: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	48,  // 37: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
+	48,  // 38: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	48,  // 39: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	49,  // 40: outpost.fleet.v1.RestartPartResponse.part:type_name -> outpost.fleet.v1.Part
+	49,  // 41: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
+	49,  // 42: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
+	49,  // 43: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
+	148, // 44: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 45: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
+	73,  // 46: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
+	148, // 47: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	78,  // 48: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
+	78,  // 49: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
+	73,  // 50: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
+	94,  // 51: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
+	94,  // 52: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
+	148, // 53: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	87,  // 54: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
+	87,  // 55: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
+	148, // 56: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 57: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	94,  // 58: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	94,  // 59: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
+	94,  // 60: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
+	148, // 61: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	107, // 62: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
+	151, // 63: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	148, // 64: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	110, // 65: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	151, // 66: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	152, // 67: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	151, // 68: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	110, // 69: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	110, // 70: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
+	151, // 71: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	148, // 72: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	117, // 73: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
+	117, // 74: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
+	151, // 75: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	148, // 76: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	151, // 77: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	122, // 78: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	122, // 79: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	122, // 80: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
+	151, // 81: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	122, // 82: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	148, // 83: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	148, // 84: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	146, // 85: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	148, // 86: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	148, // 87: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	137, // 88: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	137, // 89: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	148, // 90: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	148, // 91: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	148, // 92: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	153, // 93: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	143, // 94: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	148, // 95: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	148, // 96: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	148, // 97: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	154, // 98: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	146, // 99: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	0,   // 100: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 101: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 102: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 103: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 104: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	13,  // 105: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	15,  // 106: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	17,  // 107: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 108: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	19,  // 109: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	21,  // 110: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	23,  // 111: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	27,  // 112: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	29,  // 113: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	31,  // 114: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	33,  // 115: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	35,  // 116: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	37,  // 117: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	39,  // 118: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	41,  // 119: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	51,  // 120: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	53,  // 121: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	55,  // 122: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	57,  // 123: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	59,  // 124: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	61,  // 125: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	65,  // 126: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	67,  // 127: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	69,  // 128: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	71,  // 129: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	43,  // 130: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	63,  // 131: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
+	45,  // 132: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	74,  // 133: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	79,  // 134: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	81,  // 135: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	83,  // 136: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	76,  // 137: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	85,  // 138: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	88,  // 139: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	90,  // 140: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	92,  // 141: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	95,  // 142: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	97,  // 143: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	99,  // 144: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	101, // 145: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	103, // 146: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	105, // 147: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	108, // 148: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	111, // 149: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	113, // 150: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	115, // 151: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	118, // 152: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	120, // 153: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	123, // 154: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	125, // 155: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	127, // 156: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	129, // 157: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	131, // 158: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	142, // 159: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	145, // 160: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	133, // 161: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	140, // 162: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	138, // 163: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	135, // 164: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	1,   // 165: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 166: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 167: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 168: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 169: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	14,  // 170: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	16,  // 171: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	18,  // 172: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 173: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	20,  // 174: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	22,  // 175: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	24,  // 176: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	28,  // 177: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	30,  // 178: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	32,  // 179: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	34,  // 180: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	36,  // 181: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	38,  // 182: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	40,  // 183: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	42,  // 184: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	52,  // 185: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	54,  // 186: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	56,  // 187: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	58,  // 188: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	60,  // 189: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	62,  // 190: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	66,  // 191: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	68,  // 192: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	70,  // 193: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	72,  // 194: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	44,  // 195: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	64,  // 196: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
+	46,  // 197: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	75,  // 198: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	80,  // 199: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	82,  // 200: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	84,  // 201: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	77,  // 202: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	86,  // 203: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	89,  // 204: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	91,  // 205: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	93,  // 206: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	96,  // 207: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	98,  // 208: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	100, // 209: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	102, // 210: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	104, // 211: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	106, // 212: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	109, // 213: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	112, // 214: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	114, // 215: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	116, // 216: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	119, // 217: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	121, // 218: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	124, // 219: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	126, // 220: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	128, // 221: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	130, // 222: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	132, // 223: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	144, // 224: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	147, // 225: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	134, // 226: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	141, // 227: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	139, // 228: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	136, // 229: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	165, // [165:230] is the sub-list for method output_type
+	100, // [100:165] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -9547,7 +9771,7 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   145,
+			NumMessages:   148,
 			NumExtensions: 0,
 			NumServices:   13,
 		},

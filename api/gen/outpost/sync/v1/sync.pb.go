@@ -41,6 +41,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RestartOutcome is what a part did with a restart order.
+type RestartOutcome int32
+
+const (
+	RestartOutcome_RESTART_OUTCOME_UNSPECIFIED RestartOutcome = 0
+	// The robot was restarted.
+	RestartOutcome_RESTART_OUTCOME_RESTARTED RestartOutcome = 1
+	// The order had expired when it arrived: nothing was restarted.
+	RestartOutcome_RESTART_OUTCOME_EXPIRED RestartOutcome = 2
+	// The restart was tried and did not complete; the error says why. It is
+	// not tried again: the order was acted on.
+	RestartOutcome_RESTART_OUTCOME_FAILED RestartOutcome = 3
+)
+
+// Enum value maps for RestartOutcome.
+var (
+	RestartOutcome_name = map[int32]string{
+		0: "RESTART_OUTCOME_UNSPECIFIED",
+		1: "RESTART_OUTCOME_RESTARTED",
+		2: "RESTART_OUTCOME_EXPIRED",
+		3: "RESTART_OUTCOME_FAILED",
+	}
+	RestartOutcome_value = map[string]int32{
+		"RESTART_OUTCOME_UNSPECIFIED": 0,
+		"RESTART_OUTCOME_RESTARTED":   1,
+		"RESTART_OUTCOME_EXPIRED":     2,
+		"RESTART_OUTCOME_FAILED":      3,
+	}
+)
+
+func (x RestartOutcome) Enum() *RestartOutcome {
+	p := new(RestartOutcome)
+	*p = x
+	return p
+}
+
+func (x RestartOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RestartOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_sync_v1_sync_proto_enumTypes[0].Descriptor()
+}
+
+func (RestartOutcome) Type() protoreflect.EnumType {
+	return &file_outpost_sync_v1_sync_proto_enumTypes[0]
+}
+
+func (x RestartOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RestartOutcome.Descriptor instead.
+func (RestartOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+}
+
 // Role is owner or operator (docs/ACTIONS.md).
 type Role int32
 
@@ -75,11 +132,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_outpost_sync_v1_sync_proto_enumTypes[0].Descriptor()
+	return file_outpost_sync_v1_sync_proto_enumTypes[1].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_outpost_sync_v1_sync_proto_enumTypes[0]
+	return &file_outpost_sync_v1_sync_proto_enumTypes[1]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -88,7 +145,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
 }
 
 // SubjectKind says whether a principal is a person or an API key.
@@ -125,11 +182,11 @@ func (x SubjectKind) String() string {
 }
 
 func (SubjectKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_outpost_sync_v1_sync_proto_enumTypes[1].Descriptor()
+	return file_outpost_sync_v1_sync_proto_enumTypes[2].Descriptor()
 }
 
 func (SubjectKind) Type() protoreflect.EnumType {
-	return &file_outpost_sync_v1_sync_proto_enumTypes[1]
+	return &file_outpost_sync_v1_sync_proto_enumTypes[2]
 }
 
 func (x SubjectKind) Number() protoreflect.EnumNumber {
@@ -138,7 +195,7 @@ func (x SubjectKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SubjectKind.Descriptor instead.
 func (SubjectKind) EnumDescriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
 }
 
 // NextOfferRequest asks for the next offer relayed to the calling part.
@@ -624,7 +681,13 @@ type PullResponse struct {
 	// A newer signed GrantBundle, when there is one.
 	Grants *SignedDocument `protobuf:"bytes,4,opt,name=grants,proto3" json:"grants,omitempty"`
 	// What became of config revisions the part proposed (offline edits).
-	Proposals     []*ProposalOutcome `protobuf:"bytes,5,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	Proposals []*ProposalOutcome `protobuf:"bytes,5,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	// A restart asked of the part (`outpost machine restart`, `outpost part
+	// restart`): a signed RestartOrder, sent with every pull while the
+	// request is pending and not expired by the cloud's time. The part acts
+	// on each order once and reports it in PartStatus.restart, after which
+	// the cloud stops sending it. A part that predates the field ignores it.
+	Restart       *SignedDocument `protobuf:"bytes,6,opt,name=restart,proto3" json:"restart,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -694,6 +757,195 @@ func (x *PullResponse) GetProposals() []*ProposalOutcome {
 	return nil
 }
 
+func (x *PullResponse) GetRestart() *SignedDocument {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
+// RestartOrder asks one part to restart its robot once: stop components,
+// modules and processes, and start the running config again. It is signed
+// like a config, because nothing the cloud says is trusted unsigned: the
+// part acts only on an order that verifies with the cloud's keys, names
+// this part, and has not expired by the part's offline clock (whose time
+// the pull carrying the order has just set from the cloud's).
+type RestartOrder struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part it is for; a part refuses an order for another part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// The part's machine.
+	MachineId string `protobuf:"bytes,2,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// Names the request: 32 hex digits, random. A part acts on an id once,
+	// however many pulls and daemon restarts carry it.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// When it was asked, by the cloud's clock.
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// After this the part does not act on it (a part that was offline longer
+	// reports it expired): a restart is a remedy for now, not for days later.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Who asked: "user/ID" or "apikey/ID", for the part's log.
+	RequestedBy   string `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartOrder) Reset() {
+	*x = RestartOrder{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartOrder) ProtoMessage() {}
+
+func (x *RestartOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartOrder.ProtoReflect.Descriptor instead.
+func (*RestartOrder) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RestartOrder) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *RestartOrder) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *RestartOrder) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RestartOrder) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *RestartOrder) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *RestartOrder) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+// RestartReport is the last restart order a part handled.
+type RestartReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order's id (RestartOrder.id).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// What the part did.
+	Outcome RestartOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=outpost.sync.v1.RestartOutcome" json:"outcome,omitempty"`
+	// When, by the part's offline clock (its estimate of the cloud's time).
+	At *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// Why it failed, for RESTART_OUTCOME_FAILED. At most 1024 bytes.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// The order's requested_at. A part acts only on an order asked later
+	// than the last it handled, so an old order replayed, even one still
+	// valid, never restarts it again.
+	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartReport) Reset() {
+	*x = RestartReport{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartReport) ProtoMessage() {}
+
+func (x *RestartReport) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartReport.ProtoReflect.Descriptor instead.
+func (*RestartReport) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RestartReport) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RestartReport) GetOutcome() RestartOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return RestartOutcome_RESTART_OUTCOME_UNSPECIFIED
+}
+
+func (x *RestartReport) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *RestartReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RestartReport) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
 // SignedDocument is a serialized protobuf payload with an Ed25519 signature.
 // The signature covers the type and the payload, so a document of one type
 // can never be passed off as another.
@@ -714,7 +966,7 @@ type SignedDocument struct {
 
 func (x *SignedDocument) Reset() {
 	*x = SignedDocument{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +978,7 @@ func (x *SignedDocument) String() string {
 func (*SignedDocument) ProtoMessage() {}
 
 func (x *SignedDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +991,7 @@ func (x *SignedDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedDocument.ProtoReflect.Descriptor instead.
 func (*SignedDocument) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignedDocument) GetType() string {
@@ -797,7 +1049,7 @@ type ConfigDocument struct {
 
 func (x *ConfigDocument) Reset() {
 	*x = ConfigDocument{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1061,7 @@ func (x *ConfigDocument) String() string {
 func (*ConfigDocument) ProtoMessage() {}
 
 func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1074,7 @@ func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigDocument.ProtoReflect.Descriptor instead.
 func (*ConfigDocument) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ConfigDocument) GetPartId() string {
@@ -894,7 +1146,7 @@ type FragmentVersion struct {
 
 func (x *FragmentVersion) Reset() {
 	*x = FragmentVersion{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1158,7 @@ func (x *FragmentVersion) String() string {
 func (*FragmentVersion) ProtoMessage() {}
 
 func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1171,7 @@ func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FragmentVersion.ProtoReflect.Descriptor instead.
 func (*FragmentVersion) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FragmentVersion) GetId() string {
@@ -964,7 +1216,7 @@ type GrantBundle struct {
 
 func (x *GrantBundle) Reset() {
 	*x = GrantBundle{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1228,7 @@ func (x *GrantBundle) String() string {
 func (*GrantBundle) ProtoMessage() {}
 
 func (x *GrantBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1241,7 @@ func (x *GrantBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantBundle.ProtoReflect.Descriptor instead.
 func (*GrantBundle) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GrantBundle) GetPartId() string {
@@ -1067,7 +1319,7 @@ type Hierarchy struct {
 
 func (x *Hierarchy) Reset() {
 	*x = Hierarchy{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1331,7 @@ func (x *Hierarchy) String() string {
 func (*Hierarchy) ProtoMessage() {}
 
 func (x *Hierarchy) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1344,7 @@ func (x *Hierarchy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hierarchy.ProtoReflect.Descriptor instead.
 func (*Hierarchy) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Hierarchy) GetOrgs() []string {
@@ -1145,7 +1397,7 @@ type HierarchyLocation struct {
 
 func (x *HierarchyLocation) Reset() {
 	*x = HierarchyLocation{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1409,7 @@ func (x *HierarchyLocation) String() string {
 func (*HierarchyLocation) ProtoMessage() {}
 
 func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1422,7 @@ func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyLocation.ProtoReflect.Descriptor instead.
 func (*HierarchyLocation) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HierarchyLocation) GetId() string {
@@ -1207,7 +1459,7 @@ type HierarchyShare struct {
 
 func (x *HierarchyShare) Reset() {
 	*x = HierarchyShare{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1471,7 @@ func (x *HierarchyShare) String() string {
 func (*HierarchyShare) ProtoMessage() {}
 
 func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1484,7 @@ func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyShare.ProtoReflect.Descriptor instead.
 func (*HierarchyShare) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HierarchyShare) GetLocationId() string {
@@ -1262,7 +1514,7 @@ type HierarchyMachine struct {
 
 func (x *HierarchyMachine) Reset() {
 	*x = HierarchyMachine{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1526,7 @@ func (x *HierarchyMachine) String() string {
 func (*HierarchyMachine) ProtoMessage() {}
 
 func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1539,7 @@ func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyMachine.ProtoReflect.Descriptor instead.
 func (*HierarchyMachine) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HierarchyMachine) GetId() string {
@@ -1317,7 +1569,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1581,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1594,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Grant) GetRole() Role {
@@ -1386,7 +1638,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1650,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1663,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Principal) GetKind() SubjectKind {
@@ -1476,7 +1728,7 @@ type PublicKey struct {
 
 func (x *PublicKey) Reset() {
 	*x = PublicKey{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1740,7 @@ func (x *PublicKey) String() string {
 func (*PublicKey) ProtoMessage() {}
 
 func (x *PublicKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1753,7 @@ func (x *PublicKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicKey.ProtoReflect.Descriptor instead.
 func (*PublicKey) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PublicKey) GetKeyId() string {
@@ -1534,7 +1786,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1798,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1811,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Record) GetSeq() uint64 {
@@ -1603,7 +1855,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1867,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1880,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UploadRequest) GetStoreId() string {
@@ -1667,7 +1919,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1931,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1944,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UploadResponse) GetAckedThrough() uint64 {
@@ -1719,7 +1971,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1983,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1996,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LogEntry) GetLevel() string {
@@ -1798,7 +2050,7 @@ type Capture struct {
 
 func (x *Capture) Reset() {
 	*x = Capture{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2062,7 @@ func (x *Capture) String() string {
 func (*Capture) ProtoMessage() {}
 
 func (x *Capture) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2075,7 @@ func (x *Capture) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capture.ProtoReflect.Descriptor instead.
 func (*Capture) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Capture) GetComponent() string {
@@ -1906,7 +2158,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2170,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2183,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuditEvent) GetSubject() string {
@@ -2018,7 +2270,7 @@ type GapRecord struct {
 
 func (x *GapRecord) Reset() {
 	*x = GapRecord{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2282,7 @@ func (x *GapRecord) String() string {
 func (*GapRecord) ProtoMessage() {}
 
 func (x *GapRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2295,7 @@ func (x *GapRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GapRecord.ProtoReflect.Descriptor instead.
 func (*GapRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GapRecord) GetStream() string {
@@ -2109,7 +2361,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2373,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2386,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConfigProposal) GetBaseRevision() uint64 {
@@ -2184,7 +2436,7 @@ type Endorsement struct {
 
 func (x *Endorsement) Reset() {
 	*x = Endorsement{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2448,7 @@ func (x *Endorsement) String() string {
 func (*Endorsement) ProtoMessage() {}
 
 func (x *Endorsement) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2461,7 @@ func (x *Endorsement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endorsement.ProtoReflect.Descriptor instead.
 func (*Endorsement) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Endorsement) GetKeyId() string {
@@ -2250,7 +2502,7 @@ type ProposalOutcome struct {
 
 func (x *ProposalOutcome) Reset() {
 	*x = ProposalOutcome{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2514,7 @@ func (x *ProposalOutcome) String() string {
 func (*ProposalOutcome) ProtoMessage() {}
 
 func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2527,7 @@ func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposalOutcome.ProtoReflect.Descriptor instead.
 func (*ProposalOutcome) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ProposalOutcome) GetSeq() uint64 {
@@ -2330,7 +2582,7 @@ type UploadBlobRequest struct {
 
 func (x *UploadBlobRequest) Reset() {
 	*x = UploadBlobRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2594,7 @@ func (x *UploadBlobRequest) String() string {
 func (*UploadBlobRequest) ProtoMessage() {}
 
 func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2607,7 @@ func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobRequest.ProtoReflect.Descriptor instead.
 func (*UploadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UploadBlobRequest) GetBlobId() string {
@@ -2420,7 +2672,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2684,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2697,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UploadBlobResponse) GetReceived() uint64 {
@@ -2473,7 +2725,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2737,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2750,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportStatusRequest) GetStatus() *PartStatus {
@@ -2517,7 +2769,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2529,7 +2781,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2542,7 +2794,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
 }
 
 // PartStatus is what the cloud shows about a part.
@@ -2563,14 +2815,17 @@ type PartStatus struct {
 	// The grant bundle version the part holds.
 	GrantsVersion uint64 `protobuf:"varint,7,opt,name=grants_version,json=grantsVersion,proto3" json:"grants_version,omitempty"`
 	// The result of the last config apply, per resource.
-	Resources     []*ResourceStatus `protobuf:"bytes,8,rep,name=resources,proto3" json:"resources,omitempty"`
+	Resources []*ResourceStatus `protobuf:"bytes,8,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The last restart order the part handled; absent before the first. The
+	// cloud clears the pending request it names.
+	Restart       *RestartReport `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2837,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2850,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PartStatus) GetVersion() string {
@@ -2654,6 +2909,13 @@ func (x *PartStatus) GetResources() []*ResourceStatus {
 	return nil
 }
 
+func (x *PartStatus) GetRestart() *RestartReport {
+	if x != nil {
+		return x.Restart
+	}
+	return nil
+}
+
 // StreamBacklog is one stream's queue on the part.
 type StreamBacklog struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2672,7 +2934,7 @@ type StreamBacklog struct {
 
 func (x *StreamBacklog) Reset() {
 	*x = StreamBacklog{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2946,7 @@ func (x *StreamBacklog) String() string {
 func (*StreamBacklog) ProtoMessage() {}
 
 func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2959,7 @@ func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBacklog.ProtoReflect.Descriptor instead.
 func (*StreamBacklog) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StreamBacklog) GetStream() string {
@@ -2743,7 +3005,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +3017,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +3030,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ResourceStatus) GetName() string {
@@ -2814,7 +3076,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3088,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3101,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Bootstrap) GetCloudUrl() string {
@@ -2906,14 +3168,30 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x13AnswerOfferResponse\"[\n" +
 	"\vPullRequest\x12%\n" +
 	"\x0econfig_version\x18\x01 \x01(\x04R\rconfigVersion\x12%\n" +
-	"\x0egrants_version\x18\x02 \x01(\x04R\rgrantsVersion\"\xbd\x02\n" +
+	"\x0egrants_version\x18\x02 \x01(\x04R\rgrantsVersion\"\xf8\x02\n" +
 	"\fPullResponse\x12;\n" +
 	"\vserver_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12>\n" +
 	"\rpoll_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fpollInterval\x127\n" +
 	"\x06config\x18\x03 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\x06config\x127\n" +
 	"\x06grants\x18\x04 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\x06grants\x12>\n" +
-	"\tproposals\x18\x05 \x03(\v2 .outpost.sync.v1.ProposalOutcomeR\tproposals\"s\n" +
+	"\tproposals\x18\x05 \x03(\v2 .outpost.sync.v1.ProposalOutcomeR\tproposals\x129\n" +
+	"\arestart\x18\x06 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\arestart\"\xf3\x01\n" +
+	"\fRestartOrder\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x02 \x01(\tR\tmachineId\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12=\n" +
+	"\frequested_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12!\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\"\xdb\x01\n" +
+	"\rRestartReport\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1f.outpost.sync.v1.RestartOutcomeR\aoutcome\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12=\n" +
+	"\frequested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"s\n" +
 	"\x0eSignedDocument\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x15\n" +
@@ -3050,7 +3328,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"J\n" +
 	"\x13ReportStatusRequest\x123\n" +
 	"\x06status\x18\x01 \x01(\v2\x1b.outpost.sync.v1.PartStatusR\x06status\"\x16\n" +
-	"\x14ReportStatusResponse\"\xfd\x02\n" +
+	"\x14ReportStatusResponse\"\xb7\x03\n" +
 	"\n" +
 	"PartStatus\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1f\n" +
@@ -3061,7 +3339,8 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x13control_cert_sha256\x18\x05 \x01(\fR\x11controlCertSha256\x12%\n" +
 	"\x0econfig_version\x18\x06 \x01(\x04R\rconfigVersion\x12%\n" +
 	"\x0egrants_version\x18\a \x01(\x04R\rgrantsVersion\x12=\n" +
-	"\tresources\x18\b \x03(\v2\x1f.outpost.sync.v1.ResourceStatusR\tresources\"~\n" +
+	"\tresources\x18\b \x03(\v2\x1f.outpost.sync.v1.ResourceStatusR\tresources\x128\n" +
+	"\arestart\x18\t \x01(\v2\x1e.outpost.sync.v1.RestartReportR\arestart\"~\n" +
 	"\rStreamBacklog\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x14\n" +
@@ -3078,7 +3357,12 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"partSecret\x129\n" +
 	"\n" +
 	"cloud_keys\x18\x04 \x03(\v2\x1a.outpost.sync.v1.PublicKeyR\tcloudKeys\x12\x17\n" +
-	"\aca_file\x18\x05 \x01(\tR\x06caFile*?\n" +
+	"\aca_file\x18\x05 \x01(\tR\x06caFile*\x89\x01\n" +
+	"\x0eRestartOutcome\x12\x1f\n" +
+	"\x1bRESTART_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19RESTART_OUTCOME_RESTARTED\x10\x01\x12\x1b\n" +
+	"\x17RESTART_OUTCOME_EXPIRED\x10\x02\x12\x1a\n" +
+	"\x16RESTART_OUTCOME_FAILED\x10\x03*?\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_OPERATOR\x10\x01\x12\x0e\n" +
@@ -3110,106 +3394,116 @@ func file_outpost_sync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_outpost_sync_v1_sync_proto_rawDescData
 }
 
-var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_outpost_sync_v1_sync_proto_goTypes = []any{
-	(Role)(0),                     // 0: outpost.sync.v1.Role
-	(SubjectKind)(0),              // 1: outpost.sync.v1.SubjectKind
-	(*NextOfferRequest)(nil),      // 2: outpost.sync.v1.NextOfferRequest
-	(*NextOfferResponse)(nil),     // 3: outpost.sync.v1.NextOfferResponse
-	(*RelayedOffer)(nil),          // 4: outpost.sync.v1.RelayedOffer
-	(*AnswerOfferRequest)(nil),    // 5: outpost.sync.v1.AnswerOfferRequest
-	(*OfferAnswer)(nil),           // 6: outpost.sync.v1.OfferAnswer
-	(*OfferRefusal)(nil),          // 7: outpost.sync.v1.OfferRefusal
-	(*AnswerOfferResponse)(nil),   // 8: outpost.sync.v1.AnswerOfferResponse
-	(*PullRequest)(nil),           // 9: outpost.sync.v1.PullRequest
-	(*PullResponse)(nil),          // 10: outpost.sync.v1.PullResponse
-	(*SignedDocument)(nil),        // 11: outpost.sync.v1.SignedDocument
-	(*ConfigDocument)(nil),        // 12: outpost.sync.v1.ConfigDocument
-	(*FragmentVersion)(nil),       // 13: outpost.sync.v1.FragmentVersion
-	(*GrantBundle)(nil),           // 14: outpost.sync.v1.GrantBundle
-	(*Hierarchy)(nil),             // 15: outpost.sync.v1.Hierarchy
-	(*HierarchyLocation)(nil),     // 16: outpost.sync.v1.HierarchyLocation
-	(*HierarchyShare)(nil),        // 17: outpost.sync.v1.HierarchyShare
-	(*HierarchyMachine)(nil),      // 18: outpost.sync.v1.HierarchyMachine
-	(*Grant)(nil),                 // 19: outpost.sync.v1.Grant
-	(*Principal)(nil),             // 20: outpost.sync.v1.Principal
-	(*PublicKey)(nil),             // 21: outpost.sync.v1.PublicKey
-	(*Record)(nil),                // 22: outpost.sync.v1.Record
-	(*UploadRequest)(nil),         // 23: outpost.sync.v1.UploadRequest
-	(*UploadResponse)(nil),        // 24: outpost.sync.v1.UploadResponse
-	(*LogEntry)(nil),              // 25: outpost.sync.v1.LogEntry
-	(*Capture)(nil),               // 26: outpost.sync.v1.Capture
-	(*AuditEvent)(nil),            // 27: outpost.sync.v1.AuditEvent
-	(*GapRecord)(nil),             // 28: outpost.sync.v1.GapRecord
-	(*ConfigProposal)(nil),        // 29: outpost.sync.v1.ConfigProposal
-	(*Endorsement)(nil),           // 30: outpost.sync.v1.Endorsement
-	(*ProposalOutcome)(nil),       // 31: outpost.sync.v1.ProposalOutcome
-	(*UploadBlobRequest)(nil),     // 32: outpost.sync.v1.UploadBlobRequest
-	(*UploadBlobResponse)(nil),    // 33: outpost.sync.v1.UploadBlobResponse
-	(*ReportStatusRequest)(nil),   // 34: outpost.sync.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),  // 35: outpost.sync.v1.ReportStatusResponse
-	(*PartStatus)(nil),            // 36: outpost.sync.v1.PartStatus
-	(*StreamBacklog)(nil),         // 37: outpost.sync.v1.StreamBacklog
-	(*ResourceStatus)(nil),        // 38: outpost.sync.v1.ResourceStatus
-	(*Bootstrap)(nil),             // 39: outpost.sync.v1.Bootstrap
-	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
-	(*v1.RobotConfig)(nil),        // 42: outpost.config.v1.RobotConfig
+	(RestartOutcome)(0),           // 0: outpost.sync.v1.RestartOutcome
+	(Role)(0),                     // 1: outpost.sync.v1.Role
+	(SubjectKind)(0),              // 2: outpost.sync.v1.SubjectKind
+	(*NextOfferRequest)(nil),      // 3: outpost.sync.v1.NextOfferRequest
+	(*NextOfferResponse)(nil),     // 4: outpost.sync.v1.NextOfferResponse
+	(*RelayedOffer)(nil),          // 5: outpost.sync.v1.RelayedOffer
+	(*AnswerOfferRequest)(nil),    // 6: outpost.sync.v1.AnswerOfferRequest
+	(*OfferAnswer)(nil),           // 7: outpost.sync.v1.OfferAnswer
+	(*OfferRefusal)(nil),          // 8: outpost.sync.v1.OfferRefusal
+	(*AnswerOfferResponse)(nil),   // 9: outpost.sync.v1.AnswerOfferResponse
+	(*PullRequest)(nil),           // 10: outpost.sync.v1.PullRequest
+	(*PullResponse)(nil),          // 11: outpost.sync.v1.PullResponse
+	(*RestartOrder)(nil),          // 12: outpost.sync.v1.RestartOrder
+	(*RestartReport)(nil),         // 13: outpost.sync.v1.RestartReport
+	(*SignedDocument)(nil),        // 14: outpost.sync.v1.SignedDocument
+	(*ConfigDocument)(nil),        // 15: outpost.sync.v1.ConfigDocument
+	(*FragmentVersion)(nil),       // 16: outpost.sync.v1.FragmentVersion
+	(*GrantBundle)(nil),           // 17: outpost.sync.v1.GrantBundle
+	(*Hierarchy)(nil),             // 18: outpost.sync.v1.Hierarchy
+	(*HierarchyLocation)(nil),     // 19: outpost.sync.v1.HierarchyLocation
+	(*HierarchyShare)(nil),        // 20: outpost.sync.v1.HierarchyShare
+	(*HierarchyMachine)(nil),      // 21: outpost.sync.v1.HierarchyMachine
+	(*Grant)(nil),                 // 22: outpost.sync.v1.Grant
+	(*Principal)(nil),             // 23: outpost.sync.v1.Principal
+	(*PublicKey)(nil),             // 24: outpost.sync.v1.PublicKey
+	(*Record)(nil),                // 25: outpost.sync.v1.Record
+	(*UploadRequest)(nil),         // 26: outpost.sync.v1.UploadRequest
+	(*UploadResponse)(nil),        // 27: outpost.sync.v1.UploadResponse
+	(*LogEntry)(nil),              // 28: outpost.sync.v1.LogEntry
+	(*Capture)(nil),               // 29: outpost.sync.v1.Capture
+	(*AuditEvent)(nil),            // 30: outpost.sync.v1.AuditEvent
+	(*GapRecord)(nil),             // 31: outpost.sync.v1.GapRecord
+	(*ConfigProposal)(nil),        // 32: outpost.sync.v1.ConfigProposal
+	(*Endorsement)(nil),           // 33: outpost.sync.v1.Endorsement
+	(*ProposalOutcome)(nil),       // 34: outpost.sync.v1.ProposalOutcome
+	(*UploadBlobRequest)(nil),     // 35: outpost.sync.v1.UploadBlobRequest
+	(*UploadBlobResponse)(nil),    // 36: outpost.sync.v1.UploadBlobResponse
+	(*ReportStatusRequest)(nil),   // 37: outpost.sync.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),  // 38: outpost.sync.v1.ReportStatusResponse
+	(*PartStatus)(nil),            // 39: outpost.sync.v1.PartStatus
+	(*StreamBacklog)(nil),         // 40: outpost.sync.v1.StreamBacklog
+	(*ResourceStatus)(nil),        // 41: outpost.sync.v1.ResourceStatus
+	(*Bootstrap)(nil),             // 42: outpost.sync.v1.Bootstrap
+	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
+	(*v1.RobotConfig)(nil),        // 45: outpost.config.v1.RobotConfig
 }
 var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
-	40, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
-	4,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
-	6,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
-	7,  // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
-	41, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	40, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
-	11, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
-	11, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
-	31, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
-	41, // 9: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
-	41, // 10: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
-	42, // 11: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
-	13, // 12: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	41, // 13: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
-	41, // 14: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 15: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
-	20, // 16: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
-	21, // 17: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
-	16, // 18: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
-	17, // 19: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
-	18, // 20: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
-	0,  // 21: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
-	1,  // 22: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
-	19, // 23: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
-	41, // 24: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
-	41, // 25: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
-	22, // 26: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
-	42, // 27: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	30, // 28: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
-	26, // 29: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	36, // 30: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	37, // 31: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	41, // 32: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	38, // 33: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	21, // 34: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	9,  // 35: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	23, // 36: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	32, // 37: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	34, // 38: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	2,  // 39: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
-	5,  // 40: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
-	10, // 41: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	24, // 42: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	33, // 43: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	35, // 44: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	3,  // 45: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
-	8,  // 46: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
-	41, // [41:47] is the sub-list for method output_type
-	35, // [35:41] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	43, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
+	5,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
+	7,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
+	8,  // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
+	44, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	43, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
+	14, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
+	14, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
+	34, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
+	14, // 9: outpost.sync.v1.PullResponse.restart:type_name -> outpost.sync.v1.SignedDocument
+	44, // 10: outpost.sync.v1.RestartOrder.requested_at:type_name -> google.protobuf.Timestamp
+	44, // 11: outpost.sync.v1.RestartOrder.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: outpost.sync.v1.RestartReport.outcome:type_name -> outpost.sync.v1.RestartOutcome
+	44, // 13: outpost.sync.v1.RestartReport.at:type_name -> google.protobuf.Timestamp
+	44, // 14: outpost.sync.v1.RestartReport.requested_at:type_name -> google.protobuf.Timestamp
+	44, // 15: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
+	44, // 16: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 17: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
+	16, // 18: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	44, // 19: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
+	44, // 20: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 21: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
+	23, // 22: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
+	24, // 23: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
+	19, // 24: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
+	20, // 25: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
+	21, // 26: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
+	1,  // 27: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
+	2,  // 28: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
+	22, // 29: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
+	44, // 30: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
+	44, // 31: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	25, // 32: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
+	45, // 33: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	33, // 34: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
+	29, // 35: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	39, // 36: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	40, // 37: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	44, // 38: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	41, // 39: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	13, // 40: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
+	24, // 41: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	10, // 42: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	26, // 43: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	35, // 44: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	37, // 45: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	3,  // 46: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	6,  // 47: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	11, // 48: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	27, // 49: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	36, // 50: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	38, // 51: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	4,  // 52: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	9,  // 53: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	48, // [48:54] is the sub-list for method output_type
+	42, // [42:48] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
@@ -3226,8 +3520,8 @@ func file_outpost_sync_v1_sync_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_sync_v1_sync_proto_rawDesc), len(file_outpost_sync_v1_sync_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   38,
+			NumEnums:      3,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -153,6 +153,9 @@ const (
 	// MachineServiceBootstrapPartProcedure is the fully-qualified name of the MachineService's
 	// BootstrapPart RPC.
 	MachineServiceBootstrapPartProcedure = "/outpost.fleet.v1.MachineService/BootstrapPart"
+	// MachineServiceRestartPartProcedure is the fully-qualified name of the MachineService's
+	// RestartPart RPC.
+	MachineServiceRestartPartProcedure = "/outpost.fleet.v1.MachineService/RestartPart"
 	// MachineServiceGetMachineStatusProcedure is the fully-qualified name of the MachineService's
 	// GetMachineStatus RPC.
 	MachineServiceGetMachineStatusProcedure = "/outpost.fleet.v1.MachineService/GetMachineStatus"
@@ -1061,6 +1064,9 @@ type MachineServiceClient interface {
 	// one): the old secret stops working at once. Like RotatePartSecret it
 	// needs machine.config.edit.
 	BootstrapPart(context.Context, *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error)
+	// RestartPart asks one part of a machine to restart at its next sync,
+	// as RestartMachine asks all of them: machine.restart, on the part.
+	RestartPart(context.Context, *connect.Request[v1.RestartPartRequest]) (*connect.Response[v1.RestartPartResponse], error)
 	// GetMachineStatus returns what each part of a machine last reported and
 	// when (its last seen). Anyone with access to the machine may, like
 	// GetMachine (machine.control, which both roles hold): an operator needs
@@ -1148,6 +1154,12 @@ func NewMachineServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(machineServiceMethods.ByName("BootstrapPart")),
 			connect.WithClientOptions(opts...),
 		),
+		restartPart: connect.NewClient[v1.RestartPartRequest, v1.RestartPartResponse](
+			httpClient,
+			baseURL+MachineServiceRestartPartProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("RestartPart")),
+			connect.WithClientOptions(opts...),
+		),
 		getMachineStatus: connect.NewClient[v1.GetMachineStatusRequest, v1.GetMachineStatusResponse](
 			httpClient,
 			baseURL+MachineServiceGetMachineStatusProcedure,
@@ -1171,6 +1183,7 @@ type machineServiceClient struct {
 	deletePart       *connect.Client[v1.DeletePartRequest, v1.DeletePartResponse]
 	rotatePartSecret *connect.Client[v1.RotatePartSecretRequest, v1.RotatePartSecretResponse]
 	bootstrapPart    *connect.Client[v1.BootstrapPartRequest, v1.BootstrapPartResponse]
+	restartPart      *connect.Client[v1.RestartPartRequest, v1.RestartPartResponse]
 	getMachineStatus *connect.Client[v1.GetMachineStatusRequest, v1.GetMachineStatusResponse]
 }
 
@@ -1229,6 +1242,11 @@ func (c *machineServiceClient) BootstrapPart(ctx context.Context, req *connect.R
 	return c.bootstrapPart.CallUnary(ctx, req)
 }
 
+// RestartPart calls outpost.fleet.v1.MachineService.RestartPart.
+func (c *machineServiceClient) RestartPart(ctx context.Context, req *connect.Request[v1.RestartPartRequest]) (*connect.Response[v1.RestartPartResponse], error) {
+	return c.restartPart.CallUnary(ctx, req)
+}
+
 // GetMachineStatus calls outpost.fleet.v1.MachineService.GetMachineStatus.
 func (c *machineServiceClient) GetMachineStatus(ctx context.Context, req *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error) {
 	return c.getMachineStatus.CallUnary(ctx, req)
@@ -1264,6 +1282,9 @@ type MachineServiceHandler interface {
 	// one): the old secret stops working at once. Like RotatePartSecret it
 	// needs machine.config.edit.
 	BootstrapPart(context.Context, *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error)
+	// RestartPart asks one part of a machine to restart at its next sync,
+	// as RestartMachine asks all of them: machine.restart, on the part.
+	RestartPart(context.Context, *connect.Request[v1.RestartPartRequest]) (*connect.Response[v1.RestartPartResponse], error)
 	// GetMachineStatus returns what each part of a machine last reported and
 	// when (its last seen). Anyone with access to the machine may, like
 	// GetMachine (machine.control, which both roles hold): an operator needs
@@ -1347,6 +1368,12 @@ func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.Handler
 		connect.WithSchema(machineServiceMethods.ByName("BootstrapPart")),
 		connect.WithHandlerOptions(opts...),
 	)
+	machineServiceRestartPartHandler := connect.NewUnaryHandler(
+		MachineServiceRestartPartProcedure,
+		svc.RestartPart,
+		connect.WithSchema(machineServiceMethods.ByName("RestartPart")),
+		connect.WithHandlerOptions(opts...),
+	)
 	machineServiceGetMachineStatusHandler := connect.NewUnaryHandler(
 		MachineServiceGetMachineStatusProcedure,
 		svc.GetMachineStatus,
@@ -1378,6 +1405,8 @@ func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.Handler
 			machineServiceRotatePartSecretHandler.ServeHTTP(w, r)
 		case MachineServiceBootstrapPartProcedure:
 			machineServiceBootstrapPartHandler.ServeHTTP(w, r)
+		case MachineServiceRestartPartProcedure:
+			machineServiceRestartPartHandler.ServeHTTP(w, r)
 		case MachineServiceGetMachineStatusProcedure:
 			machineServiceGetMachineStatusHandler.ServeHTTP(w, r)
 		default:
@@ -1431,6 +1460,10 @@ func (UnimplementedMachineServiceHandler) RotatePartSecret(context.Context, *con
 
 func (UnimplementedMachineServiceHandler) BootstrapPart(context.Context, *connect.Request[v1.BootstrapPartRequest]) (*connect.Response[v1.BootstrapPartResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.BootstrapPart is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) RestartPart(context.Context, *connect.Request[v1.RestartPartRequest]) (*connect.Response[v1.RestartPartResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.RestartPart is not implemented"))
 }
 
 func (UnimplementedMachineServiceHandler) GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error) {
