@@ -158,6 +158,7 @@ type handler struct {
 	lim     Limits
 	poll    time.Duration
 	fails   *authz.Limiter
+	errs    *authz.Errors
 	addrOf  func(connect.Peer, http.Header) string
 	relay   Relay
 }
@@ -180,6 +181,12 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 		h.log = zap.NewNop()
 	}
 	h.log = h.log.Named("partsync")
+	// The sync API's error policy: a record the store finds invalid is the
+	// part's to fix; anything else is Internal with an error id, and the
+	// part keeps what it sent and tries again.
+	h.errs = &authz.Errors{Log: h.log, Where: "the cloud's log", Table: []authz.Sentinel{
+		{Err: ingest.ErrInvalid, Code: connect.CodeInvalidArgument},
+	}}
 	def := DefaultLimits()
 	h.lim.MaxRecordBytes = cmp.Or(h.lim.MaxRecordBytes, def.MaxRecordBytes)
 	h.lim.MaxBatchRecords = cmp.Or(h.lim.MaxBatchRecords, def.MaxBatchRecords)
@@ -287,18 +294,10 @@ func peerIP(peer connect.Peer, _ http.Header) string {
 	return peer.Addr
 }
 
-// storeErr turns a storage error into a connect error, logging the detail.
+// storeErr answers a storage error by the sync API's error policy, with the
+// part it came from in the log.
 func (h *handler) storeErr(what string, part Part, err error) error {
-	switch {
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, fmt.Errorf("%s: %w", what, err))
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%s: %w", what, err))
-	case errors.Is(err, ingest.ErrInvalid):
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %w", what, err))
-	}
-	h.log.Error("part sync storage failed", zap.String("part", part.ID), zap.String("doing", what), zap.Error(err))
-	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s: the cloud could not store it; keep it and try again", what))
+	return h.errs.Answer(what+" for part "+part.ID, err)
 }
 
 // Pull answers the cloud's time, the poll interval and newer documents.
