@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/chromedp/cdproto/cdp"
@@ -17,6 +18,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/web"
 	"github.com/outpost-robotics/outpost/webtest"
 )
 
@@ -168,4 +170,47 @@ func TestFleetAppAgainstTheCloud(t *testing.T) {
 		t.Errorf("the operator sees machines %q, want only %s", rows, other.MachineID)
 	}
 	tab.WaitText(`#fleet-list tr[data-machine="`+other.MachineID+`"] td[data-field="state"]`, "never seen")
+}
+
+// TestPartRefusesBrowserSession: a browser session, signed by the very
+// cloud key the part's bundle trusts, is no credential on a part: not as
+// an access token with a proof of possession, and not as a cookie.
+func TestPartRefusesBrowserSession(t *testing.T) {
+	e := newEnv(t, web.Config{App: web.AppConsole})
+	tok, _, err := credential.IssueBrowserSession(cloudKey, cloudKID, "u1", t0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := credential.NewPrivateKey()
+	authz, proof, err := credential.Session(tok, sk).Headers(credential.TLSAudience(e.part.Fingerprint()), "", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		says   string
+	}{
+		{"as a DPoP token with a proof", map[string]string{"Authorization": authz, "DPoP": proof}, "typ"},
+		{"as a cookie", map[string]string{"Cookie": "outpost_session=" + tok, "Sec-Fetch-Site": "same-origin"}, "this call needs a credential"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := http.NewRequest(http.MethodPost, e.url+"/outpost.control.v1.ControlService/WhoAmI", strings.NewReader("{}"))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Connect-Protocol-Version", "1")
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			res, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var body struct{ Code, Message string }
+			_ = json.NewDecoder(res.Body).Decode(&body)
+			if body.Code != "unauthenticated" || !strings.Contains(body.Message, tc.says) {
+				t.Errorf("the part answered %d %s %q, want unauthenticated saying %q", res.StatusCode, body.Code, body.Message, tc.says)
+			}
+		})
+	}
 }
