@@ -48,6 +48,8 @@ type principal struct {
 	// tokenID and tokenExpires describe a user's access token, for SignOut.
 	tokenID      string
 	tokenExpires time.Time
+	// browser is set when the call came with a browser session's cookie.
+	browser bool
 }
 
 // subject is the principal's subject; the zero Subject for nobody.
@@ -158,7 +160,7 @@ func (i authzInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		c := &call{rule: rule}
 		if rule.Marker != authz.Public {
-			p, err := s.authenticate(ctx, req.Header())
+			p, err := s.authenticateCall(ctx, req)
 			if err != nil {
 				s.log.Info("call refused", zap.String("procedure", proc), zap.String("code", "unauthenticated"))
 				return nil, err
@@ -563,6 +565,52 @@ func (s *Server) resolveSubject(ctx context.Context, ref string) (authz.Subject,
 
 var errTokenRevoked = errors.New("access token revoked")
 
+// authenticateCall authenticates a call by its Authorization and DPoP
+// headers or, when it has neither, by a browser session's cookie.
+func (s *Server) authenticateCall(ctx context.Context, req connect.AnyRequest) (*principal, error) {
+	h := req.Header()
+	if h.Get("Authorization") == "" && h.Get(credential.ProofHeader) == "" {
+		tok, err := sessionCookieValue(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		if tok != "" {
+			return s.browserPrincipal(ctx, req.HTTPMethod(), h, tok)
+		}
+	}
+	return s.authenticate(ctx, h)
+}
+
+// sessionPrincipal loads the user a verified session (an access token or a
+// browser session) names, refusing it if the user is gone or the session
+// was revoked; again says how to sign in again.
+func (s *Server) sessionPrincipal(ctx context.Context, claims *credential.Claims, again string) (*principal, error) {
+	var p *principal
+	err := s.st.View(ctx, func(tx store.Tx) error {
+		u, err := tx.GetUser(ctx, claims.Subject)
+		if err != nil {
+			return err
+		}
+		if tokenRevoked(u, claims) {
+			return errTokenRevoked
+		}
+		gs, err := grantsOf(ctx, tx, authz.User(u.ID))
+		p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs,
+			tokenID: claims.ID, tokenExpires: claims.ExpiresAt.Time}
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("the account of this session no longer exists"))
+	}
+	if errors.Is(err, errTokenRevoked) {
+		return nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("this session was revoked (signed out, or the password changed): %s", again))
+	}
+	if err != nil {
+		return nil, s.errs.Internal("load user", err)
+	}
+	return p, nil
+}
+
 // authenticate reads the Authorization and DPoP headers into a principal:
 // an API key or a user's session, each proving possession of its private
 // key with a proof whose audience is the cloud, so a proof made for a part
@@ -590,30 +638,7 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 		if err != nil {
 			return nil, refuse(err)
 		}
-		var p *principal
-		err = s.st.View(ctx, func(tx store.Tx) error {
-			u, err := tx.GetUser(ctx, claims.Subject)
-			if err != nil {
-				return err
-			}
-			if tokenRevoked(u, claims) {
-				return errTokenRevoked
-			}
-			gs, err := grantsOf(ctx, tx, authz.User(u.ID))
-			p = &principal{kind: rbac.User, id: u.ID, email: u.Email, admin: u.Admin, grants: gs,
-				tokenID: claims.ID, tokenExpires: claims.ExpiresAt.Time}
-			return err
-		})
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, refuse(errors.New("the account of this access token no longer exists"))
-		}
-		if errors.Is(err, errTokenRevoked) {
-			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("this access token was revoked (signed out, or the password changed): sign in again with `outpost login EMAIL`"))
-		}
-		if err != nil {
-			return nil, s.errs.Internal("load user", err)
-		}
-		return p, nil
+		return s.sessionPrincipal(ctx, claims, "sign in again with `outpost login EMAIL`")
 	case pr.KeyID != "":
 		var p *principal
 		var perr error

@@ -26,11 +26,17 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 	if m.GetPassword() == "" {
 		return nil, invalid("password is required")
 	}
-	if len(m.GetSessionPublicKey()) != ed25519.PublicKeySize {
-		return nil, invalid("session_public_key: want the session's Ed25519 public key (%d bytes): the token is bound to it; update the client", ed25519.PublicKeySize)
-	}
-	if m.GetTtlSeconds() < 0 || m.GetTtlSeconds() > int64(auth.MaxTokenTTL/time.Second) {
-		return nil, invalid("ttl_seconds: 0 for the default, at most %d (60 days)", int64(auth.MaxTokenTTL/time.Second))
+	if m.GetCookieSession() {
+		if err := checkBrowserSignIn(ctx, req); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(m.GetSessionPublicKey()) != ed25519.PublicKeySize {
+			return nil, invalid("session_public_key: want the session's Ed25519 public key (%d bytes): the token is bound to it; update the client", ed25519.PublicKeySize)
+		}
+		if m.GetTtlSeconds() < 0 || m.GetTtlSeconds() > int64(auth.MaxTokenTTL/time.Second) {
+			return nil, invalid("ttl_seconds: 0 for the default, at most %d (60 days)", int64(auth.MaxTokenTTL/time.Second))
+		}
 	}
 	peer := req.Peer().Addr
 	keys := s.signInKeys(email, peer)
@@ -60,6 +66,9 @@ func (a authService) SignIn(ctx context.Context, req *connect.Request[fleetv1.Si
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("wrong email or password"))
 	}
 	s.signedIn(email, peer, keys)
+	if m.GetCookieSession() {
+		return s.browserSignIn(ctx, u, time.Duration(m.GetTtlSeconds())*time.Second)
+	}
 	tok, exp, err := s.signer.Issue(u.ID, m.GetSessionPublicKey(), s.clock.Now(), time.Duration(m.GetTtlSeconds())*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("issue an access token: %w", err)
@@ -90,7 +99,14 @@ func (a authService) SignOut(ctx context.Context, _ *connect.Request[fleetv1.Sig
 		}
 		return nil
 	})
-	return reply(&fleetv1.SignOutResponse{}, err)
+	if err != nil {
+		return nil, err
+	}
+	res := connect.NewResponse(&fleetv1.SignOutResponse{})
+	if c.principal.browser {
+		res.Header().Add("Set-Cookie", clearedSessionCookie(ctx).String())
+	}
+	return res, nil
 }
 
 func (a authService) ChangePassword(ctx context.Context, req *connect.Request[fleetv1.ChangePasswordRequest]) (*connect.Response[fleetv1.ChangePasswordResponse], error) {

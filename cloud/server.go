@@ -40,6 +40,8 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/netlimit"
+	"github.com/outpost-robotics/outpost/version"
+	"github.com/outpost-robotics/outpost/web"
 )
 
 // Limits on requests, so hostile input stays cheap.
@@ -97,6 +99,7 @@ type Server struct {
 	syncOpts partsync.Options
 	docs     *documents
 	relay    *relay.Broker
+	web      *web.Handler
 }
 
 // Services are the fleet API's services, in the order they are served.
@@ -132,6 +135,14 @@ func New(cfg Config) (*Server, error) {
 	if s.syncOpts.Logger == nil {
 		s.syncOpts.Logger = cfg.Log
 	}
+	poll := s.syncOpts.PollInterval
+	if poll <= 0 {
+		poll = 15 * time.Second // partsync's default
+	}
+	s.web, err = web.New(web.Config{App: web.AppFleet, Version: version.Version, SyncIntervalSeconds: int(poll.Round(time.Second) / time.Second)})
+	if err != nil {
+		return nil, fmt.Errorf("new cloud server: %w", err)
+	}
 	if cfg.Ingest != nil {
 		// One broker serves both sides: clients' RelayOffer calls below
 		// and parts' NextOffer and AnswerOffer polls through partsync.
@@ -143,7 +154,9 @@ func New(cfg Config) (*Server, error) {
 
 // Handler returns the cloud's HTTP handler: every connect-go service (gRPC,
 // gRPC-Web and Connect on one mux), each call through the authz
-// interceptor, and gRPC server reflection.
+// interceptor, gRPC server reflection, and the fleet web app at "/" (the
+// services' paths are more specific, so the app takes only what they do
+// not).
 func (s *Server) Handler() http.Handler {
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(s.interceptor()),
@@ -181,7 +194,8 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(names...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return mux
+	mux.Handle("/", s.web)
+	return withRequestInfo(mux)
 }
 
 // relayAssertion signs what the part gets with a relayed offer instead of

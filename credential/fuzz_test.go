@@ -3,6 +3,7 @@ package credential
 import (
 	"crypto/ed25519"
 	"testing"
+	"time"
 )
 
 func FuzzParse(f *testing.F) {
@@ -82,6 +83,19 @@ func FuzzVerifyEndorsement(f *testing.F) {
 		got := Endorsement{KeyID: kid, Token: token, Signature: sig}
 		if _, err := VerifyEndorsement(got, keyOf, fx.keys, "m", 1, []byte("c"), nil); err == nil && got != e {
 			t.Fatal("accepted an endorsement nobody made")
+		}
+	})
+}
+
+func FuzzVerifyBrowserSession(f *testing.F) {
+	fx := newFixture(f)
+	tok, _, _ := IssueBrowserSession(fx.cloud, cloudK, userID, now, time.Hour)
+	f.Add(tok)
+	f.Add(fx.session.Token)
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := VerifyBrowserSession(s, fx.keys, now)
+		if err == nil && (s != tok || c.Subject != userID) {
+			t.Fatal("accepted a browser session the cloud did not make")
 		}
 	})
 }

@@ -465,6 +465,7 @@ func (r *run) summary() {
 	r.rep.printf("  backlog      the cloud received %d of %d (main) and %d of %d (arm); the parts then deleted their copies",
 		s.Arrived["main"], s.Held["main"], s.Arrived["arm"], s.Held["arm"])
 	r.rep.printf("  revocation   %s after the key was revoked, both parts refused it: %s", s.RevokedAfter.Round(100*time.Millisecond), clip(afterLast(s.Revoked, " is "), 70))
+	r.rep.printf("  fleet app    %s/ (ann@example.com, password in %s)", r.cloudURL, filepath.Join(r.dir, "ann.password"))
 	r.rep.printf("  sync         every %s here (%s in production); everything on 127.0.0.1", r.opts.SyncInterval, productionSyncInterval)
 	if r.opts.Keep {
 		r.rep.printf("  files        %s (kept: logs, stores, bootstrap files)", r.dir)

@@ -82,6 +82,13 @@ func (r *run) createUsers(ctx context.Context) error {
 		}
 		r.rep.result(fmt.Sprintf("user %s, id %s", u.email, res.GetUser().GetId()))
 	}
+	// The fleet app signs in with a password, which the demo never
+	// prints: it leaves the owner's in a file of its folder.
+	pwFile := filepath.Join(r.dir, "ann.password")
+	if err := os.WriteFile(pwFile, []byte(r.ownerPassword+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the owner's password for the fleet app: %w", err)
+	}
+	r.rep.result(fmt.Sprintf("the fleet app: open %s/ in a browser and sign in as ann@example.com with the password in %s", r.cloudURL, pwFile))
 	return nil
 }
 

@@ -59,6 +59,9 @@ type Config struct {
 	// technician can compare it with the fleet app's SECURITY tab and
 	// `outpost robot trust` before typing anything.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// SyncIntervalSeconds is, on the fleet app, how often parts sync with
+	// the cloud: a part not seen for a few intervals is shown offline.
+	SyncIntervalSeconds int `json:"syncIntervalSeconds,omitempty"`
 }
 
 // CSP is the Content-Security-Policy of every response: nothing from

@@ -100,6 +100,15 @@ func (s *Signer) Issue(userID string, sessionKey ed25519.PublicKey, now time.Tim
 	return credential.IssueToken(s.priv, s.keyID, userID, sessionKey, now, ttl)
 }
 
+// IssueBrowserSession signs a browser session token for userID, valid
+// from now for ttl (0 means, and at most, credential.MaxBrowserSessionTTL).
+func (s *Signer) IssueBrowserSession(userID string, now time.Time, ttl time.Duration) (string, time.Time, error) {
+	if ttl <= 0 {
+		ttl = credential.MaxBrowserSessionTTL
+	}
+	return credential.IssueBrowserSession(s.priv, s.keyID, userID, now, ttl)
+}
+
 // Assert signs the relay's assertion that subject ("user/ID" or
 // "apikey/ID") offers sdp to partID.
 func (s *Signer) Assert(subject, partID, sdp string, now time.Time) (string, error) {

@@ -4,8 +4,9 @@
 // nothing: it asks the server, and shows the server's answers and refusals
 // as they are. Hiding a link is a convenience; the server decides.
 
-import {createClient} from './connect.js';
+import {Code, createClient} from './connect.js';
 import {byId, h, replace} from './dom.js';
+import {fleetPage} from './fleet.js';
 
 /**
  * readConfig returns the config the server wrote into the page's
@@ -91,23 +92,74 @@ export function signInForm(opts) {
 
 /**
  * signInWithCloud is the fleet app's sign-in: AuthService.SignIn with the
- * form's email and password.
+ * form's email and password, for a browser session. The cloud sets the
+ * session's cookie (HttpOnly: this page never sees the token) and the
+ * browser sends it with the page's calls. onSignedIn, if given, runs after.
  * @param {ReturnType<typeof createClient>} client
+ * @param {(email: string) => void} [onSignedIn]
  */
-export function signInWithCloud(client) {
+export function signInWithCloud(client, onSignedIn) {
   return async ({email, password}) => {
-    const resp = await client.unary('outpost.fleet.v1.AuthService', 'SignIn', {email, password});
+    const resp = await client.unary('outpost.fleet.v1.AuthService', 'SignIn', {email, password, cookieSession: true});
     const who = resp.user && resp.user.email ? resp.user.email : email;
-    replace(byId('who'), who);
+    if (onSignedIn) onSignedIn(who);
+    else replace(byId('who'), who);
     return `Signed in as ${who}`;
   };
 }
 
-function start() {
+/**
+ * showSignedIn puts who is signed in and a sign-out button in the header,
+ * and the Fleet page in the main region.
+ * @param {ReturnType<typeof readConfig>} cfg
+ * @param {ReturnType<typeof createClient>} client
+ * @param {string} who
+ */
+function showSignedIn(cfg, client, who) {
+  const out = h('button', {type: 'button', id: 'signout', class: 'secondary'}, 'Sign out');
+  out.addEventListener('click', async () => {
+    out.disabled = true;
+    try {
+      await client.unary('outpost.fleet.v1.AuthService', 'SignOut', {});
+    } catch (err) {
+      // A session already ended (expired, revoked) is signed out.
+      if (err.code !== Code.Unauthenticated) {
+        out.disabled = false;
+        replace(byId('who'), who, ' ', out, h('span', {class: 'error', role: 'alert'}, ` ${err.message}`));
+        return;
+      }
+    }
+    showSignIn(cfg, client, 'Signed out.');
+  });
+  replace(byId('who'), h('span', {id: 'who-email'}, who), ' ', out);
+  replace(byId('main'), fleetPage({client, syncSeconds: cfg.syncIntervalSeconds}));
+}
+
+/** showSignIn shows the sign-in form, with a line above it if given. */
+function showSignIn(cfg, client, line) {
+  replace(byId('who'));
+  const onSubmit = cfg.app === 'fleet' ? signInWithCloud(client, (who) => showSignedIn(cfg, client, who)) : signInWithCloud(client);
+  const form = signInForm({onSubmit, fingerprint: cfg.fingerprint});
+  replace(byId('main'), line ? h('p', {class: 'status', id: 'signed-out', role: 'status'}, line) : null, form);
+}
+
+async function start() {
   const cfg = readConfig();
   renderShell(cfg);
   const client = createClient({baseUrl: cfg.basePath});
-  replace(byId('main'), signInForm({onSubmit: signInWithCloud(client), fingerprint: cfg.fingerprint}));
+  if (cfg.app === 'fleet') {
+    // A browser session from before (its cookie) signs the page in.
+    try {
+      const me = await client.unary('outpost.fleet.v1.AuthService', 'WhoAmI', {});
+      if (me.email) {
+        showSignedIn(cfg, client, me.email);
+        return;
+      }
+    } catch {
+      // Not signed in (or not a cloud): the form it is.
+    }
+  }
+  showSignIn(cfg, client);
 }
 
 start();

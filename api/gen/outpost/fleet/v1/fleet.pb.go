@@ -131,7 +131,8 @@ func (x *GetServerInfoResponse) GetCommit() string {
 	return ""
 }
 
-// SignOutRequest takes no arguments: the token of the call is revoked.
+// SignOutRequest takes no arguments: the token of the call is revoked (a
+// browser session's cookie is cleared too).
 type SignOutRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -346,10 +347,19 @@ type SignInRequest struct {
 	TtlSeconds int64 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	// The session's 32-byte Ed25519 public key: the client keeps the private
 	// key and the token is bound to this one (cnf.jkt), so every request
-	// must carry a proof signed by it (see package credential).
+	// must carry a proof signed by it (see package credential). Leave it
+	// empty with cookie_session.
 	SessionPublicKey []byte `protobuf:"bytes,4,opt,name=session_public_key,json=sessionPublicKey,proto3" json:"session_public_key,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Ask for a browser session instead of a token: the cloud answers with
+	// no access_token and sets an HttpOnly, SameSite=Strict cookie
+	// (__Host-outpost_session over TLS, outpost_session otherwise) holding a
+	// token for the cloud alone, bound to no key, which parts refuse. The
+	// cloud accepts it only from the cookie, on Connect POSTs a page of its
+	// own origin made (docs/CREDENTIALS.md). ttl_seconds is then at most
+	// 43200 (12 hours); 0 means 12 hours.
+	CookieSession bool `protobuf:"varint,5,opt,name=cookie_session,json=cookieSession,proto3" json:"cookie_session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SignInRequest) Reset() {
@@ -408,6 +418,13 @@ func (x *SignInRequest) GetSessionPublicKey() []byte {
 		return x.SessionPublicKey
 	}
 	return nil
+}
+
+func (x *SignInRequest) GetCookieSession() bool {
+	if x != nil {
+		return x.CookieSession
+	}
+	return false
 }
 
 // SignInResponse carries the access token.
@@ -8594,13 +8611,14 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x16ChangePasswordResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x90\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb7\x01\n" +
 	"\rSignInRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
 	"ttlSeconds\x12,\n" +
-	"\x12session_public_key\x18\x04 \x01(\fR\x10sessionPublicKey\"\x9a\x01\n" +
+	"\x12session_public_key\x18\x04 \x01(\fR\x10sessionPublicKey\x12%\n" +
+	"\x0ecookie_session\x18\x05 \x01(\bR\rcookieSession\"\x9a\x01\n" +
 	"\x0eSignInResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x129\n" +
 	"\n" +
