@@ -21,9 +21,12 @@ export function readConfig() {
   return cfg;
 }
 
-/** The navigation of each app: [label, path below basePath]. */
+/**
+ * The navigation of each app: [label, path below basePath]. Only pages that
+ * exist are listed: a link to a page still to come would lead nowhere.
+ */
 const NAV = {
-  fleet: [['Fleet', ''], ['Organization', 'org']],
+  fleet: [['Fleet', '']],
   console: [['Status', ''], ['Control', 'control'], ['Logs', 'logs'], ['Data', 'data'], ['Config', 'config']],
 };
 
