@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -39,4 +40,43 @@ type PartialBlobs interface {
 	// returns how many it discarded. A part still sending one starts it
 	// again from offset 0.
 	ExpirePartialBlobs(ctx context.Context) (int, error)
+}
+
+// PartialLimits bound a part's incomplete blobs; a Store that implements
+// PartialBlobs admits new blobs with Admit and expires them after TTL.
+type PartialLimits struct {
+	// Quota bounds the declared bytes of a part's incomplete blobs.
+	Quota uint64
+	// MaxCount bounds how many incomplete blobs a part has.
+	MaxCount int
+	// TTL is how long an incomplete blob is kept without a chunk.
+	TTL time.Duration
+}
+
+// WithDefaults returns l with each unset bound at its Default* value.
+func (l PartialLimits) WithDefaults() PartialLimits {
+	if l.Quota == 0 {
+		l.Quota = DefaultPartialBlobQuota
+	}
+	if l.MaxCount <= 0 {
+		l.MaxCount = DefaultMaxPartialBlobs
+	}
+	if l.TTL <= 0 {
+		l.TTL = DefaultPartialBlobTTL
+	}
+	return l
+}
+
+// Admit refuses, with ErrBlobQuota, a new blob of key declaring size bytes
+// beside the part's count other incomplete blobs declaring declared bytes.
+func (l PartialLimits) Admit(key BlobKey, count int, declared, size uint64) error {
+	if count >= l.MaxCount {
+		return fmt.Errorf("put blob %s/%s: the part has %d incomplete blobs, the most it may have: finish or abandon some (they expire after %v without a chunk): %w",
+			key.PartID, key.BlobID, count, l.TTL, ErrBlobQuota)
+	}
+	if size > l.Quota-min(declared, l.Quota) {
+		return fmt.Errorf("put blob %s/%s: it declares %d bytes and the part's incomplete blobs already declare %d of their %d-byte quota: finish or abandon some (they expire after %v without a chunk): %w",
+			key.PartID, key.BlobID, size, declared, l.Quota, l.TTL, ErrBlobQuota)
+	}
+	return nil
 }

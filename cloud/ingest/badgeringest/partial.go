@@ -19,28 +19,18 @@ import (
 // p\0PART\0BLOB so that the quota check and the expiry sweep read only
 // incomplete blobs, never the many a part has finished.
 type partialLimits struct {
-	clock    clock.Clock
-	quota    uint64
-	maxCount int
-	ttl      time.Duration
+	ingest.PartialLimits
+	clock clock.Clock
 	// mu serializes, per part, the quota check with the reservation it
 	// makes, so two blobs starting at once cannot both fit the last room.
 	mu [lockStripes]sync.Mutex
 }
 
 func newPartialLimits(opts Options) *partialLimits {
-	p := &partialLimits{clock: opts.Clock, quota: opts.PartialBlobQuota, maxCount: opts.MaxPartialBlobs, ttl: opts.PartialBlobTTL}
+	p := &partialLimits{clock: opts.Clock, PartialLimits: ingest.PartialLimits{
+		Quota: opts.PartialBlobQuota, MaxCount: opts.MaxPartialBlobs, TTL: opts.PartialBlobTTL}.WithDefaults()}
 	if p.clock == nil {
 		p.clock = clock.NewReal()
-	}
-	if p.quota == 0 {
-		p.quota = ingest.DefaultPartialBlobQuota
-	}
-	if p.maxCount <= 0 {
-		p.maxCount = ingest.DefaultMaxPartialBlobs
-	}
-	if p.ttl <= 0 {
-		p.ttl = ingest.DefaultPartialBlobTTL
 	}
 	return p
 }
@@ -92,16 +82,10 @@ func (s *Store) reservePartial(key ingest.BlobKey, size uint64) error {
 		if err != nil {
 			return fmt.Errorf("put blob %s/%s: read the part's incomplete blobs: %w", key.PartID, key.BlobID, err)
 		}
-		lim := s.partial
-		if count >= lim.maxCount {
-			return fmt.Errorf("put blob %s/%s: the part has %d incomplete blobs, the most it may have: finish or abandon some (they expire after %v without a chunk): %w",
-				key.PartID, key.BlobID, count, lim.ttl, ingest.ErrBlobQuota)
+		if err := s.partial.Admit(key, count, declared, size); err != nil {
+			return err
 		}
-		if size > lim.quota-min(declared, lim.quota) {
-			return fmt.Errorf("put blob %s/%s: it declares %d bytes and the part's incomplete blobs already declare %d of their %d-byte quota: finish or abandon some (they expire after %v without a chunk): %w",
-				key.PartID, key.BlobID, size, declared, lim.quota, lim.ttl, ingest.ErrBlobQuota)
-		}
-		return txn.Set(join('p', key.PartID, key.BlobID), encodePartial(size, lim.clock.Now()))
+		return txn.Set(join('p', key.PartID, key.BlobID), encodePartial(size, s.partial.clock.Now()))
 	})
 }
 
@@ -122,7 +106,7 @@ func (s *Store) PartialBlobUsage(_ context.Context, partID string) (count int, d
 
 // ExpirePartialBlobs discards abandoned incomplete blobs; see ingest.PartialBlobs.
 func (s *Store) ExpirePartialBlobs(ctx context.Context) (int, error) {
-	cutoff := s.partial.clock.Now().Add(-s.partial.ttl)
+	cutoff := s.partial.clock.Now().Add(-s.partial.TTL)
 	var stale []ingest.BlobKey
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := []byte{'p', 0}

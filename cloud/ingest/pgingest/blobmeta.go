@@ -115,13 +115,8 @@ func (s *Store) reservePartial(ctx context.Context, conn *pgxpool.Conn, key inge
 		if err != nil {
 			return fmt.Errorf("put blob %s/%s: read the part's incomplete blobs: %w", key.PartID, key.BlobID, err)
 		}
-		if count >= s.maxCount {
-			return fmt.Errorf("put blob %s/%s: the part has %d incomplete blobs, the most it may have: finish or abandon some (they expire after %v without a chunk): %w",
-				key.PartID, key.BlobID, count, s.ttl, ingest.ErrBlobQuota)
-		}
-		if m.Size > s.quota-min(declared, s.quota) {
-			return fmt.Errorf("put blob %s/%s: it declares %d bytes and the part's incomplete blobs already declare %d of their %d-byte quota: finish or abandon some (they expire after %v without a chunk): %w",
-				key.PartID, key.BlobID, m.Size, declared, s.quota, s.ttl, ingest.ErrBlobQuota)
+		if err := s.limits.Admit(key, count, declared, m.Size); err != nil {
+			return err
 		}
 		return s.saveBlob(ctx, tx, key, m)
 	})
@@ -314,7 +309,7 @@ func (s *Store) PartialBlobUsage(ctx context.Context, partID string) (int, uint6
 
 // ExpirePartialBlobs discards abandoned incomplete blobs; see ingest.PartialBlobs.
 func (s *Store) ExpirePartialBlobs(ctx context.Context) (int, error) {
-	cutoff := s.clock.Now().Add(-s.ttl).UnixNano()
+	cutoff := s.clock.Now().Add(-s.limits.TTL).UnixNano()
 	rows, _ := s.pool.Query(ctx, "SELECT part_id, blob_id FROM ingest_blobs WHERE NOT complete AND NOT deleted AND touched_ns < $1", cutoff)
 	stale, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ingest.BlobKey])
 	if err != nil {

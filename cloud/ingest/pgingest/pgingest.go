@@ -104,12 +104,10 @@ type Options struct {
 
 // Store is the PostgreSQL implementation of ingest.Store.
 type Store struct {
-	pool     *pgxpool.Pool
-	blobs    ingest.BlobStore
-	clock    clock.Clock
-	quota    uint64
-	maxCount int
-	ttl      time.Duration
+	pool   *pgxpool.Pool
+	blobs  ingest.BlobStore
+	clock  clock.Clock
+	limits ingest.PartialLimits
 }
 
 var (
@@ -144,18 +142,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store: %w", err)
 	}
-	s := &Store{pool: pool, blobs: opts.Blobs, clock: opts.Clock, quota: opts.PartialBlobQuota, maxCount: opts.MaxPartialBlobs, ttl: opts.PartialBlobTTL}
+	s := &Store{pool: pool, blobs: opts.Blobs, clock: opts.Clock, limits: ingest.PartialLimits{
+		Quota: opts.PartialBlobQuota, MaxCount: opts.MaxPartialBlobs, TTL: opts.PartialBlobTTL}.WithDefaults()}
 	if s.clock == nil {
 		s.clock = clock.NewReal()
-	}
-	if s.quota == 0 {
-		s.quota = ingest.DefaultPartialBlobQuota
-	}
-	if s.maxCount <= 0 {
-		s.maxCount = ingest.DefaultMaxPartialBlobs
-	}
-	if s.ttl <= 0 {
-		s.ttl = ingest.DefaultPartialBlobTTL
 	}
 	return s, nil
 }
