@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -179,4 +181,35 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// EmptyHashState is the running SHA-256 of a blob that has received no
+// bytes, marshalled as a Store keeps it between chunks.
+func EmptyHashState() ([]byte, error) {
+	st, err := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("hash state: %w", err)
+	}
+	return st, nil
+}
+
+// NextChunk is what chunk c adds to a blob that holds its first received
+// bytes, with state the running SHA-256 of them: the bytes to write at
+// offset received, the running state after them and the digest so far.
+// data is nil when c leaves a gap (the part resumes where the progress
+// says) or brings nothing new, and then nothing is to be written.
+func NextChunk(c BlobChunk, received uint64, state []byte) (data, next, sum []byte, err error) {
+	if c.Offset > received || c.Offset+uint64(len(c.Data)) <= received {
+		return nil, nil, nil, nil
+	}
+	data = c.Data[received-c.Offset:]
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return nil, nil, nil, fmt.Errorf("hash state: %w", err)
+	}
+	h.Write(data)
+	if next, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		return nil, nil, nil, fmt.Errorf("hash state: %w", err)
+	}
+	return data, next, h.Sum(nil), nil
 }

@@ -1,7 +1,9 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"io/fs"
@@ -74,4 +76,39 @@ func TestFileBlobStoreConformance(t *testing.T) {
 		}
 		return b
 	})
+}
+
+// TestNextChunk: a chunk adds only the bytes past what the blob holds; a
+// gap, a repeat or a damaged hash state adds nothing.
+func TestNextChunk(t *testing.T) {
+	st, err := ingest.EmptyHashState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	abc := sha256.Sum256([]byte("abc"))
+	_, afterA, _, err := ingest.NextChunk(ingest.BlobChunk{Offset: 0, Data: []byte("a")}, 0, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		c        ingest.BlobChunk
+		received uint64
+		state    []byte
+		want     string
+		sum      []byte
+		err      bool
+	}{
+		{"first bytes", ingest.BlobChunk{Offset: 0, Data: []byte("abc")}, 0, st, "abc", abc[:], false},
+		{"overlap: only what is new", ingest.BlobChunk{Offset: 0, Data: []byte("abc")}, 1, afterA, "bc", abc[:], false},
+		{"a gap", ingest.BlobChunk{Offset: 2, Data: []byte("c")}, 1, afterA, "", nil, false},
+		{"received before", ingest.BlobChunk{Offset: 0, Data: []byte("a")}, 1, afterA, "", nil, false},
+		{"empty at the end", ingest.BlobChunk{Offset: 1}, 1, afterA, "", nil, false},
+		{"damaged state", ingest.BlobChunk{Offset: 1, Data: []byte("bc")}, 1, []byte("not a sha256 state"), "", nil, true},
+	} {
+		data, _, sum, err := ingest.NextChunk(tc.c, tc.received, tc.state)
+		if (err != nil) != tc.err || string(data) != tc.want || !bytes.Equal(sum, tc.sum) {
+			t.Errorf("%s: data %q sum %x err %v; want %q %x error %v", tc.name, data, sum, err, tc.want, tc.sum, tc.err)
+		}
+	}
 }

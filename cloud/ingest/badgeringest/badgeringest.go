@@ -35,7 +35,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -966,9 +965,9 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 				return ingest.BlobProgress{}, err
 			}
 		}
-		st, err := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
+		st, err := ingest.EmptyHashState()
 		if err != nil {
-			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: %w", c.PartID, c.BlobID, err)
 		}
 		m = blobMeta{Size: c.Size, SHA256: bytes.Clone(c.SHA256), Name: c.Name, Meta: c.Meta, HashState: st}
 	}
@@ -977,28 +976,21 @@ func (s *Store) PutBlobChunk(ctx context.Context, c ingest.BlobChunk) (ingest.Bl
 		return progress(), nil
 	}
 	if m.Received < m.Size {
-		end := c.Offset + uint64(len(c.Data))
-		switch {
-		case c.Offset > m.Received:
-			// A gap: store nothing; the answer says where to resume.
-			return progress(), nil
-		case end <= m.Received:
-			return progress(), nil // received before
+		data, next, sum, err := ingest.NextChunk(c, m.Received, m.HashState)
+		if err != nil {
+			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: %w", c.PartID, c.BlobID, err)
 		}
-		data := c.Data[m.Received-c.Offset:] // only what is new
-		h := sha256.New()
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(m.HashState); err != nil {
-			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
+		if data == nil {
+			// A gap, or bytes received before: store nothing; the answer
+			// says where to resume.
+			return progress(), nil
 		}
 		if err := s.blobs.WriteAt(ctx, key, m.Received, data); err != nil {
 			return progress(), err
 		}
-		h.Write(data)
-		if m.HashState, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
-			return ingest.BlobProgress{}, fmt.Errorf("put blob %s/%s: hash state: %w", c.PartID, c.BlobID, err)
-		}
+		m.HashState = next
 		m.Received += uint64(len(data))
-		if m.Received == m.Size && !bytes.Equal(h.Sum(nil), m.SHA256) {
+		if m.Received == m.Size && !bytes.Equal(sum, m.SHA256) {
 			// Keep nothing of it: the part sends the whole blob again.
 			if err := s.blobs.Discard(ctx, key); err != nil {
 				return ingest.BlobProgress{}, err

@@ -37,7 +37,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"embed"
-	"encoding"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -779,9 +778,4 @@ func (s *Store) Status(ctx context.Context, partID string) (ingest.PartStatus, e
 		return ingest.PartStatus{}, fmt.Errorf("read status of %s: decode: %w", partID, err)
 	}
 	return ingest.PartStatus{Status: st, At: time.Unix(0, at).UTC()}, nil
-}
-
-// hashState is the SHA-256 state of no bytes.
-func hashState() ([]byte, error) {
-	return sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
 }
