@@ -179,3 +179,23 @@ func appliedVersions(ctx context.Context, conn *pgx.Conn, component string) ([]i
 	}
 	return vs, nil
 }
+
+// Connect opens a pool on the database at url (a postgres:// URL or a
+// libpq connection string) and applies what set lacks, so a store is
+// never handed a database its code does not match.
+func Connect(ctx context.Context, url string, set Set) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The URL may hold a password: say what is wrong, not what it is.
+		return nil, errors.New("the database URL does not parse")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := Apply(ctx, pool, set); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}

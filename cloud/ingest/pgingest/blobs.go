@@ -43,7 +43,7 @@ var _ ingest.BlobStore = (*BlobStore)(nil)
 // a blob's lock on one of its own while this one writes, so the two never
 // wait on each other's pool.
 func OpenBlobStore(ctx context.Context, url string) (*BlobStore, error) {
-	pool, err := connect(ctx, url, BlobMigrations())
+	pool, err := pgmigrate.Connect(ctx, url, BlobMigrations())
 	if err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}

@@ -114,30 +114,13 @@ var (
 	_ ingest.PartialBlobs = (*Store)(nil)
 )
 
-func connect(ctx context.Context, url string, set pgmigrate.Set) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		// The URL may hold a password: say what is wrong, not what it is.
-		return nil, errors.New("the database URL does not parse")
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := pgmigrate.Apply(ctx, pool, set); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return pool, nil
-}
-
 // Open connects to the database, applies the migrations it lacks and
 // returns the store. Replicas may open the same database at once.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.URL == "" || opts.Blobs == nil {
 		return nil, errors.New("open ingest store: URL and Blobs are required")
 	}
-	pool, err := connect(ctx, opts.URL, Migrations())
+	pool, err := pgmigrate.Connect(ctx, opts.URL, Migrations())
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store: %w", err)
 	}

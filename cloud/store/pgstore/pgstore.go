@@ -72,17 +72,8 @@ var _ store.Store = (*Store)(nil)
 // connection string), applies the migrations it lacks and returns the
 // store. Replicas may open the same database at once.
 func Open(ctx context.Context, url string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	pool, err := pgmigrate.Connect(ctx, url, Migrations())
 	if err != nil {
-		// The URL may hold a password: say what is wrong, not what it is.
-		return nil, errors.New("open cloud store: the database URL does not parse")
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open cloud store: %w", err)
-	}
-	if err := pgmigrate.Apply(ctx, pool, Migrations()); err != nil {
-		pool.Close()
 		return nil, fmt.Errorf("open cloud store: %w", err)
 	}
 	return &Store{pool: pool}, nil
