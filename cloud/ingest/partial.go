@@ -80,3 +80,23 @@ func (l PartialLimits) Admit(key BlobKey, count int, declared, size uint64) erro
 	}
 	return nil
 }
+
+// ExpireEach runs expire on each stale incomplete blob, for
+// PartialBlobs.ExpirePartialBlobs, and counts those it discarded. It stops
+// at the first error, or when ctx ends, with the count so far.
+func ExpireEach(ctx context.Context, stale []BlobKey, expire func(context.Context, BlobKey) (bool, error)) (int, error) {
+	n := 0
+	for _, key := range stale {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("expire incomplete blobs: %w", err)
+		}
+		expired, err := expire(ctx, key)
+		if err != nil {
+			return n, err
+		}
+		if expired {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -134,20 +134,9 @@ func (s *Store) ExpirePartialBlobs(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("expire incomplete blobs: %w", err)
 	}
-	n := 0
-	for _, key := range stale {
-		if err := ctx.Err(); err != nil {
-			return n, fmt.Errorf("expire incomplete blobs: %w", err)
-		}
-		expired, err := s.expirePartial(ctx, key, cutoff)
-		if err != nil {
-			return n, err
-		}
-		if expired {
-			n++
-		}
-	}
-	return n, nil
+	return ingest.ExpireEach(ctx, stale, func(ctx context.Context, key ingest.BlobKey) (bool, error) {
+		return s.expirePartial(ctx, key, cutoff)
+	})
 }
 
 // expirePartial discards one incomplete blob if, under its lock, it is
