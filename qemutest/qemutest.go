@@ -31,6 +31,11 @@ func Command(name string, args ...string) *exec.Cmd {
 	return exec.Command(name, args...)
 }
 
+// Emulated reports whether these tests run under the emulator, started by
+// RunArm64. Crash tests use it to kill fewer times there: each emulated start
+// costs seconds, and the native run already covers the full count.
+func Emulated() bool { return os.Getenv(WrapperEnv) != "" }
+
 // RunArm64 cross-compiles the tests of the package in the working directory
 // (a test's own package) for linux/arm64, runs those matching the regular
 // expression run under qemu, and fails t unless every test named in want
@@ -41,7 +46,7 @@ func RunArm64(t testing.TB, run string, want ...string) string {
 	if testing.Short() {
 		t.Skip("cross-compiles and emulates")
 	}
-	if runtime.GOARCH == "arm64" || os.Getenv(WrapperEnv) != "" {
+	if runtime.GOARCH == "arm64" || Emulated() {
 		t.Skip("already on arm64: the tests run natively")
 	}
 	emu, err := exec.LookPath(qemu)
