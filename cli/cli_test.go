@@ -307,3 +307,36 @@ func TestHelpNeverPrintsSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestMistypedSubcommandFails: a mistyped subcommand at any depth is an
+// error (exit 1) naming what was meant, never help with success; a group
+// given no subcommand still prints its help.
+func TestMistypedSubcommandFails(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // "" for success
+	}{
+		{[]string{"machin"}, `unknown command "machin" for "outpost": did you mean "machine"?`},
+		{[]string{"machine", "lst"}, `unknown command "lst" for "outpost machine": did you mean one of get, list?`},
+		{[]string{"robot", "cnfig"}, `unknown command "cnfig" for "outpost robot": did you mean "config"?`},
+		{[]string{"zzzz"}, `unknown command "zzzz" for "outpost": see 'outpost --help'`},
+		{[]string{"org", "\x1b[31mred"}, `unknown command "\x1b[31mred" for "outpost org"`},
+		{[]string{"machine"}, ""},
+		{nil, ""},
+	} {
+		root := newRoot(osEnv())
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(tc.args)
+		err := root.Execute()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.args, err)
+		case tc.want == "" && !strings.Contains(out.String(), "Usage:"):
+			t.Errorf("%q printed no help:\n%s", tc.args, out.String())
+		case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+			t.Errorf("%q: got %v, want %s", tc.args, err, tc.want)
+		}
+	}
+}
