@@ -4,12 +4,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
@@ -25,56 +27,100 @@ func main() {
 // bootstrap-file error, which systemd's RestartPreventExitStatus tells from
 // a crash: restarting will not fix it.
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("outpostd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	config := fs.String("config", daemon.DefaultConfigPath, "bootstrap file written when the part was provisioned")
-	dataDir := fs.String("data-dir", daemon.DefaultDataDir, "folder of the local store")
-	listen := fs.String("listen", ":8443", "control plane address (TLS)")
-	metrics := fs.String("metrics", daemon.DefaultMetricsListen, "loopback address serving Prometheus /metrics, or - for none")
-	mdns := fs.String("mdns", "*", "announce the control port with mDNS on this interface (* for every one, - for none)")
-	runtimeDir := fs.String("runtime-dir", daemon.DefaultRuntimeDir, "folder of the break-glass socket and module sockets")
-	syncEvery := fs.Duration("sync-interval", 0, "time between sync cycles until the cloud sets one (default 15s; 1s to 1h)")
-	level := fs.String("log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
-	format := fs.String("log-format", "", "json or console; default: console on a terminal, else json (journald)")
-	fsyncDelay := fs.Duration("fault-fsync-delay", 0, "fault injection for tests: each synced commit of the store waits this long more, as on a slow SD card (never in production; at most 1s)")
-	if err := fs.Parse(args); err != nil {
+	code := 0
+	root := &cobra.Command{
+		Use:           "outpostd",
+		Short:         "The daemon every robot part runs under systemd",
+		Long:          "outpostd keeps a robot part's config, logs and captures in its store, syncs with the fleet cloud, and serves the control plane to field technicians on the local network.",
+		Version:       version.String("outpostd"),
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	var o flags
+	fs := root.Flags()
+	fs.StringVar(&o.config, "config", daemon.DefaultConfigPath, "bootstrap file written when the part was provisioned")
+	fs.StringVar(&o.dataDir, "data-dir", daemon.DefaultDataDir, "folder of the local store")
+	fs.StringVar(&o.listen, "listen", ":8443", "control plane address (TLS)")
+	fs.StringVar(&o.metrics, "metrics", daemon.DefaultMetricsListen, "loopback address serving Prometheus /metrics, or - for none")
+	fs.StringVar(&o.mdns, "mdns", "*", "announce the control port with mDNS on this interface (* for every one, - for none)")
+	fs.StringVar(&o.runtimeDir, "runtime-dir", daemon.DefaultRuntimeDir, "folder of the break-glass socket and module sockets")
+	fs.DurationVar(&o.syncEvery, "sync-interval", 0, "time between sync cycles until the cloud sets one (default 15s; 1s to 1h)")
+	fs.StringVar(&o.level, "log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
+	fs.StringVar(&o.format, "log-format", "", "json or console; default: console on a terminal, else json (journald)")
+	fs.DurationVar(&o.fsyncDelay, "fault-fsync-delay", 0, "fault injection for tests: each synced commit of the store waits this long more, as on a slow SD card (never in production; at most 1s)")
+	root.RunE = func(*cobra.Command, []string) error {
+		code = serve(o, stderr)
+		return nil
+	}
+	root.AddCommand(completionCmd(root))
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "outpostd:", err)
+		fmt.Fprintln(stderr, "see 'outpostd --help'")
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "outpostd: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	return code
+}
+
+// completionCmd prints the shell completion script for outpostd.
+func completionCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:       "completion bash|zsh|fish",
+		Short:     "Print the shell completion script",
+		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
+		ValidArgs: []string{"bash", "zsh", "fish"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(out, true)
+			case "zsh":
+				return root.GenZshCompletion(out)
+			default:
+				return root.GenFishCompletion(out, true)
+			}
+		},
 	}
-	if *showVersion {
-		fmt.Fprintln(stdout, version.String("outpostd"))
-		return 0
-	}
-	lvl, err := logging.ParseLevel(*level)
+}
+
+// flags are outpostd's command-line flags.
+type flags struct {
+	config, dataDir, listen, metrics, mdns, runtimeDir, level, format string
+	syncEvery, fsyncDelay                                             time.Duration
+}
+
+// serve checks the flags' values and runs the daemon until it stops.
+func serve(o flags, stderr io.Writer) int {
+	lvl, err := logging.ParseLevel(o.level)
 	if err != nil {
 		fmt.Fprintf(stderr, "outpostd: --log-level: %v\n", err)
 		return 2
 	}
-	if *syncEvery != 0 && (*syncEvery < time.Second || *syncEvery > time.Hour) {
-		fmt.Fprintf(stderr, "outpostd: --sync-interval %s: want between 1s and 1h\n", *syncEvery)
+	if o.syncEvery != 0 && (o.syncEvery < time.Second || o.syncEvery > time.Hour) {
+		fmt.Fprintf(stderr, "outpostd: --sync-interval %s: want between 1s and 1h\n", o.syncEvery)
 		return 2
 	}
-	if *fsyncDelay < 0 || *fsyncDelay > time.Second {
-		fmt.Fprintf(stderr, "outpostd: --fault-fsync-delay %s: want between 0 and 1s\n", *fsyncDelay)
+	if o.fsyncDelay < 0 || o.fsyncDelay > time.Second {
+		fmt.Fprintf(stderr, "outpostd: --fault-fsync-delay %s: want between 0 and 1s\n", o.fsyncDelay)
 		return 2
 	}
-	if err := daemon.CheckMetricsListen(*metrics); err != nil {
+	if err := daemon.CheckMetricsListen(o.metrics); err != nil {
 		fmt.Fprintf(stderr, "outpostd: --metrics: %v\n", err)
 		return 2
 	}
-	f := logging.Format(*format)
+	f := logging.Format(o.format)
 	if f != logging.FormatAuto && f != logging.FormatJSON && f != logging.FormatConsole {
-		fmt.Fprintf(stderr, "outpostd: --log-format %q: want json or console\n", *format)
+		fmt.Fprintf(stderr, "outpostd: --log-format %q: want json or console\n", o.format)
 		return 2
 	}
 	err = daemon.Run(context.Background(), daemon.Options{
-		ConfigPath: *config, DataDir: *dataDir, Listen: *listen, MetricsListen: *metrics, MDNSInterface: strings.TrimPrefix(*mdns, "-"),
-		RuntimeDir: *runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version, SyncInterval: *syncEvery,
-		FaultFsyncDelay: *fsyncDelay,
+		ConfigPath: o.config, DataDir: o.dataDir, Listen: o.listen, MetricsListen: o.metrics, MDNSInterface: strings.TrimPrefix(o.mdns, "-"),
+		RuntimeDir: o.runtimeDir, LogLevel: lvl, LogFormat: f, Stderr: stderr, Version: version.Version, SyncInterval: o.syncEvery,
+		FaultFsyncDelay: o.fsyncDelay,
 	})
 	if err == nil {
 		return 0
