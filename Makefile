@@ -96,7 +96,7 @@ bench:
 
 # The README's run command: the one-command demo (package demo). It starts
 # outpost-cloud and two parts' outpostd on loopback from bin/ and drives them
-# through the outpost CLI; DEMO_FLAGS=--keep keeps its temporary folder.
+# through the outpost CLI; DEMO_FLAGS=--keep keeps its temporary folder and keeps the cloud and the parts running for the fleet app until Ctrl-C.
 DEMO_FLAGS ?=
 demo: build
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/outpost-demo

@@ -60,6 +60,9 @@ type Options struct {
 	// Keep leaves the temporary folder (the cloud's data, the parts'
 	// stores, logs and bootstrap files) in place and prints its path.
 	Keep bool
+	// Stay keeps the cloud and both parts running after the summary, for
+	// the fleet app, until ctx is done; the run still counts as passed.
+	Stay bool
 	// TempDir is where the temporary folder is made; "" is the system's.
 	TempDir string
 	// Clock paces the polling and measures the run; nil is the machine's.
@@ -222,8 +225,23 @@ func Run(ctx context.Context, opts Options) (sum *Summary, err error) {
 	}
 	r.sum.Elapsed = r.clk.Uptime() - started
 	r.summary()
+	if opts.Stay {
+		deadline.Stop() // the run's bound is over; the user ends the stay
+		r.rep.printf("\nThe cloud and both parts keep running: open the fleet app at %s/ and sign in as ann@example.com (password in %s). Ctrl-C stops them.",
+			r.cloudURL, filepath.Join(r.dir, "ann.password"))
+		<-ctx.Done()
+		// Ctrl-C reaches only the demo (its children have their own process
+		// groups): stop them as the last step does, and check they exit well.
+		// Each stop is bounded by its own grace.
+		if err := r.step(context.WithoutCancel(ctx), stopAllTitle, r.stopAll); err != nil {
+			return nil, err
+		}
+	}
 	return &r.sum, nil
 }
+
+// stopAllTitle is the last step's.
+const stopAllTitle = "Stop the parts and the cloud"
 
 // step runs one numbered step.
 func (r *run) step(ctx context.Context, title string, f func(ctx context.Context) error) error {
@@ -281,6 +299,8 @@ func (r *run) scenario(ctx context.Context) error {
 	r.rep.printf("Outpost demo: a fleet cloud and two robot parts on 127.0.0.1, driven through the real outpost CLI.")
 	r.rep.printf("Parts sync every %s here, shortened from %s for the demo. Programs from %s; files in %s.",
 		r.opts.SyncInterval, productionSyncInterval, r.opts.Bin, r.dir)
+	r.rep.printf("The fleet app will be at %s/ once the cloud starts: sign in as ann@example.com with the password the demo writes to %s.",
+		r.cloudURL, filepath.Join(r.dir, "ann.password"))
 
 	steps := []struct {
 		title string
@@ -300,7 +320,13 @@ func (r *run) scenario(ctx context.Context) error {
 		{"Keep driving the parts offline while captures pile up", r.driveOffline},
 		{"Restart the cloud and watch the backlog arrive", r.restartCloud},
 		{"Revoke the operator's API key; the parts refuse it after their next sync", r.revokeKey},
-		{"Stop the parts and the cloud", r.stopAll},
+	}
+	if !r.opts.Stay {
+		// With Stay, Run stops them after the stay, as this step.
+		steps = append(steps, struct {
+			title string
+			f     func(context.Context) error
+		}{stopAllTitle, r.stopAll})
 	}
 	for _, s := range steps {
 		if err := r.step(ctx, s.title, s.f); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,10 +111,45 @@ func TestDemo(t *testing.T) {
 
 	t.Run("the whole demo", func(t *testing.T) {
 		parent := shortTempDir(t)
-		out := &syncBuffer{}
-		sum, err := Run(context.Background(), Options{Bin: bin, Out: out, Keep: true, TempDir: parent})
+		// With Stay (--keep), the cloud serves the fleet app after the
+		// summary until the run is interrupted, and the run still passes.
+		out := &syncBuffer{mark: "keep running: open the fleet app at ", at: make(chan struct{})}
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		type result struct {
+			sum *Summary
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			sum, err := Run(ctx, Options{Bin: bin, Out: out, Keep: true, Stay: true, TempDir: parent})
+			done <- result{sum, err}
+		}()
+		var res result
+		select {
+		case <-out.at:
+			url := regexp.MustCompile(`fleet app at (http://\S+/) `).FindStringSubmatch(out.String())
+			if url == nil {
+				t.Fatalf("the stay names no URL:\n%s", out)
+			}
+			resp, err := http.Get(url[1])
+			if err != nil {
+				t.Fatalf("the fleet app during the stay: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("the fleet app during the stay answered %s", resp.Status)
+			}
+			stop()
+			res = <-done
+		case res = <-done:
+		}
+		sum, err := res.sum, res.err
 		if err != nil {
 			t.Fatalf("demo: %v\n%s", err, out)
+		}
+		if !strings.Contains(out.String(), "The fleet app will be at http://") {
+			t.Error("the demo does not open with where the fleet app is")
 		}
 		text := out.String()
 		t.Logf("the demo took %s", sum.Elapsed)
