@@ -39,8 +39,9 @@ export function chart(values, label) {
   if (values.length < 2) return svg;
   const lo = Math.min(...values);
   const hi = Math.max(...values);
-  const span = hi - lo || 1;
-  const pts = values.map((v, i) => `${((i / (CHART_POINTS - 1)) * w).toFixed(1)},${(ht - 4 - ((v - lo) / span) * (ht - 8)).toFixed(1)}`);
+  // A steady reading is a line across the middle.
+  const y = (v) => (hi === lo ? ht / 2 : ht - 4 - ((v - lo) / (hi - lo)) * (ht - 8));
+  const pts = values.map((v, i) => `${((i / (CHART_POINTS - 1)) * w).toFixed(1)},${y(v).toFixed(1)}`);
   const line = document.createElementNS(ns, 'polyline');
   line.setAttribute('points', pts.join(' '));
   line.setAttribute('fill', 'none');

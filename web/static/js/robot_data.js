@@ -1,5 +1,6 @@
 // The DATA tab: the machine's captures as the cloud holds them
-// (DataService.ListCaptures, data.view), images as thumbnails (inline, or
+// (DataService.ListCaptures, data.view; the tab itself is listed, like
+// every tab but CONTROL, to those who may see all tabs: machine.view), images as thumbnails (inline, or
 // read with ReadBlob), their tags, deleting (data.edit: owners; the server
 // decides and the page shows its refusal) and exporting (data.export) to a
 // JSON Lines file.
@@ -28,7 +29,9 @@ function refOf(c) {
 export const dataTab = {
   id: 'data',
   label: 'DATA',
-  action: 'data.view',
+  // A tab of the machine's page, shown to whoever may "see all tabs"; its
+  // calls are decided by data.view, data.edit and data.export.
+  action: 'machine.view',
   render(ctx) {
     const mid = ctx.machine.id;
     const component = h('input', {id: 'data-component', name: 'component', autocomplete: 'off', spellcheck: 'false'});
