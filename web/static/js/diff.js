@@ -142,7 +142,7 @@ export function jsonPathLine(text, path) {
   // find moves to the value at want[k:] inside the value at pos.
   const find = (k) => {
     ws();
-    if (k === want.length) return true;
+    if (k === want.length) return pos < text.length;
     const seg = want[k];
     const c = text[pos];
     if (typeof seg === 'number') {
