@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -417,4 +418,56 @@ func TestRobotPage(t *testing.T) {
 		})
 		tab.Screenshot("robot-control-revoked")
 	})
+}
+
+// BenchmarkRobotMotorRoundTrip measures, in the browser with
+// performance.now, a motor command's round trip from the page to the part
+// and back: MotorSetPower on a WebRTC session signaled through the cloud's
+// relay, made with the page's own modules (connect.js over rtc.js, as the
+// CONTROL tab makes it) and decided by the real part. It reports the p50
+// and p99 in milliseconds (goals on loopback: 30 and 100).
+func BenchmarkRobotMotorRoundTrip(b *testing.B) {
+	f := newRobotFleet(b)
+	tab := chromium.NewTab(b)
+	tab.Navigate(f.cl.URL + "/")
+	signInThroughPage(tab, robotOp, robotOpPW)
+	tab.WaitText("#who-email", robotOp)
+	connectURL, rtcURL := assetOf(b, tab, "connect"), assetOf(b, tab, "rtc")
+	tab.Eval(fmt.Sprintf(`(async () => {
+	  const connect = await import(%q);
+	  const rtc = await import(%q);
+	  const cloud = connect.createClient({baseUrl: ''});
+	  const session = await rtc.dialControl({signaling: rtc.relaySignaling(cloud, %q)});
+	  const part = connect.createClient({baseUrl: rtc.BASE_URL, fetch: session.fetch});
+	  let i = 0;
+	  globalThis.motorOnce = async () => {
+	    const t0 = performance.now();
+	    await part.unary('outpost.control.v1.ComponentService', 'MotorSetPower', {name: 'motor', power: (i++ %% 2) / 2});
+	    return performance.now() - t0;
+	  };
+	  for (let w = 0; w < 20; w++) await globalThis.motorOnce();
+	  return true;
+	})()`, connectURL, rtcURL, f.part.ID), nil)
+	var ms []float64
+	for b.Loop() {
+		var d float64
+		tab.Eval(`globalThis.motorOnce()`, &d)
+		ms = append(ms, d)
+	}
+	slices.Sort(ms)
+	pct := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
+
+// assetOf finds the fingerprinted URL of js/NAME.js among the modules the
+// page preloads.
+func assetOf(tb testing.TB, tab *webtest.Tab, name string) string {
+	tb.Helper()
+	var u string
+	tab.Eval(fmt.Sprintf(`[...document.querySelectorAll('link[rel=modulepreload], script[type=module]')].map(l => l.getAttribute('href') || l.getAttribute('src')).find(u => /\/js\/%s\.[0-9a-f]+\.js$/.test(u)) || ''`, name), &u)
+	if u == "" {
+		tb.Fatalf("the page loads no js/%s.js", name)
+	}
+	return u
 }
