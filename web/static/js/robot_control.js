@@ -174,6 +174,7 @@ export const controlTab = {
         const rtt = h('output', {id: id('rtt'), class: 'hint'});
         power.addEventListener('input', () => replace(shown, `${power.value} %`));
         power.addEventListener('change', async () => {
+          replace(shown, `${power.value} %`);
           const t0 = performance.now();
           try {
             await part.unary(COMP, 'MotorSetPower', {name, power: Number(power.value) / 100});
@@ -194,19 +195,23 @@ export const controlTab = {
           replace(out, `${st.moving ? 'moving' : 'stopped'} · power ${Math.round((st.power || 0) * 100)} % · position ${Number(st.position || 0).toFixed(2)} rev`);
         }, showErr);
       } else if (type === 'sensor') {
-        const values = [];
+        const series = new Map();
         const plot = h('div', {class: 'chart-wrap', id: id('chart')});
         body.push(plot);
         every(SENSOR_MS, () => !live(), async () => {
           const rd = (await part.unary(COMP, 'SensorReadings', {name})).readings || {};
           const keys = Object.keys(rd).sort();
           replace(out, h('dl', {class: 'readings'}, keys.map((k) => [h('dt', null, k), h('dd', null, typeof rd[k] === 'object' ? JSON.stringify(rd[k]) : String(rd[k]))])));
-          const k = keys.find((x) => typeof rd[x] === 'number');
-          if (k !== undefined) {
-            values.push(rd[k]);
-            if (values.length > CHART_POINTS) values.shift();
-            replace(plot, chart(values, `${name} ${k}`));
+          const numeric = keys.filter((x) => typeof rd[x] === 'number');
+          for (const x of numeric) {
+            const vs = series.get(x) || [];
+            vs.push(rd[x]);
+            if (vs.length > CHART_POINTS) vs.shift();
+            series.set(x, vs);
           }
+          // The chart follows the first reading that changes (else the first).
+          const k = numeric.find((x) => new Set(series.get(x)).size > 1) ?? numeric[0];
+          if (k !== undefined) replace(plot, chart(series.get(k), `${name} ${k}`));
         }, showErr);
       } else if (type === 'camera') {
         const img = h('img', {id: id('image'), alt: `${name}: the latest image`, class: 'camera'});
