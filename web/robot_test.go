@@ -279,6 +279,9 @@ func TestRobotPage(t *testing.T) {
 		tab.Click("#config-save")
 		tab.WaitText("#config-status", "Saved as revision 2")
 		cloudtest.Eventually(t, "the part runs the config saved in the page", func() error { return f.hasComponent("motor2", true) })
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("CONFIG's controls without a label: %q", u)
+		}
 		tab.Screenshot("robot-config")
 
 		// HISTORY: the diff of revisions 1 and 2, then revision 1 restored
@@ -289,6 +292,9 @@ func TestRobotPage(t *testing.T) {
 		tab.Eval(`[...document.querySelectorAll('#history-diff .add')].map(e => e.textContent).join('')`, &added)
 		if got := added; !strings.Contains(got, `"name": "motor2"`) || strings.Contains(got, `"thermo"`) {
 			t.Errorf("the diff's added lines: %q", got)
+		}
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("HISTORY's controls without a label: %q", u)
 		}
 		tab.Screenshot("robot-history")
 		tab.Click(`[data-restore="1"]`)
@@ -315,6 +321,9 @@ func TestRobotPage(t *testing.T) {
 				t.Fatalf("the log is not in time order at %d: %s after %s", i, times[i], times[i-1])
 			}
 		}
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("LOGS's controls without a label: %q", u)
+		}
 		tab.Screenshot("robot-logs")
 
 		// DATA: an image's thumbnail read from its blob, a tag, a delete.
@@ -332,6 +341,9 @@ func TestRobotPage(t *testing.T) {
 		tab.Type(`[data-tag-input="`+key+`"]`, "inspected")
 		tab.Click(`[data-tag-add="` + key + `"]`)
 		tab.WaitText(`[data-capture="`+key+`"] .tags`, "inspected")
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("DATA's controls without a label: %q", u)
+		}
 		tab.Screenshot("robot-data")
 		tab.Click(`[data-delete="` + key + `"]`)
 		tab.WaitText("#data-status", "Deleted capture")

@@ -183,8 +183,16 @@ export function robotPage(opts) {
   return page;
 }
 
-/** machineState shows whether the machine is online, from its parts' last contact. */
+/** How often the page asks again whether the machine is online. */
+export const STATE_MS = 5000;
+
+/**
+ * machineState shows whether the machine is online, from its parts' last
+ * contact, and asks again every STATE_MS while the page is shown.
+ */
 async function machineState(opts, machine, badge) {
+  if (opts.signal.aborted) return;
+  setTimeout(() => machineState(opts, machine, badge), STATE_MS);
   try {
     const st = await opts.client.unary(MACHINE, 'GetMachineStatus', {machineId: machine.id});
     const seen = st.lastSeen ? Date.parse(st.lastSeen) : NaN;
