@@ -28,6 +28,10 @@ type proved struct {
 	// until is when the proof stops counting on its own (a user token's
 	// expiry); zero means the bundle alone decides.
 	until time.Time
+	// tokenID and issued name a user's token, so that a bundle revoking it
+	// ends what it opened (GrantsChanged).
+	tokenID string
+	issued  time.Time
 }
 
 // errNonce marks a refusal that only asks for a fresh proof: the client
@@ -85,7 +89,10 @@ func (p *policy) prove(pr credential.Presented, aud string, nonces *credential.N
 		if err := p.tokenRevoked(tc); err != nil {
 			return id, err
 		}
-		id.who, id.until = authz.User(tc.Subject), tc.ExpiresAt.Time
+		id.who, id.until, id.tokenID = authz.User(tc.Subject), tc.ExpiresAt.Time, tc.ID
+		if tc.IssuedAt != nil {
+			id.issued = tc.IssuedAt.Time
+		}
 		if pc, err = credential.VerifySessionProof(pr.Proof, pr.Token, tc, aud); err != nil {
 			return id, err
 		}

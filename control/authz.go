@@ -117,6 +117,10 @@ type authorizer struct {
 
 	mu  sync.Mutex // serializes rebuilding; readers use cur
 	cur atomic.Pointer[policy]
+
+	// live are the calls in progress on the TLS port, which a new bundle
+	// may end (GrantsChanged).
+	live liveCalls
 }
 
 // presented is what a call carries to authenticate: its headers, or a
@@ -178,12 +182,26 @@ func (a *authorizer) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		c, cerr := a.authorize(r.Context(), connOf(r), presentedOf(r.Header), rl)
+		cn := connOf(r)
+		c, cerr := a.authorize(r.Context(), cn, presentedOf(r.Header), rl)
 		if cerr != nil {
 			a.writeError(w, r, cerr)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		ctx := context.WithValue(r.Context(), callerKey{}, c)
+		if cn.fixed == nil && !cn.local {
+			// A WebRTC session's calls end with their session; the
+			// socket's owner is not decided by the bundle.
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			lc := &liveCall{id: c.id, cancel: cancel}
+			a.live.add(lc)
+			defer func() {
+				a.live.remove(lc)
+				cancel(nil)
+			}()
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -138,7 +138,7 @@ func (v *service) FollowLogs(ctx context.Context, req *connect.Request[controlv1
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return cutError(ctx)
 		case e, ok := <-ch:
 			if !ok {
 				return nil

@@ -79,8 +79,15 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 		Store: d.store, Client: client, Clock: d.clk, Logger: d.log,
 		Trust: cloudsync.NewTrust(f.GetPartId(), b.Keys, d.offline), Offline: d.offline,
 		Interval: d.o.SyncInterval, Seed: seed,
-		OnConfig:  func(ctx context.Context, doc *syncv1.ConfigDocument) { d.applyConfig(ctx, doc, "cloud") },
-		OnGrants:  func(_ context.Context, g *syncv1.GrantBundle) { d.grants.cur.Store(g) },
+		OnConfig: func(ctx context.Context, doc *syncv1.ConfigDocument) { d.applyConfig(ctx, doc, "cloud") },
+		OnGrants: func(ctx context.Context, g *syncv1.GrantBundle) {
+			d.grants.cur.Store(g)
+			// What stays open between calls (WebRTC sessions, streams) is
+			// decided again now, not at its next call.
+			if d.ctl != nil {
+				d.ctl.GrantsChanged(ctx)
+			}
+		},
 		OnExpired: d.onExpired,
 		OnRestart: d.restartRobot,
 		Status:    d.partStatus,

@@ -7,6 +7,7 @@
 import {Code, createClient} from './connect.js';
 import {byId, h, replace} from './dom.js';
 import {fleetPage} from './fleet.js';
+import {parseRobotPath, robotPage} from './robot.js';
 
 /**
  * readConfig returns the config the server wrote into the page's
@@ -132,11 +133,62 @@ function showSignedIn(cfg, client, who) {
         return;
       }
     }
+    pageLife.abort();
     showSignIn(cfg, client, 'Signed out.');
   });
   replace(byId('who'), h('span', {id: 'who-email'}, who), ' ', out);
-  replace(byId('main'), fleetPage({client, syncSeconds: cfg.syncIntervalSeconds}));
+  followHistory(cfg, client);
+  showRoute(cfg, client);
 }
+
+// --- Routes of the fleet app ----------------------------------------------
+// Each route reads the path below basePath (null when it is not its page)
+// and makes the page. Moving between pages of the app is history.pushState
+// and showing the route again: no reload, and Back works.
+
+/** The fleet app's pages, the first match shown. */
+const ROUTES = [
+  {match: parseRobotPath, page: (env, r) => robotPage({...env, machineId: r.machineId, tab: r.tab})},
+  {match: (rest) => (rest === '' ? {} : null), page: (env) => fleetPage({client: env.client, syncSeconds: env.cfg.syncIntervalSeconds, basePath: env.cfg.basePath})},
+];
+
+/** The current page's lifetime: aborted when another page is shown. */
+let pageLife = new AbortController();
+
+/**
+ * showRoute shows the page of the current URL in the main region.
+ * @param {ReturnType<typeof readConfig>} cfg
+ * @param {ReturnType<typeof createClient>} client
+ */
+function showRoute(cfg, client) {
+  pageLife.abort();
+  pageLife = new AbortController();
+  const rest = location.pathname.startsWith(cfg.basePath) ? location.pathname.slice(cfg.basePath.length) : '';
+  const navigate = (path) => {
+    history.pushState(null, '', cfg.basePath + path);
+    showRoute(cfg, client);
+    byId('main').focus();
+  };
+  const env = {client, cfg, navigate, signal: pageLife.signal};
+  for (const r of ROUTES) {
+    const m = r.match(rest);
+    if (m) {
+      replace(byId('main'), r.page(env, m));
+      return;
+    }
+  }
+  replace(byId('main'), h('p', {class: 'status error', role: 'alert', id: 'not-found'}, 'There is no such page. ', h('a', {href: cfg.basePath}, 'Go to the fleet')));
+}
+
+/** onHistory shows the page Back and Forward lead to; set once, at sign-in. */
+let onHistory = null;
+
+function followHistory(cfg, client) {
+  if (onHistory) removeEventListener('popstate', onHistory);
+  onHistory = () => showRoute(cfg, client);
+  addEventListener('popstate', onHistory);
+}
+// --- end of routes ---------------------------------------------------------
 
 /** showSignIn shows the sign-in form, with a line above it if given. */
 function showSignIn(cfg, client, line) {

@@ -176,7 +176,7 @@ export function fleetPage(opts) {
     const cells = new Map();
     replace(tbody, rows.map((m) => {
       const tds = COLUMNS.map(([label, f]) => {
-        const td = h('td', {'data-label': label, 'data-field': f}, f === 'name' || f === 'location' ? (m[f] || '—') : '…');
+        const td = h('td', {'data-label': label, 'data-field': f}, f === 'name' ? h('a', {href: `${opts.basePath || '/'}machines/${encodeURIComponent(m.id)}`}, m.name || m.id) : f === 'location' ? (m[f] || '—') : '…');
         cells.set(`${m.id}/${f}`, td);
         return td;
       });
