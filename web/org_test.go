@@ -135,6 +135,7 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 			setValue(tab, "location-parent", parent)
 			tab.Click("#location-create")
 			tab.WaitText("#locations-status", "Created "+name)
+			tab.WaitText("#locations-tree", name)
 		}
 		create("Plant A", "")
 		plant := locationID(t, tab, "Plant A")
@@ -147,6 +148,7 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		setValue(tab, "move-to-"+spare, line)
 		tab.Click("#move-" + spare)
 		tab.WaitText("#locations-status", "Moved Spare")
+		tab.WaitVisible(`li[data-location="` + line + `"] li[data-location="` + spare + `"]`)
 		var path []string
 		evalf(tab, &path, `(() => { let li = document.querySelector('li[data-location=' + CSS.escape(%s) + ']'); const out = []; while (li) { out.push(li.dataset.location); li = li.parentElement.closest('li[data-location]'); } return out; })()`, spare)
 		if strings.Join(path, ">") != spare+">"+line+">"+plant {
@@ -181,6 +183,7 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		tab.Click("#delete-" + spare)
 		tab.Click("#delete-" + spare + "-yes")
 		tab.WaitText("#locations-status", "Deleted Spare")
+		tab.WaitGone(`li[data-location="` + spare + `"]`)
 
 		// A phone: nothing wider than the screen.
 		tab.SetViewport(390, 844, true)
@@ -312,6 +315,7 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		tab.Type("#fragment-name", "base")
 		tab.Click("#fragment-create")
 		tab.WaitText("#fragments-status", "Created base")
+		tab.WaitVisible("#fragments-list tr[data-fragment]")
 		var id string
 		tab.Eval(`document.querySelector('#fragments-list tr[data-fragment]').dataset.fragment`, &id)
 		tab.Click("#open-" + id)
@@ -323,6 +327,7 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		setValue(tab, "fragment-config", `{"components": [{"name": "m1", "type": "motor", "model": "fake"}]}`)
 		tab.Click("#fragment-save")
 		tab.WaitText("#fragments-status", "as revision 2")
+		tab.WaitText("#fragment-title", "revision 2")
 		f, err := cl.Admin(t).Fragment.GetFragment(context.Background(), connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: id}))
 		if err != nil || f.Msg.GetFragment().GetRevision() != 2 || f.Msg.GetFragment().GetConfig().GetComponents()[0].GetName() != "m1" {
 			t.Fatalf("the fragment after the page's edit: %v %v", f, err)
