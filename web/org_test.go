@@ -65,6 +65,14 @@ func setValue(tab *webtest.Tab, id, value string) {
 	evalf(tab, nil, `(() => { const e = document.getElementById(%s); e.value = %s; e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return true; })()`, id, value)
 }
 
+// unlabelled lists the page's visible form controls that have no label a
+// screen reader would read.
+func unlabelled(tab *webtest.Tab) []string {
+	var out []string
+	tab.Eval(`[...document.querySelectorAll('input, select, textarea')].filter((e) => e.offsetParent !== null && e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map((e) => e.id || e.outerHTML)`, &out)
+	return out
+}
+
 // locationID finds a location of the tree by its name.
 func locationID(t *testing.T, tab *webtest.Tab, name string) string {
 	t.Helper()
@@ -169,6 +177,9 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		tab.WaitText("#locations-status", "Shared Plant A with org/"+other.OrgID)
 		tab.WaitVisible(`li[data-location="` + plant + `"] li[data-shared="` + other.OrgID + `"]`)
 		tab.Screenshot("org-locations")
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("controls without a label on the locations page: %q", u)
+		}
 		tab.Click("#unshare-" + plant + "-" + other.OrgID)
 		tab.Click("#unshare-" + plant + "-" + other.OrgID + "-yes")
 		tab.WaitText("#locations-status", "Stopped sharing Plant A")
@@ -203,6 +214,9 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		tab.Navigate(orgURL + "members")
 		tab.WaitVisible("#invite-form")
 		tab.WaitText("#members-list", ownerEmail)
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("controls without a label on the members page: %q", u)
+		}
 		const invitee = "new.hand@example.com"
 		tab.Type("#invite-email", invitee)
 		tab.Click("#invite-send")
@@ -489,6 +503,9 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		mine.Secret = secret
 		reportStatus(t, cl, mine, &syncv1.PartStatus{Version: "1.2.3", ControlCertSha256: fp})
 		tab.Screenshot("tab-security")
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("controls without a label on the SECURITY tab: %q", u)
+		}
 
 		// CODE SAMPLE: this machine's IDs and this cloud, filled in.
 		mount("tab_code.js", "codeTab")
