@@ -451,6 +451,7 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 		tab.Type("#setup-part-name", "arm")
 		tab.Click("#setup-add")
 		tab.WaitText("#setup-status", "Added part arm")
+		tab.WaitText("#setup-parts-list", "arm")
 		var partID string
 		tab.Eval(`[...document.querySelectorAll('#setup-parts-list tr[data-part]')].find((r) => r.textContent.startsWith('arm')).dataset.part`, &partID)
 		tab.Click("#bootstrap-" + partID)
@@ -556,6 +557,49 @@ func TestOrgPagesAgainstTheCloud(t *testing.T) {
 					t.Errorf("%s for %s: action %q allowed %v", mod, tc.email, got.Action, got.Allowed)
 				}
 			}
+		}
+	})
+
+	t.Run("roles", func(t *testing.T) {
+		tab := chromium.NewTab(t)
+		signInFresh(t, tab, cl, ownerEmail, ownerPW)
+		tab.Navigate(orgURL + "roles")
+		tab.WaitText("#roles-count", "grants reach org/"+mine.OrgID)
+		tab.WaitVisible("#grant-form")
+		// Grant the operator ownership of the location, then change it.
+		tab.Type("#grant-subject", "user/"+opEmail)
+		setValue(tab, "grant-role", "owner")
+		setValue(tab, "grant-scope", "location/"+mine.LocationID)
+		tab.Click("#grant-submit")
+		tab.WaitText("#roles-status", opEmail+" is now owner of location/"+mine.LocationID)
+		setValue(tab, "roles-scope", "location/"+mine.LocationID)
+		tab.Click("#roles-show")
+		row := `#roles-list tr[data-scope="location/` + mine.LocationID + `"]`
+		tab.WaitText(row, opEmail)
+		var i string
+		tab.Eval(`document.querySelector('`+row+` select').id.replace('role-', '')`, &i)
+		setValue(tab, "role-"+i, "operator")
+		tab.Click("#change-" + i)
+		tab.WaitText("#roles-status", opEmail+" is now operator of location/"+mine.LocationID)
+		tab.WaitText(row, "operator")
+		// Remove it, asked first.
+		tab.Eval(`document.querySelector('`+row+` select').id.replace('role-', '')`, &i)
+		tab.Click("#remove-" + i)
+		tab.Click("#remove-" + i + "-yes")
+		tab.WaitText("#roles-status", "Removed "+opEmail+"'s role on location/"+mine.LocationID)
+		tab.WaitGone(row)
+		// Limit the operator's organization grant to the machine.
+		orgRow := `#roles-list tr[data-subject^="user/"][data-scope="org/` + mine.OrgID + `"]`
+		var ids []string
+		tab.Eval(`[...document.querySelectorAll('`+orgRow+`')].filter((r) => r.textContent.includes('`+opEmail+`')).map((r) => r.querySelector('input[id^=limit-to-]').id.replace('limit-to-', ''))`, &ids)
+		if len(ids) != 1 {
+			t.Fatalf("the operator's organization grant: %v", ids)
+		}
+		tab.Type("#limit-to-"+ids[0], "machine/"+mine.MachineID)
+		tab.Click("#limit-" + ids[0])
+		tab.WaitText("#roles-status", opEmail+" is now operator of machine/"+mine.MachineID+" only")
+		if u := unlabelled(tab); len(u) > 0 {
+			t.Errorf("controls without a label on the roles page: %q", u)
 		}
 	})
 }

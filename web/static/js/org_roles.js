@@ -13,6 +13,7 @@ export function rolesPage(ctx) {
   const scope = h('input', {type: 'text', autocomplete: 'off', spellcheck: 'false', list: 'role-scopes', value: `org/${orgId}`});
   const show = h('button', {type: 'submit', id: 'roles-show', class: 'secondary'}, 'Show roles');
   const grants = h('div', {id: 'roles'});
+  const count = h('p', {id: 'roles-count'});
   const pick = h('form', {class: 'search', id: 'roles-scope-form'},
     field('roles-scope', 'Roles that reach', scope, 'org/ID, location/ID or machine/ID'),
     scopeList(client, orgId, 'role-scopes'),
@@ -29,7 +30,7 @@ export function rolesPage(ctx) {
       replace(grants);
       return;
     }
-    status.ok(`${(r.grants || []).length} grants reach ${s}.`);
+    replace(count, `${(r.grants || []).length} grants reach ${s}.`);
     // The grant form, for the scope shown: convenience, the server decides.
     form.hidden = true;
     can('role.change', s).then((ok) => { form.hidden = !ok; if (ok) gscope.value = s; });
@@ -70,5 +71,5 @@ export function rolesPage(ctx) {
   });
 
   load();
-  return h('div', null, pick, status, grants, form);
+  return h('div', null, pick, status, count, grants, form);
 }

@@ -96,7 +96,6 @@ export const setupTab = {
       const r = await run(add, status, () => client.unary(SVC.machine, 'AddPart', {machineId: machine.id, name: name.value}));
       if (!r) return;
       name.value = '';
-      status.ok(`Added part ${r.part.name}. Download its bootstrap file to install it.`);
       try {
         machine = machineOf(await client.unary(SVC.machine, 'GetMachine', {machineId: machine.id}));
       } catch (err) {
@@ -104,6 +103,7 @@ export const setupTab = {
         return;
       }
       renderParts();
+      status.ok(`Added part ${r.part.name}. Download its bootstrap file to install it.`);
       const b = document.getElementById(`bootstrap-${r.part.id}`);
       if (b) b.focus();
     });
