@@ -51,7 +51,8 @@ type SMTPConfig struct {
 	// roots and Host as the name.
 	TLSConfig *tls.Config
 	// CloudURL, when set, is named in the mail so the invitee knows where
-	// to accept.
+	// to accept: a link to the fleet app's invitation page, and the CLI's
+	// --cloud.
 	CloudURL string
 }
 
@@ -123,6 +124,12 @@ func (m *smtpMailer) SendInvite(ctx context.Context, inv InviteMail) error {
 	return nil
 }
 
+// InviteURL is the fleet app's invitation page under the cloud's public
+// URL; the mail's link is it with "#" and the code appended.
+func InviteURL(cloudURL string) string {
+	return strings.TrimRight(cloudURL, "/") + "/invite"
+}
+
 // inviteBody is the mail's text. The code is on a line of its own after
 // "Code: ", so people (and tests) find it.
 func inviteBody(inv InviteMail, cloudURL string) string {
@@ -132,8 +139,13 @@ func inviteBody(inv InviteMail, cloudURL string) string {
 	cloud := ""
 	if cloudURL != "" {
 		cloud = " --cloud " + cloudURL
+		// The code rides in the fragment: a browser never sends it to a
+		// server, so no access log or Referer holds it.
+		fmt.Fprintf(&b, "Accept it in your browser, where you choose your password:\n\n%s#%s\n\nor with the CLI:\n\n", InviteURL(cloudURL), inv.Code)
+	} else {
+		fmt.Fprintf(&b, "Accept it with:\n\n")
 	}
-	fmt.Fprintf(&b, "Accept it with:\n\n    outpost user accept-invite%s --password-stdin CODE\n\n", cloud)
+	fmt.Fprintf(&b, "    outpost user accept-invite%s --password-stdin CODE\n\n", cloud)
 	fmt.Fprintf(&b, "giving your new password on stdin (or your current one if you have an account).\n")
 	fmt.Fprintf(&b, "The code works until %s. Nobody else has it; if you did not expect\nthis invitation, ignore this mail.\n", inv.ExpiresAt.UTC().Format(time.RFC3339))
 	return b.String()

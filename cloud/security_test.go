@@ -481,6 +481,11 @@ func TestInvitationsGoOnlyToTheMailbox(t *testing.T) {
 	if len(m.To) != 1 || !strings.Contains(m.Data, "mallory@example.com invited you") || strings.Contains(m.Data, e.adminToken) {
 		t.Fatalf("the mail went to %v and says:\n%s", m.To, m.Data)
 	}
+	// The mail links to the fleet app's page with the code in the
+	// fragment, which a browser never sends to a server.
+	if body := strings.ReplaceAll(m.Data, "=\r\n", ""); !strings.Contains(body, "\r\n"+e.URL+"/invite#"+code+"\r\n") {
+		t.Errorf("the mail does not link to %s/invite#CODE:\n%s", e.URL, m.Data)
+	}
 	for _, guess := range []string{"", strings.Repeat("A", 43), res.GetInvite().GetId()} {
 		if _, err := mallory.User.AcceptInvite(ctx, req(&fleetv1.AcceptInviteRequest{SessionPublicKey: sessionPub, Code: guess, Password: "mallory's choice"})); err == nil {
 			t.Fatalf("accepted with %q", guess)

@@ -33,6 +33,12 @@ func TestShellLoadsUnderCSP(t *testing.T) {
 		Encoded float64 `json:"encoded"`
 		Decoded float64 `json:"decoded"`
 	}
+	// The icon is fetched at low priority, after the modules: wait for it.
+	tab.Eval(`new Promise((resolve) => {
+  const has = () => performance.getEntriesByType('resource').some((r) => r.name.includes('/assets/icon.'));
+  if (has()) return resolve(true);
+  new PerformanceObserver((_, o) => { if (has()) { o.disconnect(); resolve(true); } }).observe({type: 'resource', buffered: true});
+})`, nil)
 	// The page's files, not its calls (the fleet app asks WhoAmI at start).
 	tab.Eval(`performance.getEntriesByType('resource').filter(r => r.initiatorType !== 'fetch').map(r => ({name: r.name, encoded: r.encodedBodySize, decoded: r.decodedBodySize}))`, &res)
 	if len(res) < 4 {

@@ -232,7 +232,7 @@ func TestRobotPage(t *testing.T) {
 		tab.Click(`#fleet-list tr[data-machine="` + f.part.MachineID + `"] td[data-field="name"] a`)
 		tab.WaitVisible("#robot-tabs a")
 		tab.WaitText("#robot-state", "online")
-		if got := strings.Join(visibleTabs(tab), ","); got != "control,config,history,logs,data" {
+		if got := strings.Join(visibleTabs(tab), ","); got != "control,setup,config,history,logs,data,code,security" {
 			t.Errorf("the owner sees tabs %s", got)
 		}
 		if got := tab.Text("#robot-tabs [aria-current=page]"); got != "CONTROL" {
@@ -325,6 +325,26 @@ func TestRobotPage(t *testing.T) {
 			t.Errorf("LOGS's controls without a label: %q", u)
 		}
 		tab.Screenshot("robot-logs")
+
+		// SETUP, CODE SAMPLE and SECURITY, as the registry mounts them.
+		for _, tc := range []struct{ tab, want string }{
+			{"setup", "#setup-title"},
+			{"code", "#code-cli"},
+			{"security", "#security-title"},
+		} {
+			tab.Click("#tab-" + tc.tab)
+			tab.WaitVisible(tc.want)
+			if got := tab.Text("#robot-tabs [aria-current=page]"); got == "" {
+				t.Errorf("on %s no tab is current", tc.tab)
+			}
+			if u := unlabelled(tab); len(u) > 0 {
+				t.Errorf("%s's controls without a label: %q", tc.tab, u)
+			}
+			tab.Screenshot("robot-" + tc.tab)
+		}
+		if got := tab.Text("#code-cli"); !strings.Contains(got, f.part.MachineID) {
+			t.Errorf("CODE SAMPLE lacks the machine's id:\n%s", got)
+		}
 
 		// DATA: an image's thumbnail read from its blob, a tag, a delete.
 		tab.Click("#tab-data")

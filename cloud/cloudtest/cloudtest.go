@@ -182,10 +182,16 @@ func New(tb testing.TB, opts Options) *Cloud {
 			tb.Errorf("cloudtest: close the ingest store: %v", err)
 		}
 	})
+	// The listener first: invitation mails name the cloud's URL.
+	c.srv = httptest.NewUnstartedServer(nil)
+	scheme := "http://"
+	if opts.TLS {
+		scheme = "https://"
+	}
 	c.Mail = mailtest.New(tb)
 	c.remember(c.Mail.Password)
 	mailer, err := cloud.NewSMTPMailer(cloud.SMTPConfig{Host: c.Mail.Host, Port: c.Mail.Port, From: "outpost@cloudtest.example",
-		Username: c.Mail.Username, Password: c.Mail.Password, TLSConfig: c.Mail.TLSConfig})
+		Username: c.Mail.Username, Password: c.Mail.Password, TLSConfig: c.Mail.TLSConfig, CloudURL: scheme + c.srv.Listener.Addr().String()})
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
@@ -194,7 +200,7 @@ func New(tb testing.TB, opts Options) *Cloud {
 		tb.Fatalf("cloudtest: %v", err)
 	}
 
-	c.srv = httptest.NewUnstartedServer(c.Server.Handler())
+	c.srv.Config.Handler = c.Server.Handler()
 	lim := opts.Limits
 	if lim.MaxConns == 0 {
 		lim.MaxConns = cloud.Limits().MaxConns

@@ -8,6 +8,8 @@ import {Code, createClient} from './connect.js';
 import {byId, h, replace} from './dom.js';
 import {fleetPage} from './fleet.js';
 import {parseRobotPath, robotPage} from './robot.js';
+import {orgPage, orgRoute, orgsIndex} from './org.js';
+import {codeFromHash, invitePage} from './invite.js';
 
 /**
  * readConfig returns the config the server wrote into the page's
@@ -27,7 +29,7 @@ export function readConfig() {
  * exist are listed: a link to a page still to come would lead nowhere.
  */
 const NAV = {
-  fleet: [['Fleet', '']],
+  fleet: [['Fleet', ''], ['Organizations', 'orgs']],
   console: [['Status', ''], ['Control', 'control'], ['Logs', 'logs'], ['Data', 'data'], ['Config', 'config']],
 };
 
@@ -149,6 +151,9 @@ function showSignedIn(cfg, client, who) {
 /** The fleet app's pages, the first match shown. */
 const ROUTES = [
   {match: parseRobotPath, page: (env, r) => robotPage({...env, machineId: r.machineId, tab: r.tab})},
+  {match: orgRoute, page: (env, r) => r.orgId
+    ? orgPage({client: env.client, basePath: env.cfg.basePath, orgId: r.orgId, page: r.page, navigate: env.navigate})
+    : orgsIndex({client: env.client, basePath: env.cfg.basePath})},
   {match: (rest) => (rest === '' ? {} : null), page: (env) => fleetPage({client: env.client, syncSeconds: env.cfg.syncIntervalSeconds, basePath: env.cfg.basePath})},
 ];
 
@@ -198,10 +203,45 @@ function showSignIn(cfg, client, line) {
   replace(byId('main'), line ? h('p', {class: 'status', id: 'signed-out', role: 'status'}, line) : null, form);
 }
 
+// --- Routes of the organization pages and of invitations (org.js, invite.js) ---
+
+/** pageRoute returns the path below basePath ('orgs/ID/roles'). */
+function pageRoute(cfg) {
+  const p = location.pathname;
+  return p.startsWith(cfg.basePath) ? p.slice(cfg.basePath.length) : '';
+}
+
+/**
+ * showInvite shows the invitation's acceptance; accepted, the invitee is
+ * signed in (a browser session) and sees the Fleet page. The code is
+ * taken out of the address bar at once.
+ */
+function showInvite(cfg, client) {
+  const code = codeFromHash(location.hash);
+  history.replaceState(null, '', cfg.basePath + 'invite');
+  replace(byId('who'));
+  replace(byId('main'), invitePage({client, code, onSignedIn: (email, grant) => {
+    history.replaceState(null, '', cfg.basePath);
+    showSignedIn(cfg, client, email);
+    byId('main').prepend(h('p', {class: 'status', id: 'invite-accepted', role: 'status'},
+      `Welcome: you are now ${grant ? `${grant.role} of ${grant.scope}` : 'in'}.`));
+  }}));
+}
+
+// --- End of the organization and invitation routes ---
+
 async function start() {
   const cfg = readConfig();
   renderShell(cfg);
   const client = createClient({baseUrl: cfg.basePath});
+  if (cfg.app === 'fleet' && pageRoute(cfg) === 'invite') {
+    // A second link opened in this tab changes only the fragment: read it.
+    addEventListener('hashchange', () => {
+      if (location.hash && pageRoute(cfg) === 'invite') showInvite(cfg, client);
+    });
+    showInvite(cfg, client);
+    return;
+  }
   if (cfg.app === 'fleet') {
     // A browser session from before (its cookie) signs the page in.
     try {

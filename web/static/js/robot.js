@@ -11,6 +11,9 @@ import {controlTab} from './robot_control.js';
 import {configTab, historyTab} from './robot_config.js';
 import {logsTab} from './robot_logs.js';
 import {dataTab} from './robot_data.js';
+import {setupTab} from './tab_setup.js';
+import {securityTab} from './tab_security.js';
+import {codeTab} from './tab_code.js';
 
 const AUTH = 'outpost.fleet.v1.AuthService';
 const ACCESS = 'outpost.fleet.v1.AccessService';
@@ -42,7 +45,7 @@ const LOC = 'outpost.fleet.v1.LocationService';
  * TABS is the registry, in the order the tab list shows them.
  * @type {RobotTab[]}
  */
-export const TABS = [controlTab, configTab, historyTab, logsTab, dataTab];
+export const TABS = [controlTab, setupTab, configTab, historyTab, logsTab, dataTab, codeTab, securityTab];
 
 /**
  * robotPath returns the path of a machine's tab below basePath.
