@@ -405,6 +405,11 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf authz.R
 		if err != nil {
 			return res, invalid("%s: want kind/ID such as org/ID, location/ID or machine/ID", rf.Field.Name())
 		}
+		if res.Kind == rbac.KindFragment {
+			if res, err = s.fragmentOrg(ctx, res.ID); err != nil {
+				return res, err
+			}
+		}
 	case "invite":
 		if !validID(v) {
 			return res, invalid("%s: not an invitation ID", rf.Field.Name())
@@ -435,11 +440,10 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf authz.R
 		if !validID(v) {
 			return res, invalid("%s: not a fragment ID", rf.Field.Name())
 		}
-		err = s.st.View(ctx, func(tx store.Tx) error {
-			f, err := tx.GetFragment(ctx, v)
-			res = rbac.Org(f.OrgID)
-			return err
-		})
+		res, err = s.fragmentOrg(ctx, v)
+		if err != nil {
+			return res, err
+		}
 	default:
 		kind, _ := rbac.ParseResourceKind(rf.Kind)
 		res = rbac.Resource{Kind: kind, ID: v}
@@ -675,4 +679,22 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 
 func invalid(format string, args ...any) error {
 	return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...))
+}
+
+// fragmentOrg is the resource a fragment is decided on: its organization
+// (every fragment row of the seed is an organization-wide permission).
+func (s *Server) fragmentOrg(ctx context.Context, id string) (rbac.Resource, error) {
+	if !validID(id) {
+		return rbac.Resource{}, invalid("not a fragment ID: %q", id)
+	}
+	var res rbac.Resource
+	err := s.st.View(ctx, func(tx store.Tx) error {
+		f, err := tx.GetFragment(ctx, id)
+		res = rbac.Org(f.OrgID)
+		return err
+	})
+	if err != nil {
+		return res, s.errs.Answer("resolve fragment", authz.Explain(err, store.ErrNotFound, "no fragment %q", id))
+	}
+	return res, nil
 }

@@ -28,6 +28,12 @@ func (as accessService) CheckAccess(ctx context.Context, req *connect.Request[fl
 			return nil, invalid("resource: want kind/ID, such as machine/ID")
 		}
 	}
+	if res.Kind == rbac.KindFragment {
+		// A fragment is decided on its organization, as its own calls are.
+		if res, err = s.fragmentOrg(ctx, res.ID); err != nil {
+			return nil, err
+		}
+	}
 	target, err := s.resolveSubject(ctx, m.GetSubject())
 	if err != nil {
 		return nil, err

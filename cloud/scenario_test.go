@@ -127,6 +127,22 @@ func TestFleetLifecycle(t *testing.T) {
 	if chk.GetAllowed() || chk.GetReason() != "not-permitted" {
 		t.Fatalf("check %v", chk)
 	}
+	// A fragment is decided on its organization, as its own calls are.
+	frag := check(a.Fragment.CreateFragment(ctx, req(&fleetv1.CreateFragmentRequest{OrgId: org.GetId(), Name: "checked"})))(t)
+	chk = check(a.Access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:alice@example.com", Action: "fragment.edit", Resource: "fragment/" + frag.GetFragment().GetId()})))(t)
+	if !chk.GetAllowed() {
+		t.Fatalf("the org's owner may not edit its fragment: %v", chk)
+	}
+	chk = check(a.Access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:bob@example.com", Action: "fragment.edit", Resource: "fragment/" + frag.GetFragment().GetId()})))(t)
+	if chk.GetAllowed() {
+		t.Fatalf("an operator may edit a fragment: %v", chk)
+	}
+	for _, bad := range []string{"fragment/nope", "fragment/../x", "fragment/" + strings.Repeat("a", 300)} {
+		_, err = a.Access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:alice@example.com", Action: "fragment.edit", Resource: bad}))
+		if connect.CodeOf(err) != connect.CodeNotFound && connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Fatalf("CheckAccess on %q: %v", bad, err)
+		}
+	}
 	_, err = a.Access.CheckAccess(ctx, req(&fleetv1.CheckAccessRequest{Subject: "user:bob@example.com", Action: "machine.fly", Resource: "machine/" + m.GetMachine().GetId()}))
 	wantCode(t, err, connect.CodeInvalidArgument, "not in the vocabulary")
 	// Limit Bob's access from Line 1 to the one machine.

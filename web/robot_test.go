@@ -200,14 +200,6 @@ func visibleTabs(tab *webtest.Tab) []string {
 	return got
 }
 
-// unlabelled lists the robot panel's form controls without a label.
-func unlabelled(tab *webtest.Tab) []string {
-	var got []string
-	tab.Eval(`[...document.querySelectorAll('#robot-panel input, #robot-panel select, #robot-panel textarea')]
-	  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.id || el.outerHTML.slice(0, 80))`, &got)
-	return got
-}
-
 // TestRobotPage: the robot page against a real cloud and a real outpostd,
 // role by role. The owner sees every tab, edits the config in the page
 // (the validator's refusal shown at its line first) and the part applies
