@@ -145,7 +145,11 @@ type ResourceStatus struct {
 	// Why it failed, when it did.
 	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// How many times it was restarted (modules and processes).
-	Restarts      uint32 `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Restarts uint32 `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// The part of the machine that runs it, as the main part lists every
+	// part's components; empty for this part's own. A remote's components are
+	// named "REMOTE:component" and carry the remote's name here.
+	Part          string `protobuf:"bytes,6,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +217,13 @@ func (x *ResourceStatus) GetRestarts() uint32 {
 		return x.Restarts
 	}
 	return 0
+}
+
+func (x *ResourceStatus) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
 }
 
 // ListResourcesRequest takes no arguments.
@@ -1534,13 +1545,14 @@ var File_outpost_control_v1_components_proto protoreflect.FileDescriptor
 
 const file_outpost_control_v1_components_proto_rawDesc = "" +
 	"\n" +
-	"#outpost/control/v1/components.proto\x12\x12outpost.control.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\xc5\x01\n" +
+	"#outpost/control/v1/components.proto\x12\x12outpost.control.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\xd9\x01\n" +
 	"\x0eResourceStatus\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .outpost.control.v1.ResourceKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x127\n" +
 	"\x05state\x18\x03 \x01(\x0e2!.outpost.control.v1.ResourceStateR\x05state\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
-	"\brestarts\x18\x05 \x01(\rR\brestarts\"\x16\n" +
+	"\brestarts\x18\x05 \x01(\rR\brestarts\x12\x12\n" +
+	"\x04part\x18\x06 \x01(\tR\x04part\"\x16\n" +
 	"\x14ListResourcesRequest\"Y\n" +
 	"\x15ListResourcesResponse\x12@\n" +
 	"\tresources\x18\x01 \x03(\v2\".outpost.control.v1.ResourceStatusR\tresources\"&\n" +
