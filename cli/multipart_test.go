@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
+	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/faultproxy"
+)
+
+// outpostdProc is a real outpostd process.
+type outpostdProc struct {
+	cmd     *exec.Cmd
+	control string // its control address, from its "outpostd ready" line
+	logs    *lockedLog
+	done    chan struct{}
+}
+
+// buildOutpostd builds the daemon once for the test.
+func buildOutpostd(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	bin := filepath.Join(t.TempDir(), "outpostd")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/outpostd")
+	build.Dir = filepath.Dir(filepath.Dir(file))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build outpostd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startOutpostd runs part's daemon as a child process on loopback, syncing
+// every second, and waits for it to be ready.
+func startOutpostd(t *testing.T, bin string, part cloudtest.Part) *outpostdProc {
+	t.Helper()
+	dir := t.TempDir()
+	boot := part.WriteBootstrap(t, dir)
+	cmd := exec.Command(bin, "-config", boot, "-data-dir", filepath.Join(dir, "data"), "-runtime-dir", filepath.Join(dir, "run"),
+		"-listen", "127.0.0.1:0", "-metrics", "-", "-mdns", "-", "-sync-interval", "1s", "-log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &outpostdProc{cmd: cmd, logs: &lockedLog{}, done: make(chan struct{})}
+	ready := make(chan string, 1)
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = p.logs.Write(append(line, '\n'))
+			var l struct {
+				Msg     string `json:"msg"`
+				Control string `json:"control"`
+			}
+			if json.Unmarshal(line, &l) == nil && l.Msg == "outpostd ready" {
+				select {
+				case ready <- l.Control:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	select {
+	case p.control = <-ready:
+	case <-p.done:
+		t.Fatalf("outpostd exited before it was ready:\n%s", p.logs.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("outpostd not ready within a minute:\n%s", p.logs.String())
+	}
+	return p
+}
+
+// kill ends the process at once, as a crash or a pulled plug would.
+func (p *outpostdProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// partName reads a part's name at the cloud.
+func partName(t *testing.T, cl *cloudtest.Cloud, machineID, partID string) string {
+	t.Helper()
+	m, err := cl.Admin(t).Machine.GetMachine(context.Background(), connect.NewRequest(&fleetv1.GetMachineRequest{MachineId: machineID}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Msg.GetMachine().GetParts() {
+		if p.GetId() == partID {
+			return p.GetName()
+		}
+	}
+	t.Fatalf("machine/%s has no part/%s", machineID, partID)
+	return ""
+}
+
+// TestMachineOfSeveralParts runs a machine of two parts as real outpostd
+// processes with the real cloud on loopback: the second part runs only the
+// components placed on it; a field tech who talks to the main part only
+// lists and drives the second part's motor through it, over gRPC and over
+// WebRTC; with the cloud unreachable this still works; once the second part
+// is killed only its components fail, with its name in the error; and
+// `outpost machine status` shows each part's role and whether the main part
+// reaches it.
+func TestMachineOfSeveralParts(t *testing.T) {
+	bin := buildOutpostd(t)
+	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: time.Second}})
+	proxy, err := faultproxy.New(cl.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+
+	mainPart := cl.Provision(t, cloudtest.PartOptions{CloudURL: proxy.URL()})
+	machine := mainPart.MachineID
+	second := addPart(t, cl, machine, proxy.URL())
+	secondName := partName(t, cl, machine, second.ID)
+	pan := &configv1.Component{Name: "pan", Type: configv1.ComponentType_COMPONENT_TYPE_MOTOR, Model: "fake", Part: secondName}
+	wheels := &configv1.Component{Name: "wheels", Type: configv1.ComponentType_COMPONENT_TYPE_MOTOR, Model: "fake"}
+	cl.SetMachineConfig(t, machine, &configv1.RobotConfig{Components: []*configv1.Component{wheels, pan}})
+	operator := cl.CreateAPIKey(t, "operator", "machine/"+machine)
+	owner := cl.CreateAPIKey(t, "owner", "machine/"+machine)
+
+	var wg sync.WaitGroup
+	var mainProc, secondProc *outpostdProc
+	wg.Go(func() { mainProc = startOutpostd(t, bin, mainPart) })
+	wg.Go(func() { secondProc = startOutpostd(t, bin, second) })
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	s := newRobotSession(t, map[string]string{"OUTPOST_ROBOT": secondProc.control, "OUTPOST_API_KEY": operator.Token, "OUTPOST_CLOUD": cl.URL})
+	s.ok("robot", "trust", secondProc.control, "--yes")
+	s.ok("robot", "trust", mainProc.control, "--yes")
+	cloudtest.Eventually(t, "the second part runs pan, and only pan", func() error {
+		out, err := s.run("robot", "components")
+		if err != nil || !strings.Contains(out, "pan") || strings.Contains(out, "wheels") || !strings.Contains(out, "running") {
+			return fmt.Errorf("the second part lists:\n%s%v", out, err)
+		}
+		return nil
+	})
+
+	// Through the main part: it lists every part's components, each with
+	// its part, once it holds the second part's pin and address.
+	s.vars["OUTPOST_ROBOT"] = mainProc.control
+	cloudtest.Eventually(t, "the main part lists the second part's pan as running", func() error {
+		out, err := s.run("robot", "components")
+		if err != nil || !strings.Contains(out, "pan") || !strings.Contains(out, secondName) || strings.Contains(out, "failed") {
+			return fmt.Errorf("the main part lists:\n%s%v", out, err)
+		}
+		return nil
+	})
+	drive := func(via ...string) {
+		t.Helper()
+		for _, p := range []struct{ power, want string }{{"0.5", "pan moving: true\n"}, {"0", "pan moving: false\n"}} {
+			args := append(append([]string{"robot"}, via...), "motor", "pan", "--power", p.power)
+			if got := s.ok(args...); got != p.want {
+				t.Errorf("outpost %s = %q, want %q", strings.Join(args, " "), got, p.want)
+			}
+		}
+	}
+	drive()
+	drive("--webrtc")
+
+	cloudtest.Eventually(t, "machine status shows the parts' roles and that the main part reaches the second", func() error {
+		s.vars["OUTPOST_API_KEY"], s.vars["OUTPOST_TOKEN"] = "", owner.Token
+		out, err := s.run("machine", "status", machine)
+		s.vars["OUTPOST_API_KEY"], s.vars["OUTPOST_TOKEN"] = operator.Token, ""
+		if err != nil || !strings.Contains(out, "REACHED BY MAIN") || !strings.Contains(out, "main") || !strings.Contains(out, "yes ("+secondProc.control+")") || !strings.Contains(out, "1/1 running") {
+			return fmt.Errorf("machine status:\n%s%v", out, err)
+		}
+		return nil
+	})
+
+	// Without the cloud.
+	proxy.SetDown(true)
+	drive()
+	drive("--webrtc")
+
+	// The second part dies: its components fail, naming it; the main
+	// part's own still answer.
+	secondProc.kill()
+	err = s.fails(connect.CodeUnavailable, "robot", "motor", "pan", "--power", "0.5")
+	if !strings.Contains(err.Error(), fmt.Sprintf("part %q (part/%s) cannot be reached", secondName, second.ID)) {
+		t.Errorf("a call for the dead part's motor: %v", err)
+	}
+	if got := s.ok("robot", "motor", "wheels", "--power", "0.5"); got != "wheels moving: true\n" {
+		t.Errorf("the main part's own motor: %q", got)
+	}
+	out := s.ok("robot", "components")
+	if !strings.Contains(out, "pan") || !strings.Contains(out, "failed") || !strings.Contains(out, secondName) {
+		t.Errorf("with the second part down the main part lists:\n%s", out)
+	}
+	if strings.Contains(mainProc.logs.String(), operator.Token[len(operator.Token)-43:]) {
+		t.Error("the operator's key appears in the main part's log")
+	}
+}
