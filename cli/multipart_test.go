@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -17,9 +18,13 @@ import (
 	"connectrpc.com/connect"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/faultproxy"
 )
 
@@ -196,6 +201,21 @@ func TestMachineOfSeveralParts(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A tech who names a caller as the main part would is refused by the
+	// second part: only the main part's pinned certificate may.
+	tlsCfg, err := controlclient.PinnedTLSConfig(reFingerprint.FindString(s.ok("robot", "trust", secondProc.control, "--yes")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	req := connect.NewRequest(&controlv1.MotorSetPowerRequest{Name: "pan", Power: 1})
+	req.Header().Set(control.HeaderForwardedSubject, "apikey/"+owner.ID)
+	_, err = controlv1connect.NewComponentServiceClient(&http.Client{Transport: tr}, "https://"+secondProc.control).MotorSetPower(context.Background(), req)
+	if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "accepted only from this machine's main part") {
+		t.Errorf("a forged forwarded call: %v", err)
+	}
 
 	// Without the cloud.
 	proxy.SetDown(true)
