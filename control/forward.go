@@ -257,6 +257,7 @@ func (ps *peers) owner(ctx context.Context, name string) *configv1.MachinePart {
 type router struct {
 	Robot
 	ps *peers
+	rs *remotes
 }
 
 type named interface{ GetName() string }
@@ -266,7 +267,19 @@ func forward[Req, Res any](ctx context.Context, r *router, req *connect.Request[
 	local func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error),
 	remote func(controlv1connect.ComponentServiceClient) func(context.Context, *connect.Request[Req]) (*connect.Response[Res], error),
 ) (*connect.Response[Res], error) {
-	p := r.ps.owner(ctx, any(req.Msg).(named).GetName())
+	name := any(req.Msg).(named).GetName()
+	if rm, i, inner, ok := r.rs.lookup(ctx, name); ok {
+		c, err := r.rs.get(ctx, rm, i)
+		if err != nil {
+			return nil, err
+		}
+		res, err := remote(c.comp)(ctx, connect.NewRequest(renamed(req.Msg, inner)))
+		if err != nil {
+			return nil, c.explain(err)
+		}
+		return connect.NewResponse(res.Msg), nil
+	}
+	p := r.ps.owner(ctx, name)
 	if p == nil {
 		return local(ctx, req)
 	}
@@ -290,6 +303,18 @@ func (r *router) ListResources(ctx context.Context, req *connect.Request[control
 	res, err := r.Robot.ListResources(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if st, err := r.ps.s.opts.Config.CurrentConfig(ctx); err == nil && len(st.Config.GetRemotes()) > 0 {
+		rms := st.Config.GetRemotes()
+		lists := make([][]*controlv1.ResourceStatus, len(rms))
+		var wg sync.WaitGroup
+		for i, rm := range rms {
+			wg.Go(func() { lists[i] = r.rs.remoteResources(ctx, rm, i) })
+		}
+		wg.Wait()
+		for _, l := range lists {
+			res.Msg.Resources = append(res.Msg.Resources, l...)
+		}
 	}
 	parts, self := r.ps.s.partsOf(ctx)
 	if self == nil || !self.GetMain() {

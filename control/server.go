@@ -67,6 +67,9 @@ type Options struct {
 	// HandlerOptions are added to every service's options, such as the
 	// daemon's metrics interceptor (RPC counts and latency).
 	HandlerOptions []connect.HandlerOption
+	// RemoteKeys loads the API keys the main part calls remotes with; nil
+	// means the part keeps none, and a remote's calls fail saying so.
+	RemoteKeys RemoteKeys
 	// Limits bound the connections of each listener (the TLS port and the
 	// socket) and cut off clients that send slowly; zero fields take the
 	// values of DefaultLimits.
@@ -96,6 +99,7 @@ type Server struct {
 	handler     http.Handler
 	rtc         *rtcServer
 	peers       *peers
+	remotes     *remotes
 	// The main part's last probe of the other parts, and whether one runs.
 	peerStatus atomic.Pointer[[]*syncv1.PeerStatus]
 	probing    atomic.Bool
@@ -153,6 +157,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		throttle: authz.Credentials(), denied: authz.Credentials(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
 		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now()), mainPart: s.mainPart}
 	s.peers = newPeers(s)
+	s.remotes = newRemotes(s)
 	s.stopFlush = make(chan struct{})
 	s.flushed = make(chan struct{})
 	go s.auth.flushRefusalsEvery(s.stopFlush, s.flushed)
@@ -162,7 +167,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle(controlv1connect.NewControlServiceHandler(&service{s: s}, hopts...))
-	mux.Handle(controlv1connect.NewComponentServiceHandler(&router{Robot: opts.Robot, ps: s.peers}, hopts...))
+	mux.Handle(controlv1connect.NewComponentServiceHandler(&router{Robot: opts.Robot, ps: s.peers, rs: s.remotes}, hopts...))
 	mux.Handle(controlv1connect.NewSignalingServiceHandler(s.rtc, hopts...))
 	reflector := grpcreflect.NewStaticReflector(controlv1connect.ControlServiceName, controlv1connect.ComponentServiceName, controlv1connect.SignalingServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, hopts...))
@@ -260,6 +265,7 @@ func (s *Server) Close() error {
 	}
 	s.rtc.closeAll()
 	s.peers.close()
+	s.remotes.close()
 	// After the listeners: no refusal comes in after the last count.
 	s.closeOnce.Do(func() {
 		close(s.stopFlush)
