@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -26,11 +27,13 @@ import (
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/faultproxy"
+	"github.com/outpost-robotics/outpost/partfile"
 )
 
 // outpostdProc is a real outpostd process.
 type outpostdProc struct {
 	cmd     *exec.Cmd
+	dir     string // where its bootstrap file is
 	control string // its control address, from its "outpostd ready" line
 	logs    *lockedLog
 	done    chan struct{}
@@ -64,7 +67,7 @@ func startOutpostd(t *testing.T, bin string, part cloudtest.Part) *outpostdProc 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &outpostdProc{cmd: cmd, logs: &lockedLog{}, done: make(chan struct{})}
+	p := &outpostdProc{cmd: cmd, dir: dir, logs: &lockedLog{}, done: make(chan struct{})}
 	ready := make(chan string, 1)
 	go func() {
 		defer close(p.done)
@@ -130,7 +133,10 @@ func partName(t *testing.T, cl *cloudtest.Cloud, machineID, partID string) strin
 // WebRTC; with the cloud unreachable this still works; once the second part
 // is killed only its components fail, with its name in the error; and
 // `outpost machine status` shows each part's role and whether the main part
-// reaches it.
+// reaches it. A third outpostd is another robot, a remote of the machine:
+// its motor is driven through the main part as "arm-bot:arm", with an API
+// key of its own kept in a file on the main part, until that key is revoked
+// at the cloud and the remote, at its next sync, refuses it.
 func TestMachineOfSeveralParts(t *testing.T) {
 	bin := buildOutpostd(t)
 	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: time.Second}})
@@ -150,10 +156,17 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	operator := cl.CreateAPIKey(t, "operator", "machine/"+machine)
 	owner := cl.CreateAPIKey(t, "owner", "machine/"+machine)
 
+	// The remote robot syncs with the cloud directly: cutting the main
+	// part's link leaves the remote's (and its revocations) alone.
+	arm := &configv1.Component{Name: "arm", Type: configv1.ComponentType_COMPONENT_TYPE_MOTOR, Model: "fake"}
+	remotePart := cl.Provision(t, cloudtest.PartOptions{Config: &configv1.RobotConfig{Components: []*configv1.Component{arm}}})
+	remoteKey := cl.CreateAPIKey(t, "operator", "machine/"+remotePart.MachineID)
+
 	var wg sync.WaitGroup
-	var mainProc, secondProc *outpostdProc
+	var mainProc, secondProc, remoteProc *outpostdProc
 	wg.Go(func() { mainProc = startOutpostd(t, bin, mainPart) })
 	wg.Go(func() { secondProc = startOutpostd(t, bin, second) })
+	wg.Go(func() { remoteProc = startOutpostd(t, bin, remotePart) })
 	wg.Wait()
 	if t.Failed() {
 		return
@@ -162,6 +175,16 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	s := newRobotSession(t, map[string]string{"OUTPOST_ROBOT": secondProc.control, "OUTPOST_API_KEY": operator.Token, "OUTPOST_CLOUD": cl.URL})
 	s.ok("robot", "trust", secondProc.control, "--yes")
 	s.ok("robot", "trust", mainProc.control, "--yes")
+	remoteFP := reFingerprint.FindString(s.ok("robot", "trust", remoteProc.control, "--yes"))
+	keyDir := filepath.Join(mainProc.dir, partfile.RemotesDir)
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keyDir, remoteKey.ID+".key"), []byte(remoteKey.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl.SetMachineConfig(t, machine, &configv1.RobotConfig{Components: []*configv1.Component{wheels, pan},
+		Remotes: []*configv1.Remote{{Name: "arm-bot", Address: remoteProc.control, Fingerprint: remoteFP, ApiKeyId: remoteKey.ID}}})
 	cloudtest.Eventually(t, "the second part runs pan, and only pan", func() error {
 		out, err := s.run("robot", "components")
 		if err != nil || !strings.Contains(out, "pan") || strings.Contains(out, "wheels") || !strings.Contains(out, "running") {
@@ -191,6 +214,22 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	}
 	drive()
 	drive("--webrtc")
+	cloudtest.Eventually(t, "the main part lists the remote's arm as arm-bot:arm", func() error {
+		out, err := s.run("robot", "components")
+		if err != nil || !strings.Contains(out, "arm-bot:arm") {
+			return fmt.Errorf("the main part lists:\n%s%v", out, err)
+		}
+		return nil
+	})
+	driveRemote := func(via ...string) {
+		t.Helper()
+		args := append(append([]string{"robot"}, via...), "motor", "arm-bot:arm", "--power", "0.5")
+		if got := s.ok(args...); got != "arm-bot:arm moving: true\n" {
+			t.Errorf("outpost %s = %q", strings.Join(args, " "), got)
+		}
+	}
+	driveRemote()
+	driveRemote("--webrtc")
 
 	cloudtest.Eventually(t, "machine status shows the parts' roles and that the main part reaches the second", func() error {
 		s.vars["OUTPOST_API_KEY"], s.vars["OUTPOST_TOKEN"] = "", owner.Token
@@ -238,5 +277,23 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	}
 	if strings.Contains(mainProc.logs.String(), operator.Token[len(operator.Token)-43:]) {
 		t.Error("the operator's key appears in the main part's log")
+	}
+
+	// The remote still answers with the main part's cloud cut; revoking
+	// its key at the cloud cuts it at the remote's next sync.
+	driveRemote()
+	cl.RevokeAPIKey(t, remoteKey.ID)
+	cloudtest.Eventually(t, "the remote refuses the revoked key", func() error {
+		_, err := s.run("robot", "motor", "arm-bot:arm", "--power", "0.5")
+		if connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), fmt.Sprintf(`remote "arm-bot" refused apikey/%s (remotes[0].api_key_id)`, remoteKey.ID)) {
+			return fmt.Errorf("a call for the remote's arm: %v", err)
+		}
+		return nil
+	})
+	if out := s.ok("robot", "components"); strings.Contains(out, "arm-bot:arm") || !strings.Contains(out, "arm-bot:") {
+		t.Errorf("with the remote's key revoked the main part lists:\n%s", out)
+	}
+	if strings.Contains(mainProc.logs.String(), remoteKey.Token[len(remoteKey.Token)-43:]) {
+		t.Error("the remote's key appears in the main part's log")
 	}
 }

@@ -1,7 +1,6 @@
-package daemon
+package partfile
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,10 +9,14 @@ import (
 	"github.com/outpost-robotics/outpost/credential"
 )
 
-func TestRemoteKeys(t *testing.T) {
+func TestReadRemoteKey(t *testing.T) {
 	const id, other = "a0000000000000000000000000000001", "a0000000000000000000000000000002"
 	key := credential.APIKey(id, credential.NewPrivateKey())
-	dir := t.TempDir()
+	boot := filepath.Join(t.TempDir(), "outpostd.json")
+	dir := filepath.Join(filepath.Dir(boot), RemotesDir)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	write := func(name, body string, mode os.FileMode) {
 		t.Helper()
 		p := filepath.Join(dir, name)
@@ -24,9 +27,8 @@ func TestRemoteKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k := remoteKeys{dir: dir}
 	write(id+".key", key.String()+"\n", 0o600)
-	got, err := k.RemoteKey(context.Background(), id)
+	got, err := ReadRemoteKey(boot, id)
 	if err != nil || got.String() != key.String() {
 		t.Fatalf("the key file: %v", err)
 	}
@@ -47,7 +49,7 @@ func TestRemoteKeys(t *testing.T) {
 			if tc.mode != 0 {
 				write(tc.id+".key", tc.body, tc.mode)
 			}
-			_, err := k.RemoteKey(context.Background(), tc.id)
+			_, err := ReadRemoteKey(boot, tc.id)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error with %q", err, tc.want)
 			}

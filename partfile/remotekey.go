@@ -1,7 +1,6 @@
-package daemon
+package partfile
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,16 +20,20 @@ const RemotesDir = "remotes"
 // maxRemoteKeyFile bounds a key file: a printed API key is under 100 bytes.
 const maxRemoteKeyFile = 4 << 10
 
-// remoteKeys reads the remote keys next to the bootstrap file.
-type remoteKeys struct{ dir string }
+// RemoteKeyPath is where the key keyID is kept for a part whose bootstrap
+// file is bootstrapPath.
+func RemoteKeyPath(bootstrapPath, keyID string) string {
+	return filepath.Join(filepath.Dir(bootstrapPath), RemotesDir, keyID+".key")
+}
 
-// RemoteKey reads key keyID's file, refusing one that others than the
-// daemon's user may read or write, or that holds another key.
-func (k remoteKeys) RemoteKey(_ context.Context, keyID string) (*credential.Key, error) {
+// ReadRemoteKey reads the key keyID kept next to the bootstrap file
+// bootstrapPath, refusing a file that others than the daemon's user may
+// read or write, or that holds another key. Errors never quote the key.
+func ReadRemoteKey(bootstrapPath, keyID string) (*credential.Key, error) {
 	if !credential.IsID(keyID) {
 		return nil, errors.New("not a key id")
 	}
-	path := filepath.Join(k.dir, keyID+".key")
+	path := RemoteKeyPath(bootstrapPath, keyID)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
