@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,12 +18,15 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/controlclient"
@@ -136,7 +140,8 @@ func partName(t *testing.T, cl *cloudtest.Cloud, machineID, partID string) strin
 // reaches it. A third outpostd is another robot, a remote of the machine:
 // its motor is driven through the main part as "arm-bot:arm", with an API
 // key of its own kept in a file on the main part, until that key is revoked
-// at the cloud and the remote, at its next sync, refuses it.
+// at the cloud and the remote, at its next sync, refuses it. Every call is
+// audited by each part that decided it.
 func TestMachineOfSeveralParts(t *testing.T) {
 	bin := buildOutpostd(t)
 	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: time.Second}})
@@ -230,6 +235,33 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	}
 	driveRemote()
 	driveRemote("--webrtc")
+
+	// Each call is audited where it was decided: pan's on the main part and
+	// on the second part, which names the main part as the peer; the
+	// remote's arm on the main part for the operator and on the remote for
+	// the remote's key. The next syncs bring each part's records to the
+	// cloud.
+	audited := func(part, subject, peer string) error {
+		recs, _, err := cl.Ingest().Records(context.Background(), ingest.Query{PartIDs: []string{part}, Stream: "audit"})
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			var ev syncv1.AuditEvent
+			if proto.Unmarshal(r.Payload, &ev) == nil && ev.GetAllowed() && ev.GetSubject() == subject &&
+				ev.GetProcedure() == controlv1connect.ComponentServiceMotorSetPowerProcedure && strings.HasPrefix(ev.GetPeer(), peer) {
+				return nil
+			}
+		}
+		return fmt.Errorf("part/%s has no record of %s driving a motor from %q", part, subject, peer)
+	}
+	cloudtest.Eventually(t, "both parts and the remote audit the calls", func() error {
+		return errors.Join(
+			audited(mainPart.ID, "apikey/"+operator.ID, ""),
+			audited(second.ID, "apikey/"+operator.ID, "part/"+mainPart.ID+" for "),
+			audited(remotePart.ID, "apikey/"+remoteKey.ID, ""),
+		)
+	})
 
 	cloudtest.Eventually(t, "machine status shows the parts' roles and that the main part reaches the second", func() error {
 		s.vars["OUTPOST_API_KEY"], s.vars["OUTPOST_TOKEN"] = "", owner.Token
