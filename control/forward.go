@@ -275,6 +275,7 @@ func forward[Req, Res any](ctx context.Context, r *router, req *connect.Request[
 		}
 		res, err := remote(c.comp)(ctx, connect.NewRequest(renamed(req.Msg, inner)))
 		if err != nil {
+			r.rs.refused(c, err)
 			return nil, c.explain(err)
 		}
 		return connect.NewResponse(res.Msg), nil

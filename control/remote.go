@@ -144,6 +144,21 @@ func newRemoteClient(r *configv1.Remote, field, fp string, key *credential.Key, 
 	return c
 }
 
+// refused drops the client of a remote that refused its key, so the next
+// call reads the key file again: a key replaced on disk is picked up
+// without a restart.
+func (rs *remotes) refused(c *remoteClient, err error) {
+	if code := connect.CodeOf(err); code != connect.CodeUnauthenticated {
+		return
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.by[c.name] == c {
+		delete(rs.by, c.name)
+		c.tr.CloseIdleConnections()
+	}
+}
+
 // explain names the remote and the config field in a remote call's error:
 // a refused key keeps its code and names api_key_id; anything else that
 // fails to reach it is Unavailable.
@@ -179,6 +194,7 @@ func (rs *remotes) remoteResources(ctx context.Context, r *configv1.Remote, i in
 	var res *connect.Response[controlv1.ListResourcesResponse]
 	if err == nil {
 		if res, err = c.comp.ListResources(ctx, connect.NewRequest(&controlv1.ListResourcesRequest{})); err != nil {
+			rs.refused(c, err)
 			err = c.explain(err)
 		}
 	}

@@ -101,6 +101,13 @@ func TestRemote(t *testing.T) {
 	if has(rs, "arm-bot:arm", controlv1.ResourceState_RESOURCE_STATE_RUNNING) != nil || has(rs, "arm-bot:", controlv1.ResourceState_RESOURCE_STATE_FAILED) == nil {
 		t.Fatalf("with the key revoked the main part lists %v", rs)
 	}
+	// A new key, put on disk under the same id once the old one was
+	// refused, is read again without a restart.
+	remote.creds.keys[opKey] = credential.NewPrivateKey()
+	remote.grants.set(remote.creds.bundle(3, t0))
+	if err := drive(); err != nil {
+		t.Fatalf("with the key replaced: %v", err)
+	}
 	// The main part's own components are untouched.
 	if _, err := c.MotorSetPower(ctx, connect.NewRequest(&controlv1.MotorSetPowerRequest{Name: "arm", Power: 0.3})); err != nil {
 		t.Fatalf("the main part's own motor: %v", err)
