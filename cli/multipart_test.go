@@ -141,7 +141,8 @@ func partName(t *testing.T, cl *cloudtest.Cloud, machineID, partID string) strin
 // its motor is driven through the main part as "arm-bot:arm", with an API
 // key of its own kept in a file on the main part, until that key is revoked
 // at the cloud and the remote, at its next sync, refuses it. Every call is
-// audited by each part that decided it.
+// audited by each part that decided it, and a remote pinned to another
+// certificate is refused, naming the field.
 func TestMachineOfSeveralParts(t *testing.T) {
 	bin := buildOutpostd(t)
 	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: time.Second}})
@@ -179,7 +180,7 @@ func TestMachineOfSeveralParts(t *testing.T) {
 
 	s := newRobotSession(t, map[string]string{"OUTPOST_ROBOT": secondProc.control, "OUTPOST_API_KEY": operator.Token, "OUTPOST_CLOUD": cl.URL})
 	s.ok("robot", "trust", secondProc.control, "--yes")
-	s.ok("robot", "trust", mainProc.control, "--yes")
+	mainFP := reFingerprint.FindString(s.ok("robot", "trust", mainProc.control, "--yes"))
 	remoteFP := reFingerprint.FindString(s.ok("robot", "trust", remoteProc.control, "--yes"))
 	keyDir := filepath.Join(mainProc.dir, partfile.RemotesDir)
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
@@ -188,8 +189,11 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(keyDir, remoteKey.ID+".key"), []byte(remoteKey.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cl.SetMachineConfig(t, machine, &configv1.RobotConfig{Components: []*configv1.Component{wheels, pan},
-		Remotes: []*configv1.Remote{{Name: "arm-bot", Address: remoteProc.control, Fingerprint: remoteFP, ApiKeyId: remoteKey.ID}}})
+	withRemote := func(fp string) {
+		cl.SetMachineConfig(t, machine, &configv1.RobotConfig{Components: []*configv1.Component{wheels, pan},
+			Remotes: []*configv1.Remote{{Name: "arm-bot", Address: remoteProc.control, Fingerprint: fp, ApiKeyId: remoteKey.ID}}})
+	}
+	withRemote(remoteFP)
 	cloudtest.Eventually(t, "the second part runs pan, and only pan", func() error {
 		out, err := s.run("robot", "components")
 		if err != nil || !strings.Contains(out, "pan") || strings.Contains(out, "wheels") || !strings.Contains(out, "running") {
@@ -261,6 +265,22 @@ func TestMachineOfSeveralParts(t *testing.T) {
 			audited(second.ID, "apikey/"+operator.ID, "part/"+mainPart.ID+" for "),
 			audited(remotePart.ID, "apikey/"+remoteKey.ID, ""),
 		)
+	})
+
+	// A remote pinned to another certificate than the one it presents is
+	// refused, naming the field.
+	withRemote(mainFP)
+	cloudtest.Eventually(t, "a remote with a wrong fingerprint is refused, naming the field", func() error {
+		_, err := s.run("robot", "motor", "arm-bot:arm", "--power", "0.5")
+		if err == nil || !strings.Contains(err.Error(), "remotes[0].fingerprint pins "+mainFP) {
+			return fmt.Errorf("a call for the remote's arm: %v", err)
+		}
+		return nil
+	})
+	withRemote(remoteFP)
+	cloudtest.Eventually(t, "the remote answers again once the config pins its certificate", func() error {
+		_, err := s.run("robot", "motor", "arm-bot:arm", "--power", "0.5")
+		return err
 	})
 
 	cloudtest.Eventually(t, "machine status shows the parts' roles and that the main part reaches the second", func() error {
