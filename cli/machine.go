@@ -145,7 +145,61 @@ func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
 	if err := table(w, []string{"PART", "NAME", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILED"}, rows); err != nil {
 		return err
 	}
+	if err := partsTable(w, st.GetParts()); err != nil {
+		return err
+	}
 	return restartTable(w, st.GetParts())
+}
+
+// partsTable shows, for a machine of several parts, each part's role,
+// whether the main part reached it on its last try (as the main part last
+// reported), and the health of its components (as the part last reported).
+func partsTable(w io.Writer, parts []*fleetv1.PartStatus) error {
+	if len(parts) < 2 {
+		return nil
+	}
+	reach := map[string]string{}
+	for _, p := range parts {
+		if !p.GetPart().GetMain() {
+			continue
+		}
+		for _, pe := range p.GetStatus().GetPeers() {
+			if pe.GetReachable() {
+				reach[pe.GetPartId()] = "yes (" + pe.GetAddress() + ")"
+			} else {
+				reach[pe.GetPartId()] = "no: " + pe.GetError()
+			}
+		}
+	}
+	var rows [][]string
+	for _, p := range parts {
+		role, reached := "-", orDash(reach[p.GetPart().GetId()])
+		if p.GetPart().GetMain() {
+			role, reached = "main", "(is main)"
+		}
+		var running, total int
+		var failed []string
+		for _, r := range p.GetStatus().GetResources() {
+			if strings.HasPrefix(r.GetName(), "module/") || strings.HasPrefix(r.GetName(), "process/") {
+				continue
+			}
+			total++
+			if r.GetState() == "running" {
+				running++
+			} else {
+				failed = append(failed, strings.TrimPrefix(r.GetName(), "component/")+" "+r.GetState())
+			}
+		}
+		health := fmt.Sprintf("%d/%d running", running, total)
+		if len(failed) > 0 {
+			health += "; " + strings.Join(failed, ", ")
+		}
+		rows = append(rows, []string{p.GetPart().GetId(), p.GetPart().GetName(), role, reached, health})
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	return table(w, []string{"PART", "NAME", "ROLE", "REACHED BY MAIN", "COMPONENTS"}, rows)
 }
 
 // restartTable shows each part's restart asked from the cloud: the pending

@@ -103,6 +103,11 @@ func TestRestartFromTheCloud(t *testing.T) {
 	mainPart := startRobot(t, cl, robotOptions{config: cfg, syncEvery: time.Second})
 	machine := mainPart.part.MachineID
 	second := startRobot(t, cl, robotOptions{addTo: machine, syncEvery: time.Second})
+	// Each part runs its own recorder: a process is placed on one part.
+	onSecond := proto.CloneOf(cfg.Processes[0])
+	onSecond.Part = partName(t, cl, machine, second.part.ID)
+	cfg.Processes = append(cfg.Processes, onSecond)
+	cl.SetMachineConfig(t, machine, cfg)
 	cloudtest.Eventually(t, "both parts run the recorder", func() error {
 		if n := lines(t, starts); n != 2 {
 			return fmt.Errorf("%d starts", n)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,13 +75,23 @@ func (f *robotFlags) componentsCmd() *cobra.Command {
 					return err
 				}
 				return f.print(w, r.Msg, func(w io.Writer) error {
+					// The main part of a machine of several parts lists every
+					// part's components, each with its part.
+					parts := slices.ContainsFunc(r.Msg.GetResources(), func(s *controlv1.ResourceStatus) bool { return s.GetPart() != "" })
 					var rows [][]string
 					for _, s := range r.Msg.GetResources() {
-						rows = append(rows, []string{
+						row := []string{
 							strings.ToLower(strings.TrimPrefix(s.GetKind().String(), "RESOURCE_KIND_")), s.GetName(),
 							strings.ToLower(strings.TrimPrefix(s.GetState().String(), "RESOURCE_STATE_")),
 							strconv.Itoa(int(s.GetRestarts())), s.GetError(),
-						})
+						}
+						if parts {
+							row = append(row[:2], append([]string{orDash(s.GetPart())}, row[2:]...)...)
+						}
+						rows = append(rows, row)
+					}
+					if parts {
+						return table(w, []string{"KIND", "NAME", "PART", "STATE", "RESTARTS", "ERROR"}, rows)
 					}
 					return table(w, []string{"KIND", "NAME", "STATE", "RESTARTS", "ERROR"}, rows)
 				})

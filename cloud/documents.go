@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,9 +16,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/config"
@@ -73,6 +76,7 @@ type docEntry struct {
 }
 
 var (
+	_ partsync.PeerNoter        = (*documents)(nil)
 	_ partsync.Backend          = (*documents)(nil)
 	_ partsync.ProposalOutcomer = (*documents)(nil)
 )
@@ -170,10 +174,14 @@ func (d *documents) build(ctx context.Context, partID, tok string, haveConfig, h
 		return nil, fmt.Errorf("build documents of part/%s: no organization", partID)
 	}
 	ttl := documentTTL(org)
+	parts, err := d.machineParts(ctx, snap, p.MachineID)
+	if err != nil {
+		return nil, fmt.Errorf("build documents of part/%s: %w", partID, err)
+	}
 	e := &docEntry{token: tok}
 	err = d.s.st.Update(ctx, func(tx store.Tx) error {
 		now := d.s.clock.Now().UTC()
-		cfg, err := configDocument(ctx, tx, p)
+		cfg, err := configDocument(ctx, tx, p, parts)
 		if err != nil {
 			return err
 		}
@@ -259,17 +267,76 @@ func digest(m proto.Message) ([]byte, error) {
 	return sum[:], nil
 }
 
-// configDocument is the part's config document without version and times.
-// A merged config that no longer validates (a fragment edit raced a machine
-// edit) is still sent: the daemon refuses it by the same rules and keeps the
-// config it runs, and the cloud's validation on write makes this rare.
-func configDocument(ctx context.Context, tx store.Tx, p store.Part) (*syncv1.ConfigDocument, error) {
+// configDocument is the part's config document without version and times:
+// the part's share of the machine's merged config, and the machine's parts
+// with the components placed on each. A merged config that no longer
+// validates (a fragment edit raced a machine edit) is still sent: the
+// daemon refuses it by the same rules and keeps the config it runs, and the
+// cloud's validation on write makes this rare.
+func configDocument(ctx context.Context, tx store.Tx, p store.Part, parts []*configv1.MachinePart) (*syncv1.ConfigDocument, error) {
 	m, err := mergeMachine(ctx, tx, p.MachineID, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &syncv1.ConfigDocument{PartId: p.ID, MachineId: p.MachineID, Config: m.config,
-		MachineRevision: m.rev.Revision, Fragments: m.fragments}, nil
+	parts = cloneParts(parts)
+	shares := config.Split(m.config, parts)
+	share := shares[p.Name]
+	if share == nil {
+		share = &configv1.RobotConfig{}
+	}
+	return &syncv1.ConfigDocument{PartId: p.ID, MachineId: p.MachineID, Config: share,
+		MachineRevision: m.rev.Revision, Fragments: m.fragments, Parts: parts}, nil
+}
+
+func cloneParts(parts []*configv1.MachinePart) []*configv1.MachinePart {
+	out := make([]*configv1.MachinePart, len(parts))
+	for i, p := range parts {
+		out[i] = proto.CloneOf(p)
+	}
+	return out
+}
+
+// machineParts lists a machine's parts for its documents, main part first,
+// with the certificate fingerprint and addresses each last reported.
+func (d *documents) machineParts(ctx context.Context, snap *snapshot, machineID string) ([]*configv1.MachinePart, error) {
+	ps, err := machineParts(snap, machineID, "")
+	if err != nil {
+		return nil, err
+	}
+	out := partsPB(ps)
+	if d.s.ingest == nil {
+		return out, nil
+	}
+	for _, mp := range out {
+		st, err := d.s.ingest.Status(ctx, mp.GetId())
+		if errors.Is(err, ingest.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read status of part/%s: %w", mp.GetId(), err)
+		}
+		if fp := st.Status.GetControlCertSha256(); len(fp) == sha256.Size {
+			mp.Fingerprint = hex.EncodeToString(fp)
+		}
+		// What the part said is checked as the daemon will check it, so a
+		// part reporting junk cannot make its machine's documents invalid.
+		for _, a := range st.Status.GetControlAddresses() {
+			if len(mp.Addresses) < config.MaxAddresses && config.CheckAddress(a) == nil {
+				mp.Addresses = append(mp.Addresses, a)
+			}
+		}
+	}
+	return out, nil
+}
+
+// partsPB describes parts as a config document lists them, without what
+// they report.
+func partsPB(ps []store.Part) []*configv1.MachinePart {
+	out := make([]*configv1.MachinePart, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, &configv1.MachinePart{Id: p.ID, Name: p.Name, Main: p.Main})
+	}
+	return out
 }
 
 // grantBundle is the part's grant bundle without version and times: the
@@ -392,8 +459,12 @@ func principalOf(ctx context.Context, tx store.Tx, subject authz.Subject) (*sync
 
 // validateMerged runs the daemon's validator on a merged config and turns
 // its verdict into an InvalidArgument naming the fields.
-func validateMerged(what string, m merged) error {
-	if err := config.Validate(m.config); err != nil {
+func validateMerged(ctx context.Context, tx store.Tx, machineID, what string, m merged) error {
+	ps, err := tx.ListParts(ctx, machineID)
+	if err != nil {
+		return fmt.Errorf("read parts of machine/%s: %w", machineID, err)
+	}
+	if err := config.ValidateMachine(m.config, partsPB(ps)); err != nil {
 		return invalid("%s: %v", what, err)
 	}
 	return nil
@@ -403,4 +474,11 @@ func validateMerged(what string, m merged) error {
 // checked again on its next pull.
 func (s *Server) touchDocs(ctx context.Context, tx store.Tx) error {
 	return tx.PutMeta(ctx, metaDocsToken, []byte(s.auditID()))
+}
+
+// PeerChanged re-issues the documents of the part's machine when the part
+// reports a new certificate or new addresses: its peers find and pin it by
+// what their documents say.
+func (d *documents) PeerChanged(ctx context.Context, _ partsync.Part) error {
+	return d.s.st.Update(ctx, func(tx store.Tx) error { return d.s.touchDocs(ctx, tx) })
 }

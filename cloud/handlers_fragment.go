@@ -148,7 +148,7 @@ func (fs fragmentService) UpdateFragment(ctx context.Context, req *connect.Reque
 			if err != nil {
 				return nil, err
 			}
-			if err := validateMerged("merged into machine/"+m, merged); err != nil {
+			if err := validateMerged(ctx, tx, m, "merged into machine/"+m, merged); err != nil {
 				return nil, err
 			}
 		}

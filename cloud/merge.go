@@ -18,8 +18,9 @@ import (
 const maxFragments = 32
 
 // mergeConfigs merges config pieces in the order given: each named entry
-// (component and module by name, process by id, capture by component and
-// method, sync folder by path) replaces an earlier one of the same name in
+// (component by name, module by part and name, process by part and id,
+// capture by component and method, sync folder by part and path, remote by
+// name) replaces an earlier one of the same name in
 // its place, new names are appended, and the store budget and log level of
 // a later piece win when set. The result is new; the pieces are not changed.
 //
@@ -34,12 +35,15 @@ func mergeConfigs(pieces ...*configv1.RobotConfig) *configv1.RobotConfig {
 		}
 		p = proto.Clone(p).(*configv1.RobotConfig)
 		out.Components = mergeNamed(out.Components, p.GetComponents(), (*configv1.Component).GetName)
-		out.Modules = mergeNamed(out.Modules, p.GetModules(), (*configv1.Module).GetName)
-		out.Processes = mergeNamed(out.Processes, p.GetProcesses(), (*configv1.Process).GetId)
+		// Modules, processes and sync folders are named per part; components
+		// are named across the machine, whose main part routes calls by name.
+		out.Modules = mergeNamed(out.Modules, p.GetModules(), func(m *configv1.Module) string { return m.GetPart() + "\x00" + m.GetName() })
+		out.Processes = mergeNamed(out.Processes, p.GetProcesses(), func(x *configv1.Process) string { return x.GetPart() + "\x00" + x.GetId() })
 		out.Captures = mergeNamed(out.Captures, p.GetCaptures(), func(c *configv1.CaptureMethod) string {
 			return c.GetComponent() + "\x00" + c.GetMethod()
 		})
-		out.SyncFolders = mergeNamed(out.SyncFolders, p.GetSyncFolders(), (*configv1.SyncFolder).GetPath)
+		out.SyncFolders = mergeNamed(out.SyncFolders, p.GetSyncFolders(), func(f *configv1.SyncFolder) string { return f.GetPart() + "\x00" + f.GetPath() })
+		out.Remotes = mergeNamed(out.Remotes, p.GetRemotes(), (*configv1.Remote).GetName)
 		if p.GetStoreBudget() != nil {
 			out.StoreBudget = p.GetStoreBudget()
 		}

@@ -36,7 +36,7 @@ func (s *Server) nextRevision(ctx context.Context, tx store.Tx, machineID string
 	if err != nil {
 		return store.ConfigRevision{}, err
 	}
-	if err := validateMerged("the merged config", m); err != nil {
+	if err := validateMerged(ctx, tx, machineID, "the merged config", m); err != nil {
 		return store.ConfigRevision{}, err
 	}
 	return rev, tx.PutConfigRevision(ctx, rev)

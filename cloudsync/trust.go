@@ -3,11 +3,14 @@ package cloudsync
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -40,6 +43,14 @@ func (t *Trust) Config(doc *syncv1.SignedDocument, held uint64, reload bool) (*s
 	var c syncv1.ConfigDocument
 	if err := t.check(doc, &c, c.GetPartId, c.GetVersion, func() time.Time { return c.GetExpiresAt().AsTime() }, held, reload); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	// The parts are what this part pins its peers by: a list it cannot
+	// read right is refused whole.
+	if err := config.ValidateParts(c.GetParts()); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(c.GetParts()) > 0 && !slices.ContainsFunc(c.GetParts(), func(p *configv1.MachinePart) bool { return p.GetId() == t.partID }) {
+		return nil, fmt.Errorf("config: the machine's parts do not list this part %q: %w", t.partID, ErrWrongPart)
 	}
 	return &c, nil
 }

@@ -152,6 +152,8 @@ func Validate(cfg *configv1.RobotConfig) error {
 	c.processes(cfg)
 	c.captures(cfg, types)
 	c.syncFolders(cfg)
+	c.remotes(cfg)
+	c.placements(cfg)
 	if cfg.GetStoreBudget() != nil {
 		b := cfg.GetStoreBudget()
 		if b.GetMaxBytes() != 0 && b.GetMaxBytes() < 1<<20 {
@@ -334,10 +336,12 @@ func (c *checker) modules(cfg *configv1.RobotConfig) {
 	for i, m := range mods {
 		p := fmt.Sprintf("modules[%d]", i)
 		if c.name(p+".name", "name", m.GetName()) {
-			if j, dup := seen[m.GetName()]; dup {
+			// Names are per part: each part runs its own modules.
+			key := m.GetPart() + "\x00" + m.GetName()
+			if j, dup := seen[key]; dup {
 				c.addf(p+".name", "duplicate name %q (also modules[%d])", m.GetName(), j)
 			} else {
-				seen[m.GetName()] = i
+				seen[key] = i
 			}
 		}
 		if !filepath.IsAbs(m.GetExecutable()) {
@@ -373,10 +377,11 @@ func (c *checker) processes(cfg *configv1.RobotConfig) {
 	for i, pr := range procs {
 		p := fmt.Sprintf("processes[%d]", i)
 		if c.name(p+".id", "id", pr.GetId()) {
-			if j, dup := seen[pr.GetId()]; dup {
+			key := pr.GetPart() + "\x00" + pr.GetId()
+			if j, dup := seen[key]; dup {
 				c.addf(p+".id", "duplicate id %q (also processes[%d])", pr.GetId(), j)
 			} else {
-				seen[pr.GetId()] = i
+				seen[key] = i
 			}
 		}
 		if pr.GetCommand() == "" {
@@ -469,8 +474,8 @@ func (c *checker) syncFolders(cfg *configv1.RobotConfig) {
 		}
 		cp := filepath.Clean(f.GetPath())
 		for j, other := range clean {
-			if other == "" {
-				continue
+			if other == "" || folders[j].GetPart() != f.GetPart() {
+				continue // each part watches its own disk
 			}
 			// Nested folders would take the same file twice.
 			if cp == other || strings.HasPrefix(cp, other+string(filepath.Separator)) || strings.HasPrefix(other, cp+string(filepath.Separator)) || other == "/" || cp == "/" {

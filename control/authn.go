@@ -24,7 +24,9 @@ import (
 // proved is who a call or a session proved to be.
 type proved struct {
 	who        authz.Subject // a user or an API key
-	credential string        // apikey, token or relay
+	credential string        // apikey, token, relay or forwarded
+	// via is, for a forwarded call, who forwarded it for whom.
+	via string
 	// until is when the proof stops counting on its own (a user token's
 	// expiry); zero means the bundle alone decides.
 	until time.Time

@@ -9,14 +9,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/rbac"
 )
@@ -114,6 +117,9 @@ type authorizer struct {
 	aud string
 	// nonces makes and checks the nonces proofs must carry.
 	nonces *credential.NonceIssuer
+	// mainPart is the machine's main part when it is another part: the one
+	// peer whose forwarded calls this part accepts.
+	mainPart func(context.Context) *configv1.MachinePart
 
 	mu  sync.Mutex // serializes rebuilding; readers use cur
 	cur atomic.Pointer[policy]
@@ -129,6 +135,10 @@ type presented struct {
 	headers        credential.Presented
 	err            error // why the headers did not parse
 	assertion, sdp string
+	// A call forwarded by the main part: the caller it names, the address
+	// it saw, and the client certificate's fingerprint of the connection.
+	forwarded, forwardedPeer, clientCert string
+	procedure                            string
 }
 
 // presentedOf reads a request's credential headers.
@@ -182,8 +192,12 @@ func (a *authorizer) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		in := presentedOf(r.Header)
+		if f := r.Header.Get(HeaderForwardedSubject); f != "" {
+			in.forwarded, in.forwardedPeer, in.clientCert, in.procedure = f, r.Header.Get(HeaderForwardedPeer), forwardedBy(r), r.URL.Path
+		}
 		cn := connOf(r)
-		c, cerr := a.authorize(r.Context(), cn, presentedOf(r.Header), rl)
+		c, cerr := a.authorize(r.Context(), cn, in, rl)
 		if cerr != nil {
 			a.writeError(w, r, cerr)
 			return
@@ -266,6 +280,14 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 	}
 	var id proved
 	switch {
+	case in.forwarded != "":
+		id, err = a.forwarded(ctx, cn, in)
+		if err != nil {
+			return refuse(connect.CodeUnauthenticated, "", err)
+		}
+		// Limited and audited by the caller the main part names, not by the
+		// main part's address, which every forwarded call shares.
+		ev.Peer, peer = id.via, id.via
 	case cn.fixed != nil:
 		id = *cn.fixed
 		if !id.until.IsZero() && !now.Before(id.until) {
@@ -282,7 +304,7 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 	if pol.expired(now) {
 		return refuse(connect.CodeUnauthenticated, "", errors.New(pol.expiredMessage(now)))
 	}
-	if cn.fixed == nil {
+	if cn.fixed == nil && in.forwarded == "" {
 		if in.assertion != "" {
 			id, err = pol.assert(in.assertion, in.sdp, now)
 		} else {
@@ -293,6 +315,9 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 		}
 	}
 	c := &caller{transport: cn.transport, peer: cn.peer, policy: pol, id: id, who: id.who, credential: id.credential}
+	if id.via != "" {
+		c.peer = id.via
+	}
 	ref := c.who.String()
 	var pr *principal
 	switch c.who.Kind {
@@ -431,4 +456,36 @@ func peerHost(addr string) string {
 		return h
 	}
 	return addr
+}
+
+// forwarded checks a call the machine's main part forwards: it must come
+// over TLS with the main part's certificate, as the config document this
+// part holds pins it, be a component call, and name a user or an API key;
+// that subject is then decided by this part's grants like any caller.
+// The header alone proves nothing, and a credential the main part saw is
+// never sent on: nothing it forwards works elsewhere.
+func (a *authorizer) forwarded(ctx context.Context, cn *conn, in presented) (proved, error) {
+	if cn.fixed != nil || cn.local {
+		return proved{}, errors.New("forwarded calls are accepted only from this machine's main part, over TLS")
+	}
+	main := a.mainPart(ctx)
+	if main == nil {
+		return proved{}, errors.New("this part accepts no forwarded calls: it is its machine's main part, or its config lists no main part")
+	}
+	want, err := config.NormalizeFingerprint(main.GetFingerprint())
+	if err != nil || in.clientCert != want {
+		return proved{}, fmt.Errorf("forwarded calls are accepted only from this machine's main part %q (part/%s), by the certificate its signed config pins", main.GetName(), main.GetId())
+	}
+	if !isComponentCall(in.procedure) {
+		return proved{}, errors.New("the main part forwards component calls only")
+	}
+	who, err := authz.Parse(in.forwarded)
+	if err != nil || (who.Kind != authz.KindUser && who.Kind != authz.KindAPIKey) {
+		return proved{}, errors.New("a forwarded call must name a user or an API key")
+	}
+	peer := in.forwardedPeer
+	if len(peer) > maxForwardedPeer || !utf8.ValidString(peer) {
+		peer = "?"
+	}
+	return proved{who: who, credential: "forwarded", via: fmt.Sprintf("part/%s for %s", main.GetId(), peer)}, nil
 }

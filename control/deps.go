@@ -57,6 +57,10 @@ type ConfigState struct {
 	Config *configv1.RobotConfig
 	// Version is the signed config version it came from (0 for a local edit only).
 	Version uint64
+	// Parts are the machine's parts as the signed document lists them; the
+	// main part forwards calls for another part's components, and the other
+	// parts accept forwarded calls from it alone.
+	Parts []*configv1.MachinePart
 	// MachineRevision is the machine config revision it is based on.
 	MachineRevision uint64
 	// LocalEdits says it holds edits the cloud has not accepted yet.

@@ -539,3 +539,29 @@ func newJSONRequest(url, auth, proof string) (*http.Request, error) {
 	}
 	return req, nil
 }
+
+// MotorSetPower accepts any power for any motor.
+func (r *fakeRobot) MotorSetPower(context.Context, *connect.Request[controlv1.MotorSetPowerRequest]) (*connect.Response[controlv1.MotorSetPowerResponse], error) {
+	return connect.NewResponse(&controlv1.MotorSetPowerResponse{}), nil
+}
+
+// twoParts starts one machine's two parts sharing the fixture's grants: a
+// main part "rover" (p1) and "camera-pi" (p2), which runs the motor
+// "wheel"; each holds the same signed document's list of parts, with the
+// other's pin and address.
+func twoParts(t testing.TB) (mainPart, second *env) {
+	t.Helper()
+	c := newCreds()
+	mainPart, second = newEnvOf(t, c, "p1", nil), newEnvOf(t, c, "p2", nil)
+	parts := []*configv1.MachinePart{
+		{Id: "p1", Name: "rover", Main: true, Fingerprint: mainPart.srv.Fingerprint(), Addresses: []string{mainPart.addr}},
+		{Id: "p2", Name: "camera-pi", Fingerprint: second.srv.Fingerprint(), Addresses: []string{second.addr},
+			Components: []*configv1.PlacedComponent{{Name: "wheel"}}},
+	}
+	for _, e := range []*env{mainPart, second} {
+		e.config.mu.Lock()
+		e.config.state.Parts = parts
+		e.config.mu.Unlock()
+	}
+	return mainPart, second
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,6 +18,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/controlwire"
@@ -65,6 +67,9 @@ type Options struct {
 	// HandlerOptions are added to every service's options, such as the
 	// daemon's metrics interceptor (RPC counts and latency).
 	HandlerOptions []connect.HandlerOption
+	// RemoteKeys loads the API keys the main part calls remotes with; nil
+	// means the part keeps none, and a remote's calls fail saying so.
+	RemoteKeys RemoteKeys
 	// Limits bound the connections of each listener (the TLS port and the
 	// socket) and cut off clients that send slowly; zero fields take the
 	// values of DefaultLimits.
@@ -93,6 +98,11 @@ type Server struct {
 	auth        *authorizer
 	handler     http.Handler
 	rtc         *rtcServer
+	peers       *peers
+	remotes     *remotes
+	// The main part's last probe of the other parts, and whether one runs.
+	peerStatus atomic.Pointer[[]*syncv1.PeerStatus]
+	probing    atomic.Bool
 
 	mu      sync.Mutex
 	servers []*http.Server
@@ -145,7 +155,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(controlwire.MaxMessageBytes), connect.WithSendMaxBytes(controlwire.MaxMessageBytes)}
 	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
 		throttle: authz.Credentials(), denied: authz.Credentials(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
-		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now())}
+		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now()), mainPart: s.mainPart}
+	s.peers = newPeers(s)
+	s.remotes = newRemotes(s)
 	s.stopFlush = make(chan struct{})
 	s.flushed = make(chan struct{})
 	go s.auth.flushRefusalsEvery(s.stopFlush, s.flushed)
@@ -155,7 +167,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle(controlv1connect.NewControlServiceHandler(&service{s: s}, hopts...))
-	mux.Handle(controlv1connect.NewComponentServiceHandler(opts.Robot, hopts...))
+	mux.Handle(controlv1connect.NewComponentServiceHandler(&router{Robot: opts.Robot, ps: s.peers, rs: s.remotes}, hopts...))
 	mux.Handle(controlv1connect.NewSignalingServiceHandler(s.rtc, hopts...))
 	reflector := grpcreflect.NewStaticReflector(controlv1connect.ControlServiceName, controlv1connect.ComponentServiceName, controlv1connect.SignalingServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, hopts...))
@@ -172,6 +184,10 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Fingerprint returns the SHA-256 of the TLS certificate in hex, to report
 // to the cloud (PartStatus.control_cert_sha256) and show to field techs.
 func (s *Server) Fingerprint() string { return s.fingerprint }
+
+// Heard notes addresses where another part of the machine was heard on
+// the LAN (mDNS); the main part tries them after those the cloud last saw.
+func (s *Server) Heard(partID string, addrs []string) { s.peers.Heard(partID, addrs) }
 
 // Certificate returns the TLS certificate.
 func (s *Server) Certificate() tls.Certificate { return s.cert }
@@ -207,7 +223,10 @@ func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
 // controlwire.DefaultPort by default) until ctx is done or Close is called.
 func (s *Server) ServeTLS(ctx context.Context, ln net.Listener) error {
 	srv := s.newHTTPServer(TransportGRPC, false)
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12}
+	// A client certificate is asked for, never required: field techs send
+	// none, and the other parts of the machine send their control
+	// certificate, which the authorizer compares with the main part's pin.
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 	ln = s.opts.Limits.Listener(ln)
 	return s.serve(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") })
 }
@@ -245,6 +264,8 @@ func (s *Server) Close() error {
 		errs = append(errs, srv.Close())
 	}
 	s.rtc.closeAll()
+	s.peers.close()
+	s.remotes.close()
 	// After the listeners: no refusal comes in after the last count.
 	s.closeOnce.Do(func() {
 		close(s.stopFlush)

@@ -26,6 +26,8 @@ import (
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/controlwire"
+	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/partfile"
 )
 
 // This file adapts the store, the syncer and the robot to the small
@@ -397,4 +399,12 @@ func (q *quietRelay) next(ctx context.Context, inner func(context.Context) (*con
 		return nil, serr
 	}
 	return nil, err
+}
+
+// remoteKeys reads the keys the main part calls remotes with, next to the
+// bootstrap file (partfile.ReadRemoteKey).
+type remoteKeys struct{ bootstrap string }
+
+func (k remoteKeys) RemoteKey(_ context.Context, keyID string) (*credential.Key, error) {
+	return partfile.ReadRemoteKey(k.bootstrap, keyID)
 }

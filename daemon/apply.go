@@ -22,7 +22,7 @@ import (
 // applyConfig makes doc's config the running one: robot, capture, log
 // level and store budget.
 func (d *daemon) applyConfig(ctx context.Context, doc *syncv1.ConfigDocument, source string) {
-	state := control.ConfigState{Config: doc.GetConfig(), Version: doc.GetVersion(), MachineRevision: doc.GetMachineRevision()}
+	state := control.ConfigState{Config: doc.GetConfig(), Version: doc.GetVersion(), MachineRevision: doc.GetMachineRevision(), Parts: doc.GetParts()}
 	res, err := d.apply(ctx, state)
 	if err != nil {
 		d.log.Error("config not applied; the running one stays", zap.String("source", source), zap.Uint64("version", doc.GetVersion()), zap.Error(err))
@@ -170,7 +170,13 @@ func (c configAPI) CurrentConfig(context.Context) (control.ConfigState, error) {
 func (c configAPI) ProposeEdit(ctx context.Context, p *syncv1.ConfigProposal) (control.EditResult, error) {
 	d := c.d
 	base := d.applied.current()
-	state := control.ConfigState{Config: p.GetConfig(), Version: base.Version, MachineRevision: base.MachineRevision, LocalEdits: true}
+	if len(base.Parts) > 1 {
+		// The part holds only its share: proposed as the machine's config,
+		// it would take the other parts' resources away.
+		return control.EditResult{}, connect.NewError(connect.CodeFailedPrecondition,
+			errors.New("this part is one of its machine's several parts and runs only its share of the machine's config: edit the config at the cloud (outpost config set)"))
+	}
+	state := control.ConfigState{Config: p.GetConfig(), Version: base.Version, MachineRevision: base.MachineRevision, LocalEdits: true, Parts: base.Parts}
 	if _, err := d.apply(ctx, state); err != nil {
 		if errors.Is(err, errClosing) || errors.Is(err, robot.ErrClosed) {
 			return control.EditResult{}, connect.NewError(connect.CodeUnavailable, err)

@@ -258,6 +258,7 @@ func (d *daemon) startControl(ctx context.Context) error {
 		Grants: &d.grants, Audit: auditLog{d.store}, Certs: certStore{d.store}, Robot: d.robot,
 		Config: configAPI{d}, Logs: d.sink, Data: captureData{d.store}, Status: statusAPI{d}, WebRTCSettings: d.o.WebRTCSettings,
 		HandlerOptions: []connect.HandlerOption{connect.WithInterceptors(d.metrics.Interceptor())},
+		RemoteKeys:     remoteKeys{bootstrap: d.o.ConfigPath},
 	})
 	if err != nil {
 		return fmt.Errorf("start the control plane: %w", err)
@@ -296,7 +297,8 @@ func (d *daemon) startControl(ctx context.Context) error {
 	return nil
 }
 
-// announce starts the mDNS announcement of the control port, unless
+// announce starts the mDNS announcement of the control port, and the
+// browse for the machine's other parts (control.Server.BrowseParts), unless
 // MDNSInterface is "". A network without multicast is no reason to stop the
 // daemon: a failure to announce is logged.
 func (d *daemon) announce(ctx context.Context, addr net.Addr) error {
@@ -320,19 +322,31 @@ func (d *daemon) announce(ctx context.Context, addr net.Addr) error {
 	}
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
+	browsed := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := control.Announce(actx, a, d.log); err != nil {
 			d.log.Warn("mDNS announcement failed; `outpost robot discover` will not find this part", zap.Error(err))
 		}
 	}()
+	// The main part also listens for the machine's other parts, so it
+	// reaches them on the LAN without the cloud (a no-op on other parts).
+	go func() {
+		defer close(browsed)
+		d.ctl.BrowseParts(actx, iface, partBrowseInterval)
+	}()
 	d.stops.push("stop the mDNS announcement", func(context.Context) error {
 		cancel()
 		<-done
+		<-browsed
 		return nil
 	})
 	return nil
 }
+
+// partBrowseInterval is how often the main part browses mDNS for the
+// machine's other parts: an address that changed is found within it.
+const partBrowseInterval = 30 * time.Second
 
 // buildMetrics makes the Prometheus registry over the daemon's sources.
 func (d *daemon) buildMetrics() {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloudsync"
+	"github.com/outpost-robotics/outpost/config"
 )
 
 // updateStatus keeps systemctl status's line current, sending only changes.
@@ -63,6 +65,13 @@ func (d *daemon) partStatus() *syncv1.PartStatus {
 	st := &syncv1.PartStatus{Version: d.o.Version, ConfigVersion: version}
 	if d.ctl != nil {
 		st.ControlCertSha256 = certSHA256(d.ctl.Fingerprint())
+		st.ControlAddresses = controlAddresses(d.endpoints.Control)
+		st.Peers = d.ctl.PeerStatus(context.Background())
+	}
+	for _, p := range d.applied.current().Parts {
+		if p.GetId() == d.partID {
+			st.Main = p.GetMain()
+		}
 	}
 	if g := d.grants.cur.Load(); g != nil {
 		st.GrantsVersion = g.GetVersion()
@@ -81,6 +90,35 @@ func (d *daemon) componentHealth() map[string]bool {
 	out := map[string]bool{}
 	for _, r := range d.robot.Resources() {
 		out[strings.TrimPrefix(strings.ToLower(r.GetKind().String()), "resource_kind_")+"/"+r.GetName()] = r.GetState() == controlv1.ResourceState_RESOURCE_STATE_RUNNING
+	}
+	return out
+}
+
+// controlAddresses lists where the control plane listening on addr can be
+// reached, for the other parts of the machine: addr itself, or, when it
+// listens on every interface, each up interface's addresses with its port.
+func controlAddresses(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsUnspecified() {
+		return []string{addr}
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range ifaddrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() || (ip.To4() != nil && n.IP.To4() == nil) {
+			continue
+		}
+		if len(out) < config.MaxAddresses {
+			out = append(out, net.JoinHostPort(n.IP.String(), port))
+		}
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 // Package partfile reads the files outpostd keeps outside its store: the
-// bootstrap file written when the part was provisioned, and the store budget
-// the last config set. Both the daemon and `outpost doctor` read them, and
+// bootstrap file written when the part was provisioned, the store budget
+// the last config set, and the API keys a main part calls remotes with.
+// Both the daemon and `outpost doctor` read them, and
 // this package imports no store, so the CLI that runs on a technician's
 // laptop links no Badger.
 package partfile

@@ -15,12 +15,14 @@
 package partsync
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -92,6 +94,14 @@ type Restarter interface {
 	// request the report names. Every status carries the last report, so
 	// this must be idempotent and cheap for one already cleared.
 	RestartHandled(ctx context.Context, part Part, r *syncv1.RestartReport) error
+}
+
+// PeerNoter is optionally implemented by a Backend whose documents carry
+// what parts report of their control plane (the certificate fingerprint and
+// addresses, for the other parts of a machine to find and pin): it hears of
+// a report that changed either, after the status is stored.
+type PeerNoter interface {
+	PeerChanged(ctx context.Context, part Part) error
 }
 
 // Relay is the part side of WebRTC signaling relayed by the cloud
@@ -434,8 +444,21 @@ func (h *handler) ReportStatus(ctx context.Context, req *connect.Request[syncv1.
 			return nil, err
 		}
 	}
+	pn, notes := h.backend.(PeerNoter)
+	var before *syncv1.PartStatus
+	if notes {
+		if old, err := h.store.Status(ctx, part.ID); err == nil {
+			before = old.Status
+		}
+	}
 	if err := h.store.PutStatus(ctx, part.ID, req.Msg.GetStatus(), h.clock.Now()); err != nil {
 		return nil, h.storeErr("report status", part, err)
+	}
+	if notes && peerChanged(before, req.Msg.GetStatus()) {
+		if err := pn.PeerChanged(ctx, part); err != nil {
+			h.log.Error("could not note a part's new control address", zap.String("part", part.ID), zap.Error(err))
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("report status: try again"))
+		}
 	}
 	if rs, ok := h.backend.(Restarter); ok && restart != nil {
 		if err := rs.RestartHandled(ctx, part, restart); err != nil {
@@ -481,4 +504,11 @@ func (h *handler) AnswerOffer(ctx context.Context, req *connect.Request[syncv1.A
 		return nil, err
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// peerChanged says a status report changed what the other parts of the
+// machine are told of the part: its certificate or its addresses.
+func peerChanged(before, after *syncv1.PartStatus) bool {
+	return before == nil || !bytes.Equal(before.GetControlCertSha256(), after.GetControlCertSha256()) ||
+		!slices.Equal(before.GetControlAddresses(), after.GetControlAddresses())
 }

@@ -160,7 +160,10 @@ type RobotConfig struct {
 	// The local store's byte budget; absent means the daemon's default.
 	StoreBudget *StoreBudget `protobuf:"bytes,6,opt,name=store_budget,json=storeBudget,proto3" json:"store_budget,omitempty"`
 	// "debug", "info", "warn" or "error"; empty means info.
-	LogLevel      string `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	LogLevel string `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	// Other robots whose components this machine's main part serves, each
+	// under the prefix "NAME:".
+	Remotes       []*Remote `protobuf:"bytes,8,rep,name=remotes,proto3" json:"remotes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -244,6 +247,241 @@ func (x *RobotConfig) GetLogLevel() string {
 	return ""
 }
 
+func (x *RobotConfig) GetRemotes() []*Remote {
+	if x != nil {
+		return x.Remotes
+	}
+	return nil
+}
+
+// Remote is another robot reached over the network from this machine's main
+// part: its components appear on this machine as "NAME:component".
+type Remote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique among the remotes; the prefix of its components.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// HOST:PORT of the remote robot's control plane.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// SHA-256 of the remote's control certificate (64 hex digits, colons
+	// allowed): the main part trusts exactly this certificate.
+	Fingerprint string `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// The id of the API key the main part calls the remote with. Its private
+	// key never appears in a config: it is kept on the main part in a file
+	// named after the id (docs/CREDENTIALS.md, remotes), and the remote's own
+	// grants decide what it may do.
+	ApiKeyId      string `protobuf:"bytes,4,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Remote) Reset() {
+	*x = Remote{}
+	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Remote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Remote) ProtoMessage() {}
+
+func (x *Remote) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Remote.ProtoReflect.Descriptor instead.
+func (*Remote) Descriptor() ([]byte, []int) {
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Remote) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Remote) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *Remote) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *Remote) GetApiKeyId() string {
+	if x != nil {
+		return x.ApiKeyId
+	}
+	return ""
+}
+
+// MachinePart is one part of a machine, as the cloud knows it: the signed
+// config document lists every part of the machine, so parts find and trust
+// each other without the cloud.
+type MachinePart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Its name, unique in the machine; what a config's "part" fields name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether it is the machine's main part, which answers for the machine.
+	Main bool `protobuf:"varint,3,opt,name=main,proto3" json:"main,omitempty"`
+	// SHA-256 of its control certificate, as it last reported it (hex); empty
+	// before its first report.
+	Fingerprint string `protobuf:"bytes,4,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// HOST:PORT addresses of its control plane, as it last reported them.
+	Addresses []string `protobuf:"bytes,5,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// The components the config places on it, with their types.
+	Components    []*PlacedComponent `protobuf:"bytes,6,rep,name=components,proto3" json:"components,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MachinePart) Reset() {
+	*x = MachinePart{}
+	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MachinePart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MachinePart) ProtoMessage() {}
+
+func (x *MachinePart) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MachinePart.ProtoReflect.Descriptor instead.
+func (*MachinePart) Descriptor() ([]byte, []int) {
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MachinePart) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MachinePart) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MachinePart) GetMain() bool {
+	if x != nil {
+		return x.Main
+	}
+	return false
+}
+
+func (x *MachinePart) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *MachinePart) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *MachinePart) GetComponents() []*PlacedComponent {
+	if x != nil {
+		return x.Components
+	}
+	return nil
+}
+
+// PlacedComponent is a component of another part, named so the main part
+// can route calls for it.
+type PlacedComponent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The component's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its API.
+	Type          ComponentType `protobuf:"varint,2,opt,name=type,proto3,enum=outpost.config.v1.ComponentType" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacedComponent) Reset() {
+	*x = PlacedComponent{}
+	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacedComponent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacedComponent) ProtoMessage() {}
+
+func (x *PlacedComponent) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacedComponent.ProtoReflect.Descriptor instead.
+func (*PlacedComponent) Descriptor() ([]byte, []int) {
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PlacedComponent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlacedComponent) GetType() ComponentType {
+	if x != nil {
+		return x.Type
+	}
+	return ComponentType_COMPONENT_TYPE_UNSPECIFIED
+}
+
 // Component is one piece of the machine.
 type Component struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -257,14 +495,16 @@ type Component struct {
 	// Model-specific settings.
 	Attributes *structpb.Struct `protobuf:"bytes,4,opt,name=attributes,proto3" json:"attributes,omitempty"`
 	// Components that must be running before this one starts.
-	DependsOn     []string `protobuf:"bytes,5,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	DependsOn []string `protobuf:"bytes,5,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// The name of the part that runs it; empty means the machine's main part.
+	Part          string `protobuf:"bytes,6,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +516,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +529,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Component) GetName() string {
@@ -327,6 +567,13 @@ func (x *Component) GetDependsOn() []string {
 	return nil
 }
 
+func (x *Component) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
+}
+
 // Module is an external program serving component models over a Unix socket.
 type Module struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -337,14 +584,16 @@ type Module struct {
 	// Extra arguments.
 	Args []string `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
 	// Extra environment variables.
-	Env           map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Env map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The name of the part that runs it; empty means the machine's main part.
+	Part          string `protobuf:"bytes,5,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Module) Reset() {
 	*x = Module{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +605,7 @@ func (x *Module) String() string {
 func (*Module) ProtoMessage() {}
 
 func (x *Module) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +618,7 @@ func (x *Module) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Module.ProtoReflect.Descriptor instead.
 func (*Module) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Module) GetName() string {
@@ -400,6 +649,13 @@ func (x *Module) GetEnv() map[string]string {
 	return nil
 }
 
+func (x *Module) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
+}
+
 // Process is a sidecar program the daemon supervises.
 type Process struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -416,14 +672,16 @@ type Process struct {
 	// When to start it again.
 	Restart RestartPolicy `protobuf:"varint,6,opt,name=restart,proto3,enum=outpost.config.v1.RestartPolicy" json:"restart,omitempty"`
 	// How long after SIGTERM it is killed with SIGKILL; absent means 10s.
-	StopTimeout   *durationpb.Duration `protobuf:"bytes,7,opt,name=stop_timeout,json=stopTimeout,proto3" json:"stop_timeout,omitempty"`
+	StopTimeout *durationpb.Duration `protobuf:"bytes,7,opt,name=stop_timeout,json=stopTimeout,proto3" json:"stop_timeout,omitempty"`
+	// The name of the part that runs it; empty means the machine's main part.
+	Part          string `protobuf:"bytes,8,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +693,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +706,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Process) GetId() string {
@@ -500,6 +758,13 @@ func (x *Process) GetStopTimeout() *durationpb.Duration {
 	return nil
 }
 
+func (x *Process) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
+}
+
 // CaptureMethod is one component method polled at a fixed frequency.
 type CaptureMethod struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -513,14 +778,17 @@ type CaptureMethod struct {
 	// Tags stored with every capture.
 	Tags []string `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
 	// Eviction priority in the store (0-255): lower goes first when full.
-	Priority      uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The part that polls it; empty means its component's part, and any
+	// other part is refused.
+	Part          string `protobuf:"bytes,6,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaptureMethod) Reset() {
 	*x = CaptureMethod{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +800,7 @@ func (x *CaptureMethod) String() string {
 func (*CaptureMethod) ProtoMessage() {}
 
 func (x *CaptureMethod) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +813,7 @@ func (x *CaptureMethod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureMethod.ProtoReflect.Descriptor instead.
 func (*CaptureMethod) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CaptureMethod) GetComponent() string {
@@ -583,6 +851,13 @@ func (x *CaptureMethod) GetPriority() uint32 {
 	return 0
 }
 
+func (x *CaptureMethod) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
+}
+
 // SyncFolder is a folder whose files are stored as blobs and synced.
 type SyncFolder struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -597,14 +872,16 @@ type SyncFolder struct {
 	// Tags stored with every file.
 	Tags []string `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
 	// Eviction priority (0-255).
-	Priority      uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority uint32 `protobuf:"varint,5,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The name of the part that runs it; empty means the machine's main part.
+	Part          string `protobuf:"bytes,6,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncFolder) Reset() {
 	*x = SyncFolder{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +893,7 @@ func (x *SyncFolder) String() string {
 func (*SyncFolder) ProtoMessage() {}
 
 func (x *SyncFolder) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +906,7 @@ func (x *SyncFolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncFolder.ProtoReflect.Descriptor instead.
 func (*SyncFolder) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SyncFolder) GetPath() string {
@@ -667,6 +944,13 @@ func (x *SyncFolder) GetPriority() uint32 {
 	return 0
 }
 
+func (x *SyncFolder) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
+}
+
 // StoreBudget bounds the daemon's local store, so a full disk never stops
 // the part: over it the daemon evicts in a documented order and says so.
 type StoreBudget struct {
@@ -681,7 +965,7 @@ type StoreBudget struct {
 
 func (x *StoreBudget) Reset() {
 	*x = StoreBudget{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +977,7 @@ func (x *StoreBudget) String() string {
 func (*StoreBudget) ProtoMessage() {}
 
 func (x *StoreBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +990,7 @@ func (x *StoreBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreBudget.ProtoReflect.Descriptor instead.
 func (*StoreBudget) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StoreBudget) GetMaxBytes() uint64 {
@@ -727,7 +1011,7 @@ var File_outpost_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_outpost_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1eoutpost/config/v1/config.proto\x12\x11outpost.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x9a\x03\n" +
+	"\x1eoutpost/config/v1/config.proto\x12\x11outpost.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xcf\x03\n" +
 	"\vRobotConfig\x12<\n" +
 	"\n" +
 	"components\x18\x01 \x03(\v2\x1c.outpost.config.v1.ComponentR\n" +
@@ -737,7 +1021,26 @@ const file_outpost_config_v1_config_proto_rawDesc = "" +
 	"\bcaptures\x18\x04 \x03(\v2 .outpost.config.v1.CaptureMethodR\bcaptures\x12@\n" +
 	"\fsync_folders\x18\x05 \x03(\v2\x1d.outpost.config.v1.SyncFolderR\vsyncFolders\x12A\n" +
 	"\fstore_budget\x18\x06 \x01(\v2\x1e.outpost.config.v1.StoreBudgetR\vstoreBudget\x12\x1b\n" +
-	"\tlog_level\x18\a \x01(\tR\blogLevel\"\xc3\x01\n" +
+	"\tlog_level\x18\a \x01(\tR\blogLevel\x123\n" +
+	"\aremotes\x18\b \x03(\v2\x19.outpost.config.v1.RemoteR\aremotes\"v\n" +
+	"\x06Remote\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\x12\x1c\n" +
+	"\n" +
+	"api_key_id\x18\x04 \x01(\tR\bapiKeyId\"\xc9\x01\n" +
+	"\vMachinePart\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04main\x18\x03 \x01(\bR\x04main\x12 \n" +
+	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x12\x1c\n" +
+	"\taddresses\x18\x05 \x03(\tR\taddresses\x12B\n" +
+	"\n" +
+	"components\x18\x06 \x03(\v2\".outpost.config.v1.PlacedComponentR\n" +
+	"components\"[\n" +
+	"\x0fPlacedComponent\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
+	"\x04type\x18\x02 \x01(\x0e2 .outpost.config.v1.ComponentTypeR\x04type\"\xd7\x01\n" +
 	"\tComponent\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x04type\x18\x02 \x01(\x0e2 .outpost.config.v1.ComponentTypeR\x04type\x12\x14\n" +
@@ -746,17 +1049,19 @@ const file_outpost_config_v1_config_proto_rawDesc = "" +
 	"attributes\x18\x04 \x01(\v2\x17.google.protobuf.StructR\n" +
 	"attributes\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x05 \x03(\tR\tdependsOn\"\xbe\x01\n" +
+	"depends_on\x18\x05 \x03(\tR\tdependsOn\x12\x12\n" +
+	"\x04part\x18\x06 \x01(\tR\x04part\"\xd2\x01\n" +
 	"\x06Module\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
 	"\n" +
 	"executable\x18\x02 \x01(\tR\n" +
 	"executable\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x124\n" +
-	"\x03env\x18\x04 \x03(\v2\".outpost.config.v1.Module.EnvEntryR\x03env\x1a6\n" +
+	"\x03env\x18\x04 \x03(\v2\".outpost.config.v1.Module.EnvEntryR\x03env\x12\x12\n" +
+	"\x04part\x18\x05 \x01(\tR\x04part\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x02\n" +
 	"\aProcess\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x12\n" +
@@ -765,23 +1070,26 @@ const file_outpost_config_v1_config_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\x12:\n" +
 	"\arestart\x18\x06 \x01(\x0e2 .outpost.config.v1.RestartPolicyR\arestart\x12<\n" +
-	"\fstop_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vstopTimeout\x1a6\n" +
+	"\fstop_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\vstopTimeout\x12\x12\n" +
+	"\x04part\x18\b \x01(\tR\x04part\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x01\n" +
 	"\rCaptureMethod\x12\x1c\n" +
 	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12!\n" +
 	"\ffrequency_hz\x18\x03 \x01(\x01R\vfrequencyHz\x12\x12\n" +
 	"\x04tags\x18\x04 \x03(\tR\x04tags\x12\x1a\n" +
-	"\bpriority\x18\x05 \x01(\rR\bpriority\"\xba\x01\n" +
+	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x12\n" +
+	"\x04part\x18\x06 \x01(\tR\x04part\"\xce\x01\n" +
 	"\n" +
 	"SyncFolder\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12*\n" +
 	"\x11delete_after_sync\x18\x02 \x01(\bR\x0fdeleteAfterSync\x12<\n" +
 	"\fquiet_period\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vquietPeriod\x12\x12\n" +
 	"\x04tags\x18\x04 \x03(\tR\x04tags\x12\x1a\n" +
-	"\bpriority\x18\x05 \x01(\rR\bpriority\"P\n" +
+	"\bpriority\x18\x05 \x01(\rR\bpriority\x12\x12\n" +
+	"\x04part\x18\x06 \x01(\tR\x04part\"P\n" +
 	"\vStoreBudget\x12\x1b\n" +
 	"\tmax_bytes\x18\x01 \x01(\x04R\bmaxBytes\x12$\n" +
 	"\x0emin_free_bytes\x18\x02 \x01(\x04R\fminFreeBytes*\xb4\x01\n" +
@@ -812,41 +1120,47 @@ func file_outpost_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_outpost_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_outpost_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_outpost_config_v1_config_proto_goTypes = []any{
 	(ComponentType)(0),          // 0: outpost.config.v1.ComponentType
 	(RestartPolicy)(0),          // 1: outpost.config.v1.RestartPolicy
 	(*RobotConfig)(nil),         // 2: outpost.config.v1.RobotConfig
-	(*Component)(nil),           // 3: outpost.config.v1.Component
-	(*Module)(nil),              // 4: outpost.config.v1.Module
-	(*Process)(nil),             // 5: outpost.config.v1.Process
-	(*CaptureMethod)(nil),       // 6: outpost.config.v1.CaptureMethod
-	(*SyncFolder)(nil),          // 7: outpost.config.v1.SyncFolder
-	(*StoreBudget)(nil),         // 8: outpost.config.v1.StoreBudget
-	nil,                         // 9: outpost.config.v1.Module.EnvEntry
-	nil,                         // 10: outpost.config.v1.Process.EnvEntry
-	(*structpb.Struct)(nil),     // 11: google.protobuf.Struct
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(*Remote)(nil),              // 3: outpost.config.v1.Remote
+	(*MachinePart)(nil),         // 4: outpost.config.v1.MachinePart
+	(*PlacedComponent)(nil),     // 5: outpost.config.v1.PlacedComponent
+	(*Component)(nil),           // 6: outpost.config.v1.Component
+	(*Module)(nil),              // 7: outpost.config.v1.Module
+	(*Process)(nil),             // 8: outpost.config.v1.Process
+	(*CaptureMethod)(nil),       // 9: outpost.config.v1.CaptureMethod
+	(*SyncFolder)(nil),          // 10: outpost.config.v1.SyncFolder
+	(*StoreBudget)(nil),         // 11: outpost.config.v1.StoreBudget
+	nil,                         // 12: outpost.config.v1.Module.EnvEntry
+	nil,                         // 13: outpost.config.v1.Process.EnvEntry
+	(*structpb.Struct)(nil),     // 14: google.protobuf.Struct
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_outpost_config_v1_config_proto_depIdxs = []int32{
-	3,  // 0: outpost.config.v1.RobotConfig.components:type_name -> outpost.config.v1.Component
-	4,  // 1: outpost.config.v1.RobotConfig.modules:type_name -> outpost.config.v1.Module
-	5,  // 2: outpost.config.v1.RobotConfig.processes:type_name -> outpost.config.v1.Process
-	6,  // 3: outpost.config.v1.RobotConfig.captures:type_name -> outpost.config.v1.CaptureMethod
-	7,  // 4: outpost.config.v1.RobotConfig.sync_folders:type_name -> outpost.config.v1.SyncFolder
-	8,  // 5: outpost.config.v1.RobotConfig.store_budget:type_name -> outpost.config.v1.StoreBudget
-	0,  // 6: outpost.config.v1.Component.type:type_name -> outpost.config.v1.ComponentType
-	11, // 7: outpost.config.v1.Component.attributes:type_name -> google.protobuf.Struct
-	9,  // 8: outpost.config.v1.Module.env:type_name -> outpost.config.v1.Module.EnvEntry
-	10, // 9: outpost.config.v1.Process.env:type_name -> outpost.config.v1.Process.EnvEntry
-	1,  // 10: outpost.config.v1.Process.restart:type_name -> outpost.config.v1.RestartPolicy
-	12, // 11: outpost.config.v1.Process.stop_timeout:type_name -> google.protobuf.Duration
-	12, // 12: outpost.config.v1.SyncFolder.quiet_period:type_name -> google.protobuf.Duration
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	6,  // 0: outpost.config.v1.RobotConfig.components:type_name -> outpost.config.v1.Component
+	7,  // 1: outpost.config.v1.RobotConfig.modules:type_name -> outpost.config.v1.Module
+	8,  // 2: outpost.config.v1.RobotConfig.processes:type_name -> outpost.config.v1.Process
+	9,  // 3: outpost.config.v1.RobotConfig.captures:type_name -> outpost.config.v1.CaptureMethod
+	10, // 4: outpost.config.v1.RobotConfig.sync_folders:type_name -> outpost.config.v1.SyncFolder
+	11, // 5: outpost.config.v1.RobotConfig.store_budget:type_name -> outpost.config.v1.StoreBudget
+	3,  // 6: outpost.config.v1.RobotConfig.remotes:type_name -> outpost.config.v1.Remote
+	5,  // 7: outpost.config.v1.MachinePart.components:type_name -> outpost.config.v1.PlacedComponent
+	0,  // 8: outpost.config.v1.PlacedComponent.type:type_name -> outpost.config.v1.ComponentType
+	0,  // 9: outpost.config.v1.Component.type:type_name -> outpost.config.v1.ComponentType
+	14, // 10: outpost.config.v1.Component.attributes:type_name -> google.protobuf.Struct
+	12, // 11: outpost.config.v1.Module.env:type_name -> outpost.config.v1.Module.EnvEntry
+	13, // 12: outpost.config.v1.Process.env:type_name -> outpost.config.v1.Process.EnvEntry
+	1,  // 13: outpost.config.v1.Process.restart:type_name -> outpost.config.v1.RestartPolicy
+	15, // 14: outpost.config.v1.Process.stop_timeout:type_name -> google.protobuf.Duration
+	15, // 15: outpost.config.v1.SyncFolder.quiet_period:type_name -> google.protobuf.Duration
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_outpost_config_v1_config_proto_init() }
@@ -860,7 +1174,7 @@ func file_outpost_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_config_v1_config_proto_rawDesc), len(file_outpost_config_v1_config_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -150,7 +150,11 @@ type ResourceStatus struct {
 	// (the fleet app's CONTROL tab) draws for it.
 	ComponentType v1.ComponentType `protobuf:"varint,6,opt,name=component_type,json=componentType,proto3,enum=outpost.config.v1.ComponentType" json:"component_type,omitempty"`
 	// The component's model, such as "fake".
-	Model         string `protobuf:"bytes,7,opt,name=model,proto3" json:"model,omitempty"`
+	Model string `protobuf:"bytes,7,opt,name=model,proto3" json:"model,omitempty"`
+	// The part of the machine that runs it, as the main part lists every
+	// part's components; empty for this part's own. A remote's components are
+	// named "REMOTE:component" and carry the remote's name here.
+	Part          string `protobuf:"bytes,8,opt,name=part,proto3" json:"part,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +234,13 @@ func (x *ResourceStatus) GetComponentType() v1.ComponentType {
 func (x *ResourceStatus) GetModel() string {
 	if x != nil {
 		return x.Model
+	}
+	return ""
+}
+
+func (x *ResourceStatus) GetPart() string {
+	if x != nil {
+		return x.Part
 	}
 	return ""
 }
@@ -1553,7 +1564,7 @@ var File_outpost_control_v1_components_proto protoreflect.FileDescriptor
 
 const file_outpost_control_v1_components_proto_rawDesc = "" +
 	"\n" +
-	"#outpost/control/v1/components.proto\x12\x12outpost.control.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\xa4\x02\n" +
+	"#outpost/control/v1/components.proto\x12\x12outpost.control.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\xb8\x02\n" +
 	"\x0eResourceStatus\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .outpost.control.v1.ResourceKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x127\n" +
@@ -1561,7 +1572,8 @@ const file_outpost_control_v1_components_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
 	"\brestarts\x18\x05 \x01(\rR\brestarts\x12G\n" +
 	"\x0ecomponent_type\x18\x06 \x01(\x0e2 .outpost.config.v1.ComponentTypeR\rcomponentType\x12\x14\n" +
-	"\x05model\x18\a \x01(\tR\x05model\"\x16\n" +
+	"\x05model\x18\a \x01(\tR\x05model\x12\x12\n" +
+	"\x04part\x18\b \x01(\tR\x04part\"\x16\n" +
 	"\x14ListResourcesRequest\"Y\n" +
 	"\x15ListResourcesResponse\x12@\n" +
 	"\tresources\x18\x01 \x03(\v2\".outpost.control.v1.ResourceStatusR\tresources\"&\n" +

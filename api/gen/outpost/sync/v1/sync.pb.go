@@ -1042,7 +1042,12 @@ type ConfigDocument struct {
 	// are proposed against it.
 	MachineRevision uint64 `protobuf:"varint,7,opt,name=machine_revision,json=machineRevision,proto3" json:"machine_revision,omitempty"`
 	// The fragments merged in, with the versions used.
-	Fragments     []*FragmentVersion `protobuf:"bytes,8,rep,name=fragments,proto3" json:"fragments,omitempty"`
+	Fragments []*FragmentVersion `protobuf:"bytes,8,rep,name=fragments,proto3" json:"fragments,omitempty"`
+	// Every part of the machine (this one included), with the certificate
+	// fingerprint and addresses it last reported and the components placed on
+	// it. config holds only this part's share of the machine's config; parts
+	// pin each other's certificates by these fingerprints.
+	Parts         []*v1.MachinePart `protobuf:"bytes,9,rep,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1129,6 +1134,13 @@ func (x *ConfigDocument) GetMachineRevision() uint64 {
 func (x *ConfigDocument) GetFragments() []*FragmentVersion {
 	if x != nil {
 		return x.Fragments
+	}
+	return nil
+}
+
+func (x *ConfigDocument) GetParts() []*v1.MachinePart {
+	if x != nil {
+		return x.Parts
 	}
 	return nil
 }
@@ -2818,7 +2830,14 @@ type PartStatus struct {
 	Resources []*ResourceStatus `protobuf:"bytes,8,rep,name=resources,proto3" json:"resources,omitempty"`
 	// The last restart order the part handled; absent before the first. The
 	// cloud clears the pending request it names.
-	Restart       *RestartReport `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
+	Restart *RestartReport `protobuf:"bytes,9,opt,name=restart,proto3" json:"restart,omitempty"`
+	// HOST:PORT addresses its control plane answers on, for the other parts
+	// of its machine to find it when mDNS does not reach.
+	ControlAddresses []string `protobuf:"bytes,10,rep,name=control_addresses,json=controlAddresses,proto3" json:"control_addresses,omitempty"`
+	// Whether it is its machine's main part (by the config it runs).
+	Main bool `protobuf:"varint,11,opt,name=main,proto3" json:"main,omitempty"`
+	// On the main part: how it reaches each other part of the machine.
+	Peers         []*PeerStatus `protobuf:"bytes,12,rep,name=peers,proto3" json:"peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2916,6 +2935,109 @@ func (x *PartStatus) GetRestart() *RestartReport {
 	return nil
 }
 
+func (x *PartStatus) GetControlAddresses() []string {
+	if x != nil {
+		return x.ControlAddresses
+	}
+	return nil
+}
+
+func (x *PartStatus) GetMain() bool {
+	if x != nil {
+		return x.Main
+	}
+	return false
+}
+
+func (x *PartStatus) GetPeers() []*PeerStatus {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerStatus is how the main part last reached another part of its machine.
+type PeerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part's id.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether the main part reached it on its last try.
+	Reachable bool `protobuf:"varint,3,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	// Why not, when it did not.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// Where it reached it (HOST:PORT), when it did.
+	Address       string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerStatus) Reset() {
+	*x = PeerStatus{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerStatus) ProtoMessage() {}
+
+func (x *PeerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
+func (*PeerStatus) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PeerStatus) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *PeerStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PeerStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
 // StreamBacklog is one stream's queue on the part.
 type StreamBacklog struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2934,7 +3056,7 @@ type StreamBacklog struct {
 
 func (x *StreamBacklog) Reset() {
 	*x = StreamBacklog{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3068,7 @@ func (x *StreamBacklog) String() string {
 func (*StreamBacklog) ProtoMessage() {}
 
 func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3081,7 @@ func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBacklog.ProtoReflect.Descriptor instead.
 func (*StreamBacklog) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StreamBacklog) GetStream() string {
@@ -3005,7 +3127,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3139,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3152,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{38}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ResourceStatus) GetName() string {
@@ -3076,7 +3198,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3210,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3223,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{39}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Bootstrap) GetCloudUrl() string {
@@ -3196,7 +3318,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x15\n" +
 	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1c\n" +
-	"\tsignature\x18\x04 \x01(\fR\tsignature\"\xf9\x02\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\"\xaf\x03\n" +
 	"\x0eConfigDocument\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x1d\n" +
 	"\n" +
@@ -3207,7 +3329,8 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x126\n" +
 	"\x06config\x18\x06 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12)\n" +
 	"\x10machine_revision\x18\a \x01(\x04R\x0fmachineRevision\x12>\n" +
-	"\tfragments\x18\b \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\";\n" +
+	"\tfragments\x18\b \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\x124\n" +
+	"\x05parts\x18\t \x03(\v2\x1e.outpost.config.v1.MachinePartR\x05parts\";\n" +
 	"\x0fFragmentVersion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"\x84\x03\n" +
@@ -3328,7 +3451,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"J\n" +
 	"\x13ReportStatusRequest\x123\n" +
 	"\x06status\x18\x01 \x01(\v2\x1b.outpost.sync.v1.PartStatusR\x06status\"\x16\n" +
-	"\x14ReportStatusResponse\"\xb7\x03\n" +
+	"\x14ReportStatusResponse\"\xab\x04\n" +
 	"\n" +
 	"PartStatus\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1f\n" +
@@ -3340,7 +3463,18 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x0econfig_version\x18\x06 \x01(\x04R\rconfigVersion\x12%\n" +
 	"\x0egrants_version\x18\a \x01(\x04R\rgrantsVersion\x12=\n" +
 	"\tresources\x18\b \x03(\v2\x1f.outpost.sync.v1.ResourceStatusR\tresources\x128\n" +
-	"\arestart\x18\t \x01(\v2\x1e.outpost.sync.v1.RestartReportR\arestart\"~\n" +
+	"\arestart\x18\t \x01(\v2\x1e.outpost.sync.v1.RestartReportR\arestart\x12+\n" +
+	"\x11control_addresses\x18\n" +
+	" \x03(\tR\x10controlAddresses\x12\x12\n" +
+	"\x04main\x18\v \x01(\bR\x04main\x121\n" +
+	"\x05peers\x18\f \x03(\v2\x1b.outpost.sync.v1.PeerStatusR\x05peers\"\x87\x01\n" +
+	"\n" +
+	"PeerStatus\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\treachable\x18\x03 \x01(\bR\treachable\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12\x18\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\"~\n" +
 	"\rStreamBacklog\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x14\n" +
@@ -3395,7 +3529,7 @@ func file_outpost_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_outpost_sync_v1_sync_proto_goTypes = []any{
 	(RestartOutcome)(0),           // 0: outpost.sync.v1.RestartOutcome
 	(Role)(0),                     // 1: outpost.sync.v1.Role
@@ -3437,73 +3571,77 @@ var file_outpost_sync_v1_sync_proto_goTypes = []any{
 	(*ReportStatusRequest)(nil),   // 37: outpost.sync.v1.ReportStatusRequest
 	(*ReportStatusResponse)(nil),  // 38: outpost.sync.v1.ReportStatusResponse
 	(*PartStatus)(nil),            // 39: outpost.sync.v1.PartStatus
-	(*StreamBacklog)(nil),         // 40: outpost.sync.v1.StreamBacklog
-	(*ResourceStatus)(nil),        // 41: outpost.sync.v1.ResourceStatus
-	(*Bootstrap)(nil),             // 42: outpost.sync.v1.Bootstrap
-	(*durationpb.Duration)(nil),   // 43: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
-	(*v1.RobotConfig)(nil),        // 45: outpost.config.v1.RobotConfig
+	(*PeerStatus)(nil),            // 40: outpost.sync.v1.PeerStatus
+	(*StreamBacklog)(nil),         // 41: outpost.sync.v1.StreamBacklog
+	(*ResourceStatus)(nil),        // 42: outpost.sync.v1.ResourceStatus
+	(*Bootstrap)(nil),             // 43: outpost.sync.v1.Bootstrap
+	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
+	(*v1.RobotConfig)(nil),        // 46: outpost.config.v1.RobotConfig
+	(*v1.MachinePart)(nil),        // 47: outpost.config.v1.MachinePart
 }
 var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
-	43, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
+	44, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
 	5,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
 	7,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
 	8,  // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
-	44, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	43, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
+	45, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	44, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
 	14, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
 	14, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
 	34, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
 	14, // 9: outpost.sync.v1.PullResponse.restart:type_name -> outpost.sync.v1.SignedDocument
-	44, // 10: outpost.sync.v1.RestartOrder.requested_at:type_name -> google.protobuf.Timestamp
-	44, // 11: outpost.sync.v1.RestartOrder.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 10: outpost.sync.v1.RestartOrder.requested_at:type_name -> google.protobuf.Timestamp
+	45, // 11: outpost.sync.v1.RestartOrder.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: outpost.sync.v1.RestartReport.outcome:type_name -> outpost.sync.v1.RestartOutcome
-	44, // 13: outpost.sync.v1.RestartReport.at:type_name -> google.protobuf.Timestamp
-	44, // 14: outpost.sync.v1.RestartReport.requested_at:type_name -> google.protobuf.Timestamp
-	44, // 15: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
-	44, // 16: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
-	45, // 17: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
+	45, // 13: outpost.sync.v1.RestartReport.at:type_name -> google.protobuf.Timestamp
+	45, // 14: outpost.sync.v1.RestartReport.requested_at:type_name -> google.protobuf.Timestamp
+	45, // 15: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
+	45, // 16: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
+	46, // 17: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
 	16, // 18: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	44, // 19: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
-	44, // 20: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 21: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
-	23, // 22: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
-	24, // 23: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
-	19, // 24: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
-	20, // 25: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
-	21, // 26: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
-	1,  // 27: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
-	2,  // 28: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
-	22, // 29: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
-	44, // 30: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
-	44, // 31: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
-	25, // 32: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
-	45, // 33: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	33, // 34: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
-	29, // 35: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	39, // 36: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	40, // 37: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	44, // 38: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	41, // 39: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	13, // 40: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
-	24, // 41: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	10, // 42: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	26, // 43: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	35, // 44: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	37, // 45: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	3,  // 46: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
-	6,  // 47: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
-	11, // 48: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	27, // 49: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	36, // 50: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	38, // 51: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	4,  // 52: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
-	9,  // 53: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
-	48, // [48:54] is the sub-list for method output_type
-	42, // [42:48] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	47, // 19: outpost.sync.v1.ConfigDocument.parts:type_name -> outpost.config.v1.MachinePart
+	45, // 20: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
+	45, // 21: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
+	18, // 22: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
+	23, // 23: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
+	24, // 24: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
+	19, // 25: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
+	20, // 26: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
+	21, // 27: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
+	1,  // 28: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
+	2,  // 29: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
+	22, // 30: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
+	45, // 31: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
+	45, // 32: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	25, // 33: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
+	46, // 34: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	33, // 35: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
+	29, // 36: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	39, // 37: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	41, // 38: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	45, // 39: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	42, // 40: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	13, // 41: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
+	40, // 42: outpost.sync.v1.PartStatus.peers:type_name -> outpost.sync.v1.PeerStatus
+	24, // 43: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	10, // 44: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	26, // 45: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	35, // 46: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	37, // 47: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	3,  // 48: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	6,  // 49: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	11, // 50: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	27, // 51: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	36, // 52: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	38, // 53: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	4,  // 54: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	9,  // 55: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	50, // [50:56] is the sub-list for method output_type
+	44, // [44:50] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
@@ -3521,7 +3659,7 @@ func file_outpost_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_sync_v1_sync_proto_rawDesc), len(file_outpost_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

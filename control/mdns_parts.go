@@ -1,0 +1,155 @@
+package control
+
+import (
+	"context"
+	"io"
+	"log"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/mdns"
+	"go.uber.org/zap"
+
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	"github.com/outpost-robotics/outpost/config"
+	"github.com/outpost-robotics/outpost/controlwire"
+)
+
+// The main part finds the other parts of its machine on the LAN without
+// the cloud: it browses the parts' mDNS announcements and keeps the
+// addresses of those whose TXT part id is one of its machine's parts in the
+// signed document. An announcement proves nothing: the address is only a
+// candidate, and the TLS pin from the signed document still decides whom
+// the main part talks to. This is also why this browse lives here and not
+// in controlclient: outpostd links no client package.
+
+// heardPart is one mDNS answer, as read from the LAN.
+type heardPart struct {
+	partID, fingerprint string
+	addr                string // HOST:PORT
+}
+
+// heardOf reads a browse answer; false for one that names no address or
+// port.
+func heardOf(e *mdns.ServiceEntry) (heardPart, bool) {
+	if e == nil || e.Port <= 0 || e.Port > 65535 {
+		return heardPart{}, false
+	}
+	var ip net.IP
+	switch {
+	case e.AddrV4 != nil:
+		ip = e.AddrV4
+	case e.AddrV6IPAddr != nil:
+		ip = e.AddrV6IPAddr.IP
+	default:
+		return heardPart{}, false
+	}
+	h := heardPart{addr: net.JoinHostPort(ip.String(), strconv.Itoa(e.Port))}
+	for _, f := range e.InfoFields {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case controlwire.TXTPart:
+			h.partID = v
+		case controlwire.TXTFingerprint:
+			h.fingerprint = v
+		}
+	}
+	return h, true
+}
+
+// matchHeard keeps, by part id, the addresses of answers from the other
+// parts of this machine: the TXT part id must be one of parts other than
+// self, and an announced fingerprint must be the one the signed document
+// pins (an answer with another one is a different certificate, which the
+// pin would refuse anyway). Strangers, this part itself and parts with no
+// pin yet are left out.
+func matchHeard(parts []*configv1.MachinePart, self string, heard []heardPart) map[string][]string {
+	out := map[string][]string{}
+	for _, h := range heard {
+		if h.partID == "" || h.partID == self {
+			continue
+		}
+		i := slices.IndexFunc(parts, func(p *configv1.MachinePart) bool { return p.GetId() == h.partID })
+		if i < 0 {
+			continue
+		}
+		pin, err := config.NormalizeFingerprint(parts[i].GetFingerprint())
+		if err != nil {
+			continue
+		}
+		if h.fingerprint != "" {
+			if fp, err := config.NormalizeFingerprint(h.fingerprint); err != nil || fp != pin {
+				continue
+			}
+		}
+		if !slices.Contains(out[h.partID], h.addr) {
+			out[h.partID] = append(out[h.partID], h.addr)
+		}
+	}
+	for _, a := range out {
+		slices.Sort(a)
+	}
+	return out
+}
+
+// browseWait is how long one browse listens for answers.
+const browseWait = 2 * time.Second
+
+// BrowseParts browses the LAN (iface; nil for the system's default
+// multicast interface) every interval until ctx is done and, on the main
+// part, notes where each other part of the machine was heard (Heard). A
+// browse that fails (no multicast) is logged once and tried again.
+func (s *Server) BrowseParts(ctx context.Context, iface *net.Interface, interval time.Duration) {
+	t := s.opts.Clock.NewTicker(interval)
+	defer t.Stop()
+	warned := false
+	for {
+		if err := s.browseOnce(ctx, iface); err != nil && !warned && ctx.Err() == nil {
+			s.log.Warn("mDNS browse for the machine's other parts failed; the main part tries the addresses they last reported", zap.Error(err))
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// browseOnce runs one browse and records what it heard of the machine's parts.
+func (s *Server) browseOnce(ctx context.Context, iface *net.Interface) error {
+	parts, self := s.partsOf(ctx)
+	if self == nil || !self.GetMain() || len(parts) < 2 {
+		return nil
+	}
+	entries := make(chan *mdns.ServiceEntry, 64)
+	var got []*mdns.ServiceEntry
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range entries {
+			got = append(got, e)
+		}
+	}()
+	err := mdns.QueryContext(ctx, &mdns.QueryParam{Service: controlwire.MDNSService, Domain: "local", Timeout: browseWait, Entries: entries,
+		Interface: iface, DisableIPv6: iface != nil && iface.Flags&net.FlagLoopback != 0,
+		Logger: log.New(io.Discard, "", 0)}) // the library logs every unparsable packet on the LAN
+	close(entries)
+	<-done
+	if err != nil {
+		return err
+	}
+	var heard []heardPart
+	for _, e := range got {
+		if h, ok := heardOf(e); ok {
+			heard = append(heard, h)
+		}
+	}
+	for id, addrs := range matchHeard(parts, self.GetId(), heard) {
+		s.Heard(id, addrs)
+	}
+	return nil
+}
