@@ -385,7 +385,8 @@ func (r *Robot) Resources() []*controlv1.ResourceStatus {
 	names := sortedKeys(r.comps)
 	for _, n := range names {
 		e := r.comps[n]
-		st := &controlv1.ResourceStatus{Kind: controlv1.ResourceKind_RESOURCE_KIND_COMPONENT, Name: n, State: controlv1.ResourceState_RESOURCE_STATE_RUNNING}
+		st := &controlv1.ResourceStatus{Kind: controlv1.ResourceKind_RESOURCE_KIND_COMPONENT, Name: n, State: controlv1.ResourceState_RESOURCE_STATE_RUNNING,
+			ComponentType: e.cfg.GetType()}
 		if e.comp == nil {
 			st.State, st.Error = controlv1.ResourceState_RESOURCE_STATE_FAILED, e.err.Error()
 		}

@@ -145,7 +145,9 @@ type ResourceStatus struct {
 	// Why it failed, when it did.
 	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	// How many times it was restarted (modules and processes).
-	Restarts      uint32 `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Restarts uint32 `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// A component's type, so a client can show the controls it has.
+	ComponentType v1.ComponentType `protobuf:"varint,6,opt,name=component_type,json=componentType,proto3,enum=outpost.config.v1.ComponentType" json:"component_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +215,13 @@ func (x *ResourceStatus) GetRestarts() uint32 {
 		return x.Restarts
 	}
 	return 0
+}
+
+func (x *ResourceStatus) GetComponentType() v1.ComponentType {
+	if x != nil {
+		return x.ComponentType
+	}
+	return v1.ComponentType(0)
 }
 
 // ListResourcesRequest takes no arguments.
@@ -1534,13 +1543,14 @@ var File_outpost_control_v1_components_proto protoreflect.FileDescriptor
 
 const file_outpost_control_v1_components_proto_rawDesc = "" +
 	"\n" +
-	"#outpost/control/v1/components.proto\x12\x12outpost.control.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\xc5\x01\n" +
+	"#outpost/control/v1/components.proto\x12\x12outpost.control.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1coutpost/authz/v1/authz.proto\x1a\x1eoutpost/config/v1/config.proto\"\x8e\x02\n" +
 	"\x0eResourceStatus\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .outpost.control.v1.ResourceKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x127\n" +
 	"\x05state\x18\x03 \x01(\x0e2!.outpost.control.v1.ResourceStateR\x05state\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12\x1a\n" +
-	"\brestarts\x18\x05 \x01(\rR\brestarts\"\x16\n" +
+	"\brestarts\x18\x05 \x01(\rR\brestarts\x12G\n" +
+	"\x0ecomponent_type\x18\x06 \x01(\x0e2 .outpost.config.v1.ComponentTypeR\rcomponentType\"\x16\n" +
 	"\x14ListResourcesRequest\"Y\n" +
 	"\x15ListResourcesResponse\x12@\n" +
 	"\tresources\x18\x01 \x03(\v2\".outpost.control.v1.ResourceStatusR\tresources\"&\n" +
@@ -1688,54 +1698,55 @@ var file_outpost_control_v1_components_proto_goTypes = []any{
 	(*AddComponentResponse)(nil),    // 28: outpost.control.v1.AddComponentResponse
 	(*RemoveComponentRequest)(nil),  // 29: outpost.control.v1.RemoveComponentRequest
 	(*RemoveComponentResponse)(nil), // 30: outpost.control.v1.RemoveComponentResponse
-	(*structpb.Struct)(nil),         // 31: google.protobuf.Struct
-	(v1.ComponentType)(0),           // 32: outpost.config.v1.ComponentType
+	(v1.ComponentType)(0),           // 31: outpost.config.v1.ComponentType
+	(*structpb.Struct)(nil),         // 32: google.protobuf.Struct
 	(*v1.Component)(nil),            // 33: outpost.config.v1.Component
 }
 var file_outpost_control_v1_components_proto_depIdxs = []int32{
 	0,  // 0: outpost.control.v1.ResourceStatus.kind:type_name -> outpost.control.v1.ResourceKind
 	1,  // 1: outpost.control.v1.ResourceStatus.state:type_name -> outpost.control.v1.ResourceState
-	2,  // 2: outpost.control.v1.ListResourcesResponse.resources:type_name -> outpost.control.v1.ResourceStatus
-	31, // 3: outpost.control.v1.GetStatusResponse.status:type_name -> google.protobuf.Struct
-	31, // 4: outpost.control.v1.DoCommandRequest.command:type_name -> google.protobuf.Struct
-	31, // 5: outpost.control.v1.DoCommandResponse.result:type_name -> google.protobuf.Struct
-	17, // 6: outpost.control.v1.BaseSetVelocityRequest.linear:type_name -> outpost.control.v1.Vector3
-	17, // 7: outpost.control.v1.BaseSetVelocityRequest.angular:type_name -> outpost.control.v1.Vector3
-	31, // 8: outpost.control.v1.SensorReadingsResponse.readings:type_name -> google.protobuf.Struct
-	32, // 9: outpost.control.v1.Model.type:type_name -> outpost.config.v1.ComponentType
-	25, // 10: outpost.control.v1.HandshakeResponse.models:type_name -> outpost.control.v1.Model
-	33, // 11: outpost.control.v1.AddComponentRequest.config:type_name -> outpost.config.v1.Component
-	3,  // 12: outpost.control.v1.ComponentService.ListResources:input_type -> outpost.control.v1.ListResourcesRequest
-	5,  // 13: outpost.control.v1.ComponentService.GetStatus:input_type -> outpost.control.v1.GetStatusRequest
-	7,  // 14: outpost.control.v1.ComponentService.DoCommand:input_type -> outpost.control.v1.DoCommandRequest
-	9,  // 15: outpost.control.v1.ComponentService.Stop:input_type -> outpost.control.v1.StopRequest
-	11, // 16: outpost.control.v1.ComponentService.MotorSetPower:input_type -> outpost.control.v1.MotorSetPowerRequest
-	13, // 17: outpost.control.v1.ComponentService.MotorGoFor:input_type -> outpost.control.v1.MotorGoForRequest
-	15, // 18: outpost.control.v1.ComponentService.MotorIsMoving:input_type -> outpost.control.v1.MotorIsMovingRequest
-	18, // 19: outpost.control.v1.ComponentService.BaseSetVelocity:input_type -> outpost.control.v1.BaseSetVelocityRequest
-	20, // 20: outpost.control.v1.ComponentService.SensorReadings:input_type -> outpost.control.v1.SensorReadingsRequest
-	22, // 21: outpost.control.v1.ComponentService.CameraImage:input_type -> outpost.control.v1.CameraImageRequest
-	24, // 22: outpost.control.v1.ModuleService.Handshake:input_type -> outpost.control.v1.HandshakeRequest
-	27, // 23: outpost.control.v1.ModuleService.AddComponent:input_type -> outpost.control.v1.AddComponentRequest
-	29, // 24: outpost.control.v1.ModuleService.RemoveComponent:input_type -> outpost.control.v1.RemoveComponentRequest
-	4,  // 25: outpost.control.v1.ComponentService.ListResources:output_type -> outpost.control.v1.ListResourcesResponse
-	6,  // 26: outpost.control.v1.ComponentService.GetStatus:output_type -> outpost.control.v1.GetStatusResponse
-	8,  // 27: outpost.control.v1.ComponentService.DoCommand:output_type -> outpost.control.v1.DoCommandResponse
-	10, // 28: outpost.control.v1.ComponentService.Stop:output_type -> outpost.control.v1.StopResponse
-	12, // 29: outpost.control.v1.ComponentService.MotorSetPower:output_type -> outpost.control.v1.MotorSetPowerResponse
-	14, // 30: outpost.control.v1.ComponentService.MotorGoFor:output_type -> outpost.control.v1.MotorGoForResponse
-	16, // 31: outpost.control.v1.ComponentService.MotorIsMoving:output_type -> outpost.control.v1.MotorIsMovingResponse
-	19, // 32: outpost.control.v1.ComponentService.BaseSetVelocity:output_type -> outpost.control.v1.BaseSetVelocityResponse
-	21, // 33: outpost.control.v1.ComponentService.SensorReadings:output_type -> outpost.control.v1.SensorReadingsResponse
-	23, // 34: outpost.control.v1.ComponentService.CameraImage:output_type -> outpost.control.v1.CameraImageResponse
-	26, // 35: outpost.control.v1.ModuleService.Handshake:output_type -> outpost.control.v1.HandshakeResponse
-	28, // 36: outpost.control.v1.ModuleService.AddComponent:output_type -> outpost.control.v1.AddComponentResponse
-	30, // 37: outpost.control.v1.ModuleService.RemoveComponent:output_type -> outpost.control.v1.RemoveComponentResponse
-	25, // [25:38] is the sub-list for method output_type
-	12, // [12:25] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	31, // 2: outpost.control.v1.ResourceStatus.component_type:type_name -> outpost.config.v1.ComponentType
+	2,  // 3: outpost.control.v1.ListResourcesResponse.resources:type_name -> outpost.control.v1.ResourceStatus
+	32, // 4: outpost.control.v1.GetStatusResponse.status:type_name -> google.protobuf.Struct
+	32, // 5: outpost.control.v1.DoCommandRequest.command:type_name -> google.protobuf.Struct
+	32, // 6: outpost.control.v1.DoCommandResponse.result:type_name -> google.protobuf.Struct
+	17, // 7: outpost.control.v1.BaseSetVelocityRequest.linear:type_name -> outpost.control.v1.Vector3
+	17, // 8: outpost.control.v1.BaseSetVelocityRequest.angular:type_name -> outpost.control.v1.Vector3
+	32, // 9: outpost.control.v1.SensorReadingsResponse.readings:type_name -> google.protobuf.Struct
+	31, // 10: outpost.control.v1.Model.type:type_name -> outpost.config.v1.ComponentType
+	25, // 11: outpost.control.v1.HandshakeResponse.models:type_name -> outpost.control.v1.Model
+	33, // 12: outpost.control.v1.AddComponentRequest.config:type_name -> outpost.config.v1.Component
+	3,  // 13: outpost.control.v1.ComponentService.ListResources:input_type -> outpost.control.v1.ListResourcesRequest
+	5,  // 14: outpost.control.v1.ComponentService.GetStatus:input_type -> outpost.control.v1.GetStatusRequest
+	7,  // 15: outpost.control.v1.ComponentService.DoCommand:input_type -> outpost.control.v1.DoCommandRequest
+	9,  // 16: outpost.control.v1.ComponentService.Stop:input_type -> outpost.control.v1.StopRequest
+	11, // 17: outpost.control.v1.ComponentService.MotorSetPower:input_type -> outpost.control.v1.MotorSetPowerRequest
+	13, // 18: outpost.control.v1.ComponentService.MotorGoFor:input_type -> outpost.control.v1.MotorGoForRequest
+	15, // 19: outpost.control.v1.ComponentService.MotorIsMoving:input_type -> outpost.control.v1.MotorIsMovingRequest
+	18, // 20: outpost.control.v1.ComponentService.BaseSetVelocity:input_type -> outpost.control.v1.BaseSetVelocityRequest
+	20, // 21: outpost.control.v1.ComponentService.SensorReadings:input_type -> outpost.control.v1.SensorReadingsRequest
+	22, // 22: outpost.control.v1.ComponentService.CameraImage:input_type -> outpost.control.v1.CameraImageRequest
+	24, // 23: outpost.control.v1.ModuleService.Handshake:input_type -> outpost.control.v1.HandshakeRequest
+	27, // 24: outpost.control.v1.ModuleService.AddComponent:input_type -> outpost.control.v1.AddComponentRequest
+	29, // 25: outpost.control.v1.ModuleService.RemoveComponent:input_type -> outpost.control.v1.RemoveComponentRequest
+	4,  // 26: outpost.control.v1.ComponentService.ListResources:output_type -> outpost.control.v1.ListResourcesResponse
+	6,  // 27: outpost.control.v1.ComponentService.GetStatus:output_type -> outpost.control.v1.GetStatusResponse
+	8,  // 28: outpost.control.v1.ComponentService.DoCommand:output_type -> outpost.control.v1.DoCommandResponse
+	10, // 29: outpost.control.v1.ComponentService.Stop:output_type -> outpost.control.v1.StopResponse
+	12, // 30: outpost.control.v1.ComponentService.MotorSetPower:output_type -> outpost.control.v1.MotorSetPowerResponse
+	14, // 31: outpost.control.v1.ComponentService.MotorGoFor:output_type -> outpost.control.v1.MotorGoForResponse
+	16, // 32: outpost.control.v1.ComponentService.MotorIsMoving:output_type -> outpost.control.v1.MotorIsMovingResponse
+	19, // 33: outpost.control.v1.ComponentService.BaseSetVelocity:output_type -> outpost.control.v1.BaseSetVelocityResponse
+	21, // 34: outpost.control.v1.ComponentService.SensorReadings:output_type -> outpost.control.v1.SensorReadingsResponse
+	23, // 35: outpost.control.v1.ComponentService.CameraImage:output_type -> outpost.control.v1.CameraImageResponse
+	26, // 36: outpost.control.v1.ModuleService.Handshake:output_type -> outpost.control.v1.HandshakeResponse
+	28, // 37: outpost.control.v1.ModuleService.AddComponent:output_type -> outpost.control.v1.AddComponentResponse
+	30, // 38: outpost.control.v1.ModuleService.RemoveComponent:output_type -> outpost.control.v1.RemoveComponentResponse
+	26, // [26:39] is the sub-list for method output_type
+	13, // [13:26] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_outpost_control_v1_components_proto_init() }
