@@ -238,3 +238,17 @@ func parseDelegation(rest string) (string, error) {
 	}
 	return rest, nil
 }
+
+// TokenExpiry returns when a session's access token expires, read without
+// verifying it (the client's own token, to bound what it delegates); zero
+// for an API key or a token that does not parse.
+func (k *Key) TokenExpiry() time.Time {
+	if k.Token == "" {
+		return time.Time{}
+	}
+	c := &Claims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(k.Token, c); err != nil || c.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return c.ExpiresAt.Time
+}

@@ -7,6 +7,9 @@
 import {Code, createClient} from './connect.js';
 import {byId, h, replace} from './dom.js';
 import {fleetPage} from './fleet.js';
+// ---- The part's console (console_*.js): its own sign-in and pages. ----
+import {startConsole} from './console_pages.js';
+// ---- End of the console's block. ----
 
 /**
  * readConfig returns the config the server wrote into the page's
@@ -149,6 +152,12 @@ function showSignIn(cfg, client, line) {
 async function start() {
   const cfg = readConfig();
   renderShell(cfg);
+  // ---- The part's console signs in with a delegation, never a password. ----
+  if (cfg.app === 'console') {
+    await startConsole(cfg);
+    return;
+  }
+  // ---- End of the console's block. ----
   const client = createClient({baseUrl: cfg.basePath});
   if (cfg.app === 'fleet') {
     // A browser session from before (its cookie) signs the page in.
