@@ -99,6 +99,7 @@ function openDB() {
     req.onupgradeneeded = () => req.result.createObjectStore(STORE);
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
+    req.onblocked = () => reject(new Error('the console’s storage is busy in another tab of this part’s console: close it and reload'));
   });
 }
 
