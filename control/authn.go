@@ -82,7 +82,7 @@ func (p *policy) prove(pr credential.Presented, aud string, nonces *credential.N
 		if err != nil {
 			return id, err
 		}
-		if id.who, err = authz.Parse(d.Subject); err != nil {
+		if id.who, err = authz.Parse(d.Subject); err != nil || id.who.Kind == authz.KindLocal {
 			return id, fmt.Errorf("the delegation names no user or API key: %w", credential.ErrBad)
 		}
 		id.until, pc = d.Until, dpc
