@@ -1,7 +1,10 @@
+//go:build !noconsole
+
 package daemon
 
 import (
 	"net/http"
+	"runtime/debug"
 	"sync"
 
 	"go.uber.org/zap"
@@ -19,6 +22,9 @@ type console struct {
 	h    http.Handler
 }
 
+// console returns the handler of the part's console.
+func (d *daemon) console() http.Handler { return &console{d: d} }
+
 func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.once.Do(func() {
 		// The page shows the part's id and fingerprint before sign-in, so
@@ -33,6 +39,10 @@ func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c.h = h
+		// Preparing the files left garbage (the compressor's tables, the
+		// sources' copies): hand it back to the robot at once rather than
+		// when the scavenger gets to it.
+		debug.FreeOSMemory()
 	})
 	c.h.ServeHTTP(w, r)
 }

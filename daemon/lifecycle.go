@@ -258,7 +258,7 @@ func (d *daemon) startControl(ctx context.Context) error {
 		Grants: &d.grants, Audit: auditLog{d.store}, Certs: certStore{d.store}, Robot: d.robot,
 		Config: configAPI{d}, Logs: d.sink, Data: captureData{d.store}, Status: statusAPI{d}, WebRTCSettings: d.o.WebRTCSettings,
 		HandlerOptions: []connect.HandlerOption{connect.WithInterceptors(d.metrics.Interceptor())},
-		Console:        &console{d: d},
+		Console:        d.console(),
 	})
 	if err != nil {
 		return fmt.Errorf("start the control plane: %w", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -52,7 +53,7 @@ type consolePart struct {
 
 const syncEvery = 15 * time.Second
 
-func startConsolePart(t *testing.T) *consolePart {
+func startConsolePart(t testing.TB) *consolePart {
 	t.Helper()
 	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: 200 * time.Millisecond}})
 	proxy, err := faultproxy.New(cl.URL, nil)
@@ -107,14 +108,16 @@ func startConsolePart(t *testing.T) *consolePart {
 	}}}
 	cp.sock = controlv1connect.NewControlServiceClient(hc, "http://outpostd")
 	cp.comp = controlv1connect.NewComponentServiceClient(hc, "http://outpostd")
-	st := cp.syncUntil(t, "the part's first grants", func(st *controlv1.StatusResponse) bool { return st.GetGrantsVersion() > 0 })
+	st := cp.syncUntil(t, "the part's first grants and config", func(st *controlv1.StatusResponse) bool {
+		return st.GetGrantsVersion() > 0 && st.GetConfigVersion() > 0
+	})
 	cp.fingerprint = st.GetCertSha256()
 	return cp
 }
 
 // syncUntil moves the part's clock a sync interval at a time until its
 // status (read on the break-glass socket) satisfies ok.
-func (cp *consolePart) syncUntil(t *testing.T, what string, ok func(*controlv1.StatusResponse) bool) *controlv1.StatusResponse {
+func (cp *consolePart) syncUntil(t testing.TB, what string, ok func(*controlv1.StatusResponse) bool) *controlv1.StatusResponse {
 	t.Helper()
 	var st *controlv1.StatusResponse
 	cloudtest.Eventually(t, what, func() error {
@@ -133,14 +136,17 @@ func (cp *consolePart) syncUntil(t *testing.T, what string, ok func(*controlv1.S
 
 // consoleURL is what `outpost robot console` opens: the part's address
 // with a delegation by key and the page's private key in the fragment.
-func (cp *consolePart) consoleURL(t *testing.T, key cloudtest.APIKey) string {
+func (cp *consolePart) consoleURL(t testing.TB, key cloudtest.APIKey) string {
 	t.Helper()
 	k, err := credential.ParseKey(key.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	del, _, err := k.Delegate(cp.fingerprint, pub, cp.clk.Now(), credential.MaxDelegationTTL, time.Time{})
+	// Dated by this machine's clock, as the CLI on a laptop dates it; the
+	// part judges it by its own reckoning (the cloud's time at the last
+	// contact, and its monotonic clock since).
+	del, _, err := k.Delegate(cp.fingerprint, pub, time.Now(), credential.MaxDelegationTTL, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +155,7 @@ func (cp *consolePart) consoleURL(t *testing.T, key cloudtest.APIKey) string {
 
 // consoleTab is a tab that accepts the part's self-signed certificate, as
 // a technician does after comparing its fingerprint.
-func consoleTab(t *testing.T) *webtest.Tab {
+func consoleTab(t testing.TB) *webtest.Tab {
 	tab := chromium.NewTab(t)
 	ctx, cancel := tab.Context()
 	defer cancel()
@@ -319,4 +325,63 @@ func TestConsoleOffline(t *testing.T) {
 		}
 		tab.Screenshot("console-expired")
 	})
+}
+
+// BenchmarkConsoleMotor measures a motor command's round trip from the
+// console's page to a real outpostd over HTTPS on loopback, as the page
+// makes it (a proof per part nonce, reused; Connect JSON over fetch): the
+// page times each call with performance.now().
+func BenchmarkConsoleMotor(b *testing.B) {
+	cp := startConsolePart(b)
+	tab := consoleTab(b)
+	tab.Navigate(cp.consoleURL(b, cp.operator))
+	tab.WaitVisible("#who-name")
+	script := fmt.Sprintf(`(async () => {
+  const connect = await import(%q);
+  const auth = await import(%q);
+  const s = await auth.loadSession();
+  const fp = JSON.parse(document.querySelector('meta[name=outpost-config]').content).fingerprint;
+  const api = connect.createClient({baseUrl: '/', fetch: auth.delegatedFetch(s, {aud: 'tls/' + fp, healthUrl: '/outpost.control.v1.ControlService/Health'})});
+  const time = async (method, req) => {
+    const took = [];
+    for (let i = 0; i < %d; i++) {
+      const t0 = performance.now();
+      await api.unary('outpost.control.v1.ComponentService', method, req(i));
+      took.push(performance.now() - t0);
+    }
+    return took.sort((a, b) => a - b);
+  };
+  const plain = connect.createClient({baseUrl: '/'});
+  const health = [];
+  for (let i = 0; i < 50; i++) {
+    const t0 = performance.now();
+    await plain.unary('outpost.control.v1.ControlService', 'Health', {});
+    health.push(performance.now() - t0);
+  }
+  health.sort((a, b) => a - b);
+  return [await time('MotorSetPower', (i) => ({name: 'arm', power: (i %% 2) / 2})), await time('MotorIsMoving', () => ({name: 'arm'})), health];
+})()`, consoleAsset(b, tab, "js/connect.js"), consoleAsset(b, tab, "js/console_auth.js"), max(b.N, 20))
+	b.ResetTimer()
+	var took [3][]float64
+	tab.Eval(script, &took)
+	b.StopTimer()
+	// MotorSetPower is audited: the part writes the audit event durably
+	// before it acts. MotorIsMoving is not: the console's own cost.
+	b.ReportMetric(took[0][len(took[0])/2], "p50-ms")
+	b.ReportMetric(took[0][len(took[0])*99/100], "p99-ms")
+	b.ReportMetric(took[1][len(took[1])/2], "unaudited-p50-ms")
+	b.ReportMetric(took[1][len(took[1])*99/100], "unaudited-p99-ms")
+	// Health needs no credential: the transport's own cost.
+	b.ReportMetric(took[2][len(took[2])/2], "health-p50-ms")
+}
+
+// consoleAsset finds a module's fingerprinted URL in the page's preloads.
+func consoleAsset(b testing.TB, tab *webtest.Tab, name string) string {
+	base := strings.TrimSuffix(strings.TrimPrefix(name, "js/"), ".js")
+	var u string
+	tab.Eval(fmt.Sprintf(`[...document.querySelectorAll('link[rel=modulepreload]')].map((l) => new URL(l.href).pathname).find((p) => /\/%s\.[0-9a-f]+\.js$/.test(p)) || ''`, base), &u)
+	if u == "" {
+		b.Fatalf("the page preloads no %s", name)
+	}
+	return u
 }
