@@ -60,6 +60,9 @@ type env struct {
 	// now is the clock proofs of possession are dated by; nil is the
 	// machine's. Tests against a cloud on a fake clock pass its time.
 	now func() time.Time
+	// openURL opens a URL in the user's browser; nil is the system's
+	// opener (xdg-open, open). Tests record the URL instead.
+	openURL func(string) error
 }
 
 // osEnv is the real process environment.

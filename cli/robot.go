@@ -72,7 +72,7 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 
 	cmd.AddCommand(
 		f.statusCmd(), f.whoamiCmd(), f.componentsCmd(), f.doCmd(), f.motorCmd(), f.readingsCmd(), f.stopCmd(),
-		f.configCmd(), f.logsCmd(), f.restartCmd(), f.dataCmd(), f.trustCmd(), f.discoverCmd(),
+		f.configCmd(), f.logsCmd(), f.restartCmd(), f.dataCmd(), f.trustCmd(), f.discoverCmd(), f.consoleCmd(),
 	)
 	return cmd
 }

@@ -458,6 +458,23 @@ func TestRobotMotor(t *testing.T) {
 		}
 	}
 	s.fails(connect.CodeNotFound, "robot", "motor", "wheel", "--power", "1")
+
+	// The console's link: a delegation for this part and the page's key;
+	// the part accepted the delegation before the link was printed.
+	out := s.ok("robot", "console", "--print", "--ttl", "1h")
+	link := regexp.MustCompile(`https://` + regexp.QuoteMeta(rp.ep.Control) + `/#d=([A-Za-z0-9_.-]+)&k=([A-Za-z0-9_-]{43})\n`).FindStringSubmatch(out)
+	if link == nil || !strings.Contains(out, "apikey/"+rp.operator.ID) || !strings.Contains(out, "operator here") {
+		t.Fatalf("outpost robot console --print:\n%s", out)
+	}
+	if strings.Contains(out, rp.operator.Token[len(rp.operator.Token)-43:]) {
+		t.Fatal("the console's link holds the API key's own private key")
+	}
+	if qr := s.ok("robot", "console", "--qr"); !strings.Contains(qr, "\u2588") {
+		t.Fatalf("outpost robot console --qr printed no QR code:\n%s", qr)
+	}
+	if err := s.fails(0, "robot", "console", "--print", "--robot", "127.0.0.1:9"); !strings.Contains(err.Error(), "not a trusted robot") {
+		t.Fatalf("a console for an untrusted address: %v", err)
+	}
 }
 
 // TestRobotConfigEditIsSigned: `outpost robot config edit` signs the edit

@@ -673,6 +673,8 @@ func (s *Server) authenticate(ctx context.Context, h http.Header) (*principal, e
 			return nil, refuse(perr)
 		}
 		return p, nil
+	case pr.Delegation != "":
+		return nil, refuse(errors.New("a delegation (`outpost robot console`) works only on the part it was made for, never at the cloud"))
 	}
 	return nil, refuse(errors.New("no credentials: sign in with `outpost login EMAIL`, or pass --token or --api-key"))
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +16,8 @@ import (
 //
 //	Authorization: APIKey <key id>    an API key: the bundle holds its public key
 //	Authorization: DPoP <JWT>         a user's access token, bound to a session key
+//	Authorization: Delegation <JWT>   a console's delegation: an API key or a session lends its
+//	                                  identity on this part alone to the page's key
 //	DPoP: <proof>                     signed by that key, audience "tls/<this part's fingerprint>",
 //	                                  carrying a nonce this part issued (credential.NonceIssuer)
 //
@@ -24,7 +27,7 @@ import (
 // proved is who a call or a session proved to be.
 type proved struct {
 	who        authz.Subject // a user or an API key
-	credential string        // apikey, token, relay or forwarded
+	credential string        // apikey, token, delegation, relay or forwarded
 	// via is, for a forwarded call, who forwarded it for whom.
 	via string
 	// until is when the proof stops counting on its own (a user token's
@@ -70,6 +73,25 @@ func (p *policy) prove(pr credential.Presented, aud string, nonces *credential.N
 	var pc *credential.ProofClaims
 	var err error
 	switch {
+	case pr.Delegation != "":
+		// A console's: the delegator's identity, lent to the page's key for
+		// this part alone (credential.DelegationVerifier).
+		id.credential = "delegation"
+		v := credential.DelegationVerifier{Audience: aud, TokenKeys: p.tokenKeys, Revoked: p.tokenRevoked,
+			KeyOf: func(keyID string) ed25519.PublicKey {
+				if k := p.keys[keyID]; k != nil {
+					return k.publicKey
+				}
+				return nil
+			}}
+		d, dpc, err := v.VerifyDelegated(pr.Delegation, pr.Proof, now)
+		if err != nil {
+			return id, err
+		}
+		if id.who, err = authz.Parse(d.Subject); err != nil || id.who.Kind == authz.KindLocal {
+			return id, fmt.Errorf("the delegation names no user or API key: %w", credential.ErrBad)
+		}
+		id.until, pc = d.Until, dpc
 	case pr.KeyID != "":
 		id = proved{who: authz.APIKey(pr.KeyID), credential: "apikey"}
 		k := p.keys[pr.KeyID]

@@ -70,6 +70,12 @@ type Options struct {
 	// RemoteKeys loads the API keys the main part calls remotes with; nil
 	// means the part keeps none, and a remote's calls fail saying so.
 	RemoteKeys RemoteKeys
+	// Console, when set, is served on the TLS port for every path that is
+	// not a procedure: the part's own web console (package web), whose
+	// page calls the procedures on the same origin, each decided by the
+	// authorizer like any other call. It holds only public files (the
+	// page's code); nil serves no console.
+	Console http.Handler
 	// Limits bound the connections of each listener (the TLS port and the
 	// socket) and cut off clients that send slowly; zero fields take the
 	// values of DefaultLimits.
@@ -97,6 +103,7 @@ type Server struct {
 	fingerprint string
 	auth        *authorizer
 	handler     http.Handler
+	tlsHandler  http.Handler
 	rtc         *rtcServer
 	peers       *peers
 	remotes     *remotes
@@ -173,6 +180,10 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, hopts...))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, hopts...))
 	s.handler = s.auth.wrap(mux)
+	s.tlsHandler = s.handler
+	if opts.Console != nil {
+		s.tlsHandler = withConsole(s.auth.rules, s.handler, opts.Console)
+	}
 	return s, nil
 }
 
@@ -180,6 +191,24 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 // reaching it without a listener of this package are treated as network
 // (gRPC) requests from their RemoteAddr.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// TLSHandler returns what the TLS port serves: Handler, and the console
+// for every path that is not a procedure when Options.Console is set.
+func (s *Server) TLSHandler() http.Handler { return s.tlsHandler }
+
+// withConsole sends the procedures' paths to api and every other path to
+// console. Only GET and HEAD reach the console, which serves nothing else;
+// a POST to an unknown path is the API's answer (not found), as without
+// a console.
+func withConsole(rules map[string]*rule, api, console http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := rules[r.URL.Path]; ok || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			api.ServeHTTP(w, r)
+			return
+		}
+		console.ServeHTTP(w, r)
+	})
+}
 
 // Fingerprint returns the SHA-256 of the TLS certificate in hex, to report
 // to the cloud (PartStatus.control_cert_sha256) and show to field techs.
@@ -193,8 +222,12 @@ func (s *Server) Heard(partID string, addrs []string) { s.peers.Heard(partID, ad
 func (s *Server) Certificate() tls.Certificate { return s.cert }
 
 func (s *Server) newHTTPServer(transport string, h2c bool) *http.Server {
+	h := s.handler
+	if transport == TransportGRPC {
+		h = s.tlsHandler
+	}
 	srv := &http.Server{
-		Handler:   s.handler,
+		Handler:   h,
 		ErrorLog:  zap.NewStdLog(s.log.Named("http")),
 		Protocols: new(http.Protocols),
 	}

@@ -94,6 +94,9 @@ type Presented struct {
 	KeyID string
 	// Token is a user's access token, or "".
 	Token string
+	// Delegation is a delegation (a part's console), or "": only a part
+	// accepts one, for itself.
+	Delegation string
 	// Proof is the DPoP header.
 	Proof string
 }
@@ -134,6 +137,15 @@ func Parse(authorization, proof string) (Presented, error) {
 			return Presented{}, fmt.Errorf("an access token needs a proof in the %s header: %w", ProofHeader, ErrBad)
 		}
 		return Presented{Token: rest, Proof: proof}, nil
+	case strings.EqualFold(scheme, DelegationScheme):
+		d, err := parseDelegation(rest)
+		if err != nil {
+			return Presented{}, err
+		}
+		if proof == "" {
+			return Presented{}, fmt.Errorf("a delegation needs a proof in the %s header: %w", ProofHeader, ErrBad)
+		}
+		return Presented{Delegation: d, Proof: proof}, nil
 	}
 	return Presented{}, fmt.Errorf("authorization is neither \"APIKey <key id>\" nor \"DPoP <access token>\": %w", ErrBad)
 }

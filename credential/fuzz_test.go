@@ -99,3 +99,17 @@ func FuzzVerifyBrowserSession(f *testing.F) {
 		}
 	})
 }
+
+func FuzzVerifyDelegated(f *testing.F) {
+	fx := newFixture(f)
+	eph := NewPrivateKey()
+	d, _, _ := fx.apiKey.Delegate(fpHere, eph.Public().(ed25519.PublicKey), now, time.Hour, time.Time{})
+	p, _ := DelegatedProof(eph, d, TLSAudience(fpHere), "n", now)
+	f.Add(d, p)
+	f.Fuzz(func(t *testing.T, del, proof string) {
+		got, _, err := fx.delegationVerifier(false).VerifyDelegated(del, proof, now)
+		if err == nil && (del != d || got.Subject != "apikey/"+keyID) {
+			t.Fatal("accepted a delegation nobody made")
+		}
+	})
+}

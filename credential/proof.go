@@ -28,6 +28,8 @@ const (
 	typeLegacy    = "JWT" // what tokens carried before they were bound
 	typeAssertion = "outpost-relay+jwt"
 	typeProposal  = "outpost-proposal+jwt"
+	// typeDelegation is a console's delegation (delegation.go).
+	typeDelegation = "outpost-delegation+jwt"
 )
 
 // ProofClaims are a proof's claims.

@@ -68,6 +68,7 @@ type child struct {
 	cmd    *exec.Cmd
 	ready  time.Duration // from exec to READY=1
 	stderr *syncBuffer
+	notify string // the READY=1 message, with its status line
 }
 
 // startChild runs bin on p with a fake NOTIFY_SOCKET and waits for READY=1.
@@ -96,7 +97,7 @@ func startChild(b *testing.B, bin string, p *part) *child {
 			b.Fatalf("no READY from outpostd: %v\n%s", err, tail(stderr.String()))
 		}
 		if strings.HasPrefix(string(buf[:n]), "READY=1") {
-			return &child{cmd: cmd, ready: time.Since(start), stderr: stderr}
+			return &child{cmd: cmd, ready: time.Since(start), stderr: stderr, notify: string(buf[:n])}
 		}
 	}
 }

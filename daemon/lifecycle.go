@@ -259,6 +259,7 @@ func (d *daemon) startControl(ctx context.Context) error {
 		Config: configAPI{d}, Logs: d.sink, Data: captureData{d.store}, Status: statusAPI{d}, WebRTCSettings: d.o.WebRTCSettings,
 		HandlerOptions: []connect.HandlerOption{connect.WithInterceptors(d.metrics.Interceptor())},
 		RemoteKeys:     remoteKeys{bootstrap: d.o.ConfigPath},
+		Console:        d.console(),
 	})
 	if err != nil {
 		return fmt.Errorf("start the control plane: %w", err)

@@ -48,7 +48,8 @@ func (s statusAPI) SyncStatus(context.Context) (*controlv1.StatusResponse, error
 	d := s.d
 	st, _ := d.syncLoop.current().State()
 	version := d.applied.current().Version
-	resp := &controlv1.StatusResponse{PartId: d.partID, SyncState: syncStateProto(st), ConfigVersion: version}
+	resp := &controlv1.StatusResponse{PartId: d.partID, SyncState: syncStateProto(st), ConfigVersion: version,
+		StoreBytes: uint64(max(d.store.Usage().Bytes, 0)), StoreBudgetBytes: uint64(max(d.budget.MaxBytes, 0))}
 	if d.offline.Known() {
 		resp.LastContact = timestamppb.New(d.offline.LastContact())
 		resp.OfflineFor = ttl(d.offline.SinceContact())

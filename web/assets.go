@@ -75,7 +75,7 @@ var relativeRE = regexp.MustCompile(`(?:\bfrom|\bimport)\s*\(?\s*["']\.\.?/`)
 // buildAssets reads every file of fsys except the entry, rewrites each
 // module's imports to its dependencies' fingerprinted names (so a module's
 // hash covers what it imports) and compresses each once.
-func buildAssets(fsys fs.FS, prefix string) (map[string]*asset, error) {
+func buildAssets(fsys fs.FS, prefix string, gz *gzipper) (map[string]*asset, error) {
 	src := map[string][]byte{}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || p == entry {
@@ -114,7 +114,7 @@ func buildAssets(fsys fs.FS, prefix string) (map[string]*asset, error) {
 				return nil, err
 			}
 		}
-		a, err := newAsset(name, fingerprinted(prefix, name, b), b)
+		a, err := newAsset(name, fingerprinted(prefix, name, b), b, gz)
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +172,7 @@ func fingerprinted(prefix, name string, b []byte) string {
 }
 
 // newAsset compresses b and keeps each encoding that is smaller.
-func newAsset(name, url string, b []byte) (*asset, error) {
+func newAsset(name, url string, b []byte, gz *gzipper) (*asset, error) {
 	typ := mime.TypeByExtension(path.Ext(name))
 	switch path.Ext(name) {
 	case ".js":
@@ -189,27 +189,40 @@ func newAsset(name, url string, b []byte) (*asset, error) {
 	}
 	sum := sha256.Sum256(b)
 	a := &asset{name: name, url: url, typ: typ, etag: `"` + hex.EncodeToString(sum[:16]) + `"`, bodies: map[string][]byte{encIdentity: b}}
-	gz, err := gzipOf(b)
+	z, err := gz.compress(b)
 	if err != nil {
 		return nil, fmt.Errorf("gzip %s: %w", name, err)
 	}
-	if len(gz) < len(b) {
-		a.bodies[encGzip] = gz
+	if len(z) < len(b) {
+		a.bodies[encGzip] = z
 	}
 	return a, nil
 }
 
-func gzipOf(b []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	w, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	if err != nil {
+// gzipper compresses every file of the front end with one gzip writer:
+// at the best level each new writer allocates most of a megabyte, which a
+// part preparing its console should not pay a dozen times.
+type gzipper struct {
+	w   *gzip.Writer
+	buf bytes.Buffer
+}
+
+func (g *gzipper) compress(b []byte) ([]byte, error) {
+	g.buf.Reset()
+	if g.w == nil {
+		w, err := gzip.NewWriterLevel(&g.buf, gzip.BestCompression)
+		if err != nil {
+			return nil, err
+		}
+		g.w = w
+	} else {
+		g.w.Reset(&g.buf)
+	}
+	if _, err := g.w.Write(b); err != nil {
 		return nil, err
 	}
-	if _, err := w.Write(b); err != nil {
+	if err := g.w.Close(); err != nil {
 		return nil, err
 	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return bytes.Clone(g.buf.Bytes()), nil
 }

@@ -15,14 +15,14 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
+	"html"
 	"io/fs"
 	"net/http"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,6 +89,7 @@ type Handler struct {
 	assets map[string]*asset // by URL path
 	byName map[string]*asset // by source name
 	index  *asset
+	gz     *gzipper // for the entry, then dropped
 }
 
 // New prepares the front end for cfg: it fingerprints and compresses the
@@ -119,11 +120,12 @@ func newHandler(cfg Config, fsys fs.FS) (*Handler, error) {
 	if cfg.Title == "" {
 		cfg.Title = "Outpost"
 	}
-	byName, err := buildAssets(fsys, cfg.BasePath)
+	gz := &gzipper{}
+	byName, err := buildAssets(fsys, cfg.BasePath, gz)
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	h := &Handler{cfg: cfg, byName: byName, assets: map[string]*asset{}}
+	h := &Handler{cfg: cfg, byName: byName, assets: map[string]*asset{}, gz: gz}
 	for _, a := range byName {
 		h.assets[a.url] = a
 	}
@@ -133,66 +135,80 @@ func newHandler(cfg Config, fsys fs.FS) (*Handler, error) {
 	if h.index, err = h.renderEntry(fsys); err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
+	h.gz = nil
 	return h, nil
 }
 
-// renderEntry fills index.html: asset names, the config and the title.
+// renderEntry fills index.html: asset names, the config and the title. The
+// entry is a small template of its own (no html/template: its reflection
+// would keep every method of the binary it is linked into, a megabyte
+// more in outpostd): {{.ConfigJSON}}, {{.Config.Title}}, {{asset "NAME"}}
+// and one {{range modules}}...{{.}}...{{end}}, each value HTML-escaped (the
+// entry places them in text and in quoted attributes only).
 func (h *Handler) renderEntry(fsys fs.FS) (*asset, error) {
 	src, err := fs.ReadFile(fsys, entry)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", entry, err)
 	}
-	var missing []string
-	tmpl, err := template.New(entry).Funcs(template.FuncMap{
-		"asset": func(name string) string {
-			a := h.byName[name]
-			if a == nil {
-				missing = append(missing, name)
-				return ""
-			}
-			return a.url
-		},
-		// modules lists what the entry module imports, directly or not, for
-		// modulepreload: the browser fetches the graph at once instead of
-		// level by level.
-		"modules": func() []string {
-			seen := map[string]bool{}
-			var walk func(name string)
-			walk = func(name string) {
-				for _, d := range h.byName[name].deps {
-					if !seen[d] {
-						seen[d] = true
-						walk(d)
-					}
-				}
-			}
-			walk(entryModule)
-			var out []string
-			for d := range seen {
-				out = append(out, h.byName[d].url)
-			}
-			slices.Sort(out)
-			return out
-		},
-	}).Parse(string(src))
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", entry, err)
-	}
 	cfgJSON, err := json.Marshal(h.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("encode the page's config: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, struct {
-		Config     Config
-		ConfigJSON string
-	}{h.cfg, string(cfgJSON)}); err != nil {
-		return nil, fmt.Errorf("fill %s: %w", entry, err)
+	out := string(src)
+	// modulepreload: the browser fetches the module graph at once instead
+	// of level by level.
+	if m := rangeRE.FindStringSubmatchIndex(out); m != nil {
+		body := out[m[2]:m[3]]
+		var b strings.Builder
+		for _, u := range h.modules() {
+			b.WriteString(strings.ReplaceAll(body, "{{.}}", html.EscapeString(u)))
+		}
+		out = out[:m[0]] + b.String() + out[m[1]:]
 	}
+	var missing []string
+	out = assetRE.ReplaceAllStringFunc(out, func(m string) string {
+		name := assetRE.FindStringSubmatch(m)[1]
+		a := h.byName[name]
+		if a == nil {
+			missing = append(missing, name)
+			return ""
+		}
+		return html.EscapeString(a.url)
+	})
+	out = strings.NewReplacer("{{.ConfigJSON}}", html.EscapeString(string(cfgJSON)), "{{.Config.Title}}", html.EscapeString(h.cfg.Title)).Replace(out)
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("%s names assets that do not exist: %s", entry, strings.Join(missing, ", "))
 	}
-	return newAsset(entry, h.cfg.BasePath, buf.Bytes())
+	if i := strings.Index(out, "{{"); i >= 0 {
+		return nil, fmt.Errorf("%s: unknown template action at byte %d", entry, i)
+	}
+	return newAsset(entry, h.cfg.BasePath, []byte(out), h.gz)
+}
+
+var (
+	rangeRE = regexp.MustCompile(`(?s)\{\{range modules\}\}(.*?)\{\{end\}\}`)
+	assetRE = regexp.MustCompile(`\{\{asset "([A-Za-z0-9_./-]+)"\}\}`)
+)
+
+// modules lists what the entry module imports, directly or not.
+func (h *Handler) modules() []string {
+	seen := map[string]bool{}
+	var walk func(name string)
+	walk = func(name string) {
+		for _, d := range h.byName[name].deps {
+			if !seen[d] {
+				seen[d] = true
+				walk(d)
+			}
+		}
+	}
+	walk(entryModule)
+	var out []string
+	for d := range seen {
+		out = append(out, h.byName[d].url)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // AssetURL returns the fingerprinted URL of a file of the front end, by

@@ -10,6 +10,9 @@ import {fleetPage} from './fleet.js';
 import {parseRobotPath, robotPage} from './robot.js';
 import {orgPage, orgRoute, orgsIndex} from './org.js';
 import {codeFromHash, invitePage} from './invite.js';
+// ---- The part's console (console_*.js): its own sign-in and pages. ----
+import {startConsole} from './console_pages.js';
+// ---- End of the console's block. ----
 
 /**
  * readConfig returns the config the server wrote into the page's
@@ -233,6 +236,12 @@ function showInvite(cfg, client) {
 async function start() {
   const cfg = readConfig();
   renderShell(cfg);
+  // ---- The part's console signs in with a delegation, never a password. ----
+  if (cfg.app === 'console') {
+    await startConsole(cfg);
+    return;
+  }
+  // ---- End of the console's block. ----
   const client = createClient({baseUrl: cfg.basePath});
   if (cfg.app === 'fleet' && pageRoute(cfg) === 'invite') {
     // A second link opened in this tab changes only the fragment: read it.

@@ -16,6 +16,8 @@
 //
 //	Authorization: APIKey <key id>   an API key, its public key in the grant bundle
 //	Authorization: DPoP <JWT>        a user's access token, bound to a session key
+//	Authorization: Delegation <JWT>  a console page's: a key or session lends its identity on
+//	                                 this part alone to the page's key (outpost robot console)
 //	DPoP: <proof>                    audience "tls/<this part's certificate SHA-256>",
 //	                                 with a nonce of this part (Outpost-Nonce header)
 //
@@ -247,9 +249,13 @@ type StatusResponse struct {
 	// The config version the part runs.
 	ConfigVersion uint64 `protobuf:"varint,10,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
 	// SHA-256 of the control plane's TLS certificate, hex.
-	CertSha256    string `protobuf:"bytes,11,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CertSha256 string `protobuf:"bytes,11,opt,name=cert_sha256,json=certSha256,proto3" json:"cert_sha256,omitempty"`
+	// The bytes the store's budget counts (records and blobs held).
+	StoreBytes uint64 `protobuf:"varint,12,opt,name=store_bytes,json=storeBytes,proto3" json:"store_bytes,omitempty"`
+	// The store's byte budget; 0 when none is set.
+	StoreBudgetBytes uint64 `protobuf:"varint,13,opt,name=store_budget_bytes,json=storeBudgetBytes,proto3" json:"store_budget_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -357,6 +363,20 @@ func (x *StatusResponse) GetCertSha256() string {
 		return x.CertSha256
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetStoreBytes() uint64 {
+	if x != nil {
+		return x.StoreBytes
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetStoreBudgetBytes() uint64 {
+	if x != nil {
+		return x.StoreBudgetBytes
+	}
+	return 0
 }
 
 // WhoAmIRequest takes no arguments.
@@ -1974,7 +1994,7 @@ const file_outpost_control_v1_control_proto_rawDesc = "" +
 	"\rHealthRequest\"*\n" +
 	"\x0eHealthResponse\x12\x18\n" +
 	"\aserving\x18\x01 \x01(\bR\aserving\"\x0f\n" +
-	"\rStatusRequest\"\x88\x04\n" +
+	"\rStatusRequest\"\xd7\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12<\n" +
@@ -1991,7 +2011,10 @@ const file_outpost_control_v1_control_proto_rawDesc = "" +
 	"\x0econfig_version\x18\n" +
 	" \x01(\x04R\rconfigVersion\x12\x1f\n" +
 	"\vcert_sha256\x18\v \x01(\tR\n" +
-	"certSha256\"\x0f\n" +
+	"certSha256\x12\x1f\n" +
+	"\vstore_bytes\x18\f \x01(\x04R\n" +
+	"storeBytes\x12,\n" +
+	"\x12store_budget_bytes\x18\r \x01(\x04R\x10storeBudgetBytes\"\x0f\n" +
 	"\rWhoAmIRequest\"\x85\x02\n" +
 	"\x0eWhoAmIResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12!\n" +

@@ -14,6 +14,8 @@
 //
 //	Authorization: APIKey <key id>   an API key, its public key in the grant bundle
 //	Authorization: DPoP <JWT>        a user's access token, bound to a session key
+//	Authorization: Delegation <JWT>  a console page's: a key or session lends its identity on
+//	                                 this part alone to the page's key (outpost robot console)
 //	DPoP: <proof>                    audience "tls/<this part's certificate SHA-256>",
 //	                                 with a nonce of this part (Outpost-Nonce header)
 //
