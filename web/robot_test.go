@@ -103,6 +103,7 @@ func newRobotFleet(tb testing.TB) *robotFleet {
 	return f
 }
 
+// lockedBuffer is a buffer that a daemon writes its log to while a test reads it.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
