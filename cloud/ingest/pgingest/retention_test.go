@@ -27,7 +27,9 @@ func TestRetention(t *testing.T) {
 	clk := clock.NewFake(now)
 	s, _ := open(t, url, pgingest.Options{Clock: clk})
 	defer s.Close()
-	key := func(part string) ingest.StreamKey { return ingest.StreamKey{PartID: part, StoreID: "s", Stream: "captures"} }
+	key := func(part string) ingest.StreamKey {
+		return ingest.StreamKey{PartID: part, StoreID: "s", Stream: "captures"}
+	}
 	put := func(part string, daysAgo int, seq uint64) {
 		t.Helper()
 		clk.SetWall(now.AddDate(0, 0, -daysAgo))
