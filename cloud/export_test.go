@@ -4,7 +4,11 @@ package cloud
 // insides: bounds they test at, the seams a test of a failing mail relay
 // and of the relay's bookkeeping reach, and the partial-blob sweep.
 
-import "github.com/outpost-robotics/outpost/cloud/relay"
+import (
+	"context"
+
+	"github.com/outpost-robotics/outpost/cloud/relay"
+)
 
 // MaxDepth is how deep locations nest.
 const MaxDepth = maxDepth
@@ -26,3 +30,7 @@ var SweepPartialBlobs = sweepPartialBlobs
 
 // PartialBlobSweep is how often the sweep runs.
 const PartialBlobSweep = partialBlobSweep
+
+// ApplyRetention applies the organizations' data retention once, as the
+// sweep Run starts does every hour.
+func (s *Server) ApplyRetention(ctx context.Context) { s.applyRetention(ctx) }

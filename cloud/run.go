@@ -188,8 +188,13 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		defer close(swept)
 		sweepPartialBlobs(sweepCtx, clk, ing, cfg.Log.Named("ingest"))
 	}()
+	retained := make(chan struct{})
+	go func() {
+		defer close(retained)
+		sweepRetention(sweepCtx, clk, srv)
+	}()
 	// The sweep ends before the ingest store closes (deferred above).
-	defer func() { stopSweep(); <-swept }()
+	defer func() { stopSweep(); <-swept; <-retained }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
