@@ -58,7 +58,7 @@ func (r *run) launchCloud() error {
 		// The URL goes by the environment, as in production, so it stays
 		// out of ps.
 		env = append(slices.Clip(r.env), "OUTPOST_DATABASE_URL="+r.cloudDB)
-		show = []string{"OUTPOST_DATABASE_URL=" + r.cloudDB}
+		show = []string{"OUTPOST_DATABASE_URL='" + r.cloudDB + "'"}
 	}
 	r.rep.cmd(commandLine(show, append([]string{binCloud}, args...)) + " &")
 	c, err := r.kids.start(binCloud, r.cloudLog, env, filepath.Join(r.opts.Bin, binCloud), args...)
