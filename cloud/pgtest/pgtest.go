@@ -382,6 +382,15 @@ func (s *Server) logTail() string {
 	return strings.Join(lines[max(0, len(lines)-30):], "\n")
 }
 
+// Pid is the server's process id (its backends are its children), for a
+// benchmark that counts the database's CPU time; 0 when it is not running.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // URL is the connection URL of database db on the server.
 func (s *Server) URL(db string) string {
 	return (&url.URL{Scheme: "postgres", User: url.User(Superuser), Path: "/" + db,
