@@ -39,6 +39,26 @@ func newOrgCmd(g *globals) *cobra.Command {
 			},
 		},
 		&cobra.Command{
+			Use:   "set-retention ORG_ID DAYS",
+			Short: "Set how many days (1 to 3650, 0 for ever) the cloud keeps what the organization's parts upload",
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				days, err := strconv.Atoi(args[1])
+				if err != nil {
+					return fmt.Errorf("DAYS %q: want a number of days, 1 to 3650, or 0 for ever", args[1])
+				}
+				return call(g, cmd, (*api).SetDataRetention, &fleetv1.SetDataRetentionRequest{OrgId: args[0], Days: int32(days)},
+					func(w io.Writer, res *fleetv1.SetDataRetentionResponse) error {
+						if d := res.GetOrg().GetDataRetentionDays(); d > 0 {
+							_, err := fmt.Fprintf(w, "org/%s: the cloud keeps what its parts upload for %d days\n", args[0], d)
+							return err
+						}
+						_, err := fmt.Fprintf(w, "org/%s: the cloud keeps what its parts upload for ever\n", args[0])
+						return err
+					})
+			},
+		},
+		&cobra.Command{
 			Use: "create NAME", Short: "Create an organization; you become its owner", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return call(g, cmd, (*api).CreateOrg, &fleetv1.CreateOrgRequest{Name: args[0]},

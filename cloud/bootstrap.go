@@ -27,8 +27,9 @@ const AdminTokenFile = "admin.token"
 
 // Meta keys of the store.
 const (
-	metaSigningKey = "signing-key"
-	metaAdminUser  = "admin-user"
+	metaSigningKey   = "signing-key"
+	metaAdminUser    = "admin-user"
+	metaAdminSession = "admin-session"
 )
 
 // adminTokenRefresh: a start rewrites admin.token when its token expires sooner.
@@ -42,6 +43,19 @@ const adminTokenRefresh = 7 * 24 * time.Hour
 // mode 0600, when the file is missing or its token expires within 7 days,
 // and returns that file's path when it wrote it.
 func Bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Clock, log *zap.Logger) (*auth.Signer, string, error) {
+	return bootstrap(ctx, st, dataDir, clk, log, false)
+}
+
+// BootstrapShared is Bootstrap for replicas sharing a store: the admin's
+// session is kept in the store beside the signing key, minted once by
+// whichever replica finds it missing or expiring first (in a transaction,
+// so replicas starting together agree on one), and each replica writes
+// that same session to its dataDir/admin.token.
+func BootstrapShared(ctx context.Context, st store.Store, dataDir string, clk clock.Clock, log *zap.Logger) (*auth.Signer, string, error) {
+	return bootstrap(ctx, st, dataDir, clk, log, true)
+}
+
+func bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Clock, log *zap.Logger, shared bool) (*auth.Signer, string, error) {
 	var seed []byte
 	var adminID string
 	err := st.Update(ctx, func(tx store.Tx) error {
@@ -80,23 +94,62 @@ func Bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Cl
 	if err != nil {
 		return nil, "", fmt.Errorf("bootstrap the cloud store: %w", err)
 	}
-	path := filepath.Join(dataDir, AdminTokenFile)
-	if old, err := os.ReadFile(path); err == nil {
-		if k, err := credential.ParseKey(string(old)); err == nil && k.Token != "" {
-			claims, err := signer.Verify(k.Token, clk.Now())
-			if err == nil && claims.Subject == adminID && claims.ExpiresAt.Sub(clk.Now()) > adminTokenRefresh {
-				return signer, "", nil
-			}
+	// current says a printed session is the admin's and lasts long enough.
+	current := func(session string) bool {
+		k, err := credential.ParseKey(session)
+		if err != nil || k.Token == "" {
+			return false
 		}
+		claims, err := signer.Verify(k.Token, clk.Now())
+		return err == nil && claims.Subject == adminID && claims.ExpiresAt.Sub(clk.Now()) > adminTokenRefresh
 	}
-	// The file holds a session: the private key and the token bound to it,
-	// in the printed form the CLI takes (--token, $OUTPOST_TOKEN).
-	sk := credential.NewPrivateKey()
-	tok, _, err := signer.Issue(adminID, sk.Public().(ed25519.PublicKey), clk.Now(), auth.MaxTokenTTL)
+	// A session: the private key and the token bound to it, in the
+	// printed form the CLI takes (--token, $OUTPOST_TOKEN).
+	mint := func() (string, error) {
+		sk := credential.NewPrivateKey()
+		tok, _, err := signer.Issue(adminID, sk.Public().(ed25519.PublicKey), clk.Now(), auth.MaxTokenTTL)
+		if err != nil {
+			return "", err
+		}
+		return credential.Session(tok, sk).String(), nil
+	}
+	path := filepath.Join(dataDir, AdminTokenFile)
+	old, _ := os.ReadFile(path)
+	if !shared {
+		if current(string(old)) {
+			return signer, "", nil
+		}
+		session, err := mint()
+		if err != nil {
+			return nil, "", err
+		}
+		if err := writeSecretFile(path, session+"\n"); err != nil {
+			return nil, "", err
+		}
+		return signer, path, nil
+	}
+	var session string
+	err = st.Update(ctx, func(tx store.Tx) error {
+		held, err := tx.GetMeta(ctx, metaAdminSession)
+		if err == nil && current(string(held)) {
+			session = string(held)
+			return nil
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if session, err = mint(); err != nil {
+			return err
+		}
+		return tx.PutMeta(ctx, metaAdminSession, []byte(session))
+	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("bootstrap the admin's session: %w", err)
 	}
-	if err := writeSecretFile(path, credential.Session(tok, sk).String()+"\n"); err != nil {
+	if string(old) == session+"\n" {
+		return signer, "", nil
+	}
+	if err := writeSecretFile(path, session+"\n"); err != nil {
 		return nil, "", err
 	}
 	return signer, path, nil

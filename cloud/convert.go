@@ -13,7 +13,8 @@ import (
 )
 
 func orgPB(o store.Org) *fleetv1.Organization {
-	return &fleetv1.Organization{Id: o.ID, Name: o.Name, CreatedAt: ts(o.CreatedAt), DocumentLifetimeDays: int32(documentTTL(o) / (24 * time.Hour))}
+	return &fleetv1.Organization{Id: o.ID, Name: o.Name, CreatedAt: ts(o.CreatedAt), DocumentLifetimeDays: int32(documentTTL(o) / (24 * time.Hour)),
+		DataRetentionDays: int32(o.Retention / (24 * time.Hour))}
 }
 
 func locationPB(l store.Location) *fleetv1.Location {

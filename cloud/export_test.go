@@ -4,6 +4,12 @@ package cloud
 // insides: bounds they test at, the seams a test of a failing mail relay
 // and of the relay's bookkeeping reach, and the partial-blob sweep.
 
+import (
+	"context"
+
+	"github.com/outpost-robotics/outpost/cloud/relay"
+)
+
 // MaxDepth is how deep locations nest.
 const MaxDepth = maxDepth
 
@@ -17,10 +23,14 @@ func (s *Server) Mailer() Mailer { return s.mailer }
 func (s *Server) SetMailer(m Mailer) { s.mailer = m }
 
 // RelayLen is how many offers and waiting parts the relay holds.
-func (s *Server) RelayLen() (offers, parts int) { return s.relay.Len() }
+func (s *Server) RelayLen() (offers, parts int) { return s.relay.(*relay.Broker).Len() }
 
 // SweepPartialBlobs is the sweep Run starts, every PartialBlobSweep.
 var SweepPartialBlobs = sweepPartialBlobs
 
 // PartialBlobSweep is how often the sweep runs.
 const PartialBlobSweep = partialBlobSweep
+
+// ApplyRetention applies the organizations' data retention once, as the
+// sweep Run starts does every hour.
+func (s *Server) ApplyRetention(ctx context.Context) { s.applyRetention(ctx) }

@@ -74,6 +74,21 @@ func (o orgService) SetDocumentLifetime(ctx context.Context, req *connect.Reques
 	return reply(&fleetv1.SetDocumentLifetimeResponse{Org: orgPB(org)}, err)
 }
 
+// maxRetentionDays bounds an organization's data retention: ten years.
+const maxRetentionDays = 3650
+
+func (o orgService) SetDataRetention(ctx context.Context, req *connect.Request[fleetv1.SetDataRetentionRequest]) (*connect.Response[fleetv1.SetDataRetentionResponse], error) {
+	days := req.Msg.GetDays()
+	if days < 0 || days > maxRetentionDays {
+		return nil, invalid("days: 1 to %d, or 0 to keep the data for ever", maxRetentionDays)
+	}
+	org, err := edit(ctx, o.s, req.Msg.GetOrgId(), store.Tx.GetOrg, store.Tx.PutOrg, func(_ store.Tx, org *store.Org) error {
+		org.Retention = time.Duration(days) * 24 * time.Hour
+		return nil
+	})
+	return reply(&fleetv1.SetDataRetentionResponse{Org: orgPB(org)}, err)
+}
+
 func (o orgService) DeleteOrg(ctx context.Context, req *connect.Request[fleetv1.DeleteOrgRequest]) (*connect.Response[fleetv1.DeleteOrgResponse], error) {
 	id := req.Msg.GetOrgId()
 	return reply(&fleetv1.DeleteOrgResponse{}, o.s.update(ctx, func(tx store.Tx) error {

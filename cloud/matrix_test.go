@@ -159,6 +159,9 @@ func matrixCases() []rpcCase {
 		{"SetDocumentLifetime", orgOwnerOnl, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Org.SetDocumentLifetime(ctx, req(&fleetv1.SetDocumentLifetimeRequest{OrgId: s.org, Days: 7})))
 		}},
+		{"SetDataRetention", orgOwnerOnl, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Org.SetDataRetention(ctx, req(&fleetv1.SetDataRetentionRequest{OrgId: s.org, Days: 30})))
+		}},
 		{"DeleteOrg", orgOwnerOnl, false, connect.CodeFailedPrecondition, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Org.DeleteOrg(ctx, req(&fleetv1.DeleteOrgRequest{OrgId: s.org})))
 		}},

@@ -11,11 +11,14 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloud/pgshared"
+	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/cloud/store/pgstore"
@@ -26,11 +29,13 @@ import (
 type RunConfig struct {
 	// DataDir holds the store (DataDir/store), what parts hand over
 	// (DataDir/ingest, blobs in DataDir/blobs) and admin.token; with
-	// Database, only admin.token.
+	// Database, only a copy of admin.token, whose session the database
+	// keeps.
 	DataDir string
 	// Database, a postgres:// URL, keeps every store in PostgreSQL instead
-	// of the data folder: the fleet store (signing key included), what
-	// parts hand over, and blobs.
+	// of the data folder: the fleet store (signing key and the admin's
+	// session included), what parts hand over, blobs, and what replicas
+	// share (the relay's offers, the sign-in throttle).
 	Database string
 	// Listen is the HOST:PORT to serve on.
 	Listen string
@@ -58,12 +63,22 @@ type RunConfig struct {
 	Limits netlimit.Limits
 }
 
-// storeCloser closes what openStores opened.
-type storeCloser func() error
+// stores is what openStores opened.
+type stores struct {
+	st    store.Store
+	ing   ingest.Store
+	blobs ingest.BlobStore
+	// relay and throttle are the replicas' shared ones on PostgreSQL;
+	// nil (the server's in-process ones) on Badger.
+	relay    relay.Hub
+	throttle Throttle
+	close    func() error
+}
 
 // openStores opens the fleet store, the ingest store and its blob store:
-// embedded in the data folder, or in PostgreSQL when cfg.Database is set.
-func openStores(ctx context.Context, cfg RunConfig, clk clock.Clock) (store.Store, ingest.Store, ingest.BlobStore, storeCloser, error) {
+// embedded in the data folder, or in PostgreSQL when cfg.Database is set,
+// with what replicas share (the relay's offers, the sign-in throttle).
+func openStores(ctx context.Context, cfg RunConfig, clk clock.Clock) (*stores, error) {
 	var closers []func() error
 	closeAll := func() error {
 		var errs []error
@@ -72,8 +87,8 @@ func openStores(ctx context.Context, cfg RunConfig, clk clock.Clock) (store.Stor
 		}
 		return errors.Join(errs...)
 	}
-	fail := func(err error) (store.Store, ingest.Store, ingest.BlobStore, storeCloser, error) {
-		return nil, nil, nil, nil, errors.Join(err, closeAll())
+	fail := func(err error) (*stores, error) {
+		return nil, errors.Join(err, closeAll())
 	}
 	var afterSync func()
 	if delay := cfg.FaultFsyncDelay; delay > 0 {
@@ -95,7 +110,13 @@ func openStores(ctx context.Context, cfg RunConfig, clk clock.Clock) (store.Stor
 			return fail(err)
 		}
 		closers = append(closers, ing.Close)
-		return st, ing, blobs, closeAll, nil
+		sh, err := pgshared.Open(ctx, pgshared.Options{URL: cfg.Database, Clock: clk, Logger: cfg.Log.Named("shared")})
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, sh.Close)
+		hub := relay.NewShared(relay.SharedOptions{Options: relay.Options{Clock: clk, Logger: cfg.Log}, Board: sh})
+		return &stores{st: st, ing: ing, blobs: blobs, relay: hub, throttle: sh.Throttle(authz.SignIn()), close: closeAll}, nil
 	}
 	st, err := badgerstore.Open(filepath.Join(cfg.DataDir, "store"), cfg.Log)
 	if err != nil {
@@ -111,7 +132,7 @@ func openStores(ctx context.Context, cfg RunConfig, clk clock.Clock) (store.Stor
 		return fail(err)
 	}
 	closers = append(closers, ing.Close)
-	return st, ing, blobs, closeAll, nil
+	return &stores{st: st, ing: ing, blobs: blobs, close: closeAll}, nil
 }
 
 // Run opens the stores (embedded in the data folder, or PostgreSQL), bootstraps them, and
@@ -127,16 +148,21 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		return fmt.Errorf("create data folder: %w", err)
 	}
 	clk := clock.NewReal()
-	st, ing, blobs, closeStores, err := openStores(ctx, cfg, clk)
+	sts, err := openStores(ctx, cfg, clk)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if cerr := closeStores(); cerr != nil && err == nil {
+		if cerr := sts.close(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	signer, tokenPath, err := Bootstrap(ctx, st, cfg.DataDir, clk, cfg.Log)
+	st, ing, blobs := sts.st, sts.ing, sts.blobs
+	bootstrap := Bootstrap
+	if cfg.Database != "" {
+		bootstrap = BootstrapShared
+	}
+	signer, tokenPath, err := bootstrap(ctx, st, cfg.DataDir, clk, cfg.Log)
 	if err != nil {
 		return err
 	}
@@ -152,7 +178,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		cfg.Log.Info("no SMTP relay (--smtp-host): invitations are refused; the admin creates users with `outpost user create`")
 	}
 	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Mailer: mailer,
-		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}})
+		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}, Relay: sts.relay, Throttle: sts.throttle})
 	if err != nil {
 		return err
 	}
@@ -162,8 +188,13 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		defer close(swept)
 		sweepPartialBlobs(sweepCtx, clk, ing, cfg.Log.Named("ingest"))
 	}()
+	retained := make(chan struct{})
+	go func() {
+		defer close(retained)
+		sweepRetention(sweepCtx, clk, srv)
+	}()
 	// The sweep ends before the ingest store closes (deferred above).
-	defer func() { stopSweep(); <-swept }()
+	defer func() { stopSweep(); <-swept; <-retained }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

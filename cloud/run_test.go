@@ -36,9 +36,10 @@ func TestRun(t *testing.T) {
 
 // TestRunOnPostgreSQL serves the cloud from PostgreSQL, as `outpost-cloud
 // serve --database` does: what the admin makes survives a restart of the
-// cloud, the signing key comes from the database (a second start writes no
-// new admin token and signs with the same key), and the data folder holds
-// nothing but the admin's token.
+// cloud, the signing key and the admin's session come from the database (a
+// second start signs with the same key; a second replica on another data
+// folder writes the same admin token), and the data folder holds nothing
+// but the admin's token.
 func TestRunOnPostgreSQL(t *testing.T) {
 	db := pgtest.Database(t)
 	dir := filepath.Join(t.TempDir(), "data")
@@ -63,6 +64,14 @@ func TestRunOnPostgreSQL(t *testing.T) {
 	orgs, err := r.admin.Org.ListOrgs(r.ctx, connect.NewRequest(&fleetv1.ListOrgsRequest{}))
 	if err != nil || len(orgs.Msg.GetOrgs()) != 1 || orgs.Msg.GetOrgs()[0].GetName() != "Acme" {
 		t.Fatalf("the orgs after a restart: %v, %v", orgs, err)
+	}
+	other := filepath.Join(t.TempDir(), "replica")
+	r2 := startRunWith(t, cloud.RunConfig{DataDir: other, Database: db})
+	defer r2.stop()
+	first, err1 := os.ReadFile(filepath.Join(dir, cloud.AdminTokenFile))
+	second, err2 := os.ReadFile(filepath.Join(other, cloud.AdminTokenFile))
+	if err1 != nil || err2 != nil || string(first) != string(second) {
+		t.Fatalf("a second replica's admin token differs from the first's (%v, %v): the session is not the database's", err1, err2)
 	}
 }
 

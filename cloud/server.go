@@ -79,6 +79,25 @@ type Config struct {
 	// PasswordMemory bounds the memory password hashing (argon2id) may use
 	// at once, in bytes; 0 means auth.DefaultHashMemory.
 	PasswordMemory int64
+	// Relay relays WebRTC signaling; nil means an in-process relay.Broker,
+	// right for one process. Replicas share a relay.Shared over their
+	// database (cloud/pgshared), so an offer and its part's poll may
+	// reach different replicas.
+	Relay relay.Hub
+	// Throttle slows failed sign-ins; nil means authz.SignIn() in memory,
+	// right for one process. Replicas share one (cloud/pgshared's), or a
+	// guesser would get each replica's allowance.
+	Throttle Throttle
+}
+
+// Throttle slows failed sign-ins by key (authz.Limiter's methods, which
+// implements it in memory).
+type Throttle interface {
+	Begin(keys []authz.Key, now time.Time) time.Duration
+	Succeed(keys []authz.Key)
+	Cancel(keys []authz.Key)
+	Remember(pair string, now time.Time)
+	Knows(pair string, now time.Time) bool
 }
 
 // Server is the fleet API.
@@ -90,7 +109,7 @@ type Server struct {
 	rules    authz.Rules
 	errs     *authz.Errors
 	snaps    *snapshots
-	throttle *authz.Limiter
+	throttle Throttle
 	hasher   *auth.Hasher
 	mailer   Mailer
 	auditSeq atomic.Uint32
@@ -98,7 +117,7 @@ type Server struct {
 	blobs    ingest.BlobStore
 	syncOpts partsync.Options
 	docs     *documents
-	relay    *relay.Broker
+	relay    relay.Hub
 	web      *web.Handler
 }
 
@@ -126,7 +145,10 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		st: cfg.Store, signer: cfg.Signer, clock: cfg.Clock, log: cfg.Log, rules: rules,
 		errs:  newErrors(cfg.Log),
-		snaps: &snapshots{st: cfg.Store}, throttle: authz.SignIn(), hasher: auth.NewHasher(cfg.PasswordMemory), mailer: cfg.Mailer, ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
+		snaps: &snapshots{st: cfg.Store}, throttle: cfg.Throttle, hasher: auth.NewHasher(cfg.PasswordMemory), mailer: cfg.Mailer, ingest: cfg.Ingest, blobs: cfg.Blobs, syncOpts: cfg.Sync,
+	}
+	if s.throttle == nil {
+		s.throttle = authz.SignIn()
 	}
 	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}}
 	if s.syncOpts.Clock == nil {
@@ -146,7 +168,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Ingest != nil {
 		// One broker serves both sides: clients' RelayOffer calls below
 		// and parts' NextOffer and AnswerOffer polls through partsync.
-		s.relay = relay.NewBroker(relay.Options{Clock: cfg.Clock, Logger: cfg.Log})
+		s.relay = cfg.Relay
+		if s.relay == nil {
+			s.relay = relay.NewBroker(relay.Options{Clock: cfg.Clock, Logger: cfg.Log})
+		}
 		s.syncOpts.Relay = s.relay
 	}
 	return s, nil

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/pgtest"
 )
 
 // The binaries the demo runs, looked up in Options.Bin.
@@ -75,6 +76,10 @@ type Options struct {
 	Pile int
 	// Timeout bounds the whole run; 0 means 5 minutes.
 	Timeout time.Duration
+	// Postgres runs the cloud on a private PostgreSQL server (Debian's,
+	// in a temporary folder of its own, on a Unix socket) instead of its
+	// embedded storage; the server and its folder go when the demo ends.
+	Postgres bool
 }
 
 // Summary is what a run showed.
@@ -140,6 +145,7 @@ type run struct {
 	calls    int // outpost CLI commands run
 	cloudURL string
 	cloudLog string
+	cloudDB  string // the PostgreSQL URL the cloud serves from, or ""
 	cloud    *child
 	parts    []*part
 
@@ -295,6 +301,20 @@ func (r *run) scenario(ctx context.Context) error {
 		}
 	}
 	r.env = append(r.env, "XDG_CONFIG_HOME="+laptop, "OUTPOST_CLOUD="+r.cloudURL)
+	storage := "embedded storage in a temporary folder"
+	if r.opts.Postgres {
+		pg, err := pgtest.StartTemp(ctx)
+		if err != nil {
+			return fmt.Errorf("start a private PostgreSQL for --postgres: %w", err)
+		}
+		// The programs end before the database they use.
+		defer func() { r.kids.killAll(); _ = pg.Stop() }()
+		if err := pg.CreateDatabase(ctx, "outpost"); err != nil {
+			return err
+		}
+		r.cloudDB = pg.URL("outpost")
+		storage = "on a private PostgreSQL at " + pg.Dir
+	}
 
 	r.rep.printf("Outpost demo: a fleet cloud and two robot parts on 127.0.0.1, driven through the real outpost CLI.")
 	r.rep.printf("Parts sync every %s here, shortened from %s for the demo. Programs from %s; files in %s.",
@@ -306,7 +326,7 @@ func (r *run) scenario(ctx context.Context) error {
 		title string
 		f     func(context.Context) error
 	}{
-		{"Start the fleet cloud (embedded storage in a temporary folder)", r.startCloud},
+		{"Start the fleet cloud (" + storage + ")", r.startCloud},
 		{"As the cloud's admin, create two users: an owner and an operator", r.createUsers},
 		{"As the owner, sign in and create an organization and a location", r.createOrg},
 		{"Create a machine with two parts and give it a config", r.createMachine},

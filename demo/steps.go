@@ -53,8 +53,15 @@ func (r *run) startCloud(ctx context.Context) error {
 func (r *run) launchCloud() error {
 	args := []string{"serve", "--data-dir", filepath.Join(r.dir, "cloud"), "--listen", strings.TrimPrefix(r.cloudURL, "http://"),
 		"--poll-interval", r.opts.SyncInterval.String()}
-	r.rep.cmd(commandLine(nil, append([]string{binCloud}, args...)) + " &")
-	c, err := r.kids.start(binCloud, r.cloudLog, r.env, filepath.Join(r.opts.Bin, binCloud), args...)
+	env, show := r.env, []string(nil)
+	if r.cloudDB != "" {
+		// The URL goes by the environment, as in production, so it stays
+		// out of ps.
+		env = append(slices.Clip(r.env), "OUTPOST_DATABASE_URL="+r.cloudDB)
+		show = []string{"OUTPOST_DATABASE_URL='" + r.cloudDB + "'"}
+	}
+	r.rep.cmd(commandLine(show, append([]string{binCloud}, args...)) + " &")
+	c, err := r.kids.start(binCloud, r.cloudLog, env, filepath.Join(r.opts.Bin, binCloud), args...)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func Outpost() Rules {
 			Why:  "the store packages are the only ones that know Badger: everything else sees their interfaces, so the engine can change in one place",
 		}, {
 			Path: Postgres,
-			Only: []string{"cloud/store/pgstore", "cloud/ingest/pgingest", "cloud/pgmigrate", "cloud/pgtest"},
+			Only: []string{"cloud/store/pgstore", "cloud/ingest/pgingest", "cloud/pgmigrate", "cloud/pgshared", "cloud/pgtest"},
 			Why:  "the PostgreSQL packages are the only ones that know its driver: everything else sees the stores' interfaces, so the engine can change in one place",
 		}, {
 			Path: Server,

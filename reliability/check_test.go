@@ -109,6 +109,13 @@ func readCloud(ctx context.Context, cloudDir, partID string, storeIDs ...string)
 		return nil, fmt.Errorf("open the cloud's ingest store: %w", err)
 	}
 	defer ing.Close()
+	return readIngest(ctx, ing, partID, storeIDs...)
+}
+
+// readIngest reads everything an ingest store holds of partID: records,
+// declared losses, watermarks and conflicts.
+func readIngest(ctx context.Context, ing ingest.Store, partID string, storeIDs ...string) (*cloudView, error) {
+	var err error
 	cv := &cloudView{records: map[string]map[cache.Stream][]cloudRecord{}, lost: map[string]map[cache.Stream][]ingest.LostRange{},
 		watermark: map[string]map[cache.Stream]uint64{}}
 	ids := map[string]bool{}

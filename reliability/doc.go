@@ -1,6 +1,6 @@
 // Package reliability is the reliability suite: scenarios that
-// run the real binaries (outpostd and outpost-cloud, built once per test
-// run) as children on loopback, break them on purpose, and assert the
+// run the real binaries (outpostd, outpost-cloud and the CLI, built once
+// per test run) as children on loopback, break them on purpose, and assert the
 // invariants the design promises rather than log lines:
 //
 //   - sigkill-storm: outpostd SIGKILLed at least 30 times at random moments
@@ -19,6 +19,12 @@
 //     eviction, and the time to drain is reported.
 //   - corrupt-store: a store Badger cannot open is moved aside, a fresh one
 //     starts, and the loss reaches the cloud as a gap record.
+//   - replicas-postgresql: two outpost-cloud replicas on one PostgreSQL
+//     (a private server, cloud/pgtest) behind HAProxy, a real part and the
+//     CLI: the part's sync reaches both replicas, a WebRTC session is
+//     relayed with caller and part on different replicas, one replica is
+//     SIGKILLed mid-upload and PostgreSQL restarted mid-upload, and the
+//     part converges exactly once.
 //   - sixty-days-offline: in-process on a fake clock, grants are honoured
 //     until day 60 and refused after it with the reason, the break-glass
 //     socket keeps working, and the first cycle after reconnecting renews

@@ -20,14 +20,14 @@ var long = flag.Bool("long", false, "run the long version of every scenario (mak
 // anything to tests: the paths are written once before m.Run, and the
 // summary is guarded by its mutex.
 var suite struct {
-	outpostd, cloud string // the binaries, built once per test binary
+	outpostd, cloud, cli string // the binaries, built once per test binary
 
 	mu      sync.Mutex
 	lines   []string
 	results map[bool]int
 }
 
-// TestMain builds outpostd and outpost-cloud once (without -race: the
+// TestMain builds outpostd, outpost-cloud and the CLI once (without -race: the
 // children are the system under test, the race detector is for the test
 // process), runs the scenarios, then prints their result lines and the
 // closing tally on stdout.
@@ -43,13 +43,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(bin)
-	build := exec.Command("go", "build", "-trimpath", "-o", bin+string(filepath.Separator), "./cmd/outpostd", "./cmd/outpost-cloud")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin+string(filepath.Separator), "./cmd/outpostd", "./cmd/outpost-cloud", "./cmd/outpost")
 	build.Dir = ".."
 	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "reliability: build outpostd and outpost-cloud: %v\n%s", err, out)
+		fmt.Fprintf(os.Stderr, "reliability: build outpostd, outpost-cloud and outpost: %v\n%s", err, out)
 		return 1
 	}
-	suite.outpostd, suite.cloud = filepath.Join(bin, "outpostd"), filepath.Join(bin, "outpost-cloud")
+	suite.outpostd, suite.cloud, suite.cli = filepath.Join(bin, "outpostd"), filepath.Join(bin, "outpost-cloud"), filepath.Join(bin, "outpost")
 	suite.results = map[bool]int{}
 
 	code := m.Run()

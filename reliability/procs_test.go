@@ -158,6 +158,7 @@ func shortDir(t *testing.T) string {
 type cloudProc struct {
 	dir, addr, log string
 	args           []string // more flags for every start
+	env            []string // more environment for every start
 	c              *child
 }
 
@@ -183,7 +184,7 @@ func (cp *cloudProc) URL() string { return "http://" + cp.addr }
 
 // start runs the cloud and waits until its fleet API answers.
 func (cp *cloudProc) start() error {
-	c, err := startChild("outpost-cloud", cp.log, nil, suite.cloud, append([]string{"serve", "--data-dir", cp.dir, "--listen", cp.addr,
+	c, err := startChild("outpost-cloud", cp.log, cp.env, suite.cloud, append([]string{"serve", "--data-dir", cp.dir, "--listen", cp.addr,
 		"--poll-interval", "1s", "--log-level", "warn"}, cp.args...)...)
 	if err != nil {
 		return err

@@ -249,6 +249,22 @@ func serverCredential() (*syscall.Credential, error) {
 	return nil, errors.New("pgtest: running as root, and neither a postgres nor a nobody account exists to run PostgreSQL as: scripts/deps installs PostgreSQL, which creates the postgres account")
 }
 
+// StartTemp starts a server in a new folder of its own, for a program
+// outside tests (the demo's --postgres); Stop ends it and removes the
+// folder.
+func StartTemp(ctx context.Context) (*Server, error) {
+	dir, err := newDir()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := start(ctx, dir, false)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return srv, nil
+}
+
 // Start runs a server on the cluster in dir, creating the cluster when
 // dir has none; dir must belong to the account the server runs as (see
 // the package comment). The server listens only on a Unix socket in dir.
@@ -364,6 +380,15 @@ func (s *Server) logTail() string {
 	b, _ := os.ReadFile(filepath.Join(s.Dir, "postgres.log"))
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-30):], "\n")
+}
+
+// Pid is the server's process id (its backends are its children), for a
+// benchmark that counts the database's CPU time; 0 when it is not running.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // URL is the connection URL of database db on the server.

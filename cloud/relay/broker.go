@@ -19,9 +19,11 @@
 // Options.MaxOffersPerPart offers outstanding and Options.MaxPollsPerPart
 // polls waiting, the cloud at most Options.MaxOffers offers; every wait has
 // a timeout on the injected clock, and whichever side gives up takes its
-// state with it, so nothing outlives the calls that made it. Offers live in
-// one process: behind several cloud replicas, a part's polls and its
-// clients' offers must reach the same replica (route by part id).
+// state with it, so nothing outlives the calls that made it. A Broker's
+// offers live in one process; replicas behind a load balancer use Shared,
+// which keeps the offers on a Board every replica sees (PostgreSQL's, in
+// cloud/pgshared), so a part's polls and its clients' offers may reach
+// different replicas.
 package relay
 
 import (

@@ -27,9 +27,9 @@ type ServiceOptions struct {
 // interceptor: that interceptor authenticates the caller and requires
 // machine.control on the part (relay.proto's rule); this handler relays the
 // offer with opts.Assert's assertion, never the caller's credential.
-func NewService(b *Broker, opts ServiceOptions) fleetv1connect.RelayServiceHandler {
+func NewService(b Relayer, opts ServiceOptions) fleetv1connect.RelayServiceHandler {
 	if b == nil || opts.Assert == nil {
-		panic("relay.NewService: a Broker and ServiceOptions.Assert are required")
+		panic("relay.NewService: a Relayer (Broker or Shared) and ServiceOptions.Assert are required")
 	}
 	s := service{b: b, assert: opts.Assert, addrOf: opts.ClientAddress}
 	if s.addrOf == nil {
@@ -39,7 +39,7 @@ func NewService(b *Broker, opts ServiceOptions) fleetv1connect.RelayServiceHandl
 }
 
 type service struct {
-	b      *Broker
+	b      Relayer
 	assert func(ctx context.Context, partID, sdp string) (string, error)
 	addrOf func(connect.Peer, http.Header) string
 }

@@ -156,6 +156,9 @@ type Org struct {
 	// BundleTTL is how long the signed documents of the organization's
 	// parts stay valid offline; 0 means the cloud's default (60 days).
 	BundleTTL time.Duration
+	// Retention is how long the cloud keeps what the organization's parts
+	// upload, from when it received it; 0 keeps it for ever.
+	Retention time.Duration
 }
 
 // Location is a location; ParentID is "" at the top of its organization.

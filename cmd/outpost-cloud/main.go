@@ -37,8 +37,57 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(newServe())
+	root.AddCommand(newServe(), newMigrate())
 	return root
+}
+
+func newMigrate() *cobra.Command {
+	var from, to string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the PostgreSQL schema, and copy an embedded cloud's state into it with --from",
+		Long: `migrate brings the PostgreSQL database at --to (default $OUTPOST_DATABASE_URL) to
+this binary's schema, as serve does at start. With --from DATA_DIR it then copies
+the embedded cloud in DATA_DIR (stop it first) into the database, which must hold
+no cloud yet: the fleet store with its signing key and admin, what parts handed
+over, their statuses and finished blobs. Every kind is read back and compared by
+count and SHA-256; any difference fails the command. Serve the database with the
+same binary afterwards and point the parts at it: their credentials still hold.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" {
+				to = os.Getenv("OUTPOST_DATABASE_URL")
+			}
+			if to == "" {
+				return fmt.Errorf("--to or $OUTPOST_DATABASE_URL: the PostgreSQL database to migrate")
+			}
+			log, _ := logging.New(logging.Options{Level: zap.WarnLevel})
+			defer func() { _ = log.Sync() }()
+			if from == "" {
+				if err := cloud.Migrate(cmd.Context(), to); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "the database is at this binary's schema")
+				return nil
+			}
+			rep, err := cloud.CopyToPostgres(cmd.Context(), from, to, log)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "copied %s into PostgreSQL, each kind verified by count and SHA-256:\n", from)
+			for _, k := range rep.Kinds {
+				fmt.Fprintf(w, "  %-20s %8d  %s\n", k.Kind, k.Count, k.SHA256)
+			}
+			for _, s := range rep.Skipped {
+				fmt.Fprintf(w, "not copied: %s\n", s)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "data folder of a stopped embedded cloud to copy into the database")
+	cmd.Flags().StringVar(&to, "to", "", "postgres:// URL of the database (default $OUTPOST_DATABASE_URL, which keeps a password out of ps)")
+	return cmd
 }
 
 func newServe() *cobra.Command {

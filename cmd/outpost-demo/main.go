@@ -26,6 +26,7 @@ func run() int {
 	fs := flag.NewFlagSet("outpost-demo", flag.ContinueOnError)
 	bin := fs.String("bin", "", "folder holding outpost, outpostd and outpost-cloud (default: this program's folder)")
 	keep := fs.Bool("keep", false, "keep the temporary folder (the cloud's data, the parts' stores and logs) and print its path, and keep the cloud and the parts running for the fleet app until Ctrl-C")
+	postgres := fs.Bool("postgres", false, "run the cloud on a private PostgreSQL server (scripts/deps installs it) instead of embedded storage; the database goes when the demo ends")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -43,7 +44,7 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, err := demo.Run(ctx, demo.Options{Bin: *bin, Out: os.Stdout, Keep: *keep, Stay: *keep})
+	_, err := demo.Run(ctx, demo.Options{Bin: *bin, Out: os.Stdout, Keep: *keep, Stay: *keep, Postgres: *postgres})
 	var se *demo.StepError
 	switch {
 	case err == nil:

@@ -129,6 +129,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.clock == nil {
 		s.clock = clock.NewReal()
 	}
+	if err := s.EnsurePartitions(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ingest store: %w", err)
+	}
 	return s, nil
 }
 
@@ -269,7 +273,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		if err := declare(ctx, tx, key, losses); err != nil {
 			return err
 		}
-		if err := putRecords(ctx, tx, key, recs, metas[key.Stream], &res); err != nil {
+		if err := putRecords(ctx, tx, key, recs, s.clock.Now(), metas[key.Stream], &res); err != nil {
 			return err
 		}
 		streams := make([]string, 0, len(metas))
@@ -389,7 +393,7 @@ func declare(ctx context.Context, tx pgx.Tx, key ingest.StreamKey, losses []inge
 
 // putRecords stores the records of recs not held yet, counting repeats
 // and conflicts as the contract says, the first copy winning.
-func putRecords(ctx context.Context, tx pgx.Tx, key ingest.StreamKey, recs []ingest.Record, m *meta, res *ingest.PutResult) error {
+func putRecords(ctx context.Context, tx pgx.Tx, key ingest.StreamKey, recs []ingest.Record, now time.Time, m *meta, res *ingest.PutResult) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -404,8 +408,12 @@ func putRecords(ctx context.Context, tx pgx.Tx, key ingest.StreamKey, recs []ing
 		sum     [sha256.Size]byte
 	}
 	held := map[uint64]heldRec{}
-	rows, _ := tx.Query(ctx, `SELECT seq, payload IS NULL, coalesce(sha256(payload), ''::bytea) FROM ingest_records
-		WHERE part_id = $1 AND store_id = $2 AND stream = $3 AND seq = ANY($4)`,
+	// A key without a payload is a tombstone (deleted, or its partition
+	// dropped by retention).
+	rows, _ := tx.Query(ctx, `SELECT r.seq, p.payload IS NULL, coalesce(sha256(p.payload), ''::bytea) FROM ingest_records r
+		LEFT JOIN ingest_payloads p ON p.part_id = r.part_id AND p.store_id = r.store_id AND p.stream = r.stream
+			AND p.seq = r.seq AND p.received_at = r.received_at
+		WHERE r.part_id = $1 AND r.store_id = $2 AND r.stream = $3 AND r.seq = ANY($4)`,
 		key.PartID, key.StoreID, key.Stream, seqs)
 	var seq int64
 	var deleted bool
@@ -452,9 +460,15 @@ func putRecords(ctx context.Context, tx pgx.Tx, key ingest.StreamKey, recs []ing
 	}
 	// Under the stream's lock nothing else inserts these keys: a
 	// conflict here is a bug, and fails the put rather than miscount.
-	_, err := tx.Exec(ctx, `INSERT INTO ingest_records (part_id, store_id, stream, seq, time_ns, payload)
-		SELECT $1, $2, $3, u.seq, u.time_ns, u.payload FROM unnest($4::bigint[], $5::bigint[], $6::bytea[]) AS u(seq, time_ns, payload)`,
-		key.PartID, key.StoreID, key.Stream, newSeqs, newTimes, newPayloads)
+	_, err := tx.Exec(ctx, `INSERT INTO ingest_records (part_id, store_id, stream, seq, received_at)
+		SELECT $1, $2, $3, u.seq, $5 FROM unnest($4::bigint[]) AS u(seq)`,
+		key.PartID, key.StoreID, key.Stream, newSeqs, now)
+	if err != nil {
+		return fmt.Errorf("store record keys: %w", err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO ingest_payloads (part_id, store_id, stream, seq, received_at, time_ns, payload)
+		SELECT $1, $2, $3, u.seq, $7, u.time_ns, u.payload FROM unnest($4::bigint[], $5::bigint[], $6::bytea[]) AS u(seq, time_ns, payload)`,
+		key.PartID, key.StoreID, key.Stream, newSeqs, newTimes, newPayloads, now)
 	if err != nil {
 		return fmt.Errorf("store records: %w", err)
 	}
@@ -582,11 +596,8 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		}
 		var size int64
 		err := tx.QueryRow(ctx, `WITH gone AS (
-				UPDATE ingest_records r SET payload = NULL, time_ns = NULL
-				FROM (SELECT seq, length(payload) AS size FROM ingest_records
-					WHERE part_id = $1 AND store_id = $2 AND stream = $3 AND seq = ANY($4) AND payload IS NOT NULL) old
-				WHERE r.part_id = $1 AND r.store_id = $2 AND r.stream = $3 AND r.seq = old.seq
-				RETURNING old.size)
+				DELETE FROM ingest_payloads WHERE part_id = $1 AND store_id = $2 AND stream = $3 AND seq = ANY($4)
+				RETURNING length(payload) AS size)
 			SELECT count(*), coalesce(sum(size), 0) FROM gone`,
 			key.PartID, key.StoreID, key.Stream, ids).Scan(&n, &size)
 		if err != nil || n == 0 {
@@ -635,7 +646,8 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 		limit = ingest.DefaultLimit
 	}
 	limit = min(limit, ingest.MaxLimit)
-	where := []string{"payload IS NOT NULL"}
+	// Payloads alone: a tombstone has none.
+	where := []string{"true"}
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
@@ -675,7 +687,7 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 		}
 		where = append(where, "(("+cond+") OR (time_ns IS NULL AND "+arg(nullOK)+"))")
 	}
-	sql := "SELECT part_id, store_id, stream, seq, time_ns, payload FROM ingest_records WHERE " + strings.Join(where, " AND ") +
+	sql := "SELECT part_id, store_id, stream, seq, time_ns, payload FROM ingest_payloads WHERE " + strings.Join(where, " AND ") +
 		" ORDER BY part_id, store_id, stream, seq LIMIT " + arg(limit+1)
 	rows, _ := s.pool.Query(ctx, sql, args...)
 	var out []ingest.StoredRecord

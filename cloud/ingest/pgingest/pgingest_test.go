@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"embed"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -23,6 +24,12 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testdata holds rows as each schema version holds them (seed_NNNN.sql,
+// applied right after version NNNN in TestMigrations).
+//
+//go:embed testdata
+var testdata embed.FS
 
 func openBlobs(t testing.TB, url string) *pgingest.BlobStore {
 	t.Helper()
@@ -192,34 +199,64 @@ func TestCursor(t *testing.T) {
 // opens the stores on it.
 func TestMigrations(t *testing.T) {
 	ctx := context.Background()
-	url := pgtest.Database(t)
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	for _, set := range []pgmigrate.Set{pgingest.Migrations(), pgingest.BlobMigrations()} {
-		ms, err := set.Migrations()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
-			if err := pgmigrate.ApplyThrough(ctx, pool, set, m.Version); err != nil {
+	for _, seeded := range []bool{false, true} {
+		t.Run(fmt.Sprint("seeded=", seeded), func(t *testing.T) {
+			url := pgtest.Database(t)
+			pool, err := pgxpool.New(ctx, url)
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-	}
-	// A store with data opens again on its own database unchanged.
-	s, _ := open(t, url, pgingest.Options{})
-	key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
-	if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: 1, Payload: []byte("a")}}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s, _ = open(t, url, pgingest.Options{})
-	defer s.Close()
-	if w, err := s.AckedThrough(ctx, key); err != nil || w != 1 {
-		t.Fatalf("after reopening: %d, %v", w, err)
+			defer pool.Close()
+			for _, set := range []pgmigrate.Set{pgingest.Migrations(), pgingest.BlobMigrations()} {
+				ms, err := set.Migrations()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range ms {
+					if err := pgmigrate.ApplyThrough(ctx, pool, set, m.Version); err != nil {
+						t.Fatal(err)
+					}
+					if !seeded || set.Component != "ingest" {
+						continue
+					}
+					seed, err := testdata.ReadFile(fmt.Sprintf("testdata/seed_%04d.sql", m.Version))
+					if err != nil {
+						continue // this version changed nothing a seed shows
+					}
+					if _, err := pool.Exec(ctx, string(seed)); err != nil {
+						t.Fatalf("seed at version %d: %v", m.Version, err)
+					}
+				}
+			}
+			// A store with data opens again on its own database unchanged.
+			s, _ := open(t, url, pgingest.Options{})
+			key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
+			if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: 1, Payload: []byte("a")}}); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s, _ = open(t, url, pgingest.Options{})
+			defer s.Close()
+			if w, err := s.AckedThrough(ctx, key); err != nil || w != 1 {
+				t.Fatalf("after reopening: %d, %v", w, err)
+			}
+			if !seeded {
+				return
+			}
+			// Version 1's rows, as an older cloud wrote them: a record, and
+			// a deleted one that must stay a tombstone.
+			old := ingest.StreamKey{PartID: "seed-part", StoreID: "s1", Stream: "logs.info"}
+			recs, _, err := s.Records(ctx, ingest.Query{PartIDs: []string{"seed-part"}})
+			if err != nil || len(recs) != 1 || recs[0].Seq != 1 || string(recs[0].Payload) != "hello" || recs[0].Time.UnixNano() != 1700000000000000000 {
+				t.Fatalf("the seeded records: %+v, %v", recs, err)
+			}
+			if w, err := s.AckedThrough(ctx, old); err != nil || w != 2 {
+				t.Fatalf("the seeded watermark: %d, %v", w, err)
+			}
+			if r, err := s.PutRecords(ctx, old, []ingest.Record{{Seq: 2, Payload: []byte("again")}}); err != nil || r.Stored != 0 {
+				t.Fatalf("the seeded deleted record sent again: %+v, %v", r, err)
+			}
+		})
 	}
 }
 

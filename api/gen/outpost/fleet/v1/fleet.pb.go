@@ -613,8 +613,10 @@ type Organization struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// How many days its parts honour their signed documents offline.
 	DocumentLifetimeDays int32 `protobuf:"varint,4,opt,name=document_lifetime_days,json=documentLifetimeDays,proto3" json:"document_lifetime_days,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// How many days the cloud keeps what its parts upload; 0 is for ever.
+	DataRetentionDays int32 `protobuf:"varint,5,opt,name=data_retention_days,json=dataRetentionDays,proto3" json:"data_retention_days,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Organization) Reset() {
@@ -671,6 +673,13 @@ func (x *Organization) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Organization) GetDocumentLifetimeDays() int32 {
 	if x != nil {
 		return x.DocumentLifetimeDays
+	}
+	return 0
+}
+
+func (x *Organization) GetDataRetentionDays() int32 {
+	if x != nil {
+		return x.DataRetentionDays
 	}
 	return 0
 }
@@ -776,6 +785,107 @@ func (x *SetDocumentLifetimeResponse) GetOrg() *Organization {
 	return nil
 }
 
+// SetDataRetentionRequest names the organization and the retention.
+type SetDataRetentionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Days, 1 to 3650; 0 keeps the data for ever.
+	Days          int32 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDataRetentionRequest) Reset() {
+	*x = SetDataRetentionRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDataRetentionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDataRetentionRequest) ProtoMessage() {}
+
+func (x *SetDataRetentionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDataRetentionRequest.ProtoReflect.Descriptor instead.
+func (*SetDataRetentionRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SetDataRetentionRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *SetDataRetentionRequest) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+// SetDataRetentionResponse returns the organization.
+type SetDataRetentionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization.
+	Org           *Organization `protobuf:"bytes,1,opt,name=org,proto3" json:"org,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDataRetentionResponse) Reset() {
+	*x = SetDataRetentionResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDataRetentionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDataRetentionResponse) ProtoMessage() {}
+
+func (x *SetDataRetentionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDataRetentionResponse.ProtoReflect.Descriptor instead.
+func (*SetDataRetentionResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetDataRetentionResponse) GetOrg() *Organization {
+	if x != nil {
+		return x.Org
+	}
+	return nil
+}
+
 // CreateOrgRequest names the new organization.
 type CreateOrgRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -787,7 +897,7 @@ type CreateOrgRequest struct {
 
 func (x *CreateOrgRequest) Reset() {
 	*x = CreateOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +909,7 @@ func (x *CreateOrgRequest) String() string {
 func (*CreateOrgRequest) ProtoMessage() {}
 
 func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[13]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +922,7 @@ func (x *CreateOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrgRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{13}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateOrgRequest) GetName() string {
@@ -833,7 +943,7 @@ type CreateOrgResponse struct {
 
 func (x *CreateOrgResponse) Reset() {
 	*x = CreateOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +955,7 @@ func (x *CreateOrgResponse) String() string {
 func (*CreateOrgResponse) ProtoMessage() {}
 
 func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[14]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +968,7 @@ func (x *CreateOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrgResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{14}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateOrgResponse) GetOrg() *Organization {
@@ -877,7 +987,7 @@ type ListOrgsRequest struct {
 
 func (x *ListOrgsRequest) Reset() {
 	*x = ListOrgsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +999,7 @@ func (x *ListOrgsRequest) String() string {
 func (*ListOrgsRequest) ProtoMessage() {}
 
 func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[15]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1012,7 @@ func (x *ListOrgsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsRequest.ProtoReflect.Descriptor instead.
 func (*ListOrgsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{15}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
 }
 
 // ListOrgsResponse lists organizations.
@@ -916,7 +1026,7 @@ type ListOrgsResponse struct {
 
 func (x *ListOrgsResponse) Reset() {
 	*x = ListOrgsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1038,7 @@ func (x *ListOrgsResponse) String() string {
 func (*ListOrgsResponse) ProtoMessage() {}
 
 func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[16]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1051,7 @@ func (x *ListOrgsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrgsResponse.ProtoReflect.Descriptor instead.
 func (*ListOrgsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{16}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListOrgsResponse) GetOrgs() []*Organization {
@@ -964,7 +1074,7 @@ type RenameOrgRequest struct {
 
 func (x *RenameOrgRequest) Reset() {
 	*x = RenameOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1086,7 @@ func (x *RenameOrgRequest) String() string {
 func (*RenameOrgRequest) ProtoMessage() {}
 
 func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[17]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1099,7 @@ func (x *RenameOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameOrgRequest.ProtoReflect.Descriptor instead.
 func (*RenameOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{17}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenameOrgRequest) GetOrgId() string {
@@ -1017,7 +1127,7 @@ type RenameOrgResponse struct {
 
 func (x *RenameOrgResponse) Reset() {
 	*x = RenameOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1139,7 @@ func (x *RenameOrgResponse) String() string {
 func (*RenameOrgResponse) ProtoMessage() {}
 
 func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[18]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1152,7 @@ func (x *RenameOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameOrgResponse.ProtoReflect.Descriptor instead.
 func (*RenameOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{18}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenameOrgResponse) GetOrg() *Organization {
@@ -1063,7 +1173,7 @@ type DeleteOrgRequest struct {
 
 func (x *DeleteOrgRequest) Reset() {
 	*x = DeleteOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1185,7 @@ func (x *DeleteOrgRequest) String() string {
 func (*DeleteOrgRequest) ProtoMessage() {}
 
 func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[19]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1198,7 @@ func (x *DeleteOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgRequest.ProtoReflect.Descriptor instead.
 func (*DeleteOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{19}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteOrgRequest) GetOrgId() string {
@@ -1107,7 +1217,7 @@ type DeleteOrgResponse struct {
 
 func (x *DeleteOrgResponse) Reset() {
 	*x = DeleteOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1229,7 @@ func (x *DeleteOrgResponse) String() string {
 func (*DeleteOrgResponse) ProtoMessage() {}
 
 func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[20]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1242,7 @@ func (x *DeleteOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOrgResponse.ProtoReflect.Descriptor instead.
 func (*DeleteOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{20}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
 }
 
 // LeaveOrgRequest names the organization.
@@ -1146,7 +1256,7 @@ type LeaveOrgRequest struct {
 
 func (x *LeaveOrgRequest) Reset() {
 	*x = LeaveOrgRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1268,7 @@ func (x *LeaveOrgRequest) String() string {
 func (*LeaveOrgRequest) ProtoMessage() {}
 
 func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[21]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1281,7 @@ func (x *LeaveOrgRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveOrgRequest.ProtoReflect.Descriptor instead.
 func (*LeaveOrgRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{21}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaveOrgRequest) GetOrgId() string {
@@ -1192,7 +1302,7 @@ type LeaveOrgResponse struct {
 
 func (x *LeaveOrgResponse) Reset() {
 	*x = LeaveOrgResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1314,7 @@ func (x *LeaveOrgResponse) String() string {
 func (*LeaveOrgResponse) ProtoMessage() {}
 
 func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[22]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1327,7 @@ func (x *LeaveOrgResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveOrgResponse.ProtoReflect.Descriptor instead.
 func (*LeaveOrgResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{22}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaveOrgResponse) GetRemoved() int32 {
@@ -1238,7 +1348,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1360,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[23]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1373,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{23}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListMembersRequest) GetOrgId() string {
@@ -1284,7 +1394,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1406,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[24]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1419,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{24}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -1334,7 +1444,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1346,7 +1456,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[25]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1359,7 +1469,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{25}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Member) GetUser() *User {
@@ -1406,7 +1516,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1528,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[26]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1541,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{26}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Location) GetId() string {
@@ -1498,7 +1608,7 @@ type CreateLocationRequest struct {
 
 func (x *CreateLocationRequest) Reset() {
 	*x = CreateLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1620,7 @@ func (x *CreateLocationRequest) String() string {
 func (*CreateLocationRequest) ProtoMessage() {}
 
 func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[27]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1633,7 @@ func (x *CreateLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLocationRequest.ProtoReflect.Descriptor instead.
 func (*CreateLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{27}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateLocationRequest) GetOrgId() string {
@@ -1558,7 +1668,7 @@ type CreateLocationResponse struct {
 
 func (x *CreateLocationResponse) Reset() {
 	*x = CreateLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1680,7 @@ func (x *CreateLocationResponse) String() string {
 func (*CreateLocationResponse) ProtoMessage() {}
 
 func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[28]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1693,7 @@ func (x *CreateLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateLocationResponse.ProtoReflect.Descriptor instead.
 func (*CreateLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{28}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateLocationResponse) GetLocation() *Location {
@@ -1604,7 +1714,7 @@ type ListLocationsRequest struct {
 
 func (x *ListLocationsRequest) Reset() {
 	*x = ListLocationsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1726,7 @@ func (x *ListLocationsRequest) String() string {
 func (*ListLocationsRequest) ProtoMessage() {}
 
 func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[29]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1739,7 @@ func (x *ListLocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListLocationsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{29}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListLocationsRequest) GetOrgId() string {
@@ -1650,7 +1760,7 @@ type ListLocationsResponse struct {
 
 func (x *ListLocationsResponse) Reset() {
 	*x = ListLocationsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1772,7 @@ func (x *ListLocationsResponse) String() string {
 func (*ListLocationsResponse) ProtoMessage() {}
 
 func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[30]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1785,7 @@ func (x *ListLocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListLocationsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{30}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListLocationsResponse) GetLocations() []*Location {
@@ -1698,7 +1808,7 @@ type RenameLocationRequest struct {
 
 func (x *RenameLocationRequest) Reset() {
 	*x = RenameLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1820,7 @@ func (x *RenameLocationRequest) String() string {
 func (*RenameLocationRequest) ProtoMessage() {}
 
 func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[31]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1833,7 @@ func (x *RenameLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameLocationRequest.ProtoReflect.Descriptor instead.
 func (*RenameLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{31}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RenameLocationRequest) GetLocationId() string {
@@ -1751,7 +1861,7 @@ type RenameLocationResponse struct {
 
 func (x *RenameLocationResponse) Reset() {
 	*x = RenameLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1873,7 @@ func (x *RenameLocationResponse) String() string {
 func (*RenameLocationResponse) ProtoMessage() {}
 
 func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[32]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1886,7 @@ func (x *RenameLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameLocationResponse.ProtoReflect.Descriptor instead.
 func (*RenameLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{32}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RenameLocationResponse) GetLocation() *Location {
@@ -1799,7 +1909,7 @@ type MoveLocationRequest struct {
 
 func (x *MoveLocationRequest) Reset() {
 	*x = MoveLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1921,7 @@ func (x *MoveLocationRequest) String() string {
 func (*MoveLocationRequest) ProtoMessage() {}
 
 func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[33]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1934,7 @@ func (x *MoveLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLocationRequest.ProtoReflect.Descriptor instead.
 func (*MoveLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{33}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MoveLocationRequest) GetLocationId() string {
@@ -1852,7 +1962,7 @@ type MoveLocationResponse struct {
 
 func (x *MoveLocationResponse) Reset() {
 	*x = MoveLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1974,7 @@ func (x *MoveLocationResponse) String() string {
 func (*MoveLocationResponse) ProtoMessage() {}
 
 func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[34]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +1987,7 @@ func (x *MoveLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveLocationResponse.ProtoReflect.Descriptor instead.
 func (*MoveLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{34}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MoveLocationResponse) GetLocation() *Location {
@@ -1898,7 +2008,7 @@ type DeleteLocationRequest struct {
 
 func (x *DeleteLocationRequest) Reset() {
 	*x = DeleteLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2020,7 @@ func (x *DeleteLocationRequest) String() string {
 func (*DeleteLocationRequest) ProtoMessage() {}
 
 func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[35]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2033,7 @@ func (x *DeleteLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{35}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteLocationRequest) GetLocationId() string {
@@ -1942,7 +2052,7 @@ type DeleteLocationResponse struct {
 
 func (x *DeleteLocationResponse) Reset() {
 	*x = DeleteLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2064,7 @@ func (x *DeleteLocationResponse) String() string {
 func (*DeleteLocationResponse) ProtoMessage() {}
 
 func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[36]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2077,7 @@ func (x *DeleteLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteLocationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{36}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
 }
 
 // ShareLocationRequest names the location and the organization.
@@ -1983,7 +2093,7 @@ type ShareLocationRequest struct {
 
 func (x *ShareLocationRequest) Reset() {
 	*x = ShareLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2105,7 @@ func (x *ShareLocationRequest) String() string {
 func (*ShareLocationRequest) ProtoMessage() {}
 
 func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[37]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2118,7 @@ func (x *ShareLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLocationRequest.ProtoReflect.Descriptor instead.
 func (*ShareLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{37}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ShareLocationRequest) GetLocationId() string {
@@ -2036,7 +2146,7 @@ type ShareLocationResponse struct {
 
 func (x *ShareLocationResponse) Reset() {
 	*x = ShareLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2158,7 @@ func (x *ShareLocationResponse) String() string {
 func (*ShareLocationResponse) ProtoMessage() {}
 
 func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[38]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2171,7 @@ func (x *ShareLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareLocationResponse.ProtoReflect.Descriptor instead.
 func (*ShareLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{38}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ShareLocationResponse) GetLocation() *Location {
@@ -2084,7 +2194,7 @@ type UnshareLocationRequest struct {
 
 func (x *UnshareLocationRequest) Reset() {
 	*x = UnshareLocationRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2206,7 @@ func (x *UnshareLocationRequest) String() string {
 func (*UnshareLocationRequest) ProtoMessage() {}
 
 func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[39]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2219,7 @@ func (x *UnshareLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareLocationRequest.ProtoReflect.Descriptor instead.
 func (*UnshareLocationRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{39}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnshareLocationRequest) GetLocationId() string {
@@ -2143,7 +2253,7 @@ type UnshareLocationResponse struct {
 
 func (x *UnshareLocationResponse) Reset() {
 	*x = UnshareLocationResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2265,7 @@ func (x *UnshareLocationResponse) String() string {
 func (*UnshareLocationResponse) ProtoMessage() {}
 
 func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[40]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2278,7 @@ func (x *UnshareLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnshareLocationResponse.ProtoReflect.Descriptor instead.
 func (*UnshareLocationResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{40}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnshareLocationResponse) GetLocation() *Location {
@@ -2205,7 +2315,7 @@ type SetSupportAccessRequest struct {
 
 func (x *SetSupportAccessRequest) Reset() {
 	*x = SetSupportAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2327,7 @@ func (x *SetSupportAccessRequest) String() string {
 func (*SetSupportAccessRequest) ProtoMessage() {}
 
 func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[41]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2340,7 @@ func (x *SetSupportAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSupportAccessRequest.ProtoReflect.Descriptor instead.
 func (*SetSupportAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{41}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetSupportAccessRequest) GetLocationId() string {
@@ -2258,7 +2368,7 @@ type SetSupportAccessResponse struct {
 
 func (x *SetSupportAccessResponse) Reset() {
 	*x = SetSupportAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2380,7 @@ func (x *SetSupportAccessResponse) String() string {
 func (*SetSupportAccessResponse) ProtoMessage() {}
 
 func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[42]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2393,7 @@ func (x *SetSupportAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSupportAccessResponse.ProtoReflect.Descriptor instead.
 func (*SetSupportAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{42}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetSupportAccessResponse) GetLocation() *Location {
@@ -2307,7 +2417,7 @@ type BootstrapPartRequest struct {
 
 func (x *BootstrapPartRequest) Reset() {
 	*x = BootstrapPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2429,7 @@ func (x *BootstrapPartRequest) String() string {
 func (*BootstrapPartRequest) ProtoMessage() {}
 
 func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2442,7 @@ func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapPartRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *BootstrapPartRequest) GetPartId() string {
@@ -2360,7 +2470,7 @@ type BootstrapPartResponse struct {
 
 func (x *BootstrapPartResponse) Reset() {
 	*x = BootstrapPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2482,7 @@ func (x *BootstrapPartResponse) String() string {
 func (*BootstrapPartResponse) ProtoMessage() {}
 
 func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2495,7 @@ func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapPartResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BootstrapPartResponse) GetBootstrap() *v1.Bootstrap {
@@ -2406,7 +2516,7 @@ type GetMachineStatusRequest struct {
 
 func (x *GetMachineStatusRequest) Reset() {
 	*x = GetMachineStatusRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2528,7 @@ func (x *GetMachineStatusRequest) String() string {
 func (*GetMachineStatusRequest) ProtoMessage() {}
 
 func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2541,7 @@ func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetMachineStatusRequest) GetMachineId() string {
@@ -2454,7 +2564,7 @@ type GetMachineStatusResponse struct {
 
 func (x *GetMachineStatusResponse) Reset() {
 	*x = GetMachineStatusResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2576,7 @@ func (x *GetMachineStatusResponse) String() string {
 func (*GetMachineStatusResponse) ProtoMessage() {}
 
 func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2589,7 @@ func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetMachineStatusResponse) GetParts() []*PartStatus {
@@ -2515,7 +2625,7 @@ type PartStatus struct {
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +2637,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +2650,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PartStatus) GetPart() *Part {
@@ -2599,7 +2709,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2721,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2734,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Machine) GetId() string {
@@ -2690,7 +2800,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +2812,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +2825,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Part) GetId() string {
@@ -2785,7 +2895,7 @@ type PartRestart struct {
 
 func (x *PartRestart) Reset() {
 	*x = PartRestart{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +2907,7 @@ func (x *PartRestart) String() string {
 func (*PartRestart) ProtoMessage() {}
 
 func (x *PartRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +2920,7 @@ func (x *PartRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartRestart.ProtoReflect.Descriptor instead.
 func (*PartRestart) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PartRestart) GetRequestedAt() *timestamppb.Timestamp {
@@ -2870,7 +2980,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +2992,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3005,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateMachineRequest) GetLocationId() string {
@@ -2932,7 +3042,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3054,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3067,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -2985,7 +3095,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3107,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3120,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetMachineRequest) GetMachineId() string {
@@ -3031,7 +3141,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3153,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3166,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -3077,7 +3187,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3199,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3212,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListMachinesRequest) GetLocationId() string {
@@ -3123,7 +3233,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3245,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3258,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -3171,7 +3281,7 @@ type RenameMachineRequest struct {
 
 func (x *RenameMachineRequest) Reset() {
 	*x = RenameMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3293,7 @@ func (x *RenameMachineRequest) String() string {
 func (*RenameMachineRequest) ProtoMessage() {}
 
 func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3306,7 @@ func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineRequest.ProtoReflect.Descriptor instead.
 func (*RenameMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RenameMachineRequest) GetMachineId() string {
@@ -3224,7 +3334,7 @@ type RenameMachineResponse struct {
 
 func (x *RenameMachineResponse) Reset() {
 	*x = RenameMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3346,7 @@ func (x *RenameMachineResponse) String() string {
 func (*RenameMachineResponse) ProtoMessage() {}
 
 func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3359,7 @@ func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineResponse.ProtoReflect.Descriptor instead.
 func (*RenameMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RenameMachineResponse) GetMachine() *Machine {
@@ -3270,7 +3380,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3392,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3405,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *DeleteMachineRequest) GetMachineId() string {
@@ -3314,7 +3424,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3326,7 +3436,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3339,7 +3449,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
 }
 
 // RestartMachineRequest names the machine.
@@ -3353,7 +3463,7 @@ type RestartMachineRequest struct {
 
 func (x *RestartMachineRequest) Reset() {
 	*x = RestartMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3475,7 @@ func (x *RestartMachineRequest) String() string {
 func (*RestartMachineRequest) ProtoMessage() {}
 
 func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3488,7 @@ func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineRequest.ProtoReflect.Descriptor instead.
 func (*RestartMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RestartMachineRequest) GetMachineId() string {
@@ -3399,7 +3509,7 @@ type RestartMachineResponse struct {
 
 func (x *RestartMachineResponse) Reset() {
 	*x = RestartMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +3521,7 @@ func (x *RestartMachineResponse) String() string {
 func (*RestartMachineResponse) ProtoMessage() {}
 
 func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +3534,7 @@ func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineResponse.ProtoReflect.Descriptor instead.
 func (*RestartMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RestartMachineResponse) GetMachine() *Machine {
@@ -3445,7 +3555,7 @@ type RestartPartRequest struct {
 
 func (x *RestartPartRequest) Reset() {
 	*x = RestartPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3567,7 @@ func (x *RestartPartRequest) String() string {
 func (*RestartPartRequest) ProtoMessage() {}
 
 func (x *RestartPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3580,7 @@ func (x *RestartPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPartRequest.ProtoReflect.Descriptor instead.
 func (*RestartPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RestartPartRequest) GetPartId() string {
@@ -3491,7 +3601,7 @@ type RestartPartResponse struct {
 
 func (x *RestartPartResponse) Reset() {
 	*x = RestartPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3503,7 +3613,7 @@ func (x *RestartPartResponse) String() string {
 func (*RestartPartResponse) ProtoMessage() {}
 
 func (x *RestartPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3516,7 +3626,7 @@ func (x *RestartPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPartResponse.ProtoReflect.Descriptor instead.
 func (*RestartPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RestartPartResponse) GetPart() *Part {
@@ -3539,7 +3649,7 @@ type AddPartRequest struct {
 
 func (x *AddPartRequest) Reset() {
 	*x = AddPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +3661,7 @@ func (x *AddPartRequest) String() string {
 func (*AddPartRequest) ProtoMessage() {}
 
 func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +3674,7 @@ func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartRequest.ProtoReflect.Descriptor instead.
 func (*AddPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AddPartRequest) GetMachineId() string {
@@ -3594,7 +3704,7 @@ type AddPartResponse struct {
 
 func (x *AddPartResponse) Reset() {
 	*x = AddPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3606,7 +3716,7 @@ func (x *AddPartResponse) String() string {
 func (*AddPartResponse) ProtoMessage() {}
 
 func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3619,7 +3729,7 @@ func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartResponse.ProtoReflect.Descriptor instead.
 func (*AddPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AddPartResponse) GetPart() *Part {
@@ -3649,7 +3759,7 @@ type RenamePartRequest struct {
 
 func (x *RenamePartRequest) Reset() {
 	*x = RenamePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3771,7 @@ func (x *RenamePartRequest) String() string {
 func (*RenamePartRequest) ProtoMessage() {}
 
 func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3784,7 @@ func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartRequest.ProtoReflect.Descriptor instead.
 func (*RenamePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RenamePartRequest) GetPartId() string {
@@ -3702,7 +3812,7 @@ type RenamePartResponse struct {
 
 func (x *RenamePartResponse) Reset() {
 	*x = RenamePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3824,7 @@ func (x *RenamePartResponse) String() string {
 func (*RenamePartResponse) ProtoMessage() {}
 
 func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3837,7 @@ func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartResponse.ProtoReflect.Descriptor instead.
 func (*RenamePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RenamePartResponse) GetPart() *Part {
@@ -3748,7 +3858,7 @@ type DeletePartRequest struct {
 
 func (x *DeletePartRequest) Reset() {
 	*x = DeletePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +3870,7 @@ func (x *DeletePartRequest) String() string {
 func (*DeletePartRequest) ProtoMessage() {}
 
 func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +3883,7 @@ func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartRequest.ProtoReflect.Descriptor instead.
 func (*DeletePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeletePartRequest) GetPartId() string {
@@ -3792,7 +3902,7 @@ type DeletePartResponse struct {
 
 func (x *DeletePartResponse) Reset() {
 	*x = DeletePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +3914,7 @@ func (x *DeletePartResponse) String() string {
 func (*DeletePartResponse) ProtoMessage() {}
 
 func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +3927,7 @@ func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartResponse.ProtoReflect.Descriptor instead.
 func (*DeletePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
 }
 
 // RotatePartSecretRequest names the part.
@@ -3831,7 +3941,7 @@ type RotatePartSecretRequest struct {
 
 func (x *RotatePartSecretRequest) Reset() {
 	*x = RotatePartSecretRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +3953,7 @@ func (x *RotatePartSecretRequest) String() string {
 func (*RotatePartSecretRequest) ProtoMessage() {}
 
 func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +3966,7 @@ func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RotatePartSecretRequest) GetPartId() string {
@@ -3879,7 +3989,7 @@ type RotatePartSecretResponse struct {
 
 func (x *RotatePartSecretResponse) Reset() {
 	*x = RotatePartSecretResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4001,7 @@ func (x *RotatePartSecretResponse) String() string {
 func (*RotatePartSecretResponse) ProtoMessage() {}
 
 func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4014,7 @@ func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RotatePartSecretResponse) GetPart() *Part {
@@ -3938,7 +4048,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3950,7 +4060,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3963,7 +4073,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *User) GetId() string {
@@ -4007,7 +4117,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4019,7 +4129,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4032,7 +4142,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *CreateUserRequest) GetEmail() string {
@@ -4062,7 +4172,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4074,7 +4184,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4087,7 +4197,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -4115,7 +4225,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4127,7 +4237,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4140,7 +4250,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DeleteUserRequest) GetUser() string {
@@ -4163,7 +4273,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +4285,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +4298,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DeleteUserResponse) GetUser() *User {
@@ -4226,7 +4336,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4348,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4361,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *Invite) GetId() string {
@@ -4311,7 +4421,7 @@ type InviteUserRequest struct {
 
 func (x *InviteUserRequest) Reset() {
 	*x = InviteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4433,7 @@ func (x *InviteUserRequest) String() string {
 func (*InviteUserRequest) ProtoMessage() {}
 
 func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4446,7 @@ func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
 func (*InviteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *InviteUserRequest) GetEmail() string {
@@ -4374,7 +4484,7 @@ type InviteUserResponse struct {
 
 func (x *InviteUserResponse) Reset() {
 	*x = InviteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4386,7 +4496,7 @@ func (x *InviteUserResponse) String() string {
 func (*InviteUserResponse) ProtoMessage() {}
 
 func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4399,7 +4509,7 @@ func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
 func (*InviteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *InviteUserResponse) GetInvite() *Invite {
@@ -4427,7 +4537,7 @@ type ResendInviteRequest struct {
 
 func (x *ResendInviteRequest) Reset() {
 	*x = ResendInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4549,7 @@ func (x *ResendInviteRequest) String() string {
 func (*ResendInviteRequest) ProtoMessage() {}
 
 func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4562,7 @@ func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteRequest.ProtoReflect.Descriptor instead.
 func (*ResendInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ResendInviteRequest) GetInviteId() string {
@@ -4476,7 +4586,7 @@ type ResendInviteResponse struct {
 
 func (x *ResendInviteResponse) Reset() {
 	*x = ResendInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +4598,7 @@ func (x *ResendInviteResponse) String() string {
 func (*ResendInviteResponse) ProtoMessage() {}
 
 func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +4611,7 @@ func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteResponse.ProtoReflect.Descriptor instead.
 func (*ResendInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ResendInviteResponse) GetInvite() *Invite {
@@ -4529,7 +4639,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4541,7 +4651,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4554,7 +4664,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *RevokeInviteRequest) GetInviteId() string {
@@ -4573,7 +4683,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4585,7 +4695,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4598,7 +4708,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
 }
 
 // AcceptInviteRequest carries the code and the invitee's password.
@@ -4618,7 +4728,7 @@ type AcceptInviteRequest struct {
 
 func (x *AcceptInviteRequest) Reset() {
 	*x = AcceptInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4630,7 +4740,7 @@ func (x *AcceptInviteRequest) String() string {
 func (*AcceptInviteRequest) ProtoMessage() {}
 
 func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4643,7 +4753,7 @@ func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *AcceptInviteRequest) GetCode() string {
@@ -4682,7 +4792,7 @@ type AcceptInviteResponse struct {
 
 func (x *AcceptInviteResponse) Reset() {
 	*x = AcceptInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4694,7 +4804,7 @@ func (x *AcceptInviteResponse) String() string {
 func (*AcceptInviteResponse) ProtoMessage() {}
 
 func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4707,7 +4817,7 @@ func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *AcceptInviteResponse) GetUser() *User {
@@ -4754,7 +4864,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4766,7 +4876,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4779,7 +4889,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *APIKey) GetId() string {
@@ -4850,7 +4960,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4862,7 +4972,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4875,7 +4985,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -4921,7 +5031,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4933,7 +5043,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4946,7 +5056,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *CreateAPIKeyResponse) GetKey() *APIKey {
@@ -4974,7 +5084,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4986,7 +5096,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4999,7 +5109,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ListAPIKeysRequest) GetOrgId() string {
@@ -5020,7 +5130,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5142,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5155,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
@@ -5066,7 +5176,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5078,7 +5188,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5091,7 +5201,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *RevokeAPIKeyRequest) GetKeyId() string {
@@ -5110,7 +5220,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5122,7 +5232,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5135,7 +5245,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
 }
 
 // Grant is a role held by a subject on a scope.
@@ -5157,7 +5267,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5169,7 +5279,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5182,7 +5292,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *Grant) GetSubject() string {
@@ -5235,7 +5345,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5247,7 +5357,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5260,7 +5370,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *GrantRoleRequest) GetSubject() string {
@@ -5295,7 +5405,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5307,7 +5417,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5320,7 +5430,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -5345,7 +5455,7 @@ type ChangeRoleRequest struct {
 
 func (x *ChangeRoleRequest) Reset() {
 	*x = ChangeRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5357,7 +5467,7 @@ func (x *ChangeRoleRequest) String() string {
 func (*ChangeRoleRequest) ProtoMessage() {}
 
 func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5370,7 +5480,7 @@ func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *ChangeRoleRequest) GetSubject() string {
@@ -5405,7 +5515,7 @@ type ChangeRoleResponse struct {
 
 func (x *ChangeRoleResponse) Reset() {
 	*x = ChangeRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5417,7 +5527,7 @@ func (x *ChangeRoleResponse) String() string {
 func (*ChangeRoleResponse) ProtoMessage() {}
 
 func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5430,7 +5540,7 @@ func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
 func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *ChangeRoleResponse) GetGrant() *Grant {
@@ -5455,7 +5565,7 @@ type LimitAccessRequest struct {
 
 func (x *LimitAccessRequest) Reset() {
 	*x = LimitAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5467,7 +5577,7 @@ func (x *LimitAccessRequest) String() string {
 func (*LimitAccessRequest) ProtoMessage() {}
 
 func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5480,7 +5590,7 @@ func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessRequest.ProtoReflect.Descriptor instead.
 func (*LimitAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *LimitAccessRequest) GetSubject() string {
@@ -5515,7 +5625,7 @@ type LimitAccessResponse struct {
 
 func (x *LimitAccessResponse) Reset() {
 	*x = LimitAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5527,7 +5637,7 @@ func (x *LimitAccessResponse) String() string {
 func (*LimitAccessResponse) ProtoMessage() {}
 
 func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5540,7 +5650,7 @@ func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessResponse.ProtoReflect.Descriptor instead.
 func (*LimitAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *LimitAccessResponse) GetGrants() []*Grant {
@@ -5563,7 +5673,7 @@ type RemoveRoleRequest struct {
 
 func (x *RemoveRoleRequest) Reset() {
 	*x = RemoveRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5575,7 +5685,7 @@ func (x *RemoveRoleRequest) String() string {
 func (*RemoveRoleRequest) ProtoMessage() {}
 
 func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5588,7 +5698,7 @@ func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *RemoveRoleRequest) GetSubject() string {
@@ -5614,7 +5724,7 @@ type RemoveRoleResponse struct {
 
 func (x *RemoveRoleResponse) Reset() {
 	*x = RemoveRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5626,7 +5736,7 @@ func (x *RemoveRoleResponse) String() string {
 func (*RemoveRoleResponse) ProtoMessage() {}
 
 func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5639,7 +5749,7 @@ func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
 }
 
 // ListRolesRequest names the scope.
@@ -5653,7 +5763,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5665,7 +5775,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5678,7 +5788,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ListRolesRequest) GetScope() string {
@@ -5699,7 +5809,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5711,7 +5821,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5724,7 +5834,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *ListRolesResponse) GetGrants() []*Grant {
@@ -5751,7 +5861,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5763,7 +5873,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5776,7 +5886,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *CheckAccessRequest) GetSubject() string {
@@ -5826,7 +5936,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5838,7 +5948,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5851,7 +5961,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *CheckAccessResponse) GetAllowed() bool {
@@ -5919,7 +6029,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5931,7 +6041,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5944,7 +6054,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -6032,7 +6142,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6044,7 +6154,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6057,7 +6167,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ListAuditEventsRequest) GetOrgId() string {
@@ -6094,7 +6204,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6106,7 +6216,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6119,7 +6229,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -6158,7 +6268,7 @@ type ConfigRevision struct {
 
 func (x *ConfigRevision) Reset() {
 	*x = ConfigRevision{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6170,7 +6280,7 @@ func (x *ConfigRevision) String() string {
 func (*ConfigRevision) ProtoMessage() {}
 
 func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6183,7 +6293,7 @@ func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRevision.ProtoReflect.Descriptor instead.
 func (*ConfigRevision) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *ConfigRevision) GetMachineId() string {
@@ -6239,7 +6349,7 @@ type GetMachineConfigRequest struct {
 
 func (x *GetMachineConfigRequest) Reset() {
 	*x = GetMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6251,7 +6361,7 @@ func (x *GetMachineConfigRequest) String() string {
 func (*GetMachineConfigRequest) ProtoMessage() {}
 
 func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6264,7 +6374,7 @@ func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *GetMachineConfigRequest) GetMachineId() string {
@@ -6290,7 +6400,7 @@ type GetMachineConfigResponse struct {
 
 func (x *GetMachineConfigResponse) Reset() {
 	*x = GetMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6302,7 +6412,7 @@ func (x *GetMachineConfigResponse) String() string {
 func (*GetMachineConfigResponse) ProtoMessage() {}
 
 func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6315,7 +6425,7 @@ func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *GetMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -6356,7 +6466,7 @@ type UpdateMachineConfigRequest struct {
 
 func (x *UpdateMachineConfigRequest) Reset() {
 	*x = UpdateMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6368,7 +6478,7 @@ func (x *UpdateMachineConfigRequest) String() string {
 func (*UpdateMachineConfigRequest) ProtoMessage() {}
 
 func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6381,7 +6491,7 @@ func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *UpdateMachineConfigRequest) GetMachineId() string {
@@ -6423,7 +6533,7 @@ type UpdateMachineConfigResponse struct {
 
 func (x *UpdateMachineConfigResponse) Reset() {
 	*x = UpdateMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6435,7 +6545,7 @@ func (x *UpdateMachineConfigResponse) String() string {
 func (*UpdateMachineConfigResponse) ProtoMessage() {}
 
 func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6448,7 +6558,7 @@ func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *UpdateMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -6469,7 +6579,7 @@ type ListConfigRevisionsRequest struct {
 
 func (x *ListConfigRevisionsRequest) Reset() {
 	*x = ListConfigRevisionsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6481,7 +6591,7 @@ func (x *ListConfigRevisionsRequest) String() string {
 func (*ListConfigRevisionsRequest) ProtoMessage() {}
 
 func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6494,7 +6604,7 @@ func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ListConfigRevisionsRequest) GetMachineId() string {
@@ -6515,7 +6625,7 @@ type ListConfigRevisionsResponse struct {
 
 func (x *ListConfigRevisionsResponse) Reset() {
 	*x = ListConfigRevisionsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6527,7 +6637,7 @@ func (x *ListConfigRevisionsResponse) String() string {
 func (*ListConfigRevisionsResponse) ProtoMessage() {}
 
 func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6540,7 +6650,7 @@ func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *ListConfigRevisionsResponse) GetRevisions() []*ConfigRevision {
@@ -6577,7 +6687,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6589,7 +6699,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6602,7 +6712,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *ConfigProposal) GetId() string {
@@ -6679,7 +6789,7 @@ type ListConfigProposalsRequest struct {
 
 func (x *ListConfigProposalsRequest) Reset() {
 	*x = ListConfigProposalsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6691,7 +6801,7 @@ func (x *ListConfigProposalsRequest) String() string {
 func (*ListConfigProposalsRequest) ProtoMessage() {}
 
 func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6704,7 +6814,7 @@ func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *ListConfigProposalsRequest) GetMachineId() string {
@@ -6725,7 +6835,7 @@ type ListConfigProposalsResponse struct {
 
 func (x *ListConfigProposalsResponse) Reset() {
 	*x = ListConfigProposalsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6737,7 +6847,7 @@ func (x *ListConfigProposalsResponse) String() string {
 func (*ListConfigProposalsResponse) ProtoMessage() {}
 
 func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6750,7 +6860,7 @@ func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *ListConfigProposalsResponse) GetProposals() []*ConfigProposal {
@@ -6775,7 +6885,7 @@ type ResolveConfigProposalRequest struct {
 
 func (x *ResolveConfigProposalRequest) Reset() {
 	*x = ResolveConfigProposalRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6787,7 +6897,7 @@ func (x *ResolveConfigProposalRequest) String() string {
 func (*ResolveConfigProposalRequest) ProtoMessage() {}
 
 func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6800,7 +6910,7 @@ func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalRequest.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ResolveConfigProposalRequest) GetMachineId() string {
@@ -6835,7 +6945,7 @@ type ResolveConfigProposalResponse struct {
 
 func (x *ResolveConfigProposalResponse) Reset() {
 	*x = ResolveConfigProposalResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6847,7 +6957,7 @@ func (x *ResolveConfigProposalResponse) String() string {
 func (*ResolveConfigProposalResponse) ProtoMessage() {}
 
 func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6860,7 +6970,7 @@ func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalResponse.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ResolveConfigProposalResponse) GetProposal() *ConfigProposal {
@@ -6893,7 +7003,7 @@ type Fragment struct {
 
 func (x *Fragment) Reset() {
 	*x = Fragment{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6905,7 +7015,7 @@ func (x *Fragment) String() string {
 func (*Fragment) ProtoMessage() {}
 
 func (x *Fragment) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6918,7 +7028,7 @@ func (x *Fragment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
 func (*Fragment) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *Fragment) GetId() string {
@@ -6985,7 +7095,7 @@ type CreateFragmentRequest struct {
 
 func (x *CreateFragmentRequest) Reset() {
 	*x = CreateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6997,7 +7107,7 @@ func (x *CreateFragmentRequest) String() string {
 func (*CreateFragmentRequest) ProtoMessage() {}
 
 func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7010,7 +7120,7 @@ func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *CreateFragmentRequest) GetOrgId() string {
@@ -7045,7 +7155,7 @@ type CreateFragmentResponse struct {
 
 func (x *CreateFragmentResponse) Reset() {
 	*x = CreateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7057,7 +7167,7 @@ func (x *CreateFragmentResponse) String() string {
 func (*CreateFragmentResponse) ProtoMessage() {}
 
 func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7070,7 +7180,7 @@ func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*CreateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *CreateFragmentResponse) GetFragment() *Fragment {
@@ -7091,7 +7201,7 @@ type GetFragmentRequest struct {
 
 func (x *GetFragmentRequest) Reset() {
 	*x = GetFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7103,7 +7213,7 @@ func (x *GetFragmentRequest) String() string {
 func (*GetFragmentRequest) ProtoMessage() {}
 
 func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7116,7 +7226,7 @@ func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentRequest.ProtoReflect.Descriptor instead.
 func (*GetFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *GetFragmentRequest) GetFragmentId() string {
@@ -7137,7 +7247,7 @@ type GetFragmentResponse struct {
 
 func (x *GetFragmentResponse) Reset() {
 	*x = GetFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7149,7 +7259,7 @@ func (x *GetFragmentResponse) String() string {
 func (*GetFragmentResponse) ProtoMessage() {}
 
 func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7162,7 +7272,7 @@ func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentResponse.ProtoReflect.Descriptor instead.
 func (*GetFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *GetFragmentResponse) GetFragment() *Fragment {
@@ -7183,7 +7293,7 @@ type ListFragmentsRequest struct {
 
 func (x *ListFragmentsRequest) Reset() {
 	*x = ListFragmentsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7195,7 +7305,7 @@ func (x *ListFragmentsRequest) String() string {
 func (*ListFragmentsRequest) ProtoMessage() {}
 
 func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7208,7 +7318,7 @@ func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListFragmentsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *ListFragmentsRequest) GetOrgId() string {
@@ -7229,7 +7339,7 @@ type ListFragmentsResponse struct {
 
 func (x *ListFragmentsResponse) Reset() {
 	*x = ListFragmentsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7241,7 +7351,7 @@ func (x *ListFragmentsResponse) String() string {
 func (*ListFragmentsResponse) ProtoMessage() {}
 
 func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7254,7 +7364,7 @@ func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListFragmentsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *ListFragmentsResponse) GetFragments() []*Fragment {
@@ -7279,7 +7389,7 @@ type UpdateFragmentRequest struct {
 
 func (x *UpdateFragmentRequest) Reset() {
 	*x = UpdateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7291,7 +7401,7 @@ func (x *UpdateFragmentRequest) String() string {
 func (*UpdateFragmentRequest) ProtoMessage() {}
 
 func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7304,7 +7414,7 @@ func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *UpdateFragmentRequest) GetFragmentId() string {
@@ -7341,7 +7451,7 @@ type UpdateFragmentResponse struct {
 
 func (x *UpdateFragmentResponse) Reset() {
 	*x = UpdateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7353,7 +7463,7 @@ func (x *UpdateFragmentResponse) String() string {
 func (*UpdateFragmentResponse) ProtoMessage() {}
 
 func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7366,7 +7476,7 @@ func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *UpdateFragmentResponse) GetFragment() *Fragment {
@@ -7394,7 +7504,7 @@ type DeleteFragmentRequest struct {
 
 func (x *DeleteFragmentRequest) Reset() {
 	*x = DeleteFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7406,7 +7516,7 @@ func (x *DeleteFragmentRequest) String() string {
 func (*DeleteFragmentRequest) ProtoMessage() {}
 
 func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7419,7 +7529,7 @@ func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *DeleteFragmentRequest) GetFragmentId() string {
@@ -7438,7 +7548,7 @@ type DeleteFragmentResponse struct {
 
 func (x *DeleteFragmentResponse) Reset() {
 	*x = DeleteFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7450,7 +7560,7 @@ func (x *DeleteFragmentResponse) String() string {
 func (*DeleteFragmentResponse) ProtoMessage() {}
 
 func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7463,7 +7573,7 @@ func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
 }
 
 // ExportCapturesRequest selects captures, as ListCapturesRequest does.
@@ -7489,7 +7599,7 @@ type ExportCapturesRequest struct {
 
 func (x *ExportCapturesRequest) Reset() {
 	*x = ExportCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7501,7 +7611,7 @@ func (x *ExportCapturesRequest) String() string {
 func (*ExportCapturesRequest) ProtoMessage() {}
 
 func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7514,7 +7624,7 @@ func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ExportCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *ExportCapturesRequest) GetMachineId() string {
@@ -7579,7 +7689,7 @@ type ExportCapturesResponse struct {
 
 func (x *ExportCapturesResponse) Reset() {
 	*x = ExportCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7591,7 +7701,7 @@ func (x *ExportCapturesResponse) String() string {
 func (*ExportCapturesResponse) ProtoMessage() {}
 
 func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7604,7 +7714,7 @@ func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ExportCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
 }
 
 func (x *ExportCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -7643,7 +7753,7 @@ type DeleteCapturesRequest struct {
 
 func (x *DeleteCapturesRequest) Reset() {
 	*x = DeleteCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7655,7 +7765,7 @@ func (x *DeleteCapturesRequest) String() string {
 func (*DeleteCapturesRequest) ProtoMessage() {}
 
 func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7668,7 +7778,7 @@ func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *DeleteCapturesRequest) GetMachineId() string {
@@ -7728,7 +7838,7 @@ type DeleteCapturesResponse struct {
 
 func (x *DeleteCapturesResponse) Reset() {
 	*x = DeleteCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7740,7 +7850,7 @@ func (x *DeleteCapturesResponse) String() string {
 func (*DeleteCapturesResponse) ProtoMessage() {}
 
 func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7753,7 +7863,7 @@ func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *DeleteCapturesResponse) GetDeleted() int32 {
@@ -7792,7 +7902,7 @@ type CaptureRef struct {
 
 func (x *CaptureRef) Reset() {
 	*x = CaptureRef{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7804,7 +7914,7 @@ func (x *CaptureRef) String() string {
 func (*CaptureRef) ProtoMessage() {}
 
 func (x *CaptureRef) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7817,7 +7927,7 @@ func (x *CaptureRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRef.ProtoReflect.Descriptor instead.
 func (*CaptureRef) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
 }
 
 func (x *CaptureRef) GetPartId() string {
@@ -7858,7 +7968,7 @@ type TagCapturesRequest struct {
 
 func (x *TagCapturesRequest) Reset() {
 	*x = TagCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7870,7 +7980,7 @@ func (x *TagCapturesRequest) String() string {
 func (*TagCapturesRequest) ProtoMessage() {}
 
 func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7883,7 +7993,7 @@ func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesRequest.ProtoReflect.Descriptor instead.
 func (*TagCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *TagCapturesRequest) GetMachineId() string {
@@ -7925,7 +8035,7 @@ type TagCapturesResponse struct {
 
 func (x *TagCapturesResponse) Reset() {
 	*x = TagCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7937,7 +8047,7 @@ func (x *TagCapturesResponse) String() string {
 func (*TagCapturesResponse) ProtoMessage() {}
 
 func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7950,7 +8060,7 @@ func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesResponse.ProtoReflect.Descriptor instead.
 func (*TagCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *TagCapturesResponse) GetChanged() int32 {
@@ -7979,7 +8089,7 @@ type ReadBlobRequest struct {
 
 func (x *ReadBlobRequest) Reset() {
 	*x = ReadBlobRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7991,7 +8101,7 @@ func (x *ReadBlobRequest) String() string {
 func (*ReadBlobRequest) ProtoMessage() {}
 
 func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8004,7 +8114,7 @@ func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobRequest.ProtoReflect.Descriptor instead.
 func (*ReadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *ReadBlobRequest) GetMachineId() string {
@@ -8059,7 +8169,7 @@ type ReadBlobResponse struct {
 
 func (x *ReadBlobResponse) Reset() {
 	*x = ReadBlobResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8071,7 +8181,7 @@ func (x *ReadBlobResponse) String() string {
 func (*ReadBlobResponse) ProtoMessage() {}
 
 func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8084,7 +8194,7 @@ func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobResponse.ProtoReflect.Descriptor instead.
 func (*ReadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
 }
 
 func (x *ReadBlobResponse) GetData() []byte {
@@ -8138,7 +8248,7 @@ type ListLogsRequest struct {
 
 func (x *ListLogsRequest) Reset() {
 	*x = ListLogsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8150,7 +8260,7 @@ func (x *ListLogsRequest) String() string {
 func (*ListLogsRequest) ProtoMessage() {}
 
 func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8163,7 +8273,7 @@ func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
 }
 
 func (x *ListLogsRequest) GetMachineId() string {
@@ -8234,7 +8344,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8246,7 +8356,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8259,7 +8369,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{145}
 }
 
 func (x *LogEntry) GetPartId() string {
@@ -8310,7 +8420,7 @@ type ListLogsResponse struct {
 
 func (x *ListLogsResponse) Reset() {
 	*x = ListLogsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8322,7 +8432,7 @@ func (x *ListLogsResponse) String() string {
 func (*ListLogsResponse) ProtoMessage() {}
 
 func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8335,7 +8445,7 @@ func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{146}
 }
 
 func (x *ListLogsResponse) GetEntries() []*LogEntry {
@@ -8375,7 +8485,7 @@ type ListCapturesRequest struct {
 
 func (x *ListCapturesRequest) Reset() {
 	*x = ListCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8387,7 +8497,7 @@ func (x *ListCapturesRequest) String() string {
 func (*ListCapturesRequest) ProtoMessage() {}
 
 func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8400,7 +8510,7 @@ func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ListCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{145}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{147}
 }
 
 func (x *ListCapturesRequest) GetMachineId() string {
@@ -8473,7 +8583,7 @@ type CaptureRecord struct {
 
 func (x *CaptureRecord) Reset() {
 	*x = CaptureRecord{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[148]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8485,7 +8595,7 @@ func (x *CaptureRecord) String() string {
 func (*CaptureRecord) ProtoMessage() {}
 
 func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[148]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8498,7 +8608,7 @@ func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRecord.ProtoReflect.Descriptor instead.
 func (*CaptureRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{146}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{148}
 }
 
 func (x *CaptureRecord) GetPartId() string {
@@ -8549,7 +8659,7 @@ type ListCapturesResponse struct {
 
 func (x *ListCapturesResponse) Reset() {
 	*x = ListCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[149]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8561,7 +8671,7 @@ func (x *ListCapturesResponse) String() string {
 func (*ListCapturesResponse) ProtoMessage() {}
 
 func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[149]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8574,7 +8684,7 @@ func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ListCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{147}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{149}
 }
 
 func (x *ListCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -8629,18 +8739,25 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n" +
 	"\x05admin\x18\x03 \x01(\bR\x05admin\x12/\n" +
-	"\x06grants\x18\x04 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"\xa3\x01\n" +
+	"\x06grants\x18\x04 \x03(\v2\x17.outpost.fleet.v1.GrantR\x06grants\"\xd3\x01\n" +
 	"\fOrganization\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x124\n" +
-	"\x16document_lifetime_days\x18\x04 \x01(\x05R\x14documentLifetimeDays\"R\n" +
+	"\x16document_lifetime_days\x18\x04 \x01(\x05R\x14documentLifetimeDays\x12.\n" +
+	"\x13data_retention_days\x18\x05 \x01(\x05R\x11dataRetentionDays\"R\n" +
 	"\x1aSetDocumentLifetimeRequest\x12 \n" +
 	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
 	"\x03orgR\x05orgId\x12\x12\n" +
 	"\x04days\x18\x02 \x01(\x05R\x04days\"O\n" +
 	"\x1bSetDocumentLifetimeResponse\x120\n" +
+	"\x03org\x18\x01 \x01(\v2\x1e.outpost.fleet.v1.OrganizationR\x03org\"O\n" +
+	"\x17SetDataRetentionRequest\x12 \n" +
+	"\x06org_id\x18\x01 \x01(\tB\t\xca\xda\x18\x05\n" +
+	"\x03orgR\x05orgId\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\x05R\x04days\"L\n" +
+	"\x18SetDataRetentionResponse\x120\n" +
 	"\x03org\x18\x01 \x01(\v2\x1e.outpost.fleet.v1.OrganizationR\x03org\"&\n" +
 	"\x10CreateOrgRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
@@ -9222,7 +9339,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\aSignOut\x12 .outpost.fleet.v1.SignOutRequest\x1a!.outpost.fleet.v1.SignOutResponse\"\x15\xca\xda\x18\x11\n" +
 	"\rauthenticated\x18\x01\x12z\n" +
 	"\x0eChangePassword\x12'.outpost.fleet.v1.ChangePasswordRequest\x1a(.outpost.fleet.v1.ChangePasswordResponse\"\x15\xca\xda\x18\x11\n" +
-	"\rauthenticated\x18\x012\xaa\x06\n" +
+	"\rauthenticated\x18\x012\xa9\a\n" +
 	"\n" +
 	"OrgService\x12h\n" +
 	"\tCreateOrg\x12\".outpost.fleet.v1.CreateOrgRequest\x1a#.outpost.fleet.v1.CreateOrgResponse\"\x12\xca\xda\x18\x0e\n" +
@@ -9234,6 +9351,9 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\n" +
 	"org.rename\x18\x01\x12\x86\x01\n" +
 	"\x13SetDocumentLifetime\x12,.outpost.fleet.v1.SetDocumentLifetimeRequest\x1a-.outpost.fleet.v1.SetDocumentLifetimeResponse\"\x12\xca\xda\x18\x0e\n" +
+	"\n" +
+	"org.rename\x18\x01\x12}\n" +
+	"\x10SetDataRetention\x12).outpost.fleet.v1.SetDataRetentionRequest\x1a*.outpost.fleet.v1.SetDataRetentionResponse\"\x12\xca\xda\x18\x0e\n" +
 	"\n" +
 	"org.rename\x18\x01\x12h\n" +
 	"\tDeleteOrg\x12\".outpost.fleet.v1.DeleteOrgRequest\x1a#.outpost.fleet.v1.DeleteOrgResponse\"\x12\xca\xda\x18\x0e\n" +
@@ -9382,7 +9502,7 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 148)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 150)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
@@ -9397,385 +9517,390 @@ var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*Organization)(nil),                  // 10: outpost.fleet.v1.Organization
 	(*SetDocumentLifetimeRequest)(nil),    // 11: outpost.fleet.v1.SetDocumentLifetimeRequest
 	(*SetDocumentLifetimeResponse)(nil),   // 12: outpost.fleet.v1.SetDocumentLifetimeResponse
-	(*CreateOrgRequest)(nil),              // 13: outpost.fleet.v1.CreateOrgRequest
-	(*CreateOrgResponse)(nil),             // 14: outpost.fleet.v1.CreateOrgResponse
-	(*ListOrgsRequest)(nil),               // 15: outpost.fleet.v1.ListOrgsRequest
-	(*ListOrgsResponse)(nil),              // 16: outpost.fleet.v1.ListOrgsResponse
-	(*RenameOrgRequest)(nil),              // 17: outpost.fleet.v1.RenameOrgRequest
-	(*RenameOrgResponse)(nil),             // 18: outpost.fleet.v1.RenameOrgResponse
-	(*DeleteOrgRequest)(nil),              // 19: outpost.fleet.v1.DeleteOrgRequest
-	(*DeleteOrgResponse)(nil),             // 20: outpost.fleet.v1.DeleteOrgResponse
-	(*LeaveOrgRequest)(nil),               // 21: outpost.fleet.v1.LeaveOrgRequest
-	(*LeaveOrgResponse)(nil),              // 22: outpost.fleet.v1.LeaveOrgResponse
-	(*ListMembersRequest)(nil),            // 23: outpost.fleet.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),           // 24: outpost.fleet.v1.ListMembersResponse
-	(*Member)(nil),                        // 25: outpost.fleet.v1.Member
-	(*Location)(nil),                      // 26: outpost.fleet.v1.Location
-	(*CreateLocationRequest)(nil),         // 27: outpost.fleet.v1.CreateLocationRequest
-	(*CreateLocationResponse)(nil),        // 28: outpost.fleet.v1.CreateLocationResponse
-	(*ListLocationsRequest)(nil),          // 29: outpost.fleet.v1.ListLocationsRequest
-	(*ListLocationsResponse)(nil),         // 30: outpost.fleet.v1.ListLocationsResponse
-	(*RenameLocationRequest)(nil),         // 31: outpost.fleet.v1.RenameLocationRequest
-	(*RenameLocationResponse)(nil),        // 32: outpost.fleet.v1.RenameLocationResponse
-	(*MoveLocationRequest)(nil),           // 33: outpost.fleet.v1.MoveLocationRequest
-	(*MoveLocationResponse)(nil),          // 34: outpost.fleet.v1.MoveLocationResponse
-	(*DeleteLocationRequest)(nil),         // 35: outpost.fleet.v1.DeleteLocationRequest
-	(*DeleteLocationResponse)(nil),        // 36: outpost.fleet.v1.DeleteLocationResponse
-	(*ShareLocationRequest)(nil),          // 37: outpost.fleet.v1.ShareLocationRequest
-	(*ShareLocationResponse)(nil),         // 38: outpost.fleet.v1.ShareLocationResponse
-	(*UnshareLocationRequest)(nil),        // 39: outpost.fleet.v1.UnshareLocationRequest
-	(*UnshareLocationResponse)(nil),       // 40: outpost.fleet.v1.UnshareLocationResponse
-	(*SetSupportAccessRequest)(nil),       // 41: outpost.fleet.v1.SetSupportAccessRequest
-	(*SetSupportAccessResponse)(nil),      // 42: outpost.fleet.v1.SetSupportAccessResponse
-	(*BootstrapPartRequest)(nil),          // 43: outpost.fleet.v1.BootstrapPartRequest
-	(*BootstrapPartResponse)(nil),         // 44: outpost.fleet.v1.BootstrapPartResponse
-	(*GetMachineStatusRequest)(nil),       // 45: outpost.fleet.v1.GetMachineStatusRequest
-	(*GetMachineStatusResponse)(nil),      // 46: outpost.fleet.v1.GetMachineStatusResponse
-	(*PartStatus)(nil),                    // 47: outpost.fleet.v1.PartStatus
-	(*Machine)(nil),                       // 48: outpost.fleet.v1.Machine
-	(*Part)(nil),                          // 49: outpost.fleet.v1.Part
-	(*PartRestart)(nil),                   // 50: outpost.fleet.v1.PartRestart
-	(*CreateMachineRequest)(nil),          // 51: outpost.fleet.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),         // 52: outpost.fleet.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),             // 53: outpost.fleet.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),            // 54: outpost.fleet.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),           // 55: outpost.fleet.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),          // 56: outpost.fleet.v1.ListMachinesResponse
-	(*RenameMachineRequest)(nil),          // 57: outpost.fleet.v1.RenameMachineRequest
-	(*RenameMachineResponse)(nil),         // 58: outpost.fleet.v1.RenameMachineResponse
-	(*DeleteMachineRequest)(nil),          // 59: outpost.fleet.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),         // 60: outpost.fleet.v1.DeleteMachineResponse
-	(*RestartMachineRequest)(nil),         // 61: outpost.fleet.v1.RestartMachineRequest
-	(*RestartMachineResponse)(nil),        // 62: outpost.fleet.v1.RestartMachineResponse
-	(*RestartPartRequest)(nil),            // 63: outpost.fleet.v1.RestartPartRequest
-	(*RestartPartResponse)(nil),           // 64: outpost.fleet.v1.RestartPartResponse
-	(*AddPartRequest)(nil),                // 65: outpost.fleet.v1.AddPartRequest
-	(*AddPartResponse)(nil),               // 66: outpost.fleet.v1.AddPartResponse
-	(*RenamePartRequest)(nil),             // 67: outpost.fleet.v1.RenamePartRequest
-	(*RenamePartResponse)(nil),            // 68: outpost.fleet.v1.RenamePartResponse
-	(*DeletePartRequest)(nil),             // 69: outpost.fleet.v1.DeletePartRequest
-	(*DeletePartResponse)(nil),            // 70: outpost.fleet.v1.DeletePartResponse
-	(*RotatePartSecretRequest)(nil),       // 71: outpost.fleet.v1.RotatePartSecretRequest
-	(*RotatePartSecretResponse)(nil),      // 72: outpost.fleet.v1.RotatePartSecretResponse
-	(*User)(nil),                          // 73: outpost.fleet.v1.User
-	(*CreateUserRequest)(nil),             // 74: outpost.fleet.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),            // 75: outpost.fleet.v1.CreateUserResponse
-	(*DeleteUserRequest)(nil),             // 76: outpost.fleet.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),            // 77: outpost.fleet.v1.DeleteUserResponse
-	(*Invite)(nil),                        // 78: outpost.fleet.v1.Invite
-	(*InviteUserRequest)(nil),             // 79: outpost.fleet.v1.InviteUserRequest
-	(*InviteUserResponse)(nil),            // 80: outpost.fleet.v1.InviteUserResponse
-	(*ResendInviteRequest)(nil),           // 81: outpost.fleet.v1.ResendInviteRequest
-	(*ResendInviteResponse)(nil),          // 82: outpost.fleet.v1.ResendInviteResponse
-	(*RevokeInviteRequest)(nil),           // 83: outpost.fleet.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),          // 84: outpost.fleet.v1.RevokeInviteResponse
-	(*AcceptInviteRequest)(nil),           // 85: outpost.fleet.v1.AcceptInviteRequest
-	(*AcceptInviteResponse)(nil),          // 86: outpost.fleet.v1.AcceptInviteResponse
-	(*APIKey)(nil),                        // 87: outpost.fleet.v1.APIKey
-	(*CreateAPIKeyRequest)(nil),           // 88: outpost.fleet.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 89: outpost.fleet.v1.CreateAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),            // 90: outpost.fleet.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 91: outpost.fleet.v1.ListAPIKeysResponse
-	(*RevokeAPIKeyRequest)(nil),           // 92: outpost.fleet.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 93: outpost.fleet.v1.RevokeAPIKeyResponse
-	(*Grant)(nil),                         // 94: outpost.fleet.v1.Grant
-	(*GrantRoleRequest)(nil),              // 95: outpost.fleet.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 96: outpost.fleet.v1.GrantRoleResponse
-	(*ChangeRoleRequest)(nil),             // 97: outpost.fleet.v1.ChangeRoleRequest
-	(*ChangeRoleResponse)(nil),            // 98: outpost.fleet.v1.ChangeRoleResponse
-	(*LimitAccessRequest)(nil),            // 99: outpost.fleet.v1.LimitAccessRequest
-	(*LimitAccessResponse)(nil),           // 100: outpost.fleet.v1.LimitAccessResponse
-	(*RemoveRoleRequest)(nil),             // 101: outpost.fleet.v1.RemoveRoleRequest
-	(*RemoveRoleResponse)(nil),            // 102: outpost.fleet.v1.RemoveRoleResponse
-	(*ListRolesRequest)(nil),              // 103: outpost.fleet.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 104: outpost.fleet.v1.ListRolesResponse
-	(*CheckAccessRequest)(nil),            // 105: outpost.fleet.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),           // 106: outpost.fleet.v1.CheckAccessResponse
-	(*AuditEvent)(nil),                    // 107: outpost.fleet.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 108: outpost.fleet.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 109: outpost.fleet.v1.ListAuditEventsResponse
-	(*ConfigRevision)(nil),                // 110: outpost.fleet.v1.ConfigRevision
-	(*GetMachineConfigRequest)(nil),       // 111: outpost.fleet.v1.GetMachineConfigRequest
-	(*GetMachineConfigResponse)(nil),      // 112: outpost.fleet.v1.GetMachineConfigResponse
-	(*UpdateMachineConfigRequest)(nil),    // 113: outpost.fleet.v1.UpdateMachineConfigRequest
-	(*UpdateMachineConfigResponse)(nil),   // 114: outpost.fleet.v1.UpdateMachineConfigResponse
-	(*ListConfigRevisionsRequest)(nil),    // 115: outpost.fleet.v1.ListConfigRevisionsRequest
-	(*ListConfigRevisionsResponse)(nil),   // 116: outpost.fleet.v1.ListConfigRevisionsResponse
-	(*ConfigProposal)(nil),                // 117: outpost.fleet.v1.ConfigProposal
-	(*ListConfigProposalsRequest)(nil),    // 118: outpost.fleet.v1.ListConfigProposalsRequest
-	(*ListConfigProposalsResponse)(nil),   // 119: outpost.fleet.v1.ListConfigProposalsResponse
-	(*ResolveConfigProposalRequest)(nil),  // 120: outpost.fleet.v1.ResolveConfigProposalRequest
-	(*ResolveConfigProposalResponse)(nil), // 121: outpost.fleet.v1.ResolveConfigProposalResponse
-	(*Fragment)(nil),                      // 122: outpost.fleet.v1.Fragment
-	(*CreateFragmentRequest)(nil),         // 123: outpost.fleet.v1.CreateFragmentRequest
-	(*CreateFragmentResponse)(nil),        // 124: outpost.fleet.v1.CreateFragmentResponse
-	(*GetFragmentRequest)(nil),            // 125: outpost.fleet.v1.GetFragmentRequest
-	(*GetFragmentResponse)(nil),           // 126: outpost.fleet.v1.GetFragmentResponse
-	(*ListFragmentsRequest)(nil),          // 127: outpost.fleet.v1.ListFragmentsRequest
-	(*ListFragmentsResponse)(nil),         // 128: outpost.fleet.v1.ListFragmentsResponse
-	(*UpdateFragmentRequest)(nil),         // 129: outpost.fleet.v1.UpdateFragmentRequest
-	(*UpdateFragmentResponse)(nil),        // 130: outpost.fleet.v1.UpdateFragmentResponse
-	(*DeleteFragmentRequest)(nil),         // 131: outpost.fleet.v1.DeleteFragmentRequest
-	(*DeleteFragmentResponse)(nil),        // 132: outpost.fleet.v1.DeleteFragmentResponse
-	(*ExportCapturesRequest)(nil),         // 133: outpost.fleet.v1.ExportCapturesRequest
-	(*ExportCapturesResponse)(nil),        // 134: outpost.fleet.v1.ExportCapturesResponse
-	(*DeleteCapturesRequest)(nil),         // 135: outpost.fleet.v1.DeleteCapturesRequest
-	(*DeleteCapturesResponse)(nil),        // 136: outpost.fleet.v1.DeleteCapturesResponse
-	(*CaptureRef)(nil),                    // 137: outpost.fleet.v1.CaptureRef
-	(*TagCapturesRequest)(nil),            // 138: outpost.fleet.v1.TagCapturesRequest
-	(*TagCapturesResponse)(nil),           // 139: outpost.fleet.v1.TagCapturesResponse
-	(*ReadBlobRequest)(nil),               // 140: outpost.fleet.v1.ReadBlobRequest
-	(*ReadBlobResponse)(nil),              // 141: outpost.fleet.v1.ReadBlobResponse
-	(*ListLogsRequest)(nil),               // 142: outpost.fleet.v1.ListLogsRequest
-	(*LogEntry)(nil),                      // 143: outpost.fleet.v1.LogEntry
-	(*ListLogsResponse)(nil),              // 144: outpost.fleet.v1.ListLogsResponse
-	(*ListCapturesRequest)(nil),           // 145: outpost.fleet.v1.ListCapturesRequest
-	(*CaptureRecord)(nil),                 // 146: outpost.fleet.v1.CaptureRecord
-	(*ListCapturesResponse)(nil),          // 147: outpost.fleet.v1.ListCapturesResponse
-	(*timestamppb.Timestamp)(nil),         // 148: google.protobuf.Timestamp
-	(*v1.Bootstrap)(nil),                  // 149: outpost.sync.v1.Bootstrap
-	(*v1.PartStatus)(nil),                 // 150: outpost.sync.v1.PartStatus
-	(*v11.RobotConfig)(nil),               // 151: outpost.config.v1.RobotConfig
-	(*v1.FragmentVersion)(nil),            // 152: outpost.sync.v1.FragmentVersion
-	(*v1.LogEntry)(nil),                   // 153: outpost.sync.v1.LogEntry
-	(*v1.Capture)(nil),                    // 154: outpost.sync.v1.Capture
+	(*SetDataRetentionRequest)(nil),       // 13: outpost.fleet.v1.SetDataRetentionRequest
+	(*SetDataRetentionResponse)(nil),      // 14: outpost.fleet.v1.SetDataRetentionResponse
+	(*CreateOrgRequest)(nil),              // 15: outpost.fleet.v1.CreateOrgRequest
+	(*CreateOrgResponse)(nil),             // 16: outpost.fleet.v1.CreateOrgResponse
+	(*ListOrgsRequest)(nil),               // 17: outpost.fleet.v1.ListOrgsRequest
+	(*ListOrgsResponse)(nil),              // 18: outpost.fleet.v1.ListOrgsResponse
+	(*RenameOrgRequest)(nil),              // 19: outpost.fleet.v1.RenameOrgRequest
+	(*RenameOrgResponse)(nil),             // 20: outpost.fleet.v1.RenameOrgResponse
+	(*DeleteOrgRequest)(nil),              // 21: outpost.fleet.v1.DeleteOrgRequest
+	(*DeleteOrgResponse)(nil),             // 22: outpost.fleet.v1.DeleteOrgResponse
+	(*LeaveOrgRequest)(nil),               // 23: outpost.fleet.v1.LeaveOrgRequest
+	(*LeaveOrgResponse)(nil),              // 24: outpost.fleet.v1.LeaveOrgResponse
+	(*ListMembersRequest)(nil),            // 25: outpost.fleet.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),           // 26: outpost.fleet.v1.ListMembersResponse
+	(*Member)(nil),                        // 27: outpost.fleet.v1.Member
+	(*Location)(nil),                      // 28: outpost.fleet.v1.Location
+	(*CreateLocationRequest)(nil),         // 29: outpost.fleet.v1.CreateLocationRequest
+	(*CreateLocationResponse)(nil),        // 30: outpost.fleet.v1.CreateLocationResponse
+	(*ListLocationsRequest)(nil),          // 31: outpost.fleet.v1.ListLocationsRequest
+	(*ListLocationsResponse)(nil),         // 32: outpost.fleet.v1.ListLocationsResponse
+	(*RenameLocationRequest)(nil),         // 33: outpost.fleet.v1.RenameLocationRequest
+	(*RenameLocationResponse)(nil),        // 34: outpost.fleet.v1.RenameLocationResponse
+	(*MoveLocationRequest)(nil),           // 35: outpost.fleet.v1.MoveLocationRequest
+	(*MoveLocationResponse)(nil),          // 36: outpost.fleet.v1.MoveLocationResponse
+	(*DeleteLocationRequest)(nil),         // 37: outpost.fleet.v1.DeleteLocationRequest
+	(*DeleteLocationResponse)(nil),        // 38: outpost.fleet.v1.DeleteLocationResponse
+	(*ShareLocationRequest)(nil),          // 39: outpost.fleet.v1.ShareLocationRequest
+	(*ShareLocationResponse)(nil),         // 40: outpost.fleet.v1.ShareLocationResponse
+	(*UnshareLocationRequest)(nil),        // 41: outpost.fleet.v1.UnshareLocationRequest
+	(*UnshareLocationResponse)(nil),       // 42: outpost.fleet.v1.UnshareLocationResponse
+	(*SetSupportAccessRequest)(nil),       // 43: outpost.fleet.v1.SetSupportAccessRequest
+	(*SetSupportAccessResponse)(nil),      // 44: outpost.fleet.v1.SetSupportAccessResponse
+	(*BootstrapPartRequest)(nil),          // 45: outpost.fleet.v1.BootstrapPartRequest
+	(*BootstrapPartResponse)(nil),         // 46: outpost.fleet.v1.BootstrapPartResponse
+	(*GetMachineStatusRequest)(nil),       // 47: outpost.fleet.v1.GetMachineStatusRequest
+	(*GetMachineStatusResponse)(nil),      // 48: outpost.fleet.v1.GetMachineStatusResponse
+	(*PartStatus)(nil),                    // 49: outpost.fleet.v1.PartStatus
+	(*Machine)(nil),                       // 50: outpost.fleet.v1.Machine
+	(*Part)(nil),                          // 51: outpost.fleet.v1.Part
+	(*PartRestart)(nil),                   // 52: outpost.fleet.v1.PartRestart
+	(*CreateMachineRequest)(nil),          // 53: outpost.fleet.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),         // 54: outpost.fleet.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),             // 55: outpost.fleet.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),            // 56: outpost.fleet.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),           // 57: outpost.fleet.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),          // 58: outpost.fleet.v1.ListMachinesResponse
+	(*RenameMachineRequest)(nil),          // 59: outpost.fleet.v1.RenameMachineRequest
+	(*RenameMachineResponse)(nil),         // 60: outpost.fleet.v1.RenameMachineResponse
+	(*DeleteMachineRequest)(nil),          // 61: outpost.fleet.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),         // 62: outpost.fleet.v1.DeleteMachineResponse
+	(*RestartMachineRequest)(nil),         // 63: outpost.fleet.v1.RestartMachineRequest
+	(*RestartMachineResponse)(nil),        // 64: outpost.fleet.v1.RestartMachineResponse
+	(*RestartPartRequest)(nil),            // 65: outpost.fleet.v1.RestartPartRequest
+	(*RestartPartResponse)(nil),           // 66: outpost.fleet.v1.RestartPartResponse
+	(*AddPartRequest)(nil),                // 67: outpost.fleet.v1.AddPartRequest
+	(*AddPartResponse)(nil),               // 68: outpost.fleet.v1.AddPartResponse
+	(*RenamePartRequest)(nil),             // 69: outpost.fleet.v1.RenamePartRequest
+	(*RenamePartResponse)(nil),            // 70: outpost.fleet.v1.RenamePartResponse
+	(*DeletePartRequest)(nil),             // 71: outpost.fleet.v1.DeletePartRequest
+	(*DeletePartResponse)(nil),            // 72: outpost.fleet.v1.DeletePartResponse
+	(*RotatePartSecretRequest)(nil),       // 73: outpost.fleet.v1.RotatePartSecretRequest
+	(*RotatePartSecretResponse)(nil),      // 74: outpost.fleet.v1.RotatePartSecretResponse
+	(*User)(nil),                          // 75: outpost.fleet.v1.User
+	(*CreateUserRequest)(nil),             // 76: outpost.fleet.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),            // 77: outpost.fleet.v1.CreateUserResponse
+	(*DeleteUserRequest)(nil),             // 78: outpost.fleet.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),            // 79: outpost.fleet.v1.DeleteUserResponse
+	(*Invite)(nil),                        // 80: outpost.fleet.v1.Invite
+	(*InviteUserRequest)(nil),             // 81: outpost.fleet.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),            // 82: outpost.fleet.v1.InviteUserResponse
+	(*ResendInviteRequest)(nil),           // 83: outpost.fleet.v1.ResendInviteRequest
+	(*ResendInviteResponse)(nil),          // 84: outpost.fleet.v1.ResendInviteResponse
+	(*RevokeInviteRequest)(nil),           // 85: outpost.fleet.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),          // 86: outpost.fleet.v1.RevokeInviteResponse
+	(*AcceptInviteRequest)(nil),           // 87: outpost.fleet.v1.AcceptInviteRequest
+	(*AcceptInviteResponse)(nil),          // 88: outpost.fleet.v1.AcceptInviteResponse
+	(*APIKey)(nil),                        // 89: outpost.fleet.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),           // 90: outpost.fleet.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 91: outpost.fleet.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),            // 92: outpost.fleet.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 93: outpost.fleet.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),           // 94: outpost.fleet.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 95: outpost.fleet.v1.RevokeAPIKeyResponse
+	(*Grant)(nil),                         // 96: outpost.fleet.v1.Grant
+	(*GrantRoleRequest)(nil),              // 97: outpost.fleet.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 98: outpost.fleet.v1.GrantRoleResponse
+	(*ChangeRoleRequest)(nil),             // 99: outpost.fleet.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),            // 100: outpost.fleet.v1.ChangeRoleResponse
+	(*LimitAccessRequest)(nil),            // 101: outpost.fleet.v1.LimitAccessRequest
+	(*LimitAccessResponse)(nil),           // 102: outpost.fleet.v1.LimitAccessResponse
+	(*RemoveRoleRequest)(nil),             // 103: outpost.fleet.v1.RemoveRoleRequest
+	(*RemoveRoleResponse)(nil),            // 104: outpost.fleet.v1.RemoveRoleResponse
+	(*ListRolesRequest)(nil),              // 105: outpost.fleet.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 106: outpost.fleet.v1.ListRolesResponse
+	(*CheckAccessRequest)(nil),            // 107: outpost.fleet.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),           // 108: outpost.fleet.v1.CheckAccessResponse
+	(*AuditEvent)(nil),                    // 109: outpost.fleet.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 110: outpost.fleet.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 111: outpost.fleet.v1.ListAuditEventsResponse
+	(*ConfigRevision)(nil),                // 112: outpost.fleet.v1.ConfigRevision
+	(*GetMachineConfigRequest)(nil),       // 113: outpost.fleet.v1.GetMachineConfigRequest
+	(*GetMachineConfigResponse)(nil),      // 114: outpost.fleet.v1.GetMachineConfigResponse
+	(*UpdateMachineConfigRequest)(nil),    // 115: outpost.fleet.v1.UpdateMachineConfigRequest
+	(*UpdateMachineConfigResponse)(nil),   // 116: outpost.fleet.v1.UpdateMachineConfigResponse
+	(*ListConfigRevisionsRequest)(nil),    // 117: outpost.fleet.v1.ListConfigRevisionsRequest
+	(*ListConfigRevisionsResponse)(nil),   // 118: outpost.fleet.v1.ListConfigRevisionsResponse
+	(*ConfigProposal)(nil),                // 119: outpost.fleet.v1.ConfigProposal
+	(*ListConfigProposalsRequest)(nil),    // 120: outpost.fleet.v1.ListConfigProposalsRequest
+	(*ListConfigProposalsResponse)(nil),   // 121: outpost.fleet.v1.ListConfigProposalsResponse
+	(*ResolveConfigProposalRequest)(nil),  // 122: outpost.fleet.v1.ResolveConfigProposalRequest
+	(*ResolveConfigProposalResponse)(nil), // 123: outpost.fleet.v1.ResolveConfigProposalResponse
+	(*Fragment)(nil),                      // 124: outpost.fleet.v1.Fragment
+	(*CreateFragmentRequest)(nil),         // 125: outpost.fleet.v1.CreateFragmentRequest
+	(*CreateFragmentResponse)(nil),        // 126: outpost.fleet.v1.CreateFragmentResponse
+	(*GetFragmentRequest)(nil),            // 127: outpost.fleet.v1.GetFragmentRequest
+	(*GetFragmentResponse)(nil),           // 128: outpost.fleet.v1.GetFragmentResponse
+	(*ListFragmentsRequest)(nil),          // 129: outpost.fleet.v1.ListFragmentsRequest
+	(*ListFragmentsResponse)(nil),         // 130: outpost.fleet.v1.ListFragmentsResponse
+	(*UpdateFragmentRequest)(nil),         // 131: outpost.fleet.v1.UpdateFragmentRequest
+	(*UpdateFragmentResponse)(nil),        // 132: outpost.fleet.v1.UpdateFragmentResponse
+	(*DeleteFragmentRequest)(nil),         // 133: outpost.fleet.v1.DeleteFragmentRequest
+	(*DeleteFragmentResponse)(nil),        // 134: outpost.fleet.v1.DeleteFragmentResponse
+	(*ExportCapturesRequest)(nil),         // 135: outpost.fleet.v1.ExportCapturesRequest
+	(*ExportCapturesResponse)(nil),        // 136: outpost.fleet.v1.ExportCapturesResponse
+	(*DeleteCapturesRequest)(nil),         // 137: outpost.fleet.v1.DeleteCapturesRequest
+	(*DeleteCapturesResponse)(nil),        // 138: outpost.fleet.v1.DeleteCapturesResponse
+	(*CaptureRef)(nil),                    // 139: outpost.fleet.v1.CaptureRef
+	(*TagCapturesRequest)(nil),            // 140: outpost.fleet.v1.TagCapturesRequest
+	(*TagCapturesResponse)(nil),           // 141: outpost.fleet.v1.TagCapturesResponse
+	(*ReadBlobRequest)(nil),               // 142: outpost.fleet.v1.ReadBlobRequest
+	(*ReadBlobResponse)(nil),              // 143: outpost.fleet.v1.ReadBlobResponse
+	(*ListLogsRequest)(nil),               // 144: outpost.fleet.v1.ListLogsRequest
+	(*LogEntry)(nil),                      // 145: outpost.fleet.v1.LogEntry
+	(*ListLogsResponse)(nil),              // 146: outpost.fleet.v1.ListLogsResponse
+	(*ListCapturesRequest)(nil),           // 147: outpost.fleet.v1.ListCapturesRequest
+	(*CaptureRecord)(nil),                 // 148: outpost.fleet.v1.CaptureRecord
+	(*ListCapturesResponse)(nil),          // 149: outpost.fleet.v1.ListCapturesResponse
+	(*timestamppb.Timestamp)(nil),         // 150: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 151: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 152: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 153: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 154: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 155: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 156: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	148, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
-	148, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
-	73,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
-	94,  // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	150, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
+	150, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	75,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
+	96,  // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
+	150, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
 	10,  // 5: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
-	10,  // 6: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
-	10,  // 7: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
-	10,  // 8: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
-	25,  // 9: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
-	73,  // 10: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
-	94,  // 11: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 12: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	148, // 13: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
-	26,  // 14: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	26,  // 15: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
-	26,  // 16: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	26,  // 17: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	26,  // 18: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	26,  // 19: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
-	26,  // 20: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
-	149, // 21: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
-	47,  // 22: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
-	148, // 23: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
-	49,  // 24: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
-	148, // 25: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
-	150, // 26: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
-	49,  // 27: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	148, // 28: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	148, // 29: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	148, // 30: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
-	50,  // 31: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
-	148, // 32: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
-	148, // 33: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
-	148, // 34: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
-	48,  // 35: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 36: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 37: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
-	48,  // 38: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 39: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	49,  // 40: outpost.fleet.v1.RestartPartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 41: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 42: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 43: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	148, // 44: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 45: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
-	73,  // 46: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
-	148, // 47: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
-	78,  // 48: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
-	78,  // 49: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
-	73,  // 50: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
-	94,  // 51: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
-	94,  // 52: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 53: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	87,  // 54: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
-	87,  // 55: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	148, // 56: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 57: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	94,  // 58: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	94,  // 59: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
-	94,  // 60: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 61: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	107, // 62: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	151, // 63: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
-	148, // 64: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
-	110, // 65: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	151, // 66: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
-	152, // 67: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	151, // 68: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
-	110, // 69: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	110, // 70: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
-	151, // 71: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	148, // 72: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	117, // 73: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
-	117, // 74: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	151, // 75: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	148, // 76: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	151, // 77: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	122, // 78: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	122, // 79: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	122, // 80: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	151, // 81: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	122, // 82: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	148, // 83: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 84: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	146, // 85: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	148, // 86: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 87: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	137, // 88: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	137, // 89: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	148, // 90: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 91: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	148, // 92: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	153, // 93: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
-	143, // 94: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	148, // 95: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 96: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	148, // 97: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	154, // 98: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
-	146, // 99: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	0,   // 100: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	6,   // 101: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	8,   // 102: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	2,   // 103: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
-	4,   // 104: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
-	13,  // 105: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	15,  // 106: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	17,  // 107: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	11,  // 108: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	19,  // 109: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	21,  // 110: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	23,  // 111: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	27,  // 112: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	29,  // 113: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	31,  // 114: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	33,  // 115: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	35,  // 116: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	37,  // 117: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	39,  // 118: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	41,  // 119: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	51,  // 120: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	53,  // 121: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	55,  // 122: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	57,  // 123: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	59,  // 124: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	61,  // 125: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	65,  // 126: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	67,  // 127: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	69,  // 128: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	71,  // 129: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	43,  // 130: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	63,  // 131: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
-	45,  // 132: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	74,  // 133: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	79,  // 134: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	81,  // 135: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	83,  // 136: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	76,  // 137: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
-	85,  // 138: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	88,  // 139: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	90,  // 140: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	92,  // 141: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	95,  // 142: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	97,  // 143: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	99,  // 144: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	101, // 145: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	103, // 146: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	105, // 147: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	108, // 148: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	111, // 149: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	113, // 150: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	115, // 151: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	118, // 152: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	120, // 153: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	123, // 154: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	125, // 155: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	127, // 156: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	129, // 157: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	131, // 158: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	142, // 159: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	145, // 160: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	133, // 161: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	140, // 162: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	138, // 163: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	135, // 164: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	1,   // 165: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	7,   // 166: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	9,   // 167: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	3,   // 168: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
-	5,   // 169: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
-	14,  // 170: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	16,  // 171: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	18,  // 172: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	12,  // 173: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	20,  // 174: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	22,  // 175: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	24,  // 176: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	28,  // 177: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	30,  // 178: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	32,  // 179: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	34,  // 180: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	36,  // 181: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	38,  // 182: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	40,  // 183: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	42,  // 184: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	52,  // 185: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	54,  // 186: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	56,  // 187: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	58,  // 188: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	60,  // 189: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	62,  // 190: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	66,  // 191: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	68,  // 192: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	70,  // 193: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	72,  // 194: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	44,  // 195: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	64,  // 196: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
-	46,  // 197: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	75,  // 198: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	80,  // 199: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	82,  // 200: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	84,  // 201: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	77,  // 202: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
-	86,  // 203: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	89,  // 204: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	91,  // 205: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	93,  // 206: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	96,  // 207: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	98,  // 208: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	100, // 209: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	102, // 210: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	104, // 211: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	106, // 212: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	109, // 213: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	112, // 214: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	114, // 215: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	116, // 216: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	119, // 217: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	121, // 218: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	124, // 219: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	126, // 220: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	128, // 221: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	130, // 222: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	132, // 223: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	144, // 224: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	147, // 225: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	134, // 226: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	141, // 227: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	139, // 228: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	136, // 229: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	165, // [165:230] is the sub-list for method output_type
-	100, // [100:165] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	10,  // 6: outpost.fleet.v1.SetDataRetentionResponse.org:type_name -> outpost.fleet.v1.Organization
+	10,  // 7: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	10,  // 8: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
+	10,  // 9: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
+	27,  // 10: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
+	75,  // 11: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
+	96,  // 12: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
+	150, // 13: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	150, // 14: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	28,  // 15: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	28,  // 16: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
+	28,  // 17: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	28,  // 18: outpost.fleet.v1.MoveLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	28,  // 19: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	28,  // 20: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
+	28,  // 21: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
+	151, // 22: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	49,  // 23: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
+	150, // 24: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	51,  // 25: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
+	150, // 26: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	152, // 27: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	51,  // 28: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
+	150, // 29: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	150, // 30: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	150, // 31: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	52,  // 32: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
+	150, // 33: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
+	150, // 34: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
+	150, // 35: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
+	50,  // 36: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	50,  // 37: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	50,  // 38: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
+	50,  // 39: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	50,  // 40: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	51,  // 41: outpost.fleet.v1.RestartPartResponse.part:type_name -> outpost.fleet.v1.Part
+	51,  // 42: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
+	51,  // 43: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
+	51,  // 44: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
+	150, // 45: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	75,  // 46: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
+	75,  // 47: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
+	150, // 48: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	80,  // 49: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
+	80,  // 50: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
+	75,  // 51: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
+	96,  // 52: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
+	96,  // 53: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
+	150, // 54: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	89,  // 55: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
+	89,  // 56: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
+	150, // 57: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	96,  // 58: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	96,  // 59: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	96,  // 60: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
+	96,  // 61: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
+	150, // 62: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	109, // 63: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
+	153, // 64: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	150, // 65: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	112, // 66: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	153, // 67: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	154, // 68: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	153, // 69: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	112, // 70: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	112, // 71: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
+	153, // 72: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	150, // 73: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	119, // 74: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
+	119, // 75: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
+	153, // 76: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	150, // 77: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	153, // 78: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	124, // 79: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	124, // 80: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	124, // 81: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
+	153, // 82: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	124, // 83: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	150, // 84: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	150, // 85: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	148, // 86: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	150, // 87: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	150, // 88: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	139, // 89: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	139, // 90: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	150, // 91: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	150, // 92: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	150, // 93: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	155, // 94: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	145, // 95: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	150, // 96: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	150, // 97: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	150, // 98: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	156, // 99: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	148, // 100: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	0,   // 101: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 102: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 103: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 104: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 105: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	15,  // 106: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	17,  // 107: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	19,  // 108: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 109: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	13,  // 110: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
+	21,  // 111: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	23,  // 112: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	25,  // 113: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	29,  // 114: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	31,  // 115: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	33,  // 116: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	35,  // 117: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	37,  // 118: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	39,  // 119: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	41,  // 120: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	43,  // 121: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	53,  // 122: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	55,  // 123: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	57,  // 124: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	59,  // 125: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	61,  // 126: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	63,  // 127: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	67,  // 128: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	69,  // 129: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	71,  // 130: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	73,  // 131: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	45,  // 132: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	65,  // 133: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
+	47,  // 134: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	76,  // 135: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	81,  // 136: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	83,  // 137: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	85,  // 138: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	78,  // 139: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	87,  // 140: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	90,  // 141: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	92,  // 142: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	94,  // 143: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	97,  // 144: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	99,  // 145: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	101, // 146: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	103, // 147: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	105, // 148: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	107, // 149: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	110, // 150: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	113, // 151: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	115, // 152: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	117, // 153: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	120, // 154: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	122, // 155: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	125, // 156: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	127, // 157: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	129, // 158: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	131, // 159: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	133, // 160: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	144, // 161: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	147, // 162: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	135, // 163: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	142, // 164: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	140, // 165: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	137, // 166: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	1,   // 167: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 168: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 169: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 170: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 171: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	16,  // 172: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	18,  // 173: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	20,  // 174: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 175: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	14,  // 176: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
+	22,  // 177: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	24,  // 178: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	26,  // 179: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	30,  // 180: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	32,  // 181: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	34,  // 182: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	36,  // 183: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	38,  // 184: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	40,  // 185: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	42,  // 186: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	44,  // 187: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	54,  // 188: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	56,  // 189: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	58,  // 190: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	60,  // 191: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	62,  // 192: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	64,  // 193: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	68,  // 194: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	70,  // 195: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	72,  // 196: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	74,  // 197: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	46,  // 198: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	66,  // 199: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
+	48,  // 200: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	77,  // 201: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	82,  // 202: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	84,  // 203: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	86,  // 204: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	79,  // 205: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	88,  // 206: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	91,  // 207: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	93,  // 208: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	95,  // 209: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	98,  // 210: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	100, // 211: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	102, // 212: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	104, // 213: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	106, // 214: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	108, // 215: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	111, // 216: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	114, // 217: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	116, // 218: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	118, // 219: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	121, // 220: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	123, // 221: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	126, // 222: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	128, // 223: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	130, // 224: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	132, // 225: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	134, // 226: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	146, // 227: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	149, // 228: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	136, // 229: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	143, // 230: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	141, // 231: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	138, // 232: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	167, // [167:233] is the sub-list for method output_type
+	101, // [101:167] is the sub-list for method input_type
+	101, // [101:101] is the sub-list for extension type_name
+	101, // [101:101] is the sub-list for extension extendee
+	0,   // [0:101] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -9789,7 +9914,7 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   148,
+			NumMessages:   150,
 			NumExtensions: 0,
 			NumServices:   13,
 		},

@@ -91,6 +91,9 @@ const (
 	// OrgServiceSetDocumentLifetimeProcedure is the fully-qualified name of the OrgService's
 	// SetDocumentLifetime RPC.
 	OrgServiceSetDocumentLifetimeProcedure = "/outpost.fleet.v1.OrgService/SetDocumentLifetime"
+	// OrgServiceSetDataRetentionProcedure is the fully-qualified name of the OrgService's
+	// SetDataRetention RPC.
+	OrgServiceSetDataRetentionProcedure = "/outpost.fleet.v1.OrgService/SetDataRetention"
 	// OrgServiceDeleteOrgProcedure is the fully-qualified name of the OrgService's DeleteOrg RPC.
 	OrgServiceDeleteOrgProcedure = "/outpost.fleet.v1.OrgService/DeleteOrg"
 	// OrgServiceLeaveOrgProcedure is the fully-qualified name of the OrgService's LeaveOrg RPC.
@@ -506,6 +509,14 @@ type OrgServiceClient interface {
 	// next pull. The seed has no row for it: it is the organization's own
 	// setting, so it needs what editing the organization needs (org.rename).
 	SetDocumentLifetime(context.Context, *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error)
+	// SetDataRetention sets how many days the cloud keeps what the
+	// organization's parts upload (logs, captures, audit, gaps, proposals),
+	// counted from when the cloud received it: 1 to 3650, or 0 to keep it
+	// for ever (the default). A cloud on PostgreSQL applies it hourly and
+	// drops a day's records whole once every organization with records that
+	// day lets them go; the embedded store keeps everything. Like the
+	// document lifetime it is the organization's own setting (org.rename).
+	SetDataRetention(context.Context, *connect.Request[v1.SetDataRetentionRequest]) (*connect.Response[v1.SetDataRetentionResponse], error)
 	// DeleteOrg deletes an organization; it is refused while the organization
 	// holds locations.
 	DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error)
@@ -552,6 +563,12 @@ func NewOrgServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(orgServiceMethods.ByName("SetDocumentLifetime")),
 			connect.WithClientOptions(opts...),
 		),
+		setDataRetention: connect.NewClient[v1.SetDataRetentionRequest, v1.SetDataRetentionResponse](
+			httpClient,
+			baseURL+OrgServiceSetDataRetentionProcedure,
+			connect.WithSchema(orgServiceMethods.ByName("SetDataRetention")),
+			connect.WithClientOptions(opts...),
+		),
 		deleteOrg: connect.NewClient[v1.DeleteOrgRequest, v1.DeleteOrgResponse](
 			httpClient,
 			baseURL+OrgServiceDeleteOrgProcedure,
@@ -580,6 +597,7 @@ type orgServiceClient struct {
 	listOrgs            *connect.Client[v1.ListOrgsRequest, v1.ListOrgsResponse]
 	renameOrg           *connect.Client[v1.RenameOrgRequest, v1.RenameOrgResponse]
 	setDocumentLifetime *connect.Client[v1.SetDocumentLifetimeRequest, v1.SetDocumentLifetimeResponse]
+	setDataRetention    *connect.Client[v1.SetDataRetentionRequest, v1.SetDataRetentionResponse]
 	deleteOrg           *connect.Client[v1.DeleteOrgRequest, v1.DeleteOrgResponse]
 	leaveOrg            *connect.Client[v1.LeaveOrgRequest, v1.LeaveOrgResponse]
 	listMembers         *connect.Client[v1.ListMembersRequest, v1.ListMembersResponse]
@@ -603,6 +621,11 @@ func (c *orgServiceClient) RenameOrg(ctx context.Context, req *connect.Request[v
 // SetDocumentLifetime calls outpost.fleet.v1.OrgService.SetDocumentLifetime.
 func (c *orgServiceClient) SetDocumentLifetime(ctx context.Context, req *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error) {
 	return c.setDocumentLifetime.CallUnary(ctx, req)
+}
+
+// SetDataRetention calls outpost.fleet.v1.OrgService.SetDataRetention.
+func (c *orgServiceClient) SetDataRetention(ctx context.Context, req *connect.Request[v1.SetDataRetentionRequest]) (*connect.Response[v1.SetDataRetentionResponse], error) {
+	return c.setDataRetention.CallUnary(ctx, req)
 }
 
 // DeleteOrg calls outpost.fleet.v1.OrgService.DeleteOrg.
@@ -634,6 +657,14 @@ type OrgServiceHandler interface {
 	// next pull. The seed has no row for it: it is the organization's own
 	// setting, so it needs what editing the organization needs (org.rename).
 	SetDocumentLifetime(context.Context, *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error)
+	// SetDataRetention sets how many days the cloud keeps what the
+	// organization's parts upload (logs, captures, audit, gaps, proposals),
+	// counted from when the cloud received it: 1 to 3650, or 0 to keep it
+	// for ever (the default). A cloud on PostgreSQL applies it hourly and
+	// drops a day's records whole once every organization with records that
+	// day lets them go; the embedded store keeps everything. Like the
+	// document lifetime it is the organization's own setting (org.rename).
+	SetDataRetention(context.Context, *connect.Request[v1.SetDataRetentionRequest]) (*connect.Response[v1.SetDataRetentionResponse], error)
 	// DeleteOrg deletes an organization; it is refused while the organization
 	// holds locations.
 	DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error)
@@ -676,6 +707,12 @@ func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(orgServiceMethods.ByName("SetDocumentLifetime")),
 		connect.WithHandlerOptions(opts...),
 	)
+	orgServiceSetDataRetentionHandler := connect.NewUnaryHandler(
+		OrgServiceSetDataRetentionProcedure,
+		svc.SetDataRetention,
+		connect.WithSchema(orgServiceMethods.ByName("SetDataRetention")),
+		connect.WithHandlerOptions(opts...),
+	)
 	orgServiceDeleteOrgHandler := connect.NewUnaryHandler(
 		OrgServiceDeleteOrgProcedure,
 		svc.DeleteOrg,
@@ -705,6 +742,8 @@ func NewOrgServiceHandler(svc OrgServiceHandler, opts ...connect.HandlerOption) 
 			orgServiceRenameOrgHandler.ServeHTTP(w, r)
 		case OrgServiceSetDocumentLifetimeProcedure:
 			orgServiceSetDocumentLifetimeHandler.ServeHTTP(w, r)
+		case OrgServiceSetDataRetentionProcedure:
+			orgServiceSetDataRetentionHandler.ServeHTTP(w, r)
 		case OrgServiceDeleteOrgProcedure:
 			orgServiceDeleteOrgHandler.ServeHTTP(w, r)
 		case OrgServiceLeaveOrgProcedure:
@@ -734,6 +773,10 @@ func (UnimplementedOrgServiceHandler) RenameOrg(context.Context, *connect.Reques
 
 func (UnimplementedOrgServiceHandler) SetDocumentLifetime(context.Context, *connect.Request[v1.SetDocumentLifetimeRequest]) (*connect.Response[v1.SetDocumentLifetimeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.SetDocumentLifetime is not implemented"))
+}
+
+func (UnimplementedOrgServiceHandler) SetDataRetention(context.Context, *connect.Request[v1.SetDataRetentionRequest]) (*connect.Response[v1.SetDataRetentionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.OrgService.SetDataRetention is not implemented"))
 }
 
 func (UnimplementedOrgServiceHandler) DeleteOrg(context.Context, *connect.Request[v1.DeleteOrgRequest]) (*connect.Response[v1.DeleteOrgResponse], error) {
