@@ -2293,6 +2293,603 @@ func (x *SetSupportAccessResponse) GetLocation() *Location {
 	return nil
 }
 
+// ListFleetRequest says which machines, filtered how, and which page. One
+// of org_id and location_id is required.
+type ListFleetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every machine of the organization: its locations, nested, and the
+	// locations shared with it.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Every machine of the location and the locations nested in it.
+	LocationId string `protobuf:"bytes,2,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// Keeps machines whose name holds it, ignoring ASCII case.
+	Search string `protobuf:"bytes,3,opt,name=search,proto3" json:"search,omitempty"`
+	// Keeps machines with no part online.
+	Offline bool `protobuf:"varint,4,opt,name=offline,proto3" json:"offline,omitempty"`
+	// Keeps machines with a failing resource on some part (a process in a
+	// crash loop included).
+	Failing bool `protobuf:"varint,5,opt,name=failing,proto3" json:"failing,omitempty"`
+	// Keeps machines with a part running this daemon version.
+	Version string `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// The most machines in a page: 1 to 500; 0 means 50.
+	PageSize uint32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same request
+	// otherwise; empty for the first page.
+	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFleetRequest) Reset() {
+	*x = ListFleetRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFleetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFleetRequest) ProtoMessage() {}
+
+func (x *ListFleetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFleetRequest.ProtoReflect.Descriptor instead.
+func (*ListFleetRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ListFleetRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListFleetRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *ListFleetRequest) GetSearch() string {
+	if x != nil {
+		return x.Search
+	}
+	return ""
+}
+
+func (x *ListFleetRequest) GetOffline() bool {
+	if x != nil {
+		return x.Offline
+	}
+	return false
+}
+
+func (x *ListFleetRequest) GetFailing() bool {
+	if x != nil {
+		return x.Failing
+	}
+	return false
+}
+
+func (x *ListFleetRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ListFleetRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFleetRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListFleetResponse is one page, sorted by machine name then ID.
+type ListFleetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machines.
+	Machines []*FleetMachine `protobuf:"bytes,1,rep,name=machines,proto3" json:"machines,omitempty"`
+	// Pass it as page_token for the next page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFleetResponse) Reset() {
+	*x = ListFleetResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFleetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFleetResponse) ProtoMessage() {}
+
+func (x *ListFleetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFleetResponse.ProtoReflect.Descriptor instead.
+func (*ListFleetResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListFleetResponse) GetMachines() []*FleetMachine {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+func (x *ListFleetResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// FleetMachine is a machine and the state of its parts.
+type FleetMachine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The machine, with its parts.
+	Machine *Machine `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// Its location's path from the top of its organization, such as
+	// "Plant/Line 1/Cell A".
+	LocationPath string `protobuf:"bytes,2,opt,name=location_path,json=locationPath,proto3" json:"location_path,omitempty"`
+	// The organization its location belongs to.
+	OrgId string `protobuf:"bytes,3,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Whether some part is online: seen within three sync intervals.
+	Online bool `protobuf:"varint,4,opt,name=online,proto3" json:"online,omitempty"`
+	// When a part was last seen; absent if none ever reported.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// Each part's state, main part first.
+	Parts         []*FleetPart `protobuf:"bytes,6,rep,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetMachine) Reset() {
+	*x = FleetMachine{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetMachine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetMachine) ProtoMessage() {}
+
+func (x *FleetMachine) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetMachine.ProtoReflect.Descriptor instead.
+func (*FleetMachine) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *FleetMachine) GetMachine() *Machine {
+	if x != nil {
+		return x.Machine
+	}
+	return nil
+}
+
+func (x *FleetMachine) GetLocationPath() string {
+	if x != nil {
+		return x.LocationPath
+	}
+	return ""
+}
+
+func (x *FleetMachine) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *FleetMachine) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *FleetMachine) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *FleetMachine) GetParts() []*FleetPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// FleetPart is one part's state as it last reported it.
+type FleetPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The part.
+	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
+	// Its name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether it was seen within three sync intervals.
+	Online bool `protobuf:"varint,3,opt,name=online,proto3" json:"online,omitempty"`
+	// When the cloud last heard from it; absent if never.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// The daemon version it reported.
+	Version string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	// The config version it runs, as it reported.
+	RunningConfigVersion uint64 `protobuf:"varint,6,opt,name=running_config_version,json=runningConfigVersion,proto3" json:"running_config_version,omitempty"`
+	// The config version the cloud has signed for it.
+	IssuedConfigVersion uint64 `protobuf:"varint,7,opt,name=issued_config_version,json=issuedConfigVersion,proto3" json:"issued_config_version,omitempty"`
+	// Records waiting on the part to be uploaded, over every stream.
+	BacklogRecords uint64 `protobuf:"varint,8,opt,name=backlog_records,json=backlogRecords,proto3" json:"backlog_records,omitempty"`
+	// Bytes waiting on the part to be uploaded.
+	BacklogBytes uint64 `protobuf:"varint,9,opt,name=backlog_bytes,json=backlogBytes,proto3" json:"backlog_bytes,omitempty"`
+	// Its failing resources ("component/NAME", "process/ID", ...).
+	Failing       []string `protobuf:"bytes,10,rep,name=failing,proto3" json:"failing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetPart) Reset() {
+	*x = FleetPart{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetPart) ProtoMessage() {}
+
+func (x *FleetPart) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetPart.ProtoReflect.Descriptor instead.
+func (*FleetPart) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *FleetPart) GetPartId() string {
+	if x != nil {
+		return x.PartId
+	}
+	return ""
+}
+
+func (x *FleetPart) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FleetPart) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *FleetPart) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *FleetPart) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *FleetPart) GetRunningConfigVersion() uint64 {
+	if x != nil {
+		return x.RunningConfigVersion
+	}
+	return 0
+}
+
+func (x *FleetPart) GetIssuedConfigVersion() uint64 {
+	if x != nil {
+		return x.IssuedConfigVersion
+	}
+	return 0
+}
+
+func (x *FleetPart) GetBacklogRecords() uint64 {
+	if x != nil {
+		return x.BacklogRecords
+	}
+	return 0
+}
+
+func (x *FleetPart) GetBacklogBytes() uint64 {
+	if x != nil {
+		return x.BacklogBytes
+	}
+	return 0
+}
+
+func (x *FleetPart) GetFailing() []string {
+	if x != nil {
+		return x.Failing
+	}
+	return nil
+}
+
+// SummarizeFleetRequest names the organization or location.
+type SummarizeFleetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in ListFleetRequest.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// As in ListFleetRequest.
+	LocationId    string `protobuf:"bytes,2,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SummarizeFleetRequest) Reset() {
+	*x = SummarizeFleetRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SummarizeFleetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SummarizeFleetRequest) ProtoMessage() {}
+
+func (x *SummarizeFleetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SummarizeFleetRequest.ProtoReflect.Descriptor instead.
+func (*SummarizeFleetRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SummarizeFleetRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *SummarizeFleetRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+// SummarizeFleetResponse counts machines.
+type SummarizeFleetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Machines the caller may see.
+	Machines uint32 `protobuf:"varint,1,opt,name=machines,proto3" json:"machines,omitempty"`
+	// With some part online.
+	Online uint32 `protobuf:"varint,2,opt,name=online,proto3" json:"online,omitempty"`
+	// With no part online (those never seen included).
+	Offline uint32 `protobuf:"varint,3,opt,name=offline,proto3" json:"offline,omitempty"`
+	// Of the offline ones, never seen at all.
+	NeverSeen uint32 `protobuf:"varint,4,opt,name=never_seen,json=neverSeen,proto3" json:"never_seen,omitempty"`
+	// With a failing resource.
+	Failing uint32 `protobuf:"varint,5,opt,name=failing,proto3" json:"failing,omitempty"`
+	// Parts per daemon version, most first ("" for parts never seen).
+	Versions []*VersionCount `protobuf:"bytes,6,rep,name=versions,proto3" json:"versions,omitempty"`
+	// The machines with the largest backlogs, largest first (at most 5).
+	WorstBacklogs []*FleetMachine `protobuf:"bytes,7,rep,name=worst_backlogs,json=worstBacklogs,proto3" json:"worst_backlogs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SummarizeFleetResponse) Reset() {
+	*x = SummarizeFleetResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SummarizeFleetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SummarizeFleetResponse) ProtoMessage() {}
+
+func (x *SummarizeFleetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SummarizeFleetResponse.ProtoReflect.Descriptor instead.
+func (*SummarizeFleetResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SummarizeFleetResponse) GetMachines() uint32 {
+	if x != nil {
+		return x.Machines
+	}
+	return 0
+}
+
+func (x *SummarizeFleetResponse) GetOnline() uint32 {
+	if x != nil {
+		return x.Online
+	}
+	return 0
+}
+
+func (x *SummarizeFleetResponse) GetOffline() uint32 {
+	if x != nil {
+		return x.Offline
+	}
+	return 0
+}
+
+func (x *SummarizeFleetResponse) GetNeverSeen() uint32 {
+	if x != nil {
+		return x.NeverSeen
+	}
+	return 0
+}
+
+func (x *SummarizeFleetResponse) GetFailing() uint32 {
+	if x != nil {
+		return x.Failing
+	}
+	return 0
+}
+
+func (x *SummarizeFleetResponse) GetVersions() []*VersionCount {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *SummarizeFleetResponse) GetWorstBacklogs() []*FleetMachine {
+	if x != nil {
+		return x.WorstBacklogs
+	}
+	return nil
+}
+
+// VersionCount is how many parts run one daemon version.
+type VersionCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Parts running it.
+	Parts         uint32 `protobuf:"varint,2,opt,name=parts,proto3" json:"parts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionCount) Reset() {
+	*x = VersionCount{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionCount) ProtoMessage() {}
+
+func (x *VersionCount) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionCount.ProtoReflect.Descriptor instead.
+func (*VersionCount) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *VersionCount) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *VersionCount) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
+}
+
 // BootstrapPartRequest names the part and the URL parts reach the cloud at.
 type BootstrapPartRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2307,7 +2904,7 @@ type BootstrapPartRequest struct {
 
 func (x *BootstrapPartRequest) Reset() {
 	*x = BootstrapPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2916,7 @@ func (x *BootstrapPartRequest) String() string {
 func (*BootstrapPartRequest) ProtoMessage() {}
 
 func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[43]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2929,7 @@ func (x *BootstrapPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapPartRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{43}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BootstrapPartRequest) GetPartId() string {
@@ -2360,7 +2957,7 @@ type BootstrapPartResponse struct {
 
 func (x *BootstrapPartResponse) Reset() {
 	*x = BootstrapPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2969,7 @@ func (x *BootstrapPartResponse) String() string {
 func (*BootstrapPartResponse) ProtoMessage() {}
 
 func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[44]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2982,7 @@ func (x *BootstrapPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapPartResponse.ProtoReflect.Descriptor instead.
 func (*BootstrapPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{44}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *BootstrapPartResponse) GetBootstrap() *v1.Bootstrap {
@@ -2406,7 +3003,7 @@ type GetMachineStatusRequest struct {
 
 func (x *GetMachineStatusRequest) Reset() {
 	*x = GetMachineStatusRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +3015,7 @@ func (x *GetMachineStatusRequest) String() string {
 func (*GetMachineStatusRequest) ProtoMessage() {}
 
 func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[45]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +3028,7 @@ func (x *GetMachineStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{45}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetMachineStatusRequest) GetMachineId() string {
@@ -2454,7 +3051,7 @@ type GetMachineStatusResponse struct {
 
 func (x *GetMachineStatusResponse) Reset() {
 	*x = GetMachineStatusResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +3063,7 @@ func (x *GetMachineStatusResponse) String() string {
 func (*GetMachineStatusResponse) ProtoMessage() {}
 
 func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[46]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +3076,7 @@ func (x *GetMachineStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{46}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetMachineStatusResponse) GetParts() []*PartStatus {
@@ -2515,7 +3112,7 @@ type PartStatus struct {
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2527,7 +3124,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[47]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2540,7 +3137,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{47}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PartStatus) GetPart() *Part {
@@ -2599,7 +3196,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +3208,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[48]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +3221,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{48}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Machine) GetId() string {
@@ -2690,7 +3287,7 @@ type Part struct {
 
 func (x *Part) Reset() {
 	*x = Part{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2702,7 +3299,7 @@ func (x *Part) String() string {
 func (*Part) ProtoMessage() {}
 
 func (x *Part) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[49]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2715,7 +3312,7 @@ func (x *Part) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Part.ProtoReflect.Descriptor instead.
 func (*Part) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{49}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Part) GetId() string {
@@ -2785,7 +3382,7 @@ type PartRestart struct {
 
 func (x *PartRestart) Reset() {
 	*x = PartRestart{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2797,7 +3394,7 @@ func (x *PartRestart) String() string {
 func (*PartRestart) ProtoMessage() {}
 
 func (x *PartRestart) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[50]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2810,7 +3407,7 @@ func (x *PartRestart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartRestart.ProtoReflect.Descriptor instead.
 func (*PartRestart) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{50}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PartRestart) GetRequestedAt() *timestamppb.Timestamp {
@@ -2870,7 +3467,7 @@ type CreateMachineRequest struct {
 
 func (x *CreateMachineRequest) Reset() {
 	*x = CreateMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3479,7 @@ func (x *CreateMachineRequest) String() string {
 func (*CreateMachineRequest) ProtoMessage() {}
 
 func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[51]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3492,7 @@ func (x *CreateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineRequest.ProtoReflect.Descriptor instead.
 func (*CreateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{51}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateMachineRequest) GetLocationId() string {
@@ -2932,7 +3529,7 @@ type CreateMachineResponse struct {
 
 func (x *CreateMachineResponse) Reset() {
 	*x = CreateMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3541,7 @@ func (x *CreateMachineResponse) String() string {
 func (*CreateMachineResponse) ProtoMessage() {}
 
 func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[52]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3554,7 @@ func (x *CreateMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateMachineResponse.ProtoReflect.Descriptor instead.
 func (*CreateMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{52}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateMachineResponse) GetMachine() *Machine {
@@ -2985,7 +3582,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3594,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[53]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3607,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{53}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetMachineRequest) GetMachineId() string {
@@ -3031,7 +3628,7 @@ type GetMachineResponse struct {
 
 func (x *GetMachineResponse) Reset() {
 	*x = GetMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3640,7 @@ func (x *GetMachineResponse) String() string {
 func (*GetMachineResponse) ProtoMessage() {}
 
 func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[54]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3653,7 @@ func (x *GetMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{54}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetMachineResponse) GetMachine() *Machine {
@@ -3077,7 +3674,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3089,7 +3686,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[55]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3102,7 +3699,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{55}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListMachinesRequest) GetLocationId() string {
@@ -3123,7 +3720,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3135,7 +3732,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[56]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3148,7 +3745,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{56}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -3171,7 +3768,7 @@ type RenameMachineRequest struct {
 
 func (x *RenameMachineRequest) Reset() {
 	*x = RenameMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3183,7 +3780,7 @@ func (x *RenameMachineRequest) String() string {
 func (*RenameMachineRequest) ProtoMessage() {}
 
 func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[57]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3196,7 +3793,7 @@ func (x *RenameMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineRequest.ProtoReflect.Descriptor instead.
 func (*RenameMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{57}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RenameMachineRequest) GetMachineId() string {
@@ -3224,7 +3821,7 @@ type RenameMachineResponse struct {
 
 func (x *RenameMachineResponse) Reset() {
 	*x = RenameMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3833,7 @@ func (x *RenameMachineResponse) String() string {
 func (*RenameMachineResponse) ProtoMessage() {}
 
 func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[58]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3846,7 @@ func (x *RenameMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameMachineResponse.ProtoReflect.Descriptor instead.
 func (*RenameMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{58}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RenameMachineResponse) GetMachine() *Machine {
@@ -3270,7 +3867,7 @@ type DeleteMachineRequest struct {
 
 func (x *DeleteMachineRequest) Reset() {
 	*x = DeleteMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3282,7 +3879,7 @@ func (x *DeleteMachineRequest) String() string {
 func (*DeleteMachineRequest) ProtoMessage() {}
 
 func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[59]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3295,7 +3892,7 @@ func (x *DeleteMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineRequest.ProtoReflect.Descriptor instead.
 func (*DeleteMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{59}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteMachineRequest) GetMachineId() string {
@@ -3314,7 +3911,7 @@ type DeleteMachineResponse struct {
 
 func (x *DeleteMachineResponse) Reset() {
 	*x = DeleteMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3326,7 +3923,7 @@ func (x *DeleteMachineResponse) String() string {
 func (*DeleteMachineResponse) ProtoMessage() {}
 
 func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[60]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3339,7 +3936,7 @@ func (x *DeleteMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMachineResponse.ProtoReflect.Descriptor instead.
 func (*DeleteMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{60}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
 }
 
 // RestartMachineRequest names the machine.
@@ -3353,7 +3950,7 @@ type RestartMachineRequest struct {
 
 func (x *RestartMachineRequest) Reset() {
 	*x = RestartMachineRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3962,7 @@ func (x *RestartMachineRequest) String() string {
 func (*RestartMachineRequest) ProtoMessage() {}
 
 func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[61]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3975,7 @@ func (x *RestartMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineRequest.ProtoReflect.Descriptor instead.
 func (*RestartMachineRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{61}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RestartMachineRequest) GetMachineId() string {
@@ -3399,7 +3996,7 @@ type RestartMachineResponse struct {
 
 func (x *RestartMachineResponse) Reset() {
 	*x = RestartMachineResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +4008,7 @@ func (x *RestartMachineResponse) String() string {
 func (*RestartMachineResponse) ProtoMessage() {}
 
 func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[62]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +4021,7 @@ func (x *RestartMachineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartMachineResponse.ProtoReflect.Descriptor instead.
 func (*RestartMachineResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{62}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RestartMachineResponse) GetMachine() *Machine {
@@ -3445,7 +4042,7 @@ type RestartPartRequest struct {
 
 func (x *RestartPartRequest) Reset() {
 	*x = RestartPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +4054,7 @@ func (x *RestartPartRequest) String() string {
 func (*RestartPartRequest) ProtoMessage() {}
 
 func (x *RestartPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[63]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +4067,7 @@ func (x *RestartPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPartRequest.ProtoReflect.Descriptor instead.
 func (*RestartPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{63}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RestartPartRequest) GetPartId() string {
@@ -3491,7 +4088,7 @@ type RestartPartResponse struct {
 
 func (x *RestartPartResponse) Reset() {
 	*x = RestartPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3503,7 +4100,7 @@ func (x *RestartPartResponse) String() string {
 func (*RestartPartResponse) ProtoMessage() {}
 
 func (x *RestartPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[64]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3516,7 +4113,7 @@ func (x *RestartPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPartResponse.ProtoReflect.Descriptor instead.
 func (*RestartPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{64}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *RestartPartResponse) GetPart() *Part {
@@ -3539,7 +4136,7 @@ type AddPartRequest struct {
 
 func (x *AddPartRequest) Reset() {
 	*x = AddPartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3551,7 +4148,7 @@ func (x *AddPartRequest) String() string {
 func (*AddPartRequest) ProtoMessage() {}
 
 func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[65]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3564,7 +4161,7 @@ func (x *AddPartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartRequest.ProtoReflect.Descriptor instead.
 func (*AddPartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{65}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *AddPartRequest) GetMachineId() string {
@@ -3594,7 +4191,7 @@ type AddPartResponse struct {
 
 func (x *AddPartResponse) Reset() {
 	*x = AddPartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3606,7 +4203,7 @@ func (x *AddPartResponse) String() string {
 func (*AddPartResponse) ProtoMessage() {}
 
 func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[66]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3619,7 +4216,7 @@ func (x *AddPartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPartResponse.ProtoReflect.Descriptor instead.
 func (*AddPartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{66}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *AddPartResponse) GetPart() *Part {
@@ -3649,7 +4246,7 @@ type RenamePartRequest struct {
 
 func (x *RenamePartRequest) Reset() {
 	*x = RenamePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +4258,7 @@ func (x *RenamePartRequest) String() string {
 func (*RenamePartRequest) ProtoMessage() {}
 
 func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[67]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +4271,7 @@ func (x *RenamePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartRequest.ProtoReflect.Descriptor instead.
 func (*RenamePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{67}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RenamePartRequest) GetPartId() string {
@@ -3702,7 +4299,7 @@ type RenamePartResponse struct {
 
 func (x *RenamePartResponse) Reset() {
 	*x = RenamePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +4311,7 @@ func (x *RenamePartResponse) String() string {
 func (*RenamePartResponse) ProtoMessage() {}
 
 func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[68]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +4324,7 @@ func (x *RenamePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenamePartResponse.ProtoReflect.Descriptor instead.
 func (*RenamePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{68}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RenamePartResponse) GetPart() *Part {
@@ -3748,7 +4345,7 @@ type DeletePartRequest struct {
 
 func (x *DeletePartRequest) Reset() {
 	*x = DeletePartRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +4357,7 @@ func (x *DeletePartRequest) String() string {
 func (*DeletePartRequest) ProtoMessage() {}
 
 func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[69]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +4370,7 @@ func (x *DeletePartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartRequest.ProtoReflect.Descriptor instead.
 func (*DeletePartRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{69}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DeletePartRequest) GetPartId() string {
@@ -3792,7 +4389,7 @@ type DeletePartResponse struct {
 
 func (x *DeletePartResponse) Reset() {
 	*x = DeletePartResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +4401,7 @@ func (x *DeletePartResponse) String() string {
 func (*DeletePartResponse) ProtoMessage() {}
 
 func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[70]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +4414,7 @@ func (x *DeletePartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePartResponse.ProtoReflect.Descriptor instead.
 func (*DeletePartResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{70}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
 }
 
 // RotatePartSecretRequest names the part.
@@ -3831,7 +4428,7 @@ type RotatePartSecretRequest struct {
 
 func (x *RotatePartSecretRequest) Reset() {
 	*x = RotatePartSecretRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +4440,7 @@ func (x *RotatePartSecretRequest) String() string {
 func (*RotatePartSecretRequest) ProtoMessage() {}
 
 func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[71]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4453,7 @@ func (x *RotatePartSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{71}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RotatePartSecretRequest) GetPartId() string {
@@ -3879,7 +4476,7 @@ type RotatePartSecretResponse struct {
 
 func (x *RotatePartSecretResponse) Reset() {
 	*x = RotatePartSecretResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4488,7 @@ func (x *RotatePartSecretResponse) String() string {
 func (*RotatePartSecretResponse) ProtoMessage() {}
 
 func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[72]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4501,7 @@ func (x *RotatePartSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotatePartSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotatePartSecretResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{72}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RotatePartSecretResponse) GetPart() *Part {
@@ -3938,7 +4535,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3950,7 +4547,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[73]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3963,7 +4560,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{73}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *User) GetId() string {
@@ -4007,7 +4604,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4019,7 +4616,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[74]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4032,7 +4629,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{74}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *CreateUserRequest) GetEmail() string {
@@ -4062,7 +4659,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4074,7 +4671,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[75]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4087,7 +4684,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{75}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -4115,7 +4712,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4127,7 +4724,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[76]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4140,7 +4737,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{76}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *DeleteUserRequest) GetUser() string {
@@ -4163,7 +4760,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +4772,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[77]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +4785,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{77}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *DeleteUserResponse) GetUser() *User {
@@ -4226,7 +4823,7 @@ type Invite struct {
 
 func (x *Invite) Reset() {
 	*x = Invite{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4238,7 +4835,7 @@ func (x *Invite) String() string {
 func (*Invite) ProtoMessage() {}
 
 func (x *Invite) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[78]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4251,7 +4848,7 @@ func (x *Invite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invite.ProtoReflect.Descriptor instead.
 func (*Invite) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{78}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *Invite) GetId() string {
@@ -4311,7 +4908,7 @@ type InviteUserRequest struct {
 
 func (x *InviteUserRequest) Reset() {
 	*x = InviteUserRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4920,7 @@ func (x *InviteUserRequest) String() string {
 func (*InviteUserRequest) ProtoMessage() {}
 
 func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[79]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4933,7 @@ func (x *InviteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserRequest.ProtoReflect.Descriptor instead.
 func (*InviteUserRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{79}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *InviteUserRequest) GetEmail() string {
@@ -4374,7 +4971,7 @@ type InviteUserResponse struct {
 
 func (x *InviteUserResponse) Reset() {
 	*x = InviteUserResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4386,7 +4983,7 @@ func (x *InviteUserResponse) String() string {
 func (*InviteUserResponse) ProtoMessage() {}
 
 func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[80]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4399,7 +4996,7 @@ func (x *InviteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InviteUserResponse.ProtoReflect.Descriptor instead.
 func (*InviteUserResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{80}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *InviteUserResponse) GetInvite() *Invite {
@@ -4427,7 +5024,7 @@ type ResendInviteRequest struct {
 
 func (x *ResendInviteRequest) Reset() {
 	*x = ResendInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +5036,7 @@ func (x *ResendInviteRequest) String() string {
 func (*ResendInviteRequest) ProtoMessage() {}
 
 func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[81]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +5049,7 @@ func (x *ResendInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteRequest.ProtoReflect.Descriptor instead.
 func (*ResendInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{81}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ResendInviteRequest) GetInviteId() string {
@@ -4476,7 +5073,7 @@ type ResendInviteResponse struct {
 
 func (x *ResendInviteResponse) Reset() {
 	*x = ResendInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4488,7 +5085,7 @@ func (x *ResendInviteResponse) String() string {
 func (*ResendInviteResponse) ProtoMessage() {}
 
 func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[82]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4501,7 +5098,7 @@ func (x *ResendInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResendInviteResponse.ProtoReflect.Descriptor instead.
 func (*ResendInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{82}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ResendInviteResponse) GetInvite() *Invite {
@@ -4529,7 +5126,7 @@ type RevokeInviteRequest struct {
 
 func (x *RevokeInviteRequest) Reset() {
 	*x = RevokeInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4541,7 +5138,7 @@ func (x *RevokeInviteRequest) String() string {
 func (*RevokeInviteRequest) ProtoMessage() {}
 
 func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[83]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4554,7 +5151,7 @@ func (x *RevokeInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteRequest.ProtoReflect.Descriptor instead.
 func (*RevokeInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{83}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *RevokeInviteRequest) GetInviteId() string {
@@ -4573,7 +5170,7 @@ type RevokeInviteResponse struct {
 
 func (x *RevokeInviteResponse) Reset() {
 	*x = RevokeInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4585,7 +5182,7 @@ func (x *RevokeInviteResponse) String() string {
 func (*RevokeInviteResponse) ProtoMessage() {}
 
 func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[84]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4598,7 +5195,7 @@ func (x *RevokeInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeInviteResponse.ProtoReflect.Descriptor instead.
 func (*RevokeInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{84}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
 }
 
 // AcceptInviteRequest carries the code and the invitee's password.
@@ -4618,7 +5215,7 @@ type AcceptInviteRequest struct {
 
 func (x *AcceptInviteRequest) Reset() {
 	*x = AcceptInviteRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4630,7 +5227,7 @@ func (x *AcceptInviteRequest) String() string {
 func (*AcceptInviteRequest) ProtoMessage() {}
 
 func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[85]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4643,7 +5240,7 @@ func (x *AcceptInviteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteRequest.ProtoReflect.Descriptor instead.
 func (*AcceptInviteRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{85}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *AcceptInviteRequest) GetCode() string {
@@ -4682,7 +5279,7 @@ type AcceptInviteResponse struct {
 
 func (x *AcceptInviteResponse) Reset() {
 	*x = AcceptInviteResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4694,7 +5291,7 @@ func (x *AcceptInviteResponse) String() string {
 func (*AcceptInviteResponse) ProtoMessage() {}
 
 func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[86]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4707,7 +5304,7 @@ func (x *AcceptInviteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptInviteResponse.ProtoReflect.Descriptor instead.
 func (*AcceptInviteResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{86}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *AcceptInviteResponse) GetUser() *User {
@@ -4754,7 +5351,7 @@ type APIKey struct {
 
 func (x *APIKey) Reset() {
 	*x = APIKey{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4766,7 +5363,7 @@ func (x *APIKey) String() string {
 func (*APIKey) ProtoMessage() {}
 
 func (x *APIKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[87]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4779,7 +5376,7 @@ func (x *APIKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIKey.ProtoReflect.Descriptor instead.
 func (*APIKey) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{87}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *APIKey) GetId() string {
@@ -4850,7 +5447,7 @@ type CreateAPIKeyRequest struct {
 
 func (x *CreateAPIKeyRequest) Reset() {
 	*x = CreateAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4862,7 +5459,7 @@ func (x *CreateAPIKeyRequest) String() string {
 func (*CreateAPIKeyRequest) ProtoMessage() {}
 
 func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[88]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4875,7 +5472,7 @@ func (x *CreateAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{88}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *CreateAPIKeyRequest) GetName() string {
@@ -4921,7 +5518,7 @@ type CreateAPIKeyResponse struct {
 
 func (x *CreateAPIKeyResponse) Reset() {
 	*x = CreateAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4933,7 +5530,7 @@ func (x *CreateAPIKeyResponse) String() string {
 func (*CreateAPIKeyResponse) ProtoMessage() {}
 
 func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[89]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4946,7 +5543,7 @@ func (x *CreateAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{89}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *CreateAPIKeyResponse) GetKey() *APIKey {
@@ -4974,7 +5571,7 @@ type ListAPIKeysRequest struct {
 
 func (x *ListAPIKeysRequest) Reset() {
 	*x = ListAPIKeysRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4986,7 +5583,7 @@ func (x *ListAPIKeysRequest) String() string {
 func (*ListAPIKeysRequest) ProtoMessage() {}
 
 func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[90]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4999,7 +5596,7 @@ func (x *ListAPIKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{90}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *ListAPIKeysRequest) GetOrgId() string {
@@ -5020,7 +5617,7 @@ type ListAPIKeysResponse struct {
 
 func (x *ListAPIKeysResponse) Reset() {
 	*x = ListAPIKeysResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5629,7 @@ func (x *ListAPIKeysResponse) String() string {
 func (*ListAPIKeysResponse) ProtoMessage() {}
 
 func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[91]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5642,7 @@ func (x *ListAPIKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPIKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListAPIKeysResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{91}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *ListAPIKeysResponse) GetKeys() []*APIKey {
@@ -5066,7 +5663,7 @@ type RevokeAPIKeyRequest struct {
 
 func (x *RevokeAPIKeyRequest) Reset() {
 	*x = RevokeAPIKeyRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5078,7 +5675,7 @@ func (x *RevokeAPIKeyRequest) String() string {
 func (*RevokeAPIKeyRequest) ProtoMessage() {}
 
 func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[92]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5091,7 +5688,7 @@ func (x *RevokeAPIKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{92}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *RevokeAPIKeyRequest) GetKeyId() string {
@@ -5110,7 +5707,7 @@ type RevokeAPIKeyResponse struct {
 
 func (x *RevokeAPIKeyResponse) Reset() {
 	*x = RevokeAPIKeyResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5122,7 +5719,7 @@ func (x *RevokeAPIKeyResponse) String() string {
 func (*RevokeAPIKeyResponse) ProtoMessage() {}
 
 func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[93]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5135,7 +5732,7 @@ func (x *RevokeAPIKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPIKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPIKeyResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{93}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
 }
 
 // Grant is a role held by a subject on a scope.
@@ -5157,7 +5754,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5169,7 +5766,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[94]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5182,7 +5779,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{94}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *Grant) GetSubject() string {
@@ -5235,7 +5832,7 @@ type GrantRoleRequest struct {
 
 func (x *GrantRoleRequest) Reset() {
 	*x = GrantRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5247,7 +5844,7 @@ func (x *GrantRoleRequest) String() string {
 func (*GrantRoleRequest) ProtoMessage() {}
 
 func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[95]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5260,7 +5857,7 @@ func (x *GrantRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleRequest.ProtoReflect.Descriptor instead.
 func (*GrantRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{95}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
 }
 
 func (x *GrantRoleRequest) GetSubject() string {
@@ -5295,7 +5892,7 @@ type GrantRoleResponse struct {
 
 func (x *GrantRoleResponse) Reset() {
 	*x = GrantRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5307,7 +5904,7 @@ func (x *GrantRoleResponse) String() string {
 func (*GrantRoleResponse) ProtoMessage() {}
 
 func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[96]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5320,7 +5917,7 @@ func (x *GrantRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRoleResponse.ProtoReflect.Descriptor instead.
 func (*GrantRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{96}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
 }
 
 func (x *GrantRoleResponse) GetGrant() *Grant {
@@ -5345,7 +5942,7 @@ type ChangeRoleRequest struct {
 
 func (x *ChangeRoleRequest) Reset() {
 	*x = ChangeRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5357,7 +5954,7 @@ func (x *ChangeRoleRequest) String() string {
 func (*ChangeRoleRequest) ProtoMessage() {}
 
 func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[97]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5370,7 +5967,7 @@ func (x *ChangeRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleRequest.ProtoReflect.Descriptor instead.
 func (*ChangeRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{97}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
 }
 
 func (x *ChangeRoleRequest) GetSubject() string {
@@ -5405,7 +6002,7 @@ type ChangeRoleResponse struct {
 
 func (x *ChangeRoleResponse) Reset() {
 	*x = ChangeRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5417,7 +6014,7 @@ func (x *ChangeRoleResponse) String() string {
 func (*ChangeRoleResponse) ProtoMessage() {}
 
 func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[98]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5430,7 +6027,7 @@ func (x *ChangeRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeRoleResponse.ProtoReflect.Descriptor instead.
 func (*ChangeRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{98}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
 }
 
 func (x *ChangeRoleResponse) GetGrant() *Grant {
@@ -5455,7 +6052,7 @@ type LimitAccessRequest struct {
 
 func (x *LimitAccessRequest) Reset() {
 	*x = LimitAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5467,7 +6064,7 @@ func (x *LimitAccessRequest) String() string {
 func (*LimitAccessRequest) ProtoMessage() {}
 
 func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[99]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5480,7 +6077,7 @@ func (x *LimitAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessRequest.ProtoReflect.Descriptor instead.
 func (*LimitAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{99}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
 }
 
 func (x *LimitAccessRequest) GetSubject() string {
@@ -5515,7 +6112,7 @@ type LimitAccessResponse struct {
 
 func (x *LimitAccessResponse) Reset() {
 	*x = LimitAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5527,7 +6124,7 @@ func (x *LimitAccessResponse) String() string {
 func (*LimitAccessResponse) ProtoMessage() {}
 
 func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[100]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5540,7 +6137,7 @@ func (x *LimitAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LimitAccessResponse.ProtoReflect.Descriptor instead.
 func (*LimitAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{100}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
 }
 
 func (x *LimitAccessResponse) GetGrants() []*Grant {
@@ -5563,7 +6160,7 @@ type RemoveRoleRequest struct {
 
 func (x *RemoveRoleRequest) Reset() {
 	*x = RemoveRoleRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5575,7 +6172,7 @@ func (x *RemoveRoleRequest) String() string {
 func (*RemoveRoleRequest) ProtoMessage() {}
 
 func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[101]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5588,7 +6185,7 @@ func (x *RemoveRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRoleRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{101}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
 }
 
 func (x *RemoveRoleRequest) GetSubject() string {
@@ -5614,7 +6211,7 @@ type RemoveRoleResponse struct {
 
 func (x *RemoveRoleResponse) Reset() {
 	*x = RemoveRoleResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5626,7 +6223,7 @@ func (x *RemoveRoleResponse) String() string {
 func (*RemoveRoleResponse) ProtoMessage() {}
 
 func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[102]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5639,7 +6236,7 @@ func (x *RemoveRoleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRoleResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRoleResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{102}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
 }
 
 // ListRolesRequest names the scope.
@@ -5653,7 +6250,7 @@ type ListRolesRequest struct {
 
 func (x *ListRolesRequest) Reset() {
 	*x = ListRolesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5665,7 +6262,7 @@ func (x *ListRolesRequest) String() string {
 func (*ListRolesRequest) ProtoMessage() {}
 
 func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[103]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5678,7 +6275,7 @@ func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListRolesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{103}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
 }
 
 func (x *ListRolesRequest) GetScope() string {
@@ -5699,7 +6296,7 @@ type ListRolesResponse struct {
 
 func (x *ListRolesResponse) Reset() {
 	*x = ListRolesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5711,7 +6308,7 @@ func (x *ListRolesResponse) String() string {
 func (*ListRolesResponse) ProtoMessage() {}
 
 func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[104]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5724,7 +6321,7 @@ func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListRolesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{104}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
 }
 
 func (x *ListRolesResponse) GetGrants() []*Grant {
@@ -5751,7 +6348,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5763,7 +6360,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[105]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5776,7 +6373,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{105}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
 }
 
 func (x *CheckAccessRequest) GetSubject() string {
@@ -5826,7 +6423,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5838,7 +6435,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[106]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5851,7 +6448,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{106}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
 }
 
 func (x *CheckAccessResponse) GetAllowed() bool {
@@ -5919,7 +6516,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5931,7 +6528,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[107]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5944,7 +6541,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{107}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -6032,7 +6629,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6044,7 +6641,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[108]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6057,7 +6654,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{108}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
 }
 
 func (x *ListAuditEventsRequest) GetOrgId() string {
@@ -6094,7 +6691,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6106,7 +6703,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[109]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6119,7 +6716,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{109}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -6158,7 +6755,7 @@ type ConfigRevision struct {
 
 func (x *ConfigRevision) Reset() {
 	*x = ConfigRevision{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6170,7 +6767,7 @@ func (x *ConfigRevision) String() string {
 func (*ConfigRevision) ProtoMessage() {}
 
 func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[110]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6183,7 +6780,7 @@ func (x *ConfigRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigRevision.ProtoReflect.Descriptor instead.
 func (*ConfigRevision) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{110}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
 }
 
 func (x *ConfigRevision) GetMachineId() string {
@@ -6239,7 +6836,7 @@ type GetMachineConfigRequest struct {
 
 func (x *GetMachineConfigRequest) Reset() {
 	*x = GetMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6251,7 +6848,7 @@ func (x *GetMachineConfigRequest) String() string {
 func (*GetMachineConfigRequest) ProtoMessage() {}
 
 func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[111]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6264,7 +6861,7 @@ func (x *GetMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{111}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
 }
 
 func (x *GetMachineConfigRequest) GetMachineId() string {
@@ -6290,7 +6887,7 @@ type GetMachineConfigResponse struct {
 
 func (x *GetMachineConfigResponse) Reset() {
 	*x = GetMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6302,7 +6899,7 @@ func (x *GetMachineConfigResponse) String() string {
 func (*GetMachineConfigResponse) ProtoMessage() {}
 
 func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[112]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6315,7 +6912,7 @@ func (x *GetMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{112}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
 }
 
 func (x *GetMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -6356,7 +6953,7 @@ type UpdateMachineConfigRequest struct {
 
 func (x *UpdateMachineConfigRequest) Reset() {
 	*x = UpdateMachineConfigRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6368,7 +6965,7 @@ func (x *UpdateMachineConfigRequest) String() string {
 func (*UpdateMachineConfigRequest) ProtoMessage() {}
 
 func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[113]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6381,7 +6978,7 @@ func (x *UpdateMachineConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigRequest.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{113}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
 }
 
 func (x *UpdateMachineConfigRequest) GetMachineId() string {
@@ -6423,7 +7020,7 @@ type UpdateMachineConfigResponse struct {
 
 func (x *UpdateMachineConfigResponse) Reset() {
 	*x = UpdateMachineConfigResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6435,7 +7032,7 @@ func (x *UpdateMachineConfigResponse) String() string {
 func (*UpdateMachineConfigResponse) ProtoMessage() {}
 
 func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[114]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6448,7 +7045,7 @@ func (x *UpdateMachineConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateMachineConfigResponse.ProtoReflect.Descriptor instead.
 func (*UpdateMachineConfigResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{114}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
 }
 
 func (x *UpdateMachineConfigResponse) GetRevision() *ConfigRevision {
@@ -6469,7 +7066,7 @@ type ListConfigRevisionsRequest struct {
 
 func (x *ListConfigRevisionsRequest) Reset() {
 	*x = ListConfigRevisionsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6481,7 +7078,7 @@ func (x *ListConfigRevisionsRequest) String() string {
 func (*ListConfigRevisionsRequest) ProtoMessage() {}
 
 func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[115]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6494,7 +7091,7 @@ func (x *ListConfigRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{115}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
 }
 
 func (x *ListConfigRevisionsRequest) GetMachineId() string {
@@ -6515,7 +7112,7 @@ type ListConfigRevisionsResponse struct {
 
 func (x *ListConfigRevisionsResponse) Reset() {
 	*x = ListConfigRevisionsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6527,7 +7124,7 @@ func (x *ListConfigRevisionsResponse) String() string {
 func (*ListConfigRevisionsResponse) ProtoMessage() {}
 
 func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[116]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6540,7 +7137,7 @@ func (x *ListConfigRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{116}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
 }
 
 func (x *ListConfigRevisionsResponse) GetRevisions() []*ConfigRevision {
@@ -6577,7 +7174,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6589,7 +7186,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[117]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6602,7 +7199,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{117}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
 }
 
 func (x *ConfigProposal) GetId() string {
@@ -6679,7 +7276,7 @@ type ListConfigProposalsRequest struct {
 
 func (x *ListConfigProposalsRequest) Reset() {
 	*x = ListConfigProposalsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6691,7 +7288,7 @@ func (x *ListConfigProposalsRequest) String() string {
 func (*ListConfigProposalsRequest) ProtoMessage() {}
 
 func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[118]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6704,7 +7301,7 @@ func (x *ListConfigProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsRequest.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{118}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
 }
 
 func (x *ListConfigProposalsRequest) GetMachineId() string {
@@ -6725,7 +7322,7 @@ type ListConfigProposalsResponse struct {
 
 func (x *ListConfigProposalsResponse) Reset() {
 	*x = ListConfigProposalsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6737,7 +7334,7 @@ func (x *ListConfigProposalsResponse) String() string {
 func (*ListConfigProposalsResponse) ProtoMessage() {}
 
 func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[119]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6750,7 +7347,7 @@ func (x *ListConfigProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConfigProposalsResponse.ProtoReflect.Descriptor instead.
 func (*ListConfigProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{119}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
 }
 
 func (x *ListConfigProposalsResponse) GetProposals() []*ConfigProposal {
@@ -6775,7 +7372,7 @@ type ResolveConfigProposalRequest struct {
 
 func (x *ResolveConfigProposalRequest) Reset() {
 	*x = ResolveConfigProposalRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6787,7 +7384,7 @@ func (x *ResolveConfigProposalRequest) String() string {
 func (*ResolveConfigProposalRequest) ProtoMessage() {}
 
 func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[120]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6800,7 +7397,7 @@ func (x *ResolveConfigProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalRequest.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{120}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
 }
 
 func (x *ResolveConfigProposalRequest) GetMachineId() string {
@@ -6835,7 +7432,7 @@ type ResolveConfigProposalResponse struct {
 
 func (x *ResolveConfigProposalResponse) Reset() {
 	*x = ResolveConfigProposalResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6847,7 +7444,7 @@ func (x *ResolveConfigProposalResponse) String() string {
 func (*ResolveConfigProposalResponse) ProtoMessage() {}
 
 func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[121]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6860,7 +7457,7 @@ func (x *ResolveConfigProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveConfigProposalResponse.ProtoReflect.Descriptor instead.
 func (*ResolveConfigProposalResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{121}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
 }
 
 func (x *ResolveConfigProposalResponse) GetProposal() *ConfigProposal {
@@ -6893,7 +7490,7 @@ type Fragment struct {
 
 func (x *Fragment) Reset() {
 	*x = Fragment{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6905,7 +7502,7 @@ func (x *Fragment) String() string {
 func (*Fragment) ProtoMessage() {}
 
 func (x *Fragment) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[122]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6918,7 +7515,7 @@ func (x *Fragment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fragment.ProtoReflect.Descriptor instead.
 func (*Fragment) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{122}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
 }
 
 func (x *Fragment) GetId() string {
@@ -6985,7 +7582,7 @@ type CreateFragmentRequest struct {
 
 func (x *CreateFragmentRequest) Reset() {
 	*x = CreateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6997,7 +7594,7 @@ func (x *CreateFragmentRequest) String() string {
 func (*CreateFragmentRequest) ProtoMessage() {}
 
 func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[123]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7010,7 +7607,7 @@ func (x *CreateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*CreateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{123}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
 }
 
 func (x *CreateFragmentRequest) GetOrgId() string {
@@ -7045,7 +7642,7 @@ type CreateFragmentResponse struct {
 
 func (x *CreateFragmentResponse) Reset() {
 	*x = CreateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7057,7 +7654,7 @@ func (x *CreateFragmentResponse) String() string {
 func (*CreateFragmentResponse) ProtoMessage() {}
 
 func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[124]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7070,7 +7667,7 @@ func (x *CreateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*CreateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{124}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
 }
 
 func (x *CreateFragmentResponse) GetFragment() *Fragment {
@@ -7091,7 +7688,7 @@ type GetFragmentRequest struct {
 
 func (x *GetFragmentRequest) Reset() {
 	*x = GetFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7103,7 +7700,7 @@ func (x *GetFragmentRequest) String() string {
 func (*GetFragmentRequest) ProtoMessage() {}
 
 func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[125]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7116,7 +7713,7 @@ func (x *GetFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentRequest.ProtoReflect.Descriptor instead.
 func (*GetFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{125}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
 }
 
 func (x *GetFragmentRequest) GetFragmentId() string {
@@ -7137,7 +7734,7 @@ type GetFragmentResponse struct {
 
 func (x *GetFragmentResponse) Reset() {
 	*x = GetFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7149,7 +7746,7 @@ func (x *GetFragmentResponse) String() string {
 func (*GetFragmentResponse) ProtoMessage() {}
 
 func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[126]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7162,7 +7759,7 @@ func (x *GetFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFragmentResponse.ProtoReflect.Descriptor instead.
 func (*GetFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{126}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
 }
 
 func (x *GetFragmentResponse) GetFragment() *Fragment {
@@ -7183,7 +7780,7 @@ type ListFragmentsRequest struct {
 
 func (x *ListFragmentsRequest) Reset() {
 	*x = ListFragmentsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7195,7 +7792,7 @@ func (x *ListFragmentsRequest) String() string {
 func (*ListFragmentsRequest) ProtoMessage() {}
 
 func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[127]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7208,7 +7805,7 @@ func (x *ListFragmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListFragmentsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{127}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
 }
 
 func (x *ListFragmentsRequest) GetOrgId() string {
@@ -7229,7 +7826,7 @@ type ListFragmentsResponse struct {
 
 func (x *ListFragmentsResponse) Reset() {
 	*x = ListFragmentsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7241,7 +7838,7 @@ func (x *ListFragmentsResponse) String() string {
 func (*ListFragmentsResponse) ProtoMessage() {}
 
 func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[128]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7254,7 +7851,7 @@ func (x *ListFragmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFragmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListFragmentsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{128}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
 }
 
 func (x *ListFragmentsResponse) GetFragments() []*Fragment {
@@ -7279,7 +7876,7 @@ type UpdateFragmentRequest struct {
 
 func (x *UpdateFragmentRequest) Reset() {
 	*x = UpdateFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7291,7 +7888,7 @@ func (x *UpdateFragmentRequest) String() string {
 func (*UpdateFragmentRequest) ProtoMessage() {}
 
 func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[129]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7304,7 +7901,7 @@ func (x *UpdateFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentRequest.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{129}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
 }
 
 func (x *UpdateFragmentRequest) GetFragmentId() string {
@@ -7341,7 +7938,7 @@ type UpdateFragmentResponse struct {
 
 func (x *UpdateFragmentResponse) Reset() {
 	*x = UpdateFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7353,7 +7950,7 @@ func (x *UpdateFragmentResponse) String() string {
 func (*UpdateFragmentResponse) ProtoMessage() {}
 
 func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[130]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7366,7 +7963,7 @@ func (x *UpdateFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateFragmentResponse.ProtoReflect.Descriptor instead.
 func (*UpdateFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{130}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
 }
 
 func (x *UpdateFragmentResponse) GetFragment() *Fragment {
@@ -7394,7 +7991,7 @@ type DeleteFragmentRequest struct {
 
 func (x *DeleteFragmentRequest) Reset() {
 	*x = DeleteFragmentRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7406,7 +8003,7 @@ func (x *DeleteFragmentRequest) String() string {
 func (*DeleteFragmentRequest) ProtoMessage() {}
 
 func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[131]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7419,7 +8016,7 @@ func (x *DeleteFragmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{131}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
 }
 
 func (x *DeleteFragmentRequest) GetFragmentId() string {
@@ -7438,7 +8035,7 @@ type DeleteFragmentResponse struct {
 
 func (x *DeleteFragmentResponse) Reset() {
 	*x = DeleteFragmentResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7450,7 +8047,7 @@ func (x *DeleteFragmentResponse) String() string {
 func (*DeleteFragmentResponse) ProtoMessage() {}
 
 func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[132]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7463,7 +8060,7 @@ func (x *DeleteFragmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFragmentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFragmentResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{132}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
 }
 
 // ExportCapturesRequest selects captures, as ListCapturesRequest does.
@@ -7489,7 +8086,7 @@ type ExportCapturesRequest struct {
 
 func (x *ExportCapturesRequest) Reset() {
 	*x = ExportCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7501,7 +8098,7 @@ func (x *ExportCapturesRequest) String() string {
 func (*ExportCapturesRequest) ProtoMessage() {}
 
 func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[133]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7514,7 +8111,7 @@ func (x *ExportCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ExportCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{133}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
 }
 
 func (x *ExportCapturesRequest) GetMachineId() string {
@@ -7579,7 +8176,7 @@ type ExportCapturesResponse struct {
 
 func (x *ExportCapturesResponse) Reset() {
 	*x = ExportCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7591,7 +8188,7 @@ func (x *ExportCapturesResponse) String() string {
 func (*ExportCapturesResponse) ProtoMessage() {}
 
 func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[134]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7604,7 +8201,7 @@ func (x *ExportCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ExportCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{134}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
 }
 
 func (x *ExportCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -7643,7 +8240,7 @@ type DeleteCapturesRequest struct {
 
 func (x *DeleteCapturesRequest) Reset() {
 	*x = DeleteCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7655,7 +8252,7 @@ func (x *DeleteCapturesRequest) String() string {
 func (*DeleteCapturesRequest) ProtoMessage() {}
 
 func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[135]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7668,7 +8265,7 @@ func (x *DeleteCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{135}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
 }
 
 func (x *DeleteCapturesRequest) GetMachineId() string {
@@ -7728,7 +8325,7 @@ type DeleteCapturesResponse struct {
 
 func (x *DeleteCapturesResponse) Reset() {
 	*x = DeleteCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7740,7 +8337,7 @@ func (x *DeleteCapturesResponse) String() string {
 func (*DeleteCapturesResponse) ProtoMessage() {}
 
 func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[136]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7753,7 +8350,7 @@ func (x *DeleteCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCapturesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{136}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
 }
 
 func (x *DeleteCapturesResponse) GetDeleted() int32 {
@@ -7792,7 +8389,7 @@ type CaptureRef struct {
 
 func (x *CaptureRef) Reset() {
 	*x = CaptureRef{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7804,7 +8401,7 @@ func (x *CaptureRef) String() string {
 func (*CaptureRef) ProtoMessage() {}
 
 func (x *CaptureRef) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[137]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7817,7 +8414,7 @@ func (x *CaptureRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRef.ProtoReflect.Descriptor instead.
 func (*CaptureRef) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{137}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
 }
 
 func (x *CaptureRef) GetPartId() string {
@@ -7858,7 +8455,7 @@ type TagCapturesRequest struct {
 
 func (x *TagCapturesRequest) Reset() {
 	*x = TagCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7870,7 +8467,7 @@ func (x *TagCapturesRequest) String() string {
 func (*TagCapturesRequest) ProtoMessage() {}
 
 func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[138]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7883,7 +8480,7 @@ func (x *TagCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesRequest.ProtoReflect.Descriptor instead.
 func (*TagCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{138}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{145}
 }
 
 func (x *TagCapturesRequest) GetMachineId() string {
@@ -7925,7 +8522,7 @@ type TagCapturesResponse struct {
 
 func (x *TagCapturesResponse) Reset() {
 	*x = TagCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7937,7 +8534,7 @@ func (x *TagCapturesResponse) String() string {
 func (*TagCapturesResponse) ProtoMessage() {}
 
 func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[139]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7950,7 +8547,7 @@ func (x *TagCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagCapturesResponse.ProtoReflect.Descriptor instead.
 func (*TagCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{139}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{146}
 }
 
 func (x *TagCapturesResponse) GetChanged() int32 {
@@ -7979,7 +8576,7 @@ type ReadBlobRequest struct {
 
 func (x *ReadBlobRequest) Reset() {
 	*x = ReadBlobRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7991,7 +8588,7 @@ func (x *ReadBlobRequest) String() string {
 func (*ReadBlobRequest) ProtoMessage() {}
 
 func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[140]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8004,7 +8601,7 @@ func (x *ReadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobRequest.ProtoReflect.Descriptor instead.
 func (*ReadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{140}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{147}
 }
 
 func (x *ReadBlobRequest) GetMachineId() string {
@@ -8059,7 +8656,7 @@ type ReadBlobResponse struct {
 
 func (x *ReadBlobResponse) Reset() {
 	*x = ReadBlobResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[148]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8071,7 +8668,7 @@ func (x *ReadBlobResponse) String() string {
 func (*ReadBlobResponse) ProtoMessage() {}
 
 func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[141]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[148]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8084,7 +8681,7 @@ func (x *ReadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadBlobResponse.ProtoReflect.Descriptor instead.
 func (*ReadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{141}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{148}
 }
 
 func (x *ReadBlobResponse) GetData() []byte {
@@ -8138,7 +8735,7 @@ type ListLogsRequest struct {
 
 func (x *ListLogsRequest) Reset() {
 	*x = ListLogsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[149]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8150,7 +8747,7 @@ func (x *ListLogsRequest) String() string {
 func (*ListLogsRequest) ProtoMessage() {}
 
 func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[142]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[149]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8163,7 +8760,7 @@ func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{142}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{149}
 }
 
 func (x *ListLogsRequest) GetMachineId() string {
@@ -8234,7 +8831,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[150]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8246,7 +8843,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[143]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[150]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8259,7 +8856,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{143}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{150}
 }
 
 func (x *LogEntry) GetPartId() string {
@@ -8310,7 +8907,7 @@ type ListLogsResponse struct {
 
 func (x *ListLogsResponse) Reset() {
 	*x = ListLogsResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[151]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8322,7 +8919,7 @@ func (x *ListLogsResponse) String() string {
 func (*ListLogsResponse) ProtoMessage() {}
 
 func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[144]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[151]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8335,7 +8932,7 @@ func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListLogsResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{144}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{151}
 }
 
 func (x *ListLogsResponse) GetEntries() []*LogEntry {
@@ -8375,7 +8972,7 @@ type ListCapturesRequest struct {
 
 func (x *ListCapturesRequest) Reset() {
 	*x = ListCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[152]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8387,7 +8984,7 @@ func (x *ListCapturesRequest) String() string {
 func (*ListCapturesRequest) ProtoMessage() {}
 
 func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[145]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[152]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8400,7 +8997,7 @@ func (x *ListCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ListCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{145}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{152}
 }
 
 func (x *ListCapturesRequest) GetMachineId() string {
@@ -8473,7 +9070,7 @@ type CaptureRecord struct {
 
 func (x *CaptureRecord) Reset() {
 	*x = CaptureRecord{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[153]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8485,7 +9082,7 @@ func (x *CaptureRecord) String() string {
 func (*CaptureRecord) ProtoMessage() {}
 
 func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[146]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[153]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8498,7 +9095,7 @@ func (x *CaptureRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureRecord.ProtoReflect.Descriptor instead.
 func (*CaptureRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{146}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{153}
 }
 
 func (x *CaptureRecord) GetPartId() string {
@@ -8549,7 +9146,7 @@ type ListCapturesResponse struct {
 
 func (x *ListCapturesResponse) Reset() {
 	*x = ListCapturesResponse{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[154]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -8561,7 +9158,7 @@ func (x *ListCapturesResponse) String() string {
 func (*ListCapturesResponse) ProtoMessage() {}
 
 func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[147]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[154]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -8574,7 +9171,7 @@ func (x *ListCapturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCapturesResponse.ProtoReflect.Descriptor instead.
 func (*ListCapturesResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{147}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{154}
 }
 
 func (x *ListCapturesResponse) GetCaptures() []*CaptureRecord {
@@ -8741,7 +9338,56 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"locationId\x12\x18\n" +
 	"\aenabled\x18\x02 \x01(\bR\aenabled\"R\n" +
 	"\x18SetSupportAccessResponse\x126\n" +
-	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"X\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"\xec\x01\n" +
+	"\x10ListFleetRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1f\n" +
+	"\vlocation_id\x18\x02 \x01(\tR\n" +
+	"locationId\x12\x16\n" +
+	"\x06search\x18\x03 \x01(\tR\x06search\x12\x18\n" +
+	"\aoffline\x18\x04 \x01(\bR\aoffline\x12\x18\n" +
+	"\afailing\x18\x05 \x01(\bR\afailing\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
+	"\tpage_size\x18\a \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"w\n" +
+	"\x11ListFleetResponse\x12:\n" +
+	"\bmachines\x18\x01 \x03(\v2\x1e.outpost.fleet.v1.FleetMachineR\bmachines\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x02\n" +
+	"\fFleetMachine\x123\n" +
+	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\x12#\n" +
+	"\rlocation_path\x18\x02 \x01(\tR\flocationPath\x12\x15\n" +
+	"\x06org_id\x18\x03 \x01(\tR\x05orgId\x12\x16\n" +
+	"\x06online\x18\x04 \x01(\bR\x06online\x127\n" +
+	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x121\n" +
+	"\x05parts\x18\x06 \x03(\v2\x1b.outpost.fleet.v1.FleetPartR\x05parts\"\xf5\x02\n" +
+	"\tFleetPart\x12\x17\n" +
+	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06online\x18\x03 \x01(\bR\x06online\x127\n" +
+	"\tlast_seen\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x124\n" +
+	"\x16running_config_version\x18\x06 \x01(\x04R\x14runningConfigVersion\x122\n" +
+	"\x15issued_config_version\x18\a \x01(\x04R\x13issuedConfigVersion\x12'\n" +
+	"\x0fbacklog_records\x18\b \x01(\x04R\x0ebacklogRecords\x12#\n" +
+	"\rbacklog_bytes\x18\t \x01(\x04R\fbacklogBytes\x12\x18\n" +
+	"\afailing\x18\n" +
+	" \x03(\tR\afailing\"O\n" +
+	"\x15SummarizeFleetRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1f\n" +
+	"\vlocation_id\x18\x02 \x01(\tR\n" +
+	"locationId\"\xa2\x02\n" +
+	"\x16SummarizeFleetResponse\x12\x1a\n" +
+	"\bmachines\x18\x01 \x01(\rR\bmachines\x12\x16\n" +
+	"\x06online\x18\x02 \x01(\rR\x06online\x12\x18\n" +
+	"\aoffline\x18\x03 \x01(\rR\aoffline\x12\x1d\n" +
+	"\n" +
+	"never_seen\x18\x04 \x01(\rR\tneverSeen\x12\x18\n" +
+	"\afailing\x18\x05 \x01(\rR\afailing\x12:\n" +
+	"\bversions\x18\x06 \x03(\v2\x1e.outpost.fleet.v1.VersionCountR\bversions\x12E\n" +
+	"\x0eworst_backlogs\x18\a \x03(\v2\x1e.outpost.fleet.v1.FleetMachineR\rworstBacklogs\">\n" +
+	"\fVersionCount\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
+	"\x05parts\x18\x02 \x01(\rR\x05parts\"X\n" +
 	"\x14BootstrapPartRequest\x12#\n" +
 	"\apart_id\x18\x01 \x01(\tB\n" +
 	"\xca\xda\x18\x06\n" +
@@ -9259,7 +9905,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x0fUnshareLocation\x12(.outpost.fleet.v1.UnshareLocationRequest\x1a).outpost.fleet.v1.UnshareLocationResponse\"\x1d\xca\xda\x18\x19\n" +
 	"\x15location.share.remove\x18\x01\x12\x88\x01\n" +
 	"\x10SetSupportAccess\x12).outpost.fleet.v1.SetSupportAccessRequest\x1a*.outpost.fleet.v1.SetSupportAccessResponse\"\x1d\xca\xda\x18\x19\n" +
-	"\x15location.support.edit\x18\x012\xc4\f\n" +
+	"\x15location.support.edit\x18\x012\xd2\x0e\n" +
 	"\x0eMachineService\x12x\n" +
 	"\rCreateMachine\x12&.outpost.fleet.v1.CreateMachineRequest\x1a'.outpost.fleet.v1.CreateMachineResponse\"\x16\xca\xda\x18\x12\n" +
 	"\x0emachine.create\x18\x01\x12q\n" +
@@ -9289,7 +9935,11 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vRestartPart\x12$.outpost.fleet.v1.RestartPartRequest\x1a%.outpost.fleet.v1.RestartPartResponse\"\x17\xca\xda\x18\x13\n" +
 	"\x0fmachine.restart\x18\x01\x12\x83\x01\n" +
 	"\x10GetMachineStatus\x12).outpost.fleet.v1.GetMachineStatusRequest\x1a*.outpost.fleet.v1.GetMachineStatusResponse\"\x18\xca\xda\x18\x11\n" +
-	"\x0fmachine.control\x90\x02\x012\xa6\x05\n" +
+	"\x0fmachine.control\x90\x02\x01\x12}\n" +
+	"\tListFleet\x12\".outpost.fleet.v1.ListFleetRequest\x1a#.outpost.fleet.v1.ListFleetResponse\"'\xca\xda\x18 \n" +
+	"\rauthenticated\x12\x0fmachine.control\x90\x02\x01\x12\x8c\x01\n" +
+	"\x0eSummarizeFleet\x12'.outpost.fleet.v1.SummarizeFleetRequest\x1a(.outpost.fleet.v1.SummarizeFleetResponse\"'\xca\xda\x18 \n" +
+	"\rauthenticated\x12\x0fmachine.control\x90\x02\x012\xa6\x05\n" +
 	"\vUserService\x12f\n" +
 	"\n" +
 	"CreateUser\x12#.outpost.fleet.v1.CreateUserRequest\x1a$.outpost.fleet.v1.CreateUserResponse\"\r\xca\xda\x18\t\n" +
@@ -9382,7 +10032,7 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 148)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 155)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
@@ -9427,134 +10077,141 @@ var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*UnshareLocationResponse)(nil),       // 40: outpost.fleet.v1.UnshareLocationResponse
 	(*SetSupportAccessRequest)(nil),       // 41: outpost.fleet.v1.SetSupportAccessRequest
 	(*SetSupportAccessResponse)(nil),      // 42: outpost.fleet.v1.SetSupportAccessResponse
-	(*BootstrapPartRequest)(nil),          // 43: outpost.fleet.v1.BootstrapPartRequest
-	(*BootstrapPartResponse)(nil),         // 44: outpost.fleet.v1.BootstrapPartResponse
-	(*GetMachineStatusRequest)(nil),       // 45: outpost.fleet.v1.GetMachineStatusRequest
-	(*GetMachineStatusResponse)(nil),      // 46: outpost.fleet.v1.GetMachineStatusResponse
-	(*PartStatus)(nil),                    // 47: outpost.fleet.v1.PartStatus
-	(*Machine)(nil),                       // 48: outpost.fleet.v1.Machine
-	(*Part)(nil),                          // 49: outpost.fleet.v1.Part
-	(*PartRestart)(nil),                   // 50: outpost.fleet.v1.PartRestart
-	(*CreateMachineRequest)(nil),          // 51: outpost.fleet.v1.CreateMachineRequest
-	(*CreateMachineResponse)(nil),         // 52: outpost.fleet.v1.CreateMachineResponse
-	(*GetMachineRequest)(nil),             // 53: outpost.fleet.v1.GetMachineRequest
-	(*GetMachineResponse)(nil),            // 54: outpost.fleet.v1.GetMachineResponse
-	(*ListMachinesRequest)(nil),           // 55: outpost.fleet.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),          // 56: outpost.fleet.v1.ListMachinesResponse
-	(*RenameMachineRequest)(nil),          // 57: outpost.fleet.v1.RenameMachineRequest
-	(*RenameMachineResponse)(nil),         // 58: outpost.fleet.v1.RenameMachineResponse
-	(*DeleteMachineRequest)(nil),          // 59: outpost.fleet.v1.DeleteMachineRequest
-	(*DeleteMachineResponse)(nil),         // 60: outpost.fleet.v1.DeleteMachineResponse
-	(*RestartMachineRequest)(nil),         // 61: outpost.fleet.v1.RestartMachineRequest
-	(*RestartMachineResponse)(nil),        // 62: outpost.fleet.v1.RestartMachineResponse
-	(*RestartPartRequest)(nil),            // 63: outpost.fleet.v1.RestartPartRequest
-	(*RestartPartResponse)(nil),           // 64: outpost.fleet.v1.RestartPartResponse
-	(*AddPartRequest)(nil),                // 65: outpost.fleet.v1.AddPartRequest
-	(*AddPartResponse)(nil),               // 66: outpost.fleet.v1.AddPartResponse
-	(*RenamePartRequest)(nil),             // 67: outpost.fleet.v1.RenamePartRequest
-	(*RenamePartResponse)(nil),            // 68: outpost.fleet.v1.RenamePartResponse
-	(*DeletePartRequest)(nil),             // 69: outpost.fleet.v1.DeletePartRequest
-	(*DeletePartResponse)(nil),            // 70: outpost.fleet.v1.DeletePartResponse
-	(*RotatePartSecretRequest)(nil),       // 71: outpost.fleet.v1.RotatePartSecretRequest
-	(*RotatePartSecretResponse)(nil),      // 72: outpost.fleet.v1.RotatePartSecretResponse
-	(*User)(nil),                          // 73: outpost.fleet.v1.User
-	(*CreateUserRequest)(nil),             // 74: outpost.fleet.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),            // 75: outpost.fleet.v1.CreateUserResponse
-	(*DeleteUserRequest)(nil),             // 76: outpost.fleet.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),            // 77: outpost.fleet.v1.DeleteUserResponse
-	(*Invite)(nil),                        // 78: outpost.fleet.v1.Invite
-	(*InviteUserRequest)(nil),             // 79: outpost.fleet.v1.InviteUserRequest
-	(*InviteUserResponse)(nil),            // 80: outpost.fleet.v1.InviteUserResponse
-	(*ResendInviteRequest)(nil),           // 81: outpost.fleet.v1.ResendInviteRequest
-	(*ResendInviteResponse)(nil),          // 82: outpost.fleet.v1.ResendInviteResponse
-	(*RevokeInviteRequest)(nil),           // 83: outpost.fleet.v1.RevokeInviteRequest
-	(*RevokeInviteResponse)(nil),          // 84: outpost.fleet.v1.RevokeInviteResponse
-	(*AcceptInviteRequest)(nil),           // 85: outpost.fleet.v1.AcceptInviteRequest
-	(*AcceptInviteResponse)(nil),          // 86: outpost.fleet.v1.AcceptInviteResponse
-	(*APIKey)(nil),                        // 87: outpost.fleet.v1.APIKey
-	(*CreateAPIKeyRequest)(nil),           // 88: outpost.fleet.v1.CreateAPIKeyRequest
-	(*CreateAPIKeyResponse)(nil),          // 89: outpost.fleet.v1.CreateAPIKeyResponse
-	(*ListAPIKeysRequest)(nil),            // 90: outpost.fleet.v1.ListAPIKeysRequest
-	(*ListAPIKeysResponse)(nil),           // 91: outpost.fleet.v1.ListAPIKeysResponse
-	(*RevokeAPIKeyRequest)(nil),           // 92: outpost.fleet.v1.RevokeAPIKeyRequest
-	(*RevokeAPIKeyResponse)(nil),          // 93: outpost.fleet.v1.RevokeAPIKeyResponse
-	(*Grant)(nil),                         // 94: outpost.fleet.v1.Grant
-	(*GrantRoleRequest)(nil),              // 95: outpost.fleet.v1.GrantRoleRequest
-	(*GrantRoleResponse)(nil),             // 96: outpost.fleet.v1.GrantRoleResponse
-	(*ChangeRoleRequest)(nil),             // 97: outpost.fleet.v1.ChangeRoleRequest
-	(*ChangeRoleResponse)(nil),            // 98: outpost.fleet.v1.ChangeRoleResponse
-	(*LimitAccessRequest)(nil),            // 99: outpost.fleet.v1.LimitAccessRequest
-	(*LimitAccessResponse)(nil),           // 100: outpost.fleet.v1.LimitAccessResponse
-	(*RemoveRoleRequest)(nil),             // 101: outpost.fleet.v1.RemoveRoleRequest
-	(*RemoveRoleResponse)(nil),            // 102: outpost.fleet.v1.RemoveRoleResponse
-	(*ListRolesRequest)(nil),              // 103: outpost.fleet.v1.ListRolesRequest
-	(*ListRolesResponse)(nil),             // 104: outpost.fleet.v1.ListRolesResponse
-	(*CheckAccessRequest)(nil),            // 105: outpost.fleet.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),           // 106: outpost.fleet.v1.CheckAccessResponse
-	(*AuditEvent)(nil),                    // 107: outpost.fleet.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 108: outpost.fleet.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 109: outpost.fleet.v1.ListAuditEventsResponse
-	(*ConfigRevision)(nil),                // 110: outpost.fleet.v1.ConfigRevision
-	(*GetMachineConfigRequest)(nil),       // 111: outpost.fleet.v1.GetMachineConfigRequest
-	(*GetMachineConfigResponse)(nil),      // 112: outpost.fleet.v1.GetMachineConfigResponse
-	(*UpdateMachineConfigRequest)(nil),    // 113: outpost.fleet.v1.UpdateMachineConfigRequest
-	(*UpdateMachineConfigResponse)(nil),   // 114: outpost.fleet.v1.UpdateMachineConfigResponse
-	(*ListConfigRevisionsRequest)(nil),    // 115: outpost.fleet.v1.ListConfigRevisionsRequest
-	(*ListConfigRevisionsResponse)(nil),   // 116: outpost.fleet.v1.ListConfigRevisionsResponse
-	(*ConfigProposal)(nil),                // 117: outpost.fleet.v1.ConfigProposal
-	(*ListConfigProposalsRequest)(nil),    // 118: outpost.fleet.v1.ListConfigProposalsRequest
-	(*ListConfigProposalsResponse)(nil),   // 119: outpost.fleet.v1.ListConfigProposalsResponse
-	(*ResolveConfigProposalRequest)(nil),  // 120: outpost.fleet.v1.ResolveConfigProposalRequest
-	(*ResolveConfigProposalResponse)(nil), // 121: outpost.fleet.v1.ResolveConfigProposalResponse
-	(*Fragment)(nil),                      // 122: outpost.fleet.v1.Fragment
-	(*CreateFragmentRequest)(nil),         // 123: outpost.fleet.v1.CreateFragmentRequest
-	(*CreateFragmentResponse)(nil),        // 124: outpost.fleet.v1.CreateFragmentResponse
-	(*GetFragmentRequest)(nil),            // 125: outpost.fleet.v1.GetFragmentRequest
-	(*GetFragmentResponse)(nil),           // 126: outpost.fleet.v1.GetFragmentResponse
-	(*ListFragmentsRequest)(nil),          // 127: outpost.fleet.v1.ListFragmentsRequest
-	(*ListFragmentsResponse)(nil),         // 128: outpost.fleet.v1.ListFragmentsResponse
-	(*UpdateFragmentRequest)(nil),         // 129: outpost.fleet.v1.UpdateFragmentRequest
-	(*UpdateFragmentResponse)(nil),        // 130: outpost.fleet.v1.UpdateFragmentResponse
-	(*DeleteFragmentRequest)(nil),         // 131: outpost.fleet.v1.DeleteFragmentRequest
-	(*DeleteFragmentResponse)(nil),        // 132: outpost.fleet.v1.DeleteFragmentResponse
-	(*ExportCapturesRequest)(nil),         // 133: outpost.fleet.v1.ExportCapturesRequest
-	(*ExportCapturesResponse)(nil),        // 134: outpost.fleet.v1.ExportCapturesResponse
-	(*DeleteCapturesRequest)(nil),         // 135: outpost.fleet.v1.DeleteCapturesRequest
-	(*DeleteCapturesResponse)(nil),        // 136: outpost.fleet.v1.DeleteCapturesResponse
-	(*CaptureRef)(nil),                    // 137: outpost.fleet.v1.CaptureRef
-	(*TagCapturesRequest)(nil),            // 138: outpost.fleet.v1.TagCapturesRequest
-	(*TagCapturesResponse)(nil),           // 139: outpost.fleet.v1.TagCapturesResponse
-	(*ReadBlobRequest)(nil),               // 140: outpost.fleet.v1.ReadBlobRequest
-	(*ReadBlobResponse)(nil),              // 141: outpost.fleet.v1.ReadBlobResponse
-	(*ListLogsRequest)(nil),               // 142: outpost.fleet.v1.ListLogsRequest
-	(*LogEntry)(nil),                      // 143: outpost.fleet.v1.LogEntry
-	(*ListLogsResponse)(nil),              // 144: outpost.fleet.v1.ListLogsResponse
-	(*ListCapturesRequest)(nil),           // 145: outpost.fleet.v1.ListCapturesRequest
-	(*CaptureRecord)(nil),                 // 146: outpost.fleet.v1.CaptureRecord
-	(*ListCapturesResponse)(nil),          // 147: outpost.fleet.v1.ListCapturesResponse
-	(*timestamppb.Timestamp)(nil),         // 148: google.protobuf.Timestamp
-	(*v1.Bootstrap)(nil),                  // 149: outpost.sync.v1.Bootstrap
-	(*v1.PartStatus)(nil),                 // 150: outpost.sync.v1.PartStatus
-	(*v11.RobotConfig)(nil),               // 151: outpost.config.v1.RobotConfig
-	(*v1.FragmentVersion)(nil),            // 152: outpost.sync.v1.FragmentVersion
-	(*v1.LogEntry)(nil),                   // 153: outpost.sync.v1.LogEntry
-	(*v1.Capture)(nil),                    // 154: outpost.sync.v1.Capture
+	(*ListFleetRequest)(nil),              // 43: outpost.fleet.v1.ListFleetRequest
+	(*ListFleetResponse)(nil),             // 44: outpost.fleet.v1.ListFleetResponse
+	(*FleetMachine)(nil),                  // 45: outpost.fleet.v1.FleetMachine
+	(*FleetPart)(nil),                     // 46: outpost.fleet.v1.FleetPart
+	(*SummarizeFleetRequest)(nil),         // 47: outpost.fleet.v1.SummarizeFleetRequest
+	(*SummarizeFleetResponse)(nil),        // 48: outpost.fleet.v1.SummarizeFleetResponse
+	(*VersionCount)(nil),                  // 49: outpost.fleet.v1.VersionCount
+	(*BootstrapPartRequest)(nil),          // 50: outpost.fleet.v1.BootstrapPartRequest
+	(*BootstrapPartResponse)(nil),         // 51: outpost.fleet.v1.BootstrapPartResponse
+	(*GetMachineStatusRequest)(nil),       // 52: outpost.fleet.v1.GetMachineStatusRequest
+	(*GetMachineStatusResponse)(nil),      // 53: outpost.fleet.v1.GetMachineStatusResponse
+	(*PartStatus)(nil),                    // 54: outpost.fleet.v1.PartStatus
+	(*Machine)(nil),                       // 55: outpost.fleet.v1.Machine
+	(*Part)(nil),                          // 56: outpost.fleet.v1.Part
+	(*PartRestart)(nil),                   // 57: outpost.fleet.v1.PartRestart
+	(*CreateMachineRequest)(nil),          // 58: outpost.fleet.v1.CreateMachineRequest
+	(*CreateMachineResponse)(nil),         // 59: outpost.fleet.v1.CreateMachineResponse
+	(*GetMachineRequest)(nil),             // 60: outpost.fleet.v1.GetMachineRequest
+	(*GetMachineResponse)(nil),            // 61: outpost.fleet.v1.GetMachineResponse
+	(*ListMachinesRequest)(nil),           // 62: outpost.fleet.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),          // 63: outpost.fleet.v1.ListMachinesResponse
+	(*RenameMachineRequest)(nil),          // 64: outpost.fleet.v1.RenameMachineRequest
+	(*RenameMachineResponse)(nil),         // 65: outpost.fleet.v1.RenameMachineResponse
+	(*DeleteMachineRequest)(nil),          // 66: outpost.fleet.v1.DeleteMachineRequest
+	(*DeleteMachineResponse)(nil),         // 67: outpost.fleet.v1.DeleteMachineResponse
+	(*RestartMachineRequest)(nil),         // 68: outpost.fleet.v1.RestartMachineRequest
+	(*RestartMachineResponse)(nil),        // 69: outpost.fleet.v1.RestartMachineResponse
+	(*RestartPartRequest)(nil),            // 70: outpost.fleet.v1.RestartPartRequest
+	(*RestartPartResponse)(nil),           // 71: outpost.fleet.v1.RestartPartResponse
+	(*AddPartRequest)(nil),                // 72: outpost.fleet.v1.AddPartRequest
+	(*AddPartResponse)(nil),               // 73: outpost.fleet.v1.AddPartResponse
+	(*RenamePartRequest)(nil),             // 74: outpost.fleet.v1.RenamePartRequest
+	(*RenamePartResponse)(nil),            // 75: outpost.fleet.v1.RenamePartResponse
+	(*DeletePartRequest)(nil),             // 76: outpost.fleet.v1.DeletePartRequest
+	(*DeletePartResponse)(nil),            // 77: outpost.fleet.v1.DeletePartResponse
+	(*RotatePartSecretRequest)(nil),       // 78: outpost.fleet.v1.RotatePartSecretRequest
+	(*RotatePartSecretResponse)(nil),      // 79: outpost.fleet.v1.RotatePartSecretResponse
+	(*User)(nil),                          // 80: outpost.fleet.v1.User
+	(*CreateUserRequest)(nil),             // 81: outpost.fleet.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),            // 82: outpost.fleet.v1.CreateUserResponse
+	(*DeleteUserRequest)(nil),             // 83: outpost.fleet.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),            // 84: outpost.fleet.v1.DeleteUserResponse
+	(*Invite)(nil),                        // 85: outpost.fleet.v1.Invite
+	(*InviteUserRequest)(nil),             // 86: outpost.fleet.v1.InviteUserRequest
+	(*InviteUserResponse)(nil),            // 87: outpost.fleet.v1.InviteUserResponse
+	(*ResendInviteRequest)(nil),           // 88: outpost.fleet.v1.ResendInviteRequest
+	(*ResendInviteResponse)(nil),          // 89: outpost.fleet.v1.ResendInviteResponse
+	(*RevokeInviteRequest)(nil),           // 90: outpost.fleet.v1.RevokeInviteRequest
+	(*RevokeInviteResponse)(nil),          // 91: outpost.fleet.v1.RevokeInviteResponse
+	(*AcceptInviteRequest)(nil),           // 92: outpost.fleet.v1.AcceptInviteRequest
+	(*AcceptInviteResponse)(nil),          // 93: outpost.fleet.v1.AcceptInviteResponse
+	(*APIKey)(nil),                        // 94: outpost.fleet.v1.APIKey
+	(*CreateAPIKeyRequest)(nil),           // 95: outpost.fleet.v1.CreateAPIKeyRequest
+	(*CreateAPIKeyResponse)(nil),          // 96: outpost.fleet.v1.CreateAPIKeyResponse
+	(*ListAPIKeysRequest)(nil),            // 97: outpost.fleet.v1.ListAPIKeysRequest
+	(*ListAPIKeysResponse)(nil),           // 98: outpost.fleet.v1.ListAPIKeysResponse
+	(*RevokeAPIKeyRequest)(nil),           // 99: outpost.fleet.v1.RevokeAPIKeyRequest
+	(*RevokeAPIKeyResponse)(nil),          // 100: outpost.fleet.v1.RevokeAPIKeyResponse
+	(*Grant)(nil),                         // 101: outpost.fleet.v1.Grant
+	(*GrantRoleRequest)(nil),              // 102: outpost.fleet.v1.GrantRoleRequest
+	(*GrantRoleResponse)(nil),             // 103: outpost.fleet.v1.GrantRoleResponse
+	(*ChangeRoleRequest)(nil),             // 104: outpost.fleet.v1.ChangeRoleRequest
+	(*ChangeRoleResponse)(nil),            // 105: outpost.fleet.v1.ChangeRoleResponse
+	(*LimitAccessRequest)(nil),            // 106: outpost.fleet.v1.LimitAccessRequest
+	(*LimitAccessResponse)(nil),           // 107: outpost.fleet.v1.LimitAccessResponse
+	(*RemoveRoleRequest)(nil),             // 108: outpost.fleet.v1.RemoveRoleRequest
+	(*RemoveRoleResponse)(nil),            // 109: outpost.fleet.v1.RemoveRoleResponse
+	(*ListRolesRequest)(nil),              // 110: outpost.fleet.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),             // 111: outpost.fleet.v1.ListRolesResponse
+	(*CheckAccessRequest)(nil),            // 112: outpost.fleet.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),           // 113: outpost.fleet.v1.CheckAccessResponse
+	(*AuditEvent)(nil),                    // 114: outpost.fleet.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 115: outpost.fleet.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 116: outpost.fleet.v1.ListAuditEventsResponse
+	(*ConfigRevision)(nil),                // 117: outpost.fleet.v1.ConfigRevision
+	(*GetMachineConfigRequest)(nil),       // 118: outpost.fleet.v1.GetMachineConfigRequest
+	(*GetMachineConfigResponse)(nil),      // 119: outpost.fleet.v1.GetMachineConfigResponse
+	(*UpdateMachineConfigRequest)(nil),    // 120: outpost.fleet.v1.UpdateMachineConfigRequest
+	(*UpdateMachineConfigResponse)(nil),   // 121: outpost.fleet.v1.UpdateMachineConfigResponse
+	(*ListConfigRevisionsRequest)(nil),    // 122: outpost.fleet.v1.ListConfigRevisionsRequest
+	(*ListConfigRevisionsResponse)(nil),   // 123: outpost.fleet.v1.ListConfigRevisionsResponse
+	(*ConfigProposal)(nil),                // 124: outpost.fleet.v1.ConfigProposal
+	(*ListConfigProposalsRequest)(nil),    // 125: outpost.fleet.v1.ListConfigProposalsRequest
+	(*ListConfigProposalsResponse)(nil),   // 126: outpost.fleet.v1.ListConfigProposalsResponse
+	(*ResolveConfigProposalRequest)(nil),  // 127: outpost.fleet.v1.ResolveConfigProposalRequest
+	(*ResolveConfigProposalResponse)(nil), // 128: outpost.fleet.v1.ResolveConfigProposalResponse
+	(*Fragment)(nil),                      // 129: outpost.fleet.v1.Fragment
+	(*CreateFragmentRequest)(nil),         // 130: outpost.fleet.v1.CreateFragmentRequest
+	(*CreateFragmentResponse)(nil),        // 131: outpost.fleet.v1.CreateFragmentResponse
+	(*GetFragmentRequest)(nil),            // 132: outpost.fleet.v1.GetFragmentRequest
+	(*GetFragmentResponse)(nil),           // 133: outpost.fleet.v1.GetFragmentResponse
+	(*ListFragmentsRequest)(nil),          // 134: outpost.fleet.v1.ListFragmentsRequest
+	(*ListFragmentsResponse)(nil),         // 135: outpost.fleet.v1.ListFragmentsResponse
+	(*UpdateFragmentRequest)(nil),         // 136: outpost.fleet.v1.UpdateFragmentRequest
+	(*UpdateFragmentResponse)(nil),        // 137: outpost.fleet.v1.UpdateFragmentResponse
+	(*DeleteFragmentRequest)(nil),         // 138: outpost.fleet.v1.DeleteFragmentRequest
+	(*DeleteFragmentResponse)(nil),        // 139: outpost.fleet.v1.DeleteFragmentResponse
+	(*ExportCapturesRequest)(nil),         // 140: outpost.fleet.v1.ExportCapturesRequest
+	(*ExportCapturesResponse)(nil),        // 141: outpost.fleet.v1.ExportCapturesResponse
+	(*DeleteCapturesRequest)(nil),         // 142: outpost.fleet.v1.DeleteCapturesRequest
+	(*DeleteCapturesResponse)(nil),        // 143: outpost.fleet.v1.DeleteCapturesResponse
+	(*CaptureRef)(nil),                    // 144: outpost.fleet.v1.CaptureRef
+	(*TagCapturesRequest)(nil),            // 145: outpost.fleet.v1.TagCapturesRequest
+	(*TagCapturesResponse)(nil),           // 146: outpost.fleet.v1.TagCapturesResponse
+	(*ReadBlobRequest)(nil),               // 147: outpost.fleet.v1.ReadBlobRequest
+	(*ReadBlobResponse)(nil),              // 148: outpost.fleet.v1.ReadBlobResponse
+	(*ListLogsRequest)(nil),               // 149: outpost.fleet.v1.ListLogsRequest
+	(*LogEntry)(nil),                      // 150: outpost.fleet.v1.LogEntry
+	(*ListLogsResponse)(nil),              // 151: outpost.fleet.v1.ListLogsResponse
+	(*ListCapturesRequest)(nil),           // 152: outpost.fleet.v1.ListCapturesRequest
+	(*CaptureRecord)(nil),                 // 153: outpost.fleet.v1.CaptureRecord
+	(*ListCapturesResponse)(nil),          // 154: outpost.fleet.v1.ListCapturesResponse
+	(*timestamppb.Timestamp)(nil),         // 155: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 156: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 157: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 158: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 159: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 160: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 161: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	148, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
-	148, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
-	73,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
-	94,  // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	155, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
+	155, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	80,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
+	101, // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
+	155, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
 	10,  // 5: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 6: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 7: outpost.fleet.v1.ListOrgsResponse.orgs:type_name -> outpost.fleet.v1.Organization
 	10,  // 8: outpost.fleet.v1.RenameOrgResponse.org:type_name -> outpost.fleet.v1.Organization
 	25,  // 9: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
-	73,  // 10: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
-	94,  // 11: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 12: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	148, // 13: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	80,  // 10: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
+	101, // 11: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
+	155, // 12: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	155, // 13: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
 	26,  // 14: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	26,  // 15: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
 	26,  // 16: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
@@ -9562,220 +10219,231 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	26,  // 18: outpost.fleet.v1.ShareLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	26,  // 19: outpost.fleet.v1.UnshareLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	26,  // 20: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
-	149, // 21: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
-	47,  // 22: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
-	148, // 23: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
-	49,  // 24: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
-	148, // 25: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
-	150, // 26: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
-	49,  // 27: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	148, // 28: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	148, // 29: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	148, // 30: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
-	50,  // 31: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
-	148, // 32: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
-	148, // 33: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
-	148, // 34: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
-	48,  // 35: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 36: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 37: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
-	48,  // 38: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	48,  // 39: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
-	49,  // 40: outpost.fleet.v1.RestartPartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 41: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 42: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
-	49,  // 43: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	148, // 44: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 45: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
-	73,  // 46: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
-	148, // 47: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
-	78,  // 48: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
-	78,  // 49: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
-	73,  // 50: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
-	94,  // 51: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
-	94,  // 52: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 53: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
-	87,  // 54: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
-	87,  // 55: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	148, // 56: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 57: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	94,  // 58: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
-	94,  // 59: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
-	94,  // 60: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	148, // 61: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	107, // 62: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	151, // 63: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
-	148, // 64: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
-	110, // 65: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	151, // 66: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
-	152, // 67: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	151, // 68: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
-	110, // 69: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	110, // 70: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
-	151, // 71: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	148, // 72: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	117, // 73: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
-	117, // 74: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	151, // 75: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	148, // 76: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	151, // 77: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	122, // 78: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	122, // 79: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	122, // 80: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	151, // 81: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	122, // 82: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	148, // 83: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 84: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	146, // 85: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	148, // 86: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 87: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	137, // 88: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	137, // 89: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	148, // 90: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 91: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	148, // 92: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	153, // 93: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
-	143, // 94: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	148, // 95: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	148, // 96: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	148, // 97: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	154, // 98: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
-	146, // 99: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	0,   // 100: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	6,   // 101: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	8,   // 102: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	2,   // 103: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
-	4,   // 104: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
-	13,  // 105: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	15,  // 106: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	17,  // 107: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	11,  // 108: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	19,  // 109: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	21,  // 110: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	23,  // 111: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	27,  // 112: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	29,  // 113: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	31,  // 114: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	33,  // 115: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	35,  // 116: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	37,  // 117: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	39,  // 118: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	41,  // 119: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	51,  // 120: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	53,  // 121: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	55,  // 122: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	57,  // 123: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	59,  // 124: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	61,  // 125: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	65,  // 126: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	67,  // 127: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	69,  // 128: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	71,  // 129: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	43,  // 130: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	63,  // 131: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
-	45,  // 132: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	74,  // 133: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	79,  // 134: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	81,  // 135: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	83,  // 136: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	76,  // 137: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
-	85,  // 138: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	88,  // 139: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	90,  // 140: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	92,  // 141: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	95,  // 142: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	97,  // 143: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	99,  // 144: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	101, // 145: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	103, // 146: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	105, // 147: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	108, // 148: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	111, // 149: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	113, // 150: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	115, // 151: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	118, // 152: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	120, // 153: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	123, // 154: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	125, // 155: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	127, // 156: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	129, // 157: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	131, // 158: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	142, // 159: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	145, // 160: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	133, // 161: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	140, // 162: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	138, // 163: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	135, // 164: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	1,   // 165: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	7,   // 166: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	9,   // 167: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	3,   // 168: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
-	5,   // 169: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
-	14,  // 170: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	16,  // 171: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	18,  // 172: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	12,  // 173: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	20,  // 174: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	22,  // 175: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	24,  // 176: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	28,  // 177: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	30,  // 178: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	32,  // 179: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	34,  // 180: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	36,  // 181: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	38,  // 182: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	40,  // 183: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	42,  // 184: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	52,  // 185: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	54,  // 186: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	56,  // 187: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	58,  // 188: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	60,  // 189: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	62,  // 190: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	66,  // 191: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	68,  // 192: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	70,  // 193: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	72,  // 194: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	44,  // 195: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	64,  // 196: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
-	46,  // 197: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	75,  // 198: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	80,  // 199: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	82,  // 200: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	84,  // 201: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	77,  // 202: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
-	86,  // 203: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	89,  // 204: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	91,  // 205: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	93,  // 206: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	96,  // 207: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	98,  // 208: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	100, // 209: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	102, // 210: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	104, // 211: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	106, // 212: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	109, // 213: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	112, // 214: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	114, // 215: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	116, // 216: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	119, // 217: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	121, // 218: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	124, // 219: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	126, // 220: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	128, // 221: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	130, // 222: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	132, // 223: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	144, // 224: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	147, // 225: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	134, // 226: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	141, // 227: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	139, // 228: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	136, // 229: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	165, // [165:230] is the sub-list for method output_type
-	100, // [100:165] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	45,  // 21: outpost.fleet.v1.ListFleetResponse.machines:type_name -> outpost.fleet.v1.FleetMachine
+	55,  // 22: outpost.fleet.v1.FleetMachine.machine:type_name -> outpost.fleet.v1.Machine
+	155, // 23: outpost.fleet.v1.FleetMachine.last_seen:type_name -> google.protobuf.Timestamp
+	46,  // 24: outpost.fleet.v1.FleetMachine.parts:type_name -> outpost.fleet.v1.FleetPart
+	155, // 25: outpost.fleet.v1.FleetPart.last_seen:type_name -> google.protobuf.Timestamp
+	49,  // 26: outpost.fleet.v1.SummarizeFleetResponse.versions:type_name -> outpost.fleet.v1.VersionCount
+	45,  // 27: outpost.fleet.v1.SummarizeFleetResponse.worst_backlogs:type_name -> outpost.fleet.v1.FleetMachine
+	156, // 28: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	54,  // 29: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
+	155, // 30: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	56,  // 31: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
+	155, // 32: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	157, // 33: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	56,  // 34: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
+	155, // 35: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	155, // 36: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	155, // 37: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	57,  // 38: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
+	155, // 39: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
+	155, // 40: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
+	155, // 41: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
+	55,  // 42: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	55,  // 43: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	55,  // 44: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
+	55,  // 45: outpost.fleet.v1.RenameMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	55,  // 46: outpost.fleet.v1.RestartMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
+	56,  // 47: outpost.fleet.v1.RestartPartResponse.part:type_name -> outpost.fleet.v1.Part
+	56,  // 48: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
+	56,  // 49: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
+	56,  // 50: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
+	155, // 51: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	80,  // 52: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
+	80,  // 53: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
+	155, // 54: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	85,  // 55: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
+	85,  // 56: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
+	80,  // 57: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
+	101, // 58: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
+	101, // 59: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
+	155, // 60: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 61: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
+	94,  // 62: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
+	155, // 63: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	101, // 64: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	101, // 65: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
+	101, // 66: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
+	101, // 67: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
+	155, // 68: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	114, // 69: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
+	158, // 70: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	155, // 71: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	117, // 72: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	158, // 73: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	159, // 74: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	158, // 75: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	117, // 76: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
+	117, // 77: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
+	158, // 78: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	155, // 79: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	124, // 80: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
+	124, // 81: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
+	158, // 82: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	155, // 83: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	158, // 84: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	129, // 85: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	129, // 86: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	129, // 87: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
+	158, // 88: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	129, // 89: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	155, // 90: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	155, // 91: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	153, // 92: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	155, // 93: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	155, // 94: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	144, // 95: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	144, // 96: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	155, // 97: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	155, // 98: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	155, // 99: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	160, // 100: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	150, // 101: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	155, // 102: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	155, // 103: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	155, // 104: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	161, // 105: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	153, // 106: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	0,   // 107: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 108: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 109: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 110: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 111: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	13,  // 112: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	15,  // 113: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	17,  // 114: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 115: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	19,  // 116: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	21,  // 117: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	23,  // 118: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	27,  // 119: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	29,  // 120: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	31,  // 121: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	33,  // 122: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	35,  // 123: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	37,  // 124: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	39,  // 125: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	41,  // 126: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	58,  // 127: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	60,  // 128: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	62,  // 129: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	64,  // 130: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	66,  // 131: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	68,  // 132: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	72,  // 133: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	74,  // 134: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	76,  // 135: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	78,  // 136: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	50,  // 137: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	70,  // 138: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
+	52,  // 139: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	43,  // 140: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
+	47,  // 141: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
+	81,  // 142: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	86,  // 143: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	88,  // 144: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	90,  // 145: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	83,  // 146: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	92,  // 147: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	95,  // 148: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	97,  // 149: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	99,  // 150: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	102, // 151: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	104, // 152: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	106, // 153: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	108, // 154: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	110, // 155: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	112, // 156: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	115, // 157: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	118, // 158: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	120, // 159: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	122, // 160: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	125, // 161: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	127, // 162: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	130, // 163: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	132, // 164: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	134, // 165: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	136, // 166: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	138, // 167: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	149, // 168: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	152, // 169: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	140, // 170: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	147, // 171: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	145, // 172: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	142, // 173: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	1,   // 174: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 175: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 176: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 177: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 178: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	14,  // 179: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	16,  // 180: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	18,  // 181: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 182: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	20,  // 183: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	22,  // 184: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	24,  // 185: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	28,  // 186: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	30,  // 187: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	32,  // 188: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	34,  // 189: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	36,  // 190: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	38,  // 191: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	40,  // 192: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	42,  // 193: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	59,  // 194: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	61,  // 195: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	63,  // 196: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	65,  // 197: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	67,  // 198: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	69,  // 199: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	73,  // 200: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	75,  // 201: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	77,  // 202: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	79,  // 203: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	51,  // 204: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	71,  // 205: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
+	53,  // 206: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	44,  // 207: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
+	48,  // 208: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
+	82,  // 209: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	87,  // 210: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	89,  // 211: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	91,  // 212: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	84,  // 213: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	93,  // 214: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	96,  // 215: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	98,  // 216: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	100, // 217: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	103, // 218: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	105, // 219: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	107, // 220: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	109, // 221: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	111, // 222: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	113, // 223: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	116, // 224: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	119, // 225: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	121, // 226: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	123, // 227: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	126, // 228: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	128, // 229: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	131, // 230: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	133, // 231: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	135, // 232: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	137, // 233: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	139, // 234: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	151, // 235: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	154, // 236: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	141, // 237: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	148, // 238: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	146, // 239: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	143, // 240: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	174, // [174:241] is the sub-list for method output_type
+	107, // [107:174] is the sub-list for method input_type
+	107, // [107:107] is the sub-list for extension type_name
+	107, // [107:107] is the sub-list for extension extendee
+	0,   // [0:107] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -9789,7 +10457,7 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   148,
+			NumMessages:   155,
 			NumExtensions: 0,
 			NumServices:   13,
 		},
