@@ -108,6 +108,7 @@ func newRoot(e env) *cobra.Command {
 	)
 	root.AddCommand(newDoctorCmd(g))
 	root.AddCommand(newRobotCmd(g))
+	root.AddCommand(newFleetCmd(g))
 	return root
 }
 
