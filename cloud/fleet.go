@@ -318,6 +318,10 @@ func (s *Server) listFleet(ctx context.Context, m *fleetv1.ListFleetRequest) (*f
 	}
 	key := fleetQueryKey(c, m)
 	q := fleetSelection(c, locs)
+	total := len(q.MachineIDs)
+	for _, l := range q.LocationIDs {
+		total += len(c.snap.fleet().machinesIn[l])
+	}
 	q.Search = m.GetSearch()
 	if q.AfterName, q.AfterID, err = s.decodePageToken(key, m.GetPageToken()); err != nil {
 		return nil, err
@@ -325,7 +329,7 @@ func (s *Server) listFleet(ctx context.Context, m *fleetv1.ListFleetRequest) (*f
 	filter := fleetFilter{offline: m.GetOffline(), failing: m.GetFailing(), version: m.GetVersion()}
 	now := s.clock.Now()
 	paths := map[string]string{}
-	out := &fleetv1.ListFleetResponse{}
+	out := &fleetv1.ListFleetResponse{Total: uint32(total)}
 	err = s.view(ctx, func(tx store.Tx) error {
 		out.Machines = nil
 		q := q

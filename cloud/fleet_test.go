@@ -125,6 +125,9 @@ func TestListFleet(t *testing.T) {
 		}
 	}
 
+	if res := check(admin.Machine.ListFleet(ctx, req(&fleetv1.ListFleetRequest{OrgId: w.acme, Search: "rov", PageSize: 1})))(t); res.GetTotal() != 4 {
+		t.Errorf("total %d, want the 4 machines before the search", res.GetTotal())
+	}
 	rows := check(admin.Machine.ListFleet(ctx, req(&fleetv1.ListFleetRequest{LocationId: w.plant})))(t).GetMachines()
 	arm, rover := rows[0], rows[1]
 	if rover.GetLocationPath() != "Plant/Line 1/Cell A" || rover.GetOrgId() != w.acme || !rover.GetOnline() {

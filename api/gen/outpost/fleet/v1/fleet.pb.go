@@ -2413,6 +2413,9 @@ type ListFleetResponse struct {
 	Machines []*FleetMachine `protobuf:"bytes,1,rep,name=machines,proto3" json:"machines,omitempty"`
 	// Pass it as page_token for the next page; empty after the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many machines of the organization or location the caller may
+	// see, before the search and filters.
+	Total         uint32 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2459,6 +2462,13 @@ func (x *ListFleetResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListFleetResponse) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
 }
 
 // FleetMachine is a machine and the state of its parts.
@@ -9349,10 +9359,11 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"w\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\"\x8d\x01\n" +
 	"\x11ListFleetResponse\x12:\n" +
 	"\bmachines\x18\x01 \x03(\v2\x1e.outpost.fleet.v1.FleetMachineR\bmachines\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\rR\x05total\"\x83\x02\n" +
 	"\fFleetMachine\x123\n" +
 	"\amachine\x18\x01 \x01(\v2\x19.outpost.fleet.v1.MachineR\amachine\x12#\n" +
 	"\rlocation_path\x18\x02 \x01(\tR\flocationPath\x12\x15\n" +
