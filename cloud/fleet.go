@@ -223,41 +223,62 @@ func (s *Server) pollInterval(p store.Part) time.Duration {
 	return cmp.Or(s.syncOpts.PollInterval, 15*time.Second)
 }
 
-// fleetRow builds a machine's row: each part's last status from the ingest
-// store (when the cloud keeps one) and the config version issued to it.
-func (s *Server) fleetRow(ctx context.Context, tx store.Tx, snap *snapshot, m store.Machine, now time.Time, paths map[string]string) (*fleetv1.FleetMachine, error) {
-	var parts []store.Part
-	for _, id := range snap.partsOf[m.ID] {
-		parts = append(parts, snap.parts[id])
+// fleetRows builds the rows of machines from their parts' last statuses,
+// read in one call of the ingest store (when the cloud keeps one). The
+// config versions issued to them are left to withIssued: filters do not
+// need them, so only the rows kept pay for them.
+func (s *Server) fleetRows(ctx context.Context, snap *snapshot, machines []store.Machine, now time.Time, paths map[string]string) ([]*fleetv1.FleetMachine, error) {
+	var ids []string
+	for _, m := range machines {
+		ids = append(ids, snap.partsOf[m.ID]...)
 	}
-	row := &fleetv1.FleetMachine{Machine: machinePB(m, parts), LocationPath: locationPath(snap, m.LocationID, paths), OrgId: snap.locations[m.LocationID].OrgID}
-	var last time.Time
-	for _, p := range parts { // machinePB sorted them: main part first
-		fp := &fleetv1.FleetPart{PartId: p.ID, Name: p.Name}
-		d, err := tx.GetPartDocuments(ctx, p.ID)
-		switch {
-		case err == nil:
-			fp.IssuedConfigVersion = d.ConfigVersion
-		case !errors.Is(err, store.ErrNotFound):
-			return nil, fmt.Errorf("documents of part/%s: %w", p.ID, err)
+	statuses := map[string]ingest.PartStatus{}
+	if s.ingest != nil && len(ids) > 0 {
+		var err error
+		if statuses, err = s.ingest.Statuses(ctx, ids); err != nil {
+			return nil, fmt.Errorf("statuses of %d parts: %w", len(ids), err)
 		}
-		if s.ingest != nil {
-			st, err := s.ingest.Status(ctx, p.ID)
-			switch {
-			case err == nil:
+	}
+	rows := make([]*fleetv1.FleetMachine, len(machines))
+	for i, m := range machines {
+		var parts []store.Part
+		for _, id := range snap.partsOf[m.ID] {
+			parts = append(parts, snap.parts[id])
+		}
+		row := &fleetv1.FleetMachine{Machine: machinePB(m, parts), LocationPath: locationPath(snap, m.LocationID, paths), OrgId: snap.locations[m.LocationID].OrgID}
+		var last time.Time
+		for _, p := range parts { // machinePB sorted them: main part first
+			fp := &fleetv1.FleetPart{PartId: p.ID, Name: p.Name}
+			if st, ok := statuses[p.ID]; ok {
 				fillFleetPart(fp, st, now, s.pollInterval(p))
 				if st.At.After(last) {
 					last = st.At
 				}
-			case !errors.Is(err, ingest.ErrNotFound):
-				return nil, fmt.Errorf("status of part/%s: %w", p.ID, err)
+			}
+			row.Online = row.Online || fp.Online
+			row.Parts = append(row.Parts, fp)
+		}
+		row.LastSeen = ts(last)
+		rows[i] = row
+	}
+	return rows, nil
+}
+
+// withIssued sets the config version the cloud last signed for each part
+// of rows.
+func withIssued(ctx context.Context, tx store.Tx, rows []*fleetv1.FleetMachine) error {
+	for _, r := range rows {
+		for _, fp := range r.GetParts() {
+			d, err := tx.GetPartDocuments(ctx, fp.GetPartId())
+			switch {
+			case err == nil:
+				fp.IssuedConfigVersion = d.ConfigVersion
+			case !errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("documents of part/%s: %w", fp.GetPartId(), err)
 			}
 		}
-		row.Online = row.Online || fp.Online
-		row.Parts = append(row.Parts, fp)
 	}
-	row.LastSeen = ts(last)
-	return row, nil
+	return nil
 }
 
 // fillFleetPart sets what a part's last status says.
@@ -344,16 +365,24 @@ func (s *Server) listFleet(ctx context.Context, m *fleetv1.ListFleetRequest) (*f
 			if page, more, err = tx.PageMachines(ctx, q); err != nil {
 				return err
 			}
+			var visible []store.Machine
+			for _, mach := range page {
+				if c.visible(rbac.Machine(mach.ID)) { // else changed since the snapshot
+					visible = append(visible, mach)
+				}
+			}
+			rows, err := s.fleetRows(ctx, c.snap, visible, now, paths)
+			if err != nil {
+				return err
+			}
 			for i, mach := range page {
 				examined++
 				q.AfterName, q.AfterID = mach.Name, mach.ID
-				if !c.visible(rbac.Machine(mach.ID)) {
-					continue // changed since the snapshot
+				if len(rows) == 0 || rows[0].GetMachine().GetId() != mach.ID {
+					continue // not visible
 				}
-				row, err := s.fleetRow(ctx, tx, c.snap, mach, now, paths)
-				if err != nil {
-					return err
-				}
+				row := rows[0]
+				rows = rows[1:]
 				if filter.keep(row) {
 					out.Machines = append(out.Machines, row)
 				}
@@ -362,6 +391,9 @@ func (s *Server) listFleet(ctx context.Context, m *fleetv1.ListFleetRequest) (*f
 					break
 				}
 			}
+		}
+		if err := withIssued(ctx, tx, out.Machines); err != nil {
+			return err
 		}
 		out.NextPageToken = ""
 		if more {
@@ -392,19 +424,7 @@ func (s *Server) summarizeFleet(ctx context.Context, m *fleetv1.SummarizeFleetRe
 	now, paths := s.clock.Now(), map[string]string{}
 	out := &fleetv1.SummarizeFleetResponse{Machines: uint32(len(machines))}
 	versions := map[string]uint32{}
-	var rows []*fleetv1.FleetMachine
-	err = s.view(ctx, func(tx store.Tx) error {
-		clear(versions)
-		rows = rows[:0]
-		for _, mach := range machines {
-			row, err := s.fleetRow(ctx, tx, c.snap, mach, now, paths)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, row)
-		}
-		return nil
-	})
+	rows, err := s.fleetRows(ctx, c.snap, machines, now, paths)
 	if err != nil {
 		return nil, err
 	}
@@ -441,5 +461,5 @@ func (s *Server) summarizeFleet(ctx context.Context, m *fleetv1.SummarizeFleetRe
 		return cmp.Or(cmp.Compare(backlog(b), backlog(a)), strings.Compare(a.GetMachine().GetName(), b.GetMachine().GetName()), strings.Compare(a.GetMachine().GetId(), b.GetMachine().GetId()))
 	})
 	out.WorstBacklogs = rows[:min(len(rows), worstBacklogs)]
-	return out, nil
+	return out, s.view(ctx, func(tx store.Tx) error { return withIssued(ctx, tx, out.WorstBacklogs) })
 }
