@@ -277,6 +277,11 @@ func TestFleetTreeAndServerPaging(t *testing.T) {
 	tab.Navigate(cl.URL + "/")
 	signInThroughPage(tab, email, pw)
 	tab.WaitText("#fleet-status", "1–25 of 32 machines.")
+	var marks int
+	tab.Eval(`performance.getEntriesByName('fleet-list-rendered', 'mark').length`, &marks)
+	if marks != 1 {
+		t.Errorf("%d marks of the list rendered, want 1 (BenchmarkFleetListRendered reads it)", marks)
+	}
 	rows := func() (names []string) {
 		tab.Eval(`[...document.querySelectorAll('#fleet-list tbody td[data-field="name"]')].map(td => td.textContent)`, &names)
 		return names
