@@ -70,7 +70,7 @@ func newMachineListCmd(g *globals) *cobra.Command {
 		Use:   "list --org ORG_ID | --location LOCATION_ID",
 		Short: "List the machines of an organization or a location (with the locations in it), with their state",
 		Long: "Lists the machines you may see in an organization (its locations, nested, and those shared with it) or in\n" +
-			"a location and every location in it, by name: whether each is online (a part heard from within three sync\n" +
+			"a location and every location in it, by name: whether each is online (a part heard from within 2.5 sync\n" +
 			"intervals), the daemon version, the config each part runs of the one issued to it, the records waiting on\n" +
 			"its parts, and its failing resources (a process in a crash loop counts).",
 		Args: cobra.NoArgs,

@@ -34,9 +34,10 @@ const (
 	fleetScanChunk = 100
 	// maxPageToken bounds the page token the caller sends back.
 	maxPageToken = 512
-	// onlineIntervals is how many sync intervals a part may stay silent and
-	// still count as online: a missed cycle and jitter are not an outage.
-	onlineIntervals = 3
+	// onlineHalfIntervals is how many half sync intervals a part may stay
+	// silent and still count as online: one missed cycle and jitter are
+	// not an outage, a part stopped 40 s ago at 15 s intervals is.
+	onlineHalfIntervals = 5
 	// worstBacklogs is how many machines SummarizeFleet names by backlog.
 	worstBacklogs = 5
 )
@@ -284,7 +285,7 @@ func withIssued(ctx context.Context, tx store.Tx, rows []*fleetv1.FleetMachine) 
 // fillFleetPart sets what a part's last status says.
 func fillFleetPart(fp *fleetv1.FleetPart, st ingest.PartStatus, now time.Time, poll time.Duration) {
 	fp.LastSeen = ts(st.At)
-	fp.Online = now.Sub(st.At) <= onlineIntervals*poll
+	fp.Online = now.Sub(st.At) <= onlineHalfIntervals*poll/2
 	r := st.Status
 	fp.Version, fp.RunningConfigVersion = r.GetVersion(), r.GetConfigVersion()
 	for _, b := range r.GetBacklog() {

@@ -2481,7 +2481,9 @@ type FleetMachine struct {
 	LocationPath string `protobuf:"bytes,2,opt,name=location_path,json=locationPath,proto3" json:"location_path,omitempty"`
 	// The organization its location belongs to.
 	OrgId string `protobuf:"bytes,3,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	// Whether some part is online: seen within three sync intervals.
+	// Whether some part is online: heard from within two and a half sync
+	// intervals (one missed cycle is not an outage; a part stopped 40 s ago
+	// at 15 s intervals is offline).
 	Online bool `protobuf:"varint,4,opt,name=online,proto3" json:"online,omitempty"`
 	// When a part was last seen; absent if none ever reported.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
@@ -2570,7 +2572,7 @@ type FleetPart struct {
 	PartId string `protobuf:"bytes,1,opt,name=part_id,json=partId,proto3" json:"part_id,omitempty"`
 	// Its name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// Whether it was seen within three sync intervals.
+	// Whether it was heard from within two and a half sync intervals.
 	Online bool `protobuf:"varint,3,opt,name=online,proto3" json:"online,omitempty"`
 	// When the cloud last heard from it; absent if never.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
