@@ -111,6 +111,7 @@ func newRoot(e env) *cobra.Command {
 	)
 	root.AddCommand(newDoctorCmd(g))
 	root.AddCommand(newRobotCmd(g))
+	root.AddCommand(newFleetCmd(g))
 	refuseUnknownSubcommands(root)
 	return root
 }

@@ -61,18 +61,7 @@ func newMachineCmd(g *globals) *cobra.Command {
 		},
 	}
 
-	var listLoc string
-	list := &cobra.Command{
-		Use: "list --location LOCATION_ID", Short: "List the machines of a location", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return call(g, cmd, (*api).ListMachines, &fleetv1.ListMachinesRequest{LocationId: listLoc},
-				func(w io.Writer, res *fleetv1.ListMachinesResponse) error {
-					return machineTable(w, res.GetMachines()...)
-				})
-		},
-	}
-	list.Flags().StringVar(&listLoc, "location", "", "location ID")
-	mustRequire(list, "location")
+	list := newMachineListCmd(g)
 
 	rename := &cobra.Command{
 		Use: "rename MACHINE_ID NAME", Short: "Rename a machine", Args: cobra.ExactArgs(2),

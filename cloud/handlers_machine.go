@@ -296,3 +296,17 @@ func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Requ
 	out.LastSeen = ts(last)
 	return connect.NewResponse(out), nil
 }
+
+// ListFleet pages through an organization's or a location subtree's
+// machines with their state (fleet.go).
+func (ms machineService) ListFleet(ctx context.Context, req *connect.Request[fleetv1.ListFleetRequest]) (*connect.Response[fleetv1.ListFleetResponse], error) {
+	res, err := ms.s.listFleet(ctx, req.Msg)
+	return reply(res, err)
+}
+
+// SummarizeFleet counts an organization's or a location subtree's machines
+// by state (fleet.go).
+func (ms machineService) SummarizeFleet(ctx context.Context, req *connect.Request[fleetv1.SummarizeFleetRequest]) (*connect.Response[fleetv1.SummarizeFleetResponse], error) {
+	res, err := ms.s.summarizeFleet(ctx, req.Msg)
+	return reply(res, err)
+}

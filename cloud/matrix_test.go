@@ -287,6 +287,13 @@ func matrixCases() []rpcCase {
 		{"BootstrapPart", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.BootstrapPart(ctx, req(&fleetv1.BootstrapPartRequest{PartId: s.p, CloudUrl: "https://cloud.example.com"})))
 		}},
+		// Lists: anyone signed in may ask; the answer holds only what rbac lets the caller see (fleet_test.go).
+		{"ListFleet", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Machine.ListFleet(ctx, req(&fleetv1.ListFleetRequest{OrgId: s.org})))
+		}},
+		{"SummarizeFleet", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Machine.SummarizeFleet(ctx, req(&fleetv1.SummarizeFleetRequest{LocationId: s.l2})))
+		}},
 		{"GetMachineStatus", allSix, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.GetMachineStatus(ctx, req(&fleetv1.GetMachineStatusRequest{MachineId: s.m})))
 		}},

@@ -23,6 +23,8 @@ type snapshot struct {
 	parts     map[string]store.Part
 	// partsOf lists each machine's part IDs, sorted.
 	partsOf map[string][]string
+	// fleetIdx is built on the first fleet query (fleet.go).
+	fleetIdx fleetIndex
 }
 
 // snapshots caches the current snapshot.

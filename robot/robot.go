@@ -419,6 +419,13 @@ func procStatus(kind controlv1.ResourceKind, name string, ps proc.Status) *contr
 			st.State = controlv1.ResourceState_RESOURCE_STATE_FAILED
 		}
 	}
+	// A crash loop is a failure whatever the moment caught: between two
+	// crashes the process is briefly running or waiting to restart, and
+	// reporting that would hide it from the fleet's failing count.
+	if ps.Failures >= proc.CrashLoop && ps.State != proc.StateStopping && ps.State != proc.StateStopped {
+		st.State = controlv1.ResourceState_RESOURCE_STATE_FAILED
+		st.Error = fmt.Sprintf("crash loop: %d failed runs in a row, the last: %s", ps.Failures, st.Error)
+	}
 	return st
 }
 

@@ -483,3 +483,41 @@ func TestModuleThatCannotStart(t *testing.T) {
 		t.Fatalf("log level %v, want debug from the config", level.Level())
 	}
 }
+
+// TestCrashLoopIsFailed: a process that keeps crashing is reported failed,
+// whether caught running between crashes or waiting to restart, so the
+// part's status counts it; a process that stays up is running.
+func TestCrashLoopIsFailed(t *testing.T) {
+	e := newEnv(t)
+	crashy := &configv1.Process{Id: "crashy", Command: "/bin/sh", Args: []string{"-c", "exit 3"}, Restart: configv1.RestartPolicy_RESTART_POLICY_ALWAYS}
+	steady := &configv1.Process{Id: "steady", Command: "/bin/sh", Args: []string{"-c", "exec sleep 1000"}}
+	e.apply(&configv1.RobotConfig{Processes: []*configv1.Process{crashy, steady}})
+	state := func(name string) *controlv1.ResourceStatus {
+		for _, r := range e.r.Resources() {
+			if r.GetName() == name {
+				return r
+			}
+		}
+		t.Fatalf("no resource %q", name)
+		return nil
+	}
+	for range 20 {
+		if st := state("crashy"); st.GetState() == controlv1.ResourceState_RESOURCE_STATE_FAILED {
+			if !strings.Contains(st.GetError(), "crash loop") || !strings.Contains(st.GetError(), "exit status 3") {
+				t.Errorf("a crash loop's error: %q", st.GetError())
+			}
+			if st := state("steady"); st.GetState() != controlv1.ResourceState_RESOURCE_STATE_RUNNING {
+				t.Errorf("the steady process: %v", st)
+			}
+			return
+		}
+		// Each crash waits out its backoff on the fake clock.
+		if err := e.clk.BlockUntil(e.ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := e.clk.NextDeadline(); ok {
+			e.clk.Advance(d)
+		}
+	}
+	t.Fatalf("a crash-looping process is %v", state("crashy"))
+}

@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -13,10 +14,14 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
+	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/web"
 	"github.com/outpost-robotics/outpost/webtest"
@@ -212,5 +217,138 @@ func TestPartRefusesBrowserSession(t *testing.T) {
 				t.Errorf("the part answered %d %s %q, want unauthenticated saying %q", res.StatusCode, body.Code, body.Message, tc.says)
 			}
 		})
+	}
+}
+
+// TestFleetTreeAndServerPaging: with more machines than a page, the list
+// is the server's pages (Next and Previous), its search finds a machine
+// the page never loaded, the Failing filter narrows it on the server, and
+// the location tree, driven from the keyboard alone, opens, moves and
+// chooses a location, whose subtree the list then shows.
+func TestFleetTreeAndServerPaging(t *testing.T) {
+	cl := cloudtest.New(t, cloudtest.Options{})
+	ctx := context.Background()
+	org, plant, line, office := auth.NewID(), auth.NewID(), auth.NewID(), auth.NewID()
+	var rover cloudtest.Part
+	err := cl.Store().Update(ctx, func(tx store.Tx) error {
+		if err := tx.PutOrg(ctx, store.Org{ID: org, Name: "Acme"}); err != nil {
+			return err
+		}
+		for _, l := range []store.Location{{ID: plant, OrgID: org, Name: "Plant"}, {ID: line, OrgID: org, ParentID: plant, Name: "Line 1"}, {ID: office, OrgID: org, Name: "Office"}} {
+			if err := tx.PutLocation(ctx, l); err != nil {
+				return err
+			}
+		}
+		machine := func(loc, name string) error {
+			m := store.Machine{ID: auth.NewID(), LocationID: loc, Name: name}
+			if err := tx.PutMachine(ctx, m); err != nil {
+				return err
+			}
+			return tx.PutPart(ctx, store.Part{ID: auth.NewID(), MachineID: m.ID, Name: "main", Main: true})
+		}
+		for i := range 30 {
+			if err := machine(plant, fmt.Sprintf("arm %02d", i)); err != nil {
+				return err
+			}
+		}
+		return machine(office, "forklift")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// rover, a real part in Line 1 that reports a failing resource.
+	admin := cl.Admin(t)
+	m, err := admin.Machine.CreateMachine(ctx, connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: line, Name: "rover"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := admin.Machine.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m.Msg.GetMachine().GetParts()[0].GetId(), CloudUrl: cl.URL}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Remember(m.Msg.GetMainPartSecret(), boot.Msg.GetBootstrap().GetPartSecret())
+	rover = cloudtest.Part{ID: boot.Msg.GetBootstrap().GetPartId(), Secret: boot.Msg.GetBootstrap().GetPartSecret(), MachineID: m.Msg.GetMachine().GetId()}
+	reportStatus(t, cl, rover, &syncv1.PartStatus{Version: "1.2.3", Resources: []*syncv1.ResourceStatus{{Name: "process/pump", State: "failed"}}})
+	const email, pw = "owner@example.com", "owner's correct horse battery"
+	cl.CreateUser(t, email, pw, "owner", "org/"+org)
+
+	tab := chromium.NewTab(t)
+	tab.SetViewport(1280, 900, false)
+	tab.Navigate(cl.URL + "/")
+	signInThroughPage(tab, email, pw)
+	tab.WaitText("#fleet-status", "1–25 of 32 machines.")
+	var marks int
+	tab.Eval(`performance.getEntriesByName('fleet-list-rendered', 'mark').length`, &marks)
+	if marks != 1 {
+		t.Errorf("%d marks of the list rendered, want 1 (BenchmarkFleetListRendered reads it)", marks)
+	}
+	rows := func() (names []string) {
+		tab.Eval(`[...document.querySelectorAll('#fleet-list tbody td[data-field="name"]')].map(td => td.textContent)`, &names)
+		return names
+	}
+	if got := rows(); len(got) != 25 || got[0] != "arm 00" || got[24] != "arm 24" {
+		t.Errorf("the first page: %q", got)
+	}
+	tab.Click("#fleet-next")
+	tab.WaitText("#fleet-status", "26–32 of 32 machines.")
+	if got := rows(); len(got) != 7 || got[5] != "forklift" || got[6] != "rover" {
+		t.Errorf("the second page: %q", got)
+	}
+	if got := tab.Text(`#fleet-list tr[data-machine="` + rover.MachineID + `"] td[data-field="failing"]`); got != "process/pump" {
+		t.Errorf("rover's failing cell: %q", got)
+	}
+	tab.Click("#fleet-prev")
+	tab.WaitText("#fleet-status", "1–25 of 32 machines.")
+
+	// The search is the server's: rover was never on the first page.
+	tab.Type("#fleet-search", "ROV")
+	tab.WaitText("#fleet-status", "1 of 32 machines match “ROV”.")
+	if got := rows(); len(got) != 1 || got[0] != "rover" {
+		t.Errorf("searching ROV: %q", got)
+	}
+	tab.Eval(`const s = document.getElementById('fleet-search'); s.value = ''; s.dispatchEvent(new Event('input')); true`, nil)
+	tab.WaitText("#fleet-status", "1–25 of 32 machines.")
+	tab.Click("#fleet-failing")
+	tab.WaitText("#fleet-status", "1 of 32 machines shown.")
+	tab.Click("#fleet-failing")
+	tab.WaitText("#fleet-status", "1–25 of 32 machines.")
+
+	// The tree, by keyboard: Acme (open) > Office, Plant (closed) > Line 1.
+	focused := func() (s string) {
+		tab.Eval(`document.activeElement.dataset.node || ''`, &s)
+		return s
+	}
+	key := func(k string) { tab.Type(`#fleet-tree [tabindex="0"]`, k) }
+	key(kb.ArrowDown)
+	if got := focused(); got != "location/"+office {
+		t.Errorf("Down from Acme focuses %q, want Office", got)
+	}
+	key(kb.ArrowDown)
+	key(kb.ArrowRight) // open Plant
+	var open string
+	tab.Eval(`document.querySelector('[data-node="location/`+plant+`"]').getAttribute('aria-expanded')`, &open)
+	if open != "true" {
+		t.Errorf("Right on Plant: aria-expanded=%q", open)
+	}
+	key(kb.ArrowRight) // to Line 1
+	if got := focused(); got != "location/"+line {
+		t.Errorf("Right on open Plant focuses %q, want Line 1", got)
+	}
+	key(kb.Enter)
+	tab.WaitText("#fleet-status", "1 machine in Line 1.")
+	key(kb.ArrowLeft) // back to Plant
+	key(" ")
+	tab.WaitText("#fleet-status", "1–25 of 31 machines in Plant.")
+	tab.Screenshot("fleet-tree")
+	key(kb.ArrowLeft) // close Plant
+	key(kb.Home)
+	key(kb.End)
+	if got := focused(); got != "location/"+plant {
+		t.Errorf("End with Plant closed focuses %q, want Plant", got)
+	}
+	var selected []string
+	tab.Eval(`[...document.querySelectorAll('#fleet-tree [aria-selected="true"]')].map(li => li.dataset.node)`, &selected)
+	if len(selected) != 1 || selected[0] != "location/"+plant {
+		t.Errorf("selected tree items: %q", selected)
 	}
 }

@@ -10,6 +10,7 @@ package auth
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -69,6 +70,18 @@ func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
 	pub := priv.Public().(ed25519.PublicKey)
 	sum := sha256.Sum256(pub)
 	return &Signer{keyID: hex.EncodeToString(sum[:8]), priv: priv, pub: pub}, nil
+}
+
+// MAC returns an HMAC-SHA256 of msg under a key derived from the signing key
+// for purpose alone, for values the cloud hands out and must recognise when
+// they come back (list page tokens): a replica sharing the signing key
+// checks another's, and a MAC for one purpose is useless for any other.
+// The derived key never leaves the process and signs nothing.
+func (s *Signer) MAC(purpose string, msg []byte) []byte {
+	k := sha256.Sum256(append([]byte("outpost mac key\x00"+purpose+"\x00"), s.priv.Seed()...))
+	m := hmac.New(sha256.New, k[:])
+	m.Write(msg)
+	return m.Sum(nil)
 }
 
 // GenerateKey returns a new Ed25519 private key.

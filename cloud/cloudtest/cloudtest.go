@@ -93,6 +93,11 @@ type Options struct {
 	// DiscardLog keeps none of the cloud's log, so checks none of it: for
 	// benchmarks, whose calls by the million would fill memory with it.
 	DiscardLog bool
+	// Store and Ingest are the cloud's stores (PostgreSQL ones, say); nil
+	// opens Badger ones in a temporary folder. The caller closes those it
+	// passes.
+	Store  store.Store
+	Ingest ingest.Store
 }
 
 // Cloud is a running outpost-cloud. Its fields are set by New and must not
@@ -139,15 +144,19 @@ func New(tb testing.TB, opts Options) *Cloud {
 		log = zap.New(zapcore.NewTee(log.Core(), opts.Log.Core()))
 	}
 	dir := tb.TempDir()
-	st, err := badgerstore.Open(filepath.Join(dir, "fleet"), log)
-	if err != nil {
-		tb.Fatalf("cloudtest: open the fleet store: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			tb.Errorf("cloudtest: close the fleet store: %v", err)
+	st := opts.Store
+	if st == nil {
+		bs, err := badgerstore.Open(filepath.Join(dir, "fleet"), log)
+		if err != nil {
+			tb.Fatalf("cloudtest: open the fleet store: %v", err)
 		}
-	})
+		tb.Cleanup(func() {
+			if err := bs.Close(); err != nil {
+				tb.Errorf("cloudtest: close the fleet store: %v", err)
+			}
+		})
+		st = bs
+	}
 	signer, _, err := cloud.Bootstrap(ctx, st, dir, c.Clock, log)
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
@@ -172,16 +181,20 @@ func New(tb testing.TB, opts Options) *Cloud {
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs, AfterSync: opts.IngestAfterSync})
-	if err != nil {
-		tb.Fatalf("cloudtest: open the ingest store: %v", err)
+	ing := opts.Ingest
+	if ing == nil {
+		bi, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs, AfterSync: opts.IngestAfterSync})
+		if err != nil {
+			tb.Fatalf("cloudtest: open the ingest store: %v", err)
+		}
+		tb.Cleanup(func() {
+			if err := bi.Close(); err != nil {
+				tb.Errorf("cloudtest: close the ingest store: %v", err)
+			}
+		})
+		ing = bi
 	}
 	c.ingest = ing
-	tb.Cleanup(func() {
-		if err := ing.Close(); err != nil {
-			tb.Errorf("cloudtest: close the ingest store: %v", err)
-		}
-	})
 	// The listener first: invitation mails name the cloud's URL.
 	c.srv = httptest.NewUnstartedServer(nil)
 	scheme := "http://"

@@ -272,6 +272,10 @@ type Store interface {
 	PutStatus(ctx context.Context, partID string, st *syncv1.PartStatus, at time.Time) error
 	// Status returns a part's last status, or ErrNotFound.
 	Status(ctx context.Context, partID string) (PartStatus, error)
+	// Statuses returns the last status of each of the parts that has one,
+	// by part ID, in one read (the fleet's lists read a page of parts at
+	// once). A part without one, or an ID that is not one, is absent.
+	Statuses(ctx context.Context, partIDs []string) (map[string]PartStatus, error)
 
 	// Close releases the store.
 	Close() error

@@ -16,6 +16,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -64,6 +65,11 @@ type Tx interface {
 	DeleteMachine(ctx context.Context, id string) error
 	// ListMachines lists a location's machines, or every machine for "".
 	ListMachines(ctx context.Context, locationID string) ([]Machine, error)
+	// PageMachines returns one page of the machines q selects, sorted by
+	// name then ID (bytewise), and whether more follow. It reads an index
+	// on (name, ID), so a page costs the machines it steps over, not the
+	// whole fleet.
+	PageMachines(ctx context.Context, q MachineQuery) (page []Machine, more bool, err error)
 
 	GetPart(ctx context.Context, id string) (Part, error)
 	PutPart(ctx context.Context, p Part) error
@@ -173,13 +179,47 @@ type Location struct {
 	CreatedAt  time.Time
 }
 
-// Machine is a machine in a location.
+// Machine is a machine in a location. Its name may not hold NUL (both
+// stores index it).
 type Machine struct {
 	ID                 string
 	LocationID         string
 	Name               string
 	RestartRequestedAt time.Time
 	CreatedAt          time.Time
+}
+
+// MachineQuery selects a page of machines for Tx.PageMachines. A machine is
+// selected when it is in one of LocationIDs or is one of MachineIDs, and its
+// name holds Search.
+type MachineQuery struct {
+	// LocationIDs and MachineIDs select the machines; both empty select none.
+	LocationIDs []string
+	MachineIDs  []string
+	// Search keeps machines whose name, folded by FoldName, holds
+	// FoldName(Search); "" keeps all.
+	Search string
+	// AfterName and AfterID are the last machine of the previous page: the
+	// page starts after (AfterName, AfterID). Both "" start at the first.
+	AfterName, AfterID string
+	// Limit is the most machines in the page, from 1 to MaxMachinePage.
+	Limit int
+}
+
+// MaxMachinePage bounds MachineQuery.Limit.
+const MaxMachinePage = 1000
+
+// FoldName is how PageMachines compares a search with names: ASCII letters
+// in lower case, everything else as it is. ASCII only because that is what
+// PostgreSQL's lower() does under the "C" collation, so every
+// implementation folds alike.
+func FoldName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // Part is a part of a machine.

@@ -51,6 +51,9 @@ const (
 	// DefaultStableAfter is how long a run must last for the next failure
 	// to start the backoff from its minimum again.
 	DefaultStableAfter = 10 * time.Second
+	// CrashLoop is how many failed runs in a row, none lasting
+	// StableAfter, make a process crash-looping: failing, not restarting.
+	CrashLoop = 3
 )
 
 // Spec is what to run.
@@ -133,6 +136,10 @@ type Status struct {
 	Restarts int
 	// LastErr is why the last run ended, nil after a clean exit.
 	LastErr error
+	// Failures counts the failed runs in a row, none of which lasted
+	// StableAfter; it reads 0 once the current run has lasted that long.
+	// At CrashLoop or more the process is crash-looping.
+	Failures int
 }
 
 // Supervisor runs one process by its spec.
@@ -147,6 +154,8 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	status Status
+	// runStart is the uptime the current run started at.
+	runStart time.Duration
 }
 
 // Start begins supervising spec; the first run starts at once.
@@ -179,7 +188,11 @@ func Start(spec Spec, opts Options) *Supervisor {
 func (s *Supervisor) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	if st.State == StateRunning && s.opts.Clock.Uptime()-s.runStart >= s.opts.StableAfter {
+		st.Failures = 0 // running steadily again: the loop is over
+	}
+	return st
 }
 
 // Done is closed when the supervisor has stopped.
@@ -220,6 +233,9 @@ func (s *Supervisor) run() {
 		exited, pid, err := s.start()
 		if err == nil {
 			s.setState(func(st *Status) { st.State, st.PID = StateRunning, pid })
+			s.mu.Lock()
+			s.runStart = began
+			s.mu.Unlock()
 			s.log.Info("process started", zap.Int("pid", pid))
 			s.emit(Event{Kind: EventStarted, PID: pid, Restarts: s.Status().Restarts})
 			select {
@@ -235,8 +251,17 @@ func (s *Supervisor) run() {
 		restart := s.spec.Restart == Always || (s.spec.Restart == OnFailure && err != nil)
 		// The state is final before the event goes out, so whoever acts on
 		// the event reads the status it announces.
+		lasted := s.opts.Clock.Uptime() - began
 		s.setState(func(st *Status) {
 			st.PID, st.LastErr = 0, err
+			switch {
+			case err == nil:
+				st.Failures = 0
+			case lasted >= s.opts.StableAfter:
+				st.Failures = 1
+			default:
+				st.Failures++
+			}
 			if !restart {
 				st.State = StateExited
 			}
@@ -254,7 +279,7 @@ func (s *Supervisor) run() {
 		}
 		// A run that lasted StableAfter starts the backoff over: a process
 		// that crashes once a day is not punished like one in a crash loop.
-		if s.opts.Clock.Uptime()-began >= s.opts.StableAfter {
+		if lasted >= s.opts.StableAfter {
 			failures = 0
 		}
 		wait := s.opts.MinBackoff << min(failures, 30)

@@ -249,3 +249,42 @@ func TestStartFailure(t *testing.T) {
 		t.Fatalf("event %+v", e)
 	}
 }
+
+// TestFailuresCountACrashLoop: failed runs in a row are counted, so a
+// process that keeps crashing reads as crash-looping (at CrashLoop) while
+// it waits to restart; a run that lasts StableAfter reads 0 while it runs.
+func TestFailuresCountACrashLoop(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	spec := sh(`echo up; if [ -e `+dir+`/stay ]; then while [ ! -e `+dir+`/go ]; do sleep 0.01; done; fi; exit 1`, OnFailure)
+	s := h.start(spec)
+	for i, wait := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+		h.next(EventStarted)
+		h.next(EventExited)
+		if st := s.Status(); st.Failures != i+1 {
+			t.Fatalf("after crash %d: %+v", i+1, st)
+		}
+		if i == 2 {
+			if err := os.WriteFile(dir+"/stay", nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.backoff(wait)
+	}
+	h.next(EventStarted)
+	h.waitLine("up")
+	if st := s.Status(); st.Failures != CrashLoop || st.State != StateRunning {
+		t.Fatalf("running again right after a crash loop: %+v, want %d failures", st, CrashLoop)
+	}
+	h.clk.Advance(DefaultStableAfter)
+	if st := s.Status(); st.Failures != 0 {
+		t.Fatalf("after a stable run: %+v", st)
+	}
+	if err := os.WriteFile(dir+"/go", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.next(EventExited)
+	if st := s.Status(); st.Failures != 1 {
+		t.Fatalf("a crash after a stable run counts from 1: %+v", st)
+	}
+}

@@ -1085,6 +1085,44 @@ func (s *Store) PutStatus(_ context.Context, partID string, st *syncv1.PartStatu
 }
 
 // Status returns the part's last status.
+// Statuses reads every status asked for in one transaction.
+func (s *Store) Statuses(_ context.Context, partIDs []string) (map[string]ingest.PartStatus, error) {
+	out := make(map[string]ingest.PartStatus, len(partIDs))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, id := range partIDs {
+			if ingest.ValidateID("part id", id) != nil {
+				continue
+			}
+			item, err := txn.Get(join('s', id))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			err = item.Value(func(v []byte) error {
+				if len(v) < 8 {
+					return fmt.Errorf("status value of %d bytes", len(v))
+				}
+				st := &syncv1.PartStatus{}
+				if err := proto.Unmarshal(v[8:], st); err != nil {
+					return err
+				}
+				out[id] = ingest.PartStatus{Status: st, At: time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("status of %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read statuses: %w", err)
+	}
+	return out, nil
+}
+
 func (s *Store) Status(_ context.Context, partID string) (ingest.PartStatus, error) {
 	if err := ingest.ValidateID("part id", partID); err != nil {
 		return ingest.PartStatus{}, fmt.Errorf("read status: %w", err)

@@ -566,6 +566,18 @@ func testStatus(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
 	if _, err := s.Status(ctx, "part-b"); !errors.Is(err, ingest.ErrNotFound) {
 		t.Errorf("part-b sees part-a's status: %v", err)
 	}
+	// Many at once: the parts that reported, none for the others or for
+	// IDs that are not IDs.
+	if err := s.PutStatus(ctx, "part-c", &syncv1.PartStatus{Version: "2.0.0"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Statuses(ctx, []string{"part-a", "part-b", "part-c", "", "a\x00b", "part-a"})
+	if err != nil || len(all) != 2 || all["part-a"].Status.GetVersion() != "1.1.0" || all["part-c"].Status.GetVersion() != "2.0.0" || !all["part-c"].At.Equal(t0) {
+		t.Errorf("Statuses = %v, %v", all, err)
+	}
+	if none, err := s.Statuses(ctx, nil); err != nil || len(none) != 0 {
+		t.Errorf("Statuses of none = %v, %v", none, err)
+	}
 }
 
 // testDelete erases records: reads and counts skip them, the watermark

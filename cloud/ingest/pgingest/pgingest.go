@@ -755,6 +755,42 @@ func (s *Store) PutStatus(ctx context.Context, partID string, st *syncv1.PartSta
 }
 
 // Status returns the part's last status.
+// Statuses reads every status asked for in one query.
+func (s *Store) Statuses(ctx context.Context, partIDs []string) (map[string]ingest.PartStatus, error) {
+	ids := make([]string, 0, len(partIDs))
+	for _, id := range partIDs {
+		if ingest.ValidateID("part id", id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	out := make(map[string]ingest.PartStatus, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, "SELECT part_id, at_ns, status FROM ingest_status WHERE part_id = ANY($1)", ids)
+	if err != nil {
+		return nil, fmt.Errorf("read statuses: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var at int64
+		var raw []byte
+		if err := rows.Scan(&id, &at, &raw); err != nil {
+			return nil, fmt.Errorf("read statuses: %w", err)
+		}
+		st := &syncv1.PartStatus{}
+		if err := proto.Unmarshal(raw, st); err != nil {
+			return nil, fmt.Errorf("read status of %s: decode: %w", id, err)
+		}
+		out[id] = ingest.PartStatus{Status: st, At: time.Unix(0, at).UTC()}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read statuses: %w", err)
+	}
+	return out, nil
+}
+
 func (s *Store) Status(ctx context.Context, partID string) (ingest.PartStatus, error) {
 	if err := ingest.ValidateID("part id", partID); err != nil {
 		return ingest.PartStatus{}, fmt.Errorf("read status: %w", err)

@@ -51,7 +51,12 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cloud store in %q: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	if err := s.indexMachineNames(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open cloud store in %q: %w", dir, err)
+	}
+	return s, nil
 }
 
 // Close closes the database.
@@ -478,8 +483,153 @@ func (t *tx) ListChildLocations(_ context.Context, parentID string) ([]store.Loc
 func (t *tx) GetMachine(_ context.Context, id string) (store.Machine, error) {
 	return get(t, machines, id)
 }
-func (t *tx) PutMachine(_ context.Context, m store.Machine) error { return put(t, machines, m) }
-func (t *tx) DeleteMachine(_ context.Context, id string) error    { return del(t, machines, id) }
+func (t *tx) PutMachine(_ context.Context, m store.Machine) error {
+	nk, err := key(machineNameIndex, m.Name, m.ID)
+	if err != nil {
+		return fmt.Errorf("put mach: %w", err)
+	}
+	old, err := get(t, machines, m.ID)
+	switch {
+	case err == nil:
+		ok, _ := key(machineNameIndex, old.Name, old.ID)
+		if err := t.txn.Delete(ok); err != nil {
+			return fmt.Errorf("put mach %q: drop name index: %w", m.ID, err)
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	if err := put(t, machines, m); err != nil {
+		return err
+	}
+	if err := t.txn.Set(nk, []byte(m.LocationID)); err != nil {
+		return fmt.Errorf("put mach %q: name index: %w", m.ID, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteMachine(_ context.Context, id string) error {
+	old, err := get(t, machines, id)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	if err := del(t, machines, id); err != nil {
+		return err
+	}
+	k, _ := key(machineNameIndex, old.Name, old.ID)
+	if err := t.txn.Delete(k); err != nil {
+		return fmt.Errorf("delete mach %q: name index: %w", id, err)
+	}
+	return nil
+}
+
+// machineNameIndex orders machines by (name, ID) for PageMachines: keys
+// "mach.name\x00NAME\x00ID" whose value is the machine's location, so a
+// page is chosen from the index alone. NUL sorts before every other byte,
+// so the keys' order is the order of (name, ID).
+const machineNameIndex = "mach.name"
+
+// machineNamesIndexed is the meta key saying the name index covers every
+// machine (stores made before it existed are indexed once at open).
+const machineNamesIndexed = "machine-name-index"
+
+// indexMachineNames builds the name index of a store that predates it.
+func (s *Store) indexMachineNames() error {
+	done, _ := key("meta", machineNamesIndexed)
+	var all []store.Machine
+	err := s.db.View(func(txn *badger.Txn) error {
+		if _, err := txn.Get(done); err == nil {
+			return nil
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		var err error
+		all, err = list(&tx{txn: txn}, machines)
+		if all == nil && err == nil {
+			all = []store.Machine{}
+		}
+		return err
+	})
+	if err != nil || all == nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, m := range all {
+		k, err := key(machineNameIndex, m.Name, m.ID)
+		if err != nil {
+			return fmt.Errorf("index machine %q: %w", m.ID, err)
+		}
+		if err := wb.Set(k, []byte(m.LocationID)); err != nil {
+			return fmt.Errorf("index machine names: %w", err)
+		}
+	}
+	if err := wb.Set(done, []byte{1}); err != nil {
+		return fmt.Errorf("index machine names: %w", err)
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("index machine names: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) PageMachines(_ context.Context, q store.MachineQuery) ([]store.Machine, bool, error) {
+	if q.Limit < 1 || q.Limit > store.MaxMachinePage {
+		return nil, false, fmt.Errorf("page machines: limit %d is not from 1 to %d", q.Limit, store.MaxMachinePage)
+	}
+	locs := make(map[string]bool, len(q.LocationIDs))
+	for _, l := range q.LocationIDs {
+		locs[l] = true
+	}
+	ids := make(map[string]bool, len(q.MachineIDs))
+	for _, m := range q.MachineIDs {
+		ids[m] = true
+	}
+	if len(locs) == 0 && len(ids) == 0 {
+		return nil, false, nil
+	}
+	p, _ := prefix(machineNameIndex)
+	start := p
+	if q.AfterName != "" || q.AfterID != "" {
+		k, err := key(machineNameIndex, q.AfterName, q.AfterID)
+		if err != nil {
+			return nil, false, nil // no machine sorts after a cursor holding NUL: such names are refused
+		}
+		start = append(k, 0) // the first key after the cursor's own
+	}
+	search := store.FoldName(q.Search)
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 256})
+	defer it.Close()
+	var page []store.Machine
+	for it.Seek(start); it.Valid(); it.Next() {
+		rest := it.Item().Key()[len(p):]
+		i := bytes.LastIndexByte(rest, 0)
+		if i < 0 {
+			return nil, false, fmt.Errorf("page machines: malformed index key %q", rest)
+		}
+		name, id := rest[:i], string(rest[i+1:])
+		if !ids[id] {
+			var in bool
+			if err := it.Item().Value(func(v []byte) error { in = locs[string(v)]; return nil }); err != nil {
+				return nil, false, fmt.Errorf("page machines: %w", err)
+			}
+			if !in {
+				continue
+			}
+		}
+		if search != "" && !strings.Contains(store.FoldName(string(name)), search) {
+			continue
+		}
+		if len(page) == q.Limit {
+			return page, true, nil
+		}
+		m, err := get(t, machines, id)
+		if err != nil {
+			return nil, false, fmt.Errorf("page machines: %w", err)
+		}
+		page = append(page, m)
+	}
+	return page, false, nil
+}
 func (t *tx) ListMachines(_ context.Context, locationID string) ([]store.Machine, error) {
 	if locationID == "" {
 		return list(t, machines)

@@ -339,8 +339,8 @@ var (
 		vals: func(o store.Org) []any { return []any{o.ID} }, hierarchy: true}
 	locations = table[store.Location]{name: "locations", key: []string{"id"}, cols: []string{"org_id", "parent_id"}, order: "id",
 		vals: func(l store.Location) []any { return []any{l.ID, l.OrgID, l.ParentID} }, hierarchy: true}
-	machines = table[store.Machine]{name: "machines", key: []string{"id"}, cols: []string{"location_id"}, order: "id",
-		vals: func(m store.Machine) []any { return []any{m.ID, m.LocationID} }, hierarchy: true}
+	machines = table[store.Machine]{name: "machines", key: []string{"id"}, cols: []string{"location_id", "name"}, order: "id",
+		vals: func(m store.Machine) []any { return []any{m.ID, m.LocationID, m.Name} }, hierarchy: true}
 	parts = table[store.Part]{name: "parts", key: []string{"id"}, cols: []string{"machine_id"}, order: "id",
 		vals: func(p store.Part) []any { return []any{p.ID, p.MachineID} }, hierarchy: true}
 	users = table[store.User]{name: "users", key: []string{"id"}, cols: []string{"email"}, order: "id",
@@ -401,6 +401,38 @@ func (t *tx) ListMachines(ctx context.Context, locationID string) ([]store.Machi
 		return list(ctx, t, machines, "", nil)
 	}
 	return list(ctx, t, machines, "location_id", locationID)
+}
+
+// PageMachines walks the machines_name index from the cursor. lower() under
+// the "C" collation folds ASCII only, as store.FoldName does; strpos rather
+// than LIKE so the search needs no escaping.
+func (t *tx) PageMachines(ctx context.Context, q store.MachineQuery) ([]store.Machine, bool, error) {
+	if q.Limit < 1 || q.Limit > store.MaxMachinePage {
+		return nil, false, fmt.Errorf("page machines: limit %d is not from 1 to %d", q.Limit, store.MaxMachinePage)
+	}
+	keep := func(ids []string) []string {
+		out := make([]string, 0, len(ids))
+		for _, id := range ids {
+			if checkKey("id", id) == nil {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	locs, ids := keep(q.LocationIDs), keep(q.MachineIDs)
+	if len(locs) == 0 && len(ids) == 0 || checkKey("cursor", q.AfterName) != nil || checkKey("cursor", q.AfterID) != nil || !storable(q.Search) {
+		return nil, false, nil // nothing can match what PostgreSQL text cannot hold
+	}
+	page, err := query[store.Machine](ctx, t, "machines", `SELECT doc FROM machines
+		WHERE (location_id = ANY($1) OR id = ANY($2)) AND (name, id) > ($3, $4) AND ($5 = '' OR strpos(lower(name), $5) > 0)
+		ORDER BY name, id LIMIT $6`, locs, ids, q.AfterName, q.AfterID, store.FoldName(q.Search), q.Limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(page) > q.Limit {
+		return page[:q.Limit], true, nil
+	}
+	return page, false, nil
 }
 
 func (t *tx) GetPart(ctx context.Context, id string) (store.Part, error) {

@@ -93,6 +93,11 @@ func TestMigrations(t *testing.T) {
 				if err != nil || len(ls) != 1 || ls[0].SharedWith[0] != "other" {
 					return fmt.Errorf("seeded locations: %+v, %v", ls, err)
 				}
+				// A machine from before the name index is found by its name.
+				ms, _, err := tx.PageMachines(ctx, store.MachineQuery{LocationIDs: []string{"seed-loc"}, Search: "rov", Limit: 10})
+				if err != nil || len(ms) != 1 || ms[0].ID != "seed-machine" {
+					return fmt.Errorf("seeded machine by name: %+v, %v", ms, err)
+				}
 				return nil
 			})
 			if err != nil {

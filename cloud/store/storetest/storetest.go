@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentUpdates", testConcurrent},
 		{"ConfigsAndFragments", testConfigs},
 		{"PartDocumentsAndProposals", testPartDocs},
+		{"MachinePages", testMachinePages},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -637,4 +638,98 @@ func testPartDocs(t *testing.T, s store.Store) {
 		equal(t, "proposals of m1", ids(ps, func(p store.Proposal) string { return p.ID + " " + p.State }), []string{"p1|s|1 accepted", "p1|s|2 conflict"})
 		return nil
 	})
+}
+
+// testMachinePages: PageMachines selects by locations and machine IDs,
+// searches names folding ASCII case, pages by (name, ID) without skipping or
+// repeating across renames and deletes, and answers hostile queries with
+// nothing rather than an error.
+func testMachinePages(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	names := map[string]string{ // id → name; "a" sorts before "b", ties by ID
+		"m1": "rover", "m2": "Rover", "m3": "arm", "m4": "rover", "m5": "zeta", "m6": "Ärm", "m7": "crane",
+	}
+	loc := map[string]string{"m1": "l1", "m2": "l1", "m3": "l2", "m4": "l2", "m5": "l3", "m6": "l1", "m7": "l3"}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for id, name := range names {
+			if err := tx.PutMachine(ctx, store.Machine{ID: id, LocationID: loc[id], Name: name, CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	pageIDs := func(q store.MachineQuery) ([]string, bool) {
+		t.Helper()
+		var got []store.Machine
+		var more bool
+		view(t, s, func(ctx context.Context, tx store.Tx) error {
+			var err error
+			got, more, err = tx.PageMachines(ctx, q)
+			return err
+		})
+		return ids(got, func(m store.Machine) string { return m.ID }), more
+	}
+	// Every page of 2 over l1, l2 and m7, in (name, ID) byte order.
+	q := store.MachineQuery{LocationIDs: []string{"l1", "l2"}, MachineIDs: []string{"m7"}, Limit: 2}
+	var all []string
+	for range 10 {
+		got, more := pageIDs(q)
+		all = append(all, got...)
+		if !more {
+			break
+		}
+		last := got[len(got)-1]
+		q.AfterName, q.AfterID = names[last], last
+	}
+	equal(t, "every page", all, []string{"m2", "m3", "m7", "m1", "m4", "m6"})
+
+	for _, tc := range []struct {
+		name string
+		q    store.MachineQuery
+		want []string
+		more bool
+	}{
+		{"search folds ASCII case", store.MachineQuery{LocationIDs: []string{"l1", "l2", "l3"}, Search: "ROV", Limit: 10}, []string{"m2", "m1", "m4"}, false},
+		{"search keeps other letters", store.MachineQuery{LocationIDs: []string{"l1", "l2"}, Search: "ärm", Limit: 10}, []string{}, false},
+		{"search exact non-ASCII", store.MachineQuery{LocationIDs: []string{"l1", "l2"}, Search: "Ärm", Limit: 10}, []string{"m6"}, false},
+		{"machine IDs alone", store.MachineQuery{MachineIDs: []string{"m5", "nope"}, Limit: 10}, []string{"m5"}, false},
+		{"a full page says more", store.MachineQuery{LocationIDs: []string{"l3"}, Limit: 1}, []string{"m7"}, true},
+		{"an exact last page says no more", store.MachineQuery{LocationIDs: []string{"l3"}, Limit: 2}, []string{"m7", "m5"}, false},
+		{"selects nothing", store.MachineQuery{Limit: 10}, []string{}, false},
+		{"cursor between ties", store.MachineQuery{LocationIDs: []string{"l1", "l2"}, AfterName: "rover", AfterID: "m1", Limit: 10}, []string{"m4", "m6"}, false},
+		{"cursor past the end", store.MachineQuery{LocationIDs: []string{"l1"}, AfterName: "\xf4\x8f\xbf\xbf", AfterID: "z", Limit: 10}, []string{}, false},
+		{"hostile cursor", store.MachineQuery{LocationIDs: []string{"l1"}, AfterName: "a\x00b", AfterID: "\xff", Limit: 10}, []string{}, false},
+		{"hostile search", store.MachineQuery{LocationIDs: []string{"l1"}, Search: "%_\x00'", Limit: 10}, []string{}, false},
+		{"hostile location", store.MachineQuery{LocationIDs: []string{"l1' OR 1=1 --", "\x00"}, Limit: 10}, []string{}, false},
+	} {
+		got, more := pageIDs(tc.q)
+		if !reflect.DeepEqual(got, tc.want) || more != tc.more {
+			t.Errorf("%s: got %v more=%v, want %v more=%v", tc.name, got, more, tc.want, tc.more)
+		}
+	}
+
+	// A rename moves the machine in the order; a delete takes it out.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutMachine(ctx, store.Machine{ID: "m3", LocationID: "l2", Name: "zz-arm", CreatedAt: t0}); err != nil {
+			return err
+		}
+		return tx.DeleteMachine(ctx, "m4")
+	})
+	got, _ := pageIDs(store.MachineQuery{LocationIDs: []string{"l1", "l2"}, Limit: 10})
+	equal(t, "after a rename and a delete", got, []string{"m2", "m1", "m3", "m6"})
+
+	for _, limit := range []int{0, -1, store.MaxMachinePage + 1} {
+		err := s.View(ctx, func(tx store.Tx) error {
+			_, _, err := tx.PageMachines(ctx, store.MachineQuery{LocationIDs: []string{"l1"}, Limit: limit})
+			return err
+		})
+		if err == nil {
+			t.Errorf("limit %d: no error", limit)
+		}
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error {
+		return tx.PutMachine(ctx, store.Machine{ID: "m9", LocationID: "l1", Name: "nul\x00name"})
+	}); err == nil {
+		t.Error("a machine name holding NUL was stored")
+	}
 }

@@ -162,6 +162,12 @@ const (
 	// MachineServiceGetMachineStatusProcedure is the fully-qualified name of the MachineService's
 	// GetMachineStatus RPC.
 	MachineServiceGetMachineStatusProcedure = "/outpost.fleet.v1.MachineService/GetMachineStatus"
+	// MachineServiceListFleetProcedure is the fully-qualified name of the MachineService's ListFleet
+	// RPC.
+	MachineServiceListFleetProcedure = "/outpost.fleet.v1.MachineService/ListFleet"
+	// MachineServiceSummarizeFleetProcedure is the fully-qualified name of the MachineService's
+	// SummarizeFleet RPC.
+	MachineServiceSummarizeFleetProcedure = "/outpost.fleet.v1.MachineService/SummarizeFleet"
 	// UserServiceCreateUserProcedure is the fully-qualified name of the UserService's CreateUser RPC.
 	UserServiceCreateUserProcedure = "/outpost.fleet.v1.UserService/CreateUser"
 	// UserServiceInviteUserProcedure is the fully-qualified name of the UserService's InviteUser RPC.
@@ -1116,6 +1122,18 @@ type MachineServiceClient interface {
 	// to know whether the robot is online. Logs and configs stay
 	// machine.view (the LOGS and CONFIGURE tabs).
 	GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error)
+	// ListFleet pages through the machines of an organization (its nested
+	// locations and those shared with it) or of a location's subtree, with
+	// each one's state as its parts last reported it. It lists only what
+	// the caller may see, as ListMachines does (machine.control, which both
+	// roles hold); an organization or location the caller reaches nothing
+	// of lists nothing. A page may hold fewer than page_size machines when
+	// a filter steps over many: continue while next_page_token is set.
+	ListFleet(context.Context, *connect.Request[v1.ListFleetRequest]) (*connect.Response[v1.ListFleetResponse], error)
+	// SummarizeFleet counts the machines ListFleet would list (without its
+	// filters): online, offline, failing, by daemon version, and the worst
+	// backlogs. The same callers and filtering as ListFleet.
+	SummarizeFleet(context.Context, *connect.Request[v1.SummarizeFleetRequest]) (*connect.Response[v1.SummarizeFleetResponse], error)
 }
 
 // NewMachineServiceClient constructs a client for the outpost.fleet.v1.MachineService service. By
@@ -1210,6 +1228,20 @@ func NewMachineServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listFleet: connect.NewClient[v1.ListFleetRequest, v1.ListFleetResponse](
+			httpClient,
+			baseURL+MachineServiceListFleetProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("ListFleet")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		summarizeFleet: connect.NewClient[v1.SummarizeFleetRequest, v1.SummarizeFleetResponse](
+			httpClient,
+			baseURL+MachineServiceSummarizeFleetProcedure,
+			connect.WithSchema(machineServiceMethods.ByName("SummarizeFleet")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1228,6 +1260,8 @@ type machineServiceClient struct {
 	bootstrapPart    *connect.Client[v1.BootstrapPartRequest, v1.BootstrapPartResponse]
 	restartPart      *connect.Client[v1.RestartPartRequest, v1.RestartPartResponse]
 	getMachineStatus *connect.Client[v1.GetMachineStatusRequest, v1.GetMachineStatusResponse]
+	listFleet        *connect.Client[v1.ListFleetRequest, v1.ListFleetResponse]
+	summarizeFleet   *connect.Client[v1.SummarizeFleetRequest, v1.SummarizeFleetResponse]
 }
 
 // CreateMachine calls outpost.fleet.v1.MachineService.CreateMachine.
@@ -1295,6 +1329,16 @@ func (c *machineServiceClient) GetMachineStatus(ctx context.Context, req *connec
 	return c.getMachineStatus.CallUnary(ctx, req)
 }
 
+// ListFleet calls outpost.fleet.v1.MachineService.ListFleet.
+func (c *machineServiceClient) ListFleet(ctx context.Context, req *connect.Request[v1.ListFleetRequest]) (*connect.Response[v1.ListFleetResponse], error) {
+	return c.listFleet.CallUnary(ctx, req)
+}
+
+// SummarizeFleet calls outpost.fleet.v1.MachineService.SummarizeFleet.
+func (c *machineServiceClient) SummarizeFleet(ctx context.Context, req *connect.Request[v1.SummarizeFleetRequest]) (*connect.Response[v1.SummarizeFleetResponse], error) {
+	return c.summarizeFleet.CallUnary(ctx, req)
+}
+
 // MachineServiceHandler is an implementation of the outpost.fleet.v1.MachineService service.
 type MachineServiceHandler interface {
 	// CreateMachine creates a machine, with its main part, in a location.
@@ -1334,6 +1378,18 @@ type MachineServiceHandler interface {
 	// to know whether the robot is online. Logs and configs stay
 	// machine.view (the LOGS and CONFIGURE tabs).
 	GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error)
+	// ListFleet pages through the machines of an organization (its nested
+	// locations and those shared with it) or of a location's subtree, with
+	// each one's state as its parts last reported it. It lists only what
+	// the caller may see, as ListMachines does (machine.control, which both
+	// roles hold); an organization or location the caller reaches nothing
+	// of lists nothing. A page may hold fewer than page_size machines when
+	// a filter steps over many: continue while next_page_token is set.
+	ListFleet(context.Context, *connect.Request[v1.ListFleetRequest]) (*connect.Response[v1.ListFleetResponse], error)
+	// SummarizeFleet counts the machines ListFleet would list (without its
+	// filters): online, offline, failing, by daemon version, and the worst
+	// backlogs. The same callers and filtering as ListFleet.
+	SummarizeFleet(context.Context, *connect.Request[v1.SummarizeFleetRequest]) (*connect.Response[v1.SummarizeFleetResponse], error)
 }
 
 // NewMachineServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -1424,6 +1480,20 @@ func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	machineServiceListFleetHandler := connect.NewUnaryHandler(
+		MachineServiceListFleetProcedure,
+		svc.ListFleet,
+		connect.WithSchema(machineServiceMethods.ByName("ListFleet")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	machineServiceSummarizeFleetHandler := connect.NewUnaryHandler(
+		MachineServiceSummarizeFleetProcedure,
+		svc.SummarizeFleet,
+		connect.WithSchema(machineServiceMethods.ByName("SummarizeFleet")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.fleet.v1.MachineService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case MachineServiceCreateMachineProcedure:
@@ -1452,6 +1522,10 @@ func NewMachineServiceHandler(svc MachineServiceHandler, opts ...connect.Handler
 			machineServiceRestartPartHandler.ServeHTTP(w, r)
 		case MachineServiceGetMachineStatusProcedure:
 			machineServiceGetMachineStatusHandler.ServeHTTP(w, r)
+		case MachineServiceListFleetProcedure:
+			machineServiceListFleetHandler.ServeHTTP(w, r)
+		case MachineServiceSummarizeFleetProcedure:
+			machineServiceSummarizeFleetHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1511,6 +1585,14 @@ func (UnimplementedMachineServiceHandler) RestartPart(context.Context, *connect.
 
 func (UnimplementedMachineServiceHandler) GetMachineStatus(context.Context, *connect.Request[v1.GetMachineStatusRequest]) (*connect.Response[v1.GetMachineStatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.GetMachineStatus is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) ListFleet(context.Context, *connect.Request[v1.ListFleetRequest]) (*connect.Response[v1.ListFleetResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.ListFleet is not implemented"))
+}
+
+func (UnimplementedMachineServiceHandler) SummarizeFleet(context.Context, *connect.Request[v1.SummarizeFleetRequest]) (*connect.Response[v1.SummarizeFleetResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.MachineService.SummarizeFleet is not implemented"))
 }
 
 // UserServiceClient is a client for the outpost.fleet.v1.UserService service.
