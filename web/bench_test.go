@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
@@ -121,6 +121,8 @@ func TestRobotPageBytes(t *testing.T) {
 	if n > 150<<10 {
 		t.Errorf("the robot page loads %d bytes compressed; the goal is at most 150 KB", n)
 	}
+}
+
 // BenchmarkFleetListRendered is the time from navigation to the Fleet
 // page's list rendered (goal ≤ 1 s), measured in Chromium by the page's
 // own performance mark, for a signed-in owner of an organization of
