@@ -62,8 +62,8 @@ func startOutpostd(t *testing.T, bin string, part cloudtest.Part) *outpostdProc 
 	t.Helper()
 	dir := t.TempDir()
 	boot := part.WriteBootstrap(t, dir)
-	cmd := exec.Command(bin, "-config", boot, "-data-dir", filepath.Join(dir, "data"), "-runtime-dir", filepath.Join(dir, "run"),
-		"-listen", "127.0.0.1:0", "-metrics", "-", "-mdns", "-", "-sync-interval", "1s", "-log-format", "json")
+	cmd := exec.Command(bin, "--config", boot, "--data-dir", filepath.Join(dir, "data"), "--runtime-dir", filepath.Join(dir, "run"),
+		"--listen", "127.0.0.1:0", "--metrics", "-", "--mdns", "-", "--sync-interval", "1s", "--log-format", "json")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
