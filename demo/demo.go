@@ -37,17 +37,22 @@ const maxSocketPath = 107
 // captureHz is how often each part captures its sensor's readings.
 const captureHz = 5
 
-// machineConfig is the machine's own config: every part of the machine
-// gets it, so both parts have a fake motor and a fake sensor, and capture
-// the sensor's readings at captureHz.
+// machineConfig is the machine's own config: one document for both parts,
+// which places a fake motor and a fake sensor on each (the main part's by
+// default, the arm's by "part"); each part runs only its share and
+// captures its sensor's readings at captureHz.
 const machineConfig = `{
   "components": [
     {"name": "motor", "type": "COMPONENT_TYPE_MOTOR", "model": "fake"},
     {"name": "sensor", "type": "COMPONENT_TYPE_SENSOR", "model": "fake",
+     "attributes": {"readings": {"temperature_c": 21.5}}},
+    {"name": "arm-motor", "part": "arm", "type": "COMPONENT_TYPE_MOTOR", "model": "fake"},
+    {"name": "arm-sensor", "part": "arm", "type": "COMPONENT_TYPE_SENSOR", "model": "fake",
      "attributes": {"readings": {"temperature_c": 21.5}}}
   ],
   "captures": [
-    {"component": "sensor", "method": "readings", "frequency_hz": 5, "tags": ["demo"]}
+    {"component": "sensor", "method": "readings", "frequency_hz": 5, "tags": ["demo"]},
+    {"component": "arm-sensor", "method": "readings", "frequency_hz": 5, "tags": ["demo"]}
   ]
 }
 `
@@ -129,6 +134,8 @@ type part struct {
 	metrics  string
 	certHex  string // as reported to the cloud
 	proc     *child
+	motor    string    // its motor's and its sensor's names in the config
+	sensor   string
 	held     []uint64  // capture sequences held while offline
 	heldFrom time.Time // the earliest of them
 }
@@ -278,8 +285,8 @@ func (r *run) scenario(ctx context.Context) error {
 	r.cloudURL = "http://" + cloudAddr
 	r.cloudLog = filepath.Join(r.dir, "outpost-cloud.log")
 	r.parts = []*part{
-		{name: "main", dir: filepath.Join(r.dir, "main"), addr: addrs[1], metrics: addrs[2]},
-		{name: "arm", dir: filepath.Join(r.dir, "arm"), addr: addrs[3], metrics: addrs[4]},
+		{name: "main", dir: filepath.Join(r.dir, "main"), addr: addrs[1], metrics: addrs[2], motor: "motor", sensor: "sensor"},
+		{name: "arm", dir: filepath.Join(r.dir, "arm"), addr: addrs[3], metrics: addrs[4], motor: "arm-motor", sensor: "arm-sensor"},
 	}
 	// outpostd listens on a Unix socket in its runtime folder, and a
 	// socket's path is at most 107 bytes on Linux.

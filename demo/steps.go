@@ -179,7 +179,7 @@ func (r *run) createMachine(ctx context.Context) error {
 	if c.GetRevision().GetRevision() == 0 {
 		return errors.New("config set returned no revision")
 	}
-	r.rep.result(fmt.Sprintf("revision %d: every part gets a fake motor \"motor\" and a fake sensor \"sensor\", whose readings it captures at %d Hz",
+	r.rep.result(fmt.Sprintf("revision %d: each part gets a fake motor and a fake sensor (main: \"motor\", \"sensor\"; arm: \"arm-motor\", \"arm-sensor\"), whose readings it captures at %d Hz",
 		c.GetRevision().GetRevision(), captureHz))
 	return nil
 }
@@ -350,7 +350,7 @@ func (r *run) operatorDrives(ctx context.Context) error {
 
 func (r *run) driveMotor(ctx context.Context, p *part, power float64) error {
 	var res controlv1.MotorIsMovingResponse
-	if err := r.outpostJSON(ctx, r.operator(), &res, robot(p, "motor", "motor", "--power", fmt.Sprint(power))...); err != nil {
+	if err := r.outpostJSON(ctx, r.operator(), &res, robot(p, "motor", p.motor, "--power", fmt.Sprint(power))...); err != nil {
 		return err
 	}
 	if res.GetMoving() != (power != 0) {
@@ -362,7 +362,7 @@ func (r *run) driveMotor(ctx context.Context, p *part, power float64) error {
 
 func (r *run) readSensor(ctx context.Context, p *part) error {
 	var res structpb.Struct
-	if err := r.outpostJSON(ctx, r.operator(), &res, robot(p, "readings", "sensor")...); err != nil {
+	if err := r.outpostJSON(ctx, r.operator(), &res, robot(p, "readings", p.sensor)...); err != nil {
 		return err
 	}
 	if _, ok := res.GetFields()["temperature_c"]; !ok {
@@ -442,7 +442,7 @@ func (r *run) ownerReads(ctx context.Context) error {
 	r.rep.result(fmt.Sprintf("the cloud holds %d entries the parts uploaded (main %d, arm %d)%s, such as: %s", len(cl.GetEntries()),
 		perPart["main"], perPart["arm"], more, clip(first.GetEntry().GetMessage(), 60)))
 
-	args := []string{"data", "captures", "--machine", r.machineID, "--component", "sensor", "--limit", "1000"}
+	args := []string{"data", "captures", "--machine", r.machineID, "--limit", "1000"}
 	r.rep.cmd(commandLine(nil, append([]string{binCLI}, append(args, "--json")...)) + "   # repeated until both parts uploaded some")
 	perPart = map[string]int{}
 	err := r.poll(ctx, "captures of both parts in the cloud", 60*time.Second, func(ctx context.Context) error {
@@ -505,12 +505,12 @@ func (r *run) driveOffline(ctx context.Context) error {
 	if err := r.readSensor(ctx, r.parts[1]); err != nil {
 		return err
 	}
-	r.rep.cmd(commandLine(r.ownerOnRobot().show, append([]string{binCLI}, robot(r.parts[0], "data", "ls", "--component", "sensor", "--json")...)) +
+	r.rep.cmd(commandLine(r.ownerOnRobot().show, append([]string{binCLI}, robot(r.parts[0], "data", "ls", "--component", r.parts[0].sensor, "--json")...)) +
 		fmt.Sprintf("   # on each part, repeated until each holds %d", r.opts.Pile))
 	err := r.poll(ctx, fmt.Sprintf("each part holding %d captures", r.opts.Pile), 60*time.Second, func(ctx context.Context) error {
 		for _, p := range r.parts {
 			var ls controlv1.ListCapturesResponse
-			if err := r.outpostJSONQuiet(ctx, r.ownerOnRobot(), &ls, robot(p, "data", "ls", "--component", "sensor")...); err != nil {
+			if err := r.outpostJSONQuiet(ctx, r.ownerOnRobot(), &ls, robot(p, "data", "ls", "--component", p.sensor)...); err != nil {
 				return err
 			}
 			held, err := heldCaptures(&ls)
@@ -570,7 +570,7 @@ func (r *run) restartCloud(ctx context.Context) error {
 		}
 	}
 	fromFlag := from.Add(-time.Second).UTC().Format(time.RFC3339Nano)
-	args := []string{"data", "captures", "--machine", r.machineID, "--component", "sensor", "--from", fromFlag, "--limit", "1000"}
+	args := []string{"data", "captures", "--machine", r.machineID, "--from", fromFlag, "--limit", "1000"}
 	r.rep.cmd(commandLine(nil, append([]string{binCLI}, append(args, "--json")...)) + "   # repeated until the cloud has every held capture")
 	r.sum.Arrived = map[string]int{}
 	err = r.poll(ctx, "the held captures arriving in the cloud", 60*time.Second, func(ctx context.Context) error {
@@ -596,13 +596,13 @@ func (r *run) restartCloud(ctx context.Context) error {
 	}
 	r.rep.result(strings.Join(lines, "; "))
 
-	r.rep.cmd(commandLine(r.ownerOnRobot().show, append([]string{binCLI}, robot(r.parts[0], "data", "ls", "--component", "sensor", "--json")...)) +
+	r.rep.cmd(commandLine(r.ownerOnRobot().show, append([]string{binCLI}, robot(r.parts[0], "data", "ls", "--component", r.parts[0].sensor, "--json")...)) +
 		"   # on each part, repeated until the acknowledged ones are gone")
 	left := map[string]int{}
 	err = r.poll(ctx, "the parts deleting what the cloud acknowledged", 60*time.Second, func(ctx context.Context) error {
 		for _, p := range r.parts {
 			var ls controlv1.ListCapturesResponse
-			if err := r.outpostJSONQuiet(ctx, r.ownerOnRobot(), &ls, robot(p, "data", "ls", "--component", "sensor")...); err != nil {
+			if err := r.outpostJSONQuiet(ctx, r.ownerOnRobot(), &ls, robot(p, "data", "ls", "--component", p.sensor)...); err != nil {
 				return err
 			}
 			now, err := heldCaptures(&ls)
@@ -687,7 +687,7 @@ func (r *run) revokeKey(ctx context.Context) error {
 	r.sum.RevokedAfter = r.clk.Uptime() - revoked
 	r.rep.result(fmt.Sprintf("grants version %d on main and %d on arm, %s after the revocation", after["main"], after["arm"], r.sum.RevokedAfter.Round(100*time.Millisecond)))
 	for _, p := range r.parts {
-		ref, err := r.refused(ctx, r.operator(), "unauthenticated", robot(p, "readings", "sensor")...)
+		ref, err := r.refused(ctx, r.operator(), "unauthenticated", robot(p, "readings", p.sensor)...)
 		if err != nil {
 			return err
 		}
