@@ -134,7 +134,7 @@ type part struct {
 	metrics  string
 	certHex  string // as reported to the cloud
 	proc     *child
-	motor    string    // its motor's and its sensor's names in the config
+	motor    string // its motor's and its sensor's names in the config
 	sensor   string
 	held     []uint64  // capture sequences held while offline
 	heldFrom time.Time // the earliest of them
