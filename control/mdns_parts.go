@@ -6,8 +6,6 @@ import (
 	"log"
 	"net"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/mdns"
@@ -26,53 +24,19 @@ import (
 // the main part talks to. This is also why this browse lives here and not
 // in controlclient: outpostd links no client package.
 
-// heardPart is one mDNS answer, as read from the LAN.
-type heardPart struct {
-	partID, fingerprint string
-	addr                string // HOST:PORT
-}
-
-// heardOf reads a browse answer; false for one that names no address or
-// port.
-func heardOf(e *mdns.ServiceEntry) (heardPart, bool) {
-	if e == nil || e.Port <= 0 || e.Port > 65535 {
-		return heardPart{}, false
-	}
-	var ip net.IP
-	switch {
-	case e.AddrV4 != nil:
-		ip = e.AddrV4
-	case e.AddrV6IPAddr != nil:
-		ip = e.AddrV6IPAddr.IP
-	default:
-		return heardPart{}, false
-	}
-	h := heardPart{addr: net.JoinHostPort(ip.String(), strconv.Itoa(e.Port))}
-	for _, f := range e.InfoFields {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case controlwire.TXTPart:
-			h.partID = v
-		case controlwire.TXTFingerprint:
-			h.fingerprint = v
-		}
-	}
-	return h, true
-}
-
 // matchHeard keeps, by part id, the addresses of answers from the other
 // parts of this machine: the TXT part id must be one of parts other than
 // self, and an announced fingerprint must be the one the signed document
 // pins (an answer with another one is a different certificate, which the
 // pin would refuse anyway). Strangers, this part itself and parts with no
 // pin yet are left out.
-func matchHeard(parts []*configv1.MachinePart, self string, heard []heardPart) map[string][]string {
+func matchHeard(parts []*configv1.MachinePart, self string, heard []controlwire.Announcement) map[string][]string {
 	out := map[string][]string{}
 	for _, h := range heard {
-		if h.partID == "" || h.partID == self {
+		if h.PartID == "" || h.PartID == self {
 			continue
 		}
-		i := slices.IndexFunc(parts, func(p *configv1.MachinePart) bool { return p.GetId() == h.partID })
+		i := slices.IndexFunc(parts, func(p *configv1.MachinePart) bool { return p.GetId() == h.PartID })
 		if i < 0 {
 			continue
 		}
@@ -80,13 +44,13 @@ func matchHeard(parts []*configv1.MachinePart, self string, heard []heardPart) m
 		if err != nil {
 			continue
 		}
-		if h.fingerprint != "" {
-			if fp, err := config.NormalizeFingerprint(h.fingerprint); err != nil || fp != pin {
+		if h.Fingerprint != "" {
+			if fp, err := config.NormalizeFingerprint(h.Fingerprint); err != nil || fp != pin {
 				continue
 			}
 		}
-		if !slices.Contains(out[h.partID], h.addr) {
-			out[h.partID] = append(out[h.partID], h.addr)
+		if !slices.Contains(out[h.PartID], h.Addr) {
+			out[h.PartID] = append(out[h.PartID], h.Addr)
 		}
 	}
 	for _, a := range out {
@@ -142,9 +106,9 @@ func (s *Server) browseOnce(ctx context.Context, iface *net.Interface) error {
 	if err != nil {
 		return err
 	}
-	var heard []heardPart
+	var heard []controlwire.Announcement
 	for _, e := range got {
-		if h, ok := heardOf(e); ok {
+		if h, ok := controlwire.ReadAnnouncement(e); ok {
 			heard = append(heard, h)
 		}
 	}

@@ -9,10 +9,10 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
-	"github.com/hashicorp/mdns"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 func TestMatchHeard(t *testing.T) {
@@ -24,47 +24,24 @@ func TestMatchHeard(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name  string
-		heard []heardPart
+		heard []controlwire.Announcement
 		want  map[string][]string
 	}{
-		{"another part, pinned fingerprint", []heardPart{{partID: "p2", fingerprint: pin2, addr: "192.0.2.2:8443"}}, map[string][]string{"p2": {"192.0.2.2:8443"}}},
-		{"fingerprint in upper case with colons", []heardPart{{partID: "p2", fingerprint: colons(strings.ToUpper(pin2)), addr: "192.0.2.2:8443"}}, map[string][]string{"p2": {"192.0.2.2:8443"}}},
-		{"no fingerprint announced: the pin decides at dial", []heardPart{{partID: "p2", addr: "192.0.2.2:8443"}}, map[string][]string{"p2": {"192.0.2.2:8443"}}},
-		{"two addresses, one twice", []heardPart{{partID: "p2", addr: "[2001:db8::2]:8443"}, {partID: "p2", addr: "192.0.2.2:8443"}, {partID: "p2", addr: "192.0.2.2:8443"}},
+		{"another part, pinned fingerprint", []controlwire.Announcement{{PartID: "p2", Fingerprint: pin2, Addr: "192.0.2.2:8443"}}, map[string][]string{"p2": {"192.0.2.2:8443"}}},
+		{"fingerprint in upper case with colons", []controlwire.Announcement{{PartID: "p2", Fingerprint: colons(strings.ToUpper(pin2)), Addr: "192.0.2.2:8443"}}, map[string][]string{"p2": {"192.0.2.2:8443"}}},
+		{"no fingerprint announced: the pin decides at dial", []controlwire.Announcement{{PartID: "p2", Addr: "192.0.2.2:8443"}}, map[string][]string{"p2": {"192.0.2.2:8443"}}},
+		{"two addresses, one twice", []controlwire.Announcement{{PartID: "p2", Addr: "[2001:db8::2]:8443"}, {PartID: "p2", Addr: "192.0.2.2:8443"}, {PartID: "p2", Addr: "192.0.2.2:8443"}},
 			map[string][]string{"p2": {"192.0.2.2:8443", "[2001:db8::2]:8443"}}},
-		{"this part itself", []heardPart{{partID: "p1", fingerprint: pin1, addr: "192.0.2.1:8443"}}, map[string][]string{}},
-		{"a part of another machine", []heardPart{{partID: "p9", addr: "192.0.2.9:8443"}}, map[string][]string{}},
-		{"no part id", []heardPart{{addr: "192.0.2.9:8443"}}, map[string][]string{}},
-		{"another certificate than the pin", []heardPart{{partID: "p2", fingerprint: pin1, addr: "192.0.2.66:8443"}}, map[string][]string{}},
-		{"a fingerprint that is not one", []heardPart{{partID: "p2", fingerprint: "zz", addr: "192.0.2.66:8443"}}, map[string][]string{}},
-		{"a part with no pin yet", []heardPart{{partID: "p3", addr: "192.0.2.3:8443"}}, map[string][]string{}},
+		{"this part itself", []controlwire.Announcement{{PartID: "p1", Fingerprint: pin1, Addr: "192.0.2.1:8443"}}, map[string][]string{}},
+		{"a part of another machine", []controlwire.Announcement{{PartID: "p9", Addr: "192.0.2.9:8443"}}, map[string][]string{}},
+		{"no part id", []controlwire.Announcement{{Addr: "192.0.2.9:8443"}}, map[string][]string{}},
+		{"another certificate than the pin", []controlwire.Announcement{{PartID: "p2", Fingerprint: pin1, Addr: "192.0.2.66:8443"}}, map[string][]string{}},
+		{"a fingerprint that is not one", []controlwire.Announcement{{PartID: "p2", Fingerprint: "zz", Addr: "192.0.2.66:8443"}}, map[string][]string{}},
+		{"a part with no pin yet", []controlwire.Announcement{{PartID: "p3", Addr: "192.0.2.3:8443"}}, map[string][]string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := matchHeard(parts, "p1", tc.heard); !maps.EqualFunc(got, tc.want, func(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }) {
 				t.Fatalf("got %v, want %v", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestHeardOf(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		e    *mdns.ServiceEntry
-		want heardPart
-		ok   bool
-	}{
-		{"v4", &mdns.ServiceEntry{AddrV4: net.IPv4(192, 0, 2, 2), Port: 8443, InfoFields: []string{"part=p2", "sha256=ab", "v=1"}}, heardPart{partID: "p2", fingerprint: "ab", addr: "192.0.2.2:8443"}, true},
-		{"v6", &mdns.ServiceEntry{AddrV6IPAddr: &net.IPAddr{IP: net.ParseIP("2001:db8::2")}, Port: 1, InfoFields: []string{"part"}}, heardPart{addr: "[2001:db8::2]:1"}, true},
-		{"nil", nil, heardPart{}, false},
-		{"no address", &mdns.ServiceEntry{Port: 8443}, heardPart{}, false},
-		{"port 0", &mdns.ServiceEntry{AddrV4: net.IPv4(192, 0, 2, 2)}, heardPart{}, false},
-		{"port too large", &mdns.ServiceEntry{AddrV4: net.IPv4(192, 0, 2, 2), Port: 70000}, heardPart{}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := heardOf(tc.e)
-			if ok != tc.ok || got != tc.want {
-				t.Fatalf("got %+v %v, want %+v %v", got, ok, tc.want, tc.ok)
 			}
 		})
 	}
@@ -137,7 +114,7 @@ func FuzzMatchHeard(f *testing.F) {
 	f.Add("p1", "zz:zz", "\xff")
 	parts := []*configv1.MachinePart{{Id: "p1", Main: true, Fingerprint: strings.Repeat("ab", 32)}, {Id: "p2", Fingerprint: strings.Repeat("cd", 32)}}
 	f.Fuzz(func(t *testing.T, id, fp, addr string) {
-		got := matchHeard(parts, "p1", []heardPart{{partID: id, fingerprint: fp, addr: addr}})
+		got := matchHeard(parts, "p1", []controlwire.Announcement{{PartID: id, Fingerprint: fp, Addr: addr}})
 		for k := range got {
 			if k != "p2" {
 				t.Fatalf("kept %q, which is not another part of the machine", k)

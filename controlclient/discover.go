@@ -7,7 +7,6 @@ import (
 	"log"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,45 +14,8 @@ import (
 	"github.com/outpost-robotics/outpost/controlwire"
 )
 
-// DiscoveredPart is a part heard on the LAN.
-type DiscoveredPart struct {
-	// Instance is the announced instance name.
-	Instance string
-	// Addr is HOST:PORT to pass to --robot.
-	Addr string
-	// PartID is the part's id, from TXT.
-	PartID string
-	// Fingerprint is the announced certificate fingerprint, from TXT; check
-	// it against the cloud's before trusting it.
-	Fingerprint string
-}
-
-// partOf reads a browse answer.
-func partOf(e *mdns.ServiceEntry) (DiscoveredPart, bool) {
-	if e == nil || e.Port <= 0 || e.Port > 65535 {
-		return DiscoveredPart{}, false
-	}
-	var ip net.IP
-	switch {
-	case e.AddrV4 != nil:
-		ip = e.AddrV4
-	case e.AddrV6IPAddr != nil:
-		ip = e.AddrV6IPAddr.IP
-	default:
-		return DiscoveredPart{}, false
-	}
-	p := DiscoveredPart{Instance: strings.TrimSuffix(e.Name, "."+controlwire.MDNSService+".local."), Addr: net.JoinHostPort(ip.String(), strconv.Itoa(e.Port))}
-	for _, f := range e.InfoFields {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case controlwire.TXTPart:
-			p.PartID = v
-		case controlwire.TXTFingerprint:
-			p.Fingerprint = v
-		}
-	}
-	return p, true
-}
+// DiscoveredPart is a part that answered on the local network.
+type DiscoveredPart = controlwire.Announcement
 
 // Discover listens for parts for wait and lists them, sorted by address.
 func Discover(ctx context.Context, wait time.Duration) ([]DiscoveredPart, error) {
@@ -86,7 +48,7 @@ func DiscoverOn(ctx context.Context, iface *net.Interface, wait time.Duration) (
 	}
 	found := map[string]DiscoveredPart{}
 	for _, e := range heard {
-		if p, ok := partOf(e); ok {
+		if p, ok := controlwire.ReadAnnouncement(e); ok {
 			found[p.Addr] = p
 		}
 	}
