@@ -274,3 +274,31 @@ func TestListFleetPages(t *testing.T) {
 		t.Errorf("without a credential: %v", err)
 	}
 }
+
+// TestListLocationsIncludesShared: the fleet's tree lists the locations
+// shared with an organization, with their subtrees, only when asked, and
+// never the other organization's unshared ones.
+func TestListLocationsIncludesShared(t *testing.T) {
+	w := newFleetWorld(t)
+	ctx := context.Background()
+	a := w.e.client(w.e.adminToken)
+	bay := check(a.Location.CreateLocation(ctx, req(&fleetv1.CreateLocationRequest{OrgId: w.other, ParentLocationId: w.depot, Name: "Bay 2"})))(t).GetLocation().GetId()
+	ids := func(include bool) []string {
+		var out []string
+		for _, l := range check(a.Location.ListLocations(ctx, req(&fleetv1.ListLocationsRequest{OrgId: w.acme, IncludeShared: include})))(t).GetLocations() {
+			out = append(out, l.GetId())
+		}
+		slices.Sort(out)
+		return out
+	}
+	own := []string{w.plant, w.line, w.cell, w.office}
+	slices.Sort(own)
+	if got := ids(false); !slices.Equal(got, own) {
+		t.Fatalf("Acme's own locations: %v, want %v", got, own)
+	}
+	withShared := append(slices.Clone(own), w.depot, bay)
+	slices.Sort(withShared)
+	if got := ids(true); !slices.Equal(got, withShared) {
+		t.Fatalf("Acme's locations with the shared ones: %v, want %v (Other's Fields is not shared)", got, withShared)
+	}
+}

@@ -76,7 +76,8 @@ func (l locationService) ListLocations(ctx context.Context, req *connect.Request
 	c := callFrom(ctx)
 	var locs []store.Location
 	for _, loc := range c.snap.locations {
-		if loc.OrgID == req.Msg.GetOrgId() && c.visible(rbac.Location(loc.ID)) {
+		mine := loc.OrgID == req.Msg.GetOrgId() || (req.Msg.GetIncludeShared() && c.snap.sharedInto(loc.ID, req.Msg.GetOrgId()))
+		if mine && c.visible(rbac.Location(loc.ID)) {
 			locs = append(locs, loc)
 		}
 	}

@@ -3,6 +3,7 @@ package cloud
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/outpost-robotics/outpost/cloud/store"
@@ -220,4 +221,20 @@ func (s *snapshot) height(locationID string) int {
 		return best
 	}
 	return h(locationID, 1)
+}
+
+// sharedInto says whether the location, or a location above it, is shared
+// with org.
+func (s *snapshot) sharedInto(locID, org string) bool {
+	for depth := 0; locID != "" && depth <= maxDepth; depth++ {
+		l, ok := s.locations[locID]
+		if !ok {
+			return false
+		}
+		if l.OrgID != org && slices.Contains(l.SharedWith, org) {
+			return true
+		}
+		locID = l.ParentID
+	}
+	return false
 }

@@ -294,7 +294,7 @@ export function fleetPage(opts) {
     // The list first; the tree follows, so it neither delays the list's
     // call at the server nor its rendering in the page.
     await restart();
-    const locations = await Promise.all(orgs.map((o) => client.unary(LOC, 'ListLocations', {orgId: o.id})
+    const locations = await Promise.all(orgs.map((o) => client.unary(LOC, 'ListLocations', {orgId: o.id, includeShared: true})
       .then((l) => l.locations || [], () => [])));
     replace(treeBox, treeView(buildTree(orgs, locations), scope, (node) => {
       scope = {kind: node.kind, id: node.id};

@@ -1707,7 +1707,10 @@ func (x *CreateLocationResponse) GetLocation() *Location {
 type ListLocationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The organization.
-	OrgId         string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Also the locations other organizations share with it (each shared
+	// location and its subtree), as far as the caller may see them.
+	IncludeShared bool `protobuf:"varint,2,opt,name=include_shared,json=includeShared,proto3" json:"include_shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1747,6 +1750,13 @@ func (x *ListLocationsRequest) GetOrgId() string {
 		return x.OrgId
 	}
 	return ""
+}
+
+func (x *ListLocationsRequest) GetIncludeShared() bool {
+	if x != nil {
+		return x.IncludeShared
+	}
+	return false
 }
 
 // ListLocationsResponse lists locations.
@@ -9415,9 +9425,10 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12,\n" +
 	"\x12parent_location_id\x18\x03 \x01(\tR\x10parentLocationId\"P\n" +
 	"\x16CreateLocationResponse\x126\n" +
-	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"-\n" +
+	"\blocation\x18\x01 \x01(\v2\x1a.outpost.fleet.v1.LocationR\blocation\"T\n" +
 	"\x14ListLocationsRequest\x12\x15\n" +
-	"\x06org_id\x18\x01 \x01(\tR\x05orgId\"Q\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12%\n" +
+	"\x0einclude_shared\x18\x02 \x01(\bR\rincludeShared\"Q\n" +
 	"\x15ListLocationsResponse\x128\n" +
 	"\tlocations\x18\x01 \x03(\v2\x1a.outpost.fleet.v1.LocationR\tlocations\"\\\n" +
 	"\x15RenameLocationRequest\x12/\n" +
