@@ -2,13 +2,10 @@ package control
 
 import (
 	"context"
-	"io"
-	"log"
 	"net"
 	"slices"
 	"time"
 
-	"github.com/hashicorp/mdns"
 	"go.uber.org/zap"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
@@ -89,28 +86,9 @@ func (s *Server) browseOnce(ctx context.Context, iface *net.Interface) error {
 	if self == nil || !self.GetMain() || len(parts) < 2 {
 		return nil
 	}
-	entries := make(chan *mdns.ServiceEntry, 64)
-	var got []*mdns.ServiceEntry
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for e := range entries {
-			got = append(got, e)
-		}
-	}()
-	err := mdns.QueryContext(ctx, &mdns.QueryParam{Service: controlwire.MDNSService, Domain: "local", Timeout: browseWait, Entries: entries,
-		Interface: iface, DisableIPv6: iface != nil && iface.Flags&net.FlagLoopback != 0,
-		Logger: log.New(io.Discard, "", 0)}) // the library logs every unparsable packet on the LAN
-	close(entries)
-	<-done
+	heard, err := controlwire.Browse(ctx, iface, browseWait)
 	if err != nil {
 		return err
-	}
-	var heard []controlwire.Announcement
-	for _, e := range got {
-		if h, ok := controlwire.ReadAnnouncement(e); ok {
-			heard = append(heard, h)
-		}
 	}
 	for id, addrs := range matchHeard(parts, self.GetId(), heard) {
 		s.Heard(id, addrs)

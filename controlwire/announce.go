@@ -1,9 +1,14 @@
 package controlwire
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log"
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/mdns"
 )
@@ -48,4 +53,38 @@ func ReadAnnouncement(e *mdns.ServiceEntry) (Announcement, bool) {
 		}
 	}
 	return a, true
+}
+
+// Browse asks the network for MDNSService on iface (nil: the system's
+// default multicast interface) for wait, and returns the announcements
+// heard, as ReadAnnouncement reads them, in the order they came.
+func Browse(ctx context.Context, iface *net.Interface, wait time.Duration) ([]Announcement, error) {
+	entries := make(chan *mdns.ServiceEntry, 64)
+	var (
+		heard []*mdns.ServiceEntry
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		// Only the pointers: the library keeps filling an entry in after
+		// sending it, so its fields are read once the query is over.
+		for e := range entries {
+			heard = append(heard, e)
+		}
+	}()
+	err := mdns.QueryContext(ctx, &mdns.QueryParam{Service: MDNSService, Domain: "local", Timeout: wait, Entries: entries,
+		Interface: iface, DisableIPv6: iface != nil && iface.Flags&net.FlagLoopback != 0,
+		Logger: log.New(io.Discard, "", 0)}) // the library logs every unparsable packet on the LAN
+	close(entries)
+	<-done
+	if err != nil {
+		return nil, fmt.Errorf("browse %s: %w", MDNSService, err)
+	}
+	var out []Announcement
+	for _, e := range heard {
+		if a, ok := ReadAnnouncement(e); ok {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
