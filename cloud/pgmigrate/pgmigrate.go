@@ -43,6 +43,16 @@ type Set struct {
 	FS        fs.FS
 }
 
+// Embedded is the Set of component's migrations in the folder dir of an
+// embedded file system (a package's //go:embed of its migrations).
+func Embedded(component string, fsys fs.FS, dir string) Set {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err) // dir is a constant of the caller's: a bad one is a programming error
+	}
+	return Set{Component: component, FS: sub}
+}
+
 // Migration is one numbered SQL file.
 type Migration struct {
 	Version int

@@ -23,7 +23,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"sync"
 	"time"
@@ -46,11 +45,7 @@ var migrationFiles embed.FS
 
 // Migrations are the shared tables' schema versions, applied by Open.
 func Migrations() pgmigrate.Set {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded folder exists: a build without it does not compile
-	}
-	return pgmigrate.Set{Component: "shared", FS: sub}
+	return pgmigrate.Embedded("shared", migrationFiles, "migrations")
 }
 
 // Options configures Open.

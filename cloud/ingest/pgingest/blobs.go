@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,11 +20,7 @@ const ChunkSize = 1 << 20
 
 // BlobMigrations are the blob store's schema versions.
 func BlobMigrations() pgmigrate.Set {
-	sub, err := fs.Sub(migrationFiles, "migrations/blobs")
-	if err != nil {
-		panic(err) // the embedded folder exists: a build without it does not compile
-	}
-	return pgmigrate.Set{Component: "blobs", FS: sub}
+	return pgmigrate.Embedded("blobs", migrationFiles, "migrations/blobs")
 }
 
 // BlobStore is an ingest.BlobStore in PostgreSQL, in chunks of ChunkSize

@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"math"
 	"slices"
 	"strconv"
@@ -74,11 +73,7 @@ var migrationFiles embed.FS
 
 // Migrations are the ingest store's schema versions, applied by Open.
 func Migrations() pgmigrate.Set {
-	sub, err := fs.Sub(migrationFiles, "migrations/ingest")
-	if err != nil {
-		panic(err) // the embedded folder exists: a build without it does not compile
-	}
-	return pgmigrate.Set{Component: "ingest", FS: sub}
+	return pgmigrate.Embedded("ingest", migrationFiles, "migrations/ingest")
 }
 
 // Options configures Open.

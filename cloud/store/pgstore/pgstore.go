@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"strings"
 	"unicode/utf8"
@@ -54,11 +53,7 @@ var migrationFiles embed.FS
 
 // Migrations are the store's schema versions, applied by Open.
 func Migrations() pgmigrate.Set {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded folder exists: a build without it does not compile
-	}
-	return pgmigrate.Set{Component: "store", FS: sub}
+	return pgmigrate.Embedded("store", migrationFiles, "migrations")
 }
 
 // Store is the PostgreSQL implementation of store.Store.
