@@ -512,3 +512,9 @@ func peerChanged(before, after *syncv1.PartStatus) bool {
 	return before == nil || !bytes.Equal(before.GetControlCertSha256(), after.GetControlCertSha256()) ||
 		!slices.Equal(before.GetControlAddresses(), after.GetControlAddresses())
 }
+
+// GetPackageChunk answers that this cloud serves no packages: the registry
+// that fills it in is wired by the cloud's package service.
+func (h *handler) GetPackageChunk(ctx context.Context, req *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this cloud has no package registry"))
+}

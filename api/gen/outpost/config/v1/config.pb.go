@@ -163,7 +163,15 @@ type RobotConfig struct {
 	LogLevel string `protobuf:"bytes,7,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
 	// Other robots whose components this machine's main part serves, each
 	// under the prefix "NAME:".
-	Remotes       []*Remote `protobuf:"bytes,8,rep,name=remotes,proto3" json:"remotes,omitempty"`
+	Remotes []*Remote `protobuf:"bytes,8,rep,name=remotes,proto3" json:"remotes,omitempty"`
+	// Packages from the organization's registry the machine uses. In module
+	// executables and args, process commands, args and working directories,
+	// and component attribute strings, "${packages.NAME}" stands for the
+	// directory the part unpacked the package into.
+	Packages []*PackageRef `protobuf:"bytes,9,rep,name=packages,proto3" json:"packages,omitempty"`
+	// When the part may switch to a new package version; absent means at any
+	// time. Downloads go ahead outside the window; only the switch waits.
+	Maintenance   *MaintenanceWindow `protobuf:"bytes,10,opt,name=maintenance,proto3" json:"maintenance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +262,235 @@ func (x *RobotConfig) GetRemotes() []*Remote {
 	return nil
 }
 
+func (x *RobotConfig) GetPackages() []*PackageRef {
+	if x != nil {
+		return x.Packages
+	}
+	return nil
+}
+
+func (x *RobotConfig) GetMaintenance() *MaintenanceWindow {
+	if x != nil {
+		return x.Maintenance
+	}
+	return nil
+}
+
+// PackageRef is one package a machine uses, under a local name.
+type PackageRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The local name, unique among the machine's packages; what
+	// "${packages.NAME}" refers to.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "ORG_ID/NAME": the organization that owns the package and its name.
+	Package string `protobuf:"bytes,2,opt,name=package,proto3" json:"package,omitempty"`
+	// "1.4.0" (a pinned version), "latest" (the newest version uploaded), or
+	// "tag:stable" (the version a tag points at, moved with
+	// `outpost package tag`). Empty means latest.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The name of the part that uses it; empty means the machine's main part.
+	Part          string `protobuf:"bytes,4,opt,name=part,proto3" json:"part,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackageRef) Reset() {
+	*x = PackageRef{}
+	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageRef) ProtoMessage() {}
+
+func (x *PackageRef) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageRef.ProtoReflect.Descriptor instead.
+func (*PackageRef) Descriptor() ([]byte, []int) {
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PackageRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PackageRef) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *PackageRef) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PackageRef) GetPart() string {
+	if x != nil {
+		return x.Part
+	}
+	return ""
+}
+
+// MaintenanceWindow holds package switches until it is safe: inside one of
+// the windows, and, when a sensor is named, while its reading says so.
+type MaintenanceWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Times of day when switching is allowed; empty means any time of day.
+	Windows []*TimeWindow `protobuf:"bytes,1,rep,name=windows,proto3" json:"windows,omitempty"`
+	// A sensor component on the same part whose Readings decide; empty means
+	// no sensor condition.
+	Sensor string `protobuf:"bytes,2,opt,name=sensor,proto3" json:"sensor,omitempty"`
+	// The boolean key in the sensor's readings that must be true.
+	AllowedKey    string `protobuf:"bytes,3,opt,name=allowed_key,json=allowedKey,proto3" json:"allowed_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaintenanceWindow) Reset() {
+	*x = MaintenanceWindow{}
+	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaintenanceWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaintenanceWindow) ProtoMessage() {}
+
+func (x *MaintenanceWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaintenanceWindow.ProtoReflect.Descriptor instead.
+func (*MaintenanceWindow) Descriptor() ([]byte, []int) {
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MaintenanceWindow) GetWindows() []*TimeWindow {
+	if x != nil {
+		return x.Windows
+	}
+	return nil
+}
+
+func (x *MaintenanceWindow) GetSensor() string {
+	if x != nil {
+		return x.Sensor
+	}
+	return ""
+}
+
+func (x *MaintenanceWindow) GetAllowedKey() string {
+	if x != nil {
+		return x.AllowedKey
+	}
+	return ""
+}
+
+// TimeWindow is a daily span of time in a time zone.
+type TimeWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "HH:MM", 24-hour. A window whose end is before its start spans midnight.
+	Start string `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	// "HH:MM", 24-hour.
+	End string `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
+	// An IANA zone such as "Europe/Berlin"; empty means UTC.
+	TimeZone string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// Days of the week it applies to ("mon".."sun"); empty means every day.
+	Days          []string `protobuf:"bytes,4,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimeWindow) Reset() {
+	*x = TimeWindow{}
+	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimeWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimeWindow) ProtoMessage() {}
+
+func (x *TimeWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimeWindow.ProtoReflect.Descriptor instead.
+func (*TimeWindow) Descriptor() ([]byte, []int) {
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TimeWindow) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *TimeWindow) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+func (x *TimeWindow) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *TimeWindow) GetDays() []string {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
 // Remote is another robot reached over the network from this machine's main
 // part: its components appear on this machine as "NAME:component".
 type Remote struct {
@@ -276,7 +513,7 @@ type Remote struct {
 
 func (x *Remote) Reset() {
 	*x = Remote{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +525,7 @@ func (x *Remote) String() string {
 func (*Remote) ProtoMessage() {}
 
 func (x *Remote) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[1]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +538,7 @@ func (x *Remote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Remote.ProtoReflect.Descriptor instead.
 func (*Remote) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Remote) GetName() string {
@@ -356,7 +593,7 @@ type MachinePart struct {
 
 func (x *MachinePart) Reset() {
 	*x = MachinePart{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +605,7 @@ func (x *MachinePart) String() string {
 func (*MachinePart) ProtoMessage() {}
 
 func (x *MachinePart) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[2]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +618,7 @@ func (x *MachinePart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MachinePart.ProtoReflect.Descriptor instead.
 func (*MachinePart) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MachinePart) GetId() string {
@@ -440,7 +677,7 @@ type PlacedComponent struct {
 
 func (x *PlacedComponent) Reset() {
 	*x = PlacedComponent{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +689,7 @@ func (x *PlacedComponent) String() string {
 func (*PlacedComponent) ProtoMessage() {}
 
 func (x *PlacedComponent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[3]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +702,7 @@ func (x *PlacedComponent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacedComponent.ProtoReflect.Descriptor instead.
 func (*PlacedComponent) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PlacedComponent) GetName() string {
@@ -504,7 +741,7 @@ type Component struct {
 
 func (x *Component) Reset() {
 	*x = Component{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +753,7 @@ func (x *Component) String() string {
 func (*Component) ProtoMessage() {}
 
 func (x *Component) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[4]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +766,7 @@ func (x *Component) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Component.ProtoReflect.Descriptor instead.
 func (*Component) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Component) GetName() string {
@@ -593,7 +830,7 @@ type Module struct {
 
 func (x *Module) Reset() {
 	*x = Module{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +842,7 @@ func (x *Module) String() string {
 func (*Module) ProtoMessage() {}
 
 func (x *Module) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[5]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +855,7 @@ func (x *Module) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Module.ProtoReflect.Descriptor instead.
 func (*Module) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Module) GetName() string {
@@ -681,7 +918,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +930,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[6]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +943,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Process) GetId() string {
@@ -788,7 +1025,7 @@ type CaptureMethod struct {
 
 func (x *CaptureMethod) Reset() {
 	*x = CaptureMethod{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[7]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1037,7 @@ func (x *CaptureMethod) String() string {
 func (*CaptureMethod) ProtoMessage() {}
 
 func (x *CaptureMethod) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[7]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1050,7 @@ func (x *CaptureMethod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaptureMethod.ProtoReflect.Descriptor instead.
 func (*CaptureMethod) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CaptureMethod) GetComponent() string {
@@ -881,7 +1118,7 @@ type SyncFolder struct {
 
 func (x *SyncFolder) Reset() {
 	*x = SyncFolder{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[8]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1130,7 @@ func (x *SyncFolder) String() string {
 func (*SyncFolder) ProtoMessage() {}
 
 func (x *SyncFolder) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[8]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1143,7 @@ func (x *SyncFolder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncFolder.ProtoReflect.Descriptor instead.
 func (*SyncFolder) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SyncFolder) GetPath() string {
@@ -965,7 +1202,7 @@ type StoreBudget struct {
 
 func (x *StoreBudget) Reset() {
 	*x = StoreBudget{}
-	mi := &file_outpost_config_v1_config_proto_msgTypes[9]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1214,7 @@ func (x *StoreBudget) String() string {
 func (*StoreBudget) ProtoMessage() {}
 
 func (x *StoreBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_config_v1_config_proto_msgTypes[9]
+	mi := &file_outpost_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1227,7 @@ func (x *StoreBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreBudget.ProtoReflect.Descriptor instead.
 func (*StoreBudget) Descriptor() ([]byte, []int) {
-	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_outpost_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StoreBudget) GetMaxBytes() uint64 {
@@ -1011,7 +1248,7 @@ var File_outpost_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_outpost_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1eoutpost/config/v1/config.proto\x12\x11outpost.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xcf\x03\n" +
+	"\x1eoutpost/config/v1/config.proto\x12\x11outpost.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xd2\x04\n" +
 	"\vRobotConfig\x12<\n" +
 	"\n" +
 	"components\x18\x01 \x03(\v2\x1c.outpost.config.v1.ComponentR\n" +
@@ -1022,7 +1259,27 @@ const file_outpost_config_v1_config_proto_rawDesc = "" +
 	"\fsync_folders\x18\x05 \x03(\v2\x1d.outpost.config.v1.SyncFolderR\vsyncFolders\x12A\n" +
 	"\fstore_budget\x18\x06 \x01(\v2\x1e.outpost.config.v1.StoreBudgetR\vstoreBudget\x12\x1b\n" +
 	"\tlog_level\x18\a \x01(\tR\blogLevel\x123\n" +
-	"\aremotes\x18\b \x03(\v2\x19.outpost.config.v1.RemoteR\aremotes\"v\n" +
+	"\aremotes\x18\b \x03(\v2\x19.outpost.config.v1.RemoteR\aremotes\x129\n" +
+	"\bpackages\x18\t \x03(\v2\x1d.outpost.config.v1.PackageRefR\bpackages\x12F\n" +
+	"\vmaintenance\x18\n" +
+	" \x01(\v2$.outpost.config.v1.MaintenanceWindowR\vmaintenance\"h\n" +
+	"\n" +
+	"PackageRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\apackage\x18\x02 \x01(\tR\apackage\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x12\n" +
+	"\x04part\x18\x04 \x01(\tR\x04part\"\x85\x01\n" +
+	"\x11MaintenanceWindow\x127\n" +
+	"\awindows\x18\x01 \x03(\v2\x1d.outpost.config.v1.TimeWindowR\awindows\x12\x16\n" +
+	"\x06sensor\x18\x02 \x01(\tR\x06sensor\x12\x1f\n" +
+	"\vallowed_key\x18\x03 \x01(\tR\n" +
+	"allowedKey\"e\n" +
+	"\n" +
+	"TimeWindow\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\tR\x03end\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\x12\x12\n" +
+	"\x04days\x18\x04 \x03(\tR\x04days\"v\n" +
 	"\x06Remote\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12 \n" +
@@ -1120,47 +1377,53 @@ func file_outpost_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_outpost_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_outpost_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_outpost_config_v1_config_proto_goTypes = []any{
 	(ComponentType)(0),          // 0: outpost.config.v1.ComponentType
 	(RestartPolicy)(0),          // 1: outpost.config.v1.RestartPolicy
 	(*RobotConfig)(nil),         // 2: outpost.config.v1.RobotConfig
-	(*Remote)(nil),              // 3: outpost.config.v1.Remote
-	(*MachinePart)(nil),         // 4: outpost.config.v1.MachinePart
-	(*PlacedComponent)(nil),     // 5: outpost.config.v1.PlacedComponent
-	(*Component)(nil),           // 6: outpost.config.v1.Component
-	(*Module)(nil),              // 7: outpost.config.v1.Module
-	(*Process)(nil),             // 8: outpost.config.v1.Process
-	(*CaptureMethod)(nil),       // 9: outpost.config.v1.CaptureMethod
-	(*SyncFolder)(nil),          // 10: outpost.config.v1.SyncFolder
-	(*StoreBudget)(nil),         // 11: outpost.config.v1.StoreBudget
-	nil,                         // 12: outpost.config.v1.Module.EnvEntry
-	nil,                         // 13: outpost.config.v1.Process.EnvEntry
-	(*structpb.Struct)(nil),     // 14: google.protobuf.Struct
-	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
+	(*PackageRef)(nil),          // 3: outpost.config.v1.PackageRef
+	(*MaintenanceWindow)(nil),   // 4: outpost.config.v1.MaintenanceWindow
+	(*TimeWindow)(nil),          // 5: outpost.config.v1.TimeWindow
+	(*Remote)(nil),              // 6: outpost.config.v1.Remote
+	(*MachinePart)(nil),         // 7: outpost.config.v1.MachinePart
+	(*PlacedComponent)(nil),     // 8: outpost.config.v1.PlacedComponent
+	(*Component)(nil),           // 9: outpost.config.v1.Component
+	(*Module)(nil),              // 10: outpost.config.v1.Module
+	(*Process)(nil),             // 11: outpost.config.v1.Process
+	(*CaptureMethod)(nil),       // 12: outpost.config.v1.CaptureMethod
+	(*SyncFolder)(nil),          // 13: outpost.config.v1.SyncFolder
+	(*StoreBudget)(nil),         // 14: outpost.config.v1.StoreBudget
+	nil,                         // 15: outpost.config.v1.Module.EnvEntry
+	nil,                         // 16: outpost.config.v1.Process.EnvEntry
+	(*structpb.Struct)(nil),     // 17: google.protobuf.Struct
+	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
 }
 var file_outpost_config_v1_config_proto_depIdxs = []int32{
-	6,  // 0: outpost.config.v1.RobotConfig.components:type_name -> outpost.config.v1.Component
-	7,  // 1: outpost.config.v1.RobotConfig.modules:type_name -> outpost.config.v1.Module
-	8,  // 2: outpost.config.v1.RobotConfig.processes:type_name -> outpost.config.v1.Process
-	9,  // 3: outpost.config.v1.RobotConfig.captures:type_name -> outpost.config.v1.CaptureMethod
-	10, // 4: outpost.config.v1.RobotConfig.sync_folders:type_name -> outpost.config.v1.SyncFolder
-	11, // 5: outpost.config.v1.RobotConfig.store_budget:type_name -> outpost.config.v1.StoreBudget
-	3,  // 6: outpost.config.v1.RobotConfig.remotes:type_name -> outpost.config.v1.Remote
-	5,  // 7: outpost.config.v1.MachinePart.components:type_name -> outpost.config.v1.PlacedComponent
-	0,  // 8: outpost.config.v1.PlacedComponent.type:type_name -> outpost.config.v1.ComponentType
-	0,  // 9: outpost.config.v1.Component.type:type_name -> outpost.config.v1.ComponentType
-	14, // 10: outpost.config.v1.Component.attributes:type_name -> google.protobuf.Struct
-	12, // 11: outpost.config.v1.Module.env:type_name -> outpost.config.v1.Module.EnvEntry
-	13, // 12: outpost.config.v1.Process.env:type_name -> outpost.config.v1.Process.EnvEntry
-	1,  // 13: outpost.config.v1.Process.restart:type_name -> outpost.config.v1.RestartPolicy
-	15, // 14: outpost.config.v1.Process.stop_timeout:type_name -> google.protobuf.Duration
-	15, // 15: outpost.config.v1.SyncFolder.quiet_period:type_name -> google.protobuf.Duration
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 0: outpost.config.v1.RobotConfig.components:type_name -> outpost.config.v1.Component
+	10, // 1: outpost.config.v1.RobotConfig.modules:type_name -> outpost.config.v1.Module
+	11, // 2: outpost.config.v1.RobotConfig.processes:type_name -> outpost.config.v1.Process
+	12, // 3: outpost.config.v1.RobotConfig.captures:type_name -> outpost.config.v1.CaptureMethod
+	13, // 4: outpost.config.v1.RobotConfig.sync_folders:type_name -> outpost.config.v1.SyncFolder
+	14, // 5: outpost.config.v1.RobotConfig.store_budget:type_name -> outpost.config.v1.StoreBudget
+	6,  // 6: outpost.config.v1.RobotConfig.remotes:type_name -> outpost.config.v1.Remote
+	3,  // 7: outpost.config.v1.RobotConfig.packages:type_name -> outpost.config.v1.PackageRef
+	4,  // 8: outpost.config.v1.RobotConfig.maintenance:type_name -> outpost.config.v1.MaintenanceWindow
+	5,  // 9: outpost.config.v1.MaintenanceWindow.windows:type_name -> outpost.config.v1.TimeWindow
+	8,  // 10: outpost.config.v1.MachinePart.components:type_name -> outpost.config.v1.PlacedComponent
+	0,  // 11: outpost.config.v1.PlacedComponent.type:type_name -> outpost.config.v1.ComponentType
+	0,  // 12: outpost.config.v1.Component.type:type_name -> outpost.config.v1.ComponentType
+	17, // 13: outpost.config.v1.Component.attributes:type_name -> google.protobuf.Struct
+	15, // 14: outpost.config.v1.Module.env:type_name -> outpost.config.v1.Module.EnvEntry
+	16, // 15: outpost.config.v1.Process.env:type_name -> outpost.config.v1.Process.EnvEntry
+	1,  // 16: outpost.config.v1.Process.restart:type_name -> outpost.config.v1.RestartPolicy
+	18, // 17: outpost.config.v1.Process.stop_timeout:type_name -> google.protobuf.Duration
+	18, // 18: outpost.config.v1.SyncFolder.quiet_period:type_name -> google.protobuf.Duration
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_outpost_config_v1_config_proto_init() }
@@ -1174,7 +1437,7 @@ func file_outpost_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_config_v1_config_proto_rawDesc), len(file_outpost_config_v1_config_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   12,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

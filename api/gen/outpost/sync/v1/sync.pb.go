@@ -198,6 +198,98 @@ func (SubjectKind) EnumDescriptor() ([]byte, []int) {
 	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
 }
 
+// GetPackageChunkRequest names a chunk by its hash.
+type GetPackageChunkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the chunk's bytes (32 bytes).
+	Sha256        []byte `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPackageChunkRequest) Reset() {
+	*x = GetPackageChunkRequest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPackageChunkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPackageChunkRequest) ProtoMessage() {}
+
+func (x *GetPackageChunkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPackageChunkRequest.ProtoReflect.Descriptor instead.
+func (*GetPackageChunkRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetPackageChunkRequest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// GetPackageChunkResponse is the chunk; the part checks its hash.
+type GetPackageChunkResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chunk's bytes.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPackageChunkResponse) Reset() {
+	*x = GetPackageChunkResponse{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPackageChunkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPackageChunkResponse) ProtoMessage() {}
+
+func (x *GetPackageChunkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPackageChunkResponse.ProtoReflect.Descriptor instead.
+func (*GetPackageChunkResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetPackageChunkResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 // NextOfferRequest asks for the next offer relayed to the calling part.
 type NextOfferRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -210,7 +302,7 @@ type NextOfferRequest struct {
 
 func (x *NextOfferRequest) Reset() {
 	*x = NextOfferRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +314,7 @@ func (x *NextOfferRequest) String() string {
 func (*NextOfferRequest) ProtoMessage() {}
 
 func (x *NextOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[0]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +327,7 @@ func (x *NextOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextOfferRequest.ProtoReflect.Descriptor instead.
 func (*NextOfferRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{0}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *NextOfferRequest) GetMaxWait() *durationpb.Duration {
@@ -256,7 +348,7 @@ type NextOfferResponse struct {
 
 func (x *NextOfferResponse) Reset() {
 	*x = NextOfferResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +360,7 @@ func (x *NextOfferResponse) String() string {
 func (*NextOfferResponse) ProtoMessage() {}
 
 func (x *NextOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[1]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +373,7 @@ func (x *NextOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NextOfferResponse.ProtoReflect.Descriptor instead.
 func (*NextOfferResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{1}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NextOfferResponse) GetOffer() *RelayedOffer {
@@ -313,7 +405,7 @@ type RelayedOffer struct {
 
 func (x *RelayedOffer) Reset() {
 	*x = RelayedOffer{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +417,7 @@ func (x *RelayedOffer) String() string {
 func (*RelayedOffer) ProtoMessage() {}
 
 func (x *RelayedOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[2]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +430,7 @@ func (x *RelayedOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayedOffer.ProtoReflect.Descriptor instead.
 func (*RelayedOffer) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{2}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RelayedOffer) GetId() string {
@@ -387,7 +479,7 @@ type AnswerOfferRequest struct {
 
 func (x *AnswerOfferRequest) Reset() {
 	*x = AnswerOfferRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +491,7 @@ func (x *AnswerOfferRequest) String() string {
 func (*AnswerOfferRequest) ProtoMessage() {}
 
 func (x *AnswerOfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[3]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +504,7 @@ func (x *AnswerOfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerOfferRequest.ProtoReflect.Descriptor instead.
 func (*AnswerOfferRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{3}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AnswerOfferRequest) GetOfferId() string {
@@ -478,7 +570,7 @@ type OfferAnswer struct {
 
 func (x *OfferAnswer) Reset() {
 	*x = OfferAnswer{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +582,7 @@ func (x *OfferAnswer) String() string {
 func (*OfferAnswer) ProtoMessage() {}
 
 func (x *OfferAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[4]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +595,7 @@ func (x *OfferAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferAnswer.ProtoReflect.Descriptor instead.
 func (*OfferAnswer) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{4}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OfferAnswer) GetSdp() string {
@@ -535,7 +627,7 @@ type OfferRefusal struct {
 
 func (x *OfferRefusal) Reset() {
 	*x = OfferRefusal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +639,7 @@ func (x *OfferRefusal) String() string {
 func (*OfferRefusal) ProtoMessage() {}
 
 func (x *OfferRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[5]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +652,7 @@ func (x *OfferRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferRefusal.ProtoReflect.Descriptor instead.
 func (*OfferRefusal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{5}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OfferRefusal) GetCode() uint32 {
@@ -586,7 +678,7 @@ type AnswerOfferResponse struct {
 
 func (x *AnswerOfferResponse) Reset() {
 	*x = AnswerOfferResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +690,7 @@ func (x *AnswerOfferResponse) String() string {
 func (*AnswerOfferResponse) ProtoMessage() {}
 
 func (x *AnswerOfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[6]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +703,7 @@ func (x *AnswerOfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnswerOfferResponse.ProtoReflect.Descriptor instead.
 func (*AnswerOfferResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{6}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{8}
 }
 
 // PullRequest carries the versions the part already holds.
@@ -627,7 +719,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +731,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[7]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +744,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{7}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PullRequest) GetConfigVersion() uint64 {
@@ -694,7 +786,7 @@ type PullResponse struct {
 
 func (x *PullResponse) Reset() {
 	*x = PullResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +798,7 @@ func (x *PullResponse) String() string {
 func (*PullResponse) ProtoMessage() {}
 
 func (x *PullResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[8]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +811,7 @@ func (x *PullResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullResponse.ProtoReflect.Descriptor instead.
 func (*PullResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{8}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PullResponse) GetServerTime() *timestamppb.Timestamp {
@@ -792,7 +884,7 @@ type RestartOrder struct {
 
 func (x *RestartOrder) Reset() {
 	*x = RestartOrder{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +896,7 @@ func (x *RestartOrder) String() string {
 func (*RestartOrder) ProtoMessage() {}
 
 func (x *RestartOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[9]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +909,7 @@ func (x *RestartOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartOrder.ProtoReflect.Descriptor instead.
 func (*RestartOrder) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{9}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RestartOrder) GetPartId() string {
@@ -883,7 +975,7 @@ type RestartReport struct {
 
 func (x *RestartReport) Reset() {
 	*x = RestartReport{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +987,7 @@ func (x *RestartReport) String() string {
 func (*RestartReport) ProtoMessage() {}
 
 func (x *RestartReport) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[10]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1000,7 @@ func (x *RestartReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartReport.ProtoReflect.Descriptor instead.
 func (*RestartReport) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{10}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RestartReport) GetId() string {
@@ -966,7 +1058,7 @@ type SignedDocument struct {
 
 func (x *SignedDocument) Reset() {
 	*x = SignedDocument{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1070,7 @@ func (x *SignedDocument) String() string {
 func (*SignedDocument) ProtoMessage() {}
 
 func (x *SignedDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[11]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1083,7 @@ func (x *SignedDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedDocument.ProtoReflect.Descriptor instead.
 func (*SignedDocument) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{11}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignedDocument) GetType() string {
@@ -1047,14 +1139,17 @@ type ConfigDocument struct {
 	// fingerprint and addresses it last reported and the components placed on
 	// it. config holds only this part's share of the machine's config; parts
 	// pin each other's certificates by these fingerprints.
-	Parts         []*v1.MachinePart `protobuf:"bytes,9,rep,name=parts,proto3" json:"parts,omitempty"`
+	Parts []*v1.MachinePart `protobuf:"bytes,9,rep,name=parts,proto3" json:"parts,omitempty"`
+	// The packages config.packages names for this part, each resolved to one
+	// version for the part's platform, with that version's signed manifest.
+	Packages      []*ResolvedPackage `protobuf:"bytes,10,rep,name=packages,proto3" json:"packages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigDocument) Reset() {
 	*x = ConfigDocument{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1161,7 @@ func (x *ConfigDocument) String() string {
 func (*ConfigDocument) ProtoMessage() {}
 
 func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[12]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1174,7 @@ func (x *ConfigDocument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigDocument.ProtoReflect.Descriptor instead.
 func (*ConfigDocument) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{12}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConfigDocument) GetPartId() string {
@@ -1145,6 +1240,262 @@ func (x *ConfigDocument) GetParts() []*v1.MachinePart {
 	return nil
 }
 
+func (x *ConfigDocument) GetPackages() []*ResolvedPackage {
+	if x != nil {
+		return x.Packages
+	}
+	return nil
+}
+
+// ResolvedPackage is a package reference resolved by the cloud.
+type ResolvedPackage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reference's local name (config.packages[].name).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What the config asked for ("1.4.0", "latest", "tag:stable").
+	Requested string `protobuf:"bytes,2,opt,name=requested,proto3" json:"requested,omitempty"`
+	// The signed PackageManifest of the version it resolved to.
+	Manifest      *SignedDocument `protobuf:"bytes,3,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolvedPackage) Reset() {
+	*x = ResolvedPackage{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolvedPackage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolvedPackage) ProtoMessage() {}
+
+func (x *ResolvedPackage) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolvedPackage.ProtoReflect.Descriptor instead.
+func (*ResolvedPackage) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ResolvedPackage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResolvedPackage) GetRequested() string {
+	if x != nil {
+		return x.Requested
+	}
+	return ""
+}
+
+func (x *ResolvedPackage) GetManifest() *SignedDocument {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// PackageManifest describes one version of a package for one platform. The
+// cloud signs it; a part verifies the signature, then every chunk against
+// it, before it unpacks anything.
+type PackageManifest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization that owns the package.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// The package's name within the organization.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The version, as uploaded ("1.4.0").
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// "module", "ml_model", "process" or "file".
+	Type string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	// "linux/arm64", "linux/amd64", or "any" for content that runs anywhere.
+	Platform string `protobuf:"bytes,5,opt,name=platform,proto3" json:"platform,omitempty"`
+	// Length of the content stream: an uncompressed POSIX tar of the
+	// package's files, so that versions share content-defined chunks.
+	Size uint64 `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	// SHA-256 of the whole content stream.
+	Sha256 []byte `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The content stream's chunks, in order.
+	Chunks []*PackageChunk `protobuf:"bytes,8,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	// When the version was uploaded.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Bytes the unpacked files take, for the part's disk budget.
+	UnpackedSize  uint64 `protobuf:"varint,10,opt,name=unpacked_size,json=unpackedSize,proto3" json:"unpacked_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackageManifest) Reset() {
+	*x = PackageManifest{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageManifest) ProtoMessage() {}
+
+func (x *PackageManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageManifest.ProtoReflect.Descriptor instead.
+func (*PackageManifest) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PackageManifest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *PackageManifest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PackageManifest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PackageManifest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *PackageManifest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PackageManifest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PackageManifest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *PackageManifest) GetChunks() []*PackageChunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
+func (x *PackageManifest) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *PackageManifest) GetUnpackedSize() uint64 {
+	if x != nil {
+		return x.UnpackedSize
+	}
+	return 0
+}
+
+// PackageChunk is one content-defined chunk of a package's content stream.
+type PackageChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the chunk's bytes.
+	Sha256 []byte `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The chunk's length.
+	Size          uint32 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackageChunk) Reset() {
+	*x = PackageChunk{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageChunk) ProtoMessage() {}
+
+func (x *PackageChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageChunk.ProtoReflect.Descriptor instead.
+func (*PackageChunk) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PackageChunk) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *PackageChunk) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // FragmentVersion names one fragment at one version.
 type FragmentVersion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1158,7 +1509,7 @@ type FragmentVersion struct {
 
 func (x *FragmentVersion) Reset() {
 	*x = FragmentVersion{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1521,7 @@ func (x *FragmentVersion) String() string {
 func (*FragmentVersion) ProtoMessage() {}
 
 func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[13]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1534,7 @@ func (x *FragmentVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FragmentVersion.ProtoReflect.Descriptor instead.
 func (*FragmentVersion) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{13}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FragmentVersion) GetId() string {
@@ -1228,7 +1579,7 @@ type GrantBundle struct {
 
 func (x *GrantBundle) Reset() {
 	*x = GrantBundle{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1591,7 @@ func (x *GrantBundle) String() string {
 func (*GrantBundle) ProtoMessage() {}
 
 func (x *GrantBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[14]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1604,7 @@ func (x *GrantBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantBundle.ProtoReflect.Descriptor instead.
 func (*GrantBundle) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{14}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GrantBundle) GetPartId() string {
@@ -1331,7 +1682,7 @@ type Hierarchy struct {
 
 func (x *Hierarchy) Reset() {
 	*x = Hierarchy{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1694,7 @@ func (x *Hierarchy) String() string {
 func (*Hierarchy) ProtoMessage() {}
 
 func (x *Hierarchy) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[15]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1707,7 @@ func (x *Hierarchy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hierarchy.ProtoReflect.Descriptor instead.
 func (*Hierarchy) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{15}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Hierarchy) GetOrgs() []string {
@@ -1409,7 +1760,7 @@ type HierarchyLocation struct {
 
 func (x *HierarchyLocation) Reset() {
 	*x = HierarchyLocation{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1772,7 @@ func (x *HierarchyLocation) String() string {
 func (*HierarchyLocation) ProtoMessage() {}
 
 func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[16]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1785,7 @@ func (x *HierarchyLocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyLocation.ProtoReflect.Descriptor instead.
 func (*HierarchyLocation) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{16}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HierarchyLocation) GetId() string {
@@ -1471,7 +1822,7 @@ type HierarchyShare struct {
 
 func (x *HierarchyShare) Reset() {
 	*x = HierarchyShare{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1834,7 @@ func (x *HierarchyShare) String() string {
 func (*HierarchyShare) ProtoMessage() {}
 
 func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[17]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1847,7 @@ func (x *HierarchyShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyShare.ProtoReflect.Descriptor instead.
 func (*HierarchyShare) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{17}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HierarchyShare) GetLocationId() string {
@@ -1526,7 +1877,7 @@ type HierarchyMachine struct {
 
 func (x *HierarchyMachine) Reset() {
 	*x = HierarchyMachine{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1889,7 @@ func (x *HierarchyMachine) String() string {
 func (*HierarchyMachine) ProtoMessage() {}
 
 func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[18]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1902,7 @@ func (x *HierarchyMachine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HierarchyMachine.ProtoReflect.Descriptor instead.
 func (*HierarchyMachine) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{18}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HierarchyMachine) GetId() string {
@@ -1581,7 +1932,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1944,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[19]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1957,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{19}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Grant) GetRole() Role {
@@ -1650,7 +2001,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +2013,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[20]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +2026,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{20}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Principal) GetKind() SubjectKind {
@@ -1740,7 +2091,7 @@ type PublicKey struct {
 
 func (x *PublicKey) Reset() {
 	*x = PublicKey{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2103,7 @@ func (x *PublicKey) String() string {
 func (*PublicKey) ProtoMessage() {}
 
 func (x *PublicKey) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[21]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2116,7 @@ func (x *PublicKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicKey.ProtoReflect.Descriptor instead.
 func (*PublicKey) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{21}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PublicKey) GetKeyId() string {
@@ -1798,7 +2149,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2161,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[22]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2174,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{22}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Record) GetSeq() uint64 {
@@ -1867,7 +2218,7 @@ type UploadRequest struct {
 
 func (x *UploadRequest) Reset() {
 	*x = UploadRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2230,7 @@ func (x *UploadRequest) String() string {
 func (*UploadRequest) ProtoMessage() {}
 
 func (x *UploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[23]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2243,7 @@ func (x *UploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadRequest.ProtoReflect.Descriptor instead.
 func (*UploadRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{23}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UploadRequest) GetStoreId() string {
@@ -1931,7 +2282,7 @@ type UploadResponse struct {
 
 func (x *UploadResponse) Reset() {
 	*x = UploadResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2294,7 @@ func (x *UploadResponse) String() string {
 func (*UploadResponse) ProtoMessage() {}
 
 func (x *UploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[24]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2307,7 @@ func (x *UploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadResponse.ProtoReflect.Descriptor instead.
 func (*UploadResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{24}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UploadResponse) GetAckedThrough() uint64 {
@@ -1983,7 +2334,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2346,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[25]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2359,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{25}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LogEntry) GetLevel() string {
@@ -2062,7 +2413,7 @@ type Capture struct {
 
 func (x *Capture) Reset() {
 	*x = Capture{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2425,7 @@ func (x *Capture) String() string {
 func (*Capture) ProtoMessage() {}
 
 func (x *Capture) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[26]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2438,7 @@ func (x *Capture) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capture.ProtoReflect.Descriptor instead.
 func (*Capture) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{26}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Capture) GetComponent() string {
@@ -2170,7 +2521,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2533,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[27]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2546,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{27}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AuditEvent) GetSubject() string {
@@ -2282,7 +2633,7 @@ type GapRecord struct {
 
 func (x *GapRecord) Reset() {
 	*x = GapRecord{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2645,7 @@ func (x *GapRecord) String() string {
 func (*GapRecord) ProtoMessage() {}
 
 func (x *GapRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[28]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2658,7 @@ func (x *GapRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GapRecord.ProtoReflect.Descriptor instead.
 func (*GapRecord) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{28}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GapRecord) GetStream() string {
@@ -2373,7 +2724,7 @@ type ConfigProposal struct {
 
 func (x *ConfigProposal) Reset() {
 	*x = ConfigProposal{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2736,7 @@ func (x *ConfigProposal) String() string {
 func (*ConfigProposal) ProtoMessage() {}
 
 func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[29]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2749,7 @@ func (x *ConfigProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigProposal.ProtoReflect.Descriptor instead.
 func (*ConfigProposal) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{29}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ConfigProposal) GetBaseRevision() uint64 {
@@ -2448,7 +2799,7 @@ type Endorsement struct {
 
 func (x *Endorsement) Reset() {
 	*x = Endorsement{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2811,7 @@ func (x *Endorsement) String() string {
 func (*Endorsement) ProtoMessage() {}
 
 func (x *Endorsement) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[30]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2824,7 @@ func (x *Endorsement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endorsement.ProtoReflect.Descriptor instead.
 func (*Endorsement) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{30}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Endorsement) GetKeyId() string {
@@ -2514,7 +2865,7 @@ type ProposalOutcome struct {
 
 func (x *ProposalOutcome) Reset() {
 	*x = ProposalOutcome{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2526,7 +2877,7 @@ func (x *ProposalOutcome) String() string {
 func (*ProposalOutcome) ProtoMessage() {}
 
 func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[31]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2539,7 +2890,7 @@ func (x *ProposalOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposalOutcome.ProtoReflect.Descriptor instead.
 func (*ProposalOutcome) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{31}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ProposalOutcome) GetSeq() uint64 {
@@ -2594,7 +2945,7 @@ type UploadBlobRequest struct {
 
 func (x *UploadBlobRequest) Reset() {
 	*x = UploadBlobRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +2957,7 @@ func (x *UploadBlobRequest) String() string {
 func (*UploadBlobRequest) ProtoMessage() {}
 
 func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[32]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +2970,7 @@ func (x *UploadBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobRequest.ProtoReflect.Descriptor instead.
 func (*UploadBlobRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{32}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UploadBlobRequest) GetBlobId() string {
@@ -2684,7 +3035,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2696,7 +3047,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[33]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2709,7 +3060,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{33}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UploadBlobResponse) GetReceived() uint64 {
@@ -2737,7 +3088,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +3100,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[34]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +3113,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{34}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReportStatusRequest) GetStatus() *PartStatus {
@@ -2781,7 +3132,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +3144,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[35]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +3157,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{35}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{40}
 }
 
 // PartStatus is what the cloud shows about a part.
@@ -2837,14 +3188,19 @@ type PartStatus struct {
 	// Whether it is its machine's main part (by the config it runs).
 	Main bool `protobuf:"varint,11,opt,name=main,proto3" json:"main,omitempty"`
 	// On the main part: how it reaches each other part of the machine.
-	Peers         []*PeerStatus `protobuf:"bytes,12,rep,name=peers,proto3" json:"peers,omitempty"`
+	Peers []*PeerStatus `protobuf:"bytes,12,rep,name=peers,proto3" json:"peers,omitempty"`
+	// Where it runs, as "GOOS/GOARCH" ("linux/arm64"); the cloud picks each
+	// package's platform by it.
+	Platform string `protobuf:"bytes,13,opt,name=platform,proto3" json:"platform,omitempty"`
+	// How each package the part was issued is doing.
+	Packages      []*PackageStatus `protobuf:"bytes,14,rep,name=packages,proto3" json:"packages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartStatus) Reset() {
 	*x = PartStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +3212,7 @@ func (x *PartStatus) String() string {
 func (*PartStatus) ProtoMessage() {}
 
 func (x *PartStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[36]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +3225,7 @@ func (x *PartStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartStatus.ProtoReflect.Descriptor instead.
 func (*PartStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{36}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PartStatus) GetVersion() string {
@@ -2956,6 +3312,140 @@ func (x *PartStatus) GetPeers() []*PeerStatus {
 	return nil
 }
 
+func (x *PartStatus) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PartStatus) GetPackages() []*PackageStatus {
+	if x != nil {
+		return x.Packages
+	}
+	return nil
+}
+
+// PackageStatus is one package on a part: what it runs, what it was issued,
+// and how the move between them goes.
+type PackageStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The local name (config.packages[].name).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "ORG_ID/NAME".
+	Package string `protobuf:"bytes,2,opt,name=package,proto3" json:"package,omitempty"`
+	// The version the part runs; empty before the first one is in place.
+	RunningVersion string `protobuf:"bytes,3,opt,name=running_version,json=runningVersion,proto3" json:"running_version,omitempty"`
+	// The version the cloud issued.
+	IssuedVersion string `protobuf:"bytes,4,opt,name=issued_version,json=issuedVersion,proto3" json:"issued_version,omitempty"`
+	// "downloading", "held" (waiting for the maintenance window), "ready",
+	// "running", "failed" or "rolled_back".
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// Content bytes the part holds of the issued version.
+	BytesDone uint64 `protobuf:"varint,6,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	// Content bytes of the issued version.
+	BytesTotal uint64 `protobuf:"varint,7,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	// Why it failed or was rolled back.
+	Error string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	// The version the part rolled back from, when it did.
+	RolledBackFrom string `protobuf:"bytes,9,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PackageStatus) Reset() {
+	*x = PackageStatus{}
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageStatus) ProtoMessage() {}
+
+func (x *PackageStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageStatus.ProtoReflect.Descriptor instead.
+func (*PackageStatus) Descriptor() ([]byte, []int) {
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PackageStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PackageStatus) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *PackageStatus) GetRunningVersion() string {
+	if x != nil {
+		return x.RunningVersion
+	}
+	return ""
+}
+
+func (x *PackageStatus) GetIssuedVersion() string {
+	if x != nil {
+		return x.IssuedVersion
+	}
+	return ""
+}
+
+func (x *PackageStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PackageStatus) GetBytesDone() uint64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *PackageStatus) GetBytesTotal() uint64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
+}
+
+func (x *PackageStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *PackageStatus) GetRolledBackFrom() string {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return ""
+}
+
 // PeerStatus is how the main part last reached another part of its machine.
 type PeerStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2975,7 +3465,7 @@ type PeerStatus struct {
 
 func (x *PeerStatus) Reset() {
 	*x = PeerStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2987,7 +3477,7 @@ func (x *PeerStatus) String() string {
 func (*PeerStatus) ProtoMessage() {}
 
 func (x *PeerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[37]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3000,7 +3490,7 @@ func (x *PeerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerStatus.ProtoReflect.Descriptor instead.
 func (*PeerStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{37}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PeerStatus) GetPartId() string {
@@ -3056,7 +3546,7 @@ type StreamBacklog struct {
 
 func (x *StreamBacklog) Reset() {
 	*x = StreamBacklog{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3558,7 @@ func (x *StreamBacklog) String() string {
 func (*StreamBacklog) ProtoMessage() {}
 
 func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[38]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3571,7 @@ func (x *StreamBacklog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamBacklog.ProtoReflect.Descriptor instead.
 func (*StreamBacklog) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{38}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StreamBacklog) GetStream() string {
@@ -3127,7 +3617,7 @@ type ResourceStatus struct {
 
 func (x *ResourceStatus) Reset() {
 	*x = ResourceStatus{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3629,7 @@ func (x *ResourceStatus) String() string {
 func (*ResourceStatus) ProtoMessage() {}
 
 func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[39]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3642,7 @@ func (x *ResourceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceStatus.ProtoReflect.Descriptor instead.
 func (*ResourceStatus) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{39}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ResourceStatus) GetName() string {
@@ -3198,7 +3688,7 @@ type Bootstrap struct {
 
 func (x *Bootstrap) Reset() {
 	*x = Bootstrap{}
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[40]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3700,7 @@ func (x *Bootstrap) String() string {
 func (*Bootstrap) ProtoMessage() {}
 
 func (x *Bootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_sync_v1_sync_proto_msgTypes[40]
+	mi := &file_outpost_sync_v1_sync_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3713,7 @@ func (x *Bootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Bootstrap.ProtoReflect.Descriptor instead.
 func (*Bootstrap) Descriptor() ([]byte, []int) {
-	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{40}
+	return file_outpost_sync_v1_sync_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Bootstrap) GetCloudUrl() string {
@@ -3265,7 +3755,11 @@ var File_outpost_sync_v1_sync_proto protoreflect.FileDescriptor
 
 const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x1aoutpost/sync/v1/sync.proto\x12\x0foutpost.sync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eoutpost/config/v1/config.proto\"H\n" +
+	"\x1aoutpost/sync/v1/sync.proto\x12\x0foutpost.sync.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eoutpost/config/v1/config.proto\"0\n" +
+	"\x16GetPackageChunkRequest\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\fR\x06sha256\"-\n" +
+	"\x17GetPackageChunkResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"H\n" +
 	"\x10NextOfferRequest\x124\n" +
 	"\bmax_wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"H\n" +
 	"\x11NextOfferResponse\x123\n" +
@@ -3318,7 +3812,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x15\n" +
 	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1c\n" +
-	"\tsignature\x18\x04 \x01(\fR\tsignature\"\xaf\x03\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\"\xed\x03\n" +
 	"\x0eConfigDocument\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x1d\n" +
 	"\n" +
@@ -3330,7 +3824,29 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x06config\x18\x06 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12)\n" +
 	"\x10machine_revision\x18\a \x01(\x04R\x0fmachineRevision\x12>\n" +
 	"\tfragments\x18\b \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\x124\n" +
-	"\x05parts\x18\t \x03(\v2\x1e.outpost.config.v1.MachinePartR\x05parts\";\n" +
+	"\x05parts\x18\t \x03(\v2\x1e.outpost.config.v1.MachinePartR\x05parts\x12<\n" +
+	"\bpackages\x18\n" +
+	" \x03(\v2 .outpost.sync.v1.ResolvedPackageR\bpackages\"\x80\x01\n" +
+	"\x0fResolvedPackage\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\trequested\x18\x02 \x01(\tR\trequested\x12;\n" +
+	"\bmanifest\x18\x03 \x01(\v2\x1f.outpost.sync.v1.SignedDocumentR\bmanifest\"\xc9\x02\n" +
+	"\x0fPackageManifest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x1a\n" +
+	"\bplatform\x18\x05 \x01(\tR\bplatform\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\a \x01(\fR\x06sha256\x125\n" +
+	"\x06chunks\x18\b \x03(\v2\x1d.outpost.sync.v1.PackageChunkR\x06chunks\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
+	"\runpacked_size\x18\n" +
+	" \x01(\x04R\funpackedSize\":\n" +
+	"\fPackageChunk\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\rR\x04size\";\n" +
 	"\x0fFragmentVersion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"\x84\x03\n" +
@@ -3451,7 +3967,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"J\n" +
 	"\x13ReportStatusRequest\x123\n" +
 	"\x06status\x18\x01 \x01(\v2\x1b.outpost.sync.v1.PartStatusR\x06status\"\x16\n" +
-	"\x14ReportStatusResponse\"\xab\x04\n" +
+	"\x14ReportStatusResponse\"\x83\x05\n" +
 	"\n" +
 	"PartStatus\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1f\n" +
@@ -3467,7 +3983,21 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x11control_addresses\x18\n" +
 	" \x03(\tR\x10controlAddresses\x12\x12\n" +
 	"\x04main\x18\v \x01(\bR\x04main\x121\n" +
-	"\x05peers\x18\f \x03(\v2\x1b.outpost.sync.v1.PeerStatusR\x05peers\"\x87\x01\n" +
+	"\x05peers\x18\f \x03(\v2\x1b.outpost.sync.v1.PeerStatusR\x05peers\x12\x1a\n" +
+	"\bplatform\x18\r \x01(\tR\bplatform\x12:\n" +
+	"\bpackages\x18\x0e \x03(\v2\x1e.outpost.sync.v1.PackageStatusR\bpackages\"\xa3\x02\n" +
+	"\rPackageStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\apackage\x18\x02 \x01(\tR\apackage\x12'\n" +
+	"\x0frunning_version\x18\x03 \x01(\tR\x0erunningVersion\x12%\n" +
+	"\x0eissued_version\x18\x04 \x01(\tR\rissuedVersion\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\x06 \x01(\x04R\tbytesDone\x12\x1f\n" +
+	"\vbytes_total\x18\a \x01(\x04R\n" +
+	"bytesTotal\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12(\n" +
+	"\x10rolled_back_from\x18\t \x01(\tR\x0erolledBackFrom\"\x87\x01\n" +
 	"\n" +
 	"PeerStatus\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12\x12\n" +
@@ -3505,7 +4035,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\vSubjectKind\x12\x1c\n" +
 	"\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SUBJECT_KIND_USER\x10\x01\x12\x18\n" +
-	"\x14SUBJECT_KIND_API_KEY\x10\x022\x8b\x04\n" +
+	"\x14SUBJECT_KIND_API_KEY\x10\x022\xf3\x04\n" +
 	"\vSyncService\x12E\n" +
 	"\x04Pull\x12\x1c.outpost.sync.v1.PullRequest\x1a\x1d.outpost.sync.v1.PullResponse\"\x00\x12K\n" +
 	"\x06Upload\x12\x1e.outpost.sync.v1.UploadRequest\x1a\x1f.outpost.sync.v1.UploadResponse\"\x00\x12W\n" +
@@ -3513,7 +4043,8 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"UploadBlob\x12\".outpost.sync.v1.UploadBlobRequest\x1a#.outpost.sync.v1.UploadBlobResponse\"\x00\x12]\n" +
 	"\fReportStatus\x12$.outpost.sync.v1.ReportStatusRequest\x1a%.outpost.sync.v1.ReportStatusResponse\"\x00\x12T\n" +
 	"\tNextOffer\x12!.outpost.sync.v1.NextOfferRequest\x1a\".outpost.sync.v1.NextOfferResponse\"\x00\x12Z\n" +
-	"\vAnswerOffer\x12#.outpost.sync.v1.AnswerOfferRequest\x1a$.outpost.sync.v1.AnswerOfferResponse\"\x00B\xc2\x01\n" +
+	"\vAnswerOffer\x12#.outpost.sync.v1.AnswerOfferRequest\x1a$.outpost.sync.v1.AnswerOfferResponse\"\x00\x12f\n" +
+	"\x0fGetPackageChunk\x12'.outpost.sync.v1.GetPackageChunkRequest\x1a(.outpost.sync.v1.GetPackageChunkResponse\"\x00B\xc2\x01\n" +
 	"\x13com.outpost.sync.v1B\tSyncProtoP\x01ZBgithub.com/outpost-robotics/outpost/api/gen/outpost/sync/v1;syncv1\xa2\x02\x03OSX\xaa\x02\x0fOutpost.Sync.V1\xca\x02\x0fOutpost\\Sync\\V1\xe2\x02\x1bOutpost\\Sync\\V1\\GPBMetadata\xea\x02\x11Outpost::Sync::V1b\x06proto3"
 
 var (
@@ -3529,119 +4060,132 @@ func file_outpost_sync_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_sync_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_outpost_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_outpost_sync_v1_sync_proto_goTypes = []any{
-	(RestartOutcome)(0),           // 0: outpost.sync.v1.RestartOutcome
-	(Role)(0),                     // 1: outpost.sync.v1.Role
-	(SubjectKind)(0),              // 2: outpost.sync.v1.SubjectKind
-	(*NextOfferRequest)(nil),      // 3: outpost.sync.v1.NextOfferRequest
-	(*NextOfferResponse)(nil),     // 4: outpost.sync.v1.NextOfferResponse
-	(*RelayedOffer)(nil),          // 5: outpost.sync.v1.RelayedOffer
-	(*AnswerOfferRequest)(nil),    // 6: outpost.sync.v1.AnswerOfferRequest
-	(*OfferAnswer)(nil),           // 7: outpost.sync.v1.OfferAnswer
-	(*OfferRefusal)(nil),          // 8: outpost.sync.v1.OfferRefusal
-	(*AnswerOfferResponse)(nil),   // 9: outpost.sync.v1.AnswerOfferResponse
-	(*PullRequest)(nil),           // 10: outpost.sync.v1.PullRequest
-	(*PullResponse)(nil),          // 11: outpost.sync.v1.PullResponse
-	(*RestartOrder)(nil),          // 12: outpost.sync.v1.RestartOrder
-	(*RestartReport)(nil),         // 13: outpost.sync.v1.RestartReport
-	(*SignedDocument)(nil),        // 14: outpost.sync.v1.SignedDocument
-	(*ConfigDocument)(nil),        // 15: outpost.sync.v1.ConfigDocument
-	(*FragmentVersion)(nil),       // 16: outpost.sync.v1.FragmentVersion
-	(*GrantBundle)(nil),           // 17: outpost.sync.v1.GrantBundle
-	(*Hierarchy)(nil),             // 18: outpost.sync.v1.Hierarchy
-	(*HierarchyLocation)(nil),     // 19: outpost.sync.v1.HierarchyLocation
-	(*HierarchyShare)(nil),        // 20: outpost.sync.v1.HierarchyShare
-	(*HierarchyMachine)(nil),      // 21: outpost.sync.v1.HierarchyMachine
-	(*Grant)(nil),                 // 22: outpost.sync.v1.Grant
-	(*Principal)(nil),             // 23: outpost.sync.v1.Principal
-	(*PublicKey)(nil),             // 24: outpost.sync.v1.PublicKey
-	(*Record)(nil),                // 25: outpost.sync.v1.Record
-	(*UploadRequest)(nil),         // 26: outpost.sync.v1.UploadRequest
-	(*UploadResponse)(nil),        // 27: outpost.sync.v1.UploadResponse
-	(*LogEntry)(nil),              // 28: outpost.sync.v1.LogEntry
-	(*Capture)(nil),               // 29: outpost.sync.v1.Capture
-	(*AuditEvent)(nil),            // 30: outpost.sync.v1.AuditEvent
-	(*GapRecord)(nil),             // 31: outpost.sync.v1.GapRecord
-	(*ConfigProposal)(nil),        // 32: outpost.sync.v1.ConfigProposal
-	(*Endorsement)(nil),           // 33: outpost.sync.v1.Endorsement
-	(*ProposalOutcome)(nil),       // 34: outpost.sync.v1.ProposalOutcome
-	(*UploadBlobRequest)(nil),     // 35: outpost.sync.v1.UploadBlobRequest
-	(*UploadBlobResponse)(nil),    // 36: outpost.sync.v1.UploadBlobResponse
-	(*ReportStatusRequest)(nil),   // 37: outpost.sync.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),  // 38: outpost.sync.v1.ReportStatusResponse
-	(*PartStatus)(nil),            // 39: outpost.sync.v1.PartStatus
-	(*PeerStatus)(nil),            // 40: outpost.sync.v1.PeerStatus
-	(*StreamBacklog)(nil),         // 41: outpost.sync.v1.StreamBacklog
-	(*ResourceStatus)(nil),        // 42: outpost.sync.v1.ResourceStatus
-	(*Bootstrap)(nil),             // 43: outpost.sync.v1.Bootstrap
-	(*durationpb.Duration)(nil),   // 44: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
-	(*v1.RobotConfig)(nil),        // 46: outpost.config.v1.RobotConfig
-	(*v1.MachinePart)(nil),        // 47: outpost.config.v1.MachinePart
+	(RestartOutcome)(0),             // 0: outpost.sync.v1.RestartOutcome
+	(Role)(0),                       // 1: outpost.sync.v1.Role
+	(SubjectKind)(0),                // 2: outpost.sync.v1.SubjectKind
+	(*GetPackageChunkRequest)(nil),  // 3: outpost.sync.v1.GetPackageChunkRequest
+	(*GetPackageChunkResponse)(nil), // 4: outpost.sync.v1.GetPackageChunkResponse
+	(*NextOfferRequest)(nil),        // 5: outpost.sync.v1.NextOfferRequest
+	(*NextOfferResponse)(nil),       // 6: outpost.sync.v1.NextOfferResponse
+	(*RelayedOffer)(nil),            // 7: outpost.sync.v1.RelayedOffer
+	(*AnswerOfferRequest)(nil),      // 8: outpost.sync.v1.AnswerOfferRequest
+	(*OfferAnswer)(nil),             // 9: outpost.sync.v1.OfferAnswer
+	(*OfferRefusal)(nil),            // 10: outpost.sync.v1.OfferRefusal
+	(*AnswerOfferResponse)(nil),     // 11: outpost.sync.v1.AnswerOfferResponse
+	(*PullRequest)(nil),             // 12: outpost.sync.v1.PullRequest
+	(*PullResponse)(nil),            // 13: outpost.sync.v1.PullResponse
+	(*RestartOrder)(nil),            // 14: outpost.sync.v1.RestartOrder
+	(*RestartReport)(nil),           // 15: outpost.sync.v1.RestartReport
+	(*SignedDocument)(nil),          // 16: outpost.sync.v1.SignedDocument
+	(*ConfigDocument)(nil),          // 17: outpost.sync.v1.ConfigDocument
+	(*ResolvedPackage)(nil),         // 18: outpost.sync.v1.ResolvedPackage
+	(*PackageManifest)(nil),         // 19: outpost.sync.v1.PackageManifest
+	(*PackageChunk)(nil),            // 20: outpost.sync.v1.PackageChunk
+	(*FragmentVersion)(nil),         // 21: outpost.sync.v1.FragmentVersion
+	(*GrantBundle)(nil),             // 22: outpost.sync.v1.GrantBundle
+	(*Hierarchy)(nil),               // 23: outpost.sync.v1.Hierarchy
+	(*HierarchyLocation)(nil),       // 24: outpost.sync.v1.HierarchyLocation
+	(*HierarchyShare)(nil),          // 25: outpost.sync.v1.HierarchyShare
+	(*HierarchyMachine)(nil),        // 26: outpost.sync.v1.HierarchyMachine
+	(*Grant)(nil),                   // 27: outpost.sync.v1.Grant
+	(*Principal)(nil),               // 28: outpost.sync.v1.Principal
+	(*PublicKey)(nil),               // 29: outpost.sync.v1.PublicKey
+	(*Record)(nil),                  // 30: outpost.sync.v1.Record
+	(*UploadRequest)(nil),           // 31: outpost.sync.v1.UploadRequest
+	(*UploadResponse)(nil),          // 32: outpost.sync.v1.UploadResponse
+	(*LogEntry)(nil),                // 33: outpost.sync.v1.LogEntry
+	(*Capture)(nil),                 // 34: outpost.sync.v1.Capture
+	(*AuditEvent)(nil),              // 35: outpost.sync.v1.AuditEvent
+	(*GapRecord)(nil),               // 36: outpost.sync.v1.GapRecord
+	(*ConfigProposal)(nil),          // 37: outpost.sync.v1.ConfigProposal
+	(*Endorsement)(nil),             // 38: outpost.sync.v1.Endorsement
+	(*ProposalOutcome)(nil),         // 39: outpost.sync.v1.ProposalOutcome
+	(*UploadBlobRequest)(nil),       // 40: outpost.sync.v1.UploadBlobRequest
+	(*UploadBlobResponse)(nil),      // 41: outpost.sync.v1.UploadBlobResponse
+	(*ReportStatusRequest)(nil),     // 42: outpost.sync.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),    // 43: outpost.sync.v1.ReportStatusResponse
+	(*PartStatus)(nil),              // 44: outpost.sync.v1.PartStatus
+	(*PackageStatus)(nil),           // 45: outpost.sync.v1.PackageStatus
+	(*PeerStatus)(nil),              // 46: outpost.sync.v1.PeerStatus
+	(*StreamBacklog)(nil),           // 47: outpost.sync.v1.StreamBacklog
+	(*ResourceStatus)(nil),          // 48: outpost.sync.v1.ResourceStatus
+	(*Bootstrap)(nil),               // 49: outpost.sync.v1.Bootstrap
+	(*durationpb.Duration)(nil),     // 50: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 51: google.protobuf.Timestamp
+	(*v1.RobotConfig)(nil),          // 52: outpost.config.v1.RobotConfig
+	(*v1.MachinePart)(nil),          // 53: outpost.config.v1.MachinePart
 }
 var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
-	44, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
-	5,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
-	7,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
-	8,  // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
-	45, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	44, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
-	14, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
-	14, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
-	34, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
-	14, // 9: outpost.sync.v1.PullResponse.restart:type_name -> outpost.sync.v1.SignedDocument
-	45, // 10: outpost.sync.v1.RestartOrder.requested_at:type_name -> google.protobuf.Timestamp
-	45, // 11: outpost.sync.v1.RestartOrder.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 0: outpost.sync.v1.NextOfferRequest.max_wait:type_name -> google.protobuf.Duration
+	7,  // 1: outpost.sync.v1.NextOfferResponse.offer:type_name -> outpost.sync.v1.RelayedOffer
+	9,  // 2: outpost.sync.v1.AnswerOfferRequest.answer:type_name -> outpost.sync.v1.OfferAnswer
+	10, // 3: outpost.sync.v1.AnswerOfferRequest.refusal:type_name -> outpost.sync.v1.OfferRefusal
+	51, // 4: outpost.sync.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	50, // 5: outpost.sync.v1.PullResponse.poll_interval:type_name -> google.protobuf.Duration
+	16, // 6: outpost.sync.v1.PullResponse.config:type_name -> outpost.sync.v1.SignedDocument
+	16, // 7: outpost.sync.v1.PullResponse.grants:type_name -> outpost.sync.v1.SignedDocument
+	39, // 8: outpost.sync.v1.PullResponse.proposals:type_name -> outpost.sync.v1.ProposalOutcome
+	16, // 9: outpost.sync.v1.PullResponse.restart:type_name -> outpost.sync.v1.SignedDocument
+	51, // 10: outpost.sync.v1.RestartOrder.requested_at:type_name -> google.protobuf.Timestamp
+	51, // 11: outpost.sync.v1.RestartOrder.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 12: outpost.sync.v1.RestartReport.outcome:type_name -> outpost.sync.v1.RestartOutcome
-	45, // 13: outpost.sync.v1.RestartReport.at:type_name -> google.protobuf.Timestamp
-	45, // 14: outpost.sync.v1.RestartReport.requested_at:type_name -> google.protobuf.Timestamp
-	45, // 15: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
-	45, // 16: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
-	46, // 17: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
-	16, // 18: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	47, // 19: outpost.sync.v1.ConfigDocument.parts:type_name -> outpost.config.v1.MachinePart
-	45, // 20: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
-	45, // 21: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
-	18, // 22: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
-	23, // 23: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
-	24, // 24: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
-	19, // 25: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
-	20, // 26: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
-	21, // 27: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
-	1,  // 28: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
-	2,  // 29: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
-	22, // 30: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
-	45, // 31: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
-	45, // 32: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
-	25, // 33: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
-	46, // 34: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	33, // 35: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
-	29, // 36: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	39, // 37: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	41, // 38: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	45, // 39: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	42, // 40: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	13, // 41: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
-	40, // 42: outpost.sync.v1.PartStatus.peers:type_name -> outpost.sync.v1.PeerStatus
-	24, // 43: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	10, // 44: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	26, // 45: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	35, // 46: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	37, // 47: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	3,  // 48: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
-	6,  // 49: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
-	11, // 50: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	27, // 51: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	36, // 52: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	38, // 53: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	4,  // 54: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
-	9,  // 55: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
-	50, // [50:56] is the sub-list for method output_type
-	44, // [44:50] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	51, // 13: outpost.sync.v1.RestartReport.at:type_name -> google.protobuf.Timestamp
+	51, // 14: outpost.sync.v1.RestartReport.requested_at:type_name -> google.protobuf.Timestamp
+	51, // 15: outpost.sync.v1.ConfigDocument.issued_at:type_name -> google.protobuf.Timestamp
+	51, // 16: outpost.sync.v1.ConfigDocument.expires_at:type_name -> google.protobuf.Timestamp
+	52, // 17: outpost.sync.v1.ConfigDocument.config:type_name -> outpost.config.v1.RobotConfig
+	21, // 18: outpost.sync.v1.ConfigDocument.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	53, // 19: outpost.sync.v1.ConfigDocument.parts:type_name -> outpost.config.v1.MachinePart
+	18, // 20: outpost.sync.v1.ConfigDocument.packages:type_name -> outpost.sync.v1.ResolvedPackage
+	16, // 21: outpost.sync.v1.ResolvedPackage.manifest:type_name -> outpost.sync.v1.SignedDocument
+	20, // 22: outpost.sync.v1.PackageManifest.chunks:type_name -> outpost.sync.v1.PackageChunk
+	51, // 23: outpost.sync.v1.PackageManifest.created_at:type_name -> google.protobuf.Timestamp
+	51, // 24: outpost.sync.v1.GrantBundle.issued_at:type_name -> google.protobuf.Timestamp
+	51, // 25: outpost.sync.v1.GrantBundle.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 26: outpost.sync.v1.GrantBundle.hierarchy:type_name -> outpost.sync.v1.Hierarchy
+	28, // 27: outpost.sync.v1.GrantBundle.principals:type_name -> outpost.sync.v1.Principal
+	29, // 28: outpost.sync.v1.GrantBundle.token_keys:type_name -> outpost.sync.v1.PublicKey
+	24, // 29: outpost.sync.v1.Hierarchy.locations:type_name -> outpost.sync.v1.HierarchyLocation
+	25, // 30: outpost.sync.v1.Hierarchy.shares:type_name -> outpost.sync.v1.HierarchyShare
+	26, // 31: outpost.sync.v1.Hierarchy.machine:type_name -> outpost.sync.v1.HierarchyMachine
+	1,  // 32: outpost.sync.v1.Grant.role:type_name -> outpost.sync.v1.Role
+	2,  // 33: outpost.sync.v1.Principal.kind:type_name -> outpost.sync.v1.SubjectKind
+	27, // 34: outpost.sync.v1.Principal.grants:type_name -> outpost.sync.v1.Grant
+	51, // 35: outpost.sync.v1.Principal.tokens_not_before:type_name -> google.protobuf.Timestamp
+	51, // 36: outpost.sync.v1.Record.time:type_name -> google.protobuf.Timestamp
+	30, // 37: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
+	52, // 38: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	38, // 39: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
+	34, // 40: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	44, // 41: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	47, // 42: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	51, // 43: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	48, // 44: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	15, // 45: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
+	46, // 46: outpost.sync.v1.PartStatus.peers:type_name -> outpost.sync.v1.PeerStatus
+	45, // 47: outpost.sync.v1.PartStatus.packages:type_name -> outpost.sync.v1.PackageStatus
+	29, // 48: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	12, // 49: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	31, // 50: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	40, // 51: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	42, // 52: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	5,  // 53: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	8,  // 54: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	3,  // 55: outpost.sync.v1.SyncService.GetPackageChunk:input_type -> outpost.sync.v1.GetPackageChunkRequest
+	13, // 56: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	32, // 57: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	41, // 58: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	43, // 59: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	6,  // 60: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	11, // 61: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	4,  // 62: outpost.sync.v1.SyncService.GetPackageChunk:output_type -> outpost.sync.v1.GetPackageChunkResponse
+	56, // [56:63] is the sub-list for method output_type
+	49, // [49:56] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
@@ -3649,7 +4193,7 @@ func file_outpost_sync_v1_sync_proto_init() {
 	if File_outpost_sync_v1_sync_proto != nil {
 		return
 	}
-	file_outpost_sync_v1_sync_proto_msgTypes[3].OneofWrappers = []any{
+	file_outpost_sync_v1_sync_proto_msgTypes[5].OneofWrappers = []any{
 		(*AnswerOfferRequest_Answer)(nil),
 		(*AnswerOfferRequest_Refusal)(nil),
 	}
@@ -3659,7 +4203,7 @@ func file_outpost_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_sync_v1_sync_proto_rawDesc), len(file_outpost_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   41,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -62,6 +62,9 @@ const (
 	SyncServiceNextOfferProcedure = "/outpost.sync.v1.SyncService/NextOffer"
 	// SyncServiceAnswerOfferProcedure is the fully-qualified name of the SyncService's AnswerOffer RPC.
 	SyncServiceAnswerOfferProcedure = "/outpost.sync.v1.SyncService/AnswerOffer"
+	// SyncServiceGetPackageChunkProcedure is the fully-qualified name of the SyncService's
+	// GetPackageChunk RPC.
+	SyncServiceGetPackageChunkProcedure = "/outpost.sync.v1.SyncService/GetPackageChunk"
 )
 
 // SyncServiceClient is a client for the outpost.sync.v1.SyncService service.
@@ -88,6 +91,9 @@ type SyncServiceClient interface {
 	// bundle and the client's own credential: the cloud relays and grants
 	// nothing on the part. A part can answer only offers addressed to it.
 	AnswerOffer(context.Context, *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error)
+	// GetPackageChunk returns one content chunk of a package version issued
+	// to the calling part, by its SHA-256. Downloads resume chunk by chunk.
+	GetPackageChunk(context.Context, *connect.Request[v1.GetPackageChunkRequest]) (*connect.Response[v1.GetPackageChunkResponse], error)
 }
 
 // NewSyncServiceClient constructs a client for the outpost.sync.v1.SyncService service. By default,
@@ -137,17 +143,24 @@ func NewSyncServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(syncServiceMethods.ByName("AnswerOffer")),
 			connect.WithClientOptions(opts...),
 		),
+		getPackageChunk: connect.NewClient[v1.GetPackageChunkRequest, v1.GetPackageChunkResponse](
+			httpClient,
+			baseURL+SyncServiceGetPackageChunkProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("GetPackageChunk")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // syncServiceClient implements SyncServiceClient.
 type syncServiceClient struct {
-	pull         *connect.Client[v1.PullRequest, v1.PullResponse]
-	upload       *connect.Client[v1.UploadRequest, v1.UploadResponse]
-	uploadBlob   *connect.Client[v1.UploadBlobRequest, v1.UploadBlobResponse]
-	reportStatus *connect.Client[v1.ReportStatusRequest, v1.ReportStatusResponse]
-	nextOffer    *connect.Client[v1.NextOfferRequest, v1.NextOfferResponse]
-	answerOffer  *connect.Client[v1.AnswerOfferRequest, v1.AnswerOfferResponse]
+	pull            *connect.Client[v1.PullRequest, v1.PullResponse]
+	upload          *connect.Client[v1.UploadRequest, v1.UploadResponse]
+	uploadBlob      *connect.Client[v1.UploadBlobRequest, v1.UploadBlobResponse]
+	reportStatus    *connect.Client[v1.ReportStatusRequest, v1.ReportStatusResponse]
+	nextOffer       *connect.Client[v1.NextOfferRequest, v1.NextOfferResponse]
+	answerOffer     *connect.Client[v1.AnswerOfferRequest, v1.AnswerOfferResponse]
+	getPackageChunk *connect.Client[v1.GetPackageChunkRequest, v1.GetPackageChunkResponse]
 }
 
 // Pull calls outpost.sync.v1.SyncService.Pull.
@@ -180,6 +193,11 @@ func (c *syncServiceClient) AnswerOffer(ctx context.Context, req *connect.Reques
 	return c.answerOffer.CallUnary(ctx, req)
 }
 
+// GetPackageChunk calls outpost.sync.v1.SyncService.GetPackageChunk.
+func (c *syncServiceClient) GetPackageChunk(ctx context.Context, req *connect.Request[v1.GetPackageChunkRequest]) (*connect.Response[v1.GetPackageChunkResponse], error) {
+	return c.getPackageChunk.CallUnary(ctx, req)
+}
+
 // SyncServiceHandler is an implementation of the outpost.sync.v1.SyncService service.
 type SyncServiceHandler interface {
 	// Pull tells the cloud which config and grant versions the part holds and
@@ -204,6 +222,9 @@ type SyncServiceHandler interface {
 	// bundle and the client's own credential: the cloud relays and grants
 	// nothing on the part. A part can answer only offers addressed to it.
 	AnswerOffer(context.Context, *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error)
+	// GetPackageChunk returns one content chunk of a package version issued
+	// to the calling part, by its SHA-256. Downloads resume chunk by chunk.
+	GetPackageChunk(context.Context, *connect.Request[v1.GetPackageChunkRequest]) (*connect.Response[v1.GetPackageChunkResponse], error)
 }
 
 // NewSyncServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -249,6 +270,12 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(syncServiceMethods.ByName("AnswerOffer")),
 		connect.WithHandlerOptions(opts...),
 	)
+	syncServiceGetPackageChunkHandler := connect.NewUnaryHandler(
+		SyncServiceGetPackageChunkProcedure,
+		svc.GetPackageChunk,
+		connect.WithSchema(syncServiceMethods.ByName("GetPackageChunk")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/outpost.sync.v1.SyncService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SyncServicePullProcedure:
@@ -263,6 +290,8 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 			syncServiceNextOfferHandler.ServeHTTP(w, r)
 		case SyncServiceAnswerOfferProcedure:
 			syncServiceAnswerOfferHandler.ServeHTTP(w, r)
+		case SyncServiceGetPackageChunkProcedure:
+			syncServiceGetPackageChunkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -294,4 +323,8 @@ func (UnimplementedSyncServiceHandler) NextOffer(context.Context, *connect.Reque
 
 func (UnimplementedSyncServiceHandler) AnswerOffer(context.Context, *connect.Request[v1.AnswerOfferRequest]) (*connect.Response[v1.AnswerOfferResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.AnswerOffer is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) GetPackageChunk(context.Context, *connect.Request[v1.GetPackageChunkRequest]) (*connect.Response[v1.GetPackageChunkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.sync.v1.SyncService.GetPackageChunk is not implemented"))
 }
