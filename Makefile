@@ -28,12 +28,15 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 # The README's test command runs this: lint, every test with the race
-# detector, and a check that the generated code is what `make generate` makes.
+# detector, the cloud's API tests a second time on PostgreSQL (without the
+# race detector, which the first run already brings to the same handlers),
+# and a check that the generated code is what `make generate` makes.
 # The reliability suite's CI-sized run goes last, on its own: it times
 # start to READY after SIGKILLs (at most 2 s), which
 # other packages' fsync-heavy tests on the same cores would distort.
 test: lint check-generate
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability$$')
+	OUTPOST_CLOUD_STORE=postgres $(GO) test -count=1 ./cloud
 	$(GO) test -race -count=1 -v ./reliability
 
 # `go mod tidy -diff` changes nothing; it fails, showing the diff, when the

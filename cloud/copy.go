@@ -82,8 +82,8 @@ func Migrate(ctx context.Context, url string) error {
 // kind is then read back from the database and compared with the source by
 // count and SHA-256; any difference fails the copy.
 //
-// Left behind: pending invitations (the store lists none; invite again)
-// and unfinished blobs (their parts send them again from the start).
+// Left behind: unfinished blobs (their parts send them again from the
+// start).
 func CopyToPostgres(ctx context.Context, dataDir, url string, log *zap.Logger) (CopyReport, error) {
 	var rep CopyReport
 	src, err := badgerstore.Open(filepath.Join(dataDir, "store"), log)
@@ -178,7 +178,6 @@ func CopyToPostgres(ctx context.Context, dataDir, url string, log *zap.Logger) (
 		return rep, err
 	}
 	rep.Kinds = append(rep.Kinds, blobs)
-	rep.Skipped = append(rep.Skipped, "pending invitations (invite again)")
 	if partial > 0 {
 		rep.Skipped = append(rep.Skipped, fmt.Sprintf("%d unfinished blobs (their parts send them again)", partial))
 	}
@@ -432,6 +431,7 @@ type fleetDump struct {
 	machines  []store.Machine
 	parts     []store.Part
 	users     []store.User
+	invites   []store.Invite
 	apikeys   []store.APIKey
 	grants    []store.Grant
 	fragments []store.Fragment
@@ -465,6 +465,9 @@ func dumpFleet(ctx context.Context, st store.Store, captures []captureRef) (*fle
 			return err
 		}
 		if d.users, err = tx.ListUsers(ctx); err != nil {
+			return err
+		}
+		if d.invites, err = tx.ListInvites(ctx); err != nil {
 			return err
 		}
 		grants := map[[2]string]store.Grant{}
@@ -639,6 +642,11 @@ func loadFleet(ctx context.Context, st store.Store, d *fleetDump) error {
 				return err
 			}
 		}
+		for _, inv := range d.invites {
+			if err := tx.PutInvite(ctx, inv); err != nil {
+				return err
+			}
+		}
 		for _, k := range d.apikeys {
 			if err := tx.PutAPIKey(ctx, k); err != nil {
 				return err
@@ -704,7 +712,7 @@ func (d *fleetDump) sums() []CopiedKind {
 	}{
 		{"organizations", len(d.orgs), d.orgs}, {"locations", len(d.locations), d.locations},
 		{"machines", len(d.machines), d.machines}, {"parts", len(d.parts), d.parts},
-		{"users", len(d.users), d.users}, {"API keys", len(d.apikeys), d.apikeys},
+		{"users", len(d.users), d.users}, {"invitations", len(d.invites), d.invites}, {"API keys", len(d.apikeys), d.apikeys},
 		{"grants", len(d.grants), d.grants}, {"fragments", len(d.fragments), d.fragments},
 		{"fragment revisions", len(d.fragRevs), d.fragRevs}, {"config revisions", len(d.configs), d.configs},
 		{"part documents", len(d.docs), d.docs}, {"proposals", len(d.proposals), d.proposals},

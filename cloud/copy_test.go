@@ -5,21 +5,25 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
 	"github.com/outpost-robotics/outpost/cloud/pgtest"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -29,7 +33,8 @@ import (
 // as `outpost-cloud migrate --from --to` does; then serves the database:
 // the admin's token from the embedded cloud works, what the admin made is
 // there, and the ingest store's watermarks, tombstone and blob are as they
-// were. A second copy into the same database is refused.
+// were, and an invitation mailed before the move is accepted after it. A
+// second copy into the same database is refused.
 func TestCopyToPostgres(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
@@ -108,6 +113,22 @@ func TestCopyToPostgres(t *testing.T) {
 		}
 	}
 	fill()
+	// A pending invitation, as InviteUser leaves one (its code mailed).
+	const inviteCode = "invite-code-for-the-copy"
+	codeHash := sha256.Sum256([]byte(inviteCode))
+	func() {
+		st, err := badgerstore.Open(filepath.Join(dir, "store"), zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if err := st.Update(ctx, func(tx store.Tx) error {
+			return tx.PutInvite(ctx, store.Invite{ID: "inv1", Email: "new@acme.example", Role: "operator", Scope: "org/" + orgID, OrgID: orgID,
+				CodeHash: codeHash[:], CreatedAt: time.Now(), ExpiresAt: time.Now().Add(24 * time.Hour)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}()
 
 	db := pgtest.Database(t)
 	rep, err := cloud.CopyToPostgres(ctx, dir, db, r.log.Logger())
@@ -121,7 +142,7 @@ func TestCopyToPostgres(t *testing.T) {
 			t.Errorf("%s: checksum %q", k.Kind, k.SHA256)
 		}
 	}
-	for kind, want := range map[string]int{"organizations": 1, "locations": 2, "machines": 1, "parts": 1, "users": 1, "API keys": 1,
+	for kind, want := range map[string]int{"organizations": 1, "locations": 2, "machines": 1, "parts": 1, "users": 1, "invitations": 1, "API keys": 1,
 		"config revisions": 1, "records": 6, "part statuses": 1, "blobs": 1, "meta": 3} {
 		if counts[kind] != want {
 			t.Errorf("copied %d %s, want %d (report %+v)", counts[kind], kind, want, rep.Kinds)
@@ -140,19 +161,15 @@ func TestCopyToPostgres(t *testing.T) {
 	if err != nil || len(ms.Msg.GetMachines()) != 1 || ms.Msg.GetMachines()[0].GetId() != machineID {
 		t.Fatalf("the machines on PostgreSQL: %v, %v", ms, err)
 	}
+	// The invitation mailed before the move still works after it.
+	if _, err := cloudtest.NewClients(http.DefaultClient, r.url).User.AcceptInvite(ctx, connect.NewRequest(&fleetv1.AcceptInviteRequest{
+		Code: inviteCode, Password: "a long enough password"})); err != nil {
+		t.Fatalf("accepting an invitation copied to PostgreSQL: %v", err)
+	}
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	blobs, err := pgingest.OpenBlobStore(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blobs.Close()
-	ing, err := pgingest.Open(ctx, pgingest.Options{URL: db, Blobs: blobs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ing.Close()
+	_, ing, _ := cloudtest.OpenPostgres(t, db)
 	logs := ingest.StreamKey{PartID: partID, StoreID: "s1", Stream: "logs.info"}
 	if w, err := ing.AckedThrough(ctx, logs); err != nil || w != 5 {
 		t.Fatalf("logs watermark %d, %v; want 5 (the deleted record's tombstone copied)", w, err)

@@ -15,11 +15,9 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
 	"github.com/outpost-robotics/outpost/cloud/pgtest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
-	"github.com/outpost-robotics/outpost/cloud/store/pgstore"
 )
 
 // The benchmark fleet: 1,000 locations three deep (10 sites of 9 lines of
@@ -130,21 +128,7 @@ func BenchmarkListFleet(b *testing.B) {
 			return st, ing
 		}},
 		{"postgres", func(b *testing.B) (store.Store, ingest.Store) {
-			url := pgtest.Database(b)
-			st, err := pgstore.Open(context.Background(), url)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { st.Close() })
-			blobs, err := ingest.NewFileBlobStore(filepath.Join(b.TempDir(), "blobs"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			ing, err := pgingest.Open(context.Background(), pgingest.Options{URL: url, Blobs: blobs})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { ing.Close() })
+			st, ing, _ := cloudtest.OpenPostgres(b, pgtest.Database(b))
 			return st, ing
 		}},
 	}

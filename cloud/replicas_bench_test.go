@@ -22,15 +22,14 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud"
 	authpkg "github.com/outpost-robotics/outpost/cloud/auth"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
 	"github.com/outpost-robotics/outpost/cloud/pgshared"
 	"github.com/outpost-robotics/outpost/cloud/pgtest"
 	"github.com/outpost-robotics/outpost/cloud/relay"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
-	"github.com/outpost-robotics/outpost/cloud/store/pgstore"
 	"github.com/outpost-robotics/outpost/cloudsync"
 )
 
@@ -98,21 +97,7 @@ func benchBackend(b *testing.B, kind string, replicas int, fill func(ctx context
 	url := srv.URL("bench")
 	be := backend{pgPid: srv.Pid()}
 	for i := range replicas {
-		st, err := pgstore.Open(ctx, url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = st.Close() })
-		blobs, err := pgingest.OpenBlobStore(ctx, url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = blobs.Close() })
-		ing, err := pgingest.Open(ctx, pgingest.Options{URL: url, Blobs: blobs})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = ing.Close() })
+		st, ing, blobs := cloudtest.OpenPostgres(b, url)
 		sh, err := pgshared.Open(ctx, pgshared.Options{URL: url})
 		if err != nil {
 			b.Fatal(err)

@@ -80,6 +80,7 @@ func TestRunOnPostgreSQL(t *testing.T) {
 type running struct {
 	ctx    context.Context
 	admin  *cloudtest.Clients
+	url    string
 	log    *cloudtest.Log
 	cancel context.CancelFunc
 	done   chan error
@@ -117,6 +118,7 @@ func startRunWith(t *testing.T, cfg cloud.RunConfig) *running {
 	admin := strings.TrimSpace(string(tok))
 	r.log.Remember(admin)
 	r.admin = cloudtest.NewClients(http.DefaultClient, url, connect.WithInterceptors(cloudtest.CloudAuth(admin, time.Now)))
+	r.url = url
 	return r
 }
 

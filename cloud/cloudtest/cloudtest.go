@@ -53,10 +53,13 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
 	"github.com/outpost-robotics/outpost/cloud/mailtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/cloud/pgtest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
+	"github.com/outpost-robotics/outpost/cloud/store/pgstore"
 	"github.com/outpost-robotics/outpost/controlclient"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/faultproxy"
@@ -98,6 +101,48 @@ type Options struct {
 	// passes.
 	Store  store.Store
 	Ingest ingest.Store
+	// Postgres runs the fleet store, the ingest store and the blobs on a
+	// new database of the test binary's private PostgreSQL (pgtest; its
+	// TestMain must call pgtest.Main) instead of Badger. Setting
+	// OUTPOST_CLOUD_STORE=postgres in the environment does the same for
+	// every cloud that names no stores of its own and models no slow disk,
+	// so one package's API tests run on both backends.
+	Postgres bool
+}
+
+// StoreEnv is the environment variable that, set to "postgres", makes New
+// run every cloud that names no stores of its own on PostgreSQL.
+const StoreEnv = "OUTPOST_CLOUD_STORE"
+
+// usePostgres reports whether New puts this cloud on PostgreSQL.
+func (o Options) usePostgres() bool {
+	if o.Store != nil || o.Ingest != nil {
+		return false
+	}
+	return o.Postgres || (o.IngestAfterSync == nil && os.Getenv(StoreEnv) == "postgres")
+}
+
+// OpenPostgres opens the cloud's three PostgreSQL stores on the database at
+// url, closed when tb ends: what outpost-cloud serve --database runs on.
+func OpenPostgres(tb testing.TB, url string) (store.Store, ingest.Store, ingest.BlobStore) {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := pgstore.Open(ctx, url)
+	if err != nil {
+		tb.Fatalf("cloudtest: open the fleet store on PostgreSQL: %v", err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	blobs, err := pgingest.OpenBlobStore(ctx, url)
+	if err != nil {
+		tb.Fatalf("cloudtest: open the blob store on PostgreSQL: %v", err)
+	}
+	tb.Cleanup(func() { blobs.Close() })
+	ing, err := pgingest.Open(ctx, pgingest.Options{URL: url, Blobs: blobs})
+	if err != nil {
+		tb.Fatalf("cloudtest: open the ingest store on PostgreSQL: %v", err)
+	}
+	tb.Cleanup(func() { ing.Close() })
+	return st, ing, blobs
 }
 
 // Cloud is a running outpost-cloud. Its fields are set by New and must not
@@ -144,7 +189,11 @@ func New(tb testing.TB, opts Options) *Cloud {
 		log = zap.New(zapcore.NewTee(log.Core(), opts.Log.Core()))
 	}
 	dir := tb.TempDir()
-	st := opts.Store
+	st, ing := opts.Store, opts.Ingest
+	var blobs ingest.BlobStore
+	if opts.usePostgres() {
+		st, ing, blobs = OpenPostgres(tb, pgtest.Database(tb))
+	}
 	if st == nil {
 		bs, err := badgerstore.Open(filepath.Join(dir, "fleet"), log)
 		if err != nil {
@@ -177,11 +226,13 @@ func New(tb testing.TB, opts Options) *Cloud {
 	}
 	c.adminID = claims.Subject
 
-	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
-	if err != nil {
-		tb.Fatalf("cloudtest: %v", err)
+	if blobs == nil {
+		fb, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
+		if err != nil {
+			tb.Fatalf("cloudtest: %v", err)
+		}
+		blobs = fb
 	}
-	ing := opts.Ingest
 	if ing == nil {
 		bi, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs, AfterSync: opts.IngestAfterSync})
 		if err != nil {

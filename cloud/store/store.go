@@ -109,6 +109,9 @@ type Tx interface {
 	GetInviteByCode(ctx context.Context, codeHash []byte) (Invite, error)
 	PutInvite(ctx context.Context, inv Invite) error
 	DeleteInvite(ctx context.Context, id string) error
+	// ListInvites lists every pending invitation, sorted by id, for a copy
+	// of the whole store.
+	ListInvites(ctx context.Context) ([]Invite, error)
 
 	// AppendAudit stores an event; its ID must be new.
 	AppendAudit(ctx context.Context, e AuditEvent) error

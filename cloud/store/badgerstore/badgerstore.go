@@ -723,6 +723,7 @@ func (t *tx) GetInviteByCode(_ context.Context, codeHash []byte) (store.Invite, 
 }
 func (t *tx) PutInvite(_ context.Context, inv store.Invite) error { return put(t, invites, inv) }
 func (t *tx) DeleteInvite(_ context.Context, id string) error     { return del(t, invites, id) }
+func (t *tx) ListInvites(context.Context) ([]store.Invite, error) { return list(t, invites) }
 
 func (t *tx) AppendAudit(_ context.Context, e store.AuditEvent) error {
 	if _, err := get(t, audits, e.ID); err == nil {

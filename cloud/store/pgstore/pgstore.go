@@ -547,6 +547,9 @@ func (t *tx) PutInvite(ctx context.Context, inv store.Invite) error {
 	return put(ctx, t, invites, inv, false)
 }
 func (t *tx) DeleteInvite(ctx context.Context, id string) error { return del(ctx, t, invites, id) }
+func (t *tx) ListInvites(ctx context.Context) ([]store.Invite, error) {
+	return list(ctx, t, invites, "", nil)
+}
 
 func (t *tx) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 	return put(ctx, t, audits, e, true)

@@ -324,6 +324,9 @@ func testKeysInvites(t *testing.T, s store.Store) {
 		if err := tx.PutAPIKey(ctx, store.APIKey{ID: "k2", Name: "other", OrgID: "o2", Scope: "org/o2"}); err != nil {
 			return err
 		}
+		if err := tx.PutInvite(ctx, store.Invite{ID: "i2", Email: "m@x.org", Role: "owner", Scope: "org/o2", OrgID: "o2", CodeHash: []byte{0x12}, ExpiresAt: t0}); err != nil {
+			return err
+		}
 		return tx.PutInvite(ctx, store.Invite{ID: "i1", Email: "n@x.org", Role: "operator", Scope: "org/o1", OrgID: "o1", CodeHash: []byte{0xab, 0xcd}, ExpiresAt: t0})
 	})
 	view(t, s, func(ctx context.Context, tx store.Tx) error {
@@ -340,7 +343,9 @@ func testKeysInvites(t *testing.T, s store.Store) {
 		if _, err := tx.GetInviteByCode(ctx, []byte{0xab}); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("wrong code: %v", err)
 		}
-		return nil
+		all, err := tx.ListInvites(ctx)
+		equal(t, "every invitation", ids(all, func(i store.Invite) string { return i.ID }), []string{"i1", "i2"})
+		return err
 	})
 	// A resent invitation has a new code; the old one stops matching.
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
@@ -364,6 +369,11 @@ func testKeysInvites(t *testing.T, s store.Store) {
 		if _, err := tx.GetInviteByCode(ctx, []byte{0xef}); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("deleted invite by code: %v", err)
 		}
+		all, err := tx.ListInvites(ctx)
+		if err != nil {
+			return err
+		}
+		equal(t, "invitations after delete", ids(all, func(i store.Invite) string { return i.ID }), []string{"i2"})
 		ks, err := tx.ListAPIKeys(ctx, "o1")
 		equal(t, "keys after revoke", len(ks), 0)
 		return err
