@@ -3,6 +3,7 @@ package cloud_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -167,46 +168,55 @@ func fillFleet(n int, auth []string) func(ctx context.Context, st store.Store) e
 	}
 }
 
-// BenchmarkReplicaPulls is BenchmarkPull's steady state (10,000 registered
-// parts, nothing changed, 16 parallel clients over loopback) side by side:
-// the embedded cloud, and PostgreSQL behind one and two replicas, pulls
-// spread evenly over the replicas as a load balancer would. Every part's
-// documents are built once before the timer starts.
+// BenchmarkReplicaPulls is BenchmarkPull's steady state (nothing changed,
+// 16 parallel clients over loopback) for fleets of 10,000 and 100,000
+// registered parts, side by side: the embedded cloud, and PostgreSQL behind
+// one and two replicas, pulls spread evenly over the replicas as a load
+// balancer would. Every part's documents are built once before the timer
+// starts; -short runs only the smaller fleet.
 func BenchmarkReplicaPulls(b *testing.B) {
-	const parts = 10_000
-	for _, tc := range []struct {
-		name     string
-		kind     string
-		replicas int
-	}{{"badger", "badger", 1}, {"postgresql/replicas=1", "pg", 1}, {"postgresql/replicas=2", "pg", 2}} {
-		b.Run(tc.name, func(b *testing.B) {
-			auth := make([]string, parts)
-			be := benchBackend(b, tc.kind, tc.replicas, fillFleet(parts, auth))
-			var clients []syncv1connect.SyncServiceClient
-			for _, u := range be.urls {
-				hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}}
-				clients = append(clients, syncv1connect.NewSyncServiceClient(hc, u))
-			}
-			for i := range auth {
-				pullOnce(b, clients[i%len(clients)], auth[i], 0, 0)
-			}
-			var next atomic.Int64
-			b.SetParallelism(8)
-			b.ReportAllocs()
-			start := time.Now()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := next.Add(1)
-					if pullOnce(b, clients[i%int64(len(clients))], auth[i%int64(len(auth))], 1, 1) {
-						b.Error("a pull with nothing changed returned documents")
-						return
-					}
-				}
+	for _, parts := range []int{10_000, 100_000} {
+		if parts > 10_000 && testing.Short() {
+			continue
+		}
+		for _, tc := range []struct {
+			name     string
+			kind     string
+			replicas int
+		}{{"badger", "badger", 1}, {"postgresql/replicas=1", "pg", 1}, {"postgresql/replicas=2", "pg", 2}} {
+			b.Run(fmt.Sprintf("parts=%d/%s", parts, tc.name), func(b *testing.B) {
+				benchReplicaPulls(b, parts, tc.kind, tc.replicas)
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pulls/s")
-		})
+		}
 	}
+}
+
+func benchReplicaPulls(b *testing.B, parts int, kind string, replicas int) {
+	auth := make([]string, parts)
+	be := benchBackend(b, kind, replicas, fillFleet(parts, auth))
+	var clients []syncv1connect.SyncServiceClient
+	for _, u := range be.urls {
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}}
+		clients = append(clients, syncv1connect.NewSyncServiceClient(hc, u))
+	}
+	for i := range auth {
+		pullOnce(b, clients[i%len(clients)], auth[i], 0, 0)
+	}
+	var next atomic.Int64
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			if pullOnce(b, clients[i%int64(len(clients))], auth[i%int64(len(auth))], 1, 1) {
+				b.Error("a pull with nothing changed returned documents")
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pulls/s")
 }
 
 // BenchmarkIngest stores captures of 1 KiB (random) in batches of 1,024
