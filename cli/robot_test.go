@@ -282,7 +282,8 @@ func heldCaptures(t *testing.T, st *cache.Store) {
 
 // TestRobotDataGolden is a field tech's session with the captures a part
 // holds (its uploads held back on the wire): list, tag, delete and export
-// as the machine's owner over TLS and WebRTC; the operator refused; then
+// as the machine's owner over TLS and WebRTC; the operator lists them
+// without their tags and is refused edits; then
 // the network heals and the admin sees in the cloud what the part sent:
 // the tags, and never the deleted captures.
 func TestRobotDataGolden(t *testing.T) {
