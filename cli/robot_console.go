@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/skip2/go-qrcode"
 	"github.com/spf13/cobra"
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
@@ -84,12 +83,12 @@ can read it. For a phone, --qr prints the link as a QR code to scan, and
 			fmt.Fprintln(w, "the browser warns that the certificate is self-signed: check that it shows the fingerprint above before you continue")
 			switch {
 			case qr:
-				code, err := qrcode.New(url, qrcode.Low)
+				code, err := qrText(url)
 				if err != nil {
-					return fmt.Errorf("make the QR code: %w", err)
+					return err
 				}
 				fmt.Fprintln(w, "scan this with the phone's camera (it holds a key for this part: do not share it):")
-				_, err = io.WriteString(w, code.ToSmallString(false))
+				_, err = io.WriteString(w, code)
 				return err
 			case printURL:
 				_, err := fmt.Fprintf(w, "open this link (it holds a key for this part: do not share it):\n%s\n", url)

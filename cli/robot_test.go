@@ -282,7 +282,8 @@ func heldCaptures(t *testing.T, st *cache.Store) {
 
 // TestRobotDataGolden is a field tech's session with the captures a part
 // holds (its uploads held back on the wire): list, tag, delete and export
-// as the machine's owner over TLS and WebRTC; the operator refused; then
+// as the machine's owner over TLS and WebRTC; the operator lists them
+// without their tags and is refused edits; then
 // the network heals and the admin sees in the cloud what the part sent:
 // the tags, and never the deleted captures.
 func TestRobotDataGolden(t *testing.T) {
@@ -473,8 +474,14 @@ func TestRobotMotor(t *testing.T) {
 	if strings.Contains(out, rp.operator.Token[len(rp.operator.Token)-43:]) {
 		t.Fatal("the console's link holds the API key's own private key")
 	}
-	if qr := s.ok("robot", "console", "--qr"); !strings.Contains(qr, "\u2588") {
+	// --qr draws the same kind of link, for a phone's camera.
+	qr := s.ok("robot", "console", "--qr")
+	_, code, ok := strings.Cut(qr, "do not share it):\n")
+	if !ok {
 		t.Fatalf("outpost robot console --qr printed no QR code:\n%s", qr)
+	}
+	if got := decodeQRText(t, code); !regexp.MustCompile(`^https://` + regexp.QuoteMeta(rp.ep.Control) + `/#d=[A-Za-z0-9_.-]+&k=[A-Za-z0-9_-]{43}$`).MatchString(got) {
+		t.Fatalf("outpost robot console --qr: the code reads %q", got)
 	}
 	if err := s.fails(0, "robot", "console", "--print", "--robot", "127.0.0.1:9"); !strings.Contains(err.Error(), "not a trusted robot") {
 		t.Fatalf("a console for an untrusted address: %v", err)

@@ -613,6 +613,66 @@ func TestCaptureEdits(t *testing.T) {
 	}
 }
 
+// TestCaptureTagsAreForOwners: the seed lets an operator view and export
+// a machine's data but not see its tags (data.tags.view), so the part's
+// list and export leave them out for an operator, and WhoAmI says which
+// caller may see them; an owner sees them, and what Data holds is intact.
+func TestCaptureTagsAreForOwners(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.data.mu.Lock()
+	e.data.caps[1].Tags = []string{"field", "<b>secret</b>"}
+	e.data.mu.Unlock()
+	for _, tc := range []struct {
+		name string
+		c    clients
+		want []string
+	}{
+		{"operator", e.grpc(e.creds.key(opKey)), nil},
+		{"owner", e.grpc(e.creds.key(ownerKey)), []string{"field", "<b>secret</b>"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			list, err := tc.c.control.ListCaptures(ctx, connect.NewRequest(&controlv1.ListCapturesRequest{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[uint64][]string{}
+			for _, c := range list.Msg.GetCaptures() {
+				got[c.GetId()] = c.GetTags()
+			}
+			if len(got) != 2 || !slices.Equal(got[1], tc.want) {
+				t.Errorf("list: tags %v, want capture 1's %q", got, tc.want)
+			}
+			for _, req := range []*controlv1.ExportCapturesRequest{{}, {Ids: []uint64{1}}} {
+				s, err := tc.c.control.ExportCaptures(ctx, connect.NewRequest(req))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for s.Receive() {
+					if id := s.Msg().GetInfo().GetId(); id == 1 && !slices.Equal(s.Msg().GetInfo().GetTags(), tc.want) {
+						t.Errorf("export %v: capture 1's tags %q, want %q", req, s.Msg().GetInfo().GetTags(), tc.want)
+					}
+				}
+				if err := s.Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			who, err := tc.c.control.WhoAmI(ctx, connect.NewRequest(&controlv1.WhoAmIRequest{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if may := slices.Contains(who.Msg.GetAllowedActions(), "data.tags.view"); may != (tc.want != nil) {
+				t.Errorf("WhoAmI says %v may see tags: %v", who.Msg.GetAllowedActions(), may)
+			}
+		})
+	}
+	e.data.mu.Lock()
+	defer e.data.mu.Unlock()
+	if len(e.data.caps[1].GetTags()) != 2 {
+		t.Fatalf("answering an operator changed what Data holds: %v", e.data.caps[1])
+	}
+}
+
 // TestExportSkipsCapturesGoneSinceTheListing: exporting "every capture"
 // exports those still on the part when each is read; one uploaded or
 // deleted meanwhile is skipped, while one named by id is an error.

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -16,10 +17,13 @@ import (
 	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/rbac"
 )
 
 // service implements ControlService. No method checks permissions: the
 // authorizer did before the call reached it, and put the caller in ctx.
+// Only what a capture shows of its tags depends on the caller
+// (data.tags.view, mayViewTags), as in the cloud's data API.
 type service struct {
 	controlv1connect.UnimplementedControlServiceHandler
 	s *Server
@@ -76,6 +80,10 @@ func (v *service) WhoAmI(ctx context.Context, _ *connect.Request[controlv1.WhoAm
 		if c.policy.engine.Decide(c.subject, rl.Action, c.policy.machine).Allowed {
 			resp.AllowedActions = append(resp.AllowedActions, string(rl.Action))
 		}
+	}
+	// Decided in answers rather than by a procedure's rule.
+	if mayViewTags(ctx) {
+		resp.AllowedActions = append(resp.AllowedActions, string(rbac.DataTagsView))
 	}
 	slices.Sort(resp.AllowedActions)
 	return connect.NewResponse(resp), nil
@@ -166,7 +174,31 @@ func (v *service) ListCaptures(ctx context.Context, req *connect.Request[control
 	if err != nil {
 		return nil, v.s.errs.Answer("list captures", err)
 	}
+	if !mayViewTags(ctx) {
+		for i, c := range caps {
+			caps[i] = withoutTags(c)
+		}
+	}
 	return connect.NewResponse(&controlv1.ListCapturesResponse{Captures: caps}), nil
+}
+
+// mayViewTags reports whether the caller may see the tags of this
+// machine's data (data.tags.view): the seed lets operators view and export
+// data but not see its tags, as the cloud's data API does.
+func mayViewTags(ctx context.Context) bool {
+	c := callerOf(ctx)
+	return c != nil && c.subject != nil && c.policy.engine.Decide(c.subject, rbac.DataTagsView, c.policy.machine).Allowed
+}
+
+// withoutTags returns a copy of c without its tags; c itself may be what
+// Data holds.
+func withoutTags(c *controlv1.CaptureInfo) *controlv1.CaptureInfo {
+	if len(c.GetTags()) == 0 {
+		return c
+	}
+	c = proto.CloneOf(c)
+	c.Tags = nil
+	return c
 }
 
 func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[controlv1.ExportCapturesRequest], stream *connect.ServerStream[controlv1.ExportCapturesResponse]) error {
@@ -181,6 +213,7 @@ func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[contr
 			ids = append(ids, c.GetId())
 		}
 	}
+	tags := mayViewTags(ctx)
 	for _, id := range ids {
 		info, data, err := v.s.opts.Data.ReadCapture(ctx, id)
 		if listed && connect.CodeOf(err) == connect.CodeNotFound {
@@ -190,6 +223,9 @@ func (v *service) ExportCaptures(ctx context.Context, req *connect.Request[contr
 		}
 		if err != nil {
 			return v.s.errs.Answer(fmt.Sprintf("read capture %d", id), err)
+		}
+		if !tags {
+			info = withoutTags(info)
 		}
 		if err := stream.Send(&controlv1.ExportCapturesResponse{Info: info, Data: data}); err != nil {
 			return err

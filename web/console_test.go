@@ -4,18 +4,23 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/proto"
 
@@ -63,6 +68,9 @@ func startConsolePart(t testing.TB) *consolePart {
 	cp := &consolePart{cl: cl, proxy: proxy, clk: clock.NewFake(time.Now())}
 	cp.part = cl.Provision(t, cloudtest.PartOptions{CloudURL: proxy.URL(), Config: &configv1.RobotConfig{LogLevel: "info", Components: []*configv1.Component{
 		{Name: "arm", Type: configv1.ComponentType_COMPONENT_TYPE_MOTOR, Model: "fake"},
+	}, Captures: []*configv1.CaptureMethod{
+		// One capture per sync interval the test moves the clock by.
+		{Component: "arm", Method: "is_moving", FrequencyHz: 1.0 / syncEvery.Seconds(), Tags: []string{"field"}},
 	}}})
 	cp.owner = cl.CreateAPIKey(t, "owner", "machine/"+cp.part.MachineID)
 	cp.operator = cl.CreateAPIKey(t, "operator", "machine/"+cp.part.MachineID)
@@ -218,6 +226,194 @@ func TestConsoleOffline(t *testing.T) {
 		tab.WaitText("#refused-reason", want)
 	})
 
+	t.Run("status page", func(t *testing.T) {
+		st := cp.syncUntil(t, "the part offline", func(st *controlv1.StatusResponse) bool {
+			return st.GetSyncState() == controlv1.SyncState_SYNC_STATE_OFFLINE
+		})
+		tab := consoleTab(t)
+		tab.Navigate(cp.consoleURL(t, cp.operator))
+		tab.WaitText("#who-name", "operator")
+		tab.WaitVisible("#status-resources")
+		for sel, want := range map[string]string{
+			"#status-sync":    "offline",
+			"#status-left":    consoleDuration(st.GetTimeLeft().AsDuration()),
+			"#status-version": st.GetVersion(),
+			"#status-config":  fmt.Sprintf("version %d", st.GetConfigVersion()),
+			"#status-grants":  fmt.Sprintf("version %d", st.GetGrantsVersion()),
+			"#status-cert":    cp.fingerprint,
+			"#status-resources tr[data-resource=arm]": "running",
+		} {
+			if got := tab.Text(sel); want == "" || !strings.Contains(got, want) {
+				t.Errorf("%s says %q, want %q", sel, got, want)
+			}
+		}
+		if got := tab.Text("#status-store"); !storeUse.MatchString(got) {
+			t.Errorf("#status-store says %q, want the store's use of its budget", got)
+		}
+		tab.Screenshot("console-status")
+	})
+
+	t.Run("logs page filters by level", func(t *testing.T) {
+		tab := consoleTab(t)
+		tab.Navigate(cp.consoleURL(t, cp.owner))
+		tab.WaitText("#who-name", "owner")
+		tab.Navigate("https://" + cp.ep.Control + "/logs")
+		// Going offline is a warning; starting up is information.
+		tab.WaitText("#logs-entries", "cloud sync state changed")
+		levels := func() map[string]int {
+			var ls []string
+			tab.Eval(`[...document.querySelectorAll('#logs-entries tr')].map((r) => r.children[1].textContent)`, &ls)
+			n := map[string]int{}
+			for _, l := range ls {
+				n[l]++
+			}
+			return n
+		}
+		if n := levels(); n["info"] == 0 || n["warn"] == 0 {
+			t.Fatalf("the part's log shows levels %v, want info and warn", n)
+		}
+		tab.Eval(`(() => { const s = document.querySelector('#logs-level'); s.value = 'warn'; s.dispatchEvent(new Event('change')); return true; })()`, nil)
+		cloudtest.Eventually(t, "only warnings and errors", func() error {
+			if n := levels(); n["warn"] == 0 || n["debug"]+n["info"] != 0 {
+				return fmt.Errorf("levels %v", n)
+			}
+			return nil
+		})
+		tab.WaitText("#logs-entries", "cloud sync state changed")
+	})
+
+	t.Run("data page", func(t *testing.T) {
+		ids := cp.capturesOffline(t, 3)
+		owner := consoleTab(t)
+		owner.Navigate(cp.consoleURL(t, cp.owner))
+		owner.WaitText("#who-name", "owner")
+		owner.Navigate("https://" + cp.ep.Control + "/data")
+		owner.WaitText("#data-status", "on the part")
+		shown := dataRows(owner)
+		if len(shown) < len(ids) || shown[0].tags == nil || !strings.Contains(*shown[0].tags, "field") {
+			t.Fatalf("the owner's data page shows %v, want the part's captures %v with their tags", shown, ids)
+		}
+		tagged, deleted := shown[0].id, shown[1].id
+		// A tag is text, whatever it looks like.
+		owner.Click(`#data-captures tr[data-capture="` + tagged + `"] input`)
+		owner.Type("#data-tags", "reviewed, <img src=x>")
+		owner.Click("#data-tag-add")
+		owner.WaitText("#data-status", "1 changed.")
+		owner.WaitText(`#data-captures tr[data-capture="`+tagged+`"] [data-tags]`, "field, reviewed, <img src=x>")
+		var imgs int
+		owner.Eval(`document.querySelectorAll('#data-captures img').length`, &imgs)
+		if imgs != 0 {
+			t.Errorf("a tag became %d img elements", imgs)
+		}
+		owner.Click(`#data-captures tr[data-capture="` + deleted + `"] input`)
+		owner.Click("#data-delete")
+		owner.WaitText("#data-status", "1 deleted.")
+		owner.WaitGone(`#data-captures tr[data-capture="` + deleted + `"]`)
+		held := map[string][]string{}
+		res, err := cp.sock.ListCaptures(ctx, connect.NewRequest(&controlv1.ListCapturesRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range res.Msg.GetCaptures() {
+			held[fmt.Sprint(c.GetId())] = c.GetTags()
+		}
+		if _, ok := held[deleted]; ok || !slices.Contains(held[tagged], "<img src=x>") {
+			t.Fatalf("the part holds %v after the owner tagged %s and deleted %s", held, tagged, deleted)
+		}
+		shown = dataRows(owner)
+		if got := exportedBy(t, owner); !slices.Equal(got.ids, rowIDs(shown)) || !slices.Contains(got.tags[tagged], "reviewed") {
+			t.Fatalf("the owner's export holds %v with tags %v, want what was shown, %v", got.ids, got.tags, rowIDs(shown))
+		}
+
+		// An operator views and exports the data, without its tags, and
+		// is offered no edit.
+		op := consoleTab(t)
+		op.Navigate(cp.consoleURL(t, cp.operator))
+		op.WaitText("#who-name", "operator")
+		op.Navigate("https://" + cp.ep.Control + "/data")
+		op.WaitText("#data-status", "on the part")
+		var offered []string
+		op.Eval(`['#data-tags', '#data-tag-add', '#data-tag-remove', '#data-delete', '#data-captures [data-tags]'].filter((s) => document.querySelector(s))`, &offered)
+		if len(offered) != 0 || strings.Contains(op.Text("#data thead"), "Tags") || strings.Contains(op.Text("#data-captures"), "reviewed") {
+			t.Errorf("the operator's data page offers %v and shows %q", offered, op.Text("#data"))
+		}
+		opShown := rowIDs(dataRows(op))
+		if !slices.Contains(opShown, tagged) {
+			t.Fatalf("the operator's data page shows %v, want %s among them", opShown, tagged)
+		}
+		if got := exportedBy(t, op); !slices.Equal(got.ids, opShown) || len(got.tags) != 0 {
+			t.Fatalf("the operator's export holds %v with tags %v, want what was shown, %v, without tags", got.ids, got.tags, opShown)
+		}
+		owner.Screenshot("console-data")
+	})
+
+	t.Run("the link page left at once", func(t *testing.T) {
+		tab := consoleTab(t)
+		// A browser that never kept a sign-in for this part, on another
+		// of its pages (the link is then a new load, not a hash change).
+		tab.Navigate("https://" + cp.ep.Control + "/logs")
+		tab.Eval(`new Promise((ok, fail) => { const r = indexedDB.deleteDatabase('outpost-console'); r.onsuccess = () => ok(true); r.onerror = () => fail(r.error); })`, nil)
+		tab.Navigate("https://" + cp.ep.Control + "/logs")
+		tab.WaitVisible("#signin")
+		// The sign-in card shows the fingerprint first, in the form the
+		// fleet app's SECURITY tab and `outpost robot trust` show it.
+		if fp := tab.Text("#fingerprint"); fp != cp.fingerprint || len(fp) != 64 || strings.ToLower(fp) != fp || strings.Contains(fp, ":") {
+			t.Errorf("the sign-in card shows the fingerprint %q, want %q (64 lower-case hex digits)", fp, cp.fingerprint)
+		}
+		// The technician leaves the link's page for another of the
+		// console's at the worst time: as the page writes the sign-in.
+		onNewDocument(t, tab, `(() => {
+  if (sessionStorage.getItem('outpost-test-left')) return;
+  sessionStorage.setItem('outpost-test-left', '1');
+  const tx = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (...args) {
+    const t = tx.apply(this, args);
+    if (args[1] === 'readwrite') location.assign('/control');
+    return t;
+  };
+})()`)
+		ctx, cancel := tab.Context()
+		defer cancel()
+		if _, err := chromedp.Call(ctx, page.Navigate, page.NavigateParams{URL: cp.consoleURL(t, cp.operator)}); err != nil {
+			t.Fatal(err)
+		}
+		// The next page settles: signed in, or asking for a sign-in.
+		cloudtest.Eventually(t, "the console's next page signed in or asking to", func() error {
+			s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ' ' + (document.querySelector('#who-name, #signin') || {}).id`))
+			if err != nil || s != "/control who-name" && s != "/control signin" {
+				return fmt.Errorf("the page is at %q (%v)", s, err)
+			}
+			return nil
+		})
+		// And the storage serves the next sign-in.
+		tab.Navigate(cp.consoleURL(t, cp.operator))
+		tab.WaitText("#who-name", "operator")
+		tab.Navigate("https://" + cp.ep.Control + "/control")
+		tab.WaitText("#who-name", "operator")
+	})
+
+	t.Run("an interrupted read of the sign-in", func(t *testing.T) {
+		tab := consoleTab(t)
+		tab.Navigate(cp.consoleURL(t, cp.operator))
+		tab.WaitText("#who-name", "operator")
+		// The browser ends the read's transaction after the read, as it
+		// does when it closes a connection: the transaction aborts, and
+		// no request fails.
+		// (The page's early commit is left out, so that the abort lands
+		// while the transaction is still open, as the browser's own does.)
+		onNewDocument(t, tab, `(() => {
+  IDBTransaction.prototype.commit = function () {};
+  const get = IDBObjectStore.prototype.get;
+  IDBObjectStore.prototype.get = function (...args) {
+    const r = get.apply(this, args);
+    r.addEventListener('success', () => this.transaction.abort());
+    return r;
+  };
+})()`)
+		tab.Navigate("https://" + cp.ep.Control + "/control")
+		tab.WaitText("#signin-status", "interrupted")
+	})
+
 	var edited *configv1.RobotConfig
 	t.Run("owner edits the config offline", func(t *testing.T) {
 		tab := consoleTab(t)
@@ -307,6 +503,141 @@ func TestConsoleOffline(t *testing.T) {
 		}
 		tab.Screenshot("console-expired")
 	})
+}
+
+// onNewDocument runs script in every document the tab loads from now on,
+// before the page's own.
+func onNewDocument(t testing.TB, tab *webtest.Tab, script string) {
+	t.Helper()
+	ctx, cancel := tab.Context()
+	defer cancel()
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storeUse is how the status page says the store's use of its budget.
+var storeUse = regexp.MustCompile(`^[0-9.]+ (B|KiB|MiB|GiB) of [0-9.]+ (B|KiB|MiB|GiB|TiB) \([0-9]+ %\)$`)
+
+// consoleDuration is how the console's pages write a duration.
+func consoleDuration(d time.Duration) string {
+	s := int64(d / time.Second)
+	days, hours, mins := s/86400, s%86400/3600, s%3600/60
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%d d %d h", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%d h %d min", hours, mins)
+	}
+	return fmt.Sprintf("%d min", mins)
+}
+
+// capturesOffline moves the part's clock until it holds at least n
+// captures it could not upload, and returns their ids.
+func (cp *consolePart) capturesOffline(t testing.TB, n int) []uint64 {
+	t.Helper()
+	var ids []uint64
+	// The clock moves again only once the last move made its capture, so
+	// that a slow poller does not age the part's clock by hours.
+	advancedAt := -1
+	cloudtest.Eventually(t, fmt.Sprintf("%d captures on the part", n), func() error {
+		res, err := cp.sock.ListCaptures(context.Background(), connect.NewRequest(&controlv1.ListCapturesRequest{}))
+		if err != nil {
+			return err
+		}
+		ids = ids[:0]
+		for _, c := range res.Msg.GetCaptures() {
+			ids = append(ids, c.GetId())
+		}
+		if len(ids) >= n {
+			return nil
+		}
+		if len(ids) > advancedAt {
+			advancedAt = len(ids)
+			cp.clk.Advance(syncEvery)
+		}
+		return fmt.Errorf("%d so far", len(ids))
+	})
+	return ids
+}
+
+// dataRow is a row of the console's data page: its capture's id, and its
+// tags cell (nil when the page shows no tags).
+type dataRow struct {
+	id   string
+	tags *string
+}
+
+func (r dataRow) String() string {
+	if r.tags == nil {
+		return r.id
+	}
+	return r.id + "[" + *r.tags + "]"
+}
+
+func dataRows(tab *webtest.Tab) []dataRow {
+	var raw []struct {
+		ID   string  `json:"id"`
+		Tags *string `json:"tags"`
+	}
+	tab.Eval(`[...document.querySelectorAll('#data-captures tr')].map((r) => ({id: r.dataset.capture, tags: r.querySelector('[data-tags]')?.textContent ?? null}))`, &raw)
+	rows := make([]dataRow, len(raw))
+	for i, r := range raw {
+		rows[i] = dataRow{r.ID, r.Tags}
+	}
+	return rows
+}
+
+func rowIDs(rows []dataRow) []string {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.id
+	}
+	return ids
+}
+
+// exported is what a console's export downloaded: the captures' ids in
+// order, and the tags of those that carry some.
+type exported struct {
+	ids  []string
+	tags map[string][]string
+}
+
+// exportedBy clicks the data page's Export with nothing selected and reads
+// the file the browser downloaded.
+func exportedBy(t *testing.T, tab *webtest.Tab) exported {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := tab.Context()
+	defer cancel()
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir}); err != nil {
+		t.Fatal(err)
+	}
+	tab.Click("#data-export")
+	tab.WaitText("#data-status", "Exported")
+	var b []byte
+	cloudtest.Eventually(t, "the downloaded export", func() error {
+		var err error
+		b, err = os.ReadFile(filepath.Join(dir, "captures.ndjson"))
+		return err
+	})
+	got := exported{tags: map[string][]string{}}
+	for line := range strings.Lines(string(b)) {
+		var m struct {
+			Info struct {
+				ID   string   `json:"id"`
+				Tags []string `json:"tags"`
+			} `json:"info"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("the export's line %q: %v", line, err)
+		}
+		got.ids = append(got.ids, m.Info.ID)
+		if len(m.Info.Tags) > 0 {
+			got.tags[m.Info.ID] = m.Info.Tags
+		}
+	}
+	return got
 }
 
 // BenchmarkConsoleMotor measures a motor command's round trip from the

@@ -93,16 +93,35 @@ export async function sessionOf(frag, fingerprint) {
   return {delegation: frag.delegation, key, x, until: Number(c.exp) * 1000, subject: c.sub || ''};
 }
 
+/**
+ * openDB opens the console's database. Every connection lets go at once
+ * when another page needs the database changed (onversionchange), so no
+ * page, not even one frozen in the back-forward cache, holds up another's
+ * open. A blocked open is left to wait for that, not failed: failing it
+ * would leave the request running and its connection, once open, never
+ * closed.
+ */
 function openDB() {
   return new Promise((resolve, reject) => {
     const req = indexedDB.open(DB, 1);
     req.onupgradeneeded = () => req.result.createObjectStore(STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-    req.onblocked = () => reject(new Error('the console’s storage is busy in another tab of this part’s console: close it and reload'));
+    req.onsuccess = () => {
+      const db = req.result;
+      db.onversionchange = () => db.close();
+      resolve(db);
+    };
+    req.onerror = () => reject(req.error || new Error('the console could not open its storage: reload the page'));
   });
 }
 
+/**
+ * withStore runs one request in a transaction and settles when the
+ * transaction does: complete, error or abort. A transaction can end by
+ * abort alone (the page is left or frozen while it runs, the browser
+ * closes the connection, storage is full), which fires no error event; a
+ * promise waiting only for complete or error would then never settle, and
+ * the page would hang reading its sign-in.
+ */
 async function withStore(mode, fn) {
   const db = await openDB();
   try {
@@ -110,7 +129,10 @@ async function withStore(mode, fn) {
       const tx = db.transaction(STORE, mode);
       const req = fn(tx.objectStore(STORE));
       tx.oncomplete = () => resolve(req.result);
-      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error('the console’s storage was interrupted: reload the page'));
+      // Commit now rather than when the task ends: the sooner it is
+      // durable, the less a page left at once can lose.
+      if (typeof tx.commit === 'function') tx.commit();
     });
   } finally {
     db.close();

@@ -200,8 +200,18 @@ function download(name, text) {
   setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
-/** dataPage: the captures on the part; tags, delete and export. */
-async function dataPage(api) {
+/**
+ * dataPage: the captures on the part; tags and delete for who may edit
+ * data, export for who may export it. The part leaves out the tags for who
+ * may not see them (an operator, by the seed's data rules); the page then
+ * shows no tag column either. Export takes the selected captures, or the
+ * ones the table shows when none is selected, so the file holds what was
+ * shown.
+ */
+async function dataPage(api, who) {
+  const may = (a) => Boolean(who && who.allowedActions && who.allowedActions.includes(a));
+  const seesTags = may('data.tags.view');
+  const edits = may('data.edit');
   const tbody = h('tbody', {id: 'data-captures'});
   const line = h('p', {class: 'status', id: 'data-status', role: 'status', 'aria-live': 'polite'});
   const tags = h('input', {id: 'data-tags', type: 'text', spellcheck: 'false', placeholder: 'tag1, tag2'});
@@ -209,15 +219,18 @@ async function dataPage(api) {
   const remove = h('button', {type: 'button', id: 'data-tag-remove', class: 'secondary'}, 'Remove tags');
   const del = h('button', {type: 'button', id: 'data-delete', class: 'secondary'}, 'Delete');
   const exp = h('button', {type: 'button', id: 'data-export', class: 'secondary'}, 'Export');
+  let shown = [];
   const selected = () => [...tbody.querySelectorAll('input[type=checkbox]:checked')].map((c) => c.value);
   const say = (text, bad) => { line.className = bad ? 'status error' : 'status'; replace(line, text); };
   async function load() {
     const r = await api.unary(CONTROL, 'ListCaptures', {limit: 500});
-    replace(tbody, (r.captures || []).map((c) => h('tr', {'data-capture': c.id},
+    const caps = r.captures || [];
+    shown = caps.map((c) => c.id);
+    replace(tbody, caps.map((c) => h('tr', {'data-capture': c.id},
       h('td', null, h('input', {type: 'checkbox', value: c.id, 'aria-label': `capture ${c.id}`})),
       h('td', null, c.id), h('td', null, c.time || ''), h('td', null, c.component || ''), h('td', null, c.method || ''),
-      h('td', null, (c.tags || []).join(', ')), h('td', null, bytes(c.size)))));
-    return (r.captures || []).length;
+      seesTags ? h('td', {'data-tags': ''}, (c.tags || []).join(', ')) : null, h('td', null, bytes(c.size)))));
+    return caps.length;
   }
   const act = (fn) => async () => {
     try {
@@ -232,9 +245,14 @@ async function dataPage(api) {
   remove.addEventListener('click', act(async () => `${(await api.unary(CONTROL, 'TagCaptures', {ids: selected(), remove: tagList()})).changed || 0} changed.`));
   del.addEventListener('click', act(async () => `${(await api.unary(CONTROL, 'DeleteCaptures', {ids: selected()})).deleted || 0} deleted.`));
   exp.addEventListener('click', async () => {
+    const ids = selected().length ? selected() : shown;
+    if (ids.length === 0) {
+      say('There is nothing to export.');
+      return;
+    }
     try {
       const lines = [];
-      for await (const m of api.stream(CONTROL, 'ExportCaptures', {ids: selected()})) lines.push(JSON.stringify(m));
+      for await (const m of api.stream(CONTROL, 'ExportCaptures', {ids})) lines.push(JSON.stringify(m));
       download('captures.ndjson', lines.join('\n') + '\n');
       say(`Exported ${lines.length} capture${lines.length === 1 ? '' : 's'}.`);
     } catch (err) {
@@ -243,13 +261,15 @@ async function dataPage(api) {
   });
   const n = await load();
   say(`${n} capture${n === 1 ? '' : 's'} on the part.`);
+  const heads = ['', 'ID', 'Time', 'Component', 'Method', ...(seesTags ? ['Tags'] : []), 'Size'];
   return h('section', {id: 'data', 'aria-labelledby': 'data-title'},
     h('h1', {id: 'data-title'}, 'Data on the part'),
-    h('p', null, 'Select captures, then tag, delete (owners) or export them; export with none selected takes every capture.'),
-    h('div', {class: 'field'}, h('label', {for: 'data-tags'}, 'Tags'), tags),
-    h('div', {class: 'actions'}, add, remove, del, exp), line,
+    h('p', null, edits ? 'Select captures, then tag, delete or export them; export with none selected takes the captures shown.' :
+      'Select captures to export, or none to export the captures shown.'),
+    edits ? h('div', {class: 'field'}, h('label', {for: 'data-tags'}, 'Tags'), tags) : null,
+    h('div', {class: 'actions'}, edits ? [add, remove, del] : null, may('data.export') ? exp : null), line,
     h('div', {class: 'table-wrap'}, h('table', {class: 'list'},
-      h('thead', null, h('tr', null, ['', 'ID', 'Time', 'Component', 'Method', 'Tags', 'Size'].map((x) => h('th', {scope: 'col'}, x)))), tbody)));
+      h('thead', null, h('tr', null, heads.map((x) => h('th', {scope: 'col'}, x)))), tbody)));
 }
 
 /**
