@@ -490,8 +490,8 @@ func TestSubstitute(t *testing.T) {
 	if got := out.GetModules()[0].GetArgs()[0]; got != "--model=/d/m/w.bin" {
 		t.Fatalf("arg %q", got)
 	}
-	if got := out.GetProcesses()[0].GetCommand(); got != "${packages.cam}/run" {
-		t.Fatalf("a package without a version stays a placeholder: %q", got)
+	if got := out.GetProcesses()[0].GetCommand(); got != NotReady+"/cam/run" {
+		t.Fatalf("a package without a version: %q", got)
 	}
 	attrs := out.GetComponents()[0].GetAttributes().AsMap()
 	if attrs["model_path"] != "/d/m/w.bin" || attrs["list"].([]any)[0] != "/d/m" || attrs["n"] != 3.0 {

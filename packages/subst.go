@@ -9,6 +9,10 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 )
 
+// NotReady stands for the directory of a package the part has no version
+// of yet: no such directory exists.
+const NotReady = "/nonexistent/outpost-package-not-downloaded-yet"
+
 // placeholderRE is "${packages.NAME}".
 var placeholderRE = regexp.MustCompile(`\$\{packages\.([A-Za-z0-9_.-]+)\}`)
 
@@ -32,7 +36,7 @@ func Substitute(cfg *configv1.RobotConfig, dirs map[string]string) (out *configv
 			if dir, ok := dirs[name]; ok {
 				return dir
 			}
-			return ph
+			return NotReady + "/" + name
 		})
 	}
 	record := func(key string) {
