@@ -18,9 +18,9 @@ import (
 func FuzzCheckManifest(f *testing.F) {
 	signer := newSigner(f, "k")
 	p := newPkg(f, signer, "1.0.0", map[string]string{"a": "b"})
-	raw, _ := proto.Marshal(p.m)
+	raw, _ := proto.Marshal(p.Manifest)
 	f.Add(raw)
-	bad := proto.Clone(p.m).(*syncv1.PackageManifest)
+	bad := proto.Clone(p.Manifest).(*syncv1.PackageManifest)
 	bad.Version = ".."
 	raw, _ = proto.Marshal(bad)
 	f.Add(raw)
@@ -53,7 +53,7 @@ func FuzzCheckManifest(f *testing.F) {
 func FuzzUntar(f *testing.F) {
 	stream, _ := tarStream(f, files(map[string]string{"bin/x": "y", "z": "w"}))
 	f.Add(stream, uint64(2))
-	hostile, _ := tarStream(f, []entry{{name: "../x", typ: tar.TypeReg, body: []byte("x")}, {name: "l", typ: tar.TypeSymlink, linkname: "/"}})
+	hostile, _ := tarStream(f, []entry{{Name: "../x", Type: tar.TypeReg, Body: []byte("x")}, {Name: "l", Type: tar.TypeSymlink, Linkname: "/"}})
 	f.Add(hostile, uint64(1))
 	f.Fuzz(func(t *testing.T, stream []byte, unpacked uint64) {
 		parent := t.TempDir()

@@ -18,6 +18,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/faultproxy"
+	"github.com/outpost-robotics/outpost/packages/packagetest"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -35,7 +36,7 @@ type fixture struct {
 	t      *testing.T
 	dir    string
 	signer signed.Signer
-	srv    *chunkServer
+	srv    *packagetest.Server
 	clk    *clock.Fake
 	health map[string]Health
 	allow  func() (bool, string)
@@ -44,10 +45,10 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{t: t, dir: t.TempDir(), signer: newSigner(t, "cloud-1"), srv: newChunkServer(t),
+	f := &fixture{t: t, dir: t.TempDir(), signer: newSigner(t, "cloud-1"), srv: packagetest.NewServer(t),
 		clk: clock.NewFake(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)), health: map[string]Health{}}
 	f.opts = Options{Dir: filepath.Join(f.dir, "packages"), Keys: signed.Keys{"cloud-1": f.signer.Key.Public().(signedKey)},
-		Platform: testPlatform, Fetcher: client(f.srv.url), Clock: f.clk,
+		Platform: testPlatform, Fetcher: client(f.srv.URL), Clock: f.clk,
 		Health: func(name string) Health {
 			if h, ok := f.health[name]; ok {
 				return h
@@ -76,8 +77,8 @@ func (f *fixture) manager() *Manager {
 
 // issue publishes p on the server and issues it to m as "blinker".
 func (f *fixture) issue(m *Manager, p *pkg) {
-	f.srv.add(p)
-	m.Issue([]*syncv1.ResolvedPackage{p.resolved(f.t, f.signer, "blinker")}, nil)
+	f.srv.Add(p)
+	m.Issue([]*syncv1.ResolvedPackage{p.Resolved(f.t, f.signer, "blinker")}, nil)
 }
 
 func status(t *testing.T, m *Manager) *syncv1.PackageStatus {
@@ -123,7 +124,7 @@ func TestInstallSwitchAndOffline(t *testing.T) {
 		t.Fatalf("bin/blinker = %q", got)
 	}
 	if fi, err := os.Stat(filepath.Join(m.Dirs()["blinker"], "bin/blinker")); err != nil || fi.Mode().Perm()&0o100 == 0 {
-		t.Fatalf("the executable lost its mode: %v %v", fi.Mode(), err)
+		t.Fatalf("the executable lost its Mode: %v %v", fi.Mode(), err)
 	}
 	if want := filepath.Join(f.opts.Dir, "versions/org1/blinker/1.0.0-linux-amd64"); m.Dirs()["blinker"] != want {
 		t.Fatalf("dir %q, want %q", m.Dirs()["blinker"], want)
@@ -149,22 +150,22 @@ func TestRefusedManifests(t *testing.T) {
 	v1 := newPkg(t, f.signer, "1.0.0", v1Files)
 	f.issue(m, v1)
 	m.Step(t.Context())
-	before := f.srv.requests.Load()
+	before := f.srv.Requests.Load()
 
 	other := newSigner(t, "cloud-1") // the same key id, another key
 	stranger := newSigner(t, "stranger")
 	arm := newPkg(t, f.signer, "2.0.0", map[string]string{"x": "y"})
-	arm.m.Platform = "linux/arm64"
+	arm.Manifest.Platform = "linux/arm64"
 	badName := newPkg(t, f.signer, "../../etc", map[string]string{"x": "y"})
 	tests := []struct {
 		name string
 		rp   *syncv1.ResolvedPackage
 		want string
 	}{
-		{"another key", newPkg(t, other, "2.0.0", map[string]string{"x": "y"}).resolved(t, other, "blinker"), "signature does not verify"},
-		{"unknown key", newPkg(t, stranger, "2.0.0", map[string]string{"x": "y"}).resolved(t, stranger, "blinker"), "unknown key"},
-		{"wrong platform", arm.resolved(t, f.signer, "blinker"), "built for linux/arm64"},
-		{"path in the version", badName.resolved(t, f.signer, "blinker"), "version"},
+		{"another key", newPkg(t, other, "2.0.0", map[string]string{"x": "y"}).Resolved(t, other, "blinker"), "signature does not verify"},
+		{"unknown key", newPkg(t, stranger, "2.0.0", map[string]string{"x": "y"}).Resolved(t, stranger, "blinker"), "unknown key"},
+		{"wrong platform", arm.Resolved(t, f.signer, "blinker"), "built for linux/arm64"},
+		{"path in the version", badName.Resolved(t, f.signer, "blinker"), "version"},
 		{"a grant bundle as a manifest", func() *syncv1.ResolvedPackage {
 			doc, _ := f.signer.Sign(&syncv1.GrantBundle{PartId: "p"})
 			return &syncv1.ResolvedPackage{Name: "blinker", Manifest: doc}
@@ -183,7 +184,7 @@ func TestRefusedManifests(t *testing.T) {
 			}
 		})
 	}
-	if f.srv.requests.Load() != before {
+	if f.srv.Requests.Load() != before {
 		t.Fatal("a refused manifest's chunks were downloaded")
 	}
 }
@@ -193,7 +194,7 @@ func TestTamperedChunk(t *testing.T) {
 	m := f.manager()
 	f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
 	m.Step(t.Context())
-	f.srv.tamper = true
+	f.srv.Tamper(true)
 	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"bin/blinker": "v2", "model/weights.bin": noise(2, 2<<20)}))
 	m.Step(t.Context())
 	st := wantState(t, m, StateFailed, "1.0.0")
@@ -202,7 +203,7 @@ func TestTamperedChunk(t *testing.T) {
 	}
 	chunks, _ := os.ReadDir(filepath.Join(f.opts.Dir, "chunks"))
 	for _, c := range chunks {
-		if _, ok := f.srv.chunks[hexKey(t, c.Name())]; !ok {
+		if !f.srv.Has(hexKey(t, c.Name())) {
 			t.Fatalf("chunk %s is kept but is no chunk the cloud has", c.Name())
 		}
 	}
@@ -211,7 +212,7 @@ func TestTamperedChunk(t *testing.T) {
 	}
 	// Once the cloud serves the real bytes, the download goes through
 	// (after the retry wait).
-	f.srv.tamper = false
+	f.srv.Tamper(false)
 	f.clk.Advance(retryAfter)
 	m.Step(t.Context())
 	wantState(t, m, StateRunning, "2.0.0")
@@ -224,14 +225,14 @@ func TestBudget(t *testing.T) {
 	f.issue(m, newPkg(t, f.signer, "1.0.0", map[string]string{"small": noise(3, 1<<20)}))
 	m.Step(t.Context())
 	wantState(t, m, StateRunning, "1.0.0")
-	before := f.srv.requests.Load()
+	before := f.srv.Requests.Load()
 	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"big": noise(4, 3<<20)}))
 	m.Step(t.Context())
 	st := wantState(t, m, StateFailed, "1.0.0")
 	if !strings.Contains(st.GetError(), "does not fit the disk budget") || !strings.Contains(st.GetError(), "budget is 4194304 bytes") {
 		t.Fatalf("error %q, want a clear budget refusal", st.GetError())
 	}
-	if f.srv.requests.Load() != before {
+	if f.srv.Requests.Load() != before {
 		t.Fatal("a version over the budget was downloaded")
 	}
 
@@ -247,7 +248,7 @@ func TestBudget(t *testing.T) {
 
 func TestCutAndResume(t *testing.T) {
 	f := newFixture(t)
-	proxy, err := faultproxy.New(f.srv.url, faultproxy.Script(faultproxy.Pass, faultproxy.Pass, faultproxy.ResetAfter))
+	proxy, err := faultproxy.New(f.srv.URL, faultproxy.Script(faultproxy.Pass, faultproxy.Pass, faultproxy.ResetAfter))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,8 +256,8 @@ func TestCutAndResume(t *testing.T) {
 	f.opts.Fetcher = client(proxy.URL())
 	m := f.manager()
 	p := newPkg(t, f.signer, "1.0.0", map[string]string{"model.bin": noise(5, 6<<20)})
-	if len(p.m.GetChunks()) < 4 {
-		t.Fatalf("%d chunks: the test needs more", len(p.m.GetChunks()))
+	if len(p.Manifest.GetChunks()) < 4 {
+		t.Fatalf("%d chunks: the test needs more", len(p.Manifest.GetChunks()))
 	}
 	f.issue(m, p)
 	m.Step(t.Context())
@@ -275,8 +276,8 @@ func TestCutAndResume(t *testing.T) {
 	// Two chunks before the cut, the one cut (the cloud served it, the
 	// part never got it), then each of the rest once: nothing kept is
 	// fetched again.
-	if got, want := f.srv.requests.Load(), int64(len(p.m.GetChunks())+1); got != want {
-		t.Fatalf("the cloud served %d chunk requests for %d chunks, want %d (only the cut one twice)", got, len(p.m.GetChunks()), want)
+	if got, want := f.srv.Requests.Load(), int64(len(p.Manifest.GetChunks())+1); got != want {
+		t.Fatalf("the cloud served %d chunk requests for %d chunks, want %d (only the cut one twice)", got, len(p.Manifest.GetChunks()), want)
 	}
 	if held == 0 {
 		t.Fatal("nothing was kept before the cut")
@@ -292,13 +293,13 @@ func TestDeltaDownloadsOnlyWhatChanged(t *testing.T) {
 	base := noise(6, 8<<20)
 	f.issue(m, newPkg(t, f.signer, "1.0.0", map[string]string{"model.bin": base}))
 	m.Step(t.Context())
-	f.srv.served.Store(0)
+	f.srv.Served.Store(0)
 	changed := base[:4<<20] + noise(7, 64<<10) + base[4<<20+64<<10:]
 	v2 := newPkg(t, f.signer, "1.1.0", map[string]string{"model.bin": changed})
 	f.issue(m, v2)
 	m.Step(t.Context())
 	wantState(t, m, StateRunning, "1.1.0")
-	if got := f.srv.served.Load(); got <= 0 || got > int64(len(base))/2 {
+	if got := f.srv.Served.Load(); got <= 0 || got > int64(len(base))/2 {
 		t.Fatalf("moved %d bytes for a 64 KiB change to an 8 MiB package", got)
 	}
 }
@@ -404,30 +405,30 @@ func TestGCKeepsCurrentAndPrevious(t *testing.T) {
 		t.Fatalf("versions on disk %v, want 2.0.0 and 3.0.0", names)
 	}
 	for i, p := range ps {
-		_, err := os.Stat(filepath.Join(f.opts.Dir, "chunks", hexOf(p.m.GetChunks()[0].GetSha256())))
+		_, err := os.Stat(filepath.Join(f.opts.Dir, "chunks", hexOf(p.Manifest.GetChunks()[0].GetSha256())))
 		if kept := err == nil; kept != (i > 0) {
-			t.Fatalf("version %s: chunk kept %v", p.m.GetVersion(), kept)
+			t.Fatalf("version %s: chunk kept %v", p.Manifest.GetVersion(), kept)
 		}
 	}
 }
 
 func TestHostileEntries(t *testing.T) {
-	good := entry{name: "ok", typ: tar.TypeReg, body: []byte("fine"), mode: 0o644}
+	good := entry{Name: "ok", Type: tar.TypeReg, Body: []byte("fine"), Mode: 0o644}
 	tests := []struct {
 		name    string
 		entries []entry
 		want    string
 	}{
-		{"dot dot", []entry{good, {name: "../escape", typ: tar.TypeReg, body: []byte("x"), mode: 0o644}}, "escapes the package directory"},
-		{"dot dot inside", []entry{{name: "a/../../escape", typ: tar.TypeReg, body: []byte("x"), mode: 0o644}}, "not a clean path"},
-		{"absolute", []entry{{name: "/etc/passwd", typ: tar.TypeReg, body: []byte("x"), mode: 0o644}}, "absolute"},
-		{"symlink", []entry{{name: "link", typ: tar.TypeSymlink, linkname: "/etc", mode: 0o777}}, "symbolic link"},
-		{"hard link", []entry{good, {name: "hard", typ: tar.TypeLink, linkname: "ok", mode: 0o644}}, "hard link"},
-		{"device", []entry{{name: "dev", typ: tar.TypeChar, mode: 0o644}}, "device"},
-		{"fifo", []entry{{name: "fifo", typ: tar.TypeFifo, mode: 0o644}}, "device or pipe"},
+		{"dot dot", []entry{good, {Name: "../escape", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "escapes the package directory"},
+		{"dot dot inside", []entry{{Name: "a/../../escape", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "not a clean path"},
+		{"absolute", []entry{{Name: "/etc/passwd", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "absolute"},
+		{"symlink", []entry{{Name: "link", Type: tar.TypeSymlink, Linkname: "/etc", Mode: 0o777}}, "symbolic link"},
+		{"hard link", []entry{good, {Name: "hard", Type: tar.TypeLink, Linkname: "ok", Mode: 0o644}}, "hard link"},
+		{"device", []entry{{Name: "dev", Type: tar.TypeChar, Mode: 0o644}}, "device"},
+		{"fifo", []entry{{Name: "fifo", Type: tar.TypeFifo, Mode: 0o644}}, "device or pipe"},
 		{"duplicate", []entry{good, good}, "appears twice"},
-		{"file under a file", []entry{good, {name: "ok/x", typ: tar.TypeReg, body: []byte("x"), mode: 0o644}}, "ok/x"},
-		{"backslash", []entry{{name: `a\..\..\x`, typ: tar.TypeReg, body: []byte("x"), mode: 0o644}}, "backslash"},
+		{"file under a file", []entry{good, {Name: "ok/x", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "ok/x"},
+		{"backslash", []entry{{Name: `a\..\..\x`, Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "backslash"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -457,7 +458,7 @@ func TestHostileEntries(t *testing.T) {
 	m := f.manager()
 	f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
 	m.Step(t.Context())
-	stream, unpacked := tarStream(t, []entry{good, {name: "zz", typ: tar.TypeSymlink, linkname: "../../../../etc/passwd"}})
+	stream, unpacked := tarStream(t, []entry{good, {Name: "zz", Type: tar.TypeSymlink, Linkname: "../../../../etc/passwd"}})
 	f.issue(m, build(t, f.signer, "2.0.0", testPlatform, stream, unpacked))
 	m.Step(t.Context())
 	if st := wantState(t, m, StateFailed, "1.0.0"); !strings.Contains(st.GetError(), "symbolic link") {
