@@ -25,6 +25,7 @@ import (
 	"github.com/restic/chunker"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/outpost-robotics/outpost/api/codec"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/signed"
@@ -176,7 +177,7 @@ func NewServer(tb testing.TB) *Server {
 	tb.Helper()
 	s := &Server{chunks: map[[32]byte][]byte{}}
 	mux := http.NewServeMux()
-	path, h := syncv1connect.NewSyncServiceHandler(s)
+	path, h := syncv1connect.NewSyncServiceHandler(s, codec.HandlerOption())
 	mux.Handle(path+"GetPackageChunk", h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, `{"code":"unauthenticated","message":"test cloud refuses"}`, http.StatusUnauthorized)
