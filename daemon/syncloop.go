@@ -22,7 +22,7 @@ type syncSlot struct {
 	mu     sync.Mutex // guards every field
 	syncer *cloudsync.Syncer
 	relay  *quietRelay                     // the relay on the syncer's client
-	client syncv1connect.SyncServiceClient // the syncer's client, which packages download with
+	client syncv1connect.SyncServiceClient // the client packages download with
 	cancel context.CancelFunc              // stops the running loop; nil when none runs
 	done   chan struct{}                   // closed once the running loop has returned
 }
@@ -87,6 +87,12 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 		// comes from the environment (HTTPS_PROXY and the like).
 		return fmt.Errorf("set up the cloud client: %w", err)
 	}
+	// Package chunks come uncompressed on a client of their own: a chunk
+	// of up to 4 MiB is then held once, not compressed and decompressed.
+	chunks, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log, Compression: "none"})
+	if err != nil {
+		return fmt.Errorf("set up the package download client: %w", err)
+	}
 	seed := uint64(0)
 	for _, c := range f.GetPartId() {
 		seed = seed*31 + uint64(c)
@@ -121,7 +127,7 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	if err != nil {
 		return fmt.Errorf("start the signaling relay: %w", err)
 	}
-	d.syncLoop.install(s, &quietRelay{Relay: relay, clk: d.clk}, client)
+	d.syncLoop.install(s, &quietRelay{Relay: relay, clk: d.clk}, chunks)
 	return nil
 }
 

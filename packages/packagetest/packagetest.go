@@ -10,11 +10,14 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -96,21 +99,31 @@ func Tar(tb testing.TB, entries []Entry) ([]byte, uint64) {
 	return buf.Bytes(), unpacked
 }
 
-// Package is a built version: its manifest and its chunks by hash.
+// Package is a built version: its manifest and its chunks by hash, in
+// memory or, for packages too large for that, in files under Dir named by
+// their hex hash.
 type Package struct {
 	Manifest *syncv1.PackageManifest
 	Chunks   map[[32]byte][]byte
+	Dir      string
 }
 
 // Build cuts stream into chunks and describes it in a manifest for
 // org1/NAME at version for platform.
 func Build(tb testing.TB, name, version, platform string, stream []byte, unpacked uint64) *Package {
 	tb.Helper()
-	p := &Package{Chunks: map[[32]byte][]byte{}}
-	sum := sha256.Sum256(stream)
+	return BuildTo(tb, name, version, platform, bytes.NewReader(stream), unpacked, "")
+}
+
+// BuildTo is Build reading the stream as it goes; with dir set, the chunks
+// are written there instead of kept in memory.
+func BuildTo(tb testing.TB, name, version, platform string, stream io.Reader, unpacked uint64, dir string) *Package {
+	tb.Helper()
+	p := &Package{Chunks: map[[32]byte][]byte{}, Dir: dir}
+	whole := sha256.New()
 	m := &syncv1.PackageManifest{OrgId: "org1", Name: name, Version: version, Type: "module", Platform: platform,
-		Size: uint64(len(stream)), Sha256: sum[:], UnpackedSize: unpacked, CreatedAt: timestamppb.New(time.Unix(1_800_000_000, 0))}
-	c := chunker.NewWithBoundaries(bytes.NewReader(stream), Pol, MinChunk, MaxChunk)
+		UnpackedSize: unpacked, CreatedAt: timestamppb.New(time.Unix(1_800_000_000, 0))}
+	c := chunker.NewWithBoundaries(io.TeeReader(stream, whole), Pol, MinChunk, MaxChunk)
 	buf := make([]byte, MaxChunk)
 	for {
 		ch, err := c.Next(buf)
@@ -121,11 +134,20 @@ func Build(tb testing.TB, name, version, platform string, stream []byte, unpacke
 			tb.Fatal(err)
 		}
 		h := sha256.Sum256(ch.Data)
-		if _, ok := p.Chunks[h]; !ok {
-			p.Chunks[h] = bytes.Clone(ch.Data)
+		switch {
+		case dir != "":
+			if err := os.WriteFile(filepath.Join(dir, hex.EncodeToString(h[:])), ch.Data, 0o600); err != nil {
+				tb.Fatal(err)
+			}
+		default:
+			if _, ok := p.Chunks[h]; !ok {
+				p.Chunks[h] = bytes.Clone(ch.Data)
+			}
 		}
 		m.Chunks = append(m.Chunks, &syncv1.PackageChunk{Sha256: h[:], Size: uint32(ch.Length)})
+		m.Size += uint64(ch.Length)
 	}
+	m.Sha256 = whole.Sum(nil)
 	p.Manifest = m
 	return p
 }
@@ -165,6 +187,7 @@ type Server struct {
 	syncv1connect.UnimplementedSyncServiceHandler
 	mu     sync.Mutex
 	chunks map[[32]byte][]byte
+	files  map[[32]byte]string
 	tamper bool
 	// Requests counts chunk requests; Served counts the chunk bytes sent.
 	Requests, Served atomic.Int64
@@ -175,7 +198,7 @@ type Server struct {
 // NewServer starts a chunk server, closed when tb ends.
 func NewServer(tb testing.TB) *Server {
 	tb.Helper()
-	s := &Server{chunks: map[[32]byte][]byte{}}
+	s := &Server{chunks: map[[32]byte][]byte{}, files: map[[32]byte]string{}}
 	mux := http.NewServeMux()
 	path, h := syncv1connect.NewSyncServiceHandler(s, codec.HandlerOption())
 	mux.Handle(path+"GetPackageChunk", h)
@@ -195,6 +218,13 @@ func (s *Server) Add(p *Package) {
 	for h, c := range p.Chunks {
 		s.chunks[h] = c
 	}
+	if p.Dir != "" {
+		for _, c := range p.Manifest.GetChunks() {
+			var h [32]byte
+			copy(h[:], c.GetSha256())
+			s.files[h] = filepath.Join(p.Dir, hex.EncodeToString(h[:]))
+		}
+	}
 }
 
 // Has reports whether the server has a chunk of hash h.
@@ -202,7 +232,8 @@ func (s *Server) Has(h [32]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.chunks[h]
-	return ok
+	_, onDisk := s.files[h]
+	return ok || onDisk
 }
 
 // Tamper makes the server flip a byte in every chunk it sends, or stop.
@@ -220,6 +251,13 @@ func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.
 	var h [32]byte
 	copy(h[:], req.Msg.GetSha256())
 	c, ok := s.chunks[h]
+	if file, onDisk := s.files[h]; onDisk && !ok {
+		var err error
+		if c, err = os.ReadFile(file); err != nil {
+			return nil, connect.NewError(connect.CodeInternal, err)
+		}
+		ok = true
+	}
 	if !ok {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no such chunk"))
 	}
