@@ -29,42 +29,49 @@ import (
 )
 
 // BenchmarkDeltaUpdate measures the bytes a part downloads for a new
-// version of a 100 MB package that changes 5% of it, in 20 places (the
-// goal: at most 10% of the package).
+// version of a 100 MB package that changes 5% of it (the goal: at most 10%
+// of the package): in one place (a rebuilt part of a binary, a retrained
+// layer of a model), and scattered over 20 places, where each change costs
+// the whole chunks it touches.
 func BenchmarkDeltaUpdate(b *testing.B) {
 	const size = 100 << 20
 	base := []byte(noise(20, size))
-	changed := bytes.Clone(base)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 20 {
-		off := i*(size/20) + rng.IntN(size/20-size/400)
-		copy(changed[off:off+size/400], noise(uint64(100+i), size/400))
-	}
 	signer := newSigner(b, "cloud-1")
 	v1 := packagetest.New(b, "model", "1.0.0", testPlatform, map[string]string{"model.bin": string(base)})
-	v2 := packagetest.New(b, "model", "1.1.0", testPlatform, map[string]string{"model.bin": string(changed)})
 	srv := packagetest.NewServer(b)
 	srv.Add(v1)
-	srv.Add(v2)
-	var moved int64
-	for b.Loop() {
-		m, err := New(Options{Dir: filepath.Join(b.TempDir(), "packages"), Keys: signed.Keys{"cloud-1": signer.Key.Public().(ed25519.PublicKey)},
-			Platform: testPlatform, Fetcher: client(srv.URL), Clock: clock.NewFake(time.Unix(0, 0))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m.Issue([]*syncv1.ResolvedPackage{v1.Resolved(b, signer, "model")}, nil)
-		m.Step(b.Context())
-		before := srv.Served.Load()
-		m.Issue([]*syncv1.ResolvedPackage{v2.Resolved(b, signer, "model")}, nil)
-		m.Step(b.Context())
-		if st := m.Status()[0]; st.GetRunningVersion() != "1.1.0" {
-			b.Fatalf("status %v", st)
-		}
-		moved = srv.Served.Load() - before
+	for _, places := range []int{1, 20} {
+		b.Run(fmt.Sprintf("places=%d", places), func(b *testing.B) {
+			changed := bytes.Clone(base)
+			rng := rand.New(rand.NewPCG(1, uint64(places)))
+			span := size / 20 / places
+			for i := range places {
+				off := i*(size/places) + rng.IntN(size/places-span)
+				copy(changed[off:off+span], noise(uint64(100+i), span))
+			}
+			v2 := packagetest.New(b, "model", "1.1.0", testPlatform, map[string]string{"model.bin": string(changed)})
+			srv.Add(v2)
+			var moved int64
+			for b.Loop() {
+				m, err := New(Options{Dir: filepath.Join(b.TempDir(), "packages"), Keys: signed.Keys{"cloud-1": signer.Key.Public().(ed25519.PublicKey)},
+					Platform: testPlatform, Fetcher: client(srv.URL), Clock: clock.NewFake(time.Unix(0, 0))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.Issue([]*syncv1.ResolvedPackage{v1.Resolved(b, signer, "model")}, nil)
+				m.Step(b.Context())
+				before := srv.Served.Load()
+				m.Issue([]*syncv1.ResolvedPackage{v2.Resolved(b, signer, "model")}, nil)
+				m.Step(b.Context())
+				if st := m.Status()[0]; st.GetRunningVersion() != "1.1.0" {
+					b.Fatalf("status %v", st)
+				}
+				moved = srv.Served.Load() - before
+			}
+			b.ReportMetric(float64(moved)/(1<<20), "MB-moved")
+			b.ReportMetric(100*float64(moved)/float64(v2.Manifest.GetSize()), "%-of-package")
+		})
 	}
-	b.ReportMetric(float64(moved)/(1<<20), "MB-moved")
-	b.ReportMetric(100*float64(moved)/float64(v2.Manifest.GetSize()), "%-of-package")
 }
 
 // BenchmarkDownloadRSS measures a part's resident memory while it
@@ -112,7 +119,11 @@ func BenchmarkDownloadRSS(b *testing.B) {
 		if err != nil {
 			b.Fatalf("child: %v\n%s", err, out)
 		}
-		_, js, ok := strings.Cut(string(out), "RSS ")
+		if _, sampled, ok := strings.Cut(string(out), "sampled RSS: "); ok {
+			sampled, _, _ = strings.Cut(sampled, "\n")
+			b.Logf("the part's resident memory, sampled: %s", sampled)
+		}
+		_, js, ok := strings.Cut(string(out), "\nRSS ")
 		if !ok {
 			b.Fatalf("child said no RSS:\n%s", out)
 		}
@@ -161,7 +172,30 @@ func TestDownloadRSSChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Issue([]*syncv1.ResolvedPackage{&rp}, nil)
+	stop := make(chan struct{})
+	sampled := make(chan [2]int64)
+	go func() {
+		// The peak while chunks download, and while the stream unpacks.
+		var peaks [2]int64
+		for {
+			select {
+			case <-stop:
+				sampled <- peaks
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			st := m.Status()[0]
+			phase := 0
+			if st.GetBytesDone() == st.GetBytesTotal() {
+				phase = 1
+			}
+			peaks[phase] = max(peaks[phase], procStatus(t, "VmRSS"))
+		}
+	}()
 	m.Step(t.Context())
+	close(stop)
+	peaks := <-sampled
+	fmt.Printf("sampled RSS: downloading %d MB, unpacking %d MB\n", peaks[0]>>20, peaks[1]>>20)
 	if st := m.Status()[0]; st.GetState() != StateRunning {
 		t.Fatalf("status %v", st)
 	}
