@@ -98,7 +98,7 @@ func BenchmarkDownloadRSS(b *testing.B) {
 		}
 		pw.CloseWithError(err)
 	}()
-	p := packagetest.BuildTo(b, "model", "1.0.0", testPlatform, pr, uint64(size), chunks)
+	p := packagetest.BuildTo(b, packagetest.Agreed, "model", "1.0.0", testPlatform, pr, uint64(size), chunks)
 	srv := packagetest.NewServer(b)
 	srv.Add(p)
 	signer := newSigner(b, "cloud-1")

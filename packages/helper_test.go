@@ -1,6 +1,7 @@
 package packages
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
@@ -27,11 +28,11 @@ func files(fs map[string]string) []entry { return packagetest.Files(fs) }
 func tarStream(t testing.TB, entries []entry) ([]byte, uint64) { return packagetest.Tar(t, entries) }
 
 func build(t testing.TB, _ signed.Signer, version, platform string, stream []byte, unpacked uint64) *pkg {
-	return packagetest.Build(t, "blinker", version, platform, stream, unpacked)
+	return packagetest.BuildTo(t, packagetest.Small, "blinker", version, platform, bytes.NewReader(stream), unpacked, "")
 }
 
 func newPkg(t testing.TB, _ signed.Signer, version string, fs map[string]string) *pkg {
-	return packagetest.New(t, "blinker", version, testPlatform, fs)
+	return packagetest.NewChunked(t, packagetest.Small, "blinker", version, testPlatform, fs)
 }
 
 func newSigner(t testing.TB, id string) signed.Signer { return packagetest.NewSigner(t, id) }

@@ -108,7 +108,7 @@ func readFile(t *testing.T, m *Manager, name string) string {
 	return string(b)
 }
 
-var v1Files = map[string]string{"bin/blinker": "#!/bin/sh\necho v1\n", "model/weights.bin": noise(1, 3<<20), "README": "v1"}
+var v1Files = map[string]string{"bin/blinker": "#!/bin/sh\necho v1\n", "model/weights.bin": noise(1, 256<<10), "README": "v1"}
 
 func TestInstallSwitchAndOffline(t *testing.T) {
 	f := newFixture(t)
@@ -195,7 +195,7 @@ func TestTamperedChunk(t *testing.T) {
 	f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
 	m.Step(t.Context())
 	f.srv.Tamper(true)
-	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"bin/blinker": "v2", "model/weights.bin": noise(2, 2<<20)}))
+	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"bin/blinker": "v2", "model/weights.bin": noise(2, 200<<10)}))
 	m.Step(t.Context())
 	st := wantState(t, m, StateFailed, "1.0.0")
 	if !errors.Is(errorOf(st), ErrContent) && !strings.Contains(st.GetError(), "tampered") {
@@ -220,16 +220,16 @@ func TestTamperedChunk(t *testing.T) {
 
 func TestBudget(t *testing.T) {
 	f := newFixture(t)
-	f.opts.Budget = Budget{MaxBytes: 4 << 20}
+	f.opts.Budget = Budget{MaxBytes: 256 << 10}
 	m := f.manager()
-	f.issue(m, newPkg(t, f.signer, "1.0.0", map[string]string{"small": noise(3, 1<<20)}))
+	f.issue(m, newPkg(t, f.signer, "1.0.0", map[string]string{"small": noise(3, 64<<10)}))
 	m.Step(t.Context())
 	wantState(t, m, StateRunning, "1.0.0")
 	before := f.srv.Requests.Load()
-	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"big": noise(4, 3<<20)}))
+	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"big": noise(4, 200<<10)}))
 	m.Step(t.Context())
 	st := wantState(t, m, StateFailed, "1.0.0")
-	if !strings.Contains(st.GetError(), "does not fit the disk budget") || !strings.Contains(st.GetError(), "budget is 4194304 bytes") {
+	if !strings.Contains(st.GetError(), "does not fit the disk budget") || !strings.Contains(st.GetError(), "budget is 262144 bytes") {
 		t.Fatalf("error %q, want a clear budget refusal", st.GetError())
 	}
 	if f.srv.Requests.Load() != before {
@@ -255,7 +255,7 @@ func TestCutAndResume(t *testing.T) {
 	t.Cleanup(func() { _ = proxy.Close() })
 	f.opts.Fetcher = client(proxy.URL())
 	m := f.manager()
-	p := newPkg(t, f.signer, "1.0.0", map[string]string{"model.bin": noise(5, 6<<20)})
+	p := newPkg(t, f.signer, "1.0.0", map[string]string{"model.bin": noise(5, 512<<10)})
 	if len(p.Manifest.GetChunks()) < 4 {
 		t.Fatalf("%d chunks: the test needs more", len(p.Manifest.GetChunks()))
 	}
@@ -282,7 +282,7 @@ func TestCutAndResume(t *testing.T) {
 	if held == 0 {
 		t.Fatal("nothing was kept before the cut")
 	}
-	if got := readFile(t, m, "model.bin"); got != noise(5, 6<<20) {
+	if got := readFile(t, m, "model.bin"); got != noise(5, 512<<10) {
 		t.Fatal("model.bin differs after the resumed download")
 	}
 }
@@ -290,17 +290,17 @@ func TestCutAndResume(t *testing.T) {
 func TestDeltaDownloadsOnlyWhatChanged(t *testing.T) {
 	f := newFixture(t)
 	m := f.manager()
-	base := noise(6, 8<<20)
+	base := noise(6, 1<<20)
 	f.issue(m, newPkg(t, f.signer, "1.0.0", map[string]string{"model.bin": base}))
 	m.Step(t.Context())
 	f.srv.Served.Store(0)
-	changed := base[:4<<20] + noise(7, 64<<10) + base[4<<20+64<<10:]
+	changed := base[:512<<10] + noise(7, 16<<10) + base[512<<10+16<<10:]
 	v2 := newPkg(t, f.signer, "1.1.0", map[string]string{"model.bin": changed})
 	f.issue(m, v2)
 	m.Step(t.Context())
 	wantState(t, m, StateRunning, "1.1.0")
-	if got := f.srv.Served.Load(); got <= 0 || got > int64(len(base))/2 {
-		t.Fatalf("moved %d bytes for a 64 KiB change to an 8 MiB package", got)
+	if got := f.srv.Served.Load(); got <= 0 || got > int64(len(base))/4 {
+		t.Fatalf("moved %d bytes for a 16 KiB change to a 1 MiB package", got)
 	}
 }
 
@@ -389,7 +389,7 @@ func TestGCKeepsCurrentAndPrevious(t *testing.T) {
 	m := f.manager()
 	var ps []*pkg
 	for i, v := range []string{"1.0.0", "2.0.0", "3.0.0"} {
-		p := newPkg(t, f.signer, v, map[string]string{"bin": noise(uint64(10+i), 1<<20)})
+		p := newPkg(t, f.signer, v, map[string]string{"bin": noise(uint64(10+i), 64<<10)})
 		ps = append(ps, p)
 		f.issue(m, p)
 		m.Step(t.Context())

@@ -42,6 +42,21 @@ const (
 	MaxChunk = 4 << 20
 )
 
+// Chunking is the chunker's bounds and average.
+type Chunking struct {
+	Min, Max    uint
+	AverageBits int
+}
+
+// Agreed is the chunking the cloud uses: 512 KiB to 4 MiB, about 1 MiB on
+// average. Small cuts chunks of 16 to 128 KiB, so a test of a few hundred
+// KiB has many chunks and chunking stays cheap under the race detector;
+// the part accepts any chunk up to the maximum.
+var (
+	Agreed = Chunking{Min: MinChunk, Max: MaxChunk, AverageBits: 20}
+	Small  = Chunking{Min: 16 << 10, Max: 128 << 10, AverageBits: 15}
+)
+
 // Entry is one tar entry; hostile tests set what a well-formed package
 // never has.
 type Entry struct {
@@ -112,19 +127,20 @@ type Package struct {
 // org1/NAME at version for platform.
 func Build(tb testing.TB, name, version, platform string, stream []byte, unpacked uint64) *Package {
 	tb.Helper()
-	return BuildTo(tb, name, version, platform, bytes.NewReader(stream), unpacked, "")
+	return BuildTo(tb, Agreed, name, version, platform, bytes.NewReader(stream), unpacked, "")
 }
 
 // BuildTo is Build reading the stream as it goes; with dir set, the chunks
 // are written there instead of kept in memory.
-func BuildTo(tb testing.TB, name, version, platform string, stream io.Reader, unpacked uint64, dir string) *Package {
+func BuildTo(tb testing.TB, ch Chunking, name, version, platform string, stream io.Reader, unpacked uint64, dir string) *Package {
 	tb.Helper()
 	p := &Package{Chunks: map[[32]byte][]byte{}, Dir: dir}
 	whole := sha256.New()
 	m := &syncv1.PackageManifest{OrgId: "org1", Name: name, Version: version, Type: "module", Platform: platform,
 		UnpackedSize: unpacked, CreatedAt: timestamppb.New(time.Unix(1_800_000_000, 0))}
-	c := chunker.NewWithBoundaries(io.TeeReader(stream, whole), Pol, MinChunk, MaxChunk)
-	buf := make([]byte, MaxChunk)
+	c := chunker.NewWithBoundaries(io.TeeReader(stream, whole), Pol, ch.Min, ch.Max)
+	c.SetAverageBits(ch.AverageBits)
+	buf := make([]byte, ch.Max)
 	for {
 		ch, err := c.Next(buf)
 		if errors.Is(err, io.EOF) {
@@ -152,11 +168,17 @@ func BuildTo(tb testing.TB, name, version, platform string, stream io.Reader, un
 	return p
 }
 
-// New builds a package of files (see Files).
+// New builds a package of files (see Files), chunked as agreed.
 func New(tb testing.TB, name, version, platform string, files map[string]string) *Package {
 	tb.Helper()
+	return NewChunked(tb, Agreed, name, version, platform, files)
+}
+
+// NewChunked is New with the chunking ch.
+func NewChunked(tb testing.TB, ch Chunking, name, version, platform string, files map[string]string) *Package {
+	tb.Helper()
 	stream, unpacked := Tar(tb, Files(files))
-	return Build(tb, name, version, platform, stream, unpacked)
+	return BuildTo(tb, ch, name, version, platform, bytes.NewReader(stream), unpacked, "")
 }
 
 // Resolved signs the manifest and issues it under the local name local, as
