@@ -110,6 +110,7 @@ type Manager struct {
 	records map[string]*record // persisted, by local name
 	issued  map[string]*issue  // what the last config document issued; nil before the first
 	mw      *configv1.MaintenanceWindow
+	reissue bool // Issue ran since the last collection
 }
 
 // record is one package's persisted state.
@@ -193,7 +194,7 @@ func (m *Manager) Issue(pkgs []*syncv1.ResolvedPackage, mw *configv1.Maintenance
 	m.mu.Lock()
 	old := m.issued
 	m.issued = map[string]*issue{}
-	m.mw = mw
+	m.mw, m.reissue = mw, true
 	for _, p := range pkgs {
 		is := &issue{ref: p}
 		man, err := verifyManifest(m.o.Keys, p.GetManifest(), m.o.Platform)
@@ -291,7 +292,8 @@ func (m *Manager) Step(ctx context.Context) {
 	m.mu.Lock()
 	names := sortedNames(m.issued)
 	fetcher, mw := m.fetcher, m.mw
-	issued := m.issued
+	issued, reissue := m.issued, m.reissue
+	m.reissue = false
 	m.mu.Unlock()
 	if issued == nil {
 		return
@@ -312,6 +314,9 @@ func (m *Manager) Step(ctx context.Context) {
 		if m.o.OnChange != nil {
 			m.o.OnChange(ctx)
 		}
+	}
+	if changed || reissue {
+		// A package the cloud no longer issues goes too.
 		m.gc()
 	}
 }

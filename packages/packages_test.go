@@ -267,12 +267,12 @@ func TestCutAndResume(t *testing.T) {
 	}
 	held := st.GetBytesDone()
 
-	// A restart while cut off: the chunks kept survive it.
+	// A restart, and the link is back: the chunks kept survive it.
 	m = f.manager()
 	f.issue(m, p)
 	f.clk.Advance(retryAfter)
 	m.Step(t.Context())
-	st = wantState(t, m, StateRunning, "1.0.0")
+	wantState(t, m, StateRunning, "1.0.0")
 	// Two chunks before the cut, the one cut (the cloud served it, the
 	// part never got it), then each of the rest once: nothing kept is
 	// fetched again.
