@@ -157,7 +157,7 @@ func (s *store) ensure(ctx context.Context, f Fetcher, m *syncv1.PackageManifest
 		// flat through a download of any size (docs/PERFORMANCE.md).
 		debug.FreeOSMemory()
 	}
-	return s.unpack(m)
+	return s.unpack(ctx, m)
 }
 
 // fetch downloads one chunk into the cache: verified, written to a
@@ -183,14 +183,14 @@ func (s *store) fetch(ctx context.Context, f Fetcher, c *syncv1.PackageChunk) er
 
 // unpack unpacks m's stream from the cache into its version directory,
 // through a temporary directory renamed whole.
-func (s *store) unpack(m *syncv1.PackageManifest) error {
+func (s *store) unpack(ctx context.Context, m *syncv1.PackageManifest) error {
 	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "unpack-")
 	if err != nil {
 		return fmt.Errorf("unpack: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	root := filepath.Join(tmp, "v")
-	r := &streamReader{s: s, chunks: m.GetChunks(), whole: sha256.New()}
+	r := &streamReader{ctx: ctx, s: s, chunks: m.GetChunks(), whole: sha256.New()}
 	defer r.close()
 	if err := untar(r, root, m.GetUnpackedSize()); err != nil {
 		return fmt.Errorf("unpack %s/%s %s: %w", m.GetOrgId(), m.GetName(), m.GetVersion(), err)
@@ -226,6 +226,7 @@ func (s *store) unpack(m *syncv1.PackageManifest) error {
 // checking each chunk's hash as it ends (a chunk rotted on disk is removed,
 // so the next attempt fetches it again) and the whole stream's hash.
 type streamReader struct {
+	ctx    context.Context // a stop ends a long unpack between chunks
 	s      *store
 	chunks []*syncv1.PackageChunk
 	i      int
@@ -240,6 +241,9 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	for r.cur == nil {
 		if r.i >= len(r.chunks) {
 			return 0, io.EOF
+		}
+		if err := r.ctx.Err(); err != nil {
+			return 0, err
 		}
 		c := r.chunks[r.i]
 		f, err := os.Open(r.s.chunkPath(c.GetSha256()))
