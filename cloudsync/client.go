@@ -43,7 +43,9 @@ type ClientOptions struct {
 	// 500 ms and 5 s. A Retry-After from the cloud is honoured up to the max.
 	RetryWaitMin, RetryWaitMax time.Duration
 	// Compression names the request body compression: "zstd" (default),
-	// "gzip" or "identity". zstd won the measurement in docs/PERFORMANCE.md
+	// "gzip" or "identity"; "none" also asks for uncompressed answers,
+	// for package chunk downloads, so a chunk is never held both compressed
+	// and decompressed. zstd won the measurement in docs/PERFORMANCE.md
 	// (sync's BenchmarkCompression).
 	Compression string
 	// Getenv reads the proxy settings: HTTPS_PROXY, HTTP_PROXY and
@@ -138,8 +140,10 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 	case "gzip":
 		copts = append(copts, connect.WithSendGzip())
 	case "identity":
+	case "none":
+		copts = append(copts, connect.WithAcceptCompression("gzip", nil, nil))
 	default:
-		return nil, fmt.Errorf("compression %q: want zstd, gzip or identity", opts.Compression)
+		return nil, fmt.Errorf("compression %q: want zstd, gzip, identity or none", opts.Compression)
 	}
 	return syncv1connect.NewSyncServiceClient(rc.StandardClient(), strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
 }

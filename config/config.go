@@ -154,6 +154,7 @@ func Validate(cfg *configv1.RobotConfig) error {
 	c.syncFolders(cfg)
 	c.remotes(cfg)
 	c.placements(cfg)
+	c.maintenance(cfg)
 	if cfg.GetStoreBudget() != nil {
 		b := cfg.GetStoreBudget()
 		if b.GetMaxBytes() != 0 && b.GetMaxBytes() < 1<<20 {

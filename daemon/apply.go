@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/control"
+	"github.com/outpost-robotics/outpost/packages"
 	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/robot"
 )
@@ -23,6 +24,9 @@ import (
 // level and store budget.
 func (d *daemon) applyConfig(ctx context.Context, doc *syncv1.ConfigDocument, source string) {
 	state := control.ConfigState{Config: doc.GetConfig(), Version: doc.GetVersion(), MachineRevision: doc.GetMachineRevision(), Parts: doc.GetParts()}
+	// Downloads and switches go on in the package manager's own time;
+	// the config applies now with the versions on disk.
+	d.pkgs.Issue(doc.GetPackages(), doc.GetConfig().GetMaintenance())
 	res, err := d.apply(ctx, state)
 	if err != nil {
 		d.log.Error("config not applied; the running one stays", zap.String("source", source), zap.Uint64("version", doc.GetVersion()), zap.Error(err))
@@ -66,6 +70,14 @@ func (a *applyState) change(f func() error) error {
 	return f()
 }
 
+// isExpired reports whether the documents expired offline and the
+// machine was stopped.
+func (a *applyState) isExpired() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.expired
+}
+
 // close refuses every change from now on, after the one in progress.
 func (a *applyState) close() {
 	a.mu.Lock()
@@ -77,10 +89,15 @@ func (d *daemon) apply(ctx context.Context, state control.ConfigState) (*robot.R
 	var res *robot.Result
 	err := d.applied.change(func() error {
 		cfg := state.Config
-		r, err := d.robot.Apply(ctx, cfg)
+		// The robot runs the config with each "${packages.NAME}" made the
+		// directory of the version in place; the running state keeps it as
+		// written, as the cloud and control show it.
+		run, uses := packages.Substitute(cfg, d.pkgs.Dirs())
+		r, err := d.robot.Apply(ctx, run)
 		if err != nil {
 			return err
 		}
+		d.pkgUses.set(uses)
 		for name, why := range r.Failed() {
 			d.log.Warn("resource failed to start", zap.String("resource", name), zap.String("why", why))
 		}

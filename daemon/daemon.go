@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-robotics/outpost/control"
 	"github.com/outpost-robotics/outpost/controlwire"
 	"github.com/outpost-robotics/outpost/logging"
+	"github.com/outpost-robotics/outpost/packages"
 	"github.com/outpost-robotics/outpost/partfile"
 	"github.com/outpost-robotics/outpost/robot"
 	"github.com/outpost-robotics/outpost/systemd"
@@ -100,6 +101,9 @@ type Options struct {
 	// pion's defaults. controlwire.LoopbackICE keeps sessions on this machine
 	// (tests).
 	WebRTCSettings func(*webrtc.SettingEngine)
+	// PackageDeadline is how long a new package version has to come up
+	// before the part switches back; 0 means packages.DefaultDeadline.
+	PackageDeadline time.Duration
 	// OnReady is called once the daemon told systemd it is ready, with the
 	// addresses it listens on (tests use it to find ports chosen by the OS).
 	OnReady func(Endpoints)
@@ -165,6 +169,8 @@ type daemon struct {
 	ctl       *control.Server
 	endpoints Endpoints
 	grants    grantSource // swapped atomically by sync, read by control
+	pkgs      *packages.Manager
+	pkgUses   packageUses // what the running config points at each package
 
 	// The main loop's (and start's, before the loop runs).
 	boot       *partfile.Bootstrap // reload swaps it

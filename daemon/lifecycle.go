@@ -158,6 +158,9 @@ func (d *daemon) start(ctx context.Context) error {
 	if err := d.startRobot(ctx); err != nil {
 		return err
 	}
+	if err := d.startPackages(ctx); err != nil {
+		return err
+	}
 	// The sync loop starts last, after READY; its step stands here so that
 	// it stops after control and before capture and the robot, whose
 	// config it applies. Stopping also interrupts a cached-config apply in

@@ -63,7 +63,7 @@ func (s statusAPI) SyncStatus(context.Context) (*controlv1.StatusResponse, error
 // partStatus is what each sync cycle reports to the cloud.
 func (d *daemon) partStatus() *syncv1.PartStatus {
 	version := d.applied.current().Version
-	st := &syncv1.PartStatus{Version: d.o.Version, ConfigVersion: version}
+	st := &syncv1.PartStatus{Version: d.o.Version, ConfigVersion: version, Platform: d.pkgs.Platform(), Packages: d.pkgs.Status()}
 	if d.ctl != nil {
 		st.ControlCertSha256 = certSHA256(d.ctl.Fingerprint())
 		st.ControlAddresses = controlAddresses(d.endpoints.Control)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"sync"
 
+	"connectrpc.com/connect"
 	"go.uber.org/zap"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/partfile"
 )
@@ -19,9 +21,10 @@ import (
 type syncSlot struct {
 	mu     sync.Mutex // guards every field
 	syncer *cloudsync.Syncer
-	relay  *quietRelay        // the relay on the syncer's client
-	cancel context.CancelFunc // stops the running loop; nil when none runs
-	done   chan struct{}      // closed once the running loop has returned
+	relay  *quietRelay                     // the relay on the syncer's client
+	client syncv1connect.SyncServiceClient // the client packages download with
+	cancel context.CancelFunc              // stops the running loop; nil when none runs
+	done   chan struct{}                   // closed once the running loop has returned
 }
 
 // current is the syncer the loop runs, or ran last.
@@ -31,11 +34,24 @@ func (s *syncSlot) current() *cloudsync.Syncer {
 	return s.syncer
 }
 
-// install makes syncer and relay the ones the next loop runs.
-func (s *syncSlot) install(syncer *cloudsync.Syncer, relay *quietRelay) {
+// install makes syncer and relay the ones the next loop runs, and client
+// the one packages download with.
+func (s *syncSlot) install(syncer *cloudsync.Syncer, relay *quietRelay, client syncv1connect.SyncServiceClient) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.syncer, s.relay = syncer, relay
+	s.syncer, s.relay, s.client = syncer, relay, client
+}
+
+// GetPackageChunk fetches a package chunk with the installed client, so a
+// reload's new credentials or cloud URL serve the downloads that follow.
+func (s *syncSlot) GetPackageChunk(ctx context.Context, req *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
+	s.mu.Lock()
+	c := s.client
+	s.mu.Unlock()
+	if c == nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("no cloud client"))
+	}
+	return c.GetPackageChunk(ctx, req)
 }
 
 // begin records a loop that cancel stops and that closes done when it
@@ -71,6 +87,12 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 		// comes from the environment (HTTPS_PROXY and the like).
 		return fmt.Errorf("set up the cloud client: %w", err)
 	}
+	// Package chunks come uncompressed on a client of their own: a chunk
+	// of up to 4 MiB is then held once, not compressed and decompressed.
+	chunks, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log, Compression: "none"})
+	if err != nil {
+		return fmt.Errorf("set up the package download client: %w", err)
+	}
 	seed := uint64(0)
 	for _, c := range f.GetPartId() {
 		seed = seed*31 + uint64(c)
@@ -105,7 +127,7 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	if err != nil {
 		return fmt.Errorf("start the signaling relay: %w", err)
 	}
-	d.syncLoop.install(s, &quietRelay{Relay: relay, clk: d.clk})
+	d.syncLoop.install(s, &quietRelay{Relay: relay, clk: d.clk}, chunks)
 	return nil
 }
 
