@@ -475,6 +475,9 @@ type PartDocuments struct {
 	GrantsExpiresAt time.Time
 	// Grants is the serialized outpost.sync.v1.SignedDocument.
 	Grants []byte
+	// PreviousConfig is the signed config Config replaced: a part may still
+	// be fetching the packages it named.
+	PreviousConfig []byte
 }
 
 // Proposal is a config revision a part proposed (an offline edit), and what
