@@ -24,7 +24,16 @@ func parsePackageArg(arg string) (org, name string, err error) {
 	return org, name, nil
 }
 
-func mibU(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+// mibU says a size in bytes, KiB or MiB, whichever reads best.
+func mibU(n uint64) string {
+	switch {
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
 
 func packageTable(w io.Writer, ps ...*fleetv1.Package) error {
 	var rows [][]string
