@@ -129,7 +129,9 @@ func TestPackageRegistry(t *testing.T) {
 		{"wrong chunk size", create(func(r *fleetv1.CreateVersionRequest) { r.Chunks[0].Size, r.Size = 3, 3 }), connect.CodeInvalidArgument, "the list says 3"},
 		{"wrong stream hash", create(func(r *fleetv1.CreateVersionRequest) { r.Sha256 = missingSum[:] }), connect.CodeInvalidArgument, "the chunks hash to"},
 		{"type changes", create(func(r *fleetv1.CreateVersionRequest) { r.Name, r.Version = "blinker", "3.0.0" }), connect.CodeFailedPrecondition, "module package"},
-		{"version twice", create(func(r *fleetv1.CreateVersionRequest) { r.Name, r.Version, r.Type, r.Platform = "blinker", "2.0.0", "module", "linux/arm64" }), connect.CodeAlreadyExists, "versions never change"},
+		{"version twice", create(func(r *fleetv1.CreateVersionRequest) {
+			r.Name, r.Version, r.Type, r.Platform = "blinker", "2.0.0", "module", "linux/arm64"
+		}), connect.CodeAlreadyExists, "versions never change"},
 	} {
 		t.Run(tt.name, func(t *testing.T) { wantCode(t, tt.err, tt.code, tt.contains) })
 	}
