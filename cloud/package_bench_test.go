@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-robotics/outpost/api/codec"
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
@@ -28,13 +30,18 @@ import (
 // as BenchmarkPull's fleet), each with a config naming a 4 MiB package
 // following a tag and a reported platform, each holding its signed config;
 // then every part, in its own goroutine, fetches every chunk of the version
-// through GetPackageChunk over loopback (Connect, HTTP/1.1 keep-alive),
+// through GetPackageChunk over loopback (Connect with zstd, HTTP/1.1
+// keep-alive),
 // checking each chunk's hash, as outpostd does. Each part's fetch is
 // authenticated, checked against the chunks issued to it, and read from
 // the fleet store. The clients share the process: CPU-s/GB counts both
-// ends.
+// ends. OUTPOST_PACKAGE_BENCH_PARTS sets another number of parts.
 func BenchmarkServePackage(b *testing.B) {
-	const parts, size = 1_000, 4 << 20
+	const size = 4 << 20
+	parts := 1_000
+	if n, err := strconv.Atoi(os.Getenv("OUTPOST_PACKAGE_BENCH_PARTS")); err == nil && n > 0 {
+		parts = n
+	}
 	e, auth := pullFleet(b, parts)
 	org := newBenchID(1 << 30)
 	dir := b.TempDir()
@@ -66,7 +73,8 @@ func BenchmarkServePackage(b *testing.B) {
 		return nil
 	})
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: parts, MaxIdleConnsPerHost: parts}}
-	c := syncv1connect.NewSyncServiceClient(hc, e.URL)
+	// zstd, as outpostd's sync client speaks.
+	c := syncv1connect.NewSyncServiceClient(hc, e.URL, codec.ClientOptions()...)
 	for i := range auth {
 		if !pullOnce(b, c, auth[i], 0, 0) {
 			b.Fatal("no documents on the first pull")
@@ -103,7 +111,7 @@ func BenchmarkServePackage(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		moved += int64(total) * parts
+		moved += int64(total) * int64(parts)
 	}
 	secs := time.Since(start).Seconds()
 	gb := float64(moved) / 1e9
