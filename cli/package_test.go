@@ -72,6 +72,7 @@ func TestCLIPackageGolden(t *testing.T) {
 	}
 	s.out.Reset()
 	s.run("", "package", "status", pkg)
+	s.run("", "machine", "status", machine)
 	// Refusals.
 	s.run("", "package", "delete", pkg, "--version", "1.1.0")
 	s.run("", "package", "delete", pkg)
