@@ -115,6 +115,25 @@ run: demo
 reliability:
 	$(GO) test -count=1 -timeout 60m -v ./reliability -args -long
 
+# Publish the examples as packages of organization PKG_ORG on the cloud the
+# CLI is logged in to (or $$OUTPOST_CLOUD and $$OUTPOST_TOKEN):
+# examples/modules/blinker built for amd64 and arm64 as one version of
+# ORG/blinker (tagged stable), and the ML-model-style file package
+# examples/packages/detector-model as ORG/detector-model for any platform.
+# PKG_VERSION sets the version (default 0.1.0).
+PKG_ORG ?=
+PKG_VERSION ?= 0.1.0
+.PHONY: package-examples
+package-examples: build
+	@test -n "$(PKG_ORG)" || { echo "set PKG_ORG to the organization ID: make package-examples PKG_ORG=..."; exit 2; }
+	@for arch in amd64 arm64; do \
+	  mkdir -p $(BIN)/packages/blinker-$$arch && \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -o $(BIN)/packages/blinker-$$arch/blinker ./examples/modules/blinker && \
+	  $(BIN)/outpost package upload $(PKG_ORG)/blinker --version $(PKG_VERSION) --type module --platform linux/$$arch $(BIN)/packages/blinker-$$arch || exit 1; \
+	done
+	$(BIN)/outpost package tag $(PKG_ORG)/blinker $(PKG_VERSION) stable
+	$(BIN)/outpost package upload $(PKG_ORG)/detector-model --version $(PKG_VERSION) --type ml_model --platform any examples/packages/detector-model
+
 clean:
 	rm -rf $(BIN)
 	$(GO) clean -testcache

@@ -28,6 +28,9 @@ type progress struct {
 	total int
 	done  int
 	bytes int64
+	// unit names what done counts; empty means captures. A count of
+	// bytes draws only the byte count.
+	unit string
 }
 
 func (p *progress) draw() {
@@ -38,6 +41,10 @@ func (p *progress) draw() {
 	filled, pct := width, 100
 	if p.total > 0 {
 		filled, pct = p.done*width/p.total, p.done*100/p.total
+	}
+	if p.unit == "bytes" {
+		fmt.Fprintf(p.w, "\r[%s%s] %3d%%  %.1f MiB", strings.Repeat("#", filled), strings.Repeat(".", width-filled), pct, float64(p.bytes)/(1<<20))
+		return
 	}
 	fmt.Fprintf(p.w, "\r[%s%s] %3d%%  %d/%d captures  %.1f MiB", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
 		pct, p.done, p.total, float64(p.bytes)/(1<<20))

@@ -137,7 +137,38 @@ func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
 	if err := partsTable(w, st.GetParts()); err != nil {
 		return err
 	}
+	if err := machinePackagesTable(w, st.GetParts()); err != nil {
+		return err
+	}
 	return restartTable(w, st.GetParts())
+}
+
+// machinePackagesTable shows the packages each part reported: the version
+// it runs and was issued, how the move between them goes, and why it
+// failed or rolled back. Nothing is printed when no part reported one.
+func machinePackagesTable(w io.Writer, parts []*fleetv1.PartStatus) error {
+	var rows [][]string
+	for _, p := range parts {
+		for _, pk := range p.GetStatus().GetPackages() {
+			prog := "-"
+			if pk.GetBytesTotal() > 0 {
+				prog = fmt.Sprintf("%d%%", pk.GetBytesDone()*100/pk.GetBytesTotal())
+			}
+			problem := pk.GetError()
+			if pk.GetRolledBackFrom() != "" {
+				problem = strings.TrimSpace("rolled back from " + pk.GetRolledBackFrom() + ": " + problem)
+			}
+			rows = append(rows, []string{p.GetPart().GetName(), pk.GetName(), pk.GetPackage(), orDash(pk.GetRunningVersion()),
+				orDash(pk.GetIssuedVersion()), orDash(pk.GetState()), prog, orDash(problem)})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	return table(w, []string{"PART", "PACKAGE", "FROM", "RUNNING", "ISSUED", "STATE", "PROGRESS", "PROBLEM"}, rows)
 }
 
 // partsTable shows, for a machine of several parts, each part's role,

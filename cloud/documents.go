@@ -2,6 +2,7 @@ package cloud
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -63,6 +64,8 @@ type documents struct {
 
 	mu    sync.Mutex
 	cache map[string]*docEntry
+	// chunks are the package chunks each part may fetch.
+	chunks map[string]*issuedChunks
 }
 
 // docEntry is one part's signed documents, current as of token.
@@ -181,7 +184,7 @@ func (d *documents) build(ctx context.Context, partID, tok string, haveConfig, h
 	e := &docEntry{token: tok}
 	err = d.s.st.Update(ctx, func(tx store.Tx) error {
 		now := d.s.clock.Now().UTC()
-		cfg, err := configDocument(ctx, tx, p, parts)
+		cfg, err := configDocument(ctx, tx, p, parts, d.platform(ctx, partID))
 		if err != nil {
 			return err
 		}
@@ -206,6 +209,9 @@ func (d *documents) build(ctx context.Context, partID, tok string, haveConfig, h
 			doc, err := d.sign(cfg)
 			if err != nil {
 				return err
+			}
+			if !bytes.Equal(rec.ConfigDigest, cdig) {
+				rec.PreviousConfig = rec.Config
 			}
 			rec.ConfigVersion, rec.ConfigDigest, rec.ConfigIssuedAt, rec.ConfigExpiresAt, rec.Config = cfg.Version, cdig, now, now.Add(ttl), doc
 			changed = true
@@ -273,7 +279,7 @@ func digest(m proto.Message) ([]byte, error) {
 // validates (a fragment edit raced a machine edit) is still sent: the
 // daemon refuses it by the same rules and keeps the config it runs, and the
 // cloud's validation on write makes this rare.
-func configDocument(ctx context.Context, tx store.Tx, p store.Part, parts []*configv1.MachinePart) (*syncv1.ConfigDocument, error) {
+func configDocument(ctx context.Context, tx store.Tx, p store.Part, parts []*configv1.MachinePart, platform string) (*syncv1.ConfigDocument, error) {
 	m, err := mergeMachine(ctx, tx, p.MachineID, nil, nil)
 	if err != nil {
 		return nil, err
@@ -284,8 +290,38 @@ func configDocument(ctx context.Context, tx store.Tx, p store.Part, parts []*con
 	if share == nil {
 		share = &configv1.RobotConfig{}
 	}
-	return &syncv1.ConfigDocument{PartId: p.ID, MachineId: p.MachineID, Config: share,
-		MachineRevision: m.rev.Revision, Fragments: m.fragments, Parts: parts}, nil
+	doc := &syncv1.ConfigDocument{PartId: p.ID, MachineId: p.MachineID, Config: share,
+		MachineRevision: m.rev.Revision, Fragments: m.fragments, Parts: parts}
+	// Each package placed on the part goes with the version it resolves to
+	// for the part's platform; one that resolves to none is left out (the
+	// part keeps what it runs), and the rollout status says why.
+	org := ""
+	if len(share.GetPackages()) > 0 {
+		mach, err := tx.GetMachine(ctx, p.MachineID)
+		if err != nil {
+			return nil, err
+		}
+		loc, err := tx.GetLocation(ctx, mach.LocationID)
+		if err != nil {
+			return nil, err
+		}
+		org = loc.OrgID
+	}
+	for _, ref := range share.GetPackages() {
+		v, problem, err := resolvePackage(ctx, tx, org, ref, platform)
+		if err != nil {
+			return nil, err
+		}
+		if problem != "" {
+			continue
+		}
+		signedManifest := &syncv1.SignedDocument{}
+		if err := proto.Unmarshal(v.Manifest, signedManifest); err != nil {
+			return nil, fmt.Errorf("decode the signed manifest of %s/%s %s: %w", v.OrgID, v.Name, v.Version, err)
+		}
+		doc.Packages = append(doc.Packages, &syncv1.ResolvedPackage{Name: ref.GetName(), Requested: cmp.Or(ref.GetVersion(), config.VersionLatest), Manifest: signedManifest})
+	}
+	return doc, nil
 }
 
 func cloneParts(parts []*configv1.MachinePart) []*configv1.MachinePart {

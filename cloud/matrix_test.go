@@ -327,6 +327,36 @@ func matrixCases() []rpcCase {
 		{"DeleteFragment", orgOwnerOnl, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Fragment.DeleteFragment(ctx, req(&fleetv1.DeleteFragmentRequest{FragmentId: s.f})))
 		}},
+		// Packages are the organization's; calls an allowed caller makes
+		// about a package that does not exist end in NotFound, and a
+		// version without chunks in InvalidArgument.
+		{"MissingChunks", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.MissingChunks(ctx, req(&fleetv1.MissingChunksRequest{OrgId: s.org})))
+		}},
+		{"UploadChunk", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.UploadChunk(ctx, req(&fleetv1.UploadChunkRequest{OrgId: s.org, Data: []byte("chunk")})))
+		}},
+		{"CreateVersion", owners, false, connect.CodeInvalidArgument, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.CreateVersion(ctx, req(&fleetv1.CreateVersionRequest{OrgId: s.org, Name: "p", Version: "1.0.0", Type: "file", Platform: "any"})))
+		}},
+		{"ListPackages", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.ListPackages(ctx, req(&fleetv1.ListPackagesRequest{OrgId: s.org})))
+		}},
+		{"ListVersions", owners, false, connect.CodeNotFound, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.ListVersions(ctx, req(&fleetv1.ListVersionsRequest{OrgId: s.org, Name: "p"})))
+		}},
+		{"TagVersion", owners, false, connect.CodeNotFound, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.TagVersion(ctx, req(&fleetv1.TagVersionRequest{OrgId: s.org, Name: "p", Version: "1.0.0", Tag: "stable"})))
+		}},
+		{"DeleteVersion", orgOwnerOnl, false, connect.CodeNotFound, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.DeleteVersion(ctx, req(&fleetv1.DeleteVersionRequest{OrgId: s.org, Name: "p", Version: "1.0.0"})))
+		}},
+		{"DeletePackage", orgOwnerOnl, false, connect.CodeNotFound, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.DeletePackage(ctx, req(&fleetv1.DeletePackageRequest{OrgId: s.org, Name: "p"})))
+		}},
+		{"GetRolloutStatus", owners, false, connect.CodeNotFound, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Package.GetRolloutStatus(ctx, req(&fleetv1.GetRolloutStatusRequest{OrgId: s.org, Name: "p"})))
+		}},
 		{"ListLogs", viewers, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Data.ListLogs(ctx, req(&fleetv1.ListLogsRequest{MachineId: s.m})))
 		}},

@@ -20,9 +20,9 @@ const maxFragments = 32
 // mergeConfigs merges config pieces in the order given: each named entry
 // (component by name, module by part and name, process by part and id,
 // capture by component and method, sync folder by part and path, remote by
-// name) replaces an earlier one of the same name in
-// its place, new names are appended, and the store budget and log level of
-// a later piece win when set. The result is new; the pieces are not changed.
+// name, package by part and name) replaces an earlier one of the same name in
+// its place, new names are appended, and the store budget, log level and
+// maintenance window of a later piece win when set. The result is new; the pieces are not changed.
 //
 // The cloud merges a machine's fragments in ID order and the machine's own
 // config last, so the machine always wins and the result never depends on
@@ -44,6 +44,10 @@ func mergeConfigs(pieces ...*configv1.RobotConfig) *configv1.RobotConfig {
 		})
 		out.SyncFolders = mergeNamed(out.SyncFolders, p.GetSyncFolders(), func(f *configv1.SyncFolder) string { return f.GetPart() + "\x00" + f.GetPath() })
 		out.Remotes = mergeNamed(out.Remotes, p.GetRemotes(), (*configv1.Remote).GetName)
+		out.Packages = mergeNamed(out.Packages, p.GetPackages(), func(r *configv1.PackageRef) string { return r.GetPart() + "\x00" + r.GetName() })
+		if p.GetMaintenance() != nil {
+			out.Maintenance = p.GetMaintenance()
+		}
 		if p.GetStoreBudget() != nil {
 			out.StoreBudget = p.GetStoreBudget()
 		}

@@ -124,7 +124,7 @@ type Server struct {
 // Services are the fleet API's services, in the order they are served.
 func Services() []protoreflect.ServiceDescriptor {
 	var out []protoreflect.ServiceDescriptor
-	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto} {
+	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto, fleetv1.File_outpost_fleet_v1_package_proto} {
 		sds := f.Services()
 		for i := range sds.Len() {
 			out = append(out, sds.Get(i))
@@ -150,7 +150,7 @@ func New(cfg Config) (*Server, error) {
 	if s.throttle == nil {
 		s.throttle = authz.SignIn()
 	}
-	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}}
+	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}, chunks: map[string]*issuedChunks{}}
 	if s.syncOpts.Clock == nil {
 		s.syncOpts.Clock = cfg.Clock
 	}
@@ -200,6 +200,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleetv1connect.NewAuditServiceHandler(auditService{s}, opts...))
 	mux.Handle(fleetv1connect.NewConfigServiceHandler(configService{s}, opts...))
 	mux.Handle(fleetv1connect.NewFragmentServiceHandler(fragmentService{s}, opts...))
+	// Package calls carry chunks: the one service with a larger read limit.
+	mux.Handle(fleetv1connect.NewPackageServiceHandler(packageService{s},
+		connect.WithInterceptors(s.interceptor()), connect.WithReadMaxBytes(packageRequestBytes)))
 	mux.Handle(fleetv1connect.NewDataServiceHandler(dataService{s}, opts...))
 	if s.ingest != nil {
 		// The part sync API authenticates parts itself (part id and

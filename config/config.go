@@ -153,6 +153,7 @@ func Validate(cfg *configv1.RobotConfig) error {
 	c.captures(cfg, types)
 	c.syncFolders(cfg)
 	c.remotes(cfg)
+	c.packages(cfg)
 	c.placements(cfg)
 	c.maintenance(cfg)
 	if cfg.GetStoreBudget() != nil {
@@ -345,8 +346,8 @@ func (c *checker) modules(cfg *configv1.RobotConfig) {
 				seen[key] = i
 			}
 		}
-		if !filepath.IsAbs(m.GetExecutable()) {
-			c.addf(p+".executable", "%q: want an absolute path", m.GetExecutable())
+		if !absOrPackage(m.GetExecutable()) {
+			c.addf(p+".executable", "%q: want an absolute path or one in a package (${packages.NAME}/...)", m.GetExecutable())
 		}
 		c.env(p+".env", m.GetEnv())
 	}
@@ -396,8 +397,8 @@ func (c *checker) processes(cfg *configv1.RobotConfig) {
 			}
 		}
 		c.env(p+".env", pr.GetEnv())
-		if wd := pr.GetWorkingDir(); wd != "" && !filepath.IsAbs(wd) {
-			c.addf(p+".working_dir", "%q: want an absolute path", wd)
+		if wd := pr.GetWorkingDir(); wd != "" && !absOrPackage(wd) {
+			c.addf(p+".working_dir", "%q: want an absolute path or one in a package (${packages.NAME}/...)", wd)
 		}
 		if _, ok := configv1.RestartPolicy_name[int32(pr.GetRestart())]; !ok {
 			c.addf(p+".restart", "unknown restart policy %d: want always, on-failure or never", pr.GetRestart())

@@ -108,6 +108,9 @@ func each(cfg *configv1.RobotConfig, f func(path, part string)) {
 	for i, x := range cfg.GetSyncFolders() {
 		f(fmt.Sprintf("sync_folders[%d].part", i), x.GetPart())
 	}
+	for i, x := range cfg.GetPackages() {
+		f(fmt.Sprintf("packages[%d].part", i), x.GetPart())
+	}
 }
 
 // ValidateParts checks a machine's list of parts, as a signed config
@@ -244,6 +247,7 @@ func ValidateMachine(cfg *configv1.RobotConfig, parts []*configv1.MachinePart) e
 			c.addf(fmt.Sprintf("captures[%d].part", i), "%q runs on part %q: a capture runs where its component does", cp.GetComponent(), there)
 		}
 	}
+	c.placedPackages(cfg, on)
 	problems = append(problems, c.problems...)
 	if len(problems) == 0 {
 		return nil
@@ -260,7 +264,7 @@ func quoteAll(ss []string) []string {
 }
 
 // Split gives each part its share of a machine's config, keyed by part
-// name: the components, modules, processes and sync folders placed on it
+// name: the components, modules, processes, sync folders and packages placed on it
 // (the main part's when unplaced), the captures of its components, and
 // the store budget and log level, which hold for every part. Remotes are
 // the main part's. It also fills each part's list of placed components
@@ -314,6 +318,11 @@ func Split(cfg *configv1.RobotConfig, parts []*configv1.MachinePart) map[string]
 			s.SyncFolders = append(s.SyncFolders, x)
 		}
 	}
+	for _, x := range cfg.GetPackages() {
+		if s := out[on(x.GetPart())]; s != nil {
+			s.Packages = append(s.Packages, x)
+		}
+	}
 	for name, s := range out {
 		out[name] = proto.Clone(s).(*configv1.RobotConfig)
 	}
@@ -336,6 +345,9 @@ func placed(cfg *configv1.RobotConfig, main string) *configv1.RobotConfig {
 		x.Part = cmp.Or(x.Part, main)
 	}
 	for _, x := range cfg.GetSyncFolders() {
+		x.Part = cmp.Or(x.Part, main)
+	}
+	for _, x := range cfg.GetPackages() {
 		x.Part = cmp.Or(x.Part, main)
 	}
 	return cfg

@@ -76,6 +76,7 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 		"leaf": {
 			"authz: imports clock",
 			"authz: imports in its tests capture",
+			"pkgformat: imports cache",
 		},
 	}
 	for _, rule := range []string{"import", "link", "listen", "pure", "leaf"} {

@@ -86,6 +86,11 @@ func Outpost() Rules {
 			Only:    []string{"rbac", "api/gen"},
 			Why: "authz is what the cloud and the parts share about who calls and how a call is answered: it reads the contracts' rules and spells rbac's subjects, " +
 				"and imports nothing else of the module, so both sides link it without linking each other's code, and it cannot come to depend on either side's store or transport",
+		}, {
+			Package: "pkgformat",
+			Only:    []string{"api/gen"},
+			Why: "pkgformat is the package content format the CLI, the cloud and the parts share (the tar stream, its chunking, a manifest's limits): " +
+				"it imports nothing else of the module, so every side links it without linking another's code",
 		}},
 	}
 }

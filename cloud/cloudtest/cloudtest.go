@@ -64,6 +64,7 @@ import (
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/netlimit"
+	"github.com/outpost-robotics/outpost/pkgupload"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -381,6 +382,7 @@ type Clients struct {
 	Auth     fleetv1connect.AuthServiceClient
 	User     fleetv1connect.UserServiceClient
 	Relay    fleetv1connect.RelayServiceClient
+	Package  fleetv1connect.PackageServiceClient
 }
 
 // NewClients returns the fleet API's clients for the cloud at base,
@@ -403,6 +405,7 @@ func NewClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption
 		Auth:     fleetv1connect.NewAuthServiceClient(hc, base, opts...),
 		User:     fleetv1connect.NewUserServiceClient(hc, base, opts...),
 		Relay:    fleetv1connect.NewRelayServiceClient(hc, base, opts...),
+		Package:  fleetv1connect.NewPackageServiceClient(hc, base, opts...),
 	}
 }
 
@@ -525,6 +528,27 @@ func (p Part) WriteBootstrap(tb testing.TB, dir string) string {
 		tb.Fatalf("cloudtest: write the bootstrap file: %v", err)
 	}
 	return path
+}
+
+// UploadPackage uploads the file or directory at path as version of the
+// organization's package name for platform, as `outpost package upload`
+// does, acting as the cloud's admin, and returns the version stored.
+func (c *Cloud) UploadPackage(tb testing.TB, orgID, name, version, typ, platform, path string) *fleetv1.PackageVersion {
+	tb.Helper()
+	res, err := pkgupload.Upload(context.Background(), c.Admin(tb).Package, pkgupload.Request{
+		OrgID: orgID, Name: name, Version: version, Type: typ, Platform: platform, Path: path})
+	if err != nil {
+		tb.Fatalf("cloudtest: upload package %s %s: %v", name, version, err)
+	}
+	return res.Version
+}
+
+// TagPackage points tag at version of the organization's package name.
+func (c *Cloud) TagPackage(tb testing.TB, orgID, name, version, tag string) {
+	tb.Helper()
+	must(tb, "tag a package version", func() (*fleetv1.TagVersionResponse, error) {
+		return unwrap(c.Admin(tb).Package.TagVersion(context.Background(), connect.NewRequest(&fleetv1.TagVersionRequest{OrgId: orgID, Name: name, Version: version, Tag: tag})))
+	})
 }
 
 // SetMachineConfig writes cfg as the machine's next config revision and

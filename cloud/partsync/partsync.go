@@ -18,11 +18,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -37,6 +39,7 @@ import (
 	"github.com/outpost-robotics/outpost/authz"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/pkgformat"
 )
 
 // ErrUnknownPart is what Backend.AuthenticatePart wraps when the part does
@@ -102,6 +105,19 @@ type Restarter interface {
 // a report that changed either, after the status is stored.
 type PeerNoter interface {
 	PeerChanged(ctx context.Context, part Part) error
+}
+
+// ErrNoChunk is what PackageChunks.PackageChunk wraps when the chunk is
+// not one of a package version issued to the part, or does not exist.
+var ErrNoChunk = errors.New("no such chunk issued to the part")
+
+// PackageChunks is optionally implemented by a Backend that serves package
+// content to parts (GetPackageChunk).
+type PackageChunks interface {
+	// PackageChunk returns the chunk with SHA-256 sum when it belongs to a
+	// package version in the part's current or previous config document,
+	// and an error wrapping ErrNoChunk otherwise.
+	PackageChunk(ctx context.Context, part Part, sum []byte) ([]byte, error)
 }
 
 // Relay is the part side of WebRTC signaling relayed by the cloud
@@ -171,6 +187,7 @@ type handler struct {
 	errs    *authz.Errors
 	addrOf  func(connect.Peer, http.Header) string
 	relay   Relay
+	fetches *inFlight
 }
 
 var _ syncv1connect.SyncServiceHandler = (*handler)(nil)
@@ -183,7 +200,8 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	if backend == nil || store == nil {
 		panic("partsync.NewHandler: backend and store are required")
 	}
-	h := &handler{backend: backend, store: store, clock: opts.Clock, log: opts.Logger, lim: opts.Limits, poll: opts.PollInterval, relay: opts.Relay}
+	h := &handler{backend: backend, store: store, clock: opts.Clock, log: opts.Logger, lim: opts.Limits, poll: opts.PollInterval, relay: opts.Relay,
+		fetches: &inFlight{limit: MaxChunkFetches, n: map[string]int{}}}
 	if h.clock == nil {
 		h.clock = clock.NewReal()
 	}
@@ -513,8 +531,67 @@ func peerChanged(before, after *syncv1.PartStatus) bool {
 		!slices.Equal(before.GetControlAddresses(), after.GetControlAddresses())
 }
 
-// GetPackageChunk answers that this cloud serves no packages: the registry
-// that fills it in is wired by the cloud's package service.
+// MaxChunkFetches bounds the chunk fetches one part has in flight: a part
+// downloads one chunk at a time, so a few leave room for retries and a
+// part cannot tie up the cloud's reads with many at once.
+const MaxChunkFetches = 4
+
+// GetPackageChunk hands a chunk of a package version issued to the calling
+// part to the backend's PackageChunks. Any chunk the part was not issued is
+// NotFound, exactly like one that does not exist, so the call is no oracle
+// for what other parts or organizations hold.
 func (h *handler) GetPackageChunk(ctx context.Context, req *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this cloud has no package registry"))
+	part, err := h.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pc, ok := h.backend.(PackageChunks)
+	if !ok {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this cloud has no package registry"))
+	}
+	sum := req.Msg.GetSha256()
+	if len(sum) != sha256.Size {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("get package chunk: sha256 of %d bytes, want %d", len(sum), sha256.Size))
+	}
+	if !h.fetches.acquire(part.ID) {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("get package chunk: %d fetches of this part are in flight; try again when one ends", MaxChunkFetches))
+	}
+	defer h.fetches.release(part.ID)
+	data, err := pc.PackageChunk(ctx, part, sum)
+	switch {
+	case errors.Is(err, ErrNoChunk):
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("get package chunk: no such chunk in a package version issued to this part"))
+	case err != nil:
+		h.log.Error("could not read a package chunk", zap.String("part", part.ID), zap.Error(err))
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("get package chunk: could not read it; try again"))
+	case len(data) > pkgformat.MaxChunk:
+		h.log.Error("a stored package chunk is larger than any chunk may be", zap.String("part", part.ID), zap.Int("bytes", len(data)))
+		return nil, connect.NewError(connect.CodeInternal, errors.New("get package chunk: the stored chunk is damaged"))
+	}
+	return connect.NewResponse(&syncv1.GetPackageChunkResponse{Data: data}), nil
+}
+
+// inFlight counts calls in flight per part.
+type inFlight struct {
+	mu    sync.Mutex
+	limit int
+	n     map[string]int
+}
+
+func (f *inFlight) acquire(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[id] >= f.limit {
+		return false
+	}
+	f.n[id]++
+	return true
+}
+
+func (f *inFlight) release(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[id]--; f.n[id] <= 0 {
+		delete(f.n, id)
+	}
 }

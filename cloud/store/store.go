@@ -138,6 +138,33 @@ type Tx interface {
 	// PutFragmentRevision stores a fragment revision; an existing one is ErrExists.
 	PutFragmentRevision(ctx context.Context, r FragmentRevision) error
 
+	// GetPackage returns an organization's package by name.
+	GetPackage(ctx context.Context, orgID, name string) (Package, error)
+	// PutPackage creates or replaces a package.
+	PutPackage(ctx context.Context, p Package) error
+	// DeletePackage removes a package; its versions are the caller's.
+	DeletePackage(ctx context.Context, orgID, name string) error
+	// ListPackages lists an organization's packages, sorted by name.
+	ListPackages(ctx context.Context, orgID string) ([]Package, error)
+	// PutPackageVersion stores a version of a package for a platform;
+	// versions are never replaced, so an existing one is ErrExists.
+	PutPackageVersion(ctx context.Context, v PackageVersion) error
+	// DeletePackageVersion removes one platform's version.
+	DeletePackageVersion(ctx context.Context, orgID, name, version, platform string) error
+	// ListPackageVersions lists a package's versions, oldest upload (Seq)
+	// first.
+	ListPackageVersions(ctx context.Context, orgID, name string) ([]PackageVersion, error)
+	// PutPackageChunk stores a chunk's bytes under the organization and
+	// their SHA-256, which the caller computed; storing a chunk the
+	// organization holds is a no-op.
+	PutPackageChunk(ctx context.Context, orgID string, sha256, data []byte) error
+	// GetPackageChunk returns a chunk's bytes, or ErrNotFound.
+	GetPackageChunk(ctx context.Context, orgID string, sha256 []byte) ([]byte, error)
+	// HasPackageChunk reports whether the organization holds a chunk.
+	HasPackageChunk(ctx context.Context, orgID string, sha256 []byte) (bool, error)
+	// DeletePackageChunk removes a chunk; one not held is no error.
+	DeletePackageChunk(ctx context.Context, orgID string, sha256 []byte) error
+
 	// GetPartDocuments returns what was last signed for a part.
 	GetPartDocuments(ctx context.Context, partID string) (PartDocuments, error)
 	PutPartDocuments(ctx context.Context, d PartDocuments) error
@@ -395,6 +422,42 @@ type FragmentRevision struct {
 	CreatedAt time.Time
 }
 
+// Package is one package of an organization's registry. Its content lives
+// in its PackageVersions; chunks are held per organization, shared by every
+// version that names them.
+type Package struct {
+	OrgID string
+	Name  string
+	// Type is "module", "ml_model", "process" or "file".
+	Type string
+	// Tags maps a tag to the version it points at.
+	Tags map[string]string
+	// NextSeq numbers the next version uploaded.
+	NextSeq   uint64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// PackageVersion is one version of a package for one platform, never
+// changed once written.
+type PackageVersion struct {
+	OrgID    string
+	Name     string
+	Version  string
+	Platform string
+	// Seq orders a package's uploads; the highest is "latest".
+	Seq uint64
+	// Manifest is the serialized outpost.sync.v1.SignedDocument of its
+	// PackageManifest.
+	Manifest     []byte
+	Size         uint64
+	UnpackedSize uint64
+	SHA256       []byte
+	ChunkCount   int
+	CreatedBy    string
+	CreatedAt    time.Time
+}
+
 // PartDocuments is what the cloud last signed for a part: each document's
 // version, a digest of its content (everything but version and times) and
 // the signed bytes. Versions only grow: a new version is issued when the
@@ -415,6 +478,9 @@ type PartDocuments struct {
 	GrantsExpiresAt time.Time
 	// Grants is the serialized outpost.sync.v1.SignedDocument.
 	Grants []byte
+	// PreviousConfig is the signed config Config replaced: a part may still
+	// be fetching the packages it named.
+	PreviousConfig []byte
 }
 
 // Proposal is a config revision a part proposed (an offline edit), and what

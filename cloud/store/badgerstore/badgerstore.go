@@ -9,15 +9,20 @@
 // Layout: each record is JSON under "<table>\x00<id>"; secondary indexes are
 // "<index>\x00<value>\x00<id>" keys whose value is the record's ID. NUL
 // separators are safe because the store refuses strings containing NUL.
+// Package chunks are raw bytes, not JSON, under "pchunk\x00<org>\x00<hex
+// SHA-256>".
 package badgerstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -780,4 +785,147 @@ func (t *tx) PutMeta(_ context.Context, k string, v []byte) error {
 		return fmt.Errorf("put meta: %w", err)
 	}
 	return t.txn.Set(bk, bytes.Clone(v))
+}
+
+// Packages are keyed ORG|NAME and versions ORG|NAME|VERSION|PLATFORM:
+// organization ids, package names, versions and platforms never hold '|'
+// (the handlers check their syntax), and the store refuses ones that do.
+var (
+	packages = table[store.Package]{name: "pkg", id: func(p store.Package) string { return p.OrgID + "|" + p.Name },
+		indexes: func(p store.Package) [][]string { return one("pkg.org", p.OrgID) }}
+	packageVersions = table[store.PackageVersion]{name: "pver",
+		id: func(v store.PackageVersion) string {
+			return v.OrgID + "|" + v.Name + "|" + v.Version + "|" + v.Platform
+		},
+		indexes: func(v store.PackageVersion) [][]string { return one("pver.pkg", v.OrgID+"|"+v.Name) }}
+)
+
+// checkBars refuses key parts holding the '|' that joins them.
+func checkBars(what string, parts ...string) error {
+	for _, p := range parts {
+		if p == "" || strings.Contains(p, "|") {
+			return fmt.Errorf("%s: %q: want a non-empty value without '|'", what, p)
+		}
+	}
+	return nil
+}
+
+func (t *tx) GetPackage(_ context.Context, orgID, name string) (store.Package, error) {
+	if checkBars("get package", orgID, name) != nil {
+		return store.Package{}, fmt.Errorf("get package %q/%q: %w", orgID, name, store.ErrNotFound)
+	}
+	return get(t, packages, orgID+"|"+name)
+}
+
+func (t *tx) PutPackage(_ context.Context, p store.Package) error {
+	if err := checkBars("put package", p.OrgID, p.Name); err != nil {
+		return err
+	}
+	return put(t, packages, p)
+}
+
+func (t *tx) DeletePackage(_ context.Context, orgID, name string) error {
+	if checkBars("delete package", orgID, name) != nil {
+		return fmt.Errorf("delete package %q/%q: %w", orgID, name, store.ErrNotFound)
+	}
+	return del(t, packages, orgID+"|"+name)
+}
+
+func (t *tx) ListPackages(_ context.Context, orgID string) ([]store.Package, error) {
+	return list(t, packages, "pkg.org", orgID)
+}
+
+func (t *tx) PutPackageVersion(_ context.Context, v store.PackageVersion) error {
+	if err := checkBars("put package version", v.OrgID, v.Name, v.Version, v.Platform); err != nil {
+		return err
+	}
+	if _, err := get(t, packageVersions, packageVersions.id(v)); err == nil {
+		return fmt.Errorf("put package version %s/%s %s %s: %w", v.OrgID, v.Name, v.Version, v.Platform, store.ErrExists)
+	}
+	return put(t, packageVersions, v)
+}
+
+func (t *tx) DeletePackageVersion(_ context.Context, orgID, name, version, platform string) error {
+	if checkBars("delete package version", orgID, name, version, platform) != nil {
+		return fmt.Errorf("delete package version %s/%s %s %s: %w", orgID, name, version, platform, store.ErrNotFound)
+	}
+	return del(t, packageVersions, orgID+"|"+name+"|"+version+"|"+platform)
+}
+
+func (t *tx) ListPackageVersions(_ context.Context, orgID, name string) ([]store.PackageVersion, error) {
+	if checkBars("list package versions", orgID, name) != nil {
+		return nil, nil
+	}
+	vs, err := list(t, packageVersions, "pver.pkg", orgID+"|"+name)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(vs, func(a, b store.PackageVersion) int { return cmp.Compare(a.Seq, b.Seq) })
+	return vs, nil
+}
+
+// chunkKey is where a chunk's raw bytes live: the organization, then the
+// hash, so one organization's chunks are never another's.
+func chunkKey(orgID string, sum []byte) ([]byte, error) {
+	if len(sum) != 32 {
+		return nil, fmt.Errorf("chunk hash of %d bytes, want 32", len(sum))
+	}
+	return key("pchunk", orgID, hex.EncodeToString(sum))
+}
+
+func (t *tx) PutPackageChunk(_ context.Context, orgID string, sum, data []byte) error {
+	k, err := chunkKey(orgID, sum)
+	if err != nil {
+		return fmt.Errorf("put package chunk: %w", err)
+	}
+	if _, err := t.txn.Get(k); err == nil {
+		return nil
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return fmt.Errorf("put package chunk: %w", err)
+	}
+	if err := t.txn.Set(k, bytes.Clone(data)); err != nil {
+		return fmt.Errorf("put package chunk: %w", err)
+	}
+	return nil
+}
+
+func (t *tx) GetPackageChunk(_ context.Context, orgID string, sum []byte) ([]byte, error) {
+	k, err := chunkKey(orgID, sum)
+	if err != nil {
+		return nil, fmt.Errorf("get package chunk: %w", store.ErrNotFound)
+	}
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("get package chunk %x: %w", sum, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get package chunk %x: %w", sum, err)
+	}
+	return item.ValueCopy(nil)
+}
+
+func (t *tx) HasPackageChunk(_ context.Context, orgID string, sum []byte) (bool, error) {
+	k, err := chunkKey(orgID, sum)
+	if err != nil {
+		return false, nil
+	}
+	_, err = t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read package chunk %x: %w", sum, err)
+	}
+	return true, nil
+}
+
+func (t *tx) DeletePackageChunk(_ context.Context, orgID string, sum []byte) error {
+	k, err := chunkKey(orgID, sum)
+	if err != nil {
+		return nil
+	}
+	if err := t.txn.Delete(k); err != nil {
+		return fmt.Errorf("delete package chunk %x: %w", sum, err)
+	}
+	return nil
 }

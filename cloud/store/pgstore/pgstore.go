@@ -28,12 +28,14 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -659,6 +661,119 @@ func (t *tx) PutMeta(ctx context.Context, k string, v []byte) error {
 	}
 	if _, err := t.tx.Exec(ctx, "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v); err != nil {
 		return fmt.Errorf("put meta %q: %w", k, err)
+	}
+	return nil
+}
+
+// A package version's rows are keyed by "ORG|NAME" (package_key), so a
+// package's versions are one indexed range; organization ids and package
+// names never hold '|'.
+var (
+	packages = table[store.Package]{name: "packages", key: []string{"org_id", "name"}, order: "org_id, name",
+		vals: func(p store.Package) []any { return []any{p.OrgID, p.Name} }}
+	packageVersions = table[store.PackageVersion]{name: "package_versions", key: []string{"package_key", "version", "platform"},
+		order: "package_key, version, platform",
+		vals:  func(v store.PackageVersion) []any { return []any{v.OrgID + "|" + v.Name, v.Version, v.Platform} }}
+)
+
+// checkBars refuses key parts holding the '|' that joins them.
+func checkBars(what string, parts ...string) error {
+	for _, p := range parts {
+		if p == "" || strings.Contains(p, "|") {
+			return fmt.Errorf("%s: %s: want a non-empty value without '|'", what, short(p))
+		}
+	}
+	return nil
+}
+
+func (t *tx) GetPackage(ctx context.Context, orgID, name string) (store.Package, error) {
+	return get(ctx, t, packages, orgID, name)
+}
+
+func (t *tx) PutPackage(ctx context.Context, p store.Package) error {
+	if err := checkBars("put package", p.OrgID, p.Name); err != nil {
+		return err
+	}
+	return put(ctx, t, packages, p, false)
+}
+
+func (t *tx) DeletePackage(ctx context.Context, orgID, name string) error {
+	return del(ctx, t, packages, orgID, name)
+}
+
+func (t *tx) ListPackages(ctx context.Context, orgID string) ([]store.Package, error) {
+	return list(ctx, t, packages, "org_id", orgID)
+}
+
+func (t *tx) PutPackageVersion(ctx context.Context, v store.PackageVersion) error {
+	if err := checkBars("put package version", v.OrgID, v.Name, v.Version, v.Platform); err != nil {
+		return err
+	}
+	return put(ctx, t, packageVersions, v, true)
+}
+
+func (t *tx) DeletePackageVersion(ctx context.Context, orgID, name, version, platform string) error {
+	return del(ctx, t, packageVersions, orgID+"|"+name, version, platform)
+}
+
+func (t *tx) ListPackageVersions(ctx context.Context, orgID, name string) ([]store.PackageVersion, error) {
+	vs, err := list(ctx, t, packageVersions, "package_key", orgID+"|"+name)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(vs, func(a, b store.PackageVersion) int { return cmp.Compare(a.Seq, b.Seq) })
+	return vs, nil
+}
+
+func (t *tx) PutPackageChunk(ctx context.Context, orgID string, sum, data []byte) error {
+	if len(sum) != 32 {
+		return fmt.Errorf("put package chunk: hash of %d bytes, want 32", len(sum))
+	}
+	if err := checkKey("organization", orgID); err != nil {
+		return fmt.Errorf("put package chunk: %w", err)
+	}
+	if _, err := t.tx.Exec(ctx, "INSERT INTO package_chunks (org_id, sha256, data) VALUES ($1, $2, $3) ON CONFLICT (org_id, sha256) DO NOTHING", orgID, sum, data); err != nil {
+		return fmt.Errorf("put package chunk %x: %w", sum, err)
+	}
+	return nil
+}
+
+func (t *tx) GetPackageChunk(ctx context.Context, orgID string, sum []byte) ([]byte, error) {
+	if checkKey("organization", orgID) != nil {
+		return nil, fmt.Errorf("get package chunk: %w", store.ErrNotFound)
+	}
+	var data []byte
+	err := t.tx.QueryRow(ctx, "SELECT data FROM package_chunks WHERE org_id = $1 AND sha256 = $2", orgID, sum).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get package chunk %x: %w", sum, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get package chunk %x: %w", sum, err)
+	}
+	return data, nil
+}
+
+func (t *tx) HasPackageChunk(ctx context.Context, orgID string, sum []byte) (bool, error) {
+	if checkKey("organization", orgID) != nil {
+		return false, nil
+	}
+	var one int
+	err := t.tx.QueryRow(ctx, "SELECT 1 FROM package_chunks WHERE org_id = $1 AND sha256 = $2", orgID, sum).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read package chunk %x: %w", sum, err)
+	}
+	return true, nil
+}
+
+func (t *tx) DeletePackageChunk(ctx context.Context, orgID string, sum []byte) error {
+	if checkKey("organization", orgID) != nil {
+		return nil
+	}
+	if _, err := t.tx.Exec(ctx, "DELETE FROM package_chunks WHERE org_id = $1 AND sha256 = $2", orgID, sum); err != nil {
+		return fmt.Errorf("delete package chunk %x: %w", sum, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"reflect"
@@ -33,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConfigsAndFragments", testConfigs},
 		{"PartDocumentsAndProposals", testPartDocs},
 		{"MachinePages", testMachinePages},
+		{"Packages", testPackages},
+		{"PackageChunks", testPackageChunks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -742,4 +745,161 @@ func testMachinePages(t *testing.T, s store.Store) {
 	}); err == nil {
 		t.Error("a machine name holding NUL was stored")
 	}
+}
+
+func testPackages(t *testing.T, s store.Store) {
+	sum := bytes.Repeat([]byte{7}, 32)
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, p := range []store.Package{
+			{OrgID: "o1", Name: "zeta", Type: "file", CreatedAt: t0},
+			{OrgID: "o1", Name: "blinker", Type: "module", Tags: map[string]string{"stable": "1.0.0"}, NextSeq: 3, CreatedAt: t0, UpdatedAt: t0},
+			{OrgID: "o2", Name: "blinker", Type: "file"},
+		} {
+			if err := tx.PutPackage(ctx, p); err != nil {
+				return err
+			}
+		}
+		for _, v := range []store.PackageVersion{
+			{OrgID: "o1", Name: "blinker", Version: "1.1.0", Platform: "linux/arm64", Seq: 2, Manifest: []byte("signed"), Size: 10, SHA256: sum, ChunkCount: 1, CreatedAt: t0},
+			{OrgID: "o1", Name: "blinker", Version: "1.0.0", Platform: "linux/amd64", Seq: 1, CreatedAt: t0},
+			{OrgID: "o1", Name: "blinker", Version: "1.0.0", Platform: "linux/arm64", Seq: 0, CreatedAt: t0},
+			{OrgID: "o2", Name: "blinker", Version: "9.0.0", Platform: "any", Seq: 1},
+		} {
+			if err := tx.PutPackageVersion(ctx, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		err := tx.PutPackageVersion(ctx, store.PackageVersion{OrgID: "o1", Name: "blinker", Version: "1.0.0", Platform: "linux/amd64", Seq: 9})
+		if !errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("a version written twice: %v, want ErrExists", err)
+		}
+		for _, bad := range []store.PackageVersion{
+			{OrgID: "o1", Name: "a|b", Version: "1.0.0", Platform: "any"},
+			{OrgID: "o1", Name: "b", Version: "", Platform: "any"},
+		} {
+			if tx.PutPackageVersion(ctx, bad) == nil {
+				return fmt.Errorf("version %+v stored", bad)
+			}
+		}
+		if tx.PutPackage(ctx, store.Package{OrgID: "o1|x", Name: "y"}) == nil {
+			return errors.New("a package with '|' in its organization stored")
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		p, err := tx.GetPackage(ctx, "o1", "blinker")
+		if err != nil {
+			return err
+		}
+		equal(t, "package", p, store.Package{OrgID: "o1", Name: "blinker", Type: "module", Tags: map[string]string{"stable": "1.0.0"}, NextSeq: 3, CreatedAt: t0, UpdatedAt: t0})
+		ps, err := tx.ListPackages(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "packages of o1", ids(ps, func(p store.Package) string { return p.Name }), []string{"blinker", "zeta"})
+		vs, err := tx.ListPackageVersions(ctx, "o1", "blinker")
+		if err != nil {
+			return err
+		}
+		equal(t, "versions by upload", ids(vs, func(v store.PackageVersion) string { return v.Version + " " + v.Platform }),
+			[]string{"1.0.0 linux/arm64", "1.0.0 linux/amd64", "1.1.0 linux/arm64"})
+		equal(t, "stored version", vs[2], store.PackageVersion{OrgID: "o1", Name: "blinker", Version: "1.1.0", Platform: "linux/arm64", Seq: 2,
+			Manifest: []byte("signed"), Size: 10, SHA256: sum, ChunkCount: 1, CreatedAt: t0})
+		if _, err := tx.GetPackage(ctx, "o3", "blinker"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("another organization's package: %v, want ErrNotFound", err)
+		}
+		if _, err := tx.GetPackage(ctx, "o1\x00", "blinker"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("a hostile organization id: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.DeletePackageVersion(ctx, "o1", "blinker", "1.0.0", "linux/amd64"); err != nil {
+			return err
+		}
+		if err := tx.DeletePackageVersion(ctx, "o1", "blinker", "1.0.0", "linux/amd64"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("deleting a deleted version: %v, want ErrNotFound", err)
+		}
+		return tx.DeletePackage(ctx, "o1", "zeta")
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		vs, err := tx.ListPackageVersions(ctx, "o1", "blinker")
+		if err != nil {
+			return err
+		}
+		equal(t, "versions after delete", len(vs), 2)
+		ps, err := tx.ListPackages(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "packages after delete", len(ps), 1)
+		vs, err = tx.ListPackageVersions(ctx, "o2", "blinker")
+		equal(t, "o2's versions untouched", len(vs), 1)
+		return err
+	})
+}
+
+// testPackageChunks checks chunks are held per organization, as raw bytes
+// up to the largest chunk a package may have.
+func testPackageChunks(t *testing.T, s store.Store) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16)
+	bigSum := sha256.Sum256(big)
+	small := []byte{0, 1, 2, 0xff}
+	smallSum := sha256.Sum256(small)
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.PutPackageChunk(ctx, "o1", bigSum[:], big); err != nil {
+			return err
+		}
+		if err := tx.PutPackageChunk(ctx, "o1", smallSum[:], small); err != nil {
+			return err
+		}
+		// Again: a no-op.
+		return tx.PutPackageChunk(ctx, "o1", smallSum[:], small)
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if tx.PutPackageChunk(ctx, "o1", []byte("short"), small) == nil {
+			return errors.New("a chunk with a 5-byte hash stored")
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.GetPackageChunk(ctx, "o1", bigSum[:])
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, big) {
+			return errors.New("the 4 MiB chunk came back different")
+		}
+		got, err = tx.GetPackageChunk(ctx, "o1", smallSum[:])
+		if err != nil || !bytes.Equal(got, small) {
+			return fmt.Errorf("small chunk: %x, %v", got, err)
+		}
+		for _, org := range []string{"o2", "", "o1\x00"} {
+			if _, err := tx.GetPackageChunk(ctx, org, smallSum[:]); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("organization %q reads o1's chunk: %v", org, err)
+			}
+			if has, err := tx.HasPackageChunk(ctx, org, smallSum[:]); has || err != nil {
+				return fmt.Errorf("organization %q holds o1's chunk: %v, %v", org, has, err)
+			}
+		}
+		if has, err := tx.HasPackageChunk(ctx, "o1", bigSum[:]); !has || err != nil {
+			return fmt.Errorf("o1 holds its chunk: %v, %v", has, err)
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.DeletePackageChunk(ctx, "o1", smallSum[:]); err != nil {
+			return err
+		}
+		return tx.DeletePackageChunk(ctx, "o1", smallSum[:])
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		if has, err := tx.HasPackageChunk(ctx, "o1", smallSum[:]); has || err != nil {
+			return fmt.Errorf("a deleted chunk: %v, %v", has, err)
+		}
+		return nil
+	})
 }

@@ -1,0 +1,134 @@
+package cloud_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outpost-robotics/outpost/api/codec"
+	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/cloud/store"
+	"github.com/outpost-robotics/outpost/pkgformat"
+)
+
+// BenchmarkServePackage is the cloud serving one package version to 1,000
+// parts at once: 1,000 registered parts (written straight into the store,
+// as BenchmarkPull's fleet), each with a config naming a 4 MiB package
+// following a tag and a reported platform, each holding its signed config;
+// then every part, in its own goroutine, fetches every chunk of the version
+// through GetPackageChunk over loopback (Connect with zstd, HTTP/1.1
+// keep-alive),
+// checking each chunk's hash, as outpostd does. Each part's fetch is
+// authenticated, checked against the chunks issued to it, and read from
+// the fleet store. The clients share the process: CPU-s/GB counts both
+// ends. OUTPOST_PACKAGE_BENCH_PARTS sets another number of parts.
+func BenchmarkServePackage(b *testing.B) {
+	const size = 4 << 20
+	parts := 1_000
+	if n, err := strconv.Atoi(os.Getenv("OUTPOST_PACKAGE_BENCH_PARTS")); err == nil && n > 0 {
+		parts = n
+	}
+	e, auth := pullFleet(b, parts)
+	org := newBenchID(1 << 30)
+	dir := b.TempDir()
+	content := make([]byte, size)
+	rand.NewChaCha8([32]byte{9}).Read(content)
+	if err := os.WriteFile(filepath.Join(dir, "model.bin"), content, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	e.UploadPackage(b, org, "model", "1.0.0", "ml_model", "any", dir)
+	e.TagPackage(b, org, "model", "1.0.0", "stable")
+	var stream bytes.Buffer
+	if _, err := pkgformat.WriteTar(context.Background(), &stream, dir); err != nil {
+		b.Fatal(err)
+	}
+	chunks, total, _, err := pkgformat.Split(context.Background(), &stream, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := proto.Marshal(&configv1.RobotConfig{Packages: []*configv1.PackageRef{{Name: "model", Package: org + "/model", Version: "tag:stable"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.update(func(ctx context.Context, tx store.Tx) error {
+		for i := range parts {
+			if err := tx.PutConfigRevision(ctx, store.ConfigRevision{MachineID: newBenchID(1<<27 + i), Revision: 1, Config: cfg}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConns: parts, MaxIdleConnsPerHost: parts}}
+	// zstd, as outpostd's sync client speaks.
+	c := syncv1connect.NewSyncServiceClient(hc, e.URL, codec.ClientOptions()...)
+	for i := range auth {
+		if !pullOnce(b, c, auth[i], 0, 0) {
+			b.Fatal("no documents on the first pull")
+		}
+	}
+	fetch := func(a string, sum []byte) error {
+		r := connect.NewRequest(&syncv1.GetPackageChunkRequest{Sha256: sum})
+		r.Header().Set("Authorization", a)
+		res, err := c.GetPackageChunk(context.Background(), r)
+		if err != nil {
+			return err
+		}
+		if got := sha256Of(res.Msg.GetData()); !bytes.Equal(got, sum) {
+			b.Error("a chunk does not match its hash")
+		}
+		return nil
+	}
+	if err := fetch(auth[0], chunks[0].GetSha256()); err != nil {
+		b.Fatalf("a part fetches a chunk of its issued version: %v", err)
+	}
+	cpu0 := cpuTime()
+	start := time.Now()
+	var moved int64
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for i := range parts {
+			wg.Go(func() {
+				for _, ch := range chunks {
+					if err := fetch(auth[i], ch.GetSha256()); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		moved += int64(total) * int64(parts)
+	}
+	secs := time.Since(start).Seconds()
+	gb := float64(moved) / 1e9
+	b.ReportMetric(float64(moved)/1e6/secs, "MB/s")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/gb, "CPU-s/GB")
+}
+
+func sha256Of(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
