@@ -422,7 +422,7 @@ func (s *Server) EvaluateAlerts(ctx context.Context) error {
 	for i, r := range rules {
 		var errorCounts map[string]uint64
 		if r.Kind == alertErrorLogs {
-			if errorCounts, err = s.countErrorLogs(ctx, covered[i], now.Add(-r.Window), now); err != nil {
+			if errorCounts, err = s.countErrorLogs(ctx, covered[i], now.Add(-r.Window)); err != nil {
 				return err
 			}
 		}
@@ -481,15 +481,15 @@ func (s *Server) alertStatuses(ctx context.Context, need map[string]bool) (map[s
 	return out, nil
 }
 
-// countErrorLogs counts, per part, the error-level logs timed within
-// [from, to) by the parts' clocks, reading at most maxErrorLogsRead
-// records: a flood counts as at least that many.
-func (s *Server) countErrorLogs(ctx context.Context, parts []string, from, to time.Time) (map[string]uint64, error) {
+// countErrorLogs counts, per part, the error-level logs timed from from on
+// by the parts' clocks, reading at most maxErrorLogsRead records: a flood
+// counts as at least that many.
+func (s *Server) countErrorLogs(ctx context.Context, parts []string, from time.Time) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	if s.ingest == nil || len(parts) == 0 {
 		return out, nil
 	}
-	q := ingest.Query{PartIDs: parts, Stream: "logs.warn", From: from, To: to, Limit: ingest.MaxLimit}
+	q := ingest.Query{PartIDs: parts, Stream: "logs.warn", From: from, Limit: ingest.MaxLimit}
 	for read := 0; read < maxErrorLogsRead; {
 		recs, next, err := s.ingest.Records(ctx, q)
 		if err != nil {

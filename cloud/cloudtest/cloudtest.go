@@ -98,6 +98,9 @@ type Options struct {
 	// passes.
 	Store  store.Store
 	Ingest ingest.Store
+	// Alerts configures alert evaluation and delivery (tests allow http
+	// webhooks on loopback and shorten the backoff).
+	Alerts cloud.AlertOptions
 }
 
 // Cloud is a running outpost-cloud. Its fields are set by New and must not
@@ -208,7 +211,7 @@ func New(tb testing.TB, opts Options) *Cloud {
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
-	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer})
+	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer, Alerts: opts.Alerts})
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
@@ -330,6 +333,7 @@ type Clients struct {
 	Auth     fleetv1connect.AuthServiceClient
 	User     fleetv1connect.UserServiceClient
 	Relay    fleetv1connect.RelayServiceClient
+	Alert    fleetv1connect.AlertServiceClient
 }
 
 // NewClients returns the fleet API's clients for the cloud at base,
@@ -352,6 +356,7 @@ func NewClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption
 		Auth:     fleetv1connect.NewAuthServiceClient(hc, base, opts...),
 		User:     fleetv1connect.NewUserServiceClient(hc, base, opts...),
 		Relay:    fleetv1connect.NewRelayServiceClient(hc, base, opts...),
+		Alert:    fleetv1connect.NewAlertServiceClient(hc, base, opts...),
 	}
 }
 
