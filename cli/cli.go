@@ -112,6 +112,7 @@ func newRoot(e env) *cobra.Command {
 	root.AddCommand(newDoctorCmd(g))
 	root.AddCommand(newRobotCmd(g))
 	root.AddCommand(newFleetCmd(g))
+	root.AddCommand(newAlertCmd(g))
 	refuseUnknownSubcommands(root)
 	return root
 }

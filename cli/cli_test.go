@@ -56,7 +56,8 @@ func startCloud(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := cloud.New(cloud.Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Blobs: blobs})
+	srv, err := cloud.New(cloud.Config{Store: st, Signer: signer, Clock: clk, Log: log, Ingest: ing, Blobs: blobs,
+		Alerts: cloud.AlertOptions{AllowLoopbackHTTP: true, RetryMax: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

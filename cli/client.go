@@ -58,6 +58,7 @@ type api struct {
 	fleetv1connect.FragmentServiceClient
 	fleetv1connect.DataServiceClient
 	fleetv1connect.PackageServiceClient
+	fleetv1connect.AlertServiceClient
 	// base is the cloud URL the clients use.
 	base string
 }
@@ -105,6 +106,7 @@ func (g *globals) client() (*api, error) {
 		FragmentServiceClient: fleetv1connect.NewFragmentServiceClient(hc, base, opts...),
 		DataServiceClient:     fleetv1connect.NewDataServiceClient(hc, base, opts...),
 		PackageServiceClient:  fleetv1connect.NewPackageServiceClient(hc, base, opts...),
+		AlertServiceClient:    fleetv1connect.NewAlertServiceClient(hc, base, opts...),
 		base:                  base,
 	}, nil
 }

@@ -434,6 +434,19 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf authz.R
 			res, err = rbac.ParseResource(k.Scope)
 			return err
 		})
+	case "alert":
+		// An alert rule is decided on its scope.
+		if !validID(v) {
+			return res, invalid("%s: not an alert rule ID", rf.Field.Name())
+		}
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			r, err := tx.GetAlertRule(ctx, v)
+			if err != nil {
+				return err
+			}
+			res, err = rbac.ParseResource(r.Scope)
+			return err
+		})
 	case "fragment":
 		// A fragment is decided on its organization: every fragment row
 		// of the seed is an organization-wide permission.

@@ -441,6 +441,9 @@ type fleetDump struct {
 	proposals []store.Proposal
 	tags      []store.CaptureTags
 	audit     []store.AuditEvent
+	rules     []store.AlertRule
+	states    []store.AlertState
+	events    []store.AlertEvent
 	meta      map[string][]byte
 }
 
@@ -581,6 +584,25 @@ func dumpFleet(ctx context.Context, st store.Store, captures []captureRef) (*fle
 			}
 			d.tags = append(d.tags, t)
 		}
+		if d.rules, err = tx.ListAlertRules(ctx, ""); err != nil {
+			return err
+		}
+		if d.states, err = tx.ListAlertStates(ctx, ""); err != nil {
+			return err
+		}
+		for _, r := range d.rules {
+			for before := ""; ; {
+				es, err := tx.ListAlertEvents(ctx, r.ID, before, maxAlertEventPage)
+				if err != nil {
+					return err
+				}
+				d.events = append(d.events, es...)
+				if len(es) < maxAlertEventPage {
+					break
+				}
+				before = es[len(es)-1].ID
+			}
+		}
 		for _, k := range metaKeys {
 			v, err := tx.GetMeta(ctx, k)
 			if errors.Is(err, store.ErrNotFound) {
@@ -692,6 +714,21 @@ func loadFleet(ctx context.Context, st store.Store, d *fleetDump) error {
 				return err
 			}
 		}
+		for _, r := range d.rules {
+			if err := tx.PutAlertRule(ctx, r); err != nil {
+				return err
+			}
+		}
+		for _, st := range d.states {
+			if err := tx.PutAlertState(ctx, st); err != nil {
+				return err
+			}
+		}
+		for _, e := range d.events {
+			if err := tx.PutAlertEvent(ctx, e); err != nil {
+				return err
+			}
+		}
 		for _, k := range metaKeys {
 			if v, ok := d.meta[k]; ok {
 				if err := tx.PutMeta(ctx, k, v); err != nil {
@@ -717,6 +754,7 @@ func (d *fleetDump) sums() []CopiedKind {
 		{"fragment revisions", len(d.fragRevs), d.fragRevs}, {"config revisions", len(d.configs), d.configs},
 		{"part documents", len(d.docs), d.docs}, {"proposals", len(d.proposals), d.proposals},
 		{"capture tags", len(d.tags), d.tags}, {"audit events", len(d.audit), d.audit},
+		{"alert rules", len(d.rules), d.rules}, {"alert states", len(d.states), d.states}, {"alert events", len(d.events), d.events},
 		{"meta", len(d.meta), d.meta},
 	}
 	out := make([]CopiedKind, 0, len(kinds))

@@ -66,6 +66,10 @@ func TestCopyToPostgres(t *testing.T) {
 	if _, err := a.APIKey.CreateAPIKey(ctx, connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: "ci", Role: "operator", Scope: "machine/" + machineID, PublicKey: pub})); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.Alert.CreateAlertRule(ctx, connect.NewRequest(&fleetv1.CreateAlertRuleRequest{Scope: "org/" + orgID, Name: "failing",
+		Kind: "failing", WebhookUrl: "https://hooks.example.com/x"})); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +147,7 @@ func TestCopyToPostgres(t *testing.T) {
 		}
 	}
 	for kind, want := range map[string]int{"organizations": 1, "locations": 2, "machines": 1, "parts": 1, "users": 1, "invitations": 1, "API keys": 1,
-		"config revisions": 1, "records": 6, "part statuses": 1, "blobs": 1, "meta": 3} {
+		"config revisions": 1, "alert rules": 1, "records": 6, "part statuses": 1, "blobs": 1, "meta": 3} {
 		if counts[kind] != want {
 			t.Errorf("copied %d %s, want %d (report %+v)", counts[kind], kind, want, rep.Kinds)
 		}

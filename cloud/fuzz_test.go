@@ -1,9 +1,11 @@
 package cloud
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -95,6 +97,47 @@ func FuzzFleetPageToken(f *testing.F) {
 		}
 		if _, _, err := s.decodePageToken([]byte("user/other|org"), tok); err == nil {
 			t.Fatal("a token was accepted for another query")
+		}
+	})
+}
+
+// FuzzVerifyAlert feeds a webhook receiver's check arbitrary signature
+// headers and bodies: it never panics, and it accepts only what SignAlert
+// made with the same key, body and a time within the skew.
+func FuzzVerifyAlert(f *testing.F) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	now := time.Unix(1_800_000_000, 0)
+	good := SignAlert(key, now, []byte(`{"id":"x"}`))
+	for _, h := range []string{good, "", "t=", "v1=", "t=1,v1=zz", "t=-1,v1=" + strings.Repeat("0", 64), good + ",v1=00", "t=01800000000,v1=ab", strings.Repeat("t=1,", 300)} {
+		f.Add(h, []byte(`{"id":"x"}`))
+	}
+	f.Fuzz(func(t *testing.T, header string, body []byte) {
+		if VerifyAlert(key, header, body, now, 5*time.Minute) != nil {
+			return
+		}
+		if VerifyAlert([]byte("another key, same length........"), header, body, now, 5*time.Minute) == nil {
+			t.Fatalf("header %q verifies under two keys", header)
+		}
+	})
+}
+
+// FuzzWebhookURL feeds the webhook URL check arbitrary strings: it never
+// panics, and what it accepts is an https URL with a host, or http to
+// loopback when that is allowed.
+func FuzzWebhookURL(f *testing.F) {
+	for _, s := range []string{"https://hooks.example.com/x", "http://127.0.0.1:8080/", "http://[::1]/", "https://169.254.169.254/", "file:///etc/passwd", "https://u:p@h/", "https://h:99999/", "https://[fe80::1%25eth0]/", "javascript:alert(1)", "HTTPS://H/"} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, raw string, lab bool) {
+		if validateWebhookURL(raw, AlertOptions{AllowLoopbackHTTP: lab}) != nil {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || u.User != nil {
+			t.Fatalf("accepted %q", raw)
+		}
+		if u.Scheme != "https" && !(lab && u.Scheme == "http") {
+			t.Fatalf("accepted %q with scheme %q (lab %v)", raw, u.Scheme, lab)
 		}
 	})
 }

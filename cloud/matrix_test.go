@@ -45,6 +45,9 @@ var (
 	// viewers may see a machine's tabs (machine.view), dataViewers its data (data.view).
 	viewers     = owners
 	dataViewers = allSix
+	// alertViewers hold alert.view: both roles at organization and location
+	// scope (docs/ACTIONS.md, beyond the seed).
+	alertViewers = []string{orgOwner, orgOperator, locOwner, locOperator}
 )
 
 // side is one organization's tree, made fresh for every case:
@@ -56,12 +59,15 @@ var (
 // on machine/M, user T2 operator on location/L2, and L2 shared with org C.
 type side struct {
 	org, l, l2, l3, m, p, p2, inv, invCode, key, t, t2, c, f, prop string
+	// alert is a rule on L2, whose webhook the cloud refuses at delivery
+	// (so a test-fire makes no connection).
+	alert string
 }
 
 func newSide() side {
 	id := auth.NewID
 	return side{org: id(), l: id(), l2: id(), l3: id(), m: id(), p: id(), p2: id(), inv: id(), invCode: auth.NewSecret(),
-		key: id(), t: id(), t2: id(), c: id(), f: id(), prop: id()}
+		key: id(), t: id(), t2: id(), c: id(), f: id(), prop: id(), alert: id()}
 }
 
 func (s side) write(ctx context.Context, tx store.Tx) error {
@@ -86,6 +92,8 @@ func (s side) write(ctx context.Context, tx store.Tx) error {
 		tx.PutFragment(ctx, store.Fragment{ID: s.f, OrgID: s.org, Name: "F", Revision: 1}),
 		tx.PutFragmentRevision(ctx, store.FragmentRevision{FragmentID: s.f, Revision: 1}),
 		tx.PutProposal(ctx, store.Proposal{ID: s.prop, PartID: s.p, MachineID: s.m, Seq: 1, BaseRevision: 7, State: "conflict"}),
+		tx.PutAlertRule(ctx, store.AlertRule{ID: s.alert, OrgID: s.org, Scope: "location/" + s.l2, Name: "A", Kind: "failing",
+			WebhookURL: "https://127.0.0.1:1/", Secret: []byte("matrix")}),
 	}
 	for _, err := range puts {
 		if err != nil {
@@ -293,6 +301,22 @@ func matrixCases() []rpcCase {
 		}},
 		{"SummarizeFleet", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.SummarizeFleet(ctx, req(&fleetv1.SummarizeFleetRequest{LocationId: s.l2})))
+		}},
+		// Alerts: alert.manage and alert.view on the rule's scope.
+		{"CreateAlertRule", locOwners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Alert.CreateAlertRule(ctx, req(&fleetv1.CreateAlertRuleRequest{Scope: "location/" + s.l2, Name: "new", Kind: "failing", WebhookUrl: "https://hooks.example.com/x"})))
+		}},
+		{"ListAlertRules", alertViewers, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Alert.ListAlertRules(ctx, req(&fleetv1.ListAlertRulesRequest{Scope: "location/" + s.l2})))
+		}},
+		{"ListAlertEvents", alertViewers, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Alert.ListAlertEvents(ctx, req(&fleetv1.ListAlertEventsRequest{RuleId: s.alert})))
+		}},
+		{"TestAlertRule", locOwners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Alert.TestAlertRule(ctx, req(&fleetv1.TestAlertRuleRequest{RuleId: s.alert})))
+		}},
+		{"DeleteAlertRule", locOwners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Alert.DeleteAlertRule(ctx, req(&fleetv1.DeleteAlertRuleRequest{RuleId: s.alert})))
 		}},
 		{"GetMachineStatus", allSix, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.GetMachineStatus(ctx, req(&fleetv1.GetMachineStatusRequest{MachineId: s.m})))

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -95,7 +94,7 @@ func BenchmarkServePackage(b *testing.B) {
 	if err := fetch(auth[0], chunks[0].GetSha256()); err != nil {
 		b.Fatalf("a part fetches a chunk of its issued version: %v", err)
 	}
-	cpu0 := cpuTime()
+	cpu0 := cpuSeconds(0)
 	start := time.Now()
 	var moved int64
 	for b.Loop() {
@@ -116,7 +115,7 @@ func BenchmarkServePackage(b *testing.B) {
 	secs := time.Since(start).Seconds()
 	gb := float64(moved) / 1e9
 	b.ReportMetric(float64(moved)/1e6/secs, "MB/s")
-	b.ReportMetric((cpuTime()-cpu0).Seconds()/gb, "CPU-s/GB")
+	b.ReportMetric((cpuSeconds(0)-cpu0)/gb, "CPU-s/GB")
 }
 
 func sha256Of(b []byte) []byte {
@@ -124,11 +123,3 @@ func sha256Of(b []byte) []byte {
 	return s[:]
 }
 
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}

@@ -61,6 +61,8 @@ type RunConfig struct {
 	// Limits bound connections and slow clients; zero fields take the
 	// values of Limits().
 	Limits netlimit.Limits
+	// Alerts configures fleet alert evaluation and webhook delivery.
+	Alerts AlertOptions
 }
 
 // stores is what openStores opened.
@@ -178,7 +180,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		cfg.Log.Info("no SMTP relay (--smtp-host): invitations are refused; the admin creates users with `outpost user create`")
 	}
 	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Mailer: mailer,
-		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}, Relay: sts.relay, Throttle: sts.throttle})
+		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}, Relay: sts.relay, Throttle: sts.throttle, Alerts: cfg.Alerts})
 	if err != nil {
 		return err
 	}
@@ -193,8 +195,13 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		defer close(retained)
 		sweepRetention(sweepCtx, clk, srv)
 	}()
+	alerted := make(chan struct{})
+	go func() {
+		defer close(alerted)
+		sweepAlerts(sweepCtx, clk, srv)
+	}()
 	// The sweep ends before the ingest store closes (deferred above).
-	defer func() { stopSweep(); <-swept; <-retained }()
+	defer func() { stopSweep(); <-swept; <-retained; <-alerted }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

@@ -88,6 +88,8 @@ type Config struct {
 	// right for one process. Replicas share one (cloud/pgshared's), or a
 	// guesser would get each replica's allowance.
 	Throttle Throttle
+	// Alerts configures the evaluation and delivery of fleet alert rules.
+	Alerts AlertOptions
 }
 
 // Throttle slows failed sign-ins by key (authz.Limiter's methods, which
@@ -119,6 +121,7 @@ type Server struct {
 	docs     *documents
 	relay    relay.Hub
 	web      *web.Handler
+	alerts   *alerts
 }
 
 // Services are the fleet API's services, in the order they are served.
@@ -150,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 	if s.throttle == nil {
 		s.throttle = authz.SignIn()
 	}
+	s.alerts = newAlerts(cfg.Alerts)
 	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}, chunks: map[string]*issuedChunks{}}
 	if s.syncOpts.Clock == nil {
 		s.syncOpts.Clock = cfg.Clock
@@ -204,6 +208,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleetv1connect.NewPackageServiceHandler(packageService{s},
 		connect.WithInterceptors(s.interceptor()), connect.WithReadMaxBytes(packageRequestBytes)))
 	mux.Handle(fleetv1connect.NewDataServiceHandler(dataService{s}, opts...))
+	mux.Handle(fleetv1connect.NewAlertServiceHandler(alertService{s}, opts...))
 	if s.ingest != nil {
 		// The part sync API authenticates parts itself (part id and
 		// secret), so it is mounted without the fleet interceptor.

@@ -113,6 +113,15 @@ const (
 	DatasetImagesRemove Action = "dataset.images.remove"
 	// DatasetTrain is "Train on dataset" (on the portion the subject may see).
 	DatasetTrain Action = "dataset.train"
+
+	// AlertManage is creating, deleting and test-firing fleet alert rules
+	// on an organization or a location. Not a seed row: it follows
+	// location.edit (owners of the scope or above), docs/ACTIONS.md.
+	AlertManage Action = "alert.manage"
+	// AlertView is listing fleet alert rules and their history on an
+	// organization or a location. Not a seed row: both roles at or above
+	// the scope, as role.view.others there, docs/ACTIONS.md.
+	AlertView Action = "alert.view"
 )
 
 // ErrUnknownAction is wrapped by ParseAction when a name is not in the vocabulary.
@@ -193,6 +202,9 @@ func actionSpecs() []actionSpec {
 		orgOwner  = [numCells]cell{yes, no, no, no, no, no}
 		orgRoles  = [numCells]cell{yes, yes, no, no, no, no}
 		locOwners = [numCells]cell{yes, no, yes, no, no, no}
+
+		alertScope     = kinds(KindOrg, KindLocation)
+		orgAndLocRoles = [numCells]cell{yes, yes, yes, yes, no, no}
 	)
 	return []actionSpec{
 		// Machines.
@@ -253,6 +265,10 @@ func actionSpecs() []actionSpec {
 		{DatasetImagesAdd, modeData, data, owners, "Add images to dataset"},
 		{DatasetImagesRemove, modeData, data, owners, "Remove image from dataset"},
 		{DatasetTrain, modeDataset, kinds(KindOrg, KindDataset), owners, "Train on dataset"},
+
+		// Fleet alerts: not in the seed, derived from its rows (docs/ACTIONS.md).
+		{AlertManage, modeReach, alertScope, locOwners, "Manage fleet alert rules (not a seed row: as location.edit)"},
+		{AlertView, modeReach, alertScope, orgAndLocRoles, "See fleet alert rules and their history (not a seed row: as role.view.others above machines)"},
 	}
 }
 

@@ -385,8 +385,8 @@ func TestParseAction(t *testing.T) {
 			t.Fatalf("%v has no seed row", a)
 		}
 	}
-	if len(AllActions()) != 49 {
-		t.Fatalf("%d actions, want the 49 rows of docs/ACTIONS.md", len(AllActions()))
+	if len(AllActions()) != 51 {
+		t.Fatalf("%d actions, want the 51 rows of docs/ACTIONS.md", len(AllActions()))
 	}
 	for _, bad := range []string{"", "machine", "MACHINE.CONTROL", "machine.control ", "org.create\x00"} {
 		_, err := ParseAction(bad)

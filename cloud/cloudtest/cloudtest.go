@@ -109,6 +109,9 @@ type Options struct {
 	// every cloud that names no stores of its own and models no slow disk,
 	// so one package's API tests run on both backends.
 	Postgres bool
+	// Alerts configures alert evaluation and delivery (tests allow http
+	// webhooks on loopback and shorten the backoff).
+	Alerts cloud.AlertOptions
 }
 
 // StoreEnv is the environment variable that, set to "postgres", makes New
@@ -260,7 +263,7 @@ func New(tb testing.TB, opts Options) *Cloud {
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
-	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer})
+	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer, Alerts: opts.Alerts})
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
@@ -383,6 +386,7 @@ type Clients struct {
 	User     fleetv1connect.UserServiceClient
 	Relay    fleetv1connect.RelayServiceClient
 	Package  fleetv1connect.PackageServiceClient
+	Alert    fleetv1connect.AlertServiceClient
 }
 
 // NewClients returns the fleet API's clients for the cloud at base,
@@ -406,6 +410,7 @@ func NewClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption
 		User:     fleetv1connect.NewUserServiceClient(hc, base, opts...),
 		Relay:    fleetv1connect.NewRelayServiceClient(hc, base, opts...),
 		Package:  fleetv1connect.NewPackageServiceClient(hc, base, opts...),
+		Alert:    fleetv1connect.NewAlertServiceClient(hc, base, opts...),
 	}
 }
 

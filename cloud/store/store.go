@@ -179,6 +179,30 @@ type Tx interface {
 	GetCaptureTags(ctx context.Context, id string) (CaptureTags, error)
 	PutCaptureTags(ctx context.Context, t CaptureTags) error
 
+	GetAlertRule(ctx context.Context, id string) (AlertRule, error)
+	// PutAlertRule creates or replaces a rule.
+	PutAlertRule(ctx context.Context, r AlertRule) error
+	// DeleteAlertRule removes a rule; its states and events are the caller's.
+	DeleteAlertRule(ctx context.Context, id string) error
+	// ListAlertRules lists an organization's rules, or every rule for "".
+	ListAlertRules(ctx context.Context, orgID string) ([]AlertRule, error)
+	// GetAlertState returns where a rule stands for a part, or ErrNotFound.
+	GetAlertState(ctx context.Context, ruleID, partID string) (AlertState, error)
+	PutAlertState(ctx context.Context, st AlertState) error
+	DeleteAlertState(ctx context.Context, ruleID, partID string) error
+	// ListAlertStates lists a rule's states, sorted by part ID, or every
+	// state for "" (sorted by rule, then part).
+	ListAlertStates(ctx context.Context, ruleID string) ([]AlertState, error)
+	// GetAlertEvent returns one event of a rule's history.
+	GetAlertEvent(ctx context.Context, id string) (AlertEvent, error)
+	// PutAlertEvent creates or replaces an event (its delivery is written later).
+	PutAlertEvent(ctx context.Context, e AlertEvent) error
+	// DeleteAlertEvent removes an event.
+	DeleteAlertEvent(ctx context.Context, id string) error
+	// ListAlertEvents lists a rule's events, newest first, with IDs below
+	// before ("" for the newest), at most limit of them.
+	ListAlertEvents(ctx context.Context, ruleID, before string, limit int) ([]AlertEvent, error)
+
 	// GetMeta and PutMeta keep small cloud-wide values, such as the signing key.
 	GetMeta(ctx context.Context, key string) ([]byte, error)
 	PutMeta(ctx context.Context, key string, value []byte) error
@@ -518,4 +542,78 @@ type CaptureTags struct {
 	// UpdatedBy and UpdatedAt describe the last edit.
 	UpdatedBy string
 	UpdatedAt time.Time
+}
+
+// AlertRule is a fleet alert rule: a condition evaluated by the cloud over
+// the last status of every part in its scope, delivered to a webhook when
+// it starts and stops holding for a part.
+type AlertRule struct {
+	ID string
+	// OrgID is the organization the scope belongs to.
+	OrgID string
+	// Scope is "org/ID" or "location/ID": a location covers its subtree,
+	// an organization its own locations and those shared with it.
+	Scope string
+	Name  string
+	// Kind is the condition: "offline", "failing", "error_logs",
+	// "capture_backlog", "store_bytes" or "rollout_failed".
+	Kind string
+	// Threshold is the count or byte limit of error_logs, capture_backlog
+	// and store_bytes: the rule holds above it.
+	Threshold uint64
+	// Window is how long a part must be offline (offline), or the window
+	// error logs are counted over (error_logs).
+	Window time.Duration
+	// WebhookURL is where transitions are posted.
+	WebhookURL string
+	// Secret is the key the webhook bodies are signed with (HMAC-SHA256);
+	// shown once at creation, never listed.
+	Secret    []byte
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// AlertState is where one rule stands for one part: whether it fires, and
+// since when. The evaluator changes it with a conditional write in one
+// transaction with the event it records, so of several replicas only one
+// records (and delivers) a given transition.
+type AlertState struct {
+	RuleID string
+	PartID string
+	Firing bool
+	// Since is when it last changed.
+	Since time.Time
+	// EventID is the event that recorded the last change.
+	EventID string
+}
+
+// AlertEvent is one entry of a rule's history: a transition of one part
+// ("firing", "resolved") or a test-fire ("test"), and how its delivery went.
+type AlertEvent struct {
+	// ID orders a rule's events by time (as audit event IDs do).
+	ID        string
+	RuleID    string
+	OrgID     string
+	PartID    string
+	MachineID string
+	// State is "firing", "resolved" or "test".
+	State string
+	Time  time.Time
+	// Detail says why, for people ("silent for 5m0s", "process/abc failed").
+	Detail string
+	// Delivery is how the webhook answered; zero until delivered or given up.
+	Delivery AlertDelivery
+}
+
+// AlertDelivery is the outcome of posting an event to its webhook.
+type AlertDelivery struct {
+	// Attempts counts the requests made.
+	Attempts int
+	// StatusCode is the last HTTP status received; 0 for none.
+	StatusCode int
+	// Delivered says a 2xx answer was received.
+	Delivered bool
+	// Error says why it was not, for people (never the secret).
+	Error string
+	At    time.Time
 }

@@ -93,6 +93,7 @@ same binary afterwards and point the parts at it: their credentials still hold.`
 func newServe() *cobra.Command {
 	var dataDir, listen, certFile, keyFile, level, database string
 	var poll, fsyncDelay time.Duration
+	var alerts cloud.AlertOptions
 	var smtpCfg cloud.SMTPConfig
 	var smtpPasswordFile string
 	var passwordMiB int64
@@ -108,6 +109,9 @@ func newServe() *cobra.Command {
 			}
 			if poll != 0 && (poll < time.Second || poll > time.Hour) {
 				return fmt.Errorf("--poll-interval %s: want between 1s and 1h", poll)
+			}
+			if alerts.Interval != 0 && (alerts.Interval < 10*time.Second || alerts.Interval > time.Hour) {
+				return fmt.Errorf("--alert-interval %s: want between 10s and 1h", alerts.Interval)
 			}
 			if fsyncDelay < 0 || fsyncDelay > time.Second {
 				return fmt.Errorf("--fault-fsync-delay %s: want between 0 and 1s", fsyncDelay)
@@ -127,7 +131,7 @@ func newServe() *cobra.Command {
 				database = os.Getenv("OUTPOST_DATABASE_URL")
 			}
 			rc := cloud.RunConfig{DataDir: dataDir, Database: database, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
-				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay, Limits: lim}
+				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay, Limits: lim, Alerts: alerts}
 			if smtpCfg.Host != "" {
 				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
 					return err
@@ -144,6 +148,9 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "TLS private key file (PEM)")
 	cmd.Flags().DurationVar(&poll, "poll-interval", 0, "how long parts wait between sync cycles (default 15s; 1s to 1h)")
 	cmd.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().DurationVar(&alerts.Interval, "alert-interval", 0, "how often alert rules are evaluated (default 30s; 10s to 1h)")
+	cmd.Flags().BoolVar(&alerts.AllowPrivate, "alert-private-webhooks", false, "let alert webhooks reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10), for a cloud inside its users' network")
+	cmd.Flags().BoolVar(&alerts.AllowLoopbackHTTP, "alert-loopback-webhooks", false, "let alert webhooks be http:// on loopback, for labs; never in production")
 	cmd.Flags().DurationVar(&fsyncDelay, "fault-fsync-delay", 0, "fault injection for tests: each synced commit of the ingest store waits this long more, as on a slow disk")
 	_ = cmd.Flags().MarkHidden("fault-fsync-delay")
 	cmd.Flags().Int64Var(&passwordMiB, "password-memory", 0, "MiB password hashing may use at once (argon2id, 19 MiB a sign-in; default 114: six at a time)")

@@ -929,3 +929,90 @@ func (t *tx) DeletePackageChunk(_ context.Context, orgID string, sum []byte) err
 	}
 	return nil
 }
+
+var (
+	alertRules = table[store.AlertRule]{name: "arule", id: func(r store.AlertRule) string { return r.ID },
+		indexes: func(r store.AlertRule) [][]string { return one("arule.org", r.OrgID) }}
+	// A state's ID is rule | part: one state per rule and part, listed by part.
+	alertStates = table[store.AlertState]{name: "astate", id: func(s store.AlertState) string { return alertStateID(s.RuleID, s.PartID) },
+		indexes: func(s store.AlertState) [][]string { return one("astate.rule", s.RuleID) }}
+	alertEvents = table[store.AlertEvent]{name: "aevent", id: func(e store.AlertEvent) string { return e.ID },
+		indexes: func(e store.AlertEvent) [][]string { return one("aevent.rule", e.RuleID) }}
+)
+
+func alertStateID(ruleID, partID string) string { return ruleID + "|" + partID }
+
+func (t *tx) GetAlertRule(_ context.Context, id string) (store.AlertRule, error) {
+	return get(t, alertRules, id)
+}
+func (t *tx) PutAlertRule(_ context.Context, r store.AlertRule) error { return put(t, alertRules, r) }
+func (t *tx) DeleteAlertRule(_ context.Context, id string) error      { return del(t, alertRules, id) }
+func (t *tx) ListAlertRules(_ context.Context, orgID string) ([]store.AlertRule, error) {
+	if orgID == "" {
+		return list(t, alertRules)
+	}
+	return list(t, alertRules, "arule.org", orgID)
+}
+
+func (t *tx) GetAlertState(_ context.Context, ruleID, partID string) (store.AlertState, error) {
+	if strings.Contains(ruleID, "|") {
+		return store.AlertState{}, fmt.Errorf("get alert state %q: %w", ruleID, store.ErrNotFound)
+	}
+	return get(t, alertStates, alertStateID(ruleID, partID))
+}
+func (t *tx) PutAlertState(_ context.Context, s store.AlertState) error {
+	if s.RuleID == "" || s.PartID == "" || strings.Contains(s.RuleID, "|") {
+		return fmt.Errorf("put alert state %q %q: a rule ID without | and a part ID are required", s.RuleID, s.PartID)
+	}
+	return put(t, alertStates, s)
+}
+func (t *tx) DeleteAlertState(_ context.Context, ruleID, partID string) error {
+	if strings.Contains(ruleID, "|") {
+		return fmt.Errorf("delete alert state %q: %w", ruleID, store.ErrNotFound)
+	}
+	return del(t, alertStates, alertStateID(ruleID, partID))
+}
+func (t *tx) ListAlertStates(_ context.Context, ruleID string) ([]store.AlertState, error) {
+	if ruleID == "" {
+		return list(t, alertStates)
+	}
+	return list(t, alertStates, "astate.rule", ruleID)
+}
+
+func (t *tx) GetAlertEvent(_ context.Context, id string) (store.AlertEvent, error) {
+	return get(t, alertEvents, id)
+}
+func (t *tx) PutAlertEvent(_ context.Context, e store.AlertEvent) error {
+	if e.RuleID == "" {
+		return fmt.Errorf("put alert event %q: a rule ID is required", e.ID)
+	}
+	return put(t, alertEvents, e)
+}
+func (t *tx) DeleteAlertEvent(_ context.Context, id string) error { return del(t, alertEvents, id) }
+
+// ListAlertEvents walks the rule's index backwards from before, as ListAudit.
+func (t *tx) ListAlertEvents(_ context.Context, ruleID, before string, limit int) ([]store.AlertEvent, error) {
+	p, err := prefix("aevent.rule", ruleID)
+	if err != nil || ruleID == "" || limit <= 0 {
+		return nil, nil
+	}
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: p, Reverse: true})
+	defer it.Close()
+	seek := append(bytes.Clone(p), 0xff)
+	if before != "" {
+		seek = append(bytes.Clone(p), before...)
+	}
+	var out []store.AlertEvent
+	for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
+		id := string(it.Item().Key()[len(p):])
+		if before != "" && id >= before {
+			continue
+		}
+		e, err := get(t, alertEvents, id)
+		if err != nil {
+			return nil, fmt.Errorf("list alert events: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

@@ -777,3 +777,70 @@ func (t *tx) DeletePackageChunk(ctx context.Context, orgID string, sum []byte) e
 	}
 	return nil
 }
+
+var (
+	alertRules = table[store.AlertRule]{name: "alert_rules", key: []string{"id"}, cols: []string{"org_id"}, order: "id",
+		vals: func(r store.AlertRule) []any { return []any{r.ID, r.OrgID} }}
+	alertStates = table[store.AlertState]{name: "alert_states", key: []string{"rule_id", "part_id"}, order: "rule_id, part_id",
+		vals: func(s store.AlertState) []any { return []any{s.RuleID, s.PartID} }}
+	alertEvents = table[store.AlertEvent]{name: "alert_events", key: []string{"id"}, cols: []string{"rule_id"}, order: "id",
+		vals: func(e store.AlertEvent) []any { return []any{e.ID, e.RuleID} }}
+)
+
+func (t *tx) GetAlertRule(ctx context.Context, id string) (store.AlertRule, error) {
+	return get(ctx, t, alertRules, id)
+}
+func (t *tx) PutAlertRule(ctx context.Context, r store.AlertRule) error {
+	return put(ctx, t, alertRules, r, false)
+}
+func (t *tx) DeleteAlertRule(ctx context.Context, id string) error {
+	return del(ctx, t, alertRules, id)
+}
+func (t *tx) ListAlertRules(ctx context.Context, orgID string) ([]store.AlertRule, error) {
+	if orgID == "" {
+		return list(ctx, t, alertRules, "", nil)
+	}
+	return list(ctx, t, alertRules, "org_id", orgID)
+}
+
+func (t *tx) GetAlertState(ctx context.Context, ruleID, partID string) (store.AlertState, error) {
+	return get(ctx, t, alertStates, ruleID, partID)
+}
+func (t *tx) PutAlertState(ctx context.Context, s store.AlertState) error {
+	if s.RuleID == "" || s.PartID == "" {
+		return fmt.Errorf("put alert state %q %q: a rule ID and a part ID are required", s.RuleID, s.PartID)
+	}
+	return put(ctx, t, alertStates, s, false)
+}
+func (t *tx) DeleteAlertState(ctx context.Context, ruleID, partID string) error {
+	return del(ctx, t, alertStates, ruleID, partID)
+}
+func (t *tx) ListAlertStates(ctx context.Context, ruleID string) ([]store.AlertState, error) {
+	if ruleID == "" {
+		return list(ctx, t, alertStates, "", nil)
+	}
+	if checkKey("rule", ruleID) != nil {
+		return nil, nil
+	}
+	return query[store.AlertState](ctx, t, "alert states", "SELECT doc FROM alert_states WHERE rule_id = $1 ORDER BY part_id", ruleID)
+}
+
+func (t *tx) GetAlertEvent(ctx context.Context, id string) (store.AlertEvent, error) {
+	return get(ctx, t, alertEvents, id)
+}
+func (t *tx) PutAlertEvent(ctx context.Context, e store.AlertEvent) error {
+	if e.RuleID == "" {
+		return fmt.Errorf("put alert event %q: a rule ID is required", e.ID)
+	}
+	return put(ctx, t, alertEvents, e, false)
+}
+func (t *tx) DeleteAlertEvent(ctx context.Context, id string) error {
+	return del(ctx, t, alertEvents, id)
+}
+func (t *tx) ListAlertEvents(ctx context.Context, ruleID, before string, limit int) ([]store.AlertEvent, error) {
+	if ruleID == "" || checkKey("rule", ruleID) != nil || checkKey("before", before) != nil || limit <= 0 {
+		return nil, nil
+	}
+	return query[store.AlertEvent](ctx, t, "alert events",
+		"SELECT doc FROM alert_events WHERE rule_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3", ruleID, before, limit)
+}

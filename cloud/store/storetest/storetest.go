@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConfigsAndFragments", testConfigs},
 		{"PartDocumentsAndProposals", testPartDocs},
 		{"MachinePages", testMachinePages},
+		{"Alerts", testAlerts},
+		{"AlertTransitionOnce", testAlertTransitionOnce},
 		{"Packages", testPackages},
 		{"PackageChunks", testPackageChunks},
 	}
@@ -902,4 +904,185 @@ func testPackageChunks(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+func testAlerts(t *testing.T, s store.Store) {
+	r1 := store.AlertRule{ID: "r1", OrgID: "o1", Scope: "org/o1", Name: "offline", Kind: "offline", Window: 5 * time.Minute,
+		WebhookURL: "https://hooks.example/a", Secret: []byte("k1"), CreatedBy: "user/u1", CreatedAt: t0}
+	r2 := store.AlertRule{ID: "r2", OrgID: "o2", Scope: "location/l9", Name: "backlog", Kind: "capture_backlog", Threshold: 100,
+		WebhookURL: "https://hooks.example/b", Secret: []byte("k2"), CreatedAt: t0}
+	r3 := store.AlertRule{ID: "r3", OrgID: "o1", Scope: "location/l1", Name: "failing", Kind: "failing", WebhookURL: "https://hooks.example/c", CreatedAt: t0}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, r := range []store.AlertRule{r1, r2, r3} {
+			if err := tx.PutAlertRule(ctx, r); err != nil {
+				return err
+			}
+		}
+		for _, st := range []store.AlertState{
+			{RuleID: "r1", PartID: "p2", Firing: true, Since: t0, EventID: "e2"},
+			{RuleID: "r1", PartID: "p1", Firing: false, Since: t0, EventID: "e1"},
+			{RuleID: "r3", PartID: "p1", Firing: true, Since: t0},
+		} {
+			if err := tx.PutAlertState(ctx, st); err != nil {
+				return err
+			}
+		}
+		for i, id := range []string{"e1", "e3", "e2", "e4"} {
+			rule := "r1"
+			if id == "e4" {
+				rule = "r3"
+			}
+			if err := tx.PutAlertEvent(ctx, store.AlertEvent{ID: id, RuleID: rule, OrgID: "o1", PartID: "p1", State: "firing", Time: t0.Add(time.Duration(i) * time.Second)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		got, err := tx.GetAlertRule(ctx, "r1")
+		if err != nil {
+			return err
+		}
+		equal(t, "rule", got, r1)
+		o1, err := tx.ListAlertRules(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "rules of o1", ids(o1, func(r store.AlertRule) string { return r.ID }), []string{"r1", "r3"})
+		all, err := tx.ListAlertRules(ctx, "")
+		if err != nil {
+			return err
+		}
+		equal(t, "every rule", ids(all, func(r store.AlertRule) string { return r.ID }), []string{"r1", "r2", "r3"})
+		st, err := tx.GetAlertState(ctx, "r1", "p2")
+		if err != nil {
+			return err
+		}
+		equal(t, "state", st, store.AlertState{RuleID: "r1", PartID: "p2", Firing: true, Since: t0, EventID: "e2"})
+		if _, err := tx.GetAlertState(ctx, "r2", "p2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("state of a rule and part never written: %v, want ErrNotFound", err)
+		}
+		if _, err := tx.GetAlertState(ctx, "r1|x", "p2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("state of a hostile rule ID: %v, want ErrNotFound", err)
+		}
+		states, err := tx.ListAlertStates(ctx, "r1")
+		if err != nil {
+			return err
+		}
+		equal(t, "states of r1", ids(states, func(s store.AlertState) string { return s.PartID }), []string{"p1", "p2"})
+		every, err := tx.ListAlertStates(ctx, "")
+		if err != nil {
+			return err
+		}
+		equal(t, "every state", ids(every, func(s store.AlertState) string { return s.RuleID + "/" + s.PartID }), []string{"r1/p1", "r1/p2", "r3/p1"})
+		evs, err := tx.ListAlertEvents(ctx, "r1", "", 10)
+		if err != nil {
+			return err
+		}
+		equal(t, "events of r1, newest first", ids(evs, func(e store.AlertEvent) string { return e.ID }), []string{"e3", "e2", "e1"})
+		evs, err = tx.ListAlertEvents(ctx, "r1", "e3", 1)
+		if err != nil {
+			return err
+		}
+		equal(t, "events of r1 before e3, one", ids(evs, func(e store.AlertEvent) string { return e.ID }), []string{"e2"})
+		for _, bad := range []string{"", "r1\x00", "nope"} {
+			evs, err := tx.ListAlertEvents(ctx, bad, "", 10)
+			if err != nil || len(evs) != 0 {
+				t.Fatalf("events of rule %q: %v, %v; want none", bad, evs, err)
+			}
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		e, err := tx.GetAlertEvent(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		e.Delivery = store.AlertDelivery{Attempts: 2, StatusCode: 200, Delivered: true, At: t0}
+		if err := tx.PutAlertEvent(ctx, e); err != nil {
+			return err
+		}
+		if err := tx.DeleteAlertState(ctx, "r1", "p1"); err != nil {
+			return err
+		}
+		if err := tx.DeleteAlertEvent(ctx, "e3"); err != nil {
+			return err
+		}
+		return tx.DeleteAlertRule(ctx, "r2")
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		e, err := tx.GetAlertEvent(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		equal(t, "delivery", e.Delivery, store.AlertDelivery{Attempts: 2, StatusCode: 200, Delivered: true, At: t0})
+		if _, err := tx.GetAlertRule(ctx, "r2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted rule: %v, want ErrNotFound", err)
+		}
+		if _, err := tx.GetAlertEvent(ctx, "e3"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("deleted event: %v, want ErrNotFound", err)
+		}
+		states, err := tx.ListAlertStates(ctx, "r1")
+		if err != nil {
+			return err
+		}
+		equal(t, "states of r1 after a delete", ids(states, func(s store.AlertState) string { return s.PartID }), []string{"p2"})
+		return nil
+	})
+	ctx := context.Background()
+	err := s.Update(ctx, func(tx store.Tx) error { return tx.DeleteAlertState(ctx, "r1", "p1") })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleting a missing state: %v, want ErrNotFound", err)
+	}
+}
+
+// testAlertTransitionOnce: replicas that see the same change at once each
+// try to record it; the conditional write in one transaction lets exactly
+// one of them.
+func testAlertTransitionOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			recorded := false
+			errs <- s.Update(ctx, func(tx store.Tx) error {
+				recorded = false
+				st, err := tx.GetAlertState(ctx, "r1", "p1")
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				if st.Firing {
+					return nil
+				}
+				id := fmt.Sprintf("e%02d", i)
+				if err := tx.PutAlertState(ctx, store.AlertState{RuleID: "r1", PartID: "p1", Firing: true, Since: t0, EventID: id}); err != nil {
+					return err
+				}
+				recorded = true
+				return tx.PutAlertEvent(ctx, store.AlertEvent{ID: id, RuleID: "r1", PartID: "p1", State: "firing", Time: t0})
+			})
+			if recorded {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		evs, err := tx.ListAlertEvents(ctx, "r1", "", 100)
+		equal(t, "events recorded", len(evs), 1)
+		return err
+	})
+	equal(t, "replicas that recorded the transition", won, 1)
 }

@@ -60,6 +60,8 @@ const (
 	FragmentServiceName = "outpost.fleet.v1.FragmentService"
 	// DataServiceName is the fully-qualified name of the DataService service.
 	DataServiceName = "outpost.fleet.v1.DataService"
+	// AlertServiceName is the fully-qualified name of the AlertService service.
+	AlertServiceName = "outpost.fleet.v1.AlertService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -253,6 +255,21 @@ const (
 	// DataServiceDeleteCapturesProcedure is the fully-qualified name of the DataService's
 	// DeleteCaptures RPC.
 	DataServiceDeleteCapturesProcedure = "/outpost.fleet.v1.DataService/DeleteCaptures"
+	// AlertServiceCreateAlertRuleProcedure is the fully-qualified name of the AlertService's
+	// CreateAlertRule RPC.
+	AlertServiceCreateAlertRuleProcedure = "/outpost.fleet.v1.AlertService/CreateAlertRule"
+	// AlertServiceListAlertRulesProcedure is the fully-qualified name of the AlertService's
+	// ListAlertRules RPC.
+	AlertServiceListAlertRulesProcedure = "/outpost.fleet.v1.AlertService/ListAlertRules"
+	// AlertServiceDeleteAlertRuleProcedure is the fully-qualified name of the AlertService's
+	// DeleteAlertRule RPC.
+	AlertServiceDeleteAlertRuleProcedure = "/outpost.fleet.v1.AlertService/DeleteAlertRule"
+	// AlertServiceListAlertEventsProcedure is the fully-qualified name of the AlertService's
+	// ListAlertEvents RPC.
+	AlertServiceListAlertEventsProcedure = "/outpost.fleet.v1.AlertService/ListAlertEvents"
+	// AlertServiceTestAlertRuleProcedure is the fully-qualified name of the AlertService's
+	// TestAlertRule RPC.
+	AlertServiceTestAlertRuleProcedure = "/outpost.fleet.v1.AlertService/TestAlertRule"
 )
 
 // ServerServiceClient is a client for the outpost.fleet.v1.ServerService service.
@@ -2933,4 +2950,198 @@ func (UnimplementedDataServiceHandler) TagCaptures(context.Context, *connect.Req
 
 func (UnimplementedDataServiceHandler) DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.DeleteCaptures is not implemented"))
+}
+
+// AlertServiceClient is a client for the outpost.fleet.v1.AlertService service.
+type AlertServiceClient interface {
+	// CreateAlertRule makes a rule on a scope; the answer holds the webhook
+	// signing secret, shown this once.
+	CreateAlertRule(context.Context, *connect.Request[v1.CreateAlertRuleRequest]) (*connect.Response[v1.CreateAlertRuleResponse], error)
+	// ListAlertRules lists the rules on a scope and on the locations below it.
+	ListAlertRules(context.Context, *connect.Request[v1.ListAlertRulesRequest]) (*connect.Response[v1.ListAlertRulesResponse], error)
+	// DeleteAlertRule deletes a rule with its states and history.
+	DeleteAlertRule(context.Context, *connect.Request[v1.DeleteAlertRuleRequest]) (*connect.Response[v1.DeleteAlertRuleResponse], error)
+	// ListAlertEvents lists a rule's history, newest first: each part's
+	// firing and resolved transitions and test-fires, with their delivery.
+	ListAlertEvents(context.Context, *connect.Request[v1.ListAlertEventsRequest]) (*connect.Response[v1.ListAlertEventsResponse], error)
+	// TestAlertRule posts a signed sample event to the rule's webhook now and
+	// answers how it went; the attempt joins the history.
+	TestAlertRule(context.Context, *connect.Request[v1.TestAlertRuleRequest]) (*connect.Response[v1.TestAlertRuleResponse], error)
+}
+
+// NewAlertServiceClient constructs a client for the outpost.fleet.v1.AlertService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewAlertServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) AlertServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	alertServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AlertService").Methods()
+	return &alertServiceClient{
+		createAlertRule: connect.NewClient[v1.CreateAlertRuleRequest, v1.CreateAlertRuleResponse](
+			httpClient,
+			baseURL+AlertServiceCreateAlertRuleProcedure,
+			connect.WithSchema(alertServiceMethods.ByName("CreateAlertRule")),
+			connect.WithClientOptions(opts...),
+		),
+		listAlertRules: connect.NewClient[v1.ListAlertRulesRequest, v1.ListAlertRulesResponse](
+			httpClient,
+			baseURL+AlertServiceListAlertRulesProcedure,
+			connect.WithSchema(alertServiceMethods.ByName("ListAlertRules")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		deleteAlertRule: connect.NewClient[v1.DeleteAlertRuleRequest, v1.DeleteAlertRuleResponse](
+			httpClient,
+			baseURL+AlertServiceDeleteAlertRuleProcedure,
+			connect.WithSchema(alertServiceMethods.ByName("DeleteAlertRule")),
+			connect.WithClientOptions(opts...),
+		),
+		listAlertEvents: connect.NewClient[v1.ListAlertEventsRequest, v1.ListAlertEventsResponse](
+			httpClient,
+			baseURL+AlertServiceListAlertEventsProcedure,
+			connect.WithSchema(alertServiceMethods.ByName("ListAlertEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		testAlertRule: connect.NewClient[v1.TestAlertRuleRequest, v1.TestAlertRuleResponse](
+			httpClient,
+			baseURL+AlertServiceTestAlertRuleProcedure,
+			connect.WithSchema(alertServiceMethods.ByName("TestAlertRule")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// alertServiceClient implements AlertServiceClient.
+type alertServiceClient struct {
+	createAlertRule *connect.Client[v1.CreateAlertRuleRequest, v1.CreateAlertRuleResponse]
+	listAlertRules  *connect.Client[v1.ListAlertRulesRequest, v1.ListAlertRulesResponse]
+	deleteAlertRule *connect.Client[v1.DeleteAlertRuleRequest, v1.DeleteAlertRuleResponse]
+	listAlertEvents *connect.Client[v1.ListAlertEventsRequest, v1.ListAlertEventsResponse]
+	testAlertRule   *connect.Client[v1.TestAlertRuleRequest, v1.TestAlertRuleResponse]
+}
+
+// CreateAlertRule calls outpost.fleet.v1.AlertService.CreateAlertRule.
+func (c *alertServiceClient) CreateAlertRule(ctx context.Context, req *connect.Request[v1.CreateAlertRuleRequest]) (*connect.Response[v1.CreateAlertRuleResponse], error) {
+	return c.createAlertRule.CallUnary(ctx, req)
+}
+
+// ListAlertRules calls outpost.fleet.v1.AlertService.ListAlertRules.
+func (c *alertServiceClient) ListAlertRules(ctx context.Context, req *connect.Request[v1.ListAlertRulesRequest]) (*connect.Response[v1.ListAlertRulesResponse], error) {
+	return c.listAlertRules.CallUnary(ctx, req)
+}
+
+// DeleteAlertRule calls outpost.fleet.v1.AlertService.DeleteAlertRule.
+func (c *alertServiceClient) DeleteAlertRule(ctx context.Context, req *connect.Request[v1.DeleteAlertRuleRequest]) (*connect.Response[v1.DeleteAlertRuleResponse], error) {
+	return c.deleteAlertRule.CallUnary(ctx, req)
+}
+
+// ListAlertEvents calls outpost.fleet.v1.AlertService.ListAlertEvents.
+func (c *alertServiceClient) ListAlertEvents(ctx context.Context, req *connect.Request[v1.ListAlertEventsRequest]) (*connect.Response[v1.ListAlertEventsResponse], error) {
+	return c.listAlertEvents.CallUnary(ctx, req)
+}
+
+// TestAlertRule calls outpost.fleet.v1.AlertService.TestAlertRule.
+func (c *alertServiceClient) TestAlertRule(ctx context.Context, req *connect.Request[v1.TestAlertRuleRequest]) (*connect.Response[v1.TestAlertRuleResponse], error) {
+	return c.testAlertRule.CallUnary(ctx, req)
+}
+
+// AlertServiceHandler is an implementation of the outpost.fleet.v1.AlertService service.
+type AlertServiceHandler interface {
+	// CreateAlertRule makes a rule on a scope; the answer holds the webhook
+	// signing secret, shown this once.
+	CreateAlertRule(context.Context, *connect.Request[v1.CreateAlertRuleRequest]) (*connect.Response[v1.CreateAlertRuleResponse], error)
+	// ListAlertRules lists the rules on a scope and on the locations below it.
+	ListAlertRules(context.Context, *connect.Request[v1.ListAlertRulesRequest]) (*connect.Response[v1.ListAlertRulesResponse], error)
+	// DeleteAlertRule deletes a rule with its states and history.
+	DeleteAlertRule(context.Context, *connect.Request[v1.DeleteAlertRuleRequest]) (*connect.Response[v1.DeleteAlertRuleResponse], error)
+	// ListAlertEvents lists a rule's history, newest first: each part's
+	// firing and resolved transitions and test-fires, with their delivery.
+	ListAlertEvents(context.Context, *connect.Request[v1.ListAlertEventsRequest]) (*connect.Response[v1.ListAlertEventsResponse], error)
+	// TestAlertRule posts a signed sample event to the rule's webhook now and
+	// answers how it went; the attempt joins the history.
+	TestAlertRule(context.Context, *connect.Request[v1.TestAlertRuleRequest]) (*connect.Response[v1.TestAlertRuleResponse], error)
+}
+
+// NewAlertServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewAlertServiceHandler(svc AlertServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	alertServiceMethods := v1.File_outpost_fleet_v1_fleet_proto.Services().ByName("AlertService").Methods()
+	alertServiceCreateAlertRuleHandler := connect.NewUnaryHandler(
+		AlertServiceCreateAlertRuleProcedure,
+		svc.CreateAlertRule,
+		connect.WithSchema(alertServiceMethods.ByName("CreateAlertRule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	alertServiceListAlertRulesHandler := connect.NewUnaryHandler(
+		AlertServiceListAlertRulesProcedure,
+		svc.ListAlertRules,
+		connect.WithSchema(alertServiceMethods.ByName("ListAlertRules")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	alertServiceDeleteAlertRuleHandler := connect.NewUnaryHandler(
+		AlertServiceDeleteAlertRuleProcedure,
+		svc.DeleteAlertRule,
+		connect.WithSchema(alertServiceMethods.ByName("DeleteAlertRule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	alertServiceListAlertEventsHandler := connect.NewUnaryHandler(
+		AlertServiceListAlertEventsProcedure,
+		svc.ListAlertEvents,
+		connect.WithSchema(alertServiceMethods.ByName("ListAlertEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	alertServiceTestAlertRuleHandler := connect.NewUnaryHandler(
+		AlertServiceTestAlertRuleProcedure,
+		svc.TestAlertRule,
+		connect.WithSchema(alertServiceMethods.ByName("TestAlertRule")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/outpost.fleet.v1.AlertService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case AlertServiceCreateAlertRuleProcedure:
+			alertServiceCreateAlertRuleHandler.ServeHTTP(w, r)
+		case AlertServiceListAlertRulesProcedure:
+			alertServiceListAlertRulesHandler.ServeHTTP(w, r)
+		case AlertServiceDeleteAlertRuleProcedure:
+			alertServiceDeleteAlertRuleHandler.ServeHTTP(w, r)
+		case AlertServiceListAlertEventsProcedure:
+			alertServiceListAlertEventsHandler.ServeHTTP(w, r)
+		case AlertServiceTestAlertRuleProcedure:
+			alertServiceTestAlertRuleHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedAlertServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedAlertServiceHandler struct{}
+
+func (UnimplementedAlertServiceHandler) CreateAlertRule(context.Context, *connect.Request[v1.CreateAlertRuleRequest]) (*connect.Response[v1.CreateAlertRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AlertService.CreateAlertRule is not implemented"))
+}
+
+func (UnimplementedAlertServiceHandler) ListAlertRules(context.Context, *connect.Request[v1.ListAlertRulesRequest]) (*connect.Response[v1.ListAlertRulesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AlertService.ListAlertRules is not implemented"))
+}
+
+func (UnimplementedAlertServiceHandler) DeleteAlertRule(context.Context, *connect.Request[v1.DeleteAlertRuleRequest]) (*connect.Response[v1.DeleteAlertRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AlertService.DeleteAlertRule is not implemented"))
+}
+
+func (UnimplementedAlertServiceHandler) ListAlertEvents(context.Context, *connect.Request[v1.ListAlertEventsRequest]) (*connect.Response[v1.ListAlertEventsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AlertService.ListAlertEvents is not implemented"))
+}
+
+func (UnimplementedAlertServiceHandler) TestAlertRule(context.Context, *connect.Request[v1.TestAlertRuleRequest]) (*connect.Response[v1.TestAlertRuleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.AlertService.TestAlertRule is not implemented"))
 }
