@@ -122,4 +122,3 @@ func sha256Of(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
-
