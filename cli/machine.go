@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
@@ -33,14 +34,28 @@ func newMachineCmd(g *globals) *cobra.Command {
 	var loc, mainPart string
 	create := &cobra.Command{
 		Use: "create NAME --location LOCATION_ID", Short: "Create a machine with its main part", Args: cobra.ExactArgs(1),
+		Long: "Creates a machine with its main part. The part's credentials come with its bootstrap file\n" +
+			"(`outpost part bootstrap PART_ID`), which gives the part a new secret: none is printed here.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(g, cmd, (*api).CreateMachine, &fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart},
-				func(w io.Writer, res *fleetv1.CreateMachineResponse) error {
-					if err := machineTable(w, res.GetMachine()); err != nil {
-						return err
-					}
-					return secretNote(w, "main part secret", res.GetMainPartSecret())
-				})
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.CreateMachine(cmd.Context(), connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart}))
+			if err != nil {
+				return err
+			}
+			// The secret the cloud made stops working at the part's
+			// bootstrap, the only way to install a part, so it is never
+			// shown: a copy in a terminal's scrollback or a script's log
+			// would be one more secret to guard for nothing.
+			res.Msg.MainPartSecret = ""
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				if err := machineTable(w, res.Msg.GetMachine()); err != nil {
+					return err
+				}
+				return bootstrapNote(w, res.Msg.GetMachine().GetParts()...)
+			})
 		},
 	}
 	create.Flags().StringVar(&loc, "location", "", "location ID")

@@ -25,14 +25,25 @@ func newPartCmd(g *globals) *cobra.Command {
 	var machine string
 	add := &cobra.Command{
 		Use: "add NAME --machine MACHINE_ID", Short: "Add a part to a machine", Args: cobra.ExactArgs(1),
+		Long: "Adds a part to a machine. The part's credentials come with its bootstrap file\n" +
+			"(`outpost part bootstrap PART_ID`), which gives the part a new secret: none is printed here.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(g, cmd, (*api).AddPart, &fleetv1.AddPartRequest{MachineId: machine, Name: args[0]},
-				func(w io.Writer, res *fleetv1.AddPartResponse) error {
-					if err := partTable(w, res.GetPart()); err != nil {
-						return err
-					}
-					return secretNote(w, "part secret", res.GetSecret())
-				})
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.AddPart(cmd.Context(), connect.NewRequest(&fleetv1.AddPartRequest{MachineId: machine, Name: args[0]}))
+			if err != nil {
+				return err
+			}
+			// As machine create: bootstrap replaces this secret.
+			res.Msg.Secret = ""
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				if err := partTable(w, res.Msg.GetPart()); err != nil {
+					return err
+				}
+				return bootstrapNote(w, res.Msg.GetPart())
+			})
 		},
 	}
 	add.Flags().StringVar(&machine, "machine", "", "machine ID")
@@ -128,6 +139,18 @@ func newPartCmd(g *globals) *cobra.Command {
 	bootstrap.Flags().StringVarP(&out, "output", "o", "", "write the file here (mode 0600) instead of printing it")
 	cmd.AddCommand(add, rename, del, rotate, restart, bootstrap)
 	return cmd
+}
+
+// bootstrapNote says how a new part gets its credentials: its bootstrap
+// file, which sets its secret.
+func bootstrapNote(w io.Writer, parts ...*fleetv1.Part) error {
+	for _, p := range parts {
+		if _, err := fmt.Fprintf(w, "\nnext: outpost part bootstrap %s -o outpostd.json writes the bootstrap file of part %q (with its secret)\n",
+			p.GetId(), p.GetName()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeSecretFile writes data to a new file readable by its owner only,
