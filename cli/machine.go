@@ -93,9 +93,13 @@ func newMachineCmd(g *globals) *cobra.Command {
 			return call(g, cmd, (*api).RestartMachine, &fleetv1.RestartMachineRequest{MachineId: args[0]}, showMachine)
 		},
 	}
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete MACHINE_ID", Short: "Delete a machine and its parts", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, fmt.Sprintf("delete machine/%s and its parts, for good", args[0])); err != nil {
+				return err
+			}
 			return call(g, cmd, (*api).DeleteMachine, &fleetv1.DeleteMachineRequest{MachineId: args[0]},
 				func(w io.Writer, _ *fleetv1.DeleteMachineResponse) error {
 					_, err := fmt.Fprintf(w, "deleted machine/%s\n", args[0])
@@ -103,6 +107,7 @@ func newMachineCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(del, &yes)
 	status := &cobra.Command{
 		Use: "status MACHINE_ID", Short: "Show when each part was last online and what it reported", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

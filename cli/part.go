@@ -55,9 +55,13 @@ func newPartCmd(g *globals) *cobra.Command {
 				func(w io.Writer, res *fleetv1.RenamePartResponse) error { return partTable(w, res.GetPart()) })
 		},
 	}
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete PART_ID", Short: "Delete a part (not the main part)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, "delete part/"+args[0]); err != nil {
+				return err
+			}
 			return call(g, cmd, (*api).DeletePart, &fleetv1.DeletePartRequest{PartId: args[0]},
 				func(w io.Writer, _ *fleetv1.DeletePartResponse) error {
 					_, err := fmt.Fprintf(w, "deleted part/%s\n", args[0])
@@ -65,6 +69,7 @@ func newPartCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(del, &yes)
 	rotate := &cobra.Command{
 		Use: "rotate-secret PART_ID", Short: "Replace a part's secret; the old one stops working", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
