@@ -113,6 +113,7 @@ func newRoot(e env) *cobra.Command {
 	root.AddCommand(newRobotCmd(g))
 	root.AddCommand(newFleetCmd(g))
 	refuseUnknownSubcommands(root)
+	registerCompletion(g, root)
 	return root
 }
 

@@ -63,3 +63,55 @@ func TestCLIUserListAndConfirmedDeletes(t *testing.T) {
 	s.run("", "org", "delete", org, "-y")
 	compareGolden(t, "userlist.golden", normalize(s.out.String(), url, s.configDir))
 }
+
+// TestCLINamesWhereIDsAreAsked: organizations, locations (by name or
+// path), machines (by name or the end of their path), parts (MACHINE/PART),
+// fragments, API keys and scopes are taken by name; an ID still works; an
+// ambiguous name fails listing the candidates and an unknown one says so; a
+// name resolves only among what the caller may see; completion offers the
+// names, and nothing without a credential.
+func TestCLINamesWhereIDsAreAsked(t *testing.T) {
+	url, adminToken := startCloud(t)
+	s := &session{t: t, configDir: t.TempDir(), vars: map[string]string{"OUTPOST_CLOUD": url, "OUTPOST_TOKEN": adminToken}}
+	s.run("", "org", "create", "Acme Robotics")
+	s.run("", "org", "create", "Beta")
+	s.run("", "location", "create", "Plant", "--org", "Beta")
+	s.run("", "location", "create", "Plant", "--org", "Acme Robotics")
+	s.run("", "location", "create", "Line 1", "--org", "Acme Robotics", "--parent", "Plant")
+	s.run("", "location", "create", "Cell A", "--org", "Acme Robotics", "--parent", "Plant/Line 1")
+	s.run("", "location", "create", "Office", "--org", "acme robotics")
+	rover := s.field(s.run("", "machine", "create", "rover", "--location", "Cell A", "--json"), "machine", "id")
+	s.run("", "machine", "create", "rover", "--location", "Office")
+	s.run("", "machine", "create", "forklift", "--location", "Acme Robotics/Plant") // a path may start with its organization
+	s.run("", "machine", "create", "arm", "--location", "Line 1")
+	s.run("", "part", "add", "gripper", "--machine", "arm")
+	s.run("", "part", "rename", "arm/gripper", "claw")
+	s.run("", "part", "rename", "gripper", "claw")
+	s.run("", "part", "rename", "arm/nothing", "claw")
+	s.run("{}", "fragment", "create", "base", "--org", "Acme Robotics", "--file", "-")
+	s.run("", "fragment", "get", "base")
+	s.run("{}", "config", "set", "arm", "--file", "-", "--fragment", "base")
+	s.run("", "machine", "list", "--location", "Plant/Line 1")
+	s.run("", "machine", "get", "rover")
+	s.run("", "machine", "get", "Cell A/rover")
+	s.run("", "machine", "get", rover)
+	s.run("", "machine", "get", "rovr")
+	s.run("", "location", "rename", "Plant", "Works")
+	s.run("", "apikey", "create", "--name", "ci", "--role", "operator", "--scope", "machine/arm")
+	s.run("", "apikey", "list", "--org", "Acme Robotics")
+	s.run("", "access", "check", "--subject", "apikey/ci", "--action", "machine.control", "--resource", "machine/Office/rover")
+	s.run("", "apikey", "revoke", "ci")
+	s.run("bob password 1\n", "user", "create", "bob@example.com", "--password-stdin")
+	s.run("", "role", "grant", "--subject", "user/bob@example.com", "--role", "operator", "--scope", "location/Plant/Line 1")
+	s.run("", "__complete", "machine", "get", "")
+	s.run("", "__complete", "machine", "list", "--location", "")
+	s.run("", "__complete", "part", "bootstrap", "")
+	s.run("", "__complete", "fragment", "get", "")
+
+	delete(s.vars, "OUTPOST_TOKEN")
+	s.run("", "__complete", "machine", "get", "") // not signed in: nothing
+	s.run("bob password 1\n", "login", "bob@example.com", "--password-stdin")
+	s.run("", "machine", "get", "rover") // bob sees one rover only
+	s.run("", "__complete", "machine", "get", "")
+	compareGolden(t, "names.golden", normalize(s.out.String(), url, s.configDir))
+}

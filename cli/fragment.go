@@ -77,15 +77,19 @@ func newFragmentCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			frag, err := g.resolveArg(ctx, c, "fragment", args[0])
+			if err != nil {
+				return err
+			}
 			b := uint64(base)
 			if base < 0 {
-				cur, err := c.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
+				cur, err := c.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: frag}))
 				if err != nil {
 					return err
 				}
 				b = cur.Msg.GetFragment().GetRevision()
 			}
-			res, err := c.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: args[0], BaseRevision: b, Config: cfg}))
+			res, err := c.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: frag, BaseRevision: b, Config: cfg}))
 			if err != nil {
 				return err
 			}

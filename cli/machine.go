@@ -41,7 +41,11 @@ func newMachineCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.CreateMachine(cmd.Context(), connect.NewRequest(&fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart}))
+			req := &fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.CreateMachine(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
 			}

@@ -32,7 +32,11 @@ func newPartCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.AddPart(cmd.Context(), connect.NewRequest(&fleetv1.AddPartRequest{MachineId: machine, Name: args[0]}))
+			req := &fleetv1.AddPartRequest{MachineId: machine, Name: args[0]}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.AddPart(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
 			}
@@ -121,7 +125,11 @@ func newPartCmd(g *globals) *cobra.Command {
 			if u == "" {
 				u = c.base
 			}
-			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
+			req := &fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
 			}
