@@ -97,7 +97,7 @@ type session struct {
 func (s *session) run(stdin string, args ...string) string {
 	s.t.Helper()
 	e := env{
-		getenv:    func(k string) string { return s.vars[k] },
+		getenv:        func(k string) string { return s.vars[k] },
 		stdin:         strings.NewReader(stdin),
 		stdinTerminal: s.terminal,
 		configDir:     s.configDir,
