@@ -91,9 +91,11 @@ func pick(kind, name string, cands []candidate) (string, error) {
 			return hits[0].id, nil
 		}
 		slices.SortFunc(hits, func(a, b candidate) int { return strings.Compare(a.where()+"\x00"+a.id, b.where()+"\x00"+b.id) })
-		return "", &ambiguousError{kind: kind, name: name, cands: hits}
+		return "", connect.NewError(connect.CodeInvalidArgument, &ambiguousError{kind: kind, name: name, cands: hits})
 	}
-	return "", &unknownError{kind: kind, name: name}
+	// Invalid, not not-found: the argument names nothing, as a malformed
+	// ID does; whether a thing exists beyond the caller's sight is not said.
+	return "", connect.NewError(connect.CodeInvalidArgument, &unknownError{kind: kind, name: name})
 }
 
 // unknownError is a name that means nothing the caller may see.
