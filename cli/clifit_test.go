@@ -1,7 +1,19 @@
 package cli
 
 import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"connectrpc.com/connect"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
+	"github.com/outpost-robotics/outpost/cloudsync"
+	"github.com/outpost-robotics/outpost/partfile"
 )
 
 // TestCLINewPartShowsNoSecret: machine create and part add print no part
@@ -114,4 +126,41 @@ func TestCLINamesWhereIDsAreAsked(t *testing.T) {
 	s.run("", "machine", "get", "rover") // bob sees one rover only
 	s.run("", "__complete", "machine", "get", "")
 	compareGolden(t, "names.golden", normalize(s.out.String(), url, s.configDir))
+}
+
+// TestCLIPrivateCA: a cloud whose TLS a private CA signs is refused without
+// the CA; --ca-file reaches it, login remembers it, and part bootstrap
+// writes it into the bootstrap file, with which the part syncs as it is.
+func TestCLIPrivateCA(t *testing.T) {
+	cl := cloudtest.New(t, cloudtest.Options{TLS: true, Clock: clock.NewFake(cliTestTime)})
+	p := cl.Provision(t, cloudtest.PartOptions{})
+	cl.CreateUser(t, "owner@example.com", "owner password 1", "owner", "machine/"+p.MachineID)
+	s := &session{t: t, configDir: t.TempDir(), vars: map[string]string{"OUTPOST_CLOUD": cl.URL}}
+	s.run("", "cloud", "info")
+	s.run("owner password 1\n", "login", "owner@example.com", "--password-stdin", "--ca-file", cl.CAFile)
+	s.run("", "whoami", "--json")
+	out := filepath.Join(t.TempDir(), "outpostd.json")
+	s.run("", "part", "bootstrap", p.ID, "-o", out)
+	s.vars["OUTPOST_CA_FILE"] = filepath.Join(t.TempDir(), "missing.pem")
+	s.run("", "whoami")
+	got := strings.ReplaceAll(normalize(s.out.String(), cl.URL, s.configDir), out, "OUT")
+	got = strings.ReplaceAll(got, s.vars["OUTPOST_CA_FILE"], "MISSING")
+	compareGolden(t, "privateca.golden", strings.ReplaceAll(got, cl.CAFile, "CA"))
+
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := partfile.ParseBootstrap(out, data)
+	if err != nil || b.File.GetCaPem() == "" {
+		t.Fatalf("bootstrap file %v without ca_pem:\n%s", err, data)
+	}
+	c, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: b.File.GetCloudUrl(), PartID: b.File.GetPartId(), PartSecret: b.File.GetPartSecret(),
+		CAPEM: []byte(b.File.GetCaPem()), RetryMax: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Pull(context.Background(), connect.NewRequest(&syncv1.PullRequest{})); err != nil {
+		t.Fatalf("the part could not pull with the bootstrap file's CA: %v", err)
+	}
 }

@@ -114,7 +114,9 @@ func newPartCmd(g *globals) *cobra.Command {
 			"The cloud keeps only a hash of each secret, so it cannot print the current one: bootstrap gives the part a\n" +
 			"new secret, and the old one stops working at once (a running part must get the new file). It needs\n" +
 			"machine.config.edit on the part (an owner of the machine, its location or its organization).\n" +
-			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.",
+			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.\n" +
+			"When this command reaches the cloud through a private CA (--ca-file, or the one login saved), the file\n" +
+			"carries that CA (ca_pem), so the part trusts the cloud's certificate with no other file.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -132,6 +134,11 @@ func newPartCmd(g *globals) *cobra.Command {
 			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
+			}
+			// The part reaches the cloud through the same private CA
+			// this command did: the file carries it, so it works as is.
+			if pem, _, err := g.caPEM(); err == nil && pem != nil && res.Msg.GetBootstrap().GetCaFile() == "" {
+				res.Msg.GetBootstrap().CaPem = string(pem)
 			}
 			var buf bytes.Buffer
 			if err := writeJSON(&buf, res.Msg.GetBootstrap()); err != nil {

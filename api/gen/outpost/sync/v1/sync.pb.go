@@ -3694,7 +3694,12 @@ type Bootstrap struct {
 	CloudKeys []*PublicKey `protobuf:"bytes,4,rep,name=cloud_keys,json=cloudKeys,proto3" json:"cloud_keys,omitempty"`
 	// A PEM file of CA certificates for the cloud's TLS, when it is not signed
 	// by a CA the system trusts.
-	CaFile        string `protobuf:"bytes,5,opt,name=ca_file,json=caFile,proto3" json:"ca_file,omitempty"`
+	CaFile string `protobuf:"bytes,5,opt,name=ca_file,json=caFile,proto3" json:"ca_file,omitempty"`
+	// The PEM CA certificates themselves, for a cloud whose TLS a private CA
+	// signs: `outpost part bootstrap` writes the CA it reaches the cloud
+	// through (--ca-file), so the file works as it is. ca_file wins when both
+	// are set. Public certificates only, never a key.
+	CaPem         string `protobuf:"bytes,6,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3760,6 +3765,13 @@ func (x *Bootstrap) GetCloudKeys() []*PublicKey {
 func (x *Bootstrap) GetCaFile() string {
 	if x != nil {
 		return x.CaFile
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetCaPem() string {
+	if x != nil {
+		return x.CaPem
 	}
 	return ""
 }
@@ -4027,7 +4039,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x0eResourceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xb6\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xcd\x01\n" +
 	"\tBootstrap\x12\x1b\n" +
 	"\tcloud_url\x18\x01 \x01(\tR\bcloudUrl\x12\x17\n" +
 	"\apart_id\x18\x02 \x01(\tR\x06partId\x12\x1f\n" +
@@ -4035,7 +4047,8 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"partSecret\x129\n" +
 	"\n" +
 	"cloud_keys\x18\x04 \x03(\v2\x1a.outpost.sync.v1.PublicKeyR\tcloudKeys\x12\x17\n" +
-	"\aca_file\x18\x05 \x01(\tR\x06caFile*\x89\x01\n" +
+	"\aca_file\x18\x05 \x01(\tR\x06caFile\x12\x15\n" +
+	"\x06ca_pem\x18\x06 \x01(\tR\x05caPem*\x89\x01\n" +
 	"\x0eRestartOutcome\x12\x1f\n" +
 	"\x1bRESTART_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19RESTART_OUTCOME_RESTARTED\x10\x01\x12\x1b\n" +
