@@ -368,6 +368,14 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 	return res
 }
 
+// Interval is the time between cycles now: Options.Interval until the
+// cloud sets one.
+func (s *Syncer) Interval() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.interval
+}
+
 // setInterval takes the interval the cloud sent. A change is logged with
 // what it replaced: the first time the cloud overrides the interval the
 // part was started with, saying that the cloud's wins and why, since an
