@@ -164,3 +164,24 @@ func TestCLIPrivateCA(t *testing.T) {
 		t.Fatalf("the part could not pull with the bootstrap file's CA: %v", err)
 	}
 }
+
+// TestRobotSaysWhichCredential: with -v, outpost robot says which
+// credential its calls carry, never the secret: the session outpost login
+// saved when no key is given, an API key from the environment otherwise.
+func TestRobotSaysWhichCredential(t *testing.T) {
+	url, adminToken := startCloud(t)
+	t.Setenv("HOME", t.TempDir()) // no trusted robots
+	s := &session{t: t, configDir: t.TempDir(), vars: map[string]string{"OUTPOST_CLOUD": url, "OUTPOST_TOKEN": adminToken}}
+	s.run("ann password 1\n", "user", "create", "ann@example.com", "--password-stdin")
+	delete(s.vars, "OUTPOST_TOKEN")
+	s.run("ann password 1\n", "login", "ann@example.com", "--password-stdin")
+	s.out.Reset()
+	s.run("", "robot", "status", "-v", "--robot", "127.0.0.1:1")
+	s.vars["OUTPOST_API_KEY"] = "opk_0123456789abcdef0123456789abcdef_" + strings.Repeat("A", 43)
+	s.run("", "robot", "status", "-v", "--robot", "127.0.0.1:1")
+	got := normalize(s.out.String(), url, s.configDir)
+	if strings.Contains(got, strings.Repeat("A", 43)) {
+		t.Fatalf("-v printed a secret:\n%s", got)
+	}
+	compareGolden(t, "robotcredential.golden", got)
+}
