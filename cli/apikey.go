@@ -25,8 +25,11 @@ func newAPIKeyCmd(g *globals) *cobra.Command {
 			// The key pair is made here: the cloud gets the public key
 			// only, and the private key is printed once, never sent.
 			priv := credential.NewPrivateKey()
-			res, err := c.CreateAPIKey(cmd.Context(), connect.NewRequest(&fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope,
-				PublicKey: priv.Public().(ed25519.PublicKey)}))
+			req := &fleetv1.CreateAPIKeyRequest{Name: name, Role: role, Scope: scope, PublicKey: priv.Public().(ed25519.PublicKey)}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.CreateAPIKey(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
 			}

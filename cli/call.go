@@ -24,6 +24,11 @@ func call[Req, Res any, M interface {
 	if err != nil {
 		return err
 	}
+	if m, ok := any(req).(proto.Message); ok {
+		if err := g.resolve(cmd.Context(), c, m); err != nil {
+			return err
+		}
+	}
 	res, err := method(c, cmd.Context(), connect.NewRequest(req))
 	if err != nil {
 		return err

@@ -81,10 +81,11 @@ func osEnv() env {
 
 // globals are the flags every command shares.
 type globals struct {
-	env   env
-	cloud string
-	token string
-	json  bool
+	env    env
+	cloud  string
+	token  string
+	json   bool
+	caFile string
 }
 
 func newRoot(e env) *cobra.Command {
@@ -104,6 +105,7 @@ func newRoot(e env) *cobra.Command {
 	// token must never be printed. tokenValue reads $OUTPOST_TOKEN instead.
 	pf.StringVar(&g.token, "token", "", "session (ops_..., as outpost login saves and outpost-cloud writes to admin.token) or API key (opk_...) (or $OUTPOST_TOKEN; else the one saved by outpost login)")
 	pf.BoolVar(&g.json, "json", false, "print what the API returns as JSON")
+	pf.StringVar(&g.caFile, "ca-file", "", "PEM bundle of the private CA the cloud's TLS certificate is signed by (or $OUTPOST_CA_FILE; outpost login remembers it)")
 	root.AddCommand(
 		newCloudCmd(g), newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
 		newPartCmd(g), newUserCmd(g), newRoleCmd(g), newAPIKeyCmd(g), newAccessCmd(g), newAuditCmd(g),
@@ -114,6 +116,7 @@ func newRoot(e env) *cobra.Command {
 	root.AddCommand(newFleetCmd(g))
 	root.AddCommand(newAlertCmd(g))
 	refuseUnknownSubcommands(root)
+	registerCompletion(g, root)
 	return root
 }
 

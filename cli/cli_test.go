@@ -89,6 +89,8 @@ type session struct {
 	vars      map[string]string
 	configDir string
 	out       strings.Builder
+	// terminal says stdin is a terminal (a person answering prompts).
+	terminal bool
 }
 
 // run runs one command line with the environment vars and stdin, appends
@@ -96,10 +98,11 @@ type session struct {
 func (s *session) run(stdin string, args ...string) string {
 	s.t.Helper()
 	e := env{
-		getenv:    func(k string) string { return s.vars[k] },
-		stdin:     strings.NewReader(stdin),
-		configDir: s.configDir,
-		now:       func() time.Time { return cliTestTime },
+		getenv:        func(k string) string { return s.vars[k] },
+		stdin:         strings.NewReader(stdin),
+		stdinTerminal: s.terminal,
+		configDir:     s.configDir,
+		now:           func() time.Time { return cliTestTime },
 	}
 	root := newRoot(e)
 	var stdout, stderr bytes.Buffer
@@ -184,7 +187,7 @@ func TestCLIGolden(t *testing.T) {
 	s.run("", "location", "list", "--org", org)
 	machine := s.field(s.run("", "machine", "create", "arm-1", "--location", line, "--json"), "machine", "id")
 	s.run("", "machine", "get", machine)
-	s.run("", "location", "delete", line)
+	s.run("", "location", "delete", line, "--yes")
 	s.run("", "location", "create", "", "--org", org)
 	admin()
 	s.run("", "user", "create", "bob@example.com")
@@ -231,7 +234,7 @@ func TestSubjectSpellings(t *testing.T) {
 		return s.run("", "access", "check", "--subject", subject, "--action", "machine.control", "--resource", "machine/"+machine, "--json")
 	}
 	canonical, old := check("user/bob@example.com"), check("user:bob@example.com")
-	deleted := s.run("", "user", "delete", "user/bob@example.com")
+	deleted := s.run("", "user", "delete", "user/bob@example.com", "--yes")
 	if !strings.Contains(granted, "bob@example.com") || !strings.Contains(canonical, `"allowed": true`) || canonical != old ||
 		!strings.HasPrefix(deleted, "deleted user bob@example.com") {
 		t.Fatalf("the spellings do not name the same user:\n%s", s.out.String())

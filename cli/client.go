@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
 	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/partfile"
 )
 
 // cloudURL is --cloud, $OUTPOST_CLOUD, or the saved one.
@@ -30,6 +35,35 @@ func (g *globals) bearer() string {
 		return t
 	}
 	return g.loadSaved().Token
+}
+
+// caFlag is --ca-file, else $OUTPOST_CA_FILE.
+func (g *globals) caFlag() string {
+	if g.caFile != "" {
+		return g.caFile
+	}
+	return g.env.getenv("OUTPOST_CA_FILE")
+}
+
+// caPEM is the private CA the cloud is reached through: --ca-file,
+// $OUTPOST_CA_FILE, or the one outpost login saved with the cloud it is
+// for; nil for the system's roots.
+func (g *globals) caPEM() ([]byte, string, error) {
+	path := g.caFlag()
+	if path == "" && (g.cloud == "" || strings.TrimRight(g.cloud, "/") == strings.TrimRight(g.loadSaved().Cloud, "/")) {
+		path = g.loadSaved().CAFile
+	}
+	if path == "" {
+		return nil, "", nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, path, fmt.Errorf("read the cloud's CA (--ca-file): %w", err)
+	}
+	if len(pem) > partfile.MaxCAPEM || !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return nil, path, fmt.Errorf("the cloud's CA %s: not a PEM bundle of certificates (at most %d bytes)", path, partfile.MaxCAPEM)
+	}
+	return pem, path, nil
 }
 
 // tokenValue is --token, else $OUTPOST_TOKEN.
@@ -83,6 +117,16 @@ func (g *globals) client() (*api, error) {
 		return nil, err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
+	pem, _, err := g.caPEM()
+	if err != nil {
+		return nil, err
+	}
+	if pem != nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		hc.Transport = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true,
+			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
 	var auth connect.Interceptor
 	key, kerr := g.credentialKey()
 	if key != nil {

@@ -98,10 +98,14 @@ func newConfigCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			machine, err := g.resolveArg(ctx, c, "machine", args[0])
+			if err != nil {
+				return err
+			}
 			b := uint64(base)
 			frags := fragments
 			if base < 0 || !cmd.Flags().Changed("fragment") {
-				cur, err := c.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: args[0]}))
+				cur, err := c.GetMachineConfig(ctx, connect.NewRequest(&fleetv1.GetMachineConfigRequest{MachineId: machine}))
 				if err != nil {
 					return err
 				}
@@ -112,8 +116,11 @@ func newConfigCmd(g *globals) *cobra.Command {
 					frags = cur.Msg.GetRevision().GetFragmentIds()
 				}
 			}
-			res, err := c.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{
-				MachineId: args[0], BaseRevision: b, Config: cfg, FragmentIds: frags}))
+			req := &fleetv1.UpdateMachineConfigRequest{MachineId: machine, BaseRevision: b, Config: cfg, FragmentIds: frags}
+			if err := g.resolve(ctx, c, req); err != nil {
+				return err
+			}
+			res, err := c.UpdateMachineConfig(ctx, connect.NewRequest(req))
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,9 @@ import (
 type saved struct {
 	Cloud string `json:"cloud"`
 	Token string `json:"token"`
+	// CAFile is the PEM bundle of a private CA the cloud's TLS is signed
+	// by, as --ca-file gave it at login (an absolute path).
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 func (g *globals) credentialsPath() (string, error) {
@@ -48,6 +51,13 @@ func (g *globals) save(s saved) (string, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("save credentials: %w", err)
+	}
+	if s.CAFile == "" && g.caFlag() != "" {
+		// Remembered with the cloud it is for, so later commands need
+		// no --ca-file.
+		if abs, err := filepath.Abs(g.caFlag()); err == nil {
+			s.CAFile = abs
+		}
 	}
 	b, _ := json.Marshal(s)
 	tmp := path + ".tmp"

@@ -150,6 +150,10 @@ func checkCloud(ctx context.Context, o doctorOptions, boot *partfile.Bootstrap) 
 			return doctorResult{"FAIL", name, "the CA file " + ca + " holds no PEM certificate", "replace it with the cloud's CA bundle (PEM)"}, time.Time{}
 		}
 		tc.RootCAs = pool
+	} else if ca := boot.File.GetCaPem(); ca != "" {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM([]byte(ca)) // partfile checked it holds one
+		tc.RootCAs = pool
 	}
 	tr := &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}
 	defer tr.CloseIdleConnections()

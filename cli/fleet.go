@@ -62,6 +62,9 @@ func fleetTable(w io.Writer, ms []*fleetv1.FleetMachine) error {
 	return table(w, []string{"NAME", "ID", "LOCATION", "STATUS", "LAST SEEN", "VERSION", "CONFIG (RUNS/ISSUED)", "BACKLOG", "FAILING"}, rows)
 }
 
+// maxListLimit is the most machines the cloud returns a page.
+const maxListLimit = 500
+
 // newMachineListCmd is `outpost machine list`: an organization's machines
 // or a location subtree's, a page at a time, filtered on the server.
 func newMachineListCmd(g *globals) *cobra.Command {
@@ -75,6 +78,11 @@ func newMachineListCmd(g *globals) *cobra.Command {
 			"its parts, and its failing resources (a process in a crash loop counts).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The cloud's bound names its field, page_size; say it in
+			// the flag the user typed.
+			if r.PageSize > maxListLimit {
+				return fmt.Errorf("--limit %d: at most %d machines a page", r.PageSize, maxListLimit)
+			}
 			return call(g, cmd, (*api).ListFleet, &r, func(w io.Writer, res *fleetv1.ListFleetResponse) error {
 				if err := fleetTable(w, res.GetMachines()); err != nil {
 					return err
@@ -94,7 +102,7 @@ func newMachineListCmd(g *globals) *cobra.Command {
 	f.BoolVar(&r.Failing, "failing", false, "only machines with a failing resource")
 	f.StringVar(&r.Version, "version", "", "only machines with a part running this daemon version")
 	f.StringVar(&r.Search, "search", "", "only machines whose name holds this (ignoring case)")
-	f.Uint32Var(&r.PageSize, "limit", 100, "at most this many machines (up to 500)")
+	f.Uint32Var(&r.PageSize, "limit", 100, fmt.Sprintf("at most this many machines (up to %d)", maxListLimit))
 	f.StringVar(&r.PageToken, "page", "", "continue from a previous listing")
 	list.MarkFlagsOneRequired("org", "location")
 	list.MarkFlagsMutuallyExclusive("org", "location")

@@ -75,7 +75,7 @@ func TestCLIFleetDataGolden(t *testing.T) {
 	s.run("", "config", "get", machine)
 	s.run(`{"components": [{"name": "left", "type": "COMPONENT_TYPE_MOTOR", "model": "fake"}]}`, "fragment", "update", frag, "--file", "-")
 	s.run(`{}`, "fragment", "update", frag, "--file", "-")
-	s.run("", "fragment", "delete", frag)
+	s.run("", "fragment", "delete", frag, "--yes")
 	s.run("", "config", "history", machine)
 	s.run("", "config", "proposals", machine)
 	boot := s.run("", "part", "bootstrap", part)

@@ -77,15 +77,19 @@ func newFragmentCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			frag, err := g.resolveArg(ctx, c, "fragment", args[0])
+			if err != nil {
+				return err
+			}
 			b := uint64(base)
 			if base < 0 {
-				cur, err := c.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: args[0]}))
+				cur, err := c.GetFragment(ctx, connect.NewRequest(&fleetv1.GetFragmentRequest{FragmentId: frag}))
 				if err != nil {
 					return err
 				}
 				b = cur.Msg.GetFragment().GetRevision()
 			}
-			res, err := c.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: args[0], BaseRevision: b, Config: cfg}))
+			res, err := c.UpdateFragment(ctx, connect.NewRequest(&fleetv1.UpdateFragmentRequest{FragmentId: frag, BaseRevision: b, Config: cfg}))
 			if err != nil {
 				return err
 			}
@@ -102,9 +106,13 @@ func newFragmentCmd(g *globals) *cobra.Command {
 	update.Flags().Int64Var(&base, "base", -1, "the revision the edit started from; default: the current one")
 	mustRequire(update, "file")
 
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete FRAGMENT_ID", Short: "Delete a fragment no machine uses", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, "delete fragment/"+args[0]); err != nil {
+				return err
+			}
 			return call(g, cmd, (*api).DeleteFragment, &fleetv1.DeleteFragmentRequest{FragmentId: args[0]},
 				func(w io.Writer, _ *fleetv1.DeleteFragmentResponse) error {
 					_, err := fmt.Fprintf(w, "deleted fragment/%s\n", args[0])
@@ -112,6 +120,7 @@ func newFragmentCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(del, &yes)
 	cmd.AddCommand(create, list, get, update, del)
 	return cmd
 }

@@ -74,9 +74,13 @@ func newLocationCmd(g *globals) *cobra.Command {
 	move.Flags().BoolVar(&root, "root", false, "move to the organization's top level")
 	move.MarkFlagsMutuallyExclusive("parent", "root")
 
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete LOCATION_ID", Short: "Delete a location that holds no machines or child locations", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, "delete location/"+args[0]); err != nil {
+				return err
+			}
 			return call(g, cmd, (*api).DeleteLocation, &fleetv1.DeleteLocationRequest{LocationId: args[0]},
 				func(w io.Writer, _ *fleetv1.DeleteLocationResponse) error {
 					_, err := fmt.Fprintf(w, "deleted location/%s\n", args[0])
@@ -84,6 +88,7 @@ func newLocationCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(del, &yes)
 
 	var shareOrg string
 	share := &cobra.Command{

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
@@ -33,14 +34,32 @@ func newMachineCmd(g *globals) *cobra.Command {
 	var loc, mainPart string
 	create := &cobra.Command{
 		Use: "create NAME --location LOCATION_ID", Short: "Create a machine with its main part", Args: cobra.ExactArgs(1),
+		Long: "Creates a machine with its main part. The part's credentials come with its bootstrap file\n" +
+			"(`outpost part bootstrap PART_ID`), which gives the part a new secret: none is printed here.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(g, cmd, (*api).CreateMachine, &fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart},
-				func(w io.Writer, res *fleetv1.CreateMachineResponse) error {
-					if err := machineTable(w, res.GetMachine()); err != nil {
-						return err
-					}
-					return secretNote(w, "main part secret", res.GetMainPartSecret())
-				})
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			req := &fleetv1.CreateMachineRequest{LocationId: loc, Name: args[0], MainPartName: mainPart}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.CreateMachine(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return err
+			}
+			// The secret the cloud made stops working at the part's
+			// bootstrap, the only way to install a part, so it is never
+			// shown: a copy in a terminal's scrollback or a script's log
+			// would be one more secret to guard for nothing.
+			res.Msg.MainPartSecret = ""
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				if err := machineTable(w, res.Msg.GetMachine()); err != nil {
+					return err
+				}
+				return bootstrapNote(w, res.Msg.GetMachine().GetParts()...)
+			})
 		},
 	}
 	create.Flags().StringVar(&loc, "location", "", "location ID")
@@ -78,9 +97,13 @@ func newMachineCmd(g *globals) *cobra.Command {
 			return call(g, cmd, (*api).RestartMachine, &fleetv1.RestartMachineRequest{MachineId: args[0]}, showMachine)
 		},
 	}
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete MACHINE_ID", Short: "Delete a machine and its parts", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, fmt.Sprintf("delete machine/%s and its parts, for good", args[0])); err != nil {
+				return err
+			}
 			return call(g, cmd, (*api).DeleteMachine, &fleetv1.DeleteMachineRequest{MachineId: args[0]},
 				func(w io.Writer, _ *fleetv1.DeleteMachineResponse) error {
 					_, err := fmt.Fprintf(w, "deleted machine/%s\n", args[0])
@@ -88,6 +111,7 @@ func newMachineCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(del, &yes)
 	status := &cobra.Command{
 		Use: "status MACHINE_ID", Short: "Show when each part was last online and what it reported", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

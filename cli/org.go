@@ -79,16 +79,7 @@ func newOrgCmd(g *globals) *cobra.Command {
 					func(w io.Writer, res *fleetv1.RenameOrgResponse) error { return orgTable(w, res.GetOrg()) })
 			},
 		},
-		&cobra.Command{
-			Use: "delete ORG_ID", Short: "Delete an organization that holds no locations", Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return call(g, cmd, (*api).DeleteOrg, &fleetv1.DeleteOrgRequest{OrgId: args[0]},
-					func(w io.Writer, _ *fleetv1.DeleteOrgResponse) error {
-						_, err := fmt.Fprintf(w, "deleted org/%s\n", args[0])
-						return err
-					})
-			},
-		},
+		newOrgDeleteCmd(g),
 		&cobra.Command{
 			Use: "leave ORG_ID", Short: "Give up every role you hold in an organization", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -102,18 +93,39 @@ func newOrgCmd(g *globals) *cobra.Command {
 		&cobra.Command{
 			Use: "members ORG_ID", Short: "List the users holding a role in an organization", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return call(g, cmd, (*api).ListMembers, &fleetv1.ListMembersRequest{OrgId: args[0]},
-					func(w io.Writer, res *fleetv1.ListMembersResponse) error {
-						var rows [][]string
-						for _, m := range res.GetMembers() {
-							for _, gr := range m.GetGrants() {
-								rows = append(rows, []string{m.GetUser().GetEmail(), gr.GetRole(), gr.GetScope(), when(m.GetJoinedAt())})
-							}
-						}
-						return table(w, []string{"EMAIL", "ROLE", "SCOPE", "JOINED"}, rows)
-					})
+				return call(g, cmd, (*api).ListMembers, &fleetv1.ListMembersRequest{OrgId: args[0]}, memberTable)
 			},
 		},
 	)
+	return cmd
+}
+
+// memberTable prints an organization's members, a row per role.
+func memberTable(w io.Writer, res *fleetv1.ListMembersResponse) error {
+	var rows [][]string
+	for _, m := range res.GetMembers() {
+		for _, gr := range m.GetGrants() {
+			rows = append(rows, []string{m.GetUser().GetEmail(), m.GetUser().GetId(), gr.GetRole(), gr.GetScope(), when(m.GetJoinedAt())})
+		}
+	}
+	return table(w, []string{"EMAIL", "ID", "ROLE", "SCOPE", "JOINED"}, rows)
+}
+
+func newOrgDeleteCmd(g *globals) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use: "delete ORG_ID", Short: "Delete an organization that holds no locations", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, "delete org/"+args[0]); err != nil {
+				return err
+			}
+			return call(g, cmd, (*api).DeleteOrg, &fleetv1.DeleteOrgRequest{OrgId: args[0]},
+				func(w io.Writer, _ *fleetv1.DeleteOrgResponse) error {
+					_, err := fmt.Fprintf(w, "deleted org/%s\n", args[0])
+					return err
+				})
+		},
+	}
+	yesFlag(cmd, &yes)
 	return cmd
 }

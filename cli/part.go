@@ -25,14 +25,29 @@ func newPartCmd(g *globals) *cobra.Command {
 	var machine string
 	add := &cobra.Command{
 		Use: "add NAME --machine MACHINE_ID", Short: "Add a part to a machine", Args: cobra.ExactArgs(1),
+		Long: "Adds a part to a machine. The part's credentials come with its bootstrap file\n" +
+			"(`outpost part bootstrap PART_ID`), which gives the part a new secret: none is printed here.",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(g, cmd, (*api).AddPart, &fleetv1.AddPartRequest{MachineId: machine, Name: args[0]},
-				func(w io.Writer, res *fleetv1.AddPartResponse) error {
-					if err := partTable(w, res.GetPart()); err != nil {
-						return err
-					}
-					return secretNote(w, "part secret", res.GetSecret())
-				})
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			req := &fleetv1.AddPartRequest{MachineId: machine, Name: args[0]}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.AddPart(cmd.Context(), connect.NewRequest(req))
+			if err != nil {
+				return err
+			}
+			// As machine create: bootstrap replaces this secret.
+			res.Msg.Secret = ""
+			return g.output(cmd.OutOrStdout(), res.Msg, func(w io.Writer) error {
+				if err := partTable(w, res.Msg.GetPart()); err != nil {
+					return err
+				}
+				return bootstrapNote(w, res.Msg.GetPart())
+			})
 		},
 	}
 	add.Flags().StringVar(&machine, "machine", "", "machine ID")
@@ -44,9 +59,13 @@ func newPartCmd(g *globals) *cobra.Command {
 				func(w io.Writer, res *fleetv1.RenamePartResponse) error { return partTable(w, res.GetPart()) })
 		},
 	}
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete PART_ID", Short: "Delete a part (not the main part)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(cmd, yes, "delete part/"+args[0]); err != nil {
+				return err
+			}
 			return call(g, cmd, (*api).DeletePart, &fleetv1.DeletePartRequest{PartId: args[0]},
 				func(w io.Writer, _ *fleetv1.DeletePartResponse) error {
 					_, err := fmt.Fprintf(w, "deleted part/%s\n", args[0])
@@ -54,6 +73,7 @@ func newPartCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(del, &yes)
 	rotate := &cobra.Command{
 		Use: "rotate-secret PART_ID", Short: "Replace a part's secret; the old one stops working", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -94,7 +114,9 @@ func newPartCmd(g *globals) *cobra.Command {
 			"The cloud keeps only a hash of each secret, so it cannot print the current one: bootstrap gives the part a\n" +
 			"new secret, and the old one stops working at once (a running part must get the new file). It needs\n" +
 			"machine.config.edit on the part (an owner of the machine, its location or its organization).\n" +
-			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.",
+			"The file holds a secret: --output writes it with mode 0600; install it as /etc/outpost/outpostd.json.\n" +
+			"When this command reaches the cloud through a private CA (--ca-file, or the one login saved), the file\n" +
+			"carries that CA (ca_pem), so the part trusts the cloud's certificate with no other file.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -105,9 +127,18 @@ func newPartCmd(g *globals) *cobra.Command {
 			if u == "" {
 				u = c.base
 			}
-			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}))
+			req := &fleetv1.BootstrapPartRequest{PartId: args[0], CloudUrl: u}
+			if err := g.resolve(cmd.Context(), c, req); err != nil {
+				return err
+			}
+			res, err := c.BootstrapPart(cmd.Context(), connect.NewRequest(req))
 			if err != nil {
 				return err
+			}
+			// The part reaches the cloud through the same private CA
+			// this command did: the file carries it, so it works as is.
+			if pem, _, err := g.caPEM(); err == nil && pem != nil && res.Msg.GetBootstrap().GetCaFile() == "" {
+				res.Msg.GetBootstrap().CaPem = string(pem)
 			}
 			var buf bytes.Buffer
 			if err := writeJSON(&buf, res.Msg.GetBootstrap()); err != nil {
@@ -128,6 +159,18 @@ func newPartCmd(g *globals) *cobra.Command {
 	bootstrap.Flags().StringVarP(&out, "output", "o", "", "write the file here (mode 0600) instead of printing it")
 	cmd.AddCommand(add, rename, del, rotate, restart, bootstrap)
 	return cmd
+}
+
+// bootstrapNote says how a new part gets its credentials: its bootstrap
+// file, which sets its secret.
+func bootstrapNote(w io.Writer, parts ...*fleetv1.Part) error {
+	for _, p := range parts {
+		if _, err := fmt.Fprintf(w, "\nnext: outpost part bootstrap %s -o outpostd.json writes the bootstrap file of part %q (with its secret)\n",
+			p.GetId(), p.GetName()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeSecretFile writes data to a new file readable by its owner only,

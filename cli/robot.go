@@ -36,6 +36,9 @@ type robotFlags struct {
 	socket      string
 	ice         []string
 	viaCloud    string
+	// verbose (-v) says on stderr which credential the calls are made with.
+	verbose bool
+	stderr  io.Writer
 }
 
 // robotConn is a connection to a part: typed clients and what to close.
@@ -68,6 +71,8 @@ certificate is pinned: run "outpost robot trust HOST:PORT" once, or pass
 	pf.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 of the part's certificate (default: from outpost robot trust)")
 	pf.StringVar(&f.socket, "socket", "", "use the break-glass Unix socket at this path (such as "+controlwire.DefaultSocketPath+")")
 	pf.StringSliceVar(&f.ice, "ice", nil, "STUN/TURN server URLs for --webrtc (none are needed on a LAN)")
+	pf.BoolVarP(&f.verbose, "verbose", "v", false, "say on stderr which credential the calls are made with")
+	cmd.PersistentPreRun = func(c *cobra.Command, _ []string) { f.stderr = c.ErrOrStderr() }
 	pf.StringVar(&f.viaCloud, "via-cloud", "", "reach part PART_ID off this network: WebRTC signaled through the fleet cloud (--cloud); the part still decides with its own grants")
 
 	cmd.AddCommand(
@@ -93,21 +98,42 @@ func (f *robotFlags) key() (*credential.Key, error) {
 	// Flags beat the environment; within each, a key and a token together
 	// are ambiguous.
 	key, token := f.apiKey, f.g.token
+	from := "--api-key"
 	if key == "" && token == "" {
 		key, token = f.g.env.getenv("OUTPOST_API_KEY"), f.g.env.getenv("OUTPOST_TOKEN")
+		from = "$OUTPOST_API_KEY"
 	}
 	switch {
 	case key != "" && token != "":
 		return nil, errors.New("give --api-key or --token, not both (or only one of $OUTPOST_API_KEY and $OUTPOST_TOKEN)")
 	case key != "":
-		return credential.ParseKey(key)
+		return f.used(credential.ParseKey(key))(from)
 	case token != "":
-		return credential.ParseKey(token)
+		return f.used(credential.ParseKey(token))(strings.Replace(strings.Replace(from, "--api-key", "--token", 1), "$OUTPOST_API_KEY", "$OUTPOST_TOKEN", 1))
 	}
 	if saved := f.g.loadSaved().Token; saved != "" {
-		return credential.ParseKey(saved)
+		path, _ := f.g.credentialsPath()
+		return f.used(credential.ParseKey(saved))("the session outpost login saved in " + path)
 	}
 	return nil, errors.New("give --api-key opk_... or --token ops_... (or sign in with outpost login; or use --socket on the robot)")
+}
+
+// used says, with -v, which credential key is: its kind and where it came
+// from, never the secret. A session's token is the cloud's, which the part
+// verifies offline with the cloud's keys; what leaves this machine are
+// proofs made for this part alone (docs/CREDENTIALS.md).
+func (f *robotFlags) used(key *credential.Key, err error) func(from string) (*credential.Key, error) {
+	return func(from string) (*credential.Key, error) {
+		if err != nil || !f.verbose || f.stderr == nil {
+			return key, err
+		}
+		what := "a user session (its token is verified by the part with the cloud's keys; each call carries a proof for this part only)"
+		if key.KeyID != "" {
+			what = "API key " + key.KeyID + " (each call carries a proof for this part only)"
+		}
+		fmt.Fprintf(f.stderr, "outpost: calling the part with %s, from %s\n", what, printable(from))
+		return key, nil
+	}
 }
 
 // knownRobotsPath is where trusted fingerprints are kept, one "HOST:PORT

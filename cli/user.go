@@ -133,7 +133,7 @@ func newUserCmd(g *globals) *cobra.Command {
 		},
 	}
 	accept.Flags().BoolVar(&acceptStdin, "password-stdin", false, "read the password from stdin")
-	cmd.AddCommand(create, invite, resend, revoke, accept, newUserPasswdCmd(g), newUserDeleteCmd(g))
+	cmd.AddCommand(create, invite, resend, revoke, accept, newUserPasswdCmd(g), newUserDeleteCmd(g), newUserListCmd(g))
 	return cmd
 }
 
@@ -191,7 +191,8 @@ func newUserPasswdCmd(g *globals) *cobra.Command {
 }
 
 func newUserDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var yes bool
+	cmd := &cobra.Command{
 		Use:   "delete EMAIL|ID",
 		Short: "Delete a user and its grants; its tokens stop working (the cloud's admin only)",
 		Args:  cobra.ExactArgs(1),
@@ -199,6 +200,9 @@ func newUserDeleteCmd(g *globals) *cobra.Command {
 			subj, err := authz.Parse(args[0])
 			if err != nil {
 				subj = authz.User(args[0]) // a bare EMAIL or ID
+			}
+			if err := g.confirm(cmd, yes, "delete "+subj.String()+" and every role it holds"); err != nil {
+				return err
 			}
 			return call(g, cmd, (*api).DeleteUser, &fleetv1.DeleteUserRequest{User: subj.String()},
 				func(w io.Writer, res *fleetv1.DeleteUserResponse) error {
@@ -209,4 +213,25 @@ func newUserDeleteCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
+	yesFlag(cmd, &yes)
+	return cmd
+}
+
+// newUserListCmd is `outpost user list`: an organization's members and
+// their roles, as `org members` (org.members.view decides).
+func newUserListCmd(g *globals) *cobra.Command {
+	var org string
+	cmd := &cobra.Command{
+		Use:   "list --org ORG_ID",
+		Short: "List the users holding a role in an organization, with their roles",
+		Long: "Lists every user holding a role in the organization (or in a location or machine of it), a row per\n" +
+			"role. It needs org.members.view on the organization: an owner or operator of the organization.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(g, cmd, (*api).ListMembers, &fleetv1.ListMembersRequest{OrgId: org}, memberTable)
+		},
+	}
+	cmd.Flags().StringVar(&org, "org", "", "organization ID")
+	mustRequire(cmd, "org")
+	return cmd
 }

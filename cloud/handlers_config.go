@@ -103,7 +103,7 @@ func proposalPB(p store.Proposal) (*fleetv1.ConfigProposal, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fleetv1.ConfigProposal{Id: p.ID, PartId: p.PartID, BaseRevision: p.BaseRevision, Config: c, Author: p.Author,
+	return &fleetv1.ConfigProposal{Id: p.ID, PartId: p.PartID, BaseRevision: p.BaseRevision, Config: c, Author: p.Author, Fragments: fragmentList(p.Fragments),
 		State: p.State, Revision: p.Revision, Message: p.Message, CreatedAt: ts(p.CreatedAt)}, nil
 }
 
@@ -153,11 +153,20 @@ func (cs configService) ResolveConfigProposal(ctx context.Context, req *connect.
 		}
 		var cur uint64
 		var frags []string
+		var curOwn *configv1.RobotConfig
 		if len(revs) > 0 {
 			cur, frags = revs[len(revs)-1].Revision, revs[len(revs)-1].Fragments
+			if curOwn, err = decodeConfig(revs[len(revs)-1].Config); err != nil {
+				return err
+			}
 		}
 		own, err := decodeConfig(p.Config)
 		if err != nil {
+			return err
+		}
+		// The part edited the merged config: what its fragments gave
+		// stays theirs, so their later revisions still apply.
+		if own, err = detachFragments(ctx, tx, curOwn, frags, fragmentList(p.Fragments), own); err != nil {
 			return err
 		}
 		rev, err := cs.s.nextRevision(ctx, tx, p.MachineID, cur, own, frags, fmt.Sprintf("%s (proposed by part:%s, %s)", c.principal.ref(), p.PartID, p.Author))

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -51,7 +53,7 @@ func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, stor
 			author = signer
 		}
 		prop := store.Proposal{ID: id, PartID: part.ID, MachineID: part.MachineID, Seq: seq, BaseRevision: p.GetBaseRevision(),
-			Config: b, Author: author, CreatedAt: now}
+			Config: b, Author: author, CreatedAt: now, Fragments: fragmentMap(p.GetFragments())}
 		revs, err := tx.ListConfigRevisions(ctx, part.MachineID)
 		if err != nil {
 			return err
@@ -63,7 +65,18 @@ func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, stor
 		var rev store.ConfigRevision
 		rerr := held
 		if rerr == nil {
-			rev, rerr = s.nextRevision(ctx, tx, part.MachineID, p.GetBaseRevision(), own, frags, fmt.Sprintf("%s (edited on part:%s)", author, part.ID))
+			// The part edited the merged config: what its fragments
+			// gave stays theirs.
+			var cur *configv1.RobotConfig
+			if len(revs) > 0 {
+				cur, rerr = decodeConfig(revs[len(revs)-1].Config)
+			}
+			if rerr == nil {
+				own, rerr = detachFragments(ctx, tx, cur, frags, p.GetFragments(), own)
+			}
+			if rerr == nil {
+				rev, rerr = s.nextRevision(ctx, tx, part.MachineID, p.GetBaseRevision(), own, frags, fmt.Sprintf("%s (edited on part:%s)", author, part.ID))
+			}
 		}
 		var ce *connect.Error
 		switch {
@@ -91,6 +104,33 @@ func (d *documents) HandleProposal(ctx context.Context, part partsync.Part, stor
 		}
 		return s.touchDocs(ctx, tx)
 	})
+}
+
+// fragmentMap and fragmentList convert a proposal's fragment versions
+// between the wire and the store.
+func fragmentMap(fs []*syncv1.FragmentVersion) map[string]uint64 {
+	if len(fs) == 0 {
+		return nil
+	}
+	m := make(map[string]uint64, len(fs))
+	for _, f := range fs {
+		// One over the bound is kept, so accepting it later is refused
+		// as the first try was; a hostile part cannot make it grow.
+		if len(m) > maxFragments {
+			break
+		}
+		m[f.GetId()] = f.GetVersion()
+	}
+	return m
+}
+
+func fragmentList(m map[string]uint64) []*syncv1.FragmentVersion {
+	out := make([]*syncv1.FragmentVersion, 0, len(m))
+	for id, v := range m {
+		out = append(out, &syncv1.FragmentVersion{Id: id, Version: v})
+	}
+	slices.SortFunc(out, func(a, b *syncv1.FragmentVersion) int { return strings.Compare(a.GetId(), b.GetId()) })
+	return out
 }
 
 // ProposalOutcomes returns the outcomes the part has not been told and

@@ -35,6 +35,10 @@ type ClientOptions struct {
 	// CAFile, when set, is a PEM bundle trusted for the cloud's TLS instead of
 	// the system's roots (a private cloud).
 	CAFile string
+	// CAPEM, when set and CAFile is not, are the PEM certificates trusted
+	// for the cloud's TLS instead of the system's (a bootstrap file's
+	// ca_pem).
+	CAPEM []byte
 	// Logger receives retry and transport messages.
 	Logger *zap.Logger
 	// RetryMax is how many times one call is retried within a cycle; 0 means 4.
@@ -116,6 +120,12 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("%w %s holds no PEM certificate", ErrCAFile, opts.CAFile)
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	} else if len(opts.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(opts.CAPEM) {
+			return nil, fmt.Errorf("%w: ca_pem holds no PEM certificate", ErrCAFile)
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

@@ -67,7 +67,9 @@ type Options struct {
 	Logger  *zap.Logger
 	Trust   *Trust
 	Offline *OfflineClock
-	// Interval between cycles; 0 means 15 s. The cloud may change it.
+	// Interval between cycles; 0 means 15 s. The cloud may change it:
+	// the interval it sends wins at the first pull, and the syncer logs
+	// which one won and why when they differ.
 	Interval time.Duration
 	// Jitter spreads cycles by ±Jitter×Interval so a fleet does not pull in
 	// step; 0 means 0.1.
@@ -139,7 +141,10 @@ type Syncer struct {
 	refused    map[string]string // document kind -> last refusal logged
 	expiredFor string            // non-empty once OnExpired was called
 	interval   time.Duration
-	storeID    string
+	// given says Options.Interval was set (outpostd's --sync-interval),
+	// so the cloud overriding it is worth saying once.
+	given   bool
+	storeID string
 	// stalled counts, per stream, the cycles in a row that it had records
 	// to send and got none acknowledged (guarded by mu).
 	stalled map[cache.Stream]int
@@ -189,6 +194,7 @@ func New(o Options) (*Syncer, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	given := o.Interval != 0
 	o.Interval = cmp.Or(o.Interval, 15*time.Second)
 	o.Jitter = cmp.Or(o.Jitter, 0.1)
 	o.CycleTimeout = cmp.Or(o.CycleTimeout, o.Interval*4/5)
@@ -202,6 +208,7 @@ func New(o Options) (*Syncer, error) {
 		rng:      rand.New(rand.NewPCG(o.Seed, 0x5bd1e995)),
 		refused:  map[string]string{},
 		interval: o.Interval,
+		given:    given,
 		stalled:  map[cache.Stream]int{},
 		batch:    map[cache.Stream]batchSize{},
 	}, nil
@@ -361,6 +368,34 @@ func (s *Syncer) Cycle(ctx context.Context) Result {
 	return res
 }
 
+// Interval is the time between cycles now: Options.Interval until the
+// cloud sets one.
+func (s *Syncer) Interval() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.interval
+}
+
+// setInterval takes the interval the cloud sent. A change is logged with
+// what it replaced: the first time the cloud overrides the interval the
+// part was started with, saying that the cloud's wins and why, since an
+// operator who passed --sync-interval otherwise sees it ignored silently.
+func (s *Syncer) setInterval(d time.Duration) {
+	s.mu.Lock()
+	was, given := s.interval, s.given
+	s.interval, s.given = d, false
+	s.mu.Unlock()
+	switch {
+	case d == was:
+	case given:
+		s.log.Warn("the cloud's sync interval wins over the one this part was started with",
+			zap.Duration("interval", d), zap.Duration("started_with", was),
+			zap.String("why", "the cloud sets every part's sync interval (outpost-cloud --poll-interval); a part's own (outpostd --sync-interval) holds only until its first pull"))
+	default:
+		s.log.Info("the cloud changed the sync interval", zap.Duration("interval", d), zap.Duration("was", was))
+	}
+}
+
 // offlineAfter is Options.OfflineAfter, or three of the current intervals.
 func (s *Syncer) offlineAfter() time.Duration {
 	if s.o.OfflineAfter > 0 {
@@ -453,9 +488,7 @@ func (s *Syncer) pull(ctx context.Context, res *Result) error {
 		s.persistClock(ctx)
 	}
 	if d := msg.GetPollInterval().AsDuration(); d >= time.Second && d <= time.Hour {
-		s.mu.Lock()
-		s.interval = d
-		s.mu.Unlock()
+		s.setInterval(d)
 	}
 	res.restartOrder = msg.GetRestart()
 	var errs []error

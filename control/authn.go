@@ -96,7 +96,7 @@ func (p *policy) prove(pr credential.Presented, aud string, nonces *credential.N
 		id = proved{who: authz.APIKey(pr.KeyID), credential: "apikey"}
 		k := p.keys[pr.KeyID]
 		if k == nil {
-			return id, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d): %w", pr.KeyID, p.version, credential.ErrBad)
+			return id, fmt.Errorf("%w: %w", p.unknownKey(pr.KeyID), credential.ErrBad)
 		}
 		if pc, err = credential.VerifyKeyProof(pr.Proof, pr.KeyID, k.publicKey, aud); err != nil {
 			return id, err

@@ -120,6 +120,8 @@ type authorizer struct {
 	// mainPart is the machine's main part when it is another part: the one
 	// peer whose forwarded calls this part accepts.
 	mainPart func(context.Context) *configv1.MachinePart
+	// syncEvery is Options.SyncInterval.
+	syncEvery func() time.Duration
 
 	mu  sync.Mutex // serializes rebuilding; readers use cur
 	cur atomic.Pointer[policy]
@@ -163,6 +165,7 @@ func (a *authorizer) currentPolicy(ctx context.Context) (*policy, error) {
 		return p, nil
 	}
 	p := newPolicy(b)
+	p.syncEvery = a.syncEvery
 	if p.err != nil && b != nil {
 		a.log.Error("grant bundle unusable; remote calls are refused", zap.Error(p.err))
 	}
@@ -325,7 +328,7 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 		pr = pol.users[c.who.ID]
 	case authz.KindAPIKey:
 		if pr = pol.keys[c.who.ID]; pr == nil {
-			return refuse(connect.CodeUnauthenticated, ref, fmt.Errorf("API key %s is unknown to this part or revoked (grants version %d)", c.who.ID, pol.version))
+			return refuse(connect.CodeUnauthenticated, ref, pol.unknownKey(c.who.ID))
 		}
 	}
 	if pr == nil {

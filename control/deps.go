@@ -65,6 +65,10 @@ type ConfigState struct {
 	MachineRevision uint64
 	// LocalEdits says it holds edits the cloud has not accepted yet.
 	LocalEdits bool
+	// Fragments are the fragment versions the signed document merged into
+	// Config; an edit proposes them with itself, so the cloud keeps what
+	// they gave out of the machine's own config.
+	Fragments []*syncv1.FragmentVersion
 }
 
 // EditResult is what became of a local config edit.

@@ -26,6 +26,9 @@ type policy struct {
 	keys      map[string]*principal
 	tokenKeys map[string]ed25519.PublicKey
 
+	// syncEvery is how often the part syncs now (nil: unknown).
+	syncEvery func() time.Duration
+
 	// verified caches proofs this policy verified (authn.go).
 	mu       sync.Mutex
 	verified map[credential.Presented]verifiedProof
@@ -190,4 +193,24 @@ func (p *policy) access(s *rbac.Subject) (rbac.Grant, bool) {
 		}
 	}
 	return best, found
+}
+
+// unknownKey is why an API key the bundle does not hold is refused. A key
+// created at the cloud after the bundle was issued reaches the part with
+// its next sync, so the caller is told when the bundle was issued and when
+// the part syncs next; nothing else of the bundle is said, as the caller
+// is not authenticated.
+func (p *policy) unknownKey(keyID string) error {
+	if p.bundle == nil {
+		return fmt.Errorf("API key %s is unknown to this part: it holds no grants from the cloud yet, and takes them at its first sync", keyID)
+	}
+	when := "at its next sync with the cloud"
+	if p.syncEvery != nil {
+		if d := p.syncEvery(); d > 0 {
+			// The next cycle comes within an interval and its jitter.
+			when = fmt.Sprintf("after its next sync with the cloud, within about %s", (d + d/10).Round(time.Second))
+		}
+	}
+	return fmt.Errorf("API key %s is unknown to this part or revoked: the grants it holds (version %d) were issued at %s; a key created after that works here %s (a revoked key never does)",
+		keyID, p.version, p.issuedAt.UTC().Format(time.RFC3339), when)
 }

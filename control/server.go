@@ -36,6 +36,10 @@ type Options struct {
 	WebRTCSettings func(*webrtc.SettingEngine)
 	// Logger logs; nil logs nothing.
 	Logger *zap.Logger
+	// SyncInterval is how often the part syncs with the cloud now, so a
+	// caller refused for a key the part's grant bundle does not hold yet
+	// is told when it will work; nil says only "at its next sync".
+	SyncInterval func() time.Duration
 	// Version is the daemon's version string, reported by Status.
 	Version string
 	// PartID names the part in its certificate.
@@ -161,7 +165,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(controlwire.MaxMessageBytes), connect.WithSendMaxBytes(controlwire.MaxMessageBytes),
 		connect.WithCompressMinBytes(compressMinBytes)}
-	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules,
+	s.auth = &authorizer{clock: opts.Clock, log: s.log, grants: opts.Grants, audit: opts.Audit, rules: rules, syncEvery: opts.SyncInterval,
 		throttle: authz.Credentials(), denied: authz.Credentials(), refusals: newRefusals(), errw: connect.NewErrorWriter(hopts...),
 		aud: credential.TLSAudience(s.fingerprint), nonces: credential.NewNonceIssuer(opts.Clock.Now()), mainPart: s.mainPart}
 	s.peers = newPeers(s)

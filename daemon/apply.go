@@ -23,7 +23,8 @@ import (
 // applyConfig makes doc's config the running one: robot, capture, log
 // level and store budget.
 func (d *daemon) applyConfig(ctx context.Context, doc *syncv1.ConfigDocument, source string) {
-	state := control.ConfigState{Config: doc.GetConfig(), Version: doc.GetVersion(), MachineRevision: doc.GetMachineRevision(), Parts: doc.GetParts()}
+	state := control.ConfigState{Config: doc.GetConfig(), Version: doc.GetVersion(), MachineRevision: doc.GetMachineRevision(), Parts: doc.GetParts(),
+		Fragments: doc.GetFragments()}
 	// Downloads and switches go on in the package manager's own time;
 	// the config applies now with the versions on disk.
 	d.pkgs.Issue(doc.GetPackages(), doc.GetConfig().GetMaintenance())
@@ -193,7 +194,11 @@ func (c configAPI) ProposeEdit(ctx context.Context, p *syncv1.ConfigProposal) (c
 		return control.EditResult{}, connect.NewError(connect.CodeFailedPrecondition,
 			errors.New("this part is one of its machine's several parts and runs only its share of the machine's config: edit the config at the cloud (outpost config set)"))
 	}
-	state := control.ConfigState{Config: p.GetConfig(), Version: base.Version, MachineRevision: base.MachineRevision, LocalEdits: true, Parts: base.Parts}
+	state := control.ConfigState{Config: p.GetConfig(), Version: base.Version, MachineRevision: base.MachineRevision, LocalEdits: true, Parts: base.Parts,
+		Fragments: base.Fragments}
+	// The edit is of the merged config: the cloud takes these fragments'
+	// entries back out of it, so the machine keeps following them.
+	p.Fragments = base.Fragments
 	if _, err := d.apply(ctx, state); err != nil {
 		if errors.Is(err, errClosing) || errors.Is(err, robot.ErrClosed) {
 			return control.EditResult{}, connect.NewError(connect.CodeUnavailable, err)

@@ -263,6 +263,12 @@ func (d *daemon) startControl(ctx context.Context) error {
 		HandlerOptions: []connect.HandlerOption{connect.WithInterceptors(d.metrics.Interceptor())},
 		RemoteKeys:     remoteKeys{bootstrap: d.o.ConfigPath},
 		Console:        d.console(),
+		SyncInterval: func() time.Duration {
+			if s := d.syncLoop.current(); s != nil {
+				return s.Interval()
+			}
+			return 0
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("start the control plane: %w", err)

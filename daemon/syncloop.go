@@ -78,7 +78,7 @@ func (s *syncSlot) stop() {
 // newSyncer builds the sync client and syncer for a bootstrap file.
 func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 	f := b.File
-	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log})
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), CAPEM: []byte(f.GetCaPem()), Logger: d.log})
 	if err != nil {
 		if errors.Is(err, cloudsync.ErrCAFile) {
 			return &partfile.BootstrapError{Path: d.o.ConfigPath, Field: "ca_file", Err: err}

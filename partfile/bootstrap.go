@@ -1,6 +1,7 @@
 package partfile
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -107,8 +108,19 @@ func ParseBootstrap(path string, data []byte) (*Bootstrap, error) {
 	if ca := b.GetCaFile(); ca != "" && !strings.HasPrefix(ca, "/") {
 		return fail("ca_file", "%q must be an absolute path", ca)
 	}
+	if ca := b.GetCaPem(); ca != "" {
+		if len(ca) > MaxCAPEM {
+			return fail("ca_pem", "%d bytes, at most %d", len(ca), MaxCAPEM)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM([]byte(ca)) {
+			return fail("ca_pem", "holds no PEM certificate")
+		}
+	}
 	return &Bootstrap{File: &b, Keys: keys}, nil
 }
+
+// MaxCAPEM bounds a bootstrap file's ca_pem: a few CA certificates.
+const MaxCAPEM = 64 << 10
 
 // CheckCloudURL checks the cloud's base URL from a bootstrap file: http or
 // https with a host, and no user info or query, because credentials in a URL

@@ -530,6 +530,9 @@ type Proposal struct {
 	// Told says the part received the outcome in a pull.
 	Told      bool
 	CreatedAt time.Time
+	// Fragments are the fragment versions merged into the config the
+	// edit started from, as the part sent them (fragment ID to revision).
+	Fragments map[string]uint64 `json:",omitempty"`
 }
 
 // CaptureTags are the tags people added to and removed from one capture

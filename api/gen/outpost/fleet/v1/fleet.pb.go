@@ -7299,7 +7299,12 @@ type ConfigProposal struct {
 	// What happened.
 	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
 	// When it arrived.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The fragment versions merged into the config the edit started from, as
+	// the part sent them. Accepting takes their entries back out of config,
+	// so the machine keeps using its fragments; an entry edited on the part
+	// stays as the machine's own (it wins over the fragment's).
+	Fragments     []*v1.FragmentVersion `protobuf:"bytes,10,rep,name=fragments,proto3" json:"fragments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7393,6 +7398,13 @@ func (x *ConfigProposal) GetMessage() string {
 func (x *ConfigProposal) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ConfigProposal) GetFragments() []*v1.FragmentVersion {
+	if x != nil {
+		return x.Fragments
 	}
 	return nil
 }
@@ -10644,7 +10656,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
 	"\amachineR\tmachineId\"]\n" +
 	"\x1bListConfigRevisionsResponse\x12>\n" +
-	"\trevisions\x18\x01 \x03(\v2 .outpost.fleet.v1.ConfigRevisionR\trevisions\"\xb5\x02\n" +
+	"\trevisions\x18\x01 \x03(\v2 .outpost.fleet.v1.ConfigRevisionR\trevisions\"\xf5\x02\n" +
 	"\x0eConfigProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\apart_id\x18\x02 \x01(\tR\x06partId\x12#\n" +
@@ -10655,7 +10667,9 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\brevision\x18\a \x01(\x04R\brevision\x12\x18\n" +
 	"\amessage\x18\b \x01(\tR\amessage\x129\n" +
 	"\n" +
-	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"J\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12>\n" +
+	"\tfragments\x18\n" +
+	" \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\"J\n" +
 	"\x1aListConfigProposalsRequest\x12,\n" +
 	"\n" +
 	"machine_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
@@ -11329,190 +11343,191 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	119, // 78: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
 	172, // 79: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
 	169, // 80: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	126, // 81: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
-	126, // 82: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	172, // 83: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	169, // 84: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	172, // 85: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	131, // 86: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	131, // 87: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	131, // 88: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	172, // 89: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
-	131, // 90: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	169, // 91: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 92: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	155, // 93: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	169, // 94: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 95: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	146, // 96: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	146, // 97: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	169, // 98: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 99: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	169, // 100: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	174, // 101: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
-	152, // 102: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	169, // 103: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 104: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	169, // 105: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	175, // 106: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
-	155, // 107: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	169, // 108: outpost.fleet.v1.AlertRule.created_at:type_name -> google.protobuf.Timestamp
-	157, // 109: outpost.fleet.v1.CreateAlertRuleResponse.rule:type_name -> outpost.fleet.v1.AlertRule
-	157, // 110: outpost.fleet.v1.ListAlertRulesResponse.rules:type_name -> outpost.fleet.v1.AlertRule
-	169, // 111: outpost.fleet.v1.AlertEvent.time:type_name -> google.protobuf.Timestamp
-	164, // 112: outpost.fleet.v1.ListAlertEventsResponse.events:type_name -> outpost.fleet.v1.AlertEvent
-	164, // 113: outpost.fleet.v1.TestAlertRuleResponse.event:type_name -> outpost.fleet.v1.AlertEvent
-	0,   // 114: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	6,   // 115: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	8,   // 116: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	2,   // 117: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
-	4,   // 118: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
-	15,  // 119: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	17,  // 120: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	19,  // 121: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	11,  // 122: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	13,  // 123: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
-	21,  // 124: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	23,  // 125: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	25,  // 126: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	29,  // 127: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	31,  // 128: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	33,  // 129: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	35,  // 130: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	37,  // 131: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	39,  // 132: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	41,  // 133: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	43,  // 134: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	60,  // 135: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	62,  // 136: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	64,  // 137: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	66,  // 138: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	68,  // 139: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	70,  // 140: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	74,  // 141: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	76,  // 142: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	78,  // 143: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	80,  // 144: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	52,  // 145: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	72,  // 146: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
-	54,  // 147: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	45,  // 148: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
-	49,  // 149: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
-	83,  // 150: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	88,  // 151: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	90,  // 152: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	92,  // 153: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	85,  // 154: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
-	94,  // 155: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	97,  // 156: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	99,  // 157: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	101, // 158: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	104, // 159: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	106, // 160: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	108, // 161: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	110, // 162: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	112, // 163: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	114, // 164: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	117, // 165: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	120, // 166: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	122, // 167: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	124, // 168: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	127, // 169: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	129, // 170: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	132, // 171: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	134, // 172: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	136, // 173: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	138, // 174: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	140, // 175: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	151, // 176: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	154, // 177: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	142, // 178: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	149, // 179: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	147, // 180: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	144, // 181: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	158, // 182: outpost.fleet.v1.AlertService.CreateAlertRule:input_type -> outpost.fleet.v1.CreateAlertRuleRequest
-	160, // 183: outpost.fleet.v1.AlertService.ListAlertRules:input_type -> outpost.fleet.v1.ListAlertRulesRequest
-	162, // 184: outpost.fleet.v1.AlertService.DeleteAlertRule:input_type -> outpost.fleet.v1.DeleteAlertRuleRequest
-	165, // 185: outpost.fleet.v1.AlertService.ListAlertEvents:input_type -> outpost.fleet.v1.ListAlertEventsRequest
-	167, // 186: outpost.fleet.v1.AlertService.TestAlertRule:input_type -> outpost.fleet.v1.TestAlertRuleRequest
-	1,   // 187: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	7,   // 188: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	9,   // 189: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	3,   // 190: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
-	5,   // 191: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
-	16,  // 192: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	18,  // 193: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	20,  // 194: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	12,  // 195: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	14,  // 196: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
-	22,  // 197: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	24,  // 198: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	26,  // 199: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	30,  // 200: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	32,  // 201: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	34,  // 202: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	36,  // 203: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	38,  // 204: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	40,  // 205: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	42,  // 206: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	44,  // 207: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	61,  // 208: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	63,  // 209: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	65,  // 210: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	67,  // 211: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	69,  // 212: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	71,  // 213: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	75,  // 214: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	77,  // 215: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	79,  // 216: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	81,  // 217: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	53,  // 218: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	73,  // 219: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
-	55,  // 220: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	46,  // 221: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
-	50,  // 222: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
-	84,  // 223: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	89,  // 224: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	91,  // 225: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	93,  // 226: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	86,  // 227: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
-	95,  // 228: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	98,  // 229: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	100, // 230: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	102, // 231: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	105, // 232: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	107, // 233: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	109, // 234: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	111, // 235: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	113, // 236: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	115, // 237: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	118, // 238: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	121, // 239: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	123, // 240: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	125, // 241: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	128, // 242: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	130, // 243: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	133, // 244: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	135, // 245: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	137, // 246: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	139, // 247: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	141, // 248: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	153, // 249: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	156, // 250: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	143, // 251: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	150, // 252: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	148, // 253: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	145, // 254: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	159, // 255: outpost.fleet.v1.AlertService.CreateAlertRule:output_type -> outpost.fleet.v1.CreateAlertRuleResponse
-	161, // 256: outpost.fleet.v1.AlertService.ListAlertRules:output_type -> outpost.fleet.v1.ListAlertRulesResponse
-	163, // 257: outpost.fleet.v1.AlertService.DeleteAlertRule:output_type -> outpost.fleet.v1.DeleteAlertRuleResponse
-	166, // 258: outpost.fleet.v1.AlertService.ListAlertEvents:output_type -> outpost.fleet.v1.ListAlertEventsResponse
-	168, // 259: outpost.fleet.v1.AlertService.TestAlertRule:output_type -> outpost.fleet.v1.TestAlertRuleResponse
-	187, // [187:260] is the sub-list for method output_type
-	114, // [114:187] is the sub-list for method input_type
-	114, // [114:114] is the sub-list for extension type_name
-	114, // [114:114] is the sub-list for extension extendee
-	0,   // [0:114] is the sub-list for field type_name
+	173, // 81: outpost.fleet.v1.ConfigProposal.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	126, // 82: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
+	126, // 83: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
+	172, // 84: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	169, // 85: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	172, // 86: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	131, // 87: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	131, // 88: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	131, // 89: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
+	172, // 90: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	131, // 91: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
+	169, // 92: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	169, // 93: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	155, // 94: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	169, // 95: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	169, // 96: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	146, // 97: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	146, // 98: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	169, // 99: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	169, // 100: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	169, // 101: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	174, // 102: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	152, // 103: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	169, // 104: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	169, // 105: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	169, // 106: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	175, // 107: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	155, // 108: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	169, // 109: outpost.fleet.v1.AlertRule.created_at:type_name -> google.protobuf.Timestamp
+	157, // 110: outpost.fleet.v1.CreateAlertRuleResponse.rule:type_name -> outpost.fleet.v1.AlertRule
+	157, // 111: outpost.fleet.v1.ListAlertRulesResponse.rules:type_name -> outpost.fleet.v1.AlertRule
+	169, // 112: outpost.fleet.v1.AlertEvent.time:type_name -> google.protobuf.Timestamp
+	164, // 113: outpost.fleet.v1.ListAlertEventsResponse.events:type_name -> outpost.fleet.v1.AlertEvent
+	164, // 114: outpost.fleet.v1.TestAlertRuleResponse.event:type_name -> outpost.fleet.v1.AlertEvent
+	0,   // 115: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 116: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 117: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 118: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 119: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	15,  // 120: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	17,  // 121: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	19,  // 122: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 123: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	13,  // 124: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
+	21,  // 125: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	23,  // 126: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	25,  // 127: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	29,  // 128: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	31,  // 129: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	33,  // 130: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	35,  // 131: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	37,  // 132: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	39,  // 133: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	41,  // 134: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	43,  // 135: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	60,  // 136: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	62,  // 137: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	64,  // 138: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	66,  // 139: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	68,  // 140: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	70,  // 141: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	74,  // 142: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	76,  // 143: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	78,  // 144: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	80,  // 145: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	52,  // 146: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	72,  // 147: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
+	54,  // 148: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	45,  // 149: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
+	49,  // 150: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
+	83,  // 151: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	88,  // 152: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	90,  // 153: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	92,  // 154: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	85,  // 155: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	94,  // 156: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	97,  // 157: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	99,  // 158: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	101, // 159: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	104, // 160: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	106, // 161: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	108, // 162: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	110, // 163: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	112, // 164: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	114, // 165: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	117, // 166: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	120, // 167: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	122, // 168: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	124, // 169: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	127, // 170: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	129, // 171: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	132, // 172: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	134, // 173: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	136, // 174: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	138, // 175: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	140, // 176: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	151, // 177: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	154, // 178: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	142, // 179: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	149, // 180: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	147, // 181: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	144, // 182: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	158, // 183: outpost.fleet.v1.AlertService.CreateAlertRule:input_type -> outpost.fleet.v1.CreateAlertRuleRequest
+	160, // 184: outpost.fleet.v1.AlertService.ListAlertRules:input_type -> outpost.fleet.v1.ListAlertRulesRequest
+	162, // 185: outpost.fleet.v1.AlertService.DeleteAlertRule:input_type -> outpost.fleet.v1.DeleteAlertRuleRequest
+	165, // 186: outpost.fleet.v1.AlertService.ListAlertEvents:input_type -> outpost.fleet.v1.ListAlertEventsRequest
+	167, // 187: outpost.fleet.v1.AlertService.TestAlertRule:input_type -> outpost.fleet.v1.TestAlertRuleRequest
+	1,   // 188: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 189: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 190: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 191: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 192: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	16,  // 193: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	18,  // 194: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	20,  // 195: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 196: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	14,  // 197: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
+	22,  // 198: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	24,  // 199: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	26,  // 200: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	30,  // 201: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	32,  // 202: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	34,  // 203: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	36,  // 204: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	38,  // 205: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	40,  // 206: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	42,  // 207: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	44,  // 208: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	61,  // 209: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	63,  // 210: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	65,  // 211: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	67,  // 212: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	69,  // 213: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	71,  // 214: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	75,  // 215: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	77,  // 216: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	79,  // 217: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	81,  // 218: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	53,  // 219: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	73,  // 220: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
+	55,  // 221: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	46,  // 222: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
+	50,  // 223: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
+	84,  // 224: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	89,  // 225: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	91,  // 226: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	93,  // 227: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	86,  // 228: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	95,  // 229: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	98,  // 230: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	100, // 231: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	102, // 232: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	105, // 233: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	107, // 234: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	109, // 235: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	111, // 236: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	113, // 237: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	115, // 238: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	118, // 239: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	121, // 240: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	123, // 241: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	125, // 242: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	128, // 243: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	130, // 244: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	133, // 245: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	135, // 246: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	137, // 247: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	139, // 248: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	141, // 249: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	153, // 250: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	156, // 251: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	143, // 252: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	150, // 253: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	148, // 254: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	145, // 255: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	159, // 256: outpost.fleet.v1.AlertService.CreateAlertRule:output_type -> outpost.fleet.v1.CreateAlertRuleResponse
+	161, // 257: outpost.fleet.v1.AlertService.ListAlertRules:output_type -> outpost.fleet.v1.ListAlertRulesResponse
+	163, // 258: outpost.fleet.v1.AlertService.DeleteAlertRule:output_type -> outpost.fleet.v1.DeleteAlertRuleResponse
+	166, // 259: outpost.fleet.v1.AlertService.ListAlertEvents:output_type -> outpost.fleet.v1.ListAlertEventsResponse
+	168, // 260: outpost.fleet.v1.AlertService.TestAlertRule:output_type -> outpost.fleet.v1.TestAlertRuleResponse
+	188, // [188:261] is the sub-list for method output_type
+	115, // [115:188] is the sub-list for method input_type
+	115, // [115:115] is the sub-list for extension type_name
+	115, // [115:115] is the sub-list for extension extendee
+	0,   // [0:115] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }

@@ -2717,7 +2717,13 @@ type ConfigProposal struct {
 	// The editor's signature on the edit, made by the editor's client and
 	// passed on by the part: without one that the cloud verifies, from
 	// someone who may edit the machine's config, the edit waits for an owner.
-	Endorsement   *Endorsement `protobuf:"bytes,4,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	Endorsement *Endorsement `protobuf:"bytes,4,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	// The fragment versions merged into the config the edit started from
+	// (its document's fragments). The cloud takes their entries back out of
+	// config before it becomes the machine's own, so the machine stays
+	// attached to its fragments; without them the whole config becomes the
+	// machine's own, as from older parts.
+	Fragments     []*FragmentVersion `protobuf:"bytes,5,rep,name=fragments,proto3" json:"fragments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2776,6 +2782,13 @@ func (x *ConfigProposal) GetAuthor() string {
 func (x *ConfigProposal) GetEndorsement() *Endorsement {
 	if x != nil {
 		return x.Endorsement
+	}
+	return nil
+}
+
+func (x *ConfigProposal) GetFragments() []*FragmentVersion {
+	if x != nil {
+		return x.Fragments
 	}
 	return nil
 }
@@ -3681,7 +3694,12 @@ type Bootstrap struct {
 	CloudKeys []*PublicKey `protobuf:"bytes,4,rep,name=cloud_keys,json=cloudKeys,proto3" json:"cloud_keys,omitempty"`
 	// A PEM file of CA certificates for the cloud's TLS, when it is not signed
 	// by a CA the system trusts.
-	CaFile        string `protobuf:"bytes,5,opt,name=ca_file,json=caFile,proto3" json:"ca_file,omitempty"`
+	CaFile string `protobuf:"bytes,5,opt,name=ca_file,json=caFile,proto3" json:"ca_file,omitempty"`
+	// The PEM CA certificates themselves, for a cloud whose TLS a private CA
+	// signs: `outpost part bootstrap` writes the CA it reaches the cloud
+	// through (--ca-file), so the file works as it is. ca_file wins when both
+	// are set. Public certificates only, never a key.
+	CaPem         string `protobuf:"bytes,6,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3747,6 +3765,13 @@ func (x *Bootstrap) GetCloudKeys() []*PublicKey {
 func (x *Bootstrap) GetCaFile() string {
 	if x != nil {
 		return x.CaFile
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetCaPem() string {
+	if x != nil {
+		return x.CaPem
 	}
 	return ""
 }
@@ -3939,12 +3964,13 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\blast_seq\x18\x03 \x01(\x04R\alastSeq\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x14\n" +
 	"\x05bytes\x18\x05 \x01(\x04R\x05bytes\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xc5\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x85\x02\n" +
 	"\x0eConfigProposal\x12#\n" +
 	"\rbase_revision\x18\x01 \x01(\x04R\fbaseRevision\x126\n" +
 	"\x06config\x18\x02 \x01(\v2\x1e.outpost.config.v1.RobotConfigR\x06config\x12\x16\n" +
 	"\x06author\x18\x03 \x01(\tR\x06author\x12>\n" +
-	"\vendorsement\x18\x04 \x01(\v2\x1c.outpost.sync.v1.EndorsementR\vendorsement\"e\n" +
+	"\vendorsement\x18\x04 \x01(\v2\x1c.outpost.sync.v1.EndorsementR\vendorsement\x12>\n" +
+	"\tfragments\x18\x05 \x03(\v2 .outpost.sync.v1.FragmentVersionR\tfragments\"e\n" +
 	"\vEndorsement\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n" +
 	"\faccess_token\x18\x02 \x01(\tR\vaccessToken\x12\x1c\n" +
@@ -4013,7 +4039,7 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"\x0eResourceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xb6\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xcd\x01\n" +
 	"\tBootstrap\x12\x1b\n" +
 	"\tcloud_url\x18\x01 \x01(\tR\bcloudUrl\x12\x17\n" +
 	"\apart_id\x18\x02 \x01(\tR\x06partId\x12\x1f\n" +
@@ -4021,7 +4047,8 @@ const file_outpost_sync_v1_sync_proto_rawDesc = "" +
 	"partSecret\x129\n" +
 	"\n" +
 	"cloud_keys\x18\x04 \x03(\v2\x1a.outpost.sync.v1.PublicKeyR\tcloudKeys\x12\x17\n" +
-	"\aca_file\x18\x05 \x01(\tR\x06caFile*\x89\x01\n" +
+	"\aca_file\x18\x05 \x01(\tR\x06caFile\x12\x15\n" +
+	"\x06ca_pem\x18\x06 \x01(\tR\x05caPem*\x89\x01\n" +
 	"\x0eRestartOutcome\x12\x1f\n" +
 	"\x1bRESTART_OUTCOME_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19RESTART_OUTCOME_RESTARTED\x10\x01\x12\x1b\n" +
@@ -4158,34 +4185,35 @@ var file_outpost_sync_v1_sync_proto_depIdxs = []int32{
 	30, // 37: outpost.sync.v1.UploadRequest.records:type_name -> outpost.sync.v1.Record
 	52, // 38: outpost.sync.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
 	38, // 39: outpost.sync.v1.ConfigProposal.endorsement:type_name -> outpost.sync.v1.Endorsement
-	34, // 40: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
-	44, // 41: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
-	47, // 42: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
-	51, // 43: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
-	48, // 44: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
-	15, // 45: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
-	46, // 46: outpost.sync.v1.PartStatus.peers:type_name -> outpost.sync.v1.PeerStatus
-	45, // 47: outpost.sync.v1.PartStatus.packages:type_name -> outpost.sync.v1.PackageStatus
-	29, // 48: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
-	12, // 49: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
-	31, // 50: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
-	40, // 51: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
-	42, // 52: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
-	5,  // 53: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
-	8,  // 54: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
-	3,  // 55: outpost.sync.v1.SyncService.GetPackageChunk:input_type -> outpost.sync.v1.GetPackageChunkRequest
-	13, // 56: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
-	32, // 57: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
-	41, // 58: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
-	43, // 59: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
-	6,  // 60: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
-	11, // 61: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
-	4,  // 62: outpost.sync.v1.SyncService.GetPackageChunk:output_type -> outpost.sync.v1.GetPackageChunkResponse
-	56, // [56:63] is the sub-list for method output_type
-	49, // [49:56] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	21, // 40: outpost.sync.v1.ConfigProposal.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	34, // 41: outpost.sync.v1.UploadBlobRequest.meta:type_name -> outpost.sync.v1.Capture
+	44, // 42: outpost.sync.v1.ReportStatusRequest.status:type_name -> outpost.sync.v1.PartStatus
+	47, // 43: outpost.sync.v1.PartStatus.backlog:type_name -> outpost.sync.v1.StreamBacklog
+	51, // 44: outpost.sync.v1.PartStatus.last_contact:type_name -> google.protobuf.Timestamp
+	48, // 45: outpost.sync.v1.PartStatus.resources:type_name -> outpost.sync.v1.ResourceStatus
+	15, // 46: outpost.sync.v1.PartStatus.restart:type_name -> outpost.sync.v1.RestartReport
+	46, // 47: outpost.sync.v1.PartStatus.peers:type_name -> outpost.sync.v1.PeerStatus
+	45, // 48: outpost.sync.v1.PartStatus.packages:type_name -> outpost.sync.v1.PackageStatus
+	29, // 49: outpost.sync.v1.Bootstrap.cloud_keys:type_name -> outpost.sync.v1.PublicKey
+	12, // 50: outpost.sync.v1.SyncService.Pull:input_type -> outpost.sync.v1.PullRequest
+	31, // 51: outpost.sync.v1.SyncService.Upload:input_type -> outpost.sync.v1.UploadRequest
+	40, // 52: outpost.sync.v1.SyncService.UploadBlob:input_type -> outpost.sync.v1.UploadBlobRequest
+	42, // 53: outpost.sync.v1.SyncService.ReportStatus:input_type -> outpost.sync.v1.ReportStatusRequest
+	5,  // 54: outpost.sync.v1.SyncService.NextOffer:input_type -> outpost.sync.v1.NextOfferRequest
+	8,  // 55: outpost.sync.v1.SyncService.AnswerOffer:input_type -> outpost.sync.v1.AnswerOfferRequest
+	3,  // 56: outpost.sync.v1.SyncService.GetPackageChunk:input_type -> outpost.sync.v1.GetPackageChunkRequest
+	13, // 57: outpost.sync.v1.SyncService.Pull:output_type -> outpost.sync.v1.PullResponse
+	32, // 58: outpost.sync.v1.SyncService.Upload:output_type -> outpost.sync.v1.UploadResponse
+	41, // 59: outpost.sync.v1.SyncService.UploadBlob:output_type -> outpost.sync.v1.UploadBlobResponse
+	43, // 60: outpost.sync.v1.SyncService.ReportStatus:output_type -> outpost.sync.v1.ReportStatusResponse
+	6,  // 61: outpost.sync.v1.SyncService.NextOffer:output_type -> outpost.sync.v1.NextOfferResponse
+	11, // 62: outpost.sync.v1.SyncService.AnswerOffer:output_type -> outpost.sync.v1.AnswerOfferResponse
+	4,  // 63: outpost.sync.v1.SyncService.GetPackageChunk:output_type -> outpost.sync.v1.GetPackageChunkResponse
+	57, // [57:64] is the sub-list for method output_type
+	50, // [50:57] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_outpost_sync_v1_sync_proto_init() }
