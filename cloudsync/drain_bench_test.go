@@ -173,7 +173,7 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 	offline := cloudsync.NewOfflineClock(clk, cache.OfflineClock{})
 	opts := cloudsync.Options{
 		Store: store, Client: client, Clock: clk, Offline: offline,
-		Trust:      cloudsync.NewTrust(cloud.part.ID, cloud.part.Keys, offline),
+		Trust: cloudsync.NewTrust(cloud.part.ID, cloud.part.Keys, offline),
 		// A cycle moves up to 64 MB; on a loaded machine that has taken
 		// over a minute, and a cut cycle fails the benchmark.
 		CycleBytes: 64 << 20, CycleTimeout: 10 * time.Minute,
