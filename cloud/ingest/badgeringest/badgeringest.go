@@ -69,17 +69,6 @@ const (
 	lockStripes   = 256
 )
 
-// valueThreshold sends every record value larger than a short log line to
-// the value log: its bytes are written once, appended and synced with the
-// batch, and the LSM tree holds only its key and a pointer, so memtable
-// flushes and compactions no longer copy payloads (they were most of the
-// cloud's CPU per ingested gigabyte, docs/PERFORMANCE.md). Records are kept,
-// not churned, so the value log needs no garbage collection for them; the
-// cost is that a record DeleteRecords erases keeps its bytes in its
-// value-log file (the LSM tree no longer has them) until that file is
-// rewritten, and reading a record back is one more random read.
-const valueThreshold = 256
-
 // Options configures Open.
 type Options struct {
 	// Dir is the Badger folder; required.
@@ -138,8 +127,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	bo := badgerdb.Options(opts.Dir, log).
 		WithDetectConflicts(false). // writes to a stream are serialized by Store.streams
-		WithMemTableSize(memTableSize).
-		WithValueThreshold(valueThreshold)
+		WithMemTableSize(memTableSize)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
