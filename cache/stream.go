@@ -405,7 +405,11 @@ func (s *Store) Read(ctx context.Context, st Stream, after uint64, limit, maxByt
 	var out []Entry
 	var corrupt []badItem
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(limit, 256), Prefix: streamPrefix(st)})
+		// No prefetching: it copies up to PrefetchSize values ahead of the
+		// loop, which ends at maxBytes (a 1 MiB batch is sixteen 64 KB
+		// images, against 256 prefetched), and ValueCopy copies each again.
+		// Reading each value once, as it is reached, is the one copy.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
 		defer it.Close()
 		bytes := 0
 		for it.Seek(recordSeek(st, after+1)); it.Valid() && len(out) < limit; it.Next() {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -155,7 +156,40 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 	default:
 		return nil, fmt.Errorf("compression %q: want zstd, gzip, identity or none", opts.Compression)
 	}
-	return syncv1connect.NewSyncServiceClient(rc.StandardClient(), strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
+	hc := &http.Client{Transport: rewindTransport{c: rc, fallback: &retryablehttp.RoundTripper{Client: rc}}}
+	return syncv1connect.NewSyncServiceClient(hc, strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
+}
+
+// rewindTransport retries through retryablehttp without copying request
+// bodies. retryablehttp's own RoundTripper reads a body into a buffer of
+// its own so it can send it again; connect's unary requests can already be
+// replayed (GetBody rewinds the encoded message), so for those each
+// attempt reads connect's buffer instead, and an upload batch is not
+// copied once more on its way out.
+type rewindTransport struct {
+	c        *retryablehttp.Client
+	fallback http.RoundTripper
+}
+
+func (t rewindTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.GetBody == nil || req.Body == nil || req.Body == http.NoBody {
+		return t.fallback.RoundTrip(req)
+	}
+	body := retryablehttp.ReaderFunc(func() (io.Reader, error) { return req.GetBody() })
+	rreq, err := retryablehttp.NewRequestWithContext(req.Context(), req.Method, req.URL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	// The caller's request as it is (headers, length, context), with the
+	// replayable body set above.
+	rreq.Request = req
+	res, err := t.c.Do(rreq)
+	// As retryablehttp.RoundTripper: the transport's own error, not one
+	// wrapped in a url.Error that the client would wrap again.
+	if uerr, ok := err.(*url.Error); ok {
+		return res, uerr.Unwrap()
+	}
+	return res, err
 }
 
 // proxyFunc resolves the proxy for each request from the proxy settings

@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
 
+	"github.com/outpost-robotics/outpost/api/codec"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 )
@@ -197,4 +199,72 @@ func FuzzProxySettings(f *testing.F) {
 			t.Fatalf("error quotes the setting: %v", err)
 		}
 	})
+}
+
+// uploadServer takes uploads, counting them and the records each carried.
+type uploadServer struct {
+	syncv1connect.UnimplementedSyncServiceHandler
+	records chan int
+}
+
+func (u uploadServer) Upload(_ context.Context, req *connect.Request[syncv1.UploadRequest]) (*connect.Response[syncv1.UploadResponse], error) {
+	u.records <- len(req.Msg.GetRecords())
+	return connect.NewResponse(&syncv1.UploadResponse{AckedThrough: uint64(len(req.Msg.GetRecords()))}), nil
+}
+
+// TestRetriesResendTheWholeBody: the client replays connect's request body
+// rather than a copy of its own, so a retried upload must still carry all
+// of it, in each compression, after answers that retry (503, a reset).
+func TestRetriesResendTheWholeBody(t *testing.T) {
+	for _, compression := range []string{"zstd", "gzip", "identity"} {
+		t.Run(compression, func(t *testing.T) {
+			srv := uploadServer{records: make(chan int, 10)}
+			mux := http.NewServeMux()
+			mux.Handle(syncv1connect.NewSyncServiceHandler(srv, codec.HandlerOption()))
+			var attempts atomic.Int32
+			lengths := make(chan int64, 10)
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				lengths <- r.ContentLength
+				switch attempts.Add(1) {
+				case 1:
+					w.WriteHeader(http.StatusServiceUnavailable)
+				case 2:
+					if hj, ok := w.(http.Hijacker); ok {
+						if c, _, err := hj.Hijack(); err == nil {
+							c.Close()
+							return
+						}
+					}
+					t.Error("could not reset the connection")
+				default:
+					mux.ServeHTTP(w, r)
+				}
+			}))
+			defer ts.Close()
+			c, err := NewClient(ClientOptions{CloudURL: ts.URL, PartID: "part-1", PartSecret: strings.Repeat("s", 40), RetryMax: 3, RetryWaitMin: 1, RetryWaitMax: 2, Compression: compression})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &syncv1.UploadRequest{StoreId: "s", Stream: "captures"}
+			for i := range 500 {
+				req.Records = append(req.Records, &syncv1.Record{Seq: uint64(i + 1), Payload: []byte(strings.Repeat("reading ", 50))})
+			}
+			res, err := c.Upload(context.Background(), connect.NewRequest(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := <-srv.records; got != 500 || res.Msg.GetAckedThrough() != 500 {
+				t.Fatalf("the cloud got %d records of 500 after retries", got)
+			}
+			if n := attempts.Load(); n != 3 {
+				t.Fatalf("%d attempts, want 3", n)
+			}
+			first := <-lengths
+			for range 2 {
+				if n := <-lengths; n != first || n <= 0 {
+					t.Fatalf("attempts sent %d then %d bytes", first, n)
+				}
+			}
+		})
+	}
 }

@@ -1,8 +1,11 @@
 package cloudsync_test
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,11 +15,17 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
@@ -24,10 +33,11 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloudsync"
+	"github.com/outpost-robotics/outpost/signed"
 )
 
 // readingsCapture is one ~1 KiB capture of a part's sensors, as JSON: the
-// bulk of what a robot's backlog holds (images travel as blobs).
+// bulk of what a robot's backlog holds.
 func readingsCapture(rng *rand.Rand, seq int) []byte {
 	var data []byte
 	data = append(data, '[')
@@ -43,6 +53,20 @@ func readingsCapture(rng *rand.Rand, seq int) []byte {
 	return b
 }
 
+// imageCapture is one 64 KB camera frame: random bytes, as incompressible
+// as a JPEG.
+func imageCapture(rng *rand.Rand, _ int) []byte {
+	data := make([]byte, 64<<10)
+	for i := 0; i < len(data); i += 8 {
+		v := rng.Uint64()
+		for j := range 8 {
+			data[i+j] = byte(v >> (8 * j))
+		}
+	}
+	b, _ := proto.Marshal(&syncv1.Capture{Component: "camera", Method: "frame", Tags: []string{"site-a"}, Priority: 5, Data: data, MimeType: "image/jpeg"})
+	return b
+}
+
 func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
@@ -50,13 +74,22 @@ func cpuSeconds() float64 {
 }
 
 // BenchmarkBacklogDrain drains a backlog of captures from a real store to
-// the real outpost-cloud in process (cloudtest) on loopback. The
-// backlog is 1 GiB; set OUTPOST_DRAIN_MB for a shorter run,
-// OUTPOST_DRAIN_INFLIGHT to compare Options.InFlight settings (1 is the
-// one-batch-at-a-time drain), and OUTPOST_DRAIN_RTT_MS to put that much
-// round-trip time between the part and the cloud, as a robot's uplink
-// has. Run it with -benchtime 1x. CPU seconds are the whole process's: the
-// part's and the cloud's side together.
+// the real outpost-cloud (cloudtest) on loopback, for ~1 KiB JSON readings
+// and for incompressible 64 KB images. The cloud runs in a child process
+// (TestDrainCloudHalf), so each side's CPU is its own process's:
+// part-cpu-s/GB is this process's during the drain, cloud-cpu-s/GB the
+// child's. Beside the drain, in the same run, two baselines move the same
+// kind of bytes in the same batch sizes with as many requests in flight:
+// a plain HTTP POST to a handler that appends each body to a file and
+// fsyncs before answering (the durable baseline, the floor for any
+// receiver that promises durability) and one to a handler that discards it.
+//
+// The backlog is 1 GiB of each kind; set OUTPOST_DRAIN_MB for a shorter
+// run, OUTPOST_DRAIN_INFLIGHT to compare Options.InFlight settings, and
+// OUTPOST_DRAIN_RTT_MS to put that much round-trip time between the part
+// and the cloud. OUTPOST_DRAIN_PROFILE=DIR writes a CPU profile of each
+// side's drain into DIR (part-KIND.pprof, cloud-KIND.pprof). Run it with
+// -benchtime 1x.
 func BenchmarkBacklogDrain(b *testing.B) {
 	mb := 1024
 	if v, err := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_MB")); err == nil && v > 0 {
@@ -64,24 +97,44 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	}
 	inFlight, _ := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_INFLIGHT"))
 	rttMS, _ := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_RTT_MS"))
-	// The timer is managed by drainOnce (filling the store is not timed),
-	// which b.Loop does not allow.
-	for range b.N {
-		raw, wire, secs, cpu := drainOnce(b, int64(mb)<<20, inFlight, time.Duration(rttMS)*time.Millisecond)
-		plain := plainPost(b, raw)
-		b.ReportMetric(float64(raw)/1e6/secs, "MB/s")
-		b.ReportMetric(cpu/(float64(raw)/1e9), "cpu-s/GB")
-		b.ReportMetric(float64(wire)/float64(raw), "wire/raw")
-		b.ReportMetric((float64(raw)/secs)/plain, "ratio-to-plain-POST")
-		b.ReportMetric(plain/1e6, "plain-POST-MB/s")
+	for _, kind := range []struct {
+		name string
+		gen  func(*rand.Rand, int) []byte
+	}{{"readings", readingsCapture}, {"images", imageCapture}} {
+		b.Run(kind.name, func(b *testing.B) {
+			// The timer is managed by drainOnce (filling the store is not
+			// timed), which b.Loop does not allow.
+			for range b.N {
+				d := drainOnce(b, kind.name, kind.gen, int64(mb)<<20, inFlight, time.Duration(rttMS)*time.Millisecond)
+				gb := float64(d.raw) / 1e9
+				rate := float64(d.raw) / d.secs
+				durable := postBaseline(b, kind.gen, d.raw, d.inFlight, true)
+				plain := postBaseline(b, kind.gen, d.raw, d.inFlight, false)
+				b.ReportMetric(rate/1e6, "MB/s")
+				b.ReportMetric(d.partCPU/gb, "part-cpu-s/GB")
+				b.ReportMetric(d.cloudCPU/gb, "cloud-cpu-s/GB")
+				b.ReportMetric(float64(d.wire)/float64(d.raw), "wire/raw")
+				b.ReportMetric(durable/1e6, "durable-POST-MB/s")
+				b.ReportMetric(rate/durable, "ratio-to-durable-POST")
+				b.ReportMetric(plain/1e6, "plain-POST-MB/s")
+				b.ReportMetric(rate/plain, "ratio-to-plain-POST")
+			}
+		})
 	}
 }
 
-// drainOnce fills a store with size bytes of captures (untimed) and drains
-// it with inFlight uploads at once (0: the default) over a path with rtt
-// round-trip time; it returns the payload bytes, the bytes on the wire, and
-// the drain's wall and CPU seconds.
-func drainOnce(b *testing.B, size int64, inFlight int, rtt time.Duration) (raw, wire int64, secs, cpu float64) {
+// drained is what one drain measured.
+type drained struct {
+	raw, wire         int64 // payload bytes; bytes on the wire
+	secs              float64
+	partCPU, cloudCPU float64 // CPU seconds of each process during the drain
+	inFlight          int     // the uploads in flight per stream
+}
+
+// drainOnce fills a store with size bytes of captures from gen (untimed)
+// and drains it with inFlight uploads at once (0: the default) over a path
+// with rtt round-trip time to a cloud in a child process.
+func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size int64, inFlight int, rtt time.Duration) drained {
 	b.StopTimer()
 	ctx := context.Background()
 	clk := clock.NewReal()
@@ -90,13 +143,14 @@ func drainOnce(b *testing.B, size int64, inFlight int, rtt time.Duration) (raw, 
 		b.Fatal(err)
 	}
 	defer store.Close()
+	var d drained
 	rng := rand.New(rand.NewPCG(7, 7))
 	batch := make([]cache.Record, 0, 256)
-	for seq := 0; raw < size; seq++ {
-		p := readingsCapture(rng, seq)
-		raw += int64(len(p))
+	for seq := 0; d.raw < size; seq++ {
+		p := gen(rng, seq)
+		d.raw += int64(len(p))
 		batch = append(batch, cache.Record{Payload: p, Priority: 5})
-		if len(batch) == cap(batch) || raw >= size {
+		if len(batch) == cap(batch) || d.raw >= size {
 			if _, err := store.AppendBatch(ctx, cache.StreamCaptures, batch); err != nil {
 				b.Fatal(err)
 			}
@@ -104,28 +158,42 @@ func drainOnce(b *testing.B, size int64, inFlight int, rtt time.Duration) (raw, 
 		}
 	}
 
-	cloud := cloudtest.New(b, cloudtest.Options{Clock: clk})
-	url := cloud.URL
+	settle(b, clk)
+
+	profile := os.Getenv("OUTPOST_DRAIN_PROFILE")
+	cloud := startCloudHalf(b, profile, kind)
+	url := cloud.url
 	if rtt > 0 {
 		url = slowPath(b, url, rtt)
 	}
-	part := cloud.Provision(b, cloudtest.PartOptions{CloudURL: url})
-	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: part.CloudURL, PartID: part.ID, PartSecret: part.Secret})
+	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: url, PartID: cloud.part.ID, PartSecret: cloud.part.Secret})
 	if err != nil {
 		b.Fatal(err)
 	}
 	offline := cloudsync.NewOfflineClock(clk, cache.OfflineClock{})
-	s, err := cloudsync.New(cloudsync.Options{
+	opts := cloudsync.Options{
 		Store: store, Client: client, Clock: clk, Offline: offline,
-		Trust:      cloudsync.NewTrust(part.ID, part.Keys, offline),
-		CycleBytes: 64 << 20, CycleTimeout: time.Minute,
+		Trust: cloudsync.NewTrust(cloud.part.ID, cloud.part.Keys, offline),
+		// A cycle moves up to 64 MB; on a loaded machine that has taken
+		// over a minute, and a cut cycle fails the benchmark.
+		CycleBytes: 64 << 20, CycleTimeout: 10 * time.Minute,
 		InFlight: inFlight,
-	})
+	}
+	s, err := cloudsync.New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
+	d.inFlight = inFlight
+	if d.inFlight == 0 {
+		d.inFlight = 2 // cloudsync's default
+	}
 
-	wire0, cpu0, t0 := cloud.WireBytes(), cpuSeconds(), time.Now()
+	if profile != "" {
+		stop := startProfile(b, filepath.Join(profile, "part-"+kind+".pprof"))
+		defer stop()
+	}
+	before := cloud.stats(b, "start")
+	cpu0, t0 := cpuSeconds(), time.Now()
 	b.StartTimer()
 	for {
 		res := s.Cycle(ctx)
@@ -137,14 +205,191 @@ func drainOnce(b *testing.B, size int64, inFlight int, rtt time.Duration) (raw, 
 		}
 	}
 	b.StopTimer()
-	secs, cpu = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+	d.secs, d.partCPU = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+	after := cloud.stats(b, "stop")
+	d.cloudCPU, d.wire = after.CPU-before.CPU, after.Wire-before.Wire
 	if st, _ := store.Stats(ctx, cache.StreamCaptures); st.Count != 0 {
 		b.Fatalf("%d captures left after the drain", st.Count)
 	}
-	if n := cloud.Ingested(b, part.ID)["captures"]; int64(n.Bytes) < raw || n.Conflicts != 0 {
-		b.Fatalf("the cloud holds %d bytes of %d (%d conflicting records)", n.Bytes, raw, n.Conflicts)
+	if after.Bytes < d.raw || after.Conflicts != 0 {
+		b.Fatalf("the cloud holds %d bytes of %d (%d conflicting records)", after.Bytes, d.raw, after.Conflicts)
 	}
-	return raw, cloud.WireBytes() - wire0, secs, cpu
+	return d
+}
+
+// settle waits until this process is idle: Badger compacting what the
+// fill wrote is the cost of capturing, which a robot pays as it captures,
+// not of draining, so the drain's CPU figure must not include it. It gives
+// up after two minutes and measures anyway.
+func settle(b *testing.B, clk clock.Clock) {
+	ctx := context.Background()
+	for range 240 {
+		cpu0, t0 := cpuSeconds(), clk.Now()
+		if err := clk.Sleep(ctx, 500*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+		if cpuSeconds()-cpu0 < 0.02*clk.Now().Sub(t0).Seconds() {
+			return
+		}
+	}
+	b.Log("the store's background work did not settle in two minutes")
+}
+
+func startProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// cloudHalf is the cloud of BenchmarkBacklogDrain in its child process.
+type cloudHalf struct {
+	url  string
+	part cloudtest.Part
+	in   io.Writer
+	out  *bufio.Scanner
+}
+
+// halfHello is the child's first line: where it serves and the part it
+// provisioned.
+type halfHello struct {
+	URL, PartID, PartSecret string
+	Bootstrap               []byte // protojson of the bootstrap file
+}
+
+// halfStats is the child's answer to a command: its process CPU seconds,
+// the bytes its listener read, and what it holds of the part's captures.
+type halfStats struct {
+	CPU              float64
+	Wire             int64
+	Bytes, Conflicts int64
+}
+
+const halfPrefix = "drain-cloud: "
+
+// startCloudHalf runs TestDrainCloudHalf in a child process of this test
+// binary and waits for its hello; the child ends when the benchmark does.
+func startCloudHalf(b *testing.B, profileDir, kind string) *cloudHalf {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDrainCloudHalf$", "-test.bench=^$", "-test.v=false")
+	cmd.Env = append(os.Environ(), "OUTPOST_DRAIN_CLOUD=1")
+	if profileDir != "" {
+		cmd.Env = append(cmd.Env, "OUTPOST_DRAIN_CLOUD_PROFILE="+filepath.Join(profileDir, "cloud-"+kind+".pprof"))
+	}
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		in.Close() // the child's cue to stop
+		if err := cmd.Wait(); err != nil {
+			b.Errorf("the cloud's process: %v", err)
+		}
+	})
+	c := &cloudHalf{in: in, out: bufio.NewScanner(out)}
+	var hello halfHello
+	c.read(b, &hello)
+	boot := &syncv1.Bootstrap{}
+	if err := protojson.Unmarshal(hello.Bootstrap, boot); err != nil {
+		b.Fatal(err)
+	}
+	keys, err := signed.KeysFromProto(boot.GetCloudKeys())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.url = hello.URL
+	c.part = cloudtest.Part{ID: hello.PartID, Secret: hello.PartSecret, CloudURL: hello.URL, Keys: keys, Bootstrap: boot}
+	return c
+}
+
+// read decodes the child's next line of its own into v, passing over what
+// the test framework prints.
+func (c *cloudHalf) read(b *testing.B, v any) {
+	for c.out.Scan() {
+		if line, ok := strings.CutPrefix(c.out.Text(), halfPrefix); ok {
+			if err := json.Unmarshal([]byte(line), v); err != nil {
+				b.Fatal(err)
+			}
+			return
+		}
+	}
+	b.Fatalf("the cloud's process ended: %v", c.out.Err())
+}
+
+// stats sends cmd ("start" begins its profile, "stop" ends it) and returns
+// the child's answer.
+func (c *cloudHalf) stats(b *testing.B, cmd string) halfStats {
+	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
+		b.Fatal(err)
+	}
+	var s halfStats
+	c.read(b, &s)
+	return s
+}
+
+// TestDrainCloudHalf is the cloud of BenchmarkBacklogDrain, which runs it
+// in a child process so that the CPU the cloud spends is told apart from
+// the part's. It provisions one part, says so on stdout, and answers each
+// line on stdin with its figures until stdin closes.
+func TestDrainCloudHalf(t *testing.T) {
+	if os.Getenv("OUTPOST_DRAIN_CLOUD") == "" {
+		t.Skip("the cloud half of BenchmarkBacklogDrain, which runs it in a child process")
+	}
+	cloud := cloudtest.New(t, cloudtest.Options{DiscardLog: true})
+	part := cloud.Provision(t, cloudtest.PartOptions{})
+	boot, err := protojson.Marshal(part.Bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	say := func(v any) {
+		line, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("%s%s\n", halfPrefix, line)
+	}
+	say(halfHello{URL: cloud.URL, PartID: part.ID, PartSecret: part.Secret, Bootstrap: boot})
+	var stop func()
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "start":
+			if path := os.Getenv("OUTPOST_DRAIN_CLOUD_PROFILE"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					t.Fatal(err)
+				}
+				stop = func() { pprof.StopCPUProfile(); f.Close() }
+			}
+		case "stop":
+			if stop != nil {
+				stop()
+				stop = nil
+			}
+		}
+		n := cloud.Ingested(t, part.ID)["captures"]
+		say(halfStats{CPU: cpuSeconds(), Wire: cloud.WireBytes(), Bytes: int64(n.Bytes), Conflicts: int64(n.Conflicts)})
+	}
 }
 
 // slowPath serves a reverse proxy to upstream that holds each request for
@@ -169,26 +414,97 @@ func slowPath(b *testing.B, upstream string, rtt time.Duration) string {
 	return srv.URL
 }
 
-// plainPost sends size bytes as 1 MiB POST bodies to a handler that reads and
-// discards them, on the same loopback: the transfer with nothing else, the
-// yardstick for the drain. It returns bytes per second.
-func plainPost(b *testing.B, size int64) float64 {
+// postBaseline sends size bytes of gen's captures as HTTP POST bodies of
+// the drain's batch size (records up to 1 MiB of payload, as cloudsync's
+// default BatchBytes), inFlight requests at once, on the same loopback, to
+// a handler that appends each body to a file and fsyncs it before
+// answering (durable) or reads and discards it. The bodies cycle through a
+// pool of 16 batches. It returns bytes per second.
+func postBaseline(b *testing.B, gen func(*rand.Rand, int) []byte, size int64, inFlight int, durable bool) float64 {
+	var bodies [][]byte
+	rng := rand.New(rand.NewPCG(8, 8))
+	for seq := 0; len(bodies) < 16; {
+		var body []byte
+		for n := 0; n < 4000; n++ {
+			p := gen(rng, seq)
+			seq++
+			if len(body)+len(p) > 1<<20 && len(body) > 0 {
+				break
+			}
+			body = append(body, p...)
+		}
+		bodies = append(bodies, body)
+	}
+	f, err := os.Create(filepath.Join(b.TempDir(), "baseline"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		if !durable {
+			_, _ = io.Copy(io.Discard, r.Body)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := f.Write(body); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := f.Sync(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
 	}))
 	defer srv.Close()
-	body := bytes.Repeat([]byte("x"), 1<<20)
-	t0 := time.Now()
-	for sent := int64(0); sent < size; sent += int64(len(body)) {
-		res, err := srv.Client().Post(srv.URL, "application/octet-stream", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
+	var (
+		next  sync.Mutex
+		i     int
+		sent  int64
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	take := func() []byte {
+		next.Lock()
+		defer next.Unlock()
+		if sent >= size {
+			return nil
 		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			b.Fatal(errors.New(res.Status))
-		}
+		body := bodies[i%len(bodies)]
+		i++
+		sent += int64(len(body))
+		return body
 	}
-	return float64(size) / time.Since(t0).Seconds()
+	t0 := time.Now()
+	for range inFlight {
+		wg.Go(func() {
+			for body := take(); body != nil; body = take() {
+				res, err := srv.Client().Post(srv.URL, "application/octet-stream", bytes.NewReader(body))
+				if err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != http.StatusOK {
+						err = errors.New(res.Status)
+					}
+				}
+				if err != nil {
+					errMu.Lock()
+					first = cmp.Or(first, err)
+					errMu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		b.Fatal(first)
+	}
+	return float64(sent) / time.Since(t0).Seconds()
 }
