@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 		{"LargeBatch", testLargeBatch},
 		{"Concurrent", testConcurrent},
 		{"Records", testRecords},
+		{"RecordsByTime", testRecordsByTime},
 		{"Invalid", testInvalid},
 		{"BlobResume", testBlobResume},
 		{"BlobMismatch", testBlobMismatch},

@@ -1,0 +1,85 @@
+package pgingest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/outpost-robotics/outpost/cloud/ingest"
+)
+
+// RecordsByTime reads each stream's page in the order of the
+// ingest_payloads_time_order index and merges them; see ingest.Store.
+func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest.StoredRecord, string, error) {
+	limit, after, err := ingest.CheckTimeQuery(q)
+	if err != nil {
+		return nil, "", err
+	}
+	streams := slices.Clone(q.Streams)
+	slices.Sort(streams)
+	streams = slices.Compact(streams)
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	var common []string
+	if !q.From.IsZero() {
+		common = append(common, "time_ns >= "+arg(*nanos(q.From)))
+	}
+	if !q.To.IsZero() {
+		common = append(common, "time_ns < "+arg(*nanos(q.To)))
+	}
+	if len(q.PartIDs) > 0 {
+		common = append(common, "part_id = ANY("+arg(q.PartIDs)+")")
+	}
+	var subs []string
+	for _, st := range streams {
+		where := append([]string{"stream = " + arg(st), "time_ns IS NOT NULL"}, common...)
+		if after != nil {
+			// After (T, P, S, STREAM, Q) in the order time, part, store,
+			// stream, seq, said for this one stream.
+			switch c := strings.Compare(st, after.Stream); {
+			case c == 0:
+				where = append(where, fmt.Sprintf("(time_ns, part_id, store_id, seq) > (%s, %s, %s, %s)",
+					arg(after.Time.UnixNano()), arg(after.PartID), arg(after.StoreID), arg(int64(after.Seq))))
+			default:
+				op := ">"
+				if c > 0 {
+					op = ">="
+				}
+				where = append(where, fmt.Sprintf("(time_ns, part_id, store_id) %s (%s, %s, %s)", op, arg(after.Time.UnixNano()), arg(after.PartID), arg(after.StoreID)))
+			}
+		}
+		subs = append(subs, "(SELECT part_id, store_id, stream, seq, time_ns, payload FROM ingest_payloads WHERE "+
+			strings.Join(where, " AND ")+" ORDER BY time_ns, part_id, store_id, seq LIMIT "+arg(limit+1)+")")
+	}
+	sql := strings.Join(subs, " UNION ALL ")
+	if len(subs) > 1 {
+		sql = "SELECT * FROM (" + sql + ") u ORDER BY time_ns, part_id, store_id, stream, seq LIMIT " + arg(limit+1)
+	}
+	rows, _ := s.pool.Query(ctx, sql, args...)
+	var out []ingest.StoredRecord
+	var r ingest.StoredRecord
+	var seq, tn int64
+	var payload []byte
+	_, err = pgx.ForEachRow(rows, []any{&r.PartID, &r.StoreID, &r.Stream, &seq, &tn, &payload}, func() error {
+		out = append(out, ingest.StoredRecord{StreamKey: r.StreamKey,
+			Record: ingest.Record{Seq: uint64(seq), Time: time.Unix(0, tn).UTC(), Payload: bytes.Clone(payload)}})
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("read records by time: %w", err)
+	}
+	if len(out) <= limit {
+		return out, "", nil
+	}
+	out = out[:limit]
+	return out, ingest.EncodeTimeCursor(ingest.TimeKeyOf(out[limit-1])), nil
+}
