@@ -378,14 +378,8 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 		only[captureID(r.GetPartId(), r.GetStoreId(), r.GetSeq())] = true
 	}
 	sel := captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(), from: m.GetFrom(), to: m.GetTo(), size: ingest.MaxLimit}
-	type target struct {
-		key  ingest.StreamKey
-		seqs []uint64
-	}
-	var targets []*target
-	byKey := map[ingest.StreamKey]*target{}
-	var blobs []ingest.BlobKey
-	n, more := 0, false
+	var picked []*fleetv1.CaptureRecord
+	more := false
 	for {
 		caps, next, err := ds.listCaptures(ctx, sel)
 		if err != nil {
@@ -395,44 +389,16 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 			if len(only) > 0 && !only[captureID(c.GetPartId(), c.GetStoreId(), c.GetSeq())] {
 				continue
 			}
-			if n == maxDeletePerCall {
+			if len(picked) == maxDeletePerCall {
 				more = true
 				break
 			}
-			k := ingest.StreamKey{PartID: c.GetPartId(), StoreID: c.GetStoreId(), Stream: "captures"}
-			if byKey[k] == nil {
-				byKey[k] = &target{key: k}
-				targets = append(targets, byKey[k])
-			}
-			byKey[k].seqs = append(byKey[k].seqs, c.GetSeq())
-			if id := c.GetCapture().GetBlobId(); id != "" {
-				blobs = append(blobs, ingest.BlobKey{PartID: c.GetPartId(), BlobID: id})
-			}
-			n++
+			picked = append(picked, c)
 		}
 		if more || next == "" {
 			break
 		}
 		sel.token = next
 	}
-	// The records go first: a capture is never listed without its blob
-	// having been readable, and a blob deleted after its record is just
-	// bytes no capture names.
-	out := &fleetv1.DeleteCapturesResponse{More: more}
-	for _, t := range targets {
-		d, err := ing.DeleteRecords(ctx, t.key, t.seqs)
-		out.Deleted += int32(d)
-		if err != nil {
-			return nil, fmt.Errorf("delete captures of %v: %w", t.key, err)
-		}
-	}
-	for _, b := range blobs {
-		if err := ing.DeleteBlob(ctx, b.PartID, b.BlobID); err != nil {
-			return nil, fmt.Errorf("delete blob %s of part/%s: %w", b.BlobID, b.PartID, err)
-		}
-		out.Blobs++
-	}
-	// The deletion is in the ingest store, so the interceptor writes the
-	// call's audit event after it, with its outcome.
-	return connect.NewResponse(out), nil
+	return deleteCaptureRecords(ctx, ing, picked, more)
 }

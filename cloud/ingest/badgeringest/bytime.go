@@ -249,3 +249,24 @@ func readRecord(txn *badger.Txn, k ingest.TimeKey) (ingest.StoredRecord, bool, e
 	}
 	return rec, !gone, nil
 }
+
+// Record reads one record; see ingest.Store.
+func (s *Store) Record(_ context.Context, key ingest.StreamKey, seq uint64) (ingest.StoredRecord, error) {
+	if err := key.Validate(); err != nil {
+		return ingest.StoredRecord{}, fmt.Errorf("read record: %w", err)
+	}
+	var rec ingest.StoredRecord
+	var ok bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		rec, ok, err = readRecord(txn, ingest.TimeKey{StreamKey: key, Seq: seq})
+		return err
+	})
+	if err != nil {
+		return rec, err
+	}
+	if !ok {
+		return rec, fmt.Errorf("read record %s/%d: %w", key, seq, ingest.ErrNotFound)
+	}
+	return rec, nil
+}

@@ -90,6 +90,15 @@ func testRecordsByTime(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
 	if got := all(ingest.TimeQuery{Streams: []string{"nothing"}}); len(got) != 0 {
 		t.Errorf("an unknown stream: %q", got)
 	}
+	got, err := s.Record(ctx, ingest.StreamKey{PartID: "p2", StoreID: "s2", Stream: "captures"}, 1)
+	if err != nil || string(got.Payload) != "p2/s2/captures/1" || !got.Time.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("record p2/s2/captures/1: %+v, %v", got, err)
+	}
+	for _, seq := range []uint64{3, 9, 0} { // deleted, never held, never valid
+		if _, err := s.Record(ctx, ingest.StreamKey{PartID: "p3", StoreID: "s1", Stream: "captures"}, seq); !errors.Is(err, ingest.ErrNotFound) {
+			t.Errorf("record p3/s1/captures/%d: %v, want ErrNotFound", seq, err)
+		}
+	}
 	first, next, err := s.RecordsByTime(ctx, ingest.TimeQuery{Streams: []string{"captures"}, Limit: 1})
 	if err != nil || len(first) != 1 || next == "" {
 		t.Fatalf("first page: %v %q %v", first, next, err)

@@ -3,6 +3,7 @@ package pgingest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -82,4 +83,29 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 	}
 	out = out[:limit]
 	return out, ingest.EncodeTimeCursor(ingest.TimeKeyOf(out[limit-1])), nil
+}
+
+// Record reads one record; see ingest.Store.
+func (s *Store) Record(ctx context.Context, key ingest.StreamKey, seq uint64) (ingest.StoredRecord, error) {
+	if err := key.Validate(); err != nil {
+		return ingest.StoredRecord{}, fmt.Errorf("read record: %w", err)
+	}
+	if seq == 0 || seq > 1<<63-1 {
+		return ingest.StoredRecord{}, fmt.Errorf("read record %s/%d: %w", key, seq, ingest.ErrNotFound)
+	}
+	var tn *int64
+	var payload []byte
+	err := s.pool.QueryRow(ctx, "SELECT time_ns, payload FROM ingest_payloads WHERE part_id = $1 AND store_id = $2 AND stream = $3 AND seq = $4",
+		key.PartID, key.StoreID, key.Stream, int64(seq)).Scan(&tn, &payload)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ingest.StoredRecord{}, fmt.Errorf("read record %s/%d: %w", key, seq, ingest.ErrNotFound)
+	}
+	if err != nil {
+		return ingest.StoredRecord{}, fmt.Errorf("read record %s/%d: %w", key, seq, err)
+	}
+	rec := ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: seq, Payload: payload}}
+	if tn != nil {
+		rec.Time = time.Unix(0, *tn).UTC()
+	}
+	return rec, nil
 }
