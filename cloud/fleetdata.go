@@ -85,7 +85,9 @@ func (f dataFilter) check() error {
 	return nil
 }
 
-func (f dataFilter) any() bool { return f.component != "" || f.method != "" || f.tag != "" || f.mime != "" }
+func (f dataFilter) any() bool {
+	return f.component != "" || f.method != "" || f.tag != "" || f.mime != ""
+}
 
 // keep says whether a capture passes every filter but the tag (tags are
 // edited in the store, read later).
