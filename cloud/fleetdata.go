@@ -191,9 +191,9 @@ func pageByTime(ctx context.Context, ing ingest.Store, q ingest.TimeQuery, size,
 	return q.After, nil
 }
 
-// listFleetCaptures answers a fleet capture query for the caller, with
+// listFleetCaptures answers a fleet capture query for the caller, over
 // the machines allowed by allowed.
-func (s *Server) listFleetCaptures(ctx context.Context, fq *fleetv1.FleetDataQuery, size int32, token string, key []byte) ([]*fleetv1.CaptureRecord, string, error) {
+func (s *Server) listFleetCaptures(ctx context.Context, fq *fleetv1.FleetDataQuery, size int32, token string, key []byte, allowed func(machineID string) bool) ([]*fleetv1.CaptureRecord, string, error) {
 	ing, err := s.ingestStore()
 	if err != nil {
 		return nil, "", err
@@ -211,7 +211,7 @@ func (s *Server) listFleetCaptures(ctx context.Context, fq *fleetv1.FleetDataQue
 	if err != nil {
 		return nil, "", err
 	}
-	sel, err := selectFleetParts(c.snap, fq.GetOrgId(), fq.GetLocationId(), fq.GetMachineIds(), fq.GetPartIds(), func(m string) bool { return c.visible(rbac.Machine(m)) })
+	sel, err := selectFleetParts(c.snap, fq.GetOrgId(), fq.GetLocationId(), fq.GetMachineIds(), fq.GetPartIds(), allowed)
 	if err != nil {
 		return nil, "", err
 	}
@@ -268,6 +268,14 @@ func (s *Server) listFleetCaptures(ctx context.Context, fq *fleetv1.FleetDataQue
 	return out, next, nil
 }
 
+// visibleMachine is visible for a machine ID.
+func (c *call) visibleMachine(id string) bool { return c.visible(rbac.Machine(id)) }
+
+// may returns whether the caller may do a on each machine.
+func (c *call) may(a rbac.Action) func(machineID string) bool {
+	return func(id string) bool { return c.snap.engine.Decide(c.subject, a, rbac.Machine(id)).Allowed }
+}
+
 // editedTags applies the tag edits people made to a capture.
 func (s *Server) editedTags(ctx context.Context, r ingest.StoredRecord, cp *syncv1.Capture) error {
 	return s.st.View(ctx, func(tx store.Tx) error {
@@ -293,7 +301,7 @@ func (ds dataService) fleetCaptures(ctx context.Context, m *fleetv1.ListFleetCap
 	if err != nil {
 		return nil, err
 	}
-	caps, next, err := ds.s.listFleetCaptures(ctx, m.GetQuery(), m.GetPageSize(), m.GetPageToken(), key)
+	caps, next, err := ds.s.listFleetCaptures(ctx, m.GetQuery(), m.GetPageSize(), m.GetPageToken(), key, callFrom(ctx).visibleMachine)
 	return reply(&fleetv1.ListFleetCapturesResponse{Captures: caps, NextPageToken: next}, err)
 }
 
@@ -317,7 +325,7 @@ func (ds dataService) DeleteFleetCaptures(ctx context.Context, req *connect.Requ
 	var picked []*fleetv1.CaptureRecord
 	token, more := "", false
 	for {
-		caps, next, err := ds.s.listFleetCaptures(ctx, m.GetQuery(), ingest.MaxLimit, token, key)
+		caps, next, err := ds.s.listFleetCaptures(ctx, m.GetQuery(), ingest.MaxLimit, token, key, callFrom(ctx).visibleMachine)
 		if err != nil {
 			return nil, err
 		}
@@ -399,7 +407,7 @@ func (ds dataService) ListFleetLogs(ctx context.Context, req *connect.Request[fl
 	if err != nil {
 		return nil, err
 	}
-	sel, err := selectFleetParts(c.snap, m.GetOrgId(), m.GetLocationId(), m.GetMachineIds(), m.GetPartIds(), func(id string) bool { return c.visible(rbac.Machine(id)) })
+	sel, err := selectFleetParts(c.snap, m.GetOrgId(), m.GetLocationId(), m.GetMachineIds(), m.GetPartIds(), c.visibleMachine)
 	if err != nil {
 		return nil, err
 	}

@@ -201,6 +201,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(fleetv1connect.NewConfigServiceHandler(configService{s}, opts...))
 	mux.Handle(fleetv1connect.NewFragmentServiceHandler(fragmentService{s}, opts...))
 	mux.Handle(fleetv1connect.NewDataServiceHandler(dataService{s}, opts...))
+	mux.Handle(fleetv1connect.NewDatasetServiceHandler(datasetService{s}, opts...))
 	if s.ingest != nil {
 		// The part sync API authenticates parts itself (part id and
 		// secret), so it is mounted without the fleet interceptor.
