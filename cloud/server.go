@@ -124,7 +124,7 @@ type Server struct {
 // Services are the fleet API's services, in the order they are served.
 func Services() []protoreflect.ServiceDescriptor {
 	var out []protoreflect.ServiceDescriptor
-	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto} {
+	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto, fleetv1.File_outpost_fleet_v1_dataset_proto} {
 		sds := f.Services()
 		for i := range sds.Len() {
 			out = append(out, sds.Get(i))
