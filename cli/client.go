@@ -57,6 +57,7 @@ type api struct {
 	fleetv1connect.ConfigServiceClient
 	fleetv1connect.FragmentServiceClient
 	fleetv1connect.DataServiceClient
+	fleetv1connect.DatasetServiceClient
 	// base is the cloud URL the clients use.
 	base string
 }
@@ -103,6 +104,7 @@ func (g *globals) client() (*api, error) {
 		ConfigServiceClient:   fleetv1connect.NewConfigServiceClient(hc, base, opts...),
 		FragmentServiceClient: fleetv1connect.NewFragmentServiceClient(hc, base, opts...),
 		DataServiceClient:     fleetv1connect.NewDataServiceClient(hc, base, opts...),
+		DatasetServiceClient:  fleetv1connect.NewDatasetServiceClient(hc, base, opts...),
 		base:                  base,
 	}, nil
 }

@@ -425,20 +425,7 @@ func (ds dataService) ListFleetLogs(ctx context.Context, req *connect.Request[fl
 		return connect.NewResponse(out), nil
 	}
 	q.Streams, q.PartIDs, q.After = streams, sel.ids, cursor
-	chunk := 0
-	if show["error"] && !show["warn"] {
-		chunk = ingest.MaxLimit // errors share logs.warn with warnings
-	}
-	next, err := pageByTime(ctx, ing, q, limit, chunk, func(r ingest.StoredRecord) (bool, error) {
-		e := &syncv1.LogEntry{}
-		if proto.Unmarshal(r.Payload, e) != nil || !show[e.GetLevel()] && !(e.GetLevel() == "" && show["info"]) {
-			return false, nil
-		}
-		part := c.snap.parts[r.PartID]
-		out.Entries = append(out.Entries, &fleetv1.LogEntry{PartId: r.PartID, Time: ts(r.Time), Entry: e, Seq: r.Seq, Stream: r.Stream,
-			PartName: part.Name, MachineId: part.MachineID})
-		return true, nil
-	})
+	next, err := ds.s.pageLogs(ctx, ing, q, limit, show, out)
 	if err != nil {
 		return nil, err
 	}

@@ -9044,7 +9044,8 @@ func (x *LogEntry) GetMachineId() string {
 	return ""
 }
 
-// ListLogsResponse lists entries in part, stream and sequence order.
+// ListLogsResponse lists entries by time (then part, store, stream and
+// sequence), the parts of a machine merged.
 type ListLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The entries.

@@ -2711,8 +2711,9 @@ func (UnimplementedFragmentServiceHandler) DeleteFragment(context.Context, *conn
 
 // DataServiceClient is a client for the outpost.fleet.v1.DataService service.
 type DataServiceClient interface {
-	// ListLogs lists the logs of a machine (all its parts) or of one part,
-	// filtered by level and time. Logs are on the LOGS tab: machine.view.
+	// ListLogs lists the logs of a machine (all its parts, merged by time)
+	// or of one part, filtered by level and time. Logs are on the LOGS tab:
+	// machine.view.
 	ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
 	// ListCaptures lists the captures of a machine, filtered by component,
 	// time and tag: data.view.
@@ -2901,8 +2902,9 @@ func (c *dataServiceClient) DeleteCaptures(ctx context.Context, req *connect.Req
 
 // DataServiceHandler is an implementation of the outpost.fleet.v1.DataService service.
 type DataServiceHandler interface {
-	// ListLogs lists the logs of a machine (all its parts) or of one part,
-	// filtered by level and time. Logs are on the LOGS tab: machine.view.
+	// ListLogs lists the logs of a machine (all its parts, merged by time)
+	// or of one part, filtered by level and time. Logs are on the LOGS tab:
+	// machine.view.
 	ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
 	// ListCaptures lists the captures of a machine, filtered by component,
 	// time and tag: data.view.
