@@ -65,8 +65,8 @@ func (f *fleetFlags) query(machine, component, tag string, from, to *timestamppb
 	return q, nil
 }
 
-// partName is a part's name, or its ID when the cloud sent none.
-func partName(name, id string) string {
+// nameOrID is a part's name, or its ID when the cloud sent none.
+func nameOrID(name, id string) string {
 	if name != "" {
 		return name
 	}
@@ -82,7 +82,7 @@ func fleetCaptureTable(w io.Writer, cs []*fleetv1.CaptureRecord) error {
 			size = "blob " + cp.GetBlobId()
 		}
 		ref := fmt.Sprintf("%s:%s:%d", c.GetPartId(), c.GetStoreId(), c.GetSeq())
-		rows = append(rows, []string{when(c.GetTime()), c.GetMachineId(), partName(c.GetPartName(), c.GetPartId()), ref, cp.GetComponent(), cp.GetMethod(),
+		rows = append(rows, []string{when(c.GetTime()), c.GetMachineId(), nameOrID(c.GetPartName(), c.GetPartId()), ref, cp.GetComponent(), cp.GetMethod(),
 			orDash(cp.GetMimeType()), size, orDash(strings.Join(cp.GetTags(), ","))})
 	}
 	return table(w, []string{"TIME", "MACHINE", "PART", "CAPTURE", "COMPONENT", "METHOD", "TYPE", "DATA", "TAGS"}, rows)

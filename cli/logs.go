@@ -15,7 +15,7 @@ import (
 
 func logLine(w io.Writer, e *fleetv1.LogEntry) error {
 	en := e.GetEntry()
-	line := fmt.Sprintf("%s %s %-5s %s %s", when(e.GetTime()), partName(e.GetPartName(), e.GetPartId()), orDash(en.GetLevel()), orDash(en.GetLogger()), en.GetMessage())
+	line := fmt.Sprintf("%s %s %-5s %s %s", when(e.GetTime()), nameOrID(e.GetPartName(), e.GetPartId()), orDash(en.GetLevel()), orDash(en.GetLogger()), en.GetMessage())
 	if f := en.GetFieldsJson(); f != "" && f != "{}" {
 		line += " " + f
 	}
