@@ -13,6 +13,7 @@ import (
 	"mime"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -260,12 +261,15 @@ func tarName(s string) string {
 
 // captureFile names a capture's file in a tar export: the blob's name as
 // the part gave it (its last element), else the capture's sequence with
-// the extension of its media type; "-SEQ" is added before the extension
+// the extension of its media type (added to a name without one); "-SEQ" is added before the extension
 // when two files of a part would share a name.
 func captureFile(c *fleetv1.CaptureRecord, blobName string, taken map[string]bool) string {
 	base := tarName(path.Base(strings.ReplaceAll(blobName, "\\", "/")))
 	if blobName == "" || base == "_." || base == "_.." || base == "_" {
-		base = fmt.Sprintf("%d%s", c.GetSeq(), extension(c.GetCapture().GetMimeType()))
+		base = strconv.FormatUint(c.GetSeq(), 10)
+	}
+	if path.Ext(base) == "" {
+		base += extension(c.GetCapture().GetMimeType())
 	}
 	name := path.Join(tarName(c.GetPartId()), base)
 	if taken[name] {
