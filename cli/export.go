@@ -190,7 +190,7 @@ func captureLine(c *fleetv1.CaptureRecord, file string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode capture: %w", err)
 	}
-	if readings || file != "" {
+	{ // one key order for every line: sorted
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(b, &m); err != nil {
 			return nil, fmt.Errorf("encode capture: %w", err)
