@@ -117,3 +117,44 @@ func testRecordsByTime(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
 		}
 	}
 }
+
+// BulkLoader is a store that loads fresh streams whole (benchmarks).
+type BulkLoader interface {
+	BulkLoad(ctx context.Context, streams []ingest.Bulk) error
+}
+
+// testBulkLoad checks that bulk-loaded streams read back as if put: in
+// time order, counted, with their watermark, and still exactly once.
+func testBulkLoad(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
+	bl, ok := s.(BulkLoader)
+	if !ok {
+		t.Skip("no bulk load")
+	}
+	ctx := context.Background()
+	var streams []ingest.Bulk
+	for _, part := range []string{"p1", "p2"} {
+		b := ingest.Bulk{Key: ingest.StreamKey{PartID: part, StoreID: "s", Stream: "captures"}}
+		for seq := uint64(1); seq <= 3; seq++ {
+			b.Records = append(b.Records, ingest.Record{Seq: seq, Time: t0.Add(time.Duration(seq) * time.Second), Payload: fmt.Appendf(nil, "%s/%d", part, seq)})
+		}
+		streams = append(streams, b)
+	}
+	if err := bl.BulkLoad(ctx, streams); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := s.RecordsByTime(ctx, ingest.TimeQuery{Streams: []string{"captures"}})
+	var got []string
+	for _, r := range recs {
+		got = append(got, string(r.Payload))
+	}
+	if want := []string{"p1/1", "p2/1", "p1/2", "p2/2", "p1/3", "p2/3"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("bulk-loaded records by time: %q, %v; want %q", got, err, want)
+	}
+	if c, err := s.Count(ctx, "p2", "captures"); err != nil || c.Records != 3 {
+		t.Errorf("count of p2: %+v, %v", c, err)
+	}
+	res, err := s.PutRecords(ctx, streams[0].Key, streams[0].Records[:1])
+	if err != nil || res.Duplicates != 1 || res.AckedThrough != 3 {
+		t.Errorf("a repeat after a bulk load: %+v, %v", res, err)
+	}
+}

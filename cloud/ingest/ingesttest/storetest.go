@@ -42,6 +42,7 @@ func Run(t *testing.T, open Open) {
 		{"Concurrent", testConcurrent},
 		{"Records", testRecords},
 		{"RecordsByTime", testRecordsByTime},
+		{"BulkLoad", testBulkLoad},
 		{"Invalid", testInvalid},
 		{"BlobResume", testBlobResume},
 		{"BlobMismatch", testBlobMismatch},
