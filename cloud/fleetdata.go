@@ -239,25 +239,35 @@ func (s *Server) listFleetCaptures(ctx context.Context, fq *fleetv1.FleetDataQue
 	if f.any() {
 		chunk = ingest.MaxLimit
 	}
+	if len(sel.ids) == len(c.snap.parts) {
+		q.PartIDs = nil // every part there is: no filter to apply
+	}
 	var out []*fleetv1.CaptureRecord
-	next, err := pageByTime(ctx, ing, q, limit, chunk, func(r ingest.StoredRecord) (bool, error) {
-		cp := &syncv1.Capture{}
-		if proto.Unmarshal(r.Payload, cp) != nil || !f.keep(cp) {
-			return false, nil
-		}
-		if err := s.editedTags(ctx, r, cp); err != nil {
-			return false, err
-		}
-		part := c.snap.parts[r.PartID]
-		if f.tag != "" && !slices.Contains(cp.GetTags(), f.tag) {
-			return false, nil
-		}
-		if !tagsOK[part.MachineID] {
-			cp.Tags = nil
-		}
-		out = append(out, &fleetv1.CaptureRecord{PartId: r.PartID, StoreId: r.StoreID, Time: ts(r.Time), Capture: cp, Seq: r.Seq,
-			MachineId: part.MachineID, PartName: part.Name})
-		return true, nil
+	var next string
+	// One read transaction for the page's tag edits.
+	err = s.view(ctx, func(tx store.Tx) error {
+		out = nil
+		var err error
+		next, err = pageByTime(ctx, ing, q, limit, chunk, func(r ingest.StoredRecord) (bool, error) {
+			cp := &syncv1.Capture{}
+			if proto.Unmarshal(r.Payload, cp) != nil || !f.keep(cp) {
+				return false, nil
+			}
+			if err := editedTags(ctx, tx, r, cp); err != nil {
+				return false, err
+			}
+			part := c.snap.parts[r.PartID]
+			if f.tag != "" && !slices.Contains(cp.GetTags(), f.tag) {
+				return false, nil
+			}
+			if !tagsOK[part.MachineID] {
+				cp.Tags = nil
+			}
+			out = append(out, &fleetv1.CaptureRecord{PartId: r.PartID, StoreId: r.StoreID, Time: ts(r.Time), Capture: cp, Seq: r.Seq,
+				MachineId: part.MachineID, PartName: part.Name})
+			return true, nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, "", err
@@ -277,15 +287,13 @@ func (c *call) may(a rbac.Action) func(machineID string) bool {
 }
 
 // editedTags applies the tag edits people made to a capture.
-func (s *Server) editedTags(ctx context.Context, r ingest.StoredRecord, cp *syncv1.Capture) error {
-	return s.st.View(ctx, func(tx store.Tx) error {
-		t, err := tx.GetCaptureTags(ctx, captureID(r.PartID, r.StoreID, r.Seq))
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		cp.Tags = config.EditTags(cp.GetTags(), t.Added, t.Removed)
-		return err
-	})
+func editedTags(ctx context.Context, tx store.Tx, r ingest.StoredRecord, cp *syncv1.Capture) error {
+	t, err := tx.GetCaptureTags(ctx, captureID(r.PartID, r.StoreID, r.Seq))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	cp.Tags = config.EditTags(cp.GetTags(), t.Added, t.Removed)
+	return err
 }
 
 func (ds dataService) ListFleetCaptures(ctx context.Context, req *connect.Request[fleetv1.ListFleetCapturesRequest]) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {

@@ -395,7 +395,7 @@ func (s *Server) datasetPage(ctx context.Context, m *fleetv1.ListDatasetCaptures
 		if err != nil {
 			return nil, err
 		}
-		if err := s.editedTags(ctx, r, cp); err != nil {
+		if err := s.view(ctx, func(tx store.Tx) error { return editedTags(ctx, tx, r, cp) }); err != nil {
 			return nil, err
 		}
 		if !tagsOK(e.MachineID) {
