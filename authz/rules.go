@@ -42,7 +42,7 @@ func (m Marker) String() string {
 // ResourceKinds are the values (outpost.authz.v1.field).resource may take:
 // a kind whose ID the field holds, "scope" ("kind/ID"), or a record that
 // is resolved to its scope.
-var ResourceKinds = []string{"org", "location", "machine", "part", "scope", "invite", "apikey", "fragment", "alert"}
+var ResourceKinds = []string{"org", "location", "machine", "part", "scope", "invite", "apikey", "fragment", "alert", "dataset"}
 
 // ResourceField is a request field naming the resource a call acts on.
 type ResourceField struct {

@@ -19,6 +19,7 @@ import (
 var decided = []protoreflect.FileDescriptor{
 	fleetv1.File_outpost_fleet_v1_fleet_proto,
 	fleetv1.File_outpost_fleet_v1_relay_proto,
+	fleetv1.File_outpost_fleet_v1_dataset_proto,
 	controlv1.File_outpost_control_v1_control_proto,
 	controlv1.File_outpost_control_v1_components_proto,
 }

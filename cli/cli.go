@@ -109,7 +109,7 @@ func newRoot(e env) *cobra.Command {
 	root.AddCommand(
 		newCloudCmd(g), newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newOrgCmd(g), newLocationCmd(g), newMachineCmd(g),
 		newPartCmd(g), newUserCmd(g), newRoleCmd(g), newAPIKeyCmd(g), newAccessCmd(g), newAuditCmd(g),
-		newConfigCmd(g), newFragmentCmd(g), newPackageCmd(g), newLogsCmd(g), newDataCmd(g),
+		newConfigCmd(g), newFragmentCmd(g), newPackageCmd(g), newLogsCmd(g), newDataCmd(g), newDatasetCmd(g),
 	)
 	root.AddCommand(newDoctorCmd(g))
 	root.AddCommand(newRobotCmd(g))

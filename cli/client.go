@@ -93,6 +93,7 @@ type api struct {
 	fleetv1connect.DataServiceClient
 	fleetv1connect.PackageServiceClient
 	fleetv1connect.AlertServiceClient
+	fleetv1connect.DatasetServiceClient
 	// base is the cloud URL the clients use.
 	base string
 }
@@ -151,6 +152,7 @@ func (g *globals) client() (*api, error) {
 		DataServiceClient:     fleetv1connect.NewDataServiceClient(hc, base, opts...),
 		PackageServiceClient:  fleetv1connect.NewPackageServiceClient(hc, base, opts...),
 		AlertServiceClient:    fleetv1connect.NewAlertServiceClient(hc, base, opts...),
+		DatasetServiceClient:  fleetv1connect.NewDatasetServiceClient(hc, base, opts...),
 		base:                  base,
 	}, nil
 }

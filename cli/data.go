@@ -32,11 +32,36 @@ func newDataCmd(g *globals) *cobra.Command {
 	var machine, component, tag, page string
 	var limit int32
 	var tf timeFlags
+	var fl fleetFlags
 	captures := &cobra.Command{
-		Use: "captures --machine MACHINE_ID", Short: "List a machine's captures (data.view; tags need data.tags.view)", Args: cobra.NoArgs,
+		Use: "captures --machine MACHINE_ID | --org ORG_ID | --location LOCATION_ID", Short: "List captures of a machine or across a fleet (data.view; tags need data.tags.view)",
+		Long: "Lists the captures of one --machine, or of every machine of an --org (its nested locations and those\n" +
+			"shared with it) or of a --location's subtree, merged by time; only machines you may read data of count,\n" +
+			"and tags show only where you may see them. --part, --component, --method, --mime, --tag and --from/--to narrow it.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			from, to, err := tf.parse(time.Now())
 			if err != nil {
+				return err
+			}
+			if fl.fleet() {
+				q, err := fl.query(machine, component, tag, from, to)
+				if err != nil {
+					return err
+				}
+				return call(g, cmd, (*api).ListFleetCaptures, &fleetv1.ListFleetCapturesRequest{Query: q, PageSize: limit, PageToken: page},
+					func(w io.Writer, res *fleetv1.ListFleetCapturesResponse) error {
+						if err := fleetCaptureTable(w, res.GetCaptures()); err != nil {
+							return err
+						}
+						if t := res.GetNextPageToken(); t != "" {
+							_, err := fmt.Fprintf(w, "more: --page %s\n", t)
+							return err
+						}
+						return nil
+					})
+			}
+			if err := fl.machineOnly(machine); err != nil {
 				return err
 			}
 			return call(g, cmd, (*api).ListCaptures, &fleetv1.ListCapturesRequest{MachineId: machine, Component: component, Tag: tag,
@@ -59,7 +84,7 @@ func newDataCmd(g *globals) *cobra.Command {
 	captures.Flags().Int32Var(&limit, "limit", 100, "at most this many captures (1 to 1000)")
 	captures.Flags().StringVar(&page, "page", "", "continue from where a previous list stopped")
 	tf.add(captures)
-	mustRequire(captures, "machine")
+	fl.add(captures)
 	cmd.AddCommand(captures, newTagCmd(g), newExportCmd(g), newDeleteDataCmd(g))
 	return cmd
 }
@@ -68,8 +93,9 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 	var machine, component, tag string
 	var yes bool
 	var tf timeFlags
+	var fl fleetFlags
 	cmd := &cobra.Command{
-		Use:   "delete --machine MACHINE_ID [PART_ID:STORE_ID:SEQ...] [--component C] [--tag T] [--from F] [--to T] --yes",
+		Use:   "delete --machine MACHINE_ID | --org ORG_ID | --location LOCATION_ID [PART_ID:STORE_ID:SEQ...] [--component C] [--tag T] [--from F] [--to T] --yes",
 		Short: "Delete captures and their blobs for good (data.edit)",
 		Long: "Deletes the captures selected like `outpost data captures` does (narrowed to the captures named, if any)\n" +
 			"and their blobs. Deleted data never comes back, even when a part sends it again. --yes confirms.",
@@ -95,9 +121,25 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			total := &fleetv1.DeleteCapturesResponse{}
-			for {
-				res, err := c.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
+			what := "machine/" + machine
+			del := func() (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
+				return c.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
 					From: from, To: to, Captures: refs}))
+			}
+			if fl.fleet() {
+				q, err := fl.query(machine, component, tag, from, to)
+				if err != nil {
+					return err
+				}
+				what = fl.scope()
+				del = func() (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
+					return c.DeleteFleetCaptures(ctx, connect.NewRequest(&fleetv1.DeleteFleetCapturesRequest{Query: q, Captures: refs}))
+				}
+			} else if err := fl.machineOnly(machine); err != nil {
+				return err
+			}
+			for {
+				res, err := del()
 				if err != nil {
 					return err
 				}
@@ -108,7 +150,7 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 				}
 			}
 			return g.output(cmd.OutOrStdout(), total, func(w io.Writer) error {
-				_, err := fmt.Fprintf(w, "deleted %d captures and %d blobs of machine/%s\n", total.GetDeleted(), total.GetBlobs(), machine)
+				_, err := fmt.Fprintf(w, "deleted %d captures and %d blobs of %s\n", total.GetDeleted(), total.GetBlobs(), what)
 				return err
 			})
 		},
@@ -118,7 +160,7 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the data is deleted for good")
 	tf.add(cmd)
-	mustRequire(cmd, "machine")
+	fl.add(cmd)
 	return cmd
 }
 

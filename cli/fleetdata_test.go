@@ -169,7 +169,10 @@ func TestCLIFleetDataGolden(t *testing.T) {
 		}
 		files[h.Name], _ = io.ReadAll(tr)
 	}
-	if !bytes.Equal(files[part+"/img-1"], blob) || bytes.Count(files["captures.jsonl"], []byte("\n")) != 3 || len(files) != 2 {
+	// Each capture's file has its name and an extension of its type; JSON
+	// readings are JSON.
+	if !bytes.Equal(files[part+"/capture.jpg"], blob) || string(files[part+"/1.json"]) != `{"moving":false}` ||
+		bytes.Count(files["captures.jsonl"], []byte("\n")) != 3 || len(files) != 4 {
 		t.Errorf("the tar holds %d files; captures.jsonl:\n%s", len(files), files["captures.jsonl"])
 	}
 }

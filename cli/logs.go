@@ -15,7 +15,7 @@ import (
 
 func logLine(w io.Writer, e *fleetv1.LogEntry) error {
 	en := e.GetEntry()
-	line := fmt.Sprintf("%s %s %-5s %s %s", when(e.GetTime()), e.GetPartId(), orDash(en.GetLevel()), orDash(en.GetLogger()), en.GetMessage())
+	line := fmt.Sprintf("%s %s %-5s %s %s", when(e.GetTime()), nameOrID(e.GetPartName(), e.GetPartId()), orDash(en.GetLevel()), orDash(en.GetLogger()), en.GetMessage())
 	if f := en.GetFieldsJson(); f != "" && f != "{}" {
 		line += " " + f
 	}
@@ -29,10 +29,12 @@ func newLogsCmd(g *globals) *cobra.Command {
 	var follow bool
 	var interval, window time.Duration
 	var tf timeFlags
+	var fl fleetFlags
 	cmd := &cobra.Command{
-		Use:   "logs --machine MACHINE_ID",
-		Short: "Print the logs a machine's parts uploaded",
-		Long: "Prints the logs of a machine (or one --part) at --level and above, in part, stream and sequence order.\n" +
+		Use:   "logs --machine MACHINE_ID | --org ORG_ID | --location LOCATION_ID",
+		Short: "Print the logs parts uploaded, of a machine or across a fleet",
+		Long: "Prints the logs of a machine (or one --part), or of every machine of an --org or a --location's subtree\n" +
+			"that you may view, at --level and above, each line with its part's name, the parts merged by time.\n" +
 			"--follow keeps polling and prints entries as they arrive, stopping on Ctrl-C; it shows entries the parts\n" +
 			"wrote within --window of each poll, so a backlog a part uploads after a long time offline is shown by\n" +
 			"`outpost logs --from ...`, not by --follow. Logs need machine.view (the LOGS tab).",
@@ -54,6 +56,28 @@ func newLogsCmd(g *globals) *cobra.Command {
 					return nil, err
 				}
 				return res.Msg, nil
+			}
+			if fl.fleet() {
+				if fl.org != "" && fl.location != "" {
+					return fmt.Errorf("--org and --location: give one")
+				}
+				r := &fleetv1.ListFleetLogsRequest{OrgId: fl.org, LocationId: fl.location, PartIds: fl.parts, Level: level, To: to, PageSize: limit}
+				if machine != "" {
+					r.MachineIds = []string{machine}
+				}
+				if part != "" {
+					r.PartIds = append(r.PartIds, part)
+				}
+				list = func(from *timestamppb.Timestamp, token string) (*fleetv1.ListLogsResponse, error) {
+					r.From, r.PageToken = from, token
+					res, err := c.ListFleetLogs(ctx, connect.NewRequest(r))
+					if err != nil {
+						return nil, err
+					}
+					return res.Msg, nil
+				}
+			} else if machine == "" {
+				return fmt.Errorf("one of --machine, --org or --location is required")
 			}
 			if !follow {
 				res, err := list(from, "")
@@ -84,7 +108,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "with --follow, how often to poll")
 	cmd.Flags().DurationVar(&window, "window", 10*time.Minute, "with --follow, how far back each poll looks")
 	tf.add(cmd)
-	mustRequire(cmd, "machine")
+	fl.add(cmd)
 	return cmd
 }
 

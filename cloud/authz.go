@@ -457,6 +457,18 @@ func (s *Server) resolveResource(ctx context.Context, snap *snapshot, rf authz.R
 		if err != nil {
 			return res, err
 		}
+	case "dataset":
+		// A dataset is decided on its organization: the seed's dataset
+		// rows are organization-wide, and the data inside is filtered
+		// machine by machine by the handlers.
+		if !validID(v) {
+			return res, invalid("%s: not a dataset ID", rf.Field.Name())
+		}
+		err = s.st.View(ctx, func(tx store.Tx) error {
+			d, err := tx.GetDataset(ctx, v)
+			res = rbac.Org(d.OrgID)
+			return err
+		})
 	default:
 		kind, _ := rbac.ParseResourceKind(rf.Kind)
 		res = rbac.Resource{Kind: kind, ID: v}

@@ -28,8 +28,11 @@ type fleetWorld struct {
 	partOf                             map[string]string
 }
 
-func newFleetWorld(t *testing.T) *fleetWorld {
-	e := newEnv(t)
+func newFleetWorld(t *testing.T) *fleetWorld { return newFleetWorldWith(t, cloudtest.Options{}) }
+
+// newFleetWorldWith is newFleetWorld on a cloud with opts (its stores).
+func newFleetWorldWith(t *testing.T, opts cloudtest.Options) *fleetWorld {
+	e := newEnvWith(t, opts)
 	ctx := context.Background()
 	a := e.client(e.adminToken)
 	w := &fleetWorld{e: e, partOf: map[string]string{}}

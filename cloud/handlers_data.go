@@ -126,33 +126,65 @@ func (ds dataService) ListLogs(ctx context.Context, req *connect.Request[fleetv1
 		return nil, err
 	}
 	msg := req.Msg
+	c := callFrom(ctx)
 	streams, show, err := logStreams(msg.GetLevel())
 	if err != nil {
 		return nil, err
 	}
-	q, err := pageQuery(msg.GetPageSize(), msg.GetFrom(), msg.GetTo())
+	limit, err := fleetPageSize(msg.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	parts, err := machineParts(callFrom(ctx).snap, msg.GetMachineId(), msg.GetPartId())
+	q, err := timeRange(msg.GetFrom(), msg.GetTo())
 	if err != nil {
 		return nil, err
 	}
-	if len(parts) == 0 {
-		return connect.NewResponse(&fleetv1.ListLogsResponse{}), nil
+	parts, err := machineParts(c.snap, msg.GetMachineId(), msg.GetPartId())
+	if err != nil {
+		return nil, err
 	}
-	q.PartIDs = partIDs(parts)
+	key, err := fleetDataKey(c, &fleetv1.ListLogsRequest{MachineId: msg.GetMachineId(), PartId: msg.GetPartId(), Level: msg.GetLevel(),
+		From: msg.GetFrom(), To: msg.GetTo(), PageSize: msg.GetPageSize()})
+	if err != nil {
+		return nil, err
+	}
+	cursor, _, err := ds.s.decodePageToken(key, msg.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	out := &fleetv1.ListLogsResponse{}
-	next, err := scan(ctx, ing, q, streams, msg.GetPageToken(), func(r ingest.StoredRecord) bool {
+	if len(parts) == 0 {
+		return connect.NewResponse(out), nil
+	}
+	q.Streams, q.PartIDs, q.After = streams, partIDs(parts), cursor
+	next, err := ds.s.pageLogs(ctx, ing, q, limit, show, out)
+	if err != nil {
+		return nil, err
+	}
+	if next != "" {
+		out.NextPageToken = ds.s.encodePageToken(key, next, "")
+	}
+	return connect.NewResponse(out), nil
+}
+
+// pageLogs fills out with a page of log entries at the levels shown, by
+// time, each with its part's name, and returns the cursor to go on from.
+func (s *Server) pageLogs(ctx context.Context, ing ingest.Store, q ingest.TimeQuery, limit int, show map[string]bool, out *fleetv1.ListLogsResponse) (string, error) {
+	snap := callFrom(ctx).snap
+	chunk := 0
+	if show["error"] && !show["warn"] {
+		chunk = ingest.MaxLimit // errors share logs.warn with warnings
+	}
+	return pageByTime(ctx, ing, q, limit, chunk, func(r ingest.StoredRecord) (bool, error) {
 		e := &syncv1.LogEntry{}
 		if proto.Unmarshal(r.Payload, e) != nil || !show[e.GetLevel()] && !(e.GetLevel() == "" && show["info"]) {
-			return false
+			return false, nil
 		}
-		out.Entries = append(out.Entries, &fleetv1.LogEntry{PartId: r.PartID, Time: ts(r.Time), Entry: e, Seq: r.Seq, Stream: r.Stream})
-		return true
+		part := snap.parts[r.PartID]
+		out.Entries = append(out.Entries, &fleetv1.LogEntry{PartId: r.PartID, Time: ts(r.Time), Entry: e, Seq: r.Seq, Stream: r.Stream,
+			PartName: part.Name, MachineId: part.MachineID})
+		return true, nil
 	})
-	out.NextPageToken = next
-	return reply(out, err)
 }
 
 // captureSelection is what ListCaptures and ExportCaptures select.
@@ -378,14 +410,8 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 		only[captureID(r.GetPartId(), r.GetStoreId(), r.GetSeq())] = true
 	}
 	sel := captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(), from: m.GetFrom(), to: m.GetTo(), size: ingest.MaxLimit}
-	type target struct {
-		key  ingest.StreamKey
-		seqs []uint64
-	}
-	var targets []*target
-	byKey := map[ingest.StreamKey]*target{}
-	var blobs []ingest.BlobKey
-	n, more := 0, false
+	var picked []*fleetv1.CaptureRecord
+	more := false
 	for {
 		caps, next, err := ds.listCaptures(ctx, sel)
 		if err != nil {
@@ -395,44 +421,16 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 			if len(only) > 0 && !only[captureID(c.GetPartId(), c.GetStoreId(), c.GetSeq())] {
 				continue
 			}
-			if n == maxDeletePerCall {
+			if len(picked) == maxDeletePerCall {
 				more = true
 				break
 			}
-			k := ingest.StreamKey{PartID: c.GetPartId(), StoreID: c.GetStoreId(), Stream: "captures"}
-			if byKey[k] == nil {
-				byKey[k] = &target{key: k}
-				targets = append(targets, byKey[k])
-			}
-			byKey[k].seqs = append(byKey[k].seqs, c.GetSeq())
-			if id := c.GetCapture().GetBlobId(); id != "" {
-				blobs = append(blobs, ingest.BlobKey{PartID: c.GetPartId(), BlobID: id})
-			}
-			n++
+			picked = append(picked, c)
 		}
 		if more || next == "" {
 			break
 		}
 		sel.token = next
 	}
-	// The records go first: a capture is never listed without its blob
-	// having been readable, and a blob deleted after its record is just
-	// bytes no capture names.
-	out := &fleetv1.DeleteCapturesResponse{More: more}
-	for _, t := range targets {
-		d, err := ing.DeleteRecords(ctx, t.key, t.seqs)
-		out.Deleted += int32(d)
-		if err != nil {
-			return nil, fmt.Errorf("delete captures of %v: %w", t.key, err)
-		}
-	}
-	for _, b := range blobs {
-		if err := ing.DeleteBlob(ctx, b.PartID, b.BlobID); err != nil {
-			return nil, fmt.Errorf("delete blob %s of part/%s: %w", b.BlobID, b.PartID, err)
-		}
-		out.Blobs++
-	}
-	// The deletion is in the ingest store, so the interceptor writes the
-	// call's audit event after it, with its outcome.
-	return connect.NewResponse(out), nil
+	return deleteCaptureRecords(ctx, ing, picked, more)
 }

@@ -318,6 +318,19 @@ func matrixCases() []rpcCase {
 		{"DeleteAlertRule", locOwners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Alert.DeleteAlertRule(ctx, req(&fleetv1.DeleteAlertRuleRequest{RuleId: s.alert})))
 		}},
+		// Data across the fleet: lists the same way (fleetdata_test.go).
+		{"ListFleetCaptures", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Data.ListFleetCaptures(ctx, req(&fleetv1.ListFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{OrgId: s.org}})))
+		}},
+		{"ExportFleetCaptures", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Data.ExportFleetCaptures(ctx, req(&fleetv1.ListFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{LocationId: s.l2}})))
+		}},
+		{"DeleteFleetCaptures", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Data.DeleteFleetCaptures(ctx, req(&fleetv1.DeleteFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{OrgId: s.org, Component: "cam"}})))
+		}},
+		{"ListFleetLogs", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Data.ListFleetLogs(ctx, req(&fleetv1.ListFleetLogsRequest{OrgId: s.org})))
+		}},
 		{"GetMachineStatus", allSix, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Machine.GetMachineStatus(ctx, req(&fleetv1.GetMachineStatusRequest{MachineId: s.m})))
 		}},

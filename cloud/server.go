@@ -127,7 +127,7 @@ type Server struct {
 // Services are the fleet API's services, in the order they are served.
 func Services() []protoreflect.ServiceDescriptor {
 	var out []protoreflect.ServiceDescriptor
-	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto, fleetv1.File_outpost_fleet_v1_package_proto} {
+	for _, f := range []protoreflect.FileDescriptor{fleetv1.File_outpost_fleet_v1_fleet_proto, fleetv1.File_outpost_fleet_v1_relay_proto, fleetv1.File_outpost_fleet_v1_package_proto, fleetv1.File_outpost_fleet_v1_dataset_proto} {
 		sds := f.Services()
 		for i := range sds.Len() {
 			out = append(out, sds.Get(i))
@@ -209,6 +209,7 @@ func (s *Server) Handler() http.Handler {
 		connect.WithInterceptors(s.interceptor()), connect.WithReadMaxBytes(packageRequestBytes)))
 	mux.Handle(fleetv1connect.NewDataServiceHandler(dataService{s}, opts...))
 	mux.Handle(fleetv1connect.NewAlertServiceHandler(alertService{s}, opts...))
+	mux.Handle(fleetv1connect.NewDatasetServiceHandler(datasetService{s}, opts...))
 	if s.ingest != nil {
 		// The part sync API authenticates parts itself (part id and
 		// secret), so it is mounted without the fleet interceptor.

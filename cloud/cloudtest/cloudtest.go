@@ -380,6 +380,7 @@ type Clients struct {
 	APIKey   fleetv1connect.APIKeyServiceClient
 	Role     fleetv1connect.RoleServiceClient
 	Data     fleetv1connect.DataServiceClient
+	Dataset  fleetv1connect.DatasetServiceClient
 	Access   fleetv1connect.AccessServiceClient
 	Audit    fleetv1connect.AuditServiceClient
 	Auth     fleetv1connect.AuthServiceClient
@@ -404,6 +405,7 @@ func NewClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption
 		APIKey:   fleetv1connect.NewAPIKeyServiceClient(hc, base, opts...),
 		Role:     fleetv1connect.NewRoleServiceClient(hc, base, opts...),
 		Data:     fleetv1connect.NewDataServiceClient(hc, base, opts...),
+		Dataset:  fleetv1connect.NewDatasetServiceClient(hc, base, opts...),
 		Access:   fleetv1connect.NewAccessServiceClient(hc, base, opts...),
 		Audit:    fleetv1connect.NewAuditServiceClient(hc, base, opts...),
 		Auth:     fleetv1connect.NewAuthServiceClient(hc, base, opts...),

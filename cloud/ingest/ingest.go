@@ -241,6 +241,15 @@ type Store interface {
 	// Records returns records matching q and the cursor of the next page,
 	// which is empty after the last page.
 	Records(ctx context.Context, q Query) (recs []StoredRecord, next string, err error)
+	// RecordsByTime returns records of q.Streams in time order (TimeKey)
+	// and the cursor of the next page, empty after the last. Records
+	// without a time are not listed. A page holds fewer than q.Limit
+	// records, with a cursor, when the store stepped over MaxTimeScan
+	// records of other parts: continue while the cursor is set.
+	RecordsByTime(ctx context.Context, q TimeQuery) (recs []StoredRecord, next string, err error)
+	// Record returns one record, or ErrNotFound when it is not held or was
+	// deleted.
+	Record(ctx context.Context, key StreamKey, seq uint64) (StoredRecord, error)
 	// Count returns what is held of one stream of one part over all its stores.
 	Count(ctx context.Context, partID, stream string) (Count, error)
 	// DeleteRecords erases records of one stream (people deleting data).

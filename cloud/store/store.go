@@ -203,6 +203,20 @@ type Tx interface {
 	// before ("" for the newest), at most limit of them.
 	ListAlertEvents(ctx context.Context, ruleID, before string, limit int) ([]AlertEvent, error)
 
+	// GetDataset returns a dataset by its ID.
+	GetDataset(ctx context.Context, id string) (Dataset, error)
+	PutDataset(ctx context.Context, d Dataset) error
+	// DeleteDataset deletes a dataset and every capture it lists.
+	DeleteDataset(ctx context.Context, id string) error
+	// ListDatasets lists an organization's datasets, sorted by ID.
+	ListDatasets(ctx context.Context, orgID string) ([]Dataset, error)
+	// PutDatasetCapture adds a capture to a dataset, or replaces its entry.
+	PutDatasetCapture(ctx context.Context, c DatasetCapture) error
+	// DeleteDatasetCapture removes a capture from a dataset, or ErrNotFound.
+	DeleteDatasetCapture(ctx context.Context, datasetID, captureID string) error
+	// ListDatasetCaptures lists a dataset's captures, sorted by capture ID.
+	ListDatasetCaptures(ctx context.Context, datasetID string) ([]DatasetCapture, error)
+
 	// GetMeta and PutMeta keep small cloud-wide values, such as the signing key.
 	GetMeta(ctx context.Context, key string) ([]byte, error)
 	PutMeta(ctx context.Context, key string, value []byte) error
@@ -619,4 +633,29 @@ type AlertDelivery struct {
 	// Error says why it was not, for people (never the secret).
 	Error string
 	At    time.Time
+}
+
+// Dataset is a named set of captures of one organization's machines, for
+// training models.
+type Dataset struct {
+	ID    string
+	OrgID string
+	Name  string
+	// CreatedBy is the subject that created it ("user/ID").
+	CreatedBy string
+	CreatedAt time.Time
+}
+
+// DatasetCapture is one capture listed in a dataset. The capture itself
+// stays in the ingest store; the dataset names it.
+type DatasetCapture struct {
+	DatasetID string
+	// CaptureID is "PART|STORE_ID|SEQ", as in CaptureTags.
+	CaptureID string
+	// MachineID is the machine of the capture's part, whose data rules
+	// decide who may see it.
+	MachineID string
+	// AddedBy and AddedAt describe who added it and when.
+	AddedBy string
+	AddedAt time.Time
 }

@@ -16,6 +16,7 @@
 //	b\0PART\0BLOB                 a blob's progress (JSON)
 //	p\0PART\0BLOB                 an incomplete blob: declared size, last chunk time
 //	s\0PART                       a part's last status
+//	t\0STREAM\0TIME PART\0STORE\0SEQ  the time index (bytime.go)
 //
 // SEQ and LAST are 8-byte big-endian, so records sort by sequence.
 //
@@ -132,7 +133,12 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}
-	return &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync}, nil
+	s := &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync}
+	if err := s.buildTimeIndex(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // Commits returns how many synced commits of records and declared losses
@@ -357,6 +363,11 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		if err := w.set(k, encodeRecord(r)); err != nil {
 			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
 		}
+		if !r.Time.IsZero() {
+			if err := w.set(timeKey(key, r.Time, r.Seq), nil); err != nil {
+				return res, fmt.Errorf("put records of %s: time of seq %d: %w", key, r.Seq, err)
+			}
+		}
 		m.records++
 		m.bytes += uint64(len(r.Payload))
 		w.dirty[key] = true
@@ -531,9 +542,11 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 			return n, fmt.Errorf("delete records of %s: look up seq %d: %w", key, seq, err)
 		}
 		size, gone := 0, false
+		var at time.Time
 		if err := item.Value(func(v []byte) error {
 			gone, size = deleted(v), len(v)-9
-			return nil
+			at, _, err = decodeRecord(v)
+			return err
 		}); err != nil {
 			return n, fmt.Errorf("delete records of %s: read seq %d: %w", key, seq, err)
 		}
@@ -542,6 +555,11 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		}
 		if err := txn.Set(k, tombstone); err != nil {
 			return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+		}
+		if !at.IsZero() {
+			if err := txn.Delete(timeKey(key, at, seq)); err != nil {
+				return n, fmt.Errorf("delete records of %s: time of seq %d: %w", key, seq, err)
+			}
 		}
 		m.records--
 		m.bytes -= uint64(size)

@@ -41,6 +41,8 @@ func Run(t *testing.T, open Open) {
 		{"LargeBatch", testLargeBatch},
 		{"Concurrent", testConcurrent},
 		{"Records", testRecords},
+		{"RecordsByTime", testRecordsByTime},
+		{"BulkLoad", testBulkLoad},
 		{"Invalid", testInvalid},
 		{"BlobResume", testBlobResume},
 		{"BlobMismatch", testBlobMismatch},

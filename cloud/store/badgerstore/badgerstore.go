@@ -395,6 +395,12 @@ var (
 		indexes: func(store.CaptureTags) [][]string { return nil }}
 	proposals = table[store.Proposal]{name: "prop", id: func(p store.Proposal) string { return p.ID },
 		indexes: func(p store.Proposal) [][]string { return one("prop.mach", p.MachineID) }}
+	datasets = table[store.Dataset]{name: "dset", id: func(d store.Dataset) string { return d.ID },
+		indexes: func(d store.Dataset) [][]string { return one("dset.org", d.OrgID) }}
+	// A dataset entry's ID is the dataset's, "|", the capture's: a
+	// dataset ID holds no "|", so the first one ends it.
+	datasetCaptures = table[store.DatasetCapture]{name: "dscap", id: func(c store.DatasetCapture) string { return c.DatasetID + "|" + c.CaptureID },
+		indexes: func(c store.DatasetCapture) [][]string { return one("dscap.set", c.DatasetID) }}
 )
 
 // revID orders revisions of one owner by number: the index keys sort as the
@@ -458,6 +464,44 @@ func (t *tx) GetProposal(_ context.Context, id string) (store.Proposal, error) {
 func (t *tx) PutProposal(_ context.Context, p store.Proposal) error { return put(t, proposals, p) }
 func (t *tx) ListProposals(_ context.Context, machineID string) ([]store.Proposal, error) {
 	return list(t, proposals, "prop.mach", machineID)
+}
+
+func (t *tx) GetDataset(_ context.Context, id string) (store.Dataset, error) {
+	return get(t, datasets, id)
+}
+func (t *tx) PutDataset(_ context.Context, d store.Dataset) error { return put(t, datasets, d) }
+
+// DeleteDataset deletes the dataset's entries with it, in the same
+// transaction (the cloud bounds a dataset's size so they fit in one).
+func (t *tx) DeleteDataset(ctx context.Context, id string) error {
+	if _, err := get(t, datasets, id); err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	cs, err := t.ListDatasetCaptures(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if err := del(t, datasetCaptures, c.DatasetID+"|"+c.CaptureID); err != nil {
+			return err
+		}
+	}
+	return del(t, datasets, id)
+}
+func (t *tx) ListDatasets(_ context.Context, orgID string) ([]store.Dataset, error) {
+	return list(t, datasets, "dset.org", orgID)
+}
+func (t *tx) PutDatasetCapture(_ context.Context, c store.DatasetCapture) error {
+	if c.DatasetID == "" || c.CaptureID == "" || strings.Contains(c.DatasetID, "|") {
+		return fmt.Errorf("put dataset capture %q %q: a dataset without \"|\" and a capture are required", c.DatasetID, c.CaptureID)
+	}
+	return put(t, datasetCaptures, c)
+}
+func (t *tx) DeleteDatasetCapture(_ context.Context, datasetID, captureID string) error {
+	return del(t, datasetCaptures, datasetID+"|"+captureID)
+}
+func (t *tx) ListDatasetCaptures(_ context.Context, datasetID string) ([]store.DatasetCapture, error) {
+	return list(t, datasetCaptures, "dscap.set", datasetID)
 }
 
 // grantID is the grant table's ID; index keys add it as their last part.

@@ -362,6 +362,10 @@ var (
 		vals: func(c store.CaptureTags) []any { return []any{c.ID} }}
 	proposals = table[store.Proposal]{name: "proposals", key: []string{"id"}, cols: []string{"machine_id"}, order: "id",
 		vals: func(p store.Proposal) []any { return []any{p.ID, p.MachineID} }}
+	datasets = table[store.Dataset]{name: "datasets", key: []string{"id"}, cols: []string{"org_id"}, order: "id",
+		vals: func(d store.Dataset) []any { return []any{d.ID, d.OrgID} }}
+	datasetCaptures = table[store.DatasetCapture]{name: "dataset_captures", key: []string{"dataset_id", "capture_id"}, order: "dataset_id, capture_id",
+		vals: func(c store.DatasetCapture) []any { return []any{c.DatasetID, c.CaptureID} }}
 )
 
 func (t *tx) GetOrg(ctx context.Context, id string) (store.Org, error) { return get(ctx, t, orgs, id) }
@@ -619,6 +623,29 @@ func (t *tx) GetCaptureTags(ctx context.Context, id string) (store.CaptureTags, 
 }
 func (t *tx) PutCaptureTags(ctx context.Context, c store.CaptureTags) error {
 	return put(ctx, t, captureTags, c, false)
+}
+
+func (t *tx) GetDataset(ctx context.Context, id string) (store.Dataset, error) {
+	return get(ctx, t, datasets, id)
+}
+func (t *tx) PutDataset(ctx context.Context, d store.Dataset) error {
+	return put(ctx, t, datasets, d, false)
+}
+
+// DeleteDataset deletes the dataset; its entries go with it (ON DELETE
+// CASCADE).
+func (t *tx) DeleteDataset(ctx context.Context, id string) error { return del(ctx, t, datasets, id) }
+func (t *tx) ListDatasets(ctx context.Context, orgID string) ([]store.Dataset, error) {
+	return list(ctx, t, datasets, "org_id", orgID)
+}
+func (t *tx) PutDatasetCapture(ctx context.Context, c store.DatasetCapture) error {
+	return put(ctx, t, datasetCaptures, c, false)
+}
+func (t *tx) DeleteDatasetCapture(ctx context.Context, datasetID, captureID string) error {
+	return del(ctx, t, datasetCaptures, datasetID, captureID)
+}
+func (t *tx) ListDatasetCaptures(ctx context.Context, datasetID string) ([]store.DatasetCapture, error) {
+	return list(ctx, t, datasetCaptures, "dataset_id", datasetID)
 }
 
 func (t *tx) GetProposal(ctx context.Context, id string) (store.Proposal, error) {

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentUpdates", testConcurrent},
 		{"ConfigsAndFragments", testConfigs},
 		{"PartDocumentsAndProposals", testPartDocs},
+		{"Datasets", testDatasets},
 		{"MachinePages", testMachinePages},
 		{"Alerts", testAlerts},
 		{"AlertTransitionOnce", testAlertTransitionOnce},
@@ -1085,4 +1086,83 @@ func testAlertTransitionOnce(t *testing.T, s store.Store) {
 		return err
 	})
 	equal(t, "replicas that recorded the transition", won, 1)
+}
+
+func testDatasets(t *testing.T, s store.Store) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for _, d := range []store.Dataset{
+			{ID: "d2", OrgID: "o1", Name: "cones", CreatedBy: "user/u", CreatedAt: t0},
+			{ID: "d1", OrgID: "o1", Name: "pallets", CreatedBy: "user/u", CreatedAt: t0},
+			{ID: "d3", OrgID: "o2", Name: "cones", CreatedBy: "user/v", CreatedAt: t0},
+		} {
+			if err := tx.PutDataset(ctx, d); err != nil {
+				return err
+			}
+		}
+		for _, c := range []store.DatasetCapture{
+			{DatasetID: "d1", CaptureID: "p2|s|1", MachineID: "m2", AddedBy: "user/u", AddedAt: t0},
+			{DatasetID: "d1", CaptureID: "p1|s|10", MachineID: "m1", AddedBy: "user/u", AddedAt: t0},
+			{DatasetID: "d1", CaptureID: "p1|s|9", MachineID: "m1", AddedBy: "user/u", AddedAt: t0},
+			{DatasetID: "d2", CaptureID: "p1|s|9", MachineID: "m1", AddedBy: "user/u", AddedAt: t0},
+		} {
+			if err := tx.PutDatasetCapture(ctx, c); err != nil {
+				return err
+			}
+		}
+		// Adding a capture again replaces its entry: still one.
+		return tx.PutDatasetCapture(ctx, store.DatasetCapture{DatasetID: "d1", CaptureID: "p2|s|1", MachineID: "m2", AddedBy: "user/w", AddedAt: t0})
+	})
+	capIDs := func(cs []store.DatasetCapture) []string {
+		return ids(cs, func(c store.DatasetCapture) string { return c.CaptureID + " " + c.AddedBy })
+	}
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		ds, err := tx.ListDatasets(ctx, "o1")
+		if err != nil {
+			return err
+		}
+		equal(t, "datasets of o1", ids(ds, func(d store.Dataset) string { return d.ID + " " + d.Name }), []string{"d1 pallets", "d2 cones"})
+		got, err := tx.GetDataset(ctx, "d3")
+		if want := (store.Dataset{ID: "d3", OrgID: "o2", Name: "cones", CreatedBy: "user/v", CreatedAt: t0}); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("dataset d3 %+v, %v; want %+v", got, err, want)
+		}
+		cs, err := tx.ListDatasetCaptures(ctx, "d1")
+		if err != nil {
+			return err
+		}
+		equal(t, "captures of d1", capIDs(cs), []string{"p1|s|10 user/u", "p1|s|9 user/u", "p2|s|1 user/w"})
+		if _, err := tx.GetDataset(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown dataset: %v", err)
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.DeleteDatasetCapture(ctx, "d1", "p1|s|9"); err != nil {
+			return err
+		}
+		if err := tx.DeleteDatasetCapture(ctx, "d1", "p1|s|9"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("remove a capture twice: %v", err)
+		}
+		return tx.DeleteDataset(ctx, "d2")
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		cs, err := tx.ListDatasetCaptures(ctx, "d1")
+		if err != nil {
+			return err
+		}
+		equal(t, "captures of d1 after a removal", capIDs(cs), []string{"p1|s|10 user/u", "p2|s|1 user/w"})
+		cs, err = tx.ListDatasetCaptures(ctx, "d2")
+		if err != nil {
+			return err
+		}
+		equal(t, "captures of a deleted dataset", len(cs), 0)
+		if _, err := tx.GetDataset(ctx, "d2"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("deleted dataset: %v", err)
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx store.Tx) error { return tx.DeleteDataset(context.Background(), "d2") })
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("delete a deleted dataset: %v", err)
+	}
 }

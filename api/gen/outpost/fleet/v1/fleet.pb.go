@@ -8968,7 +8968,11 @@ type LogEntry struct {
 	// Its sequence in its stream on the part.
 	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The stream it came in: "logs.debug", "logs.info" or "logs.warn".
-	Stream        string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream string `protobuf:"bytes,5,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The part's name.
+	PartName string `protobuf:"bytes,6,opt,name=part_name,json=partName,proto3" json:"part_name,omitempty"`
+	// The part's machine.
+	MachineId     string `protobuf:"bytes,7,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -9038,7 +9042,22 @@ func (x *LogEntry) GetStream() string {
 	return ""
 }
 
-// ListLogsResponse lists entries in part, stream and sequence order.
+func (x *LogEntry) GetPartName() string {
+	if x != nil {
+		return x.PartName
+	}
+	return ""
+}
+
+func (x *LogEntry) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+// ListLogsResponse lists entries by time (then part, store, stream and
+// sequence), the parts of a machine merged.
 type ListLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The entries.
@@ -9207,7 +9226,11 @@ type CaptureRecord struct {
 	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The part's store incarnation it came from; with part_id and seq it
 	// names the capture (CaptureRef).
-	StoreId       string `protobuf:"bytes,5,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	StoreId string `protobuf:"bytes,5,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// The part's machine (set by the fleet-wide lists and datasets).
+	MachineId string `protobuf:"bytes,6,opt,name=machine_id,json=machineId,proto3" json:"machine_id,omitempty"`
+	// The part's name (set by the fleet-wide lists and datasets).
+	PartName      string `protobuf:"bytes,7,opt,name=part_name,json=partName,proto3" json:"part_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -9273,6 +9296,20 @@ func (x *CaptureRecord) GetSeq() uint64 {
 func (x *CaptureRecord) GetStoreId() string {
 	if x != nil {
 		return x.StoreId
+	}
+	return ""
+}
+
+func (x *CaptureRecord) GetMachineId() string {
+	if x != nil {
+		return x.MachineId
+	}
+	return ""
+}
+
+func (x *CaptureRecord) GetPartName() string {
+	if x != nil {
+		return x.PartName
 	}
 	return ""
 }
@@ -10144,6 +10181,431 @@ func (x *TestAlertRuleResponse) GetEvent() *AlertEvent {
 	return nil
 }
 
+// FleetDataQuery selects data across a fleet: one of org_id and
+// location_id, narrowed by the rest. Every filter left empty selects all.
+type FleetDataQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every machine of the organization: its locations, nested, and the
+	// locations shared with it.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// Every machine of the location and the locations nested in it.
+	LocationId string `protobuf:"bytes,2,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// Only these machines of the scope (at most 1000).
+	MachineIds []string `protobuf:"bytes,3,rep,name=machine_ids,json=machineIds,proto3" json:"machine_ids,omitempty"`
+	// Only these parts of the scope's machines (at most 1000).
+	PartIds []string `protobuf:"bytes,4,rep,name=part_ids,json=partIds,proto3" json:"part_ids,omitempty"`
+	// Only this component.
+	Component string `protobuf:"bytes,5,opt,name=component,proto3" json:"component,omitempty"`
+	// Only this method, such as "readings" or "image".
+	Method string `protobuf:"bytes,6,opt,name=method,proto3" json:"method,omitempty"`
+	// Only captures carrying this tag (data.tags.view).
+	Tag string `protobuf:"bytes,7,opt,name=tag,proto3" json:"tag,omitempty"`
+	// Only this media type, such as "image/jpeg"; "image/*" matches a family.
+	MimeType string `protobuf:"bytes,8,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	// Captured at or after this time.
+	From *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=from,proto3" json:"from,omitempty"`
+	// Captured before this time.
+	To            *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetDataQuery) Reset() {
+	*x = FleetDataQuery{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[169]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetDataQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetDataQuery) ProtoMessage() {}
+
+func (x *FleetDataQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[169]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetDataQuery.ProtoReflect.Descriptor instead.
+func (*FleetDataQuery) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{169}
+}
+
+func (x *FleetDataQuery) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *FleetDataQuery) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *FleetDataQuery) GetMachineIds() []string {
+	if x != nil {
+		return x.MachineIds
+	}
+	return nil
+}
+
+func (x *FleetDataQuery) GetPartIds() []string {
+	if x != nil {
+		return x.PartIds
+	}
+	return nil
+}
+
+func (x *FleetDataQuery) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *FleetDataQuery) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *FleetDataQuery) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *FleetDataQuery) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *FleetDataQuery) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *FleetDataQuery) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+// ListFleetCapturesRequest selects captures across a fleet and a page.
+type ListFleetCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The selection.
+	Query *FleetDataQuery `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// At most this many captures (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same request
+	// otherwise; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFleetCapturesRequest) Reset() {
+	*x = ListFleetCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[170]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFleetCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFleetCapturesRequest) ProtoMessage() {}
+
+func (x *ListFleetCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[170]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFleetCapturesRequest.ProtoReflect.Descriptor instead.
+func (*ListFleetCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{170}
+}
+
+func (x *ListFleetCapturesRequest) GetQuery() *FleetDataQuery {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *ListFleetCapturesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFleetCapturesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListFleetCapturesResponse is one page, by capture time (then part,
+// store and sequence).
+type ListFleetCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Captures []*CaptureRecord `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Pass it as page_token for the next page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFleetCapturesResponse) Reset() {
+	*x = ListFleetCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[171]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFleetCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFleetCapturesResponse) ProtoMessage() {}
+
+func (x *ListFleetCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[171]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFleetCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ListFleetCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{171}
+}
+
+func (x *ListFleetCapturesResponse) GetCaptures() []*CaptureRecord {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *ListFleetCapturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteFleetCapturesRequest selects captures to delete across a fleet.
+type DeleteFleetCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The selection.
+	Query *FleetDataQuery `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// Only these captures of the selection (at most 1000); empty for all.
+	Captures      []*CaptureRef `protobuf:"bytes,2,rep,name=captures,proto3" json:"captures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFleetCapturesRequest) Reset() {
+	*x = DeleteFleetCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[172]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFleetCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFleetCapturesRequest) ProtoMessage() {}
+
+func (x *DeleteFleetCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[172]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFleetCapturesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteFleetCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{172}
+}
+
+func (x *DeleteFleetCapturesRequest) GetQuery() *FleetDataQuery {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *DeleteFleetCapturesRequest) GetCaptures() []*CaptureRef {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+// ListFleetLogsRequest selects logs across a fleet and a page. One of
+// org_id and location_id is required.
+type ListFleetLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in FleetDataQuery.
+	OrgId string `protobuf:"bytes,1,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	// As in FleetDataQuery.
+	LocationId string `protobuf:"bytes,2,opt,name=location_id,json=locationId,proto3" json:"location_id,omitempty"`
+	// Only these machines of the scope (at most 1000).
+	MachineIds []string `protobuf:"bytes,3,rep,name=machine_ids,json=machineIds,proto3" json:"machine_ids,omitempty"`
+	// Only these parts (at most 1000).
+	PartIds []string `protobuf:"bytes,4,rep,name=part_ids,json=partIds,proto3" json:"part_ids,omitempty"`
+	// The lowest level shown: "debug", "info" (the default), "warn" or "error".
+	Level string `protobuf:"bytes,5,opt,name=level,proto3" json:"level,omitempty"`
+	// Entries written at or after this time.
+	From *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	// Entries written before this time.
+	To *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=to,proto3" json:"to,omitempty"`
+	// At most this many entries (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,8,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same request
+	// otherwise.
+	PageToken     string `protobuf:"bytes,9,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFleetLogsRequest) Reset() {
+	*x = ListFleetLogsRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[173]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFleetLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFleetLogsRequest) ProtoMessage() {}
+
+func (x *ListFleetLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[173]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFleetLogsRequest.ProtoReflect.Descriptor instead.
+func (*ListFleetLogsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{173}
+}
+
+func (x *ListFleetLogsRequest) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *ListFleetLogsRequest) GetLocationId() string {
+	if x != nil {
+		return x.LocationId
+	}
+	return ""
+}
+
+func (x *ListFleetLogsRequest) GetMachineIds() []string {
+	if x != nil {
+		return x.MachineIds
+	}
+	return nil
+}
+
+func (x *ListFleetLogsRequest) GetPartIds() []string {
+	if x != nil {
+		return x.PartIds
+	}
+	return nil
+}
+
+func (x *ListFleetLogsRequest) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *ListFleetLogsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListFleetLogsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListFleetLogsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFleetLogsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 var File_outpost_fleet_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
@@ -10794,13 +11256,16 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\xae\x01\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xea\x01\n" +
 	"\bLogEntry\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12/\n" +
 	"\x05entry\x18\x03 \x01(\v2\x19.outpost.sync.v1.LogEntryR\x05entry\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06stream\x18\x05 \x01(\tR\x06stream\"p\n" +
+	"\x06stream\x18\x05 \x01(\tR\x06stream\x12\x1b\n" +
+	"\tpart_name\x18\x06 \x01(\tR\bpartName\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\a \x01(\tR\tmachineId\"p\n" +
 	"\x10ListLogsResponse\x124\n" +
 	"\aentries\x18\x01 \x03(\v2\x1a.outpost.fleet.v1.LogEntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8b\x02\n" +
@@ -10814,13 +11279,16 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
 	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\xb9\x01\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xf5\x01\n" +
 	"\rCaptureRecord\x12\x17\n" +
 	"\apart_id\x18\x01 \x01(\tR\x06partId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x122\n" +
 	"\acapture\x18\x03 \x01(\v2\x18.outpost.sync.v1.CaptureR\acapture\x12\x10\n" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x19\n" +
-	"\bstore_id\x18\x05 \x01(\tR\astoreId\"{\n" +
+	"\bstore_id\x18\x05 \x01(\tR\astoreId\x12\x1d\n" +
+	"\n" +
+	"machine_id\x18\x06 \x01(\tR\tmachineId\x12\x1b\n" +
+	"\tpart_name\x18\a \x01(\tR\bpartName\"{\n" +
 	"\x14ListCapturesResponse\x12;\n" +
 	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc8\x02\n" +
@@ -10890,7 +11358,45 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\arule_id\x18\x01 \x01(\tB\v\xca\xda\x18\a\n" +
 	"\x05alertR\x06ruleId\"K\n" +
 	"\x15TestAlertRuleResponse\x122\n" +
-	"\x05event\x18\x01 \x01(\v2\x1c.outpost.fleet.v1.AlertEventR\x05event2\x82\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x1c.outpost.fleet.v1.AlertEventR\x05event\"\xc5\x02\n" +
+	"\x0eFleetDataQuery\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1f\n" +
+	"\vlocation_id\x18\x02 \x01(\tR\n" +
+	"locationId\x12\x1f\n" +
+	"\vmachine_ids\x18\x03 \x03(\tR\n" +
+	"machineIds\x12\x19\n" +
+	"\bpart_ids\x18\x04 \x03(\tR\apartIds\x12\x1c\n" +
+	"\tcomponent\x18\x05 \x01(\tR\tcomponent\x12\x16\n" +
+	"\x06method\x18\x06 \x01(\tR\x06method\x12\x10\n" +
+	"\x03tag\x18\a \x01(\tR\x03tag\x12\x1b\n" +
+	"\tmime_type\x18\b \x01(\tR\bmimeType\x12.\n" +
+	"\x04from\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\x8e\x01\n" +
+	"\x18ListFleetCapturesRequest\x126\n" +
+	"\x05query\x18\x01 \x01(\v2 .outpost.fleet.v1.FleetDataQueryR\x05query\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x80\x01\n" +
+	"\x19ListFleetCapturesResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n" +
+	"\x1aDeleteFleetCapturesRequest\x126\n" +
+	"\x05query\x18\x01 \x01(\v2 .outpost.fleet.v1.FleetDataQueryR\x05query\x128\n" +
+	"\bcaptures\x18\x02 \x03(\v2\x1c.outpost.fleet.v1.CaptureRefR\bcaptures\"\xb8\x02\n" +
+	"\x14ListFleetLogsRequest\x12\x15\n" +
+	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x1f\n" +
+	"\vlocation_id\x18\x02 \x01(\tR\n" +
+	"locationId\x12\x1f\n" +
+	"\vmachine_ids\x18\x03 \x03(\tR\n" +
+	"machineIds\x12\x19\n" +
+	"\bpart_ids\x18\x04 \x03(\tR\apartIds\x12\x14\n" +
+	"\x05level\x18\x05 \x01(\tR\x05level\x12.\n" +
+	"\x04from\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x1b\n" +
+	"\tpage_size\x18\b \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\t \x01(\tR\tpageToken2\x82\x01\n" +
 	"\rServerService\x12q\n" +
 	"\rGetServerInfo\x12&.outpost.fleet.v1.GetServerInfoRequest\x1a'.outpost.fleet.v1.GetServerInfoResponse\"\x0f\xca\xda\x18\b\n" +
 	"\x06public\x90\x02\x012\xb0\x03\n" +
@@ -11040,7 +11546,7 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x0eUpdateFragment\x12'.outpost.fleet.v1.UpdateFragmentRequest\x1a(.outpost.fleet.v1.UpdateFragmentResponse\"\x15\xca\xda\x18\x11\n" +
 	"\rfragment.edit\x18\x01\x12z\n" +
 	"\x0eDeleteFragment\x12'.outpost.fleet.v1.DeleteFragmentRequest\x1a(.outpost.fleet.v1.DeleteFragmentResponse\"\x15\xca\xda\x18\x11\n" +
-	"\rfragment.edit\x18\x012\xb5\x05\n" +
+	"\rfragment.edit\x18\x012\xf3\t\n" +
 	"\vDataService\x12h\n" +
 	"\bListLogs\x12!.outpost.fleet.v1.ListLogsRequest\x1a\".outpost.fleet.v1.ListLogsResponse\"\x15\xca\xda\x18\x0e\n" +
 	"\fmachine.view\x90\x02\x01\x12q\n" +
@@ -11051,7 +11557,15 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\bReadBlob\x12!.outpost.fleet.v1.ReadBlobRequest\x1a\".outpost.fleet.v1.ReadBlobResponse\"\x14\xca\xda\x18\r\n" +
 	"\vdata.export\x90\x02\x01\x12m\n" +
 	"\vTagCaptures\x12$.outpost.fleet.v1.TagCapturesRequest\x1a%.outpost.fleet.v1.TagCapturesResponse\"\x11\xca\xda\x18\r\n" +
-	"\tdata.edit\x18\x01\x12v\n" +
+	"\tdata.edit\x18\x01\x12\x8f\x01\n" +
+	"\x11ListFleetCaptures\x12*.outpost.fleet.v1.ListFleetCapturesRequest\x1a+.outpost.fleet.v1.ListFleetCapturesResponse\"!\xca\xda\x18\x1a\n" +
+	"\rauthenticated\x12\tdata.view\x90\x02\x01\x12\x93\x01\n" +
+	"\x13ExportFleetCaptures\x12*.outpost.fleet.v1.ListFleetCapturesRequest\x1a+.outpost.fleet.v1.ListFleetCapturesResponse\"#\xca\xda\x18\x1c\n" +
+	"\rauthenticated\x12\vdata.export\x90\x02\x01\x12\x8f\x01\n" +
+	"\x13DeleteFleetCaptures\x12,.outpost.fleet.v1.DeleteFleetCapturesRequest\x1a(.outpost.fleet.v1.DeleteCapturesResponse\" \xca\xda\x18\x1c\n" +
+	"\rauthenticated\x12\tdata.edit\x18\x01\x12\x81\x01\n" +
+	"\rListFleetLogs\x12&.outpost.fleet.v1.ListFleetLogsRequest\x1a\".outpost.fleet.v1.ListLogsResponse\"$\xca\xda\x18\x1d\n" +
+	"\rauthenticated\x12\fmachine.view\x90\x02\x01\x12v\n" +
 	"\x0eDeleteCaptures\x12'.outpost.fleet.v1.DeleteCapturesRequest\x1a(.outpost.fleet.v1.DeleteCapturesResponse\"\x11\xca\xda\x18\r\n" +
 	"\tdata.edit\x18\x012\xf9\x04\n" +
 	"\fAlertService\x12|\n" +
@@ -11082,7 +11596,7 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 169)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 174)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
@@ -11253,20 +11767,25 @@ var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*ListAlertEventsResponse)(nil),       // 166: outpost.fleet.v1.ListAlertEventsResponse
 	(*TestAlertRuleRequest)(nil),          // 167: outpost.fleet.v1.TestAlertRuleRequest
 	(*TestAlertRuleResponse)(nil),         // 168: outpost.fleet.v1.TestAlertRuleResponse
-	(*timestamppb.Timestamp)(nil),         // 169: google.protobuf.Timestamp
-	(*v1.Bootstrap)(nil),                  // 170: outpost.sync.v1.Bootstrap
-	(*v1.PartStatus)(nil),                 // 171: outpost.sync.v1.PartStatus
-	(*v11.RobotConfig)(nil),               // 172: outpost.config.v1.RobotConfig
-	(*v1.FragmentVersion)(nil),            // 173: outpost.sync.v1.FragmentVersion
-	(*v1.LogEntry)(nil),                   // 174: outpost.sync.v1.LogEntry
-	(*v1.Capture)(nil),                    // 175: outpost.sync.v1.Capture
+	(*FleetDataQuery)(nil),                // 169: outpost.fleet.v1.FleetDataQuery
+	(*ListFleetCapturesRequest)(nil),      // 170: outpost.fleet.v1.ListFleetCapturesRequest
+	(*ListFleetCapturesResponse)(nil),     // 171: outpost.fleet.v1.ListFleetCapturesResponse
+	(*DeleteFleetCapturesRequest)(nil),    // 172: outpost.fleet.v1.DeleteFleetCapturesRequest
+	(*ListFleetLogsRequest)(nil),          // 173: outpost.fleet.v1.ListFleetLogsRequest
+	(*timestamppb.Timestamp)(nil),         // 174: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 175: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 176: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 177: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 178: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 179: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 180: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	169, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
-	169, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	174, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
+	174, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
 	82,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
 	103, // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	169, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	174, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
 	10,  // 5: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 6: outpost.fleet.v1.SetDataRetentionResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 7: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
@@ -11275,8 +11794,8 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	27,  // 10: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
 	82,  // 11: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
 	103, // 12: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	169, // 13: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	169, // 14: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	174, // 13: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	174, // 14: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
 	28,  // 15: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	28,  // 16: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
 	28,  // 17: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
@@ -11286,25 +11805,25 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	28,  // 21: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
 	47,  // 22: outpost.fleet.v1.ListFleetResponse.machines:type_name -> outpost.fleet.v1.FleetMachine
 	57,  // 23: outpost.fleet.v1.FleetMachine.machine:type_name -> outpost.fleet.v1.Machine
-	169, // 24: outpost.fleet.v1.FleetMachine.last_seen:type_name -> google.protobuf.Timestamp
+	174, // 24: outpost.fleet.v1.FleetMachine.last_seen:type_name -> google.protobuf.Timestamp
 	48,  // 25: outpost.fleet.v1.FleetMachine.parts:type_name -> outpost.fleet.v1.FleetPart
-	169, // 26: outpost.fleet.v1.FleetPart.last_seen:type_name -> google.protobuf.Timestamp
+	174, // 26: outpost.fleet.v1.FleetPart.last_seen:type_name -> google.protobuf.Timestamp
 	51,  // 27: outpost.fleet.v1.SummarizeFleetResponse.versions:type_name -> outpost.fleet.v1.VersionCount
 	47,  // 28: outpost.fleet.v1.SummarizeFleetResponse.worst_backlogs:type_name -> outpost.fleet.v1.FleetMachine
-	170, // 29: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	175, // 29: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
 	56,  // 30: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
-	169, // 31: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	174, // 31: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
 	58,  // 32: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
-	169, // 33: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
-	171, // 34: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	174, // 33: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	176, // 34: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
 	58,  // 35: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	169, // 36: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	169, // 37: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	169, // 38: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	174, // 36: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	174, // 37: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	174, // 38: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
 	59,  // 39: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
-	169, // 40: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
-	169, // 41: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
-	169, // 42: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
+	174, // 40: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
+	174, // 41: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
+	174, // 42: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
 	57,  // 43: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
 	57,  // 44: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
 	57,  // 45: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
@@ -11314,220 +11833,236 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	58,  // 49: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
 	58,  // 50: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
 	58,  // 51: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	169, // 52: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	174, // 52: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
 	82,  // 53: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
 	82,  // 54: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
-	169, // 55: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	174, // 55: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
 	87,  // 56: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
 	87,  // 57: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
 	82,  // 58: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
 	103, // 59: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
 	103, // 60: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	169, // 61: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	174, // 61: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
 	96,  // 62: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
 	96,  // 63: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	169, // 64: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	174, // 64: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
 	103, // 65: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
 	103, // 66: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
 	103, // 67: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
 	103, // 68: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	169, // 69: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	174, // 69: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	116, // 70: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	172, // 71: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
-	169, // 72: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	177, // 71: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	174, // 72: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
 	119, // 73: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	172, // 74: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
-	173, // 75: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	172, // 76: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	177, // 74: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	178, // 75: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	177, // 76: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
 	119, // 77: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
 	119, // 78: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
-	172, // 79: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	169, // 80: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	173, // 81: outpost.fleet.v1.ConfigProposal.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	177, // 79: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	174, // 80: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	178, // 81: outpost.fleet.v1.ConfigProposal.fragments:type_name -> outpost.sync.v1.FragmentVersion
 	126, // 82: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
 	126, // 83: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	172, // 84: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	169, // 85: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	172, // 86: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	177, // 84: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	174, // 85: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	177, // 86: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
 	131, // 87: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
 	131, // 88: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
 	131, // 89: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	172, // 90: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	177, // 90: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
 	131, // 91: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	169, // 92: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 93: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	174, // 92: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	174, // 93: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
 	155, // 94: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	169, // 95: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 96: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	174, // 95: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	174, // 96: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
 	146, // 97: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
 	146, // 98: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	169, // 99: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 100: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	169, // 101: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	174, // 102: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	174, // 99: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	174, // 100: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	174, // 101: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	179, // 102: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
 	152, // 103: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	169, // 104: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	169, // 105: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	169, // 106: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	175, // 107: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	174, // 104: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	174, // 105: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	174, // 106: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	180, // 107: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
 	155, // 108: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	169, // 109: outpost.fleet.v1.AlertRule.created_at:type_name -> google.protobuf.Timestamp
+	174, // 109: outpost.fleet.v1.AlertRule.created_at:type_name -> google.protobuf.Timestamp
 	157, // 110: outpost.fleet.v1.CreateAlertRuleResponse.rule:type_name -> outpost.fleet.v1.AlertRule
 	157, // 111: outpost.fleet.v1.ListAlertRulesResponse.rules:type_name -> outpost.fleet.v1.AlertRule
-	169, // 112: outpost.fleet.v1.AlertEvent.time:type_name -> google.protobuf.Timestamp
+	174, // 112: outpost.fleet.v1.AlertEvent.time:type_name -> google.protobuf.Timestamp
 	164, // 113: outpost.fleet.v1.ListAlertEventsResponse.events:type_name -> outpost.fleet.v1.AlertEvent
 	164, // 114: outpost.fleet.v1.TestAlertRuleResponse.event:type_name -> outpost.fleet.v1.AlertEvent
-	0,   // 115: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	6,   // 116: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	8,   // 117: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	2,   // 118: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
-	4,   // 119: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
-	15,  // 120: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	17,  // 121: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	19,  // 122: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	11,  // 123: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	13,  // 124: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
-	21,  // 125: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	23,  // 126: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	25,  // 127: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	29,  // 128: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	31,  // 129: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	33,  // 130: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	35,  // 131: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	37,  // 132: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	39,  // 133: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	41,  // 134: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	43,  // 135: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	60,  // 136: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	62,  // 137: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	64,  // 138: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	66,  // 139: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	68,  // 140: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	70,  // 141: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	74,  // 142: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	76,  // 143: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	78,  // 144: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	80,  // 145: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	52,  // 146: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	72,  // 147: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
-	54,  // 148: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	45,  // 149: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
-	49,  // 150: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
-	83,  // 151: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	88,  // 152: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	90,  // 153: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	92,  // 154: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	85,  // 155: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
-	94,  // 156: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	97,  // 157: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	99,  // 158: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	101, // 159: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	104, // 160: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	106, // 161: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	108, // 162: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	110, // 163: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	112, // 164: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	114, // 165: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	117, // 166: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	120, // 167: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	122, // 168: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	124, // 169: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	127, // 170: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	129, // 171: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	132, // 172: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	134, // 173: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	136, // 174: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	138, // 175: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	140, // 176: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	151, // 177: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	154, // 178: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	142, // 179: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	149, // 180: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	147, // 181: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	144, // 182: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	158, // 183: outpost.fleet.v1.AlertService.CreateAlertRule:input_type -> outpost.fleet.v1.CreateAlertRuleRequest
-	160, // 184: outpost.fleet.v1.AlertService.ListAlertRules:input_type -> outpost.fleet.v1.ListAlertRulesRequest
-	162, // 185: outpost.fleet.v1.AlertService.DeleteAlertRule:input_type -> outpost.fleet.v1.DeleteAlertRuleRequest
-	165, // 186: outpost.fleet.v1.AlertService.ListAlertEvents:input_type -> outpost.fleet.v1.ListAlertEventsRequest
-	167, // 187: outpost.fleet.v1.AlertService.TestAlertRule:input_type -> outpost.fleet.v1.TestAlertRuleRequest
-	1,   // 188: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	7,   // 189: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	9,   // 190: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	3,   // 191: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
-	5,   // 192: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
-	16,  // 193: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	18,  // 194: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	20,  // 195: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	12,  // 196: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	14,  // 197: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
-	22,  // 198: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	24,  // 199: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	26,  // 200: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	30,  // 201: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	32,  // 202: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	34,  // 203: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	36,  // 204: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	38,  // 205: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	40,  // 206: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	42,  // 207: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	44,  // 208: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	61,  // 209: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	63,  // 210: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	65,  // 211: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	67,  // 212: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	69,  // 213: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	71,  // 214: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	75,  // 215: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	77,  // 216: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	79,  // 217: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	81,  // 218: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	53,  // 219: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	73,  // 220: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
-	55,  // 221: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	46,  // 222: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
-	50,  // 223: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
-	84,  // 224: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	89,  // 225: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	91,  // 226: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	93,  // 227: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	86,  // 228: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
-	95,  // 229: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	98,  // 230: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	100, // 231: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	102, // 232: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	105, // 233: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	107, // 234: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	109, // 235: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	111, // 236: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	113, // 237: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	115, // 238: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	118, // 239: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	121, // 240: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	123, // 241: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	125, // 242: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	128, // 243: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	130, // 244: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	133, // 245: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	135, // 246: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	137, // 247: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	139, // 248: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	141, // 249: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	153, // 250: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	156, // 251: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	143, // 252: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	150, // 253: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	148, // 254: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	145, // 255: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	159, // 256: outpost.fleet.v1.AlertService.CreateAlertRule:output_type -> outpost.fleet.v1.CreateAlertRuleResponse
-	161, // 257: outpost.fleet.v1.AlertService.ListAlertRules:output_type -> outpost.fleet.v1.ListAlertRulesResponse
-	163, // 258: outpost.fleet.v1.AlertService.DeleteAlertRule:output_type -> outpost.fleet.v1.DeleteAlertRuleResponse
-	166, // 259: outpost.fleet.v1.AlertService.ListAlertEvents:output_type -> outpost.fleet.v1.ListAlertEventsResponse
-	168, // 260: outpost.fleet.v1.AlertService.TestAlertRule:output_type -> outpost.fleet.v1.TestAlertRuleResponse
-	188, // [188:261] is the sub-list for method output_type
-	115, // [115:188] is the sub-list for method input_type
-	115, // [115:115] is the sub-list for extension type_name
-	115, // [115:115] is the sub-list for extension extendee
-	0,   // [0:115] is the sub-list for field type_name
+	174, // 115: outpost.fleet.v1.FleetDataQuery.from:type_name -> google.protobuf.Timestamp
+	174, // 116: outpost.fleet.v1.FleetDataQuery.to:type_name -> google.protobuf.Timestamp
+	169, // 117: outpost.fleet.v1.ListFleetCapturesRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
+	155, // 118: outpost.fleet.v1.ListFleetCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	169, // 119: outpost.fleet.v1.DeleteFleetCapturesRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
+	146, // 120: outpost.fleet.v1.DeleteFleetCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	174, // 121: outpost.fleet.v1.ListFleetLogsRequest.from:type_name -> google.protobuf.Timestamp
+	174, // 122: outpost.fleet.v1.ListFleetLogsRequest.to:type_name -> google.protobuf.Timestamp
+	0,   // 123: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 124: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 125: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 126: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 127: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	15,  // 128: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	17,  // 129: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	19,  // 130: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 131: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	13,  // 132: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
+	21,  // 133: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	23,  // 134: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	25,  // 135: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	29,  // 136: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	31,  // 137: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	33,  // 138: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	35,  // 139: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	37,  // 140: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	39,  // 141: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	41,  // 142: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	43,  // 143: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	60,  // 144: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	62,  // 145: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	64,  // 146: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	66,  // 147: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	68,  // 148: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	70,  // 149: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	74,  // 150: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	76,  // 151: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	78,  // 152: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	80,  // 153: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	52,  // 154: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	72,  // 155: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
+	54,  // 156: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	45,  // 157: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
+	49,  // 158: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
+	83,  // 159: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	88,  // 160: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	90,  // 161: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	92,  // 162: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	85,  // 163: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	94,  // 164: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	97,  // 165: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	99,  // 166: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	101, // 167: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	104, // 168: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	106, // 169: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	108, // 170: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	110, // 171: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	112, // 172: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	114, // 173: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	117, // 174: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	120, // 175: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	122, // 176: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	124, // 177: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	127, // 178: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	129, // 179: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	132, // 180: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	134, // 181: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	136, // 182: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	138, // 183: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	140, // 184: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	151, // 185: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	154, // 186: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	142, // 187: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	149, // 188: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	147, // 189: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	170, // 190: outpost.fleet.v1.DataService.ListFleetCaptures:input_type -> outpost.fleet.v1.ListFleetCapturesRequest
+	170, // 191: outpost.fleet.v1.DataService.ExportFleetCaptures:input_type -> outpost.fleet.v1.ListFleetCapturesRequest
+	172, // 192: outpost.fleet.v1.DataService.DeleteFleetCaptures:input_type -> outpost.fleet.v1.DeleteFleetCapturesRequest
+	173, // 193: outpost.fleet.v1.DataService.ListFleetLogs:input_type -> outpost.fleet.v1.ListFleetLogsRequest
+	144, // 194: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	158, // 195: outpost.fleet.v1.AlertService.CreateAlertRule:input_type -> outpost.fleet.v1.CreateAlertRuleRequest
+	160, // 196: outpost.fleet.v1.AlertService.ListAlertRules:input_type -> outpost.fleet.v1.ListAlertRulesRequest
+	162, // 197: outpost.fleet.v1.AlertService.DeleteAlertRule:input_type -> outpost.fleet.v1.DeleteAlertRuleRequest
+	165, // 198: outpost.fleet.v1.AlertService.ListAlertEvents:input_type -> outpost.fleet.v1.ListAlertEventsRequest
+	167, // 199: outpost.fleet.v1.AlertService.TestAlertRule:input_type -> outpost.fleet.v1.TestAlertRuleRequest
+	1,   // 200: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 201: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 202: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 203: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 204: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	16,  // 205: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	18,  // 206: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	20,  // 207: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 208: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	14,  // 209: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
+	22,  // 210: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	24,  // 211: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	26,  // 212: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	30,  // 213: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	32,  // 214: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	34,  // 215: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	36,  // 216: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	38,  // 217: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	40,  // 218: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	42,  // 219: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	44,  // 220: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	61,  // 221: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	63,  // 222: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	65,  // 223: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	67,  // 224: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	69,  // 225: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	71,  // 226: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	75,  // 227: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	77,  // 228: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	79,  // 229: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	81,  // 230: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	53,  // 231: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	73,  // 232: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
+	55,  // 233: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	46,  // 234: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
+	50,  // 235: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
+	84,  // 236: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	89,  // 237: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	91,  // 238: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	93,  // 239: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	86,  // 240: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	95,  // 241: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	98,  // 242: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	100, // 243: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	102, // 244: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	105, // 245: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	107, // 246: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	109, // 247: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	111, // 248: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	113, // 249: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	115, // 250: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	118, // 251: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	121, // 252: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	123, // 253: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	125, // 254: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	128, // 255: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	130, // 256: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	133, // 257: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	135, // 258: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	137, // 259: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	139, // 260: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	141, // 261: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	153, // 262: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	156, // 263: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	143, // 264: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	150, // 265: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	148, // 266: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	171, // 267: outpost.fleet.v1.DataService.ListFleetCaptures:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
+	171, // 268: outpost.fleet.v1.DataService.ExportFleetCaptures:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
+	145, // 269: outpost.fleet.v1.DataService.DeleteFleetCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	153, // 270: outpost.fleet.v1.DataService.ListFleetLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	145, // 271: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	159, // 272: outpost.fleet.v1.AlertService.CreateAlertRule:output_type -> outpost.fleet.v1.CreateAlertRuleResponse
+	161, // 273: outpost.fleet.v1.AlertService.ListAlertRules:output_type -> outpost.fleet.v1.ListAlertRulesResponse
+	163, // 274: outpost.fleet.v1.AlertService.DeleteAlertRule:output_type -> outpost.fleet.v1.DeleteAlertRuleResponse
+	166, // 275: outpost.fleet.v1.AlertService.ListAlertEvents:output_type -> outpost.fleet.v1.ListAlertEventsResponse
+	168, // 276: outpost.fleet.v1.AlertService.TestAlertRule:output_type -> outpost.fleet.v1.TestAlertRuleResponse
+	200, // [200:277] is the sub-list for method output_type
+	123, // [123:200] is the sub-list for method input_type
+	123, // [123:123] is the sub-list for extension type_name
+	123, // [123:123] is the sub-list for extension extendee
+	0,   // [0:123] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -11541,7 +12076,7 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   169,
+			NumMessages:   174,
 			NumExtensions: 0,
 			NumServices:   14,
 		},

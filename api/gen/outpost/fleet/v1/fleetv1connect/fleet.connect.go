@@ -252,6 +252,18 @@ const (
 	DataServiceReadBlobProcedure = "/outpost.fleet.v1.DataService/ReadBlob"
 	// DataServiceTagCapturesProcedure is the fully-qualified name of the DataService's TagCaptures RPC.
 	DataServiceTagCapturesProcedure = "/outpost.fleet.v1.DataService/TagCaptures"
+	// DataServiceListFleetCapturesProcedure is the fully-qualified name of the DataService's
+	// ListFleetCaptures RPC.
+	DataServiceListFleetCapturesProcedure = "/outpost.fleet.v1.DataService/ListFleetCaptures"
+	// DataServiceExportFleetCapturesProcedure is the fully-qualified name of the DataService's
+	// ExportFleetCaptures RPC.
+	DataServiceExportFleetCapturesProcedure = "/outpost.fleet.v1.DataService/ExportFleetCaptures"
+	// DataServiceDeleteFleetCapturesProcedure is the fully-qualified name of the DataService's
+	// DeleteFleetCaptures RPC.
+	DataServiceDeleteFleetCapturesProcedure = "/outpost.fleet.v1.DataService/DeleteFleetCaptures"
+	// DataServiceListFleetLogsProcedure is the fully-qualified name of the DataService's ListFleetLogs
+	// RPC.
+	DataServiceListFleetLogsProcedure = "/outpost.fleet.v1.DataService/ListFleetLogs"
 	// DataServiceDeleteCapturesProcedure is the fully-qualified name of the DataService's
 	// DeleteCaptures RPC.
 	DataServiceDeleteCapturesProcedure = "/outpost.fleet.v1.DataService/DeleteCaptures"
@@ -2716,8 +2728,9 @@ func (UnimplementedFragmentServiceHandler) DeleteFragment(context.Context, *conn
 
 // DataServiceClient is a client for the outpost.fleet.v1.DataService service.
 type DataServiceClient interface {
-	// ListLogs lists the logs of a machine (all its parts) or of one part,
-	// filtered by level and time. Logs are on the LOGS tab: machine.view.
+	// ListLogs lists the logs of a machine (all its parts, merged by time)
+	// or of one part, filtered by level and time. Logs are on the LOGS tab:
+	// machine.view.
 	ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
 	// ListCaptures lists the captures of a machine, filtered by component,
 	// time and tag: data.view.
@@ -2732,6 +2745,26 @@ type DataServiceClient interface {
 	// data.edit. The capture as the part sent it is kept; the edits apply
 	// on top, in ListCaptures, its tag filter and exports.
 	TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error)
+	// ListFleetCaptures lists the captures of every machine of an
+	// organization (its nested locations and those shared with it) or of a
+	// location's subtree, merged by capture time. It is filtered machine by
+	// machine by data.view: a caller sees only the data of machines it may
+	// reach, and tags only where it holds data.tags.view (a tag filter is
+	// refused where it holds it on none). A page may hold fewer captures
+	// than page_size when the filters step over many: continue while
+	// next_page_token is set.
+	ListFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	// ExportFleetCaptures is ListFleetCaptures for export, filtered by
+	// data.export.
+	ExportFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	// DeleteFleetCaptures deletes the captures ListFleetCaptures selects (or
+	// the named ones among them) and their blobs, on the machines where the
+	// caller holds data.edit; the rest of the selection is left alone.
+	DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
+	// ListFleetLogs lists the logs of every part of an organization or a
+	// location's subtree, merged by time, on the machines where the caller
+	// holds machine.view (the LOGS tab).
+	ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
 	// DeleteCaptures deletes captures of the machine and their blobs:
 	// data.edit. Deleted data never comes back: a part that sends a deleted
 	// capture or blob again (its upload was not yet acknowledged) is
@@ -2784,6 +2817,33 @@ func NewDataServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(dataServiceMethods.ByName("TagCaptures")),
 			connect.WithClientOptions(opts...),
 		),
+		listFleetCaptures: connect.NewClient[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse](
+			httpClient,
+			baseURL+DataServiceListFleetCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ListFleetCaptures")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		exportFleetCaptures: connect.NewClient[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse](
+			httpClient,
+			baseURL+DataServiceExportFleetCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ExportFleetCaptures")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		deleteFleetCaptures: connect.NewClient[v1.DeleteFleetCapturesRequest, v1.DeleteCapturesResponse](
+			httpClient,
+			baseURL+DataServiceDeleteFleetCapturesProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("DeleteFleetCaptures")),
+			connect.WithClientOptions(opts...),
+		),
+		listFleetLogs: connect.NewClient[v1.ListFleetLogsRequest, v1.ListLogsResponse](
+			httpClient,
+			baseURL+DataServiceListFleetLogsProcedure,
+			connect.WithSchema(dataServiceMethods.ByName("ListFleetLogs")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		deleteCaptures: connect.NewClient[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse](
 			httpClient,
 			baseURL+DataServiceDeleteCapturesProcedure,
@@ -2795,12 +2855,16 @@ func NewDataServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 
 // dataServiceClient implements DataServiceClient.
 type dataServiceClient struct {
-	listLogs       *connect.Client[v1.ListLogsRequest, v1.ListLogsResponse]
-	listCaptures   *connect.Client[v1.ListCapturesRequest, v1.ListCapturesResponse]
-	exportCaptures *connect.Client[v1.ExportCapturesRequest, v1.ExportCapturesResponse]
-	readBlob       *connect.Client[v1.ReadBlobRequest, v1.ReadBlobResponse]
-	tagCaptures    *connect.Client[v1.TagCapturesRequest, v1.TagCapturesResponse]
-	deleteCaptures *connect.Client[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse]
+	listLogs            *connect.Client[v1.ListLogsRequest, v1.ListLogsResponse]
+	listCaptures        *connect.Client[v1.ListCapturesRequest, v1.ListCapturesResponse]
+	exportCaptures      *connect.Client[v1.ExportCapturesRequest, v1.ExportCapturesResponse]
+	readBlob            *connect.Client[v1.ReadBlobRequest, v1.ReadBlobResponse]
+	tagCaptures         *connect.Client[v1.TagCapturesRequest, v1.TagCapturesResponse]
+	listFleetCaptures   *connect.Client[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse]
+	exportFleetCaptures *connect.Client[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse]
+	deleteFleetCaptures *connect.Client[v1.DeleteFleetCapturesRequest, v1.DeleteCapturesResponse]
+	listFleetLogs       *connect.Client[v1.ListFleetLogsRequest, v1.ListLogsResponse]
+	deleteCaptures      *connect.Client[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse]
 }
 
 // ListLogs calls outpost.fleet.v1.DataService.ListLogs.
@@ -2828,6 +2892,26 @@ func (c *dataServiceClient) TagCaptures(ctx context.Context, req *connect.Reques
 	return c.tagCaptures.CallUnary(ctx, req)
 }
 
+// ListFleetCaptures calls outpost.fleet.v1.DataService.ListFleetCaptures.
+func (c *dataServiceClient) ListFleetCaptures(ctx context.Context, req *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+	return c.listFleetCaptures.CallUnary(ctx, req)
+}
+
+// ExportFleetCaptures calls outpost.fleet.v1.DataService.ExportFleetCaptures.
+func (c *dataServiceClient) ExportFleetCaptures(ctx context.Context, req *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+	return c.exportFleetCaptures.CallUnary(ctx, req)
+}
+
+// DeleteFleetCaptures calls outpost.fleet.v1.DataService.DeleteFleetCaptures.
+func (c *dataServiceClient) DeleteFleetCaptures(ctx context.Context, req *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+	return c.deleteFleetCaptures.CallUnary(ctx, req)
+}
+
+// ListFleetLogs calls outpost.fleet.v1.DataService.ListFleetLogs.
+func (c *dataServiceClient) ListFleetLogs(ctx context.Context, req *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error) {
+	return c.listFleetLogs.CallUnary(ctx, req)
+}
+
 // DeleteCaptures calls outpost.fleet.v1.DataService.DeleteCaptures.
 func (c *dataServiceClient) DeleteCaptures(ctx context.Context, req *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
 	return c.deleteCaptures.CallUnary(ctx, req)
@@ -2835,8 +2919,9 @@ func (c *dataServiceClient) DeleteCaptures(ctx context.Context, req *connect.Req
 
 // DataServiceHandler is an implementation of the outpost.fleet.v1.DataService service.
 type DataServiceHandler interface {
-	// ListLogs lists the logs of a machine (all its parts) or of one part,
-	// filtered by level and time. Logs are on the LOGS tab: machine.view.
+	// ListLogs lists the logs of a machine (all its parts, merged by time)
+	// or of one part, filtered by level and time. Logs are on the LOGS tab:
+	// machine.view.
 	ListLogs(context.Context, *connect.Request[v1.ListLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
 	// ListCaptures lists the captures of a machine, filtered by component,
 	// time and tag: data.view.
@@ -2851,6 +2936,26 @@ type DataServiceHandler interface {
 	// data.edit. The capture as the part sent it is kept; the edits apply
 	// on top, in ListCaptures, its tag filter and exports.
 	TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error)
+	// ListFleetCaptures lists the captures of every machine of an
+	// organization (its nested locations and those shared with it) or of a
+	// location's subtree, merged by capture time. It is filtered machine by
+	// machine by data.view: a caller sees only the data of machines it may
+	// reach, and tags only where it holds data.tags.view (a tag filter is
+	// refused where it holds it on none). A page may hold fewer captures
+	// than page_size when the filters step over many: continue while
+	// next_page_token is set.
+	ListFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	// ExportFleetCaptures is ListFleetCaptures for export, filtered by
+	// data.export.
+	ExportFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	// DeleteFleetCaptures deletes the captures ListFleetCaptures selects (or
+	// the named ones among them) and their blobs, on the machines where the
+	// caller holds data.edit; the rest of the selection is left alone.
+	DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
+	// ListFleetLogs lists the logs of every part of an organization or a
+	// location's subtree, merged by time, on the machines where the caller
+	// holds machine.view (the LOGS tab).
+	ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
 	// DeleteCaptures deletes captures of the machine and their blobs:
 	// data.edit. Deleted data never comes back: a part that sends a deleted
 	// capture or blob again (its upload was not yet acknowledged) is
@@ -2899,6 +3004,33 @@ func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(dataServiceMethods.ByName("TagCaptures")),
 		connect.WithHandlerOptions(opts...),
 	)
+	dataServiceListFleetCapturesHandler := connect.NewUnaryHandler(
+		DataServiceListFleetCapturesProcedure,
+		svc.ListFleetCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("ListFleetCaptures")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceExportFleetCapturesHandler := connect.NewUnaryHandler(
+		DataServiceExportFleetCapturesProcedure,
+		svc.ExportFleetCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("ExportFleetCaptures")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceDeleteFleetCapturesHandler := connect.NewUnaryHandler(
+		DataServiceDeleteFleetCapturesProcedure,
+		svc.DeleteFleetCaptures,
+		connect.WithSchema(dataServiceMethods.ByName("DeleteFleetCaptures")),
+		connect.WithHandlerOptions(opts...),
+	)
+	dataServiceListFleetLogsHandler := connect.NewUnaryHandler(
+		DataServiceListFleetLogsProcedure,
+		svc.ListFleetLogs,
+		connect.WithSchema(dataServiceMethods.ByName("ListFleetLogs")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	dataServiceDeleteCapturesHandler := connect.NewUnaryHandler(
 		DataServiceDeleteCapturesProcedure,
 		svc.DeleteCaptures,
@@ -2917,6 +3049,14 @@ func NewDataServiceHandler(svc DataServiceHandler, opts ...connect.HandlerOption
 			dataServiceReadBlobHandler.ServeHTTP(w, r)
 		case DataServiceTagCapturesProcedure:
 			dataServiceTagCapturesHandler.ServeHTTP(w, r)
+		case DataServiceListFleetCapturesProcedure:
+			dataServiceListFleetCapturesHandler.ServeHTTP(w, r)
+		case DataServiceExportFleetCapturesProcedure:
+			dataServiceExportFleetCapturesHandler.ServeHTTP(w, r)
+		case DataServiceDeleteFleetCapturesProcedure:
+			dataServiceDeleteFleetCapturesHandler.ServeHTTP(w, r)
+		case DataServiceListFleetLogsProcedure:
+			dataServiceListFleetLogsHandler.ServeHTTP(w, r)
 		case DataServiceDeleteCapturesProcedure:
 			dataServiceDeleteCapturesHandler.ServeHTTP(w, r)
 		default:
@@ -2946,6 +3086,22 @@ func (UnimplementedDataServiceHandler) ReadBlob(context.Context, *connect.Reques
 
 func (UnimplementedDataServiceHandler) TagCaptures(context.Context, *connect.Request[v1.TagCapturesRequest]) (*connect.Response[v1.TagCapturesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.TagCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) ListFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ListFleetCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) ExportFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ExportFleetCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.DeleteFleetCaptures is not implemented"))
+}
+
+func (UnimplementedDataServiceHandler) ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ListFleetLogs is not implemented"))
 }
 
 func (UnimplementedDataServiceHandler) DeleteCaptures(context.Context, *connect.Request[v1.DeleteCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
