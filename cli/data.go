@@ -133,7 +133,11 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 				}
 				what = fl.scope()
 				del = func() (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
-					return c.DeleteFleetCaptures(ctx, connect.NewRequest(&fleetv1.DeleteFleetCapturesRequest{Query: q, Captures: refs}))
+					res, err := c.DeleteFleetCaptures(ctx, connect.NewRequest(&fleetv1.DeleteFleetCapturesRequest{Query: q, Captures: refs}))
+					if err != nil {
+						return nil, err
+					}
+					return connect.NewResponse(&fleetv1.DeleteCapturesResponse{Deleted: res.Msg.GetDeleted(), Blobs: res.Msg.GetBlobs(), More: res.Msg.GetMore()}), nil
 				}
 			} else if err := fl.machineOnly(machine); err != nil {
 				return err

@@ -27,8 +27,15 @@ func datasetTable(w io.Writer, ds ...*fleetv1.Dataset) error {
 	return table(w, []string{"ID", "NAME", "CAPTURES", "CREATED BY", "CREATED"}, rows)
 }
 
-func changedLine(verb string) func(io.Writer, *fleetv1.ChangeDatasetResponse) error {
-	return func(w io.Writer, res *fleetv1.ChangeDatasetResponse) error {
+// datasetChange is what adding to and removing from a dataset answer.
+type datasetChange interface {
+	GetChanged() uint32
+	GetCaptures() uint32
+	GetMore() bool
+}
+
+func changedLine[R datasetChange](verb string) func(io.Writer, R) error {
+	return func(w io.Writer, res R) error {
 		_, err := fmt.Fprintf(w, "%s %d captures; the dataset lists %d\n", verb, res.GetChanged(), res.GetCaptures())
 		if err == nil && res.GetMore() {
 			_, err = fmt.Fprintln(w, "more captures match: run it again")
@@ -130,9 +137,9 @@ func newDatasetAddCmd(g *globals, remove bool) *cobra.Command {
 				}
 			}
 			if remove {
-				return call(g, cmd, (*api).RemoveFromDataset, &fleetv1.RemoveFromDatasetRequest{DatasetId: args[0], Captures: refs, Query: q}, changedLine("removed"))
+				return call(g, cmd, (*api).RemoveFromDataset, &fleetv1.RemoveFromDatasetRequest{DatasetId: args[0], Captures: refs, Query: q}, changedLine[*fleetv1.RemoveFromDatasetResponse]("removed"))
 			}
-			return call(g, cmd, (*api).AddToDataset, &fleetv1.AddToDatasetRequest{DatasetId: args[0], Captures: refs, Query: q}, changedLine("added"))
+			return call(g, cmd, (*api).AddToDataset, &fleetv1.AddToDatasetRequest{DatasetId: args[0], Captures: refs, Query: q}, changedLine[*fleetv1.AddToDatasetResponse]("added"))
 		},
 	}
 	cmd.Flags().StringVar(&machine, "machine", "", "only this machine")
@@ -152,7 +159,7 @@ func newDatasetCapturesCmd(g *globals) *cobra.Command {
 		Use: "captures DATASET_ID", Short: "List the captures of a dataset you may see (dataset.open)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return call(g, cmd, (*api).ListDatasetCaptures, &fleetv1.ListDatasetCapturesRequest{DatasetId: args[0], PageSize: limit, PageToken: page},
-				func(w io.Writer, res *fleetv1.ListFleetCapturesResponse) error {
+				func(w io.Writer, res *fleetv1.ListDatasetCapturesResponse) error {
 					if err := fleetCaptureTable(w, res.GetCaptures()); err != nil {
 						return err
 					}
@@ -202,7 +209,7 @@ func newDatasetExportCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			var caps []*fleetv1.CaptureRecord
 			for token := ""; ; {
-				res, err := c.ExportDataset(ctx, connect.NewRequest(&fleetv1.ListDatasetCapturesRequest{DatasetId: args[0], PageSize: 1000, PageToken: token}))
+				res, err := c.ExportDataset(ctx, connect.NewRequest(&fleetv1.ExportDatasetRequest{DatasetId: args[0], PageSize: 1000, PageToken: token}))
 				if err != nil {
 					return err
 				}

@@ -106,7 +106,7 @@ func newExportCmd(g *globals) *cobra.Command {
 					return err
 				}
 				page = func(token string) ([]*fleetv1.CaptureRecord, string, error) {
-					res, err := c.ExportFleetCaptures(ctx, connect.NewRequest(&fleetv1.ListFleetCapturesRequest{Query: q, PageSize: 1000, PageToken: token}))
+					res, err := c.ExportFleetCaptures(ctx, connect.NewRequest(&fleetv1.ExportFleetCapturesRequest{Query: q, PageSize: 1000, PageToken: token}))
 					if err != nil {
 						return nil, "", err
 					}

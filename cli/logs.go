@@ -74,7 +74,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 					if err != nil {
 						return nil, err
 					}
-					return res.Msg, nil
+					return &fleetv1.ListLogsResponse{Entries: res.Msg.GetEntries(), NextPageToken: res.Msg.GetNextPageToken()}, nil
 				}
 			} else if machine == "" {
 				return fmt.Errorf("one of --machine, --org or --location is required")

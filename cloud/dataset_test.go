@@ -50,19 +50,24 @@ func TestDatasets(t *testing.T) {
 			t.Errorf("add by id: %v", add)
 		}
 		open := func(c *cloudtest.Clients, export bool) ([]string, error) {
-			r := &fleetv1.ListDatasetCapturesRequest{DatasetId: ds.GetId(), PageSize: 1}
 			var out []*fleetv1.CaptureRecord
-			for range 20 {
-				call := c.Dataset.ListDatasetCaptures
+			for token, n := "", 0; n < 20; n++ {
+				var caps []*fleetv1.CaptureRecord
 				if export {
-					call = c.Dataset.ExportDataset
+					res, err := c.Dataset.ExportDataset(ctx, req(&fleetv1.ExportDatasetRequest{DatasetId: ds.GetId(), PageSize: 1, PageToken: token}))
+					if err != nil {
+						return nil, err
+					}
+					caps, token = res.Msg.GetCaptures(), res.Msg.GetNextPageToken()
+				} else {
+					res, err := c.Dataset.ListDatasetCaptures(ctx, req(&fleetv1.ListDatasetCapturesRequest{DatasetId: ds.GetId(), PageSize: 1, PageToken: token}))
+					if err != nil {
+						return nil, err
+					}
+					caps, token = res.Msg.GetCaptures(), res.Msg.GetNextPageToken()
 				}
-				res, err := call(ctx, req(r))
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, res.Msg.GetCaptures()...)
-				if r.PageToken = res.Msg.GetNextPageToken(); r.PageToken == "" {
+				out = append(out, caps...)
+				if token == "" {
 					break
 				}
 			}

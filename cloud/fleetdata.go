@@ -297,23 +297,28 @@ func editedTags(ctx context.Context, tx store.Tx, r ingest.StoredRecord, cp *syn
 }
 
 func (ds dataService) ListFleetCaptures(ctx context.Context, req *connect.Request[fleetv1.ListFleetCapturesRequest]) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {
-	return ds.fleetCaptures(ctx, req.Msg)
-}
-
-func (ds dataService) ExportFleetCaptures(ctx context.Context, req *connect.Request[fleetv1.ListFleetCapturesRequest]) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {
-	return ds.fleetCaptures(ctx, req.Msg)
-}
-
-func (ds dataService) fleetCaptures(ctx context.Context, m *fleetv1.ListFleetCapturesRequest) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {
-	key, err := fleetDataKey(callFrom(ctx), &fleetv1.ListFleetCapturesRequest{Query: m.GetQuery(), PageSize: m.GetPageSize()})
-	if err != nil {
-		return nil, err
-	}
-	caps, next, err := ds.s.listFleetCaptures(ctx, m.GetQuery(), m.GetPageSize(), m.GetPageToken(), key, callFrom(ctx).visibleMachine)
+	m := req.Msg
+	caps, next, err := ds.fleetCaptures(ctx, m.GetQuery(), m.GetPageSize(), m.GetPageToken())
 	return reply(&fleetv1.ListFleetCapturesResponse{Captures: caps, NextPageToken: next}, err)
 }
 
-func (ds dataService) DeleteFleetCaptures(ctx context.Context, req *connect.Request[fleetv1.DeleteFleetCapturesRequest]) (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
+func (ds dataService) ExportFleetCaptures(ctx context.Context, req *connect.Request[fleetv1.ExportFleetCapturesRequest]) (*connect.Response[fleetv1.ExportFleetCapturesResponse], error) {
+	m := req.Msg
+	caps, next, err := ds.fleetCaptures(ctx, m.GetQuery(), m.GetPageSize(), m.GetPageToken())
+	return reply(&fleetv1.ExportFleetCapturesResponse{Captures: caps, NextPageToken: next}, err)
+}
+
+// fleetCaptures is one page of a fleet query, its token bound to the
+// caller, the method and the query.
+func (ds dataService) fleetCaptures(ctx context.Context, q *fleetv1.FleetDataQuery, size int32, token string) ([]*fleetv1.CaptureRecord, string, error) {
+	key, err := fleetDataKey(callFrom(ctx), &fleetv1.ListFleetCapturesRequest{Query: q, PageSize: size})
+	if err != nil {
+		return nil, "", err
+	}
+	return ds.s.listFleetCaptures(ctx, q, size, token, key, callFrom(ctx).visibleMachine)
+}
+
+func (ds dataService) DeleteFleetCaptures(ctx context.Context, req *connect.Request[fleetv1.DeleteFleetCapturesRequest]) (*connect.Response[fleetv1.DeleteFleetCapturesResponse], error) {
 	m := req.Msg
 	ing, err := ds.s.ingestStore()
 	if err != nil {
@@ -352,7 +357,11 @@ func (ds dataService) DeleteFleetCaptures(ctx context.Context, req *connect.Requ
 		}
 		token = next
 	}
-	return deleteCaptureRecords(ctx, ing, picked, more)
+	res, err := deleteCaptureRecords(ctx, ing, picked, more)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&fleetv1.DeleteFleetCapturesResponse{Deleted: res.Msg.GetDeleted(), Blobs: res.Msg.GetBlobs(), More: res.Msg.GetMore()}), nil
 }
 
 // deleteCaptureRecords deletes captures and their blobs. The records go
@@ -396,7 +405,7 @@ func deleteCaptureRecords(ctx context.Context, ing ingest.Store, caps []*fleetv1
 	return connect.NewResponse(out), nil
 }
 
-func (ds dataService) ListFleetLogs(ctx context.Context, req *connect.Request[fleetv1.ListFleetLogsRequest]) (*connect.Response[fleetv1.ListLogsResponse], error) {
+func (ds dataService) ListFleetLogs(ctx context.Context, req *connect.Request[fleetv1.ListFleetLogsRequest]) (*connect.Response[fleetv1.ListFleetLogsResponse], error) {
 	m := req.Msg
 	ing, err := ds.s.ingestStore()
 	if err != nil {
@@ -430,7 +439,7 @@ func (ds dataService) ListFleetLogs(ctx context.Context, req *connect.Request[fl
 	}
 	out := &fleetv1.ListLogsResponse{}
 	if len(sel.ids) == 0 {
-		return connect.NewResponse(out), nil
+		return connect.NewResponse(&fleetv1.ListFleetLogsResponse{}), nil
 	}
 	q.Streams, q.PartIDs, q.After = streams, sel.ids, cursor
 	next, err := ds.s.pageLogs(ctx, ing, q, limit, show, out)
@@ -440,5 +449,5 @@ func (ds dataService) ListFleetLogs(ctx context.Context, req *connect.Request[fl
 	if next != "" {
 		out.NextPageToken = ds.s.encodePageToken(key, next, "")
 	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(&fleetv1.ListFleetLogsResponse{Entries: out.GetEntries(), NextPageToken: out.GetNextPageToken()}), nil
 }

@@ -150,7 +150,7 @@ func captureOf(ctx context.Context, ing ingest.Store, partID, storeID string, se
 	return r, cp, nil
 }
 
-func (ds datasetService) AddToDataset(ctx context.Context, req *connect.Request[fleetv1.AddToDatasetRequest]) (*connect.Response[fleetv1.ChangeDatasetResponse], error) {
+func (ds datasetService) AddToDataset(ctx context.Context, req *connect.Request[fleetv1.AddToDatasetRequest]) (*connect.Response[fleetv1.AddToDatasetResponse], error) {
 	m := req.Msg
 	ing, err := ds.s.ingestStore()
 	if err != nil {
@@ -229,7 +229,7 @@ func (ds datasetService) AddToDataset(ctx context.Context, req *connect.Request[
 			add = append(add, store.DatasetCapture{DatasetID: d.ID, CaptureID: id, MachineID: p.MachineID, AddedBy: c.principal.ref(), AddedAt: now})
 		}
 	}
-	return respond(ctx, ds.s.update, func(tx store.Tx) (*fleetv1.ChangeDatasetResponse, error) {
+	return respond(ctx, ds.s.update, func(tx store.Tx) (*fleetv1.AddToDatasetResponse, error) {
 		cur, err := tx.ListDatasetCaptures(ctx, d.ID)
 		if err != nil {
 			return nil, err
@@ -245,7 +245,7 @@ func (ds datasetService) AddToDataset(ctx context.Context, req *connect.Request[
 				return nil, err
 			}
 		}
-		return &fleetv1.ChangeDatasetResponse{Changed: uint32(len(add)), Captures: uint32(len(cur) + len(add)), More: more}, nil
+		return &fleetv1.AddToDatasetResponse{Changed: uint32(len(add)), Captures: uint32(len(cur) + len(add)), More: more}, nil
 	})
 }
 
@@ -259,7 +259,7 @@ func splitCaptureID(id string) (part, storeID string, seq uint64, ok bool) {
 	return f[0], f[1], seq, err == nil && seq > 0
 }
 
-func (ds datasetService) RemoveFromDataset(ctx context.Context, req *connect.Request[fleetv1.RemoveFromDatasetRequest]) (*connect.Response[fleetv1.ChangeDatasetResponse], error) {
+func (ds datasetService) RemoveFromDataset(ctx context.Context, req *connect.Request[fleetv1.RemoveFromDatasetRequest]) (*connect.Response[fleetv1.RemoveFromDatasetResponse], error) {
 	m := req.Msg
 	ing, err := ds.s.ingestStore()
 	if err != nil {
@@ -322,7 +322,7 @@ func (ds datasetService) RemoveFromDataset(ctx context.Context, req *connect.Req
 			remove = append(remove, e.CaptureID)
 		}
 	}
-	return respond(ctx, ds.s.update, func(tx store.Tx) (*fleetv1.ChangeDatasetResponse, error) {
+	return respond(ctx, ds.s.update, func(tx store.Tx) (*fleetv1.RemoveFromDatasetResponse, error) {
 		n := 0
 		for _, id := range remove {
 			err := tx.DeleteDatasetCapture(ctx, d.ID, id)
@@ -334,42 +334,45 @@ func (ds datasetService) RemoveFromDataset(ctx context.Context, req *connect.Req
 			}
 		}
 		cur, err := tx.ListDatasetCaptures(ctx, d.ID)
-		return &fleetv1.ChangeDatasetResponse{Changed: uint32(n), Captures: uint32(len(cur))}, err
+		return &fleetv1.RemoveFromDatasetResponse{Changed: uint32(n), Captures: uint32(len(cur))}, err
 	})
 }
 
-func (ds datasetService) ListDatasetCaptures(ctx context.Context, req *connect.Request[fleetv1.ListDatasetCapturesRequest]) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {
-	return ds.s.datasetPage(ctx, req.Msg, rbac.DataView)
+func (ds datasetService) ListDatasetCaptures(ctx context.Context, req *connect.Request[fleetv1.ListDatasetCapturesRequest]) (*connect.Response[fleetv1.ListDatasetCapturesResponse], error) {
+	caps, next, err := ds.s.datasetPage(ctx, req.Msg, rbac.DataView)
+	return reply(&fleetv1.ListDatasetCapturesResponse{Captures: caps, NextPageToken: next}, err)
 }
 
-func (ds datasetService) ExportDataset(ctx context.Context, req *connect.Request[fleetv1.ListDatasetCapturesRequest]) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {
-	return ds.s.datasetPage(ctx, req.Msg, rbac.DataExport)
+func (ds datasetService) ExportDataset(ctx context.Context, req *connect.Request[fleetv1.ExportDatasetRequest]) (*connect.Response[fleetv1.ExportDatasetResponse], error) {
+	m := req.Msg
+	caps, next, err := ds.s.datasetPage(ctx, &fleetv1.ListDatasetCapturesRequest{DatasetId: m.GetDatasetId(), PageSize: m.GetPageSize(), PageToken: m.GetPageToken()}, rbac.DataExport)
+	return reply(&fleetv1.ExportDatasetResponse{Captures: caps, NextPageToken: next}, err)
 }
 
 // datasetPage is one page of a dataset's captures, by capture ID, holding
 // only captures of machines where the caller may do a: the portion of the
 // dataset it has access to. Tags are shown where it holds data.tags.view.
-func (s *Server) datasetPage(ctx context.Context, m *fleetv1.ListDatasetCapturesRequest, a rbac.Action) (*connect.Response[fleetv1.ListFleetCapturesResponse], error) {
+func (s *Server) datasetPage(ctx context.Context, m *fleetv1.ListDatasetCapturesRequest, a rbac.Action) ([]*fleetv1.CaptureRecord, string, error) {
 	ing, err := s.ingestStore()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	size, err := fleetPageSize(m.GetPageSize())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	c := callFrom(ctx)
 	key, err := fleetDataKey(c, &fleetv1.ListDatasetCapturesRequest{DatasetId: m.GetDatasetId(), PageSize: m.GetPageSize()})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	after, _, err := s.decodePageToken(key, m.GetPageToken())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	_, entries, err := s.dataset(ctx, m.GetDatasetId())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	allowed, tagsOK := c.may(a), c.may(rbac.DataTagsView)
 	out := &fleetv1.ListFleetCapturesResponse{}
@@ -393,10 +396,10 @@ func (s *Server) datasetPage(ctx context.Context, m *fleetv1.ListDatasetCaptures
 			continue // deleted from the fleet since it was added
 		}
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if err := s.view(ctx, func(tx store.Tx) error { return editedTags(ctx, tx, r, cp) }); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if !tagsOK(e.MachineID) {
 			cp.Tags = nil
@@ -404,5 +407,5 @@ func (s *Server) datasetPage(ctx context.Context, m *fleetv1.ListDatasetCaptures
 		out.Captures = append(out.Captures, &fleetv1.CaptureRecord{PartId: part, StoreId: storeID, Seq: seq, Time: ts(r.Time), Capture: cp,
 			MachineId: e.MachineID, PartName: p.Name})
 	}
-	return connect.NewResponse(out), nil
+	return out.GetCaptures(), out.GetNextPageToken(), nil
 }

@@ -323,7 +323,7 @@ func matrixCases() []rpcCase {
 			return discard(c.Data.ListFleetCaptures(ctx, req(&fleetv1.ListFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{OrgId: s.org}})))
 		}},
 		{"ExportFleetCaptures", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
-			return discard(c.Data.ExportFleetCaptures(ctx, req(&fleetv1.ListFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{LocationId: s.l2}})))
+			return discard(c.Data.ExportFleetCaptures(ctx, req(&fleetv1.ExportFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{LocationId: s.l2}})))
 		}},
 		{"DeleteFleetCaptures", signedIn, true, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Data.DeleteFleetCaptures(ctx, req(&fleetv1.DeleteFleetCapturesRequest{Query: &fleetv1.FleetDataQuery{OrgId: s.org, Component: "cam"}})))

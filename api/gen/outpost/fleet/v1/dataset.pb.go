@@ -631,9 +631,9 @@ func (x *RemoveFromDatasetRequest) GetQuery() *FleetDataQuery {
 }
 
 // ChangeDatasetResponse says what changed.
-type ChangeDatasetResponse struct {
+type AddToDatasetResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Captures added or removed.
+	// Captures added.
 	Changed uint32 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
 	// Captures the dataset lists now, all machines counted.
 	Captures uint32 `protobuf:"varint,2,opt,name=captures,proto3" json:"captures,omitempty"`
@@ -644,20 +644,20 @@ type ChangeDatasetResponse struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *ChangeDatasetResponse) Reset() {
-	*x = ChangeDatasetResponse{}
+func (x *AddToDatasetResponse) Reset() {
+	*x = AddToDatasetResponse{}
 	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *ChangeDatasetResponse) String() string {
+func (x *AddToDatasetResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*ChangeDatasetResponse) ProtoMessage() {}
+func (*AddToDatasetResponse) ProtoMessage() {}
 
-func (x *ChangeDatasetResponse) ProtoReflect() protoreflect.Message {
+func (x *AddToDatasetResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -669,26 +669,90 @@ func (x *ChangeDatasetResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use ChangeDatasetResponse.ProtoReflect.Descriptor instead.
-func (*ChangeDatasetResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use AddToDatasetResponse.ProtoReflect.Descriptor instead.
+func (*AddToDatasetResponse) Descriptor() ([]byte, []int) {
 	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *ChangeDatasetResponse) GetChanged() uint32 {
+func (x *AddToDatasetResponse) GetChanged() uint32 {
 	if x != nil {
 		return x.Changed
 	}
 	return 0
 }
 
-func (x *ChangeDatasetResponse) GetCaptures() uint32 {
+func (x *AddToDatasetResponse) GetCaptures() uint32 {
 	if x != nil {
 		return x.Captures
 	}
 	return 0
 }
 
-func (x *ChangeDatasetResponse) GetMore() bool {
+func (x *AddToDatasetResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+// RemoveFromDatasetResponse says what changed.
+type RemoveFromDatasetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Captures removed.
+	Changed uint32 `protobuf:"varint,1,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Captures the dataset lists now, all machines counted.
+	Captures uint32 `protobuf:"varint,2,opt,name=captures,proto3" json:"captures,omitempty"`
+	// More captures match the query: call again.
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveFromDatasetResponse) Reset() {
+	*x = RemoveFromDatasetResponse{}
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveFromDatasetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveFromDatasetResponse) ProtoMessage() {}
+
+func (x *RemoveFromDatasetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveFromDatasetResponse.ProtoReflect.Descriptor instead.
+func (*RemoveFromDatasetResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RemoveFromDatasetResponse) GetChanged() uint32 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *RemoveFromDatasetResponse) GetCaptures() uint32 {
+	if x != nil {
+		return x.Captures
+	}
+	return 0
+}
+
+func (x *RemoveFromDatasetResponse) GetMore() bool {
 	if x != nil {
 		return x.More
 	}
@@ -710,7 +774,7 @@ type ListDatasetCapturesRequest struct {
 
 func (x *ListDatasetCapturesRequest) Reset() {
 	*x = ListDatasetCapturesRequest{}
-	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[12]
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +786,7 @@ func (x *ListDatasetCapturesRequest) String() string {
 func (*ListDatasetCapturesRequest) ProtoMessage() {}
 
 func (x *ListDatasetCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[12]
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +799,7 @@ func (x *ListDatasetCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDatasetCapturesRequest.ProtoReflect.Descriptor instead.
 func (*ListDatasetCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{12}
+	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListDatasetCapturesRequest) GetDatasetId() string {
@@ -755,6 +819,180 @@ func (x *ListDatasetCapturesRequest) GetPageSize() int32 {
 func (x *ListDatasetCapturesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+// ListDatasetCapturesResponse is one page of the captures the caller may see.
+type ListDatasetCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Captures []*CaptureRecord `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Pass it as page_token for the next page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDatasetCapturesResponse) Reset() {
+	*x = ListDatasetCapturesResponse{}
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDatasetCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDatasetCapturesResponse) ProtoMessage() {}
+
+func (x *ListDatasetCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDatasetCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ListDatasetCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListDatasetCapturesResponse) GetCaptures() []*CaptureRecord {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *ListDatasetCapturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ExportDatasetRequest names the dataset and a page.
+type ExportDatasetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dataset.
+	DatasetId string `protobuf:"bytes,1,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
+	// At most this many captures (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDatasetRequest) Reset() {
+	*x = ExportDatasetRequest{}
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDatasetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDatasetRequest) ProtoMessage() {}
+
+func (x *ExportDatasetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDatasetRequest.ProtoReflect.Descriptor instead.
+func (*ExportDatasetRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ExportDatasetRequest) GetDatasetId() string {
+	if x != nil {
+		return x.DatasetId
+	}
+	return ""
+}
+
+func (x *ExportDatasetRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ExportDatasetRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ExportDatasetResponse is one page of the captures the caller may export.
+type ExportDatasetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Captures []*CaptureRecord `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Pass it as page_token for the next page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDatasetResponse) Reset() {
+	*x = ExportDatasetResponse{}
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDatasetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDatasetResponse) ProtoMessage() {}
+
+func (x *ExportDatasetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_dataset_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDatasetResponse.ProtoReflect.Descriptor instead.
+func (*ExportDatasetResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_dataset_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ExportDatasetResponse) GetCaptures() []*CaptureRecord {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *ExportDatasetResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
 	}
 	return ""
 }
@@ -807,8 +1045,12 @@ const file_outpost_fleet_v1_dataset_proto_rawDesc = "" +
 	"dataset_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
 	"\adatasetR\tdatasetId\x128\n" +
 	"\bcaptures\x18\x02 \x03(\v2\x1c.outpost.fleet.v1.CaptureRefR\bcaptures\x126\n" +
-	"\x05query\x18\x03 \x01(\v2 .outpost.fleet.v1.FleetDataQueryR\x05query\"a\n" +
-	"\x15ChangeDatasetResponse\x12\x18\n" +
+	"\x05query\x18\x03 \x01(\v2 .outpost.fleet.v1.FleetDataQueryR\x05query\"`\n" +
+	"\x14AddToDatasetResponse\x12\x18\n" +
+	"\achanged\x18\x01 \x01(\rR\achanged\x12\x1a\n" +
+	"\bcaptures\x18\x02 \x01(\rR\bcaptures\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"e\n" +
+	"\x19RemoveFromDatasetResponse\x12\x18\n" +
 	"\achanged\x18\x01 \x01(\rR\achanged\x12\x1a\n" +
 	"\bcaptures\x18\x02 \x01(\rR\bcaptures\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\"\x86\x01\n" +
@@ -818,7 +1060,20 @@ const file_outpost_fleet_v1_dataset_proto_rawDesc = "" +
 	"\adatasetR\tdatasetId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken2\x8f\b\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n" +
+	"\x1bListDatasetCapturesResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x80\x01\n" +
+	"\x14ExportDatasetRequest\x12,\n" +
+	"\n" +
+	"dataset_id\x18\x01 \x01(\tB\r\xca\xda\x18\t\n" +
+	"\adatasetR\tdatasetId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"|\n" +
+	"\x15ExportDatasetResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x89\b\n" +
 	"\x0eDatasetService\x12x\n" +
 	"\rCreateDataset\x12&.outpost.fleet.v1.CreateDatasetRequest\x1a'.outpost.fleet.v1.CreateDatasetResponse\"\x16\xca\xda\x18\x12\n" +
 	"\x0edataset.create\x18\x01\x12z\n" +
@@ -827,14 +1082,14 @@ const file_outpost_fleet_v1_dataset_proto_rawDesc = "" +
 	"\rRenameDataset\x12&.outpost.fleet.v1.RenameDatasetRequest\x1a'.outpost.fleet.v1.RenameDatasetResponse\"\x16\xca\xda\x18\x12\n" +
 	"\x0edataset.rename\x18\x01\x12x\n" +
 	"\rDeleteDataset\x12&.outpost.fleet.v1.DeleteDatasetRequest\x1a'.outpost.fleet.v1.DeleteDatasetResponse\"\x16\xca\xda\x18\x12\n" +
-	"\x0edataset.delete\x18\x01\x12z\n" +
-	"\fAddToDataset\x12%.outpost.fleet.v1.AddToDatasetRequest\x1a'.outpost.fleet.v1.ChangeDatasetResponse\"\x1a\xca\xda\x18\x16\n" +
-	"\x12dataset.images.add\x18\x01\x12\x87\x01\n" +
-	"\x11RemoveFromDataset\x12*.outpost.fleet.v1.RemoveFromDatasetRequest\x1a'.outpost.fleet.v1.ChangeDatasetResponse\"\x1d\xca\xda\x18\x19\n" +
-	"\x15dataset.images.remove\x18\x01\x12\x87\x01\n" +
-	"\x13ListDatasetCaptures\x12,.outpost.fleet.v1.ListDatasetCapturesRequest\x1a+.outpost.fleet.v1.ListFleetCapturesResponse\"\x15\xca\xda\x18\x0e\n" +
-	"\fdataset.open\x90\x02\x01\x12\x82\x01\n" +
-	"\rExportDataset\x12,.outpost.fleet.v1.ListDatasetCapturesRequest\x1a+.outpost.fleet.v1.ListFleetCapturesResponse\"\x16\xca\xda\x18\x0f\n" +
+	"\x0edataset.delete\x18\x01\x12y\n" +
+	"\fAddToDataset\x12%.outpost.fleet.v1.AddToDatasetRequest\x1a&.outpost.fleet.v1.AddToDatasetResponse\"\x1a\xca\xda\x18\x16\n" +
+	"\x12dataset.images.add\x18\x01\x12\x8b\x01\n" +
+	"\x11RemoveFromDataset\x12*.outpost.fleet.v1.RemoveFromDatasetRequest\x1a+.outpost.fleet.v1.RemoveFromDatasetResponse\"\x1d\xca\xda\x18\x19\n" +
+	"\x15dataset.images.remove\x18\x01\x12\x89\x01\n" +
+	"\x13ListDatasetCaptures\x12,.outpost.fleet.v1.ListDatasetCapturesRequest\x1a-.outpost.fleet.v1.ListDatasetCapturesResponse\"\x15\xca\xda\x18\x0e\n" +
+	"\fdataset.open\x90\x02\x01\x12x\n" +
+	"\rExportDataset\x12&.outpost.fleet.v1.ExportDatasetRequest\x1a'.outpost.fleet.v1.ExportDatasetResponse\"\x16\xca\xda\x18\x0f\n" +
 	"\rdataset.train\x90\x02\x01B\xcc\x01\n" +
 	"\x14com.outpost.fleet.v1B\fDatasetProtoP\x01ZDgithub.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1;fleetv1\xa2\x02\x03OFX\xaa\x02\x10Outpost.Fleet.V1\xca\x02\x10Outpost\\Fleet\\V1\xe2\x02\x1cOutpost\\Fleet\\V1\\GPBMetadata\xea\x02\x12Outpost::Fleet::V1b\x06proto3"
 
@@ -850,56 +1105,62 @@ func file_outpost_fleet_v1_dataset_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_dataset_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_outpost_fleet_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_outpost_fleet_v1_dataset_proto_goTypes = []any{
-	(*Dataset)(nil),                    // 0: outpost.fleet.v1.Dataset
-	(*CreateDatasetRequest)(nil),       // 1: outpost.fleet.v1.CreateDatasetRequest
-	(*CreateDatasetResponse)(nil),      // 2: outpost.fleet.v1.CreateDatasetResponse
-	(*ListDatasetsRequest)(nil),        // 3: outpost.fleet.v1.ListDatasetsRequest
-	(*ListDatasetsResponse)(nil),       // 4: outpost.fleet.v1.ListDatasetsResponse
-	(*RenameDatasetRequest)(nil),       // 5: outpost.fleet.v1.RenameDatasetRequest
-	(*RenameDatasetResponse)(nil),      // 6: outpost.fleet.v1.RenameDatasetResponse
-	(*DeleteDatasetRequest)(nil),       // 7: outpost.fleet.v1.DeleteDatasetRequest
-	(*DeleteDatasetResponse)(nil),      // 8: outpost.fleet.v1.DeleteDatasetResponse
-	(*AddToDatasetRequest)(nil),        // 9: outpost.fleet.v1.AddToDatasetRequest
-	(*RemoveFromDatasetRequest)(nil),   // 10: outpost.fleet.v1.RemoveFromDatasetRequest
-	(*ChangeDatasetResponse)(nil),      // 11: outpost.fleet.v1.ChangeDatasetResponse
-	(*ListDatasetCapturesRequest)(nil), // 12: outpost.fleet.v1.ListDatasetCapturesRequest
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
-	(*CaptureRef)(nil),                 // 14: outpost.fleet.v1.CaptureRef
-	(*FleetDataQuery)(nil),             // 15: outpost.fleet.v1.FleetDataQuery
-	(*ListFleetCapturesResponse)(nil),  // 16: outpost.fleet.v1.ListFleetCapturesResponse
+	(*Dataset)(nil),                     // 0: outpost.fleet.v1.Dataset
+	(*CreateDatasetRequest)(nil),        // 1: outpost.fleet.v1.CreateDatasetRequest
+	(*CreateDatasetResponse)(nil),       // 2: outpost.fleet.v1.CreateDatasetResponse
+	(*ListDatasetsRequest)(nil),         // 3: outpost.fleet.v1.ListDatasetsRequest
+	(*ListDatasetsResponse)(nil),        // 4: outpost.fleet.v1.ListDatasetsResponse
+	(*RenameDatasetRequest)(nil),        // 5: outpost.fleet.v1.RenameDatasetRequest
+	(*RenameDatasetResponse)(nil),       // 6: outpost.fleet.v1.RenameDatasetResponse
+	(*DeleteDatasetRequest)(nil),        // 7: outpost.fleet.v1.DeleteDatasetRequest
+	(*DeleteDatasetResponse)(nil),       // 8: outpost.fleet.v1.DeleteDatasetResponse
+	(*AddToDatasetRequest)(nil),         // 9: outpost.fleet.v1.AddToDatasetRequest
+	(*RemoveFromDatasetRequest)(nil),    // 10: outpost.fleet.v1.RemoveFromDatasetRequest
+	(*AddToDatasetResponse)(nil),        // 11: outpost.fleet.v1.AddToDatasetResponse
+	(*RemoveFromDatasetResponse)(nil),   // 12: outpost.fleet.v1.RemoveFromDatasetResponse
+	(*ListDatasetCapturesRequest)(nil),  // 13: outpost.fleet.v1.ListDatasetCapturesRequest
+	(*ListDatasetCapturesResponse)(nil), // 14: outpost.fleet.v1.ListDatasetCapturesResponse
+	(*ExportDatasetRequest)(nil),        // 15: outpost.fleet.v1.ExportDatasetRequest
+	(*ExportDatasetResponse)(nil),       // 16: outpost.fleet.v1.ExportDatasetResponse
+	(*timestamppb.Timestamp)(nil),       // 17: google.protobuf.Timestamp
+	(*CaptureRef)(nil),                  // 18: outpost.fleet.v1.CaptureRef
+	(*FleetDataQuery)(nil),              // 19: outpost.fleet.v1.FleetDataQuery
+	(*CaptureRecord)(nil),               // 20: outpost.fleet.v1.CaptureRecord
 }
 var file_outpost_fleet_v1_dataset_proto_depIdxs = []int32{
-	13, // 0: outpost.fleet.v1.Dataset.created_at:type_name -> google.protobuf.Timestamp
+	17, // 0: outpost.fleet.v1.Dataset.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: outpost.fleet.v1.CreateDatasetResponse.dataset:type_name -> outpost.fleet.v1.Dataset
 	0,  // 2: outpost.fleet.v1.ListDatasetsResponse.datasets:type_name -> outpost.fleet.v1.Dataset
 	0,  // 3: outpost.fleet.v1.RenameDatasetResponse.dataset:type_name -> outpost.fleet.v1.Dataset
-	14, // 4: outpost.fleet.v1.AddToDatasetRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	15, // 5: outpost.fleet.v1.AddToDatasetRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
-	14, // 6: outpost.fleet.v1.RemoveFromDatasetRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	15, // 7: outpost.fleet.v1.RemoveFromDatasetRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
-	1,  // 8: outpost.fleet.v1.DatasetService.CreateDataset:input_type -> outpost.fleet.v1.CreateDatasetRequest
-	3,  // 9: outpost.fleet.v1.DatasetService.ListDatasets:input_type -> outpost.fleet.v1.ListDatasetsRequest
-	5,  // 10: outpost.fleet.v1.DatasetService.RenameDataset:input_type -> outpost.fleet.v1.RenameDatasetRequest
-	7,  // 11: outpost.fleet.v1.DatasetService.DeleteDataset:input_type -> outpost.fleet.v1.DeleteDatasetRequest
-	9,  // 12: outpost.fleet.v1.DatasetService.AddToDataset:input_type -> outpost.fleet.v1.AddToDatasetRequest
-	10, // 13: outpost.fleet.v1.DatasetService.RemoveFromDataset:input_type -> outpost.fleet.v1.RemoveFromDatasetRequest
-	12, // 14: outpost.fleet.v1.DatasetService.ListDatasetCaptures:input_type -> outpost.fleet.v1.ListDatasetCapturesRequest
-	12, // 15: outpost.fleet.v1.DatasetService.ExportDataset:input_type -> outpost.fleet.v1.ListDatasetCapturesRequest
-	2,  // 16: outpost.fleet.v1.DatasetService.CreateDataset:output_type -> outpost.fleet.v1.CreateDatasetResponse
-	4,  // 17: outpost.fleet.v1.DatasetService.ListDatasets:output_type -> outpost.fleet.v1.ListDatasetsResponse
-	6,  // 18: outpost.fleet.v1.DatasetService.RenameDataset:output_type -> outpost.fleet.v1.RenameDatasetResponse
-	8,  // 19: outpost.fleet.v1.DatasetService.DeleteDataset:output_type -> outpost.fleet.v1.DeleteDatasetResponse
-	11, // 20: outpost.fleet.v1.DatasetService.AddToDataset:output_type -> outpost.fleet.v1.ChangeDatasetResponse
-	11, // 21: outpost.fleet.v1.DatasetService.RemoveFromDataset:output_type -> outpost.fleet.v1.ChangeDatasetResponse
-	16, // 22: outpost.fleet.v1.DatasetService.ListDatasetCaptures:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
-	16, // 23: outpost.fleet.v1.DatasetService.ExportDataset:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	18, // 4: outpost.fleet.v1.AddToDatasetRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	19, // 5: outpost.fleet.v1.AddToDatasetRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
+	18, // 6: outpost.fleet.v1.RemoveFromDatasetRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	19, // 7: outpost.fleet.v1.RemoveFromDatasetRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
+	20, // 8: outpost.fleet.v1.ListDatasetCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	20, // 9: outpost.fleet.v1.ExportDatasetResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	1,  // 10: outpost.fleet.v1.DatasetService.CreateDataset:input_type -> outpost.fleet.v1.CreateDatasetRequest
+	3,  // 11: outpost.fleet.v1.DatasetService.ListDatasets:input_type -> outpost.fleet.v1.ListDatasetsRequest
+	5,  // 12: outpost.fleet.v1.DatasetService.RenameDataset:input_type -> outpost.fleet.v1.RenameDatasetRequest
+	7,  // 13: outpost.fleet.v1.DatasetService.DeleteDataset:input_type -> outpost.fleet.v1.DeleteDatasetRequest
+	9,  // 14: outpost.fleet.v1.DatasetService.AddToDataset:input_type -> outpost.fleet.v1.AddToDatasetRequest
+	10, // 15: outpost.fleet.v1.DatasetService.RemoveFromDataset:input_type -> outpost.fleet.v1.RemoveFromDatasetRequest
+	13, // 16: outpost.fleet.v1.DatasetService.ListDatasetCaptures:input_type -> outpost.fleet.v1.ListDatasetCapturesRequest
+	15, // 17: outpost.fleet.v1.DatasetService.ExportDataset:input_type -> outpost.fleet.v1.ExportDatasetRequest
+	2,  // 18: outpost.fleet.v1.DatasetService.CreateDataset:output_type -> outpost.fleet.v1.CreateDatasetResponse
+	4,  // 19: outpost.fleet.v1.DatasetService.ListDatasets:output_type -> outpost.fleet.v1.ListDatasetsResponse
+	6,  // 20: outpost.fleet.v1.DatasetService.RenameDataset:output_type -> outpost.fleet.v1.RenameDatasetResponse
+	8,  // 21: outpost.fleet.v1.DatasetService.DeleteDataset:output_type -> outpost.fleet.v1.DeleteDatasetResponse
+	11, // 22: outpost.fleet.v1.DatasetService.AddToDataset:output_type -> outpost.fleet.v1.AddToDatasetResponse
+	12, // 23: outpost.fleet.v1.DatasetService.RemoveFromDataset:output_type -> outpost.fleet.v1.RemoveFromDatasetResponse
+	14, // 24: outpost.fleet.v1.DatasetService.ListDatasetCaptures:output_type -> outpost.fleet.v1.ListDatasetCapturesResponse
+	16, // 25: outpost.fleet.v1.DatasetService.ExportDataset:output_type -> outpost.fleet.v1.ExportDatasetResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_dataset_proto_init() }
@@ -914,7 +1175,7 @@ func file_outpost_fleet_v1_dataset_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_dataset_proto_rawDesc), len(file_outpost_fleet_v1_dataset_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

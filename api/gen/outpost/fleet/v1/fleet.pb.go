@@ -10431,6 +10431,246 @@ func (x *ListFleetCapturesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ExportFleetCapturesRequest selects captures across a fleet and a page,
+// as ListFleetCapturesRequest does.
+type ExportFleetCapturesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The selection.
+	Query *FleetDataQuery `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// At most this many captures (1 to 1000; 0 means 100).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token, with the same request
+	// otherwise; empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportFleetCapturesRequest) Reset() {
+	*x = ExportFleetCapturesRequest{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[172]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportFleetCapturesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportFleetCapturesRequest) ProtoMessage() {}
+
+func (x *ExportFleetCapturesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[172]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportFleetCapturesRequest.ProtoReflect.Descriptor instead.
+func (*ExportFleetCapturesRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{172}
+}
+
+func (x *ExportFleetCapturesRequest) GetQuery() *FleetDataQuery {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *ExportFleetCapturesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ExportFleetCapturesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ExportFleetCapturesResponse is one page, by capture time.
+type ExportFleetCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The captures.
+	Captures []*CaptureRecord `protobuf:"bytes,1,rep,name=captures,proto3" json:"captures,omitempty"`
+	// Pass it as page_token for the next page; empty after the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportFleetCapturesResponse) Reset() {
+	*x = ExportFleetCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[173]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportFleetCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportFleetCapturesResponse) ProtoMessage() {}
+
+func (x *ExportFleetCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[173]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportFleetCapturesResponse.ProtoReflect.Descriptor instead.
+func (*ExportFleetCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{173}
+}
+
+func (x *ExportFleetCapturesResponse) GetCaptures() []*CaptureRecord {
+	if x != nil {
+		return x.Captures
+	}
+	return nil
+}
+
+func (x *ExportFleetCapturesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteFleetCapturesResponse says what was deleted.
+type DeleteFleetCapturesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Captures deleted.
+	Deleted int32 `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// Blobs of those captures deleted.
+	Blobs int32 `protobuf:"varint,2,opt,name=blobs,proto3" json:"blobs,omitempty"`
+	// More captures match: call again (one call deletes at most 10,000).
+	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFleetCapturesResponse) Reset() {
+	*x = DeleteFleetCapturesResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[174]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFleetCapturesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFleetCapturesResponse) ProtoMessage() {}
+
+func (x *DeleteFleetCapturesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[174]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFleetCapturesResponse.ProtoReflect.Descriptor instead.
+func (*DeleteFleetCapturesResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{174}
+}
+
+func (x *DeleteFleetCapturesResponse) GetDeleted() int32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
+func (x *DeleteFleetCapturesResponse) GetBlobs() int32 {
+	if x != nil {
+		return x.Blobs
+	}
+	return 0
+}
+
+func (x *DeleteFleetCapturesResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+// ListFleetLogsResponse is one page of log entries, by time.
+type ListFleetLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries.
+	Entries []*LogEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Pass it to get the next page; empty at the end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFleetLogsResponse) Reset() {
+	*x = ListFleetLogsResponse{}
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[175]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFleetLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFleetLogsResponse) ProtoMessage() {}
+
+func (x *ListFleetLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[175]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFleetLogsResponse.ProtoReflect.Descriptor instead.
+func (*ListFleetLogsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{175}
+}
+
+func (x *ListFleetLogsResponse) GetEntries() []*LogEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListFleetLogsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // DeleteFleetCapturesRequest selects captures to delete across a fleet.
 type DeleteFleetCapturesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -10444,7 +10684,7 @@ type DeleteFleetCapturesRequest struct {
 
 func (x *DeleteFleetCapturesRequest) Reset() {
 	*x = DeleteFleetCapturesRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[172]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[176]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10456,7 +10696,7 @@ func (x *DeleteFleetCapturesRequest) String() string {
 func (*DeleteFleetCapturesRequest) ProtoMessage() {}
 
 func (x *DeleteFleetCapturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[172]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[176]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10469,7 +10709,7 @@ func (x *DeleteFleetCapturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFleetCapturesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFleetCapturesRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{172}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{176}
 }
 
 func (x *DeleteFleetCapturesRequest) GetQuery() *FleetDataQuery {
@@ -10515,7 +10755,7 @@ type ListFleetLogsRequest struct {
 
 func (x *ListFleetLogsRequest) Reset() {
 	*x = ListFleetLogsRequest{}
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[173]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[177]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -10527,7 +10767,7 @@ func (x *ListFleetLogsRequest) String() string {
 func (*ListFleetLogsRequest) ProtoMessage() {}
 
 func (x *ListFleetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[173]
+	mi := &file_outpost_fleet_v1_fleet_proto_msgTypes[177]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -10540,7 +10780,7 @@ func (x *ListFleetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFleetLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListFleetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{173}
+	return file_outpost_fleet_v1_fleet_proto_rawDescGZIP(), []int{177}
 }
 
 func (x *ListFleetLogsRequest) GetOrgId() string {
@@ -11380,6 +11620,21 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x19ListFleetCapturesResponse\x12;\n" +
 	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x90\x01\n" +
+	"\x1aExportFleetCapturesRequest\x126\n" +
+	"\x05query\x18\x01 \x01(\v2 .outpost.fleet.v1.FleetDataQueryR\x05query\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n" +
+	"\x1bExportFleetCapturesResponse\x12;\n" +
+	"\bcaptures\x18\x01 \x03(\v2\x1f.outpost.fleet.v1.CaptureRecordR\bcaptures\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"a\n" +
+	"\x1bDeleteFleetCapturesResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x05R\adeleted\x12\x14\n" +
+	"\x05blobs\x18\x02 \x01(\x05R\x05blobs\x12\x12\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\"u\n" +
+	"\x15ListFleetLogsResponse\x124\n" +
+	"\aentries\x18\x01 \x03(\v2\x1a.outpost.fleet.v1.LogEntryR\aentries\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n" +
 	"\x1aDeleteFleetCapturesRequest\x126\n" +
 	"\x05query\x18\x01 \x01(\v2 .outpost.fleet.v1.FleetDataQueryR\x05query\x128\n" +
@@ -11546,7 +11801,8 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\x0eUpdateFragment\x12'.outpost.fleet.v1.UpdateFragmentRequest\x1a(.outpost.fleet.v1.UpdateFragmentResponse\"\x15\xca\xda\x18\x11\n" +
 	"\rfragment.edit\x18\x01\x12z\n" +
 	"\x0eDeleteFragment\x12'.outpost.fleet.v1.DeleteFragmentRequest\x1a(.outpost.fleet.v1.DeleteFragmentResponse\"\x15\xca\xda\x18\x11\n" +
-	"\rfragment.edit\x18\x012\xf3\t\n" +
+	"\rfragment.edit\x18\x012\x81\n" +
+	"\n" +
 	"\vDataService\x12h\n" +
 	"\bListLogs\x12!.outpost.fleet.v1.ListLogsRequest\x1a\".outpost.fleet.v1.ListLogsResponse\"\x15\xca\xda\x18\x0e\n" +
 	"\fmachine.view\x90\x02\x01\x12q\n" +
@@ -11559,12 +11815,12 @@ const file_outpost_fleet_v1_fleet_proto_rawDesc = "" +
 	"\vTagCaptures\x12$.outpost.fleet.v1.TagCapturesRequest\x1a%.outpost.fleet.v1.TagCapturesResponse\"\x11\xca\xda\x18\r\n" +
 	"\tdata.edit\x18\x01\x12\x8f\x01\n" +
 	"\x11ListFleetCaptures\x12*.outpost.fleet.v1.ListFleetCapturesRequest\x1a+.outpost.fleet.v1.ListFleetCapturesResponse\"!\xca\xda\x18\x1a\n" +
-	"\rauthenticated\x12\tdata.view\x90\x02\x01\x12\x93\x01\n" +
-	"\x13ExportFleetCaptures\x12*.outpost.fleet.v1.ListFleetCapturesRequest\x1a+.outpost.fleet.v1.ListFleetCapturesResponse\"#\xca\xda\x18\x1c\n" +
-	"\rauthenticated\x12\vdata.export\x90\x02\x01\x12\x8f\x01\n" +
-	"\x13DeleteFleetCaptures\x12,.outpost.fleet.v1.DeleteFleetCapturesRequest\x1a(.outpost.fleet.v1.DeleteCapturesResponse\" \xca\xda\x18\x1c\n" +
-	"\rauthenticated\x12\tdata.edit\x18\x01\x12\x81\x01\n" +
-	"\rListFleetLogs\x12&.outpost.fleet.v1.ListFleetLogsRequest\x1a\".outpost.fleet.v1.ListLogsResponse\"$\xca\xda\x18\x1d\n" +
+	"\rauthenticated\x12\tdata.view\x90\x02\x01\x12\x97\x01\n" +
+	"\x13ExportFleetCaptures\x12,.outpost.fleet.v1.ExportFleetCapturesRequest\x1a-.outpost.fleet.v1.ExportFleetCapturesResponse\"#\xca\xda\x18\x1c\n" +
+	"\rauthenticated\x12\vdata.export\x90\x02\x01\x12\x94\x01\n" +
+	"\x13DeleteFleetCaptures\x12,.outpost.fleet.v1.DeleteFleetCapturesRequest\x1a-.outpost.fleet.v1.DeleteFleetCapturesResponse\" \xca\xda\x18\x1c\n" +
+	"\rauthenticated\x12\tdata.edit\x18\x01\x12\x86\x01\n" +
+	"\rListFleetLogs\x12&.outpost.fleet.v1.ListFleetLogsRequest\x1a'.outpost.fleet.v1.ListFleetLogsResponse\"$\xca\xda\x18\x1d\n" +
 	"\rauthenticated\x12\fmachine.view\x90\x02\x01\x12v\n" +
 	"\x0eDeleteCaptures\x12'.outpost.fleet.v1.DeleteCapturesRequest\x1a(.outpost.fleet.v1.DeleteCapturesResponse\"\x11\xca\xda\x18\r\n" +
 	"\tdata.edit\x18\x012\xf9\x04\n" +
@@ -11596,7 +11852,7 @@ func file_outpost_fleet_v1_fleet_proto_rawDescGZIP() []byte {
 	return file_outpost_fleet_v1_fleet_proto_rawDescData
 }
 
-var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 174)
+var file_outpost_fleet_v1_fleet_proto_msgTypes = make([]protoimpl.MessageInfo, 178)
 var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*GetServerInfoRequest)(nil),          // 0: outpost.fleet.v1.GetServerInfoRequest
 	(*GetServerInfoResponse)(nil),         // 1: outpost.fleet.v1.GetServerInfoResponse
@@ -11770,22 +12026,26 @@ var file_outpost_fleet_v1_fleet_proto_goTypes = []any{
 	(*FleetDataQuery)(nil),                // 169: outpost.fleet.v1.FleetDataQuery
 	(*ListFleetCapturesRequest)(nil),      // 170: outpost.fleet.v1.ListFleetCapturesRequest
 	(*ListFleetCapturesResponse)(nil),     // 171: outpost.fleet.v1.ListFleetCapturesResponse
-	(*DeleteFleetCapturesRequest)(nil),    // 172: outpost.fleet.v1.DeleteFleetCapturesRequest
-	(*ListFleetLogsRequest)(nil),          // 173: outpost.fleet.v1.ListFleetLogsRequest
-	(*timestamppb.Timestamp)(nil),         // 174: google.protobuf.Timestamp
-	(*v1.Bootstrap)(nil),                  // 175: outpost.sync.v1.Bootstrap
-	(*v1.PartStatus)(nil),                 // 176: outpost.sync.v1.PartStatus
-	(*v11.RobotConfig)(nil),               // 177: outpost.config.v1.RobotConfig
-	(*v1.FragmentVersion)(nil),            // 178: outpost.sync.v1.FragmentVersion
-	(*v1.LogEntry)(nil),                   // 179: outpost.sync.v1.LogEntry
-	(*v1.Capture)(nil),                    // 180: outpost.sync.v1.Capture
+	(*ExportFleetCapturesRequest)(nil),    // 172: outpost.fleet.v1.ExportFleetCapturesRequest
+	(*ExportFleetCapturesResponse)(nil),   // 173: outpost.fleet.v1.ExportFleetCapturesResponse
+	(*DeleteFleetCapturesResponse)(nil),   // 174: outpost.fleet.v1.DeleteFleetCapturesResponse
+	(*ListFleetLogsResponse)(nil),         // 175: outpost.fleet.v1.ListFleetLogsResponse
+	(*DeleteFleetCapturesRequest)(nil),    // 176: outpost.fleet.v1.DeleteFleetCapturesRequest
+	(*ListFleetLogsRequest)(nil),          // 177: outpost.fleet.v1.ListFleetLogsRequest
+	(*timestamppb.Timestamp)(nil),         // 178: google.protobuf.Timestamp
+	(*v1.Bootstrap)(nil),                  // 179: outpost.sync.v1.Bootstrap
+	(*v1.PartStatus)(nil),                 // 180: outpost.sync.v1.PartStatus
+	(*v11.RobotConfig)(nil),               // 181: outpost.config.v1.RobotConfig
+	(*v1.FragmentVersion)(nil),            // 182: outpost.sync.v1.FragmentVersion
+	(*v1.LogEntry)(nil),                   // 183: outpost.sync.v1.LogEntry
+	(*v1.Capture)(nil),                    // 184: outpost.sync.v1.Capture
 }
 var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
-	174, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
-	174, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
+	178, // 0: outpost.fleet.v1.ChangePasswordResponse.expires_at:type_name -> google.protobuf.Timestamp
+	178, // 1: outpost.fleet.v1.SignInResponse.expires_at:type_name -> google.protobuf.Timestamp
 	82,  // 2: outpost.fleet.v1.SignInResponse.user:type_name -> outpost.fleet.v1.User
 	103, // 3: outpost.fleet.v1.WhoAmIResponse.grants:type_name -> outpost.fleet.v1.Grant
-	174, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
+	178, // 4: outpost.fleet.v1.Organization.created_at:type_name -> google.protobuf.Timestamp
 	10,  // 5: outpost.fleet.v1.SetDocumentLifetimeResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 6: outpost.fleet.v1.SetDataRetentionResponse.org:type_name -> outpost.fleet.v1.Organization
 	10,  // 7: outpost.fleet.v1.CreateOrgResponse.org:type_name -> outpost.fleet.v1.Organization
@@ -11794,8 +12054,8 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	27,  // 10: outpost.fleet.v1.ListMembersResponse.members:type_name -> outpost.fleet.v1.Member
 	82,  // 11: outpost.fleet.v1.Member.user:type_name -> outpost.fleet.v1.User
 	103, // 12: outpost.fleet.v1.Member.grants:type_name -> outpost.fleet.v1.Grant
-	174, // 13: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
-	174, // 14: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
+	178, // 13: outpost.fleet.v1.Member.joined_at:type_name -> google.protobuf.Timestamp
+	178, // 14: outpost.fleet.v1.Location.created_at:type_name -> google.protobuf.Timestamp
 	28,  // 15: outpost.fleet.v1.CreateLocationResponse.location:type_name -> outpost.fleet.v1.Location
 	28,  // 16: outpost.fleet.v1.ListLocationsResponse.locations:type_name -> outpost.fleet.v1.Location
 	28,  // 17: outpost.fleet.v1.RenameLocationResponse.location:type_name -> outpost.fleet.v1.Location
@@ -11805,25 +12065,25 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	28,  // 21: outpost.fleet.v1.SetSupportAccessResponse.location:type_name -> outpost.fleet.v1.Location
 	47,  // 22: outpost.fleet.v1.ListFleetResponse.machines:type_name -> outpost.fleet.v1.FleetMachine
 	57,  // 23: outpost.fleet.v1.FleetMachine.machine:type_name -> outpost.fleet.v1.Machine
-	174, // 24: outpost.fleet.v1.FleetMachine.last_seen:type_name -> google.protobuf.Timestamp
+	178, // 24: outpost.fleet.v1.FleetMachine.last_seen:type_name -> google.protobuf.Timestamp
 	48,  // 25: outpost.fleet.v1.FleetMachine.parts:type_name -> outpost.fleet.v1.FleetPart
-	174, // 26: outpost.fleet.v1.FleetPart.last_seen:type_name -> google.protobuf.Timestamp
+	178, // 26: outpost.fleet.v1.FleetPart.last_seen:type_name -> google.protobuf.Timestamp
 	51,  // 27: outpost.fleet.v1.SummarizeFleetResponse.versions:type_name -> outpost.fleet.v1.VersionCount
 	47,  // 28: outpost.fleet.v1.SummarizeFleetResponse.worst_backlogs:type_name -> outpost.fleet.v1.FleetMachine
-	175, // 29: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
+	179, // 29: outpost.fleet.v1.BootstrapPartResponse.bootstrap:type_name -> outpost.sync.v1.Bootstrap
 	56,  // 30: outpost.fleet.v1.GetMachineStatusResponse.parts:type_name -> outpost.fleet.v1.PartStatus
-	174, // 31: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
+	178, // 31: outpost.fleet.v1.GetMachineStatusResponse.last_seen:type_name -> google.protobuf.Timestamp
 	58,  // 32: outpost.fleet.v1.PartStatus.part:type_name -> outpost.fleet.v1.Part
-	174, // 33: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
-	176, // 34: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
+	178, // 33: outpost.fleet.v1.PartStatus.last_seen:type_name -> google.protobuf.Timestamp
+	180, // 34: outpost.fleet.v1.PartStatus.status:type_name -> outpost.sync.v1.PartStatus
 	58,  // 35: outpost.fleet.v1.Machine.parts:type_name -> outpost.fleet.v1.Part
-	174, // 36: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
-	174, // 37: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
-	174, // 38: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
+	178, // 36: outpost.fleet.v1.Machine.restart_requested_at:type_name -> google.protobuf.Timestamp
+	178, // 37: outpost.fleet.v1.Machine.created_at:type_name -> google.protobuf.Timestamp
+	178, // 38: outpost.fleet.v1.Part.secret_rotated_at:type_name -> google.protobuf.Timestamp
 	59,  // 39: outpost.fleet.v1.Part.restart:type_name -> outpost.fleet.v1.PartRestart
-	174, // 40: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
-	174, // 41: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
-	174, // 42: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
+	178, // 40: outpost.fleet.v1.PartRestart.requested_at:type_name -> google.protobuf.Timestamp
+	178, // 41: outpost.fleet.v1.PartRestart.expires_at:type_name -> google.protobuf.Timestamp
+	178, // 42: outpost.fleet.v1.PartRestart.handled_at:type_name -> google.protobuf.Timestamp
 	57,  // 43: outpost.fleet.v1.CreateMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
 	57,  // 44: outpost.fleet.v1.GetMachineResponse.machine:type_name -> outpost.fleet.v1.Machine
 	57,  // 45: outpost.fleet.v1.ListMachinesResponse.machines:type_name -> outpost.fleet.v1.Machine
@@ -11833,236 +12093,239 @@ var file_outpost_fleet_v1_fleet_proto_depIdxs = []int32{
 	58,  // 49: outpost.fleet.v1.AddPartResponse.part:type_name -> outpost.fleet.v1.Part
 	58,  // 50: outpost.fleet.v1.RenamePartResponse.part:type_name -> outpost.fleet.v1.Part
 	58,  // 51: outpost.fleet.v1.RotatePartSecretResponse.part:type_name -> outpost.fleet.v1.Part
-	174, // 52: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	178, // 52: outpost.fleet.v1.User.created_at:type_name -> google.protobuf.Timestamp
 	82,  // 53: outpost.fleet.v1.CreateUserResponse.user:type_name -> outpost.fleet.v1.User
 	82,  // 54: outpost.fleet.v1.DeleteUserResponse.user:type_name -> outpost.fleet.v1.User
-	174, // 55: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
+	178, // 55: outpost.fleet.v1.Invite.expires_at:type_name -> google.protobuf.Timestamp
 	87,  // 56: outpost.fleet.v1.InviteUserResponse.invite:type_name -> outpost.fleet.v1.Invite
 	87,  // 57: outpost.fleet.v1.ResendInviteResponse.invite:type_name -> outpost.fleet.v1.Invite
 	82,  // 58: outpost.fleet.v1.AcceptInviteResponse.user:type_name -> outpost.fleet.v1.User
 	103, // 59: outpost.fleet.v1.AcceptInviteResponse.grant:type_name -> outpost.fleet.v1.Grant
 	103, // 60: outpost.fleet.v1.APIKey.grants:type_name -> outpost.fleet.v1.Grant
-	174, // 61: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
+	178, // 61: outpost.fleet.v1.APIKey.created_at:type_name -> google.protobuf.Timestamp
 	96,  // 62: outpost.fleet.v1.CreateAPIKeyResponse.key:type_name -> outpost.fleet.v1.APIKey
 	96,  // 63: outpost.fleet.v1.ListAPIKeysResponse.keys:type_name -> outpost.fleet.v1.APIKey
-	174, // 64: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
+	178, // 64: outpost.fleet.v1.Grant.created_at:type_name -> google.protobuf.Timestamp
 	103, // 65: outpost.fleet.v1.GrantRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
 	103, // 66: outpost.fleet.v1.ChangeRoleResponse.grant:type_name -> outpost.fleet.v1.Grant
 	103, // 67: outpost.fleet.v1.LimitAccessResponse.grants:type_name -> outpost.fleet.v1.Grant
 	103, // 68: outpost.fleet.v1.ListRolesResponse.grants:type_name -> outpost.fleet.v1.Grant
-	174, // 69: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	178, // 69: outpost.fleet.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	116, // 70: outpost.fleet.v1.ListAuditEventsResponse.events:type_name -> outpost.fleet.v1.AuditEvent
-	177, // 71: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
-	174, // 72: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
+	181, // 71: outpost.fleet.v1.ConfigRevision.config:type_name -> outpost.config.v1.RobotConfig
+	178, // 72: outpost.fleet.v1.ConfigRevision.created_at:type_name -> google.protobuf.Timestamp
 	119, // 73: outpost.fleet.v1.GetMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
-	177, // 74: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
-	178, // 75: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
-	177, // 76: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
+	181, // 74: outpost.fleet.v1.GetMachineConfigResponse.merged:type_name -> outpost.config.v1.RobotConfig
+	182, // 75: outpost.fleet.v1.GetMachineConfigResponse.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	181, // 76: outpost.fleet.v1.UpdateMachineConfigRequest.config:type_name -> outpost.config.v1.RobotConfig
 	119, // 77: outpost.fleet.v1.UpdateMachineConfigResponse.revision:type_name -> outpost.fleet.v1.ConfigRevision
 	119, // 78: outpost.fleet.v1.ListConfigRevisionsResponse.revisions:type_name -> outpost.fleet.v1.ConfigRevision
-	177, // 79: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
-	174, // 80: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
-	178, // 81: outpost.fleet.v1.ConfigProposal.fragments:type_name -> outpost.sync.v1.FragmentVersion
+	181, // 79: outpost.fleet.v1.ConfigProposal.config:type_name -> outpost.config.v1.RobotConfig
+	178, // 80: outpost.fleet.v1.ConfigProposal.created_at:type_name -> google.protobuf.Timestamp
+	182, // 81: outpost.fleet.v1.ConfigProposal.fragments:type_name -> outpost.sync.v1.FragmentVersion
 	126, // 82: outpost.fleet.v1.ListConfigProposalsResponse.proposals:type_name -> outpost.fleet.v1.ConfigProposal
 	126, // 83: outpost.fleet.v1.ResolveConfigProposalResponse.proposal:type_name -> outpost.fleet.v1.ConfigProposal
-	177, // 84: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
-	174, // 85: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
-	177, // 86: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	181, // 84: outpost.fleet.v1.Fragment.config:type_name -> outpost.config.v1.RobotConfig
+	178, // 85: outpost.fleet.v1.Fragment.updated_at:type_name -> google.protobuf.Timestamp
+	181, // 86: outpost.fleet.v1.CreateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
 	131, // 87: outpost.fleet.v1.CreateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
 	131, // 88: outpost.fleet.v1.GetFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
 	131, // 89: outpost.fleet.v1.ListFragmentsResponse.fragments:type_name -> outpost.fleet.v1.Fragment
-	177, // 90: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
+	181, // 90: outpost.fleet.v1.UpdateFragmentRequest.config:type_name -> outpost.config.v1.RobotConfig
 	131, // 91: outpost.fleet.v1.UpdateFragmentResponse.fragment:type_name -> outpost.fleet.v1.Fragment
-	174, // 92: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	174, // 93: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	178, // 92: outpost.fleet.v1.ExportCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	178, // 93: outpost.fleet.v1.ExportCapturesRequest.to:type_name -> google.protobuf.Timestamp
 	155, // 94: outpost.fleet.v1.ExportCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	174, // 95: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	174, // 96: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	178, // 95: outpost.fleet.v1.DeleteCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	178, // 96: outpost.fleet.v1.DeleteCapturesRequest.to:type_name -> google.protobuf.Timestamp
 	146, // 97: outpost.fleet.v1.DeleteCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
 	146, // 98: outpost.fleet.v1.TagCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	174, // 99: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
-	174, // 100: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
-	174, // 101: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	179, // 102: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
+	178, // 99: outpost.fleet.v1.ListLogsRequest.from:type_name -> google.protobuf.Timestamp
+	178, // 100: outpost.fleet.v1.ListLogsRequest.to:type_name -> google.protobuf.Timestamp
+	178, // 101: outpost.fleet.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	183, // 102: outpost.fleet.v1.LogEntry.entry:type_name -> outpost.sync.v1.LogEntry
 	152, // 103: outpost.fleet.v1.ListLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
-	174, // 104: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
-	174, // 105: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
-	174, // 106: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
-	180, // 107: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
+	178, // 104: outpost.fleet.v1.ListCapturesRequest.from:type_name -> google.protobuf.Timestamp
+	178, // 105: outpost.fleet.v1.ListCapturesRequest.to:type_name -> google.protobuf.Timestamp
+	178, // 106: outpost.fleet.v1.CaptureRecord.time:type_name -> google.protobuf.Timestamp
+	184, // 107: outpost.fleet.v1.CaptureRecord.capture:type_name -> outpost.sync.v1.Capture
 	155, // 108: outpost.fleet.v1.ListCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	174, // 109: outpost.fleet.v1.AlertRule.created_at:type_name -> google.protobuf.Timestamp
+	178, // 109: outpost.fleet.v1.AlertRule.created_at:type_name -> google.protobuf.Timestamp
 	157, // 110: outpost.fleet.v1.CreateAlertRuleResponse.rule:type_name -> outpost.fleet.v1.AlertRule
 	157, // 111: outpost.fleet.v1.ListAlertRulesResponse.rules:type_name -> outpost.fleet.v1.AlertRule
-	174, // 112: outpost.fleet.v1.AlertEvent.time:type_name -> google.protobuf.Timestamp
+	178, // 112: outpost.fleet.v1.AlertEvent.time:type_name -> google.protobuf.Timestamp
 	164, // 113: outpost.fleet.v1.ListAlertEventsResponse.events:type_name -> outpost.fleet.v1.AlertEvent
 	164, // 114: outpost.fleet.v1.TestAlertRuleResponse.event:type_name -> outpost.fleet.v1.AlertEvent
-	174, // 115: outpost.fleet.v1.FleetDataQuery.from:type_name -> google.protobuf.Timestamp
-	174, // 116: outpost.fleet.v1.FleetDataQuery.to:type_name -> google.protobuf.Timestamp
+	178, // 115: outpost.fleet.v1.FleetDataQuery.from:type_name -> google.protobuf.Timestamp
+	178, // 116: outpost.fleet.v1.FleetDataQuery.to:type_name -> google.protobuf.Timestamp
 	169, // 117: outpost.fleet.v1.ListFleetCapturesRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
 	155, // 118: outpost.fleet.v1.ListFleetCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
-	169, // 119: outpost.fleet.v1.DeleteFleetCapturesRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
-	146, // 120: outpost.fleet.v1.DeleteFleetCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
-	174, // 121: outpost.fleet.v1.ListFleetLogsRequest.from:type_name -> google.protobuf.Timestamp
-	174, // 122: outpost.fleet.v1.ListFleetLogsRequest.to:type_name -> google.protobuf.Timestamp
-	0,   // 123: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
-	6,   // 124: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
-	8,   // 125: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
-	2,   // 126: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
-	4,   // 127: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
-	15,  // 128: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
-	17,  // 129: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
-	19,  // 130: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
-	11,  // 131: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
-	13,  // 132: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
-	21,  // 133: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
-	23,  // 134: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
-	25,  // 135: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
-	29,  // 136: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
-	31,  // 137: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
-	33,  // 138: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
-	35,  // 139: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
-	37,  // 140: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
-	39,  // 141: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
-	41,  // 142: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
-	43,  // 143: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
-	60,  // 144: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
-	62,  // 145: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
-	64,  // 146: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
-	66,  // 147: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
-	68,  // 148: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
-	70,  // 149: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
-	74,  // 150: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
-	76,  // 151: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
-	78,  // 152: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
-	80,  // 153: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
-	52,  // 154: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
-	72,  // 155: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
-	54,  // 156: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
-	45,  // 157: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
-	49,  // 158: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
-	83,  // 159: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
-	88,  // 160: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
-	90,  // 161: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
-	92,  // 162: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
-	85,  // 163: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
-	94,  // 164: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
-	97,  // 165: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
-	99,  // 166: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
-	101, // 167: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
-	104, // 168: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
-	106, // 169: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
-	108, // 170: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
-	110, // 171: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
-	112, // 172: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
-	114, // 173: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
-	117, // 174: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
-	120, // 175: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
-	122, // 176: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
-	124, // 177: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
-	127, // 178: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
-	129, // 179: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
-	132, // 180: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
-	134, // 181: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
-	136, // 182: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
-	138, // 183: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
-	140, // 184: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
-	151, // 185: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
-	154, // 186: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
-	142, // 187: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
-	149, // 188: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
-	147, // 189: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
-	170, // 190: outpost.fleet.v1.DataService.ListFleetCaptures:input_type -> outpost.fleet.v1.ListFleetCapturesRequest
-	170, // 191: outpost.fleet.v1.DataService.ExportFleetCaptures:input_type -> outpost.fleet.v1.ListFleetCapturesRequest
-	172, // 192: outpost.fleet.v1.DataService.DeleteFleetCaptures:input_type -> outpost.fleet.v1.DeleteFleetCapturesRequest
-	173, // 193: outpost.fleet.v1.DataService.ListFleetLogs:input_type -> outpost.fleet.v1.ListFleetLogsRequest
-	144, // 194: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
-	158, // 195: outpost.fleet.v1.AlertService.CreateAlertRule:input_type -> outpost.fleet.v1.CreateAlertRuleRequest
-	160, // 196: outpost.fleet.v1.AlertService.ListAlertRules:input_type -> outpost.fleet.v1.ListAlertRulesRequest
-	162, // 197: outpost.fleet.v1.AlertService.DeleteAlertRule:input_type -> outpost.fleet.v1.DeleteAlertRuleRequest
-	165, // 198: outpost.fleet.v1.AlertService.ListAlertEvents:input_type -> outpost.fleet.v1.ListAlertEventsRequest
-	167, // 199: outpost.fleet.v1.AlertService.TestAlertRule:input_type -> outpost.fleet.v1.TestAlertRuleRequest
-	1,   // 200: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
-	7,   // 201: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
-	9,   // 202: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
-	3,   // 203: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
-	5,   // 204: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
-	16,  // 205: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
-	18,  // 206: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
-	20,  // 207: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
-	12,  // 208: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
-	14,  // 209: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
-	22,  // 210: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
-	24,  // 211: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
-	26,  // 212: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
-	30,  // 213: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
-	32,  // 214: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
-	34,  // 215: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
-	36,  // 216: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
-	38,  // 217: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
-	40,  // 218: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
-	42,  // 219: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
-	44,  // 220: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
-	61,  // 221: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
-	63,  // 222: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
-	65,  // 223: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
-	67,  // 224: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
-	69,  // 225: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
-	71,  // 226: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
-	75,  // 227: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
-	77,  // 228: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
-	79,  // 229: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
-	81,  // 230: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
-	53,  // 231: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
-	73,  // 232: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
-	55,  // 233: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
-	46,  // 234: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
-	50,  // 235: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
-	84,  // 236: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
-	89,  // 237: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
-	91,  // 238: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
-	93,  // 239: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
-	86,  // 240: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
-	95,  // 241: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
-	98,  // 242: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
-	100, // 243: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
-	102, // 244: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
-	105, // 245: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
-	107, // 246: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
-	109, // 247: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
-	111, // 248: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
-	113, // 249: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
-	115, // 250: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
-	118, // 251: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
-	121, // 252: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
-	123, // 253: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
-	125, // 254: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
-	128, // 255: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
-	130, // 256: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
-	133, // 257: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
-	135, // 258: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
-	137, // 259: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
-	139, // 260: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
-	141, // 261: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
-	153, // 262: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	156, // 263: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
-	143, // 264: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
-	150, // 265: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
-	148, // 266: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
-	171, // 267: outpost.fleet.v1.DataService.ListFleetCaptures:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
-	171, // 268: outpost.fleet.v1.DataService.ExportFleetCaptures:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
-	145, // 269: outpost.fleet.v1.DataService.DeleteFleetCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	153, // 270: outpost.fleet.v1.DataService.ListFleetLogs:output_type -> outpost.fleet.v1.ListLogsResponse
-	145, // 271: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
-	159, // 272: outpost.fleet.v1.AlertService.CreateAlertRule:output_type -> outpost.fleet.v1.CreateAlertRuleResponse
-	161, // 273: outpost.fleet.v1.AlertService.ListAlertRules:output_type -> outpost.fleet.v1.ListAlertRulesResponse
-	163, // 274: outpost.fleet.v1.AlertService.DeleteAlertRule:output_type -> outpost.fleet.v1.DeleteAlertRuleResponse
-	166, // 275: outpost.fleet.v1.AlertService.ListAlertEvents:output_type -> outpost.fleet.v1.ListAlertEventsResponse
-	168, // 276: outpost.fleet.v1.AlertService.TestAlertRule:output_type -> outpost.fleet.v1.TestAlertRuleResponse
-	200, // [200:277] is the sub-list for method output_type
-	123, // [123:200] is the sub-list for method input_type
-	123, // [123:123] is the sub-list for extension type_name
-	123, // [123:123] is the sub-list for extension extendee
-	0,   // [0:123] is the sub-list for field type_name
+	169, // 119: outpost.fleet.v1.ExportFleetCapturesRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
+	155, // 120: outpost.fleet.v1.ExportFleetCapturesResponse.captures:type_name -> outpost.fleet.v1.CaptureRecord
+	152, // 121: outpost.fleet.v1.ListFleetLogsResponse.entries:type_name -> outpost.fleet.v1.LogEntry
+	169, // 122: outpost.fleet.v1.DeleteFleetCapturesRequest.query:type_name -> outpost.fleet.v1.FleetDataQuery
+	146, // 123: outpost.fleet.v1.DeleteFleetCapturesRequest.captures:type_name -> outpost.fleet.v1.CaptureRef
+	178, // 124: outpost.fleet.v1.ListFleetLogsRequest.from:type_name -> google.protobuf.Timestamp
+	178, // 125: outpost.fleet.v1.ListFleetLogsRequest.to:type_name -> google.protobuf.Timestamp
+	0,   // 126: outpost.fleet.v1.ServerService.GetServerInfo:input_type -> outpost.fleet.v1.GetServerInfoRequest
+	6,   // 127: outpost.fleet.v1.AuthService.SignIn:input_type -> outpost.fleet.v1.SignInRequest
+	8,   // 128: outpost.fleet.v1.AuthService.WhoAmI:input_type -> outpost.fleet.v1.WhoAmIRequest
+	2,   // 129: outpost.fleet.v1.AuthService.SignOut:input_type -> outpost.fleet.v1.SignOutRequest
+	4,   // 130: outpost.fleet.v1.AuthService.ChangePassword:input_type -> outpost.fleet.v1.ChangePasswordRequest
+	15,  // 131: outpost.fleet.v1.OrgService.CreateOrg:input_type -> outpost.fleet.v1.CreateOrgRequest
+	17,  // 132: outpost.fleet.v1.OrgService.ListOrgs:input_type -> outpost.fleet.v1.ListOrgsRequest
+	19,  // 133: outpost.fleet.v1.OrgService.RenameOrg:input_type -> outpost.fleet.v1.RenameOrgRequest
+	11,  // 134: outpost.fleet.v1.OrgService.SetDocumentLifetime:input_type -> outpost.fleet.v1.SetDocumentLifetimeRequest
+	13,  // 135: outpost.fleet.v1.OrgService.SetDataRetention:input_type -> outpost.fleet.v1.SetDataRetentionRequest
+	21,  // 136: outpost.fleet.v1.OrgService.DeleteOrg:input_type -> outpost.fleet.v1.DeleteOrgRequest
+	23,  // 137: outpost.fleet.v1.OrgService.LeaveOrg:input_type -> outpost.fleet.v1.LeaveOrgRequest
+	25,  // 138: outpost.fleet.v1.OrgService.ListMembers:input_type -> outpost.fleet.v1.ListMembersRequest
+	29,  // 139: outpost.fleet.v1.LocationService.CreateLocation:input_type -> outpost.fleet.v1.CreateLocationRequest
+	31,  // 140: outpost.fleet.v1.LocationService.ListLocations:input_type -> outpost.fleet.v1.ListLocationsRequest
+	33,  // 141: outpost.fleet.v1.LocationService.RenameLocation:input_type -> outpost.fleet.v1.RenameLocationRequest
+	35,  // 142: outpost.fleet.v1.LocationService.MoveLocation:input_type -> outpost.fleet.v1.MoveLocationRequest
+	37,  // 143: outpost.fleet.v1.LocationService.DeleteLocation:input_type -> outpost.fleet.v1.DeleteLocationRequest
+	39,  // 144: outpost.fleet.v1.LocationService.ShareLocation:input_type -> outpost.fleet.v1.ShareLocationRequest
+	41,  // 145: outpost.fleet.v1.LocationService.UnshareLocation:input_type -> outpost.fleet.v1.UnshareLocationRequest
+	43,  // 146: outpost.fleet.v1.LocationService.SetSupportAccess:input_type -> outpost.fleet.v1.SetSupportAccessRequest
+	60,  // 147: outpost.fleet.v1.MachineService.CreateMachine:input_type -> outpost.fleet.v1.CreateMachineRequest
+	62,  // 148: outpost.fleet.v1.MachineService.GetMachine:input_type -> outpost.fleet.v1.GetMachineRequest
+	64,  // 149: outpost.fleet.v1.MachineService.ListMachines:input_type -> outpost.fleet.v1.ListMachinesRequest
+	66,  // 150: outpost.fleet.v1.MachineService.RenameMachine:input_type -> outpost.fleet.v1.RenameMachineRequest
+	68,  // 151: outpost.fleet.v1.MachineService.DeleteMachine:input_type -> outpost.fleet.v1.DeleteMachineRequest
+	70,  // 152: outpost.fleet.v1.MachineService.RestartMachine:input_type -> outpost.fleet.v1.RestartMachineRequest
+	74,  // 153: outpost.fleet.v1.MachineService.AddPart:input_type -> outpost.fleet.v1.AddPartRequest
+	76,  // 154: outpost.fleet.v1.MachineService.RenamePart:input_type -> outpost.fleet.v1.RenamePartRequest
+	78,  // 155: outpost.fleet.v1.MachineService.DeletePart:input_type -> outpost.fleet.v1.DeletePartRequest
+	80,  // 156: outpost.fleet.v1.MachineService.RotatePartSecret:input_type -> outpost.fleet.v1.RotatePartSecretRequest
+	52,  // 157: outpost.fleet.v1.MachineService.BootstrapPart:input_type -> outpost.fleet.v1.BootstrapPartRequest
+	72,  // 158: outpost.fleet.v1.MachineService.RestartPart:input_type -> outpost.fleet.v1.RestartPartRequest
+	54,  // 159: outpost.fleet.v1.MachineService.GetMachineStatus:input_type -> outpost.fleet.v1.GetMachineStatusRequest
+	45,  // 160: outpost.fleet.v1.MachineService.ListFleet:input_type -> outpost.fleet.v1.ListFleetRequest
+	49,  // 161: outpost.fleet.v1.MachineService.SummarizeFleet:input_type -> outpost.fleet.v1.SummarizeFleetRequest
+	83,  // 162: outpost.fleet.v1.UserService.CreateUser:input_type -> outpost.fleet.v1.CreateUserRequest
+	88,  // 163: outpost.fleet.v1.UserService.InviteUser:input_type -> outpost.fleet.v1.InviteUserRequest
+	90,  // 164: outpost.fleet.v1.UserService.ResendInvite:input_type -> outpost.fleet.v1.ResendInviteRequest
+	92,  // 165: outpost.fleet.v1.UserService.RevokeInvite:input_type -> outpost.fleet.v1.RevokeInviteRequest
+	85,  // 166: outpost.fleet.v1.UserService.DeleteUser:input_type -> outpost.fleet.v1.DeleteUserRequest
+	94,  // 167: outpost.fleet.v1.UserService.AcceptInvite:input_type -> outpost.fleet.v1.AcceptInviteRequest
+	97,  // 168: outpost.fleet.v1.APIKeyService.CreateAPIKey:input_type -> outpost.fleet.v1.CreateAPIKeyRequest
+	99,  // 169: outpost.fleet.v1.APIKeyService.ListAPIKeys:input_type -> outpost.fleet.v1.ListAPIKeysRequest
+	101, // 170: outpost.fleet.v1.APIKeyService.RevokeAPIKey:input_type -> outpost.fleet.v1.RevokeAPIKeyRequest
+	104, // 171: outpost.fleet.v1.RoleService.GrantRole:input_type -> outpost.fleet.v1.GrantRoleRequest
+	106, // 172: outpost.fleet.v1.RoleService.ChangeRole:input_type -> outpost.fleet.v1.ChangeRoleRequest
+	108, // 173: outpost.fleet.v1.RoleService.LimitAccess:input_type -> outpost.fleet.v1.LimitAccessRequest
+	110, // 174: outpost.fleet.v1.RoleService.RemoveRole:input_type -> outpost.fleet.v1.RemoveRoleRequest
+	112, // 175: outpost.fleet.v1.RoleService.ListRoles:input_type -> outpost.fleet.v1.ListRolesRequest
+	114, // 176: outpost.fleet.v1.AccessService.CheckAccess:input_type -> outpost.fleet.v1.CheckAccessRequest
+	117, // 177: outpost.fleet.v1.AuditService.ListAuditEvents:input_type -> outpost.fleet.v1.ListAuditEventsRequest
+	120, // 178: outpost.fleet.v1.ConfigService.GetMachineConfig:input_type -> outpost.fleet.v1.GetMachineConfigRequest
+	122, // 179: outpost.fleet.v1.ConfigService.UpdateMachineConfig:input_type -> outpost.fleet.v1.UpdateMachineConfigRequest
+	124, // 180: outpost.fleet.v1.ConfigService.ListConfigRevisions:input_type -> outpost.fleet.v1.ListConfigRevisionsRequest
+	127, // 181: outpost.fleet.v1.ConfigService.ListConfigProposals:input_type -> outpost.fleet.v1.ListConfigProposalsRequest
+	129, // 182: outpost.fleet.v1.ConfigService.ResolveConfigProposal:input_type -> outpost.fleet.v1.ResolveConfigProposalRequest
+	132, // 183: outpost.fleet.v1.FragmentService.CreateFragment:input_type -> outpost.fleet.v1.CreateFragmentRequest
+	134, // 184: outpost.fleet.v1.FragmentService.GetFragment:input_type -> outpost.fleet.v1.GetFragmentRequest
+	136, // 185: outpost.fleet.v1.FragmentService.ListFragments:input_type -> outpost.fleet.v1.ListFragmentsRequest
+	138, // 186: outpost.fleet.v1.FragmentService.UpdateFragment:input_type -> outpost.fleet.v1.UpdateFragmentRequest
+	140, // 187: outpost.fleet.v1.FragmentService.DeleteFragment:input_type -> outpost.fleet.v1.DeleteFragmentRequest
+	151, // 188: outpost.fleet.v1.DataService.ListLogs:input_type -> outpost.fleet.v1.ListLogsRequest
+	154, // 189: outpost.fleet.v1.DataService.ListCaptures:input_type -> outpost.fleet.v1.ListCapturesRequest
+	142, // 190: outpost.fleet.v1.DataService.ExportCaptures:input_type -> outpost.fleet.v1.ExportCapturesRequest
+	149, // 191: outpost.fleet.v1.DataService.ReadBlob:input_type -> outpost.fleet.v1.ReadBlobRequest
+	147, // 192: outpost.fleet.v1.DataService.TagCaptures:input_type -> outpost.fleet.v1.TagCapturesRequest
+	170, // 193: outpost.fleet.v1.DataService.ListFleetCaptures:input_type -> outpost.fleet.v1.ListFleetCapturesRequest
+	172, // 194: outpost.fleet.v1.DataService.ExportFleetCaptures:input_type -> outpost.fleet.v1.ExportFleetCapturesRequest
+	176, // 195: outpost.fleet.v1.DataService.DeleteFleetCaptures:input_type -> outpost.fleet.v1.DeleteFleetCapturesRequest
+	177, // 196: outpost.fleet.v1.DataService.ListFleetLogs:input_type -> outpost.fleet.v1.ListFleetLogsRequest
+	144, // 197: outpost.fleet.v1.DataService.DeleteCaptures:input_type -> outpost.fleet.v1.DeleteCapturesRequest
+	158, // 198: outpost.fleet.v1.AlertService.CreateAlertRule:input_type -> outpost.fleet.v1.CreateAlertRuleRequest
+	160, // 199: outpost.fleet.v1.AlertService.ListAlertRules:input_type -> outpost.fleet.v1.ListAlertRulesRequest
+	162, // 200: outpost.fleet.v1.AlertService.DeleteAlertRule:input_type -> outpost.fleet.v1.DeleteAlertRuleRequest
+	165, // 201: outpost.fleet.v1.AlertService.ListAlertEvents:input_type -> outpost.fleet.v1.ListAlertEventsRequest
+	167, // 202: outpost.fleet.v1.AlertService.TestAlertRule:input_type -> outpost.fleet.v1.TestAlertRuleRequest
+	1,   // 203: outpost.fleet.v1.ServerService.GetServerInfo:output_type -> outpost.fleet.v1.GetServerInfoResponse
+	7,   // 204: outpost.fleet.v1.AuthService.SignIn:output_type -> outpost.fleet.v1.SignInResponse
+	9,   // 205: outpost.fleet.v1.AuthService.WhoAmI:output_type -> outpost.fleet.v1.WhoAmIResponse
+	3,   // 206: outpost.fleet.v1.AuthService.SignOut:output_type -> outpost.fleet.v1.SignOutResponse
+	5,   // 207: outpost.fleet.v1.AuthService.ChangePassword:output_type -> outpost.fleet.v1.ChangePasswordResponse
+	16,  // 208: outpost.fleet.v1.OrgService.CreateOrg:output_type -> outpost.fleet.v1.CreateOrgResponse
+	18,  // 209: outpost.fleet.v1.OrgService.ListOrgs:output_type -> outpost.fleet.v1.ListOrgsResponse
+	20,  // 210: outpost.fleet.v1.OrgService.RenameOrg:output_type -> outpost.fleet.v1.RenameOrgResponse
+	12,  // 211: outpost.fleet.v1.OrgService.SetDocumentLifetime:output_type -> outpost.fleet.v1.SetDocumentLifetimeResponse
+	14,  // 212: outpost.fleet.v1.OrgService.SetDataRetention:output_type -> outpost.fleet.v1.SetDataRetentionResponse
+	22,  // 213: outpost.fleet.v1.OrgService.DeleteOrg:output_type -> outpost.fleet.v1.DeleteOrgResponse
+	24,  // 214: outpost.fleet.v1.OrgService.LeaveOrg:output_type -> outpost.fleet.v1.LeaveOrgResponse
+	26,  // 215: outpost.fleet.v1.OrgService.ListMembers:output_type -> outpost.fleet.v1.ListMembersResponse
+	30,  // 216: outpost.fleet.v1.LocationService.CreateLocation:output_type -> outpost.fleet.v1.CreateLocationResponse
+	32,  // 217: outpost.fleet.v1.LocationService.ListLocations:output_type -> outpost.fleet.v1.ListLocationsResponse
+	34,  // 218: outpost.fleet.v1.LocationService.RenameLocation:output_type -> outpost.fleet.v1.RenameLocationResponse
+	36,  // 219: outpost.fleet.v1.LocationService.MoveLocation:output_type -> outpost.fleet.v1.MoveLocationResponse
+	38,  // 220: outpost.fleet.v1.LocationService.DeleteLocation:output_type -> outpost.fleet.v1.DeleteLocationResponse
+	40,  // 221: outpost.fleet.v1.LocationService.ShareLocation:output_type -> outpost.fleet.v1.ShareLocationResponse
+	42,  // 222: outpost.fleet.v1.LocationService.UnshareLocation:output_type -> outpost.fleet.v1.UnshareLocationResponse
+	44,  // 223: outpost.fleet.v1.LocationService.SetSupportAccess:output_type -> outpost.fleet.v1.SetSupportAccessResponse
+	61,  // 224: outpost.fleet.v1.MachineService.CreateMachine:output_type -> outpost.fleet.v1.CreateMachineResponse
+	63,  // 225: outpost.fleet.v1.MachineService.GetMachine:output_type -> outpost.fleet.v1.GetMachineResponse
+	65,  // 226: outpost.fleet.v1.MachineService.ListMachines:output_type -> outpost.fleet.v1.ListMachinesResponse
+	67,  // 227: outpost.fleet.v1.MachineService.RenameMachine:output_type -> outpost.fleet.v1.RenameMachineResponse
+	69,  // 228: outpost.fleet.v1.MachineService.DeleteMachine:output_type -> outpost.fleet.v1.DeleteMachineResponse
+	71,  // 229: outpost.fleet.v1.MachineService.RestartMachine:output_type -> outpost.fleet.v1.RestartMachineResponse
+	75,  // 230: outpost.fleet.v1.MachineService.AddPart:output_type -> outpost.fleet.v1.AddPartResponse
+	77,  // 231: outpost.fleet.v1.MachineService.RenamePart:output_type -> outpost.fleet.v1.RenamePartResponse
+	79,  // 232: outpost.fleet.v1.MachineService.DeletePart:output_type -> outpost.fleet.v1.DeletePartResponse
+	81,  // 233: outpost.fleet.v1.MachineService.RotatePartSecret:output_type -> outpost.fleet.v1.RotatePartSecretResponse
+	53,  // 234: outpost.fleet.v1.MachineService.BootstrapPart:output_type -> outpost.fleet.v1.BootstrapPartResponse
+	73,  // 235: outpost.fleet.v1.MachineService.RestartPart:output_type -> outpost.fleet.v1.RestartPartResponse
+	55,  // 236: outpost.fleet.v1.MachineService.GetMachineStatus:output_type -> outpost.fleet.v1.GetMachineStatusResponse
+	46,  // 237: outpost.fleet.v1.MachineService.ListFleet:output_type -> outpost.fleet.v1.ListFleetResponse
+	50,  // 238: outpost.fleet.v1.MachineService.SummarizeFleet:output_type -> outpost.fleet.v1.SummarizeFleetResponse
+	84,  // 239: outpost.fleet.v1.UserService.CreateUser:output_type -> outpost.fleet.v1.CreateUserResponse
+	89,  // 240: outpost.fleet.v1.UserService.InviteUser:output_type -> outpost.fleet.v1.InviteUserResponse
+	91,  // 241: outpost.fleet.v1.UserService.ResendInvite:output_type -> outpost.fleet.v1.ResendInviteResponse
+	93,  // 242: outpost.fleet.v1.UserService.RevokeInvite:output_type -> outpost.fleet.v1.RevokeInviteResponse
+	86,  // 243: outpost.fleet.v1.UserService.DeleteUser:output_type -> outpost.fleet.v1.DeleteUserResponse
+	95,  // 244: outpost.fleet.v1.UserService.AcceptInvite:output_type -> outpost.fleet.v1.AcceptInviteResponse
+	98,  // 245: outpost.fleet.v1.APIKeyService.CreateAPIKey:output_type -> outpost.fleet.v1.CreateAPIKeyResponse
+	100, // 246: outpost.fleet.v1.APIKeyService.ListAPIKeys:output_type -> outpost.fleet.v1.ListAPIKeysResponse
+	102, // 247: outpost.fleet.v1.APIKeyService.RevokeAPIKey:output_type -> outpost.fleet.v1.RevokeAPIKeyResponse
+	105, // 248: outpost.fleet.v1.RoleService.GrantRole:output_type -> outpost.fleet.v1.GrantRoleResponse
+	107, // 249: outpost.fleet.v1.RoleService.ChangeRole:output_type -> outpost.fleet.v1.ChangeRoleResponse
+	109, // 250: outpost.fleet.v1.RoleService.LimitAccess:output_type -> outpost.fleet.v1.LimitAccessResponse
+	111, // 251: outpost.fleet.v1.RoleService.RemoveRole:output_type -> outpost.fleet.v1.RemoveRoleResponse
+	113, // 252: outpost.fleet.v1.RoleService.ListRoles:output_type -> outpost.fleet.v1.ListRolesResponse
+	115, // 253: outpost.fleet.v1.AccessService.CheckAccess:output_type -> outpost.fleet.v1.CheckAccessResponse
+	118, // 254: outpost.fleet.v1.AuditService.ListAuditEvents:output_type -> outpost.fleet.v1.ListAuditEventsResponse
+	121, // 255: outpost.fleet.v1.ConfigService.GetMachineConfig:output_type -> outpost.fleet.v1.GetMachineConfigResponse
+	123, // 256: outpost.fleet.v1.ConfigService.UpdateMachineConfig:output_type -> outpost.fleet.v1.UpdateMachineConfigResponse
+	125, // 257: outpost.fleet.v1.ConfigService.ListConfigRevisions:output_type -> outpost.fleet.v1.ListConfigRevisionsResponse
+	128, // 258: outpost.fleet.v1.ConfigService.ListConfigProposals:output_type -> outpost.fleet.v1.ListConfigProposalsResponse
+	130, // 259: outpost.fleet.v1.ConfigService.ResolveConfigProposal:output_type -> outpost.fleet.v1.ResolveConfigProposalResponse
+	133, // 260: outpost.fleet.v1.FragmentService.CreateFragment:output_type -> outpost.fleet.v1.CreateFragmentResponse
+	135, // 261: outpost.fleet.v1.FragmentService.GetFragment:output_type -> outpost.fleet.v1.GetFragmentResponse
+	137, // 262: outpost.fleet.v1.FragmentService.ListFragments:output_type -> outpost.fleet.v1.ListFragmentsResponse
+	139, // 263: outpost.fleet.v1.FragmentService.UpdateFragment:output_type -> outpost.fleet.v1.UpdateFragmentResponse
+	141, // 264: outpost.fleet.v1.FragmentService.DeleteFragment:output_type -> outpost.fleet.v1.DeleteFragmentResponse
+	153, // 265: outpost.fleet.v1.DataService.ListLogs:output_type -> outpost.fleet.v1.ListLogsResponse
+	156, // 266: outpost.fleet.v1.DataService.ListCaptures:output_type -> outpost.fleet.v1.ListCapturesResponse
+	143, // 267: outpost.fleet.v1.DataService.ExportCaptures:output_type -> outpost.fleet.v1.ExportCapturesResponse
+	150, // 268: outpost.fleet.v1.DataService.ReadBlob:output_type -> outpost.fleet.v1.ReadBlobResponse
+	148, // 269: outpost.fleet.v1.DataService.TagCaptures:output_type -> outpost.fleet.v1.TagCapturesResponse
+	171, // 270: outpost.fleet.v1.DataService.ListFleetCaptures:output_type -> outpost.fleet.v1.ListFleetCapturesResponse
+	173, // 271: outpost.fleet.v1.DataService.ExportFleetCaptures:output_type -> outpost.fleet.v1.ExportFleetCapturesResponse
+	174, // 272: outpost.fleet.v1.DataService.DeleteFleetCaptures:output_type -> outpost.fleet.v1.DeleteFleetCapturesResponse
+	175, // 273: outpost.fleet.v1.DataService.ListFleetLogs:output_type -> outpost.fleet.v1.ListFleetLogsResponse
+	145, // 274: outpost.fleet.v1.DataService.DeleteCaptures:output_type -> outpost.fleet.v1.DeleteCapturesResponse
+	159, // 275: outpost.fleet.v1.AlertService.CreateAlertRule:output_type -> outpost.fleet.v1.CreateAlertRuleResponse
+	161, // 276: outpost.fleet.v1.AlertService.ListAlertRules:output_type -> outpost.fleet.v1.ListAlertRulesResponse
+	163, // 277: outpost.fleet.v1.AlertService.DeleteAlertRule:output_type -> outpost.fleet.v1.DeleteAlertRuleResponse
+	166, // 278: outpost.fleet.v1.AlertService.ListAlertEvents:output_type -> outpost.fleet.v1.ListAlertEventsResponse
+	168, // 279: outpost.fleet.v1.AlertService.TestAlertRule:output_type -> outpost.fleet.v1.TestAlertRuleResponse
+	203, // [203:280] is the sub-list for method output_type
+	126, // [126:203] is the sub-list for method input_type
+	126, // [126:126] is the sub-list for extension type_name
+	126, // [126:126] is the sub-list for extension extendee
+	0,   // [0:126] is the sub-list for field type_name
 }
 
 func init() { file_outpost_fleet_v1_fleet_proto_init() }
@@ -12076,7 +12339,7 @@ func file_outpost_fleet_v1_fleet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_fleet_v1_fleet_proto_rawDesc), len(file_outpost_fleet_v1_fleet_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   174,
+			NumMessages:   178,
 			NumExtensions: 0,
 			NumServices:   14,
 		},

@@ -81,16 +81,16 @@ type DatasetServiceClient interface {
 	// dataset's organization: dataset.images.add, machine by machine. A
 	// named capture of a machine the caller may not add from is refused; a
 	// query selects only from machines it may.
-	AddToDataset(context.Context, *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error)
+	AddToDataset(context.Context, *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.AddToDatasetResponse], error)
 	// RemoveFromDataset removes captures, named or selected by a query:
 	// dataset.images.remove, only captures of machines the caller may see.
-	RemoveFromDataset(context.Context, *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error)
+	RemoveFromDataset(context.Context, *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.RemoveFromDatasetResponse], error)
 	// ListDatasetCaptures opens a dataset: dataset.open, showing the
 	// captures of machines where the caller holds data.view.
-	ListDatasetCaptures(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	ListDatasetCaptures(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListDatasetCapturesResponse], error)
 	// ExportDataset pages through a dataset for training: dataset.train,
 	// with the captures of machines where the caller holds data.export.
-	ExportDataset(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	ExportDataset(context.Context, *connect.Request[v1.ExportDatasetRequest]) (*connect.Response[v1.ExportDatasetResponse], error)
 }
 
 // NewDatasetServiceClient constructs a client for the outpost.fleet.v1.DatasetService service. By
@@ -129,26 +129,26 @@ func NewDatasetServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(datasetServiceMethods.ByName("DeleteDataset")),
 			connect.WithClientOptions(opts...),
 		),
-		addToDataset: connect.NewClient[v1.AddToDatasetRequest, v1.ChangeDatasetResponse](
+		addToDataset: connect.NewClient[v1.AddToDatasetRequest, v1.AddToDatasetResponse](
 			httpClient,
 			baseURL+DatasetServiceAddToDatasetProcedure,
 			connect.WithSchema(datasetServiceMethods.ByName("AddToDataset")),
 			connect.WithClientOptions(opts...),
 		),
-		removeFromDataset: connect.NewClient[v1.RemoveFromDatasetRequest, v1.ChangeDatasetResponse](
+		removeFromDataset: connect.NewClient[v1.RemoveFromDatasetRequest, v1.RemoveFromDatasetResponse](
 			httpClient,
 			baseURL+DatasetServiceRemoveFromDatasetProcedure,
 			connect.WithSchema(datasetServiceMethods.ByName("RemoveFromDataset")),
 			connect.WithClientOptions(opts...),
 		),
-		listDatasetCaptures: connect.NewClient[v1.ListDatasetCapturesRequest, v1.ListFleetCapturesResponse](
+		listDatasetCaptures: connect.NewClient[v1.ListDatasetCapturesRequest, v1.ListDatasetCapturesResponse](
 			httpClient,
 			baseURL+DatasetServiceListDatasetCapturesProcedure,
 			connect.WithSchema(datasetServiceMethods.ByName("ListDatasetCaptures")),
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
-		exportDataset: connect.NewClient[v1.ListDatasetCapturesRequest, v1.ListFleetCapturesResponse](
+		exportDataset: connect.NewClient[v1.ExportDatasetRequest, v1.ExportDatasetResponse](
 			httpClient,
 			baseURL+DatasetServiceExportDatasetProcedure,
 			connect.WithSchema(datasetServiceMethods.ByName("ExportDataset")),
@@ -164,10 +164,10 @@ type datasetServiceClient struct {
 	listDatasets        *connect.Client[v1.ListDatasetsRequest, v1.ListDatasetsResponse]
 	renameDataset       *connect.Client[v1.RenameDatasetRequest, v1.RenameDatasetResponse]
 	deleteDataset       *connect.Client[v1.DeleteDatasetRequest, v1.DeleteDatasetResponse]
-	addToDataset        *connect.Client[v1.AddToDatasetRequest, v1.ChangeDatasetResponse]
-	removeFromDataset   *connect.Client[v1.RemoveFromDatasetRequest, v1.ChangeDatasetResponse]
-	listDatasetCaptures *connect.Client[v1.ListDatasetCapturesRequest, v1.ListFleetCapturesResponse]
-	exportDataset       *connect.Client[v1.ListDatasetCapturesRequest, v1.ListFleetCapturesResponse]
+	addToDataset        *connect.Client[v1.AddToDatasetRequest, v1.AddToDatasetResponse]
+	removeFromDataset   *connect.Client[v1.RemoveFromDatasetRequest, v1.RemoveFromDatasetResponse]
+	listDatasetCaptures *connect.Client[v1.ListDatasetCapturesRequest, v1.ListDatasetCapturesResponse]
+	exportDataset       *connect.Client[v1.ExportDatasetRequest, v1.ExportDatasetResponse]
 }
 
 // CreateDataset calls outpost.fleet.v1.DatasetService.CreateDataset.
@@ -191,22 +191,22 @@ func (c *datasetServiceClient) DeleteDataset(ctx context.Context, req *connect.R
 }
 
 // AddToDataset calls outpost.fleet.v1.DatasetService.AddToDataset.
-func (c *datasetServiceClient) AddToDataset(ctx context.Context, req *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error) {
+func (c *datasetServiceClient) AddToDataset(ctx context.Context, req *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.AddToDatasetResponse], error) {
 	return c.addToDataset.CallUnary(ctx, req)
 }
 
 // RemoveFromDataset calls outpost.fleet.v1.DatasetService.RemoveFromDataset.
-func (c *datasetServiceClient) RemoveFromDataset(ctx context.Context, req *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error) {
+func (c *datasetServiceClient) RemoveFromDataset(ctx context.Context, req *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.RemoveFromDatasetResponse], error) {
 	return c.removeFromDataset.CallUnary(ctx, req)
 }
 
 // ListDatasetCaptures calls outpost.fleet.v1.DatasetService.ListDatasetCaptures.
-func (c *datasetServiceClient) ListDatasetCaptures(ctx context.Context, req *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+func (c *datasetServiceClient) ListDatasetCaptures(ctx context.Context, req *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListDatasetCapturesResponse], error) {
 	return c.listDatasetCaptures.CallUnary(ctx, req)
 }
 
 // ExportDataset calls outpost.fleet.v1.DatasetService.ExportDataset.
-func (c *datasetServiceClient) ExportDataset(ctx context.Context, req *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+func (c *datasetServiceClient) ExportDataset(ctx context.Context, req *connect.Request[v1.ExportDatasetRequest]) (*connect.Response[v1.ExportDatasetResponse], error) {
 	return c.exportDataset.CallUnary(ctx, req)
 }
 
@@ -224,16 +224,16 @@ type DatasetServiceHandler interface {
 	// dataset's organization: dataset.images.add, machine by machine. A
 	// named capture of a machine the caller may not add from is refused; a
 	// query selects only from machines it may.
-	AddToDataset(context.Context, *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error)
+	AddToDataset(context.Context, *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.AddToDatasetResponse], error)
 	// RemoveFromDataset removes captures, named or selected by a query:
 	// dataset.images.remove, only captures of machines the caller may see.
-	RemoveFromDataset(context.Context, *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error)
+	RemoveFromDataset(context.Context, *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.RemoveFromDatasetResponse], error)
 	// ListDatasetCaptures opens a dataset: dataset.open, showing the
 	// captures of machines where the caller holds data.view.
-	ListDatasetCaptures(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	ListDatasetCaptures(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListDatasetCapturesResponse], error)
 	// ExportDataset pages through a dataset for training: dataset.train,
 	// with the captures of machines where the caller holds data.export.
-	ExportDataset(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	ExportDataset(context.Context, *connect.Request[v1.ExportDatasetRequest]) (*connect.Response[v1.ExportDatasetResponse], error)
 }
 
 // NewDatasetServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -337,18 +337,18 @@ func (UnimplementedDatasetServiceHandler) DeleteDataset(context.Context, *connec
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DatasetService.DeleteDataset is not implemented"))
 }
 
-func (UnimplementedDatasetServiceHandler) AddToDataset(context.Context, *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error) {
+func (UnimplementedDatasetServiceHandler) AddToDataset(context.Context, *connect.Request[v1.AddToDatasetRequest]) (*connect.Response[v1.AddToDatasetResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DatasetService.AddToDataset is not implemented"))
 }
 
-func (UnimplementedDatasetServiceHandler) RemoveFromDataset(context.Context, *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.ChangeDatasetResponse], error) {
+func (UnimplementedDatasetServiceHandler) RemoveFromDataset(context.Context, *connect.Request[v1.RemoveFromDatasetRequest]) (*connect.Response[v1.RemoveFromDatasetResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DatasetService.RemoveFromDataset is not implemented"))
 }
 
-func (UnimplementedDatasetServiceHandler) ListDatasetCaptures(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+func (UnimplementedDatasetServiceHandler) ListDatasetCaptures(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListDatasetCapturesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DatasetService.ListDatasetCaptures is not implemented"))
 }
 
-func (UnimplementedDatasetServiceHandler) ExportDataset(context.Context, *connect.Request[v1.ListDatasetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+func (UnimplementedDatasetServiceHandler) ExportDataset(context.Context, *connect.Request[v1.ExportDatasetRequest]) (*connect.Response[v1.ExportDatasetResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DatasetService.ExportDataset is not implemented"))
 }

@@ -2756,15 +2756,15 @@ type DataServiceClient interface {
 	ListFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
 	// ExportFleetCaptures is ListFleetCaptures for export, filtered by
 	// data.export.
-	ExportFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	ExportFleetCaptures(context.Context, *connect.Request[v1.ExportFleetCapturesRequest]) (*connect.Response[v1.ExportFleetCapturesResponse], error)
 	// DeleteFleetCaptures deletes the captures ListFleetCaptures selects (or
 	// the named ones among them) and their blobs, on the machines where the
 	// caller holds data.edit; the rest of the selection is left alone.
-	DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
+	DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteFleetCapturesResponse], error)
 	// ListFleetLogs lists the logs of every part of an organization or a
 	// location's subtree, merged by time, on the machines where the caller
 	// holds machine.view (the LOGS tab).
-	ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
+	ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListFleetLogsResponse], error)
 	// DeleteCaptures deletes captures of the machine and their blobs:
 	// data.edit. Deleted data never comes back: a part that sends a deleted
 	// capture or blob again (its upload was not yet acknowledged) is
@@ -2824,20 +2824,20 @@ func NewDataServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
-		exportFleetCaptures: connect.NewClient[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse](
+		exportFleetCaptures: connect.NewClient[v1.ExportFleetCapturesRequest, v1.ExportFleetCapturesResponse](
 			httpClient,
 			baseURL+DataServiceExportFleetCapturesProcedure,
 			connect.WithSchema(dataServiceMethods.ByName("ExportFleetCaptures")),
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
-		deleteFleetCaptures: connect.NewClient[v1.DeleteFleetCapturesRequest, v1.DeleteCapturesResponse](
+		deleteFleetCaptures: connect.NewClient[v1.DeleteFleetCapturesRequest, v1.DeleteFleetCapturesResponse](
 			httpClient,
 			baseURL+DataServiceDeleteFleetCapturesProcedure,
 			connect.WithSchema(dataServiceMethods.ByName("DeleteFleetCaptures")),
 			connect.WithClientOptions(opts...),
 		),
-		listFleetLogs: connect.NewClient[v1.ListFleetLogsRequest, v1.ListLogsResponse](
+		listFleetLogs: connect.NewClient[v1.ListFleetLogsRequest, v1.ListFleetLogsResponse](
 			httpClient,
 			baseURL+DataServiceListFleetLogsProcedure,
 			connect.WithSchema(dataServiceMethods.ByName("ListFleetLogs")),
@@ -2861,9 +2861,9 @@ type dataServiceClient struct {
 	readBlob            *connect.Client[v1.ReadBlobRequest, v1.ReadBlobResponse]
 	tagCaptures         *connect.Client[v1.TagCapturesRequest, v1.TagCapturesResponse]
 	listFleetCaptures   *connect.Client[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse]
-	exportFleetCaptures *connect.Client[v1.ListFleetCapturesRequest, v1.ListFleetCapturesResponse]
-	deleteFleetCaptures *connect.Client[v1.DeleteFleetCapturesRequest, v1.DeleteCapturesResponse]
-	listFleetLogs       *connect.Client[v1.ListFleetLogsRequest, v1.ListLogsResponse]
+	exportFleetCaptures *connect.Client[v1.ExportFleetCapturesRequest, v1.ExportFleetCapturesResponse]
+	deleteFleetCaptures *connect.Client[v1.DeleteFleetCapturesRequest, v1.DeleteFleetCapturesResponse]
+	listFleetLogs       *connect.Client[v1.ListFleetLogsRequest, v1.ListFleetLogsResponse]
 	deleteCaptures      *connect.Client[v1.DeleteCapturesRequest, v1.DeleteCapturesResponse]
 }
 
@@ -2898,17 +2898,17 @@ func (c *dataServiceClient) ListFleetCaptures(ctx context.Context, req *connect.
 }
 
 // ExportFleetCaptures calls outpost.fleet.v1.DataService.ExportFleetCaptures.
-func (c *dataServiceClient) ExportFleetCaptures(ctx context.Context, req *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+func (c *dataServiceClient) ExportFleetCaptures(ctx context.Context, req *connect.Request[v1.ExportFleetCapturesRequest]) (*connect.Response[v1.ExportFleetCapturesResponse], error) {
 	return c.exportFleetCaptures.CallUnary(ctx, req)
 }
 
 // DeleteFleetCaptures calls outpost.fleet.v1.DataService.DeleteFleetCaptures.
-func (c *dataServiceClient) DeleteFleetCaptures(ctx context.Context, req *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+func (c *dataServiceClient) DeleteFleetCaptures(ctx context.Context, req *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteFleetCapturesResponse], error) {
 	return c.deleteFleetCaptures.CallUnary(ctx, req)
 }
 
 // ListFleetLogs calls outpost.fleet.v1.DataService.ListFleetLogs.
-func (c *dataServiceClient) ListFleetLogs(ctx context.Context, req *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error) {
+func (c *dataServiceClient) ListFleetLogs(ctx context.Context, req *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListFleetLogsResponse], error) {
 	return c.listFleetLogs.CallUnary(ctx, req)
 }
 
@@ -2947,15 +2947,15 @@ type DataServiceHandler interface {
 	ListFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
 	// ExportFleetCaptures is ListFleetCaptures for export, filtered by
 	// data.export.
-	ExportFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error)
+	ExportFleetCaptures(context.Context, *connect.Request[v1.ExportFleetCapturesRequest]) (*connect.Response[v1.ExportFleetCapturesResponse], error)
 	// DeleteFleetCaptures deletes the captures ListFleetCaptures selects (or
 	// the named ones among them) and their blobs, on the machines where the
 	// caller holds data.edit; the rest of the selection is left alone.
-	DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error)
+	DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteFleetCapturesResponse], error)
 	// ListFleetLogs lists the logs of every part of an organization or a
 	// location's subtree, merged by time, on the machines where the caller
 	// holds machine.view (the LOGS tab).
-	ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error)
+	ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListFleetLogsResponse], error)
 	// DeleteCaptures deletes captures of the machine and their blobs:
 	// data.edit. Deleted data never comes back: a part that sends a deleted
 	// capture or blob again (its upload was not yet acknowledged) is
@@ -3092,15 +3092,15 @@ func (UnimplementedDataServiceHandler) ListFleetCaptures(context.Context, *conne
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ListFleetCaptures is not implemented"))
 }
 
-func (UnimplementedDataServiceHandler) ExportFleetCaptures(context.Context, *connect.Request[v1.ListFleetCapturesRequest]) (*connect.Response[v1.ListFleetCapturesResponse], error) {
+func (UnimplementedDataServiceHandler) ExportFleetCaptures(context.Context, *connect.Request[v1.ExportFleetCapturesRequest]) (*connect.Response[v1.ExportFleetCapturesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ExportFleetCaptures is not implemented"))
 }
 
-func (UnimplementedDataServiceHandler) DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteCapturesResponse], error) {
+func (UnimplementedDataServiceHandler) DeleteFleetCaptures(context.Context, *connect.Request[v1.DeleteFleetCapturesRequest]) (*connect.Response[v1.DeleteFleetCapturesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.DeleteFleetCaptures is not implemented"))
 }
 
-func (UnimplementedDataServiceHandler) ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListLogsResponse], error) {
+func (UnimplementedDataServiceHandler) ListFleetLogs(context.Context, *connect.Request[v1.ListFleetLogsRequest]) (*connect.Response[v1.ListFleetLogsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("outpost.fleet.v1.DataService.ListFleetLogs is not implemented"))
 }
 
