@@ -124,25 +124,9 @@ func (f *robotFlags) consoleTarget(ctx context.Context, partID string, wait time
 		if err != nil {
 			return "", "", err
 		}
-		var found []controlclient.DiscoveredPart
-		for _, p := range parts {
-			if partID == "" || p.PartID == partID {
-				found = append(found, p)
-			}
+		if addr, err = pickDiscovered(parts, partID, wait); err != nil {
+			return "", "", err
 		}
-		switch {
-		case len(found) == 0 && partID != "":
-			return "", "", fmt.Errorf("no part %s answered on this network within %s: give --robot HOST:PORT", printable(partID), wait)
-		case len(found) == 0:
-			return "", "", fmt.Errorf("no part answered on this network within %s: give --robot HOST:PORT", wait)
-		case len(found) > 1:
-			msg := "several parts answered; name one: outpost robot console PART_ID"
-			for _, p := range found {
-				msg += fmt.Sprintf("\n  %s at %s", printable(p.PartID), printable(p.Addr))
-			}
-			return "", "", errors.New(msg)
-		}
-		addr = found[0].Addr
 	}
 	fp = f.fingerprint
 	if fp == "" {
@@ -187,6 +171,31 @@ func consoleWhoAmI(ctx context.Context, addr, fp, del string, priv ed25519.Priva
 		return nil, err
 	}
 	return resp.Msg, nil
+}
+
+// pickDiscovered is the address of the one part among those heard on the
+// network (wait is how long the CLI listened), or of the one named partID;
+// none, or several without a name, is an error saying what to give.
+func pickDiscovered(parts []controlclient.DiscoveredPart, partID string, wait time.Duration) (string, error) {
+	var found []controlclient.DiscoveredPart
+	for _, p := range parts {
+		if partID == "" || p.PartID == partID {
+			found = append(found, p)
+		}
+	}
+	switch {
+	case len(found) == 0 && partID != "":
+		return "", fmt.Errorf("no part %s answered on this network within %s: give --robot HOST:PORT", printable(partID), wait)
+	case len(found) == 0:
+		return "", fmt.Errorf("no part answered on this network within %s: give --robot HOST:PORT", wait)
+	case len(found) > 1:
+		msg := "several parts answered; name one: outpost robot console PART_ID"
+		for _, p := range found {
+			msg += fmt.Sprintf("\n  %s at %s", printable(p.PartID), printable(p.Addr))
+		}
+		return "", errors.New(msg)
+	}
+	return found[0].Addr, nil
 }
 
 // openInBrowser opens url with the system's opener. The URL is passed as
