@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
+	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/robot/component"
 )
 
@@ -57,7 +60,10 @@ func TestPackagesEndToEnd(t *testing.T) {
 	admin := cl.Admin(t)
 	first := cl.Provision(t, cloudtest.PartOptions{})
 	org := first.OrgID
-	cl.UploadPackage(t, org, "blinker", "1.0.0", "module", platform, v1Dir)
+	v1 := cl.UploadPackage(t, org, "blinker", "1.0.0", "module", platform, v1Dir)
+	if v1.GetChunkCount() < 2 {
+		t.Fatalf("blinker v1 is %d chunks: too few to cut a download in the middle", v1.GetChunkCount())
+	}
 	cl.TagPackage(t, org, "blinker", "1.0.0", "stable")
 
 	attrs, _ := structpb.NewStruct(map[string]any{"led_path": filepath.Join(t.TempDir(), "brightness")})
@@ -84,7 +90,25 @@ func TestPackagesEndToEnd(t *testing.T) {
 	}
 	cl.Remember(m2.Msg.GetMainPartSecret())
 	useFragment(m2.Msg.GetMachine().GetId())
-	boot2, err := admin.Machine.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m2.Msg.GetMachine().GetParts()[0].GetId(), CloudUrl: cl.URL}))
+	// The second part reaches the cloud through a fault proxy that cuts
+	// the link from its second chunk fetch on, for as long as the sync
+	// client retries one call (1 + 4 tries), so the download fails.
+	var chunkFetches, passed atomic.Int64
+	proxy, err := faultproxy.New(cl.URL, func(_ int64, r *http.Request) faultproxy.Fault {
+		if !strings.HasSuffix(r.URL.Path, "/GetPackageChunk") {
+			return faultproxy.Pass
+		}
+		if n := chunkFetches.Add(1); n >= 2 && n <= 6 {
+			return faultproxy.ResetBefore
+		}
+		passed.Add(1)
+		return faultproxy.Pass
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close() })
+	boot2, err := admin.Machine.BootstrapPart(ctx, connect.NewRequest(&fleetv1.BootstrapPartRequest{PartId: m2.Msg.GetMachine().GetParts()[0].GetId(), CloudUrl: proxy.URL()}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,8 +183,29 @@ func TestPackagesEndToEnd(t *testing.T) {
 			}
 		}()
 	}
+	// The cut fails the second part's download; restarted, it fetches only
+	// the chunks it did not keep.
+	cloudtest.Eventually(t, "the cut fails a download", func() error {
+		if !strings.Contains(runs[1].stderr.String(), "package download failed") {
+			return fmt.Errorf("no failed download in the log (%d chunk fetches)", chunkFetches.Load())
+		}
+		return nil
+	})
+	if err := runs[1].stop(t); err != nil {
+		t.Fatal(err)
+	}
+	cut := runs[1]
+	runs[1] = run(t, parts[1], clock.NewReal(), nil)
+	defer func() {
+		if t.Failed() {
+			t.Log(tail(cut.stderr.String()))
+		}
+	}()
 	for i, r := range runs {
 		cloudtest.Eventually(t, fmt.Sprintf("part %d runs v1", i), ledRunning(r))
+	}
+	if n := passed.Load(); n != int64(v1.GetChunkCount()) {
+		t.Fatalf("the second part fetched %d chunks of v1 past the cut, want each of the %d once", n, v1.GetChunkCount())
 	}
 	cloudtest.Eventually(t, "the cloud sees v1 running everywhere", rollout(func(pr *fleetv1.PartRollout) error {
 		st := pr.GetStatus()
