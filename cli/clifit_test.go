@@ -119,6 +119,14 @@ func TestCLINamesWhereIDsAreAsked(t *testing.T) {
 	s.run("", "__complete", "machine", "list", "--location", "")
 	s.run("", "__complete", "part", "bootstrap", "")
 	s.run("", "__complete", "fragment", "get", "")
+	// The fleet-wide data commands take names too, in their queries.
+	s.run("", "logs", "--org", "Acme Robotics", "--machine", "Cell A/rover")
+	s.run("", "logs", "--machine", "arm", "--part", "claw")
+	s.run("", "data", "captures", "--location", "Plant/Line 1", "--machine", "arm", "--part", "arm/claw")
+	s.run("", "data", "export", "--org", "Acme Robotics", "--machine", "rover", "--format", "jsonl", "-o", "-")
+	ds := s.field(s.run("", "dataset", "create", "picks", "--org", "Acme Robotics", "--json"), "dataset", "id")
+	s.run("", "dataset", "add", ds, "--location", "Plant/Line 1", "--machine", "arm")
+	s.run("", "data", "delete", "--org", "Acme Robotics", "--machine", "forklift", "--yes")
 
 	delete(s.vars, "OUTPOST_TOKEN")
 	s.run("", "__complete", "machine", "get", "") // not signed in: nothing

@@ -78,7 +78,7 @@ func newDataCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
-	captures.Flags().StringVar(&machine, "machine", "", "machine ID")
+	captures.Flags().StringVar(&machine, "machine", "", "machine name, path or ID")
 	captures.Flags().StringVar(&component, "component", "", "only this component")
 	captures.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
 	captures.Flags().Int32Var(&limit, "limit", 100, "at most this many captures (1 to 1000)")
@@ -122,9 +122,9 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			total := &fleetv1.DeleteCapturesResponse{}
 			what := "machine/" + machine
+			one := &fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag, From: from, To: to, Captures: refs}
 			del := func() (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
-				return c.DeleteCaptures(ctx, connect.NewRequest(&fleetv1.DeleteCapturesRequest{MachineId: machine, Component: component, Tag: tag,
-					From: from, To: to, Captures: refs}))
+				return c.DeleteCaptures(ctx, connect.NewRequest(one))
 			}
 			if fl.fleet() {
 				q, err := fl.query(machine, component, tag, from, to)
@@ -132,14 +132,20 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 					return err
 				}
 				what = fl.scope()
+				r := &fleetv1.DeleteFleetCapturesRequest{Query: q, Captures: refs}
+				if err := g.resolve(ctx, c, r); err != nil {
+					return err
+				}
 				del = func() (*connect.Response[fleetv1.DeleteCapturesResponse], error) {
-					res, err := c.DeleteFleetCaptures(ctx, connect.NewRequest(&fleetv1.DeleteFleetCapturesRequest{Query: q, Captures: refs}))
+					res, err := c.DeleteFleetCaptures(ctx, connect.NewRequest(r))
 					if err != nil {
 						return nil, err
 					}
 					return connect.NewResponse(&fleetv1.DeleteCapturesResponse{Deleted: res.Msg.GetDeleted(), Blobs: res.Msg.GetBlobs(), More: res.Msg.GetMore()}), nil
 				}
 			} else if err := fl.machineOnly(machine); err != nil {
+				return err
+			} else if err := g.resolve(ctx, c, one); err != nil {
 				return err
 			}
 			for {
@@ -159,7 +165,7 @@ func newDeleteDataCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&machine, "machine", "", "machine name, path or ID")
 	cmd.Flags().StringVar(&component, "component", "", "only this component")
 	cmd.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the data is deleted for good")
@@ -204,7 +210,7 @@ func newTagCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
-	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&machine, "machine", "", "machine name, path or ID")
 	cmd.Flags().StringSliceVar(&add, "add", nil, "tags to add (repeat or comma-separate)")
 	cmd.Flags().StringSliceVar(&remove, "remove", nil, "tags to remove (repeat or comma-separate)")
 	mustRequire(cmd, "machine")

@@ -66,7 +66,7 @@ func newDatasetCmd(g *globals) *cobra.Command {
 				func(w io.Writer, res *fleetv1.CreateDatasetResponse) error { return datasetTable(w, res.GetDataset()) })
 		},
 	}
-	create.Flags().StringVar(&org, "org", "", "organization ID")
+	create.Flags().StringVar(&org, "org", "", "organization name or ID")
 	mustRequire(create, "org")
 	list := &cobra.Command{
 		Use: "list --org ORG_ID", Short: "List an organization's datasets (dataset.names.view)", Args: cobra.NoArgs,
@@ -77,7 +77,7 @@ func newDatasetCmd(g *globals) *cobra.Command {
 				})
 		},
 	}
-	list.Flags().StringVar(&org, "org", "", "organization ID")
+	list.Flags().StringVar(&org, "org", "", "organization name or ID")
 	mustRequire(list, "org")
 	rename := &cobra.Command{
 		Use: "rename DATASET_ID NAME", Short: "Rename a dataset (dataset.rename)", Args: cobra.ExactArgs(2),

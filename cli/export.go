@@ -92,9 +92,10 @@ func newExportCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			var caps []*fleetv1.CaptureRecord
+			one := &fleetv1.ExportCapturesRequest{MachineId: machine, Component: component, Tag: tag, From: from, To: to, PageSize: 1000}
 			page := func(token string) ([]*fleetv1.CaptureRecord, string, error) {
-				res, err := c.ExportCaptures(ctx, connect.NewRequest(&fleetv1.ExportCapturesRequest{MachineId: machine, Component: component, Tag: tag,
-					From: from, To: to, PageSize: 1000, PageToken: token}))
+				one.PageToken = token
+				res, err := c.ExportCaptures(ctx, connect.NewRequest(one))
 				if err != nil {
 					return nil, "", err
 				}
@@ -105,14 +106,21 @@ func newExportCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				r := &fleetv1.ExportFleetCapturesRequest{Query: q, PageSize: 1000}
+				if err := g.resolve(ctx, c, r); err != nil {
+					return err
+				}
 				page = func(token string) ([]*fleetv1.CaptureRecord, string, error) {
-					res, err := c.ExportFleetCaptures(ctx, connect.NewRequest(&fleetv1.ExportFleetCapturesRequest{Query: q, PageSize: 1000, PageToken: token}))
+					r.PageToken = token
+					res, err := c.ExportFleetCaptures(ctx, connect.NewRequest(r))
 					if err != nil {
 						return nil, "", err
 					}
 					return res.Msg.GetCaptures(), res.Msg.GetNextPageToken(), nil
 				}
 			} else if err := fl.machineOnly(machine); err != nil {
+				return err
+			} else if err := g.resolve(ctx, c, one); err != nil {
 				return err
 			}
 			for token := ""; ; {
@@ -164,7 +172,7 @@ func newExportCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&machine, "machine", "", "machine name, path or ID")
 	cmd.Flags().StringVar(&component, "component", "", "only this component")
 	cmd.Flags().StringVar(&tag, "tag", "", "only captures with this tag")
 	cmd.Flags().StringVar(&format, "format", "jsonl", "jsonl or tar")

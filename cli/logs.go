@@ -49,9 +49,10 @@ func newLogsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			one := &fleetv1.ListLogsRequest{MachineId: machine, PartId: part, Level: level, To: to, PageSize: limit}
 			list := func(from *timestamppb.Timestamp, token string) (*fleetv1.ListLogsResponse, error) {
-				res, err := c.ListLogs(ctx, connect.NewRequest(&fleetv1.ListLogsRequest{MachineId: machine, PartId: part, Level: level,
-					From: from, To: to, PageSize: limit, PageToken: token}))
+				one.From, one.PageToken = from, token
+				res, err := c.ListLogs(ctx, connect.NewRequest(one))
 				if err != nil {
 					return nil, err
 				}
@@ -68,6 +69,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 				if part != "" {
 					r.PartIds = append(r.PartIds, part)
 				}
+				if err := g.resolve(ctx, c, r); err != nil {
+					return err
+				}
 				list = func(from *timestamppb.Timestamp, token string) (*fleetv1.ListLogsResponse, error) {
 					r.From, r.PageToken = from, token
 					res, err := c.ListFleetLogs(ctx, connect.NewRequest(r))
@@ -78,6 +82,8 @@ func newLogsCmd(g *globals) *cobra.Command {
 				}
 			} else if machine == "" {
 				return fmt.Errorf("one of --machine, --org or --location is required")
+			} else if err := g.resolve(ctx, c, one); err != nil {
+				return err
 			}
 			if !follow {
 				res, err := list(from, "")
@@ -100,7 +106,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 			return g.followLogs(ctx, cmd.OutOrStdout(), list, from, interval, window)
 		},
 	}
-	cmd.Flags().StringVar(&machine, "machine", "", "machine ID")
+	cmd.Flags().StringVar(&machine, "machine", "", "machine name, path or ID")
 	cmd.Flags().StringVar(&part, "part", "", "only this part of the machine")
 	cmd.Flags().StringVar(&level, "level", "info", "lowest level shown: debug, info, warn or error")
 	cmd.Flags().Int32Var(&limit, "limit", 1000, "at most this many entries per request (1 to 1000)")

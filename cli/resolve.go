@@ -381,18 +381,25 @@ func (g *globals) resolveArg(ctx context.Context, c *api, kind, v string) (strin
 // idFields are the request fields naming a thing by ID, and its kind.
 var idFields = map[protoreflect.Name]string{
 	"org_id": "org", "location_id": "location", "parent_location_id": "location", "new_parent_location_id": "location",
-	"machine_id": "machine", "part_id": "part", "fragment_id": "fragment", "fragment_ids": "fragment", "key_id": "apikey",
+	"machine_id": "machine", "machine_ids": "machine", "part_id": "part", "part_ids": "part", "fragment_id": "fragment", "fragment_ids": "fragment", "key_id": "apikey",
 }
 
 // refFields are the request fields holding "KIND/ID".
 var refFields = map[protoreflect.Name]bool{"scope": true, "resource": true, "limit_to": true, "subject": true}
 
+// nestedFields are the message fields whose own ID fields resolve is to
+// replace too: a fleet data query inside a request.
+var nestedFields = map[protoreflect.Name]bool{"query": true}
+
 // resolve replaces the names in m's ID fields by IDs: the organization
 // first, as it narrows the rest, then locations and machines, then parts
-// (a part's name may be within the request's machine).
+// (a part's name may be within the request's machine), then those of its
+// nested queries.
 func (g *globals) resolve(ctx context.Context, c *api, m proto.Message) error {
-	r := newResolver(c)
-	msg := m.ProtoReflect()
+	return newResolver(c).message(ctx, m.ProtoReflect())
+}
+
+func (r *resolver) message(ctx context.Context, msg protoreflect.Message) error {
 	fields := msg.Descriptor().Fields()
 	order := []string{"org", "location", "machine", "fragment", "apikey", "part", "ref"}
 	for _, kind := range order {
@@ -438,6 +445,14 @@ func (g *globals) resolve(ctx context.Context, c *api, m proto.Message) error {
 			}
 			if kind == "org" && fd.Name() == "org_id" {
 				r.org = id
+			}
+		}
+	}
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if nestedFields[fd.Name()] && fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && msg.Has(fd) {
+			if err := r.message(ctx, msg.Mutable(fd).Message()); err != nil {
+				return err
 			}
 		}
 	}

@@ -55,19 +55,21 @@ var (
 //	org ── L ──┬── L2 ── M (parts P main, P2)
 //	           └── L3
 //
-// with an invitation and an API key on machine/M, user T holding operator
+// with a dataset DS of the org (empty), an invitation and an API key on machine/M, user T holding operator
 // on machine/M, user T2 operator on location/L2, and L2 shared with org C.
 type side struct {
 	org, l, l2, l3, m, p, p2, inv, invCode, key, t, t2, c, f, prop string
 	// alert is a rule on L2, whose webhook the cloud refuses at delivery
 	// (so a test-fire makes no connection).
 	alert string
+	// ds is a dataset of org, holding no captures.
+	ds string
 }
 
 func newSide() side {
 	id := auth.NewID
 	return side{org: id(), l: id(), l2: id(), l3: id(), m: id(), p: id(), p2: id(), inv: id(), invCode: auth.NewSecret(),
-		key: id(), t: id(), t2: id(), c: id(), f: id(), prop: id(), alert: id()}
+		key: id(), t: id(), t2: id(), c: id(), f: id(), prop: id(), alert: id(), ds: id()}
 }
 
 func (s side) write(ctx context.Context, tx store.Tx) error {
@@ -94,6 +96,7 @@ func (s side) write(ctx context.Context, tx store.Tx) error {
 		tx.PutProposal(ctx, store.Proposal{ID: s.prop, PartID: s.p, MachineID: s.m, Seq: 1, BaseRevision: 7, State: "conflict"}),
 		tx.PutAlertRule(ctx, store.AlertRule{ID: s.alert, OrgID: s.org, Scope: "location/" + s.l2, Name: "A", Kind: "failing",
 			WebhookURL: "https://127.0.0.1:1/", Secret: []byte("matrix")}),
+		tx.PutDataset(ctx, store.Dataset{ID: s.ds, OrgID: s.org, Name: "DS", CreatedBy: "user/" + s.t, CreatedAt: now}),
 	}
 	for _, err := range puts {
 		if err != nil {
@@ -414,6 +417,34 @@ func matrixCases() []rpcCase {
 		}},
 		{"DeleteCaptures", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Data.DeleteCaptures(ctx, req(&fleetv1.DeleteCapturesRequest{MachineId: s.m, Component: "cam"})))
+		}},
+		// Datasets: the seed's dataset.* rows. Creating, listing, opening,
+		// training on, adding and removing are for owners at any scope of
+		// the organization (a location or machine owner works on its portion,
+		// fleetdata_test.go); renaming and deleting for the org's owner.
+		{"CreateDataset", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.CreateDataset(ctx, req(&fleetv1.CreateDatasetRequest{OrgId: s.org, Name: "new dataset"})))
+		}},
+		{"ListDatasets", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.ListDatasets(ctx, req(&fleetv1.ListDatasetsRequest{OrgId: s.org})))
+		}},
+		{"RenameDataset", orgOwnerOnl, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.RenameDataset(ctx, req(&fleetv1.RenameDatasetRequest{DatasetId: s.ds, Name: "renamed"})))
+		}},
+		{"DeleteDataset", orgOwnerOnl, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.DeleteDataset(ctx, req(&fleetv1.DeleteDatasetRequest{DatasetId: s.ds})))
+		}},
+		{"AddToDataset", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.AddToDataset(ctx, req(&fleetv1.AddToDatasetRequest{DatasetId: s.ds, Query: &fleetv1.FleetDataQuery{Component: "cam"}})))
+		}},
+		{"RemoveFromDataset", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.RemoveFromDataset(ctx, req(&fleetv1.RemoveFromDatasetRequest{DatasetId: s.ds, Query: &fleetv1.FleetDataQuery{Component: "cam"}})))
+		}},
+		{"ListDatasetCaptures", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.ListDatasetCaptures(ctx, req(&fleetv1.ListDatasetCapturesRequest{DatasetId: s.ds})))
+		}},
+		{"ExportDataset", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
+			return discard(c.Dataset.ExportDataset(ctx, req(&fleetv1.ExportDatasetRequest{DatasetId: s.ds})))
 		}},
 		{"TagCaptures", owners, false, 0, func(ctx context.Context, c *cloudtest.Clients, s side) error {
 			return discard(c.Data.TagCaptures(ctx, req(&fleetv1.TagCapturesRequest{MachineId: s.m,

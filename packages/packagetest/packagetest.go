@@ -1,6 +1,5 @@
-// Package packagetest builds signed package versions the way the cloud
-// does (a POSIX tar in lexical order with zeroed mtimes, cut by
-// restic/chunker) and serves their chunks through the generated
+// Package packagetest builds signed package versions the way the CLI and
+// the cloud do (pkgformat's tar stream and chunking) and serves their chunks through the generated
 // SyncService handler, for the part's tests and end-to-end tests.
 package packagetest
 
@@ -31,15 +30,8 @@ import (
 	"github.com/outpost-robotics/outpost/api/codec"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
+	"github.com/outpost-robotics/outpost/pkgformat"
 	"github.com/outpost-robotics/outpost/signed"
-)
-
-// The chunker's settings: the agreed bounds, and the tests' polynomial
-// (the cloud's shared package fixes the production one).
-const (
-	Pol      = chunker.Pol(0x3DA3358B4DC173)
-	MinChunk = 512 << 10
-	MaxChunk = 4 << 20
 )
 
 // Chunking is the chunker's bounds and average.
@@ -53,7 +45,7 @@ type Chunking struct {
 // KiB has many chunks and chunking stays cheap under the race detector;
 // the part accepts any chunk up to the maximum.
 var (
-	Agreed = Chunking{Min: MinChunk, Max: MaxChunk, AverageBits: 20}
+	Agreed = Chunking{Min: pkgformat.MinChunk, Max: pkgformat.MaxChunk, AverageBits: 20}
 	Small  = Chunking{Min: 16 << 10, Max: 128 << 10, AverageBits: 15}
 )
 
@@ -85,8 +77,9 @@ func Files(files map[string]string) []Entry {
 	return out
 }
 
-// Tar writes entries as an uncompressed tar with zeroed mtimes and returns
-// it with the bytes its regular files hold.
+// Tar writes entries as they are, hostile ones too, as an uncompressed tar
+// with zeroed mtimes and returns it with the bytes its regular files hold.
+// A well-formed package is written by pkgformat.WriteTar (New).
 func Tar(tb testing.TB, entries []Entry) ([]byte, uint64) {
 	tb.Helper()
 	var buf bytes.Buffer
@@ -138,8 +131,11 @@ func BuildTo(tb testing.TB, ch Chunking, name, version, platform string, stream 
 	whole := sha256.New()
 	m := &syncv1.PackageManifest{OrgId: "org1", Name: name, Version: version, Type: "module", Platform: platform,
 		UnpackedSize: unpacked, CreatedAt: timestamppb.New(time.Unix(1_800_000_000, 0))}
-	c := chunker.NewWithBoundaries(io.TeeReader(stream, whole), Pol, ch.Min, ch.Max)
-	c.SetAverageBits(ch.AverageBits)
+	c := pkgformat.NewChunker(io.TeeReader(stream, whole))
+	if ch != Agreed {
+		c = chunker.NewWithBoundaries(io.TeeReader(stream, whole), pkgformat.Polynomial, ch.Min, ch.Max)
+		c.SetAverageBits(ch.AverageBits)
+	}
 	buf := make([]byte, ch.Max)
 	for {
 		ch, err := c.Next(buf)
@@ -174,11 +170,33 @@ func New(tb testing.TB, name, version, platform string, files map[string]string)
 	return NewChunked(tb, Agreed, name, version, platform, files)
 }
 
-// NewChunked is New with the chunking ch.
+// NewChunked is New with the chunking ch. The files are written to a
+// temporary directory, executable, and streamed by pkgformat.WriteTar, as
+// `outpost package upload` does.
 func NewChunked(tb testing.TB, ch Chunking, name, version, platform string, files map[string]string) *Package {
 	tb.Helper()
-	stream, unpacked := Tar(tb, Files(files))
-	return BuildTo(tb, ch, name, version, platform, bytes.NewReader(stream), unpacked, "")
+	dir := tb.TempDir()
+	for _, e := range Files(files) {
+		p := filepath.Join(dir, filepath.FromSlash(e.Name))
+		var err error
+		if e.Type == tar.TypeDir {
+			err = os.MkdirAll(p, 0o755)
+		} else {
+			err = os.WriteFile(p, e.Body, 0o755)
+		}
+		if err == nil {
+			err = os.Chmod(p, os.FileMode(e.Mode)) // whatever the umask
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	var stream bytes.Buffer
+	c, err := pkgformat.WriteTar(context.Background(), &stream, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return BuildTo(tb, ch, name, version, platform, &stream, c.UnpackedSize, "")
 }
 
 // Resolved signs the manifest and issues it under the local name local, as
