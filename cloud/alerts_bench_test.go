@@ -2,16 +2,11 @@ package cloud_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
-	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
+	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/store"
-	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
 
 // BenchmarkEvaluateAlerts is one evaluation round of six organization-wide
@@ -24,27 +19,13 @@ import (
 // condition decided. It reports CPU per round (user and system, the whole
 // process) beside wall time.
 func BenchmarkEvaluateAlerts(b *testing.B) {
-	dir := b.TempDir()
-	st, err := badgerstore.Open(filepath.Join(dir, "fleet"), zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ing.Close() })
+	st, ing, _ := cloudtest.OpenBadger(b, b.TempDir())
 	cl, org := fleetBenchCloud(b, st, ing)
 	ctx := context.Background()
 	// Written to the store directly, with a webhook the cloud refuses at
 	// delivery: the first round's transitions are recorded without a
 	// network round trip.
-	err = st.Update(ctx, func(tx store.Tx) error {
+	err := st.Update(ctx, func(tx store.Tx) error {
 		for i, r := range []store.AlertRule{
 			{Kind: "offline", Window: 5 * time.Minute},
 			{Kind: "failing"},

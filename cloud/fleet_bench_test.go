@@ -3,21 +3,16 @@ package cloud_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/pgtest"
 	"github.com/outpost-robotics/outpost/cloud/store"
-	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 )
 
 // The benchmark fleet: 1,000 locations three deep (10 sites of 9 lines of
@@ -105,34 +100,7 @@ func fleetBenchCloud(b *testing.B, st store.Store, ing ingest.Store) (*cloudtest
 // page from deep in the list (its token), a name search, and the offline
 // filter (which reads statuses until its page fills).
 func BenchmarkListFleet(b *testing.B) {
-	backends := []struct {
-		name string
-		open func(b *testing.B) (store.Store, ingest.Store)
-	}{
-		{"badger", func(b *testing.B) (store.Store, ingest.Store) {
-			dir := b.TempDir()
-			st, err := badgerstore.Open(filepath.Join(dir, "fleet"), zap.NewNop())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { st.Close() })
-			blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { ing.Close() })
-			return st, ing
-		}},
-		{"postgres", func(b *testing.B) (store.Store, ingest.Store) {
-			st, ing, _ := cloudtest.OpenPostgres(b, pgtest.Database(b))
-			return st, ing
-		}},
-	}
-	for _, be := range backends {
+	for _, be := range storeBackends() {
 		b.Run(be.name, func(b *testing.B) {
 			st, ing := be.open(b)
 			cl, org := fleetBenchCloud(b, st, ing)
@@ -170,5 +138,26 @@ func BenchmarkListFleet(b *testing.B) {
 				})
 			}
 		})
+	}
+}
+
+// storeBackend opens the cloud's fleet and ingest stores one way, for the
+// benchmarks that run side by side on each.
+type storeBackend struct {
+	name string
+	open func(b *testing.B) (store.Store, ingest.Store)
+}
+
+// storeBackends are the embedded stores and PostgreSQL (pgtest).
+func storeBackends() []storeBackend {
+	return []storeBackend{
+		{"badger", func(b *testing.B) (store.Store, ingest.Store) {
+			st, ing, _ := cloudtest.OpenBadger(b, b.TempDir())
+			return st, ing
+		}},
+		{"postgres", func(b *testing.B) (store.Store, ingest.Store) {
+			st, ing, _ := cloudtest.OpenPostgres(b, pgtest.Database(b))
+			return st, ing
+		}},
 	}
 }

@@ -3,24 +3,16 @@ package cloud_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/badgeringest"
 	"github.com/outpost-robotics/outpost/cloud/ingest/ingesttest"
-	"github.com/outpost-robotics/outpost/cloud/ingest/pgingest"
-	"github.com/outpost-robotics/outpost/cloud/pgtest"
-	"github.com/outpost-robotics/outpost/cloud/store"
-	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
-	"github.com/outpost-robotics/outpost/cloud/store/pgstore"
 )
 
 // benchCaptures is how many captures BenchmarkFleetCaptures loads:
@@ -47,48 +39,7 @@ func benchCaptures(b *testing.B) int {
 // COPY).
 func BenchmarkFleetCaptures(b *testing.B) {
 	n := benchCaptures(b)
-	backends := []struct {
-		name string
-		open func(b *testing.B) (store.Store, ingest.Store)
-	}{
-		{"badger", func(b *testing.B) (store.Store, ingest.Store) {
-			dir := b.TempDir()
-			st, err := badgerstore.Open(filepath.Join(dir, "fleet"), zap.NewNop())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { st.Close() })
-			blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { ing.Close() })
-			return st, ing
-		}},
-		{"postgres", func(b *testing.B) (store.Store, ingest.Store) {
-			url := pgtest.Database(b)
-			st, err := pgstore.Open(context.Background(), url)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { st.Close() })
-			blobs, err := ingest.NewFileBlobStore(filepath.Join(b.TempDir(), "blobs"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			ing, err := pgingest.Open(context.Background(), pgingest.Options{URL: url, Blobs: blobs})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { ing.Close() })
-			return st, ing
-		}},
-	}
-	for _, be := range backends {
+	for _, be := range storeBackends() {
 		b.Run(be.name, func(b *testing.B) {
 			st, ing := be.open(b)
 			cl, org := fleetBenchCloud(b, st, ing)

@@ -126,6 +126,27 @@ func (o Options) usePostgres() bool {
 	return o.Postgres || (o.IngestAfterSync == nil && os.Getenv(StoreEnv) == "postgres")
 }
 
+// OpenBadger opens the cloud's three embedded stores in dir, closed when
+// tb ends: what outpost-cloud serve runs on without --database.
+func OpenBadger(tb testing.TB, dir string) (store.Store, ingest.Store, ingest.BlobStore) {
+	tb.Helper()
+	st, err := badgerstore.Open(filepath.Join(dir, "fleet"), zap.NewNop())
+	if err != nil {
+		tb.Fatalf("cloudtest: open the fleet store: %v", err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
+	if err != nil {
+		tb.Fatalf("cloudtest: open the blob store: %v", err)
+	}
+	ing, err := badgeringest.Open(badgeringest.Options{Dir: filepath.Join(dir, "ingest"), Blobs: blobs})
+	if err != nil {
+		tb.Fatalf("cloudtest: open the ingest store: %v", err)
+	}
+	tb.Cleanup(func() { ing.Close() })
+	return st, ing, blobs
+}
+
 // OpenPostgres opens the cloud's three PostgreSQL stores on the database at
 // url, closed when tb ends: what outpost-cloud serve --database runs on.
 func OpenPostgres(tb testing.TB, url string) (store.Store, ingest.Store, ingest.BlobStore) {
