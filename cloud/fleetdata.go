@@ -324,38 +324,19 @@ func (ds dataService) DeleteFleetCaptures(ctx context.Context, req *connect.Requ
 	if err != nil {
 		return nil, err
 	}
-	if len(m.GetCaptures()) > maxCapturesPerOp {
-		return nil, invalid("captures: at most %d", maxCapturesPerOp)
-	}
-	only := map[string]bool{}
-	for _, r := range m.GetCaptures() {
-		only[captureID(r.GetPartId(), r.GetStoreId(), r.GetSeq())] = true
-	}
-	key, err := fleetDataKey(callFrom(ctx), m)
+	var key []byte
+	picked, more, err := pickForDelete(m.GetCaptures(), func(token string) ([]*fleetv1.CaptureRecord, string, error) {
+		if key == nil {
+			k, err := fleetDataKey(callFrom(ctx), m)
+			if err != nil {
+				return nil, "", err
+			}
+			key = k
+		}
+		return ds.s.listFleetCaptures(ctx, m.GetQuery(), ingest.MaxLimit, token, key, callFrom(ctx).visibleMachine)
+	})
 	if err != nil {
 		return nil, err
-	}
-	var picked []*fleetv1.CaptureRecord
-	token, more := "", false
-	for {
-		caps, next, err := ds.s.listFleetCaptures(ctx, m.GetQuery(), ingest.MaxLimit, token, key, callFrom(ctx).visibleMachine)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range caps {
-			if len(only) > 0 && !only[captureID(c.GetPartId(), c.GetStoreId(), c.GetSeq())] {
-				continue
-			}
-			if len(picked) == maxDeletePerCall {
-				more = true
-				break
-			}
-			picked = append(picked, c)
-		}
-		if more || next == "" {
-			break
-		}
-		token = next
 	}
 	res, err := deleteCaptureRecords(ctx, ing, picked, more)
 	if err != nil {

@@ -402,35 +402,46 @@ func (ds dataService) DeleteCaptures(ctx context.Context, req *connect.Request[f
 	if err != nil {
 		return nil, err
 	}
-	if len(m.GetCaptures()) > maxCapturesPerOp {
-		return nil, invalid("captures: at most %d", maxCapturesPerOp)
+	sel := captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(), from: m.GetFrom(), to: m.GetTo(), size: ingest.MaxLimit}
+	picked, more, err := pickForDelete(m.GetCaptures(), func(token string) ([]*fleetv1.CaptureRecord, string, error) {
+		sel.token = token
+		return ds.listCaptures(ctx, sel)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return deleteCaptureRecords(ctx, ing, picked, more)
+}
+
+// pickForDelete pages through a selection (list, from the empty token)
+// and picks what one delete call removes: the captures named in refs, or
+// every capture when refs is empty, at most maxDeletePerCall; more says
+// the selection holds others.
+func pickForDelete(refs []*fleetv1.CaptureRef, list func(token string) ([]*fleetv1.CaptureRecord, string, error)) (picked []*fleetv1.CaptureRecord, more bool, err error) {
+	if len(refs) > maxCapturesPerOp {
+		return nil, false, invalid("captures: at most %d", maxCapturesPerOp)
 	}
 	only := map[string]bool{}
-	for _, r := range m.GetCaptures() {
+	for _, r := range refs {
 		only[captureID(r.GetPartId(), r.GetStoreId(), r.GetSeq())] = true
 	}
-	sel := captureSelection{machine: m.GetMachineId(), component: m.GetComponent(), tag: m.GetTag(), from: m.GetFrom(), to: m.GetTo(), size: ingest.MaxLimit}
-	var picked []*fleetv1.CaptureRecord
-	more := false
-	for {
-		caps, next, err := ds.listCaptures(ctx, sel)
+	for token := ""; ; {
+		caps, next, err := list(token)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, c := range caps {
 			if len(only) > 0 && !only[captureID(c.GetPartId(), c.GetStoreId(), c.GetSeq())] {
 				continue
 			}
 			if len(picked) == maxDeletePerCall {
-				more = true
-				break
+				return picked, true, nil
 			}
 			picked = append(picked, c)
 		}
-		if more || next == "" {
-			break
+		if next == "" {
+			return picked, false, nil
 		}
-		sel.token = next
+		token = next
 	}
-	return deleteCaptureRecords(ctx, ing, picked, more)
 }
