@@ -150,19 +150,30 @@ func captureOf(ctx context.Context, ing ingest.Store, partID, storeID string, se
 	return r, cp, nil
 }
 
-func (ds datasetService) AddToDataset(ctx context.Context, req *connect.Request[fleetv1.AddToDatasetRequest]) (*connect.Response[fleetv1.AddToDatasetResponse], error) {
-	m := req.Msg
+// changeOf checks an add or a remove names captures or gives a query (not
+// both, each ref well formed) and reads the dataset it changes, with the
+// ingest store its captures are read from.
+func (ds datasetService) changeOf(ctx context.Context, id string, refs []*fleetv1.CaptureRef, q *fleetv1.FleetDataQuery) (ingest.Store, store.Dataset, []store.DatasetCapture, error) {
 	ing, err := ds.s.ingestStore()
 	if err != nil {
-		return nil, err
+		return nil, store.Dataset{}, nil, err
 	}
-	if (len(m.GetCaptures()) == 0) == (m.GetQuery() == nil) {
-		return nil, invalid("name captures or give a query, not both")
+	if (len(refs) == 0) == (q == nil) {
+		return nil, store.Dataset{}, nil, invalid("name captures or give a query, not both")
 	}
-	if err := checkRefs(m.GetCaptures()); err != nil {
-		return nil, err
+	if err := checkRefs(refs); err != nil {
+		return nil, store.Dataset{}, nil, err
 	}
-	d, entries, err := ds.s.dataset(ctx, m.GetDatasetId())
+	d, entries, err := ds.s.dataset(ctx, id)
+	if err != nil {
+		return nil, store.Dataset{}, nil, err
+	}
+	return ing, d, entries, nil
+}
+
+func (ds datasetService) AddToDataset(ctx context.Context, req *connect.Request[fleetv1.AddToDatasetRequest]) (*connect.Response[fleetv1.AddToDatasetResponse], error) {
+	m := req.Msg
+	ing, d, entries, err := ds.changeOf(ctx, m.GetDatasetId(), m.GetCaptures(), m.GetQuery())
 	if err != nil {
 		return nil, err
 	}
@@ -261,17 +272,7 @@ func splitCaptureID(id string) (part, storeID string, seq uint64, ok bool) {
 
 func (ds datasetService) RemoveFromDataset(ctx context.Context, req *connect.Request[fleetv1.RemoveFromDatasetRequest]) (*connect.Response[fleetv1.RemoveFromDatasetResponse], error) {
 	m := req.Msg
-	ing, err := ds.s.ingestStore()
-	if err != nil {
-		return nil, err
-	}
-	if (len(m.GetCaptures()) == 0) == (m.GetQuery() == nil) {
-		return nil, invalid("name captures or give a query, not both")
-	}
-	if err := checkRefs(m.GetCaptures()); err != nil {
-		return nil, err
-	}
-	d, entries, err := ds.s.dataset(ctx, m.GetDatasetId())
+	ing, d, entries, err := ds.changeOf(ctx, m.GetDatasetId(), m.GetCaptures(), m.GetQuery())
 	if err != nil {
 		return nil, err
 	}
