@@ -104,34 +104,10 @@ func (g *globals) completeNames(ctx context.Context, kind string) []string {
 			}
 			return out, nil
 		})
-	case "fragment", "apikey":
-		var list func(string) ([]candidate, error)
-		if kind == "fragment" {
-			list = func(org string) ([]candidate, error) {
-				res, err := c.ListFragments(ctx, connect.NewRequest(&fleetv1.ListFragmentsRequest{OrgId: org}))
-				if err != nil {
-					return nil, err
-				}
-				var out []candidate
-				for _, f := range res.Msg.GetFragments() {
-					out = append(out, candidate{id: f.GetId(), name: f.GetName(), path: f.GetName()})
-				}
-				return out, nil
-			}
-		} else {
-			list = func(org string) ([]candidate, error) {
-				res, err := c.ListAPIKeys(ctx, connect.NewRequest(&fleetv1.ListAPIKeysRequest{OrgId: org}))
-				if err != nil {
-					return nil, err
-				}
-				var out []candidate
-				for _, k := range res.Msg.GetKeys() {
-					out = append(out, candidate{id: k.GetId(), name: k.GetName(), path: k.GetName()})
-				}
-				return out, nil
-			}
-		}
-		cands, err = r.inOrgs(ctx, kind, list)
+	case "fragment":
+		cands, err = r.inOrgs(ctx, kind, r.fragmentsOf(ctx))
+	case "apikey":
+		cands, err = r.inOrgs(ctx, kind, r.apiKeysOf(ctx))
 	}
 	if err != nil {
 		return nil

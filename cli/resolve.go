@@ -272,8 +272,9 @@ func (r *resolver) resolveMachine(ctx context.Context, v string) (string, error)
 	return r.machineID(ctx, v)
 }
 
-func (r *resolver) fragmentID(ctx context.Context, name string) (string, error) {
-	cands, err := r.inOrgs(ctx, "fragment", func(org string) ([]candidate, error) {
+// fragmentsOf lists an organization's fragments as candidates.
+func (r *resolver) fragmentsOf(ctx context.Context) func(org string) ([]candidate, error) {
+	return func(org string) ([]candidate, error) {
 		res, err := r.c.ListFragments(ctx, connect.NewRequest(&fleetv1.ListFragmentsRequest{OrgId: org}))
 		if err != nil {
 			return nil, err
@@ -283,15 +284,12 @@ func (r *resolver) fragmentID(ctx context.Context, name string) (string, error) 
 			out = append(out, candidate{id: f.GetId(), name: f.GetName(), path: f.GetName()})
 		}
 		return out, nil
-	})
-	if err != nil {
-		return "", err
 	}
-	return pick("fragment", name, cands)
 }
 
-func (r *resolver) apiKeyID(ctx context.Context, name string) (string, error) {
-	cands, err := r.inOrgs(ctx, "API key", func(org string) ([]candidate, error) {
+// apiKeysOf lists an organization's API keys as candidates.
+func (r *resolver) apiKeysOf(ctx context.Context) func(org string) ([]candidate, error) {
+	return func(org string) ([]candidate, error) {
 		res, err := r.c.ListAPIKeys(ctx, connect.NewRequest(&fleetv1.ListAPIKeysRequest{OrgId: org}))
 		if err != nil {
 			return nil, err
@@ -301,7 +299,19 @@ func (r *resolver) apiKeyID(ctx context.Context, name string) (string, error) {
 			out = append(out, candidate{id: k.GetId(), name: k.GetName(), path: k.GetName()})
 		}
 		return out, nil
-	})
+	}
+}
+
+func (r *resolver) fragmentID(ctx context.Context, name string) (string, error) {
+	cands, err := r.inOrgs(ctx, "fragment", r.fragmentsOf(ctx))
+	if err != nil {
+		return "", err
+	}
+	return pick("fragment", name, cands)
+}
+
+func (r *resolver) apiKeyID(ctx context.Context, name string) (string, error) {
+	cands, err := r.inOrgs(ctx, "API key", r.apiKeysOf(ctx))
 	if err != nil {
 		return "", err
 	}
