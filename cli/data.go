@@ -16,15 +16,21 @@ import (
 func captureTable(w io.Writer, cs []*fleetv1.CaptureRecord) error {
 	var rows [][]string
 	for _, c := range cs {
-		cp := c.GetCapture()
-		size := fmt.Sprintf("%d B", len(cp.GetData()))
-		if cp.GetBlobId() != "" {
-			size = "blob " + cp.GetBlobId()
-		}
-		ref := fmt.Sprintf("%s:%s:%d", c.GetPartId(), c.GetStoreId(), c.GetSeq())
-		rows = append(rows, []string{when(c.GetTime()), ref, cp.GetComponent(), cp.GetMethod(), orDash(cp.GetMimeType()), size, orDash(strings.Join(cp.GetTags(), ","))})
+		rows = append(rows, append([]string{when(c.GetTime())}, captureCells(c)...))
 	}
 	return table(w, []string{"TIME", "CAPTURE", "COMPONENT", "METHOD", "TYPE", "DATA", "TAGS"}, rows)
+}
+
+// captureCells are a capture's CAPTURE, COMPONENT, METHOD, TYPE, DATA and
+// TAGS cells, as both capture tables show them.
+func captureCells(c *fleetv1.CaptureRecord) []string {
+	cp := c.GetCapture()
+	size := fmt.Sprintf("%d B", len(cp.GetData()))
+	if cp.GetBlobId() != "" {
+		size = "blob " + cp.GetBlobId()
+	}
+	ref := fmt.Sprintf("%s:%s:%d", c.GetPartId(), c.GetStoreId(), c.GetSeq())
+	return []string{ref, cp.GetComponent(), cp.GetMethod(), orDash(cp.GetMimeType()), size, orDash(strings.Join(cp.GetTags(), ","))}
 }
 
 func newDataCmd(g *globals) *cobra.Command {

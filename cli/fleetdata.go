@@ -2,9 +2,7 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -76,14 +74,7 @@ func nameOrID(name, id string) string {
 func fleetCaptureTable(w io.Writer, cs []*fleetv1.CaptureRecord) error {
 	var rows [][]string
 	for _, c := range cs {
-		cp := c.GetCapture()
-		size := fmt.Sprintf("%d B", len(cp.GetData()))
-		if cp.GetBlobId() != "" {
-			size = "blob " + cp.GetBlobId()
-		}
-		ref := fmt.Sprintf("%s:%s:%d", c.GetPartId(), c.GetStoreId(), c.GetSeq())
-		rows = append(rows, []string{when(c.GetTime()), c.GetMachineId(), nameOrID(c.GetPartName(), c.GetPartId()), ref, cp.GetComponent(), cp.GetMethod(),
-			orDash(cp.GetMimeType()), size, orDash(strings.Join(cp.GetTags(), ","))})
+		rows = append(rows, append([]string{when(c.GetTime()), c.GetMachineId(), nameOrID(c.GetPartName(), c.GetPartId())}, captureCells(c)...))
 	}
 	return table(w, []string{"TIME", "MACHINE", "PART", "CAPTURE", "COMPONENT", "METHOD", "TYPE", "DATA", "TAGS"}, rows)
 }
