@@ -18,8 +18,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
-	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
-	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
@@ -136,23 +134,6 @@ func TestPackagesEndToEnd(t *testing.T) {
 	parts := []*part{newE2EPart(first), newE2EPart(boot2.Msg)}
 	partIDs := []string{first.ID, boot2.Msg.GetBootstrap().GetPartId()}
 
-	ledRunning := func(r *running) func() error {
-		ep := <-r.ready
-		r.ready <- ep
-		cc := controlv1connect.NewComponentServiceClient(socketClient(ep.Socket), "http://outpostd")
-		return func() error {
-			res, err := cc.ListResources(context.Background(), connect.NewRequest(&controlv1.ListResourcesRequest{}))
-			if err != nil {
-				return err
-			}
-			for _, rs := range res.Msg.GetResources() {
-				if rs.GetName() == "status-led" && rs.GetState() == controlv1.ResourceState_RESOURCE_STATE_RUNNING {
-					return nil
-				}
-			}
-			return fmt.Errorf("resources %v", res.Msg.GetResources())
-		}
-	}
 	// rollout checks what the cloud's rollout status says of every part.
 	rollout := func(want func(*fleetv1.PartRollout) error) func() error {
 		return func() error {

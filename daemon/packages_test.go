@@ -110,23 +110,6 @@ func TestPackageModuleRollsBack(t *testing.T) {
 		Components: []*configv1.Component{{Name: "status-led", Type: component.TypeGeneric, Model: "acme:blinker", Attributes: attrs}},
 	}
 	clk := clock.NewFake(epoch.Add(time.Hour))
-	ledRunning := func(r *running) func() error {
-		ep := <-r.ready
-		r.ready <- ep
-		cc := controlv1connect.NewComponentServiceClient(socketClient(ep.Socket), "http://outpostd")
-		return func() error {
-			res, err := cc.ListResources(context.Background(), connect.NewRequest(&controlv1.ListResourcesRequest{}))
-			if err != nil {
-				return err
-			}
-			for _, rs := range res.Msg.GetResources() {
-				if rs.GetName() == "status-led" && rs.GetState() == controlv1.ResourceState_RESOURCE_STATE_RUNNING {
-					return nil
-				}
-			}
-			return fmt.Errorf("resources %v", res.Msg.GetResources())
-		}
-	}
 	state := func(want ...string) func() error {
 		return func() error {
 			st, err := packageState(p)
@@ -182,5 +165,25 @@ func TestPackageModuleRollsBack(t *testing.T) {
 	}
 	if n := cloud.Requests.Load(); n != before {
 		t.Fatalf("%d chunk requests after the rollback, want none", n-before)
+	}
+}
+
+// ledRunning checks, through the part's local control socket, that the
+// packaged blinker's status-led component runs.
+func ledRunning(r *running) func() error {
+	ep := <-r.ready
+	r.ready <- ep
+	cc := controlv1connect.NewComponentServiceClient(socketClient(ep.Socket), "http://outpostd")
+	return func() error {
+		res, err := cc.ListResources(context.Background(), connect.NewRequest(&controlv1.ListResourcesRequest{}))
+		if err != nil {
+			return err
+		}
+		for _, rs := range res.Msg.GetResources() {
+			if rs.GetName() == "status-led" && rs.GetState() == controlv1.ResourceState_RESOURCE_STATE_RUNNING {
+				return nil
+			}
+		}
+		return fmt.Errorf("resources %v", res.Msg.GetResources())
 	}
 }
