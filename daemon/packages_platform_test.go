@@ -24,9 +24,6 @@ import (
 	"github.com/outpost-robotics/outpost/robot/component"
 )
 
-// elfMachines is the ELF machine of each architecture a part runs on.
-var elfMachines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
-
 // TestPackageForThePartsPlatform: blinker 1.0.0 has a build for linux/amd64
 // and one for linux/arm64. A real part on a real cloud gets the build for
 // the platform it runs on (which the cloud knows from the part's status),
@@ -38,7 +35,8 @@ func TestPackageForThePartsPlatform(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the blinker module")
 	}
-	want, ok := elfMachines[runtime.GOARCH]
+	// The ELF machine of each architecture a part runs on.
+	want, ok := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[runtime.GOARCH]
 	if !ok {
 		t.Skipf("parts run on amd64 and arm64, not %s", runtime.GOARCH)
 	}
