@@ -143,3 +143,68 @@ func BenchmarkPutBatchLosses(b *testing.B) {
 		})
 	}
 }
+
+// TestRepeatsAfterTheHighestHeld checks exactly once where a put skips the
+// lookup of sequences above the highest held: repeats within one call, out
+// of order, across calls, of deleted records, and streams whose keys sort
+// next to each other.
+func TestRepeatsAfterTheHighestHeld(t *testing.T) {
+	type put struct {
+		stream string
+		seqs   []uint64
+		stored int
+		dups   int
+	}
+	for _, tc := range []struct {
+		name   string
+		puts   []put
+		delete []uint64 // deleted from stream "a" after the first put
+	}{
+		{"a repeat within one call", []put{{"a", []uint64{1, 2, 3, 3}, 3, 1}}, nil},
+		{"out of order within one call", []put{{"a", []uint64{3, 1, 2, 1, 3}, 3, 2}}, nil},
+		{"across calls", []put{{"a", []uint64{5, 6}, 2, 0}, {"a", []uint64{4, 5, 7}, 2, 1}, {"a", []uint64{1, 7, 8}, 2, 1}}, nil},
+		{"a deleted record stays deleted", []put{{"a", []uint64{1, 2, 3}, 3, 0}, {"a", []uint64{3, 4}, 1, 1}}, []uint64{3}},
+		{"neighbouring streams", []put{{"a0", []uint64{1, 2, 3, 4, 5}, 5, 0}, {"a", []uint64{1, 2}, 2, 0}, {"a", []uint64{2, 3}, 1, 1}, {"a0", []uint64{5, 6}, 1, 1}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := open(t, t.TempDir())
+			defer s.Close()
+			for i, p := range tc.puts {
+				key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: p.stream}
+				var recs []ingest.Record
+				for _, q := range p.seqs {
+					recs = append(recs, ingest.Record{Seq: q, Payload: []byte(fmt.Sprint(p.stream, q))})
+				}
+				res, err := s.PutRecords(ctx, key, recs)
+				if err != nil || res.Stored != p.stored || res.Duplicates != p.dups || len(res.Conflicts) != 0 {
+					t.Fatalf("put %d of %v: %+v, %v; want %d stored, %d repeats", i, p.seqs, res, err, p.stored, p.dups)
+				}
+				if i == 0 && tc.delete != nil {
+					if _, err := s.DeleteRecords(ctx, key, tc.delete); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			held := map[string]map[uint64]bool{}
+			for _, p := range tc.puts {
+				if held[p.stream] == nil {
+					held[p.stream] = map[uint64]bool{}
+				}
+				for _, q := range p.seqs {
+					held[p.stream][q] = true
+				}
+			}
+			for stream, seqs := range held {
+				want := uint64(len(seqs))
+				if stream == "a" {
+					want -= uint64(len(tc.delete))
+				}
+				c, err := s.Count(ctx, "p", stream)
+				if err != nil || c.Records != want {
+					t.Errorf("stream %s holds %d records (%v), want %d", stream, c.Records, err, want)
+				}
+			}
+		})
+	}
+}
