@@ -3,6 +3,7 @@ package badgeringest_test
 import (
 	"bytes"
 	"context"
+	"expvar"
 	"fmt"
 	"strings"
 	"testing"
@@ -206,5 +207,56 @@ func TestRepeatsAfterTheHighestHeld(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// badgerCount reads one of Badger's process-wide counters (expvar).
+func badgerCount(t *testing.T, name string) int64 {
+	t.Helper()
+	v, ok := expvar.Get(name).(*expvar.Int)
+	if !ok {
+		t.Fatalf("Badger publishes no counter %s", name)
+	}
+	return v.Value()
+}
+
+// TestBatchCostIsLinear checks what a batch asks of Badger, by its own
+// counters rather than by time: a catch-up batch of gap records opens a
+// few iterators, not one per loss (Badger sorts every pending write of a
+// read-write transaction for each iterator on it, so that was quadratic),
+// and a batch of new records looks up none of them in the tree.
+func TestBatchCostIsLinear(t *testing.T) {
+	ctx := context.Background()
+	s, _ := open(t, t.TempDir())
+	defer s.Close()
+	gaps := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "gaps"}
+	const n = 3300
+	var recs []ingest.Record
+	var losses []ingest.Loss
+	for i := uint64(1); i <= n; i++ {
+		recs = append(recs, ingest.Record{Seq: i, Payload: bytes.Repeat([]byte("g"), 60)})
+		losses = append(losses, ingest.Loss{Stream: "logs.debug", First: 2*i - 1, Last: 2 * i, Reason: "over byte budget"})
+	}
+	its := badgerCount(t, "badger_iterator_num_user")
+	if _, err := s.PutBatch(ctx, gaps, recs, losses); err != nil {
+		t.Fatal(err)
+	}
+	if got := badgerCount(t, "badger_iterator_num_user") - its; got > 10 {
+		t.Errorf("a batch of %d gap records opened %d iterators, want a few", n, got)
+	}
+	caps := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
+	for from := uint64(1); from <= 2001; from += 1000 {
+		var batch []ingest.Record
+		for q := from; q < from+1000; q++ {
+			batch = append(batch, ingest.Record{Seq: q, Payload: bytes.Repeat([]byte("c"), 1024)})
+		}
+		gets := badgerCount(t, "badger_get_num_user")
+		res, err := s.PutRecords(ctx, caps, batch)
+		if err != nil || res.Stored != len(batch) {
+			t.Fatalf("PutRecords = %+v, %v", res, err)
+		}
+		if got := badgerCount(t, "badger_get_num_user") - gets; got > 10 {
+			t.Errorf("a batch of %d new records made %d lookups in the tree, want a few", len(batch), got)
+		}
 	}
 }
