@@ -429,10 +429,10 @@ func checkLoss(key ingest.StreamKey, first, last uint64) error {
 // Watermarks advance once per stream at each commit, not after each loss,
 // and never through an iterator of the read-write transaction: Badger sorts
 // all of a transaction's pending writes for every iterator it opens on it,
-// so a batch of n gap records cost O(n² log n) (thousands of them took
-// seconds of CPU, past a part's response deadline on a loaded machine).
-// The ranges a transaction declares are kept here instead, and those
-// committed before it are read through a read-only transaction.
+// which would make a batch of n gap records cost O(n² log n), seconds of
+// CPU for the thousands a part back from an outage sends. The ranges a
+// transaction declares are kept here instead, and those committed before
+// it are read through a read-only transaction.
 type writer struct {
 	s       *Store
 	txn     *badger.Txn
