@@ -34,6 +34,7 @@ package badgeringest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -318,12 +319,19 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	defer s.lockStreams(keys)()
 
 	w := s.newWriter()
-	defer func() { w.txn.Discard() }()
+	defer w.discard()
 	// Losses first: they commit no later than the records they come with.
 	for _, l := range losses {
 		lk := ingest.StreamKey{PartID: key.PartID, StoreID: key.StoreID, Stream: l.Stream}
 		if err := w.declare(lk, l.First, l.Last, l.Reason); err != nil {
 			return ingest.PutResult{}, fmt.Errorf("put records of %s: declare %d..%d of %s lost: %w", key, l.First, l.Last, l.Stream, err)
+		}
+		if w.full() {
+			// Thousands of long reasons outgrow txnMaxBytes; the losses
+			// still commit no later than the records they come with.
+			if err := w.commit(); err != nil {
+				return ingest.PutResult{}, fmt.Errorf("put records of %s: %w", key, err)
+			}
 		}
 	}
 	m, err := w.meta(key)
@@ -332,12 +340,27 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	}
 	var res ingest.PutResult
 	rp := streamPrefix('r', key)
+	// A sequence above every one held and every one this put has written
+	// cannot be a repeat, so it needs no lookup: a part's batch is
+	// increasing and usually new, and the lookups that miss (memtables,
+	// then every level's bloom filter) were a tenth of the cloud's CPU per
+	// ingested gigabyte of 1 KiB readings.
+	top, err := w.highestHeld(rp)
+	if err != nil {
+		return ingest.PutResult{}, fmt.Errorf("put records of %s: %w", key, err)
+	}
 	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("put records of %s: %w", key, err)
 		}
 		k := seqKey(rp, r.Seq)
-		item, err := w.txn.Get(k)
+		err := badger.ErrKeyNotFound
+		var item *badger.Item
+		if r.Seq <= top {
+			item, err = w.txn.Get(k)
+		} else {
+			top = r.Seq
+		}
 		switch {
 		case err == nil:
 			same := false
@@ -379,9 +402,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 			}
 		}
 	}
-	if err := w.advance(key); err != nil {
-		return res, fmt.Errorf("put records of %s: %w", key, err)
-	}
+	w.touch(key)
 	if err := w.commit(); err != nil {
 		return res, fmt.Errorf("put records of %s: %w", key, err)
 	}
@@ -404,6 +425,14 @@ func checkLoss(key ingest.StreamKey, first, last uint64) error {
 // stream metas it changes; a meta is written with the records it counts,
 // and a commit that would write nothing is skipped, so a repeated batch
 // costs no sync.
+//
+// Watermarks advance once per stream at each commit, not after each loss,
+// and never through an iterator of the read-write transaction: Badger sorts
+// all of a transaction's pending writes for every iterator it opens on it,
+// which would make a batch of n gap records cost O(n² log n), seconds of
+// CPU for the thousands a part back from an outage sends. The ranges a
+// transaction declares are kept here instead, and those committed before
+// it are read through a read-only transaction.
 type writer struct {
 	s       *Store
 	txn     *badger.Txn
@@ -411,11 +440,56 @@ type writer struct {
 	dirty   map[ingest.StreamKey]bool
 	pending int // entries set since the last commit
 	cost    int // their bytes
+	// lost holds the ranges declared in txn, by stream.
+	lost map[ingest.StreamKey][]ingest.LostRange
+	// touched lists the streams whose watermarks the next commit advances.
+	touched map[ingest.StreamKey]bool
+	// view reads what was committed before txn began (the streams are
+	// locked, so nothing else changes them); opened on first use.
+	view *badger.Txn
 }
 
 func (s *Store) newWriter() *writer {
-	return &writer{s: s, txn: s.db.NewTransaction(true), metas: map[ingest.StreamKey]*meta{}, dirty: map[ingest.StreamKey]bool{}}
+	return &writer{s: s, txn: s.db.NewTransaction(true), metas: map[ingest.StreamKey]*meta{}, dirty: map[ingest.StreamKey]bool{},
+		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}}
 }
+
+// viewTxn returns the read-only transaction of what was committed before
+// txn began, opening it on first use.
+func (w *writer) viewTxn() *badger.Txn {
+	if w.view == nil {
+		w.view = w.s.db.NewTransaction(false)
+	}
+	return w.view
+}
+
+// highestHeld returns the highest sequence committed under the record
+// prefix rp, tombstones included; 0 when there is none.
+func (w *writer) highestHeld(rp []byte) (uint64, error) {
+	it := w.viewTxn().NewIterator(badger.IteratorOptions{Prefix: rp, Reverse: true})
+	defer it.Close()
+	it.Seek(append(slices.Clip(rp), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	if !it.ValidForPrefix(rp) {
+		return 0, nil
+	}
+	k := it.Item().Key()
+	if len(k) != len(rp)+8 {
+		return 0, fmt.Errorf("malformed record key %q", k)
+	}
+	return binary.BigEndian.Uint64(k[len(rp):]), nil
+}
+
+// discard ends the writer's transactions; what was not committed is dropped.
+func (w *writer) discard() {
+	w.txn.Discard()
+	if w.view != nil {
+		w.view.Discard()
+		w.view = nil
+	}
+}
+
+// touch has the next commit advance key's watermark.
+func (w *writer) touch(key ingest.StreamKey) { w.touched[key] = true }
 
 func (w *writer) meta(key ingest.StreamKey) (*meta, error) {
 	if m, ok := w.metas[key]; ok {
@@ -438,15 +512,47 @@ func (w *writer) set(k, v []byte) error {
 
 func (w *writer) full() bool { return w.cost >= txnMaxBytes || w.pending >= txnMaxRecords }
 
-// advance moves key's watermark over what is now held or declared lost.
+// advance moves key's watermark over what is now held or declared lost:
+// records through txn (a map lookup for what it wrote), ranges it declared
+// from w.lost, ranges committed before it through the view.
 func (w *writer) advance(key ingest.StreamKey) error {
 	m, err := w.meta(key)
 	if err != nil {
 		return err
 	}
-	wm, err := advance(w.txn, key, m.watermark)
-	if err != nil {
-		return err
+	// Ranges declared here, by first sequence: as the watermark moves up,
+	// reach is the furthest any range starting at or before it ends.
+	mine := slices.SortedFunc(slices.Values(w.lost[key]), func(a, b ingest.LostRange) int { return cmp.Compare(a.First, b.First) })
+	i, reach := 0, uint64(0)
+	committed := newCoverer(w.viewTxn(), streamPrefix('l', key))
+	defer committed.close()
+	rp := streamPrefix('r', key)
+	wm := m.watermark
+	for wm < ^uint64(0) {
+		next := wm + 1
+		_, err := w.txn.Get(seqKey(rp, next))
+		if err == nil {
+			wm = next
+			continue
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("advance watermark of %s at %d: %w", key, next, err)
+		}
+		for ; i < len(mine) && mine[i].First <= next; i++ {
+			reach = max(reach, mine[i].Last)
+		}
+		if reach >= next {
+			wm = reach
+			continue
+		}
+		last, ok, err := committed.covering(next)
+		if err != nil {
+			return fmt.Errorf("advance watermark of %s at %d: %w", key, next, err)
+		}
+		if !ok {
+			break
+		}
+		wm = last
 	}
 	if wm != m.watermark {
 		m.watermark = wm
@@ -478,7 +584,8 @@ func (w *writer) declare(key ingest.StreamKey, first, last uint64, reason string
 			return err
 		}
 		if held <= first {
-			return w.advance(key) // declared already: nothing to write
+			w.touch(key) // declared already: nothing to write
+			return nil
 		}
 	case !errors.Is(err, badger.ErrKeyNotFound):
 		return err
@@ -489,13 +596,22 @@ func (w *writer) declare(key ingest.StreamKey, first, last uint64, reason string
 	if _, err := w.meta(key); err != nil {
 		return err
 	}
+	w.lost[key] = append(w.lost[key], ingest.LostRange{First: first, Last: last})
 	w.dirty[key] = true
-	return w.advance(key)
+	w.touch(key)
+	return nil
 }
 
-// commit writes the changed metas and commits, synced, then starts the
-// next transaction; it writes nothing when nothing changed.
+// commit advances the touched streams' watermarks, writes the changed
+// metas and commits, synced, then starts the next transaction; it writes
+// nothing when nothing changed.
 func (w *writer) commit() error {
+	for key := range w.touched {
+		if err := w.advance(key); err != nil {
+			return err
+		}
+	}
+	clear(w.touched)
 	if w.pending == 0 && len(w.dirty) == 0 {
 		return nil
 	}
@@ -508,9 +624,11 @@ func (w *writer) commit() error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	w.s.synced()
+	w.discard()
 	w.txn = w.s.db.NewTransaction(true)
 	w.pending, w.cost = 0, 0
 	clear(w.dirty)
+	clear(w.lost)
 	return nil
 }
 
@@ -584,35 +702,31 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 	return n, nil
 }
 
-// advance moves the watermark w over stored and declared-lost sequences.
-func advance(txn *badger.Txn, key ingest.StreamKey, w uint64) (uint64, error) {
-	rp := streamPrefix('r', key)
-	lp := streamPrefix('l', key)
-	for w < ^uint64(0) {
-		next := w + 1
-		_, err := txn.Get(seqKey(rp, next))
-		if err == nil {
-			w = next
-			continue
-		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return w, fmt.Errorf("advance watermark at %d: %w", next, err)
-		}
-		last, ok, err := covering(txn, lp, next)
-		if err != nil || !ok {
-			return w, err
-		}
-		w = last
+// coverer finds committed lost ranges of one stream through one iterator
+// of a read-only transaction, opened on first use and reused for every
+// sequence one advance asks about.
+type coverer struct {
+	txn *badger.Txn
+	lp  []byte
+	it  *badger.Iterator
+}
+
+func newCoverer(txn *badger.Txn, lp []byte) *coverer { return &coverer{txn: txn, lp: lp} }
+
+func (c *coverer) close() {
+	if c.it != nil {
+		c.it.Close()
 	}
-	return w, nil
 }
 
 // covering finds a lost range holding seq: ranges are keyed by their last
 // sequence, so only those ending at or after seq are looked at, and the
 // watermark has passed all but the few declared ahead of it.
-func covering(txn *badger.Txn, lp []byte, seq uint64) (last uint64, ok bool, err error) {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: lp})
-	defer it.Close()
+func (c *coverer) covering(seq uint64) (last uint64, ok bool, err error) {
+	if c.it == nil {
+		c.it = c.txn.NewIterator(badger.IteratorOptions{Prefix: c.lp})
+	}
+	it, lp := c.it, c.lp
 	for it.Seek(seqKey(lp, seq)); it.ValidForPrefix(lp); it.Next() {
 		item := it.Item()
 		var first uint64
@@ -672,7 +786,7 @@ func (s *Store) DeclareLost(ctx context.Context, key ingest.StreamKey, first, la
 	}
 	defer s.lockStreams([]ingest.StreamKey{key})()
 	w := s.newWriter()
-	defer func() { w.txn.Discard() }()
+	defer w.discard()
 	if err := w.declare(key, first, last, reason); err != nil {
 		return 0, fmt.Errorf("declare %d..%d of %s lost: %w", first, last, key, err)
 	}
