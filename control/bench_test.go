@@ -75,6 +75,8 @@ func BenchmarkControlRPC(b *testing.B) {
 		{"webrtc-100clients", 100, rtcClient, func(i int) int { return i % 20 }, 0},
 		{"grpc-100clients-50hz", 100, grpcClient, func(i int) int { return i }, 50},
 		{"webrtc-100clients-50hz", 100, rtcClient, func(i int) int { return i % 20 }, 50},
+		{"grpc-100clients-10hz", 100, grpcClient, func(i int) int { return i }, 10},
+		{"webrtc-100clients-10hz", 100, rtcClient, func(i int) int { return i % 20 }, 10},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := newEnv(b)
