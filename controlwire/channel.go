@@ -212,10 +212,11 @@ func CopyBody(c *Conn, stream uint32, r io.Reader) error {
 	// needs it, rather than clearing 16 KiB for every call.
 	buf := make([]byte, 0, smallBody)
 	for {
+		// buf never holds more than MaxPayload: it is sent when full.
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(2*cap(buf), MaxPayload)-len(buf))
+			buf = slices.Grow(buf, min(cap(buf), MaxPayload-len(buf)))
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
+		n, err := r.Read(buf[len(buf):min(cap(buf), MaxPayload)])
 		buf = buf[:len(buf)+n]
 		end := err == io.EOF
 		if err != nil && !end {
