@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -417,7 +418,12 @@ func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	e.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.ServeTLS(ctx, ln) }()
+	go func() {
+		// The part's goroutines (connections, handlers, WebRTC sessions)
+		// carry a label, so a CPU profile of a benchmark, whose clients
+		// run in the same process, splits the part's share from theirs.
+		pprof.Do(ctx, pprof.Labels("side", "part"), func(ctx context.Context) { done <- srv.ServeTLS(ctx, ln) })
+	}()
 	tlsConf, err := controlclient.PinnedTLSConfig(srv.Fingerprint())
 	if err != nil {
 		t.Fatal(err)

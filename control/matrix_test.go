@@ -16,6 +16,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/controlwire"
 )
 
 // call is one RPC of the control API, as a field tech's client makes it.
@@ -301,6 +302,22 @@ func TestWebRTCCarriesTheCalls(t *testing.T) {
 	}
 	if who.Msg.GetTransport() != TransportWebRTC || who.Msg.GetSubject() != "apikey/"+ownerKey || who.Msg.GetRole() != "owner" {
 		t.Fatalf("whoami = %v", who.Msg)
+	}
+	// Request bodies of every size around a frame's payload, which the
+	// client sends from a buffer that grows as a body needs, arrive intact
+	// (the robot answers a command with the command).
+	for _, size := range []int{0, 1, 511, 512, 513, controlwire.MaxPayload - 40, controlwire.MaxPayload, controlwire.MaxPayload + 1, 3*controlwire.MaxPayload + 7, 200 << 10} {
+		cmd, err := structpb.NewStruct(map[string]any{"pad": strings.Repeat("x", size)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.comp.DoCommand(ctx, connect.NewRequest(&controlv1.DoCommandRequest{Name: "arm", Command: cmd}))
+		if err != nil {
+			t.Fatalf("command of %d bytes: %v", size, err)
+		}
+		if got := res.Msg.GetResult().GetFields()["pad"].GetStringValue(); got != strings.Repeat("x", size) {
+			t.Fatalf("command of %d bytes came back as %d bytes, or changed", size, len(got))
+		}
 	}
 	img, err := c.comp.CameraImage(ctx, connect.NewRequest(&controlv1.CameraImageRequest{Name: "cam"}))
 	if err != nil {

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -321,7 +320,7 @@ func (s *session) onFrame(b []byte) {
 				s.abort(f.Stream, err.Error())
 				return
 			}
-		} else if !st.body.Push(bytes.Clone(msg)) {
+		} else if !st.body.Push(msg) {
 			s.endStream(f.Stream, st, errors.New("request body over the limit"))
 			s.abort(f.Stream, "request body over the limit")
 			return

@@ -86,11 +86,13 @@ type Options struct {
 	Limits netlimit.Limits
 }
 
-// DefaultLimits are a part's connection limits: a few field techs and
-// tools at once, each with a handful of connections.
+// DefaultLimits are a part's connection limits: room for 100 control
+// clients with a connection each (a fleet's worth of field techs, tools
+// and dashboards at once, the load docs/PERFORMANCE.md measures), well
+// under the daemon's open-file limit.
 func DefaultLimits() netlimit.Limits {
 	l := netlimit.Defaults()
-	l.MaxConns = 64
+	l.MaxConns = 128
 	l.IdleTimeout = 5 * time.Minute
 	return l
 }

@@ -1,7 +1,6 @@
 package controlclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -274,7 +273,7 @@ func (c *RTCClient) onFrame(b []byte) {
 			}
 			st.got = true
 			st.head <- &h
-		} else if !st.body.Push(bytes.Clone(msg)) {
+		} else if !st.body.Push(msg) {
 			delete(c.streams, f.Stream)
 			st.abort(errors.New("response body over the limit"))
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/pion/webrtc/v4"
@@ -206,20 +207,32 @@ func HeaderOf(hs []*controlv1.ChannelHeader) http.Header {
 
 // CopyBody sends r as messages on stream, ending the stream.
 func CopyBody(c *Conn, stream uint32, r io.Reader) error {
-	buf := make([]byte, MaxPayload)
+	// A call's body is mostly a few hundred bytes (a command): the buffer
+	// starts small and grows to a frame's payload only for a body that
+	// needs it, rather than clearing 16 KiB for every call.
+	buf := make([]byte, 0, smallBody)
 	for {
-		n, err := io.ReadFull(r, buf)
-		end := err == io.EOF || err == io.ErrUnexpectedEOF
+		// buf never holds more than MaxPayload: it is sent when full.
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(cap(buf), MaxPayload-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), MaxPayload)])
+		buf = buf[:len(buf)+n]
+		end := err == io.EOF
 		if err != nil && !end {
 			return err
 		}
-		if n > 0 || end {
-			if serr := c.SendMessage(stream, buf[:n], end); serr != nil {
+		if len(buf) == MaxPayload || end {
+			if serr := c.SendMessage(stream, buf, end); serr != nil {
 				return serr
 			}
+			buf = buf[:0]
 		}
 		if end {
 			return nil
 		}
 	}
 }
+
+// smallBody is the size CopyBody's buffer starts at.
+const smallBody = 512

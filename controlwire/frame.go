@@ -118,7 +118,8 @@ type Joiner struct {
 func (j *Joiner) Pending() int { return len(j.buf) }
 
 // Add takes a frame's payload and flags; it returns a whole message when
-// the frame completed one.
+// the frame completed one. The message is the caller's: the Joiner keeps
+// no reference to it, so it may be queued without a copy.
 func (j *Joiner) Add(f Frame) (msg []byte, done bool, err error) {
 	if f.Flags&FlagFirst != 0 {
 		if j.inside {

@@ -85,3 +85,25 @@ func FuzzJoiner(f *testing.F) {
 		}
 	})
 }
+
+// A message Add returns is not written by later frames: the receivers
+// queue it without a copy.
+func TestJoinedMessageIsTheCallers(t *testing.T) {
+	var j Joiner
+	msg, done, err := j.Add(Frame{Stream: 1, Flags: FlagFirst | FlagLast, Payload: []byte("first")})
+	if err != nil || !done {
+		t.Fatalf("Add = %q, %v, %v", msg, done, err)
+	}
+	for _, p := range []string{"secon", "d"} {
+		flags := uint8(FlagFirst)
+		if p == "d" {
+			flags = FlagLast
+		}
+		if _, _, err := j.Add(Frame{Stream: 1, Flags: flags, Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(msg) != "first" {
+		t.Errorf("the first message became %q", msg)
+	}
+}
