@@ -64,7 +64,7 @@
 // # Memory
 //
 // Badger is configured for a 1-4 GB Raspberry Pi (see badgerOptions and
-// docs/PERFORMANCE.md): 8 MB memtables (2), 1 KB value threshold, 8 MB block
+// docs/PERFORMANCE.md): 8 MB memtables (2), 512 B value threshold, 8 MB block
 // and index caches, 64 MB value-log files, 2 compactors. Badger memory-maps
 // its files, so every page written would stay in the resident set; the
 // store periodically unmaps those pages from the process (they stay in the
@@ -100,5 +100,9 @@
 //
 // Deleted data is reclaimed by value-log GC on a schedule (Options.GCInterval)
 // and after large acks; value-log files are kept small (64 MB) because GC
-// never rewrites the active file.
+// never rewrites the active file. A reclaim after large acks rewrites only
+// files at least 90 % garbage (acks go in sequence order, so files die
+// whole, oldest first); the scheduled one, and Reclaim, those at least half
+// garbage, which also covers garbage that edits, deletes and eviction by
+// priority scatter.
 package cache

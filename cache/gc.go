@@ -10,8 +10,18 @@ import (
 )
 
 // gcDiscardRatio: rewrite a value-log file when half of it is garbage, which
-// bounds GC's write amplification at 2 (Badger's recommendation).
+// bounds GC's write amplification at 2 (Badger's recommendation). Reclaims
+// on the schedule, and those the daemon or a test asks for, use it.
 const gcDiscardRatio = 0.5
+
+// gcAckedRatio is the discard ratio of the reclaims that large acks start
+// while a backlog drains. Records are written and acknowledged in sequence
+// order, so a value-log file dies whole, oldest first; at the ratio of 0.5
+// such a reclaim would also rewrite the partly sent file after it, moving
+// its live tail to the head of the log, from where it is read, acked and
+// collected once more minutes later. Files whose garbage is scattered
+// (edits, deletes, eviction by priority) wait for the scheduled reclaim.
+const gcAckedRatio = 0.9
 
 // gcLoop runs value-log GC on the schedule and after large acks.
 func (s *Store) gcLoop() {
@@ -44,13 +54,15 @@ func (s *Store) gcLoop() {
 		cancel()
 	}()
 	for {
+		ratio := gcDiscardRatio
 		select {
 		case <-s.quit:
 			return
 		case <-tick:
 		case <-s.gcKick:
+			ratio = gcAckedRatio
 		}
-		err := s.Reclaim(ctx)
+		err := s.reclaim(ctx, ratio)
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("space reclaim failed", zap.Error(err))
 		}
@@ -65,6 +77,12 @@ func (s *Store) gcLoop() {
 // files that are at least half garbage until none is. It runs on a schedule
 // and after large acks; the daemon may call it too.
 func (s *Store) Reclaim(ctx context.Context) error {
+	return s.reclaim(ctx, gcDiscardRatio)
+}
+
+// reclaim is Reclaim rewriting only value-log files of which at least
+// ratio is garbage.
+func (s *Store) reclaim(ctx context.Context, ratio float64) error {
 	// One reclaim at a time: a large ack kicks one in the background while
 	// the daemon (or a test) may run its own.
 	s.reclaimMu.Lock()
@@ -87,7 +105,7 @@ func (s *Store) Reclaim(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("reclaim space: %w", err)
 		}
-		err := s.gcOnce()
+		err := s.gcOnce(ratio)
 		switch {
 		case err == nil:
 			continue
@@ -105,13 +123,13 @@ func (s *Store) Reclaim(ctx context.Context) error {
 // maxVersion during a rewrite without the lock its writers take, and
 // versions the values it moves by what it read. Writers wait for one file's
 // rewrite at a time, never for a whole reclaim.
-func (s *Store) gcOnce() error {
+func (s *Store) gcOnce(ratio float64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	return s.db.RunValueLogGC(gcDiscardRatio)
+	return s.db.RunValueLogGC(ratio)
 }
 
 // flushMemtable writes the memtable out to a table. Badger has no direct

@@ -45,7 +45,7 @@ func TestSpaceComesBack(t *testing.T) {
 		size = 128 << 20
 	}
 	// Images, and sensor readings: in the value log too since its
-	// threshold is 256 B. 80 MB of readings fill more than one 64 MB
+	// threshold is 512 B. 80 MB of readings fill more than one 64 MB
 	// value-log file (GC never rewrites the active one) and keep the test
 	// short: acking 1 KiB records costs more per byte.
 	t.Run("64KB", func(t *testing.T) { testSpaceComesBack(t, size, 64<<10, 16) })

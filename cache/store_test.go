@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,60 @@ func TestReadLimits(t *testing.T) {
 			}
 			if len(got) > 0 && got[0].Seq != tc.after+1 {
 				t.Fatalf("first seq %d, want %d", got[0].Seq, tc.after+1)
+			}
+		})
+	}
+}
+
+// TestReadPayloadsAreSeparate: Read copies the values of a batch into
+// shared buffers, so each payload must be capped at its own length: a
+// caller appending to one (as the sync package's encoders may) must never
+// write into the next, whatever the sizes, limits and buffer boundaries.
+func TestReadPayloadsAreSeparate(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir(), testOptions(t))
+	sizes := []int{0, 1, 100, 511, 512, 4 << 10, 64 << 10, 300 << 10, 3, 1 << 20}
+	var recs []Record
+	for i, n := range sizes {
+		recs = append(recs, Record{Payload: bytes.Repeat([]byte{byte('a' + i)}, n)})
+	}
+	first, err := s.AppendBatch(ctx, StreamCaptures, recs)
+	must(t, err)
+	tests := []struct {
+		name            string
+		limit, maxBytes int
+	}{
+		{"no byte limit", len(sizes), 0},
+		{"byte limit", len(sizes), 70 << 10},
+		{"one at a time", 1, 0},
+		{"huge limit", math.MaxInt, math.MaxInt},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var all []Entry
+			for after := first - 1; ; {
+				es, err := s.Read(ctx, StreamCaptures, after, tc.limit, tc.maxBytes)
+				must(t, err)
+				if len(es) == 0 {
+					break
+				}
+				all = append(all, es...)
+				after = es[len(es)-1].Seq
+			}
+			if len(all) != len(sizes) {
+				t.Fatalf("read %d records, want %d", len(all), len(sizes))
+			}
+			// Longer than a record's header, so it would reach the next
+			// payload.
+			suffix := bytes.Repeat([]byte("overwrite?"), 10)
+			for i := range all {
+				all[i].Payload = append(all[i].Payload, suffix...)
+			}
+			for i, e := range all {
+				want := append(bytes.Repeat([]byte{byte('a' + i)}, sizes[i]), suffix...)
+				if !bytes.Equal(e.Payload, want) {
+					t.Fatalf("record %d (%d bytes) changed when the others were appended to", i, sizes[i])
+				}
 			}
 		})
 	}
