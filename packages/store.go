@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 
 	"connectrpc.com/connect"
 	"golang.org/x/sys/unix"
@@ -152,10 +151,6 @@ func (s *store) ensure(ctx context.Context, f Fetcher, m *syncv1.PackageManifest
 		}
 		held += uint64(c.GetSize())
 		progress(held)
-		// A chunk passes through a few buffers of its size; returning them
-		// now, not at the next GC cycle, is what keeps a part's memory
-		// flat through a download of any size (docs/PERFORMANCE.md).
-		debug.FreeOSMemory()
 	}
 	return s.unpack(ctx, m)
 }

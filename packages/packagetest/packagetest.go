@@ -40,12 +40,11 @@ type Chunking struct {
 	AverageBits int
 }
 
-// Agreed is the chunking the cloud uses: 512 KiB to 4 MiB, about 1 MiB on
-// average. Small cuts chunks of 16 to 128 KiB, so a test of a few hundred
-// KiB has many chunks and chunking stays cheap under the race detector;
-// the part accepts any chunk up to the maximum.
+// Agreed is the chunking every side uses (pkgformat.NewChunker). Small
+// cuts chunks of 16 to 128 KiB, so a test of a few hundred KiB has many
+// chunks; the part accepts any chunk up to the maximum.
 var (
-	Agreed = Chunking{Min: pkgformat.MinChunk, Max: pkgformat.MaxChunk, AverageBits: 20}
+	Agreed = Chunking{Min: pkgformat.MinChunk, Max: pkgformat.MaxChunk, AverageBits: pkgformat.AverageBits}
 	Small  = Chunking{Min: 16 << 10, Max: 128 << 10, AverageBits: 15}
 )
 
