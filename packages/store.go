@@ -209,7 +209,7 @@ func (s *store) fetch(ctx context.Context, f Fetcher, c *syncv1.PackageChunk) er
 	}
 	data := resp.Msg.GetData()
 	if len(data) != int(c.GetSize()) {
-		return fmt.Errorf("%w: chunk %x is %d bytes, the manifest says %d", ErrContent, c.GetSha256()[:8], len(data), c.GetSize())
+		return fmt.Errorf("%w: chunk %x is %d bytes, the manifest says %d: tampered with or cut on the way", ErrContent, c.GetSha256()[:8], len(data), c.GetSize())
 	}
 	if sum := sha256.Sum256(data); !bytes.Equal(sum[:], c.GetSha256()) {
 		return fmt.Errorf("%w: chunk %x has another hash (%x): tampered with or corrupted on the way", ErrContent, c.GetSha256()[:8], sum[:8])

@@ -77,7 +77,7 @@ var (
 // ValidName checks a package name: [a-z0-9][a-z0-9._-]{0,62}.
 func ValidName(name string) error {
 	if !nameRe.MatchString(name) {
-		return fmt.Errorf("package name %q: want 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", printable(name))
+		return fmt.Errorf("package name %q: want 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", Printable(name))
 	}
 	return nil
 }
@@ -86,7 +86,7 @@ func ValidName(name string) error {
 // -PRERELEASE ("1.4.0", "2.0.0-rc.1").
 func ValidVersion(v string) error {
 	if !versionRe.MatchString(v) {
-		return fmt.Errorf("version %q: want MAJOR.MINOR.PATCH or MAJOR.MINOR.PATCH-PRE, such as 1.4.0 or 2.0.0-rc.1", printable(v))
+		return fmt.Errorf("version %q: want MAJOR.MINOR.PATCH or MAJOR.MINOR.PATCH-PRE, such as 1.4.0 or 2.0.0-rc.1", Printable(v))
 	}
 	return nil
 }
@@ -95,7 +95,7 @@ func ValidVersion(v string) error {
 // tag: it always means the newest version.
 func ValidTag(tag string) error {
 	if !tagRe.MatchString(tag) {
-		return fmt.Errorf("tag %q: want 1 to 32 of a-z, 0-9, '.', '_', '-', starting with a letter", printable(tag))
+		return fmt.Errorf("tag %q: want 1 to 32 of a-z, 0-9, '.', '_', '-', starting with a letter", Printable(tag))
 	}
 	if tag == "latest" {
 		return errors.New(`tag "latest" is reserved: it always means the newest version`)
@@ -109,7 +109,7 @@ func ValidType(t string) error {
 	case TypeModule, TypeMLModel, TypeProcess, TypeFile:
 		return nil
 	}
-	return fmt.Errorf("package type %q: want module, ml_model, process or file", printable(t))
+	return fmt.Errorf("package type %q: want module, ml_model, process or file", Printable(t))
 }
 
 // ValidPlatform checks a platform: "GOOS/GOARCH" such as "linux/arm64", or
@@ -118,7 +118,7 @@ func ValidPlatform(p string) error {
 	if p == PlatformAny || platformRe.MatchString(p) {
 		return nil
 	}
-	return fmt.Errorf("platform %q: want GOOS/GOARCH such as linux/arm64, or any", printable(p))
+	return fmt.Errorf("platform %q: want GOOS/GOARCH such as linux/arm64, or any", Printable(p))
 }
 
 // ValidChunks checks a chunk list against the limits and returns the total
@@ -156,7 +156,7 @@ func ValidateManifest(m *syncv1.PackageManifest) error {
 		return errors.New("manifest: none")
 	}
 	if m.GetOrgId() == "" || len(m.GetOrgId()) > 64 || !printableID(m.GetOrgId()) {
-		return fmt.Errorf("manifest: organization id %q", printable(m.GetOrgId()))
+		return fmt.Errorf("manifest: organization id %q", Printable(m.GetOrgId()))
 	}
 	for _, check := range []func() error{
 		func() error { return ValidName(m.GetName()) },
@@ -191,8 +191,10 @@ func printableID(s string) bool {
 	return true
 }
 
-// printable shortens s for an error message; %q escapes the rest.
-func printable(s string) string {
+// Printable shortens s, a name from outside, for an error message, so a
+// hostile name cannot make a status or log line large; quoting it (%q)
+// escapes the rest.
+func Printable(s string) string {
 	const limit = 80
 	if len(s) > limit {
 		return s[:limit] + "..."

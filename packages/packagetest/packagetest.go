@@ -227,7 +227,7 @@ type Server struct {
 	mu     sync.Mutex
 	chunks map[[32]byte][]byte
 	files  map[[32]byte]string
-	tamper bool
+	tamper func(chunk []byte) []byte
 	// Requests counts chunk requests; Served counts the chunk bytes sent.
 	Requests, Served atomic.Int64
 	// URL is the server's base URL.
@@ -277,9 +277,22 @@ func (s *Server) Has(h [32]byte) bool {
 
 // Tamper makes the server flip a byte in every chunk it sends, or stop.
 func (s *Server) Tamper(on bool) {
+	if !on {
+		s.TamperWith(nil)
+		return
+	}
+	s.TamperWith(func(c []byte) []byte {
+		c[len(c)/2] ^= 0xff
+		return c
+	})
+}
+
+// TamperWith makes the server send what fn makes of each chunk (fn gets
+// a copy it may change) instead of the chunk; nil stops.
+func (s *Server) TamperWith(fn func(chunk []byte) []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tamper = on
+	s.tamper = fn
 }
 
 // GetPackageChunk serves a chunk by hash.
@@ -300,9 +313,8 @@ func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.
 	if !ok {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no such chunk"))
 	}
-	if s.tamper {
-		c = bytes.Clone(c)
-		c[len(c)/2] ^= 0xff
+	if s.tamper != nil {
+		c = s.tamper(bytes.Clone(c))
 	}
 	s.Served.Add(int64(len(c)))
 	return connect.NewResponse(&syncv1.GetPackageChunkResponse{Data: c}), nil
