@@ -60,7 +60,7 @@ func newStore(dir string, b Budget) (*store, error) {
 		}
 	}
 	// Whatever tmp holds is a download or unpack a restart cut short: a
-	// chunk in flight is fetched again, an unpack starts again.
+	// chunk that was in flight is fetched again, an unpack starts again.
 	entries, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil {
 		return nil, fmt.Errorf("read the package directory: %w", err)
