@@ -24,7 +24,8 @@ import (
 )
 
 // Fetcher fetches one chunk by its hash: the part's authenticated sync
-// client (syncv1connect.SyncServiceClient) is one.
+// client (syncv1connect.SyncServiceClient) is one. A download calls it
+// from a few goroutines at once.
 type Fetcher interface {
 	GetPackageChunk(context.Context, *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error)
 }
