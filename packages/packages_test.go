@@ -316,6 +316,9 @@ func TestCutAndResume(t *testing.T) {
 	if held == 0 {
 		t.Fatal("nothing was kept before the cut")
 	}
+	if most := f.srv.MostAtOnce.Load(); most > fetches {
+		t.Fatalf("%d chunk requests at once, want at most %d", most, fetches)
+	}
 	if got := readFile(t, m, "model.bin"); got != noise(5, 512<<10) {
 		t.Fatal("model.bin differs after the resumed download")
 	}

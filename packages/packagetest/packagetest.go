@@ -230,6 +230,10 @@ type Server struct {
 	tamper func(chunk []byte) []byte
 	// Requests counts chunk requests; Served counts the chunk bytes sent.
 	Requests, Served atomic.Int64
+	// MostAtOnce is the most chunk requests the server had in flight at
+	// once.
+	MostAtOnce atomic.Int64
+	inFlight   atomic.Int64
 	// URL is the server's base URL.
 	URL string
 }
@@ -298,6 +302,14 @@ func (s *Server) TamperWith(fn func(chunk []byte) []byte) {
 // GetPackageChunk serves a chunk by hash.
 func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
 	s.Requests.Add(1)
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for {
+		most := s.MostAtOnce.Load()
+		if n <= most || s.MostAtOnce.CompareAndSwap(most, n) {
+			break
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var h [32]byte
