@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
@@ -249,6 +250,39 @@ func TestTamperedChunk(t *testing.T) {
 			m.Step(t.Context())
 			wantState(t, m, StateRunning, "2.0.0")
 		})
+	}
+}
+
+// TestBusyCloud checks that a cloud turning chunk requests away as busy
+// is no failure: the part says it is waiting, keeps what it holds, and
+// goes on after a short wait.
+func TestBusyCloud(t *testing.T) {
+	f := newFixture(t)
+	m := f.manager()
+	f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
+	m.Step(t.Context())
+	f.srv.Refuse(connect.CodeResourceExhausted)
+	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"bin/blinker": "v2", "model/weights.bin": noise(2, 200<<10)}))
+	m.Step(t.Context())
+	st := wantState(t, m, StateDownloading, "1.0.0")
+	for _, want := range []string{"the cloud is busy", "goes on in 15s", "org1/blinker 2.0.0", "resource_exhausted"} {
+		if !strings.Contains(st.GetError(), want) {
+			t.Fatalf("error %q, want it to say %q", st.GetError(), want)
+		}
+	}
+	// Not before the wait.
+	f.srv.Refuse(0)
+	asked := f.srv.Requests.Load()
+	f.clk.Advance(busyRetryAfter - time.Second)
+	m.Step(t.Context())
+	wantState(t, m, StateDownloading, "1.0.0")
+	if f.srv.Requests.Load() != asked {
+		t.Fatal("the part asked again before the wait was over")
+	}
+	f.clk.Advance(time.Second)
+	m.Step(t.Context())
+	if st := wantState(t, m, StateRunning, "2.0.0"); st.GetError() != "" {
+		t.Fatalf("status %v, want no error once running", st)
 	}
 }
 

@@ -228,6 +228,7 @@ type Server struct {
 	chunks map[[32]byte][]byte
 	files  map[[32]byte]string
 	tamper func(chunk []byte) []byte
+	refuse connect.Code
 	// Requests counts chunk requests; Served counts the chunk bytes sent.
 	Requests, Served atomic.Int64
 	// MostAtOnce is the most chunk requests the server had in flight at
@@ -299,6 +300,14 @@ func (s *Server) TamperWith(fn func(chunk []byte) []byte) {
 	s.tamper = fn
 }
 
+// Refuse makes the server answer every chunk request with code, as a
+// busy cloud does with connect.CodeResourceExhausted; 0 serves again.
+func (s *Server) Refuse(code connect.Code) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = code
+}
+
 // GetPackageChunk serves a chunk by hash.
 func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
 	s.Requests.Add(1)
@@ -312,6 +321,9 @@ func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.refuse != 0 {
+		return nil, connect.NewError(s.refuse, errors.New("too many chunks being served; try again later"))
+	}
 	var h [32]byte
 	copy(h[:], req.Msg.GetSha256())
 	c, ok := s.chunks[h]
