@@ -89,14 +89,16 @@ func TestPackagesEndToEnd(t *testing.T) {
 	cl.Remember(m2.Msg.GetMainPartSecret())
 	useFragment(m2.Msg.GetMachine().GetId())
 	// The second part reaches the cloud through a fault proxy that cuts
-	// the link from its second chunk fetch on, for as long as the sync
-	// client retries one call (1 + 4 tries), so the download fails.
+	// the link from its second chunk fetch on, until the part's download
+	// failed (every fetch in flight, retries and all, failed or passed
+	// by then), so the download fails.
 	var chunkFetches, passed atomic.Int64
+	var cutOver atomic.Bool
 	proxy, err := faultproxy.New(cl.URL, func(_ int64, r *http.Request) faultproxy.Fault {
 		if !strings.HasSuffix(r.URL.Path, "/GetPackageChunk") {
 			return faultproxy.Pass
 		}
-		if n := chunkFetches.Add(1); n >= 2 && n <= 6 {
+		if n := chunkFetches.Add(1); n >= 2 && !cutOver.Load() {
 			return faultproxy.ResetBefore
 		}
 		passed.Add(1)
@@ -175,6 +177,7 @@ func TestPackagesEndToEnd(t *testing.T) {
 	if err := runs[1].stop(t); err != nil {
 		t.Fatal(err)
 	}
+	cutOver.Store(true)
 	cut := runs[1]
 	runs[1] = run(t, parts[1], clock.NewReal(), nil)
 	defer func() {

@@ -22,5 +22,6 @@
 //	state.json                               per package: current, previous, refused versions
 //
 // A download resumes by construction: the chunks already in the cache are
-// not fetched again, so a cut or a restart loses at most the chunk in flight.
+// not fetched again, so a cut or a restart loses at most the few chunks in
+// flight.
 package packages

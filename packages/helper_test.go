@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/hex"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
 
-	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/packages/packagetest"
 	"github.com/outpost-robotics/outpost/signed"
@@ -55,7 +53,3 @@ func hexKey(t testing.TB, s string) [32]byte {
 	copy(k[:], b)
 	return k
 }
-
-// errorOf turns a status's error back into an error for errors.Is; it
-// only ever matches by text.
-func errorOf(st *syncv1.PackageStatus) error { return errors.New(st.GetError()) }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -34,6 +35,11 @@ const (
 	// retryAfter is how long a failed download waits before it is tried
 	// again, unless the cloud issues another version first.
 	retryAfter = time.Minute
+	// busyRetryAfter is how long a download the cloud turned away as busy
+	// (ResourceExhausted, after the client's own retries) waits. It is not
+	// a failure: the chunks held are kept, the state stays downloading,
+	// and every part of a large rollout gets its turn.
+	busyRetryAfter = 15 * time.Second
 	// maxRefused bounds the versions a package remembers having rolled
 	// back from.
 	maxRefused = 16
@@ -141,7 +147,7 @@ type issue struct {
 	err      string
 	state    string
 	done     uint64
-	retryAt  time.Duration // uptime before which a failed download waits
+	retryAt  time.Duration // uptime before which a failed or turned-away download waits
 	since    time.Duration // uptime of the switch, on probation
 	watching bool
 }
@@ -350,7 +356,7 @@ func (m *Manager) stepOne(ctx context.Context, name string, is *issue, f Fetcher
 		return false
 	}
 	now := m.clk.Uptime()
-	if is.state == StateFailed && now < is.retryAt {
+	if (is.state == StateFailed || is.state == StateDownloading) && now < is.retryAt {
 		return false
 	}
 	if !m.store.have(is.m) {
@@ -362,6 +368,14 @@ func (m *Manager) stepOne(ctx context.Context, name string, is *issue, f Fetcher
 		})
 		if err != nil {
 			if ctx.Err() != nil {
+				return false
+			}
+			if connect.CodeOf(err) == connect.CodeResourceExhausted {
+				m.mu.Lock()
+				is.retryAt = m.clk.Uptime() + busyRetryAfter
+				m.mu.Unlock()
+				m.set(is, StateDownloading, fmt.Sprintf("the cloud is busy serving packages; the download goes on in %v: %v", busyRetryAfter, err), is.done)
+				m.log.Info("the cloud is busy; the package download goes on later", zap.String("package", name), zap.String("version", is.m.GetVersion()), zap.Duration("in", busyRetryAfter), zap.Error(err))
 				return false
 			}
 			m.mu.Lock()

@@ -3,7 +3,7 @@ package packages
 import (
 	"archive/tar"
 	"context"
-	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
@@ -19,6 +20,7 @@ import (
 	"github.com/outpost-robotics/outpost/config"
 	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/packages/packagetest"
+	"github.com/outpost-robotics/outpost/pkgformat"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -166,6 +168,12 @@ func TestRefusedManifests(t *testing.T) {
 		{"unknown key", newPkg(t, stranger, "2.0.0", map[string]string{"x": "y"}).Resolved(t, stranger, "blinker"), "unknown key"},
 		{"wrong platform", arm.Resolved(t, f.signer, "blinker"), "built for linux/arm64"},
 		{"path in the version", badName.Resolved(t, f.signer, "blinker"), "version"},
+		{"payload changed after signing", func() *syncv1.ResolvedPackage {
+			rp := newPkg(t, f.signer, "2.0.0", map[string]string{"x": "y"}).Resolved(t, f.signer, "blinker")
+			rp.Manifest.Payload = append(rp.Manifest.Payload, 0x08, 0x01)
+			return rp
+		}(), "signature does not verify"},
+		{"no manifest", &syncv1.ResolvedPackage{Name: "blinker", Requested: "latest"}, "no document"},
 		{"a grant bundle as a manifest", func() *syncv1.ResolvedPackage {
 			doc, _ := f.signer.Sign(&syncv1.GrantBundle{PartId: "p"})
 			return &syncv1.ResolvedPackage{Name: "blinker", Manifest: doc}
@@ -179,6 +187,9 @@ func TestRefusedManifests(t *testing.T) {
 			if st.GetState() != StateFailed || !strings.Contains(st.GetError(), tt.want) || st.GetRunningVersion() != "1.0.0" {
 				t.Fatalf("status %v, want failed with %q, 1.0.0 running", st, tt.want)
 			}
+			if !strings.HasPrefix(st.GetError(), ErrManifest.Error()) || st.GetName() != "blinker" {
+				t.Fatalf("status %v, want the package named and its error to start %q", st, ErrManifest)
+			}
 			if got := readFile(t, m, "README"); got != "v1" {
 				t.Fatalf("the running version changed: README %q", got)
 			}
@@ -190,32 +201,89 @@ func TestRefusedManifests(t *testing.T) {
 }
 
 func TestTamperedChunk(t *testing.T) {
+	v2Files := map[string]string{"bin/blinker": "v2", "model/weights.bin": noise(2, 200<<10)}
+	for _, tc := range []struct {
+		name   string
+		tamper func([]byte) []byte
+		want   string
+	}{
+		{"a byte flipped", func(c []byte) []byte { c[len(c)/2] ^= 0xff; return c }, "has another hash"},
+		{"cut short", func(c []byte) []byte { return c[:len(c)-1] }, "the manifest says"},
+		{"a byte more", func(c []byte) []byte { return append(c, 0) }, "the manifest says"},
+		{"empty", func([]byte) []byte { return nil }, "is 0 bytes"},
+		{"larger than any chunk", func([]byte) []byte { return make([]byte, pkgformat.MaxChunk+1) }, "the manifest says"},
+		{"zeros of the right size", func(c []byte) []byte { return make([]byte, len(c)) }, "has another hash"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			m := f.manager()
+			f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
+			m.Step(t.Context())
+			f.srv.TamperWith(tc.tamper)
+			f.issue(m, newPkg(t, f.signer, "2.0.0", v2Files))
+			m.Step(t.Context())
+			st := wantState(t, m, StateFailed, "1.0.0")
+			// The status names the version, the chunk, and what was wrong.
+			for _, want := range []string{"download chunk", "org1/blinker 2.0.0", ErrContent.Error(), "tampered with", tc.want} {
+				if !strings.Contains(st.GetError(), want) {
+					t.Fatalf("error %q, want it to say %q", st.GetError(), want)
+				}
+			}
+			if st.GetIssuedVersion() != "2.0.0" || st.GetBytesDone() >= st.GetBytesTotal() {
+				t.Fatalf("status %v, want 2.0.0 issued and not all of it held", st)
+			}
+			chunks, _ := os.ReadDir(filepath.Join(f.opts.Dir, "chunks"))
+			for _, c := range chunks {
+				if !f.srv.Has(hexKey(t, c.Name())) {
+					t.Fatalf("chunk %s is kept but is no chunk the cloud has", c.Name())
+				}
+			}
+			if got := readFile(t, m, "README"); got != "v1" {
+				t.Fatalf("the running version changed: README %q", got)
+			}
+			// Once the cloud serves the real bytes, the download goes
+			// through (after the retry wait).
+			f.srv.TamperWith(nil)
+			m.Step(t.Context())
+			wantState(t, m, StateFailed, "1.0.0")
+			f.clk.Advance(retryAfter)
+			m.Step(t.Context())
+			wantState(t, m, StateRunning, "2.0.0")
+		})
+	}
+}
+
+// TestBusyCloud checks that a cloud turning chunk requests away as busy
+// is no failure: the part says it is waiting, keeps what it holds, and
+// goes on after a short wait.
+func TestBusyCloud(t *testing.T) {
 	f := newFixture(t)
 	m := f.manager()
 	f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
 	m.Step(t.Context())
-	f.srv.Tamper(true)
+	f.srv.Refuse(connect.CodeResourceExhausted)
 	f.issue(m, newPkg(t, f.signer, "2.0.0", map[string]string{"bin/blinker": "v2", "model/weights.bin": noise(2, 200<<10)}))
 	m.Step(t.Context())
-	st := wantState(t, m, StateFailed, "1.0.0")
-	if !errors.Is(errorOf(st), ErrContent) && !strings.Contains(st.GetError(), "tampered") {
-		t.Fatalf("error %q, want one about a tampered chunk", st.GetError())
-	}
-	chunks, _ := os.ReadDir(filepath.Join(f.opts.Dir, "chunks"))
-	for _, c := range chunks {
-		if !f.srv.Has(hexKey(t, c.Name())) {
-			t.Fatalf("chunk %s is kept but is no chunk the cloud has", c.Name())
+	st := wantState(t, m, StateDownloading, "1.0.0")
+	for _, want := range []string{"the cloud is busy", "goes on in 15s", "org1/blinker 2.0.0", "resource_exhausted"} {
+		if !strings.Contains(st.GetError(), want) {
+			t.Fatalf("error %q, want it to say %q", st.GetError(), want)
 		}
 	}
-	if got := readFile(t, m, "README"); got != "v1" {
-		t.Fatalf("the running version changed: README %q", got)
-	}
-	// Once the cloud serves the real bytes, the download goes through
-	// (after the retry wait).
-	f.srv.Tamper(false)
-	f.clk.Advance(retryAfter)
+	// Not before the wait.
+	f.srv.Refuse(0)
+	asked := f.srv.Requests.Load()
+	f.clk.Advance(busyRetryAfter - time.Second)
 	m.Step(t.Context())
-	wantState(t, m, StateRunning, "2.0.0")
+	wantState(t, m, StateDownloading, "1.0.0")
+	if f.srv.Requests.Load() != asked {
+		t.Fatal("the part asked again before the wait was over")
+	}
+	f.clk.Advance(time.Second)
+	m.Step(t.Context())
+	if st := wantState(t, m, StateRunning, "2.0.0"); st.GetError() != "" {
+		t.Fatalf("status %v, want no error once running", st)
+	}
 }
 
 func TestBudget(t *testing.T) {
@@ -281,6 +349,9 @@ func TestCutAndResume(t *testing.T) {
 	}
 	if held == 0 {
 		t.Fatal("nothing was kept before the cut")
+	}
+	if most := f.srv.MostAtOnce.Load(); most > fetches {
+		t.Fatalf("%d chunk requests at once, want at most %d", most, fetches)
 	}
 	if got := readFile(t, m, "model.bin"); got != noise(5, 512<<10) {
 		t.Fatal("model.bin differs after the resumed download")
@@ -429,6 +500,8 @@ func TestHostileEntries(t *testing.T) {
 		{"duplicate", []entry{good, good}, "appears twice"},
 		{"file under a file", []entry{good, {Name: "ok/x", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "ok/x"},
 		{"backslash", []entry{{Name: `a\..\..\x`, Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "backslash"},
+		{"long name", []entry{{Name: "../" + strings.Repeat("a", 256<<10), Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}}, "escapes the package directory"},
+		{"long link", []entry{{Name: "link", Type: tar.TypeSymlink, Linkname: strings.Repeat("../", 64<<10), Mode: 0o777}}, "symbolic link"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,7 +509,12 @@ func TestHostileEntries(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "v")
 			err := untar(strings.NewReader(string(stream)), root, unpacked)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("untar = %v, want an error with %q", err, tt.want)
+				t.Fatalf("untar = %.300v, want an error with %q", err, tt.want)
+			}
+			// The error reaches the part's status: a hostile name must
+			// not make it large.
+			if len(err.Error()) > 512 {
+				t.Fatalf("an error of %d bytes: %.300s", len(err.Error()), err)
 			}
 			if _, err := os.Lstat(filepath.Join(filepath.Dir(root), "escape")); err == nil {
 				t.Fatal("an entry escaped")
@@ -452,23 +530,43 @@ func TestHostileEntries(t *testing.T) {
 		}
 	})
 
-	// Through the manager: a signed package with a symlink is refused and
-	// the running version stays.
+	// Through the manager: a signed package whose entries would escape is
+	// refused, nothing of it stays, and the running version runs on.
 	f := newFixture(t)
 	m := f.manager()
 	f.issue(m, newPkg(t, f.signer, "1.0.0", v1Files))
 	m.Step(t.Context())
-	stream, unpacked := tarStream(t, []entry{good, {Name: "zz", Type: tar.TypeSymlink, Linkname: "../../../../etc/passwd"}})
-	f.issue(m, build(t, f.signer, "2.0.0", testPlatform, stream, unpacked))
-	m.Step(t.Context())
-	if st := wantState(t, m, StateFailed, "1.0.0"); !strings.Contains(st.GetError(), "symbolic link") {
-		t.Fatalf("error %q", st.GetError())
-	}
-	if leftovers, _ := os.ReadDir(filepath.Join(f.opts.Dir, "tmp")); len(leftovers) != 0 {
-		t.Fatalf("the refused unpack left %d entries in tmp", len(leftovers))
-	}
-	if _, err := os.Stat(filepath.Join(f.opts.Dir, "versions/org1/blinker/2.0.0-linux-amd64")); err == nil {
-		t.Fatal("the refused version has a directory")
+	for i, tc := range []struct {
+		entry entry
+		want  string
+	}{
+		{entry{Name: "zz", Type: tar.TypeSymlink, Linkname: "../../../../etc/passwd"}, `entry "zz" is a symbolic link`},
+		{entry{Name: "../../../../escape", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}, `entry "../../../../escape": escapes the package directory`},
+		{entry{Name: "/tmp/escape", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}, `entry "/tmp/escape": an absolute path`},
+		{entry{Name: "a/../../escape", Type: tar.TypeReg, Body: []byte("x"), Mode: 0o644}, `entry "a/../../escape": not a clean path`},
+	} {
+		version := fmt.Sprintf("2.0.%d", i)
+		stream, unpacked := tarStream(t, []entry{good, tc.entry})
+		f.issue(m, build(t, f.signer, version, testPlatform, stream, unpacked))
+		m.Step(t.Context())
+		st := wantState(t, m, StateFailed, "1.0.0")
+		for _, want := range []string{"unpack org1/blinker " + version, ErrContent.Error(), tc.want} {
+			if !strings.Contains(st.GetError(), want) {
+				t.Fatalf("error %q, want it to say %q", st.GetError(), want)
+			}
+		}
+		if leftovers, _ := os.ReadDir(filepath.Join(f.opts.Dir, "tmp")); len(leftovers) != 0 {
+			t.Fatalf("the refused unpack left %d entries in tmp", len(leftovers))
+		}
+		if _, err := os.Stat(filepath.Join(f.opts.Dir, "versions/org1/blinker", version+"-linux-amd64")); err == nil {
+			t.Fatal("the refused version has a directory")
+		}
+		if _, err := os.Lstat(filepath.Join(f.dir, "escape")); err == nil {
+			t.Fatal("an entry escaped")
+		}
+		if got := readFile(t, m, "README"); got != "v1" {
+			t.Fatalf("the running version changed: README %q", got)
+		}
 	}
 }
 

@@ -12,9 +12,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
+	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
@@ -22,7 +24,8 @@ import (
 )
 
 // Fetcher fetches one chunk by its hash: the part's authenticated sync
-// client (syncv1connect.SyncServiceClient) is one.
+// client (syncv1connect.SyncServiceClient) is one. A download calls it
+// from a few goroutines at once.
 type Fetcher interface {
 	GetPackageChunk(context.Context, *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error)
 }
@@ -58,7 +61,7 @@ func newStore(dir string, b Budget) (*store, error) {
 		}
 	}
 	// Whatever tmp holds is a download or unpack a restart cut short: a
-	// chunk in flight is fetched again, an unpack starts again.
+	// chunk that was in flight is fetched again, an unpack starts again.
 	entries, err := os.ReadDir(filepath.Join(dir, "tmp"))
 	if err != nil {
 		return nil, fmt.Errorf("read the package directory: %w", err)
@@ -130,9 +133,18 @@ func (s *store) fits(m *syncv1.PackageManifest, need uint64) error {
 	return nil
 }
 
+// fetches is how many chunks a download fetches at once, so that a link's
+// round trip is paid once per few chunks rather than once per chunk. It is
+// one fewer than the cloud serves one part at once
+// (partsync.MaxChunkFetches), which leaves room for a request the cloud
+// is still finishing after a cut.
+const fetches = 3
+
 // ensure makes m's version unpacked on disk: it fetches the chunks the
-// cache lacks, then unpacks. progress is told the content bytes held after
-// each chunk. A version already unpacked costs nothing.
+// cache lacks, a few at a time, then unpacks. progress is told the content
+// bytes held after each chunk. A version already unpacked costs nothing.
+// After a failed fetch no other starts, but those in flight finish and
+// are kept: each is whole and verified on its own.
 func (s *store) ensure(ctx context.Context, f Fetcher, m *syncv1.PackageManifest, progress func(done uint64)) error {
 	if s.have(m) {
 		progress(m.GetSize())
@@ -143,19 +155,44 @@ func (s *store) ensure(ctx context.Context, f Fetcher, m *syncv1.PackageManifest
 		return err
 	}
 	progress(held)
+	var (
+		g      errgroup.Group
+		mu     sync.Mutex // guards held and progress's order
+		failed atomic.Bool
+		seen   = map[string]bool{}
+	)
+	g.SetLimit(fetches)
 	for i, c := range m.GetChunks() {
+		if failed.Load() || ctx.Err() != nil {
+			break
+		}
+		if seen[string(c.GetSha256())] {
+			continue
+		}
+		seen[string(c.GetSha256())] = true
 		if _, err := os.Stat(s.chunkPath(c.GetSha256())); err == nil {
 			continue
 		}
-		if err := s.fetch(ctx, f, c); err != nil {
-			return fmt.Errorf("download chunk %d of %d of %s/%s %s: %w", i+1, len(m.GetChunks()), m.GetOrgId(), m.GetName(), m.GetVersion(), err)
-		}
-		held += uint64(c.GetSize())
-		progress(held)
-		// A chunk passes through a few buffers of its size; returning them
-		// now, not at the next GC cycle, is what keeps a part's memory
-		// flat through a download of any size (docs/PERFORMANCE.md).
-		debug.FreeOSMemory()
+		g.Go(func() error {
+			if failed.Load() {
+				return nil
+			}
+			if err := s.fetch(ctx, f, c); err != nil {
+				failed.Store(true)
+				return fmt.Errorf("download chunk %d of %d of %s/%s %s: %w", i+1, len(m.GetChunks()), m.GetOrgId(), m.GetName(), m.GetVersion(), err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			held += uint64(c.GetSize())
+			progress(held)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	return s.unpack(ctx, m)
 }
@@ -173,7 +210,7 @@ func (s *store) fetch(ctx context.Context, f Fetcher, c *syncv1.PackageChunk) er
 	}
 	data := resp.Msg.GetData()
 	if len(data) != int(c.GetSize()) {
-		return fmt.Errorf("%w: chunk %x is %d bytes, the manifest says %d", ErrContent, c.GetSha256()[:8], len(data), c.GetSize())
+		return fmt.Errorf("%w: chunk %x is %d bytes, the manifest says %d: tampered with or cut on the way", ErrContent, c.GetSha256()[:8], len(data), c.GetSize())
 	}
 	if sum := sha256.Sum256(data); !bytes.Equal(sum[:], c.GetSha256()) {
 		return fmt.Errorf("%w: chunk %x has another hash (%x): tampered with or corrupted on the way", ErrContent, c.GetSha256()[:8], sum[:8])

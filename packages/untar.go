@@ -9,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/outpost-robotics/outpost/pkgformat"
 )
 
 // untar unpacks a package's tar stream into root, which it creates. It
@@ -37,12 +39,14 @@ func untar(r io.Reader, root string, unpacked uint64) error {
 		if n >= MaxEntries {
 			return fmt.Errorf("%w: more than %d entries", ErrContent, MaxEntries)
 		}
+		// Names are the uploader's: an error shows a bounded part of one.
+		shown := pkgformat.Printable(h.Name)
 		name, err := entryName(h.Name)
 		if err != nil {
-			return fmt.Errorf("%w: entry %q: %w", ErrContent, h.Name, err)
+			return fmt.Errorf("%w: entry %q: %w", ErrContent, shown, err)
 		}
 		if seen[name] {
-			return fmt.Errorf("%w: entry %q appears twice", ErrContent, h.Name)
+			return fmt.Errorf("%w: entry %q appears twice", ErrContent, shown)
 		}
 		seen[name] = true
 		dst := filepath.Join(root, filepath.FromSlash(name))
@@ -50,30 +54,30 @@ func untar(r io.Reader, root string, unpacked uint64) error {
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return fmt.Errorf("%w: entry %q: %w", ErrContent, h.Name, err)
+				return fmt.Errorf("%w: entry %q: %w", ErrContent, shown, err)
 			}
 			if err := os.Chmod(dst, mode|0o700); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
+				return fmt.Errorf("entry %q: %w", shown, err)
 			}
 		case tar.TypeReg:
 			if h.Size < 0 || uint64(h.Size) > unpacked-total {
-				return fmt.Errorf("%w: entry %q: the files are larger than the %d bytes the manifest says", ErrContent, h.Name, unpacked)
+				return fmt.Errorf("%w: entry %q: the files are larger than the %d bytes the manifest says", ErrContent, shown, unpacked)
 			}
 			total += uint64(h.Size)
 			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return fmt.Errorf("%w: entry %q: %w", ErrContent, h.Name, err)
+				return fmt.Errorf("%w: entry %q: %w", ErrContent, shown, err)
 			}
 			if err := writeFile(dst, mode, tr, h.Size, buf); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
+				return fmt.Errorf("entry %q: %w", shown, err)
 			}
 		case tar.TypeSymlink:
-			return fmt.Errorf("%w: entry %q is a symbolic link (to %q): packages hold regular files and directories only", ErrContent, h.Name, h.Linkname)
+			return fmt.Errorf("%w: entry %q is a symbolic link (to %q): packages hold regular files and directories only", ErrContent, shown, pkgformat.Printable(h.Linkname))
 		case tar.TypeLink:
-			return fmt.Errorf("%w: entry %q is a hard link (to %q): packages hold regular files and directories only", ErrContent, h.Name, h.Linkname)
+			return fmt.Errorf("%w: entry %q is a hard link (to %q): packages hold regular files and directories only", ErrContent, shown, pkgformat.Printable(h.Linkname))
 		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			return fmt.Errorf("%w: entry %q is a device or pipe: packages hold regular files and directories only", ErrContent, h.Name)
+			return fmt.Errorf("%w: entry %q is a device or pipe: packages hold regular files and directories only", ErrContent, shown)
 		default:
-			return fmt.Errorf("%w: entry %q has type %q: packages hold regular files and directories only", ErrContent, h.Name, h.Typeflag)
+			return fmt.Errorf("%w: entry %q has type %q: packages hold regular files and directories only", ErrContent, shown, h.Typeflag)
 		}
 	}
 	if total != unpacked {

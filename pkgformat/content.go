@@ -150,7 +150,9 @@ func kind(m fs.FileMode) string {
 
 // NewChunker returns a chunker that cuts r the way every side does.
 func NewChunker(r io.Reader) *chunker.Chunker {
-	return chunker.NewWithBoundaries(r, Polynomial, MinChunk, MaxChunk)
+	c := chunker.NewWithBoundaries(r, Polynomial, MinChunk, MaxChunk)
+	c.SetAverageBits(AverageBits)
+	return c
 }
 
 // Split cuts the content stream r into chunks, calling fn with each chunk's

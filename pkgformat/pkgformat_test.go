@@ -79,6 +79,29 @@ func manifest() *syncv1.PackageManifest {
 	}
 }
 
+// TestLargestChunkList checks the bound a registry call carrying a chunk
+// list relies on: the most chunks a version may have, each at the size
+// that encodes longest, fit MaxChunkListBytes, and such a list is valid.
+func TestLargestChunkList(t *testing.T) {
+	sum := sha256.Sum256([]byte("x"))
+	if n := proto.Size(&syncv1.PackageManifest{Chunks: []*syncv1.PackageChunk{{Sha256: sum[:], Size: pkgformat.MaxChunk}}}); n > pkgformat.ChunkListEntryBytes {
+		t.Fatalf("a chunk of the largest size encodes in %d bytes, more than %d", n, pkgformat.ChunkListEntryBytes)
+	}
+	m := manifest()
+	c := &syncv1.PackageChunk{Sha256: sum[:], Size: pkgformat.MinChunk}
+	m.Chunks = make([]*syncv1.PackageChunk, pkgformat.MaxChunks)
+	for i := range m.Chunks {
+		m.Chunks[i] = c
+	}
+	m.Size = pkgformat.MaxSize
+	if err := pkgformat.ValidateManifest(m); err != nil {
+		t.Fatal(err)
+	}
+	if n := proto.Size(&syncv1.PackageManifest{Chunks: m.Chunks}); n > pkgformat.MaxChunkListBytes {
+		t.Fatalf("the largest chunk list encodes in %d bytes, more than %d", n, pkgformat.MaxChunkListBytes)
+	}
+}
+
 func TestValidateManifest(t *testing.T) {
 	tests := []struct {
 		name string

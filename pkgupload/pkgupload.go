@@ -10,11 +10,15 @@ package pkgupload
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
 
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1/fleetv1connect"
@@ -89,26 +93,44 @@ func Upload(ctx context.Context, c fleetv1connect.PackageServiceClient, r Reques
 			total += uint64(chunks[i].GetSize())
 		}
 	}
-	buf := make([]byte, pkgformat.MaxChunk)
+	// A few chunks at once, so a link's round trip is paid once per few
+	// chunks; after a failure no other starts.
+	var (
+		g      errgroup.Group
+		mu     sync.Mutex // guards res and Progress's order
+		failed atomic.Bool
+	)
+	g.SetLimit(uploads)
 	for i, ch := range chunks {
 		if !missing[i] {
 			continue
 		}
-		data := buf[:ch.GetSize()]
-		if _, err := f.ReadAt(data, offsets[i]); err != nil {
-			return res, fmt.Errorf("upload package: read chunk %d: %w", i, err)
+		if failed.Load() || ctx.Err() != nil {
+			break
 		}
-		if got := sha256.Sum256(data); string(got[:]) != string(ch.GetSha256()) {
-			return res, fmt.Errorf("upload package: chunk %d changed on disk while it was uploaded", i)
-		}
-		if _, err := c.UploadChunk(ctx, connect.NewRequest(&fleetv1.UploadChunkRequest{OrgId: r.OrgID, Data: data})); err != nil {
-			return res, fmt.Errorf("upload chunk %d of %d: %w", i+1, len(chunks), err)
-		}
-		res.Uploaded++
-		res.UploadedBytes += uint64(len(data))
-		if r.Progress != nil {
-			r.Progress(res.UploadedBytes, total)
-		}
+		g.Go(func() error {
+			if failed.Load() {
+				return nil
+			}
+			if err := uploadChunk(ctx, c, r.OrgID, f, ch, offsets[i]); err != nil {
+				failed.Store(true)
+				return fmt.Errorf("upload chunk %d of %d: %w", i+1, len(chunks), err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			res.Uploaded++
+			res.UploadedBytes += uint64(ch.GetSize())
+			if r.Progress != nil {
+				r.Progress(res.UploadedBytes, total)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
 	}
 	v, err := c.CreateVersion(ctx, connect.NewRequest(&fleetv1.CreateVersionRequest{
 		OrgId: r.OrgID, Name: r.Name, Version: r.Version, Type: r.Type, Platform: r.Platform,
@@ -119,6 +141,23 @@ func Upload(ctx context.Context, c fleetv1connect.PackageServiceClient, r Reques
 	}
 	res.Version = v.Msg.GetVersion()
 	return res, nil
+}
+
+// uploads is how many chunks an upload sends at once.
+const uploads = 3
+
+// uploadChunk reads the chunk ch at off of the content stream f, checks
+// it is still the chunk that was cut, and uploads it.
+func uploadChunk(ctx context.Context, c fleetv1connect.PackageServiceClient, orgID string, f *os.File, ch *syncv1.PackageChunk, off int64) error {
+	data := make([]byte, ch.GetSize())
+	if _, err := f.ReadAt(data, off); err != nil {
+		return fmt.Errorf("read it: %w", err)
+	}
+	if got := sha256.Sum256(data); string(got[:]) != string(ch.GetSha256()) {
+		return errors.New("it changed on disk while it was uploaded")
+	}
+	_, err := c.UploadChunk(ctx, connect.NewRequest(&fleetv1.UploadChunkRequest{OrgId: orgID, Data: data}))
+	return err
 }
 
 // Missing asks which chunks the organization lacks, in batches the cloud

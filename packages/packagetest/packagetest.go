@@ -40,12 +40,11 @@ type Chunking struct {
 	AverageBits int
 }
 
-// Agreed is the chunking the cloud uses: 512 KiB to 4 MiB, about 1 MiB on
-// average. Small cuts chunks of 16 to 128 KiB, so a test of a few hundred
-// KiB has many chunks and chunking stays cheap under the race detector;
-// the part accepts any chunk up to the maximum.
+// Agreed is the chunking every side uses (pkgformat.NewChunker). Small
+// cuts chunks of 16 to 128 KiB, so a test of a few hundred KiB has many
+// chunks; the part accepts any chunk up to the maximum.
 var (
-	Agreed = Chunking{Min: pkgformat.MinChunk, Max: pkgformat.MaxChunk, AverageBits: 20}
+	Agreed = Chunking{Min: pkgformat.MinChunk, Max: pkgformat.MaxChunk, AverageBits: pkgformat.AverageBits}
 	Small  = Chunking{Min: 16 << 10, Max: 128 << 10, AverageBits: 15}
 )
 
@@ -228,9 +227,14 @@ type Server struct {
 	mu     sync.Mutex
 	chunks map[[32]byte][]byte
 	files  map[[32]byte]string
-	tamper bool
+	tamper func(chunk []byte) []byte
+	refuse connect.Code
 	// Requests counts chunk requests; Served counts the chunk bytes sent.
 	Requests, Served atomic.Int64
+	// MostAtOnce is the most chunk requests the server had in flight at
+	// once.
+	MostAtOnce atomic.Int64
+	inFlight   atomic.Int64
 	// URL is the server's base URL.
 	URL string
 }
@@ -278,16 +282,48 @@ func (s *Server) Has(h [32]byte) bool {
 
 // Tamper makes the server flip a byte in every chunk it sends, or stop.
 func (s *Server) Tamper(on bool) {
+	if !on {
+		s.TamperWith(nil)
+		return
+	}
+	s.TamperWith(func(c []byte) []byte {
+		c[len(c)/2] ^= 0xff
+		return c
+	})
+}
+
+// TamperWith makes the server send what fn makes of each chunk (fn gets
+// a copy it may change) instead of the chunk; nil stops.
+func (s *Server) TamperWith(fn func(chunk []byte) []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tamper = on
+	s.tamper = fn
+}
+
+// Refuse makes the server answer every chunk request with code, as a
+// busy cloud does with connect.CodeResourceExhausted; 0 serves again.
+func (s *Server) Refuse(code connect.Code) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = code
 }
 
 // GetPackageChunk serves a chunk by hash.
 func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
 	s.Requests.Add(1)
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for {
+		most := s.MostAtOnce.Load()
+		if n <= most || s.MostAtOnce.CompareAndSwap(most, n) {
+			break
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.refuse != 0 {
+		return nil, connect.NewError(s.refuse, errors.New("too many chunks being served; try again later"))
+	}
 	var h [32]byte
 	copy(h[:], req.Msg.GetSha256())
 	c, ok := s.chunks[h]
@@ -301,9 +337,8 @@ func (s *Server) GetPackageChunk(_ context.Context, req *connect.Request[syncv1.
 	if !ok {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("no such chunk"))
 	}
-	if s.tamper {
-		c = bytes.Clone(c)
-		c[len(c)/2] ^= 0xff
+	if s.tamper != nil {
+		c = s.tamper(bytes.Clone(c))
 	}
 	s.Served.Add(int64(len(c)))
 	return connect.NewResponse(&syncv1.GetPackageChunkResponse{Data: c}), nil
