@@ -473,7 +473,11 @@ func (h *handler) ReportStatus(ctx context.Context, req *connect.Request[syncv1.
 		return nil, h.storeErr("report status", part, err)
 	}
 	if notes && peerChanged(before, req.Msg.GetStatus()) {
-		if err := pn.PeerChanged(ctx, part); err != nil {
+		// The status is stored: a report cancelled now (a part stopping,
+		// a cut link) would leave its next report finding nothing changed
+		// and the machine's documents never re-issued, so the note is not
+		// cancelled with the request.
+		if err := pn.PeerChanged(context.WithoutCancel(ctx), part); err != nil {
 			h.log.Error("could not note a part's new control address", zap.String("part", part.ID), zap.Error(err))
 			return nil, connect.NewError(connect.CodeUnavailable, errors.New("report status: try again"))
 		}
@@ -524,16 +528,20 @@ func (h *handler) AnswerOffer(ctx context.Context, req *connect.Request[syncv1.A
 	return connect.NewResponse(resp), nil
 }
 
-// peerChanged says a status report changed what the other parts of the
-// machine are told of the part: its certificate or its addresses.
+// peerChanged says a status report changed what the part's documents are
+// built from: what the other parts of the machine are told of it (its
+// certificate, its addresses), or its platform, which chooses the builds
+// of the packages it is issued.
 func peerChanged(before, after *syncv1.PartStatus) bool {
 	return before == nil || !bytes.Equal(before.GetControlCertSha256(), after.GetControlCertSha256()) ||
-		!slices.Equal(before.GetControlAddresses(), after.GetControlAddresses())
+		!slices.Equal(before.GetControlAddresses(), after.GetControlAddresses()) ||
+		before.GetPlatform() != after.GetPlatform()
 }
 
 // MaxChunkFetches bounds the chunk fetches one part has in flight: a part
-// downloads one chunk at a time, so a few leave room for retries and a
-// part cannot tie up the cloud's reads with many at once.
+// downloads three chunks at a time (docs/ARCHITECTURE.md, decision 44), so
+// one more leaves room for a retry and a part cannot tie up the cloud's
+// reads with many at once.
 const MaxChunkFetches = 4
 
 // GetPackageChunk hands a chunk of a package version issued to the calling
