@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/partfile"
+	"github.com/outpost-robotics/outpost/signed"
 )
 
 // ClientOptions configures the connection to the fleet cloud.
@@ -64,6 +65,12 @@ type ClientOptions struct {
 // ErrCAFile marks NewClient's errors about ClientOptions.CAFile, which the
 // daemon reports against the bootstrap file's field.
 var ErrCAFile = errors.New("cloud CA file")
+
+// MaxResponseBytes bounds any answer the part reads from the cloud, after
+// decompression: the largest honest one is a pull carrying a config and a
+// grant bundle of at most signed.MaxPayload each, so a broken or hostile
+// cloud (or whatever answers in its place) cannot make a part hold more.
+const MaxResponseBytes = 2*signed.MaxPayload + 1<<20
 
 // NewClient returns the part's sync API client: connect-go over
 // go-retryablehttp (with zap as its logger: the default one prints URLs to
@@ -144,6 +151,7 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 
 	copts := []connect.ClientOption{
 		connect.WithInterceptors(credential.Bearer{Authorization: "Part " + opts.PartID + ":" + opts.PartSecret}),
+		connect.WithReadMaxBytes(MaxResponseBytes),
 	}
 	switch opts.Compression {
 	case "", codec.Zstd:

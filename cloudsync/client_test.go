@@ -268,3 +268,35 @@ func TestRetriesResendTheWholeBody(t *testing.T) {
 		})
 	}
 }
+
+// hugeChunkServer answers every chunk request with more bytes than any
+// honest answer holds.
+type hugeChunkServer struct {
+	syncv1connect.UnimplementedSyncServiceHandler
+}
+
+func (hugeChunkServer) GetPackageChunk(context.Context, *connect.Request[syncv1.GetPackageChunkRequest]) (*connect.Response[syncv1.GetPackageChunkResponse], error) {
+	return connect.NewResponse(&syncv1.GetPackageChunkResponse{Data: make([]byte, MaxResponseBytes+1)}), nil
+}
+
+// TestHugeAnswersAreRefused: an answer larger than MaxResponseBytes, plain
+// or compressed (where it is small on the wire and large once read), ends
+// the call with a clear error instead of being held in the part's memory.
+func TestHugeAnswersAreRefused(t *testing.T) {
+	for _, compression := range []string{"zstd", "gzip", "identity"} {
+		t.Run(compression, func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.Handle(syncv1connect.NewSyncServiceHandler(hugeChunkServer{}, codec.HandlerOption()))
+			ts := httptest.NewServer(mux)
+			defer ts.Close()
+			c, err := NewClient(ClientOptions{CloudURL: ts.URL, PartID: "part-1", PartSecret: strings.Repeat("s", 40), RetryMax: 1, RetryWaitMin: 1, RetryWaitMax: 2, Compression: compression})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.GetPackageChunk(context.Background(), connect.NewRequest(&syncv1.GetPackageChunkRequest{Sha256: make([]byte, 32)}))
+			if code := connect.CodeOf(err); code != connect.CodeResourceExhausted {
+				t.Fatalf("a huge answer: %v (code %v), want resource_exhausted", err, code)
+			}
+		})
+	}
+}
