@@ -31,12 +31,14 @@ build:
 # detector, the cloud's API tests a second time on PostgreSQL (without the
 # race detector, which the first run already brings to the same handlers),
 # and a check that the generated code is what `make generate` makes.
+# A package's tests may take longer than go test's default 10 minutes on a
+# cold cache: the arm64 tests cross-compile a package's tests first.
 # The reliability suite's CI-sized run goes last, on its own: it times
 # start to READY after SIGKILLs (at most 2 s), which
 # other packages' fsync-heavy tests on the same cores would distort.
 test: lint check-generate
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/reliability$$')
-	OUTPOST_CLOUD_STORE=postgres $(GO) test -count=1 ./cloud
+	$(GO) test -race -count=1 -timeout 25m $$($(GO) list ./... | grep -v '/reliability$$')
+	OUTPOST_CLOUD_STORE=postgres $(GO) test -count=1 -timeout 25m ./cloud
 	$(GO) test -race -count=1 -v ./reliability
 
 # `go mod tidy -diff` changes nothing; it fails, showing the diff, when the
