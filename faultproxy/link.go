@@ -245,6 +245,9 @@ func (s *shaper) shape(ctx context.Context, raw net.Conn) *shapedConn {
 	ctx, cancel := context.WithCancel(ctx)
 	srvEnd, linkEnd := net.Pipe()
 	c := &shapedConn{Conn: srvEnd, raw: raw, cancel: cancel}
+	// A client that stops reading must not hold a delivery past the
+	// proxy's end (or a reset): closing the socket ends its write.
+	context.AfterFunc(ctx, func() { _ = raw.Close() })
 	up := make(chan piece, queueChunks)
 	down := make(chan piece, queueChunks)
 	// Up: the client's socket onto the wire, then off the wire to the server.
@@ -318,8 +321,8 @@ func (c *shapedConn) Close() error { return c.Conn.Close() }
 // is on the wire.
 func (c *shapedConn) reset() {
 	c.once.Do(func() {
+		resetConn(c.raw) // first: once the context ends, the socket closes without a reset
 		c.cancel()
-		resetConn(c.raw)
 		_ = c.Conn.Close()
 	})
 }
