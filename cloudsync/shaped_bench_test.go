@@ -74,11 +74,12 @@ func benchShapedDrain(b *testing.B, kinds []drainKind, inFlight int) {
 }
 
 // shapedInFlight is the uploads a part keeps in flight on the shaped link
-// unless OUTPOST_DRAIN_INFLIGHT says otherwise. cloudsync's default of 2
-// leaves the link idle a fifth of the time: uploads in flight share the
-// link, so they finish together, and the link then waits for the cloud to
-// store them, the answers to come back and the part to read and encode the
-// next batches (docs/PERFORMANCE.md, "The drain on a shaped link").
+// unless OUTPOST_DRAIN_INFLIGHT says otherwise. With cloudsync's default of
+// 2, a drain of readings leaves the link idle a sixth to two fifths of the
+// time: uploads in flight share the link, so they finish together, and the
+// link then waits for the cloud to store them, the answers to come back and
+// the part to read and encode the next batches (docs/PERFORMANCE.md, "The
+// drain on a shaped link").
 const shapedInFlight = 8
 
 // shapedLink is the link of a shaped drain and the batch size the part
