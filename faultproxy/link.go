@@ -245,9 +245,14 @@ func (s *shaper) shape(ctx context.Context, raw net.Conn) *shapedConn {
 	ctx, cancel := context.WithCancel(ctx)
 	srvEnd, linkEnd := net.Pipe()
 	c := &shapedConn{Conn: srvEnd, raw: raw, cancel: cancel}
-	// A client that stops reading must not hold a delivery past the
-	// proxy's end (or a reset): closing the socket ends its write.
-	context.AfterFunc(ctx, func() { _ = raw.Close() })
+	// A client that stops reading must not hold a delivery, nor the
+	// server's writes behind it, past the proxy's end (or a reset):
+	// closing the socket ends the delivery's write, and closing the pipe
+	// the server's.
+	context.AfterFunc(ctx, func() {
+		_ = raw.Close()
+		_ = linkEnd.Close()
+	})
 	up := make(chan piece, queueChunks)
 	down := make(chan piece, queueChunks)
 	// Up: the client's socket onto the wire, then off the wire to the server.

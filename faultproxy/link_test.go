@@ -215,9 +215,10 @@ func TestLinkPacesBytes(t *testing.T) {
 	}
 }
 
-// shapedPair returns a shaped connection as the proxy's server sees it and
-// the client's end of its socket.
-func shapedPair(t *testing.T, link Link) (srv *shapedConn, client net.Conn) {
+// shapedPair returns a shaped connection as the proxy's server sees it, the
+// client's end of its socket, and what ends the connection as the proxy's
+// end does.
+func shapedPair(t *testing.T, link Link) (srv *shapedConn, client net.Conn, end context.CancelFunc) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -245,7 +246,7 @@ func shapedPair(t *testing.T, link Link) (srv *shapedConn, client net.Conn) {
 		srv.reset()
 		client.Close()
 	})
-	return srv, client
+	return srv, client, cancel
 }
 
 // TestLinkDelaysEachDirection: bytes written at one end arrive at the
@@ -253,7 +254,7 @@ func shapedPair(t *testing.T, link Link) (srv *shapedConn, client net.Conn) {
 func TestLinkDelaysEachDirection(t *testing.T) {
 	const delay = 25 * time.Millisecond
 	clk := clock.NewFake(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
-	srv, client := shapedPair(t, Link{Delay: delay, Clock: clk})
+	srv, client, _ := shapedPair(t, Link{Delay: delay, Clock: clk})
 	tests := []struct {
 		name string
 		from net.Conn
@@ -328,5 +329,27 @@ func TestHugeDelayDoesNotWedgeClose(t *testing.T) {
 	}
 	if seen.Load() != 0 {
 		t.Fatal("the upstream saw a request that never crossed the link")
+	}
+}
+
+// TestClientThatStopsReadingDoesNotHoldTheServer: a client that reads
+// nothing fills the link's queue and its socket; when the proxy ends, the
+// server's write behind them fails rather than waiting for ever.
+func TestClientThatStopsReadingDoesNotHoldTheServer(t *testing.T) {
+	srv, _, end := shapedPair(t, Link{Down: 1e9})
+	wrote := make(chan error, 1)
+	go func() {
+		// More than the queue, the socket's buffers and the client's hold.
+		big := make([]byte, 1<<20)
+		for {
+			if _, err := srv.Write(big); err != nil {
+				wrote <- err
+				return
+			}
+		}
+	}()
+	end()
+	if err := <-wrote; err == nil {
+		t.Fatal("the server's write did not fail")
 	}
 }
