@@ -75,8 +75,8 @@ func benchShapedDrain(b *testing.B, kinds []drainKind, inFlight int) {
 
 // shapedInFlight is the uploads a part keeps in flight on the shaped link
 // unless OUTPOST_DRAIN_INFLIGHT says otherwise. With cloudsync's default of
-// 2, a drain of readings leaves the link idle a sixth to two fifths of the
-// time: uploads in flight share the link, so they finish together, and the
+// 2, a drain of readings on a machine whose CPUs are shared, as a robot's
+// are, leaves the link idle a sixth to two fifths of the time: uploads in flight share the link, so they finish together, and the
 // link then waits for the cloud to store them, the answers to come back and
 // the part to read and encode the next batches (docs/PERFORMANCE.md, "The
 // drain on a shaped link").
