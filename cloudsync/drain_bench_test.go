@@ -33,6 +33,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloudsync"
+	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -88,8 +89,9 @@ func cpuSeconds() float64 {
 // run, OUTPOST_DRAIN_INFLIGHT to compare Options.InFlight settings, and
 // OUTPOST_DRAIN_RTT_MS to put that much round-trip time between the part
 // and the cloud. OUTPOST_DRAIN_PROFILE=DIR writes a CPU profile of each
-// side's drain into DIR (part-KIND.pprof, cloud-KIND.pprof). Run it with
-// -benchtime 1x.
+// side's drain into DIR (part-KIND.pprof, cloud-KIND.pprof). The variants
+// KIND-shaped drain a smaller backlog over a shaped link (see
+// benchShapedDrain). Run it with -benchtime 1x.
 func BenchmarkBacklogDrain(b *testing.B) {
 	mb := 1024
 	if v, err := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_MB")); err == nil && v > 0 {
@@ -97,15 +99,13 @@ func BenchmarkBacklogDrain(b *testing.B) {
 	}
 	inFlight, _ := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_INFLIGHT"))
 	rttMS, _ := strconv.Atoi(os.Getenv("OUTPOST_DRAIN_RTT_MS"))
-	for _, kind := range []struct {
-		name string
-		gen  func(*rand.Rand, int) []byte
-	}{{"readings", readingsCapture}, {"images", imageCapture}} {
+	kinds := []drainKind{{"readings", readingsCapture}, {"images", imageCapture}}
+	for _, kind := range kinds {
 		b.Run(kind.name, func(b *testing.B) {
 			// The timer is managed by drainOnce (filling the store is not
 			// timed), which b.Loop does not allow.
 			for range b.N {
-				d := drainOnce(b, kind.name, kind.gen, int64(mb)<<20, inFlight, time.Duration(rttMS)*time.Millisecond)
+				d := drainOnce(b, kind.name, kind.gen, int64(mb)<<20, inFlight, time.Duration(rttMS)*time.Millisecond, nil)
 				gb := float64(d.raw) / 1e9
 				rate := float64(d.raw) / d.secs
 				durable := postBaseline(b, kind.gen, d.raw, d.inFlight, true)
@@ -121,6 +121,13 @@ func BenchmarkBacklogDrain(b *testing.B) {
 			}
 		})
 	}
+	benchShapedDrain(b, kinds, inFlight)
+}
+
+// drainKind is one kind of capture a backlog holds.
+type drainKind struct {
+	name string
+	gen  func(*rand.Rand, int) []byte
 }
 
 // drained is what one drain measured.
@@ -129,12 +136,14 @@ type drained struct {
 	secs              float64
 	partCPU, cloudCPU float64 // CPU seconds of each process during the drain
 	inFlight          int     // the uploads in flight per stream
+	linkUp            int64   // bytes up a shaped link, headers included
 }
 
 // drainOnce fills a store with size bytes of captures from gen (untimed)
 // and drains it with inFlight uploads at once (0: the default) over a path
-// with rtt round-trip time to a cloud in a child process.
-func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size int64, inFlight int, rtt time.Duration) drained {
+// with rtt round-trip time, or over a shaped link unless link is nil, to a
+// cloud in a child process.
+func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size int64, inFlight int, rtt time.Duration, link *shapedLink) drained {
 	b.StopTimer()
 	ctx := context.Background()
 	clk := clock.NewReal()
@@ -166,6 +175,13 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 	if rtt > 0 {
 		url = slowPath(b, url, rtt)
 	}
+	var proxy *faultproxy.Proxy
+	batchBytes := 0 // cloudsync's default
+	if link != nil {
+		proxy = shapedPath(b, url, link.Link)
+		url = proxy.URL()
+		batchBytes = link.batchBytes
+	}
 	client, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: url, PartID: cloud.part.ID, PartSecret: cloud.part.Secret})
 	if err != nil {
 		b.Fatal(err)
@@ -177,7 +193,7 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 		// A cycle moves up to 64 MB; on a loaded machine that has taken
 		// over a minute, and a cut cycle fails the benchmark.
 		CycleBytes: 64 << 20, CycleTimeout: 10 * time.Minute,
-		InFlight: inFlight,
+		InFlight: inFlight, BatchBytes: batchBytes,
 	}
 	s, err := cloudsync.New(opts)
 	if err != nil {
@@ -193,6 +209,10 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 		defer stop()
 	}
 	before := cloud.stats(b, "start")
+	var linkUp0 int64
+	if proxy != nil {
+		linkUp0, _ = proxy.LinkBytes()
+	}
 	cpu0, t0 := cpuSeconds(), time.Now()
 	b.StartTimer()
 	for {
@@ -206,6 +226,10 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 	}
 	b.StopTimer()
 	d.secs, d.partCPU = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+	if proxy != nil {
+		up, _ := proxy.LinkBytes()
+		d.linkUp = up - linkUp0
+	}
 	after := cloud.stats(b, "stop")
 	d.cloudCPU, d.wire = after.CPU-before.CPU, after.Wire-before.Wire
 	if st, _ := store.Stats(ctx, cache.StreamCaptures); st.Count != 0 {

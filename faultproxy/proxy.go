@@ -103,6 +103,12 @@ type Proxy struct {
 	down   atomic.Bool
 	n      atomic.Int64
 
+	// ctx ends with the proxy, and with it every shaped connection.
+	ctx                context.Context
+	cancel             context.CancelFunc
+	shaper             atomic.Pointer[shaper] // nil: unshaped
+	upBytes, downBytes atomic.Int64
+
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	counts [numFaults]int64
@@ -129,11 +135,12 @@ func New(upstream string, decide Decider) (*Proxy, error) {
 		closed:   make(chan struct{}),
 		hung:     make(chan struct{}, 64),
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.SetDecider(decide)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	p.srv = &http.Server{Handler: p, Protocols: protocols, ConnState: p.track}
-	go func() { _ = p.srv.Serve(ln) }()
+	go func() { _ = p.srv.Serve(shapedListener{Listener: ln, p: p}) }()
 	return p, nil
 }
 
@@ -181,6 +188,7 @@ func (p *Proxy) Requests() int64 { return p.n.Load() }
 // Close stops the proxy and cuts every connection.
 func (p *Proxy) Close() error {
 	close(p.closed)
+	p.cancel()
 	p.client.CloseIdleConnections()
 	return p.srv.Close()
 }
@@ -333,6 +341,10 @@ func hijackReset(w http.ResponseWriter) {
 }
 
 func resetConn(c net.Conn) {
+	if sc, ok := c.(*shapedConn); ok {
+		sc.reset()
+		return
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0) // close with RST, not FIN
 	}

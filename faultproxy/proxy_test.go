@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // upstream answers every request with a body of 1 KiB, counts what it saw,
@@ -26,7 +27,23 @@ func upstream(t *testing.T) (*httptest.Server, *atomic.Int64, chan struct{}) {
 	return srv, &seen, hit
 }
 
+// links are the networks every fault is tried on: loopback, and a shaped
+// link fast enough that no fault's outcome depends on its pace.
+var links = []struct {
+	name string
+	link Link
+}{
+	{"loopback", Link{}},
+	{"shaped", Link{Up: 1e9, Down: 1e9, Delay: time.Millisecond}},
+}
+
 func TestFaults(t *testing.T) {
+	for _, l := range links {
+		t.Run(l.name, func(t *testing.T) { testFaults(t, l.link) })
+	}
+}
+
+func testFaults(t *testing.T, link Link) {
 	tests := []struct {
 		fault        Fault
 		wantErr      bool // the client gets no complete answer
@@ -51,6 +68,9 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.Close()
+			if err := p.SetLink(link); err != nil {
+				t.Fatal(err)
+			}
 			// A hang is ended by the client's own deadline, as in the field.
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -88,12 +108,21 @@ func TestFaults(t *testing.T) {
 }
 
 func TestDownCutsEverythingUntilHealed(t *testing.T) {
+	for _, l := range links {
+		t.Run(l.name, func(t *testing.T) { testDownCutsEverythingUntilHealed(t, l.link) })
+	}
+}
+
+func testDownCutsEverythingUntilHealed(t *testing.T, link Link) {
 	up, seen, _ := upstream(t)
 	p, err := New(up.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if err := p.SetLink(link); err != nil {
+		t.Fatal(err)
+	}
 	post := func() error {
 		res, err := http.Post(p.URL()+"/x", "application/proto", bytes.NewReader(nil))
 		if err == nil {

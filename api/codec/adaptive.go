@@ -47,6 +47,9 @@ type adaptive struct {
 	raw     bool
 	pending []byte // the raw frame's last block, written at Close
 	err     error
+	// encoded counts the bytes handed to the encoder, over every message:
+	// what tests check to know the encoder never saw an incompressible one.
+	encoded int64
 }
 
 func newAdaptive() *adaptive { return &adaptive{} }
@@ -66,21 +69,12 @@ func (a *adaptive) Write(p []byte) (int, error) {
 		return 0, errors.New("codec: write before Reset")
 	}
 	if !a.decided {
-		a.decided = true
-		a.raw = len(p) >= sampleMin && sampleEntropy(p) >= rawEntropy
-		if a.raw {
-			if _, err := a.w.Write(rawHeader[:]); err != nil {
-				a.err = err
-				return 0, err
-			}
-		} else {
-			if a.enc == nil {
-				a.enc = newEncoder()
-			}
-			a.enc.Reset(a.w)
+		if err := a.start(len(p) >= sampleMin && sampleEntropy(p) >= rawEntropy); err != nil {
+			return 0, err
 		}
 	}
 	if !a.raw {
+		a.encoded += int64(len(p))
 		return a.enc.Write(p)
 	}
 	n := len(p)
@@ -105,6 +99,23 @@ func (a *adaptive) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// start begins the message's frame: raw blocks, or the encoder's.
+func (a *adaptive) start(raw bool) error {
+	a.decided, a.raw = true, raw
+	if raw {
+		if _, err := a.w.Write(rawHeader[:]); err != nil {
+			a.err = err
+			return err
+		}
+		return nil
+	}
+	if a.enc == nil {
+		a.enc = newEncoder()
+	}
+	a.enc.Reset(a.w)
+	return nil
 }
 
 // Close ends the frame; it does not close the sink.

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os/exec"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"google.golang.org/protobuf/proto"
+
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 )
 
 func randomBytes(n int, seed uint64) []byte {
@@ -148,4 +152,142 @@ func FuzzAdaptiveRoundTrip(f *testing.F) {
 			t.Fatalf("round trip: %d bytes back of %d", len(got), len(msg))
 		}
 	})
+}
+
+// uploadBatch is an upload request of the sync contract as a part sends
+// it: records of captures, each holding data from gen, up to about size
+// bytes.
+func uploadBatch(t testing.TB, size int, gen func(i int) []byte) []byte {
+	t.Helper()
+	req := &syncv1.UploadRequest{StoreId: "store-1", Stream: "captures"}
+	for i, n := 0, 0; n < size; i++ {
+		c, err := proto.Marshal(&syncv1.Capture{Component: "cam", Method: "frame", Priority: 5, Data: gen(i), MimeType: "image/jpeg"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Records = append(req.Records, &syncv1.Record{Seq: uint64(i + 1), Payload: c})
+		n += len(c)
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestIncompressibleBatchesNeverReachTheEncoder: upload batches of camera
+// frames go through a pooled compressor without one byte handed to the
+// zstd encoder, before and after batches of readings that the same
+// compressor does compress, by about 4 times as on the sync wire.
+func TestIncompressibleBatchesNeverReachTheEncoder(t *testing.T) {
+	images := func(seed uint64) []byte {
+		return uploadBatch(t, 1<<20, func(i int) []byte { return randomBytes(64<<10, seed+uint64(i)) })
+	}
+	jsonBatch := uploadBatch(t, 1<<20, func(i int) []byte { return readings(1024 + i%7) })
+	c := newAdaptive() // one compressor for all, as connect pools them
+	for i, tt := range []struct {
+		kind string
+		msg  []byte
+	}{
+		{"images", images(100)},
+		{"readings", jsonBatch},
+		{"images", images(200)},
+		{"images", images(300)},
+		{"readings", jsonBatch},
+		{"images", images(400)},
+	} {
+		before := c.encoded
+		frame := compress(t, c, tt.msg, 32<<10) // connect writes in pieces
+		encoded := c.encoded - before
+		switch tt.kind {
+		case "images":
+			if encoded != 0 {
+				t.Fatalf("batch %d (%s, %d bytes): %d bytes went through the encoder", i, tt.kind, len(tt.msg), encoded)
+			}
+		case "readings":
+			if encoded != int64(len(tt.msg)) {
+				t.Fatalf("batch %d (%s): %d of %d bytes went through the encoder", i, tt.kind, encoded, len(tt.msg))
+			}
+			if ratio := float64(len(tt.msg)) / float64(len(frame)); ratio < 3 {
+				t.Fatalf("batch %d (%s): compressed %.1f times, want at least 3", i, tt.kind, ratio)
+			}
+		}
+		if got := decompress(t, frame); !bytes.Equal(got, tt.msg) {
+			t.Fatalf("batch %d (%s): round trip: %d bytes back of %d", i, tt.kind, len(got), len(tt.msg))
+		}
+	}
+}
+
+// rawFrame writes msg as a raw frame whatever it holds, in the given write
+// sizes.
+func rawFrame(t testing.TB, c *adaptive, msg []byte, chunk int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	c.Reset(&out)
+	if err := c.start(true); err != nil {
+		t.Fatal(err)
+	}
+	before := c.encoded
+	chunk = max(chunk, 1)
+	for p := msg; len(p) > 0; {
+		k := min(chunk, len(p))
+		if n, err := c.Write(p[:k]); err != nil || n != k {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+		p = p[k:]
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c.encoded != before {
+		t.Fatalf("a raw frame handed %d bytes to the encoder", c.encoded-before)
+	}
+	return out.Bytes()
+}
+
+// FuzzRawFrame: a raw frame of any message, written in any pieces, is the
+// message and a few bytes of headers, and the stock zstd decoder, with no
+// options of ours, reads the message back.
+func FuzzRawFrame(f *testing.F) {
+	f.Add([]byte{}, uint32(0))
+	f.Add([]byte("hello"), uint32(1))
+	f.Add(randomBytes(rawBlock+1, 1), uint32(rawBlock))
+	f.Add(randomBytes(3*rawBlock, 2), uint32(70_000))
+	f.Add(readings(rawBlock-1), uint32(4096))
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer dec.Close()
+	c := newAdaptive()
+	f.Fuzz(func(t *testing.T, msg []byte, chunk uint32) {
+		frame := rawFrame(t, c, msg, int(chunk%(2*rawBlock)))
+		blocks := max(1, (len(msg)+rawBlock-1)/rawBlock)
+		if want := len(rawHeader) + 3*blocks + len(msg); len(frame) != want {
+			t.Fatalf("raw frame of %d bytes for %d, want %d", len(frame), len(msg), want)
+		}
+		got, err := dec.DecodeAll(frame, nil)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("stock decoder: %d bytes back of %d, %v", len(got), len(msg), err)
+		}
+	})
+}
+
+// TestRawFramesReadByReferenceZstd: the zstd command, the format's
+// reference implementation in C, reads raw frames back too, so they are
+// zstd and not only what one Go decoder accepts.
+func TestRawFramesReadByReferenceZstd(t *testing.T) {
+	bin, err := exec.LookPath("zstd")
+	if err != nil {
+		t.Skip("no zstd command here (Debian's zstd package)")
+	}
+	c := newAdaptive()
+	for _, msg := range [][]byte{nil, []byte("hello"), randomBytes(rawBlock, 5), randomBytes(2*rawBlock+17, 6), readings(300_000)} {
+		cmd := exec.Command(bin, "-d", "-c", "-q")
+		cmd.Stdin = bytes.NewReader(rawFrame(t, c, msg, 50_000))
+		got, err := cmd.Output()
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("zstd -d: %d bytes back of %d, %v", len(got), len(msg), err)
+		}
+	}
 }
