@@ -74,7 +74,7 @@ func benchShapedDrain(b *testing.B, kinds []drainKind, inFlight int) {
 }
 
 // shapedInFlight is the uploads a part keeps in flight on the shaped link
-// unless OUTPOST_DRAIN_INFLIGHT says otherwise. With cloudsync's default of
+// unless OUTPOST_DRAIN_INFLIGHT says otherwise: cloudsync's default. With
 // 2, a drain of readings on a machine whose CPUs are shared, as a robot's
 // are, leaves the link idle a sixth to two fifths of the time: uploads in flight share the link, so they finish together, and the
 // link then waits for the cloud to store them, the answers to come back and

@@ -83,8 +83,13 @@ type Options struct {
 	// BatchBytes bounds one upload request; 0 means 1 MiB.
 	BatchBytes int
 	// InFlight bounds the upload requests of a stream on their way to the
-	// cloud at once; 0 means 2 (see uploadStream). 1 sends one batch at a
-	// time and reads the next only after the answer.
+	// cloud at once; 0 means 8 (see uploadStream). 1 sends one batch at a
+	// time and reads the next only after the answer. Uploads in flight
+	// share the link and finish together, and the link then waits while
+	// the cloud stores them and the part reads and encodes the next: 8 keep
+	// a 10 Mbit/s, 50 ms uplink busy on a loaded part, where 2 left it idle
+	// a sixth to two fifths of the time (docs/ARCHITECTURE.md, decision 22).
+	// It holds up to 8 batches (BatchBytes each) in memory.
 	InFlight int
 	// OfflineAfter is how long the cloud may go unanswered, since the last
 	// cycle it answered, before the part reports itself offline; a cycle
@@ -200,7 +205,7 @@ func New(o Options) (*Syncer, error) {
 	o.CycleTimeout = cmp.Or(o.CycleTimeout, o.Interval*4/5)
 	o.CycleBytes = cmp.Or(o.CycleBytes, 8<<20)
 	o.BatchBytes = cmp.Or(o.BatchBytes, 1<<20)
-	o.InFlight = cmp.Or(o.InFlight, 2)
+	o.InFlight = cmp.Or(o.InFlight, 8)
 	o.StallCycles = cmp.Or(o.StallCycles, 3)
 	return &Syncer{
 		o:        o,
