@@ -531,10 +531,7 @@ func (s *Server) partRollout(ctx context.Context, tx store.Tx, org string, m sto
 		return nil, err
 	}
 	if st != nil {
-		pr.ReportedAt = ts(st.At)
-		if pl := st.Status.GetPlatform(); pkgformat.ValidPlatform(pl) == nil {
-			pr.Platform = pl
-		}
+		pr.ReportedAt, pr.Platform = ts(st.At), platformOf(st.Status)
 		for _, ps := range st.Status.GetPackages() {
 			if ps.GetName() == ref.GetName() {
 				pr.Status = ps

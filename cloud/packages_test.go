@@ -325,3 +325,59 @@ func firstChunkOf(t *testing.T, e *env, org, name, version, platform string) []b
 	}
 	return sum
 }
+
+// TestPackageProblemsInMachineStatus: a part's machine status names each
+// package of its config the cloud cannot resolve for it, and why: an
+// unknown package, a tag that does not exist, a version that does not
+// exist, a version with no build for the part's platform, and a pinned
+// version whose build for the platform was deleted. What resolves is not
+// listed, and the part's document carries only that.
+func TestPackageProblemsInMachineStatus(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	admin := e.client(e.adminToken)
+	p := e.Provision(t, cloudtest.PartOptions{})
+	org := p.OrgID
+	e.UploadPackage(t, org, "blinker", "1.0.0", "module", "linux/amd64", packageDir(t, 4, "#!/bin/sh\necho amd64\n"))
+	e.UploadPackage(t, org, "blinker", "2.0.0", "module", "linux/arm64", packageDir(t, 4, "#!/bin/sh\necho v2\n"))
+	e.UploadPackage(t, org, "model", "3.0.0", "file", "linux/arm64", packageDir(t, 5, "weights"))
+	e.UploadPackage(t, org, "model", "3.0.0", "file", "linux/amd64", packageDir(t, 5, "weights"))
+	refs := []*configv1.PackageRef{
+		{Name: "nope", Package: org + "/nope", Version: "1.0.0"},
+		{Name: "beta", Package: org + "/blinker", Version: "tag:beta"},
+		{Name: "old", Package: org + "/blinker", Version: "9.9.9"},
+		{Name: "amd", Package: org + "/blinker", Version: "1.0.0"},
+		{Name: "gone", Package: org + "/model", Version: "3.0.0"},
+		{Name: "ok", Package: org + "/blinker", Version: "latest"},
+	}
+	check(admin.Config.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{MachineId: p.MachineID, Config: &configv1.RobotConfig{Packages: refs}})))(t)
+	// Pinned, so the version stays; one platform's build may still go.
+	check(admin.Package.DeleteVersion(ctx, connect.NewRequest(&fleetv1.DeleteVersionRequest{OrgId: org, Name: "model", Version: "3.0.0", Platform: "linux/arm64"})))(t)
+	part := e.part(t, p.Bootstrap)
+	if _, err := part.client.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: &syncv1.PartStatus{Platform: "linux/arm64"}})); err != nil {
+		t.Fatal(err)
+	}
+	st := check(admin.Machine.GetMachineStatus(ctx, connect.NewRequest(&fleetv1.GetMachineStatusRequest{MachineId: p.MachineID})))(t)
+	got := map[string]string{}
+	for _, pp := range st.GetParts()[0].GetPackageProblems() {
+		got[pp.GetName()] = pp.GetPackage() + " " + pp.GetVersion() + ": " + pp.GetProblem()
+	}
+	for name, want := range map[string]string{
+		"nope": "no package " + org + "/nope",
+		"beta": "has no tag \"beta\"",
+		"old":  "has no version 9.9.9",
+		"amd":  "version 1.0.0 has no build for linux/arm64",
+		"gone": org + "/model 3.0.0: package " + org + "/model: version 3.0.0 has no build for linux/arm64",
+	} {
+		if !strings.Contains(got[name], want) {
+			t.Errorf("problem of %s: %q, want it to say %q", name, got[name], want)
+		}
+	}
+	if len(got) != 5 {
+		t.Errorf("problems %v: want the five unresolved references and not \"ok\"", got)
+	}
+	cfg, _ := part.pull(t)
+	if len(cfg.GetPackages()) != 1 || cfg.GetPackages()[0].GetName() != "ok" {
+		t.Fatalf("the document carries %v, want only ok", cfg.GetPackages())
+	}
+}
