@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -17,6 +18,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/pkgformat"
@@ -379,5 +381,80 @@ func TestPackageProblemsInMachineStatus(t *testing.T) {
 	cfg, _ := part.pull(t)
 	if len(cfg.GetPackages()) != 1 || cfg.GetPackages()[0].GetName() != "ok" {
 		t.Fatalf("the document carries %v, want only ok", cfg.GetPackages())
+	}
+}
+
+// TestPackagePendingChunkQuota: chunks uploaded for a version not created
+// yet are bounded per organization, in bytes and in number; a chunk a
+// version names no longer counts; re-uploading a held chunk costs
+// nothing; and pending chunks older than the TTL (on the cloud's clock)
+// are collected by the next upload, after which a version naming one is
+// refused until it is uploaded again.
+func TestPackagePendingChunkQuota(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvWith(t, cloudtest.Options{Packages: cloud.PackageLimits{MaxPendingBytes: 2 << 20, MaxPendingChunks: 3, PendingTTL: time.Hour}})
+	org := e.Provision(t, cloudtest.PartOptions{}).OrgID
+	// An API key, not a session: the clock moves on by more than one lasts.
+	admin := e.client(e.CreateAPIKey(t, "owner", "org/"+org).Token)
+	upload := func(data []byte) error {
+		_, err := admin.Package.UploadChunk(ctx, connect.NewRequest(&fleetv1.UploadChunkRequest{OrgId: org, Data: data}))
+		return err
+	}
+	chunk := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000+i) }
+	missing := func(chunks ...[]byte) int {
+		t.Helper()
+		var sums [][]byte
+		for _, c := range chunks {
+			s := sha256.Sum256(c)
+			sums = append(sums, s[:])
+		}
+		return len(check(admin.Package.MissingChunks(ctx, connect.NewRequest(&fleetv1.MissingChunksRequest{OrgId: org, Sha256: sums})))(t).GetMissing())
+	}
+	create := func(version string, data []byte) error {
+		s := sha256.Sum256(data)
+		_, err := admin.Package.CreateVersion(ctx, connect.NewRequest(&fleetv1.CreateVersionRequest{OrgId: org, Name: "tool", Version: version, Type: "file", Platform: "any",
+			Size: uint64(len(data)), Sha256: s[:], Chunks: []*syncv1.PackageChunk{{Sha256: s[:], Size: uint32(len(data))}}}))
+		return err
+	}
+
+	// The largest chunk a package may have is over the byte bound alone.
+	wantCode(t, upload(make([]byte, pkgformat.MaxChunk)), connect.CodeResourceExhausted, "at most 3 chunks or 2097152 bytes")
+	for i := range 3 {
+		if err := upload(chunk(i)); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	wantCode(t, upload(chunk(3)), connect.CodeResourceExhausted, "holds 3 chunks")
+	// Held already: no new bytes, no refusal.
+	if err := upload(chunk(0)); err != nil {
+		t.Fatalf("a held chunk again: %v", err)
+	}
+	// A version names chunk 0: it is pending no more, so chunk 3 fits.
+	if err := create("1.0.0", chunk(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := upload(chunk(3)); err != nil {
+		t.Fatalf("after a version named a chunk: %v", err)
+	}
+	wantCode(t, upload(chunk(4)), connect.CodeResourceExhausted, "holds 3 chunks")
+
+	// An hour on, the next upload collects the three abandoned chunks; the
+	// version's chunk stays.
+	e.clk.Advance(time.Hour + time.Second)
+	if err := upload(chunk(4)); err != nil {
+		t.Fatalf("after the abandoned chunks' TTL: %v", err)
+	}
+	if n := missing(chunk(1), chunk(2), chunk(3)); n != 3 {
+		t.Fatalf("%d of the 3 abandoned chunks collected", n)
+	}
+	if n := missing(chunk(0), chunk(4)); n != 0 {
+		t.Fatalf("%d of the version's chunk and the new chunk are gone", n)
+	}
+	wantCode(t, create("2.0.0", chunk(1)), connect.CodeFailedPrecondition, "upload the missing chunks first")
+	if err := upload(chunk(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("2.0.0", chunk(1)); err != nil {
+		t.Fatalf("a version of a chunk uploaded again: %v", err)
 	}
 }
