@@ -1051,6 +1051,9 @@ func (t *tx) PendingChunkUsage(_ context.Context, orgID string) (store.PendingUs
 }
 
 func (t *tx) ListPendingChunks(_ context.Context, orgID string, before time.Time, limit int) ([]store.PendingChunk, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
 	var out []store.PendingChunk
 	err := t.pendingChunks(orgID, func(c store.PendingChunk) {
 		if c.UploadedAt.Before(before) {

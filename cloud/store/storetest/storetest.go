@@ -946,6 +946,11 @@ func testPendingChunks(t *testing.T, s store.Store) {
 		if one, err := tx.ListPendingChunks(ctx, "o1", t0.Add(time.Hour*24), 1); err != nil || len(one) != 1 || !bytes.Equal(one[0].SHA256, sum(3)) {
 			return fmt.Errorf("the oldest pending chunk: %+v, %v", one, err)
 		}
+		for _, limit := range []int{0, -1} {
+			if none, err := tx.ListPendingChunks(ctx, "o1", t0.Add(time.Hour*24), limit); err != nil || len(none) != 0 {
+				return fmt.Errorf("pending chunks within a limit of %d: %+v, %v", limit, none, err)
+			}
+		}
 		return nil
 	})
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
