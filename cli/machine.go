@@ -169,10 +169,16 @@ func statusTable(w io.Writer, st *fleetv1.GetMachineStatusResponse) error {
 
 // machinePackagesTable shows the packages each part reported: the version
 // it runs and was issued, how the move between them goes, and why it
-// failed or rolled back. Nothing is printed when no part reported one.
+// failed or rolled back; and each package of its config the cloud cannot
+// resolve for it, with why (state "unresolved"). Nothing is printed when
+// there is neither.
 func machinePackagesTable(w io.Writer, parts []*fleetv1.PartStatus) error {
 	var rows [][]string
 	for _, p := range parts {
+		unresolved := map[string]*fleetv1.PackageProblem{}
+		for _, pp := range p.GetPackageProblems() {
+			unresolved[pp.GetName()] = pp
+		}
 		for _, pk := range p.GetStatus().GetPackages() {
 			prog := "-"
 			if pk.GetBytesTotal() > 0 {
@@ -182,8 +188,18 @@ func machinePackagesTable(w io.Writer, parts []*fleetv1.PartStatus) error {
 			if pk.GetRolledBackFrom() != "" {
 				problem = strings.TrimSpace("rolled back from " + pk.GetRolledBackFrom() + ": " + problem)
 			}
+			// What the cloud says now outranks what the part last said.
+			if pp := unresolved[pk.GetName()]; pp != nil {
+				problem = pp.GetProblem()
+				delete(unresolved, pk.GetName())
+			}
 			rows = append(rows, []string{p.GetPart().GetName(), pk.GetName(), pk.GetPackage(), orDash(pk.GetRunningVersion()),
 				orDash(pk.GetIssuedVersion()), orDash(pk.GetState()), prog, orDash(problem)})
+		}
+		for _, pp := range p.GetPackageProblems() {
+			if unresolved[pp.GetName()] != nil {
+				rows = append(rows, []string{p.GetPart().GetName(), pp.GetName(), pp.GetPackage(), "-", "-", "unresolved", "-", pp.GetProblem()})
+			}
 		}
 	}
 	if len(rows) == 0 {

@@ -238,7 +238,12 @@ func rolloutTable(w io.Writer, res *fleetv1.GetRolloutStatusResponse) error {
 	if err := table(w, []string{"PART", "PLATFORM", "RUNNING", "ISSUED", "STATE", "PROGRESS", "PROBLEM"}, rows); err != nil {
 		return err
 	}
-	total := len(res.GetParts())
+	// A part whose config names the package twice has a row for each.
+	seen := map[string]bool{}
+	for _, p := range res.GetParts() {
+		seen[p.GetPartId()] = true
+	}
+	total := len(seen)
 	sum := func(what string, cs []*fleetv1.PackageVersionCount) string {
 		var parts []string
 		for _, c := range cs {

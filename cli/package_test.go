@@ -15,8 +15,8 @@ import (
 )
 
 // TestCLIPackageGolden: upload (and a rerun that sends nothing), list,
-// versions, tag, status with a part that reported, delete, and refusals,
-// against the real cloud.
+// versions, tag, status with a part that reported and a reference that
+// does not resolve, delete, and refusals, against the real cloud.
 func TestCLIPackageGolden(t *testing.T) {
 	url, adminToken := startCloud(t)
 	s := &session{t: t, configDir: t.TempDir(), vars: map[string]string{"OUTPOST_CLOUD": url, "OUTPOST_TOKEN": adminToken}}
@@ -51,7 +51,10 @@ func TestCLIPackageGolden(t *testing.T) {
 	s.run("", "package", "versions", pkg)
 
 	uploads := s.out.String()
-	cfg := `{"packages": [{"name": "blinker", "package": "` + pkg + `", "version": "tag:stable"}],
+	// The second reference names a tag that does not exist: the machine's
+	// status says so.
+	cfg := `{"packages": [{"name": "blinker", "package": "` + pkg + `", "version": "tag:stable"},
+		{"name": "beta", "package": "` + pkg + `", "version": "tag:beta"}],
 		"modules": [{"name": "blinker", "executable": "${packages.blinker}/blinker"}]}`
 	s.run(cfg, "config", "set", machine, "--file", "-")
 	part := partOf(t, s, machine)

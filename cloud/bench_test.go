@@ -151,7 +151,12 @@ func pullOnce(b *testing.B, c syncv1connect.SyncServiceClient, auth string, cfg,
 // pullFleet writes n parts straight into the store and returns their
 // Authorization headers.
 func pullFleet(b *testing.B, n int) (*env, []string) {
-	e := newEnvWith(b, cloudtest.Options{DiscardLog: true})
+	return pullFleetWith(b, n, cloudtest.Options{DiscardLog: true})
+}
+
+// pullFleetWith is pullFleet on a cloud started with opts.
+func pullFleetWith(b *testing.B, n int, opts cloudtest.Options) (*env, []string) {
+	e := newEnvWith(b, opts)
 	org := newBenchID(1 << 30)
 	auth := make([]string, n)
 	const perLocation = 100

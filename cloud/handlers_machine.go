@@ -266,6 +266,9 @@ func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Requ
 	if err != nil {
 		return nil, err
 	}
+	snap := callFrom(ctx).snap
+	m := snap.machines[req.Msg.GetMachineId()]
+	org := snap.locations[m.LocationID].OrgID
 	out := &fleetv1.GetMachineStatusResponse{}
 	var last time.Time
 	for _, p := range parts {
@@ -280,18 +283,29 @@ func (ms machineService) GetMachineStatus(ctx context.Context, req *connect.Requ
 		case !errors.Is(err, ingest.ErrNotFound):
 			return nil, fmt.Errorf("status of part/%s: %w", p.ID, err)
 		}
-		err = ms.s.view(ctx, func(tx store.Tx) error {
+		out.Parts = append(out.Parts, ps)
+	}
+	err = ms.s.view(ctx, func(tx store.Tx) error {
+		problems, err := packageProblems(ctx, tx, org, m.ID, parts, func(i int) string { return platformOf(out.Parts[i].GetStatus()) })
+		if err != nil {
+			return err
+		}
+		for i, p := range parts {
+			ps := out.Parts[i]
+			ps.PackageProblems = problems[i]
 			d, err := tx.GetPartDocuments(ctx, p.ID)
 			if errors.Is(err, store.ErrNotFound) {
-				return nil
+				continue
+			}
+			if err != nil {
+				return err
 			}
 			ps.IssuedConfigVersion, ps.IssuedGrantsVersion = d.ConfigVersion, d.GrantsVersion
-			return err
-		})
-		if err != nil {
-			return nil, err
 		}
-		out.Parts = append(out.Parts, ps)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out.LastSeen = ts(last)
 	return connect.NewResponse(out), nil

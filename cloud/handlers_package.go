@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -31,6 +32,39 @@ const packageRequestBytes = pkgformat.MaxChunk + 64<<10
 const maxUnpackedSize = 64 << 30
 
 type packageService struct{ s *Server }
+
+// PackageLimits bound the chunks an organization uploaded that no version
+// names yet (pending chunks): an upload under way, or one abandoned. An
+// upload over either bound is refused until a version names the chunks or
+// they are collected; each upload first collects the organization's
+// pending chunks older than PendingTTL.
+type PackageLimits struct {
+	// MaxPendingBytes bounds the bytes of an organization's pending chunks.
+	MaxPendingBytes int64
+	// MaxPendingChunks bounds how many there are.
+	MaxPendingChunks int
+	// PendingTTL is how long a pending chunk is kept for the version it
+	// was uploaded for.
+	PendingTTL time.Duration
+}
+
+// DefaultPackageLimits leaves room for two of the largest versions being
+// uploaded at once, and a day to finish one.
+func DefaultPackageLimits() PackageLimits {
+	return PackageLimits{MaxPendingBytes: 2 * pkgformat.MaxSize, MaxPendingChunks: 2 * pkgformat.MaxChunks, PendingTTL: 24 * time.Hour}
+}
+
+func (l PackageLimits) withDefaults() PackageLimits {
+	d := DefaultPackageLimits()
+	l.MaxPendingBytes = cmp.Or(max(l.MaxPendingBytes, 0), d.MaxPendingBytes)
+	l.MaxPendingChunks = cmp.Or(max(l.MaxPendingChunks, 0), d.MaxPendingChunks)
+	l.PendingTTL = cmp.Or(max(l.PendingTTL, 0), d.PendingTTL)
+	return l
+}
+
+// collectBatch bounds the pending chunks one upload collects, so its
+// transaction stays small; the next uploads collect the rest.
+const collectBatch = 256
 
 func versionPB(v store.PackageVersion, p store.Package) *fleetv1.PackageVersion {
 	out := &fleetv1.PackageVersion{Name: v.Name, Version: v.Version, Platform: v.Platform, Size: v.Size,
@@ -109,8 +143,51 @@ func (ps packageService) UploadChunk(ctx context.Context, req *connect.Request[f
 		return nil, invalid("data: %d bytes, want 1 to %d", len(data), pkgformat.MaxChunk)
 	}
 	sum := sha256.Sum256(data)
-	err := ps.s.st.Update(ctx, func(tx store.Tx) error { return tx.PutPackageChunk(ctx, org, sum[:], data) })
+	now := ps.s.clock.Now().UTC()
+	lim := ps.s.pkgLim
+	err := ps.s.st.Update(ctx, func(tx store.Tx) error {
+		has, err := tx.HasPackageChunk(ctx, org, sum[:])
+		if err != nil || has {
+			return err
+		}
+		if err := collectPending(ctx, tx, org, now.Add(-lim.PendingTTL)); err != nil {
+			return err
+		}
+		u, err := tx.PendingChunkUsage(ctx, org)
+		if err != nil {
+			return err
+		}
+		if u.Chunks+1 > lim.MaxPendingChunks || u.Bytes+int64(len(data)) > lim.MaxPendingBytes {
+			return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("org/%s holds %d chunks (%d bytes) uploaded for versions not created yet, "+
+				"at most %d chunks or %d bytes: create the versions they are for (the upload's last step), or wait for unfinished uploads to be collected %v after they started",
+				org, u.Chunks, u.Bytes, lim.MaxPendingChunks, lim.MaxPendingBytes, lim.PendingTTL))
+		}
+		if err := tx.PutPackageChunk(ctx, org, sum[:], data); err != nil {
+			return err
+		}
+		return tx.PutPendingChunk(ctx, store.PendingChunk{OrgID: org, SHA256: sum[:], Size: len(data), UploadedAt: now})
+	})
 	return reply(&fleetv1.UploadChunkResponse{Sha256: sum[:]}, err)
+}
+
+// collectPending deletes the oldest of an organization's pending chunks
+// uploaded before a time, at most collectBatch of them. A pending chunk is
+// named by no version (creating one forgets its chunks' records), so its
+// bytes go too.
+func collectPending(ctx context.Context, tx store.Tx, org string, before time.Time) error {
+	old, err := tx.ListPendingChunks(ctx, org, before, collectBatch)
+	if err != nil {
+		return err
+	}
+	for _, c := range old {
+		if err := tx.DeletePackageChunk(ctx, org, c.SHA256); err != nil {
+			return err
+		}
+		if err := tx.DeletePendingChunk(ctx, org, c.SHA256); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (ps packageService) CreateVersion(ctx context.Context, req *connect.Request[fleetv1.CreateVersionRequest]) (*connect.Response[fleetv1.CreateVersionResponse], error) {
@@ -155,6 +232,21 @@ func (ps packageService) CreateVersion(ctx context.Context, req *connect.Request
 		return nil, invalid("sha256: the chunks hash to %x, not %x", whole.Sum(nil), m.GetSha256())
 	}
 	return respond(ctx, ps.s.update, func(tx store.Tx) (*fleetv1.CreateVersionResponse, error) {
+		// The chunks were read above; one collected since (its upload
+		// outlived PendingTTL) must be uploaded again. Those this version
+		// names are pending no more.
+		for i, c := range m.GetChunks() {
+			has, err := tx.HasPackageChunk(ctx, org, c.GetSha256())
+			if err != nil {
+				return nil, err
+			}
+			if !has {
+				return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("chunks[%d] (%x) was collected before the version was created: upload it again", i, c.GetSha256()))
+			}
+			if err := tx.DeletePendingChunk(ctx, org, c.GetSha256()); err != nil {
+				return nil, err
+			}
+		}
 		p, err := tx.GetPackage(ctx, org, m.GetName())
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -531,10 +623,7 @@ func (s *Server) partRollout(ctx context.Context, tx store.Tx, org string, m sto
 		return nil, err
 	}
 	if st != nil {
-		pr.ReportedAt = ts(st.At)
-		if pl := st.Status.GetPlatform(); pkgformat.ValidPlatform(pl) == nil {
-			pr.Platform = pl
-		}
+		pr.ReportedAt, pr.Platform = ts(st.At), platformOf(st.Status)
 		for _, ps := range st.Status.GetPackages() {
 			if ps.GetName() == ref.GetName() {
 				pr.Status = ps

@@ -1,6 +1,7 @@
 package cloud
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
+	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 	"github.com/outpost-robotics/outpost/cloud/partsync"
@@ -114,10 +116,45 @@ func (d *documents) platform(ctx context.Context, partID string) string {
 	if err != nil {
 		return ""
 	}
-	if p := st.Status.GetPlatform(); pkgformat.ValidPlatform(p) == nil {
+	return platformOf(st.Status)
+}
+
+// platformOf is the platform a status reports, or "" when it reports none
+// or one that is not a platform's name.
+func platformOf(st *syncv1.PartStatus) string {
+	if p := st.GetPlatform(); pkgformat.ValidPlatform(p) == nil {
 		return p
 	}
 	return ""
+}
+
+// packageProblems lists, for each of a machine's parts (in the order of
+// parts), the package references of its share of the machine's merged
+// config that resolve to no version for the platform platform(i) names,
+// each with why: what the part's config document goes without.
+func packageProblems(ctx context.Context, tx store.Tx, org, machineID string, parts []store.Part, platform func(i int) string) ([][]*fleetv1.PackageProblem, error) {
+	out := make([][]*fleetv1.PackageProblem, len(parts))
+	mm, err := mergeMachine(ctx, tx, machineID, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("merge the config of machine/%s: %w", machineID, err)
+	}
+	if len(mm.config.GetPackages()) == 0 {
+		return out, nil
+	}
+	shares := config.Split(mm.config, partsPB(parts))
+	for i, p := range parts {
+		for _, ref := range shares[p.Name].GetPackages() {
+			_, problem, err := resolvePackage(ctx, tx, org, ref, platform(i))
+			if err != nil {
+				return nil, err
+			}
+			if problem != "" {
+				out[i] = append(out[i], &fleetv1.PackageProblem{Name: ref.GetName(), Package: ref.GetPackage(),
+					Version: cmp.Or(ref.GetVersion(), config.VersionLatest), Problem: problem})
+			}
+		}
+	}
+	return out, nil
 }
 
 // issuedChunks is the chunks a part may fetch, as of a documents token.

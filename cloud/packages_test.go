@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -17,6 +18,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	fleetv1 "github.com/outpost-robotics/outpost/api/gen/outpost/fleet/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/cloud"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/pkgformat"
@@ -324,4 +326,135 @@ func firstChunkOf(t *testing.T, e *env, org, name, version, platform string) []b
 		t.Fatalf("no version %s %s of %s", version, platform, name)
 	}
 	return sum
+}
+
+// TestPackageProblemsInMachineStatus: a part's machine status names each
+// package of its config the cloud cannot resolve for it, and why: an
+// unknown package, a tag that does not exist, a version that does not
+// exist, a version with no build for the part's platform, and a pinned
+// version whose build for the platform was deleted. What resolves is not
+// listed, and the part's document carries only that.
+func TestPackageProblemsInMachineStatus(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	admin := e.client(e.adminToken)
+	p := e.Provision(t, cloudtest.PartOptions{})
+	org := p.OrgID
+	e.UploadPackage(t, org, "blinker", "1.0.0", "module", "linux/amd64", packageDir(t, 4, "#!/bin/sh\necho amd64\n"))
+	e.UploadPackage(t, org, "blinker", "2.0.0", "module", "linux/arm64", packageDir(t, 4, "#!/bin/sh\necho v2\n"))
+	e.UploadPackage(t, org, "model", "3.0.0", "file", "linux/arm64", packageDir(t, 5, "weights"))
+	e.UploadPackage(t, org, "model", "3.0.0", "file", "linux/amd64", packageDir(t, 5, "weights"))
+	refs := []*configv1.PackageRef{
+		{Name: "nope", Package: org + "/nope", Version: "1.0.0"},
+		{Name: "beta", Package: org + "/blinker", Version: "tag:beta"},
+		{Name: "old", Package: org + "/blinker", Version: "9.9.9"},
+		{Name: "amd", Package: org + "/blinker", Version: "1.0.0"},
+		{Name: "gone", Package: org + "/model", Version: "3.0.0"},
+		{Name: "ok", Package: org + "/blinker", Version: "latest"},
+	}
+	check(admin.Config.UpdateMachineConfig(ctx, connect.NewRequest(&fleetv1.UpdateMachineConfigRequest{MachineId: p.MachineID, Config: &configv1.RobotConfig{Packages: refs}})))(t)
+	// Pinned, so the version stays; one platform's build may still go.
+	check(admin.Package.DeleteVersion(ctx, connect.NewRequest(&fleetv1.DeleteVersionRequest{OrgId: org, Name: "model", Version: "3.0.0", Platform: "linux/arm64"})))(t)
+	part := e.part(t, p.Bootstrap)
+	if _, err := part.client.ReportStatus(ctx, connect.NewRequest(&syncv1.ReportStatusRequest{Status: &syncv1.PartStatus{Platform: "linux/arm64"}})); err != nil {
+		t.Fatal(err)
+	}
+	st := check(admin.Machine.GetMachineStatus(ctx, connect.NewRequest(&fleetv1.GetMachineStatusRequest{MachineId: p.MachineID})))(t)
+	got := map[string]string{}
+	for _, pp := range st.GetParts()[0].GetPackageProblems() {
+		got[pp.GetName()] = pp.GetPackage() + " " + pp.GetVersion() + ": " + pp.GetProblem()
+	}
+	for name, want := range map[string]string{
+		"nope": "no package " + org + "/nope",
+		"beta": "has no tag \"beta\"",
+		"old":  "has no version 9.9.9",
+		"amd":  "version 1.0.0 has no build for linux/arm64",
+		"gone": org + "/model 3.0.0: package " + org + "/model: version 3.0.0 has no build for linux/arm64",
+	} {
+		if !strings.Contains(got[name], want) {
+			t.Errorf("problem of %s: %q, want it to say %q", name, got[name], want)
+		}
+	}
+	if len(got) != 5 {
+		t.Errorf("problems %v: want the five unresolved references and not \"ok\"", got)
+	}
+	cfg, _ := part.pull(t)
+	if len(cfg.GetPackages()) != 1 || cfg.GetPackages()[0].GetName() != "ok" {
+		t.Fatalf("the document carries %v, want only ok", cfg.GetPackages())
+	}
+}
+
+// TestPackagePendingChunkQuota: chunks uploaded for a version not created
+// yet are bounded per organization, in bytes and in number; a chunk a
+// version names no longer counts; re-uploading a held chunk costs
+// nothing; and pending chunks older than the TTL (on the cloud's clock)
+// are collected by the next upload, after which a version naming one is
+// refused until it is uploaded again.
+func TestPackagePendingChunkQuota(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvWith(t, cloudtest.Options{Packages: cloud.PackageLimits{MaxPendingBytes: 2 << 20, MaxPendingChunks: 3, PendingTTL: time.Hour}})
+	org := e.Provision(t, cloudtest.PartOptions{}).OrgID
+	// An API key, not a session: the clock moves on by more than one lasts.
+	admin := e.client(e.CreateAPIKey(t, "owner", "org/"+org).Token)
+	upload := func(data []byte) error {
+		_, err := admin.Package.UploadChunk(ctx, connect.NewRequest(&fleetv1.UploadChunkRequest{OrgId: org, Data: data}))
+		return err
+	}
+	chunk := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000+i) }
+	missing := func(chunks ...[]byte) int {
+		t.Helper()
+		var sums [][]byte
+		for _, c := range chunks {
+			s := sha256.Sum256(c)
+			sums = append(sums, s[:])
+		}
+		return len(check(admin.Package.MissingChunks(ctx, connect.NewRequest(&fleetv1.MissingChunksRequest{OrgId: org, Sha256: sums})))(t).GetMissing())
+	}
+	create := func(version string, data []byte) error {
+		s := sha256.Sum256(data)
+		_, err := admin.Package.CreateVersion(ctx, connect.NewRequest(&fleetv1.CreateVersionRequest{OrgId: org, Name: "tool", Version: version, Type: "file", Platform: "any",
+			Size: uint64(len(data)), Sha256: s[:], Chunks: []*syncv1.PackageChunk{{Sha256: s[:], Size: uint32(len(data))}}}))
+		return err
+	}
+
+	// The largest chunk a package may have is over the byte bound alone.
+	wantCode(t, upload(make([]byte, pkgformat.MaxChunk)), connect.CodeResourceExhausted, "at most 3 chunks or 2097152 bytes")
+	for i := range 3 {
+		if err := upload(chunk(i)); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	wantCode(t, upload(chunk(3)), connect.CodeResourceExhausted, "holds 3 chunks")
+	// Held already: no new bytes, no refusal.
+	if err := upload(chunk(0)); err != nil {
+		t.Fatalf("a held chunk again: %v", err)
+	}
+	// A version names chunk 0: it is pending no more, so chunk 3 fits.
+	if err := create("1.0.0", chunk(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := upload(chunk(3)); err != nil {
+		t.Fatalf("after a version named a chunk: %v", err)
+	}
+	wantCode(t, upload(chunk(4)), connect.CodeResourceExhausted, "holds 3 chunks")
+
+	// An hour on, the next upload collects the three abandoned chunks; the
+	// version's chunk stays.
+	e.clk.Advance(time.Hour + time.Second)
+	if err := upload(chunk(4)); err != nil {
+		t.Fatalf("after the abandoned chunks' TTL: %v", err)
+	}
+	if n := missing(chunk(1), chunk(2), chunk(3)); n != 3 {
+		t.Fatalf("%d of the 3 abandoned chunks collected", n)
+	}
+	if n := missing(chunk(0), chunk(4)); n != 0 {
+		t.Fatalf("%d of the version's chunk and the new chunk are gone", n)
+	}
+	wantCode(t, create("2.0.0", chunk(1)), connect.CodeFailedPrecondition, "upload the missing chunks first")
+	if err := upload(chunk(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("2.0.0", chunk(1)); err != nil {
+		t.Fatalf("a version of a chunk uploaded again: %v", err)
+	}
 }

@@ -46,6 +46,9 @@ type RunConfig struct {
 	// PollInterval is how long parts wait between sync cycles; 0 means
 	// partsync's default (15 s). Demos and test runs shorten it.
 	PollInterval time.Duration
+	// ChunkServes bounds the package chunks served at once to all parts;
+	// 0 means partsync.DefaultChunkServes.
+	ChunkServes int
 	// FaultFsyncDelay is fault injection for the reliability suite: each
 	// synced commit of the ingest store waits this long more, as on a slow
 	// disk. 0 in production.
@@ -180,7 +183,7 @@ func Run(ctx context.Context, cfg RunConfig) (err error) {
 		cfg.Log.Info("no SMTP relay (--smtp-host): invitations are refused; the admin creates users with `outpost user create`")
 	}
 	srv, err := New(Config{Store: st, Signer: signer, Clock: clk, Log: cfg.Log, Ingest: ing, Blobs: blobs, Mailer: mailer,
-		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval}, Relay: sts.relay, Throttle: sts.throttle, Alerts: cfg.Alerts})
+		PasswordMemory: cfg.PasswordMemory, Sync: partsync.Options{PollInterval: cfg.PollInterval, ChunkServes: cfg.ChunkServes}, Relay: sts.relay, Throttle: sts.throttle, Alerts: cfg.Alerts})
 	if err != nil {
 		return err
 	}

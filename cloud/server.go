@@ -90,6 +90,9 @@ type Config struct {
 	Throttle Throttle
 	// Alerts configures the evaluation and delivery of fleet alert rules.
 	Alerts AlertOptions
+	// Packages bounds what an organization's uploads hold before a
+	// version names it; zero fields take DefaultPackageLimits'.
+	Packages PackageLimits
 }
 
 // Throttle slows failed sign-ins by key (authz.Limiter's methods, which
@@ -122,6 +125,7 @@ type Server struct {
 	relay    relay.Hub
 	web      *web.Handler
 	alerts   *alerts
+	pkgLim   PackageLimits
 }
 
 // Services are the fleet API's services, in the order they are served.
@@ -154,6 +158,7 @@ func New(cfg Config) (*Server, error) {
 		s.throttle = authz.SignIn()
 	}
 	s.alerts = newAlerts(cfg.Alerts)
+	s.pkgLim = cfg.Packages.withDefaults()
 	s.docs = &documents{s: s, signer: cfg.Signer.Documents(), cache: map[string]*docEntry{}, chunks: map[string]*issuedChunks{}}
 	if s.syncOpts.Clock == nil {
 		s.syncOpts.Clock = cfg.Clock

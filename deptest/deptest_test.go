@@ -60,6 +60,7 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 			"cli: links github.com/outpost-robotics/outpost/control through cli → daemon → control",
 			"cli: links github.com/outpost-robotics/outpost/cloud through cli → cloud/relay",
 			"cmd/outpost-cloud: links github.com/chromedp through cmd/outpost-cloud → web → github.com/chromedp/chromedp",
+			"packages: links github.com/outpost-robotics/outpost/cloud through packages → cloud/relay",
 		},
 		"listen": {
 			"robot: uses net.Listen at robot/robot.go:15",
@@ -77,6 +78,7 @@ func TestEachRuleCatchesItsViolations(t *testing.T) {
 			"authz: imports clock",
 			"authz: imports in its tests capture",
 			"pkgformat: imports cache",
+			"pkgupload: imports daemon",
 		},
 	}
 	for _, rule := range []string{"import", "link", "listen", "pure", "leaf"} {

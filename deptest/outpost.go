@@ -67,6 +67,18 @@ func Outpost() Rules {
 			Main: "cmd/outpost",
 			Path: Chromedp,
 			Why:  "webtest drives a browser for tests: only tests import it, and no binary links it or its driver",
+		}, {
+			Main: "packages",
+			Path: "github.com/outpost-robotics/outpost/cloud",
+			Why:  "packages is the part's package cache: it links none of the cloud's code, and meets the cloud only through the Fetcher the daemon gives it",
+		}, {
+			Main: "packages",
+			Path: "github.com/outpost-robotics/outpost/cloudsync",
+			Why:  "packages knows no sync loop: the daemon wires its sync client in as the Fetcher, so the cache stays testable against any chunk server",
+		}, {
+			Main: "packages",
+			Path: "github.com/outpost-robotics/outpost/daemon",
+			Why:  "the daemon wires packages, never the other way: the cache knows neither the store, the robot nor the sync loop",
 		}},
 		Listen: []ListenRule{{
 			Main: "cmd/outpostd",
@@ -91,6 +103,11 @@ func Outpost() Rules {
 			Only:    []string{"api/gen"},
 			Why: "pkgformat is the package content format the CLI, the cloud and the parts share (the tar stream, its chunking, a manifest's limits): " +
 				"it imports nothing else of the module, so every side links it without linking another's code",
+		}, {
+			Package: "pkgupload",
+			Only:    []string{"api/gen", "pkgformat"},
+			Why: "pkgupload is the CLI's upload of a package: it speaks the fleet API through the client it is given and cuts content with pkgformat, " +
+				"so the CLI links it without linking the cloud's or the part's code",
 		}},
 	}
 }

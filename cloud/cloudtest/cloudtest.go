@@ -112,6 +112,8 @@ type Options struct {
 	// Alerts configures alert evaluation and delivery (tests allow http
 	// webhooks on loopback and shorten the backoff).
 	Alerts cloud.AlertOptions
+	// Packages bounds the chunks uploads hold before a version names them.
+	Packages cloud.PackageLimits
 }
 
 // StoreEnv is the environment variable that, set to "postgres", makes New
@@ -284,7 +286,7 @@ func New(tb testing.TB, opts Options) *Cloud {
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}
-	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer, Alerts: opts.Alerts})
+	c.Server, err = cloud.New(cloud.Config{Store: st, Signer: signer, Clock: c.Clock, Log: log, Ingest: ing, Blobs: blobs, Sync: opts.Sync, Mailer: mailer, Alerts: opts.Alerts, Packages: opts.Packages})
 	if err != nil {
 		tb.Fatalf("cloudtest: %v", err)
 	}

@@ -211,6 +211,12 @@ type env struct {
 
 func newEnv(t testing.TB, opts partsync.Options) *env {
 	t.Helper()
+	return newEnvOn(t, opts, func(b *backend) partsync.Backend { return b })
+}
+
+// newEnvOn is newEnv serving the backend wrap makes of the test backend.
+func newEnvOn(t testing.TB, opts partsync.Options, wrap func(*backend) partsync.Backend) *env {
+	t.Helper()
 	dir := t.TempDir()
 	blobs, err := ingest.NewFileBlobStore(filepath.Join(dir, "blobs"))
 	if err != nil {
@@ -224,7 +230,7 @@ func newEnv(t testing.TB, opts partsync.Options) *env {
 	opts.Clock = e.clock
 	opts.Logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(e.logs), zap.DebugLevel))
 	mux := http.NewServeMux()
-	mux.Handle(partsync.NewHandler(e.backend, st, opts))
+	mux.Handle(partsync.NewHandler(wrap(e.backend), st, opts))
 	srv := httptest.NewServer(mux)
 	e.url = srv.URL
 	t.Cleanup(func() {

@@ -155,6 +155,13 @@ type Options struct {
 	// AuthFailureRefill is the first wait after them, doubling with each
 	// further failure to at most a minute (the Limiter's Base); 0 means 6 s.
 	AuthFailureRefill time.Duration
+	// ChunkServes bounds the package chunks (GetPackageChunk) the cloud
+	// serves at once, all parts together; 0 means DefaultChunkServes.
+	ChunkServes int
+	// ChunkServeWait is how long a chunk fetch over ChunkServes waits for
+	// its turn before it is refused as busy, with a Retry-After hint; 0
+	// means DefaultChunkServeWait.
+	ChunkServeWait time.Duration
 	// ClientAddress names the address a call came from, which failed
 	// authentications are counted by; nil means the peer's IP. Behind a
 	// load balancer, set it to read the balancer's forwarding header, or
@@ -234,7 +241,9 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	// zstd is what parts send (api/codec); gzip stays accepted for other clients.
 	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxReq), codec.HandlerOption()}
 	path, rpc := syncv1connect.NewSyncServiceHandler(h, hopts...)
-	return path, h.authenticated(rpc, connect.NewErrorWriter(hopts...))
+	errw := connect.NewErrorWriter(hopts...)
+	// Authenticated first: only parts take turns serving chunks.
+	return path, h.authenticated(newServing(opts.ChunkServes, opts.ChunkServeWait, h.clock).wrap(rpc, errw), errw)
 }
 
 // partKey carries the authenticated Part in a request's context.

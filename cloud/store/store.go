@@ -164,6 +164,18 @@ type Tx interface {
 	HasPackageChunk(ctx context.Context, orgID string, sha256 []byte) (bool, error)
 	// DeletePackageChunk removes a chunk; one not held is no error.
 	DeletePackageChunk(ctx context.Context, orgID string, sha256 []byte) error
+	// PutPendingChunk records a chunk the organization uploaded that no
+	// version names yet, replacing any record of it.
+	PutPendingChunk(ctx context.Context, c PendingChunk) error
+	// DeletePendingChunk forgets a pending chunk (a version names it now,
+	// or it was collected); one not recorded is no error.
+	DeletePendingChunk(ctx context.Context, orgID string, sha256 []byte) error
+	// PendingChunkUsage counts an organization's pending chunks and their
+	// bytes.
+	PendingChunkUsage(ctx context.Context, orgID string) (PendingUsage, error)
+	// ListPendingChunks lists an organization's pending chunks uploaded
+	// before a time, oldest first, at most limit of them.
+	ListPendingChunks(ctx context.Context, orgID string, before time.Time, limit int) ([]PendingChunk, error)
 
 	// GetPartDocuments returns what was last signed for a part.
 	GetPartDocuments(ctx context.Context, partID string) (PartDocuments, error)
@@ -494,6 +506,21 @@ type PackageVersion struct {
 	ChunkCount   int
 	CreatedBy    string
 	CreatedAt    time.Time
+}
+
+// PendingChunk is a chunk an organization uploaded that no version of its
+// packages names yet: an upload under way, or one abandoned.
+type PendingChunk struct {
+	OrgID      string
+	SHA256     []byte
+	Size       int
+	UploadedAt time.Time
+}
+
+// PendingUsage is what an organization's pending chunks take.
+type PendingUsage struct {
+	Chunks int
+	Bytes  int64
 }
 
 // PartDocuments is what the cloud last signed for a part: each document's

@@ -97,7 +97,7 @@ func newServe() *cobra.Command {
 	var smtpCfg cloud.SMTPConfig
 	var smtpPasswordFile string
 	var passwordMiB int64
-	var maxConns int
+	var maxConns, chunkServes int
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the fleet API and the part sync API",
@@ -125,12 +125,15 @@ func newServe() *cobra.Command {
 			if maxConns < 1 {
 				return fmt.Errorf("--max-conns %d: want at least 1", maxConns)
 			}
+			if chunkServes < 0 || chunkServes > 4096 {
+				return fmt.Errorf("--chunk-serves %d: want 0 (the default) to 4096", chunkServes)
+			}
 			lim := cloud.Limits()
 			lim.MaxConns = maxConns
 			if database == "" {
 				database = os.Getenv("OUTPOST_DATABASE_URL")
 			}
-			rc := cloud.RunConfig{DataDir: dataDir, Database: database, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll,
+			rc := cloud.RunConfig{DataDir: dataDir, Database: database, Listen: listen, CertFile: certFile, KeyFile: keyFile, Log: log, PollInterval: poll, ChunkServes: chunkServes,
 				PasswordMemory: passwordMiB << 20, FaultFsyncDelay: fsyncDelay, Limits: lim, Alerts: alerts}
 			if smtpCfg.Host != "" {
 				if smtpCfg.Password, err = smtpPassword(smtpPasswordFile); err != nil {
@@ -161,6 +164,7 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&smtpPasswordFile, "smtp-password-file", "", "file holding the SMTP password")
 	cmd.Flags().StringVar(&smtpCfg.TLS, "smtp-tls", "starttls", "starttls (required), tls (from the first byte) or none (only to a relay on loopback)")
 	cmd.Flags().StringVar(&smtpCfg.CloudURL, "public-url", "", "the cloud's URL as users reach it, named in invitation mails")
+	cmd.Flags().IntVar(&chunkServes, "chunk-serves", 0, "package chunks served to parts at once, up to 4 MiB each (default 32); fetches over it wait briefly, then are told to retry")
 	cmd.Flags().IntVar(&maxConns, "max-conns", cloud.Limits().MaxConns, "connections served at once (each part holds one; keep the open-file limit above it)")
 	return cmd
 }

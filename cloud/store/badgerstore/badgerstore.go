@@ -10,7 +10,9 @@
 // "<index>\x00<value>\x00<id>" keys whose value is the record's ID. NUL
 // separators are safe because the store refuses strings containing NUL.
 // Package chunks are raw bytes, not JSON, under "pchunk\x00<org>\x00<hex
-// SHA-256>".
+// SHA-256>"; the chunks no version names yet are recorded under
+// "ppend\x00<org>\x00<hex SHA-256>", valued with their size and upload
+// time (two big-endian uint64s).
 package badgerstore
 
 import (
@@ -25,6 +27,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
@@ -972,6 +975,96 @@ func (t *tx) DeletePackageChunk(_ context.Context, orgID string, sum []byte) err
 		return fmt.Errorf("delete package chunk %x: %w", sum, err)
 	}
 	return nil
+}
+
+// pendingKey is where an organization records a pending chunk: one key
+// per chunk (its hash), valued with its size and upload time.
+func pendingKey(orgID string, sum []byte) ([]byte, error) {
+	if len(sum) != 32 {
+		return nil, fmt.Errorf("chunk hash of %d bytes, want 32", len(sum))
+	}
+	return key("ppend", orgID, hex.EncodeToString(sum))
+}
+
+func (t *tx) PutPendingChunk(_ context.Context, c store.PendingChunk) error {
+	k, err := pendingKey(c.OrgID, c.SHA256)
+	if err != nil {
+		return fmt.Errorf("put pending chunk: %w", err)
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(c.Size))
+	v = binary.BigEndian.AppendUint64(v, uint64(c.UploadedAt.UnixNano()))
+	if err := t.txn.Set(k, v); err != nil {
+		return fmt.Errorf("put pending chunk %x: %w", c.SHA256, err)
+	}
+	return nil
+}
+
+func (t *tx) DeletePendingChunk(_ context.Context, orgID string, sum []byte) error {
+	k, err := pendingKey(orgID, sum)
+	if err != nil {
+		return nil
+	}
+	if err := t.txn.Delete(k); err != nil {
+		return fmt.Errorf("delete pending chunk %x: %w", sum, err)
+	}
+	return nil
+}
+
+// pendingChunks calls fn with each of an organization's pending chunks,
+// in hash order.
+func (t *tx) pendingChunks(orgID string, fn func(store.PendingChunk)) error {
+	p, err := prefix("ppend", orgID)
+	if err != nil {
+		return nil
+	}
+	it := t.txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 256})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		sum, err := hex.DecodeString(string(it.Item().Key()[len(p):]))
+		if err != nil || len(sum) != 32 {
+			return fmt.Errorf("list pending chunks: malformed key %q", it.Item().Key())
+		}
+		c := store.PendingChunk{OrgID: orgID, SHA256: sum}
+		err = it.Item().Value(func(v []byte) error {
+			if len(v) != 16 {
+				return fmt.Errorf("pending chunk %x: record of %d bytes, want 16", sum, len(v))
+			}
+			c.Size = int(binary.BigEndian.Uint64(v))
+			c.UploadedAt = time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC()
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list pending chunks: %w", err)
+		}
+		fn(c)
+	}
+	return nil
+}
+
+func (t *tx) PendingChunkUsage(_ context.Context, orgID string) (store.PendingUsage, error) {
+	var u store.PendingUsage
+	err := t.pendingChunks(orgID, func(c store.PendingChunk) {
+		u.Chunks++
+		u.Bytes += int64(c.Size)
+	})
+	return u, err
+}
+
+func (t *tx) ListPendingChunks(_ context.Context, orgID string, before time.Time, limit int) ([]store.PendingChunk, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []store.PendingChunk
+	err := t.pendingChunks(orgID, func(c store.PendingChunk) {
+		if c.UploadedAt.Before(before) {
+			out = append(out, c)
+		}
+	})
+	slices.SortStableFunc(out, func(a, b store.PendingChunk) int { return a.UploadedAt.Compare(b.UploadedAt) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
 }
 
 var (

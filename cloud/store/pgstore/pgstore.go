@@ -37,6 +37,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -803,6 +804,66 @@ func (t *tx) DeletePackageChunk(ctx context.Context, orgID string, sum []byte) e
 		return fmt.Errorf("delete package chunk %x: %w", sum, err)
 	}
 	return nil
+}
+
+func (t *tx) PutPendingChunk(ctx context.Context, c store.PendingChunk) error {
+	if len(c.SHA256) != 32 {
+		return fmt.Errorf("put pending chunk: hash of %d bytes, want 32", len(c.SHA256))
+	}
+	if err := checkKey("organization", c.OrgID); err != nil {
+		return fmt.Errorf("put pending chunk: %w", err)
+	}
+	if _, err := t.tx.Exec(ctx, `INSERT INTO package_pending_chunks (org_id, sha256, size, uploaded_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (org_id, sha256) DO UPDATE SET size = EXCLUDED.size, uploaded_at = EXCLUDED.uploaded_at`, c.OrgID, c.SHA256, c.Size, c.UploadedAt); err != nil {
+		return fmt.Errorf("put pending chunk %x: %w", c.SHA256, err)
+	}
+	return nil
+}
+
+func (t *tx) DeletePendingChunk(ctx context.Context, orgID string, sum []byte) error {
+	if checkKey("organization", orgID) != nil {
+		return nil
+	}
+	if _, err := t.tx.Exec(ctx, "DELETE FROM package_pending_chunks WHERE org_id = $1 AND sha256 = $2", orgID, sum); err != nil {
+		return fmt.Errorf("delete pending chunk %x: %w", sum, err)
+	}
+	return nil
+}
+
+func (t *tx) PendingChunkUsage(ctx context.Context, orgID string) (store.PendingUsage, error) {
+	var u store.PendingUsage
+	if checkKey("organization", orgID) != nil {
+		return u, nil
+	}
+	if err := t.tx.QueryRow(ctx, "SELECT count(*), coalesce(sum(size), 0) FROM package_pending_chunks WHERE org_id = $1", orgID).Scan(&u.Chunks, &u.Bytes); err != nil {
+		return u, fmt.Errorf("count pending chunks: %w", err)
+	}
+	return u, nil
+}
+
+func (t *tx) ListPendingChunks(ctx context.Context, orgID string, before time.Time, limit int) ([]store.PendingChunk, error) {
+	if checkKey("organization", orgID) != nil || limit <= 0 {
+		return nil, nil
+	}
+	rows, err := t.tx.Query(ctx, `SELECT sha256, size, uploaded_at FROM package_pending_chunks WHERE org_id = $1 AND uploaded_at < $2
+		ORDER BY uploaded_at, sha256 LIMIT $3`, orgID, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list pending chunks: %w", err)
+	}
+	defer rows.Close()
+	var out []store.PendingChunk
+	for rows.Next() {
+		c := store.PendingChunk{OrgID: orgID}
+		if err := rows.Scan(&c.SHA256, &c.Size, &c.UploadedAt); err != nil {
+			return nil, fmt.Errorf("list pending chunks: %w", err)
+		}
+		c.UploadedAt = c.UploadedAt.UTC()
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list pending chunks: %w", err)
+	}
+	return out, nil
 }
 
 var (

@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AlertTransitionOnce", testAlertTransitionOnce},
 		{"Packages", testPackages},
 		{"PackageChunks", testPackageChunks},
+		{"PendingChunks", testPendingChunks},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -902,6 +903,71 @@ func testPackageChunks(t *testing.T, s store.Store) {
 	view(t, s, func(ctx context.Context, tx store.Tx) error {
 		if has, err := tx.HasPackageChunk(ctx, "o1", smallSum[:]); has || err != nil {
 			return fmt.Errorf("a deleted chunk: %v, %v", has, err)
+		}
+		return nil
+	})
+}
+
+// testPendingChunks checks an organization's pending chunks are counted,
+// listed oldest first before a time and within a limit, forgotten, and
+// never another organization's.
+func testPendingChunks(t *testing.T, s store.Store) {
+	sum := func(i int) []byte { h := sha256.Sum256([]byte{byte(i)}); return h[:] }
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		for i := range 4 {
+			if err := tx.PutPendingChunk(ctx, store.PendingChunk{OrgID: "o1", SHA256: sum(i), Size: 1000 * (i + 1), UploadedAt: t0.Add(time.Duration(3-i) * time.Hour)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutPendingChunk(ctx, store.PendingChunk{OrgID: "o2", SHA256: sum(9), Size: 4 << 20, UploadedAt: t0}); err != nil {
+			return err
+		}
+		if tx.PutPendingChunk(ctx, store.PendingChunk{OrgID: "o1", SHA256: []byte("short"), Size: 1, UploadedAt: t0}) == nil {
+			return errors.New("a pending chunk with a 5-byte hash recorded")
+		}
+		return nil
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		u, err := tx.PendingChunkUsage(ctx, "o1")
+		if err != nil || u != (store.PendingUsage{Chunks: 4, Bytes: 10000}) {
+			return fmt.Errorf("o1's usage %+v, %v; want 4 chunks of 10000 bytes", u, err)
+		}
+		for _, org := range []string{"o3", "", "o1\x00"} {
+			if u, err := tx.PendingChunkUsage(ctx, org); err != nil || u != (store.PendingUsage{}) {
+				return fmt.Errorf("organization %q's usage %+v, %v", org, u, err)
+			}
+		}
+		// Uploaded before t0+2h: chunks 3 (t0), 2 (t0+1h); oldest first.
+		old, err := tx.ListPendingChunks(ctx, "o1", t0.Add(2*time.Hour), 10)
+		if err != nil || len(old) != 2 || !bytes.Equal(old[0].SHA256, sum(3)) || !bytes.Equal(old[1].SHA256, sum(2)) ||
+			old[0].Size != 4000 || !old[0].UploadedAt.Equal(t0) || old[0].OrgID != "o1" {
+			return fmt.Errorf("pending before t0+2h: %+v, %v", old, err)
+		}
+		if one, err := tx.ListPendingChunks(ctx, "o1", t0.Add(time.Hour*24), 1); err != nil || len(one) != 1 || !bytes.Equal(one[0].SHA256, sum(3)) {
+			return fmt.Errorf("the oldest pending chunk: %+v, %v", one, err)
+		}
+		for _, limit := range []int{0, -1} {
+			if none, err := tx.ListPendingChunks(ctx, "o1", t0.Add(time.Hour*24), limit); err != nil || len(none) != 0 {
+				return fmt.Errorf("pending chunks within a limit of %d: %+v, %v", limit, none, err)
+			}
+		}
+		return nil
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.DeletePendingChunk(ctx, "o1", sum(3)); err != nil {
+			return err
+		}
+		if err := tx.DeletePendingChunk(ctx, "o1", sum(3)); err != nil {
+			return err
+		}
+		return tx.DeletePendingChunk(ctx, "o2", sum(2))
+	})
+	view(t, s, func(ctx context.Context, tx store.Tx) error {
+		if u, err := tx.PendingChunkUsage(ctx, "o1"); err != nil || u != (store.PendingUsage{Chunks: 3, Bytes: 6000}) {
+			return fmt.Errorf("o1's usage after a delete %+v, %v", u, err)
+		}
+		if u, err := tx.PendingChunkUsage(ctx, "o2"); err != nil || u != (store.PendingUsage{Chunks: 1, Bytes: 4 << 20}) {
+			return fmt.Errorf("o2's usage %+v, %v", u, err)
 		}
 		return nil
 	})
