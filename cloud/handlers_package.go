@@ -26,7 +26,7 @@ import (
 
 // packageRequestBytes bounds a package call's request: a chunk (or a
 // chunk list of the most chunks a version may have) and framing.
-const packageRequestBytes = pkgformat.MaxChunk + 64<<10
+const packageRequestBytes = max(pkgformat.MaxChunk, pkgformat.MaxChunkListBytes) + 64<<10
 
 // maxUnpackedSize bounds what a version says its files take unpacked.
 const maxUnpackedSize = 64 << 30

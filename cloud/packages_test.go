@@ -128,6 +128,15 @@ func TestPackageRegistry(t *testing.T) {
 			r.Chunks = append(r.Chunks, &syncv1.PackageChunk{Sha256: missingSum[:], Size: 3})
 			r.Size += 3
 		}), connect.CodeFailedPrecondition, "chunks[1]"},
+		{"a chunk list longer than a chunk", create(func(r *fleetv1.CreateVersionRequest) {
+			// A version of about 1.9 GiB: its list is over a chunk's size,
+			// so the call's bound must be the longest list's, not a chunk's.
+			for i := range 30_000 {
+				s := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+				r.Chunks = append(r.Chunks, &syncv1.PackageChunk{Sha256: s[:], Size: pkgformat.MinChunk})
+				r.Size += pkgformat.MinChunk
+			}
+		}), connect.CodeFailedPrecondition, "chunks[1]"},
 		{"wrong chunk size", create(func(r *fleetv1.CreateVersionRequest) { r.Chunks[0].Size, r.Size = 3, 3 }), connect.CodeInvalidArgument, "the list says 3"},
 		{"wrong stream hash", create(func(r *fleetv1.CreateVersionRequest) { r.Sha256 = missingSum[:] }), connect.CodeInvalidArgument, "the chunks hash to"},
 		{"type changes", create(func(r *fleetv1.CreateVersionRequest) { r.Name, r.Version = "blinker", "3.0.0" }), connect.CodeFailedPrecondition, "module package"},
