@@ -25,7 +25,8 @@ import (
 )
 
 // TestPackageForThePartsPlatform: blinker 1.0.0 has a build for linux/amd64
-// and one for linux/arm64. A real part on a real cloud gets the build for
+// and one for linux/arm64. A real part on a real cloud (over TLS from a
+// private CA given inline in the bootstrap file) gets the build for
 // the platform it runs on (which the cloud knows from the part's status),
 // unpacks it and runs it; the build for the other platform, a program that
 // only says it is the wrong one, is never run. Run natively it is the amd64
@@ -64,8 +65,16 @@ func TestPackageForThePartsPlatform(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cl := cloudtest.New(t, cloudtest.Options{Sync: partsync.Options{PollInterval: 200 * time.Millisecond}})
+	// The cloud's certificate is from a private CA that the bootstrap file
+	// carries inline, as `outpost part bootstrap` writes it: packages are
+	// downloaded over the same trust as the sync itself.
+	cl := cloudtest.New(t, cloudtest.Options{TLS: true, Sync: partsync.Options{PollInterval: 200 * time.Millisecond}})
 	cp := cl.Provision(t, cloudtest.PartOptions{Config: &configv1.RobotConfig{LogLevel: "info"}})
+	caPEM, err := os.ReadFile(cl.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Bootstrap.CaFile, cp.Bootstrap.CaPem = "", string(caPEM)
 	admin := cl.Admin(t)
 	// The other platform's build first, so a cloud that took the first
 	// build of a version would hand the part the wrong one.

@@ -88,8 +88,9 @@ func (d *daemon) newSyncer(b *partfile.Bootstrap) error {
 		return fmt.Errorf("set up the cloud client: %w", err)
 	}
 	// Package chunks come uncompressed on a client of their own: a chunk
-	// of up to 4 MiB is then held once, not compressed and decompressed.
-	chunks, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), Logger: d.log, Compression: "none"})
+	// (at most pkgformat.MaxChunk) is then held once, not compressed and
+	// decompressed.
+	chunks, err := cloudsync.NewClient(cloudsync.ClientOptions{CloudURL: f.GetCloudUrl(), PartID: f.GetPartId(), PartSecret: f.GetPartSecret(), CAFile: f.GetCaFile(), CAPEM: []byte(f.GetCaPem()), Logger: d.log, Compression: "none"})
 	if err != nil {
 		return fmt.Errorf("set up the package download client: %w", err)
 	}
