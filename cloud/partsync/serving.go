@@ -19,9 +19,9 @@ import (
 // Defaults of the cloud-wide bound on package chunks served at once.
 const (
 	// DefaultChunkServes is how many chunks the cloud serves at once when
-	// Options.ChunkServes is 0. A chunk of up to 4 MiB is held about twice
+	// Options.ChunkServes is 0. A chunk of up to 512 KiB is held about twice
 	// while it is served (read from the store, then encoded), so this
-	// bounds what serving takes to some 256 MiB however many parts
+	// bounds what serving takes to some 32 MiB however many parts
 	// download, and leaves the store's reads to the rest of the API.
 	DefaultChunkServes = 32
 	// DefaultChunkServeWait is how long a fetch over the bound waits for
