@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -401,7 +402,7 @@ func TestPackageProblemsInMachineStatus(t *testing.T) {
 // refused until it is uploaded again.
 func TestPackagePendingChunkQuota(t *testing.T) {
 	ctx := context.Background()
-	e := newEnvWith(t, cloudtest.Options{Packages: cloud.PackageLimits{MaxPendingBytes: 2 << 20, MaxPendingChunks: 3, PendingTTL: time.Hour}})
+	e := newEnvWith(t, cloudtest.Options{Packages: cloud.PackageLimits{MaxPendingBytes: pkgformat.MaxChunk / 2, MaxPendingChunks: 3, PendingTTL: time.Hour}})
 	org := e.Provision(t, cloudtest.PartOptions{}).OrgID
 	// An API key, not a session: the clock moves on by more than one lasts.
 	admin := e.client(e.CreateAPIKey(t, "owner", "org/"+org).Token)
@@ -427,7 +428,7 @@ func TestPackagePendingChunkQuota(t *testing.T) {
 	}
 
 	// The largest chunk a package may have is over the byte bound alone.
-	wantCode(t, upload(make([]byte, pkgformat.MaxChunk)), connect.CodeResourceExhausted, "at most 3 chunks or 2097152 bytes")
+	wantCode(t, upload(make([]byte, pkgformat.MaxChunk)), connect.CodeResourceExhausted, fmt.Sprintf("at most 3 chunks or %d bytes", pkgformat.MaxChunk/2))
 	for i := range 3 {
 		if err := upload(chunk(i)); err != nil {
 			t.Fatalf("chunk %d: %v", i, err)
