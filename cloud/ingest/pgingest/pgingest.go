@@ -149,13 +149,16 @@ func lockKey(kind byte, parts ...string) int64 {
 	return int64(h.Sum64())
 }
 
-// inTx runs fn in a READ COMMITTED transaction, again after a deadlock.
+// inTx runs fn in a READ COMMITTED transaction, again after a deadlock or
+// a failure on a pooled connection the server had closed before anything
+// was sent on it (PostgreSQL restarted).
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	var err error
 	for range maxAttempts {
 		err = pgx.BeginFunc(ctx, s.pool, fn)
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001") {
+		conflict := errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+		if !conflict && (!pgconn.SafeToRetry(err) || ctx.Err() != nil) {
 			return err
 		}
 	}

@@ -88,8 +88,15 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(ptx pgx.Tx) error { return fn(&tx{tx: ptx}) })
+	var err error
+	for range maxAttempts {
+		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+			func(ptx pgx.Tx) error { return fn(&tx{tx: ptx}) })
+		if !pgconn.SafeToRetry(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }
 
 // Update runs fn in a serializable transaction, retrying on conflicts.
@@ -119,10 +126,12 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 // retryable reports a transaction PostgreSQL aborted for a concurrent
-// one: a serialization failure or a deadlock. Running it again is safe.
+// one (a serialization failure or a deadlock), or one that failed on a
+// pooled connection the server had closed (it restarted, or ended the
+// backend) before anything was sent on it. Running it again is safe.
 func retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") || pgconn.SafeToRetry(err)
 }
 
 // Generation returns the hierarchy generation.
