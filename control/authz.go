@@ -254,7 +254,11 @@ func (a *authorizer) authorize(ctx context.Context, cn *conn, in presented, rl *
 	}
 	peer := peerHost(cn.peer)
 	ev := &syncv1.AuditEvent{Action: rl.Name(), Resource: pol.machine.String(), Procedure: rl.Procedure, Transport: cn.transport, Peer: cn.peer}
-	if wait := a.throttle.Wait(peerKey(peer), now); wait > 0 {
+	// The main part's forwarded calls share its address with whatever
+	// failed there before (its own calls sent while this part did not yet
+	// know its certificate): once the certificate this part's config pins
+	// proves the main part, that address's failures do not hold them up.
+	if wait := a.throttle.Wait(peerKey(peer), now); wait > 0 && !a.fromMainPart(ctx, cn, in) {
 		// Throttled answers are audited in aggregate, like every refusal:
 		// a flood would otherwise fill the audit stream, which is never
 		// evicted.
@@ -467,6 +471,20 @@ func peerHost(addr string) string {
 // that subject is then decided by this part's grants like any caller.
 // The header alone proves nothing, and a credential the main part saw is
 // never sent on: nothing it forwards works elsewhere.
+// fromMainPart reports whether a forwarded call comes over TLS with the
+// certificate of this machine's main part that this part's config pins.
+func (a *authorizer) fromMainPart(ctx context.Context, cn *conn, in presented) bool {
+	if in.forwarded == "" || cn.fixed != nil || cn.local {
+		return false
+	}
+	main := a.mainPart(ctx)
+	if main == nil {
+		return false
+	}
+	want, err := config.NormalizeFingerprint(main.GetFingerprint())
+	return err == nil && in.clientCert != "" && in.clientCert == want
+}
+
 func (a *authorizer) forwarded(ctx context.Context, cn *conn, in presented) (proved, error) {
 	if cn.fixed != nil || cn.local {
 		return proved{}, errors.New("forwarded calls are accepted only from this machine's main part, over TLS")
