@@ -474,27 +474,37 @@ func peerHost(addr string) string {
 // fromMainPart reports whether a forwarded call comes over TLS with the
 // certificate of this machine's main part that this part's config pins.
 func (a *authorizer) fromMainPart(ctx context.Context, cn *conn, in presented) bool {
-	if in.forwarded == "" || cn.fixed != nil || cn.local {
+	if in.forwarded == "" || in.clientCert == "" {
 		return false
+	}
+	_, ok := a.pinnedMain(ctx, cn, in)
+	return ok
+}
+
+// pinnedMain returns the machine's main part (nil when there is none or
+// the call is local or on a session) and whether the call's TLS client
+// certificate is the one this part's config pins for it.
+func (a *authorizer) pinnedMain(ctx context.Context, cn *conn, in presented) (*configv1.MachinePart, bool) {
+	if cn.fixed != nil || cn.local {
+		return nil, false
 	}
 	main := a.mainPart(ctx)
 	if main == nil {
-		return false
+		return nil, false
 	}
 	want, err := config.NormalizeFingerprint(main.GetFingerprint())
-	return err == nil && in.clientCert != "" && in.clientCert == want
+	return main, err == nil && in.clientCert == want
 }
 
 func (a *authorizer) forwarded(ctx context.Context, cn *conn, in presented) (proved, error) {
 	if cn.fixed != nil || cn.local {
 		return proved{}, errors.New("forwarded calls are accepted only from this machine's main part, over TLS")
 	}
-	main := a.mainPart(ctx)
+	main, pinned := a.pinnedMain(ctx, cn, in)
 	if main == nil {
 		return proved{}, errors.New("this part accepts no forwarded calls: it is its machine's main part, or its config lists no main part")
 	}
-	want, err := config.NormalizeFingerprint(main.GetFingerprint())
-	if err != nil || in.clientCert != want {
+	if !pinned {
 		return proved{}, fmt.Errorf("forwarded calls are accepted only from this machine's main part %q (part/%s), by the certificate its signed config pins", main.GetName(), main.GetId())
 	}
 	if !isComponentCall(in.procedure) {
