@@ -3,8 +3,12 @@ package cache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -105,4 +109,106 @@ func BenchmarkDrain(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(drained)/el, "records/s")
 	b.ReportMetric(float64(drained)*256/el/1e6, "MB/s")
+}
+
+// BenchmarkDrainCPU measures the part's process CPU per gigabyte for the
+// store's side of a drain of ~1 KiB JSON readings: filling it (durable
+// appends) and then reading 1 MiB batches from the cursor and acking each,
+// as the syncer does. Two fill shapes: AppendBatch of 256 records (what
+// cloudsync's drain benchmark does) and 8 producers appending one record
+// each and waiting (what the daemon's capture collectors do).
+// OUTPOST_CACHE_DRAIN_MB sets the backlog (default 32).
+func BenchmarkDrainCPU(b *testing.B) {
+	mb := 32
+	if v, err := strconv.Atoi(os.Getenv("OUTPOST_CACHE_DRAIN_MB")); err == nil && v > 0 {
+		mb = v
+	}
+	for _, shape := range []string{"batch256", "producers8"} {
+		b.Run(shape, func(b *testing.B) {
+			for range b.N {
+				drainCPU(b, shape, mb)
+			}
+		})
+	}
+}
+
+func drainCPU(b *testing.B, shape string, mb int) {
+	b.StopTimer()
+	ctx := context.Background()
+	s := benchStore(b)
+	rng := rand.New(rand.NewPCG(1, 2))
+	reading := func(i int) []byte {
+		p := make([]byte, 0, 1100)
+		p = append(p, '[')
+		for k := range 6 {
+			if k > 0 {
+				p = append(p, ',')
+			}
+			p = fmt.Appendf(p, `{"sensor":"imu%d","accel":[%.4f,%.4f,%.4f],"gyro":[%.4f,%.4f,%.4f],"temp_c":%.2f,"seq":%d}`,
+				k, rng.NormFloat64(), rng.NormFloat64(), 9.81+rng.NormFloat64()/10, rng.NormFloat64(), rng.NormFloat64(), rng.NormFloat64(), 35+rng.Float64()*10, i)
+		}
+		return append(p, ']')
+	}
+	n := mb << 20 / 1024
+	recs := make([]Record, n)
+	raw := 0
+	for i := range recs {
+		recs[i] = Record{Payload: reading(i), Priority: 5}
+		raw += len(recs[i].Payload)
+	}
+	cpu0 := processCPU(b)
+	switch shape {
+	case "batch256":
+		for i := 0; i < n; i += 256 {
+			if _, err := s.AppendBatch(ctx, StreamCaptures, recs[i:min(i+256, n)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	default:
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+					if _, err := s.Append(ctx, StreamCaptures, recs[i]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	cpu1 := processCPU(b)
+	b.StartTimer()
+	var after uint64
+	drained := 0
+	for drained < n {
+		es, err := s.Read(ctx, StreamCaptures, after, 4096, 1<<20)
+		if err != nil || len(es) == 0 {
+			b.Fatalf("read after %d: %d entries, %v", after, len(es), err)
+		}
+		after = es[len(es)-1].Seq
+		if err := s.Ack(ctx, StreamCaptures, after); err != nil {
+			b.Fatal(err)
+		}
+		drained += len(es)
+	}
+	b.StopTimer()
+	cpu2 := processCPU(b)
+	gb := float64(raw) / 1e9
+	b.ReportMetric((cpu1-cpu0)/gb, "fill-cpu-s/GB")
+	b.ReportMetric((cpu2-cpu1)/gb, "drain-cpu-s/GB")
+	b.ReportMetric(float64(s.Usage().Syncs), "syncs")
+}
+
+// processCPU is the process's user and system CPU time in seconds.
+func processCPU(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
