@@ -2,6 +2,7 @@ package cache
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -133,15 +134,30 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 		err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
 			defer it.Close()
+			var recs []runRec
+			prevLast := from - 1
 			for it.Seek(recordSeek(st, from)); it.Valid() && freed < need && !b.full(); it.Next() {
 				item := it.Item()
-				n, err := b.deleteRecord(st, item.KeyCopy(nil), item.UserMeta())
+				last, _ := seqSize(item.Key())
+				prio := item.UserMeta()
+				var derr error
+				if err := item.Value(func(v []byte) error {
+					recs, prio, derr = decodeRun(last, v, recs)
+					return nil
+				}); err != nil {
+					return err
+				}
+				if derr != nil {
+					recs = nil
+				}
+				liveFrom := firstLive(recs, b.meta(st).AckedThrough, prevLast+1)
+				count, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs)
 				if err != nil {
 					return err
 				}
-				seq, _ := seqSize(item.Key())
-				g.note(seq, n)
+				g.noteRange(liveFrom, last, count, n)
 				freed += int64(n)
+				prevLast = last
 			}
 			return nil
 		})
@@ -171,13 +187,37 @@ func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
 		err := s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prioPrefix(prio)})
 			defer it.Close()
+			var recs []runRec
 			for it.Rewind(); it.Valid() && freed < need && !b.full(); it.Next() {
-				seq, size := seqSize(it.Item().Key())
-				n, err := b.deleteRecord(StreamCaptures, recordKey(StreamCaptures, seq, size), prio)
+				last, size := seqSize(it.Item().Key())
+				key := recordKey(StreamCaptures, last, size)
+				item, err := txn.Get(key)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					// An index key without its run holds nothing to free.
+					if err := b.del(it.Item().KeyCopy(nil)); err != nil {
+						return err
+					}
+					continue
+				}
 				if err != nil {
 					return err
 				}
-				g.note(seq, n)
+				var derr error
+				if err := item.Value(func(v []byte) error {
+					recs, _, derr = decodeRun(last, v, recs)
+					return nil
+				}); err != nil {
+					return err
+				}
+				if derr != nil {
+					recs = nil
+				}
+				liveFrom := firstLive(recs, b.meta(StreamCaptures).AckedThrough, last)
+				count, n, err := b.removeRun(StreamCaptures, key, prio, recs)
+				if err != nil {
+					return err
+				}
+				g.noteRange(liveFrom, last, count, n)
 				freed += int64(n)
 			}
 			return nil
@@ -195,6 +235,20 @@ func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
 		}
 	}
 	return freed, nil
+}
+
+// firstLive is the first sequence of recs after acked, or fallback when
+// recs could not be decoded.
+func firstLive(recs []runRec, acked, fallback uint64) uint64 {
+	if recs == nil {
+		return max(fallback, acked+1)
+	}
+	for _, r := range recs {
+		if r.seq > acked {
+			return r.seq
+		}
+	}
+	return fallback
 }
 
 func (g *Gap) note(seq, bytes uint64) {
@@ -312,4 +366,17 @@ func (s *Store) writeGaps(gaps []Gap) error {
 		}
 	}
 	return b.commit()
+}
+
+// noteRange adds count records of bytes within [from, through] to g.
+func (g *Gap) noteRange(from, through, count, bytes uint64) {
+	if count == 0 {
+		return
+	}
+	if g.Count == 0 || from < g.From {
+		g.From = from
+	}
+	g.Through = max(g.Through, through)
+	g.Count += count
+	g.Bytes += bytes
 }

@@ -81,45 +81,52 @@ func (s *Store) editChunk(seqs []uint64, edit func(uint64, []byte) ([]byte, erro
 	defer b.discard()
 	var changed, missing []uint64
 	done, written := 0, 0
+	acked := s.meta[StreamCaptures].AckedThrough
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(StreamCaptures)})
 		defer it.Close()
+		// The run being edited: several captures of one run are edited in
+		// memory and the run rewritten once.
+		var cur *heldRun
+		flush := func() error {
+			if cur == nil || !cur.dirty {
+				return nil
+			}
+			return b.rewriteRun(StreamCaptures, cur.key, cur.prio, cur.old, cur.recs)
+		}
 		for done < len(seqs) && !b.full() && written < editChunkBytes {
 			seq := seqs[done]
 			done++
-			item, ok := seekRecord(it, seq)
-			if !ok {
+			if cur == nil || seq > cur.last {
+				if err := flush(); err != nil {
+					return err
+				}
+				var err error
+				if cur, err = loadRun(it, seq); err != nil {
+					return fmt.Errorf("read capture %d: %w", seq, err)
+				}
+			}
+			i := cur.find(seq, acked)
+			if i < 0 {
 				missing = append(missing, seq)
 				continue
 			}
-			key, prio := item.KeyCopy(nil), item.UserMeta()
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("read capture %d: %w", seq, err)
-			}
-			rec, err := decodeRecord(v)
-			if err != nil {
-				return fmt.Errorf("read capture %d: %w", seq, err)
-			}
-			np, err := edit(seq, rec.Payload)
+			np, err := edit(seq, cur.recs[i].payload)
 			if err != nil {
 				return fmt.Errorf("capture %d: %w", seq, err)
 			}
-			if bytes.Equal(np, rec.Payload) {
+			if bytes.Equal(np, cur.recs[i].payload) {
 				continue
 			}
 			if len(np) > MaxRecordBytes {
 				return fmt.Errorf("capture %d: edited to %d bytes, max %d: %w", seq, len(np), MaxRecordBytes, ErrTooLarge)
 			}
-			rec.Payload = np
-			val := encodeRecord(rec)
-			if err := b.replaceRecord(StreamCaptures, key, prio, val); err != nil {
-				return err
-			}
-			written += len(val)
+			cur.recs[i].payload = np
+			cur.dirty = true
+			written += len(np)
 			changed = append(changed, seq)
 		}
-		return nil
+		return flush()
 	})
 	if err != nil {
 		return 0, err
@@ -177,34 +184,64 @@ func (s *Store) deleteChunk(seqs []uint64, reason string, blobOf func([]byte) st
 	var blobs []string
 	var freed int64
 	done := 0
+	acked := s.meta[StreamCaptures].AckedThrough
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(StreamCaptures)})
 		defer it.Close()
+		// The run captures are being deleted from; it is rewritten once,
+		// and what that frees beyond the deleted entries (its key and
+		// header when it goes whole, or a few bytes either way of its
+		// encoding) goes to the last gap record it touched.
+		var cur *heldRun
+		var shares uint64
+		flush := func() error {
+			if cur == nil || !cur.dirty {
+				return nil
+			}
+			m := b.meta(StreamCaptures)
+			before := m.Bytes
+			if err := b.rewriteRun(StreamCaptures, cur.key, cur.prio, cur.old, cur.recs); err != nil {
+				return err
+			}
+			f := before - m.Bytes
+			freed += int64(f)
+			if k := len(gaps) - 1; k >= 0 {
+				gaps[k].Bytes = max(gaps[k].Bytes+f, shares) - shares
+			}
+			return nil
+		}
 		// Room is kept for the chunk's gap records (and the metas).
 		for done < len(seqs) && b.entries+len(gaps)+8 < txnMaxEntries && b.cost+gapCost*int64(len(gaps)) < txnMaxBytes-4096 {
 			seq := seqs[done]
 			done++
-			item, ok := seekRecord(it, seq)
-			if !ok {
+			if cur == nil || seq > cur.last {
+				if err := flush(); err != nil {
+					return err
+				}
+				shares = 0
+				var err error
+				if cur, err = loadRun(it, seq); err != nil {
+					// A run that cannot be read is left to Read, which
+					// drops it with a gap record of its own.
+					cur = nil
+					missing = append(missing, seq)
+					continue
+				}
+			}
+			i := cur.find(seq, acked)
+			if i < 0 {
 				missing = append(missing, seq)
 				continue
 			}
-			key, prio := item.KeyCopy(nil), item.UserMeta()
+			r := cur.recs[i]
+			cur.recs = slices.Delete(cur.recs, i, i+1)
+			cur.dirty = true
+			n := uint64(r.share)
+			shares += n
 			var blobID string
 			if blobOf != nil {
-				// A record that cannot be read is deleted all the same; it
-				// can name no blob that anyone could find.
-				if v, err := item.ValueCopy(nil); err == nil {
-					if rec, err := decodeRecord(v); err == nil {
-						blobID = blobOf(rec.Payload)
-					}
-				}
+				blobID = blobOf(r.payload)
 			}
-			n, err := b.deleteRecord(StreamCaptures, key, prio)
-			if err != nil {
-				return err
-			}
-			freed += int64(n) // the blob's bytes are noted when it is purged
 			if blobID != "" && !slices.Contains(blobs, blobID) {
 				size, err := b.markBlobDeleted(txn, blobID)
 				if err != nil {
@@ -224,7 +261,7 @@ func (s *Store) deleteChunk(seqs []uint64, reason string, blobOf func([]byte) st
 			}
 			deleted = append(deleted, seq)
 		}
-		return nil
+		return flush()
 	})
 	if err != nil {
 		return 0, 0, err
@@ -261,16 +298,56 @@ func (s *Store) deleteChunk(seqs []uint64, reason string, blobOf func([]byte) st
 	return done, freed, nil
 }
 
-// seekRecord moves it to the record with seq; ok is false when there is none.
-func seekRecord(it *badger.Iterator, seq uint64) (*badger.Item, bool) {
+// heldRun is a run of captures read for an edit or a delete: its records
+// as stored (old) and as they are being changed (recs).
+type heldRun struct {
+	key   []byte
+	last  uint64
+	prio  uint8
+	old   []runRec
+	recs  []runRec
+	dirty bool
+}
+
+// loadRun reads the run that would hold seq: the first whose last sequence
+// is seq or after. It returns an empty run when there is none.
+func loadRun(it *badger.Iterator, seq uint64) (*heldRun, error) {
 	it.Seek(recordSeek(StreamCaptures, seq))
 	if !it.Valid() {
-		return nil, false
+		return &heldRun{last: ^uint64(0)}, nil
 	}
-	if got, _ := seqSize(it.Item().Key()); got != seq {
-		return nil, false
+	item := it.Item()
+	last, _ := seqSize(item.Key())
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
 	}
-	return it.Item(), true
+	old, prio, err := decodeRun(last, v, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &heldRun{key: item.KeyCopy(nil), last: last, prio: prio, old: old, recs: slices.Clone(old)}, nil
+}
+
+// find returns the index of seq among the run's records, or -1 when the
+// run does not hold it (or holds it acknowledged, so no longer on the part).
+func (h *heldRun) find(seq, acked uint64) int {
+	if seq <= acked {
+		return -1
+	}
+	i, ok := slices.BinarySearchFunc(h.recs, seq, func(r runRec, seq uint64) int {
+		switch {
+		case r.seq < seq:
+			return -1
+		case r.seq > seq:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return -1
+	}
+	return i
 }
 
 // replaceRecord puts val in place of the record at key (its size, part of

@@ -9,10 +9,12 @@ import (
 
 // Key layout. One byte of namespace first so that prefixes never overlap.
 //
-//	s <stream> 0x00 <seq:8 BE> <size:4 BE>  record (size of the value, so a
-//	                                        delete knows what it frees without reading it)
+//	s <stream> 0x00 <seq:8 BE> <size:4 BE>  a run of records, keyed by its last
+//	                                        sequence (size of the value, so a delete knows
+//	                                        what it frees without reading it)
 //	m <stream>                              stream meta
-//	p <priority:1> <seq:8 BE> <size:4 BE>   captures eviction index (oldest first per priority)
+//	p <priority:1> <seq:8 BE> <size:4 BE>   captures eviction index, one key per run
+//	                                        (its key's seq and size; oldest first per priority)
 //	d <kind>                           signed document
 //	k <key>                            small state
 //	c <blob id> 0x00 <offset:8 BE>     blob chunk
@@ -28,6 +30,7 @@ const (
 	nsBlobMeta  = 'b'
 	nsSentinel  = 'z'
 	encVersion1 = 1
+	encRun      = 2
 )
 
 // ErrCorruptRecord is returned when bytes read from the store do not decode.
@@ -109,6 +112,160 @@ func decodeRecord(b []byte) (Record, error) {
 	}
 	r.Payload = b[2+n:]
 	return r, nil
+}
+
+// A run is the records of one stream (for captures, of one priority) that
+// one group commit wrote, stored as one Badger entry keyed by the run's last
+// sequence, so that Seek(recordSeek(st, seq)) lands on the run holding seq
+// (runs of a stream cover disjoint, increasing ranges: a run is only ever
+// made of consecutive appends, and rewritten only by dropping or changing
+// records). One entry per group rather than per record is what makes the
+// store's cost per batch: one key, one index key, one tombstone at ack.
+//
+// A run of one record is encodeRecord's form (version 1), which every
+// store written before runs holds; a longer run is:
+//
+//	version:1 = 2 | priority:1 | count: uvarint | count × entry
+//	entry: seq: uvarint (the first entry's absolute, the others' increase
+//	       over the previous one, at least 1) | time: varint unix ns (0 =
+//	       zero time) | payload length: uvarint | payload
+//
+// Deleting a record from a run leaves a hole in it; the last entry's
+// sequence is always the key's.
+type runRec struct {
+	seq     uint64
+	ns      int64
+	payload []byte
+	// share is the bytes the record accounts for inside the value: its
+	// entry. The key and the run's header are counted while any record of
+	// the run is live (see runLive).
+	share int
+}
+
+func (r runRec) record(prio uint8) Record {
+	rec := Record{Payload: r.payload, Priority: prio}
+	if r.ns != 0 {
+		rec.Time = time.Unix(0, r.ns).UTC()
+	}
+	return rec
+}
+
+func recNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// runMaxBytes bounds the payloads the committer puts into one run: a Read
+// of a 1 MiB batch decodes about one run, and a run acked in part keeps its
+// acknowledged records on disk until its last one is acked. A record
+// larger than this is a run of its own.
+const runMaxBytes = 1 << 20
+
+// encodeRun encodes recs (increasing sequences, at least one) as one value.
+func encodeRun(prio uint8, recs []runRec) []byte {
+	if len(recs) == 1 {
+		b := make([]byte, 0, 2+binary.MaxVarintLen64+len(recs[0].payload))
+		b = append(b, encVersion1, prio)
+		b = binary.AppendVarint(b, recs[0].ns)
+		return append(b, recs[0].payload...)
+	}
+	size := 2 + binary.MaxVarintLen64
+	for _, r := range recs {
+		size += 3*binary.MaxVarintLen64 + len(r.payload)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, encRun, prio)
+	b = binary.AppendUvarint(b, uint64(len(recs)))
+	var prev uint64
+	for i, r := range recs {
+		if i == 0 {
+			b = binary.AppendUvarint(b, r.seq)
+		} else {
+			b = binary.AppendUvarint(b, r.seq-prev)
+		}
+		prev = r.seq
+		b = binary.AppendVarint(b, r.ns)
+		b = binary.AppendUvarint(b, uint64(len(r.payload)))
+		b = append(b, r.payload...)
+	}
+	return b
+}
+
+// decodeRun parses the value of the run whose key ends in last, appending
+// its records to buf[:0]; payloads alias v. It validates everything (the
+// value is outside data: it comes off the disk): sequences increase and end
+// at last, lengths stay inside v, nothing trails.
+func decodeRun(last uint64, v []byte, buf []runRec) ([]runRec, uint8, error) {
+	buf = buf[:0]
+	if len(v) > 0 && v[0] == encVersion1 {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return nil, 0, err
+		}
+		return append(buf, runRec{seq: last, ns: recNanos(rec.Time), payload: rec.Payload, share: len(v)}), rec.Priority, nil
+	}
+	if len(v) < 3 || v[0] != encRun {
+		return nil, 0, fmt.Errorf("%w: not a record or run (%d bytes)", ErrCorruptRecord, len(v))
+	}
+	prio := v[1]
+	p := v[2:]
+	count, n := binary.Uvarint(p)
+	// Every entry takes at least three bytes.
+	if n <= 0 || count == 0 || count > uint64(len(p))/3 {
+		return nil, 0, fmt.Errorf("%w: run count", ErrCorruptRecord)
+	}
+	p = p[n:]
+	var seq uint64
+	for i := uint64(0); i < count; i++ {
+		start := len(p)
+		d, n := binary.Uvarint(p)
+		if n <= 0 || (i > 0 && (d == 0 || seq+d < seq)) {
+			return nil, 0, fmt.Errorf("%w: run entry %d sequence", ErrCorruptRecord, i)
+		}
+		if i == 0 {
+			seq = d
+		} else {
+			seq += d
+		}
+		p = p[n:]
+		ns, n := binary.Varint(p)
+		if n <= 0 {
+			return nil, 0, fmt.Errorf("%w: run entry %d time", ErrCorruptRecord, i)
+		}
+		p = p[n:]
+		l, n := binary.Uvarint(p)
+		if n <= 0 || l > uint64(len(p)-n) {
+			return nil, 0, fmt.Errorf("%w: run entry %d length", ErrCorruptRecord, i)
+		}
+		p = p[n:]
+		buf = append(buf, runRec{seq: seq, ns: ns, payload: p[:l:l], share: start - len(p) + int(l)})
+		p = p[l:]
+	}
+	if len(p) != 0 || seq != last {
+		return nil, 0, fmt.Errorf("%w: run ends at %d with %d bytes left, key says %d", ErrCorruptRecord, seq, len(p), last)
+	}
+	return buf, prio, nil
+}
+
+// runLive is what a run still holds once everything through acked is
+// acknowledged: records after acked, and its key and value's bytes less the
+// entries of the acknowledged ones (all of it, key and header included,
+// while one record is live; nothing once none is).
+func runLive(keyLen, valLen int, recs []runRec, acked uint64) (count, bytes uint64) {
+	if len(recs) == 0 || recs[len(recs)-1].seq <= acked {
+		return 0, 0
+	}
+	bytes = uint64(keyLen + valLen)
+	for _, r := range recs {
+		if r.seq <= acked {
+			bytes -= uint64(r.share)
+		} else {
+			count++
+		}
+	}
+	return count, bytes
 }
 
 // streamMeta is what the store keeps per stream, in the same transaction as
@@ -234,4 +391,10 @@ func seqOf(k []byte) uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(k[len(k)-8:])
+}
+
+// varintLen is the length of v as a varint.
+func varintLen(v int64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], v)
 }

@@ -126,6 +126,10 @@ type Store struct {
 	// DropPrefix, which refuses concurrent writes.
 	mu    sync.Mutex
 	meta  map[Stream]*streamMeta
+	// acked is each stream's ack cursor, published after the commit that
+	// moved it, for Read (which does not take mu) to skip records a run
+	// acked in part still holds. The map is filled by Open and only read.
+	acked map[Stream]*atomic.Uint64
 	blobs int64    // bytes of blob chunks present
 	purge []string // deleted blobs found by load, removed by Open
 }
@@ -198,6 +202,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		quit:   make(chan struct{}),
 		gcKick: make(chan struct{}, 1),
 		meta:   make(map[Stream]*streamMeta),
+		acked:  make(map[Stream]*atomic.Uint64),
 
 		evictedHead: make(map[Stream]uint64),
 		openGaps:    make(map[gapClass]openGap),
@@ -380,6 +385,8 @@ func (s *Store) load() error {
 			}
 			it.Close()
 			s.meta[st] = m
+			s.acked[st] = &atomic.Uint64{}
+			s.acked[st].Store(m.AckedThrough)
 		}
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{nsBlobMeta}})
 		defer it.Close()

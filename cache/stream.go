@@ -88,8 +88,7 @@ func txnCost(keyLen, valLen int) int64 {
 type appendReq struct {
 	stream Stream
 	recs   []Record
-	vals   [][]byte
-	bytes  int64 // accounted bytes (keys+values)
+	bytes  int64 // accounted bytes (keys+values) as single records: an upper bound
 	cost   int64 // transaction cost
 	maxPri uint8
 	first  uint64
@@ -117,7 +116,7 @@ func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint
 	}
 	// A copy: the store fills in Time and must not write to the caller's slice.
 	recs = append([]Record(nil), recs...)
-	r := &appendReq{stream: st, recs: recs, vals: make([][]byte, len(recs)), done: make(chan struct{})}
+	r := &appendReq{stream: st, recs: recs, done: make(chan struct{})}
 	now := time.Time{}
 	keyLen := len(recordKey(st, 0, 0))
 	for i, rec := range recs {
@@ -134,9 +133,11 @@ func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint
 			rec.Priority = 0
 		}
 		recs[i] = rec
-		r.vals[i] = encodeRecord(rec)
-		r.bytes += int64(keyLen + len(r.vals[i]))
-		r.cost += txnCost(keyLen, len(r.vals[i]))
+		// What the record would take as a run of its own: groups make
+		// runs, which take less (one key, one header).
+		valLen := 2 + varintLen(rec.Time.UnixNano()) + len(rec.Payload)
+		r.bytes += int64(keyLen + valLen)
+		r.cost += txnCost(keyLen, valLen)
 		if st == StreamCaptures {
 			r.cost += txnCost(14, 0)
 		}
@@ -243,46 +244,70 @@ func (s *Store) commitGroup(group []*appendReq) {
 		adding += r.bytes
 		accepted = append(accepted, r)
 	}
-	b := s.newBatch()
+	// One transaction takes requests up to Badger's limits as if each
+	// record were its own entry (an upper bound: a run is one entry).
 	var inBatch []*appendReq
-	flush := func() {
-		err := b.commit()
-		for _, r := range inBatch {
-			r.finish(err)
-		}
-		inBatch = inBatch[:0]
-		b = s.newBatch()
-	}
+	var cost int64
+	entries := 0
 	for _, r := range accepted {
-		if len(inBatch) > 0 && (b.cost+r.cost > txnMaxBytes || b.entries+2*len(r.recs) > txnMaxEntries) {
-			flush()
-		}
-		r.first = 0
-		for i := range r.recs {
-			seq, err := b.appendRecord(r.stream, r.recs[i].Priority, r.vals[i])
-			if err != nil {
-				// Cannot happen within the limits checked in AppendBatch;
-				// fail the whole batch rather than commit half a request.
-				b.discard()
-				for _, q := range inBatch {
-					q.finish(err)
-				}
-				inBatch = inBatch[:0]
-				r.finish(err)
-				b = s.newBatch()
-				goto next
-			}
-			if r.first == 0 {
-				r.first = seq
-			}
+		if len(inBatch) > 0 && (cost+r.cost > txnMaxBytes || entries+2*len(r.recs) > txnMaxEntries) {
+			s.commitRuns(inBatch)
+			inBatch, cost, entries = inBatch[:0], 0, 0
 		}
 		inBatch = append(inBatch, r)
-	next:
+		cost += r.cost
+		entries += 2 * len(r.recs)
 	}
 	if len(inBatch) > 0 {
-		flush()
+		s.commitRuns(inBatch)
 	}
-	b.discard()
+}
+
+// commitRuns assigns sequence numbers to the records of reqs, in order,
+// stores each stream's records (for captures, each stretch of one
+// priority) as runs, and commits them in one synced transaction.
+func (s *Store) commitRuns(reqs []*appendReq) {
+	b := s.newBatch()
+	defer b.discard()
+	type pending struct {
+		prio  uint8
+		recs  []runRec
+		bytes int
+	}
+	open := map[Stream]*pending{}
+	var err error
+	put := func(st Stream, p *pending) {
+		if err == nil && p != nil && len(p.recs) > 0 {
+			err = b.putRun(st, p.prio, p.recs)
+		}
+	}
+	for _, r := range reqs {
+		m := b.meta(r.stream)
+		r.first = m.Last + 1
+		for _, rec := range r.recs {
+			m.Last++
+			p := open[r.stream]
+			if p != nil && (p.prio != rec.Priority || p.bytes+len(rec.Payload) > runMaxBytes) {
+				put(r.stream, p)
+				p = nil
+			}
+			if p == nil {
+				p = &pending{prio: rec.Priority}
+				open[r.stream] = p
+			}
+			p.recs = append(p.recs, runRec{seq: m.Last, ns: recNanos(rec.Time), payload: rec.Payload})
+			p.bytes += len(rec.Payload)
+		}
+	}
+	for st, p := range open {
+		put(st, p)
+	}
+	if err == nil {
+		err = b.commit()
+	}
+	for _, r := range reqs {
+		r.finish(err)
+	}
 }
 
 // batch is one read-write transaction plus working copies of the stream
@@ -342,7 +367,84 @@ func (b *batch) appendRecord(st Stream, prio uint8, val []byte) (uint64, error) 
 	return seq, nil
 }
 
-// deleteRecord removes a record known by its key; it returns the bytes freed.
+// putRun writes recs (increasing sequences, all after the stream's ack
+// cursor) as one run, with its eviction index key for captures.
+func (b *batch) putRun(st Stream, prio uint8, recs []runRec) error {
+	val := encodeRun(prio, recs)
+	last := recs[len(recs)-1].seq
+	key := recordKey(st, last, uint32(len(val)))
+	if err := b.set(key, val, prio); err != nil {
+		return err
+	}
+	if st == StreamCaptures {
+		if err := b.set(prioKey(prio, last, uint32(len(val))), nil, 0); err != nil {
+			return err
+		}
+	}
+	m := b.meta(st)
+	m.Count += uint64(len(recs))
+	m.Bytes += uint64(len(key) + len(val))
+	return nil
+}
+
+// removeRun deletes the run at key, whose records are recs (nil when its
+// value could not be decoded), and returns what was live of it (see
+// runLive), which leaves the stream's meta. A run that cannot be decoded
+// counts as one record and all of its bytes.
+func (b *batch) removeRun(st Stream, key []byte, prio uint8, recs []runRec) (count, bytes uint64, err error) {
+	last, size := seqSize(key)
+	if err := b.del(key); err != nil {
+		return 0, 0, err
+	}
+	if st == StreamCaptures {
+		if err := b.del(prioKey(prio, last, size)); err != nil {
+			return 0, 0, err
+		}
+	}
+	m := b.meta(st)
+	if recs == nil {
+		count, bytes = 1, uint64(len(key))+uint64(size)
+	} else {
+		count, bytes = runLive(len(key), int(size), recs, m.AckedThrough)
+	}
+	count, bytes = min(count, m.Count), min(bytes, m.Bytes)
+	m.Count -= count
+	m.Bytes -= bytes
+	return count, bytes, nil
+}
+
+// rewriteRun replaces the run at key (records old) by the records recs
+// (which may be fewer, or changed; none deletes the run). Records through
+// the ack cursor are dropped on the way. A rewrite larger than runMaxBytes
+// becomes several runs, still covering disjoint ranges.
+func (b *batch) rewriteRun(st Stream, key []byte, prio uint8, old, recs []runRec) error {
+	if _, _, err := b.removeRun(st, key, prio, old); err != nil {
+		return err
+	}
+	acked := b.meta(st).AckedThrough
+	var part []runRec
+	bytes := 0
+	for _, r := range recs {
+		if r.seq <= acked {
+			continue
+		}
+		if len(part) > 0 && bytes+len(r.payload) > runMaxBytes {
+			if err := b.putRun(st, prio, part); err != nil {
+				return err
+			}
+			part, bytes = nil, 0
+		}
+		part = append(part, r)
+		bytes += len(r.payload)
+	}
+	if len(part) > 0 {
+		return b.putRun(st, prio, part)
+	}
+	return nil
+}
+
+// deleteRecord removes a single record (a run of one, such as a gap
+// record) known by its key; it returns the bytes freed.
 func (b *batch) deleteRecord(st Stream, key []byte, prio uint8) (uint64, error) {
 	seq, size := seqSize(key)
 	if err := b.del(key); err != nil {
@@ -378,6 +480,7 @@ func (b *batch) commit() error {
 	b.s.synced()
 	for st, m := range b.metas {
 		*b.s.meta[st] = *m
+		b.s.acked[st].Store(m.AckedThrough)
 	}
 	b.s.blobs += b.blobs
 	return nil
@@ -404,45 +507,62 @@ func (s *Store) Read(ctx context.Context, st Stream, after uint64, limit, maxByt
 	var out []Entry
 	var corrupt []badItem
 	err := s.db.View(func(txn *badger.Txn) error {
+		// Records through the ack cursor may still sit in a run acked in
+		// part; they are never returned. The cursor is read once the
+		// snapshot is taken, so it covers at least what the snapshot
+		// lost to acks.
+		from := max(after, s.acked[st].Load()) + 1
 		// No prefetching: it copies up to PrefetchSize values ahead of the
 		// loop, which ends at maxBytes (a 1 MiB batch is sixteen 64 KB
-		// images, against 256 prefetched), and ValueCopy copies each again.
-		// Reading each value once, as it is reached, is the one copy.
+		// images, against 256 prefetched). Each payload is copied once,
+		// as it is reached.
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
 		defer it.Close()
 		var slab valueSlab
+		var recs []runRec
 		bytes := 0
-		for it.Seek(recordSeek(st, after+1)); it.Valid() && len(out) < limit; it.Next() {
+		full := false
+		prevLast := from - 1
+		for it.Seek(recordSeek(st, from)); it.Valid() && !full; it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			item := it.Item()
-			seq, _ := seqSize(item.Key())
-			var v []byte
+			last, _ := seqSize(item.Key())
+			var prio uint8
 			err := item.Value(func(val []byte) error {
-				v = slab.copy(val, limit-len(out), maxBytes)
+				var derr error
+				recs, prio, derr = decodeRun(last, val, recs)
+				if derr != nil {
+					return derr
+				}
+				for _, r := range recs {
+					if r.seq < from {
+						continue
+					}
+					if len(out) >= limit || (maxBytes > 0 && len(out) > 0 && bytes+len(r.payload) > maxBytes) {
+						full = true
+						break
+					}
+					rec := r.record(prio)
+					rec.Payload = slab.copy(r.payload, limit-len(out), maxBytes)
+					bytes += len(rec.Payload)
+					out = append(out, Entry{Seq: r.seq, Record: rec})
+				}
 				return nil
 			})
 			if errors.Is(err, badger.ErrDBClosed) {
 				return err
 			}
-			var rec Record
-			if err == nil {
-				rec, err = decodeRecord(v)
-			}
 			if err != nil {
 				// Damaged on disk (not by a crash: Badger syncs the value
 				// log before the index that points into it). Skip it so the
 				// stream does not stall, and record the loss below.
-				s.log.Error("unreadable record; dropping it", zap.String("stream", string(st)), zap.Uint64("seq", seq), zap.Error(err))
-				corrupt = append(corrupt, badItem{key: item.KeyCopy(nil), prio: item.UserMeta()})
-				continue
+				s.log.Error("unreadable records; dropping them", zap.String("stream", string(st)),
+					zap.Uint64("from", prevLast+1), zap.Uint64("through", last), zap.Error(err))
+				corrupt = append(corrupt, badItem{key: item.KeyCopy(nil), prio: item.UserMeta(), from: prevLast + 1})
 			}
-			if maxBytes > 0 && len(out) > 0 && bytes+len(rec.Payload) > maxBytes {
-				break
-			}
-			bytes += len(rec.Payload)
-			out = append(out, Entry{Seq: seq, Record: rec})
+			prevLast = last
 		}
 		return nil
 	})
@@ -492,6 +612,7 @@ func (s *valueSlab) copy(v []byte, left, maxBytes int) []byte {
 type badItem struct {
 	key  []byte
 	prio uint8
+	from uint64 // the first sequence the damaged run may hold
 }
 
 // dropCorrupt deletes unreadable records and writes a gap record for them.
@@ -505,12 +626,12 @@ func (s *Store) dropCorrupt(st Stream, items []badItem) error {
 	defer b.discard()
 	g := Gap{Stream: st, Reason: "records unreadable (damaged on disk)"}
 	for _, it := range items {
-		n, err := b.deleteRecord(st, it.key, it.prio)
+		count, n, err := b.removeRun(st, it.key, it.prio, nil)
 		if err != nil {
 			return err
 		}
-		seq, _ := seqSize(it.key)
-		g.note(seq, n)
+		last, _ := seqSize(it.key)
+		g.noteRange(max(it.from, b.meta(st).AckedThrough+1), last, count, n)
 	}
 	return s.commitWithGap(b, g, false)
 }
@@ -560,21 +681,49 @@ func (s *Store) ackChunk(st Stream, through uint64) (done bool, freed uint64, er
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(st)})
 		defer it.Close()
+		var recs []runRec
+		prevLast := m.AckedThrough
 		for it.Seek(recordSeek(st, m.AckedThrough+1)); it.Valid(); it.Next() {
 			item := it.Item()
-			seq, _ := seqSize(item.Key())
-			if seq > through {
+			last, size := seqSize(item.Key())
+			var prio uint8
+			var derr error
+			if err := item.Value(func(v []byte) error {
+				recs, prio, derr = decodeRun(last, v, recs)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if derr != nil {
+				// A damaged run goes whole once the ack passes its end
+				// (Read declares its loss); counted as removeRun says.
+				recs = nil
+				prio = item.UserMeta()
+			}
+			if last > through {
+				// The run holds records on both sides of through: it stays
+				// until its last record is acked, and the acked ones leave
+				// the accounting now.
+				if recs != nil {
+					c0, b0 := runLive(len(item.Key()), int(size), recs, m.AckedThrough)
+					c1, b1 := runLive(len(item.Key()), int(size), recs, through)
+					bm := b.meta(st)
+					bm.Count -= min(c0-c1, bm.Count)
+					bm.Bytes -= min(b0-b1, bm.Bytes)
+					freed += b0 - b1
+				}
 				break
 			}
 			if b.full() {
-				ackedTo = seq - 1
+				ackedTo = prevLast
 				break
 			}
-			n, err := b.deleteRecord(st, item.KeyCopy(nil), item.UserMeta())
+			_, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs)
 			if err != nil {
 				return err
 			}
 			freed += n
+			prevLast = last
 		}
 		return nil
 	})
@@ -603,9 +752,28 @@ func (s *Store) Stats(ctx context.Context, st Stream) (StreamStats, error) {
 		// Everything through AckedThrough is deleted: seeking from 0 would
 		// walk the tombstones of every acked record, a cost that grows with
 		// the backlog drained.
-		it.Seek(recordSeek(st, m.AckedThrough+1))
-		if it.Valid() {
-			out.First, _ = seqSize(it.Item().Key())
+		// The first run found may hold acked records (acked in part).
+		for it.Seek(recordSeek(st, m.AckedThrough+1)); it.Valid() && out.First == 0; it.Next() {
+			last, _ := seqSize(it.Item().Key())
+			err := it.Item().Value(func(v []byte) error {
+				recs, _, err := decodeRun(last, v, nil)
+				if err != nil {
+					// Read drops it when it gets there; its last sequence
+					// is the one certainly present.
+					out.First = last
+					return nil
+				}
+				for _, r := range recs {
+					if r.seq > m.AckedThrough {
+						out.First = r.seq
+						break
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 		}
 		return ctx.Err()
 	})
