@@ -124,8 +124,8 @@ type Store struct {
 	// mu serialises every write to Badger: the committer, Ack, eviction,
 	// documents, state and blobs. Holding it is also what lets reclaim call
 	// DropPrefix, which refuses concurrent writes.
-	mu    sync.Mutex
-	meta  map[Stream]*streamMeta
+	mu   sync.Mutex
+	meta map[Stream]*streamMeta
 	// acked is each stream's ack cursor, published after the commit that
 	// moved it, for Read (which does not take mu) to skip records a run
 	// acked in part still holds. The map is filled by Open and only read.
