@@ -151,7 +151,7 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 					recs = nil
 				}
 				liveFrom := firstLive(recs, b.meta(st).AckedThrough, prevLast+1)
-				count, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs)
+				count, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs, prevLast+1)
 				if err != nil {
 					return err
 				}
@@ -213,7 +213,7 @@ func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
 					recs = nil
 				}
 				liveFrom := firstLive(recs, b.meta(StreamCaptures).AckedThrough, last)
-				count, n, err := b.removeRun(StreamCaptures, key, prio, recs)
+				count, n, err := b.removeRun(StreamCaptures, key, prio, recs, last)
 				if err != nil {
 					return err
 				}

@@ -93,3 +93,41 @@ func TestRecordEncodingRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDecodeRun(f *testing.F) {
+	recs := []runRec{{seq: 7, ns: t0.UnixNano(), payload: []byte("a")}, {seq: 8, payload: []byte("bb")}, {seq: 12, ns: -5, payload: nil}}
+	f.Add(uint64(12), encodeRun(3, recs))
+	f.Add(uint64(7), encodeRun(3, recs[:1]))
+	f.Add(uint64(12), []byte{2, 0, 2, 12, 0, 0, 0, 0, 0})
+	f.Add(uint64(0), []byte{2, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, last uint64, v []byte) {
+		got, prio, err := decodeRun(last, v, nil)
+		if err != nil {
+			return
+		}
+		shares := 0
+		for i, r := range got {
+			if i > 0 && r.seq <= got[i-1].seq {
+				t.Fatalf("sequences do not increase: %+v", got)
+			}
+			shares += r.share
+		}
+		if got[len(got)-1].seq != last || shares > len(v) {
+			t.Fatalf("run of %d records ends at %d (key %d), shares %d of %d bytes", len(got), got[len(got)-1].seq, last, shares, len(v))
+		}
+		// Whatever decodes re-encodes to a run that decodes the same.
+		again, prio2, err := decodeRun(last, encodeRun(prio, got), nil)
+		if err != nil || prio2 != prio || len(again) != len(got) {
+			t.Fatalf("round trip: %+v -> %+v, %v", got, again, err)
+		}
+		for i := range got {
+			if again[i].seq != got[i].seq || again[i].ns != got[i].ns || !bytes.Equal(again[i].payload, got[i].payload) {
+				t.Fatalf("round trip of record %d: %+v -> %+v", i, got[i], again[i])
+			}
+		}
+		c, n := runLive(20, len(v), got, got[0].seq)
+		if c != uint64(len(got)-1) || (c > 0 && n > uint64(20+len(v))) {
+			t.Fatalf("runLive after the first: %d records, %d bytes", c, n)
+		}
+	})
+}

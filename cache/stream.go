@@ -390,8 +390,10 @@ func (b *batch) putRun(st Stream, prio uint8, recs []runRec) error {
 // removeRun deletes the run at key, whose records are recs (nil when its
 // value could not be decoded), and returns what was live of it (see
 // runLive), which leaves the stream's meta. A run that cannot be decoded
-// counts as one record and all of its bytes.
-func (b *batch) removeRun(st Stream, key []byte, prio uint8, recs []runRec) (count, bytes uint64, err error) {
+// counts all of its bytes, and as many records as the keys say it may
+// hold: every sequence from from (the one after the previous run's last)
+// through its own last, after the ack cursor.
+func (b *batch) removeRun(st Stream, key []byte, prio uint8, recs []runRec, from uint64) (count, bytes uint64, err error) {
 	last, size := seqSize(key)
 	if err := b.del(key); err != nil {
 		return 0, 0, err
@@ -403,7 +405,7 @@ func (b *batch) removeRun(st Stream, key []byte, prio uint8, recs []runRec) (cou
 	}
 	m := b.meta(st)
 	if recs == nil {
-		count, bytes = 1, uint64(len(key))+uint64(size)
+		count, bytes = last-min(max(from, m.AckedThrough+1), last)+1, uint64(len(key))+uint64(size)
 	} else {
 		count, bytes = runLive(len(key), int(size), recs, m.AckedThrough)
 	}
@@ -418,7 +420,7 @@ func (b *batch) removeRun(st Stream, key []byte, prio uint8, recs []runRec) (cou
 // the ack cursor are dropped on the way. A rewrite larger than runMaxBytes
 // becomes several runs, still covering disjoint ranges.
 func (b *batch) rewriteRun(st Stream, key []byte, prio uint8, old, recs []runRec) error {
-	if _, _, err := b.removeRun(st, key, prio, old); err != nil {
+	if _, _, err := b.removeRun(st, key, prio, old, 0); err != nil {
 		return err
 	}
 	acked := b.meta(st).AckedThrough
@@ -626,7 +628,7 @@ func (s *Store) dropCorrupt(st Stream, items []badItem) error {
 	defer b.discard()
 	g := Gap{Stream: st, Reason: "records unreadable (damaged on disk)"}
 	for _, it := range items {
-		count, n, err := b.removeRun(st, it.key, it.prio, nil)
+		count, n, err := b.removeRun(st, it.key, it.prio, nil, it.from)
 		if err != nil {
 			return err
 		}
@@ -718,7 +720,7 @@ func (s *Store) ackChunk(st Stream, through uint64) (done bool, freed uint64, er
 				ackedTo = prevLast
 				break
 			}
-			_, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs)
+			_, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs, prevLast+1)
 			if err != nil {
 				return err
 			}
