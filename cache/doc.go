@@ -12,7 +12,11 @@
 //     control certificate (PutState, SetCursor, PutOfflineClock, ...);
 //   - append-only streams (logs by level class, captures, audit events, gap
 //     records, proposals): Append assigns the next per-stream sequence number,
-//     Read reads from a cursor, Ack deletes what the cloud confirmed;
+//     Read reads from a cursor, Ack deletes what the cloud confirmed. The
+//     records of a stream that one group commit writes are stored as one
+//     Badger entry, a run (see encoding.go), so the store's cost is per
+//     batch, not per record; a run acked in part stays until its last
+//     record is acked, and Read never returns its acknowledged records;
 //   - captures still on the part can be tagged or deleted on a person's
 //     request (EditCaptures, DeleteCaptures; see edit.go): an edit rewrites
 //     the record in place, keeping its sequence, and a delete writes a gap
