@@ -203,7 +203,10 @@ func (s *Store) deleteChunk(seqs []uint64, reason string, blobOf func([]byte) st
 			if err := b.rewriteRun(StreamCaptures, cur.key, cur.prio, cur.old, cur.recs); err != nil {
 				return err
 			}
-			f := before - m.Bytes
+			var f uint64
+			if m.Bytes < before {
+				f = before - m.Bytes
+			}
 			freed += int64(f)
 			if k := len(gaps) - 1; k >= 0 {
 				gaps[k].Bytes = max(gaps[k].Bytes+f, shares) - shares
