@@ -61,9 +61,10 @@
 //     TestCrashDuringEdits kills a process that tags, deletes and acks.
 //   - A store Badger cannot open even after its own repair is renamed to
 //     DIR.corrupt-<time> (never deleted), a fresh store starts, and a gap
-//     record plus an error-level log say so. A record that opens but cannot
-//     be read back (damaged on disk) is dropped when Read meets it, with a
-//     gap record, so that the stream does not stall.
+//     record plus an error-level log say so. A run that opens but cannot
+//     be read back (damaged on disk) is dropped whole when Read meets it,
+//     with a gap record over the sequences it may hold, so that the stream
+//     does not stall.
 //
 // # Memory
 //
