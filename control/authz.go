@@ -183,6 +183,7 @@ func samePolicy(p *policy, b *syncv1.GrantBundle) bool {
 // wrap returns next behind authorization.
 func (a *authorizer) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		growStack() // once, here, rather than by doubling deeper in the call
 		rl, ok := a.rules[r.URL.Path]
 		if !ok {
 			a.writeError(w, r, connect.NewError(connect.CodeNotFound, fmt.Errorf("no procedure %q on this part", r.URL.Path)))
