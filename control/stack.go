@@ -3,21 +3,22 @@ package control
 // callStack is the stack a call's goroutine is given before the authorizer
 // runs. net/http's HTTP/2 server and the WebRTC session run every call on
 // a new goroutine, which starts with a small stack (the runtime's average)
-// and grew it by doubling while deep in the authorizer, connect and
-// protobuf: each growth copies every frame above it and adjusts their
-// pointers, and a CPU profile of BenchmarkControlRPC showed it as the
-// authorizer's largest share. Growing once at the top of the call, where
-// the stack holds a handful of frames, is one short copy: a goroutine that
-// needs ~14 KiB costs 1.8 µs grown first against 5–10 µs by doubling (a
-// micro-benchmark on dev-2c). After it, the profile shows no growth deeper
-// in the call; a call that goes deeper still grows as before. What it
-// costs: a call's goroutine holds 16 KiB of stack while it runs, which
-// the deep calls held anyway.
+// and grew it deep in the call (in the authorizer, connect or protobuf):
+// a growth copies every frame above it and looks up each one's pointer
+// map, and in BenchmarkControlRPC's profile that was about 10 µs of the
+// part's CPU per gRPC call. Growing once at the top of the call, where the
+// stack holds a handful of frames, halves it (about 5 µs, the copy of a
+// short stack), and the profile shows no growth deeper in the call; a call
+// that goes deeper still grows as before. What it costs: a call's
+// goroutine holds 16 KiB of stack while it runs, as the deep calls did.
 const callStack = 16 << 10
 
-// growFrame is growStack's frame: callStack less what the runtime adds
-// (its guard and the frames below), so the doubling stops at callStack.
-const growFrame = callStack - 2<<10
+// growFrame is growStack's frame: callStack less room for the frames
+// below it and the runtime's guard, so that the doubling stops at
+// callStack, the largest size the runtime serves from its per-P stack
+// caches; a 32 KiB stack is allocated from the heap, which cost more than
+// the copies it saved.
+const growFrame = callStack - 4<<10
 
 // growStack grows the calling goroutine's stack so that growFrame more
 // bytes fit (the runtime doubles it until the frame fits, in one copy).
