@@ -10,7 +10,9 @@ package control
 // stack holds a handful of frames, halves it (about 5 µs, the copy of a
 // short stack), and the profile shows no growth deeper in the call; a call
 // that goes deeper still grows as before. What it costs: a call's
-// goroutine holds 16 KiB of stack while it runs, as the deep calls did.
+// goroutine holds 16 KiB of stack while it runs, as the deep calls did,
+// and clearing the frame takes about 0.25 µs, all that a goroutine whose
+// stack is already grown (an HTTP/1.1 connection's) pays.
 const callStack = 16 << 10
 
 // growFrame is growStack's frame: callStack less room for the frames
