@@ -3,16 +3,15 @@ package control
 // callStack is the stack a call's goroutine is given before the authorizer
 // runs. net/http's HTTP/2 server and the WebRTC session run every call on
 // a new goroutine, which starts with a small stack (the runtime's average)
-// and grew it deep in the call (in the authorizer, connect or protobuf):
-// a growth copies every frame above it and looks up each one's pointer
-// map, and in BenchmarkControlRPC's profile that was about 10 µs of the
-// part's CPU per gRPC call. Growing once at the top of the call, where the
-// stack holds a handful of frames, halves it (about 5 µs, the copy of a
-// short stack), and the profile shows no growth deeper in the call; a call
-// that goes deeper still grows as before. What it costs: a call's
-// goroutine holds 16 KiB of stack while it runs, as the deep calls did,
-// and clearing the frame takes about 0.25 µs, all that a goroutine whose
-// stack is already grown (an HTTP/1.1 connection's) pays.
+// and grew it deeper in the call: a growth copies every frame above it and
+// looks up each one's pointer map. Growing once at the top of the call,
+// where the stack holds a handful of frames, took a WebRTC call's growth
+// from about 10 µs of the part's CPU to 3 (BenchmarkControlRPC's profile);
+// a gRPC call's one growth was already near the top and costs the same
+// here. A call that goes deeper than callStack still grows as before. What
+// it costs: a call's goroutine holds 16 KiB of stack while it runs, as
+// the deep calls did, and clearing the frame takes about 0.25 µs, all that
+// a goroutine whose stack is already grown (an HTTP/1.1 connection's) pays.
 const callStack = 16 << 10
 
 // growFrame is growStack's frame: callStack less room for the frames
