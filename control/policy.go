@@ -29,9 +29,56 @@ type policy struct {
 	// syncEvery is how often the part syncs now (nil: unknown).
 	syncEvery func() time.Duration
 
-	// verified caches proofs this policy verified (authn.go).
-	mu       sync.Mutex
-	verified map[credential.Presented]verifiedProof
+	// machineRef is machine.String(), which every audit event names.
+	machineRef string
+
+	// verified caches proofs this policy verified (authn.go); decisions
+	// caches the engine's answers (decide).
+	mu        sync.Mutex
+	verified  map[credential.Presented]verifiedProof
+	decisions map[decisionKey]decided
+}
+
+// decisionKey is a question decide answers: may this principal of the
+// policy do this action on the policy's machine.
+type decisionKey struct {
+	pr     *principal
+	action rbac.Action
+}
+
+// decided is the engine's answer, with the reason audit events and
+// refusals carry.
+type decided struct {
+	allowed bool
+	reason  string
+}
+
+// maxDecisions bounds the decision cache; past it the cache starts over.
+// A bundle's principals times the rules' actions stays far below it.
+const maxDecisions = 4096
+
+// decide is the engine's decision for pr on the machine, kept for the
+// policy's life: the engine and pr's grants come from the policy's bundle
+// and do not change, so neither does the answer, and a new bundle is a new
+// policy with an empty cache. Keeping it spares each audited call
+// formatting the same reason again (eight allocations).
+func (p *policy) decide(pr *principal, a rbac.Action) decided {
+	k := decisionKey{pr: pr, action: a}
+	p.mu.Lock()
+	d, ok := p.decisions[k]
+	p.mu.Unlock()
+	if ok {
+		return d
+	}
+	rd := p.engine.Decide(&pr.subject, a, p.machine)
+	d = decided{allowed: rd.Allowed, reason: rd.String()}
+	p.mu.Lock()
+	if len(p.decisions) >= maxDecisions {
+		clear(p.decisions)
+	}
+	p.decisions[k] = d
+	p.mu.Unlock()
+	return d
 }
 
 // principal is one subject of the bundle.
@@ -52,7 +99,8 @@ const unprovisioned = "unprovisioned"
 // newPolicy builds the decision state of b (nil: no bundle yet).
 func newPolicy(b *syncv1.GrantBundle) *policy {
 	p := &policy{bundle: b, users: map[string]*principal{}, keys: map[string]*principal{}, tokenKeys: map[string]ed25519.PublicKey{},
-		verified: map[credential.Presented]verifiedProof{}}
+		verified: map[credential.Presented]verifiedProof{}, decisions: map[decisionKey]decided{}}
+	defer func() { p.machineRef = p.machine.String() }()
 	if b == nil {
 		p.machine, p.engine = rbac.Machine(unprovisioned), fallbackEngine()
 		p.err = fmt.Errorf("the part holds no grants yet: connect it to the cloud once, or use the break-glass socket")

@@ -34,6 +34,11 @@ type Conn struct {
 	low    chan struct{}
 	closed chan struct{}
 	once   sync.Once
+	// buf is where SendMessage encodes a frame, reused: pion copies what
+	// Send is given into its SCTP chunks before Send returns, so one buffer
+	// serves every frame instead of an allocation each. It grows to the
+	// largest frame sent, at most MaxFrame.
+	buf []byte
 }
 
 // NewConn wraps dc, which must not be used to send otherwise.
@@ -57,6 +62,12 @@ func (c *Conn) Close() {
 
 // SendFrame sends one encoded frame, waiting while the channel is full.
 func (c *Conn) SendFrame(b []byte) error {
+	return c.send(func() []byte { return b })
+}
+
+// send sends the frame encode returns, waiting while the channel is full;
+// encode runs under c.mu, so it may use c.buf.
+func (c *Conn) send(encode func() []byte) error {
 	for c.dc.BufferedAmount() > sendHigh {
 		select {
 		case <-c.low:
@@ -71,7 +82,7 @@ func (c *Conn) SendFrame(b []byte) error {
 		return ErrChannelClosed
 	default:
 	}
-	if err := c.dc.Send(b); err != nil {
+	if err := c.dc.Send(encode()); err != nil {
 		return errors.Join(ErrChannelClosed, err)
 	}
 	return nil
@@ -79,7 +90,12 @@ func (c *Conn) SendFrame(b []byte) error {
 
 // SendMessage sends msg on stream as frames; end ends the stream.
 func (c *Conn) SendMessage(stream uint32, msg []byte, end bool) error {
-	return SplitMessage(stream, msg, end, c.SendFrame)
+	return splitFrames(stream, msg, end, func(f Frame) error {
+		return c.send(func() []byte {
+			c.buf = AppendFrame(c.buf[:0], f)
+			return c.buf
+		})
+	})
 }
 
 // SendError ends stream with msg as the reason.

@@ -82,8 +82,17 @@ func DecodeFrame(b []byte) (Frame, error) {
 }
 
 // SplitMessage encodes msg as frames of at most MaxFrame bytes, the last
-// carrying FlagEnd when end is set. An empty message is one frame.
+// carrying FlagEnd when end is set. An empty message is one frame. Each
+// frame emit gets is its own.
 func SplitMessage(stream uint32, msg []byte, end bool, emit func([]byte) error) error {
+	return splitFrames(stream, msg, end, func(f Frame) error {
+		return emit(AppendFrame(make([]byte, 0, FrameHeader+len(f.Payload)), f))
+	})
+}
+
+// splitFrames cuts msg into the frames SplitMessage encodes; their payloads
+// alias msg.
+func splitFrames(stream uint32, msg []byte, end bool, emit func(Frame) error) error {
 	first := true
 	for {
 		n := min(len(msg), MaxPayload)
@@ -98,7 +107,7 @@ func SplitMessage(stream uint32, msg []byte, end bool, emit func([]byte) error) 
 				f.Flags |= FlagEnd
 			}
 		}
-		if err := emit(AppendFrame(make([]byte, 0, FrameHeader+n), f)); err != nil {
+		if err := emit(f); err != nil {
 			return err
 		}
 		if len(msg) == 0 {
