@@ -42,7 +42,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/maphash"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -111,6 +113,7 @@ type Store struct {
 	commits   atomic.Uint64
 	afterSync func()
 	partial   *partialLimits
+	segs      *segments
 }
 
 var (
@@ -134,8 +137,19 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}
-	s := &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync}
+	segs, err := openSegments(filepath.Join(opts.Dir, segmentDir))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
+	}
+	s := &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync, segs: segs}
+	if err := s.recoverSegments(); err != nil {
+		segs.close()
+		db.Close()
+		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
+	}
 	if err := s.buildTimeIndex(); err != nil {
+		segs.close()
 		db.Close()
 		return nil, err
 	}
@@ -154,9 +168,9 @@ func (s *Store) synced() {
 	}
 }
 
-// Close closes the database.
+// Close closes the database and the segment files.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.db.Close(), s.segs.close()); err != nil {
 		return fmt.Errorf("close ingest store: %w", err)
 	}
 	return nil
@@ -260,33 +274,110 @@ func decodeMeta(b []byte) (meta, error) {
 	return meta{u(0), u(1), u(2), u(3)}, nil
 }
 
-// A record value is a flag byte (1: time is set; 2: deleted, a tombstone
-// with no payload), the time in Unix nanoseconds, and the payload.
-func encodeRecord(r ingest.Record) []byte {
-	b := make([]byte, 9, 9+len(r.Payload))
-	if !r.Time.IsZero() {
-		b[0] = 1
-		binary.BigEndian.PutUint64(b[1:], uint64(r.Time.UnixNano()))
+// A record value is a flag byte, the time in Unix nanoseconds (flagTime
+// says it is set), then either the payload itself (as every version before
+// segment files wrote it, and still for an empty payload) or, with
+// flagSegment, a pointer to it in a segment file: segment id (4 bytes),
+// offset (8), length (4) and CRC-32C (4), big-endian. A deleted record's
+// value is a tombstone of the flag byte and the time alone. Pointer
+// entries also carry metaSegment in Badger's user meta, so Open finds them
+// without reading the values of records stored inline.
+const (
+	flagTime    = 1
+	flagDeleted = 2
+	flagSegment = 4
+	flagsKnown  = flagTime | flagDeleted | flagSegment
+
+	recordHeader = 9
+	pointerLen   = recordHeader + 4 + 8 + 4 + 4
+	metaSegment  = 1
+)
+
+// recordValue is a decoded record value.
+type recordValue struct {
+	time    time.Time
+	deleted bool
+	// inline is the payload when it is in the value (not copied).
+	inline []byte
+	// ptr is where the payload is when segment is set.
+	ptr     segPtr
+	segment bool
+}
+
+// size is the payload's length.
+func (r recordValue) size() int {
+	if r.segment {
+		return int(r.ptr.n)
 	}
-	return append(b, r.Payload...)
+	return len(r.inline)
+}
+
+func recordFlags(t time.Time) []byte {
+	b := make([]byte, recordHeader, pointerLen)
+	if !t.IsZero() {
+		b[0] = flagTime
+		binary.BigEndian.PutUint64(b[1:], uint64(t.UnixNano()))
+	}
+	return b
+}
+
+// encodeRecord is a record value with the payload inline: how earlier
+// versions wrote every record, and how an empty payload and BulkLoad's
+// records are written.
+func encodeRecord(r ingest.Record) []byte {
+	return append(recordFlags(r.Time), r.Payload...)
+}
+
+// encodePointer is a record value whose payload is at p.
+func encodePointer(t time.Time, p segPtr) []byte {
+	b := recordFlags(t)
+	b[0] |= flagSegment
+	b = binary.BigEndian.AppendUint32(b, p.seg)
+	b = binary.BigEndian.AppendUint64(b, p.off)
+	b = binary.BigEndian.AppendUint32(b, p.n)
+	return binary.BigEndian.AppendUint32(b, p.sum)
 }
 
 // tombstone is the value of a deleted record.
 var tombstone = []byte{flagDeleted, 0, 0, 0, 0, 0, 0, 0, 0}
 
-const flagDeleted = 2
+func deleted(v []byte) bool { return len(v) > 0 && v[0]&flagDeleted != 0 }
 
-func deleted(v []byte) bool { return len(v) > 0 && v[0] == flagDeleted }
-
-func decodeRecord(v []byte) (time.Time, []byte, error) {
-	if len(v) < 9 {
-		return time.Time{}, nil, fmt.Errorf("record value of %d bytes, want at least 9", len(v))
+// decodeRecord decodes a record value read from disk, refusing unknown
+// flags and pointers outside what a segment can hold.
+func decodeRecord(v []byte) (recordValue, error) {
+	if len(v) < recordHeader {
+		return recordValue{}, fmt.Errorf("record value of %d bytes, want at least %d", len(v), recordHeader)
 	}
-	var t time.Time
-	if v[0] == 1 {
-		t = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	f := v[0]
+	if f&^flagsKnown != 0 {
+		return recordValue{}, fmt.Errorf("record value with unknown flags %#x", f)
 	}
-	return t, v[9:], nil
+	var r recordValue
+	if f&flagTime != 0 {
+		r.time = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	}
+	switch {
+	case f&flagDeleted != 0:
+		if f&flagSegment != 0 || len(v) != recordHeader {
+			return recordValue{}, fmt.Errorf("tombstone of %d bytes with flags %#x", len(v), f)
+		}
+		r.deleted = true
+	case f&flagSegment != 0:
+		if len(v) != pointerLen {
+			return recordValue{}, fmt.Errorf("record pointer of %d bytes, want %d", len(v), pointerLen)
+		}
+		p := v[recordHeader:]
+		r.segment = true
+		r.ptr = segPtr{seg: binary.BigEndian.Uint32(p), off: binary.BigEndian.Uint64(p[4:]),
+			n: binary.BigEndian.Uint32(p[12:]), sum: binary.BigEndian.Uint32(p[16:])}
+		if r.ptr.seg == 0 || r.ptr.off > maxSegOffset || r.ptr.n > maxPayload {
+			return recordValue{}, fmt.Errorf("record pointer to %d bytes at %d of segment %d: out of bounds", r.ptr.n, r.ptr.off, r.ptr.seg)
+		}
+	default:
+		r.inline = v[recordHeader:]
+	}
+	return r, nil
 }
 
 // Records.
@@ -356,21 +447,23 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		k := seqKey(rp, r.Seq)
 		err := badger.ErrKeyNotFound
 		var item *badger.Item
-		if r.Seq <= top {
+		queued, isQueued := w.queued[r.Seq]
+		switch {
+		case isQueued:
+			err = nil
+		case r.Seq <= top:
 			item, err = w.txn.Get(k)
-		} else {
+		default:
 			top = r.Seq
 		}
 		switch {
 		case err == nil:
-			same := false
-			if err := item.Value(func(v []byte) error {
-				_, p, err := decodeRecord(v)
-				// A deleted record stays deleted: its repeat is a no-op.
-				same = err == nil && (deleted(v) || bytes.Equal(p, r.Payload))
-				return nil
-			}); err != nil {
-				return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
+			same := isQueued && bytes.Equal(queued, r.Payload)
+			if !isQueued {
+				var err error
+				if same, err = s.sameRecord(item, r.Payload); err != nil {
+					return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
+				}
 			}
 			if same {
 				res.Duplicates++
@@ -383,7 +476,9 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return res, fmt.Errorf("put records of %s: look up seq %d: %w", key, r.Seq, err)
 		}
-		if err := w.set(k, encodeRecord(r)); err != nil {
+		if len(r.Payload) > 0 {
+			w.queue(k, r)
+		} else if err := w.set(k, encodeRecord(r)); err != nil {
 			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
 		}
 		if !r.Time.IsZero() {
@@ -408,6 +503,30 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	}
 	res.AckedThrough = m.watermark
 	return res, nil
+}
+
+// sameRecord says whether the held record item has payload, or is deleted
+// (a deleted record stays deleted: its repeat is a no-op).
+func (s *Store) sameRecord(item *badger.Item, payload []byte) (bool, error) {
+	var rv recordValue
+	same := false
+	err := item.Value(func(v []byte) error {
+		var err error
+		rv, err = decodeRecord(v)
+		same = err == nil && (rv.deleted || !rv.segment && bytes.Equal(rv.inline, payload))
+		return err
+	})
+	if err != nil || !rv.segment {
+		return same, err
+	}
+	if int(rv.ptr.n) != len(payload) || crc32.Checksum(payload, castagnoli) != rv.ptr.sum {
+		return false, nil
+	}
+	held, err := s.segs.read(rv.ptr)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(held, payload), nil
 }
 
 // checkLoss validates a declared-lost range.
@@ -447,11 +566,57 @@ type writer struct {
 	// view reads what was committed before txn began (the streams are
 	// locked, so nothing else changes them); opened on first use.
 	view *badger.Txn
+	// segRecs are the new records whose payloads the next commit appends
+	// to a segment before it sets their pointers; queued holds their
+	// payloads by sequence (a put writes one stream's records), so a
+	// sequence repeated within the put is found before it is in txn.
+	segRecs []segRec
+	queued  map[uint64][]byte
+}
+
+// segRec is a new record waiting for its payload's segment append.
+type segRec struct {
+	key     []byte
+	time    time.Time
+	payload []byte
 }
 
 func (s *Store) newWriter() *writer {
 	return &writer{s: s, txn: s.db.NewTransaction(true), metas: map[ingest.StreamKey]*meta{}, dirty: map[ingest.StreamKey]bool{},
-		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}}
+		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}, queued: map[uint64][]byte{}}
+}
+
+// queue has the next commit store r under k with its payload in a segment.
+func (w *writer) queue(k []byte, r ingest.Record) {
+	w.segRecs = append(w.segRecs, segRec{key: k, time: r.Time, payload: r.Payload})
+	w.queued[r.Seq] = r.Payload
+	w.pending++
+	w.cost += len(k) + pointerLen
+}
+
+// flushSegments appends the queued payloads to the active segment, synced,
+// and sets their pointers in txn: the bytes are durable before the commit
+// that makes them a record.
+func (w *writer) flushSegments() error {
+	if len(w.segRecs) == 0 {
+		return nil
+	}
+	payloads := make([][]byte, len(w.segRecs))
+	for i, r := range w.segRecs {
+		payloads[i] = r.payload
+	}
+	ptrs, err := w.s.segs.append(payloads)
+	if err != nil {
+		return err
+	}
+	for i, r := range w.segRecs {
+		if err := w.txn.SetEntry(badger.NewEntry(r.key, encodePointer(r.time, ptrs[i])).WithMeta(metaSegment)); err != nil {
+			return err
+		}
+	}
+	w.segRecs = w.segRecs[:0]
+	clear(w.queued)
+	return nil
 }
 
 // viewTxn returns the read-only transaction of what was committed before
@@ -606,6 +771,9 @@ func (w *writer) declare(key ingest.StreamKey, first, last uint64, reason string
 // metas and commits, synced, then starts the next transaction; it writes
 // nothing when nothing changed.
 func (w *writer) commit() error {
+	if err := w.flushSegments(); err != nil {
+		return err
+	}
 	for key := range w.touched {
 		if err := w.advance(key); err != nil {
 			return err
@@ -647,6 +815,21 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	n, pending := 0, 0
+	// erased are the payloads in segments of the records txn erases:
+	// punched out once it commits, with an intent committed in it so
+	// that a punch lost to a crash is redone at Open.
+	var erased []segPtr
+	commit := func() error {
+		if err := txn.Set(mk, m.encode()); err != nil {
+			return err
+		}
+		if err := txn.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		err := s.eraseSegments(erased)
+		erased = erased[:0]
+		return err
+	}
 	for _, seq := range seqs {
 		if err := ctx.Err(); err != nil {
 			return n, fmt.Errorf("delete records of %s: %w", key, err)
@@ -659,20 +842,25 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		if err != nil {
 			return n, fmt.Errorf("delete records of %s: look up seq %d: %w", key, seq, err)
 		}
-		size, gone := 0, false
-		var at time.Time
+		var rv recordValue
 		if err := item.Value(func(v []byte) error {
-			gone, size = deleted(v), len(v)-9
-			at, _, err = decodeRecord(v)
+			rv, err = decodeRecord(v)
 			return err
 		}); err != nil {
 			return n, fmt.Errorf("delete records of %s: read seq %d: %w", key, seq, err)
 		}
-		if gone {
+		if rv.deleted {
 			continue
 		}
+		size, at := rv.size(), rv.time
 		if err := txn.Set(k, tombstone); err != nil {
 			return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+		}
+		if rv.segment {
+			if err := txn.Set(intentKey(rv.ptr), nil); err != nil {
+				return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+			}
+			erased = append(erased, rv.ptr)
 		}
 		if !at.IsZero() {
 			if err := txn.Delete(timeKey(key, at, seq)); err != nil {
@@ -682,22 +870,16 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		m.records--
 		m.bytes -= uint64(size)
 		n++
-		if pending++; pending >= txnMaxRecords {
+		if pending++; pending >= txnMaxRecords/2 {
 			// The counters commit with their tombstones, so they never drift.
-			if err := txn.Set(mk, m.encode()); err != nil {
+			if err := commit(); err != nil {
 				return n, fmt.Errorf("delete records of %s: %w", key, err)
-			}
-			if err := txn.Commit(); err != nil {
-				return n, fmt.Errorf("delete records of %s: commit: %w", key, err)
 			}
 			txn, pending = s.db.NewTransaction(true), 0
 		}
 	}
-	if err := txn.Set(mk, m.encode()); err != nil {
+	if err := commit(); err != nil {
 		return n, fmt.Errorf("delete records of %s: %w", key, err)
-	}
-	if err := txn.Commit(); err != nil {
-		return n, fmt.Errorf("delete records of %s: commit: %w", key, err)
 	}
 	return n, nil
 }
@@ -902,16 +1084,11 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 						}
 						continue
 					}
-					var rec ingest.StoredRecord
-					gone := false
-					if err := item.Value(func(v []byte) error {
-						gone = deleted(v)
-						t, p, err := decodeRecord(v)
-						rec = ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: seq, Time: t, Payload: bytes.Clone(p)}}
+					rec, ok, err := s.storedRecord(item, key, seq)
+					if err != nil {
 						return err
-					}); err != nil {
-						return fmt.Errorf("read record %s/%d: %w", key, seq, err)
 					}
+					gone := !ok
 					it.Next()
 					if gone || (!q.From.IsZero() && rec.Time.Before(q.From)) || (!q.To.IsZero() && !rec.Time.Before(q.To)) {
 						continue
