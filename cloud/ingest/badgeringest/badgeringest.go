@@ -98,6 +98,10 @@ type Options struct {
 	// PartialBlobTTL is how long an incomplete blob is kept without a
 	// chunk; 0 means ingest.DefaultPartialBlobTTL.
 	PartialBlobTTL time.Duration
+
+	// segmentSize is the roll size of segment files; 0 means segmentSize.
+	// Tests make it small to see segments roll and go.
+	segmentSize uint64
 }
 
 // Store is the Badger implementation of ingest.Store.
@@ -137,7 +141,7 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}
-	segs, err := openSegments(filepath.Join(opts.Dir, segmentDir))
+	segs, err := openSegments(filepath.Join(opts.Dir, segmentDir), cmp.Or(opts.segmentSize, segmentSize))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)

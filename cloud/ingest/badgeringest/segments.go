@@ -79,6 +79,7 @@ type segFile struct {
 // segments is the store's set of segment files.
 type segments struct {
 	dir string
+	max uint64 // the roll size
 	// mu guards everything below; a put holds it only to reserve its
 	// range, never across a write or a sync.
 	mu     sync.Mutex
@@ -96,7 +97,7 @@ func segName(id uint32) string { return fmt.Sprintf("%08d.seg", id) }
 
 // openSegments opens every segment file in dir, creating dir if needed.
 // The active segment and the live bytes are set by recover.
-func openSegments(dir string) (*segments, error) {
+func openSegments(dir string, max uint64) (*segments, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open segments: %w", err)
 	}
@@ -104,7 +105,7 @@ func openSegments(dir string) (*segments, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open segments: %w", err)
 	}
-	ss := &segments{dir: dir, files: map[uint32]*segFile{}, live: map[uint32]int64{}}
+	ss := &segments{dir: dir, max: max, files: map[uint32]*segFile{}, live: map[uint32]int64{}}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".seg")
 		if !ok || e.IsDir() {
@@ -209,7 +210,7 @@ func (ss *segments) append(payloads [][]byte) ([]segPtr, error) {
 		total += uint64(len(p))
 	}
 	ss.mu.Lock()
-	if ss.end > 0 && ss.end+total > segmentSize {
+	if ss.end > 0 && ss.end+total > ss.max {
 		if err := ss.roll(); err != nil {
 			ss.mu.Unlock()
 			return nil, err
