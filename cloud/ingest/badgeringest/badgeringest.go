@@ -10,13 +10,20 @@
 // Layout (NUL separates key parts; ingest.ValidateID refuses control
 // characters in ids, so a separator can never be part of one):
 //
-//	r\0PART\0STORE\0STREAM\0SEQ   a record: flags, time, payload
+//	r\0PART\0STORE\0STREAM\0SEQ   a record: flags, time, payload or its pointer
 //	m\0PART\0STORE\0STREAM        the stream's meta: watermark and counters
 //	l\0PART\0STORE\0STREAM\0LAST  a lost range, keyed by its last sequence
 //	b\0PART\0BLOB                 a blob's progress (JSON)
 //	p\0PART\0BLOB                 an incomplete blob: declared size, last chunk time
 //	s\0PART                       a part's last status
 //	t\0STREAM\0TIME PART\0STORE\0SEQ  the time index (bytime.go)
+//	h\0SEG OFF LEN                an erase intent (segments.go)
+//
+// A record's payload is in a segment file beside Badger's (segments.go):
+// the record's value points at it, so the LSM tree holds a few dozen bytes
+// per record and a deleted record's bytes are really erased. Records
+// written before segment files hold their payloads inline and read as
+// before.
 //
 // SEQ and LAST are 8-byte big-endian, so records sort by sequence.
 //
@@ -82,9 +89,11 @@ type Options struct {
 	// Logger receives Badger's messages; nil discards them.
 	Logger *zap.Logger
 	// AfterSync, when set, is called after each synced commit of records
-	// or losses. It is for fault injection only: a test or the reliability
-	// suite makes it wait (or move a fake clock) to model a slow disk's
-	// flush, since Badger has no file-system hook. Nil in production.
+	// or losses: once per commit, after both the segment's sync and
+	// Badger's, which a put does back to back. It is for fault injection
+	// only: a test or the reliability suite makes it wait (or move a fake
+	// clock) to model a slow disk's flush, since Badger has no file-system
+	// hook. Nil in production.
 	AfterSync func()
 	// Clock dates blob chunks, for expiring abandoned incomplete blobs;
 	// nil means the machine's clock.
