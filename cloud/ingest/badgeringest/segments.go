@@ -2,6 +2,7 @@ package badgeringest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -329,9 +330,11 @@ func (ss *segments) erase(ptrs []segPtr) error {
 
 // punch deallocates p's bytes (reads of them return zeros); a segment
 // already removed has nothing to punch.
-func (ss *segments) punch(p segPtr) error {
-	sf, ok := ss.file(p.seg)
-	if !ok || p.n == 0 {
+func (ss *segments) punch(p segPtr) error { return ss.punchRange(p.seg, p.off, uint64(p.n)) }
+
+func (ss *segments) punchRange(id uint32, off, n uint64) error {
+	sf, ok := ss.file(id)
+	if !ok || n == 0 {
 		return nil
 	}
 	sf.mu.RLock()
@@ -339,8 +342,8 @@ func (ss *segments) punch(p segPtr) error {
 	if sf.closed {
 		return nil
 	}
-	if err := unix.Fallocate(int(sf.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(p.off), int64(p.n)); err != nil {
-		return fmt.Errorf("erase %d bytes at %d of segment %s: %w", p.n, p.off, segName(p.seg), err)
+	if err := unix.Fallocate(int(sf.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(off), int64(n)); err != nil {
+		return fmt.Errorf("erase %d bytes at %d of segment %s: %w", n, off, segName(id), err)
 	}
 	return nil
 }
@@ -359,6 +362,33 @@ func (ss *segments) remove(sf *segFile) error {
 	}
 	if err != nil {
 		return fmt.Errorf("remove segment %s: %w", segName(sf.id), err)
+	}
+	return nil
+}
+
+// highest is the highest segment id on disk; 0 for none.
+func (ss *segments) highest() uint32 {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	h := uint32(0)
+	for id := range ss.files {
+		h = max(h, id)
+	}
+	return h
+}
+
+// punchGaps punches out the bytes of segment id between its live ranges,
+// up to end (recover truncates what is past it).
+func (ss *segments) punchGaps(id uint32, live []segPtr, end uint64) error {
+	slices.SortFunc(live, func(a, b segPtr) int { return cmp.Compare(a.off, b.off) })
+	at := uint64(0)
+	for _, p := range append(live, segPtr{seg: id, off: end}) {
+		if p.off > at {
+			if err := ss.punchRange(id, at, p.off-at); err != nil {
+				return err
+			}
+		}
+		at = max(at, p.off+uint64(p.n))
 	}
 	return nil
 }
@@ -480,6 +510,12 @@ func (s *Store) recoverSegments() error {
 	}
 	maxEnd := map[uint32]uint64{}
 	live := map[uint32]int64{}
+	// The live ranges of the two highest segments, those a put can have
+	// been writing to when the process died (a put reserves its range in
+	// the active one, which may roll before it writes), so the bytes of
+	// puts that never committed are punched out of them.
+	recent := s.segs.highest()
+	ranges := map[uint32][]segPtr{}
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{'r', 0}})
 		defer it.Close()
@@ -501,11 +537,19 @@ func (s *Store) recoverSegments() error {
 			}
 			live[rv.ptr.seg] += int64(rv.ptr.n)
 			maxEnd[rv.ptr.seg] = max(maxEnd[rv.ptr.seg], rv.ptr.off+uint64(rv.ptr.n))
+			if rv.ptr.seg+1 >= recent {
+				ranges[rv.ptr.seg] = append(ranges[rv.ptr.seg], rv.ptr)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("find the segments' live records: %w", err)
+	}
+	for id, rs := range ranges {
+		if err := s.segs.punchGaps(id, rs, maxEnd[id]); err != nil {
+			return err
+		}
 	}
 	return s.segs.recover(maxEnd, live)
 }

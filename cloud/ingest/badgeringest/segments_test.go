@@ -276,13 +276,22 @@ func TestInlineRecordsStillRead(t *testing.T) {
 
 // TestTornTailIsCut checks that bytes a put appended without committing
 // (a crash between the segment's sync and Badger's commit, or a torn
-// write) are cut at Open, and appends go on from the committed end.
+// write) are cut at Open, and appends go on from the committed end; and
+// that those of a put that died while a later one committed are punched
+// out.
 func TestTornTailIsCut(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s := openSmall(t, dir, 0)
 	key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
 	if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: 1, Payload: []byte("first")}}); err != nil {
+		t.Fatal(err)
+	}
+	// A put that appended and never committed, then one that did.
+	if _, err := s.segs.append([][]byte{markedPayload("ORPHAN", 9000)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: 2, Payload: []byte("second")}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -296,19 +305,23 @@ func TestTornTailIsCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString("TORN-never-committed"); err != nil {
+	if _, err := f.WriteString("TORN/never-committed"); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
 	s = openSmall(t, dir, 0)
 	defer s.Close()
-	if fi, err := os.Stat(seg[0]); err != nil || fi.Size() != int64(len("first")) {
-		t.Fatalf("segment after Open: %v, %v; want %d bytes", fi.Size(), err, len("first"))
+	want := int64(len("first") + 9000 + len("second"))
+	if fi, err := os.Stat(seg[0]); err != nil || fi.Size() != want {
+		t.Fatalf("segment after Open: %v, %v; want %d bytes", fi.Size(), err, want)
 	}
-	if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: 2, Payload: []byte("second")}}); err != nil {
+	if got := filesHolding(t, dir, "ORPHAN", "TORN"); len(got) > 0 {
+		t.Errorf("bytes of puts that never committed still in %v", got)
+	}
+	if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: 3, Payload: []byte("third")}}); err != nil {
 		t.Fatal(err)
 	}
-	for seq, want := range map[uint64]string{1: "first", 2: "second"} {
+	for seq, want := range map[uint64]string{1: "first", 2: "second", 3: "third"} {
 		if r, err := s.Record(ctx, key, seq); err != nil || string(r.Payload) != want {
 			t.Errorf("seq %d = %q, %v; want %q", seq, r.Payload, err, want)
 		}
