@@ -423,6 +423,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	defer s.lockStreams(keys)()
 
 	w := s.newWriter()
+	w.recKey = key
 	defer w.discard()
 	// Losses first: they commit no later than the records they come with.
 	for _, l := range losses {
@@ -458,21 +459,20 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 			return res, fmt.Errorf("put records of %s: %w", key, err)
 		}
 		k := seqKey(rp, r.Seq)
-		err := badger.ErrKeyNotFound
 		var item *badger.Item
-		queued, isQueued := w.queued[r.Seq]
+		found := false
+		mine, isMine := w.written[r.Seq]
 		switch {
-		case isQueued:
-			err = nil
+		case isMine:
+			found = true
 		case r.Seq <= top:
-			item, err = w.txn.Get(k)
+			item, found = w.committed(rp, r.Seq)
 		default:
 			top = r.Seq
 		}
-		switch {
-		case err == nil:
-			same := isQueued && bytes.Equal(queued, r.Payload)
-			if !isQueued {
+		if found {
+			same := isMine && bytes.Equal(mine, r.Payload)
+			if !isMine {
 				var err error
 				if same, err = s.sameRecord(item, r.Payload); err != nil {
 					return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
@@ -486,9 +486,8 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 				w.dirty[key] = true
 			}
 			continue
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return res, fmt.Errorf("put records of %s: look up seq %d: %w", key, r.Seq, err)
 		}
+		w.written[r.Seq] = r.Payload
 		if len(r.Payload) > 0 {
 			w.queue(k, r)
 		} else if err := w.set(k, encodeRecord(r)); err != nil {
@@ -580,11 +579,15 @@ type writer struct {
 	// locked, so nothing else changes them); opened on first use.
 	view *badger.Txn
 	// segRecs are the new records whose payloads the next commit appends
-	// to a segment before it sets their pointers; queued holds their
-	// payloads by sequence (a put writes one stream's records), so a
-	// sequence repeated within the put is found before it is in txn.
+	// to a segment before it sets their pointers.
 	segRecs []segRec
-	queued  map[uint64][]byte
+	// recKey is the stream whose records the put writes, and written
+	// their payloads by sequence, committed or not: with what was
+	// committed before the put (the view), all the stream holds.
+	recKey  ingest.StreamKey
+	written map[uint64][]byte
+	// cursors find committed records, one per record prefix, in view.
+	cursors map[string]*heldCursor
 }
 
 // segRec is a new record waiting for its payload's segment append.
@@ -596,13 +599,51 @@ type segRec struct {
 
 func (s *Store) newWriter() *writer {
 	return &writer{s: s, txn: s.db.NewTransaction(true), metas: map[ingest.StreamKey]*meta{}, dirty: map[ingest.StreamKey]bool{},
-		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}, queued: map[uint64][]byte{}}
+		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}, written: map[uint64][]byte{},
+		cursors: map[string]*heldCursor{}}
+}
+
+// heldCursor finds committed records of one stream through one iterator
+// of the view: for sequences asked in increasing order, as a batch's
+// usually are, a step of the iterator each instead of a lookup through
+// every memtable and level.
+type heldCursor struct {
+	it   *badger.Iterator
+	rp   []byte
+	next uint64 // the sequence after the last one asked; 0 before any
+}
+
+func (c *heldCursor) find(seq uint64) (*badger.Item, bool) {
+	k := seqKey(c.rp, seq)
+	if c.next == 0 || seq != c.next {
+		c.it.Seek(k)
+	} else {
+		// At the first key at or after seq-1: one step at most.
+		for c.it.ValidForPrefix(c.rp) && bytes.Compare(c.it.Item().Key(), k) < 0 {
+			c.it.Next()
+		}
+	}
+	c.next = seq + 1
+	if c.it.ValidForPrefix(c.rp) && bytes.Equal(c.it.Item().Key(), k) {
+		return c.it.Item(), true
+	}
+	return nil, false
+}
+
+// committed returns the record seq under the record prefix rp that was
+// committed before the view began, tombstones included.
+func (w *writer) committed(rp []byte, seq uint64) (*badger.Item, bool) {
+	c, ok := w.cursors[string(rp)]
+	if !ok {
+		c = &heldCursor{it: w.viewTxn().NewIterator(badger.IteratorOptions{Prefix: rp}), rp: rp}
+		w.cursors[string(rp)] = c
+	}
+	return c.find(seq)
 }
 
 // queue has the next commit store r under k with its payload in a segment.
 func (w *writer) queue(k []byte, r ingest.Record) {
 	w.segRecs = append(w.segRecs, segRec{key: k, time: r.Time, payload: r.Payload})
-	w.queued[r.Seq] = r.Payload
 	w.pending++
 	w.cost += len(k) + pointerLen
 }
@@ -628,7 +669,6 @@ func (w *writer) flushSegments() error {
 		}
 	}
 	w.segRecs = w.segRecs[:0]
-	clear(w.queued)
 	return nil
 }
 
@@ -660,6 +700,10 @@ func (w *writer) highestHeld(rp []byte) (uint64, error) {
 // discard ends the writer's transactions; what was not committed is dropped.
 func (w *writer) discard() {
 	w.txn.Discard()
+	for rp, c := range w.cursors {
+		c.it.Close()
+		delete(w.cursors, rp)
+	}
 	if w.view != nil {
 		w.view.Discard()
 		w.view = nil
@@ -691,8 +735,9 @@ func (w *writer) set(k, v []byte) error {
 func (w *writer) full() bool { return w.cost >= txnMaxBytes || w.pending >= txnMaxRecords }
 
 // advance moves key's watermark over what is now held or declared lost:
-// records through txn (a map lookup for what it wrote), ranges it declared
-// from w.lost, ranges committed before it through the view.
+// records the put wrote (a map), records committed before it (an iterator
+// of the view, stepping over consecutive ones), ranges it declared from
+// w.lost, ranges committed before it through the view.
 func (w *writer) advance(key ingest.StreamKey) error {
 	m, err := w.meta(key)
 	if err != nil {
@@ -708,13 +753,13 @@ func (w *writer) advance(key ingest.StreamKey) error {
 	wm := m.watermark
 	for wm < ^uint64(0) {
 		next := wm + 1
-		_, err := w.txn.Get(seqKey(rp, next))
-		if err == nil {
+		if _, ok := w.written[next]; ok && key == w.recKey {
 			wm = next
 			continue
 		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return fmt.Errorf("advance watermark of %s at %d: %w", key, next, err)
+		if _, ok := w.committed(rp, next); ok {
+			wm = next
+			continue
 		}
 		for ; i < len(mine) && mine[i].First <= next; i++ {
 			reach = max(reach, mine[i].Last)
