@@ -82,7 +82,8 @@ type segments struct {
 	dir string
 	max uint64 // the roll size
 	// mu guards everything below; a put holds it only to reserve its
-	// range, never across a write or a sync.
+	// range (and to start a segment, syncing the folder), never across
+	// its write or the segment's sync.
 	mu     sync.Mutex
 	files  map[uint32]*segFile
 	active *segFile
@@ -234,9 +235,8 @@ func (ss *segments) append(payloads [][]byte) ([]segPtr, error) {
 		ptrs[i] = segPtr{seg: sf.id, off: off, n: uint32(len(p)), sum: crc32.Checksum(p, castagnoli)}
 		off += uint64(len(p))
 	}
-	// The active segment and the one before it are never removed while a
-	// put may write to them: their bytes count as live from the
-	// reservation on.
+	// The segment is not removed under this write: the reserved bytes
+	// count as live from the reservation on.
 	sf.mu.RLock()
 	_, err := sf.f.WriteAt(buf, int64(base))
 	if err == nil {
