@@ -18,6 +18,8 @@
 //	s\0PART                       a part's last status
 //	t\0STREAM\0TIME PART\0STORE\0SEQ  the time index (bytime.go)
 //	h\0SEG OFF LEN                an erase intent (segments.go)
+//	e\0SEG OFF                    a put's extent in a segment (segments.go)
+//	v\0SEG NONCE                  a segment's live bytes (segments.go)
 //
 // A record's payload is in a segment file beside Badger's (segments.go):
 // the record's value points at it, so the LSM tree holds a few dozen bytes
@@ -127,6 +129,11 @@ type Store struct {
 	afterSync func()
 	partial   *partialLimits
 	segs      *segments
+	// foldMu serializes the writes of segments' live-byte bases.
+	foldMu sync.Mutex
+	// recoveryReads counts the entries Open read to recover the
+	// segments, for tests.
+	recoveryReads atomic.Int64
 }
 
 var (
@@ -649,27 +656,35 @@ func (w *writer) queue(k []byte, r ingest.Record) {
 }
 
 // flushSegments appends the queued payloads to the active segment, synced,
-// and sets their pointers in txn: the bytes are durable before the commit
-// that makes them a record.
-func (w *writer) flushSegments() error {
+// and sets their pointers and the extent they fill in txn: the bytes are
+// durable before the commit that makes them records. It returns the
+// segment reserved in, 0 for none; the caller releases it after the
+// commit.
+func (w *writer) flushSegments() (uint32, error) {
 	if len(w.segRecs) == 0 {
-		return nil
+		return 0, nil
 	}
 	payloads := make([][]byte, len(w.segRecs))
+	total := uint64(0)
 	for i, r := range w.segRecs {
 		payloads[i] = r.payload
+		total += uint64(len(r.payload))
 	}
 	ptrs, err := w.s.segs.append(payloads)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	seg := ptrs[0].seg
 	for i, r := range w.segRecs {
 		if err := w.txn.SetEntry(badger.NewEntry(r.key, encodePointer(r.time, ptrs[i])).WithMeta(metaSegment)); err != nil {
-			return err
+			return seg, err
 		}
 	}
+	if err := w.txn.Set(extentKey(seg, ptrs[0].off), binary.BigEndian.AppendUint64(nil, total)); err != nil {
+		return seg, err
+	}
 	w.segRecs = w.segRecs[:0]
-	return nil
+	return seg, nil
 }
 
 // viewTxn returns the read-only transaction of what was committed before
@@ -829,9 +844,20 @@ func (w *writer) declare(key ingest.StreamKey, first, last uint64, reason string
 // metas and commits, synced, then starts the next transaction; it writes
 // nothing when nothing changed.
 func (w *writer) commit() error {
-	if err := w.flushSegments(); err != nil {
-		return err
+	seg, err := w.flushSegments()
+	if err == nil {
+		err = w.commitTxn()
 	}
+	if seg != 0 {
+		w.s.segs.release(seg, err == nil)
+		// The put is durable; housekeeping that fails is redone at Open.
+		_ = w.s.housekeep()
+	}
+	return err
+}
+
+// commitTxn advances the watermarks, writes the metas and commits txn.
+func (w *writer) commitTxn() error {
 	for key := range w.touched {
 		if err := w.advance(key); err != nil {
 			return err
@@ -881,9 +907,16 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		if err := txn.Set(mk, m.encode()); err != nil {
 			return err
 		}
+		deltas := liveDeltas(erased)
+		for k, d := range deltas {
+			if err := txn.Set([]byte(k), encodeDelta(d)); err != nil {
+				return err
+			}
+		}
 		if err := txn.Commit(); err != nil {
 			return fmt.Errorf("commit: %w", err)
 		}
+		s.segs.noteDeltas(len(deltas))
 		err := s.eraseSegments(erased)
 		erased = erased[:0]
 		return err

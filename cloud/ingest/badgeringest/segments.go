@@ -92,7 +92,20 @@ type segments struct {
 	// in-flight) records point at; a segment at 0 that is not active is
 	// removed.
 	live map[uint32]int64
-	bufs sync.Pool
+	// inflight counts each segment's reservations whose commits have not
+	// finished; dirty marks a segment one of them failed in (its extents
+	// may miss bytes a commit that reported failure did write), which
+	// only the next Open settles.
+	inflight map[uint32]int
+	dirty    map[uint32]bool
+	// Chores for Store.housekeep: segments to settle (no longer active,
+	// every reservation committed), segments removed (their Badger
+	// entries to drop), and how many live-byte deltas deletes have
+	// written since they were last folded.
+	toSettle []uint32
+	gone     []uint32
+	deltas   int
+	bufs     sync.Pool
 }
 
 func segName(id uint32) string { return fmt.Sprintf("%08d.seg", id) }
@@ -107,7 +120,8 @@ func openSegments(dir string, max uint64) (*segments, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open segments: %w", err)
 	}
-	ss := &segments{dir: dir, max: max, files: map[uint32]*segFile{}, live: map[uint32]int64{}}
+	ss := &segments{dir: dir, max: max, files: map[uint32]*segFile{}, live: map[uint32]int64{},
+		inflight: map[uint32]int{}, dirty: map[uint32]bool{}}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".seg")
 		if !ok || e.IsDir() {
@@ -127,13 +141,26 @@ func openSegments(dir string, max uint64) (*segments, error) {
 	return ss, nil
 }
 
-// recover sets the segments up from what committed records point at:
-// maxEnd is, per segment, the end of its last live payload, and live its
-// live bytes. Bytes past maxEnd were written by puts that never committed
-// (or belong to records erased since): each segment is truncated there,
-// and the highest one stays active, appended to from its new end. A
-// segment nothing points at is removed, unless it is the highest.
-func (ss *segments) recover(maxEnd map[uint32]uint64, live map[uint32]int64) error {
+// segState is what Badger says of one segment at Open: the extents of
+// the puts that committed into it since it was last settled, and its
+// live bytes (those extents plus the deltas and base of its live entries).
+type segState struct {
+	extents []extent
+	live    int64
+	// known says some entry names the segment: one no entry names has
+	// nothing committed in it.
+	known bool
+}
+
+// recover sets the segments up from what Badger says of them. A segment
+// with extents is unsettled (a put may have been writing to it when the
+// process died): the bytes past its last extent are cut (a torn tail, or
+// puts that never committed) and those between its extents punched out
+// (a put that died while a later one committed); a settled one is whole.
+// A segment with nothing live is removed, unless it is the highest, which
+// stays active, appended to from its end. Unsettled segments other than
+// the active one are queued to be settled.
+func (ss *segments) recover(states map[uint32]*segState) error {
 	ids := slices.Sorted(func(yield func(uint32) bool) {
 		for id := range ss.files {
 			if !yield(id) {
@@ -144,21 +171,46 @@ func (ss *segments) recover(maxEnd map[uint32]uint64, live map[uint32]int64) err
 	for i, id := range ids {
 		sf := ss.files[id]
 		highest := i == len(ids)-1
-		if live[id] == 0 && !highest {
+		st := states[id]
+		if st == nil {
+			st = &segState{}
+		}
+		if st.live < 0 {
+			return fmt.Errorf("segment %s: live bytes %d: its accounting is damaged", segName(id), st.live)
+		}
+		if st.live == 0 && !highest {
 			if err := ss.remove(sf); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := sf.f.Truncate(int64(maxEnd[id])); err != nil {
-			return fmt.Errorf("truncate segment %s: %w", segName(id), err)
+		var end uint64
+		if len(st.extents) > 0 || !st.known {
+			for _, e := range st.extents {
+				end = max(end, e.off+e.n)
+			}
+			if err := ss.punchGaps(id, st.extents, end); err != nil {
+				return err
+			}
+			if err := sf.f.Truncate(int64(end)); err != nil {
+				return fmt.Errorf("truncate segment %s: %w", segName(id), err)
+			}
+			if err := sf.f.Sync(); err != nil {
+				return fmt.Errorf("truncate segment %s: %w", segName(id), err)
+			}
+			if !highest && len(st.extents) > 0 {
+				ss.toSettle = append(ss.toSettle, id)
+			}
+		} else {
+			fi, err := sf.f.Stat()
+			if err != nil {
+				return fmt.Errorf("open segment %s: %w", segName(id), err)
+			}
+			end = uint64(fi.Size())
 		}
-		if err := sf.f.Sync(); err != nil {
-			return fmt.Errorf("truncate segment %s: %w", segName(id), err)
-		}
-		ss.live[id] = live[id]
+		ss.live[id] = st.live
 		if highest {
-			ss.active, ss.end = sf, maxEnd[id]
+			ss.active, ss.end = sf, end
 		}
 	}
 	if ss.active == nil {
@@ -186,10 +238,60 @@ func (ss *segments) roll() error {
 	old := ss.active
 	sf := &segFile{id: id, f: f}
 	ss.files[id], ss.active, ss.end = sf, sf, 0
-	if old != nil && ss.live[old.id] <= 0 {
+	if old == nil {
+		return nil
+	}
+	if ss.live[old.id] <= 0 {
 		return ss.remove(old)
 	}
+	ss.settleIfDone(old.id)
 	return nil
+}
+
+// settleIfDone queues a segment to be settled once it is no longer active
+// and every put that reserved bytes in it committed; ss.mu is held.
+func (ss *segments) settleIfDone(id uint32) {
+	_, ok := ss.files[id]
+	if ok && (ss.active == nil || id != ss.active.id) && ss.inflight[id] == 0 && !ss.dirty[id] {
+		ss.toSettle = append(ss.toSettle, id)
+	}
+}
+
+// release ends the reservation of a put in segment id: committed says
+// its Badger commit succeeded. A failure leaves the segment for the next
+// Open to settle, since a commit that reports an error may still have
+// written its entries.
+func (ss *segments) release(id uint32, committed bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.inflight[id]--
+	if ss.inflight[id] <= 0 {
+		delete(ss.inflight, id)
+	}
+	if !committed {
+		ss.dirty[id] = true
+	}
+	ss.settleIfDone(id)
+}
+
+// noteDeltas counts live-byte deltas written by deletes.
+func (ss *segments) noteDeltas(n int) {
+	ss.mu.Lock()
+	ss.deltas += n
+	ss.mu.Unlock()
+}
+
+// chores takes the queued housekeeping: segments to settle, segments
+// removed, and whether the deletes' deltas are due to be folded.
+func (ss *segments) chores() (settle, gone []uint32, fold bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	settle, gone = ss.toSettle, ss.gone
+	ss.toSettle, ss.gone = nil, nil
+	if ss.deltas >= foldDeltasEvery {
+		fold, ss.deltas = true, 0
+	}
+	return settle, gone, fold
 }
 
 func syncDir(dir string) error {
@@ -202,10 +304,11 @@ func syncDir(dir string) error {
 }
 
 // append writes payloads one after another with one write to the active
-// segment and syncs it, returning their pointers. Their bytes count as
-// live from here on: a put that fails before its commit leaves them
-// counted (and on disk) until the next Open, which goes by the pointers
-// committed.
+// segment and syncs it, returning their pointers; they are one extent,
+// from the first pointer's offset. Their bytes count as live from here
+// on: a put that fails before its commit leaves them counted (and on
+// disk) until the next Open, which goes by the extents committed. Unless
+// it fails, the caller releases the reservation once its commit is done.
 func (ss *segments) append(payloads [][]byte) ([]segPtr, error) {
 	total := uint64(0)
 	for _, p := range payloads {
@@ -221,6 +324,7 @@ func (ss *segments) append(payloads [][]byte) ([]segPtr, error) {
 	sf, base := ss.active, ss.end
 	ss.end += total
 	ss.live[sf.id] += int64(total)
+	ss.inflight[sf.id]++
 	ss.mu.Unlock()
 
 	bp, _ := ss.bufs.Get().(*[]byte)
@@ -248,6 +352,7 @@ func (ss *segments) append(payloads [][]byte) ([]segPtr, error) {
 		ss.bufs.Put(bp)
 	}
 	if err != nil {
+		ss.release(sf.id, false)
 		return nil, fmt.Errorf("append to segment %s: %w", segName(sf.id), err)
 	}
 	return ptrs, nil
@@ -301,8 +406,9 @@ func (ss *segments) read(p segPtr) ([]byte, error) {
 
 // erase punches the payloads out of their segments and removes each
 // segment left with nothing live that is not the active one. It runs
-// after the commit that made the records tombstones; a punch lost to a
-// crash is redone at Open from the erase intents that commit wrote.
+// after the commit that made the records tombstones and wrote the
+// segments' live-byte deltas; a punch lost to a crash is redone at Open
+// from the erase intents that commit wrote.
 func (ss *segments) erase(ptrs []segPtr) error {
 	var errs []error
 	for _, p := range ptrs {
@@ -353,6 +459,8 @@ func (ss *segments) punchRange(id uint32, off, n uint64) error {
 func (ss *segments) remove(sf *segFile) error {
 	delete(ss.files, sf.id)
 	delete(ss.live, sf.id)
+	delete(ss.dirty, sf.id)
+	ss.gone = append(ss.gone, sf.id)
 	sf.mu.Lock()
 	sf.closed = true
 	err := sf.f.Close()
@@ -366,29 +474,21 @@ func (ss *segments) remove(sf *segFile) error {
 	return nil
 }
 
-// highest is the highest segment id on disk; 0 for none.
-func (ss *segments) highest() uint32 {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	h := uint32(0)
-	for id := range ss.files {
-		h = max(h, id)
-	}
-	return h
-}
+// extent is a range of a segment one put appended and committed.
+type extent struct{ off, n uint64 }
 
-// punchGaps punches out the bytes of segment id between its live ranges,
-// up to end (recover truncates what is past it).
-func (ss *segments) punchGaps(id uint32, live []segPtr, end uint64) error {
-	slices.SortFunc(live, func(a, b segPtr) int { return cmp.Compare(a.off, b.off) })
+// punchGaps punches out the bytes of segment id between its extents, up
+// to end (recover truncates what is past it).
+func (ss *segments) punchGaps(id uint32, exts []extent, end uint64) error {
+	slices.SortFunc(exts, func(a, b extent) int { return cmp.Compare(a.off, b.off) })
 	at := uint64(0)
-	for _, p := range append(live, segPtr{seg: id, off: end}) {
-		if p.off > at {
-			if err := ss.punchRange(id, at, p.off-at); err != nil {
+	for _, e := range append(exts, extent{off: end}) {
+		if e.off > at {
+			if err := ss.punchRange(id, at, e.off-at); err != nil {
 				return err
 			}
 		}
-		at = max(at, p.off+uint64(p.n))
+		at = max(at, e.off+e.n)
 	}
 	return nil
 }
@@ -466,20 +566,277 @@ func (s *Store) eraseSegments(ptrs []segPtr) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("drop erase intents: %w", err)
 	}
+	return s.housekeep()
+}
+
+// Each segment's state is kept in Badger in entries written with the
+// commits that change it, one per put and per delete, never per record:
+//
+//	e\0SEG OFF     → LEN    an extent a put appended and committed in its
+//	                        own commit (4, 8 and 8 bytes big-endian)
+//	v\0SEG NONCE   → DELTA  live bytes: NONCE 0 is the segment's base,
+//	                        any other a delete's delta (8 bytes each, the
+//	                        delta two's complement)
+//
+// A segment's live bytes are the sum of its extents' lengths, its base and
+// its deltas. Once a segment is no longer active and every put that
+// reserved bytes in it committed, it is settled: its extents and deltas
+// are folded into its base, so Open reads one entry for it. A delete's
+// delta is keyed by the offset (plus one) of the lowest payload it erased
+// in the segment: each payload is erased once, so no two collide. The
+// deltas of all segments are folded into their bases every
+// foldDeltasEvery deltas, and at Open.
+const foldDeltasEvery = 4096
+
+// foldChunk bounds the entries one folding transaction deletes, well
+// under Badger's transaction limit.
+const foldChunk = 4096
+
+func extentKey(seg uint32, off uint64) []byte {
+	b := append(make([]byte, 0, 2+12), 'e', 0)
+	b = binary.BigEndian.AppendUint32(b, seg)
+	return binary.BigEndian.AppendUint64(b, off)
+}
+
+func segEntryPrefix(kind byte, seg uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{kind, 0}, seg)
+}
+
+// parseExtent reads an extent entry from disk: the range must fit a
+// segment.
+func parseExtent(k, v []byte) (uint32, extent, bool) {
+	if len(k) != 2+12 || k[0] != 'e' || k[1] != 0 || len(v) != 8 {
+		return 0, extent{}, false
+	}
+	seg := binary.BigEndian.Uint32(k[2:])
+	e := extent{off: binary.BigEndian.Uint64(k[6:]), n: binary.BigEndian.Uint64(v)}
+	if seg == 0 || e.off > maxSegOffset || e.n > maxSegOffset {
+		return 0, extent{}, false
+	}
+	return seg, e, true
+}
+
+func liveKey(seg uint32, nonce uint64) []byte {
+	return binary.BigEndian.AppendUint64(segEntryPrefix('v', seg), nonce)
+}
+
+func encodeDelta(d int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(d)) }
+
+// parseLive reads a live-bytes entry from disk: the delta must be within
+// what a segment holds.
+func parseLive(k, v []byte) (seg uint32, nonce uint64, delta int64, ok bool) {
+	if len(k) != 2+12 || k[0] != 'v' || k[1] != 0 || len(v) != 8 {
+		return 0, 0, 0, false
+	}
+	seg, nonce = binary.BigEndian.Uint32(k[2:]), binary.BigEndian.Uint64(k[6:])
+	delta = int64(binary.BigEndian.Uint64(v))
+	if seg == 0 || delta > maxSegOffset || delta < -maxSegOffset {
+		return 0, 0, 0, false
+	}
+	return seg, nonce, delta, true
+}
+
+// segEntry is one extent or live-bytes entry, as folding sees it.
+type segEntry struct {
+	key   []byte
+	delta int64
+}
+
+// readSegEntries reads the extents and live-bytes entries under prefix
+// (all segments', or one's): per segment, its state and the entries a
+// fold would replace (everything but the base).
+func (s *Store) readSegEntries(txn *badger.Txn, kind byte, prefix []byte, states map[uint32]*segState, entries map[uint32][]segEntry) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		s.recoveryReads.Add(1)
+		item := it.Item()
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		var seg uint32
+		var d int64
+		base := false
+		if kind == 'e' {
+			var e extent
+			var ok bool
+			if seg, e, ok = parseExtent(item.Key(), v); !ok {
+				return fmt.Errorf("malformed extent %x", item.Key())
+			}
+			d = int64(e.n)
+			stateOf(states, seg).extents = append(stateOf(states, seg).extents, e)
+		} else {
+			var nonce uint64
+			var ok bool
+			if seg, nonce, d, ok = parseLive(item.Key(), v); !ok {
+				return fmt.Errorf("malformed live bytes %x", item.Key())
+			}
+			base = nonce == 0
+		}
+		st := stateOf(states, seg)
+		st.live += d
+		st.known = true
+		if !base {
+			entries[seg] = append(entries[seg], segEntry{key: item.KeyCopy(nil), delta: d})
+		}
+	}
 	return nil
 }
 
-// recoverSegments redoes the erase intents a crash left, then finds each
-// segment's live bytes and end from the committed pointers (one walk over
-// the record keys, reading only the values Badger's user meta marks as
-// pointers) and hands them to segments.recover, which cuts what puts that
-// never committed appended and removes segments with nothing live.
+func stateOf(states map[uint32]*segState, seg uint32) *segState {
+	st, ok := states[seg]
+	if !ok {
+		st = &segState{}
+		states[seg] = st
+	}
+	return st
+}
+
+// fold adds entries' deltas to segment seg's base and deletes them, a
+// chunk per transaction: each is atomic, so the sum of the segment's
+// entries never changes. s.foldMu is held, so no other fold writes the
+// base.
+func (s *Store) fold(seg uint32, entries []segEntry) error {
+	for chunk := range slices.Chunk(entries, foldChunk) {
+		err := s.db.Update(func(txn *badger.Txn) error {
+			base := int64(0)
+			item, err := txn.Get(liveKey(seg, 0))
+			switch {
+			case err == nil:
+				v, err := item.ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				_, _, d, ok := parseLive(item.Key(), v)
+				if !ok {
+					return fmt.Errorf("malformed live bytes %x", item.Key())
+				}
+				base = d
+			case !errors.Is(err, badger.ErrKeyNotFound):
+				return err
+			}
+			for _, e := range chunk {
+				base += e.delta
+				if err := txn.Delete(e.key); err != nil {
+					return err
+				}
+			}
+			return txn.Set(liveKey(seg, 0), encodeDelta(base))
+		})
+		if err != nil {
+			return fmt.Errorf("fold the live bytes of segment %s: %w", segName(seg), err)
+		}
+	}
+	return nil
+}
+
+// settle folds a segment's extents and deltas into its base: it is no
+// longer active and every put into it committed, so its extents cover it
+// and Open need not read them.
+func (s *Store) settle(seg uint32) error {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	if _, ok := s.segs.file(seg); !ok {
+		return nil // removed: its entries are dropped
+	}
+	states, entries := map[uint32]*segState{}, map[uint32][]segEntry{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		if err := s.readSegEntries(txn, 'e', segEntryPrefix('e', seg), states, entries); err != nil {
+			return err
+		}
+		return s.readSegEntries(txn, 'v', segEntryPrefix('v', seg), states, entries)
+	})
+	if err != nil {
+		return fmt.Errorf("settle segment %s: %w", segName(seg), err)
+	}
+	return s.fold(seg, entries[seg])
+}
+
+// foldDeltas folds every segment's deltas into its base.
+func (s *Store) foldDeltas() error {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	states, entries := map[uint32]*segState{}, map[uint32][]segEntry{}
+	if err := s.db.View(func(txn *badger.Txn) error {
+		return s.readSegEntries(txn, 'v', []byte{'v', 0}, states, entries)
+	}); err != nil {
+		return fmt.Errorf("fold the segments' live bytes: %w", err)
+	}
+	for seg, es := range entries {
+		if _, ok := s.segs.file(seg); !ok {
+			continue // removed: its entries are dropped
+		}
+		if err := s.fold(seg, es); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropSegEntries deletes the entries of a removed segment. Losing this to
+// a crash is harmless: Open drops the entries of segments with no file.
+func (s *Store) dropSegEntries(seg uint32) error {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, kind := range []byte{'e', 'v'} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: segEntryPrefix(kind, seg)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				if err := wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+					it.Close()
+					return err
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("drop the entries of removed segment %s: %w", segName(seg), err)
+	}
+	return nil
+}
+
+// housekeep does the segments' queued chores: drops the entries of
+// removed segments, settles segments no longer written to, and folds the
+// deletes' deltas when they are due. Each is an optimisation of Open, and
+// one lost to an error or a crash is redone there.
+func (s *Store) housekeep() error {
+	settle, gone, fold := s.segs.chores()
+	var errs []error
+	for _, seg := range gone {
+		errs = append(errs, s.dropSegEntries(seg))
+	}
+	for _, seg := range settle {
+		errs = append(errs, s.settle(seg))
+	}
+	if fold {
+		errs = append(errs, s.foldDeltas())
+	}
+	return errors.Join(errs...)
+}
+
+// recoverSegments redoes the erase intents a crash left, then reads each
+// segment's state from its entries (its extents and live bytes: one
+// entry per put into the active segment and into any a crash left
+// unsettled, a few per other segment; never the records) and hands them
+// to segments.recover, which cuts and punches out what puts that never
+// committed appended and removes segments with nothing live. It then
+// drops the entries of segments with no file, settles those recover
+// queued and folds the deltas.
 func (s *Store) recoverSegments() error {
 	var intents [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{'h', 0}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			s.recoveryReads.Add(1)
 			k := it.Item().KeyCopy(nil)
 			p, ok := parseIntentKey(k)
 			if ok {
@@ -508,50 +865,33 @@ func (s *Store) recoverSegments() error {
 			return fmt.Errorf("drop erase intents: %w", err)
 		}
 	}
-	maxEnd := map[uint32]uint64{}
-	live := map[uint32]int64{}
-	// The live ranges of the two highest segments, those a put can have
-	// been writing to when the process died (a put reserves its range in
-	// the active one, which may roll before it writes), so the bytes of
-	// puts that never committed are punched out of them.
-	recent := s.segs.highest()
-	ranges := map[uint32][]segPtr{}
+	states, entries := map[uint32]*segState{}, map[uint32][]segEntry{}
 	err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{'r', 0}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			if item.UserMeta()&metaSegment == 0 {
-				continue
-			}
-			var rv recordValue
-			if err := item.Value(func(v []byte) error {
-				var err error
-				rv, err = decodeRecord(v)
-				return err
-			}); err != nil {
-				return fmt.Errorf("record %q: %w", item.Key(), err)
-			}
-			if !rv.segment {
-				continue
-			}
-			live[rv.ptr.seg] += int64(rv.ptr.n)
-			maxEnd[rv.ptr.seg] = max(maxEnd[rv.ptr.seg], rv.ptr.off+uint64(rv.ptr.n))
-			if rv.ptr.seg+1 >= recent {
-				ranges[rv.ptr.seg] = append(ranges[rv.ptr.seg], rv.ptr)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("find the segments' live records: %w", err)
-	}
-	for id, rs := range ranges {
-		if err := s.segs.punchGaps(id, rs, maxEnd[id]); err != nil {
+		if err := s.readSegEntries(txn, 'e', []byte{'e', 0}, states, entries); err != nil {
 			return err
 		}
+		return s.readSegEntries(txn, 'v', []byte{'v', 0}, states, entries)
+	})
+	if err != nil {
+		return fmt.Errorf("read the segments' extents and live bytes: %w", err)
 	}
-	return s.segs.recover(maxEnd, live)
+	if err := s.segs.recover(states); err != nil {
+		return err
+	}
+	for seg := range states {
+		if _, ok := s.segs.file(seg); !ok {
+			s.segs.gone = append(s.segs.gone, seg)
+		}
+	}
+	if err := s.housekeep(); err != nil {
+		return fmt.Errorf("open segments: %w", err)
+	}
+	for _, es := range entries {
+		if slices.ContainsFunc(es, func(e segEntry) bool { return e.key[0] == 'v' }) {
+			return s.foldDeltas()
+		}
+	}
+	return nil
 }
 
 // storedRecord reads the record item holds, its payload from its segment
@@ -600,4 +940,25 @@ func (s *Store) erasedSince(key ingest.StreamKey, seq uint64) bool {
 		})
 	})
 	return gone
+}
+
+// liveDeltas are the live-byte deltas, keyed by their entries' keys, of
+// erasing payloads in one commit: one per segment.
+func liveDeltas(erased []segPtr) map[string]int64 {
+	if len(erased) == 0 {
+		return nil
+	}
+	lowest := map[uint32]uint64{}
+	sum := map[uint32]int64{}
+	for _, p := range erased {
+		if o, ok := lowest[p.seg]; !ok || p.off < o {
+			lowest[p.seg] = p.off
+		}
+		sum[p.seg] -= int64(p.n)
+	}
+	out := make(map[string]int64, len(sum))
+	for seg, d := range sum {
+		out[string(liveKey(seg, lowest[seg]+1))] = d
+	}
+	return out
 }
