@@ -150,6 +150,9 @@ type segState struct {
 	// known says some entry names the segment: one no entry names has
 	// nothing committed in it.
 	known bool
+	// settling says a fold of its extents had begun: they covered it,
+	// though some may be folded already.
+	settling bool
 }
 
 // recover sets the segments up from what Badger says of them. A segment
@@ -185,7 +188,10 @@ func (ss *segments) recover(states map[uint32]*segState) error {
 			continue
 		}
 		var end uint64
-		if len(st.extents) > 0 || !st.known {
+		if st.settling {
+			ss.toSettle = append(ss.toSettle, id)
+		}
+		if !st.settling && (len(st.extents) > 0 || !st.known) {
 			for _, e := range st.extents {
 				end = max(end, e.off+e.n)
 			}
@@ -467,6 +473,10 @@ func (ss *segments) remove(sf *segFile) error {
 	sf.mu.Unlock()
 	if rerr := os.Remove(filepath.Join(ss.dir, segName(sf.id))); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 		err = errors.Join(err, rerr)
+	} else if rerr == nil {
+		// Gone for good before its entries are dropped: a file back after
+		// a crash would have entries no longer saying what it holds.
+		err = errors.Join(err, syncDir(ss.dir))
 	}
 	if err != nil {
 		return fmt.Errorf("remove segment %s: %w", segName(sf.id), err)
@@ -592,6 +602,11 @@ const foldDeltasEvery = 4096
 // under Badger's transaction limit.
 const foldChunk = 4096
 
+// settlingNonce marks a segment whose extents are being folded over
+// several transactions: Open must not take the extents left for all
+// its committed ranges. No delete's nonce (an offset plus one) reaches it.
+const settlingNonce = ^uint64(0)
+
 func extentKey(seg uint32, off uint64) []byte {
 	b := append(make([]byte, 0, 2+12), 'e', 0)
 	b = binary.BigEndian.AppendUint32(b, seg)
@@ -672,7 +687,10 @@ func (s *Store) readSegEntries(txn *badger.Txn, kind byte, prefix []byte, states
 			if seg, nonce, d, ok = parseLive(item.Key(), v); !ok {
 				return fmt.Errorf("malformed live bytes %x", item.Key())
 			}
-			base = nonce == 0
+			base = nonce == 0 || nonce == settlingNonce
+			if nonce == settlingNonce {
+				stateOf(states, seg).settling = true
+			}
 		}
 		st := stateOf(states, seg)
 		st.live += d
@@ -695,11 +713,34 @@ func stateOf(states map[uint32]*segState, seg uint32) *segState {
 
 // fold adds entries' deltas to segment seg's base and deletes them, a
 // chunk per transaction: each is atomic, so the sum of the segment's
-// entries never changes. s.foldMu is held, so no other fold writes the
-// base.
-func (s *Store) fold(seg uint32, entries []segEntry) error {
+// entries never changes. When it settles the segment over several
+// transactions, the first marks it settling and the last unmarks it, so
+// a crash in between never leaves Open some of its extents to take for
+// all of them. s.foldMu is held, so no other fold writes the base.
+func (s *Store) fold(seg uint32, entries []segEntry, settling bool) error {
+	mark := settling && len(entries) > foldChunk
+	if settling && len(entries) == 0 {
+		// A settle resumed at Open whose last fold had committed.
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Delete(liveKey(seg, settlingNonce)) }); err != nil {
+			return fmt.Errorf("settle segment %s: %w", segName(seg), err)
+		}
+		return nil
+	}
+	n := 0
 	for chunk := range slices.Chunk(entries, foldChunk) {
+		first, last := n == 0, n+len(chunk) == len(entries)
+		n += len(chunk)
 		err := s.db.Update(func(txn *badger.Txn) error {
+			var err error
+			switch {
+			case mark && first:
+				err = txn.Set(liveKey(seg, settlingNonce), encodeDelta(0))
+			case settling && last:
+				err = txn.Delete(liveKey(seg, settlingNonce))
+			}
+			if err != nil {
+				return err
+			}
 			base := int64(0)
 			item, err := txn.Get(liveKey(seg, 0))
 			switch {
@@ -750,7 +791,7 @@ func (s *Store) settle(seg uint32) error {
 	if err != nil {
 		return fmt.Errorf("settle segment %s: %w", segName(seg), err)
 	}
-	return s.fold(seg, entries[seg])
+	return s.fold(seg, entries[seg], true)
 }
 
 // foldDeltas folds every segment's deltas into its base.
@@ -767,7 +808,7 @@ func (s *Store) foldDeltas() error {
 		if _, ok := s.segs.file(seg); !ok {
 			continue // removed: its entries are dropped
 		}
-		if err := s.fold(seg, es); err != nil {
+		if err := s.fold(seg, es, false); err != nil {
 			return err
 		}
 	}

@@ -591,3 +591,61 @@ func FuzzSegmentEntries(f *testing.F) {
 		}
 	})
 }
+
+// TestSettleCutShortByACrash checks that a segment whose extents were
+// being folded over several transactions when the process died keeps
+// every record at Open: the extents left do not stand for all it holds,
+// so nothing between them is punched out, and the fold is finished.
+func TestSettleCutShortByACrash(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openSmall(t, dir, 64<<10)
+	key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "captures"}
+	payload := func(seq uint64) []byte { return markedPayload(fmt.Sprintf("REC-%d", seq), 10_000) }
+	for seq := uint64(1); seq <= 7; seq++ { // the seventh rolls to segment 2
+		if _, err := s.PutRecords(ctx, key, []ingest.Record{{Seq: seq, Payload: payload(seq)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ext := extentSegments(t, s); ext[1] != 0 {
+		t.Fatalf("extents by segment %v; want segment 1 settled", ext)
+	}
+	// Segment 1 as a fold of its six extents in chunks of three leaves it
+	// after the first chunk: three extents folded into the base, three
+	// left, and the mark.
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		for i := uint64(3); i < 6; i++ {
+			if err := txn.Set(extentKey(1, i*10_000), binary.BigEndian.AppendUint64(nil, 10_000)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Set(liveKey(1, 0), encodeDelta(30_000)); err != nil {
+			return err
+		}
+		return txn.Set(liveKey(1, settlingNonce), encodeDelta(0))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openSmall(t, dir, 64<<10)
+	defer s.Close()
+	for seq := uint64(1); seq <= 7; seq++ {
+		if r, err := s.Record(ctx, key, seq); err != nil || !bytes.Equal(r.Payload, payload(seq)) {
+			t.Errorf("seq %d after Open: %v", seq, err)
+		}
+	}
+	if live := s.segs.liveBytes(); live[1] != 60_000 {
+		t.Errorf("live bytes %v; want 60000 in segment 1", live)
+	}
+	if ext := extentSegments(t, s); ext[1] != 0 {
+		t.Errorf("extents by segment after Open %v; want segment 1's folded", ext)
+	}
+	if err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(liveKey(1, settlingNonce))
+		return err
+	}); !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Errorf("the settling mark after Open: %v; want it gone", err)
+	}
+}
