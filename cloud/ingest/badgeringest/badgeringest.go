@@ -10,13 +10,22 @@
 // Layout (NUL separates key parts; ingest.ValidateID refuses control
 // characters in ids, so a separator can never be part of one):
 //
-//	r\0PART\0STORE\0STREAM\0SEQ   a record: flags, time, payload
+//	r\0PART\0STORE\0STREAM\0SEQ   a record: flags, time, payload or its pointer
 //	m\0PART\0STORE\0STREAM        the stream's meta: watermark and counters
 //	l\0PART\0STORE\0STREAM\0LAST  a lost range, keyed by its last sequence
 //	b\0PART\0BLOB                 a blob's progress (JSON)
 //	p\0PART\0BLOB                 an incomplete blob: declared size, last chunk time
 //	s\0PART                       a part's last status
 //	t\0STREAM\0TIME PART\0STORE\0SEQ  the time index (bytime.go)
+//	h\0SEG OFF LEN                an erase intent (segments.go)
+//	e\0SEG OFF                    a put's extent in a segment (segments.go)
+//	v\0SEG NONCE                  a segment's live bytes (segments.go)
+//
+// A record's payload is in a segment file beside Badger's (segments.go):
+// the record's value points at it, so the LSM tree holds a few dozen bytes
+// per record and a deleted record's bytes are really erased. Records
+// written before segment files hold their payloads inline and read as
+// before.
 //
 // SEQ and LAST are 8-byte big-endian, so records sort by sequence.
 //
@@ -42,7 +51,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/maphash"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -80,9 +91,11 @@ type Options struct {
 	// Logger receives Badger's messages; nil discards them.
 	Logger *zap.Logger
 	// AfterSync, when set, is called after each synced commit of records
-	// or losses. It is for fault injection only: a test or the reliability
-	// suite makes it wait (or move a fake clock) to model a slow disk's
-	// flush, since Badger has no file-system hook. Nil in production.
+	// or losses: once per commit, after both the segment's sync and
+	// Badger's, which a put does back to back. It is for fault injection
+	// only: a test or the reliability suite makes it wait (or move a fake
+	// clock) to model a slow disk's flush, since Badger has no file-system
+	// hook. Nil in production.
 	AfterSync func()
 	// Clock dates blob chunks, for expiring abandoned incomplete blobs;
 	// nil means the machine's clock.
@@ -96,6 +109,10 @@ type Options struct {
 	// PartialBlobTTL is how long an incomplete blob is kept without a
 	// chunk; 0 means ingest.DefaultPartialBlobTTL.
 	PartialBlobTTL time.Duration
+
+	// segmentSize is the roll size of segment files; 0 means segmentSize.
+	// Tests make it small to see segments roll and go.
+	segmentSize uint64
 }
 
 // Store is the Badger implementation of ingest.Store.
@@ -111,6 +128,12 @@ type Store struct {
 	commits   atomic.Uint64
 	afterSync func()
 	partial   *partialLimits
+	segs      *segments
+	// foldMu serializes the writes of segments' live-byte bases.
+	foldMu sync.Mutex
+	// recoveryReads counts the entries Open read to recover the
+	// segments, for tests.
+	recoveryReads atomic.Int64
 }
 
 var (
@@ -134,8 +157,19 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}
-	s := &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync}
+	segs, err := openSegments(filepath.Join(opts.Dir, segmentDir), cmp.Or(opts.segmentSize, segmentSize))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
+	}
+	s := &Store{db: db, blobs: opts.Blobs, seed: maphash.MakeSeed(), partial: newPartialLimits(opts), afterSync: opts.AfterSync, segs: segs}
+	if err := s.recoverSegments(); err != nil {
+		segs.close()
+		db.Close()
+		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
+	}
 	if err := s.buildTimeIndex(); err != nil {
+		segs.close()
 		db.Close()
 		return nil, err
 	}
@@ -154,9 +188,9 @@ func (s *Store) synced() {
 	}
 }
 
-// Close closes the database.
+// Close closes the database and the segment files.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if err := errors.Join(s.db.Close(), s.segs.close()); err != nil {
 		return fmt.Errorf("close ingest store: %w", err)
 	}
 	return nil
@@ -260,33 +294,110 @@ func decodeMeta(b []byte) (meta, error) {
 	return meta{u(0), u(1), u(2), u(3)}, nil
 }
 
-// A record value is a flag byte (1: time is set; 2: deleted, a tombstone
-// with no payload), the time in Unix nanoseconds, and the payload.
-func encodeRecord(r ingest.Record) []byte {
-	b := make([]byte, 9, 9+len(r.Payload))
-	if !r.Time.IsZero() {
-		b[0] = 1
-		binary.BigEndian.PutUint64(b[1:], uint64(r.Time.UnixNano()))
+// A record value is a flag byte, the time in Unix nanoseconds (flagTime
+// says it is set), then either the payload itself (as every version before
+// segment files wrote it, and still for an empty payload) or, with
+// flagSegment, a pointer to it in a segment file: segment id (4 bytes),
+// offset (8), length (4) and CRC-32C (4), big-endian. A deleted record's
+// value is a tombstone of the flag byte and the time alone. Pointer
+// entries also carry metaSegment in Badger's user meta, so Open finds them
+// without reading the values of records stored inline.
+const (
+	flagTime    = 1
+	flagDeleted = 2
+	flagSegment = 4
+	flagsKnown  = flagTime | flagDeleted | flagSegment
+
+	recordHeader = 9
+	pointerLen   = recordHeader + 4 + 8 + 4 + 4
+	metaSegment  = 1
+)
+
+// recordValue is a decoded record value.
+type recordValue struct {
+	time    time.Time
+	deleted bool
+	// inline is the payload when it is in the value (not copied).
+	inline []byte
+	// ptr is where the payload is when segment is set.
+	ptr     segPtr
+	segment bool
+}
+
+// size is the payload's length.
+func (r recordValue) size() int {
+	if r.segment {
+		return int(r.ptr.n)
 	}
-	return append(b, r.Payload...)
+	return len(r.inline)
+}
+
+func recordFlags(t time.Time) []byte {
+	b := make([]byte, recordHeader, pointerLen)
+	if !t.IsZero() {
+		b[0] = flagTime
+		binary.BigEndian.PutUint64(b[1:], uint64(t.UnixNano()))
+	}
+	return b
+}
+
+// encodeRecord is a record value with the payload inline: how earlier
+// versions wrote every record, and how an empty payload and BulkLoad's
+// records are written.
+func encodeRecord(r ingest.Record) []byte {
+	return append(recordFlags(r.Time), r.Payload...)
+}
+
+// encodePointer is a record value whose payload is at p.
+func encodePointer(t time.Time, p segPtr) []byte {
+	b := recordFlags(t)
+	b[0] |= flagSegment
+	b = binary.BigEndian.AppendUint32(b, p.seg)
+	b = binary.BigEndian.AppendUint64(b, p.off)
+	b = binary.BigEndian.AppendUint32(b, p.n)
+	return binary.BigEndian.AppendUint32(b, p.sum)
 }
 
 // tombstone is the value of a deleted record.
 var tombstone = []byte{flagDeleted, 0, 0, 0, 0, 0, 0, 0, 0}
 
-const flagDeleted = 2
+func deleted(v []byte) bool { return len(v) > 0 && v[0]&flagDeleted != 0 }
 
-func deleted(v []byte) bool { return len(v) > 0 && v[0] == flagDeleted }
-
-func decodeRecord(v []byte) (time.Time, []byte, error) {
-	if len(v) < 9 {
-		return time.Time{}, nil, fmt.Errorf("record value of %d bytes, want at least 9", len(v))
+// decodeRecord decodes a record value read from disk, refusing unknown
+// flags and pointers outside what a segment can hold.
+func decodeRecord(v []byte) (recordValue, error) {
+	if len(v) < recordHeader {
+		return recordValue{}, fmt.Errorf("record value of %d bytes, want at least %d", len(v), recordHeader)
 	}
-	var t time.Time
-	if v[0] == 1 {
-		t = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	f := v[0]
+	if f&^flagsKnown != 0 {
+		return recordValue{}, fmt.Errorf("record value with unknown flags %#x", f)
 	}
-	return t, v[9:], nil
+	var r recordValue
+	if f&flagTime != 0 {
+		r.time = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	}
+	switch {
+	case f&flagDeleted != 0:
+		if f&flagSegment != 0 || len(v) != recordHeader {
+			return recordValue{}, fmt.Errorf("tombstone of %d bytes with flags %#x", len(v), f)
+		}
+		r.deleted = true
+	case f&flagSegment != 0:
+		if len(v) != pointerLen {
+			return recordValue{}, fmt.Errorf("record pointer of %d bytes, want %d", len(v), pointerLen)
+		}
+		p := v[recordHeader:]
+		r.segment = true
+		r.ptr = segPtr{seg: binary.BigEndian.Uint32(p), off: binary.BigEndian.Uint64(p[4:]),
+			n: binary.BigEndian.Uint32(p[12:]), sum: binary.BigEndian.Uint32(p[16:])}
+		if r.ptr.seg == 0 || r.ptr.off > maxSegOffset || r.ptr.n > maxPayload {
+			return recordValue{}, fmt.Errorf("record pointer to %d bytes at %d of segment %d: out of bounds", r.ptr.n, r.ptr.off, r.ptr.seg)
+		}
+	default:
+		r.inline = v[recordHeader:]
+	}
+	return r, nil
 }
 
 // Records.
@@ -319,6 +430,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	defer s.lockStreams(keys)()
 
 	w := s.newWriter()
+	w.recKey = key
 	defer w.discard()
 	// Losses first: they commit no later than the records they come with.
 	for _, l := range losses {
@@ -354,23 +466,24 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 			return res, fmt.Errorf("put records of %s: %w", key, err)
 		}
 		k := seqKey(rp, r.Seq)
-		err := badger.ErrKeyNotFound
 		var item *badger.Item
-		if r.Seq <= top {
-			item, err = w.txn.Get(k)
-		} else {
+		found := false
+		mine, isMine := w.written[r.Seq]
+		switch {
+		case isMine:
+			found = true
+		case r.Seq <= top:
+			item, found = w.committed(rp, r.Seq)
+		default:
 			top = r.Seq
 		}
-		switch {
-		case err == nil:
-			same := false
-			if err := item.Value(func(v []byte) error {
-				_, p, err := decodeRecord(v)
-				// A deleted record stays deleted: its repeat is a no-op.
-				same = err == nil && (deleted(v) || bytes.Equal(p, r.Payload))
-				return nil
-			}); err != nil {
-				return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
+		if found {
+			same := isMine && bytes.Equal(mine, r.Payload)
+			if !isMine {
+				var err error
+				if same, err = s.sameRecord(item, r.Payload); err != nil {
+					return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
+				}
 			}
 			if same {
 				res.Duplicates++
@@ -380,10 +493,11 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 				w.dirty[key] = true
 			}
 			continue
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return res, fmt.Errorf("put records of %s: look up seq %d: %w", key, r.Seq, err)
 		}
-		if err := w.set(k, encodeRecord(r)); err != nil {
+		w.written[r.Seq] = r.Payload
+		if len(r.Payload) > 0 {
+			w.queue(k, r)
+		} else if err := w.set(k, encodeRecord(r)); err != nil {
 			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
 		}
 		if !r.Time.IsZero() {
@@ -408,6 +522,30 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	}
 	res.AckedThrough = m.watermark
 	return res, nil
+}
+
+// sameRecord says whether the held record item has payload, or is deleted
+// (a deleted record stays deleted: its repeat is a no-op).
+func (s *Store) sameRecord(item *badger.Item, payload []byte) (bool, error) {
+	var rv recordValue
+	same := false
+	err := item.Value(func(v []byte) error {
+		var err error
+		rv, err = decodeRecord(v)
+		same = err == nil && (rv.deleted || !rv.segment && bytes.Equal(rv.inline, payload))
+		return err
+	})
+	if err != nil || !rv.segment {
+		return same, err
+	}
+	if int(rv.ptr.n) != len(payload) || crc32.Checksum(payload, castagnoli) != rv.ptr.sum {
+		return false, nil
+	}
+	held, err := s.segs.read(rv.ptr)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(held, payload), nil
 }
 
 // checkLoss validates a declared-lost range.
@@ -447,11 +585,106 @@ type writer struct {
 	// view reads what was committed before txn began (the streams are
 	// locked, so nothing else changes them); opened on first use.
 	view *badger.Txn
+	// segRecs are the new records whose payloads the next commit appends
+	// to a segment before it sets their pointers.
+	segRecs []segRec
+	// recKey is the stream whose records the put writes, and written
+	// their payloads by sequence, committed or not: with what was
+	// committed before the put (the view), all the stream holds.
+	recKey  ingest.StreamKey
+	written map[uint64][]byte
+	// cursors find committed records, one per record prefix, in view.
+	cursors map[string]*heldCursor
+}
+
+// segRec is a new record waiting for its payload's segment append.
+type segRec struct {
+	key     []byte
+	time    time.Time
+	payload []byte
 }
 
 func (s *Store) newWriter() *writer {
 	return &writer{s: s, txn: s.db.NewTransaction(true), metas: map[ingest.StreamKey]*meta{}, dirty: map[ingest.StreamKey]bool{},
-		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}}
+		lost: map[ingest.StreamKey][]ingest.LostRange{}, touched: map[ingest.StreamKey]bool{}, written: map[uint64][]byte{},
+		cursors: map[string]*heldCursor{}}
+}
+
+// heldCursor finds committed records of one stream through one iterator
+// of the view: for sequences asked in increasing order, as a batch's
+// usually are, a step of the iterator each instead of a lookup through
+// every memtable and level.
+type heldCursor struct {
+	it   *badger.Iterator
+	rp   []byte
+	next uint64 // the sequence after the last one asked; 0 before any
+}
+
+func (c *heldCursor) find(seq uint64) (*badger.Item, bool) {
+	k := seqKey(c.rp, seq)
+	if c.next == 0 || seq != c.next {
+		c.it.Seek(k)
+	} else {
+		// At the first key at or after seq-1: one step at most.
+		for c.it.ValidForPrefix(c.rp) && bytes.Compare(c.it.Item().Key(), k) < 0 {
+			c.it.Next()
+		}
+	}
+	c.next = seq + 1
+	if c.it.ValidForPrefix(c.rp) && bytes.Equal(c.it.Item().Key(), k) {
+		return c.it.Item(), true
+	}
+	return nil, false
+}
+
+// committed returns the record seq under the record prefix rp that was
+// committed before the view began, tombstones included.
+func (w *writer) committed(rp []byte, seq uint64) (*badger.Item, bool) {
+	c, ok := w.cursors[string(rp)]
+	if !ok {
+		c = &heldCursor{it: w.viewTxn().NewIterator(badger.IteratorOptions{Prefix: rp}), rp: rp}
+		w.cursors[string(rp)] = c
+	}
+	return c.find(seq)
+}
+
+// queue has the next commit store r under k with its payload in a segment.
+func (w *writer) queue(k []byte, r ingest.Record) {
+	w.segRecs = append(w.segRecs, segRec{key: k, time: r.Time, payload: r.Payload})
+	w.pending++
+	w.cost += len(k) + pointerLen
+}
+
+// flushSegments appends the queued payloads to the active segment, synced,
+// and sets their pointers and the extent they fill in txn: the bytes are
+// durable before the commit that makes them records. It returns the
+// segment reserved in, 0 for none; the caller releases it after the
+// commit.
+func (w *writer) flushSegments() (uint32, error) {
+	if len(w.segRecs) == 0 {
+		return 0, nil
+	}
+	payloads := make([][]byte, len(w.segRecs))
+	total := uint64(0)
+	for i, r := range w.segRecs {
+		payloads[i] = r.payload
+		total += uint64(len(r.payload))
+	}
+	ptrs, err := w.s.segs.append(payloads)
+	if err != nil {
+		return 0, err
+	}
+	seg := ptrs[0].seg
+	for i, r := range w.segRecs {
+		if err := w.txn.SetEntry(badger.NewEntry(r.key, encodePointer(r.time, ptrs[i])).WithMeta(metaSegment)); err != nil {
+			return seg, err
+		}
+	}
+	if err := w.txn.Set(extentKey(seg, ptrs[0].off), binary.BigEndian.AppendUint64(nil, total)); err != nil {
+		return seg, err
+	}
+	w.segRecs = w.segRecs[:0]
+	return seg, nil
 }
 
 // viewTxn returns the read-only transaction of what was committed before
@@ -482,6 +715,10 @@ func (w *writer) highestHeld(rp []byte) (uint64, error) {
 // discard ends the writer's transactions; what was not committed is dropped.
 func (w *writer) discard() {
 	w.txn.Discard()
+	for rp, c := range w.cursors {
+		c.it.Close()
+		delete(w.cursors, rp)
+	}
 	if w.view != nil {
 		w.view.Discard()
 		w.view = nil
@@ -513,8 +750,9 @@ func (w *writer) set(k, v []byte) error {
 func (w *writer) full() bool { return w.cost >= txnMaxBytes || w.pending >= txnMaxRecords }
 
 // advance moves key's watermark over what is now held or declared lost:
-// records through txn (a map lookup for what it wrote), ranges it declared
-// from w.lost, ranges committed before it through the view.
+// records the put wrote (a map), records committed before it (an iterator
+// of the view, stepping over consecutive ones), ranges it declared from
+// w.lost, ranges committed before it through the view.
 func (w *writer) advance(key ingest.StreamKey) error {
 	m, err := w.meta(key)
 	if err != nil {
@@ -530,13 +768,13 @@ func (w *writer) advance(key ingest.StreamKey) error {
 	wm := m.watermark
 	for wm < ^uint64(0) {
 		next := wm + 1
-		_, err := w.txn.Get(seqKey(rp, next))
-		if err == nil {
+		if _, ok := w.written[next]; ok && key == w.recKey {
 			wm = next
 			continue
 		}
-		if !errors.Is(err, badger.ErrKeyNotFound) {
-			return fmt.Errorf("advance watermark of %s at %d: %w", key, next, err)
+		if _, ok := w.committed(rp, next); ok {
+			wm = next
+			continue
 		}
 		for ; i < len(mine) && mine[i].First <= next; i++ {
 			reach = max(reach, mine[i].Last)
@@ -606,6 +844,20 @@ func (w *writer) declare(key ingest.StreamKey, first, last uint64, reason string
 // metas and commits, synced, then starts the next transaction; it writes
 // nothing when nothing changed.
 func (w *writer) commit() error {
+	seg, err := w.flushSegments()
+	if err == nil {
+		err = w.commitTxn()
+	}
+	if seg != 0 {
+		w.s.segs.release(seg, err == nil)
+		// The put is durable; housekeeping that fails is redone at Open.
+		_ = w.s.housekeep()
+	}
+	return err
+}
+
+// commitTxn advances the watermarks, writes the metas and commits txn.
+func (w *writer) commitTxn() error {
 	for key := range w.touched {
 		if err := w.advance(key); err != nil {
 			return err
@@ -647,6 +899,28 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	n, pending := 0, 0
+	// erased are the payloads in segments of the records txn erases:
+	// punched out once it commits, with an intent committed in it so
+	// that a punch lost to a crash is redone at Open.
+	var erased []segPtr
+	commit := func() error {
+		if err := txn.Set(mk, m.encode()); err != nil {
+			return err
+		}
+		deltas := liveDeltas(erased)
+		for k, d := range deltas {
+			if err := txn.Set([]byte(k), encodeDelta(d)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		s.segs.noteDeltas(len(deltas))
+		err := s.eraseSegments(erased)
+		erased = erased[:0]
+		return err
+	}
 	for _, seq := range seqs {
 		if err := ctx.Err(); err != nil {
 			return n, fmt.Errorf("delete records of %s: %w", key, err)
@@ -659,20 +933,25 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		if err != nil {
 			return n, fmt.Errorf("delete records of %s: look up seq %d: %w", key, seq, err)
 		}
-		size, gone := 0, false
-		var at time.Time
+		var rv recordValue
 		if err := item.Value(func(v []byte) error {
-			gone, size = deleted(v), len(v)-9
-			at, _, err = decodeRecord(v)
+			rv, err = decodeRecord(v)
 			return err
 		}); err != nil {
 			return n, fmt.Errorf("delete records of %s: read seq %d: %w", key, seq, err)
 		}
-		if gone {
+		if rv.deleted {
 			continue
 		}
+		size, at := rv.size(), rv.time
 		if err := txn.Set(k, tombstone); err != nil {
 			return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+		}
+		if rv.segment {
+			if err := txn.Set(intentKey(rv.ptr), nil); err != nil {
+				return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+			}
+			erased = append(erased, rv.ptr)
 		}
 		if !at.IsZero() {
 			if err := txn.Delete(timeKey(key, at, seq)); err != nil {
@@ -682,22 +961,16 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		m.records--
 		m.bytes -= uint64(size)
 		n++
-		if pending++; pending >= txnMaxRecords {
+		if pending++; pending >= txnMaxRecords/2 {
 			// The counters commit with their tombstones, so they never drift.
-			if err := txn.Set(mk, m.encode()); err != nil {
+			if err := commit(); err != nil {
 				return n, fmt.Errorf("delete records of %s: %w", key, err)
-			}
-			if err := txn.Commit(); err != nil {
-				return n, fmt.Errorf("delete records of %s: commit: %w", key, err)
 			}
 			txn, pending = s.db.NewTransaction(true), 0
 		}
 	}
-	if err := txn.Set(mk, m.encode()); err != nil {
+	if err := commit(); err != nil {
 		return n, fmt.Errorf("delete records of %s: %w", key, err)
-	}
-	if err := txn.Commit(); err != nil {
-		return n, fmt.Errorf("delete records of %s: commit: %w", key, err)
 	}
 	return n, nil
 }
@@ -902,16 +1175,11 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 						}
 						continue
 					}
-					var rec ingest.StoredRecord
-					gone := false
-					if err := item.Value(func(v []byte) error {
-						gone = deleted(v)
-						t, p, err := decodeRecord(v)
-						rec = ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: seq, Time: t, Payload: bytes.Clone(p)}}
+					rec, ok, err := s.storedRecord(item, key, seq)
+					if err != nil {
 						return err
-					}); err != nil {
-						return fmt.Errorf("read record %s/%d: %w", key, seq, err)
 					}
+					gone := !ok
 					it.Next()
 					if gone || (!q.From.IsZero() && rec.Time.Before(q.From)) || (!q.To.IsZero() && !rec.Time.Before(q.To)) {
 						continue

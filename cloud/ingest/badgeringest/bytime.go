@@ -1,7 +1,6 @@
 package badgeringest
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -81,17 +80,16 @@ func (s *Store) buildTimeIndex() error {
 			if !ok {
 				continue
 			}
-			var t time.Time
-			var gone bool
+			var rv recordValue
 			if err := it.Item().Value(func(v []byte) error {
 				var err error
-				gone = deleted(v)
-				t, _, err = decodeRecord(v)
+				rv, err = decodeRecord(v)
 				return err
 			}); err != nil {
 				return err
 			}
-			if !gone && !t.IsZero() {
+			t := rv.time
+			if !rv.deleted && !t.IsZero() {
 				if err := wb.Set(timeKey(key, t, seq), nil); err != nil {
 					return err
 				}
@@ -200,7 +198,7 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 			}
 			k := min.key
 			if parts == nil || parts[k.PartID] {
-				rec, ok, err := readRecord(txn, k)
+				rec, ok, err := s.readRecord(txn, k)
 				if err != nil {
 					return err
 				}
@@ -228,7 +226,7 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 }
 
 // readRecord reads the record a time key names; a deleted one is not ok.
-func readRecord(txn *badger.Txn, k ingest.TimeKey) (ingest.StoredRecord, bool, error) {
+func (s *Store) readRecord(txn *badger.Txn, k ingest.TimeKey) (ingest.StoredRecord, bool, error) {
 	item, err := txn.Get(seqKey(streamPrefix('r', k.StreamKey), k.Seq))
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return ingest.StoredRecord{}, false, nil
@@ -236,18 +234,7 @@ func readRecord(txn *badger.Txn, k ingest.TimeKey) (ingest.StoredRecord, bool, e
 	if err != nil {
 		return ingest.StoredRecord{}, false, fmt.Errorf("read record %s/%d: %w", k.StreamKey, k.Seq, err)
 	}
-	var rec ingest.StoredRecord
-	gone := false
-	err = item.Value(func(v []byte) error {
-		gone = deleted(v)
-		t, p, err := decodeRecord(v)
-		rec = ingest.StoredRecord{StreamKey: k.StreamKey, Record: ingest.Record{Seq: k.Seq, Time: t, Payload: bytes.Clone(p)}}
-		return err
-	})
-	if err != nil {
-		return rec, false, fmt.Errorf("read record %s/%d: %w", k.StreamKey, k.Seq, err)
-	}
-	return rec, !gone, nil
+	return s.storedRecord(item, k.StreamKey, k.Seq)
 }
 
 // Record reads one record; see ingest.Store.
@@ -259,7 +246,7 @@ func (s *Store) Record(_ context.Context, key ingest.StreamKey, seq uint64) (ing
 	var ok bool
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		rec, ok, err = readRecord(txn, ingest.TimeKey{StreamKey: key, Seq: seq})
+		rec, ok, err = s.readRecord(txn, ingest.TimeKey{StreamKey: key, Seq: seq})
 		return err
 	})
 	if err != nil {
