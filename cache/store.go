@@ -161,19 +161,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	// Badger v4.9.6 cannot reopen a value-log or memtable file that it had
-	// created but not yet initialised when the process died (found by
-	// TestCrashKill): Open fails with "Create a new file". Such a file is
-	// empty and holds no data, so it is removed first, under the
-	// directory's lock so that no running Badger is creating it right now.
-	if err := removeEmptyLogs(dir, log); err != nil {
-		return nil, err
-	}
 	db, err := openBadger(dir, log)
-	if err != nil && strings.Contains(err.Error(), "Create a new file") {
-		// The failed attempt initialised the file; the next one reads it.
-		db, err = openBadger(dir, log)
-	}
 	var movedTo string
 	if err != nil {
 		if isLockError(err) {
@@ -292,31 +280,7 @@ func openBadger(dir string, log *zap.Logger) (db *badger.DB, err error) {
 			db, err = nil, fmt.Errorf("badger panicked while opening: %v", r)
 		}
 	}()
-	return badger.Open(badgerOptions(dir, log))
-}
-
-func removeEmptyLogs(dir string, log *zap.Logger) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", dir, err)
-	}
-	defer d.Close() // also releases the lock
-	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return inUseError(dir)
-		}
-		return fmt.Errorf("open store %s: lock: %w", dir, err)
-	}
-	vlogs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	mems, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
-	for _, f := range append(vlogs, mems...) {
-		if st, err := os.Stat(f); err == nil && st.Size() == 0 {
-			if err := os.Remove(f); err == nil {
-				log.Warn("removed an empty log file left by a crash", zap.String("file", f))
-			}
-		}
-	}
-	return nil
+	return badgerdb.Open(badgerOptions(dir, log), log)
 }
 
 func isLockError(err error) bool {

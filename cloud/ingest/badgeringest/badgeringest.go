@@ -153,7 +153,7 @@ func Open(opts Options) (*Store, error) {
 	bo := badgerdb.Options(opts.Dir, log).
 		WithDetectConflicts(false). // writes to a stream are serialized by Store.streams
 		WithMemTableSize(memTableSize)
-	db, err := badger.Open(bo)
+	db, err := badgerdb.Open(bo, log)
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
 	}

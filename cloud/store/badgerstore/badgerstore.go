@@ -55,7 +55,7 @@ func Open(dir string, log *zap.Logger) (*Store, error) {
 		// tree, so the threshold must admit the largest record.
 		opts = opts.WithInMemory(true).WithValueThreshold(1 << 20)
 	}
-	db, err := badger.Open(opts)
+	db, err := badgerdb.Open(opts, log)
 	if err != nil {
 		return nil, fmt.Errorf("open cloud store in %q: %w", dir, err)
 	}
