@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -298,5 +299,66 @@ func TestHugeAnswersAreRefused(t *testing.T) {
 				t.Fatalf("a huge answer: %v (code %v), want resource_exhausted", err, code)
 			}
 		})
+	}
+}
+
+// bigPull answers every pull with a config document of size bytes, or with
+// the error busy when it is set.
+type bigPull struct {
+	syncv1connect.UnimplementedSyncServiceHandler
+	size int
+	busy error
+}
+
+func (b bigPull) Pull(context.Context, *connect.Request[syncv1.PullRequest]) (*connect.Response[syncv1.PullResponse], error) {
+	if b.busy != nil {
+		return nil, b.busy
+	}
+	return connect.NewResponse(&syncv1.PullResponse{Config: &syncv1.SignedDocument{Payload: make([]byte, b.size)}}), nil
+}
+
+// TestAnswerTooLargeIsNotABusyCloud serves, on loopback, answers over the
+// part's read limit: the call fails as Internal, saying the answer was too
+// large and the limit, not as ResourceExhausted, which the package
+// downloader reads as a busy cloud; a cloud that is busy still says so.
+func TestAnswerTooLargeIsNotABusyCloud(t *testing.T) {
+	for _, compression := range []string{"", "none", "identity"} {
+		for _, tc := range []struct {
+			name     string
+			srv      bigPull
+			wantCode connect.Code
+			tooLarge bool
+		}{
+			{"oversized", bigPull{size: MaxResponseBytes + 1}, connect.CodeInternal, true},
+			{"busy", bigPull{busy: connect.NewError(connect.CodeResourceExhausted, errors.New("too many chunk downloads"))}, connect.CodeResourceExhausted, false},
+			{"at the limit", bigPull{size: MaxResponseBytes - 64}, 0, false},
+		} {
+			t.Run(compression+"/"+tc.name, func(t *testing.T) {
+				mux := http.NewServeMux()
+				mux.Handle(syncv1connect.NewSyncServiceHandler(tc.srv, codec.HandlerOption()))
+				srv := httptest.NewServer(mux)
+				defer srv.Close()
+				c, err := NewClient(ClientOptions{CloudURL: srv.URL, PartID: "p", PartSecret: "s", RetryMax: 1, RetryWaitMin: 1, RetryWaitMax: 2, Compression: compression})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Pull(context.Background(), connect.NewRequest(&syncv1.PullRequest{}))
+				if tc.wantCode == 0 {
+					if err != nil {
+						t.Fatalf("an answer within the limit: %v", err)
+					}
+					return
+				}
+				if got := connect.CodeOf(err); got != tc.wantCode {
+					t.Fatalf("code %v (%v), want %v", got, err, tc.wantCode)
+				}
+				if errors.Is(err, ErrResponseTooLarge) != tc.tooLarge {
+					t.Fatalf("errors.Is(%v, ErrResponseTooLarge) = %v", err, !tc.tooLarge)
+				}
+				if tc.tooLarge && !strings.Contains(err.Error(), fmt.Sprint(MaxResponseBytes)) {
+					t.Fatalf("%v does not say the limit", err)
+				}
+			})
+		}
 	}
 }
