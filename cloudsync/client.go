@@ -177,7 +177,7 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 }
 
 // chooser is NewClient's zstd client: an upload whose context carries
-// sendPlain goes through plain, which sends its body uncompressed; every
+// withPlain goes through plain, which sends its body uncompressed; every
 // other call, and every answer, is as the zstd client's.
 type chooser struct {
 	syncv1connect.SyncServiceClient
@@ -187,13 +187,13 @@ type chooser struct {
 // plainKey marks an upload's context: send its body uncompressed.
 type plainKey struct{}
 
-// sendPlain returns ctx marked so that a chooser sends the upload made with
+// withPlain returns ctx marked so that a chooser sends the upload made with
 // it uncompressed.
-func sendPlain(ctx context.Context) context.Context {
+func withPlain(ctx context.Context) context.Context {
 	return context.WithValue(ctx, plainKey{}, true)
 }
 
-// isPlain reports whether ctx was marked by sendPlain.
+// isPlain reports whether ctx was marked by withPlain.
 func isPlain(ctx context.Context) bool {
 	plain, _ := ctx.Value(plainKey{}).(bool)
 	return plain
@@ -207,7 +207,7 @@ func (c chooser) Upload(ctx context.Context, req *connect.Request[syncv1.UploadR
 	return c.SyncServiceClient.Upload(ctx, req)
 }
 
-// choosesCompression marks a client that honours sendPlain.
+// choosesCompression marks a client that honours withPlain.
 func (chooser) choosesCompression() {}
 
 // ErrResponseTooLarge marks a call that failed because the cloud's answer

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -157,6 +158,10 @@ type Syncer struct {
 	// batch is each stream's current upload request size; only cycles
 	// touch it, and they hold cycleMu.
 	batch map[cache.Stream]batchSize
+	// links is what each stream's uploads taught about compressing them,
+	// and sample the encoder's sample; only cycles touch them.
+	links  map[cache.Stream]*linkModel
+	sample sampler
 	// lastContact is the uptime of the last cycle whose pull the cloud
 	// answered, and contacted whether there was one; cycles hold cycleMu.
 	lastContact time.Duration
@@ -216,6 +221,7 @@ func New(o Options) (*Syncer, error) {
 		given:    given,
 		stalled:  map[cache.Stream]int{},
 		batch:    map[cache.Stream]batchSize{},
+		links:    map[cache.Stream]*linkModel{},
 	}, nil
 }
 
@@ -762,13 +768,61 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 
 // inflight is one upload request on its way to the cloud.
 type inflight struct {
-	seqs []uint64 // the batch's sequence numbers, ascending
-	done chan uploadAnswer
+	seqs  []uint64 // the batch's sequence numbers, ascending
+	done  chan uploadAnswer
+	mode  sendMode
+	probe bool
+	raw   int // payload bytes
 }
 
 type uploadAnswer struct {
 	ackedThrough uint64
 	err          error
+	// took is the time from the request's send to its answer, and shared
+	// the uploads of the stream on their way meanwhile (on average of the
+	// two ends, itself included).
+	took   time.Duration
+	shared float64
+}
+
+// learnsCompression reports whether the client sends an upload compressed
+// or not as the Syncer chooses (NewClient's zstd client does); any other
+// client compresses as it was made to, and the Syncer does not learn.
+func (s *Syncer) learnsCompression() bool {
+	_, ok := s.o.Client.(interface{ choosesCompression() })
+	return ok
+}
+
+// linkModel returns what stream st learnt about compressing.
+func (s *Syncer) linkModel(st cache.Stream) *linkModel {
+	m, ok := s.links[st]
+	if !ok {
+		m = newLinkModel()
+		s.links[st] = m
+	}
+	return m
+}
+
+// sampleEncoder compresses a sample of entries to learn the stream's
+// ratio and the encoder's speed on this part.
+func (s *Syncer) sampleEncoder(st cache.Stream, m *linkModel, entries []cache.Entry) {
+	s.sample.buf = sampleOf(s.sample.buf, entries)
+	t0 := s.o.Clock.Uptime()
+	n := s.sample.CompressedSize(s.sample.buf)
+	was := m.mode
+	m.sampled(len(s.sample.buf), n, s.o.Clock.Uptime()-t0)
+	if m.mode != was {
+		s.logMode(m, st)
+	}
+}
+
+// logMode says that a stream's uploads changed mode, and why.
+func (s *Syncer) logMode(m *linkModel, st cache.Stream) {
+	in := m.inputs()
+	s.log.Info("a stream's uploads change compression",
+		zap.String("stream", string(st)), zap.Stringer("compression", m.mode),
+		zap.Float64("ratio", in.ratio), zap.Float64("compressor_mb_s", in.compressRate/1e6),
+		zap.Float64("zstd_payload_mb_s", in.zstdRate/1e6), zap.Float64("identity_payload_mb_s", in.plainRate/1e6))
 }
 
 // uploadStream sends the backlog of one stream within budget and returns
@@ -818,6 +872,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	// it (found by the reliability suite's byte-budget scenario).
 	end := stats.Last
 	var sent uint64 // the highest sequence sent
+	learn := s.learnsCompression()
+	model := s.linkModel(st)
+	var active atomic.Int32 // uploads of this turn on their way
 	ctx, cancel := context.WithCancel(ctx)
 	var window []*inflight
 	defer func() {
@@ -867,11 +924,20 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				return budget, err
 			}
 			sentMax = batchSize{records: max(sentMax.records, len(entries)), bytes: max(sentMax.bytes, n)}
-			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1)}
+			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1), raw: n}
 			for i, e := range entries {
 				f.seqs[i] = e.Seq
 			}
+			if learn {
+				if model.needsSample() {
+					s.sampleEncoder(st, model, entries)
+				}
+				f.mode, f.probe = model.next()
+			}
+			sharedAtSend := active.Add(1)
+			sentAt := s.o.Clock.Uptime()
 			go func() {
+				defer active.Add(-1)
 				// A stalled stream is on probation: each of its requests
 				// gets half of what is left of the cycle, so one that hangs
 				// again leaves the other streams their turn. Any other
@@ -884,17 +950,26 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 					rctx, cancel = s.deadline(ctx, "upload request", s.requestTimeout(ctx))
 					defer cancel()
 				}
+				if f.mode == sendPlain {
+					rctx = withPlain(rctx)
+				}
 				ans, err := s.o.Client.Upload(rctx, connect.NewRequest(req))
 				if err != nil {
 					f.done <- uploadAnswer{err: err}
 					return
 				}
-				f.done <- uploadAnswer{ackedThrough: ans.Msg.GetAckedThrough()}
+				f.done <- uploadAnswer{
+					ackedThrough: ans.Msg.GetAckedThrough(),
+					took:         s.o.Clock.Uptime() - sentAt,
+					shared:       float64(sharedAtSend+active.Load()) / 2,
+				}
 			}()
 			window = append(window, f)
 			next = f.seqs[len(f.seqs)-1]
 			sent = max(sent, next)
-			budget -= n
+			// The budget bounds the time a cycle holds the link, so it
+			// counts what the batch takes on the wire.
+			budget -= model.wireBytes(f.mode, n)
 		}
 		if len(window) == 0 {
 			return budget, nil
@@ -907,6 +982,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 		}
 		if err := apply(ans, append([]*inflight{f}, window...)...); err != nil {
 			return budget, err
+		}
+		if learn && model.answered(f.mode, f.probe, f.raw, ans.took, ans.shared) {
+			s.logMode(model, st)
 		}
 		size = size.grow(full)
 		first, last := f.seqs[0], f.seqs[len(f.seqs)-1]
