@@ -1,6 +1,7 @@
 package cloudsync
 
 import (
+	"math"
 	"time"
 
 	"github.com/outpost-robotics/outpost/api/codec"
@@ -40,11 +41,11 @@ const (
 	// the encoder's CPU on any link this part is likely to have.
 	minRatio = 1.15
 	// switchGain and keepGain are the hysteresis: compressing starts when
-	// it is expected to drain a stream 1.6 times faster than sending it
-	// as it is, and stops when it drains it less than 1.25 times faster.
+	// it is expected to drain a stream twice as fast than sending it
+	// as it is, and stops when it drains it less than 1.2 times faster.
 	// Between the two the mode stays, so noisy rates do not make it flap.
-	switchGain = 1.6
-	keepGain   = 1.25
+	switchGain = 2
+	keepGain   = 1.2
 	// firstProbe and maxProbe bound how many batches of a stream go out
 	// between two probes of the mode not in use. Each probe that confirms
 	// the mode doubles the interval, so a settled stream pays for a probe
@@ -61,6 +62,9 @@ const (
 	// rateDecay weighs the earlier samples of a rate against each new one:
 	// the last few batches dominate.
 	rateDecay = 0.7
+	// rateJump is the change of the stream's rate, either way, in one
+	// answer, that makes the next probe come after firstProbe batches.
+	rateJump = 3
 )
 
 // compressionInputs is what chooseCompression decides from, all measured
@@ -108,20 +112,19 @@ func chooseCompression(in compressionInputs) sendMode {
 	return in.current
 }
 
-// rate is a decayed average of bytes per second.
-type rate struct{ bytes, secs float64 }
+// rate is a moving average of bytes per second, each answer's rate
+// weighed 1-rateDecay against the ones before; zero until the first.
+type rate float64
 
-func (r *rate) add(bytes, secs float64) {
-	r.bytes = r.bytes*rateDecay + bytes
-	r.secs = r.secs*rateDecay + secs
-}
-
-func (r rate) perSecond() float64 {
-	if r.secs <= 0 {
-		return 0
+func (r *rate) add(perSecond float64) {
+	if *r == 0 {
+		*r = rate(perSecond)
+		return
 	}
-	return r.bytes / r.secs
+	*r = rate(rateDecay*float64(*r) + (1-rateDecay)*perSecond)
 }
+
+func (r rate) perSecond() float64 { return float64(r) }
 
 // linkModel is what one stream's uploads taught the part about
 // compressing them. Only cycles touch it, and they hold cycleMu.
@@ -182,7 +185,26 @@ func (m *linkModel) answered(mode sendMode, probe bool, raw int, took time.Durat
 	if took <= 0 || raw == 0 {
 		return false
 	}
-	m.rates[mode].add(float64(raw), took.Seconds()/max(shared, 1))
+	now := float64(raw) * max(shared, 1) / took.Seconds()
+	switch was := m.rates[mode].perSecond(); {
+	case mode != m.mode:
+		// A probe's answer. Probes are far apart, so the earlier ones
+		// are stale, but the two of a confirmation (see below) count
+		// alike.
+		if m.confirm && was > 0 {
+			now = (was + now) / 2
+		}
+		m.rates[mode] = rate(now)
+	case was > 0 && (now > rateJump*was || now*rateJump < was):
+		// The link changed under the stream (a robot from its dock's
+		// Ethernet to LTE): what was measured before is stale. Start
+		// again from this answer, and probe the other mode soon.
+		m.rates = [2]rate{}
+		m.every, m.sinceProbe = firstProbe, firstProbe-1
+		m.rates[mode].add(now)
+	default:
+		m.rates[mode].add(now)
+	}
 	next := chooseCompression(m.inputs())
 	switch {
 	case next == m.mode:
@@ -200,7 +222,9 @@ func (m *linkModel) answered(mode sendMode, probe bool, raw int, took time.Durat
 	case !probe:
 		return false // waiting for the probe
 	}
-	m.mode, m.every, m.sinceProbe, m.confirm = next, firstProbe, 0, false
+	// The probes go on at the interval reached: probing sooner after a
+	// switch would only give noise more chances to switch back.
+	m.mode, m.sinceProbe, m.confirm = next, 0, false
 	return true
 }
 
@@ -209,6 +233,15 @@ func (m *linkModel) inputs() compressionInputs {
 		current: m.mode, ratio: m.ratio, compressRate: m.compressRate,
 		zstdRate: m.rates[sendZstd].perSecond(), plainRate: m.rates[sendPlain].perSecond(),
 	}
+}
+
+// rawBytes is how many payload bytes are expected to take wire bytes on
+// the wire in mode.
+func (m *linkModel) rawBytes(mode sendMode, wire int) int {
+	if mode == sendZstd && m.ratio > 1 && wire > 0 {
+		return int(min(float64(wire)*m.ratio, float64(math.MaxInt32)))
+	}
+	return wire
 }
 
 // wireBytes is what raw payload bytes are expected to take on the wire in

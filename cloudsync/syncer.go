@@ -772,7 +772,8 @@ type inflight struct {
 	done  chan uploadAnswer
 	mode  sendMode
 	probe bool
-	raw   int // payload bytes
+	raw   int  // payload bytes
+	full  bool // of the stream's full batch size
 }
 
 type uploadAnswer struct {
@@ -909,7 +910,13 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	}
 	for {
 		for len(window) < s.o.InFlight && budget > 0 {
-			entries, err := s.o.Store.Read(ctx, st, next, size.records, min(budget, size.bytes))
+			// The mode of the next batch is chosen before it is read, as
+			// the budget it may spend depends on it.
+			mode, probe := sendZstd, false
+			if learn {
+				mode, probe = model.next()
+			}
+			entries, err := s.o.Store.Read(ctx, st, next, size.records, min(model.rawBytes(mode, budget), size.bytes))
 			if err != nil {
 				return budget, fmt.Errorf("upload %s: read backlog: %w", st, err)
 			}
@@ -924,15 +931,16 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				return budget, err
 			}
 			sentMax = batchSize{records: max(sentMax.records, len(entries)), bytes: max(sentMax.bytes, n)}
-			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1), raw: n}
+			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1), raw: n, mode: mode, probe: probe,
+				// A batch cut short by the end of the backlog or of the
+				// budget is mostly round trip: it teaches nothing about
+				// the link's rate.
+				full: 2*n >= size.bytes || len(entries) == size.records}
 			for i, e := range entries {
 				f.seqs[i] = e.Seq
 			}
-			if learn {
-				if model.needsSample() {
-					s.sampleEncoder(st, model, entries)
-				}
-				f.mode, f.probe = model.next()
+			if learn && model.needsSample() {
+				s.sampleEncoder(st, model, entries)
 			}
 			sharedAtSend := active.Add(1)
 			sentAt := s.o.Clock.Uptime()
@@ -983,7 +991,7 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 		if err := apply(ans, append([]*inflight{f}, window...)...); err != nil {
 			return budget, err
 		}
-		if learn && model.answered(f.mode, f.probe, f.raw, ans.took, ans.shared) {
+		if learn && f.full && model.answered(f.mode, f.probe, f.raw, ans.took, ans.shared) {
 			s.logMode(model, st)
 		}
 		size = size.grow(full)
