@@ -46,6 +46,9 @@ const (
 	// Between the two the mode stays, so noisy rates do not make it flap.
 	switchGain = 2
 	keepGain   = 1.2
+	// wideGain is the margin by which a probe confirming zstd (over
+	// identity, or identity over switchGain) spaces the probes out faster.
+	wideGain = 3
 	// firstProbe and maxProbe bound how many batches of a stream go out
 	// between two probes of the mode not in use. Each probe that confirms
 	// the mode doubles the interval, so a settled stream pays for a probe
@@ -136,6 +139,8 @@ type linkModel struct {
 	sinceProbe, every   int
 	// confirm is set while a switch waits for a second probe to agree.
 	confirm bool
+	// jumps counts the answers in a row whose rate jumped (rateJump).
+	jumps int
 }
 
 func newLinkModel() *linkModel { return &linkModel{every: firstProbe} }
@@ -196,13 +201,18 @@ func (m *linkModel) answered(mode sendMode, probe bool, raw int, took time.Durat
 		}
 		m.rates[mode] = rate(now)
 	case was > 0 && (now > rateJump*was || now*rateJump < was):
+		m.jumps++
+		if m.jumps < 2 {
+			return false // one odd answer (a cycle's first, a stall) is not a new link
+		}
 		// The link changed under the stream (a robot from its dock's
 		// Ethernet to LTE): what was measured before is stale. Start
 		// again from this answer, and probe the other mode soon.
 		m.rates = [2]rate{}
-		m.every, m.sinceProbe = firstProbe, firstProbe-1
+		m.every, m.sinceProbe, m.jumps = firstProbe, firstProbe-1, 0
 		m.rates[mode].add(now)
 	default:
+		m.jumps = 0
 		m.rates[mode].add(now)
 	}
 	next := chooseCompression(m.inputs())
@@ -210,7 +220,14 @@ func (m *linkModel) answered(mode sendMode, probe bool, raw int, took time.Durat
 	case next == m.mode:
 		m.confirm = false
 		if probe {
-			m.every = min(2*m.every, maxProbe)
+			// A probe that confirms the mode by a wide margin (on a slow
+			// link, zstd moves 3.5 times what identity does) makes the
+			// next one come four times later rather than twice.
+			in, k := m.inputs(), 2
+			if m.mode == sendZstd && in.zstdRate >= wideGain*in.plainRate || m.mode == sendPlain && in.zstdRate*wideGain <= switchGain*in.plainRate {
+				k = 4
+			}
+			m.every = min(k*m.every, maxProbe)
 		}
 		return false
 	case !m.confirm:
