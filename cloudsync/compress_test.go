@@ -64,7 +64,7 @@ func TestLinkModel(t *testing.T) {
 		maxSwitches int
 		maxProbes   int
 	}{
-		{"slow link", func(int) float64 { return 1.25 * mb }, func(int) float64 { return 4.4 * mb }, 0.2, ratio, sendZstd, 0, 8},
+		{"slow link", func(int) float64 { return 1.25 * mb }, func(int) float64 { return 4.4 * mb }, 0.2, ratio, sendZstd, 0, 4},
 		{"loopback", func(int) float64 { return 60 * mb }, func(int) float64 { return 35 * mb }, 0.2, ratio, sendPlain, 1, 8},
 		{"incompressible", func(int) float64 { return 60 * mb }, func(int) float64 { return 60 * mb }, 0, 1.0, sendPlain, 1, 0},
 		// The two modes within the hysteresis band, with noise: settles
