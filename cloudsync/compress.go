@@ -54,7 +54,7 @@ const (
 	// the mode doubles the interval, so a settled stream pays for a probe
 	// (on a slow link, one batch sent uncompressed, 0.6 s of a 10 Mbit/s
 	// link for 1 MiB of readings) once every few hundred batches.
-	firstProbe = 8
+	firstProbe = 16
 	maxProbe   = 512
 	// sampleEvery is how many batches go between two samples of the
 	// encoder's ratio and speed, and sampleBytes how much of a batch a
