@@ -167,6 +167,18 @@ func (m *linkModel) next() (mode sendMode, probe bool) {
 	return m.mode, false
 }
 
+// unsent takes back the last next, whose batch turned out empty, so a
+// probe it chose is not lost.
+func (m *linkModel) unsent(probe bool) {
+	m.batches--
+	switch {
+	case probe:
+		m.sinceProbe = m.every - 1
+	case m.sinceProbe > 0:
+		m.sinceProbe--
+	}
+}
+
 // sampled takes a sample of the encoder: raw bytes became compressed ones
 // in took (zero when the clock did not move: the speed stays unknown).
 func (m *linkModel) sampled(raw, compressed int, took time.Duration) {

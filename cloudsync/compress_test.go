@@ -138,3 +138,23 @@ func TestWireBytes(t *testing.T) {
 		t.Fatalf("a sample that took no time gave a speed: %v", m.compressRate)
 	}
 }
+
+// TestUnsentKeepsTheProbe: a probe chosen for a batch that turned out
+// empty (the end of a stream's turn) comes with the next batch instead.
+func TestUnsentKeepsTheProbe(t *testing.T) {
+	m := newLinkModel()
+	for i := 1; ; i++ {
+		mode, probe := m.next()
+		if !probe {
+			continue
+		}
+		if mode != sendPlain || i != firstProbe {
+			t.Fatalf("batch %d: probe of %v, want identity at %d", i, mode, firstProbe)
+		}
+		m.unsent(probe)
+		if mode, probe := m.next(); !probe || mode != sendPlain {
+			t.Fatalf("after an empty probe: %v, probe %v; want a probe of identity", mode, probe)
+		}
+		return
+	}
+}

@@ -79,7 +79,9 @@ type Options struct {
 	// never overlap.
 	CycleTimeout time.Duration
 	// CycleBytes bounds what one cycle uploads, so a large backlog never
-	// delays the next pull; 0 means 8 MiB.
+	// delays the next pull; 0 means 8 MiB. Uploads count the bytes they
+	// take on the wire (compressed, by the ratio the stream learnt), as
+	// what the budget bounds is how long a cycle holds the link.
 	CycleBytes int
 	// BatchBytes bounds one upload request; 0 means 1 MiB.
 	BatchBytes int
@@ -924,6 +926,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				entries = entries[:i]
 			}
 			if len(entries) == 0 {
+				if learn {
+					model.unsent(probe)
+				}
 				break
 			}
 			req, n, err := uploadRequest(storeID, st, entries)
