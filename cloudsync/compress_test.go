@@ -1,9 +1,12 @@
 package cloudsync
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/outpost-robotics/outpost/clock"
 )
 
 func TestChooseCompression(t *testing.T) {
@@ -156,5 +159,35 @@ func TestUnsentKeepsTheProbe(t *testing.T) {
 			t.Fatalf("after an empty probe: %v, probe %v; want a probe of identity", mode, probe)
 		}
 		return
+	}
+}
+
+func TestFits(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
+	s := &Syncer{o: Options{Clock: clk}}
+	ctx := context.WithValue(context.Background(), deadlineKey{}, clk.Uptime()+10*time.Second)
+	m := newLinkModel()
+	m.rates[sendZstd] = 1e6
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		window []*inflight
+		mode   sendMode
+		raw    int
+		want   bool
+	}{
+		{"no deadline", context.Background(), nil, sendZstd, 100e6, true},
+		{"rate unknown", ctx, nil, sendPlain, 100e6, true},
+		{"4 s of 5", ctx, nil, sendZstd, 4e6, true},
+		{"6 s of 5", ctx, nil, sendZstd, 6e6, false},
+		{"4 s after 2 s in flight", ctx, []*inflight{{mode: sendZstd, raw: 2e6}}, sendZstd, 4e6, false},
+		{"2 s after 2 s in flight", ctx, []*inflight{{mode: sendZstd, raw: 2e6}}, sendZstd, 2e6, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := s.fits(tc.ctx, m, tc.window, tc.mode, tc.raw); got != tc.want {
+				t.Fatalf("fits = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

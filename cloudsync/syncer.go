@@ -445,6 +445,25 @@ func (s *Syncer) deadline(ctx context.Context, what string, d time.Duration) (co
 // deadline ends.
 type deadlineKey struct{}
 
+// fits reports whether a batch of raw payload bytes sent in mode, after
+// the window's, is expected to be answered within half of what is left of
+// the cycle (the other half is for the rest of the cycle), at the rates
+// the stream's uploads were measured at. Unmeasured, it fits.
+func (s *Syncer) fits(ctx context.Context, m *linkModel, window []*inflight, mode sendMode, raw int) bool {
+	end, ok := ctx.Value(deadlineKey{}).(time.Duration)
+	rate := m.rates[mode].perSecond()
+	if !ok || rate <= 0 {
+		return true
+	}
+	need := float64(raw) / rate
+	for _, f := range window {
+		if r := m.rates[f.mode].perSecond(); r > 0 {
+			need += float64(f.raw) / r
+		}
+	}
+	return time.Duration(need*float64(time.Second)) <= (end-s.o.Clock.Uptime())/2
+}
+
 // requestTimeout is half of what is left of ctx's deadline (the cycle's),
 // at least 1 ms.
 func (s *Syncer) requestTimeout(ctx context.Context) time.Duration {
@@ -917,6 +936,17 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 			mode, probe := sendZstd, false
 			if learn {
 				mode, probe = model.next()
+				if len(window) > 0 && !s.fits(ctx, model, window, mode, size.bytes) {
+					// The budget counts wire bytes, which on a slow link
+					// can be more than the cycle has time to send: the
+					// rest waits for the next cycle, which starts at once.
+					// An empty window always sends, so a stream whose one
+					// batch takes long still moves (and shrinks its batch
+					// if it misses the deadline).
+					model.unsent(probe)
+					budget = 0
+					break
+				}
 			}
 			entries, err := s.o.Store.Read(ctx, st, next, size.records, min(model.rawBytes(mode, budget), size.bytes))
 			if err != nil {
