@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/outpost-robotics/outpost/api/codec"
+	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/credential"
 	"github.com/outpost-robotics/outpost/partfile"
@@ -150,12 +152,19 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
 
 	copts := []connect.ClientOption{
-		connect.WithInterceptors(credential.Bearer{Authorization: "Part " + opts.PartID + ":" + opts.PartSecret}),
+		connect.WithInterceptors(credential.Bearer{Authorization: "Part " + opts.PartID + ":" + opts.PartSecret}, tooLarge{}),
 		connect.WithReadMaxBytes(MaxResponseBytes),
 	}
+	hc := &http.Client{Transport: rewindTransport{c: rc, fallback: &retryablehttp.RoundTripper{Client: rc}}}
+	base := strings.TrimSuffix(opts.CloudURL, "/")
 	switch opts.Compression {
 	case "", codec.Zstd:
-		copts = append(copts, codec.ClientOptions()...)
+		// Two clients on one transport: the Syncer chooses, per upload,
+		// whether its body is worth compressing (see compressionPolicy).
+		return chooser{
+			SyncServiceClient: syncv1connect.NewSyncServiceClient(hc, base, slices.Concat(copts, codec.ClientOptions())...),
+			plain:             syncv1connect.NewSyncServiceClient(hc, base, copts...),
+		}, nil
 	case "gzip":
 		copts = append(copts, connect.WithSendGzip())
 	case "identity":
@@ -164,8 +173,78 @@ func newClient(opts ClientOptions, dial func(ctx context.Context, network, addr 
 	default:
 		return nil, fmt.Errorf("compression %q: want zstd, gzip, identity or none", opts.Compression)
 	}
-	hc := &http.Client{Transport: rewindTransport{c: rc, fallback: &retryablehttp.RoundTripper{Client: rc}}}
-	return syncv1connect.NewSyncServiceClient(hc, strings.TrimSuffix(opts.CloudURL, "/"), copts...), nil
+	return syncv1connect.NewSyncServiceClient(hc, base, copts...), nil
+}
+
+// chooser is NewClient's zstd client: an upload whose context carries
+// withPlain goes through plain, which sends its body uncompressed; every
+// other call, and every answer, is as the zstd client's.
+type chooser struct {
+	syncv1connect.SyncServiceClient
+	plain syncv1connect.SyncServiceClient
+}
+
+// plainKey marks an upload's context: send its body uncompressed.
+type plainKey struct{}
+
+// withPlain returns ctx marked so that a chooser sends the upload made with
+// it uncompressed.
+func withPlain(ctx context.Context) context.Context {
+	return context.WithValue(ctx, plainKey{}, true)
+}
+
+// isPlain reports whether ctx was marked by withPlain.
+func isPlain(ctx context.Context) bool {
+	plain, _ := ctx.Value(plainKey{}).(bool)
+	return plain
+}
+
+// Upload sends req compressed, or uncompressed when ctx says so.
+func (c chooser) Upload(ctx context.Context, req *connect.Request[syncv1.UploadRequest]) (*connect.Response[syncv1.UploadResponse], error) {
+	if isPlain(ctx) {
+		return c.plain.Upload(ctx, req)
+	}
+	return c.SyncServiceClient.Upload(ctx, req)
+}
+
+// choosesCompression marks a client that honours withPlain.
+func (chooser) choosesCompression() {}
+
+// ErrResponseTooLarge marks a call that failed because the cloud's answer
+// was larger than MaxResponseBytes: something is wrong with whatever
+// answered, which retrying later will not fix.
+var ErrResponseTooLarge = errors.New("the cloud's answer is larger than this part accepts")
+
+// tooLarge tells an answer over the part's read limit from a busy cloud.
+// Connect reports both as ResourceExhausted, and callers (the package
+// downloader) take that code for "the cloud is busy, come back later";
+// an answer too large for the part is neither busy nor temporary, so it
+// becomes an Internal error that says what happened and the limit.
+type tooLarge struct{}
+
+func (tooLarge) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		res, err := next(ctx, req)
+		return res, answerTooLarge(err)
+	}
+}
+
+func (tooLarge) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (tooLarge) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// answerTooLarge turns connect's own read-limit error into one wrapping
+// ErrResponseTooLarge; a ResourceExhausted the cloud sent (a wire error)
+// stays as it is.
+func answerTooLarge(err error) error {
+	if err == nil || connect.CodeOf(err) != connect.CodeResourceExhausted || connect.IsWireError(err) {
+		return err
+	}
+	return connect.NewError(connect.CodeInternal, fmt.Errorf("%w (limit %d bytes): %w", ErrResponseTooLarge, MaxResponseBytes, err))
 }
 
 // rewindTransport retries through retryablehttp without copying request

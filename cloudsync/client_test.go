@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -281,7 +282,8 @@ func (hugeChunkServer) GetPackageChunk(context.Context, *connect.Request[syncv1.
 
 // TestHugeAnswersAreRefused: an answer larger than MaxResponseBytes, plain
 // or compressed (where it is small on the wire and large once read), ends
-// the call with a clear error instead of being held in the part's memory.
+// the call with an error that says so instead of being held in the part's
+// memory.
 func TestHugeAnswersAreRefused(t *testing.T) {
 	for _, compression := range []string{"zstd", "gzip", "identity"} {
 		t.Run(compression, func(t *testing.T) {
@@ -294,9 +296,70 @@ func TestHugeAnswersAreRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = c.GetPackageChunk(context.Background(), connect.NewRequest(&syncv1.GetPackageChunkRequest{Sha256: make([]byte, 32)}))
-			if code := connect.CodeOf(err); code != connect.CodeResourceExhausted {
-				t.Fatalf("a huge answer: %v (code %v), want resource_exhausted", err, code)
+			if code := connect.CodeOf(err); code != connect.CodeInternal || !errors.Is(err, ErrResponseTooLarge) {
+				t.Fatalf("a huge answer: %v (code %v), want internal, too large (not resource_exhausted: a busy cloud)", err, code)
 			}
 		})
+	}
+}
+
+// bigPull answers every pull with a config document of size bytes, or with
+// the error busy when it is set.
+type bigPull struct {
+	syncv1connect.UnimplementedSyncServiceHandler
+	size int
+	busy error
+}
+
+func (b bigPull) Pull(context.Context, *connect.Request[syncv1.PullRequest]) (*connect.Response[syncv1.PullResponse], error) {
+	if b.busy != nil {
+		return nil, b.busy
+	}
+	return connect.NewResponse(&syncv1.PullResponse{Config: &syncv1.SignedDocument{Payload: make([]byte, b.size)}}), nil
+}
+
+// TestAnswerTooLargeIsNotABusyCloud serves, on loopback, answers over the
+// part's read limit: the call fails as Internal, saying the answer was too
+// large and the limit, not as ResourceExhausted, which the package
+// downloader reads as a busy cloud; a cloud that is busy still says so.
+func TestAnswerTooLargeIsNotABusyCloud(t *testing.T) {
+	for _, compression := range []string{"", "none", "identity"} {
+		for _, tc := range []struct {
+			name     string
+			srv      bigPull
+			wantCode connect.Code
+			tooLarge bool
+		}{
+			{"oversized", bigPull{size: MaxResponseBytes + 1}, connect.CodeInternal, true},
+			{"busy", bigPull{busy: connect.NewError(connect.CodeResourceExhausted, errors.New("too many chunk downloads"))}, connect.CodeResourceExhausted, false},
+			{"at the limit", bigPull{size: MaxResponseBytes - 64}, 0, false},
+		} {
+			t.Run(compression+"/"+tc.name, func(t *testing.T) {
+				mux := http.NewServeMux()
+				mux.Handle(syncv1connect.NewSyncServiceHandler(tc.srv, codec.HandlerOption()))
+				srv := httptest.NewServer(mux)
+				defer srv.Close()
+				c, err := NewClient(ClientOptions{CloudURL: srv.URL, PartID: "p", PartSecret: "s", RetryMax: 1, RetryWaitMin: 1, RetryWaitMax: 2, Compression: compression})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Pull(context.Background(), connect.NewRequest(&syncv1.PullRequest{}))
+				if tc.wantCode == 0 {
+					if err != nil {
+						t.Fatalf("an answer within the limit: %v", err)
+					}
+					return
+				}
+				if got := connect.CodeOf(err); got != tc.wantCode {
+					t.Fatalf("code %v (%v), want %v", got, err, tc.wantCode)
+				}
+				if errors.Is(err, ErrResponseTooLarge) != tc.tooLarge {
+					t.Fatalf("errors.Is(%v, ErrResponseTooLarge) = %v", err, !tc.tooLarge)
+				}
+				if tc.tooLarge && !strings.Contains(err.Error(), fmt.Sprint(MaxResponseBytes)) {
+					t.Fatalf("%v does not say the limit", err)
+				}
+			})
+		}
 	}
 }

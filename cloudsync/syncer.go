@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -78,7 +79,9 @@ type Options struct {
 	// never overlap.
 	CycleTimeout time.Duration
 	// CycleBytes bounds what one cycle uploads, so a large backlog never
-	// delays the next pull; 0 means 8 MiB.
+	// delays the next pull; 0 means 8 MiB. Uploads count the bytes they
+	// take on the wire (compressed, by the ratio the stream learnt), as
+	// what the budget bounds is how long a cycle holds the link.
 	CycleBytes int
 	// BatchBytes bounds one upload request; 0 means 1 MiB.
 	BatchBytes int
@@ -157,6 +160,10 @@ type Syncer struct {
 	// batch is each stream's current upload request size; only cycles
 	// touch it, and they hold cycleMu.
 	batch map[cache.Stream]batchSize
+	// links is what each stream's uploads taught about compressing them,
+	// and sample the encoder's sample; only cycles touch them.
+	links  map[cache.Stream]*linkModel
+	sample sampler
 	// lastContact is the uptime of the last cycle whose pull the cloud
 	// answered, and contacted whether there was one; cycles hold cycleMu.
 	lastContact time.Duration
@@ -216,6 +223,7 @@ func New(o Options) (*Syncer, error) {
 		given:    given,
 		stalled:  map[cache.Stream]int{},
 		batch:    map[cache.Stream]batchSize{},
+		links:    map[cache.Stream]*linkModel{},
 	}, nil
 }
 
@@ -436,6 +444,25 @@ func (s *Syncer) deadline(ctx context.Context, what string, d time.Duration) (co
 // deadlineKey keys the injected clock's uptime at which a context made by
 // deadline ends.
 type deadlineKey struct{}
+
+// fits reports whether a batch of raw payload bytes sent in mode, after
+// the window's, is expected to be answered within half of what is left of
+// the cycle (the other half is for the rest of the cycle), at the rates
+// the stream's uploads were measured at. Unmeasured, it fits.
+func (s *Syncer) fits(ctx context.Context, m *linkModel, window []*inflight, mode sendMode, raw int) bool {
+	end, ok := ctx.Value(deadlineKey{}).(time.Duration)
+	rate := m.rates[mode].perSecond()
+	if !ok || rate <= 0 {
+		return true
+	}
+	need := float64(raw) / rate
+	for _, f := range window {
+		if r := m.rates[f.mode].perSecond(); r > 0 {
+			need += float64(f.raw) / r
+		}
+	}
+	return time.Duration(need*float64(time.Second)) <= (end-s.o.Clock.Uptime())/2
+}
 
 // requestTimeout is half of what is left of ctx's deadline (the cycle's),
 // at least 1 ms.
@@ -762,13 +789,62 @@ func (s *Syncer) upload(ctx context.Context, res *Result) error {
 
 // inflight is one upload request on its way to the cloud.
 type inflight struct {
-	seqs []uint64 // the batch's sequence numbers, ascending
-	done chan uploadAnswer
+	seqs  []uint64 // the batch's sequence numbers, ascending
+	done  chan uploadAnswer
+	mode  sendMode
+	probe bool
+	raw   int  // payload bytes
+	full  bool // of the stream's full batch size
 }
 
 type uploadAnswer struct {
 	ackedThrough uint64
 	err          error
+	// took is the time from the request's send to its answer, and shared
+	// the uploads of the stream on their way meanwhile (on average of the
+	// two ends, itself included).
+	took   time.Duration
+	shared float64
+}
+
+// learnsCompression reports whether the client sends an upload compressed
+// or not as the Syncer chooses (NewClient's zstd client does); any other
+// client compresses as it was made to, and the Syncer does not learn.
+func (s *Syncer) learnsCompression() bool {
+	_, ok := s.o.Client.(interface{ choosesCompression() })
+	return ok
+}
+
+// linkModel returns what stream st learnt about compressing.
+func (s *Syncer) linkModel(st cache.Stream) *linkModel {
+	m, ok := s.links[st]
+	if !ok {
+		m = newLinkModel()
+		s.links[st] = m
+	}
+	return m
+}
+
+// sampleEncoder compresses a sample of entries to learn the stream's
+// ratio and the encoder's speed on this part.
+func (s *Syncer) sampleEncoder(st cache.Stream, m *linkModel, entries []cache.Entry) {
+	s.sample.buf = sampleOf(s.sample.buf, entries)
+	t0 := s.o.Clock.Uptime()
+	n := s.sample.CompressedSize(s.sample.buf)
+	was := m.mode
+	m.sampled(len(s.sample.buf), n, s.o.Clock.Uptime()-t0)
+	if m.mode != was {
+		s.logMode(m, st)
+	}
+}
+
+// logMode says that a stream's uploads changed mode, and why.
+func (s *Syncer) logMode(m *linkModel, st cache.Stream) {
+	in := m.inputs()
+	s.log.Info("a stream's uploads change compression",
+		zap.String("stream", string(st)), zap.Stringer("compression", m.mode),
+		zap.Float64("ratio", in.ratio), zap.Float64("compressor_mb_s", in.compressRate/1e6),
+		zap.Float64("zstd_payload_mb_s", in.zstdRate/1e6), zap.Float64("identity_payload_mb_s", in.plainRate/1e6))
 }
 
 // uploadStream sends the backlog of one stream within budget and returns
@@ -818,6 +894,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	// it (found by the reliability suite's byte-budget scenario).
 	end := stats.Last
 	var sent uint64 // the highest sequence sent
+	learn := s.learnsCompression()
+	model := s.linkModel(st)
+	var active atomic.Int32 // uploads of this turn on their way
 	ctx, cancel := context.WithCancel(ctx)
 	var window []*inflight
 	defer func() {
@@ -852,7 +931,24 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 	}
 	for {
 		for len(window) < s.o.InFlight && budget > 0 {
-			entries, err := s.o.Store.Read(ctx, st, next, size.records, min(budget, size.bytes))
+			// The mode of the next batch is chosen before it is read, as
+			// the budget it may spend depends on it.
+			mode, probe := sendZstd, false
+			if learn {
+				mode, probe = model.next()
+				if len(window) > 0 && !s.fits(ctx, model, window, mode, size.bytes) {
+					// The budget counts wire bytes, which on a slow link
+					// can be more than the cycle has time to send: the
+					// rest waits for the next cycle, which starts at once.
+					// An empty window always sends, so a stream whose one
+					// batch takes long still moves (and shrinks its batch
+					// if it misses the deadline).
+					model.unsent(probe)
+					budget = 0
+					break
+				}
+			}
+			entries, err := s.o.Store.Read(ctx, st, next, size.records, min(model.rawBytes(mode, budget), size.bytes))
 			if err != nil {
 				return budget, fmt.Errorf("upload %s: read backlog: %w", st, err)
 			}
@@ -860,6 +956,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				entries = entries[:i]
 			}
 			if len(entries) == 0 {
+				if learn {
+					model.unsent(probe)
+				}
 				break
 			}
 			req, n, err := uploadRequest(storeID, st, entries)
@@ -867,11 +966,21 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 				return budget, err
 			}
 			sentMax = batchSize{records: max(sentMax.records, len(entries)), bytes: max(sentMax.bytes, n)}
-			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1)}
+			f := &inflight{seqs: make([]uint64, len(entries)), done: make(chan uploadAnswer, 1), raw: n, mode: mode, probe: probe,
+				// A batch cut short by the end of the backlog or of the
+				// budget is mostly round trip: it teaches nothing about
+				// the link's rate.
+				full: 2*n >= size.bytes || len(entries) == size.records}
 			for i, e := range entries {
 				f.seqs[i] = e.Seq
 			}
+			if learn && model.needsSample() {
+				s.sampleEncoder(st, model, entries)
+			}
+			sharedAtSend := active.Add(1)
+			sentAt := s.o.Clock.Uptime()
 			go func() {
+				defer active.Add(-1)
 				// A stalled stream is on probation: each of its requests
 				// gets half of what is left of the cycle, so one that hangs
 				// again leaves the other streams their turn. Any other
@@ -884,17 +993,26 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 					rctx, cancel = s.deadline(ctx, "upload request", s.requestTimeout(ctx))
 					defer cancel()
 				}
+				if f.mode == sendPlain {
+					rctx = withPlain(rctx)
+				}
 				ans, err := s.o.Client.Upload(rctx, connect.NewRequest(req))
 				if err != nil {
 					f.done <- uploadAnswer{err: err}
 					return
 				}
-				f.done <- uploadAnswer{ackedThrough: ans.Msg.GetAckedThrough()}
+				f.done <- uploadAnswer{
+					ackedThrough: ans.Msg.GetAckedThrough(),
+					took:         s.o.Clock.Uptime() - sentAt,
+					shared:       float64(sharedAtSend+active.Load()) / 2,
+				}
 			}()
 			window = append(window, f)
 			next = f.seqs[len(f.seqs)-1]
 			sent = max(sent, next)
-			budget -= n
+			// The budget bounds the time a cycle holds the link, so it
+			// counts what the batch takes on the wire.
+			budget -= model.wireBytes(f.mode, n)
 		}
 		if len(window) == 0 {
 			return budget, nil
@@ -907,6 +1025,9 @@ func (s *Syncer) uploadStream(ctx context.Context, res *Result, storeID string, 
 		}
 		if err := apply(ans, append([]*inflight{f}, window...)...); err != nil {
 			return budget, err
+		}
+		if learn && f.full && model.answered(f.mode, f.probe, f.raw, ans.took, ans.shared) {
+			s.logMode(model, st)
 		}
 		size = size.grow(full)
 		first, last := f.seqs[0], f.seqs[len(f.seqs)-1]

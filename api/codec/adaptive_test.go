@@ -291,3 +291,27 @@ func TestRawFramesReadByReferenceZstd(t *testing.T) {
 		}
 	}
 }
+
+func TestSampler(t *testing.T) {
+	var s Sampler
+	for _, tc := range []struct {
+		name     string
+		p        []byte
+		minRatio float64
+		maxRatio float64
+	}{
+		{"readings", readings(64 << 10), 2, 20},
+		{"random", randomBytes(64<<10, 9), 1, 1},
+		{"small random", randomBytes(1<<10, 9), 0.9, 1.01},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := s.CompressedSize(tc.p)
+			if r := float64(len(tc.p)) / float64(n); r < tc.minRatio || r > tc.maxRatio {
+				t.Fatalf("ratio %.2f, want %.2f..%.2f", r, tc.minRatio, tc.maxRatio)
+			}
+		})
+	}
+	if Incompressible(readings(64<<10)) || !Incompressible(randomBytes(64<<10, 1)) {
+		t.Fatal("Incompressible misjudged readings or random bytes")
+	}
+}

@@ -71,3 +71,33 @@ type decoder struct{ d *zstd.Decoder }
 func (d decoder) Read(p []byte) (int, error) { return d.d.Read(p) }
 func (d decoder) Reset(r io.Reader) error    { return d.d.Reset(r) }
 func (d decoder) Close() error               { return d.d.Reset(nil) }
+
+// Incompressible reports whether p looks incompressible by the same test
+// the compressor applies to a message (the byte entropy of a sample), so
+// a caller can tell, without running the encoder, that compressing p would
+// only copy it.
+func Incompressible(p []byte) bool {
+	return len(p) >= sampleMin && sampleEntropy(p) >= rawEntropy
+}
+
+// Sampler compresses samples of a stream's bodies as the wire's zstd
+// encoder does, so the sync loop can learn the compression ratio and the
+// encoder's speed on this machine. It is not safe for concurrent use.
+type Sampler struct {
+	enc *zstd.Encoder
+	buf []byte
+}
+
+// CompressedSize returns the size of p compressed by the wire's encoder
+// (its settings and its skip of incompressible bytes, which it reports as
+// len(p) without running the encoder).
+func (s *Sampler) CompressedSize(p []byte) int {
+	if Incompressible(p) {
+		return len(p)
+	}
+	if s.enc == nil {
+		s.enc = newEncoder()
+	}
+	s.buf = s.enc.EncodeAll(p, s.buf[:0])
+	return len(s.buf)
+}
