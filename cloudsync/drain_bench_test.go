@@ -203,7 +203,7 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 	}
 	d.inFlight = inFlight
 	if d.inFlight == 0 {
-		d.inFlight = 2 // cloudsync's default
+		d.inFlight = cloudsync.DefaultInFlight
 	}
 
 	if profile != "" {

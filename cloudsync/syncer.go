@@ -59,6 +59,10 @@ var UploadOrder = []cache.Stream{
 	cache.StreamCaptures,
 }
 
+// DefaultInFlight is Options.InFlight's default: the upload requests of a
+// stream on their way to the cloud at once.
+const DefaultInFlight = 8
+
 // Options configures a Syncer. Store, Client, Clock, Trust and Offline are
 // required.
 type Options struct {
@@ -86,7 +90,7 @@ type Options struct {
 	// BatchBytes bounds one upload request; 0 means 1 MiB.
 	BatchBytes int
 	// InFlight bounds the upload requests of a stream on their way to the
-	// cloud at once; 0 means 8 (see uploadStream). 1 sends one batch at a
+	// cloud at once; 0 means DefaultInFlight (see uploadStream). 1 sends one batch at a
 	// time and reads the next only after the answer. Uploads in flight
 	// share the link and finish together, and the link then waits while
 	// the cloud stores them and the part reads and encodes the next: 8 keep
@@ -212,7 +216,7 @@ func New(o Options) (*Syncer, error) {
 	o.CycleTimeout = cmp.Or(o.CycleTimeout, o.Interval*4/5)
 	o.CycleBytes = cmp.Or(o.CycleBytes, 8<<20)
 	o.BatchBytes = cmp.Or(o.BatchBytes, 1<<20)
-	o.InFlight = cmp.Or(o.InFlight, 8)
+	o.InFlight = cmp.Or(o.InFlight, DefaultInFlight)
 	o.StallCycles = cmp.Or(o.StallCycles, 3)
 	return &Syncer{
 		o:        o,
