@@ -139,16 +139,10 @@ func (s *Store) evictHeadLocked(st Stream, need int64) (int64, error) {
 			for it.Seek(recordSeek(st, from)); it.Valid() && freed < need && !b.full(); it.Next() {
 				item := it.Item()
 				last, _ := seqSize(item.Key())
-				prio := item.UserMeta()
-				var derr error
-				if err := item.Value(func(v []byte) error {
-					recs, prio, derr = decodeRun(last, v, recs)
-					return nil
-				}); err != nil {
+				var prio uint8
+				var err error
+				if recs, prio, err = runOf(item, last, recs); err != nil {
 					return err
-				}
-				if derr != nil {
-					recs = nil
 				}
 				liveFrom := firstLive(recs, b.meta(st).AckedThrough, prevLast+1)
 				count, n, err := b.removeRun(st, item.KeyCopy(nil), prio, recs, prevLast+1)
@@ -202,15 +196,8 @@ func (s *Store) evictCapturesLocked(prio uint8, need int64) (int64, error) {
 				if err != nil {
 					return err
 				}
-				var derr error
-				if err := item.Value(func(v []byte) error {
-					recs, _, derr = decodeRun(last, v, recs)
-					return nil
-				}); err != nil {
+				if recs, _, err = runOf(item, last, recs); err != nil {
 					return err
-				}
-				if derr != nil {
-					recs = nil
 				}
 				liveFrom := firstLive(recs, b.meta(StreamCaptures).AckedThrough, last)
 				count, n, err := b.removeRun(StreamCaptures, key, prio, recs, last)

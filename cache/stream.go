@@ -688,19 +688,12 @@ func (s *Store) ackChunk(st Stream, through uint64) (done bool, freed uint64, er
 		for it.Seek(recordSeek(st, m.AckedThrough+1)); it.Valid(); it.Next() {
 			item := it.Item()
 			last, size := seqSize(item.Key())
+			// A damaged run goes whole once the ack passes its end (Read
+			// declares its loss); counted as removeRun says.
 			var prio uint8
-			var derr error
-			if err := item.Value(func(v []byte) error {
-				recs, prio, derr = decodeRun(last, v, recs)
-				return nil
-			}); err != nil {
+			var err error
+			if recs, prio, err = runOf(item, last, recs); err != nil {
 				return err
-			}
-			if derr != nil {
-				// A damaged run goes whole once the ack passes its end
-				// (Read declares its loss); counted as removeRun says.
-				recs = nil
-				prio = item.UserMeta()
 			}
 			if last > through {
 				// The run holds records on both sides of through: it stays
@@ -838,4 +831,26 @@ func (s *Store) noteFreed(n int64) {
 		default:
 		}
 	}
+}
+
+// runOf decodes the run item holds (its last sequence is last) into buf, for
+// the callers that remove or count runs: a run that does not decode comes
+// back with no records and the priority its key's user meta keeps, so that
+// it goes whole, with its index key. The records' payloads must not be
+// read (Badger keeps a value only while Value runs); err is the store's own
+// read error.
+func runOf(item *badger.Item, last uint64, buf []runRec) ([]runRec, uint8, error) {
+	var recs []runRec
+	var prio uint8
+	var derr error
+	if err := item.Value(func(v []byte) error {
+		recs, prio, derr = decodeRun(last, v, buf)
+		return nil
+	}); err != nil {
+		return nil, 0, err
+	}
+	if derr != nil {
+		return nil, item.UserMeta(), nil
+	}
+	return recs, prio, nil
 }
