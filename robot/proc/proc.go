@@ -262,7 +262,12 @@ func (s *Supervisor) run() {
 			default:
 				st.Failures++
 			}
-			if !restart {
+			// The run is over: a status read between this event and the
+			// backoff must not report it running (and, once StableAfter
+			// passed, its failures as reset).
+			if restart {
+				st.State = StateBackoff
+			} else {
 				st.State = StateExited
 			}
 		})
