@@ -152,7 +152,7 @@ func (f *FileBlobStore) Commit(_ context.Context, key BlobKey) error {
 		return fmt.Errorf("commit blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	// The rename is durable only once the folder is synced.
-	if err := syncDir(filepath.Dir(to)); err != nil {
+	if err := SyncDir(filepath.Dir(to)); err != nil {
 		return fmt.Errorf("commit blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	return nil
@@ -174,7 +174,10 @@ func (f *FileBlobStore) Open(_ context.Context, key BlobKey) (io.ReadCloser, err
 	return fh, nil
 }
 
-func syncDir(dir string) error {
+// SyncDir syncs the folder dir, so that the files created, renamed or
+// removed in it are durable: a store calls it after such a change, before
+// anything refers to the result.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -237,7 +237,7 @@ func (ss *segments) roll() error {
 	if err != nil {
 		return fmt.Errorf("start segment %s: %w", segName(id), err)
 	}
-	if err := syncDir(ss.dir); err != nil {
+	if err := ingest.SyncDir(ss.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("start segment %s: %w", segName(id), err)
 	}
@@ -298,15 +298,6 @@ func (ss *segments) chores() (settle, gone []uint32, fold bool) {
 		fold, ss.deltas = true, 0
 	}
 	return settle, gone, fold
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // append writes payloads one after another with one write to the active
@@ -476,7 +467,7 @@ func (ss *segments) remove(sf *segFile) error {
 	} else if rerr == nil {
 		// Gone for good before its entries are dropped: a file back after
 		// a crash would have entries no longer saying what it holds.
-		err = errors.Join(err, syncDir(ss.dir))
+		err = errors.Join(err, ingest.SyncDir(ss.dir))
 	}
 	if err != nil {
 		return fmt.Errorf("remove segment %s: %w", segName(sf.id), err)
