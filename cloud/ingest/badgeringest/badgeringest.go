@@ -16,7 +16,8 @@
 //	b\0PART\0BLOB                 a blob's progress (JSON)
 //	p\0PART\0BLOB                 an incomplete blob: declared size, last chunk time
 //	s\0PART                       a part's last status
-//	t\0STREAM\0TIME PART\0STORE\0SEQ  the time index (bytime.go)
+//	T\0STREAM\0TIME PART\0STORE\0SEQ  a run of the time index (bytime.go)
+//	t\0STREAM\0TIME PART\0STORE\0SEQ  the time index as stores before runs wrote it
 //	h\0SEG OFF LEN                an erase intent (segments.go)
 //	e\0SEG OFF                    a put's extent in a segment (segments.go)
 //	v\0SEG NONCE                  a segment's live bytes (segments.go)
@@ -152,7 +153,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	bo := badgerdb.Options(opts.Dir, log).
 		WithDetectConflicts(false). // writes to a stream are serialized by Store.streams
-		WithMemTableSize(memTableSize)
+		WithMemTableSize(memTableSize).
+		WithNumLevelZeroTables(8).
+		WithNumLevelZeroTablesStall(16).
+		WithBaseTableSize(8 << 20).
+		WithBaseLevelSize(64 << 20).
+		WithBlockCacheSize(64 << 20)
 	db, err := badgerdb.Open(bo, log)
 	if err != nil {
 		return nil, fmt.Errorf("open ingest store in %s: %w", opts.Dir, err)
@@ -501,9 +507,8 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
 		}
 		if !r.Time.IsZero() {
-			if err := w.set(timeKey(key, r.Time, r.Seq), nil); err != nil {
-				return res, fmt.Errorf("put records of %s: time of seq %d: %w", key, r.Seq, err)
-			}
+			w.times = append(w.times, timeEntry{r.Time.UnixNano(), r.Seq})
+			w.cost += 16
 		}
 		m.records++
 		m.bytes += uint64(len(r.Payload))
@@ -593,6 +598,9 @@ type writer struct {
 	// committed before the put (the view), all the stream holds.
 	recKey  ingest.StreamKey
 	written map[uint64][]byte
+	// times are the positions of the records of recKey the next commit
+	// writes, for its time runs.
+	times []timeEntry
 	// cursors find committed records, one per record prefix, in view.
 	cursors map[string]*heldCursor
 }
@@ -867,6 +875,10 @@ func (w *writer) commitTxn() error {
 	if w.pending == 0 && len(w.dirty) == 0 {
 		return nil
 	}
+	if err := writeTimeRuns(w.recKey, w.times, w.txn.Set); err != nil {
+		return err
+	}
+	w.times = w.times[:0]
 	for key := range w.dirty {
 		if err := w.txn.Set(join('m', key.PartID, key.StoreID, key.Stream), w.metas[key].encode()); err != nil {
 			return err
@@ -903,7 +915,12 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 	// punched out once it commits, with an intent committed in it so
 	// that a punch lost to a crash is redone at Open.
 	var erased []segPtr
+	var gone []timeEntry
 	commit := func() error {
+		if err := dropTimes(txn, key, gone); err != nil {
+			return fmt.Errorf("drop times: %w", err)
+		}
+		gone = gone[:0]
 		if err := txn.Set(mk, m.encode()); err != nil {
 			return err
 		}
@@ -954,9 +971,7 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 			erased = append(erased, rv.ptr)
 		}
 		if !at.IsZero() {
-			if err := txn.Delete(timeKey(key, at, seq)); err != nil {
-				return n, fmt.Errorf("delete records of %s: time of seq %d: %w", key, seq, err)
-			}
+			gone = append(gone, timeEntry{at.UnixNano(), seq})
 		}
 		m.records--
 		m.bytes -= uint64(size)
