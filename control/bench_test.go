@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"syscall"
@@ -89,6 +91,7 @@ func BenchmarkControlRPC(b *testing.B) {
 				}
 			}
 			lat := make([][]time.Duration, tc.clients)
+			rt0 := readRuntime()
 			cpu0 := processCPU(b)
 			b.ResetTimer()
 			var wg sync.WaitGroup
@@ -127,6 +130,7 @@ func BenchmarkControlRPC(b *testing.B) {
 			b.StopTimer()
 			if b.N > 0 {
 				b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+				readRuntime().since(rt0).report(b)
 			}
 			all := slices.Concat(lat...)
 			slices.Sort(all)
@@ -136,6 +140,101 @@ func BenchmarkControlRPC(b *testing.B) {
 			}
 		})
 	}
+}
+
+// runtimeSample is what the runtime says about collection and scheduling,
+// to tell a latency tail made by the GC from one made by the scheduler.
+type runtimeSample struct {
+	gcCycles                   uint64
+	gcCPU, assistCPU, totalCPU float64
+	gcPauses, schedLatency     histogram
+}
+
+// histogram is a copy of a runtime/metrics histogram.
+type histogram struct {
+	counts  []uint64
+	buckets []float64
+}
+
+func readRuntime() runtimeSample {
+	s := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/gc/mark/assist:cpu-seconds"},
+		{Name: "/cpu/classes/total:cpu-seconds"},
+		{Name: "/sched/pauses/total/gc:seconds"},
+		{Name: "/sched/latencies:seconds"},
+	}
+	metrics.Read(s)
+	hist := func(v metrics.Value) histogram {
+		h := v.Float64Histogram()
+		return histogram{counts: slices.Clone(h.Counts), buckets: slices.Clone(h.Buckets)}
+	}
+	return runtimeSample{
+		gcCycles:     s[0].Value.Uint64(),
+		gcCPU:        s[1].Value.Float64(),
+		assistCPU:    s[2].Value.Float64(),
+		totalCPU:     s[3].Value.Float64(),
+		gcPauses:     hist(s[4].Value),
+		schedLatency: hist(s[5].Value),
+	}
+}
+
+// since is what happened between before and s.
+func (s runtimeSample) since(before runtimeSample) runtimeSample {
+	sub := func(h, b histogram) histogram {
+		d := histogram{counts: slices.Clone(h.counts), buckets: h.buckets}
+		for i := range d.counts {
+			d.counts[i] -= b.counts[i]
+		}
+		return d
+	}
+	return runtimeSample{
+		gcCycles:     s.gcCycles - before.gcCycles,
+		gcCPU:        s.gcCPU - before.gcCPU,
+		assistCPU:    s.assistCPU - before.assistCPU,
+		totalCPU:     s.totalCPU - before.totalCPU,
+		gcPauses:     sub(s.gcPauses, before.gcPauses),
+		schedLatency: sub(s.schedLatency, before.schedLatency),
+	}
+}
+
+// quantile is the upper bound of the bucket holding the q-quantile (its
+// lower bound for the last, unbounded bucket), in microseconds.
+func (h histogram) quantile(q float64) float64 {
+	var total uint64
+	for _, c := range h.counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	want := uint64(math.Ceil(q * float64(total)))
+	var sum uint64
+	for i, c := range h.counts {
+		sum += c
+		if sum >= want {
+			if math.IsInf(h.buckets[i+1], 1) {
+				return h.buckets[i] * 1e6
+			}
+			return h.buckets[i+1] * 1e6
+		}
+	}
+	return 0
+}
+
+// report adds the GC's cycles, its share of the process's CPU (and
+// assists' share), its longest pause, and how long runnable goroutines
+// waited for a thread (p99 and p99.9 of the runtime's histogram).
+func (s runtimeSample) report(b *testing.B) {
+	b.ReportMetric(float64(s.gcCycles), "gc-cycles")
+	if s.totalCPU > 0 {
+		b.ReportMetric(100*s.gcCPU/s.totalCPU, "gc-cpu-%")
+		b.ReportMetric(100*s.assistCPU/s.totalCPU, "assist-cpu-%")
+	}
+	b.ReportMetric(s.gcPauses.quantile(1), "gc-pause-max-µs")
+	b.ReportMetric(s.schedLatency.quantile(0.99), "sched-p99-µs")
+	b.ReportMetric(s.schedLatency.quantile(0.999), "sched-p99.9-µs")
 }
 
 // processCPU is the CPU time (user and system) this process used so far.
