@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,22 +22,32 @@ var testLimits = Limits{MaxConns: 4, ReadHeaderTimeout: 300 * time.Millisecond, 
 
 // serve runs h behind lim on loopback, over HTTP/1.1 and unencrypted
 // HTTP/2, and returns its address.
-func serve(t *testing.T, lim Limits, h http.Handler) string {
-	t.Helper()
+func serve(tb testing.TB, lim Limits, h http.Handler) string {
+	tb.Helper()
+	return serveWith(tb, lim, h, true)
+}
+
+// serveWith is serve, with lim's handler wrapper (the body limit) only if
+// limitBody.
+func serveWith(tb testing.TB, lim Limits, h http.Handler, limitBody bool) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := &http.Server{Handler: h, Protocols: new(http.Protocols)}
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	lim.Apply(srv)
+	if !limitBody {
+		srv.Handler = h
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lim.Listener(ln)) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		srv.Close()
 		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Error(err)
+			tb.Error(err)
 		}
 	})
 	return ln.Addr().String()
@@ -260,4 +271,42 @@ func TestUnreadBodyIsBounded(t *testing.T) {
 	if !strings.Contains(string(b), "not read") {
 		t.Errorf("got %q, want the handler's answer", b)
 	}
+}
+
+// BenchmarkSmallBody is what the body limit costs a call whose body
+// arrives whole with its request (a command's): small POSTs over one
+// HTTP/2 (h2c) and one HTTP/1.1 connection on loopback, with and without
+// the limit's handler, reporting the process's CPU per request.
+func BenchmarkSmallBody(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		h2c     bool
+		limited bool
+	}{{"h2c", true, true}, {"h2c-nolimit", true, false}, {"http1", false, true}, {"http1-nolimit", false, false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := serveWith(b, Limits{}, echo, tc.limited)
+			c := client(tc.h2c)
+			body := bytes.Repeat([]byte("c"), 200)
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				res, err := c.Post("http://"+addr+"/", "application/proto", bytes.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
