@@ -3,11 +3,12 @@
 // to arrive, how long an idle keep-alive connection stays, and how large
 // the headers may be.
 //
-// The body limit is a deadline on reading the request body only, set by a
-// handler wrapper through http.ResponseController and cleared once the
-// body is read, so long polls and server streams (a relay's NextOffer, a
-// followed log) answer as late as they need to, while a client that sends
-// its body slowly to keep a connection (slowloris) is cut off.
+// The body limit is a deadline on reading the request body only, kept by a
+// handler wrapper's timer and set on the connection through
+// http.ResponseController only to cut a body that is late, so long polls
+// and server streams (a relay's NextOffer, a followed log) answer as late
+// as they need to, while a client that sends its body slowly to keep a
+// connection (slowloris) is cut off.
 package netlimit
 
 import (
