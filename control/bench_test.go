@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"syscall"
@@ -28,10 +30,20 @@ import (
 // about: 100 clients each sending at a fixed control rate (open loop,
 // 5,000 calls/s in all), whose latency counts from when a call was due,
 // so a part that falls behind shows it rather than slowing the clients.
+// The clients' start phases are spread evenly over the period, as
+// independent tools' are not locked to each other; the "-inphase" cases
+// start them all at once, a burst of 100 calls every period, as the worst
+// case.
 //
-// It reports p50 and p99 latency, ns/op (which, with concurrency, is the
+// It reports p50 and p99 latency (and p50-µs-sent, p99-µs-sent: from when
+// a call was sent rather than due, without a client's lateness in waking
+// from its sleep, which the runtime's timers on an idle process round up
+// to the millisecond), ns/op (which, with concurrency, is the
 // inverse of throughput; with a fixed rate, the rate's) and cpu-µs/call,
-// the CPU time this process spent per call: client and part together. The
+// the CPU time this process spent per call: client and part together, and
+// from runtime/metrics the GC's cycles, CPU share and longest pause and how
+// long runnable goroutines waited for a thread (sched-p99, sched-p99.9),
+// to tell a latency tail made by collection from one made by scheduling. The
 // part's share is its goroutines' in a CPU profile: they carry the label
 // side=part (go tool pprof -tagfocus side=part).
 func BenchmarkControlRPC(b *testing.B) {
@@ -68,15 +80,20 @@ func BenchmarkControlRPC(b *testing.B) {
 		session func(i int) int
 		// hz is each client's call rate; 0 is a closed loop.
 		hz int
+		// inPhase starts every client at the same instant, so all of them
+		// call at once every period: the worst case, not the field's.
+		inPhase bool
 	}{
-		{"grpc", 1, grpcClient, func(i int) int { return i }, 0},
-		{"webrtc", 1, rtcClient, func(i int) int { return i }, 0},
-		{"grpc-100clients", 100, grpcClient, func(i int) int { return i }, 0},
-		{"webrtc-100clients", 100, rtcClient, func(i int) int { return i % 20 }, 0},
-		{"grpc-100clients-50hz", 100, grpcClient, func(i int) int { return i }, 50},
-		{"webrtc-100clients-50hz", 100, rtcClient, func(i int) int { return i % 20 }, 50},
-		{"grpc-100clients-10hz", 100, grpcClient, func(i int) int { return i }, 10},
-		{"webrtc-100clients-10hz", 100, rtcClient, func(i int) int { return i % 20 }, 10},
+		{"grpc", 1, grpcClient, func(i int) int { return i }, 0, false},
+		{"webrtc", 1, rtcClient, func(i int) int { return i }, 0, false},
+		{"grpc-100clients", 100, grpcClient, func(i int) int { return i }, 0, false},
+		{"webrtc-100clients", 100, rtcClient, func(i int) int { return i % 20 }, 0, false},
+		{"grpc-100clients-50hz", 100, grpcClient, func(i int) int { return i }, 50, false},
+		{"webrtc-100clients-50hz", 100, rtcClient, func(i int) int { return i % 20 }, 50, false},
+		{"grpc-100clients-10hz", 100, grpcClient, func(i int) int { return i }, 10, false},
+		{"webrtc-100clients-10hz", 100, rtcClient, func(i int) int { return i % 20 }, 10, false},
+		{"grpc-100clients-10hz-inphase", 100, grpcClient, func(i int) int { return i }, 10, true},
+		{"webrtc-100clients-10hz-inphase", 100, rtcClient, func(i int) int { return i % 20 }, 10, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := newEnv(b)
@@ -89,6 +106,10 @@ func BenchmarkControlRPC(b *testing.B) {
 				}
 			}
 			lat := make([][]time.Duration, tc.clients)
+			// sent is each call's latency from when it was sent: the
+			// part's answer without the client's own lateness in waking.
+			sent := make([][]time.Duration, tc.clients)
+			rt0 := readRuntime()
 			cpu0 := processCPU(b)
 			b.ResetTimer()
 			var wg sync.WaitGroup
@@ -99,6 +120,7 @@ func BenchmarkControlRPC(b *testing.B) {
 					n++
 				}
 				lat[i] = make([]time.Duration, 0, n)
+				sent[i] = make([]time.Duration, 0, n)
 				wg.Go(func() {
 					var period time.Duration
 					due := start
@@ -106,7 +128,9 @@ func BenchmarkControlRPC(b *testing.B) {
 						// The clients' calls are spread over the period, as
 						// independent clients' would be.
 						period = time.Second / time.Duration(tc.hz)
-						due = start.Add(period * time.Duration(i) / time.Duration(tc.clients))
+						if !tc.inPhase {
+							due = start.Add(period * time.Duration(i) / time.Duration(tc.clients))
+						}
 					}
 					for range n {
 						if period > 0 {
@@ -114,11 +138,13 @@ func BenchmarkControlRPC(b *testing.B) {
 						} else {
 							due = time.Now()
 						}
+						t := time.Now()
 						if _, err := cs[i].DoCommand(context.Background(), req()); err != nil {
 							b.Error(err)
 							return
 						}
 						lat[i] = append(lat[i], time.Since(due))
+						sent[i] = append(sent[i], time.Since(t))
 						due = due.Add(period)
 					}
 				})
@@ -127,15 +153,116 @@ func BenchmarkControlRPC(b *testing.B) {
 			b.StopTimer()
 			if b.N > 0 {
 				b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+				readRuntime().since(rt0).report(b)
 			}
-			all := slices.Concat(lat...)
-			slices.Sort(all)
-			if len(all) > 0 {
-				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			for _, l := range []struct {
+				lat  [][]time.Duration
+				unit string
+			}{{lat, "µs"}, {sent, "µs-sent"}} {
+				all := slices.Concat(l.lat...)
+				slices.Sort(all)
+				if len(all) > 0 {
+					b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-"+l.unit)
+					b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-"+l.unit)
+				}
 			}
 		})
 	}
+}
+
+// runtimeSample is what the runtime says about collection and scheduling,
+// to tell a latency tail made by the GC from one made by the scheduler.
+type runtimeSample struct {
+	gcCycles                   uint64
+	gcCPU, assistCPU, totalCPU float64
+	gcPauses, schedLatency     histogram
+}
+
+// histogram is a copy of a runtime/metrics histogram.
+type histogram struct {
+	counts  []uint64
+	buckets []float64
+}
+
+func readRuntime() runtimeSample {
+	s := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/gc/mark/assist:cpu-seconds"},
+		{Name: "/cpu/classes/total:cpu-seconds"},
+		{Name: "/sched/pauses/total/gc:seconds"},
+		{Name: "/sched/latencies:seconds"},
+	}
+	metrics.Read(s)
+	hist := func(v metrics.Value) histogram {
+		h := v.Float64Histogram()
+		return histogram{counts: slices.Clone(h.Counts), buckets: slices.Clone(h.Buckets)}
+	}
+	return runtimeSample{
+		gcCycles:     s[0].Value.Uint64(),
+		gcCPU:        s[1].Value.Float64(),
+		assistCPU:    s[2].Value.Float64(),
+		totalCPU:     s[3].Value.Float64(),
+		gcPauses:     hist(s[4].Value),
+		schedLatency: hist(s[5].Value),
+	}
+}
+
+// since is what happened between before and s.
+func (s runtimeSample) since(before runtimeSample) runtimeSample {
+	sub := func(h, b histogram) histogram {
+		d := histogram{counts: slices.Clone(h.counts), buckets: h.buckets}
+		for i := range d.counts {
+			d.counts[i] -= b.counts[i]
+		}
+		return d
+	}
+	return runtimeSample{
+		gcCycles:     s.gcCycles - before.gcCycles,
+		gcCPU:        s.gcCPU - before.gcCPU,
+		assistCPU:    s.assistCPU - before.assistCPU,
+		totalCPU:     s.totalCPU - before.totalCPU,
+		gcPauses:     sub(s.gcPauses, before.gcPauses),
+		schedLatency: sub(s.schedLatency, before.schedLatency),
+	}
+}
+
+// quantile is the upper bound of the bucket holding the q-quantile (its
+// lower bound for the last, unbounded bucket), in microseconds.
+func (h histogram) quantile(q float64) float64 {
+	var total uint64
+	for _, c := range h.counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	want := uint64(math.Ceil(q * float64(total)))
+	var sum uint64
+	for i, c := range h.counts {
+		sum += c
+		if sum >= want {
+			if math.IsInf(h.buckets[i+1], 1) {
+				return h.buckets[i] * 1e6
+			}
+			return h.buckets[i+1] * 1e6
+		}
+	}
+	return 0
+}
+
+// report adds the GC's cycles, its share of the process's CPU (and
+// assists' share), its longest pause, and how long runnable goroutines
+// waited for a thread (p99 and p99.9 of the runtime's histogram).
+func (s runtimeSample) report(b *testing.B) {
+	b.ReportMetric(float64(s.gcCycles), "gc-cycles")
+	if s.totalCPU > 0 {
+		b.ReportMetric(100*s.gcCPU/s.totalCPU, "gc-cpu-%")
+		b.ReportMetric(100*s.assistCPU/s.totalCPU, "assist-cpu-%")
+	}
+	b.ReportMetric(s.gcPauses.quantile(1), "gc-pause-max-µs")
+	b.ReportMetric(s.schedLatency.quantile(0.99), "sched-p99-µs")
+	b.ReportMetric(s.schedLatency.quantile(0.999), "sched-p99.9-µs")
 }
 
 // processCPU is the CPU time (user and system) this process used so far.

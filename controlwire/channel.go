@@ -203,9 +203,14 @@ func (q *Queue) Close() error {
 
 // HeadersOf converts an http.Header to the channel's headers.
 func HeadersOf(h http.Header) []*controlv1.ChannelHeader {
+	// One allocation for every entry rather than one each: a call's head
+	// carries about ten headers, each way.
+	es := make([]controlv1.ChannelHeader, len(h))
 	out := make([]*controlv1.ChannelHeader, 0, len(h))
 	for k, v := range h {
-		out = append(out, &controlv1.ChannelHeader{Name: k, Values: v})
+		e := &es[len(out)]
+		e.Name, e.Values = k, v
+		out = append(out, e)
 	}
 	return out
 }
@@ -214,9 +219,19 @@ func HeadersOf(h http.Header) []*controlv1.ChannelHeader {
 func HeaderOf(hs []*controlv1.ChannelHeader) http.Header {
 	h := make(http.Header, len(hs))
 	for _, e := range hs {
-		for _, v := range e.GetValues() {
-			h.Add(e.GetName(), v)
+		vs := e.GetValues()
+		if len(vs) == 0 {
+			continue
 		}
+		k := http.CanonicalHeaderKey(e.GetName())
+		if h[k] == nil {
+			// The decoded message's own slice, clipped so that a value
+			// added later is appended to a copy: the message is the
+			// caller's to drop, not to reuse.
+			h[k] = slices.Clip(vs)
+			continue
+		}
+		h[k] = append(h[k], vs...)
 	}
 	return h
 }

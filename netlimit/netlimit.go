@@ -3,11 +3,12 @@
 // to arrive, how long an idle keep-alive connection stays, and how large
 // the headers may be.
 //
-// The body limit is a deadline on reading the request body only, set by a
-// handler wrapper through http.ResponseController and cleared once the
-// body is read, so long polls and server streams (a relay's NextOffer, a
-// followed log) answer as late as they need to, while a client that sends
-// its body slowly to keep a connection (slowloris) is cut off.
+// The body limit is a deadline on reading the request body only, kept by a
+// handler wrapper's timer and set on the connection through
+// http.ResponseController only to cut a body that is late, so long polls
+// and server streams (a relay's NextOffer, a followed log) answer as late
+// as they need to, while a client that sends its body slowly to keep a
+// connection (slowloris) is cut off.
 package netlimit
 
 import (
@@ -144,6 +145,14 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // Handler wraps h so that reading a request's body fails once it has
 // taken longer than BodyTimeout plus one second per MinBodyRate bytes.
+//
+// The deadline is kept by a timer, not set on the connection: a body that
+// is read whole before BodyTimeout (every small request's) never touches
+// the connection's deadline, which on HTTP/2 is a message to the
+// connection's serve loop for each set, extension and clear. Only when the
+// timer finds the body late does it set the connection's read deadline, to
+// the moment that has passed, which fails the read in progress and every
+// later one as a deadline the poller saw pass would have.
 func (l Limits) Handler(h http.Handler) http.Handler {
 	l = l.WithDefaults()
 	// Network deadlines are wall-clock times by nature (the poller
@@ -154,32 +163,77 @@ func (l Limits) Handler(h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		rc := http.NewResponseController(w)
-		start := clk.Now()
-		if err := rc.SetReadDeadline(start.Add(l.BodyTimeout)); err != nil {
-			// A writer without deadlines (a test recorder) reads without one.
-			h.ServeHTTP(w, r)
-			return
-		}
-		r.Body = &body{ReadCloser: r.Body, rc: rc, start: start, lim: l}
+		b := &body{ReadCloser: r.Body, rc: http.NewResponseController(w), start: clk.Now(), lim: l, clk: clk}
+		b.mu.Lock()
+		// A wall-clock timer for the same reason as clk: what it bounds is
+		// the network's.
+		b.timer = time.AfterFunc(l.BodyTimeout, b.expire)
+		b.mu.Unlock()
+		r.Body = b
 		h.ServeHTTP(w, r)
+		b.finish()
 	})
 }
 
-// body extends the read deadline as bytes arrive and clears it at the end
-// of the body: on HTTP/1.1 the server keeps reading the connection while
-// the handler runs, to notice a client that goes away, and a deadline left
-// set would end a long poll's context. A body left unread keeps its
-// deadline, which then bounds the server discarding the rest of it.
+// body keeps a request body's deadline. While the handler reads, a timer
+// checks the deadline when it would fall, and moves it on by the bytes read
+// since; the connection's deadline is set only to cut a body that is late.
+// On HTTP/1.1 the server keeps reading the connection while the handler
+// runs, to notice a client that goes away, so a deadline left set would end
+// a long poll's context: a body read to its end leaves none. A body left
+// unread gets its deadline set on the connection when the handler returns,
+// which then bounds the server discarding the rest of it.
 type body struct {
 	io.ReadCloser
 	rc    *http.ResponseController
 	start time.Time
 	lim   Limits
+	clk   clock.Clock
 
-	mu   sync.Mutex
-	read int64
-	done bool
+	mu    sync.Mutex
+	timer *time.Timer
+	read  int64
+	// done is set once the body was read to its end; cut once its deadline
+	// was set on the connection; finished once the handler returned, after
+	// which the response controller may no longer be used.
+	done, cut, finished bool
+}
+
+// deadline is when the body must have arrived, given what was read of it.
+func (b *body) deadline() time.Time {
+	extra := time.Duration(b.read) * time.Second / time.Duration(b.lim.MinBodyRate)
+	return b.start.Add(b.lim.BodyTimeout + extra)
+}
+
+// expire runs on the timer's goroutine: it cuts the body if its deadline
+// has passed and otherwise waits for the deadline the bytes read since
+// have moved it to.
+func (b *body) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done || b.cut || b.finished {
+		return
+	}
+	d := b.deadline()
+	if wait := d.Sub(b.clk.Now()); wait > 0 {
+		b.timer.Reset(wait)
+		return
+	}
+	// A writer without deadlines (a test recorder) reads without one.
+	if b.rc.SetReadDeadline(d) == nil {
+		b.cut = true
+	}
+}
+
+// finish runs once the handler returned.
+func (b *body) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.finished = true
+	b.timer.Stop()
+	if !b.done && !b.cut {
+		_ = b.rc.SetReadDeadline(b.deadline())
+	}
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -190,13 +244,13 @@ func (b *body) Read(p []byte) (int, error) {
 		return n, err
 	}
 	b.read += int64(n)
-	switch {
-	case errors.Is(err, io.EOF):
+	if errors.Is(err, io.EOF) {
 		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	case err == nil && n > 0:
-		extra := time.Duration(b.read) * time.Second / time.Duration(b.lim.MinBodyRate)
-		_ = b.rc.SetReadDeadline(b.start.Add(b.lim.BodyTimeout + extra))
+		b.timer.Stop()
+		if b.cut && !b.finished {
+			// The timer cut the body as its last bytes arrived.
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
 	}
 	return n, err
 }

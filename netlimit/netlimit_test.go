@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,22 +22,32 @@ var testLimits = Limits{MaxConns: 4, ReadHeaderTimeout: 300 * time.Millisecond, 
 
 // serve runs h behind lim on loopback, over HTTP/1.1 and unencrypted
 // HTTP/2, and returns its address.
-func serve(t *testing.T, lim Limits, h http.Handler) string {
-	t.Helper()
+func serve(tb testing.TB, lim Limits, h http.Handler) string {
+	tb.Helper()
+	return serveWith(tb, lim, h, true)
+}
+
+// serveWith is serve, with lim's handler wrapper (the body limit) only if
+// limitBody.
+func serveWith(tb testing.TB, lim Limits, h http.Handler, limitBody bool) string {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	srv := &http.Server{Handler: h, Protocols: new(http.Protocols)}
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	lim.Apply(srv)
+	if !limitBody {
+		srv.Handler = h
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lim.Listener(ln)) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		srv.Close()
 		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-			t.Error(err)
+			tb.Error(err)
 		}
 	})
 	return ln.Addr().String()
@@ -158,4 +169,144 @@ func TestStalledBodyIsRefused(t *testing.T) {
 		}
 		pw.Close()
 	}
+}
+
+// TestTricklingBodyIsCut: a body that keeps coming, but slower than
+// MinBodyRate, is cut once it is later than its deadline (BodyTimeout and
+// the time its bytes earned), on HTTP/1.1 and HTTP/2, and the handler sees
+// a timeout; a normal request on a new connection is served after it.
+func TestTricklingBodyIsCut(t *testing.T) {
+	addr := serve(t, testLimits, echo)
+	for _, tc := range []struct {
+		name string
+		h2c  bool
+	}{{"http1", false}, {"h2c", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				// 2 bytes each tenth of BodyTimeout: a fifth of MinBodyRate
+				// (100 B/s), so the body falls behind its deadline for good.
+				for {
+					if _, err := pw.Write([]byte("xx")); err != nil {
+						return
+					}
+					select {
+					case <-stop:
+						pw.Close()
+						return
+					case <-time.After(testLimits.BodyTimeout / 10):
+					}
+				}
+			}()
+			res, err := client(tc.h2c).Post("http://"+addr+"/", "application/octet-stream", pr)
+			if err != nil {
+				t.Fatalf("trickling body: %v, want the handler's answer", err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), "timeout") {
+				t.Errorf("trickling body: %s %s, want 408 with a timeout", res.Status, b)
+			}
+			if got := post(t, client(tc.h2c), "http://"+addr+"/", strings.NewReader("hello")); got != "read 5" {
+				t.Errorf("normal client after it got %q", got)
+			}
+		})
+	}
+}
+
+// TestBodyReadWholeLeavesNoDeadline: on HTTP/1.1 and HTTP/2, a body read to
+// its end before BodyTimeout and a handler that then writes its answer in
+// pieces past every read limit: the connection is not cut, the context
+// stays alive, and the same connection serves the next request.
+func TestBodyReadWholeLeavesNoDeadline(t *testing.T) {
+	addr := serve(t, testLimits, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusRequestTimeout)
+			return
+		}
+		for range 4 {
+			select {
+			case <-time.After(testLimits.BodyTimeout):
+			case <-r.Context().Done():
+				return
+			}
+			fmt.Fprint(w, ".")
+			w.(http.Flusher).Flush()
+		}
+	}))
+	for _, h2c := range []bool{false, true} {
+		c := client(h2c)
+		for i := range 2 {
+			if got := post(t, c, "http://"+addr+"/", strings.NewReader("cmd")); got != "...." {
+				t.Errorf("h2c %v, request %d: got %q, want four pieces", h2c, i, got)
+			}
+		}
+	}
+}
+
+// TestUnreadBodyIsBounded: a handler that answers without reading a body
+// that then stalls leaves the server discarding it only until the body's
+// deadline: the connection is closed, not held.
+func TestUnreadBodyIsBounded(t *testing.T) {
+	addr := serve(t, testLimits, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "not read")
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nfirst bytes"); err != nil {
+		t.Fatal(err)
+	}
+	// The server answers and then closes; the deadline only bounds a
+	// server that does not.
+	_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("the server kept the connection open: %v (read %q)", err, b)
+	}
+	if !strings.Contains(string(b), "not read") {
+		t.Errorf("got %q, want the handler's answer", b)
+	}
+}
+
+// BenchmarkSmallBody is what the body limit costs a call whose body
+// arrives whole with its request (a command's): small POSTs over one
+// HTTP/2 (h2c) and one HTTP/1.1 connection on loopback, with and without
+// the limit's handler, reporting the process's CPU per request.
+func BenchmarkSmallBody(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		h2c     bool
+		limited bool
+	}{{"h2c", true, true}, {"h2c-nolimit", true, false}, {"http1", false, true}, {"http1-nolimit", false, false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			addr := serveWith(b, Limits{}, echo, tc.limited)
+			c := client(tc.h2c)
+			body := bytes.Repeat([]byte("c"), 200)
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				res, err := c.Post("http://"+addr+"/", "application/proto", bytes.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
