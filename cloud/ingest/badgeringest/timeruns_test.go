@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-		"slices"
+	"slices"
 	"testing"
 	"time"
 
