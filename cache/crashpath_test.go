@@ -1,0 +1,148 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/qemutest"
+)
+
+const crashPathChildEnv = "OUTPOST_CACHE_CRASHPATH_CHILD"
+
+// crashPathCases are the two places a group's records can be durable in:
+// a value under the value threshold lives in the write-ahead log (the
+// memtable's .mem file) only, one at or over it in the value log with a
+// pointer in the write-ahead log. Each group commit syncs what it wrote.
+var crashPathCases = []struct {
+	name string
+	size int    // payload bytes
+	in   string // the file kind holding the payload
+	out  string // the file kind that must not hold it
+}{
+	{"write-ahead log", valueThreshold / 4, ".mem", ".vlog"},
+	{"value log", 2 * valueThreshold, ".vlog", ".mem"},
+}
+
+// crashPathPayload is case i's payload: a marker that appears nowhere
+// else, padded to the case's size.
+func crashPathPayload(i int) []byte {
+	p := bytes.Repeat([]byte{'.'}, crashPathCases[i].size)
+	copy(p, fmt.Sprintf("crashpath-%d-marker/", i))
+	return p
+}
+
+// crashPathChild appends one record per case, each on its own (one group
+// commit each), reports each returned append as "<case> <seq>", then says
+// "done" and waits to be killed.
+func crashPathChild(dir string) {
+	s, err := Open(context.Background(), dir, Options{Clock: clock.NewReal(), GCInterval: -1})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		os.Exit(3)
+	}
+	for i := range crashPathCases {
+		seq, err := s.Append(context.Background(), StreamLogsInfo, Record{Payload: crashPathPayload(i)})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child append:", err)
+			os.Exit(4)
+		}
+		fmt.Printf("%d %d\n", i, seq)
+	}
+	os.Stdout.WriteString("done\n")
+	select {}
+}
+
+// TestCrashKeepsBothPaths checks that an acknowledged append survives a
+// SIGKILL of its process whichever file holds it: a small record only in
+// the write-ahead log, a large one in the value log. It first checks that
+// each payload is in the file kind the case names (so that a change of the
+// value threshold or of what a group commit syncs keeps both paths
+// covered), then kills the child once both appends returned and reads
+// both back.
+func TestCrashKeepsBothPaths(t *testing.T) {
+	if dir := os.Getenv(crashPathChildEnv); dir != "" {
+		crashPathChild(dir)
+		return
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	cmd := qemutest.Command(os.Args[0], "-test.run=^TestCrashKeepsBothPaths$", "-test.v=false")
+	cmd.Env = append(os.Environ(), crashPathChildEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	seqs := map[int]uint64{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "done" {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			t.Fatalf("bad child line %q", sc.Text())
+		}
+		i, err1 := strconv.Atoi(f[0])
+		seq, err2 := strconv.ParseUint(f[1], 10, 64)
+		if err1 != nil || err2 != nil || i < 0 || i >= len(crashPathCases) {
+			t.Fatalf("bad child line %q", sc.Text())
+		}
+		seqs[i] = seq
+	}
+	if len(seqs) != len(crashPathCases) {
+		t.Fatalf("child reported %d appends, want %d (scan: %v)", len(seqs), len(crashPathCases), sc.Err())
+	}
+
+	// Where each payload went, read while the child holds the store.
+	files := map[string][]byte{}
+	for _, ext := range []string{".mem", ".vlog"} {
+		names, err := filepath.Glob(filepath.Join(dir, "*"+ext))
+		must(t, err)
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			must(t, err)
+			files[ext] = append(files[ext], b...)
+		}
+	}
+	for i, c := range crashPathCases {
+		marker := crashPathPayload(i)[:len(fmt.Sprintf("crashpath-%d-marker/", i))]
+		if !bytes.Contains(files[c.in], marker) {
+			t.Errorf("%s: a %d-byte payload is not in the %s files", c.name, c.size, c.in)
+		}
+		if bytes.Contains(files[c.out], marker) {
+			t.Errorf("%s: a %d-byte payload is also in the %s files", c.name, c.size, c.out)
+		}
+	}
+
+	must(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	killed = true
+	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() {
+		t.Fatalf("child ended on its own: %v", cmd.ProcessState)
+	}
+
+	s := openTest(t, dir, testOptions(t))
+	es, err := s.Read(context.Background(), StreamLogsInfo, 0, 100, 0)
+	must(t, err)
+	got := map[uint64][]byte{}
+	for _, e := range es {
+		got[e.Seq] = e.Payload
+	}
+	for i, c := range crashPathCases {
+		if p, ok := got[seqs[i]]; !ok || !bytes.Equal(p, crashPathPayload(i)) {
+			t.Errorf("%s: acknowledged seq %d lost or changed by the crash (present %v)", c.name, seqs[i], ok)
+		}
+	}
+}
