@@ -239,7 +239,9 @@ func NewHandler(backend Backend, store ingest.Store, opts Options) (string, http
 	// connect-go's handlers accept gzip by default; the read limit applies
 	// to the decompressed message, so a small bomb cannot inflate past it.
 	// zstd is what parts send (api/codec); gzip stays accepted for other clients.
-	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxReq), codec.HandlerOption()}
+	// An answer under 1 KiB (an upload's ack, a status's) goes as it is:
+	// compressing it cost a compressor's setup per call for a few bytes.
+	hopts := []connect.HandlerOption{connect.WithReadMaxBytes(maxReq), codec.HandlerOption(), connect.WithCompressMinBytes(1 << 10)}
 	path, rpc := syncv1connect.NewSyncServiceHandler(h, hopts...)
 	errw := connect.NewErrorWriter(hopts...)
 	// Authenticated first: only parts take turns serving chunks.
