@@ -364,6 +364,15 @@ func encodePointer(t time.Time, p segPtr) []byte {
 	return binary.BigEndian.AppendUint32(b, p.sum)
 }
 
+// newPointerEntry is the entry of a record whose payload is at p, marked
+// for Open.
+func newPointerEntry(k []byte, t time.Time, p segPtr) *badger.Entry {
+	return badger.NewEntry(k, encodePointer(t, p)).WithMeta(metaSegment)
+}
+
+// encodeLen is an extent's length.
+func encodeLen(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
 // tombstone is the value of a deleted record.
 var tombstone = []byte{flagDeleted, 0, 0, 0, 0, 0, 0, 0, 0}
 
@@ -433,11 +442,23 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		}
 		keys = append(keys, lk)
 	}
+	// A batch that commits whole has its payloads written and synced
+	// before it takes the stream's lock, so the next batch of the stream
+	// writes its segment bytes while this one commits.
+	var pre *preWrite
+	if len(losses) == 0 && len(recs) <= preWriteMaxRecords {
+		var err error
+		if pre, err = s.preWrite(key, recs); err != nil {
+			return ingest.PutResult{}, fmt.Errorf("put records of %s: %w", key, err)
+		}
+	}
 	defer s.lockStreams(keys)()
 
 	w := s.newWriter()
 	w.recKey = key
+	w.pre = pre
 	defer w.discard()
+	defer w.dropPreWrite()
 	// Losses first: they commit no later than the records they come with.
 	for _, l := range losses {
 		lk := ingest.StreamKey{PartID: key.PartID, StoreID: key.StoreID, Stream: l.Stream}
@@ -467,7 +488,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	if err != nil {
 		return ingest.PutResult{}, fmt.Errorf("put records of %s: %w", key, err)
 	}
-	for _, r := range recs {
+	for i, r := range recs {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("put records of %s: %w", key, err)
 		}
@@ -502,7 +523,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		}
 		w.written[r.Seq] = r.Payload
 		if len(r.Payload) > 0 {
-			w.queue(k, r)
+			w.queue(k, r, i)
 		} else if err := w.set(k, encodeRecord(r)); err != nil {
 			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
 		}
@@ -593,6 +614,9 @@ type writer struct {
 	// segRecs are the new records whose payloads the next commit appends
 	// to a segment before it sets their pointers.
 	segRecs []segRec
+	// pre holds the payloads the put wrote before it took the stream's
+	// lock; nil when it did not.
+	pre *preWrite
 	// recKey is the stream whose records the put writes, and written
 	// their payloads by sequence, committed or not: with what was
 	// committed before the put (the view), all the stream holds.
@@ -610,6 +634,8 @@ type segRec struct {
 	key     []byte
 	time    time.Time
 	payload []byte
+	// i is the record's index in the put.
+	i int
 }
 
 func (s *Store) newWriter() *writer {
@@ -657,8 +683,8 @@ func (w *writer) committed(rp []byte, seq uint64) (*badger.Item, bool) {
 }
 
 // queue has the next commit store r under k with its payload in a segment.
-func (w *writer) queue(k []byte, r ingest.Record) {
-	w.segRecs = append(w.segRecs, segRec{key: k, time: r.Time, payload: r.Payload})
+func (w *writer) queue(k []byte, r ingest.Record, i int) {
+	w.segRecs = append(w.segRecs, segRec{key: k, time: r.Time, payload: r.Payload, i: i})
 	w.pending++
 	w.cost += len(k) + pointerLen
 }
@@ -669,6 +695,9 @@ func (w *writer) queue(k []byte, r ingest.Record) {
 // segment reserved in, 0 for none; the caller releases it after the
 // commit.
 func (w *writer) flushSegments() (uint32, error) {
+	if w.pre != nil {
+		return w.pre.seg, w.setPreWritten()
+	}
 	if len(w.segRecs) == 0 {
 		return 0, nil
 	}
@@ -684,11 +713,11 @@ func (w *writer) flushSegments() (uint32, error) {
 	}
 	seg := ptrs[0].seg
 	for i, r := range w.segRecs {
-		if err := w.txn.SetEntry(badger.NewEntry(r.key, encodePointer(r.time, ptrs[i])).WithMeta(metaSegment)); err != nil {
+		if err := w.txn.SetEntry(newPointerEntry(r.key, r.time, ptrs[i])); err != nil {
 			return seg, err
 		}
 	}
-	if err := w.txn.Set(extentKey(seg, ptrs[0].off), binary.BigEndian.AppendUint64(nil, total)); err != nil {
+	if err := w.txn.Set(extentKey(seg, ptrs[0].off), encodeLen(total)); err != nil {
 		return seg, err
 	}
 	w.segRecs = w.segRecs[:0]
@@ -855,6 +884,14 @@ func (w *writer) commit() error {
 	seg, err := w.flushSegments()
 	if err == nil {
 		err = w.commitTxn()
+	}
+	if pre := w.pre; pre != nil {
+		w.pre = nil
+		if err == nil {
+			// Bytes of repeats were written but nothing points at them:
+			// no longer live, and punched when the segment settles.
+			w.s.segs.unlive(pre.seg, pre.dead())
+		}
 	}
 	if seg != 0 {
 		w.s.segs.release(seg, err == nil)
