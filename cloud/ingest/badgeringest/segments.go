@@ -27,7 +27,9 @@ import (
 //
 // A put appends the payloads of its new records with one write to the
 // active segment and fdatasyncs it before the Badger commit that points at
-// them, so Badger copies a ~30-byte pointer through its memtables,
+// them (a put that commits whole writes them before it takes its stream's
+// lock, repeats included, and leaves the repeats' bytes out of its
+// extents: decision 55), so Badger copies a ~30-byte pointer through its memtables,
 // flushes and compactions instead of the payload. An erased record's bytes
 // are punched out of its segment (fallocate PUNCH_HOLE), and a segment with
 // nothing live left is removed once it is no longer the active one.
