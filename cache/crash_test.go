@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -97,48 +95,27 @@ func TestCrashKill(t *testing.T) {
 	var total, unreported int
 	start := time.Now()
 	for k := 0; k < kills; k++ {
-		// Through the emulator when these tests run emulated (qemutest).
-		cmd := qemutest.Command(os.Args[0], "-test.run=^TestCrashKill$", "-test.v=false")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildEnv+"_RUN="+strconv.Itoa(k))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		must(t, err)
-		must(t, cmd.Start())
-		lines := make(chan string, 1<<16)
-		var got []reported
-		readDone := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
+		child := qemutest.StartChild(t, "TestCrashKill", crashChildEnv+"="+dir, crashChildEnv+"_RUN="+strconv.Itoa(k))
 		// Most kills land while appends run; one in eight during startup.
 		var delay time.Duration
 		if rng.IntN(8) == 0 {
 			delay = time.Duration(rng.IntN(40)) * time.Millisecond
 		} else {
-			if l := <-lines; l != "ready" {
-				t.Fatalf("child said %q", l)
-			}
+			child.Ready(t)
 			delay = time.Duration(5+rng.IntN(120)) * time.Millisecond
 		}
 		time.Sleep(delay)
-		must(t, cmd.Process.Signal(syscall.SIGKILL))
-		<-readDone
-		_ = cmd.Wait()
-		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() {
-			t.Fatalf("kill %d: child ended on its own: %v", k, cmd.ProcessState)
-		}
-		for l := range lines {
+		var got []reported
+		for _, l := range child.Kill(t) {
 			if l == "ready" {
 				continue
 			}
 			f := strings.Fields(l)
+			if len(f) != 3 {
+				t.Fatalf("bad child line %q", l)
+			}
 			seq, err := strconv.ParseUint(f[1], 10, 64)
-			if len(f) != 3 || err != nil {
+			if err != nil {
 				t.Fatalf("bad child line %q", l)
 			}
 			got = append(got, reported{Stream(f[0]), seq, f[2]})

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/outpost-robotics/outpost/clock"
@@ -74,35 +72,22 @@ func TestCrashKeepsBothPaths(t *testing.T) {
 		return
 	}
 	dir := filepath.Join(t.TempDir(), "store")
-	cmd := qemutest.Command(os.Args[0], "-test.run=^TestCrashKeepsBothPaths$", "-test.v=false")
-	cmd.Env = append(os.Environ(), crashPathChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	killed := false
-	t.Cleanup(func() {
-		if !killed {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	child := qemutest.StartChild(t, "TestCrashKeepsBothPaths", crashPathChildEnv+"="+dir)
 	seqs := map[int]uint64{}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && sc.Text() != "done" {
-		f := strings.Fields(sc.Text())
+	for l, ok := child.Next(); ok && l != "done"; l, ok = child.Next() {
+		f := strings.Fields(l)
 		if len(f) != 2 {
-			t.Fatalf("bad child line %q", sc.Text())
+			t.Fatalf("bad child line %q", l)
 		}
 		i, err1 := strconv.Atoi(f[0])
 		seq, err2 := strconv.ParseUint(f[1], 10, 64)
 		if err1 != nil || err2 != nil || i < 0 || i >= len(crashPathCases) {
-			t.Fatalf("bad child line %q", sc.Text())
+			t.Fatalf("bad child line %q", l)
 		}
 		seqs[i] = seq
 	}
 	if len(seqs) != len(crashPathCases) {
-		t.Fatalf("child reported %d appends, want %d (scan: %v)", len(seqs), len(crashPathCases), sc.Err())
+		t.Fatalf("child reported %d appends, want %d", len(seqs), len(crashPathCases))
 	}
 
 	// Where each payload went, read while the child holds the store.
@@ -126,12 +111,7 @@ func TestCrashKeepsBothPaths(t *testing.T) {
 		}
 	}
 
-	must(t, cmd.Process.Signal(syscall.SIGKILL))
-	_ = cmd.Wait()
-	killed = true
-	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() {
-		t.Fatalf("child ended on its own: %v", cmd.ProcessState)
-	}
+	child.Kill(t)
 
 	s := openTest(t, dir, testOptions(t))
 	es, err := s.Read(context.Background(), StreamLogsInfo, 0, 100, 0)

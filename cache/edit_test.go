@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -418,31 +416,22 @@ func TestCrashDuringEdits(t *testing.T) {
 	deleted := map[uint64]bool{}
 	tags := map[uint64][]string{}
 	for k := range kills {
-		cmd := qemutest.Command(os.Args[0], "-test.run=^TestCrashDuringEdits$", "-test.v=false")
-		cmd.Env = append(os.Environ(), editCrashEnv+"="+dir, editCrashEnv+"_RUN="+strconv.Itoa(k))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		must(t, err)
-		must(t, cmd.Start())
-		sc := bufio.NewScanner(out)
+		child := qemutest.StartChild(t, "TestCrashDuringEdits", editCrashEnv+"="+dir, editCrashEnv+"_RUN="+strconv.Itoa(k))
 		// Kill after a random number of reported operations: the child
 		// goes on meanwhile, so the kill lands anywhere in what follows.
 		wait := rng.IntN(30)
 		var lines []string
-		for n := -1; n < wait && sc.Scan(); n++ {
-			lines = append(lines, sc.Text())
-			if sc.Text() == "idle" {
+		for n := -1; n < wait; n++ {
+			l, ok := child.Next()
+			if !ok {
+				break
+			}
+			lines = append(lines, l)
+			if l == "idle" {
 				break // everything is acknowledged or deleted
 			}
 		}
-		must(t, cmd.Process.Signal(syscall.SIGKILL))
-		for sc.Scan() {
-			lines = append(lines, sc.Text())
-		}
-		_ = cmd.Wait()
-		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() {
-			t.Fatalf("kill %d: child ended on its own: %v", k, cmd.ProcessState)
-		}
+		lines = append(lines, child.Kill(t)...)
 		for _, l := range lines {
 			f := strings.Fields(l)
 			switch {

@@ -1,7 +1,6 @@
 package badgeringest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -10,18 +9,17 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/qemutest"
 )
 
 const crashChildEnv = "OUTPOST_INGEST_CRASH_CHILD"
@@ -135,49 +133,19 @@ func TestCrashKill(t *testing.T) {
 	total := 0
 	for k := range kills {
 		run := strconv.Itoa(k)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKill$", "-test.v=false")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashChildEnv+"_RUN="+run)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		var lines []string
-		readDone := make(chan struct{})
-		ready := make(chan struct{})
-		go func() {
-			defer close(readDone)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if sc.Text() == "ready" {
-					close(ready)
-					continue
-				}
-				lines = append(lines, sc.Text())
-			}
-		}()
+		child := qemutest.StartChild(t, "TestCrashKill", crashChildEnv+"="+dir, crashChildEnv+"_RUN="+run)
 		// Most kills land while puts run; one in eight during Open.
 		if rng.IntN(8) == 0 {
 			time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
 		} else {
-			select {
-			case <-ready:
-			case <-readDone:
-			}
+			child.Ready(t)
 			time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
 		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		<-readDone
-		_ = cmd.Wait()
-		if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !st.Signaled() {
-			t.Fatalf("kill %d: child ended on its own: %v", k, cmd.ProcessState)
-		}
+		lines := child.Kill(t)
 		for _, l := range lines {
+			if l == "ready" {
+				continue
+			}
 			f := strings.Fields(l)
 			if len(f) < 3 {
 				t.Fatalf("bad child line %q", l)
