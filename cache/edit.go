@@ -362,18 +362,7 @@ func (b *batch) replaceRecord(st Stream, key []byte, prio uint8, val []byte) err
 		if _, err := b.deleteRecord(st, key, prio); err != nil {
 			return err
 		}
-		if err := b.set(nk, val, prio); err != nil {
-			return err
-		}
-		if st == StreamCaptures {
-			if err := b.set(prioKey(prio, seq, uint32(len(val))), nil, 0); err != nil {
-				return err
-			}
-		}
-		m := b.meta(st)
-		m.Count++
-		m.Bytes += uint64(len(nk) + len(val))
-		return nil
+		return b.putValue(st, prio, seq, 1, val)
 	}
 	return b.set(nk, val, prio)
 }

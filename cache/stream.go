@@ -370,8 +370,13 @@ func (b *batch) appendRecord(st Stream, prio uint8, val []byte) (uint64, error) 
 // putRun writes recs (increasing sequences, all after the stream's ack
 // cursor) as one run, with its eviction index key for captures.
 func (b *batch) putRun(st Stream, prio uint8, recs []runRec) error {
-	val := encodeRun(prio, recs)
-	last := recs[len(recs)-1].seq
+	return b.putValue(st, prio, recs[len(recs)-1].seq, len(recs), encodeRun(prio, recs))
+}
+
+// putValue writes val, a record or a run of count records whose last
+// sequence is last, with its eviction index key for captures, and counts
+// it in the stream's meta.
+func (b *batch) putValue(st Stream, prio uint8, last uint64, count int, val []byte) error {
 	key := recordKey(st, last, uint32(len(val)))
 	if err := b.set(key, val, prio); err != nil {
 		return err
@@ -382,7 +387,7 @@ func (b *batch) putRun(st Stream, prio uint8, recs []runRec) error {
 		}
 	}
 	m := b.meta(st)
-	m.Count += uint64(len(recs))
+	m.Count += uint64(count)
 	m.Bytes += uint64(len(key) + len(val))
 	return nil
 }
