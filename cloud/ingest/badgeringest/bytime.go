@@ -129,6 +129,15 @@ func writeTimeRuns(k ingest.StreamKey, entries []timeEntry, set func(key, value 
 	return nil
 }
 
+// lookBack is where a walk of runs that must meet every record at ns or
+// later begins: timeRunSpan earlier, or the start of time.
+func lookBack(ns int64) int64 {
+	if ns < math.MinInt64+int64(timeRunSpan) {
+		return math.MinInt64
+	}
+	return ns - int64(timeRunSpan)
+}
+
 // decodeTimeRun decodes the value v of the run whose key names first,
 // refusing a value no writer makes: too long, truncated, out of order or
 // spanning more than timeRunSpan.
@@ -186,10 +195,7 @@ func dropTimes(txn *badger.Txn, k ingest.StreamKey, gone []timeEntry) error {
 	}
 	var rewrites []rewrite
 	p := timePrefix('T', k.Stream)
-	lo, hi := gone[0].ns-int64(timeRunSpan), gone[len(gone)-1].ns
-	if lo > gone[0].ns {
-		lo = math.MinInt64
-	}
+	lo, hi := lookBack(gone[0].ns), gone[len(gone)-1].ns
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 	for it.Seek(timeBytes(slices.Clip(p), lo)); it.Valid(); it.Next() {
 		tk, ok := parseTimeKey(it.Item().Key(), len(p), k.Stream)
@@ -393,11 +399,7 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 				case start.IsZero():
 					c.it.Rewind()
 				case c.runs:
-					from := start.UnixNano() - int64(timeRunSpan)
-					if from > start.UnixNano() {
-						from = math.MinInt64
-					}
-					c.it.Seek(timeBytes(slices.Clip(p), from))
+					c.it.Seek(timeBytes(slices.Clip(p), lookBack(start.UnixNano())))
 				default:
 					c.it.Seek(timeBytes(slices.Clip(p), start.UnixNano()))
 				}
