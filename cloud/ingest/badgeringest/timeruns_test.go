@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/cloud/ingest/ingesttest"
 )
 
 // TestTimeRunsAnswerInOrder puts batches whose records' times are out of
@@ -76,22 +77,10 @@ func TestTimeRunsAnswerInOrder(t *testing.T) {
 	query := func(q ingest.TimeQuery) []string {
 		t.Helper()
 		var got []string
-		for pages := 0; ; pages++ {
-			recs, next, err := s.RecordsByTime(ctx, q)
-			if err != nil {
-				t.Fatalf("%+v: %v", q, err)
-			}
-			if pages > 10_000 {
-				t.Fatalf("%+v: no end after %d pages", q, pages)
-			}
-			for _, r := range recs {
-				got = append(got, string(r.Payload))
-			}
-			if next == "" {
-				return got
-			}
-			q.After = next
+		for _, r := range ingesttest.AllByTime(t, s, q, 10_000) {
+			got = append(got, string(r.Payload))
 		}
+		return got
 	}
 	want := func(from, to time.Time, part string) []string {
 		var out []string

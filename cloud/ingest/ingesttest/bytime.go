@@ -11,6 +11,28 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest"
 )
 
+// AllByTime follows q's cursors to the end and returns every record the
+// pages held, failing t on an error, a page over q.Limit or more than
+// maxPages pages.
+func AllByTime(t testing.TB, s ingest.Store, q ingest.TimeQuery, maxPages int) []ingest.StoredRecord {
+	t.Helper()
+	var got []ingest.StoredRecord
+	for pages := 0; ; pages++ {
+		recs, next, err := s.RecordsByTime(context.Background(), q)
+		if err != nil {
+			t.Fatalf("%+v: %v", q, err)
+		}
+		if q.Limit > 0 && len(recs) > q.Limit || pages > maxPages {
+			t.Fatalf("%+v: %d records, %d pages", q, len(recs), pages)
+		}
+		got = append(got, recs...)
+		if next == "" {
+			return got
+		}
+		q.After = next
+	}
+}
+
 // testRecordsByTime checks the fleet-wide order: records of several parts,
 // stores and streams merged by time (ties by part, store, stream, seq),
 // every filter, paging through a cursor at every page size, deleted
@@ -44,22 +66,10 @@ func testRecordsByTime(t *testing.T, s ingest.Store, _ ingest.BlobStore) {
 	all := func(q ingest.TimeQuery) []string {
 		t.Helper()
 		var got []string
-		for pages := 0; ; pages++ {
-			recs, next, err := s.RecordsByTime(ctx, q)
-			if err != nil {
-				t.Fatalf("%+v: %v", q, err)
-			}
-			if q.Limit > 0 && len(recs) > q.Limit || pages > 100 {
-				t.Fatalf("%+v: %d records, %d pages", q, len(recs), pages)
-			}
-			for _, r := range recs {
-				got = append(got, fmt.Sprintf("%d %s", r.Time.Sub(t0)/time.Second, r.Payload))
-			}
-			if next == "" {
-				return got
-			}
-			q.After = next
+		for _, r := range AllByTime(t, s, q, 100) {
+			got = append(got, fmt.Sprintf("%d %s", r.Time.Sub(t0)/time.Second, r.Payload))
 		}
+		return got
 	}
 	captures := []string{
 		"-3600 p1/s1/captures/4", "1 p1/s1/captures/2", "1 p2/s1/captures/1", "2 p3/s1/captures/1",
