@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-robotics/outpost/capture/capturetest"
 )
 
 func benchStore(b *testing.B) *Store {
@@ -141,23 +143,11 @@ func drainCPU(b *testing.B, shape string, mb int) {
 	ctx := context.Background()
 	s := benchStore(b)
 	rng := rand.New(rand.NewPCG(1, 2))
-	reading := func(i int) []byte {
-		p := make([]byte, 0, 1100)
-		p = append(p, '[')
-		for k := range 6 {
-			if k > 0 {
-				p = append(p, ',')
-			}
-			p = fmt.Appendf(p, `{"sensor":"imu%d","accel":[%.4f,%.4f,%.4f],"gyro":[%.4f,%.4f,%.4f],"temp_c":%.2f,"seq":%d}`,
-				k, rng.NormFloat64(), rng.NormFloat64(), 9.81+rng.NormFloat64()/10, rng.NormFloat64(), rng.NormFloat64(), rng.NormFloat64(), 35+rng.Float64()*10, i)
-		}
-		return append(p, ']')
-	}
 	n := mb << 20 / 1024
 	recs := make([]Record, n)
 	raw := 0
 	for i := range recs {
-		recs[i] = Record{Payload: reading(i), Priority: 5}
+		recs[i] = Record{Payload: capturetest.Readings(rng, i), Priority: 5}
 		raw += len(recs[i].Payload)
 	}
 	cpu0 := processCPU(b)

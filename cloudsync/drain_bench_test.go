@@ -30,6 +30,7 @@ import (
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/cache"
+	"github.com/outpost-robotics/outpost/capture/capturetest"
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloudsync"
@@ -40,16 +41,7 @@ import (
 // readingsCapture is one ~1 KiB capture of a part's sensors, as JSON: the
 // bulk of what a robot's backlog holds.
 func readingsCapture(rng *rand.Rand, seq int) []byte {
-	var data []byte
-	data = append(data, '[')
-	for i := range 6 {
-		if i > 0 {
-			data = append(data, ',')
-		}
-		data = fmt.Appendf(data, `{"sensor":"imu%d","accel":[%.4f,%.4f,%.4f],"gyro":[%.4f,%.4f,%.4f],"temp_c":%.2f,"seq":%d}`,
-			i, rng.NormFloat64(), rng.NormFloat64(), 9.81+rng.NormFloat64()/10, rng.NormFloat64(), rng.NormFloat64(), rng.NormFloat64(), 35+rng.Float64()*10, seq)
-	}
-	data = append(data, ']')
+	data := capturetest.Readings(rng, seq)
 	b, _ := proto.Marshal(&syncv1.Capture{Component: "imu", Method: "readings", Tags: []string{"site-a"}, Priority: 5, Data: data, MimeType: "application/json"})
 	return b
 }

@@ -1,4 +1,5 @@
-// Package capturetest provides an in-memory capture.Sink for tests.
+// Package capturetest provides an in-memory capture.Sink for tests, and
+// sensor readings like a robot's for benchmarks.
 package capturetest
 
 import (
