@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -294,12 +295,16 @@ func TestMachineOfSeveralParts(t *testing.T) {
 	})
 
 	// A tech who names a caller as the main part would is refused by the
-	// second part: only the main part's pinned certificate may.
+	// second part: only the main part's pinned certificate may. The tech
+	// calls from an address of its own: the main part's address may still
+	// be throttled for the calls it sent before the second part knew its
+	// certificate.
 	tlsCfg, err := controlclient.PinnedTLSConfig(reFingerprint.FindString(s.ok("robot", "trust", secondProc.control, "--yes")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}
+	techHost := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	tr := &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true, DialContext: techHost.DialContext}
 	defer tr.CloseIdleConnections()
 	req := connect.NewRequest(&controlv1.MotorSetPowerRequest{Name: "pan", Power: 1})
 	req.Header().Set(control.HeaderForwardedSubject, "apikey/"+owner.ID)
