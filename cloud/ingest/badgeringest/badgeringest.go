@@ -10,7 +10,8 @@
 // Layout (NUL separates key parts; ingest.ValidateID refuses control
 // characters in ids, so a separator can never be part of one):
 //
-//	r\0PART\0STORE\0STREAM\0SEQ   a record: flags, time, payload or its pointer
+//	r\0PART\0STORE\0STREAM\0SEQ   a record (flags, time, payload or its pointer),
+//	                              or a run of records from SEQ (recruns.go)
 //	m\0PART\0STORE\0STREAM        the stream's meta: watermark and counters
 //	l\0PART\0STORE\0STREAM\0LAST  a lost range, keyed by its last sequence
 //	b\0PART\0BLOB                 a blob's progress (JSON)
@@ -305,9 +306,8 @@ func decodeMeta(b []byte) (meta, error) {
 // segment files wrote it, and still for an empty payload) or, with
 // flagSegment, a pointer to it in a segment file: segment id (4 bytes),
 // offset (8), length (4) and CRC-32C (4), big-endian. A deleted record's
-// value is a tombstone of the flag byte and the time alone. Pointer
-// entries also carry metaSegment in Badger's user meta, so Open finds them
-// without reading the values of records stored inline.
+// value is a tombstone of the flag byte and the time alone. A value whose
+// flag byte has flagRun holds a run of records instead (recruns.go).
 const (
 	flagTime    = 1
 	flagDeleted = 2
@@ -316,7 +316,6 @@ const (
 
 	recordHeader = 9
 	pointerLen   = recordHeader + 4 + 8 + 4 + 4
-	metaSegment  = 1
 )
 
 // recordValue is a decoded record value.
@@ -362,12 +361,6 @@ func encodePointer(t time.Time, p segPtr) []byte {
 	b = binary.BigEndian.AppendUint64(b, p.off)
 	b = binary.BigEndian.AppendUint32(b, p.n)
 	return binary.BigEndian.AppendUint32(b, p.sum)
-}
-
-// newPointerEntry is the entry of a record whose payload is at p, marked
-// for Open.
-func newPointerEntry(k []byte, t time.Time, p segPtr) *badger.Entry {
-	return badger.NewEntry(k, encodePointer(t, p)).WithMeta(metaSegment)
 }
 
 // encodeLen is an extent's length.
@@ -492,15 +485,17 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("put records of %s: %w", key, err)
 		}
-		k := seqKey(rp, r.Seq)
-		var item *badger.Item
+		var held heldRec
 		found := false
 		mine, isMine := w.written[r.Seq]
 		switch {
 		case isMine:
 			found = true
 		case r.Seq <= top:
-			item, found = w.committed(rp, r.Seq)
+			var err error
+			if held, found, err = w.committed(rp, r.Seq); err != nil {
+				return res, fmt.Errorf("put records of %s: look up seq %d: %w", key, r.Seq, err)
+			}
 		default:
 			top = r.Seq
 		}
@@ -508,7 +503,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 			same := isMine && bytes.Equal(mine, r.Payload)
 			if !isMine {
 				var err error
-				if same, err = s.sameRecord(item, r.Payload); err != nil {
+				if same, err = s.sameRecord(held.rv, r.Payload); err != nil {
 					return res, fmt.Errorf("put records of %s: read seq %d: %w", key, r.Seq, err)
 				}
 			}
@@ -522,11 +517,7 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 			continue
 		}
 		w.written[r.Seq] = r.Payload
-		if len(r.Payload) > 0 {
-			w.queue(k, r, i)
-		} else if err := w.set(k, encodeRecord(r)); err != nil {
-			return res, fmt.Errorf("put records of %s: seq %d: %w", key, r.Seq, err)
-		}
+		w.queue(r, i)
 		if !r.Time.IsZero() {
 			w.times = append(w.times, timeEntry{r.Time.UnixNano(), r.Seq})
 			w.cost += 16
@@ -550,19 +541,11 @@ func (s *Store) PutBatch(ctx context.Context, key ingest.StreamKey, recs []inges
 	return res, nil
 }
 
-// sameRecord says whether the held record item has payload, or is deleted
+// sameRecord says whether the held record rv has payload, or is deleted
 // (a deleted record stays deleted: its repeat is a no-op).
-func (s *Store) sameRecord(item *badger.Item, payload []byte) (bool, error) {
-	var rv recordValue
-	same := false
-	err := item.Value(func(v []byte) error {
-		var err error
-		rv, err = decodeRecord(v)
-		same = err == nil && (rv.deleted || !rv.segment && bytes.Equal(rv.inline, payload))
-		return err
-	})
-	if err != nil || !rv.segment {
-		return same, err
+func (s *Store) sameRecord(rv recordValue, payload []byte) (bool, error) {
+	if rv.deleted || !rv.segment {
+		return rv.deleted || bytes.Equal(rv.inline, payload), nil
 	}
 	if int(rv.ptr.n) != len(payload) || crc32.Checksum(payload, castagnoli) != rv.ptr.sum {
 		return false, nil
@@ -631,7 +614,7 @@ type writer struct {
 
 // segRec is a new record waiting for its payload's segment append.
 type segRec struct {
-	key     []byte
+	seq     uint64
 	time    time.Time
 	payload []byte
 	// i is the record's index in the put.
@@ -644,49 +627,27 @@ func (s *Store) newWriter() *writer {
 		cursors: map[string]*heldCursor{}}
 }
 
-// heldCursor finds committed records of one stream through one iterator
-// of the view: for sequences asked in increasing order, as a batch's
-// usually are, a step of the iterator each instead of a lookup through
-// every memtable and level.
-type heldCursor struct {
-	it   *badger.Iterator
-	rp   []byte
-	next uint64 // the sequence after the last one asked; 0 before any
-}
-
-func (c *heldCursor) find(seq uint64) (*badger.Item, bool) {
-	k := seqKey(c.rp, seq)
-	if c.next == 0 || seq != c.next {
-		c.it.Seek(k)
-	} else {
-		// At the first key at or after seq-1: one step at most.
-		for c.it.ValidForPrefix(c.rp) && bytes.Compare(c.it.Item().Key(), k) < 0 {
-			c.it.Next()
-		}
-	}
-	c.next = seq + 1
-	if c.it.ValidForPrefix(c.rp) && bytes.Equal(c.it.Item().Key(), k) {
-		return c.it.Item(), true
-	}
-	return nil, false
-}
-
 // committed returns the record seq under the record prefix rp that was
-// committed before the view began, tombstones included.
-func (w *writer) committed(rp []byte, seq uint64) (*badger.Item, bool) {
+// committed before the view began, deleted ones included.
+func (w *writer) committed(rp []byte, seq uint64) (heldRec, bool, error) {
+	return w.cursor(rp).find(seq)
+}
+
+// cursor returns the view's cursor of the records under prefix rp.
+func (w *writer) cursor(rp []byte) *heldCursor {
 	c, ok := w.cursors[string(rp)]
 	if !ok {
-		c = &heldCursor{it: w.viewTxn().NewIterator(badger.IteratorOptions{Prefix: rp}), rp: rp}
+		c = newHeldCursor(w.viewTxn(), rp)
 		w.cursors[string(rp)] = c
 	}
-	return c.find(seq)
+	return c
 }
 
-// queue has the next commit store r under k with its payload in a segment.
-func (w *writer) queue(k []byte, r ingest.Record, i int) {
-	w.segRecs = append(w.segRecs, segRec{key: k, time: r.Time, payload: r.Payload, i: i})
+// queue has the next commit store r of recKey, its payload in a segment.
+func (w *writer) queue(r ingest.Record, i int) {
+	w.segRecs = append(w.segRecs, segRec{seq: r.Seq, time: r.Time, payload: r.Payload, i: i})
 	w.pending++
-	w.cost += len(k) + pointerLen
+	w.cost += pointerLen + 64
 }
 
 // flushSegments appends the queued payloads to the active segment, synced,
@@ -701,27 +662,54 @@ func (w *writer) flushSegments() (uint32, error) {
 	if len(w.segRecs) == 0 {
 		return 0, nil
 	}
-	payloads := make([][]byte, len(w.segRecs))
+	// In sequence order, so the payloads of a run are in order too.
+	slices.SortFunc(w.segRecs, func(a, b segRec) int { return cmp.Compare(a.seq, b.seq) })
+	payloads := make([][]byte, 0, len(w.segRecs))
 	total := uint64(0)
-	for i, r := range w.segRecs {
-		payloads[i] = r.payload
-		total += uint64(len(r.payload))
+	for _, r := range w.segRecs {
+		if len(r.payload) > 0 {
+			payloads = append(payloads, r.payload)
+			total += uint64(len(r.payload))
+		}
 	}
-	ptrs, err := w.s.segs.append(payloads)
-	if err != nil {
-		return 0, err
-	}
-	seg := ptrs[0].seg
-	for i, r := range w.segRecs {
-		if err := w.txn.SetEntry(newPointerEntry(r.key, r.time, ptrs[i])); err != nil {
+	var ptrs []segPtr
+	seg := uint32(0)
+	if len(payloads) > 0 {
+		var err error
+		if ptrs, err = w.s.segs.append(payloads); err != nil {
+			return 0, err
+		}
+		seg = ptrs[0].seg
+		if err := w.txn.Set(extentKey(seg, ptrs[0].off), encodeLen(total)); err != nil {
 			return seg, err
 		}
 	}
-	if err := w.txn.Set(extentKey(seg, ptrs[0].off), encodeLen(total)); err != nil {
-		return seg, err
+	return seg, w.setRecords(func(r segRec) segPtr {
+		if len(r.payload) == 0 {
+			return segPtr{}
+		}
+		p := ptrs[0]
+		ptrs = ptrs[1:]
+		return p
+	})
+}
+
+// setRecords sets the queued records in txn, as runs where they can be
+// (writeRuns), each with its payload at the pointer ptr gives, called in
+// sequence order (zero for an empty payload).
+func (w *writer) setRecords(ptr func(segRec) segPtr) error {
+	slices.SortFunc(w.segRecs, func(a, b segRec) int { return cmp.Compare(a.seq, b.seq) })
+	recs := make([]heldRec, len(w.segRecs))
+	for i, r := range w.segRecs {
+		p := ptr(r)
+		recs[i] = heldRec{seq: r.seq, rv: recordValue{time: r.time, ptr: p, segment: p.seg != 0}}
 	}
 	w.segRecs = w.segRecs[:0]
-	return seg, nil
+	if len(recs) == 0 {
+		return nil
+	}
+	rp := streamPrefix('r', w.recKey)
+	return writeRuns(rp, recs, w.cursor(rp), w.txn.Set)
 }
 
 // viewTxn returns the read-only transaction of what was committed before
@@ -734,7 +722,8 @@ func (w *writer) viewTxn() *badger.Txn {
 }
 
 // highestHeld returns the highest sequence committed under the record
-// prefix rp, tombstones included; 0 when there is none.
+// prefix rp, deleted ones included; 0 when there is none. A run is keyed
+// by its last sequence, so the last key names it.
 func (w *writer) highestHeld(rp []byte) (uint64, error) {
 	it := w.viewTxn().NewIterator(badger.IteratorOptions{Prefix: rp, Reverse: true})
 	defer it.Close()
@@ -753,7 +742,7 @@ func (w *writer) highestHeld(rp []byte) (uint64, error) {
 func (w *writer) discard() {
 	w.txn.Discard()
 	for rp, c := range w.cursors {
-		c.it.Close()
+		c.close()
 		delete(w.cursors, rp)
 	}
 	if w.view != nil {
@@ -809,7 +798,9 @@ func (w *writer) advance(key ingest.StreamKey) error {
 			wm = next
 			continue
 		}
-		if _, ok := w.committed(rp, next); ok {
+		if _, ok, err := w.committed(rp, next); err != nil {
+			return fmt.Errorf("advance watermark of %s at %d: %w", key, next, err)
+		} else if ok {
 			wm = next
 			continue
 		}
@@ -933,7 +924,8 @@ func (w *writer) commitTxn() error {
 	return nil
 }
 
-// DeleteRecords replaces records with tombstones; see ingest.Store.
+// DeleteRecords marks records deleted, in their runs or as tombstones, and
+// erases their payloads; see ingest.Store.
 func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []uint64) (int, error) {
 	if err := key.Validate(); err != nil {
 		return 0, fmt.Errorf("delete records: %w", err)
@@ -945,6 +937,17 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 	}
 	rp := streamPrefix('r', key)
 	mk := join('m', key.PartID, key.StoreID, key.Stream)
+	// What was committed before is read through view; the keys this call
+	// rewrote are kept in changed, the newest state of each.
+	view := s.db.NewTransaction(false)
+	defer view.Discard()
+	held := newHeldCursor(view, rp)
+	defer held.close()
+	type changedKey struct {
+		recs  []heldRec
+		dirty bool
+	}
+	changed := map[string]*changedKey{}
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	n, pending := 0, 0
@@ -954,6 +957,17 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 	var erased []segPtr
 	var gone []timeEntry
 	commit := func() error {
+		for k, c := range changed {
+			if !c.dirty {
+				continue
+			}
+			c.dirty = false
+			// A run only shrinks when its records are marked deleted; the
+			// same key keeps its first one, so the ranges stay apart.
+			if err := setRuns(rp, c.recs, txn.Set); err != nil {
+				return fmt.Errorf("rewrite %q: %w", k, err)
+			}
+		}
 		if err := dropTimes(txn, key, gone); err != nil {
 			return fmt.Errorf("drop times: %w", err)
 		}
@@ -979,39 +993,34 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 		if err := ctx.Err(); err != nil {
 			return n, fmt.Errorf("delete records of %s: %w", key, err)
 		}
-		k := seqKey(rp, seq)
-		item, err := txn.Get(k)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
+		if _, ok, err := held.find(seq); err != nil {
 			return n, fmt.Errorf("delete records of %s: look up seq %d: %w", key, seq, err)
-		}
-		var rv recordValue
-		if err := item.Value(func(v []byte) error {
-			rv, err = decodeRecord(v)
-			return err
-		}); err != nil {
-			return n, fmt.Errorf("delete records of %s: read seq %d: %w", key, seq, err)
-		}
-		if rv.deleted {
+		} else if !ok {
 			continue
 		}
-		size, at := rv.size(), rv.time
-		if err := txn.Set(k, tombstone); err != nil {
-			return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
+		c, ok := changed[string(held.key)]
+		if !ok {
+			c = &changedKey{recs: slices.Clone(held.rec)}
+			changed[string(held.key)] = c
 		}
+		i := slices.IndexFunc(c.recs, func(r heldRec) bool { return r.seq == seq })
+		if i < 0 || c.recs[i].rv.deleted {
+			continue
+		}
+		rv := c.recs[i].rv
+		c.recs[i].rv = recordValue{deleted: true}
+		c.dirty = true
 		if rv.segment {
 			if err := txn.Set(intentKey(rv.ptr), nil); err != nil {
 				return n, fmt.Errorf("delete records of %s: seq %d: %w", key, seq, err)
 			}
 			erased = append(erased, rv.ptr)
 		}
-		if !at.IsZero() {
-			gone = append(gone, timeEntry{at.UnixNano(), seq})
+		if !rv.time.IsZero() {
+			gone = append(gone, timeEntry{rv.time.UnixNano(), seq})
 		}
 		m.records--
-		m.bytes -= uint64(size)
+		m.bytes -= uint64(rv.size())
 		n++
 		if pending++; pending >= txnMaxRecords/2 {
 			// The counters commit with their tombstones, so they never drift.
@@ -1193,6 +1202,7 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 	var lastKey []byte
 	more := false
 	err := s.db.View(func(txn *badger.Txn) error {
+		var recs []heldRec
 		for _, pp := range prefixes {
 			if after != nil && bytes.Compare(pp, after) < 0 && !bytes.HasPrefix(after, pp) {
 				continue // wholly before the cursor
@@ -1202,6 +1212,10 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 				defer it.Close()
 				start := pp
 				if after != nil && bytes.Compare(after, pp) > 0 {
+					// The cursor names a record, which may be inside a
+					// run: the run is the first key at or after it (runs
+					// are keyed by their last sequence), and what it holds
+					// up to the cursor is skipped.
 					start = after
 				}
 				for it.Seek(start); it.ValidForPrefix(pp); {
@@ -1210,11 +1224,7 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 					}
 					item := it.Item()
 					k := item.KeyCopy(nil)
-					if after != nil && bytes.Equal(k, after) {
-						it.Next()
-						continue
-					}
-					key, seq, ok := parseRecordKey(k)
+					key, last, ok := parseRecordKey(k)
 					if !ok {
 						return fmt.Errorf("malformed record key %q", k)
 					}
@@ -1227,21 +1237,38 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 						}
 						continue
 					}
-					rec, ok, err := s.storedRecord(item, key, seq)
-					if err != nil {
+					err := item.Value(func(v []byte) error {
+						var err error
+						recs, err = decodeHeld(recs[:0], last, v)
 						return err
+					})
+					if err != nil {
+						return fmt.Errorf("read record key %q: %w", k, err)
 					}
-					gone := !ok
 					it.Next()
-					if gone || (!q.From.IsZero() && rec.Time.Before(q.From)) || (!q.To.IsZero() && !rec.Time.Before(q.To)) {
-						continue
+					rp := k[:len(k)-8]
+					for _, h := range recs {
+						rk := seqKey(rp, h.seq)
+						if after != nil && bytes.Compare(rk, after) <= 0 {
+							continue
+						}
+						if h.rv.deleted || (!q.From.IsZero() && h.rv.time.Before(q.From)) || (!q.To.IsZero() && !h.rv.time.Before(q.To)) {
+							continue
+						}
+						rec, ok, err := s.storedRecord(key, h)
+						if err != nil {
+							return err
+						}
+						if !ok {
+							continue
+						}
+						if len(out) == limit {
+							more = true
+							return nil
+						}
+						out = append(out, rec)
+						lastKey = rk
 					}
-					if len(out) == limit {
-						more = true
-						return nil
-					}
-					out = append(out, rec)
-					lastKey = k
 				}
 				return nil
 			}()

@@ -257,23 +257,24 @@ func (s *Store) buildTimeIndex() error {
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{'r', 0}, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
+		var recs []heldRec
 		for it.Rewind(); it.Valid(); it.Next() {
-			key, seq, ok := parseRecordKey(it.Item().Key())
+			key, last, ok := parseRecordKey(it.Item().Key())
 			if !ok {
 				continue
 			}
-			var rv recordValue
 			if err := it.Item().Value(func(v []byte) error {
 				var err error
-				rv, err = decodeRecord(v)
+				recs, err = decodeHeld(recs[:0], last, v)
 				return err
 			}); err != nil {
 				return err
 			}
-			t := rv.time
-			if !rv.deleted && !t.IsZero() {
-				if err := wb.Set(timeKey('t', key, t.UnixNano(), seq), nil); err != nil {
-					return err
+			for _, h := range recs {
+				if t := h.rv.time; !h.rv.deleted && !t.IsZero() {
+					if err := wb.Set(timeKey('t', key, t.UnixNano(), h.seq), nil); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -380,6 +381,8 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 	var last *ingest.TimeKey
 	more := false
 	err = s.db.View(func(txn *badger.Txn) error {
+		finder := newRecordFinder(txn)
+		defer finder.close()
 		var curs []*timeCursor
 		defer func() {
 			for _, c := range curs {
@@ -447,7 +450,7 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 				return err
 			}
 			if parts == nil || parts[k.PartID] {
-				rec, ok, err := s.readRecord(txn, k)
+				rec, ok, err := s.readRecord(finder, k)
 				if err != nil {
 					return err
 				}
@@ -473,16 +476,17 @@ func (s *Store) RecordsByTime(ctx context.Context, q ingest.TimeQuery) ([]ingest
 	return out, ingest.EncodeTimeCursor(*last), nil
 }
 
-// readRecord reads the record a time key names; a deleted one is not ok.
-func (s *Store) readRecord(txn *badger.Txn, k ingest.TimeKey) (ingest.StoredRecord, bool, error) {
-	item, err := txn.Get(seqKey(streamPrefix('r', k.StreamKey), k.Seq))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return ingest.StoredRecord{}, false, nil
-	}
+// readRecord reads the record a time key names through f; a deleted one
+// is not ok.
+func (s *Store) readRecord(f *recordFinder, k ingest.TimeKey) (ingest.StoredRecord, bool, error) {
+	h, ok, err := f.cursor(streamPrefix('r', k.StreamKey)).find(k.Seq)
 	if err != nil {
 		return ingest.StoredRecord{}, false, fmt.Errorf("read record %s/%d: %w", k.StreamKey, k.Seq, err)
 	}
-	return s.storedRecord(item, k.StreamKey, k.Seq)
+	if !ok {
+		return ingest.StoredRecord{}, false, nil
+	}
+	return s.storedRecord(k.StreamKey, h)
 }
 
 // Record reads one record; see ingest.Store.
@@ -493,8 +497,10 @@ func (s *Store) Record(_ context.Context, key ingest.StreamKey, seq uint64) (ing
 	var rec ingest.StoredRecord
 	var ok bool
 	err := s.db.View(func(txn *badger.Txn) error {
+		f := newRecordFinder(txn)
+		defer f.close()
 		var err error
-		rec, ok, err = s.readRecord(txn, ingest.TimeKey{StreamKey: key, Seq: seq})
+		rec, ok, err = s.readRecord(f, ingest.TimeKey{StreamKey: key, Seq: seq})
 		return err
 	})
 	if err != nil {

@@ -197,19 +197,17 @@ func TestCrashKill(t *testing.T) {
 					}
 				}
 				if err != nil {
-					var raw []byte
-					var um byte
+					var held []heldRec
+					var heldErr error
 					_ = s.db.View(func(txn *badger.Txn) error {
-						item, err := txn.Get(seqKey(streamPrefix('r', key), seq))
-						if err != nil {
-							return err
-						}
-						um = item.UserMeta()
-						raw, err = item.ValueCopy(nil)
-						return err
+						c := newHeldCursor(txn, streamPrefix('r', key))
+						defer c.close()
+						_, _, heldErr = c.find(seq)
+						held = c.rec
+						return nil
 					})
 					w, _ := s.AckedThrough(ctx, key)
-					t.Fatalf("kill %d: stream %d seq %d (%s) acknowledged, then: %v (value %x meta %d, watermark %d)", k, g, seq, r.marker, err, raw, um, w)
+					t.Fatalf("kill %d: stream %d seq %d (%s) acknowledged, then: %v (the key at or before it holds %+v, %v; watermark %d)", k, g, seq, r.marker, err, held, heldErr, w)
 				}
 				h := sha256.Sum256(got.Payload)
 				if hex.EncodeToString(h[:8]) != r.hash || !bytes.HasPrefix(got.Payload, []byte(r.marker+"/")) {

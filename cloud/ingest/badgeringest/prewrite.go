@@ -67,15 +67,15 @@ func (s *Store) preWrite(key ingest.StreamKey, recs []ingest.Record) (*preWrite,
 func (w *writer) setPreWritten() error {
 	p := w.pre
 	kept := make([]bool, len(p.ptrs))
-	for _, r := range w.segRecs {
+	err := w.setRecords(func(r segRec) segPtr {
 		ptr := p.ptrs[r.i]
-		if err := w.txn.SetEntry(newPointerEntry(r.key, r.time, ptr)); err != nil {
-			return err
-		}
 		kept[r.i] = true
 		p.kept += uint64(ptr.n)
+		return ptr
+	})
+	if err != nil {
+		return err
 	}
-	w.segRecs = w.segRecs[:0]
 	var start, end uint64
 	open := false
 	flush := func() error {

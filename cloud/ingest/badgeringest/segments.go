@@ -1,7 +1,6 @@
 package badgeringest
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -928,50 +927,39 @@ func (s *Store) recoverSegments() error {
 	return nil
 }
 
-// storedRecord reads the record item holds, its payload from its segment
-// if it is there; a deleted record is not ok. A payload whose segment was
-// removed, or whose bytes were punched out, after the caller's transaction
-// began is a record erased since: not ok either, but only if a fresh read
-// finds its tombstone; otherwise the error stands.
-func (s *Store) storedRecord(item *badger.Item, key ingest.StreamKey, seq uint64) (ingest.StoredRecord, bool, error) {
-	var rv recordValue
-	var payload []byte
-	err := item.Value(func(v []byte) error {
-		var err error
-		rv, err = decodeRecord(v)
-		payload = bytes.Clone(rv.inline)
-		return err
-	})
-	if err != nil {
-		return ingest.StoredRecord{}, false, fmt.Errorf("read record %s/%d: %w", key, seq, err)
-	}
+// storedRecord reads the held record h of stream key, its payload from its
+// segment if it is there; a deleted record is not ok. A payload whose
+// segment was removed, or whose bytes were punched out, after the caller's
+// transaction began is a record erased since: not ok either, but only if a
+// fresh read finds it deleted; otherwise the error stands.
+func (s *Store) storedRecord(key ingest.StreamKey, h heldRec) (ingest.StoredRecord, bool, error) {
+	rv := h.rv
 	if rv.deleted {
 		return ingest.StoredRecord{}, false, nil
 	}
+	payload := rv.inline
 	if rv.segment {
+		var err error
 		payload, err = s.segs.read(rv.ptr)
 		if err != nil {
-			if s.erasedSince(key, seq) {
+			if s.erasedSince(key, h.seq) {
 				return ingest.StoredRecord{}, false, nil
 			}
-			return ingest.StoredRecord{}, false, fmt.Errorf("read record %s/%d: %w", key, seq, err)
+			return ingest.StoredRecord{}, false, fmt.Errorf("read record %s/%d: %w", key, h.seq, err)
 		}
 	}
-	return ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: seq, Time: rv.time, Payload: payload}}, true, nil
+	return ingest.StoredRecord{StreamKey: key, Record: ingest.Record{Seq: h.seq, Time: rv.time, Payload: payload}}, true, nil
 }
 
-// erasedSince says whether the record is a tombstone now.
+// erasedSince says whether the record is deleted now.
 func (s *Store) erasedSince(key ingest.StreamKey, seq uint64) bool {
 	gone := false
 	_ = s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(seqKey(streamPrefix('r', key), seq))
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			gone = deleted(v)
-			return nil
-		})
+		held := newHeldCursor(txn, streamPrefix('r', key))
+		defer held.close()
+		h, ok, err := held.find(seq)
+		gone = ok && h.rv.deleted
+		return err
 	})
 	return gone
 }

@@ -107,23 +107,31 @@ func lost(t *testing.T, s ingest.Store, key ingest.StreamKey, first, last uint64
 	return w
 }
 
-func all(t *testing.T, s ingest.Store, q ingest.Query) []ingest.StoredRecord {
+// All follows q's cursors to the end and returns every record the pages
+// held, failing t on an error, a page over q.Limit or more than maxPages
+// pages.
+func All(t testing.TB, s ingest.Store, q ingest.Query, maxPages int) []ingest.StoredRecord {
 	t.Helper()
 	var out []ingest.StoredRecord
-	for page := 0; ; page++ {
+	for pages := 0; ; pages++ {
 		rs, next, err := s.Records(context.Background(), q)
 		if err != nil {
-			t.Fatalf("Records: %v", err)
+			t.Fatalf("Records(%+v): %v", q, err)
+		}
+		if q.Limit > 0 && len(rs) > q.Limit || pages > maxPages {
+			t.Fatalf("Records(%+v): %d records, %d pages", q, len(rs), pages)
 		}
 		out = append(out, rs...)
 		if next == "" {
 			return out
 		}
-		if page > 10000 {
-			t.Fatal("Records never ends")
-		}
 		q.After = next
 	}
+}
+
+func all(t *testing.T, s ingest.Store, q ingest.Query) []ingest.StoredRecord {
+	t.Helper()
+	return All(t, s, q, 10_000)
 }
 
 func seqsOf(rs []ingest.StoredRecord) []uint64 {
