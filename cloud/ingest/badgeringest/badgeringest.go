@@ -369,8 +369,6 @@ func encodeLen(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 // tombstone is the value of a deleted record.
 var tombstone = []byte{flagDeleted, 0, 0, 0, 0, 0, 0, 0, 0}
 
-func deleted(v []byte) bool { return len(v) > 0 && v[0]&flagDeleted != 0 }
-
 // decodeRecord decodes a record value read from disk, refusing unknown
 // flags and pointers outside what a segment can hold.
 func decodeRecord(v []byte) (recordValue, error) {
