@@ -2,6 +2,7 @@ package badgeringest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -274,15 +275,7 @@ func decodeRun(dst []heldRec, last uint64, v []byte) ([]heldRec, error) {
 
 // findHeld returns the record seq among recs, sorted by sequence.
 func findHeld(recs []heldRec, seq uint64) (heldRec, bool) {
-	i, ok := slices.BinarySearchFunc(recs, seq, func(r heldRec, s uint64) int {
-		switch {
-		case r.seq < s:
-			return -1
-		case r.seq > s:
-			return 1
-		}
-		return 0
-	})
+	i, ok := slices.BinarySearchFunc(recs, seq, func(r heldRec, s uint64) int { return cmp.Compare(r.seq, s) })
 	if !ok {
 		return heldRec{}, false
 	}

@@ -17,12 +17,12 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/ingest/ingesttest"
 )
 
-// recordKeys counts the r keys of a stream.
-func recordKeys(t *testing.T, s *Store, key ingest.StreamKey) int {
+// keysUnder counts the keys under prefix.
+func keysUnder(t *testing.T, s *Store, prefix []byte) int {
 	t.Helper()
 	n := 0
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix('r', key)})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			n++
@@ -33,6 +33,12 @@ func recordKeys(t *testing.T, s *Store, key ingest.StreamKey) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// recordKeys counts the r keys of a stream.
+func recordKeys(t *testing.T, s *Store, key ingest.StreamKey) int {
+	t.Helper()
+	return keysUnder(t, s, streamPrefix('r', key))
 }
 
 // TestRecordRunsPerPut checks that a put's records share a few keys, that

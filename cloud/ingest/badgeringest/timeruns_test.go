@@ -144,21 +144,7 @@ func TestTimeRunsPerPut(t *testing.T) {
 	if _, err := s.PutRecords(ctx, key, recs); err != nil {
 		t.Fatal(err)
 	}
-	count := func() int {
-		n := 0
-		err := s.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: timePrefix('T', key.Stream)})
-			defer it.Close()
-			for it.Rewind(); it.Valid(); it.Next() {
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func() int { return keysUnder(t, s, timePrefix('T', key.Stream)) }
 	// 999 steps of 1 ms are 3 bytes each: about 300 to a run.
 	if n := count(); n < 1 || n > 5 {
 		t.Errorf("a put of 1,000 records wrote %d time runs, want a few", n)
