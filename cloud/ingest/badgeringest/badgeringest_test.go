@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
@@ -131,4 +132,56 @@ func BenchmarkPutRecords(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(seq)*1024/(1<<20)/time.Since(start).Seconds(), "MB/s")
+}
+
+// BenchmarkReadPages measures reading a stream of 100,000 records of 200
+// bytes back in pages of 100, by sequence and by time, and a record at a
+// time in random order: records per second.
+func BenchmarkReadPages(b *testing.B) {
+	ctx := context.Background()
+	s, _ := open(b, b.TempDir())
+	defer s.Close()
+	key := ingest.StreamKey{PartID: "p", StoreID: "s", Stream: "readings"}
+	const n, perPut = 100_000, 1000
+	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	payload := bytes.Repeat([]byte("r"), 200)
+	for first := 1; first <= n; first += perPut {
+		batch := make([]ingest.Record, perPut)
+		for i := range batch {
+			seq := uint64(first + i)
+			batch[i] = ingest.Record{Seq: seq, Time: t0.Add(time.Duration(seq) * 10 * time.Millisecond), Payload: payload}
+		}
+		if _, err := s.PutRecords(ctx, key, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("by-sequence", func(b *testing.B) {
+		for b.Loop() {
+			if got := len(ingesttest.All(b, s, ingest.Query{Stream: key.Stream, Limit: 100}, n)); got != n {
+				b.Fatalf("%d records", got)
+			}
+		}
+		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("by-time", func(b *testing.B) {
+		for b.Loop() {
+			if got := len(ingesttest.AllByTime(b, s, ingest.TimeQuery{Streams: []string{key.Stream}, Limit: 100}, n)); got != n {
+				b.Fatalf("%d records", got)
+			}
+		}
+		b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("one-at-a-time", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		reads := 0
+		for b.Loop() {
+			for range 10_000 {
+				if _, err := s.Record(ctx, key, 1+uint64(rng.IntN(n))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reads += 10_000
+		}
+		b.ReportMetric(float64(reads)/b.Elapsed().Seconds(), "records/s")
+	})
 }
