@@ -11,7 +11,7 @@
 // characters in ids, so a separator can never be part of one):
 //
 //	r\0PART\0STORE\0STREAM\0SEQ   a record (flags, time, payload or its pointer),
-//	                              or a run of records from SEQ (recruns.go)
+//	                              or a run of records ending at SEQ (recruns.go)
 //	m\0PART\0STORE\0STREAM        the stream's meta: watermark and counters
 //	l\0PART\0STORE\0STREAM\0LAST  a lost range, keyed by its last sequence
 //	b\0PART\0BLOB                 a blob's progress (JSON)
