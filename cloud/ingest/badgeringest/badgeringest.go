@@ -654,14 +654,15 @@ func (w *writer) queue(r ingest.Record, i int) {
 // segment reserved in, 0 for none; the caller releases it after the
 // commit.
 func (w *writer) flushSegments() (uint32, error) {
+	// In sequence order: the payloads of a run are appended in order, and
+	// writeRuns takes the records so.
+	slices.SortFunc(w.segRecs, func(a, b segRec) int { return cmp.Compare(a.seq, b.seq) })
 	if w.pre != nil {
 		return w.pre.seg, w.setPreWritten()
 	}
 	if len(w.segRecs) == 0 {
 		return 0, nil
 	}
-	// In sequence order, so the payloads of a run are in order too.
-	slices.SortFunc(w.segRecs, func(a, b segRec) int { return cmp.Compare(a.seq, b.seq) })
 	payloads := make([][]byte, 0, len(w.segRecs))
 	total := uint64(0)
 	for _, r := range w.segRecs {
@@ -692,11 +693,10 @@ func (w *writer) flushSegments() (uint32, error) {
 	})
 }
 
-// setRecords sets the queued records in txn, as runs where they can be
-// (writeRuns), each with its payload at the pointer ptr gives, called in
-// sequence order (zero for an empty payload).
+// setRecords sets the queued records (in sequence order) in txn, as runs
+// where they can be (writeRuns), each with its payload at the pointer ptr
+// gives, called in sequence order (zero for an empty payload).
 func (w *writer) setRecords(ptr func(segRec) segPtr) error {
-	slices.SortFunc(w.segRecs, func(a, b segRec) int { return cmp.Compare(a.seq, b.seq) })
 	recs := make([]heldRec, len(w.segRecs))
 	for i, r := range w.segRecs {
 		p := ptr(r)
@@ -961,7 +961,7 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 			}
 			c.dirty = false
 			// A run only shrinks when its records are marked deleted; the
-			// same key keeps its first one, so the ranges stay apart.
+			// same key keeps its last one, so the ranges stay apart.
 			if err := setRuns(rp, c.recs, txn.Set); err != nil {
 				return fmt.Errorf("rewrite %q: %w", k, err)
 			}
@@ -1001,8 +1001,8 @@ func (s *Store) DeleteRecords(ctx context.Context, key ingest.StreamKey, seqs []
 			c = &changedKey{recs: slices.Clone(held.rec)}
 			changed[string(held.key)] = c
 		}
-		i := slices.IndexFunc(c.recs, func(r heldRec) bool { return r.seq == seq })
-		if i < 0 || c.recs[i].rv.deleted {
+		i, ok := heldIndex(c.recs, seq)
+		if !ok || c.recs[i].rv.deleted {
 			continue
 		}
 		rv := c.recs[i].rv
@@ -1235,12 +1235,8 @@ func (s *Store) Records(ctx context.Context, q ingest.Query) ([]ingest.StoredRec
 						}
 						continue
 					}
-					err := item.Value(func(v []byte) error {
-						var err error
-						recs, err = decodeHeld(recs[:0], last, v)
-						return err
-					})
-					if err != nil {
+					var err error
+					if recs, err = decodeItem(recs[:0], item, last); err != nil {
 						return fmt.Errorf("read record key %q: %w", k, err)
 					}
 					it.Next()

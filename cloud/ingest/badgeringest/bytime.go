@@ -263,11 +263,8 @@ func (s *Store) buildTimeIndex() error {
 			if !ok {
 				continue
 			}
-			if err := it.Item().Value(func(v []byte) error {
-				var err error
-				recs, err = decodeHeld(recs[:0], last, v)
-				return err
-			}); err != nil {
+			var err error
+			if recs, err = decodeItem(recs[:0], it.Item(), last); err != nil {
 				return err
 			}
 			for _, h := range recs {

@@ -88,6 +88,17 @@ func decodeHeld(dst []heldRec, seq uint64, v []byte) ([]heldRec, error) {
 	return append(dst, heldRec{seq: seq, rv: rv}), nil
 }
 
+// decodeItem appends to dst the records the r key item holds, whose
+// sequence is last (decodeHeld).
+func decodeItem(dst []heldRec, item *badger.Item, last uint64) ([]heldRec, error) {
+	err := item.Value(func(v []byte) error {
+		var err error
+		dst, err = decodeHeld(dst, last, v)
+		return err
+	})
+	return dst, err
+}
+
 // runEncoder builds one run's value record by record.
 type runEncoder struct {
 	entries  []byte
@@ -276,9 +287,15 @@ func decodeRun(dst []heldRec, last uint64, v []byte) ([]heldRec, error) {
 	return dst, nil
 }
 
+// heldIndex returns where the record seq is among recs, sorted by
+// sequence.
+func heldIndex(recs []heldRec, seq uint64) (int, bool) {
+	return slices.BinarySearchFunc(recs, seq, func(r heldRec, s uint64) int { return cmp.Compare(r.seq, s) })
+}
+
 // findHeld returns the record seq among recs, sorted by sequence.
 func findHeld(recs []heldRec, seq uint64) (heldRec, bool) {
-	i, ok := slices.BinarySearchFunc(recs, seq, func(r heldRec, s uint64) int { return cmp.Compare(r.seq, s) })
+	i, ok := heldIndex(recs, seq)
 	if !ok {
 		return heldRec{}, false
 	}
@@ -350,12 +367,8 @@ func (c *heldCursor) read() error {
 		return fmt.Errorf("malformed record key %q", k)
 	}
 	last := binary.BigEndian.Uint64(k[len(c.rp):])
-	err := item.Value(func(v []byte) error {
-		var err error
-		c.rec, err = decodeHeld(c.rec, last, v)
-		return err
-	})
-	if err != nil {
+	var err error
+	if c.rec, err = decodeItem(c.rec, item, last); err != nil {
 		c.rec = c.rec[:0]
 		return fmt.Errorf("read record key %q: %w", k, err)
 	}
