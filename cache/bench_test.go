@@ -21,8 +21,8 @@ func benchStore(b *testing.B) *Store {
 }
 
 // BenchmarkAppend measures durable 256-byte appends from 1, 8 and 64
-// concurrent producers: records/s, MB/s, fsyncs/s (group commits; Badger
-// syncs the value log and the write-ahead log once in each) and
+// concurrent producers: records/s, MB/s, fsyncs/s (group commits: one
+// fdatasync of the intake each, and the settles' synced Badger commits) and
 // records/sync, the mean group: with n producers each waiting for its own
 // append, at most n.
 func BenchmarkAppend(b *testing.B) {

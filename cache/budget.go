@@ -338,7 +338,9 @@ func (s *Store) freezeGaps() {
 
 // writeGaps appends gap records outside of an eviction (a corrupted store).
 func (s *Store) writeGaps(gaps []Gap) error {
-	s.mu.Lock()
+	if err := s.lockSettled(); err != nil {
+		return err
+	}
 	defer s.mu.Unlock()
 	b := s.newBatch()
 	defer b.discard()

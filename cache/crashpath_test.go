@@ -16,18 +16,21 @@ import (
 
 const crashPathChildEnv = "OUTPOST_CACHE_CRASHPATH_CHILD"
 
-// crashPathCases are the two places a group's records can be durable in:
+// crashPathCases are the three places an append can be durable in. A
+// small append is first in the intake only, until it is settled; settled,
 // a value under the value threshold lives in the write-ahead log (the
 // memtable's .mem file) only, one at or over it in the value log with a
-// pointer in the write-ahead log. Each group commit syncs what it wrote.
+// pointer in the write-ahead log. Each of these writes is synced.
 var crashPathCases = []struct {
-	name string
-	size int    // payload bytes
-	in   string // the file kind holding the payload
-	out  string // the file kind that must not hold it
+	name   string
+	size   int      // payload bytes
+	settle bool     // whether the child settles the intake after the append
+	in     string   // the file kind holding the payload
+	out    []string // the file kinds that must not hold it
 }{
-	{"write-ahead log", valueThreshold / 4, ".mem", ".vlog"},
-	{"value log", 2 * valueThreshold, ".vlog", ".mem"},
+	{"write-ahead log", valueThreshold / 4, true, ".mem", []string{".vlog"}},
+	{"value log", 2 * valueThreshold, true, ".vlog", []string{".mem"}},
+	{"intake", valueThreshold / 4, false, intakeFile, []string{".mem", ".vlog"}},
 }
 
 // crashPathPayload is case i's payload: a marker that appears nowhere
@@ -39,8 +42,9 @@ func crashPathPayload(i int) []byte {
 }
 
 // crashPathChild appends one record per case, each on its own (one group
-// commit each), reports each returned append as "<case> <seq>", then says
-// "done" and waits to be killed.
+// commit each), settles the intake after it when the case says so, reports
+// each returned append as "<case> <seq>", then says "done" and waits to be
+// killed.
 func crashPathChild(dir string) {
 	s, err := Open(context.Background(), dir, Options{Clock: clock.NewReal(), GCInterval: -1})
 	if err != nil {
@@ -52,6 +56,12 @@ func crashPathChild(dir string) {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child append:", err)
 			os.Exit(4)
+		}
+		if crashPathCases[i].settle {
+			if err := s.settle(); err != nil {
+				fmt.Fprintln(os.Stderr, "child settle:", err)
+				os.Exit(4)
+			}
 		}
 		fmt.Printf("%d %d\n", i, seq)
 	}
@@ -92,13 +102,13 @@ func TestCrashKeepsBothPaths(t *testing.T) {
 
 	// Where each payload went, read while the child holds the store.
 	files := map[string][]byte{}
-	for _, ext := range []string{".mem", ".vlog"} {
-		names, err := filepath.Glob(filepath.Join(dir, "*"+ext))
+	for kind, glob := range map[string]string{".mem": "*.mem", ".vlog": "*.vlog", intakeFile: intakeFile} {
+		names, err := filepath.Glob(filepath.Join(dir, glob))
 		must(t, err)
 		for _, n := range names {
 			b, err := os.ReadFile(n)
 			must(t, err)
-			files[ext] = append(files[ext], b...)
+			files[kind] = append(files[kind], b...)
 		}
 	}
 	for i, c := range crashPathCases {
@@ -106,8 +116,10 @@ func TestCrashKeepsBothPaths(t *testing.T) {
 		if !bytes.Contains(files[c.in], marker) {
 			t.Errorf("%s: a %d-byte payload is not in the %s files", c.name, c.size, c.in)
 		}
-		if bytes.Contains(files[c.out], marker) {
-			t.Errorf("%s: a %d-byte payload is also in the %s files", c.name, c.size, c.out)
+		for _, out := range c.out {
+			if bytes.Contains(files[out], marker) {
+				t.Errorf("%s: a %d-byte payload is also in the %s files", c.name, c.size, out)
+			}
 		}
 	}
 

@@ -25,26 +25,39 @@
 //
 // # Durability
 //
-// Every write that returns nil is on disk. Badger runs with SyncWrites, so a
-// commit returns only after the value log and the memtable write-ahead log
-// have been msync'ed (and Badger syncs a value-log file when it rotates
-// away from it). Appends are group-committed: concurrent Append calls are
-// queued to one committer goroutine that writes everything pending in one
-// transaction and pays one sync round for the whole group, so durability
-// does not cost one sync per record. (SyncWrites=false plus DB.Sync after
+// Every write that returns nil is on disk. Appends are group-committed:
+// concurrent Append calls are queued to one committer goroutine that takes
+// everything pending and pays one sync for the whole group. A group of
+// small records (an entry of up to 512 KiB) becomes durable in the intake
+// (intake.go): one pwrite to a 4 MiB file made of written zeros and one
+// fdatasync, which on ext4 costs a device cache flush but no journal
+// commit, where Badger's synced commit costs two msyncs of files it grows
+// (the value log and the memtable's write-ahead log). What the intake
+// holds is moved into Badger, in one synced commit for many groups, when
+// the intake is full and before anything else reads or changes the
+// streams (lockSettled), so Read, Ack, Stats, edits and eviction see
+// exactly what they did before; Open moves what a crash left there. A
+// larger group, and one that needs an eviction first, takes Badger's
+// synced commit directly. Badger runs with SyncWrites, so every commit
+// returns only after its files are msync'ed (and Badger syncs a value-log
+// file when it rotates away from it). (SyncWrites=false plus DB.Sync after
 // each group would be cheaper but has two holes under power loss: DB.Sync
 // only syncs the current memtable WAL, so a group written across a memtable
 // rotation would leave its first part unsynced; and value-log GC moves live
-// values with unsynced writes and then deletes the file they came from. A
-// two-stage commit/sync pipeline measured slower on two cores.) Reads see a record only once its commit, and so its
-// sync, is complete: nothing reaches the cloud before it is durable.
+// values with unsynced writes and then deletes the file they came from.)
+// Reads see a record only once it is in Badger, so nothing reaches the
+// cloud before it is durable.
 //
 // What survives what:
 //
 //   - A process crash (kill -9, panic, OOM kill) loses nothing that was
 //     acknowledged. Appends that had not returned may or may not be present;
 //     if present they are complete and sequence numbers stay contiguous
-//     (Badger replays its logs in order and truncates a torn tail).
+//     (Badger replays its logs in order and truncates a torn tail; the
+//     intake is read up to its first torn entry or one of an older
+//     generation, and only records after each stream's last one in Badger
+//     are moved, so none is there twice: TestIntakeRecovery,
+//     TestCrashKeepsBothPaths).
 //     TestCrashKill checks this with 50 SIGKILLed processes. It found a
 //     Badger v4.9.6 bug: a log file created but not yet initialised when the
 //     process died makes Open fail; Open first removes such empty files
@@ -53,7 +66,9 @@
 //     honours flush requests (an SD card whose controller acknowledges
 //     flushes it has not done is beyond what software can promise). Writes
 //     in flight are lost whole or cut at a record boundary by Badger's
-//     recovery, with the metas in the same transactions as their records.
+//     recovery, with the metas in the same transactions as their records;
+//     an intake entry has one checksum over the whole group, so a torn one
+//     is dropped whole.
 //   - Ack, eviction, edit, delete, document, state and blob writes are
 //     synced the same way. An Ack lost to a crash only means records are
 //     sent again, which the cloud treats as a no-op, since it

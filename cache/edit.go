@@ -69,7 +69,9 @@ func (s *Store) EditCaptures(ctx context.Context, seqs []uint64, edit func(seq u
 }
 
 func (s *Store) editChunk(seqs []uint64, edit func(uint64, []byte) ([]byte, error), res *EditResult) (int, error) {
-	s.mu.Lock()
+	if err := s.lockSettled(); err != nil {
+		return 0, err
+	}
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return 0, ErrClosed
@@ -172,7 +174,9 @@ func (s *Store) DeleteCaptures(ctx context.Context, seqs []uint64, reason string
 }
 
 func (s *Store) deleteChunk(seqs []uint64, reason string, blobOf func([]byte) string, res *EditResult) (int, int64, error) {
-	s.mu.Lock()
+	if err := s.lockSettled(); err != nil {
+		return 0, 0, err
+	}
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return 0, 0, ErrClosed

@@ -47,6 +47,7 @@ func checkCaptureIndex(t *testing.T, s *Store) {
 		size uint32
 	}
 	recs, index := map[uint64]rec{}, map[uint64]rec{}
+	must(t, s.settle())
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(StreamCaptures)})
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -191,6 +192,9 @@ func TestDeleteCaptures(t *testing.T) {
 		p := capPayload(i, blob)
 		_, err := s.Append(ctx, StreamCaptures, Record{Payload: p, Priority: 1})
 		must(t, err)
+		// Settled one by one, each record is a run of its own, whose
+		// bytes the gap records count.
+		must(t, s.settle())
 		recBytes[uint64(i)] = uint64(len(recordKey(StreamCaptures, 0, 0)) + len(encodeRecord(Record{Payload: p, Time: t0})))
 	}
 	if _, err := s.DeleteCaptures(ctx, []uint64{1}, "", blobOfPayload); err == nil {

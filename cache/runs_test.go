@@ -396,10 +396,11 @@ func TestDamagedRunIsDropped(t *testing.T) {
 		}
 		_, err := s.AppendBatch(ctx, StreamLogsInfo, recs)
 		must(t, err)
+		must(t, s.settle()) // a run per batch
 	}
 	// Replace the middle run (11..20) by bytes that do not decode, keeping
 	// its key; the same size keeps the accounting's view of it.
-	s.mu.Lock()
+	must(t, s.lockSettled())
 	err := s.db.Update(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: streamPrefix(StreamLogsInfo)})
 		defer it.Close()

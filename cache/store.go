@@ -132,6 +132,17 @@ type Store struct {
 	acked map[Stream]*atomic.Uint64
 	blobs int64    // bytes of blob chunks present
 	purge []string // deleted blobs found by load, removed by Open
+
+	// intake holds appends made durable there and not yet in Badger:
+	// pending, in order, with their accounted bytes and each stream's last
+	// sequence among them (all guarded by mu; see intake.go). pendingN is
+	// len(pending), for readers that do not take mu.
+	intake       *intake
+	pending      []*appendReq
+	pendingBytes int64
+	pendingLast  map[Stream]uint64
+	pendingN     atomic.Int64
+	settleErr    string // the last settle failure logged (guarded by mu)
 }
 
 // Open opens (or creates) the store in dir. A directory held by another
@@ -194,8 +205,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 
 		evictedHead: make(map[Stream]uint64),
 		openGaps:    make(map[gapClass]openGap),
+		pendingLast: make(map[Stream]uint64),
 	}
 	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if err := s.recoverIntake(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
@@ -245,8 +261,20 @@ func (s *Store) Close() error {
 	s.done.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// What the intake holds would be moved by the next Open anyway; a
+	// cleared one spares that Open reading the entries it moved.
+	serr := s.settleLocked()
+	if s.intake != nil {
+		if serr == nil {
+			serr = s.intake.clear()
+		}
+		_ = s.intake.close()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	if serr != nil {
+		return fmt.Errorf("close store %s: %w", s.dir, serr)
 	}
 	return nil
 }
@@ -267,9 +295,8 @@ func badgerOptions(dir string, log *zap.Logger) badger.Options {
 // compactions that acknowledged records' deletions cause copy it again
 // (they were a quarter of the part's CPU per drained gigabyte of ~1 KiB
 // readings, docs/PERFORMANCE.md). Short log lines and audit events stay in
-// the write-ahead log: a group commit of those then dirties one file, not
-// two, and its sync round is shorter, which is what bounds durable appends
-// from many producers (BenchmarkAppend). The space acknowledged records held
+// the write-ahead log: a Badger commit of those then dirties one file, not
+// two, and its sync round is shorter. The space acknowledged records held
 // comes back through value-log GC (TestSpaceComesBack covers both sizes).
 const valueThreshold = 512
 
@@ -373,7 +400,7 @@ func (s *Store) load() error {
 
 // totalLocked is the live bytes the budget counts.
 func (s *Store) totalLocked() int64 {
-	t := s.blobs
+	t := s.blobs + s.pendingBytes
 	for _, m := range s.meta {
 		t += int64(m.Bytes)
 	}

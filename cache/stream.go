@@ -94,6 +94,22 @@ type appendReq struct {
 	first  uint64
 	err    error
 	done   chan struct{}
+	// durable says the intake holds the append and its producer has its
+	// answer, or that recovery read it back: committing it to Badger
+	// answers nobody.
+	durable bool
+}
+
+// account adds what rec costs to r, as a run of its own would take: groups
+// make runs, which take less (one key, one header).
+func (r *appendReq) account(rec Record, keyLen int) {
+	valLen := 2 + varintLen(rec.Time.UnixNano()) + len(rec.Payload)
+	r.bytes += int64(keyLen + valLen)
+	r.cost += txnCost(keyLen, valLen)
+	if r.stream == StreamCaptures {
+		r.cost += txnCost(14, 0)
+	}
+	r.maxPri = max(r.maxPri, rec.Priority)
 }
 
 // Append durably appends rec to stream and returns its sequence number. It
@@ -133,15 +149,7 @@ func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint
 			rec.Priority = 0
 		}
 		recs[i] = rec
-		// What the record would take as a run of its own: groups make
-		// runs, which take less (one key, one header).
-		valLen := 2 + varintLen(rec.Time.UnixNano()) + len(rec.Payload)
-		r.bytes += int64(keyLen + valLen)
-		r.cost += txnCost(keyLen, valLen)
-		if st == StreamCaptures {
-			r.cost += txnCost(14, 0)
-		}
-		r.maxPri = max(r.maxPri, rec.Priority)
+		r.account(rec, keyLen)
 	}
 	if r.cost > txnMaxBytes || len(recs)*2 > txnMaxEntries {
 		return 0, fmt.Errorf("append %d records to %s: %w", len(recs), st, ErrTooLarge)
@@ -232,6 +240,15 @@ func (s *Store) commitGroup(group []*appendReq) {
 		}
 		return
 	}
+	if s.intakeLocked(group) {
+		return
+	}
+	if err := s.settleLocked(); err != nil {
+		for _, r := range group {
+			r.finish(err)
+		}
+		return
+	}
 	// Admission first: eviction commits its own transactions, so it must
 	// happen before the group's batch takes copies of the stream metas.
 	accepted := group[:0:0]
@@ -244,29 +261,48 @@ func (s *Store) commitGroup(group []*appendReq) {
 		adding += r.bytes
 		accepted = append(accepted, r)
 	}
-	// One transaction takes requests up to Badger's limits as if each
-	// record were its own entry (an upper bound: a run is one entry).
-	var inBatch []*appendReq
+	n, err := s.commitBatches(accepted)
+	for i, r := range accepted {
+		if i < n {
+			r.finish(nil)
+		} else {
+			r.finish(err)
+		}
+	}
+}
+
+// commitBatches commits reqs in order, as many to a synced transaction as
+// Badger's limits take when each record is counted as its own entry (an
+// upper bound: a run is one entry). It stops at the first failure and
+// returns how many of reqs are committed.
+func (s *Store) commitBatches(reqs []*appendReq) (int, error) {
+	start := 0
 	var cost int64
 	entries := 0
-	for _, r := range accepted {
-		if len(inBatch) > 0 && (cost+r.cost > txnMaxBytes || entries+2*len(r.recs) > txnMaxEntries) {
-			s.commitRuns(inBatch)
-			inBatch, cost, entries = inBatch[:0], 0, 0
+	for i, r := range reqs {
+		if i > start && (cost+r.cost > txnMaxBytes || entries+2*len(r.recs) > txnMaxEntries) {
+			if err := s.commitRuns(reqs[start:i]); err != nil {
+				return start, err
+			}
+			start, cost, entries = i, 0, 0
 		}
-		inBatch = append(inBatch, r)
 		cost += r.cost
 		entries += 2 * len(r.recs)
 	}
-	if len(inBatch) > 0 {
-		s.commitRuns(inBatch)
+	if start < len(reqs) {
+		if err := s.commitRuns(reqs[start:]); err != nil {
+			return start, err
+		}
 	}
+	return len(reqs), nil
 }
 
 // commitRuns assigns sequence numbers to the records of reqs, in order,
 // stores each stream's records (for captures, each stretch of one
-// priority) as runs, and commits them in one synced transaction.
-func (s *Store) commitRuns(reqs []*appendReq) {
+// priority) as runs, and commits them in one synced transaction. An
+// append the intake holds keeps the sequence it was given. The caller
+// answers the producers.
+func (s *Store) commitRuns(reqs []*appendReq) error {
 	b := s.newBatch()
 	defer b.discard()
 	type pending struct {
@@ -283,7 +319,13 @@ func (s *Store) commitRuns(reqs []*appendReq) {
 	}
 	for _, r := range reqs {
 		m := b.meta(r.stream)
-		r.first = m.Last + 1
+		switch {
+		case !r.durable:
+			r.first = m.Last + 1
+		case r.first != m.Last+1 && err == nil:
+			// Its producer has r.first already; nothing may change it.
+			err = fmt.Errorf("move %s from the intake: it holds sequence %d, the store's next is %d", r.stream, r.first, m.Last+1)
+		}
 		for _, rec := range r.recs {
 			m.Last++
 			p := open[r.stream]
@@ -305,9 +347,7 @@ func (s *Store) commitRuns(reqs []*appendReq) {
 	if err == nil {
 		err = b.commit()
 	}
-	for _, r := range reqs {
-		r.finish(err)
-	}
+	return err
 }
 
 // batch is one read-write transaction plus working copies of the stream
@@ -508,6 +548,7 @@ func (s *Store) Read(ctx context.Context, st Stream, after uint64, limit, maxByt
 	if limit <= 0 {
 		return nil, nil
 	}
+	s.trySettle()
 	if st == StreamGaps {
 		s.freezeGaps()
 	}
@@ -624,7 +665,9 @@ type badItem struct {
 
 // dropCorrupt deletes unreadable records and writes a gap record for them.
 func (s *Store) dropCorrupt(st Stream, items []badItem) error {
-	s.mu.Lock()
+	if err := s.lockSettled(); err != nil {
+		return err
+	}
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return ErrClosed
@@ -670,7 +713,7 @@ func (s *Store) Ack(ctx context.Context, st Stream, through uint64) error {
 // ackChunk deletes one transaction's worth of acknowledged records. The
 // lock is taken per chunk so a large ack does not stall appends.
 func (s *Store) ackChunk(st Stream, through uint64) (done bool, freed uint64, err error) {
-	s.mu.Lock()
+	s.lockTrySettled()
 	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return false, 0, ErrClosed
@@ -742,7 +785,7 @@ func (s *Store) Stats(ctx context.Context, st Stream) (StreamStats, error) {
 	if !st.Valid() {
 		return StreamStats{}, fmt.Errorf("stats of %s: %w", st, ErrUnknownStream)
 	}
-	s.mu.Lock()
+	s.lockTrySettled()
 	m := *s.meta[st]
 	s.mu.Unlock()
 	out := StreamStats{Stream: st, Last: m.Last, AckedThrough: m.AckedThrough, Count: m.Count, Bytes: m.Bytes}
