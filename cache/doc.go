@@ -35,8 +35,10 @@
 // (the value log and the memtable's write-ahead log). What the intake
 // holds is moved into Badger, in one synced commit for many groups, when
 // the intake is full and before anything else reads or changes the
-// streams (lockSettled), so Read, Ack, Stats, edits and eviction see
-// exactly what they did before; Open moves what a crash left there. A
+// streams, so Read, Ack, Stats, edits and eviction see exactly what they
+// did before (writers of gap records must settle first, lockSettled;
+// readers and acks go on with what Badger holds if it refuses the intake's
+// appends, lockTrySettled); Open moves what a crash left there. A
 // larger group, and one that needs an eviction first, takes Badger's
 // synced commit directly. Badger runs with SyncWrites, so every commit
 // returns only after its files are msync'ed (and Badger syncs a value-log
@@ -68,7 +70,10 @@
 //     in flight are lost whole or cut at a record boundary by Badger's
 //     recovery, with the metas in the same transactions as their records;
 //     an intake entry has one checksum over the whole group, so a torn one
-//     is dropped whole.
+//     is dropped whole. An entry whose checksum holds but which does not
+//     decode ends the intake's recovery: the store opens with the appends
+//     before it and a gap record says appends were lost
+//     (TestDamagedIntakeOpens).
 //   - Ack, eviction, edit, delete, document, state and blob writes are
 //     synced the same way. An Ack lost to a crash only means records are
 //     sent again, which the cloud treats as a no-op, since it

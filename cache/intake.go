@@ -62,34 +62,38 @@ type intake struct {
 // openIntake opens dir's intake file, creating it filled with zeros when
 // it is missing or not of the expected size, and returns the appends the
 // current generation holds, in the order they were written. A file of
-// another size is read first, then made again.
-func openIntake(dir string) (*intake, []*appendReq, error) {
+// another size is read first, then made again. An entry that is whole but
+// does not decode ends what is read, and is returned as damage, not as an
+// error: the store opens with the appends before it.
+func openIntake(dir string) (in *intake, held []*appendReq, damage, err error) {
 	path := filepath.Join(dir, intakeFile)
-	var held []*appendReq
 	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return nil, nil, fmt.Errorf("open intake: %w", err)
+		return nil, nil, nil, fmt.Errorf("open intake: %w", err)
 	default:
 		fi, err := f.Stat()
 		if err == nil {
 			held, err = decodeIntake(f, fi.Size())
 		}
+		if errors.Is(err, errBadIntake) {
+			damage, err = err, nil
+		}
 		if err != nil {
 			_ = f.Close()
-			return nil, nil, fmt.Errorf("read intake: %w", err)
+			return nil, nil, nil, fmt.Errorf("read intake: %w", err)
 		}
 		if fi.Size() == intakeFileBytes {
-			return &intake{f: f, size: intakeFileBytes}, held, nil
+			return &intake{f: f, size: intakeFileBytes}, held, damage, nil
 		}
 		_ = f.Close()
 	}
 	f, err = makeIntake(dir, path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return &intake{f: f, size: intakeFileBytes}, held, nil
+	return &intake{f: f, size: intakeFileBytes}, held, damage, nil
 }
 
 // makeIntake writes a zero-filled intake file under a temporary name,
@@ -222,8 +226,8 @@ func (in *intake) close() error { return in.f.Close() }
 // decodeIntake returns the appends of the first generation in the size
 // bytes of r, up to the first entry that is torn, of another generation,
 // or past the end. An entry whose checksum holds but whose body does not
-// decode is damage, reported as an error: its records cannot be told apart
-// from the next ones.
+// decode is damage: decodeIntake returns the appends before it with an
+// error wrapping errBadIntake.
 func decodeIntake(r io.ReaderAt, size int64) ([]*appendReq, error) {
 	var out []*appendReq
 	var gen uint64
@@ -247,7 +251,7 @@ func decodeIntake(r io.ReaderAt, size int64) ([]*appendReq, error) {
 		gen = g
 		reqs, err := decodeIntakeBody(body)
 		if err != nil {
-			return nil, fmt.Errorf("intake entry at offset %d: %w", off, err)
+			return out, fmt.Errorf("intake entry at offset %d: %w", off, err)
 		}
 		out = append(out, reqs...)
 		off += intakeHeaderSize + n
@@ -263,7 +267,7 @@ func decodeIntakeBody(b []byte) ([]*appendReq, error) {
 		name := d.bytes()
 		st := Stream(name)
 		if d.err == nil && !st.Valid() {
-			return nil, fmt.Errorf("stream %q: %w", name, ErrUnknownStream)
+			return nil, fmt.Errorf("unknown stream %.40q: %w", name, errBadIntake)
 		}
 		first := d.uvarint()
 		count := d.uvarint()
@@ -368,7 +372,7 @@ func (s *Store) intakeLocked(group []*appendReq) bool {
 	for _, r := range group {
 		adding += r.bytes
 	}
-	if max := s.opts.Budget.MaxBytes; max > 0 && s.totalLocked()+adding > max {
+	if limit := s.opts.Budget.MaxBytes; limit > 0 && s.totalLocked()+adding > limit {
 		return false
 	}
 	saved := make(map[Stream]uint64, 2)
@@ -517,10 +521,11 @@ func (s *Store) trySettle() {
 // recoverIntake opens the intake and moves the appends it holds that are
 // not in Badger yet (a crash came before they were settled) into Badger.
 func (s *Store) recoverIntake() error {
-	in, held, err := openIntake(s.dir)
+	in, held, damage, err := openIntake(s.dir)
 	if err != nil {
 		return err
 	}
+
 	var todo []*appendReq
 	keyLen := len(recordKey(StreamLogsInfo, 0, 0))
 	next := map[Stream]uint64{}
@@ -551,6 +556,15 @@ func (s *Store) recoverIntake() error {
 			return fmt.Errorf("move %d appends from the intake into the store: %w", len(todo), err)
 		}
 		s.log.Info("moved appends a stop left in the intake into the store", zap.Int("appends", len(todo)))
+	}
+	if damage != nil {
+		// Which streams and sequences the damaged entries held is not
+		// known; the gap record says that appends were lost, and when.
+		s.log.Error("the intake is damaged; the appends it held after the damage are lost", zap.Error(damage))
+		if err := s.writeGaps([]Gap{{Reason: "appends lost: the store's intake file was damaged (" + damage.Error() + ")"}}); err != nil {
+			_ = in.close()
+			return fmt.Errorf("record the intake's damage: %w", err)
+		}
 	}
 	if err := in.restart(); err != nil {
 		_ = in.close()

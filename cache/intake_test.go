@@ -69,7 +69,8 @@ func TestDecodeIntake(t *testing.T) {
 		{"an older generation after", append(append([]byte(nil), one...), appendIntakeEntry(nil, 4, reqs[1:])...), 1, nil},
 		{"first entry torn, a whole one after", append(append([]byte(nil), one[:len(one)-1]...), two...), 0, nil},
 		{"length past the end", hugeLen, 0, nil},
-		{"unknown stream", entryWithBody(1, unknown), 0, ErrUnknownStream},
+		{"unknown stream", entryWithBody(1, unknown), 0, errBadIntake},
+		{"a good entry, then one that does not decode", append(append([]byte(nil), one...), entryWithBody(5, unknown)...), 1, errBadIntake},
 		{"more records than bytes", entryWithBody(1, manyRecs), 0, errBadIntake},
 		{"field longer than a record", entryWithBody(1, longField), 0, errBadIntake},
 		{"bytes after the last append", entryWithBody(1, append(binary.AppendUvarint(nil, 0), 1)), 0, errBadIntake},
@@ -78,13 +79,9 @@ func TestDecodeIntake(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := decodeIntake(bytes.NewReader(tt.data), int64(len(tt.data)))
-			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("error %v, want %v", err, tt.wantErr)
-				}
-				return
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}
-			must(t, err)
 			if len(got) != tt.want {
 				t.Fatalf("%d appends, want %d", len(got), tt.want)
 			}
@@ -327,5 +324,38 @@ func TestReadGoesOnWhenSettleFails(t *testing.T) {
 	}
 	if err := s.settle(); err == nil || !strings.Contains(err.Error(), "intake") {
 		t.Fatalf("settle: %v", err)
+	}
+}
+
+// TestDamagedIntakeOpens damages the second of two entries in a way its
+// checksum does not catch: the store opens, with the first entry's append.
+func TestDamagedIntakeOpens(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions(t))
+	for _, p := range []string{"kept", "lost"} {
+		_, err := s.Append(ctx, StreamLogsWarn, Record{Payload: []byte(p)})
+		must(t, err)
+	}
+	snap := snapshot(t, dir)
+	path := filepath.Join(snap, intakeFile)
+	data, err := os.ReadFile(path)
+	must(t, err)
+	first := intakeHeaderSize + int(binary.LittleEndian.Uint32(data[8:12]))
+	n := int(binary.LittleEndian.Uint32(data[first+8 : first+12]))
+	body := data[first+intakeHeaderSize : first+intakeHeaderSize+n]
+	i := bytes.Index(body, []byte(StreamLogsWarn))
+	copy(body[i:], "nope.warn")
+	copy(data[first:], entryWithBody(binary.LittleEndian.Uint64(data[first:first+8]), body))
+	must(t, os.WriteFile(path, data, 0o600))
+
+	c := openTest(t, snap, testOptions(t))
+	es := readAll(t, c, StreamLogsWarn, 0)
+	if len(es) != 1 || string(es[0].Payload) != "kept" {
+		t.Fatalf("read %+v after the damage", es)
+	}
+	gaps := readGaps(t, c)
+	if len(gaps) != 1 || !strings.Contains(gaps[0].Reason, "intake file was damaged") {
+		t.Fatalf("gap records %+v", gaps)
 	}
 }
