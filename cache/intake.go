@@ -455,7 +455,11 @@ func (s *Store) settleLocked() error {
 	for _, r := range s.pending[:n] {
 		s.pendingBytes -= r.bytes
 	}
-	s.pending = append(s.pending[:0], s.pending[n:]...)
+	// The moved appends' payloads must not stay reachable from the
+	// slice's spare capacity.
+	rest := copy(s.pending, s.pending[n:])
+	clear(s.pending[rest:])
+	s.pending = s.pending[:rest]
 	s.pendingN.Add(-int64(n))
 	if err != nil {
 		return fmt.Errorf("move appends from the intake into the store: %w", err)
