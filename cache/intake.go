@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -369,65 +370,51 @@ func (s *Store) intakeLocked(group []*appendReq) bool {
 		return false
 	}
 	var adding int64
+	size := 0
 	for _, r := range group {
 		adding += r.bytes
+		for _, rec := range r.recs {
+			size += len(rec.Payload)
+		}
 	}
 	if limit := s.opts.Budget.MaxBytes; limit > 0 && s.totalLocked()+adding > limit {
 		return false
 	}
-	saved := make(map[Stream]uint64, 2)
+	// The group's sequences follow what the intake and Badger hold;
+	// pendingLast learns them once the group is in the intake.
+	lasts := make(map[Stream]uint64, 2)
 	for _, r := range group {
-		last, ok := s.pendingLast[r.stream]
-		if _, seen := saved[r.stream]; !seen {
-			saved[r.stream] = last
+		last, ok := lasts[r.stream]
+		if !ok {
+			last, ok = s.pendingLast[r.stream]
 		}
 		if !ok {
 			last = s.meta[r.stream].Last
 		}
 		r.first = last + 1
-		s.pendingLast[r.stream] = last + uint64(len(r.recs))
-	}
-	restore := func() {
-		for st, last := range saved {
-			if last == 0 {
-				delete(s.pendingLast, st)
-			} else {
-				s.pendingLast[st] = last
-			}
-		}
+		lasts[r.stream] = last + uint64(len(r.recs))
 	}
 	err := s.intake.write(group)
 	if errors.Is(err, errIntakeFull) {
+		// A settle moves what comes before the group, so the group's
+		// sequences still follow. If Badger fails it, the caller settles
+		// again and answers the group with that error.
 		if serr := s.settleLocked(); serr != nil {
-			// Badger failed, not the intake: the caller settles again
-			// and answers the group with that error.
-			restore()
 			return false
-		}
-		// Settling forgot the sequences assigned above.
-		for _, r := range group {
-			saved[r.stream] = 0
-			s.pendingLast[r.stream] = r.first + uint64(len(r.recs)) - 1
 		}
 		err = s.intake.write(group)
 	}
 	if err != nil {
-		restore()
 		s.log.Error("the intake failed; appends take Badger's synced commit until the store is opened again", zap.Error(err))
 		_ = s.intake.close()
 		s.intake = nil
 		return false
 	}
+	maps.Copy(s.pendingLast, lasts)
 	s.syncs.Add(1)
 	s.synced()
 	// The payloads are the callers', who may reuse them once Append
 	// returns: what waits to be settled is a copy.
-	size := 0
-	for _, r := range group {
-		for _, rec := range r.recs {
-			size += len(rec.Payload)
-		}
-	}
 	slab := make([]byte, 0, size)
 	for _, r := range group {
 		for i, rec := range r.recs {
@@ -531,7 +518,6 @@ func (s *Store) recoverIntake() error {
 	}
 
 	var todo []*appendReq
-	keyLen := len(recordKey(StreamLogsInfo, 0, 0))
 	next := map[Stream]uint64{}
 	for _, r := range held {
 		if _, ok := next[r.stream]; !ok {
@@ -549,6 +535,7 @@ func (s *Store) recoverIntake() error {
 		r.recs = r.recs[skip:]
 		r.first = next[r.stream]
 		next[r.stream] += uint64(len(r.recs))
+		keyLen := len(recordKey(r.stream, 0, 0))
 		for _, rec := range r.recs {
 			r.account(rec, keyLen)
 		}
