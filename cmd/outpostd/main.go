@@ -11,7 +11,7 @@ import (
 
 	"time"
 
-	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/outpost-robotics/outpost/daemon"
 	"github.com/outpost-robotics/outpost/logging"
@@ -26,23 +26,16 @@ func main() {
 // run parses flags and runs the daemon. Exit code 2 is a usage or
 // bootstrap-file error, which systemd's RestartPreventExitStatus tells from
 // a crash: restarting will not fix it.
+//
+// The flags are pflag's, not cobra's: cobra's help templates are
+// text/template, whose reflection makes the linker keep every exported
+// method of the binary, 5.5 MB of outpostd that a robot keeps resident
+// (deptest's link rule on text/template holds it to that).
 func run(args []string, stdout, stderr io.Writer) int {
-	code := 0
-	root := &cobra.Command{
-		Use:           "outpostd",
-		Short:         "The daemon every robot part runs under systemd",
-		Long:          "outpostd keeps a robot part's config, logs and captures in its store, syncs with the fleet cloud, and serves the control plane to field technicians on the local network.",
-		Version:       version.String("outpostd"),
-		Args:          cobra.NoArgs,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.SetVersionTemplate("{{.Version}}\n")
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetArgs(args)
 	var o flags
-	fs := root.Flags()
+	var showVersion bool
+	fs := pflag.NewFlagSet("outpostd", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.StringVar(&o.config, "config", daemon.DefaultConfigPath, "bootstrap file written when the part was provisioned")
 	fs.StringVar(&o.dataDir, "data-dir", daemon.DefaultDataDir, "folder of the local store")
 	fs.StringVar(&o.listen, "listen", ":8443", "control plane address (TLS)")
@@ -53,39 +46,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.level, "log-level", "info", "log level until the config or the file log-level next to --config sets one: debug, info, warn or error")
 	fs.StringVar(&o.format, "log-format", "", "json or console; default: console on a terminal, else json (journald)")
 	fs.DurationVar(&o.fsyncDelay, "fault-fsync-delay", 0, "fault injection for tests: each synced commit of the store waits this long more, as on a slow SD card (never in production; at most 1s)")
-	root.RunE = func(*cobra.Command, []string) error {
-		code = serve(o, stderr)
-		return nil
+	fs.BoolVarP(&showVersion, "version", "v", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "%s\n\nUsage:\n  outpostd [flags]\n\nFlags:\n%s", usage, fs.FlagUsages())
 	}
-	root.AddCommand(completionCmd(root))
-	if err := root.Execute(); err != nil {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		return 0
+	case err != nil:
 		fmt.Fprintln(stderr, "outpostd:", err)
 		fmt.Fprintln(stderr, "see 'outpostd --help'")
 		return 2
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "outpostd: unexpected argument %q: outpostd takes flags only\n", fs.Arg(0))
+		fmt.Fprintln(stderr, "see 'outpostd --help'")
+		return 2
+	case showVersion:
+		fmt.Fprintln(stdout, version.String("outpostd"))
+		return 0
 	}
-	return code
+	return serve(o, stderr)
 }
 
-// completionCmd prints the shell completion script for outpostd.
-func completionCmd(root *cobra.Command) *cobra.Command {
-	return &cobra.Command{
-		Use:       "completion bash|zsh|fish",
-		Short:     "Print the shell completion script",
-		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
-		ValidArgs: []string{"bash", "zsh", "fish"},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			out := cmd.OutOrStdout()
-			switch args[0] {
-			case "bash":
-				return root.GenBashCompletionV2(out, true)
-			case "zsh":
-				return root.GenZshCompletion(out)
-			default:
-				return root.GenFishCompletion(out, true)
-			}
-		},
-	}
-}
+// usage is what --help says before the flags.
+const usage = "outpostd keeps a robot part's config, logs and captures in its store, syncs with the fleet cloud, and serves the control plane to field technicians on the local network."
 
 // flags are outpostd's command-line flags.
 type flags struct {
