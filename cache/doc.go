@@ -27,7 +27,10 @@
 //
 // Every write that returns nil is on disk. Appends are group-committed:
 // concurrent Append calls are queued to one committer goroutine that takes
-// everything pending and pays one sync for the whole group. A group of
+// everything pending and pays one sync for the whole group. Queue hands an
+// append to the committer and returns at once, so one producer can have
+// many records in a group (capture's collectors keep up to 16 queued);
+// its Pending's Wait returning nil is what Append returning nil is. A group of
 // small records (an entry of up to 512 KiB) becomes durable in the intake
 // (intake.go): one pwrite to a 4 MiB file made of written zeros and one
 // fdatasync, which on ext4 costs a device cache flush but no journal
@@ -53,8 +56,9 @@
 // What survives what:
 //
 //   - A process crash (kill -9, panic, OOM kill) loses nothing that was
-//     acknowledged. Appends that had not returned may or may not be present;
-//     if present they are complete and sequence numbers stay contiguous
+//     acknowledged. Appends that had not returned (or whose Wait had not)
+//     may or may not be present; if present they are complete and sequence
+//     numbers stay contiguous
 //     (Badger replays its logs in order and truncates a torn tail; the
 //     intake is read up to its first torn entry or one of an older
 //     generation, and only records after each stream's last one in Badger

@@ -504,3 +504,80 @@ func signal(ch chan error, err error) {
 	default:
 	}
 }
+
+// TestQueue queues appends from several producers without waiting: each
+// producer's records get increasing sequences in the order it queued them,
+// Wait says the same every time, and every record answered nil is there
+// after a reopen, once; a Queue refused queues nothing.
+func TestQueue(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir, testOptions(t))
+	const producers, each = 8, 300
+	var wg sync.WaitGroup
+	got := make([][]uint64, producers)
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			queued := make([]Pending, 0, each)
+			for i := range each {
+				q, err := s.Queue(ctx, StreamLogsInfo, Record{Payload: []byte(fmt.Sprintf("p%d-%04d", p, i))})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				queued = append(queued, q)
+			}
+			for _, q := range queued {
+				<-q.Done()
+				seq, err := q.Wait()
+				if again, err2 := q.Wait(); err != nil || err2 != nil || again != seq {
+					t.Errorf("Wait: %d, %v; again %d, %v", seq, err, again, err2)
+					return
+				}
+				got[p] = append(got[p], seq)
+			}
+		}()
+	}
+	wg.Wait()
+	bySeq := map[uint64]string{}
+	for p, seqs := range got {
+		for i, seq := range seqs {
+			if i > 0 && seq <= seqs[i-1] {
+				t.Fatalf("producer %d: record %d got seq %d after %d", p, i, seq, seqs[i-1])
+			}
+			bySeq[seq] = fmt.Sprintf("p%d-%04d", p, i)
+		}
+	}
+	must(t, s.Close())
+	s = openTest(t, dir, testOptions(t))
+	es := readAll(t, s, StreamLogsInfo, 0)
+	if len(es) != producers*each || len(bySeq) != producers*each {
+		t.Fatalf("%d records after reopen, %d distinct sequences answered; want %d", len(es), len(bySeq), producers*each)
+	}
+	for _, e := range es {
+		if string(e.Payload) != bySeq[e.Seq] {
+			t.Fatalf("seq %d holds %q, was answered for %q", e.Seq, e.Payload, bySeq[e.Seq])
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		st   Stream
+		recs []Record
+		want error
+	}{
+		{"unknown stream", "captures\x00", []Record{{}}, ErrUnknownStream},
+		{"huge record", StreamCaptures, []Record{{Payload: make([]byte, MaxRecordBytes+1)}}, ErrTooLarge},
+		{"huge batch", StreamAudit, make([]Record, txnMaxEntries), ErrTooLarge},
+	} {
+		if q, err := s.QueueBatch(ctx, tc.st, tc.recs); !errors.Is(err, tc.want) || q != (Pending{}) {
+			t.Errorf("%s: %v, %v; want %v and nothing queued", tc.name, q, err, tc.want)
+		}
+	}
+	must(t, s.Close())
+	if _, err := s.Queue(ctx, StreamAudit, Record{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("queue after close: %v", err)
+	}
+}

@@ -124,11 +124,51 @@ func (s *Store) Append(ctx context.Context, st Stream, rec Record) (uint64, erro
 // AppendBatch durably and atomically appends recs to stream, which get
 // consecutive sequence numbers starting at the one returned.
 func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint64, error) {
+	p, err := s.QueueBatch(ctx, st, recs)
+	if err != nil {
+		return 0, err
+	}
+	return p.Wait()
+}
+
+// Pending is an append the store has queued and may not yet have written.
+// The zero Pending is not one.
+type Pending struct{ r *appendReq }
+
+// Done is closed once the append's outcome is known.
+func (p Pending) Done() <-chan struct{} { return p.r.done }
+
+// Wait waits for the append's outcome: the first record's sequence number
+// once the records are synced to disk, or the error that kept them from
+// being written. Every call returns the same.
+func (p Pending) Wait() (uint64, error) {
+	<-p.r.done
+	if p.r.err != nil {
+		return 0, fmt.Errorf("append to %s: %w", p.r.stream, p.r.err)
+	}
+	return p.r.first, nil
+}
+
+// Queue queues rec for a durable append to stream and returns without
+// waiting for the sync, so that a producer can go on while its records
+// share syncs with its own later ones as well as other producers'. The
+// records of one producer's queued appends are written in the order it
+// queued them. A queued append is not durable, and nobody may count on it,
+// until its Wait returns nil; the payload must not change until then. Once
+// queued, the append is written or refused whatever ctx does; an error from
+// Queue means nothing was queued.
+func (s *Store) Queue(ctx context.Context, st Stream, rec Record) (Pending, error) {
+	return s.QueueBatch(ctx, st, []Record{rec})
+}
+
+// QueueBatch is Queue for records appended atomically, which get
+// consecutive sequence numbers.
+func (s *Store) QueueBatch(ctx context.Context, st Stream, recs []Record) (Pending, error) {
 	if !st.Valid() {
-		return 0, fmt.Errorf("append to %s: %w", st, ErrUnknownStream)
+		return Pending{}, fmt.Errorf("append to %s: %w", st, ErrUnknownStream)
 	}
 	if len(recs) == 0 {
-		return 0, fmt.Errorf("append to %s: no records", st)
+		return Pending{}, fmt.Errorf("append to %s: no records", st)
 	}
 	// A copy: the store fills in Time and must not write to the caller's slice.
 	recs = append([]Record(nil), recs...)
@@ -137,7 +177,7 @@ func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint
 	keyLen := len(recordKey(st, 0, 0))
 	for i, rec := range recs {
 		if len(rec.Payload) > MaxRecordBytes {
-			return 0, fmt.Errorf("append to %s: record of %d bytes, max %d: %w", st, len(rec.Payload), MaxRecordBytes, ErrTooLarge)
+			return Pending{}, fmt.Errorf("append to %s: record of %d bytes, max %d: %w", st, len(rec.Payload), MaxRecordBytes, ErrTooLarge)
 		}
 		if rec.Time.IsZero() {
 			if now.IsZero() {
@@ -152,27 +192,21 @@ func (s *Store) AppendBatch(ctx context.Context, st Stream, recs []Record) (uint
 		r.account(rec, keyLen)
 	}
 	if r.cost > txnMaxBytes || len(recs)*2 > txnMaxEntries {
-		return 0, fmt.Errorf("append %d records to %s: %w", len(recs), st, ErrTooLarge)
+		return Pending{}, fmt.Errorf("append %d records to %s: %w", len(recs), st, ErrTooLarge)
 	}
 	// closeMu makes "not closed" and "queued" one step, so nothing is
 	// queued after the committer drained the queue for the last time.
 	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
 	if s.closed.Load() {
-		s.closeMu.RUnlock()
-		return 0, fmt.Errorf("append to %s: %w", st, ErrClosed)
+		return Pending{}, fmt.Errorf("append to %s: %w", st, ErrClosed)
 	}
 	select {
 	case s.reqs <- r:
-		s.closeMu.RUnlock()
+		return Pending{r: r}, nil
 	case <-ctx.Done():
-		s.closeMu.RUnlock()
-		return 0, fmt.Errorf("append to %s: %w", st, ctx.Err())
+		return Pending{}, fmt.Errorf("append to %s: %w", st, ctx.Err())
 	}
-	<-r.done
-	if r.err != nil {
-		return 0, fmt.Errorf("append to %s: %w", st, r.err)
-	}
-	return r.first, nil
 }
 
 func (r *appendReq) finish(err error) {

@@ -64,7 +64,18 @@ func TestOverflowRescans(t *testing.T) {
 // nopSink stores nothing: this test only looks at what is seen.
 type nopSink struct{}
 
-func (nopSink) Append(context.Context, Stream, Record) (uint64, error)    { return 1, nil }
+func (nopSink) Append(context.Context, Stream, Record) (uint64, error) { return 1, nil }
+func (nopSink) Queue(context.Context, Stream, Record) (Queued, error)  { return nopQueued{}, nil }
+
+type nopQueued struct{}
+
+func (nopQueued) Done() <-chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}
+func (nopQueued) Wait() (uint64, error) { return 1, nil }
+
 func (nopSink) PutBlobChunk(context.Context, string, int64, []byte) error { return nil }
 func (nopSink) SealBlob(context.Context, string) error                    { return nil }
 func (nopSink) PutState(context.Context, string, []byte) error            { return nil }

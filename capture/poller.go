@@ -127,14 +127,26 @@ func Period(hz float64) time.Duration {
 	return time.Duration(float64(time.Second) / hz)
 }
 
+// inFlight is how many of one method's records may be queued in the store
+// and not yet durable: the collector goes on reading while they share
+// syncs, so a slow sync (an SD card's flush, a disk other processes
+// write to) costs no ticks until this many are waiting. At 250 Hz, 16 is a
+// 64 ms stall.
+const inFlight = 16
+
 // run polls one method on absolute ticks: tick n is due at start+n*period,
 // whatever the reads before it cost, so the schedule never drifts. A read
 // that outlasts ticks skips them (counted, and reported in the next record)
-// rather than firing them late in a burst.
+// rather than firing them late in a burst. Each record is queued in the
+// store (Sink.Queue) and counted once it is durable, so the reads go on
+// while earlier records sync.
 func (p *Poller) run(ctx context.Context, c *collector) {
 	defer close(c.done)
 	clk := p.opts.Clock
-	log := p.opts.Log.With(zap.String("component", c.cfg.GetComponent()), zap.String("method", c.cfg.GetMethod()))
+	ans := &answers{c: c, log: p.opts.Log.With(zap.String("component", c.cfg.GetComponent()), zap.String("method", c.cfg.GetMethod()))}
+	// What is queued is written whatever ctx does, so it is answered
+	// even when the method is stopping.
+	defer ans.all()
 	period := Period(c.cfg.GetFrequencyHz())
 	if period <= 0 {
 		period = time.Nanosecond
@@ -148,7 +160,6 @@ func (p *Poller) run(ctx context.Context, c *collector) {
 		}
 	}()
 	var missed uint64
-	failing := ""
 	for n := uint64(1); ; {
 		if wait := start + time.Duration(n)*period - clk.Uptime(); wait > 0 {
 			if timer == nil {
@@ -156,33 +167,33 @@ func (p *Poller) run(ctx context.Context, c *collector) {
 			} else {
 				timer.Reset(wait)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C():
+		waiting:
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C():
+					break waiting
+				case <-ans.next():
+					ans.ready()
+				}
 			}
 		} else if ctx.Err() != nil {
 			return
 		}
-		err := p.capture(ctx, c, n, missed, startWall)
+		// At most inFlight records wait on the store: past that, the
+		// reads wait too, and the schedule counts the ticks they miss.
+		ans.room()
+		q, err := p.capture(ctx, c, n, missed, startWall)
+		if q != nil {
+			ans.add(outcome{queued: q})
+			missed = 0
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			c.errors.Add(1)
-			msg := err.Error()
-			c.lastErr.Store(&msg)
-			// Log when the failure starts or changes, not at every tick.
-			if msg != failing {
-				log.Warn("capture failing", zap.Error(err))
-				failing = msg
-			}
-		} else {
-			missed = 0
-			if failing != "" {
-				log.Info("capture recovered")
-				failing = ""
-			}
+			ans.add(outcome{err: err})
 		}
 		// The next tick is the first one still in the future; the ones in
 		// between were missed.
@@ -198,15 +209,111 @@ func (p *Poller) run(ctx context.Context, c *collector) {
 	}
 }
 
+// outcome is one tick's result: a record queued in the store, or the error
+// that kept the tick from one.
+type outcome struct {
+	queued Queued
+	err    error
+}
+
+// answers holds one method's outcomes until they are known, and answers
+// them in tick order: it counts a record once the store has it durable, and
+// counts and logs errors, when a failure starts or changes rather than at
+// every tick.
+type answers struct {
+	c       *collector
+	log     *zap.Logger
+	ring    [inFlight]outcome
+	head, n int
+	failing string
+}
+
+// room waits until fewer than inFlight outcomes are held.
+func (a *answers) room() {
+	for a.n >= inFlight {
+		a.answer()
+	}
+}
+
+// add holds o, after room, and answers what is known.
+func (a *answers) add(o outcome) {
+	a.room()
+	a.ring[(a.head+a.n)%inFlight] = o
+	a.n++
+	a.ready()
+}
+
+// next is closed when the oldest held outcome is known; nil (never ready)
+// when none is held.
+func (a *answers) next() <-chan struct{} {
+	if a.n == 0 {
+		return nil
+	}
+	return a.ring[a.head].queued.Done()
+}
+
+// ready answers the outcomes known, oldest first, up to the first that is
+// not.
+func (a *answers) ready() {
+	for a.n > 0 {
+		if o := a.ring[a.head]; o.err == nil {
+			select {
+			case <-o.queued.Done():
+			default:
+				return
+			}
+		}
+		a.answer()
+	}
+}
+
+// all waits for and answers every held outcome.
+func (a *answers) all() {
+	for a.n > 0 {
+		a.answer()
+	}
+}
+
+// answer waits for the oldest held outcome and answers it.
+func (a *answers) answer() {
+	o := a.ring[a.head]
+	a.ring[a.head] = outcome{}
+	a.head = (a.head + 1) % inFlight
+	a.n--
+	c := a.c
+	err := o.err
+	if err == nil {
+		if _, err = o.queued.Wait(); err != nil {
+			err = fmt.Errorf("capture %s.%s: %w", c.cfg.GetComponent(), c.cfg.GetMethod(), err)
+		}
+	}
+	if err != nil {
+		c.errors.Add(1)
+		msg := err.Error()
+		c.lastErr.Store(&msg)
+		if msg != a.failing {
+			a.log.Warn("capture failing", zap.Error(err))
+			a.failing = msg
+		}
+		return
+	}
+	c.captured.Add(1)
+	if a.failing != "" {
+		a.log.Info("capture recovered")
+		a.failing = ""
+	}
+}
+
 // errWrongType is returned when a component no longer has the method (its
 // type changed under the capture config).
 var errWrongType = errors.New("component does not have this method")
 
-func (p *Poller) capture(ctx context.Context, c *collector, tick, missed uint64, startWall time.Time) error {
+// capture reads one tick and queues its record.
+func (p *Poller) capture(ctx context.Context, c *collector, tick, missed uint64, startWall time.Time) (Queued, error) {
 	name, method := c.cfg.GetComponent(), c.cfg.GetMethod()
 	comp, _, err := p.opts.Finder.Component(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := p.opts.Clock.Now()
 	rec := Capture{Kind: "method", Component: name, Method: method, Time: now, Tick: tick, Missed: missed, Tags: c.cfg.GetTags()}
@@ -214,7 +321,7 @@ func (p *Poller) capture(ctx context.Context, c *collector, tick, missed uint64,
 	case config.MethodReadings:
 		s, ok := comp.(component.Sensor)
 		if !ok {
-			return fmt.Errorf("%s: %w", method, errWrongType)
+			return nil, fmt.Errorf("%s: %w", method, errWrongType)
 		}
 		rec.Data, err = s.Readings(ctx)
 	case config.MethodStatus:
@@ -222,7 +329,7 @@ func (p *Poller) capture(ctx context.Context, c *collector, tick, missed uint64,
 	case config.MethodIsMoving:
 		m, ok := comp.(component.Motor)
 		if !ok {
-			return fmt.Errorf("%s: %w", method, errWrongType)
+			return nil, fmt.Errorf("%s: %w", method, errWrongType)
 		}
 		var moving bool
 		moving, err = m.IsMoving(ctx)
@@ -230,7 +337,7 @@ func (p *Poller) capture(ctx context.Context, c *collector, tick, missed uint64,
 	case config.MethodImage:
 		cam, ok := comp.(component.Camera)
 		if !ok {
-			return fmt.Errorf("%s: %w", method, errWrongType)
+			return nil, fmt.Errorf("%s: %w", method, errWrongType)
 		}
 		var img []byte
 		img, rec.MimeType, err = cam.Image(ctx, "")
@@ -239,20 +346,20 @@ func (p *Poller) capture(ctx context.Context, c *collector, tick, missed uint64,
 			err = putBlob(ctx, p.opts.Sink, rec.BlobID, img)
 		}
 	default:
-		return fmt.Errorf("unknown capture method %q", method)
+		return nil, fmt.Errorf("unknown capture method %q", method)
 	}
 	if err != nil {
-		return fmt.Errorf("capture %s.%s: %w", name, method, err)
+		return nil, fmt.Errorf("capture %s.%s: %w", name, method, err)
 	}
 	payload, err := json.Marshal(rec)
 	if err != nil {
-		return fmt.Errorf("capture %s.%s: encode: %w", name, method, err)
+		return nil, fmt.Errorf("capture %s.%s: encode: %w", name, method, err)
 	}
-	if _, err := p.opts.Sink.Append(ctx, StreamCaptures, Record{Payload: payload, Priority: uint8(c.cfg.GetPriority()), Time: now}); err != nil {
-		return fmt.Errorf("capture %s.%s: %w", name, method, err)
+	q, err := p.opts.Sink.Queue(ctx, StreamCaptures, Record{Payload: payload, Priority: uint8(c.cfg.GetPriority()), Time: now})
+	if err != nil {
+		return nil, fmt.Errorf("capture %s.%s: %w", name, method, err)
 	}
-	c.captured.Add(1)
-	return nil
+	return q, nil
 }
 
 // blobChunk is the size of the chunks blobs are written in.

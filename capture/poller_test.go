@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/robot/builtin"
 	"github.com/outpost-robotics/outpost/robot/component"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // finder is a fixed set of components.
@@ -202,5 +205,156 @@ func TestPollImagesErrorsAndApply(t *testing.T) {
 	p.Apply(ctx, methods[:1])
 	if st := p.Stats(); len(st) != 1 || st[0].Captured != 2 {
 		t.Fatalf("after re-apply %+v", st)
+	}
+}
+
+// gatedSink keeps every record it is given in order, but holds each append's
+// answer until open is closed: a sync that takes long (an SD card's flush).
+// failFrom, when not zero, is the first sequence whose append fails.
+type gatedSink struct {
+	*capturetest.Sink
+	open     chan struct{}
+	waiting  chan struct{} // gets a value when a Wait blocks
+	failFrom uint64
+}
+
+func newGatedSink() *gatedSink {
+	return &gatedSink{Sink: capturetest.New(), open: make(chan struct{}), waiting: make(chan struct{}, 1)}
+}
+
+func (g *gatedSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
+	seq, err := g.Append(ctx, st, rec)
+	if err != nil {
+		return nil, err
+	}
+	return gated{g: g, seq: seq}, nil
+}
+
+type gated struct {
+	g   *gatedSink
+	seq uint64
+}
+
+var errSyncFailed = errors.New("sync failed: input/output error")
+
+func (q gated) Done() <-chan struct{} { return q.g.open }
+
+func (q gated) Wait() (uint64, error) {
+	select {
+	case <-q.g.open:
+	default:
+		select {
+		case q.g.waiting <- struct{}{}:
+		default:
+		}
+		<-q.g.open
+	}
+	if q.g.failFrom != 0 && q.seq >= q.g.failFrom {
+		return 0, errSyncFailed
+	}
+	return q.seq, nil
+}
+
+// TestSlowSyncsCostNoTicks holds every append's sync: the collector goes on
+// reading at its rate with 16 records waiting, counts none of them captured
+// before they are durable, and only then does the schedule miss ticks.
+func TestSlowSyncsCostNoTicks(t *testing.T) {
+	ctx := testCtx(t)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sink := newGatedSink()
+	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk)})
+	defer p.Close()
+	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 10}})
+	step := func(d time.Duration) {
+		t.Helper()
+		if err := clk.BlockUntil(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(d)
+	}
+	for range 16 {
+		step(100 * time.Millisecond)
+	}
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	caps, err := sink.Captures(capture.StreamCaptures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range caps {
+		if c.Tick != uint64(i+1) || c.Missed != 0 {
+			t.Fatalf("capture %d: tick %d, missed %d, want tick %d in order, none missed", i, c.Tick, c.Missed, i+1)
+		}
+	}
+	if st := p.Stats()[0]; len(caps) != 16 || st.Captured != 0 || st.Missed != 0 || st.Errors != 0 {
+		t.Fatalf("with 16 syncs held: %d records, stats %+v; want 16 read on time and none counted captured", len(caps), st)
+	}
+	// Tick 17 waits for room; ticks 18-20 pass while it does.
+	clk.Advance(100 * time.Millisecond)
+	<-sink.waiting
+	clk.Advance(350 * time.Millisecond)
+	close(sink.open)
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()[0]; st.Captured != 17 || st.Missed != 3 || st.Errors != 0 {
+		t.Fatalf("after the syncs: stats %+v, want 17 captured and ticks 18-20 missed", st)
+	}
+	step(50 * time.Millisecond) // tick 21
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	caps, _ = sink.Captures(capture.StreamCaptures)
+	if last := caps[len(caps)-1]; len(caps) != 18 || last.Tick != 21 || last.Missed != 3 {
+		t.Fatalf("last capture %+v of %d, want the 18th at tick 21 reporting 3 missed", last, len(caps))
+	}
+}
+
+// TestFailedSyncsAreCountedInOrder fails the appends from the third on: a
+// record counts as captured only once durable, and each failure is an
+// error, said once in the log.
+func TestFailedSyncsAreCountedInOrder(t *testing.T) {
+	ctx := testCtx(t)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sink := newGatedSink()
+	sink.failFrom = 3
+	core, logs := observer.New(zap.InfoLevel)
+	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk), Log: zap.New(core)})
+	defer p.Close()
+	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 10}})
+	for range 4 {
+		if err := clk.BlockUntil(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()[0]; st.Captured != 0 || st.Errors != 0 {
+		t.Fatalf("before the syncs: stats %+v", st)
+	}
+	close(sink.open)
+	clk.Advance(100 * time.Millisecond) // tick 5 answers what is known first
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats()[0]; st.Captured != 2 || st.Errors != 3 || !strings.Contains(st.LastError, errSyncFailed.Error()) {
+		t.Fatalf("after the syncs: stats %+v, want 2 captured and appends 3-5 failed", st)
+	}
+	p.Close()
+	if n := len(sink.Records(capture.StreamCaptures)); n != 5 {
+		t.Fatalf("%d records queued, want 5", n)
+	}
+	var msgs []string
+	for _, e := range logs.All() {
+		msgs = append(msgs, e.Message)
+		if e.Message == "capture failing" && !strings.Contains(e.ContextMap()["error"].(string), "capture sensor.readings: "+errSyncFailed.Error()) {
+			t.Errorf("failure logged as %v", e.ContextMap())
+		}
+	}
+	if strings.Join(msgs, "; ") != "capture failing" {
+		t.Fatalf("logged %q, want one capture failing", msgs)
 	}
 }

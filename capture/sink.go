@@ -35,10 +35,15 @@ type Record struct {
 var ErrNotFound = errors.New("not found")
 
 // Sink is where captured data goes. Every method is durable when it returns
-// nil.
+// nil, except Queue, whose record is durable when its Wait returns nil.
 type Sink interface {
 	// Append appends rec to stream and returns its sequence number.
 	Append(ctx context.Context, stream Stream, rec Record) (uint64, error)
+	// Queue queues rec for Append's durable append and returns without
+	// waiting for it; the Queued it returns waits. One caller's queued
+	// records are appended in the order it queued them. An error means
+	// nothing was queued.
+	Queue(ctx context.Context, stream Stream, rec Record) (Queued, error)
 	// PutBlobChunk stores data at offset of blob id, creating the blob on
 	// its first chunk; a chunk the blob already holds is accepted and
 	// ignored, so a blob can be written again from offset 0 after a crash.
@@ -50,6 +55,17 @@ type Sink interface {
 	// key.
 	PutState(ctx context.Context, key string, value []byte) error
 	GetState(ctx context.Context, key string) ([]byte, error)
+}
+
+// Queued is an append a Sink has taken and may not yet have made durable.
+// Until Wait returns nil the record may be lost with the process, and its
+// payload must not change.
+type Queued interface {
+	// Done is closed once the outcome is known.
+	Done() <-chan struct{}
+	// Wait waits for the outcome: the record's sequence number once it is
+	// durable, or the error that kept it from being written.
+	Wait() (uint64, error)
 }
 
 // Capture is the JSON payload of every record capture appends.

@@ -46,14 +46,27 @@ var _ capture.Sink = CaptureSink{}
 // Append appends to the store stream of the same name, captures as
 // syncv1.Capture.
 func (c CaptureSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
+	q, err := c.Queue(ctx, st, rec)
+	if err != nil {
+		return 0, err
+	}
+	return q.Wait()
+}
+
+// Queue queues what Append appends (cache.Store.Queue).
+func (c CaptureSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
 	payload := rec.Payload
 	if st == capture.StreamCaptures {
 		var err error
 		if payload, err = captureRecord(rec); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
-	return c.Store.Append(ctx, cache.Stream(st), cache.Record{Payload: payload, Priority: rec.Priority, Time: rec.Time})
+	p, err := c.Store.Queue(ctx, cache.Stream(st), cache.Record{Payload: payload, Priority: rec.Priority, Time: rec.Time})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // captureRecord wraps capture's JSON in the wire's syncv1.Capture.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,20 +23,28 @@ import (
 // firstAck signals the first capture the store acknowledged.
 type firstAck struct {
 	capture.Sink
-	once chan struct{}
+	once   chan struct{}
+	closed sync.Once
 }
 
 func (f *firstAck) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
 	seq, err := f.Sink.Append(ctx, st, rec)
 	if err == nil {
-		select {
-		case <-f.once:
-		default:
-			close(f.once)
-		}
+		f.acked()
 	}
 	return seq, err
 }
+
+// Queue signals once the append's Wait returned nil: the poller's path.
+func (f *firstAck) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
+	q, err := f.Sink.Queue(ctx, st, rec)
+	if err != nil {
+		return nil, err
+	}
+	return afterWait{Queued: q, then: func(uint64) { f.acked() }}, nil
+}
+
+func (f *firstAck) acked() { f.closed.Do(func() { close(f.once) }) }
 
 // TestEndToEndWithTheCloud provisions a part on a real outpost-cloud on
 // loopback, gives its machine a config, and runs the daemon from the

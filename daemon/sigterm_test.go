@@ -38,10 +38,37 @@ type ackSink struct {
 func (a *ackSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
 	seq, err := a.Sink.Append(ctx, st, rec)
 	if err == nil {
-		sum := sha256.Sum256(rec.Payload)
-		a.mu.Lock()
-		fmt.Fprintf(a.out, "ack %d %s\n", seq, hex.EncodeToString(sum[:]))
-		a.mu.Unlock()
+		a.ack(seq, rec)
+	}
+	return seq, err
+}
+
+// Queue reports the append once its Wait returned nil: the poller's path.
+func (a *ackSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
+	q, err := a.Sink.Queue(ctx, st, rec)
+	if err != nil {
+		return nil, err
+	}
+	return afterWait{Queued: q, then: func(seq uint64) { a.ack(seq, rec) }}, nil
+}
+
+func (a *ackSink) ack(seq uint64, rec capture.Record) {
+	sum := sha256.Sum256(rec.Payload)
+	a.mu.Lock()
+	fmt.Fprintf(a.out, "ack %d %s\n", seq, hex.EncodeToString(sum[:]))
+	a.mu.Unlock()
+}
+
+// afterWait calls then after Wait returned nil.
+type afterWait struct {
+	capture.Queued
+	then func(seq uint64)
+}
+
+func (q afterWait) Wait() (uint64, error) {
+	seq, err := q.Queued.Wait()
+	if err == nil {
+		q.then(seq)
 	}
 	return seq, err
 }

@@ -44,6 +44,30 @@ func (s *Sink) Append(ctx context.Context, st capture.Stream, rec capture.Record
 	return n, nil
 }
 
+// Queue stores rec at once, as Append does: the Queued it returns is done.
+func (s *Sink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
+	seq, err := s.Append(ctx, st, rec)
+	if err != nil {
+		return nil, err
+	}
+	return Done(seq), nil
+}
+
+// Done is a capture.Queued whose record is already durable.
+func Done(seq uint64) capture.Queued {
+	d := done{seq: seq, ch: make(chan struct{})}
+	close(d.ch)
+	return d
+}
+
+type done struct {
+	seq uint64
+	ch  chan struct{}
+}
+
+func (d done) Done() <-chan struct{} { return d.ch }
+func (d done) Wait() (uint64, error) { return d.seq, nil }
+
 // PutBlobChunk stores a chunk; it must continue the blob or repeat bytes it
 // already holds, as the store demands.
 func (s *Sink) PutBlobChunk(ctx context.Context, id string, offset int64, data []byte) error {
