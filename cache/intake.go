@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // The intake is where small appends become durable (decision 57 in
@@ -121,20 +123,11 @@ func makeIntake(dir, path string) (*os.File, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("make intake: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("make intake: %w", err)
 	}
 	return f, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // restart begins a new generation at offset 0. The caller has moved

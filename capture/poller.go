@@ -42,11 +42,12 @@ type Poller struct {
 // Stats describe one polled method since it started.
 type Stats struct {
 	Component, Method string
-	// Captured counts records appended.
+	// Captured counts records appended and durable.
 	Captured uint64
 	// Missed counts ticks skipped because a read outlasted them.
 	Missed uint64
-	// Errors counts failed reads and appends; LastError says the latest.
+	// Errors counts failed reads and appends (an append when its failure
+	// is known); LastError says the latest.
 	Errors    uint64
 	LastError string
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // saved is what `outpost login` keeps between runs: the cloud and the
@@ -60,11 +62,7 @@ func (g *globals) save(s saved) (string, error) {
 		}
 	}
 	b, _ := json.Marshal(s)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return "", fmt.Errorf("save credentials: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := durable.WriteFile(path, b, 0o600); err != nil {
 		return "", fmt.Errorf("save credentials: %w", err)
 	}
 	return path, nil

@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/auth"
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/credential"
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // AdminEmail is the cloud-wide admin's account, created on first start.
@@ -123,7 +124,7 @@ func bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Cl
 		if err != nil {
 			return nil, "", err
 		}
-		if err := writeSecretFile(path, session+"\n"); err != nil {
+		if err := durable.WriteFile(path, []byte(session+"\n"), 0o600); err != nil {
 			return nil, "", err
 		}
 		return signer, path, nil
@@ -149,35 +150,8 @@ func bootstrap(ctx context.Context, st store.Store, dataDir string, clk clock.Cl
 	if string(old) == session+"\n" {
 		return signer, "", nil
 	}
-	if err := writeSecretFile(path, session+"\n"); err != nil {
+	if err := durable.WriteFile(path, []byte(session+"\n"), 0o600); err != nil {
 		return nil, "", err
 	}
 	return signer, path, nil
-}
-
-// writeSecretFile writes a file only its owner may read, replacing it atomically.
-func writeSecretFile(path, content string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.WriteString(content); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -124,6 +125,28 @@ func (c *child) mem(b *testing.B, field string) float64 {
 	return 0
 }
 
+// cpuSeconds is the child's user and system CPU time so far, from
+// /proc/PID/stat (clock ticks of 1/100 s).
+func (c *child) cpuSeconds(b *testing.B) float64 {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command's closing parenthesis: utime is the
+	// 12th, stime the 13th.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		b.Fatalf("short /proc/%d/stat: %q", c.cmd.Process.Pid, stat)
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", c.cmd.Process.Pid, stat)
+	}
+	return (ut + st) / 100
+}
+
 func (c *child) stop(b *testing.B) {
 	b.Helper()
 	_ = c.cmd.Process.Signal(os.Interrupt)
@@ -188,18 +211,24 @@ func BenchmarkDaemon(b *testing.B) {
 		c = startChild(b, bin, p)
 		before, missedBefore := cloud.captures.Load(), cloud.missed.Load()
 		var peak float64
+		cpu0 := c.cpuSeconds(b)
 		t0 := time.Now()
 		for time.Since(t0) < load {
 			time.Sleep(time.Second)
 			peak = max(peak, c.mem(b, "VmRSS"))
 		}
 		elapsed := time.Since(t0)
+		cpu := c.cpuSeconds(b) - cpu0
 		b.ReportMetric(peak, "load_rss_MB")
 		b.ReportMetric(c.mem(b, "VmHWM"), "load_hwm_MB")
 		// The final sync at stop uploads what the last cycle left, so the
 		// cloud then holds everything captured.
 		c.stop(b)
 		b.ReportMetric(float64(cloud.captures.Load()-before)/elapsed.Seconds(), "captured_uploaded/s")
+		// outpostd's CPU while capturing and uploading, of one core, and
+		// per capture (reads, queueing, syncs, upload, the GC).
+		b.ReportMetric(100*cpu/elapsed.Seconds(), "load_cpu_%")
+		b.ReportMetric(1e6*cpu/float64(max(cloud.captures.Load()-before, 1)), "cpu-µs/capture")
 		b.ReportMetric(float64(cloud.missed.Load()-missedBefore), "missed_ticks")
 
 		// A backlog of backlogMB of captures: start to READY.

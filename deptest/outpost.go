@@ -113,6 +113,10 @@ func Outpost() Rules {
 			Only:    []string{"api/gen", "pkgformat"},
 			Why: "pkgupload is the CLI's upload of a package: it speaks the fleet API through the client it is given and cuts content with pkgformat, " +
 				"so the CLI links it without linking the cloud's or the part's code",
+		}, {
+			Package: "durable",
+			Why: "durable is how every side writes a file that must survive a crash (the part's store and budget, the cloud's files, the CLI's credentials): " +
+				"it imports none of the module, so the part's store links it without linking the cloud's code, which is where it was",
 		}},
 	}
 }

@@ -22,6 +22,7 @@ import (
 	configv1 "github.com/outpost-robotics/outpost/api/gen/outpost/config/v1"
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/durable"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -606,7 +607,7 @@ func (m *Manager) save() error {
 	if err != nil {
 		return fmt.Errorf("encode the package state: %w", err)
 	}
-	return writeAtomic(filepath.Join(m.o.Dir, "tmp"), filepath.Join(m.o.Dir, stateFile), raw)
+	return durable.Replace(filepath.Join(m.o.Dir, "tmp"), filepath.Join(m.o.Dir, stateFile), raw, 0o600)
 }
 
 func sortedNames[V any](m map[string]V) []string {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	syncv1 "github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1"
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // Fetcher fetches one chunk by its hash: the part's authenticated sync
@@ -215,7 +216,7 @@ func (s *store) fetch(ctx context.Context, f Fetcher, c *syncv1.PackageChunk) er
 	if sum := sha256.Sum256(data); !bytes.Equal(sum[:], c.GetSha256()) {
 		return fmt.Errorf("%w: chunk %x has another hash (%x): tampered with or corrupted on the way", ErrContent, c.GetSha256()[:8], sum[:8])
 	}
-	return writeAtomic(filepath.Join(s.dir, "tmp"), s.chunkPath(c.GetSha256()), data)
+	return durable.Replace(filepath.Join(s.dir, "tmp"), s.chunkPath(c.GetSha256()), data, 0o600)
 }
 
 // unpack unpacks m's stream from the cache into its version directory,
@@ -239,7 +240,7 @@ func (s *store) unpack(ctx context.Context, m *syncv1.PackageManifest) error {
 	if r.n != m.GetSize() || !bytes.Equal(r.whole.Sum(nil), m.GetSha256()) {
 		return fmt.Errorf("%w: %s/%s %s: the content stream is not the one the manifest signed", ErrContent, m.GetOrgId(), m.GetName(), m.GetVersion())
 	}
-	if err := syncDir(root); err != nil {
+	if err := durable.SyncDir(root); err != nil {
 		return err
 	}
 	dst := s.versionDir(m)
@@ -249,14 +250,14 @@ func (s *store) unpack(ctx context.Context, m *syncv1.PackageManifest) error {
 	if err := os.Rename(root, dst); err != nil {
 		return fmt.Errorf("move the unpacked version in place: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
 		return err
 	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("keep the manifest: %w", err)
 	}
-	return writeAtomic(filepath.Join(s.dir, "tmp"), filepath.Join(s.dir, "manifests", streamID(m)), raw)
+	return durable.Replace(filepath.Join(s.dir, "tmp"), filepath.Join(s.dir, "manifests", streamID(m)), raw, 0o600)
 }
 
 // streamReader reads a content stream from the cached chunks in order,
@@ -319,42 +320,6 @@ func (r *streamReader) close() {
 	if r.cur != nil {
 		_ = r.cur.Close()
 	}
-}
-
-// writeAtomic writes data to path through a synced temporary file in tmp.
-func writeAtomic(tmp, path string, data []byte) error {
-	f, err := os.CreateTemp(tmp, "w-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	name := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(name, path)
-	}
-	if err != nil {
-		_ = os.Remove(name)
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }
 
 // diskUsage adds up the sizes of the regular files under dir.

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // BudgetFile is the budget file's name in the data folder. The daemon keeps
@@ -74,12 +76,7 @@ func WriteBudget(dataDir string, b Budget) error {
 	if err != nil {
 		return fmt.Errorf("encode the budget: %w", err)
 	}
-	path := filepath.Join(dataDir, BudgetFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o640); err != nil {
-		return fmt.Errorf("write the budget file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := durable.WriteFile(filepath.Join(dataDir, BudgetFile), data, 0o640); err != nil {
 		return fmt.Errorf("replace the budget file: %w", err)
 	}
 	return nil

@@ -19,8 +19,8 @@ func TestBudgetFile(t *testing.T) {
 	if b, err := ReadBudget(dir); err != nil || b != want {
 		t.Fatalf("ReadBudget = %+v, %v; want %+v", b, err, want)
 	}
-	if _, err := os.Stat(filepath.Join(dir, BudgetFile+".tmp")); err == nil {
-		t.Error("WriteBudget left its temporary file behind")
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
+		t.Errorf("WriteBudget left %v in the data folder (%v), want only %s", entries, err, BudgetFile)
 	}
 }
 

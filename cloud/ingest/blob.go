@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // BlobKey names one blob of one part.
@@ -152,7 +154,7 @@ func (f *FileBlobStore) Commit(_ context.Context, key BlobKey) error {
 		return fmt.Errorf("commit blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	// The rename is durable only once the folder is synced.
-	if err := SyncDir(filepath.Dir(to)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(to)); err != nil {
 		return fmt.Errorf("commit blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	return nil
@@ -172,18 +174,6 @@ func (f *FileBlobStore) Open(_ context.Context, key BlobKey) (io.ReadCloser, err
 		return nil, fmt.Errorf("open blob %s/%s: %w", key.PartID, key.BlobID, err)
 	}
 	return fh, nil
-}
-
-// SyncDir syncs the folder dir, so that the files created, renamed or
-// removed in it are durable: a store calls it after such a change, before
-// anything refers to the result.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // EmptyHashState is the running SHA-256 of a blob that has received no

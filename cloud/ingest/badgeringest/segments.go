@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-robotics/outpost/cloud/ingest"
+	"github.com/outpost-robotics/outpost/durable"
 )
 
 // Record payloads live in segment files, not in the LSM tree (decision 48):
@@ -238,7 +239,7 @@ func (ss *segments) roll() error {
 	if err != nil {
 		return fmt.Errorf("start segment %s: %w", segName(id), err)
 	}
-	if err := ingest.SyncDir(ss.dir); err != nil {
+	if err := durable.SyncDir(ss.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("start segment %s: %w", segName(id), err)
 	}
@@ -468,7 +469,7 @@ func (ss *segments) remove(sf *segFile) error {
 	} else if rerr == nil {
 		// Gone for good before its entries are dropped: a file back after
 		// a crash would have entries no longer saying what it holds.
-		err = errors.Join(err, ingest.SyncDir(ss.dir))
+		err = errors.Join(err, durable.SyncDir(ss.dir))
 	}
 	if err != nil {
 		return fmt.Errorf("remove segment %s: %w", segName(sf.id), err)

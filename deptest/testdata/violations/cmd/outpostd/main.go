@@ -1,6 +1,13 @@
-// Command outpostd is the daemon.
+// Command outpostd is the daemon. It links text/template, which it may not.
 package main
 
-import "github.com/outpost-robotics/outpost/daemon"
+import (
+	"text/template"
 
-func main() { _ = daemon.Run() }
+	"github.com/outpost-robotics/outpost/daemon"
+)
+
+func main() {
+	_ = template.New
+	_ = daemon.Run()
+}
