@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,6 +217,7 @@ type gatedSink struct {
 	open     chan struct{}
 	waiting  chan struct{} // gets a value when a Wait blocks
 	failFrom uint64
+	waits    atomic.Int64
 }
 
 func newGatedSink() *gatedSink {
@@ -235,6 +237,9 @@ type gated struct {
 	seq uint64
 }
 
+// answered counts the Waits that returned.
+func (g *gatedSink) answered() int64 { return g.waits.Load() }
+
 var errSyncFailed = errors.New("sync failed: input/output error")
 
 func (q gated) Done() <-chan struct{} { return q.g.open }
@@ -249,6 +254,7 @@ func (q gated) Wait() (uint64, error) {
 		}
 		<-q.g.open
 	}
+	q.g.waits.Add(1)
 	if q.g.failFrom != 0 && q.seq >= q.g.failFrom {
 		return 0, errSyncFailed
 	}
@@ -356,5 +362,41 @@ func TestFailedSyncsAreCountedInOrder(t *testing.T) {
 	}
 	if strings.Join(msgs, "; ") != "capture failing" {
 		t.Fatalf("logged %q, want one capture failing", msgs)
+	}
+}
+
+// TestStopAnswersWhatItQueued stops a method whose records wait on their
+// syncs: the stop waits for every one of them to be answered, so none is
+// left uncounted, and none is lost to the stop.
+func TestStopAnswersWhatItQueued(t *testing.T) {
+	ctx := testCtx(t)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sink := newGatedSink()
+	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk)})
+	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 10}})
+	for range 5 {
+		if err := clk.BlockUntil(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(100 * time.Millisecond)
+	}
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		p.Close()
+	}()
+	<-sink.waiting // the stop waits on the first held sync
+	select {
+	case <-stopped:
+		t.Fatal("Close returned with syncs held")
+	default:
+	}
+	close(sink.open)
+	<-stopped
+	if n, got := len(sink.Records(capture.StreamCaptures)), sink.answered(); n != 5 || got != 5 {
+		t.Fatalf("%d records queued, %d answered; want 5 and 5", n, got)
 	}
 }

@@ -177,6 +177,11 @@ type shaper struct {
 	up, down *rate.Limiter // nil: unlimited
 	upBytes  *atomic.Int64
 	dnBytes  *atomic.Int64
+	// reserve makes reading the clock and reserving one step: a limiter
+	// given an instant older than its last one moves back to it, and
+	// then credits the time since again, so two connections whose
+	// reads and reservations interleave would cross faster than the link.
+	reserve sync.Mutex
 }
 
 func newShaper(l Link, up, down *atomic.Int64) *shaper {
@@ -217,8 +222,10 @@ func (s *shaper) pace(ctx context.Context, lim *rate.Limiter, n int) error {
 	if lim == nil {
 		return ctx.Err()
 	}
+	s.reserve.Lock()
 	now := s.now()
 	r := lim.ReserveN(now, n)
+	s.reserve.Unlock()
 	return s.clk.Sleep(ctx, r.DelayFrom(now))
 }
 
