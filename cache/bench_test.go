@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/capture/capturetest"
 )
 
@@ -34,12 +35,12 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkQueue measures durable 256-byte appends from 64 producers that
-// each keep up to 16 appends queued (Queue, then Wait on the oldest once 16
-// are out), as capture's collectors do: a record counts when its Wait
-// returns, so every one is durable before it is counted, as in
-// BenchmarkAppend.
+// each keep up to capture.InFlight appends queued (Queue, then Wait on the
+// oldest once that many are out), as capture's collectors do: a record
+// counts when its Wait returns, so every one is durable before it is
+// counted, as in BenchmarkAppend.
 func BenchmarkQueue(b *testing.B) {
-	b.Run("producers=64", func(b *testing.B) { benchAppend(b, 64, 16) })
+	b.Run("producers=64", func(b *testing.B) { benchAppend(b, 64, capture.InFlight) })
 }
 
 func benchAppend(b *testing.B, producers, inflight int) {

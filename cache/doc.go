@@ -29,7 +29,7 @@
 // concurrent Append calls are queued to one committer goroutine that takes
 // everything pending and pays one sync for the whole group. Queue hands an
 // append to the committer and returns at once, so one producer can have
-// many records in a group (capture's collectors keep up to 16 queued);
+// many records in a group (capture's collectors keep up to 64 queued);
 // its Pending's Wait returning nil is what Append returning nil is. A group of
 // small records (an entry of up to 512 KiB) becomes durable in the intake
 // (intake.go): one pwrite to a 4 MiB file made of written zeros and one

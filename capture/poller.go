@@ -128,12 +128,14 @@ func Period(hz float64) time.Duration {
 	return time.Duration(float64(time.Second) / hz)
 }
 
-// inFlight is how many of one method's records may be queued in the store
+// InFlight is how many of one method's records may be queued in the store
 // and not yet durable: the collector goes on reading while they share
-// syncs, so a slow sync (an SD card's flush, a disk other processes
-// write to) costs no ticks until this many are waiting. At 250 Hz, 16 is a
-// 64 ms stall.
-const inFlight = 16
+// syncs, so a slow sync costs no ticks until this many are waiting. At
+// 250 Hz, 64 is 256 ms: an SD card's flush of 20 ms, and the settle behind
+// it when the store moves its intake into Badger (several synced commits
+// in a row), cost none (BenchmarkDaemon with OUTPOSTD_BENCH_FSYNC_DELAY).
+// Each waiting record holds its payload.
+const InFlight = 64
 
 // run polls one method on absolute ticks: tick n is due at start+n*period,
 // whatever the reads before it cost, so the schedule never drifts. A read
@@ -182,7 +184,7 @@ func (p *Poller) run(ctx context.Context, c *collector) {
 		} else if ctx.Err() != nil {
 			return
 		}
-		// At most inFlight records wait on the store: past that, the
+		// At most InFlight records wait on the store: past that, the
 		// reads wait too, and the schedule counts the ticks they miss.
 		ans.room()
 		q, err := p.capture(ctx, c, n, missed, startWall)
@@ -224,14 +226,14 @@ type outcome struct {
 type answers struct {
 	c       *collector
 	log     *zap.Logger
-	ring    [inFlight]outcome
+	ring    [InFlight]outcome
 	head, n int
 	failing string
 }
 
-// room waits until fewer than inFlight outcomes are held.
+// room waits until fewer than InFlight outcomes are held.
 func (a *answers) room() {
-	for a.n >= inFlight {
+	for a.n >= InFlight {
 		a.answer()
 	}
 }
@@ -239,7 +241,7 @@ func (a *answers) room() {
 // add holds o, after room, and answers what is known.
 func (a *answers) add(o outcome) {
 	a.room()
-	a.ring[(a.head+a.n)%inFlight] = o
+	a.ring[(a.head+a.n)%InFlight] = o
 	a.n++
 	a.ready()
 }
@@ -279,7 +281,7 @@ func (a *answers) all() {
 func (a *answers) answer() {
 	o := a.ring[a.head]
 	a.ring[a.head] = outcome{}
-	a.head = (a.head + 1) % inFlight
+	a.head = (a.head + 1) % InFlight
 	a.n--
 	c := a.c
 	err := o.err

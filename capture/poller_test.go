@@ -262,8 +262,9 @@ func (q gated) Wait() (uint64, error) {
 }
 
 // TestSlowSyncsCostNoTicks holds every append's sync: the collector goes on
-// reading at its rate with 16 records waiting, counts none of them captured
-// before they are durable, and only then does the schedule miss ticks.
+// reading at its rate with InFlight records waiting, counts none of them
+// captured before they are durable, and only then does the schedule miss
+// ticks.
 func TestSlowSyncsCostNoTicks(t *testing.T) {
 	ctx := testCtx(t)
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
@@ -278,7 +279,7 @@ func TestSlowSyncsCostNoTicks(t *testing.T) {
 		}
 		clk.Advance(d)
 	}
-	for range 16 {
+	for range capture.InFlight {
 		step(100 * time.Millisecond)
 	}
 	if err := clk.BlockUntil(ctx, 1); err != nil {
@@ -293,10 +294,11 @@ func TestSlowSyncsCostNoTicks(t *testing.T) {
 			t.Fatalf("capture %d: tick %d, missed %d, want tick %d in order, none missed", i, c.Tick, c.Missed, i+1)
 		}
 	}
-	if st := p.Stats()[0]; len(caps) != 16 || st.Captured != 0 || st.Missed != 0 || st.Errors != 0 {
-		t.Fatalf("with 16 syncs held: %d records, stats %+v; want 16 read on time and none counted captured", len(caps), st)
+	if st := p.Stats()[0]; len(caps) != capture.InFlight || st.Captured != 0 || st.Missed != 0 || st.Errors != 0 {
+		t.Fatalf("with %d syncs held: %d records, stats %+v; want all read on time and none counted captured", capture.InFlight, len(caps), st)
 	}
-	// Tick 17 waits for room; ticks 18-20 pass while it does.
+	// The next tick waits for room; three more pass while it does.
+	const n = capture.InFlight
 	clk.Advance(100 * time.Millisecond)
 	<-sink.waiting
 	clk.Advance(350 * time.Millisecond)
@@ -304,16 +306,16 @@ func TestSlowSyncsCostNoTicks(t *testing.T) {
 	if err := clk.BlockUntil(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if st := p.Stats()[0]; st.Captured != 17 || st.Missed != 3 || st.Errors != 0 {
-		t.Fatalf("after the syncs: stats %+v, want 17 captured and ticks 18-20 missed", st)
+	if st := p.Stats()[0]; st.Captured != n+1 || st.Missed != 3 || st.Errors != 0 {
+		t.Fatalf("after the syncs: stats %+v, want %d captured and the 3 ticks after it missed", st, n+1)
 	}
-	step(50 * time.Millisecond) // tick 21
+	step(50 * time.Millisecond)
 	if err := clk.BlockUntil(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	caps, _ = sink.Captures(capture.StreamCaptures)
-	if last := caps[len(caps)-1]; len(caps) != 18 || last.Tick != 21 || last.Missed != 3 {
-		t.Fatalf("last capture %+v of %d, want the 18th at tick 21 reporting 3 missed", last, len(caps))
+	if last := caps[len(caps)-1]; len(caps) != n+2 || last.Tick != n+5 || last.Missed != 3 {
+		t.Fatalf("last capture %+v of %d, want record %d at tick %d reporting 3 missed", last, len(caps), n+2, n+5)
 	}
 }
 

@@ -81,7 +81,13 @@ func startChild(b *testing.B, bin string, p *part) *child {
 		b.Fatal(err)
 	}
 	defer ns.Close()
-	cmd := exec.Command(bin, "--config", p.BootPath, "--data-dir", p.DataDir, "--runtime-dir", p.RunDir, "--listen", "127.0.0.1:0", "--metrics", "-", "--mdns", "-", "--log-level", "warn")
+	args := []string{"--config", p.BootPath, "--data-dir", p.DataDir, "--runtime-dir", p.RunDir, "--listen", "127.0.0.1:0", "--metrics", "-", "--mdns", "-", "--log-level", "warn"}
+	// A slow disk, as an SD card's flush: every synced write of the store
+	// waits this long more.
+	if d := os.Getenv("OUTPOSTD_BENCH_FSYNC_DELAY"); d != "" {
+		args = append(args, "--fault-fsync-delay", d)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
@@ -160,7 +166,8 @@ func (c *child) stop(b *testing.B) {
 // stripped size, start to READY with an empty store and with a 1 GB
 // backlog, and resident memory idle and under 1,000 captures/s with sync
 // running. It builds the binary and writes 1 GB, so it runs only when
-// OUTPOSTD_BENCH is set (scripts/bench-daemon). Use -benchtime 1x.
+// OUTPOSTD_BENCH is set (scripts/bench-daemon). Use -benchtime 1x;
+// OUTPOSTD_BENCH_FSYNC_DELAY (a duration) makes the store's disk slow.
 func BenchmarkDaemon(b *testing.B) {
 	if os.Getenv("OUTPOSTD_BENCH") == "" {
 		b.Skip("set OUTPOSTD_BENCH=1 (scripts/bench-daemon): builds outpostd and writes 1 GB")

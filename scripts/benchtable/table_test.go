@@ -152,7 +152,7 @@ func TestRunWritesTheDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(got)
-	if strings.Contains(s, "stale") || !strings.Contains(s, "| hand-kept rows |") || !strings.Contains(s, "| capture ingest, 64 producers (16 queued each, as collectors) |") {
+	if strings.Contains(s, "stale") || !strings.Contains(s, "| hand-kept rows |") || !strings.Contains(s, "| capture ingest, 64 producers (64 queued each, as collectors) |") {
 		t.Fatalf("document after the run:\n%s", s)
 	}
 	if !strings.Contains(out.String(), "wrote the table into") {
