@@ -247,7 +247,8 @@ func (a *answers) add(o outcome) {
 }
 
 // next is closed when the oldest held outcome is known; nil (never ready)
-// when none is held.
+// when none is held. add and ready answer every known outcome at the head,
+// so the oldest held one is always a record waiting on the store.
 func (a *answers) next() <-chan struct{} {
 	if a.n == 0 {
 		return nil
