@@ -18,27 +18,23 @@ import (
 // power loss. A temporary file a crash leaves behind is named
 // ".NAME.tmp-*".
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	return WriteFileVia(filepath.Dir(path), path, data, perm)
-}
-
-// WriteFileVia is WriteFile with the temporary file in tmpDir, a folder on
-// path's file system that its owner empties at start, so a crash leaves
-// nothing beside path.
-func WriteFileVia(tmpDir, path string, data []byte, perm os.FileMode) error {
-	if err := Replace(tmpDir, path, data, perm); err != nil {
+	dir := filepath.Dir(path)
+	if err := Replace(dir, path, data, perm); err != nil {
 		return err
 	}
-	if err := SyncDir(filepath.Dir(path)); err != nil {
+	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
 
-// Replace is WriteFileVia without the sync of path's folder: a crash still
-// leaves the old file or the new one, but a power loss may undo the
-// replacement until that folder is synced. A caller that writes many files
-// to one folder, and can lose some of them to a power loss (a cache it
-// fetches again), syncs the folder once after them, or not at all.
+// Replace is WriteFile without the sync of path's folder, and with the
+// temporary file in tmpDir, a folder on path's file system that its owner
+// empties at start, so that a crash leaves nothing beside path. A crash
+// still leaves the old file or the new one, but a power loss may undo the
+// replacement until path's folder is synced. A caller that writes many
+// files to one folder, and can lose some of them to a power loss (a cache
+// it fetches again), syncs the folder once after them, or not at all.
 func Replace(tmpDir, path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

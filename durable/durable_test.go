@@ -19,7 +19,6 @@ func TestWriteFile(t *testing.T) {
 		name    string
 		path    string
 		via     string
-		replace bool   // Replace, not WriteFileVia
 		old     []byte // written first, when not nil
 		data    []byte
 		perm    os.FileMode
@@ -28,9 +27,9 @@ func TestWriteFile(t *testing.T) {
 		{name: "new file", path: filepath.Join(dir, "budget.json"), data: []byte(`{"max_bytes":1}`), perm: 0o640},
 		{name: "replaces a file, and its mode", path: filepath.Join(dir, "credentials"), old: []byte("old, longer contents"), data: []byte("new"), perm: 0o600},
 		{name: "empty", path: filepath.Join(dir, "empty"), old: []byte("x"), data: nil, perm: 0o644},
-		{name: "through a temporary folder", path: filepath.Join(dir, "state.pb"), via: tmpDir, data: bytes.Repeat([]byte{7}, 1<<20), perm: 0o600},
-		{name: "replaced, the folder not synced", path: filepath.Join(dir, "chunk"), via: tmpDir, replace: true, old: []byte("old"), data: []byte("new"), perm: 0o600},
-		{name: "replaced in a missing folder", path: filepath.Join(dir, "none", "chunk"), via: tmpDir, replace: true, data: []byte("x"), perm: 0o600, wantErr: "none"},
+		{name: "replaced through a temporary folder", path: filepath.Join(dir, "state.pb"), via: tmpDir, data: bytes.Repeat([]byte{7}, 1<<20), perm: 0o600},
+		{name: "replaced, the folder not synced", path: filepath.Join(dir, "chunk"), via: tmpDir, old: []byte("old"), data: []byte("new"), perm: 0o600},
+		{name: "replaced in a missing folder", path: filepath.Join(dir, "none", "chunk"), via: tmpDir, data: []byte("x"), perm: 0o600, wantErr: "none"},
 		{name: "missing folder", path: filepath.Join(dir, "none", "f"), data: []byte("x"), perm: 0o600, wantErr: "none"},
 		{name: "NUL in the name", path: filepath.Join(dir, "a\x00b"), data: []byte("x"), perm: 0o600, wantErr: "invalid argument"},
 		{name: "a folder in the way", path: dir, data: []byte("x"), perm: 0o600, wantErr: "write"},
@@ -44,10 +43,8 @@ func TestWriteFile(t *testing.T) {
 			}
 			var err error
 			switch {
-			case tc.replace:
-				err = Replace(tc.via, tc.path, tc.data, tc.perm)
 			case tc.via != "":
-				err = WriteFileVia(tc.via, tc.path, tc.data, tc.perm)
+				err = Replace(tc.via, tc.path, tc.data, tc.perm)
 			default:
 				err = WriteFile(tc.path, tc.data, tc.perm)
 			}
