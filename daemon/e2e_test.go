@@ -28,14 +28,14 @@ type firstAck struct {
 }
 
 func (f *firstAck) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
-	seq, err := f.Sink.Append(ctx, st, rec)
-	if err == nil {
-		f.acked()
+	q, err := f.Queue(ctx, st, rec)
+	if err != nil {
+		return 0, err
 	}
-	return seq, err
+	return q.Wait()
 }
 
-// Queue signals once the append's Wait returned nil: the poller's path.
+// Queue signals once the append's Wait returned nil.
 func (f *firstAck) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
 	q, err := f.Sink.Queue(ctx, st, rec)
 	if err != nil {

@@ -28,7 +28,8 @@ import (
 const childEnv = "OUTPOSTD_TEST_CHILD"
 
 // ackSink reports every append the store acknowledged on stdout, as
-// "ack SEQ SHA256", after Append returned nil: what the daemon promised.
+// "ack SEQ SHA256", once its Wait returned nil (Append waits through
+// Queue): what the daemon promised.
 type ackSink struct {
 	capture.Sink
 	mu  sync.Mutex
@@ -36,14 +37,14 @@ type ackSink struct {
 }
 
 func (a *ackSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
-	seq, err := a.Sink.Append(ctx, st, rec)
-	if err == nil {
-		a.ack(seq, rec)
+	q, err := a.Queue(ctx, st, rec)
+	if err != nil {
+		return 0, err
 	}
-	return seq, err
+	return q.Wait()
 }
 
-// Queue reports the append once its Wait returned nil: the poller's path.
+// Queue reports the append once its Wait returned nil.
 func (a *ackSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
 	q, err := a.Sink.Queue(ctx, st, rec)
 	if err != nil {
