@@ -53,6 +53,23 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// armed waits until the one polled method has taken its tick and armed the
+// timer of its next.
+func armed(ctx context.Context, t *testing.T, clk *clock.Fake) {
+	t.Helper()
+	if err := clk.BlockUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// step moves the clock d on once the one polled method waits for its next
+// tick.
+func step(ctx context.Context, t *testing.T, clk *clock.Fake, d time.Duration) {
+	t.Helper()
+	armed(ctx, t, clk)
+	clk.Advance(d)
+}
+
 // TestPoll100HzForAMinute runs a simulated minute at 100 Hz. The clock moves
 // in 7 ms steps, out of phase with the 10 ms period: a scheduler that waits
 // "a period after the last read" would drift and lose ticks; absolute ticks
@@ -66,14 +83,9 @@ func TestPoll100HzForAMinute(t *testing.T) {
 	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 100, Tags: []string{"bench"}, Priority: 7}})
 	for elapsed := time.Duration(0); elapsed < time.Minute; elapsed += 7 * time.Millisecond {
 		// The collector has armed its next tick (or is still waiting on it).
-		if err := clk.BlockUntil(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(7 * time.Millisecond)
+		step(ctx, t, clk, 7*time.Millisecond)
 	}
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	const want = 6000
 	st := p.Stats()[0]
 	if diff := int(st.Captured) - want; diff < -want/100 || diff > want/100 {
@@ -121,21 +133,13 @@ func TestSlowReadSkipsTicksWithoutBunching(t *testing.T) {
 	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: finder{"slow": slow}})
 	defer p.Close()
 	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "slow", Method: "readings", FrequencyHz: 10}})
-	step := func(d time.Duration) {
-		if err := clk.BlockUntil(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(d)
-	}
-	step(100 * time.Millisecond) // tick 1
-	step(100 * time.Millisecond) // tick 2
-	step(100 * time.Millisecond) // tick 3: the read blocks
+	step(ctx, t, clk, 100*time.Millisecond) // tick 1
+	step(ctx, t, clk, 100*time.Millisecond) // tick 2
+	step(ctx, t, clk, 100*time.Millisecond) // tick 3: the read blocks
 	<-slow.entered
 	clk.Advance(350 * time.Millisecond) // ticks 4, 5, 6 pass during the read
 	close(slow.release)
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	// One timer, for tick 7 at 700 ms: not a burst of the missed ticks.
 	if d, _ := clk.NextDeadline(); d != 50*time.Millisecond || clk.Waiters() != 1 {
 		t.Fatalf("next tick in %v with %d timers, want one in 50ms", d, clk.Waiters())
@@ -143,10 +147,8 @@ func TestSlowReadSkipsTicksWithoutBunching(t *testing.T) {
 	if n := len(sink.Records(capture.StreamCaptures)); n != 3 {
 		t.Fatalf("%d captures before tick 7, want 3", n)
 	}
-	step(50 * time.Millisecond) // tick 7
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	step(ctx, t, clk, 50*time.Millisecond) // tick 7
+	armed(ctx, t, clk)
 	caps, _ := sink.Captures(capture.StreamCaptures)
 	if last := caps[len(caps)-1]; len(caps) != 4 || last.Tick != 7 || last.Missed != 3 {
 		t.Fatalf("captures %+v, want the 4th at tick 7 reporting 3 missed", caps)
@@ -272,19 +274,10 @@ func TestSlowSyncsCostNoTicks(t *testing.T) {
 	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk)})
 	defer p.Close()
 	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 10}})
-	step := func(d time.Duration) {
-		t.Helper()
-		if err := clk.BlockUntil(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(d)
-	}
 	for range capture.InFlight {
-		step(100 * time.Millisecond)
+		step(ctx, t, clk, 100*time.Millisecond)
 	}
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	caps, err := sink.Captures(capture.StreamCaptures)
 	if err != nil {
 		t.Fatal(err)
@@ -303,16 +296,12 @@ func TestSlowSyncsCostNoTicks(t *testing.T) {
 	<-sink.waiting
 	clk.Advance(350 * time.Millisecond)
 	close(sink.open)
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	if st := p.Stats()[0]; st.Captured != n+1 || st.Missed != 3 || st.Errors != 0 {
 		t.Fatalf("after the syncs: stats %+v, want %d captured and the 3 ticks after it missed", st, n+1)
 	}
-	step(50 * time.Millisecond)
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	step(ctx, t, clk, 50*time.Millisecond)
+	armed(ctx, t, clk)
 	caps, _ = sink.Captures(capture.StreamCaptures)
 	if last := caps[len(caps)-1]; len(caps) != n+2 || last.Tick != n+5 || last.Missed != 3 {
 		t.Fatalf("last capture %+v of %d, want record %d at tick %d reporting 3 missed", last, len(caps), n+2, n+5)
@@ -332,22 +321,15 @@ func TestFailedSyncsAreCountedInOrder(t *testing.T) {
 	defer p.Close()
 	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 10}})
 	for range 4 {
-		if err := clk.BlockUntil(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(100 * time.Millisecond)
+		step(ctx, t, clk, 100*time.Millisecond)
 	}
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	if st := p.Stats()[0]; st.Captured != 0 || st.Errors != 0 {
 		t.Fatalf("before the syncs: stats %+v", st)
 	}
 	close(sink.open)
 	clk.Advance(100 * time.Millisecond) // tick 5 answers what is known first
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	if st := p.Stats()[0]; st.Captured != 2 || st.Errors != 3 || !strings.Contains(st.LastError, errSyncFailed.Error()) {
 		t.Fatalf("after the syncs: stats %+v, want 2 captured and appends 3-5 failed", st)
 	}
@@ -377,14 +359,9 @@ func TestStopAnswersWhatItQueued(t *testing.T) {
 	p := capture.NewPoller(capture.PollerOptions{Clock: clk, Sink: sink, Finder: fakes(t, clk)})
 	p.Apply(ctx, []*configv1.CaptureMethod{{Component: "sensor", Method: "readings", FrequencyHz: 10}})
 	for range 5 {
-		if err := clk.BlockUntil(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
-		clk.Advance(100 * time.Millisecond)
+		step(ctx, t, clk, 100*time.Millisecond)
 	}
-	if err := clk.BlockUntil(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	armed(ctx, t, clk)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
