@@ -20,32 +20,6 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/partsync"
 )
 
-// firstAck signals the first capture the store acknowledged.
-type firstAck struct {
-	capture.Sink
-	once   chan struct{}
-	closed sync.Once
-}
-
-func (f *firstAck) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
-	q, err := f.Queue(ctx, st, rec)
-	if err != nil {
-		return 0, err
-	}
-	return q.Wait()
-}
-
-// Queue signals once the append's Wait returned nil.
-func (f *firstAck) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
-	q, err := f.Sink.Queue(ctx, st, rec)
-	if err != nil {
-		return nil, err
-	}
-	return afterWait{Queued: q, then: func(uint64) { f.acked() }}, nil
-}
-
-func (f *firstAck) acked() { f.closed.Do(func() { close(f.once) }) }
-
 // TestEndToEndWithTheCloud provisions a part on a real outpost-cloud on
 // loopback, gives its machine a config, and runs the daemon from the
 // bootstrap file the cloud made: the daemon pulls and applies the config,
@@ -98,7 +72,11 @@ func TestEndToEndWithTheCloud(t *testing.T) {
 				fromCloud <- err
 			}
 		}
-		o.wrapSink = func(s capture.Sink) capture.Sink { return &firstAck{Sink: s, once: captured} }
+		// captured is closed at the first capture the store acknowledged.
+		var first sync.Once
+		o.wrapSink = func(s capture.Sink) capture.Sink {
+			return ackedSink{Sink: s, acked: func(uint64, capture.Record) { first.Do(func() { close(captured) }) }}
+		}
 	})
 	ep := <-r.ready
 	if err := <-fromCloud; err != nil {

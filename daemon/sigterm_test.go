@@ -27,16 +27,15 @@ import (
 
 const childEnv = "OUTPOSTD_TEST_CHILD"
 
-// ackSink reports every append the store acknowledged on stdout, as
-// "ack SEQ SHA256", once its Wait returned nil (Append waits through
-// Queue): what the daemon promised.
-type ackSink struct {
+// ackedSink calls acked for every append the store acknowledged, once its
+// Wait returned nil (Append waits through Queue): what the daemon
+// promised.
+type ackedSink struct {
 	capture.Sink
-	mu  sync.Mutex
-	out *os.File
+	acked func(seq uint64, rec capture.Record)
 }
 
-func (a *ackSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
+func (a ackedSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
 	q, err := a.Queue(ctx, st, rec)
 	if err != nil {
 		return 0, err
@@ -44,20 +43,12 @@ func (a *ackSink) Append(ctx context.Context, st capture.Stream, rec capture.Rec
 	return q.Wait()
 }
 
-// Queue reports the append once its Wait returned nil.
-func (a *ackSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
+func (a ackedSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
 	q, err := a.Sink.Queue(ctx, st, rec)
 	if err != nil {
 		return nil, err
 	}
-	return afterWait{Queued: q, then: func(seq uint64) { a.ack(seq, rec) }}, nil
-}
-
-func (a *ackSink) ack(seq uint64, rec capture.Record) {
-	sum := sha256.Sum256(rec.Payload)
-	a.mu.Lock()
-	fmt.Fprintf(a.out, "ack %d %s\n", seq, hex.EncodeToString(sum[:]))
-	a.mu.Unlock()
+	return afterWait{Queued: q, then: func(seq uint64) { a.acked(seq, rec) }}, nil
 }
 
 // afterWait calls then after Wait returned nil.
@@ -74,6 +65,17 @@ func (q afterWait) Wait() (uint64, error) {
 	return seq, err
 }
 
+// printAcks reports each acknowledged append on out as "ack SEQ SHA256".
+func printAcks(out *os.File) func(uint64, capture.Record) {
+	var mu sync.Mutex
+	return func(seq uint64, rec capture.Record) {
+		sum := sha256.Sum256(rec.Payload)
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(out, "ack %d %s\n", seq, hex.EncodeToString(sum[:]))
+	}
+}
+
 // runChild is the child process: the real daemon, real clock, real signals.
 func runChild(t *testing.T, spec string) {
 	var p part
@@ -84,7 +86,7 @@ func runChild(t *testing.T, spec string) {
 		ConfigPath: p.BootPath, DataDir: p.DataDir, RuntimeDir: p.RunDir, Listen: "127.0.0.1:0", MetricsListen: "-",
 		Stderr: os.Stderr, LogFormat: "json",
 		OnReady:  func(Endpoints) { fmt.Fprintln(os.Stdout, "ready") },
-		wrapSink: func(s capture.Sink) capture.Sink { return &ackSink{Sink: s, out: os.Stdout} },
+		wrapSink: func(s capture.Sink) capture.Sink { return ackedSink{Sink: s, acked: printAcks(os.Stdout)} },
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child Run:", err)
