@@ -105,68 +105,87 @@ func BenchmarkControlRPC(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			lat := make([][]time.Duration, tc.clients)
-			// sent is each call's latency from when it was sent: the
-			// part's answer without the client's own lateness in waking.
-			sent := make([][]time.Duration, tc.clients)
-			rt0 := readRuntime()
-			cpu0 := processCPU(b)
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			start := time.Now()
-			for i := range cs {
-				n := b.N / tc.clients
-				if i < b.N%tc.clients {
-					n++
+			drive(b, load{clients: tc.clients, hz: tc.hz, inPhase: tc.inPhase}, func(i int) error {
+				_, err := cs[i].DoCommand(context.Background(), req())
+				return err
+			})
+		})
+	}
+}
+
+// load is how a benchmark's clients call: how many, each at what rate (0
+// for a closed loop), and whether they all start at the same instant.
+type load struct {
+	clients int
+	hz      int
+	inPhase bool
+}
+
+// drive makes b.N calls, shared among l.clients goroutines, client i
+// calling call(i), and reports what BenchmarkControlRPC documents: CPU per
+// call, the runtime's GC and scheduling figures, and p50 and p99 latency
+// from when each call was due and from when it was sent.
+func drive(b *testing.B, l load, call func(i int) error) {
+	lat := make([][]time.Duration, l.clients)
+	// sent is each call's latency from when it was sent: the
+	// part's answer without the client's own lateness in waking.
+	sent := make([][]time.Duration, l.clients)
+	rt0 := readRuntime()
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range l.clients {
+		n := b.N / l.clients
+		if i < b.N%l.clients {
+			n++
+		}
+		lat[i] = make([]time.Duration, 0, n)
+		sent[i] = make([]time.Duration, 0, n)
+		wg.Go(func() {
+			var period time.Duration
+			due := start
+			if l.hz > 0 {
+				// The clients' calls are spread over the period, as
+				// independent clients' would be.
+				period = time.Second / time.Duration(l.hz)
+				if !l.inPhase {
+					due = start.Add(period * time.Duration(i) / time.Duration(l.clients))
 				}
-				lat[i] = make([]time.Duration, 0, n)
-				sent[i] = make([]time.Duration, 0, n)
-				wg.Go(func() {
-					var period time.Duration
-					due := start
-					if tc.hz > 0 {
-						// The clients' calls are spread over the period, as
-						// independent clients' would be.
-						period = time.Second / time.Duration(tc.hz)
-						if !tc.inPhase {
-							due = start.Add(period * time.Duration(i) / time.Duration(tc.clients))
-						}
-					}
-					for range n {
-						if period > 0 {
-							time.Sleep(time.Until(due))
-						} else {
-							due = time.Now()
-						}
-						t := time.Now()
-						if _, err := cs[i].DoCommand(context.Background(), req()); err != nil {
-							b.Error(err)
-							return
-						}
-						lat[i] = append(lat[i], time.Since(due))
-						sent[i] = append(sent[i], time.Since(t))
-						due = due.Add(period)
-					}
-				})
 			}
-			wg.Wait()
-			b.StopTimer()
-			if b.N > 0 {
-				b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
-				readRuntime().since(rt0).report(b)
-			}
-			for _, l := range []struct {
-				lat  [][]time.Duration
-				unit string
-			}{{lat, "µs"}, {sent, "µs-sent"}} {
-				all := slices.Concat(l.lat...)
-				slices.Sort(all)
-				if len(all) > 0 {
-					b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-"+l.unit)
-					b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-"+l.unit)
+			for range n {
+				if period > 0 {
+					time.Sleep(time.Until(due))
+				} else {
+					due = time.Now()
 				}
+				t := time.Now()
+				if err := call(i); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = append(lat[i], time.Since(due))
+				sent[i] = append(sent[i], time.Since(t))
+				due = due.Add(period)
 			}
 		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	if b.N > 0 {
+		b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+		readRuntime().since(rt0).report(b)
+	}
+	for _, l := range []struct {
+		lat  [][]time.Duration
+		unit string
+	}{{lat, "µs"}, {sent, "µs-sent"}} {
+		all := slices.Concat(l.lat...)
+		slices.Sort(all)
+		if len(all) > 0 {
+			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-"+l.unit)
+			b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-"+l.unit)
+		}
 	}
 }
 
