@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,7 +26,9 @@ func benchStore(b *testing.B) *Store {
 // concurrent producers: records/s, MB/s, fsyncs/s (group commits: one
 // fdatasync of the intake each, and the settles' synced Badger commits) and
 // records/sync, the mean group: with n producers each waiting for its own
-// append, at most n.
+// append, at most n; and written-B/record, the bytes the process caused to
+// be written back per record (the intake, Badger's log, tables and
+// compactions, as far as they ran within the benchmark).
 func BenchmarkAppend(b *testing.B) {
 	for _, producers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
@@ -49,6 +52,7 @@ func benchAppend(b *testing.B, producers, inflight int) {
 	rec := Record{Payload: make([]byte, 256)}
 	var next atomic.Int64
 	syncs0 := s.Usage().Syncs
+	io0 := procWriteBytes(b)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -92,6 +96,7 @@ func benchAppend(b *testing.B, producers, inflight int) {
 	syncs := s.Usage().Syncs - syncs0
 	b.ReportMetric(float64(syncs)/el, "fsyncs/s")
 	b.ReportMetric(float64(b.N)/float64(max(syncs, 1)), "records/sync")
+	b.ReportMetric(float64(procWriteBytes(b)-io0)/float64(b.N), "written-B/record")
 }
 
 // BenchmarkAppendBlob measures durable 1 MB blob chunks.
@@ -239,4 +244,26 @@ func processCPU(b *testing.B) float64 {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// procWriteBytes is this process's write_bytes from /proc/self/io: what it
+// caused to be written back, counted when a page-cache folio is dirtied, so
+// a large folio counts whole however little of it changed.
+func procWriteBytes(tb testing.TB) int64 {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return n
+		}
+	}
+	tb.Fatal("no write_bytes in /proc/self/io")
+	return 0
 }

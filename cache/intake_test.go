@@ -240,6 +240,68 @@ func TestIntakeFillsAndSettles(t *testing.T) {
 	checkRuns(t, s, StreamLogsDebug)
 }
 
+// TestSettleTransactions settles what the intake holds, in shapes that make
+// few runs and many: a settle's transactions are packed by the runs they
+// write, so many small appends to a stream settle in one synced commit,
+// while records that each make a run of their own still fit Badger's
+// limits (Badger refuses a transaction that does not: the settle would
+// fail).
+func TestSettleTransactions(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		appends  int
+		record   func(i int) (Stream, Record)
+		maxSyncs uint64
+	}{
+		{"small appends to one stream", 10000, func(i int) (Stream, Record) {
+			return StreamLogsInfo, Record{Payload: bytes.Repeat([]byte{byte(i)}, 256)}
+		}, 1},
+		{"captures whose priority alternates", 5000, func(i int) (Stream, Record) {
+			return StreamCaptures, Record{Payload: bytes.Repeat([]byte{byte(i)}, 100), Priority: uint8(1 + 8*(i%2))}
+		}, 20},
+		{"every stream in turn", 7000, func(i int) (Stream, Record) {
+			st := allStreams[i%len(allStreams)]
+			return st, Record{Payload: bytes.Repeat([]byte{byte(i)}, 1+i%600), Priority: uint8(i % 3)}
+		}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openTest(t, t.TempDir(), testOptions(t))
+			want := map[Stream][]Record{}
+			for i := range tc.appends {
+				st, rec := tc.record(i)
+				if _, err := s.Append(ctx, st, rec); err != nil {
+					t.Fatalf("append %d: %v", i, err)
+				}
+				if st != StreamCaptures {
+					rec.Priority = 0
+				}
+				want[st] = append(want[st], rec)
+			}
+			if n := s.pendingN.Load(); n != int64(tc.appends) {
+				t.Fatalf("%d appends in the intake, want all %d", n, tc.appends)
+			}
+			syncs0 := s.Usage().Syncs
+			must(t, s.settle())
+			if n := s.Usage().Syncs - syncs0; n < 1 || n > tc.maxSyncs {
+				t.Errorf("the settle took %d synced commits, want 1 to %d", n, tc.maxSyncs)
+			}
+			for st, recs := range want {
+				es := readAll(t, s, st, 0)
+				if len(es) != len(recs) {
+					t.Fatalf("%s: read %d records, want %d", st, len(es), len(recs))
+				}
+				for i, e := range es {
+					if e.Seq != uint64(i+1) || !bytes.Equal(e.Payload, recs[i].Payload) || e.Priority != recs[i].Priority {
+						t.Fatalf("%s record %d: seq %d, %d bytes, priority %d", st, i, e.Seq, len(e.Payload), e.Priority)
+					}
+				}
+				checkRuns(t, s, st)
+			}
+		})
+	}
+}
+
 // TestIntakeFailureFallsBack breaks the intake's file under the store: the
 // append still succeeds, through Badger's synced commit, and so do later
 // ones.

@@ -75,6 +75,9 @@ const MaxRecordBytes = 4 << 20
 const (
 	txnMaxEntries = 4000
 	txnMaxBytes   = 512 << 10
+	// txnMaxValueBytes bounds the payload of one transaction, which the
+	// value log writes and the transaction holds until it commits.
+	txnMaxValueBytes = 8 << 20
 )
 
 // txnCost estimates what one entry costs against Badger's batch limits.
@@ -306,22 +309,32 @@ func (s *Store) commitGroup(group []*appendReq) {
 }
 
 // commitBatches commits reqs in order, as many to a synced transaction as
-// Badger's limits take when each record is counted as its own entry (an
-// upper bound: a run is one entry). It stops at the first failure and
-// returns how many of reqs are committed.
+// Badger's limits take, counting what commitRuns will write: a run per
+// stretch of a stream's records of one priority up to runMaxBytes, each
+// counted at the most a run can cost (its value in the LSM tree when it is
+// under valueThreshold, a pointer to the value log otherwise), and at most
+// txnMaxValueBytes of payload. Records of one stream that follow each
+// other share runs, so the intake's settle of many small appends is one
+// transaction, and one sync, instead of one per few thousand records. It
+// stops at the first failure and returns how many of reqs are committed.
 func (s *Store) commitBatches(reqs []*appendReq) (int, error) {
-	start := 0
-	var cost int64
-	entries := 0
+	var (
+		start int
+		tx    txnSize
+		open  = map[Stream]openRun{}
+	)
 	for i, r := range reqs {
-		if i > start && (cost+r.cost > txnMaxBytes || entries+2*len(r.recs) > txnMaxEntries) {
+		add, o := runsOf(r, open[r.stream])
+		if i > start && !tx.plus(add).fits() {
 			if err := s.commitRuns(reqs[start:i]); err != nil {
 				return start, err
 			}
-			start, cost, entries = i, 0, 0
+			start, tx = i, txnSize{}
+			clear(open)
+			add, o = runsOf(r, openRun{})
 		}
-		cost += r.cost
-		entries += 2 * len(r.recs)
+		open[r.stream] = o
+		tx = tx.plus(add)
 	}
 	if start < len(reqs) {
 		if err := s.commitRuns(reqs[start:]); err != nil {
@@ -329,6 +342,52 @@ func (s *Store) commitBatches(reqs []*appendReq) (int, error) {
 		}
 	}
 	return len(reqs), nil
+}
+
+// txnSize is what a transaction holds, against Badger's limits.
+type txnSize struct {
+	cost    int64
+	entries int
+	payload int
+}
+
+func (t txnSize) plus(u txnSize) txnSize {
+	return txnSize{cost: t.cost + u.cost, entries: t.entries + u.entries, payload: t.payload + u.payload}
+}
+
+func (t txnSize) fits() bool {
+	return t.cost <= txnMaxBytes && t.entries <= txnMaxEntries && t.payload <= txnMaxValueBytes
+}
+
+// openRun is the last run commitRuns has open in a stream: its priority
+// and payload bytes; ok is false for none.
+type openRun struct {
+	ok    bool
+	prio  uint8
+	bytes int
+}
+
+// runsOf is what r adds to a transaction whose stream has o open, as
+// commitRuns splits runs, and the run it leaves open. Each new run counts
+// at the most a run can cost: its value in the LSM tree when under
+// valueThreshold, a pointer to the value log otherwise.
+func runsOf(r *appendReq, o openRun) (txnSize, openRun) {
+	keyLen := len(recordKey(r.stream, 0, 0))
+	var add txnSize
+	for _, rec := range r.recs {
+		if !o.ok || o.prio != rec.Priority || o.bytes+len(rec.Payload) > runMaxBytes {
+			o = openRun{ok: true, prio: rec.Priority}
+			add.cost += txnCost(keyLen, valueThreshold-1)
+			add.entries++
+			if r.stream == StreamCaptures {
+				add.cost += txnCost(14, 0)
+				add.entries++
+			}
+		}
+		o.bytes += len(rec.Payload)
+		add.payload += len(rec.Payload)
+	}
+	return add, o
 }
 
 // commitRuns assigns sequence numbers to the records of reqs, in order,

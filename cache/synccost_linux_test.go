@@ -5,8 +5,6 @@ package cache
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -80,26 +78,4 @@ func BenchmarkSyncCost(b *testing.B) {
 			b.ReportMetric(float64(procWriteBytes(b)-io0)/float64(b.N)/1024, "dirtied-KiB/sync")
 		})
 	}
-}
-
-// procWriteBytes is this process's write_bytes from /proc/self/io: what it
-// caused to be written back, counted when a page-cache folio is dirtied, so
-// a large folio counts whole however little of it changed.
-func procWriteBytes(tb testing.TB) int64 {
-	tb.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return n
-		}
-	}
-	tb.Fatal("no write_bytes in /proc/self/io")
-	return 0
 }
