@@ -52,6 +52,10 @@ func recordKey(st Stream, seq uint64, size uint32) []byte {
 	return binary.BigEndian.AppendUint32(recordSeek(st, seq), size)
 }
 
+// recordKeyLen is len(recordKey(st, ...)), without making the key: the
+// accounting of every queued record needs it.
+func recordKeyLen(st Stream) int { return 1 + len(st) + 1 + 8 + 4 }
+
 // seqSize returns the sequence number and value size at the end of a record
 // or index key.
 func seqSize(k []byte) (uint64, uint32) {

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"bytes"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -90,6 +92,14 @@ func TestRecordEncodingRoundTrip(t *testing.T) {
 		got, err := decodeRecord(encodeRecord(r))
 		if err != nil || !bytes.Equal(got.Payload, r.Payload) || got.Priority != r.Priority || !got.Time.Equal(r.Time) {
 			t.Fatalf("round trip of %+v = %+v, %v", r, got, err)
+		}
+	}
+}
+
+func TestRecordKeyLen(t *testing.T) {
+	for _, st := range append(slices.Clone(allStreams), "", Stream(strings.Repeat("s", 300))) {
+		if got, want := recordKeyLen(st), len(recordKey(st, 1<<63, 1<<31)); got != want {
+			t.Errorf("recordKeyLen(%q) = %d, want %d", st, got, want)
 		}
 	}
 }

@@ -528,7 +528,7 @@ func (s *Store) recoverIntake() error {
 		r.recs = r.recs[skip:]
 		r.first = next[r.stream]
 		next[r.stream] += uint64(len(r.recs))
-		keyLen := len(recordKey(r.stream, 0, 0))
+		keyLen := recordKeyLen(r.stream)
 		for _, rec := range r.recs {
 			r.account(rec, keyLen)
 		}

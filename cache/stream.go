@@ -177,7 +177,7 @@ func (s *Store) QueueBatch(ctx context.Context, st Stream, recs []Record) (Pendi
 	recs = append([]Record(nil), recs...)
 	r := &appendReq{stream: st, recs: recs, done: make(chan struct{})}
 	now := time.Time{}
-	keyLen := len(recordKey(st, 0, 0))
+	keyLen := recordKeyLen(st)
 	for i, rec := range recs {
 		if len(rec.Payload) > MaxRecordBytes {
 			return Pending{}, fmt.Errorf("append to %s: record of %d bytes, max %d: %w", st, len(rec.Payload), MaxRecordBytes, ErrTooLarge)
@@ -372,7 +372,7 @@ type openRun struct {
 // at the most a run can cost: its value in the LSM tree when under
 // valueThreshold, a pointer to the value log otherwise.
 func runsOf(r *appendReq, o openRun) (txnSize, openRun) {
-	keyLen := len(recordKey(r.stream, 0, 0))
+	keyLen := recordKeyLen(r.stream)
 	var add txnSize
 	for _, rec := range r.recs {
 		if !o.ok || o.prio != rec.Priority || o.bytes+len(rec.Payload) > runMaxBytes {
