@@ -9,12 +9,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/outpost-robotics/outpost/capture"
 	"github.com/outpost-robotics/outpost/capture/capturetest"
+	"github.com/outpost-robotics/outpost/cputime"
 )
 
 func benchStore(b *testing.B) *Store {
@@ -189,7 +189,7 @@ func drainCPU(b *testing.B, shape string, mb int) {
 		recs[i] = Record{Payload: capturetest.Readings(rng, i), Priority: 5}
 		raw += len(recs[i].Payload)
 	}
-	cpu0 := processCPU(b)
+	cpu0 := cputime.Self(b).Seconds()
 	switch shape {
 	case "batch256":
 		for i := 0; i < n; i += 256 {
@@ -214,7 +214,7 @@ func drainCPU(b *testing.B, shape string, mb int) {
 		}
 		wg.Wait()
 	}
-	cpu1 := processCPU(b)
+	cpu1 := cputime.Self(b).Seconds()
 	b.StartTimer()
 	var after uint64
 	drained := 0
@@ -230,20 +230,11 @@ func drainCPU(b *testing.B, shape string, mb int) {
 		drained += len(es)
 	}
 	b.StopTimer()
-	cpu2 := processCPU(b)
+	cpu2 := cputime.Self(b).Seconds()
 	gb := float64(raw) / 1e9
 	b.ReportMetric((cpu1-cpu0)/gb, "fill-cpu-s/GB")
 	b.ReportMetric((cpu2-cpu1)/gb, "drain-cpu-s/GB")
 	b.ReportMetric(float64(s.Usage().Syncs), "syncs")
-}
-
-// processCPU is the process's user and system CPU time in seconds.
-func processCPU(b *testing.B) float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // procWriteBytes is this process's write_bytes from /proc/self/io: what it

@@ -124,7 +124,7 @@ func BenchmarkServePackage(b *testing.B) {
 		b.Fatalf("a part fetches a chunk of its issued version: %v", err)
 	}
 	busy.Store(0)
-	cpu0 := cpuSeconds(0)
+	cpu0 := cpuSeconds(b, 0)
 	start := time.Now()
 	var moved int64
 	for b.Loop() {
@@ -145,7 +145,7 @@ func BenchmarkServePackage(b *testing.B) {
 	secs := time.Since(start).Seconds()
 	gb := float64(moved) / 1e9
 	b.ReportMetric(float64(moved)/1e6/secs, "MB/s")
-	b.ReportMetric((cpuSeconds(0)-cpu0)/gb, "CPU-s/GB")
+	b.ReportMetric((cpuSeconds(b, 0)-cpu0)/gb, "CPU-s/GB")
 	b.ReportMetric(float64(busy.Load())/float64(parts*b.N), "busy/part")
 }
 

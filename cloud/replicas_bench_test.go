@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +32,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloud/store"
 	"github.com/outpost-robotics/outpost/cloud/store/badgerstore"
 	"github.com/outpost-robotics/outpost/cloudsync"
+	"github.com/outpost-robotics/outpost/cputime"
 )
 
 // backend is one way to run the cloud for the side-by-side benchmarks:
@@ -250,7 +250,7 @@ func BenchmarkIngest(b *testing.B) {
 			_, _ = rand.Read(payload)
 			seq := uint64(0)
 			b.SetBytes(perBatch * size)
-			cpu0 := cpuSeconds(be.pgPid)
+			cpu0 := cpuSeconds(b, be.pgPid)
 			start := time.Now()
 			for b.Loop() {
 				recs := make([]*syncv1.Record, perBatch)
@@ -266,7 +266,7 @@ func BenchmarkIngest(b *testing.B) {
 			elapsed := time.Since(start).Seconds()
 			gb := float64(seq*size) / (1 << 30)
 			b.ReportMetric(float64(seq*size)/(1<<20)/elapsed, "MB/s")
-			b.ReportMetric((cpuSeconds(be.pgPid)-cpu0)/gb, "CPU-s/GB")
+			b.ReportMetric((cpuSeconds(b, be.pgPid)-cpu0)/gb, "CPU-s/GB")
 		})
 	}
 }
@@ -274,41 +274,20 @@ func BenchmarkIngest(b *testing.B) {
 // cpuSeconds is this process's CPU time (user and system) plus, with
 // pgPid, the PostgreSQL server's and its backends' (read from /proc: the
 // ones running now, so a backend that exited is not counted).
-func cpuSeconds(pgPid int) float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	total := float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
-	if pgPid == 0 {
-		return total
+func cpuSeconds(tb testing.TB, pgPid int) float64 {
+	total := cputime.Self(tb)
+	if pgPid != 0 {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			// A process that ended since the folder was read is skipped.
+			if p, err := cputime.Read(pid); err == nil && (pid == pgPid || p.PPID == pgPid) {
+				total += p.CPU
+			}
+		}
 	}
-	tick := 100.0 // USER_HZ on Linux
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The fields after the command's closing parenthesis: state is
-		// field 3, ppid 4, utime 14, stime 15.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		if pid != pgPid && ppid != pgPid {
-			continue
-		}
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		total += (ut + st) / tick
-	}
-	return total
+	return total.Seconds()
 }

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"github.com/outpost-robotics/outpost/clock"
 	"github.com/outpost-robotics/outpost/cloud/cloudtest"
 	"github.com/outpost-robotics/outpost/cloudsync"
+	"github.com/outpost-robotics/outpost/cputime"
 	"github.com/outpost-robotics/outpost/faultproxy"
 	"github.com/outpost-robotics/outpost/signed"
 )
@@ -58,12 +58,6 @@ func imageCapture(rng *rand.Rand, _ int) []byte {
 	}
 	b, _ := proto.Marshal(&syncv1.Capture{Component: "camera", Method: "frame", Tags: []string{"site-a"}, Priority: 5, Data: data, MimeType: "image/jpeg"})
 	return b
-}
-
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // BenchmarkBacklogDrain drains a backlog of captures from a real store to
@@ -207,7 +201,7 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 	if proxy != nil {
 		linkUp0, _ = proxy.LinkBytes()
 	}
-	cpu0, t0 := cpuSeconds(), time.Now()
+	cpu0, t0 := cputime.Self(b).Seconds(), time.Now()
 	b.StartTimer()
 	for {
 		res := s.Cycle(ctx)
@@ -219,7 +213,7 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 		}
 	}
 	b.StopTimer()
-	d.secs, d.partCPU = time.Since(t0).Seconds(), cpuSeconds()-cpu0
+	d.secs, d.partCPU = time.Since(t0).Seconds(), cputime.Self(b).Seconds()-cpu0
 	if proxy != nil {
 		up, _ := proxy.LinkBytes()
 		d.linkUp = up - linkUp0
@@ -251,11 +245,11 @@ func cycleBytes() int {
 func settle(b *testing.B, clk clock.Clock) {
 	ctx := context.Background()
 	for range 240 {
-		cpu0, t0 := cpuSeconds(), clk.Now()
+		cpu0, t0 := cputime.Self(b).Seconds(), clk.Now()
 		if err := clk.Sleep(ctx, 500*time.Millisecond); err != nil {
 			b.Fatal(err)
 		}
-		if cpuSeconds()-cpu0 < 0.02*clk.Now().Sub(t0).Seconds() {
+		if cputime.Self(b).Seconds()-cpu0 < 0.02*clk.Now().Sub(t0).Seconds() {
 			return
 		}
 	}
@@ -415,7 +409,7 @@ func TestDrainCloudHalf(t *testing.T) {
 			}
 		}
 		n := cloud.Ingested(t, part.ID)["captures"]
-		say(halfStats{CPU: cpuSeconds(), Wire: cloud.WireBytes(), Bytes: int64(n.Bytes), Conflicts: int64(n.Conflicts)})
+		say(halfStats{CPU: cputime.Self(t).Seconds(), Wire: cloud.WireBytes(), Bytes: int64(n.Bytes), Conflicts: int64(n.Conflicts)})
 	}
 }
 

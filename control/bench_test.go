@@ -7,7 +7,6 @@ import (
 	"runtime/metrics"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	controlv1 "github.com/outpost-robotics/outpost/api/gen/outpost/control/v1"
 	"github.com/outpost-robotics/outpost/api/gen/outpost/control/v1/controlv1connect"
+	"github.com/outpost-robotics/outpost/cputime"
 	"github.com/outpost-robotics/outpost/credential"
 )
 
@@ -131,7 +131,7 @@ func drive(b *testing.B, l load, call func(i int) error) {
 	// part's answer without the client's own lateness in waking.
 	sent := make([][]time.Duration, l.clients)
 	rt0 := readRuntime()
-	cpu0 := processCPU(b)
+	cpu0 := cputime.Self(b)
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -173,7 +173,7 @@ func drive(b *testing.B, l load, call func(i int) error) {
 	wg.Wait()
 	b.StopTimer()
 	if b.N > 0 {
-		b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
+		b.ReportMetric(float64((cputime.Self(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")
 		readRuntime().since(rt0).report(b)
 	}
 	for _, l := range []struct {
@@ -282,15 +282,6 @@ func (s runtimeSample) report(b *testing.B) {
 	b.ReportMetric(s.gcPauses.quantile(1), "gc-pause-max-µs")
 	b.ReportMetric(s.schedLatency.quantile(0.99), "sched-p99-µs")
 	b.ReportMetric(s.schedLatency.quantile(0.999), "sched-p99.9-µs")
-}
-
-// processCPU is the CPU time (user and system) this process used so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkAuthorize is the authorization share of a call: authenticating

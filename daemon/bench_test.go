@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 	"github.com/outpost-robotics/outpost/api/gen/outpost/sync/v1/syncv1connect"
 	"github.com/outpost-robotics/outpost/cache"
 	"github.com/outpost-robotics/outpost/clock"
+	"github.com/outpost-robotics/outpost/cputime"
 )
 
 // benchCloud is the least cloud that keeps sync running: it answers pulls
@@ -131,26 +131,14 @@ func (c *child) mem(b *testing.B, field string) float64 {
 	return 0
 }
 
-// cpuSeconds is the child's user and system CPU time so far, from
-// /proc/PID/stat (clock ticks of 1/100 s).
+// cpuSeconds is the child's user and system CPU time so far.
 func (c *child) cpuSeconds(b *testing.B) float64 {
 	b.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	p, err := cputime.Read(c.cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The fields after the command's closing parenthesis: utime is the
-	// 12th, stime the 13th.
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(f) < 13 {
-		b.Fatalf("short /proc/%d/stat: %q", c.cmd.Process.Pid, stat)
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("/proc/%d/stat: %q", c.cmd.Process.Pid, stat)
-	}
-	return (ut + st) / 100
+	return p.CPU.Seconds()
 }
 
 func (c *child) stop(b *testing.B) {

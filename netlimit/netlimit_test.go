@@ -9,10 +9,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/outpost-robotics/outpost/cputime"
 	"github.com/outpost-robotics/outpost/netlimit/netlimittest"
 )
 
@@ -288,7 +288,7 @@ func BenchmarkSmallBody(b *testing.B) {
 			c := client(tc.h2c)
 			body := bytes.Repeat([]byte("c"), 200)
 			b.ReportAllocs()
-			cpu0 := processCPU(b)
+			cpu0 := cputime.Self(b)
 			for b.Loop() {
 				res, err := c.Post("http://"+addr+"/", "application/proto", bytes.NewReader(body))
 				if err != nil {
@@ -297,16 +297,7 @@ func BenchmarkSmallBody(b *testing.B) {
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
 			}
-			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
+			b.ReportMetric(float64((cputime.Self(b)-cpu0).Nanoseconds())/float64(b.N)/1e3, "cpu-µs/op")
 		})
 	}
-}
-
-// processCPU is the CPU time (user and system) this process used so far.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,0 +1,31 @@
+package cputime
+
+import (
+	"os"
+	"testing"
+)
+
+func TestReadAgreesWithSelf(t *testing.T) {
+	// Spend some CPU, so that both readings are well above a tick.
+	x := 0
+	for i := range 50_000_000 {
+		x += i % 7
+	}
+	_ = x
+	self := Self(t)
+	p, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.PPID != os.Getppid() {
+		t.Errorf("PPID = %d, want %d", p.PPID, os.Getppid())
+	}
+	// /proc counts in ticks of 10 ms and getrusage finer: they agree to
+	// within a few ticks.
+	if d := self - p.CPU; d < -50e6 || d > 50e6 {
+		t.Errorf("Read says %v, Self %v", p.CPU, self)
+	}
+	if _, err := Read(-1); err == nil {
+		t.Error("Read(-1) succeeded")
+	}
+}
