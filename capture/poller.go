@@ -132,8 +132,8 @@ func Period(hz float64) time.Duration {
 // and not yet durable: the collector goes on reading while they share
 // syncs, so a slow sync costs no ticks until this many are waiting. At
 // 250 Hz, 64 is 256 ms: an SD card's flush of 20 ms, and the settle behind
-// it when the store moves its intake into Badger (several synced commits
-// in a row), cost none (BenchmarkDaemon with OUTPOSTD_BENCH_FSYNC_DELAY).
+// it when the store moves its intake into Badger (a synced commit of up to
+// 4 MiB), cost none (BenchmarkDaemon with OUTPOSTD_BENCH_FSYNC_DELAY).
 // Each waiting record holds its payload.
 const InFlight = 64
 
