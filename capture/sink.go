@@ -68,6 +68,16 @@ type Queued interface {
 	Wait() (uint64, error)
 }
 
+// Await is Append made of Queue: it returns err, Queue's error, or waits
+// for q. A Sink whose Append is its Queue followed by the wait writes
+// Append as Await(s.Queue(ctx, st, rec)).
+func Await(q Queued, err error) (uint64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return q.Wait()
+}
+
 // Capture is the JSON payload of every record capture appends.
 type Capture struct {
 	// Kind is "method" for a polled method, "file" for a synced file.

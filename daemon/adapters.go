@@ -46,11 +46,7 @@ var _ capture.Sink = CaptureSink{}
 // Append appends to the store stream of the same name, captures as
 // syncv1.Capture.
 func (c CaptureSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
-	q, err := c.Queue(ctx, st, rec)
-	if err != nil {
-		return 0, err
-	}
-	return q.Wait()
+	return capture.Await(c.Queue(ctx, st, rec))
 }
 
 // Queue queues what Append appends (cache.Store.Queue).

@@ -36,11 +36,7 @@ type ackedSink struct {
 }
 
 func (a ackedSink) Append(ctx context.Context, st capture.Stream, rec capture.Record) (uint64, error) {
-	q, err := a.Queue(ctx, st, rec)
-	if err != nil {
-		return 0, err
-	}
-	return q.Wait()
+	return capture.Await(a.Queue(ctx, st, rec))
 }
 
 func (a ackedSink) Queue(ctx context.Context, st capture.Stream, rec capture.Record) (capture.Queued, error) {
