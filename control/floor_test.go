@@ -83,16 +83,6 @@ func BenchmarkTransportFloor(b *testing.B) {
 	}
 }
 
-// warm makes each client's first call, so that connection set-up is not
-// measured.
-func warm(b *testing.B, clients int, call func(i int) error) {
-	for i := range clients {
-		if err := call(i); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // floorServer serves h over TLS with HTTP/2 on loopback until b ends.
 func floorServer(b *testing.B, h http.Handler) *httptest.Server {
 	srv := httptest.NewUnstartedServer(h)
