@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"os"
 	"runtime/metrics"
 	"slices"
 	"sync"
@@ -46,37 +47,45 @@ import (
 // to tell a latency tail made by collection from one made by scheduling. The
 // part's share is its goroutines' in a CPU profile: they carry the label
 // side=part (go tool pprof -tagfocus side=part).
+//
+// With OUTPOST_CONTROL_PART_CPUS set to a CPU list (such as 0), the part
+// runs in a child process pinned to those CPUs and the clients on the
+// machine's other CPUs, as when the clients are other machines: then
+// cpu-µs/call is the clients' alone, part-cpu-µs/call the part process's
+// CPU time per call and part-sys-µs/call the kernel's share of it (on
+// loopback a sender's share includes the receiving side's network stack); OUTPOST_CONTROL_PART_CPUPROFILE names a
+// file for the part process's CPU profile.
 func BenchmarkControlRPC(b *testing.B) {
 	cmd, _ := structpb.NewStruct(map[string]any{"move": 1})
 	req := func() *connect.Request[controlv1.DoCommandRequest] {
 		return connect.NewRequest(&controlv1.DoCommandRequest{Name: "arm", Command: cmd})
 	}
-	grpcClient := func(e *env, _ int) controlv1connect.ComponentServiceClient {
+	grpcClient := func(d *dialer, key string, _ int) controlv1connect.ComponentServiceClient {
 		// Each client has its own connection, as separate laptops would.
-		tr := e.client.Transport.(*http.Transport).Clone()
-		return e.authed(&http.Client{Transport: tr}, "https://"+e.addr, e.creds.key(opKey), connect.WithGRPC()).comp
+		tr := d.client.Transport.(*http.Transport).Clone()
+		return d.authed(&http.Client{Transport: tr}, "https://"+d.addr, key, connect.WithGRPC()).comp
 	}
 	var rtcMu sync.Mutex
-	rtcSessions := map[*env][]controlv1connect.ComponentServiceClient{}
-	rtcClient := func(e *env, i int) controlv1connect.ComponentServiceClient {
+	rtcSessions := map[*dialer][]controlv1connect.ComponentServiceClient{}
+	rtcClient := func(d *dialer, key string, i int) controlv1connect.ComponentServiceClient {
 		// 100 concurrent clients over WebRTC share 20 sessions (5 calls in
 		// flight on each): 100 pion peers would measure ICE, not the API.
 		rtcMu.Lock()
 		defer rtcMu.Unlock()
-		if s := rtcSessions[e]; i < len(s) {
+		if s := rtcSessions[d]; i < len(s) {
 			return s[i]
 		}
-		c, _, err := e.webrtc(context.Background(), e.creds.key(opKey))
+		c, _, err := d.webrtc(context.Background(), key)
 		if err != nil {
 			b.Fatal(err)
 		}
-		rtcSessions[e] = append(rtcSessions[e], c.comp)
+		rtcSessions[d] = append(rtcSessions[d], c.comp)
 		return c.comp
 	}
 	for _, tc := range []struct {
 		name    string
 		clients int
-		client  func(e *env, i int) controlv1connect.ComponentServiceClient
+		client  func(d *dialer, key string, i int) controlv1connect.ComponentServiceClient
 		session func(i int) int
 		// hz is each client's call rate; 0 is a closed loop.
 		hz int
@@ -96,18 +105,38 @@ func BenchmarkControlRPC(b *testing.B) {
 		{"webrtc-100clients-10hz-inphase", 100, rtcClient, func(i int) int { return i % 20 }, 10, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			e := newEnv(b)
-			e.srv.opts.MaxSessions = 64
+			var (
+				d       *dialer
+				key     string
+				partCPU func() cputime.Proc // nil when the part is in this process
+			)
+			if cpus := os.Getenv(partCPUsEnv); cpus != "" {
+				p := startPartProcess(b, cpus)
+				d, key, partCPU = &p.dialer, p.key, func() cputime.Proc { return p.cpu(b) }
+			} else {
+				e := newEnv(b)
+				e.srv.opts.MaxSessions = 64
+				d, key = &e.dialer, e.creds.key(opKey)
+			}
 			cs := make([]controlv1connect.ComponentServiceClient, tc.clients)
 			for i := range cs {
-				cs[i] = tc.client(e, tc.session(i))
+				cs[i] = tc.client(d, key, tc.session(i))
 			}
 			call := func(i int) error {
 				_, err := cs[i].DoCommand(context.Background(), req())
 				return err
 			}
 			warm(b, tc.clients, call)
+			var cpu0 cputime.Proc
+			if partCPU != nil {
+				cpu0 = partCPU()
+			}
 			drive(b, load{clients: tc.clients, hz: tc.hz, inPhase: tc.inPhase}, call)
+			if partCPU != nil && b.N > 0 {
+				cpu := partCPU()
+				b.ReportMetric(float64((cpu.CPU-cpu0.CPU).Microseconds())/float64(b.N), "part-cpu-µs/call")
+				b.ReportMetric(float64((cpu.System-cpu0.System).Microseconds())/float64(b.N), "part-sys-µs/call")
+			}
 		})
 	}
 }

@@ -356,7 +356,7 @@ func (c *creds) bundle(version uint64, issued time.Time, withoutKeys ...string) 
 
 // env is a running control plane with its dependencies.
 type env struct {
-	t      testing.TB
+	dialer
 	clock  *clock.Fake
 	creds  *creds
 	grants *memGrants
@@ -367,8 +367,29 @@ type env struct {
 	logs   *memLogs
 	data   *memData
 	srv    *Server
-	addr   string
-	client *http.Client // pinned TLS, HTTP/2
+}
+
+// dialer is how clients reach a part: its address, the certificate they
+// pin, and the time their proofs carry. The part runs in this process
+// (env) or in a child process of its own (startPartProcess).
+type dialer struct {
+	t           testing.TB
+	addr        string
+	fingerprint string
+	now         func() time.Time
+	client      *http.Client // pinned TLS, HTTP/2
+}
+
+// newDialer returns a dialer for the part at addr whose certificate has
+// fingerprint, with proofs made at now's time.
+func newDialer(t testing.TB, addr, fingerprint string, now func() time.Time) (dialer, error) {
+	tlsConf, err := controlclient.PinnedTLSConfig(fingerprint)
+	if err != nil {
+		return dialer{}, err
+	}
+	tr := &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 200}
+	t.Cleanup(tr.CloseIdleConnections)
+	return dialer{t: t, addr: addr, fingerprint: fingerprint, now: now, client: &http.Client{Transport: tr}}, nil
 }
 
 func newEnv(t testing.TB) *env {
@@ -387,7 +408,7 @@ func newEnvWith(t testing.TB, edit func(*Options)) *env {
 // knows them; edit, when set, changes the server's options.
 func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	t.Helper()
-	e := &env{t: t, clock: clock.NewFake(t0), creds: c, grants: &memGrants{}, audit: &memAudit{}, certs: &memCerts{},
+	e := &env{dialer: dialer{t: t}, clock: clock.NewFake(t0), creds: c, grants: &memGrants{}, audit: &memAudit{}, certs: &memCerts{},
 		robot:  &fakeRobot{image: make([]byte, 300<<10)},
 		config: &memConfig{state: ConfigState{Config: &configv1.RobotConfig{}, Version: 7, MachineRevision: 3}},
 		logs:   &memLogs{entries: []*controlv1.LogEntry{{Level: "info", Message: "hello"}, {Level: "warn", Message: "careful"}}},
@@ -415,7 +436,6 @@ func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -424,20 +444,16 @@ func newEnvOf(t testing.TB, c *creds, partID string, edit func(*Options)) *env {
 		// run in the same process, splits the part's share from theirs.
 		pprof.Do(ctx, pprof.Labels("side", "part"), func(ctx context.Context) { done <- srv.ServeTLS(ctx, ln) })
 	}()
-	tlsConf, err := controlclient.PinnedTLSConfig(srv.Fingerprint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 200}
-	e.client = &http.Client{Transport: tr}
 	t.Cleanup(func() {
-		tr.CloseIdleConnections()
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("ServeTLS: %v", err)
 		}
 		_ = srv.Close()
 	})
+	if e.dialer, err = newDialer(t, ln.Addr().String(), srv.Fingerprint(), e.clock.Now); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -459,49 +475,49 @@ func newClients(hc connect.HTTPClient, base string, opts ...connect.ClientOption
 // authed returns clients presenting auth: a key's printed form, sent with
 // proofs for this part as a real client does (credential.Prover), or
 // anything else, sent as the Authorization header.
-func (e *env) authed(hc connect.HTTPClient, base, auth string, opts ...connect.ClientOption) clients {
-	return newClients(hc, base, append(opts, connect.WithInterceptors(e.interceptor(hc, base, auth)))...)
+func (d *dialer) authed(hc connect.HTTPClient, base, auth string, opts ...connect.ClientOption) clients {
+	return newClients(hc, base, append(opts, connect.WithInterceptors(d.interceptor(hc, base, auth)))...)
 }
 
-func (e *env) interceptor(hc connect.HTTPClient, base, auth string) connect.Interceptor {
+func (d *dialer) interceptor(hc connect.HTTPClient, base, auth string) connect.Interceptor {
 	k, err := credential.ParseKey(auth)
 	if err != nil {
 		return credential.Bearer{Authorization: auth}
 	}
-	return credential.NewPartProver(k, e.srv.Fingerprint(), e.clock.Now, controlclient.HealthNonce(hc, base))
+	return credential.NewPartProver(k, d.fingerprint, d.now, controlclient.HealthNonce(hc, base))
 }
 
 // headers returns the Authorization and DPoP values a client with the
 // printed key auth sends, with a nonce fresh from the part.
-func (e *env) headers(auth string) (string, string) {
-	e.t.Helper()
+func (d *dialer) headers(auth string) (string, string) {
+	d.t.Helper()
 	k, err := credential.ParseKey(auth)
 	if err != nil {
-		e.t.Fatal(err)
+		d.t.Fatal(err)
 	}
-	nonce, err := controlclient.HealthNonce(e.client, "https://"+e.addr)(context.Background())
+	nonce, err := controlclient.HealthNonce(d.client, "https://"+d.addr)(context.Background())
 	if err != nil {
-		e.t.Fatal(err)
+		d.t.Fatal(err)
 	}
-	a, proof, err := k.Headers(credential.TLSAudience(e.srv.Fingerprint()), nonce, e.clock.Now())
+	a, proof, err := k.Headers(credential.TLSAudience(d.fingerprint), nonce, d.now())
 	if err != nil {
-		e.t.Fatal(err)
+		d.t.Fatal(err)
 	}
 	return a, proof
 }
 
-func (e *env) grpc(auth string) clients {
-	return e.authed(e.client, "https://"+e.addr, auth, connect.WithGRPC())
+func (d *dialer) grpc(auth string) clients {
+	return d.authed(d.client, "https://"+d.addr, auth, connect.WithGRPC())
 }
 
 // webrtc opens a WebRTC session authenticated with auth, over signaling on
 // the TLS port.
-func (e *env) webrtc(ctx context.Context, auth string) (clients, *controlclient.RTCClient, error) {
-	c, err := controlclient.DialWebRTCWith(ctx, e.authed(e.client, "https://"+e.addr, auth).sig, nil, controlwire.LoopbackICE)
+func (d *dialer) webrtc(ctx context.Context, auth string) (clients, *controlclient.RTCClient, error) {
+	c, err := controlclient.DialWebRTCWith(ctx, d.authed(d.client, "https://"+d.addr, auth).sig, nil, controlwire.LoopbackICE)
 	if err != nil {
 		return clients{}, nil, err
 	}
-	e.t.Cleanup(func() { _ = c.Close() })
+	d.t.Cleanup(func() { _ = c.Close() })
 	return newClients(c.HTTPClient(), controlclient.RTCBaseURL), c, nil
 }
 

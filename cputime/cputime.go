@@ -29,6 +29,8 @@ type Proc struct {
 	PPID int
 	// CPU is its CPU time, user and system, so far.
 	CPU time.Duration
+	// System is the share of CPU spent in the kernel on its behalf.
+	System time.Duration
 }
 
 // userHZ is the unit of /proc/PID/stat's times: USER_HZ, 100 on Linux.
@@ -57,5 +59,5 @@ func Read(pid int) (Proc, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return Proc{}, fmt.Errorf("read process %d's CPU time: bad fields in %q", pid, b)
 	}
-	return Proc{PPID: ppid, CPU: time.Duration(ut+st) * time.Second / userHZ}, nil
+	return Proc{PPID: ppid, CPU: time.Duration(ut+st) * time.Second / userHZ, System: time.Duration(st) * time.Second / userHZ}, nil
 }

@@ -2,7 +2,9 @@ package cputime
 
 import (
 	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestReadAgreesWithSelf(t *testing.T) {
@@ -24,6 +26,13 @@ func TestReadAgreesWithSelf(t *testing.T) {
 	// within a few ticks.
 	if d := self - p.CPU; d < -50e6 || d > 50e6 {
 		t.Errorf("Read says %v, Self %v", p.CPU, self)
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Duration(ru.Stime.Nano()) - p.System; p.System < 0 || p.System > p.CPU || d < -50e6 || d > 50e6 {
+		t.Errorf("Read says %v of %v in the kernel, getrusage %v", p.System, p.CPU, time.Duration(ru.Stime.Nano()))
 	}
 	if _, err := Read(-1); err == nil {
 		t.Error("Read(-1) succeeded")
