@@ -1,21 +1,23 @@
 package control
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
+	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/outpost-robotics/outpost/cputime"
+	"github.com/outpost-robotics/outpost/qemutest"
 )
 
 // partCPUsEnv, when set to a CPU list such as "0" or "0-1", makes
@@ -41,28 +43,45 @@ type partInfo struct {
 
 // TestPartProcess is the part process of startPartProcess; it is skipped
 // unless its parent started it. It serves the fixture's part, writes its
-// partInfo as a line on stdout, and serves until stdin closes.
+// partInfo as a line on stdout, and serves until SIGTERM.
 func TestPartProcess(t *testing.T) {
 	cpus := os.Getenv(partProcessEnv)
 	if cpus == "" {
 		t.Skip("the part process of BenchmarkControlRPC; run by it")
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
 	if err := pinProcess(cpus); err != nil {
 		t.Fatal(err)
 	}
+	if path := os.Getenv(partProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
 	e := newEnv(t)
 	e.srv.opts.MaxSessions = 64
-	if err := json.NewEncoder(os.Stdout).Encode(partInfo{Addr: e.addr, Fingerprint: e.fingerprint, Key: e.creds.key(opKey)}); err != nil {
+	line, err := json.Marshal(partInfo{Addr: e.addr, Fingerprint: e.fingerprint, Key: e.creds.key(opKey)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	fmt.Println(string(line))
+	<-ctx.Done()
 }
 
 // partProcess is a part served by a child process.
 type partProcess struct {
 	dialer
-	key string
-	pid int
+	key   string
+	child *qemutest.Child
 }
 
 // startPartProcess runs the fixture's part in a child process pinned to
@@ -83,37 +102,16 @@ func startPartProcess(b *testing.B, cpus string) *partProcess {
 	if len(rest) == 0 {
 		b.Fatalf("%s=%s leaves no CPU for the clients", partCPUsEnv, cpus)
 	}
-	args := []string{"-test.run", "^TestPartProcess$"}
-	if f := os.Getenv(partProfileEnv); f != "" {
-		args = append(args, "-test.cpuprofile", f)
-	}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), partProcessEnv+"="+cpus)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start the part process: %v", err)
-	}
-	b.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadBytes('\n')
-	if err != nil {
-		b.Fatalf("read the part process's address: %v", err)
+	child := qemutest.StartChild(b, "TestPartProcess", partProcessEnv+"="+cpus)
+	b.Cleanup(func() { child.Stop(b) })
+	line, ok := child.Next()
+	if !ok {
+		b.Fatal("the part process ended before it said where it serves")
 	}
 	var info partInfo
-	if err := json.Unmarshal(line, &info); err != nil {
+	if err := json.Unmarshal([]byte(line), &info); err != nil {
 		b.Fatalf("the part process said %q: %v", line, err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
 	var was unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &was); err != nil {
 		b.Fatal(err)
@@ -132,13 +130,13 @@ func startPartProcess(b *testing.B, cpus string) *partProcess {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &partProcess{dialer: d, key: info.Key, pid: cmd.Process.Pid}
+	return &partProcess{dialer: d, key: info.Key, child: child}
 }
 
 // cpu is the part process's CPU time so far.
 func (p *partProcess) cpu(b *testing.B) cputime.Proc {
 	b.Helper()
-	pr, err := cputime.Read(p.pid)
+	pr, err := cputime.Read(p.child.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,10 +8,12 @@ import (
 	"testing"
 )
 
-// Child is this test binary started again as a child process, to be killed:
-// the parent side of a crash test. The child runs the named test with its
-// environment, does the work under test and prints a line per result; the
-// parent reads them with Next while it runs and gets the rest from Kill.
+// Child is this test binary started again as a child process: the parent
+// side of a crash test, or of a benchmark that serves from a process of its
+// own. The child runs the named test with its environment, does the work
+// under test and prints a line per result; the parent reads them with Next
+// while it runs and gets the rest from Kill, or from Stop for a child that
+// serves until SIGTERM.
 type Child struct {
 	proc  *os.Process
 	wait  func() error
@@ -74,6 +76,9 @@ func StartChild(t testing.TB, test string, env ...string) *Child {
 	return c
 }
 
+// Pid is the child's process id.
+func (c *Child) Pid() int { return c.proc.Pid }
+
 // Next waits for the child's next line; false once its output ended.
 func (c *Child) Next() (string, bool) {
 	c.mu.Lock()
@@ -107,14 +112,34 @@ func (c *Child) Kill(t testing.TB) []string {
 	if err := c.proc.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill the child: %v", err)
 	}
-	<-c.done
-	_ = c.wait()
+	rest := c.finish()
 	if st, ok := c.state.Sys().(syscall.WaitStatus); !ok || !st.Signaled() {
 		t.Fatalf("the child ended on its own: %v", c.state)
 	}
+	return rest
+}
+
+// finish waits for the child and its output to end and returns the lines
+// Next had not returned.
+func (c *Child) finish() []string {
+	<-c.done
+	_ = c.wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rest := c.lines[c.next:]
 	c.next = len(c.lines)
 	return rest
+}
+
+// Stop sends SIGTERM, waits for the child and its output to end, and
+// returns the lines Next had not returned. A child that serves until it is
+// told to catches the signal and returns from its test, so the test
+// framework's own work at the end (its profiles) is done; one that does
+// not is ended by the signal.
+func (c *Child) Stop(t testing.TB) []string {
+	t.Helper()
+	if err := c.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stop the child: %v", err)
+	}
+	return c.finish()
 }

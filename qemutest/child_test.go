@@ -1,8 +1,11 @@
 package qemutest
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"testing"
 )
 
@@ -11,10 +14,16 @@ import (
 // returns none left over.
 func TestChild(t *testing.T) {
 	if os.Getenv("OUTPOST_QEMUTEST_CHILD") != "" {
+		// Waiting on a signal, not on nothing: a child whose goroutines
+		// all block forever is ended by the runtime's deadlock check,
+		// before the parent's SIGKILL when the machine is slow.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
 		fmt.Println("ready")
 		fmt.Println("one")
 		fmt.Println("two")
-		select {}
+		<-ctx.Done()
+		return
 	}
 	c := StartChild(t, "TestChild", "OUTPOST_QEMUTEST_CHILD=1")
 	if !c.Ready(t) {
@@ -30,5 +39,30 @@ func TestChild(t *testing.T) {
 	}
 	if l, ok := c.Next(); ok {
 		t.Errorf("Next after Kill = %q, want the end", l)
+	}
+}
+
+// TestChildStop starts this test as a child that serves until SIGTERM and
+// then says so: Stop ends it and returns that last line, which a child
+// killed would not have printed.
+func TestChildStop(t *testing.T) {
+	if os.Getenv("OUTPOST_QEMUTEST_STOP") != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		fmt.Println("ready")
+		<-ctx.Done()
+		fmt.Println("stopped")
+		return
+	}
+	c := StartChild(t, "TestChildStop", "OUTPOST_QEMUTEST_STOP=1")
+	if !c.Ready(t) {
+		t.Fatal("the child's output ended before it was ready")
+	}
+	if c.Pid() <= 0 || c.Pid() == os.Getpid() {
+		t.Errorf("Pid = %d", c.Pid())
+	}
+	rest := c.Stop(t)
+	if len(rest) == 0 || rest[0] != "stopped" {
+		t.Errorf("Stop returned %q, want the child's last line first", rest)
 	}
 }
