@@ -15,7 +15,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
@@ -35,6 +34,7 @@ import (
 	"github.com/outpost-robotics/outpost/cloudsync"
 	"github.com/outpost-robotics/outpost/cputime"
 	"github.com/outpost-robotics/outpost/faultproxy"
+	"github.com/outpost-robotics/outpost/qemutest"
 	"github.com/outpost-robotics/outpost/signed"
 )
 
@@ -270,10 +270,9 @@ func startProfile(b *testing.B, path string) (stop func()) {
 
 // cloudHalf is the cloud of BenchmarkBacklogDrain in its child process.
 type cloudHalf struct {
-	url  string
-	part cloudtest.Part
-	in   io.Writer
-	out  *bufio.Scanner
+	url   string
+	part  cloudtest.Part
+	child *qemutest.Child
 }
 
 // halfHello is the child's first line: where it serves and the part it
@@ -296,30 +295,12 @@ const halfPrefix = "drain-cloud: "
 // startCloudHalf runs TestDrainCloudHalf in a child process of this test
 // binary and waits for its hello; the child ends when the benchmark does.
 func startCloudHalf(b *testing.B, profileDir, kind string) *cloudHalf {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDrainCloudHalf$", "-test.bench=^$", "-test.v=false")
-	cmd.Env = append(os.Environ(), "OUTPOST_DRAIN_CLOUD=1")
+	env := []string{"OUTPOST_DRAIN_CLOUD=1"}
 	if profileDir != "" {
-		cmd.Env = append(cmd.Env, "OUTPOST_DRAIN_CLOUD_PROFILE="+filepath.Join(profileDir, "cloud-"+kind+".pprof"))
+		env = append(env, "OUTPOST_DRAIN_CLOUD_PROFILE="+filepath.Join(profileDir, "cloud-"+kind+".pprof"))
 	}
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		in.Close() // the child's cue to stop
-		if err := cmd.Wait(); err != nil {
-			b.Errorf("the cloud's process: %v", err)
-		}
-	})
-	c := &cloudHalf{in: in, out: bufio.NewScanner(out)}
+	c := &cloudHalf{child: qemutest.StartChild(b, "TestDrainCloudHalf", env...)}
+	b.Cleanup(func() { c.child.Stop(b) }) // its stdin closes: the child's cue to end
 	var hello halfHello
 	c.read(b, &hello)
 	boot := &syncv1.Bootstrap{}
@@ -338,23 +319,24 @@ func startCloudHalf(b *testing.B, profileDir, kind string) *cloudHalf {
 // read decodes the child's next line of its own into v, passing over what
 // the test framework prints.
 func (c *cloudHalf) read(b *testing.B, v any) {
-	for c.out.Scan() {
-		if line, ok := strings.CutPrefix(c.out.Text(), halfPrefix); ok {
+	for {
+		l, ok := c.child.Next()
+		if !ok {
+			b.Fatal("the cloud's process ended")
+		}
+		if line, ok := strings.CutPrefix(l, halfPrefix); ok {
 			if err := json.Unmarshal([]byte(line), v); err != nil {
 				b.Fatal(err)
 			}
 			return
 		}
 	}
-	b.Fatalf("the cloud's process ended: %v", c.out.Err())
 }
 
 // stats sends cmd ("start" begins its profile, "stop" ends it) and returns
 // the child's answer.
 func (c *cloudHalf) stats(b *testing.B, cmd string) halfStats {
-	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
-		b.Fatal(err)
-	}
+	c.child.Send(b, cmd)
 	var s halfStats
 	c.read(b, &s)
 	return s

@@ -1,16 +1,14 @@
 package control
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,14 +41,12 @@ type partInfo struct {
 
 // TestPartProcess is the part process of startPartProcess; it is skipped
 // unless its parent started it. It serves the fixture's part, writes its
-// partInfo as a line on stdout, and serves until SIGTERM.
+// partInfo as a line on stdout, and serves until its stdin closes.
 func TestPartProcess(t *testing.T) {
 	cpus := os.Getenv(partProcessEnv)
 	if cpus == "" {
 		t.Skip("the part process of BenchmarkControlRPC; run by it")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
 	if err := pinProcess(cpus); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +70,7 @@ func TestPartProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println(string(line))
-	<-ctx.Done()
+	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
 // partProcess is a part served by a child process.

@@ -2,6 +2,8 @@ package qemutest
 
 import (
 	"bufio"
+	"fmt"
+	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -12,10 +14,12 @@ import (
 // side of a crash test, or of a benchmark that serves from a process of its
 // own. The child runs the named test with its environment, does the work
 // under test and prints a line per result; the parent reads them with Next
-// while it runs and gets the rest from Kill, or from Stop for a child that
-// serves until SIGTERM.
+// while it runs and gets the rest from Kill, or, for a child that serves
+// until its stdin closes (and so never outlives its parent), from Stop.
 type Child struct {
+	test  string
 	proc  *os.Process
+	stdin io.WriteCloser
 	wait  func() error
 	state *os.ProcessState
 	done  chan struct{}
@@ -40,10 +44,14 @@ func StartChild(t testing.TB, test string, env ...string) *Child {
 	if err != nil {
 		t.Fatal(err)
 	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start the child of %s: %v", test, err)
 	}
-	c := &Child{proc: cmd.Process, done: make(chan struct{})}
+	c := &Child{test: test, proc: cmd.Process, stdin: in, done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	c.wait = func() error {
 		err := cmd.Wait()
@@ -78,6 +86,14 @@ func StartChild(t testing.TB, test string, env ...string) *Child {
 
 // Pid is the child's process id.
 func (c *Child) Pid() int { return c.proc.Pid }
+
+// Send writes line to the child's stdin.
+func (c *Child) Send(t testing.TB, line string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(c.stdin, line); err != nil {
+		t.Fatalf("write to the child of %s: %v", c.test, err)
+	}
+}
 
 // Next waits for the child's next line; false once its output ended.
 func (c *Child) Next() (string, bool) {
@@ -122,6 +138,7 @@ func (c *Child) Kill(t testing.TB) []string {
 // finish waits for the child and its output to end and returns the lines
 // Next had not returned.
 func (c *Child) finish() []string {
+	_ = c.stdin.Close()
 	<-c.done
 	_ = c.wait()
 	c.mu.Lock()
@@ -131,15 +148,14 @@ func (c *Child) finish() []string {
 	return rest
 }
 
-// Stop sends SIGTERM, waits for the child and its output to end, and
-// returns the lines Next had not returned. A child that serves until it is
-// told to catches the signal and returns from its test, so the test
-// framework's own work at the end (its profiles) is done; one that does
-// not is ended by the signal.
+// Stop closes the child's stdin, the cue for a child that serves until
+// then, waits for it and its output to end, fails t unless it ended well,
+// and returns the lines Next had not returned.
 func (c *Child) Stop(t testing.TB) []string {
 	t.Helper()
-	if err := c.proc.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("stop the child: %v", err)
+	rest := c.finish()
+	if !c.state.Success() {
+		t.Errorf("the child of %s: %v", c.test, c.state)
 	}
-	return c.finish()
+	return rest
 }

@@ -1,6 +1,7 @@
 package qemutest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -42,15 +43,16 @@ func TestChild(t *testing.T) {
 	}
 }
 
-// TestChildStop starts this test as a child that serves until SIGTERM and
-// then says so: Stop ends it and returns that last line, which a child
-// killed would not have printed.
+// TestChildStop starts this test as a child that echoes what it is sent
+// and serves until its stdin closes, then says so: Stop ends it and
+// returns that last line, which a child killed would not have printed.
 func TestChildStop(t *testing.T) {
 	if os.Getenv("OUTPOST_QEMUTEST_STOP") != "" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer stop()
 		fmt.Println("ready")
-		<-ctx.Done()
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			fmt.Println("got " + in.Text())
+		}
 		fmt.Println("stopped")
 		return
 	}
@@ -60,6 +62,10 @@ func TestChildStop(t *testing.T) {
 	}
 	if c.Pid() <= 0 || c.Pid() == os.Getpid() {
 		t.Errorf("Pid = %d", c.Pid())
+	}
+	c.Send(t, "hello")
+	if l, ok := c.Next(); !ok || l != "got hello" {
+		t.Fatalf("Next = %q, %v; want the child's answer", l, ok)
 	}
 	rest := c.Stop(t)
 	if len(rest) == 0 || rest[0] != "stopped" {
