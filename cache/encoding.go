@@ -69,6 +69,10 @@ func metaKey(st Stream) []byte { return append([]byte{nsMeta}, st...) }
 
 func prioPrefix(prio uint8) []byte { return []byte{nsPrio, prio} }
 
+// prioKeyLen is len(prioKey(...)): the namespace, the priority, the
+// sequence number and the size.
+const prioKeyLen = 1 + 1 + 8 + 4
+
 func prioKey(prio uint8, seq uint64, size uint32) []byte {
 	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(prioPrefix(prio), seq), size)
 }

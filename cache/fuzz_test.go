@@ -96,11 +96,14 @@ func TestRecordEncodingRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRecordKeyLen(t *testing.T) {
+func TestKeyLens(t *testing.T) {
 	for _, st := range append(slices.Clone(allStreams), "", Stream(strings.Repeat("s", 300))) {
 		if got, want := recordKeyLen(st), len(recordKey(st, 1<<63, 1<<31)); got != want {
 			t.Errorf("recordKeyLen(%q) = %d, want %d", st, got, want)
 		}
+	}
+	if got, want := prioKeyLen, len(prioKey(9, 1<<63, 1<<31)); got != want {
+		t.Errorf("prioKeyLen = %d, want %d", got, want)
 	}
 }
 

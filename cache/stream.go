@@ -110,7 +110,7 @@ func (r *appendReq) account(rec Record, keyLen int) {
 	r.bytes += int64(keyLen + valLen)
 	r.cost += txnCost(keyLen, valLen)
 	if r.stream == StreamCaptures {
-		r.cost += txnCost(14, 0)
+		r.cost += txnCost(prioKeyLen, 0)
 	}
 	r.maxPri = max(r.maxPri, rec.Priority)
 }
@@ -380,7 +380,7 @@ func runsOf(r *appendReq, o openRun) (txnSize, openRun) {
 			add.cost += txnCost(keyLen, valueThreshold-1)
 			add.entries++
 			if r.stream == StreamCaptures {
-				add.cost += txnCost(14, 0)
+				add.cost += txnCost(prioKeyLen, 0)
 				add.entries++
 			}
 		}
