@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,7 +192,7 @@ func drainOnce(b *testing.B, kind string, gen func(*rand.Rand, int) []byte, size
 	}
 
 	if profile != "" {
-		stop := startProfile(b, filepath.Join(profile, "part-"+kind+".pprof"))
+		stop := cputime.Profile(b, filepath.Join(profile, "part-"+kind+".pprof"))
 		defer stop()
 	}
 	before := cloud.stats(b, "start")
@@ -254,18 +253,6 @@ func settle(b *testing.B, clk clock.Clock) {
 		}
 	}
 	b.Log("the store's background work did not settle in two minutes")
-}
-
-func startProfile(b *testing.B, path string) (stop func()) {
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		b.Fatal(err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // cloudHalf is the cloud of BenchmarkBacklogDrain in its child process.
@@ -375,14 +362,7 @@ func TestDrainCloudHalf(t *testing.T) {
 		switch in.Text() {
 		case "start":
 			if path := os.Getenv("OUTPOST_DRAIN_CLOUD_PROFILE"); path != "" {
-				f, err := os.Create(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := pprof.StartCPUProfile(f); err != nil {
-					t.Fatal(err)
-				}
-				stop = func() { pprof.StopCPUProfile(); f.Close() }
+				stop = cputime.Profile(t, path)
 			}
 		case "stop":
 			if stop != nil {

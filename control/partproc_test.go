@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,17 +50,7 @@ func TestPartProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	if path := os.Getenv(partProfileEnv); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			_ = f.Close()
-		}()
+		defer cputime.Profile(t, path)()
 	}
 	e := newEnv(t)
 	e.srv.opts.MaxSessions = 64

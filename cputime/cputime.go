@@ -1,12 +1,14 @@
 // Package cputime reads the CPU time processes have used, for benchmarks
 // that report CPU per operation: this process's own, and any process's
-// on Linux from /proc. It is a test helper; no binary links it.
+// on Linux from /proc; and it writes a process's CPU profile. It is a test
+// helper; no binary links it.
 package cputime
 
 import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -60,4 +62,23 @@ func Read(pid int) (Proc, error) {
 		return Proc{}, fmt.Errorf("read process %d's CPU time: bad fields in %q", pid, b)
 	}
 	return Proc{PPID: ppid, CPU: time.Duration(ut+st) * time.Second / userHZ, System: time.Duration(st) * time.Second / userHZ}, nil
+}
+
+// Profile writes this process's CPU profile to path until stop is called:
+// for one span of a benchmark, or for a benchmark's child process, neither
+// of which the test framework's -test.cpuprofile gives.
+func Profile(tb testing.TB, path string) (stop func()) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatalf("CPU profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		tb.Fatalf("CPU profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }

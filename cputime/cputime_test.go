@@ -2,6 +2,7 @@ package cputime
 
 import (
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -36,5 +37,19 @@ func TestReadAgreesWithSelf(t *testing.T) {
 	}
 	if _, err := Read(-1); err == nil {
 		t.Error("Read(-1) succeeded")
+	}
+}
+
+func TestProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	stop := Profile(t, path)
+	x := 0
+	for i := range 10_000_000 {
+		x += i % 7
+	}
+	_ = x
+	stop()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("the profile: %v, %v", fi, err)
 	}
 }
