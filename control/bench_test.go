@@ -53,8 +53,9 @@ import (
 // machine's other CPUs, as when the clients are other machines: then
 // cpu-µs/call is the clients' alone, part-cpu-µs/call the part process's
 // CPU time per call and part-sys-µs/call the kernel's share of it (on
-// loopback a sender's share includes the receiving side's network stack); OUTPOST_CONTROL_PART_CPUPROFILE names a
-// file for the part process's CPU profile.
+// loopback a sender's share includes the receiving side's network stack);
+// OUTPOST_CONTROL_PART_CPUPROFILE names a file for the part process's CPU
+// profile.
 func BenchmarkControlRPC(b *testing.B) {
 	cmd, _ := structpb.NewStruct(map[string]any{"move": 1})
 	req := func() *connect.Request[controlv1.DoCommandRequest] {
@@ -106,13 +107,13 @@ func BenchmarkControlRPC(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var (
-				d       *dialer
-				key     string
-				partCPU func() cputime.Proc // nil when the part is in this process
+				d    *dialer
+				key  string
+				part *partProcess // nil when the part is in this process
 			)
 			if cpus := os.Getenv(partCPUsEnv); cpus != "" {
-				p := startPartProcess(b, cpus)
-				d, key, partCPU = &p.dialer, p.key, func() cputime.Proc { return p.cpu(b) }
+				part = startPartProcess(b, cpus)
+				d, key = &part.dialer, part.key
 			} else {
 				e := newEnv(b)
 				e.srv.opts.MaxSessions = 64
@@ -128,12 +129,12 @@ func BenchmarkControlRPC(b *testing.B) {
 			}
 			warm(b, tc.clients, call)
 			var cpu0 cputime.Proc
-			if partCPU != nil {
-				cpu0 = partCPU()
+			if part != nil {
+				cpu0 = part.cpu(b)
 			}
 			drive(b, load{clients: tc.clients, hz: tc.hz, inPhase: tc.inPhase}, call)
-			if partCPU != nil && b.N > 0 {
-				cpu := partCPU()
+			if part != nil && b.N > 0 {
+				cpu := part.cpu(b)
 				b.ReportMetric(float64((cpu.CPU-cpu0.CPU).Microseconds())/float64(b.N), "part-cpu-µs/call")
 				b.ReportMetric(float64((cpu.System-cpu0.System).Microseconds())/float64(b.N), "part-sys-µs/call")
 			}
