@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +47,11 @@ func TestPartProcess(t *testing.T) {
 	if cpus == "" {
 		t.Skip("the part process of BenchmarkControlRPC; run by it")
 	}
-	if err := pinProcess(cpus); err != nil {
+	set, err := parseCPUs(cpus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pinProcess(set); err != nil {
 		t.Fatal(err)
 	}
 	if path := os.Getenv(partProfileEnv); path != "" {
@@ -78,13 +83,13 @@ func startPartProcess(b *testing.B, cpus string) *partProcess {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var rest []string
+	var rest unix.CPUSet
 	for i := range runtime.NumCPU() {
 		if !part.IsSet(i) {
-			rest = append(rest, strconv.Itoa(i))
+			rest.Set(i)
 		}
 	}
-	if len(rest) == 0 {
+	if rest.Count() == 0 {
 		b.Fatalf("%s=%s leaves no CPU for the clients", partCPUsEnv, cpus)
 	}
 	child := qemutest.StartChild(b, "TestPartProcess", partProcessEnv+"="+cpus)
@@ -102,7 +107,7 @@ func startPartProcess(b *testing.B, cpus string) *partProcess {
 		b.Fatal(err)
 	}
 	procs := runtime.GOMAXPROCS(0)
-	if err := pinProcess(strings.Join(rest, ",")); err != nil {
+	if err := pinProcess(rest); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
@@ -149,13 +154,9 @@ func parseCPUs(s string) (unix.CPUSet, error) {
 	return set, nil
 }
 
-// pinProcess confines every thread of this process to cpus, and the
-// runtime to as many Ps: threads made later inherit their maker's CPUs.
-func pinProcess(cpus string) error {
-	set, err := parseCPUs(cpus)
-	if err != nil {
-		return err
-	}
+// pinProcess confines every thread of this process to set, and the runtime
+// to as many Ps: threads made later inherit their maker's CPUs.
+func pinProcess(set unix.CPUSet) error {
 	runtime.GOMAXPROCS(set.Count())
 	return pinSet(set)
 }
@@ -174,7 +175,7 @@ func pinSet(set unix.CPUSet) error {
 			if err != nil {
 				continue
 			}
-			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("pin thread %d to %d CPUs: %w", tid, set.Count(), err)
 			}
 		}
